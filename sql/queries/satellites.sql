@@ -1,0 +1,61 @@
+-- name: CreateSatellite :one
+insert into satellites (name, type, team_id, api_key_id, api_key_hash, version, registration_token_id)
+values (@name, @type, sqlc.narg(team_id), @api_key_id, @api_key_hash, @version, @registration_token_id)
+returning *;
+
+-- name: GetSatellite :one
+select * from satellites where id = @id;
+
+-- name: GetSatelliteByKeyID :one
+select * from satellites where api_key_id = @api_key_id;
+
+-- name: RecordHeartbeat :one
+-- RecordHeartbeat activates a new satellite and keeps the newest URL a satellite sent.
+update satellites
+set activated_at      = coalesce(activated_at, now()),
+    last_heartbeat_at = now(),
+    url               = case when @url::text <> '' then @url::text else url end,
+    version           = case when @version::text <> '' then @version::text else version end,
+    system_metrics    = @system_metrics,
+    process_count     = @process_count
+where id = @id and revoked_at is null
+returning *;
+
+-- name: InsertHeartbeat :exec
+insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
+values (@satellite_id, @system_metrics, @process_counts);
+
+-- name: DeleteStaleSatelliteProcesses :exec
+delete from satellite_processes
+where satellite_id = @satellite_id and not (instance_id = any(@keep_instance_ids::text[]));
+
+-- name: UpsertSatelliteProcesses :exec
+insert into satellite_processes (
+    satellite_id, instance_id, team_id, installation_id, status, health, pid, memory_bytes, uptime_seconds,
+    request_count, reported_at)
+select @satellite_id::uuid, unnest(@instance_ids::text[]), unnest(@team_ids::uuid[]), unnest(@installation_ids::uuid[]),
+       unnest(@statuses::text[]), unnest(@healths::text[]), unnest(@pids::int[]), unnest(@memory_bytes::bigint[]),
+       unnest(@uptime_seconds::float8[]), unnest(@request_counts::bigint[]), now()
+on conflict (satellite_id, instance_id) do update
+set team_id = excluded.team_id, installation_id = excluded.installation_id, status = excluded.status,
+    health = excluded.health, pid = excluded.pid, memory_bytes = excluded.memory_bytes,
+    uptime_seconds = excluded.uptime_seconds, request_count = excluded.request_count, reported_at = now();
+
+-- name: ListSatellites :many
+select * from satellites
+where sqlc.narg(after_created_at)::timestamptz is null
+   or (created_at, id) > (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid)
+order by created_at, id
+limit @max_rows;
+
+-- name: RevokeSatellite :one
+update satellites set revoked_at = coalesce(revoked_at, now())
+where id = @id
+returning *;
+
+-- name: ListSatellitesServingTeam :many
+-- ListSatellitesServingTeam lists the live satellites a team's commands fan out to: its own team satellites and
+-- every global satellite.
+select id from satellites
+where revoked_at is null and (type = 'global' or team_id = @team_id)
+order by created_at, id;
