@@ -41,9 +41,10 @@ where c.id = due.id
 returning c.*;
 
 -- name: NextCommandWakeup :one
--- NextCommandWakeup is the earliest moment one of this satellite's leased commands becomes due again.
+-- NextCommandWakeup is the earliest lapse of one of this satellite's leases: the command is then due again, or
+-- has used its last attempt and fails.
 select lease_expires_at from satellite_commands
-where satellite_id = @satellite_id and state = 'dispatched' and attempts < max_attempts
+where satellite_id = @satellite_id and state = 'dispatched'
 order by lease_expires_at
 limit 1;
 

@@ -273,12 +273,13 @@ func (q *Queries) ListCommands(ctx context.Context, arg ListCommandsParams) ([]S
 
 const nextCommandWakeup = `-- name: NextCommandWakeup :one
 select lease_expires_at from satellite_commands
-where satellite_id = $1 and state = 'dispatched' and attempts < max_attempts
+where satellite_id = $1 and state = 'dispatched'
 order by lease_expires_at
 limit 1
 `
 
-// NextCommandWakeup is the earliest moment one of this satellite's leased commands becomes due again.
+// NextCommandWakeup is the earliest lapse of one of this satellite's leases: the command is then due again, or
+// has used its last attempt and fails.
 func (q *Queries) NextCommandWakeup(ctx context.Context, satelliteID uuid.UUID) (*time.Time, error) {
 	row := q.db.QueryRow(ctx, nextCommandWakeup, satelliteID)
 	var lease_expires_at *time.Time

@@ -1,0 +1,133 @@
+package pglocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// binaries are the PostgreSQL programs pglocal runs. pg_ctl is not among them: its daemonized server would
+// outlive the Go process.
+type binaries struct {
+	initdb, postgres string
+}
+
+// notInstalled is the advice given when no binaries can be found or installed.
+const notInstalled = "PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin, " +
+	"`pg_config --bindir` or PATH: install the postgresql package (e.g. `sudo apt-get install postgresql`) " +
+	"or set ORRERY_DATABASE_URL to use an existing PostgreSQL server"
+
+// findOrInstall looks for the binaries and, when allowed and root, installs them with apt-get.
+func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binaries, error) {
+	if bin, ok := findBinaries(); ok {
+		return bin, nil
+	}
+	if !install {
+		return binaries{}, errors.New("pglocal: " + notInstalled)
+	}
+	if os.Geteuid() != 0 {
+		return binaries{}, errors.New("pglocal: " + notInstalled + " (installing them needs root)")
+	}
+	// Test processes of several packages start at once; apt and dpkg would fail on each other's locks.
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "pglocal-install.lock"))
+	if err != nil {
+		return binaries{}, fmt.Errorf("pglocal: install postgresql: %w", err)
+	}
+	defer unlock()
+	if bin, ok := findBinaries(); ok {
+		return bin, nil
+	}
+	log.InfoContext(ctx, "PostgreSQL binaries not found; installing the postgresql package with apt-get")
+	for _, args := range [][]string{{"update"}, {"install", "-y", "postgresql"}} {
+		if err := runLogged(ctx, log, "apt-get", args...); err != nil {
+			return binaries{}, fmt.Errorf("pglocal: install postgresql: %w", err)
+		}
+	}
+	bin, ok := findBinaries()
+	if !ok {
+		return binaries{}, errors.New("pglocal: apt-get installed postgresql, but " + notInstalled)
+	}
+	log.InfoContext(ctx, "installed PostgreSQL", slog.String("bin", filepath.Dir(bin.postgres)))
+	return bin, nil
+}
+
+// findBinaries prefers the Debian layout, newest major version first, because PATH often holds only the
+// client programs.
+func findBinaries() (binaries, bool) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		return -compareVersions(filepath.Base(filepath.Dir(a)), filepath.Base(filepath.Dir(b)))
+	})
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dirs = append(dirs, strings.TrimSpace(string(out)))
+	}
+	for _, dir := range dirs {
+		bin := binaries{initdb: filepath.Join(dir, "initdb"), postgres: filepath.Join(dir, "postgres")}
+		if isExecutable(bin.initdb) && isExecutable(bin.postgres) {
+			return bin, true
+		}
+	}
+	initdb, err1 := exec.LookPath("initdb")
+	postgres, err2 := exec.LookPath("postgres")
+	if err1 != nil || err2 != nil {
+		return binaries{}, false
+	}
+	return binaries{initdb: initdb, postgres: postgres}, true
+}
+
+// compareVersions orders "9.6" before "10": PostgreSQL major versions compare by number, not text.
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, errX := strconv.Atoi(as[i])
+		y, errY := strconv.Atoi(bs[i])
+		if errX != nil || errY != nil {
+			return strings.Compare(as[i], bs[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return len(as) - len(bs)
+}
+
+func isExecutable(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o111 != 0
+}
+
+// runLogged streams a command's output to log at debug level so that a slow installation can be followed.
+func runLogged(ctx context.Context, log *slog.Logger, name string, args ...string) error {
+	log.InfoContext(ctx, "running", slog.String("command", name+" "+strings.Join(args, " ")))
+	out := newLineLogger(log, name)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.tail())
+	}
+	return nil
+}
+
+// lockFile takes an exclusive lock on path, waiting for other processes that hold it.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// Closing the file releases the lock.
+	return func() { _ = f.Close() }, nil
+}

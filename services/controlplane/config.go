@@ -1,0 +1,152 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/secrets"
+)
+
+// config is the control plane's configuration, from flags and ORRERY_* environment variables.
+type config struct {
+	Listen          string
+	DatabaseURL     string
+	DataDir         string
+	Dev             bool
+	DevSatellite    string
+	AdminToken      string
+	SigningKey      string
+	SecretKeys      string
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+}
+
+func loadConfig(args []string, getenv func(string) string) (config, error) {
+	fs := flag.NewFlagSet("controlplane", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c config
+	fs.StringVar(&c.Listen, "listen", env("ORRERY_LISTEN", "127.0.0.1:8080"), "address to serve on (ORRERY_LISTEN)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("ORRERY_DATABASE_URL"),
+		"PostgreSQL URL; empty runs a private PostgreSQL under the data directory (ORRERY_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", env("ORRERY_DATA_DIR", ".orrery"),
+		"directory for the private PostgreSQL and development secrets (ORRERY_DATA_DIR)")
+	fs.BoolVar(&c.Dev, "dev", getenv("ORRERY_DEV") == "true",
+		"development mode: generate and keep the admin token and keys in the data directory (ORRERY_DEV=true)")
+	fs.StringVar(&c.DevSatellite, "dev-satellite", getenv("ORRERY_DEV_SATELLITE"),
+		"in development mode, path of a satellite binary to run and register beside the control plane")
+	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")
+	c.SigningKey = getenv("ORRERY_TOKEN_SIGNING_KEY")
+	c.SecretKeys = getenv("ORRERY_SECRET_KEYS")
+	if c.DevSatellite != "" && !c.Dev {
+		return config{}, errors.New("-dev-satellite needs -dev")
+	}
+	return c, nil
+}
+
+// devSecrets are generated once in development mode and kept in the data directory, so restarts keep
+// working with the same admin token, registration tokens and sealed secrets.
+type devSecrets struct {
+	AdminToken string `json:"admin_token"`
+	SigningKey string `json:"token_signing_key"`
+	SecretKeys string `json:"secret_keys"`
+}
+
+func loadDevSecrets(dataDir string) (devSecrets, error) {
+	path := filepath.Join(dataDir, "dev-secrets.json")
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		var s devSecrets
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return devSecrets{}, fmt.Errorf("read %s: %w", path, err)
+		}
+		return s, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return devSecrets{}, err
+	}
+	s := devSecrets{AdminToken: "orrery_admin_" + randomString(32), SigningKey: randomString(32)}
+	if s.SecretKeys, err = secrets.NewKeySpec("dev1"); err != nil {
+		return devSecrets{}, err
+	}
+	raw, _ = json.MarshalIndent(s, "", "  ")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return devSecrets{}, err
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return devSecrets{}, fmt.Errorf("write %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// credentials turns the configured secrets into their runtime forms. Outside development mode every one
+// must be configured: there is no built-in fallback key.
+func (c *config) credentials() (*regtoken.Signer, *secrets.Keyring, error) {
+	if c.Dev {
+		dev, err := loadDevSecrets(c.DataDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("development secrets: %w", err)
+		}
+		c.AdminToken = firstNonEmpty(c.AdminToken, dev.AdminToken)
+		c.SigningKey = firstNonEmpty(c.SigningKey, dev.SigningKey)
+		c.SecretKeys = firstNonEmpty(c.SecretKeys, dev.SecretKeys)
+	}
+	var missing []string
+	for name, v := range map[string]string{
+		"ORRERY_ADMIN_TOKEN": c.AdminToken, "ORRERY_TOKEN_SIGNING_KEY": c.SigningKey, "ORRERY_SECRET_KEYS": c.SecretKeys,
+	} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	slices.Sort(missing)
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("set %v (or run with -dev to generate development values); "+
+			"ORRERY_SECRET_KEYS is id:base64-of-32-random-bytes, e.g. k1:$(head -c32 /dev/urandom | base64)", missing)
+	}
+	if len(c.AdminToken) < 16 {
+		return nil, nil, errors.New("ORRERY_ADMIN_TOKEN must be at least 16 characters")
+	}
+	signer, err := regtoken.NewSigner([]byte(c.SigningKey))
+	if err != nil {
+		return nil, nil, fmt.Errorf("ORRERY_TOKEN_SIGNING_KEY: %w", err)
+	}
+	keyring, err := secrets.ParseKeyring(c.SecretKeys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ORRERY_SECRET_KEYS: %w", err)
+	}
+	return signer, keyring, nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,302 @@
+// Package adminapi serves orrery.admin.v1.AdminService: registration tokens, satellites and their commands.
+// Until accounts exist it is guarded by one admin token from configuration.
+package adminapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
+	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// Command lifetimes when the request sets none.
+const (
+	defaultTokenTTL       = 24 * time.Hour
+	defaultCommandTTL     = 5 * time.Minute
+	deletionCommandTTL    = 10 * time.Minute
+	updateCommandTTL      = 30 * time.Minute
+	deletionEvent         = "mcp_installation_deleted"
+	registrationTokenName = "registration token"
+)
+
+// Handler implements adminv1connect.AdminServiceHandler.
+type Handler struct {
+	logger       *slog.Logger
+	store        *store.Store
+	signer       *regtoken.Signer
+	adminToken   string
+	offlineAfter time.Duration
+	now          func() time.Time
+}
+
+// New returns a Handler. adminToken authenticates callers; offlineAfter is how long a silent satellite
+// still counts as active.
+func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, adminToken string, offlineAfter time.Duration) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{logger: logger, store: st, signer: signer, adminToken: adminToken, offlineAfter: offlineAfter, now: time.Now}
+}
+
+// Interceptor refuses callers without the admin token.
+func (h *Handler) Interceptor() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			token, _ := strings.CutPrefix(req.Header().Get("Authorization"), "Bearer ")
+			if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.adminToken)) != 1 {
+				h.logger.WarnContext(ctx, "admin authentication refused", "security_event", "admin_auth_refused",
+					"procedure", req.Spec().Procedure, "peer", req.Peer().Addr)
+				return nil, connect.NewError(connect.CodeUnauthenticated,
+					errors.New(`send the control plane's admin token as "Authorization: Bearer <token>"`))
+			}
+			return next(ctx, req)
+		}
+	})
+}
+
+// CreateRegistrationToken creates a single-use registration token.
+func (h *Handler) CreateRegistrationToken(ctx context.Context, req *connect.Request[adminv1.CreateRegistrationTokenRequest]) (*connect.Response[adminv1.CreateRegistrationTokenResponse], error) {
+	ttl := defaultTokenTTL
+	if req.Msg.Ttl != nil {
+		ttl = req.Msg.Ttl.AsDuration()
+	}
+	rec := store.RegistrationToken{
+		ID: uuid.New(), Name: req.Msg.Name, Scope: store.ScopeGlobal,
+		ExpiresAt: h.now().Add(ttl).Truncate(time.Microsecond),
+	}
+	if req.Msg.Scope == adminv1.TokenScope_TOKEN_SCOPE_TEAM {
+		teamID := uuid.MustParse(req.Msg.TeamId) // protovalidate checked it
+		rec.Scope, rec.TeamID = store.ScopeTeam, &teamID
+	}
+	rec, err := h.store.CreateRegistrationToken(ctx, rec)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("team_id: no such team"))
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "create registration token", err)
+	}
+	claims := regtoken.Claims{ID: rec.ID, Scope: regtoken.Scope(rec.Scope), TeamID: rec.TeamID, ExpiresAt: rec.ExpiresAt}
+	token, err := h.signer.Sign(claims)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "create registration token", err)
+	}
+	h.logger.InfoContext(ctx, "registration token created", "token_id", rec.ID, "scope", rec.Scope, "team_id", rec.TeamID,
+		"expires_at", rec.ExpiresAt)
+	return connect.NewResponse(&adminv1.CreateRegistrationTokenResponse{Token: token, RegistrationToken: tokenToProto(rec)}), nil
+}
+
+// ListRegistrationTokens lists tokens, newest first.
+func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Request[adminv1.ListRegistrationTokensRequest]) (*connect.Response[adminv1.ListRegistrationTokensResponse], error) {
+	cursor, err := decodePageToken(req.Msg.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	size := pageSize(req.Msg.PageSize)
+	toks, err := h.store.ListRegistrationTokens(ctx, cursor, size)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list registration tokens", err)
+	}
+	resp := &adminv1.ListRegistrationTokensResponse{
+		NextPageToken: nextPageToken(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
+	}
+	for _, t := range toks {
+		resp.RegistrationTokens = append(resp.RegistrationTokens, tokenToProto(t))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// RevokeRegistrationToken makes a token unusable.
+func (h *Handler) RevokeRegistrationToken(ctx context.Context, req *connect.Request[adminv1.RevokeRegistrationTokenRequest]) (*connect.Response[adminv1.RevokeRegistrationTokenResponse], error) {
+	tok, err := h.store.RevokeRegistrationToken(ctx, uuid.MustParse(req.Msg.Id))
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, registrationTokenName+" "+req.Msg.Id, err)
+	}
+	h.logger.InfoContext(ctx, "registration token revoked", "token_id", tok.ID)
+	return connect.NewResponse(&adminv1.RevokeRegistrationTokenResponse{RegistrationToken: tokenToProto(tok)}), nil
+}
+
+// ListSatellites lists satellites, oldest first.
+func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[adminv1.ListSatellitesRequest]) (*connect.Response[adminv1.ListSatellitesResponse], error) {
+	cursor, err := decodePageToken(req.Msg.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	size := pageSize(req.Msg.PageSize)
+	sats, err := h.store.ListSatellites(ctx, cursor, size)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list satellites", err)
+	}
+	resp := &adminv1.ListSatellitesResponse{
+		NextPageToken: nextPageToken(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
+	}
+	for _, s := range sats {
+		resp.Satellites = append(resp.Satellites, h.satelliteToProto(s))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// RevokeSatellite revokes a satellite's API key.
+func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[adminv1.RevokeSatelliteRequest]) (*connect.Response[adminv1.RevokeSatelliteResponse], error) {
+	sat, err := h.store.RevokeSatellite(ctx, uuid.MustParse(req.Msg.Id))
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "satellite "+req.Msg.Id, err)
+	}
+	h.logger.InfoContext(ctx, "satellite revoked", "satellite_id", sat.ID, "satellite_name", sat.Name)
+	return connect.NewResponse(&adminv1.RevokeSatelliteResponse{Satellite: h.satelliteToProto(sat)}), nil
+}
+
+// EnqueueCommand queues a command for one satellite or for every satellite serving a team.
+func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[adminv1.EnqueueCommandRequest]) (*connect.Response[adminv1.EnqueueCommandResponse], error) {
+	nc := store.NewCommand{
+		Type:     satelliteapi.CommandTypeName(req.Msg.Type),
+		Priority: int16(req.Msg.Priority),
+		Payload:  satelliteapi.JSONFromMessage(req.Msg.Payload),
+		TTL:      commandTTL(req.Msg),
+	}
+	var cmds []store.Command
+	switch target := req.Msg.Target.(type) {
+	case *adminv1.EnqueueCommandRequest_SatelliteId:
+		sat, err := h.store.Satellite(ctx, uuid.MustParse(target.SatelliteId))
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "satellite "+target.SatelliteId, err)
+		}
+		if sat.RevokedAt != nil {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("satellite "+target.SatelliteId+" was revoked"))
+		}
+		nc.TeamID = sat.TeamID
+		cmd, err := h.store.EnqueueCommand(ctx, sat.ID, nc)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "enqueue command", err)
+		}
+		cmds = append(cmds, cmd)
+	case *adminv1.EnqueueCommandRequest_TeamId:
+		teamID := uuid.MustParse(target.TeamId)
+		nc.TeamID = &teamID
+		var err error
+		if cmds, err = h.store.EnqueueTeamCommand(ctx, teamID, nc); err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "enqueue command", err)
+		}
+	}
+	resp := &adminv1.EnqueueCommandResponse{}
+	for _, c := range cmds {
+		resp.Commands = append(resp.Commands, commandToProto(c))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// commandTTL is the request's TTL, or the default for the command's kind.
+func commandTTL(req *adminv1.EnqueueCommandRequest) time.Duration {
+	switch {
+	case req.Ttl != nil:
+		return req.Ttl.AsDuration()
+	case req.Type == satellitev1.CommandType_COMMAND_TYPE_UPDATE:
+		return updateCommandTTL
+	case req.Type == satellitev1.CommandType_COMMAND_TYPE_KILL,
+		req.Payload.GetFields()["event"].GetStringValue() == deletionEvent:
+		return deletionCommandTTL
+	default:
+		return defaultCommandTTL
+	}
+}
+
+// ListCommands lists commands, newest first.
+func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1.ListCommandsRequest]) (*connect.Response[adminv1.ListCommandsResponse], error) {
+	cursor, err := decodePageToken(req.Msg.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	var f store.CommandFilter
+	if req.Msg.SatelliteId != "" {
+		id := uuid.MustParse(req.Msg.SatelliteId)
+		f.SatelliteID = &id
+	}
+	if req.Msg.State != satellitev1.CommandState_COMMAND_STATE_UNSPECIFIED {
+		state := satelliteapi.CommandStateName(req.Msg.State)
+		f.State = &state
+	}
+	size := pageSize(req.Msg.PageSize)
+	cmds, err := h.store.ListCommands(ctx, f, cursor, size)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list commands", err)
+	}
+	resp := &adminv1.ListCommandsResponse{
+		NextPageToken: nextPageToken(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
+	}
+	for _, c := range cmds {
+		resp.Commands = append(resp.Commands, commandToProto(c))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func tokenToProto(t store.RegistrationToken) *adminv1.RegistrationToken {
+	pt := &adminv1.RegistrationToken{
+		Id: t.ID.String(), Name: t.Name, Scope: adminv1.TokenScope_TOKEN_SCOPE_GLOBAL,
+		CreatedAt: timestamppb.New(t.CreatedAt), ExpiresAt: timestamppb.New(t.ExpiresAt),
+		ConsumedAt: optionalTime(t.ConsumedAt), RevokedAt: optionalTime(t.RevokedAt),
+	}
+	if t.Scope == store.ScopeTeam {
+		pt.Scope = adminv1.TokenScope_TOKEN_SCOPE_TEAM
+	}
+	if t.TeamID != nil {
+		pt.TeamId = t.TeamID.String()
+	}
+	if t.SatelliteID != nil {
+		pt.SatelliteId = t.SatelliteID.String()
+	}
+	return pt
+}
+
+func (h *Handler) satelliteToProto(s store.Satellite) *adminv1.Satellite {
+	ps := &adminv1.Satellite{
+		Id: s.ID.String(), Name: s.Name, Status: satelliteapi.StatusToProto(s.Status(h.now(), h.offlineAfter)),
+		Type: satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, Url: s.URL, Version: s.Version,
+		CreatedAt: timestamppb.New(s.CreatedAt), LastHeartbeatAt: optionalTime(s.LastHeartbeatAt),
+		ProcessCount: uint32(s.ProcessCount),
+	}
+	if s.Type == store.ScopeTeam {
+		ps.Type = satellitev1.SatelliteType_SATELLITE_TYPE_TEAM
+	}
+	if s.TeamID != nil {
+		ps.TeamId = s.TeamID.String()
+	}
+	if len(s.SystemMetrics) > 2 { // "{}" until the first heartbeat
+		ps.System = &satellitev1.SystemMetrics{}
+		if err := protojson.Unmarshal(s.SystemMetrics, ps.System); err != nil {
+			ps.System = nil
+		}
+	}
+	return ps
+}
+
+func commandToProto(c store.Command) *adminv1.AdminCommand {
+	return &adminv1.AdminCommand{
+		Command:     satelliteapi.CommandToProto(c),
+		SatelliteId: c.SatelliteID.String(),
+		State:       satelliteapi.CommandStateFromName(c.State),
+		Attempts:    c.Attempts,
+		Output:      satelliteapi.StructFromJSON(c.Output),
+		Error:       c.Error,
+		CompletedAt: optionalTime(c.CompletedAt),
+	}
+}
+
+func optionalTime(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
+}

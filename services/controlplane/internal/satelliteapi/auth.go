@@ -1,0 +1,75 @@
+package satelliteapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/services/controlplane/internal/apikey"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+type satelliteKey struct{}
+
+// refusal is an authentication failure whose text tells the satellite's operator what to do.
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
+
+// authenticate resolves the request's API key to a live satellite. It reads the satellite's row on every
+// request, so a revocation holds at once on every replica; the key cache only spares the Argon2 work.
+func (h *Handler) authenticate(ctx context.Context, header string) (store.Satellite, error) {
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok {
+		return store.Satellite{}, refusal(`missing "Authorization: Bearer <api key>" header`)
+	}
+	key, err := apikey.Parse(token)
+	if err != nil {
+		return store.Satellite{}, refusal(err.Error())
+	}
+	sat, err := h.store.SatelliteByKeyID(ctx, key.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Satellite{}, refusal("unknown API key: register the satellite again with a new registration token")
+	}
+	if err != nil {
+		return store.Satellite{}, err
+	}
+	if !h.keys.Verify(key, sat.APIKeyHash) {
+		return store.Satellite{}, refusal("API key does not match")
+	}
+	if sat.RevokedAt != nil {
+		return store.Satellite{}, refusal("this satellite was revoked: register it again with a new registration token")
+	}
+	return sat, nil
+}
+
+// authInterceptor authenticates every RPC but Register, which carries its own registration token.
+func (h *Handler) authInterceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if req.Spec().Procedure == satellitev1connect.SatelliteServiceRegisterProcedure {
+				return next(ctx, req)
+			}
+			sat, err := h.authenticate(ctx, req.Header().Get("Authorization"))
+			var r refusal
+			if errors.As(err, &r) {
+				h.logger.WarnContext(ctx, "satellite authentication refused", "security_event", "satellite_auth_refused",
+					"procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "reason", string(r))
+				return nil, connect.NewError(connect.CodeUnauthenticated, r)
+			}
+			if err != nil {
+				return nil, rpcerr.From(ctx, h.logger, "authenticate satellite", err)
+			}
+			return next(context.WithValue(ctx, satelliteKey{}, sat), req)
+		}
+	}
+}
+
+func satelliteFrom(ctx context.Context) store.Satellite {
+	sat, _ := ctx.Value(satelliteKey{}).(store.Satellite)
+	return sat
+}

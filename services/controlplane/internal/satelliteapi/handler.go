@@ -1,0 +1,327 @@
+// Package satelliteapi serves orrery.satellite.v1.SatelliteService: registration, heartbeats, command
+// long-polling and results, configuration and events.
+package satelliteapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/apikey"
+	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// Config configures a Handler. Zero durations take the defaults named on each field.
+type Config struct {
+	// HeartbeatInterval is how often satellites send heartbeats; three missed intervals make a satellite
+	// offline. Default 30 s.
+	HeartbeatInterval time.Duration
+	// MaxPollWait caps how long PollCommands holds a call open. Default 25 s, below common proxy timeouts.
+	MaxPollWait time.Duration
+	// CommandLease is how long a delivered command waits for its result before it is delivered again.
+	// Default 60 s.
+	CommandLease time.Duration
+	// KeyCacheTTL is how long a verified API key skips Argon2. Default 5 min.
+	KeyCacheTTL time.Duration
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.MaxPollWait == 0 {
+		c.MaxPollWait = 25 * time.Second
+	}
+	if c.CommandLease == 0 {
+		c.CommandLease = 60 * time.Second
+	}
+	if c.KeyCacheTTL == 0 {
+		c.KeyCacheTTL = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Handler implements satellitev1connect.SatelliteServiceHandler.
+type Handler struct {
+	logger *slog.Logger
+	store  *store.Store
+	signer *regtoken.Signer
+	hub    *notify.Hub
+	keys   *apikey.Cache
+	cfg    Config
+
+	drainOnce sync.Once
+	draining  chan struct{}
+}
+
+// New returns a Handler. hub wakes long polls when commands are created on any replica.
+func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, hub *notify.Hub, cfg Config) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.WithDefaults()
+	return &Handler{
+		logger: logger, store: st, signer: signer, hub: hub, cfg: cfg,
+		keys:     apikey.NewCache(100_000, cfg.KeyCacheTTL),
+		draining: make(chan struct{}),
+	}
+}
+
+// Interceptor authenticates satellites; install it on the service's handler.
+func (h *Handler) Interceptor() connect.Interceptor { return h.authInterceptor() }
+
+// Drain makes open and future long polls answer at once, so a shutting-down replica finishes its in-flight
+// polls promptly and satellites re-poll elsewhere.
+func (h *Handler) Drain() { h.drainOnce.Do(func() { close(h.draining) }) }
+
+// Register exchanges a registration token for a satellite identity.
+func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1.RegisterRequest]) (*connect.Response[satellitev1.RegisterResponse], error) {
+	refuse := func(code connect.Code, reason string, tokenID uuid.UUID) error {
+		h.logger.WarnContext(ctx, "satellite registration refused", "security_event", "registration_refused",
+			"reason", reason, "token_id", tokenID, "satellite_name", req.Msg.Name, "peer", req.Peer().Addr)
+		return connect.NewError(code, errors.New(reason))
+	}
+	claims, err := h.signer.Verify(req.Msg.RegistrationToken, h.cfg.Now())
+	switch {
+	case errors.Is(err, regtoken.ErrExpired):
+		return nil, refuse(connect.CodePermissionDenied,
+			"registration token has expired: ask an administrator for a new one", claims.ID)
+	case err != nil:
+		return nil, refuse(connect.CodeUnauthenticated,
+			"registration token is not valid: copy it again exactly, or ask an administrator for a new one", uuid.Nil)
+	}
+	key, err := apikey.New()
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
+	}
+	hash, err := apikey.Hash(key)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
+	}
+	sat, err := h.store.RegisterSatellite(ctx, claims.ID, store.NewSatellite{
+		Name: req.Msg.Name, Version: req.Msg.Version, APIKeyID: key.ID, APIKeyHash: hash,
+	})
+	switch {
+	case errors.Is(err, store.ErrTokenConsumed):
+		return nil, refuse(connect.CodePermissionDenied,
+			"registration token was already used: each token registers one satellite, ask an administrator for a new one", claims.ID)
+	case errors.Is(err, store.ErrTokenRevoked):
+		return nil, refuse(connect.CodePermissionDenied,
+			"registration token was revoked: ask an administrator for a new one", claims.ID)
+	case errors.Is(err, store.ErrTokenExpired):
+		return nil, refuse(connect.CodePermissionDenied,
+			"registration token has expired: ask an administrator for a new one", claims.ID)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, refuse(connect.CodeUnauthenticated,
+			"registration token is unknown to this control plane: ask an administrator for a new one", claims.ID)
+	case errors.Is(err, store.ErrAlreadyExists):
+		return nil, connect.NewError(connect.CodeAlreadyExists,
+			errors.New("a satellite named "+req.Msg.Name+" is already registered: choose another name"))
+	case err != nil:
+		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
+	}
+	h.logger.InfoContext(ctx, "satellite registered", "satellite_id", sat.ID, "satellite_name", sat.Name,
+		"type", sat.Type, "team_id", sat.TeamID)
+	resp := &satellitev1.RegisterResponse{
+		SatelliteId: sat.ID.String(), ApiKey: key.String(), Type: scopeToProto(sat.Type),
+	}
+	if sat.TeamID != nil {
+		resp.TeamId = sat.TeamID.String()
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func scopeToProto(s store.Scope) satellitev1.SatelliteType {
+	if s == store.ScopeTeam {
+		return satellitev1.SatelliteType_SATELLITE_TYPE_TEAM
+	}
+	return satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL
+}
+
+// StatusToProto converts a satellite status.
+func StatusToProto(s store.SatelliteStatus) satellitev1.SatelliteStatus {
+	return satellitev1.SatelliteStatus(satellitev1.SatelliteStatus_value["SATELLITE_STATUS_"+strings.ToUpper(string(s))])
+}
+
+// OfflineAfter is how long a satellite may stay silent before it shows offline: three heartbeat intervals.
+func (h *Handler) OfflineAfter() time.Duration { return 3 * h.cfg.HeartbeatInterval }
+
+// Heartbeat records a satellite's health and activates a new satellite.
+func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
+	sat := satelliteFrom(ctx)
+	hb, foreign := heartbeatFromProto(req.Msg, sat)
+	if foreign > 0 {
+		h.logger.WarnContext(ctx, "heartbeat reported processes of teams this satellite does not serve",
+			"security_event", "foreign_processes", "satellite_id", sat.ID, "count", foreign)
+	}
+	updated, err := h.store.RecordHeartbeat(ctx, sat.ID, hb)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "record heartbeat", err)
+	}
+	if sat.ActivatedAt == nil {
+		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
+	}
+	return connect.NewResponse(&satellitev1.HeartbeatResponse{
+		Status:        StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
+		NextHeartbeat: durationpb.New(h.cfg.HeartbeatInterval),
+	}), nil
+}
+
+// Poll delays for satellites that cannot hold a call open, by the most urgent command just delivered.
+const (
+	pollDelayImmediate = 2 * time.Second
+	pollDelayHigh      = 10 * time.Second
+	pollDelayNormal    = 30 * time.Second
+	defaultMaxCommands = 100
+)
+
+// PollCommands delivers due commands, holding the call open until one arrives or the wait ends.
+func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satellitev1.PollCommandsRequest]) (*connect.Response[satellitev1.PollCommandsResponse], error) {
+	sat := satelliteFrom(ctx)
+	resp := &satellitev1.PollCommandsResponse{NextPoll: durationpb.New(pollDelayNormal)}
+	if sat.ActivatedAt == nil {
+		return connect.NewResponse(resp), nil
+	}
+	limit := int(req.Msg.MaxCommands)
+	if limit == 0 {
+		limit = defaultMaxCommands
+	}
+	wait := min(req.Msg.Wait.AsDuration(), h.cfg.MaxPollWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	// Subscribe before the first read, so a command created between the read and the wait still wakes us.
+	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
+	defer unsubscribe()
+	for {
+		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, limit, h.cfg.CommandLease)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "claim commands", err)
+		}
+		if len(cmds) > 0 {
+			for _, c := range cmds {
+				resp.Commands = append(resp.Commands, CommandToProto(c))
+			}
+			resp.NextPoll = durationpb.New(nextPollDelay(cmds))
+			return connect.NewResponse(resp), nil
+		}
+		var leaseLapse <-chan time.Time
+		if wakeup != nil {
+			t := time.NewTimer(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
+			defer t.Stop()
+			leaseLapse = t.C
+		}
+		select {
+		case <-wake:
+		case <-leaseLapse:
+		case <-deadline.C:
+			return connect.NewResponse(resp), nil
+		case <-h.draining:
+			return connect.NewResponse(resp), nil
+		case <-ctx.Done():
+			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		}
+	}
+}
+
+func nextPollDelay(cmds []store.Command) time.Duration {
+	switch satellitev1.CommandPriority(cmds[0].Priority) { // cmds are ordered most urgent first
+	case satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE:
+		return pollDelayImmediate
+	case satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH:
+		return pollDelayHigh
+	default:
+		return pollDelayNormal
+	}
+}
+
+// ReportCommandResult records a command's outcome.
+func (h *Handler) ReportCommandResult(ctx context.Context, req *connect.Request[satellitev1.ReportCommandResultRequest]) (*connect.Response[satellitev1.ReportCommandResultResponse], error) {
+	sat := satelliteFrom(ctx)
+	id, _ := uuid.Parse(req.Msg.CommandId)
+	state := store.CommandCompleted
+	if req.Msg.Result == satellitev1.CommandResult_COMMAND_RESULT_FAILED {
+		state = store.CommandFailed
+	}
+	cmd, err := h.store.FinishCommand(ctx, sat.ID, id, state, JSONFromMessage(req.Msg.Output), req.Msg.Error)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "command "+req.Msg.CommandId+" of this satellite", err)
+	}
+	return connect.NewResponse(&satellitev1.ReportCommandResultResponse{State: CommandStateFromName(cmd.State)}), nil
+}
+
+// GetConfiguration returns the instances this satellite must run. Team satellites see only their team.
+func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[satellitev1.GetConfigurationRequest]) (*connect.Response[satellitev1.GetConfigurationResponse], error) {
+	sat := satelliteFrom(ctx)
+	var team *uuid.UUID
+	if sat.Type == store.ScopeTeam {
+		team = sat.TeamID
+	}
+	desired, err := h.store.DesiredInstances(ctx, team)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+	}
+	resp := &satellitev1.GetConfigurationResponse{}
+	etag := sha256.New()
+	for _, d := range desired {
+		inst := instanceToProto(d)
+		if inst.ContentHash, err = contentHash(inst); err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		etag.Write([]byte(inst.Id + "\x00" + inst.ContentHash + "\x00"))
+		resp.Instances = append(resp.Instances, inst)
+	}
+	resp.Etag = hex.EncodeToString(etag.Sum(nil))[:32]
+	if req.Msg.IfNoneMatch == resp.Etag {
+		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: resp.Etag, NotModified: true}), nil
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// contentHash hashes an instance's deterministic encoding, so it changes exactly when the instance does.
+func contentHash(inst *satellitev1.Instance) (string, error) {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(inst)
+	if err != nil {
+		return "", fmt.Errorf("encode instance %s: %w", inst.Id, err)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// EmitEvents stores a batch of events, skipping ones stored before.
+func (h *Handler) EmitEvents(ctx context.Context, req *connect.Request[satellitev1.EmitEventsRequest]) (*connect.Response[satellitev1.EmitEventsResponse], error) {
+	sat := satelliteFrom(ctx)
+	events := make([]store.Event, len(req.Msg.Events))
+	for i, e := range req.Msg.Events {
+		events[i] = eventFromProto(e)
+	}
+	stored, dups, err := h.store.RecordEvents(ctx, sat, events)
+	if errors.Is(err, store.ErrForeignInstance) {
+		h.logger.WarnContext(ctx, "events refused", "security_event", "foreign_events", "satellite_id", sat.ID,
+			"error", err)
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "emit events", err)
+	}
+	return connect.NewResponse(&satellitev1.EmitEventsResponse{Stored: uint32(stored), Duplicates: uint32(dups)}), nil
+}

@@ -1,0 +1,387 @@
+package server_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+const (
+	configure = satellitev1.CommandType_COMMAND_TYPE_CONFIGURE
+	immediate = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
+	high      = satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH
+	normal    = satellitev1.CommandPriority_COMMAND_PRIORITY_NORMAL
+	low       = satellitev1.CommandPriority_COMMAND_PRIORITY_LOW
+)
+
+func TestRegistrationTokenIsSingleUse(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	token := b.createToken(t, "")
+	if _, err := b.register(t, 0, token, "first"); err != nil {
+		t.Fatalf("first registration: %v", err)
+	}
+	_, err := b.register(t, 0, token, "second")
+	if connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("replayed token: got %v, want PermissionDenied", err)
+	}
+}
+
+func TestRegistrationRaceRegistersOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	token := b.createToken(t, "")
+	const racers = 8
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	for i := range racers {
+		wg.Go(func() { _, errs[i] = b.register(t, i%2, token, fmt.Sprintf("racer-%d", i)) })
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case connect.CodeOf(err) != connect.CodePermissionDenied:
+			t.Errorf("losing registration: got %v, want PermissionDenied", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d registrations succeeded with one token, want exactly 1", wins)
+	}
+}
+
+func TestRegistrationRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	revoked := b.createToken(t, "")
+	list, err := b.admin(0).ListRegistrationTokens(t.Context(), connect.NewRequest(&adminv1.ListRegistrationTokensRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.admin(0).RevokeRegistrationToken(t.Context(), connect.NewRequest(&adminv1.RevokeRegistrationTokenRequest{
+		Id: list.Msg.RegistrationTokens[0].Id,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := regtokenFromOtherControlPlane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		code  connect.Code
+	}{
+		{"revoked", revoked, connect.CodePermissionDenied},
+		{"forged", otherKey, connect.CodeUnauthenticated},
+		{"garbage", "orreg_not-a-token-at-all", connect.CodeUnauthenticated},
+	} {
+		_, err := b.register(t, 0, tc.token, "sat-"+tc.name)
+		if connect.CodeOf(err) != tc.code {
+			t.Errorf("%s token: got %v, want %v", tc.name, err, tc.code)
+		}
+	}
+}
+
+func TestHeartbeatActivatesAndStoresURL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat, err := b.register(t, 0, b.createToken(t, ""), "activating")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sats := listSatellites(t, b)
+	if got := sats[0].Status; got != satellitev1.SatelliteStatus_SATELLITE_STATUS_INACTIVE {
+		t.Fatalf("before heartbeat: status %v, want inactive", got)
+	}
+	if cmds := sat.poll(t, 0); len(cmds) != 0 {
+		t.Fatalf("inactive satellite got %d commands", len(cmds))
+	}
+	resp := sat.heartbeat(t, "https://sat.example.test")
+	if resp.Status != satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE {
+		t.Fatalf("heartbeat answered status %v, want active", resp.Status)
+	}
+	sat.heartbeat(t, "") // later heartbeats carry no URL and must not erase it
+	got := listSatellites(t, b)[0]
+	if got.Status != satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE || got.Url != "https://sat.example.test" ||
+		got.LastHeartbeatAt == nil || got.System.GetCpuPercent() != 12.5 {
+		t.Fatalf("after heartbeats: %v", got)
+	}
+}
+
+func TestSatelliteStatusGoesOfflineAfterThreeIntervals(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	beat := now.Add(-91 * time.Second)
+	sat := store.Satellite{ActivatedAt: &beat, LastHeartbeatAt: &beat}
+	if got := sat.Status(now, 90*time.Second); got != store.SatelliteOffline {
+		t.Fatalf("silent for 91 s: %v, want offline", got)
+	}
+	recent := now.Add(-89 * time.Second)
+	sat.LastHeartbeatAt = &recent
+	if got := sat.Status(now, 90*time.Second); got != store.SatelliteActive {
+		t.Fatalf("silent for 89 s: %v, want active", got)
+	}
+}
+
+func TestRevokedSatelliteIsRefusedOnEveryReplica(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	sat := b.activeSatellite(t, "")
+	other := b.connect(1, sat.id, sat.apiKey)
+	other.heartbeat(t, "") // warms replica 1's key cache
+	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id})); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []*satellite{sat, other} {
+		_, err := s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{}}))
+		if connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("replica %d after revocation: got %v, want Unauthenticated", i, err)
+		}
+	}
+}
+
+func TestWrongAPIKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	forged := sat.apiKey[:len(sat.apiKey)-4] + "AAAA"
+	for _, key := range []string{forged, "not-a-key", ""} {
+		_, err := b.connect(0, sat.id, key).client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{}))
+		if connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("key %q: got %v, want Unauthenticated", key, err)
+		}
+	}
+}
+
+func TestCommandReachesSatellitePollingAnotherReplica(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	registered := b.activeSatellite(t, "")
+	sat := b.connect(1, registered.id, registered.apiKey)
+
+	got := make(chan []*satellitev1.Command, 1)
+	started := time.Now()
+	go func() {
+		resp, err := sat.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{
+			Wait: durationpb.New(20 * time.Second),
+		}))
+		if err != nil {
+			t.Error(err)
+			got <- nil
+			return
+		}
+		got <- resp.Msg.Commands
+	}()
+	time.Sleep(200 * time.Millisecond) // let the poll reach its wait
+	enqueuedAt := time.Now()
+	cmd := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	cmds := <-got
+	latency := time.Since(enqueuedAt)
+	if len(cmds) != 1 || cmds[0].Id != cmd.Command.Id {
+		t.Fatalf("poll returned %v, want command %s", cmds, cmd.Command.Id)
+	}
+	if latency > time.Second {
+		t.Fatalf("command took %v to reach the satellite through the other replica, want under 1 s", latency)
+	}
+	t.Logf("delivered across replicas %v after enqueue (poll open %v)", latency, time.Since(started))
+}
+
+func TestCommandsArriveByPriorityThenAge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	var want []string
+	low1 := b.enqueue(t, 0, sat.id, configure, low, 0)
+	norm1 := b.enqueue(t, 0, sat.id, configure, normal, 0)
+	imm1 := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	high1 := b.enqueue(t, 0, sat.id, configure, high, 0)
+	imm2 := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	for _, c := range []*adminv1.AdminCommand{imm1, imm2, high1, norm1, low1} {
+		want = append(want, c.Command.Id)
+	}
+	cmds := sat.poll(t, 0)
+	var got []string
+	for _, c := range cmds {
+		got = append(got, c.Id)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivery order %v, want %v", got, want)
+	}
+}
+
+func TestExpiredCommandIsNeverDelivered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	expiring := b.enqueue(t, 0, sat.id, configure, immediate, time.Second)
+	time.Sleep(1100 * time.Millisecond)
+	if cmds := sat.poll(t, 0); len(cmds) != 0 {
+		t.Fatalf("got %d commands after expiry, want none", len(cmds))
+	}
+	if state := commandState(t, b, expiring.Command.Id); state != satellitev1.CommandState_COMMAND_STATE_EXPIRED {
+		t.Fatalf("expired command state %v", state)
+	}
+}
+
+func TestLapsedLeaseRedeliversThenFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{satellite: satelliteapi.Config{CommandLease: 300 * time.Millisecond}})
+	sat := b.activeSatellite(t, "")
+	cmd := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	for attempt := int32(1); attempt <= 3; attempt++ {
+		// A long poll wakes by itself when the lease lapses.
+		cmds := sat.poll(t, 5*time.Second)
+		if len(cmds) != 1 || cmds[0].Id != cmd.Command.Id || cmds[0].Attempt != attempt {
+			t.Fatalf("delivery %d: got %v", attempt, cmds)
+		}
+	}
+	if cmds := sat.poll(t, time.Second); len(cmds) != 0 {
+		t.Fatalf("fourth delivery: got %v, want none", cmds)
+	}
+	if state := commandState(t, b, cmd.Command.Id); state != satellitev1.CommandState_COMMAND_STATE_FAILED {
+		t.Fatalf("after three lapsed leases: state %v, want failed", state)
+	}
+}
+
+func TestCommandResultIsIdempotent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	cmd := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	sat.poll(t, 0)
+	for range 2 {
+		resp, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+			CommandId: cmd.Command.Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Msg.State != satellitev1.CommandState_COMMAND_STATE_COMPLETED {
+			t.Fatalf("state %v, want completed", resp.Msg.State)
+		}
+	}
+	// A late failure report does not overwrite the completed result.
+	resp, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+		CommandId: cmd.Command.Id, Result: satellitev1.CommandResult_COMMAND_RESULT_FAILED, Error: "late",
+	}))
+	if err != nil || resp.Msg.State != satellitev1.CommandState_COMMAND_STATE_COMPLETED {
+		t.Fatalf("late failure report: %v, %v", resp, err)
+	}
+	other := b.activeSatellite(t, "")
+	_, err = other.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+		CommandId: cmd.Command.Id, Result: satellitev1.CommandResult_COMMAND_RESULT_FAILED,
+	}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("another satellite reporting the command: got %v, want NotFound", err)
+	}
+}
+
+func TestInvalidRequestsNameTheField(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"register without name", func() error {
+			_, err := b.register(t, 0, b.createToken(t, ""), "")
+			return err
+		}, "name"},
+		{"result with bad id", func() error {
+			_, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+				CommandId: "nope", Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED,
+			}))
+			return err
+		}, "command_id"},
+		{"poll waiting too long", func() error {
+			_, err := sat.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{
+				Wait: durationpb.New(time.Hour),
+			}))
+			return err
+		}, "wait"},
+		{"team token without team", func() error {
+			_, err := b.admin(0).CreateRegistrationToken(t.Context(), connect.NewRequest(&adminv1.CreateRegistrationTokenRequest{
+				Name: "x", Scope: adminv1.TokenScope_TOKEN_SCOPE_TEAM,
+			}))
+			return err
+		}, "team_id"},
+		{"command without priority", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id}, Type: configure,
+			}))
+			return err
+		}, "priority"},
+		{"event without id", func() error {
+			_, err := sat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
+				Events: []*satellitev1.Event{{OccurredAt: timestamppb.Now(), Payload: &satellitev1.Event_EventsDropped{
+					EventsDropped: &satellitev1.EventsDropped{Count: 1},
+				}}},
+			}))
+			return err
+		}, "events[0].id"},
+	} {
+		err := tc.call()
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument {
+			t.Errorf("%s: got %v, want InvalidArgument", tc.name, err)
+			continue
+		}
+		if !containsField(ce.Message(), tc.field) {
+			t.Errorf("%s: message %q does not name %s", tc.name, ce.Message(), tc.field)
+		}
+	}
+}
+
+func listSatellites(t *testing.T, b *testBundle) []*adminv1.Satellite {
+	t.Helper()
+	resp, err := b.admin(0).ListSatellites(t.Context(), connect.NewRequest(&adminv1.ListSatellitesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Msg.Satellites
+}
+
+func commandState(t *testing.T, b *testBundle, id string) satellitev1.CommandState {
+	t.Helper()
+	resp, err := b.admin(0).ListCommands(t.Context(), connect.NewRequest(&adminv1.ListCommandsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range resp.Msg.Commands {
+		if c.Command.Id == id {
+			return c.State
+		}
+	}
+	t.Fatalf("command %s not listed", id)
+	return 0
+}
+
+// regtokenFromOtherControlPlane signs a well-formed token with a key this control plane does not have.
+func regtokenFromOtherControlPlane() (string, error) {
+	signer, err := regtoken.NewSigner([]byte("another-control-plane-key-0123456789"))
+	if err != nil {
+		return "", err
+	}
+	return signer.Sign(regtoken.Claims{ID: uuid.New(), Scope: regtoken.ScopeGlobal, ExpiresAt: time.Now().Add(time.Hour)})
+}
+
+func containsField(message, field string) bool { return strings.Contains(message, field) }

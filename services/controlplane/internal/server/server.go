@@ -1,0 +1,200 @@
+// Package server assembles the control plane: database, migrations, Connect services, health, metrics and
+// the background work every replica runs.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+	"connectrpc.com/validate"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
+	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
+	"github.com/orrery/orrery/services/controlplane/internal/secrets"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+	"github.com/orrery/orrery/sql/migrations"
+)
+
+// Config is everything a control-plane replica needs.
+type Config struct {
+	// DatabaseURL locates PostgreSQL.
+	DatabaseURL string
+	// AdminToken guards the AdminService.
+	AdminToken string
+	// TokenSigner signs registration tokens; every replica needs the same key.
+	TokenSigner *regtoken.Signer
+	// Keyring seals installation secrets; every replica needs the same keys.
+	Keyring *secrets.Keyring
+	// Satellites tunes the satellite protocol; zero fields take its defaults.
+	Satellites satelliteapi.Config
+}
+
+// Server is one control-plane replica.
+type Server struct {
+	logger     *slog.Logger
+	pool       *pgxpool.Pool
+	store      *store.Store
+	hub        *notify.Hub
+	satellites *satelliteapi.Handler
+	handler    http.Handler
+}
+
+// New connects to the database, applies migrations and builds the HTTP handler. Call Run for the
+// background work and Close when done.
+func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AdminToken == "" || cfg.TokenSigner == nil || cfg.Keyring == nil {
+		return nil, errors.New("server config needs an admin token, a token signer and a keyring")
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring)}
+	s.hub = notify.New(logger, pool, store.CommandChannel)
+	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
+	admin := adminapi.New(logger, s.store, cfg.TokenSigner, cfg.AdminToken, s.satellites.OfflineAfter())
+	if s.handler, err = s.routes(admin); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer conn.Release()
+	if err := migrations.Apply(ctx, conn.Conn()); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return nil, fmt.Errorf("create metrics exporter: %w", err)
+	}
+	otelInterceptor, err := otelconnect.NewInterceptor(
+		otelconnect.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create telemetry interceptor: %w", err)
+	}
+	common := []connect.Interceptor{otelInterceptor, validate.NewInterceptor()}
+
+	mux := http.NewServeMux()
+	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites,
+		connect.WithInterceptors(append(common, s.satellites.Interceptor())...)))
+	mux.Handle(adminv1connect.NewAdminServiceHandler(admin,
+		connect.WithInterceptors(append(common, admin.Interceptor())...)))
+
+	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
+	checker := grpchealth.NewStaticChecker(services...)
+	mux.Handle(grpchealth.NewHandler(checker))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	return mux, nil
+}
+
+// ready answers 200 when the database answers and command notifications are being received.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.hub.Listening() {
+		http.Error(w, "not listening for command notifications yet", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// Handler serves every route of the replica.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store is the replica's database access, for seeding data.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Run does the replica's background work until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	return s.hub.Run(ctx)
+}
+
+// Drain makes long polls answer at once, ahead of a shutdown.
+func (s *Server) Drain() { s.satellites.Drain() }
+
+// Close releases the database pool.
+func (s *Server) Close() { s.pool.Close() }
+
+// Serve runs a replica on ln until ctx ends, then shuts down gracefully: long polls are answered at once and
+// in-flight requests finish within shutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, shutdownTimeout time.Duration) error {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // satellites and gRPC clients may speak h2c
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         protocols,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	srv.RegisterOnShutdown(s.Drain)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(runCtx) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	s.logger.Info("shutting down", "timeout", shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	stopRun()
+	<-runErr
+	return err
+}

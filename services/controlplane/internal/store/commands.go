@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
+)
+
+// Command states.
+const (
+	CommandPending    = "pending"
+	CommandDispatched = "dispatched"
+	CommandCompleted  = "completed"
+	CommandFailed     = "failed"
+	CommandExpired    = "expired"
+)
+
+// Command is an instruction for one satellite.
+type Command struct {
+	ID             uuid.UUID
+	SatelliteID    uuid.UUID
+	TeamID         *uuid.UUID
+	Type           string
+	Priority       int16
+	Payload        json.RawMessage
+	State          string
+	Attempts       int32
+	LeaseExpiresAt *time.Time
+	ExpiresAt      time.Time
+	CreatedAt      time.Time
+	CompletedAt    *time.Time
+	Output         json.RawMessage
+	Error          string
+}
+
+func commandFromRow(r dbsqlc.SatelliteCommand) Command {
+	return Command{
+		ID: r.ID, SatelliteID: r.SatelliteID, TeamID: r.TeamID, Type: r.Type, Priority: r.Priority, Payload: r.Payload,
+		State: r.State, Attempts: r.Attempts, LeaseExpiresAt: r.LeaseExpiresAt, ExpiresAt: r.ExpiresAt,
+		CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Output: r.Output, Error: r.Error,
+	}
+}
+
+func commandsFromRows(rows []dbsqlc.SatelliteCommand) []Command {
+	cmds := make([]Command, len(rows))
+	for i, r := range rows {
+		cmds[i] = commandFromRow(r)
+	}
+	return cmds
+}
+
+// NewCommand describes a command to enqueue.
+type NewCommand struct {
+	TeamID   *uuid.UUID
+	Type     string
+	Priority int16
+	Payload  json.RawMessage
+	TTL      time.Duration
+}
+
+// EnqueueCommand queues c for one satellite.
+func (s *Store) EnqueueCommand(ctx context.Context, satelliteID uuid.UUID, c NewCommand) (Command, error) {
+	var cmd Command
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		var err error
+		cmd, err = insertCommand(ctx, q, satelliteID, c)
+		return err
+	})
+	return cmd, err
+}
+
+// EnqueueTeamCommand queues c for every live satellite that serves teamID: the team's own satellites and the
+// global ones. It returns no commands when none serves the team.
+func (s *Store) EnqueueTeamCommand(ctx context.Context, teamID uuid.UUID, c NewCommand) ([]Command, error) {
+	var cmds []Command
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		ids, err := q.ListSatellitesServingTeam(ctx, &teamID)
+		if err != nil {
+			return translate(err, "list satellites serving team")
+		}
+		for _, id := range ids {
+			cmd, err := insertCommand(ctx, q, id, c)
+			if err != nil {
+				return err
+			}
+			cmds = append(cmds, cmd)
+		}
+		return nil
+	})
+	return cmds, err
+}
+
+// insertCommand inserts a command and announces it. PostgreSQL delivers the notification on commit, to every
+// replica, which wakes whichever replica holds the satellite's long poll.
+func insertCommand(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, c NewCommand) (Command, error) {
+	payload := c.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("{}")
+	}
+	row, err := q.InsertCommand(ctx, dbsqlc.InsertCommandParams{
+		SatelliteID: satelliteID, TeamID: c.TeamID, Type: c.Type, Priority: c.Priority, Payload: payload,
+		TtlSeconds: c.TTL.Seconds(),
+	})
+	if err != nil {
+		return Command{}, translate(err, "insert command")
+	}
+	if err := q.NotifyCommand(ctx, CommandChannel, satelliteID.String()); err != nil {
+		return Command{}, translate(err, "notify command")
+	}
+	return commandFromRow(row), nil
+}
+
+// ClaimCommands delivers up to limit due commands of a satellite under a lease, highest priority first, then
+// oldest. Along the way it expires commands past their expiry and fails those whose last lease lapsed. When
+// nothing is due, wakeup is the moment a leased command becomes due again, or nil.
+func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, limit int, lease time.Duration) (cmds []Command, wakeup *time.Time, err error) {
+	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		if err := q.ExpireCommands(ctx, satelliteID); err != nil {
+			return translate(err, "expire commands")
+		}
+		if err := q.FailExhaustedCommands(ctx, satelliteID); err != nil {
+			return translate(err, "fail exhausted commands")
+		}
+		rows, err := q.ClaimCommands(ctx, lease.Seconds(), satelliteID, int32(limit))
+		if err != nil {
+			return translate(err, "claim commands")
+		}
+		cmds = commandsFromRows(rows)
+		if len(cmds) > 0 {
+			return nil
+		}
+		wakeup, err = q.NextCommandWakeup(ctx, satelliteID)
+		if err = translate(err, "next command wakeup"); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	// UPDATE ... RETURNING does not keep the CTE's order.
+	slices.SortFunc(cmds, func(a, b Command) int {
+		if a.Priority != b.Priority {
+			return int(b.Priority) - int(a.Priority)
+		}
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return slices.Compare(a.ID[:], b.ID[:])
+	})
+	return cmds, wakeup, err
+}
+
+// FinishCommand records a satellite's result for one of its commands. Reporting again, or reporting a command
+// that already ended, changes nothing and returns the command as stored.
+func (s *Store) FinishCommand(ctx context.Context, satelliteID, commandID uuid.UUID, state string, output json.RawMessage, errMsg string) (Command, error) {
+	row, err := s.q.FinishCommand(ctx, dbsqlc.FinishCommandParams{
+		ID: commandID, SatelliteID: satelliteID, State: state, Output: output, Error: errMsg,
+	})
+	if err == nil {
+		return commandFromRow(row), nil
+	}
+	if err := translate(err, "finish command"); !errors.Is(err, ErrNotFound) {
+		return Command{}, err
+	}
+	row, err = s.q.GetSatelliteCommand(ctx, commandID, satelliteID)
+	if err != nil {
+		return Command{}, translate(err, "get command")
+	}
+	return commandFromRow(row), nil
+}
+
+// CommandFilter narrows ListCommands.
+type CommandFilter struct {
+	SatelliteID *uuid.UUID
+	State       *string
+}
+
+// ListCommands returns up to limit commands before cursor, newest first.
+func (s *Store) ListCommands(ctx context.Context, f CommandFilter, before *Cursor, limit int) ([]Command, error) {
+	at, id := cursorArgs(before)
+	rows, err := s.q.ListCommands(ctx, dbsqlc.ListCommandsParams{
+		SatelliteID: f.SatelliteID, State: f.State, BeforeCreatedAt: at, BeforeID: id, MaxRows: int32(limit),
+	})
+	if err != nil {
+		return nil, translate(err, "list commands")
+	}
+	return commandsFromRows(rows), nil
+}

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	"github.com/google/uuid"
+)
+
+// Setting is one named value of env, headers or query parameters. Secret values are sealed before they are
+// stored.
+type Setting struct {
+	Value  string
+	Secret bool
+}
+
+// Settings maps names to values.
+type Settings map[string]Setting
+
+// storedSetting is a Setting as it lies in a jsonb column: a plain value, or a sealed one.
+type storedSetting struct {
+	Value  string `json:"value,omitempty"`
+	Sealed string `json:"sealed,omitempty"`
+	Secret bool   `json:"secret"`
+}
+
+// seal encodes settings for storage, sealing the secret ones.
+func (s *Store) seal(settings Settings) ([]byte, error) {
+	stored := make(map[string]storedSetting, len(settings))
+	for name, v := range settings {
+		if !v.Secret {
+			stored[name] = storedSetting{Value: v.Value}
+			continue
+		}
+		sealed, err := s.keyring.Seal(v.Value)
+		if err != nil {
+			return nil, fmt.Errorf("seal %q: %w", name, err)
+		}
+		stored[name] = storedSetting{Sealed: sealed, Secret: true}
+	}
+	return json.Marshal(stored)
+}
+
+// open decodes stored settings into plain values, decrypting secret ones.
+func (s *Store) open(raw []byte) (map[string]string, error) {
+	var stored map[string]storedSetting
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		return nil, fmt.Errorf("decode settings: %w", err)
+	}
+	plain := make(map[string]string, len(stored))
+	for name, v := range stored {
+		if !v.Secret {
+			plain[name] = v.Value
+			continue
+		}
+		value, err := s.keyring.Open(v.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("open %q: %w", name, err)
+		}
+		plain[name] = value
+	}
+	return plain, nil
+}
+
+// DesiredInstance is one instance a satellite must run, with its configuration merged from template, team
+// installation and user configuration, secrets decrypted.
+type DesiredInstance struct {
+	ID                    string
+	InstallationID        uuid.UUID
+	TeamID                uuid.UUID
+	TeamSlug              string
+	UserID                uuid.UUID
+	UserSlug              string
+	ServerSlug            string
+	ServerName            string
+	Transport             string
+	Command               string
+	Args                  []string
+	Env                   map[string]string
+	URL                   string
+	Headers               map[string]string
+	QueryParams           map[string]string
+	RequestLoggingEnabled bool
+}
+
+// DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
+// Args are appended template, team, user; maps are merged with later levels overriding earlier ones.
+func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]DesiredInstance, error) {
+	rows, err := s.q.ListDesiredInstances(ctx, teamID)
+	if err != nil {
+		return nil, translate(err, "list desired instances")
+	}
+	out := make([]DesiredInstance, 0, len(rows))
+	for _, r := range rows {
+		inst := DesiredInstance{
+			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
+			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
+			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled,
+		}
+		inst.Args = append(append(append([]string{}, r.TemplateArgs...), r.TeamArgs...), r.UserArgs...)
+		if inst.Env, err = s.merge(r.TemplateEnv, r.TeamEnv, r.UserEnv); err != nil {
+			return nil, fmt.Errorf("instance %s env: %w", r.ID, err)
+		}
+		if inst.Headers, err = s.merge(r.TemplateHeaders, r.TeamHeaders, r.UserHeaders); err != nil {
+			return nil, fmt.Errorf("instance %s headers: %w", r.ID, err)
+		}
+		if inst.QueryParams, err = s.merge(r.TemplateQueryParams, r.TeamQueryParams, r.UserQueryParams); err != nil {
+			return nil, fmt.Errorf("instance %s query parameters: %w", r.ID, err)
+		}
+		out = append(out, inst)
+	}
+	return out, nil
+}
+
+// merge opens each level and lays later levels over earlier ones.
+func (s *Store) merge(levels ...[]byte) (map[string]string, error) {
+	merged := map[string]string{}
+	for _, raw := range levels {
+		level, err := s.open(raw)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(merged, level)
+	}
+	return merged, nil
+}

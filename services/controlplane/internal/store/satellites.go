@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
+)
+
+// Registration token errors say why a token cannot register a satellite.
+var (
+	ErrTokenConsumed = errors.New("registration token was already used")
+	ErrTokenRevoked  = errors.New("registration token was revoked")
+	ErrTokenExpired  = errors.New("registration token has expired")
+)
+
+// Scope is whom a satellite, or the token that registers it, serves: "global" or "team".
+type Scope string
+
+// Scopes.
+const (
+	ScopeGlobal Scope = "global"
+	ScopeTeam   Scope = "team"
+)
+
+// SatelliteStatus is a satellite's status as shown to administrators.
+type SatelliteStatus string
+
+// Satellite statuses. Offline is derived from the last heartbeat, never stored, so every replica agrees.
+const (
+	SatelliteInactive SatelliteStatus = "inactive"
+	SatelliteActive   SatelliteStatus = "active"
+	SatelliteOffline  SatelliteStatus = "offline"
+	SatelliteRevoked  SatelliteStatus = "revoked"
+)
+
+// Satellite is a registered satellite.
+type Satellite struct {
+	ID              uuid.UUID
+	Name            string
+	Type            Scope
+	TeamID          *uuid.UUID
+	APIKeyID        string
+	APIKeyHash      string
+	ActivatedAt     *time.Time
+	RevokedAt       *time.Time
+	LastHeartbeatAt *time.Time
+	URL             string
+	Version         string
+	SystemMetrics   json.RawMessage
+	ProcessCount    int
+	CreatedAt       time.Time
+}
+
+// Status returns the satellite's status at now, counting it offline when no heartbeat arrived within
+// offlineAfter.
+func (s Satellite) Status(now time.Time, offlineAfter time.Duration) SatelliteStatus {
+	switch {
+	case s.RevokedAt != nil:
+		return SatelliteRevoked
+	case s.ActivatedAt == nil:
+		return SatelliteInactive
+	case s.LastHeartbeatAt == nil || now.Sub(*s.LastHeartbeatAt) > offlineAfter:
+		return SatelliteOffline
+	default:
+		return SatelliteActive
+	}
+}
+
+// Serves reports whether the satellite serves teamID.
+func (s Satellite) Serves(teamID uuid.UUID) bool {
+	return s.Type == ScopeGlobal || (s.TeamID != nil && *s.TeamID == teamID)
+}
+
+func satelliteFromRow(r dbsqlc.Satellite) Satellite {
+	return Satellite{
+		ID: r.ID, Name: r.Name, Type: Scope(r.Type), TeamID: r.TeamID, APIKeyID: r.ApiKeyID, APIKeyHash: r.ApiKeyHash,
+		ActivatedAt: r.ActivatedAt, RevokedAt: r.RevokedAt, LastHeartbeatAt: r.LastHeartbeatAt, URL: r.Url,
+		Version: r.Version, SystemMetrics: r.SystemMetrics, ProcessCount: int(r.ProcessCount), CreatedAt: r.CreatedAt,
+	}
+}
+
+// NewSatellite describes a satellite to register.
+type NewSatellite struct {
+	Name       string
+	Version    string
+	APIKeyID   string
+	APIKeyHash string
+}
+
+// RegisterSatellite consumes registration token tokenID and creates the satellite it grants, in one
+// transaction: of two registrations racing with one token, exactly one succeeds, and a failed registration
+// leaves the token usable.
+func (s *Store) RegisterSatellite(ctx context.Context, tokenID uuid.UUID, ns NewSatellite) (Satellite, error) {
+	var sat Satellite
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		tok, err := q.ConsumeRegistrationToken(ctx, tokenID)
+		if err != nil {
+			return unusableTokenReason(ctx, q, tokenID, err)
+		}
+		row, err := q.CreateSatellite(ctx, dbsqlc.CreateSatelliteParams{
+			Name: ns.Name, Type: tok.Scope, TeamID: tok.TeamID, ApiKeyID: ns.APIKeyID, ApiKeyHash: ns.APIKeyHash,
+			Version: ns.Version, RegistrationTokenID: &tok.ID,
+		})
+		if err != nil {
+			return translate(err, "create satellite")
+		}
+		if err := q.SetRegistrationTokenSatellite(ctx, &row.ID, tok.ID); err != nil {
+			return translate(err, "link registration token")
+		}
+		sat = satelliteFromRow(row)
+		return nil
+	})
+	return sat, err
+}
+
+// unusableTokenReason explains why consuming a token matched no row.
+func unusableTokenReason(ctx context.Context, q *dbsqlc.Queries, tokenID uuid.UUID, consumeErr error) error {
+	if err := translate(consumeErr, "consume registration token"); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	tok, err := q.GetRegistrationToken(ctx, tokenID)
+	if err != nil {
+		return translate(err, "get registration token")
+	}
+	switch {
+	case tok.RevokedAt != nil:
+		return ErrTokenRevoked
+	case tok.ConsumedAt != nil:
+		return ErrTokenConsumed
+	default:
+		return ErrTokenExpired
+	}
+}
+
+// SatelliteByKeyID returns the satellite whose API key has public id keyID.
+func (s *Store) SatelliteByKeyID(ctx context.Context, keyID string) (Satellite, error) {
+	row, err := s.q.GetSatelliteByKeyID(ctx, keyID)
+	if err != nil {
+		return Satellite{}, translate(err, "get satellite by key")
+	}
+	return satelliteFromRow(row), nil
+}
+
+// Satellite returns one satellite.
+func (s *Store) Satellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
+	row, err := s.q.GetSatellite(ctx, id)
+	if err != nil {
+		return Satellite{}, translate(err, "get satellite")
+	}
+	return satelliteFromRow(row), nil
+}
+
+// Cursor marks a position in a list ordered by creation time and id.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+func cursorArgs(c *Cursor) (*time.Time, *uuid.UUID) {
+	if c == nil {
+		return nil, nil
+	}
+	return &c.CreatedAt, &c.ID
+}
+
+// ListSatellites returns up to limit satellites after cursor, oldest first.
+func (s *Store) ListSatellites(ctx context.Context, after *Cursor, limit int) ([]Satellite, error) {
+	at, id := cursorArgs(after)
+	rows, err := s.q.ListSatellites(ctx, at, id, int32(limit))
+	if err != nil {
+		return nil, translate(err, "list satellites")
+	}
+	sats := make([]Satellite, len(rows))
+	for i, r := range rows {
+		sats[i] = satelliteFromRow(r)
+	}
+	return sats, nil
+}
+
+// RevokeSatellite revokes a satellite's API key. The key check reads the satellite's row on every request, so
+// the revocation holds at once on every replica.
+func (s *Store) RevokeSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
+	row, err := s.q.RevokeSatellite(ctx, id)
+	if err != nil {
+		return Satellite{}, translate(err, "revoke satellite")
+	}
+	return satelliteFromRow(row), nil
+}
+
+// Heartbeat is what a satellite reports about itself.
+type Heartbeat struct {
+	URL           string
+	Version       string
+	SystemMetrics json.RawMessage
+	ProcessCounts json.RawMessage
+	Processes     []Process
+}
+
+// Process is one instance's process as a satellite reported it.
+type Process struct {
+	InstanceID     string
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	Status         string
+	Health         string
+	PID            int32
+	MemoryBytes    int64
+	UptimeSeconds  float64
+	RequestCount   int64
+}
+
+// RecordHeartbeat stores a heartbeat, activating a new satellite, and replaces the satellite's process list.
+func (s *Store) RecordHeartbeat(ctx context.Context, satelliteID uuid.UUID, hb Heartbeat) (Satellite, error) {
+	var sat Satellite
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		row, err := q.RecordHeartbeat(ctx, dbsqlc.RecordHeartbeatParams{
+			ID: satelliteID, Url: hb.URL, Version: hb.Version, SystemMetrics: hb.SystemMetrics,
+			ProcessCount: int32(len(hb.Processes)),
+		})
+		if err != nil {
+			return translate(err, "record heartbeat")
+		}
+		sat = satelliteFromRow(row)
+		if err := q.InsertHeartbeat(ctx, satelliteID, hb.SystemMetrics, hb.ProcessCounts); err != nil {
+			return translate(err, "insert heartbeat")
+		}
+		return replaceProcesses(ctx, q, satelliteID, hb.Processes)
+	})
+	return sat, err
+}
+
+func replaceProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, procs []Process) error {
+	// A nil slice would be NULL, and "not (x = any(NULL))" deletes nothing.
+	p := dbsqlc.UpsertSatelliteProcessesParams{SatelliteID: satelliteID, InstanceIds: []string{}}
+	for _, pr := range procs {
+		p.InstanceIds = append(p.InstanceIds, pr.InstanceID)
+		p.TeamIds = append(p.TeamIds, pr.TeamID)
+		p.InstallationIds = append(p.InstallationIds, pr.InstallationID)
+		p.Statuses = append(p.Statuses, pr.Status)
+		p.Healths = append(p.Healths, pr.Health)
+		p.Pids = append(p.Pids, pr.PID)
+		p.MemoryBytes = append(p.MemoryBytes, pr.MemoryBytes)
+		p.UptimeSeconds = append(p.UptimeSeconds, pr.UptimeSeconds)
+		p.RequestCounts = append(p.RequestCounts, pr.RequestCount)
+	}
+	if err := q.DeleteStaleSatelliteProcesses(ctx, satelliteID, p.InstanceIds); err != nil {
+		return translate(err, "delete stale processes")
+	}
+	if len(procs) == 0 {
+		return nil
+	}
+	return translate(q.UpsertSatelliteProcesses(ctx, p), "upsert processes")
+}

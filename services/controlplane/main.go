@@ -1,0 +1,128 @@
+// Command controlplane runs an Orrery control-plane replica: the Connect APIs for satellites and
+// administrators over PostgreSQL. With no database URL it runs a private PostgreSQL; with -dev it also
+// generates its secrets and can run a satellite beside it, so one command starts a whole system.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orrery/orrery/internal/logging"
+	"github.com/orrery/orrery/internal/pglocal"
+	"github.com/orrery/orrery/services/controlplane/internal/server"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(2)
+	}
+	level, err := logging.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(2)
+	}
+	logger, err := logging.New(os.Stderr, cfg.LogFormat, level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, logger, cfg); err != nil {
+		logger.Error("control plane stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, logger *slog.Logger, cfg config) error {
+	signer, keyring, err := cfg.credentials()
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		url, stopPostgres, err := privateDatabase(ctx, logger, cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer stopPostgres()
+		cfg.DatabaseURL = url
+	}
+	srv, err := server.New(ctx, logger, server.Config{
+		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	baseURL := "http://" + ln.Addr().String()
+	logger.Info("control plane serving", "url", baseURL)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, ln, cfg.ShutdownTimeout) }()
+	if cfg.DevSatellite != "" {
+		sat, err := startDevSatellite(ctx, logger, cfg, baseURL)
+		if err != nil {
+			return errors.Join(err, <-serveErr)
+		}
+		defer sat.wait()
+		printDevSummary(cfg, baseURL, sat.url)
+	}
+	return <-serveErr
+}
+
+// privateDatabase starts the private PostgreSQL under dataDir and returns the URL of its orrery database.
+func privateDatabase(ctx context.Context, logger *slog.Logger, dataDir string) (string, func(), error) {
+	abs, err := filepath.Abs(filepath.Join(dataDir, "postgres"))
+	if err != nil {
+		return "", nil, err
+	}
+	logger.Info("no database URL configured: starting a private PostgreSQL", "data_dir", abs)
+	cluster, err := pglocal.Start(ctx, pglocal.Config{DataDir: abs, Logger: logger, InstallMissing: true})
+	if err != nil {
+		return "", nil, fmt.Errorf("private PostgreSQL: %w", err)
+	}
+	stop := func() {
+		if err := cluster.Stop(); err != nil {
+			logger.Warn("stop private PostgreSQL", "error", err)
+		}
+	}
+	if err := ensureDatabase(ctx, cluster.URL("postgres"), "orrery"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return cluster.URL("orrery"), stop, nil
+}
+
+func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to private PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "select exists (select 1 from pg_database where datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "create database "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
