@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
@@ -214,4 +215,15 @@ func (b *testBundle) enqueue(t *testing.T, i int, satelliteID string, typ satell
 		t.Fatal(err)
 	}
 	return resp.Msg.Commands[0]
+}
+
+// pool connects to the bundle's database directly, for checks the API does not expose.
+func (b *testBundle) pool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), b.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
