@@ -20,10 +20,13 @@ type binaries struct {
 	initdb, postgres string
 }
 
-// notInstalled is the advice given when no binaries can be found or installed.
-const notInstalled = "PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin, " +
-	"`pg_config --bindir` or PATH: install the postgresql package (e.g. `sudo apt-get install postgresql`) " +
-	"or set ORRERY_DATABASE_URL to use an existing PostgreSQL server"
+const (
+	notFound = "PostgreSQL server binaries (initdb, postgres) not found in /usr/lib/postgresql/*/bin, " +
+		"`pg_config --bindir` or PATH"
+	// advice tells a developer the two ways forward.
+	advice = "install the postgresql package (e.g. `sudo apt-get install postgresql`) " +
+		"or set ORRERY_DATABASE_URL to use an existing PostgreSQL server"
+)
 
 // findOrInstall looks for the binaries and, when allowed and root, installs them with apt-get.
 func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binaries, error) {
@@ -31,10 +34,10 @@ func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binarie
 		return bin, nil
 	}
 	if !install {
-		return binaries{}, errors.New("pglocal: " + notInstalled)
+		return binaries{}, errors.New("pglocal: " + notFound + ": " + advice)
 	}
 	if os.Geteuid() != 0 {
-		return binaries{}, errors.New("pglocal: " + notInstalled + " (installing them needs root)")
+		return binaries{}, errors.New("pglocal: " + notFound + ", and only root may install them: " + advice)
 	}
 	// Test processes of several packages start at once; apt and dpkg would fail on each other's locks.
 	unlock, err := lockFile(filepath.Join(os.TempDir(), "pglocal-install.lock"))
@@ -53,7 +56,7 @@ func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binarie
 	}
 	bin, ok := findBinaries()
 	if !ok {
-		return binaries{}, errors.New("pglocal: apt-get installed postgresql, but " + notInstalled)
+		return binaries{}, errors.New("pglocal: apt-get installed postgresql, but " + notFound)
 	}
 	log.InfoContext(ctx, "installed PostgreSQL", slog.String("bin", filepath.Dir(bin.postgres)))
 	return bin, nil

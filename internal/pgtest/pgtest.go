@@ -50,7 +50,8 @@ import (
 const URLEnv = "ORRERY_TEST_DATABASE_URL"
 
 const (
-	// namePrefix marks the databases that pgtest creates and may drop.
+	// namePrefix marks the databases that pgtest creates and may drop. split_part in dropOrphans counts on it
+	// holding exactly two underscores.
 	namePrefix = "orrery_test_"
 	// appPrefix, followed by a process's id, is the application_name that keeps its databases alive.
 	appPrefix = "orrery-pgtest-"
@@ -137,7 +138,7 @@ func (s *server) setup() error {
 	s.id = rand.Uint64()
 	cfg, err := pgx.ParseConfig(s.baseURL)
 	if err != nil {
-		return fmt.Errorf("%s: %w", URLEnv, err)
+		return fmt.Errorf("parse connection string: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = fmt.Sprintf("%s%016x", appPrefix, s.id)
 	admin, err := pgx.ConnectConfig(ctx, cfg)
@@ -149,8 +150,8 @@ func (s *server) setup() error {
 	if err := admin.QueryRow(ctx, "select current_setting('server_version_num')::int").Scan(&version); err != nil {
 		return fmt.Errorf("server version: %w", err)
 	}
-	// From PostgreSQL 15 on, CREATE DATABASE copies through the WAL by default, which is three times slower for
-	// the template and writes its whole size to the WAL; the older file copy suits throwaway databases.
+	// From PostgreSQL 15 on, CREATE DATABASE copies through the WAL by default, which is slower for a small
+	// template and writes all of it to the WAL; the older file copy suits throwaway databases.
 	if version >= 150000 {
 		s.strategy = " strategy file_copy"
 	}
@@ -170,7 +171,8 @@ func (s *server) setup() error {
 	if err != nil {
 		return fmt.Errorf("migrate template: %w", err)
 	}
-	// CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template.
+	// CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template, so one stray connection
+	// would fail every test of the process.
 	if _, err := admin.Exec(ctx, "alter database "+ident(s.template)+" allow_connections false"); err != nil {
 		return fmt.Errorf("close template: %w", err)
 	}
@@ -234,10 +236,12 @@ func sweepTempDirs() {
 // connection announces any more. pg_stat_activity covers the whole server and shows every role's
 // application_name. Failures are ignored: a leftover costs disk, not correctness.
 func (s *server) dropOrphans(ctx context.Context) {
+	// Only the exact shape of our names matches, so that a database someone merely called orrery_test_x survives.
 	rows, err := s.admin.Query(ctx, `
-		select datname from pg_database
-		where datname like 'orrery\_test\_%' and not exists (
-			select from pg_stat_activity where application_name = 'orrery-pgtest-' || split_part(datname, '_', 3))`)
+		select d.datname from pg_database d
+		where d.datname ~ ('^' || $1 || '[0-9a-f]{16}_[0-9]+_') and not exists (
+			select from pg_stat_activity a where a.application_name = $2 || split_part(d.datname, '_', 3))`,
+		namePrefix, appPrefix)
 	if err != nil {
 		return
 	}
@@ -264,7 +268,8 @@ func (s *server) create() (string, error) {
 	// Not the test's context: cancelling a query would close the connection that all tests share.
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := s.admin.Exec(ctx, "create database "+ident(name)+" template "+ident(s.template)+s.strategy); err != nil {
+	_, err := s.admin.Exec(ctx, "create database "+ident(name)+" template "+ident(s.template)+s.strategy)
+	if err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
 	return name, nil

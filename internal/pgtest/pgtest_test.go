@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -86,7 +87,9 @@ func TestDropOrphans(t *testing.T) {
 	s := shared(t)
 	// A database named like one from a process that has exited: no connection announces its id.
 	name := (&server{id: s.id ^ 1}).name("1")
-	exists := func() bool {
+	// A database that merely shares the prefix.
+	bystander := namePrefix + "bystander_" + strconv.Itoa(os.Getpid())
+	exists := func(name string) bool {
 		var ok bool
 		err := s.admin.QueryRow(t.Context(), "select exists (select from pg_database where datname = $1)", name).Scan(&ok)
 		if err != nil {
@@ -96,15 +99,24 @@ func TestDropOrphans(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.admin.Exec(t.Context(), "create database "+ident(name)+" template "+ident(s.template)); err != nil {
-		t.Fatal(err)
+	for _, n := range []string{name, bystander} {
+		if _, err := s.admin.Exec(t.Context(), "create database "+ident(n)+" template "+ident(s.template)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !exists() {
+	t.Cleanup(func() { _ = s.drop(bystander) })
+	if !exists(name) {
 		t.Fatalf("database %s was not created", name)
 	}
 	s.dropOrphans(t.Context())
-	if exists() {
+	if exists(name) {
 		t.Fatalf("orphan %s survived dropOrphans", name)
+	}
+	if !exists(s.template) {
+		t.Fatalf("dropOrphans dropped %s of this live process", s.template)
+	}
+	if !exists(bystander) {
+		t.Fatalf("dropOrphans dropped %s, which pgtest did not name", bystander)
 	}
 }
 

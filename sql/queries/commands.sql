@@ -7,24 +7,23 @@ returning *;
 -- name: NotifyCommand :exec
 select pg_notify(@channel::text, @payload::text);
 
--- name: ExpireCommands :exec
--- ExpireCommands retires this satellite's commands that outlived their expiry, so they are never delivered.
-update satellite_commands
-set state = 'expired', completed_at = now()
-where satellite_id = @satellite_id and state in ('pending', 'dispatched') and expires_at <= now();
-
--- name: FailExhaustedCommands :exec
--- FailExhaustedCommands fails delivered commands whose last allowed lease lapsed without a result.
-update satellite_commands
-set state = 'failed', completed_at = now(),
-    error = 'no result after ' || attempts || ' deliveries'
-where satellite_id = @satellite_id and state = 'dispatched' and lease_expires_at <= now()
-  and attempts >= max_attempts;
-
 -- name: ClaimCommands :many
--- ClaimCommands delivers this satellite's due commands: pending ones, and dispatched ones whose lease
--- lapsed. SKIP LOCKED lets two concurrent polls of one satellite split the work instead of waiting.
-with due as (
+-- ClaimCommands delivers this satellite's due commands under a lease: pending ones, and dispatched ones whose
+-- lease lapsed with attempts left. In the same statement it expires commands past their expiry, so they are
+-- never delivered, and fails those whose last lease lapsed. The three sets are disjoint, and one statement
+-- keeps a poll to one round trip. SKIP LOCKED lets two concurrent polls of one satellite split the work.
+with expired as (
+    update satellite_commands e
+    set state = 'expired', completed_at = now()
+    where e.satellite_id = @satellite_id and e.state in ('pending', 'dispatched') and e.expires_at <= now()
+    returning e.id
+), exhausted as (
+    update satellite_commands x
+    set state = 'failed', completed_at = now(), error = 'no result after ' || x.attempts || ' deliveries'
+    where x.satellite_id = @satellite_id and x.state = 'dispatched' and x.expires_at > now()
+      and x.lease_expires_at <= now() and x.attempts >= x.max_attempts
+    returning x.id
+), due as (
     select d.id from satellite_commands d
     where d.satellite_id = @satellite_id and d.expires_at > now()
       and (d.state = 'pending'

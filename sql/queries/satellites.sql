@@ -10,24 +10,28 @@ select * from satellites where id = @id;
 select * from satellites where api_key_id = @api_key_id;
 
 -- name: RecordHeartbeat :one
--- RecordHeartbeat activates a new satellite and keeps the newest URL a satellite sent.
-update satellites
-set activated_at      = coalesce(activated_at, now()),
-    last_heartbeat_at = now(),
-    url               = case when @url::text <> '' then @url::text else url end,
-    version           = case when @version::text <> '' then @version::text else version end,
-    system_metrics    = @system_metrics,
-    process_count     = @process_count
-where id = @id and revoked_at is null
-returning *;
-
--- name: InsertHeartbeat :exec
-insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
-values (@satellite_id, @system_metrics, @process_counts);
-
--- name: DeleteStaleSatelliteProcesses :exec
-delete from satellite_processes
-where satellite_id = @satellite_id and not (instance_id = any(@keep_instance_ids::text[]));
+-- RecordHeartbeat activates a new satellite, keeps the newest URL a satellite sent, appends the heartbeat to
+-- the history and drops processes the satellite no longer reports, in one round trip. It matches no row
+-- unless the satellite is live and still has the API key whose hash is given.
+with beat as (
+    update satellites s
+    set activated_at      = coalesce(s.activated_at, now()),
+        last_heartbeat_at = now(),
+        url               = case when @url::text <> '' then @url::text else s.url end,
+        version           = case when @version::text <> '' then @version::text else s.version end,
+        system_metrics    = @system_metrics,
+        process_count     = @process_count
+    where s.id = @id and s.api_key_hash = @api_key_hash and s.revoked_at is null
+    returning s.*
+), history as (
+    insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
+    select beat.id, @system_metrics, @process_counts from beat
+), stale as (
+    delete from satellite_processes p
+    using beat
+    where p.satellite_id = beat.id and not (p.instance_id = any(@keep_instance_ids::text[]))
+)
+select * from beat;
 
 -- name: UpsertSatelliteProcesses :exec
 insert into satellite_processes (

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -111,7 +112,8 @@ func Verify(k Key, encoded string) bool {
 // same stored hash skips Argon2. Callers still read the key's row on every request, which is what makes a
 // revocation take effect at once on every replica.
 type Cache struct {
-	lru *expirable.LRU[string, cacheEntry]
+	lru    *expirable.LRU[string, cacheEntry]
+	argon2 atomic.Int64
 }
 
 type cacheEntry struct {
@@ -131,9 +133,23 @@ func (c *Cache) Verify(k Key, storedHash string) bool {
 		subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) == 1 {
 		return true
 	}
+	c.argon2.Add(1)
 	if !Verify(k, storedHash) {
 		return false
 	}
 	c.lru.Add(k.ID, cacheEntry{secretDigest: digest, storedHash: storedHash})
 	return true
 }
+
+// Lookup returns the stored hash that k verified against, when the cache remembers it.
+func (c *Cache) Lookup(k Key) (storedHash string, ok bool) {
+	digest := sha256.Sum256([]byte(k.Secret))
+	e, ok := c.lru.Get(k.ID)
+	if !ok || subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) != 1 {
+		return "", false
+	}
+	return e.storedHash, true
+}
+
+// Argon2Runs counts the verifications the cache could not answer, each costing one Argon2 hash.
+func (c *Cache) Argon2Runs() int64 { return c.argon2.Load() }

@@ -20,9 +20,15 @@ type refusal string
 
 func (r refusal) Error() string { return string(r) }
 
+// errKeyNoLongerValid refuses a key whose satellite was revoked or deleted after the key was verified.
+const errKeyNoLongerValid = refusal("this satellite was revoked: register it again with a new registration token")
+
 // authenticate resolves the request's API key to a live satellite. It reads the satellite's row on every
 // request, so a revocation holds at once on every replica; the key cache only spares the Argon2 work.
-func (h *Handler) authenticate(ctx context.Context, header string) (store.Satellite, error) {
+//
+// Heartbeats are the exception: their own statement re-checks the key hash and revocation in the same
+// round trip (store.RecordHeartbeat), so for a key verified before they use the satellite as last read.
+func (h *Handler) authenticate(ctx context.Context, header, procedure string) (store.Satellite, error) {
 	token, ok := strings.CutPrefix(header, "Bearer ")
 	if !ok {
 		return store.Satellite{}, refusal(`missing "Authorization: Bearer <api key>" header`)
@@ -30,6 +36,13 @@ func (h *Handler) authenticate(ctx context.Context, header string) (store.Satell
 	key, err := apikey.Parse(token)
 	if err != nil {
 		return store.Satellite{}, refusal(err.Error())
+	}
+	if procedure == satellitev1connect.SatelliteServiceHeartbeatProcedure {
+		if hash, ok := h.keys.Lookup(key); ok {
+			if sat, ok := h.lastRead.Get(key.ID); ok && sat.APIKeyHash == hash {
+				return sat, nil
+			}
+		}
 	}
 	sat, err := h.store.SatelliteByKeyID(ctx, key.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -42,8 +55,9 @@ func (h *Handler) authenticate(ctx context.Context, header string) (store.Satell
 		return store.Satellite{}, refusal("API key does not match")
 	}
 	if sat.RevokedAt != nil {
-		return store.Satellite{}, refusal("this satellite was revoked: register it again with a new registration token")
+		return store.Satellite{}, errKeyNoLongerValid
 	}
+	h.lastRead.Add(key.ID, sat)
 	return sat, nil
 }
 
@@ -54,7 +68,7 @@ func (h *Handler) authInterceptor() connect.UnaryInterceptorFunc {
 			if req.Spec().Procedure == satellitev1connect.SatelliteServiceRegisterProcedure {
 				return next(ctx, req)
 			}
-			sat, err := h.authenticate(ctx, req.Header().Get("Authorization"))
+			sat, err := h.authenticate(ctx, req.Header().Get("Authorization"), req.Spec().Procedure)
 			var r refusal
 			if errors.As(err, &r) {
 				h.logger.WarnContext(ctx, "satellite authentication refused", "security_event", "satellite_auth_refused",

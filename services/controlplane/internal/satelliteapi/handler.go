@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -69,7 +70,9 @@ type Handler struct {
 	signer *regtoken.Signer
 	hub    *notify.Hub
 	keys   *apikey.Cache
-	cfg    Config
+	// lastRead holds each key's satellite as last read, for the heartbeat's single round trip.
+	lastRead *expirable.LRU[string, store.Satellite]
+	cfg      Config
 
 	drainOnce sync.Once
 	draining  chan struct{}
@@ -84,12 +87,16 @@ func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, hub *not
 	return &Handler{
 		logger: logger, store: st, signer: signer, hub: hub, cfg: cfg,
 		keys:     apikey.NewCache(100_000, cfg.KeyCacheTTL),
+		lastRead: expirable.NewLRU[string, store.Satellite](100_000, nil, cfg.KeyCacheTTL),
 		draining: make(chan struct{}),
 	}
 }
 
 // Interceptor authenticates satellites; install it on the service's handler.
 func (h *Handler) Interceptor() connect.Interceptor { return h.authInterceptor() }
+
+// Argon2Runs counts API-key verifications that needed Argon2 because the key cache could not answer.
+func (h *Handler) Argon2Runs() int64 { return h.keys.Argon2Runs() }
 
 // Drain makes open and future long polls answer at once, so a shutting-down replica finishes its in-flight
 // polls promptly and satellites re-poll elsewhere.
@@ -175,7 +182,11 @@ func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev
 		h.logger.WarnContext(ctx, "heartbeat reported processes of teams this satellite does not serve",
 			"security_event", "foreign_processes", "satellite_id", sat.ID, "count", foreign)
 	}
-	updated, err := h.store.RecordHeartbeat(ctx, sat.ID, hb)
+	updated, err := h.store.RecordHeartbeat(ctx, sat.ID, sat.APIKeyHash, hb)
+	if errors.Is(err, store.ErrNotFound) {
+		h.lastRead.Remove(sat.APIKeyID)
+		return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)
+	}
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "record heartbeat", err)
 	}
@@ -214,7 +225,7 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
 	defer unsubscribe()
 	for {
-		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, limit, h.cfg.CommandLease)
+		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, limit, h.cfg.CommandLease, wait > 0)
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "claim commands", err)
 		}

@@ -52,7 +52,7 @@ type setupOpts struct {
 	satellite satelliteapi.Config
 }
 
-func setup(t *testing.T, opts setupOpts) *testBundle {
+func setup(t testing.TB, opts setupOpts) *testBundle {
 	t.Helper()
 	if opts.replicas == 0 {
 		opts.replicas = 1
@@ -69,7 +69,7 @@ func setup(t *testing.T, opts setupOpts) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring}
+	b := &testBundle{dbURL: pgtest.NewDatabase(t) , signer: signer, keyring: keyring}
 	for range opts.replicas {
 		b.replicas = append(b.replicas, b.startReplica(t, opts.satellite))
 	}
@@ -77,7 +77,7 @@ func setup(t *testing.T, opts setupOpts) *testBundle {
 }
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
-func (b *testBundle) startReplica(t *testing.T, cfg satelliteapi.Config) *replica {
+func (b *testBundle) startReplica(t testing.TB, cfg satelliteapi.Config) *replica {
 	t.Helper()
 	srv, err := server.New(t.Context(), nil, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
@@ -88,7 +88,11 @@ func (b *testBundle) startReplica(t *testing.T, cfg satelliteapi.Config) *replic
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Run(ctx) }()
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.Protocols = new(http.Protocols)
+	hs.Config.Protocols.SetHTTP1(true)
+	hs.Config.Protocols.SetUnencryptedHTTP2(true) // as in production, for h2c satellites
+	hs.Start()
 	t.Cleanup(func() {
 		srv.Drain()
 		hs.Close()
@@ -107,7 +111,7 @@ func (b *testBundle) startReplica(t *testing.T, cfg satelliteapi.Config) *replic
 	return &replica{srv: srv, url: hs.URL}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -202,7 +206,7 @@ func (s *satellite) poll(t *testing.T, wait time.Duration) []*satellitev1.Comman
 }
 
 // enqueue queues a command for one satellite through replica i.
-func (b *testBundle) enqueue(t *testing.T, i int, satelliteID string, typ satellitev1.CommandType, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
+func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, typ satellitev1.CommandType, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
 	t.Helper()
 	req := &adminv1.EnqueueCommandRequest{
 		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Type: typ, Priority: prio,

@@ -99,7 +99,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	registry.MustRegister(
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "orrery_satellite_key_argon2_verifications_total",
+			Help: "Satellite API-key checks that ran Argon2 because the verified-key cache could not answer.",
+		}, func() float64 { return float64(s.satellites.Argon2Runs()) }),
+	)
 	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
 	if err != nil {
 		return nil, fmt.Errorf("create metrics exporter: %w", err)
@@ -110,13 +117,15 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create telemetry interceptor: %w", err)
 	}
-	common := []connect.Interceptor{otelInterceptor, validate.NewInterceptor()}
+	interceptors := []connect.Interceptor{otelInterceptor, validate.NewInterceptor()}
+	// Compressing the small messages of the satellite protocol costs more CPU than it saves bytes.
+	compressMin := connect.WithCompressMinBytes(1024)
 
 	mux := http.NewServeMux()
-	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites,
-		connect.WithInterceptors(append(common, s.satellites.Interceptor())...)))
-	mux.Handle(adminv1connect.NewAdminServiceHandler(admin,
-		connect.WithInterceptors(append(common, admin.Interceptor())...)))
+	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites, compressMin,
+		connect.WithInterceptors(append(interceptors, s.satellites.Interceptor())...)))
+	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, compressMin,
+		connect.WithInterceptors(append(interceptors, admin.Interceptor())...)))
 
 	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
 	checker := grpchealth.NewStaticChecker(services...)
@@ -158,6 +167,9 @@ func (s *Server) Store() *store.Store { return s.store }
 func (s *Server) Run(ctx context.Context) error {
 	return s.hub.Run(ctx)
 }
+
+// Argon2Runs counts satellite API-key checks that ran Argon2.
+func (s *Server) Argon2Runs() int64 { return s.satellites.Argon2Runs() }
 
 // Drain makes long polls answer at once, ahead of a shutdown.
 func (s *Server) Drain() { s.satellites.Drain() }

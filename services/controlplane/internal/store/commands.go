@@ -118,29 +118,23 @@ func insertCommand(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID
 
 // ClaimCommands delivers up to limit due commands of a satellite under a lease, highest priority first, then
 // oldest. Along the way it expires commands past their expiry and fails those whose last lease lapsed. When
-// nothing is due, wakeup is the moment a leased command becomes due again, or nil.
-func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, limit int, lease time.Duration) (cmds []Command, wakeup *time.Time, err error) {
-	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		if err := q.ExpireCommands(ctx, satelliteID); err != nil {
-			return translate(err, "expire commands")
+// nothing is due and withWakeup is set, wakeup is the next lapse of a lease, or nil.
+func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, limit int, lease time.Duration, withWakeup bool) (cmds []Command, wakeup *time.Time, err error) {
+	rows, err := s.q.ClaimCommands(ctx, lease.Seconds(), satelliteID, int32(limit))
+	if err != nil {
+		return nil, nil, translate(err, "claim commands")
+	}
+	if len(rows) == 0 {
+		if !withWakeup {
+			return nil, nil, nil
 		}
-		if err := q.FailExhaustedCommands(ctx, satelliteID); err != nil {
-			return translate(err, "fail exhausted commands")
-		}
-		rows, err := q.ClaimCommands(ctx, lease.Seconds(), satelliteID, int32(limit))
-		if err != nil {
-			return translate(err, "claim commands")
-		}
-		cmds = commandsFromRows(rows)
-		if len(cmds) > 0 {
-			return nil
-		}
-		wakeup, err = q.NextCommandWakeup(ctx, satelliteID)
+		wakeup, err = s.q.NextCommandWakeup(ctx, satelliteID)
 		if err = translate(err, "next command wakeup"); errors.Is(err, ErrNotFound) {
-			return nil
+			return nil, nil, nil
 		}
-		return err
-	})
+		return nil, wakeup, err
+	}
+	cmds = commandsFromRows(rows)
 	// UPDATE ... RETURNING does not keep the CTE's order.
 	slices.SortFunc(cmds, func(a, b Command) int {
 		if a.Priority != b.Priority {
@@ -151,7 +145,7 @@ func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, limit 
 		}
 		return slices.Compare(a.ID[:], b.ID[:])
 	})
-	return cmds, wakeup, err
+	return cmds, nil, nil
 }
 
 // FinishCommand records a satellite's result for one of its commands. Reporting again, or reporting a command

@@ -215,28 +215,39 @@ type Process struct {
 }
 
 // RecordHeartbeat stores a heartbeat, activating a new satellite, and replaces the satellite's process list.
-func (s *Store) RecordHeartbeat(ctx context.Context, satelliteID uuid.UUID, hb Heartbeat) (Satellite, error) {
+// It stores nothing and returns ErrNotFound unless the satellite is live and still has the API key whose hash
+// is apiKeyHash, so callers may skip a separate key check.
+func (s *Store) RecordHeartbeat(ctx context.Context, satelliteID uuid.UUID, apiKeyHash string, hb Heartbeat) (Satellite, error) {
+	// A nil slice would be NULL, and "not (x = any(NULL))" would keep every stale process.
+	keep := make([]string, len(hb.Processes))
+	for i, p := range hb.Processes {
+		keep[i] = p.InstanceID
+	}
+	params := dbsqlc.RecordHeartbeatParams{
+		ID: satelliteID, ApiKeyHash: apiKeyHash, Url: hb.URL, Version: hb.Version, SystemMetrics: hb.SystemMetrics,
+		ProcessCount: int32(len(hb.Processes)), ProcessCounts: hb.ProcessCounts, KeepInstanceIds: keep,
+	}
+	if len(hb.Processes) == 0 {
+		row, err := s.q.RecordHeartbeat(ctx, params)
+		if err != nil {
+			return Satellite{}, translate(err, "record heartbeat")
+		}
+		return satelliteFromRow(dbsqlc.Satellite(row)), nil
+	}
 	var sat Satellite
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		row, err := q.RecordHeartbeat(ctx, dbsqlc.RecordHeartbeatParams{
-			ID: satelliteID, Url: hb.URL, Version: hb.Version, SystemMetrics: hb.SystemMetrics,
-			ProcessCount: int32(len(hb.Processes)),
-		})
+		row, err := q.RecordHeartbeat(ctx, params)
 		if err != nil {
 			return translate(err, "record heartbeat")
 		}
-		sat = satelliteFromRow(row)
-		if err := q.InsertHeartbeat(ctx, satelliteID, hb.SystemMetrics, hb.ProcessCounts); err != nil {
-			return translate(err, "insert heartbeat")
-		}
-		return replaceProcesses(ctx, q, satelliteID, hb.Processes)
+		sat = satelliteFromRow(dbsqlc.Satellite(row))
+		return upsertProcesses(ctx, q, satelliteID, hb.Processes)
 	})
 	return sat, err
 }
 
-func replaceProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, procs []Process) error {
-	// A nil slice would be NULL, and "not (x = any(NULL))" deletes nothing.
-	p := dbsqlc.UpsertSatelliteProcessesParams{SatelliteID: satelliteID, InstanceIds: []string{}}
+func upsertProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, procs []Process) error {
+	p := dbsqlc.UpsertSatelliteProcessesParams{SatelliteID: satelliteID}
 	for _, pr := range procs {
 		p.InstanceIds = append(p.InstanceIds, pr.InstanceID)
 		p.TeamIds = append(p.TeamIds, pr.TeamID)
@@ -247,12 +258,6 @@ func replaceProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.U
 		p.MemoryBytes = append(p.MemoryBytes, pr.MemoryBytes)
 		p.UptimeSeconds = append(p.UptimeSeconds, pr.UptimeSeconds)
 		p.RequestCounts = append(p.RequestCounts, pr.RequestCount)
-	}
-	if err := q.DeleteStaleSatelliteProcesses(ctx, satelliteID, p.InstanceIds); err != nil {
-		return translate(err, "delete stale processes")
-	}
-	if len(procs) == 0 {
-		return nil
 	}
 	return translate(q.UpsertSatelliteProcesses(ctx, p), "upsert processes")
 }

@@ -13,7 +13,18 @@ import (
 )
 
 const claimCommands = `-- name: ClaimCommands :many
-with due as (
+with expired as (
+    update satellite_commands e
+    set state = 'expired', completed_at = now()
+    where e.satellite_id = $2 and e.state in ('pending', 'dispatched') and e.expires_at <= now()
+    returning e.id
+), exhausted as (
+    update satellite_commands x
+    set state = 'failed', completed_at = now(), error = 'no result after ' || x.attempts || ' deliveries'
+    where x.satellite_id = $2 and x.state = 'dispatched' and x.expires_at > now()
+      and x.lease_expires_at <= now() and x.attempts >= x.max_attempts
+    returning x.id
+), due as (
     select d.id from satellite_commands d
     where d.satellite_id = $2 and d.expires_at > now()
       and (d.state = 'pending'
@@ -30,8 +41,10 @@ where c.id = due.id
 returning c.id, c.satellite_id, c.team_id, c.type, c.priority, c.payload, c.state, c.attempts, c.max_attempts, c.lease_expires_at, c.expires_at, c.created_at, c.completed_at, c.output, c.error
 `
 
-// ClaimCommands delivers this satellite's due commands: pending ones, and dispatched ones whose lease
-// lapsed. SKIP LOCKED lets two concurrent polls of one satellite split the work instead of waiting.
+// ClaimCommands delivers this satellite's due commands under a lease: pending ones, and dispatched ones whose
+// lease lapsed with attempts left. In the same statement it expires commands past their expiry, so they are
+// never delivered, and fails those whose last lease lapsed. The three sets are disjoint, and one statement
+// keeps a poll to one round trip. SKIP LOCKED lets two concurrent polls of one satellite split the work.
 func (q *Queries) ClaimCommands(ctx context.Context, leaseSeconds float64, satelliteID uuid.UUID, maxRows int32) ([]SatelliteCommand, error) {
 	rows, err := q.db.Query(ctx, claimCommands, leaseSeconds, satelliteID, maxRows)
 	if err != nil {
@@ -66,32 +79,6 @@ func (q *Queries) ClaimCommands(ctx context.Context, leaseSeconds float64, satel
 		return nil, err
 	}
 	return items, nil
-}
-
-const expireCommands = `-- name: ExpireCommands :exec
-update satellite_commands
-set state = 'expired', completed_at = now()
-where satellite_id = $1 and state in ('pending', 'dispatched') and expires_at <= now()
-`
-
-// ExpireCommands retires this satellite's commands that outlived their expiry, so they are never delivered.
-func (q *Queries) ExpireCommands(ctx context.Context, satelliteID uuid.UUID) error {
-	_, err := q.db.Exec(ctx, expireCommands, satelliteID)
-	return err
-}
-
-const failExhaustedCommands = `-- name: FailExhaustedCommands :exec
-update satellite_commands
-set state = 'failed', completed_at = now(),
-    error = 'no result after ' || attempts || ' deliveries'
-where satellite_id = $1 and state = 'dispatched' and lease_expires_at <= now()
-  and attempts >= max_attempts
-`
-
-// FailExhaustedCommands fails delivered commands whose last allowed lease lapsed without a result.
-func (q *Queries) FailExhaustedCommands(ctx context.Context, satelliteID uuid.UUID) error {
-	_, err := q.db.Exec(ctx, failExhaustedCommands, satelliteID)
-	return err
 }
 
 const finishCommand = `-- name: FinishCommand :one

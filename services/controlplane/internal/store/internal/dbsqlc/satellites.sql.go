@@ -59,16 +59,6 @@ func (q *Queries) CreateSatellite(ctx context.Context, arg CreateSatelliteParams
 	return i, err
 }
 
-const deleteStaleSatelliteProcesses = `-- name: DeleteStaleSatelliteProcesses :exec
-delete from satellite_processes
-where satellite_id = $1 and not (instance_id = any($2::text[]))
-`
-
-func (q *Queries) DeleteStaleSatelliteProcesses(ctx context.Context, satelliteID uuid.UUID, keepInstanceIds []string) error {
-	_, err := q.db.Exec(ctx, deleteStaleSatelliteProcesses, satelliteID, keepInstanceIds)
-	return err
-}
-
 const getSatellite = `-- name: GetSatellite :one
 select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from satellites where id = $1
 `
@@ -121,16 +111,6 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 		&i.CreatedAt,
 	)
 	return i, err
-}
-
-const insertHeartbeat = `-- name: InsertHeartbeat :exec
-insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
-values ($1, $2, $3)
-`
-
-func (q *Queries) InsertHeartbeat(ctx context.Context, satelliteID uuid.UUID, systemMetrics []byte, processCounts []byte) error {
-	_, err := q.db.Exec(ctx, insertHeartbeat, satelliteID, systemMetrics, processCounts)
-	return err
 }
 
 const listSatellites = `-- name: ListSatellites :many
@@ -206,35 +186,71 @@ func (q *Queries) ListSatellitesServingTeam(ctx context.Context, teamID *uuid.UU
 }
 
 const recordHeartbeat = `-- name: RecordHeartbeat :one
-update satellites
-set activated_at      = coalesce(activated_at, now()),
-    last_heartbeat_at = now(),
-    url               = case when $1::text <> '' then $1::text else url end,
-    version           = case when $2::text <> '' then $2::text else version end,
-    system_metrics    = $3,
-    process_count     = $4
-where id = $5 and revoked_at is null
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at
+with beat as (
+    update satellites s
+    set activated_at      = coalesce(s.activated_at, now()),
+        last_heartbeat_at = now(),
+        url               = case when $1::text <> '' then $1::text else s.url end,
+        version           = case when $2::text <> '' then $2::text else s.version end,
+        system_metrics    = $3,
+        process_count     = $4
+    where s.id = $5 and s.api_key_hash = $6 and s.revoked_at is null
+    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at
+), history as (
+    insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
+    select beat.id, $3, $7 from beat
+), stale as (
+    delete from satellite_processes p
+    using beat
+    where p.satellite_id = beat.id and not (p.instance_id = any($8::text[]))
+)
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from beat
 `
 
 type RecordHeartbeatParams struct {
-	Url           string
-	Version       string
-	SystemMetrics []byte
-	ProcessCount  int32
-	ID            uuid.UUID
+	Url             string
+	Version         string
+	SystemMetrics   []byte
+	ProcessCount    int32
+	ID              uuid.UUID
+	ApiKeyHash      string
+	ProcessCounts   []byte
+	KeepInstanceIds []string
 }
 
-// RecordHeartbeat activates a new satellite and keeps the newest URL a satellite sent.
-func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams) (Satellite, error) {
+type RecordHeartbeatRow struct {
+	ID                  uuid.UUID
+	Name                string
+	Type                string
+	TeamID              *uuid.UUID
+	ApiKeyID            string
+	ApiKeyHash          string
+	ActivatedAt         *time.Time
+	RevokedAt           *time.Time
+	Url                 string
+	Version             string
+	SystemMetrics       []byte
+	ProcessCount        int32
+	LastHeartbeatAt     *time.Time
+	RegistrationTokenID *uuid.UUID
+	CreatedAt           time.Time
+}
+
+// RecordHeartbeat activates a new satellite, keeps the newest URL a satellite sent, appends the heartbeat to
+// the history and drops processes the satellite no longer reports, in one round trip. It matches no row
+// unless the satellite is live and still has the API key whose hash is given.
+func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams) (RecordHeartbeatRow, error) {
 	row := q.db.QueryRow(ctx, recordHeartbeat,
 		arg.Url,
 		arg.Version,
 		arg.SystemMetrics,
 		arg.ProcessCount,
 		arg.ID,
+		arg.ApiKeyHash,
+		arg.ProcessCounts,
+		arg.KeepInstanceIds,
 	)
-	var i Satellite
+	var i RecordHeartbeatRow
 	err := row.Scan(
 		&i.ID,
 		&i.Name,
