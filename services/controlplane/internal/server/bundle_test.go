@@ -69,7 +69,7 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBundle{dbURL: pgtest.NewDatabase(t) , signer: signer, keyring: keyring}
+	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring}
 	for range opts.replicas {
 		b.replicas = append(b.replicas, b.startReplica(t, opts.satellite))
 	}
