@@ -1,5 +1,5 @@
-// Package logging builds the services' slog loggers: colored text through tint on a terminal, JSON
-// otherwise, so people read logs easily and machines parse them reliably.
+// Package logging builds the services' slog loggers: colored text through tint for a person at a terminal,
+// JSON for log collectors otherwise.
 package logging
 
 import (
@@ -13,40 +13,32 @@ import (
 	"golang.org/x/term"
 )
 
-// Formats accepted by New.
-const (
-	FormatAuto = "auto"
-	FormatText = "text"
-	FormatJSON = "json"
-)
-
-// New returns a logger writing to w in format ("auto", "text" or "json"; empty means auto) at level.
-// Auto picks text when w is a terminal.
-func New(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
-	switch format {
-	case "", FormatAuto:
-		format = FormatJSON
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			format = FormatText
+// New returns a logger writing to w in format ("auto", "text" or "json"; auto is text on a terminal, JSON
+// otherwise) at level ("debug", "info", "warn" or "error"; empty means info).
+func New(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if level != "" {
+		if err := lvl.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 		}
-	case FormatText, FormatJSON:
-	default:
-		return nil, fmt.Errorf("log format %q: want auto, text or json", format)
 	}
-	if format == FormatText {
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly})), nil
+	tty := isTerminal(w)
+	if format == "" || format == "auto" {
+		format = "json"
+		if tty {
+			format = "text"
+		}
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+	switch format {
+	case "text":
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: !tty})), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+	}
+	return nil, fmt.Errorf("log format %q: want auto, text or json", format)
 }
 
-// ParseLevel reads a level name (debug, info, warn, error); empty means info.
-func ParseLevel(name string) (slog.Level, error) {
-	var l slog.Level
-	if name == "" {
-		return slog.LevelInfo, nil
-	}
-	if err := l.UnmarshalText([]byte(name)); err != nil {
-		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", name)
-	}
-	return l, nil
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -90,7 +90,9 @@ func loadDevSecrets(dataDir string) (devSecrets, error) {
 		return devSecrets{}, err
 	}
 	raw, _ = json.MarshalIndent(s, "", "  ")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	// The directory stays traversable: as root, the private PostgreSQL under it runs as the postgres user.
+	// The secrets file itself is private.
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return devSecrets{}, err
 	}
 	if err := os.WriteFile(path, raw, 0o600); err != nil {

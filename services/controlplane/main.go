@@ -27,12 +27,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		os.Exit(2)
 	}
-	level, err := logging.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "controlplane:", err)
-		os.Exit(2)
-	}
-	logger, err := logging.New(os.Stderr, cfg.LogFormat, level)
+	logger, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		os.Exit(2)

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/orrery/orrery/internal/logging"
+	"github.com/orrery/orrery/services/satellite/internal/backend"
+	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/events"
+)
+
+// Defaults of Config that no package below main owns.
+const (
+	defaultControlPlaneURL = "http://127.0.0.1:8080"
+	defaultListen          = "127.0.0.1:8081"
+	defaultShutdownTimeout = 10 * time.Second
+	stateDirName           = "orrery-satellite"
+)
+
+// namePattern is what the control plane accepts as a satellite name.
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+const maxNameLen = 64
+
+// Config is everything the satellite is started with. Zero fields take the defaults WithDefaults documents.
+type Config struct {
+	// ControlPlaneURL is the control plane's base URL (ORRERY_CONTROL_PLANE_URL). Default
+	// http://127.0.0.1:8080.
+	ControlPlaneURL string
+	// RegistrationToken registers the satellite on its first start (ORRERY_REGISTRATION_TOKEN). Ignored once
+	// the state directory holds an identity.
+	RegistrationToken string
+	// Name is the satellite's name at registration (ORRERY_SATELLITE_NAME). Default: the host name,
+	// lowercased and reduced to the characters the control plane accepts.
+	Name string
+	// StateDir holds the identity (ORRERY_STATE_DIR). Default $XDG_STATE_HOME/orrery-satellite, else
+	// ~/.local/state/orrery-satellite.
+	StateDir string
+	// Listen is the HTTP listen address (ORRERY_SATELLITE_LISTEN). Default 127.0.0.1:8081.
+	Listen string
+	// PublicURL is where MCP clients reach the satellite (ORRERY_SATELLITE_PUBLIC_URL). Default
+	// http://<listen address>, taken from the bound socket so port 0 resolves, with the host name standing
+	// in for an unspecified host.
+	PublicURL string
+	// LogFormat is auto, text or json (ORRERY_LOG_FORMAT). Default auto: text on a terminal, else JSON.
+	LogFormat string
+	// LogLevel is debug, info, warn or error (ORRERY_LOG_LEVEL). Default info.
+	LogLevel string
+	// Version is the software version reported to the control plane.
+	Version string
+
+	// HeartbeatInterval is the time between heartbeats until the control plane asks for another. Default
+	// 30 s.
+	HeartbeatInterval time.Duration
+	// PollWait is how long the control plane may hold a command poll open. Default 25 s.
+	PollWait time.Duration
+	// PollInterval spaces out polls when the control plane cannot hold them open. Default 5 s.
+	PollInterval time.Duration
+	// RequestTimeout bounds every request to the control plane; it must exceed PollWait. Default PollWait +
+	// 15 s.
+	RequestTimeout time.Duration
+	// BackoffMin is the first retry delay after a failed call. Default 500 ms.
+	BackoffMin time.Duration
+	// BackoffMax caps retry delays. Default 30 s.
+	BackoffMax time.Duration
+	// EventFlushDelay is how long an event waits for company before its batch is sent. Default 3 s.
+	EventFlushDelay time.Duration
+	// EventBatchSize sends a batch at once when it reaches this many events. Default 20.
+	EventBatchSize int
+	// EventBufferSize bounds the events held while the control plane is unreachable. Default 10,000.
+	EventBufferSize int
+	// CommandHistory is how many command results are remembered to answer redeliveries. Default 1024.
+	CommandHistory int
+	// ShutdownTimeout bounds the graceful shutdown: draining HTTP requests and flushing events. Default 10 s.
+	ShutdownTimeout time.Duration
+
+	// listener, when set, is served instead of listening on Listen, so tests need not pick a free port.
+	listener net.Listener
+}
+
+// WithDefaults returns c with every zero field set to its default. Defaults owned by the packages that use
+// them (intervals, batch sizes) are filled in here too, so the Config a satellite runs with is explicit.
+func (c Config) WithDefaults() Config {
+	if c.ControlPlaneURL == "" {
+		c.ControlPlaneURL = defaultControlPlaneURL
+	}
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		c.Name = nameFromHost(host)
+	}
+	if c.Listen == "" {
+		c.Listen = defaultListen
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "auto"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = backend.DefaultHeartbeatInterval
+	}
+	if c.PollWait <= 0 {
+		c.PollWait = backend.DefaultPollWait
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = backend.DefaultPollInterval
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = c.PollWait + backend.DefaultRequestTimeoutMargin
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = backoff.DefaultMin
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = backoff.DefaultMax
+	}
+	if c.EventFlushDelay <= 0 {
+		c.EventFlushDelay = events.DefaultFlushDelay
+	}
+	if c.EventBatchSize <= 0 {
+		c.EventBatchSize = events.DefaultMaxBatch
+	}
+	if c.EventBufferSize <= 0 {
+		c.EventBufferSize = events.DefaultBufferSize
+	}
+	if c.CommandHistory <= 0 {
+		c.CommandHistory = backend.DefaultCommandHistory
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = defaultShutdownTimeout
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if err := checkHTTPURL(c.ControlPlaneURL); err != nil {
+		errs = append(errs, fmt.Errorf("control plane URL: %w", err))
+	}
+	if c.PublicURL != "" {
+		if err := checkHTTPURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("public URL: %w (set ORRERY_SATELLITE_PUBLIC_URL)", err))
+		}
+	}
+	if len(c.Name) > maxNameLen || !namePattern.MatchString(c.Name) {
+		errs = append(errs, fmt.Errorf("satellite name %q must match %s and be at most %d characters (set ORRERY_SATELLITE_NAME)",
+			c.Name, namePattern, maxNameLen))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("no state directory: set ORRERY_STATE_DIR"))
+	}
+	if len(c.Version) > 64 {
+		errs = append(errs, fmt.Errorf("version %q is longer than 64 characters", c.Version))
+	}
+	if c.RequestTimeout <= c.PollWait {
+		errs = append(errs, fmt.Errorf("request timeout %v must exceed the poll wait %v", c.RequestTimeout, c.PollWait))
+	}
+	return errors.Join(errs...)
+}
+
+func checkHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL with a host", raw)
+	}
+	return nil
+}
+
+// loadConfig reads the environment, then flags, which win. The registration token has no flag: a flag
+// would show it to every user of ps.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Config{
+		ControlPlaneURL:   getenv("ORRERY_CONTROL_PLANE_URL"),
+		RegistrationToken: getenv("ORRERY_REGISTRATION_TOKEN"),
+		Name:              getenv("ORRERY_SATELLITE_NAME"),
+		StateDir:          getenv("ORRERY_STATE_DIR"),
+		Listen:            getenv("ORRERY_SATELLITE_LISTEN"),
+		PublicURL:         getenv("ORRERY_SATELLITE_PUBLIC_URL"),
+		LogFormat:         getenv("ORRERY_LOG_FORMAT"),
+		LogLevel:          getenv("ORRERY_LOG_LEVEL"),
+		Version:           version(),
+	}
+
+	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: satellite [flags]\n\n"+
+			"Runs an Orrery satellite: registers with the control plane, then takes its commands and configuration.\n"+
+			"Every flag has an environment variable; the registration token is read only from\n"+
+			"ORRERY_REGISTRATION_TOKEN.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", cfg.ControlPlaneURL, "control plane base URL (ORRERY_CONTROL_PLANE_URL; default "+defaultControlPlaneURL+")")
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "satellite name (ORRERY_SATELLITE_NAME; default: from the host name)")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
+	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	if cfg.StateDir == "" {
+		dir, err := defaultStateDir(getenv)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.StateDir = dir
+	}
+	cfg = cfg.WithDefaults()
+	if _, err := logging.New(io.Discard, cfg.LogFormat, cfg.LogLevel); err != nil {
+		return Config{}, err
+	}
+	return cfg, cfg.validate()
+}
+
+// defaultStateDir follows the XDG base directory spec, which ignores a relative XDG_STATE_HOME.
+func defaultStateDir(getenv func(string) string) (string, error) {
+	if xdg := getenv("XDG_STATE_HOME"); filepath.IsAbs(xdg) {
+		return filepath.Join(xdg, stateDirName), nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", errors.New("cannot find a home directory for the default state directory: set ORRERY_STATE_DIR")
+		}
+	}
+	return filepath.Join(home, ".local", "state", stateDirName), nil
+}
+
+// nameFromHost turns a host name into a valid satellite name: lowercased, with characters the control
+// plane does not accept replaced by '-'.
+func nameFromHost(host string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(host) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.TrimLeft(b.String(), "._-")
+	if len(name) > maxNameLen {
+		name = name[:maxNameLen]
+	}
+	if name == "" {
+		return "satellite"
+	}
+	return name
+}
+
+// publicURLFor is the URL of a listen address; an unspecified host (":8081", "0.0.0.0:8081") is not
+// reachable as written, so the host name stands in for it.
+func publicURLFor(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = "localhost"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	host, _ := os.Hostname()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{
+			name: "defaults",
+			env:  map[string]string{"XDG_STATE_HOME": "/var/state", "HOME": "/home/sat"},
+			check: func(t *testing.T, c Config) {
+				if c.ControlPlaneURL != "http://127.0.0.1:8080" || c.Listen != "127.0.0.1:8081" || c.LogFormat != "auto" {
+					t.Errorf("defaults = %+v", c)
+				}
+				if c.StateDir != "/var/state/orrery-satellite" {
+					t.Errorf("StateDir = %q", c.StateDir)
+				}
+				if c.Name != nameFromHost(host) {
+					t.Errorf("Name = %q, want it derived from host %q", c.Name, host)
+				}
+				if c.HeartbeatInterval != 30*time.Second || c.PollWait != 25*time.Second || c.RequestTimeout != 40*time.Second ||
+					c.EventFlushDelay != 3*time.Second || c.EventBatchSize != 20 || c.EventBufferSize != 10_000 ||
+					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second {
+					t.Errorf("timing defaults = %+v", c)
+				}
+			},
+		},
+		{
+			name: "state dir under home without XDG_STATE_HOME",
+			env:  map[string]string{"HOME": "/home/sat", "XDG_STATE_HOME": "relative/ignored"},
+			check: func(t *testing.T, c Config) {
+				if c.StateDir != "/home/sat/.local/state/orrery-satellite" {
+					t.Errorf("StateDir = %q", c.StateDir)
+				}
+			},
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"ORRERY_CONTROL_PLANE_URL":    "https://orrery.example.com",
+				"ORRERY_REGISTRATION_TOKEN":   "orreg_secret",
+				"ORRERY_SATELLITE_NAME":       "edge-7",
+				"ORRERY_STATE_DIR":            "/srv/sat",
+				"ORRERY_SATELLITE_LISTEN":     "0.0.0.0:9000",
+				"ORRERY_SATELLITE_PUBLIC_URL": "https://edge-7.example.com",
+				"ORRERY_LOG_FORMAT":           "json",
+			},
+			check: func(t *testing.T, c Config) {
+				want := Config{ControlPlaneURL: "https://orrery.example.com", RegistrationToken: "orreg_secret", Name: "edge-7",
+					StateDir: "/srv/sat", Listen: "0.0.0.0:9000", PublicURL: "https://edge-7.example.com", LogFormat: "json"}
+				if c.ControlPlaneURL != want.ControlPlaneURL || c.RegistrationToken != want.RegistrationToken || c.Name != want.Name ||
+					c.StateDir != want.StateDir || c.Listen != want.Listen || c.PublicURL != want.PublicURL || c.LogFormat != want.LogFormat {
+					t.Errorf("config = %+v, want %+v", c, want)
+				}
+			},
+		},
+		{
+			name: "flags override the environment",
+			args: []string{"-name", "from-flag", "-state-dir", "/flag/state"},
+			env:  map[string]string{"ORRERY_SATELLITE_NAME": "from-env", "ORRERY_STATE_DIR": "/env/state"},
+			check: func(t *testing.T, c Config) {
+				if c.Name != "from-flag" || c.StateDir != "/flag/state" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{name: "invalid name", env: map[string]string{"ORRERY_SATELLITE_NAME": "Edge 7", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_NAME"},
+		{name: "invalid log format", env: map[string]string{"ORRERY_LOG_FORMAT": "xml", "HOME": "/h"}, wantErr: "log format"},
+		{name: "invalid control plane URL", env: map[string]string{"ORRERY_CONTROL_PLANE_URL": "127.0.0.1:8080", "HOME": "/h"}, wantErr: "control plane URL"},
+		{name: "invalid public URL", env: map[string]string{"ORRERY_SATELLITE_PUBLIC_URL": "edge:8081", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_PUBLIC_URL"},
+		{name: "no token flag", args: []string{"-registration-token", "x"}, env: map[string]string{"HOME": "/h"}, wantErr: "not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := loadConfig(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("loadConfig = %v, want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestNameFromHost(t *testing.T) {
+	t.Parallel()
+	for host, want := range map[string]string{
+		"Build-Runner.Example.COM": "build-runner.example.com",
+		"_weird host!":             "weird-host-",
+		"":                         "satellite",
+		"---":                      "satellite",
+		strings.Repeat("a", 80):    strings.Repeat("a", 64),
+	} {
+		got := nameFromHost(host)
+		if got != want {
+			t.Errorf("nameFromHost(%q) = %q, want %q", host, got, want)
+		}
+		if !namePattern.MatchString(got) {
+			t.Errorf("nameFromHost(%q) = %q is not a valid name", host, got)
+		}
+	}
+}
+
+func TestPublicURLFor(t *testing.T) {
+	t.Parallel()
+	host, _ := os.Hostname()
+	for listen, want := range map[string]string{
+		"127.0.0.1:8081": "http://127.0.0.1:8081",
+		"[::1]:8081":     "http://[::1]:8081",
+		":8081":          "http://" + host + ":8081",
+		"0.0.0.0:8081":   "http://" + host + ":8081",
+	} {
+		if got := publicURLFor(listen); got != want {
+			t.Errorf("publicURLFor(%q) = %q, want %q", listen, got, want)
+		}
+	}
+}

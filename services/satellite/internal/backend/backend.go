@@ -1,0 +1,316 @@
+// Package backend is the satellite's communicator with the control plane. It only dials out: it registers
+// once, then keeps three loops running against SatelliteService: heartbeats, a command long-poll, and
+// configuration sync into the desired view.
+//
+// Outages are expected and survived: every call that fails for a transient reason is retried with jittered
+// backoff, forever, with the stored identity; the satellite never registers again on its own. The one
+// failure that stops Run is the control plane refusing the API key, since only an operator can fix that.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/desired"
+	"github.com/orrery/orrery/services/satellite/internal/identity"
+	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
+)
+
+// Defaults of Config.
+const (
+	// DefaultHeartbeatInterval is the protocol's heartbeat period; the control plane counts a satellite
+	// offline after three missed ones.
+	DefaultHeartbeatInterval = 30 * time.Second
+	// DefaultPollWait matches the control plane's cap on a held poll.
+	DefaultPollWait = 25 * time.Second
+	// DefaultPollInterval spaces out polls to a control plane that answers without holding them.
+	DefaultPollInterval = 5 * time.Second
+	// DefaultRequestTimeoutMargin is how much longer than PollWait an HTTP request may take by default, so
+	// a held poll is never cut off by the client while the control plane is answering it.
+	DefaultRequestTimeoutMargin = 15 * time.Second
+	// DefaultCommandHistory outlasts a command's redeliveries: at most three attempts within its expiry.
+	DefaultCommandHistory = 1024
+)
+
+// ErrKeyRefused means the control plane no longer accepts the satellite's API key, because an administrator
+// revoked or deleted the satellite. Retrying cannot help: the satellite needs a new identity.
+var ErrKeyRefused = errors.New("the control plane refused the satellite's API key")
+
+// ErrRegistrationRefused means the control plane turned down Register for a reason retrying cannot fix,
+// such as an invalid, expired or already used registration token.
+var ErrRegistrationRefused = errors.New("the control plane refused to register the satellite")
+
+// MetricsSource measures the machine for heartbeats. *sysmetrics.Sampler is one.
+type MetricsSource interface {
+	Sample() (sysmetrics.Metrics, error)
+}
+
+// Config configures a Communicator.
+type Config struct {
+	// URL is the control plane's base URL. Required.
+	URL string
+	// RegistrationToken is used only when the state directory holds no identity yet.
+	RegistrationToken string
+	// Name is the satellite's name at registration, matching ^[a-z0-9][a-z0-9._-]*$. Required.
+	Name string
+	// Version is the satellite's software version, sent at registration and with heartbeats.
+	Version string
+	// PublicURL is where MCP clients reach this satellite; the first heartbeat after start carries it.
+	PublicURL string
+
+	// Identity stores the identity between runs. Required.
+	Identity *identity.Store
+	// Desired receives every configuration fetched. Required.
+	Desired *desired.View
+	// Metrics measures the machine. Default: a sysmetrics.Sampler for the identity's state directory.
+	Metrics MetricsSource
+	// HTTPClient carries every call. Default: a client whose timeout is RequestTimeout.
+	HTTPClient *http.Client
+
+	// HeartbeatInterval is the time between heartbeats until the control plane says otherwise in
+	// HeartbeatResponse.next_heartbeat. Default DefaultHeartbeatInterval (30 s).
+	HeartbeatInterval time.Duration
+	// PollWait is how long the control plane may hold a PollCommands call open. Default DefaultPollWait
+	// (25 s).
+	PollWait time.Duration
+	// PollInterval guards against a control plane that cannot long-poll: an empty answer that came back
+	// sooner than min(PollInterval, PollWait/2) was not held, and the next poll then waits for the
+	// response's next_poll, or PollInterval when it suggests none. Default DefaultPollInterval (5 s).
+	PollInterval time.Duration
+	// RequestTimeout bounds each HTTP request of the default HTTPClient and must exceed PollWait. Default
+	// PollWait + DefaultRequestTimeoutMargin (40 s).
+	RequestTimeout time.Duration
+	// Backoff spaces out retries after failures. Default 500 ms doubling to 30 s, with jitter.
+	Backoff backoff.Policy
+	// CommandHistory is how many recent command ids, with their results, are remembered so a redelivered
+	// command is reported again rather than run again. Default DefaultCommandHistory (1024).
+	CommandHistory int
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.PollWait <= 0 {
+		c.PollWait = DefaultPollWait
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = c.PollWait + DefaultRequestTimeoutMargin
+	}
+	c.Backoff = c.Backoff.WithDefaults()
+	if c.CommandHistory <= 0 {
+		c.CommandHistory = DefaultCommandHistory
+	}
+	if c.Metrics == nil && c.Identity != nil {
+		c.Metrics = sysmetrics.New(c.Identity.Dir())
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.RequestTimeout}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return errors.New("control plane URL is empty")
+	case err != nil:
+		return fmt.Errorf("control plane URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fmt.Errorf("control plane URL %q: want http:// or https:// and a host", c.URL)
+	case c.Name == "":
+		return errors.New("satellite name is empty")
+	case c.Identity == nil:
+		return errors.New("no identity store")
+	case c.Desired == nil:
+		return errors.New("no desired view")
+	case c.RequestTimeout <= c.PollWait:
+		return fmt.Errorf("request timeout %v must exceed the poll wait %v, or every held poll would time out",
+			c.RequestTimeout, c.PollWait)
+	}
+	return nil
+}
+
+// Communicator talks to the control plane on the satellite's behalf.
+type Communicator struct {
+	logger *slog.Logger
+	cfg    Config
+	client satellitev1connect.SatelliteServiceClient
+
+	started atomic.Bool
+	ident   atomic.Pointer[identity.Identity]
+	history *lru.Cache[string, outcome]
+	resync  chan struct{}
+
+	syncMu sync.Mutex // serializes configuration syncs, so etag and the desired view move together
+	etag   string
+}
+
+// New returns a Communicator; Run starts it. A nil logger discards logs.
+func New(logger *slog.Logger, cfg Config) (*Communicator, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("backend config: %w", err)
+	}
+	history, err := lru.New[string, outcome](cfg.CommandHistory)
+	if err != nil {
+		return nil, fmt.Errorf("command history: %w", err)
+	}
+	c := &Communicator{
+		logger:  logger,
+		cfg:     cfg,
+		history: history,
+		resync:  make(chan struct{}, 1),
+	}
+	c.client = satellitev1connect.NewSatelliteServiceClient(cfg.HTTPClient, cfg.URL,
+		connect.WithInterceptors(c.authInterceptor()))
+	return c, nil
+}
+
+// Client is the satellite's authenticated SatelliteService client, for other parts of the satellite that
+// call the control plane, such as the event batcher. Calls made before registration completes fail with
+// CodeUnavailable, so callers that retry transient errors simply wait for it.
+func (c *Communicator) Client() satellitev1connect.SatelliteServiceClient { return c.client }
+
+// Identity returns the satellite's identity once it is known.
+func (c *Communicator) Identity() (identity.Identity, bool) {
+	id := c.ident.Load()
+	if id == nil {
+		return identity.Identity{}, false
+	}
+	return *id, true
+}
+
+// Ready returns nil once the satellite is registered and has its first configuration, and otherwise an
+// error saying what it still waits for.
+func (c *Communicator) Ready() error {
+	if c.ident.Load() == nil {
+		return errors.New("not registered with the control plane yet")
+	}
+	// The view's version turns non-zero with the first configuration applied, empty or not.
+	if c.cfg.Desired.Version() == 0 {
+		return errors.New("configuration not fetched from the control plane yet")
+	}
+	return nil
+}
+
+// Run registers the satellite if it has no identity yet, then runs the heartbeat, command and
+// configuration loops until ctx is done (returning nil) or one of them fails for good: the API key is
+// refused (ErrKeyRefused) or registration is impossible.
+func (c *Communicator) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("communicator is already running")
+	}
+	id, err := c.establish(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	c.ident.Store(&id)
+	c.logger.InfoContext(ctx, "satellite identity ready", slog.Any("identity", id))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.heartbeatLoop(gctx) })
+	g.Go(func() error { return c.pollLoop(gctx) })
+	g.Go(func() error { return c.configLoop(gctx) })
+	return g.Wait()
+}
+
+// authInterceptor sends the API key with every call but Register, which carries its registration token.
+func (c *Communicator) authInterceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if req.Spec().Procedure != satellitev1connect.SatelliteServiceRegisterProcedure {
+				id := c.ident.Load()
+				if id == nil {
+					return nil, connect.NewError(connect.CodeUnavailable, errors.New("satellite is not registered yet"))
+				}
+				req.Header().Set("Authorization", "Bearer "+id.APIKey)
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+// keyRefused turns an Unauthenticated answer to an API-key call into the error Run returns, telling the
+// operator what to do; other errors pass through.
+func (c *Communicator) keyRefused(err error) error {
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		return err
+	}
+	return fmt.Errorf("%w (%s): the satellite was revoked or deleted; remove the state directory %s and start it "+
+		"again with a new ORRERY_REGISTRATION_TOKEN to register anew", ErrKeyRefused, message(err), c.cfg.Identity.Dir())
+}
+
+// message is an error's text without Connect's code prefix, for errors shown to operators.
+func message(err error) string {
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// transient reports whether a failed call may succeed if repeated: the control plane or the network is
+// down or overloaded. Errors from the satellite itself and refusals of the request's content are not.
+func transient(err error) bool {
+	ce := new(connect.Error)
+	if !errors.As(err, &ce) {
+		return false
+	}
+	switch ce.Code() {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted,
+		connect.CodeAborted, connect.CodeInternal, connect.CodeUnknown, connect.CodeCanceled:
+		return true
+	}
+	return false
+}
+
+// retry calls f until it succeeds, ctx ends, or it fails in a way retrying cannot fix; transient failures
+// are retried with backoff, forever.
+func (c *Communicator) retry(ctx context.Context, what string, f func() error) error {
+	bo := backoff.New(c.cfg.Backoff)
+	for {
+		err := f()
+		if err == nil {
+			if bo.Failures() > 0 {
+				c.logger.InfoContext(ctx, what+" succeeded after failures", slog.Int("failures", bo.Failures()))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !transient(err) {
+			return err
+		}
+		delay := bo.Next()
+		c.logger.WarnContext(ctx, what+" failed; retrying", slog.Any("error", err),
+			slog.Int("attempt", bo.Failures()), slog.Duration("retry_in", delay))
+		if err := backoff.Sleep(ctx, delay); err != nil {
+			return err
+		}
+	}
+}

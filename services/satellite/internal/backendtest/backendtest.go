@@ -1,0 +1,369 @@
+// Package backendtest runs a fake control plane for the satellite's tests: an in-memory
+// SatelliteService served over real HTTP on loopback. It keeps what satellites sent so tests can assert on
+// it, validates every request against the proto's protovalidate rules as the real control plane does, and
+// can simulate an outage or a revoked satellite.
+package backendtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+)
+
+// maxWait caps a PollCommands hold as the real control plane does.
+const maxWait = 25 * time.Second
+
+// Server is the fake control plane. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL satellites dial.
+	URL string
+
+	t       testing.TB
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change, so waiters never poll
+
+	tokens        map[string]grant
+	keys          map[string]string // API key → satellite id
+	revoked       bool
+	down          bool
+	noHold        bool
+	nextHeartbeat time.Duration
+
+	registrations []*satellitev1.RegisterRequest
+	heartbeats    []*satellitev1.HeartbeatRequest
+	queue         []*satellitev1.Command
+	polls         int
+	reports       []*satellitev1.ReportCommandResultRequest
+	etag          string
+	instances     []*satellitev1.Instance
+	configReqs    []*satellitev1.GetConfigurationRequest
+	events        []*satellitev1.Event
+	eventIDs      map[string]bool
+	emitCalls     int
+	refused       int
+}
+
+type grant struct {
+	typ    satellitev1.SatelliteType
+	teamID string
+}
+
+// New starts a fake control plane that stops when the test ends.
+func New(t testing.TB) *Server {
+	s := &Server{
+		t:        t,
+		changed:  make(chan struct{}),
+		tokens:   make(map[string]grant),
+		keys:     make(map[string]string),
+		eventIDs: make(map[string]bool),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s, connect.WithInterceptors(s.interceptor())))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// AddToken makes token a valid, single-use registration token granting typ (and teamID for team tokens).
+func (s *Server) AddToken(token string, typ satellitev1.SatelliteType, teamID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[token] = grant{typ: typ, teamID: teamID}
+}
+
+// AddSatellite registers a satellite directly and returns its API key, for tests that need an
+// authenticated client without going through Register.
+func (s *Server) AddSatellite() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := newKey()
+	s.keys[key] = uuid.NewString()
+	return key
+}
+
+// SetDown makes every RPC fail with Unavailable until it is called with false.
+func (s *Server) SetDown(down bool) {
+	s.update(func() { s.down = down })
+}
+
+// Revoke refuses every API key issued so far, as the control plane does once an administrator revokes or
+// deletes a satellite.
+func (s *Server) Revoke() {
+	s.update(func() { s.revoked = true })
+}
+
+// SetHold sets whether PollCommands holds an empty poll open, as the real control plane does, or answers
+// at once, as a control plane that cannot long-poll would.
+func (s *Server) SetHold(hold bool) {
+	s.update(func() { s.noHold = !hold })
+}
+
+// SetNextHeartbeat sets the interval heartbeat responses ask for; zero leaves it out.
+func (s *Server) SetNextHeartbeat(d time.Duration) {
+	s.update(func() { s.nextHeartbeat = d })
+}
+
+// SetConfiguration sets the configuration GetConfiguration returns.
+func (s *Server) SetConfiguration(etag string, instances ...*satellitev1.Instance) {
+	s.update(func() { s.etag, s.instances = etag, instances })
+}
+
+// Enqueue makes cmds due. Enqueuing a command id again redelivers it, as a lease running out would.
+func (s *Server) Enqueue(cmds ...*satellitev1.Command) {
+	s.update(func() { s.queue = append(s.queue, cmds...) })
+}
+
+// Registrations returns the Register requests that succeeded.
+func (s *Server) Registrations() []*satellitev1.RegisterRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.registrations)
+}
+
+// Heartbeats returns the heartbeats received, oldest first.
+func (s *Server) Heartbeats() []*satellitev1.HeartbeatRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.heartbeats)
+}
+
+// Reports returns the command results received, oldest first, duplicates included.
+func (s *Server) Reports() []*satellitev1.ReportCommandResultRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reports)
+}
+
+// ConfigRequests returns the GetConfiguration requests received, oldest first.
+func (s *Server) ConfigRequests() []*satellitev1.GetConfigurationRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.configReqs)
+}
+
+// Polls counts the PollCommands calls answered.
+func (s *Server) Polls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polls
+}
+
+// Events returns the events stored, each id once, in the order they arrived.
+func (s *Server) Events() []*satellitev1.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+// EmitCalls counts the EmitEvents calls that stored their batch.
+func (s *Server) EmitCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.emitCalls
+}
+
+// Refused counts the calls failed with Unavailable while the server was down.
+func (s *Server) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+// Wait blocks until cond holds, re-checking it after every change to the server's state, and fails the
+// test if that takes longer than timeout.
+func (s *Server) Wait(ctx context.Context, what string, timeout time.Duration, cond func() bool) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		}
+	}
+}
+
+func (s *Server) update(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+	s.changedLocked()
+}
+
+func (s *Server) changedLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// interceptor does what the real control plane does before a handler runs: fail when down, validate the
+// request, and authenticate every RPC but Register.
+func (s *Server) interceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			s.mu.Lock()
+			down, revoked := s.down, s.revoked
+			_, known := s.keys[strings.TrimPrefix(req.Header().Get("Authorization"), "Bearer ")]
+			s.mu.Unlock()
+			if down {
+				s.update(func() { s.refused++ })
+				return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
+			}
+			if msg, ok := req.Any().(proto.Message); ok {
+				if err := protovalidate.Validate(msg); err != nil {
+					s.t.Errorf("%s: invalid request: %v", req.Spec().Procedure, err)
+					return nil, connect.NewError(connect.CodeInvalidArgument, err)
+				}
+			}
+			if req.Spec().Procedure != satellitev1connect.SatelliteServiceRegisterProcedure && (!known || revoked) {
+				return nil, connect.NewError(connect.CodeUnauthenticated,
+					errors.New("this satellite was revoked: register it again with a new registration token"))
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+// Register implements SatelliteServiceHandler.
+func (s *Server) Register(_ context.Context, req *connect.Request[satellitev1.RegisterRequest]) (*connect.Response[satellitev1.RegisterResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.tokens[req.Msg.GetRegistrationToken()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("registration token is invalid or used"))
+	}
+	delete(s.tokens, req.Msg.GetRegistrationToken())
+	key := newKey()
+	id := uuid.NewString()
+	s.keys[key] = id
+	s.registrations = append(s.registrations, req.Msg)
+	s.changedLocked()
+	return connect.NewResponse(&satellitev1.RegisterResponse{SatelliteId: id, ApiKey: key, Type: g.typ, TeamId: g.teamID}), nil
+}
+
+// Heartbeat implements SatelliteServiceHandler.
+func (s *Server) Heartbeat(_ context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.heartbeats = append(s.heartbeats, req.Msg)
+	s.changedLocked()
+	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE}
+	if s.nextHeartbeat > 0 {
+		resp.NextHeartbeat = durationpb.New(s.nextHeartbeat)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// PollCommands implements SatelliteServiceHandler. It long-polls like the real control plane: with nothing
+// due it holds the call until a command is enqueued or the requested wait ends.
+func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellitev1.PollCommandsRequest]) (*connect.Response[satellitev1.PollCommandsResponse], error) {
+	timer := time.NewTimer(min(req.Msg.GetWait().AsDuration(), maxWait))
+	defer timer.Stop()
+	limit := int(req.Msg.GetMaxCommands())
+	if limit == 0 {
+		limit = 100
+	}
+	for {
+		s.mu.Lock()
+		if s.down {
+			// A control plane going down drops the calls it holds.
+			s.refused++
+			s.changedLocked()
+			s.mu.Unlock()
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
+		}
+		if len(s.queue) > 0 || s.noHold {
+			n := min(len(s.queue), limit)
+			cmds := slices.Clone(s.queue[:n])
+			s.queue = slices.Delete(s.queue, 0, n)
+			s.polls++
+			s.changedLocked()
+			s.mu.Unlock()
+			return connect.NewResponse(&satellitev1.PollCommandsResponse{Commands: cmds}), nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		case <-timer.C:
+			s.update(func() { s.polls++ })
+			return connect.NewResponse(&satellitev1.PollCommandsResponse{NextPoll: durationpb.New(30 * time.Second)}), nil
+		}
+	}
+}
+
+// ReportCommandResult implements SatelliteServiceHandler.
+func (s *Server) ReportCommandResult(_ context.Context, req *connect.Request[satellitev1.ReportCommandResultRequest]) (*connect.Response[satellitev1.ReportCommandResultResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reports = append(s.reports, req.Msg)
+	s.changedLocked()
+	state := satellitev1.CommandState_COMMAND_STATE_COMPLETED
+	if req.Msg.GetResult() == satellitev1.CommandResult_COMMAND_RESULT_FAILED {
+		state = satellitev1.CommandState_COMMAND_STATE_FAILED
+	}
+	return connect.NewResponse(&satellitev1.ReportCommandResultResponse{State: state}), nil
+}
+
+// GetConfiguration implements SatelliteServiceHandler.
+func (s *Server) GetConfiguration(_ context.Context, req *connect.Request[satellitev1.GetConfigurationRequest]) (*connect.Response[satellitev1.GetConfigurationResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.configReqs = append(s.configReqs, req.Msg)
+	s.changedLocked()
+	if req.Msg.GetIfNoneMatch() != "" && req.Msg.GetIfNoneMatch() == s.etag {
+		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, NotModified: true}), nil
+	}
+	return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, Instances: s.instances}), nil
+}
+
+// EmitEvents implements SatelliteServiceHandler. Like the real control plane it stores each event id once.
+func (s *Server) EmitEvents(_ context.Context, req *connect.Request[satellitev1.EmitEventsRequest]) (*connect.Response[satellitev1.EmitEventsResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var resp satellitev1.EmitEventsResponse
+	for _, ev := range req.Msg.GetEvents() {
+		if s.eventIDs[ev.GetId()] {
+			resp.Duplicates++
+			continue
+		}
+		s.eventIDs[ev.GetId()] = true
+		s.events = append(s.events, ev)
+		resp.Stored++
+	}
+	s.emitCalls++
+	s.changedLocked()
+	return connect.NewResponse(&resp), nil
+}
+
+func newKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "orsat_" + hex.EncodeToString(b)
+}
