@@ -16,15 +16,18 @@ import (
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
 	"connectrpc.com/validate"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
+	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
@@ -53,6 +56,7 @@ type Server struct {
 	pool       *pgxpool.Pool
 	store      *store.Store
 	hub        *notify.Hub
+	jobs       *river.Client[pgx.Tx]
 	satellites *satelliteapi.Handler
 	handler    http.Handler
 }
@@ -75,6 +79,10 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		return nil, err
 	}
 	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring)}
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, cfg.AdminToken, s.satellites.OfflineAfter())
@@ -85,16 +93,28 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	return s, nil
 }
 
+// migrationLock serialises start-up migrations of replicas that start together.
+const migrationLock = 0x6f72726572790001
+
+// migrate applies Orrery's and River's migrations while holding a session advisory lock, so replicas that
+// start together migrate one after another.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	defer conn.Release()
+	if _, err := conn.Exec(ctx, "select pg_advisory_lock($1)", int64(migrationLock)); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	defer func() {
+		// Failing to unlock is harmless: the lock goes with the session when the pool closes the connection.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "select pg_advisory_unlock($1)", int64(migrationLock))
+	}()
 	if err := migrations.Apply(ctx, conn.Conn()); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}
-	return nil
+	return maintenance.Migrate(ctx, pool)
 }
 
 func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
@@ -163,9 +183,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Store is the replica's database access, for seeding data.
 func (s *Server) Store() *store.Store { return s.store }
 
-// Run does the replica's background work until ctx ends.
+// Run does the replica's background work until ctx ends: listening for notifications and the periodic jobs.
 func (s *Server) Run(ctx context.Context) error {
-	return s.hub.Run(ctx)
+	if err := s.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("start periodic jobs: %w", err)
+	}
+	err := s.hub.Run(ctx)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, s.jobs.Stop(stopCtx))
 }
 
 // Argon2Runs counts satellite API-key checks that ran Argon2.

@@ -1,0 +1,93 @@
+package maintenance_test
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+
+	"github.com/orrery/orrery/internal/pgtest"
+	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
+	"github.com/orrery/orrery/services/controlplane/internal/secrets"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	spec, err := secrets.NewKeySpec("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := secrets.ParseKeyring(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.New(pgtest.NewPool(t), keyring)
+}
+
+func newSatellite(t *testing.T, st *store.Store) store.Satellite {
+	t.Helper()
+	tok, err := st.CreateRegistrationToken(t.Context(), store.RegistrationToken{
+		ID: uuid.New(), Name: "t", Scope: store.ScopeGlobal, ExpiresAt: time.Now().Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sat, err := st.RegisterSatellite(t.Context(), tok.ID, store.NewSatellite{Name: "s", APIKeyID: "k", APIKeyHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sat
+}
+
+func TestSweepExpiresCommandsOfSilentSatellites(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sat := newSatellite(t, st)
+	if _, err := st.EnqueueCommand(t.Context(), sat.ID, store.NewCommand{Type: "configure", Priority: 4, TTL: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	live, err := st.EnqueueCommand(t.Context(), sat.ID, store.NewCommand{Type: "configure", Priority: 4, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	w := &maintenance.SweepWorker{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Store: st}
+	if err := w.Work(t.Context(), &river.Job[maintenance.SweepArgs]{}); err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := st.ListCommands(t.Context(), store.CommandFilter{SatelliteID: &sat.ID}, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		want := store.CommandExpired
+		if c.ID == live.ID {
+			want = store.CommandPending
+		}
+		if c.State != want {
+			t.Errorf("command %s: state %s, want %s", c.ID, c.State, want)
+		}
+	}
+}
+
+func TestPruneKeepsRecentHistory(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sat := newSatellite(t, st)
+	if _, err := st.RecordHeartbeat(t.Context(), sat.ID, sat.APIKeyHash, store.Heartbeat{
+		SystemMetrics: []byte("{}"), ProcessCounts: []byte("[]"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Prune(t.Context(), time.Now(), maintenance.DefaultRetention)
+	if err != nil || p.Heartbeats != 0 {
+		t.Fatalf("prune now: %+v, %v; want the fresh heartbeat kept", p, err)
+	}
+	p, err = st.Prune(t.Context(), time.Now().Add(25*time.Hour), maintenance.DefaultRetention)
+	if err != nil || p.Heartbeats != 1 {
+		t.Fatalf("prune a day later: %+v, %v; want the heartbeat gone", p, err)
+	}
+}
