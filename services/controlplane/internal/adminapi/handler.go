@@ -25,12 +25,11 @@ import (
 
 // Command lifetimes when the request sets none.
 const (
-	defaultTokenTTL       = 24 * time.Hour
-	defaultCommandTTL     = 5 * time.Minute
-	deletionCommandTTL    = 10 * time.Minute
-	updateCommandTTL      = 30 * time.Minute
-	deletionEvent         = "mcp_installation_deleted"
-	registrationTokenName = "registration token"
+	defaultTokenTTL    = 24 * time.Hour
+	defaultCommandTTL  = 5 * time.Minute
+	deletionCommandTTL = 10 * time.Minute
+	updateCommandTTL   = 30 * time.Minute
+	deletionEvent      = "mcp_installation_deleted"
 )
 
 // Handler implements adminv1connect.AdminServiceHandler.
@@ -79,7 +78,7 @@ func (h *Handler) CreateRegistrationToken(ctx context.Context, req *connect.Requ
 		ExpiresAt: h.now().Add(ttl).Truncate(time.Microsecond),
 	}
 	if req.Msg.Scope == adminv1.TokenScope_TOKEN_SCOPE_TEAM {
-		teamID := uuid.MustParse(req.Msg.TeamId) // protovalidate checked it
+		teamID := requestID(req.Msg.TeamId)
 		rec.Scope, rec.TeamID = store.ScopeTeam, &teamID
 	}
 	rec, err := h.store.CreateRegistrationToken(ctx, rec)
@@ -121,9 +120,9 @@ func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Reque
 
 // RevokeRegistrationToken makes a token unusable.
 func (h *Handler) RevokeRegistrationToken(ctx context.Context, req *connect.Request[adminv1.RevokeRegistrationTokenRequest]) (*connect.Response[adminv1.RevokeRegistrationTokenResponse], error) {
-	tok, err := h.store.RevokeRegistrationToken(ctx, uuid.MustParse(req.Msg.Id))
+	tok, err := h.store.RevokeRegistrationToken(ctx, requestID(req.Msg.Id))
 	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, registrationTokenName+" "+req.Msg.Id, err)
+		return nil, rpcerr.From(ctx, h.logger, "registration token "+req.Msg.Id, err)
 	}
 	h.logger.InfoContext(ctx, "registration token revoked", "token_id", tok.ID)
 	return connect.NewResponse(&adminv1.RevokeRegistrationTokenResponse{RegistrationToken: tokenToProto(tok)}), nil
@@ -151,7 +150,7 @@ func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[admin
 
 // RevokeSatellite revokes a satellite's API key.
 func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[adminv1.RevokeSatelliteRequest]) (*connect.Response[adminv1.RevokeSatelliteResponse], error) {
-	sat, err := h.store.RevokeSatellite(ctx, uuid.MustParse(req.Msg.Id))
+	sat, err := h.store.RevokeSatellite(ctx, requestID(req.Msg.Id))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "satellite "+req.Msg.Id, err)
 	}
@@ -170,7 +169,7 @@ func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[admin
 	var cmds []store.Command
 	switch target := req.Msg.Target.(type) {
 	case *adminv1.EnqueueCommandRequest_SatelliteId:
-		sat, err := h.store.Satellite(ctx, uuid.MustParse(target.SatelliteId))
+		sat, err := h.store.Satellite(ctx, requestID(target.SatelliteId))
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "satellite "+target.SatelliteId, err)
 		}
@@ -184,7 +183,7 @@ func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[admin
 		}
 		cmds = append(cmds, cmd)
 	case *adminv1.EnqueueCommandRequest_TeamId:
-		teamID := uuid.MustParse(target.TeamId)
+		teamID := requestID(target.TeamId)
 		nc.TeamID = &teamID
 		var err error
 		if cmds, err = h.store.EnqueueTeamCommand(ctx, teamID, nc); err != nil {
@@ -221,7 +220,7 @@ func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1
 	}
 	var f store.CommandFilter
 	if req.Msg.SatelliteId != "" {
-		id := uuid.MustParse(req.Msg.SatelliteId)
+		id := requestID(req.Msg.SatelliteId)
 		f.SatelliteID = &id
 	}
 	if req.Msg.State != satellitev1.CommandState_COMMAND_STATE_UNSPECIFIED {
@@ -299,4 +298,11 @@ func optionalTime(t *time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(*t)
+}
+
+// requestID reads an id field that protovalidate has checked to be a UUID. Were the check ever skipped, the
+// nil UUID matches no row and the request fails with NotFound rather than a panic.
+func requestID(s string) uuid.UUID {
+	id, _ := uuid.Parse(s)
+	return id
 }

@@ -238,9 +238,7 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		}
 		var leaseLapse <-chan time.Time
 		if wakeup != nil {
-			t := time.NewTimer(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
-			defer t.Stop()
-			leaseLapse = t.C
+			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
 		}
 		select {
 		case <-wake:
