@@ -26,8 +26,9 @@ const errKeyNoLongerValid = refusal("this satellite was revoked: register it aga
 // authenticate resolves the request's API key to a live satellite. It reads the satellite's row on every
 // request, so a revocation holds at once on every replica; the key cache only spares the Argon2 work.
 //
-// Heartbeats are the exception: their own statement re-checks the key hash and revocation in the same
-// round trip (store.RecordHeartbeat), so for a key verified before they use the satellite as last read.
+// Heartbeats and polls, the steady traffic, are the exception: their own statements re-check the key hash and
+// revocation in the same round trip (store.RecordHeartbeat, store.ClaimCommands), so for a key verified
+// before they use the satellite as last read.
 func (h *Handler) authenticate(ctx context.Context, header, procedure string) (store.Satellite, error) {
 	token, ok := strings.CutPrefix(header, "Bearer ")
 	if !ok {
@@ -37,7 +38,8 @@ func (h *Handler) authenticate(ctx context.Context, header, procedure string) (s
 	if err != nil {
 		return store.Satellite{}, refusal(err.Error())
 	}
-	if procedure == satellitev1connect.SatelliteServiceHeartbeatProcedure {
+	if procedure == satellitev1connect.SatelliteServiceHeartbeatProcedure ||
+		procedure == satellitev1connect.SatelliteServicePollCommandsProcedure {
 		if hash, ok := h.keys.Lookup(key); ok {
 			if sat, ok := h.lastRead.Get(key.ID); ok && sat.APIKeyHash == hash {
 				return sat, nil

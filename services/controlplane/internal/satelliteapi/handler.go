@@ -190,6 +190,9 @@ func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "record heartbeat", err)
 	}
+	// Keep the freshest row for the next fast-path request. Another replica may still hold the row from
+	// before activation; at worst it logs the activation once more.
+	h.lastRead.Add(sat.APIKeyID, updated)
 	if sat.ActivatedAt == nil {
 		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
 	}
@@ -211,9 +214,6 @@ const (
 func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satellitev1.PollCommandsRequest]) (*connect.Response[satellitev1.PollCommandsResponse], error) {
 	sat := satelliteFrom(ctx)
 	resp := &satellitev1.PollCommandsResponse{NextPoll: durationpb.New(pollDelayNormal)}
-	if sat.ActivatedAt == nil {
-		return connect.NewResponse(resp), nil
-	}
 	limit := int(req.Msg.MaxCommands)
 	if limit == 0 {
 		limit = defaultMaxCommands
@@ -225,8 +225,17 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
 	defer unsubscribe()
 	for {
-		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, limit, h.cfg.CommandLease, wait > 0)
-		if err != nil {
+		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, wait > 0)
+		switch {
+		case errors.Is(err, store.ErrInactive):
+			// The first heartbeat, sent alongside the first poll, is about to activate the satellite: ask it
+			// back soon, or its first commands would wait out a normal poll delay.
+			resp.NextPoll = durationpb.New(pollDelayImmediate)
+			return connect.NewResponse(resp), nil
+		case errors.Is(err, store.ErrNotFound):
+			h.lastRead.Remove(sat.APIKeyID)
+			return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)
+		case err != nil:
 			return nil, rpcerr.From(ctx, h.logger, "claim commands", err)
 		}
 		if len(cmds) > 0 {
@@ -246,6 +255,9 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		case <-deadline.C:
 			return connect.NewResponse(resp), nil
 		case <-h.draining:
+			// This replica is going away: the satellite should poll again soon (elsewhere, or here once
+			// restarted), not at the normal pace.
+			resp.NextPoll = durationpb.New(pollDelayImmediate)
 			return connect.NewResponse(resp), nil
 		case <-ctx.Done():
 			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())

@@ -151,13 +151,10 @@ func (bundle *testBundle) benchSatellites(b *testing.B, n int) []*satellite {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Satellites reach a production control plane over TLS with HTTP/2; h2c is its loopback equivalent.
 	protocols := new(http.Protocols)
-	if os.Getenv("ORRERY_BENCH_H2C") != "" {
-		protocols.SetUnencryptedHTTP2(true)
-	} else {
-		protocols.SetHTTP1(true)
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, Protocols: protocols}}
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
 	sats := make([]*satellite, n)
 	for i := range n {
 		tok, err := bundle.store().CreateRegistrationToken(ctx, store.RegistrationToken{

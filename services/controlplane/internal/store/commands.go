@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -116,36 +116,57 @@ func insertCommand(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID
 	return commandFromRow(row), nil
 }
 
+// ErrInactive reports a satellite that has not sent its first heartbeat; it gets no commands yet.
+var ErrInactive = errors.New("satellite is not active yet")
+
 // ClaimCommands delivers up to limit due commands of a satellite under a lease, highest priority first, then
 // oldest. Along the way it expires commands past their expiry and fails those whose last lease lapsed. When
 // nothing is due and withWakeup is set, wakeup is the next lapse of a lease, or nil.
-func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, limit int, lease time.Duration, withWakeup bool) (cmds []Command, wakeup *time.Time, err error) {
-	rows, err := s.q.ClaimCommands(ctx, lease.Seconds(), satelliteID, int32(limit))
+//
+// It returns ErrNotFound unless the satellite is live and still has the API key whose hash is apiKeyHash, so
+// callers may skip a separate key check, and ErrInactive for a satellite before its first heartbeat.
+func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, apiKeyHash string, limit int, lease time.Duration, withWakeup bool) (cmds []Command, wakeup *time.Time, err error) {
+	row, err := s.q.ClaimCommands(ctx, satelliteID, apiKeyHash, int32(limit), lease.Seconds())
 	if err != nil {
 		return nil, nil, translate(err, "claim commands")
 	}
-	if len(rows) == 0 {
-		if !withWakeup {
-			return nil, nil, nil
-		}
-		wakeup, err = s.q.NextCommandWakeup(ctx, satelliteID)
-		if err = translate(err, "next command wakeup"); errors.Is(err, ErrNotFound) {
-			return nil, nil, nil
-		}
-		return nil, wakeup, err
+	if !row.Active {
+		return nil, nil, ErrInactive
 	}
-	cmds = commandsFromRows(rows)
-	// UPDATE ... RETURNING does not keep the CTE's order.
-	slices.SortFunc(cmds, func(a, b Command) int {
-		if a.Priority != b.Priority {
-			return int(b.Priority) - int(a.Priority)
+	var claimed []claimedCommand
+	if err := json.Unmarshal(row.Commands, &claimed); err != nil {
+		return nil, nil, fmt.Errorf("decode claimed commands: %w", err)
+	}
+	if len(claimed) > 0 || !withWakeup {
+		cmds = make([]Command, len(claimed))
+		for i, c := range claimed {
+			cmds[i] = Command(c)
 		}
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
-	return cmds, nil, nil
+		return cmds, nil, nil
+	}
+	wakeup, err = s.q.NextCommandWakeup(ctx, satelliteID)
+	if err = translate(err, "next command wakeup"); errors.Is(err, ErrNotFound) {
+		return nil, nil, nil
+	}
+	return nil, wakeup, err
+}
+
+// claimedCommand is a satellite_commands row as to_jsonb renders it.
+type claimedCommand struct {
+	ID             uuid.UUID       `json:"id"`
+	SatelliteID    uuid.UUID       `json:"satellite_id"`
+	TeamID         *uuid.UUID      `json:"team_id"`
+	Type           string          `json:"type"`
+	Priority       int16           `json:"priority"`
+	Payload        json.RawMessage `json:"payload"`
+	State          string          `json:"state"`
+	Attempts       int32           `json:"attempts"`
+	LeaseExpiresAt *time.Time      `json:"lease_expires_at"`
+	ExpiresAt      time.Time       `json:"expires_at"`
+	CreatedAt      time.Time       `json:"created_at"`
+	CompletedAt    *time.Time      `json:"completed_at"`
+	Output         json.RawMessage `json:"output"`
+	Error          string          `json:"error"`
 }
 
 // FinishCommand records a satellite's result for one of its commands. Reporting again, or reporting a command

@@ -12,73 +12,64 @@ import (
 	"github.com/google/uuid"
 )
 
-const claimCommands = `-- name: ClaimCommands :many
-with expired as (
+const claimCommands = `-- name: ClaimCommands :one
+with live as (
+    select s.id, s.activated_at is not null as active from satellites s
+    where s.id = $1 and s.api_key_hash = $2 and s.revoked_at is null
+), expired as (
     update satellite_commands e
     set state = 'expired', completed_at = now()
-    where e.satellite_id = $2 and e.state in ('pending', 'dispatched') and e.expires_at <= now()
+    where e.satellite_id in (select id from live) and e.state in ('pending', 'dispatched') and e.expires_at <= now()
     returning e.id
 ), exhausted as (
     update satellite_commands x
     set state = 'failed', completed_at = now(), error = 'no result after ' || x.attempts || ' deliveries'
-    where x.satellite_id = $2 and x.state = 'dispatched' and x.expires_at > now()
+    where x.satellite_id in (select id from live) and x.state = 'dispatched' and x.expires_at > now()
       and x.lease_expires_at <= now() and x.attempts >= x.max_attempts
     returning x.id
 ), due as (
     select d.id from satellite_commands d
-    where d.satellite_id = $2 and d.expires_at > now()
+    where d.satellite_id in (select id from live where active) and d.expires_at > now()
       and (d.state = 'pending'
            or (d.state = 'dispatched' and d.lease_expires_at <= now() and d.attempts < d.max_attempts))
     order by d.priority desc, d.created_at, d.id
     limit $3
     for update skip locked
+), claimed as (
+    update satellite_commands c
+    set state = 'dispatched', attempts = c.attempts + 1,
+        lease_expires_at = least(now() + make_interval(secs => $4::float8), c.expires_at)
+    from due
+    where c.id = due.id
+    returning c.id, c.satellite_id, c.team_id, c.type, c.priority, c.payload, c.state, c.attempts, c.max_attempts, c.lease_expires_at, c.expires_at, c.created_at, c.completed_at, c.output, c.error
 )
-update satellite_commands c
-set state = 'dispatched', attempts = c.attempts + 1,
-    lease_expires_at = least(now() + make_interval(secs => $1::float8), c.expires_at)
-from due
-where c.id = due.id
-returning c.id, c.satellite_id, c.team_id, c.type, c.priority, c.payload, c.state, c.attempts, c.max_attempts, c.lease_expires_at, c.expires_at, c.created_at, c.completed_at, c.output, c.error
+select live.active::boolean as active,
+       coalesce((select jsonb_agg(to_jsonb(claimed) order by claimed.priority desc, claimed.created_at, claimed.id)
+                 from claimed), '[]')::jsonb as commands
+from live
 `
+
+type ClaimCommandsRow struct {
+	Active   bool
+	Commands []byte
+}
 
 // ClaimCommands delivers this satellite's due commands under a lease: pending ones, and dispatched ones whose
 // lease lapsed with attempts left. In the same statement it expires commands past their expiry, so they are
-// never delivered, and fails those whose last lease lapsed. The three sets are disjoint, and one statement
-// keeps a poll to one round trip. SKIP LOCKED lets two concurrent polls of one satellite split the work.
-func (q *Queries) ClaimCommands(ctx context.Context, leaseSeconds float64, satelliteID uuid.UUID, maxRows int32) ([]SatelliteCommand, error) {
-	rows, err := q.db.Query(ctx, claimCommands, leaseSeconds, satelliteID, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []SatelliteCommand
-	for rows.Next() {
-		var i SatelliteCommand
-		if err := rows.Scan(
-			&i.ID,
-			&i.SatelliteID,
-			&i.TeamID,
-			&i.Type,
-			&i.Priority,
-			&i.Payload,
-			&i.State,
-			&i.Attempts,
-			&i.MaxAttempts,
-			&i.LeaseExpiresAt,
-			&i.ExpiresAt,
-			&i.CreatedAt,
-			&i.CompletedAt,
-			&i.Output,
-			&i.Error,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// never delivered, and fails those whose last lease lapsed; the three sets are disjoint. SKIP LOCKED lets two
+// concurrent polls of one satellite split the work.
+// It returns no row unless the satellite is live and still has the API key whose hash is given, so the poll
+// needs no separate key check; an inactive satellite gets active = false and no commands.
+func (q *Queries) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, apiKeyHash string, maxRows int32, leaseSeconds float64) (ClaimCommandsRow, error) {
+	row := q.db.QueryRow(ctx, claimCommands,
+		satelliteID,
+		apiKeyHash,
+		maxRows,
+		leaseSeconds,
+	)
+	var i ClaimCommandsRow
+	err := row.Scan(&i.Active, &i.Commands)
+	return i, err
 }
 
 const finishCommand = `-- name: FinishCommand :one
