@@ -16,8 +16,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orrery/orrery/internal/buildinfo"
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/pglocal"
+	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 )
 
@@ -34,6 +36,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := telemetry.Setup(ctx, "orrery-controlplane", buildinfo.Version())
+	if err != nil {
+		logger.Error("tracing", "error", err)
+		os.Exit(1)
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
 	if err := run(ctx, logger, cfg); err != nil {
 		logger.Error("control plane stopped", "error", err)
 		os.Exit(1)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orrery/orrery/internal/buildinfo"
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
@@ -195,7 +196,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		PublicURL:         getenv("ORRERY_SATELLITE_PUBLIC_URL"),
 		LogFormat:         getenv("ORRERY_LOG_FORMAT"),
 		LogLevel:          getenv("ORRERY_LOG_LEVEL"),
-		Version:           version(),
+		Version:           buildinfo.Version(),
 	}
 
 	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)

@@ -14,14 +14,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
+	"github.com/orrery/orrery/internal/buildinfo"
 	"github.com/orrery/orrery/internal/logging"
+	"github.com/orrery/orrery/internal/telemetry"
 )
-
-// buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
-var buildVersion = ""
 
 func main() {
 	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
@@ -39,21 +37,16 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopTracing, err := telemetry.Setup(ctx, "orrery-satellite", buildinfo.Version())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "satellite: %v\n", err)
+		os.Exit(2)
+	}
 	err = run(ctx, cfg, logger)
+	_ = stopTracing(context.WithoutCancel(ctx))
 	stop()
 	if err != nil {
 		logger.Error("satellite stopped", "error", err)
 		os.Exit(1)
 	}
-}
-
-// version is the link-time version, else the module version go install recorded, else "dev".
-func version() string {
-	if buildVersion != "" {
-		return buildVersion
-	}
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
-	}
-	return "dev"
 }
