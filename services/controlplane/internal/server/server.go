@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -126,8 +127,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
-		prometheus.NewGoCollector(),
-		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "orrery_satellite_key_argon2_verifications_total",
 			Help: "Satellite API-key checks that ran Argon2 because the verified-key cache could not answer.",
