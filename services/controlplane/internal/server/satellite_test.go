@@ -385,3 +385,29 @@ func regtokenFromOtherControlPlane() (string, error) {
 }
 
 func containsField(message, field string) bool { return strings.Contains(message, field) }
+
+func TestRevocationEndsOpenLongPoll(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	sat := b.activeSatellite(t, "")
+	poller := b.connect(1, sat.id, sat.apiKey)
+	polled := make(chan error, 1)
+	go func() {
+		_, err := poller.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{
+			Wait: durationpb.New(20 * time.Second),
+		}))
+		polled <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let the poll reach its wait
+	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-polled:
+		if connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("open poll after revocation: %v, want Unauthenticated", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("revocation did not end the open long poll")
+	}
+}

@@ -182,14 +182,20 @@ func (s *Store) ListSatellites(ctx context.Context, after *Cursor, limit int) ([
 	return sats, nil
 }
 
-// RevokeSatellite revokes a satellite's API key. The key check reads the satellite's row on every request, so
-// the revocation holds at once on every replica.
+// RevokeSatellite revokes a satellite's API key. Every request re-reads the key's row, so the revocation holds
+// at once on every replica; the notification also wakes the satellite's open long poll, which then ends with
+// the refusal instead of running its course.
 func (s *Store) RevokeSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
-	row, err := s.q.RevokeSatellite(ctx, id)
-	if err != nil {
-		return Satellite{}, translate(err, "revoke satellite")
-	}
-	return satelliteFromRow(row), nil
+	var sat Satellite
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		row, err := q.RevokeSatellite(ctx, id)
+		if err != nil {
+			return translate(err, "revoke satellite")
+		}
+		sat = satelliteFromRow(row)
+		return translate(q.NotifyCommand(ctx, CommandChannel, id.String()), "notify revocation")
+	})
+	return sat, err
 }
 
 // Heartbeat is what a satellite reports about itself.
