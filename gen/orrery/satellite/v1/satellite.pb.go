@@ -2677,6 +2677,170 @@ func (x *EventsDropped) GetReason() string {
 	return ""
 }
 
+// IntrospectTokenRequest carries the access token an MCP client presented.
+type IntrospectTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the bearer token, exactly as presented.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectTokenRequest) Reset() {
+	*x = IntrospectTokenRequest{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectTokenRequest) ProtoMessage() {}
+
+func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
+func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *IntrospectTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// IntrospectTokenResponse describes an access token. Every field but active is empty for an inactive token.
+type IntrospectTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// active is true when the token is known, unexpired, unrevoked and of a team this satellite serves.
+	Active bool `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`
+	// team_id is the team whose endpoint the token is for.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// team_slug is that team's slug, as in its endpoint URL.
+	TeamSlug string `protobuf:"bytes,3,opt,name=team_slug,json=teamSlug,proto3" json:"team_slug,omitempty"`
+	// user_id is the user the token acts for.
+	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// user_slug is that user's slug.
+	UserSlug string `protobuf:"bytes,5,opt,name=user_slug,json=userSlug,proto3" json:"user_slug,omitempty"`
+	// client_id is the OAuth client the token was issued to.
+	ClientId string `protobuf:"bytes,6,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// audience is the endpoint URL the token is bound to (RFC 8707); it must match the endpoint it is used at.
+	Audience string `protobuf:"bytes,7,opt,name=audience,proto3" json:"audience,omitempty"`
+	// scopes are the granted scopes, such as mcp:read and mcp:tools:execute.
+	Scopes []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// expires_at is when the token stops working; caches must not outlive it.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntrospectTokenResponse) Reset() {
+	*x = IntrospectTokenResponse{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntrospectTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntrospectTokenResponse) ProtoMessage() {}
+
+func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
+func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *IntrospectTokenResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *IntrospectTokenResponse) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetTeamSlug() string {
+	if x != nil {
+		return x.TeamSlug
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetUserSlug() string {
+	if x != nil {
+		return x.UserSlug
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IntrospectTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_orrery_satellite_v1_satellite_proto protoreflect.FileDescriptor
 
 const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
@@ -2850,7 +3014,21 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"crashCount\"P\n" +
 	"\rEventsDropped\x12\x1d\n" +
 	"\x05count\x18\x01 \x01(\x04B\a\xbaH\x042\x02 \x00R\x05count\x12 \n" +
-	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason*c\n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason\":\n" +
+	"\x16IntrospectTokenRequest\x12 \n" +
+	"\x05token\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xa9\x02\n" +
+	"\x17IntrospectTokenResponse\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
+	"\tteam_slug\x18\x03 \x01(\tR\bteamSlug\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tuser_slug\x18\x05 \x01(\tR\buserSlug\x12\x1b\n" +
+	"\tclient_id\x18\x06 \x01(\tR\bclientId\x12\x1a\n" +
+	"\baudience\x18\a \x01(\tR\baudience\x12\x16\n" +
+	"\x06scopes\x18\b \x03(\tR\x06scopes\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*c\n" +
 	"\rSatelliteType\x12\x1e\n" +
 	"\x1aSATELLITE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SATELLITE_TYPE_GLOBAL\x10\x01\x12\x17\n" +
@@ -2920,7 +3098,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x16LIFECYCLE_KIND_STARTED\x10\x01\x12\x1a\n" +
 	"\x16LIFECYCLE_KIND_CRASHED\x10\x02\x12\x1c\n" +
 	"\x18LIFECYCLE_KIND_RESTARTED\x10\x03\x12%\n" +
-	"!LIFECYCLE_KIND_PERMANENTLY_FAILED\x10\x042\xfb\x04\n" +
+	"!LIFECYCLE_KIND_PERMANENTLY_FAILED\x10\x042\xee\x05\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
@@ -2928,7 +3106,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x13ReportCommandResult\x12/.orrery.satellite.v1.ReportCommandResultRequest\x1a0.orrery.satellite.v1.ReportCommandResultResponse\x12t\n" +
 	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\n" +
-	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponseB>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
+	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponse\x12q\n" +
+	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
 
 var (
 	file_orrery_satellite_v1_satellite_proto_rawDescOnce sync.Once
@@ -2943,7 +3122,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -2981,44 +3160,46 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*Tool)(nil),                        // 33: orrery.satellite.v1.Tool
 	(*Lifecycle)(nil),                   // 34: orrery.satellite.v1.Lifecycle
 	(*EventsDropped)(nil),               // 35: orrery.satellite.v1.EventsDropped
-	nil,                                 // 36: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 37: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 38: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 39: google.protobuf.Duration
-	(*structpb.Struct)(nil),             // 40: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),       // 41: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 42: google.protobuf.Value
+	(*IntrospectTokenRequest)(nil),      // 36: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 37: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 38: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 39: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 40: orrery.satellite.v1.Instance.QueryParamsEntry
+	(*durationpb.Duration)(nil),         // 41: google.protobuf.Duration
+	(*structpb.Struct)(nil),             // 42: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 43: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 44: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	39, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	41, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	6,  // 2: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	7,  // 3: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	39, // 4: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	41, // 4: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	13, // 5: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	14, // 6: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	15, // 7: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 8: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	39, // 9: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	39, // 10: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	41, // 9: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	41, // 10: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 11: orrery.satellite.v1.Command.type:type_name -> orrery.satellite.v1.CommandType
 	3,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	40, // 13: orrery.satellite.v1.Command.payload:type_name -> google.protobuf.Struct
-	41, // 14: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	41, // 15: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 16: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	42, // 13: orrery.satellite.v1.Command.payload:type_name -> google.protobuf.Struct
+	43, // 14: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	43, // 15: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 16: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	19, // 17: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	39, // 18: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	41, // 18: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	8,  // 19: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	40, // 20: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	42, // 20: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
 	4,  // 21: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
 	25, // 22: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
 	5,  // 23: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	36, // 24: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	37, // 25: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	38, // 26: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	38, // 24: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	39, // 25: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	40, // 26: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
 	28, // 27: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	41, // 28: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	43, // 28: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
 	29, // 29: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
 	30, // 30: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
 	31, // 31: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
@@ -3027,29 +3208,32 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	35, // 34: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
 	6,  // 35: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
 	9,  // 36: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	39, // 37: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	42, // 38: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	42, // 39: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	41, // 37: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	44, // 38: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	44, // 39: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
 	33, // 40: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	40, // 41: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	42, // 41: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
 	10, // 42: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	11, // 43: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	16, // 44: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	18, // 45: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	21, // 46: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	23, // 47: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	26, // 48: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	12, // 49: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	17, // 50: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	20, // 51: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	22, // 52: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	24, // 53: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	27, // 54: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	49, // [49:55] is the sub-list for method output_type
-	43, // [43:49] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	43, // 43: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 44: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	16, // 45: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	18, // 46: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	21, // 47: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	23, // 48: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	26, // 49: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	36, // 50: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	12, // 51: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	17, // 52: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	20, // 53: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	22, // 54: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	24, // 55: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	27, // 56: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	37, // 57: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	51, // [51:58] is the sub-list for method output_type
+	44, // [44:51] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -3071,7 +3255,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -18,8 +18,10 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/accesstoken"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -345,4 +347,21 @@ func (h *Handler) EmitEvents(ctx context.Context, req *connect.Request[satellite
 		return nil, rpcerr.From(ctx, h.logger, "emit events", err)
 	}
 	return connect.NewResponse(&satellitev1.EmitEventsResponse{Stored: uint32(stored), Duplicates: uint32(dups)}), nil
+}
+
+// IntrospectToken reports whether an access token is active for a team this satellite serves.
+func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+	sat := satelliteFrom(ctx)
+	tok, err := h.store.ActiveAccessToken(ctx, accesstoken.Hash(req.Msg.Token))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !sat.Serves(tok.TeamID)) {
+		return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
+	}
+	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{
+		Active: true, TeamId: tok.TeamID.String(), TeamSlug: tok.TeamSlug, UserId: tok.UserID.String(),
+		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
+		ExpiresAt: timestamppb.New(tok.ExpiresAt),
+	}), nil
 }

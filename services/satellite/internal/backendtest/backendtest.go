@@ -367,3 +367,8 @@ func newKey() string {
 	_, _ = rand.Read(b)
 	return "orsat_" + hex.EncodeToString(b)
 }
+
+// IntrospectToken reports every token inactive: the fake issues no access tokens.
+func (s *Server) IntrospectToken(context.Context, *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
+}

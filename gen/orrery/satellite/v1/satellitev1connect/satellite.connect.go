@@ -51,6 +51,9 @@ const (
 	// SatelliteServiceEmitEventsProcedure is the fully-qualified name of the SatelliteService's
 	// EmitEvents RPC.
 	SatelliteServiceEmitEventsProcedure = "/orrery.satellite.v1.SatelliteService/EmitEvents"
+	// SatelliteServiceIntrospectTokenProcedure is the fully-qualified name of the SatelliteService's
+	// IntrospectToken RPC.
+	SatelliteServiceIntrospectTokenProcedure = "/orrery.satellite.v1.SatelliteService/IntrospectToken"
 )
 
 // SatelliteServiceClient is a client for the orrery.satellite.v1.SatelliteService service.
@@ -70,6 +73,10 @@ type SatelliteServiceClient interface {
 	// EmitEvents stores a batch of events. Events are identified by their client-generated id, so a retried
 	// batch stores nothing twice.
 	EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error)
+	// IntrospectToken tells whether an access token presented to the satellite's MCP endpoint is active, in the
+	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
+	// inactive, so a satellite learns nothing about other tenants.
+	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
 }
 
 // NewSatelliteServiceClient constructs a client for the orrery.satellite.v1.SatelliteService
@@ -120,6 +127,13 @@ func NewSatelliteServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(satelliteServiceMethods.ByName("EmitEvents")),
 			connect.WithClientOptions(opts...),
 		),
+		introspectToken: connect.NewClient[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse](
+			httpClient,
+			baseURL+SatelliteServiceIntrospectTokenProcedure,
+			connect.WithSchema(satelliteServiceMethods.ByName("IntrospectToken")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -131,6 +145,7 @@ type satelliteServiceClient struct {
 	reportCommandResult *connect.Client[v1.ReportCommandResultRequest, v1.ReportCommandResultResponse]
 	getConfiguration    *connect.Client[v1.GetConfigurationRequest, v1.GetConfigurationResponse]
 	emitEvents          *connect.Client[v1.EmitEventsRequest, v1.EmitEventsResponse]
+	introspectToken     *connect.Client[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse]
 }
 
 // Register calls orrery.satellite.v1.SatelliteService.Register.
@@ -163,6 +178,11 @@ func (c *satelliteServiceClient) EmitEvents(ctx context.Context, req *connect.Re
 	return c.emitEvents.CallUnary(ctx, req)
 }
 
+// IntrospectToken calls orrery.satellite.v1.SatelliteService.IntrospectToken.
+func (c *satelliteServiceClient) IntrospectToken(ctx context.Context, req *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error) {
+	return c.introspectToken.CallUnary(ctx, req)
+}
+
 // SatelliteServiceHandler is an implementation of the orrery.satellite.v1.SatelliteService service.
 type SatelliteServiceHandler interface {
 	// Register exchanges a single-use registration token for a satellite identity and a permanent API key.
@@ -180,6 +200,10 @@ type SatelliteServiceHandler interface {
 	// EmitEvents stores a batch of events. Events are identified by their client-generated id, so a retried
 	// batch stores nothing twice.
 	EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error)
+	// IntrospectToken tells whether an access token presented to the satellite's MCP endpoint is active, in the
+	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
+	// inactive, so a satellite learns nothing about other tenants.
+	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
 }
 
 // NewSatelliteServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -226,6 +250,13 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 		connect.WithSchema(satelliteServiceMethods.ByName("EmitEvents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	satelliteServiceIntrospectTokenHandler := connect.NewUnaryHandler(
+		SatelliteServiceIntrospectTokenProcedure,
+		svc.IntrospectToken,
+		connect.WithSchema(satelliteServiceMethods.ByName("IntrospectToken")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.satellite.v1.SatelliteService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SatelliteServiceRegisterProcedure:
@@ -240,6 +271,8 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 			satelliteServiceGetConfigurationHandler.ServeHTTP(w, r)
 		case SatelliteServiceEmitEventsProcedure:
 			satelliteServiceEmitEventsHandler.ServeHTTP(w, r)
+		case SatelliteServiceIntrospectTokenProcedure:
+			satelliteServiceIntrospectTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -271,4 +304,8 @@ func (UnimplementedSatelliteServiceHandler) GetConfiguration(context.Context, *c
 
 func (UnimplementedSatelliteServiceHandler) EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.EmitEvents is not implemented"))
+}
+
+func (UnimplementedSatelliteServiceHandler) IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.IntrospectToken is not implemented"))
 }

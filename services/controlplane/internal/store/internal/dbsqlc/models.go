@@ -10,6 +10,19 @@ import (
 	"github.com/google/uuid"
 )
 
+type AccessToken struct {
+	ID        uuid.UUID
+	TokenHash []byte
+	TeamID    uuid.UUID
+	UserID    uuid.UUID
+	ClientID  string
+	Audience  string
+	Scopes    []string
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
+
 type CatalogEntry struct {
 	ID           uuid.UUID
 	TeamID       *uuid.UUID

@@ -1,0 +1,74 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/accesstoken"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// issueToken stores an access token for a member of f's team and returns it.
+func issueToken(t *testing.T, b *testBundle, f teamFixture, expiresIn time.Duration) (string, store.AccessToken) {
+	t.Helper()
+	token, err := accesstoken.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := b.store().CreateAccessToken(t.Context(), store.AccessToken{
+		TokenHash: accesstoken.Hash(token), TeamID: f.team.ID, UserID: f.alice.ID, ClientID: "vscode",
+		Audience: "https://sat.example.test/teams/" + f.team.Slug + "/mcp", Scopes: []string{"mcp:read", "mcp:tools:execute"},
+		ExpiresAt: time.Now().Add(expiresIn),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token, rec
+}
+
+func introspect(t *testing.T, s *satellite, token string) *satellitev1.IntrospectTokenResponse {
+	t.Helper()
+	resp, err := s.client.IntrospectToken(t.Context(), connect.NewRequest(&satellitev1.IntrospectTokenRequest{Token: token}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Msg
+}
+
+func TestIntrospectionIsScopedToTheSatellitesTeams(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedTeam(t, b, "red")
+	blue := seedTeam(t, b, "blue")
+	redToken, _ := issueToken(t, b, red, time.Hour)
+	blueToken, blueRec := issueToken(t, b, blue, time.Hour)
+	expired, _ := issueToken(t, b, red, -time.Minute)
+	redSat := b.activeSatellite(t, red.team.ID.String())
+	global := b.activeSatellite(t, "")
+
+	got := introspect(t, redSat, redToken)
+	if !got.Active || got.TeamSlug != "red" || got.UserSlug != red.alice.Slug || len(got.Scopes) != 2 ||
+		got.Audience != "https://sat.example.test/teams/red/mcp" {
+		t.Fatalf("red token at red's satellite: %v", got)
+	}
+	if got := introspect(t, redSat, blueToken); got.Active || got.TeamId != "" {
+		t.Fatalf("blue token at red's satellite: %v, want inactive and empty", got)
+	}
+	if got := introspect(t, global, blueToken); !got.Active || got.TeamSlug != "blue" {
+		t.Fatalf("blue token at a global satellite: %v", got)
+	}
+	for name, token := range map[string]string{"expired": expired, "unknown": "orat_not-a-real-token"} {
+		if got := introspect(t, global, token); got.Active {
+			t.Errorf("%s token reported active", name)
+		}
+	}
+	if err := b.store().RevokeAccessToken(t.Context(), blueRec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, global, blueToken); got.Active {
+		t.Fatal("revoked token reported active")
+	}
+}

@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
+)
+
+// AccessToken is a bearer token an MCP client presents to a team's endpoint. Only its hash is stored.
+type AccessToken struct {
+	ID        uuid.UUID
+	TokenHash []byte
+	TeamID    uuid.UUID
+	TeamSlug  string
+	UserID    uuid.UUID
+	UserSlug  string
+	ClientID  string
+	Audience  string
+	Scopes    []string
+	ExpiresAt time.Time
+}
+
+// CreateAccessToken stores a token by its hash.
+func (s *Store) CreateAccessToken(ctx context.Context, t AccessToken) (AccessToken, error) {
+	row, err := s.q.CreateAccessToken(ctx, dbsqlc.CreateAccessTokenParams{
+		TokenHash: t.TokenHash, TeamID: t.TeamID, UserID: t.UserID, ClientID: t.ClientID, Audience: t.Audience,
+		Scopes: nonNil(t.Scopes), ExpiresAt: t.ExpiresAt,
+	})
+	if err != nil {
+		return AccessToken{}, translate(err, "create access token")
+	}
+	t.ID = row.ID
+	return t, nil
+}
+
+// ActiveAccessToken returns the live token with hash tokenHash, or ErrNotFound when it is unknown, expired or
+// revoked.
+func (s *Store) ActiveAccessToken(ctx context.Context, tokenHash []byte) (AccessToken, error) {
+	r, err := s.q.GetActiveAccessToken(ctx, tokenHash)
+	if err != nil {
+		return AccessToken{}, translate(err, "get access token")
+	}
+	return AccessToken{
+		ID: r.ID, TokenHash: r.TokenHash, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
+		UserSlug: r.UserSlug, ClientID: r.ClientID, Audience: r.Audience, Scopes: r.Scopes, ExpiresAt: r.ExpiresAt,
+	}, nil
+}
+
+// RevokeAccessToken makes a token inactive at once.
+func (s *Store) RevokeAccessToken(ctx context.Context, id uuid.UUID) error {
+	return translate(s.q.RevokeAccessToken(ctx, id), "revoke access token")
+}

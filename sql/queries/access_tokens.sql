@@ -1,0 +1,15 @@
+-- name: CreateAccessToken :one
+insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
+values (@token_hash, @team_id, @user_id, @client_id, @audience, @scopes, @expires_at)
+returning *;
+
+-- name: GetActiveAccessToken :one
+-- GetActiveAccessToken finds a live token by hash, with the slugs of its team and user.
+select a.*, t.slug as team_slug, u.slug as user_slug
+from access_tokens a
+join teams t on t.id = a.team_id
+join users u on u.id = a.user_id
+where a.token_hash = @token_hash and a.revoked_at is null and a.expires_at > now();
+
+-- name: RevokeAccessToken :exec
+update access_tokens set revoked_at = coalesce(revoked_at, now()) where id = @id;
