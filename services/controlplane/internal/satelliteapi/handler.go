@@ -192,10 +192,9 @@ func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "record heartbeat", err)
 	}
-	// Keep the freshest row for the next fast-path request. Another replica may still hold the row from
-	// before activation; at worst it logs the activation once more.
-	h.lastRead.Add(sat.APIKeyID, updated)
-	if sat.ActivatedAt == nil {
+	h.lastRead.Add(sat.APIKeyID, updated) // the freshest row, for the next fast-path request
+	// The statement stamps both with one now(): they are equal only on the heartbeat that activated it.
+	if updated.ActivatedAt != nil && updated.LastHeartbeatAt != nil && updated.ActivatedAt.Equal(*updated.LastHeartbeatAt) {
 		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
 	}
 	return connect.NewResponse(&satellitev1.HeartbeatResponse{
