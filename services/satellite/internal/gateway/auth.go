@@ -1,0 +1,336 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/sync/singleflight"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+)
+
+// introspectTimeout bounds one introspection call; it runs detached from the request that asked, because
+// concurrent requests with the same token share it.
+const introspectTimeout = 10 * time.Second
+
+// principal is who a request acts for, resolved from its bearer token.
+type principal struct {
+	teamID   string
+	teamSlug string
+	userID   string
+	clientID string
+	scopes   []string
+	// binding identifies the sessions the principal may use: the SDK compares it on every request of a
+	// Streamable HTTP session, and each binding has its own legacy SSE sessions.
+	binding string
+}
+
+func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) *principal {
+	p, _ := ctx.Value(principalKey{}).(*principal)
+	return p
+}
+
+// rpcSummary is what guard learned from a POST body: the methods it calls and the protocol version its
+// requests' _meta names.
+type rpcSummary struct {
+	methods     []string
+	metaVersion string
+}
+
+type rpcSummaryKey struct{}
+
+// statelessEra reports whether a POST speaks the stateless 2026-07-28 protocol.
+func statelessEra(r *http.Request) bool {
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v >= "2026-07-28" {
+		return true
+	}
+	s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary)
+	if s == nil {
+		return false
+	}
+	return s.metaVersion >= "2026-07-28" || slices.Contains(s.methods, "server/discover")
+}
+
+// guard authenticates and authorizes a request to a team endpoint and bounds its body. Only a request
+// that passes reaches next, with its principal and the SDK's TokenInfo in its context.
+func (g *Gateway) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slug := r.PathValue("team_slug")
+		if !g.originAllowed(r.Header.Get("Origin")) {
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		if origin := r.Header.Get("Origin"); origin != "" {
+			allowCORS(w.Header(), origin)
+			if r.Method == http.MethodOptions {
+				// A preflight carries no credentials; the real request is authenticated.
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		token, ok := bearerToken(r)
+		if !ok {
+			g.challenge(w, slug, "", "missing bearer token")
+			return
+		}
+		info, err := g.tokens.lookup(r.Context(), token)
+		if err != nil {
+			g.logger.WarnContext(r.Context(), "token introspection failed", slog.Any("error", err))
+			http.Error(w, "token introspection unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		now := g.cfg.Now()
+		if !info.GetActive() || info.GetTeamSlug() != slug || info.GetAudience() != g.endpointURL(slug) ||
+			(info.GetExpiresAt() != nil && !now.Before(info.GetExpiresAt().AsTime())) ||
+			info.GetUserId() == "" || info.GetTeamId() == "" {
+			g.challenge(w, slug, `error="invalid_token"`, "invalid token")
+			return
+		}
+		p := &principal{
+			teamID:   info.GetTeamId(),
+			teamSlug: slug,
+			userID:   info.GetUserId(),
+			clientID: info.GetClientId(),
+			scopes:   info.GetScopes(),
+		}
+		p.binding = p.teamID + "/" + p.userID + "/" + p.clientID
+		ctx := context.WithValue(r.Context(), principalKey{}, p)
+
+		var methods []string
+		if r.Method == http.MethodPost {
+			summary, status := g.readBody(w, r)
+			if status != 0 {
+				http.Error(w, http.StatusText(status), status)
+				return
+			}
+			methods = summary.methods
+			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
+		}
+		if missing := missingScopes(p, methods); len(missing) > 0 {
+			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")
+			return
+		}
+
+		// Expiry was checked above against the injected clock; the SDK would check it again against
+		// the wall clock.
+		ti := &auth.TokenInfo{Scopes: p.scopes, UserID: p.binding}
+		verified := func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return ti, nil }
+		// RequireBearerToken is how the SDK's transports learn the TokenInfo they bind sessions to; the
+		// token was checked above, so it only records the result.
+		auth.RequireBearerToken(verified, &auth.RequireBearerTokenOptions{
+			ResourceMetadataURL:    g.metadataURL(slug),
+			AllowMissingExpiration: true,
+		})(next).ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// challenge answers 401, or 403 for insufficient scope, with the WWW-Authenticate header that leads an
+// OAuth client to the metadata document.
+func (g *Gateway) challenge(w http.ResponseWriter, slug, params, msg string) {
+	h := fmt.Sprintf("Bearer resource_metadata=%q", g.metadataURL(slug))
+	if params != "" {
+		h += ", " + params
+	}
+	w.Header().Set("WWW-Authenticate", h)
+	status := http.StatusUnauthorized
+	if strings.Contains(params, "insufficient_scope") {
+		status = http.StatusForbidden
+	}
+	http.Error(w, msg, status)
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || len(token) > 4096 {
+		return "", false
+	}
+	return token, true
+}
+
+// allowCORS lets an allowed browser origin make the endpoint's requests and read its MCP headers.
+func allowCORS(h http.Header, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name")
+	h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
+	h.Set("Access-Control-Max-Age", "600")
+}
+
+// originAllowed admits requests without an Origin (non-browser clients) and browser requests from the
+// satellite's own origin or a configured one.
+func (g *Gateway) originAllowed(origin string) bool {
+	if origin == "" {
+		return true
+	}
+	origin = strings.TrimRight(origin, "/")
+	if strings.EqualFold(origin, g.publicOrigin) {
+		return true
+	}
+	for _, o := range g.cfg.AllowedOrigins {
+		if strings.EqualFold(origin, strings.TrimRight(o, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// readBody reads a POST body of at most MaxBodyBytes, puts it back for the handler, and summarizes it.
+// A non-zero status says the request must be refused.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) (*rpcSummary, int) {
+	max := g.cfg.MaxBodyBytes
+	if r.ContentLength > max {
+		return nil, http.StatusRequestEntityTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge
+		}
+		return nil, http.StatusBadRequest
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return summarize(body), 0
+}
+
+type wireMessage struct {
+	Method string `json:"method"`
+	Params struct {
+		Meta map[string]any `json:"_meta"`
+	} `json:"params"`
+}
+
+// summarize extracts what authorization and routing need from a JSON-RPC message or batch. A body
+// that does not parse yields an empty summary; the SDK answers it with the proper error.
+func summarize(body []byte) *rpcSummary {
+	var msgs []wireMessage
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		_ = json.Unmarshal(trimmed, &msgs)
+	} else {
+		var m wireMessage
+		if json.Unmarshal(trimmed, &m) == nil {
+			msgs = []wireMessage{m}
+		}
+	}
+	s := &rpcSummary{}
+	for _, m := range msgs {
+		if m.Method != "" {
+			s.methods = append(s.methods, m.Method)
+		}
+		if v, ok := m.Params.Meta["io.modelcontextprotocol/protocolVersion"].(string); ok && v > s.metaVersion {
+			s.metaVersion = v
+		}
+	}
+	return s
+}
+
+// missingScopes returns the scopes methods need that p lacks. Methods that neither list nor call, such
+// as initialize, ping, GET streams and DELETE, need one of the two scopes.
+func missingScopes(p *principal, methods []string) []string {
+	var need []string
+	add := func(s string) {
+		if !p.has(s) && !slices.Contains(need, s) {
+			need = append(need, s)
+		}
+	}
+	for _, m := range methods {
+		switch m {
+		case "tools/call":
+			add(ScopeExecute)
+		case "tools/list", "resources/list", "resources/templates/list", "resources/read",
+			"resources/subscribe", "prompts/list", "prompts/get", "completion/complete":
+			add(ScopeRead)
+		}
+	}
+	if len(need) == 0 && !p.has(ScopeRead) && !p.has(ScopeExecute) {
+		need = append(need, ScopeRead)
+	}
+	return need
+}
+
+// serveMetadata serves the RFC 9728 protected-resource metadata of a team endpoint. It is public.
+func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	slug := r.PathValue("team_slug")
+	md := &oauthex.ProtectedResourceMetadata{
+		Resource:               g.endpointURL(slug),
+		ScopesSupported:        []string{ScopeRead, ScopeExecute},
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "Orrery team MCP endpoint",
+	}
+	if g.cfg.AuthorizationServer != "" {
+		md.AuthorizationServers = []string{g.cfg.AuthorizationServer}
+	}
+	auth.ProtectedResourceMetadataHandler(md).ServeHTTP(w, r)
+}
+
+// tokenCache caches introspection results by the SHA-256 of the whole token, for at most ttl and never
+// past the token's expiry. Concurrent lookups of one token share one introspection.
+type tokenCache struct {
+	introspector Introspector
+	ttl          time.Duration
+	now          func() time.Time
+	entries      *lru.Cache[[sha256.Size]byte, cachedToken]
+	flight       singleflight.Group
+}
+
+type cachedToken struct {
+	resp  *satellitev1.IntrospectTokenResponse
+	until time.Time
+}
+
+func newTokenCache(in Introspector, size int, ttl time.Duration, now func() time.Time) *tokenCache {
+	entries, _ := lru.New[[sha256.Size]byte, cachedToken](size) // size is positive
+	return &tokenCache{introspector: in, ttl: ttl, now: now, entries: entries}
+}
+
+func (c *tokenCache) lookup(ctx context.Context, token string) (*satellitev1.IntrospectTokenResponse, error) {
+	key := sha256.Sum256([]byte(token))
+	if e, ok := c.entries.Get(key); ok && c.now().Before(e.until) {
+		return e.resp, nil
+	}
+	v, err, _ := c.flight.Do(string(key[:]), func() (any, error) {
+		if e, ok := c.entries.Get(key); ok && c.now().Before(e.until) {
+			return e.resp, nil
+		}
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), introspectTimeout)
+		defer cancel()
+		resp, err := c.introspector.Introspect(ictx, token)
+		if err != nil {
+			return nil, err
+		}
+		if resp == nil {
+			resp = &satellitev1.IntrospectTokenResponse{}
+		}
+		until := c.now().Add(c.ttl)
+		if exp := resp.GetExpiresAt(); exp != nil && exp.AsTime().Before(until) {
+			until = exp.AsTime()
+		}
+		c.entries.Add(key, cachedToken{resp: resp, until: until})
+		return resp, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*satellitev1.IntrospectTokenResponse), nil
+}

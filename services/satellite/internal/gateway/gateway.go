@@ -1,0 +1,325 @@
+// Package gateway serves a satellite's team MCP endpoints: one MCP server per team and user that
+// aggregates the tools, resources and prompts of that user's online instances behind a single URL.
+//
+// For a team with slug "acme" the gateway answers
+//
+//	{public_url}/teams/acme/mcp   Streamable HTTP (POST, GET, DELETE; sessions)
+//	{public_url}/teams/acme/sse   legacy HTTP+SSE; its message endpoint is the same path with ?sessionid=
+//	{public_url}/.well-known/oauth-protected-resource/teams/acme/mcp   RFC 9728 metadata
+//
+// Every request but the metadata document carries an OAuth bearer token issued by the control plane. The
+// gateway introspects it (results cached by the SHA-256 of the token for at most a minute and never past
+// its expiry), requires its audience to be the team's /mcp URL and its team to be the team in the path,
+// and answers 401 with a WWW-Authenticate header naming the metadata document otherwise. Sessions belong
+// to the team, user and OAuth client that created them.
+//
+// # Protocol eras
+//
+// The session era (2024-11-05 … 2025-11-25) is served by a stateful Streamable HTTP handler. A POST
+// without an Mcp-Session-Id that speaks the stateless 2026-07-28 era (by its MCP-Protocol-Version header,
+// by the protocol version in a request's _meta, or because it is server/discover) goes to a stateless
+// handler on the same URL instead; list_changed then reaches the client through subscriptions/listen.
+// A client asking for a version neither handler knows is answered with a supported one by the SDK's
+// negotiation (initialize answers with the newest session-era version; server/discover lists them all).
+//
+// # Naming
+//
+// A downstream tool "echo" of server "github" is listed as "github__echo". Names keep to 64 characters
+// of [A-Za-z0-9_-]: other characters become "_", and a name that is too long is cut and ends in "_" and
+// eight hex digits of the SHA-256 of the unsanitized name, so it is stable across restarts. When two
+// tools still end up with one name, the first in (raw name, instance id) order keeps it and the others
+// get a suffix hashed from their instance id as well. Prompts are named the same way. Resources keep
+// their URIs, because clients and models quote them; their names get the prefix. When two instances
+// offer the same URI, the instance first in (server slug, instance id) order serves it and the others'
+// copy is left out.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+)
+
+// Scopes the endpoint understands.
+const (
+	// ScopeRead allows listing tools, resources and prompts and reading resources and prompts.
+	ScopeRead = "mcp:read"
+	// ScopeExecute allows calling tools.
+	ScopeExecute = "mcp:tools:execute"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxBodyBytes bounds a request body; JSON-RPC messages of MCP clients are far smaller.
+	DefaultMaxBodyBytes = 4 << 20
+	// DefaultCacheTTL is how long an introspection result is reused at most.
+	DefaultCacheTTL = 60 * time.Second
+	// DefaultCacheSize bounds the introspection cache.
+	DefaultCacheSize = 10_000
+	// DefaultSessionIdleTimeout closes Streamable HTTP sessions nobody used for that long.
+	DefaultSessionIdleTimeout = 30 * time.Minute
+	// DefaultMaxLoggedBodyBytes bounds each request or response body copied into a request log.
+	DefaultMaxLoggedBodyBytes = 64 << 10
+)
+
+// Backend is the MCP runtime as the gateway sees it.
+type Backend interface {
+	// Instances returns the instances of userID in teamID, online or not, with the features they
+	// last reported.
+	Instances(teamID, userID string) []Instance
+	// Session returns a connected client session to the instance, starting it if it is dormant.
+	Session(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+	// Subscribe returns a channel that receives a value whenever any instance's status or features
+	// change, and a function that ends the subscription. A signal is sent after the change is visible
+	// through Instances; signals may be coalesced.
+	Subscribe() (<-chan struct{}, func())
+}
+
+// Instance is one MCP server instance of a user, as the runtime last saw it.
+type Instance struct {
+	ID             string
+	InstallationID string
+	TeamID         string
+	UserID         string
+	ServerSlug     string
+	// Online says whether the instance may be offered to clients. A dormant instance that respawns
+	// on demand counts as online.
+	Online bool
+	// Status is the instance's status, such as "online" or "error".
+	Status    string
+	Tools     []*mcp.Tool
+	Resources []*mcp.Resource
+	Prompts   []*mcp.Prompt
+	// RequestLoggingEnabled says whether request logs carry request and response bodies.
+	RequestLoggingEnabled bool
+}
+
+// Introspector checks access tokens with the control plane, such as through
+// SatelliteService.IntrospectToken.
+type Introspector interface {
+	Introspect(ctx context.Context, token string) (*satellitev1.IntrospectTokenResponse, error)
+}
+
+// EventSink receives mcp.request.logs events. The satellite's event batcher is one.
+type EventSink interface {
+	Emit(*satellitev1.Event)
+}
+
+// Config configures a Gateway. Backend, Introspector and PublicURL are required.
+type Config struct {
+	// PublicURL is the satellite's external base URL, such as https://sat.example.com; endpoint URLs,
+	// token audiences and the metadata document derive from it.
+	PublicURL string
+	// AuthorizationServer is the issuer URL of the control plane's OAuth authorization server, named
+	// in the protected-resource metadata.
+	AuthorizationServer string
+	// Backend is the MCP runtime.
+	Backend Backend
+	// Introspector checks bearer tokens.
+	Introspector Introspector
+	// Events receives request logs. Nil discards them.
+	Events EventSink
+	// AllowedOrigins lists browser origins, such as https://console.example.com, that may call the
+	// endpoint besides the public URL's own origin. Requests without an Origin header are allowed.
+	AllowedOrigins []string
+	// MaxBodyBytes caps request bodies; larger ones get 413. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// CacheTTL bounds how long an introspection result is reused. Default DefaultCacheTTL; it is
+	// never raised above DefaultCacheTTL.
+	CacheTTL time.Duration
+	// CacheSize bounds the number of cached introspection results. Default DefaultCacheSize.
+	CacheSize int
+	// SessionIdleTimeout closes idle Streamable HTTP sessions. Default DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration
+	// MaxLoggedBodyBytes bounds the JSON of a body copied into a request log; a larger body is
+	// replaced by a note of its size. Default DefaultMaxLoggedBodyBytes.
+	MaxLoggedBodyBytes int
+	// Version is reported as the server version to MCP clients.
+	Version string
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.CacheTTL <= 0 || c.CacheTTL > DefaultCacheTTL {
+		c.CacheTTL = DefaultCacheTTL
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if c.SessionIdleTimeout <= 0 {
+		c.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if c.MaxLoggedBodyBytes <= 0 {
+		c.MaxLoggedBodyBytes = DefaultMaxLoggedBodyBytes
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Backend == nil {
+		return errors.New("gateway: Backend is required")
+	}
+	if c.Introspector == nil {
+		return errors.New("gateway: Introspector is required")
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("gateway: PublicURL %q is not an absolute http(s) URL", c.PublicURL)
+	}
+	return nil
+}
+
+// Gateway is the http.Handler of the team MCP endpoints. Run keeps the aggregated tool lists in step
+// with the runtime.
+type Gateway struct {
+	logger       *slog.Logger
+	cfg          Config
+	publicOrigin string
+	tokens       *tokenCache
+	mux          *http.ServeMux
+	stateful     *mcp.StreamableHTTPHandler
+	stateless    *mcp.StreamableHTTPHandler
+	progress     progressRoutes
+
+	mu    sync.Mutex
+	users map[userKey]*userServer
+}
+
+// New returns a Gateway. A nil logger discards logs.
+func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	u, _ := url.Parse(cfg.PublicURL)
+	g := &Gateway{
+		logger:       logger,
+		cfg:          cfg,
+		publicOrigin: u.Scheme + "://" + u.Host,
+		tokens:       newTokenCache(cfg.Introspector, cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		mux:          http.NewServeMux(),
+		users:        make(map[userKey]*userServer),
+	}
+	g.progress.routes = make(map[string]progressRoute)
+	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
+	// loopback check would refuse every request a reverse proxy on the same host forwards.
+	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{
+		Logger:                     logger,
+		SessionTimeout:             cfg.SessionIdleTimeout,
+		DisableLocalhostProtection: true,
+		MaxRequestBodyBytes:        cfg.MaxBodyBytes,
+	})
+	g.stateless = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{
+		Logger:                       logger,
+		Stateless:                    true,
+		DisableLocalhostProtection:   true,
+		MaxRequestBodyBytes:          cfg.MaxBodyBytes,
+		PropagateRequestCancellation: true,
+	})
+	g.mux.HandleFunc("/.well-known/oauth-protected-resource/teams/{team_slug}/mcp", g.serveMetadata)
+	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(http.HandlerFunc(g.serveStreamable)))
+	g.mux.Handle("/teams/{team_slug}/sse", g.guard(http.HandlerFunc(g.serveSSE)))
+	return g, nil
+}
+
+// Patterns are the net/http.ServeMux patterns the Gateway answers; mount it under each.
+func Patterns() []string {
+	return []string{
+		"/teams/{team_slug}/mcp",
+		"/teams/{team_slug}/sse",
+		"/.well-known/oauth-protected-resource/teams/{team_slug}/mcp",
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mux.ServeHTTP(w, r)
+}
+
+// Run re-synchronizes every user's aggregated server whenever the backend signals a change, until
+// ctx is done. It returns nil then.
+func (g *Gateway) Run(ctx context.Context) error {
+	changes, cancel := g.cfg.Backend.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				<-ctx.Done()
+				return nil
+			}
+			g.syncAll()
+		}
+	}
+}
+
+func (g *Gateway) syncAll() {
+	g.mu.Lock()
+	users := make([]*userServer, 0, len(g.users))
+	for _, us := range g.users {
+		users = append(users, us)
+	}
+	g.mu.Unlock()
+	for _, us := range users {
+		us.sync()
+	}
+}
+
+// endpointURL is the team's Streamable HTTP URL, which is also the audience of its tokens.
+func (g *Gateway) endpointURL(slug string) string {
+	return g.cfg.PublicURL + "/teams/" + slug + "/mcp"
+}
+
+// metadataURL is where the team endpoint's RFC 9728 metadata is served.
+func (g *Gateway) metadataURL(slug string) string {
+	return g.cfg.PublicURL + "/.well-known/oauth-protected-resource/teams/" + slug + "/mcp"
+}
+
+// serverFor returns the aggregated server of the request's principal, which guard put in its context.
+func (g *Gateway) serverFor(r *http.Request) *mcp.Server {
+	p := principalFrom(r.Context())
+	if p == nil {
+		return nil
+	}
+	return g.user(p.teamID, p.userID).server
+}
+
+func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && statelessEra(r) {
+		g.stateless.ServeHTTP(w, r)
+		return
+	}
+	g.stateful.ServeHTTP(w, r)
+}
+
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	g.user(p.teamID, p.userID).sseHandler(p.binding).ServeHTTP(w, r)
+}

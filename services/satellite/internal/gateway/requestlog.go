@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+)
+
+// Limits of the RequestLog message.
+const (
+	maxLoggedToolName = 256
+	maxLoggedError    = 4096
+)
+
+// logCall emits the mcp.request.logs event of one tools/call.
+func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration) {
+	if g.cfg.Events == nil {
+		return
+	}
+	rl := &satellitev1.RequestLog{
+		UserId:   us.key.userID,
+		ToolName: truncate(rt.name, maxLoggedToolName),
+		Duration: durationpb.New(d),
+		Success:  callErr == nil && res != nil && !res.IsError,
+	}
+	switch {
+	case callErr != nil:
+		rl.Error = truncate(callErr.Error(), maxLoggedError)
+	case res == nil:
+		rl.Error = "no result"
+	case res.IsError:
+		rl.Error = truncate(errorText(res), maxLoggedError)
+	}
+	if rt.inst.RequestLoggingEnabled {
+		if len(args) > 0 {
+			rl.Request = g.bodyValue(args)
+		} else {
+			rl.Request = structpb.NewStructValue(&structpb.Struct{})
+		}
+		if res != nil {
+			if b, err := json.Marshal(res); err == nil {
+				rl.Response = g.bodyValue(b)
+			}
+		}
+	}
+	g.cfg.Events.Emit(&satellitev1.Event{
+		TeamId:         rt.inst.TeamID,
+		InstallationId: rt.inst.InstallationID,
+		InstanceId:     rt.inst.ID,
+		Payload:        &satellitev1.Event_RequestLog{RequestLog: rl},
+	})
+}
+
+// bodyValue converts a JSON body for a request log; a body over the limit is replaced by a note of its
+// size, so one huge call cannot crowd the event buffer.
+func (g *Gateway) bodyValue(b []byte) *structpb.Value {
+	if len(b) > g.cfg.MaxLoggedBodyBytes {
+		return structpb.NewStringValue(fmt.Sprintf("[%d bytes, not logged: over %d]", len(b), g.cfg.MaxLoggedBodyBytes))
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return structpb.NewStringValue(string(b))
+	}
+	pv, err := structpb.NewValue(v)
+	if err != nil {
+		return structpb.NewStringValue(string(b))
+	}
+	return pv
+}
+
+func errorText(res *mcp.CallToolResult) string {
+	var parts []string
+	for _, c := range res.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			parts = append(parts, t.Text)
+		}
+	}
+	if len(parts) == 0 {
+		return "tool reported an error"
+	}
+	return strings.Join(parts, "\n")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	// Do not leave half a UTF-8 sequence behind.
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
