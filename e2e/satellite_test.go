@@ -63,7 +63,7 @@ func TestSatelliteRegistersAndServesCommands(t *testing.T) {
 		t.Errorf("configure output counts %v instances in an empty database", n)
 	}
 
-	// This satellite has no MCP runtime yet, and must not claim to have spawned anything.
+	// A spawn that names no instance must fail with a reason, not claim to have spawned anything.
 	spawned := runCommand(t, cp, registered.GetId(), spawn, failed, commandTimeout)
 	if spawned.GetError() == "" {
 		t.Error("failed spawn command carries no error message")

@@ -18,6 +18,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/events"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
 // Defaults of Config that no package below main owns.
@@ -83,7 +84,13 @@ type Config struct {
 	// CommandHistory is how many command results are remembered to answer redeliveries. Default 1024.
 	CommandHistory int
 	// ShutdownTimeout bounds the graceful shutdown: draining HTTP requests and flushing events. Default 10 s.
+	// Stopping MCP server processes comes first and takes at most MCPStopGrace.
 	ShutdownTimeout time.Duration
+	// MCPIdleTimeout is how long a stdio MCP server may go without calls before it is stopped as dormant
+	// (ORRERY_MCP_IDLE_TIMEOUT); it starts again on the next call. Negative disables dormancy. Default 180 s.
+	MCPIdleTimeout time.Duration
+	// MCPStopGrace is how long a stopping MCP server may take after SIGTERM before SIGKILL. Default 5 s.
+	MCPStopGrace time.Duration
 
 	// listener, when set, is served instead of listening on Listen, so tests need not pick a free port.
 	listener net.Listener
@@ -144,6 +151,12 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = defaultShutdownTimeout
 	}
+	if c.MCPIdleTimeout == 0 {
+		c.MCPIdleTimeout = mcpruntime.DefaultIdleTimeout
+	}
+	if c.MCPStopGrace <= 0 {
+		c.MCPStopGrace = mcpruntime.DefaultStopGrace
+	}
 	return c
 }
 
@@ -198,6 +211,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		LogLevel:          getenv("ORRERY_LOG_LEVEL"),
 		Version:           buildinfo.Version(),
 	}
+	if v := getenv("ORRERY_MCP_IDLE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("ORRERY_MCP_IDLE_TIMEOUT: %w", err)
+		}
+		cfg.MCPIdleTimeout = d
+	}
 
 	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -215,6 +235,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
+	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

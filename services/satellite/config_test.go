@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 				}
 				if c.HeartbeatInterval != 30*time.Second || c.PollWait != 25*time.Second || c.RequestTimeout != 40*time.Second ||
 					c.EventFlushDelay != 3*time.Second || c.EventBatchSize != 20 || c.EventBufferSize != 10_000 ||
-					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second {
+					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second || c.MCPIdleTimeout != 3*time.Minute {
 					t.Errorf("timing defaults = %+v", c)
 				}
 			},
@@ -81,6 +81,17 @@ func TestLoadConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "MCP idle timeout",
+			args: []string{"-mcp-idle-timeout", "-1s"},
+			env:  map[string]string{"ORRERY_MCP_IDLE_TIMEOUT": "10m", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.MCPIdleTimeout != -time.Second || c.MCPStopGrace != 5*time.Second {
+					t.Errorf("MCP idle timeout %v and stop grace %v, want -1s (the flag) and 5s", c.MCPIdleTimeout, c.MCPStopGrace)
+				}
+			},
+		},
+		{name: "invalid MCP idle timeout", env: map[string]string{"ORRERY_MCP_IDLE_TIMEOUT": "soon", "HOME": "/h"}, wantErr: "ORRERY_MCP_IDLE_TIMEOUT"},
 		{name: "invalid name", env: map[string]string{"ORRERY_SATELLITE_NAME": "Edge 7", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_NAME"},
 		{name: "invalid log format", env: map[string]string{"ORRERY_LOG_FORMAT": "xml", "HOME": "/h"}, wantErr: "log format"},
 		{name: "invalid control plane URL", env: map[string]string{"ORRERY_CONTROL_PLANE_URL": "127.0.0.1:8080", "HOME": "/h"}, wantErr: "control plane URL"},

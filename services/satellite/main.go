@@ -1,10 +1,12 @@
 // Command satellite is Orrery's edge worker. It dials out to the control plane, registers once with a
 // registration token, then sends heartbeats, long-polls for commands and keeps its desired configuration
-// in sync. It serves /healthz and /readyz on its listen address.
+// in sync, running the MCP servers that configuration asks for. It serves /healthz and /readyz on its listen
+// address.
 //
 // Configuration comes from the environment (ORRERY_CONTROL_PLANE_URL, ORRERY_REGISTRATION_TOKEN,
 // ORRERY_SATELLITE_NAME, ORRERY_STATE_DIR, ORRERY_SATELLITE_LISTEN, ORRERY_SATELLITE_PUBLIC_URL,
-// ORRERY_LOG_FORMAT, ORRERY_LOG_LEVEL) or the matching flags; run with -h for the list.
+// ORRERY_LOG_FORMAT, ORRERY_LOG_LEVEL, ORRERY_MCP_IDLE_TIMEOUT) or the matching flags; run with -h for the
+// list.
 package main
 
 import (

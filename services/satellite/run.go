@@ -7,13 +7,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
 )
@@ -40,8 +46,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		cfg.PublicURL = publicURLFor(ln.Addr().String())
 	}
 
+	stateDir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
 	store := identity.NewStore(cfg.StateDir)
 	view := desired.New()
+	// The event batcher sends through the communicator's client and the MCP runtime emits through the
+	// batcher, so the communicator meets the runtime through this reference, filled in before it runs.
+	rtRef := &runtimeRef{}
 	comm, err := backend.New(logger.With("component", "backend"), backend.Config{
 		URL:               cfg.ControlPlaneURL,
 		RegistrationToken: cfg.RegistrationToken,
@@ -57,18 +70,33 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		RequestTimeout:    cfg.RequestTimeout,
 		Backoff:           policy,
 		CommandHistory:    cfg.CommandHistory,
+		Executor:          rtRef,
+		Processes:         rtRef,
 	})
 	if err != nil {
 		return err
 	}
-	// The MCP runtime will emit its status, log and lifecycle events through this batcher and act on the
-	// desired view; until it exists, the batcher stays empty.
 	batcher := events.New(logger.With("component", "events"), comm.Client(), events.Config{
 		FlushDelay: cfg.EventFlushDelay,
 		MaxBatch:   cfg.EventBatchSize,
 		BufferSize: cfg.EventBufferSize,
 		Backoff:    policy,
 	})
+	rtRef.rt, err = mcpruntime.New(logger.With("component", "mcp"), mcpruntime.Config{
+		Desired: view,
+		Events:  batcher,
+		// The state directory is unique to this satellite, so it marks the processes a crashed run of it
+		// left behind.
+		Driver:      sandbox.Direct{Owner: stateDir},
+		WorkDir:     filepath.Join(stateDir, "instances"),
+		ClientInfo:  &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
+		IdleTimeout: cfg.MCPIdleTimeout,
+		StopGrace:   cfg.MCPStopGrace,
+	})
+	if err != nil {
+		_ = batcher.Close(ctx)
+		return err
+	}
 
 	httpServer := &http.Server{
 		Handler:           server.New(comm.Ready),
@@ -83,6 +111,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	mcpDone := make(chan error, 1)
+	go func() { mcpDone <- rtRef.rt.Run(ctx) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- comm.Run(ctx) }()
 	select {
@@ -93,6 +123,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		<-runErr
 	}
 	cancel()
+	// The runtime stops every server process before it returns, and its last status events go out with the
+	// batcher's final flush below.
+	if mcpErr := <-mcpDone; mcpErr != nil {
+		logger.ErrorContext(ctx, "MCP runtime failed", slog.Any("error", mcpErr))
+	}
 
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancelShutdown()
@@ -114,3 +149,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	return err
 }
+
+// runtimeRef hands the communicator's commands and heartbeat questions to the MCP runtime, which is created
+// after the communicator.
+type runtimeRef struct {
+	rt *mcpruntime.Runtime
+}
+
+func (r *runtimeRef) Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error) {
+	return r.rt.Execute(ctx, cmd)
+}
+
+func (r *runtimeRef) Processes() []*satellitev1.ProcessReport { return r.rt.Processes() }

@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/structpb"
+
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backendtest"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
 const testToken = "orreg_run-test-registration-token"
@@ -127,4 +132,92 @@ func TestRunWithoutTokenOrIdentity(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "set ORRERY_REGISTRATION_TOKEN") {
 		t.Fatalf("run = %v, want an error saying to set ORRERY_REGISTRATION_TOKEN", err)
 	}
+}
+
+// TestRunRunsMCPServers runs a satellite whose configuration holds a real stdio MCP server: the server comes
+// online, its status and tools reach the control plane as events, heartbeats describe its process, a restart
+// command restarts it, and nothing of it survives the satellite's shutdown.
+func TestRunRunsMCPServers(t *testing.T) {
+	t.Parallel()
+	srv := backendtest.New(t)
+	srv.AddToken(testToken, satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "")
+	srv.SetNextHeartbeat(20 * time.Millisecond)
+	command, args := mcptest.Everything(t)
+	in := &satellitev1.Instance{
+		Id: "everything-platform-ada-1", ContentHash: "h1", InstallationId: uuid.NewString(), TeamId: uuid.NewString(),
+		UserId: uuid.NewString(), ServerSlug: "everything", Transport: satellitev1.Transport_TRANSPORT_STDIO,
+		Command: command, Args: args,
+	}
+	srv.SetConfiguration("v1", in)
+	cfg := testConfig(t, srv)
+	cfg.EventFlushDelay = 10 * time.Millisecond
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, cfg, testLogger(t)) }()
+
+	var pid int32
+	srv.Wait(t.Context(), "a heartbeat with the server online", 30*time.Second, func() bool {
+		hbs := srv.Heartbeats()
+		if len(hbs) == 0 {
+			return false
+		}
+		for _, p := range hbs[len(hbs)-1].GetProcesses() {
+			if p.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE && p.GetPid() > 0 && p.GetMemoryBytes() > 0 {
+				pid = p.GetPid()
+				return true
+			}
+		}
+		return false
+	})
+	srv.Wait(t.Context(), "status and tool events", 10*time.Second, func() bool {
+		var online, tools bool
+		for _, ev := range srv.Events() {
+			online = online || ev.GetStatusChanged().GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE
+			tools = tools || len(ev.GetToolsDiscovered().GetTools()) > 0
+		}
+		return online && tools
+	})
+
+	restart := &satellitev1.Command{Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_RESTART,
+		Payload: mustStruct(t, map[string]any{"instance_id": in.GetId(), "reason": "manual_restart"})}
+	srv.Enqueue(restart)
+	srv.Wait(t.Context(), "the restart result", 30*time.Second, func() bool { return len(srv.Reports()) == 1 })
+	report := srv.Reports()[0]
+	outcome := report.GetOutput().GetFields()["outcomes"].GetListValue().GetValues()[0].GetStructValue().AsMap()
+	if report.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_COMPLETED || outcome["status"] != "online" {
+		t.Errorf("restart reported %v %s: %v", report.GetResult(), report.GetError(), outcome)
+	}
+	if sandbox.ProcessAlive(int(pid)) {
+		t.Errorf("the server's old process %d survived the restart", pid)
+	}
+	var newPid int
+	srv.Wait(t.Context(), "a heartbeat with the new process", 10*time.Second, func() bool {
+		hbs := srv.Heartbeats()
+		for _, p := range hbs[len(hbs)-1].GetProcesses() {
+			if p.GetPid() > 0 && p.GetPid() != pid {
+				newPid = int(p.GetPid())
+				return true
+			}
+		}
+		return false
+	})
+
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("run after cancel = %v, want nil", err)
+	}
+	if sandbox.ProcessAlive(newPid) || sandbox.GroupAlive(newPid) {
+		t.Errorf("the server (pid %d) survived the satellite's shutdown", newPid)
+	}
+}
+
+func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

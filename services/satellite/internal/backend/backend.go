@@ -22,6 +22,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/errgroup"
 
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
@@ -58,6 +59,18 @@ type MetricsSource interface {
 	Sample() (sysmetrics.Metrics, error)
 }
 
+// Executor carries out the commands that act on MCP server instances. *mcpruntime.Runtime is one.
+type Executor interface {
+	// Execute carries out cmd and returns its output, or why it failed. For a configure command it runs
+	// after the configuration sync, so that it finds the new configuration applied.
+	Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error)
+}
+
+// ProcessSource describes the MCP server instances for heartbeats. *mcpruntime.Runtime is one.
+type ProcessSource interface {
+	Processes() []*satellitev1.ProcessReport
+}
+
 // Config configures a Communicator.
 type Config struct {
 	// URL is the control plane's base URL. Required.
@@ -79,6 +92,11 @@ type Config struct {
 	Metrics MetricsSource
 	// HTTPClient carries every call. Default: a client whose timeout is RequestTimeout.
 	HTTPClient *http.Client
+	// Executor carries out spawn, kill, restart and health_check commands, and the instance side of
+	// configure commands. Nil: those commands fail, saying the satellite has no MCP runtime.
+	Executor Executor
+	// Processes describes the instances in heartbeats. Nil: heartbeats count desired instances only.
+	Processes ProcessSource
 
 	// HeartbeatInterval is the time between heartbeats until the control plane says otherwise in
 	// HeartbeatResponse.next_heartbeat. Default DefaultHeartbeatInterval (30 s).

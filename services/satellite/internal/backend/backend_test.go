@@ -270,8 +270,11 @@ func TestUnsupportedCommandsFail(t *testing.T) {
 	for _, r := range b.srv.Reports() {
 		typ := byID[r.GetCommandId()]
 		want := "no MCP runtime yet"
-		if typ == 99 {
+		switch typ {
+		case 99:
 			want = "unknown command type"
+		case satellitev1.CommandType_COMMAND_TYPE_UPDATE:
+			want = "cannot update itself"
 		}
 		if r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_FAILED || !strings.Contains(r.GetError(), want) {
 			t.Errorf("%v reported %v with error %q, want FAILED mentioning %q", typ, r.GetResult(), r.GetError(), want)

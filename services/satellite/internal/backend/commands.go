@@ -122,20 +122,37 @@ func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) err
 func (c *Communicator) execute(ctx context.Context, cmd *satellitev1.Command) (outcome, error) {
 	switch t := cmd.GetType(); t {
 	case satellitev1.CommandType_COMMAND_TYPE_CONFIGURE:
-		return c.configure(ctx)
+		return c.configure(ctx, cmd)
 	case satellitev1.CommandType_COMMAND_TYPE_SPAWN, satellitev1.CommandType_COMMAND_TYPE_KILL,
-		satellitev1.CommandType_COMMAND_TYPE_RESTART, satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK,
-		satellitev1.CommandType_COMMAND_TYPE_UPDATE:
-		// Reporting success would tell users their server runs when nothing does.
-		return failed("this satellite has no MCP runtime yet, so it cannot carry out %s commands", commandName(t)), nil
+		satellitev1.CommandType_COMMAND_TYPE_RESTART, satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK:
+		if c.cfg.Executor == nil {
+			// Reporting success would tell users their server runs when nothing does.
+			return failed("this satellite has no MCP runtime yet, so it cannot carry out %s commands", commandName(t)), nil
+		}
+		out, err := c.cfg.Executor.Execute(ctx, cmd)
+		if err != nil {
+			return failed("%s: %v", commandName(t), err), nil
+		}
+		return completedWith(out), nil
+	case satellitev1.CommandType_COMMAND_TYPE_UPDATE:
+		return failed("this satellite cannot update itself: replace its binary and restart it"), nil
 	default:
 		return failed("unknown command type %s", t), nil
 	}
 }
 
+// completedWith is a completed outcome whose output is out.
+func completedWith(out map[string]any) outcome {
+	output, err := structpb.NewStruct(out)
+	if err != nil {
+		return failed("encode result: %v", err)
+	}
+	return completed(output)
+}
+
 // configure fetches the configuration and applies it to the desired view, retrying while the control plane
-// is unreachable.
-func (c *Communicator) configure(ctx context.Context) (outcome, error) {
+// is unreachable, then lets the executor reconcile and act on the command's event.
+func (c *Communicator) configure(ctx context.Context, cmd *satellitev1.Command) (outcome, error) {
 	var res syncResult
 	err := c.retry(ctx, "fetching configuration", func() (err error) {
 		res, err = c.syncConfiguration(ctx)
@@ -149,17 +166,25 @@ func (c *Communicator) configure(ctx context.Context) (outcome, error) {
 	case err != nil:
 		return failed("fetch configuration: %v", err), nil
 	}
-	output, err := structpb.NewStruct(map[string]any{
+	out := map[string]any{
 		"instances": res.instances,
 		"added":     len(res.diff.Added),
 		"changed":   len(res.diff.Changed),
 		"removed":   len(res.diff.Removed),
 		"etag":      res.etag,
-	})
-	if err != nil {
-		return failed("encode result: %v", err), nil
 	}
-	return completed(output), nil
+	if c.cfg.Executor != nil {
+		more, err := c.cfg.Executor.Execute(ctx, cmd)
+		if err != nil {
+			return failed("configuration %s applied, but: %v", res.etag, err), nil
+		}
+		for k, v := range more {
+			if _, taken := out[k]; !taken {
+				out[k] = v
+			}
+		}
+	}
+	return completedWith(out), nil
 }
 
 // report sends a command's result, retrying with backoff until it is recorded. A result the control plane

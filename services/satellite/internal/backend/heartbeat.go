@@ -76,27 +76,36 @@ func (c *Communicator) heartbeatRequest(withURL bool) (*satellitev1.HeartbeatReq
 			LoadAverage_1M:   m.LoadAverage1m,
 			Uptime:           durationpb.New(m.Uptime),
 		},
-		ProcessCounts: c.processCounts(),
-		Version:       c.cfg.Version,
+		Version: c.cfg.Version,
 	}
+	if c.cfg.Processes != nil {
+		req.Processes = c.cfg.Processes.Processes()
+	}
+	req.ProcessCounts = c.processCounts(req.Processes)
 	if withURL {
 		req.Url = c.cfg.PublicURL
 	}
 	return req, err
 }
 
-// processCounts counts the desired instances per team. Nothing runs them yet, so running is zero; once the
-// MCP runtime exists it reports what is actually running, and per-process reports join the heartbeat.
-func (c *Communicator) processCounts() []*satellitev1.TeamProcessCount {
+// processCounts counts the desired instances per team, and of them those running: a stdio server with a
+// live process or a remote server that is online.
+func (c *Communicator) processCounts(reports []*satellitev1.ProcessReport) []*satellitev1.TeamProcessCount {
 	totals := make(map[string]uint32)
 	for _, in := range c.cfg.Desired.Snapshot().Instances {
 		if in.GetTeamId() != "" {
 			totals[in.GetTeamId()]++
 		}
 	}
+	running := make(map[string]uint32)
+	for _, p := range reports {
+		if p.GetPid() > 0 || p.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
+			running[p.GetTeamId()]++
+		}
+	}
 	counts := make([]*satellitev1.TeamProcessCount, 0, len(totals))
 	for _, team := range slices.Sorted(maps.Keys(totals)) {
-		counts = append(counts, &satellitev1.TeamProcessCount{TeamId: team, Total: totals[team]})
+		counts = append(counts, &satellitev1.TeamProcessCount{TeamId: team, Running: running[team], Total: totals[team]})
 	}
 	return counts
 }

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package mcptest
+
+import "syscall"
+
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

@@ -1,0 +1,344 @@
+package mcpruntime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+)
+
+// Lease is a hold on an online instance's session, for one request. The session is shared by every user of
+// the instance and carries concurrent calls; do not close it. Release the lease when the request is done:
+// until then the instance does not go dormant.
+type Lease struct {
+	in   *instance
+	c    *conn
+	once sync.Once
+}
+
+// Session returns the instance's session.
+func (l *Lease) Session() *mcp.ClientSession { return l.c.session }
+
+// InstanceID returns the instance's id.
+func (l *Lease) InstanceID() string { return l.in.id }
+
+// Release ends the lease. Calling it again does nothing.
+func (l *Lease) Release() {
+	l.once.Do(func() {
+		l.in.mu.Lock()
+		defer l.in.mu.Unlock()
+		l.in.inflight--
+		l.in.lastUsed = time.Now()
+	})
+}
+
+// Acquire returns a lease on instance id's session, starting the instance first when it is not running:
+// dormant, crashed and waiting for its restart, or a remote server that could not be reached before. It
+// waits for one start attempt at most, then fails with ErrUnavailable and the instance's status; it fails
+// at once with ErrStopped or ErrPermanentlyFailed for instances held stopped, and with ErrUnknownInstance for
+// ids that are not (or no longer) desired.
+func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
+	if !r.running() {
+		return nil, ErrNotRunning
+	}
+	in, ok := r.lookup(id)
+	if !ok {
+		return nil, ErrUnknownInstance
+	}
+	requested := false
+	var seq uint64
+	for {
+		in.mu.Lock()
+		if in.live != nil && in.status == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
+			c := in.live
+			in.inflight++
+			in.lastUsed = time.Now()
+			in.mu.Unlock()
+			return &Lease{in: in, c: c}, nil
+		}
+		var err error
+		switch {
+		case in.hold == holdRemoved:
+			err = ErrUnknownInstance
+		case in.hold == holdKilled:
+			err = ErrStopped
+		case in.hold == holdFailed:
+			err = ErrPermanentlyFailed
+		case requested && in.startSeq != seq:
+			// The attempt this call waited for is over and did not bring the instance online; a crashed
+			// server may be restarting on its own, but this call does not wait for that.
+			err = fmt.Errorf("%w: %s: %s", ErrUnavailable, StatusName(in.status), in.message)
+		}
+		if err != nil {
+			in.mu.Unlock()
+			return nil, err
+		}
+		if !requested {
+			requested, seq = true, in.startSeq
+			select {
+			case in.wake <- struct{}{}:
+			default:
+			}
+		}
+		changed := in.changed
+		in.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-in.exited:
+			return nil, ErrNotRunning
+		case <-changed:
+		}
+	}
+}
+
+// Session returns instance id's session, starting the instance first when it is not running, as Acquire
+// does. Calls through the session keep the instance awake while they run, so no lease is needed; the session
+// is shared, and ends when the instance stops, after which Session returns the next one.
+func (r *Runtime) Session(ctx context.Context, id string) (*mcp.ClientSession, error) {
+	lease, err := r.Acquire(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	lease.Release()
+	return lease.Session(), nil
+}
+
+// ProgressFunc receives a server's progress notifications for one request.
+type ProgressFunc func(context.Context, *mcp.ProgressNotificationParams)
+
+// TrackProgress returns a progress token unique on the shared session and routes the server's progress
+// notifications for it to fn until stop is called. Put the token in the request's _meta.progressToken in
+// place of the caller's own, which may clash with other callers', and restore the caller's token in what fn
+// passes on.
+func (l *Lease) TrackProgress(fn ProgressFunc) (token string, stop func()) {
+	token = "orrery-" + strconv.FormatUint(l.in.rt.progressSeq.Add(1), 36)
+	l.in.rt.progress.Store(token, fn)
+	return token, func() { l.in.rt.progress.Delete(token) }
+}
+
+// dispatchProgress routes a server's progress notification to the TrackProgress caller that owns its
+// token, or else to Config.OnProgress.
+func (r *Runtime) dispatchProgress(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+	if req == nil || req.Params == nil {
+		return
+	}
+	if token, ok := req.Params.ProgressToken.(string); ok {
+		if fn, ok := r.progress.Load(token); ok {
+			fn.(ProgressFunc)(ctx, req.Params)
+			return
+		}
+	}
+	if r.cfg.OnProgress != nil {
+		r.cfg.OnProgress(ctx, req)
+	}
+}
+
+// CallTool calls a tool of instance id, starting the instance if needed (see Acquire), and reports the call
+// as an mcp.request.logs event, with its arguments and result unless the installation turned request
+// logging off. A non-nil progress receives the server's progress notifications with the caller's progress
+// token from params restored. params is not modified.
+func (r *Runtime) CallTool(ctx context.Context, id string, params *mcp.CallToolParams, progress ProgressFunc) (*mcp.CallToolResult, error) {
+	lease, err := r.Acquire(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	p := *params
+	if progress != nil {
+		callerToken := params.GetProgressToken()
+		token, stop := lease.TrackProgress(func(ctx context.Context, n *mcp.ProgressNotificationParams) {
+			restored := *n
+			restored.ProgressToken = callerToken
+			progress(ctx, &restored)
+		})
+		defer stop()
+		p.Meta = maps.Clone(params.Meta)
+		p.SetProgressToken(token)
+	}
+	start := time.Now()
+	res, err := lease.Session().CallTool(ctx, &p)
+	lease.in.logRequest(params, res, err, time.Since(start))
+	return res, err
+}
+
+// logRequest emits the request log of one tool call.
+func (in *instance) logRequest(params *mcp.CallToolParams, res *mcp.CallToolResult, err error, d time.Duration) {
+	name := params.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	spec := in.currentSpec()
+	rl := &satellitev1.RequestLog{
+		UserId:   spec.GetUserId(),
+		ToolName: cut(name, maxToolNameLen),
+		Duration: durationpb.New(d),
+		Success:  err == nil && res != nil && !res.IsError,
+	}
+	switch {
+	case err != nil:
+		rl.Error = cut(err.Error(), 4096)
+	case res == nil:
+		rl.Error = "no result"
+	case res.IsError:
+		rl.Error = "the tool reported an error"
+		for _, c := range res.Content {
+			if t, ok := c.(*mcp.TextContent); ok {
+				rl.Error = cut(t.Text, 4096)
+				break
+			}
+		}
+	}
+	if spec.GetRequestLoggingEnabled() {
+		rl.Request = jsonValue(params.Arguments, in.rt.cfg.RequestLogBytes)
+		if res != nil {
+			rl.Response = jsonValue(res, in.rt.cfg.RequestLogBytes)
+		}
+	}
+	in.emit(&satellitev1.Event{Payload: &satellitev1.Event_RequestLog{RequestLog: rl}})
+}
+
+// jsonValue converts v to a protobuf Value; JSON longer than limit bytes becomes a string holding its
+// beginning, so one huge response cannot swamp the logs.
+func jsonValue(v any, limit int) *structpb.Value {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return structpb.NewStringValue("(cannot encode: " + err.Error() + ")")
+	}
+	if len(b) > limit {
+		return structpb.NewStringValue(cut(string(b), limit))
+	}
+	val := &structpb.Value{}
+	if protojson.Unmarshal(b, val) != nil {
+		return structpb.NewStringValue(cut(string(b), limit))
+	}
+	return val
+}
+
+// InstanceInfo is an instance as the runtime sees it. Its slices are shared: do not modify them.
+type InstanceInfo struct {
+	ID             string
+	InstallationID string
+	TeamID         string
+	TeamSlug       string
+	UserID         string
+	UserSlug       string
+	ServerSlug     string
+	ServerName     string
+	Transport      satellitev1.Transport
+	// RequestLoggingEnabled says whether request logs of the instance carry request and response bodies.
+	RequestLoggingEnabled bool
+
+	// Status and Message are the instance's status and why it is so.
+	Status  satellitev1.InstanceStatus
+	Message string
+
+	// The catalogue from the last successful discovery. It stays while the instance is dormant, crashed or
+	// restarting, so a dormant instance's tools can be listed without waking it.
+	ServerInfo        *mcp.Implementation
+	Instructions      string
+	Capabilities      *mcp.ServerCapabilities
+	Tools             []*mcp.Tool
+	Resources         []*mcp.Resource
+	ResourceTemplates []*mcp.ResourceTemplate
+	Prompts           []*mcp.Prompt
+	// Revision increases whenever the catalogue changes.
+	Revision uint64
+
+	// Pid is the stdio server's process id while it runs (starting included), else 0.
+	Pid int
+	// StartedAt is when the current process started or the current connection was made; zero when neither
+	// exists.
+	StartedAt time.Time
+	// Requests counts the calls (tools/call, resources/read, prompts/get, ...; not listing) sent over the
+	// current process or connection.
+	Requests uint64
+	// Crashes counts crashes within the crash window, as of the last crash.
+	Crashes int
+	// LogLinesDropped counts server log lines dropped by the rate limit since the instance was created.
+	LogLinesDropped uint64
+}
+
+func (in *instance) info() InstanceInfo {
+	dropped := in.logs.droppedTotal() // before mu: the limiter emits, and so takes mu, under its own lock
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	spec := in.spec
+	info := InstanceInfo{
+		ID:                    in.id,
+		InstallationID:        spec.GetInstallationId(),
+		TeamID:                spec.GetTeamId(),
+		TeamSlug:              spec.GetTeamSlug(),
+		UserID:                spec.GetUserId(),
+		UserSlug:              spec.GetUserSlug(),
+		ServerSlug:            spec.GetServerSlug(),
+		ServerName:            spec.GetServerName(),
+		Transport:             spec.GetTransport(),
+		RequestLoggingEnabled: spec.GetRequestLoggingEnabled(),
+		Status:                in.status,
+		Message:               in.message,
+		Tools:                 in.cat.tools,
+		Resources:             in.cat.resources,
+		ResourceTemplates:     in.cat.templates,
+		Prompts:               in.cat.prompts,
+		Revision:              in.revision,
+		Crashes:               in.crashSeen,
+	}
+	if in.cat.init != nil {
+		info.ServerInfo, info.Instructions, info.Capabilities = in.cat.init.ServerInfo, in.cat.init.Instructions, in.cat.init.Capabilities
+	}
+	if c := in.current; c != nil {
+		info.StartedAt, info.Requests = c.startedAt, c.requests.Load()
+		if c.proc != nil && !c.proc.Exited() {
+			info.Pid = c.proc.Pid()
+		}
+	}
+	info.LogLinesDropped = dropped
+	return info
+}
+
+// Available reports whether an endpoint should offer the instance's catalogue: it is online, or a call
+// would start it transparently (dormant, starting, restarting after a crash). Instances that are stopped,
+// failed, unreachable or refused their credentials are not available.
+func (i InstanceInfo) Available() bool {
+	switch i.Status {
+	case satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, satellitev1.InstanceStatus_INSTANCE_STATUS_DORMANT,
+		satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING, satellitev1.InstanceStatus_INSTANCE_STATUS_CONNECTING,
+		satellitev1.InstanceStatus_INSTANCE_STATUS_DISCOVERING_TOOLS, satellitev1.InstanceStatus_INSTANCE_STATUS_RESTARTING,
+		satellitev1.InstanceStatus_INSTANCE_STATUS_CRASHED:
+		return true
+	}
+	return false
+}
+
+// Instances returns the instances of teamID, or of every team if it is empty, narrowed to userID's when
+// that is not empty, sorted by id.
+func (r *Runtime) Instances(teamID, userID string) []InstanceInfo {
+	var list []InstanceInfo
+	for _, in := range r.all() {
+		spec := in.currentSpec()
+		if (teamID == "" || spec.GetTeamId() == teamID) && (userID == "" || spec.GetUserId() == userID) {
+			list = append(list, in.info())
+		}
+	}
+	return list
+}
+
+// Instance returns one instance.
+func (r *Runtime) Instance(id string) (InstanceInfo, bool) {
+	in, ok := r.lookup(id)
+	if !ok {
+		return InstanceInfo{}, false
+	}
+	return in.info(), true
+}

@@ -1,0 +1,134 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// OwnerEnv is the environment variable that marks the processes a Direct driver with an Owner starts.
+const OwnerEnv = "ORRERY_SANDBOX_OWNER"
+
+// DefaultPassEnv are the satellite's environment variables a server inherits when Direct.PassEnv is nil:
+// what programs need to find executables, their home and temporary directories, the locale, CA certificates
+// and proxies. Anything else, the satellite's own secrets in particular, stays out.
+var DefaultPassEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+// Direct runs servers as plain subprocesses of the satellite, without isolation: for development and for
+// satellites whose servers are all trusted. It is the driver of last resort, not a security boundary.
+type Direct struct {
+	// PassEnv names the satellite's environment variables that servers inherit; a server's own Env
+	// overrides them. Nil means DefaultPassEnv.
+	PassEnv []string
+	// Owner marks every process started, through the OwnerEnv variable, so that Sweep can find processes a
+	// crashed satellite left behind. Use a value unique to the satellite, such as its state directory.
+	// Empty: processes are not marked and Sweep finds nothing.
+	Owner string
+}
+
+// Start starts spec's command with the environment described on Direct.
+func (d Direct) Start(spec Spec) (*Process, error) {
+	env := d.environ(spec.Env)
+	path, err := lookPath(spec.Command, envValue(env, "PATH"))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	cmd := exec.Command(path, spec.Args...)
+	cmd.Args[0] = spec.Command
+	cmd.Env = env
+	cmd.Dir = spec.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
+	return Launch(cmd)
+}
+
+// environ merges the passed-through variables, the server's own and the owner mark, sorted by name.
+func (d Direct) environ(own map[string]string) []string {
+	pass := d.PassEnv
+	if pass == nil {
+		pass = DefaultPassEnv
+	}
+	vars := make(map[string]string, len(pass)+len(own)+1)
+	for _, name := range pass {
+		if v, ok := os.LookupEnv(name); ok {
+			vars[name] = v
+		}
+	}
+	for k, v := range own {
+		vars[k] = v
+	}
+	if d.Owner != "" {
+		vars[OwnerEnv] = d.Owner
+	} else {
+		delete(vars, OwnerEnv)
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	return env
+}
+
+// Sweep kills every process marked with d's Owner other than the calling process: what a satellite that
+// crashed left behind (the parent-death signal reaches only a server itself, not the helpers it started). Call
+// it before starting any server. It returns how many processes it killed.
+func (d Direct) Sweep() (int, error) {
+	if d.Owner == "" {
+		return 0, nil
+	}
+	return sweep(OwnerEnv + "=" + d.Owner)
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath finds name in path, the server's PATH rather than the satellite's, the way a shell would.
+func lookPath(name, path string) (string, error) {
+	if name == "" {
+		return "", errors.New("no command")
+	}
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("command %q: %w", name, err)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue // relative PATH entries would resolve against the satellite's working directory
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in PATH %q", name, path)
+}
+
+func executable(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if info.IsDir() || info.Mode().Perm()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
+}

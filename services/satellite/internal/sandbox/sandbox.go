@@ -1,0 +1,273 @@
+// Package sandbox starts the satellite's stdio MCP server processes. A Driver decides how a server is
+// isolated; whatever the driver, the Process it returns gives the same guarantees:
+//
+//   - the server leads its own process group, and stopping it signals the whole group: SIGTERM, then SIGKILL
+//     after a grace period, so helpers it started (npx starting node, a shell starting a binary) go too;
+//   - when the server exits on its own, whatever is left of its group is killed before the server is
+//     reaped, so no orphan outlives it and the group id cannot be reused in between;
+//   - the kernel kills the server if the satellite dies (a parent-death signal), and a satellite that
+//     starts again finds and kills what a crashed predecessor left behind (Direct.Sweep);
+//   - every process is reaped: no zombie remains.
+//
+// Direct, the only driver so far, runs servers as plain subprocesses of the satellite; isolation (namespaces,
+// cgroups, resource limits) belongs to drivers still to come, which build their command differently and hand
+// it to Launch.
+//
+//	p, err := sandbox.Direct{}.Start(sandbox.Spec{Command: "node", Args: []string{"server.js"}})
+//	if err != nil { ... }
+//	defer p.Stop(5 * time.Second)
+//	// p.Stdin, p.Stdout carry JSON-RPC; p.Stderr carries the server's log.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spec describes a server process.
+type Spec struct {
+	// Command is the executable. A name without a slash is looked up in the PATH the server gets.
+	Command string
+	// Args are the arguments after the command.
+	Args []string
+	// Env is the server's own environment, as configured. Drivers add the variables every process needs.
+	Env map[string]string
+	// Dir is the working directory; it must exist. Empty means the root directory.
+	Dir string
+	// TeamID and InstanceID say whom the process serves, for drivers that isolate teams from each other.
+	TeamID, InstanceID string
+}
+
+// Driver starts server processes.
+type Driver interface {
+	// Start starts the process spec describes.
+	Start(spec Spec) (*Process, error)
+}
+
+// drainTimeout is how long the output pipes stay open after a server exited. Its group is dead by then, so
+// they normally reach EOF at once; only a process that left the group (setsid) could hold them open longer.
+const drainTimeout = 2 * time.Second
+
+// groupExitTimeout bounds the wait for a killed group's processes to die; only a process stuck in the
+// kernel (uninterruptible I/O) takes longer.
+const groupExitTimeout = time.Second
+
+// Process is a running server process. Its methods are safe for concurrent use.
+type Process struct {
+	// Stdin is the server's standard input.
+	Stdin io.WriteCloser
+	// Stdout is the server's standard output. It is closed at the latest shortly after the server exits.
+	Stdout io.ReadCloser
+	// Stderr is the server's standard error. It is closed at the latest shortly after the server exits.
+	Stderr io.ReadCloser
+
+	pid     int
+	started time.Time
+	done    chan struct{}
+
+	mu     sync.Mutex // held while signalling the group, and while reaping, so no signal hits a reused id
+	reaped bool
+	state  *os.ProcessState
+	err    error
+}
+
+// Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
+// Process. Drivers build cmd; Launch sets its standard streams and adds Setpgid and a parent-death signal to
+// its SysProcAttr. cmd must not have been started.
+func Launch(cmd *exec.Cmd) (*Process, error) {
+	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
+		return nil, errors.New("sandbox: launch: the command's standard streams are already set")
+	}
+	// Pipes of our own rather than cmd's: exec closes its pipes when Wait returns, which could cut off the
+	// last lines a crashing server wrote.
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: stdin pipe: %w", err)
+	}
+	outR, outW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("sandbox: stdout pipe: %w", err)
+	}
+	errR, errW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("sandbox: stderr pipe: %w", err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	setParentDeathSignal(cmd.SysProcAttr)
+
+	p := &Process{Stdin: inW, Stdout: outR, Stderr: errR, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// The kernel sends the parent-death signal when the thread that forked the child exits, not when the
+		// process does, and the Go runtime may retire idle threads. Forking and waiting on one locked thread
+		// keeps that thread alive exactly as long as the child.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		p.pid, p.started = cmd.Process.Pid, time.Now()
+		started <- nil
+		p.wait(cmd)
+	}()
+	if err := <-started; err != nil {
+		closeAll()
+		return nil, fmt.Errorf("sandbox: start %s: %w", cmd.Path, err)
+	}
+	// The child has its copies; ours would keep the pipes open after it exits.
+	_ = inR.Close()
+	_ = outW.Close()
+	_ = errW.Close()
+	return p, nil
+}
+
+// wait runs on the forking thread until the leader is reaped.
+func (p *Process) wait(cmd *exec.Cmd) {
+	// Wait without reaping, so that the leader's pid, which is the group id, stays taken while the rest of
+	// the group is killed. Where that is impossible, the group is killed right after the reap.
+	var err error
+	if waitExited(p.pid) {
+		p.mu.Lock()
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		// SIGKILL takes effect asynchronously; Done promises a dead group.
+		deadline := time.Now().Add(groupExitTimeout)
+		for GroupAlive(p.pid) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		err = cmd.Wait()
+	} else {
+		err = cmd.Wait()
+		p.mu.Lock()
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	}
+	p.reaped, p.state = true, cmd.ProcessState
+	if p.state == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+	close(p.done)
+
+	_ = p.Stdin.Close()
+	time.AfterFunc(drainTimeout, func() {
+		_ = p.Stdout.Close()
+		_ = p.Stderr.Close()
+	})
+}
+
+// Pid returns the server's process id, which is also its process group id.
+func (p *Process) Pid() int { return p.pid }
+
+// StartedAt returns when the server started.
+func (p *Process) StartedAt() time.Time { return p.started }
+
+// Done is closed once the server has exited and been reaped, and the rest of its group killed.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the server has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitCode returns the server's exit code once it has exited: -1 if a signal ended it or it has not exited.
+func (p *Process) ExitCode() int {
+	if !p.Exited() || p.state == nil {
+		return -1
+	}
+	return p.state.ExitCode()
+}
+
+// ExitStatus describes how the server ended, such as "exit status 3" or "signal: killed"; empty while it runs.
+func (p *Process) ExitStatus() string {
+	if !p.Exited() {
+		return ""
+	}
+	if p.state == nil {
+		return fmt.Sprintf("unknown (%v)", p.err)
+	}
+	return p.state.String()
+}
+
+// Signal sends sig to the server's whole process group, unless the server has been reaped already.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("sandbox: signal process group %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// Stop ends the server: it closes its stdin and sends SIGTERM to its process group, then SIGKILL if the
+// server has not exited after grace. It returns once the server is reaped and its group is gone. Stopping a
+// server that already exited returns at once.
+func (p *Process) Stop(grace time.Duration) {
+	_ = p.Stdin.Close()
+	if p.Signal(syscall.SIGTERM) != nil {
+		<-p.done
+		return
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return
+	case <-t.C:
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// GroupAlive reports whether any process of group pgid is alive, zombies aside. It is meant for tests and
+// diagnostics: once a server is reaped its group id may be reused.
+func GroupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	return groupHasLiveMember(pgid)
+}
+
+// ProcessAlive reports whether pid exists and is not a zombie.
+func ProcessAlive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	state, ok := statField(string(stat), 3)
+	return ok && state != "Z" && state != "X"
+}
