@@ -17,6 +17,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/events"
+	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
@@ -82,7 +83,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		BufferSize: cfg.EventBufferSize,
 		Backoff:    policy,
 	})
+	// Progress from servers is routed by the gateway, which needs the runtime in turn: the hook reads gw,
+	// which is set before the runtime runs.
+	var gw *gateway.Gateway
 	rtRef.rt, err = mcpruntime.New(logger.With("component", "mcp"), mcpruntime.Config{
+		OnProgress: func(ctx context.Context, req *mcpsdk.ProgressNotificationClientRequest) {
+			gw.HandleProgress(ctx, req)
+		},
 		Desired: view,
 		Events:  batcher,
 		// The state directory is unique to this satellite, so it marks the processes a crashed run of it
@@ -98,8 +105,24 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 
+	gw, err = gateway.New(logger.With("component", "gateway"), gateway.Config{
+		PublicURL:           cfg.PublicURL,
+		AuthorizationServer: cfg.ControlPlaneURL,
+		Backend:             runtimeBackend{rt: rtRef.rt},
+		Introspector:        gateway.ServiceIntrospector{Client: comm.Client()},
+		Events:              batcher,
+		Version:             cfg.Version,
+	})
+	if err != nil {
+		_ = batcher.Close(ctx)
+		return err
+	}
+	routes := server.New(comm.Ready)
+	for _, pattern := range gateway.Patterns() {
+		routes.Handle(pattern, gw)
+	}
 	httpServer := &http.Server{
-		Handler:           server.New(comm.Ready),
+		Handler:           routes,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -113,6 +136,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer cancel()
 	mcpDone := make(chan error, 1)
 	go func() { mcpDone <- rtRef.rt.Run(ctx) }()
+	gatewayDone := make(chan error, 1)
+	go func() { gatewayDone <- gw.Run(ctx) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- comm.Run(ctx) }()
 	select {
@@ -127,6 +152,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// batcher's final flush below.
 	if mcpErr := <-mcpDone; mcpErr != nil {
 		logger.ErrorContext(ctx, "MCP runtime failed", slog.Any("error", mcpErr))
+	}
+	if gwErr := <-gatewayDone; gwErr != nil {
+		logger.ErrorContext(ctx, "MCP endpoint failed", slog.Any("error", gwErr))
 	}
 
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)

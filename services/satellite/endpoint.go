@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/gateway"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+)
+
+// runtimeBackend shows the MCP runtime to the gateway as its Backend.
+type runtimeBackend struct {
+	rt *mcpruntime.Runtime
+}
+
+// Instances lists a user's instances in a team. The team is always given: an empty one would mean all teams.
+func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
+	infos := b.rt.Instances(teamID, userID)
+	out := make([]gateway.Instance, len(infos))
+	for i, in := range infos {
+		out[i] = gateway.Instance{
+			ID: in.ID, InstallationID: in.InstallationID, TeamID: in.TeamID, UserID: in.UserID,
+			ServerSlug: in.ServerSlug, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
+			Tools: in.Tools, Resources: in.Resources, Prompts: in.Prompts,
+			RequestLoggingEnabled: in.RequestLoggingEnabled,
+		}
+	}
+	return out
+}
+
+// Session returns the instance's shared client session, waking a dormant instance.
+func (b runtimeBackend) Session(ctx context.Context, instanceID string) (*mcp.ClientSession, error) {
+	return b.rt.Session(ctx, instanceID)
+}
+
+// Subscribe signals every change of any instance's status or catalogue.
+func (b runtimeBackend) Subscribe() (<-chan struct{}, func()) { return b.rt.Subscribe("", "") }
