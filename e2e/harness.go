@@ -37,6 +37,7 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/internal/filelock"
 )
 
 const (
@@ -86,7 +87,7 @@ func Binary(t testing.TB, name string) string {
 }
 
 func buildCommand(name string) (string, error) {
-	binDirOnce.Do(func() { binDir, binDirErr = newBinDir() })
+	binDirOnce.Do(func() { binDir, binDirErr = filelock.ProcessDir(binPrefix) })
 	if binDirErr != nil {
 		return "", fmt.Errorf("directory for binaries: %w", binDirErr)
 	}
@@ -104,38 +105,6 @@ func buildCommand(name string) (string, error) {
 		return "", fmt.Errorf("go build %s: %v\n%s", commands[name], err, out)
 	}
 	return path, nil
-}
-
-// newBinDir makes a directory that holds a lock for as long as this process lives, after removing the
-// directories of earlier test processes, whose locks are free again: no hook runs at a test binary's exit.
-func newBinDir() (string, error) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binPrefix+"*"))
-	for _, dir := range dirs {
-		f, err := os.Open(filepath.Join(dir, "lock"))
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			_ = os.RemoveAll(dir)
-		}
-		_ = f.Close()
-	}
-	dir, err := os.MkdirTemp("", binPrefix)
-	if err != nil {
-		return "", err
-	}
-	// Locked before it gets the name sweepers look for. The file stays open, and so locked, until exit.
-	f, err := os.CreateTemp(dir, "lock-")
-	if err != nil {
-		return "", err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, "lock")); err != nil {
-		return "", err
-	}
-	return dir, nil
 }
 
 // Process is a running service binary. Its stdout and stderr are kept for the test to inspect.

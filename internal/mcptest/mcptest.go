@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orrery/orrery/internal/filelock"
 )
 
 // EverythingVersion is the pinned version of @modelcontextprotocol/server-everything.
@@ -101,7 +103,7 @@ func doInstall() (node, script string, err error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", "", fmt.Errorf("cache directory: %w", err)
 	}
-	unlock, err := lockFile(dir + ".lock")
+	unlock, err := filelock.Lock(dir + ".lock")
 	if err != nil {
 		return "", "", err
 	}
@@ -131,19 +133,6 @@ func doInstall() (node, script string, err error) {
 		return "", "", err
 	}
 	return node, script, nil
-}
-
-// lockFile takes an exclusive lock on path, waiting for other processes that hold it.
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { _ = f.Close() }, nil
 }
 
 // serve runs server-everything in transport mode on a free port until the test ends. The server reads its

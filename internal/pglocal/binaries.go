@@ -11,7 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/orrery/orrery/internal/filelock"
 )
 
 // binaries are the PostgreSQL programs pglocal runs. pg_ctl is not among them: its daemonized server would
@@ -40,7 +41,7 @@ func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binarie
 		return binaries{}, errors.New("pglocal: " + notFound + ", and only root may install them: " + advice)
 	}
 	// Test processes of several packages start at once; apt and dpkg would fail on each other's locks.
-	unlock, err := lockFile(filepath.Join(os.TempDir(), "pglocal-install.lock"))
+	unlock, err := filelock.Lock(filepath.Join(os.TempDir(), "pglocal-install.lock"))
 	if err != nil {
 		return binaries{}, fmt.Errorf("pglocal: install postgresql: %w", err)
 	}
@@ -119,18 +120,4 @@ func runLogged(ctx context.Context, log *slog.Logger, name string, args ...strin
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.tail())
 	}
 	return nil
-}
-
-// lockFile takes an exclusive lock on path, waiting for other processes that hold it.
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	// Closing the file releases the lock.
-	return func() { _ = f.Close() }, nil
 }

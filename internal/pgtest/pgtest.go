@@ -35,13 +35,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/sql/migrations"
 )
@@ -101,9 +101,8 @@ type server struct {
 	template string
 	// strategy is appended to CREATE DATABASE.
 	strategy string
-	// cluster and dirLock are kept only so that they live as long as the process.
+	// cluster is kept only so that it lives as long as the process.
 	cluster *pglocal.Cluster
-	dirLock *os.File
 
 	mu    sync.Mutex // serializes use of admin, and with it every CREATE DATABASE
 	admin *pgx.Conn
@@ -182,8 +181,7 @@ func (s *server) setup() error {
 // startPrivate starts a server in a new directory that holds a lock file for as long as this process lives, and
 // first removes the directories of earlier processes that no longer hold theirs.
 func (s *server) startPrivate(ctx context.Context) error {
-	sweepTempDirs()
-	dir, err := os.MkdirTemp("", tempPrefix)
+	dir, err := filelock.ProcessDir(tempPrefix)
 	if err != nil {
 		return err
 	}
@@ -191,18 +189,6 @@ func (s *server) startPrivate(ctx context.Context) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	// Lock before publishing under the name sweepers look for, so that none of them sees it unlocked.
-	f, err := os.CreateTemp(dir, "lock-")
-	if err != nil {
-		return err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, "lock")); err != nil {
-		return err
-	}
-	s.dirLock = f
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s.cluster, err = pglocal.Start(ctx, pglocal.Config{
 		DataDir:        filepath.Join(dir, "data"),
@@ -214,22 +200,6 @@ func (s *server) startPrivate(ctx context.Context) error {
 	}
 	s.baseURL = s.cluster.URL("postgres")
 	return nil
-}
-
-// sweepTempDirs removes private-server directories whose lock no process holds: their process has exited, and
-// its server with it.
-func sweepTempDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
-	for _, dir := range dirs {
-		f, err := os.Open(filepath.Join(dir, "lock"))
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			_ = os.RemoveAll(dir)
-		}
-		_ = f.Close()
-	}
 }
 
 // dropOrphans drops databases left by test processes that died before their cleanups ran: those whose id no

@@ -3,9 +3,7 @@ package pgtest
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -117,37 +115,6 @@ func TestDropOrphans(t *testing.T) {
 	}
 	if !exists(bystander) {
 		t.Fatalf("dropOrphans dropped %s, which pgtest did not name", bystander)
-	}
-}
-
-func TestSweepTempDirs(t *testing.T) {
-	t.Parallel()
-	mk := func(lock bool) string {
-		dir, err := os.MkdirTemp("", tempPrefix+"sweeptest-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(dir) })
-		f, err := os.Create(filepath.Join(dir, "lock"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = f.Close() })
-		if lock {
-			// flock locks belong to the open file, so this one blocks the sweeper's even in this process.
-			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dir
-	}
-	live, dead := mk(true), mk(false)
-	sweepTempDirs()
-	if _, err := os.Stat(live); err != nil {
-		t.Errorf("locked dir swept: %v", err)
-	}
-	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Errorf("unlocked dir kept: %v", err)
 	}
 }
 
