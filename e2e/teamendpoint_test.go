@@ -1,0 +1,82 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orrery/orrery/e2e"
+	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+)
+
+// onlineTimeout covers a configure command, the server's start and its tool discovery.
+const onlineTimeout = 60 * time.Second
+
+// teamEndpoint is one team's MCP endpoint on a real satellite, serving one stdio server installed from the
+// catalog, with a member's access token.
+type teamEndpoint struct {
+	team
+	cp   *e2e.ControlPlane
+	sat  *e2e.Satellite
+	conn *pgx.Conn
+}
+
+// startTeamEndpoint starts a control plane and a satellite, seeds a team slug with one installation of a
+// catalog entry (catalogSlug, running command with args over stdio), configures the satellite and waits
+// until the endpoint lists wantTool.
+func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []string, wantTool string) *teamEndpoint {
+	t.Helper()
+	cp := startControlPlane(t)
+	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t)})
+	registered := waitActive(t, cp, sat.URL)
+
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, cp.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.WithoutCancel(ctx)) })
+	if args == nil {
+		args = []string{} // a SQL array, never NULL
+	}
+	var catalogID string
+	if err := conn.QueryRow(ctx, `insert into catalog_entries (slug, name, transport, command, args)
+		values ($1, $1, 'stdio', $2, $3) returning id`, catalogSlug, command, args).Scan(&catalogID); err != nil {
+		t.Fatal(err)
+	}
+	te := &teamEndpoint{team: seedTeam(t, conn, catalogID, slug, sat.URL), cp: cp, sat: sat, conn: conn}
+	if _, err := cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
+		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: registered.GetId()},
+		Type:     configure,
+		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	session, err := connectMCP(ctx, te.endpoint, te.token)
+	if err != nil {
+		t.Fatalf("connect to %s's endpoint: %v", slug, err)
+	}
+	defer session.Close()
+	e2e.WaitFor(t, onlineTimeout, slug+"'s instance online with "+wantTool+" listed", func() error {
+		tools, err := session.ListTools(ctx, nil)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, tool := range tools.Tools {
+			names = append(names, tool.Name)
+		}
+		if !slices.Contains(names, wantTool) {
+			return fmt.Errorf("tools %v, no %s yet", names, wantTool)
+		}
+		return nil
+	})
+	return te
+}

