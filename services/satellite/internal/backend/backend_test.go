@@ -148,8 +148,9 @@ func TestRegistersOnceAndStoresIdentity(t *testing.T) {
 	// A second start reuses the identity: the token is spent, so registering again would fail.
 	heartbeats := len(b.srv.Heartbeats())
 	c2, _ := start(t, b.cfg)
-	b.srv.Wait(t.Context(), "a heartbeat from the second start", waitLimit, func() bool {
-		return len(b.srv.Heartbeats()) > heartbeats
+	b.srv.Wait(t.Context(), "the second start's identity and a heartbeat from it", waitLimit, func() bool {
+		_, known := c2.Identity()
+		return known && len(b.srv.Heartbeats()) > heartbeats
 	})
 	if n := len(b.srv.Registrations()); n != 1 {
 		t.Errorf("second start registered again: %d registrations", n)
