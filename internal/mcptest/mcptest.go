@@ -141,6 +141,9 @@ func doInstall() (node, script string, err error) {
 func serve(t testing.TB, mode, path string) string {
 	t.Helper()
 	node, script := installed(t)
+	// Parallel tests of this process must not pick the same free port before either server binds it.
+	startMu.Lock()
+	defer startMu.Unlock()
 	var lastErr error
 	for range 3 {
 		port, err := freePort()
@@ -158,6 +161,8 @@ func serve(t testing.TB, mode, path string) string {
 	t.Fatalf("mcptest: start server-everything %s: %v", mode, lastErr)
 	return ""
 }
+
+var startMu sync.Mutex
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -211,7 +216,14 @@ func startServer(node, script, mode string, port int) (stop func(), err error) {
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err == nil {
 			_ = conn.Close()
-			return stop, nil
+			// Another process may have taken the port first, in which case the answer came from it and
+			// this server is about to exit with EADDRINUSE: give it a moment to show that.
+			select {
+			case <-done:
+				return nil, fmt.Errorf("server exited (port %d taken?): %s", port, tail.String())
+			case <-time.After(100 * time.Millisecond):
+				return stop, nil
+			}
 		}
 		select {
 		case <-done:
