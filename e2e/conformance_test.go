@@ -68,7 +68,7 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	server := buildConformanceServer(t)
 	direct := startConformanceServer(t, server)
-	te := startTeamEndpoint(t, "conformance", "everything", server, nil, "everything__test_simple_text")
+	te := startTeamEndpoint(t, "conformance", "everything", server, nil, true, "test_simple_text")
 	proxy := bearerProxy(t, te.endpoint, te.token)
 
 	for _, run := range conformanceRuns {

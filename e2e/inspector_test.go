@@ -22,7 +22,7 @@ const inspectorTimeout = 30 * time.Second
 func TestMCPEndpointServesInspectorCLI(t *testing.T) {
 	t.Parallel()
 	command, args := mcptest.Everything(t)
-	red := startTeamEndpoint(t, "red", "everything", command, args, "everything__echo")
+	red := startTeamEndpoint(t, "red", "everything", command, args, false, "everything__echo")
 
 	var list struct {
 		Tools []struct {

@@ -29,8 +29,8 @@ type teamEndpoint struct {
 
 // startTeamEndpoint starts a control plane and a satellite, seeds a team slug with one installation of a
 // catalog entry (catalogSlug, running command with args over stdio), configures the satellite and waits
-// until the endpoint lists wantTool.
-func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []string, wantTool string) *teamEndpoint {
+// until the endpoint lists wantTool. With noPrefix the installation lists its tools under their own names.
+func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
 	t.Helper()
 	cp := startControlPlane(t)
 	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t)})
@@ -51,6 +51,11 @@ func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []s
 		t.Fatal(err)
 	}
 	te := &teamEndpoint{team: seedTeam(t, conn, catalogID, slug, sat.URL), cp: cp, sat: sat, conn: conn}
+	if noPrefix {
+		if _, err := conn.Exec(ctx, `update installations set tool_prefix = '' where id = $1`, te.installationID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
 		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: registered.GetId()},
 		Type:     configure,

@@ -151,6 +151,7 @@ func (s *benchSatellite) instance(slug, command string, args ...string) *satelli
 		UserId:         s.userID,
 		UserSlug:       "ada",
 		ServerSlug:     slug,
+		ToolPrefix:     slug,
 		ServerName:     slug,
 		Transport:      satellitev1.Transport_TRANSPORT_STDIO,
 		Command:        command,

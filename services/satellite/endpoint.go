@@ -21,7 +21,7 @@ func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
 	for i, in := range infos {
 		out[i] = gateway.Instance{
 			ID: in.ID, InstallationID: in.InstallationID, TeamID: in.TeamID, UserID: in.UserID,
-			ServerSlug: in.ServerSlug, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
+			ServerSlug: in.ServerSlug, Prefix: in.ToolPrefix, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
 			Tools: in.Tools, Resources: in.Resources, Prompts: in.Prompts,
 			RequestLoggingEnabled: in.RequestLoggingEnabled,
 		}

@@ -145,7 +145,7 @@ func TestRunRunsMCPServers(t *testing.T) {
 	command, args := mcptest.Everything(t)
 	in := &satellitev1.Instance{
 		Id: "everything-platform-ada-1", ContentHash: "h1", InstallationId: uuid.NewString(), TeamId: uuid.NewString(),
-		UserId: uuid.NewString(), ServerSlug: "everything", Transport: satellitev1.Transport_TRANSPORT_STDIO,
+		UserId: uuid.NewString(), ServerSlug: "everything", ToolPrefix: "everything", Transport: satellitev1.Transport_TRANSPORT_STDIO,
 		Command: command, Args: args,
 	}
 	srv.SetConfiguration("v1", in)

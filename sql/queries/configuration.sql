@@ -7,6 +7,7 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        c.query_params as template_query_params,
        inst.args as team_args, inst.env as team_env, inst.headers as team_headers,
        inst.query_params as team_query_params, inst.request_logging_enabled,
+       coalesce(inst.tool_prefix, c.slug)::text as tool_prefix,
        coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.env, '{}')::jsonb as user_env,
        coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params
 from instances i

@@ -13,8 +13,10 @@ values (sqlc.narg(team_id), @slug, @name, @description, @transport, @command, @a
 returning *;
 
 -- name: CreateInstallation :one
-insert into installations (team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled)
-values (@team_id, @catalog_entry_id, @name, @args, @env, @headers, @query_params, @request_logging_enabled)
+insert into installations (
+    team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, tool_prefix)
+values (@team_id, @catalog_entry_id, @name, @args, @env, @headers, @query_params, @request_logging_enabled,
+        sqlc.narg(tool_prefix))
 returning *;
 
 -- name: UpsertUserConfiguration :exec

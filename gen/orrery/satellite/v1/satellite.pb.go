@@ -1766,8 +1766,11 @@ type Instance struct {
 	QueryParams map[string]string `protobuf:"bytes,16,rep,name=query_params,json=queryParams,proto3" json:"query_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// request_logging_enabled says whether request and response bodies go into request logs.
 	RequestLoggingEnabled bool `protobuf:"varint,17,opt,name=request_logging_enabled,json=requestLoggingEnabled,proto3" json:"request_logging_enabled,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// tool_prefix is put before the instance's tool and prompt names at the team endpoint, joined by "__": the
+	// server's slug unless the installation chose another; empty means the names are used as they are.
+	ToolPrefix    string `protobuf:"bytes,18,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -1917,6 +1920,13 @@ func (x *Instance) GetRequestLoggingEnabled() bool {
 		return x.RequestLoggingEnabled
 	}
 	return false
+}
+
+func (x *Instance) GetToolPrefix() string {
+	if x != nil {
+		return x.ToolPrefix
+	}
+	return ""
 }
 
 // EmitEventsRequest carries a batch of events.
@@ -2922,7 +2932,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xd1\x06\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xf2\x06\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -2943,7 +2953,9 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x03url\x18\x0e \x01(\tR\x03url\x12D\n" +
 	"\aheaders\x18\x0f \x03(\v2*.orrery.satellite.v1.Instance.HeadersEntryR\aheaders\x12Q\n" +
 	"\fquery_params\x18\x10 \x03(\v2..orrery.satellite.v1.Instance.QueryParamsEntryR\vqueryParams\x126\n" +
-	"\x17request_logging_enabled\x18\x11 \x01(\bR\x15requestLoggingEnabled\x1a6\n" +
+	"\x17request_logging_enabled\x18\x11 \x01(\bR\x15requestLoggingEnabled\x12\x1f\n" +
+	"\vtool_prefix\x18\x12 \x01(\tR\n" +
+	"toolPrefix\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +

@@ -176,5 +176,6 @@ func instanceToProto(d store.DesiredInstance) *satellitev1.Instance {
 		Headers:               d.Headers,
 		QueryParams:           d.QueryParams,
 		RequestLoggingEnabled: d.RequestLoggingEnabled,
+		ToolPrefix:            d.ToolPrefix,
 	}
 }

@@ -111,6 +111,9 @@ func TestConfigurationMergesLevelsAndDecryptsSecrets(t *testing.T) {
 	if bob.Env["SHARED"] != "team" || bob.Env["PERSONAL_TOKEN"] != "" {
 		t.Errorf("bob env %v: must not see alice's settings", bob.Env)
 	}
+	if alice.ToolPrefix != "acme-files" {
+		t.Errorf("alice tool prefix %q, want the server slug by default", alice.ToolPrefix)
+	}
 	if alice.ContentHash == "" || alice.ContentHash == bob.ContentHash {
 		t.Errorf("content hashes alice %q bob %q: want distinct and set", alice.ContentHash, bob.ContentHash)
 	}

@@ -83,6 +83,8 @@ type DesiredInstance struct {
 	Headers               map[string]string
 	QueryParams           map[string]string
 	RequestLoggingEnabled bool
+	// ToolPrefix goes before the instance's tool and prompt names at the team endpoint; empty means none.
+	ToolPrefix string
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -97,7 +99,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 		inst := DesiredInstance{
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
-			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled,
+			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
 		}
 		inst.Args = append(append(append([]string{}, r.TemplateArgs...), r.TeamArgs...), r.UserArgs...)
 		if inst.Env, err = s.merge(r.TemplateEnv, r.TeamEnv, r.UserEnv); err != nil {

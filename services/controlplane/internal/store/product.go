@@ -50,6 +50,9 @@ type Installation struct {
 	Headers               Settings
 	QueryParams           Settings
 	RequestLoggingEnabled bool
+	// ToolPrefix replaces the server's slug before tool and prompt names at the team endpoint; nil keeps the
+	// slug and "" means no prefix.
+	ToolPrefix *string
 }
 
 // UserConfiguration is one member's own level of an installation's configuration.
@@ -117,7 +120,7 @@ func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Instal
 	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		row, err := q.CreateInstallation(ctx, dbsqlc.CreateInstallationParams{
 			TeamID: in.TeamID, CatalogEntryID: in.CatalogEntryID, Name: in.Name, Args: nonNil(in.Args), Env: env,
-			Headers: headers, QueryParams: query, RequestLoggingEnabled: in.RequestLoggingEnabled,
+			Headers: headers, QueryParams: query, RequestLoggingEnabled: in.RequestLoggingEnabled, ToolPrefix: in.ToolPrefix,
 		})
 		if err != nil {
 			return translate(err, "create installation")

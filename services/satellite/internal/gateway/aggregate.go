@@ -166,7 +166,7 @@ func (us *userServer) syncTools(insts []Instance) {
 			if t == nil || t.Name == "" {
 				continue
 			}
-			cands = append(cands, nameCandidate{slug: inst.ServerSlug, name: t.Name, instanceID: inst.ID})
+			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: t.Name, instanceID: inst.ID})
 			routes = append(routes, route{inst: inst, name: t.Name})
 			tools = append(tools, t)
 		}
@@ -228,7 +228,7 @@ func (us *userServer) syncResources(insts []Instance) {
 				continue
 			}
 			want[r.URI] = item{res: r, rt: route{inst: inst, name: r.URI}}
-			cands = append(cands, nameCandidate{slug: inst.ServerSlug, name: cmp.Or(r.Name, r.URI), instanceID: inst.ID})
+			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: cmp.Or(r.Name, r.URI), instanceID: inst.ID})
 			uris = append(uris, r.URI)
 		}
 	}
@@ -275,7 +275,7 @@ func (us *userServer) syncPrompts(insts []Instance) {
 			if p == nil || p.Name == "" {
 				continue
 			}
-			cands = append(cands, nameCandidate{slug: inst.ServerSlug, name: p.Name, instanceID: inst.ID})
+			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: p.Name, instanceID: inst.ID})
 			routes = append(routes, route{inst: inst, name: p.Name})
 			prompts = append(prompts, p)
 		}

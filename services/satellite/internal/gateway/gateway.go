@@ -92,6 +92,9 @@ type Instance struct {
 	TeamID         string
 	UserID         string
 	ServerSlug     string
+	// Prefix goes before the instance's tool and prompt names, joined by "__"; empty means the names are
+	// listed as they are.
+	Prefix string
 	// Online says whether the instance may be offered to clients. A dormant instance that respawns
 	// on demand counts as online.
 	Online bool

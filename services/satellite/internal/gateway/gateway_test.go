@@ -324,7 +324,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hi"}}}}, nil
 	})
 	inst := func(id, slug, team, user string, online, logging bool) Instance {
-		return Instance{ID: id, InstallationID: "inst-" + id, TeamID: team, UserID: user, ServerSlug: slug,
+		return Instance{ID: id, InstallationID: "inst-" + id, TeamID: team, UserID: user, ServerSlug: slug, Prefix: slug,
 			Online: online, Status: map[bool]string{true: "online", false: "error"}[online], RequestLoggingEnabled: logging}
 	}
 	b.backend.add(t, inst("alpha-1", "alpha", teamAcme, userAnn, true, true), b.alpha.server)
@@ -980,7 +980,7 @@ func TestResourceCollision(t *testing.T) {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "file:///shared", Text: slug}}}, nil
 		})
 		b.backend.add(t, Instance{ID: slug + "-1", InstallationID: "inst-" + slug, TeamID: teamGlobex, UserID: userCid,
-			ServerSlug: slug, Online: true, Status: "online"}, d.server)
+			ServerSlug: slug, Prefix: slug, Online: true, Status: "online"}, d.server)
 	}
 	cs := b.connect(t, "cid", "globex", clientOptions{version: sessionVersion})
 	res, err := cs.ListResources(t.Context(), nil)

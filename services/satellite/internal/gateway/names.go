@@ -21,12 +21,20 @@ const separator = "__"
 
 // nameCandidate is a downstream feature that needs a public name.
 type nameCandidate struct {
-	slug       string
+	prefix     string
 	name       string
 	instanceID string
 }
 
-func (c nameCandidate) raw() string { return c.slug + separator + c.name }
+func (c nameCandidate) raw() string { return prefixed(c.prefix, c.name) }
+
+// prefixed joins prefix and name, or returns name alone when there is no prefix.
+func prefixed(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + separator + name
+}
 
 // sanitize replaces every character outside [A-Za-z0-9_-] by "_".
 func sanitize(s string) string {
@@ -53,10 +61,10 @@ func withSuffix(name, suffix string) string {
 	return name + "_" + suffix
 }
 
-// PublicName is the name under which the gateway lists downstream feature name of the server with slug
-// serverSlug, when no other feature competes for it.
-func PublicName(serverSlug, name string) string {
-	raw := serverSlug + separator + name
+// PublicName is the name under which the gateway lists downstream feature name of an instance with the
+// given prefix (empty for none), when no other feature competes for it.
+func PublicName(prefix, name string) string {
+	raw := prefixed(prefix, name)
 	s := sanitize(raw)
 	if len(s) <= MaxNameLength {
 		return s
@@ -79,7 +87,7 @@ func assignNames(cands []nameCandidate) []string {
 	taken := make(map[string]bool, len(cands))
 	for _, i := range order {
 		c := cands[i]
-		name := PublicName(c.slug, c.name)
+		name := PublicName(c.prefix, c.name)
 		for n := 0; taken[name]; n++ {
 			// The counter only matters if two hashes collide too.
 			salt := c.instanceID

@@ -13,19 +13,21 @@ func TestPublicName(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 80)
 	for _, tc := range []struct {
-		slug, name, want string
+		prefix, name, want string
 	}{
 		{"github", "create_issue", "github__create_issue"},
 		{"fs", "read.file", "fs__read_file"},
 		{"fs", "naïve tool/v2", "fs__na_ve_tool_v2"},
 		{"srv", long, "srv__" + strings.Repeat("x", 50) + "_" + shortHash("srv__"+long)},
+		{"", "create_issue", "create_issue"},
+		{"", long, strings.Repeat("x", 55) + "_" + shortHash(long)},
 	} {
-		got := PublicName(tc.slug, tc.name)
+		got := PublicName(tc.prefix, tc.name)
 		if got != tc.want {
-			t.Errorf("PublicName(%q, %q) = %q, want %q", tc.slug, tc.name, got, tc.want)
+			t.Errorf("PublicName(%q, %q) = %q, want %q", tc.prefix, tc.name, got, tc.want)
 		}
 		if !validName.MatchString(got) {
-			t.Errorf("PublicName(%q, %q) = %q is not a valid name", tc.slug, tc.name, got)
+			t.Errorf("PublicName(%q, %q) = %q is not a valid name", tc.prefix, tc.name, got)
 		}
 	}
 	a, b := PublicName("srv", long+"a"), PublicName("srv", long+"b")
@@ -37,9 +39,9 @@ func TestPublicName(t *testing.T) {
 func TestAssignNames(t *testing.T) {
 	t.Parallel()
 	cands := []nameCandidate{
-		{slug: "fs", name: "read_file", instanceID: "i2"},
-		{slug: "fs", name: "read.file", instanceID: "i1"},
-		{slug: "fs", name: "read_file", instanceID: "i1"},
+		{prefix: "fs", name: "read_file", instanceID: "i2"},
+		{prefix: "fs", name: "read.file", instanceID: "i1"},
+		{prefix: "fs", name: "read_file", instanceID: "i1"},
 	}
 	names := assignNames(cands)
 	if len(names) != 3 {

@@ -238,6 +238,8 @@ type InstanceInfo struct {
 	Transport      satellitev1.Transport
 	// RequestLoggingEnabled says whether request logs of the instance carry request and response bodies.
 	RequestLoggingEnabled bool
+	// ToolPrefix goes before the instance's tool and prompt names at the team endpoint; empty means none.
+	ToolPrefix string
 
 	// Status and Message are the instance's status and why it is so.
 	Status  satellitev1.InstanceStatus
@@ -285,6 +287,7 @@ func (in *instance) info() InstanceInfo {
 		ServerName:            spec.GetServerName(),
 		Transport:             spec.GetTransport(),
 		RequestLoggingEnabled: spec.GetRequestLoggingEnabled(),
+		ToolPrefix:            spec.GetToolPrefix(),
 		Status:                in.status,
 		Message:               in.message,
 		Tools:                 in.cat.tools,

@@ -72,6 +72,7 @@ type Installation struct {
 	RequestLoggingEnabled bool
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
+	ToolPrefix            *string
 }
 
 type Instance struct {

@@ -76,9 +76,11 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 }
 
 const createInstallation = `-- name: CreateInstallation :one
-insert into installations (team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled)
-values ($1, $2, $3, $4, $5, $6, $7, $8)
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at
+insert into installations (
+    team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, tool_prefix)
+values ($1, $2, $3, $4, $5, $6, $7, $8,
+        $9)
+returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix
 `
 
 type CreateInstallationParams struct {
@@ -90,6 +92,7 @@ type CreateInstallationParams struct {
 	Headers               []byte
 	QueryParams           []byte
 	RequestLoggingEnabled bool
+	ToolPrefix            *string
 }
 
 func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallationParams) (Installation, error) {
@@ -102,6 +105,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		arg.Headers,
 		arg.QueryParams,
 		arg.RequestLoggingEnabled,
+		arg.ToolPrefix,
 	)
 	var i Installation
 	err := row.Scan(
@@ -116,6 +120,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		&i.RequestLoggingEnabled,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ToolPrefix,
 	)
 	return i, err
 }
