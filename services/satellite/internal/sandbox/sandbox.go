@@ -9,9 +9,9 @@
 //     starts again finds and kills what a crashed predecessor left behind (Direct.Sweep);
 //   - every process is reaped: no zombie remains.
 //
-// Direct, the only driver so far, runs servers as plain subprocesses of the satellite; isolation (namespaces,
-// cgroups, resource limits) belongs to drivers still to come, which build their command differently and hand
-// it to Launch.
+// Direct runs servers as plain subprocesses of the satellite, without isolation. Bwrap (Linux) runs each in a
+// bubblewrap sandbox: namespaces, a read-only system, a home of the team's own, a filtered environment, and
+// resource limits through cgroups and rlimits. Both build a command and hand it to Launch.
 //
 //	p, err := sandbox.Direct{}.Start(sandbox.Spec{Command: "node", Args: []string{"server.js"}})
 //	if err != nil { ... }
@@ -44,6 +44,14 @@ type Spec struct {
 	Dir string
 	// TeamID and InstanceID say whom the process serves, for drivers that isolate teams from each other.
 	TeamID, InstanceID string
+	// UserID, when set, gives the server a home of the user's own within the team's, for servers whose
+	// template keeps users apart. Drivers without isolation ignore it.
+	UserID string
+	// Network lets the server reach the network. Drivers that isolate cut it off otherwise; Direct ignores it.
+	Network bool
+	// Limits bounds the server's resources; nil or zero fields mean the driver's defaults (see DefaultLimits).
+	// Direct ignores it.
+	Limits *Limits
 }
 
 // Driver starts server processes.
@@ -77,12 +85,20 @@ type Process struct {
 	reaped bool
 	state  *os.ProcessState
 	err    error
+	onExit func(*os.ProcessState) string
+	reason string
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
 // Process. Drivers build cmd; Launch sets its standard streams and adds Setpgid and a parent-death signal to
 // its SysProcAttr. cmd must not have been started.
 func Launch(cmd *exec.Cmd) (*Process, error) {
+	return launch(cmd, nil)
+}
+
+// launch is Launch with a hook that runs once the server is reaped and its group killed, before Done is
+// closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason.
+func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, error) {
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return nil, errors.New("sandbox: launch: the command's standard streams are already set")
 	}
@@ -122,7 +138,7 @@ func Launch(cmd *exec.Cmd) (*Process, error) {
 	cmd.SysProcAttr.Setpgid = true
 	setParentDeathSignal(cmd.SysProcAttr)
 
-	p := &Process{Stdin: inW, Stdout: outR, Stderr: errR, done: make(chan struct{})}
+	p := &Process{Stdin: inW, Stdout: outR, Stderr: errR, done: make(chan struct{}), onExit: onExit}
 	started := make(chan error, 1)
 	go func() {
 		// The kernel sends the parent-death signal when the thread that forked the child exits, not when the
@@ -173,6 +189,9 @@ func (p *Process) wait(cmd *exec.Cmd) {
 		p.err = err
 	}
 	p.mu.Unlock()
+	if p.onExit != nil {
+		p.reason = p.onExit(p.state)
+	}
 	close(p.done)
 
 	_ = p.Stdin.Close()
@@ -218,6 +237,15 @@ func (p *Process) ExitStatus() string {
 		return fmt.Sprintf("unknown (%v)", p.err)
 	}
 	return p.state.String()
+}
+
+// Reason says why the server ended when a driver knows more than its exit status, such as "out of memory"
+// when it was killed at its memory limit; empty otherwise, and while it runs.
+func (p *Process) Reason() string {
+	if !p.Exited() {
+		return ""
+	}
+	return p.reason
 }
 
 // Signal sends sig to the server's whole process group, unless the server has been reaped already.

@@ -1,0 +1,112 @@
+package sandbox_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/internal/mcptest"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
+)
+
+// BenchmarkSpawnToOnline starts server-everything, initializes it and lists its tools, once per iteration,
+// with each driver; it reports the resident memory of the server's whole process tree once online.
+func BenchmarkSpawnToOnline(b *testing.B) {
+	node, args := mcptest.Everything(b)
+	pkg := args[0]
+	for filepath.Base(pkg) != "node_modules" {
+		pkg = filepath.Dir(pkg)
+	}
+	path, err := sandbox.FindBwrap(b.Context(), nil, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{filepath.Dir(pkg)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []struct {
+		name   string
+		driver sandbox.Driver
+		limits *sandbox.Limits
+	}{
+		{"direct", sandbox.Direct{}, nil},
+		// A full CPU, so that the figure compares the drivers, not the CPU share.
+		{"bwrap", bw, &sandbox.Limits{CPU: 1}},
+		// The default limits, a tenth of a CPU in particular.
+		{"bwrap-default-limits", bw, nil},
+	} {
+		b.Run(d.name, func(b *testing.B) {
+			var rss uint64
+			for b.Loop() {
+				p, err := d.driver.Start(sandbox.Spec{TeamID: "bench", Command: node, Args: args, Limits: d.limits})
+				if err != nil {
+					b.Fatal(err)
+				}
+				client := mcp.NewClient(&mcp.Implementation{Name: "sandbox-bench", Version: "0"}, nil)
+				session, err := client.Connect(b.Context(), &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := session.ListTools(b.Context(), nil); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				rss += treeRSS(p.Pid())
+				_ = session.Close()
+				p.Stop(time.Second)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(rss)/float64(b.N)/(1<<20), "MiB-rss")
+		})
+	}
+}
+
+// treeRSS sums the resident memory of pid and all its descendants.
+func treeRSS(pid int) uint64 {
+	var total uint64
+	for _, rss := range tree(pid) {
+		total += rss
+	}
+	return total
+}
+
+// tree returns pid and its live descendants with their resident memory.
+func tree(pid int) map[int]uint64 {
+	entries, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	rss := map[int]uint64{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 22 || f[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		pages, _ := strconv.ParseUint(f[21], 10, 64)
+		parent[n], rss[n] = ppid, pages*uint64(os.Getpagesize())
+	}
+	found := map[int]uint64{}
+	for n := range rss {
+		for p := n; p > 1; p = parent[p] {
+			if p == pid {
+				found[n] = rss[n]
+				break
+			}
+		}
+	}
+	return found
+}

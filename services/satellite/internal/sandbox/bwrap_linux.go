@@ -1,0 +1,396 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// SandboxHome is where a bwrap server finds its home, its working directory too.
+const SandboxHome = "/home/sandbox"
+
+// sandboxPath is the PATH a bwrap server gets unless its configuration sets one.
+const sandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// BwrapPassEnv are the satellite's environment variables a bwrap server inherits: only the locale and time
+// zone. PATH, HOME, USER and TMPDIR are the sandbox's own.
+var BwrapPassEnv = []string{"LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ"}
+
+// blockedEnv are variables a server's configuration may not set: each makes a program load code or options
+// from somewhere other than its command line, which turns a harmless-looking configuration into arbitrary
+// code, or into a way around the sandbox's PATH and HOME.
+var blockedEnv = []string{
+	"BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GLOBIGNORE",
+	"NODE_OPTIONS", "NODE_PATH", "NODE_REPL_EXTERNAL_MODULE",
+	"PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONINSPECT", "PYTHONUSERBASE", "PYTHONBREAKPOINT",
+	"PERL5OPT", "PERL5LIB", "PERLLIB", "PERL5DB",
+	"RUBYOPT", "RUBYLIB",
+	"JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+	"GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS", "TMPDIR", "HOME", OwnerEnv,
+}
+
+// blockedEnvPrefixes are prefixes of blocked variables: the dynamic linker's (LD_PRELOAD, LD_LIBRARY_PATH,
+// LD_AUDIT ...), macOS's equivalents, and glibc's tunables and malloc settings.
+var blockedEnvPrefixes = []string{"LD_", "DYLD_", "GLIBC_TUNABLES", "MALLOC_"}
+
+// ErrBlockedEnv is returned by Bwrap.Start for a configuration that sets a blocked environment variable.
+var ErrBlockedEnv = errors.New("environment variable not allowed in a sandbox")
+
+// validName is what team and user ids must look like to name a directory.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// BwrapConfig configures a Bwrap driver.
+type BwrapConfig struct {
+	// Path is the bwrap executable. Empty: bwrap in the satellite's PATH (see FindBwrap).
+	Path string
+	// HomeRoot holds the servers' homes: <HomeRoot>/<team>/home, and <HomeRoot>/<team>/users/<user> for
+	// servers whose spec names a user. Required. It must not hold anything servers should not see; put it
+	// beside the satellite's state, not inside a directory holding its key.
+	HomeRoot string
+	// ReadOnly are further host paths every server sees read-only at the same place, such as where server
+	// packages are installed. The system (/usr, /bin, /lib*) and a few files of /etc are always there.
+	ReadOnly []string
+	// Owner marks the sandboxes started, as Direct.Owner does, so that Sweep finds what a crashed satellite
+	// left behind. Empty: not marked.
+	Owner string
+	// Limits fill in what a spec's Limits leave zero; zero fields here take DefaultLimits.
+	Limits Limits
+	// NoCgroups leaves cgroups alone: memory, process count and CPU share go unenforced.
+	NoCgroups bool
+}
+
+// Enforcement says which limits a Bwrap driver can enforce on this machine.
+type Enforcement struct {
+	// Memory, Processes and CPU are enforced through cgroups.
+	Memory, Processes, CPU bool
+	// CPUTime, OpenFiles and FileSize are enforced through rlimits.
+	CPUTime, OpenFiles, FileSize bool
+	// Cgroups names the cgroup version in use: "v2", "v1" or "" for none.
+	Cgroups string
+}
+
+// Bwrap runs every server in a bubblewrap sandbox: new PID, IPC, UTS and mount namespaces (and network, unless
+// the spec allows it); the system read-only; a writable home of the team's (or the user's) own and a private
+// /tmp; no capabilities; nothing else of the host. Resource limits come from cgroups where the satellite may
+// create them, and from rlimits.
+//
+// The sandbox leads its own session inside the namespaces, so signals to the Process reach bwrap, not the
+// server: SIGTERM ends bwrap and the kernel then kills everything in the sandbox. Closing stdin is the
+// graceful way to end an MCP server.
+type Bwrap struct {
+	log       *slog.Logger
+	cfg       BwrapConfig
+	bwrap     string
+	prlimit   string
+	cgroups   cgroupParents
+	enforced  Enforcement
+	etcPasswd string
+	etcGroup  string
+}
+
+// NewBwrap checks that bwrap can be run and what limits can be enforced, logging a warning for each one that
+// cannot. log nil discards.
+func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HomeRoot == "" || !filepath.IsAbs(cfg.HomeRoot) {
+		return nil, fmt.Errorf("sandbox: bwrap: HomeRoot %q must be an absolute path", cfg.HomeRoot)
+	}
+	b := &Bwrap{log: log, cfg: cfg, bwrap: cfg.Path}
+	b.cfg.Limits = cfg.Limits.WithDefaults()
+	if b.bwrap == "" {
+		p, err := FindBwrap(context.Background(), log, false)
+		if err != nil {
+			return nil, err
+		}
+		b.bwrap = p
+	}
+	if out, err := exec.Command(b.bwrap, "--version").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("sandbox: %s --version: %w: %s", b.bwrap, err, strings.TrimSpace(string(out)))
+	}
+	if p, err := exec.LookPath("prlimit"); err == nil {
+		b.prlimit = p
+		b.enforced.CPUTime, b.enforced.OpenFiles, b.enforced.FileSize = true, true, true
+	} else {
+		log.Warn("prlimit not found (package util-linux): CPU time, open files and file size are not limited")
+	}
+	if !cfg.NoCgroups {
+		b.cgroups = detectCgroups()
+	}
+	_, b.enforced.Memory = b.cgroups.dirs["memory"]
+	_, b.enforced.Processes = b.cgroups.dirs["pids"]
+	_, b.enforced.CPU = b.cgroups.dirs["cpu"]
+	if len(b.cgroups.dirs) > 0 {
+		b.enforced.Cgroups = "v1"
+		if b.cgroups.v2 {
+			b.enforced.Cgroups = "v2"
+		}
+	}
+	// Without a pids cgroup, RLIMIT_NPROC is the fallback; the kernel does not apply it to root.
+	if !b.enforced.Processes && b.prlimit != "" && os.Geteuid() != 0 {
+		b.enforced.Processes = true
+	}
+	for name, ok := range map[string]bool{"memory": b.enforced.Memory, "process count": b.enforced.Processes, "CPU share": b.enforced.CPU} {
+		if !ok {
+			log.Warn("sandbox limit not enforced: no writable cgroup for it", slog.String("limit", name))
+		}
+	}
+	if err := b.writeEtc(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Enforced reports which limits b enforces.
+func (b *Bwrap) Enforced() Enforcement { return b.enforced }
+
+// writeEtc writes the passwd and group files the sandboxes see: the host's would tell them its accounts.
+func (b *Bwrap) writeEtc() error {
+	dir := filepath.Join(b.cfg.HomeRoot, ".etc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: bwrap: %w", err)
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	b.etcPasswd, b.etcGroup = filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+	passwd := fmt.Sprintf("sandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", uid, gid, SandboxHome)
+	group := fmt.Sprintf("sandbox:x:%d:\nnogroup:x:65534:\n", gid)
+	if uid == 0 {
+		passwd = "root:x:0:0:sandbox:" + SandboxHome + ":/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+		group = "root:x:0:\nnogroup:x:65534:\n"
+	}
+	if err := os.WriteFile(b.etcPasswd, []byte(passwd), 0o644); err != nil {
+		return fmt.Errorf("sandbox: bwrap: %w", err)
+	}
+	if err := os.WriteFile(b.etcGroup, []byte(group), 0o644); err != nil {
+		return fmt.Errorf("sandbox: bwrap: %w", err)
+	}
+	return nil
+}
+
+// Home returns the host directory a spec's server gets as its home.
+func (b *Bwrap) Home(spec Spec) (string, error) {
+	if !validName.MatchString(spec.TeamID) {
+		return "", fmt.Errorf("sandbox: bwrap: invalid team id %q", spec.TeamID)
+	}
+	if spec.UserID == "" {
+		return filepath.Join(b.cfg.HomeRoot, spec.TeamID, "home"), nil
+	}
+	if !validName.MatchString(spec.UserID) {
+		return "", fmt.Errorf("sandbox: bwrap: invalid user id %q", spec.UserID)
+	}
+	return filepath.Join(b.cfg.HomeRoot, spec.TeamID, "users", spec.UserID), nil
+}
+
+// Start starts spec's command in a new sandbox. It refuses a spec whose Env sets a blocked variable
+// (ErrBlockedEnv). Spec.Dir is not visible inside: the server starts in its home.
+func (b *Bwrap) Start(spec Spec) (*Process, error) {
+	env, err := b.environ(spec.Env)
+	if err != nil {
+		return nil, err
+	}
+	home, err := b.Home(spec)
+	if err != nil {
+		return nil, err
+	}
+	// The team directory stays private to the satellite's user; homes are created on first use.
+	if err := os.MkdirAll(filepath.Dir(home), 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: home: %w", err)
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: home: %w", err)
+	}
+	command, err := lookPath(spec.Command, envValue(env, "PATH"))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	limits := b.cfg.Limits
+	if spec.Limits != nil {
+		limits = spec.Limits.Or(limits)
+	}
+
+	var cg *cgroup
+	if len(b.cgroups.dirs) > 0 {
+		name := spec.InstanceID
+		if !validName.MatchString(name) {
+			name = "server"
+		}
+		cg, err = b.cgroups.newCgroup(cgroupPrefix(b.cfg.Owner), name, limits)
+		if err != nil {
+			b.log.Warn("sandbox: some cgroup limits not applied", slog.String("instance", spec.InstanceID), slog.Any("error", err))
+		}
+	}
+
+	// sh joins the cgroups and prlimit sets the rlimits, each then exec'ing the next: limits are in place
+	// before bwrap runs, and bwrap and everything in the sandbox inherit them. Doing this in the one process
+	// that becomes bwrap keeps the Process's pid that of bwrap.
+	var argv []string
+	if cg != nil {
+		files := cg.procsFiles()
+		argv = append(argv, "/bin/sh", "-c", joinScript, "sh", strconv.Itoa(len(files)))
+		argv = append(argv, files...)
+	}
+	if b.prlimit != "" {
+		cpu := max(int64(limits.CPUTime.Seconds()), 1)
+		argv = append(argv, b.prlimit,
+			fmt.Sprintf("--cpu=%d:%d", cpu, cpu+1), // SIGXCPU at the soft limit, SIGKILL a second later
+			fmt.Sprintf("--nofile=%d", limits.OpenFiles),
+			fmt.Sprintf("--fsize=%d", limits.FileSizeBytes))
+		if os.Geteuid() != 0 && (cg == nil || cg.dirs["pids"] == "") {
+			argv = append(argv, fmt.Sprintf("--nproc=%d", limits.Processes))
+		}
+		argv = append(argv, "--")
+	}
+	argv = append(argv, b.bwrap)
+	argv = append(argv, b.args(spec, home)...)
+	argv = append(argv, "--", command)
+	argv = append(argv, spec.Args...)
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// bwrap passes its environment on rather than take it as --setenv arguments, which any local user could
+	// read in its command line. sh, prlimit and bwrap run outside the sandbox with it, which is one more
+	// reason for the blocked variables. The owner mark is for Sweep, outside, and is removed inside.
+	cmd.Env = env
+	if b.cfg.Owner != "" {
+		cmd.Env = append(slices.Clone(env), OwnerEnv+"="+b.cfg.Owner)
+	}
+	cmd.Dir = "/"
+	onExit := func(state *os.ProcessState) string {
+		oom := false
+		if cg != nil {
+			oom = cg.oomKilled()
+			cg.remove()
+		}
+		switch {
+		case oom:
+			return "out of memory"
+		// bwrap exits with 128 plus the signal that killed the server.
+		case state != nil && state.ExitCode() == 128+int(syscall.SIGXCPU):
+			return "CPU time limit exceeded"
+		case state != nil && state.ExitCode() == 128+int(syscall.SIGXFSZ):
+			return "file size limit exceeded"
+		}
+		return ""
+	}
+	p, err := launch(cmd, onExit)
+	if err != nil && cg != nil {
+		cg.remove()
+	}
+	return p, err
+}
+
+// joinScript writes the shell's pid into the cgroup.procs files given as its first arguments, then execs the
+// rest. A failure to join aborts the start rather than run the server unbounded.
+const joinScript = `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 125; shift; n=$((n-1)); done; exec "$@"`
+
+// args are bwrap's options for spec.
+func (b *Bwrap) args(spec Spec, home string) []string {
+	a := []string{
+		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--hostname", "sandbox",
+		"--die-with-parent", "--new-session",
+		"--cap-drop", "ALL",
+		"--unsetenv", OwnerEnv,
+	}
+	if !spec.Network {
+		a = append(a, "--unshare-net")
+	}
+	a = append(a, "--ro-bind", "/usr", "/usr")
+	// Merged-/usr systems have these as symlinks into /usr; others as directories of their own.
+	for _, dir := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
+		info, err := os.Lstat(dir)
+		switch {
+		case err != nil:
+		case info.Mode()&os.ModeSymlink != 0:
+			if target, err := os.Readlink(dir); err == nil {
+				a = append(a, "--symlink", target, dir)
+			}
+		case info.IsDir():
+			a = append(a, "--ro-bind", dir, dir)
+		}
+	}
+	// Name resolution, CA certificates, the dynamic linker's cache, Debian's alternatives (/usr/bin/node may
+	// be one) and the time zone; nothing else of /etc.
+	for _, f := range []string{
+		"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+		"/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/alternatives",
+		"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/mime.types",
+	} {
+		a = append(a, "--ro-bind-try", f, f)
+	}
+	a = append(a, "--ro-bind", b.etcPasswd, "/etc/passwd", "--ro-bind", b.etcGroup, "/etc/group")
+	for _, p := range b.cfg.ReadOnly {
+		a = append(a, "--ro-bind", p, p)
+	}
+	a = append(a,
+		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+		"--bind", home, SandboxHome, "--chdir", SandboxHome,
+	)
+	return a
+}
+
+// environ builds a server's environment: the sandbox's PATH, HOME and TMPDIR, the locale passed through,
+// and the spec's own variables, none of them blocked.
+func (b *Bwrap) environ(own map[string]string) ([]string, error) {
+	vars := map[string]string{
+		"PATH": sandboxPath, "HOME": SandboxHome, "TMPDIR": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
+		"SHELL": "/bin/sh",
+	}
+	for _, name := range BwrapPassEnv {
+		if v, ok := os.LookupEnv(name); ok {
+			vars[name] = v
+		}
+	}
+	var blocked []string
+	for k, v := range own {
+		if envBlocked(k) {
+			blocked = append(blocked, k)
+			continue
+		}
+		vars[k] = v
+	}
+	if len(blocked) > 0 {
+		slices.Sort(blocked)
+		return nil, fmt.Errorf("sandbox: %w: %s", ErrBlockedEnv, strings.Join(blocked, ", "))
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	return env, nil
+}
+
+func envBlocked(name string) bool {
+	upper := strings.ToUpper(name)
+	if slices.Contains(blockedEnv, upper) || strings.ContainsAny(name, "=\x00") || name == "" {
+		return true
+	}
+	for _, p := range blockedEnvPrefixes {
+		if strings.HasPrefix(upper, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sweep kills every sandbox marked with the driver's Owner, and removes the cgroups made for them: what a
+// satellite that crashed left behind. Killing bwrap kills its sandbox with it. Call it before starting any
+// server; it returns how many processes it killed. Without an Owner it does nothing.
+func (b *Bwrap) Sweep() (int, error) {
+	if b.cfg.Owner == "" {
+		return 0, nil
+	}
+	killed, err := sweep(OwnerEnv + "=" + b.cfg.Owner)
+	b.cgroups.sweep(cgroupPrefix(b.cfg.Owner))
+	return killed, err
+}
