@@ -159,159 +159,116 @@ func safely(f func()) (err error) {
 
 func (us *userServer) syncTools(insts []Instance) {
 	var cands []nameCandidate
-	var routes []route
-	var tools []*mcp.Tool
+	var found []feature[mcp.Tool]
 	for _, inst := range insts {
 		for _, t := range inst.Tools {
 			if t == nil || t.Name == "" {
 				continue
 			}
 			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: t.Name, instanceID: inst.ID})
-			routes = append(routes, route{inst: inst, name: t.Name})
-			tools = append(tools, t)
+			found = append(found, feature[mcp.Tool]{def: t, rt: route{inst: inst, name: t.Name}})
 		}
 	}
-	names := assignNames(cands)
-	want := make(map[string]int, len(names))
-	for i, n := range names {
-		want[n] = i
-	}
-	var gone []string
-	for name := range us.tools {
-		if _, ok := want[name]; !ok {
-			gone = append(gone, name)
-			delete(us.tools, name)
-		}
-	}
-	if len(gone) > 0 {
-		us.server.RemoveTools(gone...)
-	}
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		i := want[name]
-		t := *tools[i]
+	want := make(map[string]feature[mcp.Tool], len(found))
+	for i, name := range assignNames(cands) {
+		t := *found[i].def
 		t.Name = name
 		if t.InputSchema == nil {
 			t.InputSchema = map[string]any{"type": "object"}
 		}
-		fp := fingerprint(&t, routes[i])
-		if us.tools[name] == fp {
-			continue
-		}
-		if err := safely(func() { us.server.AddTool(&t, us.g.callTool(us, routes[i])) }); err != nil {
-			us.g.logger.Warn("tool left out", slog.String("instance_id", routes[i].inst.ID),
-				slog.String("tool", routes[i].name), slog.Any("error", err))
-			if _, had := us.tools[name]; had {
-				us.server.RemoveTools(name)
-				delete(us.tools, name)
-			}
-			continue
-		}
-		us.tools[name] = fp
+		want[name] = feature[mcp.Tool]{def: &t, rt: found[i].rt}
 	}
+	reconcile(us, "tool", us.tools, want, us.server.RemoveTools, func(t *mcp.Tool, rt route) {
+		us.server.AddTool(t, us.g.callTool(us, rt))
+	})
 }
 
 func (us *userServer) syncResources(insts []Instance) {
-	type item struct {
-		res *mcp.Resource
-		rt  route
-	}
-	want := make(map[string]item)
 	var cands []nameCandidate
-	var uris []string
+	var found []feature[mcp.Resource]
+	seen := map[string]bool{}
 	for _, inst := range insts {
 		for _, r := range inst.Resources {
-			if r == nil || r.URI == "" {
+			// Instances are in (slug, id) order, so the same instance wins a shared URI every time.
+			if r == nil || r.URI == "" || seen[r.URI] {
 				continue
 			}
-			if _, taken := want[r.URI]; taken {
-				// Instances are in (slug, id) order, so the same instance wins every time.
-				continue
-			}
-			want[r.URI] = item{res: r, rt: route{inst: inst, name: r.URI}}
+			seen[r.URI] = true
 			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: cmp.Or(r.Name, r.URI), instanceID: inst.ID})
-			uris = append(uris, r.URI)
+			found = append(found, feature[mcp.Resource]{def: r, rt: route{inst: inst, name: r.URI}})
 		}
 	}
-	names := make(map[string]string, len(uris))
-	for i, n := range assignNames(cands) {
-		names[uris[i]] = n
+	want := make(map[string]feature[mcp.Resource], len(found))
+	for i, name := range assignNames(cands) {
+		r := *found[i].def
+		r.Name = name
+		want[r.URI] = feature[mcp.Resource]{def: &r, rt: found[i].rt}
 	}
-	var gone []string
-	for uri := range us.resources {
-		if _, ok := want[uri]; !ok {
-			gone = append(gone, uri)
-			delete(us.resources, uri)
-		}
-	}
-	if len(gone) > 0 {
-		us.server.RemoveResources(gone...)
-	}
-	for _, uri := range slices.Sorted(maps.Keys(want)) {
-		it := want[uri]
-		r := *it.res
-		r.Name = names[uri]
-		fp := fingerprint(&r, it.rt)
-		if us.resources[uri] == fp {
-			continue
-		}
-		if err := safely(func() { us.server.AddResource(&r, us.g.readResource(it.rt)) }); err != nil {
-			us.g.logger.Warn("resource left out", slog.String("instance_id", it.rt.inst.ID), slog.Any("error", err))
-			if _, had := us.resources[uri]; had {
-				us.server.RemoveResources(uri)
-				delete(us.resources, uri)
-			}
-			continue
-		}
-		us.resources[uri] = fp
-	}
+	reconcile(us, "resource", us.resources, want, us.server.RemoveResources, func(r *mcp.Resource, rt route) {
+		us.server.AddResource(r, us.g.readResource(rt))
+	})
 }
 
 func (us *userServer) syncPrompts(insts []Instance) {
 	var cands []nameCandidate
-	var routes []route
-	var prompts []*mcp.Prompt
+	var found []feature[mcp.Prompt]
 	for _, inst := range insts {
 		for _, p := range inst.Prompts {
 			if p == nil || p.Name == "" {
 				continue
 			}
 			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: p.Name, instanceID: inst.ID})
-			routes = append(routes, route{inst: inst, name: p.Name})
-			prompts = append(prompts, p)
+			found = append(found, feature[mcp.Prompt]{def: p, rt: route{inst: inst, name: p.Name}})
 		}
 	}
-	names := assignNames(cands)
-	want := make(map[string]int, len(names))
-	for i, n := range names {
-		want[n] = i
+	want := make(map[string]feature[mcp.Prompt], len(found))
+	for i, name := range assignNames(cands) {
+		p := *found[i].def
+		p.Name = name
+		want[name] = feature[mcp.Prompt]{def: &p, rt: found[i].rt}
 	}
+	reconcile(us, "prompt", us.prompts, want, us.server.RemovePrompts, func(p *mcp.Prompt, rt route) {
+		us.server.AddPrompt(p, us.g.getPrompt(rt))
+	})
+}
+
+// feature is one tool, resource or prompt to register under its public name, and where calls to it go.
+type feature[T any] struct {
+	def *T
+	rt  route
+}
+
+// reconcile brings the features registered on a user's server, have (key → fingerprint), to want: it
+// removes what want lacks and registers what is new or changed, so clients see list_changed only for real
+// changes. A feature the SDK refuses is logged and left out; the others still register.
+func reconcile[T any](us *userServer, kind string, have map[string]string, want map[string]feature[T],
+	remove func(...string), add func(*T, route)) {
 	var gone []string
-	for name := range us.prompts {
-		if _, ok := want[name]; !ok {
-			gone = append(gone, name)
-			delete(us.prompts, name)
+	for key := range have {
+		if _, ok := want[key]; !ok {
+			gone = append(gone, key)
+			delete(have, key)
 		}
 	}
 	if len(gone) > 0 {
-		us.server.RemovePrompts(gone...)
+		remove(gone...)
 	}
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		i := want[name]
-		p := *prompts[i]
-		p.Name = name
-		fp := fingerprint(&p, routes[i])
-		if us.prompts[name] == fp {
+	for _, key := range slices.Sorted(maps.Keys(want)) {
+		f := want[key]
+		fp := fingerprint(f.def, f.rt)
+		if have[key] == fp {
 			continue
 		}
-		if err := safely(func() { us.server.AddPrompt(&p, us.g.getPrompt(routes[i])) }); err != nil {
-			us.g.logger.Warn("prompt left out", slog.String("instance_id", routes[i].inst.ID), slog.Any("error", err))
-			if _, had := us.prompts[name]; had {
-				us.server.RemovePrompts(name)
-				delete(us.prompts, name)
+		if err := safely(func() { add(f.def, f.rt) }); err != nil {
+			us.g.logger.Warn(kind+" left out", slog.String("instance_id", f.rt.inst.ID), slog.String("name", f.rt.name),
+				slog.Any("error", err))
+			if _, had := have[key]; had {
+				remove(key)
+				delete(have, key)
 			}
 			continue
 		}
-		us.prompts[name] = fp
+		have[key] = fp
 	}
 }
 
