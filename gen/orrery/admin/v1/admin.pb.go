@@ -331,7 +331,10 @@ type ListRegistrationTokensRequest struct {
 	// page_size caps the page; zero means 50, at most 500.
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// team_id, when set, limits the call to that team's registration tokens; without it the call covers global ones and needs a
+	// global admin.
+	TeamId        string `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +379,13 @@ func (x *ListRegistrationTokensRequest) GetPageSize() uint32 {
 func (x *ListRegistrationTokensRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRegistrationTokensRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -439,7 +449,10 @@ func (x *ListRegistrationTokensResponse) GetNextPageToken() string {
 type RevokeRegistrationTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id identifies the token.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// team_id, when set, limits the call to that team's registration tokens; without it the call covers global ones and needs a
+	// global admin.
+	TeamId        string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +490,13 @@ func (*RevokeRegistrationTokenRequest) Descriptor() ([]byte, []int) {
 func (x *RevokeRegistrationTokenRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeRegistrationTokenRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -669,7 +689,10 @@ type ListSatellitesRequest struct {
 	// page_size caps the page; zero means 50, at most 500.
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// team_id, when set, limits the call to that team's satellites; without it the call covers global ones and needs a
+	// global admin.
+	TeamId        string `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +737,13 @@ func (x *ListSatellitesRequest) GetPageSize() uint32 {
 func (x *ListSatellitesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSatellitesRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -777,7 +807,10 @@ func (x *ListSatellitesResponse) GetNextPageToken() string {
 type RevokeSatelliteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id identifies the satellite.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// team_id, when set, limits the call to that team's satellites; without it the call covers global ones and needs a
+	// global admin.
+	TeamId        string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,6 +848,13 @@ func (*RevokeSatelliteRequest) Descriptor() ([]byte, []int) {
 func (x *RevokeSatelliteRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeSatelliteRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -1293,16 +1333,18 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"!create_registration_token.team_id\x12Eteam_id is required for team scope and must be empty for global scope\x1a)(this.scope == 2) == (this.team_id != '')\"\x8a\x01\n" +
 	"\x1fCreateRegistrationTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12Q\n" +
-	"\x12registration_token\x18\x02 \x01(\v2\".orrery.admin.v1.RegistrationTokenR\x11registrationToken\"o\n" +
+	"\x12registration_token\x18\x02 \x01(\v2\".orrery.admin.v1.RegistrationTokenR\x11registrationToken\"\x95\x01\n" +
 	"\x1dListRegistrationTokensRequest\x12%\n" +
 	"\tpage_size\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\x9d\x01\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12$\n" +
+	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"\x9d\x01\n" +
 	"\x1eListRegistrationTokensResponse\x12S\n" +
 	"\x13registration_tokens\x18\x01 \x03(\v2\".orrery.admin.v1.RegistrationTokenR\x12registrationTokens\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n" +
 	"\x1eRevokeRegistrationTokenRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"t\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
+	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"t\n" +
 	"\x1fRevokeRegistrationTokenResponse\x12Q\n" +
 	"\x12registration_token\x18\x01 \x01(\v2\".orrery.admin.v1.RegistrationTokenR\x11registrationToken\"\xce\x03\n" +
 	"\tSatellite\x12\x0e\n" +
@@ -1318,18 +1360,20 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x11last_heartbeat_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12:\n" +
 	"\x06system\x18\n" +
 	" \x01(\v2\".orrery.satellite.v1.SystemMetricsR\x06system\x12#\n" +
-	"\rprocess_count\x18\v \x01(\rR\fprocessCount\"g\n" +
+	"\rprocess_count\x18\v \x01(\rR\fprocessCount\"\x8d\x01\n" +
 	"\x15ListSatellitesRequest\x12%\n" +
 	"\tpage_size\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"|\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12$\n" +
+	"\ateam_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"|\n" +
 	"\x16ListSatellitesResponse\x12:\n" +
 	"\n" +
 	"satellites\x18\x01 \x03(\v2\x1a.orrery.admin.v1.SatelliteR\n" +
 	"satellites\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
 	"\x16RevokeSatelliteRequest\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"S\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
+	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"S\n" +
 	"\x17RevokeSatelliteResponse\x128\n" +
 	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xfe\x02\n" +
 	"\x15EnqueueCommandRequest\x12-\n" +

@@ -4,10 +4,8 @@ package adminapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,34 +35,17 @@ type Handler struct {
 	logger       *slog.Logger
 	store        *store.Store
 	signer       *regtoken.Signer
-	adminToken   string
 	offlineAfter time.Duration
 	now          func() time.Time
 }
 
-// New returns a Handler. adminToken authenticates callers; offlineAfter is how long a silent satellite
-// still counts as active.
-func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, adminToken string, offlineAfter time.Duration) *Handler {
+// New returns a Handler; offlineAfter is how long a silent satellite still counts as active. Callers are
+// authenticated and authorized by the access policy before a method runs.
+func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, offlineAfter time.Duration) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, signer: signer, adminToken: adminToken, offlineAfter: offlineAfter, now: time.Now}
-}
-
-// Interceptor refuses callers without the admin token.
-func (h *Handler) Interceptor() connect.Interceptor {
-	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			token, _ := strings.CutPrefix(req.Header().Get("Authorization"), "Bearer ")
-			if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.adminToken)) != 1 {
-				h.logger.WarnContext(ctx, "admin authentication refused", "security_event", "admin_auth_refused",
-					"procedure", req.Spec().Procedure, "peer", req.Peer().Addr)
-				return nil, connect.NewError(connect.CodeUnauthenticated,
-					errors.New(`send the control plane's admin token as "Authorization: Bearer <token>"`))
-			}
-			return next(ctx, req)
-		}
-	})
+	return &Handler{logger: logger, store: st, signer: signer, offlineAfter: offlineAfter, now: time.Now}
 }
 
 // CreateRegistrationToken creates a single-use registration token.

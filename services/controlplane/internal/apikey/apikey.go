@@ -18,19 +18,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
-	"golang.org/x/crypto/argon2"
+
+	"github.com/orrery/orrery/services/controlplane/internal/password"
 )
 
 const prefix = "orsat_"
-
-// Argon2id parameters: the OWASP recommendation of 19 MiB, 2 passes, 1 lane.
-const (
-	argonMemoryKiB = 19 * 1024
-	argonTime      = 2
-	argonThreads   = 1
-	argonKeyLen    = 32
-	saltLen        = 16
-)
 
 // ErrMalformed reports a string that is not an API key.
 var ErrMalformed = errors.New("API key is malformed")
@@ -70,43 +62,11 @@ func Parse(s string) (Key, error) {
 	return Key{ID: id, Secret: secret}, nil
 }
 
-// Hash returns the Argon2id hash of the key's secret in the PHC string format.
-func Hash(k Key) (string, error) {
-	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("read random: %w", err)
-	}
-	sum := argon2.IDKey([]byte(k.Secret), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemoryKiB, argonTime, argonThreads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(sum)), nil
-}
+// Hash returns the Argon2id hash of the key's secret.
+func Hash(k Key) (string, error) { return password.Hash(k.Secret) }
 
-// Verify reports whether k's secret matches an Argon2id hash made by Hash.
-func Verify(k Key, encoded string) bool {
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false
-	}
-	var version int
-	var memory, passes uint32
-	var threads uint8
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return false
-	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &memory, &passes, &threads); err != nil {
-		return false
-	}
-	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
-	if err != nil {
-		return false
-	}
-	want, err := base64.RawStdEncoding.DecodeString(parts[5])
-	if err != nil {
-		return false
-	}
-	got := argon2.IDKey([]byte(k.Secret), salt, passes, memory, threads, uint32(len(want)))
-	return subtle.ConstantTimeCompare(got, want) == 1
-}
+// Verify reports whether k's secret matches a hash made by Hash.
+func Verify(k Key, encoded string) bool { return password.Verify(k.Secret, encoded) }
 
 // Cache remembers keys that verified against a stored hash, so the next request with the same key and the
 // same stored hash skips Argon2. Callers still read the key's row on every request, which is what makes a

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/controlplane/internal/accesstoken"
+	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -351,7 +351,7 @@ func (h *Handler) EmitEvents(ctx context.Context, req *connect.Request[satellite
 // IntrospectToken reports whether an access token is active for a team this satellite serves.
 func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
 	sat := satelliteFrom(ctx)
-	tok, err := h.store.ActiveAccessToken(ctx, accesstoken.Hash(req.Msg.Token))
+	tok, err := h.store.ActiveAccessToken(ctx, bearer.Hash(req.Msg.Token))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !sat.Serves(tok.TeamID)) {
 		return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 	}

@@ -172,7 +172,7 @@ func (bundle *testBundle) benchSatellites(b *testing.B, n int) []*satellite {
 			b.Fatal(err)
 		}
 		sats[i] = &satellite{id: row.ID.String(), apiKey: key.String(), client: satellitev1connect.NewSatelliteServiceClient(
-			client, bundle.replicas[0].url, connect.WithInterceptors(bearer(key.String())))}
+			client, bundle.replicas[0].url, connect.WithInterceptors(withBearer(key.String())))}
 	}
 	var wg sync.WaitGroup
 	for i := range 2 {

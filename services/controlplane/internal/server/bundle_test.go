@@ -44,7 +44,7 @@ func (b *testBundle) store() *store.Store { return b.replicas[0].srv.Store() }
 
 func (b *testBundle) admin(i int) adminv1connect.AdminServiceClient {
 	return adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[i].url,
-		connect.WithInterceptors(bearer(adminToken)))
+		connect.WithInterceptors(withBearer(adminToken)))
 }
 
 type setupOpts struct {
@@ -122,7 +122,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func bearer(token string) connect.UnaryInterceptorFunc {
+func withBearer(token string) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			req.Header().Set("Authorization", "Bearer "+token)
@@ -168,7 +168,7 @@ func (b *testBundle) register(t *testing.T, i int, token, name string) (*satelli
 // connect returns a client of replica i for an already registered satellite.
 func (b *testBundle) connect(i int, id, apiKey string) *satellite {
 	return &satellite{id: id, apiKey: apiKey, client: satellitev1connect.NewSatelliteServiceClient(
-		http.DefaultClient, b.replicas[i].url, connect.WithInterceptors(bearer(apiKey)))}
+		http.DefaultClient, b.replicas[i].url, connect.WithInterceptors(withBearer(apiKey)))}
 }
 
 // activeSatellite registers a satellite with a fresh token of teamID ("" for global) and sends its first

@@ -7,19 +7,19 @@ import (
 	"connectrpc.com/connect"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/controlplane/internal/accesstoken"
+	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
 // issueToken stores an access token for a member of f's team and returns it.
 func issueToken(t *testing.T, b *testBundle, f teamFixture, expiresIn time.Duration) (string, store.AccessToken) {
 	t.Helper()
-	token, err := accesstoken.New()
+	token, err := bearer.New(bearer.AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec, err := b.store().CreateAccessToken(t.Context(), store.AccessToken{
-		TokenHash: accesstoken.Hash(token), TeamID: f.team.ID, UserID: f.alice.ID, ClientID: "vscode",
+		TokenHash: bearer.Hash(token), TeamID: f.team.ID, UserID: f.alice.ID, ClientID: "vscode",
 		Audience: "https://sat.example.test/teams/" + f.team.Slug + "/mcp", Scopes: []string{"mcp:read", "mcp:tools:execute"},
 		ExpiresAt: time.Now().Add(expiresIn),
 	})

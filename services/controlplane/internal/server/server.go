@@ -28,7 +28,9 @@ import (
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
+	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -42,7 +44,9 @@ import (
 type Config struct {
 	// DatabaseURL locates PostgreSQL.
 	DatabaseURL string
-	// AdminToken guards the AdminService.
+	// AdminToken bootstraps the first global admin: when no global admin exists at start-up, the user
+	// admin@localhost is created as one, with this as a personal API token. Once a global admin exists it
+	// is ignored; revoke that token like any other.
 	AdminToken string
 	// TokenSigner signs registration tokens; every replica needs the same key.
 	TokenSigner *regtoken.Signer
@@ -81,18 +85,18 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring)}
+	if err := s.migrate(ctx, cfg.AdminToken); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring)}
 	if s.jobs, err = maintenance.NewClient(logger, pool, s.store); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
-	admin := adminapi.New(logger, s.store, cfg.TokenSigner, cfg.AdminToken, s.satellites.OfflineAfter())
+	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
 	if s.handler, err = s.routes(admin); err != nil {
 		pool.Close()
 		return nil, err
@@ -103,10 +107,10 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 // migrationLock serialises start-up migrations of replicas that start together.
 const migrationLock = 0x6f72726572790001
 
-// migrate applies Orrery's and River's migrations while holding a session advisory lock, so replicas that
-// start together migrate one after another.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
+// migrate applies Orrery's and River's migrations and bootstraps the first global admin while holding a
+// session advisory lock, so replicas that start together do this one after another.
+func (s *Server) migrate(ctx context.Context, adminToken string) error {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)
 	}
@@ -121,7 +125,29 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := migrations.Apply(ctx, conn.Conn()); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
 	}
-	return maintenance.Migrate(ctx, pool)
+	if err := maintenance.Migrate(ctx, s.pool); err != nil {
+		return err
+	}
+	return s.bootstrapAdmin(ctx, adminToken)
+}
+
+// bootstrapAdmin creates the first global admin, with adminToken as their API token, unless one exists.
+func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
+	admins, err := s.store.CountGlobalAdmins(ctx)
+	if err != nil || admins > 0 {
+		return err
+	}
+	user, _, err := s.store.CreateAccount(ctx, store.NewAccount{
+		Email: "admin@localhost", Name: "Administrator", GlobalRole: store.RoleGlobalAdmin,
+	})
+	if err != nil {
+		return fmt.Errorf("create the first global admin: %w", err)
+	}
+	if _, err := s.store.CreateAPIToken(ctx, bearer.Hash(adminToken), user.ID, "bootstrap admin token", nil); err != nil {
+		return fmt.Errorf("create the first global admin's token: %w", err)
+	}
+	s.logger.InfoContext(ctx, "created the first global admin, admin@localhost, with the configured admin token")
+	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
 func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
@@ -151,8 +177,10 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites, compressMin,
 		connect.WithInterceptors(append(interceptors, s.satellites.Interceptor())...)))
-	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, compressMin,
-		connect.WithInterceptors(append(interceptors, admin.Interceptor())...)))
+	// The access policy runs before validation, so a caller learns nothing from validation errors about
+	// requests they may not make.
+	userAPI := connect.WithInterceptors(otelInterceptor, access.New(s.logger, s.store, access.APIPolicy), validate.NewInterceptor())
+	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
 
 	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
 	checker := grpchealth.NewStaticChecker(services...)

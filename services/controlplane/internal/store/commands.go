@@ -80,20 +80,28 @@ func (s *Store) EnqueueCommand(ctx context.Context, satelliteID uuid.UUID, c New
 func (s *Store) EnqueueTeamCommand(ctx context.Context, teamID uuid.UUID, c NewCommand) ([]Command, error) {
 	var cmds []Command
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		ids, err := q.ListSatellitesServingTeam(ctx, &teamID)
-		if err != nil {
-			return translate(err, "list satellites serving team")
-		}
-		for _, id := range ids {
-			cmd, err := insertCommand(ctx, q, id, c)
-			if err != nil {
-				return err
-			}
-			cmds = append(cmds, cmd)
-		}
-		return nil
+		var err error
+		cmds, err = enqueueForTeam(ctx, q, teamID, c)
+		return err
 	})
 	return cmds, err
+}
+
+// enqueueForTeam queues c, inside the caller's transaction, for every live satellite that serves teamID.
+func enqueueForTeam(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, c NewCommand) ([]Command, error) {
+	ids, err := q.ListSatellitesServingTeam(ctx, &teamID)
+	if err != nil {
+		return nil, translate(err, "list satellites serving team")
+	}
+	cmds := make([]Command, 0, len(ids))
+	for _, id := range ids {
+		cmd, err := insertCommand(ctx, q, id, c)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
 }
 
 // insertCommand inserts a command and announces it. PostgreSQL delivers the notification on commit, to every

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -10,17 +11,22 @@ import (
 
 // Team is a group of users sharing installations.
 type Team struct {
-	ID   uuid.UUID
-	Slug string
-	Name string
+	ID        uuid.UUID
+	Slug      string
+	Name      string
+	OwnerID   *uuid.UUID
+	Personal  bool
+	CreatedAt time.Time
 }
 
 // User is a person who uses MCP servers.
 type User struct {
-	ID    uuid.UUID
-	Slug  string
-	Email string
-	Name  string
+	ID         uuid.UUID
+	Slug       string
+	Email      string
+	Name       string
+	GlobalRole string
+	CreatedAt  time.Time
 }
 
 // CatalogEntry is an MCP server template. TeamID is nil for global entries.
@@ -72,7 +78,7 @@ func (s *Store) CreateTeam(ctx context.Context, slug, name string) (Team, error)
 	if err != nil {
 		return Team{}, translate(err, "create team")
 	}
-	return Team{ID: row.ID, Slug: row.Slug, Name: row.Name}, nil
+	return teamFromRow(row), nil
 }
 
 // CreateUser creates a user.
@@ -81,17 +87,7 @@ func (s *Store) CreateUser(ctx context.Context, slug, email, name string) (User,
 	if err != nil {
 		return User{}, translate(err, "create user")
 	}
-	return User{ID: row.ID, Slug: row.Slug, Email: row.Email, Name: row.Name}, nil
-}
-
-// AddMember adds a user to a team and gives them an instance of each of the team's installations.
-func (s *Store) AddMember(ctx context.Context, teamID, userID uuid.UUID, role string) error {
-	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		if err := q.AddMembership(ctx, teamID, userID, role); err != nil {
-			return translate(err, "add membership")
-		}
-		return translate(q.EnsureTeamInstances(ctx, teamID), "create instances")
-	})
+	return userFromRow(row), nil
 }
 
 // CreateCatalogEntry creates a template, sealing its secret settings.

@@ -23,6 +23,28 @@ type AccessToken struct {
 	CreatedAt time.Time
 }
 
+type ApiToken struct {
+	ID         uuid.UUID
+	TokenHash  []byte
+	UserID     uuid.UUID
+	Name       string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+type AuditEvent struct {
+	ID         int64
+	OccurredAt time.Time
+	ActorID    *uuid.UUID
+	Actor      string
+	TeamID     *uuid.UUID
+	Action     string
+	Target     string
+	Details    []byte
+}
+
 type CatalogEntry struct {
 	ID           uuid.UUID
 	TeamID       *uuid.UUID
@@ -200,11 +222,21 @@ type ServerLog struct {
 	OccurredAt     time.Time
 }
 
+type Session struct {
+	ID        uuid.UUID
+	TokenHash []byte
+	UserID    uuid.UUID
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
 type Team struct {
 	ID        uuid.UUID
 	Slug      string
 	Name      string
 	CreatedAt time.Time
+	OwnerID   *uuid.UUID
+	Personal  bool
 }
 
 type TeamMembership struct {
@@ -221,6 +253,9 @@ type User struct {
 	Name         string
 	PasswordHash *string
 	CreatedAt    time.Time
+	GlobalRole   string
+	FailedLogins int32
+	LockedUntil  *time.Time
 }
 
 type UserConfiguration struct {

@@ -126,7 +126,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 }
 
 const createTeam = `-- name: CreateTeam :one
-insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at
+insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at, owner_id, personal
 `
 
 func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Team, error) {
@@ -137,12 +137,14 @@ func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Tea
 		&i.Slug,
 		&i.Name,
 		&i.CreatedAt,
+		&i.OwnerID,
+		&i.Personal,
 	)
 	return i, err
 }
 
 const createUser = `-- name: CreateUser :one
-insert into users (slug, email, name) values ($1, $2, $3) returning id, slug, email, name, password_hash, created_at
+insert into users (slug, email, name) values ($1, $2, $3) returning id, slug, email, name, password_hash, created_at, global_role, failed_logins, locked_until
 `
 
 func (q *Queries) CreateUser(ctx context.Context, slug string, email string, name string) (User, error) {
@@ -155,6 +157,9 @@ func (q *Queries) CreateUser(ctx context.Context, slug string, email string, nam
 		&i.Name,
 		&i.PasswordHash,
 		&i.CreatedAt,
+		&i.GlobalRole,
+		&i.FailedLogins,
+		&i.LockedUntil,
 	)
 	return i, err
 }

@@ -1,0 +1,40 @@
+package access
+
+import (
+	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
+)
+
+// APIPolicy is the one table that decides every procedure of the user-facing API. A handler may narrow
+// further what a caller sees (a team user sees only their own instances) but never widens it.
+var APIPolicy = Policy{
+	apiv1connect.AccountServiceLoginProcedure:          Public,
+	apiv1connect.AccountServiceLogoutProcedure:         SignedIn,
+	apiv1connect.AccountServiceGetCurrentUserProcedure: SignedIn,
+	apiv1connect.AccountServiceChangePasswordProcedure: SignedIn,
+	apiv1connect.AccountServiceCreateApiTokenProcedure: SignedIn,
+	apiv1connect.AccountServiceListApiTokensProcedure:  SignedIn,
+	apiv1connect.AccountServiceRevokeApiTokenProcedure: SignedIn,
+
+	apiv1connect.UserServiceCreateUserProcedure:    GlobalAdmin,
+	apiv1connect.UserServiceListUsersProcedure:     GlobalAdmin,
+	apiv1connect.UserServiceSetGlobalRoleProcedure: GlobalAdmin,
+
+	apiv1connect.TeamServiceCreateTeamProcedure:        SignedIn,
+	apiv1connect.TeamServiceListTeamsProcedure:         SignedIn,
+	apiv1connect.TeamServiceGetTeamProcedure:           TeamMember,
+	apiv1connect.TeamServiceListMembersProcedure:       TeamAdmin,
+	apiv1connect.TeamServiceAddMemberProcedure:         TeamAdmin,
+	apiv1connect.TeamServiceRemoveMemberProcedure:      TeamAdmin,
+	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,
+	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
+
+	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
+	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceRevokeRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListSatellitesProcedure:          TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceRevokeSatelliteProcedure:         TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceEnqueueCommandProcedure:          GlobalAdmin,
+	adminv1connect.AdminServiceListCommandsProcedure:            GlobalAdmin,
+}

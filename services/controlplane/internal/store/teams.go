@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
+)
+
+// Member is a user in a team.
+type Member struct {
+	User
+	Role     string
+	JoinedAt time.Time
+}
+
+// ErrOwner reports a change that would leave a team without its owner as an admin.
+var ErrOwner = fmt.Errorf("%w: the team's owner must stay an admin member; transfer ownership first", ErrConflict)
+
+func teamFromRow(r dbsqlc.Team) Team {
+	return Team{ID: r.ID, Slug: r.Slug, Name: r.Name, OwnerID: r.OwnerID, Personal: r.Personal, CreatedAt: r.CreatedAt}
+}
+
+// CreateOwnedTeam creates a team with ownerID as its owner and admin.
+func (s *Store) CreateOwnedTeam(ctx context.Context, slug, name string, ownerID uuid.UUID) (Team, error) {
+	var team Team
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		r, err := q.CreateOwnedTeam(ctx, slug, name, &ownerID)
+		if err != nil {
+			return translate(err, "create team")
+		}
+		team = teamFromRow(r)
+		return translate(q.AddMembership(ctx, r.ID, ownerID, RoleTeamAdmin), "add owner")
+	})
+	return team, err
+}
+
+// GetTeam returns a team.
+func (s *Store) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
+	r, err := s.q.GetTeam(ctx, id)
+	if err != nil {
+		return Team{}, translate(err, "get team")
+	}
+	return teamFromRow(r), nil
+}
+
+// ListTeams lists a user's teams by slug, or every team when userID is nil.
+func (s *Store) ListTeams(ctx context.Context, userID *uuid.UUID) ([]Team, error) {
+	var rows []dbsqlc.Team
+	var err error
+	if userID == nil {
+		rows, err = s.q.ListAllTeams(ctx)
+	} else {
+		rows, err = s.q.ListUserTeams(ctx, *userID)
+	}
+	if err != nil {
+		return nil, translate(err, "list teams")
+	}
+	out := make([]Team, len(rows))
+	for i, r := range rows {
+		out[i] = teamFromRow(r)
+	}
+	return out, nil
+}
+
+// ListMembers lists a team's members by email.
+func (s *Store) ListMembers(ctx context.Context, teamID uuid.UUID) ([]Member, error) {
+	rows, err := s.q.ListMembers(ctx, teamID)
+	if err != nil {
+		return nil, translate(err, "list members")
+	}
+	out := make([]Member, len(rows))
+	for i, r := range rows {
+		out[i] = Member{
+			User: User{ID: r.ID, Slug: r.Slug, Email: r.Email, Name: r.Name, GlobalRole: r.GlobalRole, CreatedAt: r.CreatedAt},
+			Role: r.Role, JoinedAt: r.JoinedAt,
+		}
+	}
+	return out, nil
+}
+
+// GetMember returns one member of a team, or ErrNotFound.
+func (s *Store) GetMember(ctx context.Context, teamID, userID uuid.UUID) (Member, error) {
+	r, err := s.q.GetMember(ctx, teamID, userID)
+	if err != nil {
+		return Member{}, translate(err, "get member")
+	}
+	return Member{
+		User: User{ID: r.ID, Slug: r.Slug, Email: r.Email, Name: r.Name, GlobalRole: r.GlobalRole, CreatedAt: r.CreatedAt},
+		Role: r.Role, JoinedAt: r.JoinedAt,
+	}, nil
+}
+
+// AddMember adds a user to a team, gives them an instance of each of the team's installations and tells the
+// team's satellites.
+func (s *Store) AddMember(ctx context.Context, teamID, userID uuid.UUID, role string) error {
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		if err := q.AddMembership(ctx, teamID, userID, role); err != nil {
+			return translate(err, "add membership")
+		}
+		if err := q.EnsureTeamInstances(ctx, teamID); err != nil {
+			return translate(err, "create instances")
+		}
+		return configure(ctx, q, teamID, EventInstallationUpdated, uuid.Nil)
+	})
+}
+
+// RemoveMember removes a member and their instances, and tells the team's satellites to stop them. The
+// owner cannot be removed.
+func (s *Store) RemoveMember(ctx context.Context, teamID, userID uuid.UUID) error {
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		team, err := q.GetTeam(ctx, teamID)
+		if err != nil {
+			return translate(err, "get team")
+		}
+		if team.OwnerID != nil && *team.OwnerID == userID {
+			return ErrOwner
+		}
+		if err := q.DeleteMemberInstances(ctx, teamID, userID); err != nil {
+			return translate(err, "delete instances")
+		}
+		n, err := q.RemoveMembership(ctx, teamID, userID)
+		if err := rowsAffected(n, err, "remove membership"); err != nil {
+			return err
+		}
+		return configure(ctx, q, teamID, EventInstallationDeleted, uuid.Nil)
+	})
+}
+
+// SetMemberRole changes a member's role; the owner stays an admin.
+func (s *Store) SetMemberRole(ctx context.Context, teamID, userID uuid.UUID, role string) error {
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		team, err := q.GetTeam(ctx, teamID)
+		if err != nil {
+			return translate(err, "get team")
+		}
+		if team.OwnerID != nil && *team.OwnerID == userID && role != RoleTeamAdmin {
+			return ErrOwner
+		}
+		n, err := q.SetMemberRole(ctx, role, teamID, userID)
+		return rowsAffected(n, err, "set member role")
+	})
+}
+
+// TransferOwnership makes a member the owner and an admin.
+func (s *Store) TransferOwnership(ctx context.Context, teamID, userID uuid.UUID) error {
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		n, err := q.SetMemberRole(ctx, RoleTeamAdmin, teamID, userID)
+		if err := rowsAffected(n, err, "make owner an admin"); err != nil {
+			return err
+		}
+		n, err = q.SetTeamOwner(ctx, &userID, teamID)
+		return rowsAffected(n, err, "set owner")
+	})
+}
+
+// AuditEvent is one entry of the append-only audit log.
+type AuditEvent struct {
+	ID         int64
+	OccurredAt time.Time
+	ActorID    *uuid.UUID
+	Actor      string // the actor's email, or "satellite:<id>", or "system"
+	TeamID     *uuid.UUID
+	Action     string
+	Target     string
+	Details    map[string]string
+}
+
+// Audit appends an event to the audit log.
+func (s *Store) Audit(ctx context.Context, e AuditEvent) error {
+	details, err := json.Marshal(e.Details)
+	if err != nil {
+		return fmt.Errorf("encode audit details: %w", err)
+	}
+	if e.Details == nil {
+		details = []byte("{}")
+	}
+	return translate(s.q.InsertAuditEvent(ctx, dbsqlc.InsertAuditEventParams{
+		ActorID: e.ActorID, Actor: e.Actor, TeamID: e.TeamID, Action: e.Action, Target: e.Target, Details: details,
+	}), "append audit event")
+}
+
+// ListAuditEvents returns up to limit events before beforeID, newest first: one team's, or every team's when
+// teamID is nil.
+func (s *Store) ListAuditEvents(ctx context.Context, teamID *uuid.UUID, beforeID int64, limit int) ([]AuditEvent, error) {
+	rows, err := s.q.ListAuditEvents(ctx, teamID, beforeID, int32(limit))
+	if err != nil {
+		return nil, translate(err, "list audit events")
+	}
+	out := make([]AuditEvent, len(rows))
+	for i, r := range rows {
+		out[i] = AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, ActorID: r.ActorID, Actor: r.Actor, TeamID: r.TeamID,
+			Action: r.Action, Target: r.Target}
+		if err := json.Unmarshal(r.Details, &out[i].Details); err != nil {
+			return nil, fmt.Errorf("decode audit details: %w", err)
+		}
+	}
+	return out, nil
+}
