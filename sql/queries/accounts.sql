@@ -28,6 +28,9 @@ where (created_at, id) > (@after_created_at::timestamptz, @after_id::uuid)
 order by created_at, id
 limit @max_rows;
 
+-- name: LockGlobalAdmins :exec
+select pg_advisory_xact_lock(hashtext('orrery_global_admins'));
+
 -- name: SetGlobalRole :execrows
 update users set global_role = @global_role where id = @id;
 

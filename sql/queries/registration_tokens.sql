@@ -18,13 +18,15 @@ select * from registration_tokens where id = @id;
 update registration_tokens set satellite_id = @satellite_id where id = @id;
 
 -- name: ListRegistrationTokens :many
+-- ListRegistrationTokens lists one team's tokens, or every token when team_id is null.
 select * from registration_tokens
-where sqlc.narg(before_created_at)::timestamptz is null
-   or (created_at, id) < (sqlc.narg(before_created_at)::timestamptz, sqlc.narg(before_id)::uuid)
+where (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id))
+  and (sqlc.narg(before_created_at)::timestamptz is null
+       or (created_at, id) < (sqlc.narg(before_created_at)::timestamptz, sqlc.narg(before_id)::uuid))
 order by created_at desc, id desc
 limit @max_rows;
 
 -- name: RevokeRegistrationToken :one
 update registration_tokens set revoked_at = coalesce(revoked_at, now())
-where id = @id
+where id = @id and (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id))
 returning *;

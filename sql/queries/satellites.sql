@@ -46,15 +46,17 @@ set team_id = excluded.team_id, installation_id = excluded.installation_id, stat
     uptime_seconds = excluded.uptime_seconds, request_count = excluded.request_count, reported_at = now();
 
 -- name: ListSatellites :many
+-- ListSatellites lists one team's satellites, or every satellite when team_id is null.
 select * from satellites
-where sqlc.narg(after_created_at)::timestamptz is null
-   or (created_at, id) > (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid)
+where (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id))
+  and (sqlc.narg(after_created_at)::timestamptz is null
+       or (created_at, id) > (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid))
 order by created_at, id
 limit @max_rows;
 
 -- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
-where id = @id
+where id = @id and (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id))
 returning *;
 
 -- name: ListSatellitesServingTeam :many

@@ -1178,7 +1178,7 @@ func (x *CreateUserResponse) GetPersonalTeamId() string {
 // ListUsersRequest pages through users.
 type ListUsersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// page_size is at most 500; 0 means 100.
+	// page_size is at most 500; 0 means 50.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues a previous listing.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`

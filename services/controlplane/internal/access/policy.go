@@ -29,6 +29,8 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
 
+	apiv1connect.AuditServiceListAuditEventsProcedure: TeamAdminOrGlobalAdmin,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,

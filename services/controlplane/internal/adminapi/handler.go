@@ -15,6 +15,8 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/page"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
@@ -76,22 +78,23 @@ func (h *Handler) CreateRegistrationToken(ctx context.Context, req *connect.Requ
 	}
 	h.logger.InfoContext(ctx, "registration token created", "token_id", rec.ID, "scope", rec.Scope, "team_id", rec.TeamID,
 		"expires_at", rec.ExpiresAt)
+	h.audit(ctx, rec.TeamID, "registration_token.created", rec.ID.String(), map[string]string{"name": rec.Name, "scope": string(rec.Scope)})
 	return connect.NewResponse(&adminv1.CreateRegistrationTokenResponse{Token: token, RegistrationToken: tokenToProto(rec)}), nil
 }
 
 // ListRegistrationTokens lists tokens, newest first.
 func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Request[adminv1.ListRegistrationTokensRequest]) (*connect.Response[adminv1.ListRegistrationTokensResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.Decode(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
-	size := pageSize(req.Msg.PageSize)
-	toks, err := h.store.ListRegistrationTokens(ctx, cursor, size)
+	size := page.Size(req.Msg.PageSize)
+	toks, err := h.store.ListRegistrationTokens(ctx, optionalID(req.Msg.TeamId), cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list registration tokens", err)
 	}
 	resp := &adminv1.ListRegistrationTokensResponse{
-		NextPageToken: nextPageToken(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
+		NextPageToken: page.Next(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
 	}
 	for _, t := range toks {
 		resp.RegistrationTokens = append(resp.RegistrationTokens, tokenToProto(t))
@@ -101,27 +104,28 @@ func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Reque
 
 // RevokeRegistrationToken makes a token unusable.
 func (h *Handler) RevokeRegistrationToken(ctx context.Context, req *connect.Request[adminv1.RevokeRegistrationTokenRequest]) (*connect.Response[adminv1.RevokeRegistrationTokenResponse], error) {
-	tok, err := h.store.RevokeRegistrationToken(ctx, requestID(req.Msg.Id))
+	tok, err := h.store.RevokeRegistrationToken(ctx, requestID(req.Msg.Id), optionalID(req.Msg.TeamId))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "registration token "+req.Msg.Id, err)
 	}
 	h.logger.InfoContext(ctx, "registration token revoked", "token_id", tok.ID)
+	h.audit(ctx, tok.TeamID, "registration_token.revoked", tok.ID.String(), nil)
 	return connect.NewResponse(&adminv1.RevokeRegistrationTokenResponse{RegistrationToken: tokenToProto(tok)}), nil
 }
 
 // ListSatellites lists satellites, oldest first.
 func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[adminv1.ListSatellitesRequest]) (*connect.Response[adminv1.ListSatellitesResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.Decode(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
-	size := pageSize(req.Msg.PageSize)
-	sats, err := h.store.ListSatellites(ctx, cursor, size)
+	size := page.Size(req.Msg.PageSize)
+	sats, err := h.store.ListSatellites(ctx, optionalID(req.Msg.TeamId), cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list satellites", err)
 	}
 	resp := &adminv1.ListSatellitesResponse{
-		NextPageToken: nextPageToken(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
+		NextPageToken: page.Next(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
 	}
 	for _, s := range sats {
 		resp.Satellites = append(resp.Satellites, h.satelliteToProto(s))
@@ -131,11 +135,12 @@ func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[admin
 
 // RevokeSatellite revokes a satellite's API key.
 func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[adminv1.RevokeSatelliteRequest]) (*connect.Response[adminv1.RevokeSatelliteResponse], error) {
-	sat, err := h.store.RevokeSatellite(ctx, requestID(req.Msg.Id))
+	sat, err := h.store.RevokeSatellite(ctx, requestID(req.Msg.Id), optionalID(req.Msg.TeamId))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "satellite "+req.Msg.Id, err)
 	}
 	h.logger.InfoContext(ctx, "satellite revoked", "satellite_id", sat.ID, "satellite_name", sat.Name)
+	h.audit(ctx, sat.TeamID, "satellite.revoked", sat.ID.String(), map[string]string{"name": sat.Name})
 	return connect.NewResponse(&adminv1.RevokeSatelliteResponse{Satellite: h.satelliteToProto(sat)}), nil
 }
 
@@ -195,7 +200,7 @@ func commandTTL(req *adminv1.EnqueueCommandRequest) time.Duration {
 
 // ListCommands lists commands, newest first.
 func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1.ListCommandsRequest]) (*connect.Response[adminv1.ListCommandsResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.Decode(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -208,13 +213,13 @@ func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1
 		state := satelliteapi.CommandStateName(req.Msg.State)
 		f.State = &state
 	}
-	size := pageSize(req.Msg.PageSize)
+	size := page.Size(req.Msg.PageSize)
 	cmds, err := h.store.ListCommands(ctx, f, cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list commands", err)
 	}
 	resp := &adminv1.ListCommandsResponse{
-		NextPageToken: nextPageToken(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
+		NextPageToken: page.Next(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
 	}
 	for _, c := range cmds {
 		resp.Commands = append(resp.Commands, commandToProto(c))
@@ -286,4 +291,24 @@ func optionalTime(t *time.Time) *timestamppb.Timestamp {
 func requestID(s string) uuid.UUID {
 	id, _ := uuid.Parse(s)
 	return id
+}
+
+// optionalID parses an optional, validated UUID field: nil when empty.
+func optionalID(s string) *uuid.UUID {
+	if s == "" {
+		return nil
+	}
+	id := requestID(s)
+	return &id
+}
+
+// audit appends to the audit log; a failure is logged, since the action it records has already happened.
+func (h *Handler) audit(ctx context.Context, teamID *uuid.UUID, action, target string, details map[string]string) {
+	e := store.AuditEvent{Actor: "anonymous", TeamID: teamID, Action: action, Target: target, Details: details}
+	if p := access.FromContext(ctx); p != nil {
+		e.ActorID, e.Actor = &p.User.ID, p.User.Email
+	}
+	if err := h.store.Audit(ctx, e); err != nil {
+		h.logger.ErrorContext(ctx, "write audit log", "action", action, "error", err)
+	}
 }

@@ -106,9 +106,12 @@ func (h *Handler) Drain() { h.drainOnce.Do(func() { close(h.draining) }) }
 
 // Register exchanges a registration token for a satellite identity.
 func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1.RegisterRequest]) (*connect.Response[satellitev1.RegisterResponse], error) {
+	var claims regtoken.Claims
 	refuse := func(code connect.Code, reason string, tokenID uuid.UUID) error {
 		h.logger.WarnContext(ctx, "satellite registration refused", "security_event", "registration_refused",
 			"reason", reason, "token_id", tokenID, "satellite_name", req.Msg.Name, "peer", req.Peer().Addr)
+		h.audit(ctx, store.AuditEvent{Actor: "anonymous", TeamID: claims.TeamID, Action: "satellite.registration_refused",
+			Target: tokenID.String(), Details: map[string]string{"reason": reason, "name": req.Msg.Name, "peer": req.Peer().Addr}})
 		return connect.NewError(code, errors.New(reason))
 	}
 	claims, err := h.signer.Verify(req.Msg.RegistrationToken, h.cfg.Now())
@@ -152,6 +155,8 @@ func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1
 	}
 	h.logger.InfoContext(ctx, "satellite registered", "satellite_id", sat.ID, "satellite_name", sat.Name,
 		"type", sat.Type, "team_id", sat.TeamID)
+	h.audit(ctx, store.AuditEvent{Actor: "satellite:" + sat.ID.String(), TeamID: sat.TeamID, Action: "satellite.registered",
+		Target: sat.ID.String(), Details: map[string]string{"name": sat.Name, "token_id": claims.ID.String()}})
 	resp := &satellitev1.RegisterResponse{
 		SatelliteId: sat.ID.String(), ApiKey: key.String(), Type: scopeToProto(sat.Type),
 	}
@@ -363,4 +368,11 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
 		ExpiresAt: timestamppb.New(tok.ExpiresAt),
 	}), nil
+}
+
+// audit appends to the audit log; a failure is logged, since the action it records has already happened.
+func (h *Handler) audit(ctx context.Context, e store.AuditEvent) {
+	if err := h.store.Audit(ctx, e); err != nil {
+		h.logger.ErrorContext(ctx, "write audit log", "action", e.Action, "error", err)
+	}
 }

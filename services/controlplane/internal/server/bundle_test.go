@@ -17,6 +17,7 @@ import (
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/internal/pgtest"
+	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -81,6 +82,7 @@ func (b *testBundle) startReplica(t testing.TB, cfg satelliteapi.Config) *replic
 	t.Helper()
 	srv, err := server.New(t.Context(), nil, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
+		Accounts: accountapi.Config{FailureDelay: time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -27,8 +27,10 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
@@ -54,6 +56,8 @@ type Config struct {
 	Keyring *secrets.Keyring
 	// Satellites tunes the satellite protocol; zero fields take its defaults.
 	Satellites satelliteapi.Config
+	// Accounts tunes sign-in; zero fields take its defaults.
+	Accounts accountapi.Config
 }
 
 // Server is one control-plane replica.
@@ -97,7 +101,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
-	if s.handler, err = s.routes(admin); err != nil {
+	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.handler, err = s.routes(admin, accounts); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -150,7 +159,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -181,8 +190,16 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	// requests they may not make.
 	userAPI := connect.WithInterceptors(otelInterceptor, access.New(s.logger, s.store, access.APIPolicy), validate.NewInterceptor())
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	mux.Handle(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
+	mux.Handle(apiv1connect.NewUserServiceHandler(accounts, userAPI))
+	mux.Handle(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
+	mux.Handle(apiv1connect.NewAuditServiceHandler(accounts, userAPI))
 
-	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
+	services := []string{
+		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
+		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
+		apiv1connect.AuditServiceName,
+	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(services...)

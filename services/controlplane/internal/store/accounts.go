@@ -126,19 +126,16 @@ func (s *Store) CountGlobalAdmins(ctx context.Context) (int64, error) {
 // LoginByEmail returns what signing in needs of the user with that email, matched case-insensitively.
 func (s *Store) LoginByEmail(ctx context.Context, email string) (Login, error) {
 	u, err := s.q.GetUserByEmail(ctx, email)
-	if err != nil {
-		return Login{}, translate(err, "get user")
-	}
-	l := Login{User: userFromRow(u), LockedUntil: u.LockedUntil}
-	if u.PasswordHash != nil {
-		l.PasswordHash = *u.PasswordHash
-	}
-	return l, nil
+	return loginFromRow(u, err)
 }
 
 // LoginByID is LoginByEmail by user id.
 func (s *Store) LoginByID(ctx context.Context, id uuid.UUID) (Login, error) {
 	u, err := s.q.GetUser(ctx, id)
+	return loginFromRow(u, err)
+}
+
+func loginFromRow(u dbsqlc.User, err error) (Login, error) {
 	if err != nil {
 		return Login{}, translate(err, "get user")
 	}
@@ -285,10 +282,26 @@ func (s *Store) ListUsers(ctx context.Context, after *Cursor, limit int) ([]User
 	return out, nil
 }
 
-// SetGlobalRole changes a user's global role.
+// SetGlobalRole changes a user's global role. Demoting the last global admin is ErrConflict.
 func (s *Store) SetGlobalRole(ctx context.Context, userID uuid.UUID, role string) error {
-	n, err := s.q.SetGlobalRole(ctx, role, userID)
-	return rowsAffected(n, err, "set global role")
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		// Serialises concurrent demotions, so two admins cannot demote each other into having none.
+		if err := q.LockGlobalAdmins(ctx); err != nil {
+			return translate(err, "lock global admins")
+		}
+		n, err := q.SetGlobalRole(ctx, role, userID)
+		if err := rowsAffected(n, err, "set global role"); err != nil {
+			return err
+		}
+		admins, err := q.CountGlobalAdmins(ctx)
+		if err != nil {
+			return translate(err, "count global admins")
+		}
+		if admins == 0 {
+			return fmt.Errorf("set global role: %w: no global admin would remain", ErrConflict)
+		}
+		return nil
+	})
 }
 
 // rowsAffected turns an update that touched nothing into ErrNotFound.

@@ -168,10 +168,10 @@ func cursorArgs(c *Cursor) (*time.Time, *uuid.UUID) {
 	return &c.CreatedAt, &c.ID
 }
 
-// ListSatellites returns up to limit satellites after cursor, oldest first.
-func (s *Store) ListSatellites(ctx context.Context, after *Cursor, limit int) ([]Satellite, error) {
+// ListSatellites returns up to limit satellites after cursor, oldest first: one team's, or all when teamID is nil.
+func (s *Store) ListSatellites(ctx context.Context, teamID *uuid.UUID, after *Cursor, limit int) ([]Satellite, error) {
 	at, id := cursorArgs(after)
-	rows, err := s.q.ListSatellites(ctx, at, id, int32(limit))
+	rows, err := s.q.ListSatellites(ctx, teamID, at, id, int32(limit))
 	if err != nil {
 		return nil, translate(err, "list satellites")
 	}
@@ -182,13 +182,13 @@ func (s *Store) ListSatellites(ctx context.Context, after *Cursor, limit int) ([
 	return sats, nil
 }
 
-// RevokeSatellite revokes a satellite's API key. Every request re-reads the key's row, so the revocation holds
+// RevokeSatellite revokes a satellite's API key; with teamID, only a satellite of that team. Every request re-reads the key's row, so the revocation holds
 // at once on every replica; the notification also wakes the satellite's open long poll, which then ends with
 // the refusal instead of running its course.
-func (s *Store) RevokeSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
+func (s *Store) RevokeSatellite(ctx context.Context, id uuid.UUID, teamID *uuid.UUID) (Satellite, error) {
 	var sat Satellite
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		row, err := q.RevokeSatellite(ctx, id)
+		row, err := q.RevokeSatellite(ctx, id, teamID)
 		if err != nil {
 			return translate(err, "revoke satellite")
 		}

@@ -75,10 +75,7 @@ func (s *Store) ListMembers(ctx context.Context, teamID uuid.UUID) ([]Member, er
 	}
 	out := make([]Member, len(rows))
 	for i, r := range rows {
-		out[i] = Member{
-			User: User{ID: r.ID, Slug: r.Slug, Email: r.Email, Name: r.Name, GlobalRole: r.GlobalRole, CreatedAt: r.CreatedAt},
-			Role: r.Role, JoinedAt: r.JoinedAt,
-		}
+		out[i] = memberFromRow(dbsqlc.GetMemberRow(r))
 	}
 	return out, nil
 }
@@ -89,10 +86,14 @@ func (s *Store) GetMember(ctx context.Context, teamID, userID uuid.UUID) (Member
 	if err != nil {
 		return Member{}, translate(err, "get member")
 	}
+	return memberFromRow(r), nil
+}
+
+func memberFromRow(r dbsqlc.GetMemberRow) Member {
 	return Member{
 		User: User{ID: r.ID, Slug: r.Slug, Email: r.Email, Name: r.Name, GlobalRole: r.GlobalRole, CreatedAt: r.CreatedAt},
 		Role: r.Role, JoinedAt: r.JoinedAt,
-	}, nil
+	}
 }
 
 // AddMember adds a user to a team, gives them an instance of each of the team's installations and tells the

@@ -41,10 +41,10 @@ func (s *Store) CreateRegistrationToken(ctx context.Context, t RegistrationToken
 	return tokenFromRow(row), nil
 }
 
-// ListRegistrationTokens returns up to limit tokens before cursor, newest first.
-func (s *Store) ListRegistrationTokens(ctx context.Context, before *Cursor, limit int) ([]RegistrationToken, error) {
+// ListRegistrationTokens returns up to limit tokens before cursor, newest first: one team's, or all when teamID is nil.
+func (s *Store) ListRegistrationTokens(ctx context.Context, teamID *uuid.UUID, before *Cursor, limit int) ([]RegistrationToken, error) {
 	at, id := cursorArgs(before)
-	rows, err := s.q.ListRegistrationTokens(ctx, at, id, int32(limit))
+	rows, err := s.q.ListRegistrationTokens(ctx, teamID, at, id, int32(limit))
 	if err != nil {
 		return nil, translate(err, "list registration tokens")
 	}
@@ -55,9 +55,9 @@ func (s *Store) ListRegistrationTokens(ctx context.Context, before *Cursor, limi
 	return toks, nil
 }
 
-// RevokeRegistrationToken makes a token unusable. Revoking twice keeps the first revocation time.
-func (s *Store) RevokeRegistrationToken(ctx context.Context, id uuid.UUID) (RegistrationToken, error) {
-	row, err := s.q.RevokeRegistrationToken(ctx, id)
+// RevokeRegistrationToken makes a token unusable; with teamID, only a token of that team. Revoking twice keeps the first revocation time.
+func (s *Store) RevokeRegistrationToken(ctx context.Context, id uuid.UUID, teamID *uuid.UUID) (RegistrationToken, error) {
+	row, err := s.q.RevokeRegistrationToken(ctx, id, teamID)
 	if err != nil {
 		return RegistrationToken{}, translate(err, "revoke registration token")
 	}

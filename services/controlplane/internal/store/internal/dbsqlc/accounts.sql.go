@@ -401,6 +401,15 @@ func (q *Queries) ListUsers(ctx context.Context, afterCreatedAt time.Time, after
 	return items, nil
 }
 
+const lockGlobalAdmins = `-- name: LockGlobalAdmins :exec
+select pg_advisory_xact_lock(hashtext('orrery_global_admins'))
+`
+
+func (q *Queries) LockGlobalAdmins(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, lockGlobalAdmins)
+	return err
+}
+
 const recordFailedLogin = `-- name: RecordFailedLogin :one
 update users
 set failed_logins = case when failed_logins + 1 >= $1::integer then 0 else failed_logins + 1 end,

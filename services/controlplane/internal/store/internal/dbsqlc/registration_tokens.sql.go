@@ -98,14 +98,21 @@ func (q *Queries) GetRegistrationToken(ctx context.Context, id uuid.UUID) (Regis
 
 const listRegistrationTokens = `-- name: ListRegistrationTokens :many
 select id, name, scope, team_id, expires_at, created_at, consumed_at, satellite_id, revoked_at from registration_tokens
-where $1::timestamptz is null
-   or (created_at, id) < ($1::timestamptz, $2::uuid)
+where ($1::uuid is null or team_id = $1)
+  and ($2::timestamptz is null
+       or (created_at, id) < ($2::timestamptz, $3::uuid))
 order by created_at desc, id desc
-limit $3
+limit $4
 `
 
-func (q *Queries) ListRegistrationTokens(ctx context.Context, beforeCreatedAt *time.Time, beforeID *uuid.UUID, maxRows int32) ([]RegistrationToken, error) {
-	rows, err := q.db.Query(ctx, listRegistrationTokens, beforeCreatedAt, beforeID, maxRows)
+// ListRegistrationTokens lists one team's tokens, or every token when team_id is null.
+func (q *Queries) ListRegistrationTokens(ctx context.Context, teamID *uuid.UUID, beforeCreatedAt *time.Time, beforeID *uuid.UUID, maxRows int32) ([]RegistrationToken, error) {
+	rows, err := q.db.Query(ctx, listRegistrationTokens,
+		teamID,
+		beforeCreatedAt,
+		beforeID,
+		maxRows,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -136,12 +143,12 @@ func (q *Queries) ListRegistrationTokens(ctx context.Context, beforeCreatedAt *t
 
 const revokeRegistrationToken = `-- name: RevokeRegistrationToken :one
 update registration_tokens set revoked_at = coalesce(revoked_at, now())
-where id = $1
+where id = $1 and ($2::uuid is null or team_id = $2)
 returning id, name, scope, team_id, expires_at, created_at, consumed_at, satellite_id, revoked_at
 `
 
-func (q *Queries) RevokeRegistrationToken(ctx context.Context, id uuid.UUID) (RegistrationToken, error) {
-	row := q.db.QueryRow(ctx, revokeRegistrationToken, id)
+func (q *Queries) RevokeRegistrationToken(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (RegistrationToken, error) {
+	row := q.db.QueryRow(ctx, revokeRegistrationToken, iD, teamID)
 	var i RegistrationToken
 	err := row.Scan(
 		&i.ID,

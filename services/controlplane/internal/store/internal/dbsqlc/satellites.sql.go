@@ -115,14 +115,21 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 
 const listSatellites = `-- name: ListSatellites :many
 select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from satellites
-where $1::timestamptz is null
-   or (created_at, id) > ($1::timestamptz, $2::uuid)
+where ($1::uuid is null or team_id = $1)
+  and ($2::timestamptz is null
+       or (created_at, id) > ($2::timestamptz, $3::uuid))
 order by created_at, id
-limit $3
+limit $4
 `
 
-func (q *Queries) ListSatellites(ctx context.Context, afterCreatedAt *time.Time, afterID *uuid.UUID, maxRows int32) ([]Satellite, error) {
-	rows, err := q.db.Query(ctx, listSatellites, afterCreatedAt, afterID, maxRows)
+// ListSatellites lists one team's satellites, or every satellite when team_id is null.
+func (q *Queries) ListSatellites(ctx context.Context, teamID *uuid.UUID, afterCreatedAt *time.Time, afterID *uuid.UUID, maxRows int32) ([]Satellite, error) {
+	rows, err := q.db.Query(ctx, listSatellites,
+		teamID,
+		afterCreatedAt,
+		afterID,
+		maxRows,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -273,12 +280,12 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 
 const revokeSatellite = `-- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
-where id = $1
+where id = $1 and ($2::uuid is null or team_id = $2)
 returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at
 `
 
-func (q *Queries) RevokeSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
-	row := q.db.QueryRow(ctx, revokeSatellite, id)
+func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (Satellite, error) {
+	row := q.db.QueryRow(ctx, revokeSatellite, iD, teamID)
 	var i Satellite
 	err := row.Scan(
 		&i.ID,

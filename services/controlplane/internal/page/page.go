@@ -1,4 +1,5 @@
-package adminapi
+// Package page turns list requests' page sizes and opaque page tokens into store cursors and back.
+package page
 
 import (
 	"encoding/base64"
@@ -13,25 +14,27 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
+// Page sizes: what an unset page_size means, and the most a caller may ask for.
 const (
-	defaultPageSize = 50
-	maxPageSize     = 500
+	DefaultSize = 50
+	MaxSize     = 500
 )
 
-func pageSize(requested uint32) int {
-	if requested == 0 {
-		return defaultPageSize
+// Size returns the page size for a requested one.
+func Size[N int32 | uint32](requested N) int {
+	if requested <= 0 {
+		return DefaultSize
 	}
-	return min(int(requested), maxPageSize)
+	return min(int(requested), MaxSize)
 }
 
-// encodePageToken makes an opaque token of the last item of a page.
-func encodePageToken(createdAt time.Time, id uuid.UUID) string {
+// encodeToken makes an opaque token of the last item of a page.
+func encodeToken(createdAt time.Time, id uuid.UUID) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(createdAt.UnixMicro(), 10) + ":" + id.String()))
 }
 
-// decodePageToken reads a token made by encodePageToken; an empty token means the first page.
-func decodePageToken(token string) (*store.Cursor, error) {
+// Decode reads a page token of a previous response; an empty token means the first page.
+func Decode(token string) (*store.Cursor, error) {
 	if token == "" {
 		return nil, nil
 	}
@@ -55,10 +58,10 @@ func decodePageToken(token string) (*store.Cursor, error) {
 	return &store.Cursor{CreatedAt: time.UnixMicro(us), ID: uid}, nil
 }
 
-// nextPageToken returns the token for the page after items when the page is full, else "".
-func nextPageToken[T any](items []T, size int, key func(T) (time.Time, uuid.UUID)) string {
+// Next returns the token for the page after items when the page is full, else "".
+func Next[T any](items []T, size int, key func(T) (time.Time, uuid.UUID)) string {
 	if len(items) < size {
 		return ""
 	}
-	return encodePageToken(key(items[len(items)-1]))
+	return encodeToken(key(items[len(items)-1]))
 }

@@ -1,0 +1,199 @@
+package accountapi
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// CreateTeam creates a team owned by the caller.
+func (h *Handler) CreateTeam(ctx context.Context, req *connect.Request[apiv1.CreateTeamRequest]) (*connect.Response[apiv1.CreateTeamResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.CreateOwnedTeam(ctx, req.Msg.Slug, req.Msg.Name, p.User.ID)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("slug: taken; choose another"))
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "create team", err)
+	}
+	h.audit(ctx, &p.User, &team.ID, "team.created", team.ID.String(), map[string]string{"slug": team.Slug})
+	return connect.NewResponse(&apiv1.CreateTeamResponse{Team: teamToProto(team)}), nil
+}
+
+// ListTeams lists the caller's teams, or every team for a global admin.
+func (h *Handler) ListTeams(ctx context.Context, _ *connect.Request[apiv1.ListTeamsRequest]) (*connect.Response[apiv1.ListTeamsResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var of *uuid.UUID
+	if !p.IsGlobalAdmin() {
+		of = &p.User.ID
+	}
+	teams, err := h.store.ListTeams(ctx, of)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list teams", err)
+	}
+	resp := &apiv1.ListTeamsResponse{}
+	for _, t := range teams {
+		resp.Teams = append(resp.Teams, teamToProto(t))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetTeam describes the request's team.
+func (h *Handler) GetTeam(ctx context.Context, _ *connect.Request[apiv1.GetTeamRequest]) (*connect.Response[apiv1.GetTeamResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.GetTeam(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get team", err)
+	}
+	return connect.NewResponse(&apiv1.GetTeamResponse{Team: teamToProto(team)}), nil
+}
+
+// ListMembers lists the team's members.
+func (h *Handler) ListMembers(ctx context.Context, _ *connect.Request[apiv1.ListMembersRequest]) (*connect.Response[apiv1.ListMembersResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.GetTeam(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get team", err)
+	}
+	members, err := h.store.ListMembers(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list members", err)
+	}
+	resp := &apiv1.ListMembersResponse{}
+	for _, m := range members {
+		resp.Members = append(resp.Members, memberToProto(m, team))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// AddMember adds an existing user to the team.
+func (h *Handler) AddMember(ctx context.Context, req *connect.Request[apiv1.AddMemberRequest]) (*connect.Response[apiv1.AddMemberResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	login, err := h.store.LoginByEmail(ctx, req.Msg.Email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("email: no user with this email; a global admin creates users"))
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "add member", err)
+	}
+	role := teamRoleFromProto(req.Msg.Role)
+	if err := h.store.AddMember(ctx, p.TeamID, login.User.ID, role); err != nil {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("email: already a member"))
+		}
+		return nil, rpcerr.From(ctx, h.logger, "add member", err)
+	}
+	h.audit(ctx, &p.User, &p.TeamID, "member.added", login.User.ID.String(), map[string]string{"role": role})
+	member, err := h.store.GetMember(ctx, p.TeamID, login.User.ID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "add member", err)
+	}
+	return connect.NewResponse(&apiv1.AddMemberResponse{Member: memberToProto(member, store.Team{})}), nil
+}
+
+// RemoveMember removes a member and their instances.
+func (h *Handler) RemoveMember(ctx context.Context, req *connect.Request[apiv1.RemoveMemberRequest]) (*connect.Response[apiv1.RemoveMemberResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	userID := uuid.MustParse(req.Msg.UserId) // validated as a UUID
+	if err := h.store.RemoveMember(ctx, p.TeamID, userID); err != nil {
+		return nil, h.memberError(ctx, "remove member", err)
+	}
+	h.audit(ctx, &p.User, &p.TeamID, "member.removed", userID.String(), nil)
+	return connect.NewResponse(&apiv1.RemoveMemberResponse{}), nil
+}
+
+// SetMemberRole changes a member's role.
+func (h *Handler) SetMemberRole(ctx context.Context, req *connect.Request[apiv1.SetMemberRoleRequest]) (*connect.Response[apiv1.SetMemberRoleResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	userID := uuid.MustParse(req.Msg.UserId) // validated as a UUID
+	role := teamRoleFromProto(req.Msg.Role)
+	if err := h.store.SetMemberRole(ctx, p.TeamID, userID, role); err != nil {
+		return nil, h.memberError(ctx, "set member role", err)
+	}
+	h.audit(ctx, &p.User, &p.TeamID, "member.role_changed", userID.String(), map[string]string{"role": role})
+	return connect.NewResponse(&apiv1.SetMemberRoleResponse{}), nil
+}
+
+// TransferOwnership makes another member the owner; only the owner or a global admin may.
+func (h *Handler) TransferOwnership(ctx context.Context, req *connect.Request[apiv1.TransferOwnershipRequest]) (*connect.Response[apiv1.TransferOwnershipResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.GetTeam(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get team", err)
+	}
+	if !p.IsGlobalAdmin() && (team.OwnerID == nil || *team.OwnerID != p.User.ID) {
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("only the team's owner may transfer ownership"))
+	}
+	userID := uuid.MustParse(req.Msg.UserId) // validated as a UUID
+	if err := h.store.TransferOwnership(ctx, p.TeamID, userID); err != nil {
+		return nil, h.memberError(ctx, "transfer ownership", err)
+	}
+	h.audit(ctx, &p.User, &p.TeamID, "team.ownership_transferred", userID.String(), nil)
+	return connect.NewResponse(&apiv1.TransferOwnershipResponse{}), nil
+}
+
+// memberError answers store errors about a member: an unknown member of this team is NotFound, and a change
+// that would strip the owner is FailedPrecondition with the reason.
+func (h *Handler) memberError(ctx context.Context, what string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrOwner):
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("user_id: the team's owner must stay an admin member; transfer ownership first"))
+	case errors.Is(err, store.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, errors.New("user_id: not a member of this team"))
+	}
+	return rpcerr.From(ctx, h.logger, what, err)
+}
+
+func teamRoleFromProto(r apiv1.TeamRole) string {
+	if r == apiv1.TeamRole_TEAM_ROLE_ADMIN {
+		return store.RoleTeamAdmin
+	}
+	return store.RoleTeamUser
+}
+
+func teamToProto(t store.Team) *apiv1.Team {
+	out := &apiv1.Team{Id: t.ID.String(), Slug: t.Slug, Name: t.Name, Personal: t.Personal, CreatedAt: timestamppb.New(t.CreatedAt)}
+	if t.OwnerID != nil {
+		out.OwnerId = t.OwnerID.String()
+	}
+	return out
+}
+
+func memberToProto(m store.Member, team store.Team) *apiv1.Member {
+	return &apiv1.Member{
+		User: userToProto(m.User), Role: teamRoleToProto(m.Role), JoinedAt: timestamppb.New(m.JoinedAt),
+		Owner: team.OwnerID != nil && *team.OwnerID == m.User.ID,
+	}
+}
