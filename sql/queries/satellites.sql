@@ -17,6 +17,7 @@ with beat as (
     update satellites s
     set activated_at      = coalesce(s.activated_at, now()),
         last_heartbeat_at = now(),
+        offline_since     = null,
         url               = case when @url::text <> '' then @url::text else s.url end,
         version           = case when @version::text <> '' then @version::text else s.version end,
         system_metrics    = @system_metrics,

@@ -1,6 +1,7 @@
-// Package maintenance runs the control plane's periodic jobs through River: sweeping commands of satellites
-// that stopped polling and pruning history. River elects one leader among the replicas to schedule them, so
-// each job runs once per period however many replicas there are.
+// Package maintenance runs the control plane's periodic jobs through River: expiring commands, noticing
+// satellites that went offline, trimming logs, aggregating template health, queuing credential checks of
+// remote installations and pruning history. River elects one leader among the replicas to schedule them,
+// so each job runs once per period however many replicas there are.
 package maintenance
 
 import (
@@ -18,10 +19,19 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
-// Periods and retention of the jobs.
+// Periods of the jobs, and what they keep.
 const (
-	SweepPeriod = time.Minute
-	PrunePeriod = time.Hour
+	SweepPeriod          = time.Minute
+	PrunePeriod          = time.Hour
+	TrimLogsPeriod       = 10 * time.Minute
+	TemplateHealthPeriod = 3 * time.Minute
+	CredentialPeriod     = time.Minute
+	OfflinePeriod        = 30 * time.Second
+
+	// KeepLogs is how many server-log lines and request logs each installation keeps.
+	KeepLogs = 100
+	// CredentialCheckEvery is how often each remote installation's credentials are validated.
+	CredentialCheckEvery = 15 * time.Minute
 )
 
 // DefaultRetention keeps a day of heartbeats and event ids, and a month of command and instance history.
@@ -82,20 +92,135 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	return nil
 }
 
+// TrimLogsArgs schedules a log trim.
+type TrimLogsArgs struct{}
+
+// Kind names the job for River.
+func (TrimLogsArgs) Kind() string { return "trim_logs" }
+
+// TrimLogsWorker keeps the newest KeepLogs server-log lines and request logs of every installation. Storing
+// events trims as it goes; this catches what a failed trim or a lowered limit left behind.
+type TrimLogsWorker struct {
+	river.WorkerDefaults[TrimLogsArgs]
+	Logger *slog.Logger
+	Store  *store.Store
+}
+
+// Work runs one trim.
+func (w *TrimLogsWorker) Work(ctx context.Context, _ *river.Job[TrimLogsArgs]) error {
+	serverLogs, requestLogs, err := w.Store.TrimLogs(ctx, KeepLogs)
+	if err != nil {
+		return err
+	}
+	if serverLogs+requestLogs > 0 {
+		w.Logger.InfoContext(ctx, "trimmed logs", "server_logs", serverLogs, "request_logs", requestLogs)
+	}
+	return nil
+}
+
+// TemplateHealthArgs schedules a template health aggregation.
+type TemplateHealthArgs struct{}
+
+// Kind names the job for River.
+func (TemplateHealthArgs) Kind() string { return "aggregate_template_health" }
+
+// TemplateHealthWorker summarises, per catalog template, how its instances are doing.
+type TemplateHealthWorker struct {
+	river.WorkerDefaults[TemplateHealthArgs]
+	Store *store.Store
+}
+
+// Work runs one aggregation.
+func (w *TemplateHealthWorker) Work(ctx context.Context, _ *river.Job[TemplateHealthArgs]) error {
+	_, err := w.Store.AggregateTemplateHealth(ctx)
+	return err
+}
+
+// CredentialChecksArgs schedules credential checks.
+type CredentialChecksArgs struct{}
+
+// Kind names the job for River.
+func (CredentialChecksArgs) Kind() string { return "queue_credential_checks" }
+
+// CredentialChecksWorker queues health_check commands so each remote installation's credentials are
+// validated every CredentialCheckEvery; running each minute spreads the checks out.
+type CredentialChecksWorker struct {
+	river.WorkerDefaults[CredentialChecksArgs]
+	Logger *slog.Logger
+	Store  *store.Store
+}
+
+// Work queues the checks that are due.
+func (w *CredentialChecksWorker) Work(ctx context.Context, _ *river.Job[CredentialChecksArgs]) error {
+	n, err := w.Store.EnqueueCredentialChecks(ctx, CredentialCheckEvery)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.Logger.InfoContext(ctx, "queued credential checks", "installations", n)
+	}
+	return nil
+}
+
+// OfflineArgs schedules offline detection.
+type OfflineArgs struct{}
+
+// Kind names the job for River.
+func (OfflineArgs) Kind() string { return "detect_offline_satellites" }
+
+// OfflineWorker notices satellites that stopped sending heartbeats, logs and audits each outage once. Who is
+// offline is always derived from the last heartbeat, so every replica agrees without this job; the job is
+// what makes an outage an event someone sees.
+type OfflineWorker struct {
+	river.WorkerDefaults[OfflineArgs]
+	Logger *slog.Logger
+	Store  *store.Store
+	// After is how long a silent satellite still counts as online.
+	After time.Duration
+}
+
+// Work notices new outages.
+func (w *OfflineWorker) Work(ctx context.Context, _ *river.Job[OfflineArgs]) error {
+	sats, err := w.Store.MarkSatellitesOffline(ctx, w.After)
+	if err != nil {
+		return err
+	}
+	for _, sat := range sats {
+		w.Logger.WarnContext(ctx, "satellite went offline", "satellite_id", sat.ID, "satellite_name", sat.Name,
+			"silent_for_more_than", w.After)
+		if err := w.Store.Audit(ctx, store.AuditEvent{Actor: "system", TeamID: sat.TeamID, Action: "satellite.offline",
+			Target: sat.ID.String(), Details: map[string]string{"name": sat.Name}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // NewClient returns a River client that schedules and works the periodic jobs. Start it with Start.
-func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store) (*river.Client[pgx.Tx], error) {
+// offlineAfter is how long a silent satellite still counts as online.
+func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
+	river.AddWorker(workers, &TrimLogsWorker{Logger: logger, Store: st})
+	river.AddWorker(workers, &TemplateHealthWorker{Store: st})
+	river.AddWorker(workers, &CredentialChecksWorker{Logger: logger, Store: st})
+	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, After: offlineAfter})
+	every := func(period time.Duration, args river.JobArgs) *river.PeriodicJob {
+		return river.NewPeriodicJob(river.PeriodicInterval(period),
+			func() (river.JobArgs, *river.InsertOpts) { return args, nil }, &river.PeriodicJobOpts{RunOnStart: true})
+	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Logger:  logger,
 		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(SweepPeriod),
-				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(PrunePeriod),
-				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}),
+			every(SweepPeriod, SweepArgs{}),
+			every(PrunePeriod, PruneArgs{}),
+			every(TrimLogsPeriod, TrimLogsArgs{}),
+			every(TemplateHealthPeriod, TemplateHealthArgs{}),
+			every(CredentialPeriod, CredentialChecksArgs{}),
+			every(OfflinePeriod, OfflineArgs{}),
 		},
 	})
 	if err != nil {

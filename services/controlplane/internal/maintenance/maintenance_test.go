@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/orrery/orrery/internal/pgtest"
@@ -15,6 +16,12 @@ import (
 )
 
 func newStore(t *testing.T) *store.Store {
+	st, _ := newStoreAndPool(t)
+	return st
+}
+
+// newStoreAndPool returns a store over a fresh database, and the database's pool for seeding with SQL.
+func newStoreAndPool(t *testing.T) (*store.Store, *pgxpool.Pool) {
 	t.Helper()
 	spec, err := secrets.NewKeySpec("test")
 	if err != nil {
@@ -24,7 +31,8 @@ func newStore(t *testing.T) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return store.New(pgtest.NewPool(t), keyring)
+	pool := pgtest.NewPool(t)
+	return store.New(pool, keyring), pool
 }
 
 func newSatellite(t *testing.T, st *store.Store) store.Satellite {

@@ -94,12 +94,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store); err != nil {
+	s.hub = notify.New(logger, pool, store.CommandChannel)
+	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter()); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s.hub = notify.New(logger, pool, store.CommandChannel)
-	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
 	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
 	if err != nil {

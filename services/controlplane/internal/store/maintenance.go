@@ -2,7 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
 // SweepCommands expires and fails commands of every satellite, not only of those that poll, so stored states
@@ -53,4 +58,84 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (Pruned, 
 		return p, translate(err, "prune instance events")
 	}
 	return p, nil
+}
+
+// TrimLogs keeps the newest keep server-log lines and request logs of every installation.
+func (s *Store) TrimLogs(ctx context.Context, keep int) (serverLogs, requestLogs int64, err error) {
+	if serverLogs, err = s.q.TrimAllServerLogs(ctx, int32(keep)); err != nil {
+		return 0, 0, translate(err, "trim server logs")
+	}
+	if requestLogs, err = s.q.TrimAllRequestLogs(ctx, int32(keep)); err != nil {
+		return serverLogs, 0, translate(err, "trim request logs")
+	}
+	return serverLogs, requestLogs, nil
+}
+
+// AggregateTemplateHealth recomputes every template's health from its instances' statuses and returns how
+// many templates it covered.
+func (s *Store) AggregateTemplateHealth(ctx context.Context) (int64, error) {
+	n, err := s.q.AggregateTemplateHealth(ctx)
+	return n, translate(err, "aggregate template health")
+}
+
+// TemplateHealth is a template's aggregated health.
+type TemplateHealth struct {
+	Instances, Online, Failing int
+	Status                     string // unused, healthy, degraded or failing
+	AggregatedAt               time.Time
+}
+
+// GetTemplateHealth returns a template's health as last aggregated.
+func (s *Store) GetTemplateHealth(ctx context.Context, catalogEntryID uuid.UUID) (TemplateHealth, error) {
+	r, err := s.q.GetTemplateHealth(ctx, catalogEntryID)
+	if err != nil {
+		return TemplateHealth{}, translate(err, "get template health")
+	}
+	return TemplateHealth{Instances: int(r.Instances), Online: int(r.Online), Failing: int(r.Failing), Status: r.Status,
+		AggregatedAt: r.AggregatedAt}, nil
+}
+
+// EnqueueCredentialChecks queues a credential_validation health check, for the satellites serving its team,
+// of every remote installation not checked within every, and returns how many installations it covered.
+func (s *Store) EnqueueCredentialChecks(ctx context.Context, every time.Duration) (int, error) {
+	var n int
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		due, err := q.ClaimCredentialChecks(ctx, every.Seconds())
+		if err != nil {
+			return translate(err, "claim credential checks")
+		}
+		for _, d := range due {
+			payload, _ := json.Marshal(map[string]string{
+				"installation_id": d.ID.String(), "check_type": "credential_validation",
+			})
+			c := NewCommand{TeamID: &d.TeamID, Type: "health_check", Priority: PriorityLow, Payload: payload, TTL: every}
+			if _, err := enqueueForTeam(ctx, q, d.TeamID, c); err != nil {
+				return err
+			}
+		}
+		n = len(due)
+		return nil
+	})
+	return n, err
+}
+
+// OfflineSatellite is a satellite noticed offline.
+type OfflineSatellite struct {
+	ID     uuid.UUID
+	Name   string
+	TeamID *uuid.UUID
+}
+
+// MarkSatellitesOffline notes the live satellites silent for longer than after and returns those newly
+// noticed; a satellite is reported once per outage, and its next heartbeat ends the outage.
+func (s *Store) MarkSatellitesOffline(ctx context.Context, after time.Duration) ([]OfflineSatellite, error) {
+	rows, err := s.q.MarkSatellitesOffline(ctx, after.Seconds())
+	if err != nil {
+		return nil, translate(err, "mark satellites offline")
+	}
+	out := make([]OfflineSatellite, len(rows))
+	for i, r := range rows {
+		out[i] = OfflineSatellite{ID: r.ID, Name: r.Name, TeamID: r.TeamID}
+	}
+	return out, nil
 }

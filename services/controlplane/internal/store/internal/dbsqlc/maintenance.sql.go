@@ -8,7 +8,76 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/google/uuid"
 )
+
+const aggregateTemplateHealth = `-- name: AggregateTemplateHealth :execrows
+insert into catalog_entry_health (catalog_entry_id, instances, online, failing, status, aggregated_at)
+select c.id, count(n.id)::integer,
+       (count(n.id) filter (where n.status in ('online', 'dormant')))::integer,
+       (count(n.id) filter (where n.status in ('error', 'crashed', 'permanently_failed', 'requires_reauth')))::integer,
+       case
+           when count(n.id) = 0 then 'unused'
+           when count(n.id) filter (where n.status in ('error', 'crashed', 'permanently_failed', 'requires_reauth')) = 0 then 'healthy'
+           when count(n.id) filter (where n.status in ('online', 'dormant')) = 0 then 'failing'
+           else 'degraded'
+       end,
+       now()
+from catalog_entries c
+left join installations i on i.catalog_entry_id = c.id
+left join instances n on n.installation_id = i.id
+group by c.id
+on conflict (catalog_entry_id) do update
+set instances = excluded.instances, online = excluded.online, failing = excluded.failing, status = excluded.status,
+    aggregated_at = excluded.aggregated_at
+`
+
+// AggregateTemplateHealth summarises the status of every template's instances: healthy when none is
+// failing, failing when none is online but some fail, degraded in between, unused without instances.
+func (q *Queries) AggregateTemplateHealth(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, aggregateTemplateHealth)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const claimCredentialChecks = `-- name: ClaimCredentialChecks :many
+update installations i
+set credentials_checked_at = now()
+from catalog_entries c
+where c.id = i.catalog_entry_id and c.transport in ('http', 'sse')
+  and (i.credentials_checked_at is null or i.credentials_checked_at <= now() - make_interval(secs => $1::double precision))
+returning i.id, i.team_id
+`
+
+type ClaimCredentialChecksRow struct {
+	ID     uuid.UUID
+	TeamID uuid.UUID
+}
+
+// ClaimCredentialChecks picks the remote installations whose credentials were not sent for validation
+// within @every_seconds and marks them checked now, so each is covered once per period.
+func (q *Queries) ClaimCredentialChecks(ctx context.Context, everySeconds float64) ([]ClaimCredentialChecksRow, error) {
+	rows, err := q.db.Query(ctx, claimCredentialChecks, everySeconds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ClaimCredentialChecksRow
+	for rows.Next() {
+		var i ClaimCredentialChecksRow
+		if err := rows.Scan(&i.ID, &i.TeamID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const expireAllCommands = `-- name: ExpireAllCommands :execrows
 update satellite_commands
@@ -38,6 +107,59 @@ func (q *Queries) FailAllExhaustedCommands(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const getTemplateHealth = `-- name: GetTemplateHealth :one
+select catalog_entry_id, instances, online, failing, status, aggregated_at from catalog_entry_health where catalog_entry_id = $1
+`
+
+func (q *Queries) GetTemplateHealth(ctx context.Context, catalogEntryID uuid.UUID) (CatalogEntryHealth, error) {
+	row := q.db.QueryRow(ctx, getTemplateHealth, catalogEntryID)
+	var i CatalogEntryHealth
+	err := row.Scan(
+		&i.CatalogEntryID,
+		&i.Instances,
+		&i.Online,
+		&i.Failing,
+		&i.Status,
+		&i.AggregatedAt,
+	)
+	return i, err
+}
+
+const markSatellitesOffline = `-- name: MarkSatellitesOffline :many
+update satellites
+set offline_since = now()
+where revoked_at is null and activated_at is not null and offline_since is null
+  and last_heartbeat_at < now() - make_interval(secs => $1::double precision)
+returning id, name, team_id
+`
+
+type MarkSatellitesOfflineRow struct {
+	ID     uuid.UUID
+	Name   string
+	TeamID *uuid.UUID
+}
+
+// MarkSatellitesOffline notes, once per outage, the live satellites silent for longer than @after_seconds.
+func (q *Queries) MarkSatellitesOffline(ctx context.Context, afterSeconds float64) ([]MarkSatellitesOfflineRow, error) {
+	rows, err := q.db.Query(ctx, markSatellitesOffline, afterSeconds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MarkSatellitesOfflineRow
+	for rows.Next() {
+		var i MarkSatellitesOfflineRow
+		if err := rows.Scan(&i.ID, &i.Name, &i.TeamID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const pruneFinishedCommands = `-- name: PruneFinishedCommands :execrows
@@ -83,6 +205,39 @@ delete from received_events where received_at < $1
 
 func (q *Queries) PruneReceivedEvents(ctx context.Context, before time.Time) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneReceivedEvents, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const trimAllRequestLogs = `-- name: TrimAllRequestLogs :execrows
+delete from request_logs l
+using (select r.id from (
+           select k.id, row_number() over (partition by k.installation_id order by k.id desc) as n from request_logs k
+       ) r where r.n > $1::integer) old
+where l.id = old.id
+`
+
+func (q *Queries) TrimAllRequestLogs(ctx context.Context, keep int32) (int64, error) {
+	result, err := q.db.Exec(ctx, trimAllRequestLogs, keep)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const trimAllServerLogs = `-- name: TrimAllServerLogs :execrows
+delete from server_logs l
+using (select r.id from (
+           select k.id, row_number() over (partition by k.installation_id order by k.id desc) as n from server_logs k
+       ) r where r.n > $1::integer) old
+where l.id = old.id
+`
+
+// TrimAllServerLogs keeps the newest @keep server-log lines of every installation.
+func (q *Queries) TrimAllServerLogs(ctx context.Context, keep int32) (int64, error) {
+	result, err := q.db.Exec(ctx, trimAllServerLogs, keep)
 	if err != nil {
 		return 0, err
 	}

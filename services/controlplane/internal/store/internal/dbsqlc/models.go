@@ -63,6 +63,15 @@ type CatalogEntry struct {
 	UpdatedAt    time.Time
 }
 
+type CatalogEntryHealth struct {
+	CatalogEntryID uuid.UUID
+	Instances      int32
+	Online         int32
+	Failing        int32
+	Status         string
+	AggregatedAt   time.Time
+}
+
 type DiscoveredTool struct {
 	InstanceID     string
 	TeamID         uuid.UUID
@@ -95,6 +104,7 @@ type Installation struct {
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
 	ToolPrefix            *string
+	CredentialsCheckedAt  *time.Time
 }
 
 type Instance struct {
@@ -170,6 +180,7 @@ type Satellite struct {
 	LastHeartbeatAt     *time.Time
 	RegistrationTokenID *uuid.UUID
 	CreatedAt           time.Time
+	OfflineSince        *time.Time
 }
 
 type SatelliteCommand struct {

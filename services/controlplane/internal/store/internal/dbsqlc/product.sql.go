@@ -80,7 +80,7 @@ insert into installations (
     team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, tool_prefix)
 values ($1, $2, $3, $4, $5, $6, $7, $8,
         $9)
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix
+returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at
 `
 
 type CreateInstallationParams struct {
@@ -121,6 +121,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ToolPrefix,
+		&i.CredentialsCheckedAt,
 	)
 	return i, err
 }

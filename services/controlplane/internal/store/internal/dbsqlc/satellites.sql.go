@@ -15,7 +15,7 @@ import (
 const createSatellite = `-- name: CreateSatellite :one
 insert into satellites (name, type, team_id, api_key_id, api_key_hash, version, registration_token_id)
 values ($1, $2, $3, $4, $5, $6, $7)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since
 `
 
 type CreateSatelliteParams struct {
@@ -55,12 +55,13 @@ func (q *Queries) CreateSatellite(ctx context.Context, arg CreateSatelliteParams
 		&i.LastHeartbeatAt,
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
+		&i.OfflineSince,
 	)
 	return i, err
 }
 
 const getSatellite = `-- name: GetSatellite :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from satellites where id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites where id = $1
 `
 
 func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
@@ -82,12 +83,13 @@ func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, er
 		&i.LastHeartbeatAt,
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
+		&i.OfflineSince,
 	)
 	return i, err
 }
 
 const getSatelliteByKeyID = `-- name: GetSatelliteByKeyID :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from satellites where api_key_id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites where api_key_id = $1
 `
 
 func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Satellite, error) {
@@ -109,12 +111,13 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 		&i.LastHeartbeatAt,
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
+		&i.OfflineSince,
 	)
 	return i, err
 }
 
 const listSatellites = `-- name: ListSatellites :many
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from satellites
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites
 where ($1::uuid is null or team_id = $1)
   and ($2::timestamptz is null
        or (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -153,6 +156,7 @@ func (q *Queries) ListSatellites(ctx context.Context, teamID *uuid.UUID, afterCr
 			&i.LastHeartbeatAt,
 			&i.RegistrationTokenID,
 			&i.CreatedAt,
+			&i.OfflineSince,
 		); err != nil {
 			return nil, err
 		}
@@ -197,12 +201,13 @@ with beat as (
     update satellites s
     set activated_at      = coalesce(s.activated_at, now()),
         last_heartbeat_at = now(),
+        offline_since     = null,
         url               = case when $1::text <> '' then $1::text else s.url end,
         version           = case when $2::text <> '' then $2::text else s.version end,
         system_metrics    = $3,
         process_count     = $4
     where s.id = $5 and s.api_key_hash = $6 and s.revoked_at is null
-    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at
+    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at, s.offline_since
 ), history as (
     insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
     select beat.id, $3, $7 from beat
@@ -211,7 +216,7 @@ with beat as (
     using beat
     where p.satellite_id = beat.id and not (p.instance_id = any($8::text[]))
 )
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at from beat
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from beat
 `
 
 type RecordHeartbeatParams struct {
@@ -241,6 +246,7 @@ type RecordHeartbeatRow struct {
 	LastHeartbeatAt     *time.Time
 	RegistrationTokenID *uuid.UUID
 	CreatedAt           time.Time
+	OfflineSince        *time.Time
 }
 
 // RecordHeartbeat activates a new satellite, keeps the newest URL a satellite sent, appends the heartbeat to
@@ -274,6 +280,7 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 		&i.LastHeartbeatAt,
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
+		&i.OfflineSince,
 	)
 	return i, err
 }
@@ -281,7 +288,7 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 const revokeSatellite = `-- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
 where id = $1 and ($2::uuid is null or team_id = $2)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since
 `
 
 func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (Satellite, error) {
@@ -303,6 +310,7 @@ func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uui
 		&i.LastHeartbeatAt,
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
+		&i.OfflineSince,
 	)
 	return i, err
 }
