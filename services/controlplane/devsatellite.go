@@ -102,7 +102,7 @@ Orrery is running.
   control plane   %[1]s   (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)
   satellite       %[2]s   (/healthz /readyz)
   database        private PostgreSQL in %[3]s/postgres
-  admin token     %[4]s   (kept in %[3]s/dev-secrets.json)
+  admin token     %[4]s   (API token of admin@localhost, kept in %[3]s/dev-secrets.json)
 
 Try:
   GOWORK=off go tool -modfile=tools.mod buf curl --protocol grpc --http2-prior-knowledge --list-methods %[1]s
