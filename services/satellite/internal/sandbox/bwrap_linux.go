@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // SandboxHome is where a bwrap server finds its home, its working directory too.
@@ -265,27 +267,41 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = "/"
 	onExit := func(state *os.ProcessState) string {
-		oom := false
+		var oom, pidsMaxed bool
 		if cg != nil {
-			oom = cg.oomKilled()
+			oom, pidsMaxed = cg.oomKilled(), cg.pidsMaxed()
 			cg.remove()
 		}
-		switch {
-		case oom:
-			return "out of memory"
-		// bwrap exits with 128 plus the signal that killed the server.
-		case state != nil && state.ExitCode() == 128+int(syscall.SIGXCPU):
-			return "CPU time limit exceeded"
-		case state != nil && state.ExitCode() == 128+int(syscall.SIGXFSZ):
-			return "file size limit exceeded"
-		}
-		return ""
+		return exitReason(state, limits, oom, pidsMaxed)
 	}
 	p, err := launch(cmd, onExit)
 	if err != nil && cg != nil {
 		cg.remove()
 	}
 	return p, err
+}
+
+// exitReason says which limit ended a sandbox, from how bwrap ended and what the cgroups counted; empty when
+// no limit is to blame. bwrap exits with 128 plus the signal that killed the server.
+func exitReason(state *os.ProcessState, l Limits, oom, pidsMaxed bool) string {
+	code := -1
+	if state != nil {
+		code = state.ExitCode()
+	}
+	switch {
+	case oom:
+		return fmt.Sprintf("killed: out of memory (memory limit %s)", formatBytes(l.MemoryBytes))
+	// A server that ignores SIGXCPU gets SIGKILL a second later, which looks like any other kill and is not
+	// told apart here.
+	case code == 128+int(syscall.SIGXCPU):
+		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time)", l.CPUTime)
+	case code == 128+int(syscall.SIGXFSZ):
+		return fmt.Sprintf("killed: file size limit exceeded (%s per file)", formatBytes(l.FileSizeBytes))
+	case pidsMaxed:
+		// Reaching the limit only makes fork fail; the server may have ended for that or for another reason.
+		return fmt.Sprintf("process limit reached (%d processes)", l.Processes)
+	}
+	return ""
 }
 
 // joinScript writes the shell's pid into the cgroup.procs files given as its first arguments, then execs the
@@ -393,4 +409,49 @@ func (b *Bwrap) Sweep() (int, error) {
 	killed, err := sweep(OwnerEnv + "=" + b.cfg.Owner)
 	b.cgroups.sweep(cgroupPrefix(b.cfg.Owner))
 	return killed, err
+}
+
+// probeTeam is the team of the sandbox Probe starts; team ids are UUIDs, so no real team has it.
+const probeTeam = "sandbox-probe"
+
+// probeTimeout bounds Probe: an empty sandbox starts in milliseconds.
+const probeTimeout = 10 * time.Second
+
+// Probe starts an empty sandbox and reports whether it ran: a bwrap that is installed may still fail where
+// user namespaces are disabled or a container forbids them, and that is better learned at start than at
+// the first server's.
+func (b *Bwrap) Probe() error {
+	p, err := b.Start(Spec{TeamID: probeTeam, Command: "true"})
+	if err != nil {
+		return fmt.Errorf("sandbox: bwrap probe: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(filepath.Join(b.cfg.HomeRoot, probeTeam)) }()
+	stderr := make(chan []byte, 1)
+	go func() {
+		out, _ := io.ReadAll(io.LimitReader(p.Stderr, 4096))
+		stderr <- out
+	}()
+	select {
+	case <-p.Done():
+	case <-time.After(probeTimeout):
+		p.Stop(0)
+		return fmt.Errorf("sandbox: bwrap probe: an empty sandbox did not exit within %v", probeTimeout)
+	}
+	if code := p.ExitCode(); code != 0 {
+		return fmt.Errorf("sandbox: bwrap probe: an empty sandbox failed (%s): %s", p.ExitStatus(),
+			strings.TrimSpace(string(<-stderr)))
+	}
+	return nil
+}
+
+// newProbedBwrap is NewBwrap followed by Probe.
+func newProbedBwrap(log *slog.Logger, cfg SelectConfig) (Driver, error) {
+	b, err := NewBwrap(log, BwrapConfig{HomeRoot: cfg.HomeRoot, ReadOnly: cfg.ReadOnly, Owner: cfg.Owner})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Probe(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }

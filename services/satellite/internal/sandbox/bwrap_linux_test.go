@@ -166,8 +166,8 @@ func TestBwrapRlimits(t *testing.T) {
 	for _, tc := range []struct {
 		name, script, reason, out string
 	}{
-		{"CPU spinner", `while :; do :; done`, "CPU time limit exceeded", ""},
-		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "file size limit exceeded", ""},
+		{"CPU spinner", `while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time)", ""},
+		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "killed: file size limit exceeded (1 MiB per file)", ""},
 		{"open files", `ulimit -n`, "", "64\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,6 +196,9 @@ func TestBwrapProcessLimit(t *testing.T) {
 	if n > 20 {
 		t.Errorf("%d processes ran in the sandbox, limit 20", n)
 	}
+	if want := "process limit reached (20 processes)"; p.Reason() != want {
+		t.Errorf("reason %q, want %q", p.Reason(), want)
+	}
 	t.Logf("%d processes in the sandbox", n)
 }
 
@@ -208,7 +211,7 @@ func TestBwrapMemoryLimit(t *testing.T) {
 	}
 	begin := time.Now()
 	p, _ := run(t, b, sandbox.Spec{TeamID: "t"}, `exec tail /dev/zero`)
-	if p.Reason() != "out of memory" {
+	if want := "killed: out of memory (memory limit 32 MiB)"; p.Reason() != want {
 		t.Errorf("the hog ended with %s, reason %q", p.ExitStatus(), p.Reason())
 	}
 	t.Logf("hog ended after %v: %s (%s); enforced %+v", time.Since(begin), p.ExitStatus(), p.Reason(), b.Enforced())

@@ -257,6 +257,24 @@ func (cg *cgroup) oomKilled() bool {
 	return false
 }
 
+// pidsMaxed reports whether a fork in the cgroup failed for its process limit.
+func (cg *cgroup) pidsMaxed() bool {
+	dir, ok := cg.dirs["pids"]
+	if !ok {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(data)) {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "max "); ok && n != "0" {
+			return true
+		}
+	}
+	return false
+}
+
 // remove kills whatever is left in the cgroups and deletes them.
 func (cg *cgroup) remove() {
 	seen := map[string]bool{}

@@ -11,7 +11,8 @@
 //
 // Direct runs servers as plain subprocesses of the satellite, without isolation. Bwrap (Linux) runs each in a
 // bubblewrap sandbox: namespaces, a read-only system, a home of the team's own, a filtered environment, and
-// resource limits through cgroups and rlimits. Both build a command and hand it to Launch.
+// resource limits through cgroups and rlimits. Both build a command and hand it to Launch. Select picks
+// one by configuration, trying bwrap first when asked to choose.
 //
 //	p, err := sandbox.Direct{}.Start(sandbox.Spec{Command: "node", Args: []string{"server.js"}})
 //	if err != nil { ... }
