@@ -458,6 +458,10 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 		cat, err = discover(opCtx, c.session)
 	}
 	if err == nil {
+		if c.proc != nil {
+			// From here on the server runs at its own CPU limit, not the driver's start-up allowance.
+			c.proc.Started()
+		}
 		in.conn = c
 		in.goOnline(c, cat)
 		go c.relistLoop()

@@ -217,6 +217,15 @@ func (cg *cgroup) limit(controller, dir string, l Limits) error {
 	}
 }
 
+// setCPU changes the CPU share of a running server.
+func (cg *cgroup) setCPU(share float64) error {
+	dir, ok := cg.dirs["cpu"]
+	if !ok {
+		return nil
+	}
+	return cg.limit("cpu", dir, Limits{CPU: share})
+}
+
 // procsFiles are the files a process writes its pid into to join the server's cgroups.
 func (cg *cgroup) procsFiles() []string {
 	seen := map[string]bool{}

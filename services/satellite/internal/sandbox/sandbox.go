@@ -88,6 +88,9 @@ type Process struct {
 	err    error
 	onExit func(*os.ProcessState) string
 	reason string
+
+	settle     func() // set by drivers that treat a starting server differently; called once by Started
+	settleOnce sync.Once
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
@@ -199,6 +202,17 @@ func (p *Process) wait(cmd *exec.Cmd) {
 	time.AfterFunc(drainTimeout, func() {
 		_ = p.Stdout.Close()
 		_ = p.Stderr.Close()
+	})
+}
+
+// Started tells the driver that the server has finished starting: it answered its initialize and
+// listings. Bwrap gives a starting server more CPU than its limit (BwrapConfig.StartCPU) until then.
+// Calls after the first, and calls to Processes of drivers without a start-up allowance, do nothing.
+func (p *Process) Started() {
+	p.settleOnce.Do(func() {
+		if p.settle != nil {
+			p.settle()
+		}
 	})
 }
 
