@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -272,5 +273,66 @@ func TestBwrapStopLeavesNothing(t *testing.T) {
 	p.Stop(time.Second)
 	for pid := range procs {
 		waitGone(t, "process of a stopped sandbox", pid)
+	}
+}
+
+// TestBwrapNpxFindsItsCacheInTheTeamHome runs server-everything the way catalog entries usually do, through
+// npx: the package lands in the npm cache in the team's home, and a second start finds it there with the
+// network cut off (npm told to stay offline, as a template without network would). The homes are kept between test runs, under the user's cache directory, so that only a
+// machine's first run downloads the package.
+func TestBwrapNpxFindsItsCacheInTheTeamHome(t *testing.T) {
+	t.Parallel()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	homes := filepath.Join(cache, "orrery-test", "sandbox-homes")
+	if err := os.MkdirAll(homes, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Test processes of several checkouts may share the homes; npm would trip over a second npm.
+	unlock, err := filelock.Lock(homes + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	b := newBwrap(t, sandbox.BwrapConfig{HomeRoot: homes})
+	pkg := "@modelcontextprotocol/server-everything@" + mcptest.EverythingVersion
+	// npm needs more than the default 100 MiB to install a package; a template that runs npx says so.
+	limits := &sandbox.Limits{MemoryBytes: 512 << 20}
+	for _, network := range []bool{true, false} {
+		args := []string{"-y", pkg, "stdio"}
+		if !network {
+			// Without it npm spends a minute retrying the registry before it settles for its cache.
+			args = append([]string{"--offline"}, args...)
+		}
+		begin := time.Now()
+		p, err := b.Start(sandbox.Spec{TeamID: "npx-team", Network: network, Command: "npx", Args: args, Limits: limits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := make(chan []byte, 1)
+		go func() {
+			out, _ := io.ReadAll(io.LimitReader(p.Stderr, 16<<10))
+			stderr <- out
+		}()
+		client := mcp.NewClient(&mcp.Implementation{Name: "sandbox-test", Version: "0"}, nil)
+		session, err := client.Connect(t.Context(), &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
+		if err != nil {
+			p.Stop(time.Second)
+			t.Fatalf("network %v: initialize: %v (%s, %s)\n%s", network, err, p.ExitStatus(), p.Reason(), <-stderr)
+		}
+		tools, err := session.ListTools(t.Context(), nil)
+		if err != nil || len(tools.Tools) == 0 {
+			t.Fatalf("network %v: tools/list: %v", network, err)
+		}
+		t.Logf("network %v: %d tools, online after %v", network, len(tools.Tools), time.Since(begin).Round(time.Millisecond))
+		_ = session.Close()
+		p.Stop(time.Second)
+
+		home, _ := b.Home(sandbox.Spec{TeamID: "npx-team"})
+		if _, err := os.Stat(filepath.Join(home, ".npm", "_npx")); err != nil {
+			t.Fatalf("npx's cache is not in the team's home: %v", err)
+		}
 	}
 }
