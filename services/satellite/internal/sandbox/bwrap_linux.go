@@ -297,6 +297,11 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		}
 		return nil, err
 	}
+	// The server runs in a session of its own inside the sandbox, out of the Process's group, so its
+	// memory is read from the cgroup that holds the whole sandbox.
+	if cg != nil {
+		p.memory = cg.memoryUsage
+	}
 	if cg != nil && b.cfg.StartCPU > limits.CPU {
 		p.settle = func() {
 			// A server that exited meanwhile has no cgroup left to write to, and needs no limit.

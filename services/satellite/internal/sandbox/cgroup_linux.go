@@ -217,6 +217,24 @@ func (cg *cgroup) limit(controller, dir string, l Limits) error {
 	}
 }
 
+// memoryUsage returns the memory charged to the cgroup.
+func (cg *cgroup) memoryUsage() (uint64, bool) {
+	dir, ok := cg.dirs["memory"]
+	if !ok {
+		return 0, false
+	}
+	file := "memory.usage_in_bytes"
+	if cg.v2 {
+		file = "memory.current"
+	}
+	data, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	return n, err == nil
+}
+
 // setCPU changes the CPU share of a running server.
 func (cg *cgroup) setCPU(share float64) error {
 	dir, ok := cg.dirs["cpu"]

@@ -47,7 +47,8 @@ func TestCgroupSweepRemovesOnlyItsOwn(t *testing.T) {
 	}
 }
 
-// TestStartCPU checks that a server may use StartCPU until it is started, and its own limit after.
+// TestStartCPU checks that a server may use StartCPU until it is started, and its own limit after; and
+// that its memory is read from its cgroup.
 func TestStartCPU(t *testing.T) {
 	t.Parallel()
 	path, err := FindBwrap(t.Context(), nil, true)
@@ -72,6 +73,9 @@ func TestStartCPU(t *testing.T) {
 	p.Started()
 	if got := cpuShare(t, b.cgroups, p.Pid()); got != DefaultLimits.CPU {
 		t.Errorf("CPU share once started %v, want the limit %v", got, DefaultLimits.CPU)
+	}
+	if n, ok := p.MemoryBytes(); !ok || n == 0 {
+		t.Errorf("MemoryBytes = %d, %v; want the sandbox's memory", n, ok)
 	}
 	p.Stop(0)
 	p.Started() // after the exit: nothing left to change, and no complaint

@@ -91,6 +91,7 @@ type Process struct {
 
 	settle     func() // set by drivers that treat a starting server differently; called once by Started
 	settleOnce sync.Once
+	memory     func() (uint64, bool) // set by drivers that account the server's memory themselves
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
@@ -214,6 +215,16 @@ func (p *Process) Started() {
 			p.settle()
 		}
 	})
+}
+
+// MemoryBytes returns the memory the driver charges the running server with, and whether it knows: Bwrap
+// counts every process in the sandbox through its memory cgroup, page cache included, as its limit does.
+// Where it does not know, GroupUsage measures the server's process group instead.
+func (p *Process) MemoryBytes() (uint64, bool) {
+	if p.memory == nil || p.Exited() {
+		return 0, false
+	}
+	return p.memory()
 }
 
 // Pid returns the server's process id, which is also its process group id.
