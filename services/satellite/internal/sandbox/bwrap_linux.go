@@ -55,8 +55,8 @@ type BwrapConfig struct {
 	// Path is the bwrap executable. Empty: bwrap in the satellite's PATH (see FindBwrap).
 	Path string
 	// HomeRoot holds the servers' homes: <HomeRoot>/<team>/home, and <HomeRoot>/<team>/users/<user> for
-	// servers whose spec names a user. Required. It must not hold anything servers should not see; put it
-	// beside the satellite's state, not inside a directory holding its key.
+	// servers whose spec names a user. Required. Only each home is mounted into a sandbox, never HomeRoot or
+	// a parent of it, so HomeRoot may lie in the satellite's state directory beside its key.
 	HomeRoot string
 	// ReadOnly are further host paths every server sees read-only at the same place, such as where server
 	// packages are installed. The system (/usr, /bin, /lib*) and a few files of /etc are always there.
