@@ -26,15 +26,11 @@ func TestSandboxedServerEverything(t *testing.T) {
 	command, args := mcptest.Everything(t)
 	// The package's install directory is all the server needs beyond the system; the sandbox shows it
 	// read-only, as an operator would show the directory where server packages are installed.
-	root := args[0]
-	for filepath.Base(root) != "node_modules" {
-		root = filepath.Dir(root)
-	}
 	begin := time.Now()
 	te := startTeamEndpointWith(t, []string{
 		"ORRERY_SANDBOX=bwrap",
 		"ORRERY_DEV=false", // a global satellite with isolation needs no development setup
-		"ORRERY_SANDBOX_READ_ONLY=" + filepath.Dir(root),
+		"ORRERY_SANDBOX_READ_ONLY=" + mcptest.EverythingDir(t),
 	}, "sandboxed", "everything", command, args, false, "everything__echo")
 	t.Logf("online through the sandbox %v after the control plane started", time.Since(begin).Round(time.Millisecond))
 

@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -76,12 +77,8 @@ func TestServerKilledAtItsLimitCrashes(t *testing.T) {
 func TestSandboxedServer(t *testing.T) {
 	t.Parallel()
 	in := everything(t, "boxed")
-	pkg := in.GetArgs()[0]
-	for filepath.Base(pkg) != "node_modules" {
-		pkg = filepath.Dir(pkg)
-	}
 	homes := t.TempDir()
-	driver := bwrapDriver(t, homes, filepath.Dir(pkg))
+	driver := bwrapDriver(t, homes, mcptest.EverythingDir(t))
 	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
 	in.Sandbox = &satellitev1.Sandbox{NetworkDisabled: true, Home: satellitev1.HomeScope_HOME_SCOPE_USER}
 	b.apply(t, in)

@@ -2,7 +2,6 @@ package sandbox_test
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,19 +18,16 @@ import (
 // bwrap, bwrap's own processes included).
 func BenchmarkSpawnToOnline(b *testing.B) {
 	node, args := mcptest.Everything(b)
-	pkg := args[0]
-	for filepath.Base(pkg) != "node_modules" {
-		pkg = filepath.Dir(pkg)
-	}
+	pkg := mcptest.EverythingDir(b)
 	path, err := sandbox.FindBwrap(b.Context(), nil, true)
 	if err != nil {
 		b.Fatal(err)
 	}
-	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{filepath.Dir(pkg)}})
+	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{pkg}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	strict, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{filepath.Dir(pkg)}, StartCPU: -1})
+	strict, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{pkg}, StartCPU: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

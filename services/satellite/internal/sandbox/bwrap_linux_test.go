@@ -222,11 +222,7 @@ func TestBwrapRunsServerEverything(t *testing.T) {
 	t.Parallel()
 	node, args := mcptest.Everything(t)
 	// The package's install directory is all the server needs beyond the system.
-	pkg := args[0]
-	for filepath.Base(pkg) != "node_modules" {
-		pkg = filepath.Dir(pkg)
-	}
-	b := newBwrap(t, sandbox.BwrapConfig{ReadOnly: []string{filepath.Dir(pkg)}})
+	b := newBwrap(t, sandbox.BwrapConfig{ReadOnly: []string{mcptest.EverythingDir(t)}})
 	begin := time.Now()
 	p, err := b.Start(sandbox.Spec{TeamID: "t", Command: node, Args: args, Limits: &sandbox.Limits{CPU: 1}})
 	if err != nil {
