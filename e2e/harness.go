@@ -379,7 +379,9 @@ type SatelliteConfig struct {
 	StateDir string
 	// RegistrationToken registers it on its first start.
 	RegistrationToken string
-	// Env is added to the satellite's environment last, so it overrides the defaults above.
+	// Env is added to the satellite's environment last, so it overrides the defaults above and the
+	// isolation: by default a development satellite without a sandbox, since the test servers live in the
+	// test user's npm cache, which a sandbox does not show. Tests of the sandbox set ORRERY_SANDBOX.
 	Env []string
 }
 
@@ -409,6 +411,8 @@ func StartSatellite(t testing.TB, cp *ControlPlane, cfg SatelliteConfig) *Satell
 		"ORRERY_SATELLITE_NAME=" + cfg.Name,
 		"ORRERY_SATELLITE_LISTEN=127.0.0.1:0",
 		"ORRERY_LOG_FORMAT=json",
+		"ORRERY_SANDBOX=direct",
+		"ORRERY_DEV=true",
 	}, cfg.Env...)
 	proc := StartProcess(t, "satellite "+cfg.Name, Binary(t, "satellite"), nil, env)
 	started := proc.WaitLog(t, startTimeout, `"satellite starting"`, func(e LogEntry) bool {

@@ -32,8 +32,14 @@ type teamEndpoint struct {
 // until the endpoint lists wantTool. With noPrefix the installation lists its tools under their own names.
 func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
 	t.Helper()
+	return startTeamEndpointWith(t, nil, slug, catalogSlug, command, args, noPrefix, wantTool)
+}
+
+// startTeamEndpointWith is startTeamEndpoint with satelliteEnv added to the satellite's environment.
+func startTeamEndpointWith(t *testing.T, satelliteEnv []string, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
+	t.Helper()
 	cp := startControlPlane(t)
-	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t)})
+	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t), Env: satelliteEnv})
 	registered := waitActive(t, cp, sat.URL)
 
 	ctx := t.Context()

@@ -58,6 +58,14 @@ func Everything(t testing.TB) (command string, args []string) {
 	return node, []string{script, "stdio"}
 }
 
+// EverythingDir returns the directory server-everything is installed in, installing it first if needed:
+// what a sandbox must show, read-only, for the command line Everything returns to run inside it.
+func EverythingDir(t testing.TB) string {
+	t.Helper()
+	_, script := installed(t)
+	return strings.TrimSuffix(script, "/"+entryPoint)
+}
+
 // EverythingHTTP starts server-everything's Streamable HTTP transport on a free loopback port for the rest
 // of the test and returns its endpoint URL.
 func EverythingHTTP(t testing.TB) string {

@@ -56,6 +56,9 @@ func startDevSatellite(ctx context.Context, logger *slog.Logger, cfg config, bas
 		"ORRERY_SATELLITE_NAME=dev-satellite",
 		"ORRERY_SATELLITE_LISTEN="+devSatelliteListen,
 		"ORRERY_LOG_FORMAT="+cfg.LogFormat,
+		// A global satellite runs servers unisolated only in a development setup, which this is: on a machine
+		// without bubblewrap it would refuse to start otherwise.
+		"ORRERY_DEV=true",
 	)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// The satellite must not outlive the control plane, even if the control plane is killed.

@@ -19,6 +19,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
 // Defaults of Config that no package below main owns.
@@ -91,6 +92,17 @@ type Config struct {
 	MCPIdleTimeout time.Duration
 	// MCPStopGrace is how long a stopping MCP server may take after SIGTERM before SIGKILL. Default 5 s.
 	MCPStopGrace time.Duration
+	// Sandbox chooses how stdio MCP servers are isolated (ORRERY_SANDBOX): bwrap, direct (no isolation), or
+	// auto for bwrap where it works on this machine and direct otherwise. Default auto. A global satellite
+	// refuses to run servers without isolation unless Dev is set.
+	Sandbox string
+	// SandboxReadOnly are host directories every sandboxed server sees read-only at the same path, such as
+	// where server packages are installed (ORRERY_SANDBOX_READ_ONLY, separated by colons). The system's
+	// directories are always there.
+	SandboxReadOnly []string
+	// Dev marks a development setup (ORRERY_DEV=true), where a global satellite may run servers without
+	// isolation.
+	Dev bool
 
 	// listener, when set, is served instead of listening on Listen, so tests need not pick a free port.
 	listener net.Listener
@@ -157,6 +169,9 @@ func (c Config) WithDefaults() Config {
 	if c.MCPStopGrace <= 0 {
 		c.MCPStopGrace = mcpruntime.DefaultStopGrace
 	}
+	if c.Sandbox == "" {
+		c.Sandbox = string(sandbox.ModeAuto)
+	}
 	return c
 }
 
@@ -179,6 +194,14 @@ func (c Config) validate() error {
 	}
 	if len(c.Version) > 64 {
 		errs = append(errs, fmt.Errorf("version %q is longer than 64 characters", c.Version))
+	}
+	if _, err := sandbox.ParseMode(c.Sandbox); err != nil {
+		errs = append(errs, fmt.Errorf("%w (set ORRERY_SANDBOX)", err))
+	}
+	for _, p := range c.SandboxReadOnly {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("sandbox read-only path %q is not absolute (set ORRERY_SANDBOX_READ_ONLY)", p))
+		}
 	}
 	if c.RequestTimeout <= c.PollWait {
 		errs = append(errs, fmt.Errorf("request timeout %v must exceed the poll wait %v", c.RequestTimeout, c.PollWait))
@@ -210,7 +233,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		LogFormat:         getenv("ORRERY_LOG_FORMAT"),
 		LogLevel:          getenv("ORRERY_LOG_LEVEL"),
 		Version:           buildinfo.Version(),
+		Sandbox:           getenv("ORRERY_SANDBOX"),
+		Dev:               getenv("ORRERY_DEV") == "true",
 	}
+	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
 	if v := getenv("ORRERY_MCP_IDLE_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -236,8 +262,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
+	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
+	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
+	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	for p := range strings.SplitSeq(readOnly, ":") {
+		if p != "" {
+			cfg.SandboxReadOnly = append(cfg.SandboxReadOnly, p)
+		}
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())

@@ -40,8 +40,23 @@ func TestLoadConfig(t *testing.T) {
 					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second || c.MCPIdleTimeout != 3*time.Minute {
 					t.Errorf("timing defaults = %+v", c)
 				}
+				if c.Sandbox != "auto" || c.Dev || c.SandboxReadOnly != nil {
+					t.Errorf("sandbox defaults: %q, dev %v, read-only %q; want auto, false, none", c.Sandbox, c.Dev, c.SandboxReadOnly)
+				}
 			},
 		},
+		{
+			name: "sandbox",
+			args: []string{"-sandbox", "direct"},
+			env:  map[string]string{"ORRERY_SANDBOX": "bwrap", "ORRERY_DEV": "true", "ORRERY_SANDBOX_READ_ONLY": "/opt/mcp::/usr/local/lib/node_modules", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.Sandbox != "direct" || !c.Dev || strings.Join(c.SandboxReadOnly, ",") != "/opt/mcp,/usr/local/lib/node_modules" {
+					t.Errorf("sandbox %q, dev %v, read-only %q", c.Sandbox, c.Dev, c.SandboxReadOnly)
+				}
+			},
+		},
+		{name: "invalid sandbox", env: map[string]string{"ORRERY_SANDBOX": "chroot", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX"},
+		{name: "relative read-only path", env: map[string]string{"ORRERY_SANDBOX_READ_ONLY": "opt/mcp", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_READ_ONLY"},
 		{
 			name: "state dir under home without XDG_STATE_HOME",
 			env:  map[string]string{"HOME": "/home/sat", "XDG_STATE_HOME": "relative/ignored"},

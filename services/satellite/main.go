@@ -5,8 +5,12 @@
 //
 // Configuration comes from the environment (ORRERY_CONTROL_PLANE_URL, ORRERY_REGISTRATION_TOKEN,
 // ORRERY_SATELLITE_NAME, ORRERY_STATE_DIR, ORRERY_SATELLITE_LISTEN, ORRERY_SATELLITE_PUBLIC_URL,
-// ORRERY_LOG_FORMAT, ORRERY_LOG_LEVEL, ORRERY_MCP_IDLE_TIMEOUT) or the matching flags; run with -h for the
-// list.
+// ORRERY_LOG_FORMAT, ORRERY_LOG_LEVEL, ORRERY_MCP_IDLE_TIMEOUT, ORRERY_SANDBOX, ORRERY_SANDBOX_READ_ONLY,
+// ORRERY_DEV) or the matching flags; run with -h for the list.
+//
+// Stdio MCP servers run in a bubblewrap sandbox wherever bubblewrap works (package bubblewrap). A global
+// satellite runs many teams' code and refuses to run it without isolation unless ORRERY_DEV=true; a team
+// satellite may, with a warning.
 package main
 
 import (

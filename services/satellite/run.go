@@ -20,7 +20,6 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
-	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
 )
@@ -51,6 +50,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// Probed before anything talks to the control plane, so heartbeats report the isolation from the first.
+	driver, isolation, err := openSandbox(ctx, logger.With("component", "sandbox"), cfg, stateDir)
+	if err != nil {
+		return err
+	}
 	store := identity.NewStore(cfg.StateDir)
 	view := desired.New()
 	// The event batcher sends through the communicator's client and the MCP runtime emits through the
@@ -73,6 +77,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		CommandHistory:    cfg.CommandHistory,
 		Executor:          rtRef,
 		Processes:         rtRef,
+		Isolation:         isolationOf(isolation),
+		CheckIdentity: func(id identity.Identity) error {
+			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)
+		},
 	})
 	if err != nil {
 		return err
@@ -90,11 +98,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		OnProgress: func(ctx context.Context, req *mcpsdk.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},
-		Desired: view,
-		Events:  batcher,
-		// The state directory is unique to this satellite, so it marks the processes a crashed run of it
-		// left behind.
-		Driver:      sandbox.Direct{Owner: stateDir},
+		Desired:     view,
+		Events:      batcher,
+		Driver:      driver,
 		WorkDir:     filepath.Join(stateDir, "instances"),
 		ClientInfo:  &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
 		IdleTimeout: cfg.MCPIdleTimeout,
@@ -130,7 +136,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() { serveErr <- httpServer.Serve(ln) }()
 	logger.InfoContext(ctx, "satellite starting", slog.String("version", cfg.Version), slog.String("name", cfg.Name),
 		slog.String("control_plane", cfg.ControlPlaneURL), slog.String("listen", ln.Addr().String()),
-		slog.String("public_url", cfg.PublicURL), slog.String("state_dir", cfg.StateDir))
+		slog.String("public_url", cfg.PublicURL), slog.String("state_dir", cfg.StateDir), slog.String("sandbox", string(isolation)))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

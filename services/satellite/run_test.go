@@ -39,7 +39,11 @@ func testConfig(t *testing.T, srv *backendtest.Server) Config {
 		BackoffMin:        5 * time.Millisecond,
 		BackoffMax:        20 * time.Millisecond,
 		ShutdownTimeout:   time.Second,
-		listener:          ln,
+		// The servers these tests run live in the test's npm cache, which a sandbox does not show; the
+		// sandboxed satellite has tests of its own.
+		Sandbox:  "direct",
+		Dev:      true,
+		listener: ln,
 	}
 }
 
@@ -120,6 +124,69 @@ func TestRunStopsWhenKeyRefused(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("run kept going with a refused key")
+	}
+}
+
+// TestRunIsolation starts satellites of both types with each kind of isolation: a global one refuses to run
+// servers unisolated outside a development setup, saying what to do; the others run and report their
+// isolation in heartbeats.
+func TestRunIsolation(t *testing.T) {
+	t.Parallel()
+	const team = "6f1c8a52-3c1e-4a8e-9d0f-6a1f2b3c4d5e"
+	for _, tc := range []struct {
+		name    string
+		typ     satellitev1.SatelliteType
+		sandbox string
+		dev     bool
+		want    satellitev1.Isolation
+		wantErr string
+	}{
+		{"global, direct", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "direct", false, 0, "set ORRERY_DEV=true for a development setup"},
+		{"global, direct, development", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "direct", true, satellitev1.Isolation_ISOLATION_DIRECT, ""},
+		{"team, direct", satellitev1.SatelliteType_SATELLITE_TYPE_TEAM, "direct", false, satellitev1.Isolation_ISOLATION_DIRECT, ""},
+		// This machine has bubblewrap (the sandbox tests fail where it does not), so auto finds it.
+		{"global, auto", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "auto", false, satellitev1.Isolation_ISOLATION_BWRAP, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := backendtest.New(t)
+			teamID := ""
+			if tc.typ == satellitev1.SatelliteType_SATELLITE_TYPE_TEAM {
+				teamID = team
+			}
+			srv.AddToken(testToken, tc.typ, teamID)
+			srv.SetConfiguration("v1")
+			srv.SetNextHeartbeat(10 * time.Millisecond)
+			cfg := testConfig(t, srv)
+			cfg.Sandbox, cfg.Dev = tc.sandbox, tc.dev
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- run(ctx, cfg, testLogger(t)) }()
+			if tc.wantErr != "" {
+				select {
+				case err := <-errc:
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Fatalf("run = %v, want an error saying %q", err, tc.wantErr)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("a global satellite without isolation kept running")
+				}
+				if n := len(srv.Heartbeats()); n != 0 {
+					t.Errorf("it sent %d heartbeats", n)
+				}
+				return
+			}
+			srv.Wait(t.Context(), "a heartbeat", 10*time.Second, func() bool { return len(srv.Heartbeats()) > 0 })
+			if got := srv.Heartbeats()[0].GetSystem().GetIsolation(); got != tc.want {
+				t.Errorf("heartbeat reports isolation %v, want %v", got, tc.want)
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatalf("run after cancel = %v, want nil", err)
+			}
+		})
 	}
 }
 

@@ -537,6 +537,114 @@ func (ProcessHealth) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{7}
 }
 
+// Isolation is how a satellite isolates the stdio MCP servers it runs.
+type Isolation int32
+
+const (
+	// ISOLATION_UNSPECIFIED means the satellite did not say (it predates the field).
+	Isolation_ISOLATION_UNSPECIFIED Isolation = 0
+	// ISOLATION_DIRECT runs servers as plain subprocesses of the satellite: no isolation between teams and no
+	// resource limits. Global satellites run so only in development.
+	Isolation_ISOLATION_DIRECT Isolation = 1
+	// ISOLATION_BWRAP runs every server in a bubblewrap sandbox: namespaces, a home of the team's own, a
+	// filtered environment, resource limits.
+	Isolation_ISOLATION_BWRAP Isolation = 2
+)
+
+// Enum value maps for Isolation.
+var (
+	Isolation_name = map[int32]string{
+		0: "ISOLATION_UNSPECIFIED",
+		1: "ISOLATION_DIRECT",
+		2: "ISOLATION_BWRAP",
+	}
+	Isolation_value = map[string]int32{
+		"ISOLATION_UNSPECIFIED": 0,
+		"ISOLATION_DIRECT":      1,
+		"ISOLATION_BWRAP":       2,
+	}
+)
+
+func (x Isolation) Enum() *Isolation {
+	p := new(Isolation)
+	*p = x
+	return p
+}
+
+func (x Isolation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Isolation) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[8].Descriptor()
+}
+
+func (Isolation) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[8]
+}
+
+func (x Isolation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Isolation.Descriptor instead.
+func (Isolation) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{8}
+}
+
+// HomeScope says whose files a sandboxed server's home holds.
+type HomeScope int32
+
+const (
+	// HOME_SCOPE_UNSPECIFIED is HOME_SCOPE_TEAM.
+	HomeScope_HOME_SCOPE_UNSPECIFIED HomeScope = 0
+	// HOME_SCOPE_TEAM gives all of a team's instances one home, so package caches are downloaded once.
+	HomeScope_HOME_SCOPE_TEAM HomeScope = 1
+	// HOME_SCOPE_USER gives each user's instance a home of its own, for servers that keep a user's data.
+	HomeScope_HOME_SCOPE_USER HomeScope = 2
+)
+
+// Enum value maps for HomeScope.
+var (
+	HomeScope_name = map[int32]string{
+		0: "HOME_SCOPE_UNSPECIFIED",
+		1: "HOME_SCOPE_TEAM",
+		2: "HOME_SCOPE_USER",
+	}
+	HomeScope_value = map[string]int32{
+		"HOME_SCOPE_UNSPECIFIED": 0,
+		"HOME_SCOPE_TEAM":        1,
+		"HOME_SCOPE_USER":        2,
+	}
+)
+
+func (x HomeScope) Enum() *HomeScope {
+	p := new(HomeScope)
+	*p = x
+	return p
+}
+
+func (x HomeScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HomeScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[9].Descriptor()
+}
+
+func (HomeScope) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[9]
+}
+
+func (x HomeScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HomeScope.Descriptor instead.
+func (HomeScope) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{9}
+}
+
 // CommandResult is the outcome a satellite reports.
 type CommandResult int32
 
@@ -574,11 +682,11 @@ func (x CommandResult) String() string {
 }
 
 func (CommandResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[8].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[10].Descriptor()
 }
 
 func (CommandResult) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[8]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[10]
 }
 
 func (x CommandResult) Number() protoreflect.EnumNumber {
@@ -587,7 +695,7 @@ func (x CommandResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandResult.Descriptor instead.
 func (CommandResult) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{8}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
 }
 
 // LogLevel is the severity of a server log line.
@@ -635,11 +743,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[9].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[11].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[9]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[11]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -648,7 +756,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{9}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{11}
 }
 
 // LifecycleKind is the kind of lifecycle event.
@@ -696,11 +804,11 @@ func (x LifecycleKind) String() string {
 }
 
 func (LifecycleKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[10].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[12].Descriptor()
 }
 
 func (LifecycleKind) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[10]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[12]
 }
 
 func (x LifecycleKind) Number() protoreflect.EnumNumber {
@@ -709,7 +817,7 @@ func (x LifecycleKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LifecycleKind.Descriptor instead.
 func (LifecycleKind) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
 }
 
 // RegisterRequest asks for a satellite identity.
@@ -865,7 +973,9 @@ type SystemMetrics struct {
 	// load_average_1m is the one-minute load average.
 	LoadAverage_1M float64 `protobuf:"fixed64,6,opt,name=load_average_1m,json=loadAverage1m,proto3" json:"load_average_1m,omitempty"`
 	// uptime is how long the satellite process has run.
-	Uptime        *durationpb.Duration `protobuf:"bytes,7,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Uptime *durationpb.Duration `protobuf:"bytes,7,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// isolation is how the satellite isolates its stdio MCP servers, chosen at its start.
+	Isolation     Isolation `protobuf:"varint,8,opt,name=isolation,proto3,enum=orrery.satellite.v1.Isolation" json:"isolation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +1057,13 @@ func (x *SystemMetrics) GetUptime() *durationpb.Duration {
 		return x.Uptime
 	}
 	return nil
+}
+
+func (x *SystemMetrics) GetIsolation() Isolation {
+	if x != nil {
+		return x.Isolation
+	}
+	return Isolation_ISOLATION_UNSPECIFIED
 }
 
 // TeamProcessCount counts a team's processes on the satellite.
@@ -1768,7 +1885,10 @@ type Instance struct {
 	RequestLoggingEnabled bool `protobuf:"varint,17,opt,name=request_logging_enabled,json=requestLoggingEnabled,proto3" json:"request_logging_enabled,omitempty"`
 	// tool_prefix is put before the instance's tool and prompt names at the team endpoint, joined by "__": the
 	// server's slug unless the installation chose another; empty means the names are used as they are.
-	ToolPrefix    string `protobuf:"bytes,18,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
+	ToolPrefix string `protobuf:"bytes,18,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
+	// sandbox says how a stdio server is isolated and bounded; unset means the defaults described on Sandbox.
+	// Satellites without isolation ignore it.
+	Sandbox       *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1929,6 +2049,170 @@ func (x *Instance) GetToolPrefix() string {
 	return ""
 }
 
+func (x *Instance) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+// Sandbox is what a stdio server's template asks of the sandbox it runs in.
+type Sandbox struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network_disabled cuts the server off from every network, loopback included. Default: it has the
+	// network, as most servers call some API.
+	NetworkDisabled bool `protobuf:"varint,1,opt,name=network_disabled,json=networkDisabled,proto3" json:"network_disabled,omitempty"`
+	// home says whose files the server's writable home holds. Default: the team's.
+	Home HomeScope `protobuf:"varint,2,opt,name=home,proto3,enum=orrery.satellite.v1.HomeScope" json:"home,omitempty"`
+	// limits override the satellite's default limits; unset fields keep them.
+	Limits        *ResourceLimits `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sandbox) Reset() {
+	*x = Sandbox{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sandbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sandbox) ProtoMessage() {}
+
+func (x *Sandbox) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
+func (*Sandbox) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Sandbox) GetNetworkDisabled() bool {
+	if x != nil {
+		return x.NetworkDisabled
+	}
+	return false
+}
+
+func (x *Sandbox) GetHome() HomeScope {
+	if x != nil {
+		return x.Home
+	}
+	return HomeScope_HOME_SCOPE_UNSPECIFIED
+}
+
+func (x *Sandbox) GetLimits() *ResourceLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// ResourceLimits bound one server process and everything it starts. A zero field means the satellite's
+// default, given beside each field.
+type ResourceLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// memory_bytes caps the memory of the server's processes together. Default 100 MiB.
+	MemoryBytes uint64 `protobuf:"varint,1,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// processes caps the processes and threads the server runs at once. Default 50.
+	Processes uint32 `protobuf:"varint,2,opt,name=processes,proto3" json:"processes,omitempty"`
+	// cpu_millis is the share of one CPU the server may use, in thousandths. Default 100 (0.1 CPU).
+	CpuMillis uint32 `protobuf:"varint,3,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
+	// cpu_time is the CPU time each of the server's processes may use before it is killed. Default 60 s.
+	CpuTime *durationpb.Duration `protobuf:"bytes,4,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	// open_files caps each process's open file descriptors. Default 1024.
+	OpenFiles uint32 `protobuf:"varint,5,opt,name=open_files,json=openFiles,proto3" json:"open_files,omitempty"`
+	// file_size_bytes caps the size of any file a process writes. Default 50 MiB.
+	FileSizeBytes uint64 `protobuf:"varint,6,opt,name=file_size_bytes,json=fileSizeBytes,proto3" json:"file_size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceLimits) Reset() {
+	*x = ResourceLimits{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceLimits) ProtoMessage() {}
+
+func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
+func (*ResourceLimits) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ResourceLimits) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *ResourceLimits) GetProcesses() uint32 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
+}
+
+func (x *ResourceLimits) GetCpuMillis() uint32 {
+	if x != nil {
+		return x.CpuMillis
+	}
+	return 0
+}
+
+func (x *ResourceLimits) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
+	}
+	return nil
+}
+
+func (x *ResourceLimits) GetOpenFiles() uint32 {
+	if x != nil {
+		return x.OpenFiles
+	}
+	return 0
+}
+
+func (x *ResourceLimits) GetFileSizeBytes() uint64 {
+	if x != nil {
+		return x.FileSizeBytes
+	}
+	return 0
+}
+
 // EmitEventsRequest carries a batch of events.
 type EmitEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1940,7 +2224,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2236,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2249,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -1988,7 +2272,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2284,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2297,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -2060,7 +2344,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2356,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2369,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{17}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Event) GetId() string {
@@ -2243,7 +2527,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2539,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2552,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{18}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -2298,7 +2582,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2594,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2607,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -2363,7 +2647,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2659,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2672,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -2451,7 +2735,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2747,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2760,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -2503,7 +2787,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2799,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2812,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Tool) GetName() string {
@@ -2576,7 +2860,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2872,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2885,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -2645,7 +2929,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2941,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +2954,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -2698,7 +2982,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2994,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +3007,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -2760,7 +3044,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +3056,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +3069,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -2865,7 +3149,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\fsatellite_id\x18\x01 \x01(\tR\vsatelliteId\x12\x17\n" +
 	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x126\n" +
 	"\x04type\x18\x03 \x01(\x0e2\".orrery.satellite.v1.SatelliteTypeR\x04type\x12\x17\n" +
-	"\ateam_id\x18\x04 \x01(\tR\x06teamId\"\xe0\x02\n" +
+	"\ateam_id\x18\x04 \x01(\tR\x06teamId\"\x9e\x03\n" +
 	"\rSystemMetrics\x128\n" +
 	"\vcpu_percent\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00Y@)\x00\x00\x00\x00\x00\x00\x00\x00R\n" +
 	"cpuPercent\x12*\n" +
@@ -2874,7 +3158,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x0fdisk_used_bytes\x18\x04 \x01(\x04R\rdiskUsedBytes\x12(\n" +
 	"\x10disk_total_bytes\x18\x05 \x01(\x04R\x0ediskTotalBytes\x126\n" +
 	"\x0fload_average_1m\x18\x06 \x01(\x01B\x0e\xbaH\v\x12\t)\x00\x00\x00\x00\x00\x00\x00\x00R\rloadAverage1m\x121\n" +
-	"\x06uptime\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"e\n" +
+	"\x06uptime\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12<\n" +
+	"\tisolation\x18\b \x01(\x0e2\x1e.orrery.satellite.v1.IsolationR\tisolation\"e\n" +
 	"\x10TeamProcessCount\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\rR\arunning\x12\x14\n" +
@@ -2932,7 +3217,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xf2\x06\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xaa\a\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -2955,7 +3240,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\fquery_params\x18\x10 \x03(\v2..orrery.satellite.v1.Instance.QueryParamsEntryR\vqueryParams\x126\n" +
 	"\x17request_logging_enabled\x18\x11 \x01(\bR\x15requestLoggingEnabled\x12\x1f\n" +
 	"\vtool_prefix\x18\x12 \x01(\tR\n" +
-	"toolPrefix\x1a6\n" +
+	"toolPrefix\x126\n" +
+	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -2964,7 +3250,20 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
+	"\aSandbox\x12)\n" +
+	"\x10network_disabled\x18\x01 \x01(\bR\x0fnetworkDisabled\x122\n" +
+	"\x04home\x18\x02 \x01(\x0e2\x1e.orrery.satellite.v1.HomeScopeR\x04home\x12;\n" +
+	"\x06limits\x18\x03 \x01(\v2#.orrery.satellite.v1.ResourceLimitsR\x06limits\"\xa4\x02\n" +
+	"\x0eResourceLimits\x127\n" +
+	"\fmemory_bytes\x18\x01 \x01(\x04B\x14\xbaH\x11\xd8\x01\x012\f\x18\x80\x80\x80\x80\x80\x02(\x80\x80\x80\bR\vmemoryBytes\x12'\n" +
+	"\tprocesses\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06R\tprocesses\x12(\n" +
+	"\n" +
+	"cpu_millis\x18\x03 \x01(\rB\t\xbaH\x06*\x04\x18\x80\xd0\x0fR\tcpuMillis\x124\n" +
+	"\bcpu_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12(\n" +
+	"\n" +
+	"open_files\x18\x05 \x01(\rB\t\xbaH\x06*\x04\x18\x80\x80@R\topenFiles\x12&\n" +
+	"\x0ffile_size_bytes\x18\x06 \x01(\x04R\rfileSizeBytes\"T\n" +
 	"\x11EmitEventsRequest\x12?\n" +
 	"\x06events\x18\x01 \x03(\v2\x1a.orrery.satellite.v1.EventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x06events\"L\n" +
 	"\x12EmitEventsResponse\x12\x16\n" +
@@ -3094,7 +3393,15 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\rProcessHealth\x12\x1e\n" +
 	"\x1aPROCESS_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16PROCESS_HEALTH_HEALTHY\x10\x01\x12\x1c\n" +
-	"\x18PROCESS_HEALTH_UNHEALTHY\x10\x02*h\n" +
+	"\x18PROCESS_HEALTH_UNHEALTHY\x10\x02*Q\n" +
+	"\tIsolation\x12\x19\n" +
+	"\x15ISOLATION_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ISOLATION_DIRECT\x10\x01\x12\x13\n" +
+	"\x0fISOLATION_BWRAP\x10\x02*Q\n" +
+	"\tHomeScope\x12\x1a\n" +
+	"\x16HOME_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fHOME_SCOPE_TEAM\x10\x01\x12\x13\n" +
+	"\x0fHOME_SCOPE_USER\x10\x02*h\n" +
 	"\rCommandResult\x12\x1e\n" +
 	"\x1aCOMMAND_RESULT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_RESULT_COMPLETED\x10\x01\x12\x19\n" +
@@ -3133,8 +3440,8 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 	return file_orrery_satellite_v1_satellite_proto_rawDescData
 }
 
-var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -3144,108 +3451,117 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(Transport)(0),                      // 5: orrery.satellite.v1.Transport
 	(InstanceStatus)(0),                 // 6: orrery.satellite.v1.InstanceStatus
 	(ProcessHealth)(0),                  // 7: orrery.satellite.v1.ProcessHealth
-	(CommandResult)(0),                  // 8: orrery.satellite.v1.CommandResult
-	(LogLevel)(0),                       // 9: orrery.satellite.v1.LogLevel
-	(LifecycleKind)(0),                  // 10: orrery.satellite.v1.LifecycleKind
-	(*RegisterRequest)(nil),             // 11: orrery.satellite.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 12: orrery.satellite.v1.RegisterResponse
-	(*SystemMetrics)(nil),               // 13: orrery.satellite.v1.SystemMetrics
-	(*TeamProcessCount)(nil),            // 14: orrery.satellite.v1.TeamProcessCount
-	(*ProcessReport)(nil),               // 15: orrery.satellite.v1.ProcessReport
-	(*HeartbeatRequest)(nil),            // 16: orrery.satellite.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 17: orrery.satellite.v1.HeartbeatResponse
-	(*PollCommandsRequest)(nil),         // 18: orrery.satellite.v1.PollCommandsRequest
-	(*Command)(nil),                     // 19: orrery.satellite.v1.Command
-	(*PollCommandsResponse)(nil),        // 20: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 21: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 22: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 23: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 24: orrery.satellite.v1.GetConfigurationResponse
-	(*Instance)(nil),                    // 25: orrery.satellite.v1.Instance
-	(*EmitEventsRequest)(nil),           // 26: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 27: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 28: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 29: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 30: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 31: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 32: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 33: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 34: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 35: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 36: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 37: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 38: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 39: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 40: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 41: google.protobuf.Duration
-	(*structpb.Struct)(nil),             // 42: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),       // 43: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 44: google.protobuf.Value
+	(Isolation)(0),                      // 8: orrery.satellite.v1.Isolation
+	(HomeScope)(0),                      // 9: orrery.satellite.v1.HomeScope
+	(CommandResult)(0),                  // 10: orrery.satellite.v1.CommandResult
+	(LogLevel)(0),                       // 11: orrery.satellite.v1.LogLevel
+	(LifecycleKind)(0),                  // 12: orrery.satellite.v1.LifecycleKind
+	(*RegisterRequest)(nil),             // 13: orrery.satellite.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 14: orrery.satellite.v1.RegisterResponse
+	(*SystemMetrics)(nil),               // 15: orrery.satellite.v1.SystemMetrics
+	(*TeamProcessCount)(nil),            // 16: orrery.satellite.v1.TeamProcessCount
+	(*ProcessReport)(nil),               // 17: orrery.satellite.v1.ProcessReport
+	(*HeartbeatRequest)(nil),            // 18: orrery.satellite.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 19: orrery.satellite.v1.HeartbeatResponse
+	(*PollCommandsRequest)(nil),         // 20: orrery.satellite.v1.PollCommandsRequest
+	(*Command)(nil),                     // 21: orrery.satellite.v1.Command
+	(*PollCommandsResponse)(nil),        // 22: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 23: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 24: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 25: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 26: orrery.satellite.v1.GetConfigurationResponse
+	(*Instance)(nil),                    // 27: orrery.satellite.v1.Instance
+	(*Sandbox)(nil),                     // 28: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 29: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 30: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 31: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 32: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 33: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 34: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 35: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 36: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 37: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 38: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 39: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 40: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 41: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 42: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 43: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 44: orrery.satellite.v1.Instance.QueryParamsEntry
+	(*durationpb.Duration)(nil),         // 45: google.protobuf.Duration
+	(*structpb.Struct)(nil),             // 46: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 48: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	41, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
-	6,  // 2: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
-	7,  // 3: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	41, // 4: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
-	13, // 5: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
-	14, // 6: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	15, // 7: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
-	1,  // 8: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	41, // 9: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	41, // 10: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 11: orrery.satellite.v1.Command.type:type_name -> orrery.satellite.v1.CommandType
-	3,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	42, // 13: orrery.satellite.v1.Command.payload:type_name -> google.protobuf.Struct
-	43, // 14: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	43, // 15: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	43, // 16: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	19, // 17: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	41, // 18: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	8,  // 19: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	42, // 20: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	4,  // 21: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	25, // 22: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	5,  // 23: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	38, // 24: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	39, // 25: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	40, // 26: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	28, // 27: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	43, // 28: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	29, // 29: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	30, // 30: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	31, // 31: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	32, // 32: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	34, // 33: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	35, // 34: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	6,  // 35: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	9,  // 36: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	41, // 37: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	44, // 38: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	44, // 39: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	33, // 40: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	42, // 41: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	10, // 42: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	43, // 43: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 44: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	16, // 45: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	18, // 46: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	21, // 47: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	23, // 48: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	26, // 49: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	36, // 50: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	12, // 51: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	17, // 52: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	20, // 53: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	22, // 54: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	24, // 55: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	27, // 56: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	37, // 57: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	51, // [51:58] is the sub-list for method output_type
-	44, // [44:51] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	45, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	8,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
+	6,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
+	7,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
+	45, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	15, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
+	16, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	17, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
+	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
+	45, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	45, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 12: orrery.satellite.v1.Command.type:type_name -> orrery.satellite.v1.CommandType
+	3,  // 13: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
+	46, // 14: orrery.satellite.v1.Command.payload:type_name -> google.protobuf.Struct
+	47, // 15: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	47, // 16: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 17: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 18: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	45, // 19: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	10, // 20: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	46, // 21: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	4,  // 22: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	27, // 23: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	5,  // 24: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	42, // 25: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	43, // 26: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	44, // 27: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	28, // 28: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	9,  // 29: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	29, // 30: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	45, // 31: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	32, // 32: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	47, // 33: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	33, // 34: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	34, // 35: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	35, // 36: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	36, // 37: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	38, // 38: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	39, // 39: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	6,  // 40: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	11, // 41: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	45, // 42: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	48, // 43: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	48, // 44: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	37, // 45: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	46, // 46: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	12, // 47: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	47, // 48: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 49: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	18, // 50: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	20, // 51: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	23, // 52: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	25, // 53: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	30, // 54: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	40, // 55: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	14, // 56: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	19, // 57: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	22, // 58: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	24, // 59: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	26, // 60: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	31, // 61: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	41, // 62: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	56, // [56:63] is the sub-list for method output_type
+	49, // [49:56] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -3253,7 +3569,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 	if File_orrery_satellite_v1_satellite_proto != nil {
 		return
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[17].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[19].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -3266,8 +3582,8 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   30,
+			NumEnums:      13,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

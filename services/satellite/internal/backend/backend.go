@@ -97,6 +97,12 @@ type Config struct {
 	Executor Executor
 	// Processes describes the instances in heartbeats. Nil: heartbeats count desired instances only.
 	Processes ProcessSource
+	// Isolation is how the satellite isolates its stdio servers, reported with every heartbeat.
+	Isolation satellitev1.Isolation
+	// CheckIdentity, when set, sees the identity once it is known, stored or just registered, before any
+	// loop runs; an error stops Run with it. It lets a satellite refuse to serve as a kind of satellite its
+	// configuration is unfit for.
+	CheckIdentity func(identity.Identity) error
 
 	// HeartbeatInterval is the time between heartbeats until the control plane says otherwise in
 	// HeartbeatResponse.next_heartbeat. Default DefaultHeartbeatInterval (30 s).
@@ -246,6 +252,11 @@ func (c *Communicator) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if c.cfg.CheckIdentity != nil {
+		if err := c.cfg.CheckIdentity(id); err != nil {
+			return err
+		}
 	}
 	c.ident.Store(&id)
 	c.logger.InfoContext(ctx, "satellite identity ready", slog.Any("identity", id))

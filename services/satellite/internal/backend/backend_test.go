@@ -165,6 +165,7 @@ func TestHeartbeats(t *testing.T) {
 	b := setup(t)
 	b.srv.SetNextHeartbeat(10 * time.Millisecond)
 	b.srv.SetConfiguration("v1", instance("a", teamA, "1"), instance("b", teamA, "1"), instance("c", teamB, "1"))
+	b.cfg.Isolation = satellitev1.Isolation_ISOLATION_BWRAP
 	start(t, b.cfg)
 	b.srv.Wait(t.Context(), "heartbeats", waitLimit, func() bool {
 		hbs := b.srv.Heartbeats()
@@ -184,12 +185,43 @@ func TestHeartbeats(t *testing.T) {
 	if sys := last.GetSystem(); sys.GetMemoryTotalBytes() == 0 || sys.GetDiskTotalBytes() == 0 || sys.GetUptime().AsDuration() <= 0 {
 		t.Errorf("heartbeat lacks real system metrics: %v", sys)
 	}
+	if got := last.GetSystem().GetIsolation(); got != satellitev1.Isolation_ISOLATION_BWRAP {
+		t.Errorf("heartbeat reports isolation %v, want bwrap", got)
+	}
 	counts := map[string][2]uint32{}
 	for _, pc := range last.GetProcessCounts() {
 		counts[pc.GetTeamId()] = [2]uint32{pc.GetRunning(), pc.GetTotal()}
 	}
 	if counts[teamA] != [2]uint32{0, 2} || counts[teamB] != [2]uint32{0, 1} {
 		t.Errorf("process counts = %v, want nothing running and 2+1 instances", counts)
+	}
+}
+
+func TestCheckIdentityStopsRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	refused := errors.New("unfit for a global satellite")
+	var seen identity.Identity
+	b.cfg.CheckIdentity = func(id identity.Identity) error {
+		seen = id
+		return refused
+	}
+	c, err := backend.New(testLogger(t), b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(t.Context()); !errors.Is(err, refused) {
+		t.Fatalf("Run = %v, want the check's error", err)
+	}
+	if seen.Type != "global" || seen.SatelliteID == "" {
+		t.Errorf("the check saw %v", seen)
+	}
+	if n := len(b.srv.Heartbeats()); n != 0 {
+		t.Errorf("%d heartbeats sent by a satellite that refused to run", n)
+	}
+	// The registration is kept: the token is spent, and a start with a fitting configuration uses it.
+	if _, err := identity.NewStore(b.dir).Load(); err != nil {
+		t.Errorf("identity after a refused start: %v", err)
 	}
 }
 

@@ -75,6 +75,7 @@ func (c *Communicator) heartbeatRequest(withURL bool) (*satellitev1.HeartbeatReq
 			DiskTotalBytes:   m.DiskTotalBytes,
 			LoadAverage_1M:   m.LoadAverage1m,
 			Uptime:           durationpb.New(m.Uptime),
+			Isolation:        c.cfg.Isolation,
 		},
 		Version: c.cfg.Version,
 	}

@@ -57,14 +57,7 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 			c.cancel()
 			return nil, fmt.Errorf("working directory: %w", err)
 		}
-		proc, err := in.rt.cfg.Driver.Start(sandbox.Spec{
-			Command:    spec.GetCommand(),
-			Args:       spec.GetArgs(),
-			Env:        spec.GetEnv(),
-			Dir:        dir,
-			TeamID:     spec.GetTeamId(),
-			InstanceID: in.id,
-		})
+		proc, err := in.rt.cfg.Driver.Start(sandboxSpec(spec, in.id, dir))
 		if err != nil {
 			c.cancel()
 			return nil, err

@@ -356,14 +356,11 @@ func (in *instance) onExit(ctx context.Context) {
 		return
 	}
 	uptime := time.Since(c.startedAt)
-	reason := "the server exited"
+	reason := "the server exited (" + exitDetail(c.proc) + ")"
 	if !c.proc.Exited() {
 		reason = "the server closed its standard output"
 	}
 	c.close(in.rt.cfg.StopGrace)
-	if st := c.proc.ExitStatus(); st != "" && reason == "the server exited" {
-		reason += " (" + st + ")"
-	}
 	in.crashed(c.proc.ExitCode(), reason, uptime)
 }
 
@@ -461,6 +458,10 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 		cat, err = discover(opCtx, c.session)
 	}
 	if err == nil {
+		if c.proc != nil {
+			// From here on the server runs at its own CPU limit, not the driver's start-up allowance.
+			c.proc.Started()
+		}
 		in.conn = c
 		in.goOnline(c, cat)
 		go c.relistLoop()
@@ -485,7 +486,7 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 		msg := "start failed: " + err.Error()
 		if c != nil && c.proc.Exited() {
 			code = c.proc.ExitCode()
-			msg = fmt.Sprintf("exited during start (%s): %v", c.proc.ExitStatus(), err)
+			msg = fmt.Sprintf("exited during start (%s): %v", exitDetail(c.proc), err)
 		}
 		in.crashed(code, msg, 0)
 		return

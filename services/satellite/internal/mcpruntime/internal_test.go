@@ -13,7 +13,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
 func TestCrashPolicy(t *testing.T) {
@@ -169,5 +172,23 @@ func TestCredentialsStayWithTheirOrigin(t *testing.T) {
 	resp.Body.Close()
 	if got["home"] != (seen{"k", "acme"}) || got["elsewhere"] != (seen{}) {
 		t.Errorf("requests carried %v; want credentials at home only", got)
+	}
+}
+
+func TestSandboxSpec(t *testing.T) {
+	t.Parallel()
+	spec := &satellitev1.Instance{TeamId: "team", UserId: "user", Command: "node"}
+	if s := sandboxSpec(spec, "id", "/dir"); !s.Network || s.UserID != "" || s.Limits != nil || s.TeamID != "team" {
+		t.Errorf("without a sandbox message: %+v, want network, the team's home and the driver's limits", s)
+	}
+	spec.Sandbox = &satellitev1.Sandbox{
+		NetworkDisabled: true,
+		Home:            satellitev1.HomeScope_HOME_SCOPE_USER,
+		Limits:          &satellitev1.ResourceLimits{MemoryBytes: 256 << 20, CpuMillis: 500, CpuTime: durationpb.New(time.Minute)},
+	}
+	s := sandboxSpec(spec, "id", "/dir")
+	want := sandbox.Limits{MemoryBytes: 256 << 20, CPU: 0.5, CPUTime: time.Minute}
+	if s.Network || s.UserID != "user" || s.Limits == nil || *s.Limits != want {
+		t.Errorf("with a sandbox message: %+v (limits %+v), want no network, the user's home and limits %+v", s, s.Limits, want)
 	}
 }

@@ -87,7 +87,8 @@ import (
 // Defaults of Config.
 const (
 	// DefaultStartTimeout covers spawning, initializing and discovering; generous because a first npx run
-	// downloads its package.
+	// downloads its package. Sandboxed servers start under the driver's start-up CPU allowance
+	// (sandbox.DefaultStartCPU), not their running limit, so the timeout holds for them too.
 	DefaultStartTimeout = 60 * time.Second
 	// DefaultStopGrace is how long a stopping server may take after SIGTERM before it is killed.
 	DefaultStopGrace = 5 * time.Second

@@ -33,6 +33,9 @@ func (r *Runtime) Processes() []*satellitev1.ProcessReport {
 		}
 		if info.Pid > 0 {
 			p.MemoryBytes = usage[info.Pid].RSSBytes
+			if n, ok := in.memory(); ok {
+				p.MemoryBytes = n
+			}
 		}
 		reports = append(reports, p)
 	}
@@ -49,4 +52,15 @@ func health(s satellitev1.InstanceStatus) satellitev1.ProcessHealth {
 	default:
 		return satellitev1.ProcessHealth_PROCESS_HEALTH_UNSPECIFIED
 	}
+}
+
+// memory returns the memory the driver charges the running server with, where it knows.
+func (in *instance) memory() (uint64, bool) {
+	in.mu.Lock()
+	c := in.current
+	in.mu.Unlock()
+	if c == nil || c.proc == nil {
+		return 0, false
+	}
+	return c.proc.MemoryBytes()
 }

@@ -2,7 +2,6 @@ package sandbox_test
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,18 +14,20 @@ import (
 )
 
 // BenchmarkSpawnToOnline starts server-everything, initializes it and lists its tools, once per iteration,
-// with each driver; it reports the resident memory of the server's whole process tree once online.
+// with each driver; it reports the resident memory of the server's whole process tree once online (for
+// bwrap, bwrap's own processes included).
 func BenchmarkSpawnToOnline(b *testing.B) {
 	node, args := mcptest.Everything(b)
-	pkg := args[0]
-	for filepath.Base(pkg) != "node_modules" {
-		pkg = filepath.Dir(pkg)
-	}
+	pkg := mcptest.EverythingDir(b)
 	path, err := sandbox.FindBwrap(b.Context(), nil, true)
 	if err != nil {
 		b.Fatal(err)
 	}
-	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{filepath.Dir(pkg)}})
+	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{pkg}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	strict, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir(), ReadOnly: []string{pkg}, StartCPU: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,8 +39,10 @@ func BenchmarkSpawnToOnline(b *testing.B) {
 		{"direct", sandbox.Direct{}, nil},
 		// A full CPU, so that the figure compares the drivers, not the CPU share.
 		{"bwrap", bw, &sandbox.Limits{CPU: 1}},
-		// The default limits, a tenth of a CPU in particular.
+		// The default limits, a tenth of a CPU once online and DefaultStartCPU until then.
 		{"bwrap-default-limits", bw, nil},
+		// The default limits without the start-up allowance: a tenth of a CPU from the first instruction.
+		{"bwrap-default-limits-no-start-allowance", strict, nil},
 	} {
 		b.Run(d.name, func(b *testing.B) {
 			var rss uint64
@@ -57,6 +60,7 @@ func BenchmarkSpawnToOnline(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
+				p.Started() // as the runtime does once a server is online
 				rss += treeRSS(p.Pid())
 				_ = session.Close()
 				p.Stop(time.Second)

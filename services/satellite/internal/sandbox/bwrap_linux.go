@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // SandboxHome is where a bwrap server finds its home, its working directory too.
@@ -53,8 +55,8 @@ type BwrapConfig struct {
 	// Path is the bwrap executable. Empty: bwrap in the satellite's PATH (see FindBwrap).
 	Path string
 	// HomeRoot holds the servers' homes: <HomeRoot>/<team>/home, and <HomeRoot>/<team>/users/<user> for
-	// servers whose spec names a user. Required. It must not hold anything servers should not see; put it
-	// beside the satellite's state, not inside a directory holding its key.
+	// servers whose spec names a user. Required. Only each home is mounted into a sandbox, never HomeRoot or
+	// a parent of it, so HomeRoot may lie in the satellite's state directory beside its key.
 	HomeRoot string
 	// ReadOnly are further host paths every server sees read-only at the same place, such as where server
 	// packages are installed. The system (/usr, /bin, /lib*) and a few files of /etc are always there.
@@ -66,7 +68,18 @@ type BwrapConfig struct {
 	Limits Limits
 	// NoCgroups leaves cgroups alone: memory, process count and CPU share go unenforced.
 	NoCgroups bool
+	// StartCPU is the share of one CPU a server may use while it starts, until Process.Started, where its
+	// CPU limit is lower. Default DefaultStartCPU; negative: none beyond the limit.
+	StartCPU float64
 }
+
+// DefaultStartCPU is the CPU share a server may use while it starts. Starting is the costly part of a
+// server's life: node loads and compiles its modules, a first npx run downloads and unpacks a package. At
+// the default limit of a tenth of a CPU, server-everything takes about 4 s to answer its initialize instead
+// of 0.25 s, and a first npx run of it needs some 70 s of wall time, more than the runtime's start
+// timeout. A whole CPU while starting keeps both quick; the allowance is bounded all the same, by the start
+// timeout of each attempt and by the crash policy's limit on attempts, and the CPU-time rlimit still applies.
+const DefaultStartCPU = 1.0
 
 // Enforcement says which limits a Bwrap driver can enforce on this machine.
 type Enforcement struct {
@@ -108,6 +121,9 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 	}
 	b := &Bwrap{log: log, cfg: cfg, bwrap: cfg.Path}
 	b.cfg.Limits = cfg.Limits.WithDefaults()
+	if b.cfg.StartCPU == 0 {
+		b.cfg.StartCPU = DefaultStartCPU
+	}
 	if b.bwrap == "" {
 		p, err := FindBwrap(context.Background(), log, false)
 		if err != nil {
@@ -224,7 +240,9 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		if !validName.MatchString(name) {
 			name = "server"
 		}
-		cg, err = b.cgroups.newCgroup(cgroupPrefix(b.cfg.Owner), name, limits)
+		starting := limits
+		starting.CPU = max(limits.CPU, b.cfg.StartCPU)
+		cg, err = b.cgroups.newCgroup(cgroupPrefix(b.cfg.Owner), name, starting)
 		if err != nil {
 			b.log.Warn("sandbox: some cgroup limits not applied", slog.String("instance", spec.InstanceID), slog.Any("error", err))
 		}
@@ -265,27 +283,58 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = "/"
 	onExit := func(state *os.ProcessState) string {
-		oom := false
+		var oom, pidsMaxed bool
 		if cg != nil {
-			oom = cg.oomKilled()
+			oom, pidsMaxed = cg.oomKilled(), cg.pidsMaxed()
 			cg.remove()
 		}
-		switch {
-		case oom:
-			return "out of memory"
-		// bwrap exits with 128 plus the signal that killed the server.
-		case state != nil && state.ExitCode() == 128+int(syscall.SIGXCPU):
-			return "CPU time limit exceeded"
-		case state != nil && state.ExitCode() == 128+int(syscall.SIGXFSZ):
-			return "file size limit exceeded"
-		}
-		return ""
+		return exitReason(state, limits, oom, pidsMaxed)
 	}
 	p, err := launch(cmd, onExit)
-	if err != nil && cg != nil {
-		cg.remove()
+	if err != nil {
+		if cg != nil {
+			cg.remove()
+		}
+		return nil, err
 	}
-	return p, err
+	// The server runs in a session of its own inside the sandbox, out of the Process's group, so its
+	// memory is read from the cgroup that holds the whole sandbox.
+	if cg != nil {
+		p.memory = cg.memoryUsage
+	}
+	if cg != nil && b.cfg.StartCPU > limits.CPU {
+		p.settle = func() {
+			// A server that exited meanwhile has no cgroup left to write to, and needs no limit.
+			if err := cg.setCPU(limits.CPU); err != nil && !errors.Is(err, os.ErrNotExist) {
+				b.log.Warn("sandbox: cannot lower a started server's CPU share to its limit",
+					slog.String("instance", spec.InstanceID), slog.Any("error", err))
+			}
+		}
+	}
+	return p, nil
+}
+
+// exitReason says which limit ended a sandbox, from how bwrap ended and what the cgroups counted; empty when
+// no limit is to blame. bwrap exits with 128 plus the signal that killed the server.
+func exitReason(state *os.ProcessState, l Limits, oom, pidsMaxed bool) string {
+	code := -1
+	if state != nil {
+		code = state.ExitCode()
+	}
+	switch {
+	case oom:
+		return fmt.Sprintf("killed: out of memory (memory limit %s)", formatBytes(l.MemoryBytes))
+	// A server that ignores SIGXCPU gets SIGKILL a second later, which looks like any other kill and is not
+	// told apart here.
+	case code == 128+int(syscall.SIGXCPU):
+		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time)", l.CPUTime)
+	case code == 128+int(syscall.SIGXFSZ):
+		return fmt.Sprintf("killed: file size limit exceeded (%s per file)", formatBytes(l.FileSizeBytes))
+	case pidsMaxed:
+		// Reaching the limit only makes fork fail; the server may have ended for that or for another reason.
+		return fmt.Sprintf("process limit reached (%d processes)", l.Processes)
+	}
+	return ""
 }
 
 // joinScript writes the shell's pid into the cgroup.procs files given as its first arguments, then execs the
@@ -393,4 +442,49 @@ func (b *Bwrap) Sweep() (int, error) {
 	killed, err := sweep(OwnerEnv + "=" + b.cfg.Owner)
 	b.cgroups.sweep(cgroupPrefix(b.cfg.Owner))
 	return killed, err
+}
+
+// probeTeam is the team of the sandbox Probe starts; team ids are UUIDs, so no real team has it.
+const probeTeam = "sandbox-probe"
+
+// probeTimeout bounds Probe: an empty sandbox starts in milliseconds.
+const probeTimeout = 10 * time.Second
+
+// Probe starts an empty sandbox and reports whether it ran: a bwrap that is installed may still fail where
+// user namespaces are disabled or a container forbids them, and that is better learned at start than at
+// the first server's.
+func (b *Bwrap) Probe() error {
+	p, err := b.Start(Spec{TeamID: probeTeam, Command: "true"})
+	if err != nil {
+		return fmt.Errorf("sandbox: bwrap probe: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(filepath.Join(b.cfg.HomeRoot, probeTeam)) }()
+	stderr := make(chan []byte, 1)
+	go func() {
+		out, _ := io.ReadAll(io.LimitReader(p.Stderr, 4096))
+		stderr <- out
+	}()
+	select {
+	case <-p.Done():
+	case <-time.After(probeTimeout):
+		p.Stop(0)
+		return fmt.Errorf("sandbox: bwrap probe: an empty sandbox did not exit within %v", probeTimeout)
+	}
+	if code := p.ExitCode(); code != 0 {
+		return fmt.Errorf("sandbox: bwrap probe: an empty sandbox failed (%s): %s", p.ExitStatus(),
+			strings.TrimSpace(string(<-stderr)))
+	}
+	return nil
+}
+
+// newProbedBwrap is NewBwrap followed by Probe.
+func newProbedBwrap(log *slog.Logger, cfg SelectConfig) (Driver, error) {
+	b, err := NewBwrap(log, BwrapConfig{HomeRoot: cfg.HomeRoot, ReadOnly: cfg.ReadOnly, Owner: cfg.Owner})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Probe(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -166,8 +167,8 @@ func TestBwrapRlimits(t *testing.T) {
 	for _, tc := range []struct {
 		name, script, reason, out string
 	}{
-		{"CPU spinner", `while :; do :; done`, "CPU time limit exceeded", ""},
-		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "file size limit exceeded", ""},
+		{"CPU spinner", `while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time)", ""},
+		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "killed: file size limit exceeded (1 MiB per file)", ""},
 		{"open files", `ulimit -n`, "", "64\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,6 +197,9 @@ func TestBwrapProcessLimit(t *testing.T) {
 	if n > 20 {
 		t.Errorf("%d processes ran in the sandbox, limit 20", n)
 	}
+	if want := "process limit reached (20 processes)"; p.Reason() != want {
+		t.Errorf("reason %q, want %q", p.Reason(), want)
+	}
 	t.Logf("%d processes in the sandbox", n)
 }
 
@@ -208,7 +212,7 @@ func TestBwrapMemoryLimit(t *testing.T) {
 	}
 	begin := time.Now()
 	p, _ := run(t, b, sandbox.Spec{TeamID: "t"}, `exec tail /dev/zero`)
-	if p.Reason() != "out of memory" {
+	if want := "killed: out of memory (memory limit 32 MiB)"; p.Reason() != want {
 		t.Errorf("the hog ended with %s, reason %q", p.ExitStatus(), p.Reason())
 	}
 	t.Logf("hog ended after %v: %s (%s); enforced %+v", time.Since(begin), p.ExitStatus(), p.Reason(), b.Enforced())
@@ -218,11 +222,7 @@ func TestBwrapRunsServerEverything(t *testing.T) {
 	t.Parallel()
 	node, args := mcptest.Everything(t)
 	// The package's install directory is all the server needs beyond the system.
-	pkg := args[0]
-	for filepath.Base(pkg) != "node_modules" {
-		pkg = filepath.Dir(pkg)
-	}
-	b := newBwrap(t, sandbox.BwrapConfig{ReadOnly: []string{filepath.Dir(pkg)}})
+	b := newBwrap(t, sandbox.BwrapConfig{ReadOnly: []string{mcptest.EverythingDir(t)}})
 	begin := time.Now()
 	p, err := b.Start(sandbox.Spec{TeamID: "t", Command: node, Args: args, Limits: &sandbox.Limits{CPU: 1}})
 	if err != nil {
@@ -269,5 +269,66 @@ func TestBwrapStopLeavesNothing(t *testing.T) {
 	p.Stop(time.Second)
 	for pid := range procs {
 		waitGone(t, "process of a stopped sandbox", pid)
+	}
+}
+
+// TestBwrapNpxFindsItsCacheInTheTeamHome runs server-everything the way catalog entries usually do, through
+// npx: the package lands in the npm cache in the team's home, and a second start finds it there with the
+// network cut off (npm told to stay offline, as a template without network would). The homes are kept between test runs, under the user's cache directory, so that only a
+// machine's first run downloads the package.
+func TestBwrapNpxFindsItsCacheInTheTeamHome(t *testing.T) {
+	t.Parallel()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	homes := filepath.Join(cache, "orrery-test", "sandbox-homes")
+	if err := os.MkdirAll(homes, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Test processes of several checkouts may share the homes; npm would trip over a second npm.
+	unlock, err := filelock.Lock(homes + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	b := newBwrap(t, sandbox.BwrapConfig{HomeRoot: homes})
+	pkg := "@modelcontextprotocol/server-everything@" + mcptest.EverythingVersion
+	// npm needs more than the default 100 MiB to install a package; a template that runs npx says so.
+	limits := &sandbox.Limits{MemoryBytes: 512 << 20}
+	for _, network := range []bool{true, false} {
+		args := []string{"-y", pkg, "stdio"}
+		if !network {
+			// Without it npm spends a minute retrying the registry before it settles for its cache.
+			args = append([]string{"--offline"}, args...)
+		}
+		begin := time.Now()
+		p, err := b.Start(sandbox.Spec{TeamID: "npx-team", Network: network, Command: "npx", Args: args, Limits: limits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := make(chan []byte, 1)
+		go func() {
+			out, _ := io.ReadAll(io.LimitReader(p.Stderr, 16<<10))
+			stderr <- out
+		}()
+		client := mcp.NewClient(&mcp.Implementation{Name: "sandbox-test", Version: "0"}, nil)
+		session, err := client.Connect(t.Context(), &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
+		if err != nil {
+			p.Stop(time.Second)
+			t.Fatalf("network %v: initialize: %v (%s, %s)\n%s", network, err, p.ExitStatus(), p.Reason(), <-stderr)
+		}
+		tools, err := session.ListTools(t.Context(), nil)
+		if err != nil || len(tools.Tools) == 0 {
+			t.Fatalf("network %v: tools/list: %v", network, err)
+		}
+		t.Logf("network %v: %d tools, online after %v", network, len(tools.Tools), time.Since(begin).Round(time.Millisecond))
+		_ = session.Close()
+		p.Stop(time.Second)
+
+		home, _ := b.Home(sandbox.Spec{TeamID: "npx-team"})
+		if _, err := os.Stat(filepath.Join(home, ".npm", "_npx")); err != nil {
+			t.Fatalf("npx's cache is not in the team's home: %v", err)
+		}
 	}
 }

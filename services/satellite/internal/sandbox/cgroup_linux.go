@@ -217,6 +217,33 @@ func (cg *cgroup) limit(controller, dir string, l Limits) error {
 	}
 }
 
+// memoryUsage returns the memory charged to the cgroup.
+func (cg *cgroup) memoryUsage() (uint64, bool) {
+	dir, ok := cg.dirs["memory"]
+	if !ok {
+		return 0, false
+	}
+	file := "memory.usage_in_bytes"
+	if cg.v2 {
+		file = "memory.current"
+	}
+	data, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	return n, err == nil
+}
+
+// setCPU changes the CPU share of a running server.
+func (cg *cgroup) setCPU(share float64) error {
+	dir, ok := cg.dirs["cpu"]
+	if !ok {
+		return nil
+	}
+	return cg.limit("cpu", dir, Limits{CPU: share})
+}
+
 // procsFiles are the files a process writes its pid into to join the server's cgroups.
 func (cg *cgroup) procsFiles() []string {
 	seen := map[string]bool{}
@@ -251,6 +278,24 @@ func (cg *cgroup) oomKilled() bool {
 	}
 	if !cg.v2 { // kernels without oom_kill in oom_control: a failed charge is the next best sign
 		if n, err := os.ReadFile(filepath.Join(dir, "memory.failcnt")); err == nil && strings.TrimSpace(string(n)) != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+// pidsMaxed reports whether a fork in the cgroup failed for its process limit.
+func (cg *cgroup) pidsMaxed() bool {
+	dir, ok := cg.dirs["pids"]
+	if !ok {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(data)) {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "max "); ok && n != "0" {
 			return true
 		}
 	}

@@ -1,6 +1,9 @@
 package sandbox
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Limits bounds the resources of one server process and everything it starts. A zero field takes its default.
 type Limits struct {
@@ -52,4 +55,12 @@ func (l Limits) Or(d Limits) Limits {
 		l.FileSizeBytes = d.FileSizeBytes
 	}
 	return l
+}
+
+// formatBytes writes a limit in MiB where it is a whole number of them, as limits usually are.
+func formatBytes(n int64) string {
+	if n > 0 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -11,7 +11,8 @@
 //
 // Direct runs servers as plain subprocesses of the satellite, without isolation. Bwrap (Linux) runs each in a
 // bubblewrap sandbox: namespaces, a read-only system, a home of the team's own, a filtered environment, and
-// resource limits through cgroups and rlimits. Both build a command and hand it to Launch.
+// resource limits through cgroups and rlimits. Both build a command and hand it to Launch. Select picks
+// one by configuration, trying bwrap first when asked to choose.
 //
 //	p, err := sandbox.Direct{}.Start(sandbox.Spec{Command: "node", Args: []string{"server.js"}})
 //	if err != nil { ... }
@@ -87,6 +88,10 @@ type Process struct {
 	err    error
 	onExit func(*os.ProcessState) string
 	reason string
+
+	settle     func() // set by drivers that treat a starting server differently; called once by Started
+	settleOnce sync.Once
+	memory     func() (uint64, bool) // set by drivers that account the server's memory themselves
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
@@ -199,6 +204,27 @@ func (p *Process) wait(cmd *exec.Cmd) {
 		_ = p.Stdout.Close()
 		_ = p.Stderr.Close()
 	})
+}
+
+// Started tells the driver that the server has finished starting: it answered its initialize and
+// listings. Bwrap gives a starting server more CPU than its limit (BwrapConfig.StartCPU) until then.
+// Calls after the first, and calls to Processes of drivers without a start-up allowance, do nothing.
+func (p *Process) Started() {
+	p.settleOnce.Do(func() {
+		if p.settle != nil {
+			p.settle()
+		}
+	})
+}
+
+// MemoryBytes returns the memory the driver charges the running server with, and whether it knows: Bwrap
+// counts every process in the sandbox through its memory cgroup, page cache included, as its limit does.
+// Where it does not know, GroupUsage measures the server's process group instead.
+func (p *Process) MemoryBytes() (uint64, bool) {
+	if p.memory == nil || p.Exited() {
+		return 0, false
+	}
+	return p.memory()
 }
 
 // Pid returns the server's process id, which is also its process group id.

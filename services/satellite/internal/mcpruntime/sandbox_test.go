@@ -1,0 +1,107 @@
+package mcpruntime_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/mcptest"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
+)
+
+// bwrapDriver returns a Bwrap driver with homes in homeRoot that shows readOnly; the test fails, saying how
+// to get bubblewrap, where it cannot run.
+func bwrapDriver(t *testing.T, homeRoot string, readOnly ...string) *sandbox.Bwrap {
+	t.Helper()
+	path, err := sandbox.FindBwrap(t.Context(), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: homeRoot, ReadOnly: readOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Enforced().Memory {
+		t.Fatalf("no memory cgroup can be made here (%+v): run the tests as root, or in a delegated cgroup", b.Enforced())
+	}
+	return b
+}
+
+// TestServerKilledAtItsLimitCrashes runs a server that exceeds the memory limit its template sets: each
+// start is reported crashed with the limit that killed it, and the restart policy applies as to any crash.
+func TestServerKilledAtItsLimitCrashes(t *testing.T) {
+	t.Parallel()
+	driver := bwrapDriver(t, t.TempDir())
+	b := setup(t, func(c *mcpruntime.Config) {
+		c.Driver = driver
+		c.RestartDelays = []time.Duration{10 * time.Millisecond}
+	})
+	in := stdioInstance("hog", "sh", "-c", "exec tail /dev/zero")
+	in.Sandbox = &satellitev1.Sandbox{Limits: &satellitev1.ResourceLimits{MemoryBytes: 32 << 20, CpuMillis: 1000}}
+	b.apply(t, in)
+	info := b.waitStatus(t, in.GetId(), satellitev1.InstanceStatus_INSTANCE_STATUS_PERMANENTLY_FAILED)
+	const want = "killed: out of memory (memory limit 32 MiB)"
+	if !strings.Contains(info.Message, want) {
+		t.Errorf("permanently failed with %q, want it to name %q", info.Message, want)
+	}
+	var crashes int
+	for _, lc := range lifecycles(b.events.of(in.GetId())) {
+		if lc.GetKind() == satellitev1.LifecycleKind_LIFECYCLE_KIND_CRASHED {
+			crashes++
+			if !strings.Contains(lc.GetReason(), want) {
+				t.Errorf("crash reported as %q, want it to name %q", lc.GetReason(), want)
+			}
+		}
+	}
+	if crashes != 3 {
+		t.Errorf("%d crashes reported, want 3", crashes)
+	}
+	got := statuses(b.events.of(in.GetId()))
+	if !slices.Contains(got, satellitev1.InstanceStatus_INSTANCE_STATUS_CRASHED) ||
+		!slices.Contains(got, satellitev1.InstanceStatus_INSTANCE_STATUS_RESTARTING) {
+		t.Errorf("statuses %v, want crashed and restarting before the permanent failure", got)
+	}
+}
+
+// TestSandboxedServer runs server-everything in a sandbox whose template gives each user a home and no
+// network: it comes online, its environment is the sandbox's, its home is the user's, and heartbeats count
+// the memory of the whole sandbox rather than of bwrap alone.
+func TestSandboxedServer(t *testing.T) {
+	t.Parallel()
+	in := everything(t, "boxed")
+	homes := t.TempDir()
+	driver := bwrapDriver(t, homes, mcptest.EverythingDir(t))
+	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
+	in.Sandbox = &satellitev1.Sandbox{NetworkDisabled: true, Home: satellitev1.HomeScope_HOME_SCOPE_USER}
+	b.apply(t, in)
+	b.waitStatus(t, in.GetId(), online)
+
+	res, err := b.rt.CallTool(t.Context(), in.GetId(), &mcp.CallToolParams{Name: "get-env", Arguments: map[string]any{}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal([]byte(text(res)), &env); err != nil {
+		t.Fatalf("get-env: %v", err)
+	}
+	if env["HOME"] != sandbox.SandboxHome {
+		t.Errorf("HOME %q, want %q", env["HOME"], sandbox.SandboxHome)
+	}
+	if _, err := os.Stat(filepath.Join(homes, in.GetTeamId(), "users", in.GetUserId())); err != nil {
+		t.Errorf("the user's home: %v", err)
+	}
+	for _, p := range b.rt.Processes() {
+		// node alone holds tens of MiB; bwrap's two processes hold about one.
+		if p.GetInstanceId() == in.GetId() && p.GetMemoryBytes() < 16<<20 {
+			t.Errorf("heartbeat memory %d bytes, want the sandbox's, node's included", p.GetMemoryBytes())
+		}
+	}
+}
