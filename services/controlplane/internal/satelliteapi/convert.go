@@ -2,6 +2,7 @@ package satelliteapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
@@ -158,8 +159,8 @@ func eventFromProto(e *satellitev1.Event) store.Event {
 	return se
 }
 
-func instanceToProto(d store.DesiredInstance) *satellitev1.Instance {
-	return &satellitev1.Instance{
+func instanceToProto(d store.DesiredInstance) (*satellitev1.Instance, error) {
+	inst := &satellitev1.Instance{
 		Id:                    d.ID,
 		InstallationId:        d.InstallationID.String(),
 		TeamId:                d.TeamID.String(),
@@ -178,4 +179,11 @@ func instanceToProto(d store.DesiredInstance) *satellitev1.Instance {
 		RequestLoggingEnabled: d.RequestLoggingEnabled,
 		ToolPrefix:            d.ToolPrefix,
 	}
+	if len(d.Sandbox) > 0 && string(d.Sandbox) != "{}" {
+		inst.Sandbox = new(satellitev1.Sandbox)
+		if err := protojson.Unmarshal(d.Sandbox, inst.Sandbox); err != nil {
+			return nil, fmt.Errorf("instance %s sandbox settings: %w", d.ID, err)
+		}
+	}
+	return inst, nil
 }

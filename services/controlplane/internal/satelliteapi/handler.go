@@ -311,7 +311,10 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 	resp := &satellitev1.GetConfigurationResponse{}
 	etag := sha256.New()
 	for _, d := range desired {
-		inst := instanceToProto(d)
+		inst, err := instanceToProto(d)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
 		if inst.ContentHash, err = contentHash(inst); err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
 		}

@@ -287,3 +287,27 @@ func TestEventsAreStoredOnceAndLogsTrimmed(t *testing.T) {
 		t.Fatalf("kept %d log lines, want the newest 100", len(lines))
 	}
 }
+
+// TestTemplateSandboxReachesTheSatellite sends a template's sandbox settings with its instances and changes
+// their content hash when the settings change.
+func TestTemplateSandboxReachesTheSatellite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	seedTeam(t, b, "acme")
+	sat := b.activeSatellite(t, "")
+	before := getConfiguration(t, sat, "")
+	if _, err := b.pool(t).Exec(t.Context(), `update catalog_entries set sandbox = $1 where slug = 'acme-files'`,
+		`{"networkDisabled": true, "home": "HOME_SCOPE_USER", "limits": {"memoryBytes": "536870912"}}`); err != nil {
+		t.Fatal(err)
+	}
+	after := getConfiguration(t, sat, before.Etag)
+	if after.NotModified {
+		t.Fatal("changing the sandbox left the configuration unchanged")
+	}
+	for _, inst := range after.Instances {
+		sb := inst.Sandbox
+		if !sb.GetNetworkDisabled() || sb.GetHome() != satellitev1.HomeScope_HOME_SCOPE_USER || sb.GetLimits().GetMemoryBytes() != 512<<20 {
+			t.Errorf("instance %s sandbox %v, want the template's", inst.Id, sb)
+		}
+	}
+}

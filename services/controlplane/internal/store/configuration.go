@@ -85,6 +85,8 @@ type DesiredInstance struct {
 	RequestLoggingEnabled bool
 	// ToolPrefix goes before the instance's tool and prompt names at the team endpoint; empty means none.
 	ToolPrefix string
+	// Sandbox is the template's orrery.satellite.v1.Sandbox in protobuf JSON.
+	Sandbox json.RawMessage
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -100,6 +102,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
+			Sandbox: r.Sandbox,
 		}
 		inst.Args = append(append(append([]string{}, r.TemplateArgs...), r.TeamArgs...), r.UserArgs...)
 		if inst.Env, err = s.merge(r.TemplateEnv, r.TeamEnv, r.UserEnv); err != nil {

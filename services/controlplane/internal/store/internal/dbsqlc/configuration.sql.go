@@ -13,7 +13,7 @@ import (
 
 const listDesiredInstances = `-- name: ListDesiredInstances :many
 select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slug as user_slug,
-       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url,
+       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox,
        c.args as template_args, c.env as template_env, c.headers as template_headers,
        c.query_params as template_query_params,
        inst.args as team_args, inst.env as team_env, inst.headers as team_headers,
@@ -43,6 +43,7 @@ type ListDesiredInstancesRow struct {
 	Transport             string
 	Command               string
 	Url                   string
+	Sandbox               []byte
 	TemplateArgs          []string
 	TemplateEnv           []byte
 	TemplateHeaders       []byte
@@ -82,6 +83,7 @@ func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) (
 			&i.Transport,
 			&i.Command,
 			&i.Url,
+			&i.Sandbox,
 			&i.TemplateArgs,
 			&i.TemplateEnv,
 			&i.TemplateHeaders,

@@ -61,6 +61,7 @@ type CatalogEntry struct {
 	ConfigSchema []byte
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	Sandbox      []byte
 }
 
 type CatalogEntryHealth struct {

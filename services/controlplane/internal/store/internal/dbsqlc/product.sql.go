@@ -23,7 +23,7 @@ func (q *Queries) AddMembership(ctx context.Context, teamID uuid.UUID, userID uu
 const createCatalogEntry = `-- name: CreateCatalogEntry :one
 insert into catalog_entries (team_id, slug, name, description, transport, command, args, env, url, headers, query_params)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox
 `
 
 type CreateCatalogEntryParams struct {
@@ -71,6 +71,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		&i.ConfigSchema,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.Sandbox,
 	)
 	return i, err
 }
