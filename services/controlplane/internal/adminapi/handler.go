@@ -15,6 +15,7 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/page"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
@@ -81,17 +82,17 @@ func (h *Handler) CreateRegistrationToken(ctx context.Context, req *connect.Requ
 
 // ListRegistrationTokens lists tokens, newest first.
 func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Request[adminv1.ListRegistrationTokensRequest]) (*connect.Response[adminv1.ListRegistrationTokensResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
-	size := pageSize(req.Msg.PageSize)
+	size := page.Size(req.Msg.PageSize)
 	toks, err := h.store.ListRegistrationTokens(ctx, cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list registration tokens", err)
 	}
 	resp := &adminv1.ListRegistrationTokensResponse{
-		NextPageToken: nextPageToken(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
+		NextPageToken: page.NextToken(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
 	}
 	for _, t := range toks {
 		resp.RegistrationTokens = append(resp.RegistrationTokens, tokenToProto(t))
@@ -111,17 +112,17 @@ func (h *Handler) RevokeRegistrationToken(ctx context.Context, req *connect.Requ
 
 // ListSatellites lists satellites, oldest first.
 func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[adminv1.ListSatellitesRequest]) (*connect.Response[adminv1.ListSatellitesResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
-	size := pageSize(req.Msg.PageSize)
+	size := page.Size(req.Msg.PageSize)
 	sats, err := h.store.ListSatellites(ctx, cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list satellites", err)
 	}
 	resp := &adminv1.ListSatellitesResponse{
-		NextPageToken: nextPageToken(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
+		NextPageToken: page.NextToken(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
 	}
 	for _, s := range sats {
 		resp.Satellites = append(resp.Satellites, h.satelliteToProto(s))
@@ -195,7 +196,7 @@ func commandTTL(req *adminv1.EnqueueCommandRequest) time.Duration {
 
 // ListCommands lists commands, newest first.
 func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1.ListCommandsRequest]) (*connect.Response[adminv1.ListCommandsResponse], error) {
-	cursor, err := decodePageToken(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -208,13 +209,13 @@ func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1
 		state := satelliteapi.CommandStateName(req.Msg.State)
 		f.State = &state
 	}
-	size := pageSize(req.Msg.PageSize)
+	size := page.Size(req.Msg.PageSize)
 	cmds, err := h.store.ListCommands(ctx, f, cursor, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list commands", err)
 	}
 	resp := &adminv1.ListCommandsResponse{
-		NextPageToken: nextPageToken(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
+		NextPageToken: page.NextToken(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
 	}
 	for _, c := range cmds {
 		resp.Commands = append(resp.Commands, commandToProto(c))
