@@ -61,6 +61,7 @@ type CatalogEntry struct {
 	ConfigSchema []byte
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	Tags         []string
 }
 
 type DiscoveredTool struct {
@@ -95,6 +96,7 @@ type Installation struct {
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
 	ToolPrefix            *string
+	ArgValues             []byte
 }
 
 type Instance struct {
@@ -267,4 +269,5 @@ type UserConfiguration struct {
 	Headers        []byte
 	QueryParams    []byte
 	UpdatedAt      time.Time
+	ArgValues      []byte
 }
