@@ -27,10 +27,12 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -97,7 +99,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
-	if s.handler, err = s.routes(admin); err != nil {
+	if s.handler, err = s.routes(admin, catalogapi.New(logger, s.store)); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -150,7 +152,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, catalog *catalogapi.Handler) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -181,8 +183,14 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	// requests they may not make.
 	userAPI := connect.WithInterceptors(otelInterceptor, access.New(s.logger, s.store, access.APIPolicy), validate.NewInterceptor())
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
 
-	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
+	services := []string{
+		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName, apiv1connect.CatalogServiceName,
+		apiv1connect.InstallationServiceName, apiv1connect.SecretServiceName,
+	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(services...)
