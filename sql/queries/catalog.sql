@@ -35,7 +35,7 @@ select distinct team_id from installations where catalog_entry_id = @catalog_ent
 select id from teams where id = @id for update;
 
 -- name: GetInstallation :one
-select i.*, c.slug as server_slug
+select sqlc.embed(i), c.slug as server_slug
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.id = @id and i.team_id = @team_id;
@@ -55,7 +55,7 @@ returning *;
 delete from installations where id = @id and team_id = @team_id;
 
 -- name: ListInstallations :many
-select i.*, c.slug as server_slug
+select sqlc.embed(i), c.slug as server_slug
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.team_id = @team_id

@@ -398,6 +398,16 @@ func TestInstallationLifecycle(t *testing.T) {
 	_, err = p.outsider.installs.UpdateInstallation(ctx, connect.NewRequest(&apiv1.UpdateInstallationRequest{TeamId: p.other.ID.String(), Id: created.Id, Spec: spec}))
 	wantCode(t, "other team's admin updating acme's installation", err, connect.CodeNotFound, "")
 
+	// Team users read but do not write; rotation is the global admins'.
+	_, err = p.member.installs.UpdateInstallation(ctx, connect.NewRequest(&apiv1.UpdateInstallationRequest{TeamId: teamID, Id: created.Id, Spec: got.Spec}))
+	wantCode(t, "team user updating", err, connect.CodePermissionDenied, "")
+	_, err = p.member.installs.DeleteInstallation(ctx, connect.NewRequest(&apiv1.DeleteInstallationRequest{TeamId: teamID, Id: created.Id}))
+	wantCode(t, "team user deleting", err, connect.CodePermissionDenied, "")
+	_, err = p.admin.secrets.RotateSecrets(ctx, connect.NewRequest(&apiv1.RotateSecretsRequest{}))
+	wantCode(t, "team admin rotating", err, connect.CodePermissionDenied, "")
+	_, err = p.root.installs.SetUserConfiguration(ctx, connect.NewRequest(&apiv1.SetUserConfigurationRequest{TeamId: teamID, InstallationId: created.Id}))
+	wantCode(t, "global admin outside the team configuring", err, connect.CodeFailedPrecondition, "")
+
 	// The member's own configuration.
 	setUser := func(req *apiv1.SetUserConfigurationRequest) (*connect.Response[apiv1.SetUserConfigurationResponse], error) {
 		req.TeamId, req.InstallationId = teamID, created.Id

@@ -34,16 +34,11 @@ func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error)
 		ID: r.ID, TeamID: r.TeamID, Slug: r.Slug, Name: r.Name, Description: r.Description, Transport: r.Transport,
 		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
-	var err error
-	if e.Env, err = mask(r.Env); err != nil {
+	v, err := sealedLevel{env: r.Env, headers: r.Headers, query: r.QueryParams}.mask()
+	if err != nil {
 		return CatalogEntry{}, err
 	}
-	if e.Headers, err = mask(r.Headers); err != nil {
-		return CatalogEntry{}, err
-	}
-	if e.QueryParams, err = mask(r.QueryParams); err != nil {
-		return CatalogEntry{}, err
-	}
+	e.Env, e.Headers, e.QueryParams = v.Env, v.Headers, v.QueryParams
 	if e.ConfigSchema, err = decodeSchema(r.ConfigSchema); err != nil {
 		return CatalogEntry{}, err
 	}
@@ -52,13 +47,9 @@ func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error)
 
 // CreateCatalogEntry creates a template, sealing its secret settings. Secrets come back masked.
 func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (CatalogEntry, error) {
-	if err := e.ConfigSchema.Check(); err != nil {
-		return CatalogEntry{}, err
-	}
-	e.ConfigSchema.markSecrets(e.values())
-	schema, err := json.Marshal(e.ConfigSchema)
+	schema, err := e.encodeSchema()
 	if err != nil {
-		return CatalogEntry{}, fmt.Errorf("encode config schema: %w", err)
+		return CatalogEntry{}, err
 	}
 	env, headers, query, err := s.sealAll(e.Env, e.Headers, e.QueryParams)
 	if err != nil {
@@ -73,6 +64,20 @@ func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 		return CatalogEntry{}, translate(err, "create catalog entry")
 	}
 	return s.catalogEntryFromRow(row)
+}
+
+// encodeSchema checks the template's schema, marks the template's values of secret fields secret and
+// encodes the schema for storage.
+func (e CatalogEntry) encodeSchema() ([]byte, error) {
+	if err := e.ConfigSchema.Check(); err != nil {
+		return nil, err
+	}
+	e.ConfigSchema.markSecrets(e.values())
+	schema, err := json.Marshal(e.ConfigSchema)
+	if err != nil {
+		return nil, fmt.Errorf("encode config schema: %w", err)
+	}
+	return schema, nil
 }
 
 // writable checks that a template belongs to teamID: a global template (teamID nil) or the team's own.
@@ -96,13 +101,9 @@ func visible(r dbsqlc.CatalogEntry, teamID *uuid.UUID) bool {
 // UpdateCatalogEntry replaces a template of teamID (nil: a global one), all but its slug; a secret without a
 // value keeps the stored one. Every team that installed it is told to reconfigure.
 func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry) (CatalogEntry, error) {
-	if err := e.ConfigSchema.Check(); err != nil {
-		return CatalogEntry{}, err
-	}
-	e.ConfigSchema.markSecrets(e.values())
-	schema, err := json.Marshal(e.ConfigSchema)
+	schema, err := e.encodeSchema()
 	if err != nil {
-		return CatalogEntry{}, fmt.Errorf("encode config schema: %w", err)
+		return CatalogEntry{}, err
 	}
 	var out CatalogEntry
 	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {

@@ -17,20 +17,9 @@ func installationFromRow(r dbsqlc.Installation, serverSlug string) (Installation
 		RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix, ServerSlug: serverSlug,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
-	var err error
-	if in.ArgValues, err = mask(r.ArgValues); err != nil {
-		return Installation{}, err
-	}
-	if in.Env, err = mask(r.Env); err != nil {
-		return Installation{}, err
-	}
-	if in.Headers, err = mask(r.Headers); err != nil {
-		return Installation{}, err
-	}
-	if in.QueryParams, err = mask(r.QueryParams); err != nil {
-		return Installation{}, err
-	}
-	return in, nil
+	v, err := sealedLevel{r.ArgValues, r.Env, r.Headers, r.QueryParams}.mask()
+	in.ArgValues, in.Env, in.Headers, in.QueryParams = v.ArgValues, v.Env, v.Headers, v.QueryParams
+	return in, err
 }
 
 // sealedLevel is one configuration level as stored.
@@ -51,6 +40,21 @@ func (s *Store) sealLevel(prior sealedLevel, v Values) (sealedLevel, error) {
 	}
 	out.query, err = s.sealOver(prior.query, v.QueryParams)
 	return out, err
+}
+
+// mask decodes the level with its secrets masked.
+func (l sealedLevel) mask() (Values, error) {
+	var v Values
+	var err error
+	for _, c := range []struct {
+		dst *Settings
+		raw []byte
+	}{{&v.ArgValues, l.argValues}, {&v.Env, l.env}, {&v.Headers, l.headers}, {&v.QueryParams, l.query}} {
+		if *c.dst, err = mask(c.raw); err != nil {
+			return Values{}, err
+		}
+	}
+	return v, nil
 }
 
 // has reports which secrets the level stores, by schema kind and name.
@@ -114,7 +118,7 @@ func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Instal
 			return err
 		}
 		values := in.values()
-		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, tmpl.values(), noSecrets); err != nil {
+		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.values()}, noSecrets); err != nil {
 			return err
 		}
 		in.ServerSlug = tmpl.Slug
@@ -169,7 +173,7 @@ func (s *Store) UpdateInstallation(ctx context.Context, in Installation) (Instal
 			return err
 		}
 		values := in.values()
-		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, tmpl.values(), has); err != nil {
+		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.values()}, has); err != nil {
 			return err
 		}
 		in.ServerSlug = tmpl.Slug
@@ -215,11 +219,7 @@ func (s *Store) GetInstallation(ctx context.Context, teamID, id uuid.UUID) (Inst
 	if err != nil {
 		return Installation{}, translate(err, "installation")
 	}
-	return installationFromRow(dbsqlc.Installation{
-		ID: r.ID, TeamID: r.TeamID, CatalogEntryID: r.CatalogEntryID, Name: r.Name, Args: r.Args, Env: r.Env,
-		Headers: r.Headers, QueryParams: r.QueryParams, RequestLoggingEnabled: r.RequestLoggingEnabled,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ToolPrefix: r.ToolPrefix, ArgValues: r.ArgValues,
-	}, r.ServerSlug)
+	return installationFromRow(r.Installation, r.ServerSlug)
 }
 
 // ListInstallations returns up to limit of a team's installations after the cursor, oldest first, secrets
@@ -232,11 +232,7 @@ func (s *Store) ListInstallations(ctx context.Context, teamID uuid.UUID, after *
 	}
 	out := make([]Installation, len(rows))
 	for i, r := range rows {
-		out[i], err = installationFromRow(dbsqlc.Installation{
-			ID: r.ID, TeamID: r.TeamID, CatalogEntryID: r.CatalogEntryID, Name: r.Name, Args: r.Args, Env: r.Env,
-			Headers: r.Headers, QueryParams: r.QueryParams, RequestLoggingEnabled: r.RequestLoggingEnabled,
-			CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ToolPrefix: r.ToolPrefix, ArgValues: r.ArgValues,
-		}, r.ServerSlug)
+		out[i], err = installationFromRow(r.Installation, r.ServerSlug)
 		if err != nil {
 			return nil, err
 		}
@@ -248,17 +244,8 @@ func userConfigurationFromRow(r dbsqlc.UserConfiguration) (UserConfiguration, er
 	uc := UserConfiguration{
 		InstallationID: r.InstallationID, TeamID: r.TeamID, UserID: r.UserID, Args: r.Args, UpdatedAt: r.UpdatedAt,
 	}
-	var err error
-	if uc.ArgValues, err = mask(r.ArgValues); err != nil {
-		return UserConfiguration{}, err
-	}
-	if uc.Env, err = mask(r.Env); err != nil {
-		return UserConfiguration{}, err
-	}
-	if uc.Headers, err = mask(r.Headers); err != nil {
-		return UserConfiguration{}, err
-	}
-	uc.QueryParams, err = mask(r.QueryParams)
+	v, err := sealedLevel{r.ArgValues, r.Env, r.Headers, r.QueryParams}.mask()
+	uc.ArgValues, uc.Env, uc.Headers, uc.QueryParams = v.ArgValues, v.Env, v.Headers, v.QueryParams
 	return uc, err
 }
 
@@ -305,7 +292,11 @@ func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) 
 			return err
 		}
 		values := uc.values()
-		if err := tmpl.ConfigSchema.checkLevel(ScopeUserField, values, tmpl.values(), has); err != nil {
+		team, err := sealedLevel{inst.ArgValues, inst.Env, inst.Headers, inst.QueryParams}.mask()
+		if err != nil {
+			return err
+		}
+		if err := tmpl.ConfigSchema.checkLevel(ScopeUserField, values, []Values{tmpl.values(), team}, has); err != nil {
 			return err
 		}
 		sealed, err := s.sealLevel(stored, values)

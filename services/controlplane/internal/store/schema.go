@@ -114,10 +114,10 @@ func (v Values) byKind() []Settings { return []Settings{v.ArgValues, v.Env, v.He
 // checkLevel checks one level's values against the schema and marks the values of secret fields secret.
 // scope is the level: the team may set its own fields, users' fields (as the members' default) and, except
 // for arguments, names the schema does not declare; a user may set only user fields. has reports a secret
-// kept from before; template holds the template's own values, which satisfy a required field too. Required
-// user fields are checked only at the user level, since the team cannot know them.
-func (cs ConfigSchema) checkLevel(scope string, v Values, template Values, has func(kind, name string) bool) error {
-	templateByKind := template.byKind()
+// kept from before; lower are the levels below (the template, and for a user the team's installation), whose
+// values satisfy a required field too. Required user fields are checked only at the user level, since the
+// team cannot know them.
+func (cs ConfigSchema) checkLevel(scope string, v Values, lower []Values, has func(kind, name string) bool) error {
 	for i, kind := range cs.kinds() {
 		values := v.byKind()[i]
 		declared := map[string]ConfigField{}
@@ -158,15 +158,24 @@ func (cs ConfigSchema) checkLevel(scope string, v Values, template Values, has f
 			if value, ok := values[f.Name]; ok && (value.Value != "" || value.Secret && has(kind.name, f.Name)) {
 				continue
 			}
-			if i > 0 {
-				if value, ok := templateByKind[i][f.Name]; ok && value.Value != "" {
-					continue
-				}
+			if setBelow(lower, i, f.Name) {
+				continue
 			}
 			return &FieldError{kind.name + "." + f.Name, "required"}
 		}
 	}
 	return nil
+}
+
+// setBelow reports whether a lower level sets the field of the i-th kind; their secrets come masked, so a
+// secret counts as set.
+func setBelow(lower []Values, i int, name string) bool {
+	for _, l := range lower {
+		if v, ok := l.byKind()[i][name]; ok && (v.Value != "" || v.Secret) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkValue checks a value's type and choices.

@@ -72,39 +72,27 @@ where i.id = $1 and i.team_id = $2
 `
 
 type GetInstallationRow struct {
-	ID                    uuid.UUID
-	TeamID                uuid.UUID
-	CatalogEntryID        uuid.UUID
-	Name                  string
-	Args                  []string
-	Env                   []byte
-	Headers               []byte
-	QueryParams           []byte
-	RequestLoggingEnabled bool
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
-	ToolPrefix            *string
-	ArgValues             []byte
-	ServerSlug            string
+	Installation Installation
+	ServerSlug   string
 }
 
 func (q *Queries) GetInstallation(ctx context.Context, iD uuid.UUID, teamID uuid.UUID) (GetInstallationRow, error) {
 	row := q.db.QueryRow(ctx, getInstallation, iD, teamID)
 	var i GetInstallationRow
 	err := row.Scan(
-		&i.ID,
-		&i.TeamID,
-		&i.CatalogEntryID,
-		&i.Name,
-		&i.Args,
-		&i.Env,
-		&i.Headers,
-		&i.QueryParams,
-		&i.RequestLoggingEnabled,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.ToolPrefix,
-		&i.ArgValues,
+		&i.Installation.ID,
+		&i.Installation.TeamID,
+		&i.Installation.CatalogEntryID,
+		&i.Installation.Name,
+		&i.Installation.Args,
+		&i.Installation.Env,
+		&i.Installation.Headers,
+		&i.Installation.QueryParams,
+		&i.Installation.RequestLoggingEnabled,
+		&i.Installation.CreatedAt,
+		&i.Installation.UpdatedAt,
+		&i.Installation.ToolPrefix,
+		&i.Installation.ArgValues,
 		&i.ServerSlug,
 	)
 	return i, err
@@ -207,20 +195,8 @@ limit $4
 `
 
 type ListInstallationsRow struct {
-	ID                    uuid.UUID
-	TeamID                uuid.UUID
-	CatalogEntryID        uuid.UUID
-	Name                  string
-	Args                  []string
-	Env                   []byte
-	Headers               []byte
-	QueryParams           []byte
-	RequestLoggingEnabled bool
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
-	ToolPrefix            *string
-	ArgValues             []byte
-	ServerSlug            string
+	Installation Installation
+	ServerSlug   string
 }
 
 func (q *Queries) ListInstallations(ctx context.Context, teamID uuid.UUID, afterCreatedAt *time.Time, afterID *uuid.UUID, maxRows int32) ([]ListInstallationsRow, error) {
@@ -238,19 +214,19 @@ func (q *Queries) ListInstallations(ctx context.Context, teamID uuid.UUID, after
 	for rows.Next() {
 		var i ListInstallationsRow
 		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.CatalogEntryID,
-			&i.Name,
-			&i.Args,
-			&i.Env,
-			&i.Headers,
-			&i.QueryParams,
-			&i.RequestLoggingEnabled,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-			&i.ToolPrefix,
-			&i.ArgValues,
+			&i.Installation.ID,
+			&i.Installation.TeamID,
+			&i.Installation.CatalogEntryID,
+			&i.Installation.Name,
+			&i.Installation.Args,
+			&i.Installation.Env,
+			&i.Installation.Headers,
+			&i.Installation.QueryParams,
+			&i.Installation.RequestLoggingEnabled,
+			&i.Installation.CreatedAt,
+			&i.Installation.UpdatedAt,
+			&i.Installation.ToolPrefix,
+			&i.Installation.ArgValues,
 			&i.ServerSlug,
 		); err != nil {
 			return nil, err
