@@ -1235,8 +1235,8 @@ type ImportServerJsonRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// team_id makes the template private to a team; empty makes it global (global admins only).
 	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	// server_json is the document, as in the registry (camelCase fields, schema 2025-09 or later).
-	ServerJson []byte `protobuf:"bytes,2,opt,name=server_json,json=serverJson,proto3" json:"server_json,omitempty"`
+	// server_json is the document as text, as in the registry (camelCase fields, schema 2025-09 or later).
+	ServerJson string `protobuf:"bytes,2,opt,name=server_json,json=serverJson,proto3" json:"server_json,omitempty"`
 	// slug overrides the slug made from the server's name.
 	Slug string `protobuf:"bytes,3,opt,name=slug,proto3" json:"slug,omitempty"`
 	// user_fields names the environment variables, headers and arguments that each user sets; every other
@@ -1285,11 +1285,11 @@ func (x *ImportServerJsonRequest) GetTeamId() string {
 	return ""
 }
 
-func (x *ImportServerJsonRequest) GetServerJson() []byte {
+func (x *ImportServerJsonRequest) GetServerJson() string {
 	if x != nil {
 		return x.ServerJson
 	}
-	return nil
+	return ""
 }
 
 func (x *ImportServerJsonRequest) GetSlug() string {
@@ -1451,7 +1451,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfe\x01\n" +
 	"\x17ImportServerJsonRequest\x12$\n" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12,\n" +
-	"\vserver_json\x18\x02 \x01(\fB\v\xbaH\bz\x06\x10\x02\x18\x80\x80@R\n" +
+	"\vserver_json\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x02(\x80\x80@R\n" +
 	"serverJson\x128\n" +
 	"\x04slug\x18\x03 \x01(\tB$\xbaH!\xd8\x01\x01r\x1c2\x1a^[a-z0-9][a-z0-9_-]{0,62}$R\x04slug\x120\n" +
 	"\vuser_fields\x18\x04 \x03(\tB\x0f\xbaH\f\x92\x01\t\x10d\"\x05r\x03\x18\x80\x01R\n" +

@@ -166,7 +166,7 @@ func (h *Handler) ImportServerJson(ctx context.Context, req *connect.Request[api
 	if err != nil {
 		return nil, err
 	}
-	e, err := serverjson.Parse(req.Msg.ServerJson, serverjson.Options{
+	e, err := serverjson.Parse([]byte(req.Msg.ServerJson), serverjson.Options{
 		Slug: req.Msg.Slug, UserFields: req.Msg.UserFields, PreferRemote: req.Msg.PreferRemote,
 	})
 	if err != nil {

@@ -266,12 +266,12 @@ func TestCatalogCRUDSearchAndVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	imported := of(p.admin.catalog.ImportServerJson(ctx, connect.NewRequest(&apiv1.ImportServerJsonRequest{
-		TeamId: teamID, ServerJson: doc, Slug: "acme-weather", UserFields: []string{"WEATHER_API_KEY"},
+		TeamId: teamID, ServerJson: string(doc), Slug: "acme-weather", UserFields: []string{"WEATHER_API_KEY"},
 	}))).must(t, "import").Msg.Entry
 	if imported.TeamId != teamID || imported.Spec.Command != "npx" || len(imported.Spec.ConfigSchema.Env) != 3 {
 		t.Errorf("imported %v", imported)
 	}
-	_, err = p.admin.catalog.ImportServerJson(ctx, connect.NewRequest(&apiv1.ImportServerJsonRequest{TeamId: teamID, ServerJson: []byte(`{"name": "a/b"}`)}))
+	_, err = p.admin.catalog.ImportServerJson(ctx, connect.NewRequest(&apiv1.ImportServerJsonRequest{TeamId: teamID, ServerJson: `{"name": "a/b"}`}))
 	wantCode(t, "import of nothing runnable", err, connect.CodeInvalidArgument, "server_json")
 }
 
@@ -456,6 +456,19 @@ func TestInstallationLifecycle(t *testing.T) {
 	if inst.Env["API_URL"] != "https://tracker2.acme.test" || inst.Env["TEAM_TOKEN"] != "team-secret-1" || inst.RequestLoggingEnabled {
 		t.Errorf("member's instance after update: env %v, request logging %v", inst.Env, inst.RequestLoggingEnabled)
 	}
+
+	// A change to the template reaches the teams that installed it.
+	tmplSpec := proto.CloneOf(tmpl.Spec)
+	tmplSpec.Env["LOG_LEVEL"] = plainValue("debug")
+	of(p.root.catalog.UpdateCatalogEntry(ctx, connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{Id: tmpl.Id, Spec: tmplSpec}))).must(t, "update template")
+	if got := configureCommands(t, sat); got[store.EventInstallationUpdated] != immediate {
+		t.Errorf("after a template update: commands %v, want an immediate update", got)
+	}
+	if env := instanceOf(t, sat, p.member.user.ID, created.Id).Env; env["LOG_LEVEL"] != "debug" {
+		t.Errorf("member's instance after a template update: env %v", env)
+	}
+	_, err = p.root.catalog.DeleteCatalogEntry(ctx, connect.NewRequest(&apiv1.DeleteCatalogEntryRequest{Id: tmpl.Id}))
+	wantCode(t, "deleting an installed template", err, connect.CodeFailedPrecondition, "installed")
 
 	of(p.admin.installs.DeleteInstallation(ctx, connect.NewRequest(&apiv1.DeleteInstallationRequest{TeamId: teamID, Id: created.Id}))).must(t, "delete")
 	if got := configureCommands(t, sat); got[store.EventInstallationDeleted] != high {

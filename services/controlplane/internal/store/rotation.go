@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -83,7 +84,8 @@ func (s *Store) RotateSecrets(ctx context.Context) (Rotation, error) {
 	return r, nil
 }
 
-// rotateRow runs one row's rotation in its own transaction and counts it.
+// rotateRow runs one row's rotation in its own transaction and counts it. A row deleted since it was listed
+// needs nothing.
 func (s *Store) rotateRow(ctx context.Context, r *Rotation, fn func(q *dbsqlc.Queries) (int, error)) error {
 	var n int
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
@@ -91,6 +93,9 @@ func (s *Store) rotateRow(ctx context.Context, r *Rotation, fn func(q *dbsqlc.Qu
 		n, err = fn(q)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
 	if err == nil && n > 0 {
 		r.Rows++
 		r.Values += n
