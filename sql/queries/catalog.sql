@@ -31,8 +31,9 @@ select distinct team_id from installations where catalog_entry_id = @catalog_ent
 
 -- name: LockTeam :exec
 -- LockTeam serialises changes to a team's installations, so checks across them (such as tool prefixes)
--- hold when two admins write at once.
-select id from teams where id = @id for update;
+-- hold when two admins write at once. NO KEY UPDATE leaves inserts that reference the team (memberships)
+-- unblocked.
+select id from teams where id = @id for no key update;
 
 -- name: GetInstallation :one
 select sqlc.embed(i), c.slug as server_slug

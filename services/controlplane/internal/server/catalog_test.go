@@ -172,11 +172,35 @@ func TestCatalogCRUDSearchAndVisibility(t *testing.T) {
 	if global.TeamId != "" || global.Spec.ConfigSchema.Env[0].Name != "GITHUB_TOKEN" {
 		t.Fatalf("global entry %v", global)
 	}
-	of(p.root.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+	weather := of(p.root.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
 		Slug: "weather", Spec: &apiv1.CatalogEntrySpec{
 			Name: "Weather", Tags: []string{"data"}, Transport: apiv1.Transport_TRANSPORT_HTTP, Url: "https://weather.example.com/mcp",
 		},
 	}))).must(t, "create second global")
+	// Admins installing at once cannot both take the same tool prefix.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var installed int
+	for range 4 {
+		wg.Go(func() {
+			_, err := p.admin.installs.CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
+				TeamId: teamID, CatalogEntryId: weather.Msg.Entry.Id, Spec: &apiv1.InstallationSpec{Name: "weather"},
+			}))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				installed++
+			case connect.CodeOf(err) != connect.CodeInvalidArgument:
+				t.Errorf("concurrent install: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if installed != 1 {
+		t.Fatalf("%d concurrent installations took the prefix \"weather\", want 1", installed)
+	}
+
 	private := of(p.admin.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
 		TeamId: teamID, Slug: "acme-internal", Spec: &apiv1.CatalogEntrySpec{
 			Name: "Acme internal", Transport: apiv1.Transport_TRANSPORT_SSE, Url: "https://mcp.acme.test/sse", Tags: []string{"vcs"},
@@ -207,6 +231,10 @@ func TestCatalogCRUDSearchAndVisibility(t *testing.T) {
 	wantCode(t, "other team getting a private template", err, connect.CodeNotFound, "")
 	_, err = p.outsider.catalog.GetCatalogEntry(ctx, connect.NewRequest(&apiv1.GetCatalogEntryRequest{TeamId: teamID, Id: private.Id}))
 	wantCode(t, "outsider naming acme", err, connect.CodePermissionDenied, "")
+	_, err = p.outsider.installs.CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
+		TeamId: p.other.ID.String(), CatalogEntryId: private.Id, Spec: &apiv1.InstallationSpec{Name: "stolen"},
+	}))
+	wantCode(t, "other team installing acme's private template", err, connect.CodeNotFound, "")
 	slugs := func(c *caller, req *apiv1.ListCatalogEntriesRequest) string {
 		t.Helper()
 		resp := of(c.catalog.ListCatalogEntries(ctx, connect.NewRequest(req))).must(t, "list")

@@ -350,11 +350,12 @@ func (q *Queries) LockInstallation(ctx context.Context, iD uuid.UUID, teamID uui
 }
 
 const lockTeam = `-- name: LockTeam :exec
-select id from teams where id = $1 for update
+select id from teams where id = $1 for no key update
 `
 
 // LockTeam serialises changes to a team's installations, so checks across them (such as tool prefixes)
-// hold when two admins write at once.
+// hold when two admins write at once. NO KEY UPDATE leaves inserts that reference the team (memberships)
+// unblocked.
 func (q *Queries) LockTeam(ctx context.Context, id uuid.UUID) error {
 	_, err := q.db.Exec(ctx, lockTeam, id)
 	return err
