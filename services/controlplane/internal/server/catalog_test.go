@@ -405,6 +405,10 @@ func TestInstallationLifecycle(t *testing.T) {
 	spec2 := proto.CloneOf(spec)
 	spec2.ToolPrefix = proto.String("")
 	spec2.Env["TEAM_TOKEN"] = secretValue("team-secret-2")
+	spec2.ToolPrefix = proto.String("tracker__v2")
+	_, err = create(p.admin, spec2)
+	wantCode(t, "prefix continuing another past __", err, connect.CodeInvalidArgument, "tool_prefix")
+	spec2.ToolPrefix = proto.String("")
 	second := of(create(p.admin, spec2)).must(t, "create unprefixed").Msg.Installation
 	seen.add(t, second)
 	_, err = create(p.admin, spec2)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -86,19 +87,24 @@ func (e CatalogEntry) values() Values {
 	return Values{Env: e.Env, Headers: e.Headers, QueryParams: e.QueryParams}
 }
 
-// checkToolPrefix refuses a prefix that another installation of the team already has, since the two
-// installations' tool names could then collide at the team endpoint.
+// checkToolPrefix refuses a prefix under which the installation's tool names could collide with another
+// installation's of the team at the team endpoint, where a tool is named {prefix}__{tool}: the same prefix
+// (two unprefixed installations included), or one prefix that continues another past a "__" ("gh" and
+// "gh__v2" both make "gh__v2__list").
 func checkToolPrefix(ctx context.Context, q *dbsqlc.Queries, teamID, self uuid.UUID, prefix string) error {
 	rows, err := q.ListToolPrefixes(ctx, teamID)
 	if err != nil {
 		return translate(err, "list tool prefixes")
 	}
 	for _, r := range rows {
-		if r.ID != self && r.Prefix == prefix {
-			if prefix == "" {
-				return &FieldError{"tool_prefix", "another installation of the team already has no prefix; tool names could collide"}
-			}
+		switch {
+		case r.ID == self:
+		case r.Prefix == prefix && prefix == "":
+			return &FieldError{"tool_prefix", "another installation of the team already has no prefix; tool names could collide"}
+		case r.Prefix == prefix:
 			return &FieldError{"tool_prefix", fmt.Sprintf("%q is already the tool prefix of another installation of the team", prefix)}
+		case r.Prefix != "" && prefix != "" && (strings.HasPrefix(prefix, r.Prefix+"__") || strings.HasPrefix(r.Prefix, prefix+"__")):
+			return &FieldError{"tool_prefix", fmt.Sprintf("%q and another installation's %q could make the same tool names", prefix, r.Prefix)}
 		}
 	}
 	return nil

@@ -28,60 +28,70 @@ type Rotation struct {
 // only re-encrypted, never changed, so satellites see the same configuration and nothing restarts.
 func (s *Store) RotateSecrets(ctx context.Context) (Rotation, error) {
 	r := Rotation{KeyID: s.keyring.Current()}
-	for after := uuid.Nil; ; {
+	err := rotateTable(ctx, s, &r, "catalog entry", func(after uuid.UUID) ([]sealedRow[uuid.UUID], error) {
 		rows, err := s.q.ListCatalogEntrySecrets(ctx, after, rotationPage)
-		if err != nil {
-			return r, translate(err, "list catalog entries")
+		out := make([]sealedRow[uuid.UUID], len(rows))
+		for i, row := range rows {
+			out[i] = sealedRow[uuid.UUID]{row.ID, [][]byte{row.Env, row.Headers, row.QueryParams}}
 		}
-		for _, row := range rows {
-			after = row.ID
-			if s.stale(row.Env, row.Headers, row.QueryParams) {
-				if err := s.rotateRow(ctx, &r, func(q *dbsqlc.Queries) (int, error) { return s.rotateCatalogEntry(ctx, q, row.ID) }); err != nil {
-					return r, fmt.Errorf("catalog entry %s: %w", row.ID, err)
-				}
-			}
-		}
-		if len(rows) < rotationPage {
-			break
-		}
+		return out, err
+	}, s.rotateCatalogEntry)
+	if err != nil {
+		return r, err
 	}
-	for after := uuid.Nil; ; {
+	err = rotateTable(ctx, s, &r, "installation", func(after uuid.UUID) ([]sealedRow[uuid.UUID], error) {
 		rows, err := s.q.ListInstallationSecrets(ctx, after, rotationPage)
+		out := make([]sealedRow[uuid.UUID], len(rows))
+		for i, row := range rows {
+			out[i] = sealedRow[uuid.UUID]{row.ID, [][]byte{row.ArgValues, row.Env, row.Headers, row.QueryParams}}
+		}
+		return out, err
+	}, s.rotateInstallation)
+	if err != nil {
+		return r, err
+	}
+	err = rotateTable(ctx, s, &r, "user configuration", func(after userKey) ([]sealedRow[userKey], error) {
+		rows, err := s.q.ListUserConfigurationSecrets(ctx, after.installationID, after.userID, rotationPage)
+		out := make([]sealedRow[userKey], len(rows))
+		for i, row := range rows {
+			out[i] = sealedRow[userKey]{userKey{row.InstallationID, row.UserID}, [][]byte{row.ArgValues, row.Env, row.Headers, row.QueryParams}}
+		}
+		return out, err
+	}, s.rotateUserConfiguration)
+	return r, err
+}
+
+// userKey identifies a user configuration.
+type userKey struct{ installationID, userID uuid.UUID }
+
+// sealedRow is a row's key and its settings columns, as listed without a lock.
+type sealedRow[K any] struct {
+	key  K
+	cols [][]byte
+}
+
+// rotateTable pages through a table by key and rotates each row that holds a stale secret.
+func rotateTable[K any](ctx context.Context, s *Store, r *Rotation, what string, list func(after K) ([]sealedRow[K], error),
+	rotate func(ctx context.Context, q *dbsqlc.Queries, key K) (int, error)) error {
+	var after K
+	for {
+		rows, err := list(after)
 		if err != nil {
-			return r, translate(err, "list installations")
+			return translate(err, "list "+what+" secrets")
 		}
 		for _, row := range rows {
-			after = row.ID
-			if s.stale(row.ArgValues, row.Env, row.Headers, row.QueryParams) {
-				if err := s.rotateRow(ctx, &r, func(q *dbsqlc.Queries) (int, error) { return s.rotateInstallation(ctx, q, row.ID) }); err != nil {
-					return r, fmt.Errorf("installation %s: %w", row.ID, err)
-				}
+			after = row.key
+			if !s.stale(row.cols...) {
+				continue
+			}
+			if err := s.rotateRow(ctx, r, func(q *dbsqlc.Queries) (int, error) { return rotate(ctx, q, row.key) }); err != nil {
+				return fmt.Errorf("%s %v: %w", what, row.key, err)
 			}
 		}
 		if len(rows) < rotationPage {
-			break
+			return nil
 		}
 	}
-	for afterInst, afterUser := uuid.Nil, uuid.Nil; ; {
-		rows, err := s.q.ListUserConfigurationSecrets(ctx, afterInst, afterUser, rotationPage)
-		if err != nil {
-			return r, translate(err, "list user configurations")
-		}
-		for _, row := range rows {
-			afterInst, afterUser = row.InstallationID, row.UserID
-			if s.stale(row.ArgValues, row.Env, row.Headers, row.QueryParams) {
-				if err := s.rotateRow(ctx, &r, func(q *dbsqlc.Queries) (int, error) {
-					return s.rotateUserConfiguration(ctx, q, row.InstallationID, row.UserID)
-				}); err != nil {
-					return r, fmt.Errorf("user configuration %s/%s: %w", row.InstallationID, row.UserID, err)
-				}
-			}
-		}
-		if len(rows) < rotationPage {
-			break
-		}
-	}
-	return r, nil
 }
 
 // rotateRow runs one row's rotation in its own transaction and counts it. A row deleted since it was listed
@@ -129,8 +139,8 @@ func (s *Store) rotateInstallation(ctx context.Context, q *dbsqlc.Queries, id uu
 	}), "store")
 }
 
-func (s *Store) rotateUserConfiguration(ctx context.Context, q *dbsqlc.Queries, installationID, userID uuid.UUID) (int, error) {
-	row, err := q.LockUserConfigurationSecrets(ctx, installationID, userID)
+func (s *Store) rotateUserConfiguration(ctx context.Context, q *dbsqlc.Queries, key userKey) (int, error) {
+	row, err := q.LockUserConfigurationSecrets(ctx, key.installationID, key.userID)
 	if err != nil {
 		return 0, translate(err, "lock")
 	}
@@ -139,8 +149,8 @@ func (s *Store) rotateUserConfiguration(ctx context.Context, q *dbsqlc.Queries, 
 		return 0, err
 	}
 	return n, translate(q.SetUserConfigurationSecrets(ctx, dbsqlc.SetUserConfigurationSecretsParams{
-		ArgValues: cols[0], Env: cols[1], Headers: cols[2], QueryParams: cols[3], InstallationID: installationID,
-		UserID: userID,
+		ArgValues: cols[0], Env: cols[1], Headers: cols[2], QueryParams: cols[3], InstallationID: key.installationID,
+		UserID: key.userID,
 	}), "store")
 }
 
