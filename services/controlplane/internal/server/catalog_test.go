@@ -231,6 +231,12 @@ func TestCatalogCRUDSearchAndVisibility(t *testing.T) {
 	wantCode(t, "other team getting a private template", err, connect.CodeNotFound, "")
 	_, err = p.outsider.catalog.GetCatalogEntry(ctx, connect.NewRequest(&apiv1.GetCatalogEntryRequest{TeamId: teamID, Id: private.Id}))
 	wantCode(t, "outsider naming acme", err, connect.CodePermissionDenied, "")
+	_, err = p.outsider.catalog.UpdateCatalogEntry(ctx, connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{
+		TeamId: p.other.ID.String(), Id: private.Id, Spec: private.Spec,
+	}))
+	wantCode(t, "other team updating acme's private template", err, connect.CodeNotFound, "")
+	_, err = p.outsider.catalog.DeleteCatalogEntry(ctx, connect.NewRequest(&apiv1.DeleteCatalogEntryRequest{TeamId: p.other.ID.String(), Id: private.Id}))
+	wantCode(t, "other team deleting acme's private template", err, connect.CodeNotFound, "")
 	_, err = p.outsider.installs.CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
 		TeamId: p.other.ID.String(), CatalogEntryId: private.Id, Spec: &apiv1.InstallationSpec{Name: "stolen"},
 	}))
