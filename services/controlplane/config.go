@@ -29,6 +29,8 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
+	Command []string
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -52,9 +54,14 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: controlplane [flags] [command]\n\ncommands (default: serve):\n%s\nflags:\n", commandUsage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
+	c.Command = fs.Args()
 	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")
 	c.SigningKey = getenv("ORRERY_TOKEN_SIGNING_KEY")
 	c.SecretKeys = getenv("ORRERY_SECRET_KEYS")

@@ -68,6 +68,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		return err
 	}
 	defer srv.Close()
+	if len(cfg.Command) > 0 {
+		return runCommand(ctx, srv.Store(), cfg.Command, os.Stdin, os.Stdout)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -4,11 +4,12 @@
 select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slug as user_slug,
        c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox,
        c.args as template_args, c.env as template_env, c.headers as template_headers,
-       c.query_params as template_query_params,
-       inst.args as team_args, inst.env as team_env, inst.headers as team_headers,
+       c.query_params as template_query_params, c.config_schema,
+       inst.args as team_args, inst.arg_values as team_arg_values, inst.env as team_env, inst.headers as team_headers,
        inst.query_params as team_query_params, inst.request_logging_enabled,
        coalesce(inst.tool_prefix, c.slug)::text as tool_prefix,
-       coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.env, '{}')::jsonb as user_env,
+       coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.arg_values, '{}')::jsonb as user_arg_values,
+       coalesce(uc.env, '{}')::jsonb as user_env,
        coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params
 from instances i
 join installations inst on inst.id = i.installation_id

@@ -8,23 +8,25 @@ insert into users (slug, email, name) values (@slug, @email, @name) returning *;
 insert into team_memberships (team_id, user_id, role) values (@team_id, @user_id, @role);
 
 -- name: CreateCatalogEntry :one
-insert into catalog_entries (team_id, slug, name, description, transport, command, args, env, url, headers, query_params)
-values (sqlc.narg(team_id), @slug, @name, @description, @transport, @command, @args, @env, @url, @headers, @query_params)
+insert into catalog_entries (
+    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema)
+values (sqlc.narg(team_id), @slug, @name, @description, @tags, @transport, @command, @args, @env, @url, @headers,
+        @query_params, @config_schema)
 returning *;
 
 -- name: CreateInstallation :one
 insert into installations (
-    team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, tool_prefix)
-values (@team_id, @catalog_entry_id, @name, @args, @env, @headers, @query_params, @request_logging_enabled,
-        sqlc.narg(tool_prefix))
+    team_id, catalog_entry_id, name, args, arg_values, env, headers, query_params, request_logging_enabled, tool_prefix)
+values (@team_id, @catalog_entry_id, @name, @args, @arg_values, @env, @headers, @query_params,
+        @request_logging_enabled, sqlc.narg(tool_prefix))
 returning *;
 
 -- name: UpsertUserConfiguration :exec
-insert into user_configurations (installation_id, team_id, user_id, args, env, headers, query_params)
-values (@installation_id, @team_id, @user_id, @args, @env, @headers, @query_params)
+insert into user_configurations (installation_id, team_id, user_id, args, arg_values, env, headers, query_params)
+values (@installation_id, @team_id, @user_id, @args, @arg_values, @env, @headers, @query_params)
 on conflict (installation_id, user_id) do update
-set args = excluded.args, env = excluded.env, headers = excluded.headers, query_params = excluded.query_params,
-    updated_at = now();
+set args = excluded.args, arg_values = excluded.arg_values, env = excluded.env, headers = excluded.headers,
+    query_params = excluded.query_params, updated_at = now();
 
 -- name: EnsureTeamInstances :exec
 -- EnsureTeamInstances gives every member of a team one instance of each of the team's installations.

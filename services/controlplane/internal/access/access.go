@@ -32,6 +32,9 @@ const (
 	Public Rule = iota + 1
 	// SignedIn procedures need a signed-in user.
 	SignedIn
+	// SignedInOrTeamMember procedures need, with a team_id, a member of that team or a global admin, and
+	// without one any signed-in user: reads of what is shared with everyone beside what is the team's.
+	SignedInOrTeamMember
 	// TeamMember procedures need a member of the request's team_id, or a global admin.
 	TeamMember
 	// TeamAdmin procedures need an admin of the request's team_id, or a global admin.
@@ -43,7 +46,7 @@ const (
 )
 
 func (r Rule) String() string {
-	return [...]string{"?", "public", "signed in", "team member", "team admin", "team admin or global admin", "global admin"}[r]
+	return [...]string{"?", "public", "signed in", "signed in or team member", "team member", "team admin", "team admin or global admin", "global admin"}[r]
 }
 
 // Policy maps each procedure to its rule. A procedure missing from it is refused to everyone.
@@ -212,6 +215,9 @@ func (i *Interceptor) authorize(ctx context.Context, procedure string, rule Rule
 		return connect.NewError(connect.CodePermissionDenied, errors.New("this procedure is not open to anyone"))
 	}
 	if scoped.GetTeamId() == "" {
+		if rule == SignedInOrTeamMember {
+			return nil
+		}
 		if rule == TeamAdminOrGlobalAdmin {
 			if p.IsGlobalAdmin() {
 				return nil
@@ -235,7 +241,7 @@ func (i *Interceptor) authorize(ctx context.Context, procedure string, rule Rule
 	case p.TeamRole == "":
 		// The same answer whether or not the team exists, so ids of other teams cannot be probed.
 		return i.deny(ctx, procedure, rule, p, "you are not a member of this team")
-	case rule == TeamMember || p.TeamRole == store.RoleTeamAdmin:
+	case rule == TeamMember || rule == SignedInOrTeamMember || p.TeamRole == store.RoleTeamAdmin:
 		return nil
 	default:
 		return i.deny(ctx, procedure, rule, p, "only the team's admins may do this")

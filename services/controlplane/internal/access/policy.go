@@ -30,6 +30,24 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
 
 	apiv1connect.AuditServiceListAuditEventsProcedure: TeamAdminOrGlobalAdmin,
+	// Global templates are every signed-in user's to read and the global admins' to write; a team's own
+	// templates are its members' to read and its admins' to write.
+	apiv1connect.CatalogServiceCreateCatalogEntryProcedure: TeamAdminOrGlobalAdmin,
+	apiv1connect.CatalogServiceUpdateCatalogEntryProcedure: TeamAdminOrGlobalAdmin,
+	apiv1connect.CatalogServiceDeleteCatalogEntryProcedure: TeamAdminOrGlobalAdmin,
+	apiv1connect.CatalogServiceImportServerJsonProcedure:   TeamAdminOrGlobalAdmin,
+	apiv1connect.CatalogServiceGetCatalogEntryProcedure:    SignedInOrTeamMember,
+	apiv1connect.CatalogServiceListCatalogEntriesProcedure: SignedInOrTeamMember,
+
+	apiv1connect.InstallationServiceCreateInstallationProcedure:   TeamAdmin,
+	apiv1connect.InstallationServiceUpdateInstallationProcedure:   TeamAdmin,
+	apiv1connect.InstallationServiceDeleteInstallationProcedure:   TeamAdmin,
+	apiv1connect.InstallationServiceGetInstallationProcedure:      TeamMember,
+	apiv1connect.InstallationServiceListInstallationsProcedure:    TeamMember,
+	apiv1connect.InstallationServiceGetUserConfigurationProcedure: TeamMember,
+	apiv1connect.InstallationServiceSetUserConfigurationProcedure: TeamMember,
+
+	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,

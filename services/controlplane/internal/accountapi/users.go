@@ -45,7 +45,7 @@ func (h *Handler) CreateUser(ctx context.Context, req *connect.Request[apiv1.Cre
 
 // ListUsers lists users, oldest first.
 func (h *Handler) ListUsers(ctx context.Context, req *connect.Request[apiv1.ListUsersRequest]) (*connect.Response[apiv1.ListUsersResponse], error) {
-	cursor, err := page.Decode(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (h *Handler) ListUsers(ctx context.Context, req *connect.Request[apiv1.List
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list users", err)
 	}
-	resp := &apiv1.ListUsersResponse{NextPageToken: page.Next(users, size, func(u store.User) (time.Time, uuid.UUID) {
+	resp := &apiv1.ListUsersResponse{NextPageToken: page.NextToken(users, size, func(u store.User) (time.Time, uuid.UUID) {
 		return u.CreatedAt, u.ID
 	})}
 	for _, u := range users {

@@ -84,7 +84,7 @@ func (h *Handler) CreateRegistrationToken(ctx context.Context, req *connect.Requ
 
 // ListRegistrationTokens lists tokens, newest first.
 func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Request[adminv1.ListRegistrationTokensRequest]) (*connect.Response[adminv1.ListRegistrationTokensResponse], error) {
-	cursor, err := page.Decode(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (h *Handler) ListRegistrationTokens(ctx context.Context, req *connect.Reque
 		return nil, rpcerr.From(ctx, h.logger, "list registration tokens", err)
 	}
 	resp := &adminv1.ListRegistrationTokensResponse{
-		NextPageToken: page.Next(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
+		NextPageToken: page.NextToken(toks, size, func(t store.RegistrationToken) (time.Time, uuid.UUID) { return t.CreatedAt, t.ID }),
 	}
 	for _, t := range toks {
 		resp.RegistrationTokens = append(resp.RegistrationTokens, tokenToProto(t))
@@ -115,7 +115,7 @@ func (h *Handler) RevokeRegistrationToken(ctx context.Context, req *connect.Requ
 
 // ListSatellites lists satellites, oldest first.
 func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[adminv1.ListSatellitesRequest]) (*connect.Response[adminv1.ListSatellitesResponse], error) {
-	cursor, err := page.Decode(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (h *Handler) ListSatellites(ctx context.Context, req *connect.Request[admin
 		return nil, rpcerr.From(ctx, h.logger, "list satellites", err)
 	}
 	resp := &adminv1.ListSatellitesResponse{
-		NextPageToken: page.Next(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
+		NextPageToken: page.NextToken(sats, size, func(s store.Satellite) (time.Time, uuid.UUID) { return s.CreatedAt, s.ID }),
 	}
 	for _, s := range sats {
 		resp.Satellites = append(resp.Satellites, h.satelliteToProto(s))
@@ -200,7 +200,7 @@ func commandTTL(req *adminv1.EnqueueCommandRequest) time.Duration {
 
 // ListCommands lists commands, newest first.
 func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1.ListCommandsRequest]) (*connect.Response[adminv1.ListCommandsResponse], error) {
-	cursor, err := page.Decode(req.Msg.PageToken)
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (h *Handler) ListCommands(ctx context.Context, req *connect.Request[adminv1
 		return nil, rpcerr.From(ctx, h.logger, "list commands", err)
 	}
 	resp := &adminv1.ListCommandsResponse{
-		NextPageToken: page.Next(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
+		NextPageToken: page.NextToken(cmds, size, func(c store.Command) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID }),
 	}
 	for _, c := range cmds {
 		resp.Commands = append(resp.Commands, commandToProto(c))

@@ -16,6 +16,8 @@ var codes = []struct {
 	code connect.Code
 }{
 	{store.ErrNotFound, connect.CodeNotFound},
+	{store.ErrGlobalTemplate, connect.CodePermissionDenied},
+	{store.ErrInstalled, connect.CodeFailedPrecondition},
 	{store.ErrAlreadyExists, connect.CodeAlreadyExists},
 	{store.ErrConflict, connect.CodeFailedPrecondition},
 	{store.ErrForeignInstance, connect.CodePermissionDenied},
@@ -28,6 +30,10 @@ var codes = []struct {
 func From(ctx context.Context, logger *slog.Logger, message string, err error) error {
 	if ce := new(connect.Error); errors.As(err, &ce) {
 		return ce
+	}
+	// A value that does not fit a template's schema is the caller's to fix, so it is named.
+	if fe := new(store.FieldError); errors.As(err, &fe) {
+		return connect.NewError(connect.CodeInvalidArgument, fe)
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {

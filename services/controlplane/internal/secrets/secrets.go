@@ -105,3 +105,13 @@ func (k *Keyring) Open(sealed string) (string, error) {
 	}
 	return string(plain), nil
 }
+
+// Current returns the id of the key that Seal uses.
+func (k *Keyring) Current() string { return k.current }
+
+// Stale reports whether a sealed value was sealed with a key other than the current one, so a rotation must
+// seal it again.
+func (k *Keyring) Stale(sealed string) bool {
+	id, _, _ := strings.Cut(sealed, ":")
+	return id != k.current
+}

@@ -88,12 +88,8 @@ func TestPolicyCoversEveryProcedure(t *testing.T) {
 	}
 }
 
-// caller is a signed-in test user with a personal API token.
-type caller struct {
-	user  store.User
-	token string
-}
-
+// newCaller creates a user who signs in with the password "correct horse battery staple" and holds a
+// personal API token.
 func newCaller(t *testing.T, st *store.Store, email, globalRole string) caller {
 	t.Helper()
 	hash, err := password.Hash("correct horse battery staple")
@@ -172,6 +168,21 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/TransferOwnership": `{"teamId":"{team}","userId":"{random}"}`,
 	"/orrery.api.v1.AuditService/ListAuditEvents":  `{"teamId":"{team}"}`,
 
+	"/orrery.api.v1.CatalogService/CreateCatalogEntry":        `{"teamId":"{team}","slug":"m-{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"server"}}`,
+	"/orrery.api.v1.CatalogService/UpdateCatalogEntry":        `{"teamId":"{team}","id":"{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"server"}}`,
+	"/orrery.api.v1.CatalogService/DeleteCatalogEntry":        `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.CatalogService/GetCatalogEntry":           `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.CatalogService/ListCatalogEntries":        `{"teamId":"{team}"}`,
+	"/orrery.api.v1.CatalogService/ImportServerJson":          `{"teamId":"{team}","serverJson":"{}"}`,
+	"/orrery.api.v1.InstallationService/CreateInstallation":   `{"teamId":"{team}","catalogEntryId":"{random}","spec":{"name":"m"}}`,
+	"/orrery.api.v1.InstallationService/UpdateInstallation":   `{"teamId":"{team}","id":"{random}","spec":{"name":"m"}}`,
+	"/orrery.api.v1.InstallationService/DeleteInstallation":   `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.InstallationService/GetInstallation":      `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.InstallationService/ListInstallations":    `{"teamId":"{team}"}`,
+	"/orrery.api.v1.InstallationService/GetUserConfiguration": `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstallationService/SetUserConfiguration": `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.SecretService/RotateSecrets":              `{}`,
+
 	"/orrery.admin.v1.AdminService/CreateRegistrationToken": `{"name":"matrix","scope":"TOKEN_SCOPE_TEAM","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListRegistrationTokens":  `{"teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/RevokeRegistrationToken": `{"id":"{random}","teamId":"{team}"}`,
@@ -240,7 +251,7 @@ func allowed(rule access.Rule, signedIn, globalAdmin, ownTeam bool, teamRole str
 		return true
 	case access.SignedIn:
 		return signedIn
-	case access.TeamMember:
+	case access.TeamMember, access.SignedInOrTeamMember:
 		return globalAdmin || member
 	case access.TeamAdmin, access.TeamAdminOrGlobalAdmin:
 		return globalAdmin || admin

@@ -28,7 +28,7 @@ func accountClient(url string, opts ...connect.ClientOption) apiv1connect.Accoun
 	return apiv1connect.NewAccountServiceClient(http.DefaultClient, url, opts...)
 }
 
-func wantCode(t *testing.T, err error, code connect.Code) {
+func wantErrCode(t *testing.T, err error, code connect.Code) {
 	t.Helper()
 	if connect.CodeOf(err) != code {
 		t.Fatalf("got %v, want %v", err, code)
@@ -71,7 +71,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = session.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantCode(t, err, connect.CodeUnauthenticated)
+	wantErrCode(t, err, connect.CodeUnauthenticated)
 }
 
 // TestLoginLockout locks an account after repeated failures, even for the right password, and audits it.
@@ -85,16 +85,16 @@ func TestLoginLockout(t *testing.T) {
 		return err
 	}
 	for range 5 {
-		wantCode(t, login("wrong"), connect.CodeUnauthenticated)
+		wantErrCode(t, login("wrong"), connect.CodeUnauthenticated)
 	}
 	err := login("correct horse battery staple")
-	wantCode(t, err, connect.CodeResourceExhausted)
+	wantErrCode(t, err, connect.CodeResourceExhausted)
 	if !strings.Contains(err.Error(), "locked until") {
 		t.Errorf("lockout message %q does not say until when", err)
 	}
 	// Unknown emails get the same answer as wrong passwords.
 	_, err = client.Login(t.Context(), connect.NewRequest(&apiv1.LoginRequest{Email: "nobody@example.test", Password: "x"}))
-	wantCode(t, err, connect.CodeUnauthenticated)
+	wantErrCode(t, err, connect.CodeUnauthenticated)
 
 	events, err := b.store().ListAuditEvents(t.Context(), nil, 1<<62, 100)
 	if err != nil {
@@ -143,13 +143,13 @@ func TestAPITokens(t *testing.T) {
 	// Another user's token id is not found, not revoked.
 	other := accountClient(url, connect.WithInterceptors(withBearer(newCaller(t, b.store(), "dave@example.test", store.RoleGlobalUser).token)))
 	_, err = other.RevokeApiToken(t.Context(), connect.NewRequest(&apiv1.RevokeApiTokenRequest{Id: laptop.Id}))
-	wantCode(t, err, connect.CodeNotFound)
+	wantErrCode(t, err, connect.CodeNotFound)
 
 	if _, err := cli.RevokeApiToken(t.Context(), connect.NewRequest(&apiv1.RevokeApiTokenRequest{Id: laptop.Id})); err != nil {
 		t.Fatal(err)
 	}
 	_, err = cli.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantCode(t, err, connect.CodeUnauthenticated)
+	wantErrCode(t, err, connect.CodeUnauthenticated)
 }
 
 // TestChangePassword ends other sessions and needs the current password.
@@ -173,7 +173,7 @@ func TestChangePassword(t *testing.T) {
 	_, err := laptop.ChangePassword(t.Context(), connect.NewRequest(&apiv1.ChangePasswordRequest{
 		CurrentPassword: "guess", NewPassword: "a brand new passphrase",
 	}))
-	wantCode(t, err, connect.CodeInvalidArgument)
+	wantErrCode(t, err, connect.CodeInvalidArgument)
 	if _, err := laptop.ChangePassword(t.Context(), connect.NewRequest(&apiv1.ChangePasswordRequest{
 		CurrentPassword: "correct horse battery staple", NewPassword: "a brand new passphrase",
 	})); err != nil {
@@ -183,7 +183,7 @@ func TestChangePassword(t *testing.T) {
 		t.Errorf("the session that changed the password ended: %v", err)
 	}
 	_, err = phone.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantCode(t, err, connect.CodeUnauthenticated)
+	wantErrCode(t, err, connect.CodeUnauthenticated)
 	// API tokens are not sessions and keep working.
 	cli := accountClient(url, connect.WithInterceptors(withBearer(erin.token)))
 	if _, err := cli.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{})); err != nil {

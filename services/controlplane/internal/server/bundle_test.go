@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -38,6 +39,7 @@ type testBundle struct {
 	dbURL    string
 	signer   *regtoken.Signer
 	keyring  *secrets.Keyring
+	keySpec  string // the keyring's configuration
 	replicas []*replica
 }
 
@@ -51,6 +53,8 @@ func (b *testBundle) admin(i int) adminv1connect.AdminServiceClient {
 type setupOpts struct {
 	replicas  int
 	satellite satelliteapi.Config
+	// logger receives the replicas' logs; nil discards them.
+	logger *slog.Logger
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -70,17 +74,17 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring}
+	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring, keySpec: spec}
 	for range opts.replicas {
-		b.replicas = append(b.replicas, b.startReplica(t, opts.satellite))
+		b.replicas = append(b.replicas, b.startReplica(t, opts.logger, opts.satellite))
 	}
 	return b
 }
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
-func (b *testBundle) startReplica(t testing.TB, cfg satelliteapi.Config) *replica {
+func (b *testBundle) startReplica(t testing.TB, logger *slog.Logger, cfg satelliteapi.Config) *replica {
 	t.Helper()
-	srv, err := server.New(t.Context(), nil, server.Config{
+	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
 		Accounts: accountapi.Config{FailureDelay: time.Millisecond},
 	})

@@ -42,6 +42,10 @@ func seedTeam(t *testing.T, b *testBundle, slug string) teamFixture {
 		Slug: slug + "-files", Name: "Files", Transport: "stdio", Command: "npx",
 		Args: []string{"-y", "server-files"},
 		Env:  store.Settings{"LOG_LEVEL": {Value: "info"}, "SHARED": {Value: "template"}},
+		ConfigSchema: store.ConfigSchema{Env: []store.ConfigField{
+			{Name: "SHARED", Scope: store.ScopeUserField},
+			{Name: "PERSONAL_TOKEN", Scope: store.ScopeUserField, Secret: true},
+		}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +63,7 @@ func seedTeam(t *testing.T, b *testBundle, slug string) teamFixture {
 			t.Fatal(err)
 		}
 	}
-	if err := st.SetUserConfiguration(ctx, store.UserConfiguration{
+	if _, err := st.SetUserConfiguration(ctx, store.UserConfiguration{
 		InstallationID: f.installation.ID, TeamID: f.team.ID, UserID: f.alice.ID, Args: []string{"--verbose"},
 		Env: store.Settings{"SHARED": {Value: "alice"}, "PERSONAL_TOKEN": {Value: "alice-secret", Secret: true}},
 	}); err != nil {
@@ -122,7 +126,7 @@ func TestConfigurationMergesLevelsAndDecryptsSecrets(t *testing.T) {
 	if !again.NotModified || len(again.Instances) != 0 || again.Etag != cfg.Etag {
 		t.Fatalf("unchanged configuration with its etag: %v", again)
 	}
-	if err := b.store().SetUserConfiguration(t.Context(), store.UserConfiguration{
+	if _, err := b.store().SetUserConfiguration(t.Context(), store.UserConfiguration{
 		InstallationID: f.installation.ID, TeamID: f.team.ID, UserID: f.bob.ID, Env: store.Settings{"SHARED": {Value: "bob"}},
 	}); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -106,7 +107,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.handler, err = s.routes(admin, accounts); err != nil {
+	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store)); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -194,11 +195,15 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler) (
 	mux.Handle(apiv1connect.NewUserServiceHandler(accounts, userAPI))
 	mux.Handle(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
 	mux.Handle(apiv1connect.NewAuditServiceHandler(accounts, userAPI))
+	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
 
 	services := []string{
 		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
-		apiv1connect.AuditServiceName,
+		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
+		apiv1connect.SecretServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))

@@ -7,6 +7,8 @@ import (
 	"maps"
 
 	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
 // Setting is one named value of env, headers or query parameters. Secret values are sealed before they are
@@ -27,27 +29,68 @@ type storedSetting struct {
 }
 
 // seal encodes settings for storage, sealing the secret ones.
-func (s *Store) seal(settings Settings) ([]byte, error) {
+func (s *Store) seal(settings Settings) ([]byte, error) { return s.sealOver(nil, settings) }
+
+// sealOver encodes settings for storage over the previously stored ones, sealing the secret values. A secret
+// without a value keeps the sealed value stored before under its name, or is dropped when there is none, so
+// a form shown with masked secrets can be submitted again without wiping them.
+func (s *Store) sealOver(prior []byte, settings Settings) ([]byte, error) {
+	old, err := decodeStored(prior)
+	if err != nil {
+		return nil, err
+	}
 	stored := make(map[string]storedSetting, len(settings))
 	for name, v := range settings {
-		if !v.Secret {
+		switch {
+		case !v.Secret:
 			stored[name] = storedSetting{Value: v.Value}
-			continue
+		case v.Value == "":
+			if o, ok := old[name]; ok && o.Secret {
+				stored[name] = o
+			}
+		default:
+			sealed, err := s.keyring.Seal(v.Value)
+			if err != nil {
+				return nil, fmt.Errorf("seal %q: %w", name, err)
+			}
+			stored[name] = storedSetting{Sealed: sealed, Secret: true}
 		}
-		sealed, err := s.keyring.Seal(v.Value)
-		if err != nil {
-			return nil, fmt.Errorf("seal %q: %w", name, err)
-		}
-		stored[name] = storedSetting{Sealed: sealed, Secret: true}
 	}
 	return json.Marshal(stored)
 }
 
-// open decodes stored settings into plain values, decrypting secret ones.
-func (s *Store) open(raw []byte) (map[string]string, error) {
+func decodeStored(raw []byte) (map[string]storedSetting, error) {
 	var stored map[string]storedSetting
+	if len(raw) == 0 {
+		return stored, nil
+	}
 	if err := json.Unmarshal(raw, &stored); err != nil {
 		return nil, fmt.Errorf("decode settings: %w", err)
+	}
+	return stored, nil
+}
+
+// mask decodes stored settings without opening secrets: a secret comes back with an empty value.
+func mask(raw []byte) (Settings, error) {
+	stored, err := decodeStored(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make(Settings, len(stored))
+	for name, v := range stored {
+		out[name] = Setting{Value: v.Value, Secret: v.Secret}
+		if v.Secret {
+			out[name] = Setting{Secret: true}
+		}
+	}
+	return out, nil
+}
+
+// open decodes stored settings into plain values, decrypting secret ones.
+func (s *Store) open(raw []byte) (map[string]string, error) {
+	stored, err := decodeStored(raw)
+	if err != nil {
+		return nil, err
 	}
 	plain := make(map[string]string, len(stored))
 	for name, v := range stored {
@@ -104,7 +147,9 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
 			Sandbox: r.Sandbox,
 		}
-		inst.Args = append(append(append([]string{}, r.TemplateArgs...), r.TeamArgs...), r.UserArgs...)
+		if inst.Args, err = s.args(r); err != nil {
+			return nil, fmt.Errorf("instance %s args: %w", r.ID, err)
+		}
 		if inst.Env, err = s.merge(r.TemplateEnv, r.TeamEnv, r.UserEnv); err != nil {
 			return nil, fmt.Errorf("instance %s env: %w", r.ID, err)
 		}
@@ -117,6 +162,25 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 		out = append(out, inst)
 	}
 	return out, nil
+}
+
+// args appends the template's arguments, the team's, the schema's arguments with their values, then the
+// user's own.
+func (s *Store) args(r dbsqlc.ListDesiredInstancesRow) ([]string, error) {
+	schema, err := decodeSchema(r.ConfigSchema)
+	if err != nil {
+		return nil, err
+	}
+	team, err := s.open(r.TeamArgValues)
+	if err != nil {
+		return nil, err
+	}
+	user, err := s.open(r.UserArgValues)
+	if err != nil {
+		return nil, err
+	}
+	args := append(append([]string{}, r.TemplateArgs...), r.TeamArgs...)
+	return append(append(args, schema.renderArgs(team, user)...), r.UserArgs...), nil
 }
 
 // merge opens each level and lays later levels over earlier ones.

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
 // Team is a group of users sharing installations.
@@ -31,18 +29,22 @@ type User struct {
 
 // CatalogEntry is an MCP server template. TeamID is nil for global entries.
 type CatalogEntry struct {
-	ID          uuid.UUID
-	TeamID      *uuid.UUID
-	Slug        string
-	Name        string
-	Description string
-	Transport   string
-	Command     string
-	Args        []string
-	Env         Settings
-	URL         string
-	Headers     Settings
-	QueryParams Settings
+	ID           uuid.UUID
+	TeamID       *uuid.UUID
+	Slug         string
+	Name         string
+	Description  string
+	Transport    string
+	Command      string
+	Args         []string
+	Env          Settings
+	URL          string
+	Headers      Settings
+	QueryParams  Settings
+	Tags         []string
+	ConfigSchema ConfigSchema
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Installation is a team's installation of a catalog entry.
@@ -52,6 +54,7 @@ type Installation struct {
 	CatalogEntryID        uuid.UUID
 	Name                  string
 	Args                  []string
+	ArgValues             Settings
 	Env                   Settings
 	Headers               Settings
 	QueryParams           Settings
@@ -59,6 +62,22 @@ type Installation struct {
 	// ToolPrefix replaces the server's slug before tool and prompt names at the team endpoint; nil keeps the
 	// slug and "" means no prefix.
 	ToolPrefix *string
+	// ServerSlug is the installed template's slug; set on reads.
+	ServerSlug string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// EffectiveToolPrefix is the prefix of the installation's tool names: ToolPrefix, or the server's slug.
+func (in Installation) EffectiveToolPrefix() string {
+	if in.ToolPrefix != nil {
+		return *in.ToolPrefix
+	}
+	return in.ServerSlug
+}
+
+func (in Installation) values() Values {
+	return Values{ArgValues: in.ArgValues, Env: in.Env, Headers: in.Headers, QueryParams: in.QueryParams}
 }
 
 // UserConfiguration is one member's own level of an installation's configuration.
@@ -67,9 +86,16 @@ type UserConfiguration struct {
 	TeamID         uuid.UUID
 	UserID         uuid.UUID
 	Args           []string
+	ArgValues      Settings
 	Env            Settings
 	Headers        Settings
 	QueryParams    Settings
+	// UpdatedAt is zero when the member has never configured the installation.
+	UpdatedAt time.Time
+}
+
+func (uc UserConfiguration) values() Values {
+	return Values{ArgValues: uc.ArgValues, Env: uc.Env, Headers: uc.Headers, QueryParams: uc.QueryParams}
 }
 
 // CreateTeam creates a team.
@@ -88,56 +114,6 @@ func (s *Store) CreateUser(ctx context.Context, slug, email, name string) (User,
 		return User{}, translate(err, "create user")
 	}
 	return userFromRow(row), nil
-}
-
-// CreateCatalogEntry creates a template, sealing its secret settings.
-func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (CatalogEntry, error) {
-	env, headers, query, err := s.sealAll(e.Env, e.Headers, e.QueryParams)
-	if err != nil {
-		return CatalogEntry{}, err
-	}
-	row, err := s.q.CreateCatalogEntry(ctx, dbsqlc.CreateCatalogEntryParams{
-		TeamID: e.TeamID, Slug: e.Slug, Name: e.Name, Description: e.Description, Transport: e.Transport,
-		Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers, QueryParams: query,
-	})
-	if err != nil {
-		return CatalogEntry{}, translate(err, "create catalog entry")
-	}
-	e.ID = row.ID
-	return e, nil
-}
-
-// CreateInstallation installs a catalog entry for a team and gives every member an instance of it.
-func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Installation, error) {
-	env, headers, query, err := s.sealAll(in.Env, in.Headers, in.QueryParams)
-	if err != nil {
-		return Installation{}, err
-	}
-	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		row, err := q.CreateInstallation(ctx, dbsqlc.CreateInstallationParams{
-			TeamID: in.TeamID, CatalogEntryID: in.CatalogEntryID, Name: in.Name, Args: nonNil(in.Args), Env: env,
-			Headers: headers, QueryParams: query, RequestLoggingEnabled: in.RequestLoggingEnabled, ToolPrefix: in.ToolPrefix,
-		})
-		if err != nil {
-			return translate(err, "create installation")
-		}
-		in.ID = row.ID
-		return translate(q.EnsureTeamInstances(ctx, in.TeamID), "create instances")
-	})
-	return in, err
-}
-
-// SetUserConfiguration stores a member's configuration of an installation.
-func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) error {
-	env, headers, query, err := s.sealAll(uc.Env, uc.Headers, uc.QueryParams)
-	if err != nil {
-		return err
-	}
-	err = s.q.UpsertUserConfiguration(ctx, dbsqlc.UpsertUserConfigurationParams{
-		InstallationID: uc.InstallationID, TeamID: uc.TeamID, UserID: uc.UserID, Args: nonNil(uc.Args), Env: env,
-		Headers: headers, QueryParams: query,
-	})
-	return translate(err, "set user configuration")
 }
 
 func (s *Store) sealAll(env, headers, query Settings) (e, h, q []byte, err error) {

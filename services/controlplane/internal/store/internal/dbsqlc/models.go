@@ -62,6 +62,7 @@ type CatalogEntry struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	Sandbox      []byte
+	Tags         []string
 }
 
 type CatalogEntryHealth struct {
@@ -106,6 +107,7 @@ type Installation struct {
 	UpdatedAt             time.Time
 	ToolPrefix            *string
 	CredentialsCheckedAt  *time.Time
+	ArgValues             []byte
 }
 
 type Instance struct {
@@ -279,4 +281,5 @@ type UserConfiguration struct {
 	Headers        []byte
 	QueryParams    []byte
 	UpdatedAt      time.Time
+	ArgValues      []byte
 }

@@ -21,23 +21,27 @@ func (q *Queries) AddMembership(ctx context.Context, teamID uuid.UUID, userID uu
 }
 
 const createCatalogEntry = `-- name: CreateCatalogEntry :one
-insert into catalog_entries (team_id, slug, name, description, transport, command, args, env, url, headers, query_params)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox
+insert into catalog_entries (
+    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+        $12, $13)
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags
 `
 
 type CreateCatalogEntryParams struct {
-	TeamID      *uuid.UUID
-	Slug        string
-	Name        string
-	Description string
-	Transport   string
-	Command     string
-	Args        []string
-	Env         []byte
-	Url         string
-	Headers     []byte
-	QueryParams []byte
+	TeamID       *uuid.UUID
+	Slug         string
+	Name         string
+	Description  string
+	Tags         []string
+	Transport    string
+	Command      string
+	Args         []string
+	Env          []byte
+	Url          string
+	Headers      []byte
+	QueryParams  []byte
+	ConfigSchema []byte
 }
 
 func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntryParams) (CatalogEntry, error) {
@@ -46,6 +50,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		arg.Slug,
 		arg.Name,
 		arg.Description,
+		arg.Tags,
 		arg.Transport,
 		arg.Command,
 		arg.Args,
@@ -53,6 +58,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		arg.Url,
 		arg.Headers,
 		arg.QueryParams,
+		arg.ConfigSchema,
 	)
 	var i CatalogEntry
 	err := row.Scan(
@@ -72,16 +78,17 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.Sandbox,
+		&i.Tags,
 	)
 	return i, err
 }
 
 const createInstallation = `-- name: CreateInstallation :one
 insert into installations (
-    team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, tool_prefix)
+    team_id, catalog_entry_id, name, args, arg_values, env, headers, query_params, request_logging_enabled, tool_prefix)
 values ($1, $2, $3, $4, $5, $6, $7, $8,
-        $9)
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at
+        $9, $10)
+returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values
 `
 
 type CreateInstallationParams struct {
@@ -89,6 +96,7 @@ type CreateInstallationParams struct {
 	CatalogEntryID        uuid.UUID
 	Name                  string
 	Args                  []string
+	ArgValues             []byte
 	Env                   []byte
 	Headers               []byte
 	QueryParams           []byte
@@ -102,6 +110,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		arg.CatalogEntryID,
 		arg.Name,
 		arg.Args,
+		arg.ArgValues,
 		arg.Env,
 		arg.Headers,
 		arg.QueryParams,
@@ -123,6 +132,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		&i.UpdatedAt,
 		&i.ToolPrefix,
 		&i.CredentialsCheckedAt,
+		&i.ArgValues,
 	)
 	return i, err
 }
@@ -185,11 +195,11 @@ func (q *Queries) EnsureTeamInstances(ctx context.Context, teamID uuid.UUID) err
 }
 
 const upsertUserConfiguration = `-- name: UpsertUserConfiguration :exec
-insert into user_configurations (installation_id, team_id, user_id, args, env, headers, query_params)
-values ($1, $2, $3, $4, $5, $6, $7)
+insert into user_configurations (installation_id, team_id, user_id, args, arg_values, env, headers, query_params)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
 on conflict (installation_id, user_id) do update
-set args = excluded.args, env = excluded.env, headers = excluded.headers, query_params = excluded.query_params,
-    updated_at = now()
+set args = excluded.args, arg_values = excluded.arg_values, env = excluded.env, headers = excluded.headers,
+    query_params = excluded.query_params, updated_at = now()
 `
 
 type UpsertUserConfigurationParams struct {
@@ -197,6 +207,7 @@ type UpsertUserConfigurationParams struct {
 	TeamID         uuid.UUID
 	UserID         uuid.UUID
 	Args           []string
+	ArgValues      []byte
 	Env            []byte
 	Headers        []byte
 	QueryParams    []byte
@@ -208,6 +219,7 @@ func (q *Queries) UpsertUserConfiguration(ctx context.Context, arg UpsertUserCon
 		arg.TeamID,
 		arg.UserID,
 		arg.Args,
+		arg.ArgValues,
 		arg.Env,
 		arg.Headers,
 		arg.QueryParams,

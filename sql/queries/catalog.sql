@@ -1,0 +1,77 @@
+-- name: GetCatalogEntry :one
+select * from catalog_entries where id = @id;
+
+-- name: LockCatalogEntry :one
+select * from catalog_entries where id = @id for update;
+
+-- name: UpdateCatalogEntry :one
+update catalog_entries
+set name = @name, description = @description, tags = @tags, transport = @transport, command = @command,
+    args = @args, env = @env, url = @url, headers = @headers, query_params = @query_params,
+    config_schema = @config_schema, updated_at = now()
+where id = @id
+returning *;
+
+-- name: DeleteCatalogEntry :execrows
+delete from catalog_entries where id = @id;
+
+-- name: ListCatalogEntries :many
+-- ListCatalogEntries pages through the global templates and, with a team, the team's own, by slug. pattern is
+-- an ILIKE pattern matched against name, slug and description; tags must all be present.
+select * from catalog_entries
+where (team_id is null or team_id = sqlc.narg(team_id)::uuid)
+  and (@pattern::text = '' or name ilike @pattern or slug ilike @pattern or description ilike @pattern)
+  and tags @> @tags::text[]
+  and slug > @after_slug
+order by slug
+limit @max_rows;
+
+-- name: ListTeamsInstallingEntry :many
+select distinct team_id from installations where catalog_entry_id = @catalog_entry_id order by team_id;
+
+-- name: LockTeam :exec
+-- LockTeam serialises changes to a team's installations, so checks across them (such as tool prefixes)
+-- hold when two admins write at once. NO KEY UPDATE leaves inserts that reference the team (memberships)
+-- unblocked.
+select id from teams where id = @id for no key update;
+
+-- name: GetInstallation :one
+select sqlc.embed(i), c.slug as server_slug
+from installations i
+join catalog_entries c on c.id = i.catalog_entry_id
+where i.id = @id and i.team_id = @team_id;
+
+-- name: LockInstallation :one
+select * from installations where id = @id and team_id = @team_id for update;
+
+-- name: UpdateInstallation :one
+update installations
+set name = @name, args = @args, arg_values = @arg_values, env = @env, headers = @headers,
+    query_params = @query_params, request_logging_enabled = @request_logging_enabled,
+    tool_prefix = sqlc.narg(tool_prefix), updated_at = now()
+where id = @id and team_id = @team_id
+returning *;
+
+-- name: DeleteInstallation :execrows
+delete from installations where id = @id and team_id = @team_id;
+
+-- name: ListInstallations :many
+select sqlc.embed(i), c.slug as server_slug
+from installations i
+join catalog_entries c on c.id = i.catalog_entry_id
+where i.team_id = @team_id
+  and (sqlc.narg(after_created_at)::timestamptz is null
+       or (i.created_at, i.id) > (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid))
+order by i.created_at, i.id
+limit @max_rows;
+
+-- name: ListToolPrefixes :many
+-- ListToolPrefixes returns the effective tool prefix of each of a team's installations.
+select i.id, coalesce(i.tool_prefix, c.slug)::text as prefix
+from installations i
+join catalog_entries c on c.id = i.catalog_entry_id
+where i.team_id = @team_id;
+
+-- name: GetUserConfiguration :one
+select * from user_configurations
+where installation_id = @installation_id and team_id = @team_id and user_id = @user_id;
