@@ -47,8 +47,12 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		//lint:ignore SA1019 servers of the session era still send log notifications, and they belong in the server's logs
 		LoggingMessageHandler:       in.logNotification,
 		ProgressNotificationHandler: in.rt.dispatchProgress,
+		Capabilities:                in.rt.cfg.ClientCapabilities,
 	})
 	client.AddSendingMiddleware(c.track)
+	if in.rt.cfg.ClientMiddleware != nil {
+		client.AddReceivingMiddleware(in.rt.cfg.ClientMiddleware)
+	}
 
 	var transport mcp.Transport
 	if isStdio(spec) {

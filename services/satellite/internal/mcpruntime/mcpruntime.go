@@ -140,6 +140,13 @@ type Config struct {
 	// Lease.TrackProgress, such as those of an endpoint that routes progress itself; req.Session tells
 	// which instance's session sent it. Nil drops them.
 	OnProgress func(ctx context.Context, req *mcp.ProgressNotificationClientRequest)
+	// ClientMiddleware, when set, wraps the handling of everything servers send the runtime's client
+	// sessions: their own requests (sampling/createMessage, elicitation/create, roots/list) and their
+	// notifications. An endpoint uses it to pass them on to its clients.
+	ClientMiddleware mcp.Middleware
+	// ClientCapabilities are declared to servers. Nil means the SDK's default, roots, answered with an
+	// empty list.
+	ClientCapabilities *mcp.ClientCapabilities
 
 	// StartTimeout bounds one start: spawning or connecting, initializing and discovering. Default
 	// DefaultStartTimeout (60 s).
