@@ -99,7 +99,8 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		}
 	}
 
-	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx}, nil)
+	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx},
+		&mcp.ClientSessionOptions{ProtocolVersion: in.rt.cfg.ProtocolVersion})
 	if err != nil {
 		return c, fmt.Errorf("initialize: %w", err)
 	}
