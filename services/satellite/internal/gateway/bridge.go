@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"iter"
 	"log/slog"
 	"slices"
 	"sync"
@@ -53,7 +54,8 @@ func ClientCapabilities() *mcp.ClientCapabilities {
 //   - notifications/message goes to the client session whose request the instance is serving, at that
 //     session's log level; outside requests, to each of the user's sessions that set a level.
 //   - notifications/resources/updated goes to the user's sessions subscribed to the resource.
-//   - notifications/elicitation/complete goes to the client session whose request is being served.
+//   - notifications/elicitation/complete goes where a log message would; a URL elicitation usually
+//     completes after the call that started it, and clients ignore ids they do not know.
 //
 // Notifications go on to next as well, so the runtime still records them; everything else goes to next.
 func (g *Gateway) ClientMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
@@ -72,9 +74,7 @@ func (g *Gateway) ClientMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		case notificationElicitComplete:
 			if p, ok := req.GetParams().(*mcp.ElicitationCompleteParams); ok {
-				if call, err := g.bridge.caller(cs); err == nil {
-					_ = call.caller.NotifyElicitationComplete(call.ctx, p)
-				}
+				g.bridge.relayElicitComplete(cs, p)
 			}
 		}
 		return next(ctx, method, req)
@@ -113,15 +113,31 @@ func newBridge(logger *slog.Logger) *bridge {
 	}
 }
 
-// own records that cs is the session of the user's instance; a session it replaces is forgotten.
-func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) {
+// own records that cs is the session of the user's instance. A session it replaces is forgotten, and
+// own reports that there was one: the instance restarted or woke up since the gateway last used it.
+func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (replaced bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if old := b.byInstance[instanceID]; old != nil && old != cs {
+	old := b.byInstance[instanceID]
+	if old != nil && old != cs {
 		delete(b.owners, old)
+		replaced = true
 	}
 	b.byInstance[instanceID] = cs
 	b.owners[cs] = owner{us: us, instanceID: instanceID}
+	return replaced
+}
+
+// sessionsOf returns the sessions of the user whose instance cs is connected to, or none when the
+// gateway has not used cs.
+func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] {
+	b.mu.Lock()
+	o, ok := b.owners[cs]
+	b.mu.Unlock()
+	if !ok {
+		return func(func(*mcp.ServerSession) bool) {}
+	}
+	return o.us.server.Sessions()
 }
 
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
@@ -246,14 +262,21 @@ func (b *bridge) relayLog(cs *mcp.ClientSession, p *mcp.LoggingMessageParams) {
 	case err == nil:
 		_ = call.caller.Log(call.ctx, p)
 	case errors.Is(err, errNoCaller):
-		b.mu.Lock()
-		o, ok := b.owners[cs]
-		b.mu.Unlock()
-		if !ok {
-			return
-		}
-		for ss := range o.us.server.Sessions() {
+		for ss := range b.sessionsOf(cs) {
 			_ = ss.Log(context.Background(), p)
+		}
+	}
+}
+
+// relayElicitComplete passes on an instance's notice that a URL elicitation is complete, as relayLog does.
+func (b *bridge) relayElicitComplete(cs *mcp.ClientSession, p *mcp.ElicitationCompleteParams) {
+	call, err := b.caller(cs)
+	switch {
+	case err == nil:
+		_ = call.caller.NotifyElicitationComplete(call.ctx, p)
+	case errors.Is(err, errNoCaller):
+		for ss := range b.sessionsOf(cs) {
+			_ = ss.NotifyElicitationComplete(context.Background(), p)
 		}
 	}
 }
@@ -274,14 +297,17 @@ func (b *bridge) relayUpdated(ctx context.Context, cs *mcp.ClientSession, p *mcp
 }
 
 // open returns the session of rt's instance for a request of caller, ready for it: the user's log level
-// is applied, and what the instance sends its client while the request runs is routed to caller. Call
-// the returned function when the request is done.
+// is applied (and the user's subscriptions, if the instance has a new session), and what the instance
+// sends its client while the request runs is routed to caller. Call the returned function when the
+// request is done.
 func (g *Gateway) open(ctx context.Context, us *userServer, rt route, caller *mcp.ServerSession) (*mcp.ClientSession, func(), error) {
 	cs, err := g.cfg.Backend.Session(ctx, rt.inst.ID)
 	if err != nil {
 		return nil, nil, g.downstreamError(ctx, rt, err)
 	}
-	g.bridge.own(cs, us, rt.inst.ID)
+	if g.bridge.own(cs, us, rt.inst.ID) {
+		us.resubscribe(ctx, rt.inst.ID, cs)
+	}
 	us.applyLogLevel(ctx, rt.inst.ID, cs)
 	return cs, g.bridge.begin(ctx, cs, caller), nil
 }

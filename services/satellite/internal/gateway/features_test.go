@@ -136,7 +136,7 @@ func TestSubscribe(t *testing.T) {
 	s.AddResource(&mcp.Resource{URI: "test://watched", Name: "watched"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://watched", Text: "now"}}}, nil
 	})
-	b.addGlobex(t, "watch", s)
+	b.addGlobex(t, "watch", s) // as instance "watch-1"
 
 	updates := make(chan string, 4)
 	subscriber := b.connectWith(t, "cid", "globex", clientOptions{version: sessionVersion}, &mcp.ClientOptions{
@@ -161,6 +161,29 @@ func TestSubscribe(t *testing.T) {
 	if got := receive(t, updates); got != "test://watched" {
 		t.Errorf("update for %q", got)
 	}
+
+	// The instance restarts, with a new session: the next request to it renews the subscription there,
+	// and only updates from the new session are passed on.
+	b.backend.add(t, Instance{ID: "watch-1", InstallationID: "inst-watch", TeamID: teamGlobex, UserID: userCid,
+		ServerSlug: "watch", Prefix: "watch", Online: true, Status: "online"}, s)
+	if _, err := subscriber.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://watched"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, downstreamSubs); got != "subscribe test://watched" {
+		t.Fatalf("after the restart the downstream got %q", got)
+	}
+	if err := s.ResourceUpdated(t.Context(), &mcp.ResourceUpdatedNotificationParams{URI: "test://watched"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, updates); got != "test://watched" {
+		t.Errorf("update for %q", got)
+	}
+	select {
+	case uri := <-updates:
+		t.Errorf("an update for %s came twice", uri)
+	case <-time.After(100 * time.Millisecond):
+	}
+
 	if err := subscriber.Unsubscribe(t.Context(), &mcp.UnsubscribeParams{URI: "test://watched"}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,10 +60,7 @@ func (us *userServer) logLevelMiddleware(next mcp.MethodHandler) mcp.MethodHandl
 // open sessions asked for, or "" while none did. Each session still gets only what its own level lets
 // through.
 func (us *userServer) logLevel() mcp.LoggingLevel {
-	open := make(map[*mcp.ServerSession]bool)
-	for ss := range us.server.Sessions() {
-		open[ss] = true
-	}
+	open := us.openSessions()
 	us.bridge.mu.Lock()
 	defer us.bridge.mu.Unlock()
 	best := -1
@@ -107,4 +104,13 @@ func (us *userServer) applyLogLevel(ctx context.Context, instanceID string, cs *
 	us.bridge.mu.Lock()
 	us.bridge.applied[instanceID] = want
 	us.bridge.mu.Unlock()
+}
+
+// openSessions returns the user's sessions that are still open.
+func (us *userServer) openSessions() map[*mcp.ServerSession]bool {
+	open := make(map[*mcp.ServerSession]bool)
+	for ss := range us.server.Sessions() {
+		open[ss] = true
+	}
+	return open
 }

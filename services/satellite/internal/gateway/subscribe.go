@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 
@@ -56,10 +57,7 @@ func (us *userServer) subscribe(ctx context.Context, req *mcp.SubscribeRequest) 
 // subscribed to the resource any more.
 func (us *userServer) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
 	uri := req.Params.URI
-	open := make(map[*mcp.ServerSession]bool)
-	for ss := range us.server.Sessions() {
-		open[ss] = true
-	}
+	open := us.openSessions()
 	us.bridge.mu.Lock()
 	subs := us.bridge.subscribers[uri]
 	delete(subs, req.Session)
@@ -89,4 +87,31 @@ func (us *userServer) unsubscribe(ctx context.Context, req *mcp.UnsubscribeReque
 		return us.g.downstreamError(ctx, rt, err)
 	}
 	return nil
+}
+
+// resubscribe renews, on an instance's new session, the subscriptions of the user's open sessions to
+// resources the instance serves: those of its previous session ended with it.
+func (us *userServer) resubscribe(ctx context.Context, instanceID string, cs *mcp.ClientSession) {
+	open := us.openSessions()
+	var uris []string
+	us.bridge.mu.Lock()
+	for uri, subs := range us.bridge.subscribers {
+		for ss := range subs {
+			if open[ss] {
+				uris = append(uris, uri)
+				break
+			}
+		}
+	}
+	us.bridge.mu.Unlock()
+	slices.Sort(uris)
+	for _, uri := range uris {
+		if rt, ok := us.resourceRoute(uri); !ok || rt.inst.ID != instanceID {
+			continue
+		}
+		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+			us.g.logger.WarnContext(ctx, "renewing a resource subscription failed",
+				slog.String("instance_id", instanceID), slog.Any("error", err))
+		}
+	}
 }
