@@ -354,42 +354,43 @@ func forwardMeta(m mcp.Meta) mcp.Meta {
 
 func (g *Gateway) readResource(us *userServer, rt route) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		sess, done, err := g.open(ctx, us, rt, req.Session)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
-		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{
-			Meta:           forwardMeta(req.Params.Meta),
-			URI:            req.Params.URI,
-			InputResponses: req.Params.InputResponses,
-			RequestState:   req.Params.RequestState,
-		})
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		return res, nil
+		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.ReadResourceResult, error) {
+				sess, done, err := g.open(ctx, us, rt, req.Session)
+				if err != nil {
+					return nil, err
+				}
+				defer done()
+				res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta), URI: req.Params.URI})
+				if err != nil {
+					return nil, g.downstreamError(ctx, rt, err)
+				}
+				return res, nil
+			},
+			func(in *inputRequired) *mcp.ReadResourceResult {
+				return &mcp.ReadResourceResult{InputRequests: in.requests, RequestState: in.state}
+			})
 	}
 }
 
 func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		sess, done, err := g.open(ctx, us, rt, req.Session)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
-		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{
-			Meta:           forwardMeta(req.Params.Meta),
-			Name:           rt.name,
-			Arguments:      req.Params.Arguments,
-			InputResponses: req.Params.InputResponses,
-			RequestState:   req.Params.RequestState,
-		})
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		return res, nil
+		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.GetPromptResult, error) {
+				sess, done, err := g.open(ctx, us, rt, req.Session)
+				if err != nil {
+					return nil, err
+				}
+				defer done()
+				res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name, Arguments: req.Params.Arguments})
+				if err != nil {
+					return nil, g.downstreamError(ctx, rt, err)
+				}
+				return res, nil
+			},
+			func(in *inputRequired) *mcp.GetPromptResult {
+				return &mcp.GetPromptResult{InputRequests: in.requests, RequestState: in.state}
+			})
 	}
 }
 
@@ -398,10 +399,35 @@ func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
-		res, err := g.forwardCall(ctx, us, req, rt)
-		g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
+			func(in *inputRequired) *mcp.CallToolResult {
+				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
+			})
+		if res == nil || res.InputRequests == nil {
+			g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+		}
 		return res, err
 	}
+}
+
+// forward runs call, a request to rt's instance for caller. For a client of the 2026-07-28 era it runs
+// as rounds (see roundTrip), and a round that needs the client's input ends in the result inputResult
+// makes.
+func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt route, caller *mcp.ServerSession,
+	state string, responses mcp.InputResponseMap, call func(context.Context) (R, error), inputResult func(*inputRequired) R) (R, error) {
+	if !usesInputRequired(caller) {
+		return call(ctx)
+	}
+	var zero R
+	res, in, err := g.roundTrip(ctx, us, rt, state, responses, func(ctx context.Context) (mcp.Result, error) { return call(ctx) })
+	switch {
+	case err != nil:
+		return zero, err
+	case in != nil:
+		return inputResult(in), nil
+	}
+	return res.(R), nil
 }
 
 func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.CallToolRequest, rt route) (*mcp.CallToolResult, error) {
@@ -410,12 +436,7 @@ func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.Call
 		return nil, err
 	}
 	defer done()
-	params := &mcp.CallToolParams{
-		Meta:           forwardMeta(req.Params.Meta),
-		Name:           rt.name,
-		InputResponses: req.Params.InputResponses,
-		RequestState:   req.Params.RequestState,
-	}
+	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}

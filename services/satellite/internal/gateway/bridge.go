@@ -85,6 +85,9 @@ func (g *Gateway) ClientMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 type pendingCall struct {
 	ctx    context.Context
 	caller *mcp.ServerSession
+	// ask, when set, carries the instance's requests to the client instead: the client is of the
+	// 2026-07-28 era, which gets them as input_required results.
+	ask askFunc
 }
 
 // owner is the instance behind a downstream session, and the user whose aggregated server it feeds.
@@ -143,7 +146,7 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
 // is called.
 func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) func() {
-	call := &pendingCall{ctx: ctx, caller: caller}
+	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx)}
 	b.mu.Lock()
 	b.calls[cs] = append(b.calls[cs], call)
 	b.mu.Unlock()
@@ -210,33 +213,53 @@ func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, param
 	if caps == nil {
 		caps = &mcp.ClientCapabilities{}
 	}
+	if err := supported(caps, params); err != nil {
+		return nil, err
+	}
 	var res mcp.Result
+	if ir, ok := params.(mcp.InputRequest); ok && call.ask != nil {
+		res, err = call.ask(reqCtx, ir)
+		if err != nil {
+			return nil, b.clientError(ctx, err)
+		}
+		return res, nil
+	}
 	switch p := params.(type) {
 	case *mcp.CreateMessageWithToolsParams:
-		switch {
-		case caps.Sampling == nil:
-			return nil, unsupported("sampling")
-		case len(p.Tools) > 0 && caps.Sampling.Tools == nil:
-			return nil, unsupported("sampling with tools")
-		}
 		res, err = call.caller.CreateMessageWithTools(reqCtx, p)
 	case *mcp.ElicitParams:
-		if caps.Elicitation == nil {
-			return nil, unsupported("elicitation")
-		}
 		res, err = call.caller.Elicit(reqCtx, p)
 	case *mcp.ListRootsParams:
-		if caps.RootsV2 == nil {
-			return nil, unsupported("roots")
-		}
 		res, err = call.caller.ListRoots(reqCtx, p)
-	default:
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unexpected parameters"}
 	}
 	if err != nil {
 		return nil, b.clientError(ctx, err)
 	}
 	return res, nil
+}
+
+// supported checks that a client with caps can be asked a request with params.
+func supported(caps *mcp.ClientCapabilities, params mcp.Params) error {
+	switch p := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		switch {
+		case caps.Sampling == nil:
+			return unsupported("sampling")
+		case len(p.Tools) > 0 && caps.Sampling.Tools == nil:
+			return unsupported("sampling with tools")
+		}
+	case *mcp.ElicitParams:
+		if caps.Elicitation == nil {
+			return unsupported("elicitation")
+		}
+	case *mcp.ListRootsParams:
+		if caps.RootsV2 == nil {
+			return unsupported("roots")
+		}
+	default:
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unexpected parameters"}
+	}
+	return nil
 }
 
 // clientError turns an error of a forwarded request into one for the instance: the client's own protocol

@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -131,6 +132,20 @@ var sessionEras = []struct {
 	opts clientOptions
 }{eras[0], eras[2]}
 
+// expectAnswers checks that the asker's tools got this client's answers to their requests.
+func (c *askingClient) expectAnswers(t *testing.T, name string) {
+	t.Helper()
+	for tool, want := range map[string]string{
+		"asker__sample": name + ": re hello",
+		"asker__elicit": `accept {"name":"` + name + `"}`,
+		"asker__roots":  "file:///home/" + name,
+	} {
+		if got := c.call(t, tool); got != want {
+			t.Errorf("%s = %q, want %q", tool, got, want)
+		}
+	}
+}
+
 func TestServerRequests(t *testing.T) {
 	t.Parallel()
 	for _, era := range sessionEras {
@@ -142,15 +157,7 @@ func TestServerRequests(t *testing.T) {
 			ben := b.askingClient(t, era.opts, "ben", false)
 			bare := b.askingClient(t, era.opts, "bare", true)
 
-			for tool, want := range map[string]string{
-				"asker__sample": "ann: re hello",
-				"asker__elicit": `accept {"name":"ann"}`,
-				"asker__roots":  "file:///home/ann",
-			} {
-				if got := ann.call(t, tool); got != want {
-					t.Errorf("%s = %q, want %q", tool, got, want)
-				}
-			}
+			ann.expectAnswers(t, "ann")
 			// Requests go only to the session whose call caused them.
 			if n := ben.asked.Load(); n != 0 {
 				t.Errorf("another session of the user was asked %d times", n)
@@ -217,5 +224,65 @@ func TestLogging(t *testing.T) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		})
+	}
+}
+
+func TestInputRequired(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	b.addGlobex(t, "asker", newAsker())
+	stateless := eras[1].opts
+
+	// The SDK's client answers input_required results with its handlers and retries by itself.
+	ann := b.askingClient(t, stateless, "ann", false)
+	ann.expectAnswers(t, "ann")
+	bare := b.askingClient(t, stateless, "bare", true)
+	if got := bare.call(t, "asker__elicit"); !strings.HasPrefix(got, "error: ") {
+		t.Errorf("elicit for a client without the capability = %q", got)
+	}
+
+	// By hand: the result carries the instance's request, and only a retry of the same user with the
+	// request state and an answer continues the call.
+	manual := b.connectWith(t, "cid", "globex", stateless, &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return nil, errors.New("not used")
+		},
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+	})
+	res, err := manual.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.InputRequests) != 1 || res.RequestState == "" {
+		t.Fatalf("first round = %+v", res)
+	}
+	var key string
+	for k, req := range res.InputRequests {
+		if p, ok := req.(*mcp.ElicitParams); !ok || p.Message != "name?" {
+			t.Errorf("input request %s = %#v", k, req)
+		}
+		key = k
+	}
+	b.token("bob-globex", teamGlobex, "globex", userBob, ScopeRead, ScopeExecute)
+	other := b.connect(t, "bob-globex", "globex", stateless)
+	retry := &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}, RequestState: res.RequestState,
+		InputResponses: mcp.InputResponseMap{key: &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "manual"}}}}
+	if _, err := other.CallTool(t.Context(), retry); err == nil {
+		t.Error("another user continued the call")
+	}
+	elsewhere := *retry
+	elsewhere.Name = "asker__sample"
+	if _, err := manual.CallTool(t.Context(), &elsewhere); err == nil {
+		t.Error("the request state of one tool continued a call of another")
+	}
+	res, err = manual.CallTool(t.Context(), retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := callText(t, res); got != `accept {"name":"manual"}` {
+		t.Errorf("after the retry = %q", got)
+	}
+	if _, err := manual.CallTool(t.Context(), retry); err == nil {
+		t.Error("a request state was used twice")
 	}
 }

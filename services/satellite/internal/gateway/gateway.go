@@ -46,7 +46,9 @@
 // its log messages go to the client session whose request the instance is serving (see
 // Gateway.ClientMiddleware, which the runtime installs on its sessions). Instances are per user, so
 // this never crosses users; when requests of several sessions of the user are in progress at once, an
-// instance's request cannot be attributed and is answered with an error rather than guessed.
+// instance's request cannot be attributed and is answered with an error rather than guessed. A client of
+// the stateless 2026-07-28 era cannot be sent requests: it gets the instance's request in an
+// input_required result, and its retry with the answer continues the waiting downstream call.
 package gateway
 
 import (
@@ -223,6 +225,7 @@ type Gateway struct {
 	stateless    *mcp.StreamableHTTPHandler
 	progress     progressRoutes
 	bridge       *bridge
+	inputs       inputRounds
 
 	mu    sync.Mutex
 	users map[userKey]*userServer
@@ -248,6 +251,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 	}
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
+	g.inputs.rounds = make(map[string]*inputRound)
 	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
 	// loopback check would refuse every request a reverse proxy on the same host forwards.
 	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{
