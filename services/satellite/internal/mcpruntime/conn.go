@@ -50,9 +50,6 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		Capabilities:                in.rt.cfg.ClientCapabilities,
 	})
 	client.AddSendingMiddleware(c.track)
-	if in.rt.cfg.ClientMiddleware != nil {
-		client.AddReceivingMiddleware(in.rt.cfg.ClientMiddleware)
-	}
 
 	var transport mcp.Transport
 	if isStdio(spec) {
@@ -83,7 +80,7 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 			}
 		}()
 		in.emitStart(kind, reason, proc.Pid())
-		transport = &mcp.IOTransport{Reader: proc.Stdout, Writer: proc.Stdin}
+		transport = NewStdioTransport(client, proc.Stdout, proc.Stdin)
 	} else {
 		endpoint, err := endpointURL(spec)
 		if err != nil {
@@ -97,6 +94,10 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		} else {
 			transport = &mcp.StreamableClientTransport{Endpoint: endpoint.String(), HTTPClient: httpClient}
 		}
+	}
+
+	if in.rt.cfg.ClientMiddleware != nil {
+		client.AddReceivingMiddleware(in.rt.cfg.ClientMiddleware)
 	}
 
 	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx},
