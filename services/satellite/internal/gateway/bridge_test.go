@@ -286,3 +286,24 @@ func TestInputRequired(t *testing.T) {
 		t.Error("a request state was used twice")
 	}
 }
+
+func TestLoggingStateless(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	b.addGlobex(t, "asker", newAsker())
+	ann := b.askingClient(t, eras[1].opts, "ann", false)
+	// The 2026-07-28 era has no logging/setLevel: each request carries its level.
+	res, err := ann.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__log", Arguments: map[string]any{},
+		Meta: mcp.Meta{mcp.MetaKeyLogLevel: "warning"}})
+	if err != nil || callText(t, res) != "logged" {
+		t.Fatalf("log = %+v, %v", res, err)
+	}
+	if got := receive(t, ann.logs); got != "at warning" {
+		t.Errorf("log message %q", got)
+	}
+	select {
+	case got := <-ann.logs:
+		t.Errorf("log message %q below the request's level", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

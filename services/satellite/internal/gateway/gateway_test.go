@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
 // Protocol versions the tests speak: the newest of the session era, and the stateless era.
@@ -169,8 +170,10 @@ func (b *fakeBackend) signal() {
 func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
 	t.Helper()
 	ctx := t.Context()
-	ct, st := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, st, nil)
+	// Pipes in place of a process's stdin and stdout, with the runtime's transport for stdio servers.
+	serverIn, clientOut := io.Pipe()
+	clientIn, serverOut := io.Pipe()
+	ss, err := server.Connect(ctx, &mcp.IOTransport{Reader: serverIn, Writer: serverOut}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +184,9 @@ func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
 		},
 		Capabilities: ClientCapabilities(),
 	})
+	transport := mcpruntime.NewStdioTransport(client, clientIn, clientOut)
 	client.AddReceivingMiddleware(b.gw.ClientMiddleware)
-	cs, err := client.Connect(ctx, ct, &mcp.ClientSessionOptions{ProtocolVersion: sessionVersion})
+	cs, err := client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: sessionVersion})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,9 @@ type userBridge struct {
 	mu sync.Mutex
 	// levels are the log levels the user's sessions set with logging/setLevel.
 	levels map[*mcp.ServerSession]mcp.LoggingLevel
+	// requested is the most verbose level a request of the 2026-07-28 era carried, which has no
+	// logging/setLevel; it stays, since requests of that era come and go without a session.
+	requested mcp.LoggingLevel
 	// applied is the level last set on each instance, with the session it was set on.
 	applied map[string]appliedLevel
 	// subscribers are the sessions subscribed to each resource URI.
@@ -39,8 +42,16 @@ func (b *userBridge) init() {
 
 // logLevelMiddleware remembers the level a session sets. The SDK keeps it too, to filter what the
 // session gets; the gateway needs it to choose the level of the shared instances.
+//
+// A request of the 2026-07-28 era carries its level in _meta instead; the most verbose such level is
+// remembered too.
 func (us *userServer) logLevelMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if level := requestLevel(req.GetParams()); level != "" {
+			us.bridge.mu.Lock()
+			us.bridge.requested = moreVerbose(us.bridge.requested, level)
+			us.bridge.mu.Unlock()
+		}
 		res, err := next(ctx, method, req)
 		if method != "logging/setLevel" || err != nil {
 			return res, err
@@ -63,20 +74,47 @@ func (us *userServer) logLevel() mcp.LoggingLevel {
 	open := us.openSessions()
 	us.bridge.mu.Lock()
 	defer us.bridge.mu.Unlock()
-	best := -1
-	for ss, level := range us.bridge.levels {
+	level := us.bridge.requested
+	for ss, l := range us.bridge.levels {
 		if !open[ss] {
 			delete(us.bridge.levels, ss)
 			continue
 		}
-		if i := slices.Index(levels, level); best < 0 || i < best {
-			best = i
+		level = moreVerbose(level, l)
+	}
+	return level
+}
+
+// moreVerbose returns the more verbose of two levels, where "" is none.
+func moreVerbose(a, b mcp.LoggingLevel) mcp.LoggingLevel {
+	if a == "" || (b != "" && slices.Index(levels, b) < slices.Index(levels, a)) {
+		return b
+	}
+	return a
+}
+
+// requestLevel returns the log level in the _meta of a request's params, if it is a known one.
+func requestLevel(p mcp.Params) mcp.LoggingLevel {
+	var meta mcp.Meta
+	switch p := p.(type) {
+	case *mcp.CallToolParamsRaw:
+		if p != nil {
+			meta = p.Meta
+		}
+	case *mcp.GetPromptParams:
+		if p != nil {
+			meta = p.Meta
+		}
+	case *mcp.ReadResourceParams:
+		if p != nil {
+			meta = p.Meta
 		}
 	}
-	if best < 0 {
+	level, _ := meta[mcp.MetaKeyLogLevel].(string)
+	if !slices.Contains(levels, mcp.LoggingLevel(level)) {
 		return ""
 	}
-	return levels[best]
+	return mcp.LoggingLevel(level)
 }
 
 // applyLogLevel sets the user's log level on an instance that logs, unless it is set already on that
