@@ -184,6 +184,16 @@ func TestSubscribe(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 
+	// A session that subscribed and went away without unsubscribing does not keep the instance subscribed.
+	leaver := b.connect(t, "cid", "globex", clientOptions{version: sessionVersion})
+	if err := leaver.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "test://watched"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, downstreamSubs); got != "subscribe test://watched" {
+		t.Fatalf("downstream got %q", got)
+	}
+	leaver.Close()
+
 	if err := subscriber.Unsubscribe(t.Context(), &mcp.UnsubscribeParams{URI: "test://watched"}); err != nil {
 		t.Fatal(err)
 	}

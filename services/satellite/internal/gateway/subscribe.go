@@ -42,8 +42,10 @@ func (us *userServer) subscribe(ctx context.Context, req *mcp.SubscribeRequest) 
 	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{Meta: forwardMeta(req.Params.Meta), URI: req.Params.URI}); err != nil {
 		return us.g.downstreamError(ctx, rt, err)
 	}
+	open := us.openSessions()
 	us.bridge.mu.Lock()
 	defer us.bridge.mu.Unlock()
+	us.pruneSubscribers(open)
 	subs := us.bridge.subscribers[req.Params.URI]
 	if subs == nil {
 		subs = make(map[*mcp.ServerSession]bool)
@@ -59,19 +61,11 @@ func (us *userServer) unsubscribe(ctx context.Context, req *mcp.UnsubscribeReque
 	uri := req.Params.URI
 	open := us.openSessions()
 	us.bridge.mu.Lock()
-	subs := us.bridge.subscribers[uri]
-	delete(subs, req.Session)
-	for ss := range subs {
-		if !open[ss] {
-			delete(subs, ss)
-		}
-	}
-	last := len(subs) == 0
-	if last {
-		delete(us.bridge.subscribers, uri)
-	}
+	delete(us.bridge.subscribers[uri], req.Session)
+	us.pruneSubscribers(open)
+	_, others := us.bridge.subscribers[uri]
 	us.bridge.mu.Unlock()
-	if !last {
+	if others {
 		return nil
 	}
 	rt, ok := us.resourceRoute(uri)
@@ -93,18 +87,10 @@ func (us *userServer) unsubscribe(ctx context.Context, req *mcp.UnsubscribeReque
 // resources the instance serves: those of its previous session ended with it.
 func (us *userServer) resubscribe(ctx context.Context, instanceID string, cs *mcp.ClientSession) {
 	open := us.openSessions()
-	var uris []string
 	us.bridge.mu.Lock()
-	for uri, subs := range us.bridge.subscribers {
-		for ss := range subs {
-			if open[ss] {
-				uris = append(uris, uri)
-				break
-			}
-		}
-	}
+	us.pruneSubscribers(open)
+	uris := slices.Sorted(maps.Keys(us.bridge.subscribers))
 	us.bridge.mu.Unlock()
-	slices.Sort(uris)
 	for _, uri := range uris {
 		if rt, ok := us.resourceRoute(uri); !ok || rt.inst.ID != instanceID {
 			continue
@@ -112,6 +98,17 @@ func (us *userServer) resubscribe(ctx context.Context, instanceID string, cs *mc
 		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
 			us.g.logger.WarnContext(ctx, "renewing a resource subscription failed",
 				slog.String("instance_id", instanceID), slog.Any("error", err))
+		}
+	}
+}
+
+// pruneSubscribers forgets the subscriptions of sessions that are no longer open, and the resources
+// nobody is subscribed to any more. Call it with us.bridge.mu held.
+func (us *userServer) pruneSubscribers(open map[*mcp.ServerSession]bool) {
+	for uri, subs := range us.bridge.subscribers {
+		maps.DeleteFunc(subs, func(ss *mcp.ServerSession, _ bool) bool { return !open[ss] })
+		if len(subs) == 0 {
+			delete(us.bridge.subscribers, uri)
 		}
 	}
 }
