@@ -91,16 +91,22 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		BufferSize: cfg.EventBufferSize,
 		Backoff:    policy,
 	})
-	// Progress from servers is routed by the gateway, which needs the runtime in turn: the hook reads gw,
-	// which is set before the runtime runs.
+	// Progress, log messages and requests from servers are routed by the gateway, which needs the runtime
+	// in turn: the hooks read gw, which is set before the runtime runs.
 	var gw *gateway.Gateway
 	rtRef.rt, err = mcpruntime.New(logger.With("component", "mcp"), mcpruntime.Config{
 		OnProgress: func(ctx context.Context, req *mcpsdk.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},
-		Desired:     view,
-		Events:      batcher,
-		Driver:      driver,
+		ClientMiddleware: func(next mcpsdk.MethodHandler) mcpsdk.MethodHandler {
+			return func(ctx context.Context, method string, req mcpsdk.Request) (mcpsdk.Result, error) {
+				return gw.ClientMiddleware(next)(ctx, method, req)
+			}
+		},
+		ClientCapabilities: gateway.ClientCapabilities(),
+		Desired:            view,
+		Events:             batcher,
+		Driver:             driver,
 		WorkDir:     filepath.Join(stateDir, "instances"),
 		ClientInfo:  &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
 		IdleTimeout: cfg.MCPIdleTimeout,

@@ -36,10 +36,15 @@ type userServer struct {
 	server *mcp.Server
 	init   sync.Once
 
+	// syncMu guards the registered features; lookups take it too, so they see one consistent sync.
 	syncMu    sync.Mutex
-	tools     map[string]string // public name → fingerprint
-	resources map[string]string // URI → fingerprint
-	prompts   map[string]string // public name → fingerprint
+	tools     map[string]registered // by public name
+	resources map[string]registered // by URI
+	templates map[string]registered // by URI template
+	prompts   map[string]registered // by public name
+
+	// bridge is what the user's sessions asked for beyond plain calls: log levels and subscriptions.
+	bridge userBridge
 
 	sseMu sync.Mutex
 	sse   map[string]*mcp.SSEHandler // by principal binding
@@ -63,21 +68,31 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 	us := &userServer{
 		g:         g,
 		key:       key,
-		tools:     make(map[string]string),
-		resources: make(map[string]string),
-		prompts:   make(map[string]string),
+		tools:     make(map[string]registered),
+		resources: make(map[string]registered),
+		templates: make(map[string]registered),
+		prompts:   make(map[string]registered),
 		sse:       make(map[string]*mcp.SSEHandler),
 	}
+	us.bridge.init()
 	us.server = mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
 		Logger: g.logger,
 		// Advertised even while the user has no online instance, so that clients listen for changes.
+		// Completion, subscriptions and logging are forwarded to whichever instance a request concerns;
+		// an instance without the feature answers with its own error.
 		Capabilities: &mcp.ServerCapabilities{
-			Tools:     &mcp.ToolCapabilities{ListChanged: true},
-			Resources: &mcp.ResourceCapabilities{ListChanged: true},
-			Prompts:   &mcp.PromptCapabilities{ListChanged: true},
+			Tools:       &mcp.ToolCapabilities{ListChanged: true},
+			Resources:   &mcp.ResourceCapabilities{ListChanged: true, Subscribe: true},
+			Prompts:     &mcp.PromptCapabilities{ListChanged: true},
+			Completions: &mcp.CompletionCapabilities{},
+			//lint:ignore SA1019 logging is deprecated only from the 2026-07-28 protocol on; the session era still has it
+			Logging: &mcp.LoggingCapabilities{},
 		},
+		CompletionHandler:  us.complete,
+		SubscribeHandler:   us.subscribe,
+		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(scopeMiddleware)
+	us.server.AddReceivingMiddleware(scopeMiddleware, us.logLevelMiddleware)
 	return us
 }
 
@@ -134,6 +149,7 @@ func (us *userServer) sync() {
 	insts := us.instances()
 	us.syncTools(insts)
 	us.syncResources(insts)
+	us.syncTemplates(insts)
 	us.syncPrompts(insts)
 }
 
@@ -184,29 +200,53 @@ func (us *userServer) syncTools(insts []Instance) {
 }
 
 func (us *userServer) syncResources(insts []Instance) {
+	want := byURI(insts, func(inst Instance) []*mcp.Resource { return inst.Resources },
+		func(r *mcp.Resource) (string, string) { return r.URI, r.Name }, func(r *mcp.Resource, name string) { r.Name = name })
+	reconcile(us, "resource", us.resources, want, us.server.RemoveResources, func(r *mcp.Resource, rt route) {
+		us.server.AddResource(r, us.g.readResource(us, rt))
+	})
+}
+
+// syncTemplates registers the instances' resource templates like resources, by URI template. A read of a
+// URI that no listed resource has but a template matches goes to the template's instance.
+func (us *userServer) syncTemplates(insts []Instance) {
+	want := byURI(insts, func(inst Instance) []*mcp.ResourceTemplate { return inst.ResourceTemplates },
+		func(t *mcp.ResourceTemplate) (string, string) { return t.URITemplate, t.Name },
+		func(t *mcp.ResourceTemplate, name string) { t.Name = name })
+	reconcile(us, "resource template", us.templates, want, us.server.RemoveResourceTemplates, func(t *mcp.ResourceTemplate, rt route) {
+		us.server.AddResourceTemplate(t, us.g.readResource(us, rt))
+	})
+}
+
+// byURI collects the features that instances offer under a URI (resources) or URI template, keyed by it.
+// URIs stay as they are, because clients and models quote them, and names get the instance's prefix.
+// Instances are in (slug, id) order, so the same instance wins a shared URI every time; the others' copy
+// is left out. ident returns a feature's URI and name; rename sets its public name on a copy.
+func byURI[T any](insts []Instance, list func(Instance) []*T, ident func(*T) (uri, name string), rename func(*T, string)) map[string]feature[T] {
 	var cands []nameCandidate
-	var found []feature[mcp.Resource]
+	var found []feature[T]
 	seen := map[string]bool{}
 	for _, inst := range insts {
-		for _, r := range inst.Resources {
-			// Instances are in (slug, id) order, so the same instance wins a shared URI every time.
-			if r == nil || r.URI == "" || seen[r.URI] {
+		for _, f := range list(inst) {
+			if f == nil {
 				continue
 			}
-			seen[r.URI] = true
-			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: cmp.Or(r.Name, r.URI), instanceID: inst.ID})
-			found = append(found, feature[mcp.Resource]{def: r, rt: route{inst: inst, name: r.URI}})
+			uri, name := ident(f)
+			if uri == "" || seen[uri] {
+				continue
+			}
+			seen[uri] = true
+			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: cmp.Or(name, uri), instanceID: inst.ID})
+			found = append(found, feature[T]{def: f, rt: route{inst: inst, name: uri}})
 		}
 	}
-	want := make(map[string]feature[mcp.Resource], len(found))
+	want := make(map[string]feature[T], len(found))
 	for i, name := range assignNames(cands) {
-		r := *found[i].def
-		r.Name = name
-		want[r.URI] = feature[mcp.Resource]{def: &r, rt: found[i].rt}
+		f := *found[i].def
+		rename(&f, name)
+		want[found[i].rt.name] = feature[T]{def: &f, rt: found[i].rt}
 	}
-	reconcile(us, "resource", us.resources, want, us.server.RemoveResources, func(r *mcp.Resource, rt route) {
-		us.server.AddResource(r, us.g.readResource(rt))
-	})
+	return want
 }
 
 func (us *userServer) syncPrompts(insts []Instance) {
@@ -228,7 +268,7 @@ func (us *userServer) syncPrompts(insts []Instance) {
 		want[name] = feature[mcp.Prompt]{def: &p, rt: found[i].rt}
 	}
 	reconcile(us, "prompt", us.prompts, want, us.server.RemovePrompts, func(p *mcp.Prompt, rt route) {
-		us.server.AddPrompt(p, us.g.getPrompt(rt))
+		us.server.AddPrompt(p, us.g.getPrompt(us, rt))
 	})
 }
 
@@ -238,10 +278,17 @@ type feature[T any] struct {
 	rt  route
 }
 
-// reconcile brings the features registered on a user's server, have (key → fingerprint), to want: it
-// removes what want lacks and registers what is new or changed, so clients see list_changed only for real
-// changes. A feature the SDK refuses is logged and left out; the others still register.
-func reconcile[T any](us *userServer, kind string, have map[string]string, want map[string]feature[T],
+// registered is a feature registered on a user's server: the fingerprint it was registered with, and
+// where requests about it go.
+type registered struct {
+	fp string
+	rt route
+}
+
+// reconcile brings the features registered on a user's server, have, to want: it removes what want lacks
+// and registers what is new or changed, so clients see list_changed only for real changes. A feature the
+// SDK refuses is logged and left out; the others still register.
+func reconcile[T any](us *userServer, kind string, have map[string]registered, want map[string]feature[T],
 	remove func(...string), add func(*T, route)) {
 	var gone []string
 	for key := range have {
@@ -256,7 +303,7 @@ func reconcile[T any](us *userServer, kind string, have map[string]string, want 
 	for _, key := range slices.Sorted(maps.Keys(want)) {
 		f := want[key]
 		fp := fingerprint(f.def, f.rt)
-		if have[key] == fp {
+		if have[key].fp == fp {
 			continue
 		}
 		if err := safely(func() { add(f.def, f.rt) }); err != nil {
@@ -268,7 +315,7 @@ func reconcile[T any](us *userServer, kind string, have map[string]string, want 
 			}
 			continue
 		}
-		have[key] = fp
+		have[key] = registered{fp: fp, rt: f.rt}
 	}
 }
 
@@ -305,31 +352,45 @@ func forwardMeta(m mcp.Meta) mcp.Meta {
 	return out
 }
 
-func (g *Gateway) readResource(rt route) mcp.ResourceHandler {
+func (g *Gateway) readResource(us *userServer, rt route) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		sess, err := g.cfg.Backend.Session(ctx, rt.inst.ID)
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta), URI: req.Params.URI})
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		return res, nil
+		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.ReadResourceResult, error) {
+				sess, done, err := g.open(ctx, us, rt, req.Session)
+				if err != nil {
+					return nil, err
+				}
+				defer done()
+				res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta), URI: req.Params.URI})
+				if err != nil {
+					return nil, g.downstreamError(ctx, rt, err)
+				}
+				return res, nil
+			},
+			func(in *inputRequired) *mcp.ReadResourceResult {
+				return &mcp.ReadResourceResult{InputRequests: in.requests, RequestState: in.state}
+			})
 	}
 }
 
-func (g *Gateway) getPrompt(rt route) mcp.PromptHandler {
+func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		sess, err := g.cfg.Backend.Session(ctx, rt.inst.ID)
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name, Arguments: req.Params.Arguments})
-		if err != nil {
-			return nil, g.downstreamError(ctx, rt, err)
-		}
-		return res, nil
+		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.GetPromptResult, error) {
+				sess, done, err := g.open(ctx, us, rt, req.Session)
+				if err != nil {
+					return nil, err
+				}
+				defer done()
+				res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name, Arguments: req.Params.Arguments})
+				if err != nil {
+					return nil, g.downstreamError(ctx, rt, err)
+				}
+				return res, nil
+			},
+			func(in *inputRequired) *mcp.GetPromptResult {
+				return &mcp.GetPromptResult{InputRequests: in.requests, RequestState: in.state}
+			})
 	}
 }
 
@@ -338,23 +399,44 @@ func (g *Gateway) getPrompt(rt route) mcp.PromptHandler {
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
-		res, err := g.forwardCall(ctx, req, rt)
-		g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
+			func(in *inputRequired) *mcp.CallToolResult {
+				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
+			})
+		if res == nil || res.InputRequests == nil {
+			g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+		}
 		return res, err
 	}
 }
 
-func (g *Gateway) forwardCall(ctx context.Context, req *mcp.CallToolRequest, rt route) (*mcp.CallToolResult, error) {
-	sess, err := g.cfg.Backend.Session(ctx, rt.inst.ID)
+// forward runs call, a request to rt's instance for caller. For a client of the 2026-07-28 era it runs
+// as rounds (see roundTrip), and a round that needs the client's input ends in the result inputResult
+// makes.
+func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt route, caller *mcp.ServerSession,
+	state string, responses mcp.InputResponseMap, call func(context.Context) (R, error), inputResult func(*inputRequired) R) (R, error) {
+	if !usesInputRequired(caller) {
+		return call(ctx)
+	}
+	var zero R
+	res, in, err := g.roundTrip(ctx, us, rt, state, responses, func(ctx context.Context) (mcp.Result, error) { return call(ctx) })
+	switch {
+	case err != nil:
+		return zero, err
+	case in != nil:
+		return inputResult(in), nil
+	}
+	return res.(R), nil
+}
+
+func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.CallToolRequest, rt route) (*mcp.CallToolResult, error) {
+	sess, done, err := g.open(ctx, us, rt, req.Session)
 	if err != nil {
-		return nil, g.downstreamError(ctx, rt, err)
+		return nil, err
 	}
-	params := &mcp.CallToolParams{
-		Meta:           forwardMeta(req.Params.Meta),
-		Name:           rt.name,
-		InputResponses: req.Params.InputResponses,
-		RequestState:   req.Params.RequestState,
-	}
+	defer done()
+	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}

@@ -31,7 +31,24 @@
 // get a suffix hashed from their instance id as well. Prompts are named the same way. Resources keep
 // their URIs, because clients and models quote them; their names get the prefix. When two instances
 // offer the same URI, the instance first in (server slug, instance id) order serves it and the others'
-// copy is left out.
+// copy is left out. Resource templates are treated like resources: URI templates unchanged, names
+// prefixed; a URI no listed resource has is read from the instance whose template matches it.
+//
+// # Beyond calls
+//
+// completion/complete goes to the instance of the prompt or resource template it refers to, and
+// resources/subscribe to the instance serving the resource; that instance's
+// notifications/resources/updated reach the subscribed sessions. A session's logging/setLevel is applied
+// to the user's instances as the most verbose level any of the user's sessions asked for, and each
+// session gets log messages at its own level.
+//
+// An instance's own requests to its client (sampling/createMessage, elicitation/create, roots/list) and
+// its log messages go to the client session whose request the instance is serving (see
+// Gateway.ClientMiddleware, which the runtime installs on its sessions). Instances are per user, so
+// this never crosses users; when requests of several sessions of the user are in progress at once, an
+// instance's request cannot be attributed and is answered with an error rather than guessed. A client of
+// the stateless 2026-07-28 era cannot be sent requests: it gets the instance's request in an
+// input_required result, and its retry with the answer continues the waiting downstream call.
 package gateway
 
 import (
@@ -102,7 +119,9 @@ type Instance struct {
 	Status    string
 	Tools     []*mcp.Tool
 	Resources []*mcp.Resource
-	Prompts   []*mcp.Prompt
+	// ResourceTemplates are listed like resources: URI templates unchanged, names prefixed.
+	ResourceTemplates []*mcp.ResourceTemplate
+	Prompts           []*mcp.Prompt
 	// RequestLoggingEnabled says whether request logs carry request and response bodies.
 	RequestLoggingEnabled bool
 }
@@ -205,6 +224,8 @@ type Gateway struct {
 	stateful     *mcp.StreamableHTTPHandler
 	stateless    *mcp.StreamableHTTPHandler
 	progress     progressRoutes
+	bridge       *bridge
+	inputs       inputRounds
 
 	mu    sync.Mutex
 	users map[userKey]*userServer
@@ -229,6 +250,8 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		users:        make(map[userKey]*userServer),
 	}
 	g.progress.routes = make(map[string]progressRoute)
+	g.bridge = newBridge(logger)
+	g.inputs.rounds = make(map[string]*inputRound)
 	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
 	// loopback check would refuse every request a reverse proxy on the same host forwards.
 	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
 // Protocol versions the tests speak: the newest of the session era, and the stateless era.
@@ -169,8 +170,10 @@ func (b *fakeBackend) signal() {
 func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
 	t.Helper()
 	ctx := t.Context()
-	ct, st := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, st, nil)
+	// Pipes in place of a process's stdin and stdout, with the runtime's transport for stdio servers.
+	serverIn, clientOut := io.Pipe()
+	clientIn, serverOut := io.Pipe()
+	ss, err := server.Connect(ctx, &mcp.IOTransport{Reader: serverIn, Writer: serverOut}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +182,11 @@ func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
 		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
 			b.gw.HandleProgress(ctx, req)
 		},
+		Capabilities: ClientCapabilities(),
 	})
-	cs, err := client.Connect(ctx, ct, &mcp.ClientSessionOptions{ProtocolVersion: sessionVersion})
+	transport := mcpruntime.NewStdioTransport(client, clientIn, clientOut)
+	client.AddReceivingMiddleware(b.gw.ClientMiddleware)
+	cs, err := client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: sessionVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,12 +213,16 @@ func (b *fakeBackend) rediscover(t *testing.T, id string) {
 	if r, err := fi.session.ListResources(ctx, nil); err == nil {
 		resources = r.Resources
 	}
+	var templates []*mcp.ResourceTemplate
+	if r, err := fi.session.ListResourceTemplates(ctx, nil); err == nil {
+		templates = r.ResourceTemplates
+	}
 	var prompts []*mcp.Prompt
 	if p, err := fi.session.ListPrompts(ctx, nil); err == nil {
 		prompts = p.Prompts
 	}
 	b.update(id, func(inst *Instance) {
-		inst.Tools, inst.Resources, inst.Prompts = tools.Tools, resources, prompts
+		inst.Tools, inst.Resources, inst.ResourceTemplates, inst.Prompts = tools.Tools, resources, templates, prompts
 	})
 }
 
@@ -392,6 +402,12 @@ func (b *bundle) connect(t *testing.T, token, slug string, o clientOptions) *mcp
 			o.progress <- req.Params
 		}
 	}
+	return b.connectWith(t, token, slug, o, copts)
+}
+
+// connectWith opens a session of an SDK client with the given options to a team endpoint.
+func (b *bundle) connectWith(t *testing.T, token, slug string, o clientOptions, copts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, copts)
 	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/" + slug + "/mcp", HTTPClient: httpClient(token)}
 	if o.sse {

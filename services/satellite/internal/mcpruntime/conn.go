@@ -47,6 +47,7 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		//lint:ignore SA1019 servers of the session era still send log notifications, and they belong in the server's logs
 		LoggingMessageHandler:       in.logNotification,
 		ProgressNotificationHandler: in.rt.dispatchProgress,
+		Capabilities:                in.rt.cfg.ClientCapabilities,
 	})
 	client.AddSendingMiddleware(c.track)
 
@@ -72,7 +73,7 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 			}
 		}()
 		in.emitStart(kind, reason, proc.Pid())
-		transport = &mcp.IOTransport{Reader: proc.Stdout, Writer: proc.Stdin}
+		transport = NewStdioTransport(client, proc.Stdout, proc.Stdin)
 	} else {
 		endpoint, err := endpointURL(spec)
 		if err != nil {
@@ -88,7 +89,12 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		}
 	}
 
-	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx}, nil)
+	if in.rt.cfg.ClientMiddleware != nil {
+		client.AddReceivingMiddleware(in.rt.cfg.ClientMiddleware)
+	}
+
+	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx},
+		&mcp.ClientSessionOptions{ProtocolVersion: in.rt.cfg.ProtocolVersion})
 	if err != nil {
 		return c, fmt.Errorf("initialize: %w", err)
 	}

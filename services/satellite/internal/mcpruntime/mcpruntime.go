@@ -90,6 +90,11 @@ const (
 	// downloads its package. Sandboxed servers start under the driver's start-up CPU allowance
 	// (sandbox.DefaultStartCPU), not their running limit, so the timeout holds for them too.
 	DefaultStartTimeout = 60 * time.Second
+	// DefaultProtocolVersion is the newest version of the session era. Servers written for that era ask
+	// their client with requests of their own (sampling, elicitation, roots) while serving a call, which
+	// the 2026-07-28 era forbids; servers written for 2026-07-28 fall back to such requests for a client of
+	// the session era. So with it, both kinds can reach the endpoint's clients.
+	DefaultProtocolVersion = "2025-11-25"
 	// DefaultStopGrace is how long a stopping server may take after SIGTERM before it is killed.
 	DefaultStopGrace = 5 * time.Second
 	// DefaultIdleTimeout is how long a stdio server may go unused before it goes dormant.
@@ -141,6 +146,16 @@ type Config struct {
 	// Lease.TrackProgress, such as those of an endpoint that routes progress itself; req.Session tells
 	// which instance's session sent it. Nil drops them.
 	OnProgress func(ctx context.Context, req *mcp.ProgressNotificationClientRequest)
+	// ClientMiddleware, when set, wraps the handling of everything servers send the runtime's client
+	// sessions: their own requests (sampling/createMessage, elicitation/create, roots/list) and their
+	// notifications. An endpoint uses it to pass them on to its clients.
+	ClientMiddleware mcp.Middleware
+	// ClientCapabilities are declared to servers. Nil means the SDK's default, roots, answered with an
+	// empty list.
+	ClientCapabilities *mcp.ClientCapabilities
+	// ProtocolVersion is the protocol version the runtime asks servers for; they may answer with an older
+	// one. Default DefaultProtocolVersion.
+	ProtocolVersion string
 
 	// StartTimeout bounds one start: spawning or connecting, initializing and discovering. Default
 	// DefaultStartTimeout (60 s).
@@ -178,6 +193,9 @@ type Config struct {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
+	if c.ProtocolVersion == "" {
+		c.ProtocolVersion = DefaultProtocolVersion
+	}
 	if c.Events == nil {
 		c.Events = discard{}
 	}

@@ -1,0 +1,336 @@
+//lint:file-ignore SA1019 sampling, roots and logging are deprecated only from the 2026-07-28 protocol on; the gateway forwards them for the session era, which still has them
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Methods an instance sends to its client that the bridge routes to the gateway's clients.
+const (
+	methodCreateMessage         = "sampling/createMessage"
+	methodElicit                = "elicitation/create"
+	methodListRoots             = "roots/list"
+	notificationLog             = "notifications/message"
+	notificationResourceUpdated = "notifications/resources/updated"
+	notificationElicitComplete  = "notifications/elicitation/complete"
+)
+
+// ClientCapabilities returns the capabilities the runtime's client sessions declare to instances, so
+// that instances send what ClientMiddleware bridges: sampling (with tools and context), form and URL
+// elicitation, and roots. Whether a request then reaches a client depends on that client's own
+// capabilities.
+func ClientCapabilities() *mcp.ClientCapabilities {
+	return &mcp.ClientCapabilities{
+		RootsV2: &mcp.RootCapabilities{},
+		Sampling: &mcp.SamplingCapabilities{
+			Tools:   &mcp.SamplingToolsCapabilities{},
+			Context: &mcp.SamplingContextCapabilities{},
+		},
+		Elicitation: &mcp.ElicitationCapabilities{
+			Form: &mcp.FormElicitationCapabilities{},
+			URL:  &mcp.URLElicitationCapabilities{},
+		},
+	}
+}
+
+// ClientMiddleware is receiving middleware for the runtime's client sessions to instances, which
+// declare ClientCapabilities. It carries what an instance sends its client, besides responses and
+// progress, to the gateway's clients:
+//
+//   - sampling/createMessage, elicitation/create and roots/list go to the client session whose request
+//     the instance is serving, and the answer goes back. An instance gets a JSON-RPC error instead when
+//     it serves no request, or requests of more than one client session (the request cannot be
+//     attributed, and a session only ever sees requests its own calls caused), or when that client did
+//     not declare the capability.
+//   - notifications/message goes to the client session whose request the instance is serving, at that
+//     session's log level; outside requests, to each of the user's sessions that set a level.
+//   - notifications/resources/updated goes to the user's sessions subscribed to the resource.
+//   - notifications/elicitation/complete goes where a log message would; a URL elicitation usually
+//     completes after the call that started it, and clients ignore ids they do not know.
+//
+// Notifications go on to next as well, so the runtime still records them; everything else goes to next.
+func (g *Gateway) ClientMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		cs, _ := req.GetSession().(*mcp.ClientSession)
+		switch method {
+		case methodCreateMessage, methodElicit, methodListRoots:
+			return g.bridge.serverRequest(ctx, cs, req.GetParams())
+		case notificationLog:
+			if p, ok := req.GetParams().(*mcp.LoggingMessageParams); ok {
+				g.bridge.relayLog(cs, p)
+			}
+		case notificationResourceUpdated:
+			if p, ok := req.GetParams().(*mcp.ResourceUpdatedNotificationParams); ok {
+				g.bridge.relayUpdated(ctx, cs, p)
+			}
+		case notificationElicitComplete:
+			if p, ok := req.GetParams().(*mcp.ElicitationCompleteParams); ok {
+				g.bridge.relayElicitComplete(cs, p)
+			}
+		}
+		return next(ctx, method, req)
+	}
+}
+
+// pendingCall is a request of a client session that an instance is serving.
+type pendingCall struct {
+	ctx    context.Context
+	caller *mcp.ServerSession
+	// ask, when set, carries the instance's requests to the client instead: the client is of the
+	// 2026-07-28 era, which gets them as input_required results.
+	ask askFunc
+}
+
+// owner is the instance behind a downstream session, and the user whose aggregated server it feeds.
+type owner struct {
+	us         *userServer
+	instanceID string
+}
+
+// bridge knows, for each downstream session the gateway uses, whose instance it is and which client
+// requests it is serving right now.
+type bridge struct {
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	calls      map[*mcp.ClientSession][]*pendingCall
+	owners     map[*mcp.ClientSession]owner
+	byInstance map[string]*mcp.ClientSession // the newest session of each instance
+}
+
+func newBridge(logger *slog.Logger) *bridge {
+	return &bridge{
+		logger:     logger,
+		calls:      make(map[*mcp.ClientSession][]*pendingCall),
+		owners:     make(map[*mcp.ClientSession]owner),
+		byInstance: make(map[string]*mcp.ClientSession),
+	}
+}
+
+// own records that cs is the session of the user's instance. A session it replaces is forgotten, and
+// own reports that there was one: the instance restarted or woke up since the gateway last used it.
+func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (replaced bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.byInstance[instanceID]
+	if old != nil && old != cs {
+		delete(b.owners, old)
+		replaced = true
+	}
+	b.byInstance[instanceID] = cs
+	b.owners[cs] = owner{us: us, instanceID: instanceID}
+	return replaced
+}
+
+// sessionsOf returns the sessions of the user whose instance cs is connected to, or none when the
+// gateway has not used cs.
+func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] {
+	b.mu.Lock()
+	o, ok := b.owners[cs]
+	b.mu.Unlock()
+	if !ok {
+		return func(func(*mcp.ServerSession) bool) {}
+	}
+	return o.us.server.Sessions()
+}
+
+// begin records that cs serves a request of caller, whose context is ctx, until the returned function
+// is called.
+func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) func() {
+	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx)}
+	b.mu.Lock()
+	b.calls[cs] = append(b.calls[cs], call)
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		calls := slices.DeleteFunc(b.calls[cs], func(c *pendingCall) bool { return c == call })
+		if len(calls) == 0 {
+			delete(b.calls, cs)
+		} else {
+			b.calls[cs] = calls
+		}
+	}
+}
+
+var (
+	errNoCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+		Message: "no client request is in progress that this request could belong to"}
+	errAmbiguousCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+		Message: "requests of several client sessions are in progress; this request cannot be attributed to one"}
+)
+
+// caller returns the newest request cs is serving, provided all the requests it serves come from one
+// client session.
+func (b *bridge) caller(cs *mcp.ClientSession) (*pendingCall, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	calls := b.calls[cs]
+	if cs == nil || len(calls) == 0 {
+		return nil, errNoCaller
+	}
+	for _, c := range calls {
+		if c.caller != calls[0].caller || c.caller == nil {
+			return nil, errAmbiguousCaller
+		}
+	}
+	return calls[len(calls)-1], nil
+}
+
+// unsupported is what an instance gets for a request the client did not declare a capability for: what
+// a client without a handler for the method answers.
+func unsupported(what string) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "the client does not support " + what}
+}
+
+// serverRequest forwards a request of the instance behind cs to the client session it belongs to and
+// returns that client's answer.
+func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, params mcp.Params) (mcp.Result, error) {
+	call, err := b.caller(cs)
+	if err != nil {
+		return nil, err
+	}
+	// Sent under the call's context, the request travels on the stream of the call that caused it; it
+	// ends when that call ends or when the instance cancels it.
+	reqCtx, cancel := context.WithCancel(call.ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+
+	var caps *mcp.ClientCapabilities
+	if ip := call.caller.InitializeParams(); ip != nil {
+		caps = ip.Capabilities
+	}
+	if caps == nil {
+		caps = &mcp.ClientCapabilities{}
+	}
+	if err := supported(caps, params); err != nil {
+		return nil, err
+	}
+	var res mcp.Result
+	if ir, ok := params.(mcp.InputRequest); ok && call.ask != nil {
+		res, err = call.ask(reqCtx, ir)
+		if err != nil {
+			return nil, b.clientError(ctx, err)
+		}
+		return res, nil
+	}
+	switch p := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		res, err = call.caller.CreateMessageWithTools(reqCtx, p)
+	case *mcp.ElicitParams:
+		res, err = call.caller.Elicit(reqCtx, p)
+	case *mcp.ListRootsParams:
+		res, err = call.caller.ListRoots(reqCtx, p)
+	}
+	if err != nil {
+		return nil, b.clientError(ctx, err)
+	}
+	return res, nil
+}
+
+// supported checks that a client with caps can be asked a request with params.
+func supported(caps *mcp.ClientCapabilities, params mcp.Params) error {
+	switch p := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		switch {
+		case caps.Sampling == nil:
+			return unsupported("sampling")
+		case len(p.Tools) > 0 && caps.Sampling.Tools == nil:
+			return unsupported("sampling with tools")
+		}
+	case *mcp.ElicitParams:
+		if caps.Elicitation == nil {
+			return unsupported("elicitation")
+		}
+	case *mcp.ListRootsParams:
+		if caps.RootsV2 == nil {
+			return unsupported("roots")
+		}
+	default:
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unexpected parameters"}
+	}
+	return nil
+}
+
+// clientError turns an error of a forwarded request into one for the instance: the client's own protocol
+// errors pass through, anything else (a closed session, a cancelled call) is logged and reported generically.
+func (b *bridge) clientError(ctx context.Context, err error) error {
+	var jerr *jsonrpc.Error
+	if errors.As(err, &jerr) {
+		return jerr
+	}
+	if ctx.Err() == nil {
+		b.logger.DebugContext(ctx, "forwarding a server request to the client failed", slog.Any("error", err))
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the client did not answer: " + err.Error()}
+}
+
+// relayLog passes an instance's log message on: to the client session whose request the instance serves
+// or, outside requests, to every session of the user. Each session gets it only at its own log level.
+// When requests of several sessions are in progress, the message cannot be attributed and stays in the
+// server's log only.
+func (b *bridge) relayLog(cs *mcp.ClientSession, p *mcp.LoggingMessageParams) {
+	call, err := b.caller(cs)
+	switch {
+	case err == nil:
+		_ = call.caller.Log(call.ctx, p)
+	case errors.Is(err, errNoCaller):
+		for ss := range b.sessionsOf(cs) {
+			_ = ss.Log(context.Background(), p)
+		}
+	}
+}
+
+// relayElicitComplete passes on an instance's notice that a URL elicitation is complete, as relayLog does.
+func (b *bridge) relayElicitComplete(cs *mcp.ClientSession, p *mcp.ElicitationCompleteParams) {
+	call, err := b.caller(cs)
+	switch {
+	case err == nil:
+		_ = call.caller.NotifyElicitationComplete(call.ctx, p)
+	case errors.Is(err, errNoCaller):
+		for ss := range b.sessionsOf(cs) {
+			_ = ss.NotifyElicitationComplete(context.Background(), p)
+		}
+	}
+}
+
+// relayUpdated passes an instance's notice that a resource changed to the user's sessions subscribed to
+// it, provided the resource is one the gateway routes to that instance.
+func (b *bridge) relayUpdated(ctx context.Context, cs *mcp.ClientSession, p *mcp.ResourceUpdatedNotificationParams) {
+	b.mu.Lock()
+	o, ok := b.owners[cs]
+	b.mu.Unlock()
+	if !ok {
+		return
+	}
+	if rt, ok := o.us.resourceRoute(p.URI); !ok || rt.inst.ID != o.instanceID {
+		return
+	}
+	_ = o.us.server.ResourceUpdated(ctx, p)
+}
+
+// open returns the session of rt's instance for a request of caller, ready for it: the user's log level
+// is applied (and the user's subscriptions, if the instance has a new session), and what the instance
+// sends its client while the request runs is routed to caller. Call the returned function when the
+// request is done.
+func (g *Gateway) open(ctx context.Context, us *userServer, rt route, caller *mcp.ServerSession) (*mcp.ClientSession, func(), error) {
+	cs, err := g.cfg.Backend.Session(ctx, rt.inst.ID)
+	if err != nil {
+		return nil, nil, g.downstreamError(ctx, rt, err)
+	}
+	if g.bridge.own(cs, us, rt.inst.ID) {
+		us.resubscribe(ctx, rt.inst.ID, cs)
+	}
+	us.applyLogLevel(ctx, rt.inst.ID, cs)
+	return cs, g.bridge.begin(ctx, cs, caller), nil
+}

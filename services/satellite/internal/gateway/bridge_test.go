@@ -1,0 +1,309 @@
+//lint:file-ignore SA1019 sampling, roots and logging are deprecated only from the 2026-07-28 protocol on; the session era the tests speak still has them
+
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// newAsker is a server whose tools ask their client: "sample", "elicit" and "roots" send the request of
+// that name and return what came back (or the error as text), and "log" logs at debug, info and warning.
+func newAsker() *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "asker"}, nil)
+	tool := func(name string, f func(context.Context, *mcp.ServerSession) (string, error)) {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			text, err := f(ctx, req.Session)
+			if err != nil {
+				text = "error: " + err.Error()
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil
+		})
+	}
+	tool("sample", func(ctx context.Context, ss *mcp.ServerSession) (string, error) {
+		res, err := ss.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
+			Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "hello"}}}})
+		if err != nil {
+			return "", err
+		}
+		return res.Model + ": " + res.Content.(*mcp.TextContent).Text, nil
+	})
+	tool("elicit", func(ctx context.Context, ss *mcp.ServerSession) (string, error) {
+		res, err := ss.Elicit(ctx, &mcp.ElicitParams{Message: "name?", RequestedSchema: map[string]any{
+			"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}}})
+		if err != nil {
+			return "", err
+		}
+		b, _ := json.Marshal(res.Content)
+		return res.Action + " " + string(b), nil
+	})
+	tool("roots", func(ctx context.Context, ss *mcp.ServerSession) (string, error) {
+		res, err := ss.ListRoots(ctx, nil)
+		if err != nil {
+			return "", err
+		}
+		var uris []string
+		for _, r := range res.Roots {
+			uris = append(uris, r.URI)
+		}
+		return strings.Join(uris, ","), nil
+	})
+	tool("log", func(ctx context.Context, ss *mcp.ServerSession) (string, error) {
+		for _, level := range []mcp.LoggingLevel{"debug", "info", "warning"} {
+			if err := ss.Log(ctx, &mcp.LoggingMessageParams{Level: level, Data: "at " + string(level)}); err != nil {
+				return "", err
+			}
+		}
+		return "logged", nil
+	})
+	return s
+}
+
+// askingClient is a client of the team endpoint that answers sampling, elicitation and roots (unless
+// bare) and counts what it was asked and the log messages it got.
+type askingClient struct {
+	cs    *mcp.ClientSession
+	asked atomic.Int64
+	logs  chan string
+}
+
+func (b *bundle) askingClient(t *testing.T, o clientOptions, name string, bare bool) *askingClient {
+	t.Helper()
+	c := &askingClient{logs: make(chan string, 16)}
+	copts := &mcp.ClientOptions{
+		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+			c.logs <- fmt.Sprint(req.Params.Data)
+		},
+	}
+	if bare {
+		copts.Capabilities = &mcp.ClientCapabilities{}
+	} else {
+		copts.CreateMessageHandler = func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			c.asked.Add(1)
+			return &mcp.CreateMessageResult{Model: name, Role: "assistant",
+				Content: &mcp.TextContent{Text: "re " + req.Params.Messages[0].Content.(*mcp.TextContent).Text}}, nil
+		}
+		copts.ElicitationHandler = func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			c.asked.Add(1)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": name}}, nil
+		}
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: name, Version: "1"}, copts)
+	if !bare {
+		client.AddRoots(&mcp.Root{URI: "file:///home/" + name})
+	}
+	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/globex/mcp", HTTPClient: httpClient("cid")}
+	if o.sse {
+		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/globex/sse", HTTPClient: httpClient("cid")}
+	}
+	cs, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: o.version})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	c.cs = cs
+	return c
+}
+
+func (c *askingClient) call(t *testing.T, tool string) string {
+	t.Helper()
+	// A request the bridge cannot deliver must fail, not hang: the deadline turns a hang into a failure.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	res, err := c.cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	return callText(t, res)
+}
+
+// sessionEras are the eras in which a server may send requests of its own to the client.
+var sessionEras = []struct {
+	name string
+	opts clientOptions
+}{eras[0], eras[2]}
+
+// expectAnswers checks that the asker's tools got this client's answers to their requests.
+func (c *askingClient) expectAnswers(t *testing.T, name string) {
+	t.Helper()
+	for tool, want := range map[string]string{
+		"asker__sample": name + ": re hello",
+		"asker__elicit": `accept {"name":"` + name + `"}`,
+		"asker__roots":  "file:///home/" + name,
+	} {
+		if got := c.call(t, tool); got != want {
+			t.Errorf("%s = %q, want %q", tool, got, want)
+		}
+	}
+}
+
+func TestServerRequests(t *testing.T) {
+	t.Parallel()
+	for _, era := range sessionEras {
+		t.Run(era.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOptions{})
+			b.addGlobex(t, "asker", newAsker())
+			ann := b.askingClient(t, era.opts, "ann", false)
+			ben := b.askingClient(t, era.opts, "ben", false)
+			bare := b.askingClient(t, era.opts, "bare", true)
+
+			ann.expectAnswers(t, "ann")
+			// Requests go only to the session whose call caused them.
+			if n := ben.asked.Load(); n != 0 {
+				t.Errorf("another session of the user was asked %d times", n)
+			}
+			if got := ben.call(t, "asker__sample"); got != "ben: re hello" {
+				t.Errorf("ben's sample = %q", got)
+			}
+			// A client without the capability: the server gets an error at once.
+			for _, tool := range []string{"asker__sample", "asker__elicit", "asker__roots"} {
+				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") {
+					t.Errorf("%s for a client without the capability = %q", tool, got)
+				}
+			}
+		})
+	}
+}
+
+func TestServerRequestOutsideACall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	s := mcp.NewServer(&mcp.Implementation{Name: "eager"}, nil)
+	b.addGlobex(t, "eager", s)
+	b.askingClient(t, clientOptions{version: sessionVersion}, "ann", false)
+	var ss *mcp.ServerSession
+	for ss = range s.Sessions() {
+	}
+	// The gateway has not used the instance yet, and no call is running: nobody can be asked.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := ss.ListRoots(ctx, nil); err == nil || ctx.Err() != nil {
+		t.Errorf("roots outside a call: %v", err)
+	}
+}
+
+func TestLogging(t *testing.T) {
+	t.Parallel()
+	for _, era := range sessionEras {
+		t.Run(era.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOptions{})
+			b.addGlobex(t, "asker", newAsker())
+			ann := b.askingClient(t, era.opts, "ann", false)
+			quiet := b.askingClient(t, era.opts, "quiet", false)
+			if ann.cs.InitializeResult().Capabilities.Logging == nil {
+				t.Error("logging capability not declared")
+			}
+			if err := ann.cs.SetLoggingLevel(t.Context(), &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := ann.call(t, "asker__log"); got != "logged" {
+				t.Fatalf("log = %q", got)
+			}
+			// The two have been seen to arrive in either order over Streamable HTTP; which and how many matter.
+			got := []string{receive(t, ann.logs), receive(t, ann.logs)}
+			slices.Sort(got)
+			if want := []string{"at info", "at warning"}; !slices.Equal(got, want) {
+				t.Errorf("log messages %q, want %q", got, want)
+			}
+			select {
+			case got := <-ann.logs:
+				t.Errorf("log message %q below the session's level", got)
+			case got := <-quiet.logs:
+				t.Errorf("a session that set no level got %q", got)
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
+	}
+}
+
+func TestInputRequired(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	b.addGlobex(t, "asker", newAsker())
+	stateless := eras[1].opts
+
+	// The SDK's client answers input_required results with its handlers and retries by itself.
+	ann := b.askingClient(t, stateless, "ann", false)
+	ann.expectAnswers(t, "ann")
+	bare := b.askingClient(t, stateless, "bare", true)
+	if got := bare.call(t, "asker__elicit"); !strings.HasPrefix(got, "error: ") {
+		t.Errorf("elicit for a client without the capability = %q", got)
+	}
+
+	// By hand: the result carries the instance's request, and only a retry of the same user with the
+	// request state and an answer continues the call.
+	manual := b.connectWith(t, "cid", "globex", stateless, &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return nil, errors.New("not used")
+		},
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+	})
+	res, err := manual.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.InputRequests) != 1 || res.RequestState == "" {
+		t.Fatalf("first round = %+v", res)
+	}
+	var key string
+	for k, req := range res.InputRequests {
+		if p, ok := req.(*mcp.ElicitParams); !ok || p.Message != "name?" {
+			t.Errorf("input request %s = %#v", k, req)
+		}
+		key = k
+	}
+	b.token("bob-globex", teamGlobex, "globex", userBob, ScopeRead, ScopeExecute)
+	other := b.connect(t, "bob-globex", "globex", stateless)
+	retry := &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}, RequestState: res.RequestState,
+		InputResponses: mcp.InputResponseMap{key: &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "manual"}}}}
+	if _, err := other.CallTool(t.Context(), retry); err == nil {
+		t.Error("another user continued the call")
+	}
+	elsewhere := *retry
+	elsewhere.Name = "asker__sample"
+	if _, err := manual.CallTool(t.Context(), &elsewhere); err == nil {
+		t.Error("the request state of one tool continued a call of another")
+	}
+	res, err = manual.CallTool(t.Context(), retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := callText(t, res); got != `accept {"name":"manual"}` {
+		t.Errorf("after the retry = %q", got)
+	}
+	if _, err := manual.CallTool(t.Context(), retry); err == nil {
+		t.Error("a request state was used twice")
+	}
+}
+
+func TestLoggingStateless(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	b.addGlobex(t, "asker", newAsker())
+	ann := b.askingClient(t, eras[1].opts, "ann", false)
+	// The 2026-07-28 era has no logging/setLevel: each request carries its level.
+	res, err := ann.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__log", Arguments: map[string]any{},
+		Meta: mcp.Meta{mcp.MetaKeyLogLevel: "warning"}})
+	if err != nil || callText(t, res) != "logged" {
+		t.Fatalf("log = %+v, %v", res, err)
+	}
+	if got := receive(t, ann.logs); got != "at warning" {
+		t.Errorf("log message %q", got)
+	}
+	select {
+	case got := <-ann.logs:
+		t.Errorf("log message %q below the request's level", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
