@@ -107,10 +107,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Desired:            view,
 		Events:             batcher,
 		Driver:             driver,
-		WorkDir:     filepath.Join(stateDir, "instances"),
-		ClientInfo:  &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
-		IdleTimeout: cfg.MCPIdleTimeout,
-		StopGrace:   cfg.MCPStopGrace,
+		WorkDir:            filepath.Join(stateDir, "instances"),
+		ClientInfo:         &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
+		IdleTimeout:        cfg.MCPIdleTimeout,
+		StopGrace:          cfg.MCPStopGrace,
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)
