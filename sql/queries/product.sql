@@ -9,9 +9,10 @@ insert into team_memberships (team_id, user_id, role) values (@team_id, @user_id
 
 -- name: CreateCatalogEntry :one
 insert into catalog_entries (
-    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema)
+    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema,
+    sandbox)
 values (sqlc.narg(team_id), @slug, @name, @description, @tags, @transport, @command, @args, @env, @url, @headers,
-        @query_params, @config_schema)
+        @query_params, @config_schema, @sandbox)
 returning *;
 
 -- name: CreateInstallation :one

@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	v1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -568,7 +569,10 @@ type CatalogEntrySpec struct {
 	// query_params are added to a remote server's URL.
 	QueryParams map[string]*SettingValue `protobuf:"bytes,10,rep,name=query_params,json=queryParams,proto3" json:"query_params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// config_schema says what teams and users set.
-	ConfigSchema  *ConfigSchema `protobuf:"bytes,11,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	ConfigSchema *ConfigSchema `protobuf:"bytes,11,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	// sandbox says how satellites isolate the template's stdio servers: network on or off, a home per team
+	// or per user, and limits beyond the satellite's defaults. Unset keeps every default.
+	Sandbox       *v1.Sandbox `protobuf:"bytes,12,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -676,6 +680,13 @@ func (x *CatalogEntrySpec) GetQueryParams() map[string]*SettingValue {
 func (x *CatalogEntrySpec) GetConfigSchema() *ConfigSchema {
 	if x != nil {
 		return x.ConfigSchema
+	}
+	return nil
+}
+
+func (x *CatalogEntrySpec) GetSandbox() *v1.Sandbox {
+	if x != nil {
+		return x.Sandbox
 	}
 	return nil
 }
@@ -1363,7 +1374,7 @@ var File_orrery_api_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1borrery/api/v1/catalog.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n" +
+	"\x1borrery/api/v1/catalog.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"X\n" +
 	"\fSettingValue\x12\x1e\n" +
 	"\x05value\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80@R\x05value\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\bR\x06secret\x12\x10\n" +
@@ -1392,7 +1403,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x86\t\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xbe\t\n" +
 	"\x10CatalogEntrySpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12*\n" +
@@ -1407,7 +1418,8 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\aheaders\x18\t \x03(\v2,.orrery.api.v1.CatalogEntrySpec.HeadersEntryB1\xbaH.\x9a\x01+\x10d\"'r%2#^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$R\aheaders\x12f\n" +
 	"\fquery_params\x18\n" +
 	" \x03(\v20.orrery.api.v1.CatalogEntrySpec.QueryParamsEntryB\x11\xbaH\x0e\x9a\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\vqueryParams\x12@\n" +
-	"\rconfig_schema\x18\v \x01(\v2\x1b.orrery.api.v1.ConfigSchemaR\fconfigSchema\x1aS\n" +
+	"\rconfig_schema\x18\v \x01(\v2\x1b.orrery.api.v1.ConfigSchemaR\fconfigSchema\x126\n" +
+	"\asandbox\x18\f \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x1aS\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1aW\n" +
@@ -1521,6 +1533,7 @@ var file_orrery_api_v1_catalog_proto_goTypes = []any{
 	nil,                                // 21: orrery.api.v1.CatalogEntrySpec.HeadersEntry
 	nil,                                // 22: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
 	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*v1.Sandbox)(nil),                 // 24: orrery.satellite.v1.Sandbox
 }
 var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.ConfigField.scope:type_name -> orrery.api.v1.ConfigScope
@@ -1537,33 +1550,34 @@ var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	21, // 11: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
 	22, // 12: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
 	5,  // 13: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
-	7,  // 14: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	6,  // 15: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	7,  // 16: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	6,  // 17: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 18: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 19: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 20: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	3,  // 21: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 22: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 23: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	8,  // 24: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
-	10, // 25: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
-	12, // 26: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
-	14, // 27: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
-	16, // 28: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
-	18, // 29: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
-	9,  // 30: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
-	11, // 31: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
-	13, // 32: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
-	15, // 33: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
-	17, // 34: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
-	19, // 35: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	24, // 14: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	7,  // 15: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	6,  // 16: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	7,  // 17: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	6,  // 18: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	6,  // 19: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	6,  // 20: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
+	6,  // 21: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	3,  // 22: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	3,  // 23: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	3,  // 24: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	8,  // 25: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
+	10, // 26: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
+	12, // 27: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
+	14, // 28: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
+	16, // 29: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
+	18, // 30: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
+	9,  // 31: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
+	11, // 32: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
+	13, // 33: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
+	15, // 34: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
+	17, // 35: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
+	19, // 36: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_catalog_proto_init() }

@@ -1,9 +1,13 @@
 package catalogapi
 
 import (
+	"encoding/json"
+
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -117,8 +121,29 @@ func specFromProto(s *apiv1.CatalogEntrySpec) store.CatalogEntry {
 		Name: s.Name, Description: s.Description, Tags: s.Tags, Transport: transports[s.Transport],
 		Command: s.Command, Args: s.Args, Env: settingsFromProto(s.Env), URL: s.Url,
 		Headers: settingsFromProto(s.Headers), QueryParams: settingsFromProto(s.QueryParams),
-		ConfigSchema: schemaFromProto(s.ConfigSchema),
+		ConfigSchema: schemaFromProto(s.ConfigSchema), Sandbox: sandboxFromProto(s.Sandbox),
 	}
+}
+
+// sandboxFromProto encodes a template's sandbox settings for storage; the satellite protocol carries the
+// same message, so no translation is needed on the way out.
+func sandboxFromProto(s *satellitev1.Sandbox) json.RawMessage {
+	if s == nil {
+		return nil
+	}
+	raw, _ := protojson.Marshal(s) // a valid message always encodes
+	return raw
+}
+
+func sandboxToProto(raw json.RawMessage) *satellitev1.Sandbox {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil
+	}
+	s := new(satellitev1.Sandbox)
+	if err := protojson.Unmarshal(raw, s); err != nil {
+		return nil // stored by sandboxFromProto, so it decodes
+	}
+	return s
 }
 
 func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
@@ -128,7 +153,7 @@ func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
 			Name: e.Name, Description: e.Description, Tags: e.Tags, Transport: transportToProto(e.Transport),
 			Command: e.Command, Args: e.Args, Env: settingsToProto(e.Env), Url: e.URL,
 			Headers: settingsToProto(e.Headers), QueryParams: settingsToProto(e.QueryParams),
-			ConfigSchema: schemaToProto(e.ConfigSchema),
+			ConfigSchema: schemaToProto(e.ConfigSchema), Sandbox: sandboxToProto(e.Sandbox),
 		},
 		CreatedAt: timestamppb.New(e.CreatedAt), UpdatedAt: timestamppb.New(e.UpdatedAt),
 	}

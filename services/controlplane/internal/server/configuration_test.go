@@ -7,10 +7,12 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -292,26 +294,36 @@ func TestEventsAreStoredOnceAndLogsTrimmed(t *testing.T) {
 	}
 }
 
-// TestTemplateSandboxReachesTheSatellite sends a template's sandbox settings with its instances and changes
-// their content hash when the settings change.
+// TestTemplateSandboxReachesTheSatellite sets a template's sandbox through the catalog API and checks that
+// it reaches the satellite with every instance, changing their content hash.
 func TestTemplateSandboxReachesTheSatellite(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
-	seedTeam(t, b, "acme")
+	f := seedTeam(t, b, "acme")
 	sat := b.activeSatellite(t, "")
 	before := getConfiguration(t, sat, "")
-	if _, err := b.pool(t).Exec(t.Context(), `update catalog_entries set sandbox = $1 where slug = 'acme-files'`,
-		`{"networkDisabled": true, "home": "HOME_SCOPE_USER", "limits": {"memoryBytes": "536870912"}}`); err != nil {
-		t.Fatal(err)
+	root := b.caller(t, "root@example.test", store.RoleGlobalAdmin)
+	entry := of(root.catalog.GetCatalogEntry(t.Context(), connect.NewRequest(&apiv1.GetCatalogEntryRequest{
+		Id: f.installation.CatalogEntryID.String(),
+	}))).must(t, "get template").Msg.Entry
+	spec := entry.Spec
+	spec.Sandbox = &satellitev1.Sandbox{
+		NetworkDisabled: true, Home: satellitev1.HomeScope_HOME_SCOPE_USER,
+		Limits: &satellitev1.ResourceLimits{MemoryBytes: 512 << 20},
+	}
+	updated := of(root.catalog.UpdateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{
+		Id: entry.Id, Spec: spec,
+	}))).must(t, "update template").Msg.Entry
+	if !proto.Equal(updated.Spec.Sandbox, spec.Sandbox) {
+		t.Errorf("template sandbox = %v, want %v", updated.Spec.Sandbox, spec.Sandbox)
 	}
 	after := getConfiguration(t, sat, before.Etag)
 	if after.NotModified {
 		t.Fatal("changing the sandbox left the configuration unchanged")
 	}
 	for _, inst := range after.Instances {
-		sb := inst.Sandbox
-		if !sb.GetNetworkDisabled() || sb.GetHome() != satellitev1.HomeScope_HOME_SCOPE_USER || sb.GetLimits().GetMemoryBytes() != 512<<20 {
-			t.Errorf("instance %s sandbox %v, want the template's", inst.Id, sb)
+		if !proto.Equal(inst.Sandbox, spec.Sandbox) {
+			t.Errorf("instance %s sandbox %v, want the template's", inst.Id, inst.Sandbox)
 		}
 	}
 }

@@ -32,7 +32,8 @@ type CatalogFilter struct {
 func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error) {
 	e := CatalogEntry{
 		ID: r.ID, TeamID: r.TeamID, Slug: r.Slug, Name: r.Name, Description: r.Description, Transport: r.Transport,
-		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, Sandbox: r.Sandbox, CreatedAt: r.CreatedAt,
+		UpdatedAt: r.UpdatedAt,
 	}
 	v, err := sealedLevel{env: r.Env, headers: r.Headers, query: r.QueryParams}.mask()
 	if err != nil {
@@ -58,7 +59,7 @@ func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 	row, err := s.q.CreateCatalogEntry(ctx, dbsqlc.CreateCatalogEntryParams{
 		TeamID: e.TeamID, Slug: e.Slug, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags),
 		Transport: e.Transport, Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers,
-		QueryParams: query, ConfigSchema: schema,
+		QueryParams: query, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
 	})
 	if err != nil {
 		return CatalogEntry{}, translate(err, "create catalog entry")
@@ -78,6 +79,14 @@ func (e CatalogEntry) encodeSchema() ([]byte, error) {
 		return nil, fmt.Errorf("encode config schema: %w", err)
 	}
 	return schema, nil
+}
+
+// sandboxOrDefault stores an unset sandbox as the empty object, which keeps every default.
+func sandboxOrDefault(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return json.RawMessage("{}")
+	}
+	return raw
 }
 
 // writable checks that a template belongs to teamID: a global template (teamID nil) or the team's own.
@@ -116,7 +125,7 @@ func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 		}
 		p := dbsqlc.UpdateCatalogEntryParams{
 			ID: e.ID, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags), Transport: e.Transport,
-			Command: e.Command, Args: nonNil(e.Args), Url: e.URL, ConfigSchema: schema,
+			Command: e.Command, Args: nonNil(e.Args), Url: e.URL, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
 		}
 		if p.Env, err = s.sealOver(prior.Env, e.Env); err != nil {
 			return err

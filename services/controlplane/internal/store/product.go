@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,8 +44,10 @@ type CatalogEntry struct {
 	QueryParams  Settings
 	Tags         []string
 	ConfigSchema ConfigSchema
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Sandbox is orrery.satellite.v1.Sandbox in protobuf JSON; empty keeps the satellite's defaults.
+	Sandbox   json.RawMessage
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Installation is a team's installation of a catalog entry.

@@ -371,8 +371,8 @@ const updateCatalogEntry = `-- name: UpdateCatalogEntry :one
 update catalog_entries
 set name = $1, description = $2, tags = $3, transport = $4, command = $5,
     args = $6, env = $7, url = $8, headers = $9, query_params = $10,
-    config_schema = $11, updated_at = now()
-where id = $12
+    config_schema = $11, sandbox = $12, updated_at = now()
+where id = $13
 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags
 `
 
@@ -388,6 +388,7 @@ type UpdateCatalogEntryParams struct {
 	Headers      []byte
 	QueryParams  []byte
 	ConfigSchema []byte
+	Sandbox      []byte
 	ID           uuid.UUID
 }
 
@@ -404,6 +405,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		arg.Headers,
 		arg.QueryParams,
 		arg.ConfigSchema,
+		arg.Sandbox,
 		arg.ID,
 	)
 	var i CatalogEntry

@@ -22,9 +22,10 @@ func (q *Queries) AddMembership(ctx context.Context, teamID uuid.UUID, userID uu
 
 const createCatalogEntry = `-- name: CreateCatalogEntry :one
 insert into catalog_entries (
-    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema)
+    team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema,
+    sandbox)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-        $12, $13)
+        $12, $13, $14)
 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags
 `
 
@@ -42,6 +43,7 @@ type CreateCatalogEntryParams struct {
 	Headers      []byte
 	QueryParams  []byte
 	ConfigSchema []byte
+	Sandbox      []byte
 }
 
 func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntryParams) (CatalogEntry, error) {
@@ -59,6 +61,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		arg.Headers,
 		arg.QueryParams,
 		arg.ConfigSchema,
+		arg.Sandbox,
 	)
 	var i CatalogEntry
 	err := row.Scan(
