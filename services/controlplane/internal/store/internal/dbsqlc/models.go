@@ -119,6 +119,7 @@ type InstanceEvent struct {
 	Message        string
 	ExitCode       *int32
 	OccurredAt     time.Time
+	Seq            int64
 }
 
 type ReceivedEvent struct {
