@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
 	"connectrpc.com/validate"
+	"connectrpc.com/vanguard"
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,10 +28,12 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -54,6 +57,8 @@ type Config struct {
 	Keyring *secrets.Keyring
 	// Satellites tunes the satellite protocol; zero fields take its defaults.
 	Satellites satelliteapi.Config
+	// Instances tunes the status and log streams; zero fields take their defaults.
+	Instances instanceapi.Config
 }
 
 // Server is one control-plane replica.
@@ -62,8 +67,10 @@ type Server struct {
 	pool       *pgxpool.Pool
 	store      *store.Store
 	hub        *notify.Hub
+	events     *notify.Hub
 	jobs       *river.Client[pgx.Tx]
 	satellites *satelliteapi.Handler
+	instances  *instanceapi.Handler
 	handler    http.Handler
 }
 
@@ -96,6 +103,8 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
+	s.events = notify.New(logger, pool, store.EventChannel)
+	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
 	if s.handler, err = s.routes(admin); err != nil {
 		pool.Close()
@@ -181,8 +190,19 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	// requests they may not make.
 	userAPI := connect.WithInterceptors(otelInterceptor, access.New(s.logger, s.store, access.APIPolicy), validate.NewInterceptor())
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
+	mux.Handle(instancePath, instanceHandler)
 
-	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName}
+	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
+	// handlers, interceptors included.
+	rest, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(instancePath, instanceHandler)})
+	if err != nil {
+		return nil, fmt.Errorf("create REST transcoder: %w", err)
+	}
+	mux.Handle("/api/", rest)
+
+	services := []string{satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
+		apiv1connect.InstanceServiceName}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(services...)
@@ -197,7 +217,7 @@ func (s *Server) routes(admin *adminapi.Handler) (http.Handler, error) {
 	return mux, nil
 }
 
-// ready answers 200 when the database answers and command notifications are being received.
+// ready answers 200 when the database answers and command and event notifications are being received.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -205,8 +225,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
 		return
 	}
-	if !s.hub.Listening() {
-		http.Error(w, "not listening for command notifications yet", http.StatusServiceUnavailable)
+	if !s.hub.Listening() || !s.events.Listening() {
+		http.Error(w, "not listening for notifications yet", http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ready")
@@ -223,7 +243,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.jobs.Start(ctx); err != nil {
 		return fmt.Errorf("start periodic jobs: %w", err)
 	}
-	err := s.hub.Run(ctx)
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- s.events.Run(ctx) }()
+	err := errors.Join(s.hub.Run(ctx), <-eventsDone)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, s.jobs.Stop(stopCtx))
@@ -232,8 +254,11 @@ func (s *Server) Run(ctx context.Context) error {
 // Argon2Runs counts satellite API-key checks that ran Argon2.
 func (s *Server) Argon2Runs() int64 { return s.satellites.Argon2Runs() }
 
-// Drain makes long polls answer at once, ahead of a shutdown.
-func (s *Server) Drain() { s.satellites.Drain() }
+// Drain makes long polls answer and streams end at once, ahead of a shutdown.
+func (s *Server) Drain() {
+	s.satellites.Drain()
+	s.instances.Drain()
+}
 
 // Close releases the database pool.
 func (s *Server) Close() { s.pool.Close() }

@@ -1,0 +1,232 @@
+// Package instanceapi serves orrery.api.v1.InstanceService: the status, server logs and request logs of a
+// team's instances, as paginated reads and as streams that resume from a cursor.
+//
+// Streams follow the database, not the replica that stored an entry: satellites emit events to any replica,
+// which stores them and notifies store.EventChannel in the same transaction; every replica's notify.Hub wakes
+// its open streams of that installation, and each reads what was stored after its cursor.
+package instanceapi
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// Page sizes.
+const (
+	defaultInstancePage = 100
+	maxInstancePage     = 1000
+	defaultLogPage      = 100
+	maxLogPage          = 500
+	// recentEvents is how many events GetInstanceStatus returns.
+	recentEvents = 20
+)
+
+// Config configures a Handler. Zero fields take the defaults named on each.
+type Config struct {
+	// KeepAlive is how long a stream stays silent before it sends an empty message, so that proxies and load
+	// balancers do not close it as idle. It also bounds how stale a stream can be if a notification is lost.
+	// Default 15 s.
+	KeepAlive time.Duration
+	// BatchSize caps the entries of one stream message. Default 100.
+	BatchSize int
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 15 * time.Second
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 100
+	}
+	return c
+}
+
+// Handler implements apiv1connect.InstanceServiceHandler.
+type Handler struct {
+	logger *slog.Logger
+	store  *store.Store
+	hub    *notify.Hub
+	cfg    Config
+
+	drainOnce sync.Once
+	draining  chan struct{}
+}
+
+// New returns a Handler whose streams wake on hub, which must listen on store.EventChannel. Callers are
+// authenticated and authorized by the access policy before a method runs.
+func New(logger *slog.Logger, st *store.Store, hub *notify.Hub, cfg Config) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{logger: logger, store: st, hub: hub, cfg: cfg.WithDefaults(), draining: make(chan struct{})}
+}
+
+// Drain ends open streams, so a replica that shuts down need not wait for them; clients resume elsewhere
+// from their cursor.
+func (h *Handler) Drain() { h.drainOnce.Do(func() { close(h.draining) }) }
+
+// viewer is what the caller may see of the request's team: a team user only their own instances.
+func viewer(ctx context.Context) (store.Viewer, error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return store.Viewer{}, err
+	}
+	v := store.Viewer{TeamID: p.TeamID}
+	if !p.IsTeamAdmin() {
+		v.UserID = &p.User.ID
+	}
+	return v, nil
+}
+
+// installation returns the caller's view of the team and the installation's id, or NotFound when the
+// installation is not the team's.
+func (h *Handler) installation(ctx context.Context, installationID string) (store.Viewer, uuid.UUID, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return v, uuid.Nil, err
+	}
+	// protovalidate has checked the id.
+	id, _ := uuid.Parse(installationID)
+	if err := h.store.CheckInstallation(ctx, v.TeamID, id); err != nil {
+		return v, uuid.Nil, rpcerr.From(ctx, h.logger, "installation "+installationID, err)
+	}
+	return v, id, nil
+}
+
+func pageSize(requested uint32, def, maximum int) int {
+	if requested == 0 {
+		return def
+	}
+	return min(int(requested), maximum)
+}
+
+// ListInstances lists the instances the caller may see.
+func (h *Handler) ListInstances(ctx context.Context, req *connect.Request[apiv1.ListInstancesRequest]) (*connect.Response[apiv1.ListInstancesResponse], error) {
+	var (
+		v              store.Viewer
+		installationID *uuid.UUID
+		err            error
+	)
+	if req.Msg.InstallationId != "" {
+		var id uuid.UUID
+		v, id, err = h.installation(ctx, req.Msg.InstallationId)
+		installationID = &id
+	} else {
+		v, err = viewer(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	size := pageSize(req.Msg.PageSize, defaultInstancePage, maxInstancePage)
+	instances, err := h.store.ListInstances(ctx, v, installationID, req.Msg.PageToken, size)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list instances", err)
+	}
+	resp := &apiv1.ListInstancesResponse{Instances: instancesToProto(instances)}
+	if len(instances) == size {
+		resp.NextPageToken = instances[len(instances)-1].ID
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetInstanceStatus describes one instance the caller may see.
+func (h *Handler) GetInstanceStatus(ctx context.Context, req *connect.Request[apiv1.GetInstanceStatusRequest]) (*connect.Response[apiv1.GetInstanceStatusResponse], error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	what := "instance " + req.Msg.InstanceId
+	inst, err := h.store.VisibleInstance(ctx, v, req.Msg.InstanceId)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, what, err)
+	}
+	events, err := h.store.RecentInstanceEvents(ctx, v.TeamID, inst.ID, recentEvents)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, what, err)
+	}
+	tools, err := h.store.CountDiscoveredTools(ctx, v.TeamID, inst.ID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, what, err)
+	}
+	return connect.NewResponse(&apiv1.GetInstanceStatusResponse{
+		Instance: instanceToProto(inst), RecentEvents: eventsToProto(events), ToolCount: uint32(tools),
+	}), nil
+}
+
+// logPage is the window of a newest-first page of logs.
+func logPage(pageSizeRequested uint32, beforeID int64) store.LogWindow {
+	return store.LogWindow{
+		BeforeID: beforeID, NewestFirst: true, Limit: pageSize(pageSizeRequested, defaultLogPage, maxLogPage),
+	}
+}
+
+// nextBeforeID is the before_id of the page after a full page whose last entry is lastID.
+func nextBeforeID(n int, w store.LogWindow, lastID int64) int64 {
+	if n < w.Limit {
+		return 0
+	}
+	return lastID
+}
+
+// ListServerLogs pages through an installation's server logs, newest first.
+func (h *Handler) ListServerLogs(ctx context.Context, req *connect.Request[apiv1.ListServerLogsRequest]) (*connect.Response[apiv1.ListServerLogsResponse], error) {
+	v, installationID, err := h.installation(ctx, req.Msg.InstallationId)
+	if err != nil {
+		return nil, err
+	}
+	w := logPage(req.Msg.PageSize, req.Msg.BeforeId)
+	lines, err := h.store.ServerLogs(ctx, v, installationID, w)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list server logs", err)
+	}
+	resp := &apiv1.ListServerLogsResponse{Lines: linesToProto(lines)}
+	if len(lines) > 0 {
+		resp.NextBeforeId = nextBeforeID(len(lines), w, lines[len(lines)-1].ID)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// ListRequestLogs pages through an installation's request logs, newest first.
+func (h *Handler) ListRequestLogs(ctx context.Context, req *connect.Request[apiv1.ListRequestLogsRequest]) (*connect.Response[apiv1.ListRequestLogsResponse], error) {
+	v, installationID, err := h.installation(ctx, req.Msg.InstallationId)
+	if err != nil {
+		return nil, err
+	}
+	w := logPage(req.Msg.PageSize, req.Msg.BeforeId)
+	logs, err := h.store.RequestLogs(ctx, v, installationID, w)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list request logs", err)
+	}
+	resp := &apiv1.ListRequestLogsResponse{RequestLogs: requestLogsToProto(logs)}
+	if len(logs) > 0 {
+		resp.NextBeforeId = nextBeforeID(len(logs), w, logs[len(logs)-1].ID)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetRequestLog returns one request log with its bodies.
+func (h *Handler) GetRequestLog(ctx context.Context, req *connect.Request[apiv1.GetRequestLogRequest]) (*connect.Response[apiv1.GetRequestLogResponse], error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	installationID, _ := uuid.Parse(req.Msg.InstallationId)
+	rl, err := h.store.RequestLog(ctx, v, installationID, req.Msg.RequestId)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "request log "+strconv.FormatInt(req.Msg.RequestId, 10), err)
+	}
+	return connect.NewResponse(&apiv1.GetRequestLogResponse{RequestLog: requestLogToProto(rl)}), nil
+}
