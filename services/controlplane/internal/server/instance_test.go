@@ -1,0 +1,424 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// bearerTransport signs every request, unary or streaming, with a personal API token.
+type bearerTransport struct{ token string }
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// apiToken stores a personal API token for a user and returns it.
+func (b *testBundle) apiToken(t testing.TB, userID uuid.UUID) string {
+	t.Helper()
+	token, err := bearer.New(bearer.APIToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store().CreateAPIToken(t.Context(), bearer.Hash(token), userID, "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// instanceClient calls InstanceService on replica i as the owner of token.
+func (b *testBundle) instanceClient(i int, token string) apiv1connect.InstanceServiceClient {
+	return apiv1connect.NewInstanceServiceClient(&http.Client{Transport: bearerTransport{token}}, b.replicas[i].url)
+}
+
+// viewers is a seeded team with a team admin, and clients of replica 0 for its members.
+type viewers struct {
+	teamFixture
+	carol             store.User // team admin
+	alice, bob, admin apiv1connect.InstanceServiceClient
+	aliceToken        string
+}
+
+func seedViewers(t *testing.T, b *testBundle, slug string) viewers {
+	t.Helper()
+	f := seedTeam(t, b, slug)
+	carol, err := b.store().CreateUser(t.Context(), slug+"-carol", "carol@"+slug+".test", "Carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store().AddMember(t.Context(), f.team.ID, carol.ID, store.RoleTeamAdmin); err != nil {
+		t.Fatal(err)
+	}
+	v := viewers{teamFixture: f, carol: carol, aliceToken: b.apiToken(t, f.alice.ID)}
+	v.alice = b.instanceClient(0, v.aliceToken)
+	v.bob = b.instanceClient(0, b.apiToken(t, f.bob.ID))
+	v.admin = b.instanceClient(0, b.apiToken(t, carol.ID))
+	return v
+}
+
+func emit(t testing.TB, s *satellite, events ...*satellitev1.Event) {
+	t.Helper()
+	if _, err := s.client.EmitEvents(context.Background(), connect.NewRequest(&satellitev1.EmitEventsRequest{Events: events})); err != nil {
+		t.Error(err)
+	}
+}
+
+func requestEvent(f teamFixture, u store.User, tool string) *satellitev1.Event {
+	return &satellitev1.Event{
+		Id: uuid.NewString(), OccurredAt: timestamppb.Now(), TeamId: f.team.ID.String(),
+		InstallationId: f.installation.ID.String(), InstanceId: f.instanceID(u),
+		Payload: &satellitev1.Event_RequestLog{RequestLog: &satellitev1.RequestLog{
+			UserId: u.ID.String(), ToolName: tool, Duration: durationpb.New(12 * time.Millisecond), Success: true,
+			Request:  structpb.NewStringValue("args of " + tool),
+			Response: structpb.NewStringValue("result of " + tool),
+		}},
+	}
+}
+
+func wantCode(t *testing.T, what string, err error, code connect.Code) {
+	t.Helper()
+	if connect.CodeOf(err) != code {
+		t.Errorf("%s: got %v, want %v", what, err, code)
+	}
+}
+
+func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedViewers(t, b, "red")
+	blue := seedViewers(t, b, "blue")
+	sat := b.activeSatellite(t, "")
+	emit(t, sat,
+		statusEvent(red.teamFixture, red.teamFixture.alice, satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE),
+		statusEvent(red.teamFixture, red.teamFixture.bob, satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR),
+		logEvent(red.teamFixture, red.teamFixture.alice, "alice's line"),
+		logEvent(red.teamFixture, red.teamFixture.bob, "bob's line"),
+		requestEvent(red.teamFixture, red.teamFixture.alice, "read_file"),
+		requestEvent(red.teamFixture, red.teamFixture.bob, "write_file"),
+	)
+	ctx := t.Context()
+	team, installation := red.team.ID.String(), red.installation.ID.String()
+
+	list := func(c apiv1connect.InstanceServiceClient) []*apiv1.Instance {
+		t.Helper()
+		resp, err := c.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: team, InstallationId: installation}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Msg.Instances
+	}
+	if got := list(red.alice); len(got) != 1 || got[0].Id != red.instanceID(red.teamFixture.alice) ||
+		got[0].Status != satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
+		t.Errorf("alice lists %v, want only her online instance", got)
+	}
+	if got := list(red.admin); len(got) != 3 {
+		t.Errorf("team admin lists %d instances, want all 3", len(got))
+	}
+
+	st, err := red.admin.GetInstanceStatus(ctx, connect.NewRequest(&apiv1.GetInstanceStatusRequest{
+		TeamId: team, InstanceId: red.instanceID(red.teamFixture.bob),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Msg.Instance.Status != satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR || len(st.Msg.RecentEvents) != 1 ||
+		st.Msg.RecentEvents[0].Status != satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR {
+		t.Errorf("bob's status as the admin sees it: %v", st.Msg)
+	}
+	_, err = red.alice.GetInstanceStatus(ctx, connect.NewRequest(&apiv1.GetInstanceStatusRequest{
+		TeamId: team, InstanceId: red.instanceID(red.teamFixture.bob),
+	}))
+	wantCode(t, "alice reading bob's status", err, connect.CodeNotFound)
+
+	logs, err := red.alice.ListServerLogs(ctx, connect.NewRequest(&apiv1.ListServerLogsRequest{TeamId: team, InstallationId: installation}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs.Msg.Lines) != 1 || logs.Msg.Lines[0].Message != "alice's line" {
+		t.Errorf("alice's server logs: %v", logs.Msg.Lines)
+	}
+	logs, err = red.admin.ListServerLogs(ctx, connect.NewRequest(&apiv1.ListServerLogsRequest{TeamId: team, InstallationId: installation}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs.Msg.Lines) != 2 || logs.Msg.Lines[0].Message != "bob's line" {
+		t.Errorf("admin's server logs, newest first: %v", logs.Msg.Lines)
+	}
+
+	reqs, err := red.admin.ListRequestLogs(ctx, connect.NewRequest(&apiv1.ListRequestLogsRequest{TeamId: team, InstallationId: installation, PageSize: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs.Msg.RequestLogs) != 1 || reqs.Msg.RequestLogs[0].ToolName != "write_file" || reqs.Msg.NextBeforeId == 0 ||
+		reqs.Msg.RequestLogs[0].Request != nil {
+		t.Fatalf("admin's first page of request logs: %v", reqs.Msg)
+	}
+	bobsCall := reqs.Msg.RequestLogs[0].Id
+	reqs, err = red.admin.ListRequestLogs(ctx, connect.NewRequest(&apiv1.ListRequestLogsRequest{
+		TeamId: team, InstallationId: installation, PageSize: 1, BeforeId: reqs.Msg.NextBeforeId,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs.Msg.RequestLogs) != 1 || reqs.Msg.RequestLogs[0].ToolName != "read_file" {
+		t.Fatalf("admin's second page of request logs: %v", reqs.Msg)
+	}
+	detail, err := red.admin.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{
+		TeamId: team, InstallationId: installation, RequestId: bobsCall,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if detail.Msg.RequestLog.Response.GetStringValue() != "result of write_file" {
+		t.Errorf("request log detail: %v", detail.Msg.RequestLog)
+	}
+	_, err = red.alice.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{
+		TeamId: team, InstallationId: installation, RequestId: bobsCall,
+	}))
+	wantCode(t, "alice reading bob's request", err, connect.CodeNotFound)
+
+	// Another team's ids are not found under one's own team, and another team is not open at all.
+	blueInstallation := blue.installation.ID.String()
+	_, err = red.admin.ListServerLogs(ctx, connect.NewRequest(&apiv1.ListServerLogsRequest{TeamId: team, InstallationId: blueInstallation}))
+	wantCode(t, "listing blue's logs under red", err, connect.CodeNotFound)
+	_, err = red.admin.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: team, InstallationId: blueInstallation}))
+	wantCode(t, "listing blue's instances under red", err, connect.CodeNotFound)
+	_, err = red.admin.GetInstanceStatus(ctx, connect.NewRequest(&apiv1.GetInstanceStatusRequest{
+		TeamId: team, InstanceId: blue.instanceID(blue.teamFixture.alice),
+	}))
+	wantCode(t, "reading blue's status under red", err, connect.CodeNotFound)
+	_, err = red.admin.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{
+		TeamId: team, InstallationId: blueInstallation, RequestId: bobsCall,
+	}))
+	wantCode(t, "reading a request log under blue's installation", err, connect.CodeNotFound)
+	_, err = red.admin.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: blue.team.ID.String()}))
+	wantCode(t, "red's admin listing blue", err, connect.CodePermissionDenied)
+
+	stream, err := red.admin.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
+		TeamId: blue.team.ID.String(), InstallationId: blueInstallation,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream.Receive() {
+		t.Errorf("red's admin streams blue's logs: %v", stream.Msg())
+	}
+	wantCode(t, "red's admin streaming blue's logs", stream.Err(), connect.CodePermissionDenied)
+	stream.Close()
+	stream, err = red.admin.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
+		TeamId: team, InstallationId: blueInstallation,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream.Receive() {
+		t.Errorf("red's admin streams blue's logs under red: %v", stream.Msg())
+	}
+	wantCode(t, "streaming blue's logs under red", stream.Err(), connect.CodeNotFound)
+	stream.Close()
+}
+
+// streamed is what a resuming client received: the ids in order and the cursor to resume from.
+type streamed struct {
+	ids    []int64
+	cursor int64
+}
+
+// receiveSome opens a stream from the cursor, receives at least n entries (or all of want, whichever comes
+// first), and disconnects.
+func receiveSome[T any](t *testing.T, s *streamed, n int, open func(ctx context.Context, after int64) (*connect.ServerStreamForClient[T], error), entries func(*T) ([]int64, int64)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	stream, err := open(ctx, s.cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	got := 0
+	for got < n && stream.Receive() {
+		ids, cursor := entries(stream.Msg())
+		s.ids = append(s.ids, ids...)
+		s.cursor = cursor
+		got += len(ids)
+	}
+	if got < n {
+		t.Fatalf("stream ended after %d entries: %v", got, stream.Err())
+	}
+}
+
+// checkExactlyOnce fails unless ids are total distinct ids in increasing order.
+func checkExactlyOnce(t *testing.T, what string, ids []int64, total int) {
+	t.Helper()
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("%s: id %d after %d: a duplicate or out of order", what, ids[i], ids[i-1])
+		}
+	}
+	if len(ids) != total {
+		t.Fatalf("%s: received %d entries, want %d", what, len(ids), total)
+	}
+}
+
+func TestStreamsResumeAcrossReplicasWithoutLossOrDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	v := seedViewers(t, b, "resume")
+	sat := b.activeSatellite(t, v.team.ID.String()) // emits through replica 0
+	watcher := b.instanceClient(1, b.apiToken(t, v.carol.ID))
+	team, installation := v.team.ID.String(), v.installation.ID.String()
+	const rounds = 30 // 60 log lines: within the 100 retained
+
+	// A watch starts from a snapshot; its cursor is where the client resumes.
+	status, err := watcher.WatchInstanceStatus(t.Context(), connect.NewRequest(&apiv1.WatchInstanceStatusRequest{
+		TeamId: team, InstallationId: installation, Snapshot: true,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !status.Receive() || len(status.Msg().Instances) != 3 {
+		t.Fatalf("first message of a status watch: %v, %v; want a snapshot of 3 instances", status.Msg(), status.Err())
+	}
+	events := streamed{cursor: status.Msg().Cursor}
+	status.Close()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range rounds {
+			emit(t, sat,
+				logEvent(v.teamFixture, v.teamFixture.alice, fmt.Sprintf("alice %d", i)),
+				logEvent(v.teamFixture, v.teamFixture.bob, fmt.Sprintf("bob %d", i)))
+		}
+	})
+	wg.Go(func() {
+		for i := range rounds {
+			status := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE
+			if i%2 == 1 {
+				status = satellitev1.InstanceStatus_INSTANCE_STATUS_RESTARTING
+			}
+			emit(t, sat, statusEvent(v.teamFixture, v.teamFixture.bob, status))
+		}
+	})
+
+	var logs streamed
+	for len(logs.ids) < 2*rounds {
+		receiveSome(t, &logs, min(15, 2*rounds-len(logs.ids)),
+			func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.StreamServerLogsResponse], error) {
+				return watcher.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
+					TeamId: team, InstallationId: installation, AfterId: after,
+				}))
+			},
+			func(m *apiv1.StreamServerLogsResponse) ([]int64, int64) {
+				ids := make([]int64, len(m.Lines))
+				for i, l := range m.Lines {
+					ids[i] = l.Id
+				}
+				return ids, m.Cursor
+			})
+	}
+	for len(events.ids) < rounds {
+		receiveSome(t, &events, min(7, rounds-len(events.ids)),
+			func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.WatchInstanceStatusResponse], error) {
+				return watcher.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{
+					TeamId: team, InstallationId: installation, AfterId: after,
+				}))
+			},
+			func(m *apiv1.WatchInstanceStatusResponse) ([]int64, int64) {
+				ids := make([]int64, len(m.Events))
+				for i, e := range m.Events {
+					ids[i] = e.Id
+				}
+				return ids, m.Cursor
+			})
+	}
+	wg.Wait()
+	checkExactlyOnce(t, "server logs", logs.ids, 2*rounds)
+	checkExactlyOnce(t, "status events", events.ids, rounds)
+}
+
+func TestRESTReadsReturnJSON(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	v := seedViewers(t, b, "rest")
+	sat := b.activeSatellite(t, v.team.ID.String())
+	emit(t, sat,
+		statusEvent(v.teamFixture, v.teamFixture.alice, satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE),
+		logEvent(v.teamFixture, v.teamFixture.alice, "hello"),
+		requestEvent(v.teamFixture, v.teamFixture.alice, "read_file"))
+	base := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp/installations/" + v.installation.ID.String()
+	get := func(path, token string, into any) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode == http.StatusOK && ct != "application/json" {
+			t.Errorf("GET %s: content type %q", path, ct)
+		}
+		if into != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+				t.Errorf("GET %s: %v", path, err)
+			}
+		}
+		return resp.StatusCode
+	}
+
+	var status struct {
+		Instances []struct{ ID, Status string }
+	}
+	if code := get("/status", v.aliceToken, &status); code != http.StatusOK || len(status.Instances) != 1 ||
+		status.Instances[0].Status != "INSTANCE_STATUS_ONLINE" {
+		t.Errorf("GET status: %d %+v", code, status)
+	}
+	var logs struct {
+		Lines []struct{ ID, Message string }
+	}
+	if code := get("/logs", v.aliceToken, &logs); code != http.StatusOK || len(logs.Lines) != 1 || logs.Lines[0].Message != "hello" {
+		t.Errorf("GET logs: %d %+v", code, logs)
+	}
+	var requests struct {
+		RequestLogs []struct{ ID, ToolName string }
+	}
+	if code := get("/requests", v.aliceToken, &requests); code != http.StatusOK || len(requests.RequestLogs) != 1 {
+		t.Fatalf("GET requests: %d %+v", code, requests)
+	}
+	var detail struct {
+		RequestLog struct{ Request, Response any }
+	}
+	if code := get("/requests/"+requests.RequestLogs[0].ID, v.aliceToken, &detail); code != http.StatusOK ||
+		detail.RequestLog.Response != "result of read_file" {
+		t.Errorf("GET a request: %d %+v", code, detail)
+	}
+	if code := get("/logs", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET logs without a token: %d, want 401", code)
+	}
+	if code := get("/requests/999999", v.aliceToken, nil); code != http.StatusNotFound {
+		t.Errorf("GET an unknown request: %d, want 404", code)
+	}
+}
