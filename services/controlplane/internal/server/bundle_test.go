@@ -139,7 +139,7 @@ type satellite struct {
 }
 
 // createToken creates a registration token through replica 0; teamID "" makes a global token.
-func (b *testBundle) createToken(t *testing.T, teamID string) string {
+func (b *testBundle) createToken(t testing.TB, teamID string) string {
 	t.Helper()
 	req := &adminv1.CreateRegistrationTokenRequest{Name: "test", Scope: adminv1.TokenScope_TOKEN_SCOPE_GLOBAL}
 	if teamID != "" {
@@ -153,7 +153,7 @@ func (b *testBundle) createToken(t *testing.T, teamID string) string {
 }
 
 // register registers a satellite through replica i.
-func (b *testBundle) register(t *testing.T, i int, token, name string) (*satellite, error) {
+func (b *testBundle) register(t testing.TB, i int, token, name string) (*satellite, error) {
 	t.Helper()
 	c := satellitev1connect.NewSatelliteServiceClient(http.DefaultClient, b.replicas[i].url)
 	resp, err := c.Register(t.Context(), connect.NewRequest(&satellitev1.RegisterRequest{
@@ -173,7 +173,7 @@ func (b *testBundle) connect(i int, id, apiKey string) *satellite {
 
 // activeSatellite registers a satellite with a fresh token of teamID ("" for global) and sends its first
 // heartbeat.
-func (b *testBundle) activeSatellite(t *testing.T, teamID string) *satellite {
+func (b *testBundle) activeSatellite(t testing.TB, teamID string) *satellite {
 	t.Helper()
 	sat, err := b.register(t, 0, b.createToken(t, teamID), "sat-"+uuid.NewString()[:8])
 	if err != nil {
@@ -183,7 +183,7 @@ func (b *testBundle) activeSatellite(t *testing.T, teamID string) *satellite {
 	return sat
 }
 
-func (s *satellite) heartbeat(t *testing.T, url string) *satellitev1.HeartbeatResponse {
+func (s *satellite) heartbeat(t testing.TB, url string) *satellitev1.HeartbeatResponse {
 	t.Helper()
 	resp, err := s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
 		System: &satellitev1.SystemMetrics{CpuPercent: 12.5, MemoryTotalBytes: 1 << 30}, Url: url,

@@ -23,7 +23,7 @@ type teamFixture struct {
 	installation store.Installation
 }
 
-func seedTeam(t *testing.T, b *testBundle, slug string) teamFixture {
+func seedTeam(t testing.TB, b *testBundle, slug string) teamFixture {
 	t.Helper()
 	ctx := t.Context()
 	st := b.store()

@@ -23,12 +23,15 @@ import (
 )
 
 // bearerTransport signs every request, unary or streaming, with a personal API token.
-type bearerTransport struct{ token string }
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
-	return http.DefaultTransport.RoundTrip(r)
+	return b.next.RoundTrip(r)
 }
 
 // apiToken stores a personal API token for a user and returns it.
@@ -44,9 +47,12 @@ func (b *testBundle) apiToken(t testing.TB, userID uuid.UUID) string {
 	return token
 }
 
-// instanceClient calls InstanceService on replica i as the owner of token.
+// instanceClient calls InstanceService on replica i as the owner of token, over keep-alive connections as a
+// browser or the CLI would.
 func (b *testBundle) instanceClient(i int, token string) apiv1connect.InstanceServiceClient {
-	return apiv1connect.NewInstanceServiceClient(&http.Client{Transport: bearerTransport{token}}, b.replicas[i].url)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 8
+	return apiv1connect.NewInstanceServiceClient(&http.Client{Transport: bearerTransport{token, transport}}, b.replicas[i].url)
 }
 
 // viewers is a seeded team with a team admin, and clients of replica 0 for its members.
