@@ -16,8 +16,11 @@ select exists (select 1 from installations where id = @id and team_id = @team_id
 -- name: RecentInstanceEvents :many
 select * from instance_events where instance_id = @instance_id and team_id = @team_id order by seq desc limit @max_rows;
 
--- name: CountDiscoveredTools :one
-select count(*) from discovered_tools where instance_id = @instance_id and team_id = @team_id;
+-- name: GetVisibleInstance :one
+-- GetVisibleInstance returns an instance with the number of tools it last reported.
+select i.*, (select count(*) from discovered_tools d where d.instance_id = i.id and d.team_id = i.team_id) as tool_count
+from instances i
+where i.id = @id and i.team_id = @team_id and (sqlc.narg(user_id)::uuid is null or i.user_id = sqlc.narg(user_id));
 
 -- name: LatestInstanceEventSeq :one
 select coalesce(max(seq), 0)::bigint from instance_events where installation_id = @installation_id and team_id = @team_id;

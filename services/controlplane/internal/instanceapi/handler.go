@@ -94,16 +94,29 @@ func viewer(ctx context.Context) (store.Viewer, error) {
 // installation returns the caller's view of the team and the installation's id, or NotFound when the
 // installation is not the team's.
 func (h *Handler) installation(ctx context.Context, installationID string) (store.Viewer, uuid.UUID, error) {
-	v, err := viewer(ctx)
+	v, id, err := viewerOf(ctx, installationID)
 	if err != nil {
-		return v, uuid.Nil, err
+		return v, id, err
 	}
+	return v, id, h.known(ctx, v, id)
+}
+
+// viewerOf returns the caller's view of the team and the installation's id, without checking that the
+// installation is the team's: a read filtered by the team finds nothing of another's.
+func viewerOf(ctx context.Context, installationID string) (store.Viewer, uuid.UUID, error) {
+	v, err := viewer(ctx)
 	// protovalidate has checked the id.
 	id, _ := uuid.Parse(installationID)
-	if err := h.store.CheckInstallation(ctx, v.TeamID, id); err != nil {
-		return v, uuid.Nil, rpcerr.From(ctx, h.logger, "installation "+installationID, err)
+	return v, id, err
+}
+
+// known returns NotFound unless the installation is the team's. Reads call it only when they find nothing,
+// to tell an empty installation from another team's.
+func (h *Handler) known(ctx context.Context, v store.Viewer, installationID uuid.UUID) error {
+	if err := h.store.CheckInstallation(ctx, v.TeamID, installationID); err != nil {
+		return rpcerr.From(ctx, h.logger, "installation "+installationID.String(), err)
 	}
-	return v, id, nil
+	return nil
 }
 
 func pageSize(requested uint32, def, maximum int) int {
@@ -115,25 +128,23 @@ func pageSize(requested uint32, def, maximum int) int {
 
 // ListInstances lists the instances the caller may see.
 func (h *Handler) ListInstances(ctx context.Context, req *connect.Request[apiv1.ListInstancesRequest]) (*connect.Response[apiv1.ListInstancesResponse], error) {
-	var (
-		v              store.Viewer
-		installationID *uuid.UUID
-		err            error
-	)
-	if req.Msg.InstallationId != "" {
-		var id uuid.UUID
-		v, id, err = h.installation(ctx, req.Msg.InstallationId)
-		installationID = &id
-	} else {
-		v, err = viewer(ctx)
-	}
+	v, err := viewer(ctx)
 	if err != nil {
 		return nil, err
+	}
+	var installationID *uuid.UUID
+	if id, err := uuid.Parse(req.Msg.InstallationId); err == nil {
+		installationID = &id
 	}
 	size := pageSize(req.Msg.PageSize, defaultInstancePage, maxInstancePage)
 	instances, err := h.store.ListInstances(ctx, v, installationID, req.Msg.PageToken, size)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "list instances", err)
+	}
+	if len(instances) == 0 && installationID != nil {
+		if err := h.known(ctx, v, *installationID); err != nil {
+			return nil, err
+		}
 	}
 	resp := &apiv1.ListInstancesResponse{Instances: instancesToProto(instances)}
 	if len(instances) == size {
@@ -157,64 +168,56 @@ func (h *Handler) GetInstanceStatus(ctx context.Context, req *connect.Request[ap
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, what, err)
 	}
-	tools, err := h.store.CountDiscoveredTools(ctx, v.TeamID, inst.ID)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, what, err)
-	}
 	return connect.NewResponse(&apiv1.GetInstanceStatusResponse{
-		Instance: instanceToProto(inst), RecentEvents: eventsToProto(events), ToolCount: uint32(tools),
+		Instance: instanceToProto(inst.Instance), RecentEvents: eventsToProto(events), ToolCount: uint32(inst.ToolCount),
 	}), nil
 }
 
-// logPage is the window of a newest-first page of logs.
-func logPage(pageSizeRequested uint32, beforeID int64) store.LogWindow {
-	return store.LogWindow{
-		BeforeID: beforeID, NewestFirst: true, Limit: pageSize(pageSizeRequested, defaultLogPage, maxLogPage),
+// listLogs reads a newest-first page of an installation's log entries, and the before_id of the next page
+// (0 after the last). An empty page of another team's installation is NotFound.
+func listLogs[T any](ctx context.Context, h *Handler, installationID string, size uint32, beforeID int64,
+	read func(store.Viewer, uuid.UUID, store.LogWindow) ([]T, error), id func(T) int64) ([]T, int64, error) {
+	v, installation, err := viewerOf(ctx, installationID)
+	if err != nil {
+		return nil, 0, err
 	}
-}
-
-// nextBeforeID is the before_id of the page after a full page whose last entry is lastID.
-func nextBeforeID(n int, w store.LogWindow, lastID int64) int64 {
-	if n < w.Limit {
-		return 0
+	w := store.LogWindow{BeforeID: beforeID, NewestFirst: true, Limit: pageSize(size, defaultLogPage, maxLogPage)}
+	entries, err := read(v, installation, w)
+	switch {
+	case err != nil:
+		return nil, 0, rpcerr.From(ctx, h.logger, "list logs", err)
+	case len(entries) == 0:
+		return nil, 0, h.known(ctx, v, installation)
+	case len(entries) < w.Limit:
+		return entries, 0, nil
 	}
-	return lastID
+	return entries, id(entries[len(entries)-1]), nil
 }
 
 // ListServerLogs pages through an installation's server logs, newest first.
 func (h *Handler) ListServerLogs(ctx context.Context, req *connect.Request[apiv1.ListServerLogsRequest]) (*connect.Response[apiv1.ListServerLogsResponse], error) {
-	v, installationID, err := h.installation(ctx, req.Msg.InstallationId)
+	lines, next, err := listLogs(ctx, h, req.Msg.InstallationId, req.Msg.PageSize, req.Msg.BeforeId,
+		func(v store.Viewer, id uuid.UUID, w store.LogWindow) ([]store.LogLine, error) {
+			return h.store.ServerLogs(ctx, v, id, w)
+		},
+		func(l store.LogLine) int64 { return l.ID })
 	if err != nil {
 		return nil, err
 	}
-	w := logPage(req.Msg.PageSize, req.Msg.BeforeId)
-	lines, err := h.store.ServerLogs(ctx, v, installationID, w)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "list server logs", err)
-	}
-	resp := &apiv1.ListServerLogsResponse{Lines: linesToProto(lines)}
-	if len(lines) > 0 {
-		resp.NextBeforeId = nextBeforeID(len(lines), w, lines[len(lines)-1].ID)
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&apiv1.ListServerLogsResponse{Lines: linesToProto(lines), NextBeforeId: next}), nil
 }
 
 // ListRequestLogs pages through an installation's request logs, newest first.
 func (h *Handler) ListRequestLogs(ctx context.Context, req *connect.Request[apiv1.ListRequestLogsRequest]) (*connect.Response[apiv1.ListRequestLogsResponse], error) {
-	v, installationID, err := h.installation(ctx, req.Msg.InstallationId)
+	logs, next, err := listLogs(ctx, h, req.Msg.InstallationId, req.Msg.PageSize, req.Msg.BeforeId,
+		func(v store.Viewer, id uuid.UUID, w store.LogWindow) ([]store.StoredRequestLog, error) {
+			return h.store.RequestLogs(ctx, v, id, w)
+		},
+		func(rl store.StoredRequestLog) int64 { return rl.ID })
 	if err != nil {
 		return nil, err
 	}
-	w := logPage(req.Msg.PageSize, req.Msg.BeforeId)
-	logs, err := h.store.RequestLogs(ctx, v, installationID, w)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "list request logs", err)
-	}
-	resp := &apiv1.ListRequestLogsResponse{RequestLogs: requestLogsToProto(logs)}
-	if len(logs) > 0 {
-		resp.NextBeforeId = nextBeforeID(len(logs), w, logs[len(logs)-1].ID)
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&apiv1.ListRequestLogsResponse{RequestLogs: requestLogsToProto(logs), NextBeforeId: next}), nil
 }
 
 // GetRequestLog returns one request log with its bodies.

@@ -60,13 +60,25 @@ func (s *Store) Instance(ctx context.Context, teamID uuid.UUID, id string) (Inst
 	return instanceFromRow(r), nil
 }
 
+// InstanceStatus is an instance with the number of tools it last reported.
+type InstanceStatus struct {
+	Instance
+	ToolCount int
+}
+
 // VisibleInstance returns one instance the viewer may see; any other is ErrNotFound.
-func (s *Store) VisibleInstance(ctx context.Context, v Viewer, id string) (Instance, error) {
-	inst, err := s.Instance(ctx, v.TeamID, id)
-	if err == nil && v.UserID != nil && *v.UserID != inst.UserID {
-		return Instance{}, translate(pgx.ErrNoRows, "get instance")
+func (s *Store) VisibleInstance(ctx context.Context, v Viewer, id string) (InstanceStatus, error) {
+	r, err := s.q.GetVisibleInstance(ctx, id, v.TeamID, v.UserID)
+	if err != nil {
+		return InstanceStatus{}, translate(err, "get instance")
 	}
-	return inst, err
+	return InstanceStatus{
+		Instance: Instance{
+			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, UserID: r.UserID, Status: r.Status,
+			StatusMessage: r.StatusMessage, StatusUpdatedAt: r.StatusUpdatedAt,
+		},
+		ToolCount: int(r.ToolCount),
+	}, nil
 }
 
 // ListInstances returns up to limit instances the viewer may see, by id after afterID; installationID, when
@@ -109,12 +121,6 @@ func (s *Store) DiscoveredTools(ctx context.Context, teamID uuid.UUID, instanceI
 		tools[i] = Tool{Name: r.Name, Description: r.Description, InputSchema: r.InputSchema, TokenCount: r.TokenCount}
 	}
 	return tools, nil
-}
-
-// CountDiscoveredTools counts the tools an instance last reported.
-func (s *Store) CountDiscoveredTools(ctx context.Context, teamID uuid.UUID, instanceID string) (int, error) {
-	n, err := s.q.CountDiscoveredTools(ctx, instanceID, teamID)
-	return int(n), translate(err, "count discovered tools")
 }
 
 // InstanceEvent is a stored status change (Kind "status_changed") or lifecycle event (started, crashed,

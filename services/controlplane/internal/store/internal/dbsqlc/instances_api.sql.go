@@ -12,17 +12,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const countDiscoveredTools = `-- name: CountDiscoveredTools :one
-select count(*) from discovered_tools where instance_id = $1 and team_id = $2
-`
-
-func (q *Queries) CountDiscoveredTools(ctx context.Context, instanceID string, teamID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, countDiscoveredTools, instanceID, teamID)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
 const getRequestLog = `-- name: GetRequestLog :one
 select r.id, r.team_id, r.installation_id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.request, r.response, r.occurred_at from request_logs r
 where r.id = $1 and r.team_id = $2 and r.installation_id = $3
@@ -51,6 +40,44 @@ func (q *Queries) GetRequestLog(ctx context.Context, iD int64, teamID uuid.UUID,
 		&i.Request,
 		&i.Response,
 		&i.OccurredAt,
+	)
+	return i, err
+}
+
+const getVisibleInstance = `-- name: GetVisibleInstance :one
+select i.id, i.installation_id, i.team_id, i.user_id, i.status, i.status_message, i.status_updated_at, i.last_health_check_at, i.created_at, (select count(*) from discovered_tools d where d.instance_id = i.id and d.team_id = i.team_id) as tool_count
+from instances i
+where i.id = $1 and i.team_id = $2 and ($3::uuid is null or i.user_id = $3)
+`
+
+type GetVisibleInstanceRow struct {
+	ID                string
+	InstallationID    uuid.UUID
+	TeamID            uuid.UUID
+	UserID            uuid.UUID
+	Status            string
+	StatusMessage     string
+	StatusUpdatedAt   time.Time
+	LastHealthCheckAt *time.Time
+	CreatedAt         time.Time
+	ToolCount         int64
+}
+
+// GetVisibleInstance returns an instance with the number of tools it last reported.
+func (q *Queries) GetVisibleInstance(ctx context.Context, iD string, teamID uuid.UUID, userID *uuid.UUID) (GetVisibleInstanceRow, error) {
+	row := q.db.QueryRow(ctx, getVisibleInstance, iD, teamID, userID)
+	var i GetVisibleInstanceRow
+	err := row.Scan(
+		&i.ID,
+		&i.InstallationID,
+		&i.TeamID,
+		&i.UserID,
+		&i.Status,
+		&i.StatusMessage,
+		&i.StatusUpdatedAt,
+		&i.LastHealthCheckAt,
+		&i.CreatedAt,
+		&i.ToolCount,
 	)
 	return i, err
 }
