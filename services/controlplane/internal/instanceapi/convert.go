@@ -1,7 +1,6 @@
 package instanceapi
 
 import (
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -69,23 +68,12 @@ func requestLogsToProto(logs []store.StoredRequestLog) []*apiv1.RequestLog {
 func requestLogToProto(rl store.StoredRequestLog) *apiv1.RequestLog {
 	p := &apiv1.RequestLog{
 		Id: rl.ID, InstanceId: rl.InstanceID, ToolName: rl.ToolName, Duration: durationpb.New(rl.Duration),
-		Success: rl.Success, Error: rl.Error, Request: valueFromJSON(rl.Request), Response: valueFromJSON(rl.Response),
-		OccurredAt: timestamppb.New(rl.OccurredAt),
+		Success: rl.Success, Error: rl.Error, OccurredAt: timestamppb.New(rl.OccurredAt),
+		Request:  satelliteapi.MessageFromJSON(rl.Request, &structpb.Value{}),
+		Response: satelliteapi.MessageFromJSON(rl.Response, &structpb.Value{}),
 	}
 	if rl.UserID != nil {
 		p.UserId = rl.UserID.String()
 	}
 	return p
-}
-
-// valueFromJSON decodes a stored JSON body; nil for none.
-func valueFromJSON(raw []byte) *structpb.Value {
-	if len(raw) == 0 {
-		return nil
-	}
-	v := &structpb.Value{}
-	if err := protojson.Unmarshal(raw, v); err != nil {
-		return nil
-	}
-	return v
 }

@@ -73,15 +73,18 @@ func CommandToProto(c store.Command) *satellitev1.Command {
 }
 
 // StructFromJSON decodes a stored JSON object, or returns nil for an empty one.
-func StructFromJSON(raw []byte) *structpb.Struct {
+func StructFromJSON(raw []byte) *structpb.Struct { return MessageFromJSON(raw, &structpb.Struct{}) }
+
+// MessageFromJSON decodes stored JSON into m and returns it, or returns nil for empty or unfitting JSON.
+func MessageFromJSON[M proto.Message](raw []byte, m M) M {
+	var none M
 	if len(raw) == 0 {
-		return nil
+		return none
 	}
-	s := &structpb.Struct{}
-	if err := protojson.Unmarshal(raw, s); err != nil {
-		return nil
+	if err := protojson.Unmarshal(raw, m); err != nil {
+		return none
 	}
-	return s
+	return m
 }
 
 // JSONFromMessage encodes m for a jsonb column; nil becomes SQL NULL.
