@@ -248,8 +248,7 @@ type streamed struct {
 	cursor int64
 }
 
-// receiveSome opens a stream from the cursor, receives at least n entries (or all of want, whichever comes
-// first), and disconnects.
+// receiveSome opens a stream from the cursor, receives at least n entries, and disconnects.
 func receiveSome[T any](t *testing.T, s *streamed, n int, open func(ctx context.Context, after int64) (*connect.ServerStreamForClient[T], error), entries func(*T) ([]int64, int64)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -271,6 +270,14 @@ func receiveSome[T any](t *testing.T, s *streamed, n int, open func(ctx context.
 	}
 }
 
+func idsOf[E any](entries []E, id func(E) int64) []int64 {
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = id(e)
+	}
+	return ids
+}
+
 // checkExactlyOnce fails unless ids are total distinct ids in increasing order.
 func checkExactlyOnce(t *testing.T, what string, ids []int64, total int) {
 	t.Helper()
@@ -288,7 +295,7 @@ func TestStreamsResumeAcrossReplicasWithoutLossOrDuplicates(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{replicas: 2})
 	v := seedViewers(t, b, "resume")
-	sat := b.activeSatellite(t, v.team.ID.String()) // emits through replica 0
+	sat := b.activeSatellite(t, v.team.ID.String())
 	watcher := b.instanceClient(1, b.apiToken(t, v.carol.ID))
 	team, installation := v.team.ID.String(), v.installation.ID.String()
 	const rounds = 30 // 60 log lines: within the 100 retained
@@ -307,13 +314,16 @@ func TestStreamsResumeAcrossReplicasWithoutLossOrDuplicates(t *testing.T) {
 	status.Close()
 
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := range rounds {
-			emit(t, sat,
-				logEvent(v.teamFixture, v.teamFixture.alice, fmt.Sprintf("alice %d", i)),
-				logEvent(v.teamFixture, v.teamFixture.bob, fmt.Sprintf("bob %d", i)))
-		}
-	})
+	// Lines of one installation are stored concurrently through both replicas, so their ids are allocated
+	// by transactions that race to commit.
+	for i, u := range []store.User{v.teamFixture.alice, v.teamFixture.bob} {
+		emitter := b.connect(i, sat.id, sat.apiKey)
+		wg.Go(func() {
+			for n := range rounds {
+				emit(t, emitter, logEvent(v.teamFixture, u, fmt.Sprintf("%s %d", u.Slug, n)))
+			}
+		})
+	}
 	wg.Go(func() {
 		for i := range rounds {
 			status := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE
@@ -324,36 +334,31 @@ func TestStreamsResumeAcrossReplicasWithoutLossOrDuplicates(t *testing.T) {
 		}
 	})
 
+	// Both clients reconnect every few entries, in turns, while the satellite emits.
 	var logs streamed
-	for len(logs.ids) < 2*rounds {
-		receiveSome(t, &logs, min(15, 2*rounds-len(logs.ids)),
-			func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.StreamServerLogsResponse], error) {
-				return watcher.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
-					TeamId: team, InstallationId: installation, AfterId: after,
-				}))
-			},
-			func(m *apiv1.StreamServerLogsResponse) ([]int64, int64) {
-				ids := make([]int64, len(m.Lines))
-				for i, l := range m.Lines {
-					ids[i] = l.Id
-				}
-				return ids, m.Cursor
-			})
-	}
-	for len(events.ids) < rounds {
-		receiveSome(t, &events, min(7, rounds-len(events.ids)),
-			func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.WatchInstanceStatusResponse], error) {
-				return watcher.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{
-					TeamId: team, InstallationId: installation, AfterId: after,
-				}))
-			},
-			func(m *apiv1.WatchInstanceStatusResponse) ([]int64, int64) {
-				ids := make([]int64, len(m.Events))
-				for i, e := range m.Events {
-					ids[i] = e.Id
-				}
-				return ids, m.Cursor
-			})
+	for len(logs.ids) < 2*rounds || len(events.ids) < rounds {
+		if len(logs.ids) < 2*rounds {
+			receiveSome(t, &logs, min(15, 2*rounds-len(logs.ids)),
+				func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.StreamServerLogsResponse], error) {
+					return watcher.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
+						TeamId: team, InstallationId: installation, AfterId: after,
+					}))
+				},
+				func(m *apiv1.StreamServerLogsResponse) ([]int64, int64) {
+					return idsOf(m.Lines, (*apiv1.ServerLogLine).GetId), m.Cursor
+				})
+		}
+		if len(events.ids) < rounds {
+			receiveSome(t, &events, min(7, rounds-len(events.ids)),
+				func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.WatchInstanceStatusResponse], error) {
+					return watcher.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{
+						TeamId: team, InstallationId: installation, AfterId: after,
+					}))
+				},
+				func(m *apiv1.WatchInstanceStatusResponse) ([]int64, int64) {
+					return idsOf(m.Events, (*apiv1.InstanceEvent).GetId), m.Cursor
+				})
+		}
 	}
 	wg.Wait()
 	checkExactlyOnce(t, "server logs", logs.ids, 2*rounds)
