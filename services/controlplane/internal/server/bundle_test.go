@@ -17,6 +17,7 @@ import (
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/internal/pgtest"
+	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -50,6 +51,7 @@ func (b *testBundle) admin(i int) adminv1connect.AdminServiceClient {
 type setupOpts struct {
 	replicas  int
 	satellite satelliteapi.Config
+	instances instanceapi.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -71,16 +73,17 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 	}
 	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring}
 	for range opts.replicas {
-		b.replicas = append(b.replicas, b.startReplica(t, opts.satellite))
+		b.replicas = append(b.replicas, b.startReplica(t, opts))
 	}
 	return b
 }
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
-func (b *testBundle) startReplica(t testing.TB, cfg satelliteapi.Config) *replica {
+func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	t.Helper()
 	srv, err := server.New(t.Context(), nil, server.Config{
-		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
+		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
+		Satellites: opts.satellite, Instances: opts.instances,
 	})
 	if err != nil {
 		t.Fatal(err)

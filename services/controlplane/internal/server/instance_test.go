@@ -19,6 +19,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -431,5 +432,45 @@ func TestRESTReadsReturnJSON(t *testing.T) {
 	}
 	if code := get("/requests/999999", v.aliceToken, nil); code != http.StatusNotFound {
 		t.Errorf("GET an unknown request: %d, want 404", code)
+	}
+}
+
+func TestIdleStreamSendsKeepAlives(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{instances: instanceapi.Config{KeepAlive: 20 * time.Millisecond}})
+	v := seedViewers(t, b, "idle")
+	sat := b.activeSatellite(t, v.team.ID.String())
+	emit(t, sat, logEvent(v.teamFixture, v.teamFixture.alice, "first"))
+	stream, err := v.alice.StreamServerLogs(t.Context(), connect.NewRequest(&apiv1.StreamServerLogsRequest{
+		TeamId: v.team.ID.String(), InstallationId: v.installation.ID.String(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	receive := func() *apiv1.StreamServerLogsResponse {
+		t.Helper()
+		if !stream.Receive() {
+			t.Fatal(stream.Err())
+		}
+		return stream.Msg()
+	}
+	first := receive()
+	if len(first.Lines) != 1 || first.Cursor != first.Lines[0].Id {
+		t.Fatalf("first message %v, want the stored line and its id as the cursor", first)
+	}
+	if keepAlive := receive(); len(keepAlive.Lines) != 0 || keepAlive.Cursor != first.Cursor {
+		t.Fatalf("idle stream sent %v, want an empty message with the cursor unchanged", keepAlive)
+	}
+	emit(t, sat, logEvent(v.teamFixture, v.teamFixture.alice, "second"))
+	for {
+		m := receive()
+		if len(m.Lines) == 0 {
+			continue // another keep-alive
+		}
+		if len(m.Lines) != 1 || m.Lines[0].Message != "second" || m.Cursor != m.Lines[0].Id {
+			t.Fatalf("after the keep-alive: %v", m)
+		}
+		return
 	}
 }
