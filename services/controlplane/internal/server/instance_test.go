@@ -111,7 +111,6 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
 	red := seedViewers(t, b, "red")
-	blue := seedViewers(t, b, "blue")
 	sat := b.activeSatellite(t, "")
 	emit(t, sat,
 		statusEvent(red.teamFixture, red.teamFixture.alice, satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE),
@@ -202,45 +201,23 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 	}))
 	wantCode(t, "alice reading bob's request", err, connect.CodeNotFound)
 
-	// Another team's ids are not found under one's own team, and another team is not open at all.
-	blueInstallation := blue.installation.ID.String()
-	_, err = red.admin.ListServerLogs(ctx, connect.NewRequest(&apiv1.ListServerLogsRequest{TeamId: team, InstallationId: blueInstallation}))
-	wantCode(t, "listing blue's logs under red", err, connect.CodeNotFound)
-	_, err = red.admin.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: team, InstallationId: blueInstallation}))
-	wantCode(t, "listing blue's instances under red", err, connect.CodeNotFound)
-	_, err = red.admin.GetInstanceStatus(ctx, connect.NewRequest(&apiv1.GetInstanceStatusRequest{
-		TeamId: team, InstanceId: blue.instanceID(blue.teamFixture.alice),
-	}))
-	wantCode(t, "reading blue's status under red", err, connect.CodeNotFound)
-	_, err = red.admin.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{
-		TeamId: team, InstallationId: blueInstallation, RequestId: bobsCall,
-	}))
-	wantCode(t, "reading a request log under blue's installation", err, connect.CodeNotFound)
-	_, err = red.admin.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: blue.team.ID.String()}))
-	wantCode(t, "red's admin listing blue", err, connect.CodePermissionDenied)
-
-	stream, err := red.admin.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
-		TeamId: blue.team.ID.String(), InstallationId: blueInstallation,
-	}))
+	// Streams narrow a team user to their own instance too.
+	watch, err := red.alice.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{TeamId: team, InstallationId: installation}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stream.Receive() {
-		t.Errorf("red's admin streams blue's logs: %v", stream.Msg())
+	if !watch.Receive() || len(watch.Msg().Events) != 1 || watch.Msg().Events[0].InstanceId != red.instanceID(red.teamFixture.alice) {
+		t.Errorf("alice's status watch: %v, %v; want only her event", watch.Msg(), watch.Err())
 	}
-	wantCode(t, "red's admin streaming blue's logs", stream.Err(), connect.CodePermissionDenied)
-	stream.Close()
-	stream, err = red.admin.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
-		TeamId: team, InstallationId: blueInstallation,
-	}))
+	watch.Close()
+	calls, err := red.alice.StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{TeamId: team, InstallationId: installation}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stream.Receive() {
-		t.Errorf("red's admin streams blue's logs under red: %v", stream.Msg())
+	if !calls.Receive() || len(calls.Msg().RequestLogs) != 1 || calls.Msg().RequestLogs[0].ToolName != "read_file" {
+		t.Errorf("alice's request log stream: %v, %v; want only her call", calls.Msg(), calls.Err())
 	}
-	wantCode(t, "streaming blue's logs under red", stream.Err(), connect.CodeNotFound)
-	stream.Close()
+	calls.Close()
 }
 
 // streamed is what a resuming client received: the ids in order and the cursor to resume from.
@@ -472,5 +449,113 @@ func TestIdleStreamSendsKeepAlives(t *testing.T) {
 			t.Fatalf("after the keep-alive: %v", m)
 		}
 		return
+	}
+}
+
+// receiver is a server stream as its client sees it.
+type receiver interface {
+	Receive() bool
+	Err() error
+	Close() error
+}
+
+// TestEveryInstanceProcedureRefusesOtherTeams calls every InstanceService procedure as another team's admin,
+// naming the team (PermissionDenied), and as a team's admin naming the other team's ids under their own
+// team (NotFound), and without credentials (Unauthenticated).
+func TestEveryInstanceProcedureRefusesOtherTeams(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedViewers(t, b, "red")
+	blue := seedViewers(t, b, "blue")
+	sat := b.activeSatellite(t, "")
+	emit(t, sat, requestEvent(blue.teamFixture, blue.teamFixture.alice, "read_file"),
+		logEvent(blue.teamFixture, blue.teamFixture.alice, "hello"))
+	blueCalls, err := blue.admin.ListRequestLogs(t.Context(), connect.NewRequest(&apiv1.ListRequestLogsRequest{
+		TeamId: blue.team.ID.String(), InstallationId: blue.installation.ID.String(),
+	}))
+	if err != nil || len(blueCalls.Msg.RequestLogs) != 1 {
+		t.Fatalf("blue's request logs: %v, %v", blueCalls, err)
+	}
+	blueCall := blueCalls.Msg.RequestLogs[0].Id
+	anonymous := apiv1connect.NewInstanceServiceClient(http.DefaultClient, b.replicas[0].url)
+
+	// firstOf receives a stream's first message, for the error it carries.
+	firstOf := func(open func(ctx context.Context) (receiver, error)) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		s, err := open(ctx)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if s.Receive() {
+			return nil
+		}
+		return s.Err()
+	}
+	type call func(c apiv1connect.InstanceServiceClient, team string) error
+	procedures := map[string]call{
+		"ListInstances": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.ListInstances(t.Context(), connect.NewRequest(&apiv1.ListInstancesRequest{
+				TeamId: team, InstallationId: blue.installation.ID.String(),
+			}))
+			return err
+		},
+		"GetInstanceStatus": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.GetInstanceStatus(t.Context(), connect.NewRequest(&apiv1.GetInstanceStatusRequest{
+				TeamId: team, InstanceId: blue.instanceID(blue.teamFixture.alice),
+			}))
+			return err
+		},
+		"ListServerLogs": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.ListServerLogs(t.Context(), connect.NewRequest(&apiv1.ListServerLogsRequest{
+				TeamId: team, InstallationId: blue.installation.ID.String(),
+			}))
+			return err
+		},
+		"ListRequestLogs": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.ListRequestLogs(t.Context(), connect.NewRequest(&apiv1.ListRequestLogsRequest{
+				TeamId: team, InstallationId: blue.installation.ID.String(),
+			}))
+			return err
+		},
+		"GetRequestLog": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.GetRequestLog(t.Context(), connect.NewRequest(&apiv1.GetRequestLogRequest{
+				TeamId: team, InstallationId: blue.installation.ID.String(), RequestId: blueCall,
+			}))
+			return err
+		},
+		"WatchInstanceStatus": func(c apiv1connect.InstanceServiceClient, team string) error {
+			return firstOf(func(ctx context.Context) (receiver, error) {
+				return c.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{
+					TeamId: team, InstallationId: blue.installation.ID.String(), Snapshot: true,
+				}))
+			})
+		},
+		"StreamServerLogs": func(c apiv1connect.InstanceServiceClient, team string) error {
+			return firstOf(func(ctx context.Context) (receiver, error) {
+				return c.StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{
+					TeamId: team, InstallationId: blue.installation.ID.String(),
+				}))
+			})
+		},
+		"StreamRequestLogs": func(c apiv1connect.InstanceServiceClient, team string) error {
+			return firstOf(func(ctx context.Context) (receiver, error) {
+				return c.StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{
+					TeamId: team, InstallationId: blue.installation.ID.String(),
+				}))
+			})
+		},
+	}
+	if want := apiv1.File_orrery_api_v1_instance_proto.Services().ByName("InstanceService").Methods().Len(); len(procedures) != want {
+		t.Fatalf("the test covers %d procedures of %d", len(procedures), want)
+	}
+	for name, call := range procedures {
+		wantCode(t, name+" naming another team", call(red.admin, blue.team.ID.String()), connect.CodePermissionDenied)
+		wantCode(t, name+" with another team's ids", call(red.admin, red.team.ID.String()), connect.CodeNotFound)
+		wantCode(t, name+" without credentials", call(anonymous, blue.team.ID.String()), connect.CodeUnauthenticated)
+		if err := call(blue.admin, blue.team.ID.String()); err != nil {
+			t.Errorf("%s by blue's admin: %v", name, err)
+		}
 	}
 }
