@@ -8,4 +8,4 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
+require google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc
