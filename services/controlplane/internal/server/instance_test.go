@@ -62,6 +62,7 @@ type viewers struct {
 	carol             store.User // team admin
 	alice, bob, admin apiv1connect.InstanceServiceClient
 	aliceToken        string
+	adminToken        string
 }
 
 func seedViewers(t *testing.T, b *testBundle, slug string) viewers {
@@ -77,7 +78,8 @@ func seedViewers(t *testing.T, b *testBundle, slug string) viewers {
 	v := viewers{teamFixture: f, carol: carol, aliceToken: b.apiToken(t, f.alice.ID)}
 	v.alice = b.instanceClient(0, v.aliceToken)
 	v.bob = b.instanceClient(0, b.apiToken(t, f.bob.ID))
-	v.admin = b.instanceClient(0, b.apiToken(t, carol.ID))
+	v.adminToken = b.apiToken(t, carol.ID)
+	v.admin = b.instanceClient(0, v.adminToken)
 	return v
 }
 
@@ -352,7 +354,8 @@ func TestRESTReadsReturnJSON(t *testing.T) {
 		statusEvent(v.teamFixture, v.teamFixture.alice, satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE),
 		logEvent(v.teamFixture, v.teamFixture.alice, "hello"),
 		requestEvent(v.teamFixture, v.teamFixture.alice, "read_file"))
-	base := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp/installations/" + v.installation.ID.String()
+	teamURL := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp"
+	base := teamURL + "/installations/" + v.installation.ID.String()
 	get := func(path, token string, into any) int {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
@@ -409,6 +412,19 @@ func TestRESTReadsReturnJSON(t *testing.T) {
 	}
 	if code := get("/requests/999999", v.aliceToken, nil); code != http.StatusNotFound {
 		t.Errorf("GET an unknown request: %d, want 404", code)
+	}
+	// The team-wide paths, for the admin.
+	base = teamURL
+	if code := get("/instances", v.adminToken, &status); code != http.StatusOK || len(status.Instances) != 3 {
+		t.Errorf("GET the team's instances: %d %+v", code, status)
+	}
+	var one struct {
+		Instance  struct{ ID string }
+		ToolCount int
+	}
+	if code := get("/instances/"+v.instanceID(v.teamFixture.alice)+"/status", v.adminToken, &one); code != http.StatusOK ||
+		one.Instance.ID != v.instanceID(v.teamFixture.alice) {
+		t.Errorf("GET an instance's status: %d %+v", code, one)
 	}
 }
 
