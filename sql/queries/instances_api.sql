@@ -18,7 +18,7 @@ select * from instance_events where instance_id = @instance_id and team_id = @te
 
 -- name: GetVisibleInstance :one
 -- GetVisibleInstance returns an instance with the number of tools it last reported.
-select i.*, (select count(*) from discovered_tools d where d.instance_id = i.id and d.team_id = i.team_id) as tool_count
+select sqlc.embed(i), (select count(*) from discovered_tools d where d.instance_id = i.id and d.team_id = i.team_id) as tool_count
 from instances i
 where i.id = @id and i.team_id = @team_id and (sqlc.narg(user_id)::uuid is null or i.user_id = sqlc.narg(user_id));
 

@@ -42,8 +42,10 @@ type Instance struct {
 	StatusMessage string `protobuf:"bytes,5,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	// status_updated_at is when the status was reported.
 	StatusUpdatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=status_updated_at,json=statusUpdatedAt,proto3" json:"status_updated_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// last_health_check_at is when the instance's credentials were last validated; unset if never.
+	LastHealthCheckAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_health_check_at,json=lastHealthCheckAt,proto3" json:"last_health_check_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -114,6 +116,13 @@ func (x *Instance) GetStatusMessage() string {
 func (x *Instance) GetStatusUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StatusUpdatedAt
+	}
+	return nil
+}
+
+func (x *Instance) GetLastHealthCheckAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHealthCheckAt
 	}
 	return nil
 }
@@ -1430,14 +1439,15 @@ var File_orrery_api_v1_instance_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_instance_proto_rawDesc = "" +
 	"\n" +
-	"\x1correry/api/v1/instance.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\x88\x02\n" +
+	"\x1correry/api/v1/instance.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\xd5\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0finstallation_id\x18\x02 \x01(\tR\x0einstallationId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12;\n" +
 	"\x06status\x18\x04 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusR\x06status\x12%\n" +
 	"\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12F\n" +
-	"\x11status_updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fstatusUpdatedAt\"\xc6\x02\n" +
+	"\x11status_updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fstatusUpdatedAt\x12K\n" +
+	"\x14last_health_check_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x11lastHealthCheckAt\"\xc6\x02\n" +
 	"\rInstanceEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -1594,46 +1604,47 @@ var file_orrery_api_v1_instance_proto_goTypes = []any{
 var file_orrery_api_v1_instance_proto_depIdxs = []int32{
 	20, // 0: orrery.api.v1.Instance.status:type_name -> orrery.satellite.v1.InstanceStatus
 	21, // 1: orrery.api.v1.Instance.status_updated_at:type_name -> google.protobuf.Timestamp
-	20, // 2: orrery.api.v1.InstanceEvent.status:type_name -> orrery.satellite.v1.InstanceStatus
-	22, // 3: orrery.api.v1.InstanceEvent.lifecycle:type_name -> orrery.satellite.v1.LifecycleKind
-	21, // 4: orrery.api.v1.InstanceEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	23, // 5: orrery.api.v1.ServerLogLine.level:type_name -> orrery.satellite.v1.LogLevel
-	21, // 6: orrery.api.v1.ServerLogLine.occurred_at:type_name -> google.protobuf.Timestamp
-	24, // 7: orrery.api.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	25, // 8: orrery.api.v1.RequestLog.request:type_name -> google.protobuf.Value
-	25, // 9: orrery.api.v1.RequestLog.response:type_name -> google.protobuf.Value
-	21, // 10: orrery.api.v1.RequestLog.occurred_at:type_name -> google.protobuf.Timestamp
-	0,  // 11: orrery.api.v1.ListInstancesResponse.instances:type_name -> orrery.api.v1.Instance
-	0,  // 12: orrery.api.v1.GetInstanceStatusResponse.instance:type_name -> orrery.api.v1.Instance
-	1,  // 13: orrery.api.v1.GetInstanceStatusResponse.recent_events:type_name -> orrery.api.v1.InstanceEvent
-	2,  // 14: orrery.api.v1.ListServerLogsResponse.lines:type_name -> orrery.api.v1.ServerLogLine
-	3,  // 15: orrery.api.v1.ListRequestLogsResponse.request_logs:type_name -> orrery.api.v1.RequestLog
-	3,  // 16: orrery.api.v1.GetRequestLogResponse.request_log:type_name -> orrery.api.v1.RequestLog
-	0,  // 17: orrery.api.v1.WatchInstanceStatusResponse.instances:type_name -> orrery.api.v1.Instance
-	1,  // 18: orrery.api.v1.WatchInstanceStatusResponse.events:type_name -> orrery.api.v1.InstanceEvent
-	2,  // 19: orrery.api.v1.StreamServerLogsResponse.lines:type_name -> orrery.api.v1.ServerLogLine
-	3,  // 20: orrery.api.v1.StreamRequestLogsResponse.request_logs:type_name -> orrery.api.v1.RequestLog
-	4,  // 21: orrery.api.v1.InstanceService.ListInstances:input_type -> orrery.api.v1.ListInstancesRequest
-	6,  // 22: orrery.api.v1.InstanceService.GetInstanceStatus:input_type -> orrery.api.v1.GetInstanceStatusRequest
-	8,  // 23: orrery.api.v1.InstanceService.ListServerLogs:input_type -> orrery.api.v1.ListServerLogsRequest
-	10, // 24: orrery.api.v1.InstanceService.ListRequestLogs:input_type -> orrery.api.v1.ListRequestLogsRequest
-	12, // 25: orrery.api.v1.InstanceService.GetRequestLog:input_type -> orrery.api.v1.GetRequestLogRequest
-	14, // 26: orrery.api.v1.InstanceService.WatchInstanceStatus:input_type -> orrery.api.v1.WatchInstanceStatusRequest
-	16, // 27: orrery.api.v1.InstanceService.StreamServerLogs:input_type -> orrery.api.v1.StreamServerLogsRequest
-	18, // 28: orrery.api.v1.InstanceService.StreamRequestLogs:input_type -> orrery.api.v1.StreamRequestLogsRequest
-	5,  // 29: orrery.api.v1.InstanceService.ListInstances:output_type -> orrery.api.v1.ListInstancesResponse
-	7,  // 30: orrery.api.v1.InstanceService.GetInstanceStatus:output_type -> orrery.api.v1.GetInstanceStatusResponse
-	9,  // 31: orrery.api.v1.InstanceService.ListServerLogs:output_type -> orrery.api.v1.ListServerLogsResponse
-	11, // 32: orrery.api.v1.InstanceService.ListRequestLogs:output_type -> orrery.api.v1.ListRequestLogsResponse
-	13, // 33: orrery.api.v1.InstanceService.GetRequestLog:output_type -> orrery.api.v1.GetRequestLogResponse
-	15, // 34: orrery.api.v1.InstanceService.WatchInstanceStatus:output_type -> orrery.api.v1.WatchInstanceStatusResponse
-	17, // 35: orrery.api.v1.InstanceService.StreamServerLogs:output_type -> orrery.api.v1.StreamServerLogsResponse
-	19, // 36: orrery.api.v1.InstanceService.StreamRequestLogs:output_type -> orrery.api.v1.StreamRequestLogsResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	21, // 2: orrery.api.v1.Instance.last_health_check_at:type_name -> google.protobuf.Timestamp
+	20, // 3: orrery.api.v1.InstanceEvent.status:type_name -> orrery.satellite.v1.InstanceStatus
+	22, // 4: orrery.api.v1.InstanceEvent.lifecycle:type_name -> orrery.satellite.v1.LifecycleKind
+	21, // 5: orrery.api.v1.InstanceEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 6: orrery.api.v1.ServerLogLine.level:type_name -> orrery.satellite.v1.LogLevel
+	21, // 7: orrery.api.v1.ServerLogLine.occurred_at:type_name -> google.protobuf.Timestamp
+	24, // 8: orrery.api.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	25, // 9: orrery.api.v1.RequestLog.request:type_name -> google.protobuf.Value
+	25, // 10: orrery.api.v1.RequestLog.response:type_name -> google.protobuf.Value
+	21, // 11: orrery.api.v1.RequestLog.occurred_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: orrery.api.v1.ListInstancesResponse.instances:type_name -> orrery.api.v1.Instance
+	0,  // 13: orrery.api.v1.GetInstanceStatusResponse.instance:type_name -> orrery.api.v1.Instance
+	1,  // 14: orrery.api.v1.GetInstanceStatusResponse.recent_events:type_name -> orrery.api.v1.InstanceEvent
+	2,  // 15: orrery.api.v1.ListServerLogsResponse.lines:type_name -> orrery.api.v1.ServerLogLine
+	3,  // 16: orrery.api.v1.ListRequestLogsResponse.request_logs:type_name -> orrery.api.v1.RequestLog
+	3,  // 17: orrery.api.v1.GetRequestLogResponse.request_log:type_name -> orrery.api.v1.RequestLog
+	0,  // 18: orrery.api.v1.WatchInstanceStatusResponse.instances:type_name -> orrery.api.v1.Instance
+	1,  // 19: orrery.api.v1.WatchInstanceStatusResponse.events:type_name -> orrery.api.v1.InstanceEvent
+	2,  // 20: orrery.api.v1.StreamServerLogsResponse.lines:type_name -> orrery.api.v1.ServerLogLine
+	3,  // 21: orrery.api.v1.StreamRequestLogsResponse.request_logs:type_name -> orrery.api.v1.RequestLog
+	4,  // 22: orrery.api.v1.InstanceService.ListInstances:input_type -> orrery.api.v1.ListInstancesRequest
+	6,  // 23: orrery.api.v1.InstanceService.GetInstanceStatus:input_type -> orrery.api.v1.GetInstanceStatusRequest
+	8,  // 24: orrery.api.v1.InstanceService.ListServerLogs:input_type -> orrery.api.v1.ListServerLogsRequest
+	10, // 25: orrery.api.v1.InstanceService.ListRequestLogs:input_type -> orrery.api.v1.ListRequestLogsRequest
+	12, // 26: orrery.api.v1.InstanceService.GetRequestLog:input_type -> orrery.api.v1.GetRequestLogRequest
+	14, // 27: orrery.api.v1.InstanceService.WatchInstanceStatus:input_type -> orrery.api.v1.WatchInstanceStatusRequest
+	16, // 28: orrery.api.v1.InstanceService.StreamServerLogs:input_type -> orrery.api.v1.StreamServerLogsRequest
+	18, // 29: orrery.api.v1.InstanceService.StreamRequestLogs:input_type -> orrery.api.v1.StreamRequestLogsRequest
+	5,  // 30: orrery.api.v1.InstanceService.ListInstances:output_type -> orrery.api.v1.ListInstancesResponse
+	7,  // 31: orrery.api.v1.InstanceService.GetInstanceStatus:output_type -> orrery.api.v1.GetInstanceStatusResponse
+	9,  // 32: orrery.api.v1.InstanceService.ListServerLogs:output_type -> orrery.api.v1.ListServerLogsResponse
+	11, // 33: orrery.api.v1.InstanceService.ListRequestLogs:output_type -> orrery.api.v1.ListRequestLogsResponse
+	13, // 34: orrery.api.v1.InstanceService.GetRequestLog:output_type -> orrery.api.v1.GetRequestLogResponse
+	15, // 35: orrery.api.v1.InstanceService.WatchInstanceStatus:output_type -> orrery.api.v1.WatchInstanceStatusResponse
+	17, // 36: orrery.api.v1.InstanceService.StreamServerLogs:output_type -> orrery.api.v1.StreamServerLogsResponse
+	19, // 37: orrery.api.v1.InstanceService.StreamRequestLogs:output_type -> orrery.api.v1.StreamRequestLogsResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_instance_proto_init() }

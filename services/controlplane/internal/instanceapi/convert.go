@@ -14,11 +14,15 @@ import (
 const statusChanged = "status_changed"
 
 func instanceToProto(i store.Instance) *apiv1.Instance {
-	return &apiv1.Instance{
+	p := &apiv1.Instance{
 		Id: i.ID, InstallationId: i.InstallationID.String(), UserId: i.UserID.String(),
 		Status: satelliteapi.InstanceStatusFromName(i.Status), StatusMessage: i.StatusMessage,
 		StatusUpdatedAt: timestamppb.New(i.StatusUpdatedAt),
 	}
+	if i.LastHealthCheckAt != nil {
+		p.LastHealthCheckAt = timestamppb.New(*i.LastHealthCheckAt)
+	}
+	return p
 }
 
 func instancesToProto(instances []store.Instance) []*apiv1.Instance {

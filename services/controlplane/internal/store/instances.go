@@ -20,12 +20,14 @@ type Instance struct {
 	Status          string
 	StatusMessage   string
 	StatusUpdatedAt time.Time
+	// LastHealthCheckAt is when the instance's credentials were last validated; nil if never.
+	LastHealthCheckAt *time.Time
 }
 
 func instanceFromRow(r dbsqlc.Instance) Instance {
 	return Instance{
 		ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, UserID: r.UserID, Status: r.Status,
-		StatusMessage: r.StatusMessage, StatusUpdatedAt: r.StatusUpdatedAt,
+		StatusMessage: r.StatusMessage, StatusUpdatedAt: r.StatusUpdatedAt, LastHealthCheckAt: r.LastHealthCheckAt,
 	}
 }
 
@@ -72,13 +74,7 @@ func (s *Store) VisibleInstance(ctx context.Context, v Viewer, id string) (Insta
 	if err != nil {
 		return InstanceStatus{}, translate(err, "get instance")
 	}
-	return InstanceStatus{
-		Instance: Instance{
-			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, UserID: r.UserID, Status: r.Status,
-			StatusMessage: r.StatusMessage, StatusUpdatedAt: r.StatusUpdatedAt,
-		},
-		ToolCount: int(r.ToolCount),
-	}, nil
+	return InstanceStatus{Instance: instanceFromRow(r.Instance), ToolCount: int(r.ToolCount)}, nil
 }
 
 // ListInstances returns up to limit instances the viewer may see, by id after afterID; installationID, when

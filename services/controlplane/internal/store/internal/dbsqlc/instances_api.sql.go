@@ -51,16 +51,8 @@ where i.id = $1 and i.team_id = $2 and ($3::uuid is null or i.user_id = $3)
 `
 
 type GetVisibleInstanceRow struct {
-	ID                string
-	InstallationID    uuid.UUID
-	TeamID            uuid.UUID
-	UserID            uuid.UUID
-	Status            string
-	StatusMessage     string
-	StatusUpdatedAt   time.Time
-	LastHealthCheckAt *time.Time
-	CreatedAt         time.Time
-	ToolCount         int64
+	Instance  Instance
+	ToolCount int64
 }
 
 // GetVisibleInstance returns an instance with the number of tools it last reported.
@@ -68,15 +60,15 @@ func (q *Queries) GetVisibleInstance(ctx context.Context, iD string, teamID uuid
 	row := q.db.QueryRow(ctx, getVisibleInstance, iD, teamID, userID)
 	var i GetVisibleInstanceRow
 	err := row.Scan(
-		&i.ID,
-		&i.InstallationID,
-		&i.TeamID,
-		&i.UserID,
-		&i.Status,
-		&i.StatusMessage,
-		&i.StatusUpdatedAt,
-		&i.LastHealthCheckAt,
-		&i.CreatedAt,
+		&i.Instance.ID,
+		&i.Instance.InstallationID,
+		&i.Instance.TeamID,
+		&i.Instance.UserID,
+		&i.Instance.Status,
+		&i.Instance.StatusMessage,
+		&i.Instance.StatusUpdatedAt,
+		&i.Instance.LastHealthCheckAt,
+		&i.Instance.CreatedAt,
 		&i.ToolCount,
 	)
 	return i, err
