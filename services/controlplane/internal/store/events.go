@@ -144,30 +144,23 @@ func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event)
 				return translate(err, "lock installation events")
 			}
 		}
-		trimLogs, trimRequests := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
 		for _, e := range apply {
 			if err := applyEvent(ctx, q, sat.ID, e); err != nil {
 				return err
 			}
-			if e.ServerLog != nil {
-				trimLogs[e.InstallationID] = true
-			}
-			if e.RequestLog != nil {
-				trimRequests[e.InstallationID] = true
-			}
-		}
-		for id := range trimLogs {
-			if err := q.TrimServerLogs(ctx, id, LogRetention); err != nil {
-				return translate(err, "trim server logs")
-			}
-		}
-		for id := range trimRequests {
-			if err := q.TrimRequestLogs(ctx, id, LogRetention); err != nil {
-				return translate(err, "trim request logs")
-			}
 		}
 		var keys []string
 		for installationID, kinds := range streams {
+			if kinds[StreamServerLogs] {
+				if err := q.TrimServerLogs(ctx, installationID, LogRetention); err != nil {
+					return translate(err, "trim server logs")
+				}
+			}
+			if kinds[StreamRequestLogs] {
+				if err := q.TrimRequestLogs(ctx, installationID, LogRetention); err != nil {
+					return translate(err, "trim request logs")
+				}
+			}
 			for stream := range kinds {
 				keys = append(keys, StreamKey(installationID, stream))
 			}
