@@ -7,3 +7,5 @@ require (
 	connectrpc.com/connect v1.21.1
 	google.golang.org/protobuf v1.36.12
 )
+
+require google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc

@@ -51,17 +51,20 @@ select @instance_id::text, @team_id::uuid, @installation_id::uuid, unnest(@names
 insert into dropped_event_reports (id, satellite_id, count, reason, occurred_at)
 values (@id, @satellite_id, @count, @reason, @occurred_at);
 
--- name: ListServerLogs :many
-select * from server_logs where installation_id = @installation_id and team_id = @team_id order by id desc limit @max_rows;
-
--- name: ListRequestLogs :many
-select * from request_logs where installation_id = @installation_id and team_id = @team_id order by id desc limit @max_rows;
-
 -- name: ListDiscoveredTools :many
 select * from discovered_tools where instance_id = @instance_id and team_id = @team_id order by name;
 
--- name: ListInstanceEvents :many
-select * from instance_events where instance_id = @instance_id and team_id = @team_id order by occurred_at, id;
-
 -- name: GetInstance :one
 select * from instances where id = @id and team_id = @team_id;
+
+-- name: LockInstallationEvents :exec
+-- LockInstallationEvents makes writers of the same installations' events wait for each other until commit,
+-- so each installation's log, request and event ids become visible in increasing order and a stream's cursor
+-- never skips a row that commits late. Locks are taken in a fixed order, so two batches cannot deadlock.
+select pg_advisory_xact_lock(@lock_class::int, hashtext(ordered.id::text))
+from (select unnest(@installation_ids::uuid[]) as id order by 1) as ordered;
+
+-- name: NotifyStreams :exec
+-- NotifyStreams announces new entries to the streams of every replica; PostgreSQL delivers the notifications
+-- when the transaction commits, and only then.
+select pg_notify(@channel::text, k) from unnest(@keys::text[]) as k;

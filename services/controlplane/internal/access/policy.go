@@ -49,6 +49,16 @@ var APIPolicy = Policy{
 
 	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 
+	// Team users see their own instances, team admins the whole team's: the handler narrows.
+	apiv1connect.InstanceServiceListInstancesProcedure:       TeamMember,
+	apiv1connect.InstanceServiceGetInstanceStatusProcedure:   TeamMember,
+	apiv1connect.InstanceServiceListServerLogsProcedure:      TeamMember,
+	apiv1connect.InstanceServiceListRequestLogsProcedure:     TeamMember,
+	apiv1connect.InstanceServiceGetRequestLogProcedure:       TeamMember,
+	apiv1connect.InstanceServiceWatchInstanceStatusProcedure: TeamMember,
+	apiv1connect.InstanceServiceStreamServerLogsProcedure:    TeamMember,
+	apiv1connect.InstanceServiceStreamRequestLogsProcedure:   TeamMember,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,

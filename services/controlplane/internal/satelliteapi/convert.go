@@ -26,9 +26,30 @@ func CommandTypeName(t satellitev1.CommandType) string { return enumName(t, "COM
 // CommandStateName is the stored name of a command state.
 func CommandStateName(s satellitev1.CommandState) string { return enumName(s, "COMMAND_STATE_") }
 
+// enumValue is the number of the enum value a stored name stands for: online → INSTANCE_STATUS_ONLINE; 0 for
+// an unknown name.
+func enumValue(values map[string]int32, prefix, name string) int32 {
+	return values[prefix+strings.ToUpper(name)]
+}
+
 // CommandStateFromName is the enum of a stored command state.
 func CommandStateFromName(name string) satellitev1.CommandState {
-	return satellitev1.CommandState(satellitev1.CommandState_value["COMMAND_STATE_"+strings.ToUpper(name)])
+	return satellitev1.CommandState(enumValue(satellitev1.CommandState_value, "COMMAND_STATE_", name))
+}
+
+// InstanceStatusFromName is the enum of a stored instance status.
+func InstanceStatusFromName(name string) satellitev1.InstanceStatus {
+	return satellitev1.InstanceStatus(enumValue(satellitev1.InstanceStatus_value, "INSTANCE_STATUS_", name))
+}
+
+// LifecycleKindFromName is the enum of a stored lifecycle event kind.
+func LifecycleKindFromName(name string) satellitev1.LifecycleKind {
+	return satellitev1.LifecycleKind(enumValue(satellitev1.LifecycleKind_value, "LIFECYCLE_KIND_", name))
+}
+
+// LogLevelFromName is the enum of a stored log level.
+func LogLevelFromName(name string) satellitev1.LogLevel {
+	return satellitev1.LogLevel(enumValue(satellitev1.LogLevel_value, "LOG_LEVEL_", name))
 }
 
 // CommandToProto converts a stored command to what satellites receive. Priorities are stored as the enum's
@@ -36,7 +57,7 @@ func CommandStateFromName(name string) satellitev1.CommandState {
 func CommandToProto(c store.Command) *satellitev1.Command {
 	pc := &satellitev1.Command{
 		Id:        c.ID.String(),
-		Type:      satellitev1.CommandType(satellitev1.CommandType_value["COMMAND_TYPE_"+strings.ToUpper(c.Type)]),
+		Type:      satellitev1.CommandType(enumValue(satellitev1.CommandType_value, "COMMAND_TYPE_", c.Type)),
 		Priority:  satellitev1.CommandPriority(c.Priority),
 		Payload:   StructFromJSON(c.Payload),
 		CreatedAt: timestamppb.New(c.CreatedAt),
@@ -53,15 +74,18 @@ func CommandToProto(c store.Command) *satellitev1.Command {
 }
 
 // StructFromJSON decodes a stored JSON object, or returns nil for an empty one.
-func StructFromJSON(raw []byte) *structpb.Struct {
+func StructFromJSON(raw []byte) *structpb.Struct { return MessageFromJSON(raw, &structpb.Struct{}) }
+
+// MessageFromJSON decodes stored JSON into m and returns it, or returns nil for empty or unfitting JSON.
+func MessageFromJSON[M proto.Message](raw []byte, m M) M {
+	var none M
 	if len(raw) == 0 {
-		return nil
+		return none
 	}
-	s := &structpb.Struct{}
-	if err := protojson.Unmarshal(raw, s); err != nil {
-		return nil
+	if err := protojson.Unmarshal(raw, m); err != nil {
+		return none
 	}
-	return s
+	return m
 }
 
 // JSONFromMessage encodes m for a jsonb column; nil becomes SQL NULL.

@@ -183,6 +183,15 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.InstallationService/SetUserConfiguration": `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.SecretService/RotateSecrets":              `{}`,
 
+	"/orrery.api.v1.InstanceService/ListInstances":       `{"teamId":"{team}"}`,
+	"/orrery.api.v1.InstanceService/GetInstanceStatus":   `{"teamId":"{team}","instanceId":"files-{random}"}`,
+	"/orrery.api.v1.InstanceService/ListServerLogs":      `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstanceService/ListRequestLogs":     `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstanceService/GetRequestLog":       `{"teamId":"{team}","installationId":"{random}","requestId":"1"}`,
+	"/orrery.api.v1.InstanceService/WatchInstanceStatus": `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstanceService/StreamServerLogs":    `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstanceService/StreamRequestLogs":   `{"teamId":"{team}","installationId":"{random}"}`,
+
 	"/orrery.admin.v1.AdminService/CreateRegistrationToken": `{"name":"matrix","scope":"TOKEN_SCOPE_TEAM","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListRegistrationTokens":  `{"teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/RevokeRegistrationToken": `{"id":"{random}","teamId":"{team}"}`,

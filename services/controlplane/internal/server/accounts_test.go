@@ -28,13 +28,6 @@ func accountClient(url string, opts ...connect.ClientOption) apiv1connect.Accoun
 	return apiv1connect.NewAccountServiceClient(http.DefaultClient, url, opts...)
 }
 
-func wantErrCode(t *testing.T, err error, code connect.Code) {
-	t.Helper()
-	if connect.CodeOf(err) != code {
-		t.Fatalf("got %v, want %v", err, code)
-	}
-}
-
 // TestSessionLifecycle signs in with a password, uses the session cookie, and signs out.
 func TestSessionLifecycle(t *testing.T) {
 	t.Parallel()
@@ -71,7 +64,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = session.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantErrCode(t, err, connect.CodeUnauthenticated)
+	wantCode(t, "call", err, connect.CodeUnauthenticated, "")
 }
 
 // TestLoginLockout locks an account after repeated failures, even for the right password, and audits it.
@@ -85,16 +78,16 @@ func TestLoginLockout(t *testing.T) {
 		return err
 	}
 	for range 5 {
-		wantErrCode(t, login("wrong"), connect.CodeUnauthenticated)
+		wantCode(t, "wrong password", login("wrong"), connect.CodeUnauthenticated, "")
 	}
 	err := login("correct horse battery staple")
-	wantErrCode(t, err, connect.CodeResourceExhausted)
+	wantCode(t, "call", err, connect.CodeResourceExhausted, "")
 	if !strings.Contains(err.Error(), "locked until") {
 		t.Errorf("lockout message %q does not say until when", err)
 	}
 	// Unknown emails get the same answer as wrong passwords.
 	_, err = client.Login(t.Context(), connect.NewRequest(&apiv1.LoginRequest{Email: "nobody@example.test", Password: "x"}))
-	wantErrCode(t, err, connect.CodeUnauthenticated)
+	wantCode(t, "call", err, connect.CodeUnauthenticated, "")
 
 	events, err := b.store().ListAuditEvents(t.Context(), nil, 1<<62, 100)
 	if err != nil {
@@ -143,13 +136,13 @@ func TestAPITokens(t *testing.T) {
 	// Another user's token id is not found, not revoked.
 	other := accountClient(url, connect.WithInterceptors(withBearer(newCaller(t, b.store(), "dave@example.test", store.RoleGlobalUser).token)))
 	_, err = other.RevokeApiToken(t.Context(), connect.NewRequest(&apiv1.RevokeApiTokenRequest{Id: laptop.Id}))
-	wantErrCode(t, err, connect.CodeNotFound)
+	wantCode(t, "call", err, connect.CodeNotFound, "")
 
 	if _, err := cli.RevokeApiToken(t.Context(), connect.NewRequest(&apiv1.RevokeApiTokenRequest{Id: laptop.Id})); err != nil {
 		t.Fatal(err)
 	}
 	_, err = cli.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantErrCode(t, err, connect.CodeUnauthenticated)
+	wantCode(t, "call", err, connect.CodeUnauthenticated, "")
 }
 
 // TestChangePassword ends other sessions and needs the current password.
@@ -173,7 +166,7 @@ func TestChangePassword(t *testing.T) {
 	_, err := laptop.ChangePassword(t.Context(), connect.NewRequest(&apiv1.ChangePasswordRequest{
 		CurrentPassword: "guess", NewPassword: "a brand new passphrase",
 	}))
-	wantErrCode(t, err, connect.CodeInvalidArgument)
+	wantCode(t, "call", err, connect.CodeInvalidArgument, "")
 	if _, err := laptop.ChangePassword(t.Context(), connect.NewRequest(&apiv1.ChangePasswordRequest{
 		CurrentPassword: "correct horse battery staple", NewPassword: "a brand new passphrase",
 	})); err != nil {
@@ -183,7 +176,7 @@ func TestChangePassword(t *testing.T) {
 		t.Errorf("the session that changed the password ended: %v", err)
 	}
 	_, err = phone.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
-	wantErrCode(t, err, connect.CodeUnauthenticated)
+	wantCode(t, "call", err, connect.CodeUnauthenticated, "")
 	// API tokens are not sessions and keep working.
 	cli := accountClient(url, connect.WithInterceptors(withBearer(erin.token)))
 	if _, err := cli.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{})); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
+	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -54,7 +55,8 @@ type setupOpts struct {
 	replicas  int
 	satellite satelliteapi.Config
 	// logger receives the replicas' logs; nil discards them.
-	logger *slog.Logger
+	logger    *slog.Logger
+	instances instanceapi.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -76,17 +78,17 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 	}
 	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring, keySpec: spec}
 	for range opts.replicas {
-		b.replicas = append(b.replicas, b.startReplica(t, opts.logger, opts.satellite))
+		b.replicas = append(b.replicas, b.startReplica(t, opts))
 	}
 	return b
 }
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
-func (b *testBundle) startReplica(t testing.TB, logger *slog.Logger, cfg satelliteapi.Config) *replica {
+func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	t.Helper()
-	srv, err := server.New(t.Context(), logger, server.Config{
-		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
-		Accounts: accountapi.Config{FailureDelay: time.Millisecond},
+	srv, err := server.New(t.Context(), opts.logger, server.Config{
+		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
+		Satellites: opts.satellite, Instances: opts.instances, Accounts: accountapi.Config{FailureDelay: time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +147,7 @@ type satellite struct {
 }
 
 // createToken creates a registration token through replica 0; teamID "" makes a global token.
-func (b *testBundle) createToken(t *testing.T, teamID string) string {
+func (b *testBundle) createToken(t testing.TB, teamID string) string {
 	t.Helper()
 	req := &adminv1.CreateRegistrationTokenRequest{Name: "test", Scope: adminv1.TokenScope_TOKEN_SCOPE_GLOBAL}
 	if teamID != "" {
@@ -159,7 +161,7 @@ func (b *testBundle) createToken(t *testing.T, teamID string) string {
 }
 
 // register registers a satellite through replica i.
-func (b *testBundle) register(t *testing.T, i int, token, name string) (*satellite, error) {
+func (b *testBundle) register(t testing.TB, i int, token, name string) (*satellite, error) {
 	t.Helper()
 	c := satellitev1connect.NewSatelliteServiceClient(http.DefaultClient, b.replicas[i].url)
 	resp, err := c.Register(t.Context(), connect.NewRequest(&satellitev1.RegisterRequest{
@@ -179,7 +181,7 @@ func (b *testBundle) connect(i int, id, apiKey string) *satellite {
 
 // activeSatellite registers a satellite with a fresh token of teamID ("" for global) and sends its first
 // heartbeat.
-func (b *testBundle) activeSatellite(t *testing.T, teamID string) *satellite {
+func (b *testBundle) activeSatellite(t testing.TB, teamID string) *satellite {
 	t.Helper()
 	sat, err := b.register(t, 0, b.createToken(t, teamID), "sat-"+uuid.NewString()[:8])
 	if err != nil {
@@ -189,7 +191,7 @@ func (b *testBundle) activeSatellite(t *testing.T, teamID string) *satellite {
 	return sat
 }
 
-func (s *satellite) heartbeat(t *testing.T, url string) *satellitev1.HeartbeatResponse {
+func (s *satellite) heartbeat(t testing.TB, url string) *satellitev1.HeartbeatResponse {
 	t.Helper()
 	resp, err := s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
 		System: &satellitev1.SystemMetrics{CpuPercent: 12.5, MemoryTotalBytes: 1 << 30}, Url: url,

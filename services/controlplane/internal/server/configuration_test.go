@@ -25,7 +25,7 @@ type teamFixture struct {
 	installation store.Installation
 }
 
-func seedTeam(t *testing.T, b *testBundle, slug string) teamFixture {
+func seedTeam(t testing.TB, b *testBundle, slug string) teamFixture {
 	t.Helper()
 	ctx := t.Context()
 	st := b.store()
@@ -285,7 +285,7 @@ func TestEventsAreStoredOnceAndLogsTrimmed(t *testing.T) {
 	}
 	emit(logs[:70]...)
 	emit(logs[70:]...)
-	lines, err := b.store().ServerLogs(ctx, f.team.ID, f.installation.ID, 1000)
+	lines, err := b.store().ServerLogs(ctx, store.Viewer{TeamID: f.team.ID}, f.installation.ID, store.LogWindow{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
 	"connectrpc.com/validate"
+	"connectrpc.com/vanguard"
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +35,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
+	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -59,6 +61,8 @@ type Config struct {
 	Satellites satelliteapi.Config
 	// Accounts tunes sign-in; zero fields take its defaults.
 	Accounts accountapi.Config
+	// Instances tunes the status and log streams; zero fields take their defaults.
+	Instances instanceapi.Config
 }
 
 // Server is one control-plane replica.
@@ -67,8 +71,10 @@ type Server struct {
 	pool       *pgxpool.Pool
 	store      *store.Store
 	hub        *notify.Hub
+	events     *notify.Hub
 	jobs       *river.Client[pgx.Tx]
 	satellites *satelliteapi.Handler
+	instances  *instanceapi.Handler
 	handler    http.Handler
 }
 
@@ -97,6 +103,8 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
+	s.events = notify.New(logger, pool, store.EventChannel)
+	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
 	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter()); err != nil {
 		pool.Close()
 		return nil, err
@@ -198,12 +206,22 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
 	mux.Handle(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
 	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
+	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
+	mux.Handle(instancePath, instanceHandler)
+
+	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
+	// handlers, interceptors included.
+	rest, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(instancePath, instanceHandler)})
+	if err != nil {
+		return nil, fmt.Errorf("create REST transcoder: %w", err)
+	}
+	mux.Handle("/api/", rest)
 
 	services := []string{
 		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
-		apiv1connect.SecretServiceName,
+		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
@@ -219,7 +237,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	return mux, nil
 }
 
-// ready answers 200 when the database answers and command notifications are being received.
+// ready answers 200 when the database answers and command and event notifications are being received.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -227,8 +245,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
 		return
 	}
-	if !s.hub.Listening() {
-		http.Error(w, "not listening for command notifications yet", http.StatusServiceUnavailable)
+	if !s.hub.Listening() || !s.events.Listening() {
+		http.Error(w, "not listening for notifications yet", http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ready")
@@ -245,7 +263,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.jobs.Start(ctx); err != nil {
 		return fmt.Errorf("start periodic jobs: %w", err)
 	}
-	err := s.hub.Run(ctx)
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- s.events.Run(ctx) }()
+	err := errors.Join(s.hub.Run(ctx), <-eventsDone)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, s.jobs.Stop(stopCtx))
@@ -254,8 +274,11 @@ func (s *Server) Run(ctx context.Context) error {
 // Argon2Runs counts satellite API-key checks that ran Argon2.
 func (s *Server) Argon2Runs() int64 { return s.satellites.Argon2Runs() }
 
-// Drain makes long polls answer at once, ahead of a shutdown.
-func (s *Server) Drain() { s.satellites.Drain() }
+// Drain makes long polls answer and streams end at once, ahead of a shutdown.
+func (s *Server) Drain() {
+	s.satellites.Drain()
+	s.instances.Drain()
+}
 
 // Close releases the database pool.
 func (s *Server) Close() { s.pool.Close() }

@@ -56,7 +56,7 @@ func TestMembership(t *testing.T) {
 	_, err = admin.AddMember(t.Context(), connect.NewRequest(&apiv1.AddMemberRequest{
 		TeamId: teamID, Email: "outsider@orrery.test", Role: apiv1.TeamRole_TEAM_ROLE_USER,
 	}))
-	wantErrCode(t, err, connect.CodeAlreadyExists)
+	wantCode(t, "call", err, connect.CodeAlreadyExists, "")
 
 	if _, err := admin.SetMemberRole(t.Context(), connect.NewRequest(&apiv1.SetMemberRoleRequest{
 		TeamId: teamID, UserId: outsiderID, Role: apiv1.TeamRole_TEAM_ROLE_ADMIN,
@@ -65,7 +65,7 @@ func TestMembership(t *testing.T) {
 	}
 	// A member of another team is not found here, whatever their id.
 	_, err = admin.RemoveMember(t.Context(), connect.NewRequest(&apiv1.RemoveMemberRequest{TeamId: teamID, UserId: x.userB.user.ID.String()}))
-	wantErrCode(t, err, connect.CodeNotFound)
+	wantCode(t, "call", err, connect.CodeNotFound, "")
 
 	if _, err := admin.RemoveMember(t.Context(), connect.NewRequest(&apiv1.RemoveMemberRequest{TeamId: teamID, UserId: outsiderID})); err != nil {
 		t.Fatal(err)
@@ -81,11 +81,11 @@ func TestMembership(t *testing.T) {
 	// The fixture's team has no owner; team A's owner is protected.
 	ownerTeam := x.teamA.ID.String()
 	_, err = admin.RemoveMember(t.Context(), connect.NewRequest(&apiv1.RemoveMemberRequest{TeamId: ownerTeam, UserId: x.adminA.user.ID.String()}))
-	wantErrCode(t, err, connect.CodeFailedPrecondition)
+	wantCode(t, "call", err, connect.CodeFailedPrecondition, "")
 	_, err = admin.SetMemberRole(t.Context(), connect.NewRequest(&apiv1.SetMemberRoleRequest{
 		TeamId: ownerTeam, UserId: x.adminA.user.ID.String(), Role: apiv1.TeamRole_TEAM_ROLE_USER,
 	}))
-	wantErrCode(t, err, connect.CodeFailedPrecondition)
+	wantCode(t, "call", err, connect.CodeFailedPrecondition, "")
 }
 
 // TestTransferOwnership hands a team to another member; only the owner may, and the new owner is an admin.
@@ -101,11 +101,11 @@ func TestTransferOwnership(t *testing.T) {
 	_, err := teamClient(b, x.userA).TransferOwnership(t.Context(), connect.NewRequest(&apiv1.TransferOwnershipRequest{
 		TeamId: teamID, UserId: x.userA.user.ID.String(),
 	}))
-	wantErrCode(t, err, connect.CodePermissionDenied)
+	wantCode(t, "call", err, connect.CodePermissionDenied, "")
 	_, err = teamClient(b, x.adminA).TransferOwnership(t.Context(), connect.NewRequest(&apiv1.TransferOwnershipRequest{
 		TeamId: teamID, UserId: x.userB.user.ID.String(),
 	}))
-	wantErrCode(t, err, connect.CodeNotFound)
+	wantCode(t, "call", err, connect.CodeNotFound, "")
 	if _, err := teamClient(b, x.adminA).TransferOwnership(t.Context(), connect.NewRequest(&apiv1.TransferOwnershipRequest{
 		TeamId: teamID, UserId: x.userA.user.ID.String(),
 	})); err != nil {
@@ -143,15 +143,15 @@ func TestTeamSatelliteAdmin(t *testing.T) {
 	_, err = a.CreateRegistrationToken(t.Context(), connect.NewRequest(&adminv1.CreateRegistrationTokenRequest{
 		Name: "global", Scope: adminv1.TokenScope_TOKEN_SCOPE_GLOBAL,
 	}))
-	wantErrCode(t, err, connect.CodePermissionDenied)
+	wantCode(t, "call", err, connect.CodePermissionDenied, "")
 
 	// Team B's admin names their own team and team A's satellite: not found, and not revoked.
 	_, err = bAdmin.RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id, TeamId: x.teamB.ID.String()}))
-	wantErrCode(t, err, connect.CodeNotFound)
+	wantCode(t, "call", err, connect.CodeNotFound, "")
 	_, err = bAdmin.RevokeRegistrationToken(t.Context(), connect.NewRequest(&adminv1.RevokeRegistrationTokenRequest{
 		Id: created.Msg.RegistrationToken.Id, TeamId: x.teamB.ID.String(),
 	}))
-	wantErrCode(t, err, connect.CodeNotFound)
+	wantCode(t, "call", err, connect.CodeNotFound, "")
 	list, err := bAdmin.ListSatellites(t.Context(), connect.NewRequest(&adminv1.ListSatellitesRequest{TeamId: x.teamB.ID.String()}))
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,7 +86,8 @@ type DroppedEvents struct {
 }
 
 // RecordEvents stores a batch of a satellite's events. Events seen before are skipped, so a retried batch
-// stores nothing twice. Every instance event must name an instance of a team the satellite serves, with its
+// stores nothing twice. The streams of the installations concerned are notified on EventChannel when the
+// batch commits. Every instance event must name an instance of a team the satellite serves, with its
 // true team and installation; otherwise the whole batch is refused with ErrForeignInstance. Events about
 // instances that no longer exist are accepted and dropped.
 func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event) (stored, duplicates int, err error) {
@@ -122,7 +125,7 @@ func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event)
 		for _, id := range fresh {
 			isFresh[id] = true
 		}
-		trimLogs, trimRequests := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
+		var apply []Event
 		stored, duplicates = 0, 0
 		for _, e := range events {
 			if !isFresh[e.ID] {
@@ -131,32 +134,69 @@ func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event)
 			}
 			isFresh[e.ID] = false // a batch may repeat an id
 			stored++
-			if _, ok := known[e.InstanceID]; !ok && e.Dropped == nil {
-				continue
+			if _, ok := known[e.InstanceID]; ok || e.Dropped != nil {
+				apply = append(apply, e)
 			}
+		}
+		streams := touchedStreams(apply)
+		if len(streams) > 0 {
+			if err := q.LockInstallationEvents(ctx, eventLockClass, slices.Collect(maps.Keys(streams))); err != nil {
+				return translate(err, "lock installation events")
+			}
+		}
+		for _, e := range apply {
 			if err := applyEvent(ctx, q, sat.ID, e); err != nil {
 				return err
 			}
-			if e.ServerLog != nil {
-				trimLogs[e.InstallationID] = true
+		}
+		var keys []string
+		for installationID, kinds := range streams {
+			if kinds[StreamServerLogs] {
+				if err := q.TrimServerLogs(ctx, installationID, LogRetention); err != nil {
+					return translate(err, "trim server logs")
+				}
 			}
-			if e.RequestLog != nil {
-				trimRequests[e.InstallationID] = true
+			if kinds[StreamRequestLogs] {
+				if err := q.TrimRequestLogs(ctx, installationID, LogRetention); err != nil {
+					return translate(err, "trim request logs")
+				}
+			}
+			for stream := range kinds {
+				keys = append(keys, StreamKey(installationID, stream))
 			}
 		}
-		for id := range trimLogs {
-			if err := q.TrimServerLogs(ctx, id, LogRetention); err != nil {
-				return translate(err, "trim server logs")
-			}
+		if len(keys) == 0 {
+			return nil
 		}
-		for id := range trimRequests {
-			if err := q.TrimRequestLogs(ctx, id, LogRetention); err != nil {
-				return translate(err, "trim request logs")
-			}
-		}
-		return nil
+		return translate(q.NotifyStreams(ctx, EventChannel, keys), "notify streams")
 	})
 	return stored, duplicates, err
+}
+
+// eventLockClass is the first key of the advisory locks that LockInstallationEvents takes.
+const eventLockClass = 0x6f727279
+
+// touchedStreams returns, per installation, the streams that events add entries to.
+func touchedStreams(events []Event) map[uuid.UUID]map[Stream]bool {
+	streams := map[uuid.UUID]map[Stream]bool{}
+	for _, e := range events {
+		var stream Stream
+		switch {
+		case e.StatusChanged != nil, e.Lifecycle != nil:
+			stream = StreamStatus
+		case e.ServerLog != nil:
+			stream = StreamServerLogs
+		case e.RequestLog != nil:
+			stream = StreamRequestLogs
+		default:
+			continue
+		}
+		if streams[e.InstallationID] == nil {
+			streams[e.InstallationID] = map[Stream]bool{}
+		}
+		streams[e.InstallationID][stream] = true
+	}
+	return streams
 }
 
 func applyEvent(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, e Event) error {

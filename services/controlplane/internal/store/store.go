@@ -27,6 +27,10 @@ var (
 // the satellite id.
 const CommandChannel = "orrery_commands"
 
+// EventChannel is the PostgreSQL notification channel on which stored status changes, server logs and
+// request logs are announced; the payload is a StreamKey.
+const EventChannel = "orrery_instance_events"
+
 // Store reads and writes the control plane's data.
 type Store struct {
 	pool    *pgxpool.Pool

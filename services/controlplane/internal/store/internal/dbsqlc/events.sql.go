@@ -227,40 +227,6 @@ func (q *Queries) ListDiscoveredTools(ctx context.Context, instanceID string, te
 	return items, nil
 }
 
-const listInstanceEvents = `-- name: ListInstanceEvents :many
-select id, team_id, installation_id, instance_id, kind, status, message, exit_code, occurred_at from instance_events where instance_id = $1 and team_id = $2 order by occurred_at, id
-`
-
-func (q *Queries) ListInstanceEvents(ctx context.Context, instanceID string, teamID uuid.UUID) ([]InstanceEvent, error) {
-	rows, err := q.db.Query(ctx, listInstanceEvents, instanceID, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []InstanceEvent
-	for rows.Next() {
-		var i InstanceEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.InstallationID,
-			&i.InstanceID,
-			&i.Kind,
-			&i.Status,
-			&i.Message,
-			&i.ExitCode,
-			&i.OccurredAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listInstanceOwners = `-- name: ListInstanceOwners :many
 select id, installation_id, team_id from instances where id = any($1::text[])
 `
@@ -291,73 +257,28 @@ func (q *Queries) ListInstanceOwners(ctx context.Context, ids []string) ([]ListI
 	return items, nil
 }
 
-const listRequestLogs = `-- name: ListRequestLogs :many
-select id, team_id, installation_id, instance_id, user_id, tool_name, duration_ms, success, error, request, response, occurred_at from request_logs where installation_id = $1 and team_id = $2 order by id desc limit $3
+const lockInstallationEvents = `-- name: LockInstallationEvents :exec
+select pg_advisory_xact_lock($1::int, hashtext(ordered.id::text))
+from (select unnest($2::uuid[]) as id order by 1) as ordered
 `
 
-func (q *Queries) ListRequestLogs(ctx context.Context, installationID uuid.UUID, teamID uuid.UUID, maxRows int32) ([]RequestLog, error) {
-	rows, err := q.db.Query(ctx, listRequestLogs, installationID, teamID, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []RequestLog
-	for rows.Next() {
-		var i RequestLog
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.InstallationID,
-			&i.InstanceID,
-			&i.UserID,
-			&i.ToolName,
-			&i.DurationMs,
-			&i.Success,
-			&i.Error,
-			&i.Request,
-			&i.Response,
-			&i.OccurredAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// LockInstallationEvents makes writers of the same installations' events wait for each other until commit,
+// so each installation's log, request and event ids become visible in increasing order and a stream's cursor
+// never skips a row that commits late. Locks are taken in a fixed order, so two batches cannot deadlock.
+func (q *Queries) LockInstallationEvents(ctx context.Context, lockClass int32, installationIds []uuid.UUID) error {
+	_, err := q.db.Exec(ctx, lockInstallationEvents, lockClass, installationIds)
+	return err
 }
 
-const listServerLogs = `-- name: ListServerLogs :many
-select id, team_id, installation_id, instance_id, level, message, occurred_at from server_logs where installation_id = $1 and team_id = $2 order by id desc limit $3
+const notifyStreams = `-- name: NotifyStreams :exec
+select pg_notify($1::text, k) from unnest($2::text[]) as k
 `
 
-func (q *Queries) ListServerLogs(ctx context.Context, installationID uuid.UUID, teamID uuid.UUID, maxRows int32) ([]ServerLog, error) {
-	rows, err := q.db.Query(ctx, listServerLogs, installationID, teamID, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []ServerLog
-	for rows.Next() {
-		var i ServerLog
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.InstallationID,
-			&i.InstanceID,
-			&i.Level,
-			&i.Message,
-			&i.OccurredAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// NotifyStreams announces new entries to the streams of every replica; PostgreSQL delivers the notifications
+// when the transaction commits, and only then.
+func (q *Queries) NotifyStreams(ctx context.Context, channel string, keys []string) error {
+	_, err := q.db.Exec(ctx, notifyStreams, channel, keys)
+	return err
 }
 
 const recordReceivedEvents = `-- name: RecordReceivedEvents :many

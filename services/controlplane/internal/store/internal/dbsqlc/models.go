@@ -132,6 +132,7 @@ type InstanceEvent struct {
 	Message        string
 	ExitCode       *int32
 	OccurredAt     time.Time
+	Seq            int64
 }
 
 type ReceivedEvent struct {
