@@ -75,3 +75,10 @@ where i.team_id = @team_id;
 -- name: GetUserConfiguration :one
 select * from user_configurations
 where installation_id = @installation_id and team_id = @team_id and user_id = @user_id;
+
+-- name: UpdateInstallationSettings :execrows
+-- UpdateInstallationSettings changes the settings that are given; a null leaves a setting as it is.
+update installations
+set request_logging_enabled = coalesce(sqlc.narg(request_logging_enabled)::boolean, request_logging_enabled),
+    updated_at = now()
+where id = @id and team_id = @team_id;

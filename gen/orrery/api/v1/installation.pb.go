@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -654,6 +655,116 @@ func (*DeleteInstallationResponse) Descriptor() ([]byte, []int) {
 	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{8}
 }
 
+// UpdateInstallationSettingsRequest names the installation and the settings to change.
+type UpdateInstallationSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id is the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// installation_id identifies the installation.
+	InstallationId string `protobuf:"bytes,2,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	// request_logging_enabled, when given, says whether request and response bodies of tool calls are logged.
+	RequestLoggingEnabled *bool `protobuf:"varint,3,opt,name=request_logging_enabled,json=requestLoggingEnabled,proto3,oneof" json:"request_logging_enabled,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *UpdateInstallationSettingsRequest) Reset() {
+	*x = UpdateInstallationSettingsRequest{}
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateInstallationSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateInstallationSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateInstallationSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateInstallationSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateInstallationSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateInstallationSettingsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *UpdateInstallationSettingsRequest) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+func (x *UpdateInstallationSettingsRequest) GetRequestLoggingEnabled() bool {
+	if x != nil && x.RequestLoggingEnabled != nil {
+		return *x.RequestLoggingEnabled
+	}
+	return false
+}
+
+// UpdateInstallationSettingsResponse describes the installation as it is now.
+type UpdateInstallationSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// installation is the updated installation.
+	Installation  *Installation `protobuf:"bytes,1,opt,name=installation,proto3" json:"installation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateInstallationSettingsResponse) Reset() {
+	*x = UpdateInstallationSettingsResponse{}
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateInstallationSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateInstallationSettingsResponse) ProtoMessage() {}
+
+func (x *UpdateInstallationSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateInstallationSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateInstallationSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateInstallationSettingsResponse) GetInstallation() *Installation {
+	if x != nil {
+		return x.Installation
+	}
+	return nil
+}
+
 // GetInstallationRequest names the installation.
 type GetInstallationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -667,7 +778,7 @@ type GetInstallationRequest struct {
 
 func (x *GetInstallationRequest) Reset() {
 	*x = GetInstallationRequest{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +790,7 @@ func (x *GetInstallationRequest) String() string {
 func (*GetInstallationRequest) ProtoMessage() {}
 
 func (x *GetInstallationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +803,7 @@ func (x *GetInstallationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInstallationRequest.ProtoReflect.Descriptor instead.
 func (*GetInstallationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{9}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetInstallationRequest) GetTeamId() string {
@@ -720,7 +831,7 @@ type GetInstallationResponse struct {
 
 func (x *GetInstallationResponse) Reset() {
 	*x = GetInstallationResponse{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +843,7 @@ func (x *GetInstallationResponse) String() string {
 func (*GetInstallationResponse) ProtoMessage() {}
 
 func (x *GetInstallationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +856,7 @@ func (x *GetInstallationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInstallationResponse.ProtoReflect.Descriptor instead.
 func (*GetInstallationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{10}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetInstallationResponse) GetInstallation() *Installation {
@@ -770,7 +881,7 @@ type ListInstallationsRequest struct {
 
 func (x *ListInstallationsRequest) Reset() {
 	*x = ListInstallationsRequest{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +893,7 @@ func (x *ListInstallationsRequest) String() string {
 func (*ListInstallationsRequest) ProtoMessage() {}
 
 func (x *ListInstallationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +906,7 @@ func (x *ListInstallationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInstallationsRequest.ProtoReflect.Descriptor instead.
 func (*ListInstallationsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{11}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListInstallationsRequest) GetTeamId() string {
@@ -832,7 +943,7 @@ type ListInstallationsResponse struct {
 
 func (x *ListInstallationsResponse) Reset() {
 	*x = ListInstallationsResponse{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +955,7 @@ func (x *ListInstallationsResponse) String() string {
 func (*ListInstallationsResponse) ProtoMessage() {}
 
 func (x *ListInstallationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +968,7 @@ func (x *ListInstallationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInstallationsResponse.ProtoReflect.Descriptor instead.
 func (*ListInstallationsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{12}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListInstallationsResponse) GetInstallations() []*Installation {
@@ -887,7 +998,7 @@ type GetUserConfigurationRequest struct {
 
 func (x *GetUserConfigurationRequest) Reset() {
 	*x = GetUserConfigurationRequest{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1010,7 @@ func (x *GetUserConfigurationRequest) String() string {
 func (*GetUserConfigurationRequest) ProtoMessage() {}
 
 func (x *GetUserConfigurationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1023,7 @@ func (x *GetUserConfigurationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserConfigurationRequest.ProtoReflect.Descriptor instead.
 func (*GetUserConfigurationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetUserConfigurationRequest) GetTeamId() string {
@@ -940,7 +1051,7 @@ type GetUserConfigurationResponse struct {
 
 func (x *GetUserConfigurationResponse) Reset() {
 	*x = GetUserConfigurationResponse{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1063,7 @@ func (x *GetUserConfigurationResponse) String() string {
 func (*GetUserConfigurationResponse) ProtoMessage() {}
 
 func (x *GetUserConfigurationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1076,7 @@ func (x *GetUserConfigurationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserConfigurationResponse.ProtoReflect.Descriptor instead.
 func (*GetUserConfigurationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetUserConfigurationResponse) GetConfiguration() *UserConfiguration {
@@ -996,7 +1107,7 @@ type SetUserConfigurationRequest struct {
 
 func (x *SetUserConfigurationRequest) Reset() {
 	*x = SetUserConfigurationRequest{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1119,7 @@ func (x *SetUserConfigurationRequest) String() string {
 func (*SetUserConfigurationRequest) ProtoMessage() {}
 
 func (x *SetUserConfigurationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1132,7 @@ func (x *SetUserConfigurationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserConfigurationRequest.ProtoReflect.Descriptor instead.
 func (*SetUserConfigurationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetUserConfigurationRequest) GetTeamId() string {
@@ -1077,7 +1188,7 @@ type SetUserConfigurationResponse struct {
 
 func (x *SetUserConfigurationResponse) Reset() {
 	*x = SetUserConfigurationResponse{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1200,7 @@ func (x *SetUserConfigurationResponse) String() string {
 func (*SetUserConfigurationResponse) ProtoMessage() {}
 
 func (x *SetUserConfigurationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1213,7 @@ func (x *SetUserConfigurationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserConfigurationResponse.ProtoReflect.Descriptor instead.
 func (*SetUserConfigurationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetUserConfigurationResponse) GetConfiguration() *UserConfiguration {
@@ -1121,7 +1232,7 @@ type RotateSecretsRequest struct {
 
 func (x *RotateSecretsRequest) Reset() {
 	*x = RotateSecretsRequest{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1244,7 @@ func (x *RotateSecretsRequest) String() string {
 func (*RotateSecretsRequest) ProtoMessage() {}
 
 func (x *RotateSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1257,7 @@ func (x *RotateSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretsRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{17}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{19}
 }
 
 // RotateSecretsResponse counts what was re-encrypted.
@@ -1164,7 +1275,7 @@ type RotateSecretsResponse struct {
 
 func (x *RotateSecretsResponse) Reset() {
 	*x = RotateSecretsResponse{}
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1287,7 @@ func (x *RotateSecretsResponse) String() string {
 func (*RotateSecretsResponse) ProtoMessage() {}
 
 func (x *RotateSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_installation_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_installation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1300,7 @@ func (x *RotateSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretsResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{18}
+	return file_orrery_api_v1_installation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RotateSecretsResponse) GetKeyId() string {
@@ -1217,7 +1328,7 @@ var File_orrery_api_v1_installation_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\n" +
-	" orrery/api/v1/installation.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/catalog.proto\"\xe1\x02\n" +
+	" orrery/api/v1/installation.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/catalog.proto\"\xe1\x02\n" +
 	"\fInstallation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12(\n" +
@@ -1293,7 +1404,14 @@ const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\x19DeleteInstallationRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
 	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"\x1c\n" +
-	"\x1aDeleteInstallationResponse\"U\n" +
+	"\x1aDeleteInstallationResponse\"\xd2\x01\n" +
+	"!UpdateInstallationSettingsRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x121\n" +
+	"\x0finstallation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\x12;\n" +
+	"\x17request_logging_enabled\x18\x03 \x01(\bH\x00R\x15requestLoggingEnabled\x88\x01\x01B\x1a\n" +
+	"\x18_request_logging_enabled\"e\n" +
+	"\"UpdateInstallationSettingsResponse\x12?\n" +
+	"\finstallation\x18\x01 \x01(\v2\x1b.orrery.api.v1.InstallationR\finstallation\"U\n" +
 	"\x16GetInstallationRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
 	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"Z\n" +
@@ -1338,10 +1456,11 @@ const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\x15RotateSecretsResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x16\n" +
-	"\x06values\x18\x03 \x01(\rR\x06values2\x91\x06\n" +
+	"\x06values\x18\x03 \x01(\rR\x06values2\xe3\a\n" +
 	"\x13InstallationService\x12i\n" +
 	"\x12CreateInstallation\x12(.orrery.api.v1.CreateInstallationRequest\x1a).orrery.api.v1.CreateInstallationResponse\x12i\n" +
-	"\x12UpdateInstallation\x12(.orrery.api.v1.UpdateInstallationRequest\x1a).orrery.api.v1.UpdateInstallationResponse\x12i\n" +
+	"\x12UpdateInstallation\x12(.orrery.api.v1.UpdateInstallationRequest\x1a).orrery.api.v1.UpdateInstallationResponse\x12\xcf\x01\n" +
+	"\x1aUpdateInstallationSettings\x120.orrery.api.v1.UpdateInstallationSettingsRequest\x1a1.orrery.api.v1.UpdateInstallationSettingsResponse\"L\x82\xd3\xe4\x93\x02F:\x01*2A/api/teams/{team_id}/mcp/installations/{installation_id}/settings\x12i\n" +
 	"\x12DeleteInstallation\x12(.orrery.api.v1.DeleteInstallationRequest\x1a).orrery.api.v1.DeleteInstallationResponse\x12e\n" +
 	"\x0fGetInstallation\x12%.orrery.api.v1.GetInstallationRequest\x1a&.orrery.api.v1.GetInstallationResponse\"\x03\x90\x02\x01\x12k\n" +
 	"\x11ListInstallations\x12'.orrery.api.v1.ListInstallationsRequest\x1a(.orrery.api.v1.ListInstallationsResponse\"\x03\x90\x02\x01\x12t\n" +
@@ -1362,100 +1481,105 @@ func file_orrery_api_v1_installation_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_installation_proto_rawDescData
 }
 
-var file_orrery_api_v1_installation_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_orrery_api_v1_installation_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_orrery_api_v1_installation_proto_goTypes = []any{
-	(*Installation)(nil),                 // 0: orrery.api.v1.Installation
-	(*InstallationSpec)(nil),             // 1: orrery.api.v1.InstallationSpec
-	(*UserConfiguration)(nil),            // 2: orrery.api.v1.UserConfiguration
-	(*CreateInstallationRequest)(nil),    // 3: orrery.api.v1.CreateInstallationRequest
-	(*CreateInstallationResponse)(nil),   // 4: orrery.api.v1.CreateInstallationResponse
-	(*UpdateInstallationRequest)(nil),    // 5: orrery.api.v1.UpdateInstallationRequest
-	(*UpdateInstallationResponse)(nil),   // 6: orrery.api.v1.UpdateInstallationResponse
-	(*DeleteInstallationRequest)(nil),    // 7: orrery.api.v1.DeleteInstallationRequest
-	(*DeleteInstallationResponse)(nil),   // 8: orrery.api.v1.DeleteInstallationResponse
-	(*GetInstallationRequest)(nil),       // 9: orrery.api.v1.GetInstallationRequest
-	(*GetInstallationResponse)(nil),      // 10: orrery.api.v1.GetInstallationResponse
-	(*ListInstallationsRequest)(nil),     // 11: orrery.api.v1.ListInstallationsRequest
-	(*ListInstallationsResponse)(nil),    // 12: orrery.api.v1.ListInstallationsResponse
-	(*GetUserConfigurationRequest)(nil),  // 13: orrery.api.v1.GetUserConfigurationRequest
-	(*GetUserConfigurationResponse)(nil), // 14: orrery.api.v1.GetUserConfigurationResponse
-	(*SetUserConfigurationRequest)(nil),  // 15: orrery.api.v1.SetUserConfigurationRequest
-	(*SetUserConfigurationResponse)(nil), // 16: orrery.api.v1.SetUserConfigurationResponse
-	(*RotateSecretsRequest)(nil),         // 17: orrery.api.v1.RotateSecretsRequest
-	(*RotateSecretsResponse)(nil),        // 18: orrery.api.v1.RotateSecretsResponse
-	nil,                                  // 19: orrery.api.v1.InstallationSpec.ArgValuesEntry
-	nil,                                  // 20: orrery.api.v1.InstallationSpec.EnvEntry
-	nil,                                  // 21: orrery.api.v1.InstallationSpec.HeadersEntry
-	nil,                                  // 22: orrery.api.v1.InstallationSpec.QueryParamsEntry
-	nil,                                  // 23: orrery.api.v1.UserConfiguration.ArgValuesEntry
-	nil,                                  // 24: orrery.api.v1.UserConfiguration.EnvEntry
-	nil,                                  // 25: orrery.api.v1.UserConfiguration.HeadersEntry
-	nil,                                  // 26: orrery.api.v1.UserConfiguration.QueryParamsEntry
-	nil,                                  // 27: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
-	nil,                                  // 28: orrery.api.v1.SetUserConfigurationRequest.EnvEntry
-	nil,                                  // 29: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
-	nil,                                  // 30: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(*SettingValue)(nil),                 // 32: orrery.api.v1.SettingValue
+	(*Installation)(nil),                       // 0: orrery.api.v1.Installation
+	(*InstallationSpec)(nil),                   // 1: orrery.api.v1.InstallationSpec
+	(*UserConfiguration)(nil),                  // 2: orrery.api.v1.UserConfiguration
+	(*CreateInstallationRequest)(nil),          // 3: orrery.api.v1.CreateInstallationRequest
+	(*CreateInstallationResponse)(nil),         // 4: orrery.api.v1.CreateInstallationResponse
+	(*UpdateInstallationRequest)(nil),          // 5: orrery.api.v1.UpdateInstallationRequest
+	(*UpdateInstallationResponse)(nil),         // 6: orrery.api.v1.UpdateInstallationResponse
+	(*DeleteInstallationRequest)(nil),          // 7: orrery.api.v1.DeleteInstallationRequest
+	(*DeleteInstallationResponse)(nil),         // 8: orrery.api.v1.DeleteInstallationResponse
+	(*UpdateInstallationSettingsRequest)(nil),  // 9: orrery.api.v1.UpdateInstallationSettingsRequest
+	(*UpdateInstallationSettingsResponse)(nil), // 10: orrery.api.v1.UpdateInstallationSettingsResponse
+	(*GetInstallationRequest)(nil),             // 11: orrery.api.v1.GetInstallationRequest
+	(*GetInstallationResponse)(nil),            // 12: orrery.api.v1.GetInstallationResponse
+	(*ListInstallationsRequest)(nil),           // 13: orrery.api.v1.ListInstallationsRequest
+	(*ListInstallationsResponse)(nil),          // 14: orrery.api.v1.ListInstallationsResponse
+	(*GetUserConfigurationRequest)(nil),        // 15: orrery.api.v1.GetUserConfigurationRequest
+	(*GetUserConfigurationResponse)(nil),       // 16: orrery.api.v1.GetUserConfigurationResponse
+	(*SetUserConfigurationRequest)(nil),        // 17: orrery.api.v1.SetUserConfigurationRequest
+	(*SetUserConfigurationResponse)(nil),       // 18: orrery.api.v1.SetUserConfigurationResponse
+	(*RotateSecretsRequest)(nil),               // 19: orrery.api.v1.RotateSecretsRequest
+	(*RotateSecretsResponse)(nil),              // 20: orrery.api.v1.RotateSecretsResponse
+	nil,                                        // 21: orrery.api.v1.InstallationSpec.ArgValuesEntry
+	nil,                                        // 22: orrery.api.v1.InstallationSpec.EnvEntry
+	nil,                                        // 23: orrery.api.v1.InstallationSpec.HeadersEntry
+	nil,                                        // 24: orrery.api.v1.InstallationSpec.QueryParamsEntry
+	nil,                                        // 25: orrery.api.v1.UserConfiguration.ArgValuesEntry
+	nil,                                        // 26: orrery.api.v1.UserConfiguration.EnvEntry
+	nil,                                        // 27: orrery.api.v1.UserConfiguration.HeadersEntry
+	nil,                                        // 28: orrery.api.v1.UserConfiguration.QueryParamsEntry
+	nil,                                        // 29: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
+	nil,                                        // 30: orrery.api.v1.SetUserConfigurationRequest.EnvEntry
+	nil,                                        // 31: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
+	nil,                                        // 32: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
+	(*timestamppb.Timestamp)(nil),              // 33: google.protobuf.Timestamp
+	(*SettingValue)(nil),                       // 34: orrery.api.v1.SettingValue
 }
 var file_orrery_api_v1_installation_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.Installation.spec:type_name -> orrery.api.v1.InstallationSpec
-	31, // 1: orrery.api.v1.Installation.created_at:type_name -> google.protobuf.Timestamp
-	31, // 2: orrery.api.v1.Installation.updated_at:type_name -> google.protobuf.Timestamp
-	19, // 3: orrery.api.v1.InstallationSpec.arg_values:type_name -> orrery.api.v1.InstallationSpec.ArgValuesEntry
-	20, // 4: orrery.api.v1.InstallationSpec.env:type_name -> orrery.api.v1.InstallationSpec.EnvEntry
-	21, // 5: orrery.api.v1.InstallationSpec.headers:type_name -> orrery.api.v1.InstallationSpec.HeadersEntry
-	22, // 6: orrery.api.v1.InstallationSpec.query_params:type_name -> orrery.api.v1.InstallationSpec.QueryParamsEntry
-	23, // 7: orrery.api.v1.UserConfiguration.arg_values:type_name -> orrery.api.v1.UserConfiguration.ArgValuesEntry
-	24, // 8: orrery.api.v1.UserConfiguration.env:type_name -> orrery.api.v1.UserConfiguration.EnvEntry
-	25, // 9: orrery.api.v1.UserConfiguration.headers:type_name -> orrery.api.v1.UserConfiguration.HeadersEntry
-	26, // 10: orrery.api.v1.UserConfiguration.query_params:type_name -> orrery.api.v1.UserConfiguration.QueryParamsEntry
-	31, // 11: orrery.api.v1.UserConfiguration.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 1: orrery.api.v1.Installation.created_at:type_name -> google.protobuf.Timestamp
+	33, // 2: orrery.api.v1.Installation.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 3: orrery.api.v1.InstallationSpec.arg_values:type_name -> orrery.api.v1.InstallationSpec.ArgValuesEntry
+	22, // 4: orrery.api.v1.InstallationSpec.env:type_name -> orrery.api.v1.InstallationSpec.EnvEntry
+	23, // 5: orrery.api.v1.InstallationSpec.headers:type_name -> orrery.api.v1.InstallationSpec.HeadersEntry
+	24, // 6: orrery.api.v1.InstallationSpec.query_params:type_name -> orrery.api.v1.InstallationSpec.QueryParamsEntry
+	25, // 7: orrery.api.v1.UserConfiguration.arg_values:type_name -> orrery.api.v1.UserConfiguration.ArgValuesEntry
+	26, // 8: orrery.api.v1.UserConfiguration.env:type_name -> orrery.api.v1.UserConfiguration.EnvEntry
+	27, // 9: orrery.api.v1.UserConfiguration.headers:type_name -> orrery.api.v1.UserConfiguration.HeadersEntry
+	28, // 10: orrery.api.v1.UserConfiguration.query_params:type_name -> orrery.api.v1.UserConfiguration.QueryParamsEntry
+	33, // 11: orrery.api.v1.UserConfiguration.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: orrery.api.v1.CreateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
 	0,  // 13: orrery.api.v1.CreateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
 	1,  // 14: orrery.api.v1.UpdateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
 	0,  // 15: orrery.api.v1.UpdateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
-	0,  // 16: orrery.api.v1.GetInstallationResponse.installation:type_name -> orrery.api.v1.Installation
-	0,  // 17: orrery.api.v1.ListInstallationsResponse.installations:type_name -> orrery.api.v1.Installation
-	2,  // 18: orrery.api.v1.GetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
-	27, // 19: orrery.api.v1.SetUserConfigurationRequest.arg_values:type_name -> orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
-	28, // 20: orrery.api.v1.SetUserConfigurationRequest.env:type_name -> orrery.api.v1.SetUserConfigurationRequest.EnvEntry
-	29, // 21: orrery.api.v1.SetUserConfigurationRequest.headers:type_name -> orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
-	30, // 22: orrery.api.v1.SetUserConfigurationRequest.query_params:type_name -> orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
-	2,  // 23: orrery.api.v1.SetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
-	32, // 24: orrery.api.v1.InstallationSpec.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 25: orrery.api.v1.InstallationSpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 26: orrery.api.v1.InstallationSpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 27: orrery.api.v1.InstallationSpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 28: orrery.api.v1.UserConfiguration.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 29: orrery.api.v1.UserConfiguration.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 30: orrery.api.v1.UserConfiguration.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 31: orrery.api.v1.UserConfiguration.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 32: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 33: orrery.api.v1.SetUserConfigurationRequest.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 34: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	32, // 35: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 36: orrery.api.v1.InstallationService.CreateInstallation:input_type -> orrery.api.v1.CreateInstallationRequest
-	5,  // 37: orrery.api.v1.InstallationService.UpdateInstallation:input_type -> orrery.api.v1.UpdateInstallationRequest
-	7,  // 38: orrery.api.v1.InstallationService.DeleteInstallation:input_type -> orrery.api.v1.DeleteInstallationRequest
-	9,  // 39: orrery.api.v1.InstallationService.GetInstallation:input_type -> orrery.api.v1.GetInstallationRequest
-	11, // 40: orrery.api.v1.InstallationService.ListInstallations:input_type -> orrery.api.v1.ListInstallationsRequest
-	13, // 41: orrery.api.v1.InstallationService.GetUserConfiguration:input_type -> orrery.api.v1.GetUserConfigurationRequest
-	15, // 42: orrery.api.v1.InstallationService.SetUserConfiguration:input_type -> orrery.api.v1.SetUserConfigurationRequest
-	17, // 43: orrery.api.v1.SecretService.RotateSecrets:input_type -> orrery.api.v1.RotateSecretsRequest
-	4,  // 44: orrery.api.v1.InstallationService.CreateInstallation:output_type -> orrery.api.v1.CreateInstallationResponse
-	6,  // 45: orrery.api.v1.InstallationService.UpdateInstallation:output_type -> orrery.api.v1.UpdateInstallationResponse
-	8,  // 46: orrery.api.v1.InstallationService.DeleteInstallation:output_type -> orrery.api.v1.DeleteInstallationResponse
-	10, // 47: orrery.api.v1.InstallationService.GetInstallation:output_type -> orrery.api.v1.GetInstallationResponse
-	12, // 48: orrery.api.v1.InstallationService.ListInstallations:output_type -> orrery.api.v1.ListInstallationsResponse
-	14, // 49: orrery.api.v1.InstallationService.GetUserConfiguration:output_type -> orrery.api.v1.GetUserConfigurationResponse
-	16, // 50: orrery.api.v1.InstallationService.SetUserConfiguration:output_type -> orrery.api.v1.SetUserConfigurationResponse
-	18, // 51: orrery.api.v1.SecretService.RotateSecrets:output_type -> orrery.api.v1.RotateSecretsResponse
-	44, // [44:52] is the sub-list for method output_type
-	36, // [36:44] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	0,  // 16: orrery.api.v1.UpdateInstallationSettingsResponse.installation:type_name -> orrery.api.v1.Installation
+	0,  // 17: orrery.api.v1.GetInstallationResponse.installation:type_name -> orrery.api.v1.Installation
+	0,  // 18: orrery.api.v1.ListInstallationsResponse.installations:type_name -> orrery.api.v1.Installation
+	2,  // 19: orrery.api.v1.GetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
+	29, // 20: orrery.api.v1.SetUserConfigurationRequest.arg_values:type_name -> orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
+	30, // 21: orrery.api.v1.SetUserConfigurationRequest.env:type_name -> orrery.api.v1.SetUserConfigurationRequest.EnvEntry
+	31, // 22: orrery.api.v1.SetUserConfigurationRequest.headers:type_name -> orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
+	32, // 23: orrery.api.v1.SetUserConfigurationRequest.query_params:type_name -> orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
+	2,  // 24: orrery.api.v1.SetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
+	34, // 25: orrery.api.v1.InstallationSpec.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 26: orrery.api.v1.InstallationSpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 27: orrery.api.v1.InstallationSpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 28: orrery.api.v1.InstallationSpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 29: orrery.api.v1.UserConfiguration.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 30: orrery.api.v1.UserConfiguration.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 31: orrery.api.v1.UserConfiguration.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 32: orrery.api.v1.UserConfiguration.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 33: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 34: orrery.api.v1.SetUserConfigurationRequest.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 35: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	34, // 36: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	3,  // 37: orrery.api.v1.InstallationService.CreateInstallation:input_type -> orrery.api.v1.CreateInstallationRequest
+	5,  // 38: orrery.api.v1.InstallationService.UpdateInstallation:input_type -> orrery.api.v1.UpdateInstallationRequest
+	9,  // 39: orrery.api.v1.InstallationService.UpdateInstallationSettings:input_type -> orrery.api.v1.UpdateInstallationSettingsRequest
+	7,  // 40: orrery.api.v1.InstallationService.DeleteInstallation:input_type -> orrery.api.v1.DeleteInstallationRequest
+	11, // 41: orrery.api.v1.InstallationService.GetInstallation:input_type -> orrery.api.v1.GetInstallationRequest
+	13, // 42: orrery.api.v1.InstallationService.ListInstallations:input_type -> orrery.api.v1.ListInstallationsRequest
+	15, // 43: orrery.api.v1.InstallationService.GetUserConfiguration:input_type -> orrery.api.v1.GetUserConfigurationRequest
+	17, // 44: orrery.api.v1.InstallationService.SetUserConfiguration:input_type -> orrery.api.v1.SetUserConfigurationRequest
+	19, // 45: orrery.api.v1.SecretService.RotateSecrets:input_type -> orrery.api.v1.RotateSecretsRequest
+	4,  // 46: orrery.api.v1.InstallationService.CreateInstallation:output_type -> orrery.api.v1.CreateInstallationResponse
+	6,  // 47: orrery.api.v1.InstallationService.UpdateInstallation:output_type -> orrery.api.v1.UpdateInstallationResponse
+	10, // 48: orrery.api.v1.InstallationService.UpdateInstallationSettings:output_type -> orrery.api.v1.UpdateInstallationSettingsResponse
+	8,  // 49: orrery.api.v1.InstallationService.DeleteInstallation:output_type -> orrery.api.v1.DeleteInstallationResponse
+	12, // 50: orrery.api.v1.InstallationService.GetInstallation:output_type -> orrery.api.v1.GetInstallationResponse
+	14, // 51: orrery.api.v1.InstallationService.ListInstallations:output_type -> orrery.api.v1.ListInstallationsResponse
+	16, // 52: orrery.api.v1.InstallationService.GetUserConfiguration:output_type -> orrery.api.v1.GetUserConfigurationResponse
+	18, // 53: orrery.api.v1.InstallationService.SetUserConfiguration:output_type -> orrery.api.v1.SetUserConfigurationResponse
+	20, // 54: orrery.api.v1.SecretService.RotateSecrets:output_type -> orrery.api.v1.RotateSecretsResponse
+	46, // [46:55] is the sub-list for method output_type
+	37, // [37:46] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_installation_proto_init() }
@@ -1465,13 +1589,14 @@ func file_orrery_api_v1_installation_proto_init() {
 	}
 	file_orrery_api_v1_catalog_proto_init()
 	file_orrery_api_v1_installation_proto_msgTypes[1].OneofWrappers = []any{}
+	file_orrery_api_v1_installation_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_installation_proto_rawDesc), len(file_orrery_api_v1_installation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -39,13 +39,14 @@ var APIPolicy = Policy{
 	apiv1connect.CatalogServiceGetCatalogEntryProcedure:    SignedInOrTeamMember,
 	apiv1connect.CatalogServiceListCatalogEntriesProcedure: SignedInOrTeamMember,
 
-	apiv1connect.InstallationServiceCreateInstallationProcedure:   TeamAdmin,
-	apiv1connect.InstallationServiceUpdateInstallationProcedure:   TeamAdmin,
-	apiv1connect.InstallationServiceDeleteInstallationProcedure:   TeamAdmin,
-	apiv1connect.InstallationServiceGetInstallationProcedure:      TeamMember,
-	apiv1connect.InstallationServiceListInstallationsProcedure:    TeamMember,
-	apiv1connect.InstallationServiceGetUserConfigurationProcedure: TeamMember,
-	apiv1connect.InstallationServiceSetUserConfigurationProcedure: TeamMember,
+	apiv1connect.InstallationServiceCreateInstallationProcedure:         TeamAdmin,
+	apiv1connect.InstallationServiceUpdateInstallationProcedure:         TeamAdmin,
+	apiv1connect.InstallationServiceDeleteInstallationProcedure:         TeamAdmin,
+	apiv1connect.InstallationServiceUpdateInstallationSettingsProcedure: TeamAdmin,
+	apiv1connect.InstallationServiceGetInstallationProcedure:            TeamMember,
+	apiv1connect.InstallationServiceListInstallationsProcedure:          TeamMember,
+	apiv1connect.InstallationServiceGetUserConfigurationProcedure:       TeamMember,
+	apiv1connect.InstallationServiceSetUserConfigurationProcedure:       TeamMember,
 
 	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 

@@ -70,6 +70,27 @@ func (h *Handler) UpdateInstallation(ctx context.Context, req *connect.Request[a
 	return connect.NewResponse(&apiv1.UpdateInstallationResponse{Installation: installationToProto(out)}), nil
 }
 
+// UpdateInstallationSettings changes the settings the request gives.
+func (h *Handler) UpdateInstallationSettings(ctx context.Context, req *connect.Request[apiv1.UpdateInstallationSettingsRequest]) (*connect.Response[apiv1.UpdateInstallationSettingsResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := uuid.MustParse(req.Msg.InstallationId) // validated as a UUID
+	out, err := h.store.UpdateInstallationSettings(ctx, p.TeamID, id, store.InstallationSettings{
+		RequestLoggingEnabled: req.Msg.RequestLoggingEnabled,
+	})
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "update installation settings", err)
+	}
+	details := map[string]string{}
+	if v := req.Msg.RequestLoggingEnabled; v != nil {
+		details["request_logging_enabled"] = strconv.FormatBool(*v)
+	}
+	h.audit(ctx, p, &p.TeamID, "installation.settings_changed", id.String(), details)
+	return connect.NewResponse(&apiv1.UpdateInstallationSettingsResponse{Installation: installationToProto(out)}), nil
+}
+
 // DeleteInstallation removes an installation and its instances.
 func (h *Handler) DeleteInstallation(ctx context.Context, req *connect.Request[apiv1.DeleteInstallationRequest]) (*connect.Response[apiv1.DeleteInstallationResponse], error) {
 	p, err := access.Require(ctx)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -418,6 +420,48 @@ func TestRESTReadsReturnJSON(t *testing.T) {
 	if code := get("/instances/"+v.instanceID(v.teamFixture.alice)+"/status", v.adminToken, &one); code != http.StatusOK ||
 		one.Instance.ID != v.instanceID(v.teamFixture.alice) {
 		t.Errorf("GET an instance's status: %d %+v", code, one)
+	}
+}
+
+// TestRESTPatchSettings turns request logging off through the REST path; team users may not, and the team's
+// satellite is told at once.
+func TestRESTPatchSettings(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	v := seedViewers(t, b, "patch")
+	sat := b.activeSatellite(t, v.team.ID.String())
+	url := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp/installations/" + v.installation.ID.String() + "/settings"
+	patch := func(token string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, url, strings.NewReader(`{"requestLoggingEnabled": false}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := patch(v.aliceToken); code != http.StatusForbidden {
+		t.Errorf("PATCH settings as a team user: %d, want 403", code)
+	}
+	code, body := patch(v.adminToken)
+	if code != http.StatusOK || !strings.Contains(body, `"requestLoggingEnabled":false`) {
+		t.Fatalf("PATCH settings as the team admin: %d %s", code, body)
+	}
+	cfg := getConfiguration(t, sat, "")
+	for _, inst := range cfg.Instances {
+		if inst.RequestLoggingEnabled {
+			t.Errorf("instance %s still logs request bodies", inst.Id)
+		}
+	}
+	if cmds := sat.poll(t, 0); len(cmds) == 0 || cmds[len(cmds)-1].Priority != satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE {
+		t.Errorf("after PATCH the satellite got %v, want an immediate configure", cmds)
 	}
 }
 

@@ -204,14 +204,18 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
 	mux.Handle(apiv1connect.NewAuditServiceHandler(accounts, userAPI))
 	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
-	mux.Handle(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
+	installationPath, installationHandler := apiv1connect.NewInstallationServiceHandler(catalog, userAPI)
+	mux.Handle(installationPath, installationHandler)
 	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
 	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
 	mux.Handle(instancePath, instanceHandler)
 
 	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
 	// handlers, interceptors included.
-	rest, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(instancePath, instanceHandler)})
+	rest, err := vanguard.NewTranscoder([]*vanguard.Service{
+		vanguard.NewService(instancePath, instanceHandler),
+		vanguard.NewService(installationPath, installationHandler),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create REST transcoder: %w", err)
 	}

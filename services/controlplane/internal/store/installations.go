@@ -327,3 +327,24 @@ func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) 
 	})
 	return out, err
 }
+
+// InstallationSettings are an installation's settings; nil fields are left as they are.
+type InstallationSettings struct {
+	RequestLoggingEnabled *bool
+}
+
+// UpdateInstallationSettings changes the given settings of one of a team's installations and tells the
+// team's satellites.
+func (s *Store) UpdateInstallationSettings(ctx context.Context, teamID, id uuid.UUID, set InstallationSettings) (Installation, error) {
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		n, err := q.UpdateInstallationSettings(ctx, set.RequestLoggingEnabled, id, teamID)
+		if err := rowsAffected(n, err, "installation"); err != nil {
+			return err
+		}
+		return configure(ctx, q, teamID, EventInstallationUpdated, id)
+	})
+	if err != nil {
+		return Installation{}, err
+	}
+	return s.GetInstallation(ctx, teamID, id)
+}

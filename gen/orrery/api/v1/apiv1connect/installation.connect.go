@@ -41,6 +41,9 @@ const (
 	// InstallationServiceUpdateInstallationProcedure is the fully-qualified name of the
 	// InstallationService's UpdateInstallation RPC.
 	InstallationServiceUpdateInstallationProcedure = "/orrery.api.v1.InstallationService/UpdateInstallation"
+	// InstallationServiceUpdateInstallationSettingsProcedure is the fully-qualified name of the
+	// InstallationService's UpdateInstallationSettings RPC.
+	InstallationServiceUpdateInstallationSettingsProcedure = "/orrery.api.v1.InstallationService/UpdateInstallationSettings"
 	// InstallationServiceDeleteInstallationProcedure is the fully-qualified name of the
 	// InstallationService's DeleteInstallation RPC.
 	InstallationServiceDeleteInstallationProcedure = "/orrery.api.v1.InstallationService/DeleteInstallation"
@@ -69,6 +72,9 @@ type InstallationServiceClient interface {
 	// UpdateInstallation replaces an installation's values and settings. A secret left without a value keeps
 	// the stored one.
 	UpdateInstallation(context.Context, *connect.Request[v1.UpdateInstallationRequest]) (*connect.Response[v1.UpdateInstallationResponse], error)
+	// UpdateInstallationSettings changes only the settings the request gives, such as whether request and
+	// response bodies are logged. Also offered as PATCH /api/teams/{team_id}/mcp/installations/{installation_id}/settings.
+	UpdateInstallationSettings(context.Context, *connect.Request[v1.UpdateInstallationSettingsRequest]) (*connect.Response[v1.UpdateInstallationSettingsResponse], error)
 	// DeleteInstallation removes an installation and stops its instances.
 	DeleteInstallation(context.Context, *connect.Request[v1.DeleteInstallationRequest]) (*connect.Response[v1.DeleteInstallationResponse], error)
 	// GetInstallation describes one installation of the team.
@@ -103,6 +109,12 @@ func NewInstallationServiceClient(httpClient connect.HTTPClient, baseURL string,
 			httpClient,
 			baseURL+InstallationServiceUpdateInstallationProcedure,
 			connect.WithSchema(installationServiceMethods.ByName("UpdateInstallation")),
+			connect.WithClientOptions(opts...),
+		),
+		updateInstallationSettings: connect.NewClient[v1.UpdateInstallationSettingsRequest, v1.UpdateInstallationSettingsResponse](
+			httpClient,
+			baseURL+InstallationServiceUpdateInstallationSettingsProcedure,
+			connect.WithSchema(installationServiceMethods.ByName("UpdateInstallationSettings")),
 			connect.WithClientOptions(opts...),
 		),
 		deleteInstallation: connect.NewClient[v1.DeleteInstallationRequest, v1.DeleteInstallationResponse](
@@ -143,13 +155,14 @@ func NewInstallationServiceClient(httpClient connect.HTTPClient, baseURL string,
 
 // installationServiceClient implements InstallationServiceClient.
 type installationServiceClient struct {
-	createInstallation   *connect.Client[v1.CreateInstallationRequest, v1.CreateInstallationResponse]
-	updateInstallation   *connect.Client[v1.UpdateInstallationRequest, v1.UpdateInstallationResponse]
-	deleteInstallation   *connect.Client[v1.DeleteInstallationRequest, v1.DeleteInstallationResponse]
-	getInstallation      *connect.Client[v1.GetInstallationRequest, v1.GetInstallationResponse]
-	listInstallations    *connect.Client[v1.ListInstallationsRequest, v1.ListInstallationsResponse]
-	getUserConfiguration *connect.Client[v1.GetUserConfigurationRequest, v1.GetUserConfigurationResponse]
-	setUserConfiguration *connect.Client[v1.SetUserConfigurationRequest, v1.SetUserConfigurationResponse]
+	createInstallation         *connect.Client[v1.CreateInstallationRequest, v1.CreateInstallationResponse]
+	updateInstallation         *connect.Client[v1.UpdateInstallationRequest, v1.UpdateInstallationResponse]
+	updateInstallationSettings *connect.Client[v1.UpdateInstallationSettingsRequest, v1.UpdateInstallationSettingsResponse]
+	deleteInstallation         *connect.Client[v1.DeleteInstallationRequest, v1.DeleteInstallationResponse]
+	getInstallation            *connect.Client[v1.GetInstallationRequest, v1.GetInstallationResponse]
+	listInstallations          *connect.Client[v1.ListInstallationsRequest, v1.ListInstallationsResponse]
+	getUserConfiguration       *connect.Client[v1.GetUserConfigurationRequest, v1.GetUserConfigurationResponse]
+	setUserConfiguration       *connect.Client[v1.SetUserConfigurationRequest, v1.SetUserConfigurationResponse]
 }
 
 // CreateInstallation calls orrery.api.v1.InstallationService.CreateInstallation.
@@ -160,6 +173,11 @@ func (c *installationServiceClient) CreateInstallation(ctx context.Context, req 
 // UpdateInstallation calls orrery.api.v1.InstallationService.UpdateInstallation.
 func (c *installationServiceClient) UpdateInstallation(ctx context.Context, req *connect.Request[v1.UpdateInstallationRequest]) (*connect.Response[v1.UpdateInstallationResponse], error) {
 	return c.updateInstallation.CallUnary(ctx, req)
+}
+
+// UpdateInstallationSettings calls orrery.api.v1.InstallationService.UpdateInstallationSettings.
+func (c *installationServiceClient) UpdateInstallationSettings(ctx context.Context, req *connect.Request[v1.UpdateInstallationSettingsRequest]) (*connect.Response[v1.UpdateInstallationSettingsResponse], error) {
+	return c.updateInstallationSettings.CallUnary(ctx, req)
 }
 
 // DeleteInstallation calls orrery.api.v1.InstallationService.DeleteInstallation.
@@ -195,6 +213,9 @@ type InstallationServiceHandler interface {
 	// UpdateInstallation replaces an installation's values and settings. A secret left without a value keeps
 	// the stored one.
 	UpdateInstallation(context.Context, *connect.Request[v1.UpdateInstallationRequest]) (*connect.Response[v1.UpdateInstallationResponse], error)
+	// UpdateInstallationSettings changes only the settings the request gives, such as whether request and
+	// response bodies are logged. Also offered as PATCH /api/teams/{team_id}/mcp/installations/{installation_id}/settings.
+	UpdateInstallationSettings(context.Context, *connect.Request[v1.UpdateInstallationSettingsRequest]) (*connect.Response[v1.UpdateInstallationSettingsResponse], error)
 	// DeleteInstallation removes an installation and stops its instances.
 	DeleteInstallation(context.Context, *connect.Request[v1.DeleteInstallationRequest]) (*connect.Response[v1.DeleteInstallationResponse], error)
 	// GetInstallation describes one installation of the team.
@@ -225,6 +246,12 @@ func NewInstallationServiceHandler(svc InstallationServiceHandler, opts ...conne
 		InstallationServiceUpdateInstallationProcedure,
 		svc.UpdateInstallation,
 		connect.WithSchema(installationServiceMethods.ByName("UpdateInstallation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	installationServiceUpdateInstallationSettingsHandler := connect.NewUnaryHandler(
+		InstallationServiceUpdateInstallationSettingsProcedure,
+		svc.UpdateInstallationSettings,
+		connect.WithSchema(installationServiceMethods.ByName("UpdateInstallationSettings")),
 		connect.WithHandlerOptions(opts...),
 	)
 	installationServiceDeleteInstallationHandler := connect.NewUnaryHandler(
@@ -266,6 +293,8 @@ func NewInstallationServiceHandler(svc InstallationServiceHandler, opts ...conne
 			installationServiceCreateInstallationHandler.ServeHTTP(w, r)
 		case InstallationServiceUpdateInstallationProcedure:
 			installationServiceUpdateInstallationHandler.ServeHTTP(w, r)
+		case InstallationServiceUpdateInstallationSettingsProcedure:
+			installationServiceUpdateInstallationSettingsHandler.ServeHTTP(w, r)
 		case InstallationServiceDeleteInstallationProcedure:
 			installationServiceDeleteInstallationHandler.ServeHTTP(w, r)
 		case InstallationServiceGetInstallationProcedure:
@@ -291,6 +320,10 @@ func (UnimplementedInstallationServiceHandler) CreateInstallation(context.Contex
 
 func (UnimplementedInstallationServiceHandler) UpdateInstallation(context.Context, *connect.Request[v1.UpdateInstallationRequest]) (*connect.Response[v1.UpdateInstallationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.InstallationService.UpdateInstallation is not implemented"))
+}
+
+func (UnimplementedInstallationServiceHandler) UpdateInstallationSettings(context.Context, *connect.Request[v1.UpdateInstallationSettingsRequest]) (*connect.Response[v1.UpdateInstallationSettingsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.InstallationService.UpdateInstallationSettings is not implemented"))
 }
 
 func (UnimplementedInstallationServiceHandler) DeleteInstallation(context.Context, *connect.Request[v1.DeleteInstallationRequest]) (*connect.Response[v1.DeleteInstallationResponse], error) {

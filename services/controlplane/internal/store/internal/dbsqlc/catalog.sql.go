@@ -485,3 +485,19 @@ func (q *Queries) UpdateInstallation(ctx context.Context, arg UpdateInstallation
 	)
 	return i, err
 }
+
+const updateInstallationSettings = `-- name: UpdateInstallationSettings :execrows
+update installations
+set request_logging_enabled = coalesce($1::boolean, request_logging_enabled),
+    updated_at = now()
+where id = $2 and team_id = $3
+`
+
+// UpdateInstallationSettings changes the settings that are given; a null leaves a setting as it is.
+func (q *Queries) UpdateInstallationSettings(ctx context.Context, requestLoggingEnabled *bool, iD uuid.UUID, teamID uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, updateInstallationSettings, requestLoggingEnabled, iD, teamID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
