@@ -153,10 +153,14 @@ func (i *Interceptor) authenticate(ctx context.Context, procedure string, header
 		return 0, nil, connect.NewError(connect.CodePermissionDenied, errors.New("this procedure is not open to anyone"))
 	}
 	p, err := i.principal(ctx, header)
+	if rule == Public {
+		// A stale cookie must not stand between a browser and signing in again.
+		return rule, p, nil
+	}
 	if err != nil {
 		return 0, nil, err
 	}
-	if p == nil && rule != Public {
+	if p == nil {
 		return 0, nil, connect.NewError(connect.CodeUnauthenticated, errSignIn)
 	}
 	return rule, p, nil

@@ -65,6 +65,12 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	_, err = session.GetCurrentUser(t.Context(), connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
 	wantCode(t, "call", err, connect.CodeUnauthenticated, "")
+	// The browser still sends its stale cookie; signing in again must work regardless.
+	if _, err := session.Login(t.Context(), connect.NewRequest(&apiv1.LoginRequest{
+		Email: "alice@example.test", Password: "correct horse battery staple",
+	})); err != nil {
+		t.Errorf("sign in with a stale cookie: %v", err)
+	}
 }
 
 // TestLoginLockout locks an account after repeated failures, even for the right password, and audits it.
