@@ -103,7 +103,7 @@ func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginReq
 	}
 	resp := connect.NewResponse(&apiv1.LoginResponse{User: userToProto(login.User)})
 	if req.Msg.ApiTokenName != "" {
-		token, _, err := h.createAPIToken(ctx, login.User.ID, req.Msg.ApiTokenName, nil)
+		token, _, err := h.createAPIToken(ctx, login.User, req.Msg.ApiTokenName, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -218,23 +218,23 @@ func (h *Handler) CreateApiToken(ctx context.Context, req *connect.Request[apiv1
 		t := time.Now().Add(req.Msg.Ttl.AsDuration())
 		expires = &t
 	}
-	token, rec, err := h.createAPIToken(ctx, p.User.ID, req.Msg.Name, expires)
+	token, rec, err := h.createAPIToken(ctx, p.User, req.Msg.Name, expires)
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&apiv1.CreateApiTokenResponse{Token: token, ApiToken: apiTokenToProto(rec)}), nil
 }
 
-func (h *Handler) createAPIToken(ctx context.Context, userID uuid.UUID, name string, expires *time.Time) (string, store.APIToken, error) {
+func (h *Handler) createAPIToken(ctx context.Context, user store.User, name string, expires *time.Time) (string, store.APIToken, error) {
 	token, err := bearer.New(bearer.APIToken)
 	if err != nil {
 		return "", store.APIToken{}, rpcerr.From(ctx, h.logger, "create API token", err)
 	}
-	rec, err := h.store.CreateAPIToken(ctx, bearer.Hash(token), userID, name, expires)
+	rec, err := h.store.CreateAPIToken(ctx, bearer.Hash(token), user.ID, name, expires)
 	if err != nil {
 		return "", store.APIToken{}, rpcerr.From(ctx, h.logger, "create API token", err)
 	}
-	h.audit(ctx, &store.User{ID: userID}, nil, "api_token.created", rec.ID.String(), map[string]string{"name": name})
+	h.audit(ctx, &user, nil, "api_token.created", rec.ID.String(), map[string]string{"name": name})
 	return token, rec, nil
 }
 
@@ -275,9 +275,6 @@ func (h *Handler) audit(ctx context.Context, actor *store.User, teamID *uuid.UUI
 	e := store.AuditEvent{Actor: "anonymous", TeamID: teamID, Action: action, Target: target, Details: details}
 	if actor != nil {
 		e.ActorID, e.Actor = &actor.ID, actor.Email
-		if actor.Email == "" {
-			e.Actor = actor.ID.String()
-		}
 	}
 	if err := h.store.Audit(ctx, e); err != nil {
 		h.logger.ErrorContext(ctx, "write audit log", "action", action, "error", err)
