@@ -81,7 +81,7 @@ func (h *Handler) ListMembers(ctx context.Context, _ *connect.Request[apiv1.List
 	}
 	resp := &apiv1.ListMembersResponse{}
 	for _, m := range members {
-		resp.Members = append(resp.Members, memberToProto(m, team))
+		resp.Members = append(resp.Members, memberToProto(m, team.OwnerID))
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -111,7 +111,7 @@ func (h *Handler) AddMember(ctx context.Context, req *connect.Request[apiv1.AddM
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "add member", err)
 	}
-	return connect.NewResponse(&apiv1.AddMemberResponse{Member: memberToProto(member, store.Team{})}), nil
+	return connect.NewResponse(&apiv1.AddMemberResponse{Member: memberToProto(member, nil)}), nil // a new member is never the owner
 }
 
 // RemoveMember removes a member and their instances.
@@ -191,9 +191,9 @@ func teamToProto(t store.Team) *apiv1.Team {
 	return out
 }
 
-func memberToProto(m store.Member, team store.Team) *apiv1.Member {
+func memberToProto(m store.Member, ownerID *uuid.UUID) *apiv1.Member {
 	return &apiv1.Member{
 		User: userToProto(m.User), Role: teamRoleToProto(m.Role), JoinedAt: timestamppb.New(m.JoinedAt),
-		Owner: team.OwnerID != nil && *team.OwnerID == m.User.ID,
+		Owner: ownerID != nil && *ownerID == m.User.ID,
 	}
 }
