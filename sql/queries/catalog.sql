@@ -82,3 +82,14 @@ update installations
 set request_logging_enabled = coalesce(sqlc.narg(request_logging_enabled)::boolean, request_logging_enabled),
     updated_at = now()
 where id = @id and team_id = @team_id;
+
+-- name: LockCatalogSlug :exec
+select pg_advisory_xact_lock(hashtext('orrery_catalog_slug:' || @slug::text));
+
+-- name: CatalogSlugShadowed :one
+-- CatalogSlugShadowed reports whether a new template of team_id (null: a global one) would share its slug
+-- with another template its teams see: for a team template, a global one; for a global template, any.
+select exists (
+    select 1 from catalog_entries c
+    where c.slug = @slug::text and (sqlc.narg(team_id)::uuid is null or c.team_id is null)
+)::boolean as shadowed;

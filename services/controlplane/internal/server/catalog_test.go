@@ -591,3 +591,31 @@ func TestSecretRotation(t *testing.T) {
 	_, err = b.clientsFor(0, store.User{}, "not-a-token-at-all-0123456789").secrets.RotateSecrets(t.Context(), connect.NewRequest(&apiv1.RotateSecretsRequest{}))
 	wantCode(t, "rotation without credentials", err, connect.CodeUnauthenticated, "")
 }
+
+// TestCatalogSlugsArePerTeam lets two teams use the same slug for their own templates, so a taken slug says
+// nothing about another team, and keeps slugs distinct within what one team sees.
+func TestCatalogSlugsArePerTeam(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := seedProduct(t, b)
+	ctx := t.Context()
+	create := func(c *caller, teamID, slug string) error {
+		_, err := c.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+			TeamId: teamID, Slug: slug,
+			Spec: &apiv1.CatalogEntrySpec{Name: slug, Transport: apiv1.Transport_TRANSPORT_STDIO, Command: "server"},
+		}))
+		return err
+	}
+	if err := create(p.admin, p.team.ID.String(), "tools"); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(p.outsider, p.other.ID.String(), "tools"); err != nil {
+		t.Fatalf("another team's template with the same slug: %v", err)
+	}
+	wantCode(t, "the same slug twice in one team", create(p.admin, p.team.ID.String(), "tools"), connect.CodeAlreadyExists, "")
+	wantCode(t, "a global template over a team's slug", create(p.root, "", "tools"), connect.CodeAlreadyExists, "")
+	if err := create(p.root, "", "search"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "a team template over a global slug", create(p.admin, p.team.ID.String(), "search"), connect.CodeAlreadyExists, "")
+}

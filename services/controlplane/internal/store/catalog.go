@@ -56,13 +56,27 @@ func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 	if err != nil {
 		return CatalogEntry{}, err
 	}
-	row, err := s.q.CreateCatalogEntry(ctx, dbsqlc.CreateCatalogEntryParams{
-		TeamID: e.TeamID, Slug: e.Slug, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags),
-		Transport: e.Transport, Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers,
-		QueryParams: query, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
+	var row dbsqlc.CatalogEntry
+	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		if err := q.LockCatalogSlug(ctx, e.Slug); err != nil {
+			return translate(err, "lock catalog slug")
+		}
+		shadowed, err := q.CatalogSlugShadowed(ctx, e.Slug, e.TeamID)
+		if err != nil {
+			return translate(err, "check catalog slug")
+		}
+		if shadowed {
+			return fmt.Errorf("create catalog entry: %w", ErrAlreadyExists)
+		}
+		row, err = q.CreateCatalogEntry(ctx, dbsqlc.CreateCatalogEntryParams{
+			TeamID: e.TeamID, Slug: e.Slug, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags),
+			Transport: e.Transport, Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers,
+			QueryParams: query, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
+		})
+		return translate(err, "create catalog entry")
 	})
 	if err != nil {
-		return CatalogEntry{}, translate(err, "create catalog entry")
+		return CatalogEntry{}, err
 	}
 	return s.catalogEntryFromRow(row)
 }

@@ -12,6 +12,22 @@ import (
 	"github.com/google/uuid"
 )
 
+const catalogSlugShadowed = `-- name: CatalogSlugShadowed :one
+select exists (
+    select 1 from catalog_entries c
+    where c.slug = $1::text and ($2::uuid is null or c.team_id is null)
+)::boolean as shadowed
+`
+
+// CatalogSlugShadowed reports whether a new template of team_id (null: a global one) would share its slug
+// with another template its teams see: for a team template, a global one; for a global template, any.
+func (q *Queries) CatalogSlugShadowed(ctx context.Context, slug string, teamID *uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, catalogSlugShadowed, slug, teamID)
+	var shadowed bool
+	err := row.Scan(&shadowed)
+	return shadowed, err
+}
+
 const deleteCatalogEntry = `-- name: DeleteCatalogEntry :execrows
 delete from catalog_entries where id = $1
 `
@@ -327,6 +343,15 @@ func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEn
 		&i.Tags,
 	)
 	return i, err
+}
+
+const lockCatalogSlug = `-- name: LockCatalogSlug :exec
+select pg_advisory_xact_lock(hashtext('orrery_catalog_slug:' || $1::text))
+`
+
+func (q *Queries) LockCatalogSlug(ctx context.Context, slug string) error {
+	_, err := q.db.Exec(ctx, lockCatalogSlug, slug)
+	return err
 }
 
 const lockInstallation = `-- name: LockInstallation :one
