@@ -19,6 +19,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -55,6 +56,8 @@ type setupOpts struct {
 	satellite satelliteapi.Config
 	// logger receives the replicas' logs; nil discards them.
 	logger *slog.Logger
+	// oauth tunes the authorization server; its issuer is each replica's URL.
+	oauth oauth.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -76,25 +79,32 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 	}
 	b := &testBundle{dbURL: pgtest.NewDatabase(t), signer: signer, keyring: keyring, keySpec: spec}
 	for range opts.replicas {
-		b.replicas = append(b.replicas, b.startReplica(t, opts.logger, opts.satellite))
+		b.replicas = append(b.replicas, b.startReplica(t, opts))
 	}
 	return b
 }
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
-func (b *testBundle) startReplica(t testing.TB, logger *slog.Logger, cfg satelliteapi.Config) *replica {
+func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
+	logger, cfg := opts.logger, opts.satellite
 	t.Helper()
+	// The listener comes first: the replica's URL is its OAuth issuer.
+	hs := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + hs.Listener.Addr().String()
+	oauthCfg := opts.oauth
+	oauthCfg.Issuer = issuer
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg,
-		Accounts: accountapi.Config{FailureDelay: time.Millisecond},
+		Accounts: accountapi.Config{FailureDelay: time.Millisecond}, OAuth: oauthCfg,
 	})
 	if err != nil {
+		hs.Listener.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Run(ctx) }()
-	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.Handler = srv.Handler()
 	hs.Config.Protocols = new(http.Protocols)
 	hs.Config.Protocols.SetHTTP1(true)
 	hs.Config.Protocols.SetUnencryptedHTTP2(true) // as in production, for h2c satellites

@@ -18,7 +18,6 @@ import (
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
-	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -553,7 +552,7 @@ func TestSecretRotation(t *testing.T) {
 	if b.keyring, err = secrets.ParseKeyring(newSpec + "," + oldSpec); err != nil {
 		t.Fatal(err)
 	}
-	b.replicas = append(b.replicas, b.startReplica(t, nil, satelliteapi.Config{}))
+	b.replicas = append(b.replicas, b.startReplica(t, setupOpts{}))
 	root := b.clientsFor(1, store.User{}, adminToken)
 	resp := of(root.secrets.RotateSecrets(t.Context(), connect.NewRequest(&apiv1.RotateSecretsRequest{}))).must(t, "rotate").Msg
 	// seedTeam seals one secret in the installation and one in alice's configuration.
@@ -580,7 +579,7 @@ func TestSecretRotation(t *testing.T) {
 	if b.keyring, err = secrets.ParseKeyring(newSpec); err != nil {
 		t.Fatal(err)
 	}
-	b.replicas = append(b.replicas, b.startReplica(t, nil, satelliteapi.Config{}))
+	b.replicas = append(b.replicas, b.startReplica(t, setupOpts{}))
 	after := getConfiguration(t, b.connect(2, sat.id, sat.apiKey), "")
 	if after.Etag != before.Etag {
 		t.Errorf("configuration changed with the rotation: etag %q, was %q", after.Etag, before.Etag)

@@ -36,6 +36,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -59,6 +60,8 @@ type Config struct {
 	Satellites satelliteapi.Config
 	// Accounts tunes sign-in; zero fields take its defaults.
 	Accounts accountapi.Config
+	// OAuth configures the authorization server for MCP clients; its Issuer is required.
+	OAuth oauth.Config
 }
 
 // Server is one control-plane replica.
@@ -107,7 +110,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store)); err != nil {
+	authServer, err := oauth.New(logger, s.store, accounts, cfg.OAuth)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -160,7 +168,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -210,6 +218,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	authServer.Register(mux)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

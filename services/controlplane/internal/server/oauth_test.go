@@ -1,0 +1,545 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"log/slog"
+	"os"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+const satelliteURL = "https://sat.example.test"
+
+// clock is a settable clock for the authorization server.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time                { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration)       { c.offset.Add(int64(d)) }
+func endpointOf(slug string) string            { return satelliteURL + "/teams/" + slug + "/mcp" }
+func (b *testBundle) issuer() string           { return b.replicas[0].url }
+func (b *testBundle) oauthURL(p string) string { return b.replicas[0].url + p }
+
+// oauthFixture is a bundle whose global satellite publishes satelliteURL, a user who belongs to team "red"
+// and not to team "blue", and a public client registered dynamically.
+type oauthFixture struct {
+	b        *testBundle
+	clock    *clock
+	user     caller
+	red      store.Team
+	blue     store.Team
+	sat      *satellite
+	clientID string
+	redirect string
+}
+
+func setupOAuth(t *testing.T, opts setupOpts) *oauthFixture {
+	t.Helper()
+	f := &oauthFixture{clock: &clock{}, redirect: "http://127.0.0.1:43117/callback"}
+	opts.oauth.Now = f.clock.now
+	if opts.logger == nil {
+		opts.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	f.b = setup(t, opts)
+	st := f.b.store()
+	f.user = newCaller(t, st, "ada@red.test", store.RoleGlobalUser)
+	other := newCaller(t, st, "bo@blue.test", store.RoleGlobalUser)
+	var err error
+	if f.red, err = st.CreateOwnedTeam(t.Context(), "red", "Red", f.user.user.ID); err != nil {
+		t.Fatal(err)
+	}
+	if f.blue, err = st.CreateOwnedTeam(t.Context(), "blue", "Blue", other.user.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.sat = f.b.activeSatellite(t, "")
+	f.sat.heartbeat(t, satelliteURL)
+	f.clientID = registerClient(t, f.b, map[string]any{"client_name": "Test client", "redirect_uris": []string{f.redirect}})
+	return f
+}
+
+// registerClient registers a client dynamically and returns its id.
+func registerClient(t *testing.T, b *testBundle, md map[string]any) string {
+	t.Helper()
+	status, body := postJSON(t, b.oauthURL("/oauth/register"), md)
+	if status != http.StatusCreated {
+		t.Fatalf("register: %d %s", status, body)
+	}
+	var out struct {
+		ClientID   string `json:"client_id"`
+		AuthMethod string `json:"token_endpoint_auth_method"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil || out.ClientID == "" || out.AuthMethod != "none" {
+		t.Fatalf("register: %s (%v)", body, err)
+	}
+	return out.ClientID
+}
+
+func postJSON(t *testing.T, u string, v any) (int, []byte) {
+	t.Helper()
+	raw, _ := json.Marshal(v)
+	resp, err := http.Post(u, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func (f *oauthFixture) config(clientID, redirect string, scopes ...string) *oauth2.Config {
+	if len(scopes) == 0 {
+		scopes = []string{oauth.ScopeRead, oauth.ScopeExecute, oauth.ScopeOfflineAccess}
+	}
+	return &oauth2.Config{
+		ClientID: clientID, RedirectURL: redirect, Scopes: scopes,
+		Endpoint: oauth2.Endpoint{
+			AuthURL: f.b.oauthURL("/oauth/authorize"), TokenURL: f.b.oauthURL("/oauth/token"),
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+	}
+}
+
+// browser follows no redirects and keeps cookies by hand: the session cookie is Secure, which a cookie jar
+// would not send over the test's plain HTTP.
+type browser struct {
+	t       *testing.T
+	cookies map[string]*http.Cookie
+	client  *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	return &browser{t: t, cookies: map[string]*http.Cookie{}, client: &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (br *browser) do(method, u string, form url.Values) (*http.Response, string) {
+	br.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(br.t.Context(), method, u, body)
+	if err != nil {
+		br.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for _, c := range br.cookies {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	resp, err := br.client.Do(req)
+	if err != nil {
+		br.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.MaxAge < 0 {
+			delete(br.cookies, c.Name)
+		} else {
+			br.cookies[c.Name] = c
+		}
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, string(raw)
+}
+
+var (
+	csrfField  = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	teamOption = regexp.MustCompile(`<option value="([^"]+)"( selected)?>([^<]+)</option>`)
+)
+
+func field(t *testing.T, re *regexp.Regexp, page string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no %s in page:\n%s", re, page)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// authorizeURL is the authorization request of cfg for resource with PKCE.
+func authorizeURL(cfg *oauth2.Config, verifier, resource string, extra ...oauth2.AuthCodeOption) string {
+	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource)}, extra...)
+	return cfg.AuthCodeURL("state-0123456789", opts...)
+}
+
+// signIn opens the authorization URL, signs in on the login page and returns the answer: the consent
+// page, or a redirect when consent was given before.
+func (br *browser) signIn(authURL, email string) (*http.Response, string) {
+	br.t.Helper()
+	resp, page := br.do(http.MethodGet, authURL, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `name="password"`) {
+		br.t.Fatalf("authorize: want the login page, got %d %s", resp.StatusCode, page)
+	}
+	return br.do(http.MethodPost, authURL, url.Values{
+		"csrf": {field(br.t, csrfField, page)}, "action": {"login"}, "email": {email}, "password": {"correct horse battery staple"},
+	})
+}
+
+// consentPage signs in and returns the consent page.
+func (br *browser) consentPage(authURL, email string) string {
+	br.t.Helper()
+	resp, page := br.signIn(authURL, email)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `value="approve"`) {
+		br.t.Fatalf("sign in: want the consent page, got %d %s", resp.StatusCode, page)
+	}
+	return page
+}
+
+// approve posts the consent page for the team it preselects and returns the redirect's query.
+func (br *browser) approve(authURL, consentPage string) url.Values {
+	br.t.Helper()
+	var team string
+	for _, m := range teamOption.FindAllStringSubmatch(consentPage, -1) {
+		if m[2] != "" {
+			team = m[1]
+		}
+	}
+	resp, page := br.do(http.MethodPost, authURL, url.Values{
+		"csrf": {field(br.t, csrfField, consentPage)}, "action": {"approve"}, "team": {team},
+	})
+	return redirectQuery(br.t, resp, page)
+}
+
+func redirectQuery(t *testing.T, resp *http.Response, page string) url.Values {
+	t.Helper()
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
+		t.Fatalf("want a redirect to the client, got %d %s", resp.StatusCode, page)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc.Query()
+}
+
+// authorize runs the browser part of the flow for the fixture's user and returns the code.
+func (f *oauthFixture) authorize(t *testing.T, cfg *oauth2.Config, verifier, resource string) string {
+	t.Helper()
+	br := newBrowser(t)
+	authURL := authorizeURL(cfg, verifier, resource)
+	var q url.Values
+	if resp, page := br.signIn(authURL, f.user.user.Email); resp.StatusCode == http.StatusOK {
+		q = br.approve(authURL, page)
+	} else {
+		q = redirectQuery(t, resp, page) // consent given before
+	}
+	if q.Get("code") == "" || q.Get("state") != "state-0123456789" || q.Get("iss") != f.b.issuer() {
+		t.Fatalf("authorization response %v: want code, state and iss %s", q, f.b.issuer())
+	}
+	return q.Get("code")
+}
+
+func oauthErrorCode(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
+}
+
+func TestOAuthMetadata(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		resp, err := http.Get(b.oauthURL(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md["issuer"] != b.issuer() || md["token_endpoint"] != b.issuer()+"/oauth/token" ||
+			md["registration_endpoint"] != b.issuer()+"/oauth/register" ||
+			md["client_id_metadata_document_supported"] != true ||
+			md["authorization_response_iss_parameter_supported"] != true ||
+			jsonList(md["code_challenge_methods_supported"]) != "S256" ||
+			jsonList(md["scopes_supported"]) != "mcp:read mcp:tools:execute offline_access" ||
+			jsonList(md["grant_types_supported"]) != "authorization_code refresh_token client_credentials" {
+			t.Errorf("%s: %v", path, md)
+		}
+	}
+}
+
+func jsonList(v any) string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return strings.Join(out, " ")
+}
+
+// TestOAuthAuthorizationCodeFlow runs the whole browser-free flow: registration, authorization with PKCE
+// through the login and consent pages, token, the token at the satellite, refresh, revocation.
+func TestOAuthAuthorizationCodeFlow(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	cfg := f.config(f.clientID, f.redirect)
+	verifier := oauth2.GenerateVerifier()
+	resource := endpointOf("red")
+	code := f.authorize(t, cfg, verifier, resource)
+
+	tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", resource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AccessToken == "" || tok.RefreshToken == "" || tok.Expiry.IsZero() {
+		t.Fatalf("token response %+v: want access and refresh tokens with an expiry", tok)
+	}
+	got := introspect(t, f.sat, tok.AccessToken)
+	if !got.Active || got.Audience != resource || got.TeamSlug != "red" || got.UserId != f.user.user.ID.String() ||
+		got.ClientId != f.clientID || strings.Join(got.Scopes, " ") != "mcp:read mcp:tools:execute offline_access" {
+		t.Fatalf("satellite introspection of the new token: %v", got)
+	}
+
+	// Consent is remembered: the next authorization for the same client, team and scopes skips the page.
+	resp, page := newBrowser(t).signIn(authorizeURL(cfg, verifier, resource), f.user.user.Email)
+	if q := redirectQuery(t, resp, page); q.Get("code") == "" {
+		t.Fatalf("remembered consent: %v", q)
+	}
+
+	// Refreshing rotates the refresh token.
+	refreshed, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refreshed.AccessToken == tok.AccessToken || refreshed.RefreshToken == "" || refreshed.RefreshToken == tok.RefreshToken {
+		t.Fatalf("refresh: %+v, want new access and refresh tokens", refreshed)
+	}
+	if got := introspect(t, f.sat, refreshed.AccessToken); !got.Active || got.Audience != resource {
+		t.Fatalf("refreshed token at the satellite: %v", got)
+	}
+
+	// Revoking the refresh token ends the grant: its access tokens stop working at the satellite.
+	resp, page = newBrowser(t).do(http.MethodPost, f.b.oauthURL("/oauth/revoke"), url.Values{
+		"token": {refreshed.RefreshToken}, "client_id": {f.clientID},
+	})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, page)
+	}
+	if got := introspect(t, f.sat, refreshed.AccessToken); got.Active {
+		t.Fatalf("access token after its refresh token was revoked: %v", got)
+	}
+	if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshed.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
+		t.Fatalf("refresh with a revoked token: %v, want invalid_grant", err)
+	}
+}
+
+func TestOAuthTokenErrors(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	cfg := f.config(f.clientID, f.redirect)
+	resource := endpointOf("red")
+
+	t.Run("wrong PKCE verifier", func(t *testing.T) {
+		code := f.authorize(t, cfg, oauth2.GenerateVerifier(), resource)
+		_, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(oauth2.GenerateVerifier()))
+		if oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("got %v, want invalid_grant", err)
+		}
+	})
+	t.Run("reused code", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		code := f.authorize(t, cfg, verifier, resource)
+		first, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("got %v, want invalid_grant", err)
+		}
+		if got := introspect(t, f.sat, first.AccessToken); got.Active {
+			t.Fatalf("the token bought with a reused code is still active: %v", got)
+		}
+	})
+	t.Run("mismatched redirect URI", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		code := f.authorize(t, cfg, verifier, resource)
+		other := *cfg
+		other.RedirectURL = "http://127.0.0.1:43117/elsewhere"
+		_, err := other.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("got %v, want invalid_grant", err)
+		}
+	})
+	t.Run("foreign audience at the token endpoint", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		code := f.authorize(t, cfg, verifier, resource)
+		_, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", endpointOf("blue")))
+		if oauthErrorCode(err) != "invalid_target" {
+			t.Fatalf("got %v, want invalid_target", err)
+		}
+	})
+	t.Run("foreign audience at authorization", func(t *testing.T) {
+		br := newBrowser(t)
+		authURL := authorizeURL(cfg, oauth2.GenerateVerifier(), endpointOf("blue"))
+		_, page := br.do(http.MethodGet, authURL, nil)
+		resp, page := br.do(http.MethodPost, authURL, url.Values{
+			"csrf": {field(t, csrfField, page)}, "action": {"login"}, "email": {f.user.user.Email}, "password": {"correct horse battery staple"},
+		})
+		if q := redirectQuery(t, resp, page); q.Get("error") != "invalid_target" || q.Get("code") != "" {
+			t.Fatalf("got %v, want invalid_target", q)
+		}
+	})
+	t.Run("reused refresh token", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		code := f.authorize(t, cfg, verifier, resource)
+		tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		if oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("got %v, want invalid_grant", err)
+		}
+		// Reuse revokes the family: the refresh token and access token issued by the first refresh too.
+		if got := introspect(t, f.sat, next.AccessToken); got.Active {
+			t.Fatalf("access token of a family with a reused refresh token: %v", got)
+		}
+		if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: next.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("newest refresh token after reuse: %v, want invalid_grant", err)
+		}
+	})
+	t.Run("expired code", func(t *testing.T) {
+		// Last: it moves the shared clock past every code issued so far.
+		verifier := oauth2.GenerateVerifier()
+		code := f.authorize(t, cfg, verifier, resource)
+		f.clock.advance(10 * time.Minute)
+		_, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if oauthErrorCode(err) != "invalid_grant" {
+			t.Fatalf("got %v, want invalid_grant", err)
+		}
+	})
+}
+
+func TestOAuthAuthorizeRefusals(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	cfg := f.config(f.clientID, f.redirect)
+	br := newBrowser(t)
+
+	for name, tc := range map[string]struct {
+		url  string
+		want string
+	}{
+		"no PKCE":          {cfg.AuthCodeURL("state-0123456789", oauth2.SetAuthURLParam("resource", endpointOf("red"))), "invalid_request"},
+		"plain PKCE":       {cfg.AuthCodeURL("state-0123456789", oauth2.SetAuthURLParam("resource", endpointOf("red")), oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)), oauth2.SetAuthURLParam("code_challenge_method", "plain")), "invalid_request"},
+		"no resource":      {cfg.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), "invalid_target"},
+		"unknown resource": {authorizeURL(cfg, oauth2.GenerateVerifier(), "https://elsewhere.example/teams/red/mcp"), "invalid_target"},
+		"unknown scope":    {authorizeURL(f.config(f.clientID, f.redirect, "admin"), oauth2.GenerateVerifier(), endpointOf("red")), "invalid_scope"},
+	} {
+		resp, page := br.do(http.MethodGet, tc.url, nil)
+		if q := redirectQuery(t, resp, page); q.Get("error") != tc.want {
+			t.Errorf("%s: got %v, want %s", name, q, tc.want)
+		}
+	}
+	// An unregistered redirect URI is never redirected to.
+	resp, page := br.do(http.MethodGet, authorizeURL(f.config(f.clientID, "https://evil.example/cb"), oauth2.GenerateVerifier(), endpointOf("red")), nil)
+	if resp.StatusCode < 400 || resp.Header.Get("Location") != "" {
+		t.Fatalf("unregistered redirect URI: %d %s", resp.StatusCode, page)
+	}
+	// A form posted without the CSRF token is refused.
+	authURL := authorizeURL(f.config(registerClient(t, f.b, map[string]any{"redirect_uris": []string{f.redirect}}), f.redirect),
+		oauth2.GenerateVerifier(), endpointOf("red"))
+	br.consentPage(authURL, f.user.user.Email)
+	resp, _ = br.do(http.MethodPost, authURL, url.Values{"action": {"approve"}, "team": {f.red.ID.String()}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("approve without CSRF token: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestOAuthRegistration(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	for name, md := range map[string]map[string]any{
+		"plain http":         {"redirect_uris": []string{"http://example.com/cb"}},
+		"no redirect URI":    {"client_name": "x"},
+		"fragment":           {"redirect_uris": []string{"https://example.com/cb#x"}},
+		"client credentials": {"redirect_uris": []string{"https://example.com/cb"}, "grant_types": []string{"client_credentials"}},
+		"implicit":           {"redirect_uris": []string{"https://example.com/cb"}, "response_types": []string{"token"}},
+	} {
+		status, body := postJSON(t, f.b.oauthURL("/oauth/register"), md)
+		if status != http.StatusBadRequest || !bytes.Contains(body, []byte(`"error":"invalid_`)) {
+			t.Errorf("%s: %d %s, want an RFC 7591 error", name, status, body)
+		}
+	}
+	// localhost and https redirect URIs register; a loopback IP literal's port may change (RFC 8252).
+	registerClient(t, f.b, map[string]any{"redirect_uris": []string{"http://localhost:3000/cb", "https://app.example/cb"}})
+	cfg := f.config(f.clientID, "http://127.0.0.1:50999/callback")
+	verifier := oauth2.GenerateVerifier()
+	code := f.authorize(t, cfg, verifier, endpointOf("red"))
+	if _, err := cfg.Exchange(t.Context(), code, oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOAuthClientMetadataDocument authorizes a client whose id is the https URL of its metadata document,
+// served by a local TLS server.
+func TestOAuthClientMetadataDocument(t *testing.T) {
+	t.Parallel()
+	var docURL string
+	redirect := "http://127.0.0.1:43118/callback"
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /client.json", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"client_id": docURL, "client_name": "Document client", "redirect_uris": []string{redirect},
+			"token_endpoint_auth_method": "none",
+		})
+	})
+	mux.HandleFunc("GET /liar.json", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"client_id": "https://someone.else/client.json", "redirect_uris": []string{redirect}})
+	})
+	docs := httptest.NewTLSServer(mux)
+	t.Cleanup(docs.Close)
+	docURL = docs.URL + "/client.json"
+	f := setupOAuth(t, setupOpts{oauth: oauth.Config{MetadataClient: docs.Client()}})
+
+	cfg := f.config(docURL, redirect)
+	verifier := oauth2.GenerateVerifier()
+	br := newBrowser(t)
+	authURL := authorizeURL(cfg, verifier, endpointOf("red"))
+	consent := br.consentPage(authURL, f.user.user.Email)
+	if !strings.Contains(consent, "Document client") {
+		t.Fatalf("consent page does not name the client:\n%s", consent)
+	}
+	code := br.approve(authURL, consent).Get("code")
+	tok, err := cfg.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); !got.Active || got.ClientId != docURL {
+		t.Fatalf("token of a metadata-document client: %v", got)
+	}
+
+	// A document that names another client id is refused.
+	resp, page := br.do(http.MethodGet, authorizeURL(f.config(docs.URL+"/liar.json", redirect), verifier, endpointOf("red")), nil)
+	if resp.StatusCode < 400 || resp.Header.Get("Location") != "" {
+		t.Fatalf("lying metadata document: %d %s", resp.StatusCode, page)
+	}
+}
