@@ -286,3 +286,15 @@ func (s *storage) RevokeRefreshToken(ctx context.Context, requestID string) erro
 func (s *storage) RevokeAccessToken(ctx context.Context, requestID string) error {
 	return s.store.RevokeOAuthGrant(ctx, requestID, store.OAuthAccessToken)
 }
+
+// GrantDetails reads the scopes and audience of a stored grant.
+func GrantDetails(raw []byte) (scopes []string, audience string) {
+	var sr storedRequest
+	if json.Unmarshal(raw, &sr) != nil {
+		return nil, ""
+	}
+	if len(sr.GrantedAudience) > 0 {
+		audience = sr.GrantedAudience[0]
+	}
+	return sr.GrantedScope, audience
+}

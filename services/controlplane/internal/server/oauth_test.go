@@ -7,17 +7,22 @@ import (
 	"html"
 	"io"
 	"log/slog"
-	"os"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
@@ -52,7 +57,7 @@ func setupOAuth(t *testing.T, opts setupOpts) *oauthFixture {
 	f := &oauthFixture{clock: &clock{}, redirect: "http://127.0.0.1:43117/callback"}
 	opts.oauth.Now = f.clock.now
 	if opts.logger == nil {
-		opts.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts.logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
 	}
 	f.b = setup(t, opts)
 	st := f.b.store()
@@ -542,4 +547,171 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 	if resp.StatusCode < 400 || resp.Header.Get("Location") != "" {
 		t.Fatalf("lying metadata document: %d %s", resp.StatusCode, page)
 	}
+}
+
+func (f *oauthFixture) oauthService(token string) apiv1connect.OAuthServiceClient {
+	return apiv1connect.NewOAuthServiceClient(http.DefaultClient, f.b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+}
+
+// TestOAuthClientCredentials has a team admin create a confidential client whose tokens act as its service
+// user in the team, introspect them as that client, and revoke it.
+func TestOAuthClientCredentials(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	api := f.oauthService(f.user.token)
+	created, err := api.CreateOAuthClient(ctx, connect.NewRequest(&apiv1.CreateOAuthClientRequest{
+		TeamId: f.red.ID.String(), Name: "nightly agent", Scopes: []string{oauth.ScopeRead},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, secret := created.Msg.Client, created.Msg.ClientSecret
+	if secret == "" || client.ServiceUserId == "" || client.TokenEndpointAuthMethod != "client_secret_basic" {
+		t.Fatalf("created client %v", created.Msg)
+	}
+	cc := func(secret, resource string) *clientcredentials.Config {
+		return &clientcredentials.Config{
+			ClientID: client.ClientId, ClientSecret: secret, TokenURL: f.b.oauthURL("/oauth/token"),
+			EndpointParams: url.Values{"resource": {resource}},
+		}
+	}
+	tok, err := cc(secret, endpointOf("red")).Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.RefreshToken != "" {
+		t.Errorf("client credentials issued a refresh token")
+	}
+	got := introspect(t, f.sat, tok.AccessToken)
+	if !got.Active || got.TeamSlug != "red" || got.UserId != client.ServiceUserId || got.Audience != endpointOf("red") ||
+		strings.Join(got.Scopes, " ") != oauth.ScopeRead {
+		t.Fatalf("client-credentials token at the satellite: %v", got)
+	}
+
+	if _, err := cc("orcs_wrong", endpointOf("red")).Token(ctx); oauthErrorCode(err) != "invalid_client" {
+		t.Errorf("wrong client secret: %v, want invalid_client", err)
+	}
+	if _, err := cc(secret, endpointOf("blue")).Token(ctx); oauthErrorCode(err) != "invalid_target" {
+		t.Errorf("another team's endpoint: %v, want invalid_target", err)
+	}
+
+	// RFC 7662: only an authenticated confidential client, and only about its own tokens.
+	introspectAs := func(user, pass, token string) (int, map[string]any) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.b.oauthURL("/oauth/introspect"),
+			strings.NewReader(url.Values{"token": {token}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" {
+			req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, out := introspectAs(client.ClientId, secret, tok.AccessToken); status != http.StatusOK || out["active"] != true ||
+		out["aud"] == nil || out["client_id"] != client.ClientId || out["scope"] != oauth.ScopeRead {
+		t.Errorf("introspection by the client: %d %v", status, out)
+	}
+	if status, _ := introspectAs("", "", tok.AccessToken); status != http.StatusUnauthorized {
+		t.Errorf("anonymous introspection: %d, want 401", status)
+	}
+	if status, _ := introspectAs(client.ClientId, "orcs_wrong", tok.AccessToken); status != http.StatusUnauthorized {
+		t.Errorf("introspection with a wrong secret: %d, want 401", status)
+	}
+	cfg := f.config(f.clientID, f.redirect)
+	verifier := oauth2.GenerateVerifier()
+	other, err := cfg.Exchange(ctx, f.authorize(t, cfg, verifier, endpointOf("red")), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out := introspectAs(client.ClientId, secret, other.AccessToken); out["active"] != false {
+		t.Errorf("introspection of another client's token: %v, want inactive", out)
+	}
+
+	list, err := api.ListOAuthClients(ctx, connect.NewRequest(&apiv1.ListOAuthClientsRequest{TeamId: f.red.ID.String()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range list.Msg.Clients {
+		ids = append(ids, c.ClientId)
+	}
+	if !slices.Contains(ids, client.ClientId) || !slices.Contains(ids, f.clientID) {
+		t.Fatalf("team clients %v: want the confidential client and the public one with a grant", ids)
+	}
+	if _, err := api.RevokeOAuthClient(ctx, connect.NewRequest(&apiv1.RevokeOAuthClientRequest{
+		TeamId: f.red.ID.String(), ClientId: client.ClientId,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); got.Active {
+		t.Fatalf("token of a revoked client: %v", got)
+	}
+	if _, err := cc(secret, endpointOf("red")).Token(ctx); oauthErrorCode(err) != "invalid_client" {
+		t.Errorf("revoked client: %v, want invalid_client", err)
+	}
+}
+
+// TestOAuthGrantManagement has a team admin revoke a grant and a user withdraw their consent.
+func TestOAuthGrantManagement(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	api := f.oauthService(f.user.token)
+	cfg := f.config(f.clientID, f.redirect)
+	resource := endpointOf("red")
+	issue := func() *oauth2.Token {
+		verifier := oauth2.GenerateVerifier()
+		tok, err := cfg.Exchange(ctx, f.authorize(t, cfg, verifier, resource), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	tok := issue()
+	grants, err := api.ListOAuthGrants(ctx, connect.NewRequest(&apiv1.ListOAuthGrantsRequest{TeamId: f.red.ID.String()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants.Msg.Grants) != 1 || grants.Msg.Grants[0].Audience != resource || grants.Msg.Grants[0].ClientId != f.clientID {
+		t.Fatalf("team grants: %v", grants.Msg.Grants)
+	}
+	if _, err := api.RevokeOAuthGrant(ctx, connect.NewRequest(&apiv1.RevokeOAuthGrantRequest{
+		TeamId: f.blue.ID.String(), GrantId: grants.Msg.Grants[0].GrantId,
+	})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("revoke through another team: %v, want PermissionDenied", err)
+	}
+	if _, err := api.RevokeOAuthGrant(ctx, connect.NewRequest(&apiv1.RevokeOAuthGrantRequest{
+		TeamId: f.red.ID.String(), GrantId: grants.Msg.Grants[0].GrantId,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); got.Active {
+		t.Fatalf("token of a revoked grant: %v", got)
+	}
+
+	tok = issue()
+	mine, err := api.ListMyOAuthConsents(ctx, connect.NewRequest(&apiv1.ListMyOAuthConsentsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mine.Msg.Consents) != 1 || mine.Msg.Consents[0].ClientId != f.clientID || len(mine.Msg.Grants) != 1 {
+		t.Fatalf("my consents: %v", mine.Msg)
+	}
+	if _, err := api.WithdrawOAuthConsent(ctx, connect.NewRequest(&apiv1.WithdrawOAuthConsentRequest{
+		ClientId: f.clientID, ConsentTeamId: f.red.ID.String(),
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); got.Active {
+		t.Fatalf("token after consent was withdrawn: %v", got)
+	}
+	// The client must ask again.
+	newBrowser(t).consentPage(authorizeURL(cfg, oauth2.GenerateVerifier(), resource), f.user.user.Email)
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
+	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -206,12 +207,13 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
 	mux.Handle(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
 	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 
 	services := []string{
 		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
-		apiv1connect.SecretServiceName,
+		apiv1connect.SecretServiceName, apiv1connect.OAuthServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
