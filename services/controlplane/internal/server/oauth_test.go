@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,6 +22,7 @@ import (
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 
+	"github.com/orrery/orrery/internal/oauthtest"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -118,132 +117,58 @@ func (f *oauthFixture) config(clientID, redirect string, scopes ...string) *oaut
 	}
 }
 
-// browser follows no redirects and keeps cookies by hand: the session cookie is Secure, which a cookie jar
-// would not send over the test's plain HTTP.
-type browser struct {
-	t       *testing.T
-	cookies map[string]*http.Cookie
-	client  *http.Client
-}
-
-func newBrowser(t *testing.T) *browser {
-	return &browser{t: t, cookies: map[string]*http.Cookie{}, client: &http.Client{
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-}
-
-func (br *browser) do(method, u string, form url.Values) (*http.Response, string) {
-	br.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(br.t.Context(), method, u, body)
-	if err != nil {
-		br.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for _, c := range br.cookies {
-		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-	}
-	resp, err := br.client.Do(req)
-	if err != nil {
-		br.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	for _, c := range resp.Cookies() {
-		if c.MaxAge < 0 {
-			delete(br.cookies, c.Name)
-		} else {
-			br.cookies[c.Name] = c
-		}
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	return resp, string(raw)
-}
-
-var (
-	csrfField  = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-	teamOption = regexp.MustCompile(`<option value="([^"]+)"( selected)?>([^<]+)</option>`)
-)
-
-func field(t *testing.T, re *regexp.Regexp, page string) string {
-	t.Helper()
-	m := re.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("no %s in page:\n%s", re, page)
-	}
-	return html.UnescapeString(m[1])
-}
-
 // authorizeURL is the authorization request of cfg for resource with PKCE.
 func authorizeURL(cfg *oauth2.Config, verifier, resource string, extra ...oauth2.AuthCodeOption) string {
 	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource)}, extra...)
 	return cfg.AuthCodeURL("state-0123456789", opts...)
 }
 
-// signIn opens the authorization URL, signs in on the login page and returns the answer: the consent
-// page, or a redirect when consent was given before.
-func (br *browser) signIn(authURL, email string) (*http.Response, string) {
-	br.t.Helper()
-	resp, page := br.do(http.MethodGet, authURL, nil)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `name="password"`) {
-		br.t.Fatalf("authorize: want the login page, got %d %s", resp.StatusCode, page)
-	}
-	return br.do(http.MethodPost, authURL, url.Values{
-		"csrf": {field(br.t, csrfField, page)}, "action": {"login"}, "email": {email}, "password": {"correct horse battery staple"},
-	})
-}
+const testPassword = "correct horse battery staple"
 
-// consentPage signs in and returns the consent page.
-func (br *browser) consentPage(authURL, email string) string {
-	br.t.Helper()
-	resp, page := br.signIn(authURL, email)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `value="approve"`) {
-		br.t.Fatalf("sign in: want the consent page, got %d %s", resp.StatusCode, page)
-	}
-	return page
-}
-
-// approve posts the consent page for the team it preselects and returns the redirect's query.
-func (br *browser) approve(authURL, consentPage string) url.Values {
-	br.t.Helper()
-	var team string
-	for _, m := range teamOption.FindAllStringSubmatch(consentPage, -1) {
-		if m[2] != "" {
-			team = m[1]
-		}
-	}
-	resp, page := br.do(http.MethodPost, authURL, url.Values{
-		"csrf": {field(br.t, csrfField, consentPage)}, "action": {"approve"}, "team": {team},
-	})
-	return redirectQuery(br.t, resp, page)
-}
-
-func redirectQuery(t *testing.T, resp *http.Response, page string) url.Values {
+// signIn signs in at authURL with a fresh browser unless one is given, and returns the answer.
+func signIn(t *testing.T, br *oauthtest.Browser, authURL, email string) oauthtest.Page {
 	t.Helper()
-	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
-		t.Fatalf("want a redirect to the client, got %d %s", resp.StatusCode, page)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
+	p, err := br.SignIn(t.Context(), authURL, email, testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return loc.Query()
+	return p
+}
+
+// consentPage signs in and returns the consent page.
+func consentPage(t *testing.T, br *oauthtest.Browser, authURL, email string) oauthtest.Page {
+	t.Helper()
+	p := signIn(t, br, authURL, email)
+	if !oauthtest.IsConsent(p) {
+		t.Fatalf("sign in: want the consent page, got %d %s", p.Status, p.Body)
+	}
+	return p
+}
+
+func get(t *testing.T, br *oauthtest.Browser, u string) oauthtest.Page {
+	t.Helper()
+	p, err := br.Do(t.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func redirectQuery(t *testing.T, p oauthtest.Page) url.Values {
+	t.Helper()
+	q, err := oauthtest.RedirectQuery(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
 
 // authorize runs the browser part of the flow for the fixture's user and returns the code.
 func (f *oauthFixture) authorize(t *testing.T, cfg *oauth2.Config, verifier, resource string) string {
 	t.Helper()
-	br := newBrowser(t)
-	authURL := authorizeURL(cfg, verifier, resource)
-	var q url.Values
-	if resp, page := br.signIn(authURL, f.user.user.Email); resp.StatusCode == http.StatusOK {
-		q = br.approve(authURL, page)
-	} else {
-		q = redirectQuery(t, resp, page) // consent given before
+	q, err := oauthtest.NewBrowser().Authorize(t.Context(), authorizeURL(cfg, verifier, resource), f.user.user.Email, testPassword)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if q.Get("code") == "" || q.Get("state") != "state-0123456789" || q.Get("iss") != f.b.issuer() {
 		t.Fatalf("authorization response %v: want code, state and iss %s", q, f.b.issuer())
@@ -318,8 +243,7 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	}
 
 	// Consent is remembered: the next authorization for the same client, team and scopes skips the page.
-	resp, page := newBrowser(t).signIn(authorizeURL(cfg, verifier, resource), f.user.user.Email)
-	if q := redirectQuery(t, resp, page); q.Get("code") == "" {
+	if q := redirectQuery(t, signIn(t, oauthtest.NewBrowser(), authorizeURL(cfg, verifier, resource), f.user.user.Email)); q.Get("code") == "" {
 		t.Fatalf("remembered consent: %v", q)
 	}
 
@@ -336,11 +260,13 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	}
 
 	// Revoking the refresh token ends the grant: its access tokens stop working at the satellite.
-	resp, page = newBrowser(t).do(http.MethodPost, f.b.oauthURL("/oauth/revoke"), url.Values{
-		"token": {refreshed.RefreshToken}, "client_id": {f.clientID},
-	})
+	resp, err := http.PostForm(f.b.oauthURL("/oauth/revoke"), url.Values{"token": {refreshed.RefreshToken}, "client_id": {f.clientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("revoke: %d %s", resp.StatusCode, page)
+		t.Fatalf("revoke: %d", resp.StatusCode)
 	}
 	if got := introspect(t, f.sat, refreshed.AccessToken); got.Active {
 		t.Fatalf("access token after its refresh token was revoked: %v", got)
@@ -398,13 +324,8 @@ func TestOAuthTokenErrors(t *testing.T) {
 		}
 	})
 	t.Run("foreign audience at authorization", func(t *testing.T) {
-		br := newBrowser(t)
-		authURL := authorizeURL(cfg, oauth2.GenerateVerifier(), endpointOf("blue"))
-		_, page := br.do(http.MethodGet, authURL, nil)
-		resp, page := br.do(http.MethodPost, authURL, url.Values{
-			"csrf": {field(t, csrfField, page)}, "action": {"login"}, "email": {f.user.user.Email}, "password": {"correct horse battery staple"},
-		})
-		if q := redirectQuery(t, resp, page); q.Get("error") != "invalid_target" || q.Get("code") != "" {
+		p := signIn(t, oauthtest.NewBrowser(), authorizeURL(cfg, oauth2.GenerateVerifier(), endpointOf("blue")), f.user.user.Email)
+		if q := redirectQuery(t, p); q.Get("error") != "invalid_target" || q.Get("code") != "" {
 			t.Fatalf("got %v, want invalid_target", q)
 		}
 	})
@@ -447,7 +368,7 @@ func TestOAuthAuthorizeRefusals(t *testing.T) {
 	t.Parallel()
 	f := setupOAuth(t, setupOpts{})
 	cfg := f.config(f.clientID, f.redirect)
-	br := newBrowser(t)
+	br := oauthtest.NewBrowser()
 
 	for name, tc := range map[string]struct {
 		url  string
@@ -459,23 +380,21 @@ func TestOAuthAuthorizeRefusals(t *testing.T) {
 		"unknown resource": {authorizeURL(cfg, oauth2.GenerateVerifier(), "https://elsewhere.example/teams/red/mcp"), "invalid_target"},
 		"unknown scope":    {authorizeURL(f.config(f.clientID, f.redirect, "admin"), oauth2.GenerateVerifier(), endpointOf("red")), "invalid_scope"},
 	} {
-		resp, page := br.do(http.MethodGet, tc.url, nil)
-		if q := redirectQuery(t, resp, page); q.Get("error") != tc.want {
+		if q := redirectQuery(t, get(t, br, tc.url)); q.Get("error") != tc.want {
 			t.Errorf("%s: got %v, want %s", name, q, tc.want)
 		}
 	}
 	// An unregistered redirect URI is never redirected to.
-	resp, page := br.do(http.MethodGet, authorizeURL(f.config(f.clientID, "https://evil.example/cb"), oauth2.GenerateVerifier(), endpointOf("red")), nil)
-	if resp.StatusCode < 400 || resp.Header.Get("Location") != "" {
-		t.Fatalf("unregistered redirect URI: %d %s", resp.StatusCode, page)
+	if p := get(t, br, authorizeURL(f.config(f.clientID, "https://evil.example/cb"), oauth2.GenerateVerifier(), endpointOf("red"))); p.Status < 400 || p.Location != "" {
+		t.Fatalf("unregistered redirect URI: %d %s", p.Status, p.Body)
 	}
 	// A form posted without the CSRF token is refused.
 	authURL := authorizeURL(f.config(registerClient(t, f.b, map[string]any{"redirect_uris": []string{f.redirect}}), f.redirect),
 		oauth2.GenerateVerifier(), endpointOf("red"))
-	br.consentPage(authURL, f.user.user.Email)
-	resp, _ = br.do(http.MethodPost, authURL, url.Values{"action": {"approve"}, "team": {f.red.ID.String()}})
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("approve without CSRF token: %d, want 403", resp.StatusCode)
+	consentPage(t, br, authURL, f.user.user.Email)
+	p, err := br.Do(t.Context(), http.MethodPost, authURL, url.Values{"action": {"approve"}, "team": {f.red.ID.String()}})
+	if err != nil || p.Status != http.StatusForbidden {
+		t.Fatalf("approve without CSRF token: %d %v, want 403", p.Status, err)
 	}
 }
 
@@ -527,13 +446,17 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 
 	cfg := f.config(docURL, redirect)
 	verifier := oauth2.GenerateVerifier()
-	br := newBrowser(t)
+	br := oauthtest.NewBrowser()
 	authURL := authorizeURL(cfg, verifier, endpointOf("red"))
-	consent := br.consentPage(authURL, f.user.user.Email)
-	if !strings.Contains(consent, "Document client") {
-		t.Fatalf("consent page does not name the client:\n%s", consent)
+	consent := consentPage(t, br, authURL, f.user.user.Email)
+	if !strings.Contains(consent.Body, "Document client") {
+		t.Fatalf("consent page does not name the client:\n%s", consent.Body)
 	}
-	code := br.approve(authURL, consent).Get("code")
+	q, err := br.Approve(t.Context(), authURL, consent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := q.Get("code")
 	tok, err := cfg.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatal(err)
@@ -543,9 +466,8 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 	}
 
 	// A document that names another client id is refused.
-	resp, page := br.do(http.MethodGet, authorizeURL(f.config(docs.URL+"/liar.json", redirect), verifier, endpointOf("red")), nil)
-	if resp.StatusCode < 400 || resp.Header.Get("Location") != "" {
-		t.Fatalf("lying metadata document: %d %s", resp.StatusCode, page)
+	if p := get(t, br, authorizeURL(f.config(docs.URL+"/liar.json", redirect), verifier, endpointOf("red"))); p.Status < 400 || p.Location != "" {
+		t.Fatalf("lying metadata document: %d %s", p.Status, p.Body)
 	}
 }
 
@@ -713,5 +635,5 @@ func TestOAuthGrantManagement(t *testing.T) {
 		t.Fatalf("token after consent was withdrawn: %v", got)
 	}
 	// The client must ask again.
-	newBrowser(t).consentPage(authorizeURL(cfg, oauth2.GenerateVerifier(), resource), f.user.user.Email)
+	consentPage(t, oauthtest.NewBrowser(), authorizeURL(cfg, oauth2.GenerateVerifier(), resource), f.user.user.Email)
 }
