@@ -247,6 +247,15 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 		t.Fatalf("remembered consent: %v", q)
 	}
 
+	// A client may send no state, as the TypeScript SDK does: PKCE protects the flow, and the answer then
+	// carries no state either.
+	q, err := oauthtest.NewBrowser().Authorize(ctx,
+		cfg.AuthCodeURL("", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource)),
+		f.user.user.Email, testPassword)
+	if err != nil || q.Get("code") == "" || q.Has("state") || q.Get("iss") != f.b.issuer() {
+		t.Fatalf("authorization without state: %v %v", q, err)
+	}
+
 	// Refreshing rotates the refresh token.
 	refreshed, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 	if err != nil {
