@@ -5,7 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -20,6 +24,28 @@ import (
 	"github.com/orrery/orrery/internal/oauthtest"
 )
 
+// memberPassword is the password giveMemberPassword sets.
+const memberPassword = "correct horse battery staple"
+
+// memberEmail is the address of the member seedTeam creates.
+func memberEmail(te *teamEndpoint) string { return te.slug + "-dev@e2e.test" }
+
+// giveMemberPassword lets te's seeded member sign in with memberPassword: it copies the hash of that
+// password from a user created with it through the API.
+func giveMemberPassword(t *testing.T, te *teamEndpoint) {
+	t.Helper()
+	donor := te.slug + "-password-donor@e2e.test"
+	if _, err := te.cp.Users().CreateUser(t.Context(), connect.NewRequest(&apiv1.CreateUserRequest{
+		Email: donor, Password: memberPassword, GlobalRole: apiv1.GlobalRole_GLOBAL_ROLE_USER,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.conn.Exec(t.Context(), `update users set password_hash =
+		(select password_hash from users where email = $1) where slug = $2`, donor, te.slug+"-dev"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestOAuthColdStartWithTypeScriptSDK connects the official TypeScript SDK's OAuth client to a team
 // endpoint knowing nothing but its URL: the endpoint's 401 leads it to the protected-resource metadata and
 // the control plane's authorization server, where it registers and sends the user to authorize; the test
@@ -31,17 +57,7 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 	red := startTeamEndpoint(t, "red", "everything", command, args, false, "everything__echo")
 	ctx := t.Context()
 
-	// The seeded member gets a password: the hash of one set through the API for another user.
-	const password = "correct horse battery staple"
-	if _, err := red.cp.Users().CreateUser(ctx, connect.NewRequest(&apiv1.CreateUserRequest{
-		Email: "password-donor@e2e.test", Password: password, GlobalRole: apiv1.GlobalRole_GLOBAL_ROLE_USER,
-	})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := red.conn.Exec(ctx, `update users set password_hash =
-		(select password_hash from users where email = 'password-donor@e2e.test') where slug = 'red-dev'`); err != nil {
-		t.Fatal(err)
-	}
+	giveMemberPassword(t, red)
 
 	node, sdkDir := mcptest.TypeScriptSDK(t)
 	script, err := filepath.Abs("testdata/oauth-client.mjs")
@@ -80,7 +96,7 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 		Authorize string `json:"authorize"`
 	}
 	next(&redirect)
-	q, err := oauthtest.NewBrowser().Authorize(ctx, redirect.Authorize, "red-dev@e2e.test", password)
+	q, err := oauthtest.NewBrowser().Authorize(ctx, redirect.Authorize, memberEmail(red), memberPassword)
 	if err != nil {
 		t.Fatalf("authorize at %s: %v", redirect.Authorize, err)
 	}
@@ -101,5 +117,95 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 	}
 	if !slices.Contains(result.Tools, "everything__echo") || !strings.Contains(result.Echo, "hello through OAuth") {
 		t.Fatalf("client listed %v and echoed %q", result.Tools, result.Echo)
+	}
+}
+
+// TestAuthorizationServerConformance runs the official MCP conformance suite's authorization-server
+// scenarios (metadata, and the authorization code grant with PKCE and a resource) against the control
+// plane, playing the user on the login and consent pages when the suite asks for a browser. Every scenario
+// must pass.
+//
+//	ORRERY_CONFORMANCE=1 go test -count=1 -run '^TestAuthorizationServerConformance$' -v ./e2e/
+func TestAuthorizationServerConformance(t *testing.T) {
+	if os.Getenv(conformanceEnv) == "" {
+		t.Skipf("set %s=1 to run the MCP conformance suite (installs Node 22 and the suite from npm once)", conformanceEnv)
+	}
+	t.Parallel()
+	command, args := mcptest.Everything(t)
+	red := startTeamEndpoint(t, "red", "everything", command, args, false, "everything__echo")
+	giveMemberPassword(t, red)
+	ctx := t.Context()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close() // the suite listens on it for the redirect; another process taking it is unlikely
+	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", port)
+	raw, _ := json.Marshal(map[string]any{"client_name": "conformance", "redirect_uris": []string{redirect}})
+	resp, err := http.Post(red.cp.URL+"/oauth/register", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&client)
+	resp.Body.Close()
+	if err != nil || client.ClientID == "" {
+		t.Fatalf("register: %d %v", resp.StatusCode, err)
+	}
+
+	node, suite := mcptest.ConformanceAt(t, mcptest.ConformancePreviewVersion)
+	out := t.TempDir()
+	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, node, slices.Concat(suite, []string{"authorization", "--url", red.cp.URL,
+		"--client-id", client.ClientID, "--resource", red.endpoint, "--port", fmt.Sprint(port), "-o", out})...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var output bytes.Buffer
+	cmd.Stderr = &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		line := lines.Text()
+		output.WriteString(line + "\n")
+		if !strings.HasPrefix(line, red.cp.URL+"/oauth/authorize?") {
+			continue
+		}
+		q, err := oauthtest.NewBrowser().Authorize(ctx, line, memberEmail(red), memberPassword)
+		if err != nil {
+			t.Errorf("authorize at %s: %v", line, err)
+			break
+		}
+		// The browser follows the redirect to the suite's callback server.
+		resp, err := http.Get(redirect + "?" + q.Encode())
+		if err != nil {
+			t.Errorf("deliver the code to the suite: %v", err)
+			break
+		}
+		resp.Body.Close()
+	}
+	_ = cmd.Wait() // non-zero when a scenario fails; the results on disk are what counts
+
+	entries, err := os.ReadDir(out)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("the suite wrote no results (%v):\n%s", err, output.Bytes())
+	}
+	for _, e := range entries {
+		r := readChecks(t, e.Name(), filepath.Join(out, e.Name(), "checks.json"))
+		t.Logf("%-60s %d passed, %d failed", e.Name(), r.passes, r.fails)
+		if !r.passed() {
+			t.Errorf("%s failed: %s", e.Name(), r.failure)
+		}
+	}
+	if t.Failed() {
+		t.Logf("suite output:\n%s", output.Bytes())
 	}
 }
