@@ -105,3 +105,8 @@ insert into users (slug, email, name, global_role) values (@slug, @email, @name,
 
 -- name: GetTeamBySlug :one
 select * from teams where slug = @slug;
+
+-- name: PruneExpiredOAuthTokens :execrows
+-- PruneExpiredOAuthTokens deletes codes and tokens that expired before @before: once expired, a token is
+-- refused anyway, and reusing it says nothing about its grant.
+delete from oauth_tokens where expires_at < @before;

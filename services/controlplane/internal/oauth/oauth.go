@@ -36,8 +36,8 @@ import (
 
 // Config tunes the authorization server; zero fields take the defaults in their comments.
 type Config struct {
-	// Issuer is the authorization server's public URL, without a trailing slash: its identifier in
-	// metadata and authorization responses, and the base of its endpoints. Required.
+	// Issuer is the authorization server's public URL, scheme and host only: its identifier in metadata
+	// and authorization responses, and the base of its endpoints. Required.
 	Issuer string
 	// AccessTokenTTL is how long access tokens live. Default 1 hour.
 	AccessTokenTTL time.Duration
@@ -75,8 +75,11 @@ func (c Config) WithDefaults() Config {
 
 func (c Config) validate() error {
 	u, err := url.Parse(c.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("oauth issuer %q must be an http or https URL without query or fragment", c.Issuer)
+	// A path would move the RFC 8414 metadata to /.well-known/oauth-authorization-server/{path}, which
+	// the control plane does not serve: it is mounted at the root of its host.
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" ||
+		u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("oauth issuer %q must be an http or https URL with nothing after the host", c.Issuer)
 	}
 	return nil
 }

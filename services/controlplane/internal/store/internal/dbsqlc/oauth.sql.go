@@ -438,6 +438,20 @@ func (q *Queries) ListTeamOAuthClients(ctx context.Context, teamID uuid.UUID) ([
 	return items, nil
 }
 
+const pruneExpiredOAuthTokens = `-- name: PruneExpiredOAuthTokens :execrows
+delete from oauth_tokens where expires_at < $1
+`
+
+// PruneExpiredOAuthTokens deletes codes and tokens that expired before @before: once expired, a token is
+// refused anyway, and reusing it says nothing about its grant.
+func (q *Queries) PruneExpiredOAuthTokens(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneExpiredOAuthTokens, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const revokeClientTeamGrants = `-- name: RevokeClientTeamGrants :many
 update oauth_tokens set active = false
 where client_id = $1 and team_id = $2 and active
