@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -311,6 +310,3 @@ func (secretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
 	h, err := password.Hash(string(data))
 	return []byte(h), err
 }
-
-// hasGrant reports whether a client may use a grant type.
-func (c *client) hasGrant(g string) bool { return slices.Contains(c.grantTypes, g) }
