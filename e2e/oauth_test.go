@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/internal/mcptest"
@@ -118,6 +120,53 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 	if !slices.Contains(result.Tools, "everything__echo") || !strings.Contains(result.Echo, "hello through OAuth") {
 		t.Fatalf("client listed %v and echoed %q", result.Tools, result.Echo)
 	}
+
+	// A token with mcp:read alone lists the tools but cannot call them: the satellite enforces scopes.
+	cfg := &oauth2.Config{
+		ClientID: registerPublicClient(t, red.cp.URL, "http://127.0.0.1:43120/callback"), RedirectURL: "http://127.0.0.1:43120/callback",
+		Scopes:   []string{"mcp:read"},
+		Endpoint: oauth2.Endpoint{AuthURL: red.cp.URL + "/oauth/authorize", TokenURL: red.cp.URL + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams},
+	}
+	verifier := oauth2.GenerateVerifier()
+	q, err = oauthtest.NewBrowser().Authorize(ctx, cfg.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("resource", red.endpoint)), memberEmail(red), memberPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, err := connectMCP(ctx, red.endpoint, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	if _, err := session.ListTools(ctx, nil); err != nil {
+		t.Fatalf("list tools with mcp:read: %v", err)
+	}
+	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "everything__echo", Arguments: map[string]any{"message": "x"}}); err == nil ||
+		!strings.Contains(err.Error(), "Forbidden") {
+		t.Fatalf("call a tool with mcp:read alone: %v, want the endpoint's 403", err)
+	}
+}
+
+// registerPublicClient registers a client with the control plane at cpURL and returns its id.
+func registerPublicClient(t *testing.T, cpURL, redirect string) string {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]any{"client_name": "e2e", "redirect_uris": []string{redirect}})
+	resp, err := http.Post(cpURL+"/oauth/register", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&client); err != nil || client.ClientID == "" {
+		t.Fatalf("register: %d %v", resp.StatusCode, err)
+	}
+	return client.ClientID
 }
 
 // TestAuthorizationServerConformance runs the official MCP conformance suite's authorization-server
@@ -143,26 +192,14 @@ func TestAuthorizationServerConformance(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close() // the suite listens on it for the redirect; another process taking it is unlikely
 	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", port)
-	raw, _ := json.Marshal(map[string]any{"client_name": "conformance", "redirect_uris": []string{redirect}})
-	resp, err := http.Post(red.cp.URL+"/oauth/register", "application/json", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var client struct {
-		ClientID string `json:"client_id"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&client)
-	resp.Body.Close()
-	if err != nil || client.ClientID == "" {
-		t.Fatalf("register: %d %v", resp.StatusCode, err)
-	}
+	clientID := registerPublicClient(t, red.cp.URL, redirect)
 
 	node, suite := mcptest.ConformanceAt(t, mcptest.ConformancePreviewVersion)
 	out := t.TempDir()
 	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, node, slices.Concat(suite, []string{"authorization", "--url", red.cp.URL,
-		"--client-id", client.ClientID, "--resource", red.endpoint, "--port", fmt.Sprint(port), "-o", out})...)
+		"--client-id", clientID, "--resource", red.endpoint, "--port", fmt.Sprint(port), "-o", out})...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
