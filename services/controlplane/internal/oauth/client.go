@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
 
+	"github.com/orrery/orrery/internal/scope"
 	"github.com/orrery/orrery/services/controlplane/internal/password"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -23,9 +24,9 @@ import (
 // Scopes the authorization server grants. The satellite enforces the first two: listing needs mcp:read,
 // calling tools needs mcp:tools:execute. offline_access asks for a refresh token.
 const (
-	ScopeRead          = "mcp:read"
-	ScopeExecute       = "mcp:tools:execute"
-	ScopeOfflineAccess = "offline_access"
+	ScopeRead          = scope.Read
+	ScopeExecute       = scope.Execute
+	ScopeOfflineAccess = scope.OfflineAccess
 )
 
 var supportedScopes = []string{ScopeRead, ScopeExecute, ScopeOfflineAccess}
