@@ -110,3 +110,14 @@ select * from teams where slug = @slug;
 -- PruneExpiredOAuthTokens deletes codes and tokens that expired before @before: once expired, a token is
 -- refused anyway, and reusing it says nothing about its grant.
 delete from oauth_tokens where expires_at < @before;
+
+-- name: RevokeMemberAccessTokens :exec
+-- RevokeMemberAccessTokens ends a former member's access tokens for the team.
+update access_tokens set revoked_at = coalesce(revoked_at, now())
+where team_id = @team_id and user_id = @user_id and revoked_at is null;
+
+-- name: DeactivateMemberOAuthTokens :exec
+update oauth_tokens set active = false where team_id = @team_id and user_id = @user_id and active;
+
+-- name: DeleteMemberOAuthConsents :exec
+delete from oauth_consents where team_id = @team_id and user_id = @user_id;

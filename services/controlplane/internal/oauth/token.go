@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/ory/fosite"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
 // maxFormBytes bounds the bodies of the token, revocation and introspection endpoints.
@@ -44,6 +47,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	} else if len(resources) == 1 && !ar.GetRequestedAudience().Has(resources[0]) {
 		// The code or refresh token was bound to one endpoint at authorization; it buys nothing else.
 		s.provider.WriteAccessError(ctx, w, ar, errInvalidTarget("The resource differs from the one the grant was authorized for."))
+		return
+	}
+	// A grant acts for a member of its team; one who has left gets nothing more, whatever they hold.
+	if err := s.checkMembership(ctx, ar.GetSession().(*Session)); err != nil {
+		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
@@ -85,6 +93,23 @@ func (s *Server) clientCredentials(ctx context.Context, ar fosite.AccessRequeste
 		}
 	}
 	ar.GrantAudience(res.endpoint(res.team.Slug))
+	return nil
+}
+
+// checkMembership refuses a grant whose user is no longer a member of its team.
+func (s *Server) checkMembership(ctx context.Context, session *Session) error {
+	teamID, err1 := uuid.Parse(session.TeamID)
+	userID, err2 := uuid.Parse(session.UserID)
+	if err1 != nil || err2 != nil {
+		return fosite.ErrInvalidGrant.WithHint("The grant names no team member.")
+	}
+	_, err := s.store.TeamRole(ctx, teamID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrInvalidGrant.WithHint("The user is no longer a member of the team.")
+	}
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
 	return nil
 }
 

@@ -646,3 +646,38 @@ func TestOAuthGrantManagement(t *testing.T) {
 	// The client must ask again.
 	consentPage(t, oauthtest.NewBrowser(), authorizeURL(cfg, oauth2.GenerateVerifier(), resource), f.user.user.Email)
 }
+
+// TestOAuthEndsWithMembership removes a member from the team: their tokens stop working at the satellite
+// and their refresh token buys nothing more.
+func TestOAuthEndsWithMembership(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	st := f.b.store()
+	member := newCaller(t, st, "member@red.test", store.RoleGlobalUser)
+	if err := st.AddMember(ctx, f.red.ID, member.user.ID, store.RoleTeamUser); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config(f.clientID, f.redirect)
+	verifier := oauth2.GenerateVerifier()
+	q, err := oauthtest.NewBrowser().Authorize(ctx, authorizeURL(cfg, verifier, endpointOf("red")), member.user.Email, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); !got.Active {
+		t.Fatalf("member's token: %v", got)
+	}
+	if err := st.RemoveMember(ctx, f.red.ID, member.user.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := introspect(t, f.sat, tok.AccessToken); got.Active {
+		t.Fatalf("former member's token at the satellite: %v", got)
+	}
+	if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
+		t.Fatalf("former member's refresh: %v, want invalid_grant", err)
+	}
+}

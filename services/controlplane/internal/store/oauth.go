@@ -366,3 +366,14 @@ func (s *Store) TeamEndpointServed(ctx context.Context, url string, teamID uuid.
 	ok, err := s.q.TeamEndpointServed(ctx, url, teamID)
 	return ok, translate(err, "check team endpoint")
 }
+
+// revokeMemberAccess ends what a former member held for a team: access tokens, OAuth grants, consents.
+func revokeMemberAccess(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) error {
+	if err := q.RevokeMemberAccessTokens(ctx, teamID, userID); err != nil {
+		return translate(err, "revoke access tokens")
+	}
+	if err := q.DeactivateMemberOAuthTokens(ctx, teamID, userID); err != nil {
+		return translate(err, "revoke oauth grants")
+	}
+	return translate(q.DeleteMemberOAuthConsents(ctx, teamID, userID), "delete oauth consents")
+}

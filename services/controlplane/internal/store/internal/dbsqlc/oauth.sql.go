@@ -135,6 +135,15 @@ func (q *Queries) CreateServiceUser(ctx context.Context, slug string, email stri
 	return id, err
 }
 
+const deactivateMemberOAuthTokens = `-- name: DeactivateMemberOAuthTokens :exec
+update oauth_tokens set active = false where team_id = $1 and user_id = $2 and active
+`
+
+func (q *Queries) DeactivateMemberOAuthTokens(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, deactivateMemberOAuthTokens, teamID, userID)
+	return err
+}
+
 const deactivateOAuthGrant = `-- name: DeactivateOAuthGrant :exec
 update oauth_tokens set active = false where request_id = $1 and kind = $2
 `
@@ -156,6 +165,15 @@ func (q *Queries) DeactivateOAuthToken(ctx context.Context, signature []byte, ki
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const deleteMemberOAuthConsents = `-- name: DeleteMemberOAuthConsents :exec
+delete from oauth_consents where team_id = $1 and user_id = $2
+`
+
+func (q *Queries) DeleteMemberOAuthConsents(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, deleteMemberOAuthConsents, teamID, userID)
+	return err
 }
 
 const deleteOAuthConsent = `-- name: DeleteOAuthConsent :execrows
@@ -487,6 +505,17 @@ update access_tokens set revoked_at = coalesce(revoked_at, now()) where request_
 
 func (q *Queries) RevokeGrantAccessTokens(ctx context.Context, requestID string) error {
 	_, err := q.db.Exec(ctx, revokeGrantAccessTokens, requestID)
+	return err
+}
+
+const revokeMemberAccessTokens = `-- name: RevokeMemberAccessTokens :exec
+update access_tokens set revoked_at = coalesce(revoked_at, now())
+where team_id = $1 and user_id = $2 and revoked_at is null
+`
+
+// RevokeMemberAccessTokens ends a former member's access tokens for the team.
+func (q *Queries) RevokeMemberAccessTokens(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, revokeMemberAccessTokens, teamID, userID)
 	return err
 }
 
