@@ -37,6 +37,7 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	"github.com/orrery/orrery/internal/filelock"
 )
 
@@ -357,6 +358,11 @@ func (cp *ControlPlane) Process() *Process { return cp.proc }
 func (cp *ControlPlane) Admin() adminv1connect.AdminServiceClient {
 	return adminv1connect.NewAdminServiceClient(http.DefaultClient, cp.URL,
 		connect.WithInterceptors(bearer(cp.AdminToken)))
+}
+
+// Users returns a UserService client that sends the admin token.
+func (cp *ControlPlane) Users() apiv1connect.UserServiceClient {
+	return apiv1connect.NewUserServiceClient(http.DefaultClient, cp.URL, connect.WithInterceptors(bearer(cp.AdminToken)))
 }
 
 // RegistrationToken creates a global registration token through the AdminService.

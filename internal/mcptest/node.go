@@ -27,6 +27,9 @@ const (
 	// ConformancePreviewVersion is the newest pre-release of the suite, which has scenarios for the
 	// stateless 2026-07-28 protocol era.
 	ConformancePreviewVersion = "0.2.0-alpha.12"
+	// TypeScriptSDKVersion is the version of @modelcontextprotocol/sdk, the official TypeScript SDK, whose
+	// OAuth client tests drive against team endpoints.
+	TypeScriptSDKVersion = "1.32.2"
 )
 
 const (
@@ -72,6 +75,15 @@ func ConformanceAt(t testing.TB, version string) (command string, args []string)
 	node := Node22(t)
 	dir := ensurePackages(t, "conformance-"+version, conformancePackage+"@"+version)
 	return node, []string{filepath.Join(dir, conformanceEntry)}
+}
+
+// TypeScriptSDK returns Node22 and the directory whose node_modules holds the official TypeScript SDK,
+// for a script that imports it by path.
+func TypeScriptSDK(t testing.TB) (node, dir string) {
+	t.Helper()
+	node = Node22(t)
+	dir = ensurePackages(t, "typescript-sdk-"+TypeScriptSDKVersion, "@modelcontextprotocol/sdk@"+TypeScriptSDKVersion)
+	return node, dir
 }
 
 // nodePackage names the npm package holding Node's binary for this platform, as published by the Node

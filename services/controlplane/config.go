@@ -19,6 +19,7 @@ import (
 // config is the control plane's configuration, from flags and ORRERY_* environment variables.
 type config struct {
 	Listen          string
+	Issuer          string
 	DatabaseURL     string
 	DataDir         string
 	Dev             bool
@@ -43,6 +44,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	var c config
 	fs.StringVar(&c.Listen, "listen", env("ORRERY_LISTEN", "127.0.0.1:8080"), "address to serve on (ORRERY_LISTEN)")
+	fs.StringVar(&c.Issuer, "issuer", getenv("ORRERY_ISSUER"),
+		"public URL of the control plane, the OAuth issuer MCP clients are sent to; default http:// and the listen address (ORRERY_ISSUER)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("ORRERY_DATABASE_URL"),
 		"PostgreSQL URL; empty runs a private PostgreSQL under the data directory (ORRERY_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("ORRERY_DATA_DIR", ".orrery"),

@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/internal/telemetry"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 )
 
@@ -61,22 +62,30 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		defer stopPostgres()
 		cfg.DatabaseURL = url
 	}
+	// Listening comes first so that, with port 0, the OAuth issuer can default to the address bound.
+	var ln net.Listener
+	baseURL := "http://" + cfg.Listen
+	if len(cfg.Command) == 0 {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		baseURL = "http://" + ln.Addr().String()
+	}
 	srv, err := server.New(ctx, logger, server.Config{
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
+		OAuth: oauth.Config{Issuer: firstNonEmpty(cfg.Issuer, baseURL)},
 	})
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	defer srv.Close()
 	if len(cfg.Command) > 0 {
 		return runCommand(ctx, srv.Store(), cfg.Command, os.Stdin, os.Stdout)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	baseURL := "http://" + ln.Addr().String()
-	logger.Info("control plane serving", "url", baseURL)
+	logger.Info("control plane serving", "url", baseURL, "issuer", firstNonEmpty(cfg.Issuer, baseURL))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, ln, cfg.ShutdownTimeout) }()

@@ -40,6 +40,11 @@ type Config struct {
 	// ControlPlaneURL is the control plane's base URL (ORRERY_CONTROL_PLANE_URL). Default
 	// http://127.0.0.1:8080.
 	ControlPlaneURL string
+	// AuthorizationServer is the issuer URL of the control plane's OAuth authorization server, which the
+	// protected-resource metadata sends MCP clients to (ORRERY_AUTHORIZATION_SERVER). It differs from
+	// ControlPlaneURL when satellites reach the control plane at an internal address. Default
+	// ControlPlaneURL.
+	AuthorizationServer string
 	// RegistrationToken registers the satellite on its first start (ORRERY_REGISTRATION_TOKEN). Ignored once
 	// the state directory holds an identity.
 	RegistrationToken string
@@ -114,6 +119,9 @@ func (c Config) WithDefaults() Config {
 	if c.ControlPlaneURL == "" {
 		c.ControlPlaneURL = defaultControlPlaneURL
 	}
+	if c.AuthorizationServer == "" {
+		c.AuthorizationServer = c.ControlPlaneURL
+	}
 	if c.Name == "" {
 		host, _ := os.Hostname()
 		c.Name = nameFromHost(host)
@@ -180,6 +188,9 @@ func (c Config) validate() error {
 	if err := checkHTTPURL(c.ControlPlaneURL); err != nil {
 		errs = append(errs, fmt.Errorf("control plane URL: %w", err))
 	}
+	if err := checkHTTPURL(c.AuthorizationServer); err != nil {
+		errs = append(errs, fmt.Errorf("authorization server: %w (set ORRERY_AUTHORIZATION_SERVER)", err))
+	}
 	if c.PublicURL != "" {
 		if err := checkHTTPURL(c.PublicURL); err != nil {
 			errs = append(errs, fmt.Errorf("public URL: %w (set ORRERY_SATELLITE_PUBLIC_URL)", err))
@@ -224,17 +235,18 @@ func checkHTTPURL(raw string) error {
 // would show it to every user of ps.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	cfg := Config{
-		ControlPlaneURL:   getenv("ORRERY_CONTROL_PLANE_URL"),
-		RegistrationToken: getenv("ORRERY_REGISTRATION_TOKEN"),
-		Name:              getenv("ORRERY_SATELLITE_NAME"),
-		StateDir:          getenv("ORRERY_STATE_DIR"),
-		Listen:            getenv("ORRERY_SATELLITE_LISTEN"),
-		PublicURL:         getenv("ORRERY_SATELLITE_PUBLIC_URL"),
-		LogFormat:         getenv("ORRERY_LOG_FORMAT"),
-		LogLevel:          getenv("ORRERY_LOG_LEVEL"),
-		Version:           buildinfo.Version(),
-		Sandbox:           getenv("ORRERY_SANDBOX"),
-		Dev:               getenv("ORRERY_DEV") == "true",
+		ControlPlaneURL:     getenv("ORRERY_CONTROL_PLANE_URL"),
+		AuthorizationServer: getenv("ORRERY_AUTHORIZATION_SERVER"),
+		RegistrationToken:   getenv("ORRERY_REGISTRATION_TOKEN"),
+		Name:                getenv("ORRERY_SATELLITE_NAME"),
+		StateDir:            getenv("ORRERY_STATE_DIR"),
+		Listen:              getenv("ORRERY_SATELLITE_LISTEN"),
+		PublicURL:           getenv("ORRERY_SATELLITE_PUBLIC_URL"),
+		LogFormat:           getenv("ORRERY_LOG_FORMAT"),
+		LogLevel:            getenv("ORRERY_LOG_LEVEL"),
+		Version:             buildinfo.Version(),
+		Sandbox:             getenv("ORRERY_SANDBOX"),
+		Dev:                 getenv("ORRERY_DEV") == "true",
 	}
 	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
 	if v := getenv("ORRERY_MCP_IDLE_TIMEOUT"); v != "" {
@@ -255,6 +267,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", cfg.ControlPlaneURL, "control plane base URL (ORRERY_CONTROL_PLANE_URL; default "+defaultControlPlaneURL+")")
+	fs.StringVar(&cfg.AuthorizationServer, "authorization-server", cfg.AuthorizationServer, "issuer URL of the OAuth authorization server MCP clients are sent to (ORRERY_AUTHORIZATION_SERVER; default: the control plane URL)")
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "satellite name (ORRERY_SATELLITE_NAME; default: from the host name)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")

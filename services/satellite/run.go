@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	gw, err = gateway.New(logger.With("component", "gateway"), gateway.Config{
 		PublicURL:           cfg.PublicURL,
-		AuthorizationServer: cfg.ControlPlaneURL,
+		AuthorizationServer: cfg.AuthorizationServer,
 		Backend:             runtimeBackend{rt: rtRef.rt},
 		Introspector:        gateway.ServiceIntrospector{Client: comm.Client()},
 		Events:              batcher,

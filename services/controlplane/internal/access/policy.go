@@ -30,6 +30,16 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
 
 	apiv1connect.AuditServiceListAuditEventsProcedure: TeamAdminOrGlobalAdmin,
+
+	apiv1connect.OAuthServiceCreateOAuthClientProcedure:    TeamAdmin,
+	apiv1connect.OAuthServiceListOAuthClientsProcedure:     TeamAdmin,
+	apiv1connect.OAuthServiceRevokeOAuthClientProcedure:    TeamAdmin,
+	apiv1connect.OAuthServiceListOAuthGrantsProcedure:      TeamAdmin,
+	apiv1connect.OAuthServiceRevokeOAuthGrantProcedure:     TeamAdmin,
+	apiv1connect.OAuthServiceListMyOAuthConsentsProcedure:  SignedIn,
+	apiv1connect.OAuthServiceWithdrawOAuthConsentProcedure: SignedIn,
+	apiv1connect.OAuthServiceRevokeMyOAuthGrantProcedure:   SignedIn,
+
 	// Global templates are every signed-in user's to read and the global admins' to write; a team's own
 	// templates are its members' to read and its admins' to write.
 	apiv1connect.CatalogServiceCreateCatalogEntryProcedure: TeamAdminOrGlobalAdmin,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
@@ -75,52 +76,72 @@ var errWrongCredentials = errors.New("wrong email or password")
 
 // Login checks a password and starts a session or issues an API token.
 func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginRequest]) (*connect.Response[apiv1.LoginResponse], error) {
-	login, err := h.store.LoginByEmail(ctx, req.Msg.Email)
-	if errors.Is(err, store.ErrNotFound) {
-		password.Verify(req.Msg.Password, h.dummyHash)
-		return nil, h.refuseLogin(ctx, nil, req.Msg.Email, "unknown email")
-	}
+	user, err := h.CheckPassword(ctx, req.Msg.Email, req.Msg.Password, req.Peer().Addr)
 	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "sign in", err)
+		return nil, err
 	}
-	if login.LockedUntil != nil && login.LockedUntil.After(time.Now()) {
-		h.audit(ctx, &login.User, nil, "login.refused_locked", login.User.ID.String(), nil)
-		return nil, connect.NewError(connect.CodeResourceExhausted,
-			errors.New("too many failed sign-ins; the account is locked until "+login.LockedUntil.UTC().Format(time.RFC3339)))
-	}
-	if !password.Verify(req.Msg.Password, login.PasswordHash) {
-		lockedUntil, err := h.store.RecordFailedLogin(ctx, login.User.ID, h.cfg.MaxFailures, h.cfg.LockFor)
-		if err != nil {
-			return nil, rpcerr.From(ctx, h.logger, "sign in", err)
-		}
-		if lockedUntil != nil && lockedUntil.After(time.Now()) {
-			h.audit(ctx, &login.User, nil, "login.locked", login.User.ID.String(), nil)
-		}
-		return nil, h.refuseLogin(ctx, &login.User, req.Msg.Email, "wrong password")
-	}
-	if err := h.store.RecordSuccessfulLogin(ctx, login.User.ID); err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "sign in", err)
-	}
-	resp := connect.NewResponse(&apiv1.LoginResponse{User: userToProto(login.User)})
+	resp := connect.NewResponse(&apiv1.LoginResponse{User: userToProto(user)})
 	if req.Msg.ApiTokenName != "" {
-		token, _, err := h.createAPIToken(ctx, login.User, req.Msg.ApiTokenName, nil)
+		token, _, err := h.createAPIToken(ctx, user, req.Msg.ApiTokenName, nil)
 		if err != nil {
 			return nil, err
 		}
 		resp.Msg.ApiToken = token
 	} else {
-		token, err := bearer.New(bearer.Session)
+		cookie, err := h.StartSession(ctx, user.ID)
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "sign in", err)
 		}
-		expires := time.Now().Add(h.cfg.SessionTTL)
-		if _, err := h.store.CreateSession(ctx, bearer.Hash(token), login.User.ID, expires); err != nil {
-			return nil, rpcerr.From(ctx, h.logger, "sign in", err)
-		}
-		resp.Header().Add("Set-Cookie", access.NewSessionCookie(token, expires).String())
+		resp.Header().Add("Set-Cookie", cookie.String())
 	}
-	h.audit(ctx, &login.User, nil, "login.succeeded", login.User.ID.String(), map[string]string{"peer": req.Peer().Addr})
 	return resp, nil
+}
+
+// CheckPassword signs a user in by email and password, with the lockout, delay and audit every sign-in
+// gets, wherever it comes from: this API or the OAuth login page. Its errors are Connect errors that say
+// only that sign-in failed.
+func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (store.User, error) {
+	login, err := h.store.LoginByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		password.Verify(pass, h.dummyHash)
+		return store.User{}, h.refuseLogin(ctx, nil, email, "unknown email")
+	}
+	if err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	if login.LockedUntil != nil && login.LockedUntil.After(time.Now()) {
+		h.audit(ctx, &login.User, nil, "login.refused_locked", login.User.ID.String(), nil)
+		return store.User{}, connect.NewError(connect.CodeResourceExhausted,
+			errors.New("too many failed sign-ins; the account is locked until "+login.LockedUntil.UTC().Format(time.RFC3339)))
+	}
+	if !password.Verify(pass, login.PasswordHash) {
+		lockedUntil, err := h.store.RecordFailedLogin(ctx, login.User.ID, h.cfg.MaxFailures, h.cfg.LockFor)
+		if err != nil {
+			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+		}
+		if lockedUntil != nil && lockedUntil.After(time.Now()) {
+			h.audit(ctx, &login.User, nil, "login.locked", login.User.ID.String(), nil)
+		}
+		return store.User{}, h.refuseLogin(ctx, &login.User, email, "wrong password")
+	}
+	if err := h.store.RecordSuccessfulLogin(ctx, login.User.ID); err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	h.audit(ctx, &login.User, nil, "login.succeeded", login.User.ID.String(), map[string]string{"peer": peer})
+	return login.User, nil
+}
+
+// StartSession starts a browser session for a signed-in user and returns the cookie that carries it.
+func (h *Handler) StartSession(ctx context.Context, userID uuid.UUID) (*http.Cookie, error) {
+	token, err := bearer.New(bearer.Session)
+	if err != nil {
+		return nil, err
+	}
+	expires := time.Now().Add(h.cfg.SessionTTL)
+	if _, err := h.store.CreateSession(ctx, bearer.Hash(token), userID, expires); err != nil {
+		return nil, err
+	}
+	return access.NewSessionCookie(token, expires), nil
 }
 
 // refuseLogin slows and records a failed sign-in and returns the one answer every failure gets.

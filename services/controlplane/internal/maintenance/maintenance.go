@@ -40,6 +40,8 @@ var DefaultRetention = store.Retention{
 	ReceivedEvents:   24 * time.Hour,
 	FinishedCommands: 30 * 24 * time.Hour,
 	InstanceEvents:   30 * 24 * time.Hour,
+	// Nothing needs an expired code or token; the day keeps clock skew between replicas harmless.
+	ExpiredOAuthTokens: 24 * time.Hour,
 }
 
 // SweepArgs schedules a command sweep.
@@ -88,7 +90,7 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		return err
 	}
 	w.Logger.InfoContext(ctx, "pruned history", "heartbeats", p.Heartbeats, "received_events", p.ReceivedEvents,
-		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents)
+		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens)
 	return nil
 }
 

@@ -99,3 +99,26 @@ func TestPruneKeepsRecentHistory(t *testing.T) {
 		t.Fatalf("prune a day later: %+v, %v; want the heartbeat gone", p, err)
 	}
 }
+
+func TestPruneDeletesExpiredOAuthTokens(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	user, team, err := st.CreateAccount(t.Context(), store.NewAccount{Email: "ada@example.test", GlobalRole: store.RoleGlobalUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateOAuthToken(t.Context(), store.OAuthToken{
+		Signature: []byte("refresh"), Kind: store.OAuthRefreshToken, RequestID: "grant", ClientID: "client",
+		TeamID: team.ID, UserID: user.ID, Request: []byte("{}"), ExpiresAt: time.Now().Add(time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Prune(t.Context(), time.Now(), maintenance.DefaultRetention)
+	if err != nil || p.OAuthTokens != 0 {
+		t.Fatalf("prune now: %+v, %v; want the live token kept", p, err)
+	}
+	p, err = st.Prune(t.Context(), time.Now().Add(26*time.Hour), maintenance.DefaultRetention)
+	if err != nil || p.OAuthTokens != 1 {
+		t.Fatalf("prune a day after expiry: %+v, %v; want the token gone", p, err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -57,6 +58,8 @@ type setupOpts struct {
 	// logger receives the replicas' logs; nil discards them.
 	logger    *slog.Logger
 	instances instanceapi.Config
+	// oauth tunes the authorization server; its issuer is each replica's URL.
+	oauth oauth.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -85,18 +88,25 @@ func setup(t testing.TB, opts setupOpts) *testBundle {
 
 // startReplica starts a replica on the bundle's database and waits until it listens for notifications.
 func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
+	logger, cfg := opts.logger, opts.satellite
 	t.Helper()
-	srv, err := server.New(t.Context(), opts.logger, server.Config{
-		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
-		Satellites: opts.satellite, Instances: opts.instances, Accounts: accountapi.Config{FailureDelay: time.Millisecond},
+	// The listener comes first: the replica's URL is its OAuth issuer.
+	hs := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + hs.Listener.Addr().String()
+	oauthCfg := opts.oauth
+	oauthCfg.Issuer = issuer
+	srv, err := server.New(t.Context(), logger, server.Config{
+		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
+		Accounts: accountapi.Config{FailureDelay: time.Millisecond}, OAuth: oauthCfg,
 	})
 	if err != nil {
+		hs.Listener.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Run(ctx) }()
-	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.Handler = srv.Handler()
 	hs.Config.Protocols = new(http.Protocols)
 	hs.Config.Protocols.SetHTTP1(true)
 	hs.Config.Protocols.SetUnencryptedHTTP2(true) // as in production, for h2c satellites

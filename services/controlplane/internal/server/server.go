@@ -38,6 +38,8 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
+	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -63,6 +65,8 @@ type Config struct {
 	Accounts accountapi.Config
 	// Instances tunes the status and log streams; zero fields take their defaults.
 	Instances instanceapi.Config
+	// OAuth configures the authorization server for MCP clients; its Issuer is required.
+	OAuth oauth.Config
 }
 
 // Server is one control-plane replica.
@@ -115,7 +119,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store)); err != nil {
+	authServer, err := oauth.New(logger, s.store, accounts, cfg.OAuth)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -168,7 +177,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -207,6 +216,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	installationPath, installationHandler := apiv1connect.NewInstallationServiceHandler(catalog, userAPI)
 	mux.Handle(installationPath, installationHandler)
 	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
+	mux.Handle(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
 	mux.Handle(instancePath, instanceHandler)
 
@@ -225,13 +235,15 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
-		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName,
+		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	authServer.Register(mux)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -33,11 +33,13 @@ type Retention struct {
 	FinishedCommands time.Duration
 	// InstanceEvents is how long status changes and lifecycle events are kept.
 	InstanceEvents time.Duration
+	// ExpiredOAuthTokens is how long OAuth codes and tokens are kept past their expiry.
+	ExpiredOAuthTokens time.Duration
 }
 
 // Pruned counts the rows a Prune removed.
 type Pruned struct {
-	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents int64
+	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents, OAuthTokens int64
 }
 
 // Prune deletes history older than r allows at now.
@@ -56,6 +58,9 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (Pruned, 
 	}
 	if p.InstanceEvents, err = s.q.PruneInstanceEvents(ctx, now.Add(-r.InstanceEvents)); err != nil {
 		return p, translate(err, "prune instance events")
+	}
+	if p.OAuthTokens, err = s.q.PruneExpiredOAuthTokens(ctx, now.Add(-r.ExpiredOAuthTokens)); err != nil {
+		return p, translate(err, "prune expired oauth tokens")
 	}
 	return p, nil
 }

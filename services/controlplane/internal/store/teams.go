@@ -111,7 +111,8 @@ func (s *Store) AddMember(ctx context.Context, teamID, userID uuid.UUID, role st
 }
 
 // RemoveMember removes a member and their instances, and tells the team's satellites to stop them. The
-// owner cannot be removed.
+// member's access tokens, OAuth grants and consents for the team end with the membership. The owner cannot
+// be removed.
 func (s *Store) RemoveMember(ctx context.Context, teamID, userID uuid.UUID) error {
 	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		team, err := q.GetTeam(ctx, teamID)
@@ -126,6 +127,9 @@ func (s *Store) RemoveMember(ctx context.Context, teamID, userID uuid.UUID) erro
 		}
 		n, err := q.RemoveMembership(ctx, teamID, userID)
 		if err := rowsAffected(n, err, "remove membership"); err != nil {
+			return err
+		}
+		if err := revokeMemberAccess(ctx, q, teamID, userID); err != nil {
 			return err
 		}
 		return configure(ctx, q, teamID, EventInstallationDeleted, uuid.Nil)

@@ -65,14 +65,15 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/scope"
 )
 
 // Scopes the endpoint understands.
 const (
 	// ScopeRead allows listing tools, resources and prompts and reading resources and prompts.
-	ScopeRead = "mcp:read"
+	ScopeRead = scope.Read
 	// ScopeExecute allows calling tools.
-	ScopeExecute = "mcp:tools:execute"
+	ScopeExecute = scope.Execute
 )
 
 // Defaults of Config.

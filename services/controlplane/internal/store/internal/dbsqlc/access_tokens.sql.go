@@ -15,7 +15,7 @@ import (
 const createAccessToken = `-- name: CreateAccessToken :one
 insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
 values ($1, $2, $3, $4, $5, $6, $7)
-returning id, token_hash, team_id, user_id, client_id, audience, scopes, expires_at, revoked_at, created_at
+returning id, token_hash, team_id, user_id, client_id, audience, scopes, expires_at, revoked_at, created_at, request_id
 `
 
 type CreateAccessTokenParams struct {
@@ -50,12 +50,13 @@ func (q *Queries) CreateAccessToken(ctx context.Context, arg CreateAccessTokenPa
 		&i.ExpiresAt,
 		&i.RevokedAt,
 		&i.CreatedAt,
+		&i.RequestID,
 	)
 	return i, err
 }
 
 const getActiveAccessToken = `-- name: GetActiveAccessToken :one
-select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, t.slug as team_slug, u.slug as user_slug
+select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug
 from access_tokens a
 join teams t on t.id = a.team_id
 join users u on u.id = a.user_id
@@ -73,6 +74,7 @@ type GetActiveAccessTokenRow struct {
 	ExpiresAt time.Time
 	RevokedAt *time.Time
 	CreatedAt time.Time
+	RequestID *string
 	TeamSlug  string
 	UserSlug  string
 }
@@ -92,6 +94,7 @@ func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (G
 		&i.ExpiresAt,
 		&i.RevokedAt,
 		&i.CreatedAt,
+		&i.RequestID,
 		&i.TeamSlug,
 		&i.UserSlug,
 	)

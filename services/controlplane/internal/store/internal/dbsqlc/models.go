@@ -21,6 +21,7 @@ type AccessToken struct {
 	ExpiresAt time.Time
 	RevokedAt *time.Time
 	CreatedAt time.Time
+	RequestID *string
 }
 
 type ApiToken struct {
@@ -133,6 +134,43 @@ type InstanceEvent struct {
 	ExitCode       *int32
 	OccurredAt     time.Time
 	Seq            int64
+}
+
+type OauthClient struct {
+	ID                      string
+	TeamID                  *uuid.UUID
+	ServiceUserID           *uuid.UUID
+	Name                    string
+	RedirectUris            []string
+	GrantTypes              []string
+	Scopes                  []string
+	TokenEndpointAuthMethod string
+	SecretHash              *string
+	CreatedBy               *uuid.UUID
+	CreatedAt               time.Time
+	RevokedAt               *time.Time
+}
+
+type OauthConsent struct {
+	UserID    uuid.UUID
+	ClientID  string
+	TeamID    uuid.UUID
+	Scopes    []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+type OauthToken struct {
+	Signature []byte
+	Kind      string
+	RequestID string
+	ClientID  string
+	TeamID    uuid.UUID
+	UserID    uuid.UUID
+	Request   []byte
+	Active    bool
+	ExpiresAt time.Time
+	CreatedAt time.Time
 }
 
 type ReceivedEvent struct {

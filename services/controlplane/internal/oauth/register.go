@@ -1,0 +1,110 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/password"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// registrationError is an RFC 7591 error response.
+type registrationError struct {
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *registrationError) Error() string { return e.Code + ": " + e.Description }
+
+func errInvalidRedirectURI(desc string) error {
+	return &registrationError{Code: "invalid_redirect_uri", Description: desc}
+}
+
+func errInvalidMetadata(desc string) error {
+	return &registrationError{Code: "invalid_client_metadata", Description: desc}
+}
+
+// registrationResponse is the RFC 7591 answer to a successful registration.
+type registrationResponse struct {
+	ClientID                string   `json:"client_id"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	ClientName              string   `json:"client_name,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	Scope                   string   `json:"scope"`
+}
+
+// register serves RFC 7591 dynamic client registration. It is open, as MCP clients need it to be, and so
+// registers public clients only: they hold no secret, and every token they obtain needs a user's consent.
+// A client that asks for a secret gets token_endpoint_auth_method "none" instead, as RFC 7591 lets the
+// server decide.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var md clientMetadata
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err := dec.Decode(&md); err != nil {
+		writeJSON(w, http.StatusBadRequest, errInvalidMetadata("the body is not a JSON client metadata document"))
+		return
+	}
+	c, err := validateMetadata(md)
+	var regErr *registrationError
+	if errors.As(err, &regErr) {
+		writeJSON(w, http.StatusBadRequest, regErr)
+		return
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "register client", "error", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	stored, err := s.store.CreateOAuthClient(ctx, store.OAuthClient{
+		ID: uuid.NewString(), Name: c.name, RedirectURIs: c.redirectURIs, GrantTypes: c.grantTypes, Scopes: c.scopes,
+		TokenEndpointAuthMethod: authNone,
+	})
+	if err != nil {
+		s.logger.ErrorContext(ctx, "register client", "error", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	s.logger.InfoContext(ctx, "registered oauth client", "client_id", stored.ID, "client_name", stored.Name)
+	writeJSON(w, http.StatusCreated, registrationResponse{
+		ClientID: stored.ID, ClientIDIssuedAt: stored.CreatedAt.Unix(), ClientName: stored.Name,
+		RedirectURIs: stored.RedirectURIs, GrantTypes: stored.GrantTypes, ResponseTypes: []string{"code"},
+		TokenEndpointAuthMethod: authNone, Scope: strings.Join(stored.Scopes, " "),
+	})
+}
+
+// CreateTeamClient creates a confidential client of a team for the client-credentials grant and returns it
+// with its secret, which is not stored and cannot be shown again.
+func (s *Server) CreateTeamClient(ctx context.Context, teamID, createdBy uuid.UUID, name string, scopes []string) (store.OAuthClient, string, error) {
+	secret, err := bearer.New(clientSecretPrefix)
+	if err != nil {
+		return store.OAuthClient{}, "", err
+	}
+	hash, err := password.Hash(secret)
+	if err != nil {
+		return store.OAuthClient{}, "", err
+	}
+	if len(scopes) == 0 {
+		scopes = []string{ScopeRead, ScopeExecute}
+	}
+	c, err := s.store.CreateOAuthClient(ctx, store.OAuthClient{
+		ID: "orcc_" + uuid.NewString(), TeamID: &teamID, Name: name, GrantTypes: []string{grantClientCredentials},
+		Scopes: scopes, TokenEndpointAuthMethod: authSecretBasic, SecretHash: hash, CreatedBy: &createdBy,
+	})
+	if err != nil {
+		return store.OAuthClient{}, "", err
+	}
+	return c, secret, nil
+}
+
+// clientSecretPrefix makes a leaked client secret recognisable.
+const clientSecretPrefix = "orcs_"

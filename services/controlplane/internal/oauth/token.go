@@ -1,0 +1,192 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/ory/fosite"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store"
+)
+
+// maxFormBytes bounds the bodies of the token, revocation and introspection endpoints.
+const maxFormBytes = 64 << 10
+
+// token serves the token endpoint: authorization codes, refresh tokens and client credentials.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(&Session{}), fosite.ErrInvalidRequest.WithHint("The body is not a form."))
+		return
+	}
+	// Audiences come only from the resource parameter (see New).
+	r.PostForm.Del("audience")
+	r.Form.Del("audience")
+	session := &Session{}
+	ar, err := s.provider.NewAccessRequest(ctx, r, session)
+	if err != nil {
+		s.logFailure(ctx, "token", err)
+		s.provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	resources := r.PostForm["resource"]
+	if len(resources) > 1 {
+		s.provider.WriteAccessError(ctx, w, ar, errInvalidTarget("Name at most one team endpoint as the resource."))
+		return
+	}
+	if ar.GetGrantTypes().ExactOne(grantClientCredentials) {
+		if err := s.clientCredentials(ctx, ar, resources); err != nil {
+			s.provider.WriteAccessError(ctx, w, ar, err)
+			return
+		}
+	} else if len(resources) == 1 && !ar.GetRequestedAudience().Has(resources[0]) {
+		// The code or refresh token was bound to one endpoint at authorization; it buys nothing else.
+		s.provider.WriteAccessError(ctx, w, ar, errInvalidTarget("The resource differs from the one the grant was authorized for."))
+		return
+	}
+	// A grant acts for a member of its team; one who has left gets nothing more, whatever they hold.
+	if err := s.checkMembership(ctx, ar.GetSession().(*Session)); err != nil {
+		s.provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		s.logFailure(ctx, "token", err)
+		s.provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// clientCredentials binds a client-credentials grant to the client's team: the resource must be that
+// team's endpoint, and the token acts as the client's service user.
+func (s *Server) clientCredentials(ctx context.Context, ar fosite.AccessRequester, resources []string) error {
+	cl, ok := ar.GetClient().(*client)
+	if !ok || cl.teamID == nil || cl.serviceUserID == nil {
+		return fosite.ErrUnauthorizedClient.WithHint("Only a team's confidential clients may use client credentials.")
+	}
+	if len(resources) != 1 {
+		return errInvalidTarget("Name the team endpoint as the resource.")
+	}
+	res, err := s.resolveResource(ctx, resources[0])
+	if errors.Is(err, errUnknownResource) || (err == nil && res.team.ID != *cl.teamID) {
+		return errInvalidTarget("The resource is not an endpoint of the client's team.")
+	}
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	session := ar.GetSession().(*Session)
+	session.TeamID, session.TeamSlug = res.team.ID.String(), res.team.Slug
+	session.UserID = cl.serviceUserID.String()
+	scopes := ar.GetRequestedScopes()
+	if len(scopes) == 0 {
+		scopes = cl.scopes
+	}
+	for _, scope := range scopes {
+		if scope != ScopeOfflineAccess {
+			ar.GrantScope(scope)
+		}
+	}
+	ar.GrantAudience(res.endpoint(res.team.Slug))
+	return nil
+}
+
+// checkMembership refuses a grant whose user is no longer a member of its team.
+func (s *Server) checkMembership(ctx context.Context, session *Session) error {
+	teamID, err1 := uuid.Parse(session.TeamID)
+	userID, err2 := uuid.Parse(session.UserID)
+	if err1 != nil || err2 != nil {
+		return fosite.ErrInvalidGrant.WithHint("The grant names no team member.")
+	}
+	_, err := s.store.TeamRole(ctx, teamID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrInvalidGrant.WithHint("The user is no longer a member of the team.")
+	}
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return nil
+}
+
+// revoke serves RFC 7009 revocation. Revoking a refresh token ends its whole grant.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	err := s.provider.NewRevocationRequest(ctx, r)
+	s.provider.WriteRevocationResponse(ctx, w, err)
+}
+
+// introspectionResponse is an RFC 7662 answer.
+type introspectionResponse struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Username  string   `json:"username,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	TeamID    string   `json:"team_id,omitempty"`
+	TeamSlug  string   `json:"team_slug,omitempty"`
+}
+
+// introspect serves RFC 7662 introspection to confidential clients, about their own tokens: anything else
+// is reported inactive, so the endpoint cannot be used to probe tokens. Satellites introspect through
+// SatelliteService.IntrospectToken with their API key.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.provider.WriteIntrospectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("The body is not a form."))
+		return
+	}
+	caller, err := s.fosite.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil || caller.IsPublic() {
+		w.Header().Set("WWW-Authenticate", `Basic realm="orrery"`)
+		s.provider.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized.WithHint("Authenticate as a confidential client."))
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		s.provider.WriteIntrospectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("The token parameter is missing."))
+		return
+	}
+	out := introspectionResponse{}
+	use, ar, err := s.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), &Session{})
+	if err == nil && ar.GetClient().GetID() == caller.GetID() {
+		session := ar.GetSession().(*Session)
+		exp := session.GetExpiresAt(use)
+		out = introspectionResponse{
+			Active: true, Scope: strings.Join(ar.GetGrantedScopes(), " "), ClientID: ar.GetClient().GetID(),
+			Username: session.UserSlug, TokenType: string(use), Sub: session.UserID, Aud: ar.GetGrantedAudience(),
+			Iss: s.cfg.Issuer, Iat: ar.GetRequestedAt().Unix(), TeamID: session.TeamID, TeamSlug: session.TeamSlug,
+		}
+		if !exp.IsZero() {
+			out.Exp = exp.Unix()
+		}
+		if use == fosite.AccessToken {
+			out.TokenType = "Bearer"
+		}
+	} else if err != nil && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrTokenExpired) &&
+		!errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrRequestUnauthorized) &&
+		!errors.Is(err, fosite.ErrUnknownRequest) && !errors.Is(err, fosite.ErrInvalidTokenFormat) {
+		s.logger.WarnContext(ctx, "introspect token", "error", err)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
