@@ -204,8 +204,9 @@ func TestAuthorizationServerConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var output bytes.Buffer
-	cmd.Stderr = &output
+	// Stdout is read here line by line; stderr is written by exec's own goroutine, so it needs a buffer of its own.
+	var output, stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func TestAuthorizationServerConformance(t *testing.T) {
 
 	entries, err := os.ReadDir(out)
 	if err != nil || len(entries) == 0 {
-		t.Fatalf("the suite wrote no results (%v):\n%s", err, output.Bytes())
+		t.Fatalf("the suite wrote no results (%v):\n%s%s", err, output.Bytes(), stderr.Bytes())
 	}
 	for _, e := range entries {
 		r := readChecks(t, e.Name(), filepath.Join(out, e.Name(), "checks.json"))
@@ -243,6 +244,6 @@ func TestAuthorizationServerConformance(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("suite output:\n%s", output.Bytes())
+		t.Logf("suite output:\n%s%s", output.Bytes(), stderr.Bytes())
 	}
 }
