@@ -68,7 +68,8 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	server := buildConformanceServer(t)
 	direct := startConformanceServer(t, server)
-	te := startTeamEndpoint(t, "conformance", "everything", server, nil, true, "test_simple_text")
+	// Debug logs of the satellite are printed when the test fails, where they show what a scenario waited for.
+	te := startTeamEndpointWith(t, []string{"ORRERY_LOG_LEVEL=debug"}, "conformance", "everything", server, nil, true, "test_simple_text")
 	proxy := bearerProxy(t, te.endpoint, te.token)
 
 	for _, run := range conformanceRuns {
