@@ -168,19 +168,6 @@ func serveRecorded(t *testing.T, h http.Handler, method, token, body string, hea
 	return rec
 }
 
-// viaTransport adds a bearer token to every request and sends it with its own transport, so a test can
-// close the connections it opened.
-type viaTransport struct {
-	token string
-	rt    *http.Transport
-}
-
-func (v viaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+v.token)
-	return v.rt.RoundTrip(r)
-}
-
 // lifecycleBundle serves a gateway on loopback to users who each have one instance of a real MCP
 // server with a tool, a subscribable resource and logging.
 type lifecycleBundle struct {
@@ -258,7 +245,8 @@ func setupUsers(t testing.TB, n int, userIdle time.Duration) *lifecycleBundle {
 // visit is one user coming, using the endpoint in the given era and leaving.
 func (b *lifecycleBundle) visit(ctx context.Context, token string, o clientOptions, full bool) error {
 	client := mcp.NewClient(&mcp.Implementation{Name: "visitor", Version: "1"}, nil)
-	hc := &http.Client{Transport: viaTransport{token: token, rt: b.tr}}
+	// Its own transport, so that the test can close the connections it opened.
+	hc := &http.Client{Transport: bearer{token: token, base: b.tr}}
 	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/acme/mcp", HTTPClient: hc}
 	if o.sse {
 		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/acme/sse", HTTPClient: hc}
