@@ -119,14 +119,15 @@ func newBridge(logger *slog.Logger) *bridge {
 }
 
 // own records that cs is the session of the user's instance. A session it replaces is forgotten, and
-// own reports that there was one: the instance restarted or woke up since the gateway last used it.
-func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (replaced bool) {
+// own reports whether cs is new to the gateway: the instance restarted or woke up since the gateway last
+// used it, or the gateway forgot the instance when it left the configuration and it came back.
+func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (fresh bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := b.byInstance[instanceID]
-	if old != nil && old != cs {
+	if old != cs {
 		delete(b.owners, old)
-		replaced = true
+		fresh = true
 	}
 	b.byInstance[instanceID] = cs
 	b.owners[cs] = owner{us: us, instanceID: instanceID}
@@ -134,7 +135,7 @@ func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (
 		b.byUser[us] = make(map[string]bool)
 	}
 	b.byUser[us][instanceID] = true
-	return replaced
+	return fresh
 }
 
 // sessionOf returns the session of the user's instance that the gateway last used, or nil.

@@ -394,3 +394,45 @@ func TestInstanceLeavesConfiguration(t *testing.T) {
 		t.Error("the removed instance's tool is still listed")
 	}
 }
+
+// TestInstanceComesBack checks that an instance that left the configuration and came back gets the
+// subscriptions of the sessions still open, as a restarted instance does.
+func TestInstanceComesBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	downstreamSubs := make(chan string, 4)
+	s := mcp.NewServer(&mcp.Implementation{Name: "watch"}, &mcp.ServerOptions{
+		SubscribeHandler: func(_ context.Context, req *mcp.SubscribeRequest) error {
+			downstreamSubs <- req.Params.URI
+			return nil
+		},
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
+	s.AddResource(&mcp.Resource{URI: "test://watched", Name: "watched"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://watched", Text: "now"}}}, nil
+	})
+	b.addGlobex(t, "watch", s) // as instance "watch-1"
+	cid := b.connect(t, "cid", "globex", clientOptions{version: sessionVersion})
+	if err := cid.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "test://watched"}); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, downstreamSubs)
+
+	b.backend.mu.Lock()
+	delete(b.backend.insts, "watch-1")
+	b.backend.mu.Unlock()
+	b.backend.signal()
+	settle(t, "forgetting the removed instance", func() bool {
+		b.gw.bridge.mu.Lock()
+		defer b.gw.bridge.mu.Unlock()
+		return b.gw.bridge.byInstance["watch-1"] == nil
+	})
+	b.addGlobex(t, "watch", s)
+	settle(t, "listing the instance again", func() bool {
+		_, err := cid.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://watched"})
+		return err == nil
+	})
+	if got := receive(t, downstreamSubs); got != "test://watched" {
+		t.Errorf("downstream got a subscription to %q", got)
+	}
+}
