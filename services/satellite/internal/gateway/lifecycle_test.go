@@ -326,6 +326,14 @@ func TestUsersComeAndGo(t *testing.T) {
 	}
 }
 
+// remove takes an instance out of the configuration.
+func (b *fakeBackend) remove(id string) {
+	b.mu.Lock()
+	delete(b.insts, id)
+	b.mu.Unlock()
+	b.signal()
+}
+
 // addStatic registers an instance with fixed features and no session, for benchmarks that only list.
 func (b *fakeBackend) addStatic(inst Instance) {
 	b.mu.Lock()
@@ -385,10 +393,7 @@ func TestInstanceLeavesConfiguration(t *testing.T) {
 	if !known() {
 		t.Fatal("the bridge does not know the instance it called")
 	}
-	b.backend.mu.Lock()
-	delete(b.backend.insts, "beta-1")
-	b.backend.mu.Unlock()
-	b.backend.signal()
+	b.backend.remove("beta-1")
 	settle(t, "forgetting the removed instance", func() bool { return !known() })
 	if slices.Contains(toolNames(t, ann), "beta__echo") {
 		t.Error("the removed instance's tool is still listed")
@@ -401,16 +406,7 @@ func TestInstanceComesBack(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})
 	downstreamSubs := make(chan string, 4)
-	s := mcp.NewServer(&mcp.Implementation{Name: "watch"}, &mcp.ServerOptions{
-		SubscribeHandler: func(_ context.Context, req *mcp.SubscribeRequest) error {
-			downstreamSubs <- req.Params.URI
-			return nil
-		},
-		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
-	})
-	s.AddResource(&mcp.Resource{URI: "test://watched", Name: "watched"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://watched", Text: "now"}}}, nil
-	})
+	s := newWatched(downstreamSubs)
 	b.addGlobex(t, "watch", s) // as instance "watch-1"
 	cid := b.connect(t, "cid", "globex", clientOptions{version: sessionVersion})
 	if err := cid.Subscribe(t.Context(), &mcp.SubscribeParams{URI: "test://watched"}); err != nil {
@@ -418,10 +414,7 @@ func TestInstanceComesBack(t *testing.T) {
 	}
 	receive(t, downstreamSubs)
 
-	b.backend.mu.Lock()
-	delete(b.backend.insts, "watch-1")
-	b.backend.mu.Unlock()
-	b.backend.signal()
+	b.backend.remove("watch-1")
 	settle(t, "forgetting the removed instance", func() bool {
 		b.gw.bridge.mu.Lock()
 		defer b.gw.bridge.mu.Unlock()
@@ -432,7 +425,7 @@ func TestInstanceComesBack(t *testing.T) {
 		_, err := cid.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://watched"})
 		return err == nil
 	})
-	if got := receive(t, downstreamSubs); got != "test://watched" {
-		t.Errorf("downstream got a subscription to %q", got)
+	if got := receive(t, downstreamSubs); got != "subscribe test://watched" {
+		t.Errorf("downstream got %q", got)
 	}
 }
