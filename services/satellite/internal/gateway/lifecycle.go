@@ -61,7 +61,8 @@ func (g *Gateway) release(us *userServer) {
 	if us.refs > 0 {
 		return
 	}
-	// A timer that fired while a reference was being taken finds another generation and does nothing.
+	// A timer that fired but still waits for g.mu while the server is taken and released again finds a
+	// newer generation, and leaves the server to the new timer.
 	us.gen++
 	gen := us.gen
 	us.idle = time.AfterFunc(g.cfg.UserIdleTimeout, func() { g.expire(us, gen) })
