@@ -48,20 +48,12 @@ type userServer struct {
 
 	sseMu sync.Mutex
 	sse   map[string]*mcp.SSEHandler // by principal binding
-}
 
-// user returns the aggregated server of a team's user, creating and filling it on first use.
-func (g *Gateway) user(teamID, userID string) *userServer {
-	key := userKey{teamID, userID}
-	g.mu.Lock()
-	us := g.users[key]
-	if us == nil {
-		us = g.newUserServer(key)
-		g.users[key] = us
-	}
-	g.mu.Unlock()
-	us.init.Do(us.sync)
-	return us
+	// Guarded by g.mu; see acquire.
+	refs     int                             // requests, sessions and input rounds using the server
+	idle     *time.Timer                     // runs while refs is 0
+	gen      uint64                          // generation of idle
+	sessions map[*mcp.ServerSession]struct{} // open sessions that initialized
 }
 
 func (g *Gateway) newUserServer(key userKey) *userServer {
@@ -73,6 +65,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		templates: make(map[string]registered),
 		prompts:   make(map[string]registered),
 		sse:       make(map[string]*mcp.SSEHandler),
+		sessions:  make(map[*mcp.ServerSession]struct{}),
 	}
 	us.bridge.init()
 	us.server = mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
@@ -92,7 +85,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(scopeMiddleware, us.logLevelMiddleware)
+	us.server.AddReceivingMiddleware(scopeMiddleware, us.sessionMiddleware, us.logLevelMiddleware)
 	return us
 }
 
@@ -126,27 +119,37 @@ func (us *userServer) sseHandler(binding string) *mcp.SSEHandler {
 	return h
 }
 
-// instances returns the user's online instances in the team, in (server slug, id) order.
-func (us *userServer) instances() []Instance {
-	var out []Instance
+// instances returns the user's online instances in the team, in (server slug, id) order, and the ids
+// of all the user's instances in the team, online or not.
+func (us *userServer) instances() (online []Instance, all map[string]bool) {
+	all = make(map[string]bool)
 	for _, inst := range us.g.cfg.Backend.Instances(us.key.teamID, us.key.userID) {
 		// The runtime is trusted, but a mix-up there must not leak another tenant's tools.
-		if inst.Online && inst.TeamID == us.key.teamID && inst.UserID == us.key.userID {
-			out = append(out, inst)
+		if inst.TeamID != us.key.teamID || inst.UserID != us.key.userID {
+			continue
+		}
+		all[inst.ID] = true
+		if inst.Online {
+			online = append(online, inst)
 		}
 	}
-	slices.SortFunc(out, func(a, b Instance) int {
+	slices.SortFunc(online, func(a, b Instance) int {
 		return cmp.Or(cmp.Compare(a.ServerSlug, b.ServerSlug), cmp.Compare(a.ID, b.ID))
 	})
-	return out
+	return online, all
 }
 
 // sync makes the server's features those of the user's online instances. Unchanged features are left
-// alone, so clients are told only of real changes.
+// alone, so clients are told only of real changes. What the gateway kept for instances that left the
+// configuration is dropped.
 func (us *userServer) sync() {
 	us.syncMu.Lock()
 	defer us.syncMu.Unlock()
-	insts := us.instances()
+	insts, all := us.instances()
+	us.g.bridge.forget(us, all)
+	us.bridge.mu.Lock()
+	maps.DeleteFunc(us.bridge.applied, func(id string, _ appliedLevel) bool { return !all[id] })
+	us.bridge.mu.Unlock()
 	us.syncTools(insts)
 	us.syncResources(insts)
 	us.syncTemplates(insts)

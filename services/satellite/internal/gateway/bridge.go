@@ -104,7 +104,8 @@ type bridge struct {
 	mu         sync.Mutex
 	calls      map[*mcp.ClientSession][]*pendingCall
 	owners     map[*mcp.ClientSession]owner
-	byInstance map[string]*mcp.ClientSession // the newest session of each instance
+	byInstance map[string]*mcp.ClientSession   // the newest session of each instance
+	byUser     map[*userServer]map[string]bool // the instances in byInstance, by the user they feed
 }
 
 func newBridge(logger *slog.Logger) *bridge {
@@ -113,22 +114,59 @@ func newBridge(logger *slog.Logger) *bridge {
 		calls:      make(map[*mcp.ClientSession][]*pendingCall),
 		owners:     make(map[*mcp.ClientSession]owner),
 		byInstance: make(map[string]*mcp.ClientSession),
+		byUser:     make(map[*userServer]map[string]bool),
 	}
 }
 
 // own records that cs is the session of the user's instance. A session it replaces is forgotten, and
-// own reports that there was one: the instance restarted or woke up since the gateway last used it.
-func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (replaced bool) {
+// own reports whether cs is new to the gateway: the instance restarted or woke up since the gateway last
+// used it, or the gateway forgot the instance when it left the configuration and it came back.
+func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (fresh bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := b.byInstance[instanceID]
-	if old != nil && old != cs {
+	if old != cs {
 		delete(b.owners, old)
-		replaced = true
+		fresh = true
 	}
 	b.byInstance[instanceID] = cs
 	b.owners[cs] = owner{us: us, instanceID: instanceID}
-	return replaced
+	if b.byUser[us] == nil {
+		b.byUser[us] = make(map[string]bool)
+	}
+	b.byUser[us][instanceID] = true
+	return fresh
+}
+
+// sessionOf returns the session of the user's instance that the gateway last used, or nil.
+func (b *bridge) sessionOf(us *userServer, instanceID string) *mcp.ClientSession {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cs := b.byInstance[instanceID]
+	if cs == nil || b.owners[cs].us != us {
+		return nil
+	}
+	return cs
+}
+
+// forget drops what the bridge knows of the user's instances, except those in keep: the user's server
+// was freed, or the other instances left the runtime's configuration.
+func (b *bridge) forget(us *userServer, keep map[string]bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.byUser[us] {
+		if keep[id] {
+			continue
+		}
+		delete(b.byUser[us], id)
+		if cs := b.byInstance[id]; cs != nil && b.owners[cs].us == us {
+			delete(b.owners, cs)
+			delete(b.byInstance, id)
+		}
+	}
+	if len(b.byUser[us]) == 0 {
+		delete(b.byUser, us)
+	}
 }
 
 // sessionsOf returns the sessions of the user whose instance cs is connected to, or none when the

@@ -119,23 +119,30 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
-func TestSubscribe(t *testing.T) {
-	t.Parallel()
-	b := setup(t, setupOptions{})
-	downstreamSubs := make(chan string, 4)
+// newWatched is a server with the subscribable resource test://watched; it tells subs of each
+// "subscribe URI" and "unsubscribe URI" it gets.
+func newWatched(subs chan<- string) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "watch"}, &mcp.ServerOptions{
 		SubscribeHandler: func(_ context.Context, req *mcp.SubscribeRequest) error {
-			downstreamSubs <- "subscribe " + req.Params.URI
+			subs <- "subscribe " + req.Params.URI
 			return nil
 		},
 		UnsubscribeHandler: func(_ context.Context, req *mcp.UnsubscribeRequest) error {
-			downstreamSubs <- "unsubscribe " + req.Params.URI
+			subs <- "unsubscribe " + req.Params.URI
 			return nil
 		},
 	})
 	s.AddResource(&mcp.Resource{URI: "test://watched", Name: "watched"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://watched", Text: "now"}}}, nil
 	})
+	return s
+}
+
+func TestSubscribe(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	downstreamSubs := make(chan string, 4)
+	s := newWatched(downstreamSubs)
 	b.addGlobex(t, "watch", s) // as instance "watch-1"
 
 	updates := make(chan string, 4)

@@ -49,6 +49,15 @@
 // instance's request cannot be attributed and is answered with an error rather than guessed. A client of
 // the stateless 2026-07-28 era cannot be sent requests: it gets the instance's request in an
 // input_required result, and its retry with the answer continues the waiting downstream call.
+//
+// # Lifetime
+//
+// A user's aggregated server is built on the user's first request and freed, with everything the
+// gateway keeps for the user, once the user has had no open session and no request in progress for
+// Config.UserIdleTimeout; the next request builds it again from the runtime's instances. A session's
+// log level and subscriptions are forgotten when it closes (a DELETE, a legacy SSE stream ending, or
+// Config.SessionIdleTimeout passing without a request), and the instances' subscriptions nobody needs
+// any more are ended. What the gateway keeps for an instance goes when the instance leaves the runtime.
 package gateway
 
 import (
@@ -84,8 +93,16 @@ const (
 	DefaultCacheTTL = 60 * time.Second
 	// DefaultCacheSize bounds the introspection cache.
 	DefaultCacheSize = 10_000
-	// DefaultSessionIdleTimeout closes Streamable HTTP sessions nobody used for that long.
+	// DefaultSessionIdleTimeout closes Streamable HTTP sessions that had no POST for that long. Clients
+	// that vanish without a DELETE (closed laptops, killed editors) are the common case, and only this
+	// timeout ends their sessions. The SDK does not count an open GET stream as use, so a client that
+	// stays connected but quiet for longer is told 404 on its next request and initializes a new
+	// session, as the protocol requires; half an hour keeps that rare in interactive use while an
+	// abandoned session holds its user's endpoint for at most this plus DefaultUserIdleTimeout.
 	DefaultSessionIdleTimeout = 30 * time.Minute
+	// DefaultUserIdleTimeout is how long a user's aggregated server is kept after the user's last
+	// session closed and last request ended. Rebuilding it costs one look at the runtime's instances.
+	DefaultUserIdleTimeout = 10 * time.Minute
 	// DefaultMaxLoggedBodyBytes bounds each request or response body copied into a request log.
 	DefaultMaxLoggedBodyBytes = 64 << 10
 )
@@ -162,8 +179,13 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the number of cached introspection results. Default DefaultCacheSize.
 	CacheSize int
-	// SessionIdleTimeout closes idle Streamable HTTP sessions. Default DefaultSessionIdleTimeout.
+	// SessionIdleTimeout closes Streamable HTTP sessions without a POST for that long. Default
+	// DefaultSessionIdleTimeout.
 	SessionIdleTimeout time.Duration
+	// UserIdleTimeout frees a user's aggregated server, and all the gateway keeps for the user, once
+	// the user had no open session and no request in progress for that long; the next request builds
+	// it again. Default DefaultUserIdleTimeout.
+	UserIdleTimeout time.Duration
 	// MaxLoggedBodyBytes bounds the JSON of a body copied into a request log; a larger body is
 	// replaced by a note of its size. Default DefaultMaxLoggedBodyBytes.
 	MaxLoggedBodyBytes int
@@ -187,6 +209,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SessionIdleTimeout <= 0 {
 		c.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if c.UserIdleTimeout <= 0 {
+		c.UserIdleTimeout = DefaultUserIdleTimeout
 	}
 	if c.MaxLoggedBodyBytes <= 0 {
 		c.MaxLoggedBodyBytes = DefaultMaxLoggedBodyBytes
@@ -228,6 +253,7 @@ type Gateway struct {
 	bridge       *bridge
 	inputs       inputRounds
 
+	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
 	users map[userKey]*userServer
 }
@@ -329,16 +355,21 @@ func (g *Gateway) metadataURL(slug string) string {
 	return g.cfg.PublicURL + "/.well-known/oauth-protected-resource/teams/" + slug + "/mcp"
 }
 
-// serverFor returns the aggregated server of the request's principal, which guard put in its context.
+// serverFor returns the aggregated server of the request's principal, which serveStreamable put in its
+// context.
 func (g *Gateway) serverFor(r *http.Request) *mcp.Server {
-	p := principalFrom(r.Context())
-	if p == nil {
+	us := userServerFrom(r.Context())
+	if us == nil {
 		return nil
 	}
-	return g.user(p.teamID, p.userID).server
+	return us.server
 }
 
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	us, release := g.acquire(p.teamID, p.userID)
+	defer release()
+	r = r.WithContext(withUserServer(r.Context(), us))
 	if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && statelessEra(r) {
 		g.stateless.ServeHTTP(w, r)
 		return
@@ -348,5 +379,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
-	g.user(p.teamID, p.userID).sseHandler(p.binding).ServeHTTP(w, r)
+	us, release := g.acquire(p.teamID, p.userID)
+	defer release()
+	us.sseHandler(p.binding).ServeHTTP(w, r)
 }

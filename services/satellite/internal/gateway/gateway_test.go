@@ -367,16 +367,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// bearer adds a bearer token to every request.
-type bearer struct{ token string }
+// bearer adds a bearer token to every request and sends it with base, or http.DefaultTransport.
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
+	if b.base != nil {
+		return b.base.RoundTrip(r)
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-func httpClient(token string) *http.Client { return &http.Client{Transport: bearer{token}} }
+func httpClient(token string) *http.Client { return &http.Client{Transport: bearer{token: token}} }
 
 type clientOptions struct {
 	version     string

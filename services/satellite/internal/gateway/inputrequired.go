@@ -139,7 +139,10 @@ func (g *Gateway) startRound(ctx context.Context, us *userServer, rt route, do f
 			return nil, ctx.Err()
 		}
 	})
+	// The downstream request uses the user's server until it ends, also while it waits for the client.
+	release := g.hold(us)
 	go func() {
+		defer release()
 		res, err := do(dctx)
 		r.result <- roundResult{res: res, err: err}
 	}()

@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// unsubscribeTimeout bounds the downstream resources/unsubscribe sent when a session that was the last
+// subscriber of a resource closes.
+const unsubscribeTimeout = 10 * time.Second
+
+// A user's aggregated server lives while something uses it: an HTTP request of the user in progress
+// (a legacy SSE session is one long GET), an open Streamable HTTP session, or a downstream request
+// started for a client of the 2026-07-28 era that may still be waiting for the client's input. Each
+// holds a reference. When the last one goes, an idle timer starts; if nothing took a reference again
+// when it fires, the server is dropped with everything the gateway keeps for it, and the user's next
+// request builds it afresh from the runtime's instances.
+
+type userServerKey struct{}
+
+// acquire returns the aggregated server of a team's user, creating and filling it on first use, with a
+// reference held until release is called.
+func (g *Gateway) acquire(teamID, userID string) (us *userServer, release func()) {
+	key := userKey{teamID, userID}
+	g.mu.Lock()
+	us = g.users[key]
+	if us == nil {
+		us = g.newUserServer(key)
+		g.users[key] = us
+	}
+	g.holdLocked(us)
+	g.mu.Unlock()
+	us.init.Do(us.sync)
+	return us, func() { g.release(us) }
+}
+
+// hold takes another reference on a server the caller already holds one on.
+func (g *Gateway) hold(us *userServer) (release func()) {
+	g.mu.Lock()
+	g.holdLocked(us)
+	g.mu.Unlock()
+	return func() { g.release(us) }
+}
+
+func (g *Gateway) holdLocked(us *userServer) {
+	us.refs++
+	if us.idle != nil {
+		us.idle.Stop()
+		us.idle = nil
+	}
+}
+
+// release drops a reference and, with the last one, starts the idle timer.
+func (g *Gateway) release(us *userServer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	us.refs--
+	if us.refs > 0 {
+		return
+	}
+	// A timer that fired but still waits for g.mu while the server is taken and released again finds a
+	// newer generation, and leaves the server to the new timer.
+	us.gen++
+	gen := us.gen
+	us.idle = time.AfterFunc(g.cfg.UserIdleTimeout, func() { g.expire(us, gen) })
+}
+
+// expire drops an aggregated server that nothing used since its idle timer of generation gen started.
+func (g *Gateway) expire(us *userServer, gen uint64) {
+	g.mu.Lock()
+	if us.refs > 0 || us.gen != gen || g.users[us.key] != us {
+		g.mu.Unlock()
+		return
+	}
+	delete(g.users, us.key)
+	us.idle = nil
+	g.mu.Unlock()
+	// No session of the user is open, so nothing reaches the server any more; what the runtime's sessions
+	// to the user's instances could still look up is forgotten here.
+	g.bridge.forget(us, nil)
+	g.logger.Debug("idle user's endpoint freed", slog.String("team_id", us.key.teamID), slog.String("user_id", us.key.userID))
+}
+
+// withUserServer puts the server a request holds into its context, for serverFor.
+func withUserServer(ctx context.Context, us *userServer) context.Context {
+	return context.WithValue(ctx, userServerKey{}, us)
+}
+
+func userServerFrom(ctx context.Context) *userServer {
+	us, _ := ctx.Value(userServerKey{}).(*userServer)
+	return us
+}
+
+// sessionMiddleware holds a reference for each session of the server from its initialize until it
+// closes, and forgets the session's log level and subscriptions then. Sessions of the stateless handler
+// never initialize: they last one request, which holds its own reference.
+func (us *userServer) sessionMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if ss, ok := req.GetSession().(*mcp.ServerSession); ok && method == "initialize" {
+			us.watch(ss)
+		}
+		return next(ctx, method, req)
+	}
+}
+
+// watch holds a reference for ss until it closes. It runs during a request of ss, which holds one too.
+func (us *userServer) watch(ss *mcp.ServerSession) {
+	us.g.mu.Lock()
+	if _, ok := us.sessions[ss]; ok {
+		us.g.mu.Unlock()
+		return
+	}
+	us.sessions[ss] = struct{}{}
+	us.g.holdLocked(us)
+	us.g.mu.Unlock()
+	go func() {
+		_ = ss.Wait()
+		us.sessionClosed(ss)
+		us.g.mu.Lock()
+		delete(us.sessions, ss)
+		us.g.mu.Unlock()
+		us.g.release(us)
+	}()
+}
+
+// sessionClosed forgets what a closed session asked for, and ends the instances' subscriptions that
+// no open session of the user needs any more.
+func (us *userServer) sessionClosed(ss *mcp.ServerSession) {
+	us.bridge.mu.Lock()
+	delete(us.bridge.levels, ss)
+	var orphaned []string
+	for uri, subs := range us.bridge.subscribers {
+		if !subs[ss] {
+			continue
+		}
+		delete(subs, ss)
+		if len(subs) == 0 {
+			delete(us.bridge.subscribers, uri)
+			orphaned = append(orphaned, uri)
+		}
+	}
+	us.bridge.mu.Unlock()
+	for _, uri := range orphaned {
+		rt, ok := us.resourceRoute(uri)
+		if !ok {
+			continue
+		}
+		// The session the gateway last used has the subscription (resubscribe renews it on a new one);
+		// an instance the gateway has no session of is not woken just to unsubscribe.
+		cs := us.g.bridge.sessionOf(us, rt.inst.ID)
+		if cs == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+		if err := cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri}); err != nil {
+			us.g.logger.Debug("ending an instance's subscription failed", slog.String("instance_id", rt.inst.ID),
+				slog.Any("error", err))
+		}
+		cancel()
+	}
+}
