@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -266,7 +268,14 @@ func bearerProxy(t *testing.T, endpoint, token string) string {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	self := srv.Listener.Addr().String()
+	srv.Config.Handler = bearerHandler(target, srv.Listener.Addr().String(), token)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL + "/mcp"
+}
+
+// bearerHandler is bearerProxy's handler; self is the proxy's own address.
+func bearerHandler(target *url.URL, self, token string) http.Handler {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path, r.Out.URL.RawPath = target.Scheme, target.Host, target.Path, ""
@@ -281,8 +290,65 @@ func bearerProxy(t *testing.T, endpoint, token string) string {
 		},
 		FlushInterval: -1, // SSE streams event by event
 	}
-	srv.Config.Handler = proxy
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv.URL + "/mcp"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Without full duplex, net/http closes the request body as soon as the response starts. The
+		// upstream answers with an SSE stream while the transport may still be finishing the body, and
+		// the closed body then cuts the stream: the client sees a response without its result.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+// TestBearerProxyStreamsDuringRequestBody holds the proxy to what the conformance suite relies on: a
+// response may stream while the request body is still arriving, and the body still reaches the upstream.
+func TestBearerProxyStreamsDuringRequestBody(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			t.Error(err)
+		}
+		_, _ = io.WriteString(w, "started\n")
+		_ = http.NewResponseController(w).Flush()
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			_, _ = io.WriteString(w, "body: "+err.Error()+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "body: "+string(body)+"\n")
+	}))
+	t.Cleanup(upstream.Close)
+	target, err := url.Parse(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(bearerHandler(target, "", "token"))
+	t.Cleanup(proxy.Close)
+
+	// Without full duplex the exchange stalls rather than fails; the deadline turns that into an error.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	bodyReader, bodyWriter := io.Pipe()
+	context.AfterFunc(ctx, func() { _ = bodyWriter.CloseWithError(ctx.Err()) })
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, proxy.URL, bodyReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.WriteString(bodyWriter, "first ") }()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewReader(resp.Body)
+	if line, err := lines.ReadString('\n'); line != "started\n" {
+		t.Fatalf("first line = %q, %v; want the stream to start before the body ends", line, err)
+	}
+	_, _ = io.WriteString(bodyWriter, "second")
+	_ = bodyWriter.Close()
+	if line, err := lines.ReadString('\n'); line != "body: first second\n" {
+		t.Fatalf("second line = %q, %v; want the whole body to reach the upstream", line, err)
+	}
 }
