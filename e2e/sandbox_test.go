@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/orrery/orrery/internal/aptget"
 	"github.com/orrery/orrery/internal/mcptest"
 )
 
@@ -20,8 +21,9 @@ import (
 // directory of the satellite's state, and the control plane learns the isolation from the heartbeat.
 func TestSandboxedServerEverything(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("bwrap"); err != nil {
-		t.Fatal("bwrap not found: sandbox tests need bubblewrap and user namespaces; install it (e.g. `sudo apt-get install bubblewrap`)")
+	hasBwrap := func() bool { _, err := exec.LookPath("bwrap"); return err == nil }
+	if err := aptget.Install(t.Context(), nil, "bubblewrap", hasBwrap); err != nil {
+		t.Fatalf("bwrap not found (%v): sandbox tests need bubblewrap and user namespaces; install it (e.g. `sudo apt-get install bubblewrap`)", err)
 	}
 	command, args := mcptest.Everything(t)
 	// The package's install directory is all the server needs beyond the system; the sandbox shows it

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/orrery/orrery/internal/filelock"
+	"github.com/orrery/orrery/internal/aptget"
 )
 
 // binaries are the PostgreSQL programs pglocal runs. pg_ctl is not among them: its daemonized server would
@@ -37,28 +37,14 @@ func findOrInstall(ctx context.Context, log *slog.Logger, install bool) (binarie
 	if !install {
 		return binaries{}, errors.New("pglocal: " + notFound + ": " + advice)
 	}
-	if os.Geteuid() != 0 {
+	err := aptget.Install(ctx, log, "postgresql", func() bool { _, ok := findBinaries(); return ok })
+	if errors.Is(err, aptget.ErrNotRoot) {
 		return binaries{}, errors.New("pglocal: " + notFound + ", and only root may install them: " + advice)
 	}
-	// Test processes of several packages start at once; apt and dpkg would fail on each other's locks.
-	unlock, err := filelock.Lock(filepath.Join(os.TempDir(), "pglocal-install.lock"))
 	if err != nil {
 		return binaries{}, fmt.Errorf("pglocal: install postgresql: %w", err)
 	}
-	defer unlock()
-	if bin, ok := findBinaries(); ok {
-		return bin, nil
-	}
-	log.InfoContext(ctx, "PostgreSQL binaries not found; installing the postgresql package with apt-get")
-	for _, args := range [][]string{{"update"}, {"install", "-y", "postgresql"}} {
-		if err := runLogged(ctx, log, "apt-get", args...); err != nil {
-			return binaries{}, fmt.Errorf("pglocal: install postgresql: %w", err)
-		}
-	}
-	bin, ok := findBinaries()
-	if !ok {
-		return binaries{}, errors.New("pglocal: apt-get installed postgresql, but " + notFound)
-	}
+	bin, _ := findBinaries()
 	log.InfoContext(ctx, "installed PostgreSQL", slog.String("bin", filepath.Dir(bin.postgres)))
 	return bin, nil
 }
@@ -106,18 +92,4 @@ func compareVersions(a, b string) int {
 func isExecutable(path string) bool {
 	info, err := os.Stat(path)
 	return err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o111 != 0
-}
-
-// runLogged streams a command's output to log at debug level so that a slow installation can be followed.
-func runLogged(ctx context.Context, log *slog.Logger, name string, args ...string) error {
-	log.InfoContext(ctx, "running", slog.String("command", name+" "+strings.Join(args, " ")))
-	out := newLineLogger(log, name)
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.tail())
-	}
-	return nil
 }

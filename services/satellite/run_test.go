@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/aptget"
 	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backendtest"
@@ -132,6 +134,10 @@ func TestRunStopsWhenKeyRefused(t *testing.T) {
 // isolation in heartbeats.
 func TestRunIsolation(t *testing.T) {
 	t.Parallel()
+	hasBwrap := func() bool { _, err := exec.LookPath("bwrap"); return err == nil }
+	if err := aptget.Install(t.Context(), nil, "bubblewrap", hasBwrap); err != nil {
+		t.Fatalf("bwrap not found (%v): install it (e.g. `sudo apt-get install bubblewrap`)", err)
+	}
 	const team = "6f1c8a52-3c1e-4a8e-9d0f-6a1f2b3c4d5e"
 	for _, tc := range []struct {
 		name    string
@@ -144,7 +150,7 @@ func TestRunIsolation(t *testing.T) {
 		{"global, direct", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "direct", false, 0, "set ORRERY_DEV=true for a development setup"},
 		{"global, direct, development", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "direct", true, satellitev1.Isolation_ISOLATION_DIRECT, ""},
 		{"team, direct", satellitev1.SatelliteType_SATELLITE_TYPE_TEAM, "direct", false, satellitev1.Isolation_ISOLATION_DIRECT, ""},
-		// This machine has bubblewrap (the sandbox tests fail where it does not), so auto finds it.
+		// The test installs bubblewrap where it may (and fails where it cannot), so auto finds it.
 		{"global, auto", satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "auto", false, satellitev1.Isolation_ISOLATION_BWRAP, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
