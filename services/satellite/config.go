@@ -18,6 +18,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/events"
+	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -95,6 +96,13 @@ type Config struct {
 	// MCPIdleTimeout is how long a stdio MCP server may go without calls before it is stopped as dormant
 	// (ORRERY_MCP_IDLE_TIMEOUT); it starts again on the next call. Negative disables dormancy. Default 180 s.
 	MCPIdleTimeout time.Duration
+	// MCPSessionIdleTimeout closes an MCP client's Streamable HTTP session after that long without a
+	// request (ORRERY_MCP_SESSION_IDLE_TIMEOUT). Default 30 min.
+	MCPSessionIdleTimeout time.Duration
+	// TokenCacheTTL is how long a checked access token is trusted before the control plane is asked again
+	// (ORRERY_TOKEN_CACHE_TTL), and so how long a revoked token may still work here. At most and by default
+	// 60 s.
+	TokenCacheTTL time.Duration
 	// MCPStopGrace is how long a stopping MCP server may take after SIGTERM before SIGKILL. Default 5 s.
 	MCPStopGrace time.Duration
 	// Sandbox chooses how stdio MCP servers are isolated (ORRERY_SANDBOX): bwrap, direct (no isolation), or
@@ -174,6 +182,12 @@ func (c Config) WithDefaults() Config {
 	if c.MCPIdleTimeout == 0 {
 		c.MCPIdleTimeout = mcpruntime.DefaultIdleTimeout
 	}
+	if c.MCPSessionIdleTimeout <= 0 {
+		c.MCPSessionIdleTimeout = gateway.DefaultSessionIdleTimeout
+	}
+	if c.TokenCacheTTL <= 0 {
+		c.TokenCacheTTL = gateway.DefaultCacheTTL
+	}
 	if c.MCPStopGrace <= 0 {
 		c.MCPStopGrace = mcpruntime.DefaultStopGrace
 	}
@@ -214,6 +228,9 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("sandbox read-only path %q is not absolute (set ORRERY_SANDBOX_READ_ONLY)", p))
 		}
 	}
+	if c.TokenCacheTTL > gateway.DefaultCacheTTL {
+		errs = append(errs, fmt.Errorf("token cache TTL %v exceeds %v (set ORRERY_TOKEN_CACHE_TTL)", c.TokenCacheTTL, gateway.DefaultCacheTTL))
+	}
 	if c.RequestTimeout <= c.PollWait {
 		errs = append(errs, fmt.Errorf("request timeout %v must exceed the poll wait %v", c.RequestTimeout, c.PollWait))
 	}
@@ -249,12 +266,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Dev:                 getenv("ORRERY_DEV") == "true",
 	}
 	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
-	if v := getenv("ORRERY_MCP_IDLE_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("ORRERY_MCP_IDLE_TIMEOUT: %w", err)
+	for name, dst := range map[string]*time.Duration{
+		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
+		"ORRERY_MCP_SESSION_IDLE_TIMEOUT": &cfg.MCPSessionIdleTimeout,
+		"ORRERY_TOKEN_CACHE_TTL":          &cfg.TokenCacheTTL,
+	} {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s: %w", name, err)
+			}
+			*dst = d
 		}
-		cfg.MCPIdleTimeout = d
 	}
 
 	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)
@@ -275,6 +298,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
+	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
+	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long, at most 1m: a revoked token works here until then (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
 	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")

@@ -37,7 +37,8 @@ func TestLoadConfig(t *testing.T) {
 				}
 				if c.HeartbeatInterval != 30*time.Second || c.PollWait != 25*time.Second || c.RequestTimeout != 40*time.Second ||
 					c.EventFlushDelay != 3*time.Second || c.EventBatchSize != 20 || c.EventBufferSize != 10_000 ||
-					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second || c.MCPIdleTimeout != 3*time.Minute {
+					c.BackoffMin != 500*time.Millisecond || c.BackoffMax != 30*time.Second || c.MCPIdleTimeout != 3*time.Minute ||
+					c.MCPSessionIdleTimeout != 30*time.Minute || c.TokenCacheTTL != time.Minute {
 					t.Errorf("timing defaults = %+v", c)
 				}
 				if c.Sandbox != "auto" || c.Dev || c.SandboxReadOnly != nil {
@@ -106,6 +107,18 @@ func TestLoadConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "gateway timings",
+			args: []string{"-token-cache-ttl", "5s"},
+			env:  map[string]string{"ORRERY_MCP_SESSION_IDLE_TIMEOUT": "2h", "ORRERY_TOKEN_CACHE_TTL": "30s", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.MCPSessionIdleTimeout != 2*time.Hour || c.TokenCacheTTL != 5*time.Second {
+					t.Errorf("session idle timeout %v and token cache TTL %v, want 2h and 5s (the flag)", c.MCPSessionIdleTimeout, c.TokenCacheTTL)
+				}
+			},
+		},
+		{name: "token cache TTL above the cap", env: map[string]string{"ORRERY_TOKEN_CACHE_TTL": "5m", "HOME": "/h"}, wantErr: "ORRERY_TOKEN_CACHE_TTL"},
+		{name: "invalid session idle timeout", env: map[string]string{"ORRERY_MCP_SESSION_IDLE_TIMEOUT": "1 hour", "HOME": "/h"}, wantErr: "ORRERY_MCP_SESSION_IDLE_TIMEOUT"},
 		{name: "invalid MCP idle timeout", env: map[string]string{"ORRERY_MCP_IDLE_TIMEOUT": "soon", "HOME": "/h"}, wantErr: "ORRERY_MCP_IDLE_TIMEOUT"},
 		{name: "invalid name", env: map[string]string{"ORRERY_SATELLITE_NAME": "Edge 7", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_NAME"},
 		{name: "invalid log format", env: map[string]string{"ORRERY_LOG_FORMAT": "xml", "HOME": "/h"}, wantErr: "log format"},

@@ -124,6 +124,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Introspector:        gateway.ServiceIntrospector{Client: comm.Client()},
 		Events:              batcher,
 		Version:             cfg.Version,
+		CacheTTL:            cfg.TokenCacheTTL,
+		SessionIdleTimeout:  cfg.MCPSessionIdleTimeout,
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)
