@@ -11,8 +11,6 @@ package catalogapi
 import (
 	"context"
 	"log/slog"
-	"slices"
-	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
@@ -79,15 +77,9 @@ func (h *Handler) createEntry(ctx context.Context, p *access.Principal, e store.
 		return out, rpcerr.From(ctx, h.logger, what, err)
 	}
 	h.audit(ctx, p, e.TeamID, "catalog.created", out.ID.String(), map[string]string{
-		"slug": out.Slug, "secrets_set": strings.Join(entrySecrets(e), ","),
+		"slug": out.Slug, "secrets_set": setSecrets(e.Values()),
 	})
 	return out, nil
-}
-
-func entrySecrets(e store.CatalogEntry) []string {
-	names := secretNames(map[string]store.Settings{"env": e.Env, "headers": e.Headers, "query_params": e.QueryParams})
-	slices.Sort(names)
-	return names
 }
 
 // UpdateCatalogEntry replaces a template's spec.
@@ -98,12 +90,17 @@ func (h *Handler) UpdateCatalogEntry(ctx context.Context, req *connect.Request[a
 	}
 	e := specFromProto(req.Msg.Spec)
 	e.ID, e.TeamID = uuid.MustParse(req.Msg.Id), teamID
+	prior, err := h.store.GetCatalogEntry(ctx, teamID, e.ID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "update catalog entry", err)
+	}
 	out, err := h.store.UpdateCatalogEntry(ctx, e)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update catalog entry", err)
 	}
 	h.audit(ctx, p, teamID, "catalog.updated", out.ID.String(), map[string]string{
-		"slug": out.Slug, "secrets_set": strings.Join(entrySecrets(e), ","),
+		"slug": out.Slug, "secrets_set": setSecrets(e.Values()),
+		"secrets_removed": removedSecrets(prior.Values(), out.Values()),
 	})
 	return connect.NewResponse(&apiv1.UpdateCatalogEntryResponse{Entry: entryToProto(out)}), nil
 }

@@ -187,16 +187,3 @@ func userConfigurationToProto(uc store.UserConfiguration) *apiv1.UserConfigurati
 	}
 	return out
 }
-
-// secretNames lists, for the audit log, the secrets a request sets: names only, never values.
-func secretNames(kinds map[string]store.Settings) []string {
-	var names []string
-	for kind, settings := range kinds {
-		for name, v := range settings {
-			if v.Secret && v.Value != "" {
-				names = append(names, kind+"."+name)
-			}
-		}
-	}
-	return names
-}

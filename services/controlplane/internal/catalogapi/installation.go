@@ -3,9 +3,7 @@ package catalogapi
 import (
 	"context"
 	"errors"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,13 +24,6 @@ func installationFromSpec(s *apiv1.InstallationSpec) store.Installation {
 	}
 }
 
-// levelSecrets names the secrets a request sets, sorted, for the audit log.
-func levelSecrets(argValues, env, headers, query store.Settings) string {
-	names := secretNames(map[string]store.Settings{"arg_values": argValues, "env": env, "headers": headers, "query_params": query})
-	slices.Sort(names)
-	return strings.Join(names, ",")
-}
-
 // CreateInstallation installs a template for the team.
 func (h *Handler) CreateInstallation(ctx context.Context, req *connect.Request[apiv1.CreateInstallationRequest]) (*connect.Response[apiv1.CreateInstallationResponse], error) {
 	p, err := access.Require(ctx)
@@ -47,7 +38,7 @@ func (h *Handler) CreateInstallation(ctx context.Context, req *connect.Request[a
 	}
 	h.audit(ctx, p, &p.TeamID, "installation.created", out.ID.String(), map[string]string{
 		"name": out.Name, "catalog_entry_id": out.CatalogEntryID.String(),
-		"secrets_set": levelSecrets(in.ArgValues, in.Env, in.Headers, in.QueryParams),
+		"secrets_set": setSecrets(in.Values()),
 	})
 	return connect.NewResponse(&apiv1.CreateInstallationResponse{Installation: installationToProto(out)}), nil
 }
@@ -60,12 +51,17 @@ func (h *Handler) UpdateInstallation(ctx context.Context, req *connect.Request[a
 	}
 	in := installationFromSpec(req.Msg.Spec)
 	in.TeamID, in.ID = p.TeamID, uuid.MustParse(req.Msg.Id)
+	prior, err := h.store.GetInstallation(ctx, in.TeamID, in.ID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "update installation", err)
+	}
 	out, err := h.store.UpdateInstallation(ctx, in)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update installation", err)
 	}
 	h.audit(ctx, p, &p.TeamID, "installation.updated", out.ID.String(), map[string]string{
-		"name": out.Name, "secrets_set": levelSecrets(in.ArgValues, in.Env, in.Headers, in.QueryParams),
+		"name": out.Name, "secrets_set": setSecrets(in.Values()),
+		"secrets_removed": removedSecrets(prior.Values(), out.Values()),
 	})
 	return connect.NewResponse(&apiv1.UpdateInstallationResponse{Installation: installationToProto(out)}), nil
 }
@@ -178,12 +174,19 @@ func (h *Handler) SetUserConfiguration(ctx context.Context, req *connect.Request
 		ArgValues: settingsFromProto(req.Msg.ArgValues), Env: settingsFromProto(req.Msg.Env),
 		Headers: settingsFromProto(req.Msg.Headers), QueryParams: settingsFromProto(req.Msg.QueryParams),
 	}
+	prior, err := h.store.GetUserConfiguration(ctx, p.TeamID, uc.InstallationID, p.User.ID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "set user configuration", err)
+	}
 	out, err := h.store.SetUserConfiguration(ctx, uc)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "set user configuration", err)
 	}
-	if secrets := levelSecrets(uc.ArgValues, uc.Env, uc.Headers, uc.QueryParams); secrets != "" {
-		h.audit(ctx, p, &p.TeamID, "installation.user_secrets_set", req.Msg.InstallationId, map[string]string{"secrets_set": secrets})
+	set := setSecrets(uc.Values())
+	removed := removedSecrets(prior.Values(), out.Values())
+	if set != "" || removed != "" {
+		h.audit(ctx, p, &p.TeamID, "installation.user_secrets_changed", req.Msg.InstallationId,
+			map[string]string{"secrets_set": set, "secrets_removed": removed})
 	}
 	return connect.NewResponse(&apiv1.SetUserConfigurationResponse{Configuration: userConfigurationToProto(out)}), nil
 }

@@ -321,6 +321,7 @@ func createTemplate(t *testing.T, p product) *apiv1.CatalogEntry {
 					{Name: "API_URL", Scope: apiv1.ConfigScope_CONFIG_SCOPE_TEAM, Required: true},
 					{Name: "MAX_RESULTS", Scope: apiv1.ConfigScope_CONFIG_SCOPE_TEAM, Type: apiv1.ValueType_VALUE_TYPE_NUMBER},
 					{Name: "TEAM_TOKEN", Scope: apiv1.ConfigScope_CONFIG_SCOPE_TEAM, Required: true, Secret: true},
+					{Name: "WEBHOOK_SECRET", Scope: apiv1.ConfigScope_CONFIG_SCOPE_TEAM, Secret: true},
 					{Name: "USER_TOKEN", Scope: apiv1.ConfigScope_CONFIG_SCOPE_USER, Required: true, Secret: true},
 				},
 			},
@@ -366,14 +367,15 @@ func TestInstallationLifecycle(t *testing.T) {
 	tmpl := createTemplate(t, p)
 	sat := b.activeSatellite(t, teamID)
 	seen := new(transcript)
-	secrets := []string{"team-secret-1", "team-secret-2", "user-secret-1"}
+	secrets := []string{"team-secret-1", "team-secret-2", "user-secret-1", "webhook-secret"}
 
 	spec := &apiv1.InstallationSpec{
 		Name:      "tracker",
 		ArgValues: map[string]*apiv1.SettingValue{"root": plainValue("/srv/tracker")},
 		Env: map[string]*apiv1.SettingValue{
 			"API_URL": plainValue("https://tracker.acme.test"), "MAX_RESULTS": plainValue("many"),
-			"TEAM_TOKEN": plainValue("team-secret-1"), // the schema makes it secret whatever the request says
+			"TEAM_TOKEN":     plainValue("team-secret-1"), // the schema makes it secret whatever the request says
+			"WEBHOOK_SECRET": secretValue("webhook-secret"),
 		},
 	}
 	create := func(c *caller, s *apiv1.InstallationSpec) (*connect.Response[apiv1.CreateInstallationResponse], error) {
@@ -473,16 +475,19 @@ func TestInstallationLifecycle(t *testing.T) {
 	}
 
 	inst := instanceOf(t, sat, p.member.user.ID, created.Id)
-	if inst.Env["TEAM_TOKEN"] != "team-secret-1" || inst.Env["USER_TOKEN"] != "user-secret-1" || inst.Env["LOG_LEVEL"] != "info" {
+	if inst.Env["TEAM_TOKEN"] != "team-secret-1" || inst.Env["USER_TOKEN"] != "user-secret-1" || inst.Env["LOG_LEVEL"] != "info" ||
+		inst.Env["WEBHOOK_SECRET"] != "webhook-secret" {
 		t.Errorf("member's instance env %v", inst.Env)
 	}
 	if strings.Join(inst.Args, " ") != "--root /srv/tracker" {
 		t.Errorf("member's instance args %q", inst.Args)
 	}
 
-	// An update that resubmits the masked secret keeps it; the satellite sees the change.
+	// An update that resubmits the masked secret keeps it, and one it leaves out is removed; the
+	// satellite sees the change.
 	upd := proto.CloneOf(got.Spec)
 	upd.Env["API_URL"] = plainValue("https://tracker2.acme.test")
+	delete(upd.Env, "WEBHOOK_SECRET")
 	upd.RequestLoggingEnabled = proto.Bool(false)
 	updated := of(p.admin.installs.UpdateInstallation(ctx, connect.NewRequest(&apiv1.UpdateInstallationRequest{TeamId: teamID, Id: created.Id, Spec: upd}))).must(t, "update").Msg.Installation
 	seen.add(t, updated)
@@ -490,7 +495,8 @@ func TestInstallationLifecycle(t *testing.T) {
 		t.Errorf("after update: commands %v, want an immediate update", got)
 	}
 	inst = instanceOf(t, sat, p.member.user.ID, created.Id)
-	if inst.Env["API_URL"] != "https://tracker2.acme.test" || inst.Env["TEAM_TOKEN"] != "team-secret-1" || inst.RequestLoggingEnabled {
+	if inst.Env["API_URL"] != "https://tracker2.acme.test" || inst.Env["TEAM_TOKEN"] != "team-secret-1" ||
+		inst.Env["WEBHOOK_SECRET"] != "" || inst.RequestLoggingEnabled {
 		t.Errorf("member's instance after update: env %v, request logging %v", inst.Env, inst.RequestLoggingEnabled)
 	}
 
@@ -519,7 +525,10 @@ func TestInstallationLifecycle(t *testing.T) {
 	if err := b.pool(t).QueryRow(ctx, "select string_agg(action || ' ' || details::text, E'\n') from audit_events").Scan(&audit); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"installation.created", "installation.updated", "installation.deleted", "env.TEAM_TOKEN", "env.USER_TOKEN"} {
+	for _, want := range []string{
+		"installation.created", "installation.updated", "installation.deleted", "env.TEAM_TOKEN", "env.USER_TOKEN",
+		`"secrets_removed": "env.WEBHOOK_SECRET"`,
+	} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit log lacks %q:\n%s", want, audit)
 		}

@@ -87,7 +87,7 @@ func (e CatalogEntry) encodeSchema() ([]byte, error) {
 	if err := e.ConfigSchema.Check(); err != nil {
 		return nil, err
 	}
-	e.ConfigSchema.markSecrets(e.values())
+	e.ConfigSchema.markSecrets(e.Values())
 	schema, err := json.Marshal(e.ConfigSchema)
 	if err != nil {
 		return nil, fmt.Errorf("encode config schema: %w", err)

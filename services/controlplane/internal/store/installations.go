@@ -83,7 +83,8 @@ func (s *Store) template(ctx context.Context, q *dbsqlc.Queries, teamID, id uuid
 	return s.catalogEntryFromRow(row)
 }
 
-func (e CatalogEntry) values() Values {
+// Values are the template's own settings, the level below every installation's.
+func (e CatalogEntry) Values() Values {
 	return Values{Env: e.Env, Headers: e.Headers, QueryParams: e.QueryParams}
 }
 
@@ -123,8 +124,8 @@ func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Instal
 		if err != nil {
 			return err
 		}
-		values := in.values()
-		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.values()}, noSecrets); err != nil {
+		values := in.Values()
+		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.Values()}, noSecrets); err != nil {
 			return err
 		}
 		in.ServerSlug = tmpl.Slug
@@ -178,8 +179,8 @@ func (s *Store) UpdateInstallation(ctx context.Context, in Installation) (Instal
 		if err != nil {
 			return err
 		}
-		values := in.values()
-		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.values()}, has); err != nil {
+		values := in.Values()
+		if err := tmpl.ConfigSchema.checkLevel(ScopeTeamField, values, []Values{tmpl.Values()}, has); err != nil {
 			return err
 		}
 		in.ServerSlug = tmpl.Slug
@@ -297,12 +298,12 @@ func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) 
 		if err != nil {
 			return err
 		}
-		values := uc.values()
+		values := uc.Values()
 		team, err := sealedLevel{inst.ArgValues, inst.Env, inst.Headers, inst.QueryParams}.mask()
 		if err != nil {
 			return err
 		}
-		if err := tmpl.ConfigSchema.checkLevel(ScopeUserField, values, []Values{tmpl.values(), team}, has); err != nil {
+		if err := tmpl.ConfigSchema.checkLevel(ScopeUserField, values, []Values{tmpl.Values(), team}, has); err != nil {
 			return err
 		}
 		sealed, err := s.sealLevel(stored, values)

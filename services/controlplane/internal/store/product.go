@@ -79,7 +79,8 @@ func (in Installation) EffectiveToolPrefix() string {
 	return in.ServerSlug
 }
 
-func (in Installation) values() Values {
+// Values are the installation's team-level settings.
+func (in Installation) Values() Values {
 	return Values{ArgValues: in.ArgValues, Env: in.Env, Headers: in.Headers, QueryParams: in.QueryParams}
 }
 
@@ -97,7 +98,8 @@ type UserConfiguration struct {
 	UpdatedAt time.Time
 }
 
-func (uc UserConfiguration) values() Values {
+// Values are the member's own settings.
+func (uc UserConfiguration) Values() Values {
 	return Values{ArgValues: uc.ArgValues, Env: uc.Env, Headers: uc.Headers, QueryParams: uc.QueryParams}
 }
 
