@@ -3,6 +3,7 @@
 package filelock
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,14 +11,30 @@ import (
 	"syscall"
 )
 
+// ErrLocked says that another process holds the lock.
+var ErrLocked = errors.New("held by another process")
+
 // Lock takes an exclusive lock on path, creating the file, and waits while another process holds it.
 func Lock(path string) (unlock func(), err error) {
+	return lock(path, syscall.LOCK_EX)
+}
+
+// TryLock takes an exclusive lock on path, creating the file, and fails with ErrLocked while another process
+// holds it.
+func TryLock(path string) (unlock func(), err error) {
+	return lock(path, syscall.LOCK_EX|syscall.LOCK_NB)
+}
+
+func lock(path string, how int) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
 		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			err = ErrLocked
+		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	// Closing the file releases the lock.

@@ -1,6 +1,7 @@
 package filelock_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,4 +55,23 @@ func TestProcessDirSweepsOnlyDeadOwners(t *testing.T) {
 	if _, err := os.Stat(mine); err != nil {
 		t.Errorf("a live process's directory was swept: %v", err)
 	}
+}
+
+func TestTryLock(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "lock")
+	unlock, err := filelock.TryLock(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock locks belong to open files, so a second open of the path competes even in this process.
+	if _, err := filelock.TryLock(path); !errors.Is(err, filelock.ErrLocked) {
+		t.Fatalf("TryLock of a held lock = %v, want ErrLocked", err)
+	}
+	unlock()
+	unlock, err = filelock.TryLock(path)
+	if err != nil {
+		t.Fatalf("TryLock after unlock = %v", err)
+	}
+	unlock()
 }

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
@@ -50,6 +52,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	unlock, err := lockStateDir(stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Probed before anything talks to the control plane, so heartbeats report the isolation from the first.
 	driver, isolation, err := openSandbox(ctx, logger.With("component", "sandbox"), cfg, stateDir)
 	if err != nil {
@@ -203,3 +210,19 @@ func (r *runtimeRef) Execute(ctx context.Context, cmd *satellitev1.Command) (map
 }
 
 func (r *runtimeRef) Processes() []*satellitev1.ProcessReport { return r.rt.Processes() }
+
+// lockStateDir claims the state directory for this process. Two satellites on one directory would share an
+// identity and each take the other's sandboxed servers for leftovers of a crash.
+func lockStateDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	unlock, err = filelock.TryLock(filepath.Join(dir, "satellite.lock"))
+	if errors.Is(err, filelock.ErrLocked) {
+		return nil, fmt.Errorf("state directory %s is in use by another satellite process; give each satellite its own (ORRERY_STATE_DIR)", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return unlock, nil
+}

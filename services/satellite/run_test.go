@@ -49,6 +49,16 @@ func testConfig(t *testing.T, srv *backendtest.Server) Config {
 	}
 }
 
+// quickBackend is a control plane that accepts testToken for a global satellite and asks for heartbeats
+// every 10 ms.
+func quickBackend(t *testing.T) *backendtest.Server {
+	srv := backendtest.New(t)
+	srv.AddToken(testToken, satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "")
+	srv.SetConfiguration("v1")
+	srv.SetNextHeartbeat(10 * time.Millisecond)
+	return srv
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
@@ -70,10 +80,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestRunServesHealthAndReadiness(t *testing.T) {
 	t.Parallel()
-	srv := backendtest.New(t)
-	srv.AddToken(testToken, satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, "")
-	srv.SetConfiguration("v1")
-	srv.SetNextHeartbeat(10 * time.Millisecond)
+	srv := quickBackend(t)
 	srv.SetDown(true)
 	cfg := testConfig(t, srv)
 	base := "http://" + cfg.listener.Addr().String()
@@ -105,6 +112,34 @@ func TestRunServesHealthAndReadiness(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", cfg.listener.Addr().String(), time.Second); err == nil {
 		t.Error("HTTP listener still open after run returned")
 	}
+}
+
+// TestRunRefusesABusyStateDir starts a second satellite on the state directory of a running one: it stops
+// at once, saying why, and the directory is free again once the first has stopped.
+func TestRunRefusesABusyStateDir(t *testing.T) {
+	t.Parallel()
+	srv := quickBackend(t)
+	first := testConfig(t, srv)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, first, testLogger(t)) }()
+	srv.Wait(t.Context(), "a heartbeat", 10*time.Second, func() bool { return len(srv.Heartbeats()) > 0 })
+
+	second := testConfig(t, srv)
+	second.StateDir = first.StateDir
+	if err := run(t.Context(), second, testLogger(t)); err == nil || !strings.Contains(err.Error(), "in use by another satellite") {
+		t.Fatalf("second satellite on the same state directory: %v, want an error saying it is in use", err)
+	}
+
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("run after cancel = %v, want nil", err)
+	}
+	unlock, err := lockStateDir(first.StateDir)
+	if err != nil {
+		t.Fatalf("state directory after the satellite stopped: %v", err)
+	}
+	unlock()
 }
 
 func TestRunStopsWhenKeyRefused(t *testing.T) {
