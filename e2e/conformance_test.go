@@ -336,7 +336,11 @@ func TestBearerProxyStreamsDuringRequestBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _, _ = io.WriteString(bodyWriter, "first ") }()
+	firstSent := make(chan struct{})
+	go func() {
+		_, _ = io.WriteString(bodyWriter, "first ")
+		close(firstSent)
+	}()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -346,6 +350,7 @@ func TestBearerProxyStreamsDuringRequestBody(t *testing.T) {
 	if line, err := lines.ReadString('\n'); line != "started\n" {
 		t.Fatalf("first line = %q, %v; want the stream to start before the body ends", line, err)
 	}
+	<-firstSent // the response may start before the transport has read any of the body
 	_, _ = io.WriteString(bodyWriter, "second")
 	_ = bodyWriter.Close()
 	if line, err := lines.ReadString('\n'); line != "body: first second\n" {
