@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 
+	"github.com/orrery/orrery/e2e"
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/internal/oauthtest"
@@ -149,6 +152,28 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 		!strings.Contains(err.Error(), "Forbidden") {
 		t.Fatalf("call a tool with mcp:read alone: %v, want the endpoint's 403", err)
 	}
+
+	// Revoked (RFC 7009), the token stops working at the satellite within moments, although the satellite
+	// had cached it as active for up to a minute: the control plane tells it.
+	resp, err := http.PostForm(red.cp.URL+"/oauth/revoke", url.Values{"token": {tok.AccessToken}, "client_id": {cfg.ClientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: status %d", resp.StatusCode)
+	}
+	e2e.WaitFor(t, 10*time.Second, "the satellite to refuse the revoked token", func() error {
+		s, err := connectMCP(ctx, red.endpoint, tok.AccessToken)
+		if err == nil {
+			_ = s.Close()
+			return errors.New("still accepted")
+		}
+		if !strings.Contains(err.Error(), "Unauthorized") {
+			t.Fatalf("connect with the revoked token: %v, want the endpoint's 401", err)
+		}
+		return nil
+	})
 }
 
 // registerPublicClient registers a client with the control plane at cpURL and returns its id.

@@ -100,8 +100,8 @@ type Config struct {
 	// request (ORRERY_MCP_SESSION_IDLE_TIMEOUT). Default 30 min.
 	MCPSessionIdleTimeout time.Duration
 	// TokenCacheTTL is how long a checked access token is trusted before the control plane is asked again
-	// (ORRERY_TOKEN_CACHE_TTL), and so how long a revoked token may still work here. At most and by default
-	// 60 s.
+	// (ORRERY_TOKEN_CACHE_TTL). Revocations arrive at once as commands; this bounds what a satellite cut
+	// off from the control plane can miss. At most and by default 60 s.
 	TokenCacheTTL time.Duration
 	// MCPStopGrace is how long a stopping MCP server may take after SIGTERM before SIGKILL. Default 5 s.
 	MCPStopGrace time.Duration
@@ -299,7 +299,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
 	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
-	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long, at most 1m: a revoked token works here until then (ORRERY_TOKEN_CACHE_TTL; default 1m)")
+	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
 	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")

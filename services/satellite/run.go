@@ -138,6 +138,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_ = batcher.Close(ctx)
 		return err
 	}
+	rtRef.gw = gw
 	routes := server.New(comm.Ready)
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
@@ -199,13 +200,22 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return err
 }
 
-// runtimeRef hands the communicator's commands and heartbeat questions to the MCP runtime, which is created
-// after the communicator.
+// runtimeRef hands the communicator's commands and heartbeat questions to the MCP runtime and the gateway,
+// which are created after the communicator.
 type runtimeRef struct {
 	rt *mcpruntime.Runtime
+	gw *gateway.Gateway
 }
 
 func (r *runtimeRef) Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error) {
+	if cmd.GetType() == satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS {
+		var hashes []string
+		for _, v := range cmd.GetPayload().GetFields()["token_hashes"].GetListValue().GetValues() {
+			hashes = append(hashes, v.GetStringValue())
+		}
+		n, err := r.gw.RevokeTokens(hashes)
+		return map[string]any{"revoked": n}, err
+	}
 	return r.rt.Execute(ctx, cmd)
 }
 

@@ -11,5 +11,6 @@ join teams t on t.id = a.team_id
 join users u on u.id = a.user_id
 where a.token_hash = @token_hash and a.revoked_at is null and a.expires_at > now();
 
--- name: RevokeAccessToken :exec
-update access_tokens set revoked_at = coalesce(revoked_at, now()) where id = @id;
+-- name: RevokeAccessToken :many
+update access_tokens set revoked_at = now() where id = @id and revoked_at is null
+returning *;

@@ -41,8 +41,9 @@ delete from oauth_tokens where signature = @signature and kind = @kind;
 -- DeactivateOAuthGrant ends every token of one kind issued under a grant.
 update oauth_tokens set active = false where request_id = @request_id and kind = @kind;
 
--- name: RevokeGrantAccessTokens :exec
-update access_tokens set revoked_at = coalesce(revoked_at, now()) where request_id = @request_id::text;
+-- name: RevokeGrantAccessTokens :many
+update access_tokens set revoked_at = now() where request_id = @request_id::text and revoked_at is null
+returning *;
 
 -- name: CreateGrantAccessToken :exec
 insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at, request_id)
@@ -111,10 +112,11 @@ select * from teams where slug = @slug;
 -- refused anyway, and reusing it says nothing about its grant.
 delete from oauth_tokens where expires_at < @before;
 
--- name: RevokeMemberAccessTokens :exec
+-- name: RevokeMemberAccessTokens :many
 -- RevokeMemberAccessTokens ends a former member's access tokens for the team.
-update access_tokens set revoked_at = coalesce(revoked_at, now())
-where team_id = @team_id and user_id = @user_id and revoked_at is null;
+update access_tokens set revoked_at = now()
+where team_id = @team_id and user_id = @user_id and revoked_at is null
+returning *;
 
 -- name: DeactivateMemberOAuthTokens :exec
 update oauth_tokens set active = false where team_id = @team_id and user_id = @user_id and active;

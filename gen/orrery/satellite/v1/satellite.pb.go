@@ -160,6 +160,10 @@ const (
 	CommandType_COMMAND_TYPE_HEALTH_CHECK CommandType = 5
 	// COMMAND_TYPE_UPDATE updates the satellite itself.
 	CommandType_COMMAND_TYPE_UPDATE CommandType = 6
+	// COMMAND_TYPE_REVOKE_TOKENS says which access tokens of the team were just revoked: the payload's
+	// "token_hashes" lists their SHA-256 hashes in hex. The satellite refuses them from then on, whatever
+	// it cached of their introspection.
+	CommandType_COMMAND_TYPE_REVOKE_TOKENS CommandType = 7
 )
 
 // Enum value maps for CommandType.
@@ -172,15 +176,17 @@ var (
 		4: "COMMAND_TYPE_RESTART",
 		5: "COMMAND_TYPE_HEALTH_CHECK",
 		6: "COMMAND_TYPE_UPDATE",
+		7: "COMMAND_TYPE_REVOKE_TOKENS",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":  0,
-		"COMMAND_TYPE_CONFIGURE":    1,
-		"COMMAND_TYPE_SPAWN":        2,
-		"COMMAND_TYPE_KILL":         3,
-		"COMMAND_TYPE_RESTART":      4,
-		"COMMAND_TYPE_HEALTH_CHECK": 5,
-		"COMMAND_TYPE_UPDATE":       6,
+		"COMMAND_TYPE_UNSPECIFIED":   0,
+		"COMMAND_TYPE_CONFIGURE":     1,
+		"COMMAND_TYPE_SPAWN":         2,
+		"COMMAND_TYPE_KILL":          3,
+		"COMMAND_TYPE_RESTART":       4,
+		"COMMAND_TYPE_HEALTH_CHECK":  5,
+		"COMMAND_TYPE_UPDATE":        6,
+		"COMMAND_TYPE_REVOKE_TOKENS": 7,
 	}
 )
 
@@ -3349,7 +3355,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x19SATELLITE_STATUS_INACTIVE\x10\x01\x12\x1b\n" +
 	"\x17SATELLITE_STATUS_ACTIVE\x10\x02\x12\x1c\n" +
 	"\x18SATELLITE_STATUS_OFFLINE\x10\x03\x12\x1c\n" +
-	"\x18SATELLITE_STATUS_REVOKED\x10\x04*\xc8\x01\n" +
+	"\x18SATELLITE_STATUS_REVOKED\x10\x04*\xe8\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16COMMAND_TYPE_CONFIGURE\x10\x01\x12\x16\n" +
@@ -3357,7 +3363,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x11COMMAND_TYPE_KILL\x10\x03\x12\x18\n" +
 	"\x14COMMAND_TYPE_RESTART\x10\x04\x12\x1d\n" +
 	"\x19COMMAND_TYPE_HEALTH_CHECK\x10\x05\x12\x17\n" +
-	"\x13COMMAND_TYPE_UPDATE\x10\x06*\xa5\x01\n" +
+	"\x13COMMAND_TYPE_UPDATE\x10\x06\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_REVOKE_TOKENS\x10\a*\xa5\x01\n" +
 	"\x0fCommandPriority\x12 \n" +
 	"\x1cCOMMAND_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_PRIORITY_LOW\x10\x01\x12\x1b\n" +

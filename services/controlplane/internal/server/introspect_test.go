@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"encoding/hex"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,5 +72,65 @@ func TestIntrospectionIsScopedToTheSatellitesTeams(t *testing.T) {
 	}
 	if got := introspect(t, global, blueToken); got.Active {
 		t.Fatal("revoked token reported active")
+	}
+}
+
+// revokedHashes returns the token hashes of the revoke_tokens commands waiting for s.
+func revokedHashes(t *testing.T, s *satellite) []string {
+	t.Helper()
+	var out []string
+	for _, cmd := range s.poll(t, 0) {
+		if cmd.Type != satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS {
+			continue
+		}
+		for _, v := range cmd.Payload.GetFields()["token_hashes"].GetListValue().GetValues() {
+			out = append(out, v.GetStringValue())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestRevocationReachesTheTeamsSatellites revokes access tokens directly and by removing a member: each
+// satellite serving the team is told the revoked tokens' hashes at once, other teams' satellites are told
+// nothing, and a token revoked already is not announced again.
+func TestRevocationReachesTheTeamsSatellites(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedTeam(t, b, "red")
+	blue := seedTeam(t, b, "blue")
+	_, first := issueToken(t, b, red, time.Hour)
+	_, second := issueToken(t, b, red, time.Hour)
+	redSat := b.activeSatellite(t, red.team.ID.String())
+	blueSat := b.activeSatellite(t, blue.team.ID.String())
+	global := b.activeSatellite(t, "")
+	for _, s := range []*satellite{redSat, blueSat, global} {
+		s.poll(t, 0) // what registration queued
+	}
+
+	if err := b.store().RevokeAccessToken(t.Context(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{hex.EncodeToString(first.TokenHash)}
+	for name, s := range map[string]*satellite{"red's satellite": redSat, "the global satellite": global} {
+		if got := revokedHashes(t, s); !slices.Equal(got, want) {
+			t.Errorf("%s was told %v, want %v", name, got, want)
+		}
+	}
+	if got := revokedHashes(t, blueSat); len(got) != 0 {
+		t.Errorf("blue's satellite was told of red's tokens: %v", got)
+	}
+	if err := b.store().RevokeAccessToken(t.Context(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := revokedHashes(t, redSat); len(got) != 0 {
+		t.Errorf("revoking again announced %v", got)
+	}
+
+	if err := b.store().RemoveMember(t.Context(), red.team.ID, red.alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := revokedHashes(t, redSat), []string{hex.EncodeToString(second.TokenHash)}; !slices.Equal(got, want) {
+		t.Errorf("after alice left red, its satellite was told %v, want %v", got, want)
 	}
 }

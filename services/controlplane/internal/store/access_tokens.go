@@ -49,7 +49,13 @@ func (s *Store) ActiveAccessToken(ctx context.Context, tokenHash []byte) (Access
 	}, nil
 }
 
-// RevokeAccessToken makes a token inactive at once.
+// RevokeAccessToken makes a token inactive at once, for satellites too.
 func (s *Store) RevokeAccessToken(ctx context.Context, id uuid.UUID) error {
-	return translate(s.q.RevokeAccessToken(ctx, id), "revoke access token")
+	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		revoked, err := q.RevokeAccessToken(ctx, id)
+		if err != nil {
+			return translate(err, "revoke access token")
+		}
+		return announceRevoked(ctx, q, revoked)
+	})
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -36,4 +37,35 @@ func configure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, event s
 	c.Payload, _ = json.Marshal(map[string]string{"event": event, "installation_id": installationID.String()})
 	_, err := enqueueForTeam(ctx, q, teamID, c)
 	return err
+}
+
+// revokedTokensTTL is how long a revoke_tokens command stays deliverable: satellites cache introspection
+// results for at most a minute, so after that none can still hold one of the tokens as active.
+const revokedTokensTTL = time.Minute
+
+// announceRevoked queues, inside the caller's transaction, a revoke_tokens command for every satellite
+// serving the team of each token just revoked, so the token stops working there at once rather than when
+// the satellite's cached introspection result runs out.
+func announceRevoked(ctx context.Context, q *dbsqlc.Queries, revoked []dbsqlc.AccessToken) error {
+	hashes := map[uuid.UUID][]string{}
+	for _, t := range revoked {
+		hashes[t.TeamID] = append(hashes[t.TeamID], hex.EncodeToString(t.TokenHash))
+	}
+	for teamID, teamHashes := range hashes {
+		c := NewCommand{TeamID: &teamID, Type: "revoke_tokens", Priority: PriorityImmediate, TTL: revokedTokensTTL}
+		c.Payload, _ = json.Marshal(map[string][]string{"token_hashes": teamHashes})
+		if _, err := enqueueForTeam(ctx, q, teamID, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// revokeGrantAccessTokens revokes the access tokens issued under an OAuth grant and announces them.
+func revokeGrantAccessTokens(ctx context.Context, q *dbsqlc.Queries, requestID string) error {
+	revoked, err := q.RevokeGrantAccessTokens(ctx, requestID)
+	if err != nil {
+		return translate(err, "revoke oauth grant access tokens")
+	}
+	return announceRevoked(ctx, q, revoked)
 }

@@ -194,8 +194,8 @@ func revokeClientGrants(ctx context.Context, q *dbsqlc.Queries, clientID string,
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	for _, id := range ids {
-		if err := q.RevokeGrantAccessTokens(ctx, id); err != nil {
-			return 0, translate(err, "revoke oauth grant access tokens")
+		if err := revokeGrantAccessTokens(ctx, q, id); err != nil {
+			return 0, err
 		}
 	}
 	return len(ids), nil
@@ -264,7 +264,7 @@ func (s *Store) RevokeOAuthGrant(ctx context.Context, requestID, kind string) er
 		if kind != OAuthAccessToken {
 			return nil
 		}
-		return translate(q.RevokeGrantAccessTokens(ctx, requestID), "revoke oauth grant access tokens")
+		return revokeGrantAccessTokens(ctx, q, requestID)
 	})
 }
 
@@ -284,7 +284,7 @@ func (s *Store) RevokeWholeOAuthGrant(ctx context.Context, requestID string, tea
 				return translate(err, "revoke oauth grant")
 			}
 		}
-		return translate(q.RevokeGrantAccessTokens(ctx, requestID), "revoke oauth grant access tokens")
+		return revokeGrantAccessTokens(ctx, q, requestID)
 	})
 }
 
@@ -369,8 +369,12 @@ func (s *Store) TeamEndpointServed(ctx context.Context, url string, teamID uuid.
 
 // revokeMemberAccess ends what a former member held for a team: access tokens, OAuth grants, consents.
 func revokeMemberAccess(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) error {
-	if err := q.RevokeMemberAccessTokens(ctx, teamID, userID); err != nil {
+	revoked, err := q.RevokeMemberAccessTokens(ctx, teamID, userID)
+	if err != nil {
 		return translate(err, "revoke access tokens")
+	}
+	if err := announceRevoked(ctx, q, revoked); err != nil {
+		return err
 	}
 	if err := q.DeactivateMemberOAuthTokens(ctx, teamID, userID); err != nil {
 		return translate(err, "revoke oauth grants")

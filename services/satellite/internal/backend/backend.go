@@ -59,7 +59,7 @@ type MetricsSource interface {
 	Sample() (sysmetrics.Metrics, error)
 }
 
-// Executor carries out the commands that act on MCP server instances. *mcpruntime.Runtime is one.
+// Executor carries out the commands that act on MCP server instances and their endpoints.
 type Executor interface {
 	// Execute carries out cmd and returns its output, or why it failed. For a configure command it runs
 	// after the configuration sync, so that it finds the new configuration applied.
@@ -92,8 +92,9 @@ type Config struct {
 	Metrics MetricsSource
 	// HTTPClient carries every call. Default: a client whose timeout is RequestTimeout.
 	HTTPClient *http.Client
-	// Executor carries out spawn, kill, restart and health_check commands, and the instance side of
-	// configure commands. Nil: those commands fail, saying the satellite has no MCP runtime.
+	// Executor carries out spawn, kill, restart, health_check and revoke_tokens commands, and the
+	// instance side of configure commands. Nil: those commands fail, saying the satellite has no MCP
+	// runtime.
 	Executor Executor
 	// Processes describes the instances in heartbeats. Nil: heartbeats count desired instances only.
 	Processes ProcessSource

@@ -124,7 +124,8 @@ func (c *Communicator) execute(ctx context.Context, cmd *satellitev1.Command) (o
 	case satellitev1.CommandType_COMMAND_TYPE_CONFIGURE:
 		return c.configure(ctx, cmd)
 	case satellitev1.CommandType_COMMAND_TYPE_SPAWN, satellitev1.CommandType_COMMAND_TYPE_KILL,
-		satellitev1.CommandType_COMMAND_TYPE_RESTART, satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK:
+		satellitev1.CommandType_COMMAND_TYPE_RESTART, satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK,
+		satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS:
 		if c.cfg.Executor == nil {
 			// Reporting success would tell users their server runs when nothing does.
 			return failed("this satellite has no MCP runtime yet, so it cannot carry out %s commands", commandName(t)), nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -284,6 +285,27 @@ func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	auth.ProtectedResourceMetadataHandler(md).ServeHTTP(w, r)
 }
 
+// RevokeTokens makes the endpoint refuse at once the access tokens with these SHA-256 hashes, in hex, as
+// the control plane announces revocations. It returns how many it took; a malformed hash is an error, after
+// the others have been taken.
+func (g *Gateway) RevokeTokens(hexHashes []string) (int, error) {
+	hashes := make([][sha256.Size]byte, 0, len(hexHashes))
+	var malformed []string
+	for _, h := range hexHashes {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != sha256.Size {
+			malformed = append(malformed, h)
+			continue
+		}
+		hashes = append(hashes, [sha256.Size]byte(b))
+	}
+	g.tokens.revoke(hashes)
+	if len(malformed) > 0 {
+		return len(hashes), fmt.Errorf("not SHA-256 hashes in hex: %q", malformed)
+	}
+	return len(hashes), nil
+}
+
 // tokenCache caches introspection results by the SHA-256 of the whole token, for at most ttl and never
 // past the token's expiry. Concurrent lookups of one token share one introspection.
 type tokenCache struct {
@@ -292,6 +314,9 @@ type tokenCache struct {
 	now          func() time.Time
 	entries      *lru.Cache[[sha256.Size]byte, cachedToken]
 	flight       singleflight.Group
+	// revoked holds the tokens the control plane announced as revoked. They are refused without asking,
+	// and an introspection that was in flight when the announcement came is not kept.
+	revoked *lru.Cache[[sha256.Size]byte, struct{}]
 }
 
 type cachedToken struct {
@@ -301,11 +326,24 @@ type cachedToken struct {
 
 func newTokenCache(in Introspector, size int, ttl time.Duration, now func() time.Time) *tokenCache {
 	entries, _ := lru.New[[sha256.Size]byte, cachedToken](size) // size is positive
-	return &tokenCache{introspector: in, ttl: ttl, now: now, entries: entries}
+	// An announcement that falls out is harmless: the token is inactive when introspected again.
+	revoked, _ := lru.New[[sha256.Size]byte, struct{}](size)
+	return &tokenCache{introspector: in, ttl: ttl, now: now, entries: entries, revoked: revoked}
+}
+
+// revoke refuses the tokens with these hashes from now on, whatever was cached of them.
+func (c *tokenCache) revoke(hashes [][sha256.Size]byte) {
+	for _, h := range hashes {
+		c.revoked.Add(h, struct{}{})
+		c.entries.Remove(h)
+	}
 }
 
 func (c *tokenCache) lookup(ctx context.Context, token string) (*satellitev1.IntrospectTokenResponse, error) {
 	key := sha256.Sum256([]byte(token))
+	if c.revoked.Contains(key) {
+		return &satellitev1.IntrospectTokenResponse{}, nil
+	}
 	if e, ok := c.entries.Get(key); ok && c.now().Before(e.until) {
 		return e.resp, nil
 	}
@@ -327,6 +365,12 @@ func (c *tokenCache) lookup(ctx context.Context, token string) (*satellitev1.Int
 			until = exp.AsTime()
 		}
 		c.entries.Add(key, cachedToken{resp: resp, until: until})
+		// revoke adds to revoked before it removes from entries, so either it removed this entry or the
+		// check below sees the token revoked.
+		if c.revoked.Contains(key) {
+			c.entries.Remove(key)
+			return &satellitev1.IntrospectTokenResponse{}, nil
+		}
 		return resp, nil
 	})
 	if err != nil {

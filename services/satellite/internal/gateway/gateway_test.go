@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -935,6 +937,29 @@ func TestProgressAndCancellation(t *testing.T) {
 				t.Errorf("call error = %v", err)
 			}
 		})
+	}
+}
+
+// TestRevokedTokensAreRefusedAtOnce announces a cached token as revoked: the next request is refused
+// without waiting for the cache entry to run out or asking the control plane again.
+func TestRevokedTokensAreRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	h := map[string]string{"Mcp-Protocol-Version": statelessVersion, "Mcp-Method": "tools/list"}
+	if resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", list, h); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before revocation: status %d", resp.StatusCode)
+	}
+	ann := sha256.Sum256([]byte("ann"))
+	n, err := b.gw.RevokeTokens([]string{hex.EncodeToString(ann[:]), "not-a-hash"})
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "not-a-hash") {
+		t.Fatalf("RevokeTokens = %d, %v; want 1 and an error naming the malformed hash", n, err)
+	}
+	if resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", list, h); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after revocation: status %d, want 401", resp.StatusCode)
+	}
+	if n := b.intro.calls.Load(); n != 1 {
+		t.Errorf("%d introspections, want 1: a revoked token needs no asking", n)
 	}
 }
 

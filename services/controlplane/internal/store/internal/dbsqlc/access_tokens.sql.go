@@ -101,11 +101,39 @@ func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (G
 	return i, err
 }
 
-const revokeAccessToken = `-- name: RevokeAccessToken :exec
-update access_tokens set revoked_at = coalesce(revoked_at, now()) where id = $1
+const revokeAccessToken = `-- name: RevokeAccessToken :many
+update access_tokens set revoked_at = now() where id = $1 and revoked_at is null
+returning id, token_hash, team_id, user_id, client_id, audience, scopes, expires_at, revoked_at, created_at, request_id
 `
 
-func (q *Queries) RevokeAccessToken(ctx context.Context, id uuid.UUID) error {
-	_, err := q.db.Exec(ctx, revokeAccessToken, id)
-	return err
+func (q *Queries) RevokeAccessToken(ctx context.Context, id uuid.UUID) ([]AccessToken, error) {
+	rows, err := q.db.Query(ctx, revokeAccessToken, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AccessToken
+	for rows.Next() {
+		var i AccessToken
+		if err := rows.Scan(
+			&i.ID,
+			&i.TokenHash,
+			&i.TeamID,
+			&i.UserID,
+			&i.ClientID,
+			&i.Audience,
+			&i.Scopes,
+			&i.ExpiresAt,
+			&i.RevokedAt,
+			&i.CreatedAt,
+			&i.RequestID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

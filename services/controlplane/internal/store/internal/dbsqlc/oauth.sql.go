@@ -499,24 +499,80 @@ func (q *Queries) RevokeClientTeamGrants(ctx context.Context, clientID string, t
 	return items, nil
 }
 
-const revokeGrantAccessTokens = `-- name: RevokeGrantAccessTokens :exec
-update access_tokens set revoked_at = coalesce(revoked_at, now()) where request_id = $1::text
+const revokeGrantAccessTokens = `-- name: RevokeGrantAccessTokens :many
+update access_tokens set revoked_at = now() where request_id = $1::text and revoked_at is null
+returning id, token_hash, team_id, user_id, client_id, audience, scopes, expires_at, revoked_at, created_at, request_id
 `
 
-func (q *Queries) RevokeGrantAccessTokens(ctx context.Context, requestID string) error {
-	_, err := q.db.Exec(ctx, revokeGrantAccessTokens, requestID)
-	return err
+func (q *Queries) RevokeGrantAccessTokens(ctx context.Context, requestID string) ([]AccessToken, error) {
+	rows, err := q.db.Query(ctx, revokeGrantAccessTokens, requestID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AccessToken
+	for rows.Next() {
+		var i AccessToken
+		if err := rows.Scan(
+			&i.ID,
+			&i.TokenHash,
+			&i.TeamID,
+			&i.UserID,
+			&i.ClientID,
+			&i.Audience,
+			&i.Scopes,
+			&i.ExpiresAt,
+			&i.RevokedAt,
+			&i.CreatedAt,
+			&i.RequestID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const revokeMemberAccessTokens = `-- name: RevokeMemberAccessTokens :exec
-update access_tokens set revoked_at = coalesce(revoked_at, now())
+const revokeMemberAccessTokens = `-- name: RevokeMemberAccessTokens :many
+update access_tokens set revoked_at = now()
 where team_id = $1 and user_id = $2 and revoked_at is null
+returning id, token_hash, team_id, user_id, client_id, audience, scopes, expires_at, revoked_at, created_at, request_id
 `
 
 // RevokeMemberAccessTokens ends a former member's access tokens for the team.
-func (q *Queries) RevokeMemberAccessTokens(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) error {
-	_, err := q.db.Exec(ctx, revokeMemberAccessTokens, teamID, userID)
-	return err
+func (q *Queries) RevokeMemberAccessTokens(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) ([]AccessToken, error) {
+	rows, err := q.db.Query(ctx, revokeMemberAccessTokens, teamID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AccessToken
+	for rows.Next() {
+		var i AccessToken
+		if err := rows.Scan(
+			&i.ID,
+			&i.TokenHash,
+			&i.TeamID,
+			&i.UserID,
+			&i.ClientID,
+			&i.Audience,
+			&i.Scopes,
+			&i.ExpiresAt,
+			&i.RevokedAt,
+			&i.CreatedAt,
+			&i.RequestID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const teamEndpointServed = `-- name: TeamEndpointServed :one
