@@ -283,12 +283,13 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = "/"
 	onExit := func(state *os.ProcessState) string {
-		var oom, pidsMaxed bool
+		var used usage
 		if cg != nil {
-			oom, pidsMaxed = cg.oomKilled(), cg.pidsMaxed()
+			used.oom, used.pidsMaxed = cg.oomKilled(), cg.pidsMaxed()
+			used.cpu, used.cpuKnown = cg.cpuUsage()
 			cg.remove()
 		}
-		return exitReason(state, limits, oom, pidsMaxed)
+		return exitReason(state, limits, used)
 	}
 	p, err := launch(cmd, onExit)
 	if err != nil {
@@ -314,23 +315,32 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
+// usage is what a sandbox's cgroups counted by the time it ended.
+type usage struct {
+	oom, pidsMaxed bool
+	cpu            time.Duration
+	cpuKnown       bool
+}
+
 // exitReason says which limit ended a sandbox, from how bwrap ended and what the cgroups counted; empty when
 // no limit is to blame. bwrap exits with 128 plus the signal that killed the server.
-func exitReason(state *os.ProcessState, l Limits, oom, pidsMaxed bool) string {
+func exitReason(state *os.ProcessState, l Limits, used usage) string {
 	code := -1
 	if state != nil {
 		code = state.ExitCode()
 	}
 	switch {
-	case oom:
+	case used.oom:
 		return fmt.Sprintf("killed: out of memory (memory limit %s)", formatBytes(l.MemoryBytes))
-	// A server that ignores SIGXCPU gets SIGKILL a second later, which looks like any other kill and is not
-	// told apart here.
 	case code == 128+int(syscall.SIGXCPU):
 		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time)", l.CPUTime)
+	case code == 128+int(syscall.SIGKILL) && used.cpuKnown && l.CPUTime > 0 && used.cpu >= l.CPUTime:
+		// The kernel's SIGKILL a second after a SIGXCPU the server ignored. The limit is per process and
+		// the count is the whole sandbox's, so this is the likely cause rather than a certain one.
+		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time; SIGXCPU ignored)", l.CPUTime)
 	case code == 128+int(syscall.SIGXFSZ):
 		return fmt.Sprintf("killed: file size limit exceeded (%s per file)", formatBytes(l.FileSizeBytes))
-	case pidsMaxed:
+	case used.pidsMaxed:
 		// Reaching the limit only makes fork fail; the server may have ended for that or for another reason.
 		return fmt.Sprintf("process limit reached (%d processes)", l.Processes)
 	}

@@ -168,6 +168,7 @@ func TestBwrapRlimits(t *testing.T) {
 		name, script, reason, out string
 	}{
 		{"CPU spinner", `while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time)", ""},
+		{"CPU spinner ignoring SIGXCPU", `trap '' XCPU; while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time; SIGXCPU ignored)", ""},
 		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "killed: file size limit exceeded (1 MiB per file)", ""},
 		{"open files", `ulimit -n`, "", "64\n"},
 	} {

@@ -16,8 +16,8 @@ import (
 )
 
 // cgroupControllers are the controllers a server's limits need: memory for MemoryBytes, pids for Processes,
-// cpu for CPU.
-var cgroupControllers = []string{"memory", "pids", "cpu"}
+// cpu for CPU; and cpuacct, on cgroup v1 only, to tell the CPU time the server used (see cpuUsage).
+var cgroupControllers = []string{"memory", "pids", "cpu", "cpuacct"}
 
 // cgroupParents says where each controller's per-server cgroups go: below the satellite's own cgroup of that
 // controller, so that whatever bounds the satellite bounds its servers as well. A controller without a
@@ -195,6 +195,8 @@ func (cg *cgroup) limit(controller, dir string, l Limits) error {
 	const period = 100000 // µs
 	quota := max(int64(l.CPU*period), 1000)
 	switch {
+	case controller == "cpuacct": // accounts, limits nothing
+		return nil
 	case controller == "pids":
 		return write("pids.max", strconv.Itoa(l.Processes))
 	case controller == "memory" && cg.v2:
@@ -233,6 +235,36 @@ func (cg *cgroup) memoryUsage() (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 	return n, err == nil
+}
+
+// cpuUsage returns the CPU time the cgroup's processes have used. On cgroup v2 every cgroup counts it.
+func (cg *cgroup) cpuUsage() (time.Duration, bool) {
+	if cg.v2 {
+		for _, dir := range cg.dirs {
+			data, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+			if err != nil {
+				return 0, false
+			}
+			for line := range strings.Lines(string(data)) {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "usage_usec "); ok {
+					us, err := strconv.ParseInt(v, 10, 64)
+					return time.Duration(us) * time.Microsecond, err == nil
+				}
+			}
+			return 0, false
+		}
+		return 0, false
+	}
+	dir, ok := cg.dirs["cpuacct"]
+	if !ok {
+		return 0, false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
+	if err != nil {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return time.Duration(ns), err == nil
 }
 
 // setCPU changes the CPU share of a running server.
