@@ -74,8 +74,10 @@ func TestMembership(t *testing.T) {
 		t.Errorf("removed member still has %d instances", instances())
 	}
 	cmds := sat.poll(t, 0)
-	if len(cmds) != 1 || cmds[0].Priority.String() != "COMMAND_PRIORITY_HIGH" {
-		t.Errorf("after removing a member the satellite got %v, want one high-priority configure", cmds)
+	if len(cmds) != 1 || cmds[0].Priority.String() != "COMMAND_PRIORITY_HIGH" ||
+		cmds[0].Payload.GetFields()["event"].GetStringValue() != store.EventMemberRemoved ||
+		cmds[0].Payload.GetFields()["user_id"].GetStringValue() != outsiderID {
+		t.Errorf("after removing a member the satellite got %v, want one high-priority configure naming the member", cmds)
 	}
 
 	// The fixture's team has no owner; team A's owner is protected.

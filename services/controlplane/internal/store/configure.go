@@ -16,6 +16,8 @@ const (
 	EventInstallationCreated = "mcp_installation_created"
 	EventInstallationUpdated = "mcp_installation_updated"
 	EventInstallationDeleted = "mcp_installation_deleted"
+	// EventMemberRemoved also asks satellites to delete what they keep of the member, such as sandbox homes.
+	EventMemberRemoved = "mcp_member_removed"
 )
 
 // Command priorities, as stored (satellite.v1.CommandPriority).
@@ -30,11 +32,21 @@ const (
 // team: immediate for creations and updates, which a user is waiting for, high for deletions, which free
 // resources and expire later.
 func configure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, event string, installationID uuid.UUID) error {
+	return enqueueConfigure(ctx, q, teamID, map[string]string{"event": event, "installation_id": installationID.String()})
+}
+
+// memberRemoved queues, inside the caller's transaction, the configure command that stops a former member's
+// instances on every satellite serving the team and deletes what the satellites keep of the member there.
+func memberRemoved(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) error {
+	return enqueueConfigure(ctx, q, teamID, map[string]string{"event": EventMemberRemoved, "user_id": userID.String()})
+}
+
+func enqueueConfigure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, payload map[string]string) error {
 	c := NewCommand{TeamID: &teamID, Type: "configure", Priority: PriorityImmediate, TTL: 5 * time.Minute}
-	if event == EventInstallationDeleted {
+	if e := payload["event"]; e == EventInstallationDeleted || e == EventMemberRemoved {
 		c.Priority, c.TTL = PriorityHigh, 10*time.Minute
 	}
-	c.Payload, _ = json.Marshal(map[string]string{"event": event, "installation_id": installationID.String()})
+	c.Payload, _ = json.Marshal(payload)
 	_, err := enqueueForTeam(ctx, q, teamID, c)
 	return err
 }

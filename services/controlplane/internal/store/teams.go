@@ -132,7 +132,7 @@ func (s *Store) RemoveMember(ctx context.Context, teamID, userID uuid.UUID) erro
 		if err := revokeMemberAccess(ctx, q, teamID, userID); err != nil {
 			return err
 		}
-		return configure(ctx, q, teamID, EventInstallationDeleted, uuid.Nil)
+		return memberRemoved(ctx, q, teamID, userID)
 	})
 }
 

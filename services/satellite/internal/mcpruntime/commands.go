@@ -171,6 +171,29 @@ func (r *Runtime) CheckCredentials(ctx context.Context, sel Selector) ([]Outcome
 	})
 }
 
+// homeRemover is a driver that keeps homes for a team's members (sandbox.Bwrap).
+type homeRemover interface {
+	RemoveUserHome(teamID, userID string) error
+}
+
+// forgetMember deletes what the driver keeps of a former member of a team, unless the member has instances
+// here again (added back before this satellite heard of the removal). It reports whether it deleted.
+func (r *Runtime) forgetMember(teamID, userID string) (bool, error) {
+	hr, ok := r.cfg.Driver.(homeRemover)
+	if !ok {
+		return false, nil
+	}
+	// Held so that no reconcile starts one of the member's instances meanwhile.
+	r.reconcileMu.Lock()
+	defer r.reconcileMu.Unlock()
+	for _, in := range r.all() {
+		if spec := in.currentSpec(); spec.GetTeamId() == teamID && spec.GetUserId() == userID {
+			return false, nil
+		}
+	}
+	return true, hr.RemoveUserHome(teamID, userID)
+}
+
 // Execute carries out a command from the control plane that acts on instances, after the communicator
 // has done its own part (a configure command's configuration sync). See the payload keys above. It returns
 // the command's output, or an error saying why the command failed.
@@ -197,6 +220,15 @@ func (r *Runtime) Execute(ctx context.Context, cmd *satellitev1.Command) (map[st
 			return nil, fmt.Errorf("reconcile: %w", err)
 		}
 		switch event := str("event"); event {
+		case "mcp_member_removed":
+			if sel.TeamID == "" || sel.UserID == "" {
+				return nil, fmt.Errorf("%s needs the command's team and user_id", event)
+			}
+			removed, err := r.forgetMember(sel.TeamID, sel.UserID)
+			if err != nil {
+				return nil, err
+			}
+			out["member_home_removed"] = removed
 		case "mcp_recovery", "mcp_redeploy":
 			if sel.InstallationID == "" {
 				return nil, fmt.Errorf("%s needs installation_id", event)

@@ -55,7 +55,8 @@
 //	restart       reason: error_recovery, manual_restart or config_reload (reported with the restart)
 //	health_check  check_type: credential_validation (the default and, so far, the only check)
 //	configure     event: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-//	              mcp_recovery or mcp_redeploy; the last two need installation_id
+//	              mcp_member_removed, mcp_recovery or mcp_redeploy; the last two need installation_id,
+//	              mcp_member_removed needs user_id and deletes the member's sandbox home
 //
 // A command that acts on instances completes with an "outcomes" list of {instance_id, status, message,
 // skipped}, one per instance, once it was carried out; an instance the command does not apply to (a

@@ -105,3 +105,44 @@ func TestSandboxedServer(t *testing.T) {
 		}
 	}
 }
+
+// homeKeeper is the Direct driver with homes to remove, which it records.
+type homeKeeper struct {
+	sandbox.Direct
+	removed chan [2]string
+}
+
+func (h homeKeeper) RemoveUserHome(teamID, userID string) error {
+	h.removed <- [2]string{teamID, userID}
+	return nil
+}
+
+// TestMemberRemovalDeletesTheirHome carries out the configure command that follows a member's removal: the
+// driver deletes the member's home once none of their instances is left, and not while one is.
+func TestMemberRemovalDeletesTheirHome(t *testing.T) {
+	t.Parallel()
+	driver := homeKeeper{removed: make(chan [2]string, 1)}
+	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
+	in := stdioInstance("sleeper", "sleep", "1000")
+	b.apply(t, in)
+	removal := &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_CONFIGURE, TeamId: in.GetTeamId(),
+		Payload: payload(t, map[string]any{"event": "mcp_member_removed", "user_id": in.GetUserId()})}
+
+	out, err := b.rt.Execute(t.Context(), removal)
+	if err != nil || out["member_home_removed"] != false || len(driver.removed) != 0 {
+		t.Fatalf("with the member's instance still here: %v, %v; want the home kept", out, err)
+	}
+	b.apply(t)
+	out, err = b.rt.Execute(t.Context(), removal)
+	if err != nil || out["member_home_removed"] != true {
+		t.Fatalf("after the instance left: %v, %v; want the home removed", out, err)
+	}
+	if got, want := <-driver.removed, [2]string{in.GetTeamId(), in.GetUserId()}; got != want {
+		t.Errorf("removed the home of %v, want %v", got, want)
+	}
+
+	removal.Payload = payload(t, map[string]any{"event": "mcp_member_removed"})
+	if _, err := b.rt.Execute(t.Context(), removal); err == nil || !strings.Contains(err.Error(), "needs") {
+		t.Errorf("removal without a user: %v, want an error saying what it needs", err)
+	}
+}

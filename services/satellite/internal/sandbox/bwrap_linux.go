@@ -207,6 +207,18 @@ func (b *Bwrap) Home(spec Spec) (string, error) {
 	return filepath.Join(b.cfg.HomeRoot, spec.TeamID, "users", spec.UserID), nil
 }
 
+// RemoveUserHome deletes the home a member of a team had for servers with per-user homes.
+func (b *Bwrap) RemoveUserHome(teamID, userID string) error {
+	home, err := b.Home(Spec{TeamID: teamID, UserID: userID})
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(home); err != nil {
+		return fmt.Errorf("sandbox: remove home: %w", err)
+	}
+	return nil
+}
+
 // Start starts spec's command in a new sandbox. It refuses a spec whose Env sets a blocked variable
 // (ErrBlockedEnv). Spec.Dir is not visible inside: the server starts in its home.
 func (b *Bwrap) Start(spec Spec) (*Process, error) {

@@ -333,3 +333,35 @@ func TestBwrapNpxFindsItsCacheInTheTeamHome(t *testing.T) {
 		}
 	}
 }
+
+// TestBwrapRemoveUserHome removes one member's home and nothing beside it.
+func TestBwrapRemoveUserHome(t *testing.T) {
+	t.Parallel()
+	b := newBwrap(t, sandbox.BwrapConfig{})
+	gone := sandbox.Spec{TeamID: "team-a", UserID: "user-1"}
+	kept := []sandbox.Spec{{TeamID: "team-a"}, {TeamID: "team-a", UserID: "user-2"}, {TeamID: "team-b", UserID: "user-1"}}
+	for _, spec := range append([]sandbox.Spec{gone}, kept...) {
+		if _, out := run(t, b, spec, `echo data > "$HOME/file" && echo ok`); out != "ok\n" {
+			t.Fatalf("%+v wrote %q", spec, out)
+		}
+	}
+	if err := b.RemoveUserHome(gone.TeamID, gone.UserID); err != nil {
+		t.Fatal(err)
+	}
+	if home, _ := b.Home(gone); exists(home) {
+		t.Errorf("%s still exists", home)
+	}
+	for _, spec := range kept {
+		if home, _ := b.Home(spec); !exists(filepath.Join(home, "file")) {
+			t.Errorf("%+v lost its home %s", spec, home)
+		}
+	}
+	if err := b.RemoveUserHome("team-a", "../team-b"); err == nil {
+		t.Error("a user id with a path in it was accepted")
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
