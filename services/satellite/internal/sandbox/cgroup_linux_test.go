@@ -132,3 +132,27 @@ func findCPUShare(t *testing.T, parents cgroupParents, pid int) (float64, bool) 
 	}
 	return 0, false
 }
+
+// TestCPUUsage reads the CPU time from the files of both cgroup versions, as the kernel writes them.
+func TestCPUUsage(t *testing.T) {
+	t.Parallel()
+	v2, v1 := t.TempDir(), t.TempDir()
+	stat := "usage_usec 61500000\nuser_usec 60000000\nsystem_usec 1500000\n"
+	if err := os.WriteFile(filepath.Join(v2, "cpu.stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v1, "cpuacct.usage"), []byte("61500000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, cg := range map[string]*cgroup{
+		"v2": {v2: true, dirs: map[string]string{"memory": v2, "cpu": v2}},
+		"v1": {dirs: map[string]string{"memory": t.TempDir(), "cpuacct": v1}},
+	} {
+		if got, ok := cg.cpuUsage(); !ok || got != 61500*time.Millisecond {
+			t.Errorf("%s: %v, %v; want 1m1.5s", name, got, ok)
+		}
+	}
+	if _, ok := (&cgroup{dirs: map[string]string{"memory": v1}}).cpuUsage(); ok {
+		t.Error("v1 without a cpuacct cgroup reported a CPU time")
+	}
+}
