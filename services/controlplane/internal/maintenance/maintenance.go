@@ -42,6 +42,8 @@ var DefaultRetention = store.Retention{
 	InstanceEvents:   30 * 24 * time.Hour,
 	// Nothing needs an expired code or token; the day keeps clock skew between replicas harmless.
 	ExpiredOAuthTokens: 24 * time.Hour,
+	// A client registers just before it asks for consent; a day is ample for a person to answer.
+	UnusedOAuthClients: 24 * time.Hour,
 }
 
 // SweepArgs schedules a command sweep.
@@ -90,7 +92,8 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		return err
 	}
 	w.Logger.InfoContext(ctx, "pruned history", "heartbeats", p.Heartbeats, "received_events", p.ReceivedEvents,
-		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens)
+		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens,
+		"oauth_clients", p.OAuthClients)
 	return nil
 }
 

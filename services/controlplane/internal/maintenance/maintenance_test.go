@@ -122,3 +122,48 @@ func TestPruneDeletesExpiredOAuthTokens(t *testing.T) {
 		t.Fatalf("prune a day after expiry: %+v, %v; want the token gone", p, err)
 	}
 }
+
+// TestPruneDeletesUnusedOAuthClients registers clients and prunes a day later: only the registered client
+// that no consent or token names goes; a team's own client stays whatever its use.
+func TestPruneDeletesUnusedOAuthClients(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	ctx := t.Context()
+	user, team, err := st.CreateAccount(ctx, store.NewAccount{Email: "ada@example.test", GlobalRole: store.RoleGlobalUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []store.OAuthClient{
+		{ID: "unused"}, {ID: "consented"}, {ID: "with-token"},
+		{ID: "orcc_teamclient", TeamID: &team.ID, TokenEndpointAuthMethod: "client_secret_basic", SecretHash: "hash"},
+	} {
+		if c.TokenEndpointAuthMethod == "" {
+			c.TokenEndpointAuthMethod = "none"
+		}
+		if _, err := st.CreateOAuthClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SaveOAuthConsent(ctx, store.OAuthConsent{UserID: user.ID, ClientID: "consented", TeamID: team.ID, Scopes: []string{"mcp:read"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateOAuthToken(ctx, store.OAuthToken{
+		Signature: []byte("code"), Kind: store.OAuthAuthorizeCode, RequestID: "grant", ClientID: "with-token",
+		TeamID: team.ID, UserID: user.ID, Request: []byte("{}"), ExpiresAt: time.Now().Add(48 * time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	if p, err := st.Prune(ctx, time.Now(), maintenance.DefaultRetention); err != nil || p.OAuthClients != 0 {
+		t.Fatalf("prune now: %+v, %v; want every new client kept", p, err)
+	}
+	if p, err := st.Prune(ctx, time.Now().Add(25*time.Hour), maintenance.DefaultRetention); err != nil || p.OAuthClients != 1 {
+		t.Fatalf("prune a day later: %+v, %v; want one client gone", p, err)
+	}
+	for id, want := range map[string]bool{"unused": false, "consented": true, "with-token": true, "orcc_teamclient": true} {
+		_, err := st.OAuthClient(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("client %s kept = %v (%v), want %v", id, got, err, want)
+		}
+	}
+}

@@ -35,11 +35,14 @@ type Retention struct {
 	InstanceEvents time.Duration
 	// ExpiredOAuthTokens is how long OAuth codes and tokens are kept past their expiry.
 	ExpiredOAuthTokens time.Duration
+	// UnusedOAuthClients is how long a dynamically registered client is kept while no consent or token
+	// names it.
+	UnusedOAuthClients time.Duration
 }
 
 // Pruned counts the rows a Prune removed.
 type Pruned struct {
-	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents, OAuthTokens int64
+	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents, OAuthTokens, OAuthClients int64
 }
 
 // Prune deletes history older than r allows at now.
@@ -61,6 +64,9 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (Pruned, 
 	}
 	if p.OAuthTokens, err = s.q.PruneExpiredOAuthTokens(ctx, now.Add(-r.ExpiredOAuthTokens)); err != nil {
 		return p, translate(err, "prune expired oauth tokens")
+	}
+	if p.OAuthClients, err = s.q.PruneUnusedOAuthClients(ctx, now.Add(-r.UnusedOAuthClients)); err != nil {
+		return p, translate(err, "prune unused oauth clients")
 	}
 	return p, nil
 }

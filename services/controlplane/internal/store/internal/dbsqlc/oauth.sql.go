@@ -470,6 +470,24 @@ func (q *Queries) PruneExpiredOAuthTokens(ctx context.Context, before time.Time)
 	return result.RowsAffected(), nil
 }
 
+const pruneUnusedOAuthClients = `-- name: PruneUnusedOAuthClients :execrows
+delete from oauth_clients c
+where c.team_id is null and c.created_at < $1
+  and not exists (select 1 from oauth_consents k where k.client_id = c.id)
+  and not exists (select 1 from oauth_tokens t where t.client_id = c.id)
+`
+
+// PruneUnusedOAuthClients deletes dynamically registered clients (those of no team) registered before
+// @before that no consent and no token names: registration is open to anyone, so what it stores must not
+// stay for ever. A client whose consents were withdrawn and whose tokens ran out goes too; it registers again.
+func (q *Queries) PruneUnusedOAuthClients(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUnusedOAuthClients, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const revokeClientTeamGrants = `-- name: RevokeClientTeamGrants :many
 update oauth_tokens set active = false
 where client_id = $1 and team_id = $2 and active
