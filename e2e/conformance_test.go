@@ -236,12 +236,7 @@ func buildConformanceServer(t *testing.T) string {
 // for the server's requests to the client; that is also what the satellite's endpoint serves.
 func startConformanceServer(t *testing.T, server string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close() // the server cannot be handed a listener; another process taking the port is unlikely
+	addr := freeAddr(t)
 	proc := e2e.StartProcess(t, "conformance everything-server", server, []string{"-http", addr, "-stateless=false"}, nil)
 	e2e.WaitFor(t, 10*time.Second, "the conformance server to listen", func() error {
 		if proc.Exited() {

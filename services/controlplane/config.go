@@ -18,18 +18,19 @@ import (
 
 // config is the control plane's configuration, from flags and ORRERY_* environment variables.
 type config struct {
-	Listen          string
-	Issuer          string
-	DatabaseURL     string
-	DataDir         string
-	Dev             bool
-	DevSatellite    string
-	AdminToken      string
-	SigningKey      string
-	SecretKeys      string
-	LogFormat       string
-	LogLevel        string
-	ShutdownTimeout time.Duration
+	Listen             string
+	Issuer             string
+	DatabaseURL        string
+	DataDir            string
+	Dev                bool
+	DevSatellite       string
+	DevSatelliteListen string
+	AdminToken         string
+	SigningKey         string
+	SecretKeys         string
+	LogFormat          string
+	LogLevel           string
+	ShutdownTimeout    time.Duration
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -54,6 +55,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		"development mode: generate and keep the admin token and keys in the data directory (ORRERY_DEV=true)")
 	fs.StringVar(&c.DevSatellite, "dev-satellite", getenv("ORRERY_DEV_SATELLITE"),
 		"in development mode, path of a satellite binary to run and register beside the control plane")
+	fs.StringVar(&c.DevSatelliteListen, "dev-satellite-listen", env("ORRERY_DEV_SATELLITE_LISTEN", "127.0.0.1:8081"),
+		"address the development satellite serves on (ORRERY_DEV_SATELLITE_LISTEN)")
 	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")

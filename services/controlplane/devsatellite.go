@@ -18,9 +18,6 @@ import (
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 )
 
-// devSatelliteListen is where the development satellite serves its MCP endpoint.
-const devSatelliteListen = "127.0.0.1:8081"
-
 type devSatellite struct {
 	url  string
 	done chan struct{}
@@ -54,7 +51,7 @@ func startDevSatellite(ctx context.Context, logger *slog.Logger, cfg config, bas
 		"ORRERY_REGISTRATION_TOKEN="+resp.Msg.Token,
 		"ORRERY_STATE_DIR="+stateDir,
 		"ORRERY_SATELLITE_NAME=dev-satellite",
-		"ORRERY_SATELLITE_LISTEN="+devSatelliteListen,
+		"ORRERY_SATELLITE_LISTEN="+cfg.DevSatelliteListen,
 		"ORRERY_LOG_FORMAT="+cfg.LogFormat,
 		// A global satellite runs servers unisolated only in a development setup, which this is: on a machine
 		// without bubblewrap it would refuse to start otherwise.
@@ -68,7 +65,7 @@ func startDevSatellite(ctx context.Context, logger *slog.Logger, cfg config, bas
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start development satellite %s: %w", cfg.DevSatellite, err)
 	}
-	d := &devSatellite{url: "http://" + devSatelliteListen, done: make(chan struct{})}
+	d := &devSatellite{url: "http://" + cfg.DevSatelliteListen, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
 		if err := cmd.Wait(); err != nil && ctx.Err() == nil {

@@ -87,17 +87,31 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 	}
 	logger.Info("control plane serving", "url", baseURL, "issuer", firstNonEmpty(cfg.Issuer, baseURL))
 
+	// Serving outlasts ctx while a development satellite stops, so that its last events still arrive.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx, ln, cfg.ShutdownTimeout) }()
-	if cfg.DevSatellite != "" {
-		sat, err := startDevSatellite(ctx, logger, cfg, baseURL)
-		if err != nil {
-			return errors.Join(err, <-serveErr)
-		}
-		defer sat.wait()
-		printDevSummary(cfg, baseURL, sat.url)
+	go func() { serveErr <- srv.Serve(serveCtx, ln, cfg.ShutdownTimeout) }()
+	if cfg.DevSatellite == "" {
+		context.AfterFunc(ctx, stopServing)
+		return <-serveErr
 	}
-	return <-serveErr
+	satCtx, stopSatellite := context.WithCancel(ctx)
+	defer stopSatellite()
+	sat, err := startDevSatellite(satCtx, logger, cfg, baseURL)
+	if err != nil {
+		stopServing()
+		return errors.Join(err, <-serveErr)
+	}
+	context.AfterFunc(ctx, func() {
+		sat.wait()
+		stopServing()
+	})
+	printDevSummary(cfg, baseURL, sat.url)
+	err = <-serveErr
+	stopSatellite() // when serving failed on its own
+	sat.wait()
+	return err
 }
 
 // privateDatabase starts the private PostgreSQL under dataDir and returns the URL of its orrery database.

@@ -1,0 +1,79 @@
+package e2e_test
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orrery/orrery/e2e"
+)
+
+// freeAddr returns a loopback address no one listens on at the moment, for a process that cannot be handed
+// a listener; another process taking the port meanwhile is unlikely.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestDevelopmentMode runs what `go tool task dev` runs, with nothing configured but a data directory and
+// free ports: a private PostgreSQL, the control plane and a registered satellite come up, and SIGINT (a
+// terminal's Ctrl-C) stops them in moments, the satellite first, so that its last events still arrive.
+func TestDevelopmentMode(t *testing.T) {
+	t.Parallel()
+	// The private PostgreSQL runs as the postgres user when the tests run as root; it must reach its files.
+	dataDir, err := os.MkdirTemp("", "orrery-dev-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	if err := os.Chmod(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cpAddr, satAddr := freeAddr(t), freeAddr(t)
+	proc := e2e.StartProcess(t, "controlplane -dev", e2e.Binary(t, "controlplane"), []string{
+		"-dev", "-dev-satellite", e2e.Binary(t, "satellite"), "-data-dir", dataDir,
+		"-listen", cpAddr, "-dev-satellite-listen", satAddr, "-log-format", "json",
+	}, nil)
+
+	e2e.WaitFor(t, 2*time.Minute, "the summary of what runs where", func() error {
+		if proc.Exited() {
+			t.Fatalf("the control plane exited:\n%s", proc.Output())
+		}
+		if !strings.Contains(proc.Output(), "Orrery is running.") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	proc.WaitLog(t, 30*time.Second, "the satellite's activation", func(e e2e.LogEntry) bool {
+		return e.String("msg") == "satellite status" && e.String("status") == "SATELLITE_STATUS_ACTIVE"
+	})
+	e2e.WaitFor(t, 10*time.Second, "the satellite to be ready", func() error { return e2e.HTTPOK("http://" + satAddr + "/readyz") })
+
+	begin := time.Now()
+	proc.Signal(t, syscall.SIGINT)
+	if code := proc.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGINT, want 0:\n%s", code, proc.Output())
+	}
+	t.Logf("stopped %v after SIGINT", time.Since(begin).Round(time.Millisecond))
+	out := proc.Output()
+	satelliteStopped, controlPlaneStopping := strings.Index(out, `"msg":"satellite stopped"`), strings.Index(out, `"msg":"shutting down"`)
+	if satelliteStopped < 0 || controlPlaneStopping < satelliteStopped {
+		t.Errorf("the satellite must stop (at %d in the output) before the control plane stops serving (at %d)",
+			satelliteStopped, controlPlaneStopping)
+	}
+	if strings.Contains(out, "events lost") {
+		t.Error("the satellite lost events at shutdown")
+	}
+	if e2e.HTTPOK("http://"+satAddr+"/healthz") == nil {
+		t.Error("the satellite still serves after the control plane exited")
+	}
+}
