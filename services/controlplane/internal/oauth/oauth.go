@@ -102,6 +102,8 @@ type Server struct {
 	clients  *clientManager
 	provider fosite.OAuth2Provider
 	fosite   *fosite.Fosite
+	// registrations limits how fast each address registers clients.
+	registrations *addressLimiter
 }
 
 // New returns the authorization server.
@@ -147,7 +149,8 @@ func New(logger *slog.Logger, st *store.Store, accounts Accounts, cfg Config) (*
 	if !ok {
 		return nil, errors.New("fosite provider of an unexpected type")
 	}
-	return &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f}, nil
+	return &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f,
+		registrations: newAddressLimiter(registrationsPerMinute, registrationBurst)}, nil
 }
 
 func randomKey() []byte {

@@ -48,6 +48,12 @@ type registrationResponse struct {
 // server decide.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if !s.registrations.allow(r.RemoteAddr) {
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, http.StatusTooManyRequests, &registrationError{Code: "temporarily_unavailable",
+			Description: "too many registrations from this address; try again in a minute"})
+		return
+	}
 	var md clientMetadata
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
 	if err := dec.Decode(&md); err != nil {

@@ -430,6 +430,19 @@ func TestOAuthRegistration(t *testing.T) {
 	if _, err := cfg.Exchange(t.Context(), code, oauth2.VerifierOption(verifier)); err != nil {
 		t.Fatal(err)
 	}
+
+	// Registration is open to anyone, so one address registers only so fast.
+	var status int
+	var body []byte
+	for range 40 {
+		status, body = postJSON(t, f.b.oauthURL("/oauth/register"), map[string]any{"redirect_uris": []string{"https://app.example/cb"}})
+		if status != http.StatusCreated {
+			break
+		}
+	}
+	if status != http.StatusTooManyRequests || !bytes.Contains(body, []byte(`"error":"temporarily_unavailable"`)) {
+		t.Errorf("40 registrations in a row: the last answered %d %s, want 429 temporarily_unavailable", status, body)
+	}
 }
 
 // TestOAuthClientMetadataDocument authorizes a client whose id is the https URL of its metadata document,

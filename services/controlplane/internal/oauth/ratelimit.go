@@ -1,0 +1,47 @@
+package oauth
+
+import (
+	"net"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+)
+
+// Registration is open to anyone, so each network address may register only so fast. Real clients register
+// once per installation: even many people behind one proxy stay far below the limit.
+const (
+	registrationsPerMinute = 30
+	registrationBurst      = 30
+	// limitedAddresses bounds the addresses remembered; the least recently seen are forgotten.
+	limitedAddresses = 10_000
+)
+
+// addressLimiter gives each remote address a token bucket of its own.
+type addressLimiter struct {
+	mu      sync.Mutex
+	limit   rate.Limit
+	burst   int
+	buckets *lru.Cache[string, *rate.Limiter]
+}
+
+func newAddressLimiter(perMinute float64, burst int) *addressLimiter {
+	buckets, _ := lru.New[string, *rate.Limiter](limitedAddresses) // the size is positive
+	return &addressLimiter{limit: rate.Limit(perMinute / 60), burst: burst, buckets: buckets}
+}
+
+// allow takes a token from the bucket of the host in remoteAddr (host:port), reporting whether there was one.
+func (l *addressLimiter) allow(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	l.mu.Lock()
+	b, ok := l.buckets.Get(host)
+	if !ok {
+		b = rate.NewLimiter(l.limit, l.burst)
+		l.buckets.Add(host, b)
+	}
+	l.mu.Unlock()
+	return b.Allow()
+}
