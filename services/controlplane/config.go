@@ -7,9 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -31,6 +33,7 @@ type config struct {
 	LogFormat          string
 	LogLevel           string
 	ShutdownTimeout    time.Duration
+	TrustedProxies     []netip.Prefix
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -60,6 +63,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
+	trustedProxies := fs.String("trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
+		"comma-separated addresses or networks (CIDR) of the proxies in front of the control plane, whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: controlplane [flags] [command]\n\ncommands (default: serve):\n%s\nflags:\n", commandUsage)
 		fs.PrintDefaults()
@@ -68,6 +73,16 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	c.Command = fs.Args()
+	for entry := range strings.SplitSeq(*trustedProxies, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		p, err := parsePrefix(entry)
+		if err != nil {
+			return config{}, fmt.Errorf("ORRERY_TRUSTED_PROXIES: %q is neither an address nor a network", entry)
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
+	}
 	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")
 	c.SigningKey = getenv("ORRERY_TOKEN_SIGNING_KEY")
 	c.SecretKeys = getenv("ORRERY_SECRET_KEYS")
@@ -112,6 +127,14 @@ func loadDevSecrets(dataDir string) (devSecrets, error) {
 		return devSecrets{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// parsePrefix reads a network in CIDR notation, or a single address as the network of just that address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.ParsePrefix(s)
 }
 
 func randomString(n int) string {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"connectrpc.com/connect"
@@ -67,6 +68,9 @@ type Config struct {
 	Instances instanceapi.Config
 	// OAuth configures the authorization server for MCP clients; its Issuer is required.
 	OAuth oauth.Config
+	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
+	// whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is one control-plane replica.
@@ -124,10 +128,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.handler, err = s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer); err != nil {
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer)
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
+	s.handler = trustProxies(cfg.TrustedProxies, handler)
 	return s, nil
 }
 

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestTrustedProxiesSetting(t *testing.T) {
+	t.Parallel()
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "ORRERY_TRUSTED_PROXIES" {
+				return v
+			}
+			return ""
+		}
+	}
+	c, err := loadConfig(nil, env("10.0.0.0/8, 192.168.1.5,2001:db8::/32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.5/32"), netip.MustParsePrefix("2001:db8::/32")}
+	if !slices.Equal(c.TrustedProxies, want) {
+		t.Errorf("trusted proxies %v, want %v", c.TrustedProxies, want)
+	}
+	if _, err := loadConfig(nil, env("10.0.0.0/8,proxy.internal")); err == nil || !strings.Contains(err.Error(), `"proxy.internal"`) {
+		t.Errorf("a host name: %v, want an error naming it", err)
+	}
+}
