@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -31,10 +32,15 @@ func newAddressLimiter(perMinute float64, burst int) *addressLimiter {
 }
 
 // allow takes a token from the bucket of the host in remoteAddr (host:port), reporting whether there was one.
+// IPv6 hosts share the bucket of their /64, the block one subscriber usually holds.
 func (l *addressLimiter) allow(remoteAddr string) bool {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		host = p.String()
 	}
 	l.mu.Lock()
 	b, ok := l.buckets.Get(host)
