@@ -111,7 +111,7 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 			clientID: info.GetClientId(),
 			scopes:   info.GetScopes(),
 		}
-		p.binding = p.teamID + "/" + p.userID + "/" + p.clientID
+		p.binding = bindingOf(info)
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
 
 		var methods []string
@@ -285,9 +285,14 @@ func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	auth.ProtectedResourceMetadataHandler(md).ServeHTTP(w, r)
 }
 
+// bindingOf is the principal binding of a token's sessions: its team, user and client.
+func bindingOf(info *satellitev1.IntrospectTokenResponse) string {
+	return info.GetTeamId() + "/" + info.GetUserId() + "/" + info.GetClientId()
+}
+
 // RevokeTokens makes the endpoint refuse at once the access tokens with these SHA-256 hashes, in hex, as
-// the control plane announces revocations. It returns how many it took; a malformed hash is an error, after
-// the others have been taken.
+// the control plane announces revocations, and closes the sessions opened with them. It returns how many
+// it took; a malformed hash is an error, after the others have been taken.
 func (g *Gateway) RevokeTokens(hexHashes []string) (int, error) {
 	hashes := make([][sha256.Size]byte, 0, len(hexHashes))
 	var malformed []string
@@ -299,7 +304,7 @@ func (g *Gateway) RevokeTokens(hexHashes []string) (int, error) {
 		}
 		hashes = append(hashes, [sha256.Size]byte(b))
 	}
-	g.tokens.revoke(hashes)
+	g.closeSessions(g.tokens.revoke(hashes))
 	if len(malformed) > 0 {
 		return len(hashes), fmt.Errorf("not SHA-256 hashes in hex: %q", malformed)
 	}
@@ -317,6 +322,9 @@ type tokenCache struct {
 	// revoked holds the tokens the control plane announced as revoked. They are refused without asking,
 	// and an introspection that was in flight when the announcement came is not kept.
 	revoked *lru.Cache[[sha256.Size]byte, struct{}]
+	// bindings remembers the principal binding of active tokens beyond their cache entries, for as long
+	// as sessions opened with them may live, so that revoking a token can close those sessions.
+	bindings *lru.Cache[[sha256.Size]byte, string]
 }
 
 type cachedToken struct {
@@ -328,15 +336,23 @@ func newTokenCache(in Introspector, size int, ttl time.Duration, now func() time
 	entries, _ := lru.New[[sha256.Size]byte, cachedToken](size) // size is positive
 	// An announcement that falls out is harmless: the token is inactive when introspected again.
 	revoked, _ := lru.New[[sha256.Size]byte, struct{}](size)
-	return &tokenCache{introspector: in, ttl: ttl, now: now, entries: entries, revoked: revoked}
+	bindings, _ := lru.New[[sha256.Size]byte, string](size)
+	return &tokenCache{introspector: in, ttl: ttl, now: now, entries: entries, revoked: revoked, bindings: bindings}
 }
 
-// revoke refuses the tokens with these hashes from now on, whatever was cached of them.
-func (c *tokenCache) revoke(hashes [][sha256.Size]byte) {
+// revoke refuses the tokens with these hashes from now on, whatever was cached of them, and returns the
+// principal bindings of those it knew as active.
+func (c *tokenCache) revoke(hashes [][sha256.Size]byte) map[string]bool {
+	bindings := map[string]bool{}
 	for _, h := range hashes {
 		c.revoked.Add(h, struct{}{})
 		c.entries.Remove(h)
+		if b, ok := c.bindings.Get(h); ok {
+			bindings[b] = true
+			c.bindings.Remove(h)
+		}
 	}
+	return bindings
 }
 
 func (c *tokenCache) lookup(ctx context.Context, token string) (*satellitev1.IntrospectTokenResponse, error) {
@@ -365,6 +381,9 @@ func (c *tokenCache) lookup(ctx context.Context, token string) (*satellitev1.Int
 			until = exp.AsTime()
 		}
 		c.entries.Add(key, cachedToken{resp: resp, until: until})
+		if resp.GetActive() {
+			c.bindings.Add(key, bindingOf(resp))
+		}
 		// revoke adds to revoked before it removes from entries, so either it removed this entry or the
 		// check below sees the token revoked.
 		if c.revoked.Contains(key) {

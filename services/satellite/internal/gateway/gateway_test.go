@@ -963,6 +963,52 @@ func TestRevokedTokensAreRefusedAtOnce(t *testing.T) {
 	}
 }
 
+// openSessions counts the open sessions of every user that initialized.
+func (g *Gateway) openSessions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, us := range g.users {
+		n += len(us.sessions)
+	}
+	return n
+}
+
+// TestRevocationClosesSessions opens a Streamable HTTP and a legacy SSE session with a token, then
+// announces the token revoked: both sessions close, streams included, and the same client cannot go on.
+func TestRevocationClosesSessions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	ctx := t.Context()
+	// Clients of the stateless 2026-07-28 era hold no session; every request of theirs is checked anyway.
+	streamable := b.connect(t, "ann", "acme", clientOptions{version: "2025-11-25"})
+	legacy := b.connect(t, "ann", "acme", clientOptions{sse: true})
+	for _, cs := range []*mcp.ClientSession{streamable, legacy} {
+		if _, err := cs.ListTools(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.gw.openSessions(); n != 2 {
+		t.Fatalf("%d open sessions, want 2", n)
+	}
+	ann := sha256.Sum256([]byte("ann"))
+	if _, err := b.gw.RevokeTokens([]string{hex.EncodeToString(ann[:])}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.gw.openSessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := b.gw.openSessions(); n != 0 {
+		t.Errorf("%d sessions still open after their token was revoked", n)
+	}
+	for name, cs := range map[string]*mcp.ClientSession{"streamable": streamable, "legacy SSE": legacy} {
+		if _, err := cs.ListTools(ctx, nil); err == nil {
+			t.Errorf("%s session still answers after its token was revoked", name)
+		}
+	}
+}
+
 func TestIntrospectionCache(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})

@@ -100,20 +100,29 @@ func userServerFrom(ctx context.Context) *userServer {
 func (us *userServer) sessionMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		if ss, ok := req.GetSession().(*mcp.ServerSession); ok && method == "initialize" {
-			us.watch(ss)
+			// The Streamable HTTP transport hands on the token's binding; a legacy SSE session runs in the
+			// context of its stream's request, which guard gave the principal.
+			var binding string
+			if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+				binding = extra.TokenInfo.UserID
+			} else if p := principalFrom(ctx); p != nil {
+				binding = p.binding
+			}
+			us.watch(ss, binding)
 		}
 		return next(ctx, method, req)
 	}
 }
 
-// watch holds a reference for ss until it closes. It runs during a request of ss, which holds one too.
-func (us *userServer) watch(ss *mcp.ServerSession) {
+// watch holds a reference for ss, opened under binding, until it closes. It runs during a request of ss,
+// which holds one too.
+func (us *userServer) watch(ss *mcp.ServerSession, binding string) {
 	us.g.mu.Lock()
 	if _, ok := us.sessions[ss]; ok {
 		us.g.mu.Unlock()
 		return
 	}
-	us.sessions[ss] = struct{}{}
+	us.sessions[ss] = binding
 	us.g.holdLocked(us)
 	us.g.mu.Unlock()
 	go func() {
@@ -160,5 +169,22 @@ func (us *userServer) sessionClosed(ss *mcp.ServerSession) {
 				slog.Any("error", err))
 		}
 		cancel()
+	}
+}
+
+// closeSessions closes the open sessions initialized under these principal bindings, streams included.
+func (g *Gateway) closeSessions(bindings map[string]bool) {
+	var doomed []*mcp.ServerSession
+	g.mu.Lock()
+	for _, us := range g.users {
+		for ss, binding := range us.sessions {
+			if bindings[binding] {
+				doomed = append(doomed, ss)
+			}
+		}
+	}
+	g.mu.Unlock()
+	for _, ss := range doomed {
+		_ = ss.Close()
 	}
 }
