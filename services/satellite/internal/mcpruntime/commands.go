@@ -103,9 +103,10 @@ func (r *Runtime) each(ctx context.Context, sel Selector, f func(*instance) (ski
 func (in *instance) do(ctx context.Context, kind cmdKind, reason string, preempt bool) {
 	cmd := command{kind: kind, reason: reason, done: make(chan struct{})}
 	if preempt {
-		in.preempt()
+		in.sendUrgent(cmd)
+	} else {
+		in.send(cmd)
 	}
-	in.send(cmd)
 	_ = in.await(ctx, cmd)
 }
 

@@ -45,6 +45,7 @@ type command struct {
 	status  satellitev1.InstanceStatus
 	message string
 	done    chan struct{}
+	urgent  bool // sent by sendUrgent
 }
 
 // startKind says why a server starts, which decides its lifecycle event.
@@ -93,6 +94,8 @@ type instance struct {
 	crashSeen int
 	changed   chan struct{} // closed and replaced on every published change
 	interrupt context.CancelFunc
+	// urgent counts the queued commands that make a start pointless (see sendUrgent).
+	urgent int
 }
 
 func (r *Runtime) newInstance(spec *satellitev1.Instance) *instance {
@@ -121,12 +124,20 @@ func (in *instance) send(cmd command) {
 	}
 }
 
-// preempt cuts short a start in progress, for commands that make it pointless.
-func (in *instance) preempt() {
+// sendUrgent queues cmd, which makes a start pointless, and cuts short the start in progress. A start that
+// begins while cmd waits in the queue, for a command before it, is cut short as it begins.
+func (in *instance) sendUrgent(cmd command) {
+	cmd.urgent = true
 	in.mu.Lock()
-	defer in.mu.Unlock()
+	in.queue = append(in.queue, cmd)
+	in.urgent++
 	if in.interrupt != nil {
 		in.interrupt()
+	}
+	in.mu.Unlock()
+	select {
+	case in.queued <- struct{}{}:
+	default:
 	}
 }
 
@@ -169,7 +180,8 @@ func (in *instance) run() {
 			in.shutdown()
 			return
 		case <-in.queued:
-			for _, cmd := range in.takeQueue() {
+			// One at a time, so that a start for one command sees the urgent ones still waiting.
+			for cmd, ok := in.next(); ok; cmd, ok = in.next() {
 				removed := in.handle(ctx, cmd)
 				close(cmd.done)
 				if removed {
@@ -193,17 +205,24 @@ func (in *instance) run() {
 	}
 }
 
-func (in *instance) takeQueue() []command {
+// next takes the oldest queued command.
+func (in *instance) next() (command, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	q := in.queue
-	in.queue = nil
-	return q
+	if len(in.queue) == 0 {
+		return command{}, false
+	}
+	cmd := in.queue[0]
+	in.queue = in.queue[1:]
+	if cmd.urgent {
+		in.urgent--
+	}
+	return cmd, true
 }
 
 // finishQueue releases the waiters of commands that arrive after removal.
 func (in *instance) finishQueue() {
-	for _, cmd := range in.takeQueue() {
+	for cmd, ok := in.next(); ok; cmd, ok = in.next() {
 		close(cmd.done)
 	}
 }
@@ -442,6 +461,9 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 	defer cancel()
 	in.mu.Lock()
 	in.interrupt = cancel
+	if in.urgent > 0 {
+		cancel()
+	}
 	in.mu.Unlock()
 	defer func() {
 		in.mu.Lock()

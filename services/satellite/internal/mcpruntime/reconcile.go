@@ -57,8 +57,7 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			res.Started = append(res.Started, id)
 		case hash != spec.GetContentHash():
 			in, _ := r.lookup(id)
-			in.preempt()
-			in.send(command{kind: cmdConfigure, spec: spec, done: make(chan struct{})})
+			in.sendUrgent(command{kind: cmdConfigure, spec: spec, done: make(chan struct{})})
 			res.Restarted = append(res.Restarted, id)
 		default:
 			res.Unchanged = append(res.Unchanged, id)
@@ -76,8 +75,7 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		in := r.instances[id]
 		delete(r.instances, id)
 		r.mu.Unlock()
-		in.preempt()
-		in.send(command{kind: cmdRemove, done: make(chan struct{})})
+		in.sendUrgent(command{kind: cmdRemove, done: make(chan struct{})})
 		removed = append(removed, in)
 		res.Stopped = append(res.Stopped, id)
 	}

@@ -425,6 +425,29 @@ func TestReconcileByContentHash(t *testing.T) {
 	}
 }
 
+// TestRemovalCutsAStartShort removes instances of a server that never answers initialize, at once and
+// while they start: neither removal waits for the start to time out.
+func TestRemovalCutsAStartShort(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *mcpruntime.Config) { c.StartTimeout = time.Minute })
+	for _, wait := range []time.Duration{0, 200 * time.Millisecond} {
+		in := stdioInstance("mute", "sleep", "1000")
+		b.apply(t, in)
+		if _, err := b.rt.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(wait)
+		begin := time.Now()
+		b.apply(t)
+		if _, err := b.rt.Reconcile(t.Context()); err != nil { // returns once the removal is complete
+			t.Fatal(err)
+		}
+		if took := time.Since(begin); took > 10*time.Second {
+			t.Errorf("removal %v after the configuration took %v", wait, took)
+		}
+	}
+}
+
 func TestStderrIsRateLimited(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
