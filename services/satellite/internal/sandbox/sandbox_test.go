@@ -169,14 +169,21 @@ func TestNoOrphanAfterSatelliteCrash(t *testing.T) {
 	_ = child.Wait()
 
 	waitGone(t, "server of a crashed satellite", server)
-	// The helper left the server's reach; the next satellite sweeps it up.
-	n, err := sandbox.Direct{Owner: owner}.Sweep()
-	if err != nil {
-		t.Fatal(err)
+	// The helper left the server's reach; the next satellite sweeps it up. On a loaded machine the helper
+	// may still be inside its exec, when its environment cannot be read, so sweeping may take another go.
+	killed := 0
+	deadline := time.Now().Add(waitLimit)
+	for sandbox.ProcessAlive(helper) && time.Now().Before(deadline) {
+		n, err := sandbox.Direct{Owner: owner}.Sweep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		killed += n
+		time.Sleep(10 * time.Millisecond)
 	}
 	waitGone(t, "helper after a sweep", helper)
-	if n != 1 && sandbox.ProcessAlive(helper) {
-		t.Errorf("Sweep killed %d processes", n)
+	if killed == 0 {
+		t.Error("the helper is gone, but no Sweep killed it")
 	}
 	if n, _ := (sandbox.Direct{Owner: owner}).Sweep(); n != 0 {
 		t.Errorf("a second Sweep killed %d processes, want 0", n)
