@@ -117,6 +117,12 @@ func (r *Runtime) newInstance(spec *satellitev1.Instance) *instance {
 func (in *instance) send(cmd command) {
 	in.mu.Lock()
 	in.queue = append(in.queue, cmd)
+	if cmd.urgent {
+		in.urgent++
+		if in.interrupt != nil {
+			in.interrupt()
+		}
+	}
 	in.mu.Unlock()
 	select {
 	case in.queued <- struct{}{}:
@@ -128,17 +134,7 @@ func (in *instance) send(cmd command) {
 // begins while cmd waits in the queue, for a command before it, is cut short as it begins.
 func (in *instance) sendUrgent(cmd command) {
 	cmd.urgent = true
-	in.mu.Lock()
-	in.queue = append(in.queue, cmd)
-	in.urgent++
-	if in.interrupt != nil {
-		in.interrupt()
-	}
-	in.mu.Unlock()
-	select {
-	case in.queued <- struct{}{}:
-	default:
-	}
+	in.send(cmd)
 }
 
 // await waits until cmd was carried out or the instance ended.
