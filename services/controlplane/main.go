@@ -87,30 +87,30 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 	}
 	logger.Info("control plane serving", "url", baseURL, "issuer", firstNonEmpty(cfg.Issuer, baseURL))
 
-	// Serving outlasts ctx while a development satellite stops, so that its last events still arrive.
+	// Serving outlasts ctx until what runs beside it has stopped, so that a development satellite's last
+	// events still arrive.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(serveCtx, ln, cfg.ShutdownTimeout) }()
-	if cfg.DevSatellite == "" {
-		context.AfterFunc(ctx, stopServing)
-		return <-serveErr
-	}
-	satCtx, stopSatellite := context.WithCancel(ctx)
-	defer stopSatellite()
-	sat, err := startDevSatellite(satCtx, logger, cfg, baseURL)
-	if err != nil {
-		stopServing()
-		return errors.Join(err, <-serveErr)
+	stopBeside := func() {}
+	if cfg.DevSatellite != "" {
+		satCtx, stopSatellite := context.WithCancel(ctx)
+		sat, err := startDevSatellite(satCtx, logger, cfg, baseURL)
+		if err != nil {
+			stopSatellite()
+			stopServing()
+			return errors.Join(err, <-serveErr)
+		}
+		stopBeside = func() { stopSatellite(); sat.wait() }
+		printDevSummary(cfg, baseURL, sat.url)
 	}
 	context.AfterFunc(ctx, func() {
-		sat.wait()
+		stopBeside()
 		stopServing()
 	})
-	printDevSummary(cfg, baseURL, sat.url)
 	err = <-serveErr
-	stopSatellite() // when serving failed on its own
-	sat.wait()
+	stopBeside() // serving may also end on its own
 	return err
 }
 
