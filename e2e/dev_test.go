@@ -77,3 +77,22 @@ func TestDevelopmentMode(t *testing.T) {
 		t.Error("the satellite still serves after the control plane exited")
 	}
 }
+
+// TestProductionStartNeedsDatabaseURL runs the control plane as an operator would in production, with its
+// secrets but no database URL: it must refuse to start, say what to set, and start no PostgreSQL of its own.
+func TestProductionStartNeedsDatabaseURL(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	proc := e2e.StartProcess(t, "controlplane", e2e.Binary(t, "controlplane"),
+		[]string{"-data-dir", dataDir, "-listen", freeAddr(t)},
+		[]string{"ORRERY_ADMIN_TOKEN=" + strings.Repeat("a", 32), "ORRERY_TOKEN_SIGNING_KEY=" + strings.Repeat("k", 32)})
+	if code := proc.Wait(t, 30*time.Second); code != 2 {
+		t.Fatalf("exit status %d, want 2:\n%s", code, proc.Output())
+	}
+	if out := proc.Output(); !strings.Contains(out, "ORRERY_DATABASE_URL") {
+		t.Errorf("the error does not say what to set:\n%s", out)
+	}
+	if entries, err := os.ReadDir(dataDir); err != nil || len(entries) > 0 {
+		t.Errorf("the data directory holds %d entries (%v), want none", len(entries), err)
+	}
+}

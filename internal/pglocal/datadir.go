@@ -48,11 +48,14 @@ func prepareDataDir(dataDir string, owner *account) (initialized bool, err error
 
 // initdb creates a cluster whose only role is a superuser named postgres that logs in without a password:
 // the server is reachable only through its own socket directory.
-func initdb(ctx context.Context, log *slog.Logger, bin binaries, dataDir string, owner *account) error {
+func initdb(ctx context.Context, log *slog.Logger, bin binaries, dataDir string, owner *account, throwaway bool) error {
 	log.DebugContext(ctx, "initdb", slog.String("data_dir", dataDir))
 	run := func(locale string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, bin.initdb,
-			"-D", dataDir, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale="+locale)
+		args := []string{"-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=" + locale}
+		if throwaway {
+			args = append(args, "--no-sync")
+		}
+		cmd := exec.CommandContext(ctx, bin.initdb, args...)
 		cmd.Dir = "/"
 		cmd.Env = serverEnv()
 		cmd.SysProcAttr = initdbProcAttr(owner)

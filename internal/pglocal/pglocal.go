@@ -2,8 +2,8 @@
 // and local development where no database server is configured.
 //
 // The server listens only on a Unix socket in a directory of its own, so any number of clusters run side by side
-// without port collisions, and it is tuned for speed over durability (fsync, synchronous_commit and
-// full_page_writes are off): a crash of the machine may lose its data, a crash of the Go process does not.
+// without port collisions. It is durable by default: what it acknowledged survives a crash of the Go process, of
+// the server or of the machine. Config.Throwaway trades that for speed in test clusters whose data nobody keeps.
 // The server is a child process that the kernel stops when the Go process exits, even without Stop, so a killed
 // test run leaves no server behind (Linux only; elsewhere an abandoned server keeps running until killed).
 //
@@ -53,6 +53,9 @@ type Config struct {
 	// InstallMissing lets Start install the postgresql Debian package with apt-get when no PostgreSQL binaries
 	// are found and the process runs as root. Without it, or when not root, Start fails with instructions instead.
 	InstallMissing bool
+	// Throwaway turns fsync, synchronous_commit and full_page_writes off, so a crash of the machine (or of the
+	// server, for synchronous_commit) may lose acknowledged writes. Only for test databases.
+	Throwaway bool
 }
 
 // Cluster is a running PostgreSQL server. Its only role is postgres, a superuser that needs no password.
@@ -115,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("pglocal: %w", err)
 	}
 	if !initialized {
-		if err := initdb(ctx, log, bin, dataDir, owner); err != nil {
+		if err := initdb(ctx, log, bin, dataDir, owner, cfg.Throwaway); err != nil {
 			return nil, fmt.Errorf("pglocal: %w", err)
 		}
 	}
@@ -129,7 +132,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.removeSocketDir()
 		return nil, fmt.Errorf("pglocal: %w", err)
 	}
-	if err := c.start(bin, owner); err != nil {
+	if err := c.start(bin, owner, cfg.Throwaway); err != nil {
 		c.removeSocketDir()
 		return nil, fmt.Errorf("pglocal: %w", err)
 	}
@@ -221,18 +224,22 @@ func socketName() string {
 }
 
 // start launches postgres as a direct child rather than through pg_ctl, whose daemonized server would outlive us.
-func (c *Cluster) start(bin binaries, owner *account) error {
+func (c *Cluster) start(bin binaries, owner *account, throwaway bool) error {
 	c.serverLog = newLineLogger(c.log, "postgres")
-	cmd := exec.Command(bin.postgres,
+	args := []string{
 		"-D", c.dataDir,
 		"-k", c.socketDir,
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=",
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
 		"-c", "max_connections=300",
-	)
+	}
+	if throwaway {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	} else {
+		// Stated rather than left to defaults, so a postgresql.auto.conf someone edited cannot weaken them.
+		args = append(args, "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on")
+	}
+	cmd := exec.Command(bin.postgres, args...)
 	cmd.Dir = "/" // the caller's working directory may be closed to the postgres user
 	cmd.Env = serverEnv()
 	cmd.Stdout = c.serverLog

@@ -74,18 +74,19 @@ func exec1(t *testing.T, c *Cluster, sql string) {
 	}
 }
 
-func queryInt(t *testing.T, c *Cluster, sql string) int {
+// queryRow returns the one value sql selects.
+func queryRow[T any](t *testing.T, c *Cluster, sql string) T {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), c.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	var n int
-	if err := conn.QueryRow(t.Context(), sql).Scan(&n); err != nil {
+	var v T
+	if err := conn.QueryRow(t.Context(), sql).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return v
 }
 
 func TestRestartKeepsData(t *testing.T) {
@@ -104,8 +105,42 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 
 	c = start(t, dir)
-	if n := queryInt(t, c, "select n from kept"); n != 42 {
+	if n := queryRow[int](t, c, "select n from kept"); n != 42 {
 		t.Fatalf("after restart got %d, want 42", n)
+	}
+}
+
+// TestDurableByDefault checks the settings a private cluster runs with, and that a commit it acknowledged
+// survives the server being killed at once, as it is when a control plane dies with it.
+func TestDurableByDefault(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	c := start(t, dir)
+	for _, setting := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		if got := queryRow[string](t, c, "show "+setting); got != "on" {
+			t.Errorf("%s = %q, want on", setting, got)
+		}
+	}
+	exec1(t, c, "create table kept (n int); insert into kept values (42)")
+	if err := c.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	c = start(t, dir)
+	if n := queryRow[int](t, c, "select n from kept"); n != 42 {
+		t.Fatalf("after a kill and a restart got %d, want 42", n)
+	}
+}
+
+func TestThrowawayTradesDurability(t *testing.T) {
+	t.Parallel()
+	c, err := Start(t.Context(), Config{DataDir: newDataDir(t), Logger: testLogger(t), Throwaway: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	if got := queryRow[string](t, c, "show fsync"); got != "off" {
+		t.Fatalf("fsync = %q, want off", got)
 	}
 }
 
@@ -120,7 +155,7 @@ func TestLongDataDirUsesShortSocketDir(t *testing.T) {
 	if c.socketDir == dir || len(c.socketDir)+len(socketName()) >= maxSocketPath {
 		t.Fatalf("socket dir %q for data dir of %d bytes", c.socketDir, len(dir))
 	}
-	if n := queryInt(t, c, "select 1"); n != 1 {
+	if n := queryRow[int](t, c, "select 1"); n != 1 {
 		t.Fatalf("select 1 = %d", n)
 	}
 	if err := c.Stop(); err != nil {
@@ -158,7 +193,7 @@ func TestNoOrphanAfterParentExit(t *testing.T) {
 	}
 
 	c := start(t, dir)
-	if n := queryInt(t, c, "select 1"); n != 1 {
+	if n := queryRow[int](t, c, "select 1"); n != 1 {
 		t.Fatalf("select 1 = %d", n)
 	}
 }
@@ -203,7 +238,7 @@ func TestStaleLockOfReusedPid(t *testing.T) {
 	}
 
 	c = start(t, dir)
-	if n := queryInt(t, c, "select 1"); n != 1 {
+	if n := queryRow[int](t, c, "select 1"); n != 1 {
 		t.Fatalf("select 1 = %d", n)
 	}
 }

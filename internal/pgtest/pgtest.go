@@ -194,6 +194,7 @@ func (s *server) startPrivate(ctx context.Context) error {
 		DataDir:        filepath.Join(dir, "data"),
 		Logger:         log.With(slog.String("package", "pgtest")),
 		InstallMissing: true,
+		Throwaway:      true,
 	})
 	if err != nil {
 		return err

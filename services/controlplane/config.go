@@ -51,7 +51,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Issuer, "issuer", getenv("ORRERY_ISSUER"),
 		"public URL of the control plane, the OAuth issuer MCP clients are sent to; default http:// and the listen address (ORRERY_ISSUER)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("ORRERY_DATABASE_URL"),
-		"PostgreSQL URL; empty runs a private PostgreSQL under the data directory (ORRERY_DATABASE_URL)")
+		"PostgreSQL URL, required outside development mode; with -dev, empty runs a private PostgreSQL under the data directory (ORRERY_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("ORRERY_DATA_DIR", ".orrery"),
 		"directory for the private PostgreSQL and development secrets (ORRERY_DATA_DIR)")
 	fs.BoolVar(&c.Dev, "dev", getenv("ORRERY_DEV") == "true",
@@ -88,6 +88,13 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	c.SecretKeys = getenv("ORRERY_SECRET_KEYS")
 	if c.DevSatellite != "" && !c.Dev {
 		return config{}, errors.New("-dev-satellite needs -dev")
+	}
+	if c.DatabaseURL == "" && !c.Dev {
+		// A production replica must not quietly keep its data in a private server beside it, where other
+		// replicas cannot share it and no backup looks for it.
+		return config{}, errors.New("set ORRERY_DATABASE_URL (or -database-url) to the PostgreSQL to use, " +
+			"e.g. postgres://orrery:PASSWORD@db.internal:5432/orrery; " +
+			"only development mode (-dev) runs a private PostgreSQL under the data directory")
 	}
 	return c, nil
 }

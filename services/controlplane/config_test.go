@@ -11,8 +11,11 @@ func TestTrustedProxiesSetting(t *testing.T) {
 	t.Parallel()
 	env := func(v string) func(string) string {
 		return func(k string) string {
-			if k == "ORRERY_TRUSTED_PROXIES" {
+			switch k {
+			case "ORRERY_TRUSTED_PROXIES":
 				return v
+			case "ORRERY_DATABASE_URL":
+				return "postgres://db.invalid/orrery"
 			}
 			return ""
 		}
@@ -27,5 +30,19 @@ func TestTrustedProxiesSetting(t *testing.T) {
 	}
 	if _, err := loadConfig(nil, env("10.0.0.0/8,proxy.internal")); err == nil || !strings.Contains(err.Error(), `"proxy.internal"`) {
 		t.Errorf("a host name: %v, want an error naming it", err)
+	}
+}
+
+func TestDatabaseURLRequiredOutsideDevelopment(t *testing.T) {
+	t.Parallel()
+	none := func(string) string { return "" }
+	if _, err := loadConfig(nil, none); err == nil || !strings.Contains(err.Error(), "ORRERY_DATABASE_URL") {
+		t.Errorf("no database URL and no -dev: %v, want an error naming ORRERY_DATABASE_URL", err)
+	}
+	if _, err := loadConfig([]string{"-dev"}, none); err != nil {
+		t.Errorf("-dev without a database URL: %v", err)
+	}
+	if _, err := loadConfig([]string{"-database-url", "postgres://db.invalid/orrery"}, none); err != nil {
+		t.Errorf("a database URL without -dev: %v", err)
 	}
 }
