@@ -85,22 +85,8 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(scopeMiddleware, us.sessionMiddleware, us.logLevelMiddleware)
+	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware)
 	return us
-}
-
-// scopeMiddleware re-checks scopes where the transport knows the token, in case a request reached the
-// server without passing guard's body inspection.
-func scopeMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
-			p := &principal{scopes: extra.TokenInfo.Scopes}
-			if missing := missingScopes(p, []string{method}); len(missing) > 0 {
-				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "insufficient scope: requires " + strings.Join(missing, " ")}
-			}
-		}
-		return next(ctx, method, req)
-	}
 }
 
 // sseHandler returns the legacy SSE handler of one principal binding, so that a session id is only

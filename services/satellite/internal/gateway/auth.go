@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/sync/singleflight"
 
@@ -48,15 +48,6 @@ func principalFrom(ctx context.Context) *principal {
 	return p
 }
 
-// rpcSummary is what guard learned from a POST body: the methods it calls and the protocol version its
-// requests' _meta names.
-type rpcSummary struct {
-	methods     []string
-	metaVersion string
-}
-
-type rpcSummaryKey struct{}
-
 // statelessEra reports whether a POST speaks the stateless 2026-07-28 protocol.
 func statelessEra(r *http.Request) bool {
 	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v >= "2026-07-28" {
@@ -70,8 +61,10 @@ func statelessEra(r *http.Request) bool {
 }
 
 // guard authenticates and authorizes a request to a team endpoint and bounds its body. Only a request
-// that passes reaches next, with its principal and the SDK's TokenInfo in its context.
-func (g *Gateway) guard(next http.Handler) http.Handler {
+// that passes reaches next, with its principal and the SDK's TokenInfo in its context. It is the
+// endpoint's one scope decision, for every transport, made from the body decoded as the SDK's transport
+// decodes it (see decodeBody): batches says whether that transport takes JSON-RPC batches.
+func (g *Gateway) guard(batches bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("team_slug")
 		if !g.originAllowed(r.Header.Get("Origin")) {
@@ -116,11 +109,18 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 
 		var methods []string
 		if r.Method == http.MethodPost {
-			summary, status := g.readBody(w, r)
+			body, status := g.readBody(w, r)
 			if status != 0 {
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
+			msgs, err := decodeBody(body, batches)
+			if err != nil {
+				// The SDK would refuse it too; what it cannot read is not let through unread.
+				writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
+				return
+			}
+			summary := summarize(msgs)
 			methods = summary.methods
 			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 		}
@@ -194,9 +194,9 @@ func (g *Gateway) originAllowed(origin string) bool {
 	return false
 }
 
-// readBody reads a POST body of at most MaxBodyBytes, puts it back for the handler, and summarizes it.
-// A non-zero status says the request must be refused.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) (*rpcSummary, int) {
+// readBody reads a POST body of at most MaxBodyBytes and puts it back for the handler. A non-zero status
+// says the request must be refused.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
 	max := g.cfg.MaxBodyBytes
 	if r.ContentLength > max {
 		return nil, http.StatusRequestEntityTooLarge
@@ -211,63 +211,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) (*rpcSummary,
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	return summarize(body), 0
-}
-
-type wireMessage struct {
-	Method string `json:"method"`
-	Params struct {
-		Meta map[string]any `json:"_meta"`
-	} `json:"params"`
-}
-
-// summarize extracts what authorization and routing need from a JSON-RPC message or batch. A body
-// that does not parse yields an empty summary; the SDK answers it with the proper error.
-func summarize(body []byte) *rpcSummary {
-	var msgs []wireMessage
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		_ = json.Unmarshal(trimmed, &msgs)
-	} else {
-		var m wireMessage
-		if json.Unmarshal(trimmed, &m) == nil {
-			msgs = []wireMessage{m}
-		}
-	}
-	s := &rpcSummary{}
-	for _, m := range msgs {
-		if m.Method != "" {
-			s.methods = append(s.methods, m.Method)
-		}
-		if v, ok := m.Params.Meta["io.modelcontextprotocol/protocolVersion"].(string); ok && v > s.metaVersion {
-			s.metaVersion = v
-		}
-	}
-	return s
-}
-
-// missingScopes returns the scopes methods need that p lacks. Methods that neither list nor call, such
-// as initialize, ping, GET streams and DELETE, need one of the two scopes.
-func missingScopes(p *principal, methods []string) []string {
-	var need []string
-	add := func(s string) {
-		if !p.has(s) && !slices.Contains(need, s) {
-			need = append(need, s)
-		}
-	}
-	for _, m := range methods {
-		switch m {
-		case "tools/call":
-			add(ScopeExecute)
-		case "tools/list", "resources/list", "resources/templates/list", "resources/read",
-			"resources/subscribe", "prompts/list", "prompts/get", "completion/complete":
-			add(ScopeRead)
-		}
-	}
-	if len(need) == 0 && !p.has(ScopeRead) && !p.has(ScopeExecute) {
-		need = append(need, ScopeRead)
-	}
-	return need
+	return body, 0
 }
 
 // serveMetadata serves the RFC 9728 protected-resource metadata of a team endpoint. It is public.

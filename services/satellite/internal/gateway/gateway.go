@@ -295,8 +295,8 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		PropagateRequestCancellation: true,
 	})
 	g.mux.HandleFunc("/.well-known/oauth-protected-resource/teams/{team_slug}/mcp", g.serveMetadata)
-	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(http.HandlerFunc(g.serveStreamable)))
-	g.mux.Handle("/teams/{team_slug}/sse", g.guard(http.HandlerFunc(g.serveSSE)))
+	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(true, http.HandlerFunc(g.serveStreamable)))
+	g.mux.Handle("/teams/{team_slug}/sse", g.guard(false, http.HandlerFunc(g.serveSSE)))
 	return g, nil
 }
 
