@@ -50,10 +50,10 @@ type userServer struct {
 	sse   map[string]*mcp.SSEHandler // by principal binding
 
 	// Guarded by g.mu; see acquire.
-	refs     int                           // requests, sessions and input rounds using the server
-	idle     *time.Timer                   // runs while refs is 0
-	gen      uint64                        // generation of idle
-	sessions map[*mcp.ServerSession]string // open sessions that initialized, with their principal binding
+	refs     int                                 // requests, sessions and input rounds using the server
+	idle     *time.Timer                         // runs while refs is 0
+	gen      uint64                              // generation of idle
+	sessions map[*mcp.ServerSession]*openSession // open sessions that initialized
 }
 
 func (g *Gateway) newUserServer(key userKey) *userServer {
@@ -65,7 +65,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		templates: make(map[string]registered),
 		prompts:   make(map[string]registered),
 		sse:       make(map[string]*mcp.SSEHandler),
-		sessions:  make(map[*mcp.ServerSession]string),
+		sessions:  make(map[*mcp.ServerSession]*openSession),
 	}
 	us.bridge.init()
 	us.server = mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
