@@ -57,7 +57,7 @@ func statelessEra(r *http.Request) bool {
 	if s == nil {
 		return false
 	}
-	return s.metaVersion >= "2026-07-28" || slices.Contains(s.methods, "server/discover")
+	return slices.Contains(s.methods, "server/discover") || s.metaVersion() >= "2026-07-28"
 }
 
 // guard authenticates and authorizes a request to a team endpoint and bounds its body. Only a request

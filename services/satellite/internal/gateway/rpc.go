@@ -24,7 +24,7 @@ import (
 // a message or a batch of them (the SDK's readBatch: a JSON array of messages if the body reads as one,
 // else a single message); the legacy SSE transport takes a single message (jsonrpc.DecodeMessage).
 func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
-	if batches {
+	if batches && mayBeBatch(body) {
 		var raw []json.RawMessage
 		if sdkUnmarshal(body, &raw) == nil {
 			if len(raw) == 0 {
@@ -46,6 +46,23 @@ func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
 		return nil, err
 	}
 	return []jsonrpc.Message{msg}, nil
+}
+
+// mayBeBatch reports whether body could decode as a JSON array, or as null, which decodes as an empty
+// one: its first byte after JSON whitespace is '[' or 'n'. For any other body the SDK's attempt to read a
+// batch fails and it reads a single message, so the attempt is skipped here, a decoder's worth of work
+// less on every request.
+func mayBeBatch(body []byte) bool {
+	for _, b := range body {
+		switch b {
+		case ' ', '\t', '\n', '\r':
+		case '[', 'n':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // sdkUnmarshal is the SDK's internal/json.Unmarshal, which jsonrpc.DecodeMessage uses and which is not
@@ -97,13 +114,13 @@ func checkMaxDepth(data []byte, maxDepth int) error {
 	return nil
 }
 
-// rpcSummary is what guard learned from a POST body: the methods of its requests and notifications, in
-// order, and the newest protocol version its requests' _meta names.
+// rpcSummary is what guard learned from a POST body.
 type rpcSummary struct {
 	// id is the id of the body's only request, for error answers; invalid otherwise.
-	id          jsonrpc.ID
-	methods     []string
-	metaVersion string
+	id jsonrpc.ID
+	// methods are the methods of its requests and notifications, in order.
+	methods  []string
+	requests []*jsonrpc.Request
 }
 
 type rpcSummaryKey struct{}
@@ -116,25 +133,32 @@ const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
 func summarize(msgs []jsonrpc.Message) *rpcSummary {
 	s := &rpcSummary{}
 	for _, m := range msgs {
-		req, ok := m.(*jsonrpc.Request)
-		if !ok {
-			continue
+		if req, ok := m.(*jsonrpc.Request); ok {
+			s.methods = append(s.methods, req.Method)
+			s.requests = append(s.requests, req)
 		}
-		s.methods = append(s.methods, req.Method)
-		if len(msgs) == 1 {
-			s.id = req.ID
-		}
-		// As the SDK reads _meta; a version here only routes the request, it grants nothing.
+	}
+	if len(msgs) == 1 && len(s.requests) == 1 {
+		s.id = s.requests[0].ID
+	}
+	return s
+}
+
+// metaVersion returns the newest protocol version the requests' _meta names, read as the SDK reads it.
+// It only routes a request; it grants nothing.
+func (s *rpcSummary) metaVersion() string {
+	var newest string
+	for _, req := range s.requests {
 		var p struct {
 			Meta map[string]any `json:"_meta"`
 		}
 		if len(req.Params) > 0 && sdkUnmarshal(req.Params, &p) == nil {
-			if v, ok := p.Meta[metaProtocolVersion].(string); ok && v > s.metaVersion {
-				s.metaVersion = v
+			if v, ok := p.Meta[metaProtocolVersion].(string); ok && v > newest {
+				newest = v
 			}
 		}
 	}
-	return s
+	return newest
 }
 
 // anyScope marks methods that either scope allows.

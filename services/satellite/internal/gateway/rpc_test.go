@@ -55,7 +55,11 @@ var seeds = []string{
 	`{"jsonrpc":"2.0","id":1,"method":""}`,
 	`{"jsonrpc":"2.0","id":null,"method":"tools/call"}`,
 	`{"jsonrpc":"1.0","id":1,"method":"tools/call"}`,
-	`[]`, `[null]`, `null`, ``, ` `, `{}`, `"tools/call"`,
+	`[]`, `[null]`, `null`, ` null `, `nul`, ``, ` `, `{}`, `"tools/call"`,
+	// Whitespace and what only looks like it, before a batch.
+	" \r\n\t[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"," + callEcho("") + "}]",
+	"\ufeff[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"," + callEcho("") + "}]",
+	"\v[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"," + callEcho("") + "}]",
 	strings.Repeat("[", 1001) + strings.Repeat("]", 1001),
 	`[` + strings.Repeat("[", 999) + `{"jsonrpc":"2.0","id":1,"method":"tools/call"}` + strings.Repeat("]", 1000),
 }
@@ -318,4 +322,21 @@ func readEndpoint(t *testing.T, r io.Reader) string {
 	}
 	t.Fatalf("no endpoint event: %v", sc.Err())
 	return ""
+}
+
+// BenchmarkScopeDecision is what guard adds to a tools/call: decoding the body as the SDK does,
+// summarizing it and checking scopes.
+func BenchmarkScopeDecision(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"everything__echo","arguments":{"message":"hello"},"_meta":{"progressToken":"p-12"}}}`)
+	p := &principal{scopes: []string{ScopeRead, ScopeExecute}}
+	b.ReportAllocs()
+	for b.Loop() {
+		msgs, err := decodeBody(body, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if missing := missingScopes(p, summarize(msgs).methods); len(missing) > 0 {
+			b.Fatal(missing)
+		}
+	}
 }
