@@ -41,6 +41,9 @@ type principal struct {
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
 
+// hasAll reports whether p has every scope the endpoint knows, and so may send any method.
+func (p *principal) hasAll() bool { return p.has(ScopeRead) && p.has(ScopeExecute) }
+
 type principalKey struct{}
 
 func principalFrom(ctx context.Context) *principal {
@@ -60,11 +63,21 @@ func statelessEra(r *http.Request) bool {
 	return slices.Contains(s.methods, "server/discover") || s.metaVersion() >= "2026-07-28"
 }
 
+// transport is an endpoint's MCP transport, which decides how the SDK decodes a POST body.
+type transport int
+
+const (
+	// streamableHTTP takes a message or a batch per POST; a POST without a session id may open one.
+	streamableHTTP transport = iota
+	// legacySSE takes one message per POST to a session's message endpoint.
+	legacySSE
+)
+
 // guard authenticates and authorizes a request to a team endpoint and bounds its body. Only a request
 // that passes reaches next, with its principal and the SDK's TokenInfo in its context. It is the
-// endpoint's one scope decision, for every transport, made from the body decoded as the SDK's transport
-// decodes it (see decodeBody): batches says whether that transport takes JSON-RPC batches.
-func (g *Gateway) guard(batches bool, next http.Handler) http.Handler {
+// endpoint's one scope decision, for every transport, made from the body decoded as the SDK decodes it
+// on tr (see decodeBody).
+func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("team_slug")
 		if !g.originAllowed(r.Header.Get("Origin")) {
@@ -114,15 +127,20 @@ func (g *Gateway) guard(batches bool, next http.Handler) http.Handler {
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
-			msgs, err := decodeBody(body, batches)
-			if err != nil {
-				// The SDK would refuse it too; what it cannot read is not let through unread.
-				writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
-				return
+			// A token with every scope may send any method, so its body decides nothing here unless it
+			// may open a session, which routes it; the SDK refuses what it cannot decode. Decoding as the
+			// SDK does costs a 32 KB buffer, which the calls of most clients are spared.
+			if !p.hasAll() || (tr == streamableHTTP && r.Header.Get("Mcp-Session-Id") == "") {
+				msgs, err := decodeBody(body, tr == streamableHTTP)
+				if err != nil {
+					// The SDK would refuse it too; what it cannot read is not let through unread.
+					writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
+					return
+				}
+				summary := summarize(msgs)
+				methods = summary.methods
+				ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 			}
-			summary := summarize(msgs)
-			methods = summary.methods
-			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 		}
 		if missing := missingScopes(p, methods); len(missing) > 0 {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")

@@ -69,7 +69,8 @@
 //
 // Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
 // request, before the SDK sees it, from the body decoded with the SDK's own decoder the way the
-// transport at hand decodes it; a body the SDK would not decode is refused.
+// transport at hand decodes it; a body the SDK would not decode is refused. A token with both scopes
+// may send any method, so its bodies are decoded only where they route the request.
 package gateway
 
 import (
@@ -332,8 +333,8 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		PropagateRequestCancellation: true,
 	})
 	g.mux.HandleFunc("/.well-known/oauth-protected-resource/teams/{team_slug}/mcp", g.serveMetadata)
-	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(true, http.HandlerFunc(g.serveStreamable)))
-	g.mux.Handle("/teams/{team_slug}/sse", g.guard(false, http.HandlerFunc(g.serveSSE)))
+	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(streamableHTTP, http.HandlerFunc(g.serveStreamable)))
+	g.mux.Handle("/teams/{team_slug}/sse", g.guard(legacySSE, http.HandlerFunc(g.serveSSE)))
 	return g, nil
 }
 

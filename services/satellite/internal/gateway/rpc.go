@@ -164,7 +164,8 @@ func (s *rpcSummary) metaVersion() string {
 // anyScope marks methods that either scope allows.
 var anyScope = []string{}
 
-// methodScopes says what each method the endpoint serves needs. A method not listed needs both scopes:
+// methodScopes says what each method the endpoint serves needs. A method not listed needs both scopes
+// (so a token with both may send anything, which guard relies on):
 // the SDK refuses methods it does not know, so only a method a newer SDK adds lands there, and it stays
 // refused to tokens without both until it is classified here.
 var methodScopes = map[string][]string{

@@ -248,6 +248,11 @@ func TestScopeBypassesRefused(t *testing.T) {
 			t.Errorf("%s: a call with mcp:tools:execute: status %d", tr.name, resp.StatusCode)
 		}
 		settle(t, tr.name+" call", func() bool { return calls() > before })
+		// Its bodies are not decoded for a scope decision, but what the SDK cannot decode is refused all
+		// the same.
+		if resp := b.do(t, http.MethodPost, path, "ann", `{"jsonrpc":"2.0","id":1,"method":`, header); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: a malformed body: status %d, want 400", tr.name, resp.StatusCode)
+		}
 	}
 }
 
