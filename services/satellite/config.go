@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +100,13 @@ type Config struct {
 	// MCPSessionIdleTimeout closes an MCP client's Streamable HTTP session after that long without a
 	// request (ORRERY_MCP_SESSION_IDLE_TIMEOUT). Default 30 min.
 	MCPSessionIdleTimeout time.Duration
+	// MCPMaxSessionsPerUser bounds the MCP client sessions (Streamable HTTP sessions and legacy SSE streams)
+	// one user holds on the satellite, across the user's teams (ORRERY_MCP_MAX_SESSIONS_PER_USER); one more
+	// is refused with 429. Default 100.
+	MCPMaxSessionsPerUser int
+	// MCPMaxSessions bounds the MCP client sessions of all users together (ORRERY_MCP_MAX_SESSIONS); one
+	// more is refused with 503. Default 10,000.
+	MCPMaxSessions int
 	// TokenCacheTTL is how long a checked access token is trusted before the control plane is asked again
 	// (ORRERY_TOKEN_CACHE_TTL). Revocations arrive at once as commands; this bounds what a satellite cut
 	// off from the control plane can miss. At most and by default 60 s.
@@ -185,6 +193,12 @@ func (c Config) WithDefaults() Config {
 	if c.MCPSessionIdleTimeout <= 0 {
 		c.MCPSessionIdleTimeout = gateway.DefaultSessionIdleTimeout
 	}
+	if c.MCPMaxSessionsPerUser == 0 {
+		c.MCPMaxSessionsPerUser = gateway.DefaultMaxSessionsPerUser
+	}
+	if c.MCPMaxSessions == 0 {
+		c.MCPMaxSessions = gateway.DefaultMaxSessions
+	}
 	if c.TokenCacheTTL <= 0 {
 		c.TokenCacheTTL = gateway.DefaultCacheTTL
 	}
@@ -227,6 +241,9 @@ func (c Config) validate() error {
 		if !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("sandbox read-only path %q is not absolute (set ORRERY_SANDBOX_READ_ONLY)", p))
 		}
+	}
+	if c.MCPMaxSessionsPerUser < 0 || c.MCPMaxSessions < 0 {
+		errs = append(errs, errors.New("session limits must be positive (set ORRERY_MCP_MAX_SESSIONS_PER_USER, ORRERY_MCP_MAX_SESSIONS)"))
 	}
 	if c.TokenCacheTTL > gateway.DefaultCacheTTL {
 		errs = append(errs, fmt.Errorf("token cache TTL %v exceeds %v (set ORRERY_TOKEN_CACHE_TTL)", c.TokenCacheTTL, gateway.DefaultCacheTTL))
@@ -280,6 +297,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	}
 
+	for name, dst := range map[string]*int{
+		"ORRERY_MCP_MAX_SESSIONS_PER_USER": &cfg.MCPMaxSessionsPerUser,
+		"ORRERY_MCP_MAX_SESSIONS":          &cfg.MCPMaxSessions,
+	} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return Config{}, fmt.Errorf("%s: %q is not a positive number", name, v)
+			}
+			*dst = n
+		}
+	}
+
 	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -299,6 +329,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
 	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
+	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
+	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
 	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")

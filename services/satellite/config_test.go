@@ -41,6 +41,9 @@ func TestLoadConfig(t *testing.T) {
 					c.MCPSessionIdleTimeout != 30*time.Minute || c.TokenCacheTTL != time.Minute {
 					t.Errorf("timing defaults = %+v", c)
 				}
+				if c.MCPMaxSessionsPerUser != 100 || c.MCPMaxSessions != 10_000 {
+					t.Errorf("session limits %d per user, %d in all; want 100 and 10000", c.MCPMaxSessionsPerUser, c.MCPMaxSessions)
+				}
 				if c.Sandbox != "auto" || c.Dev || c.SandboxReadOnly != nil {
 					t.Errorf("sandbox defaults: %q, dev %v, read-only %q; want auto, false, none", c.Sandbox, c.Dev, c.SandboxReadOnly)
 				}
@@ -117,6 +120,18 @@ func TestLoadConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "session limits",
+			args: []string{"-mcp-max-sessions", "500"},
+			env:  map[string]string{"ORRERY_MCP_MAX_SESSIONS_PER_USER": "20", "ORRERY_MCP_MAX_SESSIONS": "900", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.MCPMaxSessionsPerUser != 20 || c.MCPMaxSessions != 500 {
+					t.Errorf("session limits %d per user, %d in all; want 20 and 500 (the flag)", c.MCPMaxSessionsPerUser, c.MCPMaxSessions)
+				}
+			},
+		},
+		{name: "invalid session limit", env: map[string]string{"ORRERY_MCP_MAX_SESSIONS_PER_USER": "lots", "HOME": "/h"}, wantErr: "ORRERY_MCP_MAX_SESSIONS_PER_USER"},
+		{name: "negative session limit", args: []string{"-mcp-max-sessions", "-5"}, env: map[string]string{"HOME": "/h"}, wantErr: "ORRERY_MCP_MAX_SESSIONS"},
 		{name: "token cache TTL above the cap", env: map[string]string{"ORRERY_TOKEN_CACHE_TTL": "5m", "HOME": "/h"}, wantErr: "ORRERY_TOKEN_CACHE_TTL"},
 		{name: "invalid session idle timeout", env: map[string]string{"ORRERY_MCP_SESSION_IDLE_TIMEOUT": "1 hour", "HOME": "/h"}, wantErr: "ORRERY_MCP_SESSION_IDLE_TIMEOUT"},
 		{name: "invalid MCP idle timeout", env: map[string]string{"ORRERY_MCP_IDLE_TIMEOUT": "soon", "HOME": "/h"}, wantErr: "ORRERY_MCP_IDLE_TIMEOUT"},

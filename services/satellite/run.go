@@ -133,6 +133,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Version:             cfg.Version,
 		CacheTTL:            cfg.TokenCacheTTL,
 		SessionIdleTimeout:  cfg.MCPSessionIdleTimeout,
+		MaxSessionsPerUser:  cfg.MCPMaxSessionsPerUser,
+		MaxSessions:         cfg.MCPMaxSessions,
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)

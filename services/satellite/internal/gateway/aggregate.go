@@ -50,10 +50,10 @@ type userServer struct {
 	sse   map[string]*mcp.SSEHandler // by principal binding
 
 	// Guarded by g.mu; see acquire.
-	refs     int                           // requests, sessions and input rounds using the server
-	idle     *time.Timer                   // runs while refs is 0
-	gen      uint64                        // generation of idle
-	sessions map[*mcp.ServerSession]string // open sessions that initialized, with their principal binding
+	refs     int                                 // requests, sessions and input rounds using the server
+	idle     *time.Timer                         // runs while refs is 0
+	gen      uint64                              // generation of idle
+	sessions map[*mcp.ServerSession]*openSession // open sessions that initialized
 }
 
 func (g *Gateway) newUserServer(key userKey) *userServer {
@@ -65,7 +65,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		templates: make(map[string]registered),
 		prompts:   make(map[string]registered),
 		sse:       make(map[string]*mcp.SSEHandler),
-		sessions:  make(map[*mcp.ServerSession]string),
+		sessions:  make(map[*mcp.ServerSession]*openSession),
 	}
 	us.bridge.init()
 	us.server = mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
@@ -85,22 +85,8 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(scopeMiddleware, us.sessionMiddleware, us.logLevelMiddleware)
+	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware)
 	return us
-}
-
-// scopeMiddleware re-checks scopes where the transport knows the token, in case a request reached the
-// server without passing guard's body inspection.
-func scopeMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
-			p := &principal{scopes: extra.TokenInfo.Scopes}
-			if missing := missingScopes(p, []string{method}); len(missing) > 0 {
-				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "insufficient scope: requires " + strings.Join(missing, " ")}
-			}
-		}
-		return next(ctx, method, req)
-	}
 }
 
 // sseHandler returns the legacy SSE handler of one principal binding, so that a session id is only

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/sync/singleflight"
 
@@ -41,21 +41,15 @@ type principal struct {
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
 
+// hasAll reports whether p has every scope the endpoint knows, and so may send any method.
+func (p *principal) hasAll() bool { return p.has(ScopeRead) && p.has(ScopeExecute) }
+
 type principalKey struct{}
 
 func principalFrom(ctx context.Context) *principal {
 	p, _ := ctx.Value(principalKey{}).(*principal)
 	return p
 }
-
-// rpcSummary is what guard learned from a POST body: the methods it calls and the protocol version its
-// requests' _meta names.
-type rpcSummary struct {
-	methods     []string
-	metaVersion string
-}
-
-type rpcSummaryKey struct{}
 
 // statelessEra reports whether a POST speaks the stateless 2026-07-28 protocol.
 func statelessEra(r *http.Request) bool {
@@ -66,12 +60,24 @@ func statelessEra(r *http.Request) bool {
 	if s == nil {
 		return false
 	}
-	return s.metaVersion >= "2026-07-28" || slices.Contains(s.methods, "server/discover")
+	return slices.Contains(s.methods, "server/discover") || s.metaVersion() >= "2026-07-28"
 }
 
+// transport is an endpoint's MCP transport, which decides how the SDK decodes a POST body.
+type transport int
+
+const (
+	// streamableHTTP takes a message or a batch per POST; a POST without a session id may open one.
+	streamableHTTP transport = iota
+	// legacySSE takes one message per POST to a session's message endpoint.
+	legacySSE
+)
+
 // guard authenticates and authorizes a request to a team endpoint and bounds its body. Only a request
-// that passes reaches next, with its principal and the SDK's TokenInfo in its context.
-func (g *Gateway) guard(next http.Handler) http.Handler {
+// that passes reaches next, with its principal and the SDK's TokenInfo in its context. It is the
+// endpoint's one scope decision, for every transport, made from the body decoded as the SDK decodes it
+// on tr (see decodeBody).
+func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("team_slug")
 		if !g.originAllowed(r.Header.Get("Origin")) {
@@ -116,13 +122,25 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 
 		var methods []string
 		if r.Method == http.MethodPost {
-			summary, status := g.readBody(w, r)
+			body, status := g.readBody(w, r)
 			if status != 0 {
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
-			methods = summary.methods
-			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
+			// A token with every scope may send any method, so its body decides nothing here unless it
+			// may open a session, which routes it; the SDK refuses what it cannot decode. Decoding as the
+			// SDK does costs a 32 KB buffer, which the calls of most clients are spared.
+			if !p.hasAll() || (tr == streamableHTTP && r.Header.Get("Mcp-Session-Id") == "") {
+				msgs, err := decodeBody(body, tr == streamableHTTP)
+				if err != nil {
+					// The SDK would refuse it too; what it cannot read is not let through unread.
+					writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
+					return
+				}
+				summary := summarize(msgs)
+				methods = summary.methods
+				ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
+			}
 		}
 		if missing := missingScopes(p, methods); len(missing) > 0 {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")
@@ -194,9 +212,9 @@ func (g *Gateway) originAllowed(origin string) bool {
 	return false
 }
 
-// readBody reads a POST body of at most MaxBodyBytes, puts it back for the handler, and summarizes it.
-// A non-zero status says the request must be refused.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) (*rpcSummary, int) {
+// readBody reads a POST body of at most MaxBodyBytes and puts it back for the handler. A non-zero status
+// says the request must be refused.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
 	max := g.cfg.MaxBodyBytes
 	if r.ContentLength > max {
 		return nil, http.StatusRequestEntityTooLarge
@@ -211,63 +229,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) (*rpcSummary,
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	return summarize(body), 0
-}
-
-type wireMessage struct {
-	Method string `json:"method"`
-	Params struct {
-		Meta map[string]any `json:"_meta"`
-	} `json:"params"`
-}
-
-// summarize extracts what authorization and routing need from a JSON-RPC message or batch. A body
-// that does not parse yields an empty summary; the SDK answers it with the proper error.
-func summarize(body []byte) *rpcSummary {
-	var msgs []wireMessage
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		_ = json.Unmarshal(trimmed, &msgs)
-	} else {
-		var m wireMessage
-		if json.Unmarshal(trimmed, &m) == nil {
-			msgs = []wireMessage{m}
-		}
-	}
-	s := &rpcSummary{}
-	for _, m := range msgs {
-		if m.Method != "" {
-			s.methods = append(s.methods, m.Method)
-		}
-		if v, ok := m.Params.Meta["io.modelcontextprotocol/protocolVersion"].(string); ok && v > s.metaVersion {
-			s.metaVersion = v
-		}
-	}
-	return s
-}
-
-// missingScopes returns the scopes methods need that p lacks. Methods that neither list nor call, such
-// as initialize, ping, GET streams and DELETE, need one of the two scopes.
-func missingScopes(p *principal, methods []string) []string {
-	var need []string
-	add := func(s string) {
-		if !p.has(s) && !slices.Contains(need, s) {
-			need = append(need, s)
-		}
-	}
-	for _, m := range methods {
-		switch m {
-		case "tools/call":
-			add(ScopeExecute)
-		case "tools/list", "resources/list", "resources/templates/list", "resources/read",
-			"resources/subscribe", "prompts/list", "prompts/get", "completion/complete":
-			add(ScopeRead)
-		}
-	}
-	if len(need) == 0 && !p.has(ScopeRead) && !p.has(ScopeExecute) {
-		need = append(need, ScopeRead)
-	}
-	return need
+	return body, 0
 }
 
 // serveMetadata serves the RFC 9728 protected-resource metadata of a team endpoint. It is public.

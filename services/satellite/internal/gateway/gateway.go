@@ -58,6 +58,19 @@
 // log level and subscriptions are forgotten when it closes (a DELETE, a legacy SSE stream ending, or
 // Config.SessionIdleTimeout passing without a request), and the instances' subscriptions nobody needs
 // any more are ended. What the gateway keeps for an instance goes when the instance leaves the runtime.
+//
+// Sessions are capped per user (Config.MaxSessionsPerUser, across the user's teams) and per satellite
+// (Config.MaxSessions), counting Streamable HTTP sessions and legacy SSE streams. A request that would
+// open one more is refused before the SDK creates it: 429, or 503 with Retry-After when the satellite
+// is full, with a JSON-RPC error naming the limit. A session's place is free again when it closes.
+// Stateless 2026-07-28 requests hold no session and are not counted.
+//
+// # Scopes
+//
+// Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
+// request, before the SDK sees it, from the body decoded with the SDK's own decoder the way the
+// transport at hand decodes it; a body the SDK would not decode is refused. A token with both scopes
+// may send any method, so its bodies are decoded only where they route the request.
 package gateway
 
 import (
@@ -71,6 +84,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -105,6 +119,14 @@ const (
 	DefaultUserIdleTimeout = 10 * time.Minute
 	// DefaultMaxLoggedBodyBytes bounds each request or response body copied into a request log.
 	DefaultMaxLoggedBodyBytes = 64 << 10
+	// DefaultMaxSessionsPerUser bounds the MCP sessions one user holds on a satellite. A client keeps one
+	// session per endpoint, and one that reconnects (a laptop waking up, an editor restarting) leaves its
+	// old session behind until DefaultSessionIdleTimeout ends it; a hundred leaves room for many clients
+	// and reconnects, and for agents that run a few dozen sessions at once.
+	DefaultMaxSessionsPerUser = 100
+	// DefaultMaxSessions bounds the MCP sessions of all users of a satellite together. An idle session
+	// costs about 30 KB, so the default holds them to some 300 MB.
+	DefaultMaxSessions = 10_000
 )
 
 // Backend is the MCP runtime as the gateway sees it.
@@ -189,6 +211,14 @@ type Config struct {
 	// MaxLoggedBodyBytes bounds the JSON of a body copied into a request log; a larger body is
 	// replaced by a note of its size. Default DefaultMaxLoggedBodyBytes.
 	MaxLoggedBodyBytes int
+	// MaxSessionsPerUser bounds the MCP sessions a user holds open on the satellite, across the user's
+	// teams: Streamable HTTP sessions and legacy SSE streams alike. A request that would open one more is
+	// refused with 429 and a JSON-RPC error naming the limit. Stateless 2026-07-28 requests hold no
+	// session and are not counted. Default DefaultMaxSessionsPerUser.
+	MaxSessionsPerUser int
+	// MaxSessions bounds the MCP sessions of all users together; past it a new session is refused with
+	// 503 and Retry-After. Default DefaultMaxSessions.
+	MaxSessions int
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -215,6 +245,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxLoggedBodyBytes <= 0 {
 		c.MaxLoggedBodyBytes = DefaultMaxLoggedBodyBytes
+	}
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
 	}
 	if c.Version == "" {
 		c.Version = "dev"
@@ -246,6 +282,7 @@ type Gateway struct {
 	cfg          Config
 	publicOrigin string
 	tokens       *tokenCache
+	slots        *sessionSlots
 	mux          *http.ServeMux
 	stateful     *mcp.StreamableHTTPHandler
 	stateless    *mcp.StreamableHTTPHandler
@@ -273,6 +310,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		cfg:          cfg,
 		publicOrigin: u.Scheme + "://" + u.Host,
 		tokens:       newTokenCache(cfg.Introspector, cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
 	}
@@ -295,8 +333,8 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		PropagateRequestCancellation: true,
 	})
 	g.mux.HandleFunc("/.well-known/oauth-protected-resource/teams/{team_slug}/mcp", g.serveMetadata)
-	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(http.HandlerFunc(g.serveStreamable)))
-	g.mux.Handle("/teams/{team_slug}/sse", g.guard(http.HandlerFunc(g.serveSSE)))
+	g.mux.Handle("/teams/{team_slug}/mcp", g.guard(streamableHTTP, http.HandlerFunc(g.serveStreamable)))
+	g.mux.Handle("/teams/{team_slug}/sse", g.guard(legacySSE, http.HandlerFunc(g.serveSSE)))
 	return g, nil
 }
 
@@ -367,19 +405,56 @@ func (g *Gateway) serverFor(r *http.Request) *mcp.Server {
 
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
-	us, release := g.acquire(p.teamID, p.userID)
-	defer release()
-	r = r.WithContext(withUserServer(r.Context(), us))
-	if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && statelessEra(r) {
-		g.stateless.ServeHTTP(w, r)
+	opens := r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == ""
+	if opens && statelessEra(r) {
+		us, release := g.acquire(p.teamID, p.userID)
+		defer release()
+		g.stateless.ServeHTTP(w, withUserServerRequest(r, us))
 		return
 	}
-	g.stateful.ServeHTTP(w, r)
+	// Every POST without a session id makes the SDK create a session, which it keeps if the POST
+	// initialized it; the slot is taken before, and kept only for a session that stays.
+	var sl *slot
+	if opens {
+		var refused *sessionLimitError
+		if sl, refused = g.slots.take(p.userID); refused != nil {
+			refused.write(w, requestID(r))
+			return
+		}
+	}
+	us, release := g.acquire(p.teamID, p.userID)
+	defer release()
+	g.stateful.ServeHTTP(w, withUserServerRequest(r, us))
+	if sl != nil {
+		us.keepSlot(sl, w.Header().Get("Mcp-Session-Id"))
+	}
 }
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
+	// A GET is a legacy SSE session, for as long as its stream lasts.
+	if r.Method == http.MethodGet {
+		sl, refused := g.slots.take(p.userID)
+		if refused != nil {
+			refused.write(w, jsonrpc.ID{})
+			return
+		}
+		defer sl.release()
+	}
 	us, release := g.acquire(p.teamID, p.userID)
 	defer release()
 	us.sseHandler(p.binding).ServeHTTP(w, r)
+}
+
+// withUserServerRequest returns r with the server it holds in its context, for serverFor.
+func withUserServerRequest(r *http.Request, us *userServer) *http.Request {
+	return r.WithContext(withUserServer(r.Context(), us))
+}
+
+// requestID is the id of the request's only JSON-RPC request, if it has one.
+func requestID(r *http.Request) jsonrpc.ID {
+	if s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary); s != nil {
+		return s.id
+	}
+	return jsonrpc.ID{}
 }

@@ -284,7 +284,8 @@ type bundle struct {
 }
 
 type setupOptions struct {
-	maxBody int64
+	maxBody                         int64
+	maxSessionsPerUser, maxSessions int
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -313,6 +314,8 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		Events:              b.events,
 		AllowedOrigins:      []string{"https://console.example.com"},
 		MaxBodyBytes:        opts.maxBody,
+		MaxSessionsPerUser:  opts.maxSessionsPerUser,
+		MaxSessions:         opts.maxSessions,
 		Now:                 b.clock.Now,
 	})
 	if err != nil {

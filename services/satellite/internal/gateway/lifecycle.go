@@ -114,6 +114,15 @@ func (us *userServer) sessionMiddleware(next mcp.MethodHandler) mcp.MethodHandle
 	}
 }
 
+// openSession is what the gateway keeps of a session that initialized, while it is open.
+type openSession struct {
+	// binding is the principal binding the session was opened under.
+	binding string
+	// slot is the session's place in the session limits, for a Streamable HTTP session; a legacy SSE
+	// session's stream holds its own.
+	slot *slot
+}
+
 // watch holds a reference for ss, opened under binding, until it closes. It runs during a request of ss,
 // which holds one too.
 func (us *userServer) watch(ss *mcp.ServerSession, binding string) {
@@ -122,17 +131,39 @@ func (us *userServer) watch(ss *mcp.ServerSession, binding string) {
 		us.g.mu.Unlock()
 		return
 	}
-	us.sessions[ss] = binding
+	us.sessions[ss] = &openSession{binding: binding}
 	us.g.holdLocked(us)
 	us.g.mu.Unlock()
 	go func() {
 		_ = ss.Wait()
 		us.sessionClosed(ss)
 		us.g.mu.Lock()
+		sl := us.sessions[ss].slot
 		delete(us.sessions, ss)
 		us.g.mu.Unlock()
+		if sl != nil {
+			sl.release()
+		}
 		us.g.release(us)
 	}()
+}
+
+// keepSlot hands sl, taken for a POST that may have opened a Streamable HTTP session, to the session with
+// id if that is open, to be given back when it closes, and gives it back now otherwise: the POST opened
+// no session, its initialize failed, or the session is already closed.
+func (us *userServer) keepSlot(sl *slot, id string) {
+	if id != "" {
+		us.g.mu.Lock()
+		for ss, open := range us.sessions {
+			if open.slot == nil && ss.ID() == id {
+				open.slot = sl
+				us.g.mu.Unlock()
+				return
+			}
+		}
+		us.g.mu.Unlock()
+	}
+	sl.release()
 }
 
 // sessionClosed forgets what a closed session asked for, and ends the instances' subscriptions that
@@ -177,8 +208,8 @@ func (g *Gateway) closeSessions(bindings map[string]bool) {
 	var doomed []*mcp.ServerSession
 	g.mu.Lock()
 	for _, us := range g.users {
-		for ss, binding := range us.sessions {
-			if bindings[binding] {
+		for ss, open := range us.sessions {
+			if bindings[open.binding] {
 				doomed = append(doomed, ss)
 			}
 		}

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -20,7 +22,10 @@ const (
 	maxLoggedError    = 4096
 )
 
-// logCall emits the mcp.request.logs event of one tools/call.
+// logCall emits the mcp.request.logs event of one tools/call. It is the only place the satellite builds
+// request logs. With the installation's request logging off, nothing the tool or its server sent is
+// stored: not the arguments, not the result, and not an error's text, which is response content as
+// much as a result is; the outcome is "error", with the JSON-RPC error code when there is one.
 func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration) {
 	if g.cfg.Events == nil {
 		return
@@ -31,15 +36,24 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		Duration: durationpb.New(d),
 		Success:  callErr == nil && res != nil && !res.IsError,
 	}
+	withBodies := rt.inst.RequestLoggingEnabled
 	switch {
-	case callErr != nil:
+	case callErr != nil && withBodies:
 		rl.Error = truncate(callErr.Error(), maxLoggedError)
+	case callErr != nil:
+		rl.Error = "error"
+		var jerr *jsonrpc.Error
+		if errors.As(callErr, &jerr) {
+			rl.Error = fmt.Sprintf("error: JSON-RPC code %d", jerr.Code)
+		}
 	case res == nil:
 		rl.Error = "no result"
-	case res.IsError:
+	case res.IsError && withBodies:
 		rl.Error = truncate(errorText(res), maxLoggedError)
+	case res.IsError:
+		rl.Error = "error: the tool reported an error"
 	}
-	if rt.inst.RequestLoggingEnabled {
+	if withBodies {
 		if len(args) > 0 {
 			rl.Request = g.bodyValue(args)
 		} else {

@@ -35,7 +35,7 @@
 //	defer lease.Release()
 //	res, err := lease.Session().ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
 //
-// CallTool does the same for a tool call and also bridges progress and writes the request log. An endpoint
+// CallTool does the same for a tool call and also bridges progress. An endpoint
 // that forwards calls itself routes progress with Lease.TrackProgress, or receives every notification whose
 // token is not the runtime's through Config.OnProgress.
 //
@@ -113,9 +113,6 @@ const (
 	DefaultLogLinesPerSecond = 20
 	// DefaultLogLineBytes is the length a server log line is cut to.
 	DefaultLogLineBytes = 1024
-	// DefaultRequestLogBytes is the size above which a logged request or response body is replaced by a
-	// truncated text version.
-	DefaultRequestLogBytes = 16 * 1024
 )
 
 // DefaultRestartDelays are the delays before the first, second and later restarts of a server that crashed
@@ -187,9 +184,6 @@ type Config struct {
 	// LogLineBytes is the length server log lines are cut to, at most 4096. Default DefaultLogLineBytes
 	// (1 KiB).
 	LogLineBytes int
-	// RequestLogBytes bounds each request and response body in request logs. Default
-	// DefaultRequestLogBytes (16 KiB).
-	RequestLogBytes int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -243,9 +237,6 @@ func (c Config) WithDefaults() Config {
 		c.LogLineBytes = DefaultLogLineBytes
 	}
 	c.LogLineBytes = min(c.LogLineBytes, 4096)
-	if c.RequestLogBytes <= 0 {
-		c.RequestLogBytes = DefaultRequestLogBytes
-	}
 	return c
 }
 

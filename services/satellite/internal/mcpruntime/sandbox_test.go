@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -144,5 +145,66 @@ func TestMemberRemovalDeletesTheirHome(t *testing.T) {
 	removal.Payload = payload(t, map[string]any{"event": "mcp_member_removed"})
 	if _, err := b.rt.Execute(t.Context(), removal); err == nil || !strings.Contains(err.Error(), "needs") {
 		t.Errorf("removal without a user: %v, want an error saying what it needs", err)
+	}
+}
+
+var pidPattern = regexp.MustCompile(`pid [0-9]+`)
+
+// TestMissingCommandSaysNothingOfTheHost starts instances whose command is a path that exists nowhere, and
+// host files that exist (the satellite's own key, an executable outside the sandbox), under each driver:
+// what the team sees of them (statuses, crash reports, server logs) is the same but for the name.
+func TestMissingCommandSaysNothingOfTheHost(t *testing.T) {
+	t.Parallel()
+	hostDir := t.TempDir()
+	key := filepath.Join(hostDir, "satellite.key")
+	if err := os.WriteFile(key, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tool := filepath.Join(hostDir, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	drivers := []struct {
+		name   string
+		driver func(t *testing.T) sandbox.Driver
+		// commands whose answers must match that of the first
+		commands []string
+	}{
+		// Without isolation an executable host file runs, as any command would: Direct is no boundary.
+		{"direct", func(*testing.T) sandbox.Driver { return sandbox.Direct{} },
+			[]string{filepath.Join(hostDir, "missing"), key, hostDir, "/etc/shadow"}},
+		{"bwrap", func(t *testing.T) sandbox.Driver { return bwrapDriver(t, t.TempDir()) },
+			[]string{filepath.Join(hostDir, "missing"), key, hostDir, tool, "/etc/shadow"}},
+	}
+	for _, d := range drivers {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			driver := d.driver(t)
+			b := setup(t, func(c *mcpruntime.Config) {
+				c.Driver = driver
+				c.RestartDelays = []time.Duration{10 * time.Millisecond}
+			})
+			var want string
+			for i, cmd := range d.commands {
+				in := stdioInstance("missing", cmd)
+				b.apply(t, in)
+				info := b.waitStatus(t, in.GetId(), satellitev1.InstanceStatus_INSTANCE_STATUS_PERMANENTLY_FAILED)
+				// Pids differ, and a server's last log line may come before or after its crash report.
+				lines := strings.Split(info.Message+"\n"+describe(b.events.of(in.GetId())), "\n")
+				for i, l := range lines {
+					lines[i] = pidPattern.ReplaceAllString(strings.ReplaceAll(l, cmd, "CMD"), "pid N")
+				}
+				slices.Sort(lines)
+				got := strings.Join(lines, "\n")
+				if i == 0 {
+					want = got
+					t.Logf("a missing command:\n%s", want)
+					continue
+				}
+				if got != want {
+					t.Errorf("%q is reported as\n%s\nwant the same as for a missing command:\n%s", cmd, got, want)
+				}
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package mcpruntime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strconv"
@@ -10,9 +9,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
@@ -144,9 +140,9 @@ func (r *Runtime) dispatchProgress(ctx context.Context, req *mcp.ProgressNotific
 	}
 }
 
-// CallTool calls a tool of instance id, starting the instance if needed (see Acquire), and reports the call
-// as an mcp.request.logs event, with its arguments and result unless the installation turned request
-// logging off. A non-nil progress receives the server's progress notifications with the caller's progress
+// CallTool calls a tool of instance id, starting the instance if needed (see Acquire). It writes no request
+// log: the team endpoint, where clients' calls arrive, is the one place request logs are built. A non-nil
+// progress receives the server's progress notifications with the caller's progress
 // token from params restored. params is not modified.
 func (r *Runtime) CallTool(ctx context.Context, id string, params *mcp.CallToolParams, progress ProgressFunc) (*mcp.CallToolResult, error) {
 	lease, err := r.Acquire(ctx, id)
@@ -166,63 +162,7 @@ func (r *Runtime) CallTool(ctx context.Context, id string, params *mcp.CallToolP
 		p.Meta = maps.Clone(params.Meta)
 		p.SetProgressToken(token)
 	}
-	start := time.Now()
-	res, err := lease.Session().CallTool(ctx, &p)
-	lease.in.logRequest(params, res, err, time.Since(start))
-	return res, err
-}
-
-// logRequest emits the request log of one tool call.
-func (in *instance) logRequest(params *mcp.CallToolParams, res *mcp.CallToolResult, err error, d time.Duration) {
-	name := params.Name
-	if name == "" {
-		name = "(unnamed)"
-	}
-	spec := in.currentSpec()
-	rl := &satellitev1.RequestLog{
-		UserId:   spec.GetUserId(),
-		ToolName: cut(name, maxToolNameLen),
-		Duration: durationpb.New(d),
-		Success:  err == nil && res != nil && !res.IsError,
-	}
-	switch {
-	case err != nil:
-		rl.Error = cut(err.Error(), 4096)
-	case res == nil:
-		rl.Error = "no result"
-	case res.IsError:
-		rl.Error = "the tool reported an error"
-		for _, c := range res.Content {
-			if t, ok := c.(*mcp.TextContent); ok {
-				rl.Error = cut(t.Text, 4096)
-				break
-			}
-		}
-	}
-	if spec.GetRequestLoggingEnabled() {
-		rl.Request = jsonValue(params.Arguments, in.rt.cfg.RequestLogBytes)
-		if res != nil {
-			rl.Response = jsonValue(res, in.rt.cfg.RequestLogBytes)
-		}
-	}
-	in.emit(&satellitev1.Event{Payload: &satellitev1.Event_RequestLog{RequestLog: rl}})
-}
-
-// jsonValue converts v to a protobuf Value; JSON longer than limit bytes becomes a string holding its
-// beginning, so one huge response cannot swamp the logs.
-func jsonValue(v any, limit int) *structpb.Value {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return structpb.NewStringValue("(cannot encode: " + err.Error() + ")")
-	}
-	if len(b) > limit {
-		return structpb.NewStringValue(cut(string(b), limit))
-	}
-	val := &structpb.Value{}
-	if protojson.Unmarshal(b, val) != nil {
-		return structpb.NewStringValue(cut(string(b), limit))
-	}
-	return val
+	return lease.Session().CallTool(ctx, &p)
 }
 
 // InstanceInfo is an instance as the runtime sees it. Its slices are shared: do not modify them.

@@ -128,20 +128,11 @@ func TestStdioDiscoveryAndCalls(t *testing.T) {
 		t.Error("CallTool changed the caller's params")
 	}
 
-	// Every call left a request log, with bodies because the installation logs them.
-	var logs []*satellitev1.RequestLog
+	// Request logs are the team endpoint's to write; the runtime's calls leave none.
 	for _, ev := range b.events.of(in.GetId()) {
 		if rl := ev.GetRequestLog(); rl != nil {
-			logs = append(logs, rl)
+			t.Errorf("the runtime wrote a request log: %v", rl)
 		}
-	}
-	if len(logs) != 7 {
-		t.Fatalf("%d request logs, want 7", len(logs))
-	}
-	first := logs[0]
-	if first.GetToolName() != "echo" || !first.GetSuccess() || first.GetUserId() != in.GetUserId() ||
-		first.GetRequest().GetStructValue().GetFields()["message"] == nil || first.GetResponse() == nil || first.GetDuration() == nil {
-		t.Errorf("request log %v", first)
 	}
 
 	// The heartbeat's view of the process.

@@ -222,6 +222,12 @@ func (b *Bwrap) RemoveUserHome(teamID, userID string) error {
 // Start starts spec's command in a new sandbox. It refuses a spec whose Env sets a blocked variable
 // (ErrBlockedEnv). Spec.Dir is not visible inside: the server starts in its home.
 func (b *Bwrap) Start(spec Spec) (*Process, error) {
+	// The command is resolved by bwrap inside the sandbox, with the sandbox's PATH: a server runs what it
+	// could see, and nothing of the host is looked at on a tenant's behalf. A command the sandbox lacks makes
+	// bwrap exit with status 1 and say so on stderr, for a host file outside the sandbox as for a missing one.
+	if spec.Command == "" {
+		return nil, errors.New("sandbox: no command")
+	}
 	env, err := b.environ(spec.Env)
 	if err != nil {
 		return nil, err
@@ -236,10 +242,6 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: home: %w", err)
-	}
-	command, err := lookPath(spec.Command, envValue(env, "PATH"))
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	limits := b.cfg.Limits
 	if spec.Limits != nil {
@@ -282,7 +284,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	argv = append(argv, b.bwrap)
 	argv = append(argv, b.args(spec, home)...)
-	argv = append(argv, "--", command)
+	argv = append(argv, "--", spec.Command)
 	argv = append(argv, spec.Args...)
 
 	cmd := exec.Command(argv[0], argv[1:]...)

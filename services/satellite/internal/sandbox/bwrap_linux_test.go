@@ -365,3 +365,48 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// TestBwrapResolvesCommandsInside names, as a template could, a path that exists nowhere and host files the
+// sandbox does not show, an executable one among them: Start looks at none of them on the host, and each
+// sandbox ends alike, bwrap saying on stderr that it found nothing to run.
+func TestBwrapResolvesCommandsInside(t *testing.T) {
+	t.Parallel()
+	b := newBwrap(t, sandbox.BwrapConfig{})
+	hostDir := t.TempDir()
+	hostTool := filepath.Join(hostDir, "tool")
+	if err := os.WriteFile(hostTool, []byte("#!/bin/sh\necho ran on the host\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		code   int
+		stderr string
+	}
+	results := map[string]outcome{}
+	for _, cmd := range []string{filepath.Join(hostDir, "missing"), hostTool, "/etc/shadow", "/root/.bashrc"} {
+		p, err := b.Start(sandbox.Spec{TeamID: "team-a", Command: cmd})
+		if err != nil {
+			t.Fatalf("Start(%q): %v; the sandbox, not the host, decides", cmd, err)
+		}
+		t.Cleanup(func() { p.Stop(0) })
+		stdout, _ := io.ReadAll(p.Stdout)
+		stderr, _ := io.ReadAll(p.Stderr)
+		select {
+		case <-p.Done():
+		case <-time.After(waitLimit):
+			t.Fatalf("%q: the sandbox did not exit", cmd)
+		}
+		if len(stdout) > 0 {
+			t.Errorf("%q ran: %q", cmd, stdout)
+		}
+		results[cmd] = outcome{p.ExitCode(), strings.ReplaceAll(string(stderr), cmd, "CMD")}
+	}
+	want := results[filepath.Join(hostDir, "missing")]
+	if want.code == 0 || !strings.Contains(want.stderr, "CMD") {
+		t.Fatalf("a missing command: %+v, want a failure naming it", want)
+	}
+	for cmd, got := range results {
+		if got != want {
+			t.Errorf("%q: %+v, want the same as for a missing command: %+v", cmd, got, want)
+		}
+	}
+}

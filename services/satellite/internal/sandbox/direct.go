@@ -35,7 +35,8 @@ type Direct struct {
 	Owner string
 }
 
-// Start starts spec's command with the environment described on Direct.
+// Start starts spec's command with the environment described on Direct. A command that cannot be run
+// fails with ErrCommandUnavailable, whatever the reason.
 func (d Direct) Start(spec Spec) (*Process, error) {
 	env := d.environ(spec.Env)
 	path, err := lookPath(spec.Command, envValue(env, "PATH"))
@@ -49,7 +50,13 @@ func (d Direct) Start(spec Spec) (*Process, error) {
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
 	}
-	return Launch(cmd)
+	p, err := Launch(cmd)
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) && pathErr.Op == "fork/exec" {
+		// execve's own errno (ENOENT, EACCES, ENOEXEC ...) would say as much as a stat.
+		return nil, fmt.Errorf("sandbox: %w", unavailable(spec.Command))
+	}
+	return p, err
 }
 
 // environ merges the passed-through variables, the server's own and the owner mark, sorted by name.
@@ -99,14 +106,25 @@ func envValue(env []string, name string) string {
 	return ""
 }
 
+// ErrCommandUnavailable is the one answer to a command that cannot be started: it does not exist, is a
+// directory, is not executable, or may not be read. One answer for all, because the configuration that
+// names the command comes from a tenant, and telling these apart would tell the tenant which files exist
+// on the host.
+var ErrCommandUnavailable = errors.New("not found or not executable")
+
+func unavailable(name string) error {
+	return fmt.Errorf("command %q: %w", name, ErrCommandUnavailable)
+}
+
 // lookPath finds name in path, the server's PATH rather than the satellite's, the way a shell would.
+// Direct runs servers on the host, so this looks at host files; every failure is ErrCommandUnavailable.
 func lookPath(name, path string) (string, error) {
 	if name == "" {
 		return "", errors.New("no command")
 	}
 	if strings.Contains(name, "/") {
-		if err := executable(name); err != nil {
-			return "", fmt.Errorf("command %q: %w", name, err)
+		if !executable(name) {
+			return "", unavailable(name)
 		}
 		return name, nil
 	}
@@ -115,20 +133,14 @@ func lookPath(name, path string) (string, error) {
 			continue // relative PATH entries would resolve against the satellite's working directory
 		}
 		p := filepath.Join(dir, name)
-		if executable(p) == nil {
+		if executable(p) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("command %q not found in PATH %q", name, path)
+	return "", unavailable(name)
 }
 
-func executable(path string) error {
+func executable(path string) bool {
 	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if info.IsDir() || info.Mode().Perm()&0o111 == 0 {
-		return fs.ErrPermission
-	}
-	return nil
+	return err == nil && !info.IsDir() && info.Mode().Perm()&0o111 != 0
 }

@@ -35,7 +35,8 @@ import (
 
 // Spec describes a server process.
 type Spec struct {
-	// Command is the executable. A name without a slash is looked up in the PATH the server gets.
+	// Command is the executable. A name without a slash is looked up in the PATH the server gets. Drivers
+	// that isolate resolve it inside the sandbox, never on the host.
 	Command string
 	// Args are the arguments after the command.
 	Args []string

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -242,6 +243,32 @@ func TestStartFailures(t *testing.T) {
 		if p, err := (sandbox.Direct{}).Start(sandbox.Spec{Command: cmd}); err == nil {
 			p.Stop(0)
 			t.Errorf("Start(%q) succeeded", cmd)
+		}
+	}
+}
+
+// TestCommandFailuresSayNothingOfTheHost starts commands a tenant's template could name that cannot run:
+// a path that does not exist, host files that do (unreadable, not executable, a directory), and names
+// not in the PATH. Every answer is the same but for the name, so none tells which host files exist.
+func TestCommandFailuresSayNothingOfTheHost(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{
+		filepath.Join(dir, "missing"), secret, dir, "/etc/passwd", "/etc/shadow", "/root",
+		"no-such-command-4711", "secret",
+	} {
+		// secret is in the server's PATH here: found or not, the answer is the same.
+		_, err := sandbox.Direct{}.Start(sandbox.Spec{Command: cmd, Env: map[string]string{"PATH": dir + ":/usr/bin:/bin"}})
+		if !errors.Is(err, sandbox.ErrCommandUnavailable) {
+			t.Errorf("Start(%q): %v, want ErrCommandUnavailable", cmd, err)
+			continue
+		}
+		if got, want := strings.ReplaceAll(err.Error(), strconv.Quote(cmd), "CMD"), `sandbox: command CMD: not found or not executable`; got != want {
+			t.Errorf("Start(%q): %q, want %q", cmd, got, want)
 		}
 	}
 }

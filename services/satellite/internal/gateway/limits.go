@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// codeSessionLimit is the JSON-RPC error code of a request refused because a session limit is reached;
+// -32000 to -32099 are the codes JSON-RPC leaves to servers.
+const codeSessionLimit = -32000
+
+// sessionLimitRetryAfter is the Retry-After, in seconds, of a refusal because the satellite is full.
+const sessionLimitRetryAfter = 30
+
+// sessionSlots counts the MCP sessions the endpoint holds, per user and in all, and refuses a new one
+// past either limit. A slot is taken before the SDK creates a session, so the count is never behind
+// what the SDK holds however many requests race, and given back when the session ends: a Streamable
+// HTTP session when it closes (a DELETE, the idle timeout, a revocation), a legacy SSE session when its
+// stream ends, and a POST that opened no session when it is answered.
+type sessionSlots struct {
+	perUser, total int
+
+	mu     sync.Mutex
+	byUser map[string]int
+	held   int
+}
+
+func newSessionSlots(perUser, total int) *sessionSlots {
+	return &sessionSlots{perUser: perUser, total: total, byUser: make(map[string]int)}
+}
+
+// slot is one session's place in the count.
+type slot struct {
+	slots *sessionSlots
+	user  string
+	once  sync.Once
+}
+
+// sessionLimitError is a refusal: the status, and a message that names the limit but nothing of other
+// users.
+type sessionLimitError struct {
+	status     int
+	msg        string
+	retryAfter int
+}
+
+// take reserves a slot for a new session of user, or says which limit refuses it.
+func (s *sessionSlots) take(user string) (*slot, *sessionLimitError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.byUser[user] >= s.perUser:
+		return nil, &sessionLimitError{
+			status: http.StatusTooManyRequests,
+			msg: fmt.Sprintf("too many MCP sessions: a user may hold %d on this satellite; end one (DELETE) or reuse one",
+				s.perUser),
+		}
+	case s.held >= s.total:
+		return nil, &sessionLimitError{
+			status:     http.StatusServiceUnavailable,
+			msg:        fmt.Sprintf("this satellite holds its limit of %d MCP sessions; try again later", s.total),
+			retryAfter: sessionLimitRetryAfter,
+		}
+	}
+	s.byUser[user]++
+	s.held++
+	return &slot{slots: s, user: user}, nil
+}
+
+// release gives the slot back. Calling it again does nothing.
+func (sl *slot) release() {
+	sl.once.Do(func() {
+		s := sl.slots
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.held--
+		if s.byUser[sl.user]--; s.byUser[sl.user] <= 0 {
+			delete(s.byUser, sl.user)
+		}
+	})
+}
+
+// write answers the refused request with a JSON-RPC error; id is the request's, if it had one.
+func (e *sessionLimitError) write(w http.ResponseWriter, id jsonrpc.ID) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	writeRPCError(w, e.status, id, codeSessionLimit, e.msg)
+}

@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	segjson "github.com/segmentio/encoding/json"
+)
+
+// The endpoint decides what a request may do once, in guard, from the JSON-RPC messages of its body. Those
+// must be the very messages the SDK will dispatch, or a body could be read one way here and another way
+// there: encoding/json matches keys regardless of case and refuses trailing bytes, where the SDK matches
+// keys exactly and reads the first value only, so {"method":"tools/call","Method":"ping"} was a ping here
+// and a tool call there. The body is therefore decoded with the SDK's own decoder, the way each of its
+// transports decodes it, and a body the SDK would not decode is refused here rather than let through
+// unclassified. FuzzScopeDecision holds this against the SDK's transports.
+
+// decodeBody decodes a POST body as the SDK's transport for it does. The Streamable HTTP transport takes
+// a message or a batch of them (the SDK's readBatch: a JSON array of messages if the body reads as one,
+// else a single message); the legacy SSE transport takes a single message (jsonrpc.DecodeMessage).
+func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
+	if batches && mayBeBatch(body) {
+		var raw []json.RawMessage
+		if sdkUnmarshal(body, &raw) == nil {
+			if len(raw) == 0 {
+				return nil, errors.New("empty batch")
+			}
+			msgs := make([]jsonrpc.Message, 0, len(raw))
+			for _, r := range raw {
+				msg, err := jsonrpc.DecodeMessage(r)
+				if err != nil {
+					return nil, err
+				}
+				msgs = append(msgs, msg)
+			}
+			return msgs, nil
+		}
+	}
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		return nil, err
+	}
+	return []jsonrpc.Message{msg}, nil
+}
+
+// mayBeBatch reports whether body could decode as a JSON array, or as null, which decodes as an empty
+// one: its first byte after JSON whitespace is '[' or 'n'. For any other body the SDK's attempt to read a
+// batch fails and it reads a single message, so the attempt is skipped here, a decoder's worth of work
+// less on every request.
+func mayBeBatch(body []byte) bool {
+	for _, b := range body {
+		switch b {
+		case ' ', '\t', '\n', '\r':
+		case '[', 'n':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// sdkUnmarshal is the SDK's internal/json.Unmarshal, which jsonrpc.DecodeMessage uses and which is not
+// importable: the SDK's nesting limit, then segmentio's decoder with exact key matching, reading the
+// first JSON value of data.
+func sdkUnmarshal(data []byte, v any) error {
+	if err := checkMaxDepth(data, sdkMaxDepth); err != nil {
+		return err
+	}
+	dec := segjson.NewDecoder(bytes.NewReader(data))
+	dec.DontMatchCaseInsensitiveStructFields()
+	return dec.Decode(v)
+}
+
+// sdkMaxDepth is the SDK's nesting limit for JSON it decodes.
+const sdkMaxDepth = 1000
+
+// checkMaxDepth is the SDK's check, byte for byte: brackets outside strings count, whether or not the
+// JSON is valid.
+func checkMaxDepth(data []byte, maxDepth int) error {
+	var depth int
+	var inString, escaped bool
+	for _, b := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > maxDepth {
+				return fmt.Errorf("json: exceeded maximum nesting depth of %d", maxDepth)
+			}
+		case '}', ']':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return nil
+}
+
+// rpcSummary is what guard learned from a POST body.
+type rpcSummary struct {
+	// id is the id of the body's only request, for error answers; invalid otherwise.
+	id jsonrpc.ID
+	// methods are the methods of its requests and notifications, in order.
+	methods  []string
+	requests []*jsonrpc.Request
+}
+
+type rpcSummaryKey struct{}
+
+// metaProtocolVersion is the _meta key of the 2026-07-28 era that names a request's protocol version.
+const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
+
+// summarize extracts what authorization and routing need from decoded messages. Responses (a client
+// answering a server's request) call no method.
+func summarize(msgs []jsonrpc.Message) *rpcSummary {
+	s := &rpcSummary{}
+	for _, m := range msgs {
+		if req, ok := m.(*jsonrpc.Request); ok {
+			s.methods = append(s.methods, req.Method)
+			s.requests = append(s.requests, req)
+		}
+	}
+	if len(msgs) == 1 && len(s.requests) == 1 {
+		s.id = s.requests[0].ID
+	}
+	return s
+}
+
+// metaVersion returns the newest protocol version the requests' _meta names, read as the SDK reads it.
+// It only routes a request; it grants nothing.
+func (s *rpcSummary) metaVersion() string {
+	var newest string
+	for _, req := range s.requests {
+		var p struct {
+			Meta map[string]any `json:"_meta"`
+		}
+		if len(req.Params) > 0 && sdkUnmarshal(req.Params, &p) == nil {
+			if v, ok := p.Meta[metaProtocolVersion].(string); ok && v > newest {
+				newest = v
+			}
+		}
+	}
+	return newest
+}
+
+// anyScope marks methods that either scope allows.
+var anyScope = []string{}
+
+// methodScopes says what each method the endpoint serves needs. A method not listed needs both scopes
+// (so a token with both may send anything, which guard relies on):
+// the SDK refuses methods it does not know, so only a method a newer SDK adds lands there, and it stays
+// refused to tokens without both until it is classified here.
+var methodScopes = map[string][]string{
+	"tools/call":               {ScopeExecute},
+	"tools/list":               {ScopeRead},
+	"resources/list":           {ScopeRead},
+	"resources/templates/list": {ScopeRead},
+	"resources/read":           {ScopeRead},
+	"resources/subscribe":      {ScopeRead},
+	"prompts/list":             {ScopeRead},
+	"prompts/get":              {ScopeRead},
+	"completion/complete":      {ScopeRead},
+
+	"initialize":                       anyScope,
+	"ping":                             anyScope,
+	"server/discover":                  anyScope,
+	"logging/setLevel":                 anyScope,
+	"resources/unsubscribe":            anyScope,
+	"subscriptions/listen":             anyScope,
+	"notifications/initialized":        anyScope,
+	"notifications/cancelled":          anyScope,
+	"notifications/progress":           anyScope,
+	"notifications/roots/list_changed": anyScope,
+}
+
+// missingScopes returns the scopes methods need that p lacks, in a stable order. Requests without a
+// method (GET streams, DELETE, a client's responses) need one of the two scopes.
+func missingScopes(p *principal, methods []string) []string {
+	var need []string
+	add := func(s string) {
+		if !p.has(s) && !slices.Contains(need, s) {
+			need = append(need, s)
+		}
+	}
+	for _, m := range methods {
+		scopes, known := methodScopes[m]
+		if !known {
+			scopes = []string{ScopeRead, ScopeExecute}
+		}
+		for _, s := range scopes {
+			add(s)
+		}
+	}
+	if len(need) == 0 && !p.has(ScopeRead) && !p.has(ScopeExecute) {
+		need = append(need, ScopeRead)
+	}
+	slices.Sort(need)
+	return need
+}
+
+// writeRPCError answers an HTTP request with a JSON-RPC error response and the given status; id is the
+// request's, or invalid for null.
+func writeRPCError(w http.ResponseWriter, status int, id jsonrpc.ID, code int64, msg string) {
+	data, err := json.Marshal(struct {
+		JSONRPC string         `json:"jsonrpc"`
+		ID      any            `json:"id"`
+		Error   *jsonrpc.Error `json:"error"`
+	}{"2.0", id.Raw(), &jsonrpc.Error{Code: code, Message: msg}})
+	if err != nil {
+		http.Error(w, msg, status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}
