@@ -65,7 +65,8 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Handler, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	dummy, err := password.Hash(uuid.NewString())
+	// At start-up nothing else waits for Argon2, so there is no request whose context could bound this.
+	dummy, err := password.Hash(context.Background(), uuid.NewString())
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,9 @@ func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginReq
 func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (store.User, error) {
 	login, err := h.store.LoginByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {
-		password.Verify(pass, h.dummyHash)
+		if _, err := password.Verify(ctx, pass, h.dummyHash); err != nil {
+			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+		}
 		return store.User{}, h.refuseLogin(ctx, nil, email, "unknown email")
 	}
 	if err != nil {
@@ -114,7 +117,11 @@ func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (
 		return store.User{}, connect.NewError(connect.CodeResourceExhausted,
 			errors.New("too many failed sign-ins; the account is locked until "+login.LockedUntil.UTC().Format(time.RFC3339)))
 	}
-	if !password.Verify(pass, login.PasswordHash) {
+	matches, err := password.Verify(ctx, pass, login.PasswordHash)
+	if err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	if !matches {
 		lockedUntil, err := h.store.RecordFailedLogin(ctx, login.User.ID, h.cfg.MaxFailures, h.cfg.LockFor)
 		if err != nil {
 			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
@@ -206,11 +213,17 @@ func (h *Handler) ChangePassword(ctx context.Context, req *connect.Request[apiv1
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "change password", err)
 	}
-	if login.PasswordHash != "" && !password.Verify(req.Msg.CurrentPassword, login.PasswordHash) {
-		h.audit(ctx, &p.User, nil, "password.change_refused", p.User.ID.String(), nil)
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("current_password is wrong"))
+	if login.PasswordHash != "" {
+		matches, err := password.Verify(ctx, req.Msg.CurrentPassword, login.PasswordHash)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "change password", err)
+		}
+		if !matches {
+			h.audit(ctx, &p.User, nil, "password.change_refused", p.User.ID.String(), nil)
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("current_password is wrong"))
+		}
 	}
-	hash, err := password.Hash(req.Msg.NewPassword)
+	hash, err := password.Hash(ctx, req.Msg.NewPassword)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "change password", err)
 	}

@@ -102,7 +102,7 @@ func (s *Server) CreateTeamClient(ctx context.Context, teamID, createdBy uuid.UU
 	if err != nil {
 		return store.OAuthClient{}, "", err
 	}
-	hash, err := password.Hash(secret)
+	hash, err := password.Hash(ctx, secret)
 	if err != nil {
 		return store.OAuthClient{}, "", err
 	}

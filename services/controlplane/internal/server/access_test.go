@@ -92,7 +92,7 @@ func TestPolicyCoversEveryProcedure(t *testing.T) {
 // personal API token.
 func newCaller(t *testing.T, st *store.Store, email, globalRole string) caller {
 	t.Helper()
-	hash, err := password.Hash("correct horse battery staple")
+	hash, err := password.Hash(t.Context(), "correct horse battery staple")
 	if err != nil {
 		t.Fatal(err)
 	}
