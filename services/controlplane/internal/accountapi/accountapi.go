@@ -38,6 +38,10 @@ type Config struct {
 	LoginsPerMinute float64
 	// LoginBurst is how many sign-in attempts a client address may make at once. Default 20.
 	LoginBurst int
+	// InvitationTTL is how long an invitation to a team may be accepted. Default 7 days.
+	InvitationTTL time.Duration
+	// MaxPendingInvitations is how many pending invitations a team may have. Default 100.
+	MaxPendingInvitations int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -59,6 +63,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LoginBurst == 0 {
 		c.LoginBurst = 20
+	}
+	if c.InvitationTTL == 0 {
+		c.InvitationTTL = 7 * 24 * time.Hour
+	}
+	if c.MaxPendingInvitations == 0 {
+		c.MaxPendingInvitations = 100
 	}
 	return c
 }

@@ -33,6 +33,7 @@ var codes = []struct {
 	{store.ErrAlreadyExists, connect.CodeAlreadyExists, 0},
 	{store.ErrConflict, connect.CodeFailedPrecondition, 0},
 	{store.ErrForeignInstance, connect.CodePermissionDenied, 0},
+	{store.ErrLimit, connect.CodeResourceExhausted, 0},
 	{password.ErrBusy, connect.CodeResourceExhausted, busyRetry},
 	{context.Canceled, connect.CodeCanceled, 0},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, 0},
