@@ -555,33 +555,46 @@ func (x *ListMembersResponse) GetMembers() []*Member {
 	return nil
 }
 
-// AddMemberRequest names the team, the user and the role.
-type AddMemberRequest struct {
+// Invitation is an offer to join a team, addressed to an email address rather than to an account.
+type Invitation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// team_id identifies the team.
-	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	// email identifies an existing user.
-	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
-	// role is the new member's role.
-	Role          TeamRole `protobuf:"varint,3,opt,name=role,proto3,enum=orrery.api.v1.TeamRole" json:"role,omitempty"`
+	// id identifies the invitation.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// team_id identifies the inviting team.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// team_slug is the inviting team's slug.
+	TeamSlug string `protobuf:"bytes,3,opt,name=team_slug,json=teamSlug,proto3" json:"team_slug,omitempty"`
+	// team_name is the inviting team's display name.
+	TeamName string `protobuf:"bytes,4,opt,name=team_name,json=teamName,proto3" json:"team_name,omitempty"`
+	// email is the invited address, as the inviting admin wrote it. It matches an account's email
+	// regardless of case.
+	Email string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
+	// role is the role the invitee gets on accepting.
+	Role TeamRole `protobuf:"varint,6,opt,name=role,proto3,enum=orrery.api.v1.TeamRole" json:"role,omitempty"`
+	// invited_by is the email of the admin who invited; empty once that account is gone.
+	InvitedBy string `protobuf:"bytes,7,opt,name=invited_by,json=invitedBy,proto3" json:"invited_by,omitempty"`
+	// created_at is when the invitation was made or last renewed.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// expires_at is when the invitation can no longer be accepted.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *AddMemberRequest) Reset() {
-	*x = AddMemberRequest{}
+func (x *Invitation) Reset() {
+	*x = Invitation{}
 	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *AddMemberRequest) String() string {
+func (x *Invitation) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*AddMemberRequest) ProtoMessage() {}
+func (*Invitation) ProtoMessage() {}
 
-func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+func (x *Invitation) ProtoReflect() protoreflect.Message {
 	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -593,55 +606,101 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
-func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use Invitation.ProtoReflect.Descriptor instead.
+func (*Invitation) Descriptor() ([]byte, []int) {
 	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *AddMemberRequest) GetTeamId() string {
+func (x *Invitation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Invitation) GetTeamId() string {
 	if x != nil {
 		return x.TeamId
 	}
 	return ""
 }
 
-func (x *AddMemberRequest) GetEmail() string {
+func (x *Invitation) GetTeamSlug() string {
+	if x != nil {
+		return x.TeamSlug
+	}
+	return ""
+}
+
+func (x *Invitation) GetTeamName() string {
+	if x != nil {
+		return x.TeamName
+	}
+	return ""
+}
+
+func (x *Invitation) GetEmail() string {
 	if x != nil {
 		return x.Email
 	}
 	return ""
 }
 
-func (x *AddMemberRequest) GetRole() TeamRole {
+func (x *Invitation) GetRole() TeamRole {
 	if x != nil {
 		return x.Role
 	}
 	return TeamRole_TEAM_ROLE_UNSPECIFIED
 }
 
-// AddMemberResponse describes the new member.
-type AddMemberResponse struct {
+func (x *Invitation) GetInvitedBy() string {
+	if x != nil {
+		return x.InvitedBy
+	}
+	return ""
+}
+
+func (x *Invitation) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Invitation) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// InviteMemberRequest names the team, the address and the role.
+type InviteMemberRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// member is the new member.
-	Member        *Member `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// email is the address to invite; it need not belong to an account yet.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// role is the role the invitee gets on accepting.
+	Role          TeamRole `protobuf:"varint,3,opt,name=role,proto3,enum=orrery.api.v1.TeamRole" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *AddMemberResponse) Reset() {
-	*x = AddMemberResponse{}
+func (x *InviteMemberRequest) Reset() {
+	*x = InviteMemberRequest{}
 	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *AddMemberResponse) String() string {
+func (x *InviteMemberRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*AddMemberResponse) ProtoMessage() {}
+func (*InviteMemberRequest) ProtoMessage() {}
 
-func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+func (x *InviteMemberRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -653,16 +712,572 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
-func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use InviteMemberRequest.ProtoReflect.Descriptor instead.
+func (*InviteMemberRequest) Descriptor() ([]byte, []int) {
 	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *AddMemberResponse) GetMember() *Member {
+func (x *InviteMemberRequest) GetTeamId() string {
 	if x != nil {
-		return x.Member
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *InviteMemberRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *InviteMemberRequest) GetRole() TeamRole {
+	if x != nil {
+		return x.Role
+	}
+	return TeamRole_TEAM_ROLE_UNSPECIFIED
+}
+
+// InviteMemberResponse describes the invitation.
+type InviteMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invitation is the new or renewed invitation.
+	Invitation    *Invitation `protobuf:"bytes,1,opt,name=invitation,proto3" json:"invitation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteMemberResponse) Reset() {
+	*x = InviteMemberResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteMemberResponse) ProtoMessage() {}
+
+func (x *InviteMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteMemberResponse.ProtoReflect.Descriptor instead.
+func (*InviteMemberResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InviteMemberResponse) GetInvitation() *Invitation {
+	if x != nil {
+		return x.Invitation
 	}
 	return nil
+}
+
+// ListInvitationsRequest names the team and pages through its invitations.
+type ListInvitationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// page_size is at most 500; 0 means 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInvitationsRequest) Reset() {
+	*x = ListInvitationsRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInvitationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInvitationsRequest) ProtoMessage() {}
+
+func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInvitationsRequest.ProtoReflect.Descriptor instead.
+func (*ListInvitationsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListInvitationsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListInvitationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListInvitationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListInvitationsResponse is one page of the team's pending invitations.
+type ListInvitationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invitations are this page's invitations.
+	Invitations []*Invitation `protobuf:"bytes,1,rep,name=invitations,proto3" json:"invitations,omitempty"`
+	// next_page_token continues the listing; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListInvitationsResponse) Reset() {
+	*x = ListInvitationsResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListInvitationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListInvitationsResponse) ProtoMessage() {}
+
+func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListInvitationsResponse.ProtoReflect.Descriptor instead.
+func (*ListInvitationsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListInvitationsResponse) GetInvitations() []*Invitation {
+	if x != nil {
+		return x.Invitations
+	}
+	return nil
+}
+
+func (x *ListInvitationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RevokeInvitationRequest names the team and the invitation.
+type RevokeInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// invitation_id identifies one of the team's invitations.
+	InvitationId  string `protobuf:"bytes,2,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInvitationRequest) Reset() {
+	*x = RevokeInvitationRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInvitationRequest) ProtoMessage() {}
+
+func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInvitationRequest.ProtoReflect.Descriptor instead.
+func (*RevokeInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeInvitationRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *RevokeInvitationRequest) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+// RevokeInvitationResponse is empty.
+type RevokeInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInvitationResponse) Reset() {
+	*x = RevokeInvitationResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInvitationResponse) ProtoMessage() {}
+
+func (x *RevokeInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInvitationResponse.ProtoReflect.Descriptor instead.
+func (*RevokeInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{16}
+}
+
+// ListMyInvitationsRequest pages through the caller's invitations.
+type ListMyInvitationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 500; 0 means 50.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyInvitationsRequest) Reset() {
+	*x = ListMyInvitationsRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyInvitationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyInvitationsRequest) ProtoMessage() {}
+
+func (x *ListMyInvitationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyInvitationsRequest.ProtoReflect.Descriptor instead.
+func (*ListMyInvitationsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListMyInvitationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyInvitationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListMyInvitationsResponse is one page of the caller's pending invitations.
+type ListMyInvitationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invitations are this page's invitations.
+	Invitations []*Invitation `protobuf:"bytes,1,rep,name=invitations,proto3" json:"invitations,omitempty"`
+	// next_page_token continues the listing; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyInvitationsResponse) Reset() {
+	*x = ListMyInvitationsResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyInvitationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyInvitationsResponse) ProtoMessage() {}
+
+func (x *ListMyInvitationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyInvitationsResponse.ProtoReflect.Descriptor instead.
+func (*ListMyInvitationsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListMyInvitationsResponse) GetInvitations() []*Invitation {
+	if x != nil {
+		return x.Invitations
+	}
+	return nil
+}
+
+func (x *ListMyInvitationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AcceptInvitationRequest names the invitation.
+type AcceptInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invitation_id identifies an invitation addressed to the caller.
+	InvitationId  string `protobuf:"bytes,1,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationRequest) Reset() {
+	*x = AcceptInvitationRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationRequest) ProtoMessage() {}
+
+func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AcceptInvitationRequest) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+// AcceptInvitationResponse describes the caller's new place in the team.
+type AcceptInvitationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// membership is the caller's membership of the inviting team.
+	Membership    *Membership `protobuf:"bytes,1,opt,name=membership,proto3" json:"membership,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationResponse) Reset() {
+	*x = AcceptInvitationResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationResponse) ProtoMessage() {}
+
+func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AcceptInvitationResponse) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+// DeclineInvitationRequest names the invitation.
+type DeclineInvitationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invitation_id identifies an invitation addressed to the caller.
+	InvitationId  string `protobuf:"bytes,1,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineInvitationRequest) Reset() {
+	*x = DeclineInvitationRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineInvitationRequest) ProtoMessage() {}
+
+func (x *DeclineInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineInvitationRequest.ProtoReflect.Descriptor instead.
+func (*DeclineInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeclineInvitationRequest) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+// DeclineInvitationResponse is empty.
+type DeclineInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineInvitationResponse) Reset() {
+	*x = DeclineInvitationResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineInvitationResponse) ProtoMessage() {}
+
+func (x *DeclineInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineInvitationResponse.ProtoReflect.Descriptor instead.
+func (*DeclineInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{22}
 }
 
 // RemoveMemberRequest names the team and the member.
@@ -678,7 +1293,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +1305,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +1318,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{12}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveMemberRequest) GetTeamId() string {
@@ -729,7 +1344,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +1356,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +1369,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{24}
 }
 
 // SetMemberRoleRequest names the team, the member and the role.
@@ -772,7 +1387,7 @@ type SetMemberRoleRequest struct {
 
 func (x *SetMemberRoleRequest) Reset() {
 	*x = SetMemberRoleRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +1399,7 @@ func (x *SetMemberRoleRequest) String() string {
 func (*SetMemberRoleRequest) ProtoMessage() {}
 
 func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +1412,7 @@ func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetMemberRoleRequest) GetTeamId() string {
@@ -830,7 +1445,7 @@ type SetMemberRoleResponse struct {
 
 func (x *SetMemberRoleResponse) Reset() {
 	*x = SetMemberRoleResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1457,7 @@ func (x *SetMemberRoleResponse) String() string {
 func (*SetMemberRoleResponse) ProtoMessage() {}
 
 func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1470,7 @@ func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleResponse.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{26}
 }
 
 // TransferOwnershipRequest names the team and the new owner.
@@ -871,7 +1486,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1498,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1511,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TransferOwnershipRequest) GetTeamId() string {
@@ -922,7 +1537,7 @@ type TransferOwnershipResponse struct {
 
 func (x *TransferOwnershipResponse) Reset() {
 	*x = TransferOwnershipResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1549,7 @@ func (x *TransferOwnershipResponse) String() string {
 func (*TransferOwnershipResponse) ProtoMessage() {}
 
 func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1562,7 @@ func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{17}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{28}
 }
 
 var File_orrery_api_v1_team_proto protoreflect.FileDescriptor
@@ -984,15 +1599,61 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x12ListMembersRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"F\n" +
 	"\x13ListMembersResponse\x12/\n" +
-	"\amembers\x18\x01 \x03(\v2\x15.orrery.api.v1.MemberR\amembers\"\x90\x01\n" +
-	"\x10AddMemberRequest\x12!\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.orrery.api.v1.MemberR\amembers\"\xc7\x02\n" +
+	"\n" +
+	"Invitation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
+	"\tteam_slug\x18\x03 \x01(\tR\bteamSlug\x12\x1b\n" +
+	"\tteam_name\x18\x04 \x01(\tR\bteamName\x12\x14\n" +
+	"\x05email\x18\x05 \x01(\tR\x05email\x12+\n" +
+	"\x04role\x18\x06 \x01(\x0e2\x17.orrery.api.v1.TeamRoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"invited_by\x18\a \x01(\tR\tinvitedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x93\x01\n" +
+	"\x13InviteMemberRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x03\x18\xfe\x01R\x05email\x127\n" +
+	"\xbaH\ar\x05\x18\xfe\x01`\x01R\x05email\x127\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x17.orrery.api.v1.TeamRoleB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04role\"B\n" +
-	"\x11AddMemberResponse\x12-\n" +
-	"\x06member\x18\x01 \x01(\v2\x15.orrery.api.v1.MemberR\x06member\"[\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04role\"Q\n" +
+	"\x14InviteMemberResponse\x129\n" +
+	"\n" +
+	"invitation\x18\x01 \x01(\v2\x19.orrery.api.v1.InvitationR\n" +
+	"invitation\"\x8d\x01\n" +
+	"\x16ListInvitationsRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"~\n" +
+	"\x17ListInvitationsResponse\x12;\n" +
+	"\vinvitations\x18\x01 \x03(\v2\x19.orrery.api.v1.InvitationR\vinvitations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"k\n" +
+	"\x17RevokeInvitationRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12-\n" +
+	"\rinvitation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\"\x1a\n" +
+	"\x18RevokeInvitationResponse\"l\n" +
+	"\x18ListMyInvitationsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\x80\x01\n" +
+	"\x19ListMyInvitationsResponse\x12;\n" +
+	"\vinvitations\x18\x01 \x03(\v2\x19.orrery.api.v1.InvitationR\vinvitations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"H\n" +
+	"\x17AcceptInvitationRequest\x12-\n" +
+	"\rinvitation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\"U\n" +
+	"\x18AcceptInvitationResponse\x129\n" +
+	"\n" +
+	"membership\x18\x01 \x01(\v2\x19.orrery.api.v1.MembershipR\n" +
+	"membership\"I\n" +
+	"\x18DeclineInvitationRequest\x12-\n" +
+	"\rinvitation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\"\x1b\n" +
+	"\x19DeclineInvitationResponse\"[\n" +
 	"\x13RemoveMemberRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x16\n" +
@@ -1006,14 +1667,19 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x18TransferOwnershipRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1b\n" +
-	"\x19TransferOwnershipResponse2\xcc\x05\n" +
+	"\x19TransferOwnershipResponse2\xdb\t\n" +
 	"\vTeamService\x12Q\n" +
 	"\n" +
 	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\x12S\n" +
 	"\tListTeams\x12\x1f.orrery.api.v1.ListTeamsRequest\x1a .orrery.api.v1.ListTeamsResponse\"\x03\x90\x02\x01\x12M\n" +
 	"\aGetTeam\x12\x1d.orrery.api.v1.GetTeamRequest\x1a\x1e.orrery.api.v1.GetTeamResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\vListMembers\x12!.orrery.api.v1.ListMembersRequest\x1a\".orrery.api.v1.ListMembersResponse\"\x03\x90\x02\x01\x12N\n" +
-	"\tAddMember\x12\x1f.orrery.api.v1.AddMemberRequest\x1a .orrery.api.v1.AddMemberResponse\x12W\n" +
+	"\vListMembers\x12!.orrery.api.v1.ListMembersRequest\x1a\".orrery.api.v1.ListMembersResponse\"\x03\x90\x02\x01\x12W\n" +
+	"\fInviteMember\x12\".orrery.api.v1.InviteMemberRequest\x1a#.orrery.api.v1.InviteMemberResponse\x12e\n" +
+	"\x0fListInvitations\x12%.orrery.api.v1.ListInvitationsRequest\x1a&.orrery.api.v1.ListInvitationsResponse\"\x03\x90\x02\x01\x12c\n" +
+	"\x10RevokeInvitation\x12&.orrery.api.v1.RevokeInvitationRequest\x1a'.orrery.api.v1.RevokeInvitationResponse\x12k\n" +
+	"\x11ListMyInvitations\x12'.orrery.api.v1.ListMyInvitationsRequest\x1a(.orrery.api.v1.ListMyInvitationsResponse\"\x03\x90\x02\x01\x12c\n" +
+	"\x10AcceptInvitation\x12&.orrery.api.v1.AcceptInvitationRequest\x1a'.orrery.api.v1.AcceptInvitationResponse\x12f\n" +
+	"\x11DeclineInvitation\x12'.orrery.api.v1.DeclineInvitationRequest\x1a(.orrery.api.v1.DeclineInvitationResponse\x12W\n" +
 	"\fRemoveMember\x12\".orrery.api.v1.RemoveMemberRequest\x1a#.orrery.api.v1.RemoveMemberResponse\x12Z\n" +
 	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\x12f\n" +
 	"\x11TransferOwnership\x12'.orrery.api.v1.TransferOwnershipRequest\x1a(.orrery.api.v1.TransferOwnershipResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
@@ -1030,7 +1696,7 @@ func file_orrery_api_v1_team_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_team_proto_rawDescData
 }
 
-var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_orrery_api_v1_team_proto_goTypes = []any{
 	(*Team)(nil),                      // 0: orrery.api.v1.Team
 	(*Member)(nil),                    // 1: orrery.api.v1.Member
@@ -1042,51 +1708,79 @@ var file_orrery_api_v1_team_proto_goTypes = []any{
 	(*GetTeamResponse)(nil),           // 7: orrery.api.v1.GetTeamResponse
 	(*ListMembersRequest)(nil),        // 8: orrery.api.v1.ListMembersRequest
 	(*ListMembersResponse)(nil),       // 9: orrery.api.v1.ListMembersResponse
-	(*AddMemberRequest)(nil),          // 10: orrery.api.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),         // 11: orrery.api.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),       // 12: orrery.api.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 13: orrery.api.v1.RemoveMemberResponse
-	(*SetMemberRoleRequest)(nil),      // 14: orrery.api.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),     // 15: orrery.api.v1.SetMemberRoleResponse
-	(*TransferOwnershipRequest)(nil),  // 16: orrery.api.v1.TransferOwnershipRequest
-	(*TransferOwnershipResponse)(nil), // 17: orrery.api.v1.TransferOwnershipResponse
-	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
-	(*User)(nil),                      // 19: orrery.api.v1.User
-	(TeamRole)(0),                     // 20: orrery.api.v1.TeamRole
+	(*Invitation)(nil),                // 10: orrery.api.v1.Invitation
+	(*InviteMemberRequest)(nil),       // 11: orrery.api.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),      // 12: orrery.api.v1.InviteMemberResponse
+	(*ListInvitationsRequest)(nil),    // 13: orrery.api.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),   // 14: orrery.api.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),   // 15: orrery.api.v1.RevokeInvitationRequest
+	(*RevokeInvitationResponse)(nil),  // 16: orrery.api.v1.RevokeInvitationResponse
+	(*ListMyInvitationsRequest)(nil),  // 17: orrery.api.v1.ListMyInvitationsRequest
+	(*ListMyInvitationsResponse)(nil), // 18: orrery.api.v1.ListMyInvitationsResponse
+	(*AcceptInvitationRequest)(nil),   // 19: orrery.api.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),  // 20: orrery.api.v1.AcceptInvitationResponse
+	(*DeclineInvitationRequest)(nil),  // 21: orrery.api.v1.DeclineInvitationRequest
+	(*DeclineInvitationResponse)(nil), // 22: orrery.api.v1.DeclineInvitationResponse
+	(*RemoveMemberRequest)(nil),       // 23: orrery.api.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 24: orrery.api.v1.RemoveMemberResponse
+	(*SetMemberRoleRequest)(nil),      // 25: orrery.api.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),     // 26: orrery.api.v1.SetMemberRoleResponse
+	(*TransferOwnershipRequest)(nil),  // 27: orrery.api.v1.TransferOwnershipRequest
+	(*TransferOwnershipResponse)(nil), // 28: orrery.api.v1.TransferOwnershipResponse
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(*User)(nil),                      // 30: orrery.api.v1.User
+	(TeamRole)(0),                     // 31: orrery.api.v1.TeamRole
+	(*Membership)(nil),                // 32: orrery.api.v1.Membership
 }
 var file_orrery_api_v1_team_proto_depIdxs = []int32{
-	18, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	19, // 1: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
-	20, // 2: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
-	18, // 3: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	29, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	30, // 1: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
+	31, // 2: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
+	29, // 3: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
 	0,  // 5: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
 	0,  // 6: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
 	1,  // 7: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
-	20, // 8: orrery.api.v1.AddMemberRequest.role:type_name -> orrery.api.v1.TeamRole
-	1,  // 9: orrery.api.v1.AddMemberResponse.member:type_name -> orrery.api.v1.Member
-	20, // 10: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
-	2,  // 11: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
-	4,  // 12: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
-	6,  // 13: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
-	8,  // 14: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
-	10, // 15: orrery.api.v1.TeamService.AddMember:input_type -> orrery.api.v1.AddMemberRequest
-	12, // 16: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
-	14, // 17: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
-	16, // 18: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
-	3,  // 19: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
-	5,  // 20: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
-	7,  // 21: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
-	9,  // 22: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
-	11, // 23: orrery.api.v1.TeamService.AddMember:output_type -> orrery.api.v1.AddMemberResponse
-	13, // 24: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
-	15, // 25: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
-	17, // 26: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	31, // 8: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
+	29, // 9: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
+	29, // 10: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 11: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
+	10, // 12: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
+	10, // 13: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	10, // 14: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	32, // 15: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
+	31, // 16: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
+	2,  // 17: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
+	4,  // 18: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
+	6,  // 19: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
+	8,  // 20: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
+	11, // 21: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
+	13, // 22: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
+	15, // 23: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
+	17, // 24: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
+	19, // 25: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
+	21, // 26: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
+	23, // 27: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
+	25, // 28: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
+	27, // 29: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
+	3,  // 30: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
+	5,  // 31: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
+	7,  // 32: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
+	9,  // 33: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
+	12, // 34: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
+	14, // 35: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
+	16, // 36: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
+	18, // 37: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
+	20, // 38: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
+	22, // 39: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
+	24, // 40: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
+	26, // 41: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
+	28, // 42: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_team_proto_init() }
@@ -1101,7 +1795,7 @@ func file_orrery_api_v1_team_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_team_proto_rawDesc), len(file_orrery_api_v1_team_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,10 +24,17 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceListTeamsProcedure:         SignedIn,
 	apiv1connect.TeamServiceGetTeamProcedure:           TeamMember,
 	apiv1connect.TeamServiceListMembersProcedure:       TeamAdmin,
-	apiv1connect.TeamServiceAddMemberProcedure:         TeamAdmin,
 	apiv1connect.TeamServiceRemoveMemberProcedure:      TeamAdmin,
 	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
+	// A team's admins invite and manage its invitations; an invitation's addressee, who is not a member
+	// yet, answers it: the handler finds it by the caller's own email, never by a team.
+	apiv1connect.TeamServiceInviteMemberProcedure:      TeamAdmin,
+	apiv1connect.TeamServiceListInvitationsProcedure:   TeamAdmin,
+	apiv1connect.TeamServiceRevokeInvitationProcedure:  TeamAdmin,
+	apiv1connect.TeamServiceListMyInvitationsProcedure: SignedIn,
+	apiv1connect.TeamServiceAcceptInvitationProcedure:  SignedIn,
+	apiv1connect.TeamServiceDeclineInvitationProcedure: SignedIn,
 
 	apiv1connect.AuditServiceListAuditEventsProcedure: TeamAdminOrGlobalAdmin,
 

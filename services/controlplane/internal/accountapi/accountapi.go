@@ -17,6 +17,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/password"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -31,6 +32,16 @@ type Config struct {
 	LockFor time.Duration
 	// FailureDelay slows every failed sign-in, on top of the Argon2 work. Default 1 second.
 	FailureDelay time.Duration
+	// LoginsPerMinute is how many sign-in attempts a minute each client address may make on this replica,
+	// once its burst is spent. Default 20: enough for an office behind one address, too few to try one
+	// password on many accounts.
+	LoginsPerMinute float64
+	// LoginBurst is how many sign-in attempts a client address may make at once. Default 20.
+	LoginBurst int
+	// InvitationTTL is how long an invitation to a team may be accepted. Default 7 days.
+	InvitationTTL time.Duration
+	// MaxPendingInvitations is how many pending invitations a team may have. Default 100.
+	MaxPendingInvitations int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -47,6 +58,18 @@ func (c Config) WithDefaults() Config {
 	if c.FailureDelay == 0 {
 		c.FailureDelay = time.Second
 	}
+	if c.LoginsPerMinute == 0 {
+		c.LoginsPerMinute = 20
+	}
+	if c.LoginBurst == 0 {
+		c.LoginBurst = 20
+	}
+	if c.InvitationTTL == 0 {
+		c.InvitationTTL = 7 * 24 * time.Hour
+	}
+	if c.MaxPendingInvitations == 0 {
+		c.MaxPendingInvitations = 100
+	}
 	return c
 }
 
@@ -55,9 +78,11 @@ type Handler struct {
 	logger *slog.Logger
 	store  *store.Store
 	cfg    Config
-	// dummyHash is verified against when the email is unknown, so an unknown email costs the same time as a
-	// wrong password and sign-in does not reveal which emails exist.
+	// dummyHash is verified against when the email is unknown or the account locked, so those cost the same
+	// time as a wrong password and sign-in does not reveal which emails exist.
 	dummyHash string
+	// logins limits sign-in attempts per client address.
+	logins *ratelimit.Limiter
 }
 
 // New returns a Handler.
@@ -65,11 +90,14 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Handler, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	dummy, err := password.Hash(uuid.NewString())
+	cfg = cfg.WithDefaults()
+	// At start-up nothing else waits for Argon2, so there is no request whose context could bound this.
+	dummy, err := password.Hash(context.Background(), uuid.NewString())
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{logger: logger, store: st, cfg: cfg.WithDefaults(), dummyHash: dummy}, nil
+	return &Handler{logger: logger, store: st, cfg: cfg, dummyHash: dummy,
+		logins: ratelimit.New(cfg.LoginsPerMinute, cfg.LoginBurst)}, nil
 }
 
 var errWrongCredentials = errors.New("wrong email or password")
@@ -97,24 +125,46 @@ func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginReq
 	return resp, nil
 }
 
-// CheckPassword signs a user in by email and password, with the lockout, delay and audit every sign-in
-// gets, wherever it comes from: this API or the OAuth login page. Its errors are Connect errors that say
-// only that sign-in failed.
+// CheckPassword signs a user in by email and password, with the limits, lockout, delay and audit every
+// sign-in gets, wherever it comes from: this API or the OAuth login page. peer is the client's address.
+//
+// Its errors are Connect errors. A wrong password, an unknown email and a locked account get one answer,
+// Unauthenticated "wrong email or password", after the same Argon2 work and delay, so no answer tells
+// whether an account exists or is locked; a lock is still enforced, and audited. Too many attempts from the
+// address, or Argon2 busy for too long, is ResourceExhausted with a retry hint: either can happen for any
+// email alike.
 func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (store.User, error) {
+	if ok, wait := h.logins.Allow(peer); !ok {
+		h.logger.WarnContext(ctx, "sign-in refused", "security_event", "login_rate_limited", "peer", peer)
+		return store.User{}, rpcerr.RetryLater("too many sign-in attempts from this address; try again later", wait)
+	}
 	login, err := h.store.LoginByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {
-		password.Verify(pass, h.dummyHash)
-		return store.User{}, h.refuseLogin(ctx, nil, email, "unknown email")
+		if _, err := password.Verify(ctx, pass, h.dummyHash); err != nil {
+			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+		}
+		// The email is the only trace of a failure on an unknown account; it is what an admin investigating
+		// a credential-stuffing attempt needs.
+		h.audit(ctx, nil, nil, "login.failed", "", map[string]string{"email": email})
+		return store.User{}, h.refuseLogin(ctx, "unknown email")
 	}
 	if err != nil {
 		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
 	}
 	if login.LockedUntil != nil && login.LockedUntil.After(time.Now()) {
-		h.audit(ctx, &login.User, nil, "login.refused_locked", login.User.ID.String(), nil)
-		return store.User{}, connect.NewError(connect.CodeResourceExhausted,
-			errors.New("too many failed sign-ins; the account is locked until "+login.LockedUntil.UTC().Format(time.RFC3339)))
+		// The password is not checked, but costs what checking it would.
+		if _, err := password.Verify(ctx, pass, h.dummyHash); err != nil {
+			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+		}
+		h.audit(ctx, &login.User, nil, "login.refused_locked", login.User.ID.String(),
+			map[string]string{"locked_until": login.LockedUntil.UTC().Format(time.RFC3339)})
+		return store.User{}, h.refuseLogin(ctx, "account locked")
 	}
-	if !password.Verify(pass, login.PasswordHash) {
+	matches, err := password.Verify(ctx, pass, login.PasswordHash)
+	if err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	if !matches {
 		lockedUntil, err := h.store.RecordFailedLogin(ctx, login.User.ID, h.cfg.MaxFailures, h.cfg.LockFor)
 		if err != nil {
 			return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
@@ -122,7 +172,8 @@ func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (
 		if lockedUntil != nil && lockedUntil.After(time.Now()) {
 			h.audit(ctx, &login.User, nil, "login.locked", login.User.ID.String(), nil)
 		}
-		return store.User{}, h.refuseLogin(ctx, &login.User, email, "wrong password")
+		h.audit(ctx, &login.User, nil, "login.failed", login.User.ID.String(), map[string]string{"email": email})
+		return store.User{}, h.refuseLogin(ctx, "wrong password")
 	}
 	if err := h.store.RecordSuccessfulLogin(ctx, login.User.ID); err != nil {
 		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
@@ -144,16 +195,9 @@ func (h *Handler) StartSession(ctx context.Context, userID uuid.UUID) (*http.Coo
 	return access.NewSessionCookie(token, expires), nil
 }
 
-// refuseLogin slows and records a failed sign-in and returns the one answer every failure gets.
-func (h *Handler) refuseLogin(ctx context.Context, user *store.User, email, why string) error {
+// refuseLogin logs and slows a failed sign-in and returns the one answer every failure gets.
+func (h *Handler) refuseLogin(ctx context.Context, why string) error {
 	h.logger.WarnContext(ctx, "sign-in refused", "security_event", "login_failed", "reason", why)
-	target := ""
-	if user != nil {
-		target = user.ID.String()
-	}
-	// The email is the only trace of a failure on an unknown account; it is what an admin investigating
-	// a credential-stuffing attempt needs.
-	h.audit(ctx, user, nil, "login.failed", target, map[string]string{"email": email})
 	select {
 	case <-time.After(h.cfg.FailureDelay):
 	case <-ctx.Done():
@@ -206,11 +250,17 @@ func (h *Handler) ChangePassword(ctx context.Context, req *connect.Request[apiv1
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "change password", err)
 	}
-	if login.PasswordHash != "" && !password.Verify(req.Msg.CurrentPassword, login.PasswordHash) {
-		h.audit(ctx, &p.User, nil, "password.change_refused", p.User.ID.String(), nil)
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("current_password is wrong"))
+	if login.PasswordHash != "" {
+		matches, err := password.Verify(ctx, req.Msg.CurrentPassword, login.PasswordHash)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "change password", err)
+		}
+		if !matches {
+			h.audit(ctx, &p.User, nil, "password.change_refused", p.User.ID.String(), nil)
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("current_password is wrong"))
+		}
 	}
-	hash, err := password.Hash(req.Msg.NewPassword)
+	hash, err := password.Hash(ctx, req.Msg.NewPassword)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "change password", err)
 	}

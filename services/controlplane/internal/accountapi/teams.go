@@ -86,34 +86,6 @@ func (h *Handler) ListMembers(ctx context.Context, _ *connect.Request[apiv1.List
 	return connect.NewResponse(resp), nil
 }
 
-// AddMember adds an existing user to the team.
-func (h *Handler) AddMember(ctx context.Context, req *connect.Request[apiv1.AddMemberRequest]) (*connect.Response[apiv1.AddMemberResponse], error) {
-	p, err := access.Require(ctx)
-	if err != nil {
-		return nil, err
-	}
-	login, err := h.store.LoginByEmail(ctx, req.Msg.Email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, connect.NewError(connect.CodeNotFound, errors.New("email: no user with this email; a global admin creates users"))
-	}
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "add member", err)
-	}
-	role := teamRoleFromProto(req.Msg.Role)
-	if err := h.store.AddMember(ctx, p.TeamID, login.User.ID, role); err != nil {
-		if errors.Is(err, store.ErrAlreadyExists) {
-			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("email: already a member"))
-		}
-		return nil, rpcerr.From(ctx, h.logger, "add member", err)
-	}
-	h.audit(ctx, &p.User, &p.TeamID, "member.added", login.User.ID.String(), map[string]string{"role": role})
-	member, err := h.store.GetMember(ctx, p.TeamID, login.User.ID)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "add member", err)
-	}
-	return connect.NewResponse(&apiv1.AddMemberResponse{Member: memberToProto(member, nil)}), nil // a new member is never the owner
-}
-
 // RemoveMember removes a member and their instances.
 func (h *Handler) RemoveMember(ctx context.Context, req *connect.Request[apiv1.RemoveMemberRequest]) (*connect.Response[apiv1.RemoveMemberResponse], error) {
 	p, err := access.Require(ctx)

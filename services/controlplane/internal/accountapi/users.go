@@ -22,7 +22,7 @@ func (h *Handler) CreateUser(ctx context.Context, req *connect.Request[apiv1.Cre
 	if err != nil {
 		return nil, err
 	}
-	hash, err := password.Hash(req.Msg.Password)
+	hash, err := password.Hash(ctx, req.Msg.Password)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "create user", err)
 	}

@@ -6,6 +6,7 @@
 package apikey
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -62,11 +63,15 @@ func Parse(s string) (Key, error) {
 	return Key{ID: id, Secret: secret}, nil
 }
 
-// Hash returns the Argon2id hash of the key's secret.
-func Hash(k Key) (string, error) { return password.Hash(k.Secret) }
+// Hash returns the Argon2id hash of the key's secret. It waits for one of the process's Argon2 slots, as
+// password.Hash does.
+func Hash(ctx context.Context, k Key) (string, error) { return password.Hash(ctx, k.Secret) }
 
-// Verify reports whether k's secret matches a hash made by Hash.
-func Verify(k Key, encoded string) bool { return password.Verify(k.Secret, encoded) }
+// Verify reports whether k's secret matches a hash made by Hash. It waits for one of the process's Argon2
+// slots and fails, neither matching nor not, as password.Verify does.
+func Verify(ctx context.Context, k Key, encoded string) (bool, error) {
+	return password.Verify(ctx, k.Secret, encoded)
+}
 
 // Cache remembers keys that verified against a stored hash, so the next request with the same key and the
 // same stored hash skips Argon2. Callers still read the key's row on every request, which is what makes a
@@ -86,19 +91,21 @@ func NewCache(size int, ttl time.Duration) *Cache {
 	return &Cache{lru: expirable.NewLRU[string, cacheEntry](size, nil, ttl)}
 }
 
-// Verify reports whether k matches storedHash, running Argon2 only when the cache cannot answer.
-func (c *Cache) Verify(k Key, storedHash string) bool {
+// Verify reports whether k matches storedHash, running Argon2 only when the cache cannot answer. Its error
+// is Verify's: no Argon2 slot freed up in time.
+func (c *Cache) Verify(ctx context.Context, k Key, storedHash string) (bool, error) {
 	digest := sha256.Sum256([]byte(k.Secret))
 	if e, ok := c.lru.Get(k.ID); ok && e.storedHash == storedHash &&
 		subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) == 1 {
-		return true
+		return true, nil
 	}
 	c.argon2.Add(1)
-	if !Verify(k, storedHash) {
-		return false
+	ok, err := Verify(ctx, k, storedHash)
+	if !ok || err != nil {
+		return false, err
 	}
 	c.lru.Add(k.ID, cacheEntry{secretDigest: digest, storedHash: storedHash})
-	return true
+	return true, nil
 }
 
 // Lookup returns the stored hash that k verified against, when the cache remembers it.

@@ -17,15 +17,15 @@ func TestKeyRoundTrip(t *testing.T) {
 	if err != nil || parsed != k {
 		t.Fatalf("Parse(%q) = %v, %v", k, parsed, err)
 	}
-	hash, err := apikey.Hash(k)
+	hash, err := apikey.Hash(t.Context(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !apikey.Verify(k, hash) {
+	if ok, err := apikey.Verify(t.Context(), k, hash); !ok || err != nil {
 		t.Fatal("key does not verify against its own hash")
 	}
 	other, _ := apikey.New()
-	if apikey.Verify(apikey.Key{ID: k.ID, Secret: other.Secret}, hash) {
+	if ok, _ := apikey.Verify(t.Context(), apikey.Key{ID: k.ID, Secret: other.Secret}, hash); ok {
 		t.Fatal("another secret verified")
 	}
 	for _, bad := range []string{"", "orsat_", "orsat_abc_def", "token " + k.String()} {
@@ -38,10 +38,10 @@ func TestKeyRoundTrip(t *testing.T) {
 func TestCacheRemembersOnlyMatchingKeys(t *testing.T) {
 	t.Parallel()
 	k, _ := apikey.New()
-	hash, _ := apikey.Hash(k)
+	hash, _ := apikey.Hash(t.Context(), k)
 	cache := apikey.NewCache(10, time.Minute)
 	for i := range 2 {
-		if !cache.Verify(k, hash) {
+		if ok, err := cache.Verify(t.Context(), k, hash); !ok || err != nil {
 			t.Fatalf("check %d: valid key refused", i+1)
 		}
 	}
@@ -52,12 +52,12 @@ func TestCacheRemembersOnlyMatchingKeys(t *testing.T) {
 		t.Fatal("Lookup does not remember the verified key")
 	}
 	wrong := apikey.Key{ID: k.ID, Secret: k.Secret + "x"}
-	if cache.Verify(wrong, hash) {
+	if ok, _ := cache.Verify(t.Context(), wrong, hash); ok {
 		t.Fatal("cache accepted a different secret for a cached key id")
 	}
 	otherKey, _ := apikey.New()
-	rotated, _ := apikey.Hash(otherKey)
-	if cache.Verify(k, rotated) {
+	rotated, _ := apikey.Hash(t.Context(), otherKey)
+	if ok, _ := cache.Verify(t.Context(), k, rotated); ok {
 		t.Fatal("cache accepted the old secret after the stored hash changed")
 	}
 }
@@ -65,17 +65,17 @@ func TestCacheRemembersOnlyMatchingKeys(t *testing.T) {
 // BenchmarkVerify shows what the cache saves: Argon2 against a cache hit.
 func BenchmarkVerify(b *testing.B) {
 	k, _ := apikey.New()
-	hash, _ := apikey.Hash(k)
+	hash, _ := apikey.Hash(b.Context(), k)
 	b.Run("argon2", func(b *testing.B) {
 		for b.Loop() {
-			apikey.Verify(k, hash)
+			_, _ = apikey.Verify(b.Context(), k, hash)
 		}
 	})
 	b.Run("cached", func(b *testing.B) {
 		cache := apikey.NewCache(10, time.Minute)
-		cache.Verify(k, hash)
+		_, _ = cache.Verify(b.Context(), k, hash)
 		for b.Loop() {
-			cache.Verify(k, hash)
+			_, _ = cache.Verify(b.Context(), k, hash)
 		}
 	})
 }

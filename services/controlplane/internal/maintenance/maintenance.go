@@ -44,6 +44,8 @@ var DefaultRetention = store.Retention{
 	ExpiredOAuthTokens: 24 * time.Hour,
 	// A client registers just before it asks for consent; a day is ample for a person to answer.
 	UnusedOAuthClients: 24 * time.Hour,
+	// Nothing needs an expired invitation, and its address is personal data; the day keeps clock skew harmless.
+	ExpiredInvitations: 24 * time.Hour,
 }
 
 // SweepArgs schedules a command sweep.
@@ -93,7 +95,7 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	}
 	w.Logger.InfoContext(ctx, "pruned history", "heartbeats", p.Heartbeats, "received_events", p.ReceivedEvents,
 		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens,
-		"oauth_clients", p.OAuthClients)
+		"oauth_clients", p.OAuthClients, "invitations", p.Invitations)
 	return nil
 }
 

@@ -123,6 +123,30 @@ func TestPruneDeletesExpiredOAuthTokens(t *testing.T) {
 	}
 }
 
+// TestPruneDeletesExpiredInvitations keeps an invitation while it may be accepted and deletes it, with the
+// address it holds, a day after it expired.
+func TestPruneDeletesExpiredInvitations(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	user, team, err := st.CreateAccount(t.Context(), store.NewAccount{Email: "ada@example.test", GlobalRole: store.RoleGlobalUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Invite(t.Context(), store.NewInvitation{
+		TeamID: team.ID, Email: "grace@example.test", Role: store.RoleTeamUser, InvitedBy: user.ID, TTL: time.Hour, MaxPending: 10,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.Prune(t.Context(), time.Now(), maintenance.DefaultRetention)
+	if err != nil || p.Invitations != 0 {
+		t.Fatalf("prune now: %+v, %v; want the pending invitation kept", p, err)
+	}
+	p, err = st.Prune(t.Context(), time.Now().Add(26*time.Hour), maintenance.DefaultRetention)
+	if err != nil || p.Invitations != 1 {
+		t.Fatalf("prune a day after expiry: %+v, %v; want the invitation gone", p, err)
+	}
+}
+
 // TestPruneDeletesUnusedOAuthClients registers clients and prunes a day later: only the registered client
 // that no consent or token names goes; a team's own client stays whatever its use.
 func TestPruneDeletesUnusedOAuthClients(t *testing.T) {

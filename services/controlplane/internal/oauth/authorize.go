@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"connectrpc.com/connect"
 	"github.com/ory/fosite"
 
 	"github.com/orrery/orrery/services/controlplane/internal/access"
@@ -92,6 +93,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		switch r.PostForm.Get("action") {
 		case "login":
 			u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
+			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
+				if after := ce.Meta().Get("Retry-After"); after != "" {
+					w.Header().Set("Retry-After", after)
+				}
+				p.Error = "Too many sign-in attempts right now. Wait a little and try again."
+				s.render(w, http.StatusTooManyRequests, loginPage, p)
+				return
+			}
 			if err != nil {
 				p.Error = "Wrong email or password, or the account is locked."
 				s.render(w, http.StatusUnauthorized, loginPage, p)

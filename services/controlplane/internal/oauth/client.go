@@ -300,14 +300,18 @@ func defaultMetadataClient() *http.Client {
 // confidential clients, so the slow hash is not on a hot path.
 type secretHasher struct{}
 
-func (secretHasher) Compare(_ context.Context, hash, data []byte) error {
-	if !password.Verify(string(data), string(hash)) {
+func (secretHasher) Compare(ctx context.Context, hash, data []byte) error {
+	ok, err := password.Verify(ctx, string(data), string(hash))
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return errors.New("wrong client secret")
 	}
 	return nil
 }
 
-func (secretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
-	h, err := password.Hash(string(data))
+func (secretHasher) Hash(ctx context.Context, data []byte) ([]byte, error) {
+	h, err := password.Hash(ctx, string(data))
 	return []byte(h), err
 }

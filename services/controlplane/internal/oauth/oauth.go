@@ -31,6 +31,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -103,7 +104,7 @@ type Server struct {
 	provider fosite.OAuth2Provider
 	fosite   *fosite.Fosite
 	// registrations limits how fast each address registers clients.
-	registrations *addressLimiter
+	registrations *ratelimit.Limiter
 }
 
 // New returns the authorization server.
@@ -150,7 +151,7 @@ func New(logger *slog.Logger, st *store.Store, accounts Accounts, cfg Config) (*
 		return nil, errors.New("fosite provider of an unexpected type")
 	}
 	return &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f,
-		registrations: newAddressLimiter(registrationsPerMinute, registrationBurst)}, nil
+		registrations: ratelimit.New(registrationsPerMinute, registrationBurst)}, nil
 }
 
 func randomKey() []byte {

@@ -42,13 +42,20 @@ type registrationResponse struct {
 	Scope                   string   `json:"scope"`
 }
 
+// Registration is open to anyone, so each network address may register only so fast. Real clients register
+// once per installation: even many people behind one proxy stay far below the limit.
+const (
+	registrationsPerMinute = 30
+	registrationBurst      = 30
+)
+
 // register serves RFC 7591 dynamic client registration. It is open, as MCP clients need it to be, and so
 // registers public clients only: they hold no secret, and every token they obtain needs a user's consent.
 // A client that asks for a secret gets token_endpoint_auth_method "none" instead, as RFC 7591 lets the
 // server decide.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.registrations.allow(r.RemoteAddr) {
+	if ok, _ := s.registrations.Allow(r.RemoteAddr); !ok {
 		w.Header().Set("Retry-After", "60")
 		writeJSON(w, http.StatusTooManyRequests, &registrationError{Code: "temporarily_unavailable",
 			Description: "too many registrations from this address; try again in a minute"})
@@ -95,7 +102,7 @@ func (s *Server) CreateTeamClient(ctx context.Context, teamID, createdBy uuid.UU
 	if err != nil {
 		return store.OAuthClient{}, "", err
 	}
-	hash, err := password.Hash(secret)
+	hash, err := password.Hash(ctx, secret)
 	if err != nil {
 		return store.OAuthClient{}, "", err
 	}

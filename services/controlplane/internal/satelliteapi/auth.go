@@ -53,7 +53,11 @@ func (h *Handler) authenticate(ctx context.Context, header, procedure string) (s
 	if err != nil {
 		return store.Satellite{}, err
 	}
-	if !h.keys.Verify(key, sat.APIKeyHash) {
+	matches, err := h.keys.Verify(ctx, key, sat.APIKeyHash)
+	if err != nil {
+		return store.Satellite{}, err
+	}
+	if !matches {
 		return store.Satellite{}, refusal("API key does not match")
 	}
 	if sat.RevokedAt != nil {

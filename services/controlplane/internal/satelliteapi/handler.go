@@ -127,7 +127,7 @@ func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
 	}
-	hash, err := apikey.Hash(key)
+	hash, err := apikey.Hash(ctx, key)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
 	}

@@ -92,7 +92,7 @@ func TestPolicyCoversEveryProcedure(t *testing.T) {
 // personal API token.
 func newCaller(t *testing.T, st *store.Store, email, globalRole string) caller {
 	t.Helper()
-	hash, err := password.Hash("correct horse battery staple")
+	hash, err := password.Hash(t.Context(), "correct horse battery staple")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,12 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/ListTeams":             `{}`,
 	"/orrery.api.v1.TeamService/GetTeam":               `{"teamId":"{team}"}`,
 	"/orrery.api.v1.TeamService/ListMembers":           `{"teamId":"{team}"}`,
-	"/orrery.api.v1.TeamService/AddMember":             `{"teamId":"{team}","email":"nobody@orrery.test","role":"TEAM_ROLE_USER"}`,
+	"/orrery.api.v1.TeamService/InviteMember":          `{"teamId":"{team}","email":"{random}@orrery.test","role":"TEAM_ROLE_USER"}`,
+	"/orrery.api.v1.TeamService/ListInvitations":       `{"teamId":"{team}"}`,
+	"/orrery.api.v1.TeamService/RevokeInvitation":      `{"teamId":"{team}","invitationId":"{random}"}`,
+	"/orrery.api.v1.TeamService/ListMyInvitations":     `{}`,
+	"/orrery.api.v1.TeamService/AcceptInvitation":      `{"invitationId":"{random}"}`,
+	"/orrery.api.v1.TeamService/DeclineInvitation":     `{"invitationId":"{random}"}`,
 	"/orrery.api.v1.TeamService/RemoveMember":          `{"teamId":"{team}","userId":"{random}"}`,
 	"/orrery.api.v1.TeamService/SetMemberRole":         `{"teamId":"{team}","userId":"{random}","role":"TEAM_ROLE_USER"}`,
 	"/orrery.api.v1.TeamService/TransferOwnership":     `{"teamId":"{team}","userId":"{random}"}`,

@@ -147,7 +147,7 @@ func (bundle *testBundle) benchSatellites(b *testing.B, n int) []*satellite {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hash, err := apikey.Hash(shared)
+	hash, err := apikey.Hash(ctx, shared)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -60,6 +61,10 @@ type setupOpts struct {
 	instances instanceapi.Config
 	// oauth tunes the authorization server; its issuer is each replica's URL.
 	oauth oauth.Config
+	// trustedProxies are the networks whose X-Forwarded-For names the client.
+	trustedProxies []netip.Prefix
+	// accounts tunes sign-in and invitations; a zero FailureDelay becomes a millisecond.
+	accounts accountapi.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -95,9 +100,13 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	issuer := "http://" + hs.Listener.Addr().String()
 	oauthCfg := opts.oauth
 	oauthCfg.Issuer = issuer
+	accounts := opts.accounts
+	if accounts.FailureDelay == 0 {
+		accounts.FailureDelay = time.Millisecond
+	}
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
-		Accounts: accountapi.Config{FailureDelay: time.Millisecond}, OAuth: oauthCfg,
+		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies,
 	})
 	if err != nil {
 		hs.Listener.Close()

@@ -17,8 +17,8 @@ func teamClient(b *testBundle, c caller) apiv1connect.TeamServiceClient {
 	return apiv1connect.NewTeamServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 }
 
-// TestMembership adds, promotes and removes a member; removal stops their instances through the team's
-// satellites, and the owner cannot be removed or demoted.
+// TestMembership invites a member who accepts, promotes and removes them; joining and removal reach the
+// team's satellites, and the owner cannot be removed or demoted.
 func TestMembership(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
@@ -31,16 +31,21 @@ func TestMembership(t *testing.T) {
 	sat := b.activeSatellite(t, f.team.ID.String())
 	admin := teamClient(b, x.adminA)
 	teamID := f.team.ID.String()
+	outsiderID := x.outsider.user.ID.String()
 
-	added, err := admin.AddMember(t.Context(), connect.NewRequest(&apiv1.AddMemberRequest{
+	invited, err := admin.InviteMember(t.Context(), connect.NewRequest(&apiv1.InviteMemberRequest{
 		TeamId: teamID, Email: "outsider@orrery.test", Role: apiv1.TeamRole_TEAM_ROLE_USER,
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	outsiderID := added.Msg.Member.User.Id
+	if _, err := teamClient(b, x.outsider).AcceptInvitation(t.Context(), connect.NewRequest(&apiv1.AcceptInvitationRequest{
+		InvitationId: invited.Msg.Invitation.Id,
+	})); err != nil {
+		t.Fatal(err)
+	}
 	if cmds := sat.poll(t, 0); len(cmds) != 1 || cmds[0].Priority.String() != "COMMAND_PRIORITY_IMMEDIATE" {
-		t.Fatalf("after adding a member the satellite got %v, want one immediate configure", cmds)
+		t.Fatalf("after a member joined the satellite got %v, want one immediate configure", cmds)
 	}
 	instances := func() int {
 		var n int
@@ -53,10 +58,10 @@ func TestMembership(t *testing.T) {
 	if instances() != 1 {
 		t.Fatalf("new member has %d instances, want 1", instances())
 	}
-	_, err = admin.AddMember(t.Context(), connect.NewRequest(&apiv1.AddMemberRequest{
-		TeamId: teamID, Email: "outsider@orrery.test", Role: apiv1.TeamRole_TEAM_ROLE_USER,
+	_, err = admin.InviteMember(t.Context(), connect.NewRequest(&apiv1.InviteMemberRequest{
+		TeamId: teamID, Email: "Outsider@orrery.test", Role: apiv1.TeamRole_TEAM_ROLE_USER,
 	}))
-	wantCode(t, "call", err, connect.CodeAlreadyExists, "")
+	wantCode(t, "inviting a member", err, connect.CodeAlreadyExists, "")
 
 	if _, err := admin.SetMemberRole(t.Context(), connect.NewRequest(&apiv1.SetMemberRoleRequest{
 		TeamId: teamID, UserId: outsiderID, Role: apiv1.TeamRole_TEAM_ROLE_ADMIN,

@@ -38,11 +38,13 @@ type Retention struct {
 	// UnusedOAuthClients is how long a dynamically registered client is kept while no consent or token
 	// names it.
 	UnusedOAuthClients time.Duration
+	// ExpiredInvitations is how long team invitations are kept past their expiry.
+	ExpiredInvitations time.Duration
 }
 
 // Pruned counts the rows a Prune removed.
 type Pruned struct {
-	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents, OAuthTokens, OAuthClients int64
+	Heartbeats, ReceivedEvents, FinishedCommands, InstanceEvents, OAuthTokens, OAuthClients, Invitations int64
 }
 
 // Prune deletes history older than r allows at now.
@@ -67,6 +69,9 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (Pruned, 
 	}
 	if p.OAuthClients, err = s.q.PruneUnusedOAuthClients(ctx, now.Add(-r.UnusedOAuthClients)); err != nil {
 		return p, translate(err, "prune unused oauth clients")
+	}
+	if p.Invitations, err = s.q.PruneExpiredInvitations(ctx, now.Add(-r.ExpiredInvitations)); err != nil {
+		return p, translate(err, "prune expired invitations")
 	}
 	return p, nil
 }

@@ -103,11 +103,17 @@ func (s *Store) AddMember(ctx context.Context, teamID, userID uuid.UUID, role st
 		if err := q.AddMembership(ctx, teamID, userID, role); err != nil {
 			return translate(err, "add membership")
 		}
-		if err := q.EnsureTeamInstances(ctx, teamID); err != nil {
-			return translate(err, "create instances")
-		}
-		return configure(ctx, q, teamID, EventInstallationUpdated, uuid.Nil)
+		return ensureInstances(ctx, q, teamID)
 	})
+}
+
+// ensureInstances, inside the caller's transaction, gives every member of the team an instance of each of
+// its installations and tells the team's satellites.
+func ensureInstances(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID) error {
+	if err := q.EnsureTeamInstances(ctx, teamID); err != nil {
+		return translate(err, "create instances")
+	}
+	return configure(ctx, q, teamID, EventInstallationUpdated, uuid.Nil)
 }
 
 // RemoveMember removes a member and their instances, and tells the team's satellites to stop them. The

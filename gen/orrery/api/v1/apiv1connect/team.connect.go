@@ -41,8 +41,24 @@ const (
 	TeamServiceGetTeamProcedure = "/orrery.api.v1.TeamService/GetTeam"
 	// TeamServiceListMembersProcedure is the fully-qualified name of the TeamService's ListMembers RPC.
 	TeamServiceListMembersProcedure = "/orrery.api.v1.TeamService/ListMembers"
-	// TeamServiceAddMemberProcedure is the fully-qualified name of the TeamService's AddMember RPC.
-	TeamServiceAddMemberProcedure = "/orrery.api.v1.TeamService/AddMember"
+	// TeamServiceInviteMemberProcedure is the fully-qualified name of the TeamService's InviteMember
+	// RPC.
+	TeamServiceInviteMemberProcedure = "/orrery.api.v1.TeamService/InviteMember"
+	// TeamServiceListInvitationsProcedure is the fully-qualified name of the TeamService's
+	// ListInvitations RPC.
+	TeamServiceListInvitationsProcedure = "/orrery.api.v1.TeamService/ListInvitations"
+	// TeamServiceRevokeInvitationProcedure is the fully-qualified name of the TeamService's
+	// RevokeInvitation RPC.
+	TeamServiceRevokeInvitationProcedure = "/orrery.api.v1.TeamService/RevokeInvitation"
+	// TeamServiceListMyInvitationsProcedure is the fully-qualified name of the TeamService's
+	// ListMyInvitations RPC.
+	TeamServiceListMyInvitationsProcedure = "/orrery.api.v1.TeamService/ListMyInvitations"
+	// TeamServiceAcceptInvitationProcedure is the fully-qualified name of the TeamService's
+	// AcceptInvitation RPC.
+	TeamServiceAcceptInvitationProcedure = "/orrery.api.v1.TeamService/AcceptInvitation"
+	// TeamServiceDeclineInvitationProcedure is the fully-qualified name of the TeamService's
+	// DeclineInvitation RPC.
+	TeamServiceDeclineInvitationProcedure = "/orrery.api.v1.TeamService/DeclineInvitation"
 	// TeamServiceRemoveMemberProcedure is the fully-qualified name of the TeamService's RemoveMember
 	// RPC.
 	TeamServiceRemoveMemberProcedure = "/orrery.api.v1.TeamService/RemoveMember"
@@ -64,8 +80,28 @@ type TeamServiceClient interface {
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
 	// ListMembers lists a team's members. Team admins only.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
-	// AddMember adds an existing user, by email, and gives them an instance of each installation. Team admins only.
-	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	// InviteMember invites a person, by email address, to join the team with a role; they become a member
+	// when they accept (AcceptInvitation). The answer is the same whether or not an account has that
+	// address: it names the address as given and nothing about any account. Inviting an address again renews
+	// its invitation with the new role and expiry. Invitations expire (after 7 days by default), and a team
+	// has a bounded number pending (100 by default; RESOURCE_EXHAUSTED beyond). An address of a current member
+	// is ALREADY_EXISTS. Team admins only.
+	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// ListInvitations lists the team's pending invitations, newest first. An invitation its addressee
+	// declined stays listed until it expires, so the list does not tell which addresses have accounts.
+	// Team admins only.
+	ListInvitations(context.Context, *connect.Request[v1.ListInvitationsRequest]) (*connect.Response[v1.ListInvitationsResponse], error)
+	// RevokeInvitation withdraws a pending invitation of the team. Team admins only.
+	RevokeInvitation(context.Context, *connect.Request[v1.RevokeInvitationRequest]) (*connect.Response[v1.RevokeInvitationResponse], error)
+	// ListMyInvitations lists the pending invitations addressed to the caller's email, newest first, leaving
+	// out those the caller declined.
+	ListMyInvitations(context.Context, *connect.Request[v1.ListMyInvitationsRequest]) (*connect.Response[v1.ListMyInvitationsResponse], error)
+	// AcceptInvitation makes the caller a member of the inviting team with the invited role and gives them an
+	// instance of each of its installations. Only the person whose email the invitation names may accept it;
+	// any other invitation is NOT_FOUND. A caller who is already a member keeps their role.
+	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
+	// DeclineInvitation turns down an invitation addressed to the caller. The team is not told.
+	DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error)
 	// RemoveMember removes a member, stopping and removing their instances. Team admins only; the owner
 	// cannot be removed.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
@@ -113,10 +149,42 @@ func NewTeamServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
-		addMember: connect.NewClient[v1.AddMemberRequest, v1.AddMemberResponse](
+		inviteMember: connect.NewClient[v1.InviteMemberRequest, v1.InviteMemberResponse](
 			httpClient,
-			baseURL+TeamServiceAddMemberProcedure,
-			connect.WithSchema(teamServiceMethods.ByName("AddMember")),
+			baseURL+TeamServiceInviteMemberProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("InviteMember")),
+			connect.WithClientOptions(opts...),
+		),
+		listInvitations: connect.NewClient[v1.ListInvitationsRequest, v1.ListInvitationsResponse](
+			httpClient,
+			baseURL+TeamServiceListInvitationsProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("ListInvitations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		revokeInvitation: connect.NewClient[v1.RevokeInvitationRequest, v1.RevokeInvitationResponse](
+			httpClient,
+			baseURL+TeamServiceRevokeInvitationProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("RevokeInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		listMyInvitations: connect.NewClient[v1.ListMyInvitationsRequest, v1.ListMyInvitationsResponse](
+			httpClient,
+			baseURL+TeamServiceListMyInvitationsProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("ListMyInvitations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		acceptInvitation: connect.NewClient[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse](
+			httpClient,
+			baseURL+TeamServiceAcceptInvitationProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("AcceptInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		declineInvitation: connect.NewClient[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse](
+			httpClient,
+			baseURL+TeamServiceDeclineInvitationProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("DeclineInvitation")),
 			connect.WithClientOptions(opts...),
 		),
 		removeMember: connect.NewClient[v1.RemoveMemberRequest, v1.RemoveMemberResponse](
@@ -146,7 +214,12 @@ type teamServiceClient struct {
 	listTeams         *connect.Client[v1.ListTeamsRequest, v1.ListTeamsResponse]
 	getTeam           *connect.Client[v1.GetTeamRequest, v1.GetTeamResponse]
 	listMembers       *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
-	addMember         *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
+	inviteMember      *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
+	listInvitations   *connect.Client[v1.ListInvitationsRequest, v1.ListInvitationsResponse]
+	revokeInvitation  *connect.Client[v1.RevokeInvitationRequest, v1.RevokeInvitationResponse]
+	listMyInvitations *connect.Client[v1.ListMyInvitationsRequest, v1.ListMyInvitationsResponse]
+	acceptInvitation  *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
+	declineInvitation *connect.Client[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse]
 	removeMember      *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
 	setMemberRole     *connect.Client[v1.SetMemberRoleRequest, v1.SetMemberRoleResponse]
 	transferOwnership *connect.Client[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse]
@@ -172,9 +245,34 @@ func (c *teamServiceClient) ListMembers(ctx context.Context, req *connect.Reques
 	return c.listMembers.CallUnary(ctx, req)
 }
 
-// AddMember calls orrery.api.v1.TeamService.AddMember.
-func (c *teamServiceClient) AddMember(ctx context.Context, req *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
-	return c.addMember.CallUnary(ctx, req)
+// InviteMember calls orrery.api.v1.TeamService.InviteMember.
+func (c *teamServiceClient) InviteMember(ctx context.Context, req *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error) {
+	return c.inviteMember.CallUnary(ctx, req)
+}
+
+// ListInvitations calls orrery.api.v1.TeamService.ListInvitations.
+func (c *teamServiceClient) ListInvitations(ctx context.Context, req *connect.Request[v1.ListInvitationsRequest]) (*connect.Response[v1.ListInvitationsResponse], error) {
+	return c.listInvitations.CallUnary(ctx, req)
+}
+
+// RevokeInvitation calls orrery.api.v1.TeamService.RevokeInvitation.
+func (c *teamServiceClient) RevokeInvitation(ctx context.Context, req *connect.Request[v1.RevokeInvitationRequest]) (*connect.Response[v1.RevokeInvitationResponse], error) {
+	return c.revokeInvitation.CallUnary(ctx, req)
+}
+
+// ListMyInvitations calls orrery.api.v1.TeamService.ListMyInvitations.
+func (c *teamServiceClient) ListMyInvitations(ctx context.Context, req *connect.Request[v1.ListMyInvitationsRequest]) (*connect.Response[v1.ListMyInvitationsResponse], error) {
+	return c.listMyInvitations.CallUnary(ctx, req)
+}
+
+// AcceptInvitation calls orrery.api.v1.TeamService.AcceptInvitation.
+func (c *teamServiceClient) AcceptInvitation(ctx context.Context, req *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error) {
+	return c.acceptInvitation.CallUnary(ctx, req)
+}
+
+// DeclineInvitation calls orrery.api.v1.TeamService.DeclineInvitation.
+func (c *teamServiceClient) DeclineInvitation(ctx context.Context, req *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error) {
+	return c.declineInvitation.CallUnary(ctx, req)
 }
 
 // RemoveMember calls orrery.api.v1.TeamService.RemoveMember.
@@ -202,8 +300,28 @@ type TeamServiceHandler interface {
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
 	// ListMembers lists a team's members. Team admins only.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
-	// AddMember adds an existing user, by email, and gives them an instance of each installation. Team admins only.
-	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	// InviteMember invites a person, by email address, to join the team with a role; they become a member
+	// when they accept (AcceptInvitation). The answer is the same whether or not an account has that
+	// address: it names the address as given and nothing about any account. Inviting an address again renews
+	// its invitation with the new role and expiry. Invitations expire (after 7 days by default), and a team
+	// has a bounded number pending (100 by default; RESOURCE_EXHAUSTED beyond). An address of a current member
+	// is ALREADY_EXISTS. Team admins only.
+	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// ListInvitations lists the team's pending invitations, newest first. An invitation its addressee
+	// declined stays listed until it expires, so the list does not tell which addresses have accounts.
+	// Team admins only.
+	ListInvitations(context.Context, *connect.Request[v1.ListInvitationsRequest]) (*connect.Response[v1.ListInvitationsResponse], error)
+	// RevokeInvitation withdraws a pending invitation of the team. Team admins only.
+	RevokeInvitation(context.Context, *connect.Request[v1.RevokeInvitationRequest]) (*connect.Response[v1.RevokeInvitationResponse], error)
+	// ListMyInvitations lists the pending invitations addressed to the caller's email, newest first, leaving
+	// out those the caller declined.
+	ListMyInvitations(context.Context, *connect.Request[v1.ListMyInvitationsRequest]) (*connect.Response[v1.ListMyInvitationsResponse], error)
+	// AcceptInvitation makes the caller a member of the inviting team with the invited role and gives them an
+	// instance of each of its installations. Only the person whose email the invitation names may accept it;
+	// any other invitation is NOT_FOUND. A caller who is already a member keeps their role.
+	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
+	// DeclineInvitation turns down an invitation addressed to the caller. The team is not told.
+	DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error)
 	// RemoveMember removes a member, stopping and removing their instances. Team admins only; the owner
 	// cannot be removed.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
@@ -247,10 +365,42 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
-	teamServiceAddMemberHandler := connect.NewUnaryHandler(
-		TeamServiceAddMemberProcedure,
-		svc.AddMember,
-		connect.WithSchema(teamServiceMethods.ByName("AddMember")),
+	teamServiceInviteMemberHandler := connect.NewUnaryHandler(
+		TeamServiceInviteMemberProcedure,
+		svc.InviteMember,
+		connect.WithSchema(teamServiceMethods.ByName("InviteMember")),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceListInvitationsHandler := connect.NewUnaryHandler(
+		TeamServiceListInvitationsProcedure,
+		svc.ListInvitations,
+		connect.WithSchema(teamServiceMethods.ByName("ListInvitations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceRevokeInvitationHandler := connect.NewUnaryHandler(
+		TeamServiceRevokeInvitationProcedure,
+		svc.RevokeInvitation,
+		connect.WithSchema(teamServiceMethods.ByName("RevokeInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceListMyInvitationsHandler := connect.NewUnaryHandler(
+		TeamServiceListMyInvitationsProcedure,
+		svc.ListMyInvitations,
+		connect.WithSchema(teamServiceMethods.ByName("ListMyInvitations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceAcceptInvitationHandler := connect.NewUnaryHandler(
+		TeamServiceAcceptInvitationProcedure,
+		svc.AcceptInvitation,
+		connect.WithSchema(teamServiceMethods.ByName("AcceptInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceDeclineInvitationHandler := connect.NewUnaryHandler(
+		TeamServiceDeclineInvitationProcedure,
+		svc.DeclineInvitation,
+		connect.WithSchema(teamServiceMethods.ByName("DeclineInvitation")),
 		connect.WithHandlerOptions(opts...),
 	)
 	teamServiceRemoveMemberHandler := connect.NewUnaryHandler(
@@ -281,8 +431,18 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 			teamServiceGetTeamHandler.ServeHTTP(w, r)
 		case TeamServiceListMembersProcedure:
 			teamServiceListMembersHandler.ServeHTTP(w, r)
-		case TeamServiceAddMemberProcedure:
-			teamServiceAddMemberHandler.ServeHTTP(w, r)
+		case TeamServiceInviteMemberProcedure:
+			teamServiceInviteMemberHandler.ServeHTTP(w, r)
+		case TeamServiceListInvitationsProcedure:
+			teamServiceListInvitationsHandler.ServeHTTP(w, r)
+		case TeamServiceRevokeInvitationProcedure:
+			teamServiceRevokeInvitationHandler.ServeHTTP(w, r)
+		case TeamServiceListMyInvitationsProcedure:
+			teamServiceListMyInvitationsHandler.ServeHTTP(w, r)
+		case TeamServiceAcceptInvitationProcedure:
+			teamServiceAcceptInvitationHandler.ServeHTTP(w, r)
+		case TeamServiceDeclineInvitationProcedure:
+			teamServiceDeclineInvitationHandler.ServeHTTP(w, r)
 		case TeamServiceRemoveMemberProcedure:
 			teamServiceRemoveMemberHandler.ServeHTTP(w, r)
 		case TeamServiceSetMemberRoleProcedure:
@@ -314,8 +474,28 @@ func (UnimplementedTeamServiceHandler) ListMembers(context.Context, *connect.Req
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.ListMembers is not implemented"))
 }
 
-func (UnimplementedTeamServiceHandler) AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.AddMember is not implemented"))
+func (UnimplementedTeamServiceHandler) InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.InviteMember is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) ListInvitations(context.Context, *connect.Request[v1.ListInvitationsRequest]) (*connect.Response[v1.ListInvitationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.ListInvitations is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) RevokeInvitation(context.Context, *connect.Request[v1.RevokeInvitationRequest]) (*connect.Response[v1.RevokeInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.RevokeInvitation is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) ListMyInvitations(context.Context, *connect.Request[v1.ListMyInvitationsRequest]) (*connect.Response[v1.ListMyInvitationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.ListMyInvitations is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.AcceptInvitation is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.DeclineInvitation is not implemented"))
 }
 
 func (UnimplementedTeamServiceHandler) RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {

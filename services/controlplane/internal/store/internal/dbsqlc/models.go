@@ -292,6 +292,17 @@ type Team struct {
 	Personal  bool
 }
 
+type TeamInvitation struct {
+	ID         uuid.UUID
+	TeamID     uuid.UUID
+	Email      string
+	Role       string
+	InvitedBy  *uuid.UUID
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	DeclinedAt *time.Time
+}
+
 type TeamMembership struct {
 	TeamID    uuid.UUID
 	UserID    uuid.UUID
