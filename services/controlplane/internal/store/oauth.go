@@ -91,7 +91,7 @@ func oauthClientFromRow(r dbsqlc.OauthClient) OAuthClient {
 }
 
 // CreateOAuthClient stores a client. A client with a TeamID gets a service user, a member of the team,
-// to act as.
+// to act as, with an instance of each of the team's installations.
 func (s *Store) CreateOAuthClient(ctx context.Context, c OAuthClient) (OAuthClient, error) {
 	var secret *string
 	if c.SecretHash != "" {
@@ -106,6 +106,11 @@ func (s *Store) CreateOAuthClient(ctx context.Context, c OAuthClient) (OAuthClie
 			}
 			if err := q.AddMembership(ctx, *c.TeamID, id, RoleTeamUser); err != nil {
 				return translate(err, "add service user to team")
+			}
+			// The client acts as a member like any other, so it needs its instances of the team's
+			// installations as much as a person who joins later.
+			if err := ensureInstances(ctx, q, *c.TeamID); err != nil {
+				return err
 			}
 			serviceUser = &id
 		}
