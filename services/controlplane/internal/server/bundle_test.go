@@ -60,6 +60,8 @@ type setupOpts struct {
 	instances instanceapi.Config
 	// oauth tunes the authorization server; its issuer is each replica's URL.
 	oauth oauth.Config
+	// bodyTimeout is how long request bodies may take to arrive; zero takes the default.
+	bodyTimeout time.Duration
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -97,7 +99,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	oauthCfg.Issuer = issuer
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
-		Accounts: accountapi.Config{FailureDelay: time.Millisecond}, OAuth: oauthCfg,
+		Accounts: accountapi.Config{FailureDelay: time.Millisecond}, OAuth: oauthCfg, BodyTimeout: opts.bodyTimeout,
 	})
 	if err != nil {
 		hs.Listener.Close()
