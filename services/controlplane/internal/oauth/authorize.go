@@ -82,7 +82,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	user, hasUser := s.sessionUser(ctx, r)
 	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil {
+		if tooLarge, err := parseForm(w, r); tooLarge {
+			http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
+			return
+		} else if err != nil {
 			http.Error(w, "bad form", http.StatusBadRequest)
 			return
 		}

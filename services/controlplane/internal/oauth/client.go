@@ -208,7 +208,7 @@ func (m *clientManager) fetchMetadata(ctx context.Context, id string) (*client, 
 // validateMetadata checks client metadata for a public client and returns the client it describes.
 func validateMetadata(md clientMetadata) (*client, error) {
 	if len(md.RedirectURIs) == 0 || len(md.RedirectURIs) > 10 {
-		return nil, errInvalidRedirectURI("between one and ten redirect_uris are needed")
+		return nil, errInvalidRedirectURI("redirect_uris: between one and ten are needed")
 	}
 	for _, u := range md.RedirectURIs {
 		if err := checkRedirectURI(u); err != nil {
@@ -221,16 +221,16 @@ func validateMetadata(md clientMetadata) (*client, error) {
 	}
 	for _, g := range grants {
 		if g != grantAuthorizationCode && g != grantRefreshToken {
-			return nil, errInvalidMetadata("grant type " + g + " is not available to public clients")
+			return nil, errInvalidMetadata("grant_types: " + g + " is not available to public clients")
 		}
 	}
 	for _, rt := range md.ResponseTypes {
 		if rt != "code" {
-			return nil, errInvalidMetadata("only the code response type is supported")
+			return nil, errInvalidMetadata("response_types: only code is supported, not " + rt)
 		}
 	}
 	if len(md.ClientName) > 200 {
-		return nil, errInvalidMetadata("client_name is too long")
+		return nil, errInvalidMetadata("client_name: at most 200 characters")
 	}
 	return &client{
 		name: md.ClientName, redirectURIs: md.RedirectURIs, grantTypes: grants, scopes: supportedScopes, authMethod: authNone,
@@ -242,7 +242,7 @@ func validateMetadata(md clientMetadata) (*client, error) {
 func checkRedirectURI(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.User != nil {
-		return errInvalidRedirectURI("redirect URI " + raw + " is not an absolute URL without fragment")
+		return errInvalidRedirectURI("redirect_uris: " + raw + " is not an absolute URL without fragment")
 	}
 	switch {
 	case u.Scheme == "https":
@@ -250,7 +250,7 @@ func checkRedirectURI(raw string) error {
 	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
 		return nil
 	}
-	return errInvalidRedirectURI("redirect URI " + raw + " must use https, or http on 127.0.0.1, [::1] or localhost")
+	return errInvalidRedirectURI("redirect_uris: " + raw + " must use https, or http on 127.0.0.1, [::1] or localhost")
 }
 
 func isLoopbackHost(host string) bool {

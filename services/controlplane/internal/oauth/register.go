@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/google/uuid"
@@ -14,7 +18,8 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
-// registrationError is an RFC 7591 error response.
+// registrationError is an RFC 7591 error response, which has the shape of the error responses of RFC 6749,
+// section 5.2.
 type registrationError struct {
 	Code        string `json:"error"`
 	Description string `json:"error_description"`
@@ -49,6 +54,77 @@ const (
 	registrationBurst      = 30
 )
 
+// maxRegistrationBytes bounds a registration request. Client metadata is a few hundred bytes; ten redirect
+// URIs of a thousand characters still fit.
+const maxRegistrationBytes = 16 << 10
+
+// decodeMetadata reads a registration request's client metadata, a JSON object. Its error is an RFC 7591
+// error that names the field at fault, with the HTTP status to answer it with.
+func decodeMetadata(body io.Reader) (clientMetadata, int, *registrationError) {
+	var md clientMetadata
+	err := json.NewDecoder(body).Decode(&md)
+	var (
+		maxBytesErr *http.MaxBytesError
+		syntaxErr   *json.SyntaxError
+		typeErr     *json.UnmarshalTypeError
+	)
+	switch {
+	case err == nil:
+		return md, 0, nil
+	case errors.As(err, &maxBytesErr):
+		return md, http.StatusRequestEntityTooLarge, &registrationError{Code: "invalid_client_metadata",
+			Description: fmt.Sprintf("the client metadata is larger than %d bytes", maxBytesErr.Limit)}
+	case errors.Is(err, io.EOF):
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata",
+			Description: "the body is empty: send the client metadata as a JSON object"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata",
+			Description: "the body is not valid JSON: it ends inside the client metadata"}
+	case errors.As(err, &syntaxErr):
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata",
+			Description: fmt.Sprintf("the body is not valid JSON: %v (at byte %d)", syntaxErr, syntaxErr.Offset)}
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata",
+			Description: "the client metadata must be a JSON object, not " + jsonKind(typeErr.Value)}
+	case errors.As(err, &typeErr):
+		desc := fmt.Sprintf("%s must be a string, not %s", typeErr.Field, jsonKind(typeErr.Value))
+		if isListField(typeErr.Field) {
+			desc = fmt.Sprintf("%s must be an array of strings", typeErr.Field)
+			if typeErr.Type.Kind() == reflect.String {
+				desc += ", and holds " + jsonKind(typeErr.Value)
+			} else {
+				desc += ", not " + jsonKind(typeErr.Value)
+			}
+		}
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata", Description: desc}
+	default:
+		return md, http.StatusBadRequest, &registrationError{Code: "invalid_client_metadata",
+			Description: "the body is not a JSON client metadata document: " + err.Error()}
+	}
+}
+
+// isListField reports whether the client metadata field named name in JSON is an array.
+func isListField(name string) bool {
+	t := reflect.TypeFor[clientMetadata]()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+			return t.Field(i).Type.Kind() == reflect.Slice
+		}
+	}
+	return false
+}
+
+// jsonKind names a kind of JSON value as json.UnmarshalTypeError reports it ("string", "number ...").
+func jsonKind(value string) string {
+	kind, _, _ := strings.Cut(value, " ")
+	switch kind {
+	case "array", "object":
+		return "an " + kind
+	default:
+		return "a " + kind
+	}
+}
+
 // register serves RFC 7591 dynamic client registration. It is open, as MCP clients need it to be, and so
 // registers public clients only: they hold no secret, and every token they obtain needs a user's consent.
 // A client that asks for a secret gets token_endpoint_auth_method "none" instead, as RFC 7591 lets the
@@ -61,10 +137,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 			Description: "too many registrations from this address; try again in a minute"})
 		return
 	}
-	var md clientMetadata
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
-	if err := dec.Decode(&md); err != nil {
-		writeJSON(w, http.StatusBadRequest, errInvalidMetadata("the body is not a JSON client metadata document"))
+	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType,
+			errInvalidMetadata("send the client metadata as a JSON object, with Content-Type: application/json"))
+		return
+	}
+	md, status, badMetadata := decodeMetadata(http.MaxBytesReader(w, r.Body, maxRegistrationBytes))
+	if badMetadata != nil {
+		writeJSON(w, status, badMetadata)
 		return
 	}
 	c, err := validateMetadata(md)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -13,14 +14,31 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
-// maxFormBytes bounds the bodies of the token, revocation and introspection endpoints.
+// maxFormBytes bounds the form bodies of the token, revocation, introspection and authorization endpoints.
 const maxFormBytes = 64 << 10
+
+// parseForm parses r's form, reading at most maxFormBytes of its body; tooLarge reports a larger body, which
+// the caller answers with 413 (writeFormTooLarge).
+func parseForm(w http.ResponseWriter, r *http.Request) (tooLarge bool, err error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	err = r.ParseForm()
+	var maxBytesErr *http.MaxBytesError
+	return errors.As(err, &maxBytesErr), err
+}
+
+// writeFormTooLarge answers a form larger than maxFormBytes with the JSON error of RFC 6749, section 5.2.
+func writeFormTooLarge(w http.ResponseWriter) {
+	writeJSON(w, http.StatusRequestEntityTooLarge, &registrationError{Code: "invalid_request",
+		Description: fmt.Sprintf("the form is larger than %d bytes", maxFormBytes)})
+}
 
 // token serves the token endpoint: authorization codes, refresh tokens and client credentials.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
+	if tooLarge, err := parseForm(w, r); tooLarge {
+		writeFormTooLarge(w)
+		return
+	} else if err != nil {
 		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(&Session{}), fosite.ErrInvalidRequest.WithHint("The body is not a form."))
 		return
 	}
@@ -116,7 +134,11 @@ func (s *Server) checkMembership(ctx context.Context, session *Session) error {
 // revoke serves RFC 7009 revocation. Revoking a refresh token ends its whole grant.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	// Parsed here, as fosite would, to tell a body too large from one that is not a form.
+	if tooLarge, _ := parseForm(w, r); tooLarge {
+		writeFormTooLarge(w)
+		return
+	}
 	err := s.provider.NewRevocationRequest(ctx, r)
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }
@@ -142,8 +164,10 @@ type introspectionResponse struct {
 // SatelliteService.IntrospectToken with their API key.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
+	if tooLarge, err := parseForm(w, r); tooLarge {
+		writeFormTooLarge(w)
+		return
+	} else if err != nil {
 		s.provider.WriteIntrospectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("The body is not a form."))
 		return
 	}

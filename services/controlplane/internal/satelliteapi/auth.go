@@ -3,6 +3,7 @@ package satelliteapi
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -67,24 +68,44 @@ func (h *Handler) authenticate(ctx context.Context, header, procedure string) (s
 	return sat, nil
 }
 
-// authInterceptor authenticates every RPC but Register, which carries its own registration token.
+// NeedsKey reports whether procedure needs a satellite's API key: every RPC but Register, which carries its
+// own registration token.
+func NeedsKey(procedure string) bool {
+	return procedure != satellitev1connect.SatelliteServiceRegisterProcedure
+}
+
+// Authenticate resolves a request's satellite from the API key in its headers alone, so that a request
+// without a valid key is refused before its body is read. peer is the caller's address, for the log. The
+// context it returns carries the satellite to the interceptor, which then does not check the key again.
+func (h *Handler) Authenticate(ctx context.Context, procedure string, header http.Header, peer string) (context.Context, error) {
+	sat, err := h.authenticate(ctx, header.Get("Authorization"), procedure)
+	var r refusal
+	if errors.As(err, &r) {
+		h.logger.WarnContext(ctx, "satellite authentication refused", "security_event", "satellite_auth_refused",
+			"procedure", procedure, "peer", peer, "reason", string(r))
+		return ctx, connect.NewError(connect.CodeUnauthenticated, r)
+	}
+	if err != nil {
+		return ctx, rpcerr.From(ctx, h.logger, "authenticate satellite", err)
+	}
+	return context.WithValue(ctx, satelliteKey{}, sat), nil
+}
+
+// authInterceptor authenticates every RPC that needs a key, unless Authenticate already has.
 func (h *Handler) authInterceptor() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if req.Spec().Procedure == satellitev1connect.SatelliteServiceRegisterProcedure {
+			if !NeedsKey(req.Spec().Procedure) {
 				return next(ctx, req)
 			}
-			sat, err := h.authenticate(ctx, req.Header().Get("Authorization"), req.Spec().Procedure)
-			var r refusal
-			if errors.As(err, &r) {
-				h.logger.WarnContext(ctx, "satellite authentication refused", "security_event", "satellite_auth_refused",
-					"procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "reason", string(r))
-				return nil, connect.NewError(connect.CodeUnauthenticated, r)
+			if _, ok := ctx.Value(satelliteKey{}).(store.Satellite); ok {
+				return next(ctx, req)
 			}
+			ctx, err := h.Authenticate(ctx, req.Spec().Procedure, req.Header(), req.Peer().Addr)
 			if err != nil {
-				return nil, rpcerr.From(ctx, h.logger, "authenticate satellite", err)
+				return nil, err
 			}
-			return next(context.WithValue(ctx, satelliteKey{}, sat), req)
+			return next(ctx, req)
 		}
 	}
 }

@@ -65,6 +65,8 @@ type setupOpts struct {
 	trustedProxies []netip.Prefix
 	// accounts tunes sign-in and invitations; a zero FailureDelay becomes a millisecond.
 	accounts accountapi.Config
+	// bodyTimeout is how long request bodies may take to arrive; zero takes the default.
+	bodyTimeout time.Duration
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -106,7 +108,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	}
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
-		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies,
+		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
 	})
 	if err != nil {
 		hs.Listener.Close()

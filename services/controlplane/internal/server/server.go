@@ -34,6 +34,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
+	"github.com/orrery/orrery/services/controlplane/internal/admission"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
@@ -71,6 +72,9 @@ type Config struct {
 	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// BodyTimeout is how long a request's body may take to arrive. Default admission.DefaultBodyTimeout
+	// (30 s).
+	BodyTimeout time.Duration
 }
 
 // Server is one control-plane replica.
@@ -83,6 +87,7 @@ type Server struct {
 	jobs       *river.Client[pgx.Tx]
 	satellites *satelliteapi.Handler
 	instances  *instanceapi.Handler
+	gate       *admission.Gate
 	handler    http.Handler
 }
 
@@ -128,12 +133,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer)
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s.handler = trustProxies(cfg.TrustedProxies, handler)
+	s.handler = trustProxies(cfg.TrustedProxies, s.gate.Handler(handler))
 	return s, nil
 }
 
@@ -183,7 +188,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, bodyTimeout time.Duration) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -207,12 +212,46 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	// Compressing the small messages of the satellite protocol costs more CPU than it saves bytes.
 	compressMin := connect.WithCompressMinBytes(1024)
 
+	// The gate authenticates callers from their headers and bounds every body before a handler reads it
+	// (see package admission); the interceptors behind it take the caller it found.
+	users := access.New(s.logger, s.store, access.APIPolicy)
+	signedIn := func(r *http.Request, _ string) (context.Context, error) {
+		return users.Authenticate(r.Context(), r.Header)
+	}
+	s.gate, err = admission.New(s.logger, admission.Config{
+		// Every REST route needs a signed-in caller (TestRESTRoutesNeedSignIn) and reads small messages.
+		RESTPrefix: restPrefix, REST: admission.Procedure{MaxBytes: admission.DefaultMaxBytes, Authenticate: signedIn},
+		BodyTimeout: bodyTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	admitUsers := s.gate.Admit(func(procedure string) admission.Procedure {
+		if access.APIPolicy[procedure] == access.Public {
+			return admission.Procedure{MaxBytes: admission.MaxBytes(procedure)}
+		}
+		return admission.Procedure{MaxBytes: admission.MaxBytes(procedure), Authenticate: signedIn}
+	})
+	admitSatellites := s.gate.Admit(func(procedure string) admission.Procedure {
+		p := admission.Procedure{MaxBytes: admission.MaxBytes(procedure)}
+		if satelliteapi.NeedsKey(procedure) {
+			p.Authenticate = func(r *http.Request, procedure string) (context.Context, error) {
+				return s.satellites.Authenticate(r.Context(), procedure, r.Header, r.RemoteAddr)
+			}
+		}
+		return p
+	})
+	admitAnyone := s.gate.Admit(func(procedure string) admission.Procedure {
+		return admission.Procedure{MaxBytes: admission.AnonymousMaxBytes}
+	})
+
 	mux := http.NewServeMux()
-	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites, compressMin,
+	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s.satellites, compressMin, admitSatellites,
 		connect.WithInterceptors(append(interceptors, s.satellites.Interceptor())...)))
 	// The access policy runs before validation, so a caller learns nothing from validation errors about
 	// requests they may not make.
-	userAPI := connect.WithInterceptors(otelInterceptor, access.New(s.logger, s.store, access.APIPolicy), validate.NewInterceptor())
+	userAPI := connect.WithHandlerOptions(admitUsers,
+		connect.WithInterceptors(otelInterceptor, users, validate.NewInterceptor()))
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
 	mux.Handle(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
 	mux.Handle(apiv1connect.NewUserServiceHandler(accounts, userAPI))
@@ -227,7 +266,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(instancePath, instanceHandler)
 
 	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
-	// handlers, interceptors included.
+	// handlers, interceptors included. Vanguard would inflate a compressed body whole before checking its
+	// size, so the gate reads REST bodies itself and hands them on inflated within the limit.
 	rest, err := vanguard.NewTranscoder([]*vanguard.Service{
 		vanguard.NewService(instancePath, instanceHandler),
 		vanguard.NewService(installationPath, installationHandler),
@@ -235,7 +275,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	if err != nil {
 		return nil, fmt.Errorf("create REST transcoder: %w", err)
 	}
-	mux.Handle("/api/", rest)
+	mux.Handle(restPrefix, rest)
 
 	services := []string{
 		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
@@ -244,10 +284,10 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
-	mux.Handle(grpchealth.NewHandler(checker))
+	mux.Handle(grpchealth.NewHandler(checker, admitAnyone))
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, admitAnyone))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, admitAnyone))
 
 	authServer.Register(mux)
 
@@ -274,8 +314,15 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
+// restPrefix is where the REST shapes of the user-facing API are served.
+const restPrefix = "/api/"
+
 // Handler serves every route of the replica.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Procedures says how the replica admits requests to each procedure it serves: its read limit and
+// whether the caller is authenticated before the body is read.
+func (s *Server) Procedures() map[string]admission.Procedure { return s.gate.Procedures() }
 
 // Store is the replica's database access, for seeding data.
 func (s *Server) Store() *store.Store { return s.store }

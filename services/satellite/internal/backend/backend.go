@@ -44,6 +44,13 @@ const (
 	DefaultRequestTimeoutMargin = 15 * time.Second
 	// DefaultCommandHistory outlasts a command's redeliveries: at most three attempts within its expiry.
 	DefaultCommandHistory = 1024
+	// DefaultMaxResponseBytes bounds the control plane's answers other than configurations: the largest,
+	// a PollCommands response of 100 commands, is a few hundred KiB.
+	DefaultMaxResponseBytes = 16 << 20
+	// DefaultMaxConfigurationBytes bounds a GetConfiguration response: every instance the satellite runs,
+	// with its merged configuration. A typical instance takes a few KiB, so this is room for tens of
+	// thousands.
+	DefaultMaxConfigurationBytes = 256 << 20
 )
 
 // ErrKeyRefused means the control plane no longer accepts the satellite's API key, because an administrator
@@ -123,6 +130,13 @@ type Config struct {
 	// CommandHistory is how many recent command ids, with their results, are remembered so a redelivered
 	// command is reported again rather than run again. Default DefaultCommandHistory (1024).
 	CommandHistory int
+	// MaxResponseBytes bounds each response from the control plane after decompression, but for
+	// configurations. Default DefaultMaxResponseBytes (16 MiB).
+	MaxResponseBytes int
+	// MaxConfigurationBytes bounds a configuration from the control plane after decompression. A larger
+	// one is refused, and the satellite keeps the configuration it has. Default
+	// DefaultMaxConfigurationBytes (256 MiB).
+	MaxConfigurationBytes int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -142,6 +156,12 @@ func (c Config) WithDefaults() Config {
 	c.Backoff = c.Backoff.WithDefaults()
 	if c.CommandHistory <= 0 {
 		c.CommandHistory = DefaultCommandHistory
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.MaxConfigurationBytes <= 0 {
+		c.MaxConfigurationBytes = DefaultMaxConfigurationBytes
 	}
 	if c.Metrics == nil && c.Identity != nil {
 		c.Metrics = sysmetrics.New(c.Identity.Dir())
@@ -179,6 +199,8 @@ type Communicator struct {
 	logger *slog.Logger
 	cfg    Config
 	client satellitev1connect.SatelliteServiceClient
+	// configClient fetches configurations, which may be far larger than any other answer.
+	configClient satellitev1connect.SatelliteServiceClient
 
 	started atomic.Bool
 	ident   atomic.Pointer[identity.Identity]
@@ -209,7 +231,9 @@ func New(logger *slog.Logger, cfg Config) (*Communicator, error) {
 		resync:  make(chan struct{}, 1),
 	}
 	c.client = satellitev1connect.NewSatelliteServiceClient(cfg.HTTPClient, cfg.URL,
-		connect.WithInterceptors(c.authInterceptor()))
+		connect.WithInterceptors(c.authInterceptor()), connect.WithReadMaxBytes(cfg.MaxResponseBytes))
+	c.configClient = satellitev1connect.NewSatelliteServiceClient(cfg.HTTPClient, cfg.URL,
+		connect.WithInterceptors(c.authInterceptor()), connect.WithReadMaxBytes(cfg.MaxConfigurationBytes))
 	return c, nil
 }
 

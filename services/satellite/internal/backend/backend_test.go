@@ -269,6 +269,26 @@ func TestConfigureCommand(t *testing.T) {
 	}
 }
 
+func TestConfigurationLargerThanTheLimitIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	big := instance("a", teamA, "1")
+	big.Args = []string{strings.Repeat("x", 8<<10)}
+	b.srv.SetConfiguration("v1", big)
+	cfg := b.cfg
+	cfg.MaxConfigurationBytes = 4 << 10
+	c, _ := start(t, cfg)
+	b.srv.Wait(t.Context(), "configuration fetched twice", waitLimit, func() bool { return len(b.srv.ConfigRequests()) >= 2 })
+	if n := b.view.Len(); n != 0 || c.Ready() == nil {
+		t.Fatalf("a configuration over the limit: %d instances applied, ready: %v", n, c.Ready())
+	}
+	b.srv.SetConfiguration("v2", instance("a", teamA, "2"))
+	b.srv.Wait(t.Context(), "the configuration that fits applied", waitLimit, func() bool { return b.view.Len() == 1 })
+	if err := c.Ready(); err != nil {
+		t.Errorf("not ready once the configuration fits: %v", err)
+	}
+}
+
 func mapsEqual(a, b map[string]any) bool {
 	if len(a) != len(b) {
 		return false

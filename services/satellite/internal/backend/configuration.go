@@ -63,7 +63,11 @@ func (c *Communicator) requestResync() {
 func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error) {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
-	resp, err := c.client.GetConfiguration(ctx, connect.NewRequest(&satellitev1.GetConfigurationRequest{IfNoneMatch: c.etag}))
+	resp, err := c.configClient.GetConfiguration(ctx, connect.NewRequest(&satellitev1.GetConfigurationRequest{IfNoneMatch: c.etag}))
+	if connect.CodeOf(err) == connect.CodeResourceExhausted {
+		return syncResult{}, fmt.Errorf("the configuration is larger than this satellite accepts (%d bytes; backend.Config.MaxConfigurationBytes): %w",
+			c.cfg.MaxConfigurationBytes, err)
+	}
 	if err != nil {
 		return syncResult{}, err
 	}

@@ -2,7 +2,8 @@
 //
 // The MCP runtime calls Emit for every status change, log line, tool call and lifecycle step; Emit never
 // blocks on the network. Events are grouped per installation and team and sent in batches: a group is sent
-// FlushDelay after its oldest event arrived, or at once when it reaches MaxBatch events. While the control
+// FlushDelay after its oldest event arrived, or at once when it reaches MaxBatch events; a batch also ends
+// before MaxBatchBytes, below what the control plane reads of one request. While the control
 // plane is unreachable events stay buffered, in order, and the batch in flight is retried with backoff.
 // The buffer is bounded: when it is full the oldest buffered event is dropped, and the number dropped
 // travels to the control plane as an events_dropped event with the next batch, so no loss is silent.
@@ -23,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -37,6 +39,9 @@ const (
 	DefaultMaxBatch = 20
 	// DefaultBufferSize holds minutes of a busy satellite's events through an outage, in a few MB.
 	DefaultBufferSize = 10_000
+	// DefaultMaxBatchBytes is half of what the control plane reads of one EmitEvents request (8 MiB),
+	// leaving room for the drop reports a batch carries.
+	DefaultMaxBatchBytes = 4 << 20
 )
 
 // Reasons reported in events_dropped events.
@@ -64,6 +69,9 @@ type Config struct {
 	// MaxBatch is how many events of one group fill a batch, which is then sent at once. Default
 	// DefaultMaxBatch (20).
 	MaxBatch int
+	// MaxBatchBytes bounds the encoded size of a batch's events: a batch ends before the event that would
+	// take it past this, and an event larger than this travels alone. Default DefaultMaxBatchBytes (4 MiB).
+	MaxBatchBytes int
 	// BufferSize bounds the events held, in flight included. Default DefaultBufferSize (10,000); never less
 	// than MaxBatch.
 	BufferSize int
@@ -82,6 +90,9 @@ func (c Config) WithDefaults() Config {
 		c.MaxBatch = DefaultMaxBatch
 	}
 	c.MaxBatch = min(c.MaxBatch, maxRequestEvents-2)
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
 	if c.BufferSize <= 0 {
 		c.BufferSize = DefaultBufferSize
 	}
@@ -128,9 +139,10 @@ type Batcher struct {
 }
 
 type entry struct {
-	seq uint64
-	at  time.Time
-	ev  *satellitev1.Event
+	seq  uint64
+	at   time.Time
+	ev   *satellitev1.Event
+	size int // the event's encoded size
 }
 
 // group is one installation and team's buffered events, oldest first.
@@ -182,6 +194,7 @@ func (b *Batcher) Emit(ev *satellitev1.Event) {
 		ev.OccurredAt = timestamppb.Now()
 	}
 	key := ev.GetTeamId() + "/" + ev.GetInstallationId()
+	size := proto.Size(ev)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -201,7 +214,7 @@ func (b *Batcher) Emit(ev *satellitev1.Event) {
 		b.groups[key] = g
 	}
 	b.seq++
-	g.entries = append(g.entries, entry{seq: b.seq, at: time.Now(), ev: ev})
+	g.entries = append(g.entries, entry{seq: b.seq, at: time.Now(), ev: ev, size: size})
 	b.buffered++
 	// A group's first event sets a new deadline and a full group is due now; either way the sending
 	// goroutine must look again.
@@ -350,7 +363,7 @@ func (b *Batcher) take(now time.Time) (bt *batch, wait time.Duration, finished b
 
 	switch {
 	case due != nil:
-		n := min(len(due.entries), b.cfg.MaxBatch)
+		n := b.batchLen(due.entries)
 		bt = &batch{key: dueKey, entries: slices.Clone(due.entries[:n])}
 		clear(due.entries[:n])
 		due.entries = due.entries[n:]
@@ -390,6 +403,20 @@ func (b *Batcher) take(now time.Time) (bt *batch, wait time.Duration, finished b
 	return bt, 0, false
 }
 
+// batchLen is how many of entries, oldest first, make the next batch: at most MaxBatch and MaxBatchBytes,
+// and at least one.
+func (b *Batcher) batchLen(entries []entry) int {
+	n, size := 0, 0
+	for n < len(entries) && n < b.cfg.MaxBatch {
+		size += entries[n].size
+		if n > 0 && size > b.cfg.MaxBatchBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
 // deliver sends bt until it is acknowledged or refused for good. It returns false if the Batcher was
 // cancelled first; bt is then back in the buffer.
 func (b *Batcher) deliver(bt *batch, bo *backoff.Backoff) bool {
@@ -427,11 +454,12 @@ func (b *Batcher) deliver(bt *batch, bo *backoff.Backoff) bool {
 }
 
 // rejected reports whether the control plane refused a batch for what it contains, so that sending it
-// again would fail again. Anything else, an outage included, is worth retrying.
+// again would fail again. Anything else, an outage included, is worth retrying. ResourceExhausted is a
+// batch larger than the control plane reads, which only an event larger than MaxBatchBytes makes.
 func rejected(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeFailedPrecondition,
-		connect.CodeNotFound, connect.CodeOutOfRange:
+		connect.CodeNotFound, connect.CodeOutOfRange, connect.CodeResourceExhausted:
 		return true
 	}
 	return false

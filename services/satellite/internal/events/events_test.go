@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
@@ -48,6 +49,7 @@ type recorder struct {
 	mu       sync.Mutex
 	err      error
 	reject   func(*satellitev1.Event) bool // events the control plane refuses as invalid
+	maxBytes int                           // the largest request the control plane reads; 0: any
 	batches  [][]*satellitev1.Event
 	attempts []time.Time
 }
@@ -58,6 +60,10 @@ func (r *recorder) EmitEvents(_ context.Context, req *connect.Request[satellitev
 	r.attempts = append(r.attempts, time.Now())
 	if r.err != nil {
 		return nil, r.err
+	}
+	if size := proto.Size(req.Msg); r.maxBytes > 0 && size > r.maxBytes {
+		return nil, connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("message size %d is larger than configured max %d", size, r.maxBytes))
 	}
 	for _, ev := range req.Msg.GetEvents() {
 		if r.reject != nil && r.reject(ev) {
@@ -339,6 +345,54 @@ func TestRejectedBatchIsCountedAndReported(t *testing.T) {
 		}
 		if st := b.Stats(); st.Dropped != 20 || st.Sent != 1 || st.Buffered != 0 {
 			t.Errorf("stats = %+v", st)
+		}
+	})
+}
+
+func TestBatchesStayUnderMaxBatchBytes(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{maxBytes: 4096}
+		b := newBatcher(t, r, events.Config{MaxBatchBytes: 2048})
+		sized := func(n, size int) *satellitev1.Event {
+			ev := logEvent(teamA, instA, n)
+			ev.GetServerLog().Message = fmt.Sprintf("line %d ", n) + strings.Repeat("x", size)
+			return ev
+		}
+		for i := range 10 {
+			b.Emit(sized(i, 600))
+		}
+		time.Sleep(events.DefaultFlushDelay)
+		synctest.Wait()
+		var total int
+		for _, batch := range r.sent() {
+			size := proto.Size(&satellitev1.EmitEventsRequest{Events: batch})
+			if len(batch) > 3 || size > 2048+64 {
+				t.Errorf("a batch of %d events and %d bytes, want at most 2048 bytes of events", len(batch), size)
+			}
+			total += len(batch)
+		}
+		if total != 10 {
+			t.Fatalf("sent %d events in %d batches, want 10", total, len(r.sent()))
+		}
+
+		// An event larger than any request the control plane reads goes alone, is refused, and is counted.
+		b.Emit(sized(10, 5000))
+		time.Sleep(events.DefaultFlushDelay)
+		synctest.Wait()
+		if st := b.Stats(); st.Dropped != 1 || st.Buffered != 0 {
+			t.Fatalf("after an event too large to send: %+v, want it dropped", st)
+		}
+		var report *satellitev1.EventsDropped
+		for _, batch := range r.sent() {
+			for _, ev := range batch {
+				if d := ev.GetEventsDropped(); d != nil {
+					report = d
+				}
+			}
+		}
+		if report.GetCount() != 1 || report.GetReason() != events.ReasonRejected {
+			t.Errorf("drop report %v, want one rejected", report)
 		}
 	})
 }
