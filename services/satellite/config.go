@@ -104,6 +104,9 @@ type Config struct {
 	// one user holds on the satellite, across the user's teams (ORRERY_MCP_MAX_SESSIONS_PER_USER); one more
 	// is refused with 429. Default 100.
 	MCPMaxSessionsPerUser int
+	// MCPMaxSessionsPerTeam bounds the MCP client sessions of one team's users and OAuth clients together
+	// (ORRERY_MCP_MAX_SESSIONS_PER_TEAM); one more is refused with 429. Default 1,000.
+	MCPMaxSessionsPerTeam int
 	// MCPMaxSessions bounds the MCP client sessions of all users together (ORRERY_MCP_MAX_SESSIONS); one
 	// more is refused with 503. Default 10,000.
 	MCPMaxSessions int
@@ -196,6 +199,9 @@ func (c Config) WithDefaults() Config {
 	if c.MCPMaxSessionsPerUser == 0 {
 		c.MCPMaxSessionsPerUser = gateway.DefaultMaxSessionsPerUser
 	}
+	if c.MCPMaxSessionsPerTeam == 0 {
+		c.MCPMaxSessionsPerTeam = gateway.DefaultMaxSessionsPerTeam
+	}
 	if c.MCPMaxSessions == 0 {
 		c.MCPMaxSessions = gateway.DefaultMaxSessions
 	}
@@ -242,8 +248,8 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("sandbox read-only path %q is not absolute (set ORRERY_SANDBOX_READ_ONLY)", p))
 		}
 	}
-	if c.MCPMaxSessionsPerUser < 0 || c.MCPMaxSessions < 0 {
-		errs = append(errs, errors.New("session limits must be positive (set ORRERY_MCP_MAX_SESSIONS_PER_USER, ORRERY_MCP_MAX_SESSIONS)"))
+	if c.MCPMaxSessionsPerUser < 0 || c.MCPMaxSessionsPerTeam < 0 || c.MCPMaxSessions < 0 {
+		errs = append(errs, errors.New("session limits must be positive (set ORRERY_MCP_MAX_SESSIONS_PER_USER, ORRERY_MCP_MAX_SESSIONS_PER_TEAM, ORRERY_MCP_MAX_SESSIONS)"))
 	}
 	if c.TokenCacheTTL > gateway.DefaultCacheTTL {
 		errs = append(errs, fmt.Errorf("token cache TTL %v exceeds %v (set ORRERY_TOKEN_CACHE_TTL)", c.TokenCacheTTL, gateway.DefaultCacheTTL))
@@ -299,6 +305,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 
 	for name, dst := range map[string]*int{
 		"ORRERY_MCP_MAX_SESSIONS_PER_USER": &cfg.MCPMaxSessionsPerUser,
+		"ORRERY_MCP_MAX_SESSIONS_PER_TEAM": &cfg.MCPMaxSessionsPerTeam,
 		"ORRERY_MCP_MAX_SESSIONS":          &cfg.MCPMaxSessions,
 	} {
 		if v := getenv(name); v != "" {
@@ -330,6 +337,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
 	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
 	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
+	fs.IntVar(&cfg.MCPMaxSessionsPerTeam, "mcp-max-sessions-per-team", cfg.MCPMaxSessionsPerTeam, "MCP client sessions one team's users and OAuth clients may hold on this satellite together; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_TEAM; default 1000)")
 	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")

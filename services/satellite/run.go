@@ -134,6 +134,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		CacheTTL:            cfg.TokenCacheTTL,
 		SessionIdleTimeout:  cfg.MCPSessionIdleTimeout,
 		MaxSessionsPerUser:  cfg.MCPMaxSessionsPerUser,
+		MaxSessionsPerTeam:  cfg.MCPMaxSessionsPerTeam,
 		MaxSessions:         cfg.MCPMaxSessions,
 	})
 	if err != nil {

@@ -59,8 +59,8 @@
 // Config.SessionIdleTimeout passing without a request), and the instances' subscriptions nobody needs
 // any more are ended. What the gateway keeps for an instance goes when the instance leaves the runtime.
 //
-// Sessions are capped per user (Config.MaxSessionsPerUser, across the user's teams) and per satellite
-// (Config.MaxSessions), counting Streamable HTTP sessions and legacy SSE streams. A request that would
+// Sessions are capped per user (Config.MaxSessionsPerUser, across the user's teams), per team
+// (Config.MaxSessionsPerTeam) and per satellite (Config.MaxSessions), counting Streamable HTTP sessions and legacy SSE streams. A request that would
 // open one more is refused before the SDK creates it: 429, or 503 with Retry-After when the satellite
 // is full, with a JSON-RPC error naming the limit. A session's place is free again when it closes.
 // Stateless 2026-07-28 requests hold no session and are not counted.
@@ -124,6 +124,9 @@ const (
 	// old session behind until DefaultSessionIdleTimeout ends it; a hundred leaves room for many clients
 	// and reconnects, and for agents that run a few dozen sessions at once.
 	DefaultMaxSessionsPerUser = 100
+	// DefaultMaxSessionsPerTeam bounds the MCP sessions of one team's members and OAuth clients on a
+	// satellite together, so that no team can take a shared satellite's every session.
+	DefaultMaxSessionsPerTeam = 1_000
 	// DefaultMaxSessions bounds the MCP sessions of all users of a satellite together. An idle session
 	// costs about 30 KB, so the default holds them to some 300 MB.
 	DefaultMaxSessions = 10_000
@@ -216,6 +219,9 @@ type Config struct {
 	// refused with 429 and a JSON-RPC error naming the limit. Stateless 2026-07-28 requests hold no
 	// session and are not counted. Default DefaultMaxSessionsPerUser.
 	MaxSessionsPerUser int
+	// MaxSessionsPerTeam bounds the MCP sessions of one team's users together, refused past it like
+	// MaxSessionsPerUser. Default DefaultMaxSessionsPerTeam.
+	MaxSessionsPerTeam int
 	// MaxSessions bounds the MCP sessions of all users together; past it a new session is refused with
 	// 503 and Retry-After. Default DefaultMaxSessions.
 	MaxSessions int
@@ -248,6 +254,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxSessionsPerUser <= 0 {
 		c.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if c.MaxSessionsPerTeam <= 0 {
+		c.MaxSessionsPerTeam = DefaultMaxSessionsPerTeam
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = DefaultMaxSessions
@@ -310,7 +319,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		cfg:          cfg,
 		publicOrigin: u.Scheme + "://" + u.Host,
 		tokens:       newTokenCache(cfg.Introspector, cfg.CacheSize, cfg.CacheTTL, cfg.Now),
-		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessions),
+		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
 	}
@@ -417,7 +426,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	var sl *slot
 	if opens {
 		var refused *sessionLimitError
-		if sl, refused = g.slots.take(p.userID); refused != nil {
+		if sl, refused = g.slots.take(p.userID, p.teamID); refused != nil {
 			refused.write(w, requestID(r))
 			return
 		}
@@ -434,7 +443,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
 	// A GET is a legacy SSE session, for as long as its stream lasts.
 	if r.Method == http.MethodGet {
-		sl, refused := g.slots.take(p.userID)
+		sl, refused := g.slots.take(p.userID, p.teamID)
 		if refused != nil {
 			refused.write(w, jsonrpc.ID{})
 			return

@@ -16,28 +16,30 @@ const codeSessionLimit = -32000
 // sessionLimitRetryAfter is the Retry-After, in seconds, of a refusal because the satellite is full.
 const sessionLimitRetryAfter = 30
 
-// sessionSlots counts the MCP sessions the endpoint holds, per user and in all, and refuses a new one
-// past either limit. A slot is taken before the SDK creates a session, so the count is never behind
+// sessionSlots counts the MCP sessions the endpoint holds, per user, per team and in all, and refuses a
+// new one past any of the limits. A slot is taken before the SDK creates a session, so the count is never behind
 // what the SDK holds however many requests race, and given back when the session ends: a Streamable
 // HTTP session when it closes (a DELETE, the idle timeout, a revocation), a legacy SSE session when its
 // stream ends, and a POST that opened no session when it is answered.
 type sessionSlots struct {
-	perUser, total int
+	perUser, perTeam, total int
 
 	mu     sync.Mutex
 	byUser map[string]int
+	byTeam map[string]int
 	held   int
 }
 
-func newSessionSlots(perUser, total int) *sessionSlots {
-	return &sessionSlots{perUser: perUser, total: total, byUser: make(map[string]int)}
+func newSessionSlots(perUser, perTeam, total int) *sessionSlots {
+	return &sessionSlots{perUser: perUser, perTeam: perTeam, total: total,
+		byUser: make(map[string]int), byTeam: make(map[string]int)}
 }
 
 // slot is one session's place in the count.
 type slot struct {
-	slots *sessionSlots
-	user  string
-	once  sync.Once
+	slots      *sessionSlots
+	user, team string
+	once       sync.Once
 }
 
 // sessionLimitError is a refusal: the status, and a message that names the limit but nothing of other
@@ -48,8 +50,8 @@ type sessionLimitError struct {
 	retryAfter int
 }
 
-// take reserves a slot for a new session of user, or says which limit refuses it.
-func (s *sessionSlots) take(user string) (*slot, *sessionLimitError) {
+// take reserves a slot for a new session of user in team, or says which limit refuses it.
+func (s *sessionSlots) take(user, team string) (*slot, *sessionLimitError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -59,6 +61,14 @@ func (s *sessionSlots) take(user string) (*slot, *sessionLimitError) {
 			msg: fmt.Sprintf("too many MCP sessions: a user may hold %d on this satellite; end one (DELETE) or reuse one",
 				s.perUser),
 		}
+	case s.byTeam[team] >= s.perTeam:
+		// A team admin can mint service users (OAuth clients), so the per-user limit alone would not
+		// keep one team from taking the whole satellite.
+		return nil, &sessionLimitError{
+			status: http.StatusTooManyRequests,
+			msg: fmt.Sprintf("too many MCP sessions: a team may hold %d on this satellite; end some (DELETE) or reuse them",
+				s.perTeam),
+		}
 	case s.held >= s.total:
 		return nil, &sessionLimitError{
 			status:     http.StatusServiceUnavailable,
@@ -67,8 +77,9 @@ func (s *sessionSlots) take(user string) (*slot, *sessionLimitError) {
 		}
 	}
 	s.byUser[user]++
+	s.byTeam[team]++
 	s.held++
-	return &slot{slots: s, user: user}, nil
+	return &slot{slots: s, user: user, team: team}, nil
 }
 
 // release gives the slot back. Calling it again does nothing.
@@ -80,6 +91,9 @@ func (sl *slot) release() {
 		s.held--
 		if s.byUser[sl.user]--; s.byUser[sl.user] <= 0 {
 			delete(s.byUser, sl.user)
+		}
+		if s.byTeam[sl.team]--; s.byTeam[sl.team] <= 0 {
+			delete(s.byTeam, sl.team)
 		}
 	})
 }

@@ -26,6 +26,37 @@ func (s *sessionSlots) counts(user string) (byUser, total int) {
 	return s.byUser[user], s.held
 }
 
+// TestSessionSlotsPerTeam is a team admin who mints OAuth clients, each a user of its own, to get past
+// the per-user limit: the team's limit stops them, other teams still get sessions, and a closed session
+// gives its team's place back.
+func TestSessionSlotsPerTeam(t *testing.T) {
+	t.Parallel()
+	s := newSessionSlots(2, 3, 10)
+	var held []*slot
+	for _, user := range []string{"client-1", "client-1", "client-2"} {
+		sl, refused := s.take(user, "team-a")
+		if refused != nil {
+			t.Fatalf("session %d of team-a: %s", len(held)+1, refused.msg)
+		}
+		held = append(held, sl)
+	}
+	_, refused := s.take("client-3", "team-a")
+	if refused == nil || refused.status != http.StatusTooManyRequests || !strings.Contains(refused.msg, "a team may hold 3") {
+		t.Fatalf("a fourth session of team-a: %+v, want 429 naming the team's limit", refused)
+	}
+	if _, refused := s.take("bob", "team-b"); refused != nil {
+		t.Fatalf("team-b refused while team-a is full: %s", refused.msg)
+	}
+	held[0].release()
+	held[0].release() // a second release gives nothing back twice
+	if _, refused := s.take("client-3", "team-a"); refused != nil {
+		t.Fatalf("team-a refused after a session closed: %s", refused.msg)
+	}
+	if _, refused := s.take("client-4", "team-a"); refused == nil {
+		t.Fatal("team-a got a fourth session after releasing one twice")
+	}
+}
+
 // rpcError is the JSON-RPC error answer of a refused request.
 type rpcError struct {
 	ID    any `json:"id"`
