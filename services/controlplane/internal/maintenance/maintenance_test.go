@@ -1,6 +1,7 @@
 package maintenance_test
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -43,7 +44,8 @@ func newSatellite(t *testing.T, st *store.Store) store.Satellite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sat, err := st.RegisterSatellite(t.Context(), tok.ID, store.NewSatellite{Name: "s", APIKeyID: "k", APIKeyHash: "h"})
+	sat, err := st.RegisterSatellite(t.Context(), tok.ID, store.NewSatellite{Name: "s", APIKeyID: "k",
+		HashAPIKey: func(context.Context) (string, error) { return "h", nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

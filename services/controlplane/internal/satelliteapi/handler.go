@@ -127,12 +127,9 @@ func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
 	}
-	hash, err := apikey.Hash(ctx, key)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
-	}
 	sat, err := h.store.RegisterSatellite(ctx, claims.ID, store.NewSatellite{
-		Name: req.Msg.Name, Version: req.Msg.Version, APIKeyID: key.ID, APIKeyHash: hash,
+		Name: req.Msg.Name, Version: req.Msg.Version, APIKeyID: key.ID,
+		HashAPIKey: func(ctx context.Context) (string, error) { return apikey.Hash(ctx, key) },
 	})
 	switch {
 	case errors.Is(err, store.ErrTokenConsumed):

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -166,7 +167,8 @@ func (bundle *testBundle) benchSatellites(b *testing.B, n int) []*satellite {
 		key, _ := apikey.New()
 		key.Secret = shared.Secret
 		row, err := bundle.store().RegisterSatellite(ctx, tok.ID, store.NewSatellite{
-			Name: fmt.Sprintf("bench-%04d", i), APIKeyID: key.ID, APIKeyHash: hash,
+			Name: fmt.Sprintf("bench-%04d", i), APIKeyID: key.ID,
+			HashAPIKey: func(context.Context) (string, error) { return hash, nil },
 		})
 		if err != nil {
 			b.Fatal(err)

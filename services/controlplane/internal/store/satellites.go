@@ -86,10 +86,12 @@ func satelliteFromRow(r dbsqlc.Satellite) Satellite {
 
 // NewSatellite describes a satellite to register.
 type NewSatellite struct {
-	Name       string
-	Version    string
-	APIKeyID   string
-	APIKeyHash string
+	Name     string
+	Version  string
+	APIKeyID string
+	// HashAPIKey returns the stored hash of the satellite's API key. It runs after the token is consumed,
+	// so of registrations racing with one token only the one that wins pays for the hash.
+	HashAPIKey func(context.Context) (string, error)
 }
 
 // RegisterSatellite consumes registration token tokenID and creates the satellite it grants, in one
@@ -102,8 +104,12 @@ func (s *Store) RegisterSatellite(ctx context.Context, tokenID uuid.UUID, ns New
 		if err != nil {
 			return unusableTokenReason(ctx, q, tokenID, err)
 		}
+		hash, err := ns.HashAPIKey(ctx)
+		if err != nil {
+			return err
+		}
 		row, err := q.CreateSatellite(ctx, dbsqlc.CreateSatelliteParams{
-			Name: ns.Name, Type: tok.Scope, TeamID: tok.TeamID, ApiKeyID: ns.APIKeyID, ApiKeyHash: ns.APIKeyHash,
+			Name: ns.Name, Type: tok.Scope, TeamID: tok.TeamID, ApiKeyID: ns.APIKeyID, ApiKeyHash: hash,
 			Version: ns.Version, RegistrationTokenID: &tok.ID,
 		})
 		if err != nil {
