@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/oauth2"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
@@ -94,6 +95,24 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 		if err := listClients(); connect.CodeOf(err) != connect.CodeUnavailable {
 			t.Errorf("Connect call during the outage: %v, want unavailable", err)
+		}
+	}
+	// A browser sent to sign in hears the same, not that the client is unknown.
+	authorize, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		authorizeURL(f.config(f.clientID, f.redirect), oauth2.GenerateVerifier(), endpointOf("red")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultTransport.RoundTrip(authorize); err != nil {
+		t.Fatal(err)
+	} else {
+		var out struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || out.Error != "temporarily_unavailable" {
+			t.Errorf("authorization during the outage: %d %q, want 503 temporarily_unavailable", resp.StatusCode, out.Error)
 		}
 	}
 	if out := logs.String(); !strings.Contains(out, "level=WARN msg=\"token: temporarily unavailable\"") ||
