@@ -48,7 +48,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		a.State = ""
 	}
 	if err != nil {
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		s.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
 	if query.Get("code_challenge") == "" || query.Get("code_challenge_method") != "S256" {
@@ -102,6 +102,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 				}
 				p.Error = "Too many sign-in attempts right now. Wait a little and try again."
 				s.render(w, http.StatusTooManyRequests, loginPage, p)
+				return
+			}
+			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable {
+				if after := ce.Meta().Get("Retry-After"); after != "" {
+					w.Header().Set("Retry-After", after)
+				}
+				p.Error = "Signing in is not possible right now. Wait a little and try again."
+				s.render(w, http.StatusServiceUnavailable, loginPage, p)
 				return
 			}
 			if err != nil {
@@ -216,8 +224,7 @@ func (s *Server) issueCode(ctx context.Context, w http.ResponseWriter, ar fosite
 	session := &Session{UserID: user.ID.String(), UserSlug: user.Slug, TeamID: team.ID.String(), TeamSlug: team.Slug}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
-		s.logFailure(ctx, "authorize", err)
-		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		s.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
 	if ar.GetState() == "" {
@@ -283,10 +290,26 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
 
 func (s *Server) secureCookies() bool { return len(s.cfg.Issuer) > 8 && s.cfg.Issuer[:8] == "https://" }
 
-// serverError logs err and answers server_error without its detail.
+// serverError logs err and answers server_error without its detail, or temporarily_unavailable when the
+// failure is passing.
 func (s *Server) serverError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, what string, err error) {
+	if t, ok := s.temporary(ctx, w, "authorize: "+what, err); ok {
+		s.provider.WriteAuthorizeError(ctx, w, ar, t)
+		return
+	}
 	s.logger.ErrorContext(ctx, "authorize: "+what, "error", err)
 	s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError)
+}
+
+// writeAuthorizeError answers a failed authorization request, a passing failure as temporarily_unavailable:
+// fosite reports a client it could not look up as invalid_client.
+func (s *Server) writeAuthorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
+	if t, ok := s.temporary(ctx, w, "authorize", err); ok {
+		err = t
+	} else {
+		s.logFailure(ctx, "authorize", err)
+	}
+	s.provider.WriteAuthorizeError(ctx, w, ar, err)
 }
 
 // logFailure logs an error of the authorization server's own, with the detail fosite keeps from clients.

@@ -48,8 +48,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	session := &Session{}
 	ar, err := s.provider.NewAccessRequest(ctx, r, session)
 	if err != nil {
-		s.logFailure(ctx, "token", err)
-		s.provider.WriteAccessError(ctx, w, ar, err)
+		s.writeAccessError(ctx, w, ar, "token", err)
 		return
 	}
 	resources := r.PostForm["resource"]
@@ -59,7 +58,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if ar.GetGrantTypes().ExactOne(grantClientCredentials) {
 		if err := s.clientCredentials(ctx, ar, resources); err != nil {
-			s.provider.WriteAccessError(ctx, w, ar, err)
+			s.writeAccessError(ctx, w, ar, "token", err)
 			return
 		}
 	} else if len(resources) == 1 && !ar.GetRequestedAudience().Has(resources[0]) {
@@ -69,13 +68,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	// A grant acts for a member of its team; one who has left gets nothing more, whatever they hold.
 	if err := s.checkMembership(ctx, ar.GetSession().(*Session)); err != nil {
-		s.provider.WriteAccessError(ctx, w, ar, err)
+		s.writeAccessError(ctx, w, ar, "token", err)
 		return
 	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		s.logFailure(ctx, "token", err)
-		s.provider.WriteAccessError(ctx, w, ar, err)
+		s.writeAccessError(ctx, w, ar, "token", err)
 		return
 	}
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
@@ -140,6 +138,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.provider.NewRevocationRequest(ctx, r)
+	// fosite answers any error but invalid_request and invalid_client with 200, as if the token were revoked.
+	if t, ok := s.temporary(ctx, w, "revoke", err); ok {
+		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(&Session{}), t)
+		return
+	}
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }
 
@@ -172,6 +175,13 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	caller, err := s.fosite.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		// fosite would answer temporarily_unavailable with {"active": false}, which reads as a dead token.
+		if t, ok := s.temporary(ctx, w, "introspect", err); ok {
+			s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(&Session{}), t)
+			return
+		}
+	}
 	if err != nil || caller.IsPublic() {
 		w.Header().Set("WWW-Authenticate", `Basic realm="orrery"`)
 		s.provider.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized.WithHint("Authenticate as a confidential client."))
@@ -184,6 +194,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	out := introspectionResponse{}
 	use, ar, err := s.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), &Session{})
+	if t, ok := s.temporary(ctx, w, "introspect", err); ok {
+		s.provider.WriteAccessError(ctx, w, fosite.NewAccessRequest(&Session{}), t)
+		return
+	}
 	if err == nil && ar.GetClient().GetID() == caller.GetID() {
 		session := ar.GetSession().(*Session)
 		exp := session.GetExpiresAt(use)

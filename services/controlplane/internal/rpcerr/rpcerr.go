@@ -21,22 +21,29 @@ import (
 // queue it gave up on has moved on by several runs.
 const busyRetry = 2 * time.Second
 
+// unavailableRetry is when a caller turned away because the database is unreachable should try again:
+// long enough for a restart or failover not to be hammered by every agent at once.
+const unavailableRetry = 5 * time.Second
+
 var codes = []struct {
 	err  error
 	code connect.Code
-	// retry, when set, is sent as a hint of when to try again.
+	// retry, when set, is sent as a hint of when to try again; it marks the failure as passing.
 	retry time.Duration
+	// warn logs the cause: the failure is the server's own, and operators must see it.
+	warn bool
 }{
-	{store.ErrNotFound, connect.CodeNotFound, 0},
-	{store.ErrGlobalTemplate, connect.CodePermissionDenied, 0},
-	{store.ErrInstalled, connect.CodeFailedPrecondition, 0},
-	{store.ErrAlreadyExists, connect.CodeAlreadyExists, 0},
-	{store.ErrConflict, connect.CodeFailedPrecondition, 0},
-	{store.ErrForeignInstance, connect.CodePermissionDenied, 0},
-	{store.ErrLimit, connect.CodeResourceExhausted, 0},
-	{password.ErrBusy, connect.CodeResourceExhausted, busyRetry},
-	{context.Canceled, connect.CodeCanceled, 0},
-	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, 0},
+	{store.ErrUnavailable, connect.CodeUnavailable, unavailableRetry, true},
+	{store.ErrNotFound, connect.CodeNotFound, 0, false},
+	{store.ErrGlobalTemplate, connect.CodePermissionDenied, 0, false},
+	{store.ErrInstalled, connect.CodeFailedPrecondition, 0, false},
+	{store.ErrAlreadyExists, connect.CodeAlreadyExists, 0, false},
+	{store.ErrConflict, connect.CodeFailedPrecondition, 0, false},
+	{store.ErrForeignInstance, connect.CodePermissionDenied, 0, false},
+	{store.ErrLimit, connect.CodeResourceExhausted, 0, false},
+	{password.ErrBusy, connect.CodeResourceExhausted, busyRetry, false},
+	{context.Canceled, connect.CodeCanceled, 0, false},
+	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, 0, false},
 }
 
 // From returns the Connect error for err: message, then the domain error's own text. Errors that map to no
@@ -55,11 +62,31 @@ func From(ctx context.Context, logger *slog.Logger, message string, err error) e
 			if c.retry > 0 {
 				withRetryHint(ce, c.retry)
 			}
+			if c.warn {
+				logger.WarnContext(ctx, message, slog.Any("error", err))
+			}
 			return ce
 		}
 	}
 	logger.ErrorContext(ctx, message, slog.Any("error", err))
 	return connect.NewError(connect.CodeInternal, errors.New(message+": internal error"))
+}
+
+// RetryAfter reports whether err is a passing failure of the server (the database unreachable, every Argon2
+// slot taken) rather than of the request, and when to try again. Endpoints outside Connect, such as
+// OAuth's, answer such errors with their own "temporarily unavailable".
+func RetryAfter(err error) (time.Duration, bool) {
+	for _, c := range codes {
+		if c.retry > 0 && errors.Is(err, c.err) {
+			return c.retry, true
+		}
+	}
+	return 0, false
+}
+
+// RetryAfterHeader is the Retry-After header value for after: whole seconds, rounded up, at least one.
+func RetryAfterHeader(after time.Duration) string {
+	return strconv.FormatInt(max(1, int64(math.Ceil(after.Seconds()))), 10)
 }
 
 // RetryLater is the answer to a caller who is asking too often or too much at once: ResourceExhausted with
@@ -70,8 +97,7 @@ func RetryLater(message string, after time.Duration) *connect.Error {
 }
 
 func withRetryHint(ce *connect.Error, after time.Duration) *connect.Error {
-	seconds := max(1, int64(math.Ceil(after.Seconds())))
-	ce.Meta().Set("Retry-After", strconv.FormatInt(seconds, 10))
+	ce.Meta().Set("Retry-After", RetryAfterHeader(after))
 	if detail, err := connect.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)}); err == nil {
 		ce.AddDetail(detail)
 	}

@@ -1,8 +1,11 @@
 package rpcerr_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +32,8 @@ func TestRetryHints(t *testing.T) {
 		{"argon2 busy", asConnect(rpcerr.From(t.Context(), logger, "sign in", fmt.Errorf("verify: %w", password.ErrBusy))),
 			connect.CodeResourceExhausted, "2"},
 		{"not found", asConnect(rpcerr.From(t.Context(), logger, "get", store.ErrNotFound)), connect.CodeNotFound, ""},
+		{"database down", asConnect(rpcerr.From(t.Context(), logger, "get", fmt.Errorf("get team: %w", store.ErrUnavailable))),
+			connect.CodeUnavailable, "5"},
 	} {
 		if tc.err.Code() != tc.code || tc.err.Meta().Get("Retry-After") != tc.retryHint {
 			t.Errorf("%s: %v with Retry-After %q, want %v with %q", tc.name, tc.err.Code(), tc.err.Meta().Get("Retry-After"),
@@ -49,4 +54,36 @@ func TestRetryHints(t *testing.T) {
 func asConnect(err error) *connect.Error {
 	ce, _ := err.(*connect.Error)
 	return ce
+}
+
+// TestUnavailable answers a database outage as Unavailable, never as the caller's fault or as internal,
+// names no detail of the cause to the caller, and logs the cause as a warning for operators.
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	cause := errors.New("dial tcp 10.0.0.7:5432: connect: connection refused")
+	err := asConnect(rpcerr.From(t.Context(), logger, "get team",
+		fmt.Errorf("get team: %w: %w", store.ErrUnavailable, cause)))
+	if err.Code() != connect.CodeUnavailable || strings.Contains(err.Message(), "10.0.0.7") {
+		t.Errorf("got %v %q, want unavailable without the cause", err.Code(), err.Message())
+	}
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "connection refused") {
+		t.Errorf("logged %q, want a warning with the cause", out)
+	}
+
+	for _, tc := range []struct {
+		err   error
+		after time.Duration
+		ok    bool
+	}{
+		{fmt.Errorf("get client: %w", store.ErrUnavailable), 5 * time.Second, true},
+		{fmt.Errorf("verify: %w", password.ErrBusy), 2 * time.Second, true},
+		{store.ErrNotFound, 0, false},
+		{cause, 0, false},
+	} {
+		if after, ok := rpcerr.RetryAfter(tc.err); after != tc.after || ok != tc.ok {
+			t.Errorf("RetryAfter(%v) = %v, %v; want %v, %v", tc.err, after, ok, tc.after, tc.ok)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"testing"
 
@@ -16,6 +17,10 @@ type introspectHandler struct {
 }
 
 func (introspectHandler) IntrospectToken(_ context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+	if req.Msg.GetToken() == "database-down" {
+		// What the control plane answers while its database is unreachable.
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("introspect token: database unavailable"))
+	}
 	if req.Msg.GetToken() != "good" {
 		return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 	}
@@ -35,5 +40,11 @@ func TestServiceIntrospector(t *testing.T) {
 	resp, err = in.Introspect(t.Context(), "bad")
 	if err != nil || resp.GetActive() {
 		t.Errorf("bad token: %v, %v", resp, err)
+	}
+	// An outage is an error, which the gateway answers with 503 (TestIntrospectionFailure), never an
+	// inactive token, which it would answer with 401 and send the client to sign in again.
+	resp, err = in.Introspect(t.Context(), "database-down")
+	if connect.CodeOf(err) != connect.CodeUnavailable || resp != nil {
+		t.Errorf("control plane unavailable: %v, %v; want an Unavailable error", resp, err)
 	}
 }
