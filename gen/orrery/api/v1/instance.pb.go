@@ -686,6 +686,108 @@ func (x *GetInstanceStatusResponse) GetToolCount() uint32 {
 	return 0
 }
 
+// RestartInstanceRequest names the instance.
+type RestartInstanceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// instance_id identifies the instance.
+	InstanceId    string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartInstanceRequest) Reset() {
+	*x = RestartInstanceRequest{}
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartInstanceRequest) ProtoMessage() {}
+
+func (x *RestartInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartInstanceRequest.ProtoReflect.Descriptor instead.
+func (*RestartInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RestartInstanceRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *RestartInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+// RestartInstanceResponse names the queued restart commands.
+type RestartInstanceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command_ids identify the restart commands, one for each live satellite serving the team; empty when
+	// none serves it now, in which case the instance starts afresh when a satellite takes the team on.
+	CommandIds    []string `protobuf:"bytes,1,rep,name=command_ids,json=commandIds,proto3" json:"command_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartInstanceResponse) Reset() {
+	*x = RestartInstanceResponse{}
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartInstanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartInstanceResponse) ProtoMessage() {}
+
+func (x *RestartInstanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartInstanceResponse.ProtoReflect.Descriptor instead.
+func (*RestartInstanceResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RestartInstanceResponse) GetCommandIds() []string {
+	if x != nil {
+		return x.CommandIds
+	}
+	return nil
+}
+
 // ListServerLogsRequest names the installation and the page.
 type ListServerLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -704,7 +806,7 @@ type ListServerLogsRequest struct {
 
 func (x *ListServerLogsRequest) Reset() {
 	*x = ListServerLogsRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +818,7 @@ func (x *ListServerLogsRequest) String() string {
 func (*ListServerLogsRequest) ProtoMessage() {}
 
 func (x *ListServerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +831,7 @@ func (x *ListServerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListServerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{8}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListServerLogsRequest) GetTeamId() string {
@@ -773,7 +875,7 @@ type ListServerLogsResponse struct {
 
 func (x *ListServerLogsResponse) Reset() {
 	*x = ListServerLogsResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +887,7 @@ func (x *ListServerLogsResponse) String() string {
 func (*ListServerLogsResponse) ProtoMessage() {}
 
 func (x *ListServerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +900,7 @@ func (x *ListServerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServerLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListServerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{9}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListServerLogsResponse) GetLines() []*ServerLogLine {
@@ -833,7 +935,7 @@ type ListRequestLogsRequest struct {
 
 func (x *ListRequestLogsRequest) Reset() {
 	*x = ListRequestLogsRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +947,7 @@ func (x *ListRequestLogsRequest) String() string {
 func (*ListRequestLogsRequest) ProtoMessage() {}
 
 func (x *ListRequestLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +960,7 @@ func (x *ListRequestLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListRequestLogsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{10}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRequestLogsRequest) GetTeamId() string {
@@ -902,7 +1004,7 @@ type ListRequestLogsResponse struct {
 
 func (x *ListRequestLogsResponse) Reset() {
 	*x = ListRequestLogsResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1016,7 @@ func (x *ListRequestLogsResponse) String() string {
 func (*ListRequestLogsResponse) ProtoMessage() {}
 
 func (x *ListRequestLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1029,7 @@ func (x *ListRequestLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListRequestLogsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{11}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRequestLogsResponse) GetRequestLogs() []*RequestLog {
@@ -959,7 +1061,7 @@ type GetRequestLogRequest struct {
 
 func (x *GetRequestLogRequest) Reset() {
 	*x = GetRequestLogRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1073,7 @@ func (x *GetRequestLogRequest) String() string {
 func (*GetRequestLogRequest) ProtoMessage() {}
 
 func (x *GetRequestLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1086,7 @@ func (x *GetRequestLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestLogRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestLogRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{12}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetRequestLogRequest) GetTeamId() string {
@@ -1019,7 +1121,7 @@ type GetRequestLogResponse struct {
 
 func (x *GetRequestLogResponse) Reset() {
 	*x = GetRequestLogResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1133,7 @@ func (x *GetRequestLogResponse) String() string {
 func (*GetRequestLogResponse) ProtoMessage() {}
 
 func (x *GetRequestLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1146,7 @@ func (x *GetRequestLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestLogResponse.ProtoReflect.Descriptor instead.
 func (*GetRequestLogResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRequestLogResponse) GetRequestLog() *RequestLog {
@@ -1074,7 +1176,7 @@ type WatchInstanceStatusRequest struct {
 
 func (x *WatchInstanceStatusRequest) Reset() {
 	*x = WatchInstanceStatusRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1188,7 @@ func (x *WatchInstanceStatusRequest) String() string {
 func (*WatchInstanceStatusRequest) ProtoMessage() {}
 
 func (x *WatchInstanceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1201,7 @@ func (x *WatchInstanceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInstanceStatusRequest.ProtoReflect.Descriptor instead.
 func (*WatchInstanceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchInstanceStatusRequest) GetTeamId() string {
@@ -1146,7 +1248,7 @@ type WatchInstanceStatusResponse struct {
 
 func (x *WatchInstanceStatusResponse) Reset() {
 	*x = WatchInstanceStatusResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1260,7 @@ func (x *WatchInstanceStatusResponse) String() string {
 func (*WatchInstanceStatusResponse) ProtoMessage() {}
 
 func (x *WatchInstanceStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1273,7 @@ func (x *WatchInstanceStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInstanceStatusResponse.ProtoReflect.Descriptor instead.
 func (*WatchInstanceStatusResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchInstanceStatusResponse) GetInstances() []*Instance {
@@ -1211,7 +1313,7 @@ type StreamServerLogsRequest struct {
 
 func (x *StreamServerLogsRequest) Reset() {
 	*x = StreamServerLogsRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1325,7 @@ func (x *StreamServerLogsRequest) String() string {
 func (*StreamServerLogsRequest) ProtoMessage() {}
 
 func (x *StreamServerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1338,7 @@ func (x *StreamServerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamServerLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamServerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamServerLogsRequest) GetTeamId() string {
@@ -1273,7 +1375,7 @@ type StreamServerLogsResponse struct {
 
 func (x *StreamServerLogsResponse) Reset() {
 	*x = StreamServerLogsResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1387,7 @@ func (x *StreamServerLogsResponse) String() string {
 func (*StreamServerLogsResponse) ProtoMessage() {}
 
 func (x *StreamServerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1400,7 @@ func (x *StreamServerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamServerLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamServerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{17}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StreamServerLogsResponse) GetLines() []*ServerLogLine {
@@ -1331,7 +1433,7 @@ type StreamRequestLogsRequest struct {
 
 func (x *StreamRequestLogsRequest) Reset() {
 	*x = StreamRequestLogsRequest{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1445,7 @@ func (x *StreamRequestLogsRequest) String() string {
 func (*StreamRequestLogsRequest) ProtoMessage() {}
 
 func (x *StreamRequestLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1458,7 @@ func (x *StreamRequestLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequestLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequestLogsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{18}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamRequestLogsRequest) GetTeamId() string {
@@ -1393,7 +1495,7 @@ type StreamRequestLogsResponse struct {
 
 func (x *StreamRequestLogsResponse) Reset() {
 	*x = StreamRequestLogsResponse{}
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1507,7 @@ func (x *StreamRequestLogsResponse) String() string {
 func (*StreamRequestLogsResponse) ProtoMessage() {}
 
 func (x *StreamRequestLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_instance_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_instance_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1520,7 @@ func (x *StreamRequestLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequestLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamRequestLogsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{19}
+	return file_orrery_api_v1_instance_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StreamRequestLogsResponse) GetRequestLogs() []*RequestLog {
@@ -1501,7 +1603,15 @@ const file_orrery_api_v1_instance_proto_rawDesc = "" +
 	"\binstance\x18\x01 \x01(\v2\x17.orrery.api.v1.InstanceR\binstance\x12A\n" +
 	"\rrecent_events\x18\x02 \x03(\v2\x1c.orrery.api.v1.InstanceEventR\frecentEvents\x12\x1d\n" +
 	"\n" +
-	"tool_count\x18\x03 \x01(\rR\ttoolCount\"\xb0\x01\n" +
+	"tool_count\x18\x03 \x01(\rR\ttoolCount\"h\n" +
+	"\x16RestartInstanceRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12+\n" +
+	"\vinstance_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xac\x02R\n" +
+	"instanceId\":\n" +
+	"\x17RestartInstanceResponse\x12\x1f\n" +
+	"\vcommand_ids\x18\x01 \x03(\tR\n" +
+	"commandIds\"\xb0\x01\n" +
 	"\x15ListServerLogsRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x121\n" +
 	"\x0finstallation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\x12\x1b\n" +
@@ -1549,13 +1659,14 @@ const file_orrery_api_v1_instance_proto_rawDesc = "" +
 	"\bafter_id\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\aafterId\"q\n" +
 	"\x19StreamRequestLogsResponse\x12<\n" +
 	"\frequest_logs\x18\x01 \x03(\v2\x19.orrery.api.v1.RequestLogR\vrequestLogs\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\x03R\x06cursor2\xf0\t\n" +
+	"\x06cursor\x18\x02 \x01(\x03R\x06cursor2\x98\v\n" +
 	"\x0fInstanceService\x12\xcc\x01\n" +
 	"\rListInstances\x12#.orrery.api.v1.ListInstancesRequest\x1a$.orrery.api.v1.ListInstancesResponse\"p\x82\xd3\xe4\x93\x02gZ$\x12\"/api/teams/{team_id}/mcp/instances\x12?/api/teams/{team_id}/mcp/installations/{installation_id}/status\x90\x02\x01\x12\xaa\x01\n" +
 	"\x11GetInstanceStatus\x12'.orrery.api.v1.GetInstanceStatusRequest\x1a(.orrery.api.v1.GetInstanceStatusResponse\"B\x82\xd3\xe4\x93\x029\x127/api/teams/{team_id}/mcp/instances/{instance_id}/status\x90\x02\x01\x12\xa7\x01\n" +
 	"\x0eListServerLogs\x12$.orrery.api.v1.ListServerLogsRequest\x1a%.orrery.api.v1.ListServerLogsResponse\"H\x82\xd3\xe4\x93\x02?\x12=/api/teams/{team_id}/mcp/installations/{installation_id}/logs\x90\x02\x01\x12\xae\x01\n" +
 	"\x0fListRequestLogs\x12%.orrery.api.v1.ListRequestLogsRequest\x1a&.orrery.api.v1.ListRequestLogsResponse\"L\x82\xd3\xe4\x93\x02C\x12A/api/teams/{team_id}/mcp/installations/{installation_id}/requests\x90\x02\x01\x12\xb5\x01\n" +
-	"\rGetRequestLog\x12#.orrery.api.v1.GetRequestLogRequest\x1a$.orrery.api.v1.GetRequestLogResponse\"Y\x82\xd3\xe4\x93\x02P\x12N/api/teams/{team_id}/mcp/installations/{installation_id}/requests/{request_id}\x90\x02\x01\x12s\n" +
+	"\rGetRequestLog\x12#.orrery.api.v1.GetRequestLogRequest\x1a$.orrery.api.v1.GetRequestLogResponse\"Y\x82\xd3\xe4\x93\x02P\x12N/api/teams/{team_id}/mcp/installations/{installation_id}/requests/{request_id}\x90\x02\x01\x12\xa5\x01\n" +
+	"\x0fRestartInstance\x12%.orrery.api.v1.RestartInstanceRequest\x1a&.orrery.api.v1.RestartInstanceResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/api/teams/{team_id}/mcp/instances/{instance_id}:restart\x12s\n" +
 	"\x13WatchInstanceStatus\x12).orrery.api.v1.WatchInstanceStatusRequest\x1a*.orrery.api.v1.WatchInstanceStatusResponse\"\x03\x90\x02\x010\x01\x12j\n" +
 	"\x10StreamServerLogs\x12&.orrery.api.v1.StreamServerLogsRequest\x1a'.orrery.api.v1.StreamServerLogsResponse\"\x03\x90\x02\x010\x01\x12m\n" +
 	"\x11StreamRequestLogs\x12'.orrery.api.v1.StreamRequestLogsRequest\x1a(.orrery.api.v1.StreamRequestLogsResponse\"\x03\x90\x02\x010\x01B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
@@ -1572,7 +1683,7 @@ func file_orrery_api_v1_instance_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_instance_proto_rawDescData
 }
 
-var file_orrery_api_v1_instance_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_orrery_api_v1_instance_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_orrery_api_v1_instance_proto_goTypes = []any{
 	(*Instance)(nil),                    // 0: orrery.api.v1.Instance
 	(*InstanceEvent)(nil),               // 1: orrery.api.v1.InstanceEvent
@@ -1582,38 +1693,40 @@ var file_orrery_api_v1_instance_proto_goTypes = []any{
 	(*ListInstancesResponse)(nil),       // 5: orrery.api.v1.ListInstancesResponse
 	(*GetInstanceStatusRequest)(nil),    // 6: orrery.api.v1.GetInstanceStatusRequest
 	(*GetInstanceStatusResponse)(nil),   // 7: orrery.api.v1.GetInstanceStatusResponse
-	(*ListServerLogsRequest)(nil),       // 8: orrery.api.v1.ListServerLogsRequest
-	(*ListServerLogsResponse)(nil),      // 9: orrery.api.v1.ListServerLogsResponse
-	(*ListRequestLogsRequest)(nil),      // 10: orrery.api.v1.ListRequestLogsRequest
-	(*ListRequestLogsResponse)(nil),     // 11: orrery.api.v1.ListRequestLogsResponse
-	(*GetRequestLogRequest)(nil),        // 12: orrery.api.v1.GetRequestLogRequest
-	(*GetRequestLogResponse)(nil),       // 13: orrery.api.v1.GetRequestLogResponse
-	(*WatchInstanceStatusRequest)(nil),  // 14: orrery.api.v1.WatchInstanceStatusRequest
-	(*WatchInstanceStatusResponse)(nil), // 15: orrery.api.v1.WatchInstanceStatusResponse
-	(*StreamServerLogsRequest)(nil),     // 16: orrery.api.v1.StreamServerLogsRequest
-	(*StreamServerLogsResponse)(nil),    // 17: orrery.api.v1.StreamServerLogsResponse
-	(*StreamRequestLogsRequest)(nil),    // 18: orrery.api.v1.StreamRequestLogsRequest
-	(*StreamRequestLogsResponse)(nil),   // 19: orrery.api.v1.StreamRequestLogsResponse
-	(v1.InstanceStatus)(0),              // 20: orrery.satellite.v1.InstanceStatus
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
-	(v1.LifecycleKind)(0),               // 22: orrery.satellite.v1.LifecycleKind
-	(v1.LogLevel)(0),                    // 23: orrery.satellite.v1.LogLevel
-	(*durationpb.Duration)(nil),         // 24: google.protobuf.Duration
-	(*structpb.Value)(nil),              // 25: google.protobuf.Value
+	(*RestartInstanceRequest)(nil),      // 8: orrery.api.v1.RestartInstanceRequest
+	(*RestartInstanceResponse)(nil),     // 9: orrery.api.v1.RestartInstanceResponse
+	(*ListServerLogsRequest)(nil),       // 10: orrery.api.v1.ListServerLogsRequest
+	(*ListServerLogsResponse)(nil),      // 11: orrery.api.v1.ListServerLogsResponse
+	(*ListRequestLogsRequest)(nil),      // 12: orrery.api.v1.ListRequestLogsRequest
+	(*ListRequestLogsResponse)(nil),     // 13: orrery.api.v1.ListRequestLogsResponse
+	(*GetRequestLogRequest)(nil),        // 14: orrery.api.v1.GetRequestLogRequest
+	(*GetRequestLogResponse)(nil),       // 15: orrery.api.v1.GetRequestLogResponse
+	(*WatchInstanceStatusRequest)(nil),  // 16: orrery.api.v1.WatchInstanceStatusRequest
+	(*WatchInstanceStatusResponse)(nil), // 17: orrery.api.v1.WatchInstanceStatusResponse
+	(*StreamServerLogsRequest)(nil),     // 18: orrery.api.v1.StreamServerLogsRequest
+	(*StreamServerLogsResponse)(nil),    // 19: orrery.api.v1.StreamServerLogsResponse
+	(*StreamRequestLogsRequest)(nil),    // 20: orrery.api.v1.StreamRequestLogsRequest
+	(*StreamRequestLogsResponse)(nil),   // 21: orrery.api.v1.StreamRequestLogsResponse
+	(v1.InstanceStatus)(0),              // 22: orrery.satellite.v1.InstanceStatus
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(v1.LifecycleKind)(0),               // 24: orrery.satellite.v1.LifecycleKind
+	(v1.LogLevel)(0),                    // 25: orrery.satellite.v1.LogLevel
+	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
+	(*structpb.Value)(nil),              // 27: google.protobuf.Value
 }
 var file_orrery_api_v1_instance_proto_depIdxs = []int32{
-	20, // 0: orrery.api.v1.Instance.status:type_name -> orrery.satellite.v1.InstanceStatus
-	21, // 1: orrery.api.v1.Instance.status_updated_at:type_name -> google.protobuf.Timestamp
-	21, // 2: orrery.api.v1.Instance.last_health_check_at:type_name -> google.protobuf.Timestamp
-	20, // 3: orrery.api.v1.InstanceEvent.status:type_name -> orrery.satellite.v1.InstanceStatus
-	22, // 4: orrery.api.v1.InstanceEvent.lifecycle:type_name -> orrery.satellite.v1.LifecycleKind
-	21, // 5: orrery.api.v1.InstanceEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	23, // 6: orrery.api.v1.ServerLogLine.level:type_name -> orrery.satellite.v1.LogLevel
-	21, // 7: orrery.api.v1.ServerLogLine.occurred_at:type_name -> google.protobuf.Timestamp
-	24, // 8: orrery.api.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	25, // 9: orrery.api.v1.RequestLog.request:type_name -> google.protobuf.Value
-	25, // 10: orrery.api.v1.RequestLog.response:type_name -> google.protobuf.Value
-	21, // 11: orrery.api.v1.RequestLog.occurred_at:type_name -> google.protobuf.Timestamp
+	22, // 0: orrery.api.v1.Instance.status:type_name -> orrery.satellite.v1.InstanceStatus
+	23, // 1: orrery.api.v1.Instance.status_updated_at:type_name -> google.protobuf.Timestamp
+	23, // 2: orrery.api.v1.Instance.last_health_check_at:type_name -> google.protobuf.Timestamp
+	22, // 3: orrery.api.v1.InstanceEvent.status:type_name -> orrery.satellite.v1.InstanceStatus
+	24, // 4: orrery.api.v1.InstanceEvent.lifecycle:type_name -> orrery.satellite.v1.LifecycleKind
+	23, // 5: orrery.api.v1.InstanceEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 6: orrery.api.v1.ServerLogLine.level:type_name -> orrery.satellite.v1.LogLevel
+	23, // 7: orrery.api.v1.ServerLogLine.occurred_at:type_name -> google.protobuf.Timestamp
+	26, // 8: orrery.api.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	27, // 9: orrery.api.v1.RequestLog.request:type_name -> google.protobuf.Value
+	27, // 10: orrery.api.v1.RequestLog.response:type_name -> google.protobuf.Value
+	23, // 11: orrery.api.v1.RequestLog.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: orrery.api.v1.ListInstancesResponse.instances:type_name -> orrery.api.v1.Instance
 	0,  // 13: orrery.api.v1.GetInstanceStatusResponse.instance:type_name -> orrery.api.v1.Instance
 	1,  // 14: orrery.api.v1.GetInstanceStatusResponse.recent_events:type_name -> orrery.api.v1.InstanceEvent
@@ -1626,22 +1739,24 @@ var file_orrery_api_v1_instance_proto_depIdxs = []int32{
 	3,  // 21: orrery.api.v1.StreamRequestLogsResponse.request_logs:type_name -> orrery.api.v1.RequestLog
 	4,  // 22: orrery.api.v1.InstanceService.ListInstances:input_type -> orrery.api.v1.ListInstancesRequest
 	6,  // 23: orrery.api.v1.InstanceService.GetInstanceStatus:input_type -> orrery.api.v1.GetInstanceStatusRequest
-	8,  // 24: orrery.api.v1.InstanceService.ListServerLogs:input_type -> orrery.api.v1.ListServerLogsRequest
-	10, // 25: orrery.api.v1.InstanceService.ListRequestLogs:input_type -> orrery.api.v1.ListRequestLogsRequest
-	12, // 26: orrery.api.v1.InstanceService.GetRequestLog:input_type -> orrery.api.v1.GetRequestLogRequest
-	14, // 27: orrery.api.v1.InstanceService.WatchInstanceStatus:input_type -> orrery.api.v1.WatchInstanceStatusRequest
-	16, // 28: orrery.api.v1.InstanceService.StreamServerLogs:input_type -> orrery.api.v1.StreamServerLogsRequest
-	18, // 29: orrery.api.v1.InstanceService.StreamRequestLogs:input_type -> orrery.api.v1.StreamRequestLogsRequest
-	5,  // 30: orrery.api.v1.InstanceService.ListInstances:output_type -> orrery.api.v1.ListInstancesResponse
-	7,  // 31: orrery.api.v1.InstanceService.GetInstanceStatus:output_type -> orrery.api.v1.GetInstanceStatusResponse
-	9,  // 32: orrery.api.v1.InstanceService.ListServerLogs:output_type -> orrery.api.v1.ListServerLogsResponse
-	11, // 33: orrery.api.v1.InstanceService.ListRequestLogs:output_type -> orrery.api.v1.ListRequestLogsResponse
-	13, // 34: orrery.api.v1.InstanceService.GetRequestLog:output_type -> orrery.api.v1.GetRequestLogResponse
-	15, // 35: orrery.api.v1.InstanceService.WatchInstanceStatus:output_type -> orrery.api.v1.WatchInstanceStatusResponse
-	17, // 36: orrery.api.v1.InstanceService.StreamServerLogs:output_type -> orrery.api.v1.StreamServerLogsResponse
-	19, // 37: orrery.api.v1.InstanceService.StreamRequestLogs:output_type -> orrery.api.v1.StreamRequestLogsResponse
-	30, // [30:38] is the sub-list for method output_type
-	22, // [22:30] is the sub-list for method input_type
+	10, // 24: orrery.api.v1.InstanceService.ListServerLogs:input_type -> orrery.api.v1.ListServerLogsRequest
+	12, // 25: orrery.api.v1.InstanceService.ListRequestLogs:input_type -> orrery.api.v1.ListRequestLogsRequest
+	14, // 26: orrery.api.v1.InstanceService.GetRequestLog:input_type -> orrery.api.v1.GetRequestLogRequest
+	8,  // 27: orrery.api.v1.InstanceService.RestartInstance:input_type -> orrery.api.v1.RestartInstanceRequest
+	16, // 28: orrery.api.v1.InstanceService.WatchInstanceStatus:input_type -> orrery.api.v1.WatchInstanceStatusRequest
+	18, // 29: orrery.api.v1.InstanceService.StreamServerLogs:input_type -> orrery.api.v1.StreamServerLogsRequest
+	20, // 30: orrery.api.v1.InstanceService.StreamRequestLogs:input_type -> orrery.api.v1.StreamRequestLogsRequest
+	5,  // 31: orrery.api.v1.InstanceService.ListInstances:output_type -> orrery.api.v1.ListInstancesResponse
+	7,  // 32: orrery.api.v1.InstanceService.GetInstanceStatus:output_type -> orrery.api.v1.GetInstanceStatusResponse
+	11, // 33: orrery.api.v1.InstanceService.ListServerLogs:output_type -> orrery.api.v1.ListServerLogsResponse
+	13, // 34: orrery.api.v1.InstanceService.ListRequestLogs:output_type -> orrery.api.v1.ListRequestLogsResponse
+	15, // 35: orrery.api.v1.InstanceService.GetRequestLog:output_type -> orrery.api.v1.GetRequestLogResponse
+	9,  // 36: orrery.api.v1.InstanceService.RestartInstance:output_type -> orrery.api.v1.RestartInstanceResponse
+	17, // 37: orrery.api.v1.InstanceService.WatchInstanceStatus:output_type -> orrery.api.v1.WatchInstanceStatusResponse
+	19, // 38: orrery.api.v1.InstanceService.StreamServerLogs:output_type -> orrery.api.v1.StreamServerLogsResponse
+	21, // 39: orrery.api.v1.InstanceService.StreamRequestLogs:output_type -> orrery.api.v1.StreamRequestLogsResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -1659,7 +1774,7 @@ func file_orrery_api_v1_instance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_instance_proto_rawDesc), len(file_orrery_api_v1_instance_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -76,6 +76,8 @@ var APIPolicy = Policy{
 	apiv1connect.InstanceServiceWatchInstanceStatusProcedure: TeamMember,
 	apiv1connect.InstanceServiceStreamServerLogsProcedure:    TeamMember,
 	apiv1connect.InstanceServiceStreamRequestLogsProcedure:   TeamMember,
+	// Likewise a team user restarts only their own instance, a team admin any of the team's.
+	apiv1connect.InstanceServiceRestartInstanceProcedure: TeamMember,
 
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,

@@ -150,7 +150,8 @@ type CredentialChecksArgs struct{}
 func (CredentialChecksArgs) Kind() string { return "queue_credential_checks" }
 
 // CredentialChecksWorker queues health_check commands so each remote installation's credentials are
-// validated every CredentialCheckEvery; running each minute spreads the checks out.
+// validated every CredentialCheckEvery; running each minute spreads the checks out. The satellites' results
+// stamp each checked instance's last_health_check_at (see store.RecordCredentialChecks).
 type CredentialChecksWorker struct {
 	river.WorkerDefaults[CredentialChecksArgs]
 	Logger *slog.Logger

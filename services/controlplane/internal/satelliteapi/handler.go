@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -291,7 +292,26 @@ func (h *Handler) ReportCommandResult(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "command "+req.Msg.CommandId+" of this satellite", err)
 	}
+	if cmd.Type == store.CommandHealthCheck && cmd.State == store.CommandCompleted {
+		// The result is stored; a failure to stamp the check times is the control plane's, not the satellite's.
+		if _, err := h.store.RecordCredentialChecks(ctx, cmd, checkedInstances(req.Msg.Output)); err != nil {
+			h.logger.ErrorContext(ctx, "record credential checks", "command_id", cmd.ID, "error", err)
+		}
+	}
 	return connect.NewResponse(&satellitev1.ReportCommandResultResponse{State: CommandStateFromName(cmd.State)}), nil
+}
+
+// checkedInstances returns the instances whose credentials a health_check's output says were validated: its
+// outcomes that were not skipped (stdio servers, interrupted checks).
+func checkedInstances(output *structpb.Struct) []string {
+	var ids []string
+	for _, v := range output.GetFields()["outcomes"].GetListValue().GetValues() {
+		o := v.GetStructValue().GetFields()
+		if id := o["instance_id"].GetStringValue(); id != "" && o["skipped"].GetStringValue() == "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // GetConfiguration returns the instances this satellite must run. Team satellites see only their team.

@@ -205,6 +205,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.InstanceService/WatchInstanceStatus": `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.InstanceService/StreamServerLogs":    `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.InstanceService/StreamRequestLogs":   `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.InstanceService/RestartInstance":     `{"teamId":"{team}","instanceId":"files-{random}"}`,
 
 	"/orrery.admin.v1.AdminService/CreateRegistrationToken": `{"name":"matrix","scope":"TOKEN_SCOPE_TEAM","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListRegistrationTokens":  `{"teamId":"{team}"}`,

@@ -578,6 +578,12 @@ func TestEveryInstanceProcedureRefusesOtherTeams(t *testing.T) {
 			}))
 			return err
 		},
+		"RestartInstance": func(c apiv1connect.InstanceServiceClient, team string) error {
+			_, err := c.RestartInstance(t.Context(), connect.NewRequest(&apiv1.RestartInstanceRequest{
+				TeamId: team, InstanceId: blue.instanceID(blue.teamFixture.alice),
+			}))
+			return err
+		},
 		"WatchInstanceStatus": func(c apiv1connect.InstanceServiceClient, team string) error {
 			return firstOf(func(ctx context.Context) (receiver, error) {
 				return c.WatchInstanceStatus(ctx, connect.NewRequest(&apiv1.WatchInstanceStatusRequest{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,6 +50,54 @@ func enqueueConfigure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, 
 	c.Payload, _ = json.Marshal(payload)
 	_, err := enqueueForTeam(ctx, q, teamID, c)
 	return err
+}
+
+// ReasonManualRestart is the reason of a restart command that a person asked for.
+const ReasonManualRestart = "manual_restart"
+
+// restartTTL is how long a manual restart stays deliverable: long enough for a satellite that is briefly
+// away, short enough that nobody is surprised by a restart they asked for long ago.
+const restartTTL = 5 * time.Minute
+
+// RestartInstance queues a manual restart of instanceID for every live satellite that serves the viewer's
+// team, and appends actor (with ActorID and Actor set) to the audit log in the same transaction, so no
+// restart goes unrecorded. An instance the viewer may not see is ErrNotFound. The restart is high priority,
+// as the satellite command reference gives it; satellites that hold a long poll receive it at once anyway.
+// It returns the instance and the commands, none when no satellite serves the team now.
+func (s *Store) RestartInstance(ctx context.Context, v Viewer, instanceID string, actor AuditEvent) (Instance, []Command, error) {
+	var (
+		inst Instance
+		cmds []Command
+	)
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		r, err := q.GetVisibleInstance(ctx, instanceID, v.TeamID, v.UserID)
+		if err != nil {
+			return translate(err, "get instance")
+		}
+		inst = instanceFromRow(r.Instance)
+		c := NewCommand{TeamID: &inst.TeamID, Type: "restart", Priority: PriorityHigh, TTL: restartTTL}
+		c.Payload, _ = json.Marshal(map[string]string{
+			"instance_id": inst.ID, "installation_id": inst.InstallationID.String(), "reason": ReasonManualRestart,
+		})
+		if cmds, err = enqueueForTeam(ctx, q, inst.TeamID, c); err != nil {
+			return err
+		}
+		ids := make([]string, len(cmds))
+		for i, cmd := range cmds {
+			ids[i] = cmd.ID.String()
+		}
+		e := actor
+		e.TeamID, e.Action, e.Target = &inst.TeamID, "instance.restarted", inst.ID
+		e.Details = map[string]string{
+			"installation_id": inst.InstallationID.String(), "user_id": inst.UserID.String(),
+			"status": inst.Status, "reason": ReasonManualRestart, "command_ids": strings.Join(ids, ","),
+		}
+		return audit(ctx, q, e)
+	})
+	if err != nil {
+		return Instance{}, nil, err
+	}
+	return inst, cmds, nil
 }
 
 // revokedTokensTTL is how long a revoke_tokens command stays deliverable: satellites cache introspection

@@ -155,3 +155,26 @@ func (s *Store) MarkSatellitesOffline(ctx context.Context, after time.Duration) 
 	}
 	return out, nil
 }
+
+// CommandHealthCheck is the type of the commands that validate instances' credentials.
+const CommandHealthCheck = "health_check"
+
+// RecordCredentialChecks notes, as each instance's last_health_check_at, that the completed health_check
+// command cmd validated the credentials of instanceIDs, at the time cmd completed: a repeated report of the
+// same result changes nothing. Only instances of the command's team, and of its installation when it named
+// one, are touched, so a satellite cannot stamp instances it was not asked to check. Other commands are
+// ignored. It returns how many instances it stamped.
+func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command, instanceIDs []string) (int64, error) {
+	if cmd.Type != CommandHealthCheck || cmd.State != CommandCompleted || cmd.TeamID == nil || cmd.CompletedAt == nil ||
+		len(instanceIDs) == 0 {
+		return 0, nil
+	}
+	var payload struct {
+		InstallationID *uuid.UUID `json:"installation_id"`
+	}
+	if err := json.Unmarshal(cmd.Payload, &payload); err != nil {
+		return 0, nil // no satellite selects instances by an installation_id that is not one
+	}
+	n, err := s.q.RecordCredentialChecks(ctx, *cmd.CompletedAt, *cmd.TeamID, payload.InstallationID, instanceIDs)
+	return n, translate(err, "record credential checks")
+}

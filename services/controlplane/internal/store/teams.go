@@ -183,6 +183,12 @@ type AuditEvent struct {
 
 // Audit appends an event to the audit log.
 func (s *Store) Audit(ctx context.Context, e AuditEvent) error {
+	return audit(ctx, s.q, e)
+}
+
+// audit appends an event to the audit log, inside the caller's transaction when q is one's, so that an
+// action and its record commit together.
+func audit(ctx context.Context, q *dbsqlc.Queries, e AuditEvent) error {
 	details, err := json.Marshal(e.Details)
 	if err != nil {
 		return fmt.Errorf("encode audit details: %w", err)
@@ -190,7 +196,7 @@ func (s *Store) Audit(ctx context.Context, e AuditEvent) error {
 	if e.Details == nil {
 		details = []byte("{}")
 	}
-	return translate(s.q.InsertAuditEvent(ctx, dbsqlc.InsertAuditEventParams{
+	return translate(q.InsertAuditEvent(ctx, dbsqlc.InsertAuditEventParams{
 		ActorID: e.ActorID, Actor: e.Actor, TeamID: e.TeamID, Action: e.Action, Target: e.Target, Details: details,
 	}), "append audit event")
 }

@@ -237,12 +237,20 @@ func TestCrashLoopEndsPermanentlyFailed(t *testing.T) {
 	if err := os.WriteFile(fixed, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	outcomes, err := b.rt.Restart(t.Context(), mcpruntime.Selector{InstanceID: in.GetId()}, "manual_restart")
+	// The restart command exactly as the control plane's RestartInstance queues it.
+	out, err := b.rt.Execute(t.Context(), &satellitev1.Command{
+		Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_RESTART, TeamId: in.GetTeamId(),
+		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH,
+		Payload: payload(t, map[string]any{
+			"instance_id": in.GetId(), "installation_id": in.GetInstallationId(), "reason": "manual_restart",
+		}),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(outcomes) != 1 || outcomes[0].Status != online {
-		t.Errorf("restart outcomes %+v, want online", outcomes)
+	if outcomes, _ := out["outcomes"].([]any); len(outcomes) != 1 ||
+		outcomes[0].(map[string]any)["status"] != mcpruntime.StatusName(online) {
+		t.Errorf("restart outcomes %v, want online", out["outcomes"])
 	}
 	callEcho(t, b.rt, in.GetId(), "fixed")
 }

@@ -48,6 +48,9 @@ const (
 	// InstanceServiceGetRequestLogProcedure is the fully-qualified name of the InstanceService's
 	// GetRequestLog RPC.
 	InstanceServiceGetRequestLogProcedure = "/orrery.api.v1.InstanceService/GetRequestLog"
+	// InstanceServiceRestartInstanceProcedure is the fully-qualified name of the InstanceService's
+	// RestartInstance RPC.
+	InstanceServiceRestartInstanceProcedure = "/orrery.api.v1.InstanceService/RestartInstance"
 	// InstanceServiceWatchInstanceStatusProcedure is the fully-qualified name of the InstanceService's
 	// WatchInstanceStatus RPC.
 	InstanceServiceWatchInstanceStatusProcedure = "/orrery.api.v1.InstanceService/WatchInstanceStatus"
@@ -74,6 +77,12 @@ type InstanceServiceClient interface {
 	ListRequestLogs(context.Context, *connect.Request[v1.ListRequestLogsRequest]) (*connect.Response[v1.ListRequestLogsResponse], error)
 	// GetRequestLog returns one request log with its request and response bodies.
 	GetRequestLog(context.Context, *connect.Request[v1.GetRequestLogRequest]) (*connect.Response[v1.GetRequestLogResponse], error)
+	// RestartInstance asks the satellites serving the team to restart one instance: stop it if it runs,
+	// forget its crashes and any hold, and start it again. This is how a permanently_failed instance comes
+	// back. Team admins restart any instance of their team, a team user only their own; any other instance
+	// is NotFound. The restart is audited. The call returns once the command is queued, not once the
+	// instance is back: follow its status to see it return.
+	RestartInstance(context.Context, *connect.Request[v1.RestartInstanceRequest]) (*connect.Response[v1.RestartInstanceResponse], error)
 	// WatchInstanceStatus streams the status changes and lifecycle events of an installation's instances.
 	WatchInstanceStatus(context.Context, *connect.Request[v1.WatchInstanceStatusRequest]) (*connect.ServerStreamForClient[v1.WatchInstanceStatusResponse], error)
 	// StreamServerLogs streams an installation's server logs, oldest first.
@@ -128,6 +137,12 @@ func NewInstanceServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		restartInstance: connect.NewClient[v1.RestartInstanceRequest, v1.RestartInstanceResponse](
+			httpClient,
+			baseURL+InstanceServiceRestartInstanceProcedure,
+			connect.WithSchema(instanceServiceMethods.ByName("RestartInstance")),
+			connect.WithClientOptions(opts...),
+		),
 		watchInstanceStatus: connect.NewClient[v1.WatchInstanceStatusRequest, v1.WatchInstanceStatusResponse](
 			httpClient,
 			baseURL+InstanceServiceWatchInstanceStatusProcedure,
@@ -159,6 +174,7 @@ type instanceServiceClient struct {
 	listServerLogs      *connect.Client[v1.ListServerLogsRequest, v1.ListServerLogsResponse]
 	listRequestLogs     *connect.Client[v1.ListRequestLogsRequest, v1.ListRequestLogsResponse]
 	getRequestLog       *connect.Client[v1.GetRequestLogRequest, v1.GetRequestLogResponse]
+	restartInstance     *connect.Client[v1.RestartInstanceRequest, v1.RestartInstanceResponse]
 	watchInstanceStatus *connect.Client[v1.WatchInstanceStatusRequest, v1.WatchInstanceStatusResponse]
 	streamServerLogs    *connect.Client[v1.StreamServerLogsRequest, v1.StreamServerLogsResponse]
 	streamRequestLogs   *connect.Client[v1.StreamRequestLogsRequest, v1.StreamRequestLogsResponse]
@@ -187,6 +203,11 @@ func (c *instanceServiceClient) ListRequestLogs(ctx context.Context, req *connec
 // GetRequestLog calls orrery.api.v1.InstanceService.GetRequestLog.
 func (c *instanceServiceClient) GetRequestLog(ctx context.Context, req *connect.Request[v1.GetRequestLogRequest]) (*connect.Response[v1.GetRequestLogResponse], error) {
 	return c.getRequestLog.CallUnary(ctx, req)
+}
+
+// RestartInstance calls orrery.api.v1.InstanceService.RestartInstance.
+func (c *instanceServiceClient) RestartInstance(ctx context.Context, req *connect.Request[v1.RestartInstanceRequest]) (*connect.Response[v1.RestartInstanceResponse], error) {
+	return c.restartInstance.CallUnary(ctx, req)
 }
 
 // WatchInstanceStatus calls orrery.api.v1.InstanceService.WatchInstanceStatus.
@@ -219,6 +240,12 @@ type InstanceServiceHandler interface {
 	ListRequestLogs(context.Context, *connect.Request[v1.ListRequestLogsRequest]) (*connect.Response[v1.ListRequestLogsResponse], error)
 	// GetRequestLog returns one request log with its request and response bodies.
 	GetRequestLog(context.Context, *connect.Request[v1.GetRequestLogRequest]) (*connect.Response[v1.GetRequestLogResponse], error)
+	// RestartInstance asks the satellites serving the team to restart one instance: stop it if it runs,
+	// forget its crashes and any hold, and start it again. This is how a permanently_failed instance comes
+	// back. Team admins restart any instance of their team, a team user only their own; any other instance
+	// is NotFound. The restart is audited. The call returns once the command is queued, not once the
+	// instance is back: follow its status to see it return.
+	RestartInstance(context.Context, *connect.Request[v1.RestartInstanceRequest]) (*connect.Response[v1.RestartInstanceResponse], error)
 	// WatchInstanceStatus streams the status changes and lifecycle events of an installation's instances.
 	WatchInstanceStatus(context.Context, *connect.Request[v1.WatchInstanceStatusRequest], *connect.ServerStream[v1.WatchInstanceStatusResponse]) error
 	// StreamServerLogs streams an installation's server logs, oldest first.
@@ -269,6 +296,12 @@ func NewInstanceServiceHandler(svc InstanceServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	instanceServiceRestartInstanceHandler := connect.NewUnaryHandler(
+		InstanceServiceRestartInstanceProcedure,
+		svc.RestartInstance,
+		connect.WithSchema(instanceServiceMethods.ByName("RestartInstance")),
+		connect.WithHandlerOptions(opts...),
+	)
 	instanceServiceWatchInstanceStatusHandler := connect.NewServerStreamHandler(
 		InstanceServiceWatchInstanceStatusProcedure,
 		svc.WatchInstanceStatus,
@@ -302,6 +335,8 @@ func NewInstanceServiceHandler(svc InstanceServiceHandler, opts ...connect.Handl
 			instanceServiceListRequestLogsHandler.ServeHTTP(w, r)
 		case InstanceServiceGetRequestLogProcedure:
 			instanceServiceGetRequestLogHandler.ServeHTTP(w, r)
+		case InstanceServiceRestartInstanceProcedure:
+			instanceServiceRestartInstanceHandler.ServeHTTP(w, r)
 		case InstanceServiceWatchInstanceStatusProcedure:
 			instanceServiceWatchInstanceStatusHandler.ServeHTTP(w, r)
 		case InstanceServiceStreamServerLogsProcedure:
@@ -335,6 +370,10 @@ func (UnimplementedInstanceServiceHandler) ListRequestLogs(context.Context, *con
 
 func (UnimplementedInstanceServiceHandler) GetRequestLog(context.Context, *connect.Request[v1.GetRequestLogRequest]) (*connect.Response[v1.GetRequestLogResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.InstanceService.GetRequestLog is not implemented"))
+}
+
+func (UnimplementedInstanceServiceHandler) RestartInstance(context.Context, *connect.Request[v1.RestartInstanceRequest]) (*connect.Response[v1.RestartInstanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.InstanceService.RestartInstance is not implemented"))
 }
 
 func (UnimplementedInstanceServiceHandler) WatchInstanceStatus(context.Context, *connect.Request[v1.WatchInstanceStatusRequest], *connect.ServerStream[v1.WatchInstanceStatusResponse]) error {

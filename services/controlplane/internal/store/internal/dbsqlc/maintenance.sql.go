@@ -211,6 +211,30 @@ func (q *Queries) PruneReceivedEvents(ctx context.Context, before time.Time) (in
 	return result.RowsAffected(), nil
 }
 
+const recordCredentialChecks = `-- name: RecordCredentialChecks :execrows
+update instances
+set last_health_check_at = greatest(last_health_check_at, $1::timestamptz)
+where team_id = $2
+  and ($3::uuid is null or installation_id = $3)
+  and id = any($4::text[])
+`
+
+// RecordCredentialChecks notes when a satellite validated the credentials of the named instances. Only the
+// command's team, and its installation when the command named one, is touched, whatever the satellite
+// claims; a late or repeated report never moves the time back.
+func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Time, teamID uuid.UUID, installationID *uuid.UUID, ids []string) (int64, error) {
+	result, err := q.db.Exec(ctx, recordCredentialChecks,
+		checkedAt,
+		teamID,
+		installationID,
+		ids,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const trimAllRequestLogs = `-- name: TrimAllRequestLogs :execrows
 delete from request_logs l
 using (select r.id from (
