@@ -311,6 +311,12 @@ func (d *disk) flush(b *Batcher) error {
 		return nil
 	}
 	err := d.commit(ops, drops)
+	puts := 0
+	for _, o := range ops {
+		if o.ev != nil {
+			puts++
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
@@ -320,11 +326,7 @@ func (d *disk) flush(b *Batcher) error {
 		}
 		return fmt.Errorf("save events to disk: %w", err)
 	}
-	for _, o := range ops {
-		if o.ev != nil {
-			d.unsaved--
-		}
-	}
+	d.unsaved -= puts
 	return nil
 }
 
