@@ -320,7 +320,11 @@ func (d *disk) flush(b *Batcher) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
-		d.ops = append(ops, d.ops...)
+		// While the disk fails, deliveries keep queueing removals; without compacting, a long failure
+		// would grow the queue of writes without bound.
+		var dropped int
+		d.ops, dropped = compact(append(ops, d.ops...))
+		d.unsaved -= dropped
 		if d.drops == nil {
 			d.drops = drops
 		}
@@ -328,6 +332,35 @@ func (d *disk) flush(b *Batcher) error {
 	}
 	d.unsaved -= puts
 	return nil
+}
+
+// compact removes each event both written and removed in ops, which has never reached the disk since a
+// write leaves ops only when committed. It returns the ops left and how many writes it removed. What is
+// left is bounded: writes of buffered events, and removals of events on disk.
+func compact(ops []op) ([]op, int) {
+	written := make(map[uint64]bool)
+	for _, o := range ops {
+		if o.ev != nil {
+			written[o.seq] = true
+		}
+	}
+	gone := make(map[uint64]bool)
+	for _, o := range ops {
+		if o.ev == nil && written[o.seq] {
+			gone[o.seq] = true
+		}
+	}
+	if len(gone) == 0 {
+		return ops, 0
+	}
+	kept := ops[:0]
+	for _, o := range ops {
+		if !gone[o.seq] {
+			kept = append(kept, o)
+		}
+	}
+	clear(ops[len(kept):])
+	return kept, len(gone)
 }
 
 // commit applies ops, in order, and drops in one transaction, which bbolt fsyncs before returning.
