@@ -92,12 +92,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	batcher := events.New(logger.With("component", "events"), comm.Client(), events.Config{
+	batcher, err := events.New(logger.With("component", "events"), comm.Client(), events.Config{
+		Dir:        stateDir,
 		FlushDelay: cfg.EventFlushDelay,
 		MaxBatch:   cfg.EventBatchSize,
 		BufferSize: cfg.EventBufferSize,
 		Backoff:    policy,
 	})
+	if err != nil {
+		return err
+	}
 	// Progress, log messages and requests from servers are routed by the gateway, which needs the runtime
 	// in turn: the hooks read gw, which is set before the runtime runs.
 	var gw *gateway.Gateway

@@ -8,7 +8,12 @@
 // The buffer is bounded: when it is full the oldest buffered event is dropped, and the number dropped
 // travels to the control plane as an events_dropped event with the next batch, so no loss is silent.
 //
-// EmitEvents stores each event id once, so resending a batch whose response was lost is harmless.
+// With Config.Dir set, the buffer is also kept on disk (see Config.Dir), so a crash or restart of the
+// satellite loses none of it: a new Batcher on the same directory delivers what was left before anything
+// new. Without it events live in memory only.
+//
+// EmitEvents stores each event id once, so resending a batch whose response was lost is harmless, and so is
+// resending, after a restart, events that were delivered just before it.
 package events
 
 import (
@@ -50,6 +55,9 @@ const (
 	ReasonBufferFull = "buffer full"
 	// ReasonRejected counts events the control plane refused as invalid; resending them cannot succeed.
 	ReasonRejected = "rejected by control plane"
+	// ReasonUnreadable counts events found on disk at start that could not be read back. When the whole
+	// queue file is unreadable the number is unknown and the count is 1.
+	ReasonUnreadable = "unreadable on disk"
 )
 
 // maxRequestEvents is the control plane's limit on one EmitEvents request. A batch carries at most
@@ -63,6 +71,10 @@ type Sender interface {
 
 // Config tunes a Batcher. Zero fields take their defaults.
 type Config struct {
+	// Dir is the directory of the on-disk queue, the file events.db, which it creates if needed. Every
+	// accepted event is written there within one disk commit of Emit, and removed once delivered. Default
+	// empty: events are held in memory only and a crash loses what was not delivered.
+	Dir string
 	// FlushDelay is how long a group's oldest event waits for company before its group is sent. Default
 	// DefaultFlushDelay (3 s).
 	FlushDelay time.Duration
@@ -112,6 +124,9 @@ type Stats struct {
 	Sent uint64
 	// Dropped counts events given up on, whether reported yet or not.
 	Dropped uint64
+	// Unsaved counts accepted events not yet committed to disk: what a crash now could lose. Always 0
+	// without Config.Dir.
+	Unsaved int
 }
 
 // Batcher buffers events and sends them in batches. It is safe for concurrent use.
@@ -126,9 +141,11 @@ type Batcher struct {
 	buffered int               // events in groups
 	inflight int               // events in the batch being sent
 	pending  map[string]uint64 // drops by reason not yet handed to a batch
+	carried  map[string]uint64 // drops by reason travelling in the batch in flight
 	sent     uint64
 	dropped  uint64
 	closed   bool
+	disk     *disk // nil: memory only
 
 	wake      chan struct{}
 	closing   chan struct{}
@@ -158,9 +175,11 @@ type batch struct {
 	events  []*satellitev1.Event
 }
 
-// New returns a Batcher sending through sender and starts its sending goroutine; Close stops it. A nil
-// logger discards logs.
-func New(logger *slog.Logger, sender Sender, cfg Config) *Batcher {
+// New returns a Batcher sending through sender and starts its goroutines; Close stops them. With
+// cfg.Dir set it first loads the events a previous Batcher left on disk, which go out before any new one;
+// it fails only if the directory cannot hold a queue, and starts on an empty queue if the file is
+// unreadable (setting it aside and reporting the loss). A nil logger discards logs.
+func New(logger *slog.Logger, sender Sender, cfg Config) (*Batcher, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -171,14 +190,22 @@ func New(logger *slog.Logger, sender Sender, cfg Config) *Batcher {
 		cfg:     cfg.WithDefaults(),
 		groups:  make(map[string]*group),
 		pending: make(map[string]uint64),
+		carried: make(map[string]uint64),
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
+	if b.cfg.Dir != "" {
+		if err := b.openDisk(); err != nil {
+			cancel()
+			return nil, err
+		}
+		go b.disk.run(b)
+	}
 	go b.loop()
-	return b
+	return b, nil
 }
 
 // Emit queues ev for delivery and returns at once. It fills in an empty id and occurred_at, and takes
@@ -216,6 +243,7 @@ func (b *Batcher) Emit(ev *satellitev1.Event) {
 	b.seq++
 	g.entries = append(g.entries, entry{seq: b.seq, at: time.Now(), ev: ev, size: size})
 	b.buffered++
+	b.saveLocked(b.seq, ev)
 	// A group's first event sets a new deadline and a full group is due now; either way the sending
 	// goroutine must look again.
 	if len(g.entries) == 1 || len(g.entries) >= b.cfg.MaxBatch {
@@ -227,13 +255,18 @@ func (b *Batcher) Emit(ev *satellitev1.Event) {
 func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Stats{Buffered: b.buffered + b.inflight, Sent: b.sent, Dropped: b.dropped}
+	s := Stats{Buffered: b.buffered + b.inflight, Sent: b.sent, Dropped: b.dropped}
+	if b.disk != nil {
+		s.Unsaved = b.disk.unsaved
+	}
+	return s
 }
 
 var errClosed = errors.New("batcher closed")
 
 // Close sends everything buffered without waiting for flush delays, and returns once all is delivered or
-// ctx is done, whichever comes first. Events still undelivered then are lost, and the error says how many.
+// ctx is done, whichever comes first. Events still undelivered then are lost, and the error says how many;
+// with Config.Dir they stay on disk instead, for the next Batcher on the directory to deliver.
 func (b *Batcher) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
@@ -248,6 +281,10 @@ func (b *Batcher) Close(ctx context.Context) error {
 		<-b.done
 	}
 	b.cancel()
+	var diskErr error
+	if b.disk != nil {
+		diskErr = b.disk.close()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	left := b.buffered + b.inflight
@@ -256,9 +293,14 @@ func (b *Batcher) Close(ctx context.Context) error {
 		unreported += n
 	}
 	if left > 0 || unreported > 0 {
-		return fmt.Errorf("close event batcher: %d events undelivered and %d drops unreported: %w", left, unreported, cmp.Or(ctx.Err(), errClosed))
+		kept := ""
+		if b.disk != nil && diskErr == nil {
+			kept = " (kept on disk for the next start)"
+		}
+		return errors.Join(diskErr, fmt.Errorf("close event batcher: %d events undelivered and %d drops unreported%s: %w",
+			left, unreported, kept, cmp.Or(ctx.Err(), errClosed)))
 	}
-	return nil
+	return diskErr
 }
 
 func (b *Batcher) signal() {
@@ -280,6 +322,7 @@ func (b *Batcher) dropOldestLocked() bool {
 	if oldest == nil {
 		return false
 	}
+	b.forgetLocked(oldest.entries[0].seq)
 	oldest.entries[0] = entry{}
 	oldest.entries = oldest.entries[1:]
 	if len(oldest.entries) == 0 {
@@ -296,6 +339,7 @@ func (b *Batcher) countDropLocked(reason string, n uint64) {
 	}
 	b.pending[reason] += n
 	b.dropped += n
+	b.dropsChangedLocked()
 }
 
 func (b *Batcher) loop() {
@@ -388,6 +432,7 @@ func (b *Batcher) take(now time.Time) (bt *batch, wait time.Duration, finished b
 	}
 	if len(b.pending) > 0 {
 		bt.reports = b.pending
+		b.carried = bt.reports
 		b.pending = make(map[string]uint64)
 		for _, reason := range slices.Sorted(maps.Keys(bt.reports)) {
 			bt.events = append(bt.events, &satellitev1.Event{
@@ -431,6 +476,13 @@ func (b *Batcher) deliver(bt *batch, bo *backoff.Backoff) bool {
 			b.mu.Lock()
 			b.inflight -= len(bt.entries)
 			b.sent += uint64(len(bt.entries))
+			for _, e := range bt.entries {
+				b.forgetLocked(e.seq)
+			}
+			if len(b.carried) > 0 {
+				b.carried = make(map[string]uint64)
+				b.dropsChangedLocked()
+			}
 			b.mu.Unlock()
 			return true
 		}
@@ -473,13 +525,18 @@ func (b *Batcher) reject(bt *batch, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight -= len(bt.entries)
+	b.carried = make(map[string]uint64)
 	if len(bt.entries) == 0 {
+		b.dropsChangedLocked()
 		// A batch of nothing but drop reports was refused; sending it again would loop forever.
 		b.logger.Error("control plane rejected a drop report; the drop counts are lost", slog.Any("drops", bt.reports))
 		return
 	}
 	for reason, n := range bt.reports {
 		b.pending[reason] += n
+	}
+	for _, e := range bt.entries {
+		b.forgetLocked(e.seq)
 	}
 	b.countDropLocked(ReasonRejected, uint64(len(bt.entries)))
 }
@@ -489,6 +546,7 @@ func (b *Batcher) requeue(bt *batch) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight -= len(bt.entries)
+	b.carried = make(map[string]uint64)
 	if len(bt.entries) > 0 {
 		g := b.groups[bt.key]
 		if g == nil {

@@ -103,7 +103,10 @@ func almostOne() float64 { return 1 - 1e-12 }
 
 func newBatcher(t *testing.T, sender events.Sender, cfg events.Config) *events.Batcher {
 	t.Helper()
-	b := events.New(testLogger(t), sender, cfg)
+	b, err := events.New(testLogger(t), sender, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -401,7 +404,7 @@ func TestCloseFlushesAtOnce(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
-		b := events.New(testLogger(t), r, events.Config{})
+		b := newBatcher(t, r, events.Config{})
 		b.Emit(logEvent(teamA, instA, 1))
 		b.Emit(logEvent(teamB, instB, 2))
 		start := time.Now()
@@ -421,7 +424,7 @@ func TestCloseGivesUpAtDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{err: unavailable}
-		b := events.New(testLogger(t), r, events.Config{})
+		b := newBatcher(t, r, events.Config{})
 		b.Emit(logEvent(teamA, instA, 1))
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

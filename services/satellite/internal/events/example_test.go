@@ -23,7 +23,13 @@ func (printer) EmitEvents(_ context.Context, req *connect.Request[satellitev1.Em
 // The MCP runtime emits an event for every status change; the batcher fills in id and time and sends it
 // with its installation's other events.
 func ExampleBatcher() {
-	b := events.New(nil, printer{}, events.Config{})
+	// Without Config.Dir the batcher holds events in memory only; the satellite sets it to its state
+	// directory so that a crash loses none.
+	b, err := events.New(nil, printer{}, events.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	b.Emit(&satellitev1.Event{
 		TeamId:         "6f1c8a52-3c1e-4a8e-9d0f-6a1f2b3c4d5e",
 		InstallationId: "11111111-2222-4333-8444-555555555555",

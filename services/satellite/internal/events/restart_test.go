@@ -67,11 +67,14 @@ func TestDeliversAcrossControlPlaneRestart(t *testing.T) {
 	e2e.WaitFor(t, 15*time.Second, "the communicator to register", comm.Ready)
 
 	sender := &failureCounter{Sender: comm.Client()}
-	batcher := events.New(logger.With("component", "events"), sender, events.Config{
+	batcher, err := events.New(logger.With("component", "events"), sender, events.Config{
 		FlushDelay: 200 * time.Millisecond,
 		MaxBatch:   20,
 		Backoff:    fast,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		// Only a test that failed before its own Close gets here with events left; give up on them at once.
 		ctx, cancel := context.WithCancel(context.Background())
