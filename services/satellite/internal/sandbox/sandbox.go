@@ -48,7 +48,9 @@ type Spec struct {
 	// UserID, when set, gives the server a home of the user's own within the team's, for servers whose
 	// template keeps users apart. Drivers without isolation ignore it.
 	UserID string
-	// Network lets the server reach the network. Drivers that isolate cut it off otherwise; Direct ignores it.
+	// Network lets the server reach the network: under Bwrap the public internet, as the driver's egress
+	// policy allows, and never the satellite's surroundings. Bwrap cuts it off from every network otherwise;
+	// Direct ignores it.
 	Network bool
 	// Limits bounds the server's resources; nil or zero fields mean the driver's defaults (see DefaultLimits).
 	// Direct ignores it.
@@ -92,6 +94,7 @@ type Process struct {
 	settle     func() // set by drivers that treat a starting server differently; called once by Started
 	settleOnce sync.Once
 	memory     func() (uint64, bool) // set by drivers that account the server's memory themselves
+	notes      []string              // set by drivers that changed what the spec asked for
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
@@ -226,6 +229,10 @@ func (p *Process) MemoryBytes() (uint64, bool) {
 	}
 	return p.memory()
 }
+
+// Notes says what the driver changed of what the spec asked for, such as a limit lowered to the
+// satellite's ceiling; nil when it changed nothing.
+func (p *Process) Notes() []string { return p.notes }
 
 // Pid returns the server's process id, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }
