@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Mode is what a server may reach.
@@ -107,6 +109,16 @@ func (p Policy) Control(network, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("egress: %s: %w", ap.Addr(), ErrForbidden)
 	}
 	return nil
+}
+
+// Transport returns an http.Transport like http.DefaultTransport that connects only to addresses p permits,
+// checked after DNS resolution, for every connection, redirects included. It uses no proxy: a proxy would
+// connect on the client's behalf to where the policy cannot see.
+func (p Policy) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: p.Control}).DialContext
+	return t
 }
 
 // OwnAddresses returns the addresses of this host's network interfaces, without their zones.

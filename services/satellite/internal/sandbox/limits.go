@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -113,4 +115,65 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// ParseLimits parses limits written as comma-separated key=value pairs, the form of the satellite's
+// ceilings setting: memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB. Sizes take
+// the suffixes KiB, MiB and GiB (or none, for bytes); cpu is a share of one CPU; cpu_time a Go duration.
+// Keys left out stay zero.
+func ParseLimits(s string) (Limits, error) {
+	var l Limits
+	for kv := range strings.SplitSeq(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return Limits{}, fmt.Errorf("limit %q is not key=value", kv)
+		}
+		var err error
+		switch k = strings.TrimSpace(k); k {
+		case "memory":
+			l.MemoryBytes, err = parseBytes(v)
+		case "file_size":
+			l.FileSizeBytes, err = parseBytes(v)
+		case "processes":
+			l.Processes, err = strconv.Atoi(v)
+		case "open_files":
+			l.OpenFiles, err = strconv.Atoi(v)
+		case "cpu":
+			l.CPU, err = strconv.ParseFloat(v, 64)
+		case "cpu_time":
+			l.CPUTime, err = time.ParseDuration(v)
+		default:
+			return Limits{}, fmt.Errorf("unknown limit %q: want memory, processes, cpu, cpu_time, open_files or file_size", k)
+		}
+		if err == nil && (l.MemoryBytes < 0 || l.FileSizeBytes < 0 || l.Processes < 0 || l.OpenFiles < 0 || l.CPU < 0 || l.CPUTime < 0) {
+			err = errors.New("negative")
+		}
+		if err != nil {
+			return Limits{}, fmt.Errorf("limit %s=%s: %w", k, v, err)
+		}
+	}
+	return l, nil
+}
+
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = strings.TrimSpace(n), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n > (1<<62)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
 }
