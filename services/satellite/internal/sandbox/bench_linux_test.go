@@ -139,3 +139,38 @@ func tree(pid int) map[int]uint64 {
 	}
 	return found
 }
+
+// BenchmarkSandboxStart measures the time from Start to a sandboxed shell's first output, with and without
+// a network: what the network namespace's link and rules add to every server's start, without the noise
+// of a node server's own start-up.
+func BenchmarkSandboxStart(b *testing.B) {
+	path, err := sandbox.FindBwrap(b.Context(), nil, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bw, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, network := range []bool{false, true} {
+		b.Run(map[bool]string{false: "none", true: "public"}[network], func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				begin := time.Now()
+				p, err := bw.Start(sandbox.Spec{TeamID: "bench", Command: "echo", Args: []string{"up"}, Network: network, Limits: &sandbox.Limits{CPU: 1}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.Stdout.Read(make([]byte, 8)); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(begin))
+				b.StopTimer()
+				p.Stop(time.Second)
+				b.StartTimer()
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms-p50")
+		})
+	}
+}

@@ -374,12 +374,22 @@ func TestHostileTenantProcess(t *testing.T) {
 	t.Parallel()
 	bin := attacker(t)
 	b := newBwrap(t, sandbox.BwrapConfig{ReadOnly: []string{filepath.Dir(bin)}, Limits: sandbox.Limits{CPU: 1}})
+	// A descriptor without close-on-exec, as a satellite may inherit from what started it.
+	inherited, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(inherited)
 	for _, network := range []bool{false, true} {
 		_, out := run(t, b, sandbox.Spec{TeamID: "t", Network: network},
-			`id -u; unshare -U true 2>/dev/null; echo "unshare -U: $?"; unshare -Ur true 2>/dev/null; echo "unshare -Ur: $?"; touch "$HOME/mine" && echo home-writable`)
+			`id -u; unshare -U true 2>/dev/null; echo "unshare -U: $?"; unshare -Ur true 2>/dev/null; echo "unshare -Ur: $?"; touch "$HOME/mine" && echo home-writable; echo $(ls /proc/self/fd)`)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 4 || lines[0] == "0" || lines[1] == "unshare -U: 0" || lines[2] == "unshare -Ur: 0" || lines[3] != "home-writable" {
+		if len(lines) != 5 || lines[0] == "0" || lines[1] == "unshare -U: 0" || lines[2] == "unshare -Ur: 0" || lines[3] != "home-writable" {
 			t.Errorf("network %v: %q; want a uid other than 0, unshare failing, a writable home", network, out)
+		}
+		// stdin, stdout, stderr and ls's own: no descriptor of the satellite's, nor of bwrap's set-up.
+		if len(lines) == 5 && lines[4] != "0 1 2 3" {
+			t.Errorf("network %v: descriptors %s in the sandbox, want 0 1 2 3", network, lines[4])
 		}
 		if os.Geteuid() == 0 && lines[0] != strconv.Itoa(sandbox.TeamUID("t")) {
 			t.Errorf("uid %s, want the team's %d", lines[0], sandbox.TeamUID("t"))

@@ -11,6 +11,9 @@ import (
 // satellite leaves its servers running until Sweep.
 func setParentDeathSignal(*syscall.SysProcAttr) {}
 
+// closeInheritedOnExec does nothing: elsewhere a server may inherit the descriptors the satellite did.
+func closeInheritedOnExec() {}
+
 // waitExited reports false: without waitid's WNOWAIT the leader cannot be waited for without reaping it,
 // so the group is killed right after the reap instead.
 func waitExited(int) bool { return false }

@@ -145,6 +145,7 @@ func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, erro
 	}
 	cmd.SysProcAttr.Setpgid = true
 	setParentDeathSignal(cmd.SysProcAttr)
+	closeInheritedOnExec()
 
 	p := &Process{Stdin: inW, Stdout: outR, Stderr: errR, done: make(chan struct{}), onExit: onExit}
 	started := make(chan error, 1)
