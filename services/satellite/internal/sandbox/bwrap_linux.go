@@ -121,8 +121,9 @@ type Bwrap struct {
 	cfg        BwrapConfig
 	bwrap      string
 	prlimit    string
-	setpriv    string // when the satellite runs as root, to become the team's uid inside the sandbox
-	env        string // with setpriv, to enter the home as that uid
+	setpriv    string   // when the satellite runs as root, to become the team's uid inside the sandbox
+	env        string   // with setpriv, to enter the home as that uid
+	ownNetns   *os.File // when root: the satellite's network namespace, to return to after making a sandbox's
 	net        netTools
 	seccomp    []byte
 	cgroups    cgroupParents
@@ -186,6 +187,9 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 		b.setpriv = p
 		if b.env, err = exec.LookPath("env"); err != nil {
 			return nil, errors.New("sandbox: env not found (package coreutils)")
+		}
+		if b.ownNetns, err = ownNetns(); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
 	if b.seccomp, err = seccompProgram(); err != nil {
@@ -387,14 +391,22 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		}
 		return fd(f), nil
 	}
-	if spec.Network {
-		// The network namespace is made before bwrap runs rather than by bwrap, which would still be
-		// configuring its loopback over netlink while the namespace's rules and link go in.
-		argv = append(argv, b.net.unshare, "--net")
-		if os.Geteuid() != 0 {
-			argv = append(argv, "--user", "--map-current-user")
+	// The network namespace is made before bwrap runs rather than by bwrap, which would still be
+	// configuring its loopback over netlink while the namespace's rules and link go in. A satellite that
+	// is root makes it itself and starts the sandbox in it, so that its rules and link are set up while the
+	// sandbox starts; one that is not needs a user namespace with it, which only a new process can make.
+	var ns *os.File
+	if spec.Network && b.ownNetns != nil {
+		if ns, err = newNetns(b.ownNetns); err != nil {
+			closeFiles()
+			if cg != nil {
+				cg.remove()
+			}
+			return nil, fmt.Errorf("sandbox: network namespace: %w", err)
 		}
-		argv = append(argv, "--")
+		defer ns.Close()
+	} else if spec.Network {
+		argv = append(argv, b.net.unshare, "--net", "--user", "--map-current-user", "--")
 	}
 	argv = append(argv, b.bwrap)
 	args, err := b.args(spec, home, data)
@@ -415,15 +427,15 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("sandbox: seccomp: %w", err)
 	}
 	argv = append(argv, "--seccomp", fd(filter))
-	// With a network, bwrap stops once its namespaces exist, tells which process holds them and waits for
-	// the namespace's rules and link before it goes on to run the server.
+	// With a network, bwrap waits for the namespace's rules and link before it goes on to run the server;
+	// where the satellite did not make the namespace, bwrap tells which process holds it.
 	var infoR, blockW *os.File
 	if spec.Network {
 		var infoW, blockR *os.File
-		if infoR, infoW, err = os.Pipe(); err == nil {
-			if blockR, blockW, err = os.Pipe(); err != nil {
-				_ = infoR.Close()
-				_ = infoW.Close()
+		if blockR, blockW, err = os.Pipe(); err == nil && ns == nil {
+			if infoR, infoW, err = os.Pipe(); err != nil {
+				_ = blockR.Close()
+				_ = blockW.Close()
 			}
 		}
 		if err != nil {
@@ -433,7 +445,10 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 			}
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
-		argv = append(argv, "--info-fd", fd(infoW), "--block-fd", fd(blockR))
+		argv = append(argv, "--block-fd", fd(blockR))
+		if infoW != nil {
+			argv = append(argv, "--info-fd", fd(infoW))
+		}
 	}
 	argv = append(argv, "--")
 	if b.setpriv != "" {
@@ -468,11 +483,17 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		}
 		return exitReason(state, limits, used)
 	}
-	p, err := launch(cmd, onExit)
+	var into *netnsSwitch
+	if ns != nil {
+		into = &netnsSwitch{target: ns, home: b.ownNetns}
+	}
+	p, err := launch(cmd, onExit, into)
 	closeFiles() // bwrap has its copies
 	if err != nil {
 		if infoR != nil {
 			_ = infoR.Close()
+		}
+		if blockW != nil {
 			_ = blockW.Close()
 		}
 		if cg != nil {
@@ -482,8 +503,10 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	p.notes = notes
 	if spec.Network {
-		err := b.connect(infoR, blockW, cmd.Env, l)
-		_ = infoR.Close()
+		err := b.connect(ns, infoR, blockW, cmd.Env, l)
+		if infoR != nil {
+			_ = infoR.Close()
+		}
 		_ = blockW.Close()
 		if err != nil {
 			p.Stop(0)
@@ -550,15 +573,19 @@ const joinScript = `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 
 // systemTops are the top-level directories a sandbox gets from the system, whose parents need no making.
 var systemTops = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp"}
 
-// connect waits for bwrap's namespaces, gives the network namespace its rules and link, and lets the sandbox
-// go on.
-func (b *Bwrap) connect(infoR, blockW *os.File, env []string, l *link) error {
+// connect gives the sandbox's network namespace, ns or else the one of the process bwrap names on infoR,
+// its rules and link, and lets the sandbox go on.
+func (b *Bwrap) connect(ns, infoR, blockW *os.File, env []string, l *link) error {
 	deadline := time.Now().Add(netSetup)
-	pid, err := readInfo(infoR, deadline)
-	if err != nil {
-		return err
+	target := netnsRef{file: ns}
+	if ns == nil {
+		pid, err := readInfo(infoR, deadline)
+		if err != nil {
+			return err
+		}
+		target.pid = pid
 	}
-	if err := b.net.connect(pid, nftRules(b.cfg.Egress), env, l, deadline); err != nil {
+	if err := b.net.connect(target, nftRules(b.cfg.Egress), env, l, deadline); err != nil {
 		return err
 	}
 	if _, err := blockW.Write([]byte{1}); err != nil {

@@ -9,12 +9,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/orrery/orrery/services/satellite/internal/egress"
 )
@@ -170,21 +173,72 @@ func readInfo(r *os.File, deadline time.Time) (int, error) {
 	return info.ChildPid, nil
 }
 
-// connect gives the network namespace of process pid its rules and its link, and returns the link once the
-// namespace is ready. The sandbox waits meanwhile (bwrap's --block-fd), so the server's first packet meets
-// both. env marks slirp4netns for Sweep.
-func (t netTools) connect(pid int, rules string, env []string, l *link, deadline time.Time) error {
-	ns := "/proc/" + strconv.Itoa(pid) + "/ns/"
-	// Rules meant for a sandbox must never land in the satellite's own namespace.
-	if same, err := sameFile(ns+"net", "/proc/self/ns/net"); err != nil || same {
+// netnsRef names a sandbox's network namespace: an open file of it, or a process in it (and in the user
+// namespace that owns it).
+type netnsRef struct {
+	file *os.File
+	pid  int
+}
+
+// newNetns makes a network namespace and returns a file that keeps it. The thread that makes it goes back
+// to home, the satellite's namespace, or else stays locked until the runtime retires it, so that no Go
+// code runs in the wrong namespace.
+func newNetns(home *os.File) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/net")
+		if enterNetns(home) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{f, err}
+	}()
+	r := <-ch
+	return r.f, r.err
+}
+
+// ownNetns opens the satellite's network namespace, that of the threads that run its Go code.
+func ownNetns() (*os.File, error) {
+	return os.Open("/proc/thread-self/ns/net")
+}
+
+// connect gives the network namespace ns its rules and its link, and returns once the namespace is ready.
+// The sandbox waits meanwhile (bwrap's --block-fd), so the server's first packet meets both. env marks
+// slirp4netns for Sweep.
+func (t netTools) connect(ns netnsRef, rules string, env []string, l *link, deadline time.Time) error {
+	// Descriptors the helpers get: the namespace's file, when there is one, comes last.
+	nsPath := func(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+	var extra []*os.File
+	if ns.file != nil {
+		extra = []*os.File{ns.file}
+	} else {
+		nsPath = func(int) string { return "/proc/" + strconv.Itoa(ns.pid) + "/ns/net" }
+	}
+	// Rules meant for a sandbox must never land in the satellite's own namespace. /proc/thread-self is
+	// this goroutine's thread, which like all that run Go code freely is in the satellite's namespace.
+	target := nsPath(0)
+	if ns.file != nil {
+		target = "/proc/self/fd/" + strconv.Itoa(int(ns.file.Fd()))
+	}
+	same, err := sameFile(target, "/proc/thread-self/ns/net")
+	if err != nil || same {
 		return fmt.Errorf("the sandbox has no network namespace of its own (%v)", err)
 	}
-	nsenter := []string{"--net=" + ns + "net"}
-	if os.Geteuid() != 0 {
-		// A satellite that is not root has capabilities only in the user namespace bwrap made for it.
-		nsenter = []string{"--user=" + ns + "user", "--net=" + ns + "net", "--preserve-credentials"}
+	nsenter := []string{"--net=" + nsPath(3)}
+	if ns.file == nil {
+		// A satellite that is not root has capabilities only in the user namespace made with the network's.
+		nsenter = []string{"--user=/proc/" + strconv.Itoa(ns.pid) + "/ns/user", "--net=" + nsPath(3), "--preserve-credentials"}
 	}
 	nft := exec.Command(t.nsenter, append(nsenter, "--", t.nft, "-f", "-")...)
+	nft.ExtraFiles = extra
 	nft.Stdin = strings.NewReader(rules)
 	nft.Env = env
 	var nftOut bytes.Buffer
@@ -209,11 +263,11 @@ func (t netTools) connect(pid int, rules string, env []string, l *link, deadline
 	}
 	args := []string{"--configure", "--mtu=" + slirpMTU, "--disable-host-loopback", "--enable-sandbox",
 		"--enable-seccomp", "--ready-fd=3", "--exit-fd=4"}
-	if os.Geteuid() != 0 {
-		args = append(args, "--userns-path="+ns+"user")
+	if ns.file == nil {
+		args = append(args, "--userns-path=/proc/"+strconv.Itoa(ns.pid)+"/ns/user")
 	}
-	slirp := exec.Command(t.slirp, append(args, "--netns-type=path", ns+"net", slirpTap)...)
-	slirp.ExtraFiles = []*os.File{readyW, exitR}
+	slirp := exec.Command(t.slirp, append(args, "--netns-type=path", nsPath(5), slirpTap)...)
+	slirp.ExtraFiles = append([]*os.File{readyW, exitR}, extra...)
 	slirp.Env = env
 	var slirpOut lockedBuffer
 	slirp.Stdout, slirp.Stderr = &slirpOut, &slirpOut

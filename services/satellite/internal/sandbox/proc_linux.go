@@ -33,6 +33,11 @@ func closeInheritedOnExec() {
 	}
 }
 
+// enterNetns moves the calling thread into the network namespace ns.
+func enterNetns(ns *os.File) error {
+	return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+}
+
 // waitExited blocks until pid has exited, leaving it unreaped, and reports whether it could.
 func waitExited(pid int) bool {
 	var info unix.Siginfo

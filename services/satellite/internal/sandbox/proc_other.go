@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -13,6 +14,9 @@ func setParentDeathSignal(*syscall.SysProcAttr) {}
 
 // closeInheritedOnExec does nothing: elsewhere a server may inherit the descriptors the satellite did.
 func closeInheritedOnExec() {}
+
+// enterNetns fails: network namespaces are Linux's.
+func enterNetns(*os.File) error { return errors.New("network namespaces need Linux") }
 
 // waitExited reports false: without waitid's WNOWAIT the leader cannot be waited for without reaping it,
 // so the group is killed right after the reap instead.

@@ -97,16 +97,22 @@ type Process struct {
 	notes      []string              // set by drivers that changed what the spec asked for
 }
 
+// netnsSwitch is a network namespace to start a process in, and the satellite's own, to return to.
+type netnsSwitch struct {
+	target, home *os.File
+}
+
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
 // Process. Drivers build cmd; Launch sets its standard streams and adds Setpgid and a parent-death signal to
 // its SysProcAttr. cmd must not have been started.
 func Launch(cmd *exec.Cmd) (*Process, error) {
-	return launch(cmd, nil)
+	return launch(cmd, nil, nil)
 }
 
 // launch is Launch with a hook that runs once the server is reaped and its group killed, before Done is
-// closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason.
-func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, error) {
+// closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason. With a
+// netns, cmd starts in the network namespace netns.target.
+func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string, netns *netnsSwitch) (*Process, error) {
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return nil, errors.New("sandbox: launch: the command's standard streams are already set")
 	}
@@ -154,8 +160,26 @@ func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, erro
 		// process does, and the Go runtime may retire idle threads. Forking and waiting on one locked thread
 		// keeps that thread alive exactly as long as the child.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		unlock := true
+		defer func() {
+			// A thread stuck in another namespace stays locked, and the runtime retires it when this ends.
+			if unlock {
+				runtime.UnlockOSThread()
+			}
+		}()
+		if netns != nil {
+			// The child inherits the forking thread's namespace; the thread goes back to its own after.
+			if err := enterNetns(netns.target); err != nil {
+				unlock = false
+				started <- fmt.Errorf("enter the network namespace: %w", err)
+				return
+			}
+		}
+		err := cmd.Start()
+		if netns != nil && enterNetns(netns.home) != nil {
+			unlock = false
+		}
+		if err != nil {
 			started <- err
 			return
 		}
