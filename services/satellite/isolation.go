@@ -46,7 +46,7 @@ func egressPolicy(cfg Config) egress.Policy {
 // requireLimits makes a satellite that serves many teams refuse servers whose limits cannot be enforced,
 // rather than let one of them take the machine from the others; a team satellite runs them with a warning.
 func requireLimits(driver sandbox.Driver, id identity.Identity, dev bool) {
-	if b, ok := driver.(*sandbox.Bwrap); ok {
+	if b, ok := driver.(interface{ RequireLimits(bool) }); ok { // bwrap
 		b.RequireLimits(id.Type != "team" && !dev)
 	}
 }
