@@ -126,6 +126,9 @@ type Config struct {
 	// (ORRERY_SANDBOX_CEILINGS, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,
 	// file_size=1GiB). Keys left out take sandbox.DefaultCeilings.
 	SandboxCeilings sandbox.Limits
+	// SandboxHomeQuota bounds each sandbox home's disk use: every home becomes a file system of that size
+	// (ORRERY_SANDBOX_HOME_QUOTA, such as 1GiB). It needs a satellite running as root. Default: unbounded.
+	SandboxHomeQuota int64
 	// Dev marks a development setup (ORRERY_DEV=true), where a global satellite may run servers without
 	// isolation.
 	Dev bool
@@ -281,6 +284,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
 	egressAllow, egressDeny := getenv("ORRERY_SANDBOX_EGRESS_ALLOW"), getenv("ORRERY_SANDBOX_EGRESS_DENY")
 	ceilings := getenv("ORRERY_SANDBOX_CEILINGS")
+	homeQuota := getenv("ORRERY_SANDBOX_HOME_QUOTA")
 	for name, dst := range map[string]*time.Duration{
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
 		"ORRERY_MCP_SESSION_IDLE_TIMEOUT": &cfg.MCPSessionIdleTimeout,
@@ -320,6 +324,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&egressAllow, "sandbox-egress-allow", egressAllow, "comma-separated networks MCP servers may reach although private, link-local or otherwise forbidden by default (ORRERY_SANDBOX_EGRESS_ALLOW)")
 	fs.StringVar(&egressDeny, "sandbox-egress-deny", egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
 	fs.StringVar(&ceilings, "sandbox-ceilings", ceilings, "most a sandboxed server's limits may be, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB (ORRERY_SANDBOX_CEILINGS)")
+	fs.StringVar(&homeQuota, "sandbox-home-quota", homeQuota, "disk space of each sandbox home, such as 1GiB, as a loop-mounted file system; needs root (ORRERY_SANDBOX_HOME_QUOTA; default unbounded)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -341,6 +346,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if cfg.SandboxCeilings, err = sandbox.ParseLimits(ceilings); err != nil {
 		return Config{}, fmt.Errorf("ORRERY_SANDBOX_CEILINGS: %w", err)
+	}
+	if homeQuota != "" {
+		q, err := sandbox.ParseLimits("file_size=" + homeQuota)
+		if err != nil || q.FileSizeBytes < 16<<20 {
+			return Config{}, fmt.Errorf("ORRERY_SANDBOX_HOME_QUOTA: %q is not a size of at least 16MiB", homeQuota)
+		}
+		cfg.SandboxHomeQuota = q.FileSizeBytes
 	}
 
 	if cfg.StateDir == "" {

@@ -26,11 +26,12 @@ func openSandbox(ctx context.Context, logger *slog.Logger, cfg Config, stateDir 
 		Mode: mode,
 		// The state directory is unique to this satellite, so it marks the processes a crashed run of it
 		// left behind.
-		Owner:    stateDir,
-		HomeRoot: filepath.Join(stateDir, homesDirName),
-		ReadOnly: cfg.SandboxReadOnly,
-		Egress:   egressPolicy(cfg),
-		Ceilings: cfg.SandboxCeilings,
+		Owner:     stateDir,
+		HomeRoot:  filepath.Join(stateDir, homesDirName),
+		ReadOnly:  cfg.SandboxReadOnly,
+		Egress:    egressPolicy(cfg),
+		Ceilings:  cfg.SandboxCeilings,
+		HomeQuota: cfg.SandboxHomeQuota,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("sandbox %s: %w", mode, err)

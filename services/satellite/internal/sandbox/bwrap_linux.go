@@ -82,6 +82,9 @@ type BwrapConfig struct {
 	// RequireLimits refuses to start a server whose memory, process count and CPU share cannot all be
 	// enforced through cgroups, rather than run it unlimited. See also Bwrap.RequireLimits.
 	RequireLimits bool
+	// HomeQuota, when positive, bounds each home's size: every home becomes a file system of its own of that
+	// size (see quota_linux.go). It needs a satellite running as root. Zero: homes are unbounded.
+	HomeQuota int64
 	// Egress is the policy of servers whose spec lets them reach the network. The zero Policy allows the
 	// public internet only; see egress.Denied.
 	Egress egress.Policy
@@ -124,6 +127,9 @@ type Bwrap struct {
 	setpriv    string   // when the satellite runs as root, to become the team's uid inside the sandbox
 	env        string   // with setpriv, to enter the home as that uid
 	ownNetns   *os.File // when root: the satellite's network namespace, to return to after making a sandbox's
+	mkfs       string   // with a home quota, to make a home's file system
+	mount      string   // with a home quota, to mount it
+	quotas     quotaLocks
 	net        netTools
 	seccomp    []byte
 	cgroups    cgroupParents
@@ -190,6 +196,17 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 		}
 		if b.ownNetns, err = ownNetns(); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if cfg.HomeQuota > 0 {
+		if os.Geteuid() != 0 {
+			return nil, errors.New("sandbox: a home quota needs a satellite running as root, to mount the homes' file systems")
+		}
+		if b.mkfs, err = lookSbin("mkfs.ext4"); err != nil {
+			return nil, errors.New("sandbox: a home quota needs mkfs.ext4 (package e2fsprogs)")
+		}
+		if b.mount, err = lookSbin("mount"); err != nil {
+			return nil, errors.New("sandbox: a home quota needs mount (package mount)")
 		}
 	}
 	if b.seccomp, err = seccompProgram(); err != nil {
@@ -287,6 +304,11 @@ func (b *Bwrap) RemoveUserHome(teamID, userID string) error {
 	if err != nil {
 		return err
 	}
+	if b.cfg.HomeQuota > 0 {
+		if err := b.unmountHome(home); err != nil {
+			return fmt.Errorf("sandbox: remove home: %w", err)
+		}
+	}
 	if err := os.RemoveAll(home); err != nil {
 		return fmt.Errorf("sandbox: remove home: %w", err)
 	}
@@ -311,6 +333,11 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: home: %w", err)
+	}
+	if b.cfg.HomeQuota > 0 {
+		if err := b.quotaHome(home, b.cfg.HomeQuota, TeamUID(spec.TeamID)); err != nil {
+			return nil, fmt.Errorf("sandbox: home: %w", err)
+		}
 	}
 	if b.setpriv != "" {
 		if err := ownHome(home, TeamUID(spec.TeamID)); err != nil {
@@ -792,7 +819,7 @@ func (b *Bwrap) Probe() error {
 func newProbedBwrap(log *slog.Logger, cfg SelectConfig) (Driver, error) {
 	b, err := NewBwrap(log, BwrapConfig{
 		HomeRoot: cfg.HomeRoot, ReadOnly: cfg.ReadOnly, Owner: cfg.Owner,
-		Egress: cfg.Egress, Ceilings: cfg.Ceilings, RequireLimits: cfg.RequireLimits,
+		Egress: cfg.Egress, Ceilings: cfg.Ceilings, RequireLimits: cfg.RequireLimits, HomeQuota: cfg.HomeQuota,
 	})
 	if err != nil {
 		return nil, err

@@ -446,3 +446,45 @@ func TestRequireLimits(t *testing.T) {
 		t.Fatalf("without RequireLimits: %q", out)
 	}
 }
+
+// TestHomeQuota fills a home past its quota: the writer gets ENOSPC, the satellite's disk and another
+// team's home do not notice, and what was written stays for the next start.
+func TestHomeQuota(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Fatal("home quotas mount file systems and need root (as CI runs the tests): sudo go test ./services/satellite/internal/sandbox/")
+	}
+	err := aptget.Install(t.Context(), nil, "e2fsprogs", func() bool { _, err := exec.LookPath("mkfs.ext4"); return err == nil })
+	if err != nil {
+		t.Fatalf("home quotas need mkfs.ext4 (apt-get install e2fsprogs): %v", err)
+	}
+	b := newBwrap(t, sandbox.BwrapConfig{HomeQuota: 16 << 20, Limits: sandbox.Limits{CPU: 1, FileSizeBytes: 8 << 20}})
+	for _, team := range []string{"team-a", "team-b"} {
+		home, _ := b.Home(sandbox.Spec{TeamID: team})
+		t.Cleanup(func() { _ = syscall.Unmount(home, syscall.MNT_DETACH) })
+	}
+	// Three files of 8 MiB, each within the file size limit, do not fit in 16 MiB.
+	_, out := run(t, b, sandbox.Spec{TeamID: "team-a"}, `for i in 1 2 3; do head -c 8000000 /dev/zero > "$HOME/f$i" 2>&1 || echo "f$i failed"; done; df -k "$HOME" | tail -1`)
+	if !strings.Contains(out, "f2 failed") && !strings.Contains(out, "f3 failed") {
+		t.Errorf("the home took more than its quota: %q", out)
+	}
+	if _, out := run(t, b, sandbox.Spec{TeamID: "team-b"}, `head -c 8000000 /dev/zero > "$HOME/f" && echo fits`); out != "fits\n" {
+		t.Errorf("another team's home: %q", out)
+	}
+	if _, out := run(t, b, sandbox.Spec{TeamID: "team-a"}, `ls "$HOME"`); !strings.Contains(out, "f1") {
+		t.Errorf("the home lost its files between starts: %q", out)
+	}
+	// A member's own home, removed when the member leaves: its file system goes with it.
+	alice := sandbox.Spec{TeamID: "team-a", UserID: "alice"}
+	aliceHome, _ := b.Home(alice)
+	t.Cleanup(func() { _ = syscall.Unmount(aliceHome, syscall.MNT_DETACH) })
+	if _, out := run(t, b, alice, `echo mine > "$HOME/f" && echo ok`); out != "ok\n" {
+		t.Fatalf("alice's home: %q", out)
+	}
+	if err := b.RemoveUserHome("team-a", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(aliceHome) || exists(aliceHome+".img") {
+		t.Error("alice's home or its image is still there")
+	}
+}

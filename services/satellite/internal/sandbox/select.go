@@ -50,6 +50,8 @@ type SelectConfig struct {
 	Ceilings Limits
 	// RequireLimits refuses servers whose limits cannot be enforced; see BwrapConfig.RequireLimits.
 	RequireLimits bool
+	// HomeQuota bounds each bwrap home's size; see BwrapConfig.HomeQuota.
+	HomeQuota int64
 }
 
 // Select makes the driver cfg asks for and returns it with the mode it resolved to: ModeBwrap or
