@@ -436,7 +436,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		argv = append(argv, b.net.unshare, "--net", "--user", "--map-current-user", "--")
 	}
 	argv = append(argv, b.bwrap)
-	args, err := b.args(spec, home, data)
+	args, err := b.args(spec, home, limits.MemoryBytes, data)
 	if err != nil {
 		closeFiles()
 		if cg != nil {
@@ -639,8 +639,9 @@ func (b *Bwrap) missingLimits() string {
 	return strings.Join(missing, ", ")
 }
 
-// args are bwrap's options for spec. data returns the descriptor bwrap reads content from.
-func (b *Bwrap) args(spec Spec, home string, data func([]byte) (string, error)) ([]string, error) {
+// args are bwrap's options for spec. data returns the descriptor bwrap reads content from. /tmp holds at
+// most tmpSize bytes.
+func (b *Bwrap) args(spec Spec, home string, tmpSize int64, data func([]byte) (string, error)) ([]string, error) {
 	a := []string{
 		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--hostname", "sandbox",
@@ -696,8 +697,9 @@ func (b *Bwrap) args(spec Spec, home string, data func([]byte) (string, error)) 
 		a = append(a, "--ro-bind-data", fd, f.dest)
 	}
 	a = append(a, "--ro-bind", b.resolvConf, "/etc/resolv.conf")
-	// Before the read-only paths, which may lie below /tmp.
-	a = append(a, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--tmpfs", "/tmp")
+	// Before the read-only paths, which may lie below /tmp. Its pages count against the memory cgroup;
+	// the size bounds it where there is none.
+	a = append(a, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", strconv.FormatInt(tmpSize, 10), "--tmpfs", "/tmp")
 	// bwrap makes the missing parents of a mount point private to root, which a server that is not root
 	// could not pass through.
 	made := map[string]bool{}

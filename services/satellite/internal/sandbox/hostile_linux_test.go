@@ -468,6 +468,10 @@ func TestHomeQuota(t *testing.T) {
 	if !strings.Contains(out, "f2 failed") && !strings.Contains(out, "f3 failed") {
 		t.Errorf("the home took more than its quota: %q", out)
 	}
+	// /tmp is bounded too, by the memory limit (100 MiB by default).
+	if _, out := run(t, b, sandbox.Spec{TeamID: "team-b"}, `for i in $(seq 20); do head -c 8000000 /dev/zero > /tmp/f$i || break; done; echo $i`); strings.TrimSpace(out) == "20" {
+		t.Errorf("/tmp took 20 files of 8 MB: %q", out)
+	}
 	if _, out := run(t, b, sandbox.Spec{TeamID: "team-b"}, `head -c 8000000 /dev/zero > "$HOME/f" && echo fits`); out != "fits\n" {
 		t.Errorf("another team's home: %q", out)
 	}
