@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,6 +354,16 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		limits = spec.Limits.Or(limits)
 	}
 	limits, notes := limits.Clamp(b.cfg.Ceilings)
+	var dests []netip.AddrPort
+	if spec.Network && len(spec.EgressAllow) > 0 {
+		var dropped []string
+		if dests, dropped, err = resolveAllowList(spec.EgressAllow, b.cfg.Egress); err != nil {
+			return nil, fmt.Errorf("sandbox: egress allow-list: %w", err)
+		}
+		for _, d := range dropped {
+			notes = append(notes, "egress allow-list: "+d+" is forbidden by the satellite's egress policy")
+		}
+	}
 	for _, n := range notes {
 		b.log.Warn("sandbox: "+n, slog.String("instance", spec.InstanceID))
 	}
@@ -530,7 +541,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	p.notes = notes
 	if spec.Network {
-		err := b.connect(ns, infoR, blockW, cmd.Env, l)
+		err := b.connect(ns, infoR, blockW, nftRules(b.cfg.Egress, len(spec.EgressAllow) > 0, dests), cmd.Env, l)
 		if infoR != nil {
 			_ = infoR.Close()
 		}
@@ -602,7 +613,7 @@ var systemTops = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32
 
 // connect gives the sandbox's network namespace, ns or else the one of the process bwrap names on infoR,
 // its rules and link, and lets the sandbox go on.
-func (b *Bwrap) connect(ns, infoR, blockW *os.File, env []string, l *link) error {
+func (b *Bwrap) connect(ns, infoR, blockW *os.File, rules string, env []string, l *link) error {
 	deadline := time.Now().Add(netSetup)
 	target := netnsRef{file: ns}
 	if ns == nil {
@@ -612,7 +623,7 @@ func (b *Bwrap) connect(ns, infoR, blockW *os.File, env []string, l *link) error
 		}
 		target.pid = pid
 	}
-	if err := b.net.connect(target, nftRules(b.cfg.Egress), env, l, deadline); err != nil {
+	if err := b.net.connect(target, rules, env, l, deadline); err != nil {
 		return err
 	}
 	if _, err := blockW.Write([]byte{1}); err != nil {

@@ -61,14 +61,17 @@ func playRole() bool {
 		go serve(unix)
 		fmt.Println("listening")
 		serve(tcp)
-	case "serve": // a host of the test's network: TCP on arg's port and DNS on port 53, on every address
+	case "serve": // a host of the test's network: TCP on arg's ports and DNS on port 53, on every address
 		go serveDNS()
-		ln, err := net.Listen("tcp", ":"+arg)
-		if err != nil {
-			fmt.Println("error:", err)
-			return true
+		for port := range strings.SplitSeq(arg, ",") {
+			ln, err := net.Listen("tcp", ":"+port)
+			if err != nil {
+				fmt.Println("error:", err)
+				return true
+			}
+			go serve(ln)
 		}
-		serve(ln)
+		select {}
 	case "ptrace":
 		child := exec.Command("sleep", "10")
 		if err := child.Start(); err != nil {
@@ -165,10 +168,11 @@ func attacker(t *testing.T) string {
 	return bin
 }
 
-// attack runs the attacker in b's sandbox for team in the given role and returns what it printed.
-func attack(t *testing.T, b *sandbox.Bwrap, bin, team, role, arg string) string {
+// attack runs the attacker in b's sandbox for team in the given role, under an egress allow-list if one
+// is given, and returns what it printed.
+func attack(t *testing.T, b *sandbox.Bwrap, bin, team, role, arg string, allow []string) string {
 	t.Helper()
-	p, err := b.Start(sandbox.Spec{TeamID: team, Network: true, Command: bin,
+	p, err := b.Start(sandbox.Spec{TeamID: team, Network: true, Command: bin, EgressAllow: allow,
 		Env: map[string]string{roleEnv: role, argEnv: arg}, Limits: &sandbox.Limits{CPU: 1, MemoryBytes: 256 << 20}})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +240,7 @@ func TestHostileTenantNetwork(t *testing.T) {
 	go serve(abstract)
 
 	// Without a sandbox every target answers: the refusals below are the sandbox's doing.
-	for _, addr := range []string{"198.51.100.2:80", "169.254.169.254:80", "10.77.0.2:80", "127.0.0.1:" + satPort} {
+	for _, addr := range []string{"198.51.100.2:80", "198.51.100.2:8080", "169.254.169.254:80", "10.77.0.2:80", "127.0.0.1:" + satPort} {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
 			t.Fatalf("the test's network is broken: %s: %v", addr, err)
@@ -261,31 +265,39 @@ func TestHostileTenantNetwork(t *testing.T) {
 		t.Fatalf("the neighbour's server: %q", line)
 	}
 
+	allowList := []string{"public.test:80", "private.test:80", "169.254.169.254:80"}
 	for _, tc := range []struct {
 		name   string
 		driver *sandbox.Bwrap
 		target string
 		reach  bool
+		allow  []string
 	}{
-		{"public host", b, "tcp 198.51.100.2:80", true},
-		{"public host by name", b, "tcp public.test:80", true},
-		{"metadata service", b, "tcp 169.254.169.254:80", false},
-		{"metadata service by name", b, "tcp metadata.test:80", false},
-		{"satellite loopback", b, "tcp 127.0.0.1:" + satPort, false},
-		{"satellite loopback by name", b, "tcp loopback.test:" + satPort, false},
-		{"satellite's own address", b, "tcp 198.51.100.1:" + satPort, false},
-		{"slirp4netns's way to the host's loopback", b, "tcp 10.0.2.2:" + satPort, false},
-		{"private network", b, "tcp 10.77.0.2:80", false},
-		{"private network by name", b, "tcp private.test:80", false},
-		{"satellite's abstract socket", b, "unix @orrery-satellite-test", false},
-		{"other sandbox's loopback", b, "tcp 127.0.0.1:7000", false},
-		{"other sandbox's abstract socket", b, "unix @orrery-sandbox-test-7000", false},
-		{"private network allowed by the operator", widened, "tcp 10.77.0.2:80", true},
-		{"public host denied by the operator", narrowed, "tcp 198.51.100.2:80", false},
+		{"public host", b, "tcp 198.51.100.2:80", true, nil},
+		{"public host by name", b, "tcp public.test:80", true, nil},
+		{"public host's other port", b, "tcp 198.51.100.2:8080", true, nil},
+		{"metadata service", b, "tcp 169.254.169.254:80", false, nil},
+		{"metadata service by name", b, "tcp metadata.test:80", false, nil},
+		{"satellite loopback", b, "tcp 127.0.0.1:" + satPort, false, nil},
+		{"satellite loopback by name", b, "tcp loopback.test:" + satPort, false, nil},
+		{"satellite's own address", b, "tcp 198.51.100.1:" + satPort, false, nil},
+		{"slirp4netns's way to the host's loopback", b, "tcp 10.0.2.2:" + satPort, false, nil},
+		{"private network", b, "tcp 10.77.0.2:80", false, nil},
+		{"private network by name", b, "tcp private.test:80", false, nil},
+		{"satellite's abstract socket", b, "unix @orrery-satellite-test", false, nil},
+		{"other sandbox's loopback", b, "tcp 127.0.0.1:7000", false, nil},
+		{"other sandbox's abstract socket", b, "unix @orrery-sandbox-test-7000", false, nil},
+		{"private network allowed by the operator", widened, "tcp 10.77.0.2:80", true, nil},
+		{"public host denied by the operator", narrowed, "tcp 198.51.100.2:80", false, nil},
+		{"allow-listed destination", b, "tcp public.test:80", true, allowList},
+		{"public port off the allow-list", b, "tcp 198.51.100.2:8080", false, allowList},
+		{"allow-listed private host", b, "tcp 10.77.0.2:80", false, allowList},
+		{"allow-listed metadata service", b, "tcp 169.254.169.254:80", false, allowList},
+		{"allow-listed private host the operator allows", widened, "tcp 10.77.0.2:80", true, allowList},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			out := attack(t, tc.driver, bin, "team-a", "connect", tc.target)
+			out := attack(t, tc.driver, bin, "team-a", "connect", tc.target, tc.allow)
 			if got := strings.HasPrefix(out, "connected: hello"); got != tc.reach {
 				t.Errorf("%s: %q; want reachable %v", tc.target, out, tc.reach)
 			}
@@ -303,7 +315,7 @@ func host(t *testing.T, name, ours, theirs string) {
 		t.Fatal(err)
 	}
 	srv := exec.Command("unshare", "--net", "--uts", "--", self)
-	srv.Env = append(os.Environ(), roleEnv+"=serve", argEnv+"=80")
+	srv.Env = append(os.Environ(), roleEnv+"=serve", argEnv+"=80,8080")
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

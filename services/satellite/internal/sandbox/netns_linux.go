@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -54,10 +56,45 @@ type netTools struct {
 	slirp, nsenter, nft, unshare string
 }
 
+// resolveAllowList resolves a spec's "host:port" destinations with the satellite's resolver, and keeps the
+// addresses p permits; it names what it dropped for that. A name that does not resolve fails the start: a
+// server cut off from the one API it needs would only fail later, more obscurely.
+func resolveAllowList(allow []string, p egress.Policy) (dests []netip.AddrPort, dropped []string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, hp := range allow {
+		host, port, err := net.SplitHostPort(hp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%q: %w", hp, err)
+		}
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return nil, nil, fmt.Errorf("%q: bad port", hp)
+		}
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+		for _, a := range addrs {
+			ap := netip.AddrPortFrom(a.Unmap(), uint16(n))
+			if p.Permits(ap.Addr()) {
+				dests = append(dests, ap)
+			} else {
+				dropped = append(dropped, hp+" ("+ap.Addr().String()+")")
+			}
+		}
+	}
+	return dests, dropped, nil
+}
+
 // nftRules are the rules a sandbox's namespace gets for policy p: the loopback and the DNS forwarder pass,
 // then the networks p allows, then every forbidden address is refused, TCP with a reset and the rest with an
-// ICMP error, so that a refused connection fails at once rather than time out.
-func nftRules(p egress.Policy) string {
+// ICMP error, so that a refused connection fails at once rather than time out. With an allow-list,
+// only its destinations pass after the DNS forwarder, and everything else is refused.
+func nftRules(p egress.Policy, allowList bool, dests []netip.AddrPort) string {
+	if allowList {
+		return allowListRules(dests)
+	}
 	var deny4, deny6, allow4, allow6 []string
 	add := func(n netip.Prefix, v4, v6 *[]string) {
 		if n.Addr().Is4() {
@@ -120,6 +157,39 @@ func sameFile(a, b string) (bool, error) {
 		return false, err
 	}
 	return os.SameFile(ia, ib), nil
+}
+
+// allowListRules let through the loopback, the DNS forwarder and dests, which the policy permits, and
+// refuse everything else.
+func allowListRules(dests []netip.AddrPort) string {
+	var d4, d6 []string
+	for _, d := range dests {
+		e := d.Addr().String() + " . " + strconv.Itoa(int(d.Port()))
+		if d.Addr().Is4() {
+			d4 = append(d4, e)
+		} else {
+			d6 = append(d6, e)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("table inet orrery {\n")
+	if len(d4) > 0 {
+		fmt.Fprintf(&b, "\tset dest4 { type ipv4_addr . inet_service; elements = { %s } }\n", strings.Join(d4, ", "))
+	}
+	if len(d6) > 0 {
+		fmt.Fprintf(&b, "\tset dest6 { type ipv6_addr . inet_service; elements = { %s } }\n", strings.Join(d6, ", "))
+	}
+	b.WriteString("\tchain egress {\n\t\ttype filter hook output priority filter; policy accept;\n")
+	b.WriteString("\t\toifname \"lo\" accept\n")
+	b.WriteString("\t\tip daddr " + slirpDNS + " meta l4proto { tcp, udp } th dport 53 accept\n")
+	if len(d4) > 0 {
+		b.WriteString("\t\tmeta l4proto { tcp, udp } ip daddr . th dport @dest4 accept\n")
+	}
+	if len(d6) > 0 {
+		b.WriteString("\t\tmeta l4proto { tcp, udp } ip6 daddr . th dport @dest6 accept\n")
+	}
+	b.WriteString("\t\tmeta l4proto tcp reject with tcp reset\n\t\treject with icmpx type admin-prohibited\n\t}\n}\n")
+	return b.String()
 }
 
 // link is a sandbox's connection to the internet: the slirp4netns process serving its namespace. It ends

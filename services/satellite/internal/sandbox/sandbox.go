@@ -52,6 +52,9 @@ type Spec struct {
 	// policy allows, and never the satellite's surroundings. Bwrap cuts it off from every network otherwise;
 	// Direct ignores it.
 	Network bool
+	// EgressAllow, with Network, narrows the server's network to these destinations, "host:port" each, as
+	// far as the driver's egress policy allows them too. Empty: the policy alone decides.
+	EgressAllow []string
 	// Limits bounds the server's resources; nil or zero fields mean the driver's defaults (see DefaultLimits).
 	// Direct ignores it.
 	Limits *Limits
