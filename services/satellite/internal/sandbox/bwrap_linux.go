@@ -444,7 +444,8 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		}
 		defer ns.Close()
 	} else if spec.Network {
-		argv = append(argv, b.net.unshare, "--net", "--user", "--map-current-user", "--")
+		// Root in the new user namespace, to set the network namespace up from outside the sandbox.
+		argv = append(argv, b.net.unshare, "--net", "--user", "--map-root-user", "--")
 	}
 	argv = append(argv, b.bwrap)
 	args, err := b.args(spec, home, limits.MemoryBytes, data)
@@ -541,7 +542,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	p.notes = notes
 	if spec.Network {
-		err := b.connect(ns, infoR, blockW, nftRules(b.cfg.Egress, len(spec.EgressAllow) > 0, dests), cmd.Env, l)
+		err := b.connect(ns, p.Pid(), infoR, blockW, nftRules(b.cfg.Egress, len(spec.EgressAllow) > 0, dests), cmd.Env, l)
 		if infoR != nil {
 			_ = infoR.Close()
 		}
@@ -611,14 +612,15 @@ const joinScript = `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 
 // systemTops are the top-level directories a sandbox gets from the system, whose parents need no making.
 var systemTops = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp"}
 
-// connect gives the sandbox's network namespace, ns or else the one of the process bwrap names on infoR,
-// its rules and link, and lets the sandbox go on.
-func (b *Bwrap) connect(ns, infoR, blockW *os.File, rules string, env []string, l *link) error {
+// connect gives the sandbox's network namespace, ns or else the one bwrap, process pid, runs in, its rules
+// and link, and lets the sandbox go on.
+func (b *Bwrap) connect(ns *os.File, pid int, infoR, blockW *os.File, rules string, env []string, l *link) error {
 	deadline := time.Now().Add(netSetup)
 	target := netnsRef{file: ns}
 	if ns == nil {
-		pid, err := readInfo(infoR, deadline)
-		if err != nil {
+		// Once bwrap reports its child, pid, which unshare became, is bwrap, in the network namespace and
+		// the user namespace that owns it (its child is in a user namespace of bwrap's below that one).
+		if _, err := readInfo(infoR, deadline); err != nil {
 			return err
 		}
 		target.pid = pid
@@ -669,8 +671,9 @@ func (b *Bwrap) args(spec Spec, home string, tmpSize int64, data func([]byte) (s
 		a = append(a, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP")
 		uid = TeamUID(spec.TeamID)
 	} else {
-		// bwrap runs unprivileged in a user namespace of its own, where the server may make no other.
-		a = append(a, "--unshare-user", "--disable-userns")
+		// bwrap runs unprivileged in a user namespace of its own, where the server may make no other and
+		// keeps the satellite's uid, whatever the namespace around bwrap maps it to.
+		a = append(a, "--unshare-user", "--disable-userns", "--uid", strconv.Itoa(uid), "--gid", strconv.Itoa(os.Getegid()))
 	}
 	a = append(a, "--ro-bind", "/usr", "/usr")
 	// Merged-/usr systems have these as symlinks into /usr; others as directories of their own.

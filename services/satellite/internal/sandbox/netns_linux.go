@@ -304,7 +304,9 @@ func (t netTools) connect(ns netnsRef, rules string, env []string, l *link, dead
 	}
 	nsenter := []string{"--net=" + nsPath(3)}
 	if ns.file == nil {
-		// A satellite that is not root has capabilities only in the user namespace made with the network's.
+		// A satellite that is not root has capabilities only in the user namespace made with the network's,
+		// where its uid is root (unshare --map-root-user), so nft keeps the capabilities; nsenter may not
+		// change its groups in it.
 		nsenter = []string{"--user=/proc/" + strconv.Itoa(ns.pid) + "/ns/user", "--net=" + nsPath(3), "--preserve-credentials"}
 	}
 	nft := exec.Command(t.nsenter, append(nsenter, "--", t.nft, "-f", "-")...)
@@ -331,10 +333,14 @@ func (t netTools) connect(ns netnsRef, rules string, env []string, l *link, dead
 		_ = readyW.Close()
 		return err
 	}
-	args := []string{"--configure", "--mtu=" + slirpMTU, "--disable-host-loopback", "--enable-sandbox",
-		"--enable-seccomp", "--ready-fd=3", "--exit-fd=4"}
+	args := []string{"--configure", "--mtu=" + slirpMTU, "--disable-host-loopback", "--enable-seccomp",
+		"--ready-fd=3", "--exit-fd=4"}
 	if ns.file == nil {
 		args = append(args, "--userns-path=/proc/"+strconv.Itoa(ns.pid)+"/ns/user")
+	} else {
+		// Its own mount namespace, and no capability but to bind low ports; it fails to set that up in
+		// a user namespace that cannot change groups, as a satellite that is not root makes.
+		args = append(args, "--enable-sandbox")
 	}
 	slirp := exec.Command(t.slirp, append(args, "--netns-type=path", nsPath(5), slirpTap)...)
 	slirp.ExtraFiles = append([]*os.File{readyW, exitR}, extra...)
