@@ -21,9 +21,12 @@ import (
 // directory of the satellite's state, and the control plane learns the isolation from the heartbeat.
 func TestSandboxedServerEverything(t *testing.T) {
 	t.Parallel()
-	hasBwrap := func() bool { _, err := exec.LookPath("bwrap"); return err == nil }
-	if err := aptget.Install(t.Context(), nil, "bubblewrap", hasBwrap); err != nil {
-		t.Fatalf("bwrap not found (%v): sandbox tests need bubblewrap and user namespaces; install it (e.g. `sudo apt-get install bubblewrap`)", err)
+	// bubblewrap, and slirp4netns and nftables for the sandboxes' network.
+	for pkg, program := range map[string]string{"bubblewrap": "bwrap", "slirp4netns": "slirp4netns", "nftables": "/usr/sbin/nft"} {
+		has := func() bool { _, err := exec.LookPath(program); return err == nil }
+		if err := aptget.Install(t.Context(), nil, pkg, has); err != nil {
+			t.Fatalf("%s not found (%v): sandbox tests need bubblewrap, slirp4netns, nftables and user namespaces; install them (e.g. `sudo apt-get install bubblewrap slirp4netns nftables`)", program, err)
+		}
 	}
 	command, args := mcptest.Everything(t)
 	// The package's install directory is all the server needs beyond the system; the sandbox shows it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
@@ -124,6 +126,20 @@ type Config struct {
 	// where server packages are installed (ORRERY_SANDBOX_READ_ONLY, separated by colons). The system's
 	// directories are always there.
 	SandboxReadOnly []string
+	// SandboxEgressAllow are networks sandboxed and remote servers may reach although the default egress
+	// policy forbids them, such as a private network a team satellite's team owns
+	// (ORRERY_SANDBOX_EGRESS_ALLOW, comma-separated networks and addresses).
+	SandboxEgressAllow []netip.Prefix
+	// SandboxEgressDeny are networks no server may reach on top of the default policy's
+	// (ORRERY_SANDBOX_EGRESS_DENY).
+	SandboxEgressDeny []netip.Prefix
+	// SandboxCeilings cap every sandboxed server's limits; a template asking for more gets the ceiling
+	// (ORRERY_SANDBOX_CEILINGS, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,
+	// file_size=1GiB). Keys left out take sandbox.DefaultCeilings.
+	SandboxCeilings sandbox.Limits
+	// SandboxHomeQuota bounds each sandbox home's disk use: every home becomes a file system of that size
+	// (ORRERY_SANDBOX_HOME_QUOTA, such as 1GiB). It needs a satellite running as root. Default: unbounded.
+	SandboxHomeQuota int64
 	// Dev marks a development setup (ORRERY_DEV=true), where a global satellite may run servers without
 	// isolation.
 	Dev bool
@@ -289,6 +305,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Dev:                 getenv("ORRERY_DEV") == "true",
 	}
 	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
+	egressAllow, egressDeny := getenv("ORRERY_SANDBOX_EGRESS_ALLOW"), getenv("ORRERY_SANDBOX_EGRESS_DENY")
+	ceilings := getenv("ORRERY_SANDBOX_CEILINGS")
+	homeQuota := getenv("ORRERY_SANDBOX_HOME_QUOTA")
 	for name, dst := range map[string]*time.Duration{
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
 		"ORRERY_MCP_SESSION_IDLE_TIMEOUT": &cfg.MCPSessionIdleTimeout,
@@ -342,6 +361,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
 	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
+	fs.StringVar(&egressAllow, "sandbox-egress-allow", egressAllow, "comma-separated networks MCP servers may reach although private, link-local or otherwise forbidden by default (ORRERY_SANDBOX_EGRESS_ALLOW)")
+	fs.StringVar(&egressDeny, "sandbox-egress-deny", egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
+	fs.StringVar(&ceilings, "sandbox-ceilings", ceilings, "most a sandboxed server's limits may be, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB (ORRERY_SANDBOX_CEILINGS)")
+	fs.StringVar(&homeQuota, "sandbox-home-quota", homeQuota, "disk space of each sandbox home, such as 1GiB, as a loop-mounted file system; needs root (ORRERY_SANDBOX_HOME_QUOTA; default unbounded)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -353,6 +376,23 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var err error
+	if cfg.SandboxEgressAllow, err = egress.ParsePrefixes(egressAllow); err != nil {
+		return Config{}, fmt.Errorf("ORRERY_SANDBOX_EGRESS_ALLOW: %w", err)
+	}
+	if cfg.SandboxEgressDeny, err = egress.ParsePrefixes(egressDeny); err != nil {
+		return Config{}, fmt.Errorf("ORRERY_SANDBOX_EGRESS_DENY: %w", err)
+	}
+	if cfg.SandboxCeilings, err = sandbox.ParseLimits(ceilings); err != nil {
+		return Config{}, fmt.Errorf("ORRERY_SANDBOX_CEILINGS: %w", err)
+	}
+	if homeQuota != "" {
+		q, err := sandbox.ParseLimits("file_size=" + homeQuota)
+		if err != nil || q.FileSizeBytes < 16<<20 {
+			return Config{}, fmt.Errorf("ORRERY_SANDBOX_HOME_QUOTA: %q is not a size of at least 16MiB", homeQuota)
+		}
+		cfg.SandboxHomeQuota = q.FileSizeBytes
 	}
 
 	if cfg.StateDir == "" {

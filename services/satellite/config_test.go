@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -59,6 +62,28 @@ func TestLoadConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "sandbox egress and ceilings",
+			args: []string{"-sandbox-ceilings", "memory=1GiB,processes=100,cpu=1.5,cpu_time=10m,open_files=2048,file_size=256MiB"},
+			env: map[string]string{"ORRERY_SANDBOX_EGRESS_ALLOW": "10.20.0.0/16, 192.168.1.5", "ORRERY_SANDBOX_EGRESS_DENY": "203.0.113.0/24",
+				"ORRERY_SANDBOX_CEILINGS": "memory=9GiB", "ORRERY_SANDBOX_HOME_QUOTA": "2GiB", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if fmt.Sprint(c.SandboxEgressAllow) != "[10.20.0.0/16 192.168.1.5/32]" || fmt.Sprint(c.SandboxEgressDeny) != "[203.0.113.0/24]" {
+					t.Errorf("egress allow %v, deny %v", c.SandboxEgressAllow, c.SandboxEgressDeny)
+				}
+				want := sandbox.Limits{MemoryBytes: 1 << 30, Processes: 100, CPU: 1.5, CPUTime: 10 * time.Minute, OpenFiles: 2048, FileSizeBytes: 256 << 20}
+				if c.SandboxCeilings != want {
+					t.Errorf("ceilings %+v, want %+v", c.SandboxCeilings, want)
+				}
+				if c.SandboxHomeQuota != 2<<30 {
+					t.Errorf("home quota %d, want 2 GiB", c.SandboxHomeQuota)
+				}
+			},
+		},
+		{name: "invalid egress network", env: map[string]string{"ORRERY_SANDBOX_EGRESS_ALLOW": "corp.example", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_EGRESS_ALLOW"},
+		{name: "invalid ceiling", env: map[string]string{"ORRERY_SANDBOX_CEILINGS": "memory=lots", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_CEILINGS"},
+		{name: "tiny home quota", env: map[string]string{"ORRERY_SANDBOX_HOME_QUOTA": "1MiB", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_HOME_QUOTA"},
+		{name: "unknown ceiling", env: map[string]string{"ORRERY_SANDBOX_CEILINGS": "disk=1GiB", "HOME": "/h"}, wantErr: "unknown limit"},
 		{name: "invalid sandbox", env: map[string]string{"ORRERY_SANDBOX": "chroot", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX"},
 		{name: "relative read-only path", env: map[string]string{"ORRERY_SANDBOX_READ_ONLY": "opt/mcp", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_READ_ONLY"},
 		{

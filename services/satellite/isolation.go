@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -25,14 +26,30 @@ func openSandbox(ctx context.Context, logger *slog.Logger, cfg Config, stateDir 
 		Mode: mode,
 		// The state directory is unique to this satellite, so it marks the processes a crashed run of it
 		// left behind.
-		Owner:    stateDir,
-		HomeRoot: filepath.Join(stateDir, homesDirName),
-		ReadOnly: cfg.SandboxReadOnly,
+		Owner:     stateDir,
+		HomeRoot:  filepath.Join(stateDir, homesDirName),
+		ReadOnly:  cfg.SandboxReadOnly,
+		Egress:    egressPolicy(cfg),
+		Ceilings:  cfg.SandboxCeilings,
+		HomeQuota: cfg.SandboxHomeQuota,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("sandbox %s: %w", mode, err)
 	}
 	return driver, resolved, nil
+}
+
+// egressPolicy is what the satellite's MCP servers, sandboxed and remote, may connect to.
+func egressPolicy(cfg Config) egress.Policy {
+	return egress.Policy{Allow: cfg.SandboxEgressAllow, Deny: cfg.SandboxEgressDeny}
+}
+
+// requireLimits makes a satellite that serves many teams refuse servers whose limits cannot be enforced,
+// rather than let one of them take the machine from the others; a team satellite runs them with a warning.
+func requireLimits(driver sandbox.Driver, id identity.Identity, dev bool) {
+	if b, ok := driver.(interface{ RequireLimits(bool) }); ok { // bwrap
+		b.RequireLimits(id.Type != "team" && !dev)
+	}
 }
 
 // checkIsolation decides whether a satellite with identity id may run servers with the isolation it has. A

@@ -86,6 +86,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
 		CheckIdentity: func(id identity.Identity) error {
+			requireLimits(driver, id, cfg.Dev)
 			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)
 		},
 	})
@@ -119,6 +120,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Events:             batcher,
 		Driver:             driver,
 		WorkDir:            filepath.Join(stateDir, "instances"),
+		HTTPClient:         &http.Client{Transport: egressPolicy(cfg).Transport()},
 		ClientInfo:         &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
 		IdleTimeout:        cfg.MCPIdleTimeout,
 		StopGrace:          cfg.MCPStopGrace,

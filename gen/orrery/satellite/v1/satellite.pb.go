@@ -2071,7 +2071,12 @@ type Sandbox struct {
 	// home says whose files the server's writable home holds. Default: the team's.
 	Home HomeScope `protobuf:"varint,2,opt,name=home,proto3,enum=orrery.satellite.v1.HomeScope" json:"home,omitempty"`
 	// limits override the satellite's default limits; unset fields keep them.
-	Limits        *ResourceLimits `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *ResourceLimits `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
+	// egress_allow, when set, narrows the server's network to these destinations, each "host:port" with host
+	// a DNS name, an IPv4 address or a bracketed IPv6 address. The satellite resolves names when the server
+	// starts and lets it connect to those addresses and ports only, and only where the satellite's egress
+	// policy allows them as well; DNS stays available. Ignored when network_disabled is set.
+	EgressAllow   []string `protobuf:"bytes,4,rep,name=egress_allow,json=egressAllow,proto3" json:"egress_allow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2123,6 +2128,13 @@ func (x *Sandbox) GetHome() HomeScope {
 func (x *Sandbox) GetLimits() *ResourceLimits {
 	if x != nil {
 		return x.Limits
+	}
+	return nil
+}
+
+func (x *Sandbox) GetEgressAllow() []string {
+	if x != nil {
+		return x.EgressAllow
 	}
 	return nil
 }
@@ -3256,11 +3268,12 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x02\n" +
 	"\aSandbox\x12)\n" +
 	"\x10network_disabled\x18\x01 \x01(\bR\x0fnetworkDisabled\x122\n" +
 	"\x04home\x18\x02 \x01(\x0e2\x1e.orrery.satellite.v1.HomeScopeR\x04home\x12;\n" +
-	"\x06limits\x18\x03 \x01(\v2#.orrery.satellite.v1.ResourceLimitsR\x06limits\"\xa4\x02\n" +
+	"\x06limits\x18\x03 \x01(\v2#.orrery.satellite.v1.ResourceLimitsR\x06limits\x12o\n" +
+	"\fegress_allow\x18\x04 \x03(\tBL\xbaHI\x92\x01F\x10@\"Br@\x18\x86\x022;^([A-Za-z0-9][A-Za-z0-9.-]*|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$R\vegressAllow\"\xa4\x02\n" +
 	"\x0eResourceLimits\x127\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04B\x14\xbaH\x11\xd8\x01\x012\f\x18\x80\x80\x80\x80\x80\x02(\x80\x80\x80\bR\vmemoryBytes\x12'\n" +
 	"\tprocesses\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06R\tprocesses\x12(\n" +

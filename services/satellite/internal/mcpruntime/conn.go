@@ -64,6 +64,10 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 			return nil, err
 		}
 		c.proc, c.startedAt = proc, proc.StartedAt()
+		// Such as a limit the template asked for above the satellite's ceiling: its admins should know.
+		for _, note := range proc.Notes() {
+			in.emitLog(satellitev1.LogLevel_LOG_LEVEL_WARN, "sandbox: "+note)
+		}
 		go func() {
 			err := readLines(proc.Stderr, in.rt.cfg.LogLineBytes, func(line string) {
 				in.logs.line(satellitev1.LogLevel_LOG_LEVEL_INFO, line)

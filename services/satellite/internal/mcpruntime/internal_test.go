@@ -191,4 +191,8 @@ func TestSandboxSpec(t *testing.T) {
 	if s.Network || s.UserID != "user" || s.Limits == nil || *s.Limits != want {
 		t.Errorf("with a sandbox message: %+v (limits %+v), want no network, the user's home and limits %+v", s, s.Limits, want)
 	}
+	spec.Sandbox = &satellitev1.Sandbox{EgressAllow: []string{"api.example.com:443"}}
+	if s := sandboxSpec(spec, "id", "/dir"); !s.Network || len(s.EgressAllow) != 1 || s.EgressAllow[0] != "api.example.com:443" {
+		t.Errorf("with an allow-list: %+v", s)
+	}
 }

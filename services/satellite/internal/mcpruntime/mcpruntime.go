@@ -136,7 +136,8 @@ type Config struct {
 	WorkDir string
 	// HTTPClient is the base client for remote servers; the runtime wraps its transport to add each
 	// instance's headers and query parameters. It must not set a Timeout, which would cut off event
-	// streams. Default: a client with http.DefaultTransport.
+	// streams. Default: a client with http.DefaultTransport. A satellite gives it an egress.Policy's
+	// Transport, so that remote servers are dialed under the rules of sandboxed ones.
 	HTTPClient *http.Client
 	// ClientInfo identifies the satellite to servers. Default name "orrery-satellite", version "dev".
 	ClientInfo *mcp.Implementation

@@ -42,7 +42,8 @@ func (t *remoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		for k, v := range t.headers {
 			if strings.EqualFold(k, "Host") {
-				req.Host = v
+				// The Host header decides where a proxy or a shared front end sends the request: configured,
+				// it would reach what the URL, and the egress check of its address, do not name.
 				continue
 			}
 			req.Header.Set(k, v)

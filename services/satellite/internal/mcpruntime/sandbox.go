@@ -9,13 +9,14 @@ import (
 func sandboxSpec(spec *satellitev1.Instance, id, dir string) sandbox.Spec {
 	box := spec.GetSandbox()
 	s := sandbox.Spec{
-		Command:    spec.GetCommand(),
-		Args:       spec.GetArgs(),
-		Env:        spec.GetEnv(),
-		Dir:        dir,
-		TeamID:     spec.GetTeamId(),
-		InstanceID: id,
-		Network:    !box.GetNetworkDisabled(),
+		Command:     spec.GetCommand(),
+		Args:        spec.GetArgs(),
+		Env:         spec.GetEnv(),
+		Dir:         dir,
+		TeamID:      spec.GetTeamId(),
+		InstanceID:  id,
+		Network:     !box.GetNetworkDisabled(),
+		EgressAllow: box.GetEgressAllow(),
 	}
 	if box.GetHome() == satellitev1.HomeScope_HOME_SCOPE_USER {
 		s.UserID = spec.GetUserId()

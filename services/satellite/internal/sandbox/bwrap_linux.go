@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +16,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/orrery/orrery/services/satellite/internal/egress"
 )
 
 // SandboxHome is where a bwrap server finds its home, its working directory too.
@@ -71,6 +77,18 @@ type BwrapConfig struct {
 	// StartCPU is the share of one CPU a server may use while it starts, until Process.Started, where its
 	// CPU limit is lower. Default DefaultStartCPU; negative: none beyond the limit.
 	StartCPU float64
+	// Ceilings cap every limit, a spec's and Limits alike: a server asking for more gets the ceiling, and
+	// its Process's Notes say so. Zero fields take DefaultCeilings.
+	Ceilings Limits
+	// RequireLimits refuses to start a server whose memory, process count and CPU share cannot all be
+	// enforced through cgroups, rather than run it unlimited. See also Bwrap.RequireLimits.
+	RequireLimits bool
+	// HomeQuota, when positive, bounds each home's size: every home becomes a file system of its own of that
+	// size (see quota_linux.go). It needs a satellite running as root. Zero: homes are unbounded.
+	HomeQuota int64
+	// Egress is the policy of servers whose spec lets them reach the network. The zero Policy allows the
+	// public internet only; see egress.Denied.
+	Egress egress.Policy
 }
 
 // DefaultStartCPU is the CPU share a server may use while it starts. Starting is the costly part of a
@@ -91,23 +109,50 @@ type Enforcement struct {
 	Cgroups string
 }
 
-// Bwrap runs every server in a bubblewrap sandbox: new PID, IPC, UTS and mount namespaces (and network, unless
-// the spec allows it); the system read-only; a writable home of the team's (or the user's) own and a private
-// /tmp; no capabilities; nothing else of the host. Resource limits come from cgroups where the satellite may
-// create them, and from rlimits.
+// Bwrap runs every server in a bubblewrap sandbox: new user, PID, IPC, UTS, mount and network namespaces; the
+// system read-only; a writable home of the team's (or the user's) own and a private /tmp; no capabilities;
+// a seccomp filter; nothing else of the host. The network namespace holds only a loopback of its own, or,
+// when the spec lets the server reach the network, a user-mode link to the public internet under the egress
+// policy (see netns_linux.go). A satellite running as root runs each team's servers as an unprivileged
+// uid of the team's own (TeamUID). Resource limits come from cgroups where
+// the satellite may create them, and from rlimits, each capped by the ceilings.
 //
 // The sandbox leads its own session inside the namespaces, so signals to the Process reach bwrap, not the
 // server: SIGTERM ends bwrap and the kernel then kills everything in the sandbox. Closing stdin is the
 // graceful way to end an MCP server.
 type Bwrap struct {
-	log       *slog.Logger
-	cfg       BwrapConfig
-	bwrap     string
-	prlimit   string
-	cgroups   cgroupParents
-	enforced  Enforcement
-	etcPasswd string
-	etcGroup  string
+	log        *slog.Logger
+	cfg        BwrapConfig
+	bwrap      string
+	prlimit    string
+	setpriv    string   // when the satellite runs as root, to become the team's uid inside the sandbox
+	env        string   // with setpriv, to enter the home as that uid
+	ownNetns   *os.File // when root: the satellite's network namespace, to return to after making a sandbox's
+	mkfs       string   // with a home quota, to make a home's file system
+	mount      string   // with a home quota, to mount it
+	quotas     quotaLocks
+	net        netTools
+	seccomp    []byte
+	cgroups    cgroupParents
+	enforced   Enforcement
+	resolvConf string
+	strict     atomic.Bool // RequireLimits
+}
+
+// Sandbox uids: a satellite running as root runs team T's servers as TeamUID(T), from a range that
+// systemd's conventions leave unused (above the container ranges, below 2^31), so that no account of the
+// host owns what a server might reach through a hole in the sandbox.
+const (
+	firstTeamUID = 0x70000000
+	teamUIDs     = 1 << 27
+)
+
+// TeamUID returns the host uid (and gid) of team's sandboxes when the satellite runs as root: a hash of
+// the team id into a range of 2^27, so that teams' files and processes belong to different users.
+func TeamUID(team string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(team))
+	return firstTeamUID + int(h.Sum32()%teamUIDs)
 }
 
 // NewBwrap checks that bwrap can be run and what limits can be enforced, logging a warning for each one that
@@ -120,7 +165,9 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 		return nil, fmt.Errorf("sandbox: bwrap: HomeRoot %q must be an absolute path", cfg.HomeRoot)
 	}
 	b := &Bwrap{log: log, cfg: cfg, bwrap: cfg.Path}
-	b.cfg.Limits = cfg.Limits.WithDefaults()
+	b.cfg.Ceilings = cfg.Ceilings.Or(DefaultCeilings)
+	b.cfg.Limits, _ = cfg.Limits.WithDefaults().Clamp(b.cfg.Ceilings)
+	b.strict.Store(cfg.RequireLimits)
 	if b.cfg.StartCPU == 0 {
 		b.cfg.StartCPU = DefaultStartCPU
 	}
@@ -133,6 +180,38 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 	}
 	if out, err := exec.Command(b.bwrap, "--version").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("sandbox: %s --version: %w: %s", b.bwrap, err, strings.TrimSpace(string(out)))
+	}
+	tools, err := findNetTools()
+	if err != nil {
+		return nil, err
+	}
+	b.net = tools
+	if os.Geteuid() == 0 {
+		p, err := exec.LookPath("setpriv")
+		if err != nil {
+			return nil, errors.New("sandbox: setpriv not found (package util-linux): servers would run as root")
+		}
+		b.setpriv = p
+		if b.env, err = exec.LookPath("env"); err != nil {
+			return nil, errors.New("sandbox: env not found (package coreutils)")
+		}
+		if b.ownNetns, err = ownNetns(); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if cfg.HomeQuota > 0 {
+		if os.Geteuid() != 0 {
+			return nil, errors.New("sandbox: a home quota needs a satellite running as root, to mount the homes' file systems")
+		}
+		if b.mkfs, err = lookSbin("mkfs.ext4"); err != nil {
+			return nil, errors.New("sandbox: a home quota needs mkfs.ext4 (package e2fsprogs)")
+		}
+		if b.mount, err = lookSbin("mount"); err != nil {
+			return nil, errors.New("sandbox: a home quota needs mount (package mount)")
+		}
+	}
+	if b.seccomp, err = seccompProgram(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	if p, err := exec.LookPath("prlimit"); err == nil {
 		b.prlimit = p
@@ -170,27 +249,40 @@ func NewBwrap(log *slog.Logger, cfg BwrapConfig) (*Bwrap, error) {
 // Enforced reports which limits b enforces.
 func (b *Bwrap) Enforced() Enforcement { return b.enforced }
 
-// writeEtc writes the passwd and group files the sandboxes see: the host's would tell them its accounts.
+// RequireLimits sets whether a server whose cgroup limits cannot all be set up is refused (see
+// BwrapConfig.RequireLimits); a satellite learns only after registering whether it serves many teams.
+func (b *Bwrap) RequireLimits(require bool) { b.strict.Store(require) }
+
+// writeEtc writes the resolv.conf the sandboxes see: the host's may name a resolver that the egress
+// policy forbids, such as one on its loopback or its private network.
 func (b *Bwrap) writeEtc() error {
 	dir := filepath.Join(b.cfg.HomeRoot, ".etc")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("sandbox: bwrap: %w", err)
 	}
-	uid, gid := os.Geteuid(), os.Getegid()
-	b.etcPasswd, b.etcGroup = filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
-	passwd := fmt.Sprintf("sandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", uid, gid, SandboxHome)
-	group := fmt.Sprintf("sandbox:x:%d:\nnogroup:x:65534:\n", gid)
-	if uid == 0 {
-		passwd = "root:x:0:0:sandbox:" + SandboxHome + ":/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-		group = "root:x:0:\nnogroup:x:65534:\n"
-	}
-	if err := os.WriteFile(b.etcPasswd, []byte(passwd), 0o644); err != nil {
-		return fmt.Errorf("sandbox: bwrap: %w", err)
-	}
-	if err := os.WriteFile(b.etcGroup, []byte(group), 0o644); err != nil {
+	b.resolvConf = filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(b.resolvConf, []byte(resolvEtc), 0o644); err != nil {
 		return fmt.Errorf("sandbox: bwrap: %w", err)
 	}
 	return nil
+}
+
+// ownHome gives home to uid when it belongs to someone else, everything in it included: homes written
+// before sandboxes ran unprivileged belong to root. Symbolic links are changed, never followed.
+func ownHome(home string, uid int) error {
+	info, err := os.Lstat(home)
+	if err != nil {
+		return err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == uid {
+		return nil
+	}
+	return filepath.WalkDir(home, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
 }
 
 // Home returns the host directory a spec's server gets as its home.
@@ -212,6 +304,11 @@ func (b *Bwrap) RemoveUserHome(teamID, userID string) error {
 	home, err := b.Home(Spec{TeamID: teamID, UserID: userID})
 	if err != nil {
 		return err
+	}
+	if b.cfg.HomeQuota > 0 {
+		if err := b.unmountHome(home); err != nil {
+			return fmt.Errorf("sandbox: remove home: %w", err)
+		}
 	}
 	if err := os.RemoveAll(home); err != nil {
 		return fmt.Errorf("sandbox: remove home: %w", err)
@@ -236,18 +333,47 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The team directory stays private to the satellite's user; homes are created on first use.
+	// The team directory stays private to the satellite's user; homes are created on first use, and belong
+	// to the uid the team's sandboxes run as.
 	if err := os.MkdirAll(filepath.Dir(home), 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: home: %w", err)
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: home: %w", err)
 	}
+	if b.cfg.HomeQuota > 0 {
+		if err := b.quotaHome(home, b.cfg.HomeQuota, TeamUID(spec.TeamID)); err != nil {
+			return nil, fmt.Errorf("sandbox: home: %w", err)
+		}
+	}
+	if b.setpriv != "" {
+		if err := ownHome(home, TeamUID(spec.TeamID)); err != nil {
+			return nil, fmt.Errorf("sandbox: home: %w", err)
+		}
+	}
 	limits := b.cfg.Limits
 	if spec.Limits != nil {
 		limits = spec.Limits.Or(limits)
 	}
+	limits, notes := limits.Clamp(b.cfg.Ceilings)
+	var dests []netip.AddrPort
+	if spec.Network && len(spec.EgressAllow) > 0 {
+		var dropped []string
+		if dests, dropped, err = resolveAllowList(spec.EgressAllow, b.cfg.Egress); err != nil {
+			return nil, fmt.Errorf("sandbox: egress allow-list: %w", err)
+		}
+		for _, d := range dropped {
+			notes = append(notes, "egress allow-list: "+d+" is forbidden by the satellite's egress policy")
+		}
+	}
+	for _, n := range notes {
+		b.log.Warn("sandbox: "+n, slog.String("instance", spec.InstanceID))
+	}
 
+	strict := b.strict.Load()
+	if strict && !(b.enforced.Memory && b.enforced.Processes && b.enforced.CPU && len(b.cgroups.dirs) > 0) {
+		return nil, fmt.Errorf("sandbox: %w: no writable cgroup for %s", ErrLimitsUnenforced, b.missingLimits())
+	}
 	var cg *cgroup
 	if len(b.cgroups.dirs) > 0 {
 		name := spec.InstanceID
@@ -257,6 +383,10 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		starting := limits
 		starting.CPU = max(limits.CPU, b.cfg.StartCPU)
 		cg, err = b.cgroups.newCgroup(cgroupPrefix(b.cfg.Owner), name, starting)
+		if err != nil && strict {
+			cg.remove()
+			return nil, fmt.Errorf("sandbox: %w: %v", ErrLimitsUnenforced, err)
+		}
 		if err != nil {
 			b.log.Warn("sandbox: some cgroup limits not applied", slog.String("instance", spec.InstanceID), slog.Any("error", err))
 		}
@@ -277,17 +407,104 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 			fmt.Sprintf("--cpu=%d:%d", cpu, cpu+1), // SIGXCPU at the soft limit, SIGKILL a second later
 			fmt.Sprintf("--nofile=%d", limits.OpenFiles),
 			fmt.Sprintf("--fsize=%d", limits.FileSizeBytes))
-		if os.Geteuid() != 0 && (cg == nil || cg.dirs["pids"] == "") {
+		if cg == nil || cg.dirs["pids"] == "" { // the sandbox never runs as root, so the kernel applies it
 			argv = append(argv, fmt.Sprintf("--nproc=%d", limits.Processes))
 		}
 		argv = append(argv, "--")
 	}
+	// Descriptors bwrap inherits: the seccomp filter, the passwd and group files, and with a network the
+	// pipes of the hand-over described below.
+	var files []*os.File
+	closeFiles := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	fd := func(f *os.File) string {
+		files = append(files, f)
+		return strconv.Itoa(2 + len(files))
+	}
+	data := func(content []byte) (string, error) {
+		f, err := dataFile(content)
+		if err != nil {
+			return "", fmt.Errorf("sandbox: %w", err)
+		}
+		return fd(f), nil
+	}
+	// The network namespace is made before bwrap runs rather than by bwrap, which would still be
+	// configuring its loopback over netlink while the namespace's rules and link go in. A satellite that
+	// is root makes it itself and starts the sandbox in it, so that its rules and link are set up while the
+	// sandbox starts; one that is not needs a user namespace with it, which only a new process can make.
+	var ns *os.File
+	if spec.Network && b.ownNetns != nil {
+		if ns, err = newNetns(b.ownNetns); err != nil {
+			closeFiles()
+			if cg != nil {
+				cg.remove()
+			}
+			return nil, fmt.Errorf("sandbox: network namespace: %w", err)
+		}
+		defer ns.Close()
+	} else if spec.Network {
+		// Root in the new user namespace, to set the network namespace up from outside the sandbox.
+		argv = append(argv, b.net.unshare, "--net", "--user", "--map-root-user", "--")
+	}
 	argv = append(argv, b.bwrap)
-	argv = append(argv, b.args(spec, home)...)
-	argv = append(argv, "--", spec.Command)
+	args, err := b.args(spec, home, limits.MemoryBytes, data)
+	if err != nil {
+		closeFiles()
+		if cg != nil {
+			cg.remove()
+		}
+		return nil, err
+	}
+	argv = append(argv, args...)
+	filter, err := dataFile(b.seccomp)
+	if err != nil {
+		closeFiles()
+		if cg != nil {
+			cg.remove()
+		}
+		return nil, fmt.Errorf("sandbox: seccomp: %w", err)
+	}
+	argv = append(argv, "--seccomp", fd(filter))
+	// With a network, bwrap waits for the namespace's rules and link before it goes on to run the server;
+	// where the satellite did not make the namespace, bwrap tells which process holds it.
+	var infoR, blockW *os.File
+	if spec.Network {
+		var infoW, blockR *os.File
+		if blockR, blockW, err = os.Pipe(); err == nil && ns == nil {
+			if infoR, infoW, err = os.Pipe(); err != nil {
+				_ = blockR.Close()
+				_ = blockW.Close()
+			}
+		}
+		if err != nil {
+			closeFiles()
+			if cg != nil {
+				cg.remove()
+			}
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		argv = append(argv, "--block-fd", fd(blockR))
+		if infoW != nil {
+			argv = append(argv, "--info-fd", fd(infoW))
+		}
+	}
+	argv = append(argv, "--")
+	if b.setpriv != "" {
+		// bwrap runs as root, which lets it mount what lies below the satellite's private directories; the
+		// server runs as the team's uid, without capabilities, bounding set or a way to regain them.
+		uid := strconv.Itoa(TeamUID(spec.TeamID))
+		// Root without capabilities may not enter the home, so the server's uid moves into it.
+		argv = append(argv, b.setpriv, "--reuid="+uid, "--regid="+uid, "--clear-groups",
+			"--bounding-set=-all", "--inh-caps=-all", "--", b.env, "--chdir="+SandboxHome, "--")
+	}
+	argv = append(argv, spec.Command)
 	argv = append(argv, spec.Args...)
 
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.ExtraFiles = files
 	// bwrap passes its environment on rather than take it as --setenv arguments, which any local user could
 	// read in its command line. sh, prlimit and bwrap run outside the sandbox with it, which is one more
 	// reason for the blocked variables. The owner mark is for Sweep, outside, and is removed inside.
@@ -296,7 +513,9 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		cmd.Env = append(slices.Clone(env), OwnerEnv+"="+b.cfg.Owner)
 	}
 	cmd.Dir = "/"
+	l := &link{}
 	onExit := func(state *os.ProcessState) string {
+		l.close()
 		var used usage
 		if cg != nil {
 			used.oom, used.pidsMaxed = cg.oomKilled(), cg.pidsMaxed()
@@ -305,12 +524,39 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		}
 		return exitReason(state, limits, used)
 	}
-	p, err := launch(cmd, onExit)
+	var into *netnsSwitch
+	if ns != nil {
+		into = &netnsSwitch{target: ns, home: b.ownNetns}
+	}
+	p, err := launch(cmd, onExit, into)
+	closeFiles() // bwrap has its copies
 	if err != nil {
+		if infoR != nil {
+			_ = infoR.Close()
+		}
+		if blockW != nil {
+			_ = blockW.Close()
+		}
 		if cg != nil {
 			cg.remove()
 		}
 		return nil, err
+	}
+	p.notes = notes
+	if spec.Network {
+		err := b.connect(ns, p.Pid(), infoR, blockW, nftRules(b.cfg.Egress, len(spec.EgressAllow) > 0, dests), cmd.Env, l)
+		if infoR != nil {
+			_ = infoR.Close()
+		}
+		_ = blockW.Close()
+		if err != nil {
+			p.Stop(0)
+			// bwrap's own complaint, when it is the one that failed, says more than a missing namespace.
+			if out, _ := io.ReadAll(io.LimitReader(p.Stderr, 4096)); len(out) > 0 {
+				err = fmt.Errorf("%w (%s)", err, strings.TrimSpace(string(out)))
+			}
+			return nil, fmt.Errorf("sandbox: network: %w", err)
+		}
 	}
 	// The server runs in a session of its own inside the sandbox, out of the Process's group, so its
 	// memory is read from the cgroup that holds the whole sandbox.
@@ -365,8 +611,52 @@ func exitReason(state *os.ProcessState, l Limits, used usage) string {
 // rest. A failure to join aborts the start rather than run the server unbounded.
 const joinScript = `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 125; shift; n=$((n-1)); done; exec "$@"`
 
-// args are bwrap's options for spec.
-func (b *Bwrap) args(spec Spec, home string) []string {
+// systemTops are the top-level directories a sandbox gets from the system, whose parents need no making.
+var systemTops = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp"}
+
+// connect gives the sandbox's network namespace, ns or else the one bwrap, process pid, runs in, its rules
+// and link, and lets the sandbox go on.
+func (b *Bwrap) connect(ns *os.File, pid int, infoR, blockW *os.File, rules string, env []string, l *link) error {
+	deadline := time.Now().Add(netSetup)
+	target := netnsRef{file: ns}
+	if ns == nil {
+		// Once bwrap reports its child, pid, which unshare became, is bwrap, in the network namespace and
+		// the user namespace that owns it (its child is in a user namespace of bwrap's below that one).
+		if _, err := readInfo(infoR, deadline); err != nil {
+			return err
+		}
+		target.pid = pid
+	}
+	if err := b.net.connect(target, rules, env, l, deadline); err != nil {
+		return err
+	}
+	if _, err := blockW.Write([]byte{1}); err != nil {
+		return fmt.Errorf("release the sandbox: %w", err)
+	}
+	return nil
+}
+
+// ErrLimitsUnenforced is returned by Bwrap.Start when RequireLimits is set and the server's limits cannot
+// all be enforced.
+var ErrLimitsUnenforced = errors.New("resource limits cannot be enforced on this satellite, so the server is not started")
+
+// missingLimits names the cgroup limits b cannot enforce.
+func (b *Bwrap) missingLimits() string {
+	var missing []string
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{{"memory", b.enforced.Memory}, {"process count", b.enforced.Processes}, {"CPU share", b.enforced.CPU}} {
+		if !c.ok || len(b.cgroups.dirs) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// args are bwrap's options for spec. data returns the descriptor bwrap reads content from. /tmp holds at
+// most tmpSize bytes.
+func (b *Bwrap) args(spec Spec, home string, tmpSize int64, data func([]byte) (string, error)) ([]string, error) {
 	a := []string{
 		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--hostname", "sandbox",
@@ -375,7 +665,17 @@ func (b *Bwrap) args(spec Spec, home string) []string {
 		"--unsetenv", OwnerEnv,
 	}
 	if !spec.Network {
-		a = append(a, "--unshare-net")
+		a = append(a, "--unshare-net") // a loopback of its own and nothing else
+	}
+	uid := os.Geteuid()
+	if b.setpriv != "" {
+		// Only for setpriv, which drops them with root's uid before the server runs.
+		a = append(a, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP")
+		uid = TeamUID(spec.TeamID)
+	} else {
+		// bwrap runs unprivileged in a user namespace of its own, where the server may make no other and
+		// keeps the satellite's uid, whatever the namespace around bwrap maps it to.
+		a = append(a, "--unshare-user", "--disable-userns", "--uid", strconv.Itoa(uid), "--gid", strconv.Itoa(os.Getegid()))
 	}
 	a = append(a, "--ro-bind", "/usr", "/usr")
 	// Merged-/usr systems have these as symlinks into /usr; others as directories of their own.
@@ -392,23 +692,55 @@ func (b *Bwrap) args(spec Spec, home string) []string {
 		}
 	}
 	// Name resolution, CA certificates, the dynamic linker's cache, Debian's alternatives (/usr/bin/node may
-	// be one) and the time zone; nothing else of /etc.
+	// be one) and the time zone; nothing else of /etc. Directories bwrap makes are private to root unless
+	// told otherwise, and the server is not root.
+	a = append(a, "--perms", "0755", "--dir", "/etc")
 	for _, f := range []string{
-		"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+		"/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
 		"/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/alternatives",
 		"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/mime.types",
 	} {
 		a = append(a, "--ro-bind-try", f, f)
 	}
-	a = append(a, "--ro-bind", b.etcPasswd, "/etc/passwd", "--ro-bind", b.etcGroup, "/etc/group")
+	// The host's passwd and group would tell the sandbox the host's accounts.
+	passwd := fmt.Sprintf("sandbox:x:%d:%d:sandbox:%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", uid, uid, SandboxHome)
+	group := fmt.Sprintf("sandbox:x:%d:\nnogroup:x:65534:\n", uid)
+	for _, f := range []struct{ content, dest string }{{passwd, "/etc/passwd"}, {group, "/etc/group"}} {
+		fd, err := data([]byte(f.content))
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, "--ro-bind-data", fd, f.dest)
+	}
+	a = append(a, "--ro-bind", b.resolvConf, "/etc/resolv.conf")
+	// Before the read-only paths, which may lie below /tmp. Its pages count against the memory cgroup;
+	// the size bounds it where there is none.
+	a = append(a, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", strconv.FormatInt(tmpSize, 10), "--tmpfs", "/tmp")
+	// bwrap makes the missing parents of a mount point private to root, which a server that is not root
+	// could not pass through.
+	made := map[string]bool{}
+	parents := func(dest string) {
+		var dirs []string
+		for d := filepath.Dir(dest); d != "/" && !made[d]; d = filepath.Dir(d) {
+			dirs = append(dirs, d)
+		}
+		for _, d := range slices.Backward(dirs) {
+			made[d] = true
+			if top := strings.Split(d, "/")[1]; !slices.Contains(systemTops, top) {
+				a = append(a, "--perms", "0755", "--dir", d)
+			}
+		}
+	}
 	for _, p := range b.cfg.ReadOnly {
+		parents(p)
 		a = append(a, "--ro-bind", p, p)
 	}
-	a = append(a,
-		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-		"--bind", home, SandboxHome, "--chdir", SandboxHome,
-	)
-	return a
+	parents(SandboxHome)
+	a = append(a, "--bind", home, SandboxHome)
+	if b.setpriv == "" {
+		a = append(a, "--chdir", SandboxHome)
+	}
+	return a, nil
 }
 
 // environ builds a server's environment: the sandbox's PATH, HOME and TMPDIR, the locale passed through,
@@ -474,11 +806,11 @@ const probeTeam = "sandbox-probe"
 // probeTimeout bounds Probe: an empty sandbox starts in milliseconds.
 const probeTimeout = 10 * time.Second
 
-// Probe starts an empty sandbox and reports whether it ran: a bwrap that is installed may still fail where
-// user namespaces are disabled or a container forbids them, and that is better learned at start than at
-// the first server's.
+// Probe starts an empty sandbox with a network and reports whether it ran: a bwrap that is installed may
+// still fail where user namespaces are disabled or a container forbids them, and so may the sandbox's
+// network, and that is better learned at start than at the first server's.
 func (b *Bwrap) Probe() error {
-	p, err := b.Start(Spec{TeamID: probeTeam, Command: "true"})
+	p, err := b.Start(Spec{TeamID: probeTeam, Command: "true", Network: true})
 	if err != nil {
 		return fmt.Errorf("sandbox: bwrap probe: %w", err)
 	}
@@ -503,7 +835,10 @@ func (b *Bwrap) Probe() error {
 
 // newProbedBwrap is NewBwrap followed by Probe.
 func newProbedBwrap(log *slog.Logger, cfg SelectConfig) (Driver, error) {
-	b, err := NewBwrap(log, BwrapConfig{HomeRoot: cfg.HomeRoot, ReadOnly: cfg.ReadOnly, Owner: cfg.Owner})
+	b, err := NewBwrap(log, BwrapConfig{
+		HomeRoot: cfg.HomeRoot, ReadOnly: cfg.ReadOnly, Owner: cfg.Owner,
+		Egress: cfg.Egress, Ceilings: cfg.Ceilings, RequireLimits: cfg.RequireLimits, HomeQuota: cfg.HomeQuota,
+	})
 	if err != nil {
 		return nil, err
 	}

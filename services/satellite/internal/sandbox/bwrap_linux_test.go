@@ -123,7 +123,7 @@ func TestBwrapRefusesBlockedEnvironment(t *testing.T) {
 	}
 }
 
-func TestBwrapNetworkOff(t *testing.T) {
+func TestBwrapSatelliteLoopbackUnreachable(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -144,10 +144,12 @@ func TestBwrapNetworkOff(t *testing.T) {
 	script := `const s = require("net").connect(` + port + `, "127.0.0.1");
 s.on("connect", () => { console.log("connected"); process.exit(0); });
 s.on("error", (e) => { console.log("error " + e.code); process.exit(0); });`
+	// With the network or without, the satellite's loopback is not the sandbox's (TestHostileTenantNetwork
+	// attacks the rest).
 	for _, tc := range []struct {
 		network bool
 		want    string
-	}{{false, "error ECONNREFUSED"}, {true, "connected"}} {
+	}{{false, "error ECONNREFUSED"}, {true, "error ECONNREFUSED"}} {
 		p, err := b.Start(sandbox.Spec{TeamID: "t", Network: tc.network, Command: "node", Args: []string{"-e", script},
 			Limits: &sandbox.Limits{CPU: 1}})
 		if err != nil {

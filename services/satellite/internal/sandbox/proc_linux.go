@@ -17,6 +17,27 @@ func setParentDeathSignal(attr *syscall.SysProcAttr) {
 	attr.Pdeathsig = syscall.SIGKILL
 }
 
+// closeInheritedOnExec marks every descriptor from 3 up close-on-exec. Go opens all of its own so, but
+// descriptors the satellite inherited from whatever started it are not, and would reach every server, a
+// sandboxed one included. A child's ExtraFiles are duplicated into place after the fork, without the mark.
+func closeInheritedOnExec() {
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	// Kernels before 5.11.
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
+// enterNetns moves the calling thread into the network namespace ns.
+func enterNetns(ns *os.File) error {
+	return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+}
+
 // waitExited blocks until pid has exited, leaving it unreaped, and reports whether it could.
 func waitExited(pid int) bool {
 	var info unix.Siginfo

@@ -4,12 +4,19 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
 // setParentDeathSignal does nothing: only Linux offers a parent-death signal, so elsewhere a crashed
 // satellite leaves its servers running until Sweep.
 func setParentDeathSignal(*syscall.SysProcAttr) {}
+
+// closeInheritedOnExec does nothing: elsewhere a server may inherit the descriptors the satellite did.
+func closeInheritedOnExec() {}
+
+// enterNetns fails: network namespaces are Linux's.
+func enterNetns(*os.File) error { return errors.New("network namespaces need Linux") }
 
 // waitExited reports false: without waitid's WNOWAIT the leader cannot be waited for without reaping it,
 // so the group is killed right after the reap instead.

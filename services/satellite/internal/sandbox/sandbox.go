@@ -49,8 +49,13 @@ type Spec struct {
 	// UserID, when set, gives the server a home of the user's own within the team's, for servers whose
 	// template keeps users apart. Drivers without isolation ignore it.
 	UserID string
-	// Network lets the server reach the network. Drivers that isolate cut it off otherwise; Direct ignores it.
+	// Network lets the server reach the network: under Bwrap the public internet, as the driver's egress
+	// policy allows, and never the satellite's surroundings. Bwrap cuts it off from every network otherwise;
+	// Direct ignores it.
 	Network bool
+	// EgressAllow, with Network, narrows the server's network to these destinations, "host:port" each, as
+	// far as the driver's egress policy allows them too. Empty: the policy alone decides.
+	EgressAllow []string
 	// Limits bounds the server's resources; nil or zero fields mean the driver's defaults (see DefaultLimits).
 	// Direct ignores it.
 	Limits *Limits
@@ -93,18 +98,25 @@ type Process struct {
 	settle     func() // set by drivers that treat a starting server differently; called once by Started
 	settleOnce sync.Once
 	memory     func() (uint64, bool) // set by drivers that account the server's memory themselves
+	notes      []string              // set by drivers that changed what the spec asked for
+}
+
+// netnsSwitch is a network namespace to start a process in, and the satellite's own, to return to.
+type netnsSwitch struct {
+	target, home *os.File
 }
 
 // Launch starts cmd as the leader of a new process group that dies with the satellite, and returns it as a
 // Process. Drivers build cmd; Launch sets its standard streams and adds Setpgid and a parent-death signal to
 // its SysProcAttr. cmd must not have been started.
 func Launch(cmd *exec.Cmd) (*Process, error) {
-	return launch(cmd, nil)
+	return launch(cmd, nil, nil)
 }
 
 // launch is Launch with a hook that runs once the server is reaped and its group killed, before Done is
-// closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason.
-func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, error) {
+// closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason. With a
+// netns, cmd starts in the network namespace netns.target.
+func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string, netns *netnsSwitch) (*Process, error) {
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return nil, errors.New("sandbox: launch: the command's standard streams are already set")
 	}
@@ -143,6 +155,7 @@ func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, erro
 	}
 	cmd.SysProcAttr.Setpgid = true
 	setParentDeathSignal(cmd.SysProcAttr)
+	closeInheritedOnExec()
 
 	p := &Process{Stdin: inW, Stdout: outR, Stderr: errR, done: make(chan struct{}), onExit: onExit}
 	started := make(chan error, 1)
@@ -151,8 +164,26 @@ func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string) (*Process, erro
 		// process does, and the Go runtime may retire idle threads. Forking and waiting on one locked thread
 		// keeps that thread alive exactly as long as the child.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		unlock := true
+		defer func() {
+			// A thread stuck in another namespace stays locked, and the runtime retires it when this ends.
+			if unlock {
+				runtime.UnlockOSThread()
+			}
+		}()
+		if netns != nil {
+			// The child inherits the forking thread's namespace; the thread goes back to its own after.
+			if err := enterNetns(netns.target); err != nil {
+				unlock = false
+				started <- fmt.Errorf("enter the network namespace: %w", err)
+				return
+			}
+		}
+		err := cmd.Start()
+		if netns != nil && enterNetns(netns.home) != nil {
+			unlock = false
+		}
+		if err != nil {
 			started <- err
 			return
 		}
@@ -227,6 +258,10 @@ func (p *Process) MemoryBytes() (uint64, bool) {
 	}
 	return p.memory()
 }
+
+// Notes says what the driver changed of what the spec asked for, such as a limit lowered to the
+// satellite's ceiling; nil when it changed nothing.
+func (p *Process) Notes() []string { return p.notes }
 
 // Pid returns the server's process id, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }

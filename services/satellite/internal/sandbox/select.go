@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/orrery/orrery/services/satellite/internal/egress"
 )
 
 // Mode is a choice of driver.
@@ -42,6 +44,14 @@ type SelectConfig struct {
 	HomeRoot string
 	// ReadOnly are host paths every bwrap server sees read-only, such as where server packages are installed.
 	ReadOnly []string
+	// Egress is the bwrap servers' egress policy; see BwrapConfig.Egress.
+	Egress egress.Policy
+	// Ceilings cap the bwrap servers' limits; see BwrapConfig.Ceilings.
+	Ceilings Limits
+	// RequireLimits refuses servers whose limits cannot be enforced; see BwrapConfig.RequireLimits.
+	RequireLimits bool
+	// HomeQuota bounds each bwrap home's size; see BwrapConfig.HomeQuota.
+	HomeQuota int64
 }
 
 // Select makes the driver cfg asks for and returns it with the mode it resolved to: ModeBwrap or
