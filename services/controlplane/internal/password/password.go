@@ -39,8 +39,9 @@ const MaxWait = 5 * time.Second
 // ErrBusy reports that every Argon2 slot stayed taken for MaxWait.
 var ErrBusy = errors.New("too many password checks at once; try again shortly")
 
-// slots bounds the Argon2 runs of the whole process.
-var slots = newLimiter(runtime.NumCPU(), MaxWait)
+// slots bounds the Argon2 runs of the whole process, one per CPU it may use: GOMAXPROCS follows a
+// container's CPU limit where NumCPU counts the host's.
+var slots = newLimiter(runtime.GOMAXPROCS(0), MaxWait)
 
 // limiter is a counting semaphore with a bounded wait.
 type limiter struct {

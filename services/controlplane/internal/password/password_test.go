@@ -92,7 +92,7 @@ func TestLimiterQueues(t *testing.T) {
 
 func TestSlotsFollowCPUs(t *testing.T) {
 	t.Parallel()
-	if Slots() != runtime.NumCPU() {
-		t.Fatalf("Slots() = %d, want one per CPU (%d)", Slots(), runtime.NumCPU())
+	if Slots() != runtime.GOMAXPROCS(0) {
+		t.Fatalf("Slots() = %d, want one per usable CPU (%d)", Slots(), runtime.GOMAXPROCS(0))
 	}
 }
