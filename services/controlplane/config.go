@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 )
@@ -34,6 +35,8 @@ type config struct {
 	LogLevel           string
 	ShutdownTimeout    time.Duration
 	TrustedProxies     []netip.Prefix
+	// TemplateCommands are the commands team-private stdio templates may run.
+	TemplateCommands catalogapi.CommandPolicy
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -65,6 +68,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
 	trustedProxies := fs.String("trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
 		"comma-separated addresses or networks (CIDR) of the proxies in front of the control plane, whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES)")
+	templateCommands := fs.String("template-commands",
+		env("ORRERY_TEMPLATE_COMMANDS", strings.Join(catalogapi.DefaultTemplateCommands, ",")),
+		"comma-separated commands team-private stdio templates may run: bare names, matched exactly, and absolute directories "+
+			"ending in /, under which any command is allowed; * allows any command (ORRERY_TEMPLATE_COMMANDS)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: controlplane [flags] [command]\n\ncommands (default: serve):\n%s\nflags:\n", commandUsage)
 		fs.PrintDefaults()
@@ -82,6 +89,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("ORRERY_TRUSTED_PROXIES: %q is neither an address nor a network", entry)
 		}
 		c.TrustedProxies = append(c.TrustedProxies, p)
+	}
+	var err error
+	if c.TemplateCommands, err = parseTemplateCommands(*templateCommands); err != nil {
+		return config{}, err
 	}
 	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")
 	c.SigningKey = getenv("ORRERY_TOKEN_SIGNING_KEY")
@@ -134,6 +145,20 @@ func loadDevSecrets(dataDir string) (devSecrets, error) {
 		return devSecrets{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// parseTemplateCommands reads the list of commands team templates may run. A lone * lifts the restriction:
+// an empty value is refused rather than read as "anything", so a variable set to nothing by mistake cannot
+// open the satellites up.
+func parseTemplateCommands(s string) (catalogapi.CommandPolicy, error) {
+	if strings.TrimSpace(s) == "*" {
+		return catalogapi.CommandPolicy{}, nil
+	}
+	p, err := catalogapi.NewCommandPolicy(strings.Split(s, ","))
+	if err != nil {
+		return p, fmt.Errorf("ORRERY_TEMPLATE_COMMANDS: %w; list commands such as npx,uvx or /opt/mcp/, or * for any", err)
+	}
+	return p, nil
 }
 
 // parsePrefix reads a network in CIDR notation, or a single address as the network of just that address.

@@ -46,3 +46,51 @@ func TestDatabaseURLRequiredOutsideDevelopment(t *testing.T) {
 		t.Errorf("a database URL without -dev: %v", err)
 	}
 }
+
+func TestTemplateCommandsSetting(t *testing.T) {
+	t.Parallel()
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			switch k {
+			case "ORRERY_TEMPLATE_COMMANDS":
+				return v
+			case "ORRERY_DATABASE_URL":
+				return "postgres://db.invalid/orrery"
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     string
+		allowed []string
+		refused []string
+	}{
+		{name: "default", allowed: []string{"npx", "uvx", "python3"}, refused: []string{"docker", "/bin/sh"}},
+		{name: "environment", env: "node, /opt/mcp/", allowed: []string{"node", "/opt/mcp/x"}, refused: []string{"npx"}},
+		{name: "flag over environment", args: []string{"-template-commands", "deno"}, env: "node", allowed: []string{"deno"}, refused: []string{"node"}},
+		{name: "any", env: "*", allowed: []string{"/bin/sh", "docker"}},
+		{name: "any by flag", args: []string{"-template-commands=*"}, allowed: []string{"/bin/sh"}},
+	} {
+		c, err := loadConfig(tc.args, env(tc.env))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, command := range tc.allowed {
+			if !c.TemplateCommands.Allows(command) {
+				t.Errorf("%s: %q refused", tc.name, command)
+			}
+		}
+		for _, command := range tc.refused {
+			if c.TemplateCommands.Allows(command) {
+				t.Errorf("%s: %q allowed", tc.name, command)
+			}
+		}
+	}
+	for _, args := range [][]string{{"-template-commands="}, {"-template-commands", " , "}, {"-template-commands", "opt/mcp/"}} {
+		if _, err := loadConfig(args, env("")); err == nil || !strings.Contains(err.Error(), "ORRERY_TEMPLATE_COMMANDS") {
+			t.Errorf("%q: %v, want an error naming ORRERY_TEMPLATE_COMMANDS", args, err)
+		}
+	}
+}

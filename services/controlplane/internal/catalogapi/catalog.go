@@ -10,6 +10,7 @@ package catalogapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"connectrpc.com/connect"
@@ -25,16 +26,28 @@ import (
 
 // Handler implements apiv1connect.CatalogServiceHandler, InstallationServiceHandler and SecretServiceHandler.
 type Handler struct {
-	logger *slog.Logger
-	store  *store.Store
+	logger   *slog.Logger
+	store    *store.Store
+	commands CommandPolicy
 }
 
-// New returns a Handler. Callers are authenticated and authorized by the access policy before a method runs.
-func New(logger *slog.Logger, st *store.Store) *Handler {
+// New returns a Handler whose team-private stdio templates may run only what commands allows. Callers are
+// authenticated and authorized by the access policy before a method runs.
+func New(logger *slog.Logger, st *store.Store, commands CommandPolicy) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st}
+	return &Handler{logger: logger, store: st, commands: commands}
+}
+
+// checkCommand refuses a team-private stdio template whose command the operator has not allowed. Naming
+// the allowed commands is fine: they are the operator's configuration, not another tenant's data.
+func (h *Handler) checkCommand(e store.CatalogEntry) error {
+	if e.TeamID == nil || e.Transport != "stdio" || h.commands.Allows(e.Command) {
+		return nil
+	}
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
+		"command %q is not allowed in team templates; this control plane allows: %s", e.Command, h.commands))
 }
 
 // scope returns the team a catalog request names, or nil for the global catalog.
@@ -72,6 +85,9 @@ func (h *Handler) CreateCatalogEntry(ctx context.Context, req *connect.Request[a
 }
 
 func (h *Handler) createEntry(ctx context.Context, p *access.Principal, e store.CatalogEntry, what string) (store.CatalogEntry, error) {
+	if err := h.checkCommand(e); err != nil {
+		return store.CatalogEntry{}, err
+	}
 	out, err := h.store.CreateCatalogEntry(ctx, e)
 	if err != nil {
 		return out, rpcerr.From(ctx, h.logger, what, err)
@@ -90,6 +106,9 @@ func (h *Handler) UpdateCatalogEntry(ctx context.Context, req *connect.Request[a
 	}
 	e := specFromProto(req.Msg.Spec)
 	e.ID, e.TeamID = uuid.MustParse(req.Msg.Id), teamID
+	if err := h.checkCommand(e); err != nil {
+		return nil, err
+	}
 	prior, err := h.store.GetCatalogEntry(ctx, teamID, e.ID)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update catalog entry", err)

@@ -181,8 +181,8 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.OAuthService/WithdrawOAuthConsent": `{"clientId":"{random}","consentTeamId":"{team}"}`,
 	"/orrery.api.v1.OAuthService/RevokeMyOAuthGrant":   `{"grantId":"{random}"}`,
 
-	"/orrery.api.v1.CatalogService/CreateCatalogEntry":              `{"teamId":"{team}","slug":"m-{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"server"}}`,
-	"/orrery.api.v1.CatalogService/UpdateCatalogEntry":              `{"teamId":"{team}","id":"{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"server"}}`,
+	"/orrery.api.v1.CatalogService/CreateCatalogEntry":              `{"teamId":"{team}","slug":"m-{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"npx"}}`,
+	"/orrery.api.v1.CatalogService/UpdateCatalogEntry":              `{"teamId":"{team}","id":"{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"npx"}}`,
 	"/orrery.api.v1.CatalogService/DeleteCatalogEntry":              `{"teamId":"{team}","id":"{random}"}`,
 	"/orrery.api.v1.CatalogService/GetCatalogEntry":                 `{"teamId":"{team}","id":"{random}"}`,
 	"/orrery.api.v1.CatalogService/ListCatalogEntries":              `{"teamId":"{team}"}`,

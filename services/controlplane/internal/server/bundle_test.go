@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
+	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
@@ -67,6 +68,8 @@ type setupOpts struct {
 	accounts accountapi.Config
 	// bodyTimeout is how long request bodies may take to arrive; zero takes the default.
 	bodyTimeout time.Duration
+	// templateCommands are the commands team templates may run; nil takes the default.
+	templateCommands *catalogapi.CommandPolicy
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -109,6 +112,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
+		TemplateCommands: opts.templateCommands,
 	})
 	if err != nil {
 		hs.Listener.Close()

@@ -611,7 +611,7 @@ func TestCatalogSlugsArePerTeam(t *testing.T) {
 	create := func(c *caller, teamID, slug string) error {
 		_, err := c.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
 			TeamId: teamID, Slug: slug,
-			Spec: &apiv1.CatalogEntrySpec{Name: slug, Transport: apiv1.Transport_TRANSPORT_STDIO, Command: "server"},
+			Spec: &apiv1.CatalogEntrySpec{Name: slug, Transport: apiv1.Transport_TRANSPORT_STDIO, Command: "npx"},
 		}))
 		return err
 	}

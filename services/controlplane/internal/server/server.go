@@ -72,6 +72,9 @@ type Config struct {
 	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// TemplateCommands are the commands team-private stdio templates may run. Default (nil)
+	// catalogapi.DefaultTemplateCommands; the zero CommandPolicy allows any.
+	TemplateCommands *catalogapi.CommandPolicy
 	// BodyTimeout is how long a request's body may take to arrive. Default admission.DefaultBodyTimeout
 	// (30 s).
 	BodyTimeout time.Duration
@@ -133,7 +136,16 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store), authServer, cfg.BodyTimeout)
+	commands := cfg.TemplateCommands
+	if commands == nil {
+		defaults, err := catalogapi.NewCommandPolicy(catalogapi.DefaultTemplateCommands)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		commands = &defaults
+	}
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
