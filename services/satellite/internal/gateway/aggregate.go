@@ -85,7 +85,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware)
+	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware)
 	return us
 }
 
@@ -394,7 +394,9 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
 			})
 		if res == nil || res.InputRequests == nil {
-			g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+			d := time.Since(start)
+			g.logCall(us, rt, req.Params.Arguments, res, err, d)
+			g.metrics.observeCall(ctx, rt, res, err, d)
 		}
 		return res, err
 	}

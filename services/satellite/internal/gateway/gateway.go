@@ -86,6 +86,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/scope"
@@ -225,6 +226,10 @@ type Config struct {
 	// MaxSessions bounds the MCP sessions of all users together; past it a new session is refused with
 	// 503 and Retry-After. Default DefaultMaxSessions.
 	MaxSessions int
+	// Metrics, when set, receives the gateway's Prometheus metrics: tool calls by team, installation,
+	// tool and outcome with their latency, and MCP sessions open and refused (see the README for the
+	// names). Nil records none.
+	Metrics prometheus.Registerer
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -298,6 +303,7 @@ type Gateway struct {
 	progress     progressRoutes
 	bridge       *bridge
 	inputs       inputRounds
+	metrics      *metrics
 
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
@@ -322,6 +328,10 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
+	}
+	var err error
+	if g.metrics, err = newMetrics(cfg.Metrics, g.slots); err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
@@ -427,6 +437,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	if opens {
 		var refused *sessionLimitError
 		if sl, refused = g.slots.take(p.userID, p.teamID); refused != nil {
+			g.metrics.observeRefused(refused)
 			refused.write(w, requestID(r))
 			return
 		}
@@ -445,6 +456,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		sl, refused := g.slots.take(p.userID, p.teamID)
 		if refused != nil {
+			g.metrics.observeRefused(refused)
 			refused.write(w, jsonrpc.ID{})
 			return
 		}
