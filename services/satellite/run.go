@@ -97,6 +97,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Executor:          rtRef,
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
+		Prometheus:        registry,
 		CheckIdentity: func(id identity.Identity) error {
 			requireLimits(driver, id, cfg.Dev)
 			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)

@@ -116,7 +116,8 @@ func TestRunServesHealthAndReadiness(t *testing.T) {
 		t.Errorf("/metrics = %d, want 200", code)
 	}
 	for _, want := range []string{"go_goroutines ", "process_cpu_seconds_total ", `orrery_satellite_instances{state="online"} 0`,
-		"orrery_satellite_events_buffered ", "orrery_satellite_events_dropped_total 0", "orrery_satellite_mcp_sessions_open 0"} {
+		"orrery_satellite_events_buffered ", "orrery_satellite_events_dropped_total 0", "orrery_satellite_mcp_sessions_open 0",
+		`orrery_satellite_control_plane_calls_total{call="heartbeat",code="ok"} `} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
