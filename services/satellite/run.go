@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/filelock"
@@ -156,6 +157,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxSessionsPerTeam:  cfg.MCPMaxSessionsPerTeam,
 		MaxSessions:         cfg.MCPMaxSessions,
 		Metrics:             registry,
+		// main installed the provider telemetry configured, a no-op without a collector.
+		TracerProvider: otel.GetTracerProvider(),
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)

@@ -87,6 +87,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/scope"
@@ -230,6 +231,9 @@ type Config struct {
 	// tool and outcome with their latency, and MCP sessions open and refused (see the README for the
 	// names). Nil records none.
 	Metrics prometheus.Registerer
+	// TracerProvider, when set, traces every tools/call in a span that continues the traceparent the
+	// client sent with the HTTP request. Nil traces nothing.
+	TracerProvider trace.TracerProvider
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -304,6 +308,7 @@ type Gateway struct {
 	bridge       *bridge
 	inputs       inputRounds
 	metrics      *metrics
+	tracer       trace.Tracer
 
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
@@ -329,6 +334,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
 	}
+	g.tracer = tracerOf(cfg.TracerProvider)
 	var err error
 	if g.metrics, err = newMetrics(cfg.Metrics, g.slots); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -289,6 +290,8 @@ type setupOptions struct {
 	maxSessionsPerUser, maxSessions int
 	// metrics, when set, receives the gateway's metrics.
 	metrics *prometheus.Registry
+	// tracer, when set, receives the gateway's spans.
+	tracer trace.TracerProvider
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -324,6 +327,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		MaxSessionsPerUser:  opts.maxSessionsPerUser,
 		MaxSessions:         opts.maxSessions,
 		Metrics:             reg,
+		TracerProvider:      opts.tracer,
 		Now:                 b.clock.Now,
 	})
 	if err != nil {

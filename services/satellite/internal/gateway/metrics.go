@@ -21,6 +21,9 @@ const (
 	outcomeError = "error"
 	// outcomeCanceled is a call the client canceled or gave up on.
 	outcomeCanceled = "canceled"
+	// outcomeInputRequired is a round of a 2026-07-28 call that ended asking the client for input; only
+	// the span of the round has it, the metrics count the call once, when it is answered.
+	outcomeInputRequired = "input_required"
 	// outcomeUnknownTool is a call of a tool the user's server does not list; the SDK refuses it.
 	outcomeUnknownTool = "unknown_tool"
 )
@@ -81,19 +84,23 @@ func newMetrics(reg prometheus.Registerer, slots *sessionSlots) (*metrics, error
 	return m, nil
 }
 
-// observeCall records one tools/call of rt's instance.
-func (m *metrics) observeCall(ctx context.Context, rt route, res *mcp.CallToolResult, err error, d time.Duration) {
-	if m == nil {
-		return
-	}
-	outcome := outcomeOK
+// callOutcome classifies a tools/call's answer.
+func callOutcome(ctx context.Context, res *mcp.CallToolResult, err error) string {
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || ctx.Err() != nil):
-		outcome = outcomeCanceled
+		return outcomeCanceled
 	case err != nil || res == nil:
-		outcome = outcomeError
+		return outcomeError
 	case res.IsError:
-		outcome = outcomeToolError
+		return outcomeToolError
+	}
+	return outcomeOK
+}
+
+// observeCall records one tools/call of rt's instance.
+func (m *metrics) observeCall(rt route, outcome string, d time.Duration) {
+	if m == nil {
+		return
 	}
 	team, inst := rt.inst.TeamID, rt.inst.InstallationID
 	m.calls.WithLabelValues(team, inst, m.toolLabel(inst, rt.name), outcome).Inc()
