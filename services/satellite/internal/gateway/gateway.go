@@ -65,6 +65,15 @@
 // is full, with a JSON-RPC error naming the limit. A session's place is free again when it closes.
 // Stateless 2026-07-28 requests hold no session and are not counted.
 //
+// # Metrics and traces
+//
+// With Config.Metrics set, every tools/call the gateway serves is counted by team, installation, tool and
+// outcome and timed, where its request log is built; calls of tools the user's server does not list are
+// counted too, without the client's name for them. Sessions open and sessions refused by a limit are
+// reported as well. Tool names become labels only for the first names seen per installation, since a
+// tenant chooses them. With Config.TracerProvider set, each tools/call is a span that continues the
+// client's W3C traceparent.
+//
 // # Scopes
 //
 // Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
