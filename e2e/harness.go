@@ -416,6 +416,8 @@ func StartSatellite(t testing.TB, cp *ControlPlane, cfg SatelliteConfig) *Satell
 		"ORRERY_STATE_DIR=" + cfg.StateDir,
 		"ORRERY_SATELLITE_NAME=" + cfg.Name,
 		"ORRERY_SATELLITE_LISTEN=127.0.0.1:0",
+		// Tests run several satellites at once; the default metrics port would let only one start.
+		"ORRERY_METRICS_LISTEN=127.0.0.1:0",
 		"ORRERY_LOG_FORMAT=json",
 		"ORRERY_SANDBOX=direct",
 		"ORRERY_DEV=true",

@@ -30,6 +30,9 @@ import (
 const (
 	defaultControlPlaneURL = "http://127.0.0.1:8080"
 	defaultListen          = "127.0.0.1:8081"
+	defaultMetricsListen   = "127.0.0.1:9464"
+	// metricsOff as the metrics listen address serves no metrics.
+	metricsOff             = "off"
 	defaultShutdownTimeout = 10 * time.Second
 	stateDirName           = "orrery-satellite"
 )
@@ -60,6 +63,10 @@ type Config struct {
 	StateDir string
 	// Listen is the HTTP listen address (ORRERY_SATELLITE_LISTEN). Default 127.0.0.1:8081.
 	Listen string
+	// MetricsListen is where Prometheus metrics are served, at /metrics (ORRERY_METRICS_LISTEN). It is a
+	// listener of its own, apart from Listen, because Listen faces MCP clients, often the internet,
+	// and the metrics name teams and installations. "off" serves no metrics. Default 127.0.0.1:9464.
+	MetricsListen string
 	// PublicURL is where MCP clients reach the satellite (ORRERY_SATELLITE_PUBLIC_URL). Default
 	// http://<listen address>, taken from the bound socket so port 0 resolves, with the host name standing
 	// in for an unspecified host.
@@ -146,6 +153,8 @@ type Config struct {
 
 	// listener, when set, is served instead of listening on Listen, so tests need not pick a free port.
 	listener net.Listener
+	// metricsListener, when set, is served instead of listening on MetricsListen.
+	metricsListener net.Listener
 }
 
 // WithDefaults returns c with every zero field set to its default. Defaults owned by the packages that use
@@ -163,6 +172,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Listen == "" {
 		c.Listen = defaultListen
+	}
+	if c.MetricsListen == "" {
+		c.MetricsListen = defaultMetricsListen
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = "auto"
@@ -253,6 +265,11 @@ func (c Config) validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("no state directory: set ORRERY_STATE_DIR"))
 	}
+	if c.MetricsListen != metricsOff {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics listen address %q: %w (set ORRERY_METRICS_LISTEN to host:port or %q)", c.MetricsListen, err, metricsOff))
+		}
+	}
 	if len(c.Version) > 64 {
 		errs = append(errs, fmt.Errorf("version %q is longer than 64 characters", c.Version))
 	}
@@ -297,6 +314,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Name:                getenv("ORRERY_SATELLITE_NAME"),
 		StateDir:            getenv("ORRERY_STATE_DIR"),
 		Listen:              getenv("ORRERY_SATELLITE_LISTEN"),
+		MetricsListen:       getenv("ORRERY_METRICS_LISTEN"),
 		PublicURL:           getenv("ORRERY_SATELLITE_PUBLIC_URL"),
 		LogFormat:           getenv("ORRERY_LOG_FORMAT"),
 		LogLevel:            getenv("ORRERY_LOG_LEVEL"),
@@ -351,6 +369,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "listen address of Prometheus metrics at /metrics, apart from the MCP listener; off: none (ORRERY_METRICS_LISTEN; default "+defaultMetricsListen+")")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")

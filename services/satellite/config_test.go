@@ -29,7 +29,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{"XDG_STATE_HOME": "/var/state", "HOME": "/home/sat"},
 			check: func(t *testing.T, c Config) {
-				if c.ControlPlaneURL != "http://127.0.0.1:8080" || c.Listen != "127.0.0.1:8081" || c.LogFormat != "auto" {
+				if c.ControlPlaneURL != "http://127.0.0.1:8080" || c.Listen != "127.0.0.1:8081" || c.MetricsListen != "127.0.0.1:9464" || c.LogFormat != "auto" {
 					t.Errorf("defaults = %+v", c)
 				}
 				if c.StateDir != "/var/state/orrery-satellite" {
@@ -80,6 +80,26 @@ func TestLoadConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "metrics listen address",
+			args: []string{"-metrics-listen", "0.0.0.0:9100"},
+			env:  map[string]string{"ORRERY_METRICS_LISTEN": "127.0.0.1:9999", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.MetricsListen != "0.0.0.0:9100" {
+					t.Errorf("metrics listen %q, want 0.0.0.0:9100 (the flag)", c.MetricsListen)
+				}
+			},
+		},
+		{
+			name: "metrics off",
+			env:  map[string]string{"ORRERY_METRICS_LISTEN": "off", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.MetricsListen != "off" {
+					t.Errorf("metrics listen %q, want off", c.MetricsListen)
+				}
+			},
+		},
+		{name: "invalid metrics listen address", env: map[string]string{"ORRERY_METRICS_LISTEN": "9464", "HOME": "/h"}, wantErr: "ORRERY_METRICS_LISTEN"},
 		{name: "invalid egress network", env: map[string]string{"ORRERY_SANDBOX_EGRESS_ALLOW": "corp.example", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_EGRESS_ALLOW"},
 		{name: "invalid ceiling", env: map[string]string{"ORRERY_SANDBOX_CEILINGS": "memory=lots", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_CEILINGS"},
 		{name: "tiny home quota", env: map[string]string{"ORRERY_SANDBOX_HOME_QUOTA": "1MiB", "HOME": "/h"}, wantErr: "ORRERY_SANDBOX_HOME_QUOTA"},

@@ -1,7 +1,7 @@
 // Command satellite is Orrery's edge worker. It dials out to the control plane, registers once with a
 // registration token, then sends heartbeats, long-polls for commands and keeps its desired configuration
 // in sync, running the MCP servers that configuration asks for. It serves /healthz and /readyz on its listen
-// address.
+// address, and Prometheus metrics at /metrics on a listen address of their own (ORRERY_METRICS_LISTEN).
 //
 // Configuration comes from the environment (ORRERY_CONTROL_PLANE_URL, ORRERY_REGISTRATION_TOKEN,
 // ORRERY_SATELLITE_NAME, ORRERY_STATE_DIR, ORRERY_SATELLITE_LISTEN, ORRERY_SATELLITE_PUBLIC_URL,

@@ -12,6 +12,10 @@ import (
 	"time"
 
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/filelock"
@@ -47,6 +51,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = publicURLFor(ln.Addr().String())
 	}
+	metricsLn, err := listenMetrics(cfg)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	stateDir, err := filepath.Abs(cfg.StateDir)
 	if err != nil {
@@ -85,6 +98,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Executor:          rtRef,
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
+		Prometheus:        registry,
 		CheckIdentity: func(id identity.Identity) error {
 			requireLimits(driver, id, cfg.Dev)
 			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)
@@ -142,12 +156,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxSessionsPerUser:  cfg.MCPMaxSessionsPerUser,
 		MaxSessionsPerTeam:  cfg.MCPMaxSessionsPerTeam,
 		MaxSessions:         cfg.MCPMaxSessions,
+		Metrics:             registry,
+		// main installed the provider telemetry configured, a no-op without a collector.
+		TracerProvider: otel.GetTracerProvider(),
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)
 		return err
 	}
 	rtRef.gw = gw
+	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
 	routes := server.New(comm.Ready)
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
@@ -157,10 +175,20 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpServer.Serve(ln) }()
+	metricsServer := &http.Server{
+		Handler:           metricsHandler(registry, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	metricsAddr := metricsOff
+	if metricsLn != nil {
+		metricsAddr = metricsLn.Addr().String()
+		go func() { serveErr <- metricsServer.Serve(metricsLn) }()
+	}
 	logger.InfoContext(ctx, "satellite starting", slog.String("version", cfg.Version), slog.String("name", cfg.Name),
-		slog.String("control_plane", cfg.ControlPlaneURL), slog.String("listen", ln.Addr().String()),
+		slog.String("control_plane", cfg.ControlPlaneURL), slog.String("listen", ln.Addr().String()), slog.String("metrics_listen", metricsAddr),
 		slog.String("public_url", cfg.PublicURL), slog.String("state_dir", cfg.StateDir), slog.String("sandbox", string(isolation)))
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -193,6 +221,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		logger.WarnContext(shutdownCtx, "HTTP shutdown incomplete", slog.Any("error", err))
 	}
+	// A scrape takes milliseconds; nothing is lost by cutting one short.
+	_ = metricsServer.Close()
 	flushCtx := shutdownCtx
 	if errors.Is(err, backend.ErrKeyRefused) {
 		// The control plane would refuse the events too; do not make the operator wait for that.
@@ -207,6 +237,31 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.InfoContext(shutdownCtx, "satellite stopped")
 	}
 	return err
+}
+
+// listenMetrics opens the metrics listener, or returns nil when metrics are off.
+func listenMetrics(cfg Config) (net.Listener, error) {
+	if cfg.metricsListener != nil {
+		return cfg.metricsListener, nil
+	}
+	if cfg.MetricsListen == metricsOff {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics: %w (set ORRERY_METRICS_LISTEN to another address, or to %q)", err, metricsOff)
+	}
+	return ln, nil
+}
+
+// metricsHandler serves the registry's metrics at /metrics and nothing else.
+func metricsHandler(registry *prometheus.Registry, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		MaxRequestsInFlight: 4,
+	}))
+	return mux
 }
 
 // runtimeRef hands the communicator's commands and heartbeat questions to the MCP runtime and the gateway,

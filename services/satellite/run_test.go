@@ -32,6 +32,10 @@ func testConfig(t *testing.T, srv *backendtest.Server) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Config{
 		ControlPlaneURL:   srv.URL,
 		RegistrationToken: testToken,
@@ -43,9 +47,10 @@ func testConfig(t *testing.T, srv *backendtest.Server) Config {
 		ShutdownTimeout:   time.Second,
 		// The servers these tests run live in the test's npm cache, which a sandbox does not show; the
 		// sandboxed satellite has tests of its own.
-		Sandbox:  "direct",
-		Dev:      true,
-		listener: ln,
+		Sandbox:         "direct",
+		Dev:             true,
+		listener:        ln,
+		metricsListener: metricsLn,
 	}
 }
 
@@ -105,6 +110,22 @@ func TestRunServesHealthAndReadiness(t *testing.T) {
 		t.Errorf("first heartbeat url = %q, want the listener's %q", hbs[0].GetUrl(), base)
 	}
 
+	// Metrics are served on their own listener only, never to MCP clients.
+	code, body := get(t, "http://"+cfg.metricsListener.Addr().String()+"/metrics")
+	if code != http.StatusOK {
+		t.Errorf("/metrics = %d, want 200", code)
+	}
+	for _, want := range []string{"go_goroutines ", "process_cpu_seconds_total ", `orrery_satellite_instances{state="online"} 0`,
+		"orrery_satellite_events_buffered ", "orrery_satellite_events_dropped_total 0", "orrery_satellite_mcp_sessions_open 0",
+		`orrery_satellite_control_plane_calls_total{call="heartbeat",code="ok"} `} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code, _ := get(t, base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the MCP listener = %d, want 404", code)
+	}
+
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("run after cancel = %v, want nil", err)
@@ -113,6 +134,10 @@ func TestRunServesHealthAndReadiness(t *testing.T) {
 	_ = cfg.listener.(*net.TCPListener).SetDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, err := cfg.listener.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("HTTP listener still open after run returned: Accept = %v", err)
+	}
+	_ = cfg.metricsListener.(*net.TCPListener).SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := cfg.metricsListener.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("metrics listener still open after run returned: Accept = %v", err)
 	}
 }
 

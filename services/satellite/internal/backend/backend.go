@@ -20,6 +20,7 @@ import (
 
 	"connectrpc.com/connect"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -107,6 +108,8 @@ type Config struct {
 	Processes ProcessSource
 	// Isolation is how the satellite isolates its stdio servers, reported with every heartbeat.
 	Isolation satellitev1.Isolation
+	// Prometheus, when set, receives counters of heartbeat and command poll outcomes. Nil counts none.
+	Prometheus prometheus.Registerer
 	// CheckIdentity, when set, sees the identity once it is known, stored or just registered, before any
 	// loop runs; an error stops Run with it. It lets a satellite refuse to serve as a kind of satellite its
 	// configuration is unfit for.
@@ -202,6 +205,7 @@ type Communicator struct {
 	// configClient fetches configurations, which may be far larger than any other answer.
 	configClient satellitev1connect.SatelliteServiceClient
 
+	metrics *metrics
 	started atomic.Bool
 	ident   atomic.Pointer[identity.Identity]
 	history *lru.Cache[string, outcome]
@@ -224,11 +228,16 @@ func New(logger *slog.Logger, cfg Config) (*Communicator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("command history: %w", err)
 	}
+	m, err := newMetrics(cfg.Prometheus)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	c := &Communicator{
 		logger:  logger,
 		cfg:     cfg,
 		history: history,
 		resync:  make(chan struct{}, 1),
+		metrics: m,
 	}
 	c.client = satellitev1connect.NewSatelliteServiceClient(cfg.HTTPClient, cfg.URL,
 		connect.WithInterceptors(c.authInterceptor()), connect.WithReadMaxBytes(cfg.MaxResponseBytes))

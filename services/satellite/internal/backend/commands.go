@@ -39,6 +39,9 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 	for {
 		start := time.Now()
 		resp, err := c.client.PollCommands(ctx, connect.NewRequest(poll))
+		if ctx.Err() == nil {
+			c.metrics.observe("poll", err)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -30,6 +30,9 @@ func (c *Communicator) heartbeatLoop(ctx context.Context) error {
 			loggedMetricsErr = true
 		}
 		resp, err := c.client.Heartbeat(ctx, connect.NewRequest(req))
+		if ctx.Err() == nil {
+			c.metrics.observe("heartbeat", err)
+		}
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil:

@@ -85,7 +85,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware)
+	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware)
 	return us
 }
 
@@ -388,14 +388,20 @@ func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
+		ctx, span := g.startCallSpan(ctx, callHeader(req), rt)
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
 			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
 			func(in *inputRequired) *mcp.CallToolResult {
 				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
 			})
+		outcome := outcomeInputRequired
 		if res == nil || res.InputRequests == nil {
-			g.logCall(us, rt, req.Params.Arguments, res, err, time.Since(start))
+			d := time.Since(start)
+			outcome = callOutcome(ctx, res, err)
+			g.logCall(us, rt, req.Params.Arguments, res, err, d)
+			g.metrics.observeCall(rt, outcome, d)
 		}
+		endCallSpan(span, outcome)
 		return res, err
 	}
 }

@@ -65,6 +65,15 @@
 // is full, with a JSON-RPC error naming the limit. A session's place is free again when it closes.
 // Stateless 2026-07-28 requests hold no session and are not counted.
 //
+// # Metrics and traces
+//
+// With Config.Metrics set, every tools/call the gateway serves is counted by team, installation, tool and
+// outcome and timed, where its request log is built; calls of tools the user's server does not list are
+// counted too, without the client's name for them. Sessions open and sessions refused by a limit are
+// reported as well. Tool names become labels only for the first names seen per installation, since a
+// tenant chooses them. With Config.TracerProvider set, each tools/call is a span that continues the
+// client's W3C traceparent.
+//
 // # Scopes
 //
 // Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
@@ -86,6 +95,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/scope"
@@ -225,6 +236,13 @@ type Config struct {
 	// MaxSessions bounds the MCP sessions of all users together; past it a new session is refused with
 	// 503 and Retry-After. Default DefaultMaxSessions.
 	MaxSessions int
+	// Metrics, when set, receives the gateway's Prometheus metrics: tool calls by team, installation,
+	// tool and outcome with their latency, and MCP sessions open and refused (see the README for the
+	// names). Nil records none.
+	Metrics prometheus.Registerer
+	// TracerProvider, when set, traces every tools/call in a span that continues the traceparent the
+	// client sent with the HTTP request. Nil traces nothing.
+	TracerProvider trace.TracerProvider
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -298,6 +316,8 @@ type Gateway struct {
 	progress     progressRoutes
 	bridge       *bridge
 	inputs       inputRounds
+	metrics      *metrics
+	tracer       trace.Tracer
 
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
@@ -322,6 +342,11 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
+	}
+	g.tracer = tracerOf(cfg.TracerProvider)
+	var err error
+	if g.metrics, err = newMetrics(cfg.Metrics, g.slots); err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
@@ -427,6 +452,7 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	if opens {
 		var refused *sessionLimitError
 		if sl, refused = g.slots.take(p.userID, p.teamID); refused != nil {
+			g.metrics.observeRefused(refused)
 			refused.write(w, requestID(r))
 			return
 		}
@@ -445,6 +471,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		sl, refused := g.slots.take(p.userID, p.teamID)
 		if refused != nil {
+			g.metrics.observeRefused(refused)
 			refused.write(w, jsonrpc.ID{})
 			return
 		}

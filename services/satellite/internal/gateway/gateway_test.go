@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -286,6 +288,10 @@ type bundle struct {
 type setupOptions struct {
 	maxBody                         int64
 	maxSessionsPerUser, maxSessions int
+	// metrics, when set, receives the gateway's metrics.
+	metrics *prometheus.Registry
+	// tracer, when set, receives the gateway's spans.
+	tracer trace.TracerProvider
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -306,6 +312,10 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		events:  &fakeSink{},
 		clock:   newFakeClock(),
 	}
+	var reg prometheus.Registerer
+	if opts.metrics != nil {
+		reg = opts.metrics
+	}
 	gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Config{
 		PublicURL:           base,
 		AuthorizationServer: "https://cp.example.com",
@@ -316,6 +326,8 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		MaxBodyBytes:        opts.maxBody,
 		MaxSessionsPerUser:  opts.maxSessionsPerUser,
 		MaxSessions:         opts.maxSessions,
+		Metrics:             reg,
+		TracerProvider:      opts.tracer,
 		Now:                 b.clock.Now,
 	})
 	if err != nil {

@@ -45,6 +45,8 @@ type slot struct {
 // sessionLimitError is a refusal: the status, and a message that names the limit but nothing of other
 // users.
 type sessionLimitError struct {
+	// limit names the limit reached: user, team or satellite.
+	limit      string
 	status     int
 	msg        string
 	retryAfter int
@@ -57,6 +59,7 @@ func (s *sessionSlots) take(user, team string) (*slot, *sessionLimitError) {
 	switch {
 	case s.byUser[user] >= s.perUser:
 		return nil, &sessionLimitError{
+			limit:  "user",
 			status: http.StatusTooManyRequests,
 			msg: fmt.Sprintf("too many MCP sessions: a user may hold %d on this satellite; end one (DELETE) or reuse one",
 				s.perUser),
@@ -65,12 +68,14 @@ func (s *sessionSlots) take(user, team string) (*slot, *sessionLimitError) {
 		// A team admin can mint service users (OAuth clients), so the per-user limit alone would not
 		// keep one team from taking the whole satellite.
 		return nil, &sessionLimitError{
+			limit:  "team",
 			status: http.StatusTooManyRequests,
 			msg: fmt.Sprintf("too many MCP sessions: a team may hold %d on this satellite; end some (DELETE) or reuse them",
 				s.perTeam),
 		}
 	case s.held >= s.total:
 		return nil, &sessionLimitError{
+			limit:      "satellite",
 			status:     http.StatusServiceUnavailable,
 			msg:        fmt.Sprintf("this satellite holds its limit of %d MCP sessions; try again later", s.total),
 			retryAfter: sessionLimitRetryAfter,
@@ -80,6 +85,13 @@ func (s *sessionSlots) take(user, team string) (*slot, *sessionLimitError) {
 	s.byTeam[team]++
 	s.held++
 	return &slot{slots: s, user: user, team: team}, nil
+}
+
+// open is the number of slots held.
+func (s *sessionSlots) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
 }
 
 // release gives the slot back. Calling it again does nothing.
