@@ -60,7 +60,7 @@ func TestToolCallSpansContinueTheClientsTrace(t *testing.T) {
 		}
 		attrs := map[string]string{}
 		for _, kv := range s.Attributes() {
-			attrs[string(kv.Key)] = kv.Value.Emit()
+			attrs[string(kv.Key)] = kv.Value.String()
 		}
 		if attrs["mcp.tool.name"] != want.tool || attrs["orrery.outcome"] != want.outcome ||
 			attrs["orrery.team_id"] != teamAcme || attrs["orrery.installation_id"] != "inst-alpha-1" {
