@@ -526,7 +526,13 @@ func (in *instance) goOnline(c *conn, cat catalog) {
 	in.startSeq++
 	in.busy = false
 	in.mu.Unlock()
-	in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, "")
+	// What the sandbox changed of the template's request, such as a limit lowered to the satellite's
+	// ceiling, stands beside the status, where the team looks first.
+	var changed string
+	if c.proc != nil {
+		changed = strings.Join(c.proc.Notes(), "; ")
+	}
+	in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, changed)
 	in.log().Info("MCP server online", slog.Int("tools", len(cat.tools)), slog.Int("resources", len(cat.resources)),
 		slog.Int("prompts", len(cat.prompts)))
 }

@@ -107,6 +107,30 @@ func TestSandboxedServer(t *testing.T) {
 	}
 }
 
+// TestCeilingShowsInStatus runs a server whose template asks for more memory than the satellite's ceiling:
+// it runs with the ceiling, and its online status says so.
+func TestCeilingShowsInStatus(t *testing.T) {
+	t.Parallel()
+	in := everything(t, "greedy")
+	path, err := sandbox.FindBwrap(t.Context(), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	driver, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: t.TempDir(),
+		ReadOnly: []string{mcptest.EverythingDir(t)}, Ceilings: sandbox.Limits{MemoryBytes: 512 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
+	in.Sandbox = &satellitev1.Sandbox{NetworkDisabled: true, Limits: &satellitev1.ResourceLimits{MemoryBytes: 64 << 30}}
+	b.apply(t, in)
+	info := b.waitStatus(t, in.GetId(), online)
+	const want = "memory limit 64 GiB lowered to the satellite's ceiling of 512 MiB"
+	if !strings.Contains(info.Message, want) {
+		t.Errorf("online with message %q, want it to say %q", info.Message, want)
+	}
+}
+
 // homeKeeper is the Direct driver with homes to remove, which it records.
 type homeKeeper struct {
 	sandbox.Direct
