@@ -110,14 +110,25 @@ func TestRunServesHealthAndReadiness(t *testing.T) {
 		t.Errorf("first heartbeat url = %q, want the listener's %q", hbs[0].GetUrl(), base)
 	}
 
-	// Metrics are served on their own listener only, never to MCP clients.
-	code, body := get(t, "http://"+cfg.metricsListener.Addr().String()+"/metrics")
+	// Metrics are served on their own listener only, never to MCP clients. The control plane has the
+	// heartbeat before the satellite has its answer and counts it, so wait for the count.
+	metricsURL := "http://" + cfg.metricsListener.Addr().String() + "/metrics"
+	heartbeatCounted := `orrery_satellite_control_plane_calls_total{call="heartbeat",code="ok"} `
+	var code int
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if code, body = get(t, metricsURL); strings.Contains(body, heartbeatCounted) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q 5 s after the first heartbeat:\n%s", heartbeatCounted, body)
+		}
+	}
 	if code != http.StatusOK {
 		t.Errorf("/metrics = %d, want 200", code)
 	}
 	for _, want := range []string{"go_goroutines ", "process_cpu_seconds_total ", `orrery_satellite_instances{state="online"} 0`,
-		"orrery_satellite_events_buffered ", "orrery_satellite_events_dropped_total 0", "orrery_satellite_mcp_sessions_open 0",
-		`orrery_satellite_control_plane_calls_total{call="heartbeat",code="ok"} `} {
+		"orrery_satellite_events_buffered ", "orrery_satellite_events_dropped_total 0", "orrery_satellite_mcp_sessions_open 0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
