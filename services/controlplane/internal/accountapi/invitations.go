@@ -50,20 +50,33 @@ func (h *Handler) ListInvitations(ctx context.Context, req *connect.Request[apiv
 	if err != nil {
 		return nil, err
 	}
-	cursor, err := page.DecodeToken(req.Msg.PageToken)
+	invs, next, err := h.invitationPage(ctx, req.Msg.PageToken, req.Msg.PageSize,
+		func(cursor *store.Cursor, size int) ([]store.Invitation, error) {
+			return h.store.ListTeamInvitations(ctx, p.TeamID, cursor, size)
+		})
 	if err != nil {
 		return nil, err
 	}
-	size := page.Size(req.Msg.PageSize)
-	invs, err := h.store.ListTeamInvitations(ctx, p.TeamID, cursor, size)
+	return connect.NewResponse(&apiv1.ListInvitationsResponse{Invitations: invs, NextPageToken: next}), nil
+}
+
+// invitationPage reads one page of invitations with list, for a request's page token and size.
+func (h *Handler) invitationPage(ctx context.Context, pageToken string, pageSize int32,
+	list func(cursor *store.Cursor, size int) ([]store.Invitation, error)) ([]*apiv1.Invitation, string, error) {
+	cursor, err := page.DecodeToken(pageToken)
 	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "list invitations", err)
+		return nil, "", err
 	}
-	resp := &apiv1.ListInvitationsResponse{NextPageToken: page.NextToken(invs, size, invitationKey)}
-	for _, inv := range invs {
-		resp.Invitations = append(resp.Invitations, invitationToProto(inv))
+	size := page.Size(pageSize)
+	invs, err := list(cursor, size)
+	if err != nil {
+		return nil, "", rpcerr.From(ctx, h.logger, "list invitations", err)
 	}
-	return connect.NewResponse(resp), nil
+	out := make([]*apiv1.Invitation, len(invs))
+	for i, inv := range invs {
+		out[i] = invitationToProto(inv)
+	}
+	return out, page.NextToken(invs, size, invitationKey), nil
 }
 
 // RevokeInvitation deletes one of the request's team's invitations.
@@ -89,20 +102,14 @@ func (h *Handler) ListMyInvitations(ctx context.Context, req *connect.Request[ap
 	if err != nil {
 		return nil, err
 	}
-	cursor, err := page.DecodeToken(req.Msg.PageToken)
+	invs, next, err := h.invitationPage(ctx, req.Msg.PageToken, req.Msg.PageSize,
+		func(cursor *store.Cursor, size int) ([]store.Invitation, error) {
+			return h.store.InvitationsFor(ctx, p.User.Email, cursor, size)
+		})
 	if err != nil {
 		return nil, err
 	}
-	size := page.Size(req.Msg.PageSize)
-	invs, err := h.store.InvitationsFor(ctx, p.User.Email, cursor, size)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "list invitations", err)
-	}
-	resp := &apiv1.ListMyInvitationsResponse{NextPageToken: page.NextToken(invs, size, invitationKey)}
-	for _, inv := range invs {
-		resp.Invitations = append(resp.Invitations, invitationToProto(inv))
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&apiv1.ListMyInvitationsResponse{Invitations: invs, NextPageToken: next}), nil
 }
 
 // AcceptInvitation makes the caller a member of the team that invited their email.
