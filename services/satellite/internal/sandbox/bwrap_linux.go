@@ -420,6 +420,14 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 			_ = f.Close()
 		}
 	}
+	// abandon undoes what was prepared for a start that fails before bwrap runs.
+	abandon := func(err error) (*Process, error) {
+		closeFiles()
+		if cg != nil {
+			cg.remove()
+		}
+		return nil, err
+	}
 	fd := func(f *os.File) string {
 		files = append(files, f)
 		return strconv.Itoa(2 + len(files))
@@ -438,11 +446,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	var ns *os.File
 	if spec.Network && b.ownNetns != nil {
 		if ns, err = newNetns(b.ownNetns); err != nil {
-			closeFiles()
-			if cg != nil {
-				cg.remove()
-			}
-			return nil, fmt.Errorf("sandbox: network namespace: %w", err)
+			return abandon(fmt.Errorf("sandbox: network namespace: %w", err))
 		}
 		defer ns.Close()
 	} else if spec.Network {
@@ -452,20 +456,12 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	argv = append(argv, b.bwrap)
 	args, err := b.args(spec, home, limits.MemoryBytes, data)
 	if err != nil {
-		closeFiles()
-		if cg != nil {
-			cg.remove()
-		}
-		return nil, err
+		return abandon(err)
 	}
 	argv = append(argv, args...)
 	filter, err := dataFile(b.seccomp)
 	if err != nil {
-		closeFiles()
-		if cg != nil {
-			cg.remove()
-		}
-		return nil, fmt.Errorf("sandbox: seccomp: %w", err)
+		return abandon(fmt.Errorf("sandbox: seccomp: %w", err))
 	}
 	argv = append(argv, "--seccomp", fd(filter))
 	// With a network, bwrap waits for the namespace's rules and link before it goes on to run the server;
@@ -480,11 +476,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 			}
 		}
 		if err != nil {
-			closeFiles()
-			if cg != nil {
-				cg.remove()
-			}
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return abandon(fmt.Errorf("sandbox: %w", err))
 		}
 		argv = append(argv, "--block-fd", fd(blockR))
 		if infoW != nil {
