@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/orrery/orrery/e2e"
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
@@ -31,10 +32,19 @@ const (
 	// registering is how a satellite's log shows an attempt to register.
 	registering = `"msg":"registering with the control plane"`
 
-	configure = satellitev1.CommandType_COMMAND_TYPE_CONFIGURE
-	spawn     = satellitev1.CommandType_COMMAND_TYPE_SPAWN
 	completed = satellitev1.CommandState_COMMAND_STATE_COMPLETED
 	failed    = satellitev1.CommandState_COMMAND_STATE_FAILED
+)
+
+// Commands the tests send, as a global admin asks for them; runCommand fills in the target.
+var (
+	configure = &adminv1.EnqueueCommandRequest{Action: &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{
+		Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+	}}}
+	// spawnNothing names an instance no satellite runs.
+	spawnNothing = &adminv1.EnqueueCommandRequest{Action: &adminv1.EnqueueCommandRequest_Spawn{Spawn: &satellitev1.SpawnAction{
+		Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: "no-such-instance"}},
+	}}}
 )
 
 func startControlPlane(t testing.TB) *e2e.ControlPlane {
@@ -63,8 +73,9 @@ func TestSatelliteRegistersAndServesCommands(t *testing.T) {
 		t.Errorf("configure output counts %v instances in an empty database", n)
 	}
 
-	// A spawn that names no instance must fail with a reason, not claim to have spawned anything.
-	spawned := runCommand(t, cp, registered.GetId(), spawn, failed, commandTimeout)
+	// A spawn of an instance the satellite does not run must fail with a reason, not claim to have spawned
+	// anything.
+	spawned := runCommand(t, cp, registered.GetId(), spawnNothing, failed, commandTimeout)
 	if spawned.GetError() == "" {
 		t.Error("failed spawn command carries no error message")
 	}
@@ -194,14 +205,15 @@ func waitActive(t testing.TB, cp *e2e.ControlPlane, url string) *adminv1.Satelli
 
 // runCommand enqueues an immediate command, waits up to timeout for it to finish, and fails the test
 // unless it ended in state want.
-func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, typ satellitev1.CommandType,
+func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, command *adminv1.EnqueueCommandRequest,
 	want satellitev1.CommandState, timeout time.Duration) *adminv1.AdminCommand {
 	t.Helper()
-	resp, err := cp.Admin().EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID},
-		Type:     typ,
-		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
-	}))
+	req := proto.CloneOf(command)
+	req.Target = &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}
+	req.Priority = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
+	m := req.ProtoReflect()
+	typ := m.WhichOneof(m.Descriptor().Oneofs().ByName("action")).Name()
+	resp, err := cp.Admin().EnqueueCommand(t.Context(), connect.NewRequest(req))
 	if err != nil {
 		t.Fatalf("enqueue %s: %v", typ, err)
 	}

@@ -66,3 +66,9 @@ returning *;
 select id from satellites
 where revoked_at is null and (type = 'global' or team_id = @team_id)
 order by created_at, id;
+
+-- name: ListGlobalSatellites :many
+-- ListGlobalSatellites lists the live global satellites, where an operator's command to all of them goes.
+select id from satellites
+where revoked_at is null and type = 'global'
+order by created_at, id;

@@ -905,7 +905,8 @@ func (x *RevokeSatelliteResponse) GetSatellite() *Satellite {
 	return nil
 }
 
-// EnqueueCommandRequest describes a command and where it goes.
+// EnqueueCommandRequest describes a command and where it goes. Its priority and lifetime come from the
+// control plane's policy for the action unless the request overrides them.
 type EnqueueCommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// target is where the command goes.
@@ -914,16 +915,26 @@ type EnqueueCommandRequest struct {
 	//
 	//	*EnqueueCommandRequest_SatelliteId
 	//	*EnqueueCommandRequest_TeamId
+	//	*EnqueueCommandRequest_AllGlobalSatellites
 	Target isEnqueueCommandRequest_Target `protobuf_oneof:"target"`
-	// type is what the command asks.
-	Type v1.CommandType `protobuf:"varint,3,opt,name=type,proto3,enum=orrery.satellite.v1.CommandType" json:"type,omitempty"`
-	// priority orders delivery.
+	// priority overrides the action's delivery priority; unspecified keeps the policy's.
 	Priority v1.CommandPriority `protobuf:"varint,4,opt,name=priority,proto3,enum=orrery.satellite.v1.CommandPriority" json:"priority,omitempty"`
-	// payload carries the command's parameters.
-	Payload *structpb.Struct `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	// ttl is how long the command stays deliverable: at most a day; unset means the default for its kind
-	// (5 minutes, 10 for deletions, 30 for updates).
-	Ttl           *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// ttl overrides how long the command stays deliverable, at most a day; unset keeps the policy's lifetime.
+	Ttl *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// action is what the command asks; the fields match orrery.satellite.v1.Command's action.
+	//
+	// Types that are valid to be assigned to Action:
+	//
+	//	*EnqueueCommandRequest_Configure
+	//	*EnqueueCommandRequest_Spawn
+	//	*EnqueueCommandRequest_Kill
+	//	*EnqueueCommandRequest_Restart
+	//	*EnqueueCommandRequest_HealthCheck
+	//	*EnqueueCommandRequest_Recovery
+	//	*EnqueueCommandRequest_RevokeTokens
+	//	*EnqueueCommandRequest_Redeploy
+	//	*EnqueueCommandRequest_Update
+	Action        isEnqueueCommandRequest_Action `protobuf_oneof:"action"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -983,11 +994,13 @@ func (x *EnqueueCommandRequest) GetTeamId() string {
 	return ""
 }
 
-func (x *EnqueueCommandRequest) GetType() v1.CommandType {
+func (x *EnqueueCommandRequest) GetAllGlobalSatellites() bool {
 	if x != nil {
-		return x.Type
+		if x, ok := x.Target.(*EnqueueCommandRequest_AllGlobalSatellites); ok {
+			return x.AllGlobalSatellites
+		}
 	}
-	return v1.CommandType(0)
+	return false
 }
 
 func (x *EnqueueCommandRequest) GetPriority() v1.CommandPriority {
@@ -997,16 +1010,97 @@ func (x *EnqueueCommandRequest) GetPriority() v1.CommandPriority {
 	return v1.CommandPriority(0)
 }
 
-func (x *EnqueueCommandRequest) GetPayload() *structpb.Struct {
+func (x *EnqueueCommandRequest) GetTtl() *durationpb.Duration {
 	if x != nil {
-		return x.Payload
+		return x.Ttl
 	}
 	return nil
 }
 
-func (x *EnqueueCommandRequest) GetTtl() *durationpb.Duration {
+func (x *EnqueueCommandRequest) GetAction() isEnqueueCommandRequest_Action {
 	if x != nil {
-		return x.Ttl
+		return x.Action
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetConfigure() *v1.ConfigureAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Configure); ok {
+			return x.Configure
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetSpawn() *v1.SpawnAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Spawn); ok {
+			return x.Spawn
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetKill() *v1.KillAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Kill); ok {
+			return x.Kill
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRestart() *v1.RestartAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Restart); ok {
+			return x.Restart
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetHealthCheck() *v1.HealthCheckAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_HealthCheck); ok {
+			return x.HealthCheck
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRecovery() *v1.RecoveryAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Recovery); ok {
+			return x.Recovery
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRevokeTokens() *v1.RevokeTokensAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_RevokeTokens); ok {
+			return x.RevokeTokens
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRedeploy() *v1.RedeployAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Redeploy); ok {
+			return x.Redeploy
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetUpdate() *v1.UpdateAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Update); ok {
+			return x.Update
+		}
 	}
 	return nil
 }
@@ -1026,9 +1120,83 @@ type EnqueueCommandRequest_TeamId struct {
 	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3,oneof"`
 }
 
+type EnqueueCommandRequest_AllGlobalSatellites struct {
+	// all_global_satellites sends the command to every live global satellite.
+	AllGlobalSatellites bool `protobuf:"varint,7,opt,name=all_global_satellites,json=allGlobalSatellites,proto3,oneof"`
+}
+
 func (*EnqueueCommandRequest_SatelliteId) isEnqueueCommandRequest_Target() {}
 
 func (*EnqueueCommandRequest_TeamId) isEnqueueCommandRequest_Target() {}
+
+func (*EnqueueCommandRequest_AllGlobalSatellites) isEnqueueCommandRequest_Target() {}
+
+type isEnqueueCommandRequest_Action interface {
+	isEnqueueCommandRequest_Action()
+}
+
+type EnqueueCommandRequest_Configure struct {
+	// configure fetches the configuration and reconciles.
+	Configure *v1.ConfigureAction `protobuf:"bytes,10,opt,name=configure,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Spawn struct {
+	// spawn starts instances that are not running.
+	Spawn *v1.SpawnAction `protobuf:"bytes,11,opt,name=spawn,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Kill struct {
+	// kill stops instances and keeps them stopped.
+	Kill *v1.KillAction `protobuf:"bytes,12,opt,name=kill,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Restart struct {
+	// restart stops instances and starts them again.
+	Restart *v1.RestartAction `protobuf:"bytes,13,opt,name=restart,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_HealthCheck struct {
+	// health_check checks instances.
+	HealthCheck *v1.HealthCheckAction `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Recovery struct {
+	// recovery reconnects an installation's remote instances.
+	Recovery *v1.RecoveryAction `protobuf:"bytes,15,opt,name=recovery,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_RevokeTokens struct {
+	// revoke_tokens says which access tokens of the team were just revoked.
+	RevokeTokens *v1.RevokeTokensAction `protobuf:"bytes,16,opt,name=revoke_tokens,json=revokeTokens,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Redeploy struct {
+	// redeploy fetches the configuration and restarts an installation's instances.
+	Redeploy *v1.RedeployAction `protobuf:"bytes,17,opt,name=redeploy,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Update struct {
+	// update asks the satellite to update itself.
+	Update *v1.UpdateAction `protobuf:"bytes,18,opt,name=update,proto3,oneof"`
+}
+
+func (*EnqueueCommandRequest_Configure) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Spawn) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Kill) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Restart) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_HealthCheck) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Recovery) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_RevokeTokens) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Redeploy) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Update) isEnqueueCommandRequest_Action() {}
 
 // EnqueueCommandResponse lists the commands created, one per target satellite.
 type EnqueueCommandResponse struct {
@@ -1092,7 +1260,9 @@ type AdminCommand struct {
 	// error says why the command failed.
 	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	// completed_at is when the command reached its final state.
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// outcomes are what the command left each instance it acted on in.
+	Outcomes      []*v1.InstanceOutcome `protobuf:"bytes,8,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1172,6 +1342,13 @@ func (x *AdminCommand) GetError() string {
 func (x *AdminCommand) GetCompletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *AdminCommand) GetOutcomes() []*v1.InstanceOutcome {
+	if x != nil {
+		return x.Outcomes
 	}
 	return nil
 }
@@ -1375,20 +1552,28 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
 	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"S\n" +
 	"\x17RevokeSatelliteResponse\x128\n" +
-	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xfe\x02\n" +
+	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xc9\a\n" +
 	"\x15EnqueueCommandRequest\x12-\n" +
 	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\vsatelliteId\x12#\n" +
-	"\ateam_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12@\n" +
-	"\x04type\x18\x03 \x01(\x0e2 .orrery.satellite.v1.CommandTypeB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04type\x12L\n" +
-	"\bpriority\x18\x04 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bpriority\x121\n" +
-	"\apayload\x18\x05 \x01(\v2\x17.google.protobuf.StructR\apayload\x12=\n" +
+	"\ateam_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12=\n" +
+	"\x15all_global_satellites\x18\a \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\x13allGlobalSatellites\x12J\n" +
+	"\bpriority\x18\x04 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityB\b\xbaH\x05\x82\x01\x02\x10\x01R\bpriority\x12=\n" +
 	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x10\xbaH\r\xaa\x01\n" +
-	"\"\x04\b\x80\xa3\x052\x02\b\x01R\x03ttlB\x0f\n" +
-	"\x06target\x12\x05\xbaH\x02\b\x01\"S\n" +
+	"\"\x04\b\x80\xa3\x052\x02\b\x01R\x03ttl\x12D\n" +
+	"\tconfigure\x18\n" +
+	" \x01(\v2$.orrery.satellite.v1.ConfigureActionH\x01R\tconfigure\x128\n" +
+	"\x05spawn\x18\v \x01(\v2 .orrery.satellite.v1.SpawnActionH\x01R\x05spawn\x125\n" +
+	"\x04kill\x18\f \x01(\v2\x1f.orrery.satellite.v1.KillActionH\x01R\x04kill\x12>\n" +
+	"\arestart\x18\r \x01(\v2\".orrery.satellite.v1.RestartActionH\x01R\arestart\x12K\n" +
+	"\fhealth_check\x18\x0e \x01(\v2&.orrery.satellite.v1.HealthCheckActionH\x01R\vhealthCheck\x12A\n" +
+	"\brecovery\x18\x0f \x01(\v2#.orrery.satellite.v1.RecoveryActionH\x01R\brecovery\x12N\n" +
+	"\rrevoke_tokens\x18\x10 \x01(\v2'.orrery.satellite.v1.RevokeTokensActionH\x01R\frevokeTokens\x12A\n" +
+	"\bredeploy\x18\x11 \x01(\v2#.orrery.satellite.v1.RedeployActionH\x01R\bredeploy\x12;\n" +
+	"\x06update\x18\x12 \x01(\v2!.orrery.satellite.v1.UpdateActionH\x01R\x06updateB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01B\x0f\n" +
+	"\x06action\x12\x05\xbaH\x02\b\x01J\x04\b\x03\x10\x04J\x04\b\x05\x10\x06R\x04typeR\apayload\"S\n" +
 	"\x16EnqueueCommandResponse\x129\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\"\xc4\x02\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\"\x86\x03\n" +
 	"\fAdminCommand\x126\n" +
 	"\acommand\x18\x01 \x01(\v2\x1c.orrery.satellite.v1.CommandR\acommand\x12!\n" +
 	"\fsatellite_id\x18\x02 \x01(\tR\vsatelliteId\x127\n" +
@@ -1396,7 +1581,8 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\x05R\battempts\x12/\n" +
 	"\x06output\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06output\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12=\n" +
-	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xd8\x01\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12@\n" +
+	"\boutcomes\x18\b \x03(\v2$.orrery.satellite.v1.InstanceOutcomeR\boutcomes\"\xd8\x01\n" +
 	"\x13ListCommandsRequest\x12.\n" +
 	"\fsatellite_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\vsatelliteId\x12A\n" +
 	"\x05state\x18\x02 \x01(\x0e2!.orrery.satellite.v1.CommandStateB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05state\x12%\n" +
@@ -1458,11 +1644,20 @@ var file_orrery_admin_v1_admin_proto_goTypes = []any{
 	(v1.SatelliteType)(0),                   // 20: orrery.satellite.v1.SatelliteType
 	(v1.SatelliteStatus)(0),                 // 21: orrery.satellite.v1.SatelliteStatus
 	(*v1.SystemMetrics)(nil),                // 22: orrery.satellite.v1.SystemMetrics
-	(v1.CommandType)(0),                     // 23: orrery.satellite.v1.CommandType
-	(v1.CommandPriority)(0),                 // 24: orrery.satellite.v1.CommandPriority
-	(*structpb.Struct)(nil),                 // 25: google.protobuf.Struct
-	(*v1.Command)(nil),                      // 26: orrery.satellite.v1.Command
-	(v1.CommandState)(0),                    // 27: orrery.satellite.v1.CommandState
+	(v1.CommandPriority)(0),                 // 23: orrery.satellite.v1.CommandPriority
+	(*v1.ConfigureAction)(nil),              // 24: orrery.satellite.v1.ConfigureAction
+	(*v1.SpawnAction)(nil),                  // 25: orrery.satellite.v1.SpawnAction
+	(*v1.KillAction)(nil),                   // 26: orrery.satellite.v1.KillAction
+	(*v1.RestartAction)(nil),                // 27: orrery.satellite.v1.RestartAction
+	(*v1.HealthCheckAction)(nil),            // 28: orrery.satellite.v1.HealthCheckAction
+	(*v1.RecoveryAction)(nil),               // 29: orrery.satellite.v1.RecoveryAction
+	(*v1.RevokeTokensAction)(nil),           // 30: orrery.satellite.v1.RevokeTokensAction
+	(*v1.RedeployAction)(nil),               // 31: orrery.satellite.v1.RedeployAction
+	(*v1.UpdateAction)(nil),                 // 32: orrery.satellite.v1.UpdateAction
+	(*v1.Command)(nil),                      // 33: orrery.satellite.v1.Command
+	(v1.CommandState)(0),                    // 34: orrery.satellite.v1.CommandState
+	(*structpb.Struct)(nil),                 // 35: google.protobuf.Struct
+	(*v1.InstanceOutcome)(nil),              // 36: orrery.satellite.v1.InstanceOutcome
 }
 var file_orrery_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: orrery.admin.v1.RegistrationToken.scope:type_name -> orrery.admin.v1.TokenScope
@@ -1482,36 +1677,44 @@ var file_orrery_admin_v1_admin_proto_depIdxs = []int32{
 	22, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
 	8,  // 15: orrery.admin.v1.ListSatellitesResponse.satellites:type_name -> orrery.admin.v1.Satellite
 	8,  // 16: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
-	23, // 17: orrery.admin.v1.EnqueueCommandRequest.type:type_name -> orrery.satellite.v1.CommandType
-	24, // 18: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
-	25, // 19: orrery.admin.v1.EnqueueCommandRequest.payload:type_name -> google.protobuf.Struct
-	19, // 20: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
-	15, // 21: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	26, // 22: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
-	27, // 23: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
-	25, // 24: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
-	18, // 25: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
-	27, // 26: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
-	15, // 27: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	2,  // 28: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
-	4,  // 29: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
-	6,  // 30: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
-	9,  // 31: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
-	11, // 32: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
-	13, // 33: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
-	16, // 34: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
-	3,  // 35: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
-	5,  // 36: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
-	7,  // 37: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
-	10, // 38: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
-	12, // 39: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
-	14, // 40: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
-	17, // 41: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	23, // 17: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
+	19, // 18: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
+	24, // 19: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	25, // 20: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	26, // 21: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
+	27, // 22: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
+	28, // 23: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	29, // 24: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	30, // 25: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	31, // 26: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	32, // 27: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
+	15, // 28: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	33, // 29: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
+	34, // 30: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
+	35, // 31: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
+	18, // 32: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
+	36, // 33: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	34, // 34: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
+	15, // 35: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	2,  // 36: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
+	4,  // 37: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
+	6,  // 38: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
+	9,  // 39: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
+	11, // 40: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
+	13, // 41: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
+	16, // 42: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
+	3,  // 43: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
+	5,  // 44: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
+	7,  // 45: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
+	10, // 46: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
+	12, // 47: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
+	14, // 48: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
+	17, // 49: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
+	43, // [43:50] is the sub-list for method output_type
+	36, // [36:43] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_orrery_admin_v1_admin_proto_init() }
@@ -1522,6 +1725,16 @@ func file_orrery_admin_v1_admin_proto_init() {
 	file_orrery_admin_v1_admin_proto_msgTypes[12].OneofWrappers = []any{
 		(*EnqueueCommandRequest_SatelliteId)(nil),
 		(*EnqueueCommandRequest_TeamId)(nil),
+		(*EnqueueCommandRequest_AllGlobalSatellites)(nil),
+		(*EnqueueCommandRequest_Configure)(nil),
+		(*EnqueueCommandRequest_Spawn)(nil),
+		(*EnqueueCommandRequest_Kill)(nil),
+		(*EnqueueCommandRequest_Restart)(nil),
+		(*EnqueueCommandRequest_HealthCheck)(nil),
+		(*EnqueueCommandRequest_Recovery)(nil),
+		(*EnqueueCommandRequest_RevokeTokens)(nil),
+		(*EnqueueCommandRequest_Redeploy)(nil),
+		(*EnqueueCommandRequest_Update)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

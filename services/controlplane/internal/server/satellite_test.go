@@ -3,6 +3,7 @@ package server_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,12 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
+// configure is an action for commands whose delivery a test is about.
+var configure = &satellitev1.Command{Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{
+	Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+}}}
+
 const (
-	configure = satellitev1.CommandType_COMMAND_TYPE_CONFIGURE
 	immediate = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
 	high      = satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH
 	normal    = satellitev1.CommandPriority_COMMAND_PRIORITY_NORMAL
@@ -324,12 +329,40 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 			}))
 			return err
 		}, "team_id"},
-		{"command without priority", func() error {
+		{"command without action", func() error {
 			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id}, Type: configure,
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
 			}))
 			return err
-		}, "priority"},
+		}, "action"},
+		{"restart of an instance id that is no UUID of an installation", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_Restart{Restart: &satellitev1.RestartAction{
+					Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: "x'; drop table"}},
+					Reason:    satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART,
+				}},
+			}))
+			return err
+		}, "installation_id"},
+		{"revocation of too many tokens", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_RevokeTokens{RevokeTokens: &satellitev1.RevokeTokensAction{
+					TokenHashes: slices.Repeat([]string{strings.Repeat("ab", 32)}, 1001),
+				}},
+			}))
+			return err
+		}, "token_hashes"},
+		{"member removal without the member", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{
+					Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED,
+				}},
+			}))
+			return err
+		}, "user_id"},
 		{"event without id", func() error {
 			_, err := sat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
 				Events: []*satellitev1.Event{{OccurredAt: timestamppb.Now(), Payload: &satellitev1.Event_EventsDropped{

@@ -41,27 +41,13 @@
 //
 // # Commands
 //
-// Execute carries out the control plane's commands. spawn, kill, restart and health_check name the
-// instances they act on with these payload keys:
-//
-//	instance_id      one instance, by its id
-//	installation_id  every instance of the installation on this satellite
-//	user_id          with installation_id: only that user's instance
-//	team_id          only instances of that team; the command's own team_id, when set, must agree
-//
-// At least instance_id or installation_id is required, so that a malformed command never acts on every
-// instance. Further keys:
-//
-//	restart       reason: error_recovery, manual_restart or config_reload (reported with the restart)
-//	health_check  check_type: credential_validation (the default and, so far, the only check)
-//	configure     event: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-//	              mcp_member_removed, mcp_recovery or mcp_redeploy; the last two need installation_id,
-//	              mcp_member_removed needs user_id and deletes the member's sandbox home
-//
-// A command that acts on instances completes with an "outcomes" list of {instance_id, status, message,
-// skipped}, one per instance, once it was carried out; an instance the command does not apply to (a
-// credential check of a stdio server) is skipped, saying why. The command fails when it names no instance
-// or cannot be understood. One instance's outcome never depends on another's.
+// Spawn, Kill, Restart, Recover and CheckCredentials carry out the control plane's typed commands that act
+// on instances, within the command's team. They name instances with a satellitev1.InstanceSelector: one
+// instance, or an installation's instances (optionally one user's), so that a command never acts on every
+// instance. Each returns one satellitev1.InstanceOutcome per selected instance once the command was carried
+// out; an instance the command does not apply to (a credential check of a stdio server) is skipped, saying
+// why. One instance's outcome never depends on another's. ApplyConfiguration and ForgetMember carry out
+// configure commands.
 package mcpruntime
 
 import (

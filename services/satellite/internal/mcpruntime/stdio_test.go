@@ -237,20 +237,15 @@ func TestCrashLoopEndsPermanentlyFailed(t *testing.T) {
 	if err := os.WriteFile(fixed, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The restart command exactly as the control plane's RestartInstance queues it.
-	out, err := b.rt.Execute(t.Context(), &satellitev1.Command{
-		Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_RESTART, TeamId: in.GetTeamId(),
-		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH,
-		Payload: payload(t, map[string]any{
-			"instance_id": in.GetId(), "installation_id": in.GetInstallationId(), "reason": "manual_restart",
-		}),
-	})
+	// The restart as the control plane's RestartInstance queues it: the instance, by id, in its team.
+	outcomes, err := b.rt.Restart(t.Context(), in.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: in.GetId()}},
+		satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if outcomes, _ := out["outcomes"].([]any); len(outcomes) != 1 ||
-		outcomes[0].(map[string]any)["status"] != mcpruntime.StatusName(online) {
-		t.Errorf("restart outcomes %v, want online", out["outcomes"])
+	if len(outcomes) != 1 || outcomes[0].GetStatus() != online {
+		t.Errorf("restart outcomes %v, want online", outcomes)
 	}
 	callEcho(t, b.rt, in.GetId(), "fixed")
 }
@@ -302,7 +297,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	gone("removed")
 
 	// Kill: stopped and held stopped, calls included, until spawned again.
-	outcomes, err := b.rt.Kill(t.Context(), mcpruntime.Selector{InstallationID: killed.GetInstallationId()})
+	outcomes, err := b.rt.Kill(t.Context(), killed.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: killed.GetInstallationId()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +309,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	if _, err := b.rt.Acquire(t.Context(), killed.GetId()); !errors.Is(err, mcpruntime.ErrStopped) {
 		t.Errorf("Acquire of a killed instance: %v", err)
 	}
-	if outcomes, err := b.rt.Spawn(t.Context(), mcpruntime.Selector{InstanceID: killed.GetId()}); err != nil || outcomes[0].Status != online {
+	if outcomes, err := b.rt.Spawn(t.Context(), killed.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: killed.GetId()}}); err != nil || outcomes[0].GetStatus() != online {
 		t.Errorf("spawn: %+v, %v", outcomes, err)
 	}
 	respawned, _ := b.rt.Instance(killed.GetId())

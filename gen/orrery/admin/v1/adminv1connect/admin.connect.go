@@ -69,7 +69,8 @@ type AdminServiceClient interface {
 	ListSatellites(context.Context, *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error)
 	// RevokeSatellite revokes a satellite's API key at once, on every control-plane replica.
 	RevokeSatellite(context.Context, *connect.Request[v1.RevokeSatelliteRequest]) (*connect.Response[v1.RevokeSatelliteResponse], error)
-	// EnqueueCommand queues a command for one satellite, or for every satellite that serves a team.
+	// EnqueueCommand queues a command for one satellite, for every satellite that serves a team, or for every
+	// global satellite at once; each call is audited.
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)
@@ -193,7 +194,8 @@ type AdminServiceHandler interface {
 	ListSatellites(context.Context, *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error)
 	// RevokeSatellite revokes a satellite's API key at once, on every control-plane replica.
 	RevokeSatellite(context.Context, *connect.Request[v1.RevokeSatelliteRequest]) (*connect.Response[v1.RevokeSatelliteResponse], error)
-	// EnqueueCommand queues a command for one satellite, or for every satellite that serves a team.
+	// EnqueueCommand queues a command for one satellite, for every satellite that serves a team, or for every
+	// global satellite at once; each call is audited.
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)

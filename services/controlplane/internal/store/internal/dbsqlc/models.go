@@ -231,7 +231,6 @@ type SatelliteCommand struct {
 	TeamID         *uuid.UUID
 	Type           string
 	Priority       int16
-	Payload        []byte
 	State          string
 	Attempts       int32
 	MaxAttempts    int32
@@ -241,6 +240,8 @@ type SatelliteCommand struct {
 	CompletedAt    *time.Time
 	Output         []byte
 	Error          string
+	Action         []byte
+	Outcomes       []byte
 }
 
 type SatelliteHeartbeat struct {

@@ -116,6 +116,33 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 	return i, err
 }
 
+const listGlobalSatellites = `-- name: ListGlobalSatellites :many
+select id from satellites
+where revoked_at is null and type = 'global'
+order by created_at, id
+`
+
+// ListGlobalSatellites lists the live global satellites, where an operator's command to all of them goes.
+func (q *Queries) ListGlobalSatellites(ctx context.Context) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, listGlobalSatellites)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listSatellites = `-- name: ListSatellites :many
 select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites
 where ($1::uuid is null or team_id = $1)
