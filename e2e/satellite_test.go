@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -203,6 +204,33 @@ func waitActive(t testing.TB, cp *e2e.ControlPlane, url string) *adminv1.Satelli
 	return found
 }
 
+// waitCommand waits up to timeout for a command of the satellite that match selects to finish, and returns
+// it.
+func waitCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, timeout time.Duration,
+	match func(*adminv1.AdminCommand) bool) *adminv1.AdminCommand {
+	t.Helper()
+	var done *adminv1.AdminCommand
+	e2e.WaitFor(t, timeout, "a command of satellite "+satelliteID+" to finish", func() error {
+		list, err := cp.Admin().ListCommands(t.Context(), connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: satelliteID}))
+		if err != nil {
+			return err
+		}
+		for _, c := range list.Msg.GetCommands() {
+			if !match(c) {
+				continue
+			}
+			switch c.GetState() {
+			case completed, failed, satellitev1.CommandState_COMMAND_STATE_EXPIRED:
+				done = c
+				return nil
+			}
+			return fmt.Errorf("command %s is %s after %d attempts", c.GetCommand().GetId(), c.GetState(), c.GetAttempts())
+		}
+		return errors.New("no such command listed yet")
+	})
+	return done
+}
+
 // runCommand enqueues an immediate command, waits up to timeout for it to finish, and fails the test
 // unless it ended in state want.
 func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, command *adminv1.EnqueueCommandRequest,
@@ -219,25 +247,7 @@ func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, command 
 	}
 	id := resp.Msg.GetCommands()[0].GetCommand().GetId()
 	start := time.Now()
-	var done *adminv1.AdminCommand
-	e2e.WaitFor(t, timeout, fmt.Sprintf("%s command %s to finish", typ, id), func() error {
-		list, err := cp.Admin().ListCommands(t.Context(), connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: satelliteID}))
-		if err != nil {
-			return err
-		}
-		for _, c := range list.Msg.GetCommands() {
-			if c.GetCommand().GetId() != id {
-				continue
-			}
-			switch c.GetState() {
-			case completed, failed, satellitev1.CommandState_COMMAND_STATE_EXPIRED:
-				done = c
-				return nil
-			}
-			return fmt.Errorf("command is %s after %d attempts", c.GetState(), c.GetAttempts())
-		}
-		return fmt.Errorf("command %s not listed", id)
-	})
+	done := waitCommand(t, cp, satelliteID, timeout, func(c *adminv1.AdminCommand) bool { return c.GetCommand().GetId() == id })
 	t.Logf("%s command ended %s in %v", typ, done.GetState(), time.Since(start).Round(time.Millisecond))
 	if done.GetState() != want {
 		t.Fatalf("%s command ended %s (error %q), want %s", typ, done.GetState(), done.GetError(), want)

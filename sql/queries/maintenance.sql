@@ -83,9 +83,9 @@ returning id, name, team_id;
 
 -- name: RecordCredentialChecks :many
 -- RecordCredentialChecks notes when a satellite validated the credentials of the named instances and
--- returns them with their stored status. Only the command's team and installation are touched, whatever the
+-- returns those it stamped. Only the command's team and installation are touched, whatever the
 -- satellite claims; a late or repeated report never moves the time back.
 update instances
 set last_health_check_at = greatest(last_health_check_at, @checked_at::timestamptz)
 where team_id = @team_id and installation_id = @installation_id and id = any(@ids::text[])
-returning id, status;
+returning id;

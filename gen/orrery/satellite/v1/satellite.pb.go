@@ -2371,9 +2371,12 @@ type InstanceOutcome struct {
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// skipped says why the command did not apply to the instance, such as a credential check of a stdio
 	// server; empty when it applied.
-	Skipped       string `protobuf:"bytes,4,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Skipped string `protobuf:"bytes,4,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// previous_status is the instance's status before the command, so that the control plane sees what the
+	// command changed whatever order the status events arrive in.
+	PreviousStatus InstanceStatus `protobuf:"varint,5,opt,name=previous_status,json=previousStatus,proto3,enum=orrery.satellite.v1.InstanceStatus" json:"previous_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InstanceOutcome) Reset() {
@@ -2432,6 +2435,13 @@ func (x *InstanceOutcome) GetSkipped() string {
 		return x.Skipped
 	}
 	return ""
+}
+
+func (x *InstanceOutcome) GetPreviousStatus() InstanceStatus {
+	if x != nil {
+		return x.PreviousStatus
+	}
+	return InstanceStatus_INSTANCE_STATUS_UNSPECIFIED
 }
 
 // PollCommandsResponse carries due commands.
@@ -4138,14 +4148,15 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x0eRedeployAction\x121\n" +
 	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"1\n" +
 	"\fUpdateAction\x12!\n" +
-	"\aversion\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\xcd\x01\n" +
+	"\aversion\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\xa5\x02\n" +
 	"\x0fInstanceOutcome\x12+\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xac\x02R\n" +
 	"instanceId\x12E\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
 	"\amessage\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\x12\"\n" +
-	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\"\x88\x01\n" +
+	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\x12V\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\x88\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
 	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\"\xab\x02\n" +
@@ -4493,57 +4504,58 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
 	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
-	23, // 32: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	58, // 33: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	12, // 34: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	60, // 35: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	34, // 36: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	3,  // 37: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	40, // 38: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	4,  // 39: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	55, // 40: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	56, // 41: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	57, // 42: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	41, // 43: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	8,  // 44: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	42, // 45: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	58, // 46: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	45, // 47: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	59, // 48: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	46, // 49: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	47, // 50: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	48, // 51: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	49, // 52: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	51, // 53: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	52, // 54: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 55: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	13, // 56: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	58, // 57: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	61, // 58: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	61, // 59: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	50, // 60: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	60, // 61: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	14, // 62: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	59, // 63: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 64: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	20, // 65: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	22, // 66: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	36, // 67: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	38, // 68: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	43, // 69: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	53, // 70: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	16, // 71: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	21, // 72: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	35, // 73: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	37, // 74: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	39, // 75: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	44, // 76: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	54, // 77: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	71, // [71:78] is the sub-list for method output_type
-	64, // [64:71] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
+	23, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	58, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	60, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	34, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	40, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	55, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	56, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	57, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	41, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	8,  // 45: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	42, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	58, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	45, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	59, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	46, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	47, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	48, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	49, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	51, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	52, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 56: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	13, // 57: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	58, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	61, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	61, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	50, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	60, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	14, // 63: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	59, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 65: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	20, // 66: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	22, // 67: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	36, // 68: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	38, // 69: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	43, // 70: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	53, // 71: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	16, // 72: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	21, // 73: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	35, // 74: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	37, // 75: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	39, // 76: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	44, // 77: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	54, // 78: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	72, // [72:79] is the sub-list for method output_type
+	65, // [65:72] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }

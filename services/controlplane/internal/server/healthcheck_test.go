@@ -95,10 +95,9 @@ func enqueueHealthCheck(t *testing.T, b *testBundle, f viewers, sat *satellite) 
 	return cmds
 }
 
-// TestHealthyAgainSendsRecovery: a credential check that finds an instance healthy again, while the control
-// plane still has it unreachable, makes the control plane send the checking satellite one recovery command
-// for the installation. Healthy instances, failed checks, skipped instances and instances of another team
-// named in the report send none.
+// TestHealthyAgainSendsRecovery: a credential check that finds an unreachable instance healthy again makes
+// the control plane send the checking satellite one recovery command for the installation. Healthy
+// instances, failed checks, skipped instances and another team's instance named in the report send none.
 func TestHealthyAgainSendsRecovery(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
@@ -109,8 +108,6 @@ func TestHealthyAgainSendsRecovery(t *testing.T) {
 	online, unreachable := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR
 	aliceID, bobID, blueID := red.instanceID(red.teamFixture.alice), red.instanceID(red.teamFixture.bob),
 		blue.instanceID(blue.teamFixture.alice)
-	emit(t, sat, statusEvent(red.teamFixture, red.teamFixture.alice, online), statusEvent(red.teamFixture, red.teamFixture.bob, unreachable))
-	emit(t, blueSat, statusEvent(blue.teamFixture, blue.teamFixture.alice, unreachable))
 	sat.poll(t, 0)
 
 	check := func(outcomes ...*satellitev1.InstanceOutcome) []*satellitev1.Command {
@@ -123,17 +120,18 @@ func TestHealthyAgainSendsRecovery(t *testing.T) {
 		}
 		return sat.poll(t, 0)
 	}
-	if got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online},
-		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: unreachable, Message: "cannot reach the server"},
-		&satellitev1.InstanceOutcome{InstanceId: blueID, Status: online}); len(got) != 0 {
-		t.Errorf("no instance recovered, yet the satellite received %v", got)
+	if got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online, PreviousStatus: online},
+		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: unreachable, PreviousStatus: unreachable, Message: "cannot reach the server"},
+		&satellitev1.InstanceOutcome{InstanceId: blueID, Status: online, PreviousStatus: unreachable}); len(got) != 0 {
+		t.Errorf("no instance of the team recovered, yet the satellite received %v", got)
 	}
-	if got := check(&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online, Skipped: "stdio servers have no credentials to validate"}); len(got) != 0 {
+	if got := check(&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online, PreviousStatus: unreachable,
+		Skipped: "stdio servers have no credentials to validate"}); len(got) != 0 {
 		t.Errorf("a skipped instance sent %v", got)
 	}
 
-	got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online},
-		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online})
+	got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online, PreviousStatus: online},
+		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online, PreviousStatus: unreachable})
 	if len(got) != 1 || got[0].GetRecovery().GetInstallationId() != red.installation.ID.String() ||
 		got[0].TeamId != red.team.ID.String() || got[0].Priority != high {
 		t.Fatalf("bob's instance is healthy again: the satellite received %v, want one high-priority recovery of the installation", got)

@@ -159,9 +159,13 @@ func (s *Store) MarkSatellitesOffline(ctx context.Context, after time.Duration) 
 	return out, nil
 }
 
-// unhealthyRemote is the stored statuses of a remote instance that a successful credential check finds
-// healthy again: unreachable, refusing its credentials, or disconnected.
-var unhealthyRemote = []string{"offline", "error", "requires_reauth"}
+// unhealthyRemote are the statuses of a remote instance that a successful credential check finds healthy
+// again: disconnected, unreachable, or refusing its credentials.
+var unhealthyRemote = []satellitev1.InstanceStatus{
+	satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE,
+	satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR,
+	satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH,
+}
 
 // RecordCredentialChecks notes, as each instance's last_health_check_at, the checks of the completed
 // health_check command cmd: every outcome it reported that was not skipped (stdio servers, interrupted
@@ -169,8 +173,10 @@ var unhealthyRemote = []string{"offline", "error", "requires_reauth"}
 // of the command's team and installation are touched, so a satellite cannot stamp instances it was not asked
 // to check. Other commands are ignored.
 //
-// When a check succeeded for an instance stored as unhealthy, it queues one recovery command for the
-// installation, to the satellite that checked, so the satellite reconnects and discovers the tools again.
+// When a check found an instance that was unhealthy before it healthy again, it queues one recovery command
+// for the installation, to the satellite that checked, so the satellite reconnects and discovers the tools
+// again. The satellite's outcome says what the instance was before the check: the stored status may already
+// be the check's own verdict, or still lag behind it, depending on when the status events arrive.
 // It returns how many instances it stamped and the recovery command, if any.
 func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command) (int, *Command, error) {
 	check := cmd.Action.GetHealthCheck()
@@ -184,7 +190,7 @@ func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command) (int, *
 			continue
 		}
 		ids = append(ids, o.GetInstanceId())
-		if o.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
+		if o.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE && slices.Contains(unhealthyRemote, o.GetPreviousStatus()) {
 			healthy = append(healthy, o.GetInstanceId())
 		}
 	}
@@ -201,9 +207,8 @@ func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command) (int, *
 			return translate(err, "record credential checks")
 		}
 		stamped = len(rows)
-		recovered := slices.ContainsFunc(rows, func(r dbsqlc.RecordCredentialChecksRow) bool {
-			return slices.Contains(healthy, r.ID) && slices.Contains(unhealthyRemote, r.Status)
-		})
+		// Only instances of the command's team and installation count, whatever else the satellite named.
+		recovered := slices.ContainsFunc(rows, func(id string) bool { return slices.Contains(healthy, id) })
 		if !recovered {
 			return nil
 		}

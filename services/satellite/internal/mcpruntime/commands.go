@@ -76,9 +76,10 @@ func (r *Runtime) each(ctx context.Context, sel selector, f func(*instance) (ski
 	var wg sync.WaitGroup
 	for i, in := range ins {
 		wg.Go(func() {
+			before := in.info().Status
 			skipped := f(in)
 			info := in.info()
-			outcomes[i] = &satellitev1.InstanceOutcome{InstanceId: in.id, Status: info.Status,
+			outcomes[i] = &satellitev1.InstanceOutcome{InstanceId: in.id, Status: info.Status, PreviousStatus: before,
 				Message: cut(info.Message, 4096), Skipped: skipped}
 		})
 	}

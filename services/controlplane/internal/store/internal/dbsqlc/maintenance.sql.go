@@ -215,18 +215,13 @@ const recordCredentialChecks = `-- name: RecordCredentialChecks :many
 update instances
 set last_health_check_at = greatest(last_health_check_at, $1::timestamptz)
 where team_id = $2 and installation_id = $3 and id = any($4::text[])
-returning id, status
+returning id
 `
 
-type RecordCredentialChecksRow struct {
-	ID     string
-	Status string
-}
-
 // RecordCredentialChecks notes when a satellite validated the credentials of the named instances and
-// returns them with their stored status. Only the command's team and installation are touched, whatever the
+// returns those it stamped. Only the command's team and installation are touched, whatever the
 // satellite claims; a late or repeated report never moves the time back.
-func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Time, teamID uuid.UUID, installationID uuid.UUID, ids []string) ([]RecordCredentialChecksRow, error) {
+func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Time, teamID uuid.UUID, installationID uuid.UUID, ids []string) ([]string, error) {
 	rows, err := q.db.Query(ctx, recordCredentialChecks,
 		checkedAt,
 		teamID,
@@ -237,13 +232,13 @@ func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Tim
 		return nil, err
 	}
 	defer rows.Close()
-	var items []RecordCredentialChecksRow
+	var items []string
 	for rows.Next() {
-		var i RecordCredentialChecksRow
-		if err := rows.Scan(&i.ID, &i.Status); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		items = append(items, i)
+		items = append(items, id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
