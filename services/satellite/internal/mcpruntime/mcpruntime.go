@@ -35,9 +35,8 @@
 //	defer lease.Release()
 //	res, err := lease.Session().ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
 //
-// CallTool does the same for a tool call and also bridges progress. An endpoint
-// that forwards calls itself routes progress with Lease.TrackProgress, or receives every notification whose
-// token is not the runtime's through Config.OnProgress.
+// Servers' progress notifications reach the endpoint through Config.OnProgress, which routes them by the
+// token it put in the request.
 //
 // # Commands
 //
@@ -127,9 +126,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// ClientInfo identifies the satellite to servers. Default name "orrery-satellite", version "dev".
 	ClientInfo *mcp.Implementation
-	// OnProgress receives the servers' progress notifications whose token did not come from
-	// Lease.TrackProgress, such as those of an endpoint that routes progress itself; req.Session tells
-	// which instance's session sent it. Nil drops them.
+	// OnProgress receives the servers' progress notifications; req.Session tells which instance's session
+	// sent it. Nil drops them.
 	OnProgress func(ctx context.Context, req *mcp.ProgressNotificationClientRequest)
 	// ClientMiddleware, when set, wraps the handling of everything servers send the runtime's client
 	// sessions: their own requests (sampling/createMessage, elicitation/create, roots/list) and their
@@ -278,9 +276,6 @@ type Runtime struct {
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
-
-	progressSeq atomic.Uint64
-	progress    sync.Map // progress token → ProgressFunc
 }
 
 const (

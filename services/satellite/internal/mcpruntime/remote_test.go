@@ -131,7 +131,7 @@ func TestRemoteCredentials(t *testing.T) {
 		}
 	}
 	ctx := t.Context()
-	res, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-4", Arguments: map[string]any{"message": "paged"}}, nil)
+	res, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-4", Arguments: map[string]any{"message": "paged"}})
 	if err != nil || text(res) != "Echo: paged" {
 		t.Errorf("call through the headers and query parameters: %v %v", res, err)
 	}
@@ -173,14 +173,14 @@ func TestRemoteCredentials(t *testing.T) {
 	if o := outcome(t, good.GetInstallationId()); o.GetStatus() != reauth {
 		t.Errorf("revoked credentials: %v", o)
 	}
-	if _, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-1"}, nil); err == nil {
+	if _, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-1"}); err == nil {
 		t.Error("a call went through while the credentials are refused")
 	}
 	gs.refuse.Store(false)
 	if o := outcome(t, good.GetInstallationId()); o.GetStatus() != online {
 		t.Errorf("credentials accepted again: %v", o)
 	}
-	if _, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-1", Arguments: map[string]any{"message": "again"}}, nil); err != nil {
+	if _, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-1", Arguments: map[string]any{"message": "again"}}); err != nil {
 		t.Errorf("call after the credentials were accepted again: %v", err)
 	}
 

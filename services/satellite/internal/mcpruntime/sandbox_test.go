@@ -85,7 +85,7 @@ func TestSandboxedServer(t *testing.T) {
 	b.apply(t, in)
 	b.waitStatus(t, in.GetId(), online)
 
-	res, err := b.rt.CallTool(t.Context(), in.GetId(), &mcp.CallToolParams{Name: "get-env", Arguments: map[string]any{}}, nil)
+	res, err := callTool(t.Context(), b.rt, in.GetId(), &mcp.CallToolParams{Name: "get-env", Arguments: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
 	}
