@@ -1,6 +1,11 @@
 package command_test
 
 import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +21,54 @@ func withAction(f protoreflect.FieldDescriptor) *satellitev1.Command {
 	m := cmd.ProtoReflect()
 	m.Set(f, protoreflect.ValueOfMessage(m.NewField(f).Message()))
 	return cmd
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestPolicyGolden writes the whole policy table to testdata/policy.golden, so that every change of a
+// priority or lifetime shows in review. Regenerate with -update.
+func TestPolicyGolden(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	row := func(name string, cmd *satellitev1.Command) {
+		p, ok := command.PolicyFor(cmd)
+		if !ok {
+			fmt.Fprintf(&b, "%-48s no policy\n", name)
+			return
+		}
+		fmt.Fprintf(&b, "%-48s %-28s %v\n", name, p.Priority, p.TTL)
+	}
+	fields := (&satellitev1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("action").Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if f.Name() != "configure" {
+			row(string(f.Name()), withAction(f))
+			continue
+		}
+		events := satellitev1.ConfigureEvent(0).Descriptor().Values()
+		for j := 1; j < events.Len(); j++ {
+			event := satellitev1.ConfigureEvent(events.Get(j).Number())
+			row("configure "+string(events.Get(j).Name()), &satellitev1.Command{
+				Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{Event: event}},
+			})
+		}
+	}
+	path := filepath.Join("testdata", "policy.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run the test with -update to create it)", err)
+	}
+	if got := b.String(); got != string(want) {
+		t.Errorf("command policies changed; if intended, run with -update and review the diff.\ngot:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 // TestEveryActionHasAPolicy fails when an action is added to Command without a priority and lifetime, or a
