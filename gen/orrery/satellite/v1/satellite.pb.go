@@ -1571,9 +1571,12 @@ type PollCommandsResponse struct {
 	// commands are the due commands, highest priority first, then oldest.
 	Commands []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	// next_poll is how long a satellite that cannot hold a call open should wait before polling again.
-	NextPoll      *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NextPoll *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
+	// replica_draining says the replica that answered is shutting down: poll again at once, after a short
+	// random wait that spreads a fleet out, and the next poll reaches another replica.
+	ReplicaDraining bool `protobuf:"varint,3,opt,name=replica_draining,json=replicaDraining,proto3" json:"replica_draining,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PollCommandsResponse) Reset() {
@@ -1618,6 +1621,13 @@ func (x *PollCommandsResponse) GetNextPoll() *durationpb.Duration {
 		return x.NextPoll
 	}
 	return nil
+}
+
+func (x *PollCommandsResponse) GetReplicaDraining() bool {
+	if x != nil {
+		return x.ReplicaDraining
+	}
+	return false
 }
 
 // ReportCommandResultRequest reports a command's outcome.
@@ -3217,10 +3227,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
 	"\aattempt\x18\b \x01(\x05R\aattempt\x12D\n" +
-	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\x88\x01\n" +
+	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\xb3\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
-	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\"\xde\x01\n" +
+	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\x12)\n" +
+	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\"\xde\x01\n" +
 	"\x1aReportCommandResultRequest\x12'\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tcommandId\x12F\n" +

@@ -38,20 +38,31 @@ func TestShutdownAnswersOpenLongPolls(t *testing.T) {
 	b.replicas = append(b.replicas, &replica{srv: srv, url: "http://" + ln.Addr().String()})
 	poller := b.connect(len(b.replicas)-1, sat.id, sat.apiKey)
 
-	polled := make(chan error, 1)
+	type answer struct {
+		msg *satellitev1.PollCommandsResponse
+		err error
+	}
+	polled := make(chan answer, 1)
 	go func() {
-		_, err := poller.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{
+		resp, err := poller.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{
 			Wait: durationpb.New(20 * time.Second),
 		}))
-		polled <- err
+		if err != nil {
+			polled <- answer{err: err}
+			return
+		}
+		polled <- answer{msg: resp.Msg}
 	}()
 	time.Sleep(300 * time.Millisecond) // let the poll reach its wait
 	stopped := time.Now()
 	stop()
 	select {
-	case err := <-polled:
-		if err != nil {
-			t.Fatalf("open poll at shutdown: %v, want an empty answer", err)
+	case answer := <-polled:
+		if answer.err != nil {
+			t.Fatalf("open poll at shutdown: %v, want an empty answer", answer.err)
+		}
+		if !answer.msg.ReplicaDraining || len(answer.msg.Commands) != 0 {
+			t.Fatalf("open poll at shutdown answered %v, want no commands and replica_draining", answer.msg)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("open long poll was not answered at shutdown")
