@@ -308,6 +308,8 @@ func StartControlPlane(t testing.TB, databaseURL string) *ControlPlane {
 		"ORRERY_TOKEN_SIGNING_KEY=" + randomBase64(32, base64.RawURLEncoding),
 		"ORRERY_SECRET_KEYS=e2e1:" + randomBase64(32, base64.StdEncoding),
 		"ORRERY_LOG_FORMAT=json",
+		// Nothing balances these replicas unless a test says so; draining would only slow its stops.
+		"ORRERY_DRAIN_PERIOD=0s",
 	}
 	cp.Start(t)
 	return cp

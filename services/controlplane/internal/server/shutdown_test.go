@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -71,4 +72,66 @@ func TestShutdownAnswersOpenLongPolls(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	t.Logf("shutdown with an open poll took %v", time.Since(stopped))
+}
+
+// TestDrainFailsReadinessBeforeClosing: told to stop, a replica fails /readyz but keeps serving for its
+// drain period, asking clients to close their connections, and only then refuses connections.
+func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	const drain = time.Second
+	srv, err := server.New(t.Context(), nil, server.Config{
+		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
+		OAuth: oauth.Config{Issuer: base}, DrainPeriod: drain,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln, 5*time.Second) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	get := func(path string) (*http.Response, error) {
+		resp, err := client.Get(base + path)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	waitFor(t, 30*time.Second, "the replica to be ready", func() bool {
+		resp, err := get("/readyz")
+		return err == nil && resp.StatusCode == http.StatusOK
+	})
+
+	stop()
+	stopped := time.Now()
+	waitFor(t, drain/2, "/readyz to fail", func() bool {
+		resp, err := get("/readyz")
+		return err == nil && resp.StatusCode == http.StatusServiceUnavailable
+	})
+	resp, err := get("/healthz")
+	switch {
+	case err != nil:
+		t.Fatalf("request while draining: %v, want it served", err)
+	case resp.StatusCode != http.StatusOK || !resp.Close:
+		t.Fatalf("request while draining: %s, close=%v; want 200 asking the client to close the connection",
+			resp.Status, resp.Close)
+	}
+	waitFor(t, drain+5*time.Second, "connections to be refused", func() bool {
+		_, err := get("/healthz")
+		return err != nil
+	})
+	if elapsed := time.Since(stopped); elapsed < drain {
+		t.Errorf("connections refused %v after the stop, before the drain period of %v ended", elapsed, drain)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
 }
