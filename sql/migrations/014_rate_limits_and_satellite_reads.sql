@@ -9,3 +9,11 @@ create unlogged table rate_limits (
     tat timestamptz not null
 );
 create index rate_limits_tat on rate_limits (tat);
+
+-- A satellite's dropped-event reports are listed newest first and summed.
+create index dropped_event_reports_satellite on dropped_event_reports (satellite_id, occurred_at, id);
+
+---- create above / drop below ----
+
+drop index dropped_event_reports_satellite;
+drop table rate_limits;
