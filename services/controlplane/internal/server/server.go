@@ -403,7 +403,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, shutdownTimeout tim
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv.RegisterOnShutdown(s.Drain)
-	runCtx, stopRun := context.WithCancel(ctx)
+	// The background work outlasts ctx until the listener closes: while the replica drains, held long polls
+	// must still be woken by notifications of new commands.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	runErr := make(chan error, 1)
 	go func() { runErr <- s.Run(runCtx) }()

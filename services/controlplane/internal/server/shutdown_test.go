@@ -75,16 +75,18 @@ func TestShutdownAnswersOpenLongPolls(t *testing.T) {
 }
 
 // TestDrainFailsReadinessBeforeClosing: told to stop, a replica fails /readyz but keeps serving for its
-// drain period, asking clients to close their connections, and only then refuses connections.
+// drain period, asking clients to close their connections, still waking held long polls when a command is
+// created on another replica, and only then refuses connections.
 func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	const drain = time.Second
+	const drain = 2 * time.Second
 	srv, err := server.New(t.Context(), nil, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
 		OAuth: oauth.Config{Issuer: base}, DrainPeriod: drain,
@@ -97,6 +99,8 @@ func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln, 5*time.Second) }()
+	b.replicas = append(b.replicas, &replica{srv: srv, url: base})
+	poller := b.connect(len(b.replicas)-1, sat.id, sat.apiKey)
 	client := &http.Client{Transport: &http.Transport{}}
 	get := func(path string) (*http.Response, error) {
 		resp, err := client.Get(base + path)
@@ -123,6 +127,28 @@ func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
 	case resp.StatusCode != http.StatusOK || !resp.Close:
 		t.Fatalf("request while draining: %s, close=%v; want 200 asking the client to close the connection",
 			resp.Status, resp.Close)
+	}
+	// A poll held by the draining replica is still woken by a command created on another.
+	polled := make(chan []*satellitev1.Command, 1)
+	go func() {
+		resp, err := poller.client.PollCommands(context.Background(), connect.NewRequest(&satellitev1.PollCommandsRequest{
+			Wait: durationpb.New(20 * time.Second),
+		}))
+		if err != nil {
+			t.Errorf("poll while draining: %v", err)
+		}
+		polled <- resp.Msg.GetCommands()
+	}()
+	time.Sleep(100 * time.Millisecond) // let the poll reach its wait
+	created := b.enqueue(t, 0, sat.id, satellitev1.CommandType_COMMAND_TYPE_CONFIGURE,
+		satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE, time.Minute)
+	select {
+	case cmds := <-polled:
+		if len(cmds) != 1 || cmds[0].Id != created.Command.Id {
+			t.Errorf("poll while draining answered %v, want the new command", cmds)
+		}
+	case <-time.After(drain / 2):
+		t.Error("a command created while the replica drained did not wake the poll it held")
 	}
 	waitFor(t, drain+5*time.Second, "connections to be refused", func() bool {
 		_, err := get("/healthz")
