@@ -2450,9 +2450,12 @@ type PollCommandsResponse struct {
 	// commands are the due commands, highest priority first, then oldest.
 	Commands []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	// next_poll is how long a satellite that cannot hold a call open should wait before polling again.
-	NextPoll      *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NextPoll *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
+	// replica_draining says the replica that answered is shutting down: poll again at once, after a short
+	// random wait that spreads a fleet out, and the next poll reaches another replica.
+	ReplicaDraining bool `protobuf:"varint,3,opt,name=replica_draining,json=replicaDraining,proto3" json:"replica_draining,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PollCommandsResponse) Reset() {
@@ -2497,6 +2500,13 @@ func (x *PollCommandsResponse) GetNextPoll() *durationpb.Duration {
 		return x.NextPoll
 	}
 	return nil
+}
+
+func (x *PollCommandsResponse) GetReplicaDraining() bool {
+	if x != nil {
+		return x.ReplicaDraining
+	}
+	return false
 }
 
 // ReportCommandResultRequest reports a command's outcome.
@@ -4156,10 +4166,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
 	"\amessage\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\x12\"\n" +
 	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\x12V\n" +
-	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\x88\x01\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xb3\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
-	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\"\xab\x02\n" +
+	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\x12)\n" +
+	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\"\xab\x02\n" +
 	"\x1aReportCommandResultRequest\x12'\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tcommandId\x12F\n" +

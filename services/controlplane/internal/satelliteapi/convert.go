@@ -39,6 +39,11 @@ func InstanceStatusFromName(name string) satellitev1.InstanceStatus {
 	return satellitev1.InstanceStatus(enumValue(satellitev1.InstanceStatus_value, "INSTANCE_STATUS_", name))
 }
 
+// ProcessHealthFromName is the enum of a stored process health.
+func ProcessHealthFromName(name string) satellitev1.ProcessHealth {
+	return satellitev1.ProcessHealth(enumValue(satellitev1.ProcessHealth_value, "PROCESS_HEALTH_", name))
+}
+
 // LifecycleKindFromName is the enum of a stored lifecycle event kind.
 func LifecycleKindFromName(name string) satellitev1.LifecycleKind {
 	return satellitev1.LifecycleKind(enumValue(satellitev1.LifecycleKind_value, "LIFECYCLE_KIND_", name))

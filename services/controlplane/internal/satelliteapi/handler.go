@@ -259,8 +259,9 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		case <-deadline.C:
 			return connect.NewResponse(resp), nil
 		case <-h.draining:
-			// This replica is going away: the satellite should poll again soon (elsewhere, or here once
-			// restarted), not at the normal pace.
+			// This replica is going away: the satellite polls again at once, through the load balancer that
+			// has stopped sending new connections here. next_poll is for satellites that predate the flag.
+			resp.ReplicaDraining = true
 			resp.NextPoll = durationpb.New(pollDelayImmediate)
 			return connect.NewResponse(resp), nil
 		case <-ctx.Done():

@@ -40,6 +40,9 @@ const (
 	DefaultPollWait = 25 * time.Second
 	// DefaultPollInterval spaces out polls to a control plane that answers without holding them.
 	DefaultPollInterval = 5 * time.Second
+	// DefaultReplicaSwitchWait is the most a satellite waits before polling again when the replica that
+	// answered is shutting down: long enough to spread a fleet out, far shorter than a poll delay.
+	DefaultReplicaSwitchWait = 200 * time.Millisecond
 	// DefaultRequestTimeoutMargin is how much longer than PollWait an HTTP request may take by default, so
 	// a held poll is never cut off by the client while the control plane is answering it.
 	DefaultRequestTimeoutMargin = 15 * time.Second
@@ -152,6 +155,9 @@ type Config struct {
 	// sooner than min(PollInterval, PollWait/2) was not held, and the next poll then waits for the
 	// response's next_poll, or PollInterval when it suggests none. Default DefaultPollInterval (5 s).
 	PollInterval time.Duration
+	// ReplicaSwitchWait is the most the satellite waits, at random, before polling again when the replica
+	// that answered says it is shutting down. Default DefaultReplicaSwitchWait (200 ms).
+	ReplicaSwitchWait time.Duration
 	// RequestTimeout bounds each HTTP request of the default HTTPClient and must exceed PollWait. Default
 	// PollWait + DefaultRequestTimeoutMargin (40 s).
 	RequestTimeout time.Duration
@@ -179,6 +185,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.ReplicaSwitchWait <= 0 {
+		c.ReplicaSwitchWait = DefaultReplicaSwitchWait
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = c.PollWait + DefaultRequestTimeoutMargin

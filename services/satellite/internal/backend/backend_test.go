@@ -498,3 +498,23 @@ func TestPollDoesNotSpinWithoutLongPolling(t *testing.T) {
 		t.Errorf("six polls in %v; empty polls must be spaced by the poll interval", elapsed)
 	}
 }
+
+// TestPollMovesOnFromADrainingReplica: a poll answered by a replica that is shutting down is followed by
+// the next within the short jittered switch wait, not the 2 s next_poll the answer carries for older
+// satellites, and not at once either.
+func TestPollMovesOnFromADrainingReplica(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c, _ := start(t, b.cfg)
+	b.waitReady(t, c)
+	b.srv.SetDraining(true)
+	polls := b.srv.Polls()
+	begin := time.Now()
+	b.srv.Wait(t.Context(), "five more polls", waitLimit, func() bool { return b.srv.Polls() >= polls+5 })
+	// Four full switch waits lie between five polls; each is at least half of DefaultReplicaSwitchWait.
+	elapsed := time.Since(begin)
+	if elapsed < 4*backend.DefaultReplicaSwitchWait/2 || elapsed > 2*time.Second {
+		t.Errorf("five polls to a draining replica took %v, want between %v and 2s",
+			elapsed, 4*backend.DefaultReplicaSwitchWait/2)
+	}
+}

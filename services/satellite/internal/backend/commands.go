@@ -71,6 +71,14 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 				return nil
 			}
 		}
+		if len(cmds) == 0 && resp.Msg.GetReplicaDraining() {
+			// Jitter spreads the fleet over the remaining replicas instead of all arriving at one instant.
+			switchWait := backoff.Policy{Min: c.cfg.ReplicaSwitchWait, Max: c.cfg.ReplicaSwitchWait, Rand: c.cfg.Backoff.Rand}
+			if backoff.Sleep(ctx, switchWait.Delay(0)) != nil {
+				return nil
+			}
+			continue
+		}
 		// A quick empty answer means the control plane did not hold the call, so polling again at once would
 		// spin. The threshold is not the wait itself because the control plane may cap the wait below it.
 		if len(cmds) == 0 && time.Since(start) < min(c.cfg.PollInterval, c.cfg.PollWait/2) {

@@ -173,6 +173,11 @@ type OauthToken struct {
 	CreatedAt time.Time
 }
 
+type RateLimit struct {
+	Key string
+	Tat time.Time
+}
+
 type ReceivedEvent struct {
 	ID          uuid.UUID
 	SatelliteID uuid.UUID
