@@ -224,8 +224,12 @@ func (c *conn) relistLoop() {
 			}
 			continue
 		}
-		if in.publishCatalog(c, cat, false) != "" {
+		toolsKey, changed := in.publishCatalog(c, cat, false)
+		if toolsKey != "" {
 			in.emit(&satellitev1.Event{Payload: &satellitev1.Event_ToolsDiscovered{ToolsDiscovered: toolsEvent(cat.tools)}})
+		}
+		if changed {
+			in.saveKept()
 		}
 	}
 }
