@@ -163,6 +163,7 @@ func (c *conn) close(grace time.Duration) {
 		}()
 		if c.proc != nil {
 			c.proc.Stop(grace)
+			c.in.rt.metrics.observeExit(c.proc)
 		}
 		t := time.NewTimer(grace)
 		defer t.Stop()

@@ -451,6 +451,12 @@ func (in *instance) shutdown() {
 // start connects the instance: spawning a stdio server or dialling a remote one, initializing, discovering.
 // It returns once the instance is online or the attempt failed.
 func (in *instance) start(ctx context.Context, kind startKind, reason string) {
+	switch kind {
+	case startCrashRestart:
+		in.rt.metrics.observeRestart(restartCrash)
+	case startRestart:
+		in.rt.metrics.observeRestart(reason)
+	}
 	spec := in.currentSpec()
 	in.mu.Lock()
 	in.busy = true

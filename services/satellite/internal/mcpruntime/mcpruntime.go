@@ -333,6 +333,7 @@ type Runtime struct {
 	progressSeq atomic.Uint64
 	progress    sync.Map // progress token → ProgressFunc
 
+	metrics    *runtimeMetrics
 	startSlots chan struct{} // one per first start running; see coldStartSlot
 	reconciled atomic.Uint64 // version of the desired view last reconciled
 	warm       atomic.Bool   // Ready found every instance listable once
@@ -364,6 +365,7 @@ func New(logger *slog.Logger, cfg Config) (*Runtime, error) {
 		applied:    make(map[string]string),
 		instances:  make(map[string]*instance),
 		subs:       make(map[*subscriber]struct{}),
+		metrics:    newRuntimeMetrics(),
 		startSlots: make(chan struct{}, cfg.MaxConcurrentStarts),
 	}, nil
 }
