@@ -402,7 +402,7 @@ func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
-		ctx, span := g.startCallSpan(ctx, callHeader(req), rt)
+		ctx, span := g.startCallSpan(ctx, req, rt)
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
 			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
 			func(in *inputRequired) *mcp.CallToolResult {
@@ -412,7 +412,7 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)
 			outcome = callOutcome(ctx, res, err)
-			g.logCall(us, rt, req.Params.Arguments, res, err, d)
+			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx))
 			g.metrics.observeCall(rt, outcome, d)
 		}
 		endCallSpan(span, outcome)
@@ -445,7 +445,7 @@ func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.Call
 		return nil, err
 	}
 	defer done()
-	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name}
+	params := &mcp.CallToolParams{Meta: withTraceContext(ctx, forwardMeta(req.Params.Meta)), Name: rt.name}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}
