@@ -3,6 +3,7 @@ package mcpruntime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -101,5 +102,49 @@ func TestCallStartWait(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 3*time.Second {
 		t.Errorf("the call waited %v, want about 300ms", waited)
+	}
+}
+
+// TestColdStartsStaggered starts five servers under a bound of two first starts at once: never more than
+// two are connecting or discovering at a time, while the rest wait as provisioning.
+func TestColdStartsStaggered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *mcpruntime.Config) {
+		c.MaxConcurrentStarts = 2
+		c.StartJitter = -1
+	})
+	var specs []*satellitev1.Instance
+	for i := range 5 {
+		specs = append(specs, everythingScript(t, fmt.Sprintf("staggered%d", i), `sleep 0.5; exec "$@"`))
+	}
+	b.apply(t, specs...)
+	maxStarting, maxWaiting := 0, 0
+	deadline := time.Now().Add(2 * waitLimit)
+	for {
+		starting, waiting, up := 0, 0, 0
+		for _, info := range b.rt.Instances("", "") {
+			switch info.Status {
+			case satellitev1.InstanceStatus_INSTANCE_STATUS_CONNECTING, satellitev1.InstanceStatus_INSTANCE_STATUS_DISCOVERING_TOOLS:
+				starting++
+			case satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING:
+				waiting++
+			case online:
+				up++
+			}
+		}
+		maxStarting, maxWaiting = max(maxStarting, starting), max(maxWaiting, waiting)
+		if up == len(specs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d servers online after %v", up, len(specs), 2*waitLimit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if maxStarting > 2 {
+		t.Errorf("%d servers starting at once, want at most 2", maxStarting)
+	}
+	if maxWaiting < 3 {
+		t.Errorf("at most %d servers waited their turn, want 3 of 5", maxWaiting)
 	}
 }
