@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // A request the SDK cannot dispatch gets the SDK's own text: a plain-text 400 for a method it does not know
@@ -65,17 +66,27 @@ func checkRequest(req *jsonrpc.Request) *jsonrpc.Error {
 	if raw[0] != '{' {
 		return invalidParams(req.Method, "params must be an object")
 	}
-	if err := sdkUnmarshal(raw, spec.params()); err != nil {
+	params := spec.params()
+	if err := unmarshalParams(raw, params); err != nil {
 		return invalidParams(req.Method, describeDecodeError(err))
 	}
-	if req.Method == "tools/call" {
-		var p mcp.CallToolParamsRaw
-		_ = sdkUnmarshal(raw, &p)
-		if args := bytes.TrimSpace(p.Arguments); len(args) > 0 && args[0] != '{' && !bytes.Equal(args, []byte("null")) {
+	if call, ok := params.(*mcp.CallToolParamsRaw); ok {
+		if args := bytes.TrimSpace(call.Arguments); len(args) > 0 && args[0] != '{' && !bytes.Equal(args, []byte("null")) {
 			return invalidParams(req.Method, `"arguments" must be an object`)
 		}
 	}
 	return nil
+}
+
+// unmarshalParams decodes a request's params, a single JSON value, as sdkUnmarshal does: the SDK's
+// decoder reads the first value and parses it with exact key matching, which for a single value is this
+// parse, without the decoder's 32 KB buffer on every request.
+func unmarshalParams(raw []byte, v any) error {
+	if err := checkMaxDepth(raw, sdkMaxDepth); err != nil {
+		return err
+	}
+	_, err := segjson.Parse(raw, v, segjson.DontMatchCaseInsensitiveStructFields)
+	return err
 }
 
 func invalidParams(method, why string) *jsonrpc.Error {
