@@ -379,6 +379,11 @@ func (cp *ControlPlane) Users() apiv1connect.UserServiceClient {
 	return apiv1connect.NewUserServiceClient(http.DefaultClient, cp.URL, connect.WithInterceptors(bearer(cp.AdminToken)))
 }
 
+// Instances returns an InstanceService client that sends the admin token.
+func (cp *ControlPlane) Instances() apiv1connect.InstanceServiceClient {
+	return apiv1connect.NewInstanceServiceClient(http.DefaultClient, cp.URL, connect.WithInterceptors(bearer(cp.AdminToken)))
+}
+
 // RegistrationToken creates a global registration token through the AdminService.
 func (cp *ControlPlane) RegistrationToken(t testing.TB) string {
 	t.Helper()
@@ -412,6 +417,8 @@ type Satellite struct {
 	URL string
 	// StateDir holds its identity.
 	StateDir string
+	// MetricsURL is where it serves Prometheus metrics.
+	MetricsURL string
 }
 
 // StartSatellite builds the satellite if needed and starts it against cp, listening on a free loopback
@@ -440,7 +447,8 @@ func StartSatellite(t testing.TB, cp *ControlPlane, cfg SatelliteConfig) *Satell
 	started := proc.WaitLog(t, startTimeout, `"satellite starting"`, func(e LogEntry) bool {
 		return e.String("msg") == "satellite starting" && e.String("public_url") != ""
 	})
-	return &Satellite{Process: proc, URL: started.String("public_url"), StateDir: cfg.StateDir}
+	return &Satellite{Process: proc, URL: started.String("public_url"), StateDir: cfg.StateDir,
+		MetricsURL: "http://" + started.String("metrics_listen") + "/metrics"}
 }
 
 // WaitFor calls check until it returns nil, failing the test with check's last error if that takes longer

@@ -139,6 +139,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ClientInfo:         &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
 		IdleTimeout:        cfg.MCPIdleTimeout,
 		StopGrace:          cfg.MCPStopGrace,
+		// Beside the instances' working directories, not in them: a server must not write what the
+		// endpoint lists for it after a restart.
+		CatalogDir:          filepath.Join(stateDir, "catalogs"),
+		MaxConcurrentStarts: cfg.MCPMaxConcurrentStarts,
+		StartJitter:         cfg.MCPStartJitter,
+		CallStartWait:       cfg.MCPCallStartWait,
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)
@@ -167,7 +173,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	handlers.Reconciler, handlers.Instances, handlers.Tokens = rtRef.rt, rtRef.rt, gw
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
-	routes := server.New(comm.Ready)
+	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
+	// from the last run: only then does a new session see the team's tools.
+	routes := server.New(func() error {
+		if err := comm.Ready(); err != nil {
+			return err
+		}
+		return rtRef.rt.Ready()
+	})
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
 	}

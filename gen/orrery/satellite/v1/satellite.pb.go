@@ -3556,7 +3556,10 @@ type RequestLog struct {
 	// request is the call's arguments; absent when request logging is disabled.
 	Request *structpb.Value `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
 	// response is the call's result; absent when request logging is disabled.
-	Response      *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	Response *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	// trace_id is the W3C trace id of the call, 32 lowercase hex digits: the trace of the traceparent the
+	// client sent, or of the satellite's own span; empty when there is neither.
+	TraceId       string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3638,6 +3641,13 @@ func (x *RequestLog) GetResponse() *structpb.Value {
 		return x.Response
 	}
 	return nil
+}
+
+func (x *RequestLog) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // ToolsDiscovered is mcp.tools.discovered: the full tool list of an instance.
@@ -4266,7 +4276,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\"n\n" +
 	"\tServerLog\x12=\n" +
 	"\x05level\x18\x01 \x01(\x0e2\x1d.orrery.satellite.v1.LogLevelB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05level\x12\"\n" +
-	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xaf\x02\n" +
+	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xe4\x02\n" +
 	"\n" +
 	"RequestLog\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12'\n" +
@@ -4276,7 +4286,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\asuccess\x18\x04 \x01(\bR\asuccess\x12\x1e\n" +
 	"\x05error\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\x120\n" +
 	"\arequest\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\arequest\x122\n" +
-	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\"M\n" +
+	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\x123\n" +
+	"\btrace_id\x18\b \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{32}$R\atraceId\"M\n" +
 	"\x0fToolsDiscovered\x12:\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xb0\x01\n" +
 	"\x04Tool\x12\x1e\n" +

@@ -157,7 +157,7 @@ func eventFromProto(e *satellitev1.Event) store.Event {
 		r := p.RequestLog
 		rl := &store.RequestLog{
 			ToolName: r.ToolName, Duration: r.Duration.AsDuration(), Success: r.Success, Error: r.Error,
-			Request: JSONFromMessage(r.Request), Response: JSONFromMessage(r.Response),
+			Request: JSONFromMessage(r.Request), Response: JSONFromMessage(r.Response), TraceID: r.TraceId,
 		}
 		if id, err := uuid.Parse(r.UserId); err == nil {
 			rl.UserID = &id

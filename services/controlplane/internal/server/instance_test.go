@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -100,8 +102,15 @@ func requestEvent(f teamFixture, u store.User, tool string) *satellitev1.Event {
 			UserId: u.ID.String(), ToolName: tool, Duration: durationpb.New(12 * time.Millisecond), Success: true,
 			Request:  structpb.NewStringValue("args of " + tool),
 			Response: structpb.NewStringValue("result of " + tool),
+			TraceId:  traceIDOf(tool),
 		}},
 	}
+}
+
+// traceIDOf is the W3C trace id the test's call of tool carries.
+func traceIDOf(tool string) string {
+	sum := sha256.Sum256([]byte(tool))
+	return hex.EncodeToString(sum[:16])
 }
 
 func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
@@ -171,7 +180,7 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(reqs.Msg.RequestLogs) != 1 || reqs.Msg.RequestLogs[0].ToolName != "write_file" || reqs.Msg.NextBeforeId == 0 ||
-		reqs.Msg.RequestLogs[0].Request != nil {
+		reqs.Msg.RequestLogs[0].Request != nil || reqs.Msg.RequestLogs[0].TraceId != traceIDOf("write_file") {
 		t.Fatalf("admin's first page of request logs: %v", reqs.Msg)
 	}
 	bobsCall := reqs.Msg.RequestLogs[0].Id
@@ -190,7 +199,7 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if detail.Msg.RequestLog.Response.GetStringValue() != "result of write_file" {
+	if detail.Msg.RequestLog.Response.GetStringValue() != "result of write_file" || detail.Msg.RequestLog.TraceId != traceIDOf("write_file") {
 		t.Errorf("request log detail: %v", detail.Msg.RequestLog)
 	}
 	_, err = red.alice.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{

@@ -57,6 +57,8 @@ type RequestLog struct {
 	Error    string
 	Request  json.RawMessage
 	Response json.RawMessage
+	// TraceID is the call's W3C trace id, or empty.
+	TraceID string
 }
 
 // ToolsDiscovered is an instance's complete tool list.
@@ -228,7 +230,7 @@ func applyEvent(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, e
 		return translate(q.InsertRequestLog(ctx, dbsqlc.InsertRequestLogParams{
 			TeamID: e.TeamID, InstallationID: e.InstallationID, InstanceID: e.InstanceID, UserID: r.UserID,
 			ToolName: r.ToolName, DurationMs: float64(r.Duration) / float64(time.Millisecond), Success: r.Success,
-			Error: r.Error, Request: r.Request, Response: r.Response, OccurredAt: e.OccurredAt,
+			Error: r.Error, Request: r.Request, Response: r.Response, OccurredAt: e.OccurredAt, TraceID: r.TraceID,
 		}), "insert request log")
 	case e.ToolsDiscovered != nil:
 		if err := q.DeleteDiscoveredTools(ctx, e.InstanceID, e.TeamID); err != nil {

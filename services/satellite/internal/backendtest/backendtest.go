@@ -59,6 +59,7 @@ type Server struct {
 	eventIDs      map[string]bool
 	emitCalls     int
 	refused       int
+	accessTokens  map[string]*satellitev1.IntrospectTokenResponse
 }
 
 type grant struct {
@@ -74,6 +75,8 @@ func New(t testing.TB) *Server {
 		tokens:   make(map[string]grant),
 		keys:     make(map[string]string),
 		eventIDs: make(map[string]bool),
+
+		accessTokens: make(map[string]*satellitev1.IntrospectTokenResponse),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s, connect.WithInterceptors(s.interceptor())))
@@ -378,7 +381,19 @@ func newKey() string {
 	return "orsat_" + hex.EncodeToString(b)
 }
 
-// IntrospectToken reports every token inactive: the fake issues no access tokens.
-func (s *Server) IntrospectToken(context.Context, *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+// SetAccessToken makes IntrospectToken answer info for token, an MCP client's access token.
+func (s *Server) SetAccessToken(token string, info *satellitev1.IntrospectTokenResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accessTokens[token] = info
+}
+
+// IntrospectToken answers what SetAccessToken set for the token, and reports every other token inactive.
+func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if info, ok := s.accessTokens[req.Msg.GetToken()]; ok {
+		return connect.NewResponse(info), nil
+	}
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 }

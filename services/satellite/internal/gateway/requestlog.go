@@ -26,7 +26,7 @@ const (
 // request logs. With the installation's request logging off, nothing the tool or its server sent is
 // stored: not the arguments, not the result, and not an error's text, which is response content as
 // much as a result is; the outcome is "error", with the JSON-RPC error code when there is one.
-func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration) {
+func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string) {
 	if g.cfg.Events == nil {
 		return
 	}
@@ -35,6 +35,7 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		ToolName: truncate(rt.name, maxLoggedToolName),
 		Duration: durationpb.New(d),
 		Success:  callErr == nil && res != nil && !res.IsError,
+		TraceId:  traceID,
 	}
 	withBodies := rt.inst.RequestLoggingEnabled
 	switch {

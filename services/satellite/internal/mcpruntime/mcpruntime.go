@@ -57,6 +57,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -98,7 +99,18 @@ const (
 	DefaultLogLinesPerSecond = 20
 	// DefaultLogLineBytes is the length a server log line is cut to.
 	DefaultLogLineBytes = 1024
+	// DefaultStartJitter spreads the first starts of a configuration, such as every instance at once
+	// after the satellite restarted.
+	DefaultStartJitter = 500 * time.Millisecond
+	// DefaultCallStartWait is how long a call waits for an instance that is starting before it is told to
+	// try again.
+	DefaultCallStartWait = 30 * time.Second
 )
+
+// DefaultMaxConcurrentStarts is how many instances start at once from a new configuration, such as after
+// the satellite restarted: one per CPU, at least two. A call for an instance still waiting its turn
+// starts it at once.
+var DefaultMaxConcurrentStarts = max(2, runtime.NumCPU())
 
 // DefaultRestartDelays are the delays before the first, second and later restarts of a server that crashed
 // within DefaultStableUptime of starting.
@@ -169,6 +181,19 @@ type Config struct {
 	// LogLineBytes is the length server log lines are cut to, at most 4096. Default DefaultLogLineBytes
 	// (1 KiB).
 	LogLineBytes int
+
+	// CatalogDir keeps each instance's last discovered catalogue, so that after a restart its tools are
+	// listed while it starts again. Default: none kept.
+	CatalogDir string
+	// MaxConcurrentStarts bounds the first starts of instances that run at once; the rest wait their
+	// turn, unless a call needs them. Default DefaultMaxConcurrentStarts.
+	MaxConcurrentStarts int
+	// StartJitter is the most a first start waits, at random, before taking its turn; negative means no
+	// wait. Default DefaultStartJitter (500 ms).
+	StartJitter time.Duration
+	// CallStartWait bounds how long Acquire (and so a call) waits for an instance to come online; after
+	// it the call fails with ErrStarting. Default DefaultCallStartWait (30 s).
+	CallStartWait time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -222,6 +247,15 @@ func (c Config) WithDefaults() Config {
 		c.LogLineBytes = DefaultLogLineBytes
 	}
 	c.LogLineBytes = min(c.LogLineBytes, 4096)
+	if c.MaxConcurrentStarts <= 0 {
+		c.MaxConcurrentStarts = DefaultMaxConcurrentStarts
+	}
+	if c.StartJitter == 0 {
+		c.StartJitter = DefaultStartJitter
+	}
+	if c.CallStartWait <= 0 {
+		c.CallStartWait = DefaultCallStartWait
+	}
 	return c
 }
 
@@ -254,6 +288,9 @@ var (
 	ErrUnavailable = errors.New("MCP server instance is unavailable")
 	// ErrNotRunning means the runtime has stopped: Run returned.
 	ErrNotRunning = errors.New("MCP runtime is not running")
+	// ErrStarting means the instance did not come online within Config.CallStartWait; it goes on
+	// starting, and a later call may find it online.
+	ErrStarting = errors.New("MCP server instance is still starting")
 )
 
 // Runtime runs MCP server instances. Its methods are safe for concurrent use.
@@ -276,6 +313,11 @@ type Runtime struct {
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
+
+	metrics    *runtimeMetrics
+	startSlots chan struct{} // one per first start running; see coldStartSlot
+	reconciled atomic.Uint64 // version of the desired view last reconciled
+	warm       atomic.Bool   // Ready found every instance listable once
 }
 
 const (
@@ -295,15 +337,17 @@ func New(logger *slog.Logger, cfg Config) (*Runtime, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runtime{
-		logger:    logger,
-		cfg:       cfg,
-		policy:    cfg.crashPolicy(),
-		ctx:       ctx,
-		cancel:    cancel,
-		swept:     make(chan struct{}),
-		applied:   make(map[string]string),
-		instances: make(map[string]*instance),
-		subs:      make(map[*subscriber]struct{}),
+		logger:     logger,
+		cfg:        cfg,
+		policy:     cfg.crashPolicy(),
+		ctx:        ctx,
+		cancel:     cancel,
+		swept:      make(chan struct{}),
+		applied:    make(map[string]string),
+		instances:  make(map[string]*instance),
+		subs:       make(map[*subscriber]struct{}),
+		metrics:    newRuntimeMetrics(),
+		startSlots: make(chan struct{}, cfg.MaxConcurrentStarts),
 	}, nil
 }
 

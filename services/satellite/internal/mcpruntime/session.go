@@ -38,9 +38,10 @@ func (l *Lease) Release() {
 
 // Acquire returns a lease on instance id's session, starting the instance first when it is not running:
 // dormant, crashed and waiting for its restart, or a remote server that could not be reached before. It
-// waits for one start attempt at most, then fails with ErrUnavailable and the instance's status; it fails
-// at once with ErrStopped or ErrPermanentlyFailed for instances held stopped, and with ErrUnknownInstance for
-// ids that are not (or no longer) desired.
+// waits for one start attempt at most, then fails with ErrUnavailable and the instance's status, and for
+// Config.CallStartWait at most, then fails with ErrStarting; it fails at once with ErrStopped or
+// ErrPermanentlyFailed for instances held stopped, and with ErrUnknownInstance for ids that are not (or no
+// longer) desired.
 func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 	if !r.running() {
 		return nil, ErrNotRunning
@@ -51,6 +52,7 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 	}
 	requested := false
 	var seq uint64
+	var deadline <-chan time.Time
 	for {
 		in.mu.Lock()
 		if in.live != nil && in.status == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
@@ -83,6 +85,9 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 			case in.wake <- struct{}{}:
 			default:
 			}
+			t := time.NewTimer(r.cfg.CallStartWait)
+			defer t.Stop()
+			deadline = t.C
 		}
 		changed := in.changed
 		in.mu.Unlock()
@@ -91,6 +96,11 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 			return nil, ctx.Err()
 		case <-in.exited:
 			return nil, ErrNotRunning
+		case <-deadline:
+			in.mu.Lock()
+			status := in.status
+			in.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s after %v", ErrStarting, StatusName(status), r.cfg.CallStartWait)
 		case <-changed:
 		}
 	}

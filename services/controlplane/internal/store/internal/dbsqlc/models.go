@@ -209,6 +209,7 @@ type RequestLog struct {
 	Request        []byte
 	Response       []byte
 	OccurredAt     time.Time
+	TraceID        string
 }
 
 type Satellite struct {
