@@ -2658,7 +2658,11 @@ type RequestLog struct {
 	// request is the call's arguments; absent when request logging is disabled.
 	Request *structpb.Value `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
 	// response is the call's result; absent when request logging is disabled.
-	Response      *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	Response *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	// request_bytes is the size of the call's arguments as JSON, sent whether or not request logging is on.
+	RequestBytes uint64 `protobuf:"varint,8,opt,name=request_bytes,json=requestBytes,proto3" json:"request_bytes,omitempty"`
+	// response_bytes is the size of the call's result as JSON, sent whether or not request logging is on.
+	ResponseBytes uint64 `protobuf:"varint,9,opt,name=response_bytes,json=responseBytes,proto3" json:"response_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2740,6 +2744,20 @@ func (x *RequestLog) GetResponse() *structpb.Value {
 		return x.Response
 	}
 	return nil
+}
+
+func (x *RequestLog) GetRequestBytes() uint64 {
+	if x != nil {
+		return x.RequestBytes
+	}
+	return 0
+}
+
+func (x *RequestLog) GetResponseBytes() uint64 {
+	if x != nil {
+		return x.ResponseBytes
+	}
+	return 0
 }
 
 // ToolsDiscovered is mcp.tools.discovered: the full tool list of an instance.
@@ -3315,7 +3333,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\"n\n" +
 	"\tServerLog\x12=\n" +
 	"\x05level\x18\x01 \x01(\x0e2\x1d.orrery.satellite.v1.LogLevelB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05level\x12\"\n" +
-	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xaf\x02\n" +
+	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\x95\x03\n" +
 	"\n" +
 	"RequestLog\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12'\n" +
@@ -3325,7 +3343,9 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\asuccess\x18\x04 \x01(\bR\asuccess\x12\x1e\n" +
 	"\x05error\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\x120\n" +
 	"\arequest\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\arequest\x122\n" +
-	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\"M\n" +
+	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\x120\n" +
+	"\rrequest_bytes\x18\b \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\frequestBytes\x122\n" +
+	"\x0eresponse_bytes\x18\t \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\rresponseBytes\"M\n" +
 	"\x0fToolsDiscovered\x12:\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xb0\x01\n" +
 	"\x04Tool\x12\x1e\n" +
