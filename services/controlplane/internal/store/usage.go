@@ -1,0 +1,368 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
+)
+
+// How long usage rollups are kept. Minutes are rolled up into hours long before they go.
+const (
+	UsageMinuteRetention = 30 * 24 * time.Hour
+	UsageHourRetention   = 365 * 24 * time.Hour
+)
+
+// usageLateness is how old a tool call may be and still be counted: its hour must be recomputable from
+// retained minutes, so a call near the minutes' retention is not counted rather than half counted.
+const usageLateness = UsageMinuteRetention - 2*time.Hour
+
+// Latency is counted in LatencyBuckets fixed buckets on a log scale: bucket 0 holds calls under 0.5 ms and
+// bucket i ≥ 1 those up to 0.5 ms × √2^i; the last also holds everything slower (above ~99 minutes). Fixed
+// buckets, unlike a sketch, merge by plain addition, so rollups are summed by SQL and concurrent
+// increments stay exact; a quantile read from them is within one bucket, which interpolation narrows.
+const (
+	LatencyBuckets     = 48
+	latencyBucketBase  = 0.5 // milliseconds
+	latencyBucketRatio = math.Sqrt2
+)
+
+// LatencyBucket is the bucket that counts a call of duration d.
+func LatencyBucket(d time.Duration) int16 {
+	ms := float64(d) / float64(time.Millisecond)
+	if ms < latencyBucketBase {
+		return 0
+	}
+	i := int(math.Ceil(2 * math.Log2(ms/latencyBucketBase)))
+	return int16(min(max(i, 1), LatencyBuckets-1))
+}
+
+// latencyBucketBounds returns the milliseconds that bucket i covers.
+func latencyBucketBounds(i int) (lo, hi float64) {
+	if i == 0 {
+		return 0, latencyBucketBase
+	}
+	hi = latencyBucketBase * math.Pow(latencyBucketRatio, float64(i))
+	return hi / latencyBucketRatio, hi
+}
+
+// Usage is what a set of tool calls adds up to.
+type Usage struct {
+	Calls, Errors     int64
+	BytesIn, BytesOut int64
+	// Latency counts the calls per latency bucket.
+	Latency [LatencyBuckets]int64
+}
+
+func (u *Usage) add(bucket int16, calls, errors, bytesIn, bytesOut int64) {
+	u.Calls += calls
+	u.Errors += errors
+	u.BytesIn += bytesIn
+	u.BytesOut += bytesOut
+	if bucket >= 0 && int(bucket) < LatencyBuckets {
+		u.Latency[bucket] += calls
+	}
+}
+
+// LatencyQuantile estimates the latency, in milliseconds, under which the fraction q of the calls
+// finished; 0 without calls. Within its bucket the estimate is interpolated on the log scale.
+func (u *Usage) LatencyQuantile(q float64) float64 {
+	var total int64
+	for _, n := range u.Latency {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := q * float64(total)
+	var seen int64
+	for i, n := range u.Latency {
+		if n == 0 || float64(seen+n) < rank {
+			seen += n
+			continue
+		}
+		lo, hi := latencyBucketBounds(i)
+		within := (rank - float64(seen)) / float64(n)
+		if i == 0 {
+			return lo + within*(hi-lo)
+		}
+		return lo * math.Pow(hi/lo, within)
+	}
+	_, hi := latencyBucketBounds(LatencyBuckets - 1)
+	return hi
+}
+
+// usageKey is one per-minute rollup row.
+type usageKey struct {
+	teamID, installationID, userID uuid.UUID
+	minute                         time.Time
+	tool                           string
+	bucket                         int16
+}
+
+func compareUsageKeys(a, b usageKey) int {
+	return cmp.Or(bytes.Compare(a.teamID[:], b.teamID[:]), a.minute.Compare(b.minute),
+		bytes.Compare(a.installationID[:], b.installationID[:]), cmp.Compare(a.tool, b.tool),
+		bytes.Compare(a.userID[:], b.userID[:]), cmp.Compare(a.bucket, b.bucket))
+}
+
+// addUsage counts the tool calls among events into the per-minute rollups and marks their hours for the
+// rollup, in the caller's transaction, so that a call is counted exactly when its event is first stored.
+// A call from the future is counted now (clocks disagree); one too old to be rolled up is not counted.
+func addUsage(ctx context.Context, q *dbsqlc.Queries, events []Event, now time.Time) error {
+	sums := map[usageKey]*Usage{}
+	for _, e := range events {
+		r := e.RequestLog
+		if r == nil {
+			continue
+		}
+		at := e.OccurredAt
+		if at.After(now) {
+			at = now
+		}
+		if at.Before(now.Add(-usageLateness)) {
+			continue
+		}
+		k := usageKey{teamID: e.TeamID, installationID: e.InstallationID, minute: at.UTC().Truncate(time.Minute),
+			tool: r.ToolName, bucket: LatencyBucket(r.Duration)}
+		if r.UserID != nil {
+			k.userID = *r.UserID
+		}
+		u := sums[k]
+		if u == nil {
+			u = &Usage{}
+			sums[k] = u
+		}
+		var failed int64
+		if !r.Success {
+			failed = 1
+		}
+		u.add(k.bucket, 1, failed, max(r.RequestBytes, 0), max(r.ResponseBytes, 0))
+	}
+	if len(sums) == 0 {
+		return nil
+	}
+	keys := make([]usageKey, 0, len(sums))
+	for k := range sums {
+		keys = append(keys, k)
+	}
+	// Concurrent batches take row locks in one order, so they cannot deadlock.
+	slices.SortFunc(keys, compareUsageKeys)
+	var p dbsqlc.AddUsageMinutesParams
+	type teamHour struct {
+		teamID uuid.UUID
+		hour   time.Time
+	}
+	var dirty []teamHour
+	for _, k := range keys {
+		u := sums[k]
+		p.TeamIds = append(p.TeamIds, k.teamID)
+		p.Minutes = append(p.Minutes, k.minute)
+		p.InstallationIds = append(p.InstallationIds, k.installationID)
+		p.ToolNames = append(p.ToolNames, k.tool)
+		p.UserIds = append(p.UserIds, k.userID)
+		p.LatencyBuckets = append(p.LatencyBuckets, k.bucket)
+		p.Calls = append(p.Calls, u.Calls)
+		p.Errors = append(p.Errors, u.Errors)
+		p.BytesIn = append(p.BytesIn, u.BytesIn)
+		p.BytesOut = append(p.BytesOut, u.BytesOut)
+		th := teamHour{k.teamID, k.minute.Truncate(time.Hour)}
+		if !slices.Contains(dirty, th) {
+			dirty = append(dirty, th)
+		}
+	}
+	if err := q.AddUsageMinutes(ctx, p); err != nil {
+		return translate(err, "add usage minutes")
+	}
+	slices.SortFunc(dirty, func(a, b teamHour) int {
+		return cmp.Or(bytes.Compare(a.teamID[:], b.teamID[:]), a.hour.Compare(b.hour))
+	})
+	teams, hours := make([]uuid.UUID, len(dirty)), make([]time.Time, len(dirty))
+	for i, th := range dirty {
+		teams[i], hours[i] = th.teamID, th.hour
+	}
+	return translate(q.MarkUsageHoursDirty(ctx, teams, hours), "mark usage hours")
+}
+
+// RollUpUsage recomputes, from their minutes, the hourly rollups of up to maxHours team-hours whose
+// minutes changed since they were last rolled up, and returns how many it recomputed. Hours that an
+// ingest is writing to are left for the next call.
+func (s *Store) RollUpUsage(ctx context.Context, maxHours int) (hours int, err error) {
+	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		dirty, err := q.TakeDirtyUsageHours(ctx, int32(min(maxHours, math.MaxInt32)))
+		if err != nil {
+			return translate(err, "take dirty usage hours")
+		}
+		if len(dirty) == 0 {
+			return nil
+		}
+		teams, at := make([]uuid.UUID, len(dirty)), make([]time.Time, len(dirty))
+		for i, d := range dirty {
+			teams[i], at[i] = d.TeamID, d.Hour
+		}
+		if err := q.DeleteUsageHours(ctx, teams, at); err != nil {
+			return translate(err, "delete usage hours")
+		}
+		if _, err := q.RollUpUsageHours(ctx, teams, at); err != nil {
+			return translate(err, "roll up usage hours")
+		}
+		hours = len(dirty)
+		return nil
+	})
+	return hours, err
+}
+
+// PruneUsage deletes minute and hour rollups older than their retention at now.
+func (s *Store) PruneUsage(ctx context.Context, now time.Time) (minutes, hours int64, err error) {
+	if minutes, err = s.q.PruneUsageMinutes(ctx, now.Add(-UsageMinuteRetention)); err != nil {
+		return 0, 0, translate(err, "prune usage minutes")
+	}
+	if hours, err = s.q.PruneUsageHours(ctx, now.Add(-UsageHourRetention)); err != nil {
+		return minutes, 0, translate(err, "prune usage hours")
+	}
+	return minutes, hours, nil
+}
+
+// UsageFilter selects a team's tool calls. Zero fields match everything.
+type UsageFilter struct {
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	ToolName       string
+	UserID         uuid.UUID
+	// Start and End bound the calls' minutes: Start ≤ minute < End.
+	Start, End time.Time
+}
+
+// UsageSeries sums the filter's calls in steps of step from f.Start truncated to the rollups used: hourly
+// rollups when step is whole hours, per-minute ones otherwise. It returns the start of the first step and
+// one Usage per step up to f.End. Hourly rollups trail the minutes by up to one rollup period.
+func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Duration) (time.Time, []Usage, error) {
+	resolution := time.Minute
+	if step%time.Hour == 0 {
+		resolution = time.Hour
+	}
+	if step < resolution || step%resolution != 0 {
+		return time.Time{}, nil, fmt.Errorf("usage step %s is not whole minutes", step)
+	}
+	origin := f.Start.UTC().Truncate(resolution)
+	steps := int((f.End.Sub(origin) + step - 1) / step)
+	points := make([]Usage, max(steps, 0))
+	add := func(i int32, bucket int16, calls, errors, bytesIn, bytesOut int64) {
+		if i >= 0 && int(i) < len(points) {
+			points[i].add(bucket, calls, errors, bytesIn, bytesOut)
+		}
+	}
+	stepSeconds := int64(step / time.Second)
+	if resolution == time.Hour {
+		rows, err := s.q.UsageSeriesHours(ctx, dbsqlc.UsageSeriesHoursParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+		})
+		if err != nil {
+			return origin, nil, translate(err, "usage series")
+		}
+		for _, r := range rows {
+			add(r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+		}
+		return origin, points, nil
+	}
+	rows, err := s.q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
+		Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+		InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+	})
+	if err != nil {
+		return origin, nil, translate(err, "usage series")
+	}
+	for _, r := range rows {
+		add(r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+	}
+	return origin, points, nil
+}
+
+// ToolUsage is one tool's usage.
+type ToolUsage struct {
+	InstallationID uuid.UUID
+	ToolName       string
+	Usage
+}
+
+// UserUsage is one user's usage; UserID is uuid.Nil for calls that named no user.
+type UserUsage struct {
+	UserID uuid.UUID
+	Usage
+}
+
+// wholeHours returns the whole hours within [start, end), which the hourly rollups count; the minutes
+// before and after them are counted from the per-minute rollups. An empty span is [end, end).
+func wholeHours(start, end time.Time) (time.Time, time.Time) {
+	first := start.UTC().Truncate(time.Hour)
+	if first.Before(start) {
+		first = first.Add(time.Hour)
+	}
+	last := end.UTC().Truncate(time.Hour)
+	if !first.Before(last) {
+		return end, end
+	}
+	return first, last
+}
+
+// UsageByTool sums the filter's calls per installation and tool, in no particular order. The filter's
+// tool name is ignored.
+func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, error) {
+	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
+	rows, err := s.q.UsageByTool(ctx, dbsqlc.UsageByToolParams{
+		TeamID: f.TeamID, InstallationID: f.InstallationID, UserID: f.UserID,
+		HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+	})
+	if err != nil {
+		return nil, translate(err, "usage by tool")
+	}
+	type key struct {
+		installationID uuid.UUID
+		tool           string
+	}
+	index := map[key]int{}
+	var tools []ToolUsage
+	for _, r := range rows {
+		k := key{r.InstallationID, r.ToolName}
+		i, ok := index[k]
+		if !ok {
+			i = len(tools)
+			index[k] = i
+			tools = append(tools, ToolUsage{InstallationID: r.InstallationID, ToolName: r.ToolName})
+		}
+		tools[i].add(r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+	}
+	return tools, nil
+}
+
+// UsageByUser sums the filter's calls per user, in no particular order.
+func (s *Store) UsageByUser(ctx context.Context, f UsageFilter) ([]UserUsage, error) {
+	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
+	rows, err := s.q.UsageByUser(ctx, dbsqlc.UsageByUserParams{
+		TeamID: f.TeamID, InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+		HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+	})
+	if err != nil {
+		return nil, translate(err, "usage by user")
+	}
+	index := map[uuid.UUID]int{}
+	var users []UserUsage
+	for _, r := range rows {
+		i, ok := index[r.UserID]
+		if !ok {
+			i = len(users)
+			index[r.UserID] = i
+			users = append(users, UserUsage{UserID: r.UserID})
+		}
+		users[i].add(r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+	}
+	return users, nil
+}

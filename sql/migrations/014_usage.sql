@@ -1,0 +1,47 @@
+-- Usage analytics: tool calls counted per minute (kept 30 days) and per hour (kept a year), per team,
+-- installation, tool and user. Latency is kept as counts per fixed log-scale bucket (the bucket is part of
+-- the key), so any range's p50/p95 comes from plain sums, and concurrent increments merge exactly.
+-- Installations and users are not foreign keys: their usage outlives them as history; the team's does not.
+
+create table usage_minutes (
+    team_id         uuid not null references teams (id) on delete cascade,
+    minute          timestamptz not null,
+    installation_id uuid not null,
+    tool_name       text not null,
+    -- user_id is the nil UUID when a call named no user.
+    user_id         uuid not null,
+    latency_bucket  smallint not null,
+    calls           bigint not null,
+    errors          bigint not null,
+    bytes_in        bigint not null,
+    bytes_out       bigint not null,
+    primary key (team_id, minute, installation_id, tool_name, user_id, latency_bucket)
+);
+create index usage_minutes_minute on usage_minutes (minute);
+
+create table usage_hours (
+    team_id         uuid not null references teams (id) on delete cascade,
+    hour            timestamptz not null,
+    installation_id uuid not null,
+    tool_name       text not null,
+    user_id         uuid not null,
+    latency_bucket  smallint not null,
+    calls           bigint not null,
+    errors          bigint not null,
+    bytes_in        bigint not null,
+    bytes_out       bigint not null,
+    primary key (team_id, hour, installation_id, tool_name, user_id, latency_bucket)
+);
+create index usage_hours_hour on usage_hours (hour);
+
+-- The hours whose minutes changed since they were last rolled up. Ingest marks an hour in the same
+-- transaction as its minutes; the rollup job takes marks it can lock and recomputes those hours whole.
+create table usage_dirty_hours (
+    team_id uuid not null references teams (id) on delete cascade,
+    hour    timestamptz not null,
+    primary key (team_id, hour)
+);
+
+---- create above / drop below ----
+
+drop table usage_dirty_hours, usage_hours, usage_minutes;

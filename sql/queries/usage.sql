@@ -1,0 +1,113 @@
+-- name: AddUsageMinutes :exec
+-- AddUsageMinutes adds counts to per-minute rollups. Callers sum rows with the same key first (one
+-- statement may not update a row twice) and sort them, so concurrent batches lock rows in the same order.
+insert into usage_minutes (team_id, minute, installation_id, tool_name, user_id, latency_bucket, calls, errors,
+                           bytes_in, bytes_out)
+select unnest(@team_ids::uuid[]), unnest(@minutes::timestamptz[]), unnest(@installation_ids::uuid[]),
+       unnest(@tool_names::text[]), unnest(@user_ids::uuid[]), unnest(@latency_buckets::smallint[]),
+       unnest(@calls::bigint[]), unnest(@errors::bigint[]), unnest(@bytes_in::bigint[]), unnest(@bytes_out::bigint[])
+on conflict (team_id, minute, installation_id, tool_name, user_id, latency_bucket) do update
+set calls     = usage_minutes.calls + excluded.calls,
+    errors    = usage_minutes.errors + excluded.errors,
+    bytes_in  = usage_minutes.bytes_in + excluded.bytes_in,
+    bytes_out = usage_minutes.bytes_out + excluded.bytes_out;
+
+-- name: MarkUsageHoursDirty :exec
+-- MarkUsageHoursDirty marks hours for the rollup. Updating an existing mark locks it until the caller
+-- commits, so a rollup cannot take the mark and miss the caller's minutes.
+insert into usage_dirty_hours (team_id, hour)
+select unnest(@team_ids::uuid[]), unnest(@hours::timestamptz[])
+on conflict (team_id, hour) do update set hour = excluded.hour;
+
+-- name: TakeDirtyUsageHours :many
+-- TakeDirtyUsageHours removes and returns up to max_hours marks, skipping those an ingest holds.
+delete from usage_dirty_hours d
+where (d.team_id, d.hour) in (
+    select k.team_id, k.hour from usage_dirty_hours k order by k.hour limit @max_hours for update skip locked)
+returning d.team_id, d.hour;
+
+-- name: DeleteUsageHours :exec
+delete from usage_hours h
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour;
+
+-- name: RollUpUsageHours :execrows
+-- RollUpUsageHours writes the hourly rollups of the given hours from their minutes.
+insert into usage_hours (team_id, hour, installation_id, tool_name, user_id, latency_bucket, calls, errors,
+                         bytes_in, bytes_out)
+select m.team_id, t.hour, m.installation_id, m.tool_name, m.user_id, m.latency_bucket, sum(m.calls)::bigint,
+       sum(m.errors)::bigint, sum(m.bytes_in)::bigint, sum(m.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+join usage_minutes m on m.team_id = t.team_id and m.minute >= t.hour and m.minute < t.hour + interval '1 hour'
+group by m.team_id, t.hour, m.installation_id, m.tool_name, m.user_id, m.latency_bucket;
+
+-- name: PruneUsageMinutes :execrows
+delete from usage_minutes where minute < @before;
+
+-- name: PruneUsageHours :execrows
+delete from usage_hours where hour < @before;
+
+-- name: UsageSeriesMinutes :many
+-- UsageSeriesMinutes sums a team's per-minute rollups into steps of step_seconds from origin, per latency
+-- bucket. A zero filter id or an empty tool name matches everything.
+select ((extract(epoch from m.minute)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       m.latency_bucket, sum(m.calls)::bigint as calls, sum(m.errors)::bigint as errors,
+       sum(m.bytes_in)::bigint as bytes_in, sum(m.bytes_out)::bigint as bytes_out
+from usage_minutes m
+where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
+  and (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or m.installation_id = @installation_id)
+  and (@tool_name::text = '' or m.tool_name = @tool_name)
+  and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or m.user_id = @user_id)
+group by 1, 2;
+
+-- name: UsageSeriesHours :many
+-- UsageSeriesHours is UsageSeriesMinutes over the hourly rollups.
+select ((extract(epoch from h.hour)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_hours h
+where h.team_id = @team_id and h.hour >= @start and h.hour < @end_before
+  and (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or h.installation_id = @installation_id)
+  and (@tool_name::text = '' or h.tool_name = @tool_name)
+  and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or h.user_id = @user_id)
+group by 1, 2;
+
+-- name: UsageByTool :many
+-- UsageByTool sums a team's usage per installation, tool and latency bucket: whole hours from the hourly
+-- rollups, the partial hours at either end from the minutes.
+with rows as (
+    select h.installation_id, h.tool_name, h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_hours h
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
+      and (m.minute < @hours_start or m.minute >= @hours_end)
+)
+select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
+       sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.installation_id = @installation_id)
+  and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = @user_id)
+group by 1, 2, 3;
+
+-- name: UsageByUser :many
+-- UsageByUser is UsageByTool per user.
+with rows as (
+    select h.installation_id, h.tool_name, h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_hours h
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
+      and (m.minute < @hours_start or m.minute >= @hours_end)
+)
+select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
+       sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.installation_id = @installation_id)
+  and (@tool_name::text = '' or r.tool_name = @tool_name)
+  and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = @user_id)
+group by 1, 2;
