@@ -24,10 +24,10 @@ const (
 // retained minutes, so a call near the minutes' retention is not counted rather than half counted.
 const usageLateness = UsageMinuteRetention - 2*time.Hour
 
-// Latency is counted in LatencyBuckets fixed buckets on a log scale: bucket 0 holds calls under 0.5 ms and
-// bucket i ≥ 1 those up to 0.5 ms × √2^i; the last also holds everything slower (above ~99 minutes). Fixed
-// buckets, unlike a sketch, merge by plain addition, so rollups are summed by SQL and concurrent
-// increments stay exact; a quantile read from them is within one bucket, which interpolation narrows.
+// Latency is counted in LatencyBuckets fixed buckets on a log scale: bucket 0 holds calls up to 0.5 ms,
+// bucket i ≥ 1 those above its predecessor up to 0.5 ms × √2^i, and the last also everything slower
+// (~99 minutes and up). Fixed buckets, unlike a sketch, merge by plain addition, so SQL sums rollups and
+// concurrent increments stay exact; a quantile read from them lies in the true value's bucket.
 const (
 	LatencyBuckets     = 48
 	latencyBucketBase  = 0.5 // milliseconds
@@ -37,7 +37,7 @@ const (
 // LatencyBucket is the bucket that counts a call of duration d.
 func LatencyBucket(d time.Duration) int16 {
 	ms := float64(d) / float64(time.Millisecond)
-	if ms < latencyBucketBase {
+	if ms <= latencyBucketBase {
 		return 0
 	}
 	i := int(math.Ceil(2 * math.Log2(ms/latencyBucketBase)))
@@ -68,6 +68,17 @@ func (u *Usage) add(bucket int16, calls, errors, bytesIn, bytesOut int64) {
 	u.BytesOut += bytesOut
 	if bucket >= 0 && int(bucket) < LatencyBuckets {
 		u.Latency[bucket] += calls
+	}
+}
+
+// Merge adds o's calls to u's.
+func (u *Usage) Merge(o *Usage) {
+	u.Calls += o.Calls
+	u.Errors += o.Errors
+	u.BytesIn += o.BytesIn
+	u.BytesOut += o.BytesOut
+	for i, n := range o.Latency {
+		u.Latency[i] += n
 	}
 }
 
