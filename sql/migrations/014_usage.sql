@@ -33,6 +33,38 @@ create table usage_hours (
     primary key (team_id, hour, installation_id, tool_name, user_id, latency_bucket)
 );
 create index usage_hours_hour on usage_hours (hour);
+create index usage_hours_user on usage_hours (team_id, user_id, hour);
+
+-- Coarser hourly rollups, derived from usage_hours, so that reads over weeks of a whole team scan few rows:
+-- per tool without users (series and top tools of the team) and per user without tools (top users, and a
+-- user's own series).
+create table usage_tool_hours (
+    team_id         uuid not null references teams (id) on delete cascade,
+    hour            timestamptz not null,
+    installation_id uuid not null,
+    tool_name       text not null,
+    latency_bucket  smallint not null,
+    calls           bigint not null,
+    errors          bigint not null,
+    bytes_in        bigint not null,
+    bytes_out       bigint not null,
+    primary key (team_id, hour, installation_id, tool_name, latency_bucket)
+);
+create index usage_tool_hours_hour on usage_tool_hours (hour);
+
+create table usage_user_hours (
+    team_id         uuid not null references teams (id) on delete cascade,
+    hour            timestamptz not null,
+    user_id         uuid not null,
+    latency_bucket  smallint not null,
+    calls           bigint not null,
+    errors          bigint not null,
+    bytes_in        bigint not null,
+    bytes_out       bigint not null,
+    primary key (team_id, hour, user_id, latency_bucket)
+);
+create index usage_user_hours_user on usage_user_hours (team_id, user_id, hour);
+create index usage_user_hours_hour on usage_user_hours (hour);
 
 -- The hours whose minutes changed since they were last rolled up. Ingest marks an hour in the same
 -- transaction as its minutes; the rollup job takes marks it can lock and recomputes those hours whole.
@@ -44,4 +76,4 @@ create table usage_dirty_hours (
 
 ---- create above / drop below ----
 
-drop table usage_dirty_hours, usage_hours, usage_minutes;
+drop table usage_dirty_hours, usage_user_hours, usage_tool_hours, usage_hours, usage_minutes;

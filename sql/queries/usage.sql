@@ -31,6 +31,35 @@ delete from usage_hours h
 using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
 where h.team_id = t.team_id and h.hour = t.hour;
 
+-- name: DeleteUsageToolHours :exec
+delete from usage_tool_hours h
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour;
+
+-- name: DeleteUsageUserHours :exec
+delete from usage_user_hours h
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour;
+
+-- name: RollUpUsageToolHours :exec
+-- RollUpUsageToolHours writes the per-tool rollups of the given hours from their hourly rollups.
+insert into usage_tool_hours (team_id, hour, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
+                              bytes_out)
+select h.team_id, h.hour, h.installation_id, h.tool_name, h.latency_bucket, sum(h.calls)::bigint,
+       sum(h.errors)::bigint, sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+join usage_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.installation_id, h.tool_name, h.latency_bucket;
+
+-- name: RollUpUsageUserHours :exec
+-- RollUpUsageUserHours writes the per-user rollups of the given hours from their hourly rollups.
+insert into usage_user_hours (team_id, hour, user_id, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, h.hour, h.user_id, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint,
+       sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+join usage_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.user_id, h.latency_bucket;
+
 -- name: RollUpUsageHours :execrows
 -- RollUpUsageHours writes the hourly rollups of the given hours from their minutes.
 insert into usage_hours (team_id, hour, installation_id, tool_name, user_id, latency_bucket, calls, errors,
@@ -46,6 +75,12 @@ delete from usage_minutes where minute < @before;
 
 -- name: PruneUsageHours :execrows
 delete from usage_hours where hour < @before;
+
+-- name: PruneUsageToolHours :execrows
+delete from usage_tool_hours where hour < @before;
+
+-- name: PruneUsageUserHours :execrows
+delete from usage_user_hours where hour < @before;
 
 -- name: UsageSeriesMinutes :many
 -- UsageSeriesMinutes sums a team's per-minute rollups into steps of step_seconds from origin, per latency
@@ -70,6 +105,62 @@ where h.team_id = @team_id and h.hour >= @start and h.hour < @end_before
   and (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or h.installation_id = @installation_id)
   and (@tool_name::text = '' or h.tool_name = @tool_name)
   and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or h.user_id = @user_id)
+group by 1, 2;
+
+-- name: UsageSeriesToolHours :many
+-- UsageSeriesToolHours is UsageSeriesHours over the per-tool rollups: for every user.
+select ((extract(epoch from h.hour)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_tool_hours h
+where h.team_id = @team_id and h.hour >= @start and h.hour < @end_before
+  and (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or h.installation_id = @installation_id)
+  and (@tool_name::text = '' or h.tool_name = @tool_name)
+group by 1, 2;
+
+-- name: UsageSeriesUserHours :many
+-- UsageSeriesUserHours is UsageSeriesHours over the per-user rollups: for one user and every tool.
+select ((extract(epoch from h.hour)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_user_hours h
+where h.team_id = @team_id and h.user_id = @user_id and h.hour >= @start and h.hour < @end_before
+group by 1, 2;
+
+-- name: UsageByToolOfTeam :many
+-- UsageByToolOfTeam is UsageByTool for every user, from the per-tool rollups.
+with rows as (
+    select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_tool_hours h
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+    union all
+    select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
+      and (m.minute < @hours_start or m.minute >= @hours_end)
+)
+select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
+       sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.installation_id = @installation_id)
+group by 1, 2, 3;
+
+-- name: UsageByUserOfTeam :many
+-- UsageByUserOfTeam is UsageByUser for every tool, from the per-user rollups.
+with rows as (
+    select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_user_hours h
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+    union all
+    select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
+      and (m.minute < @hours_start or m.minute >= @hours_end)
+)
+select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
+       sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = @user_id)
 group by 1, 2;
 
 -- name: UsageByTool :many

@@ -24,14 +24,21 @@ func toolCall(t *testing.T, pool *pgxpool.Pool, in store.Installation, user stor
 		RequestLog: &store.RequestLog{UserID: &user.ID, ToolName: tool, Duration: d, Success: ok, RequestBytes: 10, ResponseBytes: 100}}
 }
 
-// hourTotals reads a team's hourly rollups of one hour.
+// hourTotals reads a team's hourly rollups of one hour, checking that the per-tool and per-user rollups
+// add up to the same.
 func hourTotals(t *testing.T, pool *pgxpool.Pool, teamID uuid.UUID, hour time.Time) (calls, errors, bytesOut int64) {
 	t.Helper()
-	if err := pool.QueryRow(t.Context(), `select coalesce(sum(calls), 0), coalesce(sum(errors), 0), coalesce(sum(bytes_out), 0)
-		from usage_hours where team_id = $1 and hour = $2`, teamID, hour).Scan(&calls, &errors, &bytesOut); err != nil {
-		t.Fatal(err)
+	var sums [3][3]int64
+	for i, table := range []string{"usage_hours", "usage_tool_hours", "usage_user_hours"} {
+		if err := pool.QueryRow(t.Context(), `select coalesce(sum(calls), 0), coalesce(sum(errors), 0), coalesce(sum(bytes_out), 0)
+			from `+table+` where team_id = $1 and hour = $2`, teamID, hour).Scan(&sums[i][0], &sums[i][1], &sums[i][2]); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return calls, errors, bytesOut
+	if sums[1] != sums[0] || sums[2] != sums[0] {
+		t.Errorf("hour %s: hourly, per-tool and per-user rollups hold %v; want the same sums", hour, sums)
+	}
+	return sums[0][0], sums[0][1], sums[0][2]
 }
 
 // TestUsageRollupFollowsLateCalls rolls minutes up into hours, then receives a late call for an hour
@@ -87,6 +94,13 @@ func TestUsageRollupFollowsLateCalls(t *testing.T) {
 	if len(got) != 2 || got["read"] != 3 || got["write"] != 1 {
 		t.Errorf("tools of the hour = %v, want read 3, write 1", got)
 	}
+	users, err := st.UsageByUser(t.Context(), store.UsageFilter{TeamID: in.TeamID, Start: hour, End: hour.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 || users[0].UserID != user.ID || users[0].Calls != 4 || users[0].Errors != 1 {
+		t.Errorf("users of the hour = %+v, want the one user with 4 calls, 1 failed", users)
+	}
 }
 
 // TestCallsTooOldToRollUpAreNotCounted: a call whose minutes are about to be pruned would make its hour
@@ -123,16 +137,20 @@ func TestPruneDropsUsagePastRetention(t *testing.T) {
 		at := now.Add(-age)
 		exec(t, pool, `insert into usage_minutes values ($1, $2, $3, 'read', $4, 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID, uuid.Nil)
 		exec(t, pool, `insert into usage_hours values ($1, $2, $3, 'read', $4, 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID, uuid.Nil)
+		exec(t, pool, `insert into usage_tool_hours values ($1, $2, $3, 'read', 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID)
+		exec(t, pool, `insert into usage_user_hours values ($1, $2, $3, 3, 1, 0, 1, 1)`, in.TeamID, at, uuid.Nil)
 	}
 	w := &maintenance.PruneWorker{Logger: logger(t), Store: st, Retention: maintenance.DefaultRetention}
 	if err := w.Work(t.Context(), &river.Job[maintenance.PruneArgs]{}); err != nil {
 		t.Fatal(err)
 	}
-	var minutes, hours int
-	if err := pool.QueryRow(t.Context(), `select (select count(*) from usage_minutes), (select count(*) from usage_hours)`).Scan(&minutes, &hours); err != nil {
+	var minutes, hours, toolHours, userHours int
+	if err := pool.QueryRow(t.Context(), `select (select count(*) from usage_minutes), (select count(*) from usage_hours),
+		(select count(*) from usage_tool_hours), (select count(*) from usage_user_hours)`).Scan(&minutes, &hours, &toolHours, &userHours); err != nil {
 		t.Fatal(err)
 	}
-	if minutes != 2 || hours != 4 {
-		t.Errorf("kept %d minute rows and %d hour rows, want 2 (up to 29 days old) and 4 (up to 364 days old)", minutes, hours)
+	if minutes != 2 || hours != 4 || toolHours != 4 || userHours != 4 {
+		t.Errorf("kept %d minute rows and %d, %d and %d hour rows; want 2 (up to 29 days old) and 4 of each (up to 364 days old)",
+			minutes, hours, toolHours, userHours)
 	}
 }

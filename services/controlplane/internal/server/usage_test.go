@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -360,5 +361,66 @@ func TestUsageRefusesBadRanges(t *testing.T) {
 			n = len(resp.Msg.Points)
 		}
 		t.Errorf("a year by day: %d points, %v", n, err)
+	}
+}
+
+// TestUsageHourlyReadsAgreeWithMinutes reads the same calls from the per-minute rollups and, once rolled
+// up, from each kind of hourly rollup a filter selects: the counts agree.
+func TestUsageHourlyReadsAgreeWithMinutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedViewers(t, b, "red")
+	sat := b.activeSatellite(t, "")
+	alice, bob := red.teamFixture.alice, red.teamFixture.bob
+	calls := []*satellitev1.Event{usageCall(red.teamFixture, alice, "read", time.Millisecond, true, 1, 1),
+		usageCall(red.teamFixture, alice, "write", 80*time.Millisecond, false, 1, 1),
+		usageCall(red.teamFixture, bob, "read", 3*time.Millisecond, true, 1, 1),
+		usageCall(red.teamFixture, bob, "read", 9*time.Millisecond, true, 1, 1)}
+	at := time.Now()
+	for _, c := range calls {
+		c.OccurredAt = timestamppb.New(at) // one hour holds them all
+	}
+	emit(t, sat, calls...)
+	if _, err := b.store().RollUpUsage(t.Context(), 100); err != nil {
+		t.Fatal(err)
+	}
+	// The hour of the calls, whole: a step of an hour and a top list over whole hours read hourly rollups.
+	hour := at.UTC().Truncate(time.Hour)
+	start, end := timestamppb.New(hour), timestamppb.New(hour.Add(time.Hour))
+	team, asAlice := red.team.ID.String(), b.usageClient(0, red.aliceToken)
+	for _, tc := range []struct {
+		name   string
+		client apiv1connect.UsageServiceClient
+		req    *apiv1.GetUsageSeriesRequest
+		want   uint64
+	}{
+		{"the team (per-tool rollups)", red.admin0(b), &apiv1.GetUsageSeriesRequest{TeamId: team}, 4},
+		{"one tool (per-tool rollups)", red.admin0(b), &apiv1.GetUsageSeriesRequest{TeamId: team, ToolName: "read"}, 3},
+		{"alice (per-user rollups)", asAlice, &apiv1.GetUsageSeriesRequest{TeamId: team}, 2},
+		{"bob's reads (hourly rollups)", red.admin0(b), &apiv1.GetUsageSeriesRequest{TeamId: team, UserId: bob.ID.String(), ToolName: "read"}, 2},
+	} {
+		byMinute := proto.Clone(tc.req).(*apiv1.GetUsageSeriesRequest)
+		byMinute.StartTime, byMinute.EndTime, byMinute.Step = start, end, durationpb.New(time.Minute)
+		byHour := proto.Clone(tc.req).(*apiv1.GetUsageSeriesRequest)
+		byHour.StartTime, byHour.EndTime, byHour.Step = start, end, durationpb.New(time.Hour)
+		minutes, hours := usageSeries(t, tc.client, byMinute), usageSeries(t, tc.client, byHour)
+		if minutes.Total.Calls != tc.want || !proto.Equal(minutes.Total, hours.Total) || len(hours.Points) != 1 {
+			t.Errorf("%s: by minute %v, by hour %v in %d points; want %d calls both ways in 1 point", tc.name,
+				minutes.Total, hours.Total, len(hours.Points), tc.want)
+		}
+	}
+	tools, err := asAlice.ListTopTools(t.Context(), connect.NewRequest(&apiv1.ListTopToolsRequest{TeamId: team, StartTime: start, EndTime: end}))
+	if err != nil || len(tools.Msg.Tools) != 2 || tools.Msg.Tools[0].Stats.Calls != 1 {
+		t.Errorf("alice's tools of the hour (hourly rollups): %v, %v; want read and write, one call each", tools, err)
+	}
+	users, err := red.admin0(b).ListTopUsers(t.Context(), connect.NewRequest(&apiv1.ListTopUsersRequest{
+		TeamId: team, StartTime: start, EndTime: end, ToolName: "read"}))
+	if err != nil || len(users.Msg.Users) != 2 || users.Msg.Users[0].UserId != bob.ID.String() || users.Msg.Users[0].Stats.Calls != 2 {
+		t.Errorf("users of read in the hour (hourly rollups): %v, %v; want bob with 2, then alice", users, err)
+	}
+	users, err = red.admin0(b).ListTopUsers(t.Context(), connect.NewRequest(&apiv1.ListTopUsersRequest{
+		TeamId: team, StartTime: start, EndTime: end, OrderBy: apiv1.UsageOrder_USAGE_ORDER_P95_LATENCY}))
+	if err != nil || len(users.Msg.Users) != 2 || users.Msg.Users[0].UserId != alice.ID.String() {
+		t.Errorf("users of the hour by p95 (per-user rollups): %v, %v; want alice, whose write took 80 ms, first", users, err)
 	}
 }

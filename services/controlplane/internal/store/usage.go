@@ -218,11 +218,24 @@ func (s *Store) RollUpUsage(ctx context.Context, maxHours int) (hours int, err e
 		for i, d := range dirty {
 			teams[i], at[i] = d.TeamID, d.Hour
 		}
-		if err := q.DeleteUsageHours(ctx, teams, at); err != nil {
-			return translate(err, "delete usage hours")
-		}
-		if _, err := q.RollUpUsageHours(ctx, teams, at); err != nil {
-			return translate(err, "roll up usage hours")
+		for _, step := range []struct {
+			what string
+			run  func(context.Context, []uuid.UUID, []time.Time) error
+		}{
+			{"delete usage hours", q.DeleteUsageHours},
+			{"delete usage tool hours", q.DeleteUsageToolHours},
+			{"delete usage user hours", q.DeleteUsageUserHours},
+			{"roll up usage hours", func(ctx context.Context, teams []uuid.UUID, at []time.Time) error {
+				_, err := q.RollUpUsageHours(ctx, teams, at)
+				return err
+			}},
+			// The coarser rollups are sums of the hourly ones just written.
+			{"roll up usage tool hours", q.RollUpUsageToolHours},
+			{"roll up usage user hours", q.RollUpUsageUserHours},
+		} {
+			if err := step.run(ctx, teams, at); err != nil {
+				return translate(err, step.what)
+			}
 		}
 		hours = len(dirty)
 		return nil
@@ -230,13 +243,21 @@ func (s *Store) RollUpUsage(ctx context.Context, maxHours int) (hours int, err e
 	return hours, err
 }
 
-// PruneUsage deletes minute and hour rollups older than their retention at now.
+// PruneUsage deletes minute and hour rollups older than their retention at now, and counts the rows of
+// usage_minutes and usage_hours it deleted.
 func (s *Store) PruneUsage(ctx context.Context, now time.Time) (minutes, hours int64, err error) {
 	if minutes, err = s.q.PruneUsageMinutes(ctx, now.Add(-UsageMinuteRetention)); err != nil {
 		return 0, 0, translate(err, "prune usage minutes")
 	}
-	if hours, err = s.q.PruneUsageHours(ctx, now.Add(-UsageHourRetention)); err != nil {
+	before := now.Add(-UsageHourRetention)
+	if hours, err = s.q.PruneUsageHours(ctx, before); err != nil {
 		return minutes, 0, translate(err, "prune usage hours")
+	}
+	if _, err = s.q.PruneUsageToolHours(ctx, before); err != nil {
+		return minutes, hours, translate(err, "prune usage tool hours")
+	}
+	if _, err = s.q.PruneUsageUserHours(ctx, before); err != nil {
+		return minutes, hours, translate(err, "prune usage user hours")
 	}
 	return minutes, hours, nil
 }
@@ -249,6 +270,27 @@ type UsageFilter struct {
 	UserID         uuid.UUID
 	// Start and End bound the calls' minutes: Start ≤ minute < End.
 	Start, End time.Time
+}
+
+// bucketRow is a sum of rollups in one latency bucket, as every usage query returns them.
+type bucketRow struct {
+	step                             int32
+	bucket                           int16
+	calls, errors, bytesIn, bytesOut int64
+}
+
+// rowsOf converts the rows of a query, through the function it returns, into bucketRows.
+func rowsOf[R any](rows []R, err error) func(func(R) bucketRow) ([]bucketRow, error) {
+	return func(row func(R) bucketRow) ([]bucketRow, error) {
+		if err != nil {
+			return nil, translate(err, "read usage")
+		}
+		out := make([]bucketRow, len(rows))
+		for i, r := range rows {
+			out[i] = row(r)
+		}
+		return out, nil
+	}
 }
 
 // UsageSeries sums the filter's calls in steps of step from f.Start truncated to the rollups used: hourly
@@ -265,34 +307,46 @@ func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Durati
 	origin := f.Start.UTC().Truncate(resolution)
 	steps := int((f.End.Sub(origin) + step - 1) / step)
 	points := make([]Usage, max(steps, 0))
-	add := func(i int32, bucket int16, calls, errors, bytesIn, bytesOut int64) {
-		if i >= 0 && int(i) < len(points) {
-			points[i].add(bucket, calls, errors, bytesIn, bytesOut)
-		}
-	}
 	stepSeconds := int64(step / time.Second)
-	if resolution == time.Hour {
-		rows, err := s.q.UsageSeriesHours(ctx, dbsqlc.UsageSeriesHoursParams{
+	var rows []bucketRow
+	var err error
+	switch {
+	case resolution == time.Minute:
+		rows, err = rowsOf(s.q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
 			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
 			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+		}))(func(r dbsqlc.UsageSeriesMinutesRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
 		})
-		if err != nil {
-			return origin, nil, translate(err, "usage series")
-		}
-		for _, r := range rows {
-			add(r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
-		}
-		return origin, points, nil
+	case f.UserID == uuid.Nil:
+		rows, err = rowsOf(s.q.UsageSeriesToolHours(ctx, dbsqlc.UsageSeriesToolHoursParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+			InstallationID: f.InstallationID, ToolName: f.ToolName,
+		}))(func(r dbsqlc.UsageSeriesToolHoursRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
+	case f.InstallationID == uuid.Nil && f.ToolName == "":
+		rows, err = rowsOf(s.q.UsageSeriesUserHours(ctx, dbsqlc.UsageSeriesUserHoursParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
+			EndBefore: f.End,
+		}))(func(r dbsqlc.UsageSeriesUserHoursRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
+	default:
+		rows, err = rowsOf(s.q.UsageSeriesHours(ctx, dbsqlc.UsageSeriesHoursParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+		}))(func(r dbsqlc.UsageSeriesHoursRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
 	}
-	rows, err := s.q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
-		Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-		InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
-	})
 	if err != nil {
-		return origin, nil, translate(err, "usage series")
+		return origin, nil, fmt.Errorf("usage series: %w", err)
 	}
 	for _, r := range rows {
-		add(r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+		if r.step >= 0 && int(r.step) < len(points) {
+			points[r.step].add(r.bucket, r.calls, r.errors, r.bytesIn, r.bytesOut)
+		}
 	}
 	return origin, points, nil
 }
@@ -328,10 +382,23 @@ func wholeHours(start, end time.Time) (time.Time, time.Time) {
 // tool name is ignored.
 func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, error) {
 	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
-	rows, err := s.q.UsageByTool(ctx, dbsqlc.UsageByToolParams{
-		TeamID: f.TeamID, InstallationID: f.InstallationID, UserID: f.UserID,
-		HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-	})
+	var rows []dbsqlc.UsageByToolRow
+	var err error
+	if f.UserID == uuid.Nil {
+		var team []dbsqlc.UsageByToolOfTeamRow
+		team, err = s.q.UsageByToolOfTeam(ctx, dbsqlc.UsageByToolOfTeamParams{
+			TeamID: f.TeamID, InstallationID: f.InstallationID,
+			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+		})
+		for _, r := range team {
+			rows = append(rows, dbsqlc.UsageByToolRow(r))
+		}
+	} else {
+		rows, err = s.q.UsageByTool(ctx, dbsqlc.UsageByToolParams{
+			TeamID: f.TeamID, InstallationID: f.InstallationID, UserID: f.UserID,
+			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+		})
+	}
 	if err != nil {
 		return nil, translate(err, "usage by tool")
 	}
@@ -357,10 +424,23 @@ func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, er
 // UsageByUser sums the filter's calls per user, in no particular order.
 func (s *Store) UsageByUser(ctx context.Context, f UsageFilter) ([]UserUsage, error) {
 	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
-	rows, err := s.q.UsageByUser(ctx, dbsqlc.UsageByUserParams{
-		TeamID: f.TeamID, InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
-		HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-	})
+	var rows []dbsqlc.UsageByUserRow
+	var err error
+	if f.InstallationID == uuid.Nil && f.ToolName == "" {
+		var team []dbsqlc.UsageByUserOfTeamRow
+		team, err = s.q.UsageByUserOfTeam(ctx, dbsqlc.UsageByUserOfTeamParams{
+			TeamID: f.TeamID, UserID: f.UserID,
+			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+		})
+		for _, r := range team {
+			rows = append(rows, dbsqlc.UsageByUserRow(r))
+		}
+	} else {
+		rows, err = s.q.UsageByUser(ctx, dbsqlc.UsageByUserParams{
+			TeamID: f.TeamID, InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+		})
+	}
 	if err != nil {
 		return nil, translate(err, "usage by user")
 	}

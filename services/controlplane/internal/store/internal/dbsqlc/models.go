@@ -341,6 +341,29 @@ type UsageMinute struct {
 	BytesOut       int64
 }
 
+type UsageToolHour struct {
+	TeamID         uuid.UUID
+	Hour           time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageUserHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
 type User struct {
 	ID           uuid.UUID
 	Slug         string

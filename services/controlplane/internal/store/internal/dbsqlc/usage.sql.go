@@ -67,6 +67,28 @@ func (q *Queries) DeleteUsageHours(ctx context.Context, teamIds []uuid.UUID, hou
 	return err
 }
 
+const deleteUsageToolHours = `-- name: DeleteUsageToolHours :exec
+delete from usage_tool_hours h
+using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour
+`
+
+func (q *Queries) DeleteUsageToolHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, deleteUsageToolHours, teamIds, hours)
+	return err
+}
+
+const deleteUsageUserHours = `-- name: DeleteUsageUserHours :exec
+delete from usage_user_hours h
+using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour
+`
+
+func (q *Queries) DeleteUsageUserHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, deleteUsageUserHours, teamIds, hours)
+	return err
+}
+
 const markUsageHoursDirty = `-- name: MarkUsageHoursDirty :exec
 insert into usage_dirty_hours (team_id, hour)
 select unnest($1::uuid[]), unnest($2::timestamptz[])
@@ -104,6 +126,30 @@ func (q *Queries) PruneUsageMinutes(ctx context.Context, before time.Time) (int6
 	return result.RowsAffected(), nil
 }
 
+const pruneUsageToolHours = `-- name: PruneUsageToolHours :execrows
+delete from usage_tool_hours where hour < $1
+`
+
+func (q *Queries) PruneUsageToolHours(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUsageToolHours, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const pruneUsageUserHours = `-- name: PruneUsageUserHours :execrows
+delete from usage_user_hours where hour < $1
+`
+
+func (q *Queries) PruneUsageUserHours(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUsageUserHours, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const rollUpUsageHours = `-- name: RollUpUsageHours :execrows
 insert into usage_hours (team_id, hour, installation_id, tool_name, user_id, latency_bucket, calls, errors,
                          bytes_in, bytes_out)
@@ -121,6 +167,37 @@ func (q *Queries) RollUpUsageHours(ctx context.Context, teamIds []uuid.UUID, hou
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const rollUpUsageToolHours = `-- name: RollUpUsageToolHours :exec
+insert into usage_tool_hours (team_id, hour, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
+                              bytes_out)
+select h.team_id, h.hour, h.installation_id, h.tool_name, h.latency_bucket, sum(h.calls)::bigint,
+       sum(h.errors)::bigint, sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+join usage_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.installation_id, h.tool_name, h.latency_bucket
+`
+
+// RollUpUsageToolHours writes the per-tool rollups of the given hours from their hourly rollups.
+func (q *Queries) RollUpUsageToolHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, rollUpUsageToolHours, teamIds, hours)
+	return err
+}
+
+const rollUpUsageUserHours = `-- name: RollUpUsageUserHours :exec
+insert into usage_user_hours (team_id, hour, user_id, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, h.hour, h.user_id, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint,
+       sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+join usage_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.user_id, h.latency_bucket
+`
+
+// RollUpUsageUserHours writes the per-user rollups of the given hours from their hourly rollups.
+func (q *Queries) RollUpUsageUserHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, rollUpUsageUserHours, teamIds, hours)
+	return err
 }
 
 const takeDirtyUsageHours = `-- name: TakeDirtyUsageHours :many
@@ -228,6 +305,79 @@ func (q *Queries) UsageByTool(ctx context.Context, arg UsageByToolParams) ([]Usa
 	return items, nil
 }
 
+const usageByToolOfTeam = `-- name: UsageByToolOfTeam :many
+with rows as (
+    select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_tool_hours h
+    where h.team_id = $2 and h.hour >= $3 and h.hour < $4
+    union all
+    select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $2 and m.minute >= $5 and m.minute < $6
+      and (m.minute < $3 or m.minute >= $4)
+)
+select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
+       sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where ($1::uuid = '00000000-0000-0000-0000-000000000000' or r.installation_id = $1)
+group by 1, 2, 3
+`
+
+type UsageByToolOfTeamParams struct {
+	InstallationID uuid.UUID
+	TeamID         uuid.UUID
+	HoursStart     time.Time
+	HoursEnd       time.Time
+	Start          time.Time
+	EndBefore      time.Time
+}
+
+type UsageByToolOfTeamRow struct {
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+// UsageByToolOfTeam is UsageByTool for every user, from the per-tool rollups.
+func (q *Queries) UsageByToolOfTeam(ctx context.Context, arg UsageByToolOfTeamParams) ([]UsageByToolOfTeamRow, error) {
+	rows, err := q.db.Query(ctx, usageByToolOfTeam,
+		arg.InstallationID,
+		arg.TeamID,
+		arg.HoursStart,
+		arg.HoursEnd,
+		arg.Start,
+		arg.EndBefore,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageByToolOfTeamRow
+	for rows.Next() {
+		var i UsageByToolOfTeamRow
+		if err := rows.Scan(
+			&i.InstallationID,
+			&i.ToolName,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const usageByUser = `-- name: UsageByUser :many
 with rows as (
     select h.installation_id, h.tool_name, h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
@@ -287,6 +437,77 @@ func (q *Queries) UsageByUser(ctx context.Context, arg UsageByUserParams) ([]Usa
 	var items []UsageByUserRow
 	for rows.Next() {
 		var i UsageByUserRow
+		if err := rows.Scan(
+			&i.UserID,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const usageByUserOfTeam = `-- name: UsageByUserOfTeam :many
+with rows as (
+    select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_user_hours h
+    where h.team_id = $2 and h.hour >= $3 and h.hour < $4
+    union all
+    select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $2 and m.minute >= $5 and m.minute < $6
+      and (m.minute < $3 or m.minute >= $4)
+)
+select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
+       sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
+from rows r
+where ($1::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = $1)
+group by 1, 2
+`
+
+type UsageByUserOfTeamParams struct {
+	UserID     uuid.UUID
+	TeamID     uuid.UUID
+	HoursStart time.Time
+	HoursEnd   time.Time
+	Start      time.Time
+	EndBefore  time.Time
+}
+
+type UsageByUserOfTeamRow struct {
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageByUserOfTeam is UsageByUser for every tool, from the per-user rollups.
+func (q *Queries) UsageByUserOfTeam(ctx context.Context, arg UsageByUserOfTeamParams) ([]UsageByUserOfTeamRow, error) {
+	rows, err := q.db.Query(ctx, usageByUserOfTeam,
+		arg.UserID,
+		arg.TeamID,
+		arg.HoursStart,
+		arg.HoursEnd,
+		arg.Start,
+		arg.EndBefore,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageByUserOfTeamRow
+	for rows.Next() {
+		var i UsageByUserOfTeamRow
 		if err := rows.Scan(
 			&i.UserID,
 			&i.LatencyBucket,
@@ -426,6 +647,134 @@ func (q *Queries) UsageSeriesMinutes(ctx context.Context, arg UsageSeriesMinutes
 	var items []UsageSeriesMinutesRow
 	for rows.Next() {
 		var i UsageSeriesMinutesRow
+		if err := rows.Scan(
+			&i.Step,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const usageSeriesToolHours = `-- name: UsageSeriesToolHours :many
+select ((extract(epoch from h.hour)::bigint - $1::bigint) / $2::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_tool_hours h
+where h.team_id = $3 and h.hour >= $4 and h.hour < $5
+  and ($6::uuid = '00000000-0000-0000-0000-000000000000' or h.installation_id = $6)
+  and ($7::text = '' or h.tool_name = $7)
+group by 1, 2
+`
+
+type UsageSeriesToolHoursParams struct {
+	Origin         int64
+	StepSeconds    int64
+	TeamID         uuid.UUID
+	Start          time.Time
+	EndBefore      time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+}
+
+type UsageSeriesToolHoursRow struct {
+	Step          int32
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageSeriesToolHours is UsageSeriesHours over the per-tool rollups: for every user.
+func (q *Queries) UsageSeriesToolHours(ctx context.Context, arg UsageSeriesToolHoursParams) ([]UsageSeriesToolHoursRow, error) {
+	rows, err := q.db.Query(ctx, usageSeriesToolHours,
+		arg.Origin,
+		arg.StepSeconds,
+		arg.TeamID,
+		arg.Start,
+		arg.EndBefore,
+		arg.InstallationID,
+		arg.ToolName,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageSeriesToolHoursRow
+	for rows.Next() {
+		var i UsageSeriesToolHoursRow
+		if err := rows.Scan(
+			&i.Step,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const usageSeriesUserHours = `-- name: UsageSeriesUserHours :many
+select ((extract(epoch from h.hour)::bigint - $1::bigint) / $2::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_user_hours h
+where h.team_id = $3 and h.user_id = $4 and h.hour >= $5 and h.hour < $6
+group by 1, 2
+`
+
+type UsageSeriesUserHoursParams struct {
+	Origin      int64
+	StepSeconds int64
+	TeamID      uuid.UUID
+	UserID      uuid.UUID
+	Start       time.Time
+	EndBefore   time.Time
+}
+
+type UsageSeriesUserHoursRow struct {
+	Step          int32
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageSeriesUserHours is UsageSeriesHours over the per-user rollups: for one user and every tool.
+func (q *Queries) UsageSeriesUserHours(ctx context.Context, arg UsageSeriesUserHoursParams) ([]UsageSeriesUserHoursRow, error) {
+	rows, err := q.db.Query(ctx, usageSeriesUserHours,
+		arg.Origin,
+		arg.StepSeconds,
+		arg.TeamID,
+		arg.UserID,
+		arg.Start,
+		arg.EndBefore,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageSeriesUserHoursRow
+	for rows.Next() {
+		var i UsageSeriesUserHoursRow
 		if err := rows.Scan(
 			&i.Step,
 			&i.LatencyBucket,
