@@ -3,6 +3,8 @@ package server_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,7 +160,9 @@ func BenchmarkUsageQueries(b *testing.B) {
 				samples = append(samples, time.Since(t0))
 			}
 			p50, p99 := percentiles(b, q.name, samples)
-			b.Logf("%s: p50 %v, p99 %v over %d calls", q.name, p50, p99, callsPerQuery)
+			load, _ := os.ReadFile("/proc/loadavg") // the figures mean little on a crowded machine
+			b.Logf("%s: p50 %v, p99 %v over %d calls; load average %s", q.name, p50, p99, callsPerQuery,
+				strings.Fields(string(load) + " ?")[0])
 		}
 	}
 }

@@ -406,19 +406,33 @@ func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, er
 		installationID uuid.UUID
 		tool           string
 	}
-	index := map[key]int{}
-	var tools []ToolUsage
-	for _, r := range rows {
-		k := key{r.InstallationID, r.ToolName}
-		i, ok := index[k]
-		if !ok {
-			i = len(tools)
-			index[k] = i
-			tools = append(tools, ToolUsage{InstallationID: r.InstallationID, ToolName: r.ToolName})
-		}
-		tools[i].add(r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+	keys, sums := sumBy(rows, func(r dbsqlc.UsageByToolRow) (key, bucketRow) {
+		return key{r.InstallationID, r.ToolName}, bucketRow{0, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+	})
+	tools := make([]ToolUsage, len(keys))
+	for i, k := range keys {
+		tools[i] = ToolUsage{InstallationID: k.installationID, ToolName: k.tool, Usage: sums[i]}
 	}
 	return tools, nil
+}
+
+// sumBy adds up rows into one Usage per key, the keys in the order they first appear.
+func sumBy[R any, K comparable](rows []R, keyOf func(R) (K, bucketRow)) ([]K, []Usage) {
+	index := map[K]int{}
+	var keys []K
+	var sums []Usage
+	for _, r := range rows {
+		k, b := keyOf(r)
+		i, ok := index[k]
+		if !ok {
+			i = len(keys)
+			index[k] = i
+			keys = append(keys, k)
+			sums = append(sums, Usage{})
+		}
+		sums[i].add(b.bucket, b.calls, b.errors, b.bytesIn, b.bytesOut)
+	}
+	return keys, sums
 }
 
 // UsageByUser sums the filter's calls per user, in no particular order.
@@ -444,16 +458,12 @@ func (s *Store) UsageByUser(ctx context.Context, f UsageFilter) ([]UserUsage, er
 	if err != nil {
 		return nil, translate(err, "usage by user")
 	}
-	index := map[uuid.UUID]int{}
-	var users []UserUsage
-	for _, r := range rows {
-		i, ok := index[r.UserID]
-		if !ok {
-			i = len(users)
-			index[r.UserID] = i
-			users = append(users, UserUsage{UserID: r.UserID})
-		}
-		users[i].add(r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut)
+	keys, sums := sumBy(rows, func(r dbsqlc.UsageByUserRow) (uuid.UUID, bucketRow) {
+		return r.UserID, bucketRow{0, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+	})
+	users := make([]UserUsage, len(keys))
+	for i, k := range keys {
+		users[i] = UserUsage{UserID: k, Usage: sums[i]}
 	}
 	return users, nil
 }
