@@ -41,6 +41,21 @@ delete from usage_user_hours h
 using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
 where h.team_id = t.team_id and h.hour = t.hour;
 
+-- name: DeleteUsageTeamHours :exec
+delete from usage_team_hours h
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour;
+
+-- name: DeleteUsageToolDays :exec
+delete from usage_tool_days d
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@days::timestamptz[]) as day) t
+where d.team_id = t.team_id and d.day = t.day;
+
+-- name: DeleteUsageUserDays :exec
+delete from usage_user_days d
+using (select unnest(@team_ids::uuid[]) as team_id, unnest(@days::timestamptz[]) as day) t
+where d.team_id = t.team_id and d.day = t.day;
+
 -- name: RollUpUsageToolHours :exec
 -- RollUpUsageToolHours writes the per-tool rollups of the given hours from their hourly rollups.
 insert into usage_tool_hours (team_id, hour, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
@@ -70,6 +85,34 @@ from (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[])
 join usage_minutes m on m.team_id = t.team_id and m.minute >= t.hour and m.minute < t.hour + interval '1 hour'
 group by m.team_id, t.hour, m.installation_id, m.tool_name, m.user_id, m.latency_bucket;
 
+-- name: RollUpUsageTeamHours :exec
+-- RollUpUsageTeamHours writes the team rollups of the given hours from their per-tool rollups.
+insert into usage_team_hours (team_id, hour, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, h.hour, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint, sum(h.bytes_in)::bigint,
+       sum(h.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@hours::timestamptz[]) as hour) t
+join usage_tool_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.latency_bucket;
+
+-- name: RollUpUsageToolDays :exec
+-- RollUpUsageToolDays writes the per-tool rollups of the given UTC days from their hours.
+insert into usage_tool_days (team_id, day, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
+                             bytes_out)
+select h.team_id, t.day, h.installation_id, h.tool_name, h.latency_bucket, sum(h.calls)::bigint,
+       sum(h.errors)::bigint, sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@days::timestamptz[]) as day) t
+join usage_tool_hours h on h.team_id = t.team_id and h.hour >= t.day and h.hour < t.day + interval '1 day'
+group by h.team_id, t.day, h.installation_id, h.tool_name, h.latency_bucket;
+
+-- name: RollUpUsageUserDays :exec
+-- RollUpUsageUserDays writes the per-user rollups of the given UTC days from their hours.
+insert into usage_user_days (team_id, day, user_id, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, t.day, h.user_id, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint,
+       sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest(@team_ids::uuid[]) as team_id, unnest(@days::timestamptz[]) as day) t
+join usage_user_hours h on h.team_id = t.team_id and h.hour >= t.day and h.hour < t.day + interval '1 day'
+group by h.team_id, t.day, h.user_id, h.latency_bucket;
+
 -- name: PruneUsageMinutes :execrows
 delete from usage_minutes where minute < @before;
 
@@ -81,6 +124,15 @@ delete from usage_tool_hours where hour < @before;
 
 -- name: PruneUsageUserHours :execrows
 delete from usage_user_hours where hour < @before;
+
+-- name: PruneUsageTeamHours :execrows
+delete from usage_team_hours where hour < @before;
+
+-- name: PruneUsageToolDays :execrows
+delete from usage_tool_days where day < @before;
+
+-- name: PruneUsageUserDays :execrows
+delete from usage_user_days where day < @before;
 
 -- name: UsageSeriesMinutes :many
 -- UsageSeriesMinutes sums a team's per-minute rollups into steps of step_seconds from origin, per latency
@@ -127,12 +179,47 @@ from usage_user_hours h
 where h.team_id = @team_id and h.user_id = @user_id and h.hour >= @start and h.hour < @end_before
 group by 1, 2;
 
+-- name: UsageSeriesTeamHours :many
+-- UsageSeriesTeamHours is UsageSeriesHours over the team rollups: every user and tool.
+select ((extract(epoch from h.hour)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_team_hours h
+where h.team_id = @team_id and h.hour >= @start and h.hour < @end_before
+group by 1, 2;
+
+-- name: UsageSeriesToolDays :many
+-- UsageSeriesToolDays is UsageSeriesToolHours over the per-tool days.
+select ((extract(epoch from d.day)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       d.latency_bucket, sum(d.calls)::bigint as calls, sum(d.errors)::bigint as errors,
+       sum(d.bytes_in)::bigint as bytes_in, sum(d.bytes_out)::bigint as bytes_out
+from usage_tool_days d
+where d.team_id = @team_id and d.day >= @start and d.day < @end_before
+  and (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or d.installation_id = @installation_id)
+  and (@tool_name::text = '' or d.tool_name = @tool_name)
+group by 1, 2;
+
+-- name: UsageSeriesUserDays :many
+-- UsageSeriesUserDays is UsageSeriesUserHours over the per-user days.
+select ((extract(epoch from d.day)::bigint - @origin::bigint) / @step_seconds::bigint)::int as step,
+       d.latency_bucket, sum(d.calls)::bigint as calls, sum(d.errors)::bigint as errors,
+       sum(d.bytes_in)::bigint as bytes_in, sum(d.bytes_out)::bigint as bytes_out
+from usage_user_days d
+where d.team_id = @team_id and d.user_id = @user_id and d.day >= @start and d.day < @end_before
+group by 1, 2;
+
 -- name: UsageByToolOfTeam :many
--- UsageByToolOfTeam is UsageByTool for every user, from the per-tool rollups.
+-- UsageByToolOfTeam is UsageByTool for every user: whole UTC days from the per-tool days, the whole hours
+-- around them from the per-tool hours, and the minutes at either end from the per-minute rollups.
 with rows as (
+    select d.installation_id, d.tool_name, d.latency_bucket, d.calls, d.errors, d.bytes_in, d.bytes_out
+    from usage_tool_days d
+    where d.team_id = @team_id and d.day >= @days_start and d.day < @days_end
+    union all
     select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_tool_hours h
     where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+      and (h.hour < @days_start or h.hour >= @days_end)
     union all
     select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
@@ -146,11 +233,17 @@ where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.inst
 group by 1, 2, 3;
 
 -- name: UsageByUserOfTeam :many
--- UsageByUserOfTeam is UsageByUser for every tool, from the per-user rollups.
+-- UsageByUserOfTeam is UsageByUser for every tool, from the per-user days, hours and the minutes, as
+-- UsageByToolOfTeam.
 with rows as (
+    select d.user_id, d.latency_bucket, d.calls, d.errors, d.bytes_in, d.bytes_out
+    from usage_user_days d
+    where d.team_id = @team_id and d.day >= @days_start and d.day < @days_end
+    union all
     select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_user_hours h
     where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
+      and (h.hour < @days_start or h.hour >= @days_end)
     union all
     select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m

@@ -28,15 +28,26 @@ func toolCall(t *testing.T, pool *pgxpool.Pool, in store.Installation, user stor
 // add up to the same.
 func hourTotals(t *testing.T, pool *pgxpool.Pool, teamID uuid.UUID, hour time.Time) (calls, errors, bytesOut int64) {
 	t.Helper()
-	var sums [3][3]int64
-	for i, table := range []string{"usage_hours", "usage_tool_hours", "usage_user_hours"} {
+	var sums [4][3]int64
+	for i, table := range []string{"usage_hours", "usage_tool_hours", "usage_user_hours", "usage_team_hours"} {
 		if err := pool.QueryRow(t.Context(), `select coalesce(sum(calls), 0), coalesce(sum(errors), 0), coalesce(sum(bytes_out), 0)
 			from `+table+` where team_id = $1 and hour = $2`, teamID, hour).Scan(&sums[i][0], &sums[i][1], &sums[i][2]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if sums[1] != sums[0] || sums[2] != sums[0] {
-		t.Errorf("hour %s: hourly, per-tool and per-user rollups hold %v; want the same sums", hour, sums)
+	if sums[1] != sums[0] || sums[2] != sums[0] || sums[3] != sums[0] {
+		t.Errorf("hour %s: hourly, per-tool, per-user and team rollups hold %v; want the same sums", hour, sums)
+	}
+	var days [2]int64
+	var hours int64
+	if err := pool.QueryRow(t.Context(), `select (select coalesce(sum(calls), 0) from usage_tool_days where team_id = $1 and day = $2),
+		(select coalesce(sum(calls), 0) from usage_user_days where team_id = $1 and day = $2),
+		(select coalesce(sum(calls), 0) from usage_hours where team_id = $1 and hour >= $2 and hour < $2 + interval '1 day')`,
+		teamID, hour.Truncate(24*time.Hour)).Scan(&days[0], &days[1], &hours); err != nil {
+		t.Fatal(err)
+	}
+	if days[0] != hours || days[1] != hours {
+		t.Errorf("day of %s: per-tool and per-user days hold %v calls, its hours %d", hour, days, hours)
 	}
 	return sums[0][0], sums[0][1], sums[0][2]
 }
@@ -139,18 +150,28 @@ func TestPruneDropsUsagePastRetention(t *testing.T) {
 		exec(t, pool, `insert into usage_hours values ($1, $2, $3, 'read', $4, 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID, uuid.Nil)
 		exec(t, pool, `insert into usage_tool_hours values ($1, $2, $3, 'read', 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID)
 		exec(t, pool, `insert into usage_user_hours values ($1, $2, $3, 3, 1, 0, 1, 1)`, in.TeamID, at, uuid.Nil)
+		exec(t, pool, `insert into usage_team_hours values ($1, $2, 3, 1, 0, 1, 1)`, in.TeamID, at)
+		exec(t, pool, `insert into usage_tool_days values ($1, $2, $3, 'read', 3, 1, 0, 1, 1)`, in.TeamID, at, in.ID)
+		exec(t, pool, `insert into usage_user_days values ($1, $2, $3, 3, 1, 0, 1, 1)`, in.TeamID, at, uuid.Nil)
 	}
 	w := &maintenance.PruneWorker{Logger: logger(t), Store: st, Retention: maintenance.DefaultRetention}
 	if err := w.Work(t.Context(), &river.Job[maintenance.PruneArgs]{}); err != nil {
 		t.Fatal(err)
 	}
-	var minutes, hours, toolHours, userHours int
-	if err := pool.QueryRow(t.Context(), `select (select count(*) from usage_minutes), (select count(*) from usage_hours),
-		(select count(*) from usage_tool_hours), (select count(*) from usage_user_hours)`).Scan(&minutes, &hours, &toolHours, &userHours); err != nil {
+	var minutes int
+	if err := pool.QueryRow(t.Context(), `select count(*) from usage_minutes`).Scan(&minutes); err != nil {
 		t.Fatal(err)
 	}
-	if minutes != 2 || hours != 4 || toolHours != 4 || userHours != 4 {
-		t.Errorf("kept %d minute rows and %d, %d and %d hour rows; want 2 (up to 29 days old) and 4 of each (up to 364 days old)",
-			minutes, hours, toolHours, userHours)
+	if minutes != 2 {
+		t.Errorf("kept %d minute rows, want 2 (up to 29 days old)", minutes)
+	}
+	for _, table := range []string{"usage_hours", "usage_tool_hours", "usage_user_hours", "usage_team_hours", "usage_tool_days", "usage_user_days"} {
+		var n int
+		if err := pool.QueryRow(t.Context(), `select count(*) from `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 4 {
+			t.Errorf("kept %d rows of %s, want 4 (up to 364 days old)", n, table)
+		}
 	}
 }

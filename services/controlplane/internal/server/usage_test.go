@@ -385,7 +385,7 @@ func TestUsageHourlyReadsAgreeWithMinutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The hour of the calls, whole: a step of an hour and a top list over whole hours read hourly rollups.
-	hour := at.UTC().Truncate(time.Hour)
+	hour, day := at.UTC().Truncate(time.Hour), at.UTC().Truncate(24*time.Hour)
 	start, end := timestamppb.New(hour), timestamppb.New(hour.Add(time.Hour))
 	team, asAlice := red.team.ID.String(), b.usageClient(0, red.aliceToken)
 	for _, tc := range []struct {
@@ -403,11 +403,25 @@ func TestUsageHourlyReadsAgreeWithMinutes(t *testing.T) {
 		byMinute.StartTime, byMinute.EndTime, byMinute.Step = start, end, durationpb.New(time.Minute)
 		byHour := proto.Clone(tc.req).(*apiv1.GetUsageSeriesRequest)
 		byHour.StartTime, byHour.EndTime, byHour.Step = start, end, durationpb.New(time.Hour)
-		minutes, hours := usageSeries(t, tc.client, byMinute), usageSeries(t, tc.client, byHour)
-		if minutes.Total.Calls != tc.want || !proto.Equal(minutes.Total, hours.Total) || len(hours.Points) != 1 {
-			t.Errorf("%s: by minute %v, by hour %v in %d points; want %d calls both ways in 1 point", tc.name,
-				minutes.Total, hours.Total, len(hours.Points), tc.want)
+		byDay := proto.Clone(tc.req).(*apiv1.GetUsageSeriesRequest)
+		byDay.StartTime, byDay.EndTime, byDay.Step = timestamppb.New(day), timestamppb.New(day.Add(24*time.Hour)), durationpb.New(24*time.Hour)
+		minutes, hours, days := usageSeries(t, tc.client, byMinute), usageSeries(t, tc.client, byHour), usageSeries(t, tc.client, byDay)
+		if minutes.Total.Calls != tc.want || !proto.Equal(minutes.Total, hours.Total) || !proto.Equal(minutes.Total, days.Total) ||
+			len(hours.Points) != 1 || len(days.Points) != 1 {
+			t.Errorf("%s: by minute %v, by hour %v in %d points, by day %v in %d points; want %d calls all ways, in 1 point by hour and day",
+				tc.name, minutes.Total, hours.Total, len(hours.Points), days.Total, len(days.Points), tc.want)
 		}
+	}
+	// Over the whole UTC day, top lists read the daily rollups.
+	dayTools, err := red.admin0(b).ListTopTools(t.Context(), connect.NewRequest(&apiv1.ListTopToolsRequest{
+		TeamId: team, StartTime: timestamppb.New(day), EndTime: timestamppb.New(day.Add(24 * time.Hour))}))
+	if err != nil || len(dayTools.Msg.Tools) != 2 || dayTools.Msg.Tools[0].ToolName != "read" || dayTools.Msg.Tools[0].Stats.Calls != 3 {
+		t.Errorf("tools of the day (daily rollups): %v, %v; want read with 3 calls, then write", dayTools, err)
+	}
+	dayUsers, err := red.admin0(b).ListTopUsers(t.Context(), connect.NewRequest(&apiv1.ListTopUsersRequest{
+		TeamId: team, StartTime: timestamppb.New(day), EndTime: timestamppb.New(day.Add(24 * time.Hour))}))
+	if err != nil || len(dayUsers.Msg.Users) != 2 || dayUsers.Msg.Users[0].Stats.Calls != 2 || dayUsers.Msg.Users[1].Stats.Calls != 2 {
+		t.Errorf("users of the day (daily rollups): %v, %v; want alice and bob with 2 calls each", dayUsers, err)
 	}
 	tools, err := asAlice.ListTopTools(t.Context(), connect.NewRequest(&apiv1.ListTopToolsRequest{TeamId: team, StartTime: start, EndTime: end}))
 	if err != nil || len(tools.Msg.Tools) != 2 || tools.Msg.Tools[0].Stats.Calls != 1 {

@@ -232,8 +232,24 @@ func (s *Store) RollUpUsage(ctx context.Context, maxHours int) (hours int, err e
 			// The coarser rollups are sums of the hourly ones just written.
 			{"roll up usage tool hours", q.RollUpUsageToolHours},
 			{"roll up usage user hours", q.RollUpUsageUserHours},
+			{"delete usage team hours", q.DeleteUsageTeamHours},
+			{"roll up usage team hours", q.RollUpUsageTeamHours},
 		} {
 			if err := step.run(ctx, teams, at); err != nil {
+				return translate(err, step.what)
+			}
+		}
+		dayTeams, days := usageDays(teams, at)
+		for _, step := range []struct {
+			what string
+			run  func(context.Context, []uuid.UUID, []time.Time) error
+		}{
+			{"delete usage tool days", q.DeleteUsageToolDays},
+			{"delete usage user days", q.DeleteUsageUserDays},
+			{"roll up usage tool days", q.RollUpUsageToolDays},
+			{"roll up usage user days", q.RollUpUsageUserDays},
+		} {
+			if err := step.run(ctx, dayTeams, days); err != nil {
 				return translate(err, step.what)
 			}
 		}
@@ -241,6 +257,25 @@ func (s *Store) RollUpUsage(ctx context.Context, maxHours int) (hours int, err e
 		return nil
 	})
 	return hours, err
+}
+
+// usageDays returns the distinct UTC days of the given team-hours, as pairs of team and day.
+func usageDays(teams []uuid.UUID, hours []time.Time) ([]uuid.UUID, []time.Time) {
+	type teamDay struct {
+		team uuid.UUID
+		day  time.Time
+	}
+	seen := map[teamDay]bool{}
+	var dayTeams []uuid.UUID
+	var days []time.Time
+	for i, h := range hours {
+		td := teamDay{teams[i], h.UTC().Truncate(24 * time.Hour)}
+		if !seen[td] {
+			seen[td] = true
+			dayTeams, days = append(dayTeams, td.team), append(days, td.day)
+		}
+	}
+	return dayTeams, days
 }
 
 // PruneUsage deletes minute and hour rollups older than their retention at now, and counts the rows of
@@ -253,11 +288,19 @@ func (s *Store) PruneUsage(ctx context.Context, now time.Time) (minutes, hours i
 	if hours, err = s.q.PruneUsageHours(ctx, before); err != nil {
 		return minutes, 0, translate(err, "prune usage hours")
 	}
-	if _, err = s.q.PruneUsageToolHours(ctx, before); err != nil {
-		return minutes, hours, translate(err, "prune usage tool hours")
-	}
-	if _, err = s.q.PruneUsageUserHours(ctx, before); err != nil {
-		return minutes, hours, translate(err, "prune usage user hours")
+	for _, prune := range []struct {
+		what string
+		run  func(context.Context, time.Time) (int64, error)
+	}{
+		{"prune usage tool hours", s.q.PruneUsageToolHours},
+		{"prune usage user hours", s.q.PruneUsageUserHours},
+		{"prune usage team hours", s.q.PruneUsageTeamHours},
+		{"prune usage tool days", s.q.PruneUsageToolDays},
+		{"prune usage user days", s.q.PruneUsageUserDays},
+	} {
+		if _, err = prune.run(ctx, before); err != nil {
+			return minutes, hours, translate(err, prune.what)
+		}
 	}
 	return minutes, hours, nil
 }
@@ -293,12 +336,19 @@ func rowsOf[R any](rows []R, err error) func(func(R) bucketRow) ([]bucketRow, er
 	}
 }
 
-// UsageSeries sums the filter's calls in steps of step from f.Start truncated to the rollups used: hourly
-// rollups when step is whole hours, per-minute ones otherwise. It returns the start of the first step and
-// one Usage per step up to f.End. Hourly rollups trail the minutes by up to one rollup period.
+// usageDay is the length of the daily rollups' days, which are UTC days.
+const usageDay = 24 * time.Hour
+
+// UsageSeries sums the filter's calls in steps of step from f.Start truncated to the rollups used: daily
+// or hourly rollups when step is whole days or hours, per-minute ones otherwise. Of the rollups of a
+// resolution it reads the coarsest that the filter allows. It returns the start of the first step and one
+// Usage per step up to f.End. Hourly and daily rollups trail the minutes by up to one rollup period.
 func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Duration) (time.Time, []Usage, error) {
 	resolution := time.Minute
-	if step%time.Hour == 0 {
+	switch {
+	case step%usageDay == 0:
+		resolution = usageDay
+	case step%time.Hour == 0:
 		resolution = time.Hour
 	}
 	if step < resolution || step%resolution != 0 {
@@ -310,12 +360,26 @@ func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Durati
 	stepSeconds := int64(step / time.Second)
 	var rows []bucketRow
 	var err error
+	allTools := f.InstallationID == uuid.Nil && f.ToolName == ""
 	switch {
 	case resolution == time.Minute:
 		rows, err = rowsOf(s.q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
 			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
 			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
 		}))(func(r dbsqlc.UsageSeriesMinutesRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
+	case f.UserID == uuid.Nil && allTools:
+		rows, err = rowsOf(s.q.UsageSeriesTeamHours(ctx, dbsqlc.UsageSeriesTeamHoursParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+		}))(func(r dbsqlc.UsageSeriesTeamHoursRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
+	case f.UserID == uuid.Nil && resolution == usageDay:
+		rows, err = rowsOf(s.q.UsageSeriesToolDays(ctx, dbsqlc.UsageSeriesToolDaysParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+			InstallationID: f.InstallationID, ToolName: f.ToolName,
+		}))(func(r dbsqlc.UsageSeriesToolDaysRow) bucketRow {
 			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
 		})
 	case f.UserID == uuid.Nil:
@@ -325,7 +389,14 @@ func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Durati
 		}))(func(r dbsqlc.UsageSeriesToolHoursRow) bucketRow {
 			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
 		})
-	case f.InstallationID == uuid.Nil && f.ToolName == "":
+	case allTools && resolution == usageDay:
+		rows, err = rowsOf(s.q.UsageSeriesUserDays(ctx, dbsqlc.UsageSeriesUserDaysParams{
+			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
+			EndBefore: f.End,
+		}))(func(r dbsqlc.UsageSeriesUserDaysRow) bucketRow {
+			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+		})
+	case allTools:
 		rows, err = rowsOf(s.q.UsageSeriesUserHours(ctx, dbsqlc.UsageSeriesUserHoursParams{
 			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
 			EndBefore: f.End,
@@ -378,16 +449,31 @@ func wholeHours(start, end time.Time) (time.Time, time.Time) {
 	return first, last
 }
 
+// wholeDays returns the whole UTC days within the whole hours [start, end), which the daily rollups
+// count. An empty span is [end, end).
+func wholeDays(start, end time.Time) (time.Time, time.Time) {
+	first := start.Truncate(usageDay)
+	if first.Before(start) {
+		first = first.Add(usageDay)
+	}
+	last := end.Truncate(usageDay)
+	if !first.Before(last) {
+		return end, end
+	}
+	return first, last
+}
+
 // UsageByTool sums the filter's calls per installation and tool, in no particular order. The filter's
 // tool name is ignored.
 func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, error) {
 	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
+	daysStart, daysEnd := wholeDays(hoursStart, hoursEnd)
 	var rows []dbsqlc.UsageByToolRow
 	var err error
 	if f.UserID == uuid.Nil {
 		var team []dbsqlc.UsageByToolOfTeamRow
 		team, err = s.q.UsageByToolOfTeam(ctx, dbsqlc.UsageByToolOfTeamParams{
-			TeamID: f.TeamID, InstallationID: f.InstallationID,
+			TeamID: f.TeamID, InstallationID: f.InstallationID, DaysStart: daysStart, DaysEnd: daysEnd,
 			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
 		})
 		for _, r := range team {
@@ -438,12 +524,13 @@ func sumBy[R any, K comparable](rows []R, keyOf func(R) (K, bucketRow)) ([]K, []
 // UsageByUser sums the filter's calls per user, in no particular order.
 func (s *Store) UsageByUser(ctx context.Context, f UsageFilter) ([]UserUsage, error) {
 	hoursStart, hoursEnd := wholeHours(f.Start, f.End)
+	daysStart, daysEnd := wholeDays(hoursStart, hoursEnd)
 	var rows []dbsqlc.UsageByUserRow
 	var err error
 	if f.InstallationID == uuid.Nil && f.ToolName == "" {
 		var team []dbsqlc.UsageByUserOfTeamRow
 		team, err = s.q.UsageByUserOfTeam(ctx, dbsqlc.UsageByUserOfTeamParams{
-			TeamID: f.TeamID, UserID: f.UserID,
+			TeamID: f.TeamID, UserID: f.UserID, DaysStart: daysStart, DaysEnd: daysEnd,
 			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
 		})
 		for _, r := range team {

@@ -341,6 +341,28 @@ type UsageMinute struct {
 	BytesOut       int64
 }
 
+type UsageTeamHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+type UsageToolDay struct {
+	TeamID         uuid.UUID
+	Day            time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
 type UsageToolHour struct {
 	TeamID         uuid.UUID
 	Hour           time.Time
@@ -351,6 +373,17 @@ type UsageToolHour struct {
 	Errors         int64
 	BytesIn        int64
 	BytesOut       int64
+}
+
+type UsageUserDay struct {
+	TeamID        uuid.UUID
+	Day           time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
 }
 
 type UsageUserHour struct {

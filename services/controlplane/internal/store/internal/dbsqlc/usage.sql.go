@@ -67,6 +67,28 @@ func (q *Queries) DeleteUsageHours(ctx context.Context, teamIds []uuid.UUID, hou
 	return err
 }
 
+const deleteUsageTeamHours = `-- name: DeleteUsageTeamHours :exec
+delete from usage_team_hours h
+using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+where h.team_id = t.team_id and h.hour = t.hour
+`
+
+func (q *Queries) DeleteUsageTeamHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, deleteUsageTeamHours, teamIds, hours)
+	return err
+}
+
+const deleteUsageToolDays = `-- name: DeleteUsageToolDays :exec
+delete from usage_tool_days d
+using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as day) t
+where d.team_id = t.team_id and d.day = t.day
+`
+
+func (q *Queries) DeleteUsageToolDays(ctx context.Context, teamIds []uuid.UUID, days []time.Time) error {
+	_, err := q.db.Exec(ctx, deleteUsageToolDays, teamIds, days)
+	return err
+}
+
 const deleteUsageToolHours = `-- name: DeleteUsageToolHours :exec
 delete from usage_tool_hours h
 using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
@@ -75,6 +97,17 @@ where h.team_id = t.team_id and h.hour = t.hour
 
 func (q *Queries) DeleteUsageToolHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
 	_, err := q.db.Exec(ctx, deleteUsageToolHours, teamIds, hours)
+	return err
+}
+
+const deleteUsageUserDays = `-- name: DeleteUsageUserDays :exec
+delete from usage_user_days d
+using (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as day) t
+where d.team_id = t.team_id and d.day = t.day
+`
+
+func (q *Queries) DeleteUsageUserDays(ctx context.Context, teamIds []uuid.UUID, days []time.Time) error {
+	_, err := q.db.Exec(ctx, deleteUsageUserDays, teamIds, days)
 	return err
 }
 
@@ -126,12 +159,48 @@ func (q *Queries) PruneUsageMinutes(ctx context.Context, before time.Time) (int6
 	return result.RowsAffected(), nil
 }
 
+const pruneUsageTeamHours = `-- name: PruneUsageTeamHours :execrows
+delete from usage_team_hours where hour < $1
+`
+
+func (q *Queries) PruneUsageTeamHours(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUsageTeamHours, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const pruneUsageToolDays = `-- name: PruneUsageToolDays :execrows
+delete from usage_tool_days where day < $1
+`
+
+func (q *Queries) PruneUsageToolDays(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUsageToolDays, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const pruneUsageToolHours = `-- name: PruneUsageToolHours :execrows
 delete from usage_tool_hours where hour < $1
 `
 
 func (q *Queries) PruneUsageToolHours(ctx context.Context, before time.Time) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneUsageToolHours, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const pruneUsageUserDays = `-- name: PruneUsageUserDays :execrows
+delete from usage_user_days where day < $1
+`
+
+func (q *Queries) PruneUsageUserDays(ctx context.Context, before time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneUsageUserDays, before)
 	if err != nil {
 		return 0, err
 	}
@@ -169,6 +238,37 @@ func (q *Queries) RollUpUsageHours(ctx context.Context, teamIds []uuid.UUID, hou
 	return result.RowsAffected(), nil
 }
 
+const rollUpUsageTeamHours = `-- name: RollUpUsageTeamHours :exec
+insert into usage_team_hours (team_id, hour, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, h.hour, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint, sum(h.bytes_in)::bigint,
+       sum(h.bytes_out)::bigint
+from (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as hour) t
+join usage_tool_hours h on h.team_id = t.team_id and h.hour = t.hour
+group by h.team_id, h.hour, h.latency_bucket
+`
+
+// RollUpUsageTeamHours writes the team rollups of the given hours from their per-tool rollups.
+func (q *Queries) RollUpUsageTeamHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
+	_, err := q.db.Exec(ctx, rollUpUsageTeamHours, teamIds, hours)
+	return err
+}
+
+const rollUpUsageToolDays = `-- name: RollUpUsageToolDays :exec
+insert into usage_tool_days (team_id, day, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
+                             bytes_out)
+select h.team_id, t.day, h.installation_id, h.tool_name, h.latency_bucket, sum(h.calls)::bigint,
+       sum(h.errors)::bigint, sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as day) t
+join usage_tool_hours h on h.team_id = t.team_id and h.hour >= t.day and h.hour < t.day + interval '1 day'
+group by h.team_id, t.day, h.installation_id, h.tool_name, h.latency_bucket
+`
+
+// RollUpUsageToolDays writes the per-tool rollups of the given UTC days from their hours.
+func (q *Queries) RollUpUsageToolDays(ctx context.Context, teamIds []uuid.UUID, days []time.Time) error {
+	_, err := q.db.Exec(ctx, rollUpUsageToolDays, teamIds, days)
+	return err
+}
+
 const rollUpUsageToolHours = `-- name: RollUpUsageToolHours :exec
 insert into usage_tool_hours (team_id, hour, installation_id, tool_name, latency_bucket, calls, errors, bytes_in,
                               bytes_out)
@@ -182,6 +282,21 @@ group by h.team_id, h.hour, h.installation_id, h.tool_name, h.latency_bucket
 // RollUpUsageToolHours writes the per-tool rollups of the given hours from their hourly rollups.
 func (q *Queries) RollUpUsageToolHours(ctx context.Context, teamIds []uuid.UUID, hours []time.Time) error {
 	_, err := q.db.Exec(ctx, rollUpUsageToolHours, teamIds, hours)
+	return err
+}
+
+const rollUpUsageUserDays = `-- name: RollUpUsageUserDays :exec
+insert into usage_user_days (team_id, day, user_id, latency_bucket, calls, errors, bytes_in, bytes_out)
+select h.team_id, t.day, h.user_id, h.latency_bucket, sum(h.calls)::bigint, sum(h.errors)::bigint,
+       sum(h.bytes_in)::bigint, sum(h.bytes_out)::bigint
+from (select unnest($1::uuid[]) as team_id, unnest($2::timestamptz[]) as day) t
+join usage_user_hours h on h.team_id = t.team_id and h.hour >= t.day and h.hour < t.day + interval '1 day'
+group by h.team_id, t.day, h.user_id, h.latency_bucket
+`
+
+// RollUpUsageUserDays writes the per-user rollups of the given UTC days from their hours.
+func (q *Queries) RollUpUsageUserDays(ctx context.Context, teamIds []uuid.UUID, days []time.Time) error {
+	_, err := q.db.Exec(ctx, rollUpUsageUserDays, teamIds, days)
 	return err
 }
 
@@ -307,14 +422,19 @@ func (q *Queries) UsageByTool(ctx context.Context, arg UsageByToolParams) ([]Usa
 
 const usageByToolOfTeam = `-- name: UsageByToolOfTeam :many
 with rows as (
+    select d.installation_id, d.tool_name, d.latency_bucket, d.calls, d.errors, d.bytes_in, d.bytes_out
+    from usage_tool_days d
+    where d.team_id = $2 and d.day >= $3 and d.day < $4
+    union all
     select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_tool_hours h
-    where h.team_id = $2 and h.hour >= $3 and h.hour < $4
+    where h.team_id = $2 and h.hour >= $5 and h.hour < $6
+      and (h.hour < $3 or h.hour >= $4)
     union all
     select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $2 and m.minute >= $5 and m.minute < $6
-      and (m.minute < $3 or m.minute >= $4)
+    where m.team_id = $2 and m.minute >= $7 and m.minute < $8
+      and (m.minute < $5 or m.minute >= $6)
 )
 select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
        sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -326,6 +446,8 @@ group by 1, 2, 3
 type UsageByToolOfTeamParams struct {
 	InstallationID uuid.UUID
 	TeamID         uuid.UUID
+	DaysStart      time.Time
+	DaysEnd        time.Time
 	HoursStart     time.Time
 	HoursEnd       time.Time
 	Start          time.Time
@@ -342,11 +464,14 @@ type UsageByToolOfTeamRow struct {
 	BytesOut       int64
 }
 
-// UsageByToolOfTeam is UsageByTool for every user, from the per-tool rollups.
+// UsageByToolOfTeam is UsageByTool for every user: whole UTC days from the per-tool days, the whole hours
+// around them from the per-tool hours, and the minutes at either end from the per-minute rollups.
 func (q *Queries) UsageByToolOfTeam(ctx context.Context, arg UsageByToolOfTeamParams) ([]UsageByToolOfTeamRow, error) {
 	rows, err := q.db.Query(ctx, usageByToolOfTeam,
 		arg.InstallationID,
 		arg.TeamID,
+		arg.DaysStart,
+		arg.DaysEnd,
 		arg.HoursStart,
 		arg.HoursEnd,
 		arg.Start,
@@ -457,14 +582,19 @@ func (q *Queries) UsageByUser(ctx context.Context, arg UsageByUserParams) ([]Usa
 
 const usageByUserOfTeam = `-- name: UsageByUserOfTeam :many
 with rows as (
+    select d.user_id, d.latency_bucket, d.calls, d.errors, d.bytes_in, d.bytes_out
+    from usage_user_days d
+    where d.team_id = $2 and d.day >= $3 and d.day < $4
+    union all
     select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_user_hours h
-    where h.team_id = $2 and h.hour >= $3 and h.hour < $4
+    where h.team_id = $2 and h.hour >= $5 and h.hour < $6
+      and (h.hour < $3 or h.hour >= $4)
     union all
     select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $2 and m.minute >= $5 and m.minute < $6
-      and (m.minute < $3 or m.minute >= $4)
+    where m.team_id = $2 and m.minute >= $7 and m.minute < $8
+      and (m.minute < $5 or m.minute >= $6)
 )
 select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
        sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -476,6 +606,8 @@ group by 1, 2
 type UsageByUserOfTeamParams struct {
 	UserID     uuid.UUID
 	TeamID     uuid.UUID
+	DaysStart  time.Time
+	DaysEnd    time.Time
 	HoursStart time.Time
 	HoursEnd   time.Time
 	Start      time.Time
@@ -491,11 +623,14 @@ type UsageByUserOfTeamRow struct {
 	BytesOut      int64
 }
 
-// UsageByUserOfTeam is UsageByUser for every tool, from the per-user rollups.
+// UsageByUserOfTeam is UsageByUser for every tool, from the per-user days, hours and the minutes, as
+// UsageByToolOfTeam.
 func (q *Queries) UsageByUserOfTeam(ctx context.Context, arg UsageByUserOfTeamParams) ([]UsageByUserOfTeamRow, error) {
 	rows, err := q.db.Query(ctx, usageByUserOfTeam,
 		arg.UserID,
 		arg.TeamID,
+		arg.DaysStart,
+		arg.DaysEnd,
 		arg.HoursStart,
 		arg.HoursEnd,
 		arg.Start,
@@ -665,6 +800,132 @@ func (q *Queries) UsageSeriesMinutes(ctx context.Context, arg UsageSeriesMinutes
 	return items, nil
 }
 
+const usageSeriesTeamHours = `-- name: UsageSeriesTeamHours :many
+select ((extract(epoch from h.hour)::bigint - $1::bigint) / $2::bigint)::int as step,
+       h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
+       sum(h.bytes_in)::bigint as bytes_in, sum(h.bytes_out)::bigint as bytes_out
+from usage_team_hours h
+where h.team_id = $3 and h.hour >= $4 and h.hour < $5
+group by 1, 2
+`
+
+type UsageSeriesTeamHoursParams struct {
+	Origin      int64
+	StepSeconds int64
+	TeamID      uuid.UUID
+	Start       time.Time
+	EndBefore   time.Time
+}
+
+type UsageSeriesTeamHoursRow struct {
+	Step          int32
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageSeriesTeamHours is UsageSeriesHours over the team rollups: every user and tool.
+func (q *Queries) UsageSeriesTeamHours(ctx context.Context, arg UsageSeriesTeamHoursParams) ([]UsageSeriesTeamHoursRow, error) {
+	rows, err := q.db.Query(ctx, usageSeriesTeamHours,
+		arg.Origin,
+		arg.StepSeconds,
+		arg.TeamID,
+		arg.Start,
+		arg.EndBefore,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageSeriesTeamHoursRow
+	for rows.Next() {
+		var i UsageSeriesTeamHoursRow
+		if err := rows.Scan(
+			&i.Step,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const usageSeriesToolDays = `-- name: UsageSeriesToolDays :many
+select ((extract(epoch from d.day)::bigint - $1::bigint) / $2::bigint)::int as step,
+       d.latency_bucket, sum(d.calls)::bigint as calls, sum(d.errors)::bigint as errors,
+       sum(d.bytes_in)::bigint as bytes_in, sum(d.bytes_out)::bigint as bytes_out
+from usage_tool_days d
+where d.team_id = $3 and d.day >= $4 and d.day < $5
+  and ($6::uuid = '00000000-0000-0000-0000-000000000000' or d.installation_id = $6)
+  and ($7::text = '' or d.tool_name = $7)
+group by 1, 2
+`
+
+type UsageSeriesToolDaysParams struct {
+	Origin         int64
+	StepSeconds    int64
+	TeamID         uuid.UUID
+	Start          time.Time
+	EndBefore      time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+}
+
+type UsageSeriesToolDaysRow struct {
+	Step          int32
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageSeriesToolDays is UsageSeriesToolHours over the per-tool days.
+func (q *Queries) UsageSeriesToolDays(ctx context.Context, arg UsageSeriesToolDaysParams) ([]UsageSeriesToolDaysRow, error) {
+	rows, err := q.db.Query(ctx, usageSeriesToolDays,
+		arg.Origin,
+		arg.StepSeconds,
+		arg.TeamID,
+		arg.Start,
+		arg.EndBefore,
+		arg.InstallationID,
+		arg.ToolName,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageSeriesToolDaysRow
+	for rows.Next() {
+		var i UsageSeriesToolDaysRow
+		if err := rows.Scan(
+			&i.Step,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const usageSeriesToolHours = `-- name: UsageSeriesToolHours :many
 select ((extract(epoch from h.hour)::bigint - $1::bigint) / $2::bigint)::int as step,
        h.latency_bucket, sum(h.calls)::bigint as calls, sum(h.errors)::bigint as errors,
@@ -713,6 +974,68 @@ func (q *Queries) UsageSeriesToolHours(ctx context.Context, arg UsageSeriesToolH
 	var items []UsageSeriesToolHoursRow
 	for rows.Next() {
 		var i UsageSeriesToolHoursRow
+		if err := rows.Scan(
+			&i.Step,
+			&i.LatencyBucket,
+			&i.Calls,
+			&i.Errors,
+			&i.BytesIn,
+			&i.BytesOut,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const usageSeriesUserDays = `-- name: UsageSeriesUserDays :many
+select ((extract(epoch from d.day)::bigint - $1::bigint) / $2::bigint)::int as step,
+       d.latency_bucket, sum(d.calls)::bigint as calls, sum(d.errors)::bigint as errors,
+       sum(d.bytes_in)::bigint as bytes_in, sum(d.bytes_out)::bigint as bytes_out
+from usage_user_days d
+where d.team_id = $3 and d.user_id = $4 and d.day >= $5 and d.day < $6
+group by 1, 2
+`
+
+type UsageSeriesUserDaysParams struct {
+	Origin      int64
+	StepSeconds int64
+	TeamID      uuid.UUID
+	UserID      uuid.UUID
+	Start       time.Time
+	EndBefore   time.Time
+}
+
+type UsageSeriesUserDaysRow struct {
+	Step          int32
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+// UsageSeriesUserDays is UsageSeriesUserHours over the per-user days.
+func (q *Queries) UsageSeriesUserDays(ctx context.Context, arg UsageSeriesUserDaysParams) ([]UsageSeriesUserDaysRow, error) {
+	rows, err := q.db.Query(ctx, usageSeriesUserDays,
+		arg.Origin,
+		arg.StepSeconds,
+		arg.TeamID,
+		arg.UserID,
+		arg.Start,
+		arg.EndBefore,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UsageSeriesUserDaysRow
+	for rows.Next() {
+		var i UsageSeriesUserDaysRow
 		if err := rows.Scan(
 			&i.Step,
 			&i.LatencyBucket,
