@@ -3559,7 +3559,11 @@ type RequestLog struct {
 	Response *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
 	// trace_id is the W3C trace id of the call, 32 lowercase hex digits: the trace of the traceparent the
 	// client sent, or of the satellite's own span; empty when there is neither.
-	TraceId       string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// request_bytes is the size of the call's arguments as JSON, sent whether or not request logging is on.
+	RequestBytes uint64 `protobuf:"varint,9,opt,name=request_bytes,json=requestBytes,proto3" json:"request_bytes,omitempty"`
+	// response_bytes is the size of the call's result as JSON, sent whether or not request logging is on.
+	ResponseBytes uint64 `protobuf:"varint,10,opt,name=response_bytes,json=responseBytes,proto3" json:"response_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3648,6 +3652,20 @@ func (x *RequestLog) GetTraceId() string {
 		return x.TraceId
 	}
 	return ""
+}
+
+func (x *RequestLog) GetRequestBytes() uint64 {
+	if x != nil {
+		return x.RequestBytes
+	}
+	return 0
+}
+
+func (x *RequestLog) GetResponseBytes() uint64 {
+	if x != nil {
+		return x.ResponseBytes
+	}
+	return 0
 }
 
 // ToolsDiscovered is mcp.tools.discovered: the full tool list of an instance.
@@ -4276,7 +4294,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\"n\n" +
 	"\tServerLog\x12=\n" +
 	"\x05level\x18\x01 \x01(\x0e2\x1d.orrery.satellite.v1.LogLevelB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05level\x12\"\n" +
-	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xe4\x02\n" +
+	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xca\x03\n" +
 	"\n" +
 	"RequestLog\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12'\n" +
@@ -4287,7 +4305,10 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\x120\n" +
 	"\arequest\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\arequest\x122\n" +
 	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\x123\n" +
-	"\btrace_id\x18\b \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{32}$R\atraceId\"M\n" +
+	"\btrace_id\x18\b \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{32}$R\atraceId\x120\n" +
+	"\rrequest_bytes\x18\t \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\frequestBytes\x122\n" +
+	"\x0eresponse_bytes\x18\n" +
+	" \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\rresponseBytes\"M\n" +
 	"\x0fToolsDiscovered\x12:\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xb0\x01\n" +
 	"\x04Tool\x12\x1e\n" +

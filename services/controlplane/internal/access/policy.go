@@ -81,6 +81,11 @@ var APIPolicy = Policy{
 	// Likewise a team user restarts only their own instance, a team admin any of the team's.
 	apiv1connect.InstanceServiceRestartInstanceProcedure: TeamMember,
 
+	// Team users see their own usage, team admins the whole team's: the handler narrows.
+	apiv1connect.UsageServiceGetUsageSeriesProcedure: TeamMember,
+	apiv1connect.UsageServiceListTopToolsProcedure:   TeamMember,
+	apiv1connect.UsageServiceListTopUsersProcedure:   TeamMember,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,

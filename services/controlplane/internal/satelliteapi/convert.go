@@ -158,6 +158,7 @@ func eventFromProto(e *satellitev1.Event) store.Event {
 		rl := &store.RequestLog{
 			ToolName: r.ToolName, Duration: r.Duration.AsDuration(), Success: r.Success, Error: r.Error,
 			Request: JSONFromMessage(r.Request), Response: JSONFromMessage(r.Response), TraceID: r.TraceId,
+			RequestBytes: int64(r.RequestBytes), ResponseBytes: int64(r.ResponseBytes),
 		}
 		if id, err := uuid.Parse(r.UserId); err == nil {
 			rl.UserID = &id

@@ -47,6 +47,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
+	"github.com/orrery/orrery/services/controlplane/internal/usageapi"
 	"github.com/orrery/orrery/sql/migrations"
 )
 
@@ -284,6 +285,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
 	mux.Handle(instancePath, instanceHandler)
+	mux.Handle(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
 
 	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
 	// handlers, interceptors included. Vanguard would inflate a compressed body whole before checking its
@@ -302,6 +304,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
 		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
+		apiv1connect.UsageServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker, admitAnyone))

@@ -920,6 +920,13 @@ func TestRequestLogs(t *testing.T) {
 	if !beta.GetSuccess() || beta.GetRequest() != nil || beta.GetResponse() != nil {
 		t.Errorf("beta log with request logging disabled = %v", beta)
 	}
+	// Sizes are counted for usage with or without bodies: the arguments as the client sent them.
+	for _, rl := range []*satellitev1.RequestLog{echo, beta} {
+		if rl.GetRequestBytes() != uint64(len(`{"q":1}`)) || rl.GetResponseBytes() == 0 {
+			t.Errorf("%s log sizes = %d in, %d out; want 7 in and the result's size out", rl.GetToolName(),
+				rl.GetRequestBytes(), rl.GetResponseBytes())
+		}
+	}
 }
 
 func TestProgressAndCancellation(t *testing.T) {

@@ -38,6 +38,12 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		TraceId:  traceID,
 	}
 	withBodies := rt.inst.RequestLoggingEnabled
+	var result []byte
+	if res != nil {
+		result, _ = json.Marshal(res)
+	}
+	// Sizes feed the usage analytics, so they are sent even when the bodies are not.
+	rl.RequestBytes, rl.ResponseBytes = uint64(len(args)), uint64(len(result))
 	switch {
 	case callErr != nil && withBodies:
 		rl.Error = truncate(callErr.Error(), maxLoggedError)
@@ -60,10 +66,8 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		} else {
 			rl.Request = structpb.NewStructValue(&structpb.Struct{})
 		}
-		if res != nil {
-			if b, err := json.Marshal(res); err == nil {
-				rl.Response = g.bodyValue(b)
-			}
+		if result != nil {
+			rl.Response = g.bodyValue(result)
 		}
 	}
 	g.cfg.Events.Emit(&satellitev1.Event{

@@ -317,6 +317,93 @@ type TeamMembership struct {
 	CreatedAt time.Time
 }
 
+type UsageDirtyHour struct {
+	TeamID uuid.UUID
+	Hour   time.Time
+}
+
+type UsageHour struct {
+	TeamID         uuid.UUID
+	Hour           time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	UserID         uuid.UUID
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageMinute struct {
+	TeamID         uuid.UUID
+	Minute         time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	UserID         uuid.UUID
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageTeamHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+type UsageToolDay struct {
+	TeamID         uuid.UUID
+	Day            time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageToolHour struct {
+	TeamID         uuid.UUID
+	Hour           time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageUserDay struct {
+	TeamID        uuid.UUID
+	Day           time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+type UsageUserHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
 type User struct {
 	ID           uuid.UUID
 	Slug         string
