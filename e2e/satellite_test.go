@@ -14,6 +14,7 @@ import (
 	"github.com/orrery/orrery/e2e"
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/internal/pgtest"
 )
 
@@ -239,8 +240,7 @@ func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, command 
 	req := proto.CloneOf(command)
 	req.Target = &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}
 	req.Priority = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
-	m := req.ProtoReflect()
-	typ := m.WhichOneof(m.Descriptor().Oneofs().ByName("action")).Name()
+	typ := action.Name(req)
 	resp, err := cp.Admin().EnqueueCommand(t.Context(), connect.NewRequest(req))
 	if err != nil {
 		t.Fatalf("enqueue %s: %v", typ, err)

@@ -16,6 +16,7 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/command"
 	"github.com/orrery/orrery/services/controlplane/internal/page"
@@ -193,14 +194,9 @@ func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[admin
 
 // requestAction copies the request's action into a Command: the two oneofs share their field names.
 func requestAction(req *adminv1.EnqueueCommandRequest) *satellitev1.Command {
-	action := &satellitev1.Command{}
-	from := req.ProtoReflect()
-	if f := from.WhichOneof(from.Descriptor().Oneofs().ByName("action")); f != nil {
-		if to := command.ActionField(command.Kind(f.Name())); to != nil {
-			action.ProtoReflect().Set(to, from.Get(f))
-		}
-	}
-	return action
+	cmd := &satellitev1.Command{}
+	action.Copy(cmd, req)
+	return cmd
 }
 
 // ListCommands lists commands, newest first.

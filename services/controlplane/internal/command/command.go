@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 )
 
 // Kind names a command's action as the field of Command's action oneof does: "configure", "restart".
@@ -26,17 +27,8 @@ const (
 	Update       Kind = "update"
 )
 
-// actionOneof is Command's action oneof.
-var actionOneof = (&satellitev1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("action")
-
 // KindOf names cmd's action; it is empty when cmd carries none.
-func KindOf(cmd *satellitev1.Command) Kind {
-	f := cmd.ProtoReflect().WhichOneof(actionOneof)
-	if f == nil {
-		return ""
-	}
-	return Kind(f.Name())
-}
+func KindOf(cmd *satellitev1.Command) Kind { return Kind(action.Name(cmd)) }
 
 // Policy is how a command is delivered.
 type Policy struct {
@@ -88,8 +80,11 @@ func PolicyFor(cmd *satellitev1.Command) (Policy, bool) {
 	return p, ok
 }
 
-// ActionField is the field of Command's action oneof named kind, or nil for an unknown kind. Requests that
-// carry an action in a oneof of the same field names copy it with this.
+// ActionField is the field of Command's action oneof named kind, or nil for an unknown kind.
 func ActionField(kind Kind) protoreflect.FieldDescriptor {
-	return actionOneof.Fields().ByName(protoreflect.Name(kind))
+	f := (&satellitev1.Command{}).ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(kind))
+	if f == nil || f.ContainingOneof() == nil {
+		return nil
+	}
+	return f
 }

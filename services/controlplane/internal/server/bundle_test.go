@@ -18,6 +18,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
@@ -239,12 +240,12 @@ func (s *satellite) poll(t *testing.T, wait time.Duration) []*satellitev1.Comman
 }
 
 // enqueue queues a command for one satellite through replica i.
-func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, action *satellitev1.Command, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
+func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, command *satellitev1.Command, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
 	t.Helper()
 	req := &adminv1.EnqueueCommandRequest{
 		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Priority: prio,
 	}
-	setAction(req, action)
+	action.Copy(req, command)
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}
@@ -253,14 +254,6 @@ func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, action *sa
 		t.Fatal(err)
 	}
 	return resp.Msg.Commands[0]
-}
-
-// setAction copies action's oneof into the request's, which has the same field names.
-func setAction(req *adminv1.EnqueueCommandRequest, action *satellitev1.Command) {
-	from := action.ProtoReflect()
-	f := from.WhichOneof(from.Descriptor().Oneofs().ByName("action"))
-	to := req.ProtoReflect()
-	to.Set(to.Descriptor().Fields().ByName(f.Name()), from.Get(f))
 }
 
 // pool connects to the bundle's database directly, for checks the API does not expose.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 )
 
@@ -284,9 +285,8 @@ func (c *Communicator) report(ctx context.Context, log *slog.Logger, cmd *satell
 
 // actionName is the protocol's spelling of cmd's action, such as "health_check".
 func actionName(cmd *satellitev1.Command) string {
-	m := cmd.ProtoReflect()
-	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("action")); f != nil {
-		return string(f.Name())
+	if name := action.Name(cmd); name != "" {
+		return name
 	}
 	return "unknown"
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 )
 
@@ -124,7 +125,7 @@ func TestDispatchHandsEachActionToItsOwner(t *testing.T) {
 		b.srv.Enqueue(cmd)
 		b.srv.Wait(t.Context(), "the result", waitLimit, func() bool { return len(b.srv.Reports()) == n+1 })
 		r := b.srv.Reports()[n]
-		name := actionName(cmd)
+		name := action.Name(cmd)
 		rt.mu.Lock()
 		calls := slices.Clone(rt.calls)
 		rt.mu.Unlock()
@@ -147,12 +148,6 @@ func TestDispatchHandsEachActionToItsOwner(t *testing.T) {
 			t.Errorf("%s reported output %v", name, r.GetOutput().AsMap())
 		}
 	}
-}
-
-// actionName is the field name of cmd's action.
-func actionName(cmd *satellitev1.Command) string {
-	m := cmd.ProtoReflect()
-	return string(m.WhichOneof(m.Descriptor().Oneofs().ByName("action")).Name())
 }
 
 func TestHeartbeatReportsProcesses(t *testing.T) {
