@@ -60,13 +60,21 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("Name exactly one team endpoint as the resource."))
 		return
 	}
-	res, err := s.resolveResource(ctx, resources[0])
-	if errors.Is(err, errUnknownResource) {
-		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("The resource is not a team endpoint this server issues tokens for."))
-		return
-	}
-	if err != nil {
-		s.serverError(ctx, w, ar, "resolve resource", err)
+	// The control plane's own API is the one resource that is not a team endpoint (see authorizeAPI).
+	apiRequest := resources[0] == s.APIResource()
+	var res resource
+	if !apiRequest {
+		res, err = s.resolveResource(ctx, resources[0])
+		if errors.Is(err, errUnknownResource) {
+			s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("The resource is not a team endpoint this server issues tokens for."))
+			return
+		}
+		if err != nil {
+			s.serverError(ctx, w, ar, "resolve resource", err)
+			return
+		}
+	} else if ar.GetClient().GetID() != CLIClientID {
+		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("Only orreryctl may ask for the control plane's API."))
 		return
 	}
 	cl, _ := ar.GetClient().(*client)
@@ -136,6 +144,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 				s.render(w, http.StatusUnauthorized, loginPage, p)
 				return
 			}
+			if apiRequest {
+				s.authorizeAPI(ctx, w, r, ar, user, p)
+				return
+			}
 			s.approve(ctx, w, r, ar, res, user, p)
 			return
 		default:
@@ -145,6 +157,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if !hasUser {
 		s.render(w, http.StatusOK, loginPage, p)
+		return
+	}
+	if apiRequest {
+		s.authorizeAPI(ctx, w, r, ar, user, p)
 		return
 	}
 	s.consent(ctx, w, ar, res, user, p)

@@ -160,6 +160,20 @@ type OauthConsent struct {
 	UpdatedAt time.Time
 }
 
+type OauthDeviceCode struct {
+	DeviceCodeHash  []byte
+	UserCodeHash    []byte
+	ClientID        string
+	Scopes          []string
+	Resource        string
+	Status          string
+	UserID          *uuid.UUID
+	IntervalSeconds int32
+	LastPolledAt    *time.Time
+	ExpiresAt       time.Time
+	CreatedAt       time.Time
+}
+
 type OauthToken struct {
 	Signature []byte
 	Kind      string
