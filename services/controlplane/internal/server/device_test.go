@@ -116,6 +116,11 @@ func TestOAuthDeviceGrant(t *testing.T) {
 	if !strings.Contains(strings.Join(slugs, " "), "red") || strings.Contains(strings.Join(slugs, " "), "blue") {
 		t.Fatalf("teams as the device token: %v", slugs)
 	}
+	// GetTeam names the team's endpoints, which orreryctl connect writes into client configurations.
+	red, err := f.teamsAs(access).GetTeam(ctx, connect.NewRequest(&apiv1.GetTeamRequest{TeamId: f.red.ID.String()}))
+	if err != nil || strings.Join(red.Msg.GetEndpointUrls(), " ") != endpointOf("red") {
+		t.Fatalf("red's endpoints: %v (%v), want %s", red, err, endpointOf("red"))
+	}
 	// It is no MCP token: the satellite sees an audience that is no team endpoint.
 	if got := introspect(t, f.sat, access); got.Active && strings.Contains(got.Audience, "/teams/") {
 		t.Fatalf("API token at the satellite: %v", got)
