@@ -62,7 +62,9 @@ func classify(err error) (int, string) {
 	if errors.As(err, &coded) {
 		return coded.code, err.Error()
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+	// Cobra's own refusals of a command line carry no type of their own.
+	if msg := err.Error(); strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "required flag(s)") ||
+		strings.HasPrefix(msg, "if any flags in the group") {
 		return ExitUsage, err.Error() + " (see 'orreryctl --help')"
 	}
 	var ce *connect.Error

@@ -40,16 +40,17 @@ func (a *App) readSpec(vf valueFlags) (*apiv1.InstallationSpec, error) {
 }
 
 func installationRow(i *apiv1.Installation) []string {
-	return []string{i.GetServerSlug(), i.GetEffectiveToolPrefix(), when(i.GetUpdatedAt()), i.GetId()}
+	return []string{i.GetServerSlug(), i.GetSpec().GetName(), i.GetEffectiveToolPrefix(), when(i.GetUpdatedAt()), i.GetId()}
 }
 
-var installationHeaders = []string{"SERVER", "TOOL PREFIX", "UPDATED", "ID"}
+var installationHeaders = []string{"SERVER", "NAME", "TOOL PREFIX", "UPDATED", "ID"}
 
 func (a *App) installCommand() *cobra.Command {
 	var team string
 	var vf valueFlags
 	var wait bool
 	var timeout time.Duration
+	var name string
 	c := &cobra.Command{
 		Use:   "install TEMPLATE --team TEAM",
 		Short: "Install a catalog template for a team (team admins)",
@@ -85,6 +86,12 @@ With --wait, orreryctl waits until your own instance of the server is online.`,
 				return err
 			}
 			values.applyTo(spec)
+			if name != "" {
+				spec.Name = name
+			}
+			if spec.GetName() == "" {
+				spec.Name = entry.GetSpec().GetName()
+			}
 			resp, err := s.installations().CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
 				TeamId: t.GetId(), CatalogEntryId: entry.GetId(), Spec: spec,
 			}))
@@ -102,6 +109,7 @@ With --wait, orreryctl waits until your own instance of the server is online.`,
 	}
 	a.teamFlag(c, &team, true)
 	addValueFlags(c, &vf)
+	c.Flags().StringVar(&name, "name", "", "the installation's display name; default the template's name")
 	c.Flags().BoolVar(&wait, "wait", false, "wait until your instance of the server is online")
 	c.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long --wait waits")
 	return c
