@@ -196,7 +196,9 @@ func TestOrreryctl(t *testing.T) {
 		var cfg struct {
 			Current  string `json:"current_context"`
 			Contexts map[string]struct {
-				URL, User, AccessToken, RefreshToken string
+				URL          string `json:"url"`
+				AccessToken  string `json:"access_token"`
+				RefreshToken string `json:"refresh_token"`
 			} `json:"contexts"`
 		}
 		raw, _ := os.ReadFile(path)

@@ -6,6 +6,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ type App struct {
 	OpenBrowser func(string) error
 	// Interactive reports whether a person is at the terminal, to prompt them and show progress.
 	Interactive bool
+
+	stdinReader *bufio.Reader
 
 	// Global flags.
 	contextName, server, token, output string

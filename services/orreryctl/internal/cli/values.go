@@ -76,7 +76,6 @@ func (a *App) collect(vf valueFlags, fields []field, scope apiv1.ConfigScope, ba
 		}
 		out.put(kind, name, &apiv1.SettingValue{Value: value})
 	}
-	var stdin *bufio.Reader
 	for _, ref := range vf.secrets {
 		kind, name, err := resolveName(ref, fields, scope)
 		if err != nil {
@@ -88,10 +87,7 @@ func (a *App) collect(vf valueFlags, fields []field, scope apiv1.ConfigScope, ba
 				return nil, err
 			}
 		} else {
-			if stdin == nil {
-				stdin = bufio.NewReader(io.LimitReader(a.In, maxFileBytes))
-			}
-			line, err := stdin.ReadString('\n')
+			line, err := a.stdin().ReadString('\n')
 			if err != nil && (!errors.Is(err, io.EOF) || line == "") {
 				return nil, usageError{fmt.Errorf("--secret %s: no line for it on stdin (one line per --secret, in order)", ref)}
 			}
@@ -136,11 +132,19 @@ func (a *App) prompt(label string, secret bool) (string, error) {
 		fmt.Fprintln(a.Err)
 		return string(raw), err
 	}
-	line, err := bufio.NewReader(a.In).ReadString('\n')
+	line, err := a.stdin().ReadString('\n')
 	if err != nil && line == "" {
 		return "", fmt.Errorf("read %s: %w", label, err)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// stdin is the one buffered reader of a.In, so values read one after another each get their own line.
+func (a *App) stdin() *bufio.Reader {
+	if a.stdinReader == nil {
+		a.stdinReader = bufio.NewReader(io.LimitReader(a.In, maxFileBytes))
+	}
+	return a.stdinReader
 }
 
 // applyTo writes the settings into an installation spec.
