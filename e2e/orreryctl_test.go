@@ -343,9 +343,45 @@ func TestOrreryctl(t *testing.T) {
 			t.Fatalf("contexts list:\n%s", out)
 		}
 		ada.ok(t, "teams", "show", "cli", "--context", "dev")
+
+		// Logging out revokes the sign-in, so a copy of the token left elsewhere stops working too.
+		var cfg struct {
+			Contexts map[string]struct {
+				AccessToken string `json:"access_token"`
+			} `json:"contexts"`
+		}
+		raw, _ := os.ReadFile(filepath.Join(ada.home, ".config", "orrery", "config.json"))
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		copied := cfg.Contexts["browser"].AccessToken
+		if _, errOut, code := ada.run(t, "", "logout"); code != 0 || !strings.Contains(errOut, "revoked the sign-in") {
+			t.Fatalf("logout: exit %d, %q", code, errOut)
+		}
+		if _, errOut, code := newCLI(t, "ORRERY_TOKEN="+copied, "ORRERY_URL="+cp.URL).run(t, "", "teams", "list"); code != 3 {
+			t.Fatalf("a copy of the token after logout: exit %d, %q", code, errOut)
+		}
+		ada.ok(t, "contexts", "use", "dev")
 	})
 
 	t.Run("bad input", func(t *testing.T) {
+		// Another user's team is as unknown to ada as one that does not exist.
+		admin.ok(t, "teams", "create", "secret")
+		var adminTeams struct {
+			Teams []struct {
+				ID   string `json:"id"`
+				Slug string `json:"slug"`
+			} `json:"teams"`
+		}
+		if err := json.Unmarshal([]byte(admin.ok(t, "teams", "list", "-o", "json")), &adminTeams); err != nil {
+			t.Fatal(err)
+		}
+		secretID := ""
+		for _, tm := range adminTeams.Teams {
+			if tm.Slug == "secret" {
+				secretID = tm.ID
+			}
+		}
 		for _, tc := range []struct {
 			name string
 			cli  *cli
@@ -354,7 +390,8 @@ func TestOrreryctl(t *testing.T) {
 			want string
 		}{
 			{"unknown team", ada, []string{"instances", "list", "--team", "nope"}, 5, `no team "nope" among yours`},
-			{"another user's team", newCLI(t, "ORRERY_TOKEN="+cp.AdminToken, "ORRERY_URL="+cp.URL), []string{"connect", "json", "--team", "nope"}, 5, "no team"},
+			{"another user's team", ada, []string{"connect", "json", "--team", "secret", "--context", "dev"}, 5, `no team "secret" among yours`},
+			{"another user's team by id", ada, []string{"installations", "list", "--team", secretID, "--context", "dev"}, 5, "among yours"},
 			{"wrong flag", ada, []string{"teams", "list", "--colour"}, 2, "unknown flag: --colour"},
 			{"missing team", ada, []string{"install", "everything"}, 2, `required flag(s) "team" not set`},
 			{"unknown output", ada, []string{"teams", "list", "-o", "xml"}, 2, "unknown output format"},

@@ -103,34 +103,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		switch r.PostForm.Get("action") {
 		case "login":
-			u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
-			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
-				if after := ce.Meta().Get("Retry-After"); after != "" {
-					w.Header().Set("Retry-After", after)
-				}
-				p.Error = "Too many sign-in attempts right now. Wait a little and try again."
-				s.render(w, http.StatusTooManyRequests, loginPage, p)
-				return
-			}
-			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable {
-				if after := ce.Meta().Get("Retry-After"); after != "" {
-					w.Header().Set("Retry-After", after)
-				}
-				p.Error = "Signing in is not possible right now. Wait a little and try again."
-				s.render(w, http.StatusServiceUnavailable, loginPage, p)
-				return
-			}
-			if err != nil {
-				p.Error = "Wrong email or password, or the account is locked."
-				s.render(w, http.StatusUnauthorized, loginPage, p)
-				return
-			}
-			cookie, err := s.accounts.StartSession(ctx, u.ID)
+			u, status, problem, err := s.signIn(ctx, w, r)
 			if err != nil {
 				s.serverError(ctx, w, ar, "start session", err)
 				return
 			}
-			http.SetCookie(w, cookie)
+			if problem != "" {
+				p.Error = problem
+				s.render(w, status, loginPage, p)
+				return
+			}
 			user, hasUser = u, true
 		case "deny":
 			if !hasUser {
@@ -164,6 +146,31 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.consent(ctx, w, ar, res, user, p)
+}
+
+// signIn checks the email and password of a posted login form and starts a browser session. A refusal
+// is the status and the message for the login page; err is a failure of the server's own.
+func (s *Server) signIn(ctx context.Context, w http.ResponseWriter, r *http.Request) (store.User, int, string, error) {
+	u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
+	if ce := new(connect.Error); errors.As(err, &ce) &&
+		(ce.Code() == connect.CodeResourceExhausted || ce.Code() == connect.CodeUnavailable) {
+		if after := ce.Meta().Get("Retry-After"); after != "" {
+			w.Header().Set("Retry-After", after)
+		}
+		if ce.Code() == connect.CodeResourceExhausted {
+			return store.User{}, http.StatusTooManyRequests, "Too many sign-in attempts right now. Wait a little and try again.", nil
+		}
+		return store.User{}, http.StatusServiceUnavailable, "Signing in is not possible right now. Wait a little and try again.", nil
+	}
+	if err != nil {
+		return store.User{}, http.StatusUnauthorized, "Wrong email or password, or the account is locked.", nil
+	}
+	cookie, err := s.accounts.StartSession(ctx, u.ID)
+	if err != nil {
+		return store.User{}, 0, "", err
+	}
+	http.SetCookie(w, cookie)
+	return u, 0, "", nil
 }
 
 // consent answers at once when the user already consented to this client using these scopes in the

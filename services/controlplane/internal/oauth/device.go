@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/ory/fosite"
 
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
@@ -202,28 +201,17 @@ func (s *Server) verifyDevice(w http.ResponseWriter, r *http.Request) {
 		}
 		action = r.PostForm.Get("action")
 		if action == "login" {
-			u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
-			if ce := new(connect.Error); errors.As(err, &ce) &&
-				(ce.Code() == connect.CodeResourceExhausted || ce.Code() == connect.CodeUnavailable) {
-				if after := ce.Meta().Get("Retry-After"); after != "" {
-					w.Header().Set("Retry-After", after)
-				}
-				p.Error = "Signing in is not possible right now. Wait a little and try again."
-				s.renderDevice(w, http.StatusServiceUnavailable, deviceLoginPage, p)
-				return
-			}
-			if err != nil {
-				p.Error = "Wrong email or password, or the account is locked."
-				s.renderDevice(w, http.StatusUnauthorized, deviceLoginPage, p)
-				return
-			}
-			cookie, err := s.accounts.StartSession(ctx, u.ID)
+			u, status, problem, err := s.signIn(ctx, w, r)
 			if err != nil {
 				s.logger.ErrorContext(ctx, "device verification: start session", "error", err)
 				http.Error(w, "internal error", http.StatusInternalServerError)
 				return
 			}
-			http.SetCookie(w, cookie)
+			if problem != "" {
+				p.Error = problem
+				s.renderDevice(w, status, deviceLoginPage, p)
+				return
+			}
 			user, hasUser = u, true
 			action = ""
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,11 +16,11 @@ import (
 )
 
 // optionalTeam resolves --team when given; empty means no team.
-func (s *session) optionalTeam(c *cobra.Command, ref string) (*apiv1.Team, string, error) {
+func (s *session) optionalTeam(ctx context.Context, ref string) (*apiv1.Team, string, error) {
 	if ref == "" {
 		return nil, "", nil
 	}
-	t, err := s.team(c.Context(), ref)
+	t, err := s.team(ctx, ref)
 	if err != nil {
 		return nil, "", err
 	}
@@ -35,11 +36,7 @@ func (a *App) oauthCommand() *cobra.Command {
 		Short: "List the team's clients and the clients holding grants in it (team admins)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
+			s, t, err := a.teamScope(c.Context(), team)
 			if err != nil {
 				return err
 			}
@@ -64,11 +61,7 @@ func (a *App) oauthCommand() *cobra.Command {
 		Example: "  orreryctl oauth clients create ci-agent --team platform -o json",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), createTeam)
+			s, t, err := a.teamScope(c.Context(), createTeam)
 			if err != nil {
 				return err
 			}
@@ -92,11 +85,7 @@ func (a *App) oauthCommand() *cobra.Command {
 		Short: "List live grants in a team (team admins)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), grantTeam)
+			s, t, err := a.teamScope(c.Context(), grantTeam)
 			if err != nil {
 				return err
 			}
@@ -118,11 +107,7 @@ func (a *App) oauthCommand() *cobra.Command {
 		Short: "Revoke a grant: its tokens stop working at once",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), revokeTeam)
+			s, t, err := a.teamScope(c.Context(), revokeTeam)
 			if err != nil {
 				return err
 			}
@@ -155,7 +140,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, teamID, err := s.optionalTeam(c, team)
+			_, teamID, err := s.optionalTeam(c.Context(), team)
 			if err != nil {
 				return err
 			}
@@ -195,7 +180,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, teamID, err := s.optionalTeam(c, tokTeam)
+			_, teamID, err := s.optionalTeam(c.Context(), tokTeam)
 			if err != nil {
 				return err
 			}
@@ -226,7 +211,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, teamID, err := s.optionalTeam(c, listTokTeam)
+			_, teamID, err := s.optionalTeam(c.Context(), listTokTeam)
 			if err != nil {
 				return err
 			}
@@ -272,7 +257,7 @@ func (a *App) auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, teamID, err := s.optionalTeam(c, team)
+			_, teamID, err := s.optionalTeam(c.Context(), team)
 			if err != nil {
 				return err
 			}

@@ -102,13 +102,9 @@ func (a *App) catalogCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			teamID := ""
-			if team != "" {
-				t, err := s.team(c.Context(), team)
-				if err != nil {
-					return err
-				}
-				teamID = t.GetId()
+			_, teamID, err := s.optionalTeam(c.Context(), team)
+			if err != nil {
+				return err
 			}
 			resp, err := s.catalogEntries(c.Context(), teamID, search)
 			if err != nil {
@@ -135,13 +131,9 @@ func (a *App) catalogCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			teamID := ""
-			if showTeam != "" {
-				t, err := s.team(c.Context(), showTeam)
-				if err != nil {
-					return err
-				}
-				teamID = t.GetId()
+			_, teamID, err := s.optionalTeam(c.Context(), showTeam)
+			if err != nil {
+				return err
 			}
 			e, err := s.catalogEntry(c.Context(), teamID, argv[0])
 			if err != nil {
@@ -193,13 +185,9 @@ func (a *App) catalogCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			teamID := ""
-			if createTeam != "" {
-				t, err := s.team(c.Context(), createTeam)
-				if err != nil {
-					return err
-				}
-				teamID = t.GetId()
+			_, teamID, err := s.optionalTeam(c.Context(), createTeam)
+			if err != nil {
+				return err
 			}
 			resp, err := s.catalog().CreateCatalogEntry(c.Context(), connect.NewRequest(&apiv1.CreateCatalogEntryRequest{TeamId: teamID, Slug: argv[0], Spec: spec}))
 			if err != nil {
@@ -231,13 +219,9 @@ func (a *App) catalogCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			teamID := ""
-			if importTeam != "" {
-				t, err := s.team(c.Context(), importTeam)
-				if err != nil {
-					return err
-				}
-				teamID = t.GetId()
+			_, teamID, err := s.optionalTeam(c.Context(), importTeam)
+			if err != nil {
+				return err
 			}
 			resp, err := s.catalog().ImportServerJson(c.Context(), connect.NewRequest(&apiv1.ImportServerJsonRequest{
 				TeamId: teamID, ServerJson: string(raw), Slug: slug, UserFields: userFields, PreferRemote: preferRemote,

@@ -57,11 +57,7 @@ endpoint's metadata. 'json' prints the endpoint's details for anything else.`,
 			if write && !known {
 				return usageError{errors.New("--write needs a client: vscode, claude or cursor")}
 			}
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
+			s, t, err := a.teamScope(c.Context(), team)
 			if err != nil {
 				return err
 			}

@@ -69,11 +69,7 @@ With --wait, orreryctl waits until your own instance of the server is online.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.session(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := s.team(ctx, team)
+			s, t, err := a.teamScope(ctx, team)
 			if err != nil {
 				return err
 			}
@@ -191,11 +187,7 @@ func (a *App) installationsCommand() *cobra.Command {
 		Short: "List a team's installations",
 		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
+			s, t, err := a.teamScope(c.Context(), team)
 			if err != nil {
 				return err
 			}
@@ -226,15 +218,7 @@ func (a *App) installationsCommand() *cobra.Command {
 		Short: "Show an installation's values (secrets only as set or not)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), showTeam)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(c.Context(), t.GetId(), argv[0])
+			_, _, i, err := a.installationScope(c.Context(), showTeam, argv[0])
 			if err != nil {
 				return err
 			}
@@ -256,15 +240,7 @@ func (a *App) installationsCommand() *cobra.Command {
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			ctx := c.Context()
-			s, err := a.session(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := s.team(ctx, updTeam)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(ctx, t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(ctx, updTeam, argv[0])
 			if err != nil {
 				return err
 			}
@@ -324,15 +300,7 @@ func (a *App) uninstallCommand() *cobra.Command {
 		Example: "  orreryctl uninstall github --team platform --yes",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(c.Context(), t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(c.Context(), team, argv[0])
 			if err != nil {
 				return err
 			}
@@ -369,15 +337,7 @@ func (a *App) configCommand() *cobra.Command {
 		Short: "Show your values for an installation",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(c.Context(), t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(c.Context(), team, argv[0])
 			if err != nil {
 				return err
 			}
@@ -401,15 +361,7 @@ func (a *App) configCommand() *cobra.Command {
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			ctx := c.Context()
-			s, err := a.session(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := s.team(ctx, setTeam)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(ctx, t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(ctx, setTeam, argv[0])
 			if err != nil {
 				return err
 			}

@@ -31,11 +31,7 @@ func (a *App) instancesCommand() *cobra.Command {
 		Example: "  orreryctl instances list --team platform --installation everything",
 		Args:    args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), team)
+			s, t, err := a.teamScope(c.Context(), team)
 			if err != nil {
 				return err
 			}
@@ -74,11 +70,7 @@ func (a *App) instancesCommand() *cobra.Command {
 		Short: "Show an instance's status and its recent events",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), statusTeam)
+			s, t, err := a.teamScope(c.Context(), statusTeam)
 			if err != nil {
 				return err
 			}
@@ -115,11 +107,7 @@ func (a *App) instancesCommand() *cobra.Command {
 		Short: "Restart an instance, also one that failed permanently",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), restartTeam)
+			s, t, err := a.teamScope(c.Context(), restartTeam)
 			if err != nil {
 				return err
 			}
@@ -153,15 +141,7 @@ func (a *App) logsCommand() *cobra.Command {
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			ctx := c.Context()
-			s, err := a.session(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := s.team(ctx, team)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(ctx, t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(ctx, team, argv[0])
 			if err != nil {
 				return err
 			}
@@ -211,15 +191,7 @@ func (a *App) requestsCommand() *cobra.Command {
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
 			ctx := c.Context()
-			s, err := a.session(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := s.team(ctx, team)
-			if err != nil {
-				return err
-			}
-			i, err := s.installation(ctx, t.GetId(), argv[0])
+			s, t, i, err := a.installationScope(ctx, team, argv[0])
 			if err != nil {
 				return err
 			}

@@ -91,9 +91,9 @@ func (a *App) logoutCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "logout",
 		Short: "Forget the current context's sign-in",
-		Long:  "Forget the sign-in of the current context (or --context NAME), keeping its URL for the next login.",
+		Long:  "Revoke and forget the sign-in of the current context (or --context NAME), keeping its URL for the next login.",
 		Args:  args(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(c *cobra.Command, _ []string) error {
 			f, err := a.loadConfig()
 			if err != nil {
 				return err
@@ -102,11 +102,20 @@ func (a *App) logoutCommand() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			revoked := ""
+			if cur.RefreshToken != "" {
+				// Forgetting the tokens is not enough: a copy of the file would still sign in.
+				if err := signin.Revoke(c.Context(), a.HTTPClient, cur.URL, cur.RefreshToken); err != nil {
+					fmt.Fprintf(a.Err, "Could not revoke the sign-in at %s (%v); it ends when its tokens expire.\n", cur.URL, err)
+				} else {
+					revoked = " and revoked the sign-in"
+				}
+			}
 			cur.AccessToken, cur.RefreshToken, cur.Expiry = "", "", time.Time{}
 			if err := a.saveConfig(f); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Err, "Signed out of %q.\n", name)
+			fmt.Fprintf(a.Err, "Signed out of %q%s.\n", name, revoked)
 			return nil
 		},
 	}

@@ -176,7 +176,33 @@ func (s *session) team(ctx context.Context, ref string) (*apiv1.Team, error) {
 	return nil, notFound(fmt.Errorf("no team %q among yours; 'orreryctl teams list' shows the teams you belong to", ref))
 }
 
-// teamSlugs lists the caller's team slugs, for shell completion.
+// teamScope opens a session and finds the team a command names.
+func (a *App) teamScope(ctx context.Context, teamRef string) (*session, *apiv1.Team, error) {
+	s, err := a.session(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := s.team(ctx, teamRef)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, t, nil
+}
+
+// installationScope is teamScope and the team's installation a command names.
+func (a *App) installationScope(ctx context.Context, teamRef, installationRef string) (*session, *apiv1.Team, *apiv1.Installation, error) {
+	s, t, err := a.teamScope(ctx, teamRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	i, err := s.installation(ctx, t.GetId(), installationRef)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s, t, i, nil
+}
+
+// completeTeams lists the caller's team slugs, for shell completion.
 func (a *App) completeTeams(ctx context.Context) []string {
 	s, err := a.session(ctx)
 	if err != nil {

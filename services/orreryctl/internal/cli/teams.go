@@ -58,11 +58,7 @@ func (a *App) teamsCommand() *cobra.Command {
 		Example: "  orreryctl teams show platform",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), argv[0])
+			s, t, err := a.teamScope(c.Context(), argv[0])
 			if err != nil {
 				return err
 			}
@@ -105,11 +101,7 @@ func (a *App) teamsCommand() *cobra.Command {
 		Short: "List a team's members",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), argv[0])
+			s, t, err := a.teamScope(c.Context(), argv[0])
 			if err != nil {
 				return err
 			}
@@ -140,11 +132,7 @@ func (a *App) teamsCommand() *cobra.Command {
 			if !ok {
 				return usageError{fmt.Errorf("--role %q: use user or admin", role)}
 			}
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			t, err := s.team(c.Context(), argv[0])
+			s, t, err := a.teamScope(c.Context(), argv[0])
 			if err != nil {
 				return err
 			}

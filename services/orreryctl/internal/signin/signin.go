@@ -18,6 +18,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -215,6 +217,27 @@ func Refresh(ctx context.Context, client *http.Client, url string, tok *oauth2.T
 		return nil, fmt.Errorf("refresh the sign-in: %w", describe(err))
 	}
 	return next, nil
+}
+
+// Revoke ends a sign-in at the control plane at url by revoking its refresh token, and with it the grant's
+// access tokens (RFC 7009).
+func Revoke(ctx context.Context, client *http.Client, url, refreshToken string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/oauth/revoke", strings.NewReader(neturl.Values{
+		"token": {refreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {ClientID},
+	}.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke: status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // describe turns an OAuth error answer into its code and description.
