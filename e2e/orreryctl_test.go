@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/orrery/orrery/e2e"
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
@@ -273,6 +276,75 @@ func TestOrreryctl(t *testing.T) {
 				t.Fatalf("logs --follow ended by itself: %v", cmd.Wait())
 			}
 		case <-time.After(500 * time.Millisecond):
+		}
+	})
+
+	t.Run("follow requests and restart", func(t *testing.T) {
+		cmd := ada.command(t.Context(), "", "requests", "everything", "--team", "cli", "--follow", "-o", "json")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		lines := make(chan string, 100)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+
+		// A tool call through the team endpoint, with an access token minted in the database as an MCP client
+		// would hold it, shows up in the followed request log.
+		me := jsonOf(t, ada.ok(t, "whoami", "-o", "json"))
+		userID := me["user"].(map[string]any)["id"].(string)
+		var teamID string
+		for _, m := range me["memberships"].([]any) {
+			if m.(map[string]any)["team_slug"] == "cli" {
+				teamID = m.(map[string]any)["team_id"].(string)
+			}
+		}
+		conn, err := pgx.Connect(ctx, cp.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		endpoint := sat.URL + "/teams/cli/mcp"
+		token := "orat_e2e_cli_" + userID
+		hash := sha256.Sum256([]byte(token))
+		if _, err := conn.Exec(ctx, `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
+			values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`, hash[:], teamID, userID, endpoint); err != nil {
+			t.Fatal(err)
+		}
+		session, err := connectMCP(ctx, endpoint, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer session.Close()
+		if res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "everything__echo", Arguments: map[string]any{"message": "from e2e"}}); err != nil || res.IsError {
+			t.Fatalf("call echo: %v %v", res, err)
+		}
+		if l := jsonOf(t, lineWith(t, lines, `"echo"`, 60*time.Second)); l["tool_name"] != "echo" || l["success"] != true {
+			t.Fatalf("request log line: %v", l)
+		}
+
+		var list struct {
+			Instances []struct {
+				ID string `json:"id"`
+			}
+		}
+		if err := json.Unmarshal([]byte(ada.ok(t, "instances", "list", "--team", "cli", "-o", "json")), &list); err != nil || len(list.Instances) != 1 {
+			t.Fatalf("instances list: %+v %v", list, err)
+		}
+		if _, errOut, code := ada.run(t, "", "instances", "restart", list.Instances[0].ID, "--team", "cli"); code != 0 || !strings.Contains(errOut, "queued") {
+			t.Fatalf("restart: exit %d, %q", code, errOut)
+		}
+		if _, errOut, code := ada.run(t, "", "instances", "restart", "everything-cli-nobody-00000000-0000-0000-0000-000000000000", "--team", "cli"); code != 5 {
+			t.Fatalf("restart of an unknown instance: exit %d, %q", code, errOut)
 		}
 	})
 
