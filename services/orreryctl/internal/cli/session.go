@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"connectrpc.com/connect"
 	"golang.org/x/oauth2"
@@ -218,5 +217,3 @@ func (a *App) completeTeams(ctx context.Context) []string {
 	}
 	return out
 }
-
-func trimURL(u string) string { return strings.TrimRight(u, "/") }
