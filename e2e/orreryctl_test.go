@@ -383,6 +383,58 @@ func TestOrreryctl(t *testing.T) {
 		}
 	})
 
+	t.Run("the rest of the API", func(t *testing.T) {
+		weather, err := filepath.Abs(filepath.Join("..", "services", "controlplane", "internal", "serverjson", "testdata", "weather.server.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imported := jsonOf(t, ada.ok(t, "catalog", "import", weather, "--team", "cli", "-o", "json"))
+		slug := imported["entry"].(map[string]any)["slug"].(string)
+		if out := ada.ok(t, "catalog", "list", "--team", "cli"); !strings.Contains(out, slug) || !strings.Contains(out, "everything") {
+			t.Fatalf("catalog list:\n%s", out)
+		}
+		if out := ada.ok(t, "catalog", "show", slug, "--team", "cli"); !strings.Contains(out, "REQUIRED") {
+			t.Fatalf("catalog show:\n%s", out)
+		}
+		if out := ada.ok(t, "installations", "list", "--team", "cli", "-o", "yaml"); !strings.Contains(out, "server_slug: everything") {
+			t.Fatalf("installations list -o yaml:\n%s", out)
+		}
+		ada.ok(t, "installations", "show", "everything", "--team", "cli", "-o", "json")
+		ada.ok(t, "config", "show", "everything", "--team", "cli")
+		if out := ada.ok(t, "teams", "members", "cli"); !strings.Contains(out, email) {
+			t.Fatalf("teams members:\n%s", out)
+		}
+		ada.ok(t, "teams", "invite", "cli", "bob@example.test", "--role", "admin")
+		if _, errOut, code := ada.run(t, "", "teams", "invite", "cli", "bob@example.test", "--role", "owner"); code != 2 {
+			t.Fatalf("invite with an unknown role: exit %d, %q", code, errOut)
+		}
+		client := jsonOf(t, ada.ok(t, "oauth", "clients", "create", "ci-agent", "--team", "cli", "-o", "json"))
+		clientID := client["client"].(map[string]any)["client_id"].(string)
+		if client["client_secret"] == "" || !strings.Contains(ada.ok(t, "oauth", "clients", "list", "--team", "cli"), clientID) {
+			t.Fatalf("oauth clients: %v", client)
+		}
+		if _, errOut, code := ada.run(t, "", "audit"); code != 4 || !strings.Contains(errOut, "not allowed") {
+			t.Fatalf("the global audit log as a user: exit %d, %q", code, errOut)
+		}
+
+		var sats struct {
+			Satellites []struct {
+				Status string `json:"status"`
+				URL    string `json:"url"`
+			} `json:"satellites"`
+		}
+		if err := json.Unmarshal([]byte(admin.ok(t, "satellites", "list", "-o", "json")), &sats); err != nil ||
+			len(sats.Satellites) != 1 || sats.Satellites[0].URL != sat.URL {
+			t.Fatalf("satellites list: %+v %v", sats, err)
+		}
+		if tok := jsonOf(t, admin.ok(t, "satellites", "tokens", "create", "edge", "--ttl", "1h", "-o", "json")); tok["token"] == "" {
+			t.Fatalf("registration token: %v", tok)
+		}
+		if out := admin.ok(t, "audit", "--limit", "50"); !strings.Contains(out, "oauth.device_approve") {
+			t.Fatalf("audit log:\n%s", out)
+		}
+	})
+
 	t.Run("login through the browser", func(t *testing.T) {
 		cmd, lines, _ := ada.background(t, "login", cp.URL, "--no-browser", "--context", "browser")
 		authURL := lineWith(t, lines, cp.URL+"/oauth/authorize?", 30*time.Second)
@@ -475,6 +527,16 @@ func TestOrreryctl(t *testing.T) {
 			if code != tc.code || !strings.Contains(errOut, tc.want) {
 				t.Errorf("%s: exit %d, stderr %q; want exit %d with %q", tc.name, code, errOut, tc.code, tc.want)
 			}
+		}
+	})
+
+	t.Run("uninstall", func(t *testing.T) {
+		if _, errOut, code := ada.run(t, "", "uninstall", "everything", "--team", "cli"); code != 2 || !strings.Contains(errOut, "--yes") {
+			t.Fatalf("uninstall without confirmation: exit %d, %q", code, errOut)
+		}
+		ada.ok(t, "uninstall", "everything", "--team", "cli", "--yes")
+		if out := ada.ok(t, "installations", "list", "--team", "cli"); strings.Contains(out, "everything") {
+			t.Fatalf("installations after uninstall:\n%s", out)
 		}
 	})
 
