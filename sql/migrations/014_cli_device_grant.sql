@@ -2,10 +2,12 @@
 -- lets its binary ship without a registration step, and only this first-party client may ask for tokens
 -- whose audience is the control plane's own API. The redirect URI is a loopback literal, whose port the
 -- authorization server lets vary (RFC 8252, section 7.3).
-insert into oauth_clients (id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method)
+-- A built-in client is part of the installation: the job that prunes unused registrations keeps it.
+alter table oauth_clients add column builtin boolean not null default false;
+insert into oauth_clients (id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, builtin)
 values ('orreryctl', 'orreryctl', '{http://127.0.0.1/callback}',
         '{authorization_code,refresh_token,urn:ietf:params:oauth:grant-type:device_code}',
-        '{api,offline_access}', 'none')
+        '{api,offline_access}', 'none', true)
 on conflict (id) do nothing;
 
 -- Device authorization requests (RFC 8628): a device code the client polls with and a short user code the
@@ -30,3 +32,4 @@ create index oauth_device_codes_expires_at on oauth_device_codes (expires_at);
 
 drop table oauth_device_codes;
 delete from oauth_clients where id = 'orreryctl';
+alter table oauth_clients drop column builtin;

@@ -149,6 +149,7 @@ type OauthClient struct {
 	CreatedBy               *uuid.UUID
 	CreatedAt               time.Time
 	RevokedAt               *time.Time
+	Builtin                 bool
 }
 
 type OauthConsent struct {
