@@ -541,20 +541,36 @@ func TestOrreryctl(t *testing.T) {
 	})
 
 	t.Run("expired sign-in", func(t *testing.T) {
-		// A sign-in whose access token has expired and whose refresh token is gone is refused with what to do.
 		path := filepath.Join(ada.home, ".config", "orrery", "config.json")
+		// expire marks the dev context's access token expired, with refreshToken beside it unless empty, and
+		// returns the context as saved.
+		expire := func(refreshToken string) map[string]any {
+			raw, _ := os.ReadFile(path)
+			var doc map[string]any
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			dev := doc["contexts"].(map[string]any)["dev"].(map[string]any)
+			dev["expiry"] = time.Now().Add(-time.Hour).Format(time.RFC3339)
+			if refreshToken != "" {
+				dev["refresh_token"] = refreshToken
+			}
+			raw, _ = json.Marshal(doc)
+			if err := os.WriteFile(path, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dev
+		}
+		// An expired access token is refreshed, and the rotated refresh token saved.
+		before := expire("")
+		ada.ok(t, "teams", "list", "--context", "dev")
 		raw, _ := os.ReadFile(path)
-		var doc map[string]any
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			t.Fatal(err)
+		after := jsonOf(t, string(raw))["contexts"].(map[string]any)["dev"].(map[string]any)
+		if after["access_token"] == before["access_token"] || after["refresh_token"] == before["refresh_token"] {
+			t.Fatalf("refresh: the tokens stayed as they were: %v", after)
 		}
-		dev := doc["contexts"].(map[string]any)["dev"].(map[string]any)
-		dev["expiry"] = time.Now().Add(-time.Hour).Format(time.RFC3339)
-		dev["refresh_token"] = "orrt_revoked"
-		raw, _ = json.Marshal(doc)
-		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		// A sign-in whose access token has expired and whose refresh token is gone is refused with what to do.
+		expire("orrt_revoked")
 		_, errOut, code := ada.run(t, "", "teams", "list", "--context", "dev")
 		if code != 3 || !strings.Contains(errOut, "orreryctl login "+cp.URL) {
 			t.Fatalf("expired sign-in: exit %d, %q", code, errOut)
