@@ -269,3 +269,41 @@ func TestOAuthDeviceGrantAttacks(t *testing.T) {
 		}
 	})
 }
+
+// TestOAuthAPIByBrowser runs orreryctl's browser sign-in: the authorization code flow with PKCE for the API
+// resource, a consent page that names no team, a token that acts on the API, and the consent remembered.
+func TestOAuthAPIByBrowser(t *testing.T) {
+	t.Parallel()
+	f := setupOAuth(t, setupOpts{})
+	ctx := t.Context()
+	redirect := "http://127.0.0.1:51234/callback" // the seeded loopback URI, on another port
+	cfg := f.config(oauth.CLIClientID, redirect, oauth.ScopeAPI, oauth.ScopeOfflineAccess)
+	verifier := oauth2.GenerateVerifier()
+	authURL := authorizeURL(cfg, verifier, f.b.issuer())
+
+	br := oauthtest.NewBrowser()
+	consent := consentPage(t, br, authURL, f.user.user.Email)
+	if strings.Contains(consent.Body, `name="team"`) || !strings.Contains(consent.Body, "use Orrery as you") {
+		t.Fatalf("API consent page: %s", consent.Body)
+	}
+	q, err := br.Approve(ctx, authURL, consent)
+	if err != nil || q.Get("code") == "" {
+		t.Fatalf("approve: %v %v", q, err)
+	}
+	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", f.b.issuer()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.teamsAs(tok.AccessToken).ListTeams(ctx, connect.NewRequest(&apiv1.ListTeamsRequest{})); err != nil {
+		t.Fatalf("browser sign-in token on the API: %v", err)
+	}
+	// The consent is remembered: signing in again goes straight back to orreryctl.
+	if q := redirectQuery(t, signIn(t, oauthtest.NewBrowser(), authorizeURL(cfg, oauth2.GenerateVerifier(), f.b.issuer()), f.user.user.Email)); q.Get("code") == "" {
+		t.Fatalf("remembered consent: %v", q)
+	}
+	// A redirect elsewhere than the loopback is not orreryctl's.
+	evil := f.config(oauth.CLIClientID, "https://evil.example/callback", oauth.ScopeAPI)
+	if p := get(t, oauthtest.NewBrowser(), authorizeURL(evil, oauth2.GenerateVerifier(), f.b.issuer())); p.Status != http.StatusBadRequest || p.Location != "" {
+		t.Fatalf("orreryctl with a foreign redirect: %d %s", p.Status, p.Location)
+	}
+}
