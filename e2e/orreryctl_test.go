@@ -269,6 +269,11 @@ func TestOrreryctl(t *testing.T) {
 		if l := jsonOf(t, line); !strings.HasPrefix(l["instance_id"].(string), "everything-cli-") {
 			t.Fatalf("log line: %v", l)
 		}
+		// Without --follow, the newest lines come at once.
+		start := time.Now()
+		if out := ada.ok(t, "logs", "everything", "--team", "cli"); !strings.Contains(out, "Starting default (STDIO) server") || time.Since(start) > 10*time.Second {
+			t.Fatalf("logs after %v:\n%s", time.Since(start), out)
+		}
 		// A follower keeps running until stopped.
 		select {
 		case _, open := <-lines:
@@ -330,6 +335,10 @@ func TestOrreryctl(t *testing.T) {
 		}
 		if l := jsonOf(t, lineWith(t, lines, `"echo"`, 60*time.Second)); l["tool_name"] != "echo" || l["success"] != true {
 			t.Fatalf("request log line: %v", l)
+		}
+
+		if out := ada.ok(t, "requests", "everything", "--team", "cli"); !strings.Contains(out, "echo") || !strings.Contains(out, "ok") {
+			t.Fatalf("requests:\n%s", out)
 		}
 
 		var list struct {

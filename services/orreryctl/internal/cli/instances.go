@@ -133,6 +133,7 @@ func (a *App) instancesCommand() *cobra.Command {
 func (a *App) logsCommand() *cobra.Command {
 	var team string
 	var follow bool
+	var tail uint32
 	c := &cobra.Command{
 		Use:   "logs INSTALLATION --team TEAM",
 		Short: "Print an installation's server logs (stderr of its servers)",
@@ -145,31 +146,22 @@ func (a *App) logsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.followStream(ctx, follow, func(ctx context.Context, after int64) (int64, bool, error) {
-				stream, err := s.instances().StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), AfterId: after}))
+			if !follow {
+				resp, err := s.instances().ListServerLogs(ctx, connect.NewRequest(&apiv1.ListServerLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), PageSize: tail}))
 				if err != nil {
-					return after, false, err
+					return err
 				}
-				defer stream.Close()
-				for stream.Receive() {
-					msg := stream.Msg()
-					for _, l := range msg.GetLines() {
-						if err := a.printLogLine(l); err != nil {
-							return after, false, err
-						}
-					}
-					after = msg.GetCursor()
-					// The stream first sends everything retained; its first keep-alive means that is done.
-					if !follow && len(msg.GetLines()) == 0 {
-						return after, true, nil
-					}
-				}
-				return after, false, stream.Err()
-			})
+				return printOldestFirst(resp.Msg.GetLines(), a.printLogLine)
+			}
+			open := func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.StreamServerLogsResponse], error) {
+				return s.instances().StreamServerLogs(ctx, connect.NewRequest(&apiv1.StreamServerLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), AfterId: after}))
+			}
+			return followEntries(ctx, a, open, (*apiv1.StreamServerLogsResponse).GetLines, (*apiv1.StreamServerLogsResponse).GetCursor, a.printLogLine)
 		},
 	}
 	a.teamFlag(c, &team, true)
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines as they arrive")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "print every retained line, then new lines as they arrive")
+	c.Flags().Uint32Var(&tail, "tail", 100, "without --follow, how many of the newest lines to print (at most 500)")
 	return c
 }
 
@@ -184,6 +176,7 @@ func (a *App) printLogLine(l *apiv1.ServerLogLine) error {
 func (a *App) requestsCommand() *cobra.Command {
 	var team string
 	var follow bool
+	var tail uint32
 	c := &cobra.Command{
 		Use:     "requests INSTALLATION --team TEAM",
 		Short:   "Print the tool calls an installation served",
@@ -195,68 +188,91 @@ func (a *App) requestsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.followStream(ctx, follow, func(ctx context.Context, after int64) (int64, bool, error) {
-				stream, err := s.instances().StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), AfterId: after}))
+			if !follow {
+				resp, err := s.instances().ListRequestLogs(ctx, connect.NewRequest(&apiv1.ListRequestLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), PageSize: tail}))
 				if err != nil {
-					return after, false, err
+					return err
 				}
-				defer stream.Close()
-				for stream.Receive() {
-					msg := stream.Msg()
-					for _, r := range msg.GetRequestLogs() {
-						if a.output != "table" {
-							err = printJSONLine(a.Out, r)
-						} else {
-							outcome := "ok"
-							if !r.GetSuccess() {
-								outcome = "error " + r.GetError()
-							}
-							_, err = fmt.Fprintf(a.Out, "%s  %-30s  %8s  %s\n", when(r.GetOccurredAt()), r.GetToolName(),
-								r.GetDuration().AsDuration().Round(1e6), outcome)
-						}
-						if err != nil {
-							return after, false, err
-						}
-					}
-					after = msg.GetCursor()
-					if !follow && len(msg.GetRequestLogs()) == 0 {
-						return after, true, nil
-					}
-				}
-				return after, false, stream.Err()
-			})
+				return printOldestFirst(resp.Msg.GetRequestLogs(), a.printRequestLog)
+			}
+			open := func(ctx context.Context, after int64) (*connect.ServerStreamForClient[apiv1.StreamRequestLogsResponse], error) {
+				return s.instances().StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{TeamId: t.GetId(), InstallationId: i.GetId(), AfterId: after}))
+			}
+			return followEntries(ctx, a, open, (*apiv1.StreamRequestLogsResponse).GetRequestLogs, (*apiv1.StreamRequestLogsResponse).GetCursor, a.printRequestLog)
 		},
 	}
 	a.teamFlag(c, &team, true)
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new calls as they arrive")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "print every retained call, then new calls as they arrive")
+	c.Flags().Uint32Var(&tail, "tail", 100, "without --follow, how many of the newest calls to print (at most 500)")
 	return c
 }
 
+func (a *App) printRequestLog(r *apiv1.RequestLog) error {
+	if a.output != "table" {
+		return printJSONLine(a.Out, r)
+	}
+	outcome := "ok"
+	if !r.GetSuccess() {
+		outcome = "error " + r.GetError()
+	}
+	_, err := fmt.Fprintf(a.Out, "%s  %-30s  %8s  %s\n", when(r.GetOccurredAt()), r.GetToolName(), r.GetDuration().AsDuration().Round(time.Millisecond), outcome)
+	return err
+}
+
+// printOldestFirst prints a page that the unary listings return newest first.
+func printOldestFirst[E any](page []E, print func(E) error) error {
+	for i := len(page) - 1; i >= 0; i-- {
+		if err := print(page[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// followEntries prints the entries of one of the instance streams, the retained ones and then every new
+// one, resuming from the cursor whenever a stream ends.
+func followEntries[Res, E any](ctx context.Context, a *App,
+	open func(ctx context.Context, after int64) (*connect.ServerStreamForClient[Res], error),
+	entries func(*Res) []E, cursor func(*Res) int64, print func(E) error) error {
+	return a.followStream(ctx, func(ctx context.Context, after int64) (int64, error) {
+		stream, err := open(ctx, after)
+		if err != nil {
+			return after, err
+		}
+		defer stream.Close()
+		for stream.Receive() {
+			msg := stream.Msg()
+			for _, e := range entries(msg) {
+				if err := print(e); err != nil {
+					return after, err
+				}
+			}
+			after = cursor(msg)
+		}
+		return after, stream.Err()
+	})
+}
+
 // followStream runs one stream after another from the last cursor: a stream ends when its replica shuts
-// down, and the next one resumes where it stopped, so nothing is printed twice or lost. Without follow, the
-// first stream's backlog is all.
-func (a *App) followStream(ctx context.Context, follow bool, run func(ctx context.Context, after int64) (int64, bool, error)) error {
+// down, and the next one resumes where it stopped, so nothing is printed twice or lost.
+func (a *App) followStream(ctx context.Context, run func(ctx context.Context, after int64) (int64, error)) error {
 	var after int64
 	failures := 0
 	for {
-		next, done, err := run(ctx, after)
-		if done || ctx.Err() != nil {
+		next, err := run(ctx, after)
+		if ctx.Err() != nil {
 			return nil
 		}
-		progressed := next != after
-		after = next
-		if err != nil && (!follow || connect.CodeOf(err) != connect.CodeUnavailable) {
+		if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
 			return err
 		}
-		if !follow {
-			return nil
-		}
-		if progressed {
+		if next != after {
 			failures = 0
 		}
+		after = next
 		failures++
 		if failures > 30 {
-			return fmt.Errorf("the log stream keeps ending (last error: %v); try again later", err)
+			return fmt.Errorf("the stream keeps ending (last error: %v); try again later", err)
 		}
 		fmt.Fprintln(a.Err, "(stream ended; resuming after "+strconv.FormatInt(after, 10)+")")
 		select {
