@@ -90,15 +90,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	user, hasUser := s.sessionUser(ctx, r)
 	if r.Method == http.MethodPost {
-		if tooLarge, err := parseForm(w, r); tooLarge {
-			http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
-			return
-		} else if err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 || csrf == "" {
-			http.Error(w, "the form expired; go back and reload the page", http.StatusForbidden)
+		if !readPageForm(w, r, csrf) {
 			return
 		}
 		switch r.PostForm.Get("action") {
@@ -146,6 +138,23 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.consent(ctx, w, ar, res, user, p)
+}
+
+// readPageForm reads a form posted from one of the pages and checks its CSRF token, answering the request
+// itself when either fails.
+func readPageForm(w http.ResponseWriter, r *http.Request, csrf string) bool {
+	if tooLarge, err := parseForm(w, r); tooLarge {
+		http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
+		return false
+	} else if err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 || csrf == "" {
+		http.Error(w, "the form expired; go back and reload the page", http.StatusForbidden)
+		return false
+	}
+	return true
 }
 
 // signIn checks the email and password of a posted login form and starts a browser session. A refusal

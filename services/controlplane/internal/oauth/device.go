@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"html/template"
 	"net/http"
@@ -185,15 +184,7 @@ func (s *Server) verifyDevice(w http.ResponseWriter, r *http.Request) {
 	user, hasUser := s.sessionUser(ctx, r)
 	action := ""
 	if r.Method == http.MethodPost {
-		if tooLarge, err := parseForm(w, r); tooLarge {
-			http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
-			return
-		} else if err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 || csrf == "" {
-			http.Error(w, "the form expired; go back and reload the page", http.StatusForbidden)
+		if !readPageForm(w, r, csrf) {
 			return
 		}
 		if typed := r.PostForm.Get("user_code"); typed != "" && len(typed) <= 32 {
