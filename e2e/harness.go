@@ -57,6 +57,7 @@ const (
 var commands = map[string]string{
 	"controlplane": "github.com/orrery/orrery/services/controlplane",
 	"satellite":    "github.com/orrery/orrery/services/satellite",
+	"orreryctl":    "github.com/orrery/orrery/services/orreryctl",
 }
 
 var (
@@ -72,7 +73,7 @@ type build struct {
 	err  error
 }
 
-// Binary returns the path of the named command ("controlplane" or "satellite") built from this tree, once
+// Binary returns the path of the named command ("controlplane", "satellite" or "orreryctl") built from this tree, once
 // per test process.
 func Binary(t testing.TB, name string) string {
 	t.Helper()

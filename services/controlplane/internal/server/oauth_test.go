@@ -203,8 +203,9 @@ func TestOAuthMetadata(t *testing.T) {
 			md["client_id_metadata_document_supported"] != true ||
 			md["authorization_response_iss_parameter_supported"] != true ||
 			jsonList(md["code_challenge_methods_supported"]) != "S256" ||
-			jsonList(md["scopes_supported"]) != "mcp:read mcp:tools:execute offline_access" ||
-			jsonList(md["grant_types_supported"]) != "authorization_code refresh_token client_credentials" {
+			md["device_authorization_endpoint"] != b.issuer()+"/oauth/device_authorization" ||
+			jsonList(md["scopes_supported"]) != "mcp:read mcp:tools:execute offline_access api" ||
+			jsonList(md["grant_types_supported"]) != "authorization_code refresh_token client_credentials urn:ietf:params:oauth:grant-type:device_code" {
 			t.Errorf("%s: %v", path, md)
 		}
 	}

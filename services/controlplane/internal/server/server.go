@@ -235,7 +235,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 
 	// The gate authenticates callers from their headers and bounds every body before a handler reads it
 	// (see package admission); the interceptors behind it take the caller it found.
-	users := access.New(s.logger, s.store, access.APIPolicy)
+	users := access.New(s.logger, s.store, access.APIPolicy, authServer.APIResource())
 	signedIn := func(r *http.Request, _ string) (context.Context, error) {
 		return users.Authenticate(r.Context(), r.Header)
 	}

@@ -149,6 +149,7 @@ type OauthClient struct {
 	CreatedBy               *uuid.UUID
 	CreatedAt               time.Time
 	RevokedAt               *time.Time
+	Builtin                 bool
 }
 
 type OauthConsent struct {
@@ -158,6 +159,20 @@ type OauthConsent struct {
 	Scopes    []string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+type OauthDeviceCode struct {
+	DeviceCodeHash  []byte
+	UserCodeHash    []byte
+	ClientID        string
+	Scopes          []string
+	Resource        string
+	Status          string
+	UserID          *uuid.UUID
+	IntervalSeconds int32
+	LastPolledAt    *time.Time
+	ExpiresAt       time.Time
+	CreatedAt       time.Time
 }
 
 type OauthToken struct {
