@@ -28,10 +28,6 @@ import (
 	"github.com/riverqueue/river"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
@@ -299,9 +295,9 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
 	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
-	rest, err := vanguard.NewTranscoder(restServices)
+	rest, err := newREST(restServices)
 	if err != nil {
-		return nil, fmt.Errorf("create REST transcoder: %w", err)
+		return nil, err
 	}
 	mux.Handle(restPrefix, rest)
 	mux.Handle("GET /openapi.json", openapi.Handler())
@@ -340,35 +336,6 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
-}
-
-// restPrefix is where the REST shapes of the user-facing API are served.
-const restPrefix = "/api/"
-
-// userAPIServices are the services people and scripts call, over Connect, gRPC, gRPC-Web and REST.
-var userAPIServices = []string{
-	adminv1connect.AdminServiceName,
-	apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
-	apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
-	apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
-}
-
-// restMaxBytes is the largest read limit of a procedure with a REST route.
-func restMaxBytes() int64 {
-	limit := int64(admission.DefaultMaxBytes)
-	for _, name := range userAPIServices {
-		desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
-		if err != nil {
-			continue // the generated package registers every service it names
-		}
-		methods := desc.(protoreflect.ServiceDescriptor).Methods()
-		for i := range methods.Len() {
-			if proto.HasExtension(methods.Get(i).Options(), annotations.E_Http) {
-				limit = max(limit, admission.MaxBytes("/"+name+"/"+string(methods.Get(i).Name())))
-			}
-		}
-	}
-	return limit
 }
 
 // Handler serves every route of the replica.
