@@ -242,7 +242,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	s.gate, err = admission.New(s.logger, admission.Config{
 		// Every REST route needs a signed-in caller (TestRESTRoutesNeedSignIn). The gate reads a REST body
 		// before it knows the route's procedure, so it allows the largest limit of any; the procedure's own
-		// limit applies again to the message Vanguard hands on.
+		// limit applies to the message Vanguard makes of the body.
 		RESTPrefix: restPrefix, REST: admission.Procedure{MaxBytes: restMaxBytes(), Authenticate: signedIn},
 		BodyTimeout: bodyTimeout,
 	})
