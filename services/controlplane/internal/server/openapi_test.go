@@ -30,18 +30,11 @@ type apiDocument struct {
 // building libopenapi's model of it, which resolves every reference.
 func fetchDocument(t *testing.T, base string) *apiDocument {
 	t.Helper()
-	resp, err := http.Get(base + "/openapi.json")
-	if err != nil {
-		t.Fatal(err)
+	a := rest(t, http.MethodGet, base+"/openapi.json", "", "")
+	if a.status != http.StatusOK || a.contentType != "application/json" {
+		t.Fatalf("GET /openapi.json: %d %s", a.status, a.contentType)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("GET /openapi.json: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
+	raw := a.body
 
 	doc, err := libopenapi.NewDocument(raw)
 	if err != nil {
@@ -125,10 +118,11 @@ func (d *apiDocument) responseSchema(t *testing.T, method, path string, ok bool)
 	return s
 }
 
-// restAnswer is a REST response: its status and its JSON body.
+// restAnswer is a REST response: its status, content type and body.
 type restAnswer struct {
-	status int
-	body   []byte
+	status      int
+	contentType string
+	body        []byte
 }
 
 // status decodes an error answer, a google.rpc.Status.
@@ -167,7 +161,7 @@ func rest(t *testing.T, method, url, token, body string) restAnswer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return restAnswer{status: resp.StatusCode, body: raw}
+	return restAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: raw}
 }
 
 // restCase is one call of the sample and what the document and the caller expect of it.
