@@ -99,14 +99,14 @@ func waitReady(ctx context.Context, baseURL string) error {
 func printDevSummary(cfg config, controlPlaneURL, satelliteURL string) {
 	fmt.Printf(`
 Orrery is running.
-  control plane   %[1]s   (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)
+  control plane   %[1]s   (REST under /api/, described at /openapi.json; Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)
   satellite       %[2]s   (/healthz /readyz)
   database        private PostgreSQL in %[3]s/postgres
   admin token     %[4]s   (API token of admin@localhost, kept in %[3]s/dev-secrets.json)
 
 Try:
-  GOWORK=off go tool -modfile=tools.mod buf curl --protocol grpc --http2-prior-knowledge --list-methods %[1]s
-  GOWORK=off go tool -modfile=tools.mod buf curl --header "Authorization: Bearer %[4]s" %[1]s/orrery.admin.v1.AdminService/ListSatellites
+  curl -H "Authorization: Bearer %[4]s" %[1]s/api/satellites
+  curl %[1]s/openapi.json
 
 Stop with Ctrl-C.
 `, controlPlaneURL, satelliteURL, cfg.DataDir, cfg.AdminToken)

@@ -9,6 +9,7 @@ package adminv1
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -2073,7 +2074,7 @@ var File_orrery_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1borrery/admin/v1/admin.proto\x12\x0forrery.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\x94\x03\n" +
+	"\x1borrery/admin/v1/admin.proto\x12\x0forrery.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\x94\x03\n" +
 	"\x11RegistrationToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -2229,18 +2230,18 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"TokenScope\x12\x1b\n" +
 	"\x17TOKEN_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_SCOPE_GLOBAL\x10\x01\x12\x14\n" +
-	"\x10TOKEN_SCOPE_TEAM\x10\x022\xa5\t\n" +
-	"\fAdminService\x12|\n" +
-	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\x12~\n" +
-	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"\x03\x90\x02\x01\x12|\n" +
-	"\x17RevokeRegistrationToken\x12/.orrery.admin.v1.RevokeRegistrationTokenRequest\x1a0.orrery.admin.v1.RevokeRegistrationTokenResponse\x12f\n" +
-	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
+	"\x10TOKEN_SCOPE_TEAM\x10\x022\xe5\f\n" +
+	"\fAdminService\x12\xd0\x01\n" +
+	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\"R\x82\xd3\xe4\x93\x02L:\x01*Z-:\x01*\"(/api/teams/{team_id}/registration-tokens\"\x18/api/registration-tokens\x12\xca\x01\n" +
+	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"O\x82\xd3\xe4\x93\x02FZ*\x12(/api/teams/{team_id}/registration-tokens\x12\x18/api/registration-tokens\x90\x02\x01\x12\xd4\x01\n" +
+	"\x17RevokeRegistrationToken\x12/.orrery.admin.v1.RevokeRegistrationTokenRequest\x1a0.orrery.admin.v1.RevokeRegistrationTokenResponse\"V\x82\xd3\xe4\x93\x02PZ/*-/api/teams/{team_id}/registration-tokens/{id}*\x1d/api/registration-tokens/{id}\x12\xa0\x01\n" +
+	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"=\x82\xd3\xe4\x93\x024Z!\x12\x1f/api/teams/{team_id}/satellites\x12\x0f/api/satellites\x90\x02\x01\x12\x81\x01\n" +
 	"\x17ListSatelliteHeartbeats\x12/.orrery.admin.v1.ListSatelliteHeartbeatsRequest\x1a0.orrery.admin.v1.ListSatelliteHeartbeatsResponse\"\x03\x90\x02\x01\x12~\n" +
 	"\x16ListSatelliteProcesses\x12..orrery.admin.v1.ListSatelliteProcessesRequest\x1a/.orrery.admin.v1.ListSatelliteProcessesResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
-	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"\x03\x90\x02\x01\x12d\n" +
-	"\x0fRevokeSatellite\x12'.orrery.admin.v1.RevokeSatelliteRequest\x1a(.orrery.admin.v1.RevokeSatelliteResponse\x12a\n" +
-	"\x0eEnqueueCommand\x12&.orrery.admin.v1.EnqueueCommandRequest\x1a'.orrery.admin.v1.EnqueueCommandResponse\x12`\n" +
-	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x03\x90\x02\x01B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
+	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"\x03\x90\x02\x01\x12\xbe\x01\n" +
+	"\x0fRevokeSatellite\x12'.orrery.admin.v1.RevokeSatelliteRequest\x1a(.orrery.admin.v1.RevokeSatelliteResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/satellites/{id}:revoke\"\x1b/api/satellites/{id}:revoke\x12{\n" +
+	"\x0eEnqueueCommand\x12&.orrery.admin.v1.EnqueueCommandRequest\x1a'.orrery.admin.v1.EnqueueCommandResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/api/commands\x12u\n" +
+	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/commands\x90\x02\x01B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_orrery_admin_v1_admin_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1381,7 +1382,7 @@ var File_orrery_api_v1_account_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x1borrery/api/v1/account.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n" +
+	"\x1borrery/api/v1/account.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x14\n" +
@@ -1474,20 +1475,22 @@ const file_orrery_api_v1_account_proto_rawDesc = "" +
 	"\bTeamRole\x12\x19\n" +
 	"\x15TEAM_ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTEAM_ROLE_ADMIN\x10\x01\x12\x12\n" +
-	"\x0eTEAM_ROLE_USER\x10\x022\xfd\x04\n" +
+	"\x0eTEAM_ROLE_USER\x10\x022\xfe\x05\n" +
 	"\x0eAccountService\x12B\n" +
 	"\x05Login\x12\x1b.orrery.api.v1.LoginRequest\x1a\x1c.orrery.api.v1.LoginResponse\x12E\n" +
-	"\x06Logout\x12\x1c.orrery.api.v1.LogoutRequest\x1a\x1d.orrery.api.v1.LogoutResponse\x12b\n" +
-	"\x0eGetCurrentUser\x12$.orrery.api.v1.GetCurrentUserRequest\x1a%.orrery.api.v1.GetCurrentUserResponse\"\x03\x90\x02\x01\x12]\n" +
-	"\x0eChangePassword\x12$.orrery.api.v1.ChangePasswordRequest\x1a%.orrery.api.v1.ChangePasswordResponse\x12]\n" +
-	"\x0eCreateApiToken\x12$.orrery.api.v1.CreateApiTokenRequest\x1a%.orrery.api.v1.CreateApiTokenResponse\x12_\n" +
-	"\rListApiTokens\x12#.orrery.api.v1.ListApiTokensRequest\x1a$.orrery.api.v1.ListApiTokensResponse\"\x03\x90\x02\x01\x12]\n" +
-	"\x0eRevokeApiToken\x12$.orrery.api.v1.RevokeApiTokenRequest\x1a%.orrery.api.v1.RevokeApiTokenResponse2\x91\x02\n" +
-	"\vUserService\x12Q\n" +
+	"\x06Logout\x12\x1c.orrery.api.v1.LogoutRequest\x1a\x1d.orrery.api.v1.LogoutResponse\x12q\n" +
+	"\x0eGetCurrentUser\x12$.orrery.api.v1.GetCurrentUserRequest\x1a%.orrery.api.v1.GetCurrentUserResponse\"\x12\x82\xd3\xe4\x93\x02\t\x12\a/api/me\x90\x02\x01\x12\x80\x01\n" +
+	"\x0eChangePassword\x12$.orrery.api.v1.ChangePasswordRequest\x1a%.orrery.api.v1.ChangePasswordResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/api/me:changePassword\x12x\n" +
+	"\x0eCreateApiToken\x12$.orrery.api.v1.CreateApiTokenRequest\x1a%.orrery.api.v1.CreateApiTokenResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/api/me/tokens\x12u\n" +
+	"\rListApiTokens\x12#.orrery.api.v1.ListApiTokensRequest\x1a$.orrery.api.v1.ListApiTokensResponse\"\x19\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/me/tokens\x90\x02\x01\x12z\n" +
+	"\x0eRevokeApiToken\x12$.orrery.api.v1.RevokeApiTokenRequest\x1a%.orrery.api.v1.RevokeApiTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/api/me/tokens/{id}2\xea\x02\n" +
+	"\vUserService\x12h\n" +
 	"\n" +
-	"CreateUser\x12 .orrery.api.v1.CreateUserRequest\x1a!.orrery.api.v1.CreateUserResponse\x12S\n" +
-	"\tListUsers\x12\x1f.orrery.api.v1.ListUsersRequest\x1a .orrery.api.v1.ListUsersResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\rSetGlobalRole\x12#.orrery.api.v1.SetGlobalRoleRequest\x1a$.orrery.api.v1.SetGlobalRoleResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"CreateUser\x12 .orrery.api.v1.CreateUserRequest\x1a!.orrery.api.v1.CreateUserResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/api/users\x12e\n" +
+	"\tListUsers\x12\x1f.orrery.api.v1.ListUsersRequest\x1a .orrery.api.v1.ListUsersResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/api/users\x90\x02\x01\x12\x89\x01\n" +
+	"\rSetGlobalRole\x12#.orrery.api.v1.SetGlobalRoleRequest\x1a$.orrery.api.v1.SetGlobalRoleResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/api/users/{user_id}:setGlobalRoleB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_account_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -255,7 +256,7 @@ var File_orrery_api_v1_audit_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19orrery/api/v1/audit.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n" +
+	"\x19orrery/api/v1/audit.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12;\n" +
@@ -277,9 +278,9 @@ const file_orrery_api_v1_audit_proto_rawDesc = "" +
 	"\tbefore_id\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bbeforeId\"r\n" +
 	"\x17ListAuditEventsResponse\x121\n" +
 	"\x06events\x18\x01 \x03(\v2\x19.orrery.api.v1.AuditEventR\x06events\x12$\n" +
-	"\x0enext_before_id\x18\x02 \x01(\x03R\fnextBeforeId2u\n" +
-	"\fAuditService\x12e\n" +
-	"\x0fListAuditEvents\x12%.orrery.api.v1.ListAuditEventsRequest\x1a&.orrery.api.v1.ListAuditEventsResponse\"\x03\x90\x02\x01B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x0enext_before_id\x18\x02 \x01(\x03R\fnextBeforeId2\xb4\x01\n" +
+	"\fAuditService\x12\xa3\x01\n" +
+	"\x0fListAuditEvents\x12%.orrery.api.v1.ListAuditEventsRequest\x1a&.orrery.api.v1.ListAuditEventsResponse\"A\x82\xd3\xe4\x93\x028Z#\x12!/api/teams/{team_id}/audit-events\x12\x11/api/audit-events\x90\x02\x01B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_audit_proto_rawDescOnce sync.Once

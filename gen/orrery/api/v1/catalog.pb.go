@@ -9,6 +9,7 @@ package apiv1
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1618,7 +1619,7 @@ var File_orrery_api_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1borrery/api/v1/catalog.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"X\n" +
+	"\x1borrery/api/v1/catalog.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"X\n" +
 	"\fSettingValue\x12\x1e\n" +
 	"\x05value\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80@R\x05value\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\bR\x06secret\x12\x10\n" +
@@ -1746,15 +1747,15 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x1dTEMPLATE_HEALTH_STATUS_UNUSED\x10\x01\x12\"\n" +
 	"\x1eTEMPLATE_HEALTH_STATUS_HEALTHY\x10\x02\x12#\n" +
 	"\x1fTEMPLATE_HEALTH_STATUS_DEGRADED\x10\x03\x12\"\n" +
-	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\x86\x06\n" +
-	"\x0eCatalogService\x12i\n" +
-	"\x12CreateCatalogEntry\x12(.orrery.api.v1.CreateCatalogEntryRequest\x1a).orrery.api.v1.CreateCatalogEntryResponse\x12i\n" +
-	"\x12UpdateCatalogEntry\x12(.orrery.api.v1.UpdateCatalogEntryRequest\x1a).orrery.api.v1.UpdateCatalogEntryResponse\x12i\n" +
-	"\x12DeleteCatalogEntry\x12(.orrery.api.v1.DeleteCatalogEntryRequest\x1a).orrery.api.v1.DeleteCatalogEntryResponse\x12e\n" +
-	"\x0fGetCatalogEntry\x12%.orrery.api.v1.GetCatalogEntryRequest\x1a&.orrery.api.v1.GetCatalogEntryResponse\"\x03\x90\x02\x01\x12n\n" +
-	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"\x03\x90\x02\x01\x12w\n" +
-	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"\x03\x90\x02\x01\x12c\n" +
-	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\xea\t\n" +
+	"\x0eCatalogService\x12\xb5\x01\n" +
+	"\x12CreateCatalogEntry\x12(.orrery.api.v1.CreateCatalogEntryRequest\x1a).orrery.api.v1.CreateCatalogEntryResponse\"J\x82\xd3\xe4\x93\x02D:\x01*Z):\x01*\"$/api/teams/{team_id}/catalog/entries\"\x14/api/catalog/entries\x12\xbf\x01\n" +
+	"\x12UpdateCatalogEntry\x12(.orrery.api.v1.UpdateCatalogEntryRequest\x1a).orrery.api.v1.UpdateCatalogEntryResponse\"T\x82\xd3\xe4\x93\x02N:\x01*Z.:\x01*\x1a)/api/teams/{team_id}/catalog/entries/{id}\x1a\x19/api/catalog/entries/{id}\x12\xb9\x01\n" +
+	"\x12DeleteCatalogEntry\x12(.orrery.api.v1.DeleteCatalogEntryRequest\x1a).orrery.api.v1.DeleteCatalogEntryResponse\"N\x82\xd3\xe4\x93\x02HZ+*)/api/teams/{team_id}/catalog/entries/{id}*\x19/api/catalog/entries/{id}\x12\xb3\x01\n" +
+	"\x0fGetCatalogEntry\x12%.orrery.api.v1.GetCatalogEntryRequest\x1a&.orrery.api.v1.GetCatalogEntryResponse\"Q\x82\xd3\xe4\x93\x02HZ+\x12)/api/teams/{team_id}/catalog/entries/{id}\x12\x19/api/catalog/entries/{id}\x90\x02\x01\x12\xb2\x01\n" +
+	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"G\x82\xd3\xe4\x93\x02>Z&\x12$/api/teams/{team_id}/catalog/entries\x12\x14/api/catalog/entries\x90\x02\x01\x12w\n" +
+	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"\x03\x90\x02\x01\x12\xbd\x01\n" +
+	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/catalog/entries:import\"\x1b/api/catalog/entries:importB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_catalog_proto_rawDescOnce sync.Once

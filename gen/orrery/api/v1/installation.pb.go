@@ -1456,18 +1456,18 @@ const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\x15RotateSecretsResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x16\n" +
-	"\x06values\x18\x03 \x01(\rR\x06values2\xe3\a\n" +
-	"\x13InstallationService\x12i\n" +
-	"\x12CreateInstallation\x12(.orrery.api.v1.CreateInstallationRequest\x1a).orrery.api.v1.CreateInstallationResponse\x12i\n" +
-	"\x12UpdateInstallation\x12(.orrery.api.v1.UpdateInstallationRequest\x1a).orrery.api.v1.UpdateInstallationResponse\x12\xcf\x01\n" +
-	"\x1aUpdateInstallationSettings\x120.orrery.api.v1.UpdateInstallationSettingsRequest\x1a1.orrery.api.v1.UpdateInstallationSettingsResponse\"L\x82\xd3\xe4\x93\x02F:\x01*2A/api/teams/{team_id}/mcp/installations/{installation_id}/settings\x12i\n" +
-	"\x12DeleteInstallation\x12(.orrery.api.v1.DeleteInstallationRequest\x1a).orrery.api.v1.DeleteInstallationResponse\x12e\n" +
-	"\x0fGetInstallation\x12%.orrery.api.v1.GetInstallationRequest\x1a&.orrery.api.v1.GetInstallationResponse\"\x03\x90\x02\x01\x12k\n" +
-	"\x11ListInstallations\x12'.orrery.api.v1.ListInstallationsRequest\x1a(.orrery.api.v1.ListInstallationsResponse\"\x03\x90\x02\x01\x12t\n" +
-	"\x14GetUserConfiguration\x12*.orrery.api.v1.GetUserConfigurationRequest\x1a+.orrery.api.v1.GetUserConfigurationResponse\"\x03\x90\x02\x01\x12o\n" +
-	"\x14SetUserConfiguration\x12*.orrery.api.v1.SetUserConfigurationRequest\x1a+.orrery.api.v1.SetUserConfigurationResponse2k\n" +
-	"\rSecretService\x12Z\n" +
-	"\rRotateSecrets\x12#.orrery.api.v1.RotateSecretsRequest\x1a$.orrery.api.v1.RotateSecretsResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x06values\x18\x03 \x01(\rR\x06values2\x92\v\n" +
+	"\x13InstallationService\x12\x9c\x01\n" +
+	"\x12CreateInstallation\x12(.orrery.api.v1.CreateInstallationRequest\x1a).orrery.api.v1.CreateInstallationResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/api/teams/{team_id}/mcp/installations\x12\xa1\x01\n" +
+	"\x12UpdateInstallation\x12(.orrery.api.v1.UpdateInstallationRequest\x1a).orrery.api.v1.UpdateInstallationResponse\"6\x82\xd3\xe4\x93\x020:\x01*\x1a+/api/teams/{team_id}/mcp/installations/{id}\x12\xcf\x01\n" +
+	"\x1aUpdateInstallationSettings\x120.orrery.api.v1.UpdateInstallationSettingsRequest\x1a1.orrery.api.v1.UpdateInstallationSettingsResponse\"L\x82\xd3\xe4\x93\x02F:\x01*2A/api/teams/{team_id}/mcp/installations/{installation_id}/settings\x12\x9e\x01\n" +
+	"\x12DeleteInstallation\x12(.orrery.api.v1.DeleteInstallationRequest\x1a).orrery.api.v1.DeleteInstallationResponse\"3\x82\xd3\xe4\x93\x02-*+/api/teams/{team_id}/mcp/installations/{id}\x12\x98\x01\n" +
+	"\x0fGetInstallation\x12%.orrery.api.v1.GetInstallationRequest\x1a&.orrery.api.v1.GetInstallationResponse\"6\x82\xd3\xe4\x93\x02-\x12+/api/teams/{team_id}/mcp/installations/{id}\x90\x02\x01\x12\x99\x01\n" +
+	"\x11ListInstallations\x12'.orrery.api.v1.ListInstallationsRequest\x1a(.orrery.api.v1.ListInstallationsResponse\"1\x82\xd3\xe4\x93\x02(\x12&/api/teams/{team_id}/mcp/installations\x90\x02\x01\x12\xc5\x01\n" +
+	"\x14GetUserConfiguration\x12*.orrery.api.v1.GetUserConfigurationRequest\x1a+.orrery.api.v1.GetUserConfigurationResponse\"T\x82\xd3\xe4\x93\x02K\x12I/api/teams/{team_id}/mcp/installations/{installation_id}/my-configuration\x90\x02\x01\x12\xc5\x01\n" +
+	"\x14SetUserConfiguration\x12*.orrery.api.v1.SetUserConfigurationRequest\x1a+.orrery.api.v1.SetUserConfigurationResponse\"T\x82\xd3\xe4\x93\x02N:\x01*\x1aI/api/teams/{team_id}/mcp/installations/{installation_id}/my-configuration2\x8b\x01\n" +
+	"\rSecretService\x12z\n" +
+	"\rRotateSecrets\x12#.orrery.api.v1.RotateSecretsRequest\x1a$.orrery.api.v1.RotateSecretsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/api/secrets:rotateB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_installation_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1101,7 +1102,7 @@ var File_orrery_api_v1_oauth_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_oauth_proto_rawDesc = "" +
 	"\n" +
-	"\x19orrery/api/v1/oauth.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x02\n" +
+	"\x19orrery/api/v1/oauth.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x02\n" +
 	"\vOAuthClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
@@ -1169,16 +1170,16 @@ const file_orrery_api_v1_oauth_proto_rawDesc = "" +
 	"\x1cWithdrawOAuthConsentResponse\"A\n" +
 	"\x19RevokeMyOAuthGrantRequest\x12$\n" +
 	"\bgrant_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\agrantId\"\x1c\n" +
-	"\x1aRevokeMyOAuthGrantResponse2\xe3\x06\n" +
-	"\fOAuthService\x12f\n" +
-	"\x11CreateOAuthClient\x12'.orrery.api.v1.CreateOAuthClientRequest\x1a(.orrery.api.v1.CreateOAuthClientResponse\x12h\n" +
-	"\x10ListOAuthClients\x12&.orrery.api.v1.ListOAuthClientsRequest\x1a'.orrery.api.v1.ListOAuthClientsResponse\"\x03\x90\x02\x01\x12f\n" +
-	"\x11RevokeOAuthClient\x12'.orrery.api.v1.RevokeOAuthClientRequest\x1a(.orrery.api.v1.RevokeOAuthClientResponse\x12e\n" +
-	"\x0fListOAuthGrants\x12%.orrery.api.v1.ListOAuthGrantsRequest\x1a&.orrery.api.v1.ListOAuthGrantsResponse\"\x03\x90\x02\x01\x12c\n" +
-	"\x10RevokeOAuthGrant\x12&.orrery.api.v1.RevokeOAuthGrantRequest\x1a'.orrery.api.v1.RevokeOAuthGrantResponse\x12q\n" +
-	"\x13ListMyOAuthConsents\x12).orrery.api.v1.ListMyOAuthConsentsRequest\x1a*.orrery.api.v1.ListMyOAuthConsentsResponse\"\x03\x90\x02\x01\x12o\n" +
-	"\x14WithdrawOAuthConsent\x12*.orrery.api.v1.WithdrawOAuthConsentRequest\x1a+.orrery.api.v1.WithdrawOAuthConsentResponse\x12i\n" +
-	"\x12RevokeMyOAuthGrant\x12(.orrery.api.v1.RevokeMyOAuthGrantRequest\x1a).orrery.api.v1.RevokeMyOAuthGrantResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x1aRevokeMyOAuthGrantResponse2\xce\t\n" +
+	"\fOAuthService\x12\x95\x01\n" +
+	"\x11CreateOAuthClient\x12'.orrery.api.v1.CreateOAuthClientRequest\x1a(.orrery.api.v1.CreateOAuthClientResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/api/teams/{team_id}/oauth/clients\x12\x92\x01\n" +
+	"\x10ListOAuthClients\x12&.orrery.api.v1.ListOAuthClientsRequest\x1a'.orrery.api.v1.ListOAuthClientsResponse\"-\x82\xd3\xe4\x93\x02$\x12\"/api/teams/{team_id}/oauth/clients\x90\x02\x01\x12\x9e\x01\n" +
+	"\x11RevokeOAuthClient\x12'.orrery.api.v1.RevokeOAuthClientRequest\x1a(.orrery.api.v1.RevokeOAuthClientResponse\"6\x82\xd3\xe4\x93\x020*./api/teams/{team_id}/oauth/clients/{client_id}\x12\x8e\x01\n" +
+	"\x0fListOAuthGrants\x12%.orrery.api.v1.ListOAuthGrantsRequest\x1a&.orrery.api.v1.ListOAuthGrantsResponse\",\x82\xd3\xe4\x93\x02#\x12!/api/teams/{team_id}/oauth/grants\x90\x02\x01\x12\x99\x01\n" +
+	"\x10RevokeOAuthGrant\x12&.orrery.api.v1.RevokeOAuthGrantRequest\x1a'.orrery.api.v1.RevokeOAuthGrantResponse\"4\x82\xd3\xe4\x93\x02.*,/api/teams/{team_id}/oauth/grants/{grant_id}\x12\x8f\x01\n" +
+	"\x13ListMyOAuthConsents\x12).orrery.api.v1.ListMyOAuthConsentsRequest\x1a*.orrery.api.v1.ListMyOAuthConsentsResponse\"!\x82\xd3\xe4\x93\x02\x18\x12\x16/api/me/oauth/consents\x90\x02\x01\x12\x9b\x01\n" +
+	"\x14WithdrawOAuthConsent\x12*.orrery.api.v1.WithdrawOAuthConsentRequest\x1a+.orrery.api.v1.WithdrawOAuthConsentResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/api/me/oauth/consents:withdraw\x12\x92\x01\n" +
+	"\x12RevokeMyOAuthGrant\x12(.orrery.api.v1.RevokeMyOAuthGrantRequest\x1a).orrery.api.v1.RevokeMyOAuthGrantResponse\"'\x82\xd3\xe4\x93\x02!*\x1f/api/me/oauth/grants/{grant_id}B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_oauth_proto_rawDescOnce sync.Once

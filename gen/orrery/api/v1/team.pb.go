@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1580,7 +1581,7 @@ var File_orrery_api_v1_team_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\xb0\x01\n" +
+	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\xb0\x01\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -1679,22 +1680,24 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x18TransferOwnershipRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1b\n" +
-	"\x19TransferOwnershipResponse2\xdb\t\n" +
-	"\vTeamService\x12Q\n" +
+	"\x19TransferOwnershipResponse2\x84\x0e\n" +
+	"\vTeamService\x12h\n" +
 	"\n" +
-	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\x12S\n" +
-	"\tListTeams\x12\x1f.orrery.api.v1.ListTeamsRequest\x1a .orrery.api.v1.ListTeamsResponse\"\x03\x90\x02\x01\x12M\n" +
-	"\aGetTeam\x12\x1d.orrery.api.v1.GetTeamRequest\x1a\x1e.orrery.api.v1.GetTeamResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\vListMembers\x12!.orrery.api.v1.ListMembersRequest\x1a\".orrery.api.v1.ListMembersResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\fInviteMember\x12\".orrery.api.v1.InviteMemberRequest\x1a#.orrery.api.v1.InviteMemberResponse\x12e\n" +
-	"\x0fListInvitations\x12%.orrery.api.v1.ListInvitationsRequest\x1a&.orrery.api.v1.ListInvitationsResponse\"\x03\x90\x02\x01\x12c\n" +
-	"\x10RevokeInvitation\x12&.orrery.api.v1.RevokeInvitationRequest\x1a'.orrery.api.v1.RevokeInvitationResponse\x12k\n" +
-	"\x11ListMyInvitations\x12'.orrery.api.v1.ListMyInvitationsRequest\x1a(.orrery.api.v1.ListMyInvitationsResponse\"\x03\x90\x02\x01\x12c\n" +
-	"\x10AcceptInvitation\x12&.orrery.api.v1.AcceptInvitationRequest\x1a'.orrery.api.v1.AcceptInvitationResponse\x12f\n" +
-	"\x11DeclineInvitation\x12'.orrery.api.v1.DeclineInvitationRequest\x1a(.orrery.api.v1.DeclineInvitationResponse\x12W\n" +
-	"\fRemoveMember\x12\".orrery.api.v1.RemoveMemberRequest\x1a#.orrery.api.v1.RemoveMemberResponse\x12Z\n" +
-	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\x12f\n" +
-	"\x11TransferOwnership\x12'.orrery.api.v1.TransferOwnershipRequest\x1a(.orrery.api.v1.TransferOwnershipResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/api/teams\x12e\n" +
+	"\tListTeams\x12\x1f.orrery.api.v1.ListTeamsRequest\x1a .orrery.api.v1.ListTeamsResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/api/teams\x90\x02\x01\x12i\n" +
+	"\aGetTeam\x12\x1d.orrery.api.v1.GetTeamRequest\x1a\x1e.orrery.api.v1.GetTeamResponse\"\x1f\x82\xd3\xe4\x93\x02\x16\x12\x14/api/teams/{team_id}\x90\x02\x01\x12}\n" +
+	"\vListMembers\x12!.orrery.api.v1.ListMembersRequest\x1a\".orrery.api.v1.ListMembersResponse\"'\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/teams/{team_id}/members\x90\x02\x01\x12\x84\x01\n" +
+	"\fInviteMember\x12\".orrery.api.v1.InviteMemberRequest\x1a#.orrery.api.v1.InviteMemberResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /api/teams/{team_id}/invitations\x12\x8d\x01\n" +
+	"\x0fListInvitations\x12%.orrery.api.v1.ListInvitationsRequest\x1a&.orrery.api.v1.ListInvitationsResponse\"+\x82\xd3\xe4\x93\x02\"\x12 /api/teams/{team_id}/invitations\x90\x02\x01\x12\x9d\x01\n" +
+	"\x10RevokeInvitation\x12&.orrery.api.v1.RevokeInvitationRequest\x1a'.orrery.api.v1.RevokeInvitationResponse\"8\x82\xd3\xe4\x93\x022*0/api/teams/{team_id}/invitations/{invitation_id}\x12\x86\x01\n" +
+	"\x11ListMyInvitations\x12'.orrery.api.v1.ListMyInvitationsRequest\x1a(.orrery.api.v1.ListMyInvitationsResponse\"\x1e\x82\xd3\xe4\x93\x02\x15\x12\x13/api/me/invitations\x90\x02\x01\x12\x9a\x01\n" +
+	"\x10AcceptInvitation\x12&.orrery.api.v1.AcceptInvitationRequest\x1a'.orrery.api.v1.AcceptInvitationResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/api/me/invitations/{invitation_id}:accept\x12\x9e\x01\n" +
+	"\x11DeclineInvitation\x12'.orrery.api.v1.DeclineInvitationRequest\x1a(.orrery.api.v1.DeclineInvitationResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/api/me/invitations/{invitation_id}:decline\x12\x87\x01\n" +
+	"\fRemoveMember\x12\".orrery.api.v1.RemoveMemberRequest\x1a#.orrery.api.v1.RemoveMemberResponse\".\x82\xd3\xe4\x93\x02(*&/api/teams/{team_id}/members/{user_id}\x12\x95\x01\n" +
+	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/teams/{team_id}/members/{user_id}:setRole\x12\x99\x01\n" +
+	"\x11TransferOwnership\x12'.orrery.api.v1.TransferOwnershipRequest\x1a(.orrery.api.v1.TransferOwnershipResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/api/teams/{team_id}:transferOwnershipB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_team_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package apiv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -800,7 +801,7 @@ var File_orrery_api_v1_usage_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x19orrery/api/v1/usage.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n" +
+	"\x19orrery/api/v1/usage.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n" +
 	"\n" +
 	"UsageStats\x12\x14\n" +
 	"\x05calls\x18\x01 \x01(\x04R\x05calls\x12\x16\n" +
@@ -865,11 +866,11 @@ const file_orrery_api_v1_usage_proto_rawDesc = "" +
 	"\x17USAGE_ORDER_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11USAGE_ORDER_CALLS\x10\x01\x12\x16\n" +
 	"\x12USAGE_ORDER_ERRORS\x10\x02\x12\x1b\n" +
-	"\x17USAGE_ORDER_P95_LATENCY\x10\x032\xae\x02\n" +
-	"\fUsageService\x12b\n" +
-	"\x0eGetUsageSeries\x12$.orrery.api.v1.GetUsageSeriesRequest\x1a%.orrery.api.v1.GetUsageSeriesResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\fListTopTools\x12\".orrery.api.v1.ListTopToolsRequest\x1a#.orrery.api.v1.ListTopToolsResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\fListTopUsers\x12\".orrery.api.v1.ListTopUsersRequest\x1a#.orrery.api.v1.ListTopUsersResponse\"\x03\x90\x02\x01B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x17USAGE_ORDER_P95_LATENCY\x10\x032\xb2\x03\n" +
+	"\fUsageService\x12\x8b\x01\n" +
+	"\x0eGetUsageSeries\x12$.orrery.api.v1.GetUsageSeriesRequest\x1a%.orrery.api.v1.GetUsageSeriesResponse\",\x82\xd3\xe4\x93\x02#\x12!/api/teams/{team_id}/usage/series\x90\x02\x01\x12\x88\x01\n" +
+	"\fListTopTools\x12\".orrery.api.v1.ListTopToolsRequest\x1a#.orrery.api.v1.ListTopToolsResponse\"/\x82\xd3\xe4\x93\x02&\x12$/api/teams/{team_id}/usage/top-tools\x90\x02\x01\x12\x88\x01\n" +
+	"\fListTopUsers\x12\".orrery.api.v1.ListTopUsersRequest\x1a#.orrery.api.v1.ListTopUsersResponse\"/\x82\xd3\xe4\x93\x02&\x12$/api/teams/{team_id}/usage/top-users\x90\x02\x01B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_usage_proto_rawDescOnce sync.Once

@@ -173,6 +173,9 @@ func (g *Gate) Procedures() map[string]Procedure {
 	return out
 }
 
+// REST returns how REST requests are admitted.
+func (g *Gate) REST() Procedure { return g.cfg.REST }
+
 func (g *Gate) procedure(path string) (Procedure, bool) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()

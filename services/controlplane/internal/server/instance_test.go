@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -362,27 +361,16 @@ func TestRESTReadsReturnJSON(t *testing.T) {
 	base := teamURL + "/installations/" + v.installation.ID.String()
 	get := func(path, token string, into any) int {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if ct := resp.Header.Get("Content-Type"); resp.StatusCode == http.StatusOK && ct != "application/json" {
+		a := rest(t, http.MethodGet, base+path, token, "")
+		if ct := a.contentType; a.status == http.StatusOK && ct != "application/json" {
 			t.Errorf("GET %s: content type %q", path, ct)
 		}
-		if into != nil && resp.StatusCode == http.StatusOK {
-			if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		if into != nil && a.status == http.StatusOK {
+			if err := json.Unmarshal(a.body, into); err != nil {
 				t.Errorf("GET %s: %v", path, err)
 			}
 		}
-		return resp.StatusCode
+		return a.status
 	}
 
 	var status struct {
@@ -442,19 +430,8 @@ func TestRESTPatchSettings(t *testing.T) {
 	url := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp/installations/" + v.installation.ID.String() + "/settings"
 	patch := func(token string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, url, strings.NewReader(`{"requestLoggingEnabled": false}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		a := rest(t, http.MethodPatch, url, token, `{"requestLoggingEnabled": false}`)
+		return a.status, string(a.body)
 	}
 	if code, _ := patch(v.aliceToken); code != http.StatusForbidden {
 		t.Errorf("PATCH settings as a team user: %d, want 403", code)

@@ -2,11 +2,9 @@ package server_test
 
 import (
 	"encoding/json"
-	"io"
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -136,21 +134,8 @@ func TestRESTRestart(t *testing.T) {
 	post := func(instance, token string) (int, string) {
 		t.Helper()
 		url := b.replicas[0].url + "/api/teams/" + v.team.ID.String() + "/mcp/instances/" + instance + ":restart"
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		a := rest(t, http.MethodPost, url, token, "{}")
+		return a.status, string(a.body)
 	}
 
 	code, body := post(v.instanceID(v.teamFixture.alice), v.aliceToken)

@@ -43,6 +43,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
+	"github.com/orrery/orrery/services/controlplane/internal/openapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -240,8 +241,10 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		return users.Authenticate(r.Context(), r.Header)
 	}
 	s.gate, err = admission.New(s.logger, admission.Config{
-		// Every REST route needs a signed-in caller (TestRESTRoutesNeedSignIn) and reads small messages.
-		RESTPrefix: restPrefix, REST: admission.Procedure{MaxBytes: admission.DefaultMaxBytes, Authenticate: signedIn},
+		// Every REST route needs a signed-in caller (TestRESTRoutesNeedSignIn). The gate reads a REST body
+		// before it knows the route's procedure, so it allows the largest limit of any; the procedure's own
+		// limit applies to the message Vanguard makes of the body.
+		RESTPrefix: restPrefix, REST: admission.Procedure{MaxBytes: restMaxBytes(), Authenticate: signedIn},
 		BodyTimeout: bodyTimeout,
 	})
 	if err != nil {
@@ -273,39 +276,35 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	// requests they may not make.
 	userAPI := connect.WithHandlerOptions(admitUsers,
 		connect.WithInterceptors(otelInterceptor, users, validate.NewInterceptor()))
-	mux.Handle(adminv1connect.NewAdminServiceHandler(admin, userAPI))
-	mux.Handle(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
-	mux.Handle(apiv1connect.NewUserServiceHandler(accounts, userAPI))
-	mux.Handle(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
-	mux.Handle(apiv1connect.NewAuditServiceHandler(accounts, userAPI))
-	mux.Handle(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
-	installationPath, installationHandler := apiv1connect.NewInstallationServiceHandler(catalog, userAPI)
-	mux.Handle(installationPath, installationHandler)
-	mux.Handle(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
-	mux.Handle(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
-	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
-	mux.Handle(instancePath, instanceHandler)
-	mux.Handle(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
-
-	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
-	// handlers, interceptors included. Vanguard would inflate a compressed body whole before checking its
-	// size, so the gate reads REST bodies itself and hands them on inflated within the limit.
-	rest, err := vanguard.NewTranscoder([]*vanguard.Service{
-		vanguard.NewService(instancePath, instanceHandler),
-		vanguard.NewService(installationPath, installationHandler),
-	})
+	// Each service of the user-facing API is served as Connect, gRPC and gRPC-Web at its own path and, for
+	// the procedures with google.api.http rules, as REST under restPrefix: Vanguard transcodes those into
+	// the same Connect handlers, interceptors included. Vanguard would inflate a compressed body whole
+	// before checking its size, so the gate reads REST bodies itself and hands them on inflated within the
+	// limit.
+	var restServices []*vanguard.Service
+	handleUserAPI := func(path string, handler http.Handler) {
+		mux.Handle(path, handler)
+		restServices = append(restServices, vanguard.NewService(path, handler))
+	}
+	handleUserAPI(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	handleUserAPI(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
+	handleUserAPI(apiv1connect.NewUserServiceHandler(accounts, userAPI))
+	handleUserAPI(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
+	handleUserAPI(apiv1connect.NewAuditServiceHandler(accounts, userAPI))
+	handleUserAPI(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
+	handleUserAPI(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
+	handleUserAPI(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
+	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
+	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
+	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
+	rest, err := newREST(restServices)
 	if err != nil {
-		return nil, fmt.Errorf("create REST transcoder: %w", err)
+		return nil, err
 	}
 	mux.Handle(restPrefix, rest)
+	mux.Handle("GET /openapi.json", openapi.Handler())
 
-	services := []string{
-		satellitev1connect.SatelliteServiceName, adminv1connect.AdminServiceName,
-		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
-		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
-		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
-		apiv1connect.UsageServiceName,
-	}
+	services := append([]string{satellitev1connect.SatelliteServiceName}, userAPIServices...)
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker, admitAnyone))
 	reflector := grpcreflect.NewStaticReflector(services...)
@@ -341,15 +340,16 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// restPrefix is where the REST shapes of the user-facing API are served.
-const restPrefix = "/api/"
-
 // Handler serves every route of the replica.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Procedures says how the replica admits requests to each procedure it serves: its read limit and
 // whether the caller is authenticated before the body is read.
 func (s *Server) Procedures() map[string]admission.Procedure { return s.gate.Procedures() }
+
+// REST says how the replica admits requests to its REST routes, which it does before knowing their
+// procedure.
+func (s *Server) REST() admission.Procedure { return s.gate.REST() }
 
 // Store is the replica's database access, for seeding data.
 func (s *Server) Store() *store.Store { return s.store }
