@@ -41,9 +41,6 @@ type principal struct {
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
 
-// hasAll reports whether p has every scope the endpoint knows, and so may send any method.
-func (p *principal) hasAll() bool { return p.has(ScopeRead) && p.has(ScopeExecute) }
-
 type principalKey struct{}
 
 func principalFrom(ctx context.Context) *principal {

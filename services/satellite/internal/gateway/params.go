@@ -41,8 +41,9 @@ var requestParams = map[string]struct {
 	"prompts/list":             {func() any { return new(mcp.ListPromptsParams) }, true},
 	"prompts/get":              {func() any { return new(mcp.GetPromptParams) }, false},
 	"completion/complete":      {func() any { return new(mcp.CompleteParams) }, false},
-	"logging/setLevel":         {func() any { return new(mcp.SetLoggingLevelParams) }, false},
-	"subscriptions/listen":     {func() any { return new(mcp.SubscriptionsListenParams) }, false},
+	//lint:ignore SA1019 logging is deprecated only from the 2026-07-28 protocol on; the session era still has it
+	"logging/setLevel":     {func() any { return new(mcp.SetLoggingLevelParams) }, false},
+	"subscriptions/listen": {func() any { return new(mcp.SubscriptionsListenParams) }, false},
 }
 
 // maxQuotedMethod bounds the client's method name quoted back in an error.
