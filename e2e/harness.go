@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -295,8 +296,8 @@ type ControlPlane struct {
 }
 
 // StartControlPlane builds the control plane if needed, starts it on a free loopback port against
-// databaseURL and waits until /readyz answers 200.
-func StartControlPlane(t testing.TB, databaseURL string) *ControlPlane {
+// databaseURL, with env added to its environment (ORRERY_* settings), and waits until /readyz answers 200.
+func StartControlPlane(t testing.TB, databaseURL string, env ...string) *ControlPlane {
 	t.Helper()
 	cp := &ControlPlane{
 		DatabaseURL: databaseURL,
@@ -308,9 +309,22 @@ func StartControlPlane(t testing.TB, databaseURL string) *ControlPlane {
 		"ORRERY_TOKEN_SIGNING_KEY=" + randomBase64(32, base64.RawURLEncoding),
 		"ORRERY_SECRET_KEYS=e2e1:" + randomBase64(32, base64.StdEncoding),
 		"ORRERY_LOG_FORMAT=json",
+		// Nothing balances these replicas unless a test says so; draining would only slow its stops.
+		"ORRERY_DRAIN_PERIOD=0s",
 	}
+	cp.env = append(cp.env, env...)
 	cp.Start(t)
 	return cp
+}
+
+// Replica starts another control-plane process on cp's database with cp's keys and admin token, as a second
+// replica behind a load balancer would run, with env added to its environment (ORRERY_* settings).
+func (cp *ControlPlane) Replica(t testing.TB, env ...string) *ControlPlane {
+	t.Helper()
+	r := &ControlPlane{DatabaseURL: cp.DatabaseURL, AdminToken: cp.AdminToken, bin: cp.bin,
+		env: append(slices.Clone(cp.env), env...)}
+	r.Start(t)
+	return r
 }
 
 // Start starts a new control-plane process: on a free port the first time, on the same address after a

@@ -55,6 +55,8 @@ var APIPolicy = Policy{
 	apiv1connect.CatalogServiceImportServerJsonProcedure:   TeamAdminOrGlobalAdmin,
 	apiv1connect.CatalogServiceGetCatalogEntryProcedure:    SignedInOrTeamMember,
 	apiv1connect.CatalogServiceListCatalogEntriesProcedure: SignedInOrTeamMember,
+	// A global template's health counts every team's instances, so only global admins read it.
+	apiv1connect.CatalogServiceGetCatalogEntryHealthProcedure: TeamAdminOrGlobalAdmin,
 
 	apiv1connect.InstallationServiceCreateInstallationProcedure:         TeamAdmin,
 	apiv1connect.InstallationServiceUpdateInstallationProcedure:         TeamAdmin,
@@ -85,6 +87,9 @@ var APIPolicy = Policy{
 	adminv1connect.AdminServiceRevokeRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListSatellitesProcedure:          TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceRevokeSatelliteProcedure:         TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListSatelliteHeartbeatsProcedure: TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListSatelliteProcessesProcedure:  TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListDroppedEventReportsProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceEnqueueCommandProcedure:          GlobalAdmin,
 	adminv1connect.AdminServiceListCommandsProcedure:            GlobalAdmin,
 }

@@ -45,7 +45,7 @@ func TestFollowSendsBacklogInBatchesThenKeepAlives(t *testing.T) {
 		sent := make(chan sentMessage, 10)
 		done := make(chan error, 1)
 		go func() {
-			done <- follow(t.Context(), h, uuid.New(), store.StreamServerLogs, 0, read, func(id int64) int64 { return id },
+			done <- follow(t.Context(), h, uuid.New(), store.StreamServerLogs, 0, false, read, func(id int64) int64 { return id },
 				func(entries []int64, cursor int64) error {
 					sent <- sentMessage{entries, cursor, time.Since(start)}
 					return nil
@@ -86,4 +86,36 @@ func TestFollowSendsBacklogInBatchesThenKeepAlives(t *testing.T) {
 			t.Fatal("follow still running after drain")
 		}
 	})
+}
+
+// TestFollowOpensAnEmptyStreamAtOnce: with nothing to send, the first message is an immediate keep-alive,
+// which carries the response headers, unless the caller has sent a message already.
+func TestFollowOpensAnEmptyStreamAtOnce(t *testing.T) {
+	for _, opened := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			h := New(nil, nil, notify.New(nil, nil, "test"), Config{KeepAlive: 15 * time.Second, BatchSize: 2})
+			start := time.Now()
+			var sent []sentMessage
+			go func() {
+				_ = follow(t.Context(), h, uuid.New(), store.StreamRequestLogs, 7, opened,
+					func(int64) ([]int64, error) { return nil, nil }, func(id int64) int64 { return id },
+					func(entries []int64, cursor int64) error {
+						sent = append(sent, sentMessage{entries, cursor, time.Since(start)})
+						return nil
+					})
+			}()
+			synctest.Wait()
+			want := []sentMessage{{nil, 7, 0}}
+			if opened {
+				want = nil
+			}
+			if !slices.EqualFunc(sent, want, func(a, b sentMessage) bool {
+				return slices.Equal(a.entries, b.entries) && a.cursor == b.cursor && a.at == b.at
+			}) {
+				t.Fatalf("opened=%v: sent %+v at first, want %+v", opened, sent, want)
+			}
+			h.Drain()
+			synctest.Wait()
+		})
+	}
 }

@@ -22,6 +22,7 @@ import (
 // Periods of the jobs, and what they keep.
 const (
 	SweepPeriod          = time.Minute
+	RateLimitsPeriod     = time.Minute
 	PrunePeriod          = time.Hour
 	TrimLogsPeriod       = 10 * time.Minute
 	TemplateHealthPeriod = 3 * time.Minute
@@ -97,6 +98,25 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens,
 		"oauth_clients", p.OAuthClients, "invitations", p.Invitations)
 	return nil
+}
+
+// RateLimitsArgs schedules a cleanup of refilled rate-limit buckets.
+type RateLimitsArgs struct{}
+
+// Kind names the job for River.
+func (RateLimitsArgs) Kind() string { return "prune_rate_limits" }
+
+// RateLimitsWorker drops the rate-limit buckets that have refilled, so the table holds only the addresses
+// seen in the last minutes, however many a flood of them brought.
+type RateLimitsWorker struct {
+	river.WorkerDefaults[RateLimitsArgs]
+	Store *store.Store
+}
+
+// Work runs one cleanup.
+func (w *RateLimitsWorker) Work(ctx context.Context, _ *river.Job[RateLimitsArgs]) error {
+	_, err := w.Store.PruneRateLimits(ctx)
+	return err
 }
 
 // TrimLogsArgs schedules a log trim.
@@ -211,6 +231,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
 	river.AddWorker(workers, &TrimLogsWorker{Logger: logger, Store: st})
+	river.AddWorker(workers, &RateLimitsWorker{Store: st})
 	river.AddWorker(workers, &TemplateHealthWorker{Store: st})
 	river.AddWorker(workers, &CredentialChecksWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, After: offlineAfter})
@@ -226,6 +247,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(SweepPeriod, SweepArgs{}),
 			every(PrunePeriod, PruneArgs{}),
 			every(TrimLogsPeriod, TrimLogsArgs{}),
+			every(RateLimitsPeriod, RateLimitsArgs{}),
 			every(TemplateHealthPeriod, TemplateHealthArgs{}),
 			every(CredentialPeriod, CredentialChecksArgs{}),
 			every(OfflinePeriod, OfflineArgs{}),

@@ -151,7 +151,7 @@ func New(logger *slog.Logger, st *store.Store, accounts Accounts, cfg Config) (*
 		return nil, errors.New("fosite provider of an unexpected type")
 	}
 	return &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f,
-		registrations: ratelimit.New(registrationsPerMinute, registrationBurst)}, nil
+		registrations: ratelimit.New(st, "oauth_registration", registrationsPerMinute, registrationBurst)}, nil
 }
 
 func randomKey() []byte {

@@ -239,11 +239,12 @@ func (s *satellite) poll(t *testing.T, wait time.Duration) []*satellitev1.Comman
 }
 
 // enqueue queues a command for one satellite through replica i.
-func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, typ satellitev1.CommandType, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
+func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, action *satellitev1.Command, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
 	t.Helper()
 	req := &adminv1.EnqueueCommandRequest{
-		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Type: typ, Priority: prio,
+		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Priority: prio,
 	}
+	setAction(req, action)
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}
@@ -252,6 +253,14 @@ func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, typ satell
 		t.Fatal(err)
 	}
 	return resp.Msg.Commands[0]
+}
+
+// setAction copies action's oneof into the request's, which has the same field names.
+func setAction(req *adminv1.EnqueueCommandRequest, action *satellitev1.Command) {
+	from := action.ProtoReflect()
+	f := from.WhichOneof(from.Descriptor().Oneofs().ByName("action"))
+	to := req.ProtoReflect()
+	to.Set(to.Descriptor().Fields().ByName(f.Name()), from.Get(f))
 }
 
 // pool connects to the bundle's database directly, for checks the API does not expose.

@@ -514,6 +514,32 @@ func TestIdleStreamSendsKeepAlives(t *testing.T) {
 	}
 }
 
+// TestEmptyStreamOpensAtOnce: a stream with nothing to send yet answers at once, so its client (and any
+// proxy in between) sees the response headers now, not at the first entry or keep-alive an hour later.
+func TestEmptyStreamOpensAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{instances: instanceapi.Config{KeepAlive: time.Hour}})
+	v := seedViewers(t, b, "open")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	stream, err := v.alice.StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{
+		TeamId: v.team.ID.String(), InstallationId: v.installation.ID.String(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatalf("empty stream: %v, want an immediate empty message", stream.Err())
+	}
+	if m := stream.Msg(); len(m.RequestLogs) != 0 || m.Cursor != 0 {
+		t.Fatalf("first message of an empty stream: %v, want no entries and cursor 0", m)
+	}
+	if got := stream.ResponseHeader().Get("Content-Type"); got == "" {
+		t.Fatal("no response headers with the first message")
+	}
+}
+
 // receiver is a server stream as its client sees it.
 type receiver interface {
 	Receive() bool

@@ -80,12 +80,7 @@ func revokedHashes(t *testing.T, s *satellite) []string {
 	t.Helper()
 	var out []string
 	for _, cmd := range s.poll(t, 0) {
-		if cmd.Type != satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS {
-			continue
-		}
-		for _, v := range cmd.Payload.GetFields()["token_hashes"].GetListValue().GetValues() {
-			out = append(out, v.GetStringValue())
-		}
+		out = append(out, cmd.GetRevokeTokens().GetTokenHashes()...)
 	}
 	slices.Sort(out)
 	return out

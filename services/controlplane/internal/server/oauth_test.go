@@ -694,3 +694,25 @@ func TestOAuthEndsWithMembership(t *testing.T) {
 		t.Fatalf("former member's refresh: %v, want invalid_grant", err)
 	}
 }
+
+// TestRegistrationLimitIsSharedByReplicas registers clients from one address through two replicas in
+// turn: together they allow the limit of one (30 and a refill at most), not one limit each.
+func TestRegistrationLimitIsSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	created := 0
+	for i := range 60 {
+		status, body := postJSON(t, b.replicas[i%2].url+"/oauth/register",
+			map[string]any{"redirect_uris": []string{"https://app.example/cb"}})
+		switch status {
+		case http.StatusCreated:
+			created++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("registration %d: %d %s", i, status, body)
+		}
+	}
+	if created < 30 || created > 31 {
+		t.Errorf("%d of 60 registrations through two replicas created, want the one limit of 30", created)
+	}
+}

@@ -44,6 +44,7 @@ type Server struct {
 	revoked       bool
 	down          bool
 	noHold        bool
+	draining      bool
 	nextHeartbeat time.Duration
 
 	registrations []*satellitev1.RegisterRequest
@@ -117,6 +118,12 @@ func (s *Server) Revoke() {
 // at once, as a control plane that cannot long-poll would.
 func (s *Server) SetHold(hold bool) {
 	s.update(func() { s.noHold = !hold })
+}
+
+// SetDraining sets whether PollCommands answers empty polls at once saying the replica is shutting down,
+// as a real replica does once it drains.
+func (s *Server) SetDraining(draining bool) {
+	s.update(func() { s.draining = draining })
 }
 
 // SetNextHeartbeat sets the interval heartbeat responses ask for; zero leaves it out.
@@ -299,14 +306,17 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 			s.mu.Unlock()
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
 		}
-		if len(s.queue) > 0 || s.noHold {
+		if len(s.queue) > 0 || s.noHold || s.draining {
 			n := min(len(s.queue), limit)
-			cmds := slices.Clone(s.queue[:n])
+			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone(s.queue[:n])}
+			if n == 0 && s.draining {
+				resp.ReplicaDraining, resp.NextPoll = true, durationpb.New(2*time.Second)
+			}
 			s.queue = slices.Delete(s.queue, 0, n)
 			s.polls++
 			s.changedLocked()
 			s.mu.Unlock()
-			return connect.NewResponse(&satellitev1.PollCommandsResponse{Commands: cmds}), nil
+			return connect.NewResponse(resp), nil
 		}
 		ch := s.changed
 		s.mu.Unlock()

@@ -96,7 +96,7 @@ func TestCallStartWait(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	_, err := b.rt.CallTool(ctx, in.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "x"}}, nil)
+	_, err := callTool(ctx, b.rt, in.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "x"}})
 	if !errors.Is(err, mcpruntime.ErrStarting) {
 		t.Fatalf("call to a starting server = %v, want ErrStarting", err)
 	}

@@ -35,33 +35,18 @@
 //	defer lease.Release()
 //	res, err := lease.Session().ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
 //
-// CallTool does the same for a tool call and also bridges progress. An endpoint
-// that forwards calls itself routes progress with Lease.TrackProgress, or receives every notification whose
-// token is not the runtime's through Config.OnProgress.
+// Servers' progress notifications reach the endpoint through Config.OnProgress, which routes them by the
+// token it put in the request.
 //
 // # Commands
 //
-// Execute carries out the control plane's commands. spawn, kill, restart and health_check name the
-// instances they act on with these payload keys:
-//
-//	instance_id      one instance, by its id
-//	installation_id  every instance of the installation on this satellite
-//	user_id          with installation_id: only that user's instance
-//	team_id          only instances of that team; the command's own team_id, when set, must agree
-//
-// At least instance_id or installation_id is required, so that a malformed command never acts on every
-// instance. Further keys:
-//
-//	restart       reason: error_recovery, manual_restart or config_reload (reported with the restart)
-//	health_check  check_type: credential_validation (the default and, so far, the only check)
-//	configure     event: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-//	              mcp_member_removed, mcp_recovery or mcp_redeploy; the last two need installation_id,
-//	              mcp_member_removed needs user_id and deletes the member's sandbox home
-//
-// A command that acts on instances completes with an "outcomes" list of {instance_id, status, message,
-// skipped}, one per instance, once it was carried out; an instance the command does not apply to (a
-// credential check of a stdio server) is skipped, saying why. The command fails when it names no instance
-// or cannot be understood. One instance's outcome never depends on another's.
+// Spawn, Kill, Restart, Recover and CheckCredentials carry out the control plane's typed commands that act
+// on instances, within the command's team. They name instances with a satellitev1.InstanceSelector: one
+// instance, or an installation's instances (optionally one user's), so that a command never acts on every
+// instance. Each returns one satellitev1.InstanceOutcome per selected instance once the command was carried
+// out; an instance the command does not apply to (a credential check of a stdio server) is skipped, saying
+// why. One instance's outcome never depends on another's. ApplyConfiguration and ForgetMember carry out
+// configure commands.
 package mcpruntime
 
 import (
@@ -153,9 +138,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// ClientInfo identifies the satellite to servers. Default name "orrery-satellite", version "dev".
 	ClientInfo *mcp.Implementation
-	// OnProgress receives the servers' progress notifications whose token did not come from
-	// Lease.TrackProgress, such as those of an endpoint that routes progress itself; req.Session tells
-	// which instance's session sent it. Nil drops them.
+	// OnProgress receives the servers' progress notifications; req.Session tells which instance's session
+	// sent it. Nil drops them.
 	OnProgress func(ctx context.Context, req *mcp.ProgressNotificationClientRequest)
 	// ClientMiddleware, when set, wraps the handling of everything servers send the runtime's client
 	// sessions: their own requests (sampling/createMessage, elicitation/create, roots/list) and their
@@ -329,9 +313,6 @@ type Runtime struct {
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
-
-	progressSeq atomic.Uint64
-	progress    sync.Map // progress token → ProgressFunc
 
 	metrics    *runtimeMetrics
 	startSlots chan struct{} // one per first start running; see coldStartSlot

@@ -3,8 +3,6 @@ package mcpruntime
 import (
 	"context"
 	"fmt"
-	"maps"
-	"strconv"
 	"sync"
 	"time"
 
@@ -120,59 +118,11 @@ func (r *Runtime) Session(ctx context.Context, id string) (*mcp.ClientSession, e
 	return lease.Session(), nil
 }
 
-// ProgressFunc receives a server's progress notifications for one request.
-type ProgressFunc func(context.Context, *mcp.ProgressNotificationParams)
-
-// TrackProgress returns a progress token unique on the shared session and routes the server's progress
-// notifications for it to fn until stop is called. Put the token in the request's _meta.progressToken in
-// place of the caller's own, which may clash with other callers', and restore the caller's token in what fn
-// passes on.
-func (l *Lease) TrackProgress(fn ProgressFunc) (token string, stop func()) {
-	token = "orrery-" + strconv.FormatUint(l.in.rt.progressSeq.Add(1), 36)
-	l.in.rt.progress.Store(token, fn)
-	return token, func() { l.in.rt.progress.Delete(token) }
-}
-
-// dispatchProgress routes a server's progress notification to the TrackProgress caller that owns its
-// token, or else to Config.OnProgress.
+// dispatchProgress hands a server's progress notification to Config.OnProgress.
 func (r *Runtime) dispatchProgress(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
-	if req == nil || req.Params == nil {
-		return
-	}
-	if token, ok := req.Params.ProgressToken.(string); ok {
-		if fn, ok := r.progress.Load(token); ok {
-			fn.(ProgressFunc)(ctx, req.Params)
-			return
-		}
-	}
-	if r.cfg.OnProgress != nil {
+	if req != nil && req.Params != nil && r.cfg.OnProgress != nil {
 		r.cfg.OnProgress(ctx, req)
 	}
-}
-
-// CallTool calls a tool of instance id, starting the instance if needed (see Acquire). It writes no request
-// log: the team endpoint, where clients' calls arrive, is the one place request logs are built. A non-nil
-// progress receives the server's progress notifications with the caller's progress
-// token from params restored. params is not modified.
-func (r *Runtime) CallTool(ctx context.Context, id string, params *mcp.CallToolParams, progress ProgressFunc) (*mcp.CallToolResult, error) {
-	lease, err := r.Acquire(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer lease.Release()
-	p := *params
-	if progress != nil {
-		callerToken := params.GetProgressToken()
-		token, stop := lease.TrackProgress(func(ctx context.Context, n *mcp.ProgressNotificationParams) {
-			restored := *n
-			restored.ProgressToken = callerToken
-			progress(ctx, &restored)
-		})
-		defer stop()
-		p.Meta = maps.Clone(params.Meta)
-		p.SetProgressToken(token)
-	}
-	return lease.Session().CallTool(ctx, &p)
 }
 
 // InstanceInfo is an instance as the runtime sees it. Its slices are shared: do not modify them.

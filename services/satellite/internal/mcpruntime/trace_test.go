@@ -56,12 +56,12 @@ func TestRemoteCallsCarryTraceparent(t *testing.T) {
 	}))
 	for _, in := range []*satellitev1.Instance{streamable, sse} {
 		b.waitStatus(t, in.GetId(), online)
-		if _, err := b.rt.CallTool(ctx, in.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{}}, nil); err != nil {
+		if _, err := callTool(ctx, b.rt, in.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{}}); err != nil {
 			t.Fatalf("%s: %v", in.GetServerSlug(), err)
 		}
 	}
 	// An untraced call carries none.
-	if _, err := b.rt.CallTool(t.Context(), streamable.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{}}, nil); err != nil {
+	if _, err := callTool(t.Context(), b.rt, streamable.GetId(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

@@ -173,6 +173,11 @@ type OauthToken struct {
 	CreatedAt time.Time
 }
 
+type RateLimit struct {
+	Key string
+	Tat time.Time
+}
+
 type ReceivedEvent struct {
 	ID          uuid.UUID
 	SatelliteID uuid.UUID
@@ -232,7 +237,6 @@ type SatelliteCommand struct {
 	TeamID         *uuid.UUID
 	Type           string
 	Priority       int16
-	Payload        []byte
 	State          string
 	Attempts       int32
 	MaxAttempts    int32
@@ -242,6 +246,8 @@ type SatelliteCommand struct {
 	CompletedAt    *time.Time
 	Output         []byte
 	Error          string
+	Action         []byte
+	Outcomes       []byte
 }
 
 type SatelliteHeartbeat struct {
