@@ -41,9 +41,6 @@ type principal struct {
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
 
-// hasAll reports whether p has every scope the endpoint knows, and so may send any method.
-func (p *principal) hasAll() bool { return p.has(ScopeRead) && p.has(ScopeExecute) }
-
 type principalKey struct{}
 
 func principalFrom(ctx context.Context) *principal {
@@ -128,12 +125,10 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
-			// A Streamable HTTP body is always decoded, as the SDK decodes it: it routes a POST that may
-			// open a session, and a request the SDK would answer with its own wording is answered here
-			// (checkRequest). On legacy SSE, where answers go over the stream, a token with every scope
-			// may send any method, so its body decides nothing here and the SDK refuses what it cannot
-			// decode.
-			if !p.hasAll() || tr == streamableHTTP {
+			// A body is decoded as the SDK decodes it: it decides the scopes a request needs, routes a
+			// POST that may open a session, and a request the SDK would answer in its own words is
+			// answered here (checkRequest).
+			{
 				msgs, err := decodeBody(body, tr == streamableHTTP)
 				if err != nil {
 					// The SDK would refuse it too; what it cannot read is not let through unread.
@@ -149,16 +144,25 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")
 			return
 		}
-		if tr == streamableHTTP && summary != nil && summary.id.IsValid() {
+		if summary != nil && summary.id.IsValid() {
 			if jerr := checkRequest(summary.requests[0]); jerr != nil {
 				// The 2026-07-28 era answers an unknown method with 404, as the SDK does; the session era
-				// with the JSON-RPC error alone, which clients read like any other answer.
+				// with the JSON-RPC error alone, which clients read like any other answer. Legacy SSE
+				// answers over the stream, where only the SDK writes (see cleanStreamWriter); a method
+				// the SDK does not know it refuses with 400, and so does the endpoint, in JSON-RPC.
 				status := http.StatusOK
-				if jerr.Code == jsonrpc.CodeMethodNotFound && statelessEra(r.WithContext(ctx)) {
+				switch {
+				case tr == legacySSE && jerr.Code != jsonrpc.CodeMethodNotFound:
+					jerr = nil
+				case tr == legacySSE:
+					status = http.StatusBadRequest
+				case jerr.Code == jsonrpc.CodeMethodNotFound && statelessEra(r.WithContext(ctx)):
 					status = http.StatusNotFound
 				}
-				writeRPCError(w, status, summary.id, jerr.Code, jerr.Message)
-				return
+				if jerr != nil {
+					writeRPCError(w, status, summary.id, jerr.Code, jerr.Message)
+					return
+				}
 			}
 		}
 

@@ -479,6 +479,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	us, release := g.acquire(p.teamID, p.userID)
 	defer release()
+	if r.Method == http.MethodGet {
+		w = cleanStreamWriter{w}
+	}
 	us.sseHandler(p.binding).ServeHTTP(w, r)
 }
 

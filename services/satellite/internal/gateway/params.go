@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -137,6 +140,92 @@ func jsonKind(t reflect.Type) string {
 		return "an array"
 	case reflect.Map, reflect.Struct:
 		return "an object"
+	}
+	return "of another type"
+}
+
+// On legacy SSE the answer to a POST goes over the session's stream, where the endpoint cannot answer in
+// place of the SDK; the SDK's own -32602 text is rewritten there instead, in the same words checkRequest
+// uses.
+var (
+	// sdkInvalidParams is how the SDK words params it could not decode.
+	sdkInvalidParams = regexp.MustCompile(`^handling '([a-z/A-Z_]{1,64})': invalid params: `)
+	// sdkFieldType names the field the decoder stopped at and the Go type it wanted.
+	sdkFieldType = regexp.MustCompile(`Go struct field [A-Za-z0-9_.]*\.([A-Za-z0-9_]+) of type (.+)$`)
+)
+
+// sseEventPrefix starts every event of the SDK's that carries a JSON-RPC message.
+var sseEventPrefix = []byte("event: message\ndata: ")
+
+// cleanStreamWriter is a legacy SSE stream whose events of the SDK's -32602 errors are rewritten. The SDK
+// writes each event with one Write.
+type cleanStreamWriter struct{ http.ResponseWriter }
+
+func (w cleanStreamWriter) Write(p []byte) (int, error) {
+	if clean, ok := cleanInvalidParams(p); ok {
+		if _, err := w.ResponseWriter.Write(clean); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush passes flushes on, which the SDK needs for every event.
+func (w cleanStreamWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w cleanStreamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// cleanInvalidParams returns event rewritten when it is an SSE event of a -32602 error in the SDK's words.
+func cleanInvalidParams(event []byte) ([]byte, bool) {
+	data, ok := bytes.CutPrefix(event, sseEventPrefix)
+	if !ok || !bytes.HasSuffix(data, []byte("\n\n")) || !bytes.Contains(data, []byte(`"error"`)) {
+		return nil, false
+	}
+	var msg struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   *jsonrpc.Error  `json:"error"`
+	}
+	if json.Unmarshal(data, &msg) != nil || msg.Error == nil || msg.Error.Code != jsonrpc.CodeInvalidParams {
+		return nil, false
+	}
+	m := sdkInvalidParams.FindStringSubmatch(msg.Error.Message)
+	if m == nil {
+		return nil, false
+	}
+	why := "params do not have the shape the method takes"
+	if f := sdkFieldType.FindStringSubmatch(msg.Error.Message); f != nil {
+		why = fmt.Sprintf("%q must be %s", f[1], goTypeKind(f[2]))
+	} else if strings.Contains(msg.Error.Message, "into Go value of type") {
+		why = "params must be an object"
+	}
+	msg.Error = invalidParams(m[1], why)
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return nil, false
+	}
+	return slices.Concat(sseEventPrefix, out, []byte("\n\n")), true
+}
+
+// goTypeKind names the JSON type that decodes into a Go type as the decoder spells it, with an article.
+func goTypeKind(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "mcp."), strings.HasPrefix(goType, "struct"):
+		return "an object"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+		return "a number"
 	}
 	return "of another type"
 }

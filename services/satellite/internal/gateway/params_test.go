@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -125,6 +126,81 @@ func TestRequestParamsCoverMethods(t *testing.T) {
 	for method := range requestParams {
 		if _, ok := methodScopes[method]; !ok {
 			t.Errorf("%s has params but no scope", method)
+		}
+	}
+}
+
+// TestJSONRPCErrorsOnLegacySSE sends params of the wrong shape over legacy SSE, where answers come over
+// the stream: the -32602 errors there name the field, not Go types, and an unknown method is -32601.
+func TestJSONRPCErrorsOnLegacySSE(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, b.url+"/teams/acme/sse", nil)
+	req.Header.Set("Authorization", "Bearer ann")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	answers := make(chan string, 16)
+	endpoint := make(chan string, 1)
+	go func() {
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				if strings.HasPrefix(data, "{") {
+					answers <- data
+				} else {
+					endpoint <- strings.TrimSpace(data)
+				}
+			}
+		}
+		close(answers)
+	}()
+	messages := <-endpoint
+	post := func(body string) {
+		t.Helper()
+		if r := b.do(t, http.MethodPost, messages, "ann", body, nil); r.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST %s: status %d", body, r.StatusCode)
+		}
+	}
+	post(strings.Replace(initializeBody, sessionVersion, "2024-11-05", 1))
+	<-answers
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	// A method the SDK does not know is refused at once, as the SDK refuses it, but in JSON-RPC.
+	refused := b.do(t, http.MethodPost, messages, "ann", `{"jsonrpc":"2.0","id":5,"method":"tools/destroy","params":{}}`, nil)
+	if _, code, msg := rpcAnswer(t, refused); refused.StatusCode != http.StatusBadRequest || code != -32601 || !strings.Contains(msg, "method not found") {
+		t.Errorf("unknown method over legacy SSE: status %d, error %d %q; want 400 with -32601", refused.StatusCode, code, msg)
+	}
+	for _, tc := range []struct {
+		body    string
+		code    int64
+		message string
+	}{
+		{`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":5}}`, -32602, `invalid params of tools/call: "name" must be a string`},
+		{`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":[1,2]}`, -32602, `invalid params of tools/call: params must be an object`},
+		{`{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"alpha__greet","arguments":[1]}}`, -32602, `invalid params of prompts/get: "arguments" must be an object`},
+		{`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"alpha__echo","_meta":"x"}}`, -32602, `invalid params of tools/call: "_meta" must be an object`},
+	} {
+		post(tc.body)
+		var answer struct {
+			Error struct {
+				Code    int64  `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		data := <-answers
+		if err := json.Unmarshal([]byte(data), &answer); err != nil {
+			t.Fatalf("%s: answer %q: %v", tc.body, data, err)
+		}
+		if answer.Error.Code != tc.code || !strings.Contains(answer.Error.Message, tc.message) {
+			t.Errorf("%s: answered %q, want %d with %q", tc.body, data, tc.code, tc.message)
+		}
+		for _, leak := range []string{"mcp.", "Go ", "unmarshal", "[1", "interface"} {
+			if strings.Contains(answer.Error.Message, leak) {
+				t.Errorf("%s: message %q shows %q", tc.body, answer.Error.Message, leak)
+			}
 		}
 	}
 }
