@@ -313,3 +313,9 @@ where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.inst
   and (@tool_name::text = '' or r.tool_name = @tool_name)
   and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = @user_id)
 group by 1, 2;
+
+-- name: PlanUsageReadsPerCall :exec
+-- PlanUsageReadsPerCall makes the rest of the transaction plan each statement for its own parameters: a
+-- usage read's optional filters and range edges change which rows and indexes matter, and one generic
+-- plan for all of them can be slow for most.
+select set_config('plan_cache_mode', 'force_custom_plan', true);

@@ -135,6 +135,18 @@ func (q *Queries) MarkUsageHoursDirty(ctx context.Context, teamIds []uuid.UUID, 
 	return err
 }
 
+const planUsageReadsPerCall = `-- name: PlanUsageReadsPerCall :exec
+select set_config('plan_cache_mode', 'force_custom_plan', true)
+`
+
+// PlanUsageReadsPerCall makes the rest of the transaction plan each statement for its own parameters: a
+// usage read's optional filters and range edges change which rows and indexes matter, and one generic
+// plan for all of them can be slow for most.
+func (q *Queries) PlanUsageReadsPerCall(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, planUsageReadsPerCall)
+	return err
+}
+
 const pruneUsageHours = `-- name: PruneUsageHours :execrows
 delete from usage_hours where hour < $1
 `
