@@ -218,13 +218,19 @@ with rows as (
     union all
     select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_tool_hours h
-    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
-      and (h.hour < @days_start or h.hour >= @days_end)
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @days_start
+    union all
+    select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_tool_hours h
+    where h.team_id = @team_id and h.hour >= @days_end and h.hour < @hours_end
     union all
     select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
-      and (m.minute < @hours_start or m.minute >= @hours_end)
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @hours_start
+    union all
+    select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @hours_end and m.minute < @end_before
 )
 select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
        sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -242,13 +248,19 @@ with rows as (
     union all
     select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_user_hours h
-    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @hours_end
-      and (h.hour < @days_start or h.hour >= @days_end)
+    where h.team_id = @team_id and h.hour >= @hours_start and h.hour < @days_start
+    union all
+    select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_user_hours h
+    where h.team_id = @team_id and h.hour >= @days_end and h.hour < @hours_end
     union all
     select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
-      and (m.minute < @hours_start or m.minute >= @hours_end)
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @hours_start
+    union all
+    select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @hours_end and m.minute < @end_before
 )
 select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
        sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -266,8 +278,11 @@ with rows as (
     union all
     select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
-      and (m.minute < @hours_start or m.minute >= @hours_end)
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @hours_start
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @hours_end and m.minute < @end_before
 )
 select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
        sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -285,8 +300,11 @@ with rows as (
     union all
     select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = @team_id and m.minute >= @start and m.minute < @end_before
-      and (m.minute < @hours_start or m.minute >= @hours_end)
+    where m.team_id = @team_id and m.minute >= @start and m.minute < @hours_start
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = @team_id and m.minute >= @hours_end and m.minute < @end_before
 )
 select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
        sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -295,3 +313,9 @@ where (@installation_id::uuid = '00000000-0000-0000-0000-000000000000' or r.inst
   and (@tool_name::text = '' or r.tool_name = @tool_name)
   and (@user_id::uuid = '00000000-0000-0000-0000-000000000000' or r.user_id = @user_id)
 group by 1, 2;
+
+-- name: PlanUsageReadsPerCall :exec
+-- PlanUsageReadsPerCall makes the rest of the transaction plan each statement for its own parameters: a
+-- usage read's optional filters and range edges change which rows and indexes matter, and one generic
+-- plan for all of them can be slow for most.
+select set_config('plan_cache_mode', 'force_custom_plan', true);

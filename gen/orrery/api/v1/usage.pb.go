@@ -179,8 +179,8 @@ type GetUsageSeriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// team_id identifies the team.
 	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	// start_time is where the first step begins, rounded down to the minute (to the hour for steps of
-	// whole hours).
+	// start_time is where the first step begins, rounded down to the minute; for steps of whole hours to
+	// the hour, and for steps of whole days to midnight UTC.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// end_time is where the last step ends, exclusive.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
@@ -391,7 +391,8 @@ type ListTopToolsRequest struct {
 	// team_id identifies the team.
 	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	// start_time begins the range. Minutes before the first whole hour are counted only while the
-	// per-minute rollups keep them (30 days).
+	// per-minute rollups keep them (30 days); whole UTC days and hours come from the daily and hourly
+	// rollups.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// end_time ends the range, exclusive.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`

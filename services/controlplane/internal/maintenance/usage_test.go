@@ -175,3 +175,49 @@ func TestPruneDropsUsagePastRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestTopListsJoinDaysHoursAndMinutes reads a range that starts and ends mid-hour around a whole UTC day:
+// the day, the whole hours beside it and the minutes at either end each come from their own rollups,
+// and every call inside the range is counted once, whichever rollups a filter selects.
+func TestTopListsJoinDaysHoursAndMinutes(t *testing.T) {
+	t.Parallel()
+	st, pool := newStoreAndPool(t)
+	in, user := installation(t, st, "files", "stdio")
+	sat := newSatellite(t, st)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	start, end := day.Add(-90*time.Minute), day.Add(24*time.Hour+80*time.Minute)
+	var events []store.Event
+	for _, at := range []time.Duration{
+		-100 * time.Minute,            // before the range
+		-80 * time.Minute,             // minutes before the first whole hour
+		-30 * time.Minute,             // the whole hour before the day
+		5 * time.Hour,                 // the day
+		24*time.Hour + 30*time.Minute, // the whole hour after the day
+		24*time.Hour + 70*time.Minute, // minutes after the last whole hour
+		24*time.Hour + 90*time.Minute, // after the range
+	} {
+		events = append(events, toolCall(t, pool, in, user, "read", day.Add(at), time.Millisecond, true))
+	}
+	if _, _, err := st.RecordEvents(t.Context(), sat, events); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RollUpUsage(t.Context(), 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []store.UsageFilter{
+		{TeamID: in.TeamID, Start: start, End: end},                                    // per-tool and per-user days
+		{TeamID: in.TeamID, Start: start, End: end, UserID: user.ID, ToolName: "read"}, // the full hourly grain
+	} {
+		tools, err := st.UsageByTool(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users, err := st.UsageByUser(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tools) != 1 || tools[0].Calls != 5 || len(users) != 1 || users[0].Calls != 5 {
+			t.Errorf("filter %+v: tools %+v, users %+v; want the 5 calls inside the range", f, tools, users)
+		}
+	}
+}

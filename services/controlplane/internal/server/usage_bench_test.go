@@ -106,8 +106,20 @@ func BenchmarkUsageQueries(b *testing.B) {
 	}
 	b.Logf("rolled up %d team-hours into %d hour rows in %v", rolled, hourRows, time.Since(began))
 	// As autovacuum would by now: statistics for the planner, the visibility map for index-only scans.
-	if _, err := pool.Exec(ctx, `vacuum analyze usage_minutes, usage_hours`); err != nil {
+	if _, err := pool.Exec(ctx, `vacuum analyze usage_minutes, usage_hours, usage_tool_hours, usage_user_hours,
+		usage_team_hours, usage_tool_days, usage_user_days`); err != nil {
 		b.Fatal(err)
+	}
+	if explain := os.Getenv("ORRERY_USAGE_EXPLAIN"); explain != "" {
+		rows, err := pool.Query(ctx, "explain (analyze, buffers) "+explain, f.team.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Log(strings.Join(plan, "\n"))
 	}
 
 	c := bundle.usageClient(0, bundle.apiToken(b, admin.ID))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
@@ -278,6 +279,17 @@ func usageDays(teams []uuid.UUID, hours []time.Time) ([]uuid.UUID, []time.Time) 
 	return dayTeams, days
 }
 
+// readUsage runs fn's reads in a read-only transaction that plans each statement for its parameters.
+func (s *Store) readUsage(ctx context.Context, fn func(q *dbsqlc.Queries) error) error {
+	return markUnavailable(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		if err := q.PlanUsageReadsPerCall(ctx); err != nil {
+			return translate(err, "plan usage reads")
+		}
+		return fn(q)
+	}))
+}
+
 // PruneUsage deletes minute and hour rollups older than their retention at now, and counts the rows of
 // usage_minutes and usage_hours it deleted.
 func (s *Store) PruneUsage(ctx context.Context, now time.Time) (minutes, hours int64, err error) {
@@ -361,56 +373,59 @@ func (s *Store) UsageSeries(ctx context.Context, f UsageFilter, step time.Durati
 	var rows []bucketRow
 	var err error
 	allTools := f.InstallationID == uuid.Nil && f.ToolName == ""
-	switch {
-	case resolution == time.Minute:
-		rows, err = rowsOf(s.q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
-		}))(func(r dbsqlc.UsageSeriesMinutesRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	case f.UserID == uuid.Nil && allTools:
-		rows, err = rowsOf(s.q.UsageSeriesTeamHours(ctx, dbsqlc.UsageSeriesTeamHoursParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-		}))(func(r dbsqlc.UsageSeriesTeamHoursRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	case f.UserID == uuid.Nil && resolution == usageDay:
-		rows, err = rowsOf(s.q.UsageSeriesToolDays(ctx, dbsqlc.UsageSeriesToolDaysParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-			InstallationID: f.InstallationID, ToolName: f.ToolName,
-		}))(func(r dbsqlc.UsageSeriesToolDaysRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	case f.UserID == uuid.Nil:
-		rows, err = rowsOf(s.q.UsageSeriesToolHours(ctx, dbsqlc.UsageSeriesToolHoursParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-			InstallationID: f.InstallationID, ToolName: f.ToolName,
-		}))(func(r dbsqlc.UsageSeriesToolHoursRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	case allTools && resolution == usageDay:
-		rows, err = rowsOf(s.q.UsageSeriesUserDays(ctx, dbsqlc.UsageSeriesUserDaysParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
-			EndBefore: f.End,
-		}))(func(r dbsqlc.UsageSeriesUserDaysRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	case allTools:
-		rows, err = rowsOf(s.q.UsageSeriesUserHours(ctx, dbsqlc.UsageSeriesUserHoursParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
-			EndBefore: f.End,
-		}))(func(r dbsqlc.UsageSeriesUserHoursRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	default:
-		rows, err = rowsOf(s.q.UsageSeriesHours(ctx, dbsqlc.UsageSeriesHoursParams{
-			Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
-			InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
-		}))(func(r dbsqlc.UsageSeriesHoursRow) bucketRow {
-			return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
-		})
-	}
+	err = s.readUsage(ctx, func(q *dbsqlc.Queries) error {
+		switch {
+		case resolution == time.Minute:
+			rows, err = rowsOf(q.UsageSeriesMinutes(ctx, dbsqlc.UsageSeriesMinutesParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+				InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+			}))(func(r dbsqlc.UsageSeriesMinutesRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		case f.UserID == uuid.Nil && allTools:
+			rows, err = rowsOf(q.UsageSeriesTeamHours(ctx, dbsqlc.UsageSeriesTeamHoursParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+			}))(func(r dbsqlc.UsageSeriesTeamHoursRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		case f.UserID == uuid.Nil && resolution == usageDay:
+			rows, err = rowsOf(q.UsageSeriesToolDays(ctx, dbsqlc.UsageSeriesToolDaysParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+				InstallationID: f.InstallationID, ToolName: f.ToolName,
+			}))(func(r dbsqlc.UsageSeriesToolDaysRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		case f.UserID == uuid.Nil:
+			rows, err = rowsOf(q.UsageSeriesToolHours(ctx, dbsqlc.UsageSeriesToolHoursParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+				InstallationID: f.InstallationID, ToolName: f.ToolName,
+			}))(func(r dbsqlc.UsageSeriesToolHoursRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		case allTools && resolution == usageDay:
+			rows, err = rowsOf(q.UsageSeriesUserDays(ctx, dbsqlc.UsageSeriesUserDaysParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
+				EndBefore: f.End,
+			}))(func(r dbsqlc.UsageSeriesUserDaysRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		case allTools:
+			rows, err = rowsOf(q.UsageSeriesUserHours(ctx, dbsqlc.UsageSeriesUserHoursParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, UserID: f.UserID, Start: origin,
+				EndBefore: f.End,
+			}))(func(r dbsqlc.UsageSeriesUserHoursRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		default:
+			rows, err = rowsOf(q.UsageSeriesHours(ctx, dbsqlc.UsageSeriesHoursParams{
+				Origin: origin.Unix(), StepSeconds: stepSeconds, TeamID: f.TeamID, Start: origin, EndBefore: f.End,
+				InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+			}))(func(r dbsqlc.UsageSeriesHoursRow) bucketRow {
+				return bucketRow{r.Step, r.LatencyBucket, r.Calls, r.Errors, r.BytesIn, r.BytesOut}
+			})
+		}
+		return err
+	})
 	if err != nil {
 		return origin, nil, fmt.Errorf("usage series: %w", err)
 	}
@@ -470,21 +485,24 @@ func (s *Store) UsageByTool(ctx context.Context, f UsageFilter) ([]ToolUsage, er
 	daysStart, daysEnd := wholeDays(hoursStart, hoursEnd)
 	var rows []dbsqlc.UsageByToolRow
 	var err error
-	if f.UserID == uuid.Nil {
-		var team []dbsqlc.UsageByToolOfTeamRow
-		team, err = s.q.UsageByToolOfTeam(ctx, dbsqlc.UsageByToolOfTeamParams{
-			TeamID: f.TeamID, InstallationID: f.InstallationID, DaysStart: daysStart, DaysEnd: daysEnd,
-			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-		})
-		for _, r := range team {
-			rows = append(rows, dbsqlc.UsageByToolRow(r))
+	err = s.readUsage(ctx, func(q *dbsqlc.Queries) error {
+		if f.UserID == uuid.Nil {
+			var team []dbsqlc.UsageByToolOfTeamRow
+			team, err = q.UsageByToolOfTeam(ctx, dbsqlc.UsageByToolOfTeamParams{
+				TeamID: f.TeamID, InstallationID: f.InstallationID, DaysStart: daysStart, DaysEnd: daysEnd,
+				HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+			})
+			for _, r := range team {
+				rows = append(rows, dbsqlc.UsageByToolRow(r))
+			}
+		} else {
+			rows, err = q.UsageByTool(ctx, dbsqlc.UsageByToolParams{
+				TeamID: f.TeamID, InstallationID: f.InstallationID, UserID: f.UserID,
+				HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+			})
 		}
-	} else {
-		rows, err = s.q.UsageByTool(ctx, dbsqlc.UsageByToolParams{
-			TeamID: f.TeamID, InstallationID: f.InstallationID, UserID: f.UserID,
-			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-		})
-	}
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "usage by tool")
 	}
@@ -527,21 +545,24 @@ func (s *Store) UsageByUser(ctx context.Context, f UsageFilter) ([]UserUsage, er
 	daysStart, daysEnd := wholeDays(hoursStart, hoursEnd)
 	var rows []dbsqlc.UsageByUserRow
 	var err error
-	if f.InstallationID == uuid.Nil && f.ToolName == "" {
-		var team []dbsqlc.UsageByUserOfTeamRow
-		team, err = s.q.UsageByUserOfTeam(ctx, dbsqlc.UsageByUserOfTeamParams{
-			TeamID: f.TeamID, UserID: f.UserID, DaysStart: daysStart, DaysEnd: daysEnd,
-			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-		})
-		for _, r := range team {
-			rows = append(rows, dbsqlc.UsageByUserRow(r))
+	err = s.readUsage(ctx, func(q *dbsqlc.Queries) error {
+		if f.InstallationID == uuid.Nil && f.ToolName == "" {
+			var team []dbsqlc.UsageByUserOfTeamRow
+			team, err = q.UsageByUserOfTeam(ctx, dbsqlc.UsageByUserOfTeamParams{
+				TeamID: f.TeamID, UserID: f.UserID, DaysStart: daysStart, DaysEnd: daysEnd,
+				HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+			})
+			for _, r := range team {
+				rows = append(rows, dbsqlc.UsageByUserRow(r))
+			}
+		} else {
+			rows, err = q.UsageByUser(ctx, dbsqlc.UsageByUserParams{
+				TeamID: f.TeamID, InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
+				HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
+			})
 		}
-	} else {
-		rows, err = s.q.UsageByUser(ctx, dbsqlc.UsageByUserParams{
-			TeamID: f.TeamID, InstallationID: f.InstallationID, ToolName: f.ToolName, UserID: f.UserID,
-			HoursStart: hoursStart, HoursEnd: hoursEnd, Start: f.Start, EndBefore: f.End,
-		})
-	}
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "usage by user")
 	}

@@ -47,8 +47,8 @@ const (
 // UsageServiceClient is a client for the orrery.api.v1.UsageService service.
 type UsageServiceClient interface {
 	// GetUsageSeries returns the team's usage in steps over a time range, for plotting. Steps of whole hours
-	// read the hourly rollups and reach back a year; shorter steps read the per-minute rollups and reach
-	// back 30 days.
+	// or days read the hourly or daily rollups and reach back a year; shorter steps read the per-minute
+	// rollups and reach back 30 days.
 	GetUsageSeries(context.Context, *connect.Request[v1.GetUsageSeriesRequest]) (*connect.Response[v1.GetUsageSeriesResponse], error)
 	// ListTopTools returns the team's most used, most failing or slowest tools over a time range.
 	ListTopTools(context.Context, *connect.Request[v1.ListTopToolsRequest]) (*connect.Response[v1.ListTopToolsResponse], error)
@@ -117,8 +117,8 @@ func (c *usageServiceClient) ListTopUsers(ctx context.Context, req *connect.Requ
 // UsageServiceHandler is an implementation of the orrery.api.v1.UsageService service.
 type UsageServiceHandler interface {
 	// GetUsageSeries returns the team's usage in steps over a time range, for plotting. Steps of whole hours
-	// read the hourly rollups and reach back a year; shorter steps read the per-minute rollups and reach
-	// back 30 days.
+	// or days read the hourly or daily rollups and reach back a year; shorter steps read the per-minute
+	// rollups and reach back 30 days.
 	GetUsageSeries(context.Context, *connect.Request[v1.GetUsageSeriesRequest]) (*connect.Response[v1.GetUsageSeriesResponse], error)
 	// ListTopTools returns the team's most used, most failing or slowest tools over a time range.
 	ListTopTools(context.Context, *connect.Request[v1.ListTopToolsRequest]) (*connect.Response[v1.ListTopToolsResponse], error)

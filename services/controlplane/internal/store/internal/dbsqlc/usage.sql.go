@@ -135,6 +135,18 @@ func (q *Queries) MarkUsageHoursDirty(ctx context.Context, teamIds []uuid.UUID, 
 	return err
 }
 
+const planUsageReadsPerCall = `-- name: PlanUsageReadsPerCall :exec
+select set_config('plan_cache_mode', 'force_custom_plan', true)
+`
+
+// PlanUsageReadsPerCall makes the rest of the transaction plan each statement for its own parameters: a
+// usage read's optional filters and range edges change which rows and indexes matter, and one generic
+// plan for all of them can be slow for most.
+func (q *Queries) PlanUsageReadsPerCall(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, planUsageReadsPerCall)
+	return err
+}
+
 const pruneUsageHours = `-- name: PruneUsageHours :execrows
 delete from usage_hours where hour < $1
 `
@@ -351,8 +363,11 @@ with rows as (
     union all
     select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $3 and m.minute >= $6 and m.minute < $7
-      and (m.minute < $4 or m.minute >= $5)
+    where m.team_id = $3 and m.minute >= $6 and m.minute < $4
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $3 and m.minute >= $5 and m.minute < $7
 )
 select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
        sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -428,13 +443,19 @@ with rows as (
     union all
     select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_tool_hours h
-    where h.team_id = $2 and h.hour >= $5 and h.hour < $6
-      and (h.hour < $3 or h.hour >= $4)
+    where h.team_id = $2 and h.hour >= $5 and h.hour < $3
+    union all
+    select h.installation_id, h.tool_name, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_tool_hours h
+    where h.team_id = $2 and h.hour >= $4 and h.hour < $6
     union all
     select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $2 and m.minute >= $7 and m.minute < $8
-      and (m.minute < $5 or m.minute >= $6)
+    where m.team_id = $2 and m.minute >= $7 and m.minute < $5
+    union all
+    select m.installation_id, m.tool_name, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $2 and m.minute >= $6 and m.minute < $8
 )
 select r.installation_id, r.tool_name, r.latency_bucket, sum(r.calls)::bigint as calls,
        sum(r.errors)::bigint as errors, sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -511,8 +532,11 @@ with rows as (
     union all
     select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $4 and m.minute >= $7 and m.minute < $8
-      and (m.minute < $5 or m.minute >= $6)
+    where m.team_id = $4 and m.minute >= $7 and m.minute < $5
+    union all
+    select m.installation_id, m.tool_name, m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $4 and m.minute >= $6 and m.minute < $8
 )
 select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
        sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
@@ -588,13 +612,19 @@ with rows as (
     union all
     select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
     from usage_user_hours h
-    where h.team_id = $2 and h.hour >= $5 and h.hour < $6
-      and (h.hour < $3 or h.hour >= $4)
+    where h.team_id = $2 and h.hour >= $5 and h.hour < $3
+    union all
+    select h.user_id, h.latency_bucket, h.calls, h.errors, h.bytes_in, h.bytes_out
+    from usage_user_hours h
+    where h.team_id = $2 and h.hour >= $4 and h.hour < $6
     union all
     select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
     from usage_minutes m
-    where m.team_id = $2 and m.minute >= $7 and m.minute < $8
-      and (m.minute < $5 or m.minute >= $6)
+    where m.team_id = $2 and m.minute >= $7 and m.minute < $5
+    union all
+    select m.user_id, m.latency_bucket, m.calls, m.errors, m.bytes_in, m.bytes_out
+    from usage_minutes m
+    where m.team_id = $2 and m.minute >= $6 and m.minute < $8
 )
 select r.user_id, r.latency_bucket, sum(r.calls)::bigint as calls, sum(r.errors)::bigint as errors,
        sum(r.bytes_in)::bigint as bytes_in, sum(r.bytes_out)::bigint as bytes_out
