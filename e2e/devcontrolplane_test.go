@@ -23,7 +23,13 @@ type devControlPlane struct {
 
 func newDevControlPlane(t *testing.T) *devControlPlane {
 	t.Helper()
-	dataDir, err := os.MkdirTemp("", "orrery-durable-")
+	return &devControlPlane{dataDir: newDataDir(t), addr: freeAddr(t)}
+}
+
+// newDataDir makes a data directory for a development control plane, removed at cleanup.
+func newDataDir(t *testing.T) string {
+	t.Helper()
+	dataDir, err := os.MkdirTemp("", "orrery-dev-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,7 @@ func newDevControlPlane(t *testing.T) *devControlPlane {
 	if err := os.Chmod(dataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &devControlPlane{dataDir: dataDir, addr: freeAddr(t)}
+	return dataDir
 }
 
 // start starts the control plane and waits until it is ready.
