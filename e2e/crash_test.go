@@ -165,6 +165,8 @@ func TestSatelliteKillLosesNoAnsweredCall(t *testing.T) {
 // stopTimeoutKill bounds how long a process takes to die of SIGKILL.
 const stopTimeoutKill = 10 * time.Second
 
+const sigkill = syscall.SIGKILL
+
 // TestControlPlaneKillLosesNoAnsweredCall kills the control plane (external PostgreSQL) with SIGKILL in the
 // middle of a burst; the satellite keeps answering, and once the control plane is back every answered
 // call is in the request logs exactly once.
@@ -226,5 +228,23 @@ func TestDatabaseOutageLosesNoAnsweredCall(t *testing.T) {
 	time.Sleep(time.Until(down.Add(outage)))
 	setConnections(true)
 	t.Logf("database back after %v", time.Since(down).Round(time.Millisecond))
+	checkLoggedOnce(t, te, b.finish())
+}
+
+// TestPrivateControlPlaneKillLosesNoAnsweredCall is TestControlPlaneKillLosesNoAnsweredCall with the
+// private PostgreSQL of development mode, which goes down with the control plane.
+func TestPrivateControlPlaneKillLosesNoAnsweredCall(t *testing.T) {
+	t.Parallel()
+	command, args := mcptest.Everything(t)
+	dev := newDevControlPlane(t)
+	dev.start(t)
+	cp := &e2e.ControlPlane{URL: dev.url(), DatabaseURL: dev.databaseURL(), AdminToken: dev.adminToken(t)}
+	te := serveTeamEndpoint(t, cp, nil, "devkill", "everything", command, args, false, "everything__echo")
+	b := startBurst(t, te, 4)
+	b.waitAnswered(t, 20)
+	dev.kill(t)
+	b.waitAnswered(t, 40) // answered while the control plane is down
+	dev.start(t)
+	// The seeding connection died with the server; the check makes its own.
 	checkLoggedOnce(t, te, b.finish())
 }

@@ -29,15 +29,7 @@ func freeAddr(t *testing.T) string {
 // terminal's Ctrl-C) stops them in moments, the satellite first, so that its last events still arrive.
 func TestDevelopmentMode(t *testing.T) {
 	t.Parallel()
-	// The private PostgreSQL runs as the postgres user when the tests run as root; it must reach its files.
-	dataDir, err := os.MkdirTemp("", "orrery-dev-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
-	if err := os.Chmod(dataDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dataDir := newDataDir(t)
 	cpAddr, satAddr := freeAddr(t), freeAddr(t)
 	proc := e2e.StartProcess(t, "controlplane -dev", e2e.Binary(t, "controlplane"), []string{
 		"-dev", "-dev-satellite", e2e.Binary(t, "satellite"), "-data-dir", dataDir,

@@ -1,12 +1,7 @@
 package e2e_test
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,7 +10,6 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/orrery/orrery/e2e"
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 )
@@ -25,45 +19,10 @@ import (
 // it), and starts it again on the same data: every write that was answered must be there.
 func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 	t.Parallel()
-	dataDir, err := os.MkdirTemp("", "orrery-durable-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
-	// The private PostgreSQL runs as the postgres user when the tests run as root; it must reach its files.
-	if err := os.Chmod(dataDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	start := func(run string) *e2e.Process {
-		proc := e2e.StartProcess(t, "controlplane -dev "+run, e2e.Binary(t, "controlplane"),
-			[]string{"-dev", "-data-dir", dataDir, "-listen", addr, "-log-format", "json"}, nil)
-		e2e.WaitFor(t, 2*time.Minute, "the control plane to be ready", func() error {
-			if proc.Exited() {
-				t.Fatalf("the control plane exited:\n%s", proc.Output())
-			}
-			return e2e.HTTPOK("http://" + addr + "/readyz")
-		})
-		return proc
-	}
-	proc := start("before the kill")
-	raw, err := os.ReadFile(filepath.Join(dataDir, "dev-secrets.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var secrets struct {
-		AdminToken string `json:"admin_token"`
-	}
-	if err := json.Unmarshal(raw, &secrets); err != nil {
-		t.Fatal(err)
-	}
-	admin := adminv1connect.NewAdminServiceClient(http.DefaultClient, "http://"+addr,
-		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+secrets.AdminToken)
-				return next(ctx, req)
-			}
-		})))
+	dev := newDevControlPlane(t)
+	dev.start(t)
+	proc := dev.proc
+	admin := adminv1connect.NewAdminServiceClient(http.DefaultClient, dev.url(), connect.WithInterceptors(bearerAuth(dev.adminToken(t))))
 
 	// Writers go on until the process dies; the kill comes once enough writes were answered, so it lands
 	// among writes in flight.
@@ -99,17 +58,9 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 		t.Fatalf("%d writes answered in a minute, want %d", len(answered), answeredBeforeKill)
 	}
 	wg.Wait()
-	proc.Wait(t, 10*time.Second)
-
-	// The killed server's PostgreSQL dies with it, and may take a moment to.
-	e2e.WaitFor(t, 30*time.Second, "the killed control plane's PostgreSQL to exit", func() error {
-		if _, err := os.Stat(filepath.Join(dataDir, "postgres", "postmaster.pid")); err == nil {
-			return errors.New("postmaster.pid is still there")
-		}
-		return nil
-	})
-	after := start("after the kill")
-	defer after.Stop(t)
+	dev.kill(t) // already killed: this waits for it and its PostgreSQL to be gone
+	dev.start(t)
+	defer dev.proc.Stop(t)
 	stored := map[string]bool{}
 	for pageToken := ""; ; {
 		resp, err := admin.ListRegistrationTokens(t.Context(), connect.NewRequest(&adminv1.ListRegistrationTokensRequest{

@@ -38,7 +38,12 @@ func startTeamEndpoint(t *testing.T, slug, catalogSlug, command string, args []s
 // startTeamEndpointWith is startTeamEndpoint with satelliteEnv added to the satellite's environment.
 func startTeamEndpointWith(t *testing.T, satelliteEnv []string, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
 	t.Helper()
-	cp := startControlPlane(t)
+	return serveTeamEndpoint(t, startControlPlane(t), satelliteEnv, slug, catalogSlug, command, args, noPrefix, wantTool)
+}
+
+// serveTeamEndpoint is startTeamEndpointWith on a control plane that runs already.
+func serveTeamEndpoint(t *testing.T, cp *e2e.ControlPlane, satelliteEnv []string, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
+	t.Helper()
 	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t), Env: satelliteEnv})
 	registered := waitActive(t, cp, sat.URL)
 

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -44,6 +45,11 @@ type disk struct {
 	ops     []op
 	unsaved int               // puts among ops and in the commit under way
 	drops   map[string]uint64 // unreported drops to write with the next commit; nil: unchanged
+	// saved is the sequence number up to which every event emitted is committed (or was delivered before
+	// its write reached the disk); committed is closed and replaced at each commit that raises it.
+	saved     uint64
+	committed chan struct{}
+	failing   bool // the last commit failed
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -83,11 +89,12 @@ func (b *Batcher) openDisk() error {
 		return fmt.Errorf("open event queue: %w", err)
 	}
 	b.disk = &disk{
-		logger: b.logger,
-		db:     db,
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		logger:    b.logger,
+		db:        db,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		committed: make(chan struct{}),
 	}
 
 	b.mu.Lock()
@@ -124,6 +131,7 @@ func (b *Batcher) openDisk() error {
 	// A smaller BufferSize than the last run's keeps the newest, as a full buffer does.
 	for b.buffered > b.cfg.BufferSize && b.dropOldestLocked() {
 	}
+	b.disk.saved = b.seq // what was loaded is on disk
 	return nil
 }
 
@@ -306,6 +314,9 @@ func (d *disk) flush(b *Batcher) error {
 	b.mu.Lock()
 	ops, drops := d.ops, d.drops
 	d.ops, d.drops = nil, nil
+	// Emit appends an event's write under the same lock that numbers it, so every event up to b.seq is
+	// among ops, committed before, or removed already.
+	upTo := b.seq
 	b.mu.Unlock()
 	if len(ops) == 0 && drops == nil {
 		return nil
@@ -328,10 +339,50 @@ func (d *disk) flush(b *Batcher) error {
 		if d.drops == nil {
 			d.drops = drops
 		}
+		d.failing = true
 		return fmt.Errorf("save events to disk: %w", err)
 	}
 	d.unsaved -= puts
+	d.failing = false
+	if upTo > d.saved {
+		d.saved = upTo
+		close(d.committed)
+		d.committed = make(chan struct{})
+	}
 	return nil
+}
+
+// ErrNotSaved means events could not be confirmed on disk: writing the queue fails, or the Batcher closed.
+var ErrNotSaved = errors.New("events not confirmed on disk")
+
+// Saved returns once every event emitted before the call is on disk, so that a crash from then on cannot
+// lose it, or ctx ends. It returns at once, with ErrNotSaved, while writing the queue fails: the events are
+// then held in memory only, as without a directory, where Saved has nothing to wait for.
+func (b *Batcher) Saved(ctx context.Context) error {
+	if b.disk == nil {
+		return nil
+	}
+	b.mu.Lock()
+	want := b.seq
+	b.mu.Unlock()
+	for {
+		b.mu.Lock()
+		saved, committed, failing := b.disk.saved, b.disk.committed, b.disk.failing
+		b.mu.Unlock()
+		switch {
+		case saved >= want:
+			return nil
+		case failing:
+			return ErrNotSaved
+		}
+		select {
+		case <-committed:
+		case <-b.disk.done:
+			return ErrNotSaved
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // compact removes each event both written and removed in ops, which has never reached the disk since a

@@ -335,3 +335,28 @@ func assertEmptyQueue(t *testing.T, dir string) {
 		t.Errorf("queue holds %d events and sent %d batches after delivery, want nothing", s.Buffered, len(r.sent()))
 	}
 }
+
+// TestSavedWaitsForTheDisk: once Saved returns, every event emitted before it is committed, so a crash
+// from then on loses none; a Batcher without a directory has nothing to wait for.
+func TestSavedWaitsForTheDisk(t *testing.T) {
+	t.Parallel()
+	srv := backendtest.New(t)
+	srv.SetDown(true) // nothing is delivered, so nothing leaves the queue but by the disk
+	client := newClient(srv.URL, srv.AddSatellite())
+	b := newBatcher(t, client, events.Config{Dir: t.TempDir(), FlushDelay: time.Hour})
+	for i := range 50 {
+		b.Emit(groupEvent(i))
+		if err := b.Saved(t.Context()); err != nil {
+			t.Fatalf("Saved after event %d: %v", i, err)
+		}
+		if s := b.Stats(); s.Unsaved != 0 {
+			t.Fatalf("after Saved returned, %d of %d events are not on disk", s.Unsaved, i+1)
+		}
+	}
+	inMemory := newBatcher(t, client, events.Config{FlushDelay: time.Hour})
+	t.Cleanup(func() { srv.SetDown(false) }) // before the batchers close, so that closing delivers at once
+	inMemory.Emit(groupEvent(0))
+	if err := inMemory.Saved(t.Context()); err != nil {
+		t.Errorf("Saved without a directory: %v", err)
+	}
+}

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -76,6 +78,33 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		InstanceId:     rt.inst.ID,
 		Payload:        &satellitev1.Event_RequestLog{RequestLog: rl},
 	})
+	g.awaitSaved(rt)
+}
+
+// maxSaveWait bounds how long an answer waits for its request log to reach the disk: a commit takes a few
+// milliseconds, tens under a burst.
+const maxSaveWait = 2 * time.Second
+
+// eventSaver is an EventSink that says when what it was given is stored safely, as the satellite's
+// event batcher does once its on-disk queue has committed it.
+type eventSaver interface {
+	Saved(ctx context.Context) error
+}
+
+// awaitSaved holds a call's answer until its request log is on disk, so that every call a client got an
+// answer to is logged even if the satellite crashes right after. It waits at most maxSaveWait, and not at
+// all while the sink cannot store to disk: an answer is worth more than its log.
+func (g *Gateway) awaitSaved(rt route) {
+	saver, ok := g.cfg.Events.(eventSaver)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), maxSaveWait)
+	defer cancel()
+	if err := saver.Saved(ctx); err != nil {
+		g.logger.Debug("answering a tool call before its request log is on disk", slog.String("instance_id", rt.inst.ID),
+			slog.Any("error", err))
+	}
 }
 
 // bodyValue converts a JSON body for a request log; a body over the limit is replaced by a note of its
