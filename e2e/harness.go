@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -182,7 +183,8 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // Signal sends sig to the process.
 func (p *Process) Signal(t testing.TB, sig os.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil && !p.Exited() {
+	// ErrProcessDone: reaped already, though done may not be closed yet.
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !p.Exited() {
 		t.Fatalf("e2e: signal %s: %v", p.name, err)
 	}
 }

@@ -172,6 +172,9 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/SetMemberRole":         `{"teamId":"{team}","userId":"{random}","role":"TEAM_ROLE_USER"}`,
 	"/orrery.api.v1.TeamService/TransferOwnership":     `{"teamId":"{team}","userId":"{random}"}`,
 	"/orrery.api.v1.AuditService/ListAuditEvents":      `{"teamId":"{team}"}`,
+	"/orrery.api.v1.UsageService/GetUsageSeries":       `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-01T01:00:00Z","step":"300s"}`,
+	"/orrery.api.v1.UsageService/ListTopTools":         `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-02T00:00:00Z"}`,
+	"/orrery.api.v1.UsageService/ListTopUsers":         `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-02T00:00:00Z"}`,
 	"/orrery.api.v1.OAuthService/CreateOAuthClient":    `{"teamId":"{team}","name":"agent"}`,
 	"/orrery.api.v1.OAuthService/ListOAuthClients":     `{"teamId":"{team}"}`,
 	"/orrery.api.v1.OAuthService/RevokeOAuthClient":    `{"teamId":"{team}","clientId":"{random}"}`,
@@ -216,7 +219,7 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/ListSatelliteHeartbeats": `{"satelliteId":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListSatelliteProcesses":  `{"satelliteId":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListDroppedEventReports": `{"satelliteId":"{random}","teamId":"{team}"}`,
-	"/orrery.admin.v1.AdminService/EnqueueCommand":          `{"teamId":"{team}","type":"COMMAND_TYPE_CONFIGURE","priority":"COMMAND_PRIORITY_NORMAL"}`,
+	"/orrery.admin.v1.AdminService/EnqueueCommand":          `{"teamId":"{team}","configure":{"event":"CONFIGURE_EVENT_INSTALLATION_UPDATED"}}`,
 	"/orrery.admin.v1.AdminService/ListCommands":            `{}`,
 }
 
