@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orrery/api/v1/team.proto.
  */
 export const file_orrery_api_v1_team: GenFile = /*@__PURE__*/
-  fileDesc("ChhvcnJlcnkvYXBpL3YxL3RlYW0ucHJvdG8SDW9ycmVyeS5hcGkudjEiggEKBFRlYW0SCgoCaWQYASABKAkSDAoEc2x1ZxgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEhAKCHBlcnNvbmFsGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpABCgZNZW1iZXISIQoEdXNlchgBIAEoCzITLm9ycmVyeS5hcGkudjEuVXNlchIlCgRyb2xlGAIgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZRINCgVvd25lchgDIAEoCBItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl0KEUNyZWF0ZVRlYW1SZXF1ZXN0Ei4KBHNsdWcYASABKAlCILpIHXIbMhleW2EtejAtOV1bYS16MC05LV17MCw2Mn0kEhgKBG5hbWUYAiABKAlCCrpIB3IFEAEYyAEiNwoSQ3JlYXRlVGVhbVJlc3BvbnNlEiEKBHRlYW0YASABKAsyEy5vcnJlcnkuYXBpLnYxLlRlYW0iEgoQTGlzdFRlYW1zUmVxdWVzdCI3ChFMaXN0VGVhbXNSZXNwb25zZRIiCgV0ZWFtcxgBIAMoCzITLm9ycmVyeS5hcGkudjEuVGVhbSIrCg5HZXRUZWFtUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABASI0Cg9HZXRUZWFtUmVzcG9uc2USIQoEdGVhbRgBIAEoCzITLm9ycmVyeS5hcGkudjEuVGVhbSIvChJMaXN0TWVtYmVyc1JlcXVlc3QSGQoHdGVhbV9pZBgBIAEoCUIIukgFcgOwAQEiPQoTTGlzdE1lbWJlcnNSZXNwb25zZRImCgdtZW1iZXJzGAEgAygLMhUub3JyZXJ5LmFwaS52MS5NZW1iZXIi+QEKCkludml0YXRpb24SCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIRCgl0ZWFtX3NsdWcYAyABKAkSEQoJdGVhbV9uYW1lGAQgASgJEg0KBWVtYWlsGAUgASgJEiUKBHJvbGUYBiABKA4yFy5vcnJlcnkuYXBpLnYxLlRlYW1Sb2xlEhIKCmludml0ZWRfYnkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifgoTSW52aXRlTWVtYmVyUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABARIZCgVlbWFpbBgCIAEoCUIKukgHcgUY/gFgARIxCgRyb2xlGAMgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZUIKukgHggEEEAEgACJFChRJbnZpdGVNZW1iZXJSZXNwb25zZRItCgppbnZpdGF0aW9uGAEgASgLMhkub3JyZXJ5LmFwaS52MS5JbnZpdGF0aW9uInAKFkxpc3RJbnZpdGF0aW9uc1JlcXVlc3QSGQoHdGVhbV9pZBgBIAEoCUIIukgFcgOwAQESHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBImIKF0xpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlEi4KC2ludml0YXRpb25zGAEgAygLMhkub3JyZXJ5LmFwaS52MS5JbnZpdGF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJVChdSZXZva2VJbnZpdGF0aW9uUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABARIfCg1pbnZpdGF0aW9uX2lkGAIgASgJQgi6SAVyA7ABASIaChhSZXZva2VJbnZpdGF0aW9uUmVzcG9uc2UiVwoYTGlzdE15SW52aXRhdGlvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJkChlMaXN0TXlJbnZpdGF0aW9uc1Jlc3BvbnNlEi4KC2ludml0YXRpb25zGAEgAygLMhkub3JyZXJ5LmFwaS52MS5JbnZpdGF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI6ChdBY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBIfCg1pbnZpdGF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJJChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USLQoKbWVtYmVyc2hpcBgBIAEoCzIZLm9ycmVyeS5hcGkudjEuTWVtYmVyc2hpcCI7ChhEZWNsaW5lSW52aXRhdGlvblJlcXVlc3QSHwoNaW52aXRhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiGwoZRGVjbGluZUludml0YXRpb25SZXNwb25zZSJLChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhkKB3RlYW1faWQYASABKAlCCLpIBXIDsAEBEhkKB3VzZXJfaWQYAiABKAlCCLpIBXIDsAEBIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIn8KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhkKB3RlYW1faWQYASABKAlCCLpIBXIDsAEBEhkKB3VzZXJfaWQYAiABKAlCCLpIBXIDsAEBEjEKBHJvbGUYAyABKA4yFy5vcnJlcnkuYXBpLnYxLlRlYW1Sb2xlQgq6SAeCAQQQASAAIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSJQChhUcmFuc2Zlck93bmVyc2hpcFJlcXVlc3QSGQoHdGVhbV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiGwoZVHJhbnNmZXJPd25lcnNoaXBSZXNwb25zZTLbCQoLVGVhbVNlcnZpY2USUQoKQ3JlYXRlVGVhbRIgLm9ycmVyeS5hcGkudjEuQ3JlYXRlVGVhbVJlcXVlc3QaIS5vcnJlcnkuYXBpLnYxLkNyZWF0ZVRlYW1SZXNwb25zZRJTCglMaXN0VGVhbXMSHy5vcnJlcnkuYXBpLnYxLkxpc3RUZWFtc1JlcXVlc3QaIC5vcnJlcnkuYXBpLnYxLkxpc3RUZWFtc1Jlc3BvbnNlIgOQAgESTQoHR2V0VGVhbRIdLm9ycmVyeS5hcGkudjEuR2V0VGVhbVJlcXVlc3QaHi5vcnJlcnkuYXBpLnYxLkdldFRlYW1SZXNwb25zZSIDkAIBElkKC0xpc3RNZW1iZXJzEiEub3JyZXJ5LmFwaS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIi5vcnJlcnkuYXBpLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARJXCgxJbnZpdGVNZW1iZXISIi5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlcXVlc3QaIy5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlc3BvbnNlEmUKD0xpc3RJbnZpdGF0aW9ucxIlLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBomLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBSZXZva2VJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5SZXZva2VJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuUmV2b2tlSW52aXRhdGlvblJlc3BvbnNlEmsKEUxpc3RNeUludml0YXRpb25zEicub3JyZXJ5LmFwaS52MS5MaXN0TXlJbnZpdGF0aW9uc1JlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkxpc3RNeUludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBBY2NlcHRJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5BY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEmYKEURlY2xpbmVJbnZpdGF0aW9uEicub3JyZXJ5LmFwaS52MS5EZWNsaW5lSW52aXRhdGlvblJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJaCg1TZXRNZW1iZXJSb2xlEiMub3JyZXJ5LmFwaS52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBokLm9ycmVyeS5hcGkudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEmYKEVRyYW5zZmVyT3duZXJzaGlwEicub3JyZXJ5LmFwaS52MS5UcmFuc2Zlck93bmVyc2hpcFJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_orrery_api_v1_account]);
+  fileDesc("ChhvcnJlcnkvYXBpL3YxL3RlYW0ucHJvdG8SDW9ycmVyeS5hcGkudjEiggEKBFRlYW0SCgoCaWQYASABKAkSDAoEc2x1ZxgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEhAKCHBlcnNvbmFsGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpABCgZNZW1iZXISIQoEdXNlchgBIAEoCzITLm9ycmVyeS5hcGkudjEuVXNlchIlCgRyb2xlGAIgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZRINCgVvd25lchgDIAEoCBItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl0KEUNyZWF0ZVRlYW1SZXF1ZXN0Ei4KBHNsdWcYASABKAlCILpIHXIbMhleW2EtejAtOV1bYS16MC05LV17MCw2Mn0kEhgKBG5hbWUYAiABKAlCCrpIB3IFEAEYyAEiNwoSQ3JlYXRlVGVhbVJlc3BvbnNlEiEKBHRlYW0YASABKAsyEy5vcnJlcnkuYXBpLnYxLlRlYW0iEgoQTGlzdFRlYW1zUmVxdWVzdCI3ChFMaXN0VGVhbXNSZXNwb25zZRIiCgV0ZWFtcxgBIAMoCzITLm9ycmVyeS5hcGkudjEuVGVhbSIrCg5HZXRUZWFtUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABASI0Cg9HZXRUZWFtUmVzcG9uc2USIQoEdGVhbRgBIAEoCzITLm9ycmVyeS5hcGkudjEuVGVhbSIzChZHZXRUZWFtRW5kcG9pbnRSZXF1ZXN0EhkKB3RlYW1faWQYASABKAlCCLpIBXIDsAEBIjcKF0dldFRlYW1FbmRwb2ludFJlc3BvbnNlEgsKA3VybBgBIAEoCRIPCgdzc2VfdXJsGAIgASgJIi8KEkxpc3RNZW1iZXJzUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABASI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS5vcnJlcnkuYXBpLnYxLk1lbWJlciL5AQoKSW52aXRhdGlvbhIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXRlYW1fc2x1ZxgDIAEoCRIRCgl0ZWFtX25hbWUYBCABKAkSDQoFZW1haWwYBSABKAkSJQoEcm9sZRgGIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGUSEgoKaW52aXRlZF9ieRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ+ChNJbnZpdGVNZW1iZXJSZXF1ZXN0EhkKB3RlYW1faWQYASABKAlCCLpIBXIDsAEBEhkKBWVtYWlsGAIgASgJQgq6SAdyBRj+AWABEjEKBHJvbGUYAyABKA4yFy5vcnJlcnkuYXBpLnYxLlRlYW1Sb2xlQgq6SAeCAQQQASAAIkUKFEludml0ZU1lbWJlclJlc3BvbnNlEi0KCmludml0YXRpb24YASABKAsyGS5vcnJlcnkuYXBpLnYxLkludml0YXRpb24icAoWTGlzdEludml0YXRpb25zUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABARIdCglwYWdlX3NpemUYAiABKAVCCrpIBxoFGPQDKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYyAEiYgoXTGlzdEludml0YXRpb25zUmVzcG9uc2USLgoLaW52aXRhdGlvbnMYASADKAsyGS5vcnJlcnkuYXBpLnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlUKF1Jldm9rZUludml0YXRpb25SZXF1ZXN0EhkKB3RlYW1faWQYASABKAlCCLpIBXIDsAEBEh8KDWludml0YXRpb25faWQYAiABKAlCCLpIBXIDsAEBIhoKGFJldm9rZUludml0YXRpb25SZXNwb25zZSJXChhMaXN0TXlJbnZpdGF0aW9uc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBImQKGUxpc3RNeUludml0YXRpb25zUmVzcG9uc2USLgoLaW52aXRhdGlvbnMYASADKAsyGS5vcnJlcnkuYXBpLnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0Eh8KDWludml0YXRpb25faWQYASABKAlCCLpIBXIDsAEBIkkKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRItCgptZW1iZXJzaGlwGAEgASgLMhkub3JyZXJ5LmFwaS52MS5NZW1iZXJzaGlwIjsKGERlY2xpbmVJbnZpdGF0aW9uUmVxdWVzdBIfCg1pbnZpdGF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASIbChlEZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlIksKE1JlbW92ZU1lbWJlclJlcXVlc3QSGQoHdGVhbV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiFgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2UifwoUU2V0TWVtYmVyUm9sZVJlcXVlc3QSGQoHdGVhbV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQESMQoEcm9sZRgDIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGVCCrpIB4IBBBABIAAiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIlAKGFRyYW5zZmVyT3duZXJzaGlwUmVxdWVzdBIZCgd0ZWFtX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyA7ABASIbChlUcmFuc2Zlck93bmVyc2hpcFJlc3BvbnNlMsIKCgtUZWFtU2VydmljZRJRCgpDcmVhdGVUZWFtEiAub3JyZXJ5LmFwaS52MS5DcmVhdGVUZWFtUmVxdWVzdBohLm9ycmVyeS5hcGkudjEuQ3JlYXRlVGVhbVJlc3BvbnNlElMKCUxpc3RUZWFtcxIfLm9ycmVyeS5hcGkudjEuTGlzdFRlYW1zUmVxdWVzdBogLm9ycmVyeS5hcGkudjEuTGlzdFRlYW1zUmVzcG9uc2UiA5ACARJNCgdHZXRUZWFtEh0ub3JyZXJ5LmFwaS52MS5HZXRUZWFtUmVxdWVzdBoeLm9ycmVyeS5hcGkudjEuR2V0VGVhbVJlc3BvbnNlIgOQAgESZQoPR2V0VGVhbUVuZHBvaW50EiUub3JyZXJ5LmFwaS52MS5HZXRUZWFtRW5kcG9pbnRSZXF1ZXN0GiYub3JyZXJ5LmFwaS52MS5HZXRUZWFtRW5kcG9pbnRSZXNwb25zZSIDkAIBElkKC0xpc3RNZW1iZXJzEiEub3JyZXJ5LmFwaS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIi5vcnJlcnkuYXBpLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARJXCgxJbnZpdGVNZW1iZXISIi5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlcXVlc3QaIy5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlc3BvbnNlEmUKD0xpc3RJbnZpdGF0aW9ucxIlLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBomLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBSZXZva2VJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5SZXZva2VJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuUmV2b2tlSW52aXRhdGlvblJlc3BvbnNlEmsKEUxpc3RNeUludml0YXRpb25zEicub3JyZXJ5LmFwaS52MS5MaXN0TXlJbnZpdGF0aW9uc1JlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkxpc3RNeUludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBBY2NlcHRJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5BY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEmYKEURlY2xpbmVJbnZpdGF0aW9uEicub3JyZXJ5LmFwaS52MS5EZWNsaW5lSW52aXRhdGlvblJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJaCg1TZXRNZW1iZXJSb2xlEiMub3JyZXJ5LmFwaS52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBokLm9ycmVyeS5hcGkudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEmYKEVRyYW5zZmVyT3duZXJzaGlwEicub3JyZXJ5LmFwaS52MS5UcmFuc2Zlck93bmVyc2hpcFJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_orrery_api_v1_account]);
 
 /**
  * Team is a group of users sharing MCP server installations.
@@ -243,6 +243,57 @@ export const GetTeamResponseSchema: GenMessage<GetTeamResponse> = /*@__PURE__*/
   messageDesc(file_orrery_api_v1_team, 7);
 
 /**
+ * GetTeamEndpointRequest names the team.
+ *
+ * @generated from message orrery.api.v1.GetTeamEndpointRequest
+ */
+export type GetTeamEndpointRequest = Message<"orrery.api.v1.GetTeamEndpointRequest"> & {
+  /**
+   * team_id identifies the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+};
+
+/**
+ * Describes the message orrery.api.v1.GetTeamEndpointRequest.
+ * Use `create(GetTeamEndpointRequestSchema)` to create a new message.
+ */
+export const GetTeamEndpointRequestSchema: GenMessage<GetTeamEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 8);
+
+/**
+ * GetTeamEndpointResponse locates the team's MCP endpoint on the live satellite that serves it: the team's
+ * own satellite when it has one, else a global one.
+ *
+ * @generated from message orrery.api.v1.GetTeamEndpointResponse
+ */
+export type GetTeamEndpointResponse = Message<"orrery.api.v1.GetTeamEndpointResponse"> & {
+  /**
+   * url is the Streamable HTTP endpoint, {satellite_url}/teams/{team_slug}/mcp; empty while no live
+   * satellite serves the team.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * sse_url is the legacy HTTP+SSE endpoint beside it, for clients that speak only that; empty with url.
+   *
+   * @generated from field: string sse_url = 2;
+   */
+  sseUrl: string;
+};
+
+/**
+ * Describes the message orrery.api.v1.GetTeamEndpointResponse.
+ * Use `create(GetTeamEndpointResponseSchema)` to create a new message.
+ */
+export const GetTeamEndpointResponseSchema: GenMessage<GetTeamEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 9);
+
+/**
  * ListMembersRequest names the team.
  *
  * @generated from message orrery.api.v1.ListMembersRequest
@@ -261,7 +312,7 @@ export type ListMembersRequest = Message<"orrery.api.v1.ListMembersRequest"> & {
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 8);
+  messageDesc(file_orrery_api_v1_team, 10);
 
 /**
  * ListMembersResponse lists members by email.
@@ -282,7 +333,7 @@ export type ListMembersResponse = Message<"orrery.api.v1.ListMembersResponse"> &
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 9);
+  messageDesc(file_orrery_api_v1_team, 11);
 
 /**
  * Invitation is an offer to join a team, addressed to an email address rather than to an account.
@@ -360,7 +411,7 @@ export type Invitation = Message<"orrery.api.v1.Invitation"> & {
  * Use `create(InvitationSchema)` to create a new message.
  */
 export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 10);
+  messageDesc(file_orrery_api_v1_team, 12);
 
 /**
  * InviteMemberRequest names the team, the address and the role.
@@ -395,7 +446,7 @@ export type InviteMemberRequest = Message<"orrery.api.v1.InviteMemberRequest"> &
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 11);
+  messageDesc(file_orrery_api_v1_team, 13);
 
 /**
  * InviteMemberResponse describes the invitation.
@@ -416,7 +467,7 @@ export type InviteMemberResponse = Message<"orrery.api.v1.InviteMemberResponse">
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 12);
+  messageDesc(file_orrery_api_v1_team, 14);
 
 /**
  * ListInvitationsRequest names the team and pages through its invitations.
@@ -451,7 +502,7 @@ export type ListInvitationsRequest = Message<"orrery.api.v1.ListInvitationsReque
  * Use `create(ListInvitationsRequestSchema)` to create a new message.
  */
 export const ListInvitationsRequestSchema: GenMessage<ListInvitationsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 13);
+  messageDesc(file_orrery_api_v1_team, 15);
 
 /**
  * ListInvitationsResponse is one page of the team's pending invitations.
@@ -479,7 +530,7 @@ export type ListInvitationsResponse = Message<"orrery.api.v1.ListInvitationsResp
  * Use `create(ListInvitationsResponseSchema)` to create a new message.
  */
 export const ListInvitationsResponseSchema: GenMessage<ListInvitationsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 14);
+  messageDesc(file_orrery_api_v1_team, 16);
 
 /**
  * RevokeInvitationRequest names the team and the invitation.
@@ -507,7 +558,7 @@ export type RevokeInvitationRequest = Message<"orrery.api.v1.RevokeInvitationReq
  * Use `create(RevokeInvitationRequestSchema)` to create a new message.
  */
 export const RevokeInvitationRequestSchema: GenMessage<RevokeInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 15);
+  messageDesc(file_orrery_api_v1_team, 17);
 
 /**
  * RevokeInvitationResponse is empty.
@@ -522,7 +573,7 @@ export type RevokeInvitationResponse = Message<"orrery.api.v1.RevokeInvitationRe
  * Use `create(RevokeInvitationResponseSchema)` to create a new message.
  */
 export const RevokeInvitationResponseSchema: GenMessage<RevokeInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 16);
+  messageDesc(file_orrery_api_v1_team, 18);
 
 /**
  * ListMyInvitationsRequest pages through the caller's invitations.
@@ -550,7 +601,7 @@ export type ListMyInvitationsRequest = Message<"orrery.api.v1.ListMyInvitationsR
  * Use `create(ListMyInvitationsRequestSchema)` to create a new message.
  */
 export const ListMyInvitationsRequestSchema: GenMessage<ListMyInvitationsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 17);
+  messageDesc(file_orrery_api_v1_team, 19);
 
 /**
  * ListMyInvitationsResponse is one page of the caller's pending invitations.
@@ -578,7 +629,7 @@ export type ListMyInvitationsResponse = Message<"orrery.api.v1.ListMyInvitations
  * Use `create(ListMyInvitationsResponseSchema)` to create a new message.
  */
 export const ListMyInvitationsResponseSchema: GenMessage<ListMyInvitationsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 18);
+  messageDesc(file_orrery_api_v1_team, 20);
 
 /**
  * AcceptInvitationRequest names the invitation.
@@ -599,7 +650,7 @@ export type AcceptInvitationRequest = Message<"orrery.api.v1.AcceptInvitationReq
  * Use `create(AcceptInvitationRequestSchema)` to create a new message.
  */
 export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 19);
+  messageDesc(file_orrery_api_v1_team, 21);
 
 /**
  * AcceptInvitationResponse describes the caller's new place in the team.
@@ -620,7 +671,7 @@ export type AcceptInvitationResponse = Message<"orrery.api.v1.AcceptInvitationRe
  * Use `create(AcceptInvitationResponseSchema)` to create a new message.
  */
 export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 20);
+  messageDesc(file_orrery_api_v1_team, 22);
 
 /**
  * DeclineInvitationRequest names the invitation.
@@ -641,7 +692,7 @@ export type DeclineInvitationRequest = Message<"orrery.api.v1.DeclineInvitationR
  * Use `create(DeclineInvitationRequestSchema)` to create a new message.
  */
 export const DeclineInvitationRequestSchema: GenMessage<DeclineInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 21);
+  messageDesc(file_orrery_api_v1_team, 23);
 
 /**
  * DeclineInvitationResponse is empty.
@@ -656,7 +707,7 @@ export type DeclineInvitationResponse = Message<"orrery.api.v1.DeclineInvitation
  * Use `create(DeclineInvitationResponseSchema)` to create a new message.
  */
 export const DeclineInvitationResponseSchema: GenMessage<DeclineInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 22);
+  messageDesc(file_orrery_api_v1_team, 24);
 
 /**
  * RemoveMemberRequest names the team and the member.
@@ -684,7 +735,7 @@ export type RemoveMemberRequest = Message<"orrery.api.v1.RemoveMemberRequest"> &
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 23);
+  messageDesc(file_orrery_api_v1_team, 25);
 
 /**
  * RemoveMemberResponse is empty.
@@ -699,7 +750,7 @@ export type RemoveMemberResponse = Message<"orrery.api.v1.RemoveMemberResponse">
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 24);
+  messageDesc(file_orrery_api_v1_team, 26);
 
 /**
  * SetMemberRoleRequest names the team, the member and the role.
@@ -734,7 +785,7 @@ export type SetMemberRoleRequest = Message<"orrery.api.v1.SetMemberRoleRequest">
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 25);
+  messageDesc(file_orrery_api_v1_team, 27);
 
 /**
  * SetMemberRoleResponse is empty.
@@ -749,7 +800,7 @@ export type SetMemberRoleResponse = Message<"orrery.api.v1.SetMemberRoleResponse
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 26);
+  messageDesc(file_orrery_api_v1_team, 28);
 
 /**
  * TransferOwnershipRequest names the team and the new owner.
@@ -777,7 +828,7 @@ export type TransferOwnershipRequest = Message<"orrery.api.v1.TransferOwnershipR
  * Use `create(TransferOwnershipRequestSchema)` to create a new message.
  */
 export const TransferOwnershipRequestSchema: GenMessage<TransferOwnershipRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 27);
+  messageDesc(file_orrery_api_v1_team, 29);
 
 /**
  * TransferOwnershipResponse is empty.
@@ -792,7 +843,7 @@ export type TransferOwnershipResponse = Message<"orrery.api.v1.TransferOwnership
  * Use `create(TransferOwnershipResponseSchema)` to create a new message.
  */
 export const TransferOwnershipResponseSchema: GenMessage<TransferOwnershipResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 28);
+  messageDesc(file_orrery_api_v1_team, 30);
 
 /**
  * TeamService manages teams and their members. Every request that names a team carries its team_id; the
@@ -830,6 +881,16 @@ export const TeamService: GenService<{
     methodKind: "unary";
     input: typeof GetTeamRequestSchema;
     output: typeof GetTeamResponseSchema;
+  },
+  /**
+   * GetTeamEndpoint returns the team's MCP endpoint, where members point their MCP clients.
+   *
+   * @generated from rpc orrery.api.v1.TeamService.GetTeamEndpoint
+   */
+  getTeamEndpoint: {
+    methodKind: "unary";
+    input: typeof GetTeamEndpointRequestSchema;
+    output: typeof GetTeamEndpointResponseSchema;
   },
   /**
    * ListMembers lists a team's members. Team admins only.
