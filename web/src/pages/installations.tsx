@@ -233,7 +233,7 @@ function LiveInstances({ teamId, installationId }: { teamId: string; installatio
         <details>
           <summary>Recent status changes ({events.length})</summary>
           <ol className="events">
-            {events.map((ev) => <li key={String(ev.id)}><When at={ev.occurredAt} /> {statusName(ev.status)} {ev.message && `— ${ev.message}`}</li>)}
+            {events.map((ev) => <li key={String(ev.id)} data-event-status={statusName(ev.status)}><When at={ev.occurredAt} /> {statusName(ev.status)} {ev.message && `— ${ev.message}`}</li>)}
           </ol>
         </details>
       )}
