@@ -1,13 +1,10 @@
 // The console talks to the control plane only through the clients generated from proto/: connect-query
-// hooks for unary calls, and plain clients for the server streams that live views follow.
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+// hooks for unary calls, and plain clients (made where used) for the server streams that live views follow.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { InstanceService } from "./gen/orrery/api/v1/instance_pb";
 
 // Same origin, so the browser sends the session cookie (HttpOnly, SameSite=Strict) with every call.
 export const transport = createConnectTransport({ baseUrl: window.location.origin, useBinaryFormat: true });
-
-export const instances = createClient(InstanceService, transport);
 
 // hints say what to do about an error, by its code; the server's own message says what went wrong.
 const hints: Partial<Record<Code, string>> = {

@@ -1,18 +1,30 @@
 import { Code } from "@connectrpc/connect";
 import { useMutation } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
+import { lazy, Suspense, type ComponentType } from "react";
 import { Link, Redirect, Route, Switch, useLocation } from "wouter";
 import { isCode } from "./api";
 import { AccountService, GlobalRole } from "./gen/orrery/api/v1/account_pb";
-import { AccountPage } from "./pages/account";
-import { AdminPage } from "./pages/admin";
-import { CatalogEntryPage, CatalogPage, NewTemplatePage } from "./pages/catalog";
-import { ConnectPage } from "./pages/connect";
-import { InstallationPage, InstallationsPage, InstallPage } from "./pages/installations";
 import { SignInPage } from "./pages/signin";
-import { InvitationsPage, TeamPage, TeamsPage } from "./pages/teams";
 import { SessionContext, useCurrentUser } from "./session";
 import { ErrorNote, Loading } from "./ui";
+
+// Pages load on first visit, so the sign-in page ships only what it needs.
+function page<M, K extends keyof M>(load: () => Promise<M>, name: K) {
+  return lazy(async () => ({ default: (await load())[name] as ComponentType<any> }));
+}
+const AccountPage = page(() => import("./pages/account"), "AccountPage");
+const AdminPage = page(() => import("./pages/admin"), "AdminPage");
+const CatalogPage = page(() => import("./pages/catalog"), "CatalogPage");
+const CatalogEntryPage = page(() => import("./pages/catalog"), "CatalogEntryPage");
+const NewTemplatePage = page(() => import("./pages/catalog"), "NewTemplatePage");
+const ConnectPage = page(() => import("./pages/connect"), "ConnectPage");
+const InstallationsPage = page(() => import("./pages/installations"), "InstallationsPage");
+const InstallationPage = page(() => import("./pages/installations"), "InstallationPage");
+const InstallPage = page(() => import("./pages/installations"), "InstallPage");
+const InvitationsPage = page(() => import("./pages/teams"), "InvitationsPage");
+const TeamPage = page(() => import("./pages/teams"), "TeamPage");
+const TeamsPage = page(() => import("./pages/teams"), "TeamsPage");
 
 export function App() {
   const me = useCurrentUser();
@@ -64,6 +76,7 @@ function Shell() {
       </header>
       <main id="main">
         <ErrorNote error={logout.error} />
+        <Suspense fallback={<Loading what="the page" />}>
         <Switch>
           <Route path="/"><Redirect to="/teams" /></Route>
           <Route path="/signin"><Redirect to="/teams" /></Route>
@@ -84,6 +97,7 @@ function Shell() {
             <p>There is no page here. <Link href="/teams">Go to your teams</Link>.</p>
           </Route>
         </Switch>
+        </Suspense>
       </main>
     </div>
   );

@@ -4,7 +4,8 @@ import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link, useLocation, useSearch } from "wouter";
-import { instances } from "../api";
+import { createClient } from "@connectrpc/connect";
+import { transport } from "../api";
 import { useFollow, type FollowState } from "../follow";
 import { TeamRole } from "../gen/orrery/api/v1/account_pb";
 import {
@@ -18,12 +19,18 @@ import {
 } from "../gen/orrery/api/v1/catalog_pb";
 import { InstallationService, InstallationSpecSchema, type Installation } from "../gen/orrery/api/v1/installation_pb";
 import { InstanceService, type Instance, type InstanceEvent, type RequestLog, type ServerLogLine } from "../gen/orrery/api/v1/instance_pb";
-import { InstanceStatus, LogLevel } from "../gen/orrery/satellite/v1/satellite_pb";
+import { InstanceStatus, LifecycleKind, LogLevel } from "../gen/orrery/satellite/v1/satellite_pb";
 import { useSession } from "../session";
 import { Busy, Empty, ErrorNote, Field, Loading, Section, When } from "../ui";
 import { TeamHeader, useTeamRole } from "./teams";
 
+const instances = createClient(InstanceService, transport);
+
 export const statusName = (s: InstanceStatus) => (InstanceStatus[s] ?? "unknown").toLowerCase().replace(/_/g, " ");
+
+// eventName names a status event; lifecycle events (a process started, crashed ...) carry no status.
+const eventName = (ev: InstanceEvent) =>
+  ev.status !== InstanceStatus.UNSPECIFIED ? statusName(ev.status) : (LifecycleKind[ev.lifecycle] ?? "event").toLowerCase().replace(/_/g, " ");
 
 export function InstallationsPage({ teamId }: { teamId: string }) {
   const list = useQuery(InstallationService.method.listInstallations, { teamId, pageSize: 100 });
@@ -196,7 +203,9 @@ function LiveInstances({ teamId, installationId }: { teamId: string; installatio
         for (const i of m.instances) next[i.id] = i;
         for (const ev of m.events) {
           const i = next[ev.instanceId];
-          if (i) next[ev.instanceId] = { ...i, status: ev.status, statusMessage: ev.message, statusUpdatedAt: ev.occurredAt };
+          if (i && ev.status !== InstanceStatus.UNSPECIFIED) {
+            next[ev.instanceId] = { ...i, status: ev.status, statusMessage: ev.message, statusUpdatedAt: ev.occurredAt };
+          }
         }
         return next;
       });
@@ -233,7 +242,7 @@ function LiveInstances({ teamId, installationId }: { teamId: string; installatio
         <details>
           <summary>Recent status changes ({events.length})</summary>
           <ol className="events">
-            {events.map((ev) => <li key={String(ev.id)} data-event-status={statusName(ev.status)}><When at={ev.occurredAt} /> {statusName(ev.status)} {ev.message && `— ${ev.message}`}</li>)}
+            {events.map((ev) => <li key={String(ev.id)} data-event-status={eventName(ev)}><When at={ev.occurredAt} /> {eventName(ev)} {ev.message && `— ${ev.message}`}</li>)}
           </ol>
         </details>
       )}

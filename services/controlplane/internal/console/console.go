@@ -3,11 +3,16 @@
 package console
 
 import (
+	"bytes"
+	"compress/gzip"
 	"embed"
 	"io/fs"
+	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed all:dist
@@ -30,6 +35,7 @@ func Handler() http.Handler {
 		panic(err) // the embed pattern guarantees the directory
 	}
 	files := http.FileServerFS(root)
+	var gzipped sync.Map // asset name → its gzip-compressed bytes, made on first request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.NotFound(w, r)
@@ -44,6 +50,11 @@ func Handler() http.Handler {
 			if info, err := fs.Stat(root, name); err == nil && !info.IsDir() {
 				if strings.HasPrefix(name, assetsDir) {
 					h.Set("Cache-Control", "public, max-age=31536000, immutable")
+					h.Add("Vary", "Accept-Encoding")
+					if acceptsGzip(r) {
+						serveGzipped(w, r, root, name, &gzipped)
+						return
+					}
 				} else {
 					h.Set("Cache-Control", "no-cache")
 				}
@@ -66,6 +77,40 @@ func Handler() http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(index)
 	})
+}
+
+// serveGzipped answers with the asset compressed, which cuts the first page's script to about a third.
+func serveGzipped(w http.ResponseWriter, r *http.Request, root fs.FS, name string, cache *sync.Map) {
+	body, ok := cache.Load(name)
+	if !ok {
+		raw, err := fs.ReadFile(root, name)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // the level is valid
+		_, _ = zw.Write(raw)
+		_ = zw.Close()
+		body, _ = cache.LoadOrStore(name, buf.Bytes())
+	}
+	b := body.([]byte)
+	h := w.Header()
+	h.Set("Content-Encoding", "gzip")
+	h.Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, enc := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		if name, q, _ := strings.Cut(strings.TrimSpace(enc), ";"); strings.EqualFold(name, "gzip") && !strings.Contains(q, "q=0") {
+			return true
+		}
+	}
+	return false
 }
 
 func acceptsHTML(r *http.Request) bool {

@@ -1,11 +1,14 @@
 package console_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +23,42 @@ func builtAsset(t *testing.T) string {
 		t.Fatalf("no built assets in dist/assets (%v): run `go tool task generate`", err)
 	}
 	return "/assets/" + entries[0].Name()
+}
+
+// TestAssetsAreGzipped checks that a browser asking for gzip gets the asset compressed, and the same bytes.
+func TestAssetsAreGzipped(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(console.Handler())
+	t.Cleanup(srv.Close)
+	asset := builtAsset(t)
+	want, err := os.ReadFile(filepath.Join("dist", asset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+asset, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+	resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("headers %v, want gzip varying by Accept-Encoding", resp.Header)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("decompressed %d bytes (%v), want the %d of %s", len(got), err, len(want), asset)
+	}
+	if resp.ContentLength <= 0 || resp.ContentLength >= int64(len(want)) {
+		t.Errorf("compressed length %d, raw %d", resp.ContentLength, len(want))
+	}
 }
 
 func TestConsoleServing(t *testing.T) {
