@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -265,22 +264,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	logStatusDelay(t, dana, stored, "online", 0)
 
 	// A tool call through the team endpoint, by a real MCP client, shows up in the request log.
-	endpoint := sat.URL + "/teams/acme/mcp"
 	var danaID string
 	if err := conn.QueryRow(ctx, `select id::text from users where email = 'dana@example.test'`).Scan(&danaID); err != nil {
 		t.Fatal(err)
 	}
-	token := "orat_e2e_console_" + danaID
-	hash := sha256.Sum256([]byte(token))
-	if _, err := conn.Exec(ctx, `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
-		values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`, hash[:], teamID, danaID, endpoint); err != nil {
-		t.Fatal(err)
-	}
-	session, err := connectMCP(ctx, endpoint, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
+	session := connectAsMember(t, conn, sat.URL+"/teams/acme/mcp", teamID, danaID)
 	result, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "everything__echo", Arguments: map[string]any{"message": "hello from the console test"}})
 	if err != nil || result.IsError {
 		t.Fatalf("call echo: %v %v", result, err)

@@ -232,7 +232,7 @@ function LiveInstances({ teamId, installationId }: { teamId: string; installatio
                 <td><span className={`status s-${InstanceStatus[i.status]?.toLowerCase()}`} data-status={statusName(i.status)}>{statusName(i.status)}</span>
                   {i.statusMessage && <div className="muted">{i.statusMessage}</div>}</td>
                 <td><When at={i.statusUpdatedAt} /></td>
-                <td><button onClick={() => restart.mutate({ teamId, instanceId: i.id })} disabled={restart.isPending}>Restart</button></td>
+                <td><button aria-label={`Restart ${i.id}`} onClick={() => restart.mutate({ teamId, instanceId: i.id })} disabled={restart.isPending}>Restart</button></td>
               </tr>
             ))}
           </tbody>
