@@ -76,8 +76,8 @@ func (h *Handler) StreamRequestLogs(ctx context.Context, req *connect.Request[ap
 
 // follow sends the entries of one installation's stream that come after cursor, then waits for
 // notifications of new ones and sends those, until the client leaves or the replica drains. read returns up
-// to a batch of entries after an id, oldest first; send sends a batch, or an empty keep-alive, with the new
-// cursor.
+// to a batch of entries after an id, oldest first; send sends a batch, or an empty message (the first answer
+// to an empty stream, and keep-alives), with the new cursor.
 //
 // It subscribes before its first read, so an entry committed between a read and the wait still wakes it;
 // a wake-up is only a hint to read again, so a spurious one costs one query and a lost one is made good by
@@ -88,7 +88,9 @@ func follow[T any](ctx context.Context, h *Handler, installationID uuid.UUID, st
 	defer unsubscribe()
 	idle := time.NewTimer(h.cfg.KeepAlive)
 	defer idle.Stop()
-	quiet := false
+	// The first answer goes at once, empty if there is nothing yet, so a client knows the stream is open
+	// rather than waiting for a keep-alive to tell.
+	quiet := true
 	for {
 		entries, err := read(cursor)
 		if err != nil {
@@ -103,6 +105,7 @@ func follow[T any](ctx context.Context, h *Handler, installationID uuid.UUID, st
 			if err := send(entries, cursor); err != nil {
 				return err
 			}
+			quiet = false
 			idle.Reset(h.cfg.KeepAlive)
 			if len(entries) == h.cfg.BatchSize {
 				continue // more are waiting
