@@ -7,7 +7,7 @@ export type FollowState = "connecting" | "live" | "reconnecting" | "stopped";
 
 export function useFollow<T extends { cursor: bigint }>(
   key: string,
-  open: (after: bigint, signal: AbortSignal) => AsyncIterable<T>,
+  open: (after: bigint, options: { signal: AbortSignal; onHeader: () => void }) => AsyncIterable<T>,
   onMessage: (m: T) => void,
 ): { state: FollowState; error: unknown } {
   const [state, setState] = useState<FollowState>("connecting");
@@ -22,7 +22,12 @@ export function useFollow<T extends { cursor: bigint }>(
     void (async () => {
       for (let attempt = 0; !abort.signal.aborted; attempt++) {
         try {
-          for await (const m of opener.current(cursor, abort.signal)) {
+          // A stream with nothing to say yet sends no message: its response headers mean it is live.
+          const live = () => {
+            setState("live");
+            setError(null);
+          };
+          for await (const m of opener.current(cursor, { signal: abort.signal, onHeader: live })) {
             attempt = 0;
             setState("live");
             setError(null);

@@ -196,7 +196,7 @@ function LiveInstances({ teamId, installationId }: { teamId: string; installatio
   const { user } = useSession();
   const follow = useFollow(
     `status/${teamId}/${installationId}`,
-    (after, signal) => instances.watchInstanceStatus({ teamId, installationId, afterId: after, snapshot: after === 0n }, { signal }),
+    (after, options) => instances.watchInstanceStatus({ teamId, installationId, afterId: after, snapshot: after === 0n }, options),
     (m) => {
       setById((prev) => {
         const next = { ...prev };
@@ -254,13 +254,13 @@ function ServerLogs({ teamId, installationId }: { teamId: string; installationId
   const [lines, setLines] = useState<ServerLogLine[]>([]);
   const follow = useFollow(
     `logs/${teamId}/${installationId}`,
-    (after, signal) => instances.streamServerLogs({ teamId, installationId, afterId: after }, { signal }),
+    (after, options) => instances.streamServerLogs({ teamId, installationId, afterId: after }, options),
     (m) => m.lines.length && setLines((prev) => [...prev, ...m.lines].slice(-500)),
   );
   return (
     <Section title="Server logs" actions={<StreamState state={follow.state} />}>
       <ErrorNote error={follow.error} title="Server logs" />
-      {lines.length === 0 ? <Empty>No log lines yet. A server's stderr and connection errors appear here as they happen.</Empty> : (
+      {follow.state === "connecting" ? <Loading what="server logs" /> : lines.length === 0 ? <Empty>No log lines yet. A server's stderr and connection errors appear here as they happen.</Empty> : (
         <pre className="logs" tabIndex={0} aria-label="Server log lines">
           {lines.map((l) => `${l.occurredAt ? new Date(Number(l.occurredAt.seconds) * 1000).toISOString() : ""} ${LogLevel[l.level]} ${l.message}\n`).join("")}
         </pre>
@@ -276,13 +276,13 @@ function RequestLogs({ teamId, installationId }: { teamId: string; installationI
   const [location, navigate] = useLocation();
   const follow = useFollow(
     `requests/${teamId}/${installationId}`,
-    (after, signal) => instances.streamRequestLogs({ teamId, installationId, afterId: after }, { signal }),
+    (after, options) => instances.streamRequestLogs({ teamId, installationId, afterId: after }, options),
     (m) => m.requestLogs.length && setLogs((prev) => [...m.requestLogs.slice().reverse(), ...prev].slice(0, 200)),
   );
   return (
     <Section title="Tool calls" actions={<StreamState state={follow.state} />}>
       <ErrorNote error={follow.error} title="Request logs" />
-      {logs.length === 0 ? <Empty>No tool calls yet. Connect a client (see "Connect a client") and call a tool.</Empty> : (
+      {follow.state === "connecting" ? <Loading what="tool calls" /> : logs.length === 0 ? <Empty>No tool calls yet. Connect a client (see "Connect a client") and call a tool.</Empty> : (
         <table className="requests">
           <thead><tr><th>When</th><th>Tool</th><th>Result</th><th>Duration</th></tr></thead>
           <tbody>
