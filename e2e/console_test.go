@@ -488,3 +488,91 @@ func get(t *testing.T, url string) string {
 	}
 	return string(body)
 }
+
+// TestConsoleTemplatesAndConfigForms has a team admin write a team template with a configuration schema,
+// install it through the form generated from that schema, and import a registry server.json. Secrets go in
+// through password fields and come back only as "set": their values never reach the page.
+func TestConsoleTemplatesAndConfigForms(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cp := startControlPlane(t)
+	if _, err := apiv1connect.NewUserServiceClient(http.DefaultClient, cp.URL, withToken(cp.AdminToken)).CreateUser(ctx, connect.NewRequest(&apiv1.CreateUserRequest{
+		Email: "tess@example.test", Name: "Tess", Password: "a long enough password",
+	})); err != nil {
+		t.Fatal(err)
+	}
+	login, err := apiv1connect.NewAccountServiceClient(http.DefaultClient, cp.URL).Login(ctx, connect.NewRequest(&apiv1.LoginRequest{
+		Email: "tess@example.test", Password: "a long enough password", ApiTokenName: "e2e",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tess := withToken(login.Msg.ApiToken)
+	team, err := apiv1connect.NewTeamServiceClient(http.DefaultClient, cp.URL, tess).CreateTeam(ctx, connect.NewRequest(&apiv1.CreateTeamRequest{Slug: "forms", Name: "Forms"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	teamID := team.Msg.Team.Id
+
+	p := startBrowser(t).tab("tess")
+	p.do("open the new template page", browserStep, chromedp.Navigate(cp.URL+"/teams/"+teamID+"/catalog/new"))
+	p.signIn(cp.URL, "tess@example.test", "a long enough password", button("Create template"))
+	schema := `{"env":[{"name":"API_KEY","scope":"CONFIG_SCOPE_TEAM","required":true,"secret":true,"description":"The weather service key"},` +
+		`{"name":"USER_TOKEN","scope":"CONFIG_SCOPE_USER","secret":true}]}`
+	p.do("write a team template", browserStep,
+		chromedp.SendKeys(field("Slug"), "weather"),
+		chromedp.SendKeys(field("Name"), "Weather"),
+		chromedp.SendKeys(field("Command"), "npx"),
+		chromedp.SendKeys(field("Arguments"), "-y\nweather-mcp"),
+		chromedp.Evaluate[chromedp.Void](`(() => { const el = document.evaluate('`+field("Configuration schema (JSON)")+`', document, null, 9).singleNodeValue; el.focus(); el.select(); })()`),
+		chromedp.KeyEvent(schema),
+		chromedp.Click(button("Create template")),
+		chromedp.WaitVisible(`//td/code[text()="API_KEY"]`),
+	)
+	p.screenshot("template")
+	p.do("install it through the generated form", browserStep,
+		chromedp.Click(link("Install")),
+		chromedp.WaitVisible(field("API_KEY (required)")),
+	)
+	if typ := p.eval(`document.evaluate('` + field("API_KEY (required)") + `', document, null, 9).singleNodeValue.type`); typ != "password" {
+		t.Errorf("the secret's field is of type %q, want password", typ)
+	}
+	if strings.Contains(p.eval(`document.body.innerText`), "USER_TOKEN") {
+		t.Error("the team's install form asks for a member's own field")
+	}
+	p.screenshot("install-form")
+	p.do("install", browserStep,
+		chromedp.SendKeys(field("API_KEY (required)"), "s3cret-value"),
+		chromedp.Click(button("Install for the team")),
+		chromedp.WaitVisible(`//h2[text()="Settings"]`),
+		chromedp.WaitVisible(`//label[span[@class="label"][normalize-space()="API_KEY (required)"]]//span[@class="badge"][text()="set"]`),
+		chromedp.WaitVisible(`//h2[text()="Your configuration"]`),
+		chromedp.SendKeys(field("USER_TOKEN"), "member-secret"),
+		chromedp.Click(button("Save my configuration")),
+		chromedp.WaitVisible(`//p[contains(., "Saved; your instance restarts")]`),
+		chromedp.WaitVisible(`//label[span[@class="label"][normalize-space()="USER_TOKEN"]]//span[@class="badge"][text()="set"]`),
+	)
+	p.screenshot("installation-settings")
+	if html := p.eval(`document.documentElement.outerHTML`); strings.Contains(html, "s3cret-value") || strings.Contains(html, "member-secret") {
+		t.Error("a stored secret's value is in the page")
+	}
+
+	p.do("import a server.json", browserStep,
+		chromedp.Navigate(cp.URL+"/teams/"+teamID+"/catalog/new"),
+		chromedp.SendKeys(field("server.json"), `{"name":"io.example/notes","description":"Notes for a team","version":"1.0.0",`+
+			`"packages":[{"registryType":"npm","identifier":"@example/notes-mcp","version":"1.0.0","transport":{"type":"stdio"}}]}`),
+		chromedp.SendKeys(field("Slug")+`[ancestor::section[@aria-label="Import a server.json"]]`, "notes"),
+		chromedp.Click(button("Import")),
+		chromedp.WaitVisible(`//h2[contains(., "(notes)")]`),
+	)
+	p.do("find both in the catalog search", browserStep,
+		chromedp.Click(link("Catalog")),
+		chromedp.SendKeys(field("Search templates"), "notes"),
+		chromedp.WaitVisible(`//a[.//strong[text()="io.example/notes"] or .//span[contains(., "notes")]]`),
+		chromedp.WaitNotPresent(`//a[.//strong[text()="Weather"]]`),
+	)
+	if got := p.eval(`location.search`); got != "?q=notes" {
+		t.Errorf("the search is not in the URL: %q", got)
+	}
+	p.screenshot("catalog-search")
+}
