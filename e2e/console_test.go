@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -96,9 +98,38 @@ func startBrowser(t *testing.T) *browser {
 }
 
 // tab opens a tab in a fresh browser context: a user with no cookies yet.
+// Script errors and Content-Security-Policy refusals in any tab fail the test when it ends.
 func (b *browser) tab(name string) *tab {
-	ctx, cancel := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext())
+	var mu sync.Mutex
+	var problems []string
+	listen := func(ev any) {
+		var problem string
+		switch e := ev.(type) {
+		case *cdplog.EventEntryAdded:
+			if strings.Contains(e.Entry.Text, "Content Security Policy") {
+				problem = e.Entry.Text
+			}
+		case *cdpruntime.EventExceptionThrown:
+			problem = e.ExceptionDetails.Text
+			if ex := e.ExceptionDetails.Exception; ex != nil {
+				problem += " " + ex.Description
+			}
+		}
+		if problem != "" {
+			mu.Lock()
+			problems = append(problems, problem)
+			mu.Unlock()
+		}
+	}
+	ctx, cancel := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext(), chromedp.WithListener(listen))
 	b.t.Cleanup(cancel)
+	b.t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			b.t.Errorf("tab %s: %s", name, p)
+		}
+	})
 	if err := chromedp.Do(ctx); err != nil {
 		b.t.Fatalf("open tab %s: %v", name, err)
 	}
