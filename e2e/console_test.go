@@ -19,7 +19,6 @@ import (
 
 	"connectrpc.com/connect"
 	cdplog "github.com/chromedp/cdproto/log"
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -98,26 +97,14 @@ func startBrowser(t *testing.T) *browser {
 }
 
 // tab opens a tab in a fresh browser context: a user with no cookies yet.
-// Script errors and Content-Security-Policy refusals in any tab fail the test when it ends.
+// Content-Security-Policy refusals in any tab fail the test when it ends.
 func (b *browser) tab(name string) *tab {
 	var mu sync.Mutex
 	var problems []string
 	listen := func(ev any) {
-		var problem string
-		switch e := ev.(type) {
-		case *cdplog.EventEntryAdded:
-			if strings.Contains(e.Entry.Text, "Content Security Policy") {
-				problem = e.Entry.Text
-			}
-		case *cdpruntime.EventExceptionThrown:
-			problem = e.ExceptionDetails.Text
-			if ex := e.ExceptionDetails.Exception; ex != nil {
-				problem += " " + ex.Description
-			}
-		}
-		if problem != "" {
+		if e, ok := ev.(*cdplog.EventEntryAdded); ok && strings.Contains(e.Entry.Text, "Content Security Policy") {
 			mu.Lock()
-			problems = append(problems, problem)
+			problems = append(problems, e.Entry.Text)
 			mu.Unlock()
 		}
 	}
