@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +57,7 @@ const (
 var commands = map[string]string{
 	"controlplane": "github.com/orrery/orrery/services/controlplane",
 	"satellite":    "github.com/orrery/orrery/services/satellite",
+	"orreryctl":    "github.com/orrery/orrery/services/orreryctl",
 }
 
 var (
@@ -71,7 +73,7 @@ type build struct {
 	err  error
 }
 
-// Binary returns the path of the named command ("controlplane" or "satellite") built from this tree, once
+// Binary returns the path of the named command ("controlplane", "satellite" or "orreryctl") built from this tree, once
 // per test process.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
@@ -295,8 +297,8 @@ type ControlPlane struct {
 }
 
 // StartControlPlane builds the control plane if needed, starts it on a free loopback port against
-// databaseURL and waits until /readyz answers 200.
-func StartControlPlane(t testing.TB, databaseURL string) *ControlPlane {
+// databaseURL, with env added to its environment (ORRERY_* settings), and waits until /readyz answers 200.
+func StartControlPlane(t testing.TB, databaseURL string, env ...string) *ControlPlane {
 	t.Helper()
 	cp := &ControlPlane{
 		DatabaseURL: databaseURL,
@@ -308,9 +310,22 @@ func StartControlPlane(t testing.TB, databaseURL string) *ControlPlane {
 		"ORRERY_TOKEN_SIGNING_KEY=" + randomBase64(32, base64.RawURLEncoding),
 		"ORRERY_SECRET_KEYS=e2e1:" + randomBase64(32, base64.StdEncoding),
 		"ORRERY_LOG_FORMAT=json",
+		// Nothing balances these replicas unless a test says so; draining would only slow its stops.
+		"ORRERY_DRAIN_PERIOD=0s",
 	}
+	cp.env = append(cp.env, env...)
 	cp.Start(t)
 	return cp
+}
+
+// Replica starts another control-plane process on cp's database with cp's keys and admin token, as a second
+// replica behind a load balancer would run, with env added to its environment (ORRERY_* settings).
+func (cp *ControlPlane) Replica(t testing.TB, env ...string) *ControlPlane {
+	t.Helper()
+	r := &ControlPlane{DatabaseURL: cp.DatabaseURL, AdminToken: cp.AdminToken, bin: cp.bin,
+		env: append(slices.Clone(cp.env), env...)}
+	r.Start(t)
+	return r
 }
 
 // Start starts a new control-plane process: on a free port the first time, on the same address after a
@@ -365,6 +380,11 @@ func (cp *ControlPlane) Users() apiv1connect.UserServiceClient {
 	return apiv1connect.NewUserServiceClient(http.DefaultClient, cp.URL, connect.WithInterceptors(bearer(cp.AdminToken)))
 }
 
+// Instances returns an InstanceService client that sends the admin token.
+func (cp *ControlPlane) Instances() apiv1connect.InstanceServiceClient {
+	return apiv1connect.NewInstanceServiceClient(http.DefaultClient, cp.URL, connect.WithInterceptors(bearer(cp.AdminToken)))
+}
+
 // RegistrationToken creates a global registration token through the AdminService.
 func (cp *ControlPlane) RegistrationToken(t testing.TB) string {
 	t.Helper()
@@ -398,6 +418,8 @@ type Satellite struct {
 	URL string
 	// StateDir holds its identity.
 	StateDir string
+	// MetricsURL is where it serves Prometheus metrics.
+	MetricsURL string
 }
 
 // StartSatellite builds the satellite if needed and starts it against cp, listening on a free loopback
@@ -426,7 +448,8 @@ func StartSatellite(t testing.TB, cp *ControlPlane, cfg SatelliteConfig) *Satell
 	started := proc.WaitLog(t, startTimeout, `"satellite starting"`, func(e LogEntry) bool {
 		return e.String("msg") == "satellite starting" && e.String("public_url") != ""
 	})
-	return &Satellite{Process: proc, URL: started.String("public_url"), StateDir: cfg.StateDir}
+	return &Satellite{Process: proc, URL: started.String("public_url"), StateDir: cfg.StateDir,
+		MetricsURL: "http://" + started.String("metrics_listen") + "/metrics"}
 }
 
 // WaitFor calls check until it returns nil, failing the test with check's last error if that takes longer

@@ -100,7 +100,7 @@ func TestMCPEndpointServesTeamTools(t *testing.T) {
 	blue := seedTeam(t, conn, catalogID, "blue", sat.URL)
 	if _, err := cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
 		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: registered.GetId()},
-		Type:     configure,
+		Action:   configure.Action,
 		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
 	})); err != nil {
 		t.Fatal(err)

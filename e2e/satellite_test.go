@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -8,10 +9,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/orrery/orrery/e2e"
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/internal/pgtest"
 )
 
@@ -31,10 +34,19 @@ const (
 	// registering is how a satellite's log shows an attempt to register.
 	registering = `"msg":"registering with the control plane"`
 
-	configure = satellitev1.CommandType_COMMAND_TYPE_CONFIGURE
-	spawn     = satellitev1.CommandType_COMMAND_TYPE_SPAWN
 	completed = satellitev1.CommandState_COMMAND_STATE_COMPLETED
 	failed    = satellitev1.CommandState_COMMAND_STATE_FAILED
+)
+
+// Commands the tests send, as a global admin asks for them; runCommand fills in the target.
+var (
+	configure = &adminv1.EnqueueCommandRequest{Action: &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{
+		Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+	}}}
+	// spawnNothing names an instance no satellite runs.
+	spawnNothing = &adminv1.EnqueueCommandRequest{Action: &adminv1.EnqueueCommandRequest_Spawn{Spawn: &satellitev1.SpawnAction{
+		Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: "no-such-instance"}},
+	}}}
 )
 
 func startControlPlane(t testing.TB) *e2e.ControlPlane {
@@ -63,8 +75,9 @@ func TestSatelliteRegistersAndServesCommands(t *testing.T) {
 		t.Errorf("configure output counts %v instances in an empty database", n)
 	}
 
-	// A spawn that names no instance must fail with a reason, not claim to have spawned anything.
-	spawned := runCommand(t, cp, registered.GetId(), spawn, failed, commandTimeout)
+	// A spawn of an instance the satellite does not run must fail with a reason, not claim to have spawned
+	// anything.
+	spawned := runCommand(t, cp, registered.GetId(), spawnNothing, failed, commandTimeout)
 	if spawned.GetError() == "" {
 		t.Error("failed spawn command carries no error message")
 	}
@@ -192,29 +205,19 @@ func waitActive(t testing.TB, cp *e2e.ControlPlane, url string) *adminv1.Satelli
 	return found
 }
 
-// runCommand enqueues an immediate command, waits up to timeout for it to finish, and fails the test
-// unless it ended in state want.
-func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, typ satellitev1.CommandType,
-	want satellitev1.CommandState, timeout time.Duration) *adminv1.AdminCommand {
+// waitCommand waits up to timeout for a command of the satellite that match selects to finish, and returns
+// it.
+func waitCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, timeout time.Duration,
+	match func(*adminv1.AdminCommand) bool) *adminv1.AdminCommand {
 	t.Helper()
-	resp, err := cp.Admin().EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID},
-		Type:     typ,
-		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
-	}))
-	if err != nil {
-		t.Fatalf("enqueue %s: %v", typ, err)
-	}
-	id := resp.Msg.GetCommands()[0].GetCommand().GetId()
-	start := time.Now()
 	var done *adminv1.AdminCommand
-	e2e.WaitFor(t, timeout, fmt.Sprintf("%s command %s to finish", typ, id), func() error {
+	e2e.WaitFor(t, timeout, "a command of satellite "+satelliteID+" to finish", func() error {
 		list, err := cp.Admin().ListCommands(t.Context(), connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: satelliteID}))
 		if err != nil {
 			return err
 		}
 		for _, c := range list.Msg.GetCommands() {
-			if c.GetCommand().GetId() != id {
+			if !match(c) {
 				continue
 			}
 			switch c.GetState() {
@@ -222,10 +225,29 @@ func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, typ sate
 				done = c
 				return nil
 			}
-			return fmt.Errorf("command is %s after %d attempts", c.GetState(), c.GetAttempts())
+			return fmt.Errorf("command %s is %s after %d attempts", c.GetCommand().GetId(), c.GetState(), c.GetAttempts())
 		}
-		return fmt.Errorf("command %s not listed", id)
+		return errors.New("no such command listed yet")
 	})
+	return done
+}
+
+// runCommand enqueues an immediate command, waits up to timeout for it to finish, and fails the test
+// unless it ended in state want.
+func runCommand(t *testing.T, cp *e2e.ControlPlane, satelliteID string, command *adminv1.EnqueueCommandRequest,
+	want satellitev1.CommandState, timeout time.Duration) *adminv1.AdminCommand {
+	t.Helper()
+	req := proto.CloneOf(command)
+	req.Target = &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}
+	req.Priority = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
+	typ := action.Name(req)
+	resp, err := cp.Admin().EnqueueCommand(t.Context(), connect.NewRequest(req))
+	if err != nil {
+		t.Fatalf("enqueue %s: %v", typ, err)
+	}
+	id := resp.Msg.GetCommands()[0].GetCommand().GetId()
+	start := time.Now()
+	done := waitCommand(t, cp, satelliteID, timeout, func(c *adminv1.AdminCommand) bool { return c.GetCommand().GetId() == id })
 	t.Logf("%s command ended %s in %v", typ, done.GetState(), time.Since(start).Round(time.Millisecond))
 	if done.GetState() != want {
 		t.Fatalf("%s command ended %s (error %q), want %s", typ, done.GetState(), done.GetError(), want)

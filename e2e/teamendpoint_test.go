@@ -64,7 +64,7 @@ func startTeamEndpointWith(t *testing.T, satelliteEnv []string, slug, catalogSlu
 	}
 	if _, err := cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
 		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: registered.GetId()},
-		Type:     configure,
+		Action:   configure.Action,
 		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
 	})); err != nil {
 		t.Fatal(err)

@@ -152,3 +152,45 @@ func RedirectQuery(p Page) (url.Values, error) {
 	}
 	return u.Query(), nil
 }
+
+// DeviceDecision opens the device verification link verifyURL (a verification_uri_complete), signs in
+// when asked, and approves the request, or denies it unless approve. It returns the last page: on
+// success, the one that says the device was signed in or denied.
+func (b *Browser) DeviceDecision(ctx context.Context, verifyURL, email, password string, approve bool) (Page, error) {
+	p, err := b.Do(ctx, http.MethodGet, verifyURL, nil)
+	if err != nil {
+		return p, err
+	}
+	if strings.Contains(p.Body, `name="password"`) {
+		csrf, err := CSRF(p.Body)
+		if err != nil {
+			return p, err
+		}
+		u, err := url.Parse(verifyURL)
+		if err != nil {
+			return p, err
+		}
+		if p, err = b.Do(ctx, http.MethodPost, verifyURL, url.Values{"csrf": {csrf}, "action": {"login"},
+			"email": {email}, "password": {password}, "user_code": {u.Query().Get("user_code")}}); err != nil {
+			return p, err
+		}
+	}
+	if p.Status != http.StatusOK || !IsConsent(p) {
+		return p, fmt.Errorf("oauthtest: want the device confirmation page, got %d %s", p.Status, p.Body)
+	}
+	csrf, err := CSRF(p.Body)
+	if err != nil {
+		return p, err
+	}
+	code := userCodeField.FindStringSubmatch(p.Body)
+	if code == nil {
+		return p, errors.New("oauthtest: no user code in the confirmation page")
+	}
+	action := "deny"
+	if approve {
+		action = "approve"
+	}
+	return b.Do(ctx, http.MethodPost, verifyURL, url.Values{"csrf": {csrf}, "action": {action}, "user_code": {html.UnescapeString(code[1])}})
+}
+
+var userCodeField = regexp.MustCompile(`name="user_code" value="([^"]+)"`)

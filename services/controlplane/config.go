@@ -37,6 +37,7 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	DrainPeriod     time.Duration
 	TrustedProxies  []netip.Prefix
 	// TemplateCommands are the commands team-private stdio templates may run.
 	TemplateCommands catalogapi.CommandPolicy
@@ -69,6 +70,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
+	drainPeriod := fs.String("drain-period", getenv("ORRERY_DRAIN_PERIOD"),
+		"on SIGTERM, how long to keep serving with /readyz failing before refusing connections, so load balancers "+
+			"move new requests to other replicas first; default 5s, 0s in development mode (ORRERY_DRAIN_PERIOD)")
 	trustedProxies := fs.String("trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
 		"comma-separated addresses or networks (CIDR) of the proxies in front of the control plane, whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES)")
 	templateCommands := fs.String("template-commands",
@@ -79,10 +83,14 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		fmt.Fprintf(fs.Output(), "usage: controlplane [flags] [command]\n\ncommands (default: serve):\n%s\nflags:\n", commandUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return config{}, err
 	}
 	c.Command = fs.Args()
+	if c.DrainPeriod, err = parseDrainPeriod(*drainPeriod, c.Dev); err != nil {
+		return config{}, err
+	}
 	for entry := range strings.SplitSeq(*trustedProxies, ",") {
 		if entry = strings.TrimSpace(entry); entry == "" {
 			continue
@@ -93,7 +101,6 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
-	var err error
 	if c.TemplateCommands, err = parseTemplateCommands(*templateCommands); err != nil {
 		return config{}, err
 	}
@@ -158,6 +165,26 @@ func writeDevSecrets(dataDir, path string, s devSecrets) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// defaultDrainPeriod outlasts the few seconds load balancers commonly take to notice a failing readiness
+// check (two failures at a 1-2 s interval).
+const defaultDrainPeriod = 5 * time.Second
+
+// parseDrainPeriod reads the drain period; unset, it is defaultDrainPeriod, or none in development mode
+// where no load balancer waits on /readyz and Ctrl-C should stop at once.
+func parseDrainPeriod(s string, dev bool) (time.Duration, error) {
+	if s == "" {
+		if dev {
+			return 0, nil
+		}
+		return defaultDrainPeriod, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 10*time.Minute {
+		return 0, fmt.Errorf("ORRERY_DRAIN_PERIOD: %q is not a duration between 0s and 10m, such as 5s", s)
+	}
+	return d, nil
 }
 
 // parseTemplateCommands reads the list of commands team templates may run. A lone * lifts the restriction:

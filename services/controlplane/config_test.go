@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTrustedProxiesSetting(t *testing.T) {
@@ -91,6 +92,45 @@ func TestTemplateCommandsSetting(t *testing.T) {
 	for _, args := range [][]string{{"-template-commands="}, {"-template-commands", " , "}, {"-template-commands", "opt/mcp/"}} {
 		if _, err := loadConfig(args, env("")); err == nil || !strings.Contains(err.Error(), "ORRERY_TEMPLATE_COMMANDS") {
 			t.Errorf("%q: %v, want an error naming ORRERY_TEMPLATE_COMMANDS", args, err)
+		}
+	}
+}
+
+func TestDrainPeriodSetting(t *testing.T) {
+	t.Parallel()
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			switch k {
+			case "ORRERY_DRAIN_PERIOD":
+				return v
+			case "ORRERY_DATABASE_URL":
+				return "postgres://db.invalid/orrery"
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want time.Duration
+	}{
+		{want: 5 * time.Second},
+		{args: []string{"-dev"}, want: 0},
+		{args: []string{"-dev"}, env: "2s", want: 2 * time.Second},
+		{env: "0s", want: 0},
+		{args: []string{"-drain-period", "15s"}, env: "2s", want: 15 * time.Second},
+	} {
+		c, err := loadConfig(tc.args, env(tc.env))
+		if err != nil {
+			t.Fatalf("%q, %q: %v", tc.args, tc.env, err)
+		}
+		if c.DrainPeriod != tc.want {
+			t.Errorf("%q, %q: drain period %v, want %v", tc.args, tc.env, c.DrainPeriod, tc.want)
+		}
+	}
+	for _, v := range []string{"5", "-1s", "1h", "soon"} {
+		if _, err := loadConfig(nil, env(v)); err == nil || !strings.Contains(err.Error(), "ORRERY_DRAIN_PERIOD") {
+			t.Errorf("%q: %v, want an error naming ORRERY_DRAIN_PERIOD", v, err)
 		}
 	}
 }

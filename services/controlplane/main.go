@@ -74,7 +74,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 	srv, err := server.New(ctx, logger, server.Config{
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
 		OAuth: oauth.Config{Issuer: firstNonEmpty(cfg.Issuer, baseURL)}, TrustedProxies: cfg.TrustedProxies,
-		TemplateCommands: &cfg.TemplateCommands,
+		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
 	})
 	if err != nil {
 		if ln != nil {

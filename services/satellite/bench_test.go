@@ -276,7 +276,7 @@ func echo(ctx context.Context, cs *mcp.ClientSession, tool string) error {
 }
 
 // buildToolServer builds testdata/toolserver, a Go MCP server with 20 tools, once per benchmark.
-func buildToolServer(b *testing.B) string {
+func buildToolServer(b testing.TB) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "toolserver")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/toolserver")

@@ -125,6 +125,16 @@ type Config struct {
 	TokenCacheTTL time.Duration
 	// MCPStopGrace is how long a stopping MCP server may take after SIGTERM before SIGKILL. Default 5 s.
 	MCPStopGrace time.Duration
+	// MCPMaxConcurrentStarts bounds how many MCP servers start at once from a configuration, such as all
+	// of them after the satellite restarted (ORRERY_MCP_MAX_CONCURRENT_STARTS); a call for a server
+	// waiting its turn starts it at once. Default one per CPU, at least 2.
+	MCPMaxConcurrentStarts int
+	// MCPStartJitter is the most each of those starts waits at random before taking its turn
+	// (ORRERY_MCP_START_JITTER). Default 500 ms.
+	MCPStartJitter time.Duration
+	// MCPCallStartWait is how long a call waits for an MCP server that is starting before it is answered
+	// with an error asking to try again (ORRERY_MCP_CALL_START_WAIT). Default 30 s.
+	MCPCallStartWait time.Duration
 	// Sandbox chooses how stdio MCP servers are isolated (ORRERY_SANDBOX): bwrap, direct (no isolation), or
 	// auto for bwrap where it works on this machine and direct otherwise. Default auto. A global satellite
 	// refuses to run servers without isolation unless Dev is set.
@@ -239,6 +249,15 @@ func (c Config) WithDefaults() Config {
 	if c.MCPStopGrace <= 0 {
 		c.MCPStopGrace = mcpruntime.DefaultStopGrace
 	}
+	if c.MCPMaxConcurrentStarts <= 0 {
+		c.MCPMaxConcurrentStarts = mcpruntime.DefaultMaxConcurrentStarts
+	}
+	if c.MCPStartJitter <= 0 {
+		c.MCPStartJitter = mcpruntime.DefaultStartJitter
+	}
+	if c.MCPCallStartWait <= 0 {
+		c.MCPCallStartWait = mcpruntime.DefaultCallStartWait
+	}
 	if c.Sandbox == "" {
 		c.Sandbox = string(sandbox.ModeAuto)
 	}
@@ -330,6 +349,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
 		"ORRERY_MCP_SESSION_IDLE_TIMEOUT": &cfg.MCPSessionIdleTimeout,
 		"ORRERY_TOKEN_CACHE_TTL":          &cfg.TokenCacheTTL,
+		"ORRERY_MCP_START_JITTER":         &cfg.MCPStartJitter,
+		"ORRERY_MCP_CALL_START_WAIT":      &cfg.MCPCallStartWait,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -344,6 +365,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_MCP_MAX_SESSIONS_PER_USER": &cfg.MCPMaxSessionsPerUser,
 		"ORRERY_MCP_MAX_SESSIONS_PER_TEAM": &cfg.MCPMaxSessionsPerTeam,
 		"ORRERY_MCP_MAX_SESSIONS":          &cfg.MCPMaxSessions,
+		"ORRERY_MCP_MAX_CONCURRENT_STARTS": &cfg.MCPMaxConcurrentStarts,
 	} {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -377,6 +399,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
 	fs.IntVar(&cfg.MCPMaxSessionsPerTeam, "mcp-max-sessions-per-team", cfg.MCPMaxSessionsPerTeam, "MCP client sessions one team's users and OAuth clients may hold on this satellite together; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_TEAM; default 1000)")
 	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
+	fs.IntVar(&cfg.MCPMaxConcurrentStarts, "mcp-max-concurrent-starts", cfg.MCPMaxConcurrentStarts, "MCP servers started at once from a configuration, such as after a restart; a call starts a waiting one at once (ORRERY_MCP_MAX_CONCURRENT_STARTS; default one per CPU, at least 2)")
+	fs.DurationVar(&cfg.MCPStartJitter, "mcp-start-jitter", cfg.MCPStartJitter, "most each of those starts waits at random before its turn (ORRERY_MCP_START_JITTER; default 500ms)")
+	fs.DurationVar(&cfg.MCPCallStartWait, "mcp-call-start-wait", cfg.MCPCallStartWait, "how long a call waits for a starting MCP server before it is told to try again (ORRERY_MCP_CALL_START_WAIT; default 30s)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
 	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")

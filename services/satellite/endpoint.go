@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -29,9 +31,14 @@ func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
 	return out
 }
 
-// Session returns the instance's shared client session, waking a dormant instance.
+// Session returns the instance's shared client session, waking a dormant instance and waiting for one
+// that is starting.
 func (b runtimeBackend) Session(ctx context.Context, instanceID string) (*mcp.ClientSession, error) {
-	return b.rt.Session(ctx, instanceID)
+	cs, err := b.rt.Session(ctx, instanceID)
+	if errors.Is(err, mcpruntime.ErrStarting) {
+		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
+	}
+	return cs, err
 }
 
 // Subscribe signals every change of any instance's status or catalogue.

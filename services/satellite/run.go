@@ -78,8 +78,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	store := identity.NewStore(cfg.StateDir)
 	view := desired.New()
 	// The event batcher sends through the communicator's client and the MCP runtime emits through the
-	// batcher, so the communicator meets the runtime through this reference, filled in before it runs.
+	// batcher, so the communicator meets the runtime and the gateway through these, filled in before it runs.
 	rtRef := &runtimeRef{}
+	handlers := &backend.Handlers{}
 	comm, err := backend.New(logger.With("component", "backend"), backend.Config{
 		URL:               cfg.ControlPlaneURL,
 		RegistrationToken: cfg.RegistrationToken,
@@ -95,7 +96,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		RequestTimeout:    cfg.RequestTimeout,
 		Backoff:           policy,
 		CommandHistory:    cfg.CommandHistory,
-		Executor:          rtRef,
+		Commands:          handlers,
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
 		Prometheus:        registry,
@@ -138,6 +139,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ClientInfo:         &mcpsdk.Implementation{Name: "orrery-satellite", Version: cfg.Version},
 		IdleTimeout:        cfg.MCPIdleTimeout,
 		StopGrace:          cfg.MCPStopGrace,
+		// Beside the instances' working directories, not in them: a server must not write what the
+		// endpoint lists for it after a restart.
+		CatalogDir:          filepath.Join(stateDir, "catalogs"),
+		MaxConcurrentStarts: cfg.MCPMaxConcurrentStarts,
+		StartJitter:         cfg.MCPStartJitter,
+		CallStartWait:       cfg.MCPCallStartWait,
 	})
 	if err != nil {
 		_ = batcher.Close(ctx)
@@ -164,9 +171,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_ = batcher.Close(ctx)
 		return err
 	}
-	rtRef.gw = gw
+	handlers.Reconciler, handlers.Instances, handlers.Tokens = rtRef.rt, rtRef.rt, gw
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
-	routes := server.New(comm.Ready)
+	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
+	// from the last run: only then does a new session see the team's tools.
+	routes := server.New(func() error {
+		if err := comm.Ready(); err != nil {
+			return err
+		}
+		return rtRef.rt.Ready()
+	})
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
 	}
@@ -264,23 +278,10 @@ func metricsHandler(registry *prometheus.Registry, logger *slog.Logger) http.Han
 	return mux
 }
 
-// runtimeRef hands the communicator's commands and heartbeat questions to the MCP runtime and the gateway,
-// which are created after the communicator.
+// runtimeRef hands the communicator's heartbeat questions to the MCP runtime, which is created after the
+// communicator.
 type runtimeRef struct {
 	rt *mcpruntime.Runtime
-	gw *gateway.Gateway
-}
-
-func (r *runtimeRef) Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error) {
-	if cmd.GetType() == satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS {
-		var hashes []string
-		for _, v := range cmd.GetPayload().GetFields()["token_hashes"].GetListValue().GetValues() {
-			hashes = append(hashes, v.GetStringValue())
-		}
-		n, err := r.gw.RevokeTokens(hashes)
-		return map[string]any{"revoked": n}, err
-	}
-	return r.rt.Execute(ctx, cmd)
 }
 
 func (r *runtimeRef) Processes() []*satellitev1.ProcessReport { return r.rt.Processes() }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/aptget"
@@ -326,14 +325,16 @@ func TestRunRunsMCPServers(t *testing.T) {
 		return online && tools
 	})
 
-	restart := &satellitev1.Command{Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_RESTART,
-		Payload: mustStruct(t, map[string]any{"instance_id": in.GetId(), "reason": "manual_restart"})}
+	restart := &satellitev1.Command{Id: uuid.NewString(), Action: &satellitev1.Command_Restart{Restart: &satellitev1.RestartAction{
+		Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: in.GetId()}},
+		Reason:    satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART,
+	}}}
 	srv.Enqueue(restart)
 	srv.Wait(t.Context(), "the restart result", 30*time.Second, func() bool { return len(srv.Reports()) == 1 })
 	report := srv.Reports()[0]
-	outcome := report.GetOutput().GetFields()["outcomes"].GetListValue().GetValues()[0].GetStructValue().AsMap()
-	if report.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_COMPLETED || outcome["status"] != "online" {
-		t.Errorf("restart reported %v %s: %v", report.GetResult(), report.GetError(), outcome)
+	if outcomes := report.GetOutcomes(); report.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_COMPLETED ||
+		len(outcomes) != 1 || outcomes[0].GetStatus() != satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
+		t.Errorf("restart reported %v %s: %v", report.GetResult(), report.GetError(), outcomes)
 	}
 	if sandbox.ProcessAlive(int(pid)) {
 		t.Errorf("the server's old process %d survived the restart", pid)
@@ -357,13 +358,4 @@ func TestRunRunsMCPServers(t *testing.T) {
 	if sandbox.ProcessAlive(newPid) || sandbox.GroupAlive(newPid) {
 		t.Errorf("the server (pid %d) survived the satellite's shutdown", newPid)
 	}
-}
-
-func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
-	t.Helper()
-	s, err := structpb.NewStruct(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -14,3 +14,11 @@ where a.token_hash = @token_hash and a.revoked_at is null and a.expires_at > now
 -- name: RevokeAccessToken :many
 update access_tokens set revoked_at = now() where id = @id and revoked_at is null
 returning *;
+
+-- name: GetAPIAccessTokenUser :one
+-- GetAPIAccessTokenUser finds the user of a live OAuth access token issued for @audience, the control
+-- plane's API; tokens for team endpoints never match.
+select u.*
+from access_tokens a
+join users u on u.id = a.user_id
+where a.token_hash = @token_hash and a.audience = @audience and a.revoked_at is null and a.expires_at > now();

@@ -1,6 +1,6 @@
 -- name: InsertCommand :one
-insert into satellite_commands (satellite_id, team_id, type, priority, payload, expires_at)
-values (@satellite_id, sqlc.narg(team_id), @type, @priority, @payload,
+insert into satellite_commands (satellite_id, team_id, type, priority, action, expires_at)
+values (@satellite_id, sqlc.narg(team_id), @type, @priority, @action,
         now() + make_interval(secs => @ttl_seconds::float8))
 returning *;
 
@@ -59,7 +59,7 @@ limit 1;
 
 -- name: FinishCommand :one
 update satellite_commands
-set state = @state, output = @output, error = @error, completed_at = now()
+set state = @state, output = @output, outcomes = @outcomes, error = @error, completed_at = now()
 where id = @id and satellite_id = @satellite_id and state in ('pending', 'dispatched')
 returning *;
 

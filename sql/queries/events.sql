@@ -30,9 +30,9 @@ where id in (select k.id from server_logs k where k.installation_id = @installat
 -- name: InsertRequestLog :exec
 insert into request_logs (
     team_id, installation_id, instance_id, user_id, tool_name, duration_ms, success, error, request, response,
-    occurred_at)
+    occurred_at, trace_id)
 values (@team_id, @installation_id, @instance_id, sqlc.narg(user_id), @tool_name, @duration_ms, @success, @error,
-        @request, @response, @occurred_at);
+        @request, @response, @occurred_at, @trace_id);
 
 -- name: TrimRequestLogs :exec
 -- TrimRequestLogs keeps the newest keep request logs of an installation.

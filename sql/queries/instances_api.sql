@@ -46,7 +46,7 @@ limit @max_rows;
 
 -- name: ListRequestLogs :many
 -- ListRequestLogs reads request logs, without their bodies, like ListServerLogs.
-select r.id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.occurred_at
+select r.id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.occurred_at, r.trace_id
 from request_logs r
 where r.team_id = @team_id and r.installation_id = @installation_id
   and r.id > @after_id and r.id < @before_id

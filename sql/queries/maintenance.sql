@@ -81,12 +81,11 @@ where revoked_at is null and activated_at is not null and offline_since is null
   and last_heartbeat_at < now() - make_interval(secs => @after_seconds::double precision)
 returning id, name, team_id;
 
--- name: RecordCredentialChecks :execrows
--- RecordCredentialChecks notes when a satellite validated the credentials of the named instances. Only the
--- command's team, and its installation when the command named one, is touched, whatever the satellite
--- claims; a late or repeated report never moves the time back.
+-- name: RecordCredentialChecks :many
+-- RecordCredentialChecks notes when a satellite validated the credentials of the named instances and
+-- returns those it stamped. Only the command's team and installation are touched, whatever the
+-- satellite claims; a late or repeated report never moves the time back.
 update instances
 set last_health_check_at = greatest(last_health_check_at, @checked_at::timestamptz)
-where team_id = @team_id
-  and (sqlc.narg(installation_id)::uuid is null or installation_id = sqlc.narg(installation_id))
-  and id = any(@ids::text[]);
+where team_id = @team_id and installation_id = @installation_id and id = any(@ids::text[])
+returning id;

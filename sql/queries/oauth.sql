@@ -136,7 +136,8 @@ delete from oauth_consents where team_id = @team_id and user_id = @user_id;
 -- PruneUnusedOAuthClients deletes dynamically registered clients (those of no team) registered before
 -- @before that no consent and no token names: registration is open to anyone, so what it stores must not
 -- stay for ever. A client whose consents were withdrawn and whose tokens ran out goes too; it registers again.
+-- Built-in clients (orreryctl) stay.
 delete from oauth_clients c
-where c.team_id is null and c.created_at < @before
+where c.team_id is null and not c.builtin and c.created_at < @before
   and not exists (select 1 from oauth_consents k where k.client_id = c.id)
   and not exists (select 1 from oauth_tokens t where t.client_id = c.id);

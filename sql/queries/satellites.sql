@@ -66,3 +66,36 @@ returning *;
 select id from satellites
 where revoked_at is null and (type = 'global' or team_id = @team_id)
 order by created_at, id;
+
+-- name: ListGlobalSatellites :many
+-- ListGlobalSatellites lists the live global satellites, where an operator's command to all of them goes.
+select id from satellites
+where revoked_at is null and type = 'global'
+order by created_at, id;
+
+-- name: SatelliteInScope :one
+-- SatelliteInScope finds a satellite of the team, or any satellite when team_id is null.
+select id from satellites where id = @id and (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id));
+
+-- name: ListSatelliteHeartbeats :many
+select id, received_at, system_metrics, process_counts from satellite_heartbeats
+where satellite_id = @satellite_id and (sqlc.narg(before_id)::bigint is null or id < sqlc.narg(before_id)::bigint)
+order by id desc
+limit @max_rows;
+
+-- name: ListSatelliteProcesses :many
+select * from satellite_processes
+where satellite_id = @satellite_id and instance_id > @after_instance_id
+order by instance_id
+limit @max_rows;
+
+-- name: ListDroppedEventReports :many
+select id, count, reason, occurred_at from dropped_event_reports
+where satellite_id = @satellite_id
+  and (sqlc.narg(before_occurred_at)::timestamptz is null
+       or (occurred_at, id) < (sqlc.narg(before_occurred_at)::timestamptz, sqlc.narg(before_id)::uuid))
+order by occurred_at desc, id desc
+limit @max_rows;
+
+-- name: CountDroppedEvents :one
+select coalesce(sum(count), 0)::bigint from dropped_event_reports where satellite_id = @satellite_id;

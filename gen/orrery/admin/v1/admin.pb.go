@@ -803,6 +803,594 @@ func (x *ListSatellitesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// SatelliteHeartbeat is one stored heartbeat.
+type SatelliteHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// received_at is when the heartbeat arrived.
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// system describes the machine then.
+	System *v1.SystemMetrics `protobuf:"bytes,2,opt,name=system,proto3" json:"system,omitempty"`
+	// process_counts counts the processes of each team then.
+	ProcessCounts []*v1.TeamProcessCount `protobuf:"bytes,3,rep,name=process_counts,json=processCounts,proto3" json:"process_counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SatelliteHeartbeat) Reset() {
+	*x = SatelliteHeartbeat{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SatelliteHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SatelliteHeartbeat) ProtoMessage() {}
+
+func (x *SatelliteHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SatelliteHeartbeat.ProtoReflect.Descriptor instead.
+func (*SatelliteHeartbeat) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SatelliteHeartbeat) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *SatelliteHeartbeat) GetSystem() *v1.SystemMetrics {
+	if x != nil {
+		return x.System
+	}
+	return nil
+}
+
+func (x *SatelliteHeartbeat) GetProcessCounts() []*v1.TeamProcessCount {
+	if x != nil {
+		return x.ProcessCounts
+	}
+	return nil
+}
+
+// ListSatelliteHeartbeatsRequest asks for a page of one satellite's heartbeats.
+type ListSatelliteHeartbeatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+	// and needs a global admin.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// page_size caps the page; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteHeartbeatsRequest) Reset() {
+	*x = ListSatelliteHeartbeatsRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteHeartbeatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteHeartbeatsRequest) ProtoMessage() {}
+
+func (x *ListSatelliteHeartbeatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteHeartbeatsRequest.ProtoReflect.Descriptor instead.
+func (*ListSatelliteHeartbeatsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListSatelliteHeartbeatsRequest) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *ListSatelliteHeartbeatsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListSatelliteHeartbeatsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSatelliteHeartbeatsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSatelliteHeartbeatsResponse is a page of heartbeats.
+type ListSatelliteHeartbeatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// heartbeats are the page, newest first.
+	Heartbeats []*SatelliteHeartbeat `protobuf:"bytes,1,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteHeartbeatsResponse) Reset() {
+	*x = ListSatelliteHeartbeatsResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteHeartbeatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteHeartbeatsResponse) ProtoMessage() {}
+
+func (x *ListSatelliteHeartbeatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteHeartbeatsResponse.ProtoReflect.Descriptor instead.
+func (*ListSatelliteHeartbeatsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListSatelliteHeartbeatsResponse) GetHeartbeats() []*SatelliteHeartbeat {
+	if x != nil {
+		return x.Heartbeats
+	}
+	return nil
+}
+
+func (x *ListSatelliteHeartbeatsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SatelliteProcess is one process a satellite reported.
+type SatelliteProcess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// process is the process as reported.
+	Process *v1.ProcessReport `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	// reported_at is when the heartbeat that reported it arrived.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SatelliteProcess) Reset() {
+	*x = SatelliteProcess{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SatelliteProcess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SatelliteProcess) ProtoMessage() {}
+
+func (x *SatelliteProcess) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SatelliteProcess.ProtoReflect.Descriptor instead.
+func (*SatelliteProcess) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SatelliteProcess) GetProcess() *v1.ProcessReport {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+func (x *SatelliteProcess) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
+}
+
+// ListSatelliteProcessesRequest asks for a page of one satellite's processes.
+type ListSatelliteProcessesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+	// and needs a global admin.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// page_size caps the page; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteProcessesRequest) Reset() {
+	*x = ListSatelliteProcessesRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteProcessesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteProcessesRequest) ProtoMessage() {}
+
+func (x *ListSatelliteProcessesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteProcessesRequest.ProtoReflect.Descriptor instead.
+func (*ListSatelliteProcessesRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListSatelliteProcessesRequest) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *ListSatelliteProcessesRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListSatelliteProcessesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSatelliteProcessesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSatelliteProcessesResponse is a page of processes.
+type ListSatelliteProcessesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// processes are the page, by instance id.
+	Processes []*SatelliteProcess `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteProcessesResponse) Reset() {
+	*x = ListSatelliteProcessesResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteProcessesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteProcessesResponse) ProtoMessage() {}
+
+func (x *ListSatelliteProcessesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteProcessesResponse.ProtoReflect.Descriptor instead.
+func (*ListSatelliteProcessesResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListSatelliteProcessesResponse) GetProcesses() []*SatelliteProcess {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+func (x *ListSatelliteProcessesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DroppedEventReport is one report of events a satellite dropped.
+type DroppedEventReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the report.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// count is how many events were dropped.
+	Count uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// reason says why, as the satellite put it.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// occurred_at is when the satellite dropped them.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DroppedEventReport) Reset() {
+	*x = DroppedEventReport{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DroppedEventReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DroppedEventReport) ProtoMessage() {}
+
+func (x *DroppedEventReport) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DroppedEventReport.ProtoReflect.Descriptor instead.
+func (*DroppedEventReport) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DroppedEventReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DroppedEventReport) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DroppedEventReport) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DroppedEventReport) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// ListDroppedEventReportsRequest asks for a page of one satellite's dropped-event reports.
+type ListDroppedEventReportsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+	// and needs a global admin.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// page_size caps the page; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDroppedEventReportsRequest) Reset() {
+	*x = ListDroppedEventReportsRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDroppedEventReportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDroppedEventReportsRequest) ProtoMessage() {}
+
+func (x *ListDroppedEventReportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDroppedEventReportsRequest.ProtoReflect.Descriptor instead.
+func (*ListDroppedEventReportsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListDroppedEventReportsRequest) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *ListDroppedEventReportsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListDroppedEventReportsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDroppedEventReportsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListDroppedEventReportsResponse is a page of reports.
+type ListDroppedEventReportsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reports are the page, newest first.
+	Reports []*DroppedEventReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// total_dropped counts the events of every stored report of the satellite, not only this page's.
+	TotalDropped  uint64 `protobuf:"varint,3,opt,name=total_dropped,json=totalDropped,proto3" json:"total_dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDroppedEventReportsResponse) Reset() {
+	*x = ListDroppedEventReportsResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDroppedEventReportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDroppedEventReportsResponse) ProtoMessage() {}
+
+func (x *ListDroppedEventReportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDroppedEventReportsResponse.ProtoReflect.Descriptor instead.
+func (*ListDroppedEventReportsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListDroppedEventReportsResponse) GetReports() []*DroppedEventReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *ListDroppedEventReportsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListDroppedEventReportsResponse) GetTotalDropped() uint64 {
+	if x != nil {
+		return x.TotalDropped
+	}
+	return 0
+}
+
 // RevokeSatelliteRequest names the satellite to revoke.
 type RevokeSatelliteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -817,7 +1405,7 @@ type RevokeSatelliteRequest struct {
 
 func (x *RevokeSatelliteRequest) Reset() {
 	*x = RevokeSatelliteRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1417,7 @@ func (x *RevokeSatelliteRequest) String() string {
 func (*RevokeSatelliteRequest) ProtoMessage() {}
 
 func (x *RevokeSatelliteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1430,7 @@ func (x *RevokeSatelliteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSatelliteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSatelliteRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeSatelliteRequest) GetId() string {
@@ -870,7 +1458,7 @@ type RevokeSatelliteResponse struct {
 
 func (x *RevokeSatelliteResponse) Reset() {
 	*x = RevokeSatelliteResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1470,7 @@ func (x *RevokeSatelliteResponse) String() string {
 func (*RevokeSatelliteResponse) ProtoMessage() {}
 
 func (x *RevokeSatelliteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1483,7 @@ func (x *RevokeSatelliteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSatelliteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSatelliteResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeSatelliteResponse) GetSatellite() *Satellite {
@@ -905,7 +1493,8 @@ func (x *RevokeSatelliteResponse) GetSatellite() *Satellite {
 	return nil
 }
 
-// EnqueueCommandRequest describes a command and where it goes.
+// EnqueueCommandRequest describes a command and where it goes. Its priority and lifetime come from the
+// control plane's policy for the action unless the request overrides them.
 type EnqueueCommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// target is where the command goes.
@@ -914,23 +1503,33 @@ type EnqueueCommandRequest struct {
 	//
 	//	*EnqueueCommandRequest_SatelliteId
 	//	*EnqueueCommandRequest_TeamId
+	//	*EnqueueCommandRequest_AllGlobalSatellites
 	Target isEnqueueCommandRequest_Target `protobuf_oneof:"target"`
-	// type is what the command asks.
-	Type v1.CommandType `protobuf:"varint,3,opt,name=type,proto3,enum=orrery.satellite.v1.CommandType" json:"type,omitempty"`
-	// priority orders delivery.
+	// priority overrides the action's delivery priority; unspecified keeps the policy's.
 	Priority v1.CommandPriority `protobuf:"varint,4,opt,name=priority,proto3,enum=orrery.satellite.v1.CommandPriority" json:"priority,omitempty"`
-	// payload carries the command's parameters.
-	Payload *structpb.Struct `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	// ttl is how long the command stays deliverable: at most a day; unset means the default for its kind
-	// (5 minutes, 10 for deletions, 30 for updates).
-	Ttl           *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// ttl overrides how long the command stays deliverable, at most a day; unset keeps the policy's lifetime.
+	Ttl *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// action is what the command asks; the fields match orrery.satellite.v1.Command's action.
+	//
+	// Types that are valid to be assigned to Action:
+	//
+	//	*EnqueueCommandRequest_Configure
+	//	*EnqueueCommandRequest_Spawn
+	//	*EnqueueCommandRequest_Kill
+	//	*EnqueueCommandRequest_Restart
+	//	*EnqueueCommandRequest_HealthCheck
+	//	*EnqueueCommandRequest_Recovery
+	//	*EnqueueCommandRequest_RevokeTokens
+	//	*EnqueueCommandRequest_Redeploy
+	//	*EnqueueCommandRequest_Update
+	Action        isEnqueueCommandRequest_Action `protobuf_oneof:"action"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnqueueCommandRequest) Reset() {
 	*x = EnqueueCommandRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1541,7 @@ func (x *EnqueueCommandRequest) String() string {
 func (*EnqueueCommandRequest) ProtoMessage() {}
 
 func (x *EnqueueCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1554,7 @@ func (x *EnqueueCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueCommandRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueCommandRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EnqueueCommandRequest) GetTarget() isEnqueueCommandRequest_Target {
@@ -983,11 +1582,13 @@ func (x *EnqueueCommandRequest) GetTeamId() string {
 	return ""
 }
 
-func (x *EnqueueCommandRequest) GetType() v1.CommandType {
+func (x *EnqueueCommandRequest) GetAllGlobalSatellites() bool {
 	if x != nil {
-		return x.Type
+		if x, ok := x.Target.(*EnqueueCommandRequest_AllGlobalSatellites); ok {
+			return x.AllGlobalSatellites
+		}
 	}
-	return v1.CommandType(0)
+	return false
 }
 
 func (x *EnqueueCommandRequest) GetPriority() v1.CommandPriority {
@@ -997,16 +1598,97 @@ func (x *EnqueueCommandRequest) GetPriority() v1.CommandPriority {
 	return v1.CommandPriority(0)
 }
 
-func (x *EnqueueCommandRequest) GetPayload() *structpb.Struct {
+func (x *EnqueueCommandRequest) GetTtl() *durationpb.Duration {
 	if x != nil {
-		return x.Payload
+		return x.Ttl
 	}
 	return nil
 }
 
-func (x *EnqueueCommandRequest) GetTtl() *durationpb.Duration {
+func (x *EnqueueCommandRequest) GetAction() isEnqueueCommandRequest_Action {
 	if x != nil {
-		return x.Ttl
+		return x.Action
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetConfigure() *v1.ConfigureAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Configure); ok {
+			return x.Configure
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetSpawn() *v1.SpawnAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Spawn); ok {
+			return x.Spawn
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetKill() *v1.KillAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Kill); ok {
+			return x.Kill
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRestart() *v1.RestartAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Restart); ok {
+			return x.Restart
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetHealthCheck() *v1.HealthCheckAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_HealthCheck); ok {
+			return x.HealthCheck
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRecovery() *v1.RecoveryAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Recovery); ok {
+			return x.Recovery
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRevokeTokens() *v1.RevokeTokensAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_RevokeTokens); ok {
+			return x.RevokeTokens
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetRedeploy() *v1.RedeployAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Redeploy); ok {
+			return x.Redeploy
+		}
+	}
+	return nil
+}
+
+func (x *EnqueueCommandRequest) GetUpdate() *v1.UpdateAction {
+	if x != nil {
+		if x, ok := x.Action.(*EnqueueCommandRequest_Update); ok {
+			return x.Update
+		}
 	}
 	return nil
 }
@@ -1026,9 +1708,83 @@ type EnqueueCommandRequest_TeamId struct {
 	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3,oneof"`
 }
 
+type EnqueueCommandRequest_AllGlobalSatellites struct {
+	// all_global_satellites sends the command to every live global satellite.
+	AllGlobalSatellites bool `protobuf:"varint,7,opt,name=all_global_satellites,json=allGlobalSatellites,proto3,oneof"`
+}
+
 func (*EnqueueCommandRequest_SatelliteId) isEnqueueCommandRequest_Target() {}
 
 func (*EnqueueCommandRequest_TeamId) isEnqueueCommandRequest_Target() {}
+
+func (*EnqueueCommandRequest_AllGlobalSatellites) isEnqueueCommandRequest_Target() {}
+
+type isEnqueueCommandRequest_Action interface {
+	isEnqueueCommandRequest_Action()
+}
+
+type EnqueueCommandRequest_Configure struct {
+	// configure fetches the configuration and reconciles.
+	Configure *v1.ConfigureAction `protobuf:"bytes,10,opt,name=configure,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Spawn struct {
+	// spawn starts instances that are not running.
+	Spawn *v1.SpawnAction `protobuf:"bytes,11,opt,name=spawn,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Kill struct {
+	// kill stops instances and keeps them stopped.
+	Kill *v1.KillAction `protobuf:"bytes,12,opt,name=kill,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Restart struct {
+	// restart stops instances and starts them again.
+	Restart *v1.RestartAction `protobuf:"bytes,13,opt,name=restart,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_HealthCheck struct {
+	// health_check checks instances.
+	HealthCheck *v1.HealthCheckAction `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Recovery struct {
+	// recovery reconnects an installation's remote instances.
+	Recovery *v1.RecoveryAction `protobuf:"bytes,15,opt,name=recovery,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_RevokeTokens struct {
+	// revoke_tokens says which access tokens of the team were just revoked.
+	RevokeTokens *v1.RevokeTokensAction `protobuf:"bytes,16,opt,name=revoke_tokens,json=revokeTokens,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Redeploy struct {
+	// redeploy fetches the configuration and restarts an installation's instances.
+	Redeploy *v1.RedeployAction `protobuf:"bytes,17,opt,name=redeploy,proto3,oneof"`
+}
+
+type EnqueueCommandRequest_Update struct {
+	// update asks the satellite to update itself.
+	Update *v1.UpdateAction `protobuf:"bytes,18,opt,name=update,proto3,oneof"`
+}
+
+func (*EnqueueCommandRequest_Configure) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Spawn) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Kill) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Restart) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_HealthCheck) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Recovery) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_RevokeTokens) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Redeploy) isEnqueueCommandRequest_Action() {}
+
+func (*EnqueueCommandRequest_Update) isEnqueueCommandRequest_Action() {}
 
 // EnqueueCommandResponse lists the commands created, one per target satellite.
 type EnqueueCommandResponse struct {
@@ -1041,7 +1797,7 @@ type EnqueueCommandResponse struct {
 
 func (x *EnqueueCommandResponse) Reset() {
 	*x = EnqueueCommandResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1809,7 @@ func (x *EnqueueCommandResponse) String() string {
 func (*EnqueueCommandResponse) ProtoMessage() {}
 
 func (x *EnqueueCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1822,7 @@ func (x *EnqueueCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueCommandResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueCommandResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EnqueueCommandResponse) GetCommands() []*AdminCommand {
@@ -1092,14 +1848,16 @@ type AdminCommand struct {
 	// error says why the command failed.
 	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	// completed_at is when the command reached its final state.
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// outcomes are what the command left each instance it acted on in.
+	Outcomes      []*v1.InstanceOutcome `protobuf:"bytes,8,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdminCommand) Reset() {
 	*x = AdminCommand{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1869,7 @@ func (x *AdminCommand) String() string {
 func (*AdminCommand) ProtoMessage() {}
 
 func (x *AdminCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1882,7 @@ func (x *AdminCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCommand.ProtoReflect.Descriptor instead.
 func (*AdminCommand) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AdminCommand) GetCommand() *v1.Command {
@@ -1176,6 +1934,13 @@ func (x *AdminCommand) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AdminCommand) GetOutcomes() []*v1.InstanceOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 // ListCommandsRequest asks for a page of commands.
 type ListCommandsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1193,7 +1958,7 @@ type ListCommandsRequest struct {
 
 func (x *ListCommandsRequest) Reset() {
 	*x = ListCommandsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1970,7 @@ func (x *ListCommandsRequest) String() string {
 func (*ListCommandsRequest) ProtoMessage() {}
 
 func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1983,7 @@ func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommandsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListCommandsRequest) GetSatelliteId() string {
@@ -1262,7 +2027,7 @@ type ListCommandsResponse struct {
 
 func (x *ListCommandsResponse) Reset() {
 	*x = ListCommandsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +2039,7 @@ func (x *ListCommandsResponse) String() string {
 func (*ListCommandsResponse) ProtoMessage() {}
 
 func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +2052,7 @@ func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListCommandsResponse) GetCommands() []*AdminCommand {
@@ -1370,25 +2135,78 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"satellites\x18\x01 \x03(\v2\x1a.orrery.admin.v1.SatelliteR\n" +
 	"satellites\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdb\x01\n" +
+	"\x12SatelliteHeartbeat\x12;\n" +
+	"\vreceived_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12:\n" +
+	"\x06system\x18\x02 \x01(\v2\".orrery.satellite.v1.SystemMetricsR\x06system\x12L\n" +
+	"\x0eprocess_counts\x18\x03 \x03(\v2%.orrery.satellite.v1.TeamProcessCountR\rprocessCounts\"\xc3\x01\n" +
+	"\x1eListSatelliteHeartbeatsRequest\x12+\n" +
+	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vsatelliteId\x12$\n" +
+	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12%\n" +
+	"\tpage_size\x18\x03 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\x8e\x01\n" +
+	"\x1fListSatelliteHeartbeatsResponse\x12C\n" +
+	"\n" +
+	"heartbeats\x18\x01 \x03(\v2#.orrery.admin.v1.SatelliteHeartbeatR\n" +
+	"heartbeats\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8d\x01\n" +
+	"\x10SatelliteProcess\x12<\n" +
+	"\aprocess\x18\x01 \x01(\v2\".orrery.satellite.v1.ProcessReportR\aprocess\x12;\n" +
+	"\vreported_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"\xc2\x01\n" +
+	"\x1dListSatelliteProcessesRequest\x12+\n" +
+	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vsatelliteId\x12$\n" +
+	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12%\n" +
+	"\tpage_size\x18\x03 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"\x89\x01\n" +
+	"\x1eListSatelliteProcessesResponse\x12?\n" +
+	"\tprocesses\x18\x01 \x03(\v2!.orrery.admin.v1.SatelliteProcessR\tprocesses\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8f\x01\n" +
+	"\x12DroppedEventReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n" +
+	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xc3\x01\n" +
+	"\x1eListDroppedEventReportsRequest\x12+\n" +
+	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vsatelliteId\x12$\n" +
+	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12%\n" +
+	"\tpage_size\x18\x03 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\xad\x01\n" +
+	"\x1fListDroppedEventReportsResponse\x12=\n" +
+	"\areports\x18\x01 \x03(\v2#.orrery.admin.v1.DroppedEventReportR\areports\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
+	"\rtotal_dropped\x18\x03 \x01(\x04R\ftotalDropped\"X\n" +
 	"\x16RevokeSatelliteRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
 	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"S\n" +
 	"\x17RevokeSatelliteResponse\x128\n" +
-	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xfe\x02\n" +
+	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xc9\a\n" +
 	"\x15EnqueueCommandRequest\x12-\n" +
 	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\vsatelliteId\x12#\n" +
-	"\ateam_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12@\n" +
-	"\x04type\x18\x03 \x01(\x0e2 .orrery.satellite.v1.CommandTypeB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04type\x12L\n" +
-	"\bpriority\x18\x04 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bpriority\x121\n" +
-	"\apayload\x18\x05 \x01(\v2\x17.google.protobuf.StructR\apayload\x12=\n" +
+	"\ateam_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12=\n" +
+	"\x15all_global_satellites\x18\a \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\x13allGlobalSatellites\x12J\n" +
+	"\bpriority\x18\x04 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityB\b\xbaH\x05\x82\x01\x02\x10\x01R\bpriority\x12=\n" +
 	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x10\xbaH\r\xaa\x01\n" +
-	"\"\x04\b\x80\xa3\x052\x02\b\x01R\x03ttlB\x0f\n" +
-	"\x06target\x12\x05\xbaH\x02\b\x01\"S\n" +
+	"\"\x04\b\x80\xa3\x052\x02\b\x01R\x03ttl\x12D\n" +
+	"\tconfigure\x18\n" +
+	" \x01(\v2$.orrery.satellite.v1.ConfigureActionH\x01R\tconfigure\x128\n" +
+	"\x05spawn\x18\v \x01(\v2 .orrery.satellite.v1.SpawnActionH\x01R\x05spawn\x125\n" +
+	"\x04kill\x18\f \x01(\v2\x1f.orrery.satellite.v1.KillActionH\x01R\x04kill\x12>\n" +
+	"\arestart\x18\r \x01(\v2\".orrery.satellite.v1.RestartActionH\x01R\arestart\x12K\n" +
+	"\fhealth_check\x18\x0e \x01(\v2&.orrery.satellite.v1.HealthCheckActionH\x01R\vhealthCheck\x12A\n" +
+	"\brecovery\x18\x0f \x01(\v2#.orrery.satellite.v1.RecoveryActionH\x01R\brecovery\x12N\n" +
+	"\rrevoke_tokens\x18\x10 \x01(\v2'.orrery.satellite.v1.RevokeTokensActionH\x01R\frevokeTokens\x12A\n" +
+	"\bredeploy\x18\x11 \x01(\v2#.orrery.satellite.v1.RedeployActionH\x01R\bredeploy\x12;\n" +
+	"\x06update\x18\x12 \x01(\v2!.orrery.satellite.v1.UpdateActionH\x01R\x06updateB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01B\x0f\n" +
+	"\x06action\x12\x05\xbaH\x02\b\x01J\x04\b\x03\x10\x04J\x04\b\x05\x10\x06R\x04typeR\apayload\"S\n" +
 	"\x16EnqueueCommandResponse\x129\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\"\xc4\x02\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\"\x86\x03\n" +
 	"\fAdminCommand\x126\n" +
 	"\acommand\x18\x01 \x01(\v2\x1c.orrery.satellite.v1.CommandR\acommand\x12!\n" +
 	"\fsatellite_id\x18\x02 \x01(\tR\vsatelliteId\x127\n" +
@@ -1396,7 +2214,8 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\x05R\battempts\x12/\n" +
 	"\x06output\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x06output\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12=\n" +
-	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xd8\x01\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12@\n" +
+	"\boutcomes\x18\b \x03(\v2$.orrery.satellite.v1.InstanceOutcomeR\boutcomes\"\xd8\x01\n" +
 	"\x13ListCommandsRequest\x12.\n" +
 	"\fsatellite_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\vsatelliteId\x12A\n" +
 	"\x05state\x18\x02 \x01(\x0e2!.orrery.satellite.v1.CommandStateB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05state\x12%\n" +
@@ -1410,12 +2229,15 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"TokenScope\x12\x1b\n" +
 	"\x17TOKEN_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_SCOPE_GLOBAL\x10\x01\x12\x14\n" +
-	"\x10TOKEN_SCOPE_TEAM\x10\x022\x9d\x06\n" +
+	"\x10TOKEN_SCOPE_TEAM\x10\x022\xa5\t\n" +
 	"\fAdminService\x12|\n" +
 	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\x12~\n" +
 	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"\x03\x90\x02\x01\x12|\n" +
 	"\x17RevokeRegistrationToken\x12/.orrery.admin.v1.RevokeRegistrationTokenRequest\x1a0.orrery.admin.v1.RevokeRegistrationTokenResponse\x12f\n" +
-	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
+	"\x17ListSatelliteHeartbeats\x12/.orrery.admin.v1.ListSatelliteHeartbeatsRequest\x1a0.orrery.admin.v1.ListSatelliteHeartbeatsResponse\"\x03\x90\x02\x01\x12~\n" +
+	"\x16ListSatelliteProcesses\x12..orrery.admin.v1.ListSatelliteProcessesRequest\x1a/.orrery.admin.v1.ListSatelliteProcessesResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
+	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x0fRevokeSatellite\x12'.orrery.admin.v1.RevokeSatelliteRequest\x1a(.orrery.admin.v1.RevokeSatelliteResponse\x12a\n" +
 	"\x0eEnqueueCommand\x12&.orrery.admin.v1.EnqueueCommandRequest\x1a'.orrery.admin.v1.EnqueueCommandResponse\x12`\n" +
 	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x03\x90\x02\x01B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
@@ -1433,7 +2255,7 @@ func file_orrery_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_orrery_admin_v1_admin_proto_goTypes = []any{
 	(TokenScope)(0),                         // 0: orrery.admin.v1.TokenScope
 	(*RegistrationToken)(nil),               // 1: orrery.admin.v1.RegistrationToken
@@ -1446,72 +2268,115 @@ var file_orrery_admin_v1_admin_proto_goTypes = []any{
 	(*Satellite)(nil),                       // 8: orrery.admin.v1.Satellite
 	(*ListSatellitesRequest)(nil),           // 9: orrery.admin.v1.ListSatellitesRequest
 	(*ListSatellitesResponse)(nil),          // 10: orrery.admin.v1.ListSatellitesResponse
-	(*RevokeSatelliteRequest)(nil),          // 11: orrery.admin.v1.RevokeSatelliteRequest
-	(*RevokeSatelliteResponse)(nil),         // 12: orrery.admin.v1.RevokeSatelliteResponse
-	(*EnqueueCommandRequest)(nil),           // 13: orrery.admin.v1.EnqueueCommandRequest
-	(*EnqueueCommandResponse)(nil),          // 14: orrery.admin.v1.EnqueueCommandResponse
-	(*AdminCommand)(nil),                    // 15: orrery.admin.v1.AdminCommand
-	(*ListCommandsRequest)(nil),             // 16: orrery.admin.v1.ListCommandsRequest
-	(*ListCommandsResponse)(nil),            // 17: orrery.admin.v1.ListCommandsResponse
-	(*timestamppb.Timestamp)(nil),           // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),             // 19: google.protobuf.Duration
-	(v1.SatelliteType)(0),                   // 20: orrery.satellite.v1.SatelliteType
-	(v1.SatelliteStatus)(0),                 // 21: orrery.satellite.v1.SatelliteStatus
-	(*v1.SystemMetrics)(nil),                // 22: orrery.satellite.v1.SystemMetrics
-	(v1.CommandType)(0),                     // 23: orrery.satellite.v1.CommandType
-	(v1.CommandPriority)(0),                 // 24: orrery.satellite.v1.CommandPriority
-	(*structpb.Struct)(nil),                 // 25: google.protobuf.Struct
-	(*v1.Command)(nil),                      // 26: orrery.satellite.v1.Command
-	(v1.CommandState)(0),                    // 27: orrery.satellite.v1.CommandState
+	(*SatelliteHeartbeat)(nil),              // 11: orrery.admin.v1.SatelliteHeartbeat
+	(*ListSatelliteHeartbeatsRequest)(nil),  // 12: orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	(*ListSatelliteHeartbeatsResponse)(nil), // 13: orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	(*SatelliteProcess)(nil),                // 14: orrery.admin.v1.SatelliteProcess
+	(*ListSatelliteProcessesRequest)(nil),   // 15: orrery.admin.v1.ListSatelliteProcessesRequest
+	(*ListSatelliteProcessesResponse)(nil),  // 16: orrery.admin.v1.ListSatelliteProcessesResponse
+	(*DroppedEventReport)(nil),              // 17: orrery.admin.v1.DroppedEventReport
+	(*ListDroppedEventReportsRequest)(nil),  // 18: orrery.admin.v1.ListDroppedEventReportsRequest
+	(*ListDroppedEventReportsResponse)(nil), // 19: orrery.admin.v1.ListDroppedEventReportsResponse
+	(*RevokeSatelliteRequest)(nil),          // 20: orrery.admin.v1.RevokeSatelliteRequest
+	(*RevokeSatelliteResponse)(nil),         // 21: orrery.admin.v1.RevokeSatelliteResponse
+	(*EnqueueCommandRequest)(nil),           // 22: orrery.admin.v1.EnqueueCommandRequest
+	(*EnqueueCommandResponse)(nil),          // 23: orrery.admin.v1.EnqueueCommandResponse
+	(*AdminCommand)(nil),                    // 24: orrery.admin.v1.AdminCommand
+	(*ListCommandsRequest)(nil),             // 25: orrery.admin.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),            // 26: orrery.admin.v1.ListCommandsResponse
+	(*timestamppb.Timestamp)(nil),           // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 28: google.protobuf.Duration
+	(v1.SatelliteType)(0),                   // 29: orrery.satellite.v1.SatelliteType
+	(v1.SatelliteStatus)(0),                 // 30: orrery.satellite.v1.SatelliteStatus
+	(*v1.SystemMetrics)(nil),                // 31: orrery.satellite.v1.SystemMetrics
+	(*v1.TeamProcessCount)(nil),             // 32: orrery.satellite.v1.TeamProcessCount
+	(*v1.ProcessReport)(nil),                // 33: orrery.satellite.v1.ProcessReport
+	(v1.CommandPriority)(0),                 // 34: orrery.satellite.v1.CommandPriority
+	(*v1.ConfigureAction)(nil),              // 35: orrery.satellite.v1.ConfigureAction
+	(*v1.SpawnAction)(nil),                  // 36: orrery.satellite.v1.SpawnAction
+	(*v1.KillAction)(nil),                   // 37: orrery.satellite.v1.KillAction
+	(*v1.RestartAction)(nil),                // 38: orrery.satellite.v1.RestartAction
+	(*v1.HealthCheckAction)(nil),            // 39: orrery.satellite.v1.HealthCheckAction
+	(*v1.RecoveryAction)(nil),               // 40: orrery.satellite.v1.RecoveryAction
+	(*v1.RevokeTokensAction)(nil),           // 41: orrery.satellite.v1.RevokeTokensAction
+	(*v1.RedeployAction)(nil),               // 42: orrery.satellite.v1.RedeployAction
+	(*v1.UpdateAction)(nil),                 // 43: orrery.satellite.v1.UpdateAction
+	(*v1.Command)(nil),                      // 44: orrery.satellite.v1.Command
+	(v1.CommandState)(0),                    // 45: orrery.satellite.v1.CommandState
+	(*structpb.Struct)(nil),                 // 46: google.protobuf.Struct
+	(*v1.InstanceOutcome)(nil),              // 47: orrery.satellite.v1.InstanceOutcome
 }
 var file_orrery_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: orrery.admin.v1.RegistrationToken.scope:type_name -> orrery.admin.v1.TokenScope
-	18, // 1: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
-	18, // 2: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 3: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
-	18, // 4: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
+	27, // 1: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
+	27, // 2: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 3: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
+	27, // 4: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: orrery.admin.v1.CreateRegistrationTokenRequest.scope:type_name -> orrery.admin.v1.TokenScope
-	19, // 6: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 6: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: orrery.admin.v1.CreateRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
 	1,  // 8: orrery.admin.v1.ListRegistrationTokensResponse.registration_tokens:type_name -> orrery.admin.v1.RegistrationToken
 	1,  // 9: orrery.admin.v1.RevokeRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
-	20, // 10: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
-	21, // 11: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	18, // 12: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
-	18, // 13: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	22, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
+	29, // 10: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
+	30, // 11: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
+	27, // 12: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
+	27, // 13: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	31, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
 	8,  // 15: orrery.admin.v1.ListSatellitesResponse.satellites:type_name -> orrery.admin.v1.Satellite
-	8,  // 16: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
-	23, // 17: orrery.admin.v1.EnqueueCommandRequest.type:type_name -> orrery.satellite.v1.CommandType
-	24, // 18: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
-	25, // 19: orrery.admin.v1.EnqueueCommandRequest.payload:type_name -> google.protobuf.Struct
-	19, // 20: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
-	15, // 21: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	26, // 22: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
-	27, // 23: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
-	25, // 24: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
-	18, // 25: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
-	27, // 26: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
-	15, // 27: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	2,  // 28: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
-	4,  // 29: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
-	6,  // 30: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
-	9,  // 31: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
-	11, // 32: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
-	13, // 33: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
-	16, // 34: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
-	3,  // 35: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
-	5,  // 36: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
-	7,  // 37: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
-	10, // 38: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
-	12, // 39: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
-	14, // 40: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
-	17, // 41: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 16: orrery.admin.v1.SatelliteHeartbeat.received_at:type_name -> google.protobuf.Timestamp
+	31, // 17: orrery.admin.v1.SatelliteHeartbeat.system:type_name -> orrery.satellite.v1.SystemMetrics
+	32, // 18: orrery.admin.v1.SatelliteHeartbeat.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	11, // 19: orrery.admin.v1.ListSatelliteHeartbeatsResponse.heartbeats:type_name -> orrery.admin.v1.SatelliteHeartbeat
+	33, // 20: orrery.admin.v1.SatelliteProcess.process:type_name -> orrery.satellite.v1.ProcessReport
+	27, // 21: orrery.admin.v1.SatelliteProcess.reported_at:type_name -> google.protobuf.Timestamp
+	14, // 22: orrery.admin.v1.ListSatelliteProcessesResponse.processes:type_name -> orrery.admin.v1.SatelliteProcess
+	27, // 23: orrery.admin.v1.DroppedEventReport.occurred_at:type_name -> google.protobuf.Timestamp
+	17, // 24: orrery.admin.v1.ListDroppedEventReportsResponse.reports:type_name -> orrery.admin.v1.DroppedEventReport
+	8,  // 25: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
+	34, // 26: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
+	28, // 27: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
+	35, // 28: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	36, // 29: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	37, // 30: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
+	38, // 31: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
+	39, // 32: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	40, // 33: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	41, // 34: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	42, // 35: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	43, // 36: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
+	24, // 37: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	44, // 38: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
+	45, // 39: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
+	46, // 40: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
+	27, // 41: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
+	47, // 42: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	45, // 43: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
+	24, // 44: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	2,  // 45: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
+	4,  // 46: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
+	6,  // 47: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
+	9,  // 48: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
+	12, // 49: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:input_type -> orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	15, // 50: orrery.admin.v1.AdminService.ListSatelliteProcesses:input_type -> orrery.admin.v1.ListSatelliteProcessesRequest
+	18, // 51: orrery.admin.v1.AdminService.ListDroppedEventReports:input_type -> orrery.admin.v1.ListDroppedEventReportsRequest
+	20, // 52: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
+	22, // 53: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
+	25, // 54: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
+	3,  // 55: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
+	5,  // 56: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
+	7,  // 57: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
+	10, // 58: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
+	13, // 59: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:output_type -> orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	16, // 60: orrery.admin.v1.AdminService.ListSatelliteProcesses:output_type -> orrery.admin.v1.ListSatelliteProcessesResponse
+	19, // 61: orrery.admin.v1.AdminService.ListDroppedEventReports:output_type -> orrery.admin.v1.ListDroppedEventReportsResponse
+	21, // 62: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
+	23, // 63: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
+	26, // 64: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
+	55, // [55:65] is the sub-list for method output_type
+	45, // [45:55] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_orrery_admin_v1_admin_proto_init() }
@@ -1519,9 +2384,19 @@ func file_orrery_admin_v1_admin_proto_init() {
 	if File_orrery_admin_v1_admin_proto != nil {
 		return
 	}
-	file_orrery_admin_v1_admin_proto_msgTypes[12].OneofWrappers = []any{
+	file_orrery_admin_v1_admin_proto_msgTypes[21].OneofWrappers = []any{
 		(*EnqueueCommandRequest_SatelliteId)(nil),
 		(*EnqueueCommandRequest_TeamId)(nil),
+		(*EnqueueCommandRequest_AllGlobalSatellites)(nil),
+		(*EnqueueCommandRequest_Configure)(nil),
+		(*EnqueueCommandRequest_Spawn)(nil),
+		(*EnqueueCommandRequest_Kill)(nil),
+		(*EnqueueCommandRequest_Restart)(nil),
+		(*EnqueueCommandRequest_HealthCheck)(nil),
+		(*EnqueueCommandRequest_Recovery)(nil),
+		(*EnqueueCommandRequest_RevokeTokens)(nil),
+		(*EnqueueCommandRequest_Redeploy)(nil),
+		(*EnqueueCommandRequest_Update)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1529,7 +2404,7 @@ func file_orrery_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_admin_v1_admin_proto_rawDesc), len(file_orrery_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

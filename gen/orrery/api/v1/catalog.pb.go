@@ -195,6 +195,67 @@ func (ValueType) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{2}
 }
 
+// TemplateHealthStatus summarises a template's instances.
+type TemplateHealthStatus int32
+
+const (
+	// TEMPLATE_HEALTH_STATUS_UNSPECIFIED means the template's health has not been aggregated yet.
+	TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_UNSPECIFIED TemplateHealthStatus = 0
+	// TEMPLATE_HEALTH_STATUS_UNUSED means the template has no instances.
+	TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_UNUSED TemplateHealthStatus = 1
+	// TEMPLATE_HEALTH_STATUS_HEALTHY means no instance is failing.
+	TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_HEALTHY TemplateHealthStatus = 2
+	// TEMPLATE_HEALTH_STATUS_DEGRADED means some instances fail and some are online.
+	TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_DEGRADED TemplateHealthStatus = 3
+	// TEMPLATE_HEALTH_STATUS_FAILING means instances fail and none is online.
+	TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_FAILING TemplateHealthStatus = 4
+)
+
+// Enum value maps for TemplateHealthStatus.
+var (
+	TemplateHealthStatus_name = map[int32]string{
+		0: "TEMPLATE_HEALTH_STATUS_UNSPECIFIED",
+		1: "TEMPLATE_HEALTH_STATUS_UNUSED",
+		2: "TEMPLATE_HEALTH_STATUS_HEALTHY",
+		3: "TEMPLATE_HEALTH_STATUS_DEGRADED",
+		4: "TEMPLATE_HEALTH_STATUS_FAILING",
+	}
+	TemplateHealthStatus_value = map[string]int32{
+		"TEMPLATE_HEALTH_STATUS_UNSPECIFIED": 0,
+		"TEMPLATE_HEALTH_STATUS_UNUSED":      1,
+		"TEMPLATE_HEALTH_STATUS_HEALTHY":     2,
+		"TEMPLATE_HEALTH_STATUS_DEGRADED":    3,
+		"TEMPLATE_HEALTH_STATUS_FAILING":     4,
+	}
+)
+
+func (x TemplateHealthStatus) Enum() *TemplateHealthStatus {
+	p := new(TemplateHealthStatus)
+	*p = x
+	return p
+}
+
+func (x TemplateHealthStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TemplateHealthStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_api_v1_catalog_proto_enumTypes[3].Descriptor()
+}
+
+func (TemplateHealthStatus) Type() protoreflect.EnumType {
+	return &file_orrery_api_v1_catalog_proto_enumTypes[3]
+}
+
+func (x TemplateHealthStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TemplateHealthStatus.Descriptor instead.
+func (TemplateHealthStatus) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
 // SettingValue is one value of env, headers, query parameters or arguments. In responses a secret's value
 // is always empty and set says whether one is stored; in requests a secret with an empty value keeps the
 // stored one, so a form can be submitted again as it was shown without wiping it.
@@ -1104,6 +1165,189 @@ func (x *GetCatalogEntryResponse) GetEntry() *CatalogEntry {
 	return nil
 }
 
+// TemplateHealth is a template's health as last aggregated.
+type TemplateHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status summarises the counts below.
+	Status TemplateHealthStatus `protobuf:"varint,1,opt,name=status,proto3,enum=orrery.api.v1.TemplateHealthStatus" json:"status,omitempty"`
+	// instances counts the template's instances.
+	Instances uint32 `protobuf:"varint,2,opt,name=instances,proto3" json:"instances,omitempty"`
+	// online counts instances online or dormant.
+	Online uint32 `protobuf:"varint,3,opt,name=online,proto3" json:"online,omitempty"`
+	// failing counts instances in error, crashed, permanently failed or needing re-authorization.
+	Failing uint32 `protobuf:"varint,4,opt,name=failing,proto3" json:"failing,omitempty"`
+	// aggregated_at is when these figures were computed; unset before the first aggregation.
+	AggregatedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=aggregated_at,json=aggregatedAt,proto3" json:"aggregated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateHealth) Reset() {
+	*x = TemplateHealth{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateHealth) ProtoMessage() {}
+
+func (x *TemplateHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateHealth.ProtoReflect.Descriptor instead.
+func (*TemplateHealth) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TemplateHealth) GetStatus() TemplateHealthStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TemplateHealthStatus_TEMPLATE_HEALTH_STATUS_UNSPECIFIED
+}
+
+func (x *TemplateHealth) GetInstances() uint32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+func (x *TemplateHealth) GetOnline() uint32 {
+	if x != nil {
+		return x.Online
+	}
+	return 0
+}
+
+func (x *TemplateHealth) GetFailing() uint32 {
+	if x != nil {
+		return x.Failing
+	}
+	return 0
+}
+
+func (x *TemplateHealth) GetAggregatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AggregatedAt
+	}
+	return nil
+}
+
+// GetCatalogEntryHealthRequest names the template.
+type GetCatalogEntryHealthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id names the team whose private template this is; empty for a global template.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// id identifies the template.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCatalogEntryHealthRequest) Reset() {
+	*x = GetCatalogEntryHealthRequest{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCatalogEntryHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCatalogEntryHealthRequest) ProtoMessage() {}
+
+func (x *GetCatalogEntryHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCatalogEntryHealthRequest.ProtoReflect.Descriptor instead.
+func (*GetCatalogEntryHealthRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetCatalogEntryHealthRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *GetCatalogEntryHealthRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetCatalogEntryHealthResponse carries the template's health.
+type GetCatalogEntryHealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// health is the template's health.
+	Health        *TemplateHealth `protobuf:"bytes,1,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCatalogEntryHealthResponse) Reset() {
+	*x = GetCatalogEntryHealthResponse{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCatalogEntryHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCatalogEntryHealthResponse) ProtoMessage() {}
+
+func (x *GetCatalogEntryHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCatalogEntryHealthResponse.ProtoReflect.Descriptor instead.
+func (*GetCatalogEntryHealthResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetCatalogEntryHealthResponse) GetHealth() *TemplateHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
 // ListCatalogEntriesRequest filters and pages the catalog.
 type ListCatalogEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1123,7 +1367,7 @@ type ListCatalogEntriesRequest struct {
 
 func (x *ListCatalogEntriesRequest) Reset() {
 	*x = ListCatalogEntriesRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1379,7 @@ func (x *ListCatalogEntriesRequest) String() string {
 func (*ListCatalogEntriesRequest) ProtoMessage() {}
 
 func (x *ListCatalogEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1392,7 @@ func (x *ListCatalogEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCatalogEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListCatalogEntriesRequest) GetTeamId() string {
@@ -1199,7 +1443,7 @@ type ListCatalogEntriesResponse struct {
 
 func (x *ListCatalogEntriesResponse) Reset() {
 	*x = ListCatalogEntriesResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1455,7 @@ func (x *ListCatalogEntriesResponse) String() string {
 func (*ListCatalogEntriesResponse) ProtoMessage() {}
 
 func (x *ListCatalogEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1468,7 @@ func (x *ListCatalogEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCatalogEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListCatalogEntriesResponse) GetEntries() []*CatalogEntry {
@@ -1261,7 +1505,7 @@ type ImportServerJsonRequest struct {
 
 func (x *ImportServerJsonRequest) Reset() {
 	*x = ImportServerJsonRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1517,7 @@ func (x *ImportServerJsonRequest) String() string {
 func (*ImportServerJsonRequest) ProtoMessage() {}
 
 func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1530,7 @@ func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJsonRequest.ProtoReflect.Descriptor instead.
 func (*ImportServerJsonRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ImportServerJsonRequest) GetTeamId() string {
@@ -1335,7 +1579,7 @@ type ImportServerJsonResponse struct {
 
 func (x *ImportServerJsonResponse) Reset() {
 	*x = ImportServerJsonResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1591,7 @@ func (x *ImportServerJsonResponse) String() string {
 func (*ImportServerJsonResponse) ProtoMessage() {}
 
 func (x *ImportServerJsonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1604,7 @@ func (x *ImportServerJsonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJsonResponse.ProtoReflect.Descriptor instead.
 func (*ImportServerJsonResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ImportServerJsonResponse) GetEntry() *CatalogEntry {
@@ -1450,7 +1694,18 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
 	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"L\n" +
 	"\x17GetCatalogEntryResponse\x121\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1b.orrery.api.v1.CatalogEntryR\x05entry\"\xd7\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1b.orrery.api.v1.CatalogEntryR\x05entry\"\xde\x01\n" +
+	"\x0eTemplateHealth\x12;\n" +
+	"\x06status\x18\x01 \x01(\x0e2#.orrery.api.v1.TemplateHealthStatusR\x06status\x12\x1c\n" +
+	"\tinstances\x18\x02 \x01(\rR\tinstances\x12\x16\n" +
+	"\x06online\x18\x03 \x01(\rR\x06online\x12\x18\n" +
+	"\afailing\x18\x04 \x01(\rR\afailing\x12?\n" +
+	"\raggregated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\faggregatedAt\"^\n" +
+	"\x1cGetCatalogEntryHealthRequest\x12$\n" +
+	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
+	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"V\n" +
+	"\x1dGetCatalogEntryHealthResponse\x125\n" +
+	"\x06health\x18\x01 \x01(\v2\x1d.orrery.api.v1.TemplateHealthR\x06health\"\xd7\x01\n" +
 	"\x19ListCatalogEntriesRequest\x12$\n" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x12 \n" +
 	"\x06search\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x06search\x12\"\n" +
@@ -1485,13 +1740,20 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x11VALUE_TYPE_STRING\x10\x01\x12\x15\n" +
 	"\x11VALUE_TYPE_NUMBER\x10\x02\x12\x16\n" +
 	"\x12VALUE_TYPE_BOOLEAN\x10\x03\x12\x18\n" +
-	"\x14VALUE_TYPE_FILE_PATH\x10\x042\x8d\x05\n" +
+	"\x14VALUE_TYPE_FILE_PATH\x10\x04*\xce\x01\n" +
+	"\x14TemplateHealthStatus\x12&\n" +
+	"\"TEMPLATE_HEALTH_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dTEMPLATE_HEALTH_STATUS_UNUSED\x10\x01\x12\"\n" +
+	"\x1eTEMPLATE_HEALTH_STATUS_HEALTHY\x10\x02\x12#\n" +
+	"\x1fTEMPLATE_HEALTH_STATUS_DEGRADED\x10\x03\x12\"\n" +
+	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\x86\x06\n" +
 	"\x0eCatalogService\x12i\n" +
 	"\x12CreateCatalogEntry\x12(.orrery.api.v1.CreateCatalogEntryRequest\x1a).orrery.api.v1.CreateCatalogEntryResponse\x12i\n" +
 	"\x12UpdateCatalogEntry\x12(.orrery.api.v1.UpdateCatalogEntryRequest\x1a).orrery.api.v1.UpdateCatalogEntryResponse\x12i\n" +
 	"\x12DeleteCatalogEntry\x12(.orrery.api.v1.DeleteCatalogEntryRequest\x1a).orrery.api.v1.DeleteCatalogEntryResponse\x12e\n" +
 	"\x0fGetCatalogEntry\x12%.orrery.api.v1.GetCatalogEntryRequest\x1a&.orrery.api.v1.GetCatalogEntryResponse\"\x03\x90\x02\x01\x12n\n" +
-	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"\x03\x90\x02\x01\x12c\n" +
+	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"\x03\x90\x02\x01\x12w\n" +
+	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"\x03\x90\x02\x01\x12c\n" +
 	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponseB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
@@ -1506,78 +1768,87 @@ func file_orrery_api_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_catalog_proto_rawDescData
 }
 
-var file_orrery_api_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_orrery_api_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_orrery_api_v1_catalog_proto_goTypes = []any{
-	(Transport)(0),                     // 0: orrery.api.v1.Transport
-	(ConfigScope)(0),                   // 1: orrery.api.v1.ConfigScope
-	(ValueType)(0),                     // 2: orrery.api.v1.ValueType
-	(*SettingValue)(nil),               // 3: orrery.api.v1.SettingValue
-	(*ConfigField)(nil),                // 4: orrery.api.v1.ConfigField
-	(*ConfigSchema)(nil),               // 5: orrery.api.v1.ConfigSchema
-	(*CatalogEntry)(nil),               // 6: orrery.api.v1.CatalogEntry
-	(*CatalogEntrySpec)(nil),           // 7: orrery.api.v1.CatalogEntrySpec
-	(*CreateCatalogEntryRequest)(nil),  // 8: orrery.api.v1.CreateCatalogEntryRequest
-	(*CreateCatalogEntryResponse)(nil), // 9: orrery.api.v1.CreateCatalogEntryResponse
-	(*UpdateCatalogEntryRequest)(nil),  // 10: orrery.api.v1.UpdateCatalogEntryRequest
-	(*UpdateCatalogEntryResponse)(nil), // 11: orrery.api.v1.UpdateCatalogEntryResponse
-	(*DeleteCatalogEntryRequest)(nil),  // 12: orrery.api.v1.DeleteCatalogEntryRequest
-	(*DeleteCatalogEntryResponse)(nil), // 13: orrery.api.v1.DeleteCatalogEntryResponse
-	(*GetCatalogEntryRequest)(nil),     // 14: orrery.api.v1.GetCatalogEntryRequest
-	(*GetCatalogEntryResponse)(nil),    // 15: orrery.api.v1.GetCatalogEntryResponse
-	(*ListCatalogEntriesRequest)(nil),  // 16: orrery.api.v1.ListCatalogEntriesRequest
-	(*ListCatalogEntriesResponse)(nil), // 17: orrery.api.v1.ListCatalogEntriesResponse
-	(*ImportServerJsonRequest)(nil),    // 18: orrery.api.v1.ImportServerJsonRequest
-	(*ImportServerJsonResponse)(nil),   // 19: orrery.api.v1.ImportServerJsonResponse
-	nil,                                // 20: orrery.api.v1.CatalogEntrySpec.EnvEntry
-	nil,                                // 21: orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	nil,                                // 22: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(*v1.Sandbox)(nil),                 // 24: orrery.satellite.v1.Sandbox
+	(Transport)(0),                        // 0: orrery.api.v1.Transport
+	(ConfigScope)(0),                      // 1: orrery.api.v1.ConfigScope
+	(ValueType)(0),                        // 2: orrery.api.v1.ValueType
+	(TemplateHealthStatus)(0),             // 3: orrery.api.v1.TemplateHealthStatus
+	(*SettingValue)(nil),                  // 4: orrery.api.v1.SettingValue
+	(*ConfigField)(nil),                   // 5: orrery.api.v1.ConfigField
+	(*ConfigSchema)(nil),                  // 6: orrery.api.v1.ConfigSchema
+	(*CatalogEntry)(nil),                  // 7: orrery.api.v1.CatalogEntry
+	(*CatalogEntrySpec)(nil),              // 8: orrery.api.v1.CatalogEntrySpec
+	(*CreateCatalogEntryRequest)(nil),     // 9: orrery.api.v1.CreateCatalogEntryRequest
+	(*CreateCatalogEntryResponse)(nil),    // 10: orrery.api.v1.CreateCatalogEntryResponse
+	(*UpdateCatalogEntryRequest)(nil),     // 11: orrery.api.v1.UpdateCatalogEntryRequest
+	(*UpdateCatalogEntryResponse)(nil),    // 12: orrery.api.v1.UpdateCatalogEntryResponse
+	(*DeleteCatalogEntryRequest)(nil),     // 13: orrery.api.v1.DeleteCatalogEntryRequest
+	(*DeleteCatalogEntryResponse)(nil),    // 14: orrery.api.v1.DeleteCatalogEntryResponse
+	(*GetCatalogEntryRequest)(nil),        // 15: orrery.api.v1.GetCatalogEntryRequest
+	(*GetCatalogEntryResponse)(nil),       // 16: orrery.api.v1.GetCatalogEntryResponse
+	(*TemplateHealth)(nil),                // 17: orrery.api.v1.TemplateHealth
+	(*GetCatalogEntryHealthRequest)(nil),  // 18: orrery.api.v1.GetCatalogEntryHealthRequest
+	(*GetCatalogEntryHealthResponse)(nil), // 19: orrery.api.v1.GetCatalogEntryHealthResponse
+	(*ListCatalogEntriesRequest)(nil),     // 20: orrery.api.v1.ListCatalogEntriesRequest
+	(*ListCatalogEntriesResponse)(nil),    // 21: orrery.api.v1.ListCatalogEntriesResponse
+	(*ImportServerJsonRequest)(nil),       // 22: orrery.api.v1.ImportServerJsonRequest
+	(*ImportServerJsonResponse)(nil),      // 23: orrery.api.v1.ImportServerJsonResponse
+	nil,                                   // 24: orrery.api.v1.CatalogEntrySpec.EnvEntry
+	nil,                                   // 25: orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	nil,                                   // 26: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	(*timestamppb.Timestamp)(nil),         // 27: google.protobuf.Timestamp
+	(*v1.Sandbox)(nil),                    // 28: orrery.satellite.v1.Sandbox
 }
 var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.ConfigField.scope:type_name -> orrery.api.v1.ConfigScope
 	2,  // 1: orrery.api.v1.ConfigField.type:type_name -> orrery.api.v1.ValueType
-	4,  // 2: orrery.api.v1.ConfigSchema.args:type_name -> orrery.api.v1.ConfigField
-	4,  // 3: orrery.api.v1.ConfigSchema.env:type_name -> orrery.api.v1.ConfigField
-	4,  // 4: orrery.api.v1.ConfigSchema.headers:type_name -> orrery.api.v1.ConfigField
-	4,  // 5: orrery.api.v1.ConfigSchema.query_params:type_name -> orrery.api.v1.ConfigField
-	7,  // 6: orrery.api.v1.CatalogEntry.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	23, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
-	23, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 2: orrery.api.v1.ConfigSchema.args:type_name -> orrery.api.v1.ConfigField
+	5,  // 3: orrery.api.v1.ConfigSchema.env:type_name -> orrery.api.v1.ConfigField
+	5,  // 4: orrery.api.v1.ConfigSchema.headers:type_name -> orrery.api.v1.ConfigField
+	5,  // 5: orrery.api.v1.ConfigSchema.query_params:type_name -> orrery.api.v1.ConfigField
+	8,  // 6: orrery.api.v1.CatalogEntry.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	27, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	27, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: orrery.api.v1.CatalogEntrySpec.transport:type_name -> orrery.api.v1.Transport
-	20, // 10: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
-	21, // 11: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	22, // 12: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
-	5,  // 13: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
-	24, // 14: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	7,  // 15: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	6,  // 16: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	7,  // 17: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	6,  // 18: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 19: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 20: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
-	6,  // 21: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	3,  // 22: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 23: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 24: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	8,  // 25: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
-	10, // 26: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
-	12, // 27: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
-	14, // 28: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
-	16, // 29: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
-	18, // 30: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
-	9,  // 31: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
-	11, // 32: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
-	13, // 33: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
-	15, // 34: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
-	17, // 35: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
-	19, // 36: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 10: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
+	25, // 11: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	26, // 12: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	6,  // 13: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
+	28, // 14: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	8,  // 15: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	7,  // 16: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 17: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	7,  // 18: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	7,  // 19: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	3,  // 20: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
+	27, // 21: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
+	17, // 22: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
+	7,  // 23: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
+	7,  // 24: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	4,  // 25: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	4,  // 26: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	4,  // 27: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	9,  // 28: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
+	11, // 29: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
+	13, // 30: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
+	15, // 31: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
+	20, // 32: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
+	18, // 33: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
+	22, // 34: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
+	10, // 35: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
+	12, // 36: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
+	14, // 37: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
+	16, // 38: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
+	21, // 39: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
+	19, // 40: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
+	23, // 41: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_catalog_proto_init() }
@@ -1590,8 +1861,8 @@ func file_orrery_api_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_catalog_proto_rawDesc), len(file_orrery_api_v1_catalog_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   20,
+			NumEnums:      4,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

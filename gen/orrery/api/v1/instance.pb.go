@@ -334,7 +334,10 @@ type RequestLog struct {
 	// response is the call's result, like request.
 	Response *structpb.Value `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
 	// occurred_at is when the call was made.
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// trace_id is the W3C trace id of the call, from the MCP client's traceparent or the satellite's span;
+	// empty when the call was not traced. It finds the call in the operator's tracing system.
+	TraceId       string `protobuf:"bytes,11,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +440,13 @@ func (x *RequestLog) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *RequestLog) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 // ListInstancesRequest names the team and, optionally, one installation.
@@ -1569,7 +1579,7 @@ const file_orrery_api_v1_instance_proto_rawDesc = "" +
 	"\x05level\x18\x03 \x01(\x0e2\x1d.orrery.satellite.v1.LogLevelR\x05level\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xfd\x02\n" +
+	"occurredAt\"\x98\x03\n" +
 	"\n" +
 	"RequestLog\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
@@ -1584,7 +1594,8 @@ const file_orrery_api_v1_instance_proto_rawDesc = "" +
 	"\bresponse\x18\t \x01(\v2\x16.google.protobuf.ValueR\bresponse\x12;\n" +
 	"\voccurred_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xb5\x01\n" +
+	"occurredAt\x12\x19\n" +
+	"\btrace_id\x18\v \x01(\tR\atraceId\"\xb5\x01\n" +
 	"\x14ListInstancesRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x124\n" +
 	"\x0finstallation_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0einstallationId\x12\x1b\n" +

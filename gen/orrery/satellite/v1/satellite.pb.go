@@ -139,84 +139,6 @@ func (SatelliteStatus) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{1}
 }
 
-// CommandType is what a command asks the satellite to do.
-type CommandType int32
-
-const (
-	// COMMAND_TYPE_UNSPECIFIED is never used.
-	CommandType_COMMAND_TYPE_UNSPECIFIED CommandType = 0
-	// COMMAND_TYPE_CONFIGURE asks the satellite to fetch its configuration and reconcile. The payload's
-	// "event" says why: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-	// mcp_recovery or mcp_redeploy.
-	CommandType_COMMAND_TYPE_CONFIGURE CommandType = 1
-	// COMMAND_TYPE_SPAWN starts an instance.
-	CommandType_COMMAND_TYPE_SPAWN CommandType = 2
-	// COMMAND_TYPE_KILL stops an instance.
-	CommandType_COMMAND_TYPE_KILL CommandType = 3
-	// COMMAND_TYPE_RESTART restarts an instance; the payload's "reason" is error_recovery, manual_restart or
-	// config_reload.
-	CommandType_COMMAND_TYPE_RESTART CommandType = 4
-	// COMMAND_TYPE_HEALTH_CHECK checks an instance; the payload's "check_type" is credential_validation.
-	CommandType_COMMAND_TYPE_HEALTH_CHECK CommandType = 5
-	// COMMAND_TYPE_UPDATE updates the satellite itself.
-	CommandType_COMMAND_TYPE_UPDATE CommandType = 6
-	// COMMAND_TYPE_REVOKE_TOKENS says which access tokens of the team were just revoked: the payload's
-	// "token_hashes" lists their SHA-256 hashes in hex. The satellite refuses them from then on, whatever
-	// it cached of their introspection.
-	CommandType_COMMAND_TYPE_REVOKE_TOKENS CommandType = 7
-)
-
-// Enum value maps for CommandType.
-var (
-	CommandType_name = map[int32]string{
-		0: "COMMAND_TYPE_UNSPECIFIED",
-		1: "COMMAND_TYPE_CONFIGURE",
-		2: "COMMAND_TYPE_SPAWN",
-		3: "COMMAND_TYPE_KILL",
-		4: "COMMAND_TYPE_RESTART",
-		5: "COMMAND_TYPE_HEALTH_CHECK",
-		6: "COMMAND_TYPE_UPDATE",
-		7: "COMMAND_TYPE_REVOKE_TOKENS",
-	}
-	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":   0,
-		"COMMAND_TYPE_CONFIGURE":     1,
-		"COMMAND_TYPE_SPAWN":         2,
-		"COMMAND_TYPE_KILL":          3,
-		"COMMAND_TYPE_RESTART":       4,
-		"COMMAND_TYPE_HEALTH_CHECK":  5,
-		"COMMAND_TYPE_UPDATE":        6,
-		"COMMAND_TYPE_REVOKE_TOKENS": 7,
-	}
-)
-
-func (x CommandType) Enum() *CommandType {
-	p := new(CommandType)
-	*p = x
-	return p
-}
-
-func (x CommandType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (CommandType) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[2].Descriptor()
-}
-
-func (CommandType) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[2]
-}
-
-func (x CommandType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use CommandType.Descriptor instead.
-func (CommandType) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{2}
-}
-
 // CommandPriority orders delivery: higher priorities are delivered first.
 type CommandPriority int32
 
@@ -262,11 +184,11 @@ func (x CommandPriority) String() string {
 }
 
 func (CommandPriority) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[3].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[2].Descriptor()
 }
 
 func (CommandPriority) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[3]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[2]
 }
 
 func (x CommandPriority) Number() protoreflect.EnumNumber {
@@ -275,7 +197,7 @@ func (x CommandPriority) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandPriority.Descriptor instead.
 func (CommandPriority) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{3}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{2}
 }
 
 // CommandState is where a command is in its life.
@@ -328,11 +250,11 @@ func (x CommandState) String() string {
 }
 
 func (CommandState) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[4].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[3].Descriptor()
 }
 
 func (CommandState) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[4]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[3]
 }
 
 func (x CommandState) Number() protoreflect.EnumNumber {
@@ -341,7 +263,7 @@ func (x CommandState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandState.Descriptor instead.
 func (CommandState) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{4}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{3}
 }
 
 // Transport is how a satellite talks to an MCP server.
@@ -385,11 +307,11 @@ func (x Transport) String() string {
 }
 
 func (Transport) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[5].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[4].Descriptor()
 }
 
 func (Transport) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[5]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[4]
 }
 
 func (x Transport) Number() protoreflect.EnumNumber {
@@ -398,7 +320,7 @@ func (x Transport) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Transport.Descriptor instead.
 func (Transport) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{5}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{4}
 }
 
 // InstanceStatus is the state of one user's instance of an installation.
@@ -474,11 +396,11 @@ func (x InstanceStatus) String() string {
 }
 
 func (InstanceStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[6].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[5].Descriptor()
 }
 
 func (InstanceStatus) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[6]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[5]
 }
 
 func (x InstanceStatus) Number() protoreflect.EnumNumber {
@@ -487,7 +409,7 @@ func (x InstanceStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InstanceStatus.Descriptor instead.
 func (InstanceStatus) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{6}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{5}
 }
 
 // ProcessHealth is a satellite's judgement of one running process.
@@ -527,11 +449,11 @@ func (x ProcessHealth) String() string {
 }
 
 func (ProcessHealth) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[7].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[6].Descriptor()
 }
 
 func (ProcessHealth) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[7]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[6]
 }
 
 func (x ProcessHealth) Number() protoreflect.EnumNumber {
@@ -540,7 +462,7 @@ func (x ProcessHealth) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProcessHealth.Descriptor instead.
 func (ProcessHealth) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{7}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{6}
 }
 
 // Isolation is how a satellite isolates the stdio MCP servers it runs.
@@ -582,11 +504,11 @@ func (x Isolation) String() string {
 }
 
 func (Isolation) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[8].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[7].Descriptor()
 }
 
 func (Isolation) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[8]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[7]
 }
 
 func (x Isolation) Number() protoreflect.EnumNumber {
@@ -595,7 +517,7 @@ func (x Isolation) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Isolation.Descriptor instead.
 func (Isolation) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{8}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{7}
 }
 
 // HomeScope says whose files a sandboxed server's home holds.
@@ -635,11 +557,11 @@ func (x HomeScope) String() string {
 }
 
 func (HomeScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[9].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[8].Descriptor()
 }
 
 func (HomeScope) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[9]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[8]
 }
 
 func (x HomeScope) Number() protoreflect.EnumNumber {
@@ -648,7 +570,176 @@ func (x HomeScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HomeScope.Descriptor instead.
 func (HomeScope) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{8}
+}
+
+// ConfigureEvent says why a satellite is asked to fetch its configuration.
+type ConfigureEvent int32
+
+const (
+	// CONFIGURE_EVENT_UNSPECIFIED is never used.
+	ConfigureEvent_CONFIGURE_EVENT_UNSPECIFIED ConfigureEvent = 0
+	// CONFIGURE_EVENT_INSTALLATION_CREATED follows the creation of an installation.
+	ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_CREATED ConfigureEvent = 1
+	// CONFIGURE_EVENT_INSTALLATION_UPDATED follows a change of an installation.
+	ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED ConfigureEvent = 2
+	// CONFIGURE_EVENT_INSTALLATION_DELETED follows the deletion of an installation.
+	ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_DELETED ConfigureEvent = 3
+	// CONFIGURE_EVENT_MEMBER_REMOVED follows the removal of a member from the team: after reconciling, the
+	// satellite also deletes what it keeps of the member, such as sandbox homes.
+	ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED ConfigureEvent = 4
+)
+
+// Enum value maps for ConfigureEvent.
+var (
+	ConfigureEvent_name = map[int32]string{
+		0: "CONFIGURE_EVENT_UNSPECIFIED",
+		1: "CONFIGURE_EVENT_INSTALLATION_CREATED",
+		2: "CONFIGURE_EVENT_INSTALLATION_UPDATED",
+		3: "CONFIGURE_EVENT_INSTALLATION_DELETED",
+		4: "CONFIGURE_EVENT_MEMBER_REMOVED",
+	}
+	ConfigureEvent_value = map[string]int32{
+		"CONFIGURE_EVENT_UNSPECIFIED":          0,
+		"CONFIGURE_EVENT_INSTALLATION_CREATED": 1,
+		"CONFIGURE_EVENT_INSTALLATION_UPDATED": 2,
+		"CONFIGURE_EVENT_INSTALLATION_DELETED": 3,
+		"CONFIGURE_EVENT_MEMBER_REMOVED":       4,
+	}
+)
+
+func (x ConfigureEvent) Enum() *ConfigureEvent {
+	p := new(ConfigureEvent)
+	*p = x
+	return p
+}
+
+func (x ConfigureEvent) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConfigureEvent) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[9].Descriptor()
+}
+
+func (ConfigureEvent) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[9]
+}
+
+func (x ConfigureEvent) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConfigureEvent.Descriptor instead.
+func (ConfigureEvent) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{9}
+}
+
+// RestartReason says why instances restart; it is reported with their lifecycle events.
+type RestartReason int32
+
+const (
+	// RESTART_REASON_UNSPECIFIED is never used.
+	RestartReason_RESTART_REASON_UNSPECIFIED RestartReason = 0
+	// RESTART_REASON_ERROR_RECOVERY restarts instances that failed.
+	RestartReason_RESTART_REASON_ERROR_RECOVERY RestartReason = 1
+	// RESTART_REASON_MANUAL_RESTART is a restart a person asked for.
+	RestartReason_RESTART_REASON_MANUAL_RESTART RestartReason = 2
+	// RESTART_REASON_CONFIG_RELOAD restarts instances to apply their configuration.
+	RestartReason_RESTART_REASON_CONFIG_RELOAD RestartReason = 3
+)
+
+// Enum value maps for RestartReason.
+var (
+	RestartReason_name = map[int32]string{
+		0: "RESTART_REASON_UNSPECIFIED",
+		1: "RESTART_REASON_ERROR_RECOVERY",
+		2: "RESTART_REASON_MANUAL_RESTART",
+		3: "RESTART_REASON_CONFIG_RELOAD",
+	}
+	RestartReason_value = map[string]int32{
+		"RESTART_REASON_UNSPECIFIED":    0,
+		"RESTART_REASON_ERROR_RECOVERY": 1,
+		"RESTART_REASON_MANUAL_RESTART": 2,
+		"RESTART_REASON_CONFIG_RELOAD":  3,
+	}
+)
+
+func (x RestartReason) Enum() *RestartReason {
+	p := new(RestartReason)
+	*p = x
+	return p
+}
+
+func (x RestartReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RestartReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[10].Descriptor()
+}
+
+func (RestartReason) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[10]
+}
+
+func (x RestartReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RestartReason.Descriptor instead.
+func (RestartReason) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
+}
+
+// HealthCheckType is what a health check verifies.
+type HealthCheckType int32
+
+const (
+	// HEALTH_CHECK_TYPE_UNSPECIFIED is never used.
+	HealthCheckType_HEALTH_CHECK_TYPE_UNSPECIFIED HealthCheckType = 0
+	// HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION connects to remote servers with their credentials and lists
+	// their tools; stdio servers are skipped.
+	HealthCheckType_HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION HealthCheckType = 1
+)
+
+// Enum value maps for HealthCheckType.
+var (
+	HealthCheckType_name = map[int32]string{
+		0: "HEALTH_CHECK_TYPE_UNSPECIFIED",
+		1: "HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION",
+	}
+	HealthCheckType_value = map[string]int32{
+		"HEALTH_CHECK_TYPE_UNSPECIFIED":           0,
+		"HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION": 1,
+	}
+)
+
+func (x HealthCheckType) Enum() *HealthCheckType {
+	p := new(HealthCheckType)
+	*p = x
+	return p
+}
+
+func (x HealthCheckType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthCheckType) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[11].Descriptor()
+}
+
+func (HealthCheckType) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[11]
+}
+
+func (x HealthCheckType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthCheckType.Descriptor instead.
+func (HealthCheckType) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{11}
 }
 
 // CommandResult is the outcome a satellite reports.
@@ -688,11 +779,11 @@ func (x CommandResult) String() string {
 }
 
 func (CommandResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[10].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[12].Descriptor()
 }
 
 func (CommandResult) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[10]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[12]
 }
 
 func (x CommandResult) Number() protoreflect.EnumNumber {
@@ -701,7 +792,7 @@ func (x CommandResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandResult.Descriptor instead.
 func (CommandResult) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
 }
 
 // LogLevel is the severity of a server log line.
@@ -749,11 +840,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[11].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[13].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[11]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[13]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -762,7 +853,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{11}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
 }
 
 // LifecycleKind is the kind of lifecycle event.
@@ -810,11 +901,11 @@ func (x LifecycleKind) String() string {
 }
 
 func (LifecycleKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[12].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[14].Descriptor()
 }
 
 func (LifecycleKind) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[12]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[14]
 }
 
 func (x LifecycleKind) Number() protoreflect.EnumNumber {
@@ -823,7 +914,7 @@ func (x LifecycleKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LifecycleKind.Descriptor instead.
 func (LifecycleKind) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
 }
 
 // RegisterRequest asks for a satellite identity.
@@ -1447,18 +1538,16 @@ func (x *PollCommandsRequest) GetMaxCommands() uint32 {
 	return 0
 }
 
-// Command is one instruction for a satellite.
+// Command is one instruction for a satellite. Its action says what to do; every action is its own message,
+// so a satellite never interprets untyped parameters.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id identifies the command. Satellites execute a command id at most once.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// type is what to do.
-	Type CommandType `protobuf:"varint,2,opt,name=type,proto3,enum=orrery.satellite.v1.CommandType" json:"type,omitempty"`
 	// priority is the command's delivery priority.
 	Priority CommandPriority `protobuf:"varint,3,opt,name=priority,proto3,enum=orrery.satellite.v1.CommandPriority" json:"priority,omitempty"`
-	// payload carries the command's parameters, such as installation_id, team_id and event.
-	Payload *structpb.Struct `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
-	// team_id is the team the command concerns; empty for satellite-wide commands.
+	// team_id is the team the command concerns; empty for satellite-wide commands. Actions that select
+	// instances select only this team's.
 	TeamId string `protobuf:"bytes,5,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	// created_at is when the command was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
@@ -1468,8 +1557,22 @@ type Command struct {
 	Attempt int32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// lease_expires_at is when the command is delivered again unless a result arrives first.
 	LeaseExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=lease_expires_at,json=leaseExpiresAt,proto3" json:"lease_expires_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// action is what to do.
+	//
+	// Types that are valid to be assigned to Action:
+	//
+	//	*Command_Configure
+	//	*Command_Spawn
+	//	*Command_Kill
+	//	*Command_Restart
+	//	*Command_HealthCheck
+	//	*Command_Recovery
+	//	*Command_RevokeTokens
+	//	*Command_Redeploy
+	//	*Command_Update
+	Action        isCommand_Action `protobuf_oneof:"action"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
@@ -1509,25 +1612,11 @@ func (x *Command) GetId() string {
 	return ""
 }
 
-func (x *Command) GetType() CommandType {
-	if x != nil {
-		return x.Type
-	}
-	return CommandType_COMMAND_TYPE_UNSPECIFIED
-}
-
 func (x *Command) GetPriority() CommandPriority {
 	if x != nil {
 		return x.Priority
 	}
 	return CommandPriority_COMMAND_PRIORITY_UNSPECIFIED
-}
-
-func (x *Command) GetPayload() *structpb.Struct {
-	if x != nil {
-		return x.Payload
-	}
-	return nil
 }
 
 func (x *Command) GetTeamId() string {
@@ -1565,20 +1654,813 @@ func (x *Command) GetLeaseExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Command) GetAction() isCommand_Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *Command) GetConfigure() *ConfigureAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Configure); ok {
+			return x.Configure
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSpawn() *SpawnAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Spawn); ok {
+			return x.Spawn
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetKill() *KillAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Kill); ok {
+			return x.Kill
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRestart() *RestartAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Restart); ok {
+			return x.Restart
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetHealthCheck() *HealthCheckAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_HealthCheck); ok {
+			return x.HealthCheck
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecovery() *RecoveryAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Recovery); ok {
+			return x.Recovery
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeTokens() *RevokeTokensAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_RevokeTokens); ok {
+			return x.RevokeTokens
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRedeploy() *RedeployAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Redeploy); ok {
+			return x.Redeploy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdate() *UpdateAction {
+	if x != nil {
+		if x, ok := x.Action.(*Command_Update); ok {
+			return x.Update
+		}
+	}
+	return nil
+}
+
+type isCommand_Action interface {
+	isCommand_Action()
+}
+
+type Command_Configure struct {
+	// configure fetches the configuration and reconciles.
+	Configure *ConfigureAction `protobuf:"bytes,10,opt,name=configure,proto3,oneof"`
+}
+
+type Command_Spawn struct {
+	// spawn starts instances that are not running.
+	Spawn *SpawnAction `protobuf:"bytes,11,opt,name=spawn,proto3,oneof"`
+}
+
+type Command_Kill struct {
+	// kill stops instances and keeps them stopped.
+	Kill *KillAction `protobuf:"bytes,12,opt,name=kill,proto3,oneof"`
+}
+
+type Command_Restart struct {
+	// restart stops instances and starts them again, forgetting crashes and holds.
+	Restart *RestartAction `protobuf:"bytes,13,opt,name=restart,proto3,oneof"`
+}
+
+type Command_HealthCheck struct {
+	// health_check checks instances.
+	HealthCheck *HealthCheckAction `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
+}
+
+type Command_Recovery struct {
+	// recovery reconnects an installation's remote instances and discovers their tools again.
+	Recovery *RecoveryAction `protobuf:"bytes,15,opt,name=recovery,proto3,oneof"`
+}
+
+type Command_RevokeTokens struct {
+	// revoke_tokens says which access tokens of the team were just revoked.
+	RevokeTokens *RevokeTokensAction `protobuf:"bytes,16,opt,name=revoke_tokens,json=revokeTokens,proto3,oneof"`
+}
+
+type Command_Redeploy struct {
+	// redeploy fetches the configuration and restarts an installation's instances.
+	Redeploy *RedeployAction `protobuf:"bytes,17,opt,name=redeploy,proto3,oneof"`
+}
+
+type Command_Update struct {
+	// update asks the satellite to update itself.
+	Update *UpdateAction `protobuf:"bytes,18,opt,name=update,proto3,oneof"`
+}
+
+func (*Command_Configure) isCommand_Action() {}
+
+func (*Command_Spawn) isCommand_Action() {}
+
+func (*Command_Kill) isCommand_Action() {}
+
+func (*Command_Restart) isCommand_Action() {}
+
+func (*Command_HealthCheck) isCommand_Action() {}
+
+func (*Command_Recovery) isCommand_Action() {}
+
+func (*Command_RevokeTokens) isCommand_Action() {}
+
+func (*Command_Redeploy) isCommand_Action() {}
+
+func (*Command_Update) isCommand_Action() {}
+
+// ConfigureAction asks the satellite to fetch its configuration and reconcile.
+type ConfigureAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event says why.
+	Event ConfigureEvent `protobuf:"varint,1,opt,name=event,proto3,enum=orrery.satellite.v1.ConfigureEvent" json:"event,omitempty"`
+	// installation_id is the installation an installation event concerns; empty when the change concerns
+	// several, such as a change of the team's settings.
+	InstallationId string `protobuf:"bytes,2,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	// user_id is the former member of CONFIGURE_EVENT_MEMBER_REMOVED.
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureAction) Reset() {
+	*x = ConfigureAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureAction) ProtoMessage() {}
+
+func (x *ConfigureAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureAction.ProtoReflect.Descriptor instead.
+func (*ConfigureAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ConfigureAction) GetEvent() ConfigureEvent {
+	if x != nil {
+		return x.Event
+	}
+	return ConfigureEvent_CONFIGURE_EVENT_UNSPECIFIED
+}
+
+func (x *ConfigureAction) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+func (x *ConfigureAction) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// InstanceSelector names the instances an action acts on, within the command's team: one instance, or an
+// installation's instances, optionally only one user's.
+type InstanceSelector struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the instance or the installation.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*InstanceSelector_InstanceId
+	//	*InstanceSelector_InstallationId
+	Target isInstanceSelector_Target `protobuf_oneof:"target"`
+	// user_id, when set, keeps only that user's instances.
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceSelector) Reset() {
+	*x = InstanceSelector{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceSelector) ProtoMessage() {}
+
+func (x *InstanceSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceSelector.ProtoReflect.Descriptor instead.
+func (*InstanceSelector) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *InstanceSelector) GetTarget() isInstanceSelector_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *InstanceSelector) GetInstanceId() string {
+	if x != nil {
+		if x, ok := x.Target.(*InstanceSelector_InstanceId); ok {
+			return x.InstanceId
+		}
+	}
+	return ""
+}
+
+func (x *InstanceSelector) GetInstallationId() string {
+	if x != nil {
+		if x, ok := x.Target.(*InstanceSelector_InstallationId); ok {
+			return x.InstallationId
+		}
+	}
+	return ""
+}
+
+func (x *InstanceSelector) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type isInstanceSelector_Target interface {
+	isInstanceSelector_Target()
+}
+
+type InstanceSelector_InstanceId struct {
+	// instance_id names one instance.
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3,oneof"`
+}
+
+type InstanceSelector_InstallationId struct {
+	// installation_id names every instance of an installation.
+	InstallationId string `protobuf:"bytes,2,opt,name=installation_id,json=installationId,proto3,oneof"`
+}
+
+func (*InstanceSelector_InstanceId) isInstanceSelector_Target() {}
+
+func (*InstanceSelector_InstallationId) isInstanceSelector_Target() {}
+
+// SpawnAction starts the selected instances that are not running; a permanently failed one needs a restart.
+type SpawnAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instances are the instances to start.
+	Instances     *InstanceSelector `protobuf:"bytes,1,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpawnAction) Reset() {
+	*x = SpawnAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpawnAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpawnAction) ProtoMessage() {}
+
+func (x *SpawnAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpawnAction.ProtoReflect.Descriptor instead.
+func (*SpawnAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SpawnAction) GetInstances() *InstanceSelector {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+// KillAction stops the selected instances and keeps them stopped until a spawn or a restart.
+type KillAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instances are the instances to stop.
+	Instances     *InstanceSelector `protobuf:"bytes,1,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillAction) Reset() {
+	*x = KillAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillAction) ProtoMessage() {}
+
+func (x *KillAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillAction.ProtoReflect.Descriptor instead.
+func (*KillAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *KillAction) GetInstances() *InstanceSelector {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+// RestartAction stops the selected instances if they run, forgets their crashes and any hold (kill,
+// permanent failure), and starts them again.
+type RestartAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instances are the instances to restart.
+	Instances *InstanceSelector `protobuf:"bytes,1,opt,name=instances,proto3" json:"instances,omitempty"`
+	// reason says why.
+	Reason        RestartReason `protobuf:"varint,2,opt,name=reason,proto3,enum=orrery.satellite.v1.RestartReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartAction) Reset() {
+	*x = RestartAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartAction) ProtoMessage() {}
+
+func (x *RestartAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartAction.ProtoReflect.Descriptor instead.
+func (*RestartAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RestartAction) GetInstances() *InstanceSelector {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *RestartAction) GetReason() RestartReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RestartReason_RESTART_REASON_UNSPECIFIED
+}
+
+// HealthCheckAction checks an installation's instances and sets their status to the verdict.
+type HealthCheckAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// installation_id is the installation whose instances are checked.
+	InstallationId string `protobuf:"bytes,1,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	// check is what is verified.
+	Check         HealthCheckType `protobuf:"varint,2,opt,name=check,proto3,enum=orrery.satellite.v1.HealthCheckType" json:"check,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheckAction) Reset() {
+	*x = HealthCheckAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheckAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheckAction) ProtoMessage() {}
+
+func (x *HealthCheckAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheckAction.ProtoReflect.Descriptor instead.
+func (*HealthCheckAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HealthCheckAction) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+func (x *HealthCheckAction) GetCheck() HealthCheckType {
+	if x != nil {
+		return x.Check
+	}
+	return HealthCheckType_HEALTH_CHECK_TYPE_UNSPECIFIED
+}
+
+// RecoveryAction reconnects an installation's remote instances and discovers their tools again, after a
+// health check found the server healthy again. stdio instances recover through their process lifecycle.
+type RecoveryAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// installation_id is the installation whose instances recover.
+	InstallationId string `protobuf:"bytes,1,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecoveryAction) Reset() {
+	*x = RecoveryAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryAction) ProtoMessage() {}
+
+func (x *RecoveryAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryAction.ProtoReflect.Descriptor instead.
+func (*RecoveryAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RecoveryAction) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+// RevokeTokensAction lists access tokens of the command's team that were just revoked. The satellite refuses
+// them from then on, whatever it cached of their introspection.
+type RevokeTokensAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token_hashes are the tokens' SHA-256 hashes in lower-case hex.
+	TokenHashes   []string `protobuf:"bytes,1,rep,name=token_hashes,json=tokenHashes,proto3" json:"token_hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokensAction) Reset() {
+	*x = RevokeTokensAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokensAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokensAction) ProtoMessage() {}
+
+func (x *RevokeTokensAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokensAction.ProtoReflect.Descriptor instead.
+func (*RevokeTokensAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeTokensAction) GetTokenHashes() []string {
+	if x != nil {
+		return x.TokenHashes
+	}
+	return nil
+}
+
+// RedeployAction fetches the configuration and restarts an installation's instances with it.
+type RedeployAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// installation_id is the installation to redeploy.
+	InstallationId string `protobuf:"bytes,1,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RedeployAction) Reset() {
+	*x = RedeployAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeployAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeployAction) ProtoMessage() {}
+
+func (x *RedeployAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeployAction.ProtoReflect.Descriptor instead.
+func (*RedeployAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RedeployAction) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+// UpdateAction asks the satellite to update itself. Satellites do not support it yet and answer failed.
+type UpdateAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the version to update to; empty means the newest.
+	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAction) Reset() {
+	*x = UpdateAction{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAction) ProtoMessage() {}
+
+func (x *UpdateAction) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAction.ProtoReflect.Descriptor instead.
+func (*UpdateAction) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateAction) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// InstanceOutcome is what a command left one instance in.
+type InstanceOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instance_id identifies the instance.
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// status is the instance's status after the command.
+	Status InstanceStatus `protobuf:"varint,2,opt,name=status,proto3,enum=orrery.satellite.v1.InstanceStatus" json:"status,omitempty"`
+	// message says why the instance has its status.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// skipped says why the command did not apply to the instance, such as a credential check of a stdio
+	// server; empty when it applied.
+	Skipped string `protobuf:"bytes,4,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// previous_status is the instance's status before the command, so that the control plane sees what the
+	// command changed whatever order the status events arrive in.
+	PreviousStatus InstanceStatus `protobuf:"varint,5,opt,name=previous_status,json=previousStatus,proto3,enum=orrery.satellite.v1.InstanceStatus" json:"previous_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InstanceOutcome) Reset() {
+	*x = InstanceOutcome{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceOutcome) ProtoMessage() {}
+
+func (x *InstanceOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceOutcome.ProtoReflect.Descriptor instead.
+func (*InstanceOutcome) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InstanceOutcome) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *InstanceOutcome) GetStatus() InstanceStatus {
+	if x != nil {
+		return x.Status
+	}
+	return InstanceStatus_INSTANCE_STATUS_UNSPECIFIED
+}
+
+func (x *InstanceOutcome) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *InstanceOutcome) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+func (x *InstanceOutcome) GetPreviousStatus() InstanceStatus {
+	if x != nil {
+		return x.PreviousStatus
+	}
+	return InstanceStatus_INSTANCE_STATUS_UNSPECIFIED
+}
+
 // PollCommandsResponse carries due commands.
 type PollCommandsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// commands are the due commands, highest priority first, then oldest.
 	Commands []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	// next_poll is how long a satellite that cannot hold a call open should wait before polling again.
-	NextPoll      *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NextPoll *durationpb.Duration `protobuf:"bytes,2,opt,name=next_poll,json=nextPoll,proto3" json:"next_poll,omitempty"`
+	// replica_draining says the replica that answered is shutting down: poll again at once, after a short
+	// random wait that spreads a fleet out, and the next poll reaches another replica.
+	ReplicaDraining bool `protobuf:"varint,3,opt,name=replica_draining,json=replicaDraining,proto3" json:"replica_draining,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PollCommandsResponse) Reset() {
 	*x = PollCommandsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[9]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +2472,7 @@ func (x *PollCommandsResponse) String() string {
 func (*PollCommandsResponse) ProtoMessage() {}
 
 func (x *PollCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[9]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +2485,7 @@ func (x *PollCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollCommandsResponse.ProtoReflect.Descriptor instead.
 func (*PollCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{9}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PollCommandsResponse) GetCommands() []*Command {
@@ -1620,6 +2502,13 @@ func (x *PollCommandsResponse) GetNextPoll() *durationpb.Duration {
 	return nil
 }
 
+func (x *PollCommandsResponse) GetReplicaDraining() bool {
+	if x != nil {
+		return x.ReplicaDraining
+	}
+	return false
+}
+
 // ReportCommandResultRequest reports a command's outcome.
 type ReportCommandResultRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1630,14 +2519,16 @@ type ReportCommandResultRequest struct {
 	// output carries details of a completed command.
 	Output *structpb.Struct `protobuf:"bytes,3,opt,name=output,proto3" json:"output,omitempty"`
 	// error says why a command failed.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// outcomes are what a command that acts on instances left each of them in.
+	Outcomes      []*InstanceOutcome `protobuf:"bytes,5,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportCommandResultRequest) Reset() {
 	*x = ReportCommandResultRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[10]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +2540,7 @@ func (x *ReportCommandResultRequest) String() string {
 func (*ReportCommandResultRequest) ProtoMessage() {}
 
 func (x *ReportCommandResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[10]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +2553,7 @@ func (x *ReportCommandResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCommandResultRequest.ProtoReflect.Descriptor instead.
 func (*ReportCommandResultRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{10}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportCommandResultRequest) GetCommandId() string {
@@ -1693,6 +2584,13 @@ func (x *ReportCommandResultRequest) GetError() string {
 	return ""
 }
 
+func (x *ReportCommandResultRequest) GetOutcomes() []*InstanceOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 // ReportCommandResultResponse acknowledges a result.
 type ReportCommandResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1704,7 +2602,7 @@ type ReportCommandResultResponse struct {
 
 func (x *ReportCommandResultResponse) Reset() {
 	*x = ReportCommandResultResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[11]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +2614,7 @@ func (x *ReportCommandResultResponse) String() string {
 func (*ReportCommandResultResponse) ProtoMessage() {}
 
 func (x *ReportCommandResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[11]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +2627,7 @@ func (x *ReportCommandResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCommandResultResponse.ProtoReflect.Descriptor instead.
 func (*ReportCommandResultResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{11}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReportCommandResultResponse) GetState() CommandState {
@@ -1751,7 +2649,7 @@ type GetConfigurationRequest struct {
 
 func (x *GetConfigurationRequest) Reset() {
 	*x = GetConfigurationRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[12]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +2661,7 @@ func (x *GetConfigurationRequest) String() string {
 func (*GetConfigurationRequest) ProtoMessage() {}
 
 func (x *GetConfigurationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[12]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +2674,7 @@ func (x *GetConfigurationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigurationRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigurationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetConfigurationRequest) GetIfNoneMatch() string {
@@ -1801,7 +2699,7 @@ type GetConfigurationResponse struct {
 
 func (x *GetConfigurationResponse) Reset() {
 	*x = GetConfigurationResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[13]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2711,7 @@ func (x *GetConfigurationResponse) String() string {
 func (*GetConfigurationResponse) ProtoMessage() {}
 
 func (x *GetConfigurationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[13]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2724,7 @@ func (x *GetConfigurationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigurationResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigurationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetConfigurationResponse) GetEtag() string {
@@ -1901,7 +2799,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[14]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2811,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[14]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2824,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Instance) GetId() string {
@@ -2083,7 +2981,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2993,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[15]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +3006,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -2161,7 +3059,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +3071,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[16]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +3084,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -2242,7 +3140,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +3152,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[17]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +3165,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{17}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -2290,7 +3188,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +3200,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[18]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +3213,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{18}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -2362,7 +3260,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +3272,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +3285,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetId() string {
@@ -2545,7 +3443,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +3455,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +3468,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -2600,7 +3498,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +3510,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +3523,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -2658,14 +3556,21 @@ type RequestLog struct {
 	// request is the call's arguments; absent when request logging is disabled.
 	Request *structpb.Value `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
 	// response is the call's result; absent when request logging is disabled.
-	Response      *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	Response *structpb.Value `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	// trace_id is the W3C trace id of the call, 32 lowercase hex digits: the trace of the traceparent the
+	// client sent, or of the satellite's own span; empty when there is neither.
+	TraceId string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// request_bytes is the size of the call's arguments as JSON, sent whether or not request logging is on.
+	RequestBytes uint64 `protobuf:"varint,9,opt,name=request_bytes,json=requestBytes,proto3" json:"request_bytes,omitempty"`
+	// response_bytes is the size of the call's result as JSON, sent whether or not request logging is on.
+	ResponseBytes uint64 `protobuf:"varint,10,opt,name=response_bytes,json=responseBytes,proto3" json:"response_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +3582,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +3595,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -2742,6 +3647,27 @@ func (x *RequestLog) GetResponse() *structpb.Value {
 	return nil
 }
 
+func (x *RequestLog) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *RequestLog) GetRequestBytes() uint64 {
+	if x != nil {
+		return x.RequestBytes
+	}
+	return 0
+}
+
+func (x *RequestLog) GetResponseBytes() uint64 {
+	if x != nil {
+		return x.ResponseBytes
+	}
+	return 0
+}
+
 // ToolsDiscovered is mcp.tools.discovered: the full tool list of an instance.
 type ToolsDiscovered struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2753,7 +3679,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +3691,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +3704,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -2805,7 +3731,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +3743,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +3756,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Tool) GetName() string {
@@ -2878,7 +3804,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +3816,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +3829,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -2947,7 +3873,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3885,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3898,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -3000,7 +3926,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3938,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3951,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -3062,7 +3988,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +4000,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +4013,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -3205,29 +4131,82 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"~\n" +
 	"\x13PollCommandsRequest\x12;\n" +
 	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12*\n" +
-	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\"\xb3\x03\n" +
-	"\aCommand\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
-	"\x04type\x18\x02 \x01(\x0e2 .orrery.satellite.v1.CommandTypeR\x04type\x12@\n" +
-	"\bpriority\x18\x03 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityR\bpriority\x121\n" +
-	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x12\x17\n" +
-	"\ateam_id\x18\x05 \x01(\tR\x06teamId\x129\n" +
+	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\"\xe4\a\n" +
+	"\aCommand\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12@\n" +
+	"\bpriority\x18\x03 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityR\bpriority\x12$\n" +
+	"\ateam_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
 	"\aattempt\x18\b \x01(\x05R\aattempt\x12D\n" +
-	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\x88\x01\n" +
+	"\x10lease_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\x12D\n" +
+	"\tconfigure\x18\n" +
+	" \x01(\v2$.orrery.satellite.v1.ConfigureActionH\x00R\tconfigure\x128\n" +
+	"\x05spawn\x18\v \x01(\v2 .orrery.satellite.v1.SpawnActionH\x00R\x05spawn\x125\n" +
+	"\x04kill\x18\f \x01(\v2\x1f.orrery.satellite.v1.KillActionH\x00R\x04kill\x12>\n" +
+	"\arestart\x18\r \x01(\v2\".orrery.satellite.v1.RestartActionH\x00R\arestart\x12K\n" +
+	"\fhealth_check\x18\x0e \x01(\v2&.orrery.satellite.v1.HealthCheckActionH\x00R\vhealthCheck\x12A\n" +
+	"\brecovery\x18\x0f \x01(\v2#.orrery.satellite.v1.RecoveryActionH\x00R\brecovery\x12N\n" +
+	"\rrevoke_tokens\x18\x10 \x01(\v2'.orrery.satellite.v1.RevokeTokensActionH\x00R\frevokeTokens\x12A\n" +
+	"\bredeploy\x18\x11 \x01(\v2#.orrery.satellite.v1.RedeployActionH\x00R\bredeploy\x12;\n" +
+	"\x06update\x18\x12 \x01(\v2!.orrery.satellite.v1.UpdateActionH\x00R\x06updateB\x0f\n" +
+	"\x06action\x12\x05\xbaH\x02\b\x01J\x04\b\x02\x10\x03J\x04\b\x04\x10\x05R\x04typeR\apayload\"\xb0\x02\n" +
+	"\x0fConfigureAction\x12E\n" +
+	"\x05event\x18\x01 \x01(\x0e2#.orrery.satellite.v1.ConfigureEventB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05event\x124\n" +
+	"\x0finstallation_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0einstallationId\x12$\n" +
+	"\auser_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId:z\xbaHw\x1au\n" +
+	"\x10configure.member\x126user_id is required for member_removed and only for it\x1a)(this.event == 4) == (this.user_id != '')\"\xad\x01\n" +
+	"\x10InstanceSelector\x12-\n" +
+	"\vinstance_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xac\x02H\x00R\n" +
+	"instanceId\x123\n" +
+	"\x0finstallation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x0einstallationId\x12$\n" +
+	"\auser_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userIdB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01\"Z\n" +
+	"\vSpawnAction\x12K\n" +
+	"\tinstances\x18\x01 \x01(\v2%.orrery.satellite.v1.InstanceSelectorB\x06\xbaH\x03\xc8\x01\x01R\tinstances\"Y\n" +
+	"\n" +
+	"KillAction\x12K\n" +
+	"\tinstances\x18\x01 \x01(\v2%.orrery.satellite.v1.InstanceSelectorB\x06\xbaH\x03\xc8\x01\x01R\tinstances\"\xa4\x01\n" +
+	"\rRestartAction\x12K\n" +
+	"\tinstances\x18\x01 \x01(\v2%.orrery.satellite.v1.InstanceSelectorB\x06\xbaH\x03\xc8\x01\x01R\tinstances\x12F\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\".orrery.satellite.v1.RestartReasonB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06reason\"\x8e\x01\n" +
+	"\x11HealthCheckAction\x121\n" +
+	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\x12F\n" +
+	"\x05check\x18\x02 \x01(\x0e2$.orrery.satellite.v1.HealthCheckTypeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05check\"C\n" +
+	"\x0eRecoveryAction\x121\n" +
+	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"X\n" +
+	"\x12RevokeTokensAction\x12B\n" +
+	"\ftoken_hashes\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\b\x01\x10\xe8\a\"\x12r\x102\x0e^[0-9a-f]{64}$R\vtokenHashes\"C\n" +
+	"\x0eRedeployAction\x121\n" +
+	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"1\n" +
+	"\fUpdateAction\x12!\n" +
+	"\aversion\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\xa5\x02\n" +
+	"\x0fInstanceOutcome\x12+\n" +
+	"\vinstance_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xac\x02R\n" +
+	"instanceId\x12E\n" +
+	"\x06status\x18\x02 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
+	"\amessage\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\x12\"\n" +
+	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\x12V\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xb3\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
-	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\"\xde\x01\n" +
+	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\x12)\n" +
+	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\"\xab\x02\n" +
 	"\x1aReportCommandResultRequest\x12'\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tcommandId\x12F\n" +
 	"\x06result\x18\x02 \x01(\x0e2\".orrery.satellite.v1.CommandResultB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06result\x12/\n" +
 	"\x06output\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06output\x12\x1e\n" +
-	"\x05error\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\"V\n" +
+	"\x05error\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\x12K\n" +
+	"\boutcomes\x18\x05 \x03(\v2$.orrery.satellite.v1.InstanceOutcomeB\t\xbaH\x06\x92\x01\x03\x10\x90NR\boutcomes\"V\n" +
 	"\x1bReportCommandResultResponse\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.orrery.satellite.v1.CommandStateR\x05state\"G\n" +
 	"\x17GetConfigurationRequest\x12,\n" +
@@ -3315,7 +4294,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\"n\n" +
 	"\tServerLog\x12=\n" +
 	"\x05level\x18\x01 \x01(\x0e2\x1d.orrery.satellite.v1.LogLevelB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05level\x12\"\n" +
-	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xaf\x02\n" +
+	"\amessage\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80 R\amessage\"\xca\x03\n" +
 	"\n" +
 	"RequestLog\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12'\n" +
@@ -3325,7 +4304,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\asuccess\x18\x04 \x01(\bR\asuccess\x12\x1e\n" +
 	"\x05error\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x05error\x120\n" +
 	"\arequest\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\arequest\x122\n" +
-	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\"M\n" +
+	"\bresponse\x18\a \x01(\v2\x16.google.protobuf.ValueR\bresponse\x123\n" +
+	"\btrace_id\x18\b \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{32}$R\atraceId\x120\n" +
+	"\rrequest_bytes\x18\t \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\frequestBytes\x122\n" +
+	"\x0eresponse_bytes\x18\n" +
+	" \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\rresponseBytes\"M\n" +
 	"\x0fToolsDiscovered\x12:\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xb0\x01\n" +
 	"\x04Tool\x12\x1e\n" +
@@ -3368,16 +4351,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x19SATELLITE_STATUS_INACTIVE\x10\x01\x12\x1b\n" +
 	"\x17SATELLITE_STATUS_ACTIVE\x10\x02\x12\x1c\n" +
 	"\x18SATELLITE_STATUS_OFFLINE\x10\x03\x12\x1c\n" +
-	"\x18SATELLITE_STATUS_REVOKED\x10\x04*\xe8\x01\n" +
-	"\vCommandType\x12\x1c\n" +
-	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
-	"\x16COMMAND_TYPE_CONFIGURE\x10\x01\x12\x16\n" +
-	"\x12COMMAND_TYPE_SPAWN\x10\x02\x12\x15\n" +
-	"\x11COMMAND_TYPE_KILL\x10\x03\x12\x18\n" +
-	"\x14COMMAND_TYPE_RESTART\x10\x04\x12\x1d\n" +
-	"\x19COMMAND_TYPE_HEALTH_CHECK\x10\x05\x12\x17\n" +
-	"\x13COMMAND_TYPE_UPDATE\x10\x06\x12\x1e\n" +
-	"\x1aCOMMAND_TYPE_REVOKE_TOKENS\x10\a*\xa5\x01\n" +
+	"\x18SATELLITE_STATUS_REVOKED\x10\x04*\xa5\x01\n" +
 	"\x0fCommandPriority\x12 \n" +
 	"\x1cCOMMAND_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_PRIORITY_LOW\x10\x01\x12\x1b\n" +
@@ -3421,7 +4395,21 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tHomeScope\x12\x1a\n" +
 	"\x16HOME_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fHOME_SCOPE_TEAM\x10\x01\x12\x13\n" +
-	"\x0fHOME_SCOPE_USER\x10\x02*h\n" +
+	"\x0fHOME_SCOPE_USER\x10\x02*\xd3\x01\n" +
+	"\x0eConfigureEvent\x12\x1f\n" +
+	"\x1bCONFIGURE_EVENT_UNSPECIFIED\x10\x00\x12(\n" +
+	"$CONFIGURE_EVENT_INSTALLATION_CREATED\x10\x01\x12(\n" +
+	"$CONFIGURE_EVENT_INSTALLATION_UPDATED\x10\x02\x12(\n" +
+	"$CONFIGURE_EVENT_INSTALLATION_DELETED\x10\x03\x12\"\n" +
+	"\x1eCONFIGURE_EVENT_MEMBER_REMOVED\x10\x04*\x97\x01\n" +
+	"\rRestartReason\x12\x1e\n" +
+	"\x1aRESTART_REASON_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dRESTART_REASON_ERROR_RECOVERY\x10\x01\x12!\n" +
+	"\x1dRESTART_REASON_MANUAL_RESTART\x10\x02\x12 \n" +
+	"\x1cRESTART_REASON_CONFIG_RELOAD\x10\x03*a\n" +
+	"\x0fHealthCheckType\x12!\n" +
+	"\x1dHEALTH_CHECK_TYPE_UNSPECIFIED\x10\x00\x12+\n" +
+	"'HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION\x10\x01*h\n" +
 	"\rCommandResult\x12\x1e\n" +
 	"\x1aCOMMAND_RESULT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_RESULT_COMPLETED\x10\x01\x12\x19\n" +
@@ -3460,128 +4448,157 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 	return file_orrery_satellite_v1_satellite_proto_rawDescData
 }
 
-var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
-	(CommandType)(0),                    // 2: orrery.satellite.v1.CommandType
-	(CommandPriority)(0),                // 3: orrery.satellite.v1.CommandPriority
-	(CommandState)(0),                   // 4: orrery.satellite.v1.CommandState
-	(Transport)(0),                      // 5: orrery.satellite.v1.Transport
-	(InstanceStatus)(0),                 // 6: orrery.satellite.v1.InstanceStatus
-	(ProcessHealth)(0),                  // 7: orrery.satellite.v1.ProcessHealth
-	(Isolation)(0),                      // 8: orrery.satellite.v1.Isolation
-	(HomeScope)(0),                      // 9: orrery.satellite.v1.HomeScope
-	(CommandResult)(0),                  // 10: orrery.satellite.v1.CommandResult
-	(LogLevel)(0),                       // 11: orrery.satellite.v1.LogLevel
-	(LifecycleKind)(0),                  // 12: orrery.satellite.v1.LifecycleKind
-	(*RegisterRequest)(nil),             // 13: orrery.satellite.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 14: orrery.satellite.v1.RegisterResponse
-	(*SystemMetrics)(nil),               // 15: orrery.satellite.v1.SystemMetrics
-	(*TeamProcessCount)(nil),            // 16: orrery.satellite.v1.TeamProcessCount
-	(*ProcessReport)(nil),               // 17: orrery.satellite.v1.ProcessReport
-	(*HeartbeatRequest)(nil),            // 18: orrery.satellite.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 19: orrery.satellite.v1.HeartbeatResponse
-	(*PollCommandsRequest)(nil),         // 20: orrery.satellite.v1.PollCommandsRequest
-	(*Command)(nil),                     // 21: orrery.satellite.v1.Command
-	(*PollCommandsResponse)(nil),        // 22: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 23: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 24: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 25: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 26: orrery.satellite.v1.GetConfigurationResponse
-	(*Instance)(nil),                    // 27: orrery.satellite.v1.Instance
-	(*Sandbox)(nil),                     // 28: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 29: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 30: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 31: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 32: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 33: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 34: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 35: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 36: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 37: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 38: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 39: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 40: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 41: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 42: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 43: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 44: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 45: google.protobuf.Duration
-	(*structpb.Struct)(nil),             // 46: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 48: google.protobuf.Value
+	(CommandPriority)(0),                // 2: orrery.satellite.v1.CommandPriority
+	(CommandState)(0),                   // 3: orrery.satellite.v1.CommandState
+	(Transport)(0),                      // 4: orrery.satellite.v1.Transport
+	(InstanceStatus)(0),                 // 5: orrery.satellite.v1.InstanceStatus
+	(ProcessHealth)(0),                  // 6: orrery.satellite.v1.ProcessHealth
+	(Isolation)(0),                      // 7: orrery.satellite.v1.Isolation
+	(HomeScope)(0),                      // 8: orrery.satellite.v1.HomeScope
+	(ConfigureEvent)(0),                 // 9: orrery.satellite.v1.ConfigureEvent
+	(RestartReason)(0),                  // 10: orrery.satellite.v1.RestartReason
+	(HealthCheckType)(0),                // 11: orrery.satellite.v1.HealthCheckType
+	(CommandResult)(0),                  // 12: orrery.satellite.v1.CommandResult
+	(LogLevel)(0),                       // 13: orrery.satellite.v1.LogLevel
+	(LifecycleKind)(0),                  // 14: orrery.satellite.v1.LifecycleKind
+	(*RegisterRequest)(nil),             // 15: orrery.satellite.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 16: orrery.satellite.v1.RegisterResponse
+	(*SystemMetrics)(nil),               // 17: orrery.satellite.v1.SystemMetrics
+	(*TeamProcessCount)(nil),            // 18: orrery.satellite.v1.TeamProcessCount
+	(*ProcessReport)(nil),               // 19: orrery.satellite.v1.ProcessReport
+	(*HeartbeatRequest)(nil),            // 20: orrery.satellite.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 21: orrery.satellite.v1.HeartbeatResponse
+	(*PollCommandsRequest)(nil),         // 22: orrery.satellite.v1.PollCommandsRequest
+	(*Command)(nil),                     // 23: orrery.satellite.v1.Command
+	(*ConfigureAction)(nil),             // 24: orrery.satellite.v1.ConfigureAction
+	(*InstanceSelector)(nil),            // 25: orrery.satellite.v1.InstanceSelector
+	(*SpawnAction)(nil),                 // 26: orrery.satellite.v1.SpawnAction
+	(*KillAction)(nil),                  // 27: orrery.satellite.v1.KillAction
+	(*RestartAction)(nil),               // 28: orrery.satellite.v1.RestartAction
+	(*HealthCheckAction)(nil),           // 29: orrery.satellite.v1.HealthCheckAction
+	(*RecoveryAction)(nil),              // 30: orrery.satellite.v1.RecoveryAction
+	(*RevokeTokensAction)(nil),          // 31: orrery.satellite.v1.RevokeTokensAction
+	(*RedeployAction)(nil),              // 32: orrery.satellite.v1.RedeployAction
+	(*UpdateAction)(nil),                // 33: orrery.satellite.v1.UpdateAction
+	(*InstanceOutcome)(nil),             // 34: orrery.satellite.v1.InstanceOutcome
+	(*PollCommandsResponse)(nil),        // 35: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 36: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 37: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 38: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 39: orrery.satellite.v1.GetConfigurationResponse
+	(*Instance)(nil),                    // 40: orrery.satellite.v1.Instance
+	(*Sandbox)(nil),                     // 41: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 42: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 43: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 44: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 45: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 46: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 47: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 48: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 49: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 50: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 51: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 52: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 53: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 54: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 55: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 56: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 57: orrery.satellite.v1.Instance.QueryParamsEntry
+	(*durationpb.Duration)(nil),         // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 59: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 60: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 61: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	45, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
-	8,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
-	6,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
-	7,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	45, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
-	15, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
-	16, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	17, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
+	58, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
+	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
+	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
+	58, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	17, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
+	18, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	19, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	45, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	45, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 12: orrery.satellite.v1.Command.type:type_name -> orrery.satellite.v1.CommandType
-	3,  // 13: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	46, // 14: orrery.satellite.v1.Command.payload:type_name -> google.protobuf.Struct
-	47, // 15: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	47, // 16: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	47, // 17: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	21, // 18: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	45, // 19: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	10, // 20: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	46, // 21: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	4,  // 22: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	27, // 23: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	5,  // 24: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	42, // 25: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	43, // 26: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	44, // 27: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	28, // 28: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	9,  // 29: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	29, // 30: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	45, // 31: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	32, // 32: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	47, // 33: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	33, // 34: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	34, // 35: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	35, // 36: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	36, // 37: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	38, // 38: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	39, // 39: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	6,  // 40: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	11, // 41: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	45, // 42: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	48, // 43: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	48, // 44: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	37, // 45: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	46, // 46: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	12, // 47: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	47, // 48: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 49: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	18, // 50: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	20, // 51: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	23, // 52: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	25, // 53: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	30, // 54: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	40, // 55: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	14, // 56: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	19, // 57: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	22, // 58: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	24, // 59: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	26, // 60: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	31, // 61: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	41, // 62: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	56, // [56:63] is the sub-list for method output_type
-	49, // [49:56] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	58, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	58, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
+	59, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	59, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	24, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	26, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	27, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	28, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	29, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	30, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	31, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	32, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	33, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
+	25, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	25, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	25, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
+	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
+	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
+	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
+	23, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	58, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	60, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	34, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	40, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	55, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	56, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	57, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	41, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	8,  // 45: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	42, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	58, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	45, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	59, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	46, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	47, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	48, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	49, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	51, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	52, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 56: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	13, // 57: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	58, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	61, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	61, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	50, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	60, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	14, // 63: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	59, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 65: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	20, // 66: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	22, // 67: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	36, // 68: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	38, // 69: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	43, // 70: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	53, // 71: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	16, // 72: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	21, // 73: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	35, // 74: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	37, // 75: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	39, // 76: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	44, // 77: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	54, // 78: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	72, // [72:79] is the sub-list for method output_type
+	65, // [65:72] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -3589,7 +4606,22 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 	if File_orrery_satellite_v1_satellite_proto != nil {
 		return
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[19].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[8].OneofWrappers = []any{
+		(*Command_Configure)(nil),
+		(*Command_Spawn)(nil),
+		(*Command_Kill)(nil),
+		(*Command_Restart)(nil),
+		(*Command_HealthCheck)(nil),
+		(*Command_Recovery)(nil),
+		(*Command_RevokeTokens)(nil),
+		(*Command_Redeploy)(nil),
+		(*Command_Update)(nil),
+	}
+	file_orrery_satellite_v1_satellite_proto_msgTypes[10].OneofWrappers = []any{
+		(*InstanceSelector_InstanceId)(nil),
+		(*InstanceSelector_InstallationId)(nil),
+	}
+	file_orrery_satellite_v1_satellite_proto_msgTypes[30].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -3602,8 +4634,8 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
-			NumEnums:      13,
-			NumMessages:   32,
+			NumEnums:      15,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,8 +1,9 @@
 // Package access authenticates callers of the control plane's user-facing API and decides, from one table,
 // which of them may call each procedure.
 //
-// Browsers present the session cookie that AccountService.Login sets; the CLI and buf curl present a personal
-// API token as "Authorization: Bearer <token>". Every request that concerns a team names it in a team_id field,
+// Browsers present the session cookie that AccountService.Login sets; scripts and buf curl present a personal
+// API token as "Authorization: Bearer <token>", and orreryctl an OAuth access token issued for the API's
+// audience, never one issued for a team endpoint. Every request that concerns a team names it in a team_id field,
 // so the decision is made here, before the handler runs, and handlers filter every query by that team: an id
 // that belongs to another team is simply not found.
 //
@@ -87,17 +88,19 @@ func FromContext(ctx context.Context) *Principal {
 
 // Interceptor enforces a Policy on every unary and streaming call.
 type Interceptor struct {
-	logger *slog.Logger
-	store  *store.Store
-	policy Policy
+	logger      *slog.Logger
+	store       *store.Store
+	policy      Policy
+	apiAudience string
 }
 
-// New returns an Interceptor for policy.
-func New(logger *slog.Logger, st *store.Store, policy Policy) *Interceptor {
+// New returns an Interceptor for policy. apiAudience is the audience of the OAuth access tokens that act as
+// their user here (the authorization server's API resource); empty accepts none.
+func New(logger *slog.Logger, st *store.Store, policy Policy, apiAudience string) *Interceptor {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Interceptor{logger: logger, store: st, policy: policy}
+	return &Interceptor{logger: logger, store: st, policy: policy, apiAudience: apiAudience}
 }
 
 var errSignIn = errors.New(`sign in first: send the session cookie, or a personal API token as "Authorization: Bearer <token>"`)
@@ -199,7 +202,14 @@ func (i *Interceptor) principal(ctx context.Context, header http.Header) (*Princ
 		err       error
 	)
 	if token, ok := strings.CutPrefix(header.Get("Authorization"), "Bearer "); ok && token != "" {
-		user, _, err = i.store.APITokenUser(ctx, bearer.Hash(token))
+		if strings.HasPrefix(token, bearer.AccessToken) {
+			err = store.ErrNotFound
+			if i.apiAudience != "" {
+				user, err = i.store.APIAccessTokenUser(ctx, bearer.Hash(token), i.apiAudience)
+			}
+		} else {
+			user, _, err = i.store.APITokenUser(ctx, bearer.Hash(token))
+		}
 	} else if cookie := sessionCookie(header); cookie != "" {
 		user, sessionID, err = i.store.SessionUser(ctx, bearer.Hash(cookie))
 	} else {

@@ -56,6 +56,8 @@ var APIPolicy = Policy{
 	apiv1connect.CatalogServiceImportServerJsonProcedure:   TeamAdminOrGlobalAdmin,
 	apiv1connect.CatalogServiceGetCatalogEntryProcedure:    SignedInOrTeamMember,
 	apiv1connect.CatalogServiceListCatalogEntriesProcedure: SignedInOrTeamMember,
+	// A global template's health counts every team's instances, so only global admins read it.
+	apiv1connect.CatalogServiceGetCatalogEntryHealthProcedure: TeamAdminOrGlobalAdmin,
 
 	apiv1connect.InstallationServiceCreateInstallationProcedure:         TeamAdmin,
 	apiv1connect.InstallationServiceUpdateInstallationProcedure:         TeamAdmin,
@@ -80,12 +82,20 @@ var APIPolicy = Policy{
 	// Likewise a team user restarts only their own instance, a team admin any of the team's.
 	apiv1connect.InstanceServiceRestartInstanceProcedure: TeamMember,
 
+	// Team users see their own usage, team admins the whole team's: the handler narrows.
+	apiv1connect.UsageServiceGetUsageSeriesProcedure: TeamMember,
+	apiv1connect.UsageServiceListTopToolsProcedure:   TeamMember,
+	apiv1connect.UsageServiceListTopUsersProcedure:   TeamMember,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceRevokeRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListSatellitesProcedure:          TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceRevokeSatelliteProcedure:         TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListSatelliteHeartbeatsProcedure: TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListSatelliteProcessesProcedure:  TeamAdminOrGlobalAdmin,
+	adminv1connect.AdminServiceListDroppedEventReportsProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceEnqueueCommandProcedure:          GlobalAdmin,
 	adminv1connect.AdminServiceListCommandsProcedure:            GlobalAdmin,
 }

@@ -97,7 +97,7 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	return &Handler{logger: logger, store: st, cfg: cfg, dummyHash: dummy,
-		logins: ratelimit.New(cfg.LoginsPerMinute, cfg.LoginBurst)}, nil
+		logins: ratelimit.New(st, "sign_in", cfg.LoginsPerMinute, cfg.LoginBurst)}, nil
 }
 
 var errWrongCredentials = errors.New("wrong email or password")
@@ -134,7 +134,11 @@ func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginReq
 // address, or Argon2 busy for too long, is ResourceExhausted with a retry hint: either can happen for any
 // email alike.
 func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (store.User, error) {
-	if ok, wait := h.logins.Allow(peer); !ok {
+	ok, wait, err := h.logins.Allow(ctx, peer)
+	if err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	if !ok {
 		h.logger.WarnContext(ctx, "sign-in refused", "security_event", "login_rate_limited", "peer", peer)
 		return store.User{}, rpcerr.RetryLater("too many sign-in attempts from this address; try again later", wait)
 	}

@@ -62,7 +62,15 @@ func (h *Handler) GetTeam(ctx context.Context, _ *connect.Request[apiv1.GetTeamR
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get team", err)
 	}
-	return connect.NewResponse(&apiv1.GetTeamResponse{Team: teamToProto(team)}), nil
+	satellites, err := h.store.TeamSatelliteURLs(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list team satellites", err)
+	}
+	resp := &apiv1.GetTeamResponse{Team: teamToProto(team)}
+	for _, u := range satellites {
+		resp.EndpointUrls = append(resp.EndpointUrls, u+"/teams/"+team.Slug+"/mcp")
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // GetTeamEndpoint locates the team's MCP endpoint.

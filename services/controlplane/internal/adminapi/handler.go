@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,7 +16,9 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/command"
 	"github.com/orrery/orrery/services/controlplane/internal/page"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
@@ -23,14 +26,8 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
-// Command lifetimes when the request sets none.
-const (
-	defaultTokenTTL    = 24 * time.Hour
-	defaultCommandTTL  = 5 * time.Minute
-	deletionCommandTTL = 10 * time.Minute
-	updateCommandTTL   = 30 * time.Minute
-	deletionEvent      = "mcp_installation_deleted"
-)
+// defaultTokenTTL is a registration token's lifetime when the request sets none.
+const defaultTokenTTL = 24 * time.Hour
 
 // Handler implements adminv1connect.AdminServiceHandler.
 type Handler struct {
@@ -144,58 +141,62 @@ func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[admi
 	return connect.NewResponse(&adminv1.RevokeSatelliteResponse{Satellite: h.satelliteToProto(sat)}), nil
 }
 
-// EnqueueCommand queues a command for one satellite or for every satellite serving a team.
+// EnqueueCommand queues a command for one satellite, for every satellite serving a team, or for every global
+// satellite, and audits it. Priority and lifetime come from the command policy unless the request overrides
+// them.
 func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[adminv1.EnqueueCommandRequest]) (*connect.Response[adminv1.EnqueueCommandResponse], error) {
-	nc := store.NewCommand{
-		Type:     satelliteapi.CommandTypeName(req.Msg.Type),
-		Priority: int16(req.Msg.Priority),
-		Payload:  satelliteapi.JSONFromMessage(req.Msg.Payload),
-		TTL:      commandTTL(req.Msg),
-	}
-	var cmds []store.Command
-	switch target := req.Msg.Target.(type) {
+	nc := store.NewCommand{Action: requestAction(req.Msg), Priority: req.Msg.Priority, TTL: req.Msg.Ttl.AsDuration()}
+	var (
+		cmds   []store.Command
+		teamID *uuid.UUID
+		target string
+	)
+	switch t := req.Msg.Target.(type) {
 	case *adminv1.EnqueueCommandRequest_SatelliteId:
-		sat, err := h.store.Satellite(ctx, requestID(target.SatelliteId))
+		sat, err := h.store.Satellite(ctx, requestID(t.SatelliteId))
 		if err != nil {
-			return nil, rpcerr.From(ctx, h.logger, "satellite "+target.SatelliteId, err)
+			return nil, rpcerr.From(ctx, h.logger, "satellite "+t.SatelliteId, err)
 		}
 		if sat.RevokedAt != nil {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("satellite "+target.SatelliteId+" was revoked"))
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("satellite "+t.SatelliteId+" was revoked"))
 		}
-		nc.TeamID = sat.TeamID
+		nc.TeamID, teamID, target = sat.TeamID, sat.TeamID, "satellite:"+sat.ID.String()
 		cmd, err := h.store.EnqueueCommand(ctx, sat.ID, nc)
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "enqueue command", err)
 		}
 		cmds = append(cmds, cmd)
 	case *adminv1.EnqueueCommandRequest_TeamId:
-		teamID := requestID(target.TeamId)
-		nc.TeamID = &teamID
+		id := requestID(t.TeamId)
+		nc.TeamID, teamID, target = &id, &id, "team:"+t.TeamId
 		var err error
-		if cmds, err = h.store.EnqueueTeamCommand(ctx, teamID, nc); err != nil {
+		if cmds, err = h.store.EnqueueTeamCommand(ctx, id, nc); err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "enqueue command", err)
+		}
+	case *adminv1.EnqueueCommandRequest_AllGlobalSatellites:
+		target = "global satellites"
+		var err error
+		if cmds, err = h.store.EnqueueGlobalCommand(ctx, nc); err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "enqueue command", err)
 		}
 	}
+	ids := make([]string, len(cmds))
 	resp := &adminv1.EnqueueCommandResponse{}
-	for _, c := range cmds {
+	for i, c := range cmds {
+		ids[i] = c.ID.String()
 		resp.Commands = append(resp.Commands, commandToProto(c))
 	}
+	h.audit(ctx, teamID, "command.enqueued", target, map[string]string{
+		"action": string(command.KindOf(nc.Action)), "command_ids": strings.Join(ids, ","),
+	})
 	return connect.NewResponse(resp), nil
 }
 
-// commandTTL is the request's TTL, or the default for the command's kind.
-func commandTTL(req *adminv1.EnqueueCommandRequest) time.Duration {
-	switch {
-	case req.Ttl != nil:
-		return req.Ttl.AsDuration()
-	case req.Type == satellitev1.CommandType_COMMAND_TYPE_UPDATE:
-		return updateCommandTTL
-	case req.Type == satellitev1.CommandType_COMMAND_TYPE_KILL,
-		req.Payload.GetFields()["event"].GetStringValue() == deletionEvent:
-		return deletionCommandTTL
-	default:
-		return defaultCommandTTL
-	}
+// requestAction copies the request's action into a Command: the two oneofs share their field names.
+func requestAction(req *adminv1.EnqueueCommandRequest) *satellitev1.Command {
+	cmd := &satellitev1.Command{}
+	action.Copy(cmd, req)
+	return cmd
 }
 
 // ListCommands lists commands, newest first.
@@ -274,6 +275,7 @@ func commandToProto(c store.Command) *adminv1.AdminCommand {
 		State:       satelliteapi.CommandStateFromName(c.State),
 		Attempts:    c.Attempts,
 		Output:      satelliteapi.StructFromJSON(c.Output),
+		Outcomes:    c.Outcomes,
 		Error:       c.Error,
 		CompletedAt: optionalTime(c.CompletedAt),
 	}

@@ -72,7 +72,7 @@ func requestLogsToProto(logs []store.StoredRequestLog) []*apiv1.RequestLog {
 func requestLogToProto(rl store.StoredRequestLog) *apiv1.RequestLog {
 	p := &apiv1.RequestLog{
 		Id: rl.ID, InstanceId: rl.InstanceID, ToolName: rl.ToolName, Duration: durationpb.New(rl.Duration),
-		Success: rl.Success, Error: rl.Error, OccurredAt: timestamppb.New(rl.OccurredAt),
+		Success: rl.Success, Error: rl.Error, OccurredAt: timestamppb.New(rl.OccurredAt), TraceId: rl.TraceID,
 		Request:  satelliteapi.MessageFromJSON(rl.Request, &structpb.Value{}),
 		Response: satelliteapi.MessageFromJSON(rl.Response, &structpb.Value{}),
 	}

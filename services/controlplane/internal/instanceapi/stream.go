@@ -32,7 +32,7 @@ func (h *Handler) WatchInstanceStatus(ctx context.Context, req *connect.Request[
 			return err
 		}
 	}
-	return follow(ctx, h, installationID, store.StreamStatus, cursor,
+	return follow(ctx, h, installationID, store.StreamStatus, cursor, req.Msg.Snapshot,
 		func(after int64) ([]store.InstanceEvent, error) {
 			return h.store.InstanceEventsAfter(ctx, v, installationID, after, h.cfg.BatchSize)
 		},
@@ -48,7 +48,7 @@ func (h *Handler) StreamServerLogs(ctx context.Context, req *connect.Request[api
 	if err != nil {
 		return err
 	}
-	return follow(ctx, h, installationID, store.StreamServerLogs, req.Msg.AfterId,
+	return follow(ctx, h, installationID, store.StreamServerLogs, req.Msg.AfterId, false,
 		func(after int64) ([]store.LogLine, error) {
 			return h.store.ServerLogs(ctx, v, installationID, store.LogWindow{AfterID: after, Limit: h.cfg.BatchSize})
 		},
@@ -64,7 +64,7 @@ func (h *Handler) StreamRequestLogs(ctx context.Context, req *connect.Request[ap
 	if err != nil {
 		return err
 	}
-	return follow(ctx, h, installationID, store.StreamRequestLogs, req.Msg.AfterId,
+	return follow(ctx, h, installationID, store.StreamRequestLogs, req.Msg.AfterId, false,
 		func(after int64) ([]store.StoredRequestLog, error) {
 			return h.store.RequestLogs(ctx, v, installationID, store.LogWindow{AfterID: after, Limit: h.cfg.BatchSize})
 		},
@@ -76,21 +76,21 @@ func (h *Handler) StreamRequestLogs(ctx context.Context, req *connect.Request[ap
 
 // follow sends the entries of one installation's stream that come after cursor, then waits for
 // notifications of new ones and sends those, until the client leaves or the replica drains. read returns up
-// to a batch of entries after an id, oldest first; send sends a batch, or an empty message (the first answer
-// to an empty stream, and keep-alives), with the new cursor.
+// to a batch of entries after an id, oldest first; send sends a batch, or an empty keep-alive, with the new
+// cursor. opened says a message was sent already.
 //
 // It subscribes before its first read, so an entry committed between a read and the wait still wakes it;
 // a wake-up is only a hint to read again, so a spurious one costs one query and a lost one is made good by
-// the keep-alive's read.
-func follow[T any](ctx context.Context, h *Handler, installationID uuid.UUID, stream store.Stream, cursor int64,
+// the keep-alive's read. The first read is answered at once, with a keep-alive when it finds nothing, so the
+// response headers reach the client now rather than at the first entry or keep-alive: a client, or a proxy
+// in between, then knows the stream is open.
+func follow[T any](ctx context.Context, h *Handler, installationID uuid.UUID, stream store.Stream, cursor int64, opened bool,
 	read func(after int64) ([]T, error), id func(T) int64, send func(entries []T, cursor int64) error) error {
 	wake, unsubscribe := h.hub.Subscribe(store.StreamKey(installationID, stream))
 	defer unsubscribe()
 	idle := time.NewTimer(h.cfg.KeepAlive)
 	defer idle.Stop()
-	// The first answer goes at once, empty if there is nothing yet, so a client knows the stream is open
-	// rather than waiting for a keep-alive to tell.
-	quiet := true
+	quiet := !opened
 	for {
 		entries, err := read(cursor)
 		if err != nil {
@@ -105,7 +105,6 @@ func follow[T any](ctx context.Context, h *Handler, installationID uuid.UUID, st
 			if err := send(entries, cursor); err != nil {
 				return err
 			}
-			quiet = false
 			idle.Reset(h.cfg.KeepAlive)
 			if len(entries) == h.cfg.BatchSize {
 				continue // more are waiting

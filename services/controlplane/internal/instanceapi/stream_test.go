@@ -45,7 +45,7 @@ func TestFollowSendsBacklogInBatchesThenKeepAlives(t *testing.T) {
 		sent := make(chan sentMessage, 10)
 		done := make(chan error, 1)
 		go func() {
-			done <- follow(t.Context(), h, uuid.New(), store.StreamServerLogs, 0, read, func(id int64) int64 { return id },
+			done <- follow(t.Context(), h, uuid.New(), store.StreamServerLogs, 0, false, read, func(id int64) int64 { return id },
 				func(entries []int64, cursor int64) error {
 					sent <- sentMessage{entries, cursor, time.Since(start)}
 					return nil
@@ -88,55 +88,34 @@ func TestFollowSendsBacklogInBatchesThenKeepAlives(t *testing.T) {
 	})
 }
 
-// TestFollowAnswersAnEmptyStreamAtOnce: a client following an installation with nothing logged yet hears at
-// once that the stream is open, and a backlog of exactly one batch is not followed by an empty message.
-func TestFollowAnswersAnEmptyStreamAtOnce(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		stored []int64
-		want   []sentMessage
-	}{
-		{"empty", nil, []sentMessage{{nil, 7, 0}}},
-		{"one full batch", []int64{8, 9}, []sentMessage{{[]int64{8, 9}, 9, 0}}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				h := New(nil, nil, notify.New(nil, nil, "test"), Config{KeepAlive: 15 * time.Second, BatchSize: 2})
-				read := func(after int64) ([]int64, error) {
-					var out []int64
-					for _, id := range tt.stored {
-						if id > after {
-							out = append(out, id)
-						}
-					}
-					return out, nil
-				}
-				start := time.Now()
-				var mu sync.Mutex
-				var sent []sentMessage
-				go func() {
-					_ = follow(t.Context(), h, uuid.New(), store.StreamRequestLogs, 7, read, func(id int64) int64 { return id },
-						func(entries []int64, cursor int64) error {
-							mu.Lock()
-							defer mu.Unlock()
-							sent = append(sent, sentMessage{entries, cursor, time.Since(start)})
-							return nil
-						})
-				}()
-				time.Sleep(time.Second)
-				synctest.Wait()
-				mu.Lock()
-				defer mu.Unlock()
-				if len(sent) != len(tt.want) {
-					t.Fatalf("sent %+v, want %+v", sent, tt.want)
-				}
-				for i := range sent {
-					if !slices.Equal(sent[i].entries, tt.want[i].entries) || sent[i].cursor != tt.want[i].cursor || sent[i].at != tt.want[i].at {
-						t.Fatalf("sent %+v, want %+v", sent, tt.want)
-					}
-				}
-				h.Drain()
-			})
+// TestFollowOpensAnEmptyStreamAtOnce: with nothing to send, the first message is an immediate keep-alive,
+// which carries the response headers, unless the caller has sent a message already.
+func TestFollowOpensAnEmptyStreamAtOnce(t *testing.T) {
+	for _, opened := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			h := New(nil, nil, notify.New(nil, nil, "test"), Config{KeepAlive: 15 * time.Second, BatchSize: 2})
+			start := time.Now()
+			var sent []sentMessage
+			go func() {
+				_ = follow(t.Context(), h, uuid.New(), store.StreamRequestLogs, 7, opened,
+					func(int64) ([]int64, error) { return nil, nil }, func(id int64) int64 { return id },
+					func(entries []int64, cursor int64) error {
+						sent = append(sent, sentMessage{entries, cursor, time.Since(start)})
+						return nil
+					})
+			}()
+			synctest.Wait()
+			want := []sentMessage{{nil, 7, 0}}
+			if opened {
+				want = nil
+			}
+			if !slices.EqualFunc(sent, want, func(a, b sentMessage) bool {
+				return slices.Equal(a.entries, b.entries) && a.cursor == b.cursor && a.at == b.at
+			}) {
+				t.Fatalf("opened=%v: sent %+v at first, want %+v", opened, sent, want)
+			}
+			h.Drain()
+			synctest.Wait()
 		})
 	}
 }

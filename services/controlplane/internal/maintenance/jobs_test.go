@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/orrery/orrery/services/controlplane/internal/command"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -130,7 +131,7 @@ func healthChecks(t *testing.T, st *store.Store, satelliteID uuid.UUID) []store.
 	}
 	var checks []store.Command
 	for _, c := range cmds {
-		if c.Type == "health_check" {
+		if c.Kind == command.HealthCheck {
 			checks = append(checks, c)
 		}
 	}

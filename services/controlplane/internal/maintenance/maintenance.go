@@ -1,6 +1,6 @@
 // Package maintenance runs the control plane's periodic jobs through River: expiring commands, noticing
 // satellites that went offline, trimming logs, aggregating template health, queuing credential checks of
-// remote installations and pruning history. River elects one leader among the replicas to schedule them,
+// remote installations, rolling usage up into hours and pruning history. River elects one leader among the replicas to schedule them,
 // so each job runs once per period however many replicas there are.
 package maintenance
 
@@ -22,11 +22,14 @@ import (
 // Periods of the jobs, and what they keep.
 const (
 	SweepPeriod          = time.Minute
+	RateLimitsPeriod     = time.Minute
 	PrunePeriod          = time.Hour
 	TrimLogsPeriod       = 10 * time.Minute
 	TemplateHealthPeriod = 3 * time.Minute
 	CredentialPeriod     = time.Minute
 	OfflinePeriod        = 30 * time.Second
+	// UsageRollupPeriod is how far the hourly usage rollups may trail the per-minute ones.
+	UsageRollupPeriod = time.Minute
 
 	// KeepLogs is how many server-log lines and request logs each installation keeps.
 	KeepLogs = 100
@@ -93,10 +96,68 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if err != nil {
 		return err
 	}
+	minutes, hours, err := w.Store.PruneUsage(ctx, time.Now())
+	if err != nil {
+		return err
+	}
 	w.Logger.InfoContext(ctx, "pruned history", "heartbeats", p.Heartbeats, "received_events", p.ReceivedEvents,
 		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens,
-		"oauth_clients", p.OAuthClients, "invitations", p.Invitations)
+		"oauth_clients", p.OAuthClients, "invitations", p.Invitations, "usage_minutes", minutes, "usage_hours", hours)
 	return nil
+}
+
+// UsageRollupArgs schedules a usage rollup.
+type UsageRollupArgs struct{}
+
+// Kind names the job for River.
+func (UsageRollupArgs) Kind() string { return "roll_up_usage" }
+
+// usageRollupBatch is how many team-hours one transaction of a rollup recomputes.
+const usageRollupBatch = 500
+
+// UsageRollupWorker recomputes the hourly usage rollups of the hours whose minutes changed.
+type UsageRollupWorker struct {
+	river.WorkerDefaults[UsageRollupArgs]
+	Logger *slog.Logger
+	Store  *store.Store
+}
+
+// Work rolls up every changed hour, a batch per transaction.
+func (w *UsageRollupWorker) Work(ctx context.Context, _ *river.Job[UsageRollupArgs]) error {
+	total := 0
+	for {
+		n, err := w.Store.RollUpUsage(ctx, usageRollupBatch)
+		if err != nil {
+			return err
+		}
+		total += n
+		if n < usageRollupBatch {
+			break
+		}
+	}
+	if total > 0 {
+		w.Logger.DebugContext(ctx, "rolled up usage", "team_hours", total)
+	}
+	return nil
+}
+
+// RateLimitsArgs schedules a cleanup of refilled rate-limit buckets.
+type RateLimitsArgs struct{}
+
+// Kind names the job for River.
+func (RateLimitsArgs) Kind() string { return "prune_rate_limits" }
+
+// RateLimitsWorker drops the rate-limit buckets that have refilled, so the table holds only the addresses
+// seen in the last minutes, however many a flood of them brought.
+type RateLimitsWorker struct {
+	river.WorkerDefaults[RateLimitsArgs]
+	Store *store.Store
+}
+
+// Work runs one cleanup.
+func (w *RateLimitsWorker) Work(ctx context.Context, _ *river.Job[RateLimitsArgs]) error {
+	_, err := w.Store.PruneRateLimits(ctx)
+	return err
 }
 
 // TrimLogsArgs schedules a log trim.
@@ -211,9 +272,11 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
 	river.AddWorker(workers, &TrimLogsWorker{Logger: logger, Store: st})
+	river.AddWorker(workers, &RateLimitsWorker{Store: st})
 	river.AddWorker(workers, &TemplateHealthWorker{Store: st})
 	river.AddWorker(workers, &CredentialChecksWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, After: offlineAfter})
+	river.AddWorker(workers, &UsageRollupWorker{Logger: logger, Store: st})
 	every := func(period time.Duration, args river.JobArgs) *river.PeriodicJob {
 		return river.NewPeriodicJob(river.PeriodicInterval(period),
 			func() (river.JobArgs, *river.InsertOpts) { return args, nil }, &river.PeriodicJobOpts{RunOnStart: true})
@@ -226,9 +289,11 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(SweepPeriod, SweepArgs{}),
 			every(PrunePeriod, PruneArgs{}),
 			every(TrimLogsPeriod, TrimLogsArgs{}),
+			every(RateLimitsPeriod, RateLimitsArgs{}),
 			every(TemplateHealthPeriod, TemplateHealthArgs{}),
 			every(CredentialPeriod, CredentialChecksArgs{}),
 			every(OfflinePeriod, OfflineArgs{}),
+			every(UsageRollupPeriod, UsageRollupArgs{}),
 		},
 	})
 	if err != nil {

@@ -60,13 +60,21 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("Name exactly one team endpoint as the resource."))
 		return
 	}
-	res, err := s.resolveResource(ctx, resources[0])
-	if errors.Is(err, errUnknownResource) {
-		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("The resource is not a team endpoint this server issues tokens for."))
-		return
-	}
-	if err != nil {
-		s.serverError(ctx, w, ar, "resolve resource", err)
+	// The control plane's own API is the one resource that is not a team endpoint (see authorizeAPI).
+	apiRequest := resources[0] == s.APIResource()
+	var res resource
+	if !apiRequest {
+		res, err = s.resolveResource(ctx, resources[0])
+		if errors.Is(err, errUnknownResource) {
+			s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("The resource is not a team endpoint this server issues tokens for."))
+			return
+		}
+		if err != nil {
+			s.serverError(ctx, w, ar, "resolve resource", err)
+			return
+		}
+	} else if ar.GetClient().GetID() != CLIClientID {
+		s.provider.WriteAuthorizeError(ctx, w, ar, errInvalidTarget("Only orreryctl may ask for the control plane's API."))
 		return
 	}
 	cl, _ := ar.GetClient().(*client)
@@ -82,47 +90,21 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	user, hasUser := s.sessionUser(ctx, r)
 	if r.Method == http.MethodPost {
-		if tooLarge, err := parseForm(w, r); tooLarge {
-			http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
-			return
-		} else if err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 || csrf == "" {
-			http.Error(w, "the form expired; go back and reload the page", http.StatusForbidden)
+		if !readPageForm(w, r, csrf) {
 			return
 		}
 		switch r.PostForm.Get("action") {
 		case "login":
-			u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
-			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
-				if after := ce.Meta().Get("Retry-After"); after != "" {
-					w.Header().Set("Retry-After", after)
-				}
-				p.Error = "Too many sign-in attempts right now. Wait a little and try again."
-				s.render(w, http.StatusTooManyRequests, loginPage, p)
-				return
-			}
-			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable {
-				if after := ce.Meta().Get("Retry-After"); after != "" {
-					w.Header().Set("Retry-After", after)
-				}
-				p.Error = "Signing in is not possible right now. Wait a little and try again."
-				s.render(w, http.StatusServiceUnavailable, loginPage, p)
-				return
-			}
-			if err != nil {
-				p.Error = "Wrong email or password, or the account is locked."
-				s.render(w, http.StatusUnauthorized, loginPage, p)
-				return
-			}
-			cookie, err := s.accounts.StartSession(ctx, u.ID)
+			u, status, problem, err := s.signIn(ctx, w, r)
 			if err != nil {
 				s.serverError(ctx, w, ar, "start session", err)
 				return
 			}
-			http.SetCookie(w, cookie)
+			if problem != "" {
+				p.Error = problem
+				s.render(w, status, loginPage, p)
+				return
+			}
 			user, hasUser = u, true
 		case "deny":
 			if !hasUser {
@@ -136,6 +118,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 				s.render(w, http.StatusUnauthorized, loginPage, p)
 				return
 			}
+			if apiRequest {
+				s.authorizeAPI(ctx, w, r, ar, user, p)
+				return
+			}
 			s.approve(ctx, w, r, ar, res, user, p)
 			return
 		default:
@@ -147,7 +133,53 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusOK, loginPage, p)
 		return
 	}
+	if apiRequest {
+		s.authorizeAPI(ctx, w, r, ar, user, p)
+		return
+	}
 	s.consent(ctx, w, ar, res, user, p)
+}
+
+// readPageForm reads a form posted from one of the pages and checks its CSRF token, answering the request
+// itself when either fails.
+func readPageForm(w http.ResponseWriter, r *http.Request, csrf string) bool {
+	if tooLarge, err := parseForm(w, r); tooLarge {
+		http.Error(w, "the form is too large", http.StatusRequestEntityTooLarge)
+		return false
+	} else if err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(csrf)) != 1 || csrf == "" {
+		http.Error(w, "the form expired; go back and reload the page", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// signIn checks the email and password of a posted login form and starts a browser session. A refusal
+// is the status and the message for the login page; err is a failure of the server's own.
+func (s *Server) signIn(ctx context.Context, w http.ResponseWriter, r *http.Request) (store.User, int, string, error) {
+	u, err := s.accounts.CheckPassword(ctx, r.PostForm.Get("email"), r.PostForm.Get("password"), r.RemoteAddr)
+	if ce := new(connect.Error); errors.As(err, &ce) &&
+		(ce.Code() == connect.CodeResourceExhausted || ce.Code() == connect.CodeUnavailable) {
+		if after := ce.Meta().Get("Retry-After"); after != "" {
+			w.Header().Set("Retry-After", after)
+		}
+		if ce.Code() == connect.CodeResourceExhausted {
+			return store.User{}, http.StatusTooManyRequests, "Too many sign-in attempts right now. Wait a little and try again.", nil
+		}
+		return store.User{}, http.StatusServiceUnavailable, "Signing in is not possible right now. Wait a little and try again.", nil
+	}
+	if err != nil {
+		return store.User{}, http.StatusUnauthorized, "Wrong email or password, or the account is locked.", nil
+	}
+	cookie, err := s.accounts.StartSession(ctx, u.ID)
+	if err != nil {
+		return store.User{}, 0, "", err
+	}
+	http.SetCookie(w, cookie)
+	return u, 0, "", nil
 }
 
 // consent answers at once when the user already consented to this client using these scopes in the

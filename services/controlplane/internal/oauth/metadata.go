@@ -10,6 +10,7 @@ type metadata struct {
 	RegistrationEndpoint                       string   `json:"registration_endpoint"`
 	RevocationEndpoint                         string   `json:"revocation_endpoint"`
 	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
+	DeviceAuthorizationEndpoint                string   `json:"device_authorization_endpoint"`
 	ScopesSupported                            []string `json:"scopes_supported"`
 	ResponseTypesSupported                     []string `json:"response_types_supported"`
 	ResponseModesSupported                     []string `json:"response_modes_supported"`
@@ -34,10 +35,11 @@ func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
 		RegistrationEndpoint:                       iss + "/oauth/register",
 		RevocationEndpoint:                         iss + "/oauth/revoke",
 		IntrospectionEndpoint:                      iss + "/oauth/introspect",
-		ScopesSupported:                            supportedScopes,
+		DeviceAuthorizationEndpoint:                iss + "/oauth/device_authorization",
+		ScopesSupported:                            append(supportedScopes[:len(supportedScopes):len(supportedScopes)], ScopeAPI),
 		ResponseTypesSupported:                     []string{"code"},
 		ResponseModesSupported:                     []string{"query"},
-		GrantTypesSupported:                        []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials},
+		GrantTypesSupported:                        []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantDeviceCode},
 		TokenEndpointAuthMethodsSupported:          []string{authNone, authSecretBasic, authSecretPost},
 		RevocationEndpointAuthMethodsSupported:     []string{authNone, authSecretBasic, authSecretPost},
 		IntrospectionEndpointAuthMethodsSupported:  []string{authSecretBasic, authSecretPost},

@@ -46,6 +46,10 @@ type Config struct {
 	RefreshTokenTTL time.Duration
 	// CodeTTL is how long an authorization code lives. Default 5 minutes.
 	CodeTTL time.Duration
+	// DeviceCodeTTL is how long a device authorization request waits for the user. Default 10 minutes.
+	DeviceCodeTTL time.Duration
+	// DevicePollInterval is how often a device may poll the token endpoint at first. Default 5 seconds.
+	DevicePollInterval time.Duration
 	// MetadataClient fetches client ID metadata documents. Default: a client that reaches public addresses
 	// only and follows no redirects.
 	MetadataClient *http.Client
@@ -64,6 +68,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CodeTTL == 0 {
 		c.CodeTTL = 5 * time.Minute
+	}
+	if c.DeviceCodeTTL == 0 {
+		c.DeviceCodeTTL = 10 * time.Minute
+	}
+	if c.DevicePollInterval == 0 {
+		c.DevicePollInterval = 5 * time.Second
 	}
 	if c.MetadataClient == nil {
 		c.MetadataClient = defaultMetadataClient()
@@ -103,8 +113,12 @@ type Server struct {
 	clients  *clientManager
 	provider fosite.OAuth2Provider
 	fosite   *fosite.Fosite
+	storage  *storage
 	// registrations limits how fast each address registers clients.
 	registrations *ratelimit.Limiter
+	// deviceRequests limits how fast each address starts device sign-ins, and userCodeTries how fast each
+	// address and each user look up user codes.
+	deviceRequests, userCodeTries *ratelimit.Limiter
 }
 
 // New returns the authorization server.
@@ -150,8 +164,12 @@ func New(logger *slog.Logger, st *store.Store, accounts Accounts, cfg Config) (*
 	if !ok {
 		return nil, errors.New("fosite provider of an unexpected type")
 	}
-	return &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f,
-		registrations: ratelimit.New(registrationsPerMinute, registrationBurst)}, nil
+	srv := &Server{logger: logger, store: st, accounts: accounts, cfg: cfg, clients: clients, provider: provider, fosite: f,
+		storage: st2, registrations: ratelimit.New(st, "oauth_registration", registrationsPerMinute, registrationBurst),
+		deviceRequests: ratelimit.New(st, "oauth_device_authorization", deviceRequestsPerMinute, deviceRequestBurst),
+		userCodeTries:  ratelimit.New(st, "oauth_user_code", userCodeTriesPerMinute, userCodeTryBurst)}
+	fc.TokenEndpointHandlers.Append(deviceGrant{srv: srv})
+	return srv, nil
 }
 
 func randomKey() []byte {
@@ -173,6 +191,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("POST /oauth/register", cors(http.HandlerFunc(s.register)))
 	mux.Handle("POST /oauth/revoke", cors(http.HandlerFunc(s.revoke)))
 	mux.Handle("POST /oauth/introspect", http.HandlerFunc(s.introspect))
+	mux.Handle("POST /oauth/device_authorization", cors(http.HandlerFunc(s.deviceAuthorization)))
+	mux.HandleFunc("GET /oauth/device", s.verifyDevice)
+	mux.HandleFunc("POST /oauth/device", s.verifyDevice)
 	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration",
 		"/oauth/token", "/oauth/register", "/oauth/revoke"} {
 		mux.Handle("OPTIONS "+p, cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -34,6 +34,7 @@ var scopeTexts = map[string]string{
 	ScopeRead:          "See the team's tools, resources and prompts",
 	ScopeExecute:       "Call the team's tools on your behalf",
 	ScopeOfflineAccess: "Stay connected when you are away (refresh tokens)",
+	ScopeAPI:           "Use the Orrery API as you, with your rights in every team you belong to",
 }
 
 func describeScopes(scopes []string) []scopeDescription {
@@ -92,8 +93,28 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <p class="muted">You can withdraw this consent at any time; the client's tokens for the team stop working at once.</p>
 </body></html>`))
 
+var apiConsentPage = template.Must(template.New("api-consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Authorize · Orrery</title>` + pageStyle + `</head>
+<body>
+<h1>Allow {{.ClientName}} to use Orrery as you?</h1>
+<p class="muted">Signed in as {{.User}}. Client id <code>{{.ClientID}}</code>; after you answer, your browser returns to <code>{{.RedirectHost}}</code>.</p>
+{{with .Error}}<p class="error">{{.}}</p>{{end}}
+<p>It will be able to:</p>
+<ul>{{range .Scopes}}<li><code>{{.Name}}</code>{{with .Text}}: {{.}}{{end}}</li>{{end}}</ul>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="action" value="approve">Allow</button>
+<button type="submit" name="action" value="deny">Deny</button>
+</form>
+<p class="muted">Only continue if you just ran <code>orreryctl login</code> yourself.</p>
+</body></html>`))
+
 // render writes a page that no one may frame or cache.
 func (s *Server) render(w http.ResponseWriter, status int, t *template.Template, p *pageData) {
+	s.renderPage(w, status, t, p)
+}
+
+func (s *Server) renderPage(w http.ResponseWriter, status int, t *template.Template, p any) {
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {
 		s.logger.Error("render page", "page", t.Name(), "error", err)

@@ -131,7 +131,12 @@ func jsonKind(value string) string {
 // server decide.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if ok, _ := s.registrations.Allow(r.RemoteAddr); !ok {
+	ok, _, err := s.registrations.Allow(ctx, r.RemoteAddr)
+	if err != nil {
+		s.registrationFailed(ctx, w, err)
+		return
+	}
+	if !ok {
 		w.Header().Set("Retry-After", "60")
 		writeJSON(w, http.StatusTooManyRequests, &registrationError{Code: "temporarily_unavailable",
 			Description: "too many registrations from this address; try again in a minute"})
@@ -163,8 +168,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		TokenEndpointAuthMethod: authNone,
 	})
 	if err != nil {
-		s.logger.ErrorContext(ctx, "register client", "error", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		s.registrationFailed(ctx, w, err)
 		return
 	}
 	s.logger.InfoContext(ctx, "registered oauth client", "client_id", stored.ID, "client_name", stored.Name)
@@ -201,3 +205,16 @@ func (s *Server) CreateTeamClient(ctx context.Context, teamID, createdBy uuid.UU
 
 // clientSecretPrefix makes a leaked client secret recognisable.
 const clientSecretPrefix = "orcs_"
+
+// registrationFailed answers a registration the server could not carry out: temporarily_unavailable (503,
+// with Retry-After) while the database is unreachable, so a client retries rather than gives up; an
+// internal error otherwise, its detail only logged.
+func (s *Server) registrationFailed(ctx context.Context, w http.ResponseWriter, err error) {
+	if _, ok := s.temporary(ctx, w, "register client", err); ok {
+		writeJSON(w, http.StatusServiceUnavailable, &registrationError{Code: "temporarily_unavailable",
+			Description: "client registration is unavailable for a moment; try again shortly"})
+		return
+	}
+	s.logger.ErrorContext(ctx, "register client", "error", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}

@@ -20,9 +20,6 @@ func enumName(value interface{ String() string }, prefix string) string {
 	return strings.ToLower(strings.TrimPrefix(value.String(), prefix))
 }
 
-// CommandTypeName is the stored name of a command type.
-func CommandTypeName(t satellitev1.CommandType) string { return enumName(t, "COMMAND_TYPE_") }
-
 // CommandStateName is the stored name of a command state.
 func CommandStateName(s satellitev1.CommandState) string { return enumName(s, "COMMAND_STATE_") }
 
@@ -42,6 +39,11 @@ func InstanceStatusFromName(name string) satellitev1.InstanceStatus {
 	return satellitev1.InstanceStatus(enumValue(satellitev1.InstanceStatus_value, "INSTANCE_STATUS_", name))
 }
 
+// ProcessHealthFromName is the enum of a stored process health.
+func ProcessHealthFromName(name string) satellitev1.ProcessHealth {
+	return satellitev1.ProcessHealth(enumValue(satellitev1.ProcessHealth_value, "PROCESS_HEALTH_", name))
+}
+
 // LifecycleKindFromName is the enum of a stored lifecycle event kind.
 func LifecycleKindFromName(name string) satellitev1.LifecycleKind {
 	return satellitev1.LifecycleKind(enumValue(satellitev1.LifecycleKind_value, "LIFECYCLE_KIND_", name))
@@ -55,15 +57,15 @@ func LogLevelFromName(name string) satellitev1.LogLevel {
 // CommandToProto converts a stored command to what satellites receive. Priorities are stored as the enum's
 // numbers, which order them.
 func CommandToProto(c store.Command) *satellitev1.Command {
-	pc := &satellitev1.Command{
-		Id:        c.ID.String(),
-		Type:      satellitev1.CommandType(enumValue(satellitev1.CommandType_value, "COMMAND_TYPE_", c.Type)),
-		Priority:  satellitev1.CommandPriority(c.Priority),
-		Payload:   StructFromJSON(c.Payload),
-		CreatedAt: timestamppb.New(c.CreatedAt),
-		ExpiresAt: timestamppb.New(c.ExpiresAt),
-		Attempt:   c.Attempts,
+	pc := &satellitev1.Command{}
+	if c.Action != nil {
+		pc = proto.CloneOf(c.Action)
 	}
+	pc.Id = c.ID.String()
+	pc.Priority = satellitev1.CommandPriority(c.Priority)
+	pc.CreatedAt = timestamppb.New(c.CreatedAt)
+	pc.ExpiresAt = timestamppb.New(c.ExpiresAt)
+	pc.Attempt = c.Attempts
 	if c.TeamID != nil {
 		pc.TeamId = c.TeamID.String()
 	}
@@ -155,7 +157,8 @@ func eventFromProto(e *satellitev1.Event) store.Event {
 		r := p.RequestLog
 		rl := &store.RequestLog{
 			ToolName: r.ToolName, Duration: r.Duration.AsDuration(), Success: r.Success, Error: r.Error,
-			Request: JSONFromMessage(r.Request), Response: JSONFromMessage(r.Response),
+			Request: JSONFromMessage(r.Request), Response: JSONFromMessage(r.Response), TraceID: r.TraceId,
+			RequestBytes: int64(r.RequestBytes), ResponseBytes: int64(r.ResponseBytes),
 		}
 		if id, err := uuid.Parse(r.UserId); err == nil {
 			rl.UserID = &id

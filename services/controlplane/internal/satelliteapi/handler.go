@@ -18,12 +18,12 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/command"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
@@ -259,8 +259,9 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		case <-deadline.C:
 			return connect.NewResponse(resp), nil
 		case <-h.draining:
-			// This replica is going away: the satellite should poll again soon (elsewhere, or here once
-			// restarted), not at the normal pace.
+			// This replica is going away: the satellite polls again at once, through the load balancer that
+			// has stopped sending new connections here. next_poll is for satellites that predate the flag.
+			resp.ReplicaDraining = true
 			resp.NextPoll = durationpb.New(pollDelayImmediate)
 			return connect.NewResponse(resp), nil
 		case <-ctx.Done():
@@ -288,30 +289,22 @@ func (h *Handler) ReportCommandResult(ctx context.Context, req *connect.Request[
 	if req.Msg.Result == satellitev1.CommandResult_COMMAND_RESULT_FAILED {
 		state = store.CommandFailed
 	}
-	cmd, err := h.store.FinishCommand(ctx, sat.ID, id, state, JSONFromMessage(req.Msg.Output), req.Msg.Error)
+	cmd, err := h.store.FinishCommand(ctx, sat.ID, id, state, JSONFromMessage(req.Msg.Output), req.Msg.Outcomes, req.Msg.Error)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "command "+req.Msg.CommandId+" of this satellite", err)
 	}
-	if cmd.Type == store.CommandHealthCheck && cmd.State == store.CommandCompleted {
+	if cmd.Kind == command.HealthCheck && cmd.State == store.CommandCompleted {
 		// The result is stored; a failure to stamp the check times is the control plane's, not the satellite's.
-		if _, err := h.store.RecordCredentialChecks(ctx, cmd, checkedInstances(req.Msg.Output)); err != nil {
+		_, recovery, err := h.store.RecordCredentialChecks(ctx, cmd)
+		switch {
+		case err != nil:
 			h.logger.ErrorContext(ctx, "record credential checks", "command_id", cmd.ID, "error", err)
+		case recovery != nil:
+			h.logger.InfoContext(ctx, "a remote server is healthy again; recovery sent", "command_id", recovery.ID,
+				"installation_id", cmd.Action.GetHealthCheck().GetInstallationId(), "satellite_id", sat.ID)
 		}
 	}
 	return connect.NewResponse(&satellitev1.ReportCommandResultResponse{State: CommandStateFromName(cmd.State)}), nil
-}
-
-// checkedInstances returns the instances whose credentials a health_check's output says were validated: its
-// outcomes that were not skipped (stdio servers, interrupted checks).
-func checkedInstances(output *structpb.Struct) []string {
-	var ids []string
-	for _, v := range output.GetFields()["outcomes"].GetListValue().GetValues() {
-		o := v.GetStructValue().GetFields()
-		if id := o["instance_id"].GetStringValue(); id != "" && o["skipped"].GetStringValue() == "" {
-			ids = append(ids, id)
-		}
-	}
-	return ids
 }
 
 // GetConfiguration returns the instances this satellite must run. Team satellites see only their team.

@@ -186,6 +186,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.CatalogService/UpdateCatalogEntry":              `{"teamId":"{team}","id":"{random}","spec":{"name":"M","transport":"TRANSPORT_STDIO","command":"npx"}}`,
 	"/orrery.api.v1.CatalogService/DeleteCatalogEntry":              `{"teamId":"{team}","id":"{random}"}`,
 	"/orrery.api.v1.CatalogService/GetCatalogEntry":                 `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.CatalogService/GetCatalogEntryHealth":           `{"teamId":"{team}","id":"{random}"}`,
 	"/orrery.api.v1.CatalogService/ListCatalogEntries":              `{"teamId":"{team}"}`,
 	"/orrery.api.v1.CatalogService/ImportServerJson":                `{"teamId":"{team}","serverJson":"{}"}`,
 	"/orrery.api.v1.InstallationService/CreateInstallation":         `{"teamId":"{team}","catalogEntryId":"{random}","spec":{"name":"m"}}`,
@@ -213,6 +214,9 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/RevokeRegistrationToken": `{"id":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListSatellites":          `{"teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/RevokeSatellite":         `{"id":"{random}","teamId":"{team}"}`,
+	"/orrery.admin.v1.AdminService/ListSatelliteHeartbeats": `{"satelliteId":"{random}","teamId":"{team}"}`,
+	"/orrery.admin.v1.AdminService/ListSatelliteProcesses":  `{"satelliteId":"{random}","teamId":"{team}"}`,
+	"/orrery.admin.v1.AdminService/ListDroppedEventReports": `{"satelliteId":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/EnqueueCommand":          `{"teamId":"{team}","type":"COMMAND_TYPE_CONFIGURE","priority":"COMMAND_PRIORITY_NORMAL"}`,
 	"/orrery.admin.v1.AdminService/ListCommands":            `{}`,
 }

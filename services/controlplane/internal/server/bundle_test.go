@@ -18,6 +18,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
@@ -239,11 +240,12 @@ func (s *satellite) poll(t *testing.T, wait time.Duration) []*satellitev1.Comman
 }
 
 // enqueue queues a command for one satellite through replica i.
-func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, typ satellitev1.CommandType, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
+func (b *testBundle) enqueue(t testing.TB, i int, satelliteID string, command *satellitev1.Command, prio satellitev1.CommandPriority, ttl time.Duration) *adminv1.AdminCommand {
 	t.Helper()
 	req := &adminv1.EnqueueCommandRequest{
-		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Type: typ, Priority: prio,
+		Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satelliteID}, Priority: prio,
 	}
+	action.Copy(req, command)
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}

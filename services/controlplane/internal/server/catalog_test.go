@@ -330,12 +330,12 @@ func createTemplate(t *testing.T, p product) *apiv1.CatalogEntry {
 }
 
 // configureCommands polls a satellite and returns its configure commands' priorities by event.
-func configureCommands(t *testing.T, sat *satellite) map[string]satellitev1.CommandPriority {
+func configureCommands(t *testing.T, sat *satellite) map[satellitev1.ConfigureEvent]satellitev1.CommandPriority {
 	t.Helper()
-	out := map[string]satellitev1.CommandPriority{}
+	out := map[satellitev1.ConfigureEvent]satellitev1.CommandPriority{}
 	for _, cmd := range sat.poll(t, 0) {
-		if cmd.Type == configure {
-			out[cmd.Payload.GetFields()["event"].GetStringValue()] = cmd.Priority
+		if c := cmd.GetConfigure(); c != nil {
+			out[c.GetEvent()] = cmd.Priority
 		}
 		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
 			CommandId: cmd.Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED,

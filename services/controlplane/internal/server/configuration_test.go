@@ -183,7 +183,7 @@ func TestTeamSatelliteSeesOnlyItsTeam(t *testing.T) {
 
 	// Commands for blue fan out to blue's satellites and the global one, never to red's.
 	resp, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-		Target: &adminv1.EnqueueCommandRequest_TeamId{TeamId: blue.team.ID.String()}, Type: configure, Priority: immediate,
+		Target: &adminv1.EnqueueCommandRequest_TeamId{TeamId: blue.team.ID.String()}, Action: &adminv1.EnqueueCommandRequest_Configure{Configure: configure.GetConfigure()}, Priority: immediate,
 	}))
 	if err != nil {
 		t.Fatal(err)

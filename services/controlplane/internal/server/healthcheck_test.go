@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
@@ -29,35 +28,16 @@ func TestCredentialCheckResultsStampInstances(t *testing.T) {
 	aliceID, bobID, blueID := red.instanceID(red.teamFixture.alice), red.instanceID(red.teamFixture.bob),
 		blue.instanceID(blue.teamFixture.alice)
 
-	payload, err := structpb.NewStruct(map[string]any{
-		"check_type": "credential_validation", "installation_id": red.installation.ID.String(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-		Target: &adminv1.EnqueueCommandRequest_TeamId{TeamId: red.team.ID.String()},
-		Type:   satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK, Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_LOW,
-		Payload: payload,
-	})); err != nil {
-		t.Fatal(err)
-	}
-	cmds := sat.poll(t, 0)
-	if len(cmds) != 1 || cmds[0].Type != satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK {
-		t.Fatalf("the team's satellite received %v, want the health check", cmds)
-	}
-	output, err := structpb.NewStruct(map[string]any{"outcomes": []any{
-		map[string]any{"instance_id": aliceID, "status": "online"},
-		map[string]any{"instance_id": bobID, "status": "online", "skipped": "stdio servers have no credentials to validate"},
-		map[string]any{"instance_id": blueID, "status": "online"},
-	}})
-	if err != nil {
-		t.Fatal(err)
+	cmds := enqueueHealthCheck(t, b, red, sat)
+	outcomes := []*satellitev1.InstanceOutcome{
+		{InstanceId: aliceID, Status: online},
+		{InstanceId: bobID, Status: online, Skipped: "stdio servers have no credentials to validate"},
+		{InstanceId: blueID, Status: online},
 	}
 	report := func() {
 		t.Helper()
 		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
-			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Output: output,
+			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
 		})); err != nil {
 			t.Fatal(err)
 		}
@@ -91,5 +71,72 @@ func TestCredentialCheckResultsStampInstances(t *testing.T) {
 	report()
 	if again := checkedAt(red, aliceID); again == nil || !again.Equal(*first) {
 		t.Errorf("a repeated report moved alice's check from %v to %v", first, again)
+	}
+}
+
+// enqueueHealthCheck sends a credential check of f's installation to its team's satellites, as a global admin
+// can, and returns what sat receives: the check alone.
+func enqueueHealthCheck(t *testing.T, b *testBundle, f viewers, sat *satellite) []*satellitev1.Command {
+	t.Helper()
+	if _, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+		Target: &adminv1.EnqueueCommandRequest_TeamId{TeamId: f.team.ID.String()},
+		Action: &adminv1.EnqueueCommandRequest_HealthCheck{HealthCheck: &satellitev1.HealthCheckAction{
+			InstallationId: f.installation.ID.String(),
+			Check:          satellitev1.HealthCheckType_HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION,
+		}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	cmds := sat.poll(t, 0)
+	if len(cmds) != 1 || cmds[0].GetHealthCheck().GetInstallationId() != f.installation.ID.String() ||
+		cmds[0].Priority != low {
+		t.Fatalf("the team's satellite received %v, want the low-priority health check", cmds)
+	}
+	return cmds
+}
+
+// TestHealthyAgainSendsRecovery: a credential check that finds an unreachable instance healthy again makes
+// the control plane send the checking satellite one recovery command for the installation. Healthy
+// instances, failed checks, skipped instances and another team's instance named in the report send none.
+func TestHealthyAgainSendsRecovery(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedViewers(t, b, "recovering")
+	blue := seedViewers(t, b, "elsewhere")
+	sat := b.activeSatellite(t, red.team.ID.String())
+	blueSat := b.activeSatellite(t, blue.team.ID.String())
+	online, unreachable := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR
+	aliceID, bobID, blueID := red.instanceID(red.teamFixture.alice), red.instanceID(red.teamFixture.bob),
+		blue.instanceID(blue.teamFixture.alice)
+	sat.poll(t, 0)
+
+	check := func(outcomes ...*satellitev1.InstanceOutcome) []*satellitev1.Command {
+		t.Helper()
+		cmds := enqueueHealthCheck(t, b, red, sat)
+		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
+		})); err != nil {
+			t.Fatal(err)
+		}
+		return sat.poll(t, 0)
+	}
+	if got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online, PreviousStatus: online},
+		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: unreachable, PreviousStatus: unreachable, Message: "cannot reach the server"},
+		&satellitev1.InstanceOutcome{InstanceId: blueID, Status: online, PreviousStatus: unreachable}); len(got) != 0 {
+		t.Errorf("no instance of the team recovered, yet the satellite received %v", got)
+	}
+	if got := check(&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online, PreviousStatus: unreachable,
+		Skipped: "stdio servers have no credentials to validate"}); len(got) != 0 {
+		t.Errorf("a skipped instance sent %v", got)
+	}
+
+	got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online, PreviousStatus: online},
+		&satellitev1.InstanceOutcome{InstanceId: bobID, Status: online, PreviousStatus: unreachable})
+	if len(got) != 1 || got[0].GetRecovery().GetInstallationId() != red.installation.ID.String() ||
+		got[0].TeamId != red.team.ID.String() || got[0].Priority != high {
+		t.Fatalf("bob's instance is healthy again: the satellite received %v, want one high-priority recovery of the installation", got)
+	}
+	if got := blueSat.poll(t, 0); len(got) != 0 {
+		t.Errorf("the other team's satellite received %v", got)
 	}
 }

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -100,8 +102,15 @@ func requestEvent(f teamFixture, u store.User, tool string) *satellitev1.Event {
 			UserId: u.ID.String(), ToolName: tool, Duration: durationpb.New(12 * time.Millisecond), Success: true,
 			Request:  structpb.NewStringValue("args of " + tool),
 			Response: structpb.NewStringValue("result of " + tool),
+			TraceId:  traceIDOf(tool),
 		}},
 	}
+}
+
+// traceIDOf is the W3C trace id the test's call of tool carries.
+func traceIDOf(tool string) string {
+	sum := sha256.Sum256([]byte(tool))
+	return hex.EncodeToString(sum[:16])
 }
 
 func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
@@ -171,7 +180,7 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(reqs.Msg.RequestLogs) != 1 || reqs.Msg.RequestLogs[0].ToolName != "write_file" || reqs.Msg.NextBeforeId == 0 ||
-		reqs.Msg.RequestLogs[0].Request != nil {
+		reqs.Msg.RequestLogs[0].Request != nil || reqs.Msg.RequestLogs[0].TraceId != traceIDOf("write_file") {
 		t.Fatalf("admin's first page of request logs: %v", reqs.Msg)
 	}
 	bobsCall := reqs.Msg.RequestLogs[0].Id
@@ -190,7 +199,7 @@ func TestInstancesAreVisibleToTheirUserAndTeamAdmins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if detail.Msg.RequestLog.Response.GetStringValue() != "result of write_file" {
+	if detail.Msg.RequestLog.Response.GetStringValue() != "result of write_file" || detail.Msg.RequestLog.TraceId != traceIDOf("write_file") {
 		t.Errorf("request log detail: %v", detail.Msg.RequestLog)
 	}
 	_, err = red.alice.GetRequestLog(ctx, connect.NewRequest(&apiv1.GetRequestLogRequest{
@@ -502,6 +511,32 @@ func TestIdleStreamSendsKeepAlives(t *testing.T) {
 			t.Fatalf("after the keep-alive: %v", m)
 		}
 		return
+	}
+}
+
+// TestEmptyStreamOpensAtOnce: a stream with nothing to send yet answers at once, so its client (and any
+// proxy in between) sees the response headers now, not at the first entry or keep-alive an hour later.
+func TestEmptyStreamOpensAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{instances: instanceapi.Config{KeepAlive: time.Hour}})
+	v := seedViewers(t, b, "open")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	stream, err := v.alice.StreamRequestLogs(ctx, connect.NewRequest(&apiv1.StreamRequestLogsRequest{
+		TeamId: v.team.ID.String(), InstallationId: v.installation.ID.String(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatalf("empty stream: %v, want an immediate empty message", stream.Err())
+	}
+	if m := stream.Msg(); len(m.RequestLogs) != 0 || m.Cursor != 0 {
+		t.Fatalf("first message of an empty stream: %v, want no entries and cursor 0", m)
+	}
+	if got := stream.ResponseHeader().Get("Content-Type"); got == "" {
+		t.Fatal("no response headers with the first message")
 	}
 }
 

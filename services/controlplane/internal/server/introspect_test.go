@@ -80,12 +80,7 @@ func revokedHashes(t *testing.T, s *satellite) []string {
 	t.Helper()
 	var out []string
 	for _, cmd := range s.poll(t, 0) {
-		if cmd.Type != satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS {
-			continue
-		}
-		for _, v := range cmd.Payload.GetFields()["token_hashes"].GetListValue().GetValues() {
-			out = append(out, v.GetStringValue())
-		}
+		out = append(out, cmd.GetRevokeTokens().GetTokenHashes()...)
 	}
 	slices.Sort(out)
 	return out
@@ -132,5 +127,38 @@ func TestRevocationReachesTheTeamsSatellites(t *testing.T) {
 	}
 	if got, want := revokedHashes(t, redSat), []string{hex.EncodeToString(second.TokenHash)}; !slices.Equal(got, want) {
 		t.Errorf("after alice left red, its satellite was told %v, want %v", got, want)
+	}
+}
+
+// TestMassRevocationIsAnnouncedInBoundedCommands removes a member who holds more access tokens than one
+// revoke_tokens command may carry: the removal still succeeds, and the team's satellite is told every hash,
+// spread over commands of at most 1000.
+func TestMassRevocationIsAnnouncedInBoundedCommands(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedTeam(t, b, "hoarder")
+	sat := b.activeSatellite(t, red.team.ID.String())
+	sat.poll(t, 0)
+	const tokens = 2500
+	if _, err := b.pool(t).Exec(t.Context(), `insert into access_tokens (token_hash, team_id, user_id, audience, expires_at)
+		select sha256(('hoard-' || n)::bytea), $1, $2, 'https://sat.example.test/teams/hoarder/mcp', now() + interval '1 hour'
+		from generate_series(1, $3::int) n`, red.team.ID, red.alice.ID, tokens); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store().RemoveMember(t.Context(), red.team.ID, red.alice.ID); err != nil {
+		t.Fatalf("removing a member with %d tokens: %v", tokens, err)
+	}
+	seen := map[string]bool{}
+	for _, cmd := range sat.poll(t, 0) {
+		hashes := cmd.GetRevokeTokens().GetTokenHashes()
+		if len(hashes) > 1000 {
+			t.Errorf("one command carries %d hashes", len(hashes))
+		}
+		for _, h := range hashes {
+			seen[h] = true
+		}
+	}
+	if len(seen) != tokens {
+		t.Errorf("the satellite was told %d distinct hashes, want %d", len(seen), tokens)
 	}
 }

@@ -203,8 +203,9 @@ func TestOAuthMetadata(t *testing.T) {
 			md["client_id_metadata_document_supported"] != true ||
 			md["authorization_response_iss_parameter_supported"] != true ||
 			jsonList(md["code_challenge_methods_supported"]) != "S256" ||
-			jsonList(md["scopes_supported"]) != "mcp:read mcp:tools:execute offline_access" ||
-			jsonList(md["grant_types_supported"]) != "authorization_code refresh_token client_credentials" {
+			md["device_authorization_endpoint"] != b.issuer()+"/oauth/device_authorization" ||
+			jsonList(md["scopes_supported"]) != "mcp:read mcp:tools:execute offline_access api" ||
+			jsonList(md["grant_types_supported"]) != "authorization_code refresh_token client_credentials urn:ietf:params:oauth:grant-type:device_code" {
 			t.Errorf("%s: %v", path, md)
 		}
 	}
@@ -692,5 +693,27 @@ func TestOAuthEndsWithMembership(t *testing.T) {
 	}
 	if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
 		t.Fatalf("former member's refresh: %v, want invalid_grant", err)
+	}
+}
+
+// TestRegistrationLimitIsSharedByReplicas registers clients from one address through two replicas in
+// turn: together they allow the limit of one (30 and a refill at most), not one limit each.
+func TestRegistrationLimitIsSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{replicas: 2})
+	created := 0
+	for i := range 60 {
+		status, body := postJSON(t, b.replicas[i%2].url+"/oauth/register",
+			map[string]any{"redirect_uris": []string{"https://app.example/cb"}})
+		switch status {
+		case http.StatusCreated:
+			created++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("registration %d: %d %s", i, status, body)
+		}
+	}
+	if created < 30 || created > 31 {
+		t.Errorf("%d of 60 registrations through two replicas created, want the one limit of 30", created)
 	}
 }

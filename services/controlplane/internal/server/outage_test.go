@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -96,6 +97,12 @@ func TestDatabaseOutage(t *testing.T) {
 		if err := listClients(); connect.CodeOf(err) != connect.CodeUnavailable {
 			t.Errorf("Connect call during the outage: %v, want unavailable", err)
 		}
+	}
+	// Registration, whose rate limit lives in the database, asks the client to come back too.
+	if status, body := postJSON(t, f.b.oauthURL("/oauth/register"),
+		map[string]any{"redirect_uris": []string{"https://app.example/cb"}}); status != http.StatusServiceUnavailable ||
+		!bytes.Contains(body, []byte(`"error":"temporarily_unavailable"`)) {
+		t.Errorf("registration during the outage: %d %s, want 503 temporarily_unavailable", status, body)
 	}
 	// A browser sent to sign in hears the same, not that the client is unknown.
 	authorize, err := http.NewRequestWithContext(ctx, http.MethodGet,

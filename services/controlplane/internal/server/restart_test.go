@@ -14,14 +14,13 @@ import (
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
 // restartsOf returns the restart commands among cmds.
 func restartsOf(cmds []*satellitev1.Command) []*satellitev1.Command {
 	var out []*satellitev1.Command
 	for _, c := range cmds {
-		if c.Type == satellitev1.CommandType_COMMAND_TYPE_RESTART {
+		if c.GetRestart() != nil {
 			out = append(out, c)
 		}
 	}
@@ -67,10 +66,9 @@ func TestTeamRestartsItsInstances(t *testing.T) {
 			t.Fatalf("%s: the team's satellite received restarts %v, want command %s", who, got, ids[0])
 		}
 		c := got[0]
-		payload := c.Payload.AsMap()
 		if c.Priority != satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH || c.TeamId != team ||
-			payload["reason"] != store.ReasonManualRestart || payload["instance_id"] != instance ||
-			payload["installation_id"] != red.installation.ID.String() {
+			c.GetRestart().GetReason() != satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART ||
+			c.GetRestart().GetInstances().GetInstanceId() != instance {
 			t.Errorf("%s: command %v, want a high-priority manual restart of %s", who, c, instance)
 		}
 		if d := c.ExpiresAt.AsTime().Sub(c.CreatedAt.AsTime()); d.Minutes() != 5 {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,12 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
+// configure is an action for commands whose delivery a test is about.
+var configure = &satellitev1.Command{Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{
+	Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+}}}
+
 const (
-	configure = satellitev1.CommandType_COMMAND_TYPE_CONFIGURE
 	immediate = satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE
 	high      = satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH
 	normal    = satellitev1.CommandPriority_COMMAND_PRIORITY_NORMAL
@@ -324,12 +329,40 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 			}))
 			return err
 		}, "team_id"},
-		{"command without priority", func() error {
+		{"command without action", func() error {
 			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
-				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id}, Type: configure,
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
 			}))
 			return err
-		}, "priority"},
+		}, "action"},
+		{"restart of an instance id that is no UUID of an installation", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_Restart{Restart: &satellitev1.RestartAction{
+					Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: "x'; drop table"}},
+					Reason:    satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART,
+				}},
+			}))
+			return err
+		}, "installation_id"},
+		{"revocation of too many tokens", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_RevokeTokens{RevokeTokens: &satellitev1.RevokeTokensAction{
+					TokenHashes: slices.Repeat([]string{strings.Repeat("ab", 32)}, 1001),
+				}},
+			}))
+			return err
+		}, "token_hashes"},
+		{"member removal without the member", func() error {
+			_, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+				Target: &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: sat.id},
+				Action: &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{
+					Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED,
+				}},
+			}))
+			return err
+		}, "user_id"},
 		{"event without id", func() error {
 			_, err := sat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
 				Events: []*satellitev1.Event{{OccurredAt: timestamppb.Now(), Payload: &satellitev1.Event_EventsDropped{
@@ -409,5 +442,64 @@ func TestRevocationEndsOpenLongPoll(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("revocation did not end the open long poll")
+	}
+}
+
+// TestCommandToAllGlobalSatellites sends one command to every live global satellite at once: each gets its
+// own, with the policy's priority and the requested lifetime; team satellites and revoked ones get none, and
+// the audit log names every command created.
+func TestCommandToAllGlobalSatellites(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	first, second := b.activeSatellite(t, ""), b.activeSatellite(t, "")
+	revoked := b.activeSatellite(t, "")
+	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: revoked.id})); err != nil {
+		t.Fatal(err)
+	}
+	f := seedTeam(t, b, "teamsat")
+	teamSat := b.activeSatellite(t, f.team.ID.String())
+	for _, s := range []*satellite{first, second, teamSat} {
+		s.poll(t, 0) // the seeded team's configure commands
+	}
+
+	resp, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+		Target: &adminv1.EnqueueCommandRequest_AllGlobalSatellites{AllGlobalSatellites: true},
+		Action: &adminv1.EnqueueCommandRequest_Configure{Configure: configure.GetConfigure()},
+		Ttl:    durationpb.New(time.Hour),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{} // satellite → command
+	for _, c := range resp.Msg.Commands {
+		ids[c.SatelliteId] = c.Command.Id
+		if d := c.Command.ExpiresAt.AsTime().Sub(c.Command.CreatedAt.AsTime()); d != time.Hour || c.Command.Priority != immediate {
+			t.Errorf("command %s: %v, lives %v; want the policy's priority (immediate) and the requested hour", c.Command.Id, c.Command.Priority, d)
+		}
+	}
+	if len(ids) != 2 || ids[first.id] == "" || ids[second.id] == "" {
+		t.Fatalf("commands went to %v, want one for each live global satellite (%s, %s)", ids, first.id, second.id)
+	}
+	for _, s := range []*satellite{first, second} {
+		if got := s.poll(t, 0); len(got) != 1 || got[0].Id != ids[s.id] || got[0].GetConfigure() == nil {
+			t.Errorf("global satellite %s received %v, want command %s", s.id, got, ids[s.id])
+		}
+	}
+	if got := teamSat.poll(t, 0); len(got) != 0 {
+		t.Errorf("a team satellite received %v", got)
+	}
+
+	var target string
+	var details map[string]string
+	if err := b.pool(t).QueryRow(t.Context(), `select target, details from audit_events where action = 'command.enqueued'`).
+		Scan(&target, &details); err != nil {
+		t.Fatalf("the audit log has no command.enqueued event: %v", err)
+	}
+	logged := strings.Split(details["command_ids"], ",")
+	slices.Sort(logged)
+	want := []string{ids[first.id], ids[second.id]}
+	slices.Sort(want)
+	if target != "global satellites" || details["action"] != "configure" || !slices.Equal(logged, want) {
+		t.Errorf("audit event %q %v, want global satellites, configure and commands %v", target, details, want)
 	}
 }

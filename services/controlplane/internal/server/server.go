@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -47,6 +48,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
+	"github.com/orrery/orrery/services/controlplane/internal/usageapi"
 	"github.com/orrery/orrery/sql/migrations"
 )
 
@@ -76,6 +78,10 @@ type Config struct {
 	// TemplateCommands are the commands team-private stdio templates may run. Default (nil)
 	// catalogapi.DefaultTemplateCommands; the zero CommandPolicy allows any.
 	TemplateCommands *catalogapi.CommandPolicy
+	// DrainPeriod is how long a replica told to stop keeps serving while /readyz fails, before it stops
+	// accepting connections: time for load balancers that poll /readyz to send new requests elsewhere, so
+	// none meets a refused connection. Default 0: stop at once.
+	DrainPeriod time.Duration
 	// BodyTimeout is how long a request's body may take to arrive. Default admission.DefaultBodyTimeout
 	// (30 s).
 	BodyTimeout time.Duration
@@ -93,6 +99,9 @@ type Server struct {
 	instances  *instanceapi.Handler
 	gate       *admission.Gate
 	handler    http.Handler
+
+	drainPeriod time.Duration
+	draining    atomic.Bool // set while the replica fails /readyz before it stops
 }
 
 // New connects to the database, applies migrations and builds the HTTP handler. Call Run for the
@@ -113,7 +122,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring)}
+	s := &Server{logger: logger, pool: pool, store: store.New(pool, cfg.Keyring), drainPeriod: cfg.DrainPeriod}
 	if err := s.migrate(ctx, cfg.AdminToken); err != nil {
 		pool.Close()
 		return nil, err
@@ -227,7 +236,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 
 	// The gate authenticates callers from their headers and bounds every body before a handler reads it
 	// (see package admission); the interceptors behind it take the caller it found.
-	users := access.New(s.logger, s.store, access.APIPolicy)
+	users := access.New(s.logger, s.store, access.APIPolicy, authServer.APIResource())
 	signedIn := func(r *http.Request, _ string) (context.Context, error) {
 		return users.Authenticate(r.Context(), r.Header)
 	}
@@ -277,6 +286,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	instancePath, instanceHandler := apiv1connect.NewInstanceServiceHandler(s.instances, userAPI)
 	mux.Handle(instancePath, instanceHandler)
+	mux.Handle(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
 
 	// REST shapes of the user-facing API (the google.api.http annotations), transcoded into the same Connect
 	// handlers, interceptors included. Vanguard would inflate a compressed body whole before checking its
@@ -295,6 +305,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 		apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
 		apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
+		apiv1connect.UsageServiceName,
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker, admitAnyone))
@@ -316,6 +327,10 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 
 // ready answers 200 when the database answers and command and event notifications are being received.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "draining: shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
@@ -364,23 +379,39 @@ func (s *Server) Drain() {
 	s.instances.Drain()
 }
 
+// closeWhileDraining asks every client to close its connection after the response while the replica
+// drains (HTTP/2: a graceful GOAWAY), so a client holding a connection open comes back through the load
+// balancer, to another replica, instead of meeting this one's closed listener. Closing idle connections
+// outright instead could race a request a proxy is just sending on one.
+func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Close releases the database pool.
 func (s *Server) Close() { s.pool.Close() }
 
-// Serve runs a replica on ln until ctx ends, then shuts down gracefully: long polls are answered at once and
-// in-flight requests finish within shutdownTimeout.
+// Serve runs a replica on ln until ctx ends, then shuts down gracefully: it drains for the configured
+// period (/readyz fails, requests are still served), then stops accepting connections, answers long polls
+// at once and lets in-flight requests finish within shutdownTimeout.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, shutdownTimeout time.Duration) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // satellites and gRPC clients may speak h2c
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           s.closeWhileDraining(s.handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		Protocols:         protocols,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv.RegisterOnShutdown(s.Drain)
-	runCtx, stopRun := context.WithCancel(ctx)
+	// The background work outlasts ctx until the listener closes: while the replica drains, held long polls
+	// must still be woken by notifications of new commands.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	runErr := make(chan error, 1)
 	go func() { runErr <- s.Run(runCtx) }()
@@ -391,6 +422,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, shutdownTimeout tim
 	case err := <-serveErr:
 		return err
 	case <-ctx.Done():
+	}
+	if s.drainPeriod > 0 {
+		s.logger.Info("draining: /readyz fails so that load balancers send new requests to other replicas",
+			"period", s.drainPeriod)
+		s.draining.Store(true)
+		drained := time.NewTimer(s.drainPeriod)
+		select {
+		case <-drained.C:
+		case err := <-serveErr:
+			drained.Stop()
+			stopRun()
+			<-runErr
+			return err
+		}
 	}
 	s.logger.Info("shutting down", "timeout", shutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)

@@ -10,6 +10,7 @@ import (
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -80,8 +81,8 @@ func TestMembership(t *testing.T) {
 	}
 	cmds := sat.poll(t, 0)
 	if len(cmds) != 1 || cmds[0].Priority.String() != "COMMAND_PRIORITY_HIGH" ||
-		cmds[0].Payload.GetFields()["event"].GetStringValue() != store.EventMemberRemoved ||
-		cmds[0].Payload.GetFields()["user_id"].GetStringValue() != outsiderID {
+		cmds[0].GetConfigure().GetEvent() != satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED ||
+		cmds[0].GetConfigure().GetUserId() != outsiderID {
 		t.Errorf("after removing a member the satellite got %v, want one high-priority configure naming the member", cmds)
 	}
 

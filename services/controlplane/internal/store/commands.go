@@ -1,14 +1,19 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/command"
 	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
@@ -23,12 +28,15 @@ const (
 
 // Command is an instruction for one satellite.
 type Command struct {
-	ID             uuid.UUID
-	SatelliteID    uuid.UUID
-	TeamID         *uuid.UUID
-	Type           string
-	Priority       int16
-	Payload        json.RawMessage
+	ID          uuid.UUID
+	SatelliteID uuid.UUID
+	TeamID      *uuid.UUID
+	// Kind names the action.
+	Kind     command.Kind
+	Priority int16
+	// Action holds the command's action and nothing else; nil for a command stored in a format
+	// before typed actions.
+	Action         *satellitev1.Command
 	State          string
 	Attempts       int32
 	LeaseExpiresAt *time.Time
@@ -36,15 +44,65 @@ type Command struct {
 	CreatedAt      time.Time
 	CompletedAt    *time.Time
 	Output         json.RawMessage
-	Error          string
+	// Outcomes are what a completed command left each instance it acted on in.
+	Outcomes []*satellitev1.InstanceOutcome
+	Error    string
 }
 
 func commandFromRow(r dbsqlc.SatelliteCommand) Command {
 	return Command{
-		ID: r.ID, SatelliteID: r.SatelliteID, TeamID: r.TeamID, Type: r.Type, Priority: r.Priority, Payload: r.Payload,
-		State: r.State, Attempts: r.Attempts, LeaseExpiresAt: r.LeaseExpiresAt, ExpiresAt: r.ExpiresAt,
-		CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Output: r.Output, Error: r.Error,
+		ID: r.ID, SatelliteID: r.SatelliteID, TeamID: r.TeamID, Kind: command.Kind(r.Type), Priority: r.Priority,
+		Action: decodeAction(r.Action), State: r.State, Attempts: r.Attempts, LeaseExpiresAt: r.LeaseExpiresAt,
+		ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Output: r.Output,
+		Outcomes: decodeOutcomes(r.Outcomes), Error: r.Error,
 	}
+}
+
+// decodeAction reads a stored action, or returns nil for one that is not a command's action.
+func decodeAction(raw []byte) *satellitev1.Command {
+	action := &satellitev1.Command{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, action); err != nil ||
+		command.KindOf(action) == "" {
+		return nil
+	}
+	return action
+}
+
+// encodeOutcomes stores outcomes as a JSON array of protojson objects; none is SQL NULL.
+func encodeOutcomes(outcomes []*satellitev1.InstanceOutcome) ([]byte, error) {
+	if len(outcomes) == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, o := range outcomes {
+		raw, err := protojson.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("encode outcome: %w", err)
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(raw)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
+}
+
+// decodeOutcomes reads what encodeOutcomes stored, skipping what does not fit.
+func decodeOutcomes(raw []byte) []*satellitev1.InstanceOutcome {
+	var items []json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &items) != nil {
+		return nil
+	}
+	outcomes := make([]*satellitev1.InstanceOutcome, 0, len(items))
+	for _, item := range items {
+		o := &satellitev1.InstanceOutcome{}
+		if protojson.Unmarshal(item, o) == nil {
+			outcomes = append(outcomes, o)
+		}
+	}
+	return outcomes
 }
 
 func commandsFromRows(rows []dbsqlc.SatelliteCommand) []Command {
@@ -57,12 +115,17 @@ func commandsFromRows(rows []dbsqlc.SatelliteCommand) []Command {
 
 // NewCommand describes a command to enqueue.
 type NewCommand struct {
-	TeamID   *uuid.UUID
-	Type     string
-	Priority int16
-	Payload  json.RawMessage
-	TTL      time.Duration
+	TeamID *uuid.UUID
+	// Action is a Command holding only its action. Required.
+	Action *satellitev1.Command
+	// Priority overrides the action's policy (see package command); zero keeps it.
+	Priority satellitev1.CommandPriority
+	// TTL overrides the action's policy; zero keeps it.
+	TTL time.Duration
 }
+
+// ErrUnknownAction reports a command whose action has no policy, or none at all.
+var ErrUnknownAction = fmt.Errorf("%w: the command carries no known action", ErrInvalid)
 
 // EnqueueCommand queues c for one satellite.
 func (s *Store) EnqueueCommand(ctx context.Context, satelliteID uuid.UUID, c NewCommand) (Command, error) {
@@ -87,6 +150,27 @@ func (s *Store) EnqueueTeamCommand(ctx context.Context, teamID uuid.UUID, c NewC
 	return cmds, err
 }
 
+// EnqueueGlobalCommand queues c for every live global satellite. It returns no commands when there is none.
+func (s *Store) EnqueueGlobalCommand(ctx context.Context, c NewCommand) ([]Command, error) {
+	var cmds []Command
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		ids, err := q.ListGlobalSatellites(ctx)
+		if err != nil {
+			return translate(err, "list global satellites")
+		}
+		cmds = make([]Command, 0, len(ids))
+		for _, id := range ids {
+			cmd, err := insertCommand(ctx, q, id, c)
+			if err != nil {
+				return err
+			}
+			cmds = append(cmds, cmd)
+		}
+		return nil
+	})
+	return cmds, err
+}
+
 // enqueueForTeam queues c, inside the caller's transaction, for every live satellite that serves teamID.
 func enqueueForTeam(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, c NewCommand) ([]Command, error) {
 	ids, err := q.ListSatellitesServingTeam(ctx, &teamID)
@@ -107,13 +191,13 @@ func enqueueForTeam(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, c 
 // insertCommand inserts a command and announces it. PostgreSQL delivers the notification on commit, to every
 // replica, which wakes whichever replica holds the satellite's long poll.
 func insertCommand(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, c NewCommand) (Command, error) {
-	payload := c.Payload
-	if len(payload) == 0 {
-		payload = json.RawMessage("{}")
+	kind, action, policy, err := prepareAction(c)
+	if err != nil {
+		return Command{}, err
 	}
 	row, err := q.InsertCommand(ctx, dbsqlc.InsertCommandParams{
-		SatelliteID: satelliteID, TeamID: c.TeamID, Type: c.Type, Priority: c.Priority, Payload: payload,
-		TtlSeconds: c.TTL.Seconds(),
+		SatelliteID: satelliteID, TeamID: c.TeamID, Type: string(kind), Priority: int16(policy.Priority),
+		Action: action, TtlSeconds: policy.TTL.Seconds(),
 	})
 	if err != nil {
 		return Command{}, translate(err, "insert command")
@@ -122,6 +206,33 @@ func insertCommand(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID
 		return Command{}, translate(err, "notify command")
 	}
 	return commandFromRow(row), nil
+}
+
+// prepareAction checks c's action as satellites will, encodes it for storage, and settles its priority and
+// lifetime: the policy's unless c overrides them.
+func prepareAction(c NewCommand) (command.Kind, []byte, command.Policy, error) {
+	policy, ok := command.PolicyFor(c.Action)
+	if !ok {
+		return "", nil, command.Policy{}, ErrUnknownAction
+	}
+	kind := command.KindOf(c.Action)
+	field := command.ActionField(kind)
+	if err := protovalidate.Validate(c.Action.ProtoReflect().Get(field).Message().Interface()); err != nil {
+		return "", nil, command.Policy{}, fmt.Errorf("%w: %s command: %v", ErrInvalid, kind, err)
+	}
+	only := &satellitev1.Command{}
+	only.ProtoReflect().Set(field, c.Action.ProtoReflect().Get(field))
+	action, err := protojson.Marshal(only)
+	if err != nil {
+		return "", nil, command.Policy{}, fmt.Errorf("encode %s command: %w", kind, err)
+	}
+	if c.Priority != satellitev1.CommandPriority_COMMAND_PRIORITY_UNSPECIFIED {
+		policy.Priority = c.Priority
+	}
+	if c.TTL > 0 {
+		policy.TTL = c.TTL
+	}
+	return kind, action, policy, nil
 }
 
 // ErrInactive reports a satellite that has not sent its first heartbeat; it gets no commands yet.
@@ -148,7 +259,12 @@ func (s *Store) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, apiKey
 	if len(claimed) > 0 || !withWakeup {
 		cmds = make([]Command, len(claimed))
 		for i, c := range claimed {
-			cmds[i] = Command(c)
+			cmds[i] = Command{
+				ID: c.ID, SatelliteID: c.SatelliteID, TeamID: c.TeamID, Kind: command.Kind(c.Type), Priority: c.Priority,
+				Action: decodeAction(c.Action), State: c.State, Attempts: c.Attempts, LeaseExpiresAt: c.LeaseExpiresAt,
+				ExpiresAt: c.ExpiresAt, CreatedAt: c.CreatedAt, CompletedAt: c.CompletedAt, Output: c.Output,
+				Outcomes: decodeOutcomes(c.Outcomes), Error: c.Error,
+			}
 		}
 		return cmds, nil, nil
 	}
@@ -166,7 +282,7 @@ type claimedCommand struct {
 	TeamID         *uuid.UUID      `json:"team_id"`
 	Type           string          `json:"type"`
 	Priority       int16           `json:"priority"`
-	Payload        json.RawMessage `json:"payload"`
+	Action         json.RawMessage `json:"action"`
 	State          string          `json:"state"`
 	Attempts       int32           `json:"attempts"`
 	LeaseExpiresAt *time.Time      `json:"lease_expires_at"`
@@ -174,14 +290,19 @@ type claimedCommand struct {
 	CreatedAt      time.Time       `json:"created_at"`
 	CompletedAt    *time.Time      `json:"completed_at"`
 	Output         json.RawMessage `json:"output"`
+	Outcomes       json.RawMessage `json:"outcomes"`
 	Error          string          `json:"error"`
 }
 
 // FinishCommand records a satellite's result for one of its commands. Reporting again, or reporting a command
 // that already ended, changes nothing and returns the command as stored.
-func (s *Store) FinishCommand(ctx context.Context, satelliteID, commandID uuid.UUID, state string, output json.RawMessage, errMsg string) (Command, error) {
+func (s *Store) FinishCommand(ctx context.Context, satelliteID, commandID uuid.UUID, state string, output json.RawMessage, outcomes []*satellitev1.InstanceOutcome, errMsg string) (Command, error) {
+	rawOutcomes, err := encodeOutcomes(outcomes)
+	if err != nil {
+		return Command{}, err
+	}
 	row, err := s.q.FinishCommand(ctx, dbsqlc.FinishCommandParams{
-		ID: commandID, SatelliteID: satelliteID, State: state, Output: output, Error: errMsg,
+		ID: commandID, SatelliteID: satelliteID, State: state, Output: output, Outcomes: rawOutcomes, Error: errMsg,
 	})
 	if err == nil {
 		return commandFromRow(row), nil

@@ -3,66 +3,54 @@ package store
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 
 	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
 // Events of configure commands, which tell a satellite why to fetch its configuration again.
 const (
-	EventInstallationCreated = "mcp_installation_created"
-	EventInstallationUpdated = "mcp_installation_updated"
-	EventInstallationDeleted = "mcp_installation_deleted"
-	// EventMemberRemoved also asks satellites to delete what they keep of the member, such as sandbox homes.
-	EventMemberRemoved = "mcp_member_removed"
-)
-
-// Command priorities, as stored (satellite.v1.CommandPriority).
-const (
-	PriorityLow       int16 = 1
-	PriorityNormal    int16 = 2
-	PriorityHigh      int16 = 3
-	PriorityImmediate int16 = 4
+	EventInstallationCreated = satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_CREATED
+	EventInstallationUpdated = satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED
+	EventInstallationDeleted = satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_DELETED
 )
 
 // configure queues, inside the caller's transaction, a configure command for every satellite serving the
-// team: immediate for creations and updates, which a user is waiting for, high for deletions, which free
-// resources and expire later.
-func configure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, event string, installationID uuid.UUID) error {
-	return enqueueConfigure(ctx, q, teamID, map[string]string{"event": event, "installation_id": installationID.String()})
+// team. installationID is uuid.Nil when the change concerns several installations.
+func configure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, event satellitev1.ConfigureEvent, installationID uuid.UUID) error {
+	a := &satellitev1.ConfigureAction{Event: event}
+	if installationID != uuid.Nil {
+		a.InstallationId = installationID.String()
+	}
+	_, err := enqueueForTeam(ctx, q, teamID, NewCommand{TeamID: &teamID, Action: &satellitev1.Command{
+		Action: &satellitev1.Command_Configure{Configure: a},
+	}})
+	return err
 }
 
 // memberRemoved queues, inside the caller's transaction, the configure command that stops a former member's
 // instances on every satellite serving the team and deletes what the satellites keep of the member there.
 func memberRemoved(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) error {
-	return enqueueConfigure(ctx, q, teamID, map[string]string{"event": EventMemberRemoved, "user_id": userID.String()})
-}
-
-func enqueueConfigure(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID, payload map[string]string) error {
-	c := NewCommand{TeamID: &teamID, Type: "configure", Priority: PriorityImmediate, TTL: 5 * time.Minute}
-	if e := payload["event"]; e == EventInstallationDeleted || e == EventMemberRemoved {
-		c.Priority, c.TTL = PriorityHigh, 10*time.Minute
-	}
-	c.Payload, _ = json.Marshal(payload)
-	_, err := enqueueForTeam(ctx, q, teamID, c)
+	_, err := enqueueForTeam(ctx, q, teamID, NewCommand{TeamID: &teamID, Action: &satellitev1.Command{
+		Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{
+			Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED, UserId: userID.String(),
+		}},
+	}})
 	return err
 }
 
-// ReasonManualRestart is the reason of a restart command that a person asked for.
+// ReasonManualRestart is the reason of a restart command that a person asked for, as the audit log names it.
 const ReasonManualRestart = "manual_restart"
-
-// restartTTL is how long a manual restart stays deliverable: long enough for a satellite that is briefly
-// away, short enough that nobody is surprised by a restart they asked for long ago.
-const restartTTL = 5 * time.Minute
 
 // RestartInstance queues a manual restart of instanceID for every live satellite that serves the viewer's
 // team, and appends actor (with ActorID and Actor set) to the audit log in the same transaction, so no
-// restart goes unrecorded. An instance the viewer may not see is ErrNotFound. The restart is high priority,
-// as the satellite command reference gives it; satellites that hold a long poll receive it at once anyway.
+// restart goes unrecorded. An instance the viewer may not see is ErrNotFound. Satellites that hold a long
+// poll receive it at once, whatever its priority.
 // It returns the instance and the commands, none when no satellite serves the team now.
 func (s *Store) RestartInstance(ctx context.Context, v Viewer, instanceID string, actor AuditEvent) (Instance, []Command, error) {
 	var (
@@ -75,10 +63,12 @@ func (s *Store) RestartInstance(ctx context.Context, v Viewer, instanceID string
 			return translate(err, "get instance")
 		}
 		inst = instanceFromRow(r.Instance)
-		c := NewCommand{TeamID: &inst.TeamID, Type: "restart", Priority: PriorityHigh, TTL: restartTTL}
-		c.Payload, _ = json.Marshal(map[string]string{
-			"instance_id": inst.ID, "installation_id": inst.InstallationID.String(), "reason": ReasonManualRestart,
-		})
+		c := NewCommand{TeamID: &inst.TeamID, Action: &satellitev1.Command{Action: &satellitev1.Command_Restart{
+			Restart: &satellitev1.RestartAction{
+				Instances: &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: inst.ID}},
+				Reason:    satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART,
+			},
+		}}}
 		if cmds, err = enqueueForTeam(ctx, q, inst.TeamID, c); err != nil {
 			return err
 		}
@@ -100,9 +90,9 @@ func (s *Store) RestartInstance(ctx context.Context, v Viewer, instanceID string
 	return inst, cmds, nil
 }
 
-// revokedTokensTTL is how long a revoke_tokens command stays deliverable: satellites cache introspection
-// results for at most a minute, so after that none can still hold one of the tokens as active.
-const revokedTokensTTL = time.Minute
+// maxRevokedPerCommand is how many token hashes one revoke_tokens command carries at most, as its
+// validation rule allows; more are sent in several commands.
+const maxRevokedPerCommand = 1000
 
 // announceRevoked queues, inside the caller's transaction, a revoke_tokens command for every satellite
 // serving the team of each token just revoked, so the token stops working there at once rather than when
@@ -113,10 +103,13 @@ func announceRevoked(ctx context.Context, q *dbsqlc.Queries, revoked []dbsqlc.Ac
 		hashes[t.TeamID] = append(hashes[t.TeamID], hex.EncodeToString(t.TokenHash))
 	}
 	for teamID, teamHashes := range hashes {
-		c := NewCommand{TeamID: &teamID, Type: "revoke_tokens", Priority: PriorityImmediate, TTL: revokedTokensTTL}
-		c.Payload, _ = json.Marshal(map[string][]string{"token_hashes": teamHashes})
-		if _, err := enqueueForTeam(ctx, q, teamID, c); err != nil {
-			return err
+		for chunk := range slices.Chunk(teamHashes, maxRevokedPerCommand) {
+			c := NewCommand{TeamID: &teamID, Action: &satellitev1.Command{Action: &satellitev1.Command_RevokeTokens{
+				RevokeTokens: &satellitev1.RevokeTokensAction{TokenHashes: chunk},
+			}}}
+			if _, err := enqueueForTeam(ctx, q, teamID, c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

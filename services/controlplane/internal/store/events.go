@@ -57,6 +57,11 @@ type RequestLog struct {
 	Error    string
 	Request  json.RawMessage
 	Response json.RawMessage
+	// TraceID is the call's W3C trace id, or empty.
+	TraceID string
+	// RequestBytes and ResponseBytes are the sizes of the call's arguments and result as JSON, counted
+	// whether or not the bodies are logged.
+	RequestBytes, ResponseBytes int64
 }
 
 // ToolsDiscovered is an instance's complete tool list.
@@ -89,7 +94,8 @@ type DroppedEvents struct {
 // stores nothing twice. The streams of the installations concerned are notified on EventChannel when the
 // batch commits. Every instance event must name an instance of a team the satellite serves, with its
 // true team and installation; otherwise the whole batch is refused with ErrForeignInstance. Events about
-// instances that no longer exist are accepted and dropped.
+// instances that no longer exist are accepted and dropped. Tool calls are counted into the usage rollups in
+// the same transaction as their ids are recorded, so each is counted once however often it is delivered.
 func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event) (stored, duplicates int, err error) {
 	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		ids := make([]uuid.UUID, len(events))
@@ -148,6 +154,9 @@ func (s *Store) RecordEvents(ctx context.Context, sat Satellite, events []Event)
 			if err := applyEvent(ctx, q, sat.ID, e); err != nil {
 				return err
 			}
+		}
+		if err := addUsage(ctx, q, apply, time.Now()); err != nil {
+			return err
 		}
 		var keys []string
 		for installationID, kinds := range streams {
@@ -228,7 +237,7 @@ func applyEvent(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, e
 		return translate(q.InsertRequestLog(ctx, dbsqlc.InsertRequestLogParams{
 			TeamID: e.TeamID, InstallationID: e.InstallationID, InstanceID: e.InstanceID, UserID: r.UserID,
 			ToolName: r.ToolName, DurationMs: float64(r.Duration) / float64(time.Millisecond), Success: r.Success,
-			Error: r.Error, Request: r.Request, Response: r.Response, OccurredAt: e.OccurredAt,
+			Error: r.Error, Request: r.Request, Response: r.Response, OccurredAt: e.OccurredAt, TraceID: r.TraceID,
 		}), "insert request log")
 	case e.ToolsDiscovered != nil:
 		if err := q.DeleteDiscoveredTools(ctx, e.InstanceID, e.TeamID); err != nil {

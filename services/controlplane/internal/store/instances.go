@@ -246,6 +246,7 @@ func (s *Store) RequestLogs(ctx context.Context, v Viewer, installationID uuid.U
 	for i, r := range rows {
 		logs[i] = StoredRequestLog{ID: r.ID, InstanceID: r.InstanceID, OccurredAt: r.OccurredAt, RequestLog: RequestLog{
 			UserID: r.UserID, ToolName: r.ToolName, Duration: millis(r.DurationMs), Success: r.Success, Error: r.Error,
+			TraceID: r.TraceID,
 		}}
 	}
 	return logs, nil
@@ -259,7 +260,7 @@ func (s *Store) RequestLog(ctx context.Context, v Viewer, installationID uuid.UU
 	}
 	return StoredRequestLog{ID: r.ID, InstanceID: r.InstanceID, OccurredAt: r.OccurredAt, RequestLog: RequestLog{
 		UserID: r.UserID, ToolName: r.ToolName, Duration: millis(r.DurationMs), Success: r.Success, Error: r.Error,
-		Request: r.Request, Response: r.Response,
+		Request: r.Request, Response: r.Response, TraceID: r.TraceID,
 	}}, nil
 }
 

@@ -2,11 +2,12 @@ package store
 
 import (
 	"context"
-	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
@@ -111,7 +112,7 @@ func (s *Store) GetTemplateHealth(ctx context.Context, catalogEntryID uuid.UUID)
 		AggregatedAt: r.AggregatedAt}, nil
 }
 
-// EnqueueCredentialChecks queues a credential_validation health check, for the satellites serving its team,
+// EnqueueCredentialChecks queues a credential validation health check, for the satellites serving its team,
 // of every remote installation not checked within every, and returns how many installations it covered.
 func (s *Store) EnqueueCredentialChecks(ctx context.Context, every time.Duration) (int, error) {
 	var n int
@@ -121,10 +122,12 @@ func (s *Store) EnqueueCredentialChecks(ctx context.Context, every time.Duration
 			return translate(err, "claim credential checks")
 		}
 		for _, d := range due {
-			payload, _ := json.Marshal(map[string]string{
-				"installation_id": d.ID.String(), "check_type": "credential_validation",
-			})
-			c := NewCommand{TeamID: &d.TeamID, Type: "health_check", Priority: PriorityLow, Payload: payload, TTL: every}
+			c := NewCommand{TeamID: &d.TeamID, Action: &satellitev1.Command{Action: &satellitev1.Command_HealthCheck{
+				HealthCheck: &satellitev1.HealthCheckAction{
+					InstallationId: d.ID.String(),
+					Check:          satellitev1.HealthCheckType_HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION,
+				},
+			}}}
 			if _, err := enqueueForTeam(ctx, q, d.TeamID, c); err != nil {
 				return err
 			}
@@ -156,25 +159,67 @@ func (s *Store) MarkSatellitesOffline(ctx context.Context, after time.Duration) 
 	return out, nil
 }
 
-// CommandHealthCheck is the type of the commands that validate instances' credentials.
-const CommandHealthCheck = "health_check"
+// unhealthyRemote are the statuses of a remote instance that a successful credential check finds healthy
+// again: disconnected, unreachable, or refusing its credentials.
+var unhealthyRemote = []satellitev1.InstanceStatus{
+	satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE,
+	satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR,
+	satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH,
+}
 
-// RecordCredentialChecks notes, as each instance's last_health_check_at, that the completed health_check
-// command cmd validated the credentials of instanceIDs, at the time cmd completed: a repeated report of the
-// same result changes nothing. Only instances of the command's team, and of its installation when it named
-// one, are touched, so a satellite cannot stamp instances it was not asked to check. Other commands are
-// ignored. It returns how many instances it stamped.
-func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command, instanceIDs []string) (int64, error) {
-	if cmd.Type != CommandHealthCheck || cmd.State != CommandCompleted || cmd.TeamID == nil || cmd.CompletedAt == nil ||
-		len(instanceIDs) == 0 {
-		return 0, nil
+// RecordCredentialChecks notes, as each instance's last_health_check_at, the checks of the completed
+// health_check command cmd: every outcome it reported that was not skipped (stdio servers, interrupted
+// checks), at the time cmd completed. A repeated report of the same result changes nothing. Only instances
+// of the command's team and installation are touched, so a satellite cannot stamp instances it was not asked
+// to check. Other commands are ignored.
+//
+// When a check found an instance that was unhealthy before it healthy again, it queues one recovery command
+// for the installation, to the satellite that checked, so the satellite reconnects and discovers the tools
+// again. The satellite's outcome says what the instance was before the check: the stored status may already
+// be the check's own verdict, or still lag behind it, depending on when the status events arrive.
+// It returns how many instances it stamped and the recovery command, if any.
+func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command) (int, *Command, error) {
+	check := cmd.Action.GetHealthCheck()
+	installationID, err := uuid.Parse(check.GetInstallationId())
+	if check == nil || err != nil || cmd.State != CommandCompleted || cmd.TeamID == nil || cmd.CompletedAt == nil {
+		return 0, nil, nil
 	}
-	var payload struct {
-		InstallationID *uuid.UUID `json:"installation_id"`
+	var ids, healthy []string
+	for _, o := range cmd.Outcomes {
+		if o.GetSkipped() != "" {
+			continue
+		}
+		ids = append(ids, o.GetInstanceId())
+		if o.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE && slices.Contains(unhealthyRemote, o.GetPreviousStatus()) {
+			healthy = append(healthy, o.GetInstanceId())
+		}
 	}
-	if err := json.Unmarshal(cmd.Payload, &payload); err != nil {
-		return 0, nil // no satellite selects instances by an installation_id that is not one
+	if len(ids) == 0 {
+		return 0, nil, nil
 	}
-	n, err := s.q.RecordCredentialChecks(ctx, *cmd.CompletedAt, *cmd.TeamID, payload.InstallationID, instanceIDs)
-	return n, translate(err, "record credential checks")
+	var (
+		stamped  int
+		recovery *Command
+	)
+	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		rows, err := q.RecordCredentialChecks(ctx, *cmd.CompletedAt, *cmd.TeamID, installationID, ids)
+		if err != nil {
+			return translate(err, "record credential checks")
+		}
+		stamped = len(rows)
+		// Only instances of the command's team and installation count, whatever else the satellite named.
+		recovered := slices.ContainsFunc(rows, func(id string) bool { return slices.Contains(healthy, id) })
+		if !recovered {
+			return nil
+		}
+		c, err := insertCommand(ctx, q, cmd.SatelliteID, NewCommand{TeamID: cmd.TeamID, Action: &satellitev1.Command{
+			Action: &satellitev1.Command_Recovery{Recovery: &satellitev1.RecoveryAction{InstallationId: installationID.String()}},
+		}})
+		recovery = &c
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return stamped, recovery, nil
 }

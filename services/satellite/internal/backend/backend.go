@@ -40,6 +40,9 @@ const (
 	DefaultPollWait = 25 * time.Second
 	// DefaultPollInterval spaces out polls to a control plane that answers without holding them.
 	DefaultPollInterval = 5 * time.Second
+	// DefaultReplicaSwitchWait is the most a satellite waits before polling again when the replica that
+	// answered is shutting down: long enough to spread a fleet out, far shorter than a poll delay.
+	DefaultReplicaSwitchWait = 200 * time.Millisecond
 	// DefaultRequestTimeoutMargin is how much longer than PollWait an HTTP request may take by default, so
 	// a held poll is never cut off by the client while the control plane is answering it.
 	DefaultRequestTimeoutMargin = 15 * time.Second
@@ -67,11 +70,38 @@ type MetricsSource interface {
 	Sample() (sysmetrics.Metrics, error)
 }
 
-// Executor carries out the commands that act on MCP server instances and their endpoints.
-type Executor interface {
-	// Execute carries out cmd and returns its output, or why it failed. For a configure command it runs
-	// after the configuration sync, so that it finds the new configuration applied.
-	Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error)
+// Reconciler applies fetched configurations to the running instances; configure and redeploy commands
+// reach it after the configuration sync. *mcpruntime.Runtime is one.
+type Reconciler interface {
+	// ApplyConfiguration returns once the instances match the configuration last fetched.
+	ApplyConfiguration(ctx context.Context) error
+	// ForgetMember deletes what the satellite keeps of a former member of a team, and reports whether it
+	// deleted anything.
+	ForgetMember(teamID, userID string) (bool, error)
+}
+
+// InstanceController acts on the instances of a team (every team when teamID is empty) and says what it left
+// each selected instance in. *mcpruntime.Runtime is one.
+type InstanceController interface {
+	Spawn(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error)
+	Kill(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error)
+	Restart(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector, reason satellitev1.RestartReason) ([]*satellitev1.InstanceOutcome, error)
+	Recover(ctx context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error)
+	CheckCredentials(ctx context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error)
+}
+
+// TokenRevoker refuses access tokens from the moment they are revoked. *gateway.Gateway is one.
+type TokenRevoker interface {
+	// RevokeTokens refuses the tokens with these SHA-256 hashes (hex) and returns how many it had cached.
+	RevokeTokens(hashes []string) (int, error)
+}
+
+// Handlers own the actions of commands. A nil handler fails the commands it would carry out, saying the
+// satellite has no MCP runtime.
+type Handlers struct {
+	Reconciler Reconciler
+	Instances  InstanceController
+	Tokens     TokenRevoker
 }
 
 // ProcessSource describes the MCP server instances for heartbeats. *mcpruntime.Runtime is one.
@@ -100,10 +130,10 @@ type Config struct {
 	Metrics MetricsSource
 	// HTTPClient carries every call. Default: a client whose timeout is RequestTimeout.
 	HTTPClient *http.Client
-	// Executor carries out spawn, kill, restart, health_check and revoke_tokens commands, and the
-	// instance side of configure commands. Nil: those commands fail, saying the satellite has no MCP
-	// runtime.
-	Executor Executor
+	// Commands carries out the actions of commands. It may be filled in after New, before Run, for
+	// handlers built after the communicator. Nil: commands other than configure fail, saying the satellite
+	// has no MCP runtime.
+	Commands *Handlers
 	// Processes describes the instances in heartbeats. Nil: heartbeats count desired instances only.
 	Processes ProcessSource
 	// Isolation is how the satellite isolates its stdio servers, reported with every heartbeat.
@@ -125,6 +155,9 @@ type Config struct {
 	// sooner than min(PollInterval, PollWait/2) was not held, and the next poll then waits for the
 	// response's next_poll, or PollInterval when it suggests none. Default DefaultPollInterval (5 s).
 	PollInterval time.Duration
+	// ReplicaSwitchWait is the most the satellite waits, at random, before polling again when the replica
+	// that answered says it is shutting down. Default DefaultReplicaSwitchWait (200 ms).
+	ReplicaSwitchWait time.Duration
 	// RequestTimeout bounds each HTTP request of the default HTTPClient and must exceed PollWait. Default
 	// PollWait + DefaultRequestTimeoutMargin (40 s).
 	RequestTimeout time.Duration
@@ -152,6 +185,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.ReplicaSwitchWait <= 0 {
+		c.ReplicaSwitchWait = DefaultReplicaSwitchWait
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = c.PollWait + DefaultRequestTimeoutMargin

@@ -110,8 +110,38 @@ func instance(id, team, hash string) *satellitev1.Instance {
 	return &satellitev1.Instance{Id: id, TeamId: team, ContentHash: hash, InstallationId: uuid.NewString()}
 }
 
-func command(typ satellitev1.CommandType) *satellitev1.Command {
-	return &satellitev1.Command{Id: uuid.NewString(), Type: typ, Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE, Attempt: 1}
+// Actions for the commands of tests.
+var (
+	configureAction = &satellitev1.Command{Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{
+		Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+	}}}
+	installation  = uuid.NewString()
+	selection     = &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: installation}}
+	spawnAction   = &satellitev1.Command{Action: &satellitev1.Command_Spawn{Spawn: &satellitev1.SpawnAction{Instances: selection}}}
+	killAction    = &satellitev1.Command{Action: &satellitev1.Command_Kill{Kill: &satellitev1.KillAction{Instances: selection}}}
+	restartAction = &satellitev1.Command{Action: &satellitev1.Command_Restart{Restart: &satellitev1.RestartAction{
+		Instances: selection, Reason: satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART,
+	}}}
+	healthCheckAction = &satellitev1.Command{Action: &satellitev1.Command_HealthCheck{HealthCheck: &satellitev1.HealthCheckAction{
+		InstallationId: installation, Check: satellitev1.HealthCheckType_HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION,
+	}}}
+	recoveryAction = &satellitev1.Command{Action: &satellitev1.Command_Recovery{Recovery: &satellitev1.RecoveryAction{
+		InstallationId: installation,
+	}}}
+	revokeAction = &satellitev1.Command{Action: &satellitev1.Command_RevokeTokens{RevokeTokens: &satellitev1.RevokeTokensAction{
+		TokenHashes: []string{strings.Repeat("0f", 32)},
+	}}}
+	redeployAction = &satellitev1.Command{Action: &satellitev1.Command_Redeploy{Redeploy: &satellitev1.RedeployAction{
+		InstallationId: installation,
+	}}}
+	updateAction = &satellitev1.Command{Action: &satellitev1.Command_Update{Update: &satellitev1.UpdateAction{}}}
+)
+
+// command is a fresh command, on its first delivery, carrying action's action.
+func command(action *satellitev1.Command) *satellitev1.Command {
+	cmd := proto.CloneOf(action)
+	cmd.Id, cmd.Priority, cmd.Attempt = uuid.NewString(), satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE, 1
+	return cmd
 }
 
 func TestRegistersOnceAndStoresIdentity(t *testing.T) {
@@ -233,7 +263,7 @@ func TestConfigureCommand(t *testing.T) {
 	b.waitReady(t, c)
 
 	b.srv.SetConfiguration("v2", instance("b", teamA, "2"), instance("c", teamB, "1"))
-	b.srv.Enqueue(command(satellitev1.CommandType_COMMAND_TYPE_CONFIGURE))
+	b.srv.Enqueue(command(configureAction))
 	b.srv.Wait(t.Context(), "the configure result", waitLimit, func() bool { return len(b.srv.Reports()) == 1 })
 
 	reqs := b.srv.ConfigRequests()
@@ -257,7 +287,7 @@ func TestConfigureCommand(t *testing.T) {
 	}
 
 	// Unchanged configuration: the control plane answers not_modified and nothing changes.
-	b.srv.Enqueue(command(satellitev1.CommandType_COMMAND_TYPE_CONFIGURE))
+	b.srv.Enqueue(command(configureAction))
 	b.srv.Wait(t.Context(), "the second configure result", waitLimit, func() bool { return len(b.srv.Reports()) == 2 })
 	reqs = b.srv.ConfigRequests()
 	if got := reqs[len(reqs)-1].GetIfNoneMatch(); got != "v2" {
@@ -301,36 +331,36 @@ func mapsEqual(a, b map[string]any) bool {
 	return true
 }
 
+// TestUnsupportedCommandsFail: without handlers every action but configure fails, saying why; update is
+// not supported yet, and a command without an action, or with one that breaks its rules, is refused.
 func TestUnsupportedCommandsFail(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	start(t, b.cfg)
-	types := []satellitev1.CommandType{
-		satellitev1.CommandType_COMMAND_TYPE_SPAWN,
-		satellitev1.CommandType_COMMAND_TYPE_KILL,
-		satellitev1.CommandType_COMMAND_TYPE_RESTART,
-		satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK,
-		satellitev1.CommandType_COMMAND_TYPE_UPDATE,
-		satellitev1.CommandType(99),
+	unselected := &satellitev1.Command{Action: &satellitev1.Command_Kill{Kill: &satellitev1.KillAction{}}}
+	want := map[*satellitev1.Command]string{
+		spawnAction:       "no MCP runtime yet",
+		killAction:        "no MCP runtime yet",
+		restartAction:     "no MCP runtime yet",
+		healthCheckAction: "no MCP runtime yet",
+		recoveryAction:    "no MCP runtime yet",
+		revokeAction:      "no MCP runtime yet",
+		redeployAction:    "no MCP runtime yet",
+		updateAction:      "not supported yet",
+		{}:                "invalid command",
+		unselected:        "invalid command",
 	}
-	byID := map[string]satellitev1.CommandType{}
-	for _, typ := range types {
-		cmd := command(typ)
-		byID[cmd.GetId()] = typ
+	byID := map[string]*satellitev1.Command{}
+	for action := range want {
+		cmd := command(action)
+		byID[cmd.GetId()] = action
 		b.srv.Enqueue(cmd)
 	}
-	b.srv.Wait(t.Context(), "all results", waitLimit, func() bool { return len(b.srv.Reports()) == len(types) })
+	b.srv.Wait(t.Context(), "all results", waitLimit, func() bool { return len(b.srv.Reports()) == len(want) })
 	for _, r := range b.srv.Reports() {
-		typ := byID[r.GetCommandId()]
-		want := "no MCP runtime yet"
-		switch typ {
-		case 99:
-			want = "unknown command type"
-		case satellitev1.CommandType_COMMAND_TYPE_UPDATE:
-			want = "cannot update itself"
-		}
-		if r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_FAILED || !strings.Contains(r.GetError(), want) {
-			t.Errorf("%v reported %v with error %q, want FAILED mentioning %q", typ, r.GetResult(), r.GetError(), want)
+		action := byID[r.GetCommandId()]
+		if r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_FAILED || !strings.Contains(r.GetError(), want[action]) {
+			t.Errorf("%v reported %v with error %q, want FAILED mentioning %q", action, r.GetResult(), r.GetError(), want[action])
 		}
 	}
 }
@@ -341,7 +371,7 @@ func TestRedeliveredCommandRunsOnce(t *testing.T) {
 	c, _ := start(t, b.cfg)
 	b.waitReady(t, c)
 
-	cmd := command(satellitev1.CommandType_COMMAND_TYPE_CONFIGURE)
+	cmd := command(configureAction)
 	b.srv.Enqueue(cmd)
 	b.srv.Wait(t.Context(), "the first result", waitLimit, func() bool { return len(b.srv.Reports()) == 1 })
 	fetches := len(b.srv.ConfigRequests())
@@ -466,5 +496,25 @@ func TestPollDoesNotSpinWithoutLongPolling(t *testing.T) {
 	b.srv.Wait(t.Context(), "six more polls", waitLimit, func() bool { return b.srv.Polls() >= polls+6 })
 	if elapsed := time.Since(begin); elapsed < 150*time.Millisecond {
 		t.Errorf("six polls in %v; empty polls must be spaced by the poll interval", elapsed)
+	}
+}
+
+// TestPollMovesOnFromADrainingReplica: a poll answered by a replica that is shutting down is followed by
+// the next within the short jittered switch wait, not the 2 s next_poll the answer carries for older
+// satellites, and not at once either.
+func TestPollMovesOnFromADrainingReplica(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c, _ := start(t, b.cfg)
+	b.waitReady(t, c)
+	b.srv.SetDraining(true)
+	polls := b.srv.Polls()
+	begin := time.Now()
+	b.srv.Wait(t.Context(), "five more polls", waitLimit, func() bool { return b.srv.Polls() >= polls+5 })
+	// Four full switch waits lie between five polls; each is at least half of DefaultReplicaSwitchWait.
+	elapsed := time.Since(begin)
+	if elapsed < 4*backend.DefaultReplicaSwitchWait/2 || elapsed > 2*time.Second {
+		t.Errorf("five polls to a draining replica took %v, want between %v and 2s",
+			elapsed, 4*backend.DefaultReplicaSwitchWait/2)
 	}
 }

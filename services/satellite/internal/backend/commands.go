@@ -2,29 +2,28 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 	"unicode/utf8"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 )
 
 // outcome is a command's result as reported, remembered by command id.
 type outcome struct {
-	result satellitev1.CommandResult
-	output *structpb.Struct
-	err    string
-}
-
-func completed(output *structpb.Struct) outcome {
-	return outcome{result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, output: output}
+	result   satellitev1.CommandResult
+	output   *structpb.Struct
+	outcomes []*satellitev1.InstanceOutcome
+	err      string
 }
 
 func failed(format string, args ...any) outcome {
@@ -73,6 +72,14 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 				return nil
 			}
 		}
+		if len(cmds) == 0 && resp.Msg.GetReplicaDraining() {
+			// Jitter spreads the fleet over the remaining replicas instead of all arriving at one instant.
+			switchWait := backoff.Policy{Min: c.cfg.ReplicaSwitchWait, Max: c.cfg.ReplicaSwitchWait, Rand: c.cfg.Backoff.Rand}
+			if backoff.Sleep(ctx, switchWait.Delay(0)) != nil {
+				return nil
+			}
+			continue
+		}
 		// A quick empty answer means the control plane did not hold the call, so polling again at once would
 		// spin. The threshold is not the wait itself because the control plane may cap the wait below it.
 		if len(cmds) == 0 && time.Since(start) < min(c.cfg.PollInterval, c.cfg.PollWait/2) {
@@ -91,7 +98,7 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 // run again: delivery is at least once, so a lost report or an expired lease brings the same command back,
 // and its remembered result is reported again instead.
 func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) error {
-	log := c.logger.With(slog.String("command_id", cmd.GetId()), slog.String("type", cmd.GetType().String()),
+	log := c.logger.With(slog.String("command_id", cmd.GetId()), slog.String("action", actionName(cmd)),
 		slog.String("priority", cmd.GetPriority().String()), slog.Int("attempt", int(cmd.GetAttempt())))
 	if cmd.GetId() == "" {
 		log.ErrorContext(ctx, "ignoring a command without an id: it could be neither deduplicated nor reported")
@@ -102,7 +109,7 @@ func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) err
 		return c.report(ctx, log, cmd, out)
 	}
 
-	log.InfoContext(ctx, "running command", slog.String("event", payloadString(cmd, "event")))
+	log.InfoContext(ctx, "running command")
 	out, err := c.execute(ctx, cmd)
 	if err != nil {
 		return err
@@ -115,48 +122,108 @@ func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) err
 	if out.result == satellitev1.CommandResult_COMMAND_RESULT_FAILED {
 		log.WarnContext(ctx, "command failed", slog.String("error", out.err))
 	} else {
-		log.InfoContext(ctx, "command completed", slog.Any("output", out.output.AsMap()))
+		log.InfoContext(ctx, "command completed", slog.Any("output", out.output.AsMap()), slog.Int("instances", len(out.outcomes)))
 	}
 	return c.report(ctx, log, cmd, out)
 }
 
-// execute carries out cmd. Its error is fatal to Run (the API key was refused); a command that could not
-// be carried out is a failed outcome instead.
+// execute hands cmd's action to the handler that owns it. Its error is fatal to Run (the API key was
+// refused); a command that could not be carried out is a failed outcome instead.
 func (c *Communicator) execute(ctx context.Context, cmd *satellitev1.Command) (outcome, error) {
-	switch t := cmd.GetType(); t {
-	case satellitev1.CommandType_COMMAND_TYPE_CONFIGURE:
-		return c.configure(ctx, cmd)
-	case satellitev1.CommandType_COMMAND_TYPE_SPAWN, satellitev1.CommandType_COMMAND_TYPE_KILL,
-		satellitev1.CommandType_COMMAND_TYPE_RESTART, satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK,
-		satellitev1.CommandType_COMMAND_TYPE_REVOKE_TOKENS:
-		if c.cfg.Executor == nil {
-			// Reporting success would tell users their server runs when nothing does.
-			return failed("this satellite has no MCP runtime yet, so it cannot carry out %s commands", commandName(t)), nil
-		}
-		out, err := c.cfg.Executor.Execute(ctx, cmd)
-		if err != nil {
-			return failed("%s: %v", commandName(t), err), nil
-		}
-		return completedWith(out), nil
-	case satellitev1.CommandType_COMMAND_TYPE_UPDATE:
-		return failed("this satellite cannot update itself: replace its binary and restart it"), nil
-	default:
-		return failed("unknown command type %s", t), nil
+	if err := protovalidate.Validate(cmd); err != nil {
+		return failed("invalid command: %v", err), nil
 	}
+	h := c.cfg.Commands
+	if h == nil {
+		h = &Handlers{}
+	}
+	team := cmd.GetTeamId()
+	switch a := cmd.GetAction().(type) {
+	case *satellitev1.Command_Configure:
+		return c.configure(ctx, func(ctx context.Context, out map[string]any) error {
+			if a.Configure.GetEvent() != satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED || h.Reconciler == nil {
+				return nil
+			}
+			if team == "" {
+				return errors.New("member_removed needs the command's team")
+			}
+			removed, err := h.Reconciler.ForgetMember(team, a.Configure.GetUserId())
+			out["member_home_removed"] = removed
+			return err
+		})
+	case *satellitev1.Command_Redeploy:
+		if h.Instances == nil {
+			return noRuntime(cmd), nil
+		}
+		var outcomes []*satellitev1.InstanceOutcome
+		out, err := c.configure(ctx, func(ctx context.Context, _ map[string]any) (err error) {
+			outcomes, err = h.Instances.Restart(ctx, team, &satellitev1.InstanceSelector{
+				Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: a.Redeploy.GetInstallationId()},
+			}, satellitev1.RestartReason_RESTART_REASON_CONFIG_RELOAD)
+			return err
+		})
+		out.outcomes = outcomes
+		return out, err
+	case *satellitev1.Command_RevokeTokens:
+		if h.Tokens == nil {
+			return noRuntime(cmd), nil
+		}
+		n, err := h.Tokens.RevokeTokens(a.RevokeTokens.GetTokenHashes())
+		if err != nil {
+			return failed("revoke_tokens: %v", err), nil
+		}
+		return completedWith(map[string]any{"revoked": n}, nil), nil
+	case *satellitev1.Command_Update:
+		return failed("update is not supported yet: replace the satellite's binary and restart it"), nil
+	}
+	if h.Instances == nil {
+		return noRuntime(cmd), nil
+	}
+	var (
+		outcomes []*satellitev1.InstanceOutcome
+		err      error
+	)
+	switch a := cmd.GetAction().(type) {
+	case *satellitev1.Command_Spawn:
+		outcomes, err = h.Instances.Spawn(ctx, team, a.Spawn.GetInstances())
+	case *satellitev1.Command_Kill:
+		outcomes, err = h.Instances.Kill(ctx, team, a.Kill.GetInstances())
+	case *satellitev1.Command_Restart:
+		outcomes, err = h.Instances.Restart(ctx, team, a.Restart.GetInstances(), a.Restart.GetReason())
+	case *satellitev1.Command_Recovery:
+		outcomes, err = h.Instances.Recover(ctx, team, a.Recovery.GetInstallationId())
+	case *satellitev1.Command_HealthCheck:
+		outcomes, err = h.Instances.CheckCredentials(ctx, team, a.HealthCheck.GetInstallationId())
+	default:
+		return failed("unknown action %s", actionName(cmd)), nil
+	}
+	if err != nil {
+		return failed("%s: %v", actionName(cmd), err), nil
+	}
+	return completedWith(nil, outcomes), nil
+}
+
+// noRuntime is the outcome of a command whose handler this satellite lacks. Reporting success would tell
+// users their server runs when nothing does.
+func noRuntime(cmd *satellitev1.Command) outcome {
+	return failed("this satellite has no MCP runtime yet, so it cannot carry out %s commands", actionName(cmd))
 }
 
 // completedWith is a completed outcome whose output is out.
-func completedWith(out map[string]any) outcome {
-	output, err := structpb.NewStruct(out)
-	if err != nil {
-		return failed("encode result: %v", err)
+func completedWith(out map[string]any, outcomes []*satellitev1.InstanceOutcome) outcome {
+	var output *structpb.Struct
+	if out != nil {
+		var err error
+		if output, err = structpb.NewStruct(out); err != nil {
+			return failed("encode result: %v", err)
+		}
 	}
-	return completed(output)
+	return outcome{result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, output: output, outcomes: outcomes}
 }
 
 // configure fetches the configuration and applies it to the desired view, retrying while the control plane
-// is unreachable, then lets the executor reconcile and act on the command's event.
-func (c *Communicator) configure(ctx context.Context, cmd *satellitev1.Command) (outcome, error) {
+// is unreachable, lets the reconciler apply it to the instances, then runs then, which may add to the output.
+func (c *Communicator) configure(ctx context.Context, then func(context.Context, map[string]any) error) (outcome, error) {
 	var res syncResult
 	err := c.retry(ctx, "fetching configuration", func() (err error) {
 		res, err = c.syncConfiguration(ctx)
@@ -177,18 +244,17 @@ func (c *Communicator) configure(ctx context.Context, cmd *satellitev1.Command) 
 		"removed":   len(res.diff.Removed),
 		"etag":      res.etag,
 	}
-	if c.cfg.Executor != nil {
-		more, err := c.cfg.Executor.Execute(ctx, cmd)
-		if err != nil {
+	if h := c.cfg.Commands; h != nil && h.Reconciler != nil {
+		// The runtime also reconciles on its own when the view changed; this returns once that is done, so
+		// then finds the instances as configured.
+		if err := h.Reconciler.ApplyConfiguration(ctx); err != nil {
 			return failed("configuration %s applied, but: %v", res.etag, err), nil
 		}
-		for k, v := range more {
-			if _, taken := out[k]; !taken {
-				out[k] = v
-			}
-		}
 	}
-	return completedWith(out), nil
+	if err := then(ctx, out); err != nil {
+		return failed("configuration %s applied, but: %v", res.etag, err), nil
+	}
+	return completedWith(out, nil), nil
 }
 
 // report sends a command's result, retrying with backoff until it is recorded. A result the control plane
@@ -199,6 +265,7 @@ func (c *Communicator) report(ctx context.Context, log *slog.Logger, cmd *satell
 		CommandId: cmd.GetId(),
 		Result:    out.result,
 		Output:    out.output,
+		Outcomes:  out.outcomes,
 		Error:     truncate(out.err, 4096),
 	}
 	err := c.retry(ctx, "reporting a command result", func() error {
@@ -216,13 +283,12 @@ func (c *Communicator) report(ctx context.Context, log *slog.Logger, cmd *satell
 	return nil
 }
 
-// commandName is the protocol's spelling of a command type, such as "health_check".
-func commandName(t satellitev1.CommandType) string {
-	return strings.ToLower(strings.TrimPrefix(t.String(), "COMMAND_TYPE_"))
-}
-
-func payloadString(cmd *satellitev1.Command, key string) string {
-	return cmd.GetPayload().GetFields()[key].GetStringValue()
+// actionName is the protocol's spelling of cmd's action, such as "health_check".
+func actionName(cmd *satellitev1.Command) string {
+	if name := action.Name(cmd); name != "" {
+		return name
+	}
+	return "unknown"
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

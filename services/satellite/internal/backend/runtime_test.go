@@ -3,6 +3,8 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,27 +13,66 @@ import (
 	"github.com/google/uuid"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/action"
+	"github.com/orrery/orrery/services/satellite/internal/backend"
 )
 
-// fakeRuntime stands in for the MCP runtime: it records the commands it is given and reports fixed processes.
+// fakeRuntime stands in for the MCP runtime and the gateway: it records the calls that commands turn into,
+// and reports fixed processes.
 type fakeRuntime struct {
-	mu       sync.Mutex
-	commands []*satellitev1.Command
-	procs    []*satellitev1.ProcessReport
+	mu    sync.Mutex
+	calls []string
+	procs []*satellitev1.ProcessReport
 }
 
-func (f *fakeRuntime) Execute(_ context.Context, cmd *satellitev1.Command) (map[string]any, error) {
+func (f *fakeRuntime) record(format string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.commands = append(f.commands, cmd)
-	switch cmd.GetType() {
-	case satellitev1.CommandType_COMMAND_TYPE_KILL:
-		return nil, errors.New("no such MCP server instance")
-	case satellitev1.CommandType_COMMAND_TYPE_CONFIGURE:
-		// "etag" is the communicator's own key and must not be overwritten.
-		return map[string]any{"started": 1, "etag": "runtime"}, nil
-	}
-	return map[string]any{"outcomes": []any{map[string]any{"instance_id": "a", "status": "online"}}}, nil
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeRuntime) outcome(id string) []*satellitev1.InstanceOutcome {
+	return []*satellitev1.InstanceOutcome{{InstanceId: id, Status: satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE}}
+}
+
+func (f *fakeRuntime) ApplyConfiguration(context.Context) error {
+	f.record("apply")
+	return nil
+}
+
+func (f *fakeRuntime) ForgetMember(teamID, userID string) (bool, error) {
+	f.record("forget %s %s", teamID, userID)
+	return true, nil
+}
+
+func (f *fakeRuntime) Spawn(_ context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error) {
+	f.record("spawn %s %s", teamID, sel.GetInstallationId())
+	return f.outcome("spawned"), nil
+}
+
+func (f *fakeRuntime) Kill(_ context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error) {
+	f.record("kill %s %s", teamID, sel.GetInstallationId())
+	return nil, errors.New("no such MCP server instance")
+}
+
+func (f *fakeRuntime) Restart(_ context.Context, teamID string, sel *satellitev1.InstanceSelector, reason satellitev1.RestartReason) ([]*satellitev1.InstanceOutcome, error) {
+	f.record("restart %s %s %s", teamID, sel.GetInstallationId(), reason)
+	return f.outcome("restarted"), nil
+}
+
+func (f *fakeRuntime) Recover(_ context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error) {
+	f.record("recover %s %s", teamID, installationID)
+	return f.outcome("recovered"), nil
+}
+
+func (f *fakeRuntime) CheckCredentials(_ context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error) {
+	f.record("check %s %s", teamID, installationID)
+	return f.outcome("checked"), nil
+}
+
+func (f *fakeRuntime) RevokeTokens(hashes []string) (int, error) {
+	f.record("revoke %v", hashes)
+	return len(hashes), nil
 }
 
 func (f *fakeRuntime) Processes() []*satellitev1.ProcessReport {
@@ -40,37 +81,72 @@ func (f *fakeRuntime) Processes() []*satellitev1.ProcessReport {
 	return f.procs
 }
 
-func TestCommandsGoToTheRuntime(t *testing.T) {
+// TestDispatchHandsEachActionToItsOwner sends one command of every action and checks the call each became,
+// with the command's team, and what was reported.
+func TestDispatchHandsEachActionToItsOwner(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rt := &fakeRuntime{}
-	b.cfg.Executor, b.cfg.Processes = rt, rt
+	b.cfg.Commands, b.cfg.Processes = &backend.Handlers{Reconciler: rt, Instances: rt, Tokens: rt}, rt
 	start(t, b.cfg)
-	restart, kill, configure := command(satellitev1.CommandType_COMMAND_TYPE_RESTART),
-		command(satellitev1.CommandType_COMMAND_TYPE_KILL), command(satellitev1.CommandType_COMMAND_TYPE_CONFIGURE)
-	b.srv.Enqueue(restart, kill, configure)
-	b.srv.Wait(t.Context(), "three results", waitLimit, func() bool { return len(b.srv.Reports()) == 3 })
-
-	byID := map[string]*satellitev1.ReportCommandResultRequest{}
-	for _, r := range b.srv.Reports() {
-		byID[r.GetCommandId()] = r
+	member := uuid.NewString()
+	removal := &satellitev1.Command{Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{
+		Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED, UserId: member,
+	}}}
+	hash := revokeAction.GetRevokeTokens().GetTokenHashes()[0]
+	cases := []struct {
+		action   *satellitev1.Command
+		calls    []string
+		outcome  string // the one instance outcome reported, if any
+		failure  string // part of the error of a failed command
+		outputOK func(map[string]any) bool
+	}{
+		{action: configureAction, calls: []string{"apply"},
+			outputOK: func(out map[string]any) bool { return out["etag"] == "v0" && out["instances"] == 0.0 }},
+		{action: removal, calls: []string{"apply", "forget " + teamA + " " + member},
+			outputOK: func(out map[string]any) bool { return out["member_home_removed"] == true }},
+		{action: spawnAction, calls: []string{"spawn " + teamA + " " + installation}, outcome: "spawned"},
+		{action: killAction, calls: []string{"kill " + teamA + " " + installation}, failure: "kill: no such MCP server instance"},
+		{action: restartAction, calls: []string{"restart " + teamA + " " + installation + " RESTART_REASON_MANUAL_RESTART"}, outcome: "restarted"},
+		{action: healthCheckAction, calls: []string{"check " + teamA + " " + installation}, outcome: "checked"},
+		{action: recoveryAction, calls: []string{"recover " + teamA + " " + installation}, outcome: "recovered"},
+		{action: redeployAction, calls: []string{"apply", "restart " + teamA + " " + installation + " RESTART_REASON_CONFIG_RELOAD"}, outcome: "restarted"},
+		{action: revokeAction, calls: []string{"revoke [" + hash + "]"},
+			outputOK: func(out map[string]any) bool { return out["revoked"] == 1.0 }},
+		{action: updateAction, failure: "not supported yet"},
 	}
-	if r := byID[restart.GetId()]; r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_COMPLETED ||
-		len(r.GetOutput().GetFields()["outcomes"].GetListValue().GetValues()) != 1 {
-		t.Errorf("restart reported %v", r)
-	}
-	if r := byID[kill.GetId()]; r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_FAILED ||
-		!strings.Contains(r.GetError(), "kill: no such MCP server instance") {
-		t.Errorf("kill reported %v", r)
-	}
-	out := byID[configure.GetId()].GetOutput().AsMap()
-	if out["started"] != 1.0 || out["etag"] != "v0" || out["instances"] != 0.0 {
-		t.Errorf("configure output %v, want the sync's keys and the runtime's", out)
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if len(rt.commands) != 3 {
-		t.Errorf("the runtime got %d commands, want 3", len(rt.commands))
+	for _, tc := range cases {
+		rt.mu.Lock()
+		rt.calls = nil
+		rt.mu.Unlock()
+		cmd := command(tc.action)
+		cmd.TeamId = teamA
+		n := len(b.srv.Reports())
+		b.srv.Enqueue(cmd)
+		b.srv.Wait(t.Context(), "the result", waitLimit, func() bool { return len(b.srv.Reports()) == n+1 })
+		r := b.srv.Reports()[n]
+		name := action.Name(cmd)
+		rt.mu.Lock()
+		calls := slices.Clone(rt.calls)
+		rt.mu.Unlock()
+		if !slices.Equal(calls, tc.calls) {
+			t.Errorf("%s became calls %q, want %q", name, calls, tc.calls)
+		}
+		if tc.failure != "" {
+			if r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_FAILED || !strings.Contains(r.GetError(), tc.failure) {
+				t.Errorf("%s reported %v %q, want failed saying %q", name, r.GetResult(), r.GetError(), tc.failure)
+			}
+			continue
+		}
+		if r.GetResult() != satellitev1.CommandResult_COMMAND_RESULT_COMPLETED {
+			t.Errorf("%s reported %v %q, want completed", name, r.GetResult(), r.GetError())
+		}
+		if tc.outcome != "" && (len(r.GetOutcomes()) != 1 || r.GetOutcomes()[0].GetInstanceId() != tc.outcome) {
+			t.Errorf("%s reported outcomes %v, want %s's", name, r.GetOutcomes(), tc.outcome)
+		}
+		if tc.outputOK != nil && !tc.outputOK(r.GetOutput().AsMap()) {
+			t.Errorf("%s reported output %v", name, r.GetOutput().AsMap())
+		}
 	}
 }
 

@@ -44,6 +44,7 @@ type Server struct {
 	revoked       bool
 	down          bool
 	noHold        bool
+	draining      bool
 	nextHeartbeat time.Duration
 
 	registrations []*satellitev1.RegisterRequest
@@ -58,6 +59,7 @@ type Server struct {
 	eventIDs      map[string]bool
 	emitCalls     int
 	refused       int
+	accessTokens  map[string]*satellitev1.IntrospectTokenResponse
 }
 
 type grant struct {
@@ -73,6 +75,8 @@ func New(t testing.TB) *Server {
 		tokens:   make(map[string]grant),
 		keys:     make(map[string]string),
 		eventIDs: make(map[string]bool),
+
+		accessTokens: make(map[string]*satellitev1.IntrospectTokenResponse),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(satellitev1connect.NewSatelliteServiceHandler(s, connect.WithInterceptors(s.interceptor())))
@@ -114,6 +118,12 @@ func (s *Server) Revoke() {
 // at once, as a control plane that cannot long-poll would.
 func (s *Server) SetHold(hold bool) {
 	s.update(func() { s.noHold = !hold })
+}
+
+// SetDraining sets whether PollCommands answers empty polls at once saying the replica is shutting down,
+// as a real replica does once it drains.
+func (s *Server) SetDraining(draining bool) {
+	s.update(func() { s.draining = draining })
 }
 
 // SetNextHeartbeat sets the interval heartbeat responses ask for; zero leaves it out.
@@ -296,14 +306,17 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 			s.mu.Unlock()
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
 		}
-		if len(s.queue) > 0 || s.noHold {
+		if len(s.queue) > 0 || s.noHold || s.draining {
 			n := min(len(s.queue), limit)
-			cmds := slices.Clone(s.queue[:n])
+			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone(s.queue[:n])}
+			if n == 0 && s.draining {
+				resp.ReplicaDraining, resp.NextPoll = true, durationpb.New(2*time.Second)
+			}
 			s.queue = slices.Delete(s.queue, 0, n)
 			s.polls++
 			s.changedLocked()
 			s.mu.Unlock()
-			return connect.NewResponse(&satellitev1.PollCommandsResponse{Commands: cmds}), nil
+			return connect.NewResponse(resp), nil
 		}
 		ch := s.changed
 		s.mu.Unlock()
@@ -368,7 +381,19 @@ func newKey() string {
 	return "orsat_" + hex.EncodeToString(b)
 }
 
-// IntrospectToken reports every token inactive: the fake issues no access tokens.
-func (s *Server) IntrospectToken(context.Context, *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+// SetAccessToken makes IntrospectToken answer info for token, an MCP client's access token.
+func (s *Server) SetAccessToken(token string, info *satellitev1.IntrospectTokenResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accessTokens[token] = info
+}
+
+// IntrospectToken answers what SetAccessToken set for the token, and reports every other token inactive.
+func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if info, ok := s.accessTokens[req.Msg.GetToken()]; ok {
+		return connect.NewResponse(info), nil
+	}
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 }

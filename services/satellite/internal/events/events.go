@@ -29,6 +29,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -147,6 +148,8 @@ type Batcher struct {
 	closed   bool
 	disk     *disk // nil: memory only
 
+	delivery prometheus.Histogram // time from Emit to acknowledgement
+
 	wake      chan struct{}
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -160,6 +163,15 @@ type entry struct {
 	at   time.Time
 	ev   *satellitev1.Event
 	size int // the event's encoded size
+}
+
+// emitted is when the entry's event was emitted: by this process, or, for an event a previous one left on
+// disk, when it occurred.
+func (e entry) emitted() time.Time {
+	if !e.at.IsZero() {
+		return e.at
+	}
+	return e.ev.GetOccurredAt().AsTime()
 }
 
 // group is one installation and team's buffered events, oldest first.
@@ -196,6 +208,8 @@ func New(logger *slog.Logger, sender Sender, cfg Config) (*Batcher, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
+
+		delivery: newDeliveryHistogram(),
 	}
 	if b.cfg.Dir != "" {
 		if err := b.openDisk(); err != nil {
@@ -476,8 +490,10 @@ func (b *Batcher) deliver(bt *batch, bo *backoff.Backoff) bool {
 			b.mu.Lock()
 			b.inflight -= len(bt.entries)
 			b.sent += uint64(len(bt.entries))
+			now := time.Now()
 			for _, e := range bt.entries {
 				b.forgetLocked(e.seq)
+				b.delivery.Observe(now.Sub(e.emitted()).Seconds())
 			}
 			if len(b.carried) > 0 {
 				b.carried = make(map[string]uint64)

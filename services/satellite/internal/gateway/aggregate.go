@@ -311,6 +311,15 @@ func reconcile[T any](us *userServer, kind string, have map[string]registered, w
 // errUnavailable is what a caller learns when an instance cannot serve; details go to the log only.
 var errUnavailable = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the MCP server behind this feature is unavailable"}
 
+// ErrInstanceStarting, wrapped in an error of Backend.Session, says that the instance did not come online
+// within the time a call waits for it, and is still starting.
+var ErrInstanceStarting = errors.New("MCP server instance is still starting")
+
+// errStarting is what a caller learns when the instance is still starting: worth a retry, unlike
+// errUnavailable.
+var errStarting = &jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+	Message: "the MCP server behind this feature is still starting; try again in a few seconds"}
+
 // downstreamError turns an error of a downstream call into one for the caller. Protocol errors of the
 // caller's own instance pass through; anything else is logged and reported generically.
 func (g *Gateway) downstreamError(ctx context.Context, rt route, err error) error {
@@ -320,6 +329,11 @@ func (g *Gateway) downstreamError(ctx context.Context, rt route, err error) erro
 	var jerr *jsonrpc.Error
 	if errors.As(err, &jerr) {
 		return jerr
+	}
+	if errors.Is(err, ErrInstanceStarting) {
+		g.logger.InfoContext(ctx, "call gave up waiting for its instance to start", slog.String("instance_id", rt.inst.ID),
+			slog.Any("error", err))
+		return errStarting
 	}
 	g.logger.WarnContext(ctx, "downstream call failed", slog.String("instance_id", rt.inst.ID), slog.Any("error", err))
 	return errUnavailable
@@ -388,7 +402,7 @@ func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
-		ctx, span := g.startCallSpan(ctx, callHeader(req), rt)
+		ctx, span := g.startCallSpan(ctx, req, rt)
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
 			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
 			func(in *inputRequired) *mcp.CallToolResult {
@@ -398,7 +412,7 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)
 			outcome = callOutcome(ctx, res, err)
-			g.logCall(us, rt, req.Params.Arguments, res, err, d)
+			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx))
 			g.metrics.observeCall(rt, outcome, d)
 		}
 		endCallSpan(span, outcome)
@@ -431,7 +445,7 @@ func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.Call
 		return nil, err
 	}
 	defer done()
-	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name}
+	params := &mcp.CallToolParams{Meta: withTraceContext(ctx, forwardMeta(req.Params.Meta)), Name: rt.name}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}

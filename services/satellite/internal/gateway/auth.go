@@ -121,23 +121,26 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
 
 		var methods []string
+		var summary *rpcSummary
 		if r.Method == http.MethodPost {
 			body, status := g.readBody(w, r)
 			if status != 0 {
 				http.Error(w, http.StatusText(status), status)
 				return
 			}
-			// A token with every scope may send any method, so its body decides nothing here unless it
-			// may open a session, which routes it; the SDK refuses what it cannot decode. Decoding as the
-			// SDK does costs a 32 KB buffer, which the calls of most clients are spared.
-			if !p.hasAll() || (tr == streamableHTTP && r.Header.Get("Mcp-Session-Id") == "") {
+			// A Streamable HTTP body is always decoded, as the SDK decodes it: it routes a POST that may
+			// open a session, and a request the SDK would answer with its own wording is answered here
+			// (checkRequest). On legacy SSE, where answers go over the stream, a token with every scope
+			// may send any method, so its body decides nothing here and the SDK refuses what it cannot
+			// decode.
+			if !p.hasAll() || tr == streamableHTTP {
 				msgs, err := decodeBody(body, tr == streamableHTTP)
 				if err != nil {
 					// The SDK would refuse it too; what it cannot read is not let through unread.
 					writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
 					return
 				}
-				summary := summarize(msgs)
+				summary = summarize(msgs)
 				methods = summary.methods
 				ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 			}
@@ -145,6 +148,18 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 		if missing := missingScopes(p, methods); len(missing) > 0 {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")
 			return
+		}
+		if tr == streamableHTTP && summary != nil && summary.id.IsValid() {
+			if jerr := checkRequest(summary.requests[0]); jerr != nil {
+				// The 2026-07-28 era answers an unknown method with 404, as the SDK does; the session era
+				// with the JSON-RPC error alone, which clients read like any other answer.
+				status := http.StatusOK
+				if jerr.Code == jsonrpc.CodeMethodNotFound && statelessEra(r.WithContext(ctx)) {
+					status = http.StatusNotFound
+				}
+				writeRPCError(w, status, summary.id, jerr.Code, jerr.Message)
+				return
+			}
 		}
 
 		// Expiry was checked above against the injected clock; the SDK would check it again against

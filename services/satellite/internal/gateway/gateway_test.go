@@ -121,6 +121,8 @@ type fakeInstance struct {
 	server  *mcp.Server
 	session *mcp.ClientSession
 	broken  bool
+	// starting, when set, is what Session answers: an instance that did not come online in time.
+	starting error
 }
 
 func (b *fakeBackend) Instances(teamID, userID string) []Instance {
@@ -141,6 +143,9 @@ func (b *fakeBackend) Session(_ context.Context, id string) (*mcp.ClientSession,
 	fi := b.insts[id]
 	if fi == nil || fi.broken {
 		return nil, fmt.Errorf("instance %s is not running", id)
+	}
+	if fi.starting != nil {
+		return nil, fi.starting
 	}
 	return fi.session, nil
 }
@@ -915,6 +920,13 @@ func TestRequestLogs(t *testing.T) {
 	if !beta.GetSuccess() || beta.GetRequest() != nil || beta.GetResponse() != nil {
 		t.Errorf("beta log with request logging disabled = %v", beta)
 	}
+	// Sizes are counted for usage with or without bodies: the arguments as the client sent them.
+	for _, rl := range []*satellitev1.RequestLog{echo, beta} {
+		if rl.GetRequestBytes() != uint64(len(`{"q":1}`)) || rl.GetResponseBytes() == 0 {
+			t.Errorf("%s log sizes = %d in, %d out; want 7 in and the result's size out", rl.GetToolName(),
+				rl.GetRequestBytes(), rl.GetResponseBytes())
+		}
+	}
 }
 
 func TestProgressAndCancellation(t *testing.T) {
@@ -1128,5 +1140,23 @@ func TestCORSPreflight(t *testing.T) {
 	resp = b.do(t, http.MethodOptions, "/teams/acme/mcp", "", "", map[string]string{"Origin": "https://evil.example.com"})
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("foreign preflight: status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestStartingInstance calls a tool whose instance is still starting when the runtime gives up waiting:
+// the client is told to try again, in words that do not name the instance, and the others still answer.
+func TestStartingInstance(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	b.backend.mu.Lock()
+	b.backend.insts["beta-1"].starting = fmt.Errorf("%w: connecting after 30s (instance beta-acme-ann-1)", ErrInstanceStarting)
+	b.backend.mu.Unlock()
+	cs := b.connect(t, "ann", "acme", clientOptions{version: sessionVersion})
+	_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "beta__echo", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "still starting; try again") || strings.Contains(err.Error(), "beta-acme") {
+		t.Errorf("call of a starting instance = %v, want a request to try again that names no instance", err)
+	}
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "alpha__echo", Arguments: map[string]any{}}); err != nil {
+		t.Errorf("call of another instance: %v", err)
 	}
 }

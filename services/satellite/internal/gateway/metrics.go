@@ -76,6 +76,10 @@ func newMetrics(reg prometheus.Registerer, slots *sessionSlots) (*metrics, error
 		Name: "orrery_satellite_mcp_sessions_open",
 		Help: "MCP client sessions open: Streamable HTTP sessions and legacy SSE streams, as counted against the session limits.",
 	}, func() float64 { return float64(slots.open()) })
+	// Refusals are reported at 0 from the start, so a rate over them is 0 rather than absent.
+	for _, limit := range []string{"user", "team", "satellite"} {
+		m.refused.WithLabelValues(limit)
+	}
 	for _, c := range []prometheus.Collector{m.calls, m.duration, m.refused, open} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

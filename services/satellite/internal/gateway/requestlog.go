@@ -26,7 +26,7 @@ const (
 // request logs. With the installation's request logging off, nothing the tool or its server sent is
 // stored: not the arguments, not the result, and not an error's text, which is response content as
 // much as a result is; the outcome is "error", with the JSON-RPC error code when there is one.
-func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration) {
+func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string) {
 	if g.cfg.Events == nil {
 		return
 	}
@@ -35,8 +35,15 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		ToolName: truncate(rt.name, maxLoggedToolName),
 		Duration: durationpb.New(d),
 		Success:  callErr == nil && res != nil && !res.IsError,
+		TraceId:  traceID,
 	}
 	withBodies := rt.inst.RequestLoggingEnabled
+	var result []byte
+	if res != nil {
+		result, _ = json.Marshal(res)
+	}
+	// Sizes feed the usage analytics, so they are sent even when the bodies are not.
+	rl.RequestBytes, rl.ResponseBytes = uint64(len(args)), uint64(len(result))
 	switch {
 	case callErr != nil && withBodies:
 		rl.Error = truncate(callErr.Error(), maxLoggedError)
@@ -59,10 +66,8 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		} else {
 			rl.Request = structpb.NewStructValue(&structpb.Struct{})
 		}
-		if res != nil {
-			if b, err := json.Marshal(res); err == nil {
-				rl.Response = g.bodyValue(b)
-			}
+		if result != nil {
+			rl.Response = g.bodyValue(result)
 		}
 	}
 	g.cfg.Events.Emit(&satellitev1.Event{

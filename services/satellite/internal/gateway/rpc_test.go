@@ -330,7 +330,7 @@ func readEndpoint(t *testing.T, r io.Reader) string {
 }
 
 // BenchmarkScopeDecision is what guard adds to a tools/call: decoding the body as the SDK does,
-// summarizing it and checking scopes.
+// summarizing it, checking scopes and checking the request's params.
 func BenchmarkScopeDecision(b *testing.B) {
 	body := []byte(`{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"everything__echo","arguments":{"message":"hello"},"_meta":{"progressToken":"p-12"}}}`)
 	p := &principal{scopes: []string{ScopeRead, ScopeExecute}}
@@ -340,8 +340,12 @@ func BenchmarkScopeDecision(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if missing := missingScopes(p, summarize(msgs).methods); len(missing) > 0 {
+		summary := summarize(msgs)
+		if missing := missingScopes(p, summary.methods); len(missing) > 0 {
 			b.Fatal(missing)
+		}
+		if jerr := checkRequest(summary.requests[0]); jerr != nil {
+			b.Fatal(jerr)
 		}
 	}
 }

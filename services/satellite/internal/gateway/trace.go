@@ -15,10 +15,14 @@ import (
 const tracerName = "github.com/orrery/orrery/services/satellite/internal/gateway"
 
 // startCallSpan starts the span of one tools/call of rt's instance, as a child of the W3C traceparent the
-// client sent with the HTTP request, if any, so the call shows in the client's trace.
-func (g *Gateway) startCallSpan(ctx context.Context, header http.Header, rt route) (context.Context, trace.Span) {
-	if header != nil {
+// client sent, so the call shows in the client's trace: the HTTP request's header, or else the call's
+// params._meta, where MCP clients put it on transports without headers.
+func (g *Gateway) startCallSpan(ctx context.Context, req *mcp.CallToolRequest, rt route) (context.Context, trace.Span) {
+	if header := callHeader(req); header != nil {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(header))
+	}
+	if !trace.SpanContextFromContext(ctx).IsRemote() && req.Params != nil {
+		ctx = propagation.TraceContext{}.Extract(ctx, metaCarrier(req.Params.Meta))
 	}
 	return g.tracer.Start(ctx, "tools/call", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 		attribute.String("orrery.team_id", rt.inst.TeamID),
@@ -36,6 +40,47 @@ func endCallSpan(span trace.Span, outcome string) {
 		span.SetStatus(codes.Error, outcome)
 	}
 	span.End()
+}
+
+// metaCarrier reads W3C Trace Context keys (traceparent, tracestate) from a request's _meta.
+func metaCarrier(meta mcp.Meta) propagation.MapCarrier {
+	carrier := propagation.MapCarrier{}
+	for _, key := range (propagation.TraceContext{}).Fields() {
+		if v, ok := meta[key].(string); ok {
+			carrier[key] = v
+		}
+	}
+	return carrier
+}
+
+// withTraceContext returns meta for a downstream request with the call's span as the traceparent, the
+// way the MCP community carries Trace Context to servers: in params._meta, which reaches stdio servers
+// too. Keys the client sent are replaced, since the downstream call's parent is the satellite's span.
+func withTraceContext(ctx context.Context, meta mcp.Meta) mcp.Meta {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return meta
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	if meta == nil {
+		meta = make(mcp.Meta, len(carrier))
+	}
+	for _, key := range (propagation.TraceContext{}).Fields() {
+		delete(meta, key)
+	}
+	for k, v := range carrier {
+		meta[k] = v
+	}
+	return meta
+}
+
+// traceIDOf is the trace id of ctx's span for a request log, or empty.
+func traceIDOf(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.HasTraceID() {
+		return ""
+	}
+	return sc.TraceID().String()
 }
 
 // tracerOf is the gateway's tracer from a provider, nil meaning no tracing.

@@ -50,7 +50,7 @@ func TestServerRequestsReachClientMiddleware(t *testing.T) {
 	in := remoteInstance("asker", satellitev1.Transport_TRANSPORT_HTTP, srv.URL)
 	b.apply(t, in)
 	b.waitStatus(t, in.GetId(), online)
-	res, err := b.rt.CallTool(t.Context(), in.GetId(), &mcp.CallToolParams{Name: "roots", Arguments: map[string]any{}}, nil)
+	res, err := callTool(t.Context(), b.rt, in.GetId(), &mcp.CallToolParams{Name: "roots", Arguments: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
 	}

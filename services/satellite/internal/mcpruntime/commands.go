@@ -10,16 +10,16 @@ import (
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
-// Selector names the instances a command acts on. Empty fields match everything; a Selector must set
+// selector names the instances a command acts on. Empty fields match everything; a selector must set
 // InstanceID or InstallationID.
-type Selector struct {
+type selector struct {
 	InstanceID     string
 	InstallationID string
 	TeamID         string
 	UserID         string
 }
 
-func (s Selector) String() string {
+func (s selector) String() string {
 	var parts []string
 	for _, f := range [][2]string{{"instance", s.InstanceID}, {"installation", s.InstallationID},
 		{"team", s.TeamID}, {"user", s.UserID}} {
@@ -30,7 +30,7 @@ func (s Selector) String() string {
 	return strings.Join(parts, ", ")
 }
 
-func (s Selector) matches(spec *satellitev1.Instance) bool {
+func (s selector) matches(spec *satellitev1.Instance) bool {
 	return (s.InstanceID == "" || spec.GetId() == s.InstanceID) &&
 		(s.InstallationID == "" || spec.GetInstallationId() == s.InstallationID) &&
 		(s.TeamID == "" || spec.GetTeamId() == s.TeamID) &&
@@ -40,8 +40,14 @@ func (s Selector) matches(spec *satellitev1.Instance) bool {
 // ErrNoSelection means a command named no instance (neither instance_id nor installation_id).
 var ErrNoSelection = errors.New("the command names no instance: set instance_id or installation_id")
 
+// selectorOf is what sel selects within teamID; an empty teamID spans every team.
+func selectorOf(teamID string, sel *satellitev1.InstanceSelector) selector {
+	return selector{InstanceID: sel.GetInstanceId(), InstallationID: sel.GetInstallationId(), TeamID: teamID,
+		UserID: sel.GetUserId()}
+}
+
 // selectInstances returns the instances sel matches; none is an error.
-func (r *Runtime) selectInstances(sel Selector) ([]*instance, error) {
+func (r *Runtime) selectInstances(sel selector) ([]*instance, error) {
 	if !r.running() {
 		return nil, ErrNotRunning
 	}
@@ -60,39 +66,21 @@ func (r *Runtime) selectInstances(sel Selector) ([]*instance, error) {
 	return matched, nil
 }
 
-// Outcome is what a command left an instance in.
-type Outcome struct {
-	InstanceID string
-	Status     satellitev1.InstanceStatus
-	Message    string
-	// Skipped says why the command did not apply to the instance, such as a health check of a stdio server.
-	Skipped string
-}
-
-func (o Outcome) asMap() map[string]any {
-	m := map[string]any{"instance_id": o.InstanceID, "status": StatusName(o.Status)}
-	if o.Message != "" {
-		m["message"] = o.Message
-	}
-	if o.Skipped != "" {
-		m["skipped"] = o.Skipped
-	}
-	return m
-}
-
 // each runs f for every selected instance at once and collects the outcomes in id order.
-func (r *Runtime) each(ctx context.Context, sel Selector, f func(*instance) (skipped string)) ([]Outcome, error) {
+func (r *Runtime) each(ctx context.Context, sel selector, f func(*instance) (skipped string)) ([]*satellitev1.InstanceOutcome, error) {
 	ins, err := r.selectInstances(sel)
 	if err != nil {
 		return nil, err
 	}
-	outcomes := make([]Outcome, len(ins))
+	outcomes := make([]*satellitev1.InstanceOutcome, len(ins))
 	var wg sync.WaitGroup
 	for i, in := range ins {
 		wg.Go(func() {
+			before := in.info().Status
 			skipped := f(in)
 			info := in.info()
-			outcomes[i] = Outcome{InstanceID: in.id, Status: info.Status, Message: info.Message, Skipped: skipped}
+			outcomes[i] = &satellitev1.InstanceOutcome{InstanceId: in.id, Status: info.Status, PreviousStatus: before,
+				Message: cut(info.Message, 4096), Skipped: skipped}
 		})
 	}
 	wg.Wait()
@@ -110,10 +98,11 @@ func (in *instance) do(ctx context.Context, kind cmdKind, reason string, preempt
 	_ = in.await(ctx, cmd)
 }
 
-// Spawn starts the selected instances that are not running: dormant, stopped by Kill, or never started. It
-// returns once their start attempts are over. A permanently failed instance needs Restart instead.
-func (r *Runtime) Spawn(ctx context.Context, sel Selector) ([]Outcome, error) {
-	return r.each(ctx, sel, func(in *instance) string {
+// Spawn starts the instances of teamID that sel selects and that are not running: dormant, stopped by Kill,
+// or never started. It returns once their start attempts are over. A permanently failed instance needs
+// Restart instead.
+func (r *Runtime) Spawn(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error) {
+	return r.each(ctx, selectorOf(teamID, sel), func(in *instance) string {
 		if in.currentHold() == holdFailed {
 			return "permanently failed: send a restart command"
 		}
@@ -122,27 +111,31 @@ func (r *Runtime) Spawn(ctx context.Context, sel Selector) ([]Outcome, error) {
 	})
 }
 
-// Kill stops the selected instances and keeps them stopped, calls included, until Spawn or Restart.
-func (r *Runtime) Kill(ctx context.Context, sel Selector) ([]Outcome, error) {
-	return r.each(ctx, sel, func(in *instance) string {
+// Kill stops the instances of teamID that sel selects and keeps them stopped, calls included, until Spawn or
+// Restart.
+func (r *Runtime) Kill(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector) ([]*satellitev1.InstanceOutcome, error) {
+	return r.each(ctx, selectorOf(teamID, sel), func(in *instance) string {
 		in.do(ctx, cmdKill, "", true)
 		return ""
 	})
 }
 
-// Restart stops the selected instances if they run, forgets their crashes and any hold (kill, permanent
-// failure), and starts them again. It returns once their start attempts are over.
-func (r *Runtime) Restart(ctx context.Context, sel Selector, reason string) ([]Outcome, error) {
-	return r.each(ctx, sel, func(in *instance) string {
-		in.do(ctx, cmdRestart, reason, true)
+// Restart stops the instances of teamID that sel selects if they run, forgets their crashes and any hold
+// (kill, permanent failure), and starts them again. It returns once their start attempts are over. The
+// reason goes with their lifecycle events, spelled as the protocol does: manual_restart.
+func (r *Runtime) Restart(ctx context.Context, teamID string, sel *satellitev1.InstanceSelector, reason satellitev1.RestartReason) ([]*satellitev1.InstanceOutcome, error) {
+	why := strings.ToLower(strings.TrimPrefix(reason.String(), "RESTART_REASON_"))
+	return r.each(ctx, selectorOf(teamID, sel), func(in *instance) string {
+		in.do(ctx, cmdRestart, why, true)
 		return ""
 	})
 }
 
-// Recover connects the selected remote instances afresh and discovers their tools again: connecting →
-// discovering_tools → online. stdio instances are skipped: their process lifecycle recovers them.
-func (r *Runtime) Recover(ctx context.Context, sel Selector) ([]Outcome, error) {
-	return r.each(ctx, sel, func(in *instance) string {
+// Recover connects the remote instances of teamID's installation afresh and discovers their tools again:
+// connecting → discovering_tools → online. stdio instances are skipped: their process lifecycle recovers
+// them.
+func (r *Runtime) Recover(ctx context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error) {
+	return r.each(ctx, selector{InstallationID: installationID, TeamID: teamID}, func(in *instance) string {
 		if isStdio(in.currentSpec()) {
 			return "stdio servers recover through their process lifecycle"
 		}
@@ -154,10 +147,11 @@ func (r *Runtime) Recover(ctx context.Context, sel Selector) ([]Outcome, error) 
 	})
 }
 
-// CheckCredentials validates the credentials of the selected remote instances (see checkCredentials) and
-// sets their status to the verdict: online, requires_reauth or error. stdio instances are skipped.
-func (r *Runtime) CheckCredentials(ctx context.Context, sel Selector) ([]Outcome, error) {
-	return r.each(ctx, sel, func(in *instance) string {
+// CheckCredentials validates the credentials of the remote instances of teamID's installation (see
+// checkCredentials) and sets their status to the verdict: online, requires_reauth or error. stdio instances
+// are skipped.
+func (r *Runtime) CheckCredentials(ctx context.Context, teamID, installationID string) ([]*satellitev1.InstanceOutcome, error) {
+	return r.each(ctx, selector{InstallationID: installationID, TeamID: teamID}, func(in *instance) string {
 		if isStdio(in.currentSpec()) {
 			return "stdio servers have no credentials to validate"
 		}
@@ -177,9 +171,18 @@ type homeRemover interface {
 	RemoveUserHome(teamID, userID string) error
 }
 
-// forgetMember deletes what the driver keeps of a former member of a team, unless the member has instances
+// ApplyConfiguration returns once the instances match the configuration last fetched, so that what a
+// command does next finds them configured.
+func (r *Runtime) ApplyConfiguration(ctx context.Context) error {
+	if _, err := r.Reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	return nil
+}
+
+// ForgetMember deletes what the driver keeps of a former member of a team, unless the member has instances
 // here again (added back before this satellite heard of the removal). It reports whether it deleted.
-func (r *Runtime) forgetMember(teamID, userID string) (bool, error) {
+func (r *Runtime) ForgetMember(teamID, userID string) (bool, error) {
 	hr, ok := r.cfg.Driver.(homeRemover)
 	if !ok {
 		return false, nil
@@ -193,81 +196,4 @@ func (r *Runtime) forgetMember(teamID, userID string) (bool, error) {
 		}
 	}
 	return true, hr.RemoveUserHome(teamID, userID)
-}
-
-// Execute carries out a command from the control plane that acts on instances, after the communicator
-// has done its own part (a configure command's configuration sync). See the payload keys above. It returns
-// the command's output, or an error saying why the command failed.
-func (r *Runtime) Execute(ctx context.Context, cmd *satellitev1.Command) (map[string]any, error) {
-	fields := cmd.GetPayload().GetFields()
-	str := func(key string) string { return fields[key].GetStringValue() }
-	sel := Selector{InstanceID: str("instance_id"), InstallationID: str("installation_id"), TeamID: str("team_id"),
-		UserID: str("user_id")}
-	if team := cmd.GetTeamId(); team != "" {
-		if sel.TeamID != "" && sel.TeamID != team {
-			return nil, fmt.Errorf("payload team_id %q contradicts the command's team %q", sel.TeamID, team)
-		}
-		sel.TeamID = team
-	}
-
-	var outcomes []Outcome
-	var err error
-	out := map[string]any{}
-	switch cmd.GetType() {
-	case satellitev1.CommandType_COMMAND_TYPE_CONFIGURE:
-		// Run reconciles on its own when the sync changed the view; this call returns once that is done, so
-		// the event below finds the instances as configured. What changed is in the sync's own output.
-		if _, err := r.Reconcile(ctx); err != nil {
-			return nil, fmt.Errorf("reconcile: %w", err)
-		}
-		switch event := str("event"); event {
-		case "mcp_member_removed":
-			if sel.TeamID == "" || sel.UserID == "" {
-				return nil, fmt.Errorf("%s needs the command's team and user_id", event)
-			}
-			removed, err := r.forgetMember(sel.TeamID, sel.UserID)
-			if err != nil {
-				return nil, err
-			}
-			out["member_home_removed"] = removed
-		case "mcp_recovery", "mcp_redeploy":
-			if sel.InstallationID == "" {
-				return nil, fmt.Errorf("%s needs installation_id", event)
-			}
-			if event == "mcp_recovery" {
-				outcomes, err = r.Recover(ctx, sel)
-			} else {
-				outcomes, err = r.Restart(ctx, sel, "redeploy")
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-	case satellitev1.CommandType_COMMAND_TYPE_SPAWN:
-		outcomes, err = r.Spawn(ctx, sel)
-	case satellitev1.CommandType_COMMAND_TYPE_KILL:
-		outcomes, err = r.Kill(ctx, sel)
-	case satellitev1.CommandType_COMMAND_TYPE_RESTART:
-		outcomes, err = r.Restart(ctx, sel, str("reason"))
-	case satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK:
-		switch check := str("check_type"); check {
-		case "", "credential_validation":
-			outcomes, err = r.CheckCredentials(ctx, sel)
-		default:
-			return nil, fmt.Errorf("unknown check_type %q; this satellite knows credential_validation", check)
-		}
-	default:
-		return nil, fmt.Errorf("the MCP runtime does not carry out %v commands", cmd.GetType())
-	}
-	if err != nil {
-		return nil, err
-	}
-	if outcomes != nil {
-		list := make([]any, len(outcomes))
-		for i, o := range outcomes {
-			list[i] = o.asMap()
-		}
-		out["outcomes"] = list
-	}
-	return out, nil
 }

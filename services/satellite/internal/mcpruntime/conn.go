@@ -163,6 +163,7 @@ func (c *conn) close(grace time.Duration) {
 		}()
 		if c.proc != nil {
 			c.proc.Stop(grace)
+			c.in.rt.metrics.observeExit(c.proc)
 		}
 		t := time.NewTimer(grace)
 		defer t.Stop()
@@ -224,8 +225,12 @@ func (c *conn) relistLoop() {
 			}
 			continue
 		}
-		if in.publishCatalog(c, cat, false) != "" {
+		toolsKey, changed := in.publishCatalog(c, cat, false)
+		if toolsKey != "" {
 			in.emit(&satellitev1.Event{Payload: &satellitev1.Event_ToolsDiscovered{ToolsDiscovered: toolsEvent(cat.tools)}})
+		}
+		if changed {
+			in.saveKept()
 		}
 	}
 }

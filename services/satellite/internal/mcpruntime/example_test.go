@@ -11,12 +11,17 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
-// An MCP endpoint lists a user's tools from every instance, keeps the list fresh, and calls through the
-// runtime, which starts dormant instances on demand.
+// An MCP endpoint lists a user's tools from every instance, keeps the list fresh, and calls on an
+// instance's shared session, which the runtime starts or wakes on demand.
 func Example() {
 	ctx := context.Background()
 	view := desired.New() // the configuration sync fills it
-	rt, err := mcpruntime.New(slog.Default(), mcpruntime.Config{Desired: view})
+	rt, err := mcpruntime.New(slog.Default(), mcpruntime.Config{
+		Desired: view,
+		OnProgress: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			fmt.Println("progress", req.Params.Progress, "of", req.Params.Total)
+		},
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -33,11 +38,14 @@ func Example() {
 		}
 	}()
 
-	res, err := rt.CallTool(ctx, "github-platform-ada-7c1e", &mcp.CallToolParams{
+	session, err := rt.Session(ctx, "github-platform-ada-7c1e")
+	if err != nil {
+		fmt.Println("instance unavailable:", err)
+		return
+	}
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{
 		Name:      "search_issues",
 		Arguments: map[string]any{"query": "is:open"},
-	}, func(_ context.Context, p *mcp.ProgressNotificationParams) {
-		fmt.Println("progress", p.Progress, "of", p.Total)
 	})
 	if err != nil {
 		fmt.Println("call failed:", err)

@@ -238,11 +238,21 @@ func everythingScript(t *testing.T, name, script string) *satellitev1.Instance {
 	return stdioInstance(name, "sh", append([]string{"-c", script, "sh", command}, args...)...)
 }
 
+// callTool calls a tool the way the team endpoint does: on the instance's shared session, which Session
+// starts or wakes as needed.
+func callTool(ctx context.Context, rt *mcpruntime.Runtime, id string, params *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	session, err := rt.Session(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return session.CallTool(ctx, params)
+}
+
 func callEcho(t *testing.T, rt *mcpruntime.Runtime, id, message string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	res, err := rt.CallTool(ctx, id, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": message}}, nil)
+	res, err := callTool(ctx, rt, id, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": message}})
 	if err != nil {
 		t.Fatalf("call echo: %v", err)
 	}

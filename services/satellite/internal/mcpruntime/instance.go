@@ -75,6 +75,8 @@ type instance struct {
 	restartTimer *time.Timer
 	configured   bool
 
+	keptMu sync.Mutex // serializes writes of the kept catalogue
+
 	mu        sync.Mutex
 	queue     []command
 	spec      *satellitev1.Instance
@@ -233,8 +235,14 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 		in.mu.Unlock()
 		if !in.configured {
 			in.configured = true
+			// What the server offered before the satellite restarted is listed while it starts again.
+			if cat, ok := in.loadKept(); ok {
+				in.publishCatalog(nil, cat, true)
+			}
 			in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING, "")
+			release := in.coldStartSlot(ctx)
 			in.start(ctx, startFirst, "")
+			release()
 			return false
 		}
 		if old.GetContentHash() == cmd.spec.GetContentHash() {
@@ -282,6 +290,7 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 		in.stopConn()
 		in.setHold(holdRemoved)
 		in.logs.flush()
+		in.removeKept()
 		// The working directory goes with the instance; whatever the server kept there is for this
 		// configuration only.
 		if err := os.RemoveAll(in.workDir()); err != nil {
@@ -442,6 +451,12 @@ func (in *instance) shutdown() {
 // start connects the instance: spawning a stdio server or dialling a remote one, initializing, discovering.
 // It returns once the instance is online or the attempt failed.
 func (in *instance) start(ctx context.Context, kind startKind, reason string) {
+	switch kind {
+	case startCrashRestart:
+		in.rt.metrics.observeRestart(restartCrash)
+	case startRestart:
+		in.rt.metrics.observeRestart(reason)
+	}
 	spec := in.currentSpec()
 	in.mu.Lock()
 	in.busy = true
@@ -455,17 +470,7 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 	opCtx, cancel := context.WithTimeoutCause(ctx, in.rt.cfg.StartTimeout,
 		fmt.Errorf("the server did not start within %v", in.rt.cfg.StartTimeout))
 	defer cancel()
-	in.mu.Lock()
-	in.interrupt = cancel
-	if in.urgent > 0 {
-		cancel()
-	}
-	in.mu.Unlock()
-	defer func() {
-		in.mu.Lock()
-		in.interrupt = nil
-		in.mu.Unlock()
-	}()
+	defer in.cancelOnUrgent(cancel)()
 
 	in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_CONNECTING, "")
 	c, err := in.connect(opCtx, spec, kind, reason)
@@ -515,10 +520,30 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 	in.finishAttempt(false)
 }
 
+// cancelOnUrgent makes an urgent command call cancel until the returned function is called; an urgent
+// command already waiting calls it at once.
+func (in *instance) cancelOnUrgent(cancel context.CancelFunc) (done func()) {
+	in.mu.Lock()
+	in.interrupt = cancel
+	if in.urgent > 0 {
+		cancel()
+	}
+	in.mu.Unlock()
+	return func() {
+		in.mu.Lock()
+		in.interrupt = nil
+		in.mu.Unlock()
+	}
+}
+
 // goOnline publishes a started connection and its catalogue.
 func (in *instance) goOnline(c *conn, cat catalog) {
-	if toolsKey := in.publishCatalog(c, cat, true); toolsKey != "" {
+	toolsKey, catChanged := in.publishCatalog(c, cat, true)
+	if toolsKey != "" {
 		in.emit(&satellitev1.Event{Payload: &satellitev1.Event_ToolsDiscovered{ToolsDiscovered: toolsEvent(cat.tools)}})
+	}
+	if catChanged {
+		in.saveKept()
 	}
 	in.mu.Lock()
 	in.live = c
@@ -538,24 +563,27 @@ func (in *instance) goOnline(c *conn, cat catalog) {
 }
 
 // publishCatalog stores cat if c is still the instance's connection (or becoming it), and returns the key
-// of its tools when they differ from the tools last reported, so the caller reports them.
-func (in *instance) publishCatalog(c *conn, cat catalog, starting bool) (toolsKey string) {
+// of its tools when they differ from the tools last reported, so the caller reports them, and whether the
+// catalogue changed, so the caller keeps it. A kept catalogue, published with a nil c before the first
+// start, is not reported: the control plane has it from the run that discovered it.
+func (in *instance) publishCatalog(c *conn, cat catalog, starting bool) (toolsKey string, changed bool) {
 	key, tkey := cat.key()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !starting && in.live != c {
-		return ""
+		return "", false
 	}
 	if key != in.catKey {
 		in.cat, in.catKey = cat, key
 		in.revision++
 		in.changedLocked()
+		changed = true
 	}
-	if tkey == in.toolsKey {
-		return ""
+	if c == nil || tkey == in.toolsKey {
+		return "", changed
 	}
 	in.toolsKey = tkey
-	return tkey
+	return tkey, changed
 }
 
 // finishAttempt ends a start attempt that did not bring the instance online; busy says whether another

@@ -35,33 +35,18 @@
 //	defer lease.Release()
 //	res, err := lease.Session().ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
 //
-// CallTool does the same for a tool call and also bridges progress. An endpoint
-// that forwards calls itself routes progress with Lease.TrackProgress, or receives every notification whose
-// token is not the runtime's through Config.OnProgress.
+// Servers' progress notifications reach the endpoint through Config.OnProgress, which routes them by the
+// token it put in the request.
 //
 // # Commands
 //
-// Execute carries out the control plane's commands. spawn, kill, restart and health_check name the
-// instances they act on with these payload keys:
-//
-//	instance_id      one instance, by its id
-//	installation_id  every instance of the installation on this satellite
-//	user_id          with installation_id: only that user's instance
-//	team_id          only instances of that team; the command's own team_id, when set, must agree
-//
-// At least instance_id or installation_id is required, so that a malformed command never acts on every
-// instance. Further keys:
-//
-//	restart       reason: error_recovery, manual_restart or config_reload (reported with the restart)
-//	health_check  check_type: credential_validation (the default and, so far, the only check)
-//	configure     event: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-//	              mcp_member_removed, mcp_recovery or mcp_redeploy; the last two need installation_id,
-//	              mcp_member_removed needs user_id and deletes the member's sandbox home
-//
-// A command that acts on instances completes with an "outcomes" list of {instance_id, status, message,
-// skipped}, one per instance, once it was carried out; an instance the command does not apply to (a
-// credential check of a stdio server) is skipped, saying why. The command fails when it names no instance
-// or cannot be understood. One instance's outcome never depends on another's.
+// Spawn, Kill, Restart, Recover and CheckCredentials carry out the control plane's typed commands that act
+// on instances, within the command's team. They name instances with a satellitev1.InstanceSelector: one
+// instance, or an installation's instances (optionally one user's), so that a command never acts on every
+// instance. Each returns one satellitev1.InstanceOutcome per selected instance once the command was carried
+// out; an instance the command does not apply to (a credential check of a stdio server) is skipped, saying
+// why. One instance's outcome never depends on another's. ApplyConfiguration and ForgetMember carry out
+// configure commands.
 package mcpruntime
 
 import (
@@ -72,6 +57,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +99,18 @@ const (
 	DefaultLogLinesPerSecond = 20
 	// DefaultLogLineBytes is the length a server log line is cut to.
 	DefaultLogLineBytes = 1024
+	// DefaultStartJitter spreads the first starts of a configuration, such as every instance at once
+	// after the satellite restarted.
+	DefaultStartJitter = 500 * time.Millisecond
+	// DefaultCallStartWait is how long a call waits for an instance that is starting before it is told to
+	// try again.
+	DefaultCallStartWait = 30 * time.Second
 )
+
+// DefaultMaxConcurrentStarts is how many instances start at once from a new configuration, such as after
+// the satellite restarted: one per CPU, at least two. A call for an instance still waiting its turn
+// starts it at once.
+var DefaultMaxConcurrentStarts = max(2, runtime.NumCPU())
 
 // DefaultRestartDelays are the delays before the first, second and later restarts of a server that crashed
 // within DefaultStableUptime of starting.
@@ -141,9 +138,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// ClientInfo identifies the satellite to servers. Default name "orrery-satellite", version "dev".
 	ClientInfo *mcp.Implementation
-	// OnProgress receives the servers' progress notifications whose token did not come from
-	// Lease.TrackProgress, such as those of an endpoint that routes progress itself; req.Session tells
-	// which instance's session sent it. Nil drops them.
+	// OnProgress receives the servers' progress notifications; req.Session tells which instance's session
+	// sent it. Nil drops them.
 	OnProgress func(ctx context.Context, req *mcp.ProgressNotificationClientRequest)
 	// ClientMiddleware, when set, wraps the handling of everything servers send the runtime's client
 	// sessions: their own requests (sampling/createMessage, elicitation/create, roots/list) and their
@@ -185,6 +181,19 @@ type Config struct {
 	// LogLineBytes is the length server log lines are cut to, at most 4096. Default DefaultLogLineBytes
 	// (1 KiB).
 	LogLineBytes int
+
+	// CatalogDir keeps each instance's last discovered catalogue, so that after a restart its tools are
+	// listed while it starts again. Default: none kept.
+	CatalogDir string
+	// MaxConcurrentStarts bounds the first starts of instances that run at once; the rest wait their
+	// turn, unless a call needs them. Default DefaultMaxConcurrentStarts.
+	MaxConcurrentStarts int
+	// StartJitter is the most a first start waits, at random, before taking its turn; negative means no
+	// wait. Default DefaultStartJitter (500 ms).
+	StartJitter time.Duration
+	// CallStartWait bounds how long Acquire (and so a call) waits for an instance to come online; after
+	// it the call fails with ErrStarting. Default DefaultCallStartWait (30 s).
+	CallStartWait time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -238,6 +247,15 @@ func (c Config) WithDefaults() Config {
 		c.LogLineBytes = DefaultLogLineBytes
 	}
 	c.LogLineBytes = min(c.LogLineBytes, 4096)
+	if c.MaxConcurrentStarts <= 0 {
+		c.MaxConcurrentStarts = DefaultMaxConcurrentStarts
+	}
+	if c.StartJitter == 0 {
+		c.StartJitter = DefaultStartJitter
+	}
+	if c.CallStartWait <= 0 {
+		c.CallStartWait = DefaultCallStartWait
+	}
 	return c
 }
 
@@ -270,6 +288,9 @@ var (
 	ErrUnavailable = errors.New("MCP server instance is unavailable")
 	// ErrNotRunning means the runtime has stopped: Run returned.
 	ErrNotRunning = errors.New("MCP runtime is not running")
+	// ErrStarting means the instance did not come online within Config.CallStartWait; it goes on
+	// starting, and a later call may find it online.
+	ErrStarting = errors.New("MCP server instance is still starting")
 )
 
 // Runtime runs MCP server instances. Its methods are safe for concurrent use.
@@ -293,8 +314,10 @@ type Runtime struct {
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
 
-	progressSeq atomic.Uint64
-	progress    sync.Map // progress token → ProgressFunc
+	metrics    *runtimeMetrics
+	startSlots chan struct{} // one per first start running; see coldStartSlot
+	reconciled atomic.Uint64 // version of the desired view last reconciled
+	warm       atomic.Bool   // Ready found every instance listable once
 }
 
 const (
@@ -314,15 +337,17 @@ func New(logger *slog.Logger, cfg Config) (*Runtime, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runtime{
-		logger:    logger,
-		cfg:       cfg,
-		policy:    cfg.crashPolicy(),
-		ctx:       ctx,
-		cancel:    cancel,
-		swept:     make(chan struct{}),
-		applied:   make(map[string]string),
-		instances: make(map[string]*instance),
-		subs:      make(map[*subscriber]struct{}),
+		logger:     logger,
+		cfg:        cfg,
+		policy:     cfg.crashPolicy(),
+		ctx:        ctx,
+		cancel:     cancel,
+		swept:      make(chan struct{}),
+		applied:    make(map[string]string),
+		instances:  make(map[string]*instance),
+		subs:       make(map[*subscriber]struct{}),
+		metrics:    newRuntimeMetrics(),
+		startSlots: make(chan struct{}, cfg.MaxConcurrentStarts),
 	}, nil
 }
 

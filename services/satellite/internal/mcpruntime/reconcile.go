@@ -88,6 +88,7 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		spec := in.currentSpec()
 		r.notify(spec.GetTeamId(), spec.GetUserId())
 	}
+	r.reconciled.Store(snap.Version)
 	slices.Sort(res.Stopped)
 	if len(res.Started)+len(res.Restarted)+len(res.Stopped) > 0 {
 		r.logger.InfoContext(ctx, "reconciled MCP server instances", slog.Int("started", len(res.Started)),

@@ -10,13 +10,15 @@ import (
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
-// remoteTransport adds an instance's headers and query parameters to every request for the server's
-// origin, and remembers whether the server refused them. Requests for other origins, such as a redirect
-// elsewhere, get none of the credentials.
+// remoteTransport adds an instance's headers and query parameters, and the traceparent of the call a
+// request serves, to every request for the server's origin, and remembers whether the server refused them.
+// Requests for other origins, such as a redirect elsewhere, get none of them.
 type remoteTransport struct {
 	base    http.RoundTripper
 	origin  string // scheme://host[:port]
@@ -61,6 +63,11 @@ func (t *remoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				req.URL.RawQuery = q.Encode()
 			}
 		}
+	}
+	if sc := trace.SpanContextFromContext(req.Context()); sc.IsValid() && origin(req.URL) == t.origin {
+		// The call's trace goes on to the server, as W3C Trace Context headers do over HTTP.
+		req = req.Clone(req.Context())
+		propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/mcptest"
@@ -132,7 +131,7 @@ func TestRemoteCredentials(t *testing.T) {
 		}
 	}
 	ctx := t.Context()
-	res, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-4", Arguments: map[string]any{"message": "paged"}}, nil)
+	res, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-4", Arguments: map[string]any{"message": "paged"}})
 	if err != nil || text(res) != "Echo: paged" {
 		t.Errorf("call through the headers and query parameters: %v %v", res, err)
 	}
@@ -143,66 +142,56 @@ func TestRemoteCredentials(t *testing.T) {
 	b.waitStatus(t, unreachable.GetId(), satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR)
 	b.waitStatus(t, misconfigured.GetId(), satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR)
 
-	// health_check credential_validation, as the control plane sends it, for the whole team.
-	check := func(t *testing.T, installationID string) []any {
+	// A credential validation health check, as the control plane sends it, for the whole team.
+	outcome := func(t *testing.T, installationID string) *satellitev1.InstanceOutcome {
 		t.Helper()
-		out, err := b.rt.Execute(ctx, &satellitev1.Command{
-			Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK, TeamId: teamID,
-			Payload: payload(t, map[string]any{"check_type": "credential_validation", "installation_id": installationID}),
-		})
+		list, err := b.rt.CheckCredentials(ctx, teamID, installationID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return out["outcomes"].([]any)
-	}
-	outcome := func(t *testing.T, installationID string) map[string]any {
-		t.Helper()
-		list := check(t, installationID)
 		if len(list) != 1 {
 			t.Fatalf("%d outcomes, want 1", len(list))
 		}
-		return list[0].(map[string]any)
+		return list[0]
 	}
-	if o := outcome(t, good.GetInstallationId()); o["status"] != "online" {
+	reauth := satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH
+	if o := outcome(t, good.GetInstallationId()); o.GetStatus() != online {
 		t.Errorf("valid credentials: %v", o)
 	}
-	if o := outcome(t, badKey.GetInstallationId()); o["status"] != "requires_reauth" {
+	if o := outcome(t, badKey.GetInstallationId()); o.GetStatus() != reauth {
 		t.Errorf("refused credentials: %v", o)
 	}
-	if o := outcome(t, unreachable.GetInstallationId()); o["status"] != "error" {
+	if o := outcome(t, unreachable.GetInstallationId()); o.GetStatus() != satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR {
 		t.Errorf("unreachable server: %v", o)
 	}
-	if o := outcome(t, misconfigured.GetInstallationId()); o["skipped"] == nil {
+	if o := outcome(t, misconfigured.GetInstallationId()); o.GetSkipped() == "" {
 		t.Errorf("a stdio server's credentials were checked: %v", o)
 	}
 
 	// The server stops accepting the key: the next check says so, and calls stop; accepted again, online.
 	gs.refuse.Store(true)
-	if o := outcome(t, good.GetInstallationId()); o["status"] != "requires_reauth" {
+	if o := outcome(t, good.GetInstallationId()); o.GetStatus() != reauth {
 		t.Errorf("revoked credentials: %v", o)
 	}
-	if _, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-1"}, nil); err == nil {
+	if _, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-1"}); err == nil {
 		t.Error("a call went through while the credentials are refused")
 	}
 	gs.refuse.Store(false)
-	if o := outcome(t, good.GetInstallationId()); o["status"] != "online" {
+	if o := outcome(t, good.GetInstallationId()); o.GetStatus() != online {
 		t.Errorf("credentials accepted again: %v", o)
 	}
-	if _, err := b.rt.CallTool(ctx, good.GetId(), &mcp.CallToolParams{Name: "tool-1", Arguments: map[string]any{"message": "again"}}, nil); err != nil {
+	if _, err := callTool(ctx, b.rt, good.GetId(), &mcp.CallToolParams{Name: "tool-1", Arguments: map[string]any{"message": "again"}}); err != nil {
 		t.Errorf("call after the credentials were accepted again: %v", err)
 	}
 
-	// mcp_recovery reconnects and discovers again.
+	// Recovery reconnects and discovers again.
 	before := len(statuses(b.events.of(goodSSE.GetId())))
-	out, err := b.rt.Execute(ctx, &satellitev1.Command{
-		Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_CONFIGURE,
-		Payload: payload(t, map[string]any{"event": "mcp_recovery", "installation_id": goodSSE.GetInstallationId()}),
-	})
+	outcomes, err := b.rt.Recover(ctx, teamID, goodSSE.GetInstallationId())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := out["outcomes"].([]any)[0].(map[string]any); o["status"] != "online" {
-		t.Errorf("recovery outcome %v", o)
+	if len(outcomes) != 1 || outcomes[0].GetStatus() != online {
+		t.Errorf("recovery outcomes %v", outcomes)
 	}
 	want := []satellitev1.InstanceStatus{
 		satellitev1.InstanceStatus_INSTANCE_STATUS_CONNECTING,
@@ -214,39 +203,39 @@ func TestRemoteCredentials(t *testing.T) {
 	}
 }
 
-func payload(t *testing.T, m map[string]any) *structpb.Struct {
-	t.Helper()
-	s, err := structpb.NewStruct(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestCommandsThatCannotRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	b.apply(t, stdioInstance("misconfigured", ""))
+	in := stdioInstance("misconfigured", "")
+	b.apply(t, in)
+	manual := satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART
+	byInstallation := &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: in.GetInstallationId()}}
 	cases := []struct {
 		name    string
-		cmd     *satellitev1.Command
+		run     func(context.Context) ([]*satellitev1.InstanceOutcome, error)
 		wantErr string
 	}{
-		{"no instance named", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_RESTART}, "names no instance"},
-		{"unknown instance", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_KILL,
-			Payload: payload(t, map[string]any{"instance_id": "nope"})}, "no such MCP server instance"},
-		{"other team", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_SPAWN, TeamId: uuid.NewString(),
-			Payload: payload(t, map[string]any{"team_id": teamID, "installation_id": uuid.NewString()})}, "contradicts"},
-		{"unknown check", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_HEALTH_CHECK,
-			Payload: payload(t, map[string]any{"check_type": "vibes", "installation_id": uuid.NewString()})}, "unknown check_type"},
-		{"recovery without installation", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_CONFIGURE,
-			Payload: payload(t, map[string]any{"event": "mcp_recovery"})}, "needs installation_id"},
-		{"update", &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_UPDATE}, "does not carry out"},
+		{"no instance named", func(ctx context.Context) ([]*satellitev1.InstanceOutcome, error) {
+			return b.rt.Restart(ctx, teamID, &satellitev1.InstanceSelector{}, manual)
+		}, "names no instance"},
+		{"unknown instance", func(ctx context.Context) ([]*satellitev1.InstanceOutcome, error) {
+			return b.rt.Kill(ctx, teamID, &satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: "nope"}})
+		}, "no such MCP server instance"},
+		{"another team's installation", func(ctx context.Context) ([]*satellitev1.InstanceOutcome, error) {
+			return b.rt.Spawn(ctx, uuid.NewString(), byInstallation)
+		}, "no such MCP server instance"},
+		{"another team's credential check", func(ctx context.Context) ([]*satellitev1.InstanceOutcome, error) {
+			return b.rt.CheckCredentials(ctx, uuid.NewString(), in.GetInstallationId())
+		}, "no such MCP server instance"},
+		{"another user's instance", func(ctx context.Context) ([]*satellitev1.InstanceOutcome, error) {
+			sel := &satellitev1.InstanceSelector{Target: byInstallation.Target, UserId: uuid.NewString()}
+			return b.rt.Kill(ctx, teamID, sel)
+		}, "no such MCP server instance"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := b.rt.Execute(t.Context(), tc.cmd); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("Execute: %v, want an error saying %q", err, tc.wantErr)
+			if out, err := tc.run(t.Context()); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %v, %v; want an error saying %q", out, err, tc.wantErr)
 			}
 		})
 	}

@@ -85,7 +85,7 @@ func TestSandboxedServer(t *testing.T) {
 	b.apply(t, in)
 	b.waitStatus(t, in.GetId(), online)
 
-	res, err := b.rt.CallTool(t.Context(), in.GetId(), &mcp.CallToolParams{Name: "get-env", Arguments: map[string]any{}}, nil)
+	res, err := callTool(t.Context(), b.rt, in.GetId(), &mcp.CallToolParams{Name: "get-env", Arguments: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,25 +150,24 @@ func TestMemberRemovalDeletesTheirHome(t *testing.T) {
 	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
 	in := stdioInstance("sleeper", "sleep", "1000")
 	b.apply(t, in)
-	removal := &satellitev1.Command{Type: satellitev1.CommandType_COMMAND_TYPE_CONFIGURE, TeamId: in.GetTeamId(),
-		Payload: payload(t, map[string]any{"event": "mcp_member_removed", "user_id": in.GetUserId()})}
-
-	out, err := b.rt.Execute(t.Context(), removal)
-	if err != nil || out["member_home_removed"] != false || len(driver.removed) != 0 {
-		t.Fatalf("with the member's instance still here: %v, %v; want the home kept", out, err)
+	// As a configure command runs: the configuration applied, then the member forgotten.
+	forget := func() (bool, error) {
+		if err := b.rt.ApplyConfiguration(t.Context()); err != nil {
+			return false, err
+		}
+		return b.rt.ForgetMember(in.GetTeamId(), in.GetUserId())
+	}
+	removed, err := forget()
+	if err != nil || removed || len(driver.removed) != 0 {
+		t.Fatalf("with the member's instance still here: %v, %v; want the home kept", removed, err)
 	}
 	b.apply(t)
-	out, err = b.rt.Execute(t.Context(), removal)
-	if err != nil || out["member_home_removed"] != true {
-		t.Fatalf("after the instance left: %v, %v; want the home removed", out, err)
+	removed, err = forget()
+	if err != nil || !removed {
+		t.Fatalf("after the instance left: %v, %v; want the home removed", removed, err)
 	}
 	if got, want := <-driver.removed, [2]string{in.GetTeamId(), in.GetUserId()}; got != want {
 		t.Errorf("removed the home of %v, want %v", got, want)
-	}
-
-	removal.Payload = payload(t, map[string]any{"event": "mcp_member_removed"})
-	if _, err := b.rt.Execute(t.Context(), removal); err == nil || !strings.Contains(err.Error(), "needs") {
-		t.Errorf("removal without a user: %v, want an error saying what it needs", err)
 	}
 }
 

@@ -3,8 +3,6 @@ package mcpruntime
 import (
 	"context"
 	"fmt"
-	"maps"
-	"strconv"
 	"sync"
 	"time"
 
@@ -40,9 +38,10 @@ func (l *Lease) Release() {
 
 // Acquire returns a lease on instance id's session, starting the instance first when it is not running:
 // dormant, crashed and waiting for its restart, or a remote server that could not be reached before. It
-// waits for one start attempt at most, then fails with ErrUnavailable and the instance's status; it fails
-// at once with ErrStopped or ErrPermanentlyFailed for instances held stopped, and with ErrUnknownInstance for
-// ids that are not (or no longer) desired.
+// waits for one start attempt at most, then fails with ErrUnavailable and the instance's status, and for
+// Config.CallStartWait at most, then fails with ErrStarting; it fails at once with ErrStopped or
+// ErrPermanentlyFailed for instances held stopped, and with ErrUnknownInstance for ids that are not (or no
+// longer) desired.
 func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 	if !r.running() {
 		return nil, ErrNotRunning
@@ -53,6 +52,7 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 	}
 	requested := false
 	var seq uint64
+	var deadline <-chan time.Time
 	for {
 		in.mu.Lock()
 		if in.live != nil && in.status == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
@@ -85,6 +85,9 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 			case in.wake <- struct{}{}:
 			default:
 			}
+			t := time.NewTimer(r.cfg.CallStartWait)
+			defer t.Stop()
+			deadline = t.C
 		}
 		changed := in.changed
 		in.mu.Unlock()
@@ -93,6 +96,11 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 			return nil, ctx.Err()
 		case <-in.exited:
 			return nil, ErrNotRunning
+		case <-deadline:
+			in.mu.Lock()
+			status := in.status
+			in.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s after %v", ErrStarting, StatusName(status), r.cfg.CallStartWait)
 		case <-changed:
 		}
 	}
@@ -110,59 +118,11 @@ func (r *Runtime) Session(ctx context.Context, id string) (*mcp.ClientSession, e
 	return lease.Session(), nil
 }
 
-// ProgressFunc receives a server's progress notifications for one request.
-type ProgressFunc func(context.Context, *mcp.ProgressNotificationParams)
-
-// TrackProgress returns a progress token unique on the shared session and routes the server's progress
-// notifications for it to fn until stop is called. Put the token in the request's _meta.progressToken in
-// place of the caller's own, which may clash with other callers', and restore the caller's token in what fn
-// passes on.
-func (l *Lease) TrackProgress(fn ProgressFunc) (token string, stop func()) {
-	token = "orrery-" + strconv.FormatUint(l.in.rt.progressSeq.Add(1), 36)
-	l.in.rt.progress.Store(token, fn)
-	return token, func() { l.in.rt.progress.Delete(token) }
-}
-
-// dispatchProgress routes a server's progress notification to the TrackProgress caller that owns its
-// token, or else to Config.OnProgress.
+// dispatchProgress hands a server's progress notification to Config.OnProgress.
 func (r *Runtime) dispatchProgress(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
-	if req == nil || req.Params == nil {
-		return
-	}
-	if token, ok := req.Params.ProgressToken.(string); ok {
-		if fn, ok := r.progress.Load(token); ok {
-			fn.(ProgressFunc)(ctx, req.Params)
-			return
-		}
-	}
-	if r.cfg.OnProgress != nil {
+	if req != nil && req.Params != nil && r.cfg.OnProgress != nil {
 		r.cfg.OnProgress(ctx, req)
 	}
-}
-
-// CallTool calls a tool of instance id, starting the instance if needed (see Acquire). It writes no request
-// log: the team endpoint, where clients' calls arrive, is the one place request logs are built. A non-nil
-// progress receives the server's progress notifications with the caller's progress
-// token from params restored. params is not modified.
-func (r *Runtime) CallTool(ctx context.Context, id string, params *mcp.CallToolParams, progress ProgressFunc) (*mcp.CallToolResult, error) {
-	lease, err := r.Acquire(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer lease.Release()
-	p := *params
-	if progress != nil {
-		callerToken := params.GetProgressToken()
-		token, stop := lease.TrackProgress(func(ctx context.Context, n *mcp.ProgressNotificationParams) {
-			restored := *n
-			restored.ProgressToken = callerToken
-			progress(ctx, &restored)
-		})
-		defer stop()
-		p.Meta = maps.Clone(params.Meta)
-		p.SetProgressToken(token)
-	}
-	return lease.Session().CallTool(ctx, &p)
 }
 
 // InstanceInfo is an instance as the runtime sees it. Its slices are shared: do not modify them.

@@ -25,7 +25,18 @@ import (
 
 func TestStdioDiscoveryAndCalls(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	var mu sync.Mutex
+	var progress []float64
+	b := setup(t, func(c *mcpruntime.Config) {
+		c.OnProgress = func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			mu.Lock()
+			defer mu.Unlock()
+			if req.Params.ProgressToken != "caller-token" {
+				t.Errorf("progress token %v, want the caller's", req.Params.ProgressToken)
+			}
+			progress = append(progress, req.Params.Progress)
+		}
+	})
 	in := everything(t, "everything")
 	in.Env = map[string]string{"ORRERY_TEST_VALUE": "from-config"}
 	in.RequestLoggingEnabled = true
@@ -94,7 +105,7 @@ func TestStdioDiscoveryAndCalls(t *testing.T) {
 	wg.Wait()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	res, err := b.rt.CallTool(ctx, in.GetId(), &mcp.CallToolParams{Name: "get-env"}, nil)
+	res, err := callTool(ctx, b.rt, in.GetId(), &mcp.CallToolParams{Name: "get-env"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,19 +113,10 @@ func TestStdioDiscoveryAndCalls(t *testing.T) {
 		t.Errorf("the server's environment lacks its configured variable: %s", env)
 	}
 
-	// Progress is bridged under a token of the runtime's, and handed back with the caller's.
-	var mu sync.Mutex
-	var progress []float64
+	// Progress reaches Config.OnProgress with the token the caller put in the request.
 	params := &mcp.CallToolParams{Name: "trigger-long-running-operation", Arguments: map[string]any{"duration": 0.2, "steps": 2}}
 	params.SetProgressToken("caller-token")
-	res, err = b.rt.CallTool(ctx, in.GetId(), params, func(_ context.Context, p *mcp.ProgressNotificationParams) {
-		mu.Lock()
-		defer mu.Unlock()
-		if p.ProgressToken != "caller-token" {
-			t.Errorf("progress token %v, want the caller's", p.ProgressToken)
-		}
-		progress = append(progress, p.Progress)
-	})
+	res, err = callTool(ctx, b.rt, in.GetId(), params)
 	if err != nil || !strings.Contains(text(res), "completed") {
 		t.Fatalf("long-running operation: %v %v", text(res), err)
 	}
@@ -124,9 +126,6 @@ func TestStdioDiscoveryAndCalls(t *testing.T) {
 		t.Errorf("progress %v, want 1, 2 (2 may be late)", progress)
 	}
 	mu.Unlock()
-	if params.GetProgressToken() != "caller-token" {
-		t.Error("CallTool changed the caller's params")
-	}
 
 	// Request logs are the team endpoint's to write; the runtime's calls leave none.
 	for _, ev := range b.events.of(in.GetId()) {
@@ -237,20 +236,15 @@ func TestCrashLoopEndsPermanentlyFailed(t *testing.T) {
 	if err := os.WriteFile(fixed, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The restart command exactly as the control plane's RestartInstance queues it.
-	out, err := b.rt.Execute(t.Context(), &satellitev1.Command{
-		Id: uuid.NewString(), Type: satellitev1.CommandType_COMMAND_TYPE_RESTART, TeamId: in.GetTeamId(),
-		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_HIGH,
-		Payload: payload(t, map[string]any{
-			"instance_id": in.GetId(), "installation_id": in.GetInstallationId(), "reason": "manual_restart",
-		}),
-	})
+	// The restart as the control plane's RestartInstance queues it: the instance, by id, in its team.
+	outcomes, err := b.rt.Restart(t.Context(), in.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: in.GetId()}},
+		satellitev1.RestartReason_RESTART_REASON_MANUAL_RESTART)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if outcomes, _ := out["outcomes"].([]any); len(outcomes) != 1 ||
-		outcomes[0].(map[string]any)["status"] != mcpruntime.StatusName(online) {
-		t.Errorf("restart outcomes %v, want online", out["outcomes"])
+	if len(outcomes) != 1 || outcomes[0].GetStatus() != online {
+		t.Errorf("restart outcomes %v, want online", outcomes)
 	}
 	callEcho(t, b.rt, in.GetId(), "fixed")
 }
@@ -302,7 +296,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	gone("removed")
 
 	// Kill: stopped and held stopped, calls included, until spawned again.
-	outcomes, err := b.rt.Kill(t.Context(), mcpruntime.Selector{InstallationID: killed.GetInstallationId()})
+	outcomes, err := b.rt.Kill(t.Context(), killed.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstallationId{InstallationId: killed.GetInstallationId()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +308,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	if _, err := b.rt.Acquire(t.Context(), killed.GetId()); !errors.Is(err, mcpruntime.ErrStopped) {
 		t.Errorf("Acquire of a killed instance: %v", err)
 	}
-	if outcomes, err := b.rt.Spawn(t.Context(), mcpruntime.Selector{InstanceID: killed.GetId()}); err != nil || outcomes[0].Status != online {
+	if outcomes, err := b.rt.Spawn(t.Context(), killed.GetTeamId(),
+		&satellitev1.InstanceSelector{Target: &satellitev1.InstanceSelector_InstanceId{InstanceId: killed.GetId()}}); err != nil || outcomes[0].GetStatus() != online {
 		t.Errorf("spawn: %+v, %v", outcomes, err)
 	}
 	respawned, _ := b.rt.Instance(killed.GetId())

@@ -506,7 +506,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = "/"
 	l := &link{}
-	onExit := func(state *os.ProcessState) string {
+	onExit := func(state *os.ProcessState) exitCause {
 		l.close()
 		var used usage
 		if cg != nil {
@@ -576,27 +576,27 @@ type usage struct {
 
 // exitReason says which limit ended a sandbox, from how bwrap ended and what the cgroups counted; empty when
 // no limit is to blame. bwrap exits with 128 plus the signal that killed the server.
-func exitReason(state *os.ProcessState, l Limits, used usage) string {
+func exitReason(state *os.ProcessState, l Limits, used usage) exitCause {
 	code := -1
 	if state != nil {
 		code = state.ExitCode()
 	}
 	switch {
 	case used.oom:
-		return fmt.Sprintf("killed: out of memory (memory limit %s)", formatBytes(l.MemoryBytes))
+		return exitCause{fmt.Sprintf("killed: out of memory (memory limit %s)", formatBytes(l.MemoryBytes)), KillMemory}
 	case code == 128+int(syscall.SIGXCPU):
-		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time)", l.CPUTime)
+		return exitCause{fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time)", l.CPUTime), KillCPUTime}
 	case code == 128+int(syscall.SIGKILL) && used.cpuKnown && l.CPUTime > 0 && used.cpu >= l.CPUTime:
 		// The kernel's SIGKILL a second after a SIGXCPU the server ignored. The limit is per process and
 		// the count is the whole sandbox's, so this is the likely cause rather than a certain one.
-		return fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time; SIGXCPU ignored)", l.CPUTime)
+		return exitCause{fmt.Sprintf("killed: CPU time limit exceeded (%v of CPU time; SIGXCPU ignored)", l.CPUTime), KillCPUTime}
 	case code == 128+int(syscall.SIGXFSZ):
-		return fmt.Sprintf("killed: file size limit exceeded (%s per file)", formatBytes(l.FileSizeBytes))
+		return exitCause{fmt.Sprintf("killed: file size limit exceeded (%s per file)", formatBytes(l.FileSizeBytes)), KillFileSize}
 	case used.pidsMaxed:
 		// Reaching the limit only makes fork fail; the server may have ended for that or for another reason.
-		return fmt.Sprintf("process limit reached (%d processes)", l.Processes)
+		return exitCause{text: fmt.Sprintf("process limit reached (%d processes)", l.Processes)}
 	}
-	return ""
+	return exitCause{}
 }
 
 // joinScript writes the shell's pid into the cgroup.procs files given as its first arguments, then execs the

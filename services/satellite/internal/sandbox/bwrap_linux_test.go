@@ -167,18 +167,19 @@ func TestBwrapRlimits(t *testing.T) {
 	t.Parallel()
 	b := newBwrap(t, sandbox.BwrapConfig{Limits: sandbox.Limits{CPUTime: time.Second, CPU: 1, FileSizeBytes: 1 << 20, OpenFiles: 64}})
 	for _, tc := range []struct {
-		name, script, reason, out string
+		name, script, reason, out, kill string
 	}{
-		{"CPU spinner", `while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time)", ""},
-		{"CPU spinner ignoring SIGXCPU", `trap '' XCPU; while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time; SIGXCPU ignored)", ""},
-		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "killed: file size limit exceeded (1 MiB per file)", ""},
-		{"open files", `ulimit -n`, "", "64\n"},
+		{"CPU spinner", `while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time)", "", sandbox.KillCPUTime},
+		{"CPU spinner ignoring SIGXCPU", `trap '' XCPU; while :; do :; done`, "killed: CPU time limit exceeded (1s of CPU time; SIGXCPU ignored)", "", sandbox.KillCPUTime},
+		{"big file", `exec head -c 2000000 /dev/zero >"$HOME/big"`, "killed: file size limit exceeded (1 MiB per file)", "", sandbox.KillFileSize},
+		{"open files", `ulimit -n`, "", "64\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p, out := run(t, b, sandbox.Spec{TeamID: "t"}, tc.script)
-			if p.Reason() != tc.reason || out != tc.out {
-				t.Errorf("ended with %s, reason %q, output %q; want reason %q, output %q", p.ExitStatus(), p.Reason(), out, tc.reason, tc.out)
+			if p.Reason() != tc.reason || out != tc.out || p.KillReason() != tc.kill {
+				t.Errorf("ended with %s, reason %q (kill %q), output %q; want reason %q (kill %q), output %q", p.ExitStatus(),
+					p.Reason(), p.KillReason(), out, tc.reason, tc.kill, tc.out)
 			}
 		})
 	}
@@ -215,7 +216,7 @@ func TestBwrapMemoryLimit(t *testing.T) {
 	}
 	begin := time.Now()
 	p, _ := run(t, b, sandbox.Spec{TeamID: "t"}, `exec tail /dev/zero`)
-	if want := "killed: out of memory (memory limit 32 MiB)"; p.Reason() != want {
+	if want := "killed: out of memory (memory limit 32 MiB)"; p.Reason() != want || p.KillReason() != sandbox.KillMemory {
 		t.Errorf("the hog ended with %s, reason %q", p.ExitStatus(), p.Reason())
 	}
 	t.Logf("hog ended after %v: %s (%s); enforced %+v", time.Since(begin), p.ExitStatus(), p.Reason(), b.Enforced())

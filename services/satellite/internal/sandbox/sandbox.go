@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -88,17 +89,37 @@ type Process struct {
 	started time.Time
 	done    chan struct{}
 
-	mu     sync.Mutex // held while signalling the group, and while reaping, so no signal hits a reused id
-	reaped bool
-	state  *os.ProcessState
-	err    error
-	onExit func(*os.ProcessState) string
-	reason string
+	mu         sync.Mutex // held while signalling the group, and while reaping, so no signal hits a reused id
+	reaped     bool
+	state      *os.ProcessState
+	err        error
+	onExit     func(*os.ProcessState) exitCause
+	reason     string
+	kill       string      // the limit that killed the server, set with reason
+	stopKilled atomic.Bool // Stop had to kill the server
 
 	settle     func() // set by drivers that treat a starting server differently; called once by Started
 	settleOnce sync.Once
 	memory     func() (uint64, bool) // set by drivers that account the server's memory themselves
 	notes      []string              // set by drivers that changed what the spec asked for
+}
+
+// What killed a server, as Process.KillReason says: a limit of its sandbox, or Stop once the grace period
+// ran out.
+const (
+	KillMemory      = "memory"
+	KillCPUTime     = "cpu_time"
+	KillFileSize    = "file_size"
+	KillStopTimeout = "stop_timeout"
+)
+
+// KillReasons lists every reason KillReason gives.
+var KillReasons = []string{KillMemory, KillCPUTime, KillFileSize, KillStopTimeout}
+
+// exitCause is what a driver knows of why a server ended: a text for people, and the kill reason when a
+// limit killed it.
+type exitCause struct {
+	text, kill string
 }
 
 // netnsSwitch is a network namespace to start a process in, and the satellite's own, to return to.
@@ -116,7 +137,7 @@ func Launch(cmd *exec.Cmd) (*Process, error) {
 // launch is Launch with a hook that runs once the server is reaped and its group killed, before Done is
 // closed, with the server's state (nil if unknown); what it returns becomes the Process's Reason. With a
 // netns, cmd starts in the network namespace netns.target.
-func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) string, netns *netnsSwitch) (*Process, error) {
+func launch(cmd *exec.Cmd, onExit func(*os.ProcessState) exitCause, netns *netnsSwitch) (*Process, error) {
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return nil, errors.New("sandbox: launch: the command's standard streams are already set")
 	}
@@ -227,7 +248,8 @@ func (p *Process) wait(cmd *exec.Cmd) {
 	}
 	p.mu.Unlock()
 	if p.onExit != nil {
-		p.reason = p.onExit(p.state)
+		cause := p.onExit(p.state)
+		p.reason, p.kill = cause.text, cause.kill
 	}
 	close(p.done)
 
@@ -310,6 +332,22 @@ func (p *Process) Reason() string {
 	return p.reason
 }
 
+// KillReason says what killed the server, one of KillReasons: a limit of its sandbox, or Stop because
+// the server outlived the grace period after SIGTERM. It is empty for a server that ended otherwise, and
+// while it runs.
+func (p *Process) KillReason() string {
+	if !p.Exited() {
+		return ""
+	}
+	if p.kill != "" {
+		return p.kill
+	}
+	if p.stopKilled.Load() {
+		return KillStopTimeout
+	}
+	return ""
+}
+
 // Signal sends sig to the server's whole process group, unless the server has been reaped already.
 func (p *Process) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
@@ -339,7 +377,9 @@ func (p *Process) Stop(grace time.Duration) {
 		return
 	case <-t.C:
 	}
-	_ = p.Signal(syscall.SIGKILL)
+	if p.Signal(syscall.SIGKILL) == nil {
+		p.stopKilled.Store(true)
+	}
 	<-p.done
 }
 

@@ -103,6 +103,9 @@ func TestStopEndsTheWholeGroup(t *testing.T) {
 	if got := p.ExitStatus(); got != "signal: terminated" {
 		t.Errorf("exit status %q, want signal: terminated", got)
 	}
+	if r := p.KillReason(); r != "" {
+		t.Errorf("kill reason %q of a server that ended at SIGTERM, want none", r)
+	}
 }
 
 func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
@@ -116,6 +119,9 @@ func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	}
 	if got := p.ExitStatus(); got != "signal: killed" {
 		t.Errorf("exit status %q, want signal: killed", got)
+	}
+	if r := p.KillReason(); r != sandbox.KillStopTimeout {
+		t.Errorf("kill reason %q, want %q", r, sandbox.KillStopTimeout)
 	}
 	if sandbox.ProcessAlive(helper) || sandbox.GroupAlive(p.Pid()) {
 		t.Error("the helper survived Stop")

@@ -45,6 +45,15 @@ const (
 	// AdminServiceListSatellitesProcedure is the fully-qualified name of the AdminService's
 	// ListSatellites RPC.
 	AdminServiceListSatellitesProcedure = "/orrery.admin.v1.AdminService/ListSatellites"
+	// AdminServiceListSatelliteHeartbeatsProcedure is the fully-qualified name of the AdminService's
+	// ListSatelliteHeartbeats RPC.
+	AdminServiceListSatelliteHeartbeatsProcedure = "/orrery.admin.v1.AdminService/ListSatelliteHeartbeats"
+	// AdminServiceListSatelliteProcessesProcedure is the fully-qualified name of the AdminService's
+	// ListSatelliteProcesses RPC.
+	AdminServiceListSatelliteProcessesProcedure = "/orrery.admin.v1.AdminService/ListSatelliteProcesses"
+	// AdminServiceListDroppedEventReportsProcedure is the fully-qualified name of the AdminService's
+	// ListDroppedEventReports RPC.
+	AdminServiceListDroppedEventReportsProcedure = "/orrery.admin.v1.AdminService/ListDroppedEventReports"
 	// AdminServiceRevokeSatelliteProcedure is the fully-qualified name of the AdminService's
 	// RevokeSatellite RPC.
 	AdminServiceRevokeSatelliteProcedure = "/orrery.admin.v1.AdminService/RevokeSatellite"
@@ -67,9 +76,18 @@ type AdminServiceClient interface {
 	RevokeRegistrationToken(context.Context, *connect.Request[v1.RevokeRegistrationTokenRequest]) (*connect.Response[v1.RevokeRegistrationTokenResponse], error)
 	// ListSatellites lists satellites with their status and last heartbeat, oldest first.
 	ListSatellites(context.Context, *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error)
+	// ListSatelliteHeartbeats lists a satellite's stored heartbeats, newest first: the history kept for
+	// capacity planning (a day).
+	ListSatelliteHeartbeats(context.Context, *connect.Request[v1.ListSatelliteHeartbeatsRequest]) (*connect.Response[v1.ListSatelliteHeartbeatsResponse], error)
+	// ListSatelliteProcesses lists the processes a satellite reported in its latest heartbeat, by instance id.
+	ListSatelliteProcesses(context.Context, *connect.Request[v1.ListSatelliteProcessesRequest]) (*connect.Response[v1.ListSatelliteProcessesResponse], error)
+	// ListDroppedEventReports lists the reports in which a satellite said it dropped events it could not
+	// deliver, newest first, with the total they count.
+	ListDroppedEventReports(context.Context, *connect.Request[v1.ListDroppedEventReportsRequest]) (*connect.Response[v1.ListDroppedEventReportsResponse], error)
 	// RevokeSatellite revokes a satellite's API key at once, on every control-plane replica.
 	RevokeSatellite(context.Context, *connect.Request[v1.RevokeSatelliteRequest]) (*connect.Response[v1.RevokeSatelliteResponse], error)
-	// EnqueueCommand queues a command for one satellite, or for every satellite that serves a team.
+	// EnqueueCommand queues a command for one satellite, for every satellite that serves a team, or for every
+	// global satellite at once; each call is audited.
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)
@@ -112,6 +130,27 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listSatelliteHeartbeats: connect.NewClient[v1.ListSatelliteHeartbeatsRequest, v1.ListSatelliteHeartbeatsResponse](
+			httpClient,
+			baseURL+AdminServiceListSatelliteHeartbeatsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListSatelliteHeartbeats")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listSatelliteProcesses: connect.NewClient[v1.ListSatelliteProcessesRequest, v1.ListSatelliteProcessesResponse](
+			httpClient,
+			baseURL+AdminServiceListSatelliteProcessesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListSatelliteProcesses")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listDroppedEventReports: connect.NewClient[v1.ListDroppedEventReportsRequest, v1.ListDroppedEventReportsResponse](
+			httpClient,
+			baseURL+AdminServiceListDroppedEventReportsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListDroppedEventReports")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		revokeSatellite: connect.NewClient[v1.RevokeSatelliteRequest, v1.RevokeSatelliteResponse](
 			httpClient,
 			baseURL+AdminServiceRevokeSatelliteProcedure,
@@ -140,6 +179,9 @@ type adminServiceClient struct {
 	listRegistrationTokens  *connect.Client[v1.ListRegistrationTokensRequest, v1.ListRegistrationTokensResponse]
 	revokeRegistrationToken *connect.Client[v1.RevokeRegistrationTokenRequest, v1.RevokeRegistrationTokenResponse]
 	listSatellites          *connect.Client[v1.ListSatellitesRequest, v1.ListSatellitesResponse]
+	listSatelliteHeartbeats *connect.Client[v1.ListSatelliteHeartbeatsRequest, v1.ListSatelliteHeartbeatsResponse]
+	listSatelliteProcesses  *connect.Client[v1.ListSatelliteProcessesRequest, v1.ListSatelliteProcessesResponse]
+	listDroppedEventReports *connect.Client[v1.ListDroppedEventReportsRequest, v1.ListDroppedEventReportsResponse]
 	revokeSatellite         *connect.Client[v1.RevokeSatelliteRequest, v1.RevokeSatelliteResponse]
 	enqueueCommand          *connect.Client[v1.EnqueueCommandRequest, v1.EnqueueCommandResponse]
 	listCommands            *connect.Client[v1.ListCommandsRequest, v1.ListCommandsResponse]
@@ -163,6 +205,21 @@ func (c *adminServiceClient) RevokeRegistrationToken(ctx context.Context, req *c
 // ListSatellites calls orrery.admin.v1.AdminService.ListSatellites.
 func (c *adminServiceClient) ListSatellites(ctx context.Context, req *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error) {
 	return c.listSatellites.CallUnary(ctx, req)
+}
+
+// ListSatelliteHeartbeats calls orrery.admin.v1.AdminService.ListSatelliteHeartbeats.
+func (c *adminServiceClient) ListSatelliteHeartbeats(ctx context.Context, req *connect.Request[v1.ListSatelliteHeartbeatsRequest]) (*connect.Response[v1.ListSatelliteHeartbeatsResponse], error) {
+	return c.listSatelliteHeartbeats.CallUnary(ctx, req)
+}
+
+// ListSatelliteProcesses calls orrery.admin.v1.AdminService.ListSatelliteProcesses.
+func (c *adminServiceClient) ListSatelliteProcesses(ctx context.Context, req *connect.Request[v1.ListSatelliteProcessesRequest]) (*connect.Response[v1.ListSatelliteProcessesResponse], error) {
+	return c.listSatelliteProcesses.CallUnary(ctx, req)
+}
+
+// ListDroppedEventReports calls orrery.admin.v1.AdminService.ListDroppedEventReports.
+func (c *adminServiceClient) ListDroppedEventReports(ctx context.Context, req *connect.Request[v1.ListDroppedEventReportsRequest]) (*connect.Response[v1.ListDroppedEventReportsResponse], error) {
+	return c.listDroppedEventReports.CallUnary(ctx, req)
 }
 
 // RevokeSatellite calls orrery.admin.v1.AdminService.RevokeSatellite.
@@ -191,9 +248,18 @@ type AdminServiceHandler interface {
 	RevokeRegistrationToken(context.Context, *connect.Request[v1.RevokeRegistrationTokenRequest]) (*connect.Response[v1.RevokeRegistrationTokenResponse], error)
 	// ListSatellites lists satellites with their status and last heartbeat, oldest first.
 	ListSatellites(context.Context, *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error)
+	// ListSatelliteHeartbeats lists a satellite's stored heartbeats, newest first: the history kept for
+	// capacity planning (a day).
+	ListSatelliteHeartbeats(context.Context, *connect.Request[v1.ListSatelliteHeartbeatsRequest]) (*connect.Response[v1.ListSatelliteHeartbeatsResponse], error)
+	// ListSatelliteProcesses lists the processes a satellite reported in its latest heartbeat, by instance id.
+	ListSatelliteProcesses(context.Context, *connect.Request[v1.ListSatelliteProcessesRequest]) (*connect.Response[v1.ListSatelliteProcessesResponse], error)
+	// ListDroppedEventReports lists the reports in which a satellite said it dropped events it could not
+	// deliver, newest first, with the total they count.
+	ListDroppedEventReports(context.Context, *connect.Request[v1.ListDroppedEventReportsRequest]) (*connect.Response[v1.ListDroppedEventReportsResponse], error)
 	// RevokeSatellite revokes a satellite's API key at once, on every control-plane replica.
 	RevokeSatellite(context.Context, *connect.Request[v1.RevokeSatelliteRequest]) (*connect.Response[v1.RevokeSatelliteResponse], error)
-	// EnqueueCommand queues a command for one satellite, or for every satellite that serves a team.
+	// EnqueueCommand queues a command for one satellite, for every satellite that serves a team, or for every
+	// global satellite at once; each call is audited.
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)
@@ -232,6 +298,27 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListSatelliteHeartbeatsHandler := connect.NewUnaryHandler(
+		AdminServiceListSatelliteHeartbeatsProcedure,
+		svc.ListSatelliteHeartbeats,
+		connect.WithSchema(adminServiceMethods.ByName("ListSatelliteHeartbeats")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListSatelliteProcessesHandler := connect.NewUnaryHandler(
+		AdminServiceListSatelliteProcessesProcedure,
+		svc.ListSatelliteProcesses,
+		connect.WithSchema(adminServiceMethods.ByName("ListSatelliteProcesses")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListDroppedEventReportsHandler := connect.NewUnaryHandler(
+		AdminServiceListDroppedEventReportsProcedure,
+		svc.ListDroppedEventReports,
+		connect.WithSchema(adminServiceMethods.ByName("ListDroppedEventReports")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	adminServiceRevokeSatelliteHandler := connect.NewUnaryHandler(
 		AdminServiceRevokeSatelliteProcedure,
 		svc.RevokeSatellite,
@@ -261,6 +348,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceRevokeRegistrationTokenHandler.ServeHTTP(w, r)
 		case AdminServiceListSatellitesProcedure:
 			adminServiceListSatellitesHandler.ServeHTTP(w, r)
+		case AdminServiceListSatelliteHeartbeatsProcedure:
+			adminServiceListSatelliteHeartbeatsHandler.ServeHTTP(w, r)
+		case AdminServiceListSatelliteProcessesProcedure:
+			adminServiceListSatelliteProcessesHandler.ServeHTTP(w, r)
+		case AdminServiceListDroppedEventReportsProcedure:
+			adminServiceListDroppedEventReportsHandler.ServeHTTP(w, r)
 		case AdminServiceRevokeSatelliteProcedure:
 			adminServiceRevokeSatelliteHandler.ServeHTTP(w, r)
 		case AdminServiceEnqueueCommandProcedure:
@@ -290,6 +383,18 @@ func (UnimplementedAdminServiceHandler) RevokeRegistrationToken(context.Context,
 
 func (UnimplementedAdminServiceHandler) ListSatellites(context.Context, *connect.Request[v1.ListSatellitesRequest]) (*connect.Response[v1.ListSatellitesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListSatellites is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListSatelliteHeartbeats(context.Context, *connect.Request[v1.ListSatelliteHeartbeatsRequest]) (*connect.Response[v1.ListSatelliteHeartbeatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListSatelliteHeartbeats is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListSatelliteProcesses(context.Context, *connect.Request[v1.ListSatelliteProcessesRequest]) (*connect.Response[v1.ListSatelliteProcessesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListSatelliteProcesses is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListDroppedEventReports(context.Context, *connect.Request[v1.ListDroppedEventReportsRequest]) (*connect.Response[v1.ListDroppedEventReportsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListDroppedEventReports is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) RevokeSatellite(context.Context, *connect.Request[v1.RevokeSatelliteRequest]) (*connect.Response[v1.RevokeSatelliteResponse], error) {

@@ -48,6 +48,9 @@ const (
 	// CatalogServiceListCatalogEntriesProcedure is the fully-qualified name of the CatalogService's
 	// ListCatalogEntries RPC.
 	CatalogServiceListCatalogEntriesProcedure = "/orrery.api.v1.CatalogService/ListCatalogEntries"
+	// CatalogServiceGetCatalogEntryHealthProcedure is the fully-qualified name of the CatalogService's
+	// GetCatalogEntryHealth RPC.
+	CatalogServiceGetCatalogEntryHealthProcedure = "/orrery.api.v1.CatalogService/GetCatalogEntryHealth"
 	// CatalogServiceImportServerJsonProcedure is the fully-qualified name of the CatalogService's
 	// ImportServerJson RPC.
 	CatalogServiceImportServerJsonProcedure = "/orrery.api.v1.CatalogService/ImportServerJson"
@@ -66,6 +69,10 @@ type CatalogServiceClient interface {
 	GetCatalogEntry(context.Context, *connect.Request[v1.GetCatalogEntryRequest]) (*connect.Response[v1.GetCatalogEntryResponse], error)
 	// ListCatalogEntries lists the global templates and, with team_id, the team's own, by slug.
 	ListCatalogEntries(context.Context, *connect.Request[v1.ListCatalogEntriesRequest]) (*connect.Response[v1.ListCatalogEntriesResponse], error)
+	// GetCatalogEntryHealth says how a template's instances fare, as the periodic aggregation last found:
+	// of a team's private template, to that team's admins (team_id set); of a global template, whose
+	// instances belong to every team, to global admins only (team_id empty).
+	GetCatalogEntryHealth(context.Context, *connect.Request[v1.GetCatalogEntryHealthRequest]) (*connect.Response[v1.GetCatalogEntryHealthResponse], error)
 	// ImportServerJson creates a template from a server.json document of the official MCP registry. No
 	// network is used: the document is the whole input.
 	ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error)
@@ -114,6 +121,13 @@ func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getCatalogEntryHealth: connect.NewClient[v1.GetCatalogEntryHealthRequest, v1.GetCatalogEntryHealthResponse](
+			httpClient,
+			baseURL+CatalogServiceGetCatalogEntryHealthProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("GetCatalogEntryHealth")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		importServerJson: connect.NewClient[v1.ImportServerJsonRequest, v1.ImportServerJsonResponse](
 			httpClient,
 			baseURL+CatalogServiceImportServerJsonProcedure,
@@ -125,12 +139,13 @@ func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 
 // catalogServiceClient implements CatalogServiceClient.
 type catalogServiceClient struct {
-	createCatalogEntry *connect.Client[v1.CreateCatalogEntryRequest, v1.CreateCatalogEntryResponse]
-	updateCatalogEntry *connect.Client[v1.UpdateCatalogEntryRequest, v1.UpdateCatalogEntryResponse]
-	deleteCatalogEntry *connect.Client[v1.DeleteCatalogEntryRequest, v1.DeleteCatalogEntryResponse]
-	getCatalogEntry    *connect.Client[v1.GetCatalogEntryRequest, v1.GetCatalogEntryResponse]
-	listCatalogEntries *connect.Client[v1.ListCatalogEntriesRequest, v1.ListCatalogEntriesResponse]
-	importServerJson   *connect.Client[v1.ImportServerJsonRequest, v1.ImportServerJsonResponse]
+	createCatalogEntry    *connect.Client[v1.CreateCatalogEntryRequest, v1.CreateCatalogEntryResponse]
+	updateCatalogEntry    *connect.Client[v1.UpdateCatalogEntryRequest, v1.UpdateCatalogEntryResponse]
+	deleteCatalogEntry    *connect.Client[v1.DeleteCatalogEntryRequest, v1.DeleteCatalogEntryResponse]
+	getCatalogEntry       *connect.Client[v1.GetCatalogEntryRequest, v1.GetCatalogEntryResponse]
+	listCatalogEntries    *connect.Client[v1.ListCatalogEntriesRequest, v1.ListCatalogEntriesResponse]
+	getCatalogEntryHealth *connect.Client[v1.GetCatalogEntryHealthRequest, v1.GetCatalogEntryHealthResponse]
+	importServerJson      *connect.Client[v1.ImportServerJsonRequest, v1.ImportServerJsonResponse]
 }
 
 // CreateCatalogEntry calls orrery.api.v1.CatalogService.CreateCatalogEntry.
@@ -158,6 +173,11 @@ func (c *catalogServiceClient) ListCatalogEntries(ctx context.Context, req *conn
 	return c.listCatalogEntries.CallUnary(ctx, req)
 }
 
+// GetCatalogEntryHealth calls orrery.api.v1.CatalogService.GetCatalogEntryHealth.
+func (c *catalogServiceClient) GetCatalogEntryHealth(ctx context.Context, req *connect.Request[v1.GetCatalogEntryHealthRequest]) (*connect.Response[v1.GetCatalogEntryHealthResponse], error) {
+	return c.getCatalogEntryHealth.CallUnary(ctx, req)
+}
+
 // ImportServerJson calls orrery.api.v1.CatalogService.ImportServerJson.
 func (c *catalogServiceClient) ImportServerJson(ctx context.Context, req *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error) {
 	return c.importServerJson.CallUnary(ctx, req)
@@ -176,6 +196,10 @@ type CatalogServiceHandler interface {
 	GetCatalogEntry(context.Context, *connect.Request[v1.GetCatalogEntryRequest]) (*connect.Response[v1.GetCatalogEntryResponse], error)
 	// ListCatalogEntries lists the global templates and, with team_id, the team's own, by slug.
 	ListCatalogEntries(context.Context, *connect.Request[v1.ListCatalogEntriesRequest]) (*connect.Response[v1.ListCatalogEntriesResponse], error)
+	// GetCatalogEntryHealth says how a template's instances fare, as the periodic aggregation last found:
+	// of a team's private template, to that team's admins (team_id set); of a global template, whose
+	// instances belong to every team, to global admins only (team_id empty).
+	GetCatalogEntryHealth(context.Context, *connect.Request[v1.GetCatalogEntryHealthRequest]) (*connect.Response[v1.GetCatalogEntryHealthResponse], error)
 	// ImportServerJson creates a template from a server.json document of the official MCP registry. No
 	// network is used: the document is the whole input.
 	ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error)
@@ -220,6 +244,13 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	catalogServiceGetCatalogEntryHealthHandler := connect.NewUnaryHandler(
+		CatalogServiceGetCatalogEntryHealthProcedure,
+		svc.GetCatalogEntryHealth,
+		connect.WithSchema(catalogServiceMethods.ByName("GetCatalogEntryHealth")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	catalogServiceImportServerJsonHandler := connect.NewUnaryHandler(
 		CatalogServiceImportServerJsonProcedure,
 		svc.ImportServerJson,
@@ -238,6 +269,8 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 			catalogServiceGetCatalogEntryHandler.ServeHTTP(w, r)
 		case CatalogServiceListCatalogEntriesProcedure:
 			catalogServiceListCatalogEntriesHandler.ServeHTTP(w, r)
+		case CatalogServiceGetCatalogEntryHealthProcedure:
+			catalogServiceGetCatalogEntryHealthHandler.ServeHTTP(w, r)
 		case CatalogServiceImportServerJsonProcedure:
 			catalogServiceImportServerJsonHandler.ServeHTTP(w, r)
 		default:
@@ -267,6 +300,10 @@ func (UnimplementedCatalogServiceHandler) GetCatalogEntry(context.Context, *conn
 
 func (UnimplementedCatalogServiceHandler) ListCatalogEntries(context.Context, *connect.Request[v1.ListCatalogEntriesRequest]) (*connect.Response[v1.ListCatalogEntriesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.CatalogService.ListCatalogEntries is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) GetCatalogEntryHealth(context.Context, *connect.Request[v1.GetCatalogEntryHealthRequest]) (*connect.Response[v1.GetCatalogEntryHealthResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.CatalogService.GetCatalogEntryHealth is not implemented"))
 }
 
 func (UnimplementedCatalogServiceHandler) ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error) {

@@ -55,6 +55,32 @@ func (q *Queries) CreateAccessToken(ctx context.Context, arg CreateAccessTokenPa
 	return i, err
 }
 
+const getAPIAccessTokenUser = `-- name: GetAPIAccessTokenUser :one
+select u.id, u.slug, u.email, u.name, u.password_hash, u.created_at, u.global_role, u.failed_logins, u.locked_until
+from access_tokens a
+join users u on u.id = a.user_id
+where a.token_hash = $1 and a.audience = $2 and a.revoked_at is null and a.expires_at > now()
+`
+
+// GetAPIAccessTokenUser finds the user of a live OAuth access token issued for @audience, the control
+// plane's API; tokens for team endpoints never match.
+func (q *Queries) GetAPIAccessTokenUser(ctx context.Context, tokenHash []byte, audience string) (User, error) {
+	row := q.db.QueryRow(ctx, getAPIAccessTokenUser, tokenHash, audience)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.Slug,
+		&i.Email,
+		&i.Name,
+		&i.PasswordHash,
+		&i.CreatedAt,
+		&i.GlobalRole,
+		&i.FailedLogins,
+		&i.LockedUntil,
+	)
+	return i, err
+}
+
 const getActiveAccessToken = `-- name: GetActiveAccessToken :one
 select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug
 from access_tokens a

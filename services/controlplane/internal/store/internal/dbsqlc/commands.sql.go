@@ -41,7 +41,7 @@ with live as (
         lease_expires_at = least(now() + make_interval(secs => $4::float8), c.expires_at)
     from due
     where c.id = due.id
-    returning c.id, c.satellite_id, c.team_id, c.type, c.priority, c.payload, c.state, c.attempts, c.max_attempts, c.lease_expires_at, c.expires_at, c.created_at, c.completed_at, c.output, c.error
+    returning c.id, c.satellite_id, c.team_id, c.type, c.priority, c.state, c.attempts, c.max_attempts, c.lease_expires_at, c.expires_at, c.created_at, c.completed_at, c.output, c.error, c.action, c.outcomes
 )
 select live.active::boolean as active,
        coalesce((select jsonb_agg(to_jsonb(claimed) order by claimed.priority desc, claimed.created_at, claimed.id)
@@ -74,14 +74,15 @@ func (q *Queries) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, apiK
 
 const finishCommand = `-- name: FinishCommand :one
 update satellite_commands
-set state = $1, output = $2, error = $3, completed_at = now()
-where id = $4 and satellite_id = $5 and state in ('pending', 'dispatched')
-returning id, satellite_id, team_id, type, priority, payload, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error
+set state = $1, output = $2, outcomes = $3, error = $4, completed_at = now()
+where id = $5 and satellite_id = $6 and state in ('pending', 'dispatched')
+returning id, satellite_id, team_id, type, priority, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error, action, outcomes
 `
 
 type FinishCommandParams struct {
 	State       string
 	Output      []byte
+	Outcomes    []byte
 	Error       string
 	ID          uuid.UUID
 	SatelliteID uuid.UUID
@@ -91,6 +92,7 @@ func (q *Queries) FinishCommand(ctx context.Context, arg FinishCommandParams) (S
 	row := q.db.QueryRow(ctx, finishCommand,
 		arg.State,
 		arg.Output,
+		arg.Outcomes,
 		arg.Error,
 		arg.ID,
 		arg.SatelliteID,
@@ -102,7 +104,6 @@ func (q *Queries) FinishCommand(ctx context.Context, arg FinishCommandParams) (S
 		&i.TeamID,
 		&i.Type,
 		&i.Priority,
-		&i.Payload,
 		&i.State,
 		&i.Attempts,
 		&i.MaxAttempts,
@@ -112,12 +113,14 @@ func (q *Queries) FinishCommand(ctx context.Context, arg FinishCommandParams) (S
 		&i.CompletedAt,
 		&i.Output,
 		&i.Error,
+		&i.Action,
+		&i.Outcomes,
 	)
 	return i, err
 }
 
 const getSatelliteCommand = `-- name: GetSatelliteCommand :one
-select id, satellite_id, team_id, type, priority, payload, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error from satellite_commands where id = $1 and satellite_id = $2
+select id, satellite_id, team_id, type, priority, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error, action, outcomes from satellite_commands where id = $1 and satellite_id = $2
 `
 
 func (q *Queries) GetSatelliteCommand(ctx context.Context, iD uuid.UUID, satelliteID uuid.UUID) (SatelliteCommand, error) {
@@ -129,7 +132,6 @@ func (q *Queries) GetSatelliteCommand(ctx context.Context, iD uuid.UUID, satelli
 		&i.TeamID,
 		&i.Type,
 		&i.Priority,
-		&i.Payload,
 		&i.State,
 		&i.Attempts,
 		&i.MaxAttempts,
@@ -139,15 +141,17 @@ func (q *Queries) GetSatelliteCommand(ctx context.Context, iD uuid.UUID, satelli
 		&i.CompletedAt,
 		&i.Output,
 		&i.Error,
+		&i.Action,
+		&i.Outcomes,
 	)
 	return i, err
 }
 
 const insertCommand = `-- name: InsertCommand :one
-insert into satellite_commands (satellite_id, team_id, type, priority, payload, expires_at)
+insert into satellite_commands (satellite_id, team_id, type, priority, action, expires_at)
 values ($1, $2, $3, $4, $5,
         now() + make_interval(secs => $6::float8))
-returning id, satellite_id, team_id, type, priority, payload, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error
+returning id, satellite_id, team_id, type, priority, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error, action, outcomes
 `
 
 type InsertCommandParams struct {
@@ -155,7 +159,7 @@ type InsertCommandParams struct {
 	TeamID      *uuid.UUID
 	Type        string
 	Priority    int16
-	Payload     []byte
+	Action      []byte
 	TtlSeconds  float64
 }
 
@@ -165,7 +169,7 @@ func (q *Queries) InsertCommand(ctx context.Context, arg InsertCommandParams) (S
 		arg.TeamID,
 		arg.Type,
 		arg.Priority,
-		arg.Payload,
+		arg.Action,
 		arg.TtlSeconds,
 	)
 	var i SatelliteCommand
@@ -175,7 +179,6 @@ func (q *Queries) InsertCommand(ctx context.Context, arg InsertCommandParams) (S
 		&i.TeamID,
 		&i.Type,
 		&i.Priority,
-		&i.Payload,
 		&i.State,
 		&i.Attempts,
 		&i.MaxAttempts,
@@ -185,12 +188,14 @@ func (q *Queries) InsertCommand(ctx context.Context, arg InsertCommandParams) (S
 		&i.CompletedAt,
 		&i.Output,
 		&i.Error,
+		&i.Action,
+		&i.Outcomes,
 	)
 	return i, err
 }
 
 const listCommands = `-- name: ListCommands :many
-select id, satellite_id, team_id, type, priority, payload, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error from satellite_commands
+select id, satellite_id, team_id, type, priority, state, attempts, max_attempts, lease_expires_at, expires_at, created_at, completed_at, output, error, action, outcomes from satellite_commands
 where ($1::uuid is null or satellite_id = $1::uuid)
   and ($2::text is null or state = $2::text)
   and ($3::timestamptz is null
@@ -228,7 +233,6 @@ func (q *Queries) ListCommands(ctx context.Context, arg ListCommandsParams) ([]S
 			&i.TeamID,
 			&i.Type,
 			&i.Priority,
-			&i.Payload,
 			&i.State,
 			&i.Attempts,
 			&i.MaxAttempts,
@@ -238,6 +242,8 @@ func (q *Queries) ListCommands(ctx context.Context, arg ListCommandsParams) ([]S
 			&i.CompletedAt,
 			&i.Output,
 			&i.Error,
+			&i.Action,
+			&i.Outcomes,
 		); err != nil {
 			return nil, err
 		}

@@ -132,9 +132,9 @@ func (q *Queries) InsertInstanceEvent(ctx context.Context, arg InsertInstanceEve
 const insertRequestLog = `-- name: InsertRequestLog :exec
 insert into request_logs (
     team_id, installation_id, instance_id, user_id, tool_name, duration_ms, success, error, request, response,
-    occurred_at)
+    occurred_at, trace_id)
 values ($1, $2, $3, $4, $5, $6, $7, $8,
-        $9, $10, $11)
+        $9, $10, $11, $12)
 `
 
 type InsertRequestLogParams struct {
@@ -149,6 +149,7 @@ type InsertRequestLogParams struct {
 	Request        []byte
 	Response       []byte
 	OccurredAt     time.Time
+	TraceID        string
 }
 
 func (q *Queries) InsertRequestLog(ctx context.Context, arg InsertRequestLogParams) error {
@@ -164,6 +165,7 @@ func (q *Queries) InsertRequestLog(ctx context.Context, arg InsertRequestLogPara
 		arg.Request,
 		arg.Response,
 		arg.OccurredAt,
+		arg.TraceID,
 	)
 	return err
 }

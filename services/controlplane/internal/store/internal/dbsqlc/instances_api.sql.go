@@ -13,7 +13,7 @@ import (
 )
 
 const getRequestLog = `-- name: GetRequestLog :one
-select r.id, r.team_id, r.installation_id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.request, r.response, r.occurred_at from request_logs r
+select r.id, r.team_id, r.installation_id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.request, r.response, r.occurred_at, r.trace_id from request_logs r
 where r.id = $1 and r.team_id = $2 and r.installation_id = $3
   and ($4::uuid is null or exists (
       select 1 from instances i where i.id = r.instance_id and i.team_id = r.team_id and i.user_id = $4))
@@ -40,6 +40,7 @@ func (q *Queries) GetRequestLog(ctx context.Context, iD int64, teamID uuid.UUID,
 		&i.Request,
 		&i.Response,
 		&i.OccurredAt,
+		&i.TraceID,
 	)
 	return i, err
 }
@@ -151,7 +152,7 @@ func (q *Queries) LatestInstanceEventSeq(ctx context.Context, installationID uui
 }
 
 const listRequestLogs = `-- name: ListRequestLogs :many
-select r.id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.occurred_at
+select r.id, r.instance_id, r.user_id, r.tool_name, r.duration_ms, r.success, r.error, r.occurred_at, r.trace_id
 from request_logs r
 where r.team_id = $1 and r.installation_id = $2
   and r.id > $3 and r.id < $4
@@ -180,6 +181,7 @@ type ListRequestLogsRow struct {
 	Success    bool
 	Error      string
 	OccurredAt time.Time
+	TraceID    string
 }
 
 // ListRequestLogs reads request logs, without their bodies, like ListServerLogs.
@@ -209,6 +211,7 @@ func (q *Queries) ListRequestLogs(ctx context.Context, arg ListRequestLogsParams
 			&i.Success,
 			&i.Error,
 			&i.OccurredAt,
+			&i.TraceID,
 		); err != nil {
 			return nil, err
 		}

@@ -211,28 +211,39 @@ func (q *Queries) PruneReceivedEvents(ctx context.Context, before time.Time) (in
 	return result.RowsAffected(), nil
 }
 
-const recordCredentialChecks = `-- name: RecordCredentialChecks :execrows
+const recordCredentialChecks = `-- name: RecordCredentialChecks :many
 update instances
 set last_health_check_at = greatest(last_health_check_at, $1::timestamptz)
-where team_id = $2
-  and ($3::uuid is null or installation_id = $3)
-  and id = any($4::text[])
+where team_id = $2 and installation_id = $3 and id = any($4::text[])
+returning id
 `
 
-// RecordCredentialChecks notes when a satellite validated the credentials of the named instances. Only the
-// command's team, and its installation when the command named one, is touched, whatever the satellite
-// claims; a late or repeated report never moves the time back.
-func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Time, teamID uuid.UUID, installationID *uuid.UUID, ids []string) (int64, error) {
-	result, err := q.db.Exec(ctx, recordCredentialChecks,
+// RecordCredentialChecks notes when a satellite validated the credentials of the named instances and
+// returns those it stamped. Only the command's team and installation are touched, whatever the
+// satellite claims; a late or repeated report never moves the time back.
+func (q *Queries) RecordCredentialChecks(ctx context.Context, checkedAt time.Time, teamID uuid.UUID, installationID uuid.UUID, ids []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, recordCredentialChecks,
 		checkedAt,
 		teamID,
 		installationID,
 		ids,
 	)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return result.RowsAffected(), nil
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const trimAllRequestLogs = `-- name: TrimAllRequestLogs :execrows

@@ -149,6 +149,7 @@ type OauthClient struct {
 	CreatedBy               *uuid.UUID
 	CreatedAt               time.Time
 	RevokedAt               *time.Time
+	Builtin                 bool
 }
 
 type OauthConsent struct {
@@ -158,6 +159,20 @@ type OauthConsent struct {
 	Scopes    []string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+type OauthDeviceCode struct {
+	DeviceCodeHash  []byte
+	UserCodeHash    []byte
+	ClientID        string
+	Scopes          []string
+	Resource        string
+	Status          string
+	UserID          *uuid.UUID
+	IntervalSeconds int32
+	LastPolledAt    *time.Time
+	ExpiresAt       time.Time
+	CreatedAt       time.Time
 }
 
 type OauthToken struct {
@@ -171,6 +186,11 @@ type OauthToken struct {
 	Active    bool
 	ExpiresAt time.Time
 	CreatedAt time.Time
+}
+
+type RateLimit struct {
+	Key string
+	Tat time.Time
 }
 
 type ReceivedEvent struct {
@@ -204,6 +224,7 @@ type RequestLog struct {
 	Request        []byte
 	Response       []byte
 	OccurredAt     time.Time
+	TraceID        string
 }
 
 type Satellite struct {
@@ -231,7 +252,6 @@ type SatelliteCommand struct {
 	TeamID         *uuid.UUID
 	Type           string
 	Priority       int16
-	Payload        []byte
 	State          string
 	Attempts       int32
 	MaxAttempts    int32
@@ -241,6 +261,8 @@ type SatelliteCommand struct {
 	CompletedAt    *time.Time
 	Output         []byte
 	Error          string
+	Action         []byte
+	Outcomes       []byte
 }
 
 type SatelliteHeartbeat struct {
@@ -308,6 +330,93 @@ type TeamMembership struct {
 	UserID    uuid.UUID
 	Role      string
 	CreatedAt time.Time
+}
+
+type UsageDirtyHour struct {
+	TeamID uuid.UUID
+	Hour   time.Time
+}
+
+type UsageHour struct {
+	TeamID         uuid.UUID
+	Hour           time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	UserID         uuid.UUID
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageMinute struct {
+	TeamID         uuid.UUID
+	Minute         time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	UserID         uuid.UUID
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageTeamHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+type UsageToolDay struct {
+	TeamID         uuid.UUID
+	Day            time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageToolHour struct {
+	TeamID         uuid.UUID
+	Hour           time.Time
+	InstallationID uuid.UUID
+	ToolName       string
+	LatencyBucket  int16
+	Calls          int64
+	Errors         int64
+	BytesIn        int64
+	BytesOut       int64
+}
+
+type UsageUserDay struct {
+	TeamID        uuid.UUID
+	Day           time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
+}
+
+type UsageUserHour struct {
+	TeamID        uuid.UUID
+	Hour          time.Time
+	UserID        uuid.UUID
+	LatencyBucket int16
+	Calls         int64
+	Errors        int64
+	BytesIn       int64
+	BytesOut      int64
 }
 
 type User struct {

@@ -47,7 +47,7 @@ insert into oauth_clients (id, team_id, service_user_id, name, redirect_uris, gr
     token_endpoint_auth_method, secret_hash, created_by)
 values ($1, $2, $3, $4, $5, $6, $7,
         $8, $9, $10)
-returning id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at
+returning id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at, builtin
 `
 
 type CreateOAuthClientParams struct {
@@ -90,6 +90,7 @@ func (q *Queries) CreateOAuthClient(ctx context.Context, arg CreateOAuthClientPa
 		&i.CreatedBy,
 		&i.CreatedAt,
 		&i.RevokedAt,
+		&i.Builtin,
 	)
 	return i, err
 }
@@ -212,7 +213,7 @@ func (q *Queries) DeleteTeamOAuthClientUser(ctx context.Context, clientID string
 }
 
 const getOAuthClient = `-- name: GetOAuthClient :one
-select id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at from oauth_clients where id = $1 and revoked_at is null
+select id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at, builtin from oauth_clients where id = $1 and revoked_at is null
 `
 
 func (q *Queries) GetOAuthClient(ctx context.Context, id string) (OauthClient, error) {
@@ -231,6 +232,7 @@ func (q *Queries) GetOAuthClient(ctx context.Context, id string) (OauthClient, e
 		&i.CreatedBy,
 		&i.CreatedAt,
 		&i.RevokedAt,
+		&i.Builtin,
 	)
 	return i, err
 }
@@ -413,7 +415,7 @@ func (q *Queries) ListOAuthGrants(ctx context.Context, teamID *uuid.UUID, userID
 }
 
 const listTeamOAuthClients = `-- name: ListTeamOAuthClients :many
-select id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at from oauth_clients c
+select id, team_id, service_user_id, name, redirect_uris, grant_types, scopes, token_endpoint_auth_method, secret_hash, created_by, created_at, revoked_at, builtin from oauth_clients c
 where c.revoked_at is null and (c.team_id = $1::uuid or exists (
     select 1 from oauth_tokens o
     where o.client_id = c.id and o.team_id = $1::uuid and o.active and o.expires_at > now()
@@ -445,6 +447,7 @@ func (q *Queries) ListTeamOAuthClients(ctx context.Context, teamID uuid.UUID) ([
 			&i.CreatedBy,
 			&i.CreatedAt,
 			&i.RevokedAt,
+			&i.Builtin,
 		); err != nil {
 			return nil, err
 		}
@@ -472,7 +475,7 @@ func (q *Queries) PruneExpiredOAuthTokens(ctx context.Context, before time.Time)
 
 const pruneUnusedOAuthClients = `-- name: PruneUnusedOAuthClients :execrows
 delete from oauth_clients c
-where c.team_id is null and c.created_at < $1
+where c.team_id is null and not c.builtin and c.created_at < $1
   and not exists (select 1 from oauth_consents k where k.client_id = c.id)
   and not exists (select 1 from oauth_tokens t where t.client_id = c.id)
 `
@@ -480,6 +483,7 @@ where c.team_id is null and c.created_at < $1
 // PruneUnusedOAuthClients deletes dynamically registered clients (those of no team) registered before
 // @before that no consent and no token names: registration is open to anyone, so what it stores must not
 // stay for ever. A client whose consents were withdrawn and whose tokens ran out goes too; it registers again.
+// Built-in clients (orreryctl) stay.
 func (q *Queries) PruneUnusedOAuthClients(ctx context.Context, before time.Time) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneUnusedOAuthClients, before)
 	if err != nil {

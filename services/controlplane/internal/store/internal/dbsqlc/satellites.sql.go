@@ -12,6 +12,17 @@ import (
 	"github.com/google/uuid"
 )
 
+const countDroppedEvents = `-- name: CountDroppedEvents :one
+select coalesce(sum(count), 0)::bigint from dropped_event_reports where satellite_id = $1
+`
+
+func (q *Queries) CountDroppedEvents(ctx context.Context, satelliteID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countDroppedEvents, satelliteID)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const createSatellite = `-- name: CreateSatellite :one
 insert into satellites (name, type, team_id, api_key_id, api_key_hash, version, registration_token_id)
 values ($1, $2, $3, $4, $5, $6, $7)
@@ -114,6 +125,157 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 		&i.OfflineSince,
 	)
 	return i, err
+}
+
+const listDroppedEventReports = `-- name: ListDroppedEventReports :many
+select id, count, reason, occurred_at from dropped_event_reports
+where satellite_id = $1
+  and ($2::timestamptz is null
+       or (occurred_at, id) < ($2::timestamptz, $3::uuid))
+order by occurred_at desc, id desc
+limit $4
+`
+
+type ListDroppedEventReportsRow struct {
+	ID         uuid.UUID
+	Count      int64
+	Reason     string
+	OccurredAt time.Time
+}
+
+func (q *Queries) ListDroppedEventReports(ctx context.Context, satelliteID uuid.UUID, beforeOccurredAt *time.Time, beforeID *uuid.UUID, maxRows int32) ([]ListDroppedEventReportsRow, error) {
+	rows, err := q.db.Query(ctx, listDroppedEventReports,
+		satelliteID,
+		beforeOccurredAt,
+		beforeID,
+		maxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListDroppedEventReportsRow
+	for rows.Next() {
+		var i ListDroppedEventReportsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Count,
+			&i.Reason,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listGlobalSatellites = `-- name: ListGlobalSatellites :many
+select id from satellites
+where revoked_at is null and type = 'global'
+order by created_at, id
+`
+
+// ListGlobalSatellites lists the live global satellites, where an operator's command to all of them goes.
+func (q *Queries) ListGlobalSatellites(ctx context.Context) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, listGlobalSatellites)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listSatelliteHeartbeats = `-- name: ListSatelliteHeartbeats :many
+select id, received_at, system_metrics, process_counts from satellite_heartbeats
+where satellite_id = $1 and ($2::bigint is null or id < $2::bigint)
+order by id desc
+limit $3
+`
+
+type ListSatelliteHeartbeatsRow struct {
+	ID            int64
+	ReceivedAt    time.Time
+	SystemMetrics []byte
+	ProcessCounts []byte
+}
+
+func (q *Queries) ListSatelliteHeartbeats(ctx context.Context, satelliteID uuid.UUID, beforeID *int64, maxRows int32) ([]ListSatelliteHeartbeatsRow, error) {
+	rows, err := q.db.Query(ctx, listSatelliteHeartbeats, satelliteID, beforeID, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListSatelliteHeartbeatsRow
+	for rows.Next() {
+		var i ListSatelliteHeartbeatsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.ReceivedAt,
+			&i.SystemMetrics,
+			&i.ProcessCounts,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listSatelliteProcesses = `-- name: ListSatelliteProcesses :many
+select satellite_id, instance_id, team_id, installation_id, status, health, pid, memory_bytes, uptime_seconds, request_count, reported_at from satellite_processes
+where satellite_id = $1 and instance_id > $2
+order by instance_id
+limit $3
+`
+
+func (q *Queries) ListSatelliteProcesses(ctx context.Context, satelliteID uuid.UUID, afterInstanceID string, maxRows int32) ([]SatelliteProcess, error) {
+	rows, err := q.db.Query(ctx, listSatelliteProcesses, satelliteID, afterInstanceID, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SatelliteProcess
+	for rows.Next() {
+		var i SatelliteProcess
+		if err := rows.Scan(
+			&i.SatelliteID,
+			&i.InstanceID,
+			&i.TeamID,
+			&i.InstallationID,
+			&i.Status,
+			&i.Health,
+			&i.Pid,
+			&i.MemoryBytes,
+			&i.UptimeSeconds,
+			&i.RequestCount,
+			&i.ReportedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listSatellites = `-- name: ListSatellites :many
@@ -313,6 +475,18 @@ func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uui
 		&i.OfflineSince,
 	)
 	return i, err
+}
+
+const satelliteInScope = `-- name: SatelliteInScope :one
+select id from satellites where id = $1 and ($2::uuid is null or team_id = $2)
+`
+
+// SatelliteInScope finds a satellite of the team, or any satellite when team_id is null.
+func (q *Queries) SatelliteInScope(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (uuid.UUID, error) {
+	row := q.db.QueryRow(ctx, satelliteInScope, iD, teamID)
+	var id uuid.UUID
+	err := row.Scan(&id)
+	return id, err
 }
 
 const upsertSatelliteProcesses = `-- name: UpsertSatelliteProcesses :exec

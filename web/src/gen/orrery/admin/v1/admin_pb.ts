@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Command, CommandPriority, CommandState, CommandType, SatelliteStatus, SatelliteType, SystemMetrics } from "../../satellite/v1/satellite_pb";
+import type { Command, CommandPriority, CommandState, ConfigureAction, HealthCheckAction, InstanceOutcome, KillAction, ProcessReport, RecoveryAction, RedeployAction, RestartAction, RevokeTokensAction, SatelliteStatus, SatelliteType, SpawnAction, SystemMetrics, TeamProcessCount, UpdateAction } from "../../satellite/v1/satellite_pb";
 import { file_orrery_satellite_v1_satellite } from "../../satellite/v1/satellite_pb";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file orrery/admin/v1/admin.proto.
  */
 export const file_orrery_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiLuAgoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDSJPChVMaXN0U2F0ZWxsaXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGVhbV9pZBgDIAEoCSJhChZMaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlEi4KCnNhdGVsbGl0ZXMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI1ChZSZXZva2VTYXRlbGxpdGVSZXF1ZXN0EgoKAmlkGAEgASgJEg8KB3RlYW1faWQYAiABKAkiSAoXUmV2b2tlU2F0ZWxsaXRlUmVzcG9uc2USLQoJc2F0ZWxsaXRlGAEgASgLMhoub3JyZXJ5LmFkbWluLnYxLlNhdGVsbGl0ZSKGAgoVRW5xdWV1ZUNvbW1hbmRSZXF1ZXN0EhYKDHNhdGVsbGl0ZV9pZBgBIAEoCUgAEhEKB3RlYW1faWQYAiABKAlIABIuCgR0eXBlGAMgASgOMiAub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kVHlwZRI2Cghwcmlvcml0eRgEIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFByaW9yaXR5EigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIICgZ0YXJnZXQiSQoWRW5xdWV1ZUNvbW1hbmRSZXNwb25zZRIvCghjb21tYW5kcxgBIAMoCzIdLm9ycmVyeS5hZG1pbi52MS5BZG1pbkNvbW1hbmQigQIKDEFkbWluQ29tbWFuZBItCgdjb21tYW5kGAEgASgLMhwub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kEhQKDHNhdGVsbGl0ZV9pZBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhAKCGF0dGVtcHRzGAQgASgFEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBiABKAkSMAoMY29tcGxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAQoTTGlzdENvbW1hbmRzUmVxdWVzdBIUCgxzYXRlbGxpdGVfaWQYASABKAkSMAoFc3RhdGUYAiABKA4yIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJgChRMaXN0Q29tbWFuZHNSZXNwb25zZRIvCghjb21tYW5kcxgBIAMoCzIdLm9ycmVyeS5hZG1pbi52MS5BZG1pbkNvbW1hbmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKlcKClRva2VuU2NvcGUSGwoXVE9LRU5fU0NPUEVfVU5TUEVDSUZJRUQQABIWChJUT0tFTl9TQ09QRV9HTE9CQUwQARIUChBUT0tFTl9TQ09QRV9URUFNEAIynQYKDEFkbWluU2VydmljZRJ8ChdDcmVhdGVSZWdpc3RyYXRpb25Ub2tlbhIvLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJ+ChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZSIDkAIBEnwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEmYKDkxpc3RTYXRlbGxpdGVzEiYub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlIgOQAgESZAoPUmV2b2tlU2F0ZWxsaXRlEicub3JyZXJ5LmFkbWluLnYxLlJldm9rZVNhdGVsbGl0ZVJlcXVlc3QaKC5vcnJlcnkuYWRtaW4udjEuUmV2b2tlU2F0ZWxsaXRlUmVzcG9uc2USYQoORW5xdWV1ZUNvbW1hbmQSJi5vcnJlcnkuYWRtaW4udjEuRW5xdWV1ZUNvbW1hbmRSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkVucXVldWVDb21tYW5kUmVzcG9uc2USYAoMTGlzdENvbW1hbmRzEiQub3JyZXJ5LmFkbWluLnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaJS5vcnJlcnkuYWRtaW4udjEuTGlzdENvbW1hbmRzUmVzcG9uc2UiA5ACAUI2WjRnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hZG1pbi92MTthZG1pbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiLuAgoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDSJPChVMaXN0U2F0ZWxsaXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGVhbV9pZBgDIAEoCSJhChZMaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlEi4KCnNhdGVsbGl0ZXMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK4AQoSU2F0ZWxsaXRlSGVhcnRiZWF0Ei8KC3JlY2VpdmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YAiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSPQoOcHJvY2Vzc19jb3VudHMYAyADKAsyJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRlYW1Qcm9jZXNzQ291bnQibgoeTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInMKH0xpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2USNwoKaGVhcnRiZWF0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVIZWFydGJlYXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIngKEFNhdGVsbGl0ZVByb2Nlc3MSMwoHcHJvY2VzcxgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc1JlcG9ydBIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQodTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkibwoeTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1Jlc3BvbnNlEjQKCXByb2Nlc3NlcxgBIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVQcm9jZXNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJwChJEcm9wcGVkRXZlbnRSZXBvcnQSCgoCaWQYASABKAkSDQoFY291bnQYAiABKAQSDgoGcmVhc29uGAMgASgJEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuCh5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkihwEKH0xpc3REcm9wcGVkRXZlbnRSZXBvcnRzUmVzcG9uc2USNAoHcmVwb3J0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5Ecm9wcGVkRXZlbnRSZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhUKDXRvdGFsX2Ryb3BwZWQYAyABKAQiNQoWUmV2b2tlU2F0ZWxsaXRlUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJIkgKF1Jldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEi0KCXNhdGVsbGl0ZRgBIAEoCzIaLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGUi8QUKFUVucXVldWVDb21tYW5kUmVxdWVzdBIWCgxzYXRlbGxpdGVfaWQYASABKAlIABIRCgd0ZWFtX2lkGAIgASgJSAASHwoVYWxsX2dsb2JhbF9zYXRlbGxpdGVzGAcgASgISAASNgoIcHJpb3JpdHkYBCABKA4yJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRQcmlvcml0eRImCgN0dGwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOQoJY29uZmlndXJlGAogASgLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db25maWd1cmVBY3Rpb25IARIxCgVzcGF3bhgLIAEoCzIgLm9ycmVyeS5zYXRlbGxpdGUudjEuU3Bhd25BY3Rpb25IARIvCgRraWxsGAwgASgLMh8ub3JyZXJ5LnNhdGVsbGl0ZS52MS5LaWxsQWN0aW9uSAESNQoHcmVzdGFydBgNIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVzdGFydEFjdGlvbkgBEj4KDGhlYWx0aF9jaGVjaxgOIAEoCzImLm9ycmVyeS5zYXRlbGxpdGUudjEuSGVhbHRoQ2hlY2tBY3Rpb25IARI3CghyZWNvdmVyeRgPIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVjb3ZlcnlBY3Rpb25IARJACg1yZXZva2VfdG9rZW5zGBAgASgLMicub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXZva2VUb2tlbnNBY3Rpb25IARI3CghyZWRlcGxveRgRIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVkZXBsb3lBY3Rpb25IARIzCgZ1cGRhdGUYEiABKAsyIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlVwZGF0ZUFjdGlvbkgBQggKBnRhcmdldEIICgZhY3Rpb25KBAgDEARKBAgFEAZSBHR5cGVSB3BheWxvYWQiSQoWRW5xdWV1ZUNvbW1hbmRSZXNwb25zZRIvCghjb21tYW5kcxgBIAMoCzIdLm9ycmVyeS5hZG1pbi52MS5BZG1pbkNvbW1hbmQiuQIKDEFkbWluQ29tbWFuZBItCgdjb21tYW5kGAEgASgLMhwub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kEhQKDHNhdGVsbGl0ZV9pZBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhAKCGF0dGVtcHRzGAQgASgFEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBiABKAkSMAoMY29tcGxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2CghvdXRjb21lcxgIIAMoCzIkLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VPdXRjb21lIoQBChNMaXN0Q29tbWFuZHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIwCgVzdGF0ZRgCIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJImAKFExpc3RDb21tYW5kc1Jlc3BvbnNlEi8KCGNvbW1hbmRzGAEgAygLMh0ub3JyZXJ5LmFkbWluLnYxLkFkbWluQ29tbWFuZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqVwoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhYKElRPS0VOX1NDT1BFX0dMT0JBTBABEhQKEFRPS0VOX1NDT1BFX1RFQU0QAjKlCQoMQWRtaW5TZXJ2aWNlEnwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEn4KFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSLi5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaLy5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlIgOQAgESfAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SLy5vcnJlcnkuYWRtaW4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USZgoOTGlzdFNhdGVsbGl0ZXMSJi5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZXNSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVzcG9uc2UiA5ACARKBAQoXTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHMSLy5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2UiA5ACARJ+ChZMaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXNwb25zZSIDkAIBEoEBChdMaXN0RHJvcHBlZEV2ZW50UmVwb3J0cxIvLm9ycmVyeS5hZG1pbi52MS5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXNwb25zZSIDkAIBEmQKD1Jldm9rZVNhdGVsbGl0ZRInLm9ycmVyeS5hZG1pbi52MS5SZXZva2VTYXRlbGxpdGVSZXF1ZXN0Gigub3JyZXJ5LmFkbWluLnYxLlJldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEmEKDkVucXVldWVDb21tYW5kEiYub3JyZXJ5LmFkbWluLnYxLkVucXVldWVDb21tYW5kUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5FbnF1ZXVlQ29tbWFuZFJlc3BvbnNlEmAKDExpc3RDb21tYW5kcxIkLm9ycmVyeS5hZG1pbi52MS5MaXN0Q29tbWFuZHNSZXF1ZXN0GiUub3JyZXJ5LmFkbWluLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlIgOQAgFCNlo0Z2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYWRtaW4vdjE7YWRtaW52MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
 
 /**
  * RegistrationToken describes a registration token, without its secret value.
@@ -433,6 +433,331 @@ export const ListSatellitesResponseSchema: GenMessage<ListSatellitesResponse> = 
   messageDesc(file_orrery_admin_v1_admin, 9);
 
 /**
+ * SatelliteHeartbeat is one stored heartbeat.
+ *
+ * @generated from message orrery.admin.v1.SatelliteHeartbeat
+ */
+export type SatelliteHeartbeat = Message<"orrery.admin.v1.SatelliteHeartbeat"> & {
+  /**
+   * received_at is when the heartbeat arrived.
+   *
+   * @generated from field: google.protobuf.Timestamp received_at = 1;
+   */
+  receivedAt?: Timestamp | undefined;
+
+  /**
+   * system describes the machine then.
+   *
+   * @generated from field: orrery.satellite.v1.SystemMetrics system = 2;
+   */
+  system?: SystemMetrics | undefined;
+
+  /**
+   * process_counts counts the processes of each team then.
+   *
+   * @generated from field: repeated orrery.satellite.v1.TeamProcessCount process_counts = 3;
+   */
+  processCounts: TeamProcessCount[];
+};
+
+/**
+ * Describes the message orrery.admin.v1.SatelliteHeartbeat.
+ * Use `create(SatelliteHeartbeatSchema)` to create a new message.
+ */
+export const SatelliteHeartbeatSchema: GenMessage<SatelliteHeartbeat> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 10);
+
+/**
+ * ListSatelliteHeartbeatsRequest asks for a page of one satellite's heartbeats.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteHeartbeatsRequest
+ */
+export type ListSatelliteHeartbeatsRequest = Message<"orrery.admin.v1.ListSatelliteHeartbeatsRequest"> & {
+  /**
+   * satellite_id identifies the satellite.
+   *
+   * @generated from field: string satellite_id = 1;
+   */
+  satelliteId: string;
+
+  /**
+   * team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+   * and needs a global admin.
+   *
+   * @generated from field: string team_id = 2;
+   */
+  teamId: string;
+
+  /**
+   * page_size caps the page; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteHeartbeatsRequest.
+ * Use `create(ListSatelliteHeartbeatsRequestSchema)` to create a new message.
+ */
+export const ListSatelliteHeartbeatsRequestSchema: GenMessage<ListSatelliteHeartbeatsRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 11);
+
+/**
+ * ListSatelliteHeartbeatsResponse is a page of heartbeats.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteHeartbeatsResponse
+ */
+export type ListSatelliteHeartbeatsResponse = Message<"orrery.admin.v1.ListSatelliteHeartbeatsResponse"> & {
+  /**
+   * heartbeats are the page, newest first.
+   *
+   * @generated from field: repeated orrery.admin.v1.SatelliteHeartbeat heartbeats = 1;
+   */
+  heartbeats: SatelliteHeartbeat[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteHeartbeatsResponse.
+ * Use `create(ListSatelliteHeartbeatsResponseSchema)` to create a new message.
+ */
+export const ListSatelliteHeartbeatsResponseSchema: GenMessage<ListSatelliteHeartbeatsResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 12);
+
+/**
+ * SatelliteProcess is one process a satellite reported.
+ *
+ * @generated from message orrery.admin.v1.SatelliteProcess
+ */
+export type SatelliteProcess = Message<"orrery.admin.v1.SatelliteProcess"> & {
+  /**
+   * process is the process as reported.
+   *
+   * @generated from field: orrery.satellite.v1.ProcessReport process = 1;
+   */
+  process?: ProcessReport | undefined;
+
+  /**
+   * reported_at is when the heartbeat that reported it arrived.
+   *
+   * @generated from field: google.protobuf.Timestamp reported_at = 2;
+   */
+  reportedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.SatelliteProcess.
+ * Use `create(SatelliteProcessSchema)` to create a new message.
+ */
+export const SatelliteProcessSchema: GenMessage<SatelliteProcess> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 13);
+
+/**
+ * ListSatelliteProcessesRequest asks for a page of one satellite's processes.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteProcessesRequest
+ */
+export type ListSatelliteProcessesRequest = Message<"orrery.admin.v1.ListSatelliteProcessesRequest"> & {
+  /**
+   * satellite_id identifies the satellite.
+   *
+   * @generated from field: string satellite_id = 1;
+   */
+  satelliteId: string;
+
+  /**
+   * team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+   * and needs a global admin.
+   *
+   * @generated from field: string team_id = 2;
+   */
+  teamId: string;
+
+  /**
+   * page_size caps the page; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteProcessesRequest.
+ * Use `create(ListSatelliteProcessesRequestSchema)` to create a new message.
+ */
+export const ListSatelliteProcessesRequestSchema: GenMessage<ListSatelliteProcessesRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 14);
+
+/**
+ * ListSatelliteProcessesResponse is a page of processes.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteProcessesResponse
+ */
+export type ListSatelliteProcessesResponse = Message<"orrery.admin.v1.ListSatelliteProcessesResponse"> & {
+  /**
+   * processes are the page, by instance id.
+   *
+   * @generated from field: repeated orrery.admin.v1.SatelliteProcess processes = 1;
+   */
+  processes: SatelliteProcess[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteProcessesResponse.
+ * Use `create(ListSatelliteProcessesResponseSchema)` to create a new message.
+ */
+export const ListSatelliteProcessesResponseSchema: GenMessage<ListSatelliteProcessesResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 15);
+
+/**
+ * DroppedEventReport is one report of events a satellite dropped.
+ *
+ * @generated from message orrery.admin.v1.DroppedEventReport
+ */
+export type DroppedEventReport = Message<"orrery.admin.v1.DroppedEventReport"> & {
+  /**
+   * id identifies the report.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * count is how many events were dropped.
+   *
+   * @generated from field: uint64 count = 2;
+   */
+  count: bigint;
+
+  /**
+   * reason says why, as the satellite put it.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * occurred_at is when the satellite dropped them.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.DroppedEventReport.
+ * Use `create(DroppedEventReportSchema)` to create a new message.
+ */
+export const DroppedEventReportSchema: GenMessage<DroppedEventReport> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 16);
+
+/**
+ * ListDroppedEventReportsRequest asks for a page of one satellite's dropped-event reports.
+ *
+ * @generated from message orrery.admin.v1.ListDroppedEventReportsRequest
+ */
+export type ListDroppedEventReportsRequest = Message<"orrery.admin.v1.ListDroppedEventReportsRequest"> & {
+  /**
+   * satellite_id identifies the satellite.
+   *
+   * @generated from field: string satellite_id = 1;
+   */
+  satelliteId: string;
+
+  /**
+   * team_id, when set, limits the call to that team's satellites; without it the call covers every satellite
+   * and needs a global admin.
+   *
+   * @generated from field: string team_id = 2;
+   */
+  teamId: string;
+
+  /**
+   * page_size caps the page; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListDroppedEventReportsRequest.
+ * Use `create(ListDroppedEventReportsRequestSchema)` to create a new message.
+ */
+export const ListDroppedEventReportsRequestSchema: GenMessage<ListDroppedEventReportsRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 17);
+
+/**
+ * ListDroppedEventReportsResponse is a page of reports.
+ *
+ * @generated from message orrery.admin.v1.ListDroppedEventReportsResponse
+ */
+export type ListDroppedEventReportsResponse = Message<"orrery.admin.v1.ListDroppedEventReportsResponse"> & {
+  /**
+   * reports are the page, newest first.
+   *
+   * @generated from field: repeated orrery.admin.v1.DroppedEventReport reports = 1;
+   */
+  reports: DroppedEventReport[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * total_dropped counts the events of every stored report of the satellite, not only this page's.
+   *
+   * @generated from field: uint64 total_dropped = 3;
+   */
+  totalDropped: bigint;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListDroppedEventReportsResponse.
+ * Use `create(ListDroppedEventReportsResponseSchema)` to create a new message.
+ */
+export const ListDroppedEventReportsResponseSchema: GenMessage<ListDroppedEventReportsResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 18);
+
+/**
  * RevokeSatelliteRequest names the satellite to revoke.
  *
  * @generated from message orrery.admin.v1.RevokeSatelliteRequest
@@ -459,7 +784,7 @@ export type RevokeSatelliteRequest = Message<"orrery.admin.v1.RevokeSatelliteReq
  * Use `create(RevokeSatelliteRequestSchema)` to create a new message.
  */
 export const RevokeSatelliteRequestSchema: GenMessage<RevokeSatelliteRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 10);
+  messageDesc(file_orrery_admin_v1_admin, 19);
 
 /**
  * RevokeSatelliteResponse describes the revoked satellite.
@@ -480,10 +805,11 @@ export type RevokeSatelliteResponse = Message<"orrery.admin.v1.RevokeSatelliteRe
  * Use `create(RevokeSatelliteResponseSchema)` to create a new message.
  */
 export const RevokeSatelliteResponseSchema: GenMessage<RevokeSatelliteResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 11);
+  messageDesc(file_orrery_admin_v1_admin, 20);
 
 /**
- * EnqueueCommandRequest describes a command and where it goes.
+ * EnqueueCommandRequest describes a command and where it goes. Its priority and lifetime come from the
+ * control plane's policy for the action unless the request overrides them.
  *
  * @generated from message orrery.admin.v1.EnqueueCommandRequest
  */
@@ -510,36 +836,108 @@ export type EnqueueCommandRequest = Message<"orrery.admin.v1.EnqueueCommandReque
      */
     value: string;
     case: "teamId";
+  } | {
+    /**
+     * all_global_satellites sends the command to every live global satellite.
+     *
+     * @generated from field: bool all_global_satellites = 7;
+     */
+    value: boolean;
+    case: "allGlobalSatellites";
   } | { case: undefined; value?: undefined };
 
   /**
-   * type is what the command asks.
-   *
-   * @generated from field: orrery.satellite.v1.CommandType type = 3;
-   */
-  type: CommandType;
-
-  /**
-   * priority orders delivery.
+   * priority overrides the action's delivery priority; unspecified keeps the policy's.
    *
    * @generated from field: orrery.satellite.v1.CommandPriority priority = 4;
    */
   priority: CommandPriority;
 
   /**
-   * payload carries the command's parameters.
-   *
-   * @generated from field: google.protobuf.Struct payload = 5;
-   */
-  payload?: JsonObject | undefined;
-
-  /**
-   * ttl is how long the command stays deliverable: at most a day; unset means the default for its kind
-   * (5 minutes, 10 for deletions, 30 for updates).
+   * ttl overrides how long the command stays deliverable, at most a day; unset keeps the policy's lifetime.
    *
    * @generated from field: google.protobuf.Duration ttl = 6;
    */
   ttl?: Duration | undefined;
+
+  /**
+   * action is what the command asks; the fields match orrery.satellite.v1.Command's action.
+   *
+   * @generated from oneof orrery.admin.v1.EnqueueCommandRequest.action
+   */
+  action: {
+    /**
+     * configure fetches the configuration and reconciles.
+     *
+     * @generated from field: orrery.satellite.v1.ConfigureAction configure = 10;
+     */
+    value: ConfigureAction;
+    case: "configure";
+  } | {
+    /**
+     * spawn starts instances that are not running.
+     *
+     * @generated from field: orrery.satellite.v1.SpawnAction spawn = 11;
+     */
+    value: SpawnAction;
+    case: "spawn";
+  } | {
+    /**
+     * kill stops instances and keeps them stopped.
+     *
+     * @generated from field: orrery.satellite.v1.KillAction kill = 12;
+     */
+    value: KillAction;
+    case: "kill";
+  } | {
+    /**
+     * restart stops instances and starts them again.
+     *
+     * @generated from field: orrery.satellite.v1.RestartAction restart = 13;
+     */
+    value: RestartAction;
+    case: "restart";
+  } | {
+    /**
+     * health_check checks instances.
+     *
+     * @generated from field: orrery.satellite.v1.HealthCheckAction health_check = 14;
+     */
+    value: HealthCheckAction;
+    case: "healthCheck";
+  } | {
+    /**
+     * recovery reconnects an installation's remote instances.
+     *
+     * @generated from field: orrery.satellite.v1.RecoveryAction recovery = 15;
+     */
+    value: RecoveryAction;
+    case: "recovery";
+  } | {
+    /**
+     * revoke_tokens says which access tokens of the team were just revoked.
+     *
+     * @generated from field: orrery.satellite.v1.RevokeTokensAction revoke_tokens = 16;
+     */
+    value: RevokeTokensAction;
+    case: "revokeTokens";
+  } | {
+    /**
+     * redeploy fetches the configuration and restarts an installation's instances.
+     *
+     * @generated from field: orrery.satellite.v1.RedeployAction redeploy = 17;
+     */
+    value: RedeployAction;
+    case: "redeploy";
+  } | {
+    /**
+     * update asks the satellite to update itself.
+     *
+     * @generated from field: orrery.satellite.v1.UpdateAction update = 18;
+     */
+    value: UpdateAction;
+    case: "update";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -547,7 +945,7 @@ export type EnqueueCommandRequest = Message<"orrery.admin.v1.EnqueueCommandReque
  * Use `create(EnqueueCommandRequestSchema)` to create a new message.
  */
 export const EnqueueCommandRequestSchema: GenMessage<EnqueueCommandRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 12);
+  messageDesc(file_orrery_admin_v1_admin, 21);
 
 /**
  * EnqueueCommandResponse lists the commands created, one per target satellite.
@@ -568,7 +966,7 @@ export type EnqueueCommandResponse = Message<"orrery.admin.v1.EnqueueCommandResp
  * Use `create(EnqueueCommandResponseSchema)` to create a new message.
  */
 export const EnqueueCommandResponseSchema: GenMessage<EnqueueCommandResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 13);
+  messageDesc(file_orrery_admin_v1_admin, 22);
 
 /**
  * AdminCommand is a command as administrators see it.
@@ -624,6 +1022,13 @@ export type AdminCommand = Message<"orrery.admin.v1.AdminCommand"> & {
    * @generated from field: google.protobuf.Timestamp completed_at = 7;
    */
   completedAt?: Timestamp | undefined;
+
+  /**
+   * outcomes are what the command left each instance it acted on in.
+   *
+   * @generated from field: repeated orrery.satellite.v1.InstanceOutcome outcomes = 8;
+   */
+  outcomes: InstanceOutcome[];
 };
 
 /**
@@ -631,7 +1036,7 @@ export type AdminCommand = Message<"orrery.admin.v1.AdminCommand"> & {
  * Use `create(AdminCommandSchema)` to create a new message.
  */
 export const AdminCommandSchema: GenMessage<AdminCommand> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 14);
+  messageDesc(file_orrery_admin_v1_admin, 23);
 
 /**
  * ListCommandsRequest asks for a page of commands.
@@ -673,7 +1078,7 @@ export type ListCommandsRequest = Message<"orrery.admin.v1.ListCommandsRequest">
  * Use `create(ListCommandsRequestSchema)` to create a new message.
  */
 export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 15);
+  messageDesc(file_orrery_admin_v1_admin, 24);
 
 /**
  * ListCommandsResponse is a page of commands.
@@ -701,7 +1106,7 @@ export type ListCommandsResponse = Message<"orrery.admin.v1.ListCommandsResponse
  * Use `create(ListCommandsResponseSchema)` to create a new message.
  */
 export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 16);
+  messageDesc(file_orrery_admin_v1_admin, 25);
 
 /**
  * TokenScope says which satellites a registration token may register.
@@ -786,6 +1191,38 @@ export const AdminService: GenService<{
     output: typeof ListSatellitesResponseSchema;
   },
   /**
+   * ListSatelliteHeartbeats lists a satellite's stored heartbeats, newest first: the history kept for
+   * capacity planning (a day).
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListSatelliteHeartbeats
+   */
+  listSatelliteHeartbeats: {
+    methodKind: "unary";
+    input: typeof ListSatelliteHeartbeatsRequestSchema;
+    output: typeof ListSatelliteHeartbeatsResponseSchema;
+  },
+  /**
+   * ListSatelliteProcesses lists the processes a satellite reported in its latest heartbeat, by instance id.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListSatelliteProcesses
+   */
+  listSatelliteProcesses: {
+    methodKind: "unary";
+    input: typeof ListSatelliteProcessesRequestSchema;
+    output: typeof ListSatelliteProcessesResponseSchema;
+  },
+  /**
+   * ListDroppedEventReports lists the reports in which a satellite said it dropped events it could not
+   * deliver, newest first, with the total they count.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListDroppedEventReports
+   */
+  listDroppedEventReports: {
+    methodKind: "unary";
+    input: typeof ListDroppedEventReportsRequestSchema;
+    output: typeof ListDroppedEventReportsResponseSchema;
+  },
+  /**
    * RevokeSatellite revokes a satellite's API key at once, on every control-plane replica.
    *
    * @generated from rpc orrery.admin.v1.AdminService.RevokeSatellite
@@ -796,7 +1233,8 @@ export const AdminService: GenService<{
     output: typeof RevokeSatelliteResponseSchema;
   },
   /**
-   * EnqueueCommand queues a command for one satellite, or for every satellite that serves a team.
+   * EnqueueCommand queues a command for one satellite, for every satellite that serves a team, or for every
+   * global satellite at once; each call is audited.
    *
    * @generated from rpc orrery.admin.v1.AdminService.EnqueueCommand
    */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orrery/api/v1/catalog.proto.
  */
 export const file_orrery_api_v1_catalog: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcnJlcnkvYXBpL3YxL2NhdGFsb2cucHJvdG8SDW9ycmVyeS5hcGkudjEiOgoMU2V0dGluZ1ZhbHVlEg0KBXZhbHVlGAEgASgJEg4KBnNlY3JldBgCIAEoCBILCgNzZXQYAyABKAgi2wEKC0NvbmZpZ0ZpZWxkEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoFc2NvcGUYAyABKA4yGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ1Njb3BlEhAKCHJlcXVpcmVkGAQgASgIEg4KBnNlY3JldBgFIAEoCBImCgR0eXBlGAYgASgOMhgub3JyZXJ5LmFwaS52MS5WYWx1ZVR5cGUSFQoNZGVmYXVsdF92YWx1ZRgHIAEoCRIPCgdjaG9pY2VzGAggAygJEgwKBGZsYWcYCSABKAkiwAEKDENvbmZpZ1NjaGVtYRIoCgRhcmdzGAEgAygLMhoub3JyZXJ5LmFwaS52MS5Db25maWdGaWVsZBInCgNlbnYYAiADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEisKB2hlYWRlcnMYAyADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEjAKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIaLm9ycmVyeS5hcGkudjEuQ29uZmlnRmllbGQiyAEKDENhdGFsb2dFbnRyeRIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEgwKBHNsdWcYAyABKAkSLQoEc3BlYxgEIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKkBQoQQ2F0YWxvZ0VudHJ5U3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEgwKBHRhZ3MYAyADKAkSKwoJdHJhbnNwb3J0GAQgASgOMhgub3JyZXJ5LmFwaS52MS5UcmFuc3BvcnQSDwoHY29tbWFuZBgFIAEoCRIMCgRhcmdzGAYgAygJEjUKA2VudhgHIAMoCzIoLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5FbnZFbnRyeRILCgN1cmwYCCABKAkSPQoHaGVhZGVycxgJIAMoCzIsLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5IZWFkZXJzRW50cnkSRgoMcXVlcnlfcGFyYW1zGAogAygLMjAub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjLlF1ZXJ5UGFyYW1zRW50cnkSMgoNY29uZmlnX3NjaGVtYRgLIAEoCzIbLm9ycmVyeS5hcGkudjEuQ29uZmlnU2NoZW1hEi0KB3NhbmRib3gYDCABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhbmRib3gaRwoIRW52RW50cnkSCwoDa2V5GAEgASgJEioKBXZhbHVlGAIgASgLMhsub3JyZXJ5LmFwaS52MS5TZXR0aW5nVmFsdWU6AjgBGksKDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEaTwoQUXVlcnlQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEiaQoZQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgwKBHNsdWcYAiABKAkSLQoEc3BlYxgDIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYyJIChpDcmVhdGVDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5ImcKGVVwZGF0ZUNhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCRItCgRzcGVjGAMgASgLMh8ub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjIkgKGlVwZGF0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEioKBWVudHJ5GAEgASgLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkiOAoZRGVsZXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgoKAmlkGAIgASgJIhwKGkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlIjUKFkdldENhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCSJFChdHZXRDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5InEKGUxpc3RDYXRhbG9nRW50cmllc1JlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIOCgZzZWFyY2gYAiABKAkSDAoEdGFncxgDIAMoCRIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJjChpMaXN0Q2F0YWxvZ0VudHJpZXNSZXNwb25zZRIsCgdlbnRyaWVzGAEgAygLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInkKF0ltcG9ydFNlcnZlckpzb25SZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSEwoLc2VydmVyX2pzb24YAiABKAkSDAoEc2x1ZxgDIAEoCRITCgt1c2VyX2ZpZWxkcxgEIAMoCRIVCg1wcmVmZXJfcmVtb3RlGAUgASgIIkYKGEltcG9ydFNlcnZlckpzb25SZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5KmIKCVRyYW5zcG9ydBIZChVUUkFOU1BPUlRfVU5TUEVDSUZJRUQQABITCg9UUkFOU1BPUlRfU1RESU8QARISCg5UUkFOU1BPUlRfSFRUUBACEhEKDVRSQU5TUE9SVF9TU0UQAypZCgtDb25maWdTY29wZRIcChhDT05GSUdfU0NPUEVfVU5TUEVDSUZJRUQQABIVChFDT05GSUdfU0NPUEVfVEVBTRABEhUKEUNPTkZJR19TQ09QRV9VU0VSEAIqhwEKCVZhbHVlVHlwZRIaChZWQUxVRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRVkFMVUVfVFlQRV9TVFJJTkcQARIVChFWQUxVRV9UWVBFX05VTUJFUhACEhYKElZBTFVFX1RZUEVfQk9PTEVBThADEhgKFFZBTFVFX1RZUEVfRklMRV9QQVRIEAQyjQUKDkNhdGFsb2dTZXJ2aWNlEmkKEkNyZWF0ZUNhdGFsb2dFbnRyeRIoLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBopLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2USaQoSVXBkYXRlQ2F0YWxvZ0VudHJ5Eigub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXF1ZXN0Gikub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXNwb25zZRJpChJEZWxldGVDYXRhbG9nRW50cnkSKC5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEmUKD0dldENhdGFsb2dFbnRyeRIlLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVxdWVzdBomLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVzcG9uc2UiA5ACARJuChJMaXN0Q2F0YWxvZ0VudHJpZXMSKC5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1JlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1Jlc3BvbnNlIgOQAgESYwoQSW1wb3J0U2VydmVySnNvbhImLm9ycmVyeS5hcGkudjEuSW1wb3J0U2VydmVySnNvblJlcXVlc3QaJy5vcnJlcnkuYXBpLnYxLkltcG9ydFNlcnZlckpzb25SZXNwb25zZUIyWjBnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hcGkvdjE7YXBpdjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+  fileDesc("ChtvcnJlcnkvYXBpL3YxL2NhdGFsb2cucHJvdG8SDW9ycmVyeS5hcGkudjEiOgoMU2V0dGluZ1ZhbHVlEg0KBXZhbHVlGAEgASgJEg4KBnNlY3JldBgCIAEoCBILCgNzZXQYAyABKAgi2wEKC0NvbmZpZ0ZpZWxkEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoFc2NvcGUYAyABKA4yGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ1Njb3BlEhAKCHJlcXVpcmVkGAQgASgIEg4KBnNlY3JldBgFIAEoCBImCgR0eXBlGAYgASgOMhgub3JyZXJ5LmFwaS52MS5WYWx1ZVR5cGUSFQoNZGVmYXVsdF92YWx1ZRgHIAEoCRIPCgdjaG9pY2VzGAggAygJEgwKBGZsYWcYCSABKAkiwAEKDENvbmZpZ1NjaGVtYRIoCgRhcmdzGAEgAygLMhoub3JyZXJ5LmFwaS52MS5Db25maWdGaWVsZBInCgNlbnYYAiADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEisKB2hlYWRlcnMYAyADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEjAKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIaLm9ycmVyeS5hcGkudjEuQ29uZmlnRmllbGQiyAEKDENhdGFsb2dFbnRyeRIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEgwKBHNsdWcYAyABKAkSLQoEc3BlYxgEIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKkBQoQQ2F0YWxvZ0VudHJ5U3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEgwKBHRhZ3MYAyADKAkSKwoJdHJhbnNwb3J0GAQgASgOMhgub3JyZXJ5LmFwaS52MS5UcmFuc3BvcnQSDwoHY29tbWFuZBgFIAEoCRIMCgRhcmdzGAYgAygJEjUKA2VudhgHIAMoCzIoLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5FbnZFbnRyeRILCgN1cmwYCCABKAkSPQoHaGVhZGVycxgJIAMoCzIsLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5IZWFkZXJzRW50cnkSRgoMcXVlcnlfcGFyYW1zGAogAygLMjAub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjLlF1ZXJ5UGFyYW1zRW50cnkSMgoNY29uZmlnX3NjaGVtYRgLIAEoCzIbLm9ycmVyeS5hcGkudjEuQ29uZmlnU2NoZW1hEi0KB3NhbmRib3gYDCABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhbmRib3gaRwoIRW52RW50cnkSCwoDa2V5GAEgASgJEioKBXZhbHVlGAIgASgLMhsub3JyZXJ5LmFwaS52MS5TZXR0aW5nVmFsdWU6AjgBGksKDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEaTwoQUXVlcnlQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEiaQoZQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgwKBHNsdWcYAiABKAkSLQoEc3BlYxgDIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYyJIChpDcmVhdGVDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5ImcKGVVwZGF0ZUNhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCRItCgRzcGVjGAMgASgLMh8ub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjIkgKGlVwZGF0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEioKBWVudHJ5GAEgASgLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkiOAoZRGVsZXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgoKAmlkGAIgASgJIhwKGkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlIjUKFkdldENhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCSJFChdHZXRDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5IqwBCg5UZW1wbGF0ZUhlYWx0aBIzCgZzdGF0dXMYASABKA4yIy5vcnJlcnkuYXBpLnYxLlRlbXBsYXRlSGVhbHRoU3RhdHVzEhEKCWluc3RhbmNlcxgCIAEoDRIOCgZvbmxpbmUYAyABKA0SDwoHZmFpbGluZxgEIAEoDRIxCg1hZ2dyZWdhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI7ChxHZXRDYXRhbG9nRW50cnlIZWFsdGhSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSCgoCaWQYAiABKAkiTgodR2V0Q2F0YWxvZ0VudHJ5SGVhbHRoUmVzcG9uc2USLQoGaGVhbHRoGAEgASgLMh0ub3JyZXJ5LmFwaS52MS5UZW1wbGF0ZUhlYWx0aCJxChlMaXN0Q2F0YWxvZ0VudHJpZXNSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDgoGc2VhcmNoGAIgASgJEgwKBHRhZ3MYAyADKAkSEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiYwoaTGlzdENhdGFsb2dFbnRyaWVzUmVzcG9uc2USLAoHZW50cmllcxgBIAMoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ5ChdJbXBvcnRTZXJ2ZXJKc29uUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEhMKC3NlcnZlcl9qc29uGAIgASgJEgwKBHNsdWcYAyABKAkSEwoLdXNlcl9maWVsZHMYBCADKAkSFQoNcHJlZmVyX3JlbW90ZRgFIAEoCCJGChhJbXBvcnRTZXJ2ZXJKc29uUmVzcG9uc2USKgoFZW50cnkYASABKAsyGy5vcnJlcnkuYXBpLnYxLkNhdGFsb2dFbnRyeSpiCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEwoPVFJBTlNQT1JUX1NURElPEAESEgoOVFJBTlNQT1JUX0hUVFAQAhIRCg1UUkFOU1BPUlRfU1NFEAMqWQoLQ29uZmlnU2NvcGUSHAoYQ09ORklHX1NDT1BFX1VOU1BFQ0lGSUVEEAASFQoRQ09ORklHX1NDT1BFX1RFQU0QARIVChFDT05GSUdfU0NPUEVfVVNFUhACKocBCglWYWx1ZVR5cGUSGgoWVkFMVUVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVZBTFVFX1RZUEVfU1RSSU5HEAESFQoRVkFMVUVfVFlQRV9OVU1CRVIQAhIWChJWQUxVRV9UWVBFX0JPT0xFQU4QAxIYChRWQUxVRV9UWVBFX0ZJTEVfUEFUSBAEKs4BChRUZW1wbGF0ZUhlYWx0aFN0YXR1cxImCiJURU1QTEFURV9IRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodVEVNUExBVEVfSEVBTFRIX1NUQVRVU19VTlVTRUQQARIiCh5URU1QTEFURV9IRUFMVEhfU1RBVFVTX0hFQUxUSFkQAhIjCh9URU1QTEFURV9IRUFMVEhfU1RBVFVTX0RFR1JBREVEEAMSIgoeVEVNUExBVEVfSEVBTFRIX1NUQVRVU19GQUlMSU5HEAQyhgYKDkNhdGFsb2dTZXJ2aWNlEmkKEkNyZWF0ZUNhdGFsb2dFbnRyeRIoLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBopLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2USaQoSVXBkYXRlQ2F0YWxvZ0VudHJ5Eigub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXF1ZXN0Gikub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXNwb25zZRJpChJEZWxldGVDYXRhbG9nRW50cnkSKC5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEmUKD0dldENhdGFsb2dFbnRyeRIlLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVxdWVzdBomLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVzcG9uc2UiA5ACARJuChJMaXN0Q2F0YWxvZ0VudHJpZXMSKC5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1JlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1Jlc3BvbnNlIgOQAgESdwoVR2V0Q2F0YWxvZ0VudHJ5SGVhbHRoEisub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlIZWFsdGhSZXF1ZXN0Giwub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlIZWFsdGhSZXNwb25zZSIDkAIBEmMKEEltcG9ydFNlcnZlckpzb24SJi5vcnJlcnkuYXBpLnYxLkltcG9ydFNlcnZlckpzb25SZXF1ZXN0Gicub3JyZXJ5LmFwaS52MS5JbXBvcnRTZXJ2ZXJKc29uUmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
 
 /**
  * SettingValue is one value of env, headers, query parameters or arguments. In responses a secret's value
@@ -534,6 +534,104 @@ export const GetCatalogEntryResponseSchema: GenMessage<GetCatalogEntryResponse> 
   messageDesc(file_orrery_api_v1_catalog, 12);
 
 /**
+ * TemplateHealth is a template's health as last aggregated.
+ *
+ * @generated from message orrery.api.v1.TemplateHealth
+ */
+export type TemplateHealth = Message<"orrery.api.v1.TemplateHealth"> & {
+  /**
+   * status summarises the counts below.
+   *
+   * @generated from field: orrery.api.v1.TemplateHealthStatus status = 1;
+   */
+  status: TemplateHealthStatus;
+
+  /**
+   * instances counts the template's instances.
+   *
+   * @generated from field: uint32 instances = 2;
+   */
+  instances: number;
+
+  /**
+   * online counts instances online or dormant.
+   *
+   * @generated from field: uint32 online = 3;
+   */
+  online: number;
+
+  /**
+   * failing counts instances in error, crashed, permanently failed or needing re-authorization.
+   *
+   * @generated from field: uint32 failing = 4;
+   */
+  failing: number;
+
+  /**
+   * aggregated_at is when these figures were computed; unset before the first aggregation.
+   *
+   * @generated from field: google.protobuf.Timestamp aggregated_at = 5;
+   */
+  aggregatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.api.v1.TemplateHealth.
+ * Use `create(TemplateHealthSchema)` to create a new message.
+ */
+export const TemplateHealthSchema: GenMessage<TemplateHealth> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_catalog, 13);
+
+/**
+ * GetCatalogEntryHealthRequest names the template.
+ *
+ * @generated from message orrery.api.v1.GetCatalogEntryHealthRequest
+ */
+export type GetCatalogEntryHealthRequest = Message<"orrery.api.v1.GetCatalogEntryHealthRequest"> & {
+  /**
+   * team_id names the team whose private template this is; empty for a global template.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * id identifies the template.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message orrery.api.v1.GetCatalogEntryHealthRequest.
+ * Use `create(GetCatalogEntryHealthRequestSchema)` to create a new message.
+ */
+export const GetCatalogEntryHealthRequestSchema: GenMessage<GetCatalogEntryHealthRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_catalog, 14);
+
+/**
+ * GetCatalogEntryHealthResponse carries the template's health.
+ *
+ * @generated from message orrery.api.v1.GetCatalogEntryHealthResponse
+ */
+export type GetCatalogEntryHealthResponse = Message<"orrery.api.v1.GetCatalogEntryHealthResponse"> & {
+  /**
+   * health is the template's health.
+   *
+   * @generated from field: orrery.api.v1.TemplateHealth health = 1;
+   */
+  health?: TemplateHealth | undefined;
+};
+
+/**
+ * Describes the message orrery.api.v1.GetCatalogEntryHealthResponse.
+ * Use `create(GetCatalogEntryHealthResponseSchema)` to create a new message.
+ */
+export const GetCatalogEntryHealthResponseSchema: GenMessage<GetCatalogEntryHealthResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_catalog, 15);
+
+/**
  * ListCatalogEntriesRequest filters and pages the catalog.
  *
  * @generated from message orrery.api.v1.ListCatalogEntriesRequest
@@ -580,7 +678,7 @@ export type ListCatalogEntriesRequest = Message<"orrery.api.v1.ListCatalogEntrie
  * Use `create(ListCatalogEntriesRequestSchema)` to create a new message.
  */
 export const ListCatalogEntriesRequestSchema: GenMessage<ListCatalogEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 13);
+  messageDesc(file_orrery_api_v1_catalog, 16);
 
 /**
  * ListCatalogEntriesResponse is one page of templates, by slug.
@@ -608,7 +706,7 @@ export type ListCatalogEntriesResponse = Message<"orrery.api.v1.ListCatalogEntri
  * Use `create(ListCatalogEntriesResponseSchema)` to create a new message.
  */
 export const ListCatalogEntriesResponseSchema: GenMessage<ListCatalogEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 14);
+  messageDesc(file_orrery_api_v1_catalog, 17);
 
 /**
  * ImportServerJsonRequest carries a server.json document.
@@ -658,7 +756,7 @@ export type ImportServerJsonRequest = Message<"orrery.api.v1.ImportServerJsonReq
  * Use `create(ImportServerJsonRequestSchema)` to create a new message.
  */
 export const ImportServerJsonRequestSchema: GenMessage<ImportServerJsonRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 15);
+  messageDesc(file_orrery_api_v1_catalog, 18);
 
 /**
  * ImportServerJsonResponse describes the new template.
@@ -679,7 +777,7 @@ export type ImportServerJsonResponse = Message<"orrery.api.v1.ImportServerJsonRe
  * Use `create(ImportServerJsonResponseSchema)` to create a new message.
  */
 export const ImportServerJsonResponseSchema: GenMessage<ImportServerJsonResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 16);
+  messageDesc(file_orrery_api_v1_catalog, 19);
 
 /**
  * Transport is how a satellite talks to an MCP server.
@@ -805,6 +903,54 @@ export const ValueTypeSchema: GenEnum<ValueType> = /*@__PURE__*/
   enumDesc(file_orrery_api_v1_catalog, 2);
 
 /**
+ * TemplateHealthStatus summarises a template's instances.
+ *
+ * @generated from enum orrery.api.v1.TemplateHealthStatus
+ */
+export enum TemplateHealthStatus {
+  /**
+   * TEMPLATE_HEALTH_STATUS_UNSPECIFIED means the template's health has not been aggregated yet.
+   *
+   * @generated from enum value: TEMPLATE_HEALTH_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * TEMPLATE_HEALTH_STATUS_UNUSED means the template has no instances.
+   *
+   * @generated from enum value: TEMPLATE_HEALTH_STATUS_UNUSED = 1;
+   */
+  UNUSED = 1,
+
+  /**
+   * TEMPLATE_HEALTH_STATUS_HEALTHY means no instance is failing.
+   *
+   * @generated from enum value: TEMPLATE_HEALTH_STATUS_HEALTHY = 2;
+   */
+  HEALTHY = 2,
+
+  /**
+   * TEMPLATE_HEALTH_STATUS_DEGRADED means some instances fail and some are online.
+   *
+   * @generated from enum value: TEMPLATE_HEALTH_STATUS_DEGRADED = 3;
+   */
+  DEGRADED = 3,
+
+  /**
+   * TEMPLATE_HEALTH_STATUS_FAILING means instances fail and none is online.
+   *
+   * @generated from enum value: TEMPLATE_HEALTH_STATUS_FAILING = 4;
+   */
+  FAILING = 4,
+}
+
+/**
+ * Describes the enum orrery.api.v1.TemplateHealthStatus.
+ */
+export const TemplateHealthStatusSchema: GenEnum<TemplateHealthStatus> = /*@__PURE__*/
+  enumDesc(file_orrery_api_v1_catalog, 3);
+
+/**
  * CatalogService manages the catalog of MCP server templates. Global templates (team_id empty) are written
  * by global admins and read by every signed-in user; a team's private templates are written by its admins
  * and read by its members. A template's secret values are never returned, only whether they are set.
@@ -862,6 +1008,18 @@ export const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof ListCatalogEntriesRequestSchema;
     output: typeof ListCatalogEntriesResponseSchema;
+  },
+  /**
+   * GetCatalogEntryHealth says how a template's instances fare, as the periodic aggregation last found:
+   * of a team's private template, to that team's admins (team_id set); of a global template, whose
+   * instances belong to every team, to global admins only (team_id empty).
+   *
+   * @generated from rpc orrery.api.v1.CatalogService.GetCatalogEntryHealth
+   */
+  getCatalogEntryHealth: {
+    methodKind: "unary";
+    input: typeof GetCatalogEntryHealthRequestSchema;
+    output: typeof GetCatalogEntryHealthResponseSchema;
   },
   /**
    * ImportServerJson creates a template from a server.json document of the official MCP registry. No

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file orrery/satellite/v1/satellite.proto.
  */
 export const file_orrery_satellite_v1_satellite: GenFile = /*@__PURE__*/
-  fileDesc("CiNvcnJlcnkvc2F0ZWxsaXRlL3YxL3NhdGVsbGl0ZS5wcm90bxITb3JyZXJ5LnNhdGVsbGl0ZS52MSJMCg9SZWdpc3RlclJlcXVlc3QSGgoScmVnaXN0cmF0aW9uX3Rva2VuGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCSJ8ChBSZWdpc3RlclJlc3BvbnNlEhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgdhcGlfa2V5GAIgASgJEjAKBHR5cGUYAyABKA4yIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhdGVsbGl0ZVR5cGUSDwoHdGVhbV9pZBgEIAEoCSKFAgoNU3lzdGVtTWV0cmljcxITCgtjcHVfcGVyY2VudBgBIAEoARIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSFwoPZGlza191c2VkX2J5dGVzGAQgASgEEhgKEGRpc2tfdG90YWxfYnl0ZXMYBSABKAQSFwoPbG9hZF9hdmVyYWdlXzFtGAYgASgBEikKBnVwdGltZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCglpc29sYXRpb24YCCABKA4yHi5vcnJlcnkuc2F0ZWxsaXRlLnYxLklzb2xhdGlvbiJDChBUZWFtUHJvY2Vzc0NvdW50Eg8KB3RlYW1faWQYASABKAkSDwoHcnVubmluZxgCIAEoDRINCgV0b3RhbBgDIAEoDSKcAgoNUHJvY2Vzc1JlcG9ydBITCgtpbnN0YW5jZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgDIAEoCRIzCgZzdGF0dXMYBCABKA4yIy5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlU3RhdHVzEjIKBmhlYWx0aBgFIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc0hlYWx0aBILCgNwaWQYBiABKAUSFAoMbWVtb3J5X2J5dGVzGAcgASgEEikKBnVwdGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1yZXF1ZXN0X2NvdW50GAkgASgEItoBChBIZWFydGJlYXRSZXF1ZXN0EjIKBnN5c3RlbRgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU3lzdGVtTWV0cmljcxI9Cg5wcm9jZXNzX2NvdW50cxgCIAMoCzIlLm9ycmVyeS5zYXRlbGxpdGUudjEuVGVhbVByb2Nlc3NDb3VudBI1Cglwcm9jZXNzZXMYAyADKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlByb2Nlc3NSZXBvcnQSCwoDdXJsGAQgASgJEg8KB3ZlcnNpb24YBSABKAkifAoRSGVhcnRiZWF0UmVzcG9uc2USNAoGc3RhdHVzGAEgASgOMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5TYXRlbGxpdGVTdGF0dXMSMQoObmV4dF9oZWFydGJlYXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVAoTUG9sbENvbW1hbmRzUmVxdWVzdBInCgR3YWl0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9jb21tYW5kcxgCIAEoDSLfAgoHQ29tbWFuZBIKCgJpZBgBIAEoCRIuCgR0eXBlGAIgASgOMiAub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kVHlwZRI2Cghwcmlvcml0eRgDIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3RlYW1faWQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgIIAEoBRI0ChBsZWFzZV9leHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ0ChRQb2xsQ29tbWFuZHNSZXNwb25zZRIuCghjb21tYW5kcxgBIAMoCzIcLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZBIsCgluZXh0X3BvbGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24inAEKGlJlcG9ydENvbW1hbmRSZXN1bHRSZXF1ZXN0EhIKCmNvbW1hbmRfaWQYASABKAkSMgoGcmVzdWx0GAIgASgOMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kUmVzdWx0EicKBm91dHB1dBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBCABKAkiTwobUmVwb3J0Q29tbWFuZFJlc3VsdFJlc3BvbnNlEjAKBXN0YXRlGAEgASgOMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kU3RhdGUiMAoXR2V0Q29uZmlndXJhdGlvblJlcXVlc3QSFQoNaWZfbm9uZV9tYXRjaBgBIAEoCSJwChhHZXRDb25maWd1cmF0aW9uUmVzcG9uc2USDAoEZXRhZxgBIAEoCRIUCgxub3RfbW9kaWZpZWQYAiABKAgSMAoJaW5zdGFuY2VzGAMgAygLMh0ub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZSLDBQoISW5zdGFuY2USCgoCaWQYASABKAkSFAoMY29udGVudF9oYXNoGAIgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgDIAEoCRIPCgd0ZWFtX2lkGAQgASgJEhEKCXRlYW1fc2x1ZxgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEhEKCXVzZXJfc2x1ZxgHIAEoCRITCgtzZXJ2ZXJfc2x1ZxgIIAEoCRITCgtzZXJ2ZXJfbmFtZRgJIAEoCRIxCgl0cmFuc3BvcnQYCiABKA4yHi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRyYW5zcG9ydBIPCgdjb21tYW5kGAsgASgJEgwKBGFyZ3MYDCADKAkSMwoDZW52GA0gAygLMiYub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZS5FbnZFbnRyeRILCgN1cmwYDiABKAkSOwoHaGVhZGVycxgPIAMoCzIqLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2UuSGVhZGVyc0VudHJ5EkQKDHF1ZXJ5X3BhcmFtcxgQIAMoCzIuLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2UuUXVlcnlQYXJhbXNFbnRyeRIfChdyZXF1ZXN0X2xvZ2dpbmdfZW5hYmxlZBgRIAEoCBITCgt0b29sX3ByZWZpeBgSIAEoCRItCgdzYW5kYm94GBMgASgLMhwub3JyZXJ5LnNhdGVsbGl0ZS52MS5TYW5kYm94GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaMgoQUXVlcnlQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpwBCgdTYW5kYm94EhgKEG5ldHdvcmtfZGlzYWJsZWQYASABKAgSLAoEaG9tZRgCIAEoDjIeLm9ycmVyeS5zYXRlbGxpdGUudjEuSG9tZVNjb3BlEjMKBmxpbWl0cxgDIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVzb3VyY2VMaW1pdHMSFAoMZWdyZXNzX2FsbG93GAQgAygJIqcBCg5SZXNvdXJjZUxpbWl0cxIUCgxtZW1vcnlfYnl0ZXMYASABKAQSEQoJcHJvY2Vzc2VzGAIgASgNEhIKCmNwdV9taWxsaXMYAyABKA0SKwoIY3B1X3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKb3Blbl9maWxlcxgFIAEoDRIXCg9maWxlX3NpemVfYnl0ZXMYBiABKAQiPwoRRW1pdEV2ZW50c1JlcXVlc3QSKgoGZXZlbnRzGAEgAygLMhoub3JyZXJ5LnNhdGVsbGl0ZS52MS5FdmVudCI4ChJFbWl0RXZlbnRzUmVzcG9uc2USDgoGc3RvcmVkGAEgASgNEhIKCmR1cGxpY2F0ZXMYAiABKA0i7wMKBUV2ZW50EgoKAmlkGAEgASgJEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd0ZWFtX2lkGAMgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgEIAEoCRITCgtpbnN0YW5jZV9pZBgFIAEoCRI8Cg5zdGF0dXNfY2hhbmdlZBgKIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU3RhdHVzQ2hhbmdlZEgAEjQKCnNlcnZlcl9sb2cYCyABKAsyHi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNlcnZlckxvZ0gAEjYKC3JlcXVlc3RfbG9nGAwgASgLMh8ub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXF1ZXN0TG9nSAASQAoQdG9vbHNfZGlzY292ZXJlZBgNIAEoCzIkLm9ycmVyeS5zYXRlbGxpdGUudjEuVG9vbHNEaXNjb3ZlcmVkSAASMwoJbGlmZWN5Y2xlGA4gASgLMh4ub3JyZXJ5LnNhdGVsbGl0ZS52MS5MaWZlY3ljbGVIABI8Cg5ldmVudHNfZHJvcHBlZBgPIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuRXZlbnRzRHJvcHBlZEgAQgkKB3BheWxvYWQiVQoNU3RhdHVzQ2hhbmdlZBIzCgZzdGF0dXMYASABKA4yIy5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlU3RhdHVzEg8KB21lc3NhZ2UYAiABKAkiSgoJU2VydmVyTG9nEiwKBWxldmVsGAEgASgOMh0ub3JyZXJ5LnNhdGVsbGl0ZS52MS5Mb2dMZXZlbBIPCgdtZXNzYWdlGAIgASgJItABCgpSZXF1ZXN0TG9nEg8KB3VzZXJfaWQYASABKAkSEQoJdG9vbF9uYW1lGAIgASgJEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3N1Y2Nlc3MYBCABKAgSDQoFZXJyb3IYBSABKAkSJwoHcmVxdWVzdBgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIoCghyZXNwb25zZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSI7Cg9Ub29sc0Rpc2NvdmVyZWQSKAoFdG9vbHMYASADKAsyGS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRvb2wibQoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi0KDGlucHV0X3NjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLdG9rZW5fY291bnQYBCABKA0idQoJTGlmZWN5Y2xlEjAKBGtpbmQYASABKA4yIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkxpZmVjeWNsZUtpbmQSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnJlYXNvbhgDIAEoCRITCgtjcmFzaF9jb3VudBgEIAEoDSIuCg1FdmVudHNEcm9wcGVkEg0KBWNvdW50GAEgASgEEg4KBnJlYXNvbhgCIAEoCSInChZJbnRyb3NwZWN0VG9rZW5SZXF1ZXN0Eg0KBXRva2VuGAEgASgJItYBChdJbnRyb3NwZWN0VG9rZW5SZXNwb25zZRIOCgZhY3RpdmUYASABKAgSDwoHdGVhbV9pZBgCIAEoCRIRCgl0ZWFtX3NsdWcYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIRCgl1c2VyX3NsdWcYBSABKAkSEQoJY2xpZW50X2lkGAYgASgJEhAKCGF1ZGllbmNlGAcgASgJEg4KBnNjb3BlcxgIIAMoCRIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpjCg1TYXRlbGxpdGVUeXBlEh4KGlNBVEVMTElURV9UWVBFX1VOU1BFQ0lGSUVEEAASGQoVU0FURUxMSVRFX1RZUEVfR0xPQkFMEAESFwoTU0FURUxMSVRFX1RZUEVfVEVBTRACKqsBCg9TYXRlbGxpdGVTdGF0dXMSIAocU0FURUxMSVRFX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGVNBVEVMTElURV9TVEFUVVNfSU5BQ1RJVkUQARIbChdTQVRFTExJVEVfU1RBVFVTX0FDVElWRRACEhwKGFNBVEVMTElURV9TVEFUVVNfT0ZGTElORRADEhwKGFNBVEVMTElURV9TVEFUVVNfUkVWT0tFRBAEKugBCgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDT01NQU5EX1RZUEVfQ09ORklHVVJFEAESFgoSQ09NTUFORF9UWVBFX1NQQVdOEAISFQoRQ09NTUFORF9UWVBFX0tJTEwQAxIYChRDT01NQU5EX1RZUEVfUkVTVEFSVBAEEh0KGUNPTU1BTkRfVFlQRV9IRUFMVEhfQ0hFQ0sQBRIXChNDT01NQU5EX1RZUEVfVVBEQVRFEAYSHgoaQ09NTUFORF9UWVBFX1JFVk9LRV9UT0tFTlMQByqlAQoPQ29tbWFuZFByaW9yaXR5EiAKHENPTU1BTkRfUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIYChRDT01NQU5EX1BSSU9SSVRZX0xPVxABEhsKF0NPTU1BTkRfUFJJT1JJVFlfTk9STUFMEAISGQoVQ09NTUFORF9QUklPUklUWV9ISUdIEAMSHgoaQ09NTUFORF9QUklPUklUWV9JTU1FRElBVEUQBCq4AQoMQ29tbWFuZFN0YXRlEh0KGUNPTU1BTkRfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVDT01NQU5EX1NUQVRFX1BFTkRJTkcQARIcChhDT01NQU5EX1NUQVRFX0RJU1BBVENIRUQQAhIbChdDT01NQU5EX1NUQVRFX0NPTVBMRVRFRBADEhgKFENPTU1BTkRfU1RBVEVfRkFJTEVEEAQSGQoVQ09NTUFORF9TVEFURV9FWFBJUkVEEAUqYgoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhMKD1RSQU5TUE9SVF9TVERJTxABEhIKDlRSQU5TUE9SVF9IVFRQEAISEQoNVFJBTlNQT1JUX1NTRRADKpUDCg5JbnN0YW5jZVN0YXR1cxIfChtJTlNUQU5DRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIgChxJTlNUQU5DRV9TVEFUVVNfUFJPVklTSU9OSU5HEAESHgoaSU5TVEFOQ0VfU1RBVFVTX0NPTk5FQ1RJTkcQAhIlCiFJTlNUQU5DRV9TVEFUVVNfRElTQ09WRVJJTkdfVE9PTFMQAxIaChZJTlNUQU5DRV9TVEFUVVNfT05MSU5FEAQSGwoXSU5TVEFOQ0VfU1RBVFVTX09GRkxJTkUQBRIZChVJTlNUQU5DRV9TVEFUVVNfRVJST1IQBhIjCh9JTlNUQU5DRV9TVEFUVVNfUkVRVUlSRVNfUkVBVVRIEAcSHgoaSU5TVEFOQ0VfU1RBVFVTX1JFU1RBUlRJTkcQCBIbChdJTlNUQU5DRV9TVEFUVVNfQ1JBU0hFRBAJEiYKIklOU1RBTkNFX1NUQVRVU19QRVJNQU5FTlRMWV9GQUlMRUQQChIbChdJTlNUQU5DRV9TVEFUVVNfRE9STUFOVBALKmkKDVByb2Nlc3NIZWFsdGgSHgoaUFJPQ0VTU19IRUFMVEhfVU5TUEVDSUZJRUQQABIaChZQUk9DRVNTX0hFQUxUSF9IRUFMVEhZEAESHAoYUFJPQ0VTU19IRUFMVEhfVU5IRUFMVEhZEAIqUQoJSXNvbGF0aW9uEhkKFUlTT0xBVElPTl9VTlNQRUNJRklFRBAAEhQKEElTT0xBVElPTl9ESVJFQ1QQARITCg9JU09MQVRJT05fQldSQVAQAipRCglIb21lU2NvcGUSGgoWSE9NRV9TQ09QRV9VTlNQRUNJRklFRBAAEhMKD0hPTUVfU0NPUEVfVEVBTRABEhMKD0hPTUVfU0NPUEVfVVNFUhACKmgKDUNvbW1hbmRSZXN1bHQSHgoaQ09NTUFORF9SRVNVTFRfVU5TUEVDSUZJRUQQABIcChhDT01NQU5EX1JFU1VMVF9DT01QTEVURUQQARIZChVDT01NQU5EX1JFU1VMVF9GQUlMRUQQAip3CghMb2dMZXZlbBIZChVMT0dfTEVWRUxfVU5TUEVDSUZJRUQQABITCg9MT0dfTEVWRUxfREVCVUcQARISCg5MT0dfTEVWRUxfSU5GTxACEhIKDkxPR19MRVZFTF9XQVJOEAMSEwoPTE9HX0xFVkVMX0VSUk9SEAQqrAEKDUxpZmVjeWNsZUtpbmQSHgoaTElGRUNZQ0xFX0tJTkRfVU5TUEVDSUZJRUQQABIaChZMSUZFQ1lDTEVfS0lORF9TVEFSVEVEEAESGgoWTElGRUNZQ0xFX0tJTkRfQ1JBU0hFRBACEhwKGExJRkVDWUNMRV9LSU5EX1JFU1RBUlRFRBADEiUKIUxJRkVDWUNMRV9LSU5EX1BFUk1BTkVOVExZX0ZBSUxFRBAEMu4FChBTYXRlbGxpdGVTZXJ2aWNlElcKCFJlZ2lzdGVyEiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZWdpc3RlclJlcXVlc3QaJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlZ2lzdGVyUmVzcG9uc2USWgoJSGVhcnRiZWF0EiUub3JyZXJ5LnNhdGVsbGl0ZS52MS5IZWFydGJlYXRSZXF1ZXN0GiYub3JyZXJ5LnNhdGVsbGl0ZS52MS5IZWFydGJlYXRSZXNwb25zZRJjCgxQb2xsQ29tbWFuZHMSKC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlBvbGxDb21tYW5kc1JlcXVlc3QaKS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlBvbGxDb21tYW5kc1Jlc3BvbnNlEngKE1JlcG9ydENvbW1hbmRSZXN1bHQSLy5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlcG9ydENvbW1hbmRSZXN1bHRSZXF1ZXN0GjAub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXBvcnRDb21tYW5kUmVzdWx0UmVzcG9uc2USdAoQR2V0Q29uZmlndXJhdGlvbhIsLm9ycmVyeS5zYXRlbGxpdGUudjEuR2V0Q29uZmlndXJhdGlvblJlcXVlc3QaLS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkdldENvbmZpZ3VyYXRpb25SZXNwb25zZSIDkAIBEl0KCkVtaXRFdmVudHMSJi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkVtaXRFdmVudHNSZXF1ZXN0Gicub3JyZXJ5LnNhdGVsbGl0ZS52MS5FbWl0RXZlbnRzUmVzcG9uc2UScQoPSW50cm9zcGVjdFRva2VuEisub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnRyb3NwZWN0VG9rZW5SZXF1ZXN0Giwub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnRyb3NwZWN0VG9rZW5SZXNwb25zZSIDkAIBQj5aPGdpdGh1Yi5jb20vb3JyZXJ5L29ycmVyeS9nZW4vb3JyZXJ5L3NhdGVsbGl0ZS92MTtzYXRlbGxpdGV2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiNvcnJlcnkvc2F0ZWxsaXRlL3YxL3NhdGVsbGl0ZS5wcm90bxITb3JyZXJ5LnNhdGVsbGl0ZS52MSJMCg9SZWdpc3RlclJlcXVlc3QSGgoScmVnaXN0cmF0aW9uX3Rva2VuGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCSJ8ChBSZWdpc3RlclJlc3BvbnNlEhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgdhcGlfa2V5GAIgASgJEjAKBHR5cGUYAyABKA4yIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhdGVsbGl0ZVR5cGUSDwoHdGVhbV9pZBgEIAEoCSKFAgoNU3lzdGVtTWV0cmljcxITCgtjcHVfcGVyY2VudBgBIAEoARIZChFtZW1vcnlfdXNlZF9ieXRlcxgCIAEoBBIaChJtZW1vcnlfdG90YWxfYnl0ZXMYAyABKAQSFwoPZGlza191c2VkX2J5dGVzGAQgASgEEhgKEGRpc2tfdG90YWxfYnl0ZXMYBSABKAQSFwoPbG9hZF9hdmVyYWdlXzFtGAYgASgBEikKBnVwdGltZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCglpc29sYXRpb24YCCABKA4yHi5vcnJlcnkuc2F0ZWxsaXRlLnYxLklzb2xhdGlvbiJDChBUZWFtUHJvY2Vzc0NvdW50Eg8KB3RlYW1faWQYASABKAkSDwoHcnVubmluZxgCIAEoDRINCgV0b3RhbBgDIAEoDSKcAgoNUHJvY2Vzc1JlcG9ydBITCgtpbnN0YW5jZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgDIAEoCRIzCgZzdGF0dXMYBCABKA4yIy5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlU3RhdHVzEjIKBmhlYWx0aBgFIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc0hlYWx0aBILCgNwaWQYBiABKAUSFAoMbWVtb3J5X2J5dGVzGAcgASgEEikKBnVwdGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1yZXF1ZXN0X2NvdW50GAkgASgEItoBChBIZWFydGJlYXRSZXF1ZXN0EjIKBnN5c3RlbRgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU3lzdGVtTWV0cmljcxI9Cg5wcm9jZXNzX2NvdW50cxgCIAMoCzIlLm9ycmVyeS5zYXRlbGxpdGUudjEuVGVhbVByb2Nlc3NDb3VudBI1Cglwcm9jZXNzZXMYAyADKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlByb2Nlc3NSZXBvcnQSCwoDdXJsGAQgASgJEg8KB3ZlcnNpb24YBSABKAkifAoRSGVhcnRiZWF0UmVzcG9uc2USNAoGc3RhdHVzGAEgASgOMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5TYXRlbGxpdGVTdGF0dXMSMQoObmV4dF9oZWFydGJlYXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVAoTUG9sbENvbW1hbmRzUmVxdWVzdBInCgR3YWl0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9jb21tYW5kcxgCIAEoDSKpBgoHQ29tbWFuZBIKCgJpZBgBIAEoCRI2Cghwcmlvcml0eRgDIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFByaW9yaXR5Eg8KB3RlYW1faWQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgIIAEoBRI0ChBsZWFzZV9leHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI5Cgljb25maWd1cmUYCiABKAsyJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbmZpZ3VyZUFjdGlvbkgAEjEKBXNwYXduGAsgASgLMiAub3JyZXJ5LnNhdGVsbGl0ZS52MS5TcGF3bkFjdGlvbkgAEi8KBGtpbGwYDCABKAsyHy5vcnJlcnkuc2F0ZWxsaXRlLnYxLktpbGxBY3Rpb25IABI1CgdyZXN0YXJ0GA0gASgLMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXN0YXJ0QWN0aW9uSAASPgoMaGVhbHRoX2NoZWNrGA4gASgLMiYub3JyZXJ5LnNhdGVsbGl0ZS52MS5IZWFsdGhDaGVja0FjdGlvbkgAEjcKCHJlY292ZXJ5GA8gASgLMiMub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZWNvdmVyeUFjdGlvbkgAEkAKDXJldm9rZV90b2tlbnMYECABKAsyJy5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJldm9rZVRva2Vuc0FjdGlvbkgAEjcKCHJlZGVwbG95GBEgASgLMiMub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZWRlcGxveUFjdGlvbkgAEjMKBnVwZGF0ZRgSIAEoCzIhLm9ycmVyeS5zYXRlbGxpdGUudjEuVXBkYXRlQWN0aW9uSABCCAoGYWN0aW9uSgQIAhADSgQIBBAFUgR0eXBlUgdwYXlsb2FkIm8KD0NvbmZpZ3VyZUFjdGlvbhIyCgVldmVudBgBIAEoDjIjLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29uZmlndXJlRXZlbnQSFwoPaW5zdGFsbGF0aW9uX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkiXwoQSW5zdGFuY2VTZWxlY3RvchIVCgtpbnN0YW5jZV9pZBgBIAEoCUgAEhkKD2luc3RhbGxhdGlvbl9pZBgCIAEoCUgAEg8KB3VzZXJfaWQYAyABKAlCCAoGdGFyZ2V0IkcKC1NwYXduQWN0aW9uEjgKCWluc3RhbmNlcxgBIAEoCzIlLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VTZWxlY3RvciJGCgpLaWxsQWN0aW9uEjgKCWluc3RhbmNlcxgBIAEoCzIlLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VTZWxlY3RvciJ9Cg1SZXN0YXJ0QWN0aW9uEjgKCWluc3RhbmNlcxgBIAEoCzIlLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VTZWxlY3RvchIyCgZyZWFzb24YAiABKA4yIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlc3RhcnRSZWFzb24iYQoRSGVhbHRoQ2hlY2tBY3Rpb24SFwoPaW5zdGFsbGF0aW9uX2lkGAEgASgJEjMKBWNoZWNrGAIgASgOMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5IZWFsdGhDaGVja1R5cGUiKQoOUmVjb3ZlcnlBY3Rpb24SFwoPaW5zdGFsbGF0aW9uX2lkGAEgASgJIioKElJldm9rZVRva2Vuc0FjdGlvbhIUCgx0b2tlbl9oYXNoZXMYASADKAkiKQoOUmVkZXBsb3lBY3Rpb24SFwoPaW5zdGFsbGF0aW9uX2lkGAEgASgJIh8KDFVwZGF0ZUFjdGlvbhIPCgd2ZXJzaW9uGAEgASgJIrsBCg9JbnN0YW5jZU91dGNvbWUSEwoLaW5zdGFuY2VfaWQYASABKAkSMwoGc3RhdHVzGAIgASgOMiMub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZVN0YXR1cxIPCgdtZXNzYWdlGAMgASgJEg8KB3NraXBwZWQYBCABKAkSPAoPcHJldmlvdXNfc3RhdHVzGAUgASgOMiMub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZVN0YXR1cyKOAQoUUG9sbENvbW1hbmRzUmVzcG9uc2USLgoIY29tbWFuZHMYASADKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmQSLAoJbmV4dF9wb2xsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhgKEHJlcGxpY2FfZHJhaW5pbmcYAyABKAgi1AEKGlJlcG9ydENvbW1hbmRSZXN1bHRSZXF1ZXN0EhIKCmNvbW1hbmRfaWQYASABKAkSMgoGcmVzdWx0GAIgASgOMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kUmVzdWx0EicKBm91dHB1dBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBCABKAkSNgoIb3V0Y29tZXMYBSADKAsyJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlT3V0Y29tZSJPChtSZXBvcnRDb21tYW5kUmVzdWx0UmVzcG9uc2USMAoFc3RhdGUYASABKA4yIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRTdGF0ZSIwChdHZXRDb25maWd1cmF0aW9uUmVxdWVzdBIVCg1pZl9ub25lX21hdGNoGAEgASgJInAKGEdldENvbmZpZ3VyYXRpb25SZXNwb25zZRIMCgRldGFnGAEgASgJEhQKDG5vdF9tb2RpZmllZBgCIAEoCBIwCglpbnN0YW5jZXMYAyADKAsyHS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlIsMFCghJbnN0YW5jZRIKCgJpZBgBIAEoCRIUCgxjb250ZW50X2hhc2gYAiABKAkSFwoPaW5zdGFsbGF0aW9uX2lkGAMgASgJEg8KB3RlYW1faWQYBCABKAkSEQoJdGVhbV9zbHVnGAUgASgJEg8KB3VzZXJfaWQYBiABKAkSEQoJdXNlcl9zbHVnGAcgASgJEhMKC3NlcnZlcl9zbHVnGAggASgJEhMKC3NlcnZlcl9uYW1lGAkgASgJEjEKCXRyYW5zcG9ydBgKIAEoDjIeLm9ycmVyeS5zYXRlbGxpdGUudjEuVHJhbnNwb3J0Eg8KB2NvbW1hbmQYCyABKAkSDAoEYXJncxgMIAMoCRIzCgNlbnYYDSADKAsyJi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkluc3RhbmNlLkVudkVudHJ5EgsKA3VybBgOIAEoCRI7CgdoZWFkZXJzGA8gAygLMioub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZS5IZWFkZXJzRW50cnkSRAoMcXVlcnlfcGFyYW1zGBAgAygLMi4ub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZS5RdWVyeVBhcmFtc0VudHJ5Eh8KF3JlcXVlc3RfbG9nZ2luZ19lbmFibGVkGBEgASgIEhMKC3Rvb2xfcHJlZml4GBIgASgJEi0KB3NhbmRib3gYEyABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhbmRib3gaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoyChBRdWVyeVBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinAEKB1NhbmRib3gSGAoQbmV0d29ya19kaXNhYmxlZBgBIAEoCBIsCgRob21lGAIgASgOMh4ub3JyZXJ5LnNhdGVsbGl0ZS52MS5Ib21lU2NvcGUSMwoGbGltaXRzGAMgASgLMiMub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXNvdXJjZUxpbWl0cxIUCgxlZ3Jlc3NfYWxsb3cYBCADKAkipwEKDlJlc291cmNlTGltaXRzEhQKDG1lbW9yeV9ieXRlcxgBIAEoBBIRCglwcm9jZXNzZXMYAiABKA0SEgoKY3B1X21pbGxpcxgDIAEoDRIrCghjcHVfdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpvcGVuX2ZpbGVzGAUgASgNEhcKD2ZpbGVfc2l6ZV9ieXRlcxgGIAEoBCI/ChFFbWl0RXZlbnRzUmVxdWVzdBIqCgZldmVudHMYASADKAsyGi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkV2ZW50IjgKEkVtaXRFdmVudHNSZXNwb25zZRIOCgZzdG9yZWQYASABKA0SEgoKZHVwbGljYXRlcxgCIAEoDSLvAwoFRXZlbnQSCgoCaWQYASABKAkSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3RlYW1faWQYAyABKAkSFwoPaW5zdGFsbGF0aW9uX2lkGAQgASgJEhMKC2luc3RhbmNlX2lkGAUgASgJEjwKDnN0YXR1c19jaGFuZ2VkGAogASgLMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5TdGF0dXNDaGFuZ2VkSAASNAoKc2VydmVyX2xvZxgLIAEoCzIeLm9ycmVyeS5zYXRlbGxpdGUudjEuU2VydmVyTG9nSAASNgoLcmVxdWVzdF9sb2cYDCABKAsyHy5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlcXVlc3RMb2dIABJAChB0b29sc19kaXNjb3ZlcmVkGA0gASgLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Ub29sc0Rpc2NvdmVyZWRIABIzCglsaWZlY3ljbGUYDiABKAsyHi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkxpZmVjeWNsZUgAEjwKDmV2ZW50c19kcm9wcGVkGA8gASgLMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5FdmVudHNEcm9wcGVkSABCCQoHcGF5bG9hZCJVCg1TdGF0dXNDaGFuZ2VkEjMKBnN0YXR1cxgBIAEoDjIjLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VTdGF0dXMSDwoHbWVzc2FnZRgCIAEoCSJKCglTZXJ2ZXJMb2cSLAoFbGV2ZWwYASABKA4yHS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkxvZ0xldmVsEg8KB21lc3NhZ2UYAiABKAkikQIKClJlcXVlc3RMb2cSDwoHdXNlcl9pZBgBIAEoCRIRCgl0b29sX25hbWUYAiABKAkSKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHc3VjY2VzcxgEIAEoCBINCgVlcnJvchgFIAEoCRInCgdyZXF1ZXN0GAYgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEigKCHJlc3BvbnNlGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhAKCHRyYWNlX2lkGAggASgJEhUKDXJlcXVlc3RfYnl0ZXMYCSABKAQSFgoOcmVzcG9uc2VfYnl0ZXMYCiABKAQiOwoPVG9vbHNEaXNjb3ZlcmVkEigKBXRvb2xzGAEgAygLMhkub3JyZXJ5LnNhdGVsbGl0ZS52MS5Ub29sIm0KBFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRItCgxpbnB1dF9zY2hlbWEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC3Rva2VuX2NvdW50GAQgASgNInUKCUxpZmVjeWNsZRIwCgRraW5kGAEgASgOMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5MaWZlY3ljbGVLaW5kEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZyZWFzb24YAyABKAkSEwoLY3Jhc2hfY291bnQYBCABKA0iLgoNRXZlbnRzRHJvcHBlZBINCgVjb3VudBgBIAEoBBIOCgZyZWFzb24YAiABKAkiJwoWSW50cm9zcGVjdFRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCSLWAQoXSW50cm9zcGVjdFRva2VuUmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEg8KB3RlYW1faWQYAiABKAkSEQoJdGVhbV9zbHVnGAMgASgJEg8KB3VzZXJfaWQYBCABKAkSEQoJdXNlcl9zbHVnGAUgASgJEhEKCWNsaWVudF9pZBgGIAEoCRIQCghhdWRpZW5jZRgHIAEoCRIOCgZzY29wZXMYCCADKAkSLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqYwoNU2F0ZWxsaXRlVHlwZRIeChpTQVRFTExJVEVfVFlQRV9VTlNQRUNJRklFRBAAEhkKFVNBVEVMTElURV9UWVBFX0dMT0JBTBABEhcKE1NBVEVMTElURV9UWVBFX1RFQU0QAiqrAQoPU2F0ZWxsaXRlU3RhdHVzEiAKHFNBVEVMTElURV9TVEFUVVNfVU5TUEVDSUZJRUQQABIdChlTQVRFTExJVEVfU1RBVFVTX0lOQUNUSVZFEAESGwoXU0FURUxMSVRFX1NUQVRVU19BQ1RJVkUQAhIcChhTQVRFTExJVEVfU1RBVFVTX09GRkxJTkUQAxIcChhTQVRFTExJVEVfU1RBVFVTX1JFVk9LRUQQBCqlAQoPQ29tbWFuZFByaW9yaXR5EiAKHENPTU1BTkRfUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIYChRDT01NQU5EX1BSSU9SSVRZX0xPVxABEhsKF0NPTU1BTkRfUFJJT1JJVFlfTk9STUFMEAISGQoVQ09NTUFORF9QUklPUklUWV9ISUdIEAMSHgoaQ09NTUFORF9QUklPUklUWV9JTU1FRElBVEUQBCq4AQoMQ29tbWFuZFN0YXRlEh0KGUNPTU1BTkRfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVDT01NQU5EX1NUQVRFX1BFTkRJTkcQARIcChhDT01NQU5EX1NUQVRFX0RJU1BBVENIRUQQAhIbChdDT01NQU5EX1NUQVRFX0NPTVBMRVRFRBADEhgKFENPTU1BTkRfU1RBVEVfRkFJTEVEEAQSGQoVQ09NTUFORF9TVEFURV9FWFBJUkVEEAUqYgoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhMKD1RSQU5TUE9SVF9TVERJTxABEhIKDlRSQU5TUE9SVF9IVFRQEAISEQoNVFJBTlNQT1JUX1NTRRADKpUDCg5JbnN0YW5jZVN0YXR1cxIfChtJTlNUQU5DRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIgChxJTlNUQU5DRV9TVEFUVVNfUFJPVklTSU9OSU5HEAESHgoaSU5TVEFOQ0VfU1RBVFVTX0NPTk5FQ1RJTkcQAhIlCiFJTlNUQU5DRV9TVEFUVVNfRElTQ09WRVJJTkdfVE9PTFMQAxIaChZJTlNUQU5DRV9TVEFUVVNfT05MSU5FEAQSGwoXSU5TVEFOQ0VfU1RBVFVTX09GRkxJTkUQBRIZChVJTlNUQU5DRV9TVEFUVVNfRVJST1IQBhIjCh9JTlNUQU5DRV9TVEFUVVNfUkVRVUlSRVNfUkVBVVRIEAcSHgoaSU5TVEFOQ0VfU1RBVFVTX1JFU1RBUlRJTkcQCBIbChdJTlNUQU5DRV9TVEFUVVNfQ1JBU0hFRBAJEiYKIklOU1RBTkNFX1NUQVRVU19QRVJNQU5FTlRMWV9GQUlMRUQQChIbChdJTlNUQU5DRV9TVEFUVVNfRE9STUFOVBALKmkKDVByb2Nlc3NIZWFsdGgSHgoaUFJPQ0VTU19IRUFMVEhfVU5TUEVDSUZJRUQQABIaChZQUk9DRVNTX0hFQUxUSF9IRUFMVEhZEAESHAoYUFJPQ0VTU19IRUFMVEhfVU5IRUFMVEhZEAIqUQoJSXNvbGF0aW9uEhkKFUlTT0xBVElPTl9VTlNQRUNJRklFRBAAEhQKEElTT0xBVElPTl9ESVJFQ1QQARITCg9JU09MQVRJT05fQldSQVAQAipRCglIb21lU2NvcGUSGgoWSE9NRV9TQ09QRV9VTlNQRUNJRklFRBAAEhMKD0hPTUVfU0NPUEVfVEVBTRABEhMKD0hPTUVfU0NPUEVfVVNFUhACKtMBCg5Db25maWd1cmVFdmVudBIfChtDT05GSUdVUkVfRVZFTlRfVU5TUEVDSUZJRUQQABIoCiRDT05GSUdVUkVfRVZFTlRfSU5TVEFMTEFUSU9OX0NSRUFURUQQARIoCiRDT05GSUdVUkVfRVZFTlRfSU5TVEFMTEFUSU9OX1VQREFURUQQAhIoCiRDT05GSUdVUkVfRVZFTlRfSU5TVEFMTEFUSU9OX0RFTEVURUQQAxIiCh5DT05GSUdVUkVfRVZFTlRfTUVNQkVSX1JFTU9WRUQQBCqXAQoNUmVzdGFydFJlYXNvbhIeChpSRVNUQVJUX1JFQVNPTl9VTlNQRUNJRklFRBAAEiEKHVJFU1RBUlRfUkVBU09OX0VSUk9SX1JFQ09WRVJZEAESIQodUkVTVEFSVF9SRUFTT05fTUFOVUFMX1JFU1RBUlQQAhIgChxSRVNUQVJUX1JFQVNPTl9DT05GSUdfUkVMT0FEEAMqYQoPSGVhbHRoQ2hlY2tUeXBlEiEKHUhFQUxUSF9DSEVDS19UWVBFX1VOU1BFQ0lGSUVEEAASKwonSEVBTFRIX0NIRUNLX1RZUEVfQ1JFREVOVElBTF9WQUxJREFUSU9OEAEqaAoNQ29tbWFuZFJlc3VsdBIeChpDT01NQU5EX1JFU1VMVF9VTlNQRUNJRklFRBAAEhwKGENPTU1BTkRfUkVTVUxUX0NPTVBMRVRFRBABEhkKFUNPTU1BTkRfUkVTVUxUX0ZBSUxFRBACKncKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9ERUJVRxABEhIKDkxPR19MRVZFTF9JTkZPEAISEgoOTE9HX0xFVkVMX1dBUk4QAxITCg9MT0dfTEVWRUxfRVJST1IQBCqsAQoNTGlmZWN5Y2xlS2luZBIeChpMSUZFQ1lDTEVfS0lORF9VTlNQRUNJRklFRBAAEhoKFkxJRkVDWUNMRV9LSU5EX1NUQVJURUQQARIaChZMSUZFQ1lDTEVfS0lORF9DUkFTSEVEEAISHAoYTElGRUNZQ0xFX0tJTkRfUkVTVEFSVEVEEAMSJQohTElGRUNZQ0xFX0tJTkRfUEVSTUFORU5UTFlfRkFJTEVEEAQy7gUKEFNhdGVsbGl0ZVNlcnZpY2USVwoIUmVnaXN0ZXISJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlZ2lzdGVyUmVxdWVzdBolLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVnaXN0ZXJSZXNwb25zZRJaCglIZWFydGJlYXQSJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaJi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEmMKDFBvbGxDb21tYW5kcxIoLm9ycmVyeS5zYXRlbGxpdGUudjEuUG9sbENvbW1hbmRzUmVxdWVzdBopLm9ycmVyeS5zYXRlbGxpdGUudjEuUG9sbENvbW1hbmRzUmVzcG9uc2USeAoTUmVwb3J0Q29tbWFuZFJlc3VsdBIvLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVwb3J0Q29tbWFuZFJlc3VsdFJlcXVlc3QaMC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlcG9ydENvbW1hbmRSZXN1bHRSZXNwb25zZRJ0ChBHZXRDb25maWd1cmF0aW9uEiwub3JyZXJ5LnNhdGVsbGl0ZS52MS5HZXRDb25maWd1cmF0aW9uUmVxdWVzdBotLm9ycmVyeS5zYXRlbGxpdGUudjEuR2V0Q29uZmlndXJhdGlvblJlc3BvbnNlIgOQAgESXQoKRW1pdEV2ZW50cxImLm9ycmVyeS5zYXRlbGxpdGUudjEuRW1pdEV2ZW50c1JlcXVlc3QaJy5vcnJlcnkuc2F0ZWxsaXRlLnYxLkVtaXRFdmVudHNSZXNwb25zZRJxCg9JbnRyb3NwZWN0VG9rZW4SKy5vcnJlcnkuc2F0ZWxsaXRlLnYxLkludHJvc3BlY3RUb2tlblJlcXVlc3QaLC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkludHJvc3BlY3RUb2tlblJlc3BvbnNlIgOQAgFCPlo8Z2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvc2F0ZWxsaXRlL3YxO3NhdGVsbGl0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * RegisterRequest asks for a satellite identity.
@@ -380,7 +380,8 @@ export const PollCommandsRequestSchema: GenMessage<PollCommandsRequest> = /*@__P
   messageDesc(file_orrery_satellite_v1_satellite, 7);
 
 /**
- * Command is one instruction for a satellite.
+ * Command is one instruction for a satellite. Its action says what to do; every action is its own message,
+ * so a satellite never interprets untyped parameters.
  *
  * @generated from message orrery.satellite.v1.Command
  */
@@ -393,13 +394,6 @@ export type Command = Message<"orrery.satellite.v1.Command"> & {
   id: string;
 
   /**
-   * type is what to do.
-   *
-   * @generated from field: orrery.satellite.v1.CommandType type = 2;
-   */
-  type: CommandType;
-
-  /**
    * priority is the command's delivery priority.
    *
    * @generated from field: orrery.satellite.v1.CommandPriority priority = 3;
@@ -407,14 +401,8 @@ export type Command = Message<"orrery.satellite.v1.Command"> & {
   priority: CommandPriority;
 
   /**
-   * payload carries the command's parameters, such as installation_id, team_id and event.
-   *
-   * @generated from field: google.protobuf.Struct payload = 4;
-   */
-  payload?: JsonObject | undefined;
-
-  /**
-   * team_id is the team the command concerns; empty for satellite-wide commands.
+   * team_id is the team the command concerns; empty for satellite-wide commands. Actions that select
+   * instances select only this team's.
    *
    * @generated from field: string team_id = 5;
    */
@@ -447,6 +435,85 @@ export type Command = Message<"orrery.satellite.v1.Command"> & {
    * @generated from field: google.protobuf.Timestamp lease_expires_at = 9;
    */
   leaseExpiresAt?: Timestamp | undefined;
+
+  /**
+   * action is what to do.
+   *
+   * @generated from oneof orrery.satellite.v1.Command.action
+   */
+  action: {
+    /**
+     * configure fetches the configuration and reconciles.
+     *
+     * @generated from field: orrery.satellite.v1.ConfigureAction configure = 10;
+     */
+    value: ConfigureAction;
+    case: "configure";
+  } | {
+    /**
+     * spawn starts instances that are not running.
+     *
+     * @generated from field: orrery.satellite.v1.SpawnAction spawn = 11;
+     */
+    value: SpawnAction;
+    case: "spawn";
+  } | {
+    /**
+     * kill stops instances and keeps them stopped.
+     *
+     * @generated from field: orrery.satellite.v1.KillAction kill = 12;
+     */
+    value: KillAction;
+    case: "kill";
+  } | {
+    /**
+     * restart stops instances and starts them again, forgetting crashes and holds.
+     *
+     * @generated from field: orrery.satellite.v1.RestartAction restart = 13;
+     */
+    value: RestartAction;
+    case: "restart";
+  } | {
+    /**
+     * health_check checks instances.
+     *
+     * @generated from field: orrery.satellite.v1.HealthCheckAction health_check = 14;
+     */
+    value: HealthCheckAction;
+    case: "healthCheck";
+  } | {
+    /**
+     * recovery reconnects an installation's remote instances and discovers their tools again.
+     *
+     * @generated from field: orrery.satellite.v1.RecoveryAction recovery = 15;
+     */
+    value: RecoveryAction;
+    case: "recovery";
+  } | {
+    /**
+     * revoke_tokens says which access tokens of the team were just revoked.
+     *
+     * @generated from field: orrery.satellite.v1.RevokeTokensAction revoke_tokens = 16;
+     */
+    value: RevokeTokensAction;
+    case: "revokeTokens";
+  } | {
+    /**
+     * redeploy fetches the configuration and restarts an installation's instances.
+     *
+     * @generated from field: orrery.satellite.v1.RedeployAction redeploy = 17;
+     */
+    value: RedeployAction;
+    case: "redeploy";
+  } | {
+    /**
+     * update asks the satellite to update itself.
+     *
+     * @generated from field: orrery.satellite.v1.UpdateAction update = 18;
+     */
+    value: UpdateAction;
+    case: "update";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -455,6 +522,323 @@ export type Command = Message<"orrery.satellite.v1.Command"> & {
  */
 export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
   messageDesc(file_orrery_satellite_v1_satellite, 8);
+
+/**
+ * ConfigureAction asks the satellite to fetch its configuration and reconcile.
+ *
+ * @generated from message orrery.satellite.v1.ConfigureAction
+ */
+export type ConfigureAction = Message<"orrery.satellite.v1.ConfigureAction"> & {
+  /**
+   * event says why.
+   *
+   * @generated from field: orrery.satellite.v1.ConfigureEvent event = 1;
+   */
+  event: ConfigureEvent;
+
+  /**
+   * installation_id is the installation an installation event concerns; empty when the change concerns
+   * several, such as a change of the team's settings.
+   *
+   * @generated from field: string installation_id = 2;
+   */
+  installationId: string;
+
+  /**
+   * user_id is the former member of CONFIGURE_EVENT_MEMBER_REMOVED.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.ConfigureAction.
+ * Use `create(ConfigureActionSchema)` to create a new message.
+ */
+export const ConfigureActionSchema: GenMessage<ConfigureAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 9);
+
+/**
+ * InstanceSelector names the instances an action acts on, within the command's team: one instance, or an
+ * installation's instances, optionally only one user's.
+ *
+ * @generated from message orrery.satellite.v1.InstanceSelector
+ */
+export type InstanceSelector = Message<"orrery.satellite.v1.InstanceSelector"> & {
+  /**
+   * target is the instance or the installation.
+   *
+   * @generated from oneof orrery.satellite.v1.InstanceSelector.target
+   */
+  target: {
+    /**
+     * instance_id names one instance.
+     *
+     * @generated from field: string instance_id = 1;
+     */
+    value: string;
+    case: "instanceId";
+  } | {
+    /**
+     * installation_id names every instance of an installation.
+     *
+     * @generated from field: string installation_id = 2;
+     */
+    value: string;
+    case: "installationId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * user_id, when set, keeps only that user's instances.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.InstanceSelector.
+ * Use `create(InstanceSelectorSchema)` to create a new message.
+ */
+export const InstanceSelectorSchema: GenMessage<InstanceSelector> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 10);
+
+/**
+ * SpawnAction starts the selected instances that are not running; a permanently failed one needs a restart.
+ *
+ * @generated from message orrery.satellite.v1.SpawnAction
+ */
+export type SpawnAction = Message<"orrery.satellite.v1.SpawnAction"> & {
+  /**
+   * instances are the instances to start.
+   *
+   * @generated from field: orrery.satellite.v1.InstanceSelector instances = 1;
+   */
+  instances?: InstanceSelector | undefined;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.SpawnAction.
+ * Use `create(SpawnActionSchema)` to create a new message.
+ */
+export const SpawnActionSchema: GenMessage<SpawnAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 11);
+
+/**
+ * KillAction stops the selected instances and keeps them stopped until a spawn or a restart.
+ *
+ * @generated from message orrery.satellite.v1.KillAction
+ */
+export type KillAction = Message<"orrery.satellite.v1.KillAction"> & {
+  /**
+   * instances are the instances to stop.
+   *
+   * @generated from field: orrery.satellite.v1.InstanceSelector instances = 1;
+   */
+  instances?: InstanceSelector | undefined;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.KillAction.
+ * Use `create(KillActionSchema)` to create a new message.
+ */
+export const KillActionSchema: GenMessage<KillAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 12);
+
+/**
+ * RestartAction stops the selected instances if they run, forgets their crashes and any hold (kill,
+ * permanent failure), and starts them again.
+ *
+ * @generated from message orrery.satellite.v1.RestartAction
+ */
+export type RestartAction = Message<"orrery.satellite.v1.RestartAction"> & {
+  /**
+   * instances are the instances to restart.
+   *
+   * @generated from field: orrery.satellite.v1.InstanceSelector instances = 1;
+   */
+  instances?: InstanceSelector | undefined;
+
+  /**
+   * reason says why.
+   *
+   * @generated from field: orrery.satellite.v1.RestartReason reason = 2;
+   */
+  reason: RestartReason;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.RestartAction.
+ * Use `create(RestartActionSchema)` to create a new message.
+ */
+export const RestartActionSchema: GenMessage<RestartAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 13);
+
+/**
+ * HealthCheckAction checks an installation's instances and sets their status to the verdict.
+ *
+ * @generated from message orrery.satellite.v1.HealthCheckAction
+ */
+export type HealthCheckAction = Message<"orrery.satellite.v1.HealthCheckAction"> & {
+  /**
+   * installation_id is the installation whose instances are checked.
+   *
+   * @generated from field: string installation_id = 1;
+   */
+  installationId: string;
+
+  /**
+   * check is what is verified.
+   *
+   * @generated from field: orrery.satellite.v1.HealthCheckType check = 2;
+   */
+  check: HealthCheckType;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.HealthCheckAction.
+ * Use `create(HealthCheckActionSchema)` to create a new message.
+ */
+export const HealthCheckActionSchema: GenMessage<HealthCheckAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 14);
+
+/**
+ * RecoveryAction reconnects an installation's remote instances and discovers their tools again, after a
+ * health check found the server healthy again. stdio instances recover through their process lifecycle.
+ *
+ * @generated from message orrery.satellite.v1.RecoveryAction
+ */
+export type RecoveryAction = Message<"orrery.satellite.v1.RecoveryAction"> & {
+  /**
+   * installation_id is the installation whose instances recover.
+   *
+   * @generated from field: string installation_id = 1;
+   */
+  installationId: string;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.RecoveryAction.
+ * Use `create(RecoveryActionSchema)` to create a new message.
+ */
+export const RecoveryActionSchema: GenMessage<RecoveryAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 15);
+
+/**
+ * RevokeTokensAction lists access tokens of the command's team that were just revoked. The satellite refuses
+ * them from then on, whatever it cached of their introspection.
+ *
+ * @generated from message orrery.satellite.v1.RevokeTokensAction
+ */
+export type RevokeTokensAction = Message<"orrery.satellite.v1.RevokeTokensAction"> & {
+  /**
+   * token_hashes are the tokens' SHA-256 hashes in lower-case hex.
+   *
+   * @generated from field: repeated string token_hashes = 1;
+   */
+  tokenHashes: string[];
+};
+
+/**
+ * Describes the message orrery.satellite.v1.RevokeTokensAction.
+ * Use `create(RevokeTokensActionSchema)` to create a new message.
+ */
+export const RevokeTokensActionSchema: GenMessage<RevokeTokensAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 16);
+
+/**
+ * RedeployAction fetches the configuration and restarts an installation's instances with it.
+ *
+ * @generated from message orrery.satellite.v1.RedeployAction
+ */
+export type RedeployAction = Message<"orrery.satellite.v1.RedeployAction"> & {
+  /**
+   * installation_id is the installation to redeploy.
+   *
+   * @generated from field: string installation_id = 1;
+   */
+  installationId: string;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.RedeployAction.
+ * Use `create(RedeployActionSchema)` to create a new message.
+ */
+export const RedeployActionSchema: GenMessage<RedeployAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 17);
+
+/**
+ * UpdateAction asks the satellite to update itself. Satellites do not support it yet and answer failed.
+ *
+ * @generated from message orrery.satellite.v1.UpdateAction
+ */
+export type UpdateAction = Message<"orrery.satellite.v1.UpdateAction"> & {
+  /**
+   * version is the version to update to; empty means the newest.
+   *
+   * @generated from field: string version = 1;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.UpdateAction.
+ * Use `create(UpdateActionSchema)` to create a new message.
+ */
+export const UpdateActionSchema: GenMessage<UpdateAction> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 18);
+
+/**
+ * InstanceOutcome is what a command left one instance in.
+ *
+ * @generated from message orrery.satellite.v1.InstanceOutcome
+ */
+export type InstanceOutcome = Message<"orrery.satellite.v1.InstanceOutcome"> & {
+  /**
+   * instance_id identifies the instance.
+   *
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * status is the instance's status after the command.
+   *
+   * @generated from field: orrery.satellite.v1.InstanceStatus status = 2;
+   */
+  status: InstanceStatus;
+
+  /**
+   * message says why the instance has its status.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * skipped says why the command did not apply to the instance, such as a credential check of a stdio
+   * server; empty when it applied.
+   *
+   * @generated from field: string skipped = 4;
+   */
+  skipped: string;
+
+  /**
+   * previous_status is the instance's status before the command, so that the control plane sees what the
+   * command changed whatever order the status events arrive in.
+   *
+   * @generated from field: orrery.satellite.v1.InstanceStatus previous_status = 5;
+   */
+  previousStatus: InstanceStatus;
+};
+
+/**
+ * Describes the message orrery.satellite.v1.InstanceOutcome.
+ * Use `create(InstanceOutcomeSchema)` to create a new message.
+ */
+export const InstanceOutcomeSchema: GenMessage<InstanceOutcome> = /*@__PURE__*/
+  messageDesc(file_orrery_satellite_v1_satellite, 19);
 
 /**
  * PollCommandsResponse carries due commands.
@@ -475,6 +859,14 @@ export type PollCommandsResponse = Message<"orrery.satellite.v1.PollCommandsResp
    * @generated from field: google.protobuf.Duration next_poll = 2;
    */
   nextPoll?: Duration | undefined;
+
+  /**
+   * replica_draining says the replica that answered is shutting down: poll again at once, after a short
+   * random wait that spreads a fleet out, and the next poll reaches another replica.
+   *
+   * @generated from field: bool replica_draining = 3;
+   */
+  replicaDraining: boolean;
 };
 
 /**
@@ -482,7 +874,7 @@ export type PollCommandsResponse = Message<"orrery.satellite.v1.PollCommandsResp
  * Use `create(PollCommandsResponseSchema)` to create a new message.
  */
 export const PollCommandsResponseSchema: GenMessage<PollCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 9);
+  messageDesc(file_orrery_satellite_v1_satellite, 20);
 
 /**
  * ReportCommandResultRequest reports a command's outcome.
@@ -517,6 +909,13 @@ export type ReportCommandResultRequest = Message<"orrery.satellite.v1.ReportComm
    * @generated from field: string error = 4;
    */
   error: string;
+
+  /**
+   * outcomes are what a command that acts on instances left each of them in.
+   *
+   * @generated from field: repeated orrery.satellite.v1.InstanceOutcome outcomes = 5;
+   */
+  outcomes: InstanceOutcome[];
 };
 
 /**
@@ -524,7 +923,7 @@ export type ReportCommandResultRequest = Message<"orrery.satellite.v1.ReportComm
  * Use `create(ReportCommandResultRequestSchema)` to create a new message.
  */
 export const ReportCommandResultRequestSchema: GenMessage<ReportCommandResultRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 10);
+  messageDesc(file_orrery_satellite_v1_satellite, 21);
 
 /**
  * ReportCommandResultResponse acknowledges a result.
@@ -545,7 +944,7 @@ export type ReportCommandResultResponse = Message<"orrery.satellite.v1.ReportCom
  * Use `create(ReportCommandResultResponseSchema)` to create a new message.
  */
 export const ReportCommandResultResponseSchema: GenMessage<ReportCommandResultResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 11);
+  messageDesc(file_orrery_satellite_v1_satellite, 22);
 
 /**
  * GetConfigurationRequest asks for the satellite's desired state.
@@ -567,7 +966,7 @@ export type GetConfigurationRequest = Message<"orrery.satellite.v1.GetConfigurat
  * Use `create(GetConfigurationRequestSchema)` to create a new message.
  */
 export const GetConfigurationRequestSchema: GenMessage<GetConfigurationRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 12);
+  messageDesc(file_orrery_satellite_v1_satellite, 23);
 
 /**
  * GetConfigurationResponse is the satellite's desired state.
@@ -602,7 +1001,7 @@ export type GetConfigurationResponse = Message<"orrery.satellite.v1.GetConfigura
  * Use `create(GetConfigurationResponseSchema)` to create a new message.
  */
 export const GetConfigurationResponseSchema: GenMessage<GetConfigurationResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 13);
+  messageDesc(file_orrery_satellite_v1_satellite, 24);
 
 /**
  * Instance is one user's instance of a team's installation, with its merged configuration: template, then
@@ -753,7 +1152,7 @@ export type Instance = Message<"orrery.satellite.v1.Instance"> & {
  * Use `create(InstanceSchema)` to create a new message.
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 14);
+  messageDesc(file_orrery_satellite_v1_satellite, 25);
 
 /**
  * Sandbox is what a stdio server's template asks of the sandbox it runs in.
@@ -799,7 +1198,7 @@ export type Sandbox = Message<"orrery.satellite.v1.Sandbox"> & {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 15);
+  messageDesc(file_orrery_satellite_v1_satellite, 26);
 
 /**
  * ResourceLimits bound one server process and everything it starts. A zero field means the satellite's
@@ -856,7 +1255,7 @@ export type ResourceLimits = Message<"orrery.satellite.v1.ResourceLimits"> & {
  * Use `create(ResourceLimitsSchema)` to create a new message.
  */
 export const ResourceLimitsSchema: GenMessage<ResourceLimits> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 16);
+  messageDesc(file_orrery_satellite_v1_satellite, 27);
 
 /**
  * EmitEventsRequest carries a batch of events.
@@ -877,7 +1276,7 @@ export type EmitEventsRequest = Message<"orrery.satellite.v1.EmitEventsRequest">
  * Use `create(EmitEventsRequestSchema)` to create a new message.
  */
 export const EmitEventsRequestSchema: GenMessage<EmitEventsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 17);
+  messageDesc(file_orrery_satellite_v1_satellite, 28);
 
 /**
  * EmitEventsResponse says what happened to a batch.
@@ -905,7 +1304,7 @@ export type EmitEventsResponse = Message<"orrery.satellite.v1.EmitEventsResponse
  * Use `create(EmitEventsResponseSchema)` to create a new message.
  */
 export const EmitEventsResponseSchema: GenMessage<EmitEventsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 18);
+  messageDesc(file_orrery_satellite_v1_satellite, 29);
 
 /**
  * Event is something that happened on a satellite.
@@ -1009,7 +1408,7 @@ export type Event = Message<"orrery.satellite.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 19);
+  messageDesc(file_orrery_satellite_v1_satellite, 30);
 
 /**
  * StatusChanged is mcp.server.status_changed.
@@ -1037,7 +1436,7 @@ export type StatusChanged = Message<"orrery.satellite.v1.StatusChanged"> & {
  * Use `create(StatusChangedSchema)` to create a new message.
  */
 export const StatusChangedSchema: GenMessage<StatusChanged> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 20);
+  messageDesc(file_orrery_satellite_v1_satellite, 31);
 
 /**
  * ServerLog is one line of mcp.server.logs: a stderr line or a connection error.
@@ -1065,7 +1464,7 @@ export type ServerLog = Message<"orrery.satellite.v1.ServerLog"> & {
  * Use `create(ServerLogSchema)` to create a new message.
  */
 export const ServerLogSchema: GenMessage<ServerLog> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 21);
+  messageDesc(file_orrery_satellite_v1_satellite, 32);
 
 /**
  * RequestLog is mcp.request.logs: one tool call.
@@ -1121,6 +1520,28 @@ export type RequestLog = Message<"orrery.satellite.v1.RequestLog"> & {
    * @generated from field: google.protobuf.Value response = 7;
    */
   response?: Value | undefined;
+
+  /**
+   * trace_id is the W3C trace id of the call, 32 lowercase hex digits: the trace of the traceparent the
+   * client sent, or of the satellite's own span; empty when there is neither.
+   *
+   * @generated from field: string trace_id = 8;
+   */
+  traceId: string;
+
+  /**
+   * request_bytes is the size of the call's arguments as JSON, sent whether or not request logging is on.
+   *
+   * @generated from field: uint64 request_bytes = 9;
+   */
+  requestBytes: bigint;
+
+  /**
+   * response_bytes is the size of the call's result as JSON, sent whether or not request logging is on.
+   *
+   * @generated from field: uint64 response_bytes = 10;
+   */
+  responseBytes: bigint;
 };
 
 /**
@@ -1128,7 +1549,7 @@ export type RequestLog = Message<"orrery.satellite.v1.RequestLog"> & {
  * Use `create(RequestLogSchema)` to create a new message.
  */
 export const RequestLogSchema: GenMessage<RequestLog> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 22);
+  messageDesc(file_orrery_satellite_v1_satellite, 33);
 
 /**
  * ToolsDiscovered is mcp.tools.discovered: the full tool list of an instance.
@@ -1149,7 +1570,7 @@ export type ToolsDiscovered = Message<"orrery.satellite.v1.ToolsDiscovered"> & {
  * Use `create(ToolsDiscoveredSchema)` to create a new message.
  */
 export const ToolsDiscoveredSchema: GenMessage<ToolsDiscovered> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 23);
+  messageDesc(file_orrery_satellite_v1_satellite, 34);
 
 /**
  * Tool is one tool of an MCP server.
@@ -1191,7 +1612,7 @@ export type Tool = Message<"orrery.satellite.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 24);
+  messageDesc(file_orrery_satellite_v1_satellite, 35);
 
 /**
  * Lifecycle is a process lifecycle event.
@@ -1233,7 +1654,7 @@ export type Lifecycle = Message<"orrery.satellite.v1.Lifecycle"> & {
  * Use `create(LifecycleSchema)` to create a new message.
  */
 export const LifecycleSchema: GenMessage<Lifecycle> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 25);
+  messageDesc(file_orrery_satellite_v1_satellite, 36);
 
 /**
  * EventsDropped reports events a satellite could not keep, so none are lost silently.
@@ -1261,7 +1682,7 @@ export type EventsDropped = Message<"orrery.satellite.v1.EventsDropped"> & {
  * Use `create(EventsDroppedSchema)` to create a new message.
  */
 export const EventsDroppedSchema: GenMessage<EventsDropped> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 26);
+  messageDesc(file_orrery_satellite_v1_satellite, 37);
 
 /**
  * IntrospectTokenRequest carries the access token an MCP client presented.
@@ -1282,7 +1703,7 @@ export type IntrospectTokenRequest = Message<"orrery.satellite.v1.IntrospectToke
  * Use `create(IntrospectTokenRequestSchema)` to create a new message.
  */
 export const IntrospectTokenRequestSchema: GenMessage<IntrospectTokenRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 27);
+  messageDesc(file_orrery_satellite_v1_satellite, 38);
 
 /**
  * IntrospectTokenResponse describes an access token. Every field but active is empty for an inactive token.
@@ -1359,7 +1780,7 @@ export type IntrospectTokenResponse = Message<"orrery.satellite.v1.IntrospectTok
  * Use `create(IntrospectTokenResponseSchema)` to create a new message.
  */
 export const IntrospectTokenResponseSchema: GenMessage<IntrospectTokenResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_satellite_v1_satellite, 28);
+  messageDesc(file_orrery_satellite_v1_satellite, 39);
 
 /**
  * SatelliteType says whom a satellite serves.
@@ -1444,80 +1865,6 @@ export const SatelliteStatusSchema: GenEnum<SatelliteStatus> = /*@__PURE__*/
   enumDesc(file_orrery_satellite_v1_satellite, 1);
 
 /**
- * CommandType is what a command asks the satellite to do.
- *
- * @generated from enum orrery.satellite.v1.CommandType
- */
-export enum CommandType {
-  /**
-   * COMMAND_TYPE_UNSPECIFIED is never used.
-   *
-   * @generated from enum value: COMMAND_TYPE_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * COMMAND_TYPE_CONFIGURE asks the satellite to fetch its configuration and reconcile. The payload's
-   * "event" says why: mcp_installation_created, mcp_installation_updated, mcp_installation_deleted,
-   * mcp_recovery or mcp_redeploy.
-   *
-   * @generated from enum value: COMMAND_TYPE_CONFIGURE = 1;
-   */
-  CONFIGURE = 1,
-
-  /**
-   * COMMAND_TYPE_SPAWN starts an instance.
-   *
-   * @generated from enum value: COMMAND_TYPE_SPAWN = 2;
-   */
-  SPAWN = 2,
-
-  /**
-   * COMMAND_TYPE_KILL stops an instance.
-   *
-   * @generated from enum value: COMMAND_TYPE_KILL = 3;
-   */
-  KILL = 3,
-
-  /**
-   * COMMAND_TYPE_RESTART restarts an instance; the payload's "reason" is error_recovery, manual_restart or
-   * config_reload.
-   *
-   * @generated from enum value: COMMAND_TYPE_RESTART = 4;
-   */
-  RESTART = 4,
-
-  /**
-   * COMMAND_TYPE_HEALTH_CHECK checks an instance; the payload's "check_type" is credential_validation.
-   *
-   * @generated from enum value: COMMAND_TYPE_HEALTH_CHECK = 5;
-   */
-  HEALTH_CHECK = 5,
-
-  /**
-   * COMMAND_TYPE_UPDATE updates the satellite itself.
-   *
-   * @generated from enum value: COMMAND_TYPE_UPDATE = 6;
-   */
-  UPDATE = 6,
-
-  /**
-   * COMMAND_TYPE_REVOKE_TOKENS says which access tokens of the team were just revoked: the payload's
-   * "token_hashes" lists their SHA-256 hashes in hex. The satellite refuses them from then on, whatever
-   * it cached of their introspection.
-   *
-   * @generated from enum value: COMMAND_TYPE_REVOKE_TOKENS = 7;
-   */
-  REVOKE_TOKENS = 7,
-}
-
-/**
- * Describes the enum orrery.satellite.v1.CommandType.
- */
-export const CommandTypeSchema: GenEnum<CommandType> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 2);
-
-/**
  * CommandPriority orders delivery: higher priorities are delivered first.
  *
  * @generated from enum orrery.satellite.v1.CommandPriority
@@ -1563,7 +1910,7 @@ export enum CommandPriority {
  * Describes the enum orrery.satellite.v1.CommandPriority.
  */
 export const CommandPrioritySchema: GenEnum<CommandPriority> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 3);
+  enumDesc(file_orrery_satellite_v1_satellite, 2);
 
 /**
  * CommandState is where a command is in its life.
@@ -1619,7 +1966,7 @@ export enum CommandState {
  * Describes the enum orrery.satellite.v1.CommandState.
  */
 export const CommandStateSchema: GenEnum<CommandState> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 4);
+  enumDesc(file_orrery_satellite_v1_satellite, 3);
 
 /**
  * Transport is how a satellite talks to an MCP server.
@@ -1660,7 +2007,7 @@ export enum Transport {
  * Describes the enum orrery.satellite.v1.Transport.
  */
 export const TransportSchema: GenEnum<Transport> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 5);
+  enumDesc(file_orrery_satellite_v1_satellite, 4);
 
 /**
  * InstanceStatus is the state of one user's instance of an installation.
@@ -1757,7 +2104,7 @@ export enum InstanceStatus {
  * Describes the enum orrery.satellite.v1.InstanceStatus.
  */
 export const InstanceStatusSchema: GenEnum<InstanceStatus> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 6);
+  enumDesc(file_orrery_satellite_v1_satellite, 5);
 
 /**
  * ProcessHealth is a satellite's judgement of one running process.
@@ -1791,7 +2138,7 @@ export enum ProcessHealth {
  * Describes the enum orrery.satellite.v1.ProcessHealth.
  */
 export const ProcessHealthSchema: GenEnum<ProcessHealth> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 7);
+  enumDesc(file_orrery_satellite_v1_satellite, 6);
 
 /**
  * Isolation is how a satellite isolates the stdio MCP servers it runs.
@@ -1827,7 +2174,7 @@ export enum Isolation {
  * Describes the enum orrery.satellite.v1.Isolation.
  */
 export const IsolationSchema: GenEnum<Isolation> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 8);
+  enumDesc(file_orrery_satellite_v1_satellite, 7);
 
 /**
  * HomeScope says whose files a sandboxed server's home holds.
@@ -1861,7 +2208,125 @@ export enum HomeScope {
  * Describes the enum orrery.satellite.v1.HomeScope.
  */
 export const HomeScopeSchema: GenEnum<HomeScope> = /*@__PURE__*/
+  enumDesc(file_orrery_satellite_v1_satellite, 8);
+
+/**
+ * ConfigureEvent says why a satellite is asked to fetch its configuration.
+ *
+ * @generated from enum orrery.satellite.v1.ConfigureEvent
+ */
+export enum ConfigureEvent {
+  /**
+   * CONFIGURE_EVENT_UNSPECIFIED is never used.
+   *
+   * @generated from enum value: CONFIGURE_EVENT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * CONFIGURE_EVENT_INSTALLATION_CREATED follows the creation of an installation.
+   *
+   * @generated from enum value: CONFIGURE_EVENT_INSTALLATION_CREATED = 1;
+   */
+  INSTALLATION_CREATED = 1,
+
+  /**
+   * CONFIGURE_EVENT_INSTALLATION_UPDATED follows a change of an installation.
+   *
+   * @generated from enum value: CONFIGURE_EVENT_INSTALLATION_UPDATED = 2;
+   */
+  INSTALLATION_UPDATED = 2,
+
+  /**
+   * CONFIGURE_EVENT_INSTALLATION_DELETED follows the deletion of an installation.
+   *
+   * @generated from enum value: CONFIGURE_EVENT_INSTALLATION_DELETED = 3;
+   */
+  INSTALLATION_DELETED = 3,
+
+  /**
+   * CONFIGURE_EVENT_MEMBER_REMOVED follows the removal of a member from the team: after reconciling, the
+   * satellite also deletes what it keeps of the member, such as sandbox homes.
+   *
+   * @generated from enum value: CONFIGURE_EVENT_MEMBER_REMOVED = 4;
+   */
+  MEMBER_REMOVED = 4,
+}
+
+/**
+ * Describes the enum orrery.satellite.v1.ConfigureEvent.
+ */
+export const ConfigureEventSchema: GenEnum<ConfigureEvent> = /*@__PURE__*/
   enumDesc(file_orrery_satellite_v1_satellite, 9);
+
+/**
+ * RestartReason says why instances restart; it is reported with their lifecycle events.
+ *
+ * @generated from enum orrery.satellite.v1.RestartReason
+ */
+export enum RestartReason {
+  /**
+   * RESTART_REASON_UNSPECIFIED is never used.
+   *
+   * @generated from enum value: RESTART_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * RESTART_REASON_ERROR_RECOVERY restarts instances that failed.
+   *
+   * @generated from enum value: RESTART_REASON_ERROR_RECOVERY = 1;
+   */
+  ERROR_RECOVERY = 1,
+
+  /**
+   * RESTART_REASON_MANUAL_RESTART is a restart a person asked for.
+   *
+   * @generated from enum value: RESTART_REASON_MANUAL_RESTART = 2;
+   */
+  MANUAL_RESTART = 2,
+
+  /**
+   * RESTART_REASON_CONFIG_RELOAD restarts instances to apply their configuration.
+   *
+   * @generated from enum value: RESTART_REASON_CONFIG_RELOAD = 3;
+   */
+  CONFIG_RELOAD = 3,
+}
+
+/**
+ * Describes the enum orrery.satellite.v1.RestartReason.
+ */
+export const RestartReasonSchema: GenEnum<RestartReason> = /*@__PURE__*/
+  enumDesc(file_orrery_satellite_v1_satellite, 10);
+
+/**
+ * HealthCheckType is what a health check verifies.
+ *
+ * @generated from enum orrery.satellite.v1.HealthCheckType
+ */
+export enum HealthCheckType {
+  /**
+   * HEALTH_CHECK_TYPE_UNSPECIFIED is never used.
+   *
+   * @generated from enum value: HEALTH_CHECK_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION connects to remote servers with their credentials and lists
+   * their tools; stdio servers are skipped.
+   *
+   * @generated from enum value: HEALTH_CHECK_TYPE_CREDENTIAL_VALIDATION = 1;
+   */
+  CREDENTIAL_VALIDATION = 1,
+}
+
+/**
+ * Describes the enum orrery.satellite.v1.HealthCheckType.
+ */
+export const HealthCheckTypeSchema: GenEnum<HealthCheckType> = /*@__PURE__*/
+  enumDesc(file_orrery_satellite_v1_satellite, 11);
 
 /**
  * CommandResult is the outcome a satellite reports.
@@ -1895,7 +2360,7 @@ export enum CommandResult {
  * Describes the enum orrery.satellite.v1.CommandResult.
  */
 export const CommandResultSchema: GenEnum<CommandResult> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 10);
+  enumDesc(file_orrery_satellite_v1_satellite, 12);
 
 /**
  * LogLevel is the severity of a server log line.
@@ -1943,7 +2408,7 @@ export enum LogLevel {
  * Describes the enum orrery.satellite.v1.LogLevel.
  */
 export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 11);
+  enumDesc(file_orrery_satellite_v1_satellite, 13);
 
 /**
  * LifecycleKind is the kind of lifecycle event.
@@ -1991,7 +2456,7 @@ export enum LifecycleKind {
  * Describes the enum orrery.satellite.v1.LifecycleKind.
  */
 export const LifecycleKindSchema: GenEnum<LifecycleKind> = /*@__PURE__*/
-  enumDesc(file_orrery_satellite_v1_satellite, 12);
+  enumDesc(file_orrery_satellite_v1_satellite, 14);
 
 /**
  * SatelliteService is the API that satellites call on the control plane. Satellites only dial out: every

@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	segjson "github.com/segmentio/encoding/json"
+)
+
+// A request the SDK cannot dispatch gets the SDK's own text: a plain-text 400 for a method it does not know
+// on a session-era endpoint, and for params of the wrong shape a -32602 error that quotes the body and
+// names Go types ("unmarshaling ... into a *mcp.CallToolParamsRaw"). The endpoint checks a single request
+// before the SDK sees it and answers as JSON-RPC 2.0 says: -32601 for an unknown method, -32602 with the
+// field at fault for wrong params. Batches (of protocols before 2025-06-18) are left to the SDK.
+
+// requestParams gives, for each request method the endpoint serves, a new value of the type the SDK
+// decodes its params into, and whether params may be missing. initialize is left out: the SDK decodes it
+// into a type of its own that it does not export.
+var requestParams = map[string]struct {
+	params   func() any
+	optional bool
+}{
+	"ping":                     {func() any { return new(mcp.PingParams) }, true},
+	"server/discover":          {func() any { return new(mcp.DiscoverParams) }, true},
+	"tools/list":               {func() any { return new(mcp.ListToolsParams) }, true},
+	"tools/call":               {func() any { return new(mcp.CallToolParamsRaw) }, false},
+	"resources/list":           {func() any { return new(mcp.ListResourcesParams) }, true},
+	"resources/templates/list": {func() any { return new(mcp.ListResourceTemplatesParams) }, true},
+	"resources/read":           {func() any { return new(mcp.ReadResourceParams) }, false},
+	"resources/subscribe":      {func() any { return new(mcp.SubscribeParams) }, false},
+	"resources/unsubscribe":    {func() any { return new(mcp.UnsubscribeParams) }, false},
+	"prompts/list":             {func() any { return new(mcp.ListPromptsParams) }, true},
+	"prompts/get":              {func() any { return new(mcp.GetPromptParams) }, false},
+	"completion/complete":      {func() any { return new(mcp.CompleteParams) }, false},
+	"subscriptions/listen":     {func() any { return new(mcp.SubscriptionsListenParams) }, false},
+	//lint:ignore SA1019 logging is deprecated only from the 2026-07-28 protocol on; the session era still has it
+	"logging/setLevel": {func() any { return new(mcp.SetLoggingLevelParams) }, false},
+}
+
+// maxQuotedMethod bounds the client's method name quoted back in an error.
+const maxQuotedMethod = 64
+
+// checkRequest returns the JSON-RPC error for a request the endpoint cannot serve as sent, or nil. Its
+// messages name the protocol's fields and JSON types, never the body or a Go type.
+func checkRequest(req *jsonrpc.Request) *jsonrpc.Error {
+	if !req.IsCall() || req.Method == "initialize" {
+		return nil
+	}
+	spec, known := requestParams[req.Method]
+	if !known {
+		return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound,
+			Message: fmt.Sprintf("method not found: %q", truncate(req.Method, maxQuotedMethod))}
+	}
+	raw := bytes.TrimSpace(req.Params)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		if spec.optional {
+			return nil
+		}
+		return invalidParams(req.Method, "params are required")
+	}
+	if raw[0] != '{' {
+		return invalidParams(req.Method, "params must be an object")
+	}
+	params := spec.params()
+	if err := unmarshalParams(raw, params); err != nil {
+		return invalidParams(req.Method, describeDecodeError(err))
+	}
+	if call, ok := params.(*mcp.CallToolParamsRaw); ok {
+		if args := bytes.TrimSpace(call.Arguments); len(args) > 0 && args[0] != '{' && !bytes.Equal(args, []byte("null")) {
+			return invalidParams(req.Method, `"arguments" must be an object`)
+		}
+	}
+	return nil
+}
+
+// unmarshalParams decodes a request's params, a single JSON value, as sdkUnmarshal does: the SDK's
+// decoder reads the first value and parses it with exact key matching, which for a single value is this
+// parse, without the decoder's 32 KB buffer on every request.
+func unmarshalParams(raw []byte, v any) error {
+	if err := checkMaxDepth(raw, sdkMaxDepth); err != nil {
+		return err
+	}
+	_, err := segjson.Parse(raw, v, segjson.DontMatchCaseInsensitiveStructFields)
+	return err
+}
+
+func invalidParams(method, why string) *jsonrpc.Error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid params of %s: %s", method, why)}
+}
+
+// describeDecodeError says which field of the params has the wrong JSON type, without the decoder's
+// wording, which quotes the input and names Go types.
+func describeDecodeError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return fmt.Sprintf("%q must be %s", jsonPath(typeErr.Field), jsonKind(typeErr.Type))
+	}
+	if errors.As(err, &typeErr) {
+		return "a field has the wrong type: want " + jsonKind(typeErr.Type)
+	}
+	return "params do not have the shape the method takes"
+}
+
+// jsonPath is a decoder's field path as the client wrote it: JSON names joined by dots, without the Go
+// struct names some decoders put first.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	for len(parts) > 1 && parts[0] != "" && parts[0][0] >= 'A' && parts[0][0] <= 'Z' {
+		parts = parts[1:]
+	}
+	return truncate(strings.Join(parts, "."), 128)
+}
+
+// jsonKind names the JSON type that decodes into t, with an article.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "of another type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "of another type"
+}
