@@ -197,14 +197,15 @@ func (p *tab) signIn(base, email, password, want string) {
 // statusRecorder notes in the page, with the browser's clock, every change of the first instance's status
 // and every status event the console lists (a batch of events changes the status shown only once).
 const statusRecorder = `(() => {
-	window.__statusLog = []; window.__eventLog = []; let last = ""; let events = 0;
+	window.__statusLog = []; window.__eventLog = []; let last = ""; const listed = new WeakSet();
 	new MutationObserver(() => {
 		const el = document.querySelector("[data-status]");
 		const s = el ? el.dataset.status : "";
-		if (s !== last) { last = s; window.__statusLog.push({ s, t: Date.now() }); }
-		const lis = document.querySelectorAll("[data-event-status]");
-		for (let i = lis.length - events - 1; i >= 0; i--) window.__eventLog.push({ s: lis[i].dataset.eventStatus, t: Date.now() });
-		events = Math.max(events, lis.length);
+		if (s && s !== last) { last = s; window.__statusLog.push({ s, t: Date.now() }); }
+		const lis = document.querySelectorAll("[data-event-status]"); // newest first
+		for (let i = lis.length - 1; i >= 0; i--) {
+			if (!listed.has(lis[i])) { listed.add(lis[i]); window.__eventLog.push({ s: lis[i].dataset.eventStatus, t: Date.now() }); }
+		}
 	}).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
 	window.__noReload = true;
 	return "";
@@ -281,7 +282,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("statuses the console showed while installing: %s", seen)
 	logStatusDelay(t, dana, stored, "online", 0)
 
-	// A tool call through the team endpoint, by a real MCP client, shows up in the request log.
+	// A tool call through the team endpoint, by a real MCP client, shows up in the request log and the usage.
 	var danaID string
 	if err := conn.QueryRow(ctx, `select id::text from users where email = 'dana@example.test'`).Scan(&danaID); err != nil {
 		t.Fatal(err)
@@ -296,11 +297,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(`//tr[@data-tool="echo"]//a`),
 		chromedp.WaitVisible(`//*[@aria-label="Tool call detail"]//pre[contains(., "hello from the console test")]`),
 	)
+	dana.screenshot("installation")
+	dana.do("see the call in the usage chart", onlineTimeout,
+		chromedp.Click(link("Usage")),
+		chromedp.WaitVisible(chromedp.CSS(`.usage-tools tr[data-tool="echo"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.chart canvas`)),
+	)
+	dana.screenshot("usage")
+	dana.do("go back to the installation", browserStep,
+		chromedp.Click(link("Installations")),
+		chromedp.Click(`//a[.//strong[text()="everything"]]`),
+		chromedp.WaitVisible(chromedp.CSS(`[data-status="online"]`)),
+	)
 	if got := dana.eval(`String(window.__noReload)`); got != "true" {
 		t.Fatalf("the page reloaded on the way (marker %q)", got)
 	}
-	dana.screenshot("installation")
-
 	// She restarts the instance and watches it come back.
 	restartedAt := time.Now()
 	dana.do("restart", browserStep,

@@ -25,6 +25,7 @@ const InstallPage = page(() => import("./pages/installations"), "InstallPage");
 const InvitationsPage = page(() => import("./pages/teams"), "InvitationsPage");
 const TeamPage = page(() => import("./pages/teams"), "TeamPage");
 const TeamsPage = page(() => import("./pages/teams"), "TeamsPage");
+const UsagePage = page(() => import("./pages/usage"), "UsagePage");
 
 export function App() {
   const me = useCurrentUser();
@@ -91,6 +92,7 @@ function Shell() {
           <Route path="/teams/:teamId/installations">{(p) => <InstallationsPage teamId={p.teamId} />}</Route>
           <Route path="/teams/:teamId/installations/:id">{(p) => <InstallationPage teamId={p.teamId} id={p.id} />}</Route>
           <Route path="/teams/:teamId/connect">{(p) => <ConnectPage teamId={p.teamId} />}</Route>
+          <Route path="/teams/:teamId/usage">{(p) => <UsagePage teamId={p.teamId} />}</Route>
           <Route path="/admin/:tab">{(p) => <AdminPage tab={p.tab} />}</Route>
           <Route>
             <h1>Not found</h1>

@@ -21,6 +21,7 @@ export function TeamHeader({ teamId, page }: { teamId: string; page: string }) {
     ["", "Members"],
     ["/installations", "Installations"],
     ["/catalog", "Catalog"],
+    ["/usage", "Usage"],
     ["/connect", "Connect a client"],
   ];
   return (
