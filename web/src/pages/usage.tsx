@@ -61,7 +61,7 @@ export function UsagePage({ teamId }: { teamId: string }) {
             <tbody>{slowest.map((t) => (
               <tr key={t.installationId + t.toolName} data-tool={t.toolName}>
                 <td><code>{t.toolName}</code></td><td>{String(t.stats?.calls ?? 0)}</td><td>{String(t.stats?.errors ?? 0)}</td>
-                <td>{t.stats?.p50LatencyMs ?? 0} ms</td><td>{t.stats?.p95LatencyMs ?? 0} ms</td>
+                <td>{(t.stats?.p50LatencyMs ?? 0).toFixed(1)} ms</td><td>{(t.stats?.p95LatencyMs ?? 0).toFixed(1)} ms</td>
               </tr>
             ))}</tbody>
           </table>
