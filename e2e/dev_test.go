@@ -1,15 +1,22 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/orrery/orrery/e2e"
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 )
 
 // freeAddr returns a loopback address no one listens on at the moment, for a process that cannot be handed
@@ -49,6 +56,27 @@ func TestDevelopmentMode(t *testing.T) {
 		return e.String("msg") == "satellite status" && e.String("status") == "SATELLITE_STATUS_ACTIVE"
 	})
 	e2e.WaitFor(t, 10*time.Second, "the satellite to be ready", func() error { return e2e.HTTPOK("http://" + satAddr + "/readyz") })
+
+	// The console is served, and the summary's development user signs in to it.
+	raw, err := os.ReadFile(filepath.Join(dataDir, "dev-secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets struct {
+		ConsolePassword string `json:"console_password"`
+	}
+	if err := json.Unmarshal(raw, &secrets); err != nil || secrets.ConsolePassword == "" ||
+		!strings.Contains(proc.Output(), "sign in as dev@localhost, password "+secrets.ConsolePassword) {
+		t.Fatalf("console password %q (%v) not in the summary:\n%s", secrets.ConsolePassword, err, proc.Output())
+	}
+	if err := e2e.HTTPOK("http://" + cpAddr + "/"); err != nil {
+		t.Errorf("console: %v", err)
+	}
+	if _, err := apiv1connect.NewAccountServiceClient(http.DefaultClient, "http://"+cpAddr).Login(t.Context(), connect.NewRequest(&apiv1.LoginRequest{
+		Email: "dev@localhost", Password: secrets.ConsolePassword,
+	})); err != nil {
+		t.Errorf("sign in as dev@localhost: %v", err)
+	}
 
 	begin := time.Now()
 	proc.Signal(t, syscall.SIGINT)

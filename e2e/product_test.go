@@ -122,19 +122,7 @@ func TestProductAPIDrivesTheWholePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	endpoint := sat.URL + "/teams/acme/mcp"
-	token := "orat_e2e_product_" + login.Msg.User.Id
-	hash := sha256.Sum256([]byte(token))
-	if _, err := conn.Exec(ctx, `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
-		values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`,
-		hash[:], teamID, login.Msg.User.Id, endpoint); err != nil {
-		t.Fatal(err)
-	}
-	session, err := connectMCP(ctx, endpoint, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
+	session := connectAsMember(t, conn, sat.URL+"/teams/acme/mcp", teamID, login.Msg.User.Id)
 	result, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "everything__echo", Arguments: map[string]any{"message": "through the product API"}})
 	if err != nil || result.IsError {
 		t.Fatalf("call echo: %v %v", result, err)
@@ -152,4 +140,23 @@ func TestProductAPIDrivesTheWholePath(t *testing.T) {
 		}
 		return fmt.Errorf("request logs %v", logs.Msg.RequestLogs)
 	})
+}
+
+// connectAsMember connects a real MCP client to a team endpoint as a member, with an access token minted in
+// the database rather than through the authorization server's sign-in.
+func connectAsMember(t *testing.T, conn *pgx.Conn, endpoint, teamID, userID string) *mcp.ClientSession {
+	t.Helper()
+	token := "orat_e2e_" + userID
+	hash := sha256.Sum256([]byte(token))
+	if _, err := conn.Exec(t.Context(), `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
+		values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`,
+		hash[:], teamID, userID, endpoint); err != nil {
+		t.Fatal(err)
+	}
+	session, err := connectMCP(t.Context(), endpoint, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = session.Close() })
+	return session
 }

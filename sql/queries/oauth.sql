@@ -101,6 +101,14 @@ select exists (
     where revoked_at is null and rtrim(url, '/') = @url::text and (type = 'global' or team_id = @team_id::uuid)
 );
 
+-- name: TeamEndpointBase :one
+-- TeamEndpointBase is the public URL of the live satellite that serves the team: the team's own satellites
+-- before global ones, the freshest heartbeat first.
+select rtrim(url, '/')::text from satellites
+where revoked_at is null and activated_at is not null and url <> '' and (type = 'global' or team_id = @team_id::uuid)
+order by (team_id is not null) desc, last_heartbeat_at desc nulls last
+limit 1;
+
 -- name: CreateServiceUser :one
 insert into users (slug, email, name, global_role) values (@slug, @email, @name, 'global_user') returning id;
 

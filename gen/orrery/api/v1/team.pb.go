@@ -475,6 +475,109 @@ func (x *GetTeamResponse) GetEndpointUrls() []string {
 	return nil
 }
 
+// GetTeamEndpointRequest names the team.
+type GetTeamEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId        string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTeamEndpointRequest) Reset() {
+	*x = GetTeamEndpointRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamEndpointRequest) ProtoMessage() {}
+
+func (x *GetTeamEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamEndpointRequest.ProtoReflect.Descriptor instead.
+func (*GetTeamEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetTeamEndpointRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+// GetTeamEndpointResponse locates the team's MCP endpoint on the live satellite that serves it: the team's
+// own satellite when it has one, else a global one.
+type GetTeamEndpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is the Streamable HTTP endpoint, {satellite_url}/teams/{team_slug}/mcp; empty while no live
+	// satellite serves the team.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// sse_url is the legacy HTTP+SSE endpoint beside it, for clients that speak only that; empty with url.
+	SseUrl        string `protobuf:"bytes,2,opt,name=sse_url,json=sseUrl,proto3" json:"sse_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTeamEndpointResponse) Reset() {
+	*x = GetTeamEndpointResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamEndpointResponse) ProtoMessage() {}
+
+func (x *GetTeamEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamEndpointResponse.ProtoReflect.Descriptor instead.
+func (*GetTeamEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetTeamEndpointResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *GetTeamEndpointResponse) GetSseUrl() string {
+	if x != nil {
+		return x.SseUrl
+	}
+	return ""
+}
+
 // ListMembersRequest names the team.
 type ListMembersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -486,7 +589,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +601,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +614,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{8}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListMembersRequest) GetTeamId() string {
@@ -532,7 +635,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +647,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +660,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{9}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -595,7 +698,7 @@ type Invitation struct {
 
 func (x *Invitation) Reset() {
 	*x = Invitation{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +710,7 @@ func (x *Invitation) String() string {
 func (*Invitation) ProtoMessage() {}
 
 func (x *Invitation) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +723,7 @@ func (x *Invitation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invitation.ProtoReflect.Descriptor instead.
 func (*Invitation) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{10}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Invitation) GetId() string {
@@ -701,7 +804,7 @@ type InviteMemberRequest struct {
 
 func (x *InviteMemberRequest) Reset() {
 	*x = InviteMemberRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +816,7 @@ func (x *InviteMemberRequest) String() string {
 func (*InviteMemberRequest) ProtoMessage() {}
 
 func (x *InviteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +829,7 @@ func (x *InviteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteMemberRequest.ProtoReflect.Descriptor instead.
 func (*InviteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{11}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InviteMemberRequest) GetTeamId() string {
@@ -761,7 +864,7 @@ type InviteMemberResponse struct {
 
 func (x *InviteMemberResponse) Reset() {
 	*x = InviteMemberResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +876,7 @@ func (x *InviteMemberResponse) String() string {
 func (*InviteMemberResponse) ProtoMessage() {}
 
 func (x *InviteMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +889,7 @@ func (x *InviteMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteMemberResponse.ProtoReflect.Descriptor instead.
 func (*InviteMemberResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{12}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InviteMemberResponse) GetInvitation() *Invitation {
@@ -811,7 +914,7 @@ type ListInvitationsRequest struct {
 
 func (x *ListInvitationsRequest) Reset() {
 	*x = ListInvitationsRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +926,7 @@ func (x *ListInvitationsRequest) String() string {
 func (*ListInvitationsRequest) ProtoMessage() {}
 
 func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +939,7 @@ func (x *ListInvitationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsRequest.ProtoReflect.Descriptor instead.
 func (*ListInvitationsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListInvitationsRequest) GetTeamId() string {
@@ -873,7 +976,7 @@ type ListInvitationsResponse struct {
 
 func (x *ListInvitationsResponse) Reset() {
 	*x = ListInvitationsResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +988,7 @@ func (x *ListInvitationsResponse) String() string {
 func (*ListInvitationsResponse) ProtoMessage() {}
 
 func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1001,7 @@ func (x *ListInvitationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListInvitationsResponse.ProtoReflect.Descriptor instead.
 func (*ListInvitationsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListInvitationsResponse) GetInvitations() []*Invitation {
@@ -928,7 +1031,7 @@ type RevokeInvitationRequest struct {
 
 func (x *RevokeInvitationRequest) Reset() {
 	*x = RevokeInvitationRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1043,7 @@ func (x *RevokeInvitationRequest) String() string {
 func (*RevokeInvitationRequest) ProtoMessage() {}
 
 func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1056,7 @@ func (x *RevokeInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvitationRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeInvitationRequest) GetTeamId() string {
@@ -979,7 +1082,7 @@ type RevokeInvitationResponse struct {
 
 func (x *RevokeInvitationResponse) Reset() {
 	*x = RevokeInvitationResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1094,7 @@ func (x *RevokeInvitationResponse) String() string {
 func (*RevokeInvitationResponse) ProtoMessage() {}
 
 func (x *RevokeInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1107,7 @@ func (x *RevokeInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInvitationResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{18}
 }
 
 // ListMyInvitationsRequest pages through the caller's invitations.
@@ -1020,7 +1123,7 @@ type ListMyInvitationsRequest struct {
 
 func (x *ListMyInvitationsRequest) Reset() {
 	*x = ListMyInvitationsRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1135,7 @@ func (x *ListMyInvitationsRequest) String() string {
 func (*ListMyInvitationsRequest) ProtoMessage() {}
 
 func (x *ListMyInvitationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1148,7 @@ func (x *ListMyInvitationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyInvitationsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyInvitationsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{17}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListMyInvitationsRequest) GetPageSize() int32 {
@@ -1075,7 +1178,7 @@ type ListMyInvitationsResponse struct {
 
 func (x *ListMyInvitationsResponse) Reset() {
 	*x = ListMyInvitationsResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1190,7 @@ func (x *ListMyInvitationsResponse) String() string {
 func (*ListMyInvitationsResponse) ProtoMessage() {}
 
 func (x *ListMyInvitationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1203,7 @@ func (x *ListMyInvitationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyInvitationsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyInvitationsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{18}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListMyInvitationsResponse) GetInvitations() []*Invitation {
@@ -1128,7 +1231,7 @@ type AcceptInvitationRequest struct {
 
 func (x *AcceptInvitationRequest) Reset() {
 	*x = AcceptInvitationRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1243,7 @@ func (x *AcceptInvitationRequest) String() string {
 func (*AcceptInvitationRequest) ProtoMessage() {}
 
 func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1256,7 @@ func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{19}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AcceptInvitationRequest) GetInvitationId() string {
@@ -1174,7 +1277,7 @@ type AcceptInvitationResponse struct {
 
 func (x *AcceptInvitationResponse) Reset() {
 	*x = AcceptInvitationResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1289,7 @@ func (x *AcceptInvitationResponse) String() string {
 func (*AcceptInvitationResponse) ProtoMessage() {}
 
 func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[20]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1302,7 @@ func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{20}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcceptInvitationResponse) GetMembership() *Membership {
@@ -1220,7 +1323,7 @@ type DeclineInvitationRequest struct {
 
 func (x *DeclineInvitationRequest) Reset() {
 	*x = DeclineInvitationRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1335,7 @@ func (x *DeclineInvitationRequest) String() string {
 func (*DeclineInvitationRequest) ProtoMessage() {}
 
 func (x *DeclineInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[21]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1348,7 @@ func (x *DeclineInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineInvitationRequest.ProtoReflect.Descriptor instead.
 func (*DeclineInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{21}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeclineInvitationRequest) GetInvitationId() string {
@@ -1264,7 +1367,7 @@ type DeclineInvitationResponse struct {
 
 func (x *DeclineInvitationResponse) Reset() {
 	*x = DeclineInvitationResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1379,7 @@ func (x *DeclineInvitationResponse) String() string {
 func (*DeclineInvitationResponse) ProtoMessage() {}
 
 func (x *DeclineInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[22]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1392,7 @@ func (x *DeclineInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineInvitationResponse.ProtoReflect.Descriptor instead.
 func (*DeclineInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{22}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{24}
 }
 
 // RemoveMemberRequest names the team and the member.
@@ -1305,7 +1408,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1420,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[23]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1433,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{23}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveMemberRequest) GetTeamId() string {
@@ -1356,7 +1459,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1471,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[24]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1484,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{24}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{26}
 }
 
 // SetMemberRoleRequest names the team, the member and the role.
@@ -1399,7 +1502,7 @@ type SetMemberRoleRequest struct {
 
 func (x *SetMemberRoleRequest) Reset() {
 	*x = SetMemberRoleRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1514,7 @@ func (x *SetMemberRoleRequest) String() string {
 func (*SetMemberRoleRequest) ProtoMessage() {}
 
 func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[25]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1527,7 @@ func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{25}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetMemberRoleRequest) GetTeamId() string {
@@ -1457,7 +1560,7 @@ type SetMemberRoleResponse struct {
 
 func (x *SetMemberRoleResponse) Reset() {
 	*x = SetMemberRoleResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1572,7 @@ func (x *SetMemberRoleResponse) String() string {
 func (*SetMemberRoleResponse) ProtoMessage() {}
 
 func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[26]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1585,7 @@ func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleResponse.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{26}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{28}
 }
 
 // TransferOwnershipRequest names the team and the new owner.
@@ -1498,7 +1601,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1613,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[27]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1626,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{27}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TransferOwnershipRequest) GetTeamId() string {
@@ -1549,7 +1652,7 @@ type TransferOwnershipResponse struct {
 
 func (x *TransferOwnershipResponse) Reset() {
 	*x = TransferOwnershipResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1664,7 @@ func (x *TransferOwnershipResponse) String() string {
 func (*TransferOwnershipResponse) ProtoMessage() {}
 
 func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[28]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1677,7 @@ func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{28}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{30}
 }
 
 var File_orrery_api_v1_team_proto protoreflect.FileDescriptor
@@ -1608,7 +1711,12 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"_\n" +
 	"\x0fGetTeamResponse\x12'\n" +
 	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\x12#\n" +
-	"\rendpoint_urls\x18\x02 \x03(\tR\fendpointUrls\"7\n" +
+	"\rendpoint_urls\x18\x02 \x03(\tR\fendpointUrls\";\n" +
+	"\x16GetTeamEndpointRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"D\n" +
+	"\x17GetTeamEndpointResponse\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x17\n" +
+	"\asse_url\x18\x02 \x01(\tR\x06sseUrl\"7\n" +
 	"\x12ListMembersRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"F\n" +
 	"\x13ListMembersResponse\x12/\n" +
@@ -1680,14 +1788,15 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x18TransferOwnershipRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1b\n" +
-	"\x19TransferOwnershipResponse2\x84\x0e\n" +
+	"\x19TransferOwnershipResponse2\x91\x0f\n" +
 	"\vTeamService\x12h\n" +
 	"\n" +
 	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/api/teams\x12e\n" +
 	"\tListTeams\x12\x1f.orrery.api.v1.ListTeamsRequest\x1a .orrery.api.v1.ListTeamsResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/api/teams\x90\x02\x01\x12i\n" +
-	"\aGetTeam\x12\x1d.orrery.api.v1.GetTeamRequest\x1a\x1e.orrery.api.v1.GetTeamResponse\"\x1f\x82\xd3\xe4\x93\x02\x16\x12\x14/api/teams/{team_id}\x90\x02\x01\x12}\n" +
+	"\aGetTeam\x12\x1d.orrery.api.v1.GetTeamRequest\x1a\x1e.orrery.api.v1.GetTeamResponse\"\x1f\x82\xd3\xe4\x93\x02\x16\x12\x14/api/teams/{team_id}\x90\x02\x01\x12\x8a\x01\n" +
+	"\x0fGetTeamEndpoint\x12%.orrery.api.v1.GetTeamEndpointRequest\x1a&.orrery.api.v1.GetTeamEndpointResponse\"(\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/teams/{team_id}/endpoint\x90\x02\x01\x12}\n" +
 	"\vListMembers\x12!.orrery.api.v1.ListMembersRequest\x1a\".orrery.api.v1.ListMembersResponse\"'\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/teams/{team_id}/members\x90\x02\x01\x12\x84\x01\n" +
 	"\fInviteMember\x12\".orrery.api.v1.InviteMemberRequest\x1a#.orrery.api.v1.InviteMemberResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /api/teams/{team_id}/invitations\x12\x8d\x01\n" +
 	"\x0fListInvitations\x12%.orrery.api.v1.ListInvitationsRequest\x1a&.orrery.api.v1.ListInvitationsResponse\"+\x82\xd3\xe4\x93\x02\"\x12 /api/teams/{team_id}/invitations\x90\x02\x01\x12\x9d\x01\n" +
@@ -1711,7 +1820,7 @@ func file_orrery_api_v1_team_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_team_proto_rawDescData
 }
 
-var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_orrery_api_v1_team_proto_goTypes = []any{
 	(*Team)(nil),                      // 0: orrery.api.v1.Team
 	(*Member)(nil),                    // 1: orrery.api.v1.Member
@@ -1721,78 +1830,82 @@ var file_orrery_api_v1_team_proto_goTypes = []any{
 	(*ListTeamsResponse)(nil),         // 5: orrery.api.v1.ListTeamsResponse
 	(*GetTeamRequest)(nil),            // 6: orrery.api.v1.GetTeamRequest
 	(*GetTeamResponse)(nil),           // 7: orrery.api.v1.GetTeamResponse
-	(*ListMembersRequest)(nil),        // 8: orrery.api.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 9: orrery.api.v1.ListMembersResponse
-	(*Invitation)(nil),                // 10: orrery.api.v1.Invitation
-	(*InviteMemberRequest)(nil),       // 11: orrery.api.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),      // 12: orrery.api.v1.InviteMemberResponse
-	(*ListInvitationsRequest)(nil),    // 13: orrery.api.v1.ListInvitationsRequest
-	(*ListInvitationsResponse)(nil),   // 14: orrery.api.v1.ListInvitationsResponse
-	(*RevokeInvitationRequest)(nil),   // 15: orrery.api.v1.RevokeInvitationRequest
-	(*RevokeInvitationResponse)(nil),  // 16: orrery.api.v1.RevokeInvitationResponse
-	(*ListMyInvitationsRequest)(nil),  // 17: orrery.api.v1.ListMyInvitationsRequest
-	(*ListMyInvitationsResponse)(nil), // 18: orrery.api.v1.ListMyInvitationsResponse
-	(*AcceptInvitationRequest)(nil),   // 19: orrery.api.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),  // 20: orrery.api.v1.AcceptInvitationResponse
-	(*DeclineInvitationRequest)(nil),  // 21: orrery.api.v1.DeclineInvitationRequest
-	(*DeclineInvitationResponse)(nil), // 22: orrery.api.v1.DeclineInvitationResponse
-	(*RemoveMemberRequest)(nil),       // 23: orrery.api.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 24: orrery.api.v1.RemoveMemberResponse
-	(*SetMemberRoleRequest)(nil),      // 25: orrery.api.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),     // 26: orrery.api.v1.SetMemberRoleResponse
-	(*TransferOwnershipRequest)(nil),  // 27: orrery.api.v1.TransferOwnershipRequest
-	(*TransferOwnershipResponse)(nil), // 28: orrery.api.v1.TransferOwnershipResponse
-	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
-	(*User)(nil),                      // 30: orrery.api.v1.User
-	(TeamRole)(0),                     // 31: orrery.api.v1.TeamRole
-	(*Membership)(nil),                // 32: orrery.api.v1.Membership
+	(*GetTeamEndpointRequest)(nil),    // 8: orrery.api.v1.GetTeamEndpointRequest
+	(*GetTeamEndpointResponse)(nil),   // 9: orrery.api.v1.GetTeamEndpointResponse
+	(*ListMembersRequest)(nil),        // 10: orrery.api.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 11: orrery.api.v1.ListMembersResponse
+	(*Invitation)(nil),                // 12: orrery.api.v1.Invitation
+	(*InviteMemberRequest)(nil),       // 13: orrery.api.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),      // 14: orrery.api.v1.InviteMemberResponse
+	(*ListInvitationsRequest)(nil),    // 15: orrery.api.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),   // 16: orrery.api.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),   // 17: orrery.api.v1.RevokeInvitationRequest
+	(*RevokeInvitationResponse)(nil),  // 18: orrery.api.v1.RevokeInvitationResponse
+	(*ListMyInvitationsRequest)(nil),  // 19: orrery.api.v1.ListMyInvitationsRequest
+	(*ListMyInvitationsResponse)(nil), // 20: orrery.api.v1.ListMyInvitationsResponse
+	(*AcceptInvitationRequest)(nil),   // 21: orrery.api.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),  // 22: orrery.api.v1.AcceptInvitationResponse
+	(*DeclineInvitationRequest)(nil),  // 23: orrery.api.v1.DeclineInvitationRequest
+	(*DeclineInvitationResponse)(nil), // 24: orrery.api.v1.DeclineInvitationResponse
+	(*RemoveMemberRequest)(nil),       // 25: orrery.api.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 26: orrery.api.v1.RemoveMemberResponse
+	(*SetMemberRoleRequest)(nil),      // 27: orrery.api.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),     // 28: orrery.api.v1.SetMemberRoleResponse
+	(*TransferOwnershipRequest)(nil),  // 29: orrery.api.v1.TransferOwnershipRequest
+	(*TransferOwnershipResponse)(nil), // 30: orrery.api.v1.TransferOwnershipResponse
+	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
+	(*User)(nil),                      // 32: orrery.api.v1.User
+	(TeamRole)(0),                     // 33: orrery.api.v1.TeamRole
+	(*Membership)(nil),                // 34: orrery.api.v1.Membership
 }
 var file_orrery_api_v1_team_proto_depIdxs = []int32{
-	29, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	30, // 1: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
-	31, // 2: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
-	29, // 3: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	31, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	32, // 1: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
+	33, // 2: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
+	31, // 3: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
 	0,  // 5: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
 	0,  // 6: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
 	1,  // 7: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
-	31, // 8: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
-	29, // 9: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
-	29, // 10: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 11: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
-	10, // 12: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
-	10, // 13: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	10, // 14: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	32, // 15: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
-	31, // 16: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
+	33, // 8: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
+	31, // 9: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
+	31, // 10: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 11: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
+	12, // 12: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
+	12, // 13: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	12, // 14: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	34, // 15: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
+	33, // 16: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
 	2,  // 17: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
 	4,  // 18: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
 	6,  // 19: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
-	8,  // 20: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
-	11, // 21: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
-	13, // 22: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
-	15, // 23: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
-	17, // 24: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
-	19, // 25: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
-	21, // 26: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
-	23, // 27: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
-	25, // 28: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
-	27, // 29: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
-	3,  // 30: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
-	5,  // 31: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
-	7,  // 32: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
-	9,  // 33: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
-	12, // 34: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
-	14, // 35: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
-	16, // 36: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
-	18, // 37: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
-	20, // 38: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
-	22, // 39: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
-	24, // 40: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
-	26, // 41: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
-	28, // 42: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
+	8,  // 20: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
+	10, // 21: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
+	13, // 22: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
+	15, // 23: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
+	17, // 24: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
+	19, // 25: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
+	21, // 26: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
+	23, // 27: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
+	25, // 28: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
+	27, // 29: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
+	29, // 30: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
+	3,  // 31: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
+	5,  // 32: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
+	7,  // 33: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
+	9,  // 34: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
+	11, // 35: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
+	14, // 36: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
+	16, // 37: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
+	18, // 38: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
+	20, // 39: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
+	22, // 40: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
+	24, // 41: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
+	26, // 42: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
+	28, // 43: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
+	30, // 44: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1810,7 +1923,7 @@ func file_orrery_api_v1_team_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_team_proto_rawDesc), len(file_orrery_api_v1_team_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceCreateTeamProcedure:        SignedIn,
 	apiv1connect.TeamServiceListTeamsProcedure:         SignedIn,
 	apiv1connect.TeamServiceGetTeamProcedure:           TeamMember,
+	apiv1connect.TeamServiceGetTeamEndpointProcedure:   TeamMember,
 	apiv1connect.TeamServiceListMembersProcedure:       TeamAdmin,
 	apiv1connect.TeamServiceRemoveMemberProcedure:      TeamAdmin,
 	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,

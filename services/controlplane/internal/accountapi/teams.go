@@ -73,6 +73,28 @@ func (h *Handler) GetTeam(ctx context.Context, _ *connect.Request[apiv1.GetTeamR
 	return connect.NewResponse(resp), nil
 }
 
+// GetTeamEndpoint locates the team's MCP endpoint.
+func (h *Handler) GetTeamEndpoint(ctx context.Context, _ *connect.Request[apiv1.GetTeamEndpointRequest]) (*connect.Response[apiv1.GetTeamEndpointResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.GetTeam(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get team", err)
+	}
+	base, err := h.store.TeamEndpointBase(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get team endpoint", err)
+	}
+	resp := &apiv1.GetTeamEndpointResponse{}
+	if base != "" {
+		resp.Url = base + "/teams/" + team.Slug + "/mcp"
+		resp.SseUrl = base + "/teams/" + team.Slug + "/sse"
+	}
+	return connect.NewResponse(resp), nil
+}
+
 // ListMembers lists the team's members.
 func (h *Handler) ListMembers(ctx context.Context, _ *connect.Request[apiv1.ListMembersRequest]) (*connect.Response[apiv1.ListMembersResponse], error) {
 	p, err := access.Require(ctx)

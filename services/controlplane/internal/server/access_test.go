@@ -161,6 +161,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/CreateTeam":            `{"slug":"t-{random}","name":"Matrix"}`,
 	"/orrery.api.v1.TeamService/ListTeams":             `{}`,
 	"/orrery.api.v1.TeamService/GetTeam":               `{"teamId":"{team}"}`,
+	"/orrery.api.v1.TeamService/GetTeamEndpoint":       `{"teamId":"{team}"}`,
 	"/orrery.api.v1.TeamService/ListMembers":           `{"teamId":"{team}"}`,
 	"/orrery.api.v1.TeamService/InviteMember":          `{"teamId":"{team}","email":"{random}@orrery.test","role":"TEAM_ROLE_USER"}`,
 	"/orrery.api.v1.TeamService/ListInvitations":       `{"teamId":"{team}"}`,

@@ -38,6 +38,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/admission"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
+	"github.com/orrery/orrery/services/controlplane/internal/console"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/maintenance"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
@@ -318,6 +319,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	// Every path no route above claims belongs to the console, a single-page app.
+	mux.Handle("/", console.Handler())
 	return mux, nil
 }
 

@@ -206,3 +206,34 @@ func TestTeamSatelliteAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestTeamEndpoint locates a team's MCP endpoint on a satellite that serves it: none before a satellite
+// announces its URL, the team's own satellite before a global one, and nothing for another team's members.
+func TestTeamEndpoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	x := seedTenants(t, b)
+	teamA := x.teamA.ID.String()
+	endpoint := func(c caller) (*apiv1.GetTeamEndpointResponse, error) {
+		resp, err := teamClient(b, c).GetTeamEndpoint(t.Context(), connect.NewRequest(&apiv1.GetTeamEndpointRequest{TeamId: teamA}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+	if got, err := endpoint(x.userA); err != nil || got.Url != "" {
+		t.Fatalf("without satellites: %v, %v; want an empty URL", got, err)
+	}
+	b.activeSatellite(t, "").heartbeat(t, "https://pool.example.test/")
+	got, err := endpoint(x.userA)
+	if err != nil || got.Url != "https://pool.example.test/teams/team-a/mcp" || got.SseUrl != "https://pool.example.test/teams/team-a/sse" {
+		t.Fatalf("with a global satellite: %v, %v", got, err)
+	}
+	b.activeSatellite(t, teamA).heartbeat(t, "https://a.example.test")
+	b.activeSatellite(t, x.teamB.ID.String()).heartbeat(t, "https://b.example.test")
+	if got, err := endpoint(x.userA); err != nil || got.Url != "https://a.example.test/teams/team-a/mcp" {
+		t.Fatalf("with the team's own satellite: %v, %v", got, err)
+	}
+	_, err = endpoint(x.userB)
+	wantCode(t, "another team's endpoint", err, connect.CodePermissionDenied, "")
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -370,6 +371,16 @@ func (s *Store) TeamBySlug(ctx context.Context, slug string) (Team, error) {
 func (s *Store) TeamEndpointServed(ctx context.Context, url string, teamID uuid.UUID) (bool, error) {
 	ok, err := s.q.TeamEndpointServed(ctx, url, teamID)
 	return ok, translate(err, "check team endpoint")
+}
+
+// TeamEndpointBase returns the public URL of the live satellite that serves the team, its own before global
+// ones, or "" when none does.
+func (s *Store) TeamEndpointBase(ctx context.Context, teamID uuid.UUID) (string, error) {
+	url, err := s.q.TeamEndpointBase(ctx, teamID)
+	if err = translate(err, "find team endpoint"); errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return url, err
 }
 
 // revokeMemberAccess ends what a former member held for a team: access tokens, OAuth grants, consents.

@@ -39,6 +39,9 @@ const (
 	TeamServiceListTeamsProcedure = "/orrery.api.v1.TeamService/ListTeams"
 	// TeamServiceGetTeamProcedure is the fully-qualified name of the TeamService's GetTeam RPC.
 	TeamServiceGetTeamProcedure = "/orrery.api.v1.TeamService/GetTeam"
+	// TeamServiceGetTeamEndpointProcedure is the fully-qualified name of the TeamService's
+	// GetTeamEndpoint RPC.
+	TeamServiceGetTeamEndpointProcedure = "/orrery.api.v1.TeamService/GetTeamEndpoint"
 	// TeamServiceListMembersProcedure is the fully-qualified name of the TeamService's ListMembers RPC.
 	TeamServiceListMembersProcedure = "/orrery.api.v1.TeamService/ListMembers"
 	// TeamServiceInviteMemberProcedure is the fully-qualified name of the TeamService's InviteMember
@@ -78,6 +81,8 @@ type TeamServiceClient interface {
 	ListTeams(context.Context, *connect.Request[v1.ListTeamsRequest]) (*connect.Response[v1.ListTeamsResponse], error)
 	// GetTeam describes one team.
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
+	// GetTeamEndpoint returns the team's MCP endpoint, where members point their MCP clients.
+	GetTeamEndpoint(context.Context, *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error)
 	// ListMembers lists a team's members. Team admins only.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// InviteMember invites a person, by email address, to join the team with a role; they become a member
@@ -139,6 +144,13 @@ func NewTeamServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			httpClient,
 			baseURL+TeamServiceGetTeamProcedure,
 			connect.WithSchema(teamServiceMethods.ByName("GetTeam")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		getTeamEndpoint: connect.NewClient[v1.GetTeamEndpointRequest, v1.GetTeamEndpointResponse](
+			httpClient,
+			baseURL+TeamServiceGetTeamEndpointProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("GetTeamEndpoint")),
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
@@ -213,6 +225,7 @@ type teamServiceClient struct {
 	createTeam        *connect.Client[v1.CreateTeamRequest, v1.CreateTeamResponse]
 	listTeams         *connect.Client[v1.ListTeamsRequest, v1.ListTeamsResponse]
 	getTeam           *connect.Client[v1.GetTeamRequest, v1.GetTeamResponse]
+	getTeamEndpoint   *connect.Client[v1.GetTeamEndpointRequest, v1.GetTeamEndpointResponse]
 	listMembers       *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
 	inviteMember      *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
 	listInvitations   *connect.Client[v1.ListInvitationsRequest, v1.ListInvitationsResponse]
@@ -238,6 +251,11 @@ func (c *teamServiceClient) ListTeams(ctx context.Context, req *connect.Request[
 // GetTeam calls orrery.api.v1.TeamService.GetTeam.
 func (c *teamServiceClient) GetTeam(ctx context.Context, req *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error) {
 	return c.getTeam.CallUnary(ctx, req)
+}
+
+// GetTeamEndpoint calls orrery.api.v1.TeamService.GetTeamEndpoint.
+func (c *teamServiceClient) GetTeamEndpoint(ctx context.Context, req *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error) {
+	return c.getTeamEndpoint.CallUnary(ctx, req)
 }
 
 // ListMembers calls orrery.api.v1.TeamService.ListMembers.
@@ -298,6 +316,8 @@ type TeamServiceHandler interface {
 	ListTeams(context.Context, *connect.Request[v1.ListTeamsRequest]) (*connect.Response[v1.ListTeamsResponse], error)
 	// GetTeam describes one team.
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
+	// GetTeamEndpoint returns the team's MCP endpoint, where members point their MCP clients.
+	GetTeamEndpoint(context.Context, *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error)
 	// ListMembers lists a team's members. Team admins only.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// InviteMember invites a person, by email address, to join the team with a role; they become a member
@@ -355,6 +375,13 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 		TeamServiceGetTeamProcedure,
 		svc.GetTeam,
 		connect.WithSchema(teamServiceMethods.ByName("GetTeam")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceGetTeamEndpointHandler := connect.NewUnaryHandler(
+		TeamServiceGetTeamEndpointProcedure,
+		svc.GetTeamEndpoint,
+		connect.WithSchema(teamServiceMethods.ByName("GetTeamEndpoint")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
@@ -429,6 +456,8 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 			teamServiceListTeamsHandler.ServeHTTP(w, r)
 		case TeamServiceGetTeamProcedure:
 			teamServiceGetTeamHandler.ServeHTTP(w, r)
+		case TeamServiceGetTeamEndpointProcedure:
+			teamServiceGetTeamEndpointHandler.ServeHTTP(w, r)
 		case TeamServiceListMembersProcedure:
 			teamServiceListMembersHandler.ServeHTTP(w, r)
 		case TeamServiceInviteMemberProcedure:
@@ -468,6 +497,10 @@ func (UnimplementedTeamServiceHandler) ListTeams(context.Context, *connect.Reque
 
 func (UnimplementedTeamServiceHandler) GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.GetTeam is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) GetTeamEndpoint(context.Context, *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.GetTeamEndpoint is not implemented"))
 }
 
 func (UnimplementedTeamServiceHandler) ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error) {

@@ -597,6 +597,22 @@ func (q *Queries) RevokeMemberAccessTokens(ctx context.Context, teamID uuid.UUID
 	return items, nil
 }
 
+const teamEndpointBase = `-- name: TeamEndpointBase :one
+select rtrim(url, '/')::text from satellites
+where revoked_at is null and activated_at is not null and url <> '' and (type = 'global' or team_id = $1::uuid)
+order by (team_id is not null) desc, last_heartbeat_at desc nulls last
+limit 1
+`
+
+// TeamEndpointBase is the public URL of the live satellite that serves the team: the team's own satellites
+// before global ones, the freshest heartbeat first.
+func (q *Queries) TeamEndpointBase(ctx context.Context, teamID uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, teamEndpointBase, teamID)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const teamEndpointServed = `-- name: TeamEndpointServed :one
 select exists (
     select 1 from satellites
