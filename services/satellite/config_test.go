@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +236,48 @@ func TestPublicURLFor(t *testing.T) {
 		if got := publicURLFor(listen); got != want {
 			t.Errorf("publicURLFor(%q) = %q, want %q", listen, got, want)
 		}
+	}
+}
+
+func TestRegistrationTokenFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	token := write("token", "orreg_from-a-file\n")
+	huge := write("huge", strings.Repeat("x", maxRegistrationTokenFile+1))
+	for _, tt := range []struct {
+		name, want, wantErr string
+		env                 map[string]string
+	}{
+		{name: "from the file, trimmed", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": token}, want: "orreg_from-a-file"},
+		{name: "the variable wins", env: map[string]string{"ORRERY_REGISTRATION_TOKEN": "orreg_env", "ORRERY_REGISTRATION_TOKEN_FILE": token}, want: "orreg_env"},
+		// A satellite past its first start keeps its identity; Kubernetes mounts no file for a pod without a token.
+		{name: "no file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": filepath.Join(dir, "absent")}, want: ""},
+		{name: "a file far larger than a token", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": huge}, wantErr: "larger than a registration token"},
+		{name: "a directory", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": dir}, wantErr: "ORRERY_REGISTRATION_TOKEN_FILE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.env["HOME"] = "/h"
+			c, err := loadConfig(nil, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("loadConfig = %v, want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RegistrationToken != tt.want {
+				t.Errorf("registration token %q, want %q", c.RegistrationToken, tt.want)
+			}
+		})
 	}
 }
