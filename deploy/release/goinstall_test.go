@@ -70,12 +70,8 @@ func TestGoInstall(t *testing.T) {
 // from a tag.
 func publish(t *testing.T, root, proxy string) {
 	t.Helper()
-	listing := command(t, "git", "-C", root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
 	var files []modzip.File
-	for name := range strings.SplitSeq(strings.TrimRight(listing, "\x00"), "\x00") {
-		if _, err := os.Lstat(filepath.Join(root, name)); err != nil {
-			continue // deleted in the working tree, not yet in the index
-		}
+	for _, name := range worktreeFiles(t, root) {
 		if nestedModule(root, name) {
 			continue
 		}

@@ -29,6 +29,20 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
+// worktreeFiles lists the files git would commit from the working tree: tracked ones and untracked ones
+// that .gitignore does not exclude, leaving out any deleted but not yet staged.
+func worktreeFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var files []string
+	listing := command(t, "git", "-C", root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+	for name := range strings.SplitSeq(strings.TrimRight(listing, "\x00"), "\x00") {
+		if _, err := os.Lstat(filepath.Join(root, name)); err == nil {
+			files = append(files, name)
+		}
+	}
+	return files
+}
+
 // need finds a program, installing its Debian package with apt-get when the test runs as root.
 func need(t *testing.T, program, pkg string) string {
 	t.Helper()
