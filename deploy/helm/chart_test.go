@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,15 +19,31 @@ import (
 
 const chart = "orrery"
 
-// helm runs the helm pinned in this module's go.mod (a tool, built once into Go's build cache).
+// helmPath finds the helm pinned in this module's go.mod, a tool built once into Go's build cache. Asking
+// go tool once for the binary, rather than running go tool per call, saves the go command's staleness
+// check of helm's ~1,500 packages on every call.
+var helmPath = sync.OnceValues(func() (string, error) {
+	cmd := exec.Command("go", "tool", "-n", "helm")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build helm with go tool: %w\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+})
+
+// helm runs helm with its state in throwaway directories.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "go", append([]string{"tool", "helm"}, args...)...)
-	cmd.Env = append(os.Environ(), "GOWORK=off", "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	path, err := helmPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), path, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
+	if err := cmd.Run(); err != nil {
 		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
@@ -45,11 +62,19 @@ type manifests struct {
 // field fails here rather than being dropped by the API server.
 func decode(t *testing.T, rendered string) manifests {
 	t.Helper()
+	m, err := decodeStrictly(rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func decodeStrictly(rendered string) (manifests, error) {
 	var m manifests
 	for doc := range strings.SplitSeq(rendered, "\n---\n") {
 		var head struct{ APIVersion, Kind string }
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
+			return m, fmt.Errorf("%w in\n%s", err, doc)
 		}
 		var err error
 		switch head.APIVersion + " " + head.Kind {
@@ -66,13 +91,13 @@ func decode(t *testing.T, rendered string) manifests {
 		case "policy/v1 PodDisruptionBudget":
 			m.budgets = append(m.budgets, strict[policyv1.PodDisruptionBudget](&err, doc))
 		default:
-			t.Fatalf("the chart renders a %s %s the test does not know: add it to decode", head.APIVersion, head.Kind)
+			return m, fmt.Errorf("the chart renders a %s %s the test does not know: add it to decodeStrictly", head.APIVersion, head.Kind)
 		}
 		if err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
+			return m, fmt.Errorf("%w in\n%s", err, doc)
 		}
 	}
-	return m
+	return m, nil
 }
 
 func strict[T any](errp *error, doc string) T {
@@ -195,6 +220,19 @@ func TestTemplateExistingSecrets(t *testing.T) {
 	}
 	if name := m.deployments[0].Spec.Template.Spec.Containers[0].EnvFrom[0].SecretRef.Name; name != "orrery-prod" {
 		t.Errorf("control plane reads Secret %q", name)
+	}
+}
+
+// TestDecodingIsStrict: a field the Kubernetes API does not know, here through values an operator could
+// misspell, fails the decoding the chart's output goes through.
+func TestDecodingIsStrict(t *testing.T) {
+	t.Parallel()
+	out, err := helm(t, "template", "acme", chart, "--values", chart+"/ci/test-values.yaml", "--set", "controlPlane.extraEnv[0].nmae=X")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeStrictly(out); err == nil || !strings.Contains(err.Error(), `unknown field "nmae"`) {
+		t.Errorf("decoding a misspelled field = %v, want an unknown field error", err)
 	}
 }
 
