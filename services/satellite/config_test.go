@@ -19,6 +19,21 @@ func env(vars map[string]string) func(string) string {
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	host, _ := os.Hostname()
+	dir := t.TempDir()
+	tokenFile, hugeFile := filepath.Join(dir, "token"), filepath.Join(dir, "huge")
+	if err := os.WriteFile(tokenFile, []byte("orreg_from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hugeFile, []byte(strings.Repeat("x", maxRegistrationTokenFile+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registrationToken := func(want string) func(t *testing.T, c Config) {
+		return func(t *testing.T, c Config) {
+			if c.RegistrationToken != want {
+				t.Errorf("registration token %q, want %q", c.RegistrationToken, want)
+			}
+		}
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -186,6 +201,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "invalid control plane URL", env: map[string]string{"ORRERY_CONTROL_PLANE_URL": "127.0.0.1:8080", "HOME": "/h"}, wantErr: "control plane URL"},
 		{name: "invalid public URL", env: map[string]string{"ORRERY_SATELLITE_PUBLIC_URL": "edge:8081", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_PUBLIC_URL"},
 		{name: "no token flag", args: []string{"-registration-token", "x"}, env: map[string]string{"HOME": "/h"}, wantErr: "not defined"},
+		{name: "token from a file, trimmed", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": tokenFile, "HOME": "/h"}, check: registrationToken("orreg_from-a-file")},
+		{name: "token variable before the file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN": "orreg_env", "ORRERY_REGISTRATION_TOKEN_FILE": tokenFile, "HOME": "/h"}, check: registrationToken("orreg_env")},
+		// A satellite past its first start keeps its identity; Kubernetes mounts no file for a pod without a token.
+		{name: "no token file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": filepath.Join(dir, "absent"), "HOME": "/h"}, check: registrationToken("")},
+		{name: "token file far larger than a token", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": hugeFile, "HOME": "/h"}, wantErr: "larger than a registration token"},
+		{name: "token file a directory", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": dir, "HOME": "/h"}, wantErr: "ORRERY_REGISTRATION_TOKEN_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,48 +257,5 @@ func TestPublicURLFor(t *testing.T) {
 		if got := publicURLFor(listen); got != want {
 			t.Errorf("publicURLFor(%q) = %q, want %q", listen, got, want)
 		}
-	}
-}
-
-func TestRegistrationTokenFile(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	token := write("token", "orreg_from-a-file\n")
-	huge := write("huge", strings.Repeat("x", maxRegistrationTokenFile+1))
-	for _, tt := range []struct {
-		name, want, wantErr string
-		env                 map[string]string
-	}{
-		{name: "from the file, trimmed", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": token}, want: "orreg_from-a-file"},
-		{name: "the variable wins", env: map[string]string{"ORRERY_REGISTRATION_TOKEN": "orreg_env", "ORRERY_REGISTRATION_TOKEN_FILE": token}, want: "orreg_env"},
-		// A satellite past its first start keeps its identity; Kubernetes mounts no file for a pod without a token.
-		{name: "no file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": filepath.Join(dir, "absent")}, want: ""},
-		{name: "a file far larger than a token", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": huge}, wantErr: "larger than a registration token"},
-		{name: "a directory", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": dir}, wantErr: "ORRERY_REGISTRATION_TOKEN_FILE"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.env["HOME"] = "/h"
-			c, err := loadConfig(nil, env(tt.env), io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("loadConfig = %v, want an error mentioning %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.RegistrationToken != tt.want {
-				t.Errorf("registration token %q, want %q", c.RegistrationToken, tt.want)
-			}
-		})
 	}
 }
