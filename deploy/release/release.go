@@ -48,10 +48,11 @@ var services = []service{
 	{
 		Name: "orrery-satellite", Pkg: "./services/satellite", EnvFile: "satellite.env",
 		Description: "Orrery satellite: runs teams' MCP servers in sandboxes behind one endpoint per team",
-		// bubblewrap isolates the servers; util-linux's prlimit bounds them; pasta or slirp4netns gives
-		// servers with network egress a network of their own.
-		Depends:    []string{"bubblewrap", "util-linux"},
-		Recommends: []string{"passt | slirp4netns", "e2fsprogs"},
+		// bubblewrap isolates the servers; slirp4netns and nftables make each sandbox's network and its
+		// egress rules; util-linux's nsenter, unshare and prlimit set them up and bound the servers;
+		// e2fsprogs makes the file systems of home quotas.
+		Depends:    []string{"bubblewrap", "slirp4netns", "nftables", "util-linux"},
+		Recommends: []string{"e2fsprogs"},
 	},
 }
 
