@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orrery/orrery/internal/configref"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -45,15 +46,29 @@ type config struct {
 	Command []string
 }
 
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	fs := flag.NewFlagSet("controlplane", flag.ContinueOnError)
+// rawFlags are the flag values that loadConfig parses further after the flag set has read them.
+type rawFlags struct {
+	drainPeriod      string
+	trustedProxies   string
+	templateCommands string
+}
+
+// secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
+var secretEnv = []configref.Env{
+	{Name: "ORRERY_ADMIN_TOKEN", Usage: "API token of the first global admin, admin@localhost; at least 16 characters. Required outside development mode"},
+	{Name: "ORRERY_TOKEN_SIGNING_KEY", Usage: "key that signs registration tokens (HMAC-SHA256). Required outside development mode"},
+	{Name: "ORRERY_SECRET_KEYS", Usage: "keys that seal installation secrets (AES-256-GCM), comma-separated id:base64-of-32-bytes; " +
+		"the first seals, all open, so keys rotate by adding one in front. Required outside development mode"},
+}
+
+// defineFlags defines the control plane's flags on fs, each defaulting to its environment variable.
+func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string) string) {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
 		return def
 	}
-	var c config
 	fs.StringVar(&c.Listen, "listen", env("ORRERY_LISTEN", "127.0.0.1:8080"), "address to serve on (ORRERY_LISTEN)")
 	fs.StringVar(&c.Issuer, "issuer", getenv("ORRERY_ISSUER"),
 		"public URL of the control plane, the OAuth issuer MCP clients are sent to; default http:// and the listen address (ORRERY_ISSUER)")
@@ -64,21 +79,28 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.Dev, "dev", getenv("ORRERY_DEV") == "true",
 		"development mode: generate and keep the admin token and keys in the data directory (ORRERY_DEV=true)")
 	fs.StringVar(&c.DevSatellite, "dev-satellite", getenv("ORRERY_DEV_SATELLITE"),
-		"in development mode, path of a satellite binary to run and register beside the control plane")
+		"in development mode, path of a satellite binary to run and register beside the control plane (ORRERY_DEV_SATELLITE)")
 	fs.StringVar(&c.DevSatelliteListen, "dev-satellite-listen", env("ORRERY_DEV_SATELLITE_LISTEN", "127.0.0.1:8081"),
 		"address the development satellite serves on (ORRERY_DEV_SATELLITE_LISTEN)")
 	fs.StringVar(&c.LogFormat, "log-format", env("ORRERY_LOG_FORMAT", "auto"), "auto, text or json (ORRERY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("ORRERY_LOG_LEVEL", "info"), "debug, info, warn or error (ORRERY_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take at shutdown")
-	drainPeriod := fs.String("drain-period", getenv("ORRERY_DRAIN_PERIOD"),
+	fs.StringVar(&raw.drainPeriod, "drain-period", getenv("ORRERY_DRAIN_PERIOD"),
 		"on SIGTERM, how long to keep serving with /readyz failing before refusing connections, so load balancers "+
 			"move new requests to other replicas first; default 5s, 0s in development mode (ORRERY_DRAIN_PERIOD)")
-	trustedProxies := fs.String("trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
+	fs.StringVar(&raw.trustedProxies, "trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
 		"comma-separated addresses or networks (CIDR) of the proxies in front of the control plane, whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES)")
-	templateCommands := fs.String("template-commands",
+	fs.StringVar(&raw.templateCommands, "template-commands",
 		env("ORRERY_TEMPLATE_COMMANDS", strings.Join(catalogapi.DefaultTemplateCommands, ",")),
 		"comma-separated commands team-private stdio templates may run: bare names, matched exactly, and absolute directories "+
 			"ending in /, under which any command is allowed; * allows any command (ORRERY_TEMPLATE_COMMANDS)")
+}
+
+func loadConfig(args []string, getenv func(string) string) (config, error) {
+	fs := flag.NewFlagSet("controlplane", flag.ContinueOnError)
+	var c config
+	var raw rawFlags
+	defineFlags(fs, &c, &raw, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: controlplane [flags] [command]\n\ncommands (default: serve):\n%s\nflags:\n", commandUsage)
 		fs.PrintDefaults()
@@ -88,10 +110,10 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	c.Command = fs.Args()
-	if c.DrainPeriod, err = parseDrainPeriod(*drainPeriod, c.Dev); err != nil {
+	if c.DrainPeriod, err = parseDrainPeriod(raw.drainPeriod, c.Dev); err != nil {
 		return config{}, err
 	}
-	for entry := range strings.SplitSeq(*trustedProxies, ",") {
+	for entry := range strings.SplitSeq(raw.trustedProxies, ",") {
 		if entry = strings.TrimSpace(entry); entry == "" {
 			continue
 		}
@@ -101,7 +123,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
-	if c.TemplateCommands, err = parseTemplateCommands(*templateCommands); err != nil {
+	if c.TemplateCommands, err = parseTemplateCommands(raw.templateCommands); err != nil {
 		return config{}, err
 	}
 	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orrery/orrery/internal/buildinfo"
+	"github.com/orrery/orrery/internal/configref"
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
@@ -323,6 +324,73 @@ func checkHTTPURL(raw string) error {
 	return nil
 }
 
+// rawFlags are the flag values that loadConfig parses further after the flag set has read them.
+type rawFlags struct {
+	readOnly, egressAllow, egressDeny, ceilings, homeQuota string
+}
+
+// secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
+var secretEnv = []configref.Env{
+	{Name: "ORRERY_REGISTRATION_TOKEN", Usage: "registration token from the control plane's admin API, used on the first start only; " +
+		"the identity it buys is kept in the state directory"},
+	{Name: "ORRERY_REGISTRATION_TOKEN_FILE", Usage: "file holding the registration token, read when ORRERY_REGISTRATION_TOKEN is empty " +
+		"(such as a mounted Kubernetes Secret)"},
+}
+
+// maxRegistrationTokenFile bounds the registration token file: a token is a few hundred bytes.
+const maxRegistrationTokenFile = 4096
+
+func readRegistrationToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		// A satellite past its first start keeps its identity and needs no token; the control plane
+		// refuses a registration without one.
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ORRERY_REGISTRATION_TOKEN_FILE: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxRegistrationTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("ORRERY_REGISTRATION_TOKEN_FILE: %w", err)
+	}
+	if len(raw) > maxRegistrationTokenFile {
+		return "", fmt.Errorf("ORRERY_REGISTRATION_TOKEN_FILE: %s is larger than a registration token", path)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// defineFlags defines the satellite's flags on fs. Their defaults are what cfg and raw hold, read from the
+// environment; zero values mean the defaults WithDefaults documents.
+func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
+	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", cfg.ControlPlaneURL, "control plane base URL (ORRERY_CONTROL_PLANE_URL; default "+defaultControlPlaneURL+")")
+	fs.StringVar(&cfg.AuthorizationServer, "authorization-server", cfg.AuthorizationServer, "issuer URL of the OAuth authorization server MCP clients are sent to (ORRERY_AUTHORIZATION_SERVER; default: the control plane URL)")
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "satellite name (ORRERY_SATELLITE_NAME; default: from the host name)")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
+	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "listen address of Prometheus metrics at /metrics, apart from the MCP listener; off: none (ORRERY_METRICS_LISTEN; default "+defaultMetricsListen+")")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
+	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
+	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
+	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
+	fs.IntVar(&cfg.MCPMaxSessionsPerTeam, "mcp-max-sessions-per-team", cfg.MCPMaxSessionsPerTeam, "MCP client sessions one team's users and OAuth clients may hold on this satellite together; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_TEAM; default 1000)")
+	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
+	fs.IntVar(&cfg.MCPMaxConcurrentStarts, "mcp-max-concurrent-starts", cfg.MCPMaxConcurrentStarts, "MCP servers started at once from a configuration, such as after a restart; a call starts a waiting one at once (ORRERY_MCP_MAX_CONCURRENT_STARTS; default one per CPU, at least 2)")
+	fs.DurationVar(&cfg.MCPStartJitter, "mcp-start-jitter", cfg.MCPStartJitter, "most each of those starts waits at random before its turn (ORRERY_MCP_START_JITTER; default 500ms)")
+	fs.DurationVar(&cfg.MCPCallStartWait, "mcp-call-start-wait", cfg.MCPCallStartWait, "how long a call waits for a starting MCP server before it is told to try again (ORRERY_MCP_CALL_START_WAIT; default 30s)")
+	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
+	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
+	fs.StringVar(&raw.readOnly, "sandbox-read-only", raw.readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
+	fs.StringVar(&raw.egressAllow, "sandbox-egress-allow", raw.egressAllow, "comma-separated networks MCP servers may reach although private, link-local or otherwise forbidden by default (ORRERY_SANDBOX_EGRESS_ALLOW)")
+	fs.StringVar(&raw.egressDeny, "sandbox-egress-deny", raw.egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
+	fs.StringVar(&raw.ceilings, "sandbox-ceilings", raw.ceilings, "most a sandboxed server's limits may be, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB (ORRERY_SANDBOX_CEILINGS)")
+	fs.StringVar(&raw.homeQuota, "sandbox-home-quota", raw.homeQuota, "disk space of each sandbox home, such as 1GiB, as a loop-mounted file system; needs root (ORRERY_SANDBOX_HOME_QUOTA; default unbounded)")
+	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
+}
+
 // loadConfig reads the environment, then flags, which win. The registration token has no flag: a flag
 // would show it to every user of ps.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -341,10 +409,22 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Sandbox:             getenv("ORRERY_SANDBOX"),
 		Dev:                 getenv("ORRERY_DEV") == "true",
 	}
-	readOnly := getenv("ORRERY_SANDBOX_READ_ONLY")
-	egressAllow, egressDeny := getenv("ORRERY_SANDBOX_EGRESS_ALLOW"), getenv("ORRERY_SANDBOX_EGRESS_DENY")
-	ceilings := getenv("ORRERY_SANDBOX_CEILINGS")
-	homeQuota := getenv("ORRERY_SANDBOX_HOME_QUOTA")
+	if cfg.RegistrationToken == "" {
+		if path := getenv("ORRERY_REGISTRATION_TOKEN_FILE"); path != "" {
+			token, err := readRegistrationToken(path)
+			if err != nil {
+				return Config{}, err
+			}
+			cfg.RegistrationToken = token
+		}
+	}
+	raw := rawFlags{
+		readOnly:    getenv("ORRERY_SANDBOX_READ_ONLY"),
+		egressAllow: getenv("ORRERY_SANDBOX_EGRESS_ALLOW"),
+		egressDeny:  getenv("ORRERY_SANDBOX_EGRESS_DENY"),
+		ceilings:    getenv("ORRERY_SANDBOX_CEILINGS"),
+		homeQuota:   getenv("ORRERY_SANDBOX_HOME_QUOTA"),
+	}
 	for name, dst := range map[string]*time.Duration{
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
 		"ORRERY_MCP_SESSION_IDLE_TIMEOUT": &cfg.MCPSessionIdleTimeout,
@@ -382,38 +462,14 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		fmt.Fprintf(stderr, "Usage: satellite [flags]\n\n"+
 			"Runs an Orrery satellite: registers with the control plane, then takes its commands and configuration.\n"+
 			"Every flag has an environment variable; the registration token is read only from\n"+
-			"ORRERY_REGISTRATION_TOKEN.\n\nFlags:\n")
+			"ORRERY_REGISTRATION_TOKEN, or the file ORRERY_REGISTRATION_TOKEN_FILE names.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", cfg.ControlPlaneURL, "control plane base URL (ORRERY_CONTROL_PLANE_URL; default "+defaultControlPlaneURL+")")
-	fs.StringVar(&cfg.AuthorizationServer, "authorization-server", cfg.AuthorizationServer, "issuer URL of the OAuth authorization server MCP clients are sent to (ORRERY_AUTHORIZATION_SERVER; default: the control plane URL)")
-	fs.StringVar(&cfg.Name, "name", cfg.Name, "satellite name (ORRERY_SATELLITE_NAME; default: from the host name)")
-	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
-	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
-	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "listen address of Prometheus metrics at /metrics, apart from the MCP listener; off: none (ORRERY_METRICS_LISTEN; default "+defaultMetricsListen+")")
-	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
-	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
-	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
-	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
-	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
-	fs.IntVar(&cfg.MCPMaxSessionsPerTeam, "mcp-max-sessions-per-team", cfg.MCPMaxSessionsPerTeam, "MCP client sessions one team's users and OAuth clients may hold on this satellite together; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_TEAM; default 1000)")
-	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
-	fs.IntVar(&cfg.MCPMaxConcurrentStarts, "mcp-max-concurrent-starts", cfg.MCPMaxConcurrentStarts, "MCP servers started at once from a configuration, such as after a restart; a call starts a waiting one at once (ORRERY_MCP_MAX_CONCURRENT_STARTS; default one per CPU, at least 2)")
-	fs.DurationVar(&cfg.MCPStartJitter, "mcp-start-jitter", cfg.MCPStartJitter, "most each of those starts waits at random before its turn (ORRERY_MCP_START_JITTER; default 500ms)")
-	fs.DurationVar(&cfg.MCPCallStartWait, "mcp-call-start-wait", cfg.MCPCallStartWait, "how long a call waits for a starting MCP server before it is told to try again (ORRERY_MCP_CALL_START_WAIT; default 30s)")
-	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
-	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
-	fs.StringVar(&readOnly, "sandbox-read-only", readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
-	fs.StringVar(&egressAllow, "sandbox-egress-allow", egressAllow, "comma-separated networks MCP servers may reach although private, link-local or otherwise forbidden by default (ORRERY_SANDBOX_EGRESS_ALLOW)")
-	fs.StringVar(&egressDeny, "sandbox-egress-deny", egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
-	fs.StringVar(&ceilings, "sandbox-ceilings", ceilings, "most a sandboxed server's limits may be, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB (ORRERY_SANDBOX_CEILINGS)")
-	fs.StringVar(&homeQuota, "sandbox-home-quota", homeQuota, "disk space of each sandbox home, such as 1GiB, as a loop-mounted file system; needs root (ORRERY_SANDBOX_HOME_QUOTA; default unbounded)")
-	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
+	defineFlags(fs, &cfg, &raw)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	for p := range strings.SplitSeq(readOnly, ":") {
+	for p := range strings.SplitSeq(raw.readOnly, ":") {
 		if p != "" {
 			cfg.SandboxReadOnly = append(cfg.SandboxReadOnly, p)
 		}
@@ -422,19 +478,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	var err error
-	if cfg.SandboxEgressAllow, err = egress.ParsePrefixes(egressAllow); err != nil {
+	if cfg.SandboxEgressAllow, err = egress.ParsePrefixes(raw.egressAllow); err != nil {
 		return Config{}, fmt.Errorf("ORRERY_SANDBOX_EGRESS_ALLOW: %w", err)
 	}
-	if cfg.SandboxEgressDeny, err = egress.ParsePrefixes(egressDeny); err != nil {
+	if cfg.SandboxEgressDeny, err = egress.ParsePrefixes(raw.egressDeny); err != nil {
 		return Config{}, fmt.Errorf("ORRERY_SANDBOX_EGRESS_DENY: %w", err)
 	}
-	if cfg.SandboxCeilings, err = sandbox.ParseLimits(ceilings); err != nil {
+	if cfg.SandboxCeilings, err = sandbox.ParseLimits(raw.ceilings); err != nil {
 		return Config{}, fmt.Errorf("ORRERY_SANDBOX_CEILINGS: %w", err)
 	}
-	if homeQuota != "" {
-		q, err := sandbox.ParseLimits("file_size=" + homeQuota)
+	if raw.homeQuota != "" {
+		q, err := sandbox.ParseLimits("file_size=" + raw.homeQuota)
 		if err != nil || q.FileSizeBytes < 16<<20 {
-			return Config{}, fmt.Errorf("ORRERY_SANDBOX_HOME_QUOTA: %q is not a size of at least 16MiB", homeQuota)
+			return Config{}, fmt.Errorf("ORRERY_SANDBOX_HOME_QUOTA: %q is not a size of at least 16MiB", raw.homeQuota)
 		}
 		cfg.SandboxHomeQuota = q.FileSizeBytes
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,21 @@ func env(vars map[string]string) func(string) string {
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	host, _ := os.Hostname()
+	dir := t.TempDir()
+	tokenFile, hugeFile := filepath.Join(dir, "token"), filepath.Join(dir, "huge")
+	if err := os.WriteFile(tokenFile, []byte("orreg_from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hugeFile, []byte(strings.Repeat("x", maxRegistrationTokenFile+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registrationToken := func(want string) func(t *testing.T, c Config) {
+		return func(t *testing.T, c Config) {
+			if c.RegistrationToken != want {
+				t.Errorf("registration token %q, want %q", c.RegistrationToken, want)
+			}
+		}
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -185,6 +201,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "invalid control plane URL", env: map[string]string{"ORRERY_CONTROL_PLANE_URL": "127.0.0.1:8080", "HOME": "/h"}, wantErr: "control plane URL"},
 		{name: "invalid public URL", env: map[string]string{"ORRERY_SATELLITE_PUBLIC_URL": "edge:8081", "HOME": "/h"}, wantErr: "ORRERY_SATELLITE_PUBLIC_URL"},
 		{name: "no token flag", args: []string{"-registration-token", "x"}, env: map[string]string{"HOME": "/h"}, wantErr: "not defined"},
+		{name: "token from a file, trimmed", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": tokenFile, "HOME": "/h"}, check: registrationToken("orreg_from-a-file")},
+		{name: "token variable before the file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN": "orreg_env", "ORRERY_REGISTRATION_TOKEN_FILE": tokenFile, "HOME": "/h"}, check: registrationToken("orreg_env")},
+		// A satellite past its first start keeps its identity; Kubernetes mounts no file for a pod without a token.
+		{name: "no token file", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": filepath.Join(dir, "absent"), "HOME": "/h"}, check: registrationToken("")},
+		{name: "token file far larger than a token", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": hugeFile, "HOME": "/h"}, wantErr: "larger than a registration token"},
+		{name: "token file a directory", env: map[string]string{"ORRERY_REGISTRATION_TOKEN_FILE": dir, "HOME": "/h"}, wantErr: "ORRERY_REGISTRATION_TOKEN_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
