@@ -509,7 +509,9 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 		msg := "start failed: " + err.Error()
 		if c != nil && c.proc.Exited() {
 			code = c.proc.ExitCode()
-			msg = fmt.Sprintf("exited during start (%s): %v", exitDetail(c.proc), err)
+			// The exit is the cause; whether the handshake then read EOF or wrote into a closed pipe is
+			// a race, and the server's own stderr is in its logs.
+			msg = fmt.Sprintf("exited during start (%s)", exitDetail(c.proc))
 		}
 		in.crashed(code, msg, 0)
 		return
