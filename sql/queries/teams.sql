@@ -48,12 +48,3 @@ where (sqlc.narg(team_id)::uuid is null or team_id = sqlc.narg(team_id))
 order by id desc
 limit @max_rows;
 
--- name: ListTeamSatelliteURLs :many
--- ListTeamSatelliteURLs lists the URLs of the active satellites serving a team: its own first, then the most
--- recently heard from.
-select rtrim(url, '/')::text as url
-from satellites
-where revoked_at is null and activated_at is not null and url <> '' and (type = 'global' or team_id = @team_id::uuid)
-group by 1
-order by bool_or(type = 'team') desc, max(last_heartbeat_at) desc nulls last
-limit 10;

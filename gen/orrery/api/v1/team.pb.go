@@ -422,11 +422,7 @@ func (x *GetTeamRequest) GetTeamId() string {
 type GetTeamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// team is the team.
-	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
-	// endpoint_urls are the team's MCP endpoints, {satellite_url}/teams/{slug}/mcp, one for each active
-	// satellite that serves the team and has announced its URL: the team's own satellites first, then those
-	// that heard from the control plane most recently. MCP clients connect to one of them.
-	EndpointUrls  []string `protobuf:"bytes,2,rep,name=endpoint_urls,json=endpointUrls,proto3" json:"endpoint_urls,omitempty"`
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,13 +460,6 @@ func (*GetTeamResponse) Descriptor() ([]byte, []int) {
 func (x *GetTeamResponse) GetTeam() *Team {
 	if x != nil {
 		return x.Team
-	}
-	return nil
-}
-
-func (x *GetTeamResponse) GetEndpointUrls() []string {
-	if x != nil {
-		return x.EndpointUrls
 	}
 	return nil
 }
@@ -1708,10 +1697,9 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x11ListTeamsResponse\x12)\n" +
 	"\x05teams\x18\x01 \x03(\v2\x13.orrery.api.v1.TeamR\x05teams\"3\n" +
 	"\x0eGetTeamRequest\x12!\n" +
-	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"_\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"O\n" +
 	"\x0fGetTeamResponse\x12'\n" +
-	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\x12#\n" +
-	"\rendpoint_urls\x18\x02 \x03(\tR\fendpointUrls\";\n" +
+	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04teamJ\x04\b\x02\x10\x03R\rendpoint_urls\";\n" +
 	"\x16GetTeamEndpointRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"D\n" +
 	"\x17GetTeamEndpointResponse\x12\x10\n" +

@@ -62,15 +62,7 @@ func (h *Handler) GetTeam(ctx context.Context, _ *connect.Request[apiv1.GetTeamR
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get team", err)
 	}
-	satellites, err := h.store.TeamSatelliteURLs(ctx, p.TeamID)
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "list team satellites", err)
-	}
-	resp := &apiv1.GetTeamResponse{Team: teamToProto(team)}
-	for _, u := range satellites {
-		resp.EndpointUrls = append(resp.EndpointUrls, u+"/teams/"+team.Slug+"/mcp")
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&apiv1.GetTeamResponse{Team: teamToProto(team)}), nil
 }
 
 // GetTeamEndpoint locates the team's MCP endpoint.

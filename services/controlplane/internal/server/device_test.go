@@ -116,9 +116,9 @@ func TestOAuthDeviceGrant(t *testing.T) {
 	if !strings.Contains(strings.Join(slugs, " "), "red") || strings.Contains(strings.Join(slugs, " "), "blue") {
 		t.Fatalf("teams as the device token: %v", slugs)
 	}
-	// GetTeam names the team's endpoints, which orreryctl connect writes into client configurations.
-	red, err := f.teamsAs(access).GetTeam(ctx, connect.NewRequest(&apiv1.GetTeamRequest{TeamId: f.red.ID.String()}))
-	if err != nil || strings.Join(red.Msg.GetEndpointUrls(), " ") != endpointOf("red") {
+	// It reads the team's endpoint, which orreryctl connect writes into client configurations.
+	red, err := f.teamsAs(access).GetTeamEndpoint(ctx, connect.NewRequest(&apiv1.GetTeamEndpointRequest{TeamId: f.red.ID.String()}))
+	if err != nil || red.Msg.GetUrl() != endpointOf("red") {
 		t.Fatalf("red's endpoints: %v (%v), want %s", red, err, endpointOf("red"))
 	}
 	// It is no MCP token: the satellite sees an audience that is no team endpoint.

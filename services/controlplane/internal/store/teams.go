@@ -48,12 +48,6 @@ func (s *Store) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
 	return teamFromRow(r), nil
 }
 
-// TeamSatelliteURLs lists the URLs of the active satellites serving a team, its own first.
-func (s *Store) TeamSatelliteURLs(ctx context.Context, teamID uuid.UUID) ([]string, error) {
-	urls, err := s.q.ListTeamSatelliteURLs(ctx, teamID)
-	return urls, translate(err, "list team satellite URLs")
-}
-
 // ListTeams lists a user's teams by slug, or every team when userID is nil.
 func (s *Store) ListTeams(ctx context.Context, userID *uuid.UUID) ([]Team, error) {
 	var rows []dbsqlc.Team

@@ -63,15 +63,13 @@ endpoint's metadata. 'json' prints the endpoint's details for anything else.`,
 			}
 			url := endpoint
 			if url == "" {
-				resp, err := s.teams().GetTeam(c.Context(), connect.NewRequest(&apiv1.GetTeamRequest{TeamId: t.GetId()}))
+				resp, err := s.teams().GetTeamEndpoint(c.Context(), connect.NewRequest(&apiv1.GetTeamEndpointRequest{TeamId: t.GetId()}))
 				if err != nil {
 					return err
 				}
-				urls := resp.Msg.GetEndpointUrls()
-				if len(urls) == 0 {
+				if url = resp.Msg.GetUrl(); url == "" {
 					return notFound(fmt.Errorf("no satellite serves %s yet, so it has no endpoint: start one, or give the URL with --endpoint", t.GetSlug()))
 				}
-				url = urls[0]
 			}
 			if name == "" {
 				name = "orrery-" + t.GetSlug()

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -62,12 +61,13 @@ func (a *App) teamsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := s.teams().GetTeam(c.Context(), connect.NewRequest(&apiv1.GetTeamRequest{TeamId: t.GetId()}))
+			resp, err := s.teams().GetTeamEndpoint(c.Context(), connect.NewRequest(&apiv1.GetTeamEndpointRequest{TeamId: t.GetId()}))
 			if err != nil {
 				return err
 			}
-			return a.show(resp.Msg, []string{"SLUG", "NAME", "ENDPOINTS"},
-				[][]string{{t.GetSlug(), t.GetName(), strings.Join(resp.Msg.GetEndpointUrls(), " ")}})
+			// Scripts read the endpoint from `connect json`; structured output is the team.
+			return a.show(t, []string{"SLUG", "NAME", "ENDPOINT"},
+				[][]string{{t.GetSlug(), t.GetName(), resp.Msg.GetUrl()}})
 		},
 	})
 

@@ -228,37 +228,6 @@ func (q *Queries) ListMembers(ctx context.Context, teamID uuid.UUID) ([]ListMemb
 	return items, nil
 }
 
-const listTeamSatelliteURLs = `-- name: ListTeamSatelliteURLs :many
-select rtrim(url, '/')::text as url
-from satellites
-where revoked_at is null and activated_at is not null and url <> '' and (type = 'global' or team_id = $1::uuid)
-group by 1
-order by bool_or(type = 'team') desc, max(last_heartbeat_at) desc nulls last
-limit 10
-`
-
-// ListTeamSatelliteURLs lists the URLs of the active satellites serving a team: its own first, then the most
-// recently heard from.
-func (q *Queries) ListTeamSatelliteURLs(ctx context.Context, teamID uuid.UUID) ([]string, error) {
-	rows, err := q.db.Query(ctx, listTeamSatelliteURLs, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []string
-	for rows.Next() {
-		var url string
-		if err := rows.Scan(&url); err != nil {
-			return nil, err
-		}
-		items = append(items, url)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listUserTeams = `-- name: ListUserTeams :many
 select t.id, t.slug, t.name, t.created_at, t.owner_id, t.personal
 from teams t
