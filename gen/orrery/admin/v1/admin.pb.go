@@ -2230,15 +2230,15 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"TokenScope\x12\x1b\n" +
 	"\x17TOKEN_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_SCOPE_GLOBAL\x10\x01\x12\x14\n" +
-	"\x10TOKEN_SCOPE_TEAM\x10\x022\xe5\f\n" +
+	"\x10TOKEN_SCOPE_TEAM\x10\x022\xb6\x0f\n" +
 	"\fAdminService\x12\xd0\x01\n" +
 	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\"R\x82\xd3\xe4\x93\x02L:\x01*Z-:\x01*\"(/api/teams/{team_id}/registration-tokens\"\x18/api/registration-tokens\x12\xca\x01\n" +
 	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"O\x82\xd3\xe4\x93\x02FZ*\x12(/api/teams/{team_id}/registration-tokens\x12\x18/api/registration-tokens\x90\x02\x01\x12\xd4\x01\n" +
 	"\x17RevokeRegistrationToken\x12/.orrery.admin.v1.RevokeRegistrationTokenRequest\x1a0.orrery.admin.v1.RevokeRegistrationTokenResponse\"V\x82\xd3\xe4\x93\x02PZ/*-/api/teams/{team_id}/registration-tokens/{id}*\x1d/api/registration-tokens/{id}\x12\xa0\x01\n" +
-	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"=\x82\xd3\xe4\x93\x024Z!\x12\x1f/api/teams/{team_id}/satellites\x12\x0f/api/satellites\x90\x02\x01\x12\x81\x01\n" +
-	"\x17ListSatelliteHeartbeats\x12/.orrery.admin.v1.ListSatelliteHeartbeatsRequest\x1a0.orrery.admin.v1.ListSatelliteHeartbeatsResponse\"\x03\x90\x02\x01\x12~\n" +
-	"\x16ListSatelliteProcesses\x12..orrery.admin.v1.ListSatelliteProcessesRequest\x1a/.orrery.admin.v1.ListSatelliteProcessesResponse\"\x03\x90\x02\x01\x12\x81\x01\n" +
-	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"\x03\x90\x02\x01\x12\xbe\x01\n" +
+	"\x0eListSatellites\x12&.orrery.admin.v1.ListSatellitesRequest\x1a'.orrery.admin.v1.ListSatellitesResponse\"=\x82\xd3\xe4\x93\x024Z!\x12\x1f/api/teams/{team_id}/satellites\x12\x0f/api/satellites\x90\x02\x01\x12\xef\x01\n" +
+	"\x17ListSatelliteHeartbeats\x12/.orrery.admin.v1.ListSatelliteHeartbeatsRequest\x1a0.orrery.admin.v1.ListSatelliteHeartbeatsResponse\"q\x82\xd3\xe4\x93\x02hZ;\x129/api/teams/{team_id}/satellites/{satellite_id}/heartbeats\x12)/api/satellites/{satellite_id}/heartbeats\x90\x02\x01\x12\xea\x01\n" +
+	"\x16ListSatelliteProcesses\x12..orrery.admin.v1.ListSatelliteProcessesRequest\x1a/.orrery.admin.v1.ListSatelliteProcessesResponse\"o\x82\xd3\xe4\x93\x02fZ:\x128/api/teams/{team_id}/satellites/{satellite_id}/processes\x12(/api/satellites/{satellite_id}/processes\x90\x02\x01\x12\xf7\x01\n" +
+	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"y\x82\xd3\xe4\x93\x02pZ?\x12=/api/teams/{team_id}/satellites/{satellite_id}/dropped-events\x12-/api/satellites/{satellite_id}/dropped-events\x90\x02\x01\x12\xbe\x01\n" +
 	"\x0fRevokeSatellite\x12'.orrery.admin.v1.RevokeSatelliteRequest\x1a(.orrery.admin.v1.RevokeSatelliteResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/satellites/{id}:revoke\"\x1b/api/satellites/{id}:revoke\x12{\n" +
 	"\x0eEnqueueCommand\x12&.orrery.admin.v1.EnqueueCommandRequest\x1a'.orrery.admin.v1.EnqueueCommandResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/api/commands\x12u\n" +
 	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/commands\x90\x02\x01B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"

@@ -1747,14 +1747,15 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x1dTEMPLATE_HEALTH_STATUS_UNUSED\x10\x01\x12\"\n" +
 	"\x1eTEMPLATE_HEALTH_STATUS_HEALTHY\x10\x02\x12#\n" +
 	"\x1fTEMPLATE_HEALTH_STATUS_DEGRADED\x10\x03\x12\"\n" +
-	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\xea\t\n" +
+	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\xc7\n" +
+	"\n" +
 	"\x0eCatalogService\x12\xb5\x01\n" +
 	"\x12CreateCatalogEntry\x12(.orrery.api.v1.CreateCatalogEntryRequest\x1a).orrery.api.v1.CreateCatalogEntryResponse\"J\x82\xd3\xe4\x93\x02D:\x01*Z):\x01*\"$/api/teams/{team_id}/catalog/entries\"\x14/api/catalog/entries\x12\xbf\x01\n" +
 	"\x12UpdateCatalogEntry\x12(.orrery.api.v1.UpdateCatalogEntryRequest\x1a).orrery.api.v1.UpdateCatalogEntryResponse\"T\x82\xd3\xe4\x93\x02N:\x01*Z.:\x01*\x1a)/api/teams/{team_id}/catalog/entries/{id}\x1a\x19/api/catalog/entries/{id}\x12\xb9\x01\n" +
 	"\x12DeleteCatalogEntry\x12(.orrery.api.v1.DeleteCatalogEntryRequest\x1a).orrery.api.v1.DeleteCatalogEntryResponse\"N\x82\xd3\xe4\x93\x02HZ+*)/api/teams/{team_id}/catalog/entries/{id}*\x19/api/catalog/entries/{id}\x12\xb3\x01\n" +
 	"\x0fGetCatalogEntry\x12%.orrery.api.v1.GetCatalogEntryRequest\x1a&.orrery.api.v1.GetCatalogEntryResponse\"Q\x82\xd3\xe4\x93\x02HZ+\x12)/api/teams/{team_id}/catalog/entries/{id}\x12\x19/api/catalog/entries/{id}\x90\x02\x01\x12\xb2\x01\n" +
-	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"G\x82\xd3\xe4\x93\x02>Z&\x12$/api/teams/{team_id}/catalog/entries\x12\x14/api/catalog/entries\x90\x02\x01\x12w\n" +
-	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"\x03\x90\x02\x01\x12\xbd\x01\n" +
+	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"G\x82\xd3\xe4\x93\x02>Z&\x12$/api/teams/{team_id}/catalog/entries\x12\x14/api/catalog/entries\x90\x02\x01\x12\xd3\x01\n" +
+	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"_\x82\xd3\xe4\x93\x02VZ2\x120/api/teams/{team_id}/catalog/entries/{id}/health\x12 /api/catalog/entries/{id}/health\x90\x02\x01\x12\xbd\x01\n" +
 	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/catalog/entries:import\"\x1b/api/catalog/entries:importB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
