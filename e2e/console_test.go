@@ -176,6 +176,14 @@ func discard[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 func field(label string) string {
 	return fmt.Sprintf(`//label[span[@class="label"][normalize-space()=%q]]//*[self::input or self::select or self::textarea]`, label)
 }
+
+// typeInto focuses the element sel finds and types text into it. chromedp.SendKeys would do the same, but it
+// reads the node's attributes outside the node's lock while DOM events rewrite them, a race the race detector
+// reports whenever the page changes an attribute meanwhile.
+func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.Focus(sel), chromedp.KeyEvent(text))
+}
+
 func button(text string) string { return fmt.Sprintf(`//button[normalize-space()=%q]`, text) }
 func link(text string) string   { return fmt.Sprintf(`//a[normalize-space()=%q]`, text) }
 func heading(text string) string {
@@ -187,8 +195,8 @@ func (p *tab) signIn(base, email, password, want string) {
 	p.t.Helper()
 	p.do("sign in as "+email, browserStep,
 		chromedp.WaitVisible(heading("Sign in to Orrery")),
-		chromedp.SendKeys(field("Email"), email),
-		chromedp.SendKeys(field("Password"), password),
+		typeInto(field("Email"), email),
+		typeInto(field("Password"), password),
 		chromedp.Click(button("Sign in")),
 		chromedp.WaitVisible(want),
 	)
@@ -248,8 +256,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	dana.screenshot("sign-in")
 	dana.signIn(cp.URL, "dana@example.test", "a long enough password", heading("Your teams"))
 	dana.do("create a team", browserStep,
-		chromedp.SendKeys(field("Name"), "Acme"),
-		chromedp.SendKeys(field("Slug"), "acme"),
+		typeInto(field("Name"), "Acme"),
+		typeInto(field("Slug"), "acme"),
 		chromedp.Click(button("Create team")),
 		chromedp.WaitVisible(heading("Acme")),
 	)
@@ -355,7 +363,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Dana invites her; Erin accepts and then sees her own instance.
 	dana.do("invite erin", browserStep,
 		chromedp.Click(link("Members")),
-		chromedp.SendKeys(field("Email to invite"), "erin@example.test"),
+		typeInto(field("Email to invite"), "erin@example.test"),
 		chromedp.Click(button("Invite")),
 		chromedp.WaitVisible(`//p[contains(., "Invited.")]`),
 		chromedp.WaitVisible(`//td[text()="erin@example.test"]`),
@@ -549,10 +557,10 @@ func TestConsoleTemplatesAndConfigForms(t *testing.T) {
 	schema := `{"env":[{"name":"API_KEY","scope":"CONFIG_SCOPE_TEAM","required":true,"secret":true,"description":"The weather service key"},` +
 		`{"name":"USER_TOKEN","scope":"CONFIG_SCOPE_USER","secret":true}]}`
 	p.do("write a team template", browserStep,
-		chromedp.SendKeys(field("Slug"), "weather"),
-		chromedp.SendKeys(field("Name"), "Weather"),
-		chromedp.SendKeys(field("Command"), "npx"),
-		chromedp.SendKeys(field("Arguments"), "-y\nweather-mcp"),
+		typeInto(field("Slug"), "weather"),
+		typeInto(field("Name"), "Weather"),
+		typeInto(field("Command"), "npx"),
+		typeInto(field("Arguments"), "-y\nweather-mcp"),
 		chromedp.Evaluate[chromedp.Void](`(() => { const el = document.evaluate('`+field("Configuration schema (JSON)")+`', document, null, 9).singleNodeValue; el.focus(); el.select(); })()`),
 		chromedp.KeyEvent(schema),
 		chromedp.Click(button("Create template")),
@@ -571,12 +579,12 @@ func TestConsoleTemplatesAndConfigForms(t *testing.T) {
 	}
 	p.screenshot("install-form")
 	p.do("install", browserStep,
-		chromedp.SendKeys(field("API_KEY (required)"), "s3cret-value"),
+		typeInto(field("API_KEY (required)"), "s3cret-value"),
 		chromedp.Click(button("Install for the team")),
 		chromedp.WaitVisible(`//h2[text()="Settings"]`),
 		chromedp.WaitVisible(`//label[span[@class="label"][normalize-space()="API_KEY (required)"]]//span[@class="badge"][text()="set"]`),
 		chromedp.WaitVisible(`//h2[text()="Your configuration"]`),
-		chromedp.SendKeys(field("USER_TOKEN"), "member-secret"),
+		typeInto(field("USER_TOKEN"), "member-secret"),
 		chromedp.Click(button("Save my configuration")),
 		chromedp.WaitVisible(`//p[contains(., "Saved; your instance restarts")]`),
 		chromedp.WaitVisible(`//label[span[@class="label"][normalize-space()="USER_TOKEN"]]//span[@class="badge"][text()="set"]`),
@@ -588,15 +596,15 @@ func TestConsoleTemplatesAndConfigForms(t *testing.T) {
 
 	p.do("import a server.json", browserStep,
 		chromedp.Navigate(cp.URL+"/teams/"+teamID+"/catalog/new"),
-		chromedp.SendKeys(field("server.json"), `{"name":"io.example/notes","description":"Notes for a team","version":"1.0.0",`+
+		typeInto(field("server.json"), `{"name":"io.example/notes","description":"Notes for a team","version":"1.0.0",`+
 			`"packages":[{"registryType":"npm","identifier":"@example/notes-mcp","version":"1.0.0","transport":{"type":"stdio"}}]}`),
-		chromedp.SendKeys(field("Slug")+`[ancestor::section[@aria-label="Import a server.json"]]`, "notes"),
+		typeInto(field("Slug")+`[ancestor::section[@aria-label="Import a server.json"]]`, "notes"),
 		chromedp.Click(button("Import")),
 		chromedp.WaitVisible(`//h2[contains(., "(notes)")]`),
 	)
 	p.do("find both in the catalog search", browserStep,
 		chromedp.Click(link("Catalog")),
-		chromedp.SendKeys(field("Search templates"), "notes"),
+		typeInto(field("Search templates"), "notes"),
 		chromedp.WaitVisible(`//a[.//strong[text()="io.example/notes"] or .//span[contains(., "notes")]]`),
 		chromedp.WaitNotPresent(`//a[.//strong[text()="Weather"]]`),
 	)
