@@ -19,6 +19,7 @@ import (
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/notify"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -60,6 +61,8 @@ type Handler struct {
 	store  *store.Store
 	hub    *notify.Hub
 	cfg    Config
+	// restarts bounds each user's RestartInstance calls, across replicas.
+	restarts *ratelimit.Limiter
 
 	drainOnce sync.Once
 	draining  chan struct{}
@@ -71,8 +74,15 @@ func New(logger *slog.Logger, st *store.Store, hub *notify.Hub, cfg Config) *Han
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, hub: hub, cfg: cfg.WithDefaults(), draining: make(chan struct{})}
+	return &Handler{logger: logger, store: st, hub: hub, cfg: cfg.WithDefaults(), draining: make(chan struct{}),
+		restarts: ratelimit.New(st, "instance_restart", restartsPerMinute, restartBurst)}
 }
+
+// A user may restart instances this often, after a burst of restartBurst.
+const (
+	restartsPerMinute = 10
+	restartBurst      = 20
+)
 
 // Drain ends open streams, so a replica that shuts down need not wait for them; clients resume elsewhere
 // from their cursor.

@@ -156,3 +156,38 @@ func TestRESTRestart(t *testing.T) {
 		t.Errorf("refused restarts reached the satellite: %v", got)
 	}
 }
+
+// TestRestartsAreBounded has a member restart their own instance in a loop: past the burst the control
+// plane refuses with a retry hint instead of queueing another command for the satellites the team shares,
+// and another member's restarts are not held up by it.
+func TestRestartsAreBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	red := seedViewers(t, b, "red")
+	sat := b.activeSatellite(t, red.team.ID.String())
+	sat.poll(t, 0)
+	team := red.team.ID.String()
+	restart := func(c apiv1connect.InstanceServiceClient, instance string) error {
+		_, err := c.RestartInstance(t.Context(), connect.NewRequest(&apiv1.RestartInstanceRequest{TeamId: team, InstanceId: instance}))
+		return err
+	}
+	aliceID := red.instanceID(red.teamFixture.alice)
+	accepted := 0
+	var refused error
+	for range 100 {
+		if refused = restart(red.alice, aliceID); refused != nil {
+			break
+		}
+		accepted++
+	}
+	wantCode(t, "alice's restart past the burst", refused, connect.CodeResourceExhausted, "too many restarts")
+	if accepted == 0 || accepted > 25 {
+		t.Errorf("alice had %d restarts accepted in a row, want a burst of about 20", accepted)
+	}
+	if got := restartsOf(sat.poll(t, 0)); len(got) != accepted {
+		t.Errorf("the satellite received %d restarts, want the %d accepted", len(got), accepted)
+	}
+	if err := restart(red.bob, red.instanceID(red.teamFixture.bob)); err != nil {
+		t.Errorf("bob restarting his own instance while alice is refused: %v", err)
+	}
+}
