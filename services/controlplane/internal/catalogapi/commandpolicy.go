@@ -9,9 +9,10 @@ import (
 )
 
 // DefaultTemplateCommands are the commands team-private stdio templates may run unless the operator says
-// otherwise: the runtimes MCP servers are published for (npm, PyPI, Deno and Bun packages), which fetch and
-// run a named package instead of whatever binary a tenant points at. docker is left out on purpose: on a
-// shared satellite it reaches far beyond the sandbox.
+// otherwise: the runtimes MCP servers are published for (npm, PyPI, Deno and Bun packages). The policy
+// picks programs, not what they run: "node -e" or "python3 -c" runs any code a tenant writes, so the
+// sandbox (files, network, limits, uid) is the boundary, and this list only keeps out programs that reach
+// past it. docker is left out on purpose: on a shared satellite it reaches far beyond the sandbox.
 var DefaultTemplateCommands = []string{"npx", "uvx", "node", "python3", "python", "deno", "bun"}
 
 // CommandPolicy decides which commands team-private stdio templates may run. Any signed-in user

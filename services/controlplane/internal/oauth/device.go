@@ -227,7 +227,7 @@ func (s *Server) verifyDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every lookup of a code is a guess as far as the limits know, counted by address and by user.
 	okAddr, _, errAddr := s.userCodeTries.Allow(ctx, r.RemoteAddr)
-	okUser, _, errUser := s.userCodeTries.Allow(ctx, "user "+user.ID.String())
+	okUser, _, errUser := s.userCodeTries.AllowKey(ctx, "user "+user.ID.String())
 	if err := errors.Join(errAddr, errUser); err != nil {
 		s.logger.WarnContext(ctx, "device verification: rate limit", "error", err)
 		p.Error = "Sign-in is unavailable for a moment. Try again shortly."
@@ -449,7 +449,7 @@ func (g deviceGrant) PopulateTokenEndpointResponse(ctx context.Context, r fosite
 	}
 	resp.SetAccessToken(access)
 	resp.SetTokenType("bearer")
-	resp.SetExpiresIn(time.Until(r.GetSession().GetExpiresAt(fosite.AccessToken)))
+	resp.SetExpiresIn(r.GetSession().GetExpiresAt(fosite.AccessToken).Sub(s.cfg.Now()))
 	resp.SetScopes(r.GetGrantedScopes())
 	return nil
 }

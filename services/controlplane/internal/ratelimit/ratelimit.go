@@ -42,7 +42,13 @@ func New(buckets Buckets, action string, perMinute float64, burst int) *Limiter 
 // IPv6 hosts share the bucket of their /64, the block one subscriber usually holds. An error means the
 // buckets could not be reached; nothing was decided.
 func (l *Limiter) Allow(ctx context.Context, remoteAddr string) (ok bool, retryAfter time.Duration, err error) {
-	ok, retryAfter, err = l.buckets.TakeRateToken(ctx, l.action+" "+addressKey(remoteAddr), l.interval, l.window)
+	return l.AllowKey(ctx, addressKey(remoteAddr))
+}
+
+// AllowKey is Allow for a bucket named by the caller rather than by an address, such as a user's; key must
+// be bounded by the caller.
+func (l *Limiter) AllowKey(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	ok, retryAfter, err = l.buckets.TakeRateToken(ctx, l.action+" "+key, l.interval, l.window)
 	if err != nil {
 		return false, 0, fmt.Errorf("%s rate limit: %w", l.action, err)
 	}

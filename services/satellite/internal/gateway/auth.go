@@ -128,17 +128,15 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			// A body is decoded as the SDK decodes it: it decides the scopes a request needs, routes a
 			// POST that may open a session, and a request the SDK would answer in its own words is
 			// answered here (checkRequest).
-			{
-				msgs, err := decodeBody(body, tr == streamableHTTP)
-				if err != nil {
-					// The SDK would refuse it too; what it cannot read is not let through unread.
-					writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+err.Error())
-					return
-				}
-				summary = summarize(msgs)
-				methods = summary.methods
-				ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
+			msgs, err := decodeBody(body, tr == streamableHTTP)
+			if err != nil {
+				// The SDK would refuse it too; what it cannot read is not let through unread.
+				writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "malformed JSON-RPC message: "+truncate(err.Error(), maxQuotedError))
+				return
 			}
+			summary = summarize(msgs)
+			methods = summary.methods
+			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 		}
 		if missing := missingScopes(p, methods); len(missing) > 0 {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")

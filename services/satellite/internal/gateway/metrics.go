@@ -155,7 +155,10 @@ func (m *metrics) toolLabel(installation, tool string) string {
 // the SDK refuses before callTool sees them.
 func (us *userServer) unknownToolMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if call, ok := req.(*mcp.CallToolRequest); ok && us.g.metrics != nil && call.Params != nil {
+		res, err := next(ctx, method, req)
+		// Only a refused call can be of an unknown tool; the lock, which a resync holds, stays off the
+		// path of calls that succeed.
+		if call, ok := req.(*mcp.CallToolRequest); ok && err != nil && us.g.metrics != nil && call.Params != nil {
 			us.syncMu.Lock()
 			_, known := us.tools[call.Params.Name]
 			us.syncMu.Unlock()
@@ -163,6 +166,6 @@ func (us *userServer) unknownToolMiddleware(next mcp.MethodHandler) mcp.MethodHa
 				us.g.metrics.observeUnknownTool(us.key.teamID)
 			}
 		}
-		return next(ctx, method, req)
+		return res, err
 	}
 }

@@ -49,6 +49,9 @@ var requestParams = map[string]struct {
 // maxQuotedMethod bounds the client's method name quoted back in an error.
 const maxQuotedMethod = 64
 
+// maxQuotedError bounds a decoder's error quoted back to the client, which may quote the body.
+const maxQuotedError = 256
+
 // checkRequest returns the JSON-RPC error for a request the endpoint cannot serve as sent, or nil. Its
 // messages name the protocol's fields and JSON types, never the body or a Go type.
 func checkRequest(req *jsonrpc.Request) *jsonrpc.Error {

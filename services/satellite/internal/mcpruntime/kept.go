@@ -123,6 +123,9 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync() // or a crash could leave the renamed file empty
+	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
 	}

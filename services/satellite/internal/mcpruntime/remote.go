@@ -40,8 +40,12 @@ func origin(u *url.URL) string {
 }
 
 func (t *remoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if origin(req.URL) == t.origin && (len(t.headers) > 0 || len(t.query) > 0) {
-		req = req.Clone(req.Context())
+	sc := trace.SpanContextFromContext(req.Context())
+	same := origin(req.URL) == t.origin
+	if same && (len(t.headers) > 0 || len(t.query) > 0 || sc.IsValid()) {
+		req = req.Clone(req.Context()) // RoundTrip must not change the caller's request
+	}
+	if same && (len(t.headers) > 0 || len(t.query) > 0) {
 		for k, v := range t.headers {
 			if strings.EqualFold(k, "Host") {
 				// The Host header decides where a proxy or a shared front end sends the request: configured,
@@ -64,9 +68,8 @@ func (t *remoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
-	if sc := trace.SpanContextFromContext(req.Context()); sc.IsValid() && origin(req.URL) == t.origin {
+	if same && sc.IsValid() {
 		// The call's trace goes on to the server, as W3C Trace Context headers do over HTTP.
-		req = req.Clone(req.Context())
 		propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
 	}
 	resp, err := t.base.RoundTrip(req)
