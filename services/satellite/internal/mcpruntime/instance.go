@@ -235,11 +235,12 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 		in.mu.Unlock()
 		if !in.configured {
 			in.configured = true
-			// What the server offered before the satellite restarted is listed while it starts again.
+			// What the server offered before the satellite restarted is listed while it starts again; the
+			// status comes first, so nobody sees those tools on an instance that is not yet available.
+			in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING, "")
 			if cat, ok := in.loadKept(); ok {
 				in.publishCatalog(nil, cat, true)
 			}
-			in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING, "")
 			release := in.coldStartSlot(ctx)
 			in.start(ctx, startFirst, "")
 			release()
