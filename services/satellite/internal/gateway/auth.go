@@ -37,6 +37,9 @@ type principal struct {
 	// binding identifies the sessions the principal may use: the SDK compares it on every request of a
 	// Streamable HTTP session, and each binding has its own legacy SSE sessions.
 	binding string
+	// toolsMode is the tool mode introspection chose for the user in the team (ToolsAll or
+	// ToolsSearch), used when the client names none.
+	toolsMode string
 }
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }

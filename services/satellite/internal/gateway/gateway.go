@@ -434,11 +434,17 @@ func (g *Gateway) serverFor(r *http.Request) *mcp.Server {
 	if us == nil {
 		return nil
 	}
-	return us.server
+	return us.serverForMode(toolsModeFrom(r.Context()))
 }
 
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
+	mode, err := toolsModeOf(r, p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r = withToolsMode(r, mode)
 	opens := r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == ""
 	if opens && statelessEra(r) {
 		us, release := g.acquire(p.teamID, p.userID)
@@ -467,6 +473,12 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
+	mode, err := toolsModeOf(r, p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r = withToolsMode(r, mode)
 	// A GET is a legacy SSE session, for as long as its stream lasts.
 	if r.Method == http.MethodGet {
 		sl, refused := g.slots.take(p.userID, p.teamID)

@@ -411,6 +411,8 @@ type clientOptions struct {
 	sse         bool
 	listChanged chan struct{}
 	progress    chan *mcp.ProgressNotificationParams
+	// query is appended to the endpoint URL, such as "?tools=search".
+	query string
 }
 
 // connect opens an SDK client session to a team endpoint.
@@ -437,9 +439,9 @@ func (b *bundle) connect(t *testing.T, token, slug string, o clientOptions) *mcp
 func (b *bundle) connectWith(t *testing.T, token, slug string, o clientOptions, copts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, copts)
-	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/" + slug + "/mcp", HTTPClient: httpClient(token)}
+	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/" + slug + "/mcp" + o.query, HTTPClient: httpClient(token)}
 	if o.sse {
-		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/" + slug + "/sse", HTTPClient: httpClient(token)}
+		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/" + slug + "/sse" + o.query, HTTPClient: httpClient(token)}
 	}
 	cs, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: o.version})
 	if err != nil {
