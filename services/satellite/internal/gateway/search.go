@@ -15,7 +15,7 @@ import (
 )
 
 // Tool modes of a team endpoint. In ToolsAll the endpoint lists every tool of the user's instances; in
-// ToolsSearch it lists two meta-tools instead, SearchToolName and CallToolName, so that a client's model
+// ToolsSearch it lists two meta-tools instead (toolsearch.MetaTools), so that a client's model
 // is not handed hundreds of tool definitions before it has a task. Resources and prompts are the same
 // in both modes.
 const (
@@ -26,15 +26,6 @@ const (
 // ToolsQueryParameter is the query parameter of the endpoint URL with which a client chooses the tool
 // mode, such as /teams/acme/mcp?tools=search. It wins over the user's and the team's choice.
 const ToolsQueryParameter = "tools"
-
-// Names of the meta-tools of search mode.
-const (
-	SearchToolName = "search_tools"
-	CallToolName   = "call_tool"
-)
-
-// maxToolNameBytes bounds the tool name call_tool takes; exposed names are at most 64 characters.
-const maxToolNameBytes = 64
 
 // toolsModeOf returns the tool mode of a request: the client's query parameter, else the mode that the
 // token's introspection chose for the user (the user's preference, else the team's setting), else
@@ -142,46 +133,11 @@ type foundTool struct {
 	InputSchema any    `json:"inputSchema"`
 }
 
-var searchToolSchema = map[string]any{
-	"type":     "object",
-	"required": []string{"query"},
-	"properties": map[string]any{
-		"query": map[string]any{"type": "string", "minLength": 1, "maxLength": toolsearch.MaxQueryBytes,
-			"description": "What you want to do, in a few words, such as \"open a pull request\" or \"read a file\"."},
-		"limit": map[string]any{"type": "integer", "minimum": 1, "maximum": toolsearch.MaxResults,
-			"description": fmt.Sprintf("How many tools to return at most (default %d).", toolsearch.DefaultResults)},
-	},
-	"additionalProperties": false,
-}
-
-var callToolSchema = map[string]any{
-	"type":     "object",
-	"required": []string{"name"},
-	"properties": map[string]any{
-		"name": map[string]any{"type": "string", "minLength": 1, "maxLength": maxToolNameBytes,
-			"description": "The tool's name as " + SearchToolName + " returned it."},
-		"arguments": map[string]any{"type": "object",
-			"description": "The tool's arguments, following the input schema " + SearchToolName + " returned."},
-	},
-	"additionalProperties": false,
-}
-
 // addMetaTools registers search_tools and call_tool on the user's search-mode server.
 func (us *userServer) addMetaTools() {
-	us.search.AddTool(&mcp.Tool{
-		Name:  SearchToolName,
-		Title: "Search tools",
-		Description: "Finds the tools of this team's MCP servers that fit a task and returns their names, " +
-			"descriptions and input schemas, best match first. Call one with " + CallToolName + ".",
-		InputSchema: searchToolSchema,
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
-	}, us.searchTools)
-	us.search.AddTool(&mcp.Tool{
-		Name:        CallToolName,
-		Title:       "Call a tool",
-		Description: "Calls one of this team's tools by the name " + SearchToolName + " returned, with its arguments.",
-		InputSchema: callToolSchema,
-	}, us.callFoundTool)
+	search, call := toolsearch.MetaTools()
+	us.search.AddTool(search, us.searchTools)
+	us.search.AddTool(call, us.callFoundTool)
 }
 
 // toolError is a tool result that tells the caller, and its model, what was wrong with the call.
@@ -233,14 +189,14 @@ func (us *userServer) searchTools(ctx context.Context, req *mcp.CallToolRequest)
 // traces name the real tool.
 func (us *userServer) callFoundTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	var in callInput
-	if err := json.Unmarshal(req.Params.Arguments, &in); err != nil || in.Name == "" || len(in.Name) > maxToolNameBytes {
-		return toolError(fmt.Sprintf("arguments must be an object with the tool's name (at most %d bytes) and its arguments object", maxToolNameBytes)), nil
+	if err := json.Unmarshal(req.Params.Arguments, &in); err != nil || in.Name == "" || len(in.Name) > toolsearch.MaxToolNameBytes {
+		return toolError(fmt.Sprintf("arguments must be an object with the tool's name (at most %d bytes) and its arguments object", toolsearch.MaxToolNameBytes)), nil
 	}
 	us.syncMu.Lock()
 	reg, ok := us.tools[in.Name]
 	us.syncMu.Unlock()
 	if !ok {
-		return toolError(fmt.Sprintf("no tool named %q; use %s to find one", in.Name, SearchToolName)), nil
+		return toolError(fmt.Sprintf("no tool named %q; use %s to find one", in.Name, toolsearch.SearchToolName)), nil
 	}
 	inner := &mcp.CallToolRequest{Session: req.Session, Extra: req.Extra, Params: &mcp.CallToolParamsRaw{
 		Meta:           req.Params.Meta,

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
 // searchTools calls search_tools and returns the names it found.
 func searchTools(t *testing.T, cs *mcp.ClientSession, query string) []string {
 	t.Helper()
-	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: SearchToolName, Arguments: map[string]any{"query": query}})
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.SearchToolName, Arguments: map[string]any{"query": query}})
 	if err != nil {
 		t.Fatalf("search %q: %v", query, err)
 	}
@@ -48,7 +50,7 @@ func TestSearchModeListsMetaToolsAndCallsThroughThem(t *testing.T) {
 			o := era.opts
 			o.query = "?tools=search"
 			cs := b.connect(t, "ann", "acme", o)
-			if got := toolNames(t, cs); !slices.Equal(got, []string{CallToolName, SearchToolName}) {
+			if got := toolNames(t, cs); !slices.Equal(got, []string{toolsearch.CallToolName, toolsearch.SearchToolName}) {
 				t.Fatalf("tools in search mode = %v", got)
 			}
 			// Resources and prompts are the same in both modes.
@@ -59,7 +61,7 @@ func TestSearchModeListsMetaToolsAndCallsThroughThem(t *testing.T) {
 				t.Errorf("search echo = %v", got)
 			}
 			args := json.RawMessage(`{"z":1.50,"a":{"n":[true,null,"é"]},"m":"x"}`)
-			res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: CallToolName,
+			res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
 				Arguments: map[string]any{"name": "alpha__echo", "arguments": args}})
 			if err != nil {
 				t.Fatal(err)
@@ -67,9 +69,9 @@ func TestSearchModeListsMetaToolsAndCallsThroughThem(t *testing.T) {
 			if got := callText(t, res); got != string(args) {
 				t.Errorf("call_tool alpha__echo = %s, want the arguments as sent, %s", got, args)
 			}
-			res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: CallToolName, Arguments: map[string]any{"name": "alpha__nope"}})
-			if err != nil || !res.IsError || !strings.Contains(callText(t, res), SearchToolName) {
-				t.Errorf("call_tool of an unknown tool = %v, %v; want a tool error pointing to %s", res, err, SearchToolName)
+			res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": "alpha__nope"}})
+			if err != nil || !res.IsError || !strings.Contains(callText(t, res), toolsearch.SearchToolName) {
+				t.Errorf("call_tool of an unknown tool = %v, %v; want a tool error pointing to %s", res, err, toolsearch.SearchToolName)
 			}
 		})
 	}
@@ -79,7 +81,7 @@ func TestSearchModeCallsAreLoggedAsTheRealTool(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})
 	cs := b.connect(t, "ann", "acme", clientOptions{version: sessionVersion, query: "?tools=search"})
-	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: CallToolName,
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
 		Arguments: map[string]any{"name": "alpha__echo", "arguments": map[string]any{"q": 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestSearchModeProgressAndCancellation(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			errc := make(chan error, 1)
 			go func() {
-				params := &mcp.CallToolParams{Name: CallToolName, Arguments: map[string]any{"name": "alpha__slow", "arguments": map[string]any{}}}
+				params := &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": "alpha__slow", "arguments": map[string]any{}}}
 				params.SetProgressToken("caller-token")
 				_, err := cs.CallTool(ctx, params)
 				errc <- err
@@ -156,7 +158,7 @@ func TestSearchNeverCrossesTenants(t *testing.T) {
 		cs   *mcp.ClientSession
 		name string
 	}{{ann, "secretserver__classified"}, {cid, "alpha__echo"}, {bob, "alpha__echo"}} {
-		res, err := tc.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: CallToolName, Arguments: map[string]any{"name": tc.name}})
+		res, err := tc.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": tc.name}})
 		if err != nil || !res.IsError {
 			t.Fatalf("call_tool %s of another tenant = %v, %v; want a tool error", tc.name, res, err)
 		}
@@ -209,7 +211,7 @@ func TestToolsModeChoice(t *testing.T) {
 	b := setup(t, setupOptions{})
 	all := []string{"alpha__bad_name", "alpha__echo", "alpha__fail", "alpha__slow", PublicName("alpha", longTool), "beta__echo"}
 	slices.Sort(all)
-	meta := []string{CallToolName, SearchToolName}
+	meta := []string{toolsearch.CallToolName, toolsearch.SearchToolName}
 	for _, tc := range []struct {
 		name, token, query string
 		want               []string
