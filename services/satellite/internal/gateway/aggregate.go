@@ -48,8 +48,9 @@ type userServer struct {
 	templates map[string]registered // by URI template
 	prompts   map[string]registered // by public name
 	// listed are the tools registered on server, which search mode's index holds once it is used.
-	listed []*mcp.Tool
-	index  *toolsearch.Index
+	listed     []*mcp.Tool
+	listedByFP map[string]*mcp.Tool
+	index      *toolsearch.Index
 
 	// bridge is what the user's sessions asked for beyond plain calls: log levels and subscriptions.
 	bridge userBridge
@@ -205,9 +206,17 @@ func (us *userServer) syncTools(insts []Instance) {
 	reconcile(us, "tool", us.tools, want, us.server.RemoveTools, func(t *mcp.Tool, rt route) {
 		us.server.AddTool(t, us.g.callTool(us, rt))
 	})
+	// Tools registered unchanged keep the definition the index has, which it then need not compare.
+	prev := us.listedByFP
+	us.listedByFP = make(map[string]*mcp.Tool, len(us.tools))
 	us.listed = us.listed[:0]
-	for name := range us.tools {
-		us.listed = append(us.listed, want[name].def)
+	for name, reg := range us.tools {
+		def := prev[reg.fp]
+		if def == nil {
+			def = want[name].def
+		}
+		us.listedByFP[reg.fp] = def
+		us.listed = append(us.listed, def)
 	}
 	us.indexTools()
 }
