@@ -117,6 +117,9 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			clientID: info.GetClientId(),
 			scopes:   info.GetScopes(),
 		}
+		if info.GetToolsMode() == satellitev1.ToolsMode_TOOLS_MODE_SEARCH {
+			p.toolsMode = ToolsSearch
+		}
 		p.binding = bindingOf(info)
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
@@ -212,6 +213,8 @@ func TestToolsModeChoice(t *testing.T) {
 	all := []string{"alpha__bad_name", "alpha__echo", "alpha__fail", "alpha__slow", PublicName("alpha", longTool), "beta__echo"}
 	slices.Sort(all)
 	meta := []string{toolsearch.CallToolName, toolsearch.SearchToolName}
+	b.token("ann-search", teamAcme, "acme", userAnn, ScopeRead, ScopeExecute)
+	b.intro.tokens["ann-search"].ToolsMode = satellitev1.ToolsMode_TOOLS_MODE_SEARCH
 	for _, tc := range []struct {
 		name, token, query string
 		want               []string
@@ -219,6 +222,8 @@ func TestToolsModeChoice(t *testing.T) {
 		{"default", "ann", "", all},
 		{"client asks for all", "ann", "?tools=all", all},
 		{"client asks for search", "ann", "?tools=search", meta},
+		{"user or team chose search", "ann-search", "", meta},
+		{"client wins over user and team", "ann-search", "?tools=all", all},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
