@@ -940,32 +940,39 @@ func TestProgressAndCancellation(t *testing.T) {
 			o := era.opts
 			o.progress = make(chan *mcp.ProgressNotificationParams, 4)
 			cs := b.connect(t, "ann", "acme", o)
-			ctx, cancel := context.WithCancel(t.Context())
-			errc := make(chan error, 1)
-			go func() {
-				params := &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}}
-				params.SetProgressToken("caller-token")
-				_, err := cs.CallTool(ctx, params)
-				errc <- err
-			}()
-			select {
-			case p := <-o.progress:
-				if p.ProgressToken != "caller-token" || p.Progress != 1 || p.Message != "half" {
-					t.Errorf("progress = %+v", p)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no progress notification")
-			}
-			cancel()
-			select {
-			case <-b.alpha.cancelled:
-			case <-time.After(5 * time.Second):
-				t.Fatal("downstream call not cancelled")
-			}
-			if err := <-errc; !errors.Is(err, context.Canceled) {
-				t.Errorf("call error = %v", err)
-			}
+			params := &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}}
+			progressAndCancellation(t, b, cs, o.progress, params)
 		})
+	}
+}
+
+// progressAndCancellation makes a call of alpha's slow tool with a progress token: the caller gets the
+// tool's progress notification under its own token, and cancelling the call cancels the downstream one.
+func progressAndCancellation(t *testing.T, b *bundle, cs *mcp.ClientSession, progress chan *mcp.ProgressNotificationParams, params *mcp.CallToolParams) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	params.SetProgressToken("caller-token")
+	go func() {
+		_, err := cs.CallTool(ctx, params)
+		errc <- err
+	}()
+	select {
+	case p := <-progress:
+		if p.ProgressToken != "caller-token" || p.Progress != 1 || p.Message != "half" {
+			t.Errorf("progress = %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no progress notification")
+	}
+	cancel()
+	select {
+	case <-b.alpha.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("downstream call not cancelled")
+	}
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("call error = %v", err)
 	}
 }
 

@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -107,31 +105,8 @@ func TestSearchModeProgressAndCancellation(t *testing.T) {
 			o.query = "?tools=search"
 			o.progress = make(chan *mcp.ProgressNotificationParams, 4)
 			cs := b.connect(t, "ann", "acme", o)
-			ctx, cancel := context.WithCancel(t.Context())
-			errc := make(chan error, 1)
-			go func() {
-				params := &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": "alpha__slow", "arguments": map[string]any{}}}
-				params.SetProgressToken("caller-token")
-				_, err := cs.CallTool(ctx, params)
-				errc <- err
-			}()
-			select {
-			case p := <-o.progress:
-				if p.ProgressToken != "caller-token" || p.Progress != 1 || p.Message != "half" {
-					t.Errorf("progress = %+v", p)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no progress notification through call_tool")
-			}
-			cancel()
-			select {
-			case <-b.alpha.cancelled:
-			case <-time.After(5 * time.Second):
-				t.Fatal("downstream call not cancelled through call_tool")
-			}
-			if err := <-errc; !errors.Is(err, context.Canceled) {
-				t.Errorf("call error = %v", err)
-			}
+			params := &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": "alpha__slow", "arguments": map[string]any{}}}
+			progressAndCancellation(t, b, cs, o.progress, params)
 		})
 	}
 }

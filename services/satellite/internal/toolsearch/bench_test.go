@@ -73,7 +73,7 @@ func BenchmarkFigures(b *testing.B) {
 	fmt.Fprintf(tw, "tools/list tokens, 20 servers x 20 tools, full mode\t%d\t\n", fullTokens)
 	fmt.Fprintf(tw, "tools/list tokens, search mode\t%d\t\n", metaTokens)
 	fmt.Fprintf(tw, "tokens saved by search mode\t%.1f%%\t>= 90%%\n", 100*(1-float64(metaTokens)/float64(fullTokens)))
-	ix := newBenchIndex(b, full.Tools)
+	ix := newIndex(b, full.Tools...)
 	hits, err := ix.Search("open a pull request", toolsearch.DefaultResults)
 	if err != nil {
 		b.Fatal(err)
@@ -85,7 +85,7 @@ func BenchmarkFigures(b *testing.B) {
 	fmt.Fprintf(tw, "tokens of one search_tools answer (%d tools with schemas)\t%d\t\n", len(found), cl100kTokens(b, map[string]any{"tools": found}))
 
 	// Recall over the evaluation set, on the recorded servers.
-	evalIx := newBenchIndex(b, real)
+	evalIx := newIndex(b, real...)
 	at1, at3, _ := recall(b, evalIx, tasks)
 	fmt.Fprintf(tw, "recall@1 (%d tasks, %d tools of %d servers)\t%.3f\t\n", len(tasks), len(real), 13, at1)
 	fmt.Fprintf(tw, "recall@3\t%.3f\t>= 0.9\n", at3)
@@ -93,7 +93,7 @@ func BenchmarkFigures(b *testing.B) {
 	// Search latency over 10,000 tools, with the evaluation tasks as queries.
 	big := slices.Concat(servers(real, 500, 20)...)
 	start := time.Now()
-	bigIx := newBenchIndex(b, big)
+	bigIx := newIndex(b, big...)
 	fmt.Fprintf(tw, "index build, %d tools\t%v\t\n", len(big), time.Since(start).Round(time.Millisecond))
 	var lat, cpu []time.Duration
 	for range 5 {
@@ -121,7 +121,7 @@ func BenchmarkFigures(b *testing.B) {
 
 	// Index update when one instance's 20 tools change, in an index of 20 x 20 and of 10,000 tools.
 	for _, set := range [][]*mcp.Tool{full.Tools, big} {
-		ix := newBenchIndex(b, set)
+		ix := newIndex(b, set...)
 		var took []time.Duration
 		for round := range 20 {
 			next := slices.Clone(set)
@@ -142,17 +142,4 @@ func BenchmarkFigures(b *testing.B) {
 	}
 	tw.Flush()
 	b.Logf("tool search figures (tokens: cl100k_base over the JSON of the result):\n%s", table.String())
-}
-
-func newBenchIndex(b *testing.B, tools []*mcp.Tool) *toolsearch.Index {
-	b.Helper()
-	ix, err := toolsearch.New()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ix.Close() })
-	if _, err := ix.Update(tools); err != nil {
-		b.Fatal(err)
-	}
-	return ix
 }

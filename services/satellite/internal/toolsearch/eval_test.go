@@ -125,15 +125,7 @@ func TestEvaluationSet(t *testing.T) {
 			}
 		}
 	}
-	ix, err := toolsearch.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ix.Close() })
-	if _, err := ix.Update(tools); err != nil {
-		t.Fatal(err)
-	}
-	at1, at3, missed := recall(t, ix, tasks)
+	at1, at3, missed := recall(t, newIndex(t, tools...), tasks)
 	t.Logf("%d tools, %d tasks: recall@1 %.3f, recall@3 %.3f", len(tools), len(tasks), at1, at3)
 	for _, m := range missed {
 		t.Logf("not in top 3: %s", m)

@@ -10,7 +10,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
-func newIndex(t *testing.T, tools ...*mcp.Tool) *toolsearch.Index {
+func newIndex(t testing.TB, tools ...*mcp.Tool) *toolsearch.Index {
 	t.Helper()
 	ix, err := toolsearch.New()
 	if err != nil {
