@@ -21,20 +21,26 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
-// TestSearchModeWithRealServerAndClients runs server-everything on a satellite and uses the team
-// endpoint in search mode through the Go SDK and the official TypeScript SDK: the endpoint lists only the
-// meta-tools, search finds the long-running operation tool, and calling it through call_tool brings its
-// progress notifications to the client and leaves a request log naming the real tool.
+// TestSearchModeWithRealServerAndClients runs server-everything for two teams on one satellite and uses
+// the first team's endpoint in search mode through the Go SDK and the official TypeScript SDK: the
+// endpoint lists only the meta-tools, search finds the long-running operation tool and never the other
+// team's tools, and calling it through call_tool brings its progress notifications to the client and
+// leaves a request log naming the real tool.
 func TestSearchModeWithRealServerAndClients(t *testing.T) {
 	t.Parallel()
-	const token = "search-test-access-token"
+	const token, otherToken = "search-test-access-token", "search-test-other-team-token"
 	srv := quickBackend(t)
 	teamID, userID := uuid.NewString(), uuid.NewString()
+	otherTeamID, otherUserID := uuid.NewString(), uuid.NewString()
 	command, args := mcptest.Everything(t)
 	srv.SetConfiguration("v1", &satellitev1.Instance{
 		Id: "everything-acme-ada-1", ContentHash: "h1", InstallationId: uuid.NewString(), TeamId: teamID, TeamSlug: "acme",
 		UserId: userID, UserSlug: "ada", ServerSlug: "everything", ToolPrefix: "everything",
 		Transport: satellitev1.Transport_TRANSPORT_STDIO, Command: command, Args: args, RequestLoggingEnabled: true,
+	}, &satellitev1.Instance{
+		Id: "secretive-globex-cy-1", ContentHash: "h1", InstallationId: uuid.NewString(), TeamId: otherTeamID, TeamSlug: "globex",
+		UserId: otherUserID, UserSlug: "cy", ServerSlug: "secretive", ToolPrefix: "secretive",
+		Transport: satellitev1.Transport_TRANSPORT_STDIO, Command: command, Args: args,
 	})
 	cfg := testConfig(t, srv)
 	cfg.EventFlushDelay = 10 * time.Millisecond
@@ -54,13 +60,19 @@ func TestSearchModeWithRealServerAndClients(t *testing.T) {
 			t.Errorf("run: %v", err)
 		}
 	})
-	srv.Wait(t.Context(), "server-everything online", time.Minute, func() bool {
+	srv.SetAccessToken(otherToken, &satellitev1.IntrospectTokenResponse{
+		Active: true, TeamId: otherTeamID, TeamSlug: "globex", UserId: otherUserID, ClientId: "client-2",
+		Audience: base + "/teams/globex/mcp", Scopes: []string{"mcp:read", "mcp:tools:execute"},
+		ExpiresAt: timestamppb.New(time.Now().Add(time.Hour)),
+	})
+	srv.Wait(t.Context(), "both teams' servers online", time.Minute, func() bool {
+		discovered := map[string]bool{}
 		for _, ev := range srv.Events() {
 			if len(ev.GetToolsDiscovered().GetTools()) > 0 {
-				return true
+				discovered[ev.GetInstanceId()] = true
 			}
 		}
-		return false
+		return len(discovered) == 2
 	})
 
 	var progress atomic.Int32
@@ -112,6 +124,36 @@ func TestSearchModeWithRealServerAndClients(t *testing.T) {
 	if n := progress.Load(); n != 3 {
 		t.Errorf("%d progress notifications through call_tool, want 3 (one per step)", n)
 	}
+	// The other team's identical server is on the same satellite: its tools are never found or called.
+	for _, q := range []string{"echo", "secretive echo", "secretive"} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.SearchToolName, Arguments: map[string]any{"query": q, "limit": 20}})
+		if err != nil || res.IsError {
+			t.Fatalf("search %q: %v %v", q, err, res)
+		}
+		if text := res.Content[0].(*mcp.TextContent).Text; strings.Contains(text, "secretive") {
+			t.Errorf("search %q found the other team's tools: %s", q, text)
+		}
+	}
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName, Arguments: map[string]any{"name": "secretive__echo",
+		"arguments": map[string]any{"message": "hi"}}})
+	if err != nil || !res.IsError {
+		t.Errorf("call_tool of the other team's tool = %v, %v; want a tool error", res, err)
+	}
+	other, err := mcp.NewClient(&mcp.Implementation{Name: "search-test-other", Version: "1"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: base + "/teams/globex/mcp?tools=search", HTTPClient: &http.Client{Transport: withToken{otherToken}}},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	res, err = other.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.SearchToolName, Arguments: map[string]any{"query": "echo", "limit": 20}})
+	if err != nil || res.IsError {
+		t.Fatalf("the other team's search: %v %v", err, res)
+	}
+	if text := res.Content[0].(*mcp.TextContent).Text; !strings.Contains(text, "secretive__echo") || strings.Contains(text, "everything__") {
+		t.Errorf("the other team's search found %s; want its own echo and nothing of acme's", text)
+	}
+
 	srv.Wait(t.Context(), "the call's request log", 10*time.Second, func() bool {
 		for _, ev := range srv.Events() {
 			if rl := ev.GetRequestLog(); rl != nil && rl.GetToolName() == "trigger-long-running-operation" && rl.GetSuccess() {
