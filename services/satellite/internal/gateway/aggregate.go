@@ -77,14 +77,14 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		sessions:  make(map[*mcp.ServerSession]*openSession),
 	}
 	us.bridge.init()
-	us.server = us.newServer()
-	us.search = us.newServer()
+	us.server = us.newServer(false)
+	us.search = us.newServer(true)
 	us.addMetaTools()
 	return us
 }
 
-// newServer returns one of the user's MCP servers, without features.
-func (us *userServer) newServer() *mcp.Server {
+// newServer returns one of the user's MCP servers, without features: the search-mode one or the other.
+func (us *userServer) newServer(search bool) *mcp.Server {
 	g := us.g
 	s := mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
 		Logger: g.logger,
@@ -103,7 +103,7 @@ func (us *userServer) newServer() *mcp.Server {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware)
+	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search))
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
@@ -214,5 +215,40 @@ func TestToolsModeChoice(t *testing.T) {
 	resp := b.do(t, http.MethodPost, "/teams/acme/mcp?tools=some", "ann", initializeBody, nil)
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("an unknown tool mode: status %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestSearchModeMetrics counts calls through call_tool under the real tool, and a failing one as that
+// tool's error rather than a call of an unknown tool; a tool the search-mode server does not list, called
+// directly, is unknown there.
+func TestSearchModeMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	b := setup(t, setupOptions{metrics: reg})
+	cs := b.connect(t, "bob", "acme", clientOptions{version: sessionVersion, query: "?tools=search"})
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+		Arguments: map[string]any{"name": "delta__echo", "arguments": map[string]any{}}}); err != nil {
+		t.Fatal(err)
+	}
+	// epsilon's instance is broken: the call fails downstream.
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+		Arguments: map[string]any{"name": "epsilon__echo"}}); err == nil {
+		t.Fatal("a call of a broken instance's tool succeeded")
+	}
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "delta__echo"}); err == nil {
+		t.Fatal("a tool the search-mode server does not list was called directly")
+	}
+	got := scrape(t, reg)
+	for _, want := range []string{
+		`orrery_satellite_tool_calls_total{installation="inst-delta-1",outcome="ok",team="` + teamAcme + `",tool="echo"} 1`,
+		`orrery_satellite_tool_calls_total{installation="inst-epsilon-1",outcome="error",team="` + teamAcme + `",tool="echo"} 1`,
+		`orrery_satellite_tool_calls_total{installation="",outcome="unknown_tool",team="` + teamAcme + `",tool="other"} 1`,
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", got)
 	}
 }
