@@ -190,7 +190,9 @@ func TestToolsModeChoice(t *testing.T) {
 	slices.Sort(all)
 	meta := []string{toolsearch.CallToolName, toolsearch.SearchToolName}
 	b.token("ann-search", teamAcme, "acme", userAnn, ScopeRead, ScopeExecute)
+	b.intro.mu.Lock()
 	b.intro.tokens["ann-search"].ToolsMode = satellitev1.ToolsMode_TOOLS_MODE_SEARCH
+	b.intro.mu.Unlock()
 	for _, tc := range []struct {
 		name, token, query string
 		want               []string
