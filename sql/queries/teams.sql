@@ -27,6 +27,20 @@ where m.team_id = @team_id and m.user_id = @user_id;
 -- name: SetMemberRole :execrows
 update team_memberships set role = @role where team_id = @team_id and user_id = @user_id;
 
+-- name: SetTeamToolsMode :execrows
+update teams set tools_mode = @tools_mode where id = @id;
+
+-- name: SetMemberToolsMode :execrows
+-- SetMemberToolsMode sets a member's own tool mode; null follows the team's.
+update team_memberships set tools_mode = sqlc.narg(tools_mode) where team_id = @team_id and user_id = @user_id;
+
+-- name: GetMemberToolsMode :one
+-- GetMemberToolsMode returns a member's own tool mode (null when it follows the team) and the team's.
+select m.tools_mode as member_mode, t.tools_mode as team_mode
+from team_memberships m
+join teams t on t.id = m.team_id
+where m.team_id = @team_id and m.user_id = @user_id;
+
 -- name: RemoveMembership :execrows
 delete from team_memberships where team_id = @team_id and user_id = @user_id;
 

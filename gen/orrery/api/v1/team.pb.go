@@ -24,6 +24,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ToolsMode is how a team's MCP endpoint offers tools.
+type ToolsMode int32
+
+const (
+	// TOOLS_MODE_UNSPECIFIED makes no choice: a member's mode then follows the team's.
+	ToolsMode_TOOLS_MODE_UNSPECIFIED ToolsMode = 0
+	// TOOLS_MODE_ALL lists every tool of the member's MCP servers.
+	ToolsMode_TOOLS_MODE_ALL ToolsMode = 1
+	// TOOLS_MODE_SEARCH lists two meta-tools instead, search_tools and call_tool, so that a client's model
+	// gets the definitions of the few tools a task needs rather than all of them.
+	ToolsMode_TOOLS_MODE_SEARCH ToolsMode = 2
+)
+
+// Enum value maps for ToolsMode.
+var (
+	ToolsMode_name = map[int32]string{
+		0: "TOOLS_MODE_UNSPECIFIED",
+		1: "TOOLS_MODE_ALL",
+		2: "TOOLS_MODE_SEARCH",
+	}
+	ToolsMode_value = map[string]int32{
+		"TOOLS_MODE_UNSPECIFIED": 0,
+		"TOOLS_MODE_ALL":         1,
+		"TOOLS_MODE_SEARCH":      2,
+	}
+)
+
+func (x ToolsMode) Enum() *ToolsMode {
+	p := new(ToolsMode)
+	*p = x
+	return p
+}
+
+func (x ToolsMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolsMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_api_v1_team_proto_enumTypes[0].Descriptor()
+}
+
+func (ToolsMode) Type() protoreflect.EnumType {
+	return &file_orrery_api_v1_team_proto_enumTypes[0]
+}
+
+func (x ToolsMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolsMode.Descriptor instead.
+func (ToolsMode) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{0}
+}
+
 // Team is a group of users sharing MCP server installations.
 type Team struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +92,9 @@ type Team struct {
 	// personal is true for a user's personal team.
 	Personal bool `protobuf:"varint,5,opt,name=personal,proto3" json:"personal,omitempty"`
 	// created_at is when the team was created.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// tools_mode is how the team's MCP endpoint offers tools to members who made no choice of their own.
+	ToolsMode     ToolsMode `protobuf:"varint,7,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +169,13 @@ func (x *Team) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *Team) GetToolsMode() ToolsMode {
+	if x != nil {
+		return x.ToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
 }
 
 // Member is a user in a team.
@@ -1577,6 +1640,217 @@ func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
 	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{28}
 }
 
+// SetTeamToolsModeRequest names the team and its new tool mode.
+type SetTeamToolsModeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// tools_mode is the team's new tool mode.
+	ToolsMode     ToolsMode `protobuf:"varint,2,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamToolsModeRequest) Reset() {
+	*x = SetTeamToolsModeRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamToolsModeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamToolsModeRequest) ProtoMessage() {}
+
+func (x *SetTeamToolsModeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamToolsModeRequest.ProtoReflect.Descriptor instead.
+func (*SetTeamToolsModeRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetTeamToolsModeRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SetTeamToolsModeRequest) GetToolsMode() ToolsMode {
+	if x != nil {
+		return x.ToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+// SetTeamToolsModeResponse returns the team as it is now.
+type SetTeamToolsModeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team is the team with its new tool mode.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamToolsModeResponse) Reset() {
+	*x = SetTeamToolsModeResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamToolsModeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamToolsModeResponse) ProtoMessage() {}
+
+func (x *SetTeamToolsModeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamToolsModeResponse.ProtoReflect.Descriptor instead.
+func (*SetTeamToolsModeResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetTeamToolsModeResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// SetMyToolsModeRequest names the team and the caller's tool mode in it.
+type SetMyToolsModeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// tools_mode is the caller's own tool mode; TOOLS_MODE_UNSPECIFIED follows the team's.
+	ToolsMode     ToolsMode `protobuf:"varint,2,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMyToolsModeRequest) Reset() {
+	*x = SetMyToolsModeRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMyToolsModeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMyToolsModeRequest) ProtoMessage() {}
+
+func (x *SetMyToolsModeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMyToolsModeRequest.ProtoReflect.Descriptor instead.
+func (*SetMyToolsModeRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetMyToolsModeRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SetMyToolsModeRequest) GetToolsMode() ToolsMode {
+	if x != nil {
+		return x.ToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+// SetMyToolsModeResponse says which mode the caller's endpoint uses now.
+type SetMyToolsModeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tools_mode is the caller's own choice, TOOLS_MODE_UNSPECIFIED when it follows the team's.
+	ToolsMode ToolsMode `protobuf:"varint,1,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
+	// effective_tools_mode is the mode the caller's endpoint uses when a client asks for none.
+	EffectiveToolsMode ToolsMode `protobuf:"varint,2,opt,name=effective_tools_mode,json=effectiveToolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"effective_tools_mode,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SetMyToolsModeResponse) Reset() {
+	*x = SetMyToolsModeResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMyToolsModeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMyToolsModeResponse) ProtoMessage() {}
+
+func (x *SetMyToolsModeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMyToolsModeResponse.ProtoReflect.Descriptor instead.
+func (*SetMyToolsModeResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetMyToolsModeResponse) GetToolsMode() ToolsMode {
+	if x != nil {
+		return x.ToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+func (x *SetMyToolsModeResponse) GetEffectiveToolsMode() ToolsMode {
+	if x != nil {
+		return x.EffectiveToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
 // TransferOwnershipRequest names the team and the new owner.
 type TransferOwnershipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1590,7 +1864,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1876,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[29]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1889,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{29}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TransferOwnershipRequest) GetTeamId() string {
@@ -1641,7 +1915,7 @@ type TransferOwnershipResponse struct {
 
 func (x *TransferOwnershipResponse) Reset() {
 	*x = TransferOwnershipResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1927,7 @@ func (x *TransferOwnershipResponse) String() string {
 func (*TransferOwnershipResponse) ProtoMessage() {}
 
 func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[30]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,14 +1940,14 @@ func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{30}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{34}
 }
 
 var File_orrery_api_v1_team_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\xb0\x01\n" +
+	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\xe9\x01\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -1681,7 +1955,9 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\bowner_id\x18\x04 \x01(\tR\aownerId\x12\x1a\n" +
 	"\bpersonal\x18\x05 \x01(\bR\bpersonal\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xad\x01\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
+	"\n" +
+	"tools_mode\x18\a \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\ttoolsMode\"\xad\x01\n" +
 	"\x06Member\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.orrery.api.v1.UserR\x04user\x12+\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x17.orrery.api.v1.TeamRoleR\x04role\x12\x14\n" +
@@ -1772,11 +2048,30 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x127\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x17.orrery.api.v1.TeamRoleB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04role\"\x17\n" +
-	"\x15SetMemberRoleResponse\"`\n" +
+	"\x15SetMemberRoleResponse\"\x81\x01\n" +
+	"\x17SetTeamToolsModeRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12C\n" +
+	"\n" +
+	"tools_mode\x18\x02 \x01(\x0e2\x18.orrery.api.v1.ToolsModeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\ttoolsMode\"C\n" +
+	"\x18SetTeamToolsModeResponse\x12'\n" +
+	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\"}\n" +
+	"\x15SetMyToolsModeRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12A\n" +
+	"\n" +
+	"tools_mode\x18\x02 \x01(\x0e2\x18.orrery.api.v1.ToolsModeB\b\xbaH\x05\x82\x01\x02\x10\x01R\ttoolsMode\"\x9d\x01\n" +
+	"\x16SetMyToolsModeResponse\x127\n" +
+	"\n" +
+	"tools_mode\x18\x01 \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\ttoolsMode\x12J\n" +
+	"\x14effective_tools_mode\x18\x02 \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\x12effectiveToolsMode\"`\n" +
 	"\x18TransferOwnershipRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1b\n" +
-	"\x19TransferOwnershipResponse2\x91\x0f\n" +
+	"\x19TransferOwnershipResponse*R\n" +
+	"\tToolsMode\x12\x1a\n" +
+	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xb6\x11\n" +
 	"\vTeamService\x12h\n" +
 	"\n" +
 	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
@@ -1793,7 +2088,9 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x10AcceptInvitation\x12&.orrery.api.v1.AcceptInvitationRequest\x1a'.orrery.api.v1.AcceptInvitationResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/api/me/invitations/{invitation_id}:accept\x12\x9e\x01\n" +
 	"\x11DeclineInvitation\x12'.orrery.api.v1.DeclineInvitationRequest\x1a(.orrery.api.v1.DeclineInvitationResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/api/me/invitations/{invitation_id}:decline\x12\x87\x01\n" +
 	"\fRemoveMember\x12\".orrery.api.v1.RemoveMemberRequest\x1a#.orrery.api.v1.RemoveMemberResponse\".\x82\xd3\xe4\x93\x02(*&/api/teams/{team_id}/members/{user_id}\x12\x95\x01\n" +
-	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/teams/{team_id}/members/{user_id}:setRole\x12\x99\x01\n" +
+	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/teams/{team_id}/members/{user_id}:setRole\x12\x91\x01\n" +
+	"\x10SetTeamToolsMode\x12&.orrery.api.v1.SetTeamToolsModeRequest\x1a'.orrery.api.v1.SetTeamToolsModeResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/api/teams/{team_id}:setToolsMode\x12\x8e\x01\n" +
+	"\x0eSetMyToolsMode\x12$.orrery.api.v1.SetMyToolsModeRequest\x1a%.orrery.api.v1.SetMyToolsModeResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/api/teams/{team_id}/me:setToolsMode\x12\x99\x01\n" +
 	"\x11TransferOwnership\x12'.orrery.api.v1.TransferOwnershipRequest\x1a(.orrery.api.v1.TransferOwnershipResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/api/teams/{team_id}:transferOwnershipB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
@@ -1808,95 +2105,111 @@ func file_orrery_api_v1_team_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_team_proto_rawDescData
 }
 
-var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_orrery_api_v1_team_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_orrery_api_v1_team_proto_goTypes = []any{
-	(*Team)(nil),                      // 0: orrery.api.v1.Team
-	(*Member)(nil),                    // 1: orrery.api.v1.Member
-	(*CreateTeamRequest)(nil),         // 2: orrery.api.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),        // 3: orrery.api.v1.CreateTeamResponse
-	(*ListTeamsRequest)(nil),          // 4: orrery.api.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),         // 5: orrery.api.v1.ListTeamsResponse
-	(*GetTeamRequest)(nil),            // 6: orrery.api.v1.GetTeamRequest
-	(*GetTeamResponse)(nil),           // 7: orrery.api.v1.GetTeamResponse
-	(*GetTeamEndpointRequest)(nil),    // 8: orrery.api.v1.GetTeamEndpointRequest
-	(*GetTeamEndpointResponse)(nil),   // 9: orrery.api.v1.GetTeamEndpointResponse
-	(*ListMembersRequest)(nil),        // 10: orrery.api.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 11: orrery.api.v1.ListMembersResponse
-	(*Invitation)(nil),                // 12: orrery.api.v1.Invitation
-	(*InviteMemberRequest)(nil),       // 13: orrery.api.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),      // 14: orrery.api.v1.InviteMemberResponse
-	(*ListInvitationsRequest)(nil),    // 15: orrery.api.v1.ListInvitationsRequest
-	(*ListInvitationsResponse)(nil),   // 16: orrery.api.v1.ListInvitationsResponse
-	(*RevokeInvitationRequest)(nil),   // 17: orrery.api.v1.RevokeInvitationRequest
-	(*RevokeInvitationResponse)(nil),  // 18: orrery.api.v1.RevokeInvitationResponse
-	(*ListMyInvitationsRequest)(nil),  // 19: orrery.api.v1.ListMyInvitationsRequest
-	(*ListMyInvitationsResponse)(nil), // 20: orrery.api.v1.ListMyInvitationsResponse
-	(*AcceptInvitationRequest)(nil),   // 21: orrery.api.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),  // 22: orrery.api.v1.AcceptInvitationResponse
-	(*DeclineInvitationRequest)(nil),  // 23: orrery.api.v1.DeclineInvitationRequest
-	(*DeclineInvitationResponse)(nil), // 24: orrery.api.v1.DeclineInvitationResponse
-	(*RemoveMemberRequest)(nil),       // 25: orrery.api.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 26: orrery.api.v1.RemoveMemberResponse
-	(*SetMemberRoleRequest)(nil),      // 27: orrery.api.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),     // 28: orrery.api.v1.SetMemberRoleResponse
-	(*TransferOwnershipRequest)(nil),  // 29: orrery.api.v1.TransferOwnershipRequest
-	(*TransferOwnershipResponse)(nil), // 30: orrery.api.v1.TransferOwnershipResponse
-	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
-	(*User)(nil),                      // 32: orrery.api.v1.User
-	(TeamRole)(0),                     // 33: orrery.api.v1.TeamRole
-	(*Membership)(nil),                // 34: orrery.api.v1.Membership
+	(ToolsMode)(0),                    // 0: orrery.api.v1.ToolsMode
+	(*Team)(nil),                      // 1: orrery.api.v1.Team
+	(*Member)(nil),                    // 2: orrery.api.v1.Member
+	(*CreateTeamRequest)(nil),         // 3: orrery.api.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),        // 4: orrery.api.v1.CreateTeamResponse
+	(*ListTeamsRequest)(nil),          // 5: orrery.api.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),         // 6: orrery.api.v1.ListTeamsResponse
+	(*GetTeamRequest)(nil),            // 7: orrery.api.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),           // 8: orrery.api.v1.GetTeamResponse
+	(*GetTeamEndpointRequest)(nil),    // 9: orrery.api.v1.GetTeamEndpointRequest
+	(*GetTeamEndpointResponse)(nil),   // 10: orrery.api.v1.GetTeamEndpointResponse
+	(*ListMembersRequest)(nil),        // 11: orrery.api.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 12: orrery.api.v1.ListMembersResponse
+	(*Invitation)(nil),                // 13: orrery.api.v1.Invitation
+	(*InviteMemberRequest)(nil),       // 14: orrery.api.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),      // 15: orrery.api.v1.InviteMemberResponse
+	(*ListInvitationsRequest)(nil),    // 16: orrery.api.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),   // 17: orrery.api.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),   // 18: orrery.api.v1.RevokeInvitationRequest
+	(*RevokeInvitationResponse)(nil),  // 19: orrery.api.v1.RevokeInvitationResponse
+	(*ListMyInvitationsRequest)(nil),  // 20: orrery.api.v1.ListMyInvitationsRequest
+	(*ListMyInvitationsResponse)(nil), // 21: orrery.api.v1.ListMyInvitationsResponse
+	(*AcceptInvitationRequest)(nil),   // 22: orrery.api.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),  // 23: orrery.api.v1.AcceptInvitationResponse
+	(*DeclineInvitationRequest)(nil),  // 24: orrery.api.v1.DeclineInvitationRequest
+	(*DeclineInvitationResponse)(nil), // 25: orrery.api.v1.DeclineInvitationResponse
+	(*RemoveMemberRequest)(nil),       // 26: orrery.api.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 27: orrery.api.v1.RemoveMemberResponse
+	(*SetMemberRoleRequest)(nil),      // 28: orrery.api.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),     // 29: orrery.api.v1.SetMemberRoleResponse
+	(*SetTeamToolsModeRequest)(nil),   // 30: orrery.api.v1.SetTeamToolsModeRequest
+	(*SetTeamToolsModeResponse)(nil),  // 31: orrery.api.v1.SetTeamToolsModeResponse
+	(*SetMyToolsModeRequest)(nil),     // 32: orrery.api.v1.SetMyToolsModeRequest
+	(*SetMyToolsModeResponse)(nil),    // 33: orrery.api.v1.SetMyToolsModeResponse
+	(*TransferOwnershipRequest)(nil),  // 34: orrery.api.v1.TransferOwnershipRequest
+	(*TransferOwnershipResponse)(nil), // 35: orrery.api.v1.TransferOwnershipResponse
+	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
+	(*User)(nil),                      // 37: orrery.api.v1.User
+	(TeamRole)(0),                     // 38: orrery.api.v1.TeamRole
+	(*Membership)(nil),                // 39: orrery.api.v1.Membership
 }
 var file_orrery_api_v1_team_proto_depIdxs = []int32{
-	31, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	32, // 1: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
-	33, // 2: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
-	31, // 3: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
-	0,  // 5: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
-	0,  // 6: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
-	1,  // 7: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
-	33, // 8: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
-	31, // 9: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
-	31, // 10: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 11: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
-	12, // 12: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
-	12, // 13: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	12, // 14: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	34, // 15: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
-	33, // 16: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
-	2,  // 17: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
-	4,  // 18: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
-	6,  // 19: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
-	8,  // 20: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
-	10, // 21: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
-	13, // 22: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
-	15, // 23: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
-	17, // 24: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
-	19, // 25: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
-	21, // 26: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
-	23, // 27: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
-	25, // 28: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
-	27, // 29: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
-	29, // 30: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
-	3,  // 31: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
-	5,  // 32: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
-	7,  // 33: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
-	9,  // 34: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
-	11, // 35: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
-	14, // 36: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
-	16, // 37: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
-	18, // 38: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
-	20, // 39: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
-	22, // 40: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
-	24, // 41: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
-	26, // 42: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
-	28, // 43: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
-	30, // 44: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
-	31, // [31:45] is the sub-list for method output_type
-	17, // [17:31] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	36, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: orrery.api.v1.Team.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	37, // 2: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
+	38, // 3: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
+	36, // 4: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	1,  // 5: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
+	1,  // 6: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
+	1,  // 7: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
+	2,  // 8: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
+	38, // 9: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
+	36, // 10: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
+	36, // 11: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 12: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
+	13, // 13: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
+	13, // 14: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	13, // 15: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	39, // 16: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
+	38, // 17: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
+	0,  // 18: orrery.api.v1.SetTeamToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	1,  // 19: orrery.api.v1.SetTeamToolsModeResponse.team:type_name -> orrery.api.v1.Team
+	0,  // 20: orrery.api.v1.SetMyToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 21: orrery.api.v1.SetMyToolsModeResponse.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 22: orrery.api.v1.SetMyToolsModeResponse.effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
+	3,  // 23: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
+	5,  // 24: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
+	7,  // 25: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
+	9,  // 26: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
+	11, // 27: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
+	14, // 28: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
+	16, // 29: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
+	18, // 30: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
+	20, // 31: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
+	22, // 32: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
+	24, // 33: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
+	26, // 34: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
+	28, // 35: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
+	30, // 36: orrery.api.v1.TeamService.SetTeamToolsMode:input_type -> orrery.api.v1.SetTeamToolsModeRequest
+	32, // 37: orrery.api.v1.TeamService.SetMyToolsMode:input_type -> orrery.api.v1.SetMyToolsModeRequest
+	34, // 38: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
+	4,  // 39: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
+	6,  // 40: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
+	8,  // 41: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
+	10, // 42: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
+	12, // 43: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
+	15, // 44: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
+	17, // 45: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
+	19, // 46: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
+	21, // 47: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
+	23, // 48: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
+	25, // 49: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
+	27, // 50: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
+	29, // 51: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
+	31, // 52: orrery.api.v1.TeamService.SetTeamToolsMode:output_type -> orrery.api.v1.SetTeamToolsModeResponse
+	33, // 53: orrery.api.v1.TeamService.SetMyToolsMode:output_type -> orrery.api.v1.SetMyToolsModeResponse
+	35, // 54: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
+	39, // [39:55] is the sub-list for method output_type
+	23, // [23:39] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_team_proto_init() }
@@ -1910,13 +2223,14 @@ func file_orrery_api_v1_team_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_team_proto_rawDesc), len(file_orrery_api_v1_team_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   31,
+			NumEnums:      1,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_orrery_api_v1_team_proto_goTypes,
 		DependencyIndexes: file_orrery_api_v1_team_proto_depIdxs,
+		EnumInfos:         file_orrery_api_v1_team_proto_enumTypes,
 		MessageInfos:      file_orrery_api_v1_team_proto_msgTypes,
 	}.Build()
 	File_orrery_api_v1_team_proto = out.File

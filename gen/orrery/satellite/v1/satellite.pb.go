@@ -917,6 +917,59 @@ func (LifecycleKind) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
 }
 
+// ToolsMode is how a team endpoint offers a user's tools.
+type ToolsMode int32
+
+const (
+	// TOOLS_MODE_UNSPECIFIED is read as TOOLS_MODE_ALL.
+	ToolsMode_TOOLS_MODE_UNSPECIFIED ToolsMode = 0
+	// TOOLS_MODE_ALL lists every tool.
+	ToolsMode_TOOLS_MODE_ALL ToolsMode = 1
+	// TOOLS_MODE_SEARCH lists the meta-tools search_tools and call_tool instead.
+	ToolsMode_TOOLS_MODE_SEARCH ToolsMode = 2
+)
+
+// Enum value maps for ToolsMode.
+var (
+	ToolsMode_name = map[int32]string{
+		0: "TOOLS_MODE_UNSPECIFIED",
+		1: "TOOLS_MODE_ALL",
+		2: "TOOLS_MODE_SEARCH",
+	}
+	ToolsMode_value = map[string]int32{
+		"TOOLS_MODE_UNSPECIFIED": 0,
+		"TOOLS_MODE_ALL":         1,
+		"TOOLS_MODE_SEARCH":      2,
+	}
+)
+
+func (x ToolsMode) Enum() *ToolsMode {
+	p := new(ToolsMode)
+	*p = x
+	return p
+}
+
+func (x ToolsMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolsMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[15].Descriptor()
+}
+
+func (ToolsMode) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[15]
+}
+
+func (x ToolsMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolsMode.Descriptor instead.
+func (ToolsMode) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+}
+
 // RegisterRequest asks for a satellite identity.
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3981,7 +4034,10 @@ type IntrospectTokenResponse struct {
 	// scopes are the granted scopes, such as mcp:read and mcp:tools:execute.
 	Scopes []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// expires_at is when the token stops working; caches must not outlive it.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// tools_mode is how the user's endpoint offers tools when the client asks for no mode: the user's own
+	// choice in the team, else the team's.
+	ToolsMode     ToolsMode `protobuf:"varint,10,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.satellite.v1.ToolsMode" json:"tools_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4077,6 +4133,13 @@ func (x *IntrospectTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *IntrospectTokenResponse) GetToolsMode() ToolsMode {
+	if x != nil {
+		return x.ToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
 }
 
 var File_orrery_satellite_v1_satellite_proto protoreflect.FileDescriptor
@@ -4330,7 +4393,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason\":\n" +
 	"\x16IntrospectTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xa9\x02\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xe8\x02\n" +
 	"\x17IntrospectTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
@@ -4341,7 +4404,10 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\baudience\x18\a \x01(\tR\baudience\x12\x16\n" +
 	"\x06scopes\x18\b \x03(\tR\x06scopes\x129\n" +
 	"\n" +
-	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*c\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
+	"\n" +
+	"tools_mode\x18\n" +
+	" \x01(\x0e2\x1e.orrery.satellite.v1.ToolsModeR\ttoolsMode*c\n" +
 	"\rSatelliteType\x12\x1e\n" +
 	"\x1aSATELLITE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SATELLITE_TYPE_GLOBAL\x10\x01\x12\x17\n" +
@@ -4425,7 +4491,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x16LIFECYCLE_KIND_STARTED\x10\x01\x12\x1a\n" +
 	"\x16LIFECYCLE_KIND_CRASHED\x10\x02\x12\x1c\n" +
 	"\x18LIFECYCLE_KIND_RESTARTED\x10\x03\x12%\n" +
-	"!LIFECYCLE_KIND_PERMANENTLY_FAILED\x10\x042\xee\x05\n" +
+	"!LIFECYCLE_KIND_PERMANENTLY_FAILED\x10\x04*R\n" +
+	"\tToolsMode\x12\x1a\n" +
+	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xee\x05\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
@@ -4448,7 +4518,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 	return file_orrery_satellite_v1_satellite_proto_rawDescData
 }
 
-var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
 var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
@@ -4466,139 +4536,141 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(CommandResult)(0),                  // 12: orrery.satellite.v1.CommandResult
 	(LogLevel)(0),                       // 13: orrery.satellite.v1.LogLevel
 	(LifecycleKind)(0),                  // 14: orrery.satellite.v1.LifecycleKind
-	(*RegisterRequest)(nil),             // 15: orrery.satellite.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 16: orrery.satellite.v1.RegisterResponse
-	(*SystemMetrics)(nil),               // 17: orrery.satellite.v1.SystemMetrics
-	(*TeamProcessCount)(nil),            // 18: orrery.satellite.v1.TeamProcessCount
-	(*ProcessReport)(nil),               // 19: orrery.satellite.v1.ProcessReport
-	(*HeartbeatRequest)(nil),            // 20: orrery.satellite.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 21: orrery.satellite.v1.HeartbeatResponse
-	(*PollCommandsRequest)(nil),         // 22: orrery.satellite.v1.PollCommandsRequest
-	(*Command)(nil),                     // 23: orrery.satellite.v1.Command
-	(*ConfigureAction)(nil),             // 24: orrery.satellite.v1.ConfigureAction
-	(*InstanceSelector)(nil),            // 25: orrery.satellite.v1.InstanceSelector
-	(*SpawnAction)(nil),                 // 26: orrery.satellite.v1.SpawnAction
-	(*KillAction)(nil),                  // 27: orrery.satellite.v1.KillAction
-	(*RestartAction)(nil),               // 28: orrery.satellite.v1.RestartAction
-	(*HealthCheckAction)(nil),           // 29: orrery.satellite.v1.HealthCheckAction
-	(*RecoveryAction)(nil),              // 30: orrery.satellite.v1.RecoveryAction
-	(*RevokeTokensAction)(nil),          // 31: orrery.satellite.v1.RevokeTokensAction
-	(*RedeployAction)(nil),              // 32: orrery.satellite.v1.RedeployAction
-	(*UpdateAction)(nil),                // 33: orrery.satellite.v1.UpdateAction
-	(*InstanceOutcome)(nil),             // 34: orrery.satellite.v1.InstanceOutcome
-	(*PollCommandsResponse)(nil),        // 35: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 36: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 37: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 38: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 39: orrery.satellite.v1.GetConfigurationResponse
-	(*Instance)(nil),                    // 40: orrery.satellite.v1.Instance
-	(*Sandbox)(nil),                     // 41: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 42: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 43: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 44: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 45: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 46: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 47: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 48: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 49: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 50: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 51: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 52: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 53: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 54: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 55: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 56: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 57: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 59: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 60: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 61: google.protobuf.Value
+	(ToolsMode)(0),                      // 15: orrery.satellite.v1.ToolsMode
+	(*RegisterRequest)(nil),             // 16: orrery.satellite.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 17: orrery.satellite.v1.RegisterResponse
+	(*SystemMetrics)(nil),               // 18: orrery.satellite.v1.SystemMetrics
+	(*TeamProcessCount)(nil),            // 19: orrery.satellite.v1.TeamProcessCount
+	(*ProcessReport)(nil),               // 20: orrery.satellite.v1.ProcessReport
+	(*HeartbeatRequest)(nil),            // 21: orrery.satellite.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 22: orrery.satellite.v1.HeartbeatResponse
+	(*PollCommandsRequest)(nil),         // 23: orrery.satellite.v1.PollCommandsRequest
+	(*Command)(nil),                     // 24: orrery.satellite.v1.Command
+	(*ConfigureAction)(nil),             // 25: orrery.satellite.v1.ConfigureAction
+	(*InstanceSelector)(nil),            // 26: orrery.satellite.v1.InstanceSelector
+	(*SpawnAction)(nil),                 // 27: orrery.satellite.v1.SpawnAction
+	(*KillAction)(nil),                  // 28: orrery.satellite.v1.KillAction
+	(*RestartAction)(nil),               // 29: orrery.satellite.v1.RestartAction
+	(*HealthCheckAction)(nil),           // 30: orrery.satellite.v1.HealthCheckAction
+	(*RecoveryAction)(nil),              // 31: orrery.satellite.v1.RecoveryAction
+	(*RevokeTokensAction)(nil),          // 32: orrery.satellite.v1.RevokeTokensAction
+	(*RedeployAction)(nil),              // 33: orrery.satellite.v1.RedeployAction
+	(*UpdateAction)(nil),                // 34: orrery.satellite.v1.UpdateAction
+	(*InstanceOutcome)(nil),             // 35: orrery.satellite.v1.InstanceOutcome
+	(*PollCommandsResponse)(nil),        // 36: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 37: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 38: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 39: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 40: orrery.satellite.v1.GetConfigurationResponse
+	(*Instance)(nil),                    // 41: orrery.satellite.v1.Instance
+	(*Sandbox)(nil),                     // 42: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 43: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 44: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 45: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 46: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 47: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 48: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 49: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 50: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 51: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 52: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 53: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 54: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 55: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 56: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 57: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 58: orrery.satellite.v1.Instance.QueryParamsEntry
+	(*durationpb.Duration)(nil),         // 59: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 60: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 61: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 62: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	58, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	59, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	58, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
-	17, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
-	18, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	19, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
+	59, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	18, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
+	19, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	20, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	58, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	58, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	59, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	59, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	59, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	59, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	24, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	26, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	27, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
-	28, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
-	29, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	30, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	31, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	32, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	33, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	60, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	60, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	60, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	25, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	27, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	28, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	29, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	30, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	31, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	32, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	33, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	34, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
 	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
-	25, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	25, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	25, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	26, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	26, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	26, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
 	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
 	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	23, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	58, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	24, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	59, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	60, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	34, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	61, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	35, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	40, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	41, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
 	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	55, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	56, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	57, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	41, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	56, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	57, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	58, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	42, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
 	8,  // 45: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	42, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	58, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	45, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	59, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	46, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	47, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	48, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	49, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	51, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	52, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	43, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	59, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	46, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	60, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	47, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	48, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	49, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	50, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	52, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	53, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
 	5,  // 56: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
 	13, // 57: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	58, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	61, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	61, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	50, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	60, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	59, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	62, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	62, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	51, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	61, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
 	14, // 63: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	59, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 65: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	20, // 66: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	22, // 67: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	36, // 68: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	38, // 69: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	43, // 70: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	53, // 71: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	16, // 72: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	21, // 73: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	35, // 74: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	37, // 75: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	39, // 76: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	44, // 77: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	54, // 78: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	72, // [72:79] is the sub-list for method output_type
-	65, // [65:72] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	60, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 65: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	16, // 66: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	21, // 67: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	23, // 68: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	37, // 69: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	39, // 70: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	44, // 71: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	54, // 72: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	17, // 73: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	22, // 74: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	36, // 75: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	38, // 76: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	40, // 77: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	45, // 78: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	55, // 79: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	73, // [73:80] is the sub-list for method output_type
+	66, // [66:73] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -4634,7 +4706,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
-			NumEnums:      15,
+			NumEnums:      16,
 			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -28,6 +28,9 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceRemoveMemberProcedure:      TeamAdmin,
 	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
+	apiv1connect.TeamServiceSetTeamToolsModeProcedure:  TeamAdmin,
+	// Each member chooses for themselves only: the handler sets the caller's own membership.
+	apiv1connect.TeamServiceSetMyToolsModeProcedure: TeamMember,
 	// A team's admins invite and manage its invitations; an invitation's addressee, who is not a member
 	// yet, answers it: the handler finds it by the caller's own email, never by a team.
 	apiv1connect.TeamServiceInviteMemberProcedure:      TeamAdmin,

@@ -1,6 +1,7 @@
 package accountapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 
@@ -122,6 +123,62 @@ func (h *Handler) RemoveMember(ctx context.Context, req *connect.Request[apiv1.R
 	return connect.NewResponse(&apiv1.RemoveMemberResponse{}), nil
 }
 
+// SetTeamToolsMode sets how the team's endpoint offers tools to members without a mode of their own.
+func (h *Handler) SetTeamToolsMode(ctx context.Context, req *connect.Request[apiv1.SetTeamToolsModeRequest]) (*connect.Response[apiv1.SetTeamToolsModeResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mode := toolsModeFromProto(req.Msg.ToolsMode)
+	team, err := h.store.SetTeamToolsMode(ctx, p.TeamID, mode)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "set team tools mode", err)
+	}
+	h.audit(ctx, &p.User, &p.TeamID, "team.tools_mode_changed", p.TeamID.String(), map[string]string{"tools_mode": mode})
+	return connect.NewResponse(&apiv1.SetTeamToolsModeResponse{Team: teamToProto(team)}), nil
+}
+
+// SetMyToolsMode sets the caller's own tool mode in the team, or makes it follow the team's.
+func (h *Handler) SetMyToolsMode(ctx context.Context, req *connect.Request[apiv1.SetMyToolsModeRequest]) (*connect.Response[apiv1.SetMyToolsModeResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	own, effective, err := h.store.SetMemberToolsMode(ctx, p.TeamID, p.User.ID, toolsModeFromProto(req.Msg.ToolsMode))
+	if errors.Is(err, store.ErrNotFound) {
+		// A global admin passes the policy for any team, but has no endpoint of their own in it.
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("team_id: you are not a member of this team"))
+	}
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "set my tools mode", err)
+	}
+	return connect.NewResponse(&apiv1.SetMyToolsModeResponse{
+		ToolsMode: toolsModeToProto(own), EffectiveToolsMode: toolsModeToProto(effective),
+	}), nil
+}
+
+// toolsModeFromProto maps a tool mode to the store's; unspecified is "".
+func toolsModeFromProto(m apiv1.ToolsMode) string {
+	switch m {
+	case apiv1.ToolsMode_TOOLS_MODE_ALL:
+		return store.ToolsModeAll
+	case apiv1.ToolsMode_TOOLS_MODE_SEARCH:
+		return store.ToolsModeSearch
+	}
+	return ""
+}
+
+// toolsModeToProto maps a tool mode of the store's; "" is unspecified.
+func toolsModeToProto(m string) apiv1.ToolsMode {
+	switch m {
+	case store.ToolsModeAll:
+		return apiv1.ToolsMode_TOOLS_MODE_ALL
+	case store.ToolsModeSearch:
+		return apiv1.ToolsMode_TOOLS_MODE_SEARCH
+	}
+	return apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
 // SetMemberRole changes a member's role.
 func (h *Handler) SetMemberRole(ctx context.Context, req *connect.Request[apiv1.SetMemberRoleRequest]) (*connect.Response[apiv1.SetMemberRoleResponse], error) {
 	p, err := access.Require(ctx)
@@ -178,7 +235,8 @@ func teamRoleFromProto(r apiv1.TeamRole) string {
 }
 
 func teamToProto(t store.Team) *apiv1.Team {
-	out := &apiv1.Team{Id: t.ID.String(), Slug: t.Slug, Name: t.Name, Personal: t.Personal, CreatedAt: timestamppb.New(t.CreatedAt)}
+	out := &apiv1.Team{Id: t.ID.String(), Slug: t.Slug, Name: t.Name, Personal: t.Personal, CreatedAt: timestamppb.New(t.CreatedAt),
+		ToolsMode: toolsModeToProto(cmp.Or(t.ToolsMode, store.ToolsModeAll))}
 	if t.OwnerID != nil {
 		out.OwnerId = t.OwnerID.String()
 	}

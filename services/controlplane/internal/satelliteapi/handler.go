@@ -379,8 +379,15 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{
 		Active: true, TeamId: tok.TeamID.String(), TeamSlug: tok.TeamSlug, UserId: tok.UserID.String(),
 		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
-		ExpiresAt: timestamppb.New(tok.ExpiresAt),
+		ExpiresAt: timestamppb.New(tok.ExpiresAt), ToolsMode: toolsModeToProto(tok.ToolsMode),
 	}), nil
+}
+
+func toolsModeToProto(mode string) satellitev1.ToolsMode {
+	if mode == store.ToolsModeSearch {
+		return satellitev1.ToolsMode_TOOLS_MODE_SEARCH
+	}
+	return satellitev1.ToolsMode_TOOLS_MODE_ALL
 }
 
 // audit appends to the audit log; a failure is logged, since the action it records has already happened.

@@ -172,6 +172,8 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/RemoveMember":          `{"teamId":"{team}","userId":"{random}"}`,
 	"/orrery.api.v1.TeamService/SetMemberRole":         `{"teamId":"{team}","userId":"{random}","role":"TEAM_ROLE_USER"}`,
 	"/orrery.api.v1.TeamService/TransferOwnership":     `{"teamId":"{team}","userId":"{random}"}`,
+	"/orrery.api.v1.TeamService/SetTeamToolsMode":      `{"teamId":"{team}","toolsMode":"TOOLS_MODE_SEARCH"}`,
+	"/orrery.api.v1.TeamService/SetMyToolsMode":        `{"teamId":"{team}","toolsMode":"TOOLS_MODE_ALL"}`,
 	"/orrery.api.v1.AuditService/ListAuditEvents":      `{"teamId":"{team}"}`,
 	"/orrery.api.v1.UsageService/GetUsageSeries":       `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-01T01:00:00Z","step":"300s"}`,
 	"/orrery.api.v1.UsageService/ListTopTools":         `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-02T00:00:00Z"}`,

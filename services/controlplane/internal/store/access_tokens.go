@@ -21,6 +21,8 @@ type AccessToken struct {
 	Audience  string
 	Scopes    []string
 	ExpiresAt time.Time
+	// ToolsMode is the tool mode of the user's endpoint, the user's own or else the team's; read only.
+	ToolsMode string
 }
 
 // CreateAccessToken stores a token by its hash.
@@ -46,6 +48,7 @@ func (s *Store) ActiveAccessToken(ctx context.Context, tokenHash []byte) (Access
 	return AccessToken{
 		ID: r.ID, TokenHash: r.TokenHash, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 		UserSlug: r.UserSlug, ClientID: r.ClientID, Audience: r.Audience, Scopes: r.Scopes, ExpiresAt: r.ExpiresAt,
+		ToolsMode: r.ToolsMode,
 	}, nil
 }
 

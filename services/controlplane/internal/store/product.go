@@ -16,6 +16,8 @@ type Team struct {
 	OwnerID   *uuid.UUID
 	Personal  bool
 	CreatedAt time.Time
+	// ToolsMode is ToolsModeAll or ToolsModeSearch, for members without a mode of their own.
+	ToolsMode string
 }
 
 // User is a person who uses MCP servers.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,7 +23,58 @@ type Member struct {
 var ErrOwner = fmt.Errorf("%w: the team's owner must stay an admin member; transfer ownership first", ErrConflict)
 
 func teamFromRow(r dbsqlc.Team) Team {
-	return Team{ID: r.ID, Slug: r.Slug, Name: r.Name, OwnerID: r.OwnerID, Personal: r.Personal, CreatedAt: r.CreatedAt}
+	return Team{ID: r.ID, Slug: r.Slug, Name: r.Name, OwnerID: r.OwnerID, Personal: r.Personal, CreatedAt: r.CreatedAt,
+		ToolsMode: r.ToolsMode}
+}
+
+// Tool modes of a team endpoint: every tool, or the meta-tools that search them and call one.
+const (
+	ToolsModeAll    = "all"
+	ToolsModeSearch = "search"
+)
+
+// SetTeamToolsMode sets the tool mode of the team's endpoint for members without a mode of their own, and
+// returns the team.
+func (s *Store) SetTeamToolsMode(ctx context.Context, teamID uuid.UUID, mode string) (Team, error) {
+	var team Team
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		n, err := q.SetTeamToolsMode(ctx, mode, teamID)
+		if err := rowsAffected(n, err, "set team tools mode"); err != nil {
+			return err
+		}
+		r, err := q.GetTeam(ctx, teamID)
+		if err != nil {
+			return translate(err, "get team")
+		}
+		team = teamFromRow(r)
+		return nil
+	})
+	return team, err
+}
+
+// SetMemberToolsMode sets a member's own tool mode in a team, "" to follow the team's, and returns it
+// with the mode in effect for the member. ErrNotFound means the user is not a member.
+func (s *Store) SetMemberToolsMode(ctx context.Context, teamID, userID uuid.UUID, mode string) (own, effective string, err error) {
+	var set *string
+	if mode != "" {
+		set = &mode
+	}
+	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		n, err := q.SetMemberToolsMode(ctx, set, teamID, userID)
+		if err := rowsAffected(n, err, "set member tools mode"); err != nil {
+			return err
+		}
+		r, err := q.GetMemberToolsMode(ctx, teamID, userID)
+		if err != nil {
+			return translate(err, "get member tools mode")
+		}
+		if r.MemberMode != nil {
+			own = *r.MemberMode
+		}
+		effective = cmp.Or(own, r.TeamMode)
+		return nil
+	})
+	return own, effective, err
 }
 
 // CreateOwnedTeam creates a team with ownerID as its owner and admin.

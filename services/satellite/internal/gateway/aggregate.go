@@ -16,6 +16,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
 // userKey identifies an aggregated server: one per team and user.
@@ -34,6 +36,9 @@ type userServer struct {
 	g      *Gateway
 	key    userKey
 	server *mcp.Server
+	// search is the user's server in search mode: the same resources and prompts, and the meta-tools of
+	// search.go instead of the tools.
+	search *mcp.Server
 	init   sync.Once
 
 	// syncMu guards the registered features; lookups take it too, so they see one consistent sync.
@@ -42,6 +47,10 @@ type userServer struct {
 	resources map[string]registered // by URI
 	templates map[string]registered // by URI template
 	prompts   map[string]registered // by public name
+	// listed are the tools registered on server, which search mode's index holds once it is used.
+	listed     []*mcp.Tool
+	listedByFP map[string]*mcp.Tool
+	index      *toolsearch.Index
 
 	// bridge is what the user's sessions asked for beyond plain calls: log levels and subscriptions.
 	bridge userBridge
@@ -68,7 +77,16 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		sessions:  make(map[*mcp.ServerSession]*openSession),
 	}
 	us.bridge.init()
-	us.server = mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
+	us.server = us.newServer(false)
+	us.search = us.newServer(true)
+	us.addMetaTools()
+	return us
+}
+
+// newServer returns one of the user's MCP servers, without features: the search-mode one or the other.
+func (us *userServer) newServer(search bool) *mcp.Server {
+	g := us.g
+	s := mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
 		Logger: g.logger,
 		// Advertised even while the user has no online instance, so that clients listen for changes.
 		// Completion, subscriptions and logging are forwarded to whichever instance a request concerns;
@@ -85,8 +103,8 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware)
-	return us
+	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search))
+	return s
 }
 
 // sseHandler returns the legacy SSE handler of one principal binding, so that a session id is only
@@ -96,7 +114,9 @@ func (us *userServer) sseHandler(binding string) *mcp.SSEHandler {
 	defer us.sseMu.Unlock()
 	h := us.sse[binding]
 	if h == nil {
-		h = mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return us.server }, &mcp.SSEOptions{
+		// One handler for both tool modes: a session keeps the server of the GET that opened it, and its
+		// message endpoint (which loses the endpoint URL's query) finds it by session id.
+		h = mcp.NewSSEHandler(func(r *http.Request) *mcp.Server { return us.serverForMode(toolsModeFrom(r.Context())) }, &mcp.SSEOptions{
 			DisableLocalhostProtection: true,
 			MaxRequestBodyBytes:        us.g.cfg.MaxBodyBytes,
 		})
@@ -186,13 +206,28 @@ func (us *userServer) syncTools(insts []Instance) {
 	reconcile(us, "tool", us.tools, want, us.server.RemoveTools, func(t *mcp.Tool, rt route) {
 		us.server.AddTool(t, us.g.callTool(us, rt))
 	})
+	// Tools registered unchanged keep the definition the index has, which it then need not compare.
+	prev := us.listedByFP
+	us.listedByFP = make(map[string]*mcp.Tool, len(us.tools))
+	us.listed = us.listed[:0]
+	for name, reg := range us.tools {
+		def := prev[reg.fp]
+		if def == nil {
+			def = want[name].def
+		}
+		us.listedByFP[reg.fp] = def
+		us.listed = append(us.listed, def)
+	}
+	us.indexTools()
 }
 
 func (us *userServer) syncResources(insts []Instance) {
 	want := byURI(insts, func(inst Instance) []*mcp.Resource { return inst.Resources },
 		func(r *mcp.Resource) (string, string) { return r.URI, r.Name }, func(r *mcp.Resource, name string) { r.Name = name })
-	reconcile(us, "resource", us.resources, want, us.server.RemoveResources, func(r *mcp.Resource, rt route) {
-		us.server.AddResource(r, us.g.readResource(us, rt))
+	reconcile(us, "resource", us.resources, want, us.onBoth((*mcp.Server).RemoveResources), func(r *mcp.Resource, rt route) {
+		for _, s := range us.servers() {
+			s.AddResource(r, us.g.readResource(us, rt))
+		}
 	})
 }
 
@@ -202,8 +237,10 @@ func (us *userServer) syncTemplates(insts []Instance) {
 	want := byURI(insts, func(inst Instance) []*mcp.ResourceTemplate { return inst.ResourceTemplates },
 		func(t *mcp.ResourceTemplate) (string, string) { return t.URITemplate, t.Name },
 		func(t *mcp.ResourceTemplate, name string) { t.Name = name })
-	reconcile(us, "resource template", us.templates, want, us.server.RemoveResourceTemplates, func(t *mcp.ResourceTemplate, rt route) {
-		us.server.AddResourceTemplate(t, us.g.readResource(us, rt))
+	reconcile(us, "resource template", us.templates, want, us.onBoth((*mcp.Server).RemoveResourceTemplates), func(t *mcp.ResourceTemplate, rt route) {
+		for _, s := range us.servers() {
+			s.AddResourceTemplate(t, us.g.readResource(us, rt))
+		}
 	})
 }
 
@@ -256,9 +293,20 @@ func (us *userServer) syncPrompts(insts []Instance) {
 		p.Name = name
 		want[name] = feature[mcp.Prompt]{def: &p, rt: found[i].rt}
 	}
-	reconcile(us, "prompt", us.prompts, want, us.server.RemovePrompts, func(p *mcp.Prompt, rt route) {
-		us.server.AddPrompt(p, us.g.getPrompt(us, rt))
+	reconcile(us, "prompt", us.prompts, want, us.onBoth((*mcp.Server).RemovePrompts), func(p *mcp.Prompt, rt route) {
+		for _, s := range us.servers() {
+			s.AddPrompt(p, us.g.getPrompt(us, rt))
+		}
 	})
+}
+
+// onBoth returns a removal that applies to the user's servers of both tool modes.
+func (us *userServer) onBoth(remove func(*mcp.Server, ...string)) func(...string) {
+	return func(keys ...string) {
+		for _, s := range us.servers() {
+			remove(s, keys...)
+		}
+	}
 }
 
 // feature is one tool, resource or prompt to register under its public name, and where calls to it go.

@@ -37,6 +37,9 @@ type principal struct {
 	// binding identifies the sessions the principal may use: the SDK compares it on every request of a
 	// Streamable HTTP session, and each binding has its own legacy SSE sessions.
 	binding string
+	// toolsMode is the tool mode introspection chose for the user in the team (ToolsAll or
+	// ToolsSearch), used when the client names none.
+	toolsMode string
 }
 
 func (p *principal) has(scope string) bool { return slices.Contains(p.scopes, scope) }
@@ -113,6 +116,9 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			userID:   info.GetUserId(),
 			clientID: info.GetClientId(),
 			scopes:   info.GetScopes(),
+		}
+		if info.GetToolsMode() == satellitev1.ToolsMode_TOOLS_MODE_SEARCH {
+			p.toolsMode = ToolsSearch
 		}
 		p.binding = bindingOf(info)
 		ctx := context.WithValue(r.Context(), principalKey{}, p)

@@ -178,7 +178,7 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 	if !ok {
 		return func(func(*mcp.ServerSession) bool) {}
 	}
-	return o.us.server.Sessions()
+	return o.us.allSessions()
 }
 
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
@@ -354,7 +354,9 @@ func (b *bridge) relayUpdated(ctx context.Context, cs *mcp.ClientSession, p *mcp
 	if rt, ok := o.us.resourceRoute(p.URI); !ok || rt.inst.ID != o.instanceID {
 		return
 	}
-	_ = o.us.server.ResourceUpdated(ctx, p)
+	for _, s := range o.us.servers() {
+		_ = s.ResourceUpdated(ctx, p)
+	}
 }
 
 // open returns the session of rt's instance for a request of caller, ready for it: the user's log level

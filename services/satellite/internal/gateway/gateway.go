@@ -34,6 +34,18 @@
 // copy is left out. Resource templates are treated like resources: URI templates unchanged, names
 // prefixed; a URI no listed resource has is read from the instance whose template matches it.
 //
+// # Search mode
+//
+// With ?tools=search on the endpoint URL (or, when the client names no mode, when the token's
+// introspection says the user or the team chose search mode) a session lists two meta-tools instead of
+// the user's tools: search_tools ranks the tools the endpoint would list for a query (package toolsearch)
+// and returns the best matches with their exposed names, descriptions and input schemas, and call_tool
+// calls one by its exposed name. ?tools=all asks for every tool whatever the user and team chose. Search
+// covers exactly the user's listed tools, in an index per team user built on the first search-mode
+// request and brought up to date by every resync; a call through call_tool runs the tool's own handler,
+// so it is logged, counted, traced, and carries progress and cancellation like a direct call. Resources
+// and prompts are the same in both modes.
+//
 // # Beyond calls
 //
 // completion/complete goes to the instance of the prompt or resource template it refers to, and
@@ -434,11 +446,17 @@ func (g *Gateway) serverFor(r *http.Request) *mcp.Server {
 	if us == nil {
 		return nil
 	}
-	return us.server
+	return us.serverForMode(toolsModeFrom(r.Context()))
 }
 
 func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
+	mode, err := toolsModeOf(r, p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r = withToolsMode(r, mode)
 	opens := r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == ""
 	if opens && statelessEra(r) {
 		us, release := g.acquire(p.teamID, p.userID)
@@ -467,6 +485,12 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
+	mode, err := toolsModeOf(r, p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r = withToolsMode(r, mode)
 	// A GET is a legacy SSE session, for as long as its stream lasts.
 	if r.Method == http.MethodGet {
 		sl, refused := g.slots.take(p.userID, p.teamID)

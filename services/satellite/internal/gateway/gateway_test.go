@@ -411,6 +411,8 @@ type clientOptions struct {
 	sse         bool
 	listChanged chan struct{}
 	progress    chan *mcp.ProgressNotificationParams
+	// query is appended to the endpoint URL, such as "?tools=search".
+	query string
 }
 
 // connect opens an SDK client session to a team endpoint.
@@ -437,9 +439,9 @@ func (b *bundle) connect(t *testing.T, token, slug string, o clientOptions) *mcp
 func (b *bundle) connectWith(t *testing.T, token, slug string, o clientOptions, copts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, copts)
-	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/" + slug + "/mcp", HTTPClient: httpClient(token)}
+	var transport mcp.Transport = &mcp.StreamableClientTransport{Endpoint: b.url + "/teams/" + slug + "/mcp" + o.query, HTTPClient: httpClient(token)}
 	if o.sse {
-		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/" + slug + "/sse", HTTPClient: httpClient(token)}
+		transport = &mcp.SSEClientTransport{Endpoint: b.url + "/teams/" + slug + "/sse" + o.query, HTTPClient: httpClient(token)}
 	}
 	cs, err := client.Connect(t.Context(), transport, &mcp.ClientSessionOptions{ProtocolVersion: o.version})
 	if err != nil {
@@ -938,32 +940,39 @@ func TestProgressAndCancellation(t *testing.T) {
 			o := era.opts
 			o.progress = make(chan *mcp.ProgressNotificationParams, 4)
 			cs := b.connect(t, "ann", "acme", o)
-			ctx, cancel := context.WithCancel(t.Context())
-			errc := make(chan error, 1)
-			go func() {
-				params := &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}}
-				params.SetProgressToken("caller-token")
-				_, err := cs.CallTool(ctx, params)
-				errc <- err
-			}()
-			select {
-			case p := <-o.progress:
-				if p.ProgressToken != "caller-token" || p.Progress != 1 || p.Message != "half" {
-					t.Errorf("progress = %+v", p)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no progress notification")
-			}
-			cancel()
-			select {
-			case <-b.alpha.cancelled:
-			case <-time.After(5 * time.Second):
-				t.Fatal("downstream call not cancelled")
-			}
-			if err := <-errc; !errors.Is(err, context.Canceled) {
-				t.Errorf("call error = %v", err)
-			}
+			params := &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}}
+			progressAndCancellation(t, b, cs, o.progress, params)
 		})
+	}
+}
+
+// progressAndCancellation makes a call of alpha's slow tool with a progress token: the caller gets the
+// tool's progress notification under its own token, and cancelling the call cancels the downstream one.
+func progressAndCancellation(t *testing.T, b *bundle, cs *mcp.ClientSession, progress chan *mcp.ProgressNotificationParams, params *mcp.CallToolParams) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	params.SetProgressToken("caller-token")
+	go func() {
+		_, err := cs.CallTool(ctx, params)
+		errc <- err
+	}()
+	select {
+	case p := <-progress:
+		if p.ProgressToken != "caller-token" || p.Progress != 1 || p.Message != "half" {
+			t.Errorf("progress = %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no progress notification")
+	}
+	cancel()
+	select {
+	case <-b.alpha.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("downstream call not cancelled")
+	}
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("call error = %v", err)
 	}
 }
 

@@ -81,6 +81,7 @@ func (g *Gateway) expire(us *userServer, gen uint64) {
 	// No session of the user is open, so nothing reaches the server any more; what the runtime's sessions
 	// to the user's instances could still look up is forgotten here.
 	g.bridge.forget(us, nil)
+	us.closeIndex()
 	g.logger.Debug("idle user's endpoint freed", slog.String("team_id", us.key.teamID), slog.String("user_id", us.key.userID))
 }
 

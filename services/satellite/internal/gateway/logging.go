@@ -147,7 +147,7 @@ func (us *userServer) applyLogLevel(ctx context.Context, instanceID string, cs *
 // openSessions returns the user's sessions that are still open.
 func (us *userServer) openSessions() map[*mcp.ServerSession]bool {
 	open := make(map[*mcp.ServerSession]bool)
-	for ss := range us.server.Sessions() {
+	for ss := range us.allSessions() {
 		open[ss] = true
 	}
 	return open

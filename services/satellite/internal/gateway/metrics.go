@@ -8,6 +8,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
 // Outcomes of a tool call, the outcome label of the tool call metrics.
@@ -152,20 +154,29 @@ func (m *metrics) toolLabel(installation, tool string) string {
 }
 
 // unknownToolMiddleware counts the tools/call requests of tools the user's server does not list, which
-// the SDK refuses before callTool sees them.
-func (us *userServer) unknownToolMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		res, err := next(ctx, method, req)
-		// Only a refused call can be of an unknown tool; the lock, which a resync holds, stays off the
-		// path of calls that succeed.
-		if call, ok := req.(*mcp.CallToolRequest); ok && err != nil && us.g.metrics != nil && call.Params != nil {
-			us.syncMu.Lock()
-			_, known := us.tools[call.Params.Name]
-			us.syncMu.Unlock()
-			if !known {
-				us.g.metrics.observeUnknownTool(us.key.teamID)
+// the SDK refuses before callTool sees them. On the search-mode server (search), the meta-tools are the
+// ones it lists.
+func (us *userServer) unknownToolMiddleware(search bool) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			// Only a refused call can be of an unknown tool; the lock, which a resync holds, stays off the
+			// path of calls that succeed.
+			if call, ok := req.(*mcp.CallToolRequest); ok && err != nil && us.g.metrics != nil && call.Params != nil {
+				name := call.Params.Name
+				var known bool
+				if search {
+					known = name == toolsearch.SearchToolName || name == toolsearch.CallToolName
+				} else {
+					us.syncMu.Lock()
+					_, known = us.tools[name]
+					us.syncMu.Unlock()
+				}
+				if !known {
+					us.g.metrics.observeUnknownTool(us.key.teamID)
+				}
 			}
+			return res, err
 		}
-		return res, err
 	}
 }

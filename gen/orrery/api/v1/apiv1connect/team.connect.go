@@ -68,6 +68,12 @@ const (
 	// TeamServiceSetMemberRoleProcedure is the fully-qualified name of the TeamService's SetMemberRole
 	// RPC.
 	TeamServiceSetMemberRoleProcedure = "/orrery.api.v1.TeamService/SetMemberRole"
+	// TeamServiceSetTeamToolsModeProcedure is the fully-qualified name of the TeamService's
+	// SetTeamToolsMode RPC.
+	TeamServiceSetTeamToolsModeProcedure = "/orrery.api.v1.TeamService/SetTeamToolsMode"
+	// TeamServiceSetMyToolsModeProcedure is the fully-qualified name of the TeamService's
+	// SetMyToolsMode RPC.
+	TeamServiceSetMyToolsModeProcedure = "/orrery.api.v1.TeamService/SetMyToolsMode"
 	// TeamServiceTransferOwnershipProcedure is the fully-qualified name of the TeamService's
 	// TransferOwnership RPC.
 	TeamServiceTransferOwnershipProcedure = "/orrery.api.v1.TeamService/TransferOwnership"
@@ -112,6 +118,14 @@ type TeamServiceClient interface {
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// SetMemberRole changes a member's role. Team admins only; the owner stays an admin.
 	SetMemberRole(context.Context, *connect.Request[v1.SetMemberRoleRequest]) (*connect.Response[v1.SetMemberRoleResponse], error)
+	// SetTeamToolsMode chooses how the team's MCP endpoint offers tools to members who made no choice of
+	// their own: every tool, or two meta-tools that search the tools and call one. A client can still
+	// choose per connection with ?tools=all or ?tools=search on the endpoint URL. Satellites learn of a
+	// change within a minute, and it applies to sessions opened after that. Team admins only.
+	SetTeamToolsMode(context.Context, *connect.Request[v1.SetTeamToolsModeRequest]) (*connect.Response[v1.SetTeamToolsModeResponse], error)
+	// SetMyToolsMode chooses how the team's MCP endpoint offers tools to the caller, over the team's
+	// choice; TOOLS_MODE_UNSPECIFIED follows the team's again. Any member, for themselves only.
+	SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error)
 	// TransferOwnership makes another member the owner (and an admin). Only the owner or a global admin.
 	TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error)
 }
@@ -211,6 +225,18 @@ func NewTeamServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(teamServiceMethods.ByName("SetMemberRole")),
 			connect.WithClientOptions(opts...),
 		),
+		setTeamToolsMode: connect.NewClient[v1.SetTeamToolsModeRequest, v1.SetTeamToolsModeResponse](
+			httpClient,
+			baseURL+TeamServiceSetTeamToolsModeProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("SetTeamToolsMode")),
+			connect.WithClientOptions(opts...),
+		),
+		setMyToolsMode: connect.NewClient[v1.SetMyToolsModeRequest, v1.SetMyToolsModeResponse](
+			httpClient,
+			baseURL+TeamServiceSetMyToolsModeProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("SetMyToolsMode")),
+			connect.WithClientOptions(opts...),
+		),
 		transferOwnership: connect.NewClient[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse](
 			httpClient,
 			baseURL+TeamServiceTransferOwnershipProcedure,
@@ -235,6 +261,8 @@ type teamServiceClient struct {
 	declineInvitation *connect.Client[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse]
 	removeMember      *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
 	setMemberRole     *connect.Client[v1.SetMemberRoleRequest, v1.SetMemberRoleResponse]
+	setTeamToolsMode  *connect.Client[v1.SetTeamToolsModeRequest, v1.SetTeamToolsModeResponse]
+	setMyToolsMode    *connect.Client[v1.SetMyToolsModeRequest, v1.SetMyToolsModeResponse]
 	transferOwnership *connect.Client[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse]
 }
 
@@ -303,6 +331,16 @@ func (c *teamServiceClient) SetMemberRole(ctx context.Context, req *connect.Requ
 	return c.setMemberRole.CallUnary(ctx, req)
 }
 
+// SetTeamToolsMode calls orrery.api.v1.TeamService.SetTeamToolsMode.
+func (c *teamServiceClient) SetTeamToolsMode(ctx context.Context, req *connect.Request[v1.SetTeamToolsModeRequest]) (*connect.Response[v1.SetTeamToolsModeResponse], error) {
+	return c.setTeamToolsMode.CallUnary(ctx, req)
+}
+
+// SetMyToolsMode calls orrery.api.v1.TeamService.SetMyToolsMode.
+func (c *teamServiceClient) SetMyToolsMode(ctx context.Context, req *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error) {
+	return c.setMyToolsMode.CallUnary(ctx, req)
+}
+
 // TransferOwnership calls orrery.api.v1.TeamService.TransferOwnership.
 func (c *teamServiceClient) TransferOwnership(ctx context.Context, req *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error) {
 	return c.transferOwnership.CallUnary(ctx, req)
@@ -347,6 +385,14 @@ type TeamServiceHandler interface {
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// SetMemberRole changes a member's role. Team admins only; the owner stays an admin.
 	SetMemberRole(context.Context, *connect.Request[v1.SetMemberRoleRequest]) (*connect.Response[v1.SetMemberRoleResponse], error)
+	// SetTeamToolsMode chooses how the team's MCP endpoint offers tools to members who made no choice of
+	// their own: every tool, or two meta-tools that search the tools and call one. A client can still
+	// choose per connection with ?tools=all or ?tools=search on the endpoint URL. Satellites learn of a
+	// change within a minute, and it applies to sessions opened after that. Team admins only.
+	SetTeamToolsMode(context.Context, *connect.Request[v1.SetTeamToolsModeRequest]) (*connect.Response[v1.SetTeamToolsModeResponse], error)
+	// SetMyToolsMode chooses how the team's MCP endpoint offers tools to the caller, over the team's
+	// choice; TOOLS_MODE_UNSPECIFIED follows the team's again. Any member, for themselves only.
+	SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error)
 	// TransferOwnership makes another member the owner (and an admin). Only the owner or a global admin.
 	TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error)
 }
@@ -442,6 +488,18 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(teamServiceMethods.ByName("SetMemberRole")),
 		connect.WithHandlerOptions(opts...),
 	)
+	teamServiceSetTeamToolsModeHandler := connect.NewUnaryHandler(
+		TeamServiceSetTeamToolsModeProcedure,
+		svc.SetTeamToolsMode,
+		connect.WithSchema(teamServiceMethods.ByName("SetTeamToolsMode")),
+		connect.WithHandlerOptions(opts...),
+	)
+	teamServiceSetMyToolsModeHandler := connect.NewUnaryHandler(
+		TeamServiceSetMyToolsModeProcedure,
+		svc.SetMyToolsMode,
+		connect.WithSchema(teamServiceMethods.ByName("SetMyToolsMode")),
+		connect.WithHandlerOptions(opts...),
+	)
 	teamServiceTransferOwnershipHandler := connect.NewUnaryHandler(
 		TeamServiceTransferOwnershipProcedure,
 		svc.TransferOwnership,
@@ -476,6 +534,10 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 			teamServiceRemoveMemberHandler.ServeHTTP(w, r)
 		case TeamServiceSetMemberRoleProcedure:
 			teamServiceSetMemberRoleHandler.ServeHTTP(w, r)
+		case TeamServiceSetTeamToolsModeProcedure:
+			teamServiceSetTeamToolsModeHandler.ServeHTTP(w, r)
+		case TeamServiceSetMyToolsModeProcedure:
+			teamServiceSetMyToolsModeHandler.ServeHTTP(w, r)
 		case TeamServiceTransferOwnershipProcedure:
 			teamServiceTransferOwnershipHandler.ServeHTTP(w, r)
 		default:
@@ -537,6 +599,14 @@ func (UnimplementedTeamServiceHandler) RemoveMember(context.Context, *connect.Re
 
 func (UnimplementedTeamServiceHandler) SetMemberRole(context.Context, *connect.Request[v1.SetMemberRoleRequest]) (*connect.Response[v1.SetMemberRoleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.SetMemberRole is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) SetTeamToolsMode(context.Context, *connect.Request[v1.SetTeamToolsModeRequest]) (*connect.Response[v1.SetTeamToolsModeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.SetTeamToolsMode is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.SetMyToolsMode is not implemented"))
 }
 
 func (UnimplementedTeamServiceHandler) TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error) {

@@ -88,7 +88,7 @@ func (q *Queries) CreateAccount(ctx context.Context, arg CreateAccountParams) (U
 }
 
 const createOwnedTeam = `-- name: CreateOwnedTeam :one
-insert into teams (slug, name, owner_id) values ($1, $2, $3) returning id, slug, name, created_at, owner_id, personal
+insert into teams (slug, name, owner_id) values ($1, $2, $3) returning id, slug, name, created_at, owner_id, personal, tools_mode
 `
 
 func (q *Queries) CreateOwnedTeam(ctx context.Context, slug string, name string, ownerID *uuid.UUID) (Team, error) {
@@ -101,12 +101,13 @@ func (q *Queries) CreateOwnedTeam(ctx context.Context, slug string, name string,
 		&i.CreatedAt,
 		&i.OwnerID,
 		&i.Personal,
+		&i.ToolsMode,
 	)
 	return i, err
 }
 
 const createPersonalTeam = `-- name: CreatePersonalTeam :one
-insert into teams (slug, name, owner_id, personal) values ($1, $2, $3, true) returning id, slug, name, created_at, owner_id, personal
+insert into teams (slug, name, owner_id, personal) values ($1, $2, $3, true) returning id, slug, name, created_at, owner_id, personal, tools_mode
 `
 
 func (q *Queries) CreatePersonalTeam(ctx context.Context, slug string, name string, ownerID *uuid.UUID) (Team, error) {
@@ -119,6 +120,7 @@ func (q *Queries) CreatePersonalTeam(ctx context.Context, slug string, name stri
 		&i.CreatedAt,
 		&i.OwnerID,
 		&i.Personal,
+		&i.ToolsMode,
 	)
 	return i, err
 }

@@ -312,6 +312,7 @@ type Team struct {
 	CreatedAt time.Time
 	OwnerID   *uuid.UUID
 	Personal  bool
+	ToolsMode string
 }
 
 type TeamInvitation struct {
@@ -330,6 +331,7 @@ type TeamMembership struct {
 	UserID    uuid.UUID
 	Role      string
 	CreatedAt time.Time
+	ToolsMode *string
 }
 
 type UsageDirtyHour struct {

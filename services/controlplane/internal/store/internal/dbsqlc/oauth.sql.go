@@ -295,7 +295,7 @@ func (q *Queries) GetOAuthToken(ctx context.Context, signature []byte, kind stri
 }
 
 const getTeamBySlug = `-- name: GetTeamBySlug :one
-select id, slug, name, created_at, owner_id, personal from teams where slug = $1
+select id, slug, name, created_at, owner_id, personal, tools_mode from teams where slug = $1
 `
 
 func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) {
@@ -308,6 +308,7 @@ func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) 
 		&i.CreatedAt,
 		&i.OwnerID,
 		&i.Personal,
+		&i.ToolsMode,
 	)
 	return i, err
 }

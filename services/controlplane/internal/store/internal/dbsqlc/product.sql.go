@@ -141,7 +141,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 }
 
 const createTeam = `-- name: CreateTeam :one
-insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at, owner_id, personal
+insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at, owner_id, personal, tools_mode
 `
 
 func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Team, error) {
@@ -154,6 +154,7 @@ func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Tea
 		&i.CreatedAt,
 		&i.OwnerID,
 		&i.Personal,
+		&i.ToolsMode,
 	)
 	return i, err
 }

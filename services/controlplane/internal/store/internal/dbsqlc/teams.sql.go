@@ -61,8 +61,28 @@ func (q *Queries) GetMember(ctx context.Context, teamID uuid.UUID, userID uuid.U
 	return i, err
 }
 
+const getMemberToolsMode = `-- name: GetMemberToolsMode :one
+select m.tools_mode as member_mode, t.tools_mode as team_mode
+from team_memberships m
+join teams t on t.id = m.team_id
+where m.team_id = $1 and m.user_id = $2
+`
+
+type GetMemberToolsModeRow struct {
+	MemberMode *string
+	TeamMode   string
+}
+
+// GetMemberToolsMode returns a member's own tool mode (null when it follows the team) and the team's.
+func (q *Queries) GetMemberToolsMode(ctx context.Context, teamID uuid.UUID, userID uuid.UUID) (GetMemberToolsModeRow, error) {
+	row := q.db.QueryRow(ctx, getMemberToolsMode, teamID, userID)
+	var i GetMemberToolsModeRow
+	err := row.Scan(&i.MemberMode, &i.TeamMode)
+	return i, err
+}
+
 const getTeam = `-- name: GetTeam :one
-select id, slug, name, created_at, owner_id, personal from teams where id = $1
+select id, slug, name, created_at, owner_id, personal, tools_mode from teams where id = $1
 `
 
 func (q *Queries) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
@@ -75,6 +95,7 @@ func (q *Queries) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
 		&i.CreatedAt,
 		&i.OwnerID,
 		&i.Personal,
+		&i.ToolsMode,
 	)
 	return i, err
 }
@@ -106,7 +127,7 @@ func (q *Queries) InsertAuditEvent(ctx context.Context, arg InsertAuditEventPara
 }
 
 const listAllTeams = `-- name: ListAllTeams :many
-select id, slug, name, created_at, owner_id, personal from teams order by slug
+select id, slug, name, created_at, owner_id, personal, tools_mode from teams order by slug
 `
 
 func (q *Queries) ListAllTeams(ctx context.Context) ([]Team, error) {
@@ -125,6 +146,7 @@ func (q *Queries) ListAllTeams(ctx context.Context) ([]Team, error) {
 			&i.CreatedAt,
 			&i.OwnerID,
 			&i.Personal,
+			&i.ToolsMode,
 		); err != nil {
 			return nil, err
 		}
@@ -229,7 +251,7 @@ func (q *Queries) ListMembers(ctx context.Context, teamID uuid.UUID) ([]ListMemb
 }
 
 const listUserTeams = `-- name: ListUserTeams :many
-select t.id, t.slug, t.name, t.created_at, t.owner_id, t.personal
+select t.id, t.slug, t.name, t.created_at, t.owner_id, t.personal, t.tools_mode
 from teams t
 join team_memberships m on m.team_id = t.id
 where m.user_id = $1
@@ -252,6 +274,7 @@ func (q *Queries) ListUserTeams(ctx context.Context, userID uuid.UUID) ([]Team, 
 			&i.CreatedAt,
 			&i.OwnerID,
 			&i.Personal,
+			&i.ToolsMode,
 		); err != nil {
 			return nil, err
 		}
@@ -287,12 +310,37 @@ func (q *Queries) SetMemberRole(ctx context.Context, role string, teamID uuid.UU
 	return result.RowsAffected(), nil
 }
 
+const setMemberToolsMode = `-- name: SetMemberToolsMode :execrows
+update team_memberships set tools_mode = $1 where team_id = $2 and user_id = $3
+`
+
+// SetMemberToolsMode sets a member's own tool mode; null follows the team's.
+func (q *Queries) SetMemberToolsMode(ctx context.Context, toolsMode *string, teamID uuid.UUID, userID uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, setMemberToolsMode, toolsMode, teamID, userID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const setTeamOwner = `-- name: SetTeamOwner :execrows
 update teams set owner_id = $1 where id = $2
 `
 
 func (q *Queries) SetTeamOwner(ctx context.Context, ownerID *uuid.UUID, iD uuid.UUID) (int64, error) {
 	result, err := q.db.Exec(ctx, setTeamOwner, ownerID, iD)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const setTeamToolsMode = `-- name: SetTeamToolsMode :execrows
+update teams set tools_mode = $1 where id = $2
+`
+
+func (q *Queries) SetTeamToolsMode(ctx context.Context, toolsMode string, iD uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, setTeamToolsMode, toolsMode, iD)
 	if err != nil {
 		return 0, err
 	}

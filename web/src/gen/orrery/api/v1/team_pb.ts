@@ -2,8 +2,8 @@
 // @generated from file orrery/api/v1/team.proto (package orrery.api.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Membership, TeamRole, User } from "./account_pb";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orrery/api/v1/team.proto.
  */
 export const file_orrery_api_v1_team: GenFile = /*@__PURE__*/
-  fileDesc("ChhvcnJlcnkvYXBpL3YxL3RlYW0ucHJvdG8SDW9ycmVyeS5hcGkudjEiggEKBFRlYW0SCgoCaWQYASABKAkSDAoEc2x1ZxgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEhAKCHBlcnNvbmFsGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpABCgZNZW1iZXISIQoEdXNlchgBIAEoCzITLm9ycmVyeS5hcGkudjEuVXNlchIlCgRyb2xlGAIgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZRINCgVvd25lchgDIAEoCBItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi8KEUNyZWF0ZVRlYW1SZXF1ZXN0EgwKBHNsdWcYASABKAkSDAoEbmFtZRgCIAEoCSI3ChJDcmVhdGVUZWFtUmVzcG9uc2USIQoEdGVhbRgBIAEoCzITLm9ycmVyeS5hcGkudjEuVGVhbSISChBMaXN0VGVhbXNSZXF1ZXN0IjcKEUxpc3RUZWFtc1Jlc3BvbnNlEiIKBXRlYW1zGAEgAygLMhMub3JyZXJ5LmFwaS52MS5UZWFtIiEKDkdldFRlYW1SZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkiSQoPR2V0VGVhbVJlc3BvbnNlEiEKBHRlYW0YASABKAsyEy5vcnJlcnkuYXBpLnYxLlRlYW1KBAgCEANSDWVuZHBvaW50X3VybHMiKQoWR2V0VGVhbUVuZHBvaW50UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJIjcKF0dldFRlYW1FbmRwb2ludFJlc3BvbnNlEgsKA3VybBgBIAEoCRIPCgdzc2VfdXJsGAIgASgJIiUKEkxpc3RNZW1iZXJzUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJIj0KE0xpc3RNZW1iZXJzUmVzcG9uc2USJgoHbWVtYmVycxgBIAMoCzIVLm9ycmVyeS5hcGkudjEuTWVtYmVyIvkBCgpJbnZpdGF0aW9uEgoKAmlkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJdGVhbV9zbHVnGAMgASgJEhEKCXRlYW1fbmFtZRgEIAEoCRINCgVlbWFpbBgFIAEoCRIlCgRyb2xlGAYgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZRISCgppbnZpdGVkX2J5GAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKE0ludml0ZU1lbWJlclJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIlCgRyb2xlGAMgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZSJFChRJbnZpdGVNZW1iZXJSZXNwb25zZRItCgppbnZpdGF0aW9uGAEgASgLMhkub3JyZXJ5LmFwaS52MS5JbnZpdGF0aW9uIlAKFkxpc3RJbnZpdGF0aW9uc1JlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChdMaXN0SW52aXRhdGlvbnNSZXNwb25zZRIuCgtpbnZpdGF0aW9ucxgBIAMoCzIZLm9ycmVyeS5hcGkudjEuSW52aXRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQQoXUmV2b2tlSW52aXRhdGlvblJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIVCg1pbnZpdGF0aW9uX2lkGAIgASgJIhoKGFJldm9rZUludml0YXRpb25SZXNwb25zZSJBChhMaXN0TXlJbnZpdGF0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiZAoZTGlzdE15SW52aXRhdGlvbnNSZXNwb25zZRIuCgtpbnZpdGF0aW9ucxgBIAMoCzIZLm9ycmVyeS5hcGkudjEuSW52aXRhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoXQWNjZXB0SW52aXRhdGlvblJlcXVlc3QSFQoNaW52aXRhdGlvbl9pZBgBIAEoCSJJChhBY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USLQoKbWVtYmVyc2hpcBgBIAEoCzIZLm9ycmVyeS5hcGkudjEuTWVtYmVyc2hpcCIxChhEZWNsaW5lSW52aXRhdGlvblJlcXVlc3QSFQoNaW52aXRhdGlvbl9pZBgBIAEoCSIbChlEZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlIjcKE1JlbW92ZU1lbWJlclJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl8KFFNldE1lbWJlclJvbGVSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIlCgRyb2xlGAMgASgOMhcub3JyZXJ5LmFwaS52MS5UZWFtUm9sZSIXChVTZXRNZW1iZXJSb2xlUmVzcG9uc2UiPAoYVHJhbnNmZXJPd25lcnNoaXBSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIbChlUcmFuc2Zlck93bmVyc2hpcFJlc3BvbnNlMsIKCgtUZWFtU2VydmljZRJRCgpDcmVhdGVUZWFtEiAub3JyZXJ5LmFwaS52MS5DcmVhdGVUZWFtUmVxdWVzdBohLm9ycmVyeS5hcGkudjEuQ3JlYXRlVGVhbVJlc3BvbnNlElMKCUxpc3RUZWFtcxIfLm9ycmVyeS5hcGkudjEuTGlzdFRlYW1zUmVxdWVzdBogLm9ycmVyeS5hcGkudjEuTGlzdFRlYW1zUmVzcG9uc2UiA5ACARJNCgdHZXRUZWFtEh0ub3JyZXJ5LmFwaS52MS5HZXRUZWFtUmVxdWVzdBoeLm9ycmVyeS5hcGkudjEuR2V0VGVhbVJlc3BvbnNlIgOQAgESZQoPR2V0VGVhbUVuZHBvaW50EiUub3JyZXJ5LmFwaS52MS5HZXRUZWFtRW5kcG9pbnRSZXF1ZXN0GiYub3JyZXJ5LmFwaS52MS5HZXRUZWFtRW5kcG9pbnRSZXNwb25zZSIDkAIBElkKC0xpc3RNZW1iZXJzEiEub3JyZXJ5LmFwaS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIi5vcnJlcnkuYXBpLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARJXCgxJbnZpdGVNZW1iZXISIi5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlcXVlc3QaIy5vcnJlcnkuYXBpLnYxLkludml0ZU1lbWJlclJlc3BvbnNlEmUKD0xpc3RJbnZpdGF0aW9ucxIlLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBomLm9ycmVyeS5hcGkudjEuTGlzdEludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBSZXZva2VJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5SZXZva2VJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuUmV2b2tlSW52aXRhdGlvblJlc3BvbnNlEmsKEUxpc3RNeUludml0YXRpb25zEicub3JyZXJ5LmFwaS52MS5MaXN0TXlJbnZpdGF0aW9uc1JlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkxpc3RNeUludml0YXRpb25zUmVzcG9uc2UiA5ACARJjChBBY2NlcHRJbnZpdGF0aW9uEiYub3JyZXJ5LmFwaS52MS5BY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEmYKEURlY2xpbmVJbnZpdGF0aW9uEicub3JyZXJ5LmFwaS52MS5EZWNsaW5lSW52aXRhdGlvblJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMub3JyZXJ5LmFwaS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJaCg1TZXRNZW1iZXJSb2xlEiMub3JyZXJ5LmFwaS52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBokLm9ycmVyeS5hcGkudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEmYKEVRyYW5zZmVyT3duZXJzaGlwEicub3JyZXJ5LmFwaS52MS5UcmFuc2Zlck93bmVyc2hpcFJlcXVlc3QaKC5vcnJlcnkuYXBpLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_orrery_api_v1_account]);
+  fileDesc("ChhvcnJlcnkvYXBpL3YxL3RlYW0ucHJvdG8SDW9ycmVyeS5hcGkudjEisAEKBFRlYW0SCgoCaWQYASABKAkSDAoEc2x1ZxgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEhAKCHBlcnNvbmFsGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCnRvb2xzX21vZGUYByABKA4yGC5vcnJlcnkuYXBpLnYxLlRvb2xzTW9kZSKQAQoGTWVtYmVyEiEKBHVzZXIYASABKAsyEy5vcnJlcnkuYXBpLnYxLlVzZXISJQoEcm9sZRgCIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGUSDQoFb3duZXIYAyABKAgSLQoJam9pbmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIvChFDcmVhdGVUZWFtUmVxdWVzdBIMCgRzbHVnGAEgASgJEgwKBG5hbWUYAiABKAkiNwoSQ3JlYXRlVGVhbVJlc3BvbnNlEiEKBHRlYW0YASABKAsyEy5vcnJlcnkuYXBpLnYxLlRlYW0iEgoQTGlzdFRlYW1zUmVxdWVzdCI3ChFMaXN0VGVhbXNSZXNwb25zZRIiCgV0ZWFtcxgBIAMoCzITLm9ycmVyeS5hcGkudjEuVGVhbSIhCg5HZXRUZWFtUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJIkkKD0dldFRlYW1SZXNwb25zZRIhCgR0ZWFtGAEgASgLMhMub3JyZXJ5LmFwaS52MS5UZWFtSgQIAhADUg1lbmRwb2ludF91cmxzIikKFkdldFRlYW1FbmRwb2ludFJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCSI3ChdHZXRUZWFtRW5kcG9pbnRSZXNwb25zZRILCgN1cmwYASABKAkSDwoHc3NlX3VybBgCIAEoCSIlChJMaXN0TWVtYmVyc1JlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCSI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS5vcnJlcnkuYXBpLnYxLk1lbWJlciL5AQoKSW52aXRhdGlvbhIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXRlYW1fc2x1ZxgDIAEoCRIRCgl0ZWFtX25hbWUYBCABKAkSDQoFZW1haWwYBSABKAkSJQoEcm9sZRgGIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGUSEgoKaW52aXRlZF9ieRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJcChNJbnZpdGVNZW1iZXJSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDQoFZW1haWwYAiABKAkSJQoEcm9sZRgDIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGUiRQoUSW52aXRlTWVtYmVyUmVzcG9uc2USLQoKaW52aXRhdGlvbhgBIAEoCzIZLm9ycmVyeS5hcGkudjEuSW52aXRhdGlvbiJQChZMaXN0SW52aXRhdGlvbnNSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiYgoXTGlzdEludml0YXRpb25zUmVzcG9uc2USLgoLaW52aXRhdGlvbnMYASADKAsyGS5vcnJlcnkuYXBpLnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkEKF1Jldm9rZUludml0YXRpb25SZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSFQoNaW52aXRhdGlvbl9pZBgCIAEoCSIaChhSZXZva2VJbnZpdGF0aW9uUmVzcG9uc2UiQQoYTGlzdE15SW52aXRhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImQKGUxpc3RNeUludml0YXRpb25zUmVzcG9uc2USLgoLaW52aXRhdGlvbnMYASADKAsyGS5vcnJlcnkuYXBpLnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EhUKDWludml0YXRpb25faWQYASABKAkiSQoYQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEi0KCm1lbWJlcnNoaXAYASABKAsyGS5vcnJlcnkuYXBpLnYxLk1lbWJlcnNoaXAiMQoYRGVjbGluZUludml0YXRpb25SZXF1ZXN0EhUKDWludml0YXRpb25faWQYASABKAkiGwoZRGVjbGluZUludml0YXRpb25SZXNwb25zZSI3ChNSZW1vdmVNZW1iZXJSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSJfChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSJQoEcm9sZRgDIAEoDjIXLm9ycmVyeS5hcGkudjEuVGVhbVJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIlgKF1NldFRlYW1Ub29sc01vZGVSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSLAoKdG9vbHNfbW9kZRgCIAEoDjIYLm9ycmVyeS5hcGkudjEuVG9vbHNNb2RlIj0KGFNldFRlYW1Ub29sc01vZGVSZXNwb25zZRIhCgR0ZWFtGAEgASgLMhMub3JyZXJ5LmFwaS52MS5UZWFtIlYKFVNldE15VG9vbHNNb2RlUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEiwKCnRvb2xzX21vZGUYAiABKA4yGC5vcnJlcnkuYXBpLnYxLlRvb2xzTW9kZSJ+ChZTZXRNeVRvb2xzTW9kZVJlc3BvbnNlEiwKCnRvb2xzX21vZGUYASABKA4yGC5vcnJlcnkuYXBpLnYxLlRvb2xzTW9kZRI2ChRlZmZlY3RpdmVfdG9vbHNfbW9kZRgCIAEoDjIYLm9ycmVyeS5hcGkudjEuVG9vbHNNb2RlIjwKGFRyYW5zZmVyT3duZXJzaGlwUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiGwoZVHJhbnNmZXJPd25lcnNoaXBSZXNwb25zZSpSCglUb29sc01vZGUSGgoWVE9PTFNfTU9ERV9VTlNQRUNJRklFRBAAEhIKDlRPT0xTX01PREVfQUxMEAESFQoRVE9PTFNfTU9ERV9TRUFSQ0gQAjKGDAoLVGVhbVNlcnZpY2USUQoKQ3JlYXRlVGVhbRIgLm9ycmVyeS5hcGkudjEuQ3JlYXRlVGVhbVJlcXVlc3QaIS5vcnJlcnkuYXBpLnYxLkNyZWF0ZVRlYW1SZXNwb25zZRJTCglMaXN0VGVhbXMSHy5vcnJlcnkuYXBpLnYxLkxpc3RUZWFtc1JlcXVlc3QaIC5vcnJlcnkuYXBpLnYxLkxpc3RUZWFtc1Jlc3BvbnNlIgOQAgESTQoHR2V0VGVhbRIdLm9ycmVyeS5hcGkudjEuR2V0VGVhbVJlcXVlc3QaHi5vcnJlcnkuYXBpLnYxLkdldFRlYW1SZXNwb25zZSIDkAIBEmUKD0dldFRlYW1FbmRwb2ludBIlLm9ycmVyeS5hcGkudjEuR2V0VGVhbUVuZHBvaW50UmVxdWVzdBomLm9ycmVyeS5hcGkudjEuR2V0VGVhbUVuZHBvaW50UmVzcG9uc2UiA5ACARJZCgtMaXN0TWVtYmVycxIhLm9ycmVyeS5hcGkudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiIub3JyZXJ5LmFwaS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlIgOQAgESVwoMSW52aXRlTWVtYmVyEiIub3JyZXJ5LmFwaS52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiMub3JyZXJ5LmFwaS52MS5JbnZpdGVNZW1iZXJSZXNwb25zZRJlCg9MaXN0SW52aXRhdGlvbnMSJS5vcnJlcnkuYXBpLnYxLkxpc3RJbnZpdGF0aW9uc1JlcXVlc3QaJi5vcnJlcnkuYXBpLnYxLkxpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlIgOQAgESYwoQUmV2b2tlSW52aXRhdGlvbhImLm9ycmVyeS5hcGkudjEuUmV2b2tlSW52aXRhdGlvblJlcXVlc3QaJy5vcnJlcnkuYXBpLnYxLlJldm9rZUludml0YXRpb25SZXNwb25zZRJrChFMaXN0TXlJbnZpdGF0aW9ucxInLm9ycmVyeS5hcGkudjEuTGlzdE15SW52aXRhdGlvbnNSZXF1ZXN0Gigub3JyZXJ5LmFwaS52MS5MaXN0TXlJbnZpdGF0aW9uc1Jlc3BvbnNlIgOQAgESYwoQQWNjZXB0SW52aXRhdGlvbhImLm9ycmVyeS5hcGkudjEuQWNjZXB0SW52aXRhdGlvblJlcXVlc3QaJy5vcnJlcnkuYXBpLnYxLkFjY2VwdEludml0YXRpb25SZXNwb25zZRJmChFEZWNsaW5lSW52aXRhdGlvbhInLm9ycmVyeS5hcGkudjEuRGVjbGluZUludml0YXRpb25SZXF1ZXN0Gigub3JyZXJ5LmFwaS52MS5EZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlElcKDFJlbW92ZU1lbWJlchIiLm9ycmVyeS5hcGkudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBojLm9ycmVyeS5hcGkudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USWgoNU2V0TWVtYmVyUm9sZRIjLm9ycmVyeS5hcGkudjEuU2V0TWVtYmVyUm9sZVJlcXVlc3QaJC5vcnJlcnkuYXBpLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJjChBTZXRUZWFtVG9vbHNNb2RlEiYub3JyZXJ5LmFwaS52MS5TZXRUZWFtVG9vbHNNb2RlUmVxdWVzdBonLm9ycmVyeS5hcGkudjEuU2V0VGVhbVRvb2xzTW9kZVJlc3BvbnNlEl0KDlNldE15VG9vbHNNb2RlEiQub3JyZXJ5LmFwaS52MS5TZXRNeVRvb2xzTW9kZVJlcXVlc3QaJS5vcnJlcnkuYXBpLnYxLlNldE15VG9vbHNNb2RlUmVzcG9uc2USZgoRVHJhbnNmZXJPd25lcnNoaXASJy5vcnJlcnkuYXBpLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVxdWVzdBooLm9ycmVyeS5hcGkudjEuVHJhbnNmZXJPd25lcnNoaXBSZXNwb25zZUIyWjBnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hcGkvdjE7YXBpdjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_orrery_api_v1_account]);
 
 /**
  * Team is a group of users sharing MCP server installations.
@@ -63,6 +63,13 @@ export type Team = Message<"orrery.api.v1.Team"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 6;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * tools_mode is how the team's MCP endpoint offers tools to members who made no choice of their own.
+   *
+   * @generated from field: orrery.api.v1.ToolsMode tools_mode = 7;
+   */
+  toolsMode: ToolsMode;
 };
 
 /**
@@ -802,6 +809,111 @@ export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*
   messageDesc(file_orrery_api_v1_team, 28);
 
 /**
+ * SetTeamToolsModeRequest names the team and its new tool mode.
+ *
+ * @generated from message orrery.api.v1.SetTeamToolsModeRequest
+ */
+export type SetTeamToolsModeRequest = Message<"orrery.api.v1.SetTeamToolsModeRequest"> & {
+  /**
+   * team_id identifies the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * tools_mode is the team's new tool mode.
+   *
+   * @generated from field: orrery.api.v1.ToolsMode tools_mode = 2;
+   */
+  toolsMode: ToolsMode;
+};
+
+/**
+ * Describes the message orrery.api.v1.SetTeamToolsModeRequest.
+ * Use `create(SetTeamToolsModeRequestSchema)` to create a new message.
+ */
+export const SetTeamToolsModeRequestSchema: GenMessage<SetTeamToolsModeRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 29);
+
+/**
+ * SetTeamToolsModeResponse returns the team as it is now.
+ *
+ * @generated from message orrery.api.v1.SetTeamToolsModeResponse
+ */
+export type SetTeamToolsModeResponse = Message<"orrery.api.v1.SetTeamToolsModeResponse"> & {
+  /**
+   * team is the team with its new tool mode.
+   *
+   * @generated from field: orrery.api.v1.Team team = 1;
+   */
+  team?: Team | undefined;
+};
+
+/**
+ * Describes the message orrery.api.v1.SetTeamToolsModeResponse.
+ * Use `create(SetTeamToolsModeResponseSchema)` to create a new message.
+ */
+export const SetTeamToolsModeResponseSchema: GenMessage<SetTeamToolsModeResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 30);
+
+/**
+ * SetMyToolsModeRequest names the team and the caller's tool mode in it.
+ *
+ * @generated from message orrery.api.v1.SetMyToolsModeRequest
+ */
+export type SetMyToolsModeRequest = Message<"orrery.api.v1.SetMyToolsModeRequest"> & {
+  /**
+   * team_id identifies the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * tools_mode is the caller's own tool mode; TOOLS_MODE_UNSPECIFIED follows the team's.
+   *
+   * @generated from field: orrery.api.v1.ToolsMode tools_mode = 2;
+   */
+  toolsMode: ToolsMode;
+};
+
+/**
+ * Describes the message orrery.api.v1.SetMyToolsModeRequest.
+ * Use `create(SetMyToolsModeRequestSchema)` to create a new message.
+ */
+export const SetMyToolsModeRequestSchema: GenMessage<SetMyToolsModeRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 31);
+
+/**
+ * SetMyToolsModeResponse says which mode the caller's endpoint uses now.
+ *
+ * @generated from message orrery.api.v1.SetMyToolsModeResponse
+ */
+export type SetMyToolsModeResponse = Message<"orrery.api.v1.SetMyToolsModeResponse"> & {
+  /**
+   * tools_mode is the caller's own choice, TOOLS_MODE_UNSPECIFIED when it follows the team's.
+   *
+   * @generated from field: orrery.api.v1.ToolsMode tools_mode = 1;
+   */
+  toolsMode: ToolsMode;
+
+  /**
+   * effective_tools_mode is the mode the caller's endpoint uses when a client asks for none.
+   *
+   * @generated from field: orrery.api.v1.ToolsMode effective_tools_mode = 2;
+   */
+  effectiveToolsMode: ToolsMode;
+};
+
+/**
+ * Describes the message orrery.api.v1.SetMyToolsModeResponse.
+ * Use `create(SetMyToolsModeResponseSchema)` to create a new message.
+ */
+export const SetMyToolsModeResponseSchema: GenMessage<SetMyToolsModeResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_team, 32);
+
+/**
  * TransferOwnershipRequest names the team and the new owner.
  *
  * @generated from message orrery.api.v1.TransferOwnershipRequest
@@ -827,7 +939,7 @@ export type TransferOwnershipRequest = Message<"orrery.api.v1.TransferOwnershipR
  * Use `create(TransferOwnershipRequestSchema)` to create a new message.
  */
 export const TransferOwnershipRequestSchema: GenMessage<TransferOwnershipRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 29);
+  messageDesc(file_orrery_api_v1_team, 33);
 
 /**
  * TransferOwnershipResponse is empty.
@@ -842,7 +954,42 @@ export type TransferOwnershipResponse = Message<"orrery.api.v1.TransferOwnership
  * Use `create(TransferOwnershipResponseSchema)` to create a new message.
  */
 export const TransferOwnershipResponseSchema: GenMessage<TransferOwnershipResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_team, 30);
+  messageDesc(file_orrery_api_v1_team, 34);
+
+/**
+ * ToolsMode is how a team's MCP endpoint offers tools.
+ *
+ * @generated from enum orrery.api.v1.ToolsMode
+ */
+export enum ToolsMode {
+  /**
+   * TOOLS_MODE_UNSPECIFIED makes no choice: a member's mode then follows the team's.
+   *
+   * @generated from enum value: TOOLS_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * TOOLS_MODE_ALL lists every tool of the member's MCP servers.
+   *
+   * @generated from enum value: TOOLS_MODE_ALL = 1;
+   */
+  ALL = 1,
+
+  /**
+   * TOOLS_MODE_SEARCH lists two meta-tools instead, search_tools and call_tool, so that a client's model
+   * gets the definitions of the few tools a task needs rather than all of them.
+   *
+   * @generated from enum value: TOOLS_MODE_SEARCH = 2;
+   */
+  SEARCH = 2,
+}
+
+/**
+ * Describes the enum orrery.api.v1.ToolsMode.
+ */
+export const ToolsModeSchema: GenEnum<ToolsMode> = /*@__PURE__*/
+  enumDesc(file_orrery_api_v1_team, 0);
 
 /**
  * TeamService manages teams and their members. Every request that names a team carries its team_id; the
@@ -991,6 +1138,30 @@ export const TeamService: GenService<{
     methodKind: "unary";
     input: typeof SetMemberRoleRequestSchema;
     output: typeof SetMemberRoleResponseSchema;
+  },
+  /**
+   * SetTeamToolsMode chooses how the team's MCP endpoint offers tools to members who made no choice of
+   * their own: every tool, or two meta-tools that search the tools and call one. A client can still
+   * choose per connection with ?tools=all or ?tools=search on the endpoint URL. Satellites learn of a
+   * change within a minute, and it applies to sessions opened after that. Team admins only.
+   *
+   * @generated from rpc orrery.api.v1.TeamService.SetTeamToolsMode
+   */
+  setTeamToolsMode: {
+    methodKind: "unary";
+    input: typeof SetTeamToolsModeRequestSchema;
+    output: typeof SetTeamToolsModeResponseSchema;
+  },
+  /**
+   * SetMyToolsMode chooses how the team's MCP endpoint offers tools to the caller, over the team's
+   * choice; TOOLS_MODE_UNSPECIFIED follows the team's again. Any member, for themselves only.
+   *
+   * @generated from rpc orrery.api.v1.TeamService.SetMyToolsMode
+   */
+  setMyToolsMode: {
+    methodKind: "unary";
+    input: typeof SetMyToolsModeRequestSchema;
+    output: typeof SetMyToolsModeResponseSchema;
   },
   /**
    * TransferOwnership makes another member the owner (and an admin). Only the owner or a global admin.

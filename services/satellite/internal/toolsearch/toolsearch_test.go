@@ -1,0 +1,109 @@
+package toolsearch_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
+)
+
+func newIndex(t testing.TB, tools ...*mcp.Tool) *toolsearch.Index {
+	t.Helper()
+	ix, err := toolsearch.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	if _, err := ix.Update(tools); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func names(hits []toolsearch.Hit) []string {
+	var out []string
+	for _, h := range hits {
+		out = append(out, h.Tool.Name)
+	}
+	return out
+}
+
+func TestSearchFindsNamesTitlesDescriptionsAndParameters(t *testing.T) {
+	t.Parallel()
+	ix := newIndex(t,
+		&mcp.Tool{Name: "github__createPullRequest", InputSchema: map[string]any{"type": "object"}},
+		&mcp.Tool{Name: "maps__geocode", Title: "Address to coordinates", InputSchema: map[string]any{"type": "object"}},
+		&mcp.Tool{Name: "db__run", Description: "Runs a read-only SQL statement", InputSchema: map[string]any{"type": "object"}},
+		&mcp.Tool{Name: "chat__send", InputSchema: map[string]any{"type": "object",
+			"properties": map[string]any{"channelId": map[string]any{"type": "string"}}}},
+	)
+	for q, want := range map[string]string{
+		"open a pull request":       "github__createPullRequest",
+		"coordinates of an address": "maps__geocode",
+		"sql statements":            "db__run",
+		"which channel":             "chat__send",
+	} {
+		hits, err := ix.Search(q, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(hits); len(got) != 1 || got[0] != want {
+			t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
+		}
+	}
+}
+
+func TestUpdateReplacesTheToolSet(t *testing.T) {
+	t.Parallel()
+	schema := map[string]any{"type": "object"}
+	ix := newIndex(t, &mcp.Tool{Name: "a__echo", Description: "echo text back", InputSchema: schema},
+		&mcp.Tool{Name: "a__sum", Description: "add two numbers", InputSchema: schema})
+	n, err := ix.Update([]*mcp.Tool{
+		{Name: "a__sum", Description: "add two numbers", InputSchema: schema},
+		{Name: "b__weather", Description: "weather forecast for a city", InputSchema: schema},
+	})
+	if err != nil || n != 2 { // echo removed, weather added, sum unchanged
+		t.Fatalf("Update = %d, %v; want 2 changes", n, err)
+	}
+	if hits, _ := ix.Search("echo text", 5); len(hits) != 0 {
+		t.Errorf("a removed tool is still found: %v", names(hits))
+	}
+	if hits, _ := ix.Search("forecast", 5); len(names(hits)) != 1 || hits[0].Tool.Name != "b__weather" {
+		t.Errorf("an added tool is not found: %v", names(hits))
+	}
+	if n, _ := ix.Update([]*mcp.Tool{{Name: "a__sum", Description: "add two numbers", InputSchema: schema},
+		{Name: "b__weather", Description: "weather forecast for a city", InputSchema: schema}}); n != 0 {
+		t.Errorf("an unchanged tool set made %d changes", n)
+	}
+	if ix.Len() != 2 {
+		t.Errorf("Len = %d, want 2", ix.Len())
+	}
+}
+
+func TestSearchBounds(t *testing.T) {
+	t.Parallel()
+	var tools []*mcp.Tool
+	for _, w := range strings.Fields("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega") {
+		tools = append(tools, &mcp.Tool{Name: "s__" + w, Description: "tool " + w, InputSchema: map[string]any{"type": "object"}})
+	}
+	ix := newIndex(t, tools...)
+	if _, err := ix.Search(strings.Repeat("a", toolsearch.MaxQueryBytes+1), 5); !errors.Is(err, toolsearch.ErrQueryTooLong) {
+		t.Errorf("an overlong query: err = %v, want ErrQueryTooLong", err)
+	}
+	if _, err := ix.Search(" -- !! ", 5); !errors.Is(err, toolsearch.ErrEmptyQuery) {
+		t.Errorf("a query without words: err = %v, want ErrEmptyQuery", err)
+	}
+	hits, err := ix.Search("tool", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != toolsearch.MaxResults {
+		t.Errorf("a limit of 1000 returned %d results, want MaxResults (%d)", len(hits), toolsearch.MaxResults)
+	}
+	if hits, _ := ix.Search("tool", 0); len(hits) != 1 {
+		t.Errorf("a limit of 0 returned %d results, want 1", len(hits))
+	}
+}
