@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -44,14 +45,17 @@ var conformanceRuns = []struct {
 	args     []string // added to the suite's server command
 	baseline string
 	// directPasses says the reference server passes every scenario when the suite talks to it directly.
-	// The go-sdk's server does not speak the 2026-07-28 protocol yet, so there the direct run only
-	// compares.
+	// The tasks extension's scenarios need tools the go-sdk's server does not have, so there the direct
+	// run only compares.
 	directPasses bool
+	// stateless runs the reference server in the SDK's stateless mode, the one that speaks 2026-07-28.
+	stateless bool
 }{
 	{name: "v" + mcptest.ConformanceVersion, version: mcptest.ConformanceVersion,
 		baseline: "../conformance/baseline.txt", directPasses: true},
+	// --requirements runs what the revision requires plus, unscored, the tasks extension.
 	{name: "v" + mcptest.ConformancePreviewVersion + "/2026-07-28", version: mcptest.ConformancePreviewVersion,
-		args: []string{"--spec-version", "2026-07-28"}, baseline: "../conformance/baseline-2026-07-28.txt"},
+		args: []string{"--requirements", "2026-07-28"}, baseline: "../conformance/baseline-2026-07-28.txt", stateless: true},
 }
 
 // TestConformance runs the official MCP conformance suite's server scenarios twice per entry of
@@ -69,7 +73,7 @@ func TestConformance(t *testing.T) {
 	}
 	t.Parallel()
 	server := buildConformanceServer(t)
-	direct := startConformanceServer(t, server)
+	direct := map[bool]string{false: startConformanceServer(t, server, false), true: startConformanceServer(t, server, true)}
 	// Debug logs of the satellite are printed when the test fails, where they show what a scenario waited for.
 	te := startTeamEndpointWith(t, []string{"ORRERY_LOG_LEVEL=debug"}, "conformance", "everything", server, nil, true, "test_simple_text")
 	proxy := bearerProxy(t, te.endpoint, te.token)
@@ -77,7 +81,7 @@ func TestConformance(t *testing.T) {
 	for _, run := range conformanceRuns {
 		t.Run(run.name, func(t *testing.T) {
 			baseline := readBaseline(t, run.baseline)
-			reference := runConformance(t, "direct", run.version, direct, run.args)
+			reference := runConformance(t, "direct", run.version, direct[run.stateless], run.args)
 			through := runConformance(t, "satellite", run.version, proxy, run.args)
 			for _, name := range slices.Sorted(maps.Keys(reference)) {
 				if r := reference[name]; run.directPasses && !r.passed() {
@@ -231,13 +235,14 @@ func buildConformanceServer(t *testing.T) string {
 	return path
 }
 
-// startConformanceServer serves the conformance server over stateful Streamable HTTP on a free loopback
-// port and returns its endpoint. Stateful, because the sampling and elicitation scenarios need a session
-// for the server's requests to the client; that is also what the satellite's endpoint serves.
-func startConformanceServer(t *testing.T, server string) string {
+// startConformanceServer serves the conformance server over Streamable HTTP on a free loopback port and
+// returns its endpoint. Stateful for the session era, because its sampling and elicitation scenarios need
+// a session for the server's requests to the client; stateless for the 2026-07-28 era, which the SDK
+// speaks only there. The satellite's endpoint serves both on one URL.
+func startConformanceServer(t *testing.T, server string, stateless bool) string {
 	t.Helper()
 	addr := freeAddr(t)
-	proc := e2e.StartProcess(t, "conformance everything-server", server, []string{"-http", addr, "-stateless=false"}, nil)
+	proc := e2e.StartProcess(t, "conformance everything-server", server, []string{"-http", addr, fmt.Sprintf("-stateless=%t", stateless)}, nil)
 	e2e.WaitFor(t, 10*time.Second, "the conformance server to listen", func() error {
 		if proc.Exited() {
 			t.Fatalf("conformance server exited:\n%s", proc.Output())

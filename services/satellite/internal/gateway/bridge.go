@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"iter"
 	"log/slog"
@@ -86,8 +87,10 @@ type pendingCall struct {
 	ctx    context.Context
 	caller *mcp.ServerSession
 	// ask, when set, carries the instance's requests to the client instead: the client is of the
-	// 2026-07-28 era, which gets them as input_required results.
-	ask askFunc
+	// 2026-07-28 era, which gets them as input_required results. refuse then ends the client's request
+	// with an error of the gateway's.
+	ask    askFunc
+	refuse refuseFunc
 }
 
 // owner is the instance behind a downstream session, and the user whose aggregated server it feeds.
@@ -103,6 +106,7 @@ type bridge struct {
 
 	mu         sync.Mutex
 	calls      map[*mcp.ClientSession][]*pendingCall
+	turns      map[*mcp.ClientSession]*turn
 	owners     map[*mcp.ClientSession]owner
 	byInstance map[string]*mcp.ClientSession   // the newest session of each instance
 	byUser     map[*userServer]map[string]bool // the instances in byInstance, by the user they feed
@@ -112,6 +116,7 @@ func newBridge(logger *slog.Logger) *bridge {
 	return &bridge{
 		logger:     logger,
 		calls:      make(map[*mcp.ClientSession][]*pendingCall),
+		turns:      make(map[*mcp.ClientSession]*turn),
 		owners:     make(map[*mcp.ClientSession]owner),
 		byInstance: make(map[string]*mcp.ClientSession),
 		byUser:     make(map[*userServer]map[string]bool),
@@ -181,11 +186,54 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 	return o.us.server.Sessions()
 }
 
+// A server of the session era sends its requests to the client (sampling, elicitation, roots) on the
+// connection alone: nothing on the wire says which of the calls in progress caused one. So that every
+// such request can be attributed, a downstream session serves the calls of one client session at a
+// time. Calls of the same session run concurrently; a call of another session waits until they have
+// ended, and once one waits, the holder's new calls queue behind it, so no session starves. Clients of
+// the 2026-07-28 era reach servers that speak it on a lane of their own (ModernBackend), where results
+// carry the input requests and nothing needs to wait.
+
+// turn is who a downstream session serves now.
+type turn struct {
+	holder  *mcp.ServerSession
+	calls   int           // the holder's calls in progress
+	waiting int           // calls of other sessions waiting for their turn
+	free    chan struct{} // closed when calls drops to zero
+}
+
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
-// is called.
-func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) func() {
-	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx)}
+// is called. It waits for caller's turn on cs, and fails when ctx ends first.
+func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) (func(), error) {
+	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx)}
 	b.mu.Lock()
+	for {
+		t := b.turns[cs]
+		if t == nil {
+			t = &turn{free: make(chan struct{})}
+			b.turns[cs] = t
+		}
+		if t.calls == 0 || (t.holder == caller && t.waiting == 0) {
+			t.holder = caller
+			t.calls++
+			break
+		}
+		t.waiting++
+		free := t.free
+		b.mu.Unlock()
+		select {
+		case <-free:
+		case <-ctx.Done():
+			b.mu.Lock()
+			if t.waiting--; t.calls == 0 && t.waiting == 0 && b.turns[cs] == t {
+				delete(b.turns, cs)
+			}
+			b.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		b.mu.Lock()
+		t.waiting--
+	}
 	b.calls[cs] = append(b.calls[cs], call)
 	b.mu.Unlock()
 	return func() {
@@ -197,7 +245,17 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 		} else {
 			b.calls[cs] = calls
 		}
-	}
+		t := b.turns[cs]
+		if t.calls--; t.calls > 0 {
+			return
+		}
+		close(t.free)
+		if t.waiting == 0 {
+			delete(b.turns, cs)
+		} else {
+			t.holder, t.free = nil, make(chan struct{})
+		}
+	}, nil
 }
 
 var (
@@ -224,10 +282,15 @@ func (b *bridge) caller(cs *mcp.ClientSession) (*pendingCall, error) {
 	return calls[len(calls)-1], nil
 }
 
-// unsupported is what an instance gets for a request the client did not declare a capability for: what
-// a client without a handler for the method answers.
-func unsupported(what string) error {
-	return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "the client does not support " + what}
+// missingCapability is what an instance gets for a request its client did not declare the capability
+// for: the error the 2026-07-28 era specifies (SEP-2575), which names the capability needed.
+func missingCapability(what string, required *mcp.ClientCapabilities) error {
+	data, err := json.Marshal(mcp.MissingRequiredClientCapabilityData{RequiredCapabilities: required})
+	if err != nil {
+		data = nil
+	}
+	return &jsonrpc.Error{Code: mcp.CodeMissingRequiredClientCapabilities,
+		Message: "the client did not declare the capability for " + what, Data: data}
 }
 
 // serverRequest forwards a request of the instance behind cs to the client session it belongs to and
@@ -252,6 +315,11 @@ func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, param
 		caps = &mcp.ClientCapabilities{}
 	}
 	if err := supported(caps, params); err != nil {
+		// A client of the 2026-07-28 era learns it from the answer to its own request, where the error is
+		// specified; the instance gets it too, to end its work.
+		if call.refuse != nil {
+			call.refuse(err)
+		}
 		return nil, err
 	}
 	var res mcp.Result
@@ -282,17 +350,26 @@ func supported(caps *mcp.ClientCapabilities, params mcp.Params) error {
 	case *mcp.CreateMessageWithToolsParams:
 		switch {
 		case caps.Sampling == nil:
-			return unsupported("sampling")
+			return missingCapability("sampling", &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}})
 		case len(p.Tools) > 0 && caps.Sampling.Tools == nil:
-			return unsupported("sampling with tools")
+			return missingCapability("sampling with tools",
+				&mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{Tools: &mcp.SamplingToolsCapabilities{}}})
 		}
 	case *mcp.ElicitParams:
-		if caps.Elicitation == nil {
-			return unsupported("elicitation")
+		e := caps.Elicitation
+		switch {
+		case e == nil:
+			return missingCapability("elicitation", &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}})
+		case p.Mode == "url" && e.URL == nil:
+			return missingCapability("URL elicitation",
+				&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}})
+		case p.Mode != "url" && e.Form == nil && e.URL != nil: // neither declared means form, as before modes
+			return missingCapability("form elicitation",
+				&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}}})
 		}
 	case *mcp.ListRootsParams:
 		if caps.RootsV2 == nil {
-			return unsupported("roots")
+			return missingCapability("roots", &mcp.ClientCapabilities{RootsV2: &mcp.RootCapabilities{}})
 		}
 	default:
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unexpected parameters"}
@@ -370,5 +447,9 @@ func (g *Gateway) open(ctx context.Context, us *userServer, rt route, caller *mc
 		us.resubscribe(ctx, rt.inst.ID, cs)
 	}
 	us.applyLogLevel(ctx, rt.inst.ID, cs)
-	return cs, g.bridge.begin(ctx, cs, caller), nil
+	done, err := g.bridge.begin(ctx, cs, caller)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, done, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -165,9 +166,9 @@ func TestServerRequests(t *testing.T) {
 			if got := ben.call(t, "asker__sample"); got != "ben: re hello" {
 				t.Errorf("ben's sample = %q", got)
 			}
-			// A client without the capability: the server gets an error at once.
+			// A client without the capability: the server gets the specified error (-32021) at once.
 			for _, tool := range []string{"asker__sample", "asker__elicit", "asker__roots"} {
-				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") {
+				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") || !strings.Contains(got, "did not declare the capability") {
 					t.Errorf("%s for a client without the capability = %q", tool, got)
 				}
 			}
@@ -236,9 +237,15 @@ func TestInputRequired(t *testing.T) {
 	// The SDK's client answers input_required results with its handlers and retries by itself.
 	ann := b.askingClient(t, stateless, "ann", false)
 	ann.expectAnswers(t, "ann")
+	// A client without the capability: its own request fails with the specified error (SEP-2575), which
+	// the stateless transport answers with 400.
 	bare := b.askingClient(t, stateless, "bare", true)
-	if got := bare.call(t, "asker__elicit"); !strings.HasPrefix(got, "error: ") {
-		t.Errorf("elicit for a client without the capability = %q", got)
+	for _, tool := range []string{"asker__sample", "asker__elicit", "asker__roots"} {
+		_, err := bare.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		var jerr *jsonrpc.Error
+		if !errors.As(err, &jerr) || jerr.Code != mcp.CodeMissingRequiredClientCapabilities {
+			t.Errorf("%s for a client without the capability: %v, want error %d", tool, err, mcp.CodeMissingRequiredClientCapabilities)
+		}
 	}
 
 	// By hand: the result carries the instance's request, and only a retry of the same user with the

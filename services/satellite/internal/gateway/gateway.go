@@ -156,6 +156,16 @@ type Backend interface {
 	Subscribe() (<-chan struct{}, func())
 }
 
+// ModernBackend is a Backend that also reaches instances in the stateless 2026-07-28 era. The gateway
+// serves clients of that era there when the server speaks it, so that their input requests come back in
+// results rather than as requests it would have to attribute to one of the user's clients.
+type ModernBackend interface {
+	Backend
+	// ModernSession returns a client session to the instance in the 2026-07-28 era, with multi-round-trip
+	// handling left to the caller, or nil and no error when the server does not speak that era.
+	ModernSession(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
 // Instance is one MCP server instance of a user, as the runtime last saw it.
 type Instance struct {
 	ID             string
