@@ -48,10 +48,10 @@ func ClientCapabilities() *mcp.ClientCapabilities {
 // progress, to the gateway's clients:
 //
 //   - sampling/createMessage, elicitation/create and roots/list go to the client session whose request
-//     the instance is serving, and the answer goes back. An instance gets a JSON-RPC error instead when
-//     it serves no request, or requests of more than one client session (the request cannot be
-//     attributed, and a session only ever sees requests its own calls caused), or when that client did
-//     not declare the capability.
+//     the instance is serving, and the answer goes back; the instance serves one client session at a
+//     time (see begin), so that session is always known. An instance gets a JSON-RPC error instead when
+//     it serves no request, or MissingRequiredClientCapability (-32021) when that client did not
+//     declare the capability.
 //   - notifications/message goes to the client session whose request the instance is serving, at that
 //     session's log level; outside requests, to each of the user's sessions that set a level.
 //   - notifications/resources/updated goes to the user's sessions subscribed to the resource.
@@ -256,6 +256,18 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 			t.holder, t.free = nil, make(chan struct{})
 		}
 	}, nil
+}
+
+// waiting reports whether any call waits for its turn.
+func (b *bridge) waiting() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.turns {
+		if t.waiting > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 var (

@@ -75,6 +75,8 @@ type askingClient struct {
 	cs    *mcp.ClientSession
 	asked atomic.Int64
 	logs  chan string
+	// beforeElicit, when set, runs before the client answers an elicitation.
+	beforeElicit func()
 }
 
 func (b *bundle) askingClient(t *testing.T, o clientOptions, name string, bare bool) *askingClient {
@@ -95,6 +97,9 @@ func (b *bundle) askingClient(t *testing.T, o clientOptions, name string, bare b
 		}
 		copts.ElicitationHandler = func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			c.asked.Add(1)
+			if c.beforeElicit != nil {
+				c.beforeElicit()
+			}
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": name}}, nil
 		}
 	}
@@ -171,6 +176,52 @@ func TestServerRequests(t *testing.T) {
 				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") || !strings.Contains(got, "did not declare the capability") {
 					t.Errorf("%s for a client without the capability = %q", tool, got)
 				}
+			}
+		})
+	}
+}
+
+// TestServerRequestsOfConcurrentSessions: two sessions of one user call a tool that elicits at the same
+// time, on one instance. Each elicitation reaches the session whose call caused it, and each call gets its
+// own session's answer: the second call waits for its turn rather than making the first one's request
+// ambiguous.
+func TestServerRequestsOfConcurrentSessions(t *testing.T) {
+	t.Parallel()
+	for _, era := range sessionEras {
+		t.Run(era.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOptions{})
+			b.addGlobex(t, "asker", newAsker())
+			ann := b.askingClient(t, era.opts, "ann", false)
+			ben := b.askingClient(t, era.opts, "ben", false)
+			// While Ann's call waits for her answer, Ben calls; Ann answers once his call waits for its turn.
+			results := make(chan string, 1)
+			ann.beforeElicit = func() {
+				go func() {
+					res, err := ben.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+					if err != nil {
+						results <- err.Error()
+						return
+					}
+					results <- callText(t, res)
+				}()
+				deadline := time.Now().Add(5 * time.Second)
+				for !b.gw.bridge.waiting() {
+					if time.Now().After(deadline) {
+						t.Error("Ben's call never waited for its turn")
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if got, want := ann.call(t, "asker__elicit"), `accept {"name":"ann"}`; got != want {
+				t.Errorf("ann's call = %q, want %q", got, want)
+			}
+			if got, want := <-results, `accept {"name":"ben"}`; got != want {
+				t.Errorf("ben's call = %q, want %q", got, want)
+			}
+			if a, n := ann.asked.Load(), ben.asked.Load(); a != 1 || n != 1 {
+				t.Errorf("asked ann %d and ben %d times, want once each", a, n)
 			}
 		})
 	}

@@ -45,10 +45,14 @@
 // An instance's own requests to its client (sampling/createMessage, elicitation/create, roots/list) and
 // its log messages go to the client session whose request the instance is serving (see
 // Gateway.ClientMiddleware, which the runtime installs on its sessions). Instances are per user, so
-// this never crosses users; when requests of several sessions of the user are in progress at once, an
-// instance's request cannot be attributed and is answered with an error rather than guessed. A client of
-// the stateless 2026-07-28 era cannot be sent requests: it gets the instance's request in an
-// input_required result, and its retry with the answer continues the waiting downstream call.
+// this never crosses users; nothing on a session-era connection says which call a request belongs to,
+// so an instance's session serves the calls of one of the user's client sessions at a time, and the
+// others' calls wait their turn. A client of the stateless 2026-07-28 era cannot be sent requests: when
+// the server speaks that era too, the client's calls go to the instance's second, 2026-07-28 connection
+// (ModernBackend) with the client's capabilities, and input_required results pass through as the server
+// wrote them; otherwise it gets the instance's request in an input_required result of the gateway's, and
+// its retry with the answer continues the waiting downstream call. A request the client did not declare
+// the capability for is refused with MissingRequiredClientCapability (-32021).
 //
 // # Lifetime
 //
