@@ -24,9 +24,9 @@ const inputWait = 5 * time.Minute
 
 // inputRound is one downstream request that may ask its client for input.
 type inputRound struct {
-	us     *userServer
-	rt     route
-	cancel context.CancelFunc
+	us      *userServer
+	rt      route
+	cancel  context.CancelFunc
 	result  chan roundResult // the downstream request's outcome; buffered
 	asks    chan *inputAsk   // the instance's requests to its client
 	refused chan error       // a request the client cannot be asked; buffered
