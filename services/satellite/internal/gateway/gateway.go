@@ -222,6 +222,14 @@ type Config struct {
 	// AllowedOrigins lists browser origins, such as https://console.example.com, that may call the
 	// endpoint besides the public URL's own origin. Requests without an Origin header are allowed.
 	AllowedOrigins []string
+	// AllowedHosts lists hosts, as host or host:port (an entry without a port matches every port), that
+	// clients may address the endpoint by besides the public URL's host: what a proxy or load balancer
+	// in front of the satellite passes on in Host when it does not rewrite it, such as localhost:8080.
+	// When set, a request whose Host is neither the public URL's nor listed is refused with 403, and an
+	// http or https Origin of a listed host is allowed like the public origin. Empty, the default, checks
+	// no Host: bearer tokens bound to the endpoint URL and the Origin check already keep a DNS-rebinding
+	// page out, and a proxy that rewrites Host needs nothing.
+	AllowedHosts []string
 	// MaxBodyBytes caps request bodies; larger ones get 413. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// CacheTTL bounds how long an introspection result is reused. Default DefaultCacheTTL; it is
@@ -322,6 +330,7 @@ type Gateway struct {
 	logger       *slog.Logger
 	cfg          Config
 	publicOrigin string
+	publicHost   string
 	tokens       *tokenCache
 	slots        *sessionSlots
 	mux          *http.ServeMux
@@ -352,6 +361,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		logger:       logger,
 		cfg:          cfg,
 		publicOrigin: u.Scheme + "://" + u.Host,
+		publicHost:   u.Host,
 		tokens:       newTokenCache(cfg.Introspector, cfg.CacheSize, cfg.CacheTTL, cfg.Now),
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
