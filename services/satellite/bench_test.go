@@ -81,13 +81,20 @@ func startSatellite(b *testing.B) *benchSatellite {
 		OnProgress: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},
-		Desired:      s.view,
-		Events:       s.events,
-		Driver:       sandbox.Direct{},
-		WorkDir:      filepath.Join(b.TempDir(), "instances"),
-		IdleTimeout:  -1,
-		StartTimeout: benchWait,
-		StopGrace:    2 * time.Second,
+		// As run wires them: what servers ask their client reaches the endpoint's clients.
+		ClientMiddleware: func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				return gw.ClientMiddleware(next)(ctx, method, req)
+			}
+		},
+		ClientCapabilities: gateway.ClientCapabilities(),
+		Desired:            s.view,
+		Events:             s.events,
+		Driver:             sandbox.Direct{},
+		WorkDir:            filepath.Join(b.TempDir(), "instances"),
+		IdleTimeout:        -1,
+		StartTimeout:       benchWait,
+		StopGrace:          2 * time.Second,
 	})
 	if err != nil {
 		b.Fatal(err)
