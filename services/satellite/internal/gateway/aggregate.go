@@ -456,32 +456,6 @@ func (d lane) meta(m mcp.Meta) mcp.Meta {
 	return out
 }
 
-// metaClientCapabilities is the _meta key of the 2026-07-28 era that carries a request's client
-// capabilities.
-const metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
-
-// callerCapabilities returns the caller's capabilities as the 2026-07-28 era writes them in _meta, where
-// roots, unlike in the session era's initialize, is absent rather than empty when not declared.
-func callerCapabilities(caller *mcp.ServerSession) map[string]any {
-	caps := &mcp.ClientCapabilities{}
-	if ip := caller.InitializeParams(); ip != nil && ip.Capabilities != nil {
-		caps = ip.Capabilities
-	}
-	data, err := json.Marshal(caps)
-	if err != nil {
-		return nil
-	}
-	var out map[string]any
-	if json.Unmarshal(data, &out) != nil {
-		return nil
-	}
-	delete(out, "roots")
-	if caps.RootsV2 != nil {
-		out["roots"] = caps.RootsV2
-	}
-	return out
-}
-
 // forward runs call, a request to rt's instance for caller. A client of the 2026-07-28 era is served on
 // the instance's modern lane when the server speaks that era, where input requests travel in results;
 // otherwise on the instance's session, as rounds (see roundTrip), and a round that needs the client's

@@ -227,6 +227,57 @@ func TestServerRequestsOfConcurrentSessions(t *testing.T) {
 	}
 }
 
+// TestServerRequestHeldUntilAttributable: the first request of an instance arrives while calls of two
+// sessions are in progress, so it could be either's. It is held until the other session's call has ended,
+// then goes to the one left; the instance takes turns from then on. A server that never asks is not held
+// up: before its first request, calls of several sessions run at once.
+func TestServerRequestHeldUntilAttributable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	server := newAsker()
+	release := make(chan struct{})
+	server.AddTool(&mcp.Tool{Name: "pause", InputSchema: map[string]any{"type": "object"}}, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "resumed"}}}, nil
+	})
+	b.addGlobex(t, "asker", server)
+	opts := clientOptions{version: sessionVersion}
+	ann := b.askingClient(t, opts, "ann", false)
+	ben := b.askingClient(t, opts, "ben", false)
+
+	paused := make(chan string, 1)
+	go func() { paused <- ben.call(t, "asker__pause") }()
+	waitFor(t, "Ben's call to reach the instance", func() bool { return b.gw.bridge.serving() })
+	elicited := make(chan string, 1)
+	go func() { elicited <- ann.call(t, "asker__elicit") }()
+	waitFor(t, "Ann's elicitation to be held", b.gw.bridge.holding)
+	close(release)
+	if got := <-paused; got != "resumed" {
+		t.Errorf("ben's pause = %q", got)
+	}
+	if got, want := <-elicited, `accept {"name":"ann"}`; got != want {
+		t.Errorf("ann's call = %q, want %q", got, want)
+	}
+	if n := ben.asked.Load(); n != 0 {
+		t.Errorf("ben was asked %d times", n)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestServerRequestOutsideACall(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})

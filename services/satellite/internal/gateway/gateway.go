@@ -46,8 +46,9 @@
 // its log messages go to the client session whose request the instance is serving (see
 // Gateway.ClientMiddleware, which the runtime installs on its sessions). Instances are per user, so
 // this never crosses users; nothing on a session-era connection says which call a request belongs to,
-// so an instance's session serves the calls of one of the user's client sessions at a time, and the
-// others' calls wait their turn. A client of the stateless 2026-07-28 era cannot be sent requests: when
+// so once an instance has asked, its session serves the calls of one of the user's client sessions at a
+// time and the others' calls wait their turn (a first request that comes while several sessions' calls
+// run is held until it can be attributed). Instances that never ask serve every session at once. A client of the stateless 2026-07-28 era cannot be sent requests: when
 // the server speaks that era too, the client's calls go to the instance's second, 2026-07-28 connection
 // (ModernBackend) with the client's capabilities, and input_required results pass through as the server
 // wrote them; otherwise it gets the instance's request in an input_required result of the gateway's, and
