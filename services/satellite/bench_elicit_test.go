@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -210,33 +209,6 @@ func callExpect(ctx context.Context, cs *mcp.ClientSession, tool string, args ma
 		return fmt.Errorf("%s = %+v, want %q", tool, res.Content, want)
 	}
 	return nil
-}
-
-// connectStdioWith is connectStdio at a protocol version and with client options.
-func connectStdioWith(b *testing.B, version string, opts *mcp.ClientOptions, command string, args ...string) *mcp.ClientSession {
-	b.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "bench-direct", Version: "1"}, opts)
-	cmd := exec.Command(command, args...)
-	cs, err := client.Connect(b.Context(), &mcp.CommandTransport{Command: cmd}, &mcp.ClientSessionOptions{ProtocolVersion: version})
-	if err != nil {
-		b.Fatalf("connect to %s over stdio: %v", command, err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cs.Close()
-	})
-	return cs
-}
-
-// buildConformanceServer builds the go-sdk's conformance server at the version in go.mod.
-func buildConformanceServer(b testing.TB) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "everything-server")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build the conformance server: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // rssOf sums the resident memory, in bytes, of the processes running command.
