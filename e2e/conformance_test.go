@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -44,14 +45,17 @@ var conformanceRuns = []struct {
 	args     []string // added to the suite's server command
 	baseline string
 	// directPasses says the reference server passes every scenario when the suite talks to it directly.
-	// The go-sdk's server does not speak the 2026-07-28 protocol yet, so there the direct run only
-	// compares.
+	// The tasks extension's scenarios need tools the go-sdk's server does not have, so there the direct
+	// run only compares.
 	directPasses bool
+	// stateless runs the reference server in the SDK's stateless mode, the one that speaks 2026-07-28.
+	stateless bool
 }{
 	{name: "v" + mcptest.ConformanceVersion, version: mcptest.ConformanceVersion,
 		baseline: "../conformance/baseline.txt", directPasses: true},
+	// --requirements runs what the revision requires plus, unscored, the tasks extension.
 	{name: "v" + mcptest.ConformancePreviewVersion + "/2026-07-28", version: mcptest.ConformancePreviewVersion,
-		args: []string{"--spec-version", "2026-07-28"}, baseline: "../conformance/baseline-2026-07-28.txt"},
+		args: []string{"--requirements", "2026-07-28"}, baseline: "../conformance/baseline-2026-07-28.txt", stateless: true},
 }
 
 // TestConformance runs the official MCP conformance suite's server scenarios twice per entry of
@@ -69,15 +73,19 @@ func TestConformance(t *testing.T) {
 	}
 	t.Parallel()
 	server := buildConformanceServer(t)
-	direct := startConformanceServer(t, server)
-	// Debug logs of the satellite are printed when the test fails, where they show what a scenario waited for.
-	te := startTeamEndpointWith(t, []string{"ORRERY_LOG_LEVEL=debug"}, "conformance", "everything", server, nil, true, "test_simple_text")
-	proxy := bearerProxy(t, te.endpoint, te.token)
+	direct := map[bool]string{false: startConformanceServer(t, server, false), true: startConformanceServer(t, server, true)}
+	// The suite reaches the endpoint through a proxy that passes Host and Origin on, as a proxy in front
+	// of a satellite may: the satellite is told the proxy's address is a host it is reached by. Debug logs
+	// of the satellite are printed when the test fails, where they show what a scenario waited for.
+	proxySrv := httptest.NewUnstartedServer(nil)
+	te := startTeamEndpointWith(t, []string{"ORRERY_LOG_LEVEL=debug", "ORRERY_MCP_ALLOWED_HOSTS=" + proxySrv.Listener.Addr().String()},
+		"conformance", "everything", server, nil, true, "test_simple_text")
+	proxy := bearerProxy(t, proxySrv, te.endpoint, te.token)
 
 	for _, run := range conformanceRuns {
 		t.Run(run.name, func(t *testing.T) {
 			baseline := readBaseline(t, run.baseline)
-			reference := runConformance(t, "direct", run.version, direct, run.args)
+			reference := runConformance(t, "direct", run.version, direct[run.stateless], run.args)
 			through := runConformance(t, "satellite", run.version, proxy, run.args)
 			for _, name := range slices.Sorted(maps.Keys(reference)) {
 				if r := reference[name]; run.directPasses && !r.passed() {
@@ -231,13 +239,14 @@ func buildConformanceServer(t *testing.T) string {
 	return path
 }
 
-// startConformanceServer serves the conformance server over stateful Streamable HTTP on a free loopback
-// port and returns its endpoint. Stateful, because the sampling and elicitation scenarios need a session
-// for the server's requests to the client; that is also what the satellite's endpoint serves.
-func startConformanceServer(t *testing.T, server string) string {
+// startConformanceServer serves the conformance server over Streamable HTTP on a free loopback port and
+// returns its endpoint. Stateful for the session era, because its sampling and elicitation scenarios need
+// a session for the server's requests to the client; stateless for the 2026-07-28 era, which the SDK
+// speaks only there. The satellite's endpoint serves both on one URL.
+func startConformanceServer(t *testing.T, server string, stateless bool) string {
 	t.Helper()
 	addr := freeAddr(t)
-	proc := e2e.StartProcess(t, "conformance everything-server", server, []string{"-http", addr, "-stateless=false"}, nil)
+	proc := e2e.StartProcess(t, "conformance everything-server", server, []string{"-http", addr, fmt.Sprintf("-stateless=%t", stateless)}, nil)
 	e2e.WaitFor(t, 10*time.Second, "the conformance server to listen", func() error {
 		if proc.Exited() {
 			t.Fatalf("conformance server exited:\n%s", proc.Output())
@@ -251,36 +260,28 @@ func startConformanceServer(t *testing.T, server string) string {
 	return "http://" + addr + "/mcp"
 }
 
-// bearerProxy serves a loopback URL that forwards every request to endpoint with an Authorization header
-// added, as a user's MCP client configured with the token would send it. It presents itself as the
-// satellite, the way a reverse proxy in front of a service does: its own Host and Origin become the
-// satellite's; any other Host or Origin (the DNS rebinding scenario's evil.example.com) passes through
-// unchanged, so the endpoint's own checks see it. Nothing else changes.
-func bearerProxy(t *testing.T, endpoint, token string) string {
+// bearerProxy serves, on srv, a loopback URL that forwards every request to endpoint with an Authorization
+// header added, as a user's MCP client configured with the token would send it. Like a reverse proxy that
+// does not rewrite them, it passes Host and Origin on unchanged, so the endpoint's own DNS-rebinding checks
+// see what the suite sends. Nothing else changes.
+func bearerProxy(t *testing.T, srv *httptest.Server, endpoint, token string) string {
 	t.Helper()
 	target, err := url.Parse(endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(nil)
-	srv.Config.Handler = bearerHandler(target, srv.Listener.Addr().String(), token)
+	srv.Config.Handler = bearerHandler(target, token)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL + "/mcp"
 }
 
-// bearerHandler is bearerProxy's handler; self is the proxy's own address.
-func bearerHandler(target *url.URL, self, token string) http.Handler {
+// bearerHandler is bearerProxy's handler.
+func bearerHandler(target *url.URL, token string) http.Handler {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host, r.Out.URL.Path, r.Out.URL.RawPath = target.Scheme, target.Host, target.Path, ""
 			r.Out.Host = r.In.Host
-			if r.In.Host == self {
-				r.Out.Host = target.Host
-			}
-			if r.In.Header.Get("Origin") == "http://"+self {
-				r.Out.Header.Set("Origin", target.Scheme+"://"+target.Host)
-			}
 			r.Out.Header.Set("Authorization", "Bearer "+token)
 		},
 		FlushInterval: -1, // SSE streams event by event
@@ -319,7 +320,7 @@ func TestBearerProxyStreamsDuringRequestBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := httptest.NewServer(bearerHandler(target, "", "token"))
+	proxy := httptest.NewServer(bearerHandler(target, "token"))
 	t.Cleanup(proxy.Close)
 
 	// Without full duplex the exchange stalls rather than fails; the deadline turns that into an error.

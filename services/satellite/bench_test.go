@@ -81,13 +81,20 @@ func startSatellite(b *testing.B) *benchSatellite {
 		OnProgress: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},
-		Desired:      s.view,
-		Events:       s.events,
-		Driver:       sandbox.Direct{},
-		WorkDir:      filepath.Join(b.TempDir(), "instances"),
-		IdleTimeout:  -1,
-		StartTimeout: benchWait,
-		StopGrace:    2 * time.Second,
+		// As run wires them: what servers ask their client reaches the endpoint's clients.
+		ClientMiddleware: func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				return gw.ClientMiddleware(next)(ctx, method, req)
+			}
+		},
+		ClientCapabilities: gateway.ClientCapabilities(),
+		Desired:            s.view,
+		Events:             s.events,
+		Driver:             sandbox.Direct{},
+		WorkDir:            filepath.Join(b.TempDir(), "instances"),
+		IdleTimeout:        -1,
+		StartTimeout:       benchWait,
+		StopGrace:          2 * time.Second,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -249,9 +256,15 @@ func (s *benchSatellite) connect(b *testing.B, version string, opts *mcp.ClientO
 // connectStdio starts command as its own process and opens a Go SDK client session to it over stdio.
 func connectStdio(b *testing.B, command string, args ...string) *mcp.ClientSession {
 	b.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "bench-direct", Version: "1"}, nil)
+	return connectStdioWith(b, "", nil, command, args...)
+}
+
+// connectStdioWith is connectStdio at a protocol version (empty: the SDK's newest) and with client options.
+func connectStdioWith(b *testing.B, version string, opts *mcp.ClientOptions, command string, args ...string) *mcp.ClientSession {
+	b.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "bench-direct", Version: "1"}, opts)
 	cmd := exec.Command(command, args...)
-	cs, err := client.Connect(b.Context(), &mcp.CommandTransport{Command: cmd}, nil)
+	cs, err := client.Connect(b.Context(), &mcp.CommandTransport{Command: cmd}, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		b.Fatalf("connect to %s over stdio: %v", command, err)
 	}
@@ -278,10 +291,21 @@ func echo(ctx context.Context, cs *mcp.ClientSession, tool string) error {
 // buildToolServer builds testdata/toolserver, a Go MCP server with 20 tools, once per benchmark.
 func buildToolServer(b testing.TB) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "toolserver")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/toolserver")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build the tool server: %v\n%s", err, out)
+	return goBuild(b, "toolserver", "./testdata/toolserver")
+}
+
+// buildConformanceServer builds the go-sdk's conformance server at the version in go.mod.
+func buildConformanceServer(b testing.TB) string {
+	b.Helper()
+	return goBuild(b, "everything-server", "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+}
+
+// goBuild builds the Go package pkg into a binary called name and returns its path.
+func goBuild(b testing.TB, name, pkg string) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), name)
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }

@@ -120,6 +120,11 @@ type Config struct {
 	// MCPMaxSessions bounds the MCP client sessions of all users together (ORRERY_MCP_MAX_SESSIONS); one
 	// more is refused with 503. Default 10,000.
 	MCPMaxSessions int
+	// MCPAllowedHosts are the hosts, as host or host:port, MCP clients may address the endpoint by besides
+	// the public URL's (ORRERY_MCP_ALLOWED_HOSTS, comma-separated): those a proxy in front of the satellite
+	// passes on in Host. When set, requests addressed to any other host are refused (see
+	// gateway.Config.AllowedHosts).
+	MCPAllowedHosts []string
 	// TokenCacheTTL is how long a checked access token is trusted before the control plane is asked again
 	// (ORRERY_TOKEN_CACHE_TTL). Revocations arrive at once as commands; this bounds what a satellite cut
 	// off from the control plane can miss. At most and by default 60 s.
@@ -326,7 +331,7 @@ func checkHTTPURL(raw string) error {
 
 // rawFlags are the flag values that loadConfig parses further after the flag set has read them.
 type rawFlags struct {
-	readOnly, egressAllow, egressDeny, ceilings, homeQuota string
+	readOnly, egressAllow, egressDeny, ceilings, homeQuota, allowedHosts string
 }
 
 // secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
@@ -383,6 +388,7 @@ func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
 	fs.DurationVar(&cfg.MCPCallStartWait, "mcp-call-start-wait", cfg.MCPCallStartWait, "how long a call waits for a starting MCP server before it is told to try again (ORRERY_MCP_CALL_START_WAIT; default 30s)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", cfg.TokenCacheTTL, "trust a checked access token this long before asking the control plane again, at most 1m (ORRERY_TOKEN_CACHE_TTL; default 1m)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", cfg.Sandbox, "isolation of stdio MCP servers: auto, bwrap or direct (ORRERY_SANDBOX; default auto: bwrap where it works)")
+	fs.StringVar(&raw.allowedHosts, "mcp-allowed-hosts", raw.allowedHosts, "comma-separated hosts, as host or host:port, MCP clients may address the endpoint by besides the public URL's, such as those a proxy in front of the satellite passes on in Host; their origins are allowed too, and requests addressed to any other host are refused (ORRERY_MCP_ALLOWED_HOSTS; default: Host is not checked)")
 	fs.StringVar(&raw.readOnly, "sandbox-read-only", raw.readOnly, "colon-separated host directories sandboxed servers see read-only, such as where server packages are installed (ORRERY_SANDBOX_READ_ONLY)")
 	fs.StringVar(&raw.egressAllow, "sandbox-egress-allow", raw.egressAllow, "comma-separated networks MCP servers may reach although private, link-local or otherwise forbidden by default (ORRERY_SANDBOX_EGRESS_ALLOW)")
 	fs.StringVar(&raw.egressDeny, "sandbox-egress-deny", raw.egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
@@ -419,11 +425,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	}
 	raw := rawFlags{
-		readOnly:    getenv("ORRERY_SANDBOX_READ_ONLY"),
-		egressAllow: getenv("ORRERY_SANDBOX_EGRESS_ALLOW"),
-		egressDeny:  getenv("ORRERY_SANDBOX_EGRESS_DENY"),
-		ceilings:    getenv("ORRERY_SANDBOX_CEILINGS"),
-		homeQuota:   getenv("ORRERY_SANDBOX_HOME_QUOTA"),
+		readOnly:     getenv("ORRERY_SANDBOX_READ_ONLY"),
+		egressAllow:  getenv("ORRERY_SANDBOX_EGRESS_ALLOW"),
+		egressDeny:   getenv("ORRERY_SANDBOX_EGRESS_DENY"),
+		ceilings:     getenv("ORRERY_SANDBOX_CEILINGS"),
+		homeQuota:    getenv("ORRERY_SANDBOX_HOME_QUOTA"),
+		allowedHosts: getenv("ORRERY_MCP_ALLOWED_HOSTS"),
 	}
 	for name, dst := range map[string]*time.Duration{
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
@@ -468,6 +475,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	defineFlags(fs, &cfg, &raw)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	for h := range strings.SplitSeq(raw.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.MCPAllowedHosts = append(cfg.MCPAllowedHosts, h)
+		}
 	}
 	for p := range strings.SplitSeq(raw.readOnly, ":") {
 		if p != "" {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,15 @@ func TestLoadConfig(t *testing.T) {
 				}
 				if c.SandboxHomeQuota != 2<<30 {
 					t.Errorf("home quota %d, want 2 GiB", c.SandboxHomeQuota)
+				}
+			},
+		},
+		{
+			name: "allowed hosts",
+			env:  map[string]string{"ORRERY_MCP_ALLOWED_HOSTS": "localhost:8080, [::1] ,mcp.example.com", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if want := []string{"localhost:8080", "[::1]", "mcp.example.com"}; !slices.Equal(c.MCPAllowedHosts, want) {
+					t.Errorf("allowed hosts %q, want %q", c.MCPAllowedHosts, want)
 				}
 			},
 		},

@@ -41,5 +41,15 @@ func (b runtimeBackend) Session(ctx context.Context, instanceID string) (*mcp.Cl
 	return cs, err
 }
 
+// ModernSession returns the instance's client session in the 2026-07-28 era, or nil when the server does
+// not speak it.
+func (b runtimeBackend) ModernSession(ctx context.Context, instanceID string) (*mcp.ClientSession, error) {
+	cs, err := b.rt.ModernSession(ctx, instanceID)
+	if errors.Is(err, mcpruntime.ErrStarting) {
+		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
+	}
+	return cs, err
+}
+
 // Subscribe signals every change of any instance's status or catalogue.
 func (b runtimeBackend) Subscribe() (<-chan struct{}, func()) { return b.rt.Subscribe("", "") }

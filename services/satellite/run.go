@@ -163,6 +163,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxSessionsPerUser:  cfg.MCPMaxSessionsPerUser,
 		MaxSessionsPerTeam:  cfg.MCPMaxSessionsPerTeam,
 		MaxSessions:         cfg.MCPMaxSessions,
+		AllowedHosts:        cfg.MCPAllowedHosts,
 		Metrics:             registry,
 		// main installed the provider telemetry configured, a no-op without a collector.
 		TracerProvider: otel.GetTracerProvider(),

@@ -406,13 +406,17 @@ func forwardMeta(m mcp.Meta) mcp.Meta {
 func (g *Gateway) readResource(us *userServer, rt route) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
-			func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-				sess, done, err := g.open(ctx, us, rt, req.Session)
+			func(ctx context.Context, down lane) (*mcp.ReadResourceResult, error) {
+				sess, done, err := down.open(ctx)
 				if err != nil {
 					return nil, err
 				}
 				defer done()
-				res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta), URI: req.Params.URI})
+				params := &mcp.ReadResourceParams{Meta: down.meta(req.Params.Meta), URI: req.Params.URI}
+				if down.modern {
+					params.RequestState, params.InputResponses = req.Params.RequestState, req.Params.InputResponses
+				}
+				res, err := sess.ReadResource(ctx, params)
 				if err != nil {
 					return nil, g.downstreamError(ctx, rt, err)
 				}
@@ -427,13 +431,17 @@ func (g *Gateway) readResource(us *userServer, rt route) mcp.ResourceHandler {
 func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
-			func(ctx context.Context) (*mcp.GetPromptResult, error) {
-				sess, done, err := g.open(ctx, us, rt, req.Session)
+			func(ctx context.Context, down lane) (*mcp.GetPromptResult, error) {
+				sess, done, err := down.open(ctx)
 				if err != nil {
 					return nil, err
 				}
 				defer done()
-				res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta), Name: rt.name, Arguments: req.Params.Arguments})
+				params := &mcp.GetPromptParams{Meta: down.meta(req.Params.Meta), Name: rt.name, Arguments: req.Params.Arguments}
+				if down.modern {
+					params.RequestState, params.InputResponses = req.Params.RequestState, req.Params.InputResponses
+				}
+				res, err := sess.GetPrompt(ctx, params)
 				if err != nil {
 					return nil, g.downstreamError(ctx, rt, err)
 				}
@@ -452,7 +460,9 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		start := time.Now()
 		ctx, span := g.startCallSpan(ctx, req, rt)
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
-			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
+			func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
+				return g.forwardCall(ctx, down, req, rt)
+			},
 			func(in *inputRequired) *mcp.CallToolResult {
 				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
 			})
@@ -468,16 +478,57 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	}
 }
 
-// forward runs call, a request to rt's instance for caller. For a client of the 2026-07-28 era it runs
-// as rounds (see roundTrip), and a round that needs the client's input ends in the result inputResult
-// makes.
+// lane is the connection a request goes to the instance on.
+type lane struct {
+	// open returns the session, ready for the request, and a function to call when the request is done.
+	open func(context.Context) (*mcp.ClientSession, func(), error)
+	// modern says the session is in the 2026-07-28 era: the caller's capabilities, input responses and
+	// request state go along, and input_required results come back as they are.
+	modern bool
+	caller *mcp.ServerSession
+}
+
+// meta is the downstream request's _meta, from the caller's.
+func (d lane) meta(m mcp.Meta) mcp.Meta {
+	out := forwardMeta(m)
+	if !d.modern {
+		return out
+	}
+	// The instance must see what the caller can answer, not what the runtime's client could.
+	if caps := callerCapabilities(d.caller); caps != nil {
+		if out == nil {
+			out = make(mcp.Meta)
+		}
+		out[metaClientCapabilities] = caps
+	}
+	return out
+}
+
+// forward runs call, a request to rt's instance for caller. A client of the 2026-07-28 era is served on
+// the instance's modern lane when the server speaks that era, where input requests travel in results;
+// otherwise on the instance's session, as rounds (see roundTrip), and a round that needs the client's
+// input ends in the result inputResult makes.
 func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt route, caller *mcp.ServerSession,
-	state string, responses mcp.InputResponseMap, call func(context.Context) (R, error), inputResult func(*inputRequired) R) (R, error) {
+	state string, responses mcp.InputResponseMap, call func(context.Context, lane) (R, error), inputResult func(*inputRequired) R) (R, error) {
+	session := lane{caller: caller, open: func(ctx context.Context) (*mcp.ClientSession, func(), error) {
+		return g.open(ctx, us, rt, caller)
+	}}
 	if !usesInputRequired(caller) {
-		return call(ctx)
+		return call(ctx, session)
 	}
 	var zero R
-	res, in, err := g.roundTrip(ctx, us, rt, state, responses, func(ctx context.Context) (mcp.Result, error) { return call(ctx) })
+	if lanes, ok := g.cfg.Backend.(ModernBackend); ok && !g.inputs.owns(state) {
+		cs, err := lanes.ModernSession(ctx, rt.inst.ID)
+		if err != nil {
+			return zero, g.downstreamError(ctx, rt, err)
+		}
+		if cs != nil {
+			return call(ctx, lane{caller: caller, modern: true, open: func(context.Context) (*mcp.ClientSession, func(), error) {
+				return cs, func() {}, nil
+			}})
+		}
+	}
+	res, in, err := g.roundTrip(ctx, us, rt, state, responses, func(ctx context.Context) (mcp.Result, error) { return call(ctx, session) })
 	switch {
 	case err != nil:
 		return zero, err
@@ -487,15 +538,18 @@ func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt r
 	return res.(R), nil
 }
 
-func (g *Gateway) forwardCall(ctx context.Context, us *userServer, req *mcp.CallToolRequest, rt route) (*mcp.CallToolResult, error) {
-	sess, done, err := g.open(ctx, us, rt, req.Session)
+func (g *Gateway) forwardCall(ctx context.Context, down lane, req *mcp.CallToolRequest, rt route) (*mcp.CallToolResult, error) {
+	sess, done, err := down.open(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	params := &mcp.CallToolParams{Meta: withTraceContext(ctx, forwardMeta(req.Params.Meta)), Name: rt.name}
+	params := &mcp.CallToolParams{Meta: withTraceContext(ctx, down.meta(req.Params.Meta)), Name: rt.name}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
+	}
+	if down.modern {
+		params.RequestState, params.InputResponses = req.Params.RequestState, req.Params.InputResponses
 	}
 	if token := req.Params.GetProgressToken(); token != nil {
 		downstream, release := g.progress.add(ctx, req.Session, token, sess)

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -80,6 +82,10 @@ const (
 func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slug := r.PathValue("team_slug")
+		if !g.hostAllowed(r.Host) {
+			http.Error(w, "host not allowed", http.StatusForbidden)
+			return
+		}
 		if !g.originAllowed(r.Header.Get("Origin")) {
 			http.Error(w, "origin not allowed", http.StatusForbidden)
 			return
@@ -218,7 +224,7 @@ func allowCORS(h http.Header, origin string) {
 }
 
 // originAllowed admits requests without an Origin (non-browser clients) and browser requests from the
-// satellite's own origin or a configured one.
+// satellite's own origin, a configured one, or an http or https origin of an allowed host.
 func (g *Gateway) originAllowed(origin string) bool {
 	if origin == "" {
 		return true
@@ -229,6 +235,37 @@ func (g *Gateway) originAllowed(origin string) bool {
 	}
 	for _, o := range g.cfg.AllowedOrigins {
 		if strings.EqualFold(origin, strings.TrimRight(o, "/")) {
+			return true
+		}
+	}
+	if len(g.cfg.AllowedHosts) == 0 {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Path != "" {
+		return false
+	}
+	return g.allowedHost(u.Host)
+}
+
+// hostAllowed admits a request addressed to host (its Host header) when AllowedHosts is empty, or host
+// is the public URL's host or an allowed one.
+func (g *Gateway) hostAllowed(host string) bool {
+	return len(g.cfg.AllowedHosts) == 0 || strings.EqualFold(host, g.publicHost) || g.allowedHost(host)
+}
+
+// allowedHost says whether host[:port] matches an entry of AllowedHosts; an entry without a port matches
+// any port of its host.
+func (g *Gateway) allowedHost(host string) bool {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+		if strings.Contains(h, ":") { // IPv6, written in brackets as in Host
+			name = "[" + h + "]"
+		}
+	}
+	for _, a := range g.cfg.AllowedHosts {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
 			return true
 		}
 	}

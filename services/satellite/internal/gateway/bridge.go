@@ -4,11 +4,13 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"iter"
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -47,10 +49,10 @@ func ClientCapabilities() *mcp.ClientCapabilities {
 // progress, to the gateway's clients:
 //
 //   - sampling/createMessage, elicitation/create and roots/list go to the client session whose request
-//     the instance is serving, and the answer goes back. An instance gets a JSON-RPC error instead when
-//     it serves no request, or requests of more than one client session (the request cannot be
-//     attributed, and a session only ever sees requests its own calls caused), or when that client did
-//     not declare the capability.
+//     the instance is serving, and the answer goes back; an instance that asks serves one client session
+//     at a time (see begin and attribute), so that session is always known. An instance gets a JSON-RPC error instead when
+//     it serves no request, or MissingRequiredClientCapability (-32021) when that client did not
+//     declare the capability.
 //   - notifications/message goes to the client session whose request the instance is serving, at that
 //     session's log level; outside requests, to each of the user's sessions that set a level.
 //   - notifications/resources/updated goes to the user's sessions subscribed to the resource.
@@ -86,8 +88,10 @@ type pendingCall struct {
 	ctx    context.Context
 	caller *mcp.ServerSession
 	// ask, when set, carries the instance's requests to the client instead: the client is of the
-	// 2026-07-28 era, which gets them as input_required results.
-	ask askFunc
+	// 2026-07-28 era, which gets them as input_required results. refuse then ends the client's request
+	// with an error of the gateway's.
+	ask    askFunc
+	refuse refuseFunc
 }
 
 // owner is the instance behind a downstream session, and the user whose aggregated server it feeds.
@@ -103,6 +107,7 @@ type bridge struct {
 
 	mu         sync.Mutex
 	calls      map[*mcp.ClientSession][]*pendingCall
+	turns      map[*mcp.ClientSession]*turn
 	owners     map[*mcp.ClientSession]owner
 	byInstance map[string]*mcp.ClientSession   // the newest session of each instance
 	byUser     map[*userServer]map[string]bool // the instances in byInstance, by the user they feed
@@ -112,6 +117,7 @@ func newBridge(logger *slog.Logger) *bridge {
 	return &bridge{
 		logger:     logger,
 		calls:      make(map[*mcp.ClientSession][]*pendingCall),
+		turns:      make(map[*mcp.ClientSession]*turn),
 		owners:     make(map[*mcp.ClientSession]owner),
 		byInstance: make(map[string]*mcp.ClientSession),
 		byUser:     make(map[*userServer]map[string]bool),
@@ -127,6 +133,7 @@ func (b *bridge) own(cs *mcp.ClientSession, us *userServer, instanceID string) (
 	old := b.byInstance[instanceID]
 	if old != cs {
 		delete(b.owners, old)
+		delete(b.turns, old)
 		fresh = true
 	}
 	b.byInstance[instanceID] = cs
@@ -161,6 +168,7 @@ func (b *bridge) forget(us *userServer, keep map[string]bool) {
 		delete(b.byUser[us], id)
 		if cs := b.byInstance[id]; cs != nil && b.owners[cs].us == us {
 			delete(b.owners, cs)
+			delete(b.turns, cs)
 			delete(b.byInstance, id)
 		}
 	}
@@ -181,11 +189,71 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 	return o.us.allSessions()
 }
 
+// A server of the session era sends its requests to the client (sampling, elicitation, roots) on the
+// connection alone: nothing on the wire says which of the calls in progress caused one. Once a downstream
+// session has sent such a request, it serves the calls of one client session at a time, so that every
+// later request can be attributed: calls of the same session run concurrently, a call of another session
+// waits until they have ended, and once one waits, the holder's new calls queue behind it, so no session
+// starves. A request that arrives while calls of several sessions are in progress (the first of a
+// session, before it took turns) is held until the others' calls have ended, for attributeWait at most.
+// Servers that never ask keep serving every session at once. Clients of the 2026-07-28 era reach servers
+// that speak it on a lane of their own (ModernBackend), where results carry the input requests and
+// nothing needs to wait.
+
+// attributeWait bounds how long a server's request waits to be attributed. It only runs out when calls of
+// several sessions each wait for an answer to such a request, which none can get.
+const attributeWait = 30 * time.Second
+
+// turn is what a downstream session serves now.
+type turn struct {
+	sessions map[*mcp.ServerSession]int // calls in progress, by client session
+	asks     bool                       // the server has sent requests of its own: sessions take turns
+	waiting  int                        // calls waiting for their turn
+	held     int                        // server requests waiting to be attributed
+	changed  chan struct{}              // closed and replaced whenever a call ends
+}
+
+func (b *bridge) turnOf(cs *mcp.ClientSession) *turn {
+	t := b.turns[cs]
+	if t == nil {
+		t = &turn{sessions: make(map[*mcp.ServerSession]int), changed: make(chan struct{})}
+		b.turns[cs] = t
+	}
+	return t
+}
+
+// mayStart says whether a call of caller may start on a downstream session in t's state.
+func (t *turn) mayStart(caller *mcp.ServerSession) bool {
+	switch {
+	case !t.asks || len(t.sessions) == 0:
+		return true
+	default:
+		return len(t.sessions) == 1 && t.sessions[caller] > 0 && t.waiting == 0
+	}
+}
+
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
-// is called.
-func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) func() {
-	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx)}
+// is called. When cs takes turns, it waits for caller's, and fails when ctx ends first.
+func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) (func(), error) {
+	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx)}
 	b.mu.Lock()
+	t := b.turnOf(cs)
+	for !t.mayStart(caller) {
+		t.waiting++
+		changed := t.changed
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			b.mu.Lock()
+			t.waiting--
+			b.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		b.mu.Lock()
+		t.waiting--
+	}
+	t.sessions[caller]++
 	b.calls[cs] = append(b.calls[cs], call)
 	b.mu.Unlock()
 	return func() {
@@ -197,7 +265,90 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 		} else {
 			b.calls[cs] = calls
 		}
+		if t.sessions[caller]--; t.sessions[caller] == 0 {
+			delete(t.sessions, caller)
+		}
+		close(t.changed)
+		t.changed = make(chan struct{})
+		// A session that asks is remembered until the bridge forgets the session.
+		if len(t.sessions) == 0 && t.waiting == 0 && !t.asks && b.turns[cs] == t {
+			delete(b.turns, cs)
+		}
+	}, nil
+}
+
+// attribute returns the call a request of cs's server belongs to: the newest call cs serves, once all
+// it serves come from one client session. From then on cs takes turns. A request it cannot attribute in
+// time, or that the server gives up on, gets errAmbiguousCaller.
+func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pendingCall, error) {
+	timer := time.NewTimer(attributeWait)
+	defer timer.Stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.turnOf(cs)
+	t.asks = true
+	for {
+		call, err := b.callerLocked(cs)
+		if err != errAmbiguousCaller { // the SDK's errors match any error of the same code
+			return call, err
+		}
+		t.held++
+		changed := t.changed
+		b.mu.Unlock()
+		var expired bool
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			expired = true
+		case <-timer.C:
+			expired = !isClosed(changed)
+		}
+		b.mu.Lock()
+		t.held--
+		if expired {
+			return nil, err
+		}
 	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// waiting reports whether any call waits for its turn.
+func (b *bridge) waiting() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.turns {
+		if t.waiting > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// serving reports whether any downstream session serves a call.
+func (b *bridge) serving() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.calls) > 0
+}
+
+// holding reports whether any server request waits to be attributed.
+func (b *bridge) holding() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.turns {
+		if t.held > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 var (
@@ -212,6 +363,10 @@ var (
 func (b *bridge) caller(cs *mcp.ClientSession) (*pendingCall, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.callerLocked(cs)
+}
+
+func (b *bridge) callerLocked(cs *mcp.ClientSession) (*pendingCall, error) {
 	calls := b.calls[cs]
 	if cs == nil || len(calls) == 0 {
 		return nil, errNoCaller
@@ -224,16 +379,21 @@ func (b *bridge) caller(cs *mcp.ClientSession) (*pendingCall, error) {
 	return calls[len(calls)-1], nil
 }
 
-// unsupported is what an instance gets for a request the client did not declare a capability for: what
-// a client without a handler for the method answers.
-func unsupported(what string) error {
-	return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "the client does not support " + what}
+// missingCapability is what an instance gets for a request its client did not declare the capability
+// for: the error the 2026-07-28 era specifies (SEP-2575), which names the capability needed.
+func missingCapability(what string, required *mcp.ClientCapabilities) error {
+	data, err := json.Marshal(mcp.MissingRequiredClientCapabilityData{RequiredCapabilities: required})
+	if err != nil {
+		data = nil
+	}
+	return &jsonrpc.Error{Code: mcp.CodeMissingRequiredClientCapabilities,
+		Message: "the client did not declare the capability for " + what, Data: data}
 }
 
 // serverRequest forwards a request of the instance behind cs to the client session it belongs to and
 // returns that client's answer.
 func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, params mcp.Params) (mcp.Result, error) {
-	call, err := b.caller(cs)
+	call, err := b.attribute(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +412,11 @@ func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, param
 		caps = &mcp.ClientCapabilities{}
 	}
 	if err := supported(caps, params); err != nil {
+		// A client of the 2026-07-28 era learns it from the answer to its own request, where the error is
+		// specified; the instance gets it too, to end its work.
+		if call.refuse != nil {
+			call.refuse(err)
+		}
 		return nil, err
 	}
 	var res mcp.Result
@@ -282,22 +447,57 @@ func supported(caps *mcp.ClientCapabilities, params mcp.Params) error {
 	case *mcp.CreateMessageWithToolsParams:
 		switch {
 		case caps.Sampling == nil:
-			return unsupported("sampling")
+			return missingCapability("sampling", &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}})
 		case len(p.Tools) > 0 && caps.Sampling.Tools == nil:
-			return unsupported("sampling with tools")
+			return missingCapability("sampling with tools",
+				&mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{Tools: &mcp.SamplingToolsCapabilities{}}})
 		}
 	case *mcp.ElicitParams:
-		if caps.Elicitation == nil {
-			return unsupported("elicitation")
+		e := caps.Elicitation
+		switch {
+		case e == nil:
+			return missingCapability("elicitation", &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}})
+		case p.Mode == "url" && e.URL == nil:
+			return missingCapability("URL elicitation",
+				&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}})
+		case p.Mode != "url" && e.Form == nil && e.URL != nil: // neither declared means form, as before modes
+			return missingCapability("form elicitation",
+				&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}}})
 		}
 	case *mcp.ListRootsParams:
 		if caps.RootsV2 == nil {
-			return unsupported("roots")
+			return missingCapability("roots", &mcp.ClientCapabilities{RootsV2: &mcp.RootCapabilities{}})
 		}
 	default:
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unexpected parameters"}
 	}
 	return nil
+}
+
+// metaClientCapabilities is the _meta key of the 2026-07-28 era that carries a request's client
+// capabilities.
+const metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+
+// callerCapabilities returns the caller's capabilities as the 2026-07-28 era writes them in _meta, where
+// roots, unlike in the session era's initialize, is absent rather than empty when not declared.
+func callerCapabilities(caller *mcp.ServerSession) map[string]any {
+	caps := &mcp.ClientCapabilities{}
+	if ip := caller.InitializeParams(); ip != nil && ip.Capabilities != nil {
+		caps = ip.Capabilities
+	}
+	data, err := json.Marshal(caps)
+	if err != nil {
+		return nil
+	}
+	var out map[string]any
+	if json.Unmarshal(data, &out) != nil {
+		return nil
+	}
+	delete(out, "roots")
+	if caps.RootsV2 != nil {
+		out["roots"] = caps.RootsV2
+	}
+	return out
 }
 
 // clientError turns an error of a forwarded request into one for the instance: the client's own protocol
@@ -322,7 +522,7 @@ func (b *bridge) relayLog(cs *mcp.ClientSession, p *mcp.LoggingMessageParams) {
 	switch {
 	case err == nil:
 		_ = call.caller.Log(call.ctx, p)
-	case errors.Is(err, errNoCaller):
+	case err == errNoCaller:
 		for ss := range b.sessionsOf(cs) {
 			_ = ss.Log(context.Background(), p)
 		}
@@ -335,7 +535,7 @@ func (b *bridge) relayElicitComplete(cs *mcp.ClientSession, p *mcp.ElicitationCo
 	switch {
 	case err == nil:
 		_ = call.caller.NotifyElicitationComplete(call.ctx, p)
-	case errors.Is(err, errNoCaller):
+	case err == errNoCaller:
 		for ss := range b.sessionsOf(cs) {
 			_ = ss.NotifyElicitationComplete(context.Background(), p)
 		}
@@ -372,5 +572,9 @@ func (g *Gateway) open(ctx context.Context, us *userServer, rt route, caller *mc
 		us.resubscribe(ctx, rt.inst.ID, cs)
 	}
 	us.applyLogLevel(ctx, rt.inst.ID, cs)
-	return cs, g.bridge.begin(ctx, cs, caller), nil
+	done, err := g.bridge.begin(ctx, cs, caller)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, done, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -74,6 +75,8 @@ type askingClient struct {
 	cs    *mcp.ClientSession
 	asked atomic.Int64
 	logs  chan string
+	// beforeElicit, when set, runs before the client answers an elicitation.
+	beforeElicit func()
 }
 
 func (b *bundle) askingClient(t *testing.T, o clientOptions, name string, bare bool) *askingClient {
@@ -94,6 +97,9 @@ func (b *bundle) askingClient(t *testing.T, o clientOptions, name string, bare b
 		}
 		copts.ElicitationHandler = func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			c.asked.Add(1)
+			if c.beforeElicit != nil {
+				c.beforeElicit()
+			}
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": name}}, nil
 		}
 	}
@@ -165,13 +171,110 @@ func TestServerRequests(t *testing.T) {
 			if got := ben.call(t, "asker__sample"); got != "ben: re hello" {
 				t.Errorf("ben's sample = %q", got)
 			}
-			// A client without the capability: the server gets an error at once.
+			// A client without the capability: the server gets the specified error (-32021) at once.
 			for _, tool := range []string{"asker__sample", "asker__elicit", "asker__roots"} {
-				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") {
+				if got := bare.call(t, tool); !strings.HasPrefix(got, "error: ") || !strings.Contains(got, "did not declare the capability") {
 					t.Errorf("%s for a client without the capability = %q", tool, got)
 				}
 			}
 		})
+	}
+}
+
+// TestServerRequestsOfConcurrentSessions: two sessions of one user call a tool that elicits at the same
+// time, on one instance. Each elicitation reaches the session whose call caused it, and each call gets its
+// own session's answer: the second call waits for its turn rather than making the first one's request
+// ambiguous.
+func TestServerRequestsOfConcurrentSessions(t *testing.T) {
+	t.Parallel()
+	for _, era := range sessionEras {
+		t.Run(era.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOptions{})
+			b.addGlobex(t, "asker", newAsker())
+			ann := b.askingClient(t, era.opts, "ann", false)
+			ben := b.askingClient(t, era.opts, "ben", false)
+			// While Ann's call waits for her answer, Ben calls; Ann answers once his call waits for its turn.
+			results := make(chan string, 1)
+			ann.beforeElicit = func() {
+				go func() {
+					res, err := ben.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+					if err != nil {
+						results <- err.Error()
+						return
+					}
+					results <- callText(t, res)
+				}()
+				deadline := time.Now().Add(5 * time.Second)
+				for !b.gw.bridge.waiting() {
+					if time.Now().After(deadline) {
+						t.Error("Ben's call never waited for its turn")
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if got, want := ann.call(t, "asker__elicit"), `accept {"name":"ann"}`; got != want {
+				t.Errorf("ann's call = %q, want %q", got, want)
+			}
+			if got, want := <-results, `accept {"name":"ben"}`; got != want {
+				t.Errorf("ben's call = %q, want %q", got, want)
+			}
+			if a, n := ann.asked.Load(), ben.asked.Load(); a != 1 || n != 1 {
+				t.Errorf("asked ann %d and ben %d times, want once each", a, n)
+			}
+		})
+	}
+}
+
+// TestServerRequestHeldUntilAttributable: the first request of an instance arrives while calls of two
+// sessions are in progress, so it could be either's. It is held until the other session's call has ended,
+// then goes to the one left; the instance takes turns from then on. A server that never asks is not held
+// up: before its first request, calls of several sessions run at once.
+func TestServerRequestHeldUntilAttributable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	server := newAsker()
+	release := make(chan struct{})
+	server.AddTool(&mcp.Tool{Name: "pause", InputSchema: map[string]any{"type": "object"}}, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "resumed"}}}, nil
+	})
+	b.addGlobex(t, "asker", server)
+	opts := clientOptions{version: sessionVersion}
+	ann := b.askingClient(t, opts, "ann", false)
+	ben := b.askingClient(t, opts, "ben", false)
+
+	paused := make(chan string, 1)
+	go func() { paused <- ben.call(t, "asker__pause") }()
+	waitFor(t, "Ben's call to reach the instance", func() bool { return b.gw.bridge.serving() })
+	elicited := make(chan string, 1)
+	go func() { elicited <- ann.call(t, "asker__elicit") }()
+	waitFor(t, "Ann's elicitation to be held", b.gw.bridge.holding)
+	close(release)
+	if got := <-paused; got != "resumed" {
+		t.Errorf("ben's pause = %q", got)
+	}
+	if got, want := <-elicited, `accept {"name":"ann"}`; got != want {
+		t.Errorf("ann's call = %q, want %q", got, want)
+	}
+	if n := ben.asked.Load(); n != 0 {
+		t.Errorf("ben was asked %d times", n)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -236,9 +339,15 @@ func TestInputRequired(t *testing.T) {
 	// The SDK's client answers input_required results with its handlers and retries by itself.
 	ann := b.askingClient(t, stateless, "ann", false)
 	ann.expectAnswers(t, "ann")
+	// A client without the capability: its own request fails with the specified error (SEP-2575), which
+	// the stateless transport answers with 400.
 	bare := b.askingClient(t, stateless, "bare", true)
-	if got := bare.call(t, "asker__elicit"); !strings.HasPrefix(got, "error: ") {
-		t.Errorf("elicit for a client without the capability = %q", got)
+	for _, tool := range []string{"asker__sample", "asker__elicit", "asker__roots"} {
+		_, err := bare.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		var jerr *jsonrpc.Error
+		if !errors.As(err, &jerr) || jerr.Code != mcp.CodeMissingRequiredClientCapabilities {
+			t.Errorf("%s for a client without the capability: %v, want error %d", tool, err, mcp.CodeMissingRequiredClientCapabilities)
+		}
 	}
 
 	// By hand: the result carries the instance's request, and only a retry of the same user with the

@@ -57,10 +57,15 @@
 // An instance's own requests to its client (sampling/createMessage, elicitation/create, roots/list) and
 // its log messages go to the client session whose request the instance is serving (see
 // Gateway.ClientMiddleware, which the runtime installs on its sessions). Instances are per user, so
-// this never crosses users; when requests of several sessions of the user are in progress at once, an
-// instance's request cannot be attributed and is answered with an error rather than guessed. A client of
-// the stateless 2026-07-28 era cannot be sent requests: it gets the instance's request in an
-// input_required result, and its retry with the answer continues the waiting downstream call.
+// this never crosses users; nothing on a session-era connection says which call a request belongs to,
+// so once an instance has asked, its session serves the calls of one of the user's client sessions at a
+// time and the others' calls wait their turn (a first request that comes while several sessions' calls
+// run is held until it can be attributed). Instances that never ask serve every session at once. A client of the stateless 2026-07-28 era cannot be sent requests: when
+// the server speaks that era too, the client's calls go to the instance's second, 2026-07-28 connection
+// (ModernBackend) with the client's capabilities, and input_required results pass through as the server
+// wrote them; otherwise it gets the instance's request in an input_required result of the gateway's, and
+// its retry with the answer continues the waiting downstream call. A request the client did not declare
+// the capability for is refused with MissingRequiredClientCapability (-32021).
 //
 // # Lifetime
 //
@@ -168,6 +173,16 @@ type Backend interface {
 	Subscribe() (<-chan struct{}, func())
 }
 
+// ModernBackend is a Backend that also reaches instances in the stateless 2026-07-28 era. The gateway
+// serves clients of that era there when the server speaks it, so that their input requests come back in
+// results rather than as requests it would have to attribute to one of the user's clients.
+type ModernBackend interface {
+	Backend
+	// ModernSession returns a client session to the instance in the 2026-07-28 era, with multi-round-trip
+	// handling left to the caller, or nil and no error when the server does not speak that era.
+	ModernSession(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
 // Instance is one MCP server instance of a user, as the runtime last saw it.
 type Instance struct {
 	ID             string
@@ -220,6 +235,14 @@ type Config struct {
 	// AllowedOrigins lists browser origins, such as https://console.example.com, that may call the
 	// endpoint besides the public URL's own origin. Requests without an Origin header are allowed.
 	AllowedOrigins []string
+	// AllowedHosts lists hosts, as host or host:port (an entry without a port matches every port), that
+	// clients may address the endpoint by besides the public URL's host: what a proxy or load balancer
+	// in front of the satellite passes on in Host when it does not rewrite it, such as localhost:8080.
+	// When set, a request whose Host is neither the public URL's nor listed is refused with 403, and an
+	// http or https Origin of a listed host is allowed like the public origin. Empty, the default, checks
+	// no Host: bearer tokens bound to the endpoint URL and the Origin check already keep a DNS-rebinding
+	// page out, and a proxy that rewrites Host needs nothing.
+	AllowedHosts []string
 	// MaxBodyBytes caps request bodies; larger ones get 413. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// CacheTTL bounds how long an introspection result is reused. Default DefaultCacheTTL; it is
@@ -320,6 +343,7 @@ type Gateway struct {
 	logger       *slog.Logger
 	cfg          Config
 	publicOrigin string
+	publicHost   string
 	tokens       *tokenCache
 	slots        *sessionSlots
 	mux          *http.ServeMux
@@ -350,6 +374,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		logger:       logger,
 		cfg:          cfg,
 		publicOrigin: u.Scheme + "://" + u.Host,
+		publicHost:   u.Host,
 		tokens:       newTokenCache(cfg.Introspector, cfg.CacheSize, cfg.CacheTTL, cfg.Now),
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),

@@ -297,6 +297,8 @@ type setupOptions struct {
 	metrics *prometheus.Registry
 	// tracer, when set, receives the gateway's spans.
 	tracer trace.TracerProvider
+	// allowedHosts is Config.AllowedHosts.
+	allowedHosts []string
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -328,6 +330,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		Introspector:        b.intro,
 		Events:              b.events,
 		AllowedOrigins:      []string{"https://console.example.com"},
+		AllowedHosts:        opts.allowedHosts,
 		MaxBodyBytes:        opts.maxBody,
 		MaxSessionsPerUser:  opts.maxSessionsPerUser,
 		MaxSessions:         opts.maxSessions,
@@ -663,6 +666,9 @@ func (b *bundle) do(t *testing.T, method, path, token, body string, header map[s
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	if host := header["Host"]; host != "" {
+		req.Host = host
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -806,6 +812,47 @@ func TestOrigin(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("Origin %q: status %d, want %d", tc.origin, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestAllowedHosts: behind a proxy that passes Host on, the hosts it is reached by are listed; requests
+// addressed to any other host are refused, which is what stops a DNS-rebinding page whose name resolves
+// to the satellite or its proxy, and a listed host's own origin is as good as the public one.
+func TestAllowedHosts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{allowedHosts: []string{"localhost:8080", "[::1]", "127.0.0.1"}})
+	public := strings.TrimPrefix(b.url, "http://")
+	for _, tc := range []struct {
+		host, origin string
+		want         int
+	}{
+		{public, "", http.StatusOK},
+		{public, b.url, http.StatusOK},
+		{"localhost:8080", "http://localhost:8080", http.StatusOK},
+		{"localhost:8080", "https://localhost:8080", http.StatusOK},
+		{"[::1]:1234", "http://[::1]:1234", http.StatusOK},
+		{"127.0.0.1:5555", "", http.StatusOK},
+		{public, "http://localhost:8080", http.StatusOK},
+		{"evil.example.com", "http://evil.example.com", http.StatusForbidden},
+		{"evil.example.com", "", http.StatusForbidden},
+		{"localhost:9999", "http://localhost:9999", http.StatusForbidden},
+		{"localhost:8080", "http://evil.example.com", http.StatusForbidden},
+		{public, "http://localhost:8080/path", http.StatusForbidden},
+		{public, "ftp://localhost:8080", http.StatusForbidden},
+	} {
+		h := map[string]string{"Host": tc.host}
+		if tc.origin != "" {
+			h["Origin"] = tc.origin
+		}
+		resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, h)
+		if resp.StatusCode != tc.want {
+			t.Errorf("Host %q, Origin %q: status %d, want %d", tc.host, tc.origin, resp.StatusCode, tc.want)
+		}
+	}
+	// Without the list, Host is not checked: a proxy that rewrites it needs nothing.
+	plain := setup(t, setupOptions{})
+	if resp := plain.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, map[string]string{"Host": "proxy.internal"}); resp.StatusCode != http.StatusOK {
+		t.Errorf("without allowed hosts, a rewritten Host: status %d", resp.StatusCode)
 	}
 }
 

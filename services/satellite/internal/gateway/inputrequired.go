@@ -24,11 +24,12 @@ const inputWait = 5 * time.Minute
 
 // inputRound is one downstream request that may ask its client for input.
 type inputRound struct {
-	us     *userServer
-	rt     route
-	cancel context.CancelFunc
-	result chan roundResult // the downstream request's outcome; buffered
-	asks   chan *inputAsk   // the instance's requests to its client
+	us      *userServer
+	rt      route
+	cancel  context.CancelFunc
+	result  chan roundResult // the downstream request's outcome; buffered
+	asks    chan *inputAsk   // the instance's requests to its client
+	refused chan error       // a request the client cannot be asked; buffered
 
 	// Set while the round waits for the client's retry.
 	pending *inputAsk
@@ -54,7 +55,10 @@ type inputRounds struct {
 	next   uint64
 }
 
-type askKey struct{}
+type (
+	askKey    struct{}
+	refuseKey struct{}
+)
 
 // askFunc carries an instance's request to its client some other way than as a request.
 type askFunc func(ctx context.Context, params mcp.InputRequest) (mcp.Result, error)
@@ -66,6 +70,18 @@ func withAsk(ctx context.Context, ask askFunc) context.Context {
 func askFrom(ctx context.Context) askFunc {
 	ask, _ := ctx.Value(askKey{}).(askFunc)
 	return ask
+}
+
+// refuseFunc ends a round with an error for its client, such as a request it lacks the capability for.
+type refuseFunc func(error)
+
+func withRefuse(ctx context.Context, refuse refuseFunc) context.Context {
+	return context.WithValue(ctx, refuseKey{}, refuse)
+}
+
+func refuseFrom(ctx context.Context) refuseFunc {
+	refuse, _ := ctx.Value(refuseKey{}).(refuseFunc)
+	return refuse
 }
 
 // usesInputRequired says whether a client wants input requests as input_required results.
@@ -114,6 +130,10 @@ func (g *Gateway) roundTrip(ctx context.Context, us *userServer, rt route, state
 		r.pending = ask
 		state, key := g.inputs.park(r)
 		return nil, &inputRequired{requests: mcp.InputRequestMap{key: ask.params}, state: state}, nil
+	case err := <-r.refused:
+		stop()
+		r.cancel()
+		return nil, nil, err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
@@ -122,9 +142,15 @@ func (g *Gateway) roundTrip(ctx context.Context, us *userServer, rt route, state
 // startRound starts do detached from the client's request, which ends when the client is asked for
 // input, with the instance's requests to its client routed to the round.
 func (g *Gateway) startRound(ctx context.Context, us *userServer, rt route, do func(context.Context) (mcp.Result, error)) *inputRound {
-	r := &inputRound{us: us, rt: rt, result: make(chan roundResult, 1), asks: make(chan *inputAsk)}
+	r := &inputRound{us: us, rt: rt, result: make(chan roundResult, 1), asks: make(chan *inputAsk), refused: make(chan error, 1)}
 	var dctx context.Context
 	dctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	dctx = withRefuse(dctx, func(err error) {
+		select {
+		case r.refused <- err:
+		default:
+		}
+	})
 	dctx = withAsk(dctx, func(ctx context.Context, params mcp.InputRequest) (mcp.Result, error) {
 		ask := &inputAsk{params: params, answer: make(chan roundResult, 1)}
 		select {
@@ -164,6 +190,16 @@ func (p *inputRounds) park(r *inputRound) (state, key string) {
 		}
 	})
 	return state, r.key
+}
+
+// owns reports whether state names a round waiting for its client.
+func (p *inputRounds) owns(state string) bool {
+	if state == "" {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rounds[state] != nil
 }
 
 // take removes and returns the round of state, provided it belongs to the user and feature asking.

@@ -32,6 +32,8 @@ type conn struct {
 	done   chan struct{} // closed when the session or the process ended
 	relist chan struct{} // the server said a list changed
 	once   sync.Once
+
+	modern modernLane // a primary connection's second one, for clients of the 2026-07-28 era
 }
 
 // connect starts or dials the server and initializes a session. On failure it may still return the conn,
@@ -49,6 +51,17 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		ProgressNotificationHandler: in.rt.dispatchProgress,
 		Capabilities:                in.rt.cfg.ClientCapabilities,
 	})
+	err := c.dial(ctx, client, spec, in.rt.cfg.ProtocolVersion, func(pid int) { in.emitStart(kind, reason, pid) })
+	if err != nil && c.proc == nil && c.remote == nil {
+		return nil, err // nothing was started that could tell more
+	}
+	return c, err
+}
+
+// dial starts or dials the server for c and connects client to it at protocolVersion; started, when set,
+// is told a stdio server's pid.
+func (c *conn) dial(ctx context.Context, client *mcp.Client, spec *satellitev1.Instance, protocolVersion string, started func(pid int)) error {
+	in := c.in
 	client.AddSendingMiddleware(c.track)
 
 	var transport mcp.Transport
@@ -56,12 +69,12 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 		dir := in.workDir()
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			c.cancel()
-			return nil, fmt.Errorf("working directory: %w", err)
+			return fmt.Errorf("working directory: %w", err)
 		}
 		proc, err := in.rt.cfg.Driver.Start(sandboxSpec(spec, in.id, dir))
 		if err != nil {
 			c.cancel()
-			return nil, err
+			return err
 		}
 		c.proc, c.startedAt = proc, proc.StartedAt()
 		// Such as a limit the template asked for above the satellite's ceiling: its admins should know.
@@ -76,13 +89,15 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 				in.log().Warn("reading the server's stderr failed", slog.Any("error", err))
 			}
 		}()
-		in.emitStart(kind, reason, proc.Pid())
+		if started != nil {
+			started(proc.Pid())
+		}
 		transport = NewStdioTransport(client, proc.Stdout, proc.Stdin)
 	} else {
 		endpoint, err := endpointURL(spec)
 		if err != nil {
 			c.cancel()
-			return nil, err
+			return err
 		}
 		c.remote = newRemoteTransport(in.rt.cfg.HTTPClient, endpoint, spec.GetHeaders(), spec.GetQueryParams())
 		httpClient := &http.Client{Transport: c.remote, CheckRedirect: in.rt.cfg.HTTPClient.CheckRedirect, Jar: in.rt.cfg.HTTPClient.Jar}
@@ -98,13 +113,13 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 	}
 
 	session, err := client.Connect(ctx, &lifetimeTransport{Transport: transport, ctx: c.ctx},
-		&mcp.ClientSessionOptions{ProtocolVersion: in.rt.cfg.ProtocolVersion})
+		&mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 	if err != nil {
-		return c, fmt.Errorf("initialize: %w", err)
+		return fmt.Errorf("initialize: %w", err)
 	}
 	c.session = session
 	go c.watch()
-	return c, nil
+	return nil
 }
 
 // emitStart reports a stdio server's start as mcp.server.started or mcp.server.restarted.
@@ -153,6 +168,7 @@ func (c *conn) watch() {
 // after grace. It returns once the process is gone and the session closed, or grace has passed twice.
 func (c *conn) close(grace time.Duration) {
 	c.once.Do(func() {
+		c.modern.close(grace)
 		c.cancel()
 		closed := make(chan struct{})
 		go func() {
