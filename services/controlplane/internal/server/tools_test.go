@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -304,6 +305,23 @@ func TestAnotherTeamsInstallationLooksMissing(t *testing.T) {
 		if !tool.Selected || tool.Hidden {
 			t.Errorf("tool %s changed by another team: %v", tool.Name, tool)
 		}
+	}
+	// Each change is a command to satellites other teams share: a member who keeps changing is held back.
+	member := b.toolClient(f.x.userB.token)
+	var refused int
+	for i := range 70 {
+		_, err := member.SetHiddenTools(ctx, connect.NewRequest(&apiv1.SetHiddenToolsRequest{
+			TeamId: teamB, InstallationId: f.installB.ID.String(), Hidden: []string{fmt.Sprint("tool-", i)}}))
+		if connect.CodeOf(err) == connect.CodeResourceExhausted {
+			refused = i
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused < 55 || refused > 65 { // a slow run refills a token or two
+		t.Errorf("hidden-tool changes refused from call %d on, want after a burst of 60", refused)
 	}
 	// Team B's own installation, which reported nothing, lists no tools rather than team A's.
 	own, err := attacker.ListTools(ctx, connect.NewRequest(&apiv1.ListToolsRequest{TeamId: teamB, InstallationId: f.installB.ID.String()}))

@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/internal/toolname"
 	"github.com/orrery/orrery/internal/toolselect"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -30,7 +31,15 @@ type Handler struct {
 	store  *store.Store
 	// counter loads the tokenizer on the first ListTools, so replicas nobody asks pay nothing for it.
 	counter func() (*tokens.Counter, error)
+	// changes bounds each user's selection writes, across replicas.
+	changes *ratelimit.Limiter
 }
+
+// A user may change selections this often, after a burst of changeBurst.
+const (
+	changesPerMinute = 30
+	changeBurst      = 60
+)
 
 // New returns a Handler. Callers are authenticated and authorized by the access policy before a method
 // runs.
@@ -38,7 +47,22 @@ func New(logger *slog.Logger, st *store.Store) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, counter: sync.OnceValues(tokens.Load)}
+	return &Handler{logger: logger, store: st, counter: sync.OnceValues(tokens.Load),
+		changes: ratelimit.New(st, "tool_selection", changesPerMinute, changeBurst)}
+}
+
+// allowChange bounds the caller's selection writes: each is a configure command to every satellite
+// serving the team, global ones included, and without a bound one member could fill the queues other
+// teams' commands wait in.
+func (h *Handler) allowChange(ctx context.Context, p *access.Principal) error {
+	ok, wait, err := h.changes.AllowKey(ctx, "user "+p.User.ID.String())
+	if err != nil {
+		return rpcerr.From(ctx, h.logger, "change tool selection", err)
+	}
+	if !ok {
+		return rpcerr.RetryLater("too many tool selection changes; try again later", wait)
+	}
+	return nil
 }
 
 // ListTools lists an installation's tools as the caller's endpoint shows them.
@@ -191,6 +215,9 @@ func (h *Handler) SetToolSelection(ctx context.Context, req *connect.Request[api
 			return nil, connect.NewError(connect.CodeInvalidArgument, check)
 		}
 	}
+	if err := h.allowChange(ctx, p); err != nil {
+		return nil, err
+	}
 	sel := store.ToolSelection{Allow: in.Allow, Deny: in.Deny, Descriptions: in.Descriptions}
 	if err := h.store.SetToolSelection(ctx, p.TeamID, id, sel); err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "installation "+id.String(), err)
@@ -212,6 +239,9 @@ func (h *Handler) SetHiddenTools(ctx context.Context, req *connect.Request[apiv1
 	id, _ := uuid.Parse(req.Msg.InstallationId)
 	if err := toolselect.CheckPatterns("hidden", req.Msg.Hidden); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if err := h.allowChange(ctx, p); err != nil {
+		return nil, err
 	}
 	if err := h.store.SetHiddenTools(ctx, p.TeamID, id, p.User.ID, req.Msg.Hidden); err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "installation "+id.String(), err)
