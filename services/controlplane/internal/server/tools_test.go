@@ -244,6 +244,12 @@ func TestToolSelectionIsTheAdminsAndHiddenToolsTheMembers(t *testing.T) {
 		t.Errorf("admin's view of the selection: %v, %v; the user's hidden tools are theirs alone", got, err)
 	}
 
+	var audited string
+	if err := b.pool(t).QueryRow(ctx, `select details::text from audit_events where team_id = $1 and action = 'installation.tool_selection_changed' and target = $2`,
+		f.x.teamA.ID, installation).Scan(&audited); err != nil || !strings.Contains(audited, `"deny": "get-*"`) {
+		t.Errorf("audit of the selection change: %q, %v", audited, err)
+	}
+
 	// The satellite receives the selection with each instance, without a new content hash.
 	after := getConfiguration(t, sat, before.Etag)
 	if after.NotModified {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -222,9 +224,16 @@ func (h *Handler) SetToolSelection(ctx context.Context, req *connect.Request[api
 	if err := h.store.SetToolSelection(ctx, p.TeamID, id, sel); err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "installation "+id.String(), err)
 	}
-	h.logger.InfoContext(ctx, "tool selection changed", slog.String("team_id", p.TeamID.String()),
-		slog.String("installation_id", id.String()), slog.Int("allow", len(in.Allow)), slog.Int("deny", len(in.Deny)),
-		slog.Int("descriptions", len(in.Descriptions)))
+	// The change itself is made; a failed audit append is logged, not the caller's error.
+	if err := h.store.Audit(ctx, store.AuditEvent{
+		ActorID: &p.User.ID, Actor: p.User.Email, TeamID: &p.TeamID, Action: "installation.tool_selection_changed",
+		Target: id.String(), Details: map[string]string{
+			"allow": strings.Join(in.Allow, " "), "deny": strings.Join(in.Deny, " "),
+			"descriptions": strconv.Itoa(len(in.Descriptions)),
+		},
+	}); err != nil {
+		h.logger.ErrorContext(ctx, "append audit event", slog.String("action", "installation.tool_selection_changed"), slog.Any("error", err))
+	}
 	return connect.NewResponse(&apiv1.SetToolSelectionResponse{Selection: &apiv1.ToolSelection{
 		Allow: sel.Allow, Deny: sel.Deny, Descriptions: sel.Descriptions,
 	}}), nil
