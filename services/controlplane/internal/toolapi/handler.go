@@ -4,6 +4,7 @@ package toolapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,9 +35,15 @@ type Handler struct {
 	store  *store.Store
 	// counter loads the tokenizer on the first ListTools, so replicas nobody asks pay nothing for it.
 	counter func() (*tokens.Counter, error)
+	// counts caches token counts by the SHA-256 of the definition counted: encoding takes about a
+	// millisecond a tool, and definitions rarely change, so a repeated listing costs hashes only.
+	counts *lru.Cache[[sha256.Size]byte, uint32]
 	// changes bounds each user's selection writes, across replicas.
 	changes *ratelimit.Limiter
 }
+
+// countCacheSize is how many token counts a replica keeps, about 100 bytes each.
+const countCacheSize = 20000
 
 // A user may change selections this often, after a burst of changeBurst.
 const (
@@ -49,7 +57,9 @@ func New(logger *slog.Logger, st *store.Store) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, counter: sync.OnceValues(tokens.Load),
+	// The size is fixed and positive, so New cannot fail.
+	counts, _ := lru.New[[sha256.Size]byte, uint32](countCacheSize)
+	return &Handler{logger: logger, store: st, counter: sync.OnceValues(tokens.Load), counts: counts,
 		changes: ratelimit.New(st, "tool_selection", changesPerMinute, changeBurst)}
 }
 
@@ -97,7 +107,7 @@ func (h *Handler) ListTools(ctx context.Context, req *connect.Request[apiv1.List
 	}
 	resp := &apiv1.ListToolsResponse{Tools: make([]*apiv1.Tool, 0, len(found))}
 	for _, t := range found {
-		out, err := toolToProto(t, inst.EffectiveToolPrefix(), sel, counter)
+		out, err := h.toolToProto(t, inst.EffectiveToolPrefix(), sel, counter)
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "list tools", err)
 		}
@@ -124,7 +134,7 @@ func (h *Handler) selection(ctx context.Context, teamID, installationID, userID 
 
 // toolToProto describes a tool as the team endpoint lists it. Its token count is that of the JSON object
 // a client receives in tools/list, made by the same SDK the satellite lists it with.
-func toolToProto(t store.Tool, prefix string, sel toolselect.Selection, counter *tokens.Counter) (*apiv1.Tool, error) {
+func (h *Handler) toolToProto(t store.Tool, prefix string, sel toolselect.Selection, counter *tokens.Counter) (*apiv1.Tool, error) {
 	listed := &mcp.Tool{
 		Name:        toolname.Public(prefix, t.Name),
 		Title:       t.Title,
@@ -143,13 +153,19 @@ func toolToProto(t store.Tool, prefix string, sel toolselect.Selection, counter 
 			return nil, errors.New("decode annotations of tool " + t.Name + ": " + err.Error())
 		}
 	}
-	n, err := counter.JSON(listed)
+	def, err := json.Marshal(listed)
 	if err != nil {
-		return nil, err
+		return nil, errors.New("encode tool " + t.Name + ": " + err.Error())
+	}
+	key := sha256.Sum256(def)
+	n, ok := h.counts.Get(key)
+	if !ok {
+		n = uint32(counter.Count(string(def)))
+		h.counts.Add(key, n)
 	}
 	out := &apiv1.Tool{
 		Name: t.Name, ExposedName: listed.Name, Title: t.Title, Description: listed.Description,
-		ServerDescription: t.Description, TokenCount: uint32(n), Selected: sel.Selected(t.Name),
+		ServerDescription: t.Description, TokenCount: n, Selected: sel.Selected(t.Name),
 		Hidden: sel.IsHidden(t.Name), DiscoveredAt: timestamppb.New(t.DiscoveredAt),
 	}
 	if out.InputSchema, err = structOf(t.InputSchema); err != nil {
