@@ -183,7 +183,8 @@ type ToolSelection struct {
 	Allow []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
 	// deny leaves out the tools that match one of these patterns, even when allowed.
 	Deny []string `protobuf:"bytes,2,rep,name=deny,proto3" json:"deny,omitempty"`
-	// descriptions replace the descriptions of tools, by the tool's name on its server.
+	// descriptions replace the descriptions of tools, by the tool's name on its server; at most 64 KiB of
+	// names and descriptions together, as they travel to the satellites with every member's instance.
 	Descriptions  map[string]string `protobuf:"bytes,3,rep,name=descriptions,proto3" json:"descriptions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

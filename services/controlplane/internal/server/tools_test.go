@@ -214,6 +214,14 @@ func TestToolSelectionIsTheAdminsAndHiddenToolsTheMembers(t *testing.T) {
 	if err := setSelection(f.x.adminA, &apiv1.ToolSelection{Deny: []string{strings.Repeat("x", 257)}}); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("a 257-character pattern: %v, want InvalidArgument", err)
 	}
+	long := map[string]string{}
+	for i := range 20 {
+		long[fmt.Sprint("tool-", i)] = strings.Repeat("d", 4000)
+	}
+	if err := setSelection(f.x.adminA, &apiv1.ToolSelection{Descriptions: long}); connect.CodeOf(err) != connect.CodeInvalidArgument ||
+		!strings.Contains(err.Error(), "at most 65536") {
+		t.Errorf("80 KB of descriptions: %v, want InvalidArgument with the bound", err)
+	}
 	if err := setSelection(f.x.adminA, &apiv1.ToolSelection{
 		Deny: []string{"get-*"}, Descriptions: map[string]string{"echo": "Repeat a message."},
 	}); err != nil {

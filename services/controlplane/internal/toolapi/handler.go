@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type Handler struct {
 	// changes bounds each user's selection writes, across replicas.
 	changes *ratelimit.Limiter
 }
+
+// maxDescriptionBytes bounds an installation's description overrides together: they travel to the
+// satellites with every member's instance.
+const maxDescriptionBytes = 64 << 10
 
 // countCacheSize is how many token counts a replica keeps, about 100 bytes each.
 const countCacheSize = 20000
@@ -232,6 +237,14 @@ func (h *Handler) SetToolSelection(ctx context.Context, req *connect.Request[api
 		if check != nil {
 			return nil, connect.NewError(connect.CodeInvalidArgument, check)
 		}
+	}
+	total := 0
+	for name, d := range in.Descriptions {
+		total += len(name) + len(d)
+	}
+	if total > maxDescriptionBytes {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
+			"selection.descriptions: %d bytes in all, at most %d", total, maxDescriptionBytes))
 	}
 	if err := h.allowChange(ctx, p); err != nil {
 		return nil, err

@@ -139,7 +139,8 @@ export type ToolSelection = Message<"orrery.api.v1.ToolSelection"> & {
   deny: string[];
 
   /**
-   * descriptions replace the descriptions of tools, by the tool's name on its server.
+   * descriptions replace the descriptions of tools, by the tool's name on its server; at most 64 KiB of
+   * names and descriptions together, as they travel to the satellites with every member's instance.
    *
    * @generated from field: map<string, string> descriptions = 3;
    */
