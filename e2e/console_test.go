@@ -320,6 +320,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := dana.eval(`String(window.__noReload)`); got != "true" {
 		t.Fatalf("the page reloaded on the way (marker %q)", got)
 	}
+	// The installation's tools are listed under their endpoint names with what they cost in tokens.
+	dana.do("see the tools with their token counts", onlineTimeout,
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-exposed-tool="everything__echo"] td[data-tokens]`)))
+	if tokens := dana.eval(`document.querySelector('tr[data-exposed-tool="everything__echo"] td[data-tokens]').dataset.tokens`); tokens == "" || tokens == "0" {
+		t.Errorf("echo's token count shown as %q", tokens)
+	}
 	// She restarts the instance and watches it come back.
 	restartedAt := time.Now()
 	dana.do("restart", browserStep,

@@ -409,6 +409,22 @@ func TestOrreryctl(t *testing.T) {
 			t.Fatalf("installations list -o yaml:\n%s", out)
 		}
 		ada.ok(t, "installations", "show", "everything", "--team", "cli", "-o", "json")
+		if out := ada.ok(t, "tools", "list", "everything", "--team", "cli"); !strings.Contains(out, "everything__echo") || !strings.Contains(out, "TOKENS") {
+			t.Fatalf("tools list:\n%s", out)
+		}
+		if _, errOut, code := ada.run(t, "", "tools", "select", "everything", "--team", "cli", "--deny", "[a-"); code == 0 || !strings.Contains(errOut, `selection.deny[0] "[a-"`) {
+			t.Fatalf("tools select with a malformed pattern: exit %d, %q", code, errOut)
+		}
+		ada.ok(t, "tools", "select", "everything", "--team", "cli", "--deny", "get-env", "--describe", "echo=Say it again")
+		ada.ok(t, "tools", "hide", "everything", "--team", "cli", "get-sum")
+		listed := ada.ok(t, "tools", "list", "everything", "--team", "cli")
+		for _, want := range []string{"everything__get-env  no (team)", "everything__get-sum  no (hidden)", "Say it again"} {
+			if !strings.Contains(strings.Join(strings.Fields(listed), " "), strings.Join(strings.Fields(want), " ")) {
+				t.Fatalf("tools list after select and hide lacks %q:\n%s", want, listed)
+			}
+		}
+		ada.ok(t, "tools", "select", "everything", "--team", "cli")
+		ada.ok(t, "tools", "hide", "everything", "--team", "cli")
 		ada.ok(t, "config", "show", "everything", "--team", "cli")
 		if out := ada.ok(t, "teams", "members", "cli"); !strings.Contains(out, email) {
 			t.Fatalf("teams members:\n%s", out)

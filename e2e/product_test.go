@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"testing"
@@ -146,14 +145,7 @@ func TestProductAPIDrivesTheWholePath(t *testing.T) {
 // the database rather than through the authorization server's sign-in.
 func connectAsMember(t *testing.T, conn *pgx.Conn, endpoint, teamID, userID string) *mcp.ClientSession {
 	t.Helper()
-	token := "orat_e2e_" + userID
-	hash := sha256.Sum256([]byte(token))
-	if _, err := conn.Exec(t.Context(), `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
-		values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`,
-		hash[:], teamID, userID, endpoint); err != nil {
-		t.Fatal(err)
-	}
-	session, err := connectMCP(t.Context(), endpoint, token)
+	session, err := connectMCP(t.Context(), endpoint, mintAccessToken(t, conn, endpoint, teamID, userID))
 	if err != nil {
 		t.Fatal(err)
 	}

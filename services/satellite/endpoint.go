@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/orrery/orrery/internal/toolselect"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
@@ -26,6 +27,10 @@ func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
 			ServerSlug: in.ServerSlug, Prefix: in.ToolPrefix, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
 			Tools: in.Tools, Resources: in.Resources, ResourceTemplates: in.ResourceTemplates, Prompts: in.Prompts,
 			RequestLoggingEnabled: in.RequestLoggingEnabled,
+			Selection: toolselect.Selection{
+				Allow: in.ToolSelection.GetAllow(), Deny: in.ToolSelection.GetDeny(),
+				Hidden: in.ToolSelection.GetHidden(), Descriptions: in.ToolSelection.GetDescriptions(),
+			},
 		}
 	}
 	return out

@@ -43,9 +43,11 @@ where id in (select k.id from request_logs k where k.installation_id = @installa
 delete from discovered_tools where instance_id = @instance_id and team_id = @team_id;
 
 -- name: InsertDiscoveredTools :exec
-insert into discovered_tools (instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at)
+insert into discovered_tools (instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at,
+                              title, output_schema, annotations)
 select @instance_id::text, @team_id::uuid, @installation_id::uuid, unnest(@names::text[]), unnest(@descriptions::text[]),
-       unnest(@input_schemas::jsonb[]), unnest(@token_counts::int[]), @discovered_at::timestamptz;
+       unnest(@input_schemas::jsonb[]), unnest(@token_counts::int[]), @discovered_at::timestamptz,
+       unnest(@titles::text[]), unnest(@output_schemas::jsonb[]), unnest(@annotations::jsonb[]);
 
 -- name: InsertDroppedEventReport :exec
 insert into dropped_event_reports (id, satellite_id, count, reason, occurred_at)

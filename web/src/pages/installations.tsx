@@ -19,6 +19,7 @@ import {
 } from "../gen/orrery/api/v1/catalog_pb";
 import { InstallationService, InstallationSpecSchema, type Installation } from "../gen/orrery/api/v1/installation_pb";
 import { InstanceService, type Instance, type InstanceEvent, type RequestLog, type ServerLogLine } from "../gen/orrery/api/v1/instance_pb";
+import { ToolService, type Tool } from "../gen/orrery/api/v1/tool_pb";
 import { InstanceStatus, LifecycleKind, LogLevel } from "../gen/orrery/satellite/v1/satellite_pb";
 import { useSession } from "../session";
 import { Busy, Empty, ErrorNote, Field, Loading, Section, When } from "../ui";
@@ -175,6 +176,7 @@ export function InstallationPage({ teamId, id }: { teamId: string; id: string })
         <>
           <h2 className="sub">{installation?.spec?.name} <span className="muted">{installation?.serverSlug}</span></h2>
           <LiveInstances teamId={teamId} installationId={id} />
+          <Tools teamId={teamId} installationId={id} isAdmin={isAdmin} />
           <RequestLogs teamId={teamId} installationId={id} />
           <ServerLogs teamId={teamId} installationId={id} />
           <MyConfiguration teamId={teamId} installation={installation!} />
@@ -182,6 +184,69 @@ export function InstallationPage({ teamId, id }: { teamId: string; id: string })
         </>
       )}
     </>
+  );
+}
+
+const words = (s: string) => s.split(/[\s,]+/).filter(Boolean);
+
+const offered = (t: Tool) => (!t.selected ? "not offered by the team" : t.hidden ? "hidden by you" : "offered");
+
+// Tools lists what the installation's server offers as the team endpoint shows it, with what each tool's
+// definition costs a model's context. Members hide tools for themselves; admins choose the team's tools.
+function Tools({ teamId, installationId, isAdmin }: { teamId: string; installationId: string; isAdmin: boolean }) {
+  const list = useQuery(ToolService.method.listTools, { teamId, installationId });
+  const selection = useQuery(ToolService.method.getToolSelection, { teamId, installationId });
+  const client = useQueryClient();
+  const refresh = () => void client.invalidateQueries();
+  const hide = useMutation(ToolService.method.setHiddenTools, { onSuccess: refresh });
+  const choose = useMutation(ToolService.method.setToolSelection, { onSuccess: refresh });
+  const sel = selection.data?.selection;
+  const [allow, setAllow] = useState<string | null>(null);
+  const [deny, setDeny] = useState<string | null>(null);
+  const hidden = selection.data?.hidden ?? [];
+  const toggle = (name: string) =>
+    hide.mutate({ teamId, installationId, hidden: hidden.includes(name) ? hidden.filter((h) => h !== name) : [...hidden, name] });
+  const tools = list.data?.tools ?? [];
+  return (
+    <Section title="Tools" actions={list.data && <span className="muted" data-total-tokens={list.data.totalTokens}>{list.data.totalTokens} tokens offered to you</span>}>
+      <ErrorNote error={list.error ?? selection.error} />
+      <ErrorNote error={hide.error ?? choose.error} title="Saving the selection failed" />
+      {list.isPending ? <Loading what="tools" /> : tools.length === 0 ? <Empty>No tools yet: they appear once a server has started and listed them.</Empty> : (
+        <table className="tools">
+          <thead><tr><th>Tool</th><th>Tokens</th><th>At your endpoint</th><th>Description</th><th /></tr></thead>
+          <tbody>
+            {tools.map((t) => (
+              <tr key={t.name} data-exposed-tool={t.exposedName}>
+                <td><code>{t.exposedName}</code>{t.title && <div className="muted">{t.title}</div>}</td>
+                <td data-tokens={t.tokenCount}>{t.tokenCount}</td>
+                <td>{offered(t)}</td>
+                <td>{t.description}</td>
+                {/* A tool hidden by a pattern, not by its own name, is shown again by editing the patterns. */}
+                <td>{t.selected && (!t.hidden || hidden.includes(t.name)) && (
+                  <button className="secondary" aria-label={`${t.hidden ? "Show" : "Hide"} ${t.exposedName}`} disabled={hide.isPending || !selection.data}
+                    onClick={() => toggle(t.name)}>{t.hidden ? "Show" : "Hide for me"}</button>
+                )}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {isAdmin && sel && (
+        <form onSubmit={(e) => {
+          e.preventDefault();
+          choose.mutate({ teamId, installationId, selection: { allow: words(allow ?? sel.allow.join(" ")), deny: words(deny ?? sel.deny.join(" ")), descriptions: sel.descriptions } });
+        }}>
+          <Field label="Offer only" hint="Tool name patterns such as get_* or search_code, separated by spaces; empty offers every tool.">
+            <input name="allow" value={allow ?? sel.allow.join(" ")} onChange={(e) => setAllow(e.target.value)} />
+          </Field>
+          <Field label="Leave out" hint="Patterns of tools nobody in the team is offered, even when they match the list above.">
+            <input name="deny" value={deny ?? sel.deny.join(" ")} onChange={(e) => setDeny(e.target.value)} />
+          </Field>
+          {choose.isSuccess && <p className="ok" role="status">Saved; connected clients are told their tool list changed.</p>}
+          <Busy pending={choose.isPending}>Save the team's tools</Busy>
+        </form>
+      )}
+    </Section>
   );
 }
 

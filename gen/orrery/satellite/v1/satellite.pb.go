@@ -2808,7 +2808,8 @@ type Instance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is "{server_slug}-{team_slug}-{user_slug}-{installation_id}".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// content_hash changes exactly when anything else in this message changes.
+	// content_hash changes exactly when anything else in this message changes, except tool_selection: a
+	// satellite restarts an instance whose hash changed, and applies a new tool selection without a restart.
 	ContentHash string `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
 	// installation_id identifies the team's installation.
 	InstallationId string `protobuf:"bytes,3,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
@@ -2845,7 +2846,9 @@ type Instance struct {
 	ToolPrefix string `protobuf:"bytes,18,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
 	// sandbox says how a stdio server is isolated and bounded; unset means the defaults described on Sandbox.
 	// Satellites without isolation ignore it.
-	Sandbox       *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	Sandbox *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// tool_selection decides which of the instance's tools its user is offered, and with what description.
+	ToolSelection *ToolSelection `protobuf:"bytes,20,opt,name=tool_selection,json=toolSelection,proto3" json:"tool_selection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3013,6 +3016,89 @@ func (x *Instance) GetSandbox() *Sandbox {
 	return nil
 }
 
+func (x *Instance) GetToolSelection() *ToolSelection {
+	if x != nil {
+		return x.ToolSelection
+	}
+	return nil
+}
+
+// ToolSelection is the team's selection of an installation's tools together with the tools the instance's
+// user hid. Patterns match a tool's name on its server with the syntax of Go's path.Match. A tool is
+// offered when allow is empty or one of its patterns matches, and no pattern of deny or hidden matches; a
+// tool that is not offered is neither listed nor callable.
+type ToolSelection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow, when not empty, offers only the tools that match one of these patterns.
+	Allow []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	// deny leaves out the tools that match one of these patterns.
+	Deny []string `protobuf:"bytes,2,rep,name=deny,proto3" json:"deny,omitempty"`
+	// hidden are the patterns of the tools the instance's user hid for themselves.
+	Hidden []string `protobuf:"bytes,3,rep,name=hidden,proto3" json:"hidden,omitempty"`
+	// descriptions replace the descriptions of tools, by the tool's name on its server.
+	Descriptions  map[string]string `protobuf:"bytes,4,rep,name=descriptions,proto3" json:"descriptions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolSelection) Reset() {
+	*x = ToolSelection{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolSelection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolSelection) ProtoMessage() {}
+
+func (x *ToolSelection) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
+func (*ToolSelection) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ToolSelection) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *ToolSelection) GetDeny() []string {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
+func (x *ToolSelection) GetHidden() []string {
+	if x != nil {
+		return x.Hidden
+	}
+	return nil
+}
+
+func (x *ToolSelection) GetDescriptions() map[string]string {
+	if x != nil {
+		return x.Descriptions
+	}
+	return nil
+}
+
 // Sandbox is what a stdio server's template asks of the sandbox it runs in.
 type Sandbox struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3034,7 +3120,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3132,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3145,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3112,7 +3198,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3210,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3223,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3193,7 +3279,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3291,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3304,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3241,7 +3327,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3339,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3352,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3313,7 +3399,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3411,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3424,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetId() string {
@@ -3496,7 +3582,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3594,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3607,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -3551,7 +3637,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3649,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3662,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -3623,7 +3709,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3721,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3734,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -3732,7 +3818,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3744,7 +3830,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3757,7 +3843,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -3777,14 +3863,20 @@ type Tool struct {
 	// input_schema is the tool's JSON Schema for its arguments.
 	InputSchema *structpb.Struct `protobuf:"bytes,3,opt,name=input_schema,json=inputSchema,proto3" json:"input_schema,omitempty"`
 	// token_count estimates how many model tokens the tool's definition costs.
-	TokenCount    uint32 `protobuf:"varint,4,opt,name=token_count,json=tokenCount,proto3" json:"token_count,omitempty"`
+	TokenCount uint32 `protobuf:"varint,4,opt,name=token_count,json=tokenCount,proto3" json:"token_count,omitempty"`
+	// title is the tool's human-readable title.
+	Title string `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
+	// output_schema is the tool's JSON Schema for its structured result.
+	OutputSchema *structpb.Struct `protobuf:"bytes,6,opt,name=output_schema,json=outputSchema,proto3" json:"output_schema,omitempty"`
+	// annotations are the server's hints about the tool, as its JSON object.
+	Annotations   *structpb.Struct `protobuf:"bytes,7,opt,name=annotations,proto3" json:"annotations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3888,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3901,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Tool) GetName() string {
@@ -3840,6 +3932,27 @@ func (x *Tool) GetTokenCount() uint32 {
 	return 0
 }
 
+func (x *Tool) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Tool) GetOutputSchema() *structpb.Struct {
+	if x != nil {
+		return x.OutputSchema
+	}
+	return nil
+}
+
+func (x *Tool) GetAnnotations() *structpb.Struct {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
 // Lifecycle is a process lifecycle event.
 type Lifecycle struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3857,7 +3970,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +3982,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +3995,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -3926,7 +4039,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3938,7 +4051,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3951,7 +4064,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -3979,7 +4092,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4104,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4117,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4044,7 +4157,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4169,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4182,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -4277,7 +4390,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xaa\a\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xf5\a\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4301,7 +4414,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x17request_logging_enabled\x18\x11 \x01(\bR\x15requestLoggingEnabled\x12\x1f\n" +
 	"\vtool_prefix\x18\x12 \x01(\tR\n" +
 	"toolPrefix\x126\n" +
-	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x1a6\n" +
+	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x12I\n" +
+	"\x0etool_selection\x18\x14 \x01(\v2\".orrery.satellite.v1.ToolSelectionR\rtoolSelection\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -4309,6 +4423,14 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\rToolSelection\x12\x14\n" +
+	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
+	"\x04deny\x18\x02 \x03(\tR\x04deny\x12\x16\n" +
+	"\x06hidden\x18\x03 \x03(\tR\x06hidden\x12X\n" +
+	"\fdescriptions\x18\x04 \x03(\v24.orrery.satellite.v1.ToolSelection.DescriptionsEntryR\fdescriptions\x1a?\n" +
+	"\x11DescriptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x02\n" +
 	"\aSandbox\x12)\n" +
@@ -4373,14 +4495,17 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x0eresponse_bytes\x18\n" +
 	" \x01(\x04B\v\xbaH\b2\x06\x18\x80\x80\x80\x80\x04R\rresponseBytes\"M\n" +
 	"\x0fToolsDiscovered\x12:\n" +
-	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xb0\x01\n" +
+	"\x05tools\x18\x01 \x03(\v2\x19.orrery.satellite.v1.ToolB\t\xbaH\x06\x92\x01\x03\x10\xd0\x0fR\x05tools\"\xc9\x02\n" +
 	"\x04Tool\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x12+\n" +
 	"\vdescription\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x18\x80\x80\x04R\vdescription\x12:\n" +
 	"\finput_schema\x18\x03 \x01(\v2\x17.google.protobuf.StructR\vinputSchema\x12\x1f\n" +
 	"\vtoken_count\x18\x04 \x01(\rR\n" +
-	"tokenCount\"\xaf\x01\n" +
+	"tokenCount\x12\x1e\n" +
+	"\x05title\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x05title\x12<\n" +
+	"\routput_schema\x18\x06 \x01(\v2\x17.google.protobuf.StructR\foutputSchema\x129\n" +
+	"\vannotations\x18\a \x01(\v2\x17.google.protobuf.StructR\vannotations\"\xaf\x01\n" +
 	"\tLifecycle\x12B\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\".orrery.satellite.v1.LifecycleKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\x1b\n" +
@@ -4519,7 +4644,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -4563,45 +4688,47 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*GetConfigurationRequest)(nil),     // 39: orrery.satellite.v1.GetConfigurationRequest
 	(*GetConfigurationResponse)(nil),    // 40: orrery.satellite.v1.GetConfigurationResponse
 	(*Instance)(nil),                    // 41: orrery.satellite.v1.Instance
-	(*Sandbox)(nil),                     // 42: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 43: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 44: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 45: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 46: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 47: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 48: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 49: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 50: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 51: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 52: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 53: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 54: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 55: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 56: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 57: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 58: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 59: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 60: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 61: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 62: google.protobuf.Value
+	(*ToolSelection)(nil),               // 42: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 43: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 44: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 45: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 46: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 47: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 48: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 49: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 50: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 51: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 52: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 53: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 54: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 55: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 56: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 57: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 58: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 59: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 60: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 61: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 62: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 63: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 64: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	59, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	61, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	59, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	61, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	18, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	19, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	20, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	59, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	59, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	61, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	61, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	60, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	60, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	60, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	62, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	62, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	25, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
 	27, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
 	28, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
@@ -4620,57 +4747,61 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
 	24, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	59, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	61, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	61, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	63, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
 	35, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
 	41, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
 	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	56, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	57, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	58, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	42, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	8,  // 45: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	43, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	59, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	46, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	60, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	47, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	48, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	49, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	50, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	52, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	53, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 56: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	13, // 57: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	59, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	62, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	62, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	51, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	61, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	14, // 63: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	60, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 65: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	16, // 66: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	21, // 67: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	23, // 68: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	37, // 69: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	39, // 70: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	44, // 71: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	54, // 72: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	17, // 73: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	22, // 74: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	36, // 75: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	38, // 76: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	40, // 77: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	45, // 78: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	55, // 79: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	73, // [73:80] is the sub-list for method output_type
-	66, // [66:73] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	57, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	58, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	59, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	43, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	42, // 45: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	60, // 46: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 47: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	44, // 48: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	61, // 49: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	47, // 50: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	62, // 51: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	48, // 52: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	49, // 53: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	50, // 54: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	51, // 55: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	53, // 56: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	54, // 57: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 58: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	13, // 59: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	61, // 60: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	64, // 61: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	64, // 62: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	52, // 63: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	63, // 64: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	63, // 65: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	63, // 66: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	14, // 67: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	62, // 68: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 69: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	16, // 70: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	21, // 71: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	23, // 72: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	37, // 73: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	39, // 74: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	45, // 75: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	55, // 76: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	17, // 77: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	22, // 78: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	36, // 79: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	38, // 80: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	40, // 81: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	46, // 82: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	56, // 83: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	77, // [77:84] is the sub-list for method output_type
+	70, // [70:77] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -4693,7 +4824,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[30].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[31].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -4707,7 +4838,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      16,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -73,6 +73,13 @@ var APIPolicy = Policy{
 
 	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 
+	// A team user lists the tools of their own instance, a team admin every member's: the handler narrows.
+	// Each member hides tools for themselves; only admins choose the team's tools.
+	apiv1connect.ToolServiceListToolsProcedure:        TeamMember,
+	apiv1connect.ToolServiceGetToolSelectionProcedure: TeamMember,
+	apiv1connect.ToolServiceSetToolSelectionProcedure: TeamAdmin,
+	apiv1connect.ToolServiceSetHiddenToolsProcedure:   TeamMember,
+
 	// Team users see their own instances, team admins the whole team's: the handler narrows.
 	apiv1connect.InstanceServiceListInstancesProcedure:       TeamMember,
 	apiv1connect.InstanceServiceGetInstanceStatusProcedure:   TeamMember,

@@ -168,7 +168,8 @@ func eventFromProto(e *satellitev1.Event) store.Event {
 		td := &store.ToolsDiscovered{}
 		for _, t := range p.ToolsDiscovered.Tools {
 			td.Tools = append(td.Tools, store.Tool{
-				Name: t.Name, Description: t.Description, InputSchema: JSONFromMessage(t.InputSchema),
+				Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: JSONFromMessage(t.InputSchema),
+				OutputSchema: JSONFromMessage(t.OutputSchema), Annotations: JSONFromMessage(t.Annotations),
 				TokenCount: int32(t.TokenCount),
 			})
 		}
@@ -205,6 +206,9 @@ func instanceToProto(d store.DesiredInstance) (*satellitev1.Instance, error) {
 		QueryParams:           d.QueryParams,
 		RequestLoggingEnabled: d.RequestLoggingEnabled,
 		ToolPrefix:            d.ToolPrefix,
+		ToolSelection: &satellitev1.ToolSelection{
+			Allow: d.Tools.Allow, Deny: d.Tools.Deny, Hidden: d.HiddenTools, Descriptions: d.Tools.Descriptions,
+		},
 	}
 	if len(d.Sandbox) > 0 && string(d.Sandbox) != "{}" {
 		inst.Sandbox = new(satellitev1.Sandbox)

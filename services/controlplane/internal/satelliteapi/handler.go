@@ -328,7 +328,11 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 		if inst.ContentHash, err = contentHash(inst); err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
 		}
-		etag.Write([]byte(inst.Id + "\x00" + inst.ContentHash + "\x00"))
+		selection, err := selectionHash(inst)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		etag.Write([]byte(inst.Id + "\x00" + inst.ContentHash + "\x00" + selection + "\x00"))
 		resp.Instances = append(resp.Instances, inst)
 	}
 	resp.Etag = hex.EncodeToString(etag.Sum(nil))[:32]
@@ -338,11 +342,24 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 	return connect.NewResponse(resp), nil
 }
 
-// contentHash hashes an instance's deterministic encoding, so it changes exactly when the instance does.
+// contentHash hashes an instance's deterministic encoding, so it changes exactly when the instance does,
+// except for its tool selection, which satellites apply without restarting the instance.
 func contentHash(inst *satellitev1.Instance) (string, error) {
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(inst)
+	sel := inst.ToolSelection
+	inst.ToolSelection = nil
+	defer func() { inst.ToolSelection = sel }()
+	return hashMessage(inst, "instance "+inst.Id)
+}
+
+// selectionHash hashes an instance's tool selection, so that the configuration's ETag changes with it.
+func selectionHash(inst *satellitev1.Instance) (string, error) {
+	return hashMessage(inst.GetToolSelection(), "tool selection of instance "+inst.Id)
+}
+
+func hashMessage(m proto.Message, what string) (string, error) {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return "", fmt.Errorf("encode instance %s: %w", inst.Id, err)
+		return "", fmt.Errorf("encode %s: %w", what, err)
 	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:16]), nil

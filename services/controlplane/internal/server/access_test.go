@@ -203,6 +203,10 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.InstallationService/GetUserConfiguration":       `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.InstallationService/SetUserConfiguration":       `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.SecretService/RotateSecrets":                    `{}`,
+	"/orrery.api.v1.ToolService/ListTools":                          `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.ToolService/GetToolSelection":                   `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.ToolService/SetToolSelection":                   `{"teamId":"{team}","installationId":"{random}","selection":{"deny":["echo"]}}`,
+	"/orrery.api.v1.ToolService/SetHiddenTools":                     `{"teamId":"{team}","installationId":"{random}","hidden":["echo"]}`,
 
 	"/orrery.api.v1.InstanceService/ListInstances":       `{"teamId":"{team}"}`,
 	"/orrery.api.v1.InstanceService/GetInstanceStatus":   `{"teamId":"{team}","instanceId":"files-{random}"}`,

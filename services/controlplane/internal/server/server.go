@@ -49,6 +49,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
+	"github.com/orrery/orrery/services/controlplane/internal/toolapi"
 	"github.com/orrery/orrery/services/controlplane/internal/usageapi"
 	"github.com/orrery/orrery/sql/migrations"
 )
@@ -298,6 +299,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
+	handleUserAPI(apiv1connect.NewToolServiceHandler(toolapi.New(s.logger, s.store), userAPI))
 	rest, err := newREST(restServices)
 	if err != nil {
 		return nil, err

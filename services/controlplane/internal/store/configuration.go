@@ -130,6 +130,10 @@ type DesiredInstance struct {
 	ToolPrefix string
 	// Sandbox is the template's orrery.satellite.v1.Sandbox in protobuf JSON.
 	Sandbox json.RawMessage
+	// Tools is the team's selection of the installation's tools; HiddenTools are the patterns of the tools
+	// the instance's user hid.
+	Tools       ToolSelection
+	HiddenTools []string
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -145,7 +149,10 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
-			Sandbox: r.Sandbox,
+			Sandbox: r.Sandbox, Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
+		}
+		if err := json.Unmarshal(r.ToolDescriptions, &inst.Tools.Descriptions); err != nil {
+			return nil, fmt.Errorf("instance %s tool descriptions: %w", r.ID, err)
 		}
 		if inst.Args, err = s.args(r); err != nil {
 			return nil, fmt.Errorf("instance %s args: %w", r.ID, err)

@@ -72,9 +72,15 @@ type ToolsDiscovered struct {
 // Tool is one tool of an MCP server.
 type Tool struct {
 	Name        string
+	Title       string
 	Description string
 	InputSchema json.RawMessage
-	TokenCount  int32
+	// OutputSchema and Annotations are JSON objects, or nil when the server gave none.
+	OutputSchema json.RawMessage
+	Annotations  json.RawMessage
+	TokenCount   int32
+	// DiscoveredAt is when the tool was last reported; set on reads.
+	DiscoveredAt time.Time
 }
 
 // Lifecycle is a process lifecycle event: started, crashed, restarted or permanently_failed.
@@ -255,6 +261,9 @@ func applyEvent(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, e
 			p.Descriptions = append(p.Descriptions, t.Description)
 			p.InputSchemas = append(p.InputSchemas, schema)
 			p.TokenCounts = append(p.TokenCounts, t.TokenCount)
+			p.Titles = append(p.Titles, t.Title)
+			p.OutputSchemas = append(p.OutputSchemas, t.OutputSchema)
+			p.Annotations = append(p.Annotations, t.Annotations)
 		}
 		if len(p.Names) == 0 {
 			return nil

@@ -122,6 +122,9 @@ func (s *session) catalog() apiv1connect.CatalogServiceClient {
 func (s *session) installations() apiv1connect.InstallationServiceClient {
 	return apiv1connect.NewInstallationServiceClient(s.http, s.url, s.opts...)
 }
+func (s *session) tools() apiv1connect.ToolServiceClient {
+	return apiv1connect.NewToolServiceClient(s.http, s.url, s.opts...)
+}
 func (s *session) instances() apiv1connect.InstanceServiceClient {
 	return apiv1connect.NewInstanceServiceClient(s.http, s.url, s.opts...)
 }

@@ -83,7 +83,8 @@ func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error
 	if first || !diff.Empty() {
 		c.logger.InfoContext(ctx, "configuration applied", slog.String("etag", c.etag),
 			slog.Int("instances", len(resp.Msg.GetInstances())), slog.Int("added", len(diff.Added)),
-			slog.Int("changed", len(diff.Changed)), slog.Int("removed", len(diff.Removed)))
+			slog.Int("changed", len(diff.Changed)), slog.Int("removed", len(diff.Removed)),
+			slog.Int("reselected", len(diff.Reselected)))
 	}
 	return syncResult{instances: len(resp.Msg.GetInstances()), diff: diff, etag: c.etag}, nil
 }

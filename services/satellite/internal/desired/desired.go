@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
+
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
@@ -49,11 +51,14 @@ type Diff struct {
 	Changed []string
 	// Removed are instances that are no longer desired: the runtime stops them.
 	Removed []string
+	// Reselected are instances whose tool selection alone changed: the runtime applies it without a
+	// restart.
+	Reselected []string
 }
 
 // Empty reports whether the Apply changed nothing.
 func (d Diff) Empty() bool {
-	return len(d.Added) == 0 && len(d.Changed) == 0 && len(d.Removed) == 0
+	return len(d.Added) == 0 && len(d.Changed) == 0 && len(d.Removed) == 0 && len(d.Reselected) == 0
 }
 
 // Snapshot is the view at one version.
@@ -90,6 +95,8 @@ func (v *View) Apply(instances []*satellitev1.Instance) (Diff, error) {
 			d.Added = append(d.Added, id)
 		case old.GetContentHash() != in.GetContentHash():
 			d.Changed = append(d.Changed, id)
+		case !proto.Equal(old.GetToolSelection(), in.GetToolSelection()):
+			d.Reselected = append(d.Reselected, id)
 		}
 	}
 	for id := range v.instances {
@@ -100,6 +107,7 @@ func (v *View) Apply(instances []*satellitev1.Instance) (Diff, error) {
 	slices.Sort(d.Added)
 	slices.Sort(d.Changed)
 	slices.Sort(d.Removed)
+	slices.Sort(d.Reselected)
 
 	// Unchanged hashes mean unchanged content, but the new messages replace the old ones anyway so the view
 	// never holds on to a configuration response that is otherwise garbage.

@@ -128,3 +128,30 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("Len = %d", v.Len())
 	}
 }
+
+func TestApplyReportsASelectionChangeWithoutAHashChange(t *testing.T) {
+	t.Parallel()
+	v := desired.New()
+	in := &satellitev1.Instance{Id: "a", ContentHash: "h1"}
+	if _, err := v.Apply([]*satellitev1.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	changes, stop := v.Subscribe()
+	defer stop()
+	reselected := &satellitev1.Instance{Id: "a", ContentHash: "h1", ToolSelection: &satellitev1.ToolSelection{Deny: []string{"echo"}}}
+	d, err := v.Apply([]*satellitev1.Instance{reselected})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Changed) != 0 || len(d.Reselected) != 1 || d.Empty() {
+		t.Fatalf("diff %+v, want a reselection only", d)
+	}
+	select {
+	case <-changes:
+	default:
+		t.Fatal("subscribers not told of the new selection")
+	}
+	if got, _ := v.Get("a"); got.GetToolSelection().GetDeny()[0] != "echo" {
+		t.Errorf("view holds %v", got)
+	}
+}

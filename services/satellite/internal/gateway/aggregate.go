@@ -183,26 +183,7 @@ func safely(f func()) (err error) {
 }
 
 func (us *userServer) syncTools(insts []Instance) {
-	var cands []nameCandidate
-	var found []feature[mcp.Tool]
-	for _, inst := range insts {
-		for _, t := range inst.Tools {
-			if t == nil || t.Name == "" {
-				continue
-			}
-			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: t.Name, instanceID: inst.ID})
-			found = append(found, feature[mcp.Tool]{def: t, rt: route{inst: inst, name: t.Name}})
-		}
-	}
-	want := make(map[string]feature[mcp.Tool], len(found))
-	for i, name := range assignNames(cands) {
-		t := *found[i].def
-		t.Name = name
-		if t.InputSchema == nil {
-			t.InputSchema = map[string]any{"type": "object"}
-		}
-		want[name] = feature[mcp.Tool]{def: &t, rt: found[i].rt}
-	}
+	want := visibleTools(insts)
 	reconcile(us, "tool", us.tools, want, us.server.RemoveTools, func(t *mcp.Tool, rt route) {
 		us.server.AddTool(t, us.g.callTool(us, rt))
 	})
@@ -219,6 +200,36 @@ func (us *userServer) syncTools(insts []Instance) {
 		us.listed = append(us.listed, def)
 	}
 	us.indexTools()
+}
+
+// visibleTools decides the tools a user sees at the team endpoint, from the user's online instances: each
+// tool its instance's selection offers, keyed by its public name, described as the selection says, and
+// routed to its instance. It is the one place that decides: tools/list lists exactly these, and a call of
+// any other name is answered as for an unknown tool. A tool left out takes no part in naming, so it
+// cannot change the names of the others either.
+func visibleTools(insts []Instance) map[string]feature[mcp.Tool] {
+	var cands []nameCandidate
+	var found []feature[mcp.Tool]
+	for _, inst := range insts {
+		for _, t := range inst.Tools {
+			if t == nil || t.Name == "" || !inst.Selection.Offers(t.Name) {
+				continue
+			}
+			cands = append(cands, nameCandidate{prefix: inst.Prefix, name: t.Name, instanceID: inst.ID})
+			found = append(found, feature[mcp.Tool]{def: t, rt: route{inst: inst, name: t.Name}})
+		}
+	}
+	want := make(map[string]feature[mcp.Tool], len(found))
+	for i, name := range assignNames(cands) {
+		t := *found[i].def
+		t.Name = name
+		t.Description = found[i].rt.inst.Selection.Description(found[i].rt.name, t.Description)
+		if t.InputSchema == nil {
+			t.InputSchema = map[string]any{"type": "object"}
+		}
+		want[name] = feature[mcp.Tool]{def: &t, rt: found[i].rt}
+	}
+	return want
 }
 
 func (us *userServer) syncResources(insts []Instance) {

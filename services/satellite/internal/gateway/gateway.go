@@ -117,6 +117,7 @@ import (
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/scope"
+	"github.com/orrery/orrery/internal/toolselect"
 )
 
 // Scopes the endpoint understands.
@@ -205,6 +206,9 @@ type Instance struct {
 	Prompts           []*mcp.Prompt
 	// RequestLoggingEnabled says whether request logs carry request and response bodies.
 	RequestLoggingEnabled bool
+	// Selection decides which of Tools the user is offered, and with what descriptions; the zero value
+	// offers every tool as the server describes it.
+	Selection toolselect.Selection
 }
 
 // Introspector checks access tokens with the control plane, such as through

@@ -2,22 +2,15 @@ package gateway
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
-	"strings"
+
+	"github.com/orrery/orrery/internal/toolname"
 )
 
 // MaxNameLength is the longest name the gateway gives a tool or prompt; several MCP clients refuse
 // longer ones.
-const MaxNameLength = 64
-
-// hashLength is how many hex digits of a hash end a shortened or disambiguated name.
-const hashLength = 8
-
-// separator joins a server slug and a downstream name.
-const separator = "__"
+const MaxNameLength = toolname.MaxLength
 
 // nameCandidate is a downstream feature that needs a public name.
 type nameCandidate struct {
@@ -26,51 +19,11 @@ type nameCandidate struct {
 	instanceID string
 }
 
-func (c nameCandidate) raw() string { return prefixed(c.prefix, c.name) }
-
-// prefixed joins prefix and name, or returns name alone when there is no prefix.
-func prefixed(prefix, name string) string {
-	if prefix == "" {
-		return name
-	}
-	return prefix + separator + name
-}
-
-// sanitize replaces every character outside [A-Za-z0-9_-] by "_".
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
-			return r
-		}
-		return '_'
-	}, s)
-}
-
-func shortHash(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:])[:hashLength]
-}
-
-// withSuffix cuts name so that "_" and suffix fit in MaxNameLength, and appends them.
-func withSuffix(name, suffix string) string {
-	keep := MaxNameLength - 1 - len(suffix)
-	if len(name) > keep {
-		name = name[:keep]
-	}
-	return name + "_" + suffix
-}
+func (c nameCandidate) raw() string { return toolname.Join(c.prefix, c.name) }
 
 // PublicName is the name under which the gateway lists downstream feature name of an instance with the
 // given prefix (empty for none), when no other feature competes for it.
-func PublicName(prefix, name string) string {
-	raw := prefixed(prefix, name)
-	s := sanitize(raw)
-	if len(s) <= MaxNameLength {
-		return s
-	}
-	return withSuffix(s, shortHash(raw))
-}
+func PublicName(prefix, name string) string { return toolname.Public(prefix, name) }
 
 // assignNames gives each candidate a distinct public name, deterministically: candidates are taken in
 // (raw name, instance id) order, and one whose PublicName is taken gets a suffix hashed from its
@@ -94,7 +47,7 @@ func assignNames(cands []nameCandidate) []string {
 			if n > 0 {
 				salt += "#" + strconv.Itoa(n)
 			}
-			name = withSuffix(sanitize(c.raw()), shortHash(salt, c.raw()))
+			name = toolname.Disambiguated(c.raw(), salt)
 		}
 		taken[name] = true
 		names[i] = name

@@ -88,6 +88,7 @@ const (
 	maxEventTools       = 2000
 	maxToolNameLen      = 256
 	maxToolDescription  = 65536
+	maxToolTitle        = 1024
 	bytesPerTokenApprox = 4
 )
 
@@ -113,17 +114,26 @@ func toolsEvent(tools []*mcp.Tool) *satellitev1.ToolsDiscovered {
 		if t.Name == "" || len(t.Name) > maxToolNameLen {
 			continue
 		}
-		td.Tools = append(td.Tools, &satellitev1.Tool{
+		tool := &satellitev1.Tool{
 			Name:        t.Name,
 			Description: cut(t.Description, maxToolDescription),
 			InputSchema: schemaStruct(t.InputSchema),
 			TokenCount:  ToolTokens(t),
-		})
+			Title:       cut(t.Title, maxToolTitle),
+		}
+		if t.OutputSchema != nil {
+			tool.OutputSchema = schemaStruct(t.OutputSchema)
+		}
+		if t.Annotations != nil {
+			tool.Annotations = schemaStruct(t.Annotations)
+		}
+		td.Tools = append(td.Tools, tool)
 	}
 	return td
 }
 
-// schemaStruct converts a JSON schema to a Struct; a schema that is not a JSON object is left out.
+// schemaStruct converts a JSON schema, or another JSON object such as a tool's annotations, to a Struct;
+// a value that is not a JSON object is left out.
 func schemaStruct(schema any) *structpb.Struct {
 	if schema == nil {
 		return nil

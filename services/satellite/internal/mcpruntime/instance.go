@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
@@ -80,6 +82,7 @@ type instance struct {
 	mu        sync.Mutex
 	queue     []command
 	spec      *satellitev1.Instance
+	selection *satellitev1.ToolSelection // applied apart from spec, without a restart
 	status    satellitev1.InstanceStatus
 	message   string
 	live      *conn // the connection calls may use; nil unless online
@@ -102,16 +105,28 @@ type instance struct {
 
 func (r *Runtime) newInstance(spec *satellitev1.Instance) *instance {
 	in := &instance{
-		rt:      r,
-		id:      spec.GetId(),
-		spec:    spec,
-		wake:    make(chan struct{}, 1),
-		queued:  make(chan struct{}, 1),
-		exited:  make(chan struct{}),
-		changed: make(chan struct{}),
+		rt:        r,
+		id:        spec.GetId(),
+		spec:      spec,
+		selection: spec.GetToolSelection(),
+		wake:      make(chan struct{}, 1),
+		queued:    make(chan struct{}, 1),
+		exited:    make(chan struct{}),
+		changed:   make(chan struct{}),
 	}
 	in.logs = newLogLimiter(r.cfg.LogLinesPerSecond, r.cfg.LogLineBytes, in.emitLog)
 	return in
+}
+
+// setSelection makes sel the instance's tool selection and reports whether it changed.
+func (in *instance) setSelection(sel *satellitev1.ToolSelection) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if proto.Equal(in.selection, sel) {
+		return false
+	}
+	in.selection = sel
+	return true
 }
 
 // send queues cmd for the run goroutine. It never blocks: commands are few, and a start may keep the

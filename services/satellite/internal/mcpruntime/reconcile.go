@@ -14,8 +14,10 @@ type ReconcileResult struct {
 	Restarted []string
 	// Stopped are instances no longer desired; they have stopped.
 	Stopped []string
-	// Unchanged are instances left alone.
+	// Unchanged are instances left running as they were.
 	Unchanged []string
+	// Reselected are instances, among Unchanged, whose tool selection changed.
+	Reselected []string
 }
 
 // Reconcile moves the instances towards the desired view by content hash: it starts new instances,
@@ -57,9 +59,15 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			res.Started = append(res.Started, id)
 		case hash != spec.GetContentHash():
 			in, _ := r.lookup(id)
+			in.setSelection(spec.GetToolSelection())
 			in.sendUrgent(command{kind: cmdConfigure, spec: spec, done: make(chan struct{})})
 			res.Restarted = append(res.Restarted, id)
 		default:
+			// A new tool selection changes what the gateway offers, not the server: no restart.
+			if in, _ := r.lookup(id); in.setSelection(spec.GetToolSelection()) {
+				r.notify(spec.GetTeamId(), spec.GetUserId())
+				res.Reselected = append(res.Reselected, id)
+			}
 			res.Unchanged = append(res.Unchanged, id)
 		}
 		r.applied[id] = spec.GetContentHash()

@@ -140,6 +140,8 @@ type InstanceInfo struct {
 	RequestLoggingEnabled bool
 	// ToolPrefix goes before the instance's tool and prompt names at the team endpoint; empty means none.
 	ToolPrefix string
+	// ToolSelection decides which of the instance's tools its user is offered; nil offers all.
+	ToolSelection *satellitev1.ToolSelection
 
 	// Status and Message are the instance's status and why it is so.
 	Status  satellitev1.InstanceStatus
@@ -188,6 +190,7 @@ func (in *instance) info() InstanceInfo {
 		Transport:             spec.GetTransport(),
 		RequestLoggingEnabled: spec.GetRequestLoggingEnabled(),
 		ToolPrefix:            spec.GetToolPrefix(),
+		ToolSelection:         in.selection,
 		Status:                in.status,
 		Message:               in.message,
 		Tools:                 in.cat.tools,

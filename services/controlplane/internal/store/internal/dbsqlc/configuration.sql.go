@@ -21,13 +21,17 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        coalesce(inst.tool_prefix, c.slug)::text as tool_prefix,
        coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.arg_values, '{}')::jsonb as user_arg_values,
        coalesce(uc.env, '{}')::jsonb as user_env,
-       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params
+       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params,
+       coalesce(ts.allow, '{}')::text[] as tools_allow, coalesce(ts.deny, '{}')::text[] as tools_deny,
+       coalesce(ts.descriptions, '{}')::jsonb as tool_descriptions, coalesce(ht.patterns, '{}')::text[] as tools_hidden
 from instances i
 join installations inst on inst.id = i.installation_id
 join catalog_entries c on c.id = inst.catalog_entry_id
 join teams t on t.id = i.team_id
 join users u on u.id = i.user_id
 left join user_configurations uc on uc.installation_id = i.installation_id and uc.user_id = i.user_id
+left join tool_selections ts on ts.installation_id = i.installation_id and ts.team_id = i.team_id
+left join hidden_tools ht on ht.installation_id = i.installation_id and ht.user_id = i.user_id and ht.team_id = i.team_id
 where $1::uuid is null or i.team_id = $1::uuid
 order by i.id
 `
@@ -62,6 +66,10 @@ type ListDesiredInstancesRow struct {
 	UserEnv               []byte
 	UserHeaders           []byte
 	UserQueryParams       []byte
+	ToolsAllow            []string
+	ToolsDeny             []string
+	ToolDescriptions      []byte
+	ToolsHidden           []string
 }
 
 // ListDesiredInstances returns every instance with the configuration levels it merges, for one team or, when
@@ -105,6 +113,10 @@ func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) (
 			&i.UserEnv,
 			&i.UserHeaders,
 			&i.UserQueryParams,
+			&i.ToolsAllow,
+			&i.ToolsDeny,
+			&i.ToolDescriptions,
+			&i.ToolsHidden,
 		); err != nil {
 			return nil, err
 		}

@@ -43,9 +43,11 @@ func (q *Queries) GetInstance(ctx context.Context, iD string, teamID uuid.UUID) 
 }
 
 const insertDiscoveredTools = `-- name: InsertDiscoveredTools :exec
-insert into discovered_tools (instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at)
+insert into discovered_tools (instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at,
+                              title, output_schema, annotations)
 select $1::text, $2::uuid, $3::uuid, unnest($4::text[]), unnest($5::text[]),
-       unnest($6::jsonb[]), unnest($7::int[]), $8::timestamptz
+       unnest($6::jsonb[]), unnest($7::int[]), $8::timestamptz,
+       unnest($9::text[]), unnest($10::jsonb[]), unnest($11::jsonb[])
 `
 
 type InsertDiscoveredToolsParams struct {
@@ -57,6 +59,9 @@ type InsertDiscoveredToolsParams struct {
 	InputSchemas   [][]byte
 	TokenCounts    []int32
 	DiscoveredAt   time.Time
+	Titles         []string
+	OutputSchemas  [][]byte
+	Annotations    [][]byte
 }
 
 func (q *Queries) InsertDiscoveredTools(ctx context.Context, arg InsertDiscoveredToolsParams) error {
@@ -69,6 +74,9 @@ func (q *Queries) InsertDiscoveredTools(ctx context.Context, arg InsertDiscovere
 		arg.InputSchemas,
 		arg.TokenCounts,
 		arg.DiscoveredAt,
+		arg.Titles,
+		arg.OutputSchemas,
+		arg.Annotations,
 	)
 	return err
 }
@@ -197,7 +205,7 @@ func (q *Queries) InsertServerLog(ctx context.Context, arg InsertServerLogParams
 }
 
 const listDiscoveredTools = `-- name: ListDiscoveredTools :many
-select instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at from discovered_tools where instance_id = $1 and team_id = $2 order by name
+select instance_id, team_id, installation_id, name, description, input_schema, token_count, discovered_at, title, output_schema, annotations from discovered_tools where instance_id = $1 and team_id = $2 order by name
 `
 
 func (q *Queries) ListDiscoveredTools(ctx context.Context, instanceID string, teamID uuid.UUID) ([]DiscoveredTool, error) {
@@ -218,6 +226,9 @@ func (q *Queries) ListDiscoveredTools(ctx context.Context, instanceID string, te
 			&i.InputSchema,
 			&i.TokenCount,
 			&i.DiscoveredAt,
+			&i.Title,
+			&i.OutputSchema,
+			&i.Annotations,
 		); err != nil {
 			return nil, err
 		}

@@ -84,6 +84,9 @@ type DiscoveredTool struct {
 	InputSchema    []byte
 	TokenCount     int32
 	DiscoveredAt   time.Time
+	Title          string
+	OutputSchema   []byte
+	Annotations    []byte
 }
 
 type DroppedEventReport struct {
@@ -92,6 +95,14 @@ type DroppedEventReport struct {
 	Count       int64
 	Reason      string
 	OccurredAt  time.Time
+}
+
+type HiddenTool struct {
+	InstallationID uuid.UUID
+	TeamID         uuid.UUID
+	UserID         uuid.UUID
+	Patterns       []string
+	UpdatedAt      time.Time
 }
 
 type Installation struct {
@@ -332,6 +343,15 @@ type TeamMembership struct {
 	Role      string
 	CreatedAt time.Time
 	ToolsMode *string
+}
+
+type ToolSelection struct {
+	InstallationID uuid.UUID
+	TeamID         uuid.UUID
+	Allow          []string
+	Deny           []string
+	Descriptions   []byte
+	UpdatedAt      time.Time
 }
 
 type UsageDirtyHour struct {
