@@ -10,7 +10,8 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        coalesce(inst.tool_prefix, c.slug)::text as tool_prefix,
        coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.arg_values, '{}')::jsonb as user_arg_values,
        coalesce(uc.env, '{}')::jsonb as user_env,
-       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params
+       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params,
+       c.stop_reason as template_stop_reason, inst.stop_reason as installation_stop_reason
 from instances i
 join installations inst on inst.id = i.installation_id
 join catalog_entries c on c.id = inst.catalog_entry_id

@@ -205,6 +205,7 @@ func instanceToProto(d store.DesiredInstance) (*satellitev1.Instance, error) {
 		QueryParams:           d.QueryParams,
 		RequestLoggingEnabled: d.RequestLoggingEnabled,
 		ToolPrefix:            d.ToolPrefix,
+		EmergencyStop:         d.EmergencyStop,
 	}
 	if len(d.Sandbox) > 0 && string(d.Sandbox) != "{}" {
 		inst.Sandbox = new(satellitev1.Sandbox)

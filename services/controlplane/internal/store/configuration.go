@@ -130,6 +130,9 @@ type DesiredInstance struct {
 	ToolPrefix string
 	// Sandbox is the template's orrery.satellite.v1.Sandbox in protobuf JSON.
 	Sandbox json.RawMessage
+	// EmergencyStop, when set, says why the instance must not run: an emergency stop of its template or
+	// installation. Such an instance carries no arguments, environment or secrets.
+	EmergencyStop string
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -145,7 +148,12 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
-			Sandbox: r.Sandbox,
+			Sandbox: r.Sandbox, EmergencyStop: stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
+		}
+		if inst.EmergencyStop != "" {
+			// Secrets are opened only for instances that run.
+			out = append(out, inst)
+			continue
 		}
 		if inst.Args, err = s.args(r); err != nil {
 			return nil, fmt.Errorf("instance %s args: %w", r.ID, err)

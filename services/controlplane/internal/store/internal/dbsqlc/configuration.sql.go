@@ -21,7 +21,8 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        coalesce(inst.tool_prefix, c.slug)::text as tool_prefix,
        coalesce(uc.args, '{}')::text[] as user_args, coalesce(uc.arg_values, '{}')::jsonb as user_arg_values,
        coalesce(uc.env, '{}')::jsonb as user_env,
-       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params
+       coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params,
+       c.stop_reason as template_stop_reason, inst.stop_reason as installation_stop_reason
 from instances i
 join installations inst on inst.id = i.installation_id
 join catalog_entries c on c.id = inst.catalog_entry_id
@@ -33,35 +34,37 @@ order by i.id
 `
 
 type ListDesiredInstancesRow struct {
-	ID                    string
-	InstallationID        uuid.UUID
-	TeamID                uuid.UUID
-	TeamSlug              string
-	UserID                uuid.UUID
-	UserSlug              string
-	ServerSlug            string
-	ServerName            string
-	Transport             string
-	Command               string
-	Url                   string
-	Sandbox               []byte
-	TemplateArgs          []string
-	TemplateEnv           []byte
-	TemplateHeaders       []byte
-	TemplateQueryParams   []byte
-	ConfigSchema          []byte
-	TeamArgs              []string
-	TeamArgValues         []byte
-	TeamEnv               []byte
-	TeamHeaders           []byte
-	TeamQueryParams       []byte
-	RequestLoggingEnabled bool
-	ToolPrefix            string
-	UserArgs              []string
-	UserArgValues         []byte
-	UserEnv               []byte
-	UserHeaders           []byte
-	UserQueryParams       []byte
+	ID                     string
+	InstallationID         uuid.UUID
+	TeamID                 uuid.UUID
+	TeamSlug               string
+	UserID                 uuid.UUID
+	UserSlug               string
+	ServerSlug             string
+	ServerName             string
+	Transport              string
+	Command                string
+	Url                    string
+	Sandbox                []byte
+	TemplateArgs           []string
+	TemplateEnv            []byte
+	TemplateHeaders        []byte
+	TemplateQueryParams    []byte
+	ConfigSchema           []byte
+	TeamArgs               []string
+	TeamArgValues          []byte
+	TeamEnv                []byte
+	TeamHeaders            []byte
+	TeamQueryParams        []byte
+	RequestLoggingEnabled  bool
+	ToolPrefix             string
+	UserArgs               []string
+	UserArgValues          []byte
+	UserEnv                []byte
+	UserHeaders            []byte
+	UserQueryParams        []byte
+	TemplateStopReason     string
+	InstallationStopReason string
 }
 
 // ListDesiredInstances returns every instance with the configuration levels it merges, for one team or, when
@@ -105,6 +108,8 @@ func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) (
 			&i.UserEnv,
 			&i.UserHeaders,
 			&i.UserQueryParams,
+			&i.TemplateStopReason,
+			&i.InstallationStopReason,
 		); err != nil {
 			return nil, err
 		}
