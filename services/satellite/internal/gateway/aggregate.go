@@ -85,7 +85,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware)
+	us.server.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware, us.stopMiddleware)
 	return us
 }
 
@@ -115,7 +115,7 @@ func (us *userServer) instances() (online []Instance, all map[string]bool) {
 			continue
 		}
 		all[inst.ID] = true
-		if inst.Online {
+		if inst.Online && inst.EmergencyStop == "" {
 			online = append(online, inst)
 		}
 	}
@@ -408,6 +408,12 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 			func(in *inputRequired) *mcp.CallToolResult {
 				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
 			})
+		if err != nil {
+			// A call that an emergency stop cut short, or that raced it, says so.
+			if stop := us.stopOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
+				res, err = stop, nil
+			}
+		}
 		outcome := outcomeInputRequired
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)

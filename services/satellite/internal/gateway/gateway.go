@@ -178,6 +178,9 @@ type Instance struct {
 	Prompts           []*mcp.Prompt
 	// RequestLoggingEnabled says whether request logs carry request and response bodies.
 	RequestLoggingEnabled bool
+	// EmergencyStop, when set, says why the instance is out of service. It is never online, and calls of
+	// its tools, listed or not, are answered with this reason.
+	EmergencyStop string
 }
 
 // Introspector checks access tokens with the control plane, such as through

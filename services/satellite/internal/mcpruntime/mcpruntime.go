@@ -309,6 +309,8 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
+	// stopped are the desired instances under an emergency stop, by id: never run, listed with why.
+	stopped map[string]*satellitev1.Instance
 	wg        sync.WaitGroup // instance goroutines
 
 	subsMu sync.Mutex

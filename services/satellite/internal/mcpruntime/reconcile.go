@@ -3,7 +3,10 @@ package mcpruntime
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // ReconcileResult is what one Reconcile did, as sorted instance ids.
@@ -40,8 +43,24 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
 	snap := r.cfg.Desired.Snapshot()
 	want := make(map[string]bool, len(snap.Instances))
+	// Stops are known before any instance is removed, so a call that its removal cuts short can say why.
+	stopped := make(map[string]*satellitev1.Instance)
+	for _, spec := range snap.Instances {
+		if spec.GetEmergencyStop() != "" {
+			stopped[spec.GetId()] = spec
+		}
+	}
+	r.mu.Lock()
+	changedStops := !maps.EqualFunc(r.stopped, stopped, func(a, b *satellitev1.Instance) bool {
+		return a.GetEmergencyStop() == b.GetEmergencyStop()
+	})
+	r.stopped = stopped
+	r.mu.Unlock()
 	for _, spec := range snap.Instances {
 		id := spec.GetId()
+		if stopped[id] != nil {
+			continue
+		}
 		want[id] = true
 		hash, known := r.applied[id]
 		switch {
@@ -78,6 +97,16 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		in.sendUrgent(command{kind: cmdRemove, done: make(chan struct{})})
 		removed = append(removed, in)
 		res.Stopped = append(res.Stopped, id)
+	}
+	if changedStops {
+		// The stopped instances' tools leave the endpoints now, not once their processes have exited.
+		for _, spec := range stopped {
+			r.notify(spec.GetTeamId(), spec.GetUserId())
+		}
+		for _, in := range removed {
+			spec := in.currentSpec()
+			r.notify(spec.GetTeamId(), spec.GetUserId())
+		}
 	}
 	for _, in := range removed {
 		select {
