@@ -311,7 +311,7 @@ type Runtime struct {
 	instances map[string]*instance
 	// stopped are the desired instances under an emergency stop, by id: never run, listed with why.
 	stopped map[string]*satellitev1.Instance
-	wg        sync.WaitGroup // instance goroutines
+	wg      sync.WaitGroup // instance goroutines
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}
