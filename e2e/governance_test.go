@@ -40,6 +40,8 @@ type governed struct {
 	endpoint       string
 	// dana is Dana's API client option; admin the global admin's.
 	dana, admin connect.ClientOption
+	// danaToken is Dana's personal API token.
+	danaToken string
 	// listChanged receives a value whenever the client is told the tool list changed.
 	listChanged chan struct{}
 	session     *mcp.ClientSession
@@ -72,7 +74,7 @@ func startGoverned(t *testing.T, spec *apiv1.InstallationSpec) *governed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.dana, g.userID = withToken(login.Msg.ApiToken), login.Msg.User.Id
+	g.dana, g.userID, g.danaToken = withToken(login.Msg.ApiToken), login.Msg.User.Id, login.Msg.ApiToken
 	team, err := apiv1connect.NewTeamServiceClient(http.DefaultClient, g.cp.URL, g.dana).CreateTeam(ctx, connect.NewRequest(&apiv1.CreateTeamRequest{
 		Slug: "acme", Name: "Acme",
 	}))
@@ -257,6 +259,16 @@ func TestRollbackReachesTheSatellite(t *testing.T) {
 	}
 	if want := []*apiv1.ConfigChange{{Field: "env.ORRERY_MODE", OldValue: `"second"`, NewValue: `"first"`}, {Field: "env.ORRERY_TOKEN", Secret: true}}; !sameChanges(cmp.Msg.Changes, want) {
 		t.Fatalf("compare 2 to 1: %v, want %v", cmp.Msg.Changes, want)
+	}
+
+	// orreryctl shows the same, secrets as changed only.
+	ctl := newCLI(t, "ORRERY_TOKEN="+g.danaToken, "ORRERY_URL="+g.cp.URL)
+	out := ctl.ok(t, "history", "diff", "everything", "1", "2", "--team", "acme")
+	if !strings.Contains(out, "env.ORRERY_MODE") || !strings.Contains(out, `"second"`) || !strings.Contains(out, "(secret, changed)") || strings.Contains(out, "secret-value") {
+		t.Fatalf("orreryctl history diff:\n%s", out)
+	}
+	if out := ctl.ok(t, "history", "list", "everything", "--team", "acme"); !strings.Contains(out, "dana@example.test") || strings.Contains(out, "secret-value") {
+		t.Fatalf("orreryctl history list:\n%s", out)
 	}
 
 	// Mallory administers a team of her own and asks for Dana's installation's history through it, and
@@ -478,9 +490,11 @@ func TestEmergencyStop(t *testing.T) {
 		t.Fatalf("a returning satellite lists %v (%v)", tools, err)
 	}
 
-	if _, err := g.stops(g.admin).ResumeTemplate(ctx, connect.NewRequest(&apiv1.ResumeTemplateRequest{Id: g.entryID})); err != nil {
-		t.Fatal(err)
+	// orreryctl shows why, and lifts the stop.
+	if out := newCLI(t, "ORRERY_TOKEN="+g.danaToken, "ORRERY_URL="+g.cp.URL).ok(t, "installations", "list", "--team", "acme"); !strings.Contains(out, "CVE-2026-0001") {
+		t.Fatalf("orreryctl installations list does not say why:\n%s", out)
 	}
+	newCLI(t, "ORRERY_TOKEN="+g.cp.AdminToken, "ORRERY_URL="+g.cp.URL).ok(t, "stop", "everything", "--template", "--resume")
 	g.waitTools(t, onlineTimeout, "the tools back after the template resumed", func(names []string) error {
 		if !slices.Contains(names, "everything__echo") {
 			return fmt.Errorf("tools %v", names)
