@@ -27,15 +27,6 @@ select * from config_versions
 where kind = @kind and subject_id = @subject_id and user_id = @user_id and version = @version
   and team_id is not distinct from sqlc.narg(team_id)::uuid;
 
--- name: RestoreInstallation :one
--- RestoreInstallation writes back a version's stored values, secrets as they were sealed.
-update installations
-set name = @name, args = @args, arg_values = @arg_values, env = @env, headers = @headers,
-    query_params = @query_params, request_logging_enabled = @request_logging_enabled,
-    tool_prefix = sqlc.narg(tool_prefix), updated_at = now()
-where id = @id and team_id = @team_id
-returning *;
-
 -- name: StopInstallation :one
 update installations
 set stop_reason = @stop_reason, stopped_at = now(), stop_by_global_admin = @stop_by_global_admin

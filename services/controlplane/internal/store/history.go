@@ -380,7 +380,8 @@ func (s *Store) RollbackInstallation(ctx context.Context, teamID, id uuid.UUID, 
 		if err := checkToolPrefix(ctx, q, teamID, id, prefix); err != nil {
 			return err
 		}
-		row, err := q.RestoreInstallation(ctx, dbsqlc.RestoreInstallationParams{
+		// The version's stored values go back as they are, secrets as they were sealed.
+		row, err := q.UpdateInstallation(ctx, dbsqlc.UpdateInstallationParams{
 			ID: id, TeamID: teamID, Name: snap.Name, Args: nonNil(snap.Args), ArgValues: snap.ArgValues, Env: snap.Env,
 			Headers: snap.Headers, QueryParams: snap.QueryParams, RequestLoggingEnabled: snap.RequestLoggingEnabled,
 			ToolPrefix: snap.ToolPrefix,

@@ -197,65 +197,6 @@ func (q *Queries) ListConfigVersions(ctx context.Context, arg ListConfigVersions
 	return items, nil
 }
 
-const restoreInstallation = `-- name: RestoreInstallation :one
-update installations
-set name = $1, args = $2, arg_values = $3, env = $4, headers = $5,
-    query_params = $6, request_logging_enabled = $7,
-    tool_prefix = $8, updated_at = now()
-where id = $9 and team_id = $10
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values, stop_reason, stopped_at, stop_by_global_admin
-`
-
-type RestoreInstallationParams struct {
-	Name                  string
-	Args                  []string
-	ArgValues             []byte
-	Env                   []byte
-	Headers               []byte
-	QueryParams           []byte
-	RequestLoggingEnabled bool
-	ToolPrefix            *string
-	ID                    uuid.UUID
-	TeamID                uuid.UUID
-}
-
-// RestoreInstallation writes back a version's stored values, secrets as they were sealed.
-func (q *Queries) RestoreInstallation(ctx context.Context, arg RestoreInstallationParams) (Installation, error) {
-	row := q.db.QueryRow(ctx, restoreInstallation,
-		arg.Name,
-		arg.Args,
-		arg.ArgValues,
-		arg.Env,
-		arg.Headers,
-		arg.QueryParams,
-		arg.RequestLoggingEnabled,
-		arg.ToolPrefix,
-		arg.ID,
-		arg.TeamID,
-	)
-	var i Installation
-	err := row.Scan(
-		&i.ID,
-		&i.TeamID,
-		&i.CatalogEntryID,
-		&i.Name,
-		&i.Args,
-		&i.Env,
-		&i.Headers,
-		&i.QueryParams,
-		&i.RequestLoggingEnabled,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.ToolPrefix,
-		&i.CredentialsCheckedAt,
-		&i.ArgValues,
-		&i.StopReason,
-		&i.StoppedAt,
-		&i.StopByGlobalAdmin,
-	)
-	return i, err
-}
-
 const resumeCatalogEntry = `-- name: ResumeCatalogEntry :one
 update catalog_entries set stop_reason = '', stopped_at = null where id = $1 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at
 `
