@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/e2e"
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/mcptest"
 )
 
@@ -432,6 +433,21 @@ func TestEmergencyStop(t *testing.T) {
 	g.waitTools(t, stopTimeout, "the stopped installation's tools gone", func(names []string) error {
 		if len(names) != 0 {
 			return fmt.Errorf("still listed: %v", names)
+		}
+		return nil
+	})
+
+	// The instance's status says why (the satellite reports it through its event batch, flushed in ~3 s).
+	instances := apiv1connect.NewInstanceServiceClient(http.DefaultClient, g.cp.URL, g.dana)
+	e2e.WaitFor(t, 15*time.Second, "the instance's status to name the stop", func() error {
+		list, err := instances.ListInstances(ctx, connect.NewRequest(&apiv1.ListInstancesRequest{TeamId: g.teamID, InstallationId: g.installationID}))
+		if err != nil {
+			return err
+		}
+		for _, in := range list.Msg.Instances {
+			if in.Status != satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE || !strings.Contains(in.StatusMessage, "INC-42") {
+				return fmt.Errorf("instance %s is %v: %q", in.Id, in.Status, in.StatusMessage)
+			}
 		}
 		return nil
 	})

@@ -54,6 +54,7 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	changedStops := !maps.EqualFunc(r.stopped, stopped, func(a, b *satellitev1.Instance) bool {
 		return a.GetEmergencyStop() == b.GetEmergencyStop()
 	})
+	prevStopped := r.stopped
 	r.stopped = stopped
 	r.mu.Unlock()
 	for _, spec := range snap.Instances {
@@ -116,6 +117,18 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		}
 		spec := in.currentSpec()
 		r.notify(spec.GetTeamId(), spec.GetUserId())
+	}
+	// A stopped instance reports why once, after its removal, so its status in the control plane says so
+	// rather than what it was when it last ran.
+	for id, spec := range stopped {
+		if _, was := prevStopped[id]; !was {
+			r.cfg.Events.Emit(&satellitev1.Event{
+				TeamId: spec.GetTeamId(), InstallationId: spec.GetInstallationId(), InstanceId: id,
+				Payload: &satellitev1.Event_StatusChanged{StatusChanged: &satellitev1.StatusChanged{
+					Status: satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE, Message: cut(spec.GetEmergencyStop(), 4096),
+				}},
+			})
+		}
 	}
 	r.reconciled.Store(snap.Version)
 	slices.Sort(res.Stopped)
