@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 )
 
 func (b *testBundle) historyFor(c *caller) apiv1connect.ConfigHistoryServiceClient {
@@ -167,4 +169,34 @@ func TestEmergencyStopRules(t *testing.T) {
 			t.Fatalf("resumed instance in the configuration: stop %q", in.EmergencyStop)
 		}
 	}
+}
+
+func TestRollbackRefusesSecretsSealedWithADroppedKey(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := setup(t, setupOpts{})
+	p := seedProduct(t, b)
+	_, inst := governedTemplate(t, p)
+	spec, err := secrets.NewKeySpec("dropped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := secrets.ParseKeyring(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := dropped.Seal("old secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 1 as a key rotation that dropped its key would leave it.
+	env, _ := json.Marshal(map[string]any{"TOKEN": map[string]any{"sealed": sealed, "secret": true}})
+	if _, err := b.pool(t).Exec(ctx, `update config_versions set snapshot = jsonb_set(snapshot, '{env}', $1::jsonb)
+		where kind = 'installation' and subject_id = $2 and version = 1`, string(env), inst.Id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.historyFor(p.admin).RollbackInstallation(ctx, connect.NewRequest(&apiv1.RollbackInstallationRequest{
+		TeamId: p.team.ID.String(), InstallationId: inst.Id, Version: 1,
+	}))
+	wantCode(t, "rolling back to secrets nobody can open", err, connect.CodeFailedPrecondition, "no longer configured")
 }

@@ -327,6 +327,10 @@ func (s *Store) CompareConfigVersions(ctx context.Context, subj Subject, from, t
 	return diffSnapshots(a.Snapshot, b.Snapshot)
 }
 
+// ErrVersionUnsealable reports a version whose secrets were sealed under a key the control plane no longer
+// holds, so rolling back to it would leave the installation unusable.
+var ErrVersionUnsealable = errors.New("the version holds secrets sealed with a key that is no longer configured; set them again instead")
+
 // Rollback is the outcome of RollbackInstallation.
 type Rollback struct {
 	Installation Installation
@@ -356,6 +360,13 @@ func (s *Store) RollbackInstallation(ctx context.Context, teamID, id uuid.UUID, 
 		var snap installationSnapshot
 		if err := json.Unmarshal(v.Snapshot, &snap); err != nil {
 			return fmt.Errorf("decode version %d: %w", version, err)
+		}
+		// A secret sealed under a key since dropped would make every configuration of the team's satellites
+		// fail to open; refuse the rollback instead.
+		for _, raw := range [][]byte{snap.ArgValues, snap.Env, snap.Headers, snap.QueryParams} {
+			if _, err := s.open(raw); err != nil {
+				return fmt.Errorf("version %d: %w", version, ErrVersionUnsealable)
+			}
 		}
 		tmpl, err := s.template(ctx, q, teamID, prior.CatalogEntryID)
 		if err != nil {
