@@ -86,7 +86,7 @@ func importServerJSON(ctx context.Context, st *store.Store, args []string, stdin
 		}
 		e.TeamID = &id
 	}
-	out, err := st.CreateCatalogEntry(ctx, e)
+	out, err := st.CreateCatalogEntry(ctx, e, store.SystemAuthor)
 	if err != nil {
 		return fmt.Errorf("create template: %w", err)
 	}

@@ -50,7 +50,7 @@ func TestImportAndRotateCommands(t *testing.T) {
 	}
 	// A template secret to rotate.
 	e[0].Env["SHARED"] = store.Setting{Value: "s3cret", Secret: true}
-	if _, err := st.UpdateCatalogEntry(t.Context(), e[0]); err != nil {
+	if _, err := st.UpdateCatalogEntry(t.Context(), e[0], store.SystemAuthor); err != nil {
 		t.Fatal(err)
 	}
 

@@ -26,7 +26,7 @@ func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
 			ID: in.ID, InstallationID: in.InstallationID, TeamID: in.TeamID, UserID: in.UserID,
 			ServerSlug: in.ServerSlug, Prefix: in.ToolPrefix, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
 			Tools: in.Tools, Resources: in.Resources, ResourceTemplates: in.ResourceTemplates, Prompts: in.Prompts,
-			RequestLoggingEnabled: in.RequestLoggingEnabled,
+			RequestLoggingEnabled: in.RequestLoggingEnabled, EmergencyStop: in.EmergencyStop,
 			Selection: toolselect.Selection{
 				Allow: in.ToolSelection.GetAllow(), Deny: in.ToolSelection.GetDeny(),
 				Hidden: in.ToolSelection.GetHidden(), Descriptions: in.ToolSelection.GetDescriptions(),

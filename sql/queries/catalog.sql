@@ -36,7 +36,7 @@ select distinct team_id from installations where catalog_entry_id = @catalog_ent
 select id from teams where id = @id for no key update;
 
 -- name: GetInstallation :one
-select sqlc.embed(i), c.slug as server_slug
+select sqlc.embed(i), c.slug as server_slug, c.stop_reason as template_stop_reason, c.stopped_at as template_stopped_at
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.id = @id and i.team_id = @team_id;
@@ -56,7 +56,7 @@ returning *;
 delete from installations where id = @id and team_id = @team_id;
 
 -- name: ListInstallations :many
-select sqlc.embed(i), c.slug as server_slug
+select sqlc.embed(i), c.slug as server_slug, c.stop_reason as template_stop_reason, c.stopped_at as template_stopped_at
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.team_id = @team_id

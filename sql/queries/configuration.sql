@@ -12,7 +12,8 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        coalesce(uc.env, '{}')::jsonb as user_env,
        coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params,
        coalesce(ts.allow, '{}')::text[] as tools_allow, coalesce(ts.deny, '{}')::text[] as tools_deny,
-       coalesce(ts.descriptions, '{}')::jsonb as tool_descriptions, coalesce(ht.patterns, '{}')::text[] as tools_hidden
+       coalesce(ts.descriptions, '{}')::jsonb as tool_descriptions, coalesce(ht.patterns, '{}')::text[] as tools_hidden,
+       c.stop_reason as template_stop_reason, inst.stop_reason as installation_stop_reason
 from instances i
 join installations inst on inst.id = i.installation_id
 join catalog_entries c on c.id = inst.catalog_entry_id

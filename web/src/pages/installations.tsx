@@ -11,10 +11,12 @@ import { TeamRole } from "../gen/orrery/api/v1/account_pb";
 import {
   CatalogService,
   ConfigScope,
+  EmergencyStopScope,
   SettingValueSchema,
   ValueType,
   type ConfigField,
   type ConfigSchema,
+  type EmergencyStop,
   type SettingValue,
 } from "../gen/orrery/api/v1/catalog_pb";
 import { InstallationService, InstallationSpecSchema, type Installation } from "../gen/orrery/api/v1/installation_pb";
@@ -53,6 +55,7 @@ export function InstallationsPage({ teamId }: { teamId: string }) {
             <li key={i.id}>
               <Link href={`/teams/${teamId}/installations/${i.id}`}>
                 <strong>{i.spec?.name}</strong> <span className="muted">{i.serverSlug} · tools prefixed {i.effectiveToolPrefix}__</span>
+                {i.stop && <span className="badge" title={i.stop.reason}>stopped</span>}
               </Link>
             </li>
           ))}
@@ -175,6 +178,7 @@ export function InstallationPage({ teamId, id }: { teamId: string; id: string })
       {got.isPending ? <Loading what="the installation" /> : got.error ? <ErrorNote error={got.error} /> : (
         <>
           <h2 className="sub">{installation?.spec?.name} <span className="muted">{installation?.serverSlug}</span></h2>
+          {installation?.stop && <StopNote stop={installation.stop} />}
           <LiveInstances teamId={teamId} installationId={id} />
           <Tools teamId={teamId} installationId={id} isAdmin={isAdmin} />
           <RequestLogs teamId={teamId} installationId={id} />
@@ -247,6 +251,17 @@ function Tools({ teamId, installationId, isAdmin }: { teamId: string; installati
         </form>
       )}
     </Section>
+  );
+}
+
+// StopNote says why an installation is out of service: its tools are gone from every endpoint and calls
+// of them are refused with this reason.
+function StopNote({ stop }: { stop: EmergencyStop }) {
+  const what = stop.scope === EmergencyStopScope.TEMPLATE ? "Every installation of this server is stopped" : "This installation is stopped";
+  return (
+    <p className="error" role="alert">
+      {what} by an emergency stop (<When at={stop.stoppedAt} />): {stop.reason}
+    </p>
   );
 }
 

@@ -196,6 +196,59 @@ func (ValueType) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{2}
 }
 
+// EmergencyStopScope says what an emergency stop was made on.
+type EmergencyStopScope int32
+
+const (
+	// EMERGENCY_STOP_SCOPE_UNSPECIFIED is never used.
+	EmergencyStopScope_EMERGENCY_STOP_SCOPE_UNSPECIFIED EmergencyStopScope = 0
+	// EMERGENCY_STOP_SCOPE_TEMPLATE stops every installation of a template, in every team.
+	EmergencyStopScope_EMERGENCY_STOP_SCOPE_TEMPLATE EmergencyStopScope = 1
+	// EMERGENCY_STOP_SCOPE_INSTALLATION stops one installation.
+	EmergencyStopScope_EMERGENCY_STOP_SCOPE_INSTALLATION EmergencyStopScope = 2
+)
+
+// Enum value maps for EmergencyStopScope.
+var (
+	EmergencyStopScope_name = map[int32]string{
+		0: "EMERGENCY_STOP_SCOPE_UNSPECIFIED",
+		1: "EMERGENCY_STOP_SCOPE_TEMPLATE",
+		2: "EMERGENCY_STOP_SCOPE_INSTALLATION",
+	}
+	EmergencyStopScope_value = map[string]int32{
+		"EMERGENCY_STOP_SCOPE_UNSPECIFIED":  0,
+		"EMERGENCY_STOP_SCOPE_TEMPLATE":     1,
+		"EMERGENCY_STOP_SCOPE_INSTALLATION": 2,
+	}
+)
+
+func (x EmergencyStopScope) Enum() *EmergencyStopScope {
+	p := new(EmergencyStopScope)
+	*p = x
+	return p
+}
+
+func (x EmergencyStopScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EmergencyStopScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_api_v1_catalog_proto_enumTypes[3].Descriptor()
+}
+
+func (EmergencyStopScope) Type() protoreflect.EnumType {
+	return &file_orrery_api_v1_catalog_proto_enumTypes[3]
+}
+
+func (x EmergencyStopScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EmergencyStopScope.Descriptor instead.
+func (EmergencyStopScope) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{3}
+}
+
 // TemplateHealthStatus summarises a template's instances.
 type TemplateHealthStatus int32
 
@@ -241,11 +294,11 @@ func (x TemplateHealthStatus) String() string {
 }
 
 func (TemplateHealthStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_api_v1_catalog_proto_enumTypes[3].Descriptor()
+	return file_orrery_api_v1_catalog_proto_enumTypes[4].Descriptor()
 }
 
 func (TemplateHealthStatus) Type() protoreflect.EnumType {
-	return &file_orrery_api_v1_catalog_proto_enumTypes[3]
+	return &file_orrery_api_v1_catalog_proto_enumTypes[4]
 }
 
 func (x TemplateHealthStatus) Number() protoreflect.EnumNumber {
@@ -254,7 +307,7 @@ func (x TemplateHealthStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TemplateHealthStatus.Descriptor instead.
 func (TemplateHealthStatus) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 // SettingValue is one value of env, headers, query parameters or arguments. In responses a secret's value
@@ -530,7 +583,9 @@ type CatalogEntry struct {
 	// created_at is when the template was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// updated_at is when the template last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// stop, when set, is the template's emergency stop: every installation of it is out of service.
+	Stop          *EmergencyStop `protobuf:"bytes,7,opt,name=stop,proto3" json:"stop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +662,77 @@ func (x *CatalogEntry) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CatalogEntry) GetStop() *EmergencyStop {
+	if x != nil {
+		return x.Stop
+	}
+	return nil
+}
+
+// EmergencyStop is an emergency stop in force.
+type EmergencyStop struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// scope is what was stopped.
+	Scope EmergencyStopScope `protobuf:"varint,1,opt,name=scope,proto3,enum=orrery.api.v1.EmergencyStopScope" json:"scope,omitempty"`
+	// reason is why, as the person who stopped it wrote it.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// stopped_at is when.
+	StoppedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=stopped_at,json=stoppedAt,proto3" json:"stopped_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyStop) Reset() {
+	*x = EmergencyStop{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyStop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyStop) ProtoMessage() {}
+
+func (x *EmergencyStop) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyStop.ProtoReflect.Descriptor instead.
+func (*EmergencyStop) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EmergencyStop) GetScope() EmergencyStopScope {
+	if x != nil {
+		return x.Scope
+	}
+	return EmergencyStopScope_EMERGENCY_STOP_SCOPE_UNSPECIFIED
+}
+
+func (x *EmergencyStop) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EmergencyStop) GetStoppedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoppedAt
+	}
+	return nil
+}
+
 // CatalogEntrySpec is everything about a template that can change.
 type CatalogEntrySpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -641,7 +767,7 @@ type CatalogEntrySpec struct {
 
 func (x *CatalogEntrySpec) Reset() {
 	*x = CatalogEntrySpec{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[4]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +779,7 @@ func (x *CatalogEntrySpec) String() string {
 func (*CatalogEntrySpec) ProtoMessage() {}
 
 func (x *CatalogEntrySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[4]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +792,7 @@ func (x *CatalogEntrySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogEntrySpec.ProtoReflect.Descriptor instead.
 func (*CatalogEntrySpec) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CatalogEntrySpec) GetName() string {
@@ -768,7 +894,7 @@ type CreateCatalogEntryRequest struct {
 
 func (x *CreateCatalogEntryRequest) Reset() {
 	*x = CreateCatalogEntryRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[5]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +906,7 @@ func (x *CreateCatalogEntryRequest) String() string {
 func (*CreateCatalogEntryRequest) ProtoMessage() {}
 
 func (x *CreateCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[5]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +919,7 @@ func (x *CreateCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*CreateCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateCatalogEntryRequest) GetTeamId() string {
@@ -828,7 +954,7 @@ type CreateCatalogEntryResponse struct {
 
 func (x *CreateCatalogEntryResponse) Reset() {
 	*x = CreateCatalogEntryResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[6]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +966,7 @@ func (x *CreateCatalogEntryResponse) String() string {
 func (*CreateCatalogEntryResponse) ProtoMessage() {}
 
 func (x *CreateCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[6]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +979,7 @@ func (x *CreateCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*CreateCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateCatalogEntryResponse) GetEntry() *CatalogEntry {
@@ -878,7 +1004,7 @@ type UpdateCatalogEntryRequest struct {
 
 func (x *UpdateCatalogEntryRequest) Reset() {
 	*x = UpdateCatalogEntryRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[7]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1016,7 @@ func (x *UpdateCatalogEntryRequest) String() string {
 func (*UpdateCatalogEntryRequest) ProtoMessage() {}
 
 func (x *UpdateCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[7]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1029,7 @@ func (x *UpdateCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateCatalogEntryRequest) GetTeamId() string {
@@ -938,7 +1064,7 @@ type UpdateCatalogEntryResponse struct {
 
 func (x *UpdateCatalogEntryResponse) Reset() {
 	*x = UpdateCatalogEntryResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1076,7 @@ func (x *UpdateCatalogEntryResponse) String() string {
 func (*UpdateCatalogEntryResponse) ProtoMessage() {}
 
 func (x *UpdateCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[8]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1089,7 @@ func (x *UpdateCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateCatalogEntryResponse) GetEntry() *CatalogEntry {
@@ -986,7 +1112,7 @@ type DeleteCatalogEntryRequest struct {
 
 func (x *DeleteCatalogEntryRequest) Reset() {
 	*x = DeleteCatalogEntryRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1124,7 @@ func (x *DeleteCatalogEntryRequest) String() string {
 func (*DeleteCatalogEntryRequest) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[9]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1137,7 @@ func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteCatalogEntryRequest) GetTeamId() string {
@@ -1037,7 +1163,7 @@ type DeleteCatalogEntryResponse struct {
 
 func (x *DeleteCatalogEntryResponse) Reset() {
 	*x = DeleteCatalogEntryResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1175,7 @@ func (x *DeleteCatalogEntryResponse) String() string {
 func (*DeleteCatalogEntryResponse) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[10]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1188,7 @@ func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 // GetCatalogEntryRequest names the template.
@@ -1078,7 +1204,7 @@ type GetCatalogEntryRequest struct {
 
 func (x *GetCatalogEntryRequest) Reset() {
 	*x = GetCatalogEntryRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1216,7 @@ func (x *GetCatalogEntryRequest) String() string {
 func (*GetCatalogEntryRequest) ProtoMessage() {}
 
 func (x *GetCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[11]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1229,7 @@ func (x *GetCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCatalogEntryRequest) GetTeamId() string {
@@ -1131,7 +1257,7 @@ type GetCatalogEntryResponse struct {
 
 func (x *GetCatalogEntryResponse) Reset() {
 	*x = GetCatalogEntryResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1269,7 @@ func (x *GetCatalogEntryResponse) String() string {
 func (*GetCatalogEntryResponse) ProtoMessage() {}
 
 func (x *GetCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[12]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1282,7 @@ func (x *GetCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*GetCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetCatalogEntryResponse) GetEntry() *CatalogEntry {
@@ -1185,7 +1311,7 @@ type TemplateHealth struct {
 
 func (x *TemplateHealth) Reset() {
 	*x = TemplateHealth{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1323,7 @@ func (x *TemplateHealth) String() string {
 func (*TemplateHealth) ProtoMessage() {}
 
 func (x *TemplateHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[13]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1336,7 @@ func (x *TemplateHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TemplateHealth.ProtoReflect.Descriptor instead.
 func (*TemplateHealth) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TemplateHealth) GetStatus() TemplateHealthStatus {
@@ -1261,7 +1387,7 @@ type GetCatalogEntryHealthRequest struct {
 
 func (x *GetCatalogEntryHealthRequest) Reset() {
 	*x = GetCatalogEntryHealthRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1399,7 @@ func (x *GetCatalogEntryHealthRequest) String() string {
 func (*GetCatalogEntryHealthRequest) ProtoMessage() {}
 
 func (x *GetCatalogEntryHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[14]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1412,7 @@ func (x *GetCatalogEntryHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogEntryHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetCatalogEntryHealthRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCatalogEntryHealthRequest) GetTeamId() string {
@@ -1314,7 +1440,7 @@ type GetCatalogEntryHealthResponse struct {
 
 func (x *GetCatalogEntryHealthResponse) Reset() {
 	*x = GetCatalogEntryHealthResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1452,7 @@ func (x *GetCatalogEntryHealthResponse) String() string {
 func (*GetCatalogEntryHealthResponse) ProtoMessage() {}
 
 func (x *GetCatalogEntryHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[15]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1465,7 @@ func (x *GetCatalogEntryHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogEntryHealthResponse.ProtoReflect.Descriptor instead.
 func (*GetCatalogEntryHealthResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCatalogEntryHealthResponse) GetHealth() *TemplateHealth {
@@ -1368,7 +1494,7 @@ type ListCatalogEntriesRequest struct {
 
 func (x *ListCatalogEntriesRequest) Reset() {
 	*x = ListCatalogEntriesRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1506,7 @@ func (x *ListCatalogEntriesRequest) String() string {
 func (*ListCatalogEntriesRequest) ProtoMessage() {}
 
 func (x *ListCatalogEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[16]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1519,7 @@ func (x *ListCatalogEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCatalogEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListCatalogEntriesRequest) GetTeamId() string {
@@ -1444,7 +1570,7 @@ type ListCatalogEntriesResponse struct {
 
 func (x *ListCatalogEntriesResponse) Reset() {
 	*x = ListCatalogEntriesResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1582,7 @@ func (x *ListCatalogEntriesResponse) String() string {
 func (*ListCatalogEntriesResponse) ProtoMessage() {}
 
 func (x *ListCatalogEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[17]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1595,7 @@ func (x *ListCatalogEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCatalogEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListCatalogEntriesResponse) GetEntries() []*CatalogEntry {
@@ -1506,7 +1632,7 @@ type ImportServerJsonRequest struct {
 
 func (x *ImportServerJsonRequest) Reset() {
 	*x = ImportServerJsonRequest{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1644,7 @@ func (x *ImportServerJsonRequest) String() string {
 func (*ImportServerJsonRequest) ProtoMessage() {}
 
 func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[18]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1657,7 @@ func (x *ImportServerJsonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJsonRequest.ProtoReflect.Descriptor instead.
 func (*ImportServerJsonRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ImportServerJsonRequest) GetTeamId() string {
@@ -1580,7 +1706,7 @@ type ImportServerJsonResponse struct {
 
 func (x *ImportServerJsonResponse) Reset() {
 	*x = ImportServerJsonResponse{}
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1718,7 @@ func (x *ImportServerJsonResponse) String() string {
 func (*ImportServerJsonResponse) ProtoMessage() {}
 
 func (x *ImportServerJsonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_catalog_proto_msgTypes[19]
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1731,7 @@ func (x *ImportServerJsonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJsonResponse.ProtoReflect.Descriptor instead.
 func (*ImportServerJsonResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ImportServerJsonResponse) GetEntry() *CatalogEntry {
@@ -1639,7 +1765,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x04args\x18\x01 \x03(\v2\x1a.orrery.api.v1.ConfigFieldB\b\xbaH\x05\x92\x01\x02\x10dR\x04args\x126\n" +
 	"\x03env\x18\x02 \x03(\v2\x1a.orrery.api.v1.ConfigFieldB\b\xbaH\x05\x92\x01\x02\x10dR\x03env\x12>\n" +
 	"\aheaders\x18\x03 \x03(\v2\x1a.orrery.api.v1.ConfigFieldB\b\xbaH\x05\x92\x01\x02\x10dR\aheaders\x12G\n" +
-	"\fquery_params\x18\x04 \x03(\v2\x1a.orrery.api.v1.ConfigFieldB\b\xbaH\x05\x92\x01\x02\x10dR\vqueryParams\"\xf6\x01\n" +
+	"\fquery_params\x18\x04 \x03(\v2\x1a.orrery.api.v1.ConfigFieldB\b\xbaH\x05\x92\x01\x02\x10dR\vqueryParams\"\xa8\x02\n" +
 	"\fCatalogEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
@@ -1648,7 +1774,13 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xbe\t\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x120\n" +
+	"\x04stop\x18\a \x01(\v2\x1c.orrery.api.v1.EmergencyStopR\x04stop\"\x9b\x01\n" +
+	"\rEmergencyStop\x127\n" +
+	"\x05scope\x18\x01 \x01(\x0e2!.orrery.api.v1.EmergencyStopScopeR\x05scope\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\xbe\t\n" +
 	"\x10CatalogEntrySpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12*\n" +
@@ -1741,7 +1873,11 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x11VALUE_TYPE_STRING\x10\x01\x12\x15\n" +
 	"\x11VALUE_TYPE_NUMBER\x10\x02\x12\x16\n" +
 	"\x12VALUE_TYPE_BOOLEAN\x10\x03\x12\x18\n" +
-	"\x14VALUE_TYPE_FILE_PATH\x10\x04*\xce\x01\n" +
+	"\x14VALUE_TYPE_FILE_PATH\x10\x04*\x84\x01\n" +
+	"\x12EmergencyStopScope\x12$\n" +
+	" EMERGENCY_STOP_SCOPE_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dEMERGENCY_STOP_SCOPE_TEMPLATE\x10\x01\x12%\n" +
+	"!EMERGENCY_STOP_SCOPE_INSTALLATION\x10\x02*\xce\x01\n" +
 	"\x14TemplateHealthStatus\x12&\n" +
 	"\"TEMPLATE_HEALTH_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dTEMPLATE_HEALTH_STATUS_UNUSED\x10\x01\x12\"\n" +
@@ -1770,87 +1906,92 @@ func file_orrery_api_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_catalog_proto_rawDescData
 }
 
-var file_orrery_api_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_orrery_api_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_orrery_api_v1_catalog_proto_goTypes = []any{
 	(Transport)(0),                        // 0: orrery.api.v1.Transport
 	(ConfigScope)(0),                      // 1: orrery.api.v1.ConfigScope
 	(ValueType)(0),                        // 2: orrery.api.v1.ValueType
-	(TemplateHealthStatus)(0),             // 3: orrery.api.v1.TemplateHealthStatus
-	(*SettingValue)(nil),                  // 4: orrery.api.v1.SettingValue
-	(*ConfigField)(nil),                   // 5: orrery.api.v1.ConfigField
-	(*ConfigSchema)(nil),                  // 6: orrery.api.v1.ConfigSchema
-	(*CatalogEntry)(nil),                  // 7: orrery.api.v1.CatalogEntry
-	(*CatalogEntrySpec)(nil),              // 8: orrery.api.v1.CatalogEntrySpec
-	(*CreateCatalogEntryRequest)(nil),     // 9: orrery.api.v1.CreateCatalogEntryRequest
-	(*CreateCatalogEntryResponse)(nil),    // 10: orrery.api.v1.CreateCatalogEntryResponse
-	(*UpdateCatalogEntryRequest)(nil),     // 11: orrery.api.v1.UpdateCatalogEntryRequest
-	(*UpdateCatalogEntryResponse)(nil),    // 12: orrery.api.v1.UpdateCatalogEntryResponse
-	(*DeleteCatalogEntryRequest)(nil),     // 13: orrery.api.v1.DeleteCatalogEntryRequest
-	(*DeleteCatalogEntryResponse)(nil),    // 14: orrery.api.v1.DeleteCatalogEntryResponse
-	(*GetCatalogEntryRequest)(nil),        // 15: orrery.api.v1.GetCatalogEntryRequest
-	(*GetCatalogEntryResponse)(nil),       // 16: orrery.api.v1.GetCatalogEntryResponse
-	(*TemplateHealth)(nil),                // 17: orrery.api.v1.TemplateHealth
-	(*GetCatalogEntryHealthRequest)(nil),  // 18: orrery.api.v1.GetCatalogEntryHealthRequest
-	(*GetCatalogEntryHealthResponse)(nil), // 19: orrery.api.v1.GetCatalogEntryHealthResponse
-	(*ListCatalogEntriesRequest)(nil),     // 20: orrery.api.v1.ListCatalogEntriesRequest
-	(*ListCatalogEntriesResponse)(nil),    // 21: orrery.api.v1.ListCatalogEntriesResponse
-	(*ImportServerJsonRequest)(nil),       // 22: orrery.api.v1.ImportServerJsonRequest
-	(*ImportServerJsonResponse)(nil),      // 23: orrery.api.v1.ImportServerJsonResponse
-	nil,                                   // 24: orrery.api.v1.CatalogEntrySpec.EnvEntry
-	nil,                                   // 25: orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	nil,                                   // 26: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
-	(*timestamppb.Timestamp)(nil),         // 27: google.protobuf.Timestamp
-	(*v1.Sandbox)(nil),                    // 28: orrery.satellite.v1.Sandbox
+	(EmergencyStopScope)(0),               // 3: orrery.api.v1.EmergencyStopScope
+	(TemplateHealthStatus)(0),             // 4: orrery.api.v1.TemplateHealthStatus
+	(*SettingValue)(nil),                  // 5: orrery.api.v1.SettingValue
+	(*ConfigField)(nil),                   // 6: orrery.api.v1.ConfigField
+	(*ConfigSchema)(nil),                  // 7: orrery.api.v1.ConfigSchema
+	(*CatalogEntry)(nil),                  // 8: orrery.api.v1.CatalogEntry
+	(*EmergencyStop)(nil),                 // 9: orrery.api.v1.EmergencyStop
+	(*CatalogEntrySpec)(nil),              // 10: orrery.api.v1.CatalogEntrySpec
+	(*CreateCatalogEntryRequest)(nil),     // 11: orrery.api.v1.CreateCatalogEntryRequest
+	(*CreateCatalogEntryResponse)(nil),    // 12: orrery.api.v1.CreateCatalogEntryResponse
+	(*UpdateCatalogEntryRequest)(nil),     // 13: orrery.api.v1.UpdateCatalogEntryRequest
+	(*UpdateCatalogEntryResponse)(nil),    // 14: orrery.api.v1.UpdateCatalogEntryResponse
+	(*DeleteCatalogEntryRequest)(nil),     // 15: orrery.api.v1.DeleteCatalogEntryRequest
+	(*DeleteCatalogEntryResponse)(nil),    // 16: orrery.api.v1.DeleteCatalogEntryResponse
+	(*GetCatalogEntryRequest)(nil),        // 17: orrery.api.v1.GetCatalogEntryRequest
+	(*GetCatalogEntryResponse)(nil),       // 18: orrery.api.v1.GetCatalogEntryResponse
+	(*TemplateHealth)(nil),                // 19: orrery.api.v1.TemplateHealth
+	(*GetCatalogEntryHealthRequest)(nil),  // 20: orrery.api.v1.GetCatalogEntryHealthRequest
+	(*GetCatalogEntryHealthResponse)(nil), // 21: orrery.api.v1.GetCatalogEntryHealthResponse
+	(*ListCatalogEntriesRequest)(nil),     // 22: orrery.api.v1.ListCatalogEntriesRequest
+	(*ListCatalogEntriesResponse)(nil),    // 23: orrery.api.v1.ListCatalogEntriesResponse
+	(*ImportServerJsonRequest)(nil),       // 24: orrery.api.v1.ImportServerJsonRequest
+	(*ImportServerJsonResponse)(nil),      // 25: orrery.api.v1.ImportServerJsonResponse
+	nil,                                   // 26: orrery.api.v1.CatalogEntrySpec.EnvEntry
+	nil,                                   // 27: orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	nil,                                   // 28: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	(*timestamppb.Timestamp)(nil),         // 29: google.protobuf.Timestamp
+	(*v1.Sandbox)(nil),                    // 30: orrery.satellite.v1.Sandbox
 }
 var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.ConfigField.scope:type_name -> orrery.api.v1.ConfigScope
 	2,  // 1: orrery.api.v1.ConfigField.type:type_name -> orrery.api.v1.ValueType
-	5,  // 2: orrery.api.v1.ConfigSchema.args:type_name -> orrery.api.v1.ConfigField
-	5,  // 3: orrery.api.v1.ConfigSchema.env:type_name -> orrery.api.v1.ConfigField
-	5,  // 4: orrery.api.v1.ConfigSchema.headers:type_name -> orrery.api.v1.ConfigField
-	5,  // 5: orrery.api.v1.ConfigSchema.query_params:type_name -> orrery.api.v1.ConfigField
-	8,  // 6: orrery.api.v1.CatalogEntry.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	27, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
-	27, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: orrery.api.v1.CatalogEntrySpec.transport:type_name -> orrery.api.v1.Transport
-	24, // 10: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
-	25, // 11: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	26, // 12: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
-	6,  // 13: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
-	28, // 14: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	8,  // 15: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	7,  // 16: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	8,  // 17: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	7,  // 18: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	7,  // 19: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	3,  // 20: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
-	27, // 21: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
-	17, // 22: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
-	7,  // 23: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
-	7,  // 24: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	4,  // 25: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	4,  // 26: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	4,  // 27: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	9,  // 28: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
-	11, // 29: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
-	13, // 30: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
-	15, // 31: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
-	20, // 32: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
-	18, // 33: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
-	22, // 34: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
-	10, // 35: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
-	12, // 36: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
-	14, // 37: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
-	16, // 38: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
-	21, // 39: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
-	19, // 40: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
-	23, // 41: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	6,  // 2: orrery.api.v1.ConfigSchema.args:type_name -> orrery.api.v1.ConfigField
+	6,  // 3: orrery.api.v1.ConfigSchema.env:type_name -> orrery.api.v1.ConfigField
+	6,  // 4: orrery.api.v1.ConfigSchema.headers:type_name -> orrery.api.v1.ConfigField
+	6,  // 5: orrery.api.v1.ConfigSchema.query_params:type_name -> orrery.api.v1.ConfigField
+	10, // 6: orrery.api.v1.CatalogEntry.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	29, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	29, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: orrery.api.v1.CatalogEntry.stop:type_name -> orrery.api.v1.EmergencyStop
+	3,  // 10: orrery.api.v1.EmergencyStop.scope:type_name -> orrery.api.v1.EmergencyStopScope
+	29, // 11: orrery.api.v1.EmergencyStop.stopped_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: orrery.api.v1.CatalogEntrySpec.transport:type_name -> orrery.api.v1.Transport
+	26, // 13: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
+	27, // 14: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	28, // 15: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	7,  // 16: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
+	30, // 17: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	10, // 18: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 19: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	10, // 20: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 21: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 22: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	4,  // 23: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
+	29, // 24: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
+	19, // 25: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
+	8,  // 26: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 27: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	5,  // 28: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 29: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 30: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	11, // 31: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
+	13, // 32: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
+	15, // 33: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
+	17, // 34: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
+	22, // 35: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
+	20, // 36: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
+	24, // 37: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
+	12, // 38: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
+	14, // 39: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
+	16, // 40: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
+	18, // 41: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
+	23, // 42: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
+	21, // 43: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
+	25, // 44: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
+	38, // [38:45] is the sub-list for method output_type
+	31, // [31:38] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_catalog_proto_init() }
@@ -1863,8 +2004,8 @@ func file_orrery_api_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_catalog_proto_rawDesc), len(file_orrery_api_v1_catalog_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   23,
+			NumEnums:      5,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,7 +42,9 @@ type Installation struct {
 	// created_at is when it was installed.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// updated_at is when it last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// stop, when set, says why the installation is out of service: its own emergency stop or its template's.
+	Stop          *EmergencyStop `protobuf:"bytes,9,opt,name=stop,proto3" json:"stop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +131,13 @@ func (x *Installation) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Installation) GetUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Installation) GetStop() *EmergencyStop {
+	if x != nil {
+		return x.Stop
 	}
 	return nil
 }
@@ -1328,7 +1337,7 @@ var File_orrery_api_v1_installation_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\n" +
-	" orrery/api/v1/installation.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/catalog.proto\"\xe1\x02\n" +
+	" orrery/api/v1/installation.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/catalog.proto\"\x93\x03\n" +
 	"\fInstallation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12(\n" +
@@ -1340,7 +1349,8 @@ const file_orrery_api_v1_installation_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x90\b\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x120\n" +
+	"\x04stop\x18\t \x01(\v2\x1c.orrery.api.v1.EmergencyStopR\x04stop\"\x90\b\n" +
 	"\x10InstallationSpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12#\n" +
@@ -1517,69 +1527,71 @@ var file_orrery_api_v1_installation_proto_goTypes = []any{
 	nil,                                        // 31: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
 	nil,                                        // 32: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
 	(*timestamppb.Timestamp)(nil),              // 33: google.protobuf.Timestamp
-	(*SettingValue)(nil),                       // 34: orrery.api.v1.SettingValue
+	(*EmergencyStop)(nil),                      // 34: orrery.api.v1.EmergencyStop
+	(*SettingValue)(nil),                       // 35: orrery.api.v1.SettingValue
 }
 var file_orrery_api_v1_installation_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.Installation.spec:type_name -> orrery.api.v1.InstallationSpec
 	33, // 1: orrery.api.v1.Installation.created_at:type_name -> google.protobuf.Timestamp
 	33, // 2: orrery.api.v1.Installation.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 3: orrery.api.v1.InstallationSpec.arg_values:type_name -> orrery.api.v1.InstallationSpec.ArgValuesEntry
-	22, // 4: orrery.api.v1.InstallationSpec.env:type_name -> orrery.api.v1.InstallationSpec.EnvEntry
-	23, // 5: orrery.api.v1.InstallationSpec.headers:type_name -> orrery.api.v1.InstallationSpec.HeadersEntry
-	24, // 6: orrery.api.v1.InstallationSpec.query_params:type_name -> orrery.api.v1.InstallationSpec.QueryParamsEntry
-	25, // 7: orrery.api.v1.UserConfiguration.arg_values:type_name -> orrery.api.v1.UserConfiguration.ArgValuesEntry
-	26, // 8: orrery.api.v1.UserConfiguration.env:type_name -> orrery.api.v1.UserConfiguration.EnvEntry
-	27, // 9: orrery.api.v1.UserConfiguration.headers:type_name -> orrery.api.v1.UserConfiguration.HeadersEntry
-	28, // 10: orrery.api.v1.UserConfiguration.query_params:type_name -> orrery.api.v1.UserConfiguration.QueryParamsEntry
-	33, // 11: orrery.api.v1.UserConfiguration.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 12: orrery.api.v1.CreateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
-	0,  // 13: orrery.api.v1.CreateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
-	1,  // 14: orrery.api.v1.UpdateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
-	0,  // 15: orrery.api.v1.UpdateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
-	0,  // 16: orrery.api.v1.UpdateInstallationSettingsResponse.installation:type_name -> orrery.api.v1.Installation
-	0,  // 17: orrery.api.v1.GetInstallationResponse.installation:type_name -> orrery.api.v1.Installation
-	0,  // 18: orrery.api.v1.ListInstallationsResponse.installations:type_name -> orrery.api.v1.Installation
-	2,  // 19: orrery.api.v1.GetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
-	29, // 20: orrery.api.v1.SetUserConfigurationRequest.arg_values:type_name -> orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
-	30, // 21: orrery.api.v1.SetUserConfigurationRequest.env:type_name -> orrery.api.v1.SetUserConfigurationRequest.EnvEntry
-	31, // 22: orrery.api.v1.SetUserConfigurationRequest.headers:type_name -> orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
-	32, // 23: orrery.api.v1.SetUserConfigurationRequest.query_params:type_name -> orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
-	2,  // 24: orrery.api.v1.SetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
-	34, // 25: orrery.api.v1.InstallationSpec.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 26: orrery.api.v1.InstallationSpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 27: orrery.api.v1.InstallationSpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 28: orrery.api.v1.InstallationSpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 29: orrery.api.v1.UserConfiguration.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 30: orrery.api.v1.UserConfiguration.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 31: orrery.api.v1.UserConfiguration.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 32: orrery.api.v1.UserConfiguration.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 33: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 34: orrery.api.v1.SetUserConfigurationRequest.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 35: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	34, // 36: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	3,  // 37: orrery.api.v1.InstallationService.CreateInstallation:input_type -> orrery.api.v1.CreateInstallationRequest
-	5,  // 38: orrery.api.v1.InstallationService.UpdateInstallation:input_type -> orrery.api.v1.UpdateInstallationRequest
-	9,  // 39: orrery.api.v1.InstallationService.UpdateInstallationSettings:input_type -> orrery.api.v1.UpdateInstallationSettingsRequest
-	7,  // 40: orrery.api.v1.InstallationService.DeleteInstallation:input_type -> orrery.api.v1.DeleteInstallationRequest
-	11, // 41: orrery.api.v1.InstallationService.GetInstallation:input_type -> orrery.api.v1.GetInstallationRequest
-	13, // 42: orrery.api.v1.InstallationService.ListInstallations:input_type -> orrery.api.v1.ListInstallationsRequest
-	15, // 43: orrery.api.v1.InstallationService.GetUserConfiguration:input_type -> orrery.api.v1.GetUserConfigurationRequest
-	17, // 44: orrery.api.v1.InstallationService.SetUserConfiguration:input_type -> orrery.api.v1.SetUserConfigurationRequest
-	19, // 45: orrery.api.v1.SecretService.RotateSecrets:input_type -> orrery.api.v1.RotateSecretsRequest
-	4,  // 46: orrery.api.v1.InstallationService.CreateInstallation:output_type -> orrery.api.v1.CreateInstallationResponse
-	6,  // 47: orrery.api.v1.InstallationService.UpdateInstallation:output_type -> orrery.api.v1.UpdateInstallationResponse
-	10, // 48: orrery.api.v1.InstallationService.UpdateInstallationSettings:output_type -> orrery.api.v1.UpdateInstallationSettingsResponse
-	8,  // 49: orrery.api.v1.InstallationService.DeleteInstallation:output_type -> orrery.api.v1.DeleteInstallationResponse
-	12, // 50: orrery.api.v1.InstallationService.GetInstallation:output_type -> orrery.api.v1.GetInstallationResponse
-	14, // 51: orrery.api.v1.InstallationService.ListInstallations:output_type -> orrery.api.v1.ListInstallationsResponse
-	16, // 52: orrery.api.v1.InstallationService.GetUserConfiguration:output_type -> orrery.api.v1.GetUserConfigurationResponse
-	18, // 53: orrery.api.v1.InstallationService.SetUserConfiguration:output_type -> orrery.api.v1.SetUserConfigurationResponse
-	20, // 54: orrery.api.v1.SecretService.RotateSecrets:output_type -> orrery.api.v1.RotateSecretsResponse
-	46, // [46:55] is the sub-list for method output_type
-	37, // [37:46] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	34, // 3: orrery.api.v1.Installation.stop:type_name -> orrery.api.v1.EmergencyStop
+	21, // 4: orrery.api.v1.InstallationSpec.arg_values:type_name -> orrery.api.v1.InstallationSpec.ArgValuesEntry
+	22, // 5: orrery.api.v1.InstallationSpec.env:type_name -> orrery.api.v1.InstallationSpec.EnvEntry
+	23, // 6: orrery.api.v1.InstallationSpec.headers:type_name -> orrery.api.v1.InstallationSpec.HeadersEntry
+	24, // 7: orrery.api.v1.InstallationSpec.query_params:type_name -> orrery.api.v1.InstallationSpec.QueryParamsEntry
+	25, // 8: orrery.api.v1.UserConfiguration.arg_values:type_name -> orrery.api.v1.UserConfiguration.ArgValuesEntry
+	26, // 9: orrery.api.v1.UserConfiguration.env:type_name -> orrery.api.v1.UserConfiguration.EnvEntry
+	27, // 10: orrery.api.v1.UserConfiguration.headers:type_name -> orrery.api.v1.UserConfiguration.HeadersEntry
+	28, // 11: orrery.api.v1.UserConfiguration.query_params:type_name -> orrery.api.v1.UserConfiguration.QueryParamsEntry
+	33, // 12: orrery.api.v1.UserConfiguration.updated_at:type_name -> google.protobuf.Timestamp
+	1,  // 13: orrery.api.v1.CreateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
+	0,  // 14: orrery.api.v1.CreateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
+	1,  // 15: orrery.api.v1.UpdateInstallationRequest.spec:type_name -> orrery.api.v1.InstallationSpec
+	0,  // 16: orrery.api.v1.UpdateInstallationResponse.installation:type_name -> orrery.api.v1.Installation
+	0,  // 17: orrery.api.v1.UpdateInstallationSettingsResponse.installation:type_name -> orrery.api.v1.Installation
+	0,  // 18: orrery.api.v1.GetInstallationResponse.installation:type_name -> orrery.api.v1.Installation
+	0,  // 19: orrery.api.v1.ListInstallationsResponse.installations:type_name -> orrery.api.v1.Installation
+	2,  // 20: orrery.api.v1.GetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
+	29, // 21: orrery.api.v1.SetUserConfigurationRequest.arg_values:type_name -> orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry
+	30, // 22: orrery.api.v1.SetUserConfigurationRequest.env:type_name -> orrery.api.v1.SetUserConfigurationRequest.EnvEntry
+	31, // 23: orrery.api.v1.SetUserConfigurationRequest.headers:type_name -> orrery.api.v1.SetUserConfigurationRequest.HeadersEntry
+	32, // 24: orrery.api.v1.SetUserConfigurationRequest.query_params:type_name -> orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry
+	2,  // 25: orrery.api.v1.SetUserConfigurationResponse.configuration:type_name -> orrery.api.v1.UserConfiguration
+	35, // 26: orrery.api.v1.InstallationSpec.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 27: orrery.api.v1.InstallationSpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 28: orrery.api.v1.InstallationSpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 29: orrery.api.v1.InstallationSpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 30: orrery.api.v1.UserConfiguration.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 31: orrery.api.v1.UserConfiguration.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 32: orrery.api.v1.UserConfiguration.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 33: orrery.api.v1.UserConfiguration.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 34: orrery.api.v1.SetUserConfigurationRequest.ArgValuesEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 35: orrery.api.v1.SetUserConfigurationRequest.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 36: orrery.api.v1.SetUserConfigurationRequest.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	35, // 37: orrery.api.v1.SetUserConfigurationRequest.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	3,  // 38: orrery.api.v1.InstallationService.CreateInstallation:input_type -> orrery.api.v1.CreateInstallationRequest
+	5,  // 39: orrery.api.v1.InstallationService.UpdateInstallation:input_type -> orrery.api.v1.UpdateInstallationRequest
+	9,  // 40: orrery.api.v1.InstallationService.UpdateInstallationSettings:input_type -> orrery.api.v1.UpdateInstallationSettingsRequest
+	7,  // 41: orrery.api.v1.InstallationService.DeleteInstallation:input_type -> orrery.api.v1.DeleteInstallationRequest
+	11, // 42: orrery.api.v1.InstallationService.GetInstallation:input_type -> orrery.api.v1.GetInstallationRequest
+	13, // 43: orrery.api.v1.InstallationService.ListInstallations:input_type -> orrery.api.v1.ListInstallationsRequest
+	15, // 44: orrery.api.v1.InstallationService.GetUserConfiguration:input_type -> orrery.api.v1.GetUserConfigurationRequest
+	17, // 45: orrery.api.v1.InstallationService.SetUserConfiguration:input_type -> orrery.api.v1.SetUserConfigurationRequest
+	19, // 46: orrery.api.v1.SecretService.RotateSecrets:input_type -> orrery.api.v1.RotateSecretsRequest
+	4,  // 47: orrery.api.v1.InstallationService.CreateInstallation:output_type -> orrery.api.v1.CreateInstallationResponse
+	6,  // 48: orrery.api.v1.InstallationService.UpdateInstallation:output_type -> orrery.api.v1.UpdateInstallationResponse
+	10, // 49: orrery.api.v1.InstallationService.UpdateInstallationSettings:output_type -> orrery.api.v1.UpdateInstallationSettingsResponse
+	8,  // 50: orrery.api.v1.InstallationService.DeleteInstallation:output_type -> orrery.api.v1.DeleteInstallationResponse
+	12, // 51: orrery.api.v1.InstallationService.GetInstallation:output_type -> orrery.api.v1.GetInstallationResponse
+	14, // 52: orrery.api.v1.InstallationService.ListInstallations:output_type -> orrery.api.v1.ListInstallationsResponse
+	16, // 53: orrery.api.v1.InstallationService.GetUserConfiguration:output_type -> orrery.api.v1.GetUserConfigurationResponse
+	18, // 54: orrery.api.v1.InstallationService.SetUserConfiguration:output_type -> orrery.api.v1.SetUserConfigurationResponse
+	20, // 55: orrery.api.v1.SecretService.RotateSecrets:output_type -> orrery.api.v1.RotateSecretsResponse
+	47, // [47:56] is the sub-list for method output_type
+	38, // [38:47] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_installation_proto_init() }

@@ -588,6 +588,9 @@ const (
 	// CONFIGURE_EVENT_MEMBER_REMOVED follows the removal of a member from the team: after reconciling, the
 	// satellite also deletes what it keeps of the member, such as sandbox homes.
 	ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED ConfigureEvent = 4
+	// CONFIGURE_EVENT_EMERGENCY_STOP follows an emergency stop of a template or an installation: the
+	// configuration marks the stopped instances, which the satellite stops at once and refuses to serve.
+	ConfigureEvent_CONFIGURE_EVENT_EMERGENCY_STOP ConfigureEvent = 5
 )
 
 // Enum value maps for ConfigureEvent.
@@ -598,6 +601,7 @@ var (
 		2: "CONFIGURE_EVENT_INSTALLATION_UPDATED",
 		3: "CONFIGURE_EVENT_INSTALLATION_DELETED",
 		4: "CONFIGURE_EVENT_MEMBER_REMOVED",
+		5: "CONFIGURE_EVENT_EMERGENCY_STOP",
 	}
 	ConfigureEvent_value = map[string]int32{
 		"CONFIGURE_EVENT_UNSPECIFIED":          0,
@@ -605,6 +609,7 @@ var (
 		"CONFIGURE_EVENT_INSTALLATION_UPDATED": 2,
 		"CONFIGURE_EVENT_INSTALLATION_DELETED": 3,
 		"CONFIGURE_EVENT_MEMBER_REMOVED":       4,
+		"CONFIGURE_EVENT_EMERGENCY_STOP":       5,
 	}
 )
 
@@ -2849,6 +2854,10 @@ type Instance struct {
 	Sandbox *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	// tool_selection decides which of the instance's tools its user is offered, and with what description.
 	ToolSelection *ToolSelection `protobuf:"bytes,20,opt,name=tool_selection,json=toolSelection,proto3" json:"tool_selection,omitempty"`
+	// emergency_stop, when set, says why the instance is out of service: an emergency stop of its template
+	// or installation. The satellite does not run it, lists none of its features, and answers every call of
+	// one of its tools with this reason. A stopped instance carries no arguments, environment or secrets.
+	EmergencyStop string `protobuf:"bytes,21,opt,name=emergency_stop,json=emergencyStop,proto3" json:"emergency_stop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3021,6 +3030,13 @@ func (x *Instance) GetToolSelection() *ToolSelection {
 		return x.ToolSelection
 	}
 	return nil
+}
+
+func (x *Instance) GetEmergencyStop() string {
+	if x != nil {
+		return x.EmergencyStop
+	}
+	return ""
 }
 
 // ToolSelection is the team's selection of an installation's tools together with the tools the instance's
@@ -4390,7 +4406,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xf5\a\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\x9c\b\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4415,7 +4431,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\vtool_prefix\x18\x12 \x01(\tR\n" +
 	"toolPrefix\x126\n" +
 	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x12I\n" +
-	"\x0etool_selection\x18\x14 \x01(\v2\".orrery.satellite.v1.ToolSelectionR\rtoolSelection\x1a6\n" +
+	"\x0etool_selection\x18\x14 \x01(\v2\".orrery.satellite.v1.ToolSelectionR\rtoolSelection\x12%\n" +
+	"\x0eemergency_stop\x18\x15 \x01(\tR\remergencyStop\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -4586,13 +4603,14 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tHomeScope\x12\x1a\n" +
 	"\x16HOME_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fHOME_SCOPE_TEAM\x10\x01\x12\x13\n" +
-	"\x0fHOME_SCOPE_USER\x10\x02*\xd3\x01\n" +
+	"\x0fHOME_SCOPE_USER\x10\x02*\xf7\x01\n" +
 	"\x0eConfigureEvent\x12\x1f\n" +
 	"\x1bCONFIGURE_EVENT_UNSPECIFIED\x10\x00\x12(\n" +
 	"$CONFIGURE_EVENT_INSTALLATION_CREATED\x10\x01\x12(\n" +
 	"$CONFIGURE_EVENT_INSTALLATION_UPDATED\x10\x02\x12(\n" +
 	"$CONFIGURE_EVENT_INSTALLATION_DELETED\x10\x03\x12\"\n" +
-	"\x1eCONFIGURE_EVENT_MEMBER_REMOVED\x10\x04*\x97\x01\n" +
+	"\x1eCONFIGURE_EVENT_MEMBER_REMOVED\x10\x04\x12\"\n" +
+	"\x1eCONFIGURE_EVENT_EMERGENCY_STOP\x10\x05*\x97\x01\n" +
 	"\rRestartReason\x12\x1e\n" +
 	"\x1aRESTART_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dRESTART_REASON_ERROR_RECOVERY\x10\x01\x12!\n" +

@@ -80,6 +80,19 @@ var APIPolicy = Policy{
 	apiv1connect.ToolServiceSetToolSelectionProcedure: TeamAdmin,
 	apiv1connect.ToolServiceSetHiddenToolsProcedure:   TeamMember,
 
+	// Histories are read by the team's members (a member's own configuration; the handler narrows), and
+	// a global template's by global admins only: without a team_id the handler requires one.
+	apiv1connect.ConfigHistoryServiceListConfigVersionsProcedure:    SignedInOrTeamMember,
+	apiv1connect.ConfigHistoryServiceCompareConfigVersionsProcedure: SignedInOrTeamMember,
+	apiv1connect.ConfigHistoryServiceRollbackInstallationProcedure:  TeamAdmin,
+
+	// A team's admins stop their own installations; a template stop reaches every team, so only global
+	// admins make or lift one.
+	apiv1connect.EmergencyStopServiceStopInstallationProcedure:   TeamAdmin,
+	apiv1connect.EmergencyStopServiceResumeInstallationProcedure: TeamAdmin,
+	apiv1connect.EmergencyStopServiceStopTemplateProcedure:       GlobalAdmin,
+	apiv1connect.EmergencyStopServiceResumeTemplateProcedure:     GlobalAdmin,
+
 	// Team users see their own instances, team admins the whole team's: the handler narrows.
 	apiv1connect.InstanceServiceListInstancesProcedure:       TeamMember,
 	apiv1connect.InstanceServiceGetInstanceStatusProcedure:   TeamMember,

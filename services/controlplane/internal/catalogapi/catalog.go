@@ -59,6 +59,11 @@ func scope(ctx context.Context, teamID string) (*access.Principal, *uuid.UUID, e
 	return p, &p.TeamID, nil
 }
 
+// author is who a change made by p is recorded as in the configuration history.
+func author(p *access.Principal) store.Author {
+	return store.Author{ID: &p.User.ID, Name: p.User.Email}
+}
+
 // audit appends to the audit log; a failure is logged, since the change itself has been made.
 func (h *Handler) audit(ctx context.Context, p *access.Principal, teamID *uuid.UUID, action, target string, details map[string]string) {
 	err := h.store.Audit(ctx, store.AuditEvent{
@@ -88,7 +93,7 @@ func (h *Handler) createEntry(ctx context.Context, p *access.Principal, e store.
 	if err := h.checkCommand(e); err != nil {
 		return store.CatalogEntry{}, err
 	}
-	out, err := h.store.CreateCatalogEntry(ctx, e)
+	out, err := h.store.CreateCatalogEntry(ctx, e, author(p))
 	if err != nil {
 		return out, rpcerr.From(ctx, h.logger, what, err)
 	}
@@ -113,7 +118,7 @@ func (h *Handler) UpdateCatalogEntry(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update catalog entry", err)
 	}
-	out, err := h.store.UpdateCatalogEntry(ctx, e)
+	out, err := h.store.UpdateCatalogEntry(ctx, e, author(p))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update catalog entry", err)
 	}

@@ -160,12 +160,25 @@ func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
 	if e.TeamID != nil {
 		out.TeamId = e.TeamID.String()
 	}
+	out.Stop = stopToProto(e.Stop)
 	return out
+}
+
+func stopToProto(s *store.Stop) *apiv1.EmergencyStop {
+	if s == nil {
+		return nil
+	}
+	scope := apiv1.EmergencyStopScope_EMERGENCY_STOP_SCOPE_INSTALLATION
+	if s.Scope == store.StopScopeTemplate {
+		scope = apiv1.EmergencyStopScope_EMERGENCY_STOP_SCOPE_TEMPLATE
+	}
+	return &apiv1.EmergencyStop{Scope: scope, Reason: s.Reason, StoppedAt: timestamppb.New(s.At)}
 }
 
 func installationToProto(in store.Installation) *apiv1.Installation {
 	return &apiv1.Installation{
-		Id: in.ID.String(), TeamId: in.TeamID.String(), CatalogEntryId: in.CatalogEntryID.String(),
+		Stop: stopToProto(in.Stop),
+		Id:   in.ID.String(), TeamId: in.TeamID.String(), CatalogEntryId: in.CatalogEntryID.String(),
 		ServerSlug: in.ServerSlug, EffectiveToolPrefix: in.EffectiveToolPrefix(),
 		Spec: &apiv1.InstallationSpec{
 			Name: in.Name, Args: in.Args, ArgValues: settingsToProto(in.ArgValues), Env: settingsToProto(in.Env),

@@ -32,7 +32,7 @@ func (h *Handler) CreateInstallation(ctx context.Context, req *connect.Request[a
 	}
 	in := installationFromSpec(req.Msg.Spec)
 	in.TeamID, in.CatalogEntryID = p.TeamID, uuid.MustParse(req.Msg.CatalogEntryId)
-	out, err := h.store.CreateInstallation(ctx, in)
+	out, err := h.store.CreateInstallation(ctx, in, author(p))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "create installation", err)
 	}
@@ -55,7 +55,7 @@ func (h *Handler) UpdateInstallation(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update installation", err)
 	}
-	out, err := h.store.UpdateInstallation(ctx, in)
+	out, err := h.store.UpdateInstallation(ctx, in, author(p))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update installation", err)
 	}
@@ -75,7 +75,7 @@ func (h *Handler) UpdateInstallationSettings(ctx context.Context, req *connect.R
 	id := uuid.MustParse(req.Msg.InstallationId) // validated as a UUID
 	out, err := h.store.UpdateInstallationSettings(ctx, p.TeamID, id, store.InstallationSettings{
 		RequestLoggingEnabled: req.Msg.RequestLoggingEnabled,
-	})
+	}, author(p))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "update installation settings", err)
 	}
@@ -178,7 +178,7 @@ func (h *Handler) SetUserConfiguration(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "set user configuration", err)
 	}
-	out, err := h.store.SetUserConfiguration(ctx, uc)
+	out, err := h.store.SetUserConfiguration(ctx, uc, author(p))
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "set user configuration", err)
 	}

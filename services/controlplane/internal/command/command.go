@@ -60,6 +60,9 @@ var policies = map[key]Policy{
 	{Configure, satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED}: {immediate, 5 * time.Minute},
 	{Configure, satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_DELETED}: {high, 10 * time.Minute},
 	{Configure, satellitev1.ConfigureEvent_CONFIGURE_EVENT_MEMBER_REMOVED}:       {high, 10 * time.Minute},
+	// An emergency stop must reach every satellite at once, and one that is away for a while still gets it
+	// on its return through the configuration; the command only makes it sooner.
+	{Configure, satellitev1.ConfigureEvent_CONFIGURE_EVENT_EMERGENCY_STOP}: {immediate, 10 * time.Minute},
 	{kind: Spawn}:        {high, 5 * time.Minute},
 	{kind: Kill}:         {high, 10 * time.Minute},
 	{kind: Restart}:      {high, 5 * time.Minute},

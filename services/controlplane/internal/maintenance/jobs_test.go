@@ -30,11 +30,11 @@ func installation(t *testing.T, st *store.Store, slug, transport string) (store.
 	if transport != "stdio" {
 		entry.Command, entry.URL = "", "https://mcp.example.test/"+slug
 	}
-	e, err := st.CreateCatalogEntry(ctx, entry)
+	e, err := st.CreateCatalogEntry(ctx, entry, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := st.CreateInstallation(ctx, store.Installation{TeamID: team.ID, CatalogEntryID: e.ID, Name: slug, RequestLoggingEnabled: true})
+	in, err := st.CreateInstallation(ctx, store.Installation{TeamID: team.ID, CatalogEntryID: e.ID, Name: slug, RequestLoggingEnabled: true}, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}

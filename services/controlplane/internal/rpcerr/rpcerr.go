@@ -36,6 +36,8 @@ var codes = []struct {
 	{store.ErrUnavailable, connect.CodeUnavailable, unavailableRetry, true},
 	{store.ErrNotFound, connect.CodeNotFound, 0, false},
 	{store.ErrGlobalTemplate, connect.CodePermissionDenied, 0, false},
+	{store.ErrStoppedByGlobalAdmin, connect.CodePermissionDenied, 0, false},
+	{store.ErrVersionUnsealable, connect.CodeFailedPrecondition, 0, false},
 	{store.ErrInstalled, connect.CodeFailedPrecondition, 0, false},
 	{store.ErrAlreadyExists, connect.CodeAlreadyExists, 0, false},
 	{store.ErrConflict, connect.CodeFailedPrecondition, 0, false},

@@ -48,7 +48,7 @@ func seedTeam(t testing.TB, b *testBundle, slug string) teamFixture {
 			{Name: "SHARED", Scope: store.ScopeUserField},
 			{Name: "PERSONAL_TOKEN", Scope: store.ScopeUserField, Secret: true},
 		}},
-	})
+	}, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func seedTeam(t testing.TB, b *testBundle, slug string) teamFixture {
 		TeamID: f.team.ID, CatalogEntryID: entry.ID, Name: "files", Args: []string{"--root", "/srv"},
 		Env:                   store.Settings{"API_TOKEN": {Value: slug + "-team-secret", Secret: true}, "SHARED": {Value: "team"}},
 		RequestLoggingEnabled: true,
-	})
+	}, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func seedTeam(t testing.TB, b *testBundle, slug string) teamFixture {
 	if _, err := st.SetUserConfiguration(ctx, store.UserConfiguration{
 		InstallationID: f.installation.ID, TeamID: f.team.ID, UserID: f.alice.ID, Args: []string{"--verbose"},
 		Env: store.Settings{"SHARED": {Value: "alice"}, "PERSONAL_TOKEN": {Value: "alice-secret", Secret: true}},
-	}); err != nil {
+	}, store.SystemAuthor); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -130,7 +130,7 @@ func TestConfigurationMergesLevelsAndDecryptsSecrets(t *testing.T) {
 	}
 	if _, err := b.store().SetUserConfiguration(t.Context(), store.UserConfiguration{
 		InstallationID: f.installation.ID, TeamID: f.team.ID, UserID: f.bob.ID, Env: store.Settings{"SHARED": {Value: "bob"}},
-	}); err != nil {
+	}, store.SystemAuthor); err != nil {
 		t.Fatal(err)
 	}
 	changed := getConfiguration(t, sat, cfg.Etag)

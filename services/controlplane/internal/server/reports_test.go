@@ -210,11 +210,11 @@ func TestTemplateHealthIsReadableWithinItsScope(t *testing.T) {
 	st := b.store()
 	private, err := st.CreateCatalogEntry(ctx, store.CatalogEntry{
 		TeamID: &red.team.ID, Slug: "hl-red-tools", Name: "Red tools", Transport: "stdio", Command: "npx",
-	})
+	}, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateInstallation(ctx, store.Installation{TeamID: red.team.ID, CatalogEntryID: private.ID, Name: "tools"}); err != nil {
+	if _, err := st.CreateInstallation(ctx, store.Installation{TeamID: red.team.ID, CatalogEntryID: private.ID, Name: "tools"}, store.SystemAuthor); err != nil {
 		t.Fatal(err)
 	}
 	catalog := func(token string) apiv1connect.CatalogServiceClient {

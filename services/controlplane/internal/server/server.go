@@ -296,6 +296,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewCatalogServiceHandler(catalog, userAPI))
 	handleUserAPI(apiv1connect.NewInstallationServiceHandler(catalog, userAPI))
 	handleUserAPI(apiv1connect.NewSecretServiceHandler(catalog, userAPI))
+	handleUserAPI(apiv1connect.NewConfigHistoryServiceHandler(catalog, userAPI))
+	handleUserAPI(apiv1connect.NewEmergencyStopServiceHandler(catalog, userAPI))
 	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))

@@ -39,12 +39,12 @@ func seedTools(t *testing.T, b *testBundle) toolsFixture {
 	ctx := t.Context()
 	st := b.store()
 	f := toolsFixture{x: seedTenants(t, b), instanceOf: map[uuid.UUID]string{}}
-	entry, err := st.CreateCatalogEntry(ctx, store.CatalogEntry{Slug: "everything", Name: "Everything", Transport: "stdio", Command: "npx"})
+	entry, err := st.CreateCatalogEntry(ctx, store.CatalogEntry{Slug: "everything", Name: "Everything", Transport: "stdio", Command: "npx"}, store.SystemAuthor)
 	if err != nil {
 		t.Fatal(err)
 	}
 	install := func(team store.Team) store.Installation {
-		in, err := st.CreateInstallation(ctx, store.Installation{TeamID: team.ID, CatalogEntryID: entry.ID, Name: "everything", RequestLoggingEnabled: true})
+		in, err := st.CreateInstallation(ctx, store.Installation{TeamID: team.ID, CatalogEntryID: entry.ID, Name: "everything", RequestLoggingEnabled: true}, store.SystemAuthor)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error)
 	e := CatalogEntry{
 		ID: r.ID, TeamID: r.TeamID, Slug: r.Slug, Name: r.Name, Description: r.Description, Transport: r.Transport,
 		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, Sandbox: r.Sandbox, CreatedAt: r.CreatedAt,
-		UpdatedAt: r.UpdatedAt,
+		UpdatedAt: r.UpdatedAt, Stop: stopOf(StopScopeTemplate, r.StopReason, r.StoppedAt),
 	}
 	v, err := sealedLevel{env: r.Env, headers: r.Headers, query: r.QueryParams}.mask()
 	if err != nil {
@@ -47,7 +47,7 @@ func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error)
 }
 
 // CreateCatalogEntry creates a template, sealing its secret settings. Secrets come back masked.
-func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (CatalogEntry, error) {
+func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry, by Author) (CatalogEntry, error) {
 	schema, err := e.encodeSchema()
 	if err != nil {
 		return CatalogEntry{}, err
@@ -73,7 +73,12 @@ func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 			Transport: e.Transport, Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers,
 			QueryParams: query, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
 		})
-		return translate(err, "create catalog entry")
+		if err != nil {
+			return translate(err, "create catalog entry")
+		}
+		subj := Subject{Kind: KindTemplate, ID: row.ID, TeamID: row.TeamID}
+		_, err = recordVersion(ctx, q, subj, VersionCreated, 0, by, snapshotOfTemplate(row))
+		return err
 	})
 	if err != nil {
 		return CatalogEntry{}, err
@@ -123,7 +128,7 @@ func visible(r dbsqlc.CatalogEntry, teamID *uuid.UUID) bool {
 
 // UpdateCatalogEntry replaces a template of teamID (nil: a global one), all but its slug; a secret without a
 // value keeps the stored one. Every team that installed it is told to reconfigure.
-func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry) (CatalogEntry, error) {
+func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry, by Author) (CatalogEntry, error) {
 	schema, err := e.encodeSchema()
 	if err != nil {
 		return CatalogEntry{}, err
@@ -153,6 +158,10 @@ func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry) (Catalog
 		row, err := q.UpdateCatalogEntry(ctx, p)
 		if err != nil {
 			return translate(err, "update catalog entry")
+		}
+		subj := Subject{Kind: KindTemplate, ID: row.ID, TeamID: row.TeamID}
+		if _, err := recordVersion(ctx, q, subj, VersionUpdated, 0, by, snapshotOfTemplate(row)); err != nil {
+			return err
 		}
 		teams, err := q.ListTeamsInstallingEntry(ctx, e.ID)
 		if err != nil {

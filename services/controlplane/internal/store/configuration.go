@@ -134,6 +134,9 @@ type DesiredInstance struct {
 	// the instance's user hid.
 	Tools       ToolSelection
 	HiddenTools []string
+	// EmergencyStop, when set, says why the instance must not run: an emergency stop of its template or
+	// installation. Such an instance carries no arguments, environment or secrets.
+	EmergencyStop string
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -150,9 +153,15 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
 			Sandbox: r.Sandbox, Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
+			EmergencyStop: stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
 		}
 		if err := json.Unmarshal(r.ToolDescriptions, &inst.Tools.Descriptions); err != nil {
 			return nil, fmt.Errorf("instance %s tool descriptions: %w", r.ID, err)
+		}
+		if inst.EmergencyStop != "" {
+			// Secrets are opened only for instances that run.
+			out = append(out, inst)
+			continue
 		}
 		if inst.Args, err = s.args(r); err != nil {
 			return nil, fmt.Errorf("instance %s args: %w", r.ID, err)

@@ -16,7 +16,7 @@ func installationFromRow(r dbsqlc.Installation, serverSlug string) (Installation
 	in := Installation{
 		ID: r.ID, TeamID: r.TeamID, CatalogEntryID: r.CatalogEntryID, Name: r.Name, Args: r.Args,
 		RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix, ServerSlug: serverSlug,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Stop: stopOf(StopScopeInstallation, r.StopReason, r.StoppedAt),
 	}
 	v, err := sealedLevel{r.ArgValues, r.Env, r.Headers, r.QueryParams}.mask()
 	in.ArgValues, in.Env, in.Headers, in.QueryParams = v.ArgValues, v.Env, v.Headers, v.QueryParams
@@ -114,7 +114,7 @@ func checkToolPrefix(ctx context.Context, q *dbsqlc.Queries, teamID, self uuid.U
 // CreateInstallation installs a catalog entry for a team after checking its values against the template's
 // schema, gives every member an instance of it and tells the team's satellites at once. Secrets come back
 // masked.
-func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Installation, error) {
+func (s *Store) CreateInstallation(ctx context.Context, in Installation, by Author) (Installation, error) {
 	var out Installation
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		if err := q.LockTeam(ctx, in.TeamID); err != nil {
@@ -150,6 +150,10 @@ func (s *Store) CreateInstallation(ctx context.Context, in Installation) (Instal
 		if err := configure(ctx, q, in.TeamID, EventInstallationCreated, row.ID); err != nil {
 			return err
 		}
+		subj := Subject{Kind: KindInstallation, ID: row.ID, TeamID: &row.TeamID}
+		if _, err := recordVersion(ctx, q, subj, VersionCreated, 0, by, snapshotOfInstallation(row)); err != nil {
+			return err
+		}
 		out, err = installationFromRow(row, tmpl.Slug)
 		return err
 	})
@@ -160,7 +164,7 @@ func noSecrets(string, string) bool { return false }
 
 // UpdateInstallation replaces one of a team's installations, checked as on creation; a secret without a
 // value keeps the stored one. The team's satellites are told at once.
-func (s *Store) UpdateInstallation(ctx context.Context, in Installation) (Installation, error) {
+func (s *Store) UpdateInstallation(ctx context.Context, in Installation, by Author) (Installation, error) {
 	var out Installation
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		if err := q.LockTeam(ctx, in.TeamID); err != nil {
@@ -202,6 +206,10 @@ func (s *Store) UpdateInstallation(ctx context.Context, in Installation) (Instal
 		if err := configure(ctx, q, in.TeamID, EventInstallationUpdated, row.ID); err != nil {
 			return err
 		}
+		subj := Subject{Kind: KindInstallation, ID: row.ID, TeamID: &row.TeamID}
+		if _, err := recordVersion(ctx, q, subj, VersionUpdated, 0, by, snapshotOfInstallation(row)); err != nil {
+			return err
+		}
 		out, err = installationFromRow(row, tmpl.Slug)
 		return err
 	})
@@ -226,7 +234,9 @@ func (s *Store) GetInstallation(ctx context.Context, teamID, id uuid.UUID) (Inst
 	if err != nil {
 		return Installation{}, translate(err, "installation")
 	}
-	return installationFromRow(r.Installation, r.ServerSlug)
+	in, err := installationFromRow(r.Installation, r.ServerSlug)
+	in.Stop = installationStop(r.TemplateStopReason, r.TemplateStoppedAt, r.Installation)
+	return in, err
 }
 
 // ListInstallations returns up to limit of a team's installations after the cursor, oldest first, secrets
@@ -243,6 +253,7 @@ func (s *Store) ListInstallations(ctx context.Context, teamID uuid.UUID, after *
 		if err != nil {
 			return nil, err
 		}
+		out[i].Stop = installationStop(r.TemplateStopReason, r.TemplateStoppedAt, r.Installation)
 	}
 	return out, nil
 }
@@ -275,7 +286,7 @@ func (s *Store) GetUserConfiguration(ctx context.Context, teamID, installationID
 // SetUserConfiguration replaces a member's configuration of one of the team's installations after checking
 // it against the template's schema, and tells the team's satellites at once. A secret without a value keeps
 // the stored one. Secrets come back masked.
-func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) (UserConfiguration, error) {
+func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration, by Author) (UserConfiguration, error) {
 	var out UserConfiguration
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		inst, err := q.LockInstallation(ctx, uc.InstallationID, uc.TeamID)
@@ -323,6 +334,14 @@ func (s *Store) SetUserConfiguration(ctx context.Context, uc UserConfiguration) 
 		if err != nil {
 			return translate(err, "user configuration")
 		}
+		action := VersionUpdated
+		if prior.UserID == uuid.Nil {
+			action = VersionCreated
+		}
+		subj := Subject{Kind: KindUserConfiguration, ID: uc.InstallationID, TeamID: &uc.TeamID, UserID: uc.UserID}
+		if _, err := recordVersion(ctx, q, subj, action, 0, by, snapshotOfUserConfiguration(r)); err != nil {
+			return err
+		}
 		out, err = userConfigurationFromRow(r)
 		return err
 	})
@@ -336,10 +355,18 @@ type InstallationSettings struct {
 
 // UpdateInstallationSettings changes the given settings of one of a team's installations and tells the
 // team's satellites.
-func (s *Store) UpdateInstallationSettings(ctx context.Context, teamID, id uuid.UUID, set InstallationSettings) (Installation, error) {
+func (s *Store) UpdateInstallationSettings(ctx context.Context, teamID, id uuid.UUID, set InstallationSettings, by Author) (Installation, error) {
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
 		n, err := q.UpdateInstallationSettings(ctx, set.RequestLoggingEnabled, id, teamID)
 		if err := rowsAffected(n, err, "installation"); err != nil {
+			return err
+		}
+		row, err := q.LockInstallation(ctx, id, teamID)
+		if err != nil {
+			return translate(err, "installation")
+		}
+		subj := Subject{Kind: KindInstallation, ID: id, TeamID: &teamID}
+		if _, err := recordVersion(ctx, q, subj, VersionUpdated, 0, by, snapshotOfInstallation(row)); err != nil {
 			return err
 		}
 		return configure(ctx, q, teamID, EventInstallationUpdated, id)

@@ -50,6 +50,8 @@ type CatalogEntry struct {
 	Sandbox   json.RawMessage
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Stop, when set, is the template's emergency stop.
+	Stop *Stop
 }
 
 // Installation is a team's installation of a catalog entry.
@@ -71,6 +73,8 @@ type Installation struct {
 	ServerSlug string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// Stop, when set, says why the installation is out of service: its own emergency stop, or its template's.
+	Stop *Stop
 }
 
 // EffectiveToolPrefix is the prefix of the installation's tool names: ToolPrefix, or the server's slug.

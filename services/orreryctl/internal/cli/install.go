@@ -40,10 +40,10 @@ func (a *App) readSpec(vf valueFlags) (*apiv1.InstallationSpec, error) {
 }
 
 func installationRow(i *apiv1.Installation) []string {
-	return []string{i.GetServerSlug(), i.GetSpec().GetName(), i.GetEffectiveToolPrefix(), when(i.GetUpdatedAt()), i.GetId()}
+	return []string{i.GetServerSlug(), i.GetSpec().GetName(), i.GetEffectiveToolPrefix(), when(i.GetUpdatedAt()), i.GetId(), stopText(i.GetStop())}
 }
 
-var installationHeaders = []string{"SERVER", "NAME", "TOOL PREFIX", "UPDATED", "ID"}
+var installationHeaders = []string{"SERVER", "NAME", "TOOL PREFIX", "UPDATED", "ID", "STOP"}
 
 func (a *App) installCommand() *cobra.Command {
 	var team string

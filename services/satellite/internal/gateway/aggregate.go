@@ -103,7 +103,7 @@ func (us *userServer) newServer(search bool) *mcp.Server {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search))
+	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search), us.stopMiddleware)
 	return s
 }
 
@@ -135,7 +135,7 @@ func (us *userServer) instances() (online []Instance, all map[string]bool) {
 			continue
 		}
 		all[inst.ID] = true
-		if inst.Online {
+		if inst.Online && inst.EmergencyStop == "" {
 			online = append(online, inst)
 		}
 	}
@@ -477,6 +477,12 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 			func(in *inputRequired) *mcp.CallToolResult {
 				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
 			})
+		if err != nil {
+			// A call that an emergency stop cut short, or that raced it, says so.
+			if stop := us.stopOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
+				res, err = stop, nil
+			}
+		}
 		outcome := outcomeInputRequired
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)

@@ -209,6 +209,9 @@ type Instance struct {
 	// Selection decides which of Tools the user is offered, and with what descriptions; the zero value
 	// offers every tool as the server describes it.
 	Selection toolselect.Selection
+	// EmergencyStop, when set, says why the instance is out of service. It is never online, and calls of
+	// its tools, listed or not, are answered with this reason.
+	EmergencyStop string
 }
 
 // Introspector checks access tokens with the control plane, such as through

@@ -309,7 +309,9 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
-	wg        sync.WaitGroup // instance goroutines
+	// stopped are the desired instances under an emergency stop, by id: never run, listed with why.
+	stopped map[string]*satellitev1.Instance
+	wg      sync.WaitGroup // instance goroutines
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}

@@ -3,7 +3,10 @@ package mcpruntime
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // ReconcileResult is what one Reconcile did, as sorted instance ids.
@@ -42,8 +45,25 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
 	snap := r.cfg.Desired.Snapshot()
 	want := make(map[string]bool, len(snap.Instances))
+	// Stops are known before any instance is removed, so a call that its removal cuts short can say why.
+	stopped := make(map[string]*satellitev1.Instance)
+	for _, spec := range snap.Instances {
+		if spec.GetEmergencyStop() != "" {
+			stopped[spec.GetId()] = spec
+		}
+	}
+	r.mu.Lock()
+	changedStops := !maps.EqualFunc(r.stopped, stopped, func(a, b *satellitev1.Instance) bool {
+		return a.GetEmergencyStop() == b.GetEmergencyStop()
+	})
+	prevStopped := r.stopped
+	r.stopped = stopped
+	r.mu.Unlock()
 	for _, spec := range snap.Instances {
 		id := spec.GetId()
+		if stopped[id] != nil {
+			continue
+		}
 		want[id] = true
 		hash, known := r.applied[id]
 		switch {
@@ -87,6 +107,16 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		removed = append(removed, in)
 		res.Stopped = append(res.Stopped, id)
 	}
+	if changedStops {
+		// The stopped instances' tools leave the endpoints now, not once their processes have exited.
+		for _, spec := range stopped {
+			r.notify(spec.GetTeamId(), spec.GetUserId())
+		}
+		for _, in := range removed {
+			spec := in.currentSpec()
+			r.notify(spec.GetTeamId(), spec.GetUserId())
+		}
+	}
 	for _, in := range removed {
 		select {
 		case <-in.exited:
@@ -95,6 +125,18 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		}
 		spec := in.currentSpec()
 		r.notify(spec.GetTeamId(), spec.GetUserId())
+	}
+	// A stopped instance reports why once, after its removal, so its status in the control plane says so
+	// rather than what it was when it last ran.
+	for id, spec := range stopped {
+		if _, was := prevStopped[id]; !was {
+			r.cfg.Events.Emit(&satellitev1.Event{
+				TeamId: spec.GetTeamId(), InstallationId: spec.GetInstallationId(), InstanceId: id,
+				Payload: &satellitev1.Event_StatusChanged{StatusChanged: &satellitev1.StatusChanged{
+					Status: satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE, Message: cut(spec.GetEmergencyStop(), 4096),
+				}},
+			})
+		}
 	}
 	r.reconciled.Store(snap.Version)
 	slices.Sort(res.Stopped)

@@ -3,6 +3,8 @@ package mcpruntime
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,6 +148,9 @@ type InstanceInfo struct {
 	// Status and Message are the instance's status and why it is so.
 	Status  satellitev1.InstanceStatus
 	Message string
+	// EmergencyStop, when set, says why the instance is out of service: it does not run and offers nothing,
+	// and calls of its tools are refused with this reason.
+	EmergencyStop string
 
 	// The catalogue from the last successful discovery. It stays while the instance is dormant, crashed or
 	// restarting, so a dormant instance's tools can be listed without waking it.
@@ -231,13 +236,34 @@ func (i InstanceInfo) Available() bool {
 // that is not empty, sorted by id.
 func (r *Runtime) Instances(teamID, userID string) []InstanceInfo {
 	var list []InstanceInfo
+	match := func(spec *satellitev1.Instance) bool {
+		return (teamID == "" || spec.GetTeamId() == teamID) && (userID == "" || spec.GetUserId() == userID)
+	}
 	for _, in := range r.all() {
-		spec := in.currentSpec()
-		if (teamID == "" || spec.GetTeamId() == teamID) && (userID == "" || spec.GetUserId() == userID) {
+		if match(in.currentSpec()) {
 			list = append(list, in.info())
 		}
 	}
+	r.mu.Lock()
+	for _, spec := range r.stopped {
+		if match(spec) {
+			list = append(list, stoppedInfo(spec))
+		}
+	}
+	r.mu.Unlock()
+	slices.SortFunc(list, func(a, b InstanceInfo) int { return strings.Compare(a.ID, b.ID) })
 	return list
+}
+
+// stoppedInfo describes an instance under an emergency stop, which has nothing to offer.
+func stoppedInfo(spec *satellitev1.Instance) InstanceInfo {
+	return InstanceInfo{
+		ID: spec.GetId(), InstallationID: spec.GetInstallationId(), TeamID: spec.GetTeamId(), TeamSlug: spec.GetTeamSlug(),
+		UserID: spec.GetUserId(), UserSlug: spec.GetUserSlug(), ServerSlug: spec.GetServerSlug(),
+		ServerName: spec.GetServerName(), Transport: spec.GetTransport(), ToolPrefix: spec.GetToolPrefix(),
+		RequestLoggingEnabled: spec.GetRequestLoggingEnabled(), Status: satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE,
+		Message: spec.GetEmergencyStop(), EmergencyStop: spec.GetEmergencyStop(),
+	}
 }
 
 // Instance returns one instance.

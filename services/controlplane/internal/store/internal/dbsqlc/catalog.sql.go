@@ -53,7 +53,7 @@ func (q *Queries) DeleteInstallation(ctx context.Context, iD uuid.UUID, teamID u
 }
 
 const getCatalogEntry = `-- name: GetCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags from catalog_entries where id = $1
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries where id = $1
 `
 
 func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -77,20 +77,24 @@ func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEnt
 		&i.UpdatedAt,
 		&i.Sandbox,
 		&i.Tags,
+		&i.StopReason,
+		&i.StoppedAt,
 	)
 	return i, err
 }
 
 const getInstallation = `-- name: GetInstallation :one
-select i.id, i.team_id, i.catalog_entry_id, i.name, i.args, i.env, i.headers, i.query_params, i.request_logging_enabled, i.created_at, i.updated_at, i.tool_prefix, i.credentials_checked_at, i.arg_values, c.slug as server_slug
+select i.id, i.team_id, i.catalog_entry_id, i.name, i.args, i.env, i.headers, i.query_params, i.request_logging_enabled, i.created_at, i.updated_at, i.tool_prefix, i.credentials_checked_at, i.arg_values, i.stop_reason, i.stopped_at, i.stop_by_global_admin, c.slug as server_slug, c.stop_reason as template_stop_reason, c.stopped_at as template_stopped_at
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.id = $1 and i.team_id = $2
 `
 
 type GetInstallationRow struct {
-	Installation Installation
-	ServerSlug   string
+	Installation       Installation
+	ServerSlug         string
+	TemplateStopReason string
+	TemplateStoppedAt  *time.Time
 }
 
 func (q *Queries) GetInstallation(ctx context.Context, iD uuid.UUID, teamID uuid.UUID) (GetInstallationRow, error) {
@@ -111,7 +115,12 @@ func (q *Queries) GetInstallation(ctx context.Context, iD uuid.UUID, teamID uuid
 		&i.Installation.ToolPrefix,
 		&i.Installation.CredentialsCheckedAt,
 		&i.Installation.ArgValues,
+		&i.Installation.StopReason,
+		&i.Installation.StoppedAt,
+		&i.Installation.StopByGlobalAdmin,
 		&i.ServerSlug,
+		&i.TemplateStopReason,
+		&i.TemplateStoppedAt,
 	)
 	return i, err
 }
@@ -139,7 +148,7 @@ func (q *Queries) GetUserConfiguration(ctx context.Context, installationID uuid.
 }
 
 const listCatalogEntries = `-- name: ListCatalogEntries :many
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags from catalog_entries
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries
 where (team_id is null or team_id = $1::uuid)
   and ($2::text = '' or name ilike $2 or slug ilike $2 or description ilike $2)
   and tags @> $3::text[]
@@ -191,6 +200,8 @@ func (q *Queries) ListCatalogEntries(ctx context.Context, arg ListCatalogEntries
 			&i.UpdatedAt,
 			&i.Sandbox,
 			&i.Tags,
+			&i.StopReason,
+			&i.StoppedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -203,7 +214,7 @@ func (q *Queries) ListCatalogEntries(ctx context.Context, arg ListCatalogEntries
 }
 
 const listInstallations = `-- name: ListInstallations :many
-select i.id, i.team_id, i.catalog_entry_id, i.name, i.args, i.env, i.headers, i.query_params, i.request_logging_enabled, i.created_at, i.updated_at, i.tool_prefix, i.credentials_checked_at, i.arg_values, c.slug as server_slug
+select i.id, i.team_id, i.catalog_entry_id, i.name, i.args, i.env, i.headers, i.query_params, i.request_logging_enabled, i.created_at, i.updated_at, i.tool_prefix, i.credentials_checked_at, i.arg_values, i.stop_reason, i.stopped_at, i.stop_by_global_admin, c.slug as server_slug, c.stop_reason as template_stop_reason, c.stopped_at as template_stopped_at
 from installations i
 join catalog_entries c on c.id = i.catalog_entry_id
 where i.team_id = $1
@@ -214,8 +225,10 @@ limit $4
 `
 
 type ListInstallationsRow struct {
-	Installation Installation
-	ServerSlug   string
+	Installation       Installation
+	ServerSlug         string
+	TemplateStopReason string
+	TemplateStoppedAt  *time.Time
 }
 
 func (q *Queries) ListInstallations(ctx context.Context, teamID uuid.UUID, afterCreatedAt *time.Time, afterID *uuid.UUID, maxRows int32) ([]ListInstallationsRow, error) {
@@ -247,7 +260,12 @@ func (q *Queries) ListInstallations(ctx context.Context, teamID uuid.UUID, after
 			&i.Installation.ToolPrefix,
 			&i.Installation.CredentialsCheckedAt,
 			&i.Installation.ArgValues,
+			&i.Installation.StopReason,
+			&i.Installation.StoppedAt,
+			&i.Installation.StopByGlobalAdmin,
 			&i.ServerSlug,
+			&i.TemplateStopReason,
+			&i.TemplateStoppedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -317,7 +335,7 @@ func (q *Queries) ListToolPrefixes(ctx context.Context, teamID uuid.UUID) ([]Lis
 }
 
 const lockCatalogEntry = `-- name: LockCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags from catalog_entries where id = $1 for update
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries where id = $1 for update
 `
 
 func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -341,6 +359,8 @@ func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEn
 		&i.UpdatedAt,
 		&i.Sandbox,
 		&i.Tags,
+		&i.StopReason,
+		&i.StoppedAt,
 	)
 	return i, err
 }
@@ -355,7 +375,7 @@ func (q *Queries) LockCatalogSlug(ctx context.Context, slug string) error {
 }
 
 const lockInstallation = `-- name: LockInstallation :one
-select id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values from installations where id = $1 and team_id = $2 for update
+select id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values, stop_reason, stopped_at, stop_by_global_admin from installations where id = $1 and team_id = $2 for update
 `
 
 func (q *Queries) LockInstallation(ctx context.Context, iD uuid.UUID, teamID uuid.UUID) (Installation, error) {
@@ -376,6 +396,9 @@ func (q *Queries) LockInstallation(ctx context.Context, iD uuid.UUID, teamID uui
 		&i.ToolPrefix,
 		&i.CredentialsCheckedAt,
 		&i.ArgValues,
+		&i.StopReason,
+		&i.StoppedAt,
+		&i.StopByGlobalAdmin,
 	)
 	return i, err
 }
@@ -398,7 +421,7 @@ set name = $1, description = $2, tags = $3, transport = $4, command = $5,
     args = $6, env = $7, url = $8, headers = $9, query_params = $10,
     config_schema = $11, sandbox = $12, updated_at = now()
 where id = $13
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at
 `
 
 type UpdateCatalogEntryParams struct {
@@ -452,6 +475,8 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		&i.UpdatedAt,
 		&i.Sandbox,
 		&i.Tags,
+		&i.StopReason,
+		&i.StoppedAt,
 	)
 	return i, err
 }
@@ -462,7 +487,7 @@ set name = $1, args = $2, arg_values = $3, env = $4, headers = $5,
     query_params = $6, request_logging_enabled = $7,
     tool_prefix = $8, updated_at = now()
 where id = $9 and team_id = $10
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values
+returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values, stop_reason, stopped_at, stop_by_global_admin
 `
 
 type UpdateInstallationParams struct {
@@ -507,6 +532,9 @@ func (q *Queries) UpdateInstallation(ctx context.Context, arg UpdateInstallation
 		&i.ToolPrefix,
 		&i.CredentialsCheckedAt,
 		&i.ArgValues,
+		&i.StopReason,
+		&i.StoppedAt,
+		&i.StopByGlobalAdmin,
 	)
 	return i, err
 }

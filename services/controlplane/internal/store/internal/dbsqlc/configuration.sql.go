@@ -23,7 +23,8 @@ select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slu
        coalesce(uc.env, '{}')::jsonb as user_env,
        coalesce(uc.headers, '{}')::jsonb as user_headers, coalesce(uc.query_params, '{}')::jsonb as user_query_params,
        coalesce(ts.allow, '{}')::text[] as tools_allow, coalesce(ts.deny, '{}')::text[] as tools_deny,
-       coalesce(ts.descriptions, '{}')::jsonb as tool_descriptions, coalesce(ht.patterns, '{}')::text[] as tools_hidden
+       coalesce(ts.descriptions, '{}')::jsonb as tool_descriptions, coalesce(ht.patterns, '{}')::text[] as tools_hidden,
+       c.stop_reason as template_stop_reason, inst.stop_reason as installation_stop_reason
 from instances i
 join installations inst on inst.id = i.installation_id
 join catalog_entries c on c.id = inst.catalog_entry_id
@@ -37,39 +38,41 @@ order by i.id
 `
 
 type ListDesiredInstancesRow struct {
-	ID                    string
-	InstallationID        uuid.UUID
-	TeamID                uuid.UUID
-	TeamSlug              string
-	UserID                uuid.UUID
-	UserSlug              string
-	ServerSlug            string
-	ServerName            string
-	Transport             string
-	Command               string
-	Url                   string
-	Sandbox               []byte
-	TemplateArgs          []string
-	TemplateEnv           []byte
-	TemplateHeaders       []byte
-	TemplateQueryParams   []byte
-	ConfigSchema          []byte
-	TeamArgs              []string
-	TeamArgValues         []byte
-	TeamEnv               []byte
-	TeamHeaders           []byte
-	TeamQueryParams       []byte
-	RequestLoggingEnabled bool
-	ToolPrefix            string
-	UserArgs              []string
-	UserArgValues         []byte
-	UserEnv               []byte
-	UserHeaders           []byte
-	UserQueryParams       []byte
-	ToolsAllow            []string
-	ToolsDeny             []string
-	ToolDescriptions      []byte
-	ToolsHidden           []string
+	ID                     string
+	InstallationID         uuid.UUID
+	TeamID                 uuid.UUID
+	TeamSlug               string
+	UserID                 uuid.UUID
+	UserSlug               string
+	ServerSlug             string
+	ServerName             string
+	Transport              string
+	Command                string
+	Url                    string
+	Sandbox                []byte
+	TemplateArgs           []string
+	TemplateEnv            []byte
+	TemplateHeaders        []byte
+	TemplateQueryParams    []byte
+	ConfigSchema           []byte
+	TeamArgs               []string
+	TeamArgValues          []byte
+	TeamEnv                []byte
+	TeamHeaders            []byte
+	TeamQueryParams        []byte
+	RequestLoggingEnabled  bool
+	ToolPrefix             string
+	UserArgs               []string
+	UserArgValues          []byte
+	UserEnv                []byte
+	UserHeaders            []byte
+	UserQueryParams        []byte
+	ToolsAllow             []string
+	ToolsDeny              []string
+	ToolDescriptions       []byte
+	ToolsHidden            []string
+	TemplateStopReason     string
+	InstallationStopReason string
 }
 
 // ListDesiredInstances returns every instance with the configuration levels it merges, for one team or, when
@@ -117,6 +120,8 @@ func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) (
 			&i.ToolsDeny,
 			&i.ToolDescriptions,
 			&i.ToolsHidden,
+			&i.TemplateStopReason,
+			&i.InstallationStopReason,
 		); err != nil {
 			return nil, err
 		}

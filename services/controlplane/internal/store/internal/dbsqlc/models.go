@@ -64,6 +64,8 @@ type CatalogEntry struct {
 	UpdatedAt    time.Time
 	Sandbox      []byte
 	Tags         []string
+	StopReason   string
+	StoppedAt    *time.Time
 }
 
 type CatalogEntryHealth struct {
@@ -73,6 +75,22 @@ type CatalogEntryHealth struct {
 	Failing        int32
 	Status         string
 	AggregatedAt   time.Time
+}
+
+type ConfigVersion struct {
+	ID           int64
+	Kind         string
+	SubjectID    uuid.UUID
+	UserID       uuid.UUID
+	TeamID       *uuid.UUID
+	Version      int32
+	Action       string
+	RolledBackTo *int32
+	ActorID      *uuid.UUID
+	Actor        string
+	Snapshot     []byte
+	Changes      []byte
+	CreatedAt    time.Time
 }
 
 type DiscoveredTool struct {
@@ -120,6 +138,9 @@ type Installation struct {
 	ToolPrefix            *string
 	CredentialsCheckedAt  *time.Time
 	ArgValues             []byte
+	StopReason            string
+	StoppedAt             *time.Time
+	StopByGlobalAdmin     bool
 }
 
 type Instance struct {

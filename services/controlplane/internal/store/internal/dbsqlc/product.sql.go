@@ -26,7 +26,7 @@ insert into catalog_entries (
     sandbox)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
         $12, $13, $14)
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at
 `
 
 type CreateCatalogEntryParams struct {
@@ -82,6 +82,8 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		&i.UpdatedAt,
 		&i.Sandbox,
 		&i.Tags,
+		&i.StopReason,
+		&i.StoppedAt,
 	)
 	return i, err
 }
@@ -91,7 +93,7 @@ insert into installations (
     team_id, catalog_entry_id, name, args, arg_values, env, headers, query_params, request_logging_enabled, tool_prefix)
 values ($1, $2, $3, $4, $5, $6, $7, $8,
         $9, $10)
-returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values
+returning id, team_id, catalog_entry_id, name, args, env, headers, query_params, request_logging_enabled, created_at, updated_at, tool_prefix, credentials_checked_at, arg_values, stop_reason, stopped_at, stop_by_global_admin
 `
 
 type CreateInstallationParams struct {
@@ -136,6 +138,9 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 		&i.ToolPrefix,
 		&i.CredentialsCheckedAt,
 		&i.ArgValues,
+		&i.StopReason,
+		&i.StoppedAt,
+		&i.StopByGlobalAdmin,
 	)
 	return i, err
 }

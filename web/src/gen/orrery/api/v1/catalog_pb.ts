@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orrery/api/v1/catalog.proto.
  */
 export const file_orrery_api_v1_catalog: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcnJlcnkvYXBpL3YxL2NhdGFsb2cucHJvdG8SDW9ycmVyeS5hcGkudjEiOgoMU2V0dGluZ1ZhbHVlEg0KBXZhbHVlGAEgASgJEg4KBnNlY3JldBgCIAEoCBILCgNzZXQYAyABKAgi2wEKC0NvbmZpZ0ZpZWxkEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoFc2NvcGUYAyABKA4yGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ1Njb3BlEhAKCHJlcXVpcmVkGAQgASgIEg4KBnNlY3JldBgFIAEoCBImCgR0eXBlGAYgASgOMhgub3JyZXJ5LmFwaS52MS5WYWx1ZVR5cGUSFQoNZGVmYXVsdF92YWx1ZRgHIAEoCRIPCgdjaG9pY2VzGAggAygJEgwKBGZsYWcYCSABKAkiwAEKDENvbmZpZ1NjaGVtYRIoCgRhcmdzGAEgAygLMhoub3JyZXJ5LmFwaS52MS5Db25maWdGaWVsZBInCgNlbnYYAiADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEisKB2hlYWRlcnMYAyADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEjAKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIaLm9ycmVyeS5hcGkudjEuQ29uZmlnRmllbGQiyAEKDENhdGFsb2dFbnRyeRIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEgwKBHNsdWcYAyABKAkSLQoEc3BlYxgEIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKkBQoQQ2F0YWxvZ0VudHJ5U3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEgwKBHRhZ3MYAyADKAkSKwoJdHJhbnNwb3J0GAQgASgOMhgub3JyZXJ5LmFwaS52MS5UcmFuc3BvcnQSDwoHY29tbWFuZBgFIAEoCRIMCgRhcmdzGAYgAygJEjUKA2VudhgHIAMoCzIoLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5FbnZFbnRyeRILCgN1cmwYCCABKAkSPQoHaGVhZGVycxgJIAMoCzIsLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYy5IZWFkZXJzRW50cnkSRgoMcXVlcnlfcGFyYW1zGAogAygLMjAub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjLlF1ZXJ5UGFyYW1zRW50cnkSMgoNY29uZmlnX3NjaGVtYRgLIAEoCzIbLm9ycmVyeS5hcGkudjEuQ29uZmlnU2NoZW1hEi0KB3NhbmRib3gYDCABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNhbmRib3gaRwoIRW52RW50cnkSCwoDa2V5GAEgASgJEioKBXZhbHVlGAIgASgLMhsub3JyZXJ5LmFwaS52MS5TZXR0aW5nVmFsdWU6AjgBGksKDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEaTwoQUXVlcnlQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEiaQoZQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgwKBHNsdWcYAiABKAkSLQoEc3BlYxgDIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYyJIChpDcmVhdGVDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5ImcKGVVwZGF0ZUNhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCRItCgRzcGVjGAMgASgLMh8ub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjIkgKGlVwZGF0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEioKBWVudHJ5GAEgASgLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkiOAoZRGVsZXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgoKAmlkGAIgASgJIhwKGkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlIjUKFkdldENhdGFsb2dFbnRyeVJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCSJFChdHZXRDYXRhbG9nRW50cnlSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5IqwBCg5UZW1wbGF0ZUhlYWx0aBIzCgZzdGF0dXMYASABKA4yIy5vcnJlcnkuYXBpLnYxLlRlbXBsYXRlSGVhbHRoU3RhdHVzEhEKCWluc3RhbmNlcxgCIAEoDRIOCgZvbmxpbmUYAyABKA0SDwoHZmFpbGluZxgEIAEoDRIxCg1hZ2dyZWdhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI7ChxHZXRDYXRhbG9nRW50cnlIZWFsdGhSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSCgoCaWQYAiABKAkiTgodR2V0Q2F0YWxvZ0VudHJ5SGVhbHRoUmVzcG9uc2USLQoGaGVhbHRoGAEgASgLMh0ub3JyZXJ5LmFwaS52MS5UZW1wbGF0ZUhlYWx0aCJxChlMaXN0Q2F0YWxvZ0VudHJpZXNSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDgoGc2VhcmNoGAIgASgJEgwKBHRhZ3MYAyADKAkSEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiYwoaTGlzdENhdGFsb2dFbnRyaWVzUmVzcG9uc2USLAoHZW50cmllcxgBIAMoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ5ChdJbXBvcnRTZXJ2ZXJKc29uUmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEhMKC3NlcnZlcl9qc29uGAIgASgJEgwKBHNsdWcYAyABKAkSEwoLdXNlcl9maWVsZHMYBCADKAkSFQoNcHJlZmVyX3JlbW90ZRgFIAEoCCJGChhJbXBvcnRTZXJ2ZXJKc29uUmVzcG9uc2USKgoFZW50cnkYASABKAsyGy5vcnJlcnkuYXBpLnYxLkNhdGFsb2dFbnRyeSpiCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEwoPVFJBTlNQT1JUX1NURElPEAESEgoOVFJBTlNQT1JUX0hUVFAQAhIRCg1UUkFOU1BPUlRfU1NFEAMqWQoLQ29uZmlnU2NvcGUSHAoYQ09ORklHX1NDT1BFX1VOU1BFQ0lGSUVEEAASFQoRQ09ORklHX1NDT1BFX1RFQU0QARIVChFDT05GSUdfU0NPUEVfVVNFUhACKocBCglWYWx1ZVR5cGUSGgoWVkFMVUVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVZBTFVFX1RZUEVfU1RSSU5HEAESFQoRVkFMVUVfVFlQRV9OVU1CRVIQAhIWChJWQUxVRV9UWVBFX0JPT0xFQU4QAxIYChRWQUxVRV9UWVBFX0ZJTEVfUEFUSBAEKs4BChRUZW1wbGF0ZUhlYWx0aFN0YXR1cxImCiJURU1QTEFURV9IRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodVEVNUExBVEVfSEVBTFRIX1NUQVRVU19VTlVTRUQQARIiCh5URU1QTEFURV9IRUFMVEhfU1RBVFVTX0hFQUxUSFkQAhIjCh9URU1QTEFURV9IRUFMVEhfU1RBVFVTX0RFR1JBREVEEAMSIgoeVEVNUExBVEVfSEVBTFRIX1NUQVRVU19GQUlMSU5HEAQyhgYKDkNhdGFsb2dTZXJ2aWNlEmkKEkNyZWF0ZUNhdGFsb2dFbnRyeRIoLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBopLm9ycmVyeS5hcGkudjEuQ3JlYXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2USaQoSVXBkYXRlQ2F0YWxvZ0VudHJ5Eigub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXF1ZXN0Gikub3JyZXJ5LmFwaS52MS5VcGRhdGVDYXRhbG9nRW50cnlSZXNwb25zZRJpChJEZWxldGVDYXRhbG9nRW50cnkSKC5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkRlbGV0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEmUKD0dldENhdGFsb2dFbnRyeRIlLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVxdWVzdBomLm9ycmVyeS5hcGkudjEuR2V0Q2F0YWxvZ0VudHJ5UmVzcG9uc2UiA5ACARJuChJMaXN0Q2F0YWxvZ0VudHJpZXMSKC5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1JlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLkxpc3RDYXRhbG9nRW50cmllc1Jlc3BvbnNlIgOQAgESdwoVR2V0Q2F0YWxvZ0VudHJ5SGVhbHRoEisub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlIZWFsdGhSZXF1ZXN0Giwub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlIZWFsdGhSZXNwb25zZSIDkAIBEmMKEEltcG9ydFNlcnZlckpzb24SJi5vcnJlcnkuYXBpLnYxLkltcG9ydFNlcnZlckpzb25SZXF1ZXN0Gicub3JyZXJ5LmFwaS52MS5JbXBvcnRTZXJ2ZXJKc29uUmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+  fileDesc("ChtvcnJlcnkvYXBpL3YxL2NhdGFsb2cucHJvdG8SDW9ycmVyeS5hcGkudjEiOgoMU2V0dGluZ1ZhbHVlEg0KBXZhbHVlGAEgASgJEg4KBnNlY3JldBgCIAEoCBILCgNzZXQYAyABKAgi2wEKC0NvbmZpZ0ZpZWxkEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoFc2NvcGUYAyABKA4yGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ1Njb3BlEhAKCHJlcXVpcmVkGAQgASgIEg4KBnNlY3JldBgFIAEoCBImCgR0eXBlGAYgASgOMhgub3JyZXJ5LmFwaS52MS5WYWx1ZVR5cGUSFQoNZGVmYXVsdF92YWx1ZRgHIAEoCRIPCgdjaG9pY2VzGAggAygJEgwKBGZsYWcYCSABKAkiwAEKDENvbmZpZ1NjaGVtYRIoCgRhcmdzGAEgAygLMhoub3JyZXJ5LmFwaS52MS5Db25maWdGaWVsZBInCgNlbnYYAiADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEisKB2hlYWRlcnMYAyADKAsyGi5vcnJlcnkuYXBpLnYxLkNvbmZpZ0ZpZWxkEjAKDHF1ZXJ5X3BhcmFtcxgEIAMoCzIaLm9ycmVyeS5hcGkudjEuQ29uZmlnRmllbGQi9AEKDENhdGFsb2dFbnRyeRIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEgwKBHNsdWcYAyABKAkSLQoEc3BlYxgEIAEoCzIfLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5U3BlYxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgRzdG9wGAcgASgLMhwub3JyZXJ5LmFwaS52MS5FbWVyZ2VuY3lTdG9wIoEBCg1FbWVyZ2VuY3lTdG9wEjAKBXNjb3BlGAEgASgOMiEub3JyZXJ5LmFwaS52MS5FbWVyZ2VuY3lTdG9wU2NvcGUSDgoGcmVhc29uGAIgASgJEi4KCnN0b3BwZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqQFChBDYXRhbG9nRW50cnlTcGVjEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDAoEdGFncxgDIAMoCRIrCgl0cmFuc3BvcnQYBCABKA4yGC5vcnJlcnkuYXBpLnYxLlRyYW5zcG9ydBIPCgdjb21tYW5kGAUgASgJEgwKBGFyZ3MYBiADKAkSNQoDZW52GAcgAygLMigub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjLkVudkVudHJ5EgsKA3VybBgIIAEoCRI9CgdoZWFkZXJzGAkgAygLMiwub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjLkhlYWRlcnNFbnRyeRJGCgxxdWVyeV9wYXJhbXMYCiADKAsyMC5vcnJlcnkuYXBpLnYxLkNhdGFsb2dFbnRyeVNwZWMuUXVlcnlQYXJhbXNFbnRyeRIyCg1jb25maWdfc2NoZW1hGAsgASgLMhsub3JyZXJ5LmFwaS52MS5Db25maWdTY2hlbWESLQoHc2FuZGJveBgMIAEoCzIcLm9ycmVyeS5zYXRlbGxpdGUudjEuU2FuZGJveBpHCghFbnZFbnRyeRILCgNrZXkYASABKAkSKgoFdmFsdWUYAiABKAsyGy5vcnJlcnkuYXBpLnYxLlNldHRpbmdWYWx1ZToCOAEaSwoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRIqCgV2YWx1ZRgCIAEoCzIbLm9ycmVyeS5hcGkudjEuU2V0dGluZ1ZhbHVlOgI4ARpPChBRdWVyeVBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRIqCgV2YWx1ZRgCIAEoCzIbLm9ycmVyeS5hcGkudjEuU2V0dGluZ1ZhbHVlOgI4ASJpChlDcmVhdGVDYXRhbG9nRW50cnlSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSDAoEc2x1ZxgCIAEoCRItCgRzcGVjGAMgASgLMh8ub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnlTcGVjIkgKGkNyZWF0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEioKBWVudHJ5GAEgASgLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkiZwoZVXBkYXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgoKAmlkGAIgASgJEi0KBHNwZWMYAyABKAsyHy5vcnJlcnkuYXBpLnYxLkNhdGFsb2dFbnRyeVNwZWMiSAoaVXBkYXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2USKgoFZW50cnkYASABKAsyGy5vcnJlcnkuYXBpLnYxLkNhdGFsb2dFbnRyeSI4ChlEZWxldGVDYXRhbG9nRW50cnlSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSCgoCaWQYAiABKAkiHAoaRGVsZXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2UiNQoWR2V0Q2F0YWxvZ0VudHJ5UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEgoKAmlkGAIgASgJIkUKF0dldENhdGFsb2dFbnRyeVJlc3BvbnNlEioKBWVudHJ5GAEgASgLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkirAEKDlRlbXBsYXRlSGVhbHRoEjMKBnN0YXR1cxgBIAEoDjIjLm9ycmVyeS5hcGkudjEuVGVtcGxhdGVIZWFsdGhTdGF0dXMSEQoJaW5zdGFuY2VzGAIgASgNEg4KBm9ubGluZRgDIAEoDRIPCgdmYWlsaW5nGAQgASgNEjEKDWFnZ3JlZ2F0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjsKHEdldENhdGFsb2dFbnRyeUhlYWx0aFJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIKCgJpZBgCIAEoCSJOCh1HZXRDYXRhbG9nRW50cnlIZWFsdGhSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcnJlcnkuYXBpLnYxLlRlbXBsYXRlSGVhbHRoInEKGUxpc3RDYXRhbG9nRW50cmllc1JlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIOCgZzZWFyY2gYAiABKAkSDAoEdGFncxgDIAMoCRIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJjChpMaXN0Q2F0YWxvZ0VudHJpZXNSZXNwb25zZRIsCgdlbnRyaWVzGAEgAygLMhsub3JyZXJ5LmFwaS52MS5DYXRhbG9nRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInkKF0ltcG9ydFNlcnZlckpzb25SZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSEwoLc2VydmVyX2pzb24YAiABKAkSDAoEc2x1ZxgDIAEoCRITCgt1c2VyX2ZpZWxkcxgEIAMoCRIVCg1wcmVmZXJfcmVtb3RlGAUgASgIIkYKGEltcG9ydFNlcnZlckpzb25SZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIbLm9ycmVyeS5hcGkudjEuQ2F0YWxvZ0VudHJ5KmIKCVRyYW5zcG9ydBIZChVUUkFOU1BPUlRfVU5TUEVDSUZJRUQQABITCg9UUkFOU1BPUlRfU1RESU8QARISCg5UUkFOU1BPUlRfSFRUUBACEhEKDVRSQU5TUE9SVF9TU0UQAypZCgtDb25maWdTY29wZRIcChhDT05GSUdfU0NPUEVfVU5TUEVDSUZJRUQQABIVChFDT05GSUdfU0NPUEVfVEVBTRABEhUKEUNPTkZJR19TQ09QRV9VU0VSEAIqhwEKCVZhbHVlVHlwZRIaChZWQUxVRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRVkFMVUVfVFlQRV9TVFJJTkcQARIVChFWQUxVRV9UWVBFX05VTUJFUhACEhYKElZBTFVFX1RZUEVfQk9PTEVBThADEhgKFFZBTFVFX1RZUEVfRklMRV9QQVRIEAQqhAEKEkVtZXJnZW5jeVN0b3BTY29wZRIkCiBFTUVSR0VOQ1lfU1RPUF9TQ09QRV9VTlNQRUNJRklFRBAAEiEKHUVNRVJHRU5DWV9TVE9QX1NDT1BFX1RFTVBMQVRFEAESJQohRU1FUkdFTkNZX1NUT1BfU0NPUEVfSU5TVEFMTEFUSU9OEAIqzgEKFFRlbXBsYXRlSGVhbHRoU3RhdHVzEiYKIlRFTVBMQVRFX0hFQUxUSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIhCh1URU1QTEFURV9IRUFMVEhfU1RBVFVTX1VOVVNFRBABEiIKHlRFTVBMQVRFX0hFQUxUSF9TVEFUVVNfSEVBTFRIWRACEiMKH1RFTVBMQVRFX0hFQUxUSF9TVEFUVVNfREVHUkFERUQQAxIiCh5URU1QTEFURV9IRUFMVEhfU1RBVFVTX0ZBSUxJTkcQBDKGBgoOQ2F0YWxvZ1NlcnZpY2USaQoSQ3JlYXRlQ2F0YWxvZ0VudHJ5Eigub3JyZXJ5LmFwaS52MS5DcmVhdGVDYXRhbG9nRW50cnlSZXF1ZXN0Gikub3JyZXJ5LmFwaS52MS5DcmVhdGVDYXRhbG9nRW50cnlSZXNwb25zZRJpChJVcGRhdGVDYXRhbG9nRW50cnkSKC5vcnJlcnkuYXBpLnYxLlVwZGF0ZUNhdGFsb2dFbnRyeVJlcXVlc3QaKS5vcnJlcnkuYXBpLnYxLlVwZGF0ZUNhdGFsb2dFbnRyeVJlc3BvbnNlEmkKEkRlbGV0ZUNhdGFsb2dFbnRyeRIoLm9ycmVyeS5hcGkudjEuRGVsZXRlQ2F0YWxvZ0VudHJ5UmVxdWVzdBopLm9ycmVyeS5hcGkudjEuRGVsZXRlQ2F0YWxvZ0VudHJ5UmVzcG9uc2USZQoPR2V0Q2F0YWxvZ0VudHJ5EiUub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlSZXF1ZXN0GiYub3JyZXJ5LmFwaS52MS5HZXRDYXRhbG9nRW50cnlSZXNwb25zZSIDkAIBEm4KEkxpc3RDYXRhbG9nRW50cmllcxIoLm9ycmVyeS5hcGkudjEuTGlzdENhdGFsb2dFbnRyaWVzUmVxdWVzdBopLm9ycmVyeS5hcGkudjEuTGlzdENhdGFsb2dFbnRyaWVzUmVzcG9uc2UiA5ACARJ3ChVHZXRDYXRhbG9nRW50cnlIZWFsdGgSKy5vcnJlcnkuYXBpLnYxLkdldENhdGFsb2dFbnRyeUhlYWx0aFJlcXVlc3QaLC5vcnJlcnkuYXBpLnYxLkdldENhdGFsb2dFbnRyeUhlYWx0aFJlc3BvbnNlIgOQAgESYwoQSW1wb3J0U2VydmVySnNvbhImLm9ycmVyeS5hcGkudjEuSW1wb3J0U2VydmVySnNvblJlcXVlc3QaJy5vcnJlcnkuYXBpLnYxLkltcG9ydFNlcnZlckpzb25SZXNwb25zZUIyWjBnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hcGkvdjE7YXBpdjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
 
 /**
  * SettingValue is one value of env, headers, query parameters or arguments. In responses a secret's value
@@ -221,6 +221,13 @@ export type CatalogEntry = Message<"orrery.api.v1.CatalogEntry"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 6;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * stop, when set, is the template's emergency stop: every installation of it is out of service.
+   *
+   * @generated from field: orrery.api.v1.EmergencyStop stop = 7;
+   */
+  stop?: EmergencyStop | undefined;
 };
 
 /**
@@ -229,6 +236,41 @@ export type CatalogEntry = Message<"orrery.api.v1.CatalogEntry"> & {
  */
 export const CatalogEntrySchema: GenMessage<CatalogEntry> = /*@__PURE__*/
   messageDesc(file_orrery_api_v1_catalog, 3);
+
+/**
+ * EmergencyStop is an emergency stop in force.
+ *
+ * @generated from message orrery.api.v1.EmergencyStop
+ */
+export type EmergencyStop = Message<"orrery.api.v1.EmergencyStop"> & {
+  /**
+   * scope is what was stopped.
+   *
+   * @generated from field: orrery.api.v1.EmergencyStopScope scope = 1;
+   */
+  scope: EmergencyStopScope;
+
+  /**
+   * reason is why, as the person who stopped it wrote it.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * stopped_at is when.
+   *
+   * @generated from field: google.protobuf.Timestamp stopped_at = 3;
+   */
+  stoppedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.api.v1.EmergencyStop.
+ * Use `create(EmergencyStopSchema)` to create a new message.
+ */
+export const EmergencyStopSchema: GenMessage<EmergencyStop> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_catalog, 4);
 
 /**
  * CatalogEntrySpec is everything about a template that can change.
@@ -327,7 +369,7 @@ export type CatalogEntrySpec = Message<"orrery.api.v1.CatalogEntrySpec"> & {
  * Use `create(CatalogEntrySpecSchema)` to create a new message.
  */
 export const CatalogEntrySpecSchema: GenMessage<CatalogEntrySpec> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 4);
+  messageDesc(file_orrery_api_v1_catalog, 5);
 
 /**
  * CreateCatalogEntryRequest describes the template.
@@ -362,7 +404,7 @@ export type CreateCatalogEntryRequest = Message<"orrery.api.v1.CreateCatalogEntr
  * Use `create(CreateCatalogEntryRequestSchema)` to create a new message.
  */
 export const CreateCatalogEntryRequestSchema: GenMessage<CreateCatalogEntryRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 5);
+  messageDesc(file_orrery_api_v1_catalog, 6);
 
 /**
  * CreateCatalogEntryResponse describes the new template.
@@ -383,7 +425,7 @@ export type CreateCatalogEntryResponse = Message<"orrery.api.v1.CreateCatalogEnt
  * Use `create(CreateCatalogEntryResponseSchema)` to create a new message.
  */
 export const CreateCatalogEntryResponseSchema: GenMessage<CreateCatalogEntryResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 6);
+  messageDesc(file_orrery_api_v1_catalog, 7);
 
 /**
  * UpdateCatalogEntryRequest names the template and its new spec.
@@ -418,7 +460,7 @@ export type UpdateCatalogEntryRequest = Message<"orrery.api.v1.UpdateCatalogEntr
  * Use `create(UpdateCatalogEntryRequestSchema)` to create a new message.
  */
 export const UpdateCatalogEntryRequestSchema: GenMessage<UpdateCatalogEntryRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 7);
+  messageDesc(file_orrery_api_v1_catalog, 8);
 
 /**
  * UpdateCatalogEntryResponse describes the updated template.
@@ -439,7 +481,7 @@ export type UpdateCatalogEntryResponse = Message<"orrery.api.v1.UpdateCatalogEnt
  * Use `create(UpdateCatalogEntryResponseSchema)` to create a new message.
  */
 export const UpdateCatalogEntryResponseSchema: GenMessage<UpdateCatalogEntryResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 8);
+  messageDesc(file_orrery_api_v1_catalog, 9);
 
 /**
  * DeleteCatalogEntryRequest names the template.
@@ -467,7 +509,7 @@ export type DeleteCatalogEntryRequest = Message<"orrery.api.v1.DeleteCatalogEntr
  * Use `create(DeleteCatalogEntryRequestSchema)` to create a new message.
  */
 export const DeleteCatalogEntryRequestSchema: GenMessage<DeleteCatalogEntryRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 9);
+  messageDesc(file_orrery_api_v1_catalog, 10);
 
 /**
  * DeleteCatalogEntryResponse is empty.
@@ -482,7 +524,7 @@ export type DeleteCatalogEntryResponse = Message<"orrery.api.v1.DeleteCatalogEnt
  * Use `create(DeleteCatalogEntryResponseSchema)` to create a new message.
  */
 export const DeleteCatalogEntryResponseSchema: GenMessage<DeleteCatalogEntryResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 10);
+  messageDesc(file_orrery_api_v1_catalog, 11);
 
 /**
  * GetCatalogEntryRequest names the template.
@@ -510,7 +552,7 @@ export type GetCatalogEntryRequest = Message<"orrery.api.v1.GetCatalogEntryReque
  * Use `create(GetCatalogEntryRequestSchema)` to create a new message.
  */
 export const GetCatalogEntryRequestSchema: GenMessage<GetCatalogEntryRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 11);
+  messageDesc(file_orrery_api_v1_catalog, 12);
 
 /**
  * GetCatalogEntryResponse describes the template.
@@ -531,7 +573,7 @@ export type GetCatalogEntryResponse = Message<"orrery.api.v1.GetCatalogEntryResp
  * Use `create(GetCatalogEntryResponseSchema)` to create a new message.
  */
 export const GetCatalogEntryResponseSchema: GenMessage<GetCatalogEntryResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 12);
+  messageDesc(file_orrery_api_v1_catalog, 13);
 
 /**
  * TemplateHealth is a template's health as last aggregated.
@@ -580,7 +622,7 @@ export type TemplateHealth = Message<"orrery.api.v1.TemplateHealth"> & {
  * Use `create(TemplateHealthSchema)` to create a new message.
  */
 export const TemplateHealthSchema: GenMessage<TemplateHealth> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 13);
+  messageDesc(file_orrery_api_v1_catalog, 14);
 
 /**
  * GetCatalogEntryHealthRequest names the template.
@@ -608,7 +650,7 @@ export type GetCatalogEntryHealthRequest = Message<"orrery.api.v1.GetCatalogEntr
  * Use `create(GetCatalogEntryHealthRequestSchema)` to create a new message.
  */
 export const GetCatalogEntryHealthRequestSchema: GenMessage<GetCatalogEntryHealthRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 14);
+  messageDesc(file_orrery_api_v1_catalog, 15);
 
 /**
  * GetCatalogEntryHealthResponse carries the template's health.
@@ -629,7 +671,7 @@ export type GetCatalogEntryHealthResponse = Message<"orrery.api.v1.GetCatalogEnt
  * Use `create(GetCatalogEntryHealthResponseSchema)` to create a new message.
  */
 export const GetCatalogEntryHealthResponseSchema: GenMessage<GetCatalogEntryHealthResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 15);
+  messageDesc(file_orrery_api_v1_catalog, 16);
 
 /**
  * ListCatalogEntriesRequest filters and pages the catalog.
@@ -678,7 +720,7 @@ export type ListCatalogEntriesRequest = Message<"orrery.api.v1.ListCatalogEntrie
  * Use `create(ListCatalogEntriesRequestSchema)` to create a new message.
  */
 export const ListCatalogEntriesRequestSchema: GenMessage<ListCatalogEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 16);
+  messageDesc(file_orrery_api_v1_catalog, 17);
 
 /**
  * ListCatalogEntriesResponse is one page of templates, by slug.
@@ -706,7 +748,7 @@ export type ListCatalogEntriesResponse = Message<"orrery.api.v1.ListCatalogEntri
  * Use `create(ListCatalogEntriesResponseSchema)` to create a new message.
  */
 export const ListCatalogEntriesResponseSchema: GenMessage<ListCatalogEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 17);
+  messageDesc(file_orrery_api_v1_catalog, 18);
 
 /**
  * ImportServerJsonRequest carries a server.json document.
@@ -756,7 +798,7 @@ export type ImportServerJsonRequest = Message<"orrery.api.v1.ImportServerJsonReq
  * Use `create(ImportServerJsonRequestSchema)` to create a new message.
  */
 export const ImportServerJsonRequestSchema: GenMessage<ImportServerJsonRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 18);
+  messageDesc(file_orrery_api_v1_catalog, 19);
 
 /**
  * ImportServerJsonResponse describes the new template.
@@ -777,7 +819,7 @@ export type ImportServerJsonResponse = Message<"orrery.api.v1.ImportServerJsonRe
  * Use `create(ImportServerJsonResponseSchema)` to create a new message.
  */
 export const ImportServerJsonResponseSchema: GenMessage<ImportServerJsonResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_api_v1_catalog, 19);
+  messageDesc(file_orrery_api_v1_catalog, 20);
 
 /**
  * Transport is how a satellite talks to an MCP server.
@@ -903,6 +945,40 @@ export const ValueTypeSchema: GenEnum<ValueType> = /*@__PURE__*/
   enumDesc(file_orrery_api_v1_catalog, 2);
 
 /**
+ * EmergencyStopScope says what an emergency stop was made on.
+ *
+ * @generated from enum orrery.api.v1.EmergencyStopScope
+ */
+export enum EmergencyStopScope {
+  /**
+   * EMERGENCY_STOP_SCOPE_UNSPECIFIED is never used.
+   *
+   * @generated from enum value: EMERGENCY_STOP_SCOPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * EMERGENCY_STOP_SCOPE_TEMPLATE stops every installation of a template, in every team.
+   *
+   * @generated from enum value: EMERGENCY_STOP_SCOPE_TEMPLATE = 1;
+   */
+  TEMPLATE = 1,
+
+  /**
+   * EMERGENCY_STOP_SCOPE_INSTALLATION stops one installation.
+   *
+   * @generated from enum value: EMERGENCY_STOP_SCOPE_INSTALLATION = 2;
+   */
+  INSTALLATION = 2,
+}
+
+/**
+ * Describes the enum orrery.api.v1.EmergencyStopScope.
+ */
+export const EmergencyStopScopeSchema: GenEnum<EmergencyStopScope> = /*@__PURE__*/
+  enumDesc(file_orrery_api_v1_catalog, 3);
+
+/**
  * TemplateHealthStatus summarises a template's instances.
  *
  * @generated from enum orrery.api.v1.TemplateHealthStatus
@@ -948,7 +1024,7 @@ export enum TemplateHealthStatus {
  * Describes the enum orrery.api.v1.TemplateHealthStatus.
  */
 export const TemplateHealthStatusSchema: GenEnum<TemplateHealthStatus> = /*@__PURE__*/
-  enumDesc(file_orrery_api_v1_catalog, 3);
+  enumDesc(file_orrery_api_v1_catalog, 4);
 
 /**
  * CatalogService manages the catalog of MCP server templates. Global templates (team_id empty) are written
