@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -223,6 +224,12 @@ func validateMetadata(md clientMetadata) (*client, error) {
 		if g != grantAuthorizationCode && g != grantRefreshToken {
 			return nil, errInvalidMetadata("grant_types: " + g + " is not available to public clients")
 		}
+	}
+	// A client of the authorization code grant may always refresh (RFC 7591 lets the server amend the grant
+	// types; the registration response says so): otherwise it would send its user to sign in again whenever
+	// an access token expires.
+	if slices.Contains(grants, grantAuthorizationCode) && !slices.Contains(grants, grantRefreshToken) {
+		grants = append(slices.Clip(grants), grantRefreshToken)
 	}
 	for _, rt := range md.ResponseTypes {
 		if rt != "code" {
