@@ -288,6 +288,11 @@ func publicOnlyDialer() *net.Dialer {
 	}
 }
 
+// PublicHTTPClient is an HTTP client that reaches public addresses only, checked after DNS resolution, and
+// follows no redirects: for fetching what tenants name, such as client metadata documents and the
+// metadata of remote servers' authorization servers.
+func PublicHTTPClient() *http.Client { return defaultMetadataClient() }
+
 // defaultMetadataClient fetches client ID metadata documents from public addresses only, without
 // following redirects.
 func defaultMetadataClient() *http.Client {

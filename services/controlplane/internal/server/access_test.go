@@ -202,6 +202,10 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.InstallationService/SetUserConfiguration":       `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.SecretService/RotateSecrets":                    `{}`,
 
+	"/orrery.api.v1.RemoteAccountService/ConnectRemoteAccount":    `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/GetRemoteAccount":        `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/DisconnectRemoteAccount": `{"teamId":"{team}","installationId":"{random}"}`,
+
 	"/orrery.api.v1.InstanceService/ListInstances":       `{"teamId":"{team}"}`,
 	"/orrery.api.v1.InstanceService/GetInstanceStatus":   `{"teamId":"{team}","instanceId":"files-{random}"}`,
 	"/orrery.api.v1.InstanceService/ListServerLogs":      `{"teamId":"{team}","installationId":"{random}"}`,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -161,7 +162,39 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 		}
 		out = append(out, inst)
 	}
+	if err := s.addRemoteAuthorization(ctx, teamID, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// addRemoteAuthorization gives each member's instance of a remote server the access token of the account
+// that member connected there, and no other instance: a member's token is sent only with their requests.
+func (s *Store) addRemoteAuthorization(ctx context.Context, teamID *uuid.UUID, instances []DesiredInstance) error {
+	conns, err := s.LiveRemoteOAuthConnections(ctx, teamID)
+	if err != nil || len(conns) == 0 {
+		return err
+	}
+	type key struct{ installation, user uuid.UUID }
+	tokens := make(map[key]string, len(conns))
+	for _, c := range conns {
+		tokens[key{c.InstallationID, c.UserID}] = c.AccessToken
+	}
+	for i := range instances {
+		inst := &instances[i]
+		token, ok := tokens[key{inst.InstallationID, inst.UserID}]
+		if !ok || (inst.Transport != "http" && inst.Transport != "sse") {
+			continue
+		}
+		// Whatever a template or a level set as Authorization would compete with the member's own account.
+		for name := range inst.Headers {
+			if strings.EqualFold(name, "Authorization") {
+				delete(inst.Headers, name)
+			}
+		}
+		inst.Headers["Authorization"] = "Bearer " + token
+	}
+	return nil
 }
 
 // args appends the template's arguments, the team's, the schema's arguments with their values, then the

@@ -211,6 +211,41 @@ type RegistrationToken struct {
 	RevokedAt   *time.Time
 }
 
+type RemoteOauthClient struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	CreatedAt    time.Time
+}
+
+type RemoteOauthConnection struct {
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	UserID         uuid.UUID
+	Issuer         string
+	TokenEndpoint  string
+	Resource       string
+	AccessToken    string
+	RefreshToken   string
+	Scope          string
+	ExpiresAt      *time.Time
+	FailedAt       *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type RemoteOauthFlow struct {
+	StateHash      []byte
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	UserID         uuid.UUID
+	Issuer         string
+	TokenEndpoint  string
+	Resource       string
+	Verifier       string
+	ExpiresAt      time.Time
+}
+
 type RequestLog struct {
 	ID             int64
 	TeamID         uuid.UUID
