@@ -1,6 +1,10 @@
 -- Per-user OAuth to remote MCP servers: the control plane is an OAuth client of each remote server's
 -- authorization server, and keeps each member's tokens for an installation, sealed like other secrets.
 
+-- per_user_authorization marks a remote template whose server authorizes each person with OAuth: every
+-- member connects their own account, and the instances of members who have not are told so.
+alter table catalog_entries add column per_user_authorization boolean not null default false;
+
 -- The control plane's registration with an upstream authorization server, one per issuer, made by dynamic
 -- client registration (RFC 7591) the first time a member connects to a server it protects.
 create table remote_oauth_clients (
@@ -57,3 +61,4 @@ create index remote_oauth_connections_user on remote_oauth_connections (team_id,
 drop table remote_oauth_connections;
 drop table remote_oauth_flows;
 drop table remote_oauth_clients;
+alter table catalog_entries drop column per_user_authorization;

@@ -40,7 +40,7 @@ where failed_at is null and (sqlc.narg(team_id)::uuid is null or team_id = sqlc.
 
 -- name: GetRemoteInstallationTarget :one
 -- GetRemoteInstallationTarget is the transport and URL of the server an installation of a team runs.
-select c.transport, c.url from installations i join catalog_entries c on c.id = i.catalog_entry_id
+select c.transport, c.url, c.per_user_authorization from installations i join catalog_entries c on c.id = i.catalog_entry_id
 where i.id = @id and i.team_id = @team_id;
 
 -- name: ListDueRemoteOAuthConnections :many
@@ -68,3 +68,6 @@ returning *;
 
 -- name: DeleteMemberRemoteOAuthConnections :exec
 delete from remote_oauth_connections where team_id = @team_id and user_id = @user_id;
+
+-- name: ListInstallationRemoteOAuthConnections :many
+select * from remote_oauth_connections where team_id = @team_id and installation_id = @installation_id;

@@ -24,6 +24,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RemoteAccountState is where a member's account at a remote server stands.
+type RemoteAccountState int32
+
+const (
+	// REMOTE_ACCOUNT_STATE_UNSPECIFIED is never sent.
+	RemoteAccountState_REMOTE_ACCOUNT_STATE_UNSPECIFIED RemoteAccountState = 0
+	// REMOTE_ACCOUNT_STATE_CONNECTED: the member's token is sent with their requests.
+	RemoteAccountState_REMOTE_ACCOUNT_STATE_CONNECTED RemoteAccountState = 1
+	// REMOTE_ACCOUNT_STATE_NOT_CONNECTED: the member has not connected their account.
+	RemoteAccountState_REMOTE_ACCOUNT_STATE_NOT_CONNECTED RemoteAccountState = 2
+	// REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT: the server refused to refresh the member's token.
+	RemoteAccountState_REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT RemoteAccountState = 3
+)
+
+// Enum value maps for RemoteAccountState.
+var (
+	RemoteAccountState_name = map[int32]string{
+		0: "REMOTE_ACCOUNT_STATE_UNSPECIFIED",
+		1: "REMOTE_ACCOUNT_STATE_CONNECTED",
+		2: "REMOTE_ACCOUNT_STATE_NOT_CONNECTED",
+		3: "REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT",
+	}
+	RemoteAccountState_value = map[string]int32{
+		"REMOTE_ACCOUNT_STATE_UNSPECIFIED":     0,
+		"REMOTE_ACCOUNT_STATE_CONNECTED":       1,
+		"REMOTE_ACCOUNT_STATE_NOT_CONNECTED":   2,
+		"REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT": 3,
+	}
+)
+
+func (x RemoteAccountState) Enum() *RemoteAccountState {
+	p := new(RemoteAccountState)
+	*p = x
+	return p
+}
+
+func (x RemoteAccountState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RemoteAccountState) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_api_v1_remote_account_proto_enumTypes[0].Descriptor()
+}
+
+func (RemoteAccountState) Type() protoreflect.EnumType {
+	return &file_orrery_api_v1_remote_account_proto_enumTypes[0]
+}
+
+func (x RemoteAccountState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RemoteAccountState.Descriptor instead.
+func (RemoteAccountState) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_api_v1_remote_account_proto_rawDescGZIP(), []int{0}
+}
+
 // ConnectRemoteAccountRequest names the installation.
 type ConnectRemoteAccountRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -363,6 +420,181 @@ func (*DisconnectRemoteAccountResponse) Descriptor() ([]byte, []int) {
 	return file_orrery_api_v1_remote_account_proto_rawDescGZIP(), []int{5}
 }
 
+// ListRemoteAccountsRequest names the installation.
+type ListRemoteAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id is the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// installation_id is an installation in the team.
+	InstallationId string `protobuf:"bytes,2,opt,name=installation_id,json=installationId,proto3" json:"installation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListRemoteAccountsRequest) Reset() {
+	*x = ListRemoteAccountsRequest{}
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRemoteAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRemoteAccountsRequest) ProtoMessage() {}
+
+func (x *ListRemoteAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRemoteAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListRemoteAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_remote_account_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListRemoteAccountsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListRemoteAccountsRequest) GetInstallationId() string {
+	if x != nil {
+		return x.InstallationId
+	}
+	return ""
+}
+
+// RemoteAccount is one member's connection to an installation's remote server.
+type RemoteAccount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_id is the member.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email is the member's address.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// state is where the member's account stands.
+	State         RemoteAccountState `protobuf:"varint,3,opt,name=state,proto3,enum=orrery.api.v1.RemoteAccountState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoteAccount) Reset() {
+	*x = RemoteAccount{}
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoteAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoteAccount) ProtoMessage() {}
+
+func (x *RemoteAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoteAccount.ProtoReflect.Descriptor instead.
+func (*RemoteAccount) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_remote_account_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RemoteAccount) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RemoteAccount) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *RemoteAccount) GetState() RemoteAccountState {
+	if x != nil {
+		return x.State
+	}
+	return RemoteAccountState_REMOTE_ACCOUNT_STATE_UNSPECIFIED
+}
+
+// ListRemoteAccountsResponse lists the team's members.
+type ListRemoteAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// per_user_authorization is the template's setting: when true, members who have not connected cannot use
+	// the server.
+	PerUserAuthorization bool `protobuf:"varint,1,opt,name=per_user_authorization,json=perUserAuthorization,proto3" json:"per_user_authorization,omitempty"`
+	// accounts has one entry per member of the team.
+	Accounts      []*RemoteAccount `protobuf:"bytes,2,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRemoteAccountsResponse) Reset() {
+	*x = ListRemoteAccountsResponse{}
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRemoteAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRemoteAccountsResponse) ProtoMessage() {}
+
+func (x *ListRemoteAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_remote_account_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRemoteAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListRemoteAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_remote_account_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListRemoteAccountsResponse) GetPerUserAuthorization() bool {
+	if x != nil {
+		return x.PerUserAuthorization
+	}
+	return false
+}
+
+func (x *ListRemoteAccountsResponse) GetAccounts() []*RemoteAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
 var File_orrery_api_v1_remote_account_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_remote_account_proto_rawDesc = "" +
@@ -388,10 +620,26 @@ const file_orrery_api_v1_remote_account_proto_rawDesc = "" +
 	"\x1eDisconnectRemoteAccountRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x121\n" +
 	"\x0finstallation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"!\n" +
-	"\x1fDisconnectRemoteAccountResponse2\xd5\x04\n" +
+	"\x1fDisconnectRemoteAccountResponse\"q\n" +
+	"\x19ListRemoteAccountsRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x121\n" +
+	"\x0finstallation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"w\n" +
+	"\rRemoteAccount\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x127\n" +
+	"\x05state\x18\x03 \x01(\x0e2!.orrery.api.v1.RemoteAccountStateR\x05state\"\x8c\x01\n" +
+	"\x1aListRemoteAccountsResponse\x124\n" +
+	"\x16per_user_authorization\x18\x01 \x01(\bR\x14perUserAuthorization\x128\n" +
+	"\baccounts\x18\x02 \x03(\v2\x1c.orrery.api.v1.RemoteAccountR\baccounts*\xb0\x01\n" +
+	"\x12RemoteAccountState\x12$\n" +
+	" REMOTE_ACCOUNT_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eREMOTE_ACCOUNT_STATE_CONNECTED\x10\x01\x12&\n" +
+	"\"REMOTE_ACCOUNT_STATE_NOT_CONNECTED\x10\x02\x12(\n" +
+	"$REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT\x10\x032\x8f\x06\n" +
 	"\x14RemoteAccountService\x12\xc4\x01\n" +
 	"\x14ConnectRemoteAccount\x12*.orrery.api.v1.ConnectRemoteAccountRequest\x1a+.orrery.api.v1.ConnectRemoteAccountResponse\"S\x82\xd3\xe4\x93\x02M:\x01*\"H/api/teams/{team_id}/mcp/installations/{installation_id}/account:connect\x12\xb0\x01\n" +
-	"\x10GetRemoteAccount\x12&.orrery.api.v1.GetRemoteAccountRequest\x1a'.orrery.api.v1.GetRemoteAccountResponse\"K\x82\xd3\xe4\x93\x02B\x12@/api/teams/{team_id}/mcp/installations/{installation_id}/account\x90\x02\x01\x12\xc2\x01\n" +
+	"\x10GetRemoteAccount\x12&.orrery.api.v1.GetRemoteAccountRequest\x1a'.orrery.api.v1.GetRemoteAccountResponse\"K\x82\xd3\xe4\x93\x02B\x12@/api/teams/{team_id}/mcp/installations/{installation_id}/account\x90\x02\x01\x12\xb7\x01\n" +
+	"\x12ListRemoteAccounts\x12(.orrery.api.v1.ListRemoteAccountsRequest\x1a).orrery.api.v1.ListRemoteAccountsResponse\"L\x82\xd3\xe4\x93\x02C\x12A/api/teams/{team_id}/mcp/installations/{installation_id}/accounts\x90\x02\x01\x12\xc2\x01\n" +
 	"\x17DisconnectRemoteAccount\x12-.orrery.api.v1.DisconnectRemoteAccountRequest\x1a..orrery.api.v1.DisconnectRemoteAccountResponse\"H\x82\xd3\xe4\x93\x02B*@/api/teams/{team_id}/mcp/installations/{installation_id}/accountB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
@@ -406,30 +654,39 @@ func file_orrery_api_v1_remote_account_proto_rawDescGZIP() []byte {
 	return file_orrery_api_v1_remote_account_proto_rawDescData
 }
 
-var file_orrery_api_v1_remote_account_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_orrery_api_v1_remote_account_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_orrery_api_v1_remote_account_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_orrery_api_v1_remote_account_proto_goTypes = []any{
-	(*ConnectRemoteAccountRequest)(nil),     // 0: orrery.api.v1.ConnectRemoteAccountRequest
-	(*ConnectRemoteAccountResponse)(nil),    // 1: orrery.api.v1.ConnectRemoteAccountResponse
-	(*GetRemoteAccountRequest)(nil),         // 2: orrery.api.v1.GetRemoteAccountRequest
-	(*GetRemoteAccountResponse)(nil),        // 3: orrery.api.v1.GetRemoteAccountResponse
-	(*DisconnectRemoteAccountRequest)(nil),  // 4: orrery.api.v1.DisconnectRemoteAccountRequest
-	(*DisconnectRemoteAccountResponse)(nil), // 5: orrery.api.v1.DisconnectRemoteAccountResponse
-	(*timestamppb.Timestamp)(nil),           // 6: google.protobuf.Timestamp
+	(RemoteAccountState)(0),                 // 0: orrery.api.v1.RemoteAccountState
+	(*ConnectRemoteAccountRequest)(nil),     // 1: orrery.api.v1.ConnectRemoteAccountRequest
+	(*ConnectRemoteAccountResponse)(nil),    // 2: orrery.api.v1.ConnectRemoteAccountResponse
+	(*GetRemoteAccountRequest)(nil),         // 3: orrery.api.v1.GetRemoteAccountRequest
+	(*GetRemoteAccountResponse)(nil),        // 4: orrery.api.v1.GetRemoteAccountResponse
+	(*DisconnectRemoteAccountRequest)(nil),  // 5: orrery.api.v1.DisconnectRemoteAccountRequest
+	(*DisconnectRemoteAccountResponse)(nil), // 6: orrery.api.v1.DisconnectRemoteAccountResponse
+	(*ListRemoteAccountsRequest)(nil),       // 7: orrery.api.v1.ListRemoteAccountsRequest
+	(*RemoteAccount)(nil),                   // 8: orrery.api.v1.RemoteAccount
+	(*ListRemoteAccountsResponse)(nil),      // 9: orrery.api.v1.ListRemoteAccountsResponse
+	(*timestamppb.Timestamp)(nil),           // 10: google.protobuf.Timestamp
 }
 var file_orrery_api_v1_remote_account_proto_depIdxs = []int32{
-	6, // 0: orrery.api.v1.ConnectRemoteAccountResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6, // 1: orrery.api.v1.GetRemoteAccountResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 2: orrery.api.v1.RemoteAccountService.ConnectRemoteAccount:input_type -> orrery.api.v1.ConnectRemoteAccountRequest
-	2, // 3: orrery.api.v1.RemoteAccountService.GetRemoteAccount:input_type -> orrery.api.v1.GetRemoteAccountRequest
-	4, // 4: orrery.api.v1.RemoteAccountService.DisconnectRemoteAccount:input_type -> orrery.api.v1.DisconnectRemoteAccountRequest
-	1, // 5: orrery.api.v1.RemoteAccountService.ConnectRemoteAccount:output_type -> orrery.api.v1.ConnectRemoteAccountResponse
-	3, // 6: orrery.api.v1.RemoteAccountService.GetRemoteAccount:output_type -> orrery.api.v1.GetRemoteAccountResponse
-	5, // 7: orrery.api.v1.RemoteAccountService.DisconnectRemoteAccount:output_type -> orrery.api.v1.DisconnectRemoteAccountResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	10, // 0: orrery.api.v1.ConnectRemoteAccountResponse.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 1: orrery.api.v1.GetRemoteAccountResponse.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: orrery.api.v1.RemoteAccount.state:type_name -> orrery.api.v1.RemoteAccountState
+	8,  // 3: orrery.api.v1.ListRemoteAccountsResponse.accounts:type_name -> orrery.api.v1.RemoteAccount
+	1,  // 4: orrery.api.v1.RemoteAccountService.ConnectRemoteAccount:input_type -> orrery.api.v1.ConnectRemoteAccountRequest
+	3,  // 5: orrery.api.v1.RemoteAccountService.GetRemoteAccount:input_type -> orrery.api.v1.GetRemoteAccountRequest
+	7,  // 6: orrery.api.v1.RemoteAccountService.ListRemoteAccounts:input_type -> orrery.api.v1.ListRemoteAccountsRequest
+	5,  // 7: orrery.api.v1.RemoteAccountService.DisconnectRemoteAccount:input_type -> orrery.api.v1.DisconnectRemoteAccountRequest
+	2,  // 8: orrery.api.v1.RemoteAccountService.ConnectRemoteAccount:output_type -> orrery.api.v1.ConnectRemoteAccountResponse
+	4,  // 9: orrery.api.v1.RemoteAccountService.GetRemoteAccount:output_type -> orrery.api.v1.GetRemoteAccountResponse
+	9,  // 10: orrery.api.v1.RemoteAccountService.ListRemoteAccounts:output_type -> orrery.api.v1.ListRemoteAccountsResponse
+	6,  // 11: orrery.api.v1.RemoteAccountService.DisconnectRemoteAccount:output_type -> orrery.api.v1.DisconnectRemoteAccountResponse
+	8,  // [8:12] is the sub-list for method output_type
+	4,  // [4:8] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_remote_account_proto_init() }
@@ -442,13 +699,14 @@ func file_orrery_api_v1_remote_account_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_remote_account_proto_rawDesc), len(file_orrery_api_v1_remote_account_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_orrery_api_v1_remote_account_proto_goTypes,
 		DependencyIndexes: file_orrery_api_v1_remote_account_proto_depIdxs,
+		EnumInfos:         file_orrery_api_v1_remote_account_proto_enumTypes,
 		MessageInfos:      file_orrery_api_v1_remote_account_proto_msgTypes,
 	}.Build()
 	File_orrery_api_v1_remote_account_proto = out.File

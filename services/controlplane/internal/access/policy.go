@@ -71,6 +71,8 @@ var APIPolicy = Policy{
 	apiv1connect.RemoteAccountServiceConnectRemoteAccountProcedure:    TeamMember,
 	apiv1connect.RemoteAccountServiceGetRemoteAccountProcedure:        TeamMember,
 	apiv1connect.RemoteAccountServiceDisconnectRemoteAccountProcedure: TeamMember,
+	// Admins see who has yet to connect, never anyone's tokens.
+	apiv1connect.RemoteAccountServiceListRemoteAccountsProcedure: TeamAdmin,
 
 	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 

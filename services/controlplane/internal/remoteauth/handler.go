@@ -87,6 +87,44 @@ func (h *Handler) GetRemoteAccount(ctx context.Context, req *connect.Request[api
 	return connect.NewResponse(resp), nil
 }
 
+// ListRemoteAccounts lists where each member of the team stands with the installation's remote server.
+func (h *Handler) ListRemoteAccounts(ctx context.Context, req *connect.Request[apiv1.ListRemoteAccountsRequest]) (*connect.Response[apiv1.ListRemoteAccountsResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	installationID := uuid.MustParse(req.Msg.InstallationId) // validated as a UUID
+	st := h.connector.store
+	target, err := st.RemoteInstallationTarget(ctx, p.TeamID, installationID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list remote accounts", err)
+	}
+	members, err := st.ListMembers(ctx, p.TeamID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list remote accounts", err)
+	}
+	conns, err := st.InstallationRemoteOAuthConnections(ctx, p.TeamID, installationID)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list remote accounts", err)
+	}
+	states := make(map[uuid.UUID]apiv1.RemoteAccountState, len(conns))
+	for _, c := range conns {
+		states[c.UserID] = apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_CONNECTED
+		if c.Failed {
+			states[c.UserID] = apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT
+		}
+	}
+	resp := &apiv1.ListRemoteAccountsResponse{PerUserAuthorization: target.PerUserAuthorization}
+	for _, m := range members {
+		state, ok := states[m.ID]
+		if !ok {
+			state = apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_NOT_CONNECTED
+		}
+		resp.Accounts = append(resp.Accounts, &apiv1.RemoteAccount{UserId: m.ID.String(), Email: m.Email, State: state})
+	}
+	return connect.NewResponse(resp), nil
+}
+
 // DisconnectRemoteAccount forgets the caller's tokens for the installation's remote server.
 func (h *Handler) DisconnectRemoteAccount(ctx context.Context, req *connect.Request[apiv1.DisconnectRemoteAccountRequest]) (*connect.Response[apiv1.DisconnectRemoteAccountResponse], error) {
 	p, installationID, err := caller(ctx, req.Msg.InstallationId)

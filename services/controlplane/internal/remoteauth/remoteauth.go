@@ -109,14 +109,14 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Connector, error) {
 // Start begins connecting userID's account at the remote server of an installation of teamID. It returns
 // the authorization server's URL to open and when the flow expires.
 func (c *Connector) Start(ctx context.Context, teamID, installationID, userID uuid.UUID) (string, time.Time, error) {
-	transport, serverURL, err := c.store.RemoteInstallationTarget(ctx, teamID, installationID)
+	target, err := c.store.RemoteInstallationTarget(ctx, teamID, installationID)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if transport != "http" && transport != "sse" {
+	if target.Transport != "http" && target.Transport != "sse" {
 		return "", time.Time{}, ErrNotRemote
 	}
-	d, err := c.discover(ctx, serverURL)
+	d, err := c.discover(ctx, target.URL)
 	if err != nil {
 		return "", time.Time{}, err
 	}

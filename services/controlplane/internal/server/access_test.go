@@ -205,6 +205,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.RemoteAccountService/ConnectRemoteAccount":    `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.RemoteAccountService/GetRemoteAccount":        `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.RemoteAccountService/DisconnectRemoteAccount": `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/ListRemoteAccounts":      `{"teamId":"{team}","installationId":"{random}"}`,
 
 	"/orrery.api.v1.InstanceService/ListInstances":       `{"teamId":"{team}"}`,
 	"/orrery.api.v1.InstanceService/GetInstanceStatus":   `{"teamId":"{team}","instanceId":"files-{random}"}`,

@@ -131,7 +131,7 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	ada := f.b.clientsFor(0, f.user.user, f.user.token)
 	entry := of(ada.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
 		TeamId: green.ID.String(), Slug: "upstream", Spec: &apiv1.CatalogEntrySpec{
-			Name: "Upstream", Transport: apiv1.Transport_TRANSPORT_HTTP, Url: up.url,
+			Name: "Upstream", Transport: apiv1.Transport_TRANSPORT_HTTP, Url: up.url, PerUserAuthorization: true,
 		},
 	}))).must(t, "create template").Msg.Entry
 	installation := of(ada.installs.CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
@@ -199,6 +199,29 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
+	accounts := func() map[string]apiv1.RemoteAccountState {
+		t.Helper()
+		resp := of(remote(f.user.token).ListRemoteAccounts(ctx, connect.NewRequest(&apiv1.ListRemoteAccountsRequest{
+			TeamId: green.ID.String(), InstallationId: installation.Id,
+		}))).must(t, "list remote accounts").Msg
+		if !resp.PerUserAuthorization {
+			t.Fatalf("list remote accounts: %v, want the template's per-user authorization", resp)
+		}
+		out := map[string]apiv1.RemoteAccountState{}
+		for _, a := range resp.Accounts {
+			out[a.Email] = a.State
+		}
+		return out
+	}
+	if got := accounts(); got[f.user.user.Email] != apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_CONNECTED ||
+		got[cy.user.Email] != apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_NOT_CONNECTED || len(got) != 2 {
+		t.Fatalf("green's accounts: %v, want Ada connected and Cy yet to connect", got)
+	}
+	if _, err := remote(cy.token).ListRemoteAccounts(ctx, connect.NewRequest(&apiv1.ListRemoteAccountsRequest{
+		TeamId: green.ID.String(), InstallationId: installation.Id,
+	})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("a team user lists the team's accounts: %v, want PermissionDenied", err)
+	}
 	for _, inst := range getConfiguration(t, f.sat, "").Instances {
 		if inst.UserId != f.user.user.ID.String() && strings.Contains(inst.Headers["Authorization"], strings.TrimPrefix(headers["Authorization"], "Bearer ")) {
 			t.Fatalf("instance %s of another member carries Ada's token", inst.Id)
@@ -254,6 +277,9 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	if status.Connected || !status.NeedsReconnect {
 		t.Fatalf("Ada's account after a refused refresh: %v", status)
 	}
+	if got := accounts(); got[f.user.user.Email] != apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT {
+		t.Fatalf("green's accounts after a refused refresh: %v", got)
+	}
 
 	// Disconnecting forgets the connection.
 	if _, err := remote(f.user.token).DisconnectRemoteAccount(ctx, connect.NewRequest(&apiv1.DisconnectRemoteAccountRequest{
@@ -283,4 +309,19 @@ func mustUUID(t *testing.T, s string) uuid.UUID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestPerUserAuthorizationIsForRemoteTemplates: a stdio template cannot ask members to connect accounts.
+func TestPerUserAuthorizationIsForRemoteTemplates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := seedProduct(t, b)
+	_, err := p.root.catalog.CreateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+		Slug: "local", Spec: &apiv1.CatalogEntrySpec{
+			Name: "Local", Transport: apiv1.Transport_TRANSPORT_STDIO, Command: "npx", PerUserAuthorization: true,
+		},
+	}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "remote") {
+		t.Fatalf("a stdio template with per-user authorization: %v, want InvalidArgument", err)
+	}
 }

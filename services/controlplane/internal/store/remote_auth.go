@@ -39,13 +39,32 @@ type RemoteOAuthConnection struct {
 	UpdatedAt time.Time
 }
 
-// RemoteInstallationTarget is the transport ("http" or "sse", or "stdio") and URL of an installation's server.
-func (s *Store) RemoteInstallationTarget(ctx context.Context, teamID, installationID uuid.UUID) (transport, url string, err error) {
+// RemoteTarget is the server an installation runs, as far as connecting accounts goes.
+type RemoteTarget struct {
+	// Transport is "http" or "sse" for a remote server, "stdio" otherwise.
+	Transport string
+	URL       string
+	// PerUserAuthorization is the template's CatalogEntry.PerUserAuthorization.
+	PerUserAuthorization bool
+}
+
+// RemoteInstallationTarget is the server of an installation of teamID, or ErrNotFound.
+func (s *Store) RemoteInstallationTarget(ctx context.Context, teamID, installationID uuid.UUID) (RemoteTarget, error) {
 	r, err := s.q.GetRemoteInstallationTarget(ctx, installationID, teamID)
 	if err != nil {
-		return "", "", translate(err, "installation")
+		return RemoteTarget{}, translate(err, "installation")
 	}
-	return r.Transport, r.Url, nil
+	return RemoteTarget{Transport: r.Transport, URL: r.Url, PerUserAuthorization: r.PerUserAuthorization}, nil
+}
+
+// InstallationRemoteOAuthConnections lists the connections of every member to an installation of teamID,
+// failed ones included.
+func (s *Store) InstallationRemoteOAuthConnections(ctx context.Context, teamID, installationID uuid.UUID) ([]RemoteOAuthConnection, error) {
+	rows, err := s.q.ListInstallationRemoteOAuthConnections(ctx, teamID, installationID)
+	if err != nil {
+		return nil, translate(err, "list remote oauth connections")
+	}
+	return s.openConnections(rows)
 }
 
 // RemoteOAuthClient returns the registration with issuer, or ErrNotFound.

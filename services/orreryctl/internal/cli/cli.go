@@ -127,7 +127,8 @@ Sign in once with 'orreryctl login URL'; the sign-in is kept in the user configu
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{a.teamsCommand(), a.catalogCommand(), a.installCommand(), a.installationsCommand(),
-		a.uninstallCommand(), a.configCommand(), a.instancesCommand(), a.logsCommand(), a.requestsCommand(), a.connectCommand()} {
+		a.uninstallCommand(), a.configCommand(), a.accountCommand(), a.instancesCommand(), a.logsCommand(), a.requestsCommand(),
+		a.connectCommand()} {
 		c.GroupID = "team"
 		root.AddCommand(c)
 	}

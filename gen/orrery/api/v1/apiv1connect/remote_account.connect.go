@@ -39,6 +39,9 @@ const (
 	// RemoteAccountServiceGetRemoteAccountProcedure is the fully-qualified name of the
 	// RemoteAccountService's GetRemoteAccount RPC.
 	RemoteAccountServiceGetRemoteAccountProcedure = "/orrery.api.v1.RemoteAccountService/GetRemoteAccount"
+	// RemoteAccountServiceListRemoteAccountsProcedure is the fully-qualified name of the
+	// RemoteAccountService's ListRemoteAccounts RPC.
+	RemoteAccountServiceListRemoteAccountsProcedure = "/orrery.api.v1.RemoteAccountService/ListRemoteAccounts"
 	// RemoteAccountServiceDisconnectRemoteAccountProcedure is the fully-qualified name of the
 	// RemoteAccountService's DisconnectRemoteAccount RPC.
 	RemoteAccountServiceDisconnectRemoteAccountProcedure = "/orrery.api.v1.RemoteAccountService/DisconnectRemoteAccount"
@@ -52,6 +55,9 @@ type RemoteAccountServiceClient interface {
 	ConnectRemoteAccount(context.Context, *connect.Request[v1.ConnectRemoteAccountRequest]) (*connect.Response[v1.ConnectRemoteAccountResponse], error)
 	// GetRemoteAccount says whether the caller's account at an installation's remote server is connected.
 	GetRemoteAccount(context.Context, *connect.Request[v1.GetRemoteAccountRequest]) (*connect.Response[v1.GetRemoteAccountResponse], error)
+	// ListRemoteAccounts tells a team's admins, for an installation, which members have connected their
+	// account and which have yet to (or must again), without any token.
+	ListRemoteAccounts(context.Context, *connect.Request[v1.ListRemoteAccountsRequest]) (*connect.Response[v1.ListRemoteAccountsResponse], error)
 	// DisconnectRemoteAccount forgets the caller's tokens for an installation's remote server, revokes them
 	// there when the server allows, and stops the satellites sending them.
 	DisconnectRemoteAccount(context.Context, *connect.Request[v1.DisconnectRemoteAccountRequest]) (*connect.Response[v1.DisconnectRemoteAccountResponse], error)
@@ -81,6 +87,13 @@ func NewRemoteAccountServiceClient(httpClient connect.HTTPClient, baseURL string
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listRemoteAccounts: connect.NewClient[v1.ListRemoteAccountsRequest, v1.ListRemoteAccountsResponse](
+			httpClient,
+			baseURL+RemoteAccountServiceListRemoteAccountsProcedure,
+			connect.WithSchema(remoteAccountServiceMethods.ByName("ListRemoteAccounts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		disconnectRemoteAccount: connect.NewClient[v1.DisconnectRemoteAccountRequest, v1.DisconnectRemoteAccountResponse](
 			httpClient,
 			baseURL+RemoteAccountServiceDisconnectRemoteAccountProcedure,
@@ -94,6 +107,7 @@ func NewRemoteAccountServiceClient(httpClient connect.HTTPClient, baseURL string
 type remoteAccountServiceClient struct {
 	connectRemoteAccount    *connect.Client[v1.ConnectRemoteAccountRequest, v1.ConnectRemoteAccountResponse]
 	getRemoteAccount        *connect.Client[v1.GetRemoteAccountRequest, v1.GetRemoteAccountResponse]
+	listRemoteAccounts      *connect.Client[v1.ListRemoteAccountsRequest, v1.ListRemoteAccountsResponse]
 	disconnectRemoteAccount *connect.Client[v1.DisconnectRemoteAccountRequest, v1.DisconnectRemoteAccountResponse]
 }
 
@@ -105,6 +119,11 @@ func (c *remoteAccountServiceClient) ConnectRemoteAccount(ctx context.Context, r
 // GetRemoteAccount calls orrery.api.v1.RemoteAccountService.GetRemoteAccount.
 func (c *remoteAccountServiceClient) GetRemoteAccount(ctx context.Context, req *connect.Request[v1.GetRemoteAccountRequest]) (*connect.Response[v1.GetRemoteAccountResponse], error) {
 	return c.getRemoteAccount.CallUnary(ctx, req)
+}
+
+// ListRemoteAccounts calls orrery.api.v1.RemoteAccountService.ListRemoteAccounts.
+func (c *remoteAccountServiceClient) ListRemoteAccounts(ctx context.Context, req *connect.Request[v1.ListRemoteAccountsRequest]) (*connect.Response[v1.ListRemoteAccountsResponse], error) {
+	return c.listRemoteAccounts.CallUnary(ctx, req)
 }
 
 // DisconnectRemoteAccount calls orrery.api.v1.RemoteAccountService.DisconnectRemoteAccount.
@@ -121,6 +140,9 @@ type RemoteAccountServiceHandler interface {
 	ConnectRemoteAccount(context.Context, *connect.Request[v1.ConnectRemoteAccountRequest]) (*connect.Response[v1.ConnectRemoteAccountResponse], error)
 	// GetRemoteAccount says whether the caller's account at an installation's remote server is connected.
 	GetRemoteAccount(context.Context, *connect.Request[v1.GetRemoteAccountRequest]) (*connect.Response[v1.GetRemoteAccountResponse], error)
+	// ListRemoteAccounts tells a team's admins, for an installation, which members have connected their
+	// account and which have yet to (or must again), without any token.
+	ListRemoteAccounts(context.Context, *connect.Request[v1.ListRemoteAccountsRequest]) (*connect.Response[v1.ListRemoteAccountsResponse], error)
 	// DisconnectRemoteAccount forgets the caller's tokens for an installation's remote server, revokes them
 	// there when the server allows, and stops the satellites sending them.
 	DisconnectRemoteAccount(context.Context, *connect.Request[v1.DisconnectRemoteAccountRequest]) (*connect.Response[v1.DisconnectRemoteAccountResponse], error)
@@ -146,6 +168,13 @@ func NewRemoteAccountServiceHandler(svc RemoteAccountServiceHandler, opts ...con
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	remoteAccountServiceListRemoteAccountsHandler := connect.NewUnaryHandler(
+		RemoteAccountServiceListRemoteAccountsProcedure,
+		svc.ListRemoteAccounts,
+		connect.WithSchema(remoteAccountServiceMethods.ByName("ListRemoteAccounts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	remoteAccountServiceDisconnectRemoteAccountHandler := connect.NewUnaryHandler(
 		RemoteAccountServiceDisconnectRemoteAccountProcedure,
 		svc.DisconnectRemoteAccount,
@@ -158,6 +187,8 @@ func NewRemoteAccountServiceHandler(svc RemoteAccountServiceHandler, opts ...con
 			remoteAccountServiceConnectRemoteAccountHandler.ServeHTTP(w, r)
 		case RemoteAccountServiceGetRemoteAccountProcedure:
 			remoteAccountServiceGetRemoteAccountHandler.ServeHTTP(w, r)
+		case RemoteAccountServiceListRemoteAccountsProcedure:
+			remoteAccountServiceListRemoteAccountsHandler.ServeHTTP(w, r)
 		case RemoteAccountServiceDisconnectRemoteAccountProcedure:
 			remoteAccountServiceDisconnectRemoteAccountHandler.ServeHTTP(w, r)
 		default:
@@ -175,6 +206,10 @@ func (UnimplementedRemoteAccountServiceHandler) ConnectRemoteAccount(context.Con
 
 func (UnimplementedRemoteAccountServiceHandler) GetRemoteAccount(context.Context, *connect.Request[v1.GetRemoteAccountRequest]) (*connect.Response[v1.GetRemoteAccountResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.RemoteAccountService.GetRemoteAccount is not implemented"))
+}
+
+func (UnimplementedRemoteAccountServiceHandler) ListRemoteAccounts(context.Context, *connect.Request[v1.ListRemoteAccountsRequest]) (*connect.Response[v1.ListRemoteAccountsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.RemoteAccountService.ListRemoteAccounts is not implemented"))
 }
 
 func (UnimplementedRemoteAccountServiceHandler) DisconnectRemoteAccount(context.Context, *connect.Request[v1.DisconnectRemoteAccountRequest]) (*connect.Response[v1.DisconnectRemoteAccountResponse], error) {

@@ -47,23 +47,24 @@ type AuditEvent struct {
 }
 
 type CatalogEntry struct {
-	ID           uuid.UUID
-	TeamID       *uuid.UUID
-	Slug         string
-	Name         string
-	Description  string
-	Transport    string
-	Command      string
-	Args         []string
-	Env          []byte
-	Url          string
-	Headers      []byte
-	QueryParams  []byte
-	ConfigSchema []byte
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	Sandbox      []byte
-	Tags         []string
+	ID                   uuid.UUID
+	TeamID               *uuid.UUID
+	Slug                 string
+	Name                 string
+	Description          string
+	Transport            string
+	Command              string
+	Args                 []string
+	Env                  []byte
+	Url                  string
+	Headers              []byte
+	QueryParams          []byte
+	ConfigSchema         []byte
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	Sandbox              []byte
+	Tags                 []string
+	PerUserAuthorization bool
 }
 
 type CatalogEntryHealth struct {

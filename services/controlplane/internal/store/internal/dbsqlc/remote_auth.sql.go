@@ -123,20 +123,21 @@ func (q *Queries) FailRemoteOAuthConnection(ctx context.Context, installationID 
 }
 
 const getRemoteInstallationTarget = `-- name: GetRemoteInstallationTarget :one
-select c.transport, c.url from installations i join catalog_entries c on c.id = i.catalog_entry_id
+select c.transport, c.url, c.per_user_authorization from installations i join catalog_entries c on c.id = i.catalog_entry_id
 where i.id = $1 and i.team_id = $2
 `
 
 type GetRemoteInstallationTargetRow struct {
-	Transport string
-	Url       string
+	Transport            string
+	Url                  string
+	PerUserAuthorization bool
 }
 
 // GetRemoteInstallationTarget is the transport and URL of the server an installation of a team runs.
 func (q *Queries) GetRemoteInstallationTarget(ctx context.Context, iD uuid.UUID, teamID uuid.UUID) (GetRemoteInstallationTargetRow, error) {
 	row := q.db.QueryRow(ctx, getRemoteInstallationTarget, iD, teamID)
 	var i GetRemoteInstallationTargetRow
-	err := row.Scan(&i.Transport, &i.Url)
+	err := row.Scan(&i.Transport, &i.Url, &i.PerUserAuthorization)
 	return i, err
 }
 
@@ -193,6 +194,44 @@ limit $2
 // refreshed.
 func (q *Queries) ListDueRemoteOAuthConnections(ctx context.Context, before *time.Time, maxRows int32) ([]RemoteOauthConnection, error) {
 	rows, err := q.db.Query(ctx, listDueRemoteOAuthConnections, before, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RemoteOauthConnection
+	for rows.Next() {
+		var i RemoteOauthConnection
+		if err := rows.Scan(
+			&i.TeamID,
+			&i.InstallationID,
+			&i.UserID,
+			&i.Issuer,
+			&i.TokenEndpoint,
+			&i.Resource,
+			&i.AccessToken,
+			&i.RefreshToken,
+			&i.Scope,
+			&i.ExpiresAt,
+			&i.FailedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listInstallationRemoteOAuthConnections = `-- name: ListInstallationRemoteOAuthConnections :many
+select team_id, installation_id, user_id, issuer, token_endpoint, resource, access_token, refresh_token, scope, expires_at, failed_at, created_at, updated_at from remote_oauth_connections where team_id = $1 and installation_id = $2
+`
+
+func (q *Queries) ListInstallationRemoteOAuthConnections(ctx context.Context, teamID uuid.UUID, installationID uuid.UUID) ([]RemoteOauthConnection, error) {
+	rows, err := q.db.Query(ctx, listInstallationRemoteOAuthConnections, teamID, installationID)
 	if err != nil {
 		return nil, err
 	}

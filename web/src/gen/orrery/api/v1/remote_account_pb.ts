@@ -2,8 +2,8 @@
 // @generated from file orrery/api/v1/remote_account.proto (package orrery.api.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orrery/api/v1/remote_account.proto.
  */
 export const file_orrery_api_v1_remote_account: GenFile = /*@__PURE__*/
-  fileDesc("CiJvcnJlcnkvYXBpL3YxL3JlbW90ZV9hY2NvdW50LnByb3RvEg1vcnJlcnkuYXBpLnYxIkcKG0Nvbm5lY3RSZW1vdGVBY2NvdW50UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgCIAEoCSJpChxDb25uZWN0UmVtb3RlQWNjb3VudFJlc3BvbnNlEhkKEWF1dGhvcml6YXRpb25fdXJsGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkMKF0dldFJlbW90ZUFjY291bnRSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSFwoPaW5zdGFsbGF0aW9uX2lkGAIgASgJIqMBChhHZXRSZW1vdGVBY2NvdW50UmVzcG9uc2USEQoJY29ubmVjdGVkGAEgASgIEhcKD25lZWRzX3JlY29ubmVjdBgCIAEoCBIcChRhdXRob3JpemF0aW9uX3NlcnZlchgDIAEoCRINCgVzY29wZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCh5EaXNjb25uZWN0UmVtb3RlQWNjb3VudFJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIXCg9pbnN0YWxsYXRpb25faWQYAiABKAkiIQofRGlzY29ubmVjdFJlbW90ZUFjY291bnRSZXNwb25zZTLrAgoUUmVtb3RlQWNjb3VudFNlcnZpY2USbwoUQ29ubmVjdFJlbW90ZUFjY291bnQSKi5vcnJlcnkuYXBpLnYxLkNvbm5lY3RSZW1vdGVBY2NvdW50UmVxdWVzdBorLm9ycmVyeS5hcGkudjEuQ29ubmVjdFJlbW90ZUFjY291bnRSZXNwb25zZRJoChBHZXRSZW1vdGVBY2NvdW50EiYub3JyZXJ5LmFwaS52MS5HZXRSZW1vdGVBY2NvdW50UmVxdWVzdBonLm9ycmVyeS5hcGkudjEuR2V0UmVtb3RlQWNjb3VudFJlc3BvbnNlIgOQAgESeAoXRGlzY29ubmVjdFJlbW90ZUFjY291bnQSLS5vcnJlcnkuYXBpLnYxLkRpc2Nvbm5lY3RSZW1vdGVBY2NvdW50UmVxdWVzdBouLm9ycmVyeS5hcGkudjEuRGlzY29ubmVjdFJlbW90ZUFjY291bnRSZXNwb25zZUIyWjBnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hcGkvdjE7YXBpdjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiJvcnJlcnkvYXBpL3YxL3JlbW90ZV9hY2NvdW50LnByb3RvEg1vcnJlcnkuYXBpLnYxIkcKG0Nvbm5lY3RSZW1vdGVBY2NvdW50UmVxdWVzdBIPCgd0ZWFtX2lkGAEgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgCIAEoCSJpChxDb25uZWN0UmVtb3RlQWNjb3VudFJlc3BvbnNlEhkKEWF1dGhvcml6YXRpb25fdXJsGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkMKF0dldFJlbW90ZUFjY291bnRSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSFwoPaW5zdGFsbGF0aW9uX2lkGAIgASgJIqMBChhHZXRSZW1vdGVBY2NvdW50UmVzcG9uc2USEQoJY29ubmVjdGVkGAEgASgIEhcKD25lZWRzX3JlY29ubmVjdBgCIAEoCBIcChRhdXRob3JpemF0aW9uX3NlcnZlchgDIAEoCRINCgVzY29wZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCh5EaXNjb25uZWN0UmVtb3RlQWNjb3VudFJlcXVlc3QSDwoHdGVhbV9pZBgBIAEoCRIXCg9pbnN0YWxsYXRpb25faWQYAiABKAkiIQofRGlzY29ubmVjdFJlbW90ZUFjY291bnRSZXNwb25zZSJFChlMaXN0UmVtb3RlQWNjb3VudHNSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSFwoPaW5zdGFsbGF0aW9uX2lkGAIgASgJImEKDVJlbW90ZUFjY291bnQSDwoHdXNlcl9pZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLm9ycmVyeS5hcGkudjEuUmVtb3RlQWNjb3VudFN0YXRlImwKGkxpc3RSZW1vdGVBY2NvdW50c1Jlc3BvbnNlEh4KFnBlcl91c2VyX2F1dGhvcml6YXRpb24YASABKAgSLgoIYWNjb3VudHMYAiADKAsyHC5vcnJlcnkuYXBpLnYxLlJlbW90ZUFjY291bnQqsAEKElJlbW90ZUFjY291bnRTdGF0ZRIkCiBSRU1PVEVfQUNDT1VOVF9TVEFURV9VTlNQRUNJRklFRBAAEiIKHlJFTU9URV9BQ0NPVU5UX1NUQVRFX0NPTk5FQ1RFRBABEiYKIlJFTU9URV9BQ0NPVU5UX1NUQVRFX05PVF9DT05ORUNURUQQAhIoCiRSRU1PVEVfQUNDT1VOVF9TVEFURV9ORUVEU19SRUNPTk5FQ1QQAzLbAwoUUmVtb3RlQWNjb3VudFNlcnZpY2USbwoUQ29ubmVjdFJlbW90ZUFjY291bnQSKi5vcnJlcnkuYXBpLnYxLkNvbm5lY3RSZW1vdGVBY2NvdW50UmVxdWVzdBorLm9ycmVyeS5hcGkudjEuQ29ubmVjdFJlbW90ZUFjY291bnRSZXNwb25zZRJoChBHZXRSZW1vdGVBY2NvdW50EiYub3JyZXJ5LmFwaS52MS5HZXRSZW1vdGVBY2NvdW50UmVxdWVzdBonLm9ycmVyeS5hcGkudjEuR2V0UmVtb3RlQWNjb3VudFJlc3BvbnNlIgOQAgESbgoSTGlzdFJlbW90ZUFjY291bnRzEigub3JyZXJ5LmFwaS52MS5MaXN0UmVtb3RlQWNjb3VudHNSZXF1ZXN0Gikub3JyZXJ5LmFwaS52MS5MaXN0UmVtb3RlQWNjb3VudHNSZXNwb25zZSIDkAIBEngKF0Rpc2Nvbm5lY3RSZW1vdGVBY2NvdW50Ei0ub3JyZXJ5LmFwaS52MS5EaXNjb25uZWN0UmVtb3RlQWNjb3VudFJlcXVlc3QaLi5vcnJlcnkuYXBpLnYxLkRpc2Nvbm5lY3RSZW1vdGVBY2NvdW50UmVzcG9uc2VCMlowZ2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYXBpL3YxO2FwaXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * ConnectRemoteAccountRequest names the installation.
@@ -191,6 +191,139 @@ export const DisconnectRemoteAccountResponseSchema: GenMessage<DisconnectRemoteA
   messageDesc(file_orrery_api_v1_remote_account, 5);
 
 /**
+ * ListRemoteAccountsRequest names the installation.
+ *
+ * @generated from message orrery.api.v1.ListRemoteAccountsRequest
+ */
+export type ListRemoteAccountsRequest = Message<"orrery.api.v1.ListRemoteAccountsRequest"> & {
+  /**
+   * team_id is the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * installation_id is an installation in the team.
+   *
+   * @generated from field: string installation_id = 2;
+   */
+  installationId: string;
+};
+
+/**
+ * Describes the message orrery.api.v1.ListRemoteAccountsRequest.
+ * Use `create(ListRemoteAccountsRequestSchema)` to create a new message.
+ */
+export const ListRemoteAccountsRequestSchema: GenMessage<ListRemoteAccountsRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_remote_account, 6);
+
+/**
+ * RemoteAccount is one member's connection to an installation's remote server.
+ *
+ * @generated from message orrery.api.v1.RemoteAccount
+ */
+export type RemoteAccount = Message<"orrery.api.v1.RemoteAccount"> & {
+  /**
+   * user_id is the member.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * email is the member's address.
+   *
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * state is where the member's account stands.
+   *
+   * @generated from field: orrery.api.v1.RemoteAccountState state = 3;
+   */
+  state: RemoteAccountState;
+};
+
+/**
+ * Describes the message orrery.api.v1.RemoteAccount.
+ * Use `create(RemoteAccountSchema)` to create a new message.
+ */
+export const RemoteAccountSchema: GenMessage<RemoteAccount> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_remote_account, 7);
+
+/**
+ * ListRemoteAccountsResponse lists the team's members.
+ *
+ * @generated from message orrery.api.v1.ListRemoteAccountsResponse
+ */
+export type ListRemoteAccountsResponse = Message<"orrery.api.v1.ListRemoteAccountsResponse"> & {
+  /**
+   * per_user_authorization is the template's setting: when true, members who have not connected cannot use
+   * the server.
+   *
+   * @generated from field: bool per_user_authorization = 1;
+   */
+  perUserAuthorization: boolean;
+
+  /**
+   * accounts has one entry per member of the team.
+   *
+   * @generated from field: repeated orrery.api.v1.RemoteAccount accounts = 2;
+   */
+  accounts: RemoteAccount[];
+};
+
+/**
+ * Describes the message orrery.api.v1.ListRemoteAccountsResponse.
+ * Use `create(ListRemoteAccountsResponseSchema)` to create a new message.
+ */
+export const ListRemoteAccountsResponseSchema: GenMessage<ListRemoteAccountsResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_api_v1_remote_account, 8);
+
+/**
+ * RemoteAccountState is where a member's account at a remote server stands.
+ *
+ * @generated from enum orrery.api.v1.RemoteAccountState
+ */
+export enum RemoteAccountState {
+  /**
+   * REMOTE_ACCOUNT_STATE_UNSPECIFIED is never sent.
+   *
+   * @generated from enum value: REMOTE_ACCOUNT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * REMOTE_ACCOUNT_STATE_CONNECTED: the member's token is sent with their requests.
+   *
+   * @generated from enum value: REMOTE_ACCOUNT_STATE_CONNECTED = 1;
+   */
+  CONNECTED = 1,
+
+  /**
+   * REMOTE_ACCOUNT_STATE_NOT_CONNECTED: the member has not connected their account.
+   *
+   * @generated from enum value: REMOTE_ACCOUNT_STATE_NOT_CONNECTED = 2;
+   */
+  NOT_CONNECTED = 2,
+
+  /**
+   * REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT: the server refused to refresh the member's token.
+   *
+   * @generated from enum value: REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT = 3;
+   */
+  NEEDS_RECONNECT = 3,
+}
+
+/**
+ * Describes the enum orrery.api.v1.RemoteAccountState.
+ */
+export const RemoteAccountStateSchema: GenEnum<RemoteAccountState> = /*@__PURE__*/
+  enumDesc(file_orrery_api_v1_remote_account, 0);
+
+/**
  * RemoteAccountService connects a member's own account at a remote MCP server that authorizes each person
  * with OAuth. The control plane is the OAuth client: it discovers the server's authorization server (RFC
  * 9728, RFC 8414), registers itself (RFC 7591), and runs the authorization code flow with PKCE and the
@@ -221,6 +354,17 @@ export const RemoteAccountService: GenService<{
     methodKind: "unary";
     input: typeof GetRemoteAccountRequestSchema;
     output: typeof GetRemoteAccountResponseSchema;
+  },
+  /**
+   * ListRemoteAccounts tells a team's admins, for an installation, which members have connected their
+   * account and which have yet to (or must again), without any token.
+   *
+   * @generated from rpc orrery.api.v1.RemoteAccountService.ListRemoteAccounts
+   */
+  listRemoteAccounts: {
+    methodKind: "unary";
+    input: typeof ListRemoteAccountsRequestSchema;
+    output: typeof ListRemoteAccountsResponseSchema;
   },
   /**
    * DisconnectRemoteAccount forgets the caller's tokens for an installation's remote server, revokes them
