@@ -2792,9 +2792,13 @@ type Instance struct {
 	ToolPrefix string `protobuf:"bytes,18,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
 	// sandbox says how a stdio server is isolated and bounded; unset means the defaults described on Sandbox.
 	// Satellites without isolation ignore it.
-	Sandbox       *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sandbox *Sandbox `protobuf:"bytes,19,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// connect_account_url is set when the server authorizes each person and this instance's user has not
+	// connected their account (or must again): the control plane's page that connects it, to show the user
+	// instead of calling the server.
+	ConnectAccountUrl string `protobuf:"bytes,20,opt,name=connect_account_url,json=connectAccountUrl,proto3" json:"connect_account_url,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -2958,6 +2962,13 @@ func (x *Instance) GetSandbox() *Sandbox {
 		return x.Sandbox
 	}
 	return nil
+}
+
+func (x *Instance) GetConnectAccountUrl() string {
+	if x != nil {
+		return x.ConnectAccountUrl
+	}
+	return ""
 }
 
 // Sandbox is what a stdio server's template asks of the sandbox it runs in.
@@ -4214,7 +4225,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xaa\a\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xda\a\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4238,7 +4249,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x17request_logging_enabled\x18\x11 \x01(\bR\x15requestLoggingEnabled\x12\x1f\n" +
 	"\vtool_prefix\x18\x12 \x01(\tR\n" +
 	"toolPrefix\x126\n" +
-	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x1a6\n" +
+	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x12.\n" +
+	"\x13connect_account_url\x18\x14 \x01(\tR\x11connectAccountUrl\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +

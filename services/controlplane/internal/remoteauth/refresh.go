@@ -19,9 +19,13 @@ import (
 const refreshBatch = 100
 
 // RefreshDue refreshes the access tokens that expire within Config.RefreshBefore and returns how many it
-// refreshed. A connection whose refresh the authorization server refuses (invalid_grant) stops being
+// refreshed, and forgets authorizations left unfinished past their time. A connection whose refresh the authorization server refuses (invalid_grant) stops being
 // delivered, and its member must connect again; other failures are retried at the next run.
 func (c *Connector) RefreshDue(ctx context.Context) (int, error) {
+	// Abandoned authorizations go on the same round.
+	if _, err := c.store.DeleteExpiredRemoteOAuthFlows(ctx); err != nil {
+		return 0, err
+	}
 	due, err := c.store.DueRemoteOAuthConnections(ctx, c.cfg.Now().Add(c.cfg.RefreshBefore), refreshBatch)
 	if err != nil {
 		return 0, err

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
@@ -149,6 +150,14 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	if _, err := up.whoami(ctx, nil); err == nil {
 		t.Fatal("the upstream answered without a token")
 	}
+	link := instanceOf(t, f.sat, f.user.user.ID, installation.Id).ConnectAccountUrl
+	if !strings.HasPrefix(link, f.b.oauthURL(remoteauth.ConnectPath)+"?") {
+		t.Fatalf("Ada's instance before connecting: connect link %q", link)
+	}
+	// The link starts the flow only in a browser signed in as a member of the team.
+	if p := get(t, oauthtest.NewBrowser(), link); p.Status != http.StatusUnauthorized {
+		t.Fatalf("connect link without signing in: %d %s", p.Status, p.Body)
+	}
 
 	// Someone else's browser cannot finish Ada's authorization: the callback wants Ada signed in.
 	started := of(remote(f.user.token).ConnectRemoteAccount(ctx, connect.NewRequest(greenInstallation))).must(t, "connect").Msg
@@ -163,12 +172,15 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 		t.Fatalf("callback in a browser not signed in: %d %s", p.Status, p.Body)
 	}
 
-	// Ada connects in her own browser.
-	started = of(remote(f.user.token).ConnectRemoteAccount(ctx, connect.NewRequest(greenInstallation))).must(t, "connect").Msg
+	// Ada connects in her own browser, through the link.
 	br := oauthtest.NewBrowser()
-	if q, err = br.Authorize(ctx, started.AuthorizationUrl, f.user.user.Email, testPassword); err != nil {
-		t.Fatal(err)
+	signIn(t, br, authorizeURL(f.config(f.clientID, f.redirect), oauth2.GenerateVerifier(), up.url), f.user.user.Email)
+	p := get(t, br, link)
+	if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, f.b.oauthURL("/oauth/authorize?")) {
+		t.Fatalf("connect link signed in: %d %s, want the redirect to the authorization server", p.Status, p.Location)
 	}
+	// Signed in, and her consent to the control plane as a client is remembered: straight back.
+	q = redirectQuery(t, get(t, br, p.Location))
 	callback := f.b.oauthURL(remoteauth.CallbackPath) + "?" + q.Encode()
 	if p := get(t, br, callback); p.Status != http.StatusOK || !strings.Contains(p.Body, "connected") {
 		t.Fatalf("callback: %d %s", p.Status, p.Body)
@@ -193,6 +205,12 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	}
 	if h, ok := instanceHeaders(t, f.sat, installation.Id, cy.user.ID.String()); !ok || h["Authorization"] != "" {
 		t.Fatalf("Cy's instance: %v %v, want no credential", ok, h)
+	}
+	if got := instanceOf(t, f.sat, cy.user.ID, installation.Id).ConnectAccountUrl; got != link {
+		t.Fatalf("Cy's instance: connect link %q, want %q", got, link)
+	}
+	if got := instanceOf(t, f.sat, f.user.user.ID, installation.Id).ConnectAccountUrl; got != "" {
+		t.Fatalf("Ada's connected instance still has a connect link %q", got)
 	}
 	if _, err := remote(cy.token).GetRemoteAccount(ctx, connect.NewRequest(&apiv1.GetRemoteAccountRequest{
 		TeamId: green.ID.String(), InstallationId: installation.Id,
@@ -279,6 +297,16 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	}
 	if got := accounts(); got[f.user.user.Email] != apiv1.RemoteAccountState_REMOTE_ACCOUNT_STATE_NEEDS_RECONNECT {
 		t.Fatalf("green's accounts after a refused refresh: %v", got)
+	}
+	if got := instanceOf(t, f.sat, f.user.user.ID, installation.Id).ConnectAccountUrl; got != link {
+		t.Fatalf("Ada's instance after a refused refresh: connect link %q, want %q", got, link)
+	}
+	// A signed-in person outside the team gets nothing from the link.
+	outsider := oauthtest.NewBrowser()
+	signIn(t, outsider, authorizeURL(f.config(f.clientID, f.redirect), oauth2.GenerateVerifier(),
+		strings.TrimSuffix(up.url, "/red/mcp")+"/blue/mcp"), "bo@blue.test")
+	if p := get(t, outsider, link); p.Status != http.StatusNotFound {
+		t.Fatalf("connect link for someone outside the team: %d %s", p.Status, p.Body)
 	}
 
 	// Disconnecting forgets the connection.

@@ -134,9 +134,6 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		return nil, err
 	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
-	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
-	s.events = notify.New(logger, pool, store.EventChannel)
-	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
 	if cfg.RemoteAccounts.CallbackURL == "" {
 		cfg.RemoteAccounts.CallbackURL = strings.TrimRight(cfg.OAuth.Issuer, "/") + remoteauth.CallbackPath
 	}
@@ -145,6 +142,10 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
+	cfg.Satellites.AccountLink = remote.Link
+	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
+	s.events = notify.New(logger, pool, store.EventChannel)
+	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
 	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote); err != nil {
 		pool.Close()
 		return nil, err
@@ -328,6 +329,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 
 	authServer.Register(mux)
 	mux.HandleFunc("GET "+remoteauth.CallbackPath, remote.ServeCallback)
+	mux.HandleFunc("GET "+remoteauth.ConnectPath, remote.ServeConnect)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -131,6 +131,9 @@ type DesiredInstance struct {
 	ToolPrefix string
 	// Sandbox is the template's orrery.satellite.v1.Sandbox in protobuf JSON.
 	Sandbox json.RawMessage
+	// AccountRequired reports a remote server that authorizes each member, whose member has no live
+	// connection there (package remoteauth): the instance cannot be used until they connect.
+	AccountRequired bool
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -146,7 +149,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
-			Sandbox: r.Sandbox,
+			Sandbox: r.Sandbox, AccountRequired: r.PerUserAuthorization,
 		}
 		if inst.Args, err = s.args(r); err != nil {
 			return nil, fmt.Errorf("instance %s args: %w", r.ID, err)
@@ -172,7 +175,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 // that member connected there, and no other instance: a member's token is sent only with their requests.
 func (s *Store) addRemoteAuthorization(ctx context.Context, teamID *uuid.UUID, instances []DesiredInstance) error {
 	conns, err := s.LiveRemoteOAuthConnections(ctx, teamID)
-	if err != nil || len(conns) == 0 {
+	if err != nil {
 		return err
 	}
 	type key struct{ installation, user uuid.UUID }
@@ -186,6 +189,7 @@ func (s *Store) addRemoteAuthorization(ctx context.Context, teamID *uuid.UUID, i
 		if !ok || (inst.Transport != "http" && inst.Transport != "sse") {
 			continue
 		}
+		inst.AccountRequired = false
 		// Whatever a template or a level set as Authorization would compete with the member's own account.
 		for name := range inst.Headers {
 			if strings.EqualFold(name, "Authorization") {

@@ -128,6 +128,12 @@ func (s *Store) TakeRemoteOAuthFlow(ctx context.Context, stateHash []byte, now t
 		TokenEndpoint: r.TokenEndpoint, Resource: r.Resource, Verifier: verifier, ExpiresAt: r.ExpiresAt}, nil
 }
 
+// DeleteExpiredRemoteOAuthFlows forgets the authorizations members started and never finished in time.
+func (s *Store) DeleteExpiredRemoteOAuthFlows(ctx context.Context) (int64, error) {
+	n, err := s.q.DeleteExpiredRemoteOAuthFlows(ctx)
+	return n, translate(err, "delete expired remote oauth flows")
+}
+
 // SaveRemoteOAuthConnection keeps a member's new tokens, sealed, and tells the team's satellites, whose
 // configuration of the member's instance carries them.
 func (s *Store) SaveRemoteOAuthConnection(ctx context.Context, c RemoteOAuthConnection) error {
