@@ -49,7 +49,7 @@ type CatalogEntry struct {
 	// PerUserAuthorization marks a remote server that authorizes each member with OAuth (package remoteauth).
 	PerUserAuthorization bool
 	CreatedAt            time.Time
-	UpdatedAt time.Time
+	UpdatedAt            time.Time
 }
 
 // Installation is a team's installation of a catalog entry.
