@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,4 +353,57 @@ func TestPerUserAuthorizationIsForRemoteTemplates(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "remote") {
 		t.Fatalf("a stdio template with per-user authorization: %v, want InvalidArgument", err)
 	}
+}
+
+// TestConnectRemoteAccountRefusals: a stdio installation has no account to connect; a server on a loopback
+// address is never reached (the control plane fetches what a tenant names, so by default only public
+// addresses), and the refusal names no address.
+func TestConnectRemoteAccountRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{}) // the production HTTP client: public addresses only
+	p := seedProduct(t, b)
+	ctx := t.Context()
+	// A server on loopback: by default the control plane never even reaches it.
+	var reached atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		reached.Add(1)
+		http.NotFound(w, nil)
+	}))
+	t.Cleanup(plain.Close)
+	install := func(slug string, spec *apiv1.CatalogEntrySpec) string {
+		t.Helper()
+		entry := of(p.admin.catalog.CreateCatalogEntry(ctx, connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+			TeamId: p.team.ID.String(), Slug: slug, Spec: spec,
+		}))).must(t, "create template").Msg.Entry
+		return of(p.admin.installs.CreateInstallation(ctx, connect.NewRequest(&apiv1.CreateInstallationRequest{
+			TeamId: p.team.ID.String(), CatalogEntryId: entry.Id, Spec: &apiv1.InstallationSpec{Name: slug},
+		}))).must(t, "install").Msg.Installation.Id
+	}
+	remote := apiv1connect.NewRemoteAccountServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.member.token)))
+	for _, c := range []struct {
+		name, installation, mention string
+	}{
+		{"stdio", install("local", &apiv1.CatalogEntrySpec{Name: "Local", Transport: apiv1.Transport_TRANSPORT_STDIO, Command: "npx"}),
+			"not a remote server"},
+		{"loopback", install("internal", &apiv1.CatalogEntrySpec{Name: "Internal", Transport: apiv1.Transport_TRANSPORT_HTTP,
+			Url: plain.URL + "/mcp", PerUserAuthorization: true}), "does not offer OAuth"},
+	} {
+		_, err := remote.ConnectRemoteAccount(ctx, connect.NewRequest(&apiv1.ConnectRemoteAccountRequest{
+			TeamId: p.team.ID.String(), InstallationId: c.installation,
+		}))
+		wantCode(t, c.name, err, connect.CodeFailedPrecondition, c.mention)
+		if strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("%s: the error names an address: %v", c.name, err)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the control plane sent %d requests to a loopback server a tenant named", n)
+	}
+	// A member of another team learns nothing about this team's installation.
+	other := apiv1connect.NewRemoteAccountServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.outsider.token)))
+	_, err := other.GetRemoteAccount(ctx, connect.NewRequest(&apiv1.GetRemoteAccountRequest{
+		TeamId: p.team.ID.String(), InstallationId: install("third", &apiv1.CatalogEntrySpec{Name: "Third",
+			Transport: apiv1.Transport_TRANSPORT_HTTP, Url: "https://third.example.test/mcp"}),
+	}))
+	wantCode(t, "another team's member", err, connect.CodePermissionDenied, "")
 }
