@@ -64,43 +64,11 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 
 	giveMemberPassword(t, red)
 
-	node, sdkDir := mcptest.TypeScriptSDK(t)
-	script, err := filepath.Abs("testdata/oauth-client.mjs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(runCtx, node, script, sdkDir, red.endpoint, "http://127.0.0.1:43119/callback")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	next := func(v any) {
-		t.Helper()
-		if !lines.Scan() {
-			_ = cmd.Wait()
-			t.Fatalf("the client stopped early: %v\nstderr:\n%s", lines.Err(), stderr.Bytes())
-		}
-		if err := json.Unmarshal(lines.Bytes(), v); err != nil {
-			t.Fatalf("client printed %q: %v", lines.Bytes(), err)
-		}
-	}
-
+	client := startNodeClient(t, "testdata/oauth-client.mjs", red.endpoint, "http://127.0.0.1:43119/callback")
 	var redirect struct {
 		Authorize string `json:"authorize"`
 	}
-	next(&redirect)
+	client.next(t, &redirect)
 	q, err := oauthtest.NewBrowser().Authorize(ctx, redirect.Authorize, memberEmail(red), memberPassword)
 	if err != nil {
 		t.Fatalf("authorize at %s: %v", redirect.Authorize, err)
@@ -108,18 +76,14 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 	if q.Get("code") == "" || q.Get("iss") != red.cp.URL {
 		t.Fatalf("authorization response %v, want a code and iss %s", q, red.cp.URL)
 	}
-	if _, err := io.WriteString(stdin, q.Get("code")+"\n"); err != nil {
-		t.Fatal(err)
-	}
+	client.say(t, q.Get("code"))
 
 	var result struct {
 		Tools []string `json:"tools"`
 		Echo  string   `json:"echo"`
 	}
-	next(&result)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("client: %v\nstderr:\n%s", err, stderr.Bytes())
-	}
+	client.next(t, &result)
+	client.wait(t)
 	if !slices.Contains(result.Tools, "everything__echo") || !strings.Contains(result.Echo, "hello through OAuth") {
 		t.Fatalf("client listed %v and echoed %q", result.Tools, result.Echo)
 	}
@@ -174,6 +138,72 @@ func TestOAuthColdStartWithTypeScriptSDK(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// nodeClient is a Node.js MCP client script on the TypeScript SDK that the test talks to line by line: it
+// prints one JSON object per step and reads the test's answers from stdin.
+type nodeClient struct {
+	cmd    *exec.Cmd
+	stdin  io.Writer
+	lines  *bufio.Scanner
+	stderr *bytes.Buffer
+}
+
+// startNodeClient runs script (under testdata/) with the SDK's directory and args, for at most three minutes.
+func startNodeClient(t *testing.T, script string, args ...string) *nodeClient {
+	t.Helper()
+	node, sdkDir := mcptest.TypeScriptSDK(t)
+	script, err := filepath.Abs(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	c := &nodeClient{cmd: exec.CommandContext(ctx, node, append([]string{script, sdkDir}, args...)...), stderr: &bytes.Buffer{}}
+	c.cmd.Stderr = c.stderr
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = c.cmd.Wait()
+	})
+	c.lines = bufio.NewScanner(stdout)
+	return c
+}
+
+// next reads the client's next line into v.
+func (c *nodeClient) next(t *testing.T, v any) {
+	t.Helper()
+	if !c.lines.Scan() {
+		_ = c.cmd.Wait()
+		t.Fatalf("the client stopped early: %v\nstderr:\n%s", c.lines.Err(), c.stderr.Bytes())
+	}
+	if err := json.Unmarshal(c.lines.Bytes(), v); err != nil {
+		t.Fatalf("client printed %q: %v", c.lines.Bytes(), err)
+	}
+}
+
+// say writes line to the client's stdin.
+func (c *nodeClient) say(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait waits for the client to exit and fails the test unless it succeeded.
+func (c *nodeClient) wait(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("client: %v\nstderr:\n%s", err, c.stderr.Bytes())
+	}
 }
 
 // registerPublicClient registers a client with the control plane at cpURL and returns its id.

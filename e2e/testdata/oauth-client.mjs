@@ -6,38 +6,14 @@
 //
 // Usage: node oauth-client.mjs SDK_DIR ENDPOINT REDIRECT_URL
 import { createInterface } from "node:readline";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { Provider, sdk } from "./oauth-provider.mjs";
 
 const [sdkDir, endpoint, redirectUrl] = process.argv.slice(2);
-const sdk = (p) => import(pathToFileURL(join(sdkDir, "node_modules/@modelcontextprotocol/sdk/dist/esm", p)).href);
-const { Client } = await sdk("client/index.js");
-const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
-const { UnauthorizedError } = await sdk("client/auth.js");
+const { Client } = await sdk(sdkDir, "client/index.js");
+const { StreamableHTTPClientTransport } = await sdk(sdkDir, "client/streamableHttp.js");
+const { UnauthorizedError } = await sdk(sdkDir, "client/auth.js");
 
-// The provider keeps everything in memory, as a fresh client would.
-class Provider {
-  saved = {};
-  get redirectUrl() { return redirectUrl; }
-  get clientMetadata() {
-    return {
-      client_name: "Orrery e2e TypeScript client",
-      redirect_uris: [redirectUrl],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  clientInformation() { return this.saved.client; }
-  saveClientInformation(info) { this.saved.client = info; }
-  tokens() { return this.saved.tokens; }
-  saveTokens(tokens) { this.saved.tokens = tokens; }
-  saveCodeVerifier(v) { this.saved.verifier = v; }
-  codeVerifier() { return this.saved.verifier; }
-  redirectToAuthorization(url) { console.log(JSON.stringify({ authorize: url.href })); }
-}
-
-const provider = new Provider();
+const provider = new Provider(redirectUrl, "Orrery e2e TypeScript client", ["authorization_code", "refresh_token"]);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const newClient = () => new Client({ name: "orrery-e2e", version: "1.0.0" });
 
@@ -48,6 +24,7 @@ try {
 } catch (err) {
   if (!(err instanceof UnauthorizedError)) throw err;
 }
+console.log(JSON.stringify({ authorize: provider.redirected }));
 const { value: code } = await lines.next();
 await transport.finishAuth(code.trim());
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orrery/orrery/internal/configref"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
+	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 )
@@ -42,6 +43,8 @@ type config struct {
 	TrustedProxies  []netip.Prefix
 	// TemplateCommands are the commands team-private stdio templates may run.
 	TemplateCommands catalogapi.CommandPolicy
+	// OAuth holds the lifetimes of the authorization server's tokens; zero fields take oauth's defaults.
+	OAuth oauth.Config
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -51,6 +54,9 @@ type rawFlags struct {
 	drainPeriod      string
 	trustedProxies   string
 	templateCommands string
+	accessTokenTTL   string
+	refreshIdle      string
+	grantMaxAge      string
 }
 
 // secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
@@ -94,6 +100,14 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 		env("ORRERY_TEMPLATE_COMMANDS", strings.Join(catalogapi.DefaultTemplateCommands, ",")),
 		"comma-separated commands team-private stdio templates may run: bare names, matched exactly, and absolute directories "+
 			"ending in /, under which any command is allowed; * allows any command (ORRERY_TEMPLATE_COMMANDS)")
+	fs.StringVar(&raw.accessTokenTTL, "oauth-access-token-ttl", env("ORRERY_OAUTH_ACCESS_TOKEN_TTL", "1h"),
+		"how long an access token for a team endpoint or the API lives; clients refresh it silently (ORRERY_OAUTH_ACCESS_TOKEN_TTL)")
+	fs.StringVar(&raw.refreshIdle, "oauth-refresh-idle", env("ORRERY_OAUTH_REFRESH_IDLE", "720h"),
+		"how long an MCP client stays connected without being used: each refresh token lives this long, and each refresh "+
+			"issues a new one (ORRERY_OAUTH_REFRESH_IDLE)")
+	fs.StringVar(&raw.grantMaxAge, "oauth-grant-max-age", env("ORRERY_OAUTH_GRANT_MAX_AGE", "2160h"),
+		"how long an MCP client stays connected at most after its user consented, however often it refreshes; then the "+
+			"user authorizes again (ORRERY_OAUTH_GRANT_MAX_AGE)")
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -125,6 +139,21 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.TemplateCommands, err = parseTemplateCommands(raw.templateCommands); err != nil {
 		return config{}, err
+	}
+	for _, d := range []struct {
+		name, value string
+		to          *time.Duration
+	}{
+		{"ORRERY_OAUTH_ACCESS_TOKEN_TTL", raw.accessTokenTTL, &c.OAuth.AccessTokenTTL},
+		{"ORRERY_OAUTH_REFRESH_IDLE", raw.refreshIdle, &c.OAuth.RefreshTokenTTL},
+		{"ORRERY_OAUTH_GRANT_MAX_AGE", raw.grantMaxAge, &c.OAuth.GrantMaxAge},
+	} {
+		if *d.to, err = time.ParseDuration(d.value); err != nil || *d.to <= 0 {
+			return config{}, fmt.Errorf("%s: %q is not a positive duration, such as 1h or 720h", d.name, d.value)
+		}
+	}
+	if !(c.OAuth.AccessTokenTTL <= c.OAuth.RefreshTokenTTL && c.OAuth.RefreshTokenTTL <= c.OAuth.GrantMaxAge) {
+		return config{}, errors.New("OAuth lifetimes must not shrink: ORRERY_OAUTH_ACCESS_TOKEN_TTL ≤ ORRERY_OAUTH_REFRESH_IDLE ≤ ORRERY_OAUTH_GRANT_MAX_AGE")
 	}
 	c.AdminToken = getenv("ORRERY_ADMIN_TOKEN")
 	c.SigningKey = getenv("ORRERY_TOKEN_SIGNING_KEY")

@@ -134,3 +134,31 @@ func TestDrainPeriodSetting(t *testing.T) {
 		}
 	}
 }
+
+func TestOAuthLifetimeSettings(t *testing.T) {
+	t.Parallel()
+	load := func(args ...string) (config, error) {
+		return loadConfig(append([]string{"-database-url", "postgres://db.invalid/orrery"}, args...), func(string) string { return "" })
+	}
+	c, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OAuth.AccessTokenTTL != time.Hour || c.OAuth.RefreshTokenTTL != 30*24*time.Hour || c.OAuth.GrantMaxAge != 90*24*time.Hour {
+		t.Errorf("defaults: %+v, want 1h, 30 days idle, 90 days at most", c.OAuth)
+	}
+	c, err = load("-oauth-access-token-ttl", "2s", "-oauth-refresh-idle", "1h", "-oauth-grant-max-age", "3h")
+	if err != nil || c.OAuth.AccessTokenTTL != 2*time.Second || c.OAuth.RefreshTokenTTL != time.Hour || c.OAuth.GrantMaxAge != 3*time.Hour {
+		t.Errorf("set by flags: %+v, %v", c.OAuth, err)
+	}
+	for _, args := range [][]string{
+		{"-oauth-refresh-idle", "forever"},
+		{"-oauth-access-token-ttl", "0s"},
+		{"-oauth-grant-max-age", "-1h"},
+		{"-oauth-refresh-idle", "2400h"}, // longer than the maximum age
+	} {
+		if _, err := load(args...); err == nil || !strings.Contains(err.Error(), "ORRERY_OAUTH_") {
+			t.Errorf("%v: %v, want an error naming the setting", args, err)
+		}
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/internal/telemetry"
-	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 )
 
@@ -71,9 +70,10 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		}
 		baseURL = "http://" + ln.Addr().String()
 	}
+	cfg.OAuth.Issuer = firstNonEmpty(cfg.Issuer, baseURL)
 	srv, err := server.New(ctx, logger, server.Config{
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
-		OAuth: oauth.Config{Issuer: firstNonEmpty(cfg.Issuer, baseURL)}, TrustedProxies: cfg.TrustedProxies,
+		OAuth: cfg.OAuth, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
 	})
 	if err != nil {

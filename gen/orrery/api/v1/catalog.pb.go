@@ -760,9 +760,13 @@ type CatalogEntrySpec struct {
 	ConfigSchema *ConfigSchema `protobuf:"bytes,11,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
 	// sandbox says how satellites isolate the template's stdio servers: network on or off, a home per team
 	// or per user, and limits beyond the satellite's defaults. Unset keeps every default.
-	Sandbox       *v1.Sandbox `protobuf:"bytes,12,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sandbox *v1.Sandbox `protobuf:"bytes,12,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// per_user_authorization, for a remote (http or sse) server that authorizes each person with OAuth, has
+	// every member connect their own account (RemoteAccountService); their token is sent only with their
+	// requests, and RemoteAccountService.ListRemoteAccounts tells admins who has yet to connect.
+	PerUserAuthorization bool `protobuf:"varint,13,opt,name=per_user_authorization,json=perUserAuthorization,proto3" json:"per_user_authorization,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *CatalogEntrySpec) Reset() {
@@ -877,6 +881,13 @@ func (x *CatalogEntrySpec) GetSandbox() *v1.Sandbox {
 		return x.Sandbox
 	}
 	return nil
+}
+
+func (x *CatalogEntrySpec) GetPerUserAuthorization() bool {
+	if x != nil {
+		return x.PerUserAuthorization
+	}
+	return false
 }
 
 // CreateCatalogEntryRequest describes the template.
@@ -1780,7 +1791,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\x0e2!.orrery.api.v1.EmergencyStopScopeR\x05scope\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\xbe\t\n" +
+	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\x92\v\n" +
 	"\x10CatalogEntrySpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12*\n" +
@@ -1796,7 +1807,8 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\fquery_params\x18\n" +
 	" \x03(\v20.orrery.api.v1.CatalogEntrySpec.QueryParamsEntryB\x11\xbaH\x0e\x9a\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\vqueryParams\x12@\n" +
 	"\rconfig_schema\x18\v \x01(\v2\x1b.orrery.api.v1.ConfigSchemaR\fconfigSchema\x126\n" +
-	"\asandbox\x18\f \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x1aS\n" +
+	"\asandbox\x18\f \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x124\n" +
+	"\x16per_user_authorization\x18\r \x01(\bR\x14perUserAuthorization\x1aS\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1aW\n" +
@@ -1805,8 +1817,9 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1a[\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xa0\x01\xbaH\x9c\x01\x1a\x99\x01\n" +
-	"\x19catalog_entry_spec.target\x12Astdio templates need a command; http and sse templates need a url\x1a9this.transport == 1 ? this.command != '' : this.url != ''\"\xb5\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xbe\x02\xbaH\xba\x02\x1a\x99\x01\n" +
+	"\x19catalog_entry_spec.target\x12Astdio templates need a command; http and sse templates need a url\x1a9this.transport == 1 ? this.command != '' : this.url != ''\x1a\x9b\x01\n" +
+	")catalog_entry_spec.per_user_authorization\x129only remote (http or sse) templates authorize each member\x1a3!this.per_user_authorization || this.transport != 1\"\xb5\x01\n" +
 	"\x19CreateCatalogEntryRequest\x12$\n" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x125\n" +
 	"\x04slug\x18\x02 \x01(\tB!\xbaH\x1er\x1c2\x1a^[a-z0-9][a-z0-9_-]{0,62}$R\x04slug\x12;\n" +

@@ -2858,8 +2858,12 @@ type Instance struct {
 	// or installation. The satellite does not run it, lists none of its features, and answers every call of
 	// one of its tools with this reason. A stopped instance carries no arguments, environment or secrets.
 	EmergencyStop string `protobuf:"bytes,21,opt,name=emergency_stop,json=emergencyStop,proto3" json:"emergency_stop,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// connect_account_url is set when the server authorizes each person and this instance's user has not
+	// connected their account (or must again): the control plane's page that connects it, to show the user
+	// instead of calling the server.
+	ConnectAccountUrl string `protobuf:"bytes,22,opt,name=connect_account_url,json=connectAccountUrl,proto3" json:"connect_account_url,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -3035,6 +3039,13 @@ func (x *Instance) GetToolSelection() *ToolSelection {
 func (x *Instance) GetEmergencyStop() string {
 	if x != nil {
 		return x.EmergencyStop
+	}
+	return ""
+}
+
+func (x *Instance) GetConnectAccountUrl() string {
+	if x != nil {
+		return x.ConnectAccountUrl
 	}
 	return ""
 }
@@ -4406,7 +4417,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\x9c\b\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xcc\b\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4432,7 +4443,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"toolPrefix\x126\n" +
 	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x12I\n" +
 	"\x0etool_selection\x18\x14 \x01(\v2\".orrery.satellite.v1.ToolSelectionR\rtoolSelection\x12%\n" +
-	"\x0eemergency_stop\x18\x15 \x01(\tR\remergencyStop\x1a6\n" +
+	"\x0eemergency_stop\x18\x15 \x01(\tR\remergencyStop\x12.\n" +
+	"\x13connect_account_url\x18\x16 \x01(\tR\x11connectAccountUrl\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +

@@ -70,6 +70,12 @@ var APIPolicy = Policy{
 	apiv1connect.InstallationServiceListInstallationsProcedure:          TeamMember,
 	apiv1connect.InstallationServiceGetUserConfigurationProcedure:       TeamMember,
 	apiv1connect.InstallationServiceSetUserConfigurationProcedure:       TeamMember,
+	// Each member connects and disconnects only their own account at an installation's remote server.
+	apiv1connect.RemoteAccountServiceConnectRemoteAccountProcedure:    TeamMember,
+	apiv1connect.RemoteAccountServiceGetRemoteAccountProcedure:        TeamMember,
+	apiv1connect.RemoteAccountServiceDisconnectRemoteAccountProcedure: TeamMember,
+	// Admins see who has yet to connect, never anyone's tokens.
+	apiv1connect.RemoteAccountServiceListRemoteAccountsProcedure: TeamAdmin,
 
 	apiv1connect.SecretServiceRotateSecretsProcedure: GlobalAdmin,
 

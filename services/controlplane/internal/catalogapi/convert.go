@@ -122,6 +122,7 @@ func specFromProto(s *apiv1.CatalogEntrySpec) store.CatalogEntry {
 		Command: s.Command, Args: s.Args, Env: settingsFromProto(s.Env), URL: s.Url,
 		Headers: settingsFromProto(s.Headers), QueryParams: settingsFromProto(s.QueryParams),
 		ConfigSchema: schemaFromProto(s.ConfigSchema), Sandbox: sandboxFromProto(s.Sandbox),
+		PerUserAuthorization: s.PerUserAuthorization,
 	}
 }
 
@@ -154,6 +155,7 @@ func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
 			Command: e.Command, Args: e.Args, Env: settingsToProto(e.Env), Url: e.URL,
 			Headers: settingsToProto(e.Headers), QueryParams: settingsToProto(e.QueryParams),
 			ConfigSchema: schemaToProto(e.ConfigSchema), Sandbox: sandboxToProto(e.Sandbox),
+			PerUserAuthorization: e.PerUserAuthorization,
 		},
 		CreatedAt: timestamppb.New(e.CreatedAt), UpdatedAt: timestamppb.New(e.UpdatedAt),
 	}

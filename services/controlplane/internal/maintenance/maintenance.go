@@ -267,7 +267,7 @@ func (w *OfflineWorker) Work(ctx context.Context, _ *river.Job[OfflineArgs]) err
 
 // NewClient returns a River client that schedules and works the periodic jobs. Start it with Start.
 // offlineAfter is how long a silent satellite still counts as online.
-func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration) (*river.Client[pgx.Tx], error) {
+func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration, remote RemoteRefresher) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
@@ -277,6 +277,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	river.AddWorker(workers, &CredentialChecksWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, After: offlineAfter})
 	river.AddWorker(workers, &UsageRollupWorker{Logger: logger, Store: st})
+	river.AddWorker(workers, &RemoteTokensWorker{Logger: logger, Remote: remote})
 	every := func(period time.Duration, args river.JobArgs) *river.PeriodicJob {
 		return river.NewPeriodicJob(river.PeriodicInterval(period),
 			func() (river.JobArgs, *river.InsertOpts) { return args, nil }, &river.PeriodicJobOpts{RunOnStart: true})
@@ -294,6 +295,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(CredentialPeriod, CredentialChecksArgs{}),
 			every(OfflinePeriod, OfflineArgs{}),
 			every(UsageRollupPeriod, UsageRollupArgs{}),
+			every(RemoteTokensPeriod, RemoteTokensArgs{}),
 		},
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/ory/fosite"
@@ -83,6 +84,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	p := &pageData{
 		Action: r.URL.RequestURI(), CSRF: csrf, ClientName: clientName(ar.GetClient()), ClientID: ar.GetClient().GetID(),
 		RedirectHost: ar.GetRedirectURI().Host, Scopes: describeScopes(ar.GetRequestedScopes()), Resource: resources[0],
+		IdleDays: days(s.cfg.RefreshTokenTTL), MaxDays: days(s.cfg.GrantMaxAge),
 	}
 	if cl != nil && cl.metadataDocument {
 		p.ClientNote = "This client is described by a document at " + cl.id + "."
@@ -253,7 +255,8 @@ func (s *Server) issueCode(ctx context.Context, w http.ResponseWriter, ar fosite
 	// the resource parameter is checked against it.
 	ar.SetRequestedAudience(fosite.Arguments{audience})
 	ar.GrantAudience(audience)
-	session := &Session{UserID: user.ID.String(), UserSlug: user.Slug, TeamID: team.ID.String(), TeamSlug: team.Slug}
+	session := &Session{UserID: user.ID.String(), UserSlug: user.Slug, TeamID: team.ID.String(), TeamSlug: team.Slug,
+		AuthTime: s.cfg.Now().UTC()}
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {
 		s.writeAuthorizeError(ctx, w, ar, err)
@@ -374,3 +377,6 @@ func teamLabel(t store.Team) string {
 	}
 	return t.Slug
 }
+
+// days is d in whole days, rounded up, for the pages.
+func days(d time.Duration) int { return int((d + 24*time.Hour - 1) / (24 * time.Hour)) }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -224,6 +225,12 @@ func validateMetadata(md clientMetadata) (*client, error) {
 			return nil, errInvalidMetadata("grant_types: " + g + " is not available to public clients")
 		}
 	}
+	// A client of the authorization code grant may always refresh (RFC 7591 lets the server amend the grant
+	// types; the registration response says so): otherwise it would send its user to sign in again whenever
+	// an access token expires.
+	if slices.Contains(grants, grantAuthorizationCode) && !slices.Contains(grants, grantRefreshToken) {
+		grants = append(slices.Clip(grants), grantRefreshToken)
+	}
 	for _, rt := range md.ResponseTypes {
 		if rt != "code" {
 			return nil, errInvalidMetadata("response_types: only code is supported, not " + rt)
@@ -280,6 +287,11 @@ func publicOnlyDialer() *net.Dialer {
 		},
 	}
 }
+
+// PublicHTTPClient is an HTTP client that reaches public addresses only, checked after DNS resolution, and
+// follows no redirects: for fetching what tenants name, such as client metadata documents and the
+// metadata of remote servers' authorization servers.
+func PublicHTTPClient() *http.Client { return defaultMetadataClient() }
 
 // defaultMetadataClient fetches client ID metadata documents from public addresses only, without
 // following redirects.

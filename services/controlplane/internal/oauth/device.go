@@ -410,6 +410,7 @@ func (g deviceGrant) HandleTokenEndpointRequest(ctx context.Context, r fosite.Ac
 	}
 	session := r.GetSession().(*Session)
 	session.UserID, session.UserSlug, session.TeamID, session.TeamSlug = user.ID.String(), user.Slug, team.ID.String(), team.Slug
+	session.AuthTime = s.cfg.Now().UTC()
 	r.SetRequestedScopes(d.Scopes)
 	r.SetRequestedAudience(fosite.Arguments{d.Resource})
 	for _, sc := range d.Scopes {

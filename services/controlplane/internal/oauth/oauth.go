@@ -42,8 +42,12 @@ type Config struct {
 	Issuer string
 	// AccessTokenTTL is how long access tokens live. Default 1 hour.
 	AccessTokenTTL time.Duration
-	// RefreshTokenTTL is how long a refresh token lives; each refresh issues a new one. Default 30 days.
+	// RefreshTokenTTL is how long a refresh token lives unused: each refresh issues a new one that lives
+	// this long again, so a client stays connected as long as it is used this often. Default 30 days.
 	RefreshTokenTTL time.Duration
+	// GrantMaxAge is how long a grant may be refreshed at most, counted from the user's consent: after it the
+	// user authorizes again, however often the client refreshed. Default 90 days.
+	GrantMaxAge time.Duration
 	// CodeTTL is how long an authorization code lives. Default 5 minutes.
 	CodeTTL time.Duration
 	// DeviceCodeTTL is how long a device authorization request waits for the user. Default 10 minutes.
@@ -65,6 +69,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RefreshTokenTTL == 0 {
 		c.RefreshTokenTTL = 30 * 24 * time.Hour
+	}
+	if c.GrantMaxAge == 0 {
+		c.GrantMaxAge = 90 * 24 * time.Hour
 	}
 	if c.CodeTTL == 0 {
 		c.CodeTTL = 5 * time.Minute
@@ -91,6 +98,10 @@ func (c Config) validate() error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" ||
 		u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("oauth issuer %q must be an http or https URL with nothing after the host", c.Issuer)
+	}
+	if c.AccessTokenTTL < 0 || c.RefreshTokenTTL < c.AccessTokenTTL || c.GrantMaxAge < c.RefreshTokenTTL {
+		return fmt.Errorf("oauth lifetimes must grow from access token (%v) to refresh token idle time (%v) to grant maximum age (%v)",
+			c.AccessTokenTTL, c.RefreshTokenTTL, c.GrantMaxAge)
 	}
 	return nil
 }
@@ -144,8 +155,11 @@ func New(logger *slog.Logger, st *store.Store, accounts Accounts, cfg Config) (*
 		AudienceMatchingStrategy:       func([]string, []string) error { return nil },
 		EnforcePKCE:                    true,
 		EnablePKCEPlainChallengeMethod: false,
-		RefreshTokenScopes:             []string{ScopeOfflineAccess},
-		ClientSecretsHasher:            secretHasher{},
+		// Empty, not nil: every client that may use the refresh grant gets a refresh token, whether or not it
+		// asked for offline_access. MCP clients rarely ask (they request the scopes the protected resource
+		// lists), and without one every editor would send its user to sign in again each hour.
+		RefreshTokenScopes:  []string{},
+		ClientSecretsHasher: secretHasher{},
 		// OAuth 2.1 has no implicit grant; codes always come back in the query.
 		ResponseModeHandlerExtension: nil,
 		// Fosite's own entropy keys are unused: the strategy below makes every token.

@@ -21,6 +21,9 @@ type pageData struct {
 	Teams        []teamOption
 	User         string
 	Error        string
+	// IdleDays and MaxDays are how long the client stays connected unused and at most (Config.RefreshTokenTTL
+	// and Config.GrantMaxAge), which the consent page states since every client gets a refresh token.
+	IdleDays, MaxDays int
 }
 
 type scopeDescription struct{ Name, Text string }
@@ -33,7 +36,7 @@ type teamOption struct {
 var scopeTexts = map[string]string{
 	ScopeRead:          "See the team's tools, resources and prompts",
 	ScopeExecute:       "Call the team's tools on your behalf",
-	ScopeOfflineAccess: "Stay connected when you are away (refresh tokens)",
+	ScopeOfflineAccess: "Stay connected (every client may; see below)",
 	ScopeAPI:           "Use the Orrery API as you, with your rights in every team you belong to",
 }
 
@@ -90,7 +93,8 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <button type="submit" name="action" value="approve">Allow</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </form>
-<p class="muted">You can withdraw this consent at any time; the client's tokens for the team stop working at once.</p>
+<p class="muted">It stays connected without asking you again while it is used at least every {{.IdleDays}} days, for {{.MaxDays}} days at most.
+You can withdraw this consent at any time; the client's tokens for the team stop working at once, as they do if you leave the team.</p>
 </body></html>`))
 
 var apiConsentPage = template.Must(template.New("api-consent").Parse(`<!doctype html>

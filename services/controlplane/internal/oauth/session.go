@@ -17,7 +17,10 @@ type Session struct {
 	// TeamID is the team every token of the grant is confined to.
 	TeamID string `json:"team_id"`
 	// TeamSlug names the team for introspection.
-	TeamSlug  string                         `json:"team_slug"`
+	TeamSlug string `json:"team_slug"`
+	// AuthTime is when the user consented: refreshing never carries the grant past AuthTime plus
+	// Config.GrantMaxAge. Zero in grants from before it was kept, whose clock starts at their next refresh.
+	AuthTime  time.Time                      `json:"auth_time,omitzero"`
 	ExpiresAt map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
@@ -71,6 +72,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.writeAccessError(ctx, w, ar, "token", err)
 		return
 	}
+	if err := s.boundLifetime(ar); err != nil {
+		s.writeAccessError(ctx, w, ar, "token", err)
+		return
+	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.writeAccessError(ctx, w, ar, "token", err)
@@ -109,6 +114,34 @@ func (s *Server) clientCredentials(ctx context.Context, ar fosite.AccessRequeste
 		}
 	}
 	ar.GrantAudience(res.endpoint(res.team.Slug))
+	return nil
+}
+
+// boundLifetime stamps the expiries of the tokens about to be issued and keeps a grant within
+// Config.GrantMaxAge of the user's consent: a refresh after it is refused, and no token outlives it. Each
+// refresh token otherwise lives Config.RefreshTokenTTL from its issue, so an idle client is signed out
+// sooner, and one in use stays connected until the maximum age.
+func (s *Server) boundLifetime(ar fosite.AccessRequester) error {
+	session := ar.GetSession().(*Session)
+	// fosite stamps expiries with the wall clock; the server's own clock decides.
+	now := s.cfg.Now().UTC()
+	session.SetExpiresAt(fosite.AccessToken, now.Add(s.cfg.AccessTokenTTL).Round(time.Second))
+	if ar.GetGrantTypes().ExactOne(grantClientCredentials) {
+		return nil // no refresh token, and each token is a new grant
+	}
+	if session.AuthTime.IsZero() {
+		session.AuthTime = now
+	}
+	end := session.AuthTime.Add(s.cfg.GrantMaxAge)
+	if !now.Before(end) {
+		return fosite.ErrInvalidGrant.WithHint("The grant reached its maximum age; authorize again.")
+	}
+	session.SetExpiresAt(fosite.RefreshToken, now.Add(s.cfg.RefreshTokenTTL).Round(time.Second))
+	for _, kind := range []fosite.TokenType{fosite.AccessToken, fosite.RefreshToken} {
+		if session.GetExpiresAt(kind).After(end) {
+			session.SetExpiresAt(kind, end)
+		}
+	}
 	return nil
 }
 

@@ -44,6 +44,9 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// AccountLink is the page where the user of an instance connects their account at its remote server
+	// (remoteauth.Connector.Link). Default: no link is given.
+	AccountLink func(teamID, installationID uuid.UUID) string
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -324,6 +327,9 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 		inst, err := instanceToProto(d)
 		if err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		if d.AccountRequired && h.cfg.AccountLink != nil {
+			inst.ConnectAccountUrl = h.cfg.AccountLink(d.TeamID, d.InstallationID)
 		}
 		if inst.ContentHash, err = contentHash(inst); err != nil {
 			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)

@@ -208,6 +208,11 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.ToolService/SetToolSelection":                   `{"teamId":"{team}","installationId":"{random}","selection":{"deny":["echo"]}}`,
 	"/orrery.api.v1.ToolService/SetHiddenTools":                     `{"teamId":"{team}","installationId":"{random}","hidden":["echo"]}`,
 
+	"/orrery.api.v1.RemoteAccountService/ConnectRemoteAccount":    `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/GetRemoteAccount":        `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/DisconnectRemoteAccount": `{"teamId":"{team}","installationId":"{random}"}`,
+	"/orrery.api.v1.RemoteAccountService/ListRemoteAccounts":      `{"teamId":"{team}","installationId":"{random}"}`,
+
 	"/orrery.api.v1.InstanceService/ListInstances":       `{"teamId":"{team}"}`,
 	"/orrery.api.v1.InstanceService/GetInstanceStatus":   `{"teamId":"{team}","instanceId":"files-{random}"}`,
 	"/orrery.api.v1.InstanceService/ListServerLogs":      `{"teamId":"{team}","installationId":"{random}"}`,

@@ -25,6 +25,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
@@ -63,6 +64,8 @@ type setupOpts struct {
 	instances instanceapi.Config
 	// oauth tunes the authorization server; its issuer is each replica's URL.
 	oauth oauth.Config
+	// remoteAccounts tunes members' connections to remote servers; its callback is each replica's.
+	remoteAccounts remoteauth.Config
 	// trustedProxies are the networks whose X-Forwarded-For names the client.
 	trustedProxies []netip.Prefix
 	// accounts tunes sign-in and invitations; a zero FailureDelay becomes a millisecond.
@@ -113,6 +116,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
+		RemoteAccounts:   opts.remoteAccounts,
 		TemplateCommands: opts.templateCommands,
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/openapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
+	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
@@ -74,6 +76,9 @@ type Config struct {
 	Instances instanceapi.Config
 	// OAuth configures the authorization server for MCP clients; its Issuer is required.
 	OAuth oauth.Config
+	// RemoteAccounts tunes how members connect their accounts at remote MCP servers; its CallbackURL
+	// defaults to the issuer and remoteauth.CallbackPath.
+	RemoteAccounts remoteauth.Config
 	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
@@ -130,10 +135,19 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		return nil, err
 	}
 	s.hub = notify.New(logger, pool, store.CommandChannel)
+	if cfg.RemoteAccounts.CallbackURL == "" {
+		cfg.RemoteAccounts.CallbackURL = strings.TrimRight(cfg.OAuth.Issuer, "/") + remoteauth.CallbackPath
+	}
+	remote, err := remoteauth.New(logger, s.store, cfg.RemoteAccounts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	cfg.Satellites.AccountLink = remote.Link
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter()); err != nil {
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -157,7 +171,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		}
 		commands = &defaults
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, cfg.BodyTimeout)
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, remote, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -212,7 +226,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, bodyTimeout time.Duration) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, remote *remoteauth.Connector, bodyTimeout time.Duration) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -300,6 +314,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewEmergencyStopServiceHandler(catalog, userAPI))
 	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
+	handleUserAPI(apiv1connect.NewRemoteAccountServiceHandler(remoteauth.NewHandler(s.logger, remote), userAPI))
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
 	handleUserAPI(apiv1connect.NewToolServiceHandler(toolapi.New(s.logger, s.store), userAPI))
 	rest, err := newREST(restServices)
@@ -317,6 +332,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, admitAnyone))
 
 	authServer.Register(mux)
+	mux.HandleFunc("GET "+remoteauth.CallbackPath, remote.ServeCallback)
+	mux.HandleFunc("GET "+remoteauth.ConnectPath, remote.ServeConnect)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -137,6 +138,9 @@ type DesiredInstance struct {
 	// EmergencyStop, when set, says why the instance must not run: an emergency stop of its template or
 	// installation. Such an instance carries no arguments, environment or secrets.
 	EmergencyStop string
+	// AccountRequired reports a remote server that authorizes each member, whose member has no live
+	// connection there (package remoteauth): the instance cannot be used until they connect.
+	AccountRequired bool
 }
 
 // DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
@@ -153,6 +157,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
 			Sandbox: r.Sandbox, Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
+			AccountRequired: r.PerUserAuthorization,
 			EmergencyStop: stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
 		}
 		if err := json.Unmarshal(r.ToolDescriptions, &inst.Tools.Descriptions); err != nil {
@@ -177,7 +182,40 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 		}
 		out = append(out, inst)
 	}
+	if err := s.addRemoteAuthorization(ctx, teamID, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// addRemoteAuthorization gives each member's instance of a remote server the access token of the account
+// that member connected there, and no other instance: a member's token is sent only with their requests.
+func (s *Store) addRemoteAuthorization(ctx context.Context, teamID *uuid.UUID, instances []DesiredInstance) error {
+	conns, err := s.LiveRemoteOAuthConnections(ctx, teamID)
+	if err != nil {
+		return err
+	}
+	type key struct{ installation, user uuid.UUID }
+	tokens := make(map[key]string, len(conns))
+	for _, c := range conns {
+		tokens[key{c.InstallationID, c.UserID}] = c.AccessToken
+	}
+	for i := range instances {
+		inst := &instances[i]
+		token, ok := tokens[key{inst.InstallationID, inst.UserID}]
+		if !ok || (inst.Transport != "http" && inst.Transport != "sse") {
+			continue
+		}
+		inst.AccountRequired = false
+		// Whatever a template or a level set as Authorization would compete with the member's own account.
+		for name := range inst.Headers {
+			if strings.EqualFold(name, "Authorization") {
+				delete(inst.Headers, name)
+			}
+		}
+		inst.Headers["Authorization"] = "Bearer " + token
+	}
+	return nil
 }
 
 // args appends the template's arguments, the team's, the schema's arguments with their values, then the

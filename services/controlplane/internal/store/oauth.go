@@ -395,5 +395,9 @@ func revokeMemberAccess(ctx context.Context, q *dbsqlc.Queries, teamID, userID u
 	if err := q.DeactivateMemberOAuthTokens(ctx, teamID, userID); err != nil {
 		return translate(err, "revoke oauth grants")
 	}
-	return translate(q.DeleteMemberOAuthConsents(ctx, teamID, userID), "delete oauth consents")
+	if err := q.DeleteMemberOAuthConsents(ctx, teamID, userID); err != nil {
+		return translate(err, "delete oauth consents")
+	}
+	// The member's tokens for the team's remote servers go too.
+	return translate(q.DeleteMemberRemoteOAuthConnections(ctx, teamID, userID), "delete remote oauth connections")
 }

@@ -47,9 +47,11 @@ type CatalogEntry struct {
 	Tags         []string
 	ConfigSchema ConfigSchema
 	// Sandbox is orrery.satellite.v1.Sandbox in protobuf JSON; empty keeps the satellite's defaults.
-	Sandbox   json.RawMessage
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Sandbox json.RawMessage
+	// PerUserAuthorization marks a remote server that authorizes each member with OAuth (package remoteauth).
+	PerUserAuthorization bool
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
 	// Stop, when set, is the template's emergency stop.
 	Stop *Stop
 }

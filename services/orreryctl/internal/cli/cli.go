@@ -127,7 +127,8 @@ Sign in once with 'orreryctl login URL'; the sign-in is kept in the user configu
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{a.teamsCommand(), a.catalogCommand(), a.installCommand(), a.installationsCommand(),
-		a.toolsCommand(), a.uninstallCommand(), a.configCommand(), a.historyCommand(), a.stopCommand(), a.instancesCommand(), a.logsCommand(), a.requestsCommand(), a.connectCommand()} {
+		a.toolsCommand(), a.uninstallCommand(), a.configCommand(), a.historyCommand(), a.stopCommand(), a.accountCommand(),
+		a.instancesCommand(), a.logsCommand(), a.requestsCommand(), a.connectCommand()} {
 		c.GroupID = "team"
 		root.AddCommand(c)
 	}

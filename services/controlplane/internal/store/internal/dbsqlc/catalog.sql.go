@@ -53,7 +53,7 @@ func (q *Queries) DeleteInstallation(ctx context.Context, iD uuid.UUID, teamID u
 }
 
 const getCatalogEntry = `-- name: GetCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries where id = $1
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1
 `
 
 func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -79,6 +79,7 @@ func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEnt
 		&i.Tags,
 		&i.StopReason,
 		&i.StoppedAt,
+		&i.PerUserAuthorization,
 	)
 	return i, err
 }
@@ -148,7 +149,7 @@ func (q *Queries) GetUserConfiguration(ctx context.Context, installationID uuid.
 }
 
 const listCatalogEntries = `-- name: ListCatalogEntries :many
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries
 where (team_id is null or team_id = $1::uuid)
   and ($2::text = '' or name ilike $2 or slug ilike $2 or description ilike $2)
   and tags @> $3::text[]
@@ -202,6 +203,7 @@ func (q *Queries) ListCatalogEntries(ctx context.Context, arg ListCatalogEntries
 			&i.Tags,
 			&i.StopReason,
 			&i.StoppedAt,
+			&i.PerUserAuthorization,
 		); err != nil {
 			return nil, err
 		}
@@ -335,7 +337,7 @@ func (q *Queries) ListToolPrefixes(ctx context.Context, teamID uuid.UUID) ([]Lis
 }
 
 const lockCatalogEntry = `-- name: LockCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at from catalog_entries where id = $1 for update
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1 for update
 `
 
 func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -361,6 +363,7 @@ func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEn
 		&i.Tags,
 		&i.StopReason,
 		&i.StoppedAt,
+		&i.PerUserAuthorization,
 	)
 	return i, err
 }
@@ -419,25 +422,27 @@ const updateCatalogEntry = `-- name: UpdateCatalogEntry :one
 update catalog_entries
 set name = $1, description = $2, tags = $3, transport = $4, command = $5,
     args = $6, env = $7, url = $8, headers = $9, query_params = $10,
-    config_schema = $11, sandbox = $12, updated_at = now()
-where id = $13
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at
+    config_schema = $11, sandbox = $12, per_user_authorization = $13,
+    updated_at = now()
+where id = $14
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
 `
 
 type UpdateCatalogEntryParams struct {
-	Name         string
-	Description  string
-	Tags         []string
-	Transport    string
-	Command      string
-	Args         []string
-	Env          []byte
-	Url          string
-	Headers      []byte
-	QueryParams  []byte
-	ConfigSchema []byte
-	Sandbox      []byte
-	ID           uuid.UUID
+	Name                 string
+	Description          string
+	Tags                 []string
+	Transport            string
+	Command              string
+	Args                 []string
+	Env                  []byte
+	Url                  string
+	Headers              []byte
+	QueryParams          []byte
+	ConfigSchema         []byte
+	Sandbox              []byte
+	PerUserAuthorization bool
+	ID                   uuid.UUID
 }
 
 func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntryParams) (CatalogEntry, error) {
@@ -454,6 +459,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		arg.QueryParams,
 		arg.ConfigSchema,
 		arg.Sandbox,
+		arg.PerUserAuthorization,
 		arg.ID,
 	)
 	var i CatalogEntry
@@ -477,6 +483,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		&i.Tags,
 		&i.StopReason,
 		&i.StoppedAt,
+		&i.PerUserAuthorization,
 	)
 	return i, err
 }

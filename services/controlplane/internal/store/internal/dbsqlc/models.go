@@ -47,25 +47,26 @@ type AuditEvent struct {
 }
 
 type CatalogEntry struct {
-	ID           uuid.UUID
-	TeamID       *uuid.UUID
-	Slug         string
-	Name         string
-	Description  string
-	Transport    string
-	Command      string
-	Args         []string
-	Env          []byte
-	Url          string
-	Headers      []byte
-	QueryParams  []byte
-	ConfigSchema []byte
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	Sandbox      []byte
-	Tags         []string
-	StopReason   string
-	StoppedAt    *time.Time
+	ID                   uuid.UUID
+	TeamID               *uuid.UUID
+	Slug                 string
+	Name                 string
+	Description          string
+	Transport            string
+	Command              string
+	Args                 []string
+	Env                  []byte
+	Url                  string
+	Headers              []byte
+	QueryParams          []byte
+	ConfigSchema         []byte
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	Sandbox              []byte
+	Tags                 []string
+	StopReason           string
+	StoppedAt            *time.Time
+	PerUserAuthorization bool
 }
 
 type CatalogEntryHealth struct {
@@ -241,6 +242,41 @@ type RegistrationToken struct {
 	ConsumedAt  *time.Time
 	SatelliteID *uuid.UUID
 	RevokedAt   *time.Time
+}
+
+type RemoteOauthClient struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	CreatedAt    time.Time
+}
+
+type RemoteOauthConnection struct {
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	UserID         uuid.UUID
+	Issuer         string
+	TokenEndpoint  string
+	Resource       string
+	AccessToken    string
+	RefreshToken   string
+	Scope          string
+	ExpiresAt      *time.Time
+	FailedAt       *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type RemoteOauthFlow struct {
+	StateHash      []byte
+	TeamID         uuid.UUID
+	InstallationID uuid.UUID
+	UserID         uuid.UUID
+	Issuer         string
+	TokenEndpoint  string
+	Resource       string
+	Verifier       string
+	ExpiresAt      time.Time
 }
 
 type RequestLog struct {

@@ -23,27 +23,28 @@ func (q *Queries) AddMembership(ctx context.Context, teamID uuid.UUID, userID uu
 const createCatalogEntry = `-- name: CreateCatalogEntry :one
 insert into catalog_entries (
     team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema,
-    sandbox)
+    sandbox, per_user_authorization)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-        $12, $13, $14)
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at
+        $12, $13, $14, $15)
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
 `
 
 type CreateCatalogEntryParams struct {
-	TeamID       *uuid.UUID
-	Slug         string
-	Name         string
-	Description  string
-	Tags         []string
-	Transport    string
-	Command      string
-	Args         []string
-	Env          []byte
-	Url          string
-	Headers      []byte
-	QueryParams  []byte
-	ConfigSchema []byte
-	Sandbox      []byte
+	TeamID               *uuid.UUID
+	Slug                 string
+	Name                 string
+	Description          string
+	Tags                 []string
+	Transport            string
+	Command              string
+	Args                 []string
+	Env                  []byte
+	Url                  string
+	Headers              []byte
+	QueryParams          []byte
+	ConfigSchema         []byte
+	Sandbox              []byte
+	PerUserAuthorization bool
 }
 
 func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntryParams) (CatalogEntry, error) {
@@ -62,6 +63,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		arg.QueryParams,
 		arg.ConfigSchema,
 		arg.Sandbox,
+		arg.PerUserAuthorization,
 	)
 	var i CatalogEntry
 	err := row.Scan(
@@ -84,6 +86,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		&i.Tags,
 		&i.StopReason,
 		&i.StoppedAt,
+		&i.PerUserAuthorization,
 	)
 	return i, err
 }
