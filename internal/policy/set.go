@@ -1,0 +1,222 @@
+package policy
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
+)
+
+// Call is one tool call as policies see it.
+type Call struct {
+	UserID, UserEmail string
+	// UserRole is "admin" or "member".
+	UserRole             string
+	TeamID, TeamSlug     string
+	ServerSlug           string
+	InstallationID       string
+	ToolName, PublicName string
+	// Args is the call's arguments as the client sent them; decoded only if an expression reads args.
+	Args json.RawMessage
+}
+
+// Set is the compiled policies that apply to one team: its own and the global ones. It is immutable and
+// safe for concurrent use.
+type Set struct {
+	gates   []*Policy // allow and deny, global first, then by name
+	redacts []*Policy
+	limits  []*Policy
+	// broken are policies that did not compile here; every call is refused while one of them is an
+	// allow or deny policy, since what it should enforce is unknown.
+	broken []brokenPolicy
+}
+
+type brokenPolicy struct {
+	def Definition
+	err error
+}
+
+// Len is how many policies the set holds, compiled or not.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.gates) + len(s.redacts) + len(s.limits) + len(s.broken)
+}
+
+// NewSet compiles defs into the set of teamID: the definitions of other teams are left out, whatever
+// the caller passes. It returns the errors of the definitions that did not compile, which stay in the set
+// as refusing every call when they are allow or deny policies.
+func NewSet(teamID string, defs []Definition) (*Set, []error) {
+	s := &Set{}
+	var errs []error
+	for _, d := range defs {
+		if d.TeamID != "" && d.TeamID != teamID {
+			continue
+		}
+		p, err := Compile(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy %q: %w", d.Name, err))
+			if d.Kind == KindAllow || d.Kind == KindDeny || d.Kind == "" {
+				s.broken = append(s.broken, brokenPolicy{def: d, err: err})
+			}
+			continue
+		}
+		switch p.Kind {
+		case KindAllow, KindDeny:
+			s.gates = append(s.gates, p)
+		case KindRedact:
+			s.redacts = append(s.redacts, p)
+		case KindRateLimit:
+			s.limits = append(s.limits, p)
+		}
+	}
+	order := func(a, b *Policy) int {
+		// Global policies first: an organisation's rule is the one a refused caller should hear about.
+		return cmp.Or(cmp.Compare(min(len(a.TeamID), 1), min(len(b.TeamID), 1)), cmp.Compare(a.Name, b.Name))
+	}
+	slices.SortFunc(s.gates, order)
+	slices.SortFunc(s.redacts, order)
+	slices.SortFunc(s.limits, order)
+	return s, errs
+}
+
+// Denial says why a call is refused.
+type Denial struct {
+	// Policy is the name of the policy that refused the call.
+	Policy string
+	// Global is true for a global policy.
+	Global bool
+	// Reason is "denied", "not_allowed", "rate_limited" or "error".
+	Reason string
+	// Detail is the evaluation error of reason "error"; it names no data of the call.
+	Detail string
+}
+
+// Reasons of a Denial.
+const (
+	ReasonDenied      = "denied"
+	ReasonNotAllowed  = "not_allowed"
+	ReasonRateLimited = "rate_limited"
+	ReasonError       = "error"
+)
+
+// Message is what the caller is told.
+func (d *Denial) Message() string {
+	switch d.Reason {
+	case ReasonRateLimited:
+		return fmt.Sprintf("call refused: rate limit of policy %q reached; try again in a minute", d.Policy)
+	case ReasonError:
+		return fmt.Sprintf("call refused: policy %q could not be evaluated (%s)", d.Policy, d.Detail)
+	}
+	return fmt.Sprintf("call refused by policy %q", d.Policy)
+}
+
+// Check applies the allow, deny and rate_limit policies to call, in that order, so that a refused call
+// does not use up a rate. It returns nil when the call may go ahead, and the redact policies that match
+// the call. limiter keeps the rates; nil limits nothing.
+func (s *Set) Check(ctx context.Context, call *Call, limiter *Limiter) (*Denial, []*Policy) {
+	if s == nil {
+		return nil, nil
+	}
+	if len(s.broken) > 0 {
+		b := s.broken[0]
+		return &Denial{Policy: b.def.Name, Global: b.def.TeamID == "", Reason: ReasonError,
+			Detail: "it does not compile on this satellite"}, nil
+	}
+	act := newActivation(call)
+	for _, p := range s.gates {
+		ok, err := p.eval(ctx, act)
+		switch {
+		case err != nil:
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}, nil
+		case p.Kind == KindDeny && ok:
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonDenied}, nil
+		case p.Kind == KindAllow && !ok:
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonNotAllowed}, nil
+		}
+	}
+	var limited []*Policy
+	for _, p := range s.limits {
+		ok, err := p.eval(ctx, act)
+		if err != nil {
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}, nil
+		}
+		if ok {
+			limited = append(limited, p)
+		}
+	}
+	if d := limiter.take(call, limited); d != nil {
+		return d, nil
+	}
+	var redacts []*Policy
+	for _, p := range s.redacts {
+		// A redaction whose condition fails applies: hiding too much from a log is the safe mistake.
+		if ok, err := p.eval(ctx, act); ok || err != nil {
+			redacts = append(redacts, p)
+		}
+	}
+	return nil, redacts
+}
+
+func (p *Policy) eval(ctx context.Context, act *activation) (bool, error) {
+	out, _, err := p.program.Eval(act)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("expression gave %s, not a bool", out.Type())
+	}
+	return bool(b), nil
+}
+
+// activation binds a call's variables, decoding its arguments only when an expression reads them.
+type activation struct {
+	call                     *Call
+	user, team, server, tool map[string]string
+	args                     map[string]any
+	argsDecoded              bool
+}
+
+func newActivation(c *Call) *activation {
+	return &activation{
+		call:   c,
+		user:   map[string]string{"id": c.UserID, "email": c.UserEmail, "role": c.UserRole},
+		team:   map[string]string{"id": c.TeamID, "slug": c.TeamSlug},
+		server: map[string]string{"slug": c.ServerSlug, "installation_id": c.InstallationID},
+		tool:   map[string]string{"name": c.ToolName, "public_name": c.PublicName},
+	}
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "user":
+		return a.user, true
+	case "team":
+		return a.team, true
+	case "server":
+		return a.server, true
+	case "tool":
+		return a.tool, true
+	case "args":
+		if !a.argsDecoded {
+			a.argsDecoded = true
+			// Arguments that are not a JSON object (the SDK refuses those before a tool sees them) read
+			// as none.
+			if len(a.call.Args) == 0 || json.Unmarshal(a.call.Args, &a.args) != nil || a.args == nil {
+				a.args = map[string]any{}
+			}
+		}
+		return a.args, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *activation) Parent() interpreter.Activation { return nil }
