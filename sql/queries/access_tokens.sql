@@ -4,11 +4,14 @@ values (@token_hash, @team_id, @user_id, @client_id, @audience, @scopes, @expire
 returning *;
 
 -- name: GetActiveAccessToken :one
--- GetActiveAccessToken finds a live token by hash, with the slugs of its team and user.
-select a.*, t.slug as team_slug, u.slug as user_slug
+-- GetActiveAccessToken finds a live token by hash, with the slugs of its team and user, the user's email and
+-- role in the team (empty when no longer a member).
+select a.*, t.slug as team_slug, u.slug as user_slug, u.email as user_email,
+       coalesce(m.role, '')::text as team_role
 from access_tokens a
 join teams t on t.id = a.team_id
 join users u on u.id = a.user_id
+left join team_memberships m on m.team_id = a.team_id and m.user_id = a.user_id
 where a.token_hash = @token_hash and a.revoked_at is null and a.expires_at > now();
 
 -- name: RevokeAccessToken :many

@@ -795,6 +795,120 @@ func (CommandResult) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
 }
 
+// PolicyKind says what a policy does with the tool calls its expression matches.
+type PolicyKind int32
+
+const (
+	// POLICY_KIND_UNSPECIFIED is never used.
+	PolicyKind_POLICY_KIND_UNSPECIFIED PolicyKind = 0
+	// POLICY_KIND_ALLOW lets a call go ahead only if the expression is true.
+	PolicyKind_POLICY_KIND_ALLOW PolicyKind = 1
+	// POLICY_KIND_DENY refuses a call if the expression is true.
+	PolicyKind_POLICY_KIND_DENY PolicyKind = 2
+	// POLICY_KIND_REDACT hides argument and result fields from the request logs of the calls it matches.
+	PolicyKind_POLICY_KIND_REDACT PolicyKind = 3
+	// POLICY_KIND_RATE_LIMIT limits the calls it matches per minute.
+	PolicyKind_POLICY_KIND_RATE_LIMIT PolicyKind = 4
+)
+
+// Enum value maps for PolicyKind.
+var (
+	PolicyKind_name = map[int32]string{
+		0: "POLICY_KIND_UNSPECIFIED",
+		1: "POLICY_KIND_ALLOW",
+		2: "POLICY_KIND_DENY",
+		3: "POLICY_KIND_REDACT",
+		4: "POLICY_KIND_RATE_LIMIT",
+	}
+	PolicyKind_value = map[string]int32{
+		"POLICY_KIND_UNSPECIFIED": 0,
+		"POLICY_KIND_ALLOW":       1,
+		"POLICY_KIND_DENY":        2,
+		"POLICY_KIND_REDACT":      3,
+		"POLICY_KIND_RATE_LIMIT":  4,
+	}
+)
+
+func (x PolicyKind) Enum() *PolicyKind {
+	p := new(PolicyKind)
+	*p = x
+	return p
+}
+
+func (x PolicyKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[13].Descriptor()
+}
+
+func (PolicyKind) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[13]
+}
+
+func (x PolicyKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyKind.Descriptor instead.
+func (PolicyKind) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+}
+
+// RateLimitKey says whose calls a rate_limit policy counts together.
+type RateLimitKey int32
+
+const (
+	// RATE_LIMIT_KEY_UNSPECIFIED is used by policies of other kinds.
+	RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED RateLimitKey = 0
+	// RATE_LIMIT_KEY_USER counts each user's matching calls together.
+	RateLimitKey_RATE_LIMIT_KEY_USER RateLimitKey = 1
+	// RATE_LIMIT_KEY_USER_TOOL counts each user's calls of each tool apart.
+	RateLimitKey_RATE_LIMIT_KEY_USER_TOOL RateLimitKey = 2
+)
+
+// Enum value maps for RateLimitKey.
+var (
+	RateLimitKey_name = map[int32]string{
+		0: "RATE_LIMIT_KEY_UNSPECIFIED",
+		1: "RATE_LIMIT_KEY_USER",
+		2: "RATE_LIMIT_KEY_USER_TOOL",
+	}
+	RateLimitKey_value = map[string]int32{
+		"RATE_LIMIT_KEY_UNSPECIFIED": 0,
+		"RATE_LIMIT_KEY_USER":        1,
+		"RATE_LIMIT_KEY_USER_TOOL":   2,
+	}
+)
+
+func (x RateLimitKey) Enum() *RateLimitKey {
+	p := new(RateLimitKey)
+	*p = x
+	return p
+}
+
+func (x RateLimitKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RateLimitKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[14].Descriptor()
+}
+
+func (RateLimitKey) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[14]
+}
+
+func (x RateLimitKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RateLimitKey.Descriptor instead.
+func (RateLimitKey) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+}
+
 // LogLevel is the severity of a server log line.
 type LogLevel int32
 
@@ -840,11 +954,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[13].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[15].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[13]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[15]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -853,7 +967,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
 }
 
 // LifecycleKind is the kind of lifecycle event.
@@ -901,11 +1015,11 @@ func (x LifecycleKind) String() string {
 }
 
 func (LifecycleKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[14].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[16].Descriptor()
 }
 
 func (LifecycleKind) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[14]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[16]
 }
 
 func (x LifecycleKind) Number() protoreflect.EnumNumber {
@@ -914,7 +1028,7 @@ func (x LifecycleKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LifecycleKind.Descriptor instead.
 func (LifecycleKind) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
 }
 
 // RegisterRequest asks for a satellite identity.
@@ -2692,7 +2806,10 @@ type GetConfigurationResponse struct {
 	// not_modified is true when if_none_match is still current; instances is then empty.
 	NotModified bool `protobuf:"varint,2,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
 	// instances are every MCP server instance the satellite must run, ordered by id.
-	Instances     []*Instance `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	Instances []*Instance `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	// policies are the global policies and those of the teams whose instances are in this configuration,
+	// ordered by team (global first) and name. The satellite applies a team's policies only to that team.
+	Policies      []*Policy `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2748,6 +2865,132 @@ func (x *GetConfigurationResponse) GetInstances() []*Instance {
 	return nil
 }
 
+func (x *GetConfigurationResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// Policy is a rule a satellite applies to every tool call, written as a CEL expression over the call
+// (user, team, server, tool and args; see the orrery internal/policy package).
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the policy.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// team_id is the policy's team; empty for a global policy, which applies to every team.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// name is unique within the policy's team, or among global policies.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// kind says what the policy does.
+	Kind PolicyKind `protobuf:"varint,4,opt,name=kind,proto3,enum=orrery.satellite.v1.PolicyKind" json:"kind,omitempty"`
+	// expression is the CEL condition, a bool.
+	Expression string `protobuf:"bytes,5,opt,name=expression,proto3" json:"expression,omitempty"`
+	// redact_paths are the JSON paths a redact policy hides, rooted at args or result.
+	RedactPaths []string `protobuf:"bytes,6,rep,name=redact_paths,json=redactPaths,proto3" json:"redact_paths,omitempty"`
+	// redact_patterns are RE2 patterns a redact policy hides wherever they match a string.
+	RedactPatterns []string `protobuf:"bytes,7,rep,name=redact_patterns,json=redactPatterns,proto3" json:"redact_patterns,omitempty"`
+	// calls_per_minute is a rate_limit policy's limit.
+	CallsPerMinute uint32 `protobuf:"varint,8,opt,name=calls_per_minute,json=callsPerMinute,proto3" json:"calls_per_minute,omitempty"`
+	// rate_limit_key says whose calls a rate_limit policy counts together.
+	RateLimitKey  RateLimitKey `protobuf:"varint,9,opt,name=rate_limit_key,json=rateLimitKey,proto3,enum=orrery.satellite.v1.RateLimitKey" json:"rate_limit_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Policy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Policy) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *Policy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Policy) GetKind() PolicyKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyKind_POLICY_KIND_UNSPECIFIED
+}
+
+func (x *Policy) GetExpression() string {
+	if x != nil {
+		return x.Expression
+	}
+	return ""
+}
+
+func (x *Policy) GetRedactPaths() []string {
+	if x != nil {
+		return x.RedactPaths
+	}
+	return nil
+}
+
+func (x *Policy) GetRedactPatterns() []string {
+	if x != nil {
+		return x.RedactPatterns
+	}
+	return nil
+}
+
+func (x *Policy) GetCallsPerMinute() uint32 {
+	if x != nil {
+		return x.CallsPerMinute
+	}
+	return 0
+}
+
+func (x *Policy) GetRateLimitKey() RateLimitKey {
+	if x != nil {
+		return x.RateLimitKey
+	}
+	return RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED
+}
+
 // Instance is one user's instance of a team's installation, with its merged configuration: template, then
 // team installation, then user configuration. Args are appended in that order; env, headers and query
 // parameters are merged with later levels overriding earlier ones. Secret values appear decrypted.
@@ -2799,7 +3042,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +3054,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +3067,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Instance) GetId() string {
@@ -2981,7 +3224,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3236,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3249,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3059,7 +3302,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3314,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3327,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3140,7 +3383,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3395,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3408,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3188,7 +3431,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3200,7 +3443,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3213,7 +3456,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3260,7 +3503,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3515,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3528,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetId() string {
@@ -3443,7 +3686,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3698,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3711,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -3498,7 +3741,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3753,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3766,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -3570,7 +3813,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3825,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3838,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -3679,7 +3922,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3934,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3947,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -3731,7 +3974,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +3986,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +3999,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Tool) GetName() string {
@@ -3804,7 +4047,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +4059,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +4072,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -3873,7 +4116,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +4128,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +4141,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -3926,7 +4169,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3938,7 +4181,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3951,7 +4194,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -3981,14 +4224,18 @@ type IntrospectTokenResponse struct {
 	// scopes are the granted scopes, such as mcp:read and mcp:tools:execute.
 	Scopes []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// expires_at is when the token stops working; caches must not outlive it.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// user_email is the user's email address, which policies may check.
+	UserEmail string `protobuf:"bytes,10,opt,name=user_email,json=userEmail,proto3" json:"user_email,omitempty"`
+	// team_role is the user's role in the team, "admin" or "member", which policies may check.
+	TeamRole      string `protobuf:"bytes,11,opt,name=team_role,json=teamRole,proto3" json:"team_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4000,7 +4247,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4013,7 +4260,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -4077,6 +4324,20 @@ func (x *IntrospectTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *IntrospectTokenResponse) GetUserEmail() string {
+	if x != nil {
+		return x.UserEmail
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetTeamRole() string {
+	if x != nil {
+		return x.TeamRole
+	}
+	return ""
 }
 
 var File_orrery_satellite_v1_satellite_proto protoreflect.FileDescriptor
@@ -4210,11 +4471,24 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x1bReportCommandResultResponse\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.orrery.satellite.v1.CommandStateR\x05state\"G\n" +
 	"\x17GetConfigurationRequest\x12,\n" +
-	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\x8e\x01\n" +
+	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\xc7\x01\n" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xaa\a\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\x127\n" +
+	"\bpolicies\x18\x04 \x03(\v2\x1b.orrery.satellite.v1.PolicyR\bpolicies\"\xd9\x02\n" +
+	"\x06Policy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x123\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1f.orrery.satellite.v1.PolicyKindR\x04kind\x12\x1e\n" +
+	"\n" +
+	"expression\x18\x05 \x01(\tR\n" +
+	"expression\x12!\n" +
+	"\fredact_paths\x18\x06 \x03(\tR\vredactPaths\x12'\n" +
+	"\x0fredact_patterns\x18\a \x03(\tR\x0eredactPatterns\x12(\n" +
+	"\x10calls_per_minute\x18\b \x01(\rR\x0ecallsPerMinute\x12G\n" +
+	"\x0erate_limit_key\x18\t \x01(\x0e2!.orrery.satellite.v1.RateLimitKeyR\frateLimitKey\"\xaa\a\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4330,7 +4604,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason\":\n" +
 	"\x16IntrospectTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xa9\x02\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xe5\x02\n" +
 	"\x17IntrospectTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
@@ -4341,7 +4615,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\baudience\x18\a \x01(\tR\baudience\x12\x16\n" +
 	"\x06scopes\x18\b \x03(\tR\x06scopes\x129\n" +
 	"\n" +
-	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*c\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"user_email\x18\n" +
+	" \x01(\tR\tuserEmail\x12\x1b\n" +
+	"\tteam_role\x18\v \x01(\tR\bteamRole*c\n" +
 	"\rSatelliteType\x12\x1e\n" +
 	"\x1aSATELLITE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SATELLITE_TYPE_GLOBAL\x10\x01\x12\x17\n" +
@@ -4413,7 +4691,18 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\rCommandResult\x12\x1e\n" +
 	"\x1aCOMMAND_RESULT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_RESULT_COMPLETED\x10\x01\x12\x19\n" +
-	"\x15COMMAND_RESULT_FAILED\x10\x02*w\n" +
+	"\x15COMMAND_RESULT_FAILED\x10\x02*\x8a\x01\n" +
+	"\n" +
+	"PolicyKind\x12\x1b\n" +
+	"\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11POLICY_KIND_ALLOW\x10\x01\x12\x14\n" +
+	"\x10POLICY_KIND_DENY\x10\x02\x12\x16\n" +
+	"\x12POLICY_KIND_REDACT\x10\x03\x12\x1a\n" +
+	"\x16POLICY_KIND_RATE_LIMIT\x10\x04*e\n" +
+	"\fRateLimitKey\x12\x1e\n" +
+	"\x1aRATE_LIMIT_KEY_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13RATE_LIMIT_KEY_USER\x10\x01\x12\x1c\n" +
+	"\x18RATE_LIMIT_KEY_USER_TOOL\x10\x02*w\n" +
 	"\bLogLevel\x12\x19\n" +
 	"\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n" +
@@ -4448,8 +4737,8 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 	return file_orrery_satellite_v1_satellite_proto_rawDescData
 }
 
-var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 17)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -4464,141 +4753,147 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(RestartReason)(0),                  // 10: orrery.satellite.v1.RestartReason
 	(HealthCheckType)(0),                // 11: orrery.satellite.v1.HealthCheckType
 	(CommandResult)(0),                  // 12: orrery.satellite.v1.CommandResult
-	(LogLevel)(0),                       // 13: orrery.satellite.v1.LogLevel
-	(LifecycleKind)(0),                  // 14: orrery.satellite.v1.LifecycleKind
-	(*RegisterRequest)(nil),             // 15: orrery.satellite.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 16: orrery.satellite.v1.RegisterResponse
-	(*SystemMetrics)(nil),               // 17: orrery.satellite.v1.SystemMetrics
-	(*TeamProcessCount)(nil),            // 18: orrery.satellite.v1.TeamProcessCount
-	(*ProcessReport)(nil),               // 19: orrery.satellite.v1.ProcessReport
-	(*HeartbeatRequest)(nil),            // 20: orrery.satellite.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 21: orrery.satellite.v1.HeartbeatResponse
-	(*PollCommandsRequest)(nil),         // 22: orrery.satellite.v1.PollCommandsRequest
-	(*Command)(nil),                     // 23: orrery.satellite.v1.Command
-	(*ConfigureAction)(nil),             // 24: orrery.satellite.v1.ConfigureAction
-	(*InstanceSelector)(nil),            // 25: orrery.satellite.v1.InstanceSelector
-	(*SpawnAction)(nil),                 // 26: orrery.satellite.v1.SpawnAction
-	(*KillAction)(nil),                  // 27: orrery.satellite.v1.KillAction
-	(*RestartAction)(nil),               // 28: orrery.satellite.v1.RestartAction
-	(*HealthCheckAction)(nil),           // 29: orrery.satellite.v1.HealthCheckAction
-	(*RecoveryAction)(nil),              // 30: orrery.satellite.v1.RecoveryAction
-	(*RevokeTokensAction)(nil),          // 31: orrery.satellite.v1.RevokeTokensAction
-	(*RedeployAction)(nil),              // 32: orrery.satellite.v1.RedeployAction
-	(*UpdateAction)(nil),                // 33: orrery.satellite.v1.UpdateAction
-	(*InstanceOutcome)(nil),             // 34: orrery.satellite.v1.InstanceOutcome
-	(*PollCommandsResponse)(nil),        // 35: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 36: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 37: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 38: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 39: orrery.satellite.v1.GetConfigurationResponse
-	(*Instance)(nil),                    // 40: orrery.satellite.v1.Instance
-	(*Sandbox)(nil),                     // 41: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 42: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 43: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 44: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 45: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 46: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 47: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 48: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 49: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 50: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 51: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 52: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 53: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 54: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 55: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 56: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 57: orrery.satellite.v1.Instance.QueryParamsEntry
-	(*durationpb.Duration)(nil),         // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 59: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 60: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 61: google.protobuf.Value
+	(PolicyKind)(0),                     // 13: orrery.satellite.v1.PolicyKind
+	(RateLimitKey)(0),                   // 14: orrery.satellite.v1.RateLimitKey
+	(LogLevel)(0),                       // 15: orrery.satellite.v1.LogLevel
+	(LifecycleKind)(0),                  // 16: orrery.satellite.v1.LifecycleKind
+	(*RegisterRequest)(nil),             // 17: orrery.satellite.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 18: orrery.satellite.v1.RegisterResponse
+	(*SystemMetrics)(nil),               // 19: orrery.satellite.v1.SystemMetrics
+	(*TeamProcessCount)(nil),            // 20: orrery.satellite.v1.TeamProcessCount
+	(*ProcessReport)(nil),               // 21: orrery.satellite.v1.ProcessReport
+	(*HeartbeatRequest)(nil),            // 22: orrery.satellite.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 23: orrery.satellite.v1.HeartbeatResponse
+	(*PollCommandsRequest)(nil),         // 24: orrery.satellite.v1.PollCommandsRequest
+	(*Command)(nil),                     // 25: orrery.satellite.v1.Command
+	(*ConfigureAction)(nil),             // 26: orrery.satellite.v1.ConfigureAction
+	(*InstanceSelector)(nil),            // 27: orrery.satellite.v1.InstanceSelector
+	(*SpawnAction)(nil),                 // 28: orrery.satellite.v1.SpawnAction
+	(*KillAction)(nil),                  // 29: orrery.satellite.v1.KillAction
+	(*RestartAction)(nil),               // 30: orrery.satellite.v1.RestartAction
+	(*HealthCheckAction)(nil),           // 31: orrery.satellite.v1.HealthCheckAction
+	(*RecoveryAction)(nil),              // 32: orrery.satellite.v1.RecoveryAction
+	(*RevokeTokensAction)(nil),          // 33: orrery.satellite.v1.RevokeTokensAction
+	(*RedeployAction)(nil),              // 34: orrery.satellite.v1.RedeployAction
+	(*UpdateAction)(nil),                // 35: orrery.satellite.v1.UpdateAction
+	(*InstanceOutcome)(nil),             // 36: orrery.satellite.v1.InstanceOutcome
+	(*PollCommandsResponse)(nil),        // 37: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 38: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 39: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 40: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 41: orrery.satellite.v1.GetConfigurationResponse
+	(*Policy)(nil),                      // 42: orrery.satellite.v1.Policy
+	(*Instance)(nil),                    // 43: orrery.satellite.v1.Instance
+	(*Sandbox)(nil),                     // 44: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 45: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 46: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 47: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 48: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 49: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 50: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 51: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 52: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 53: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 54: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 55: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 56: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 57: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 58: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 59: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 60: orrery.satellite.v1.Instance.QueryParamsEntry
+	(*durationpb.Duration)(nil),         // 61: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 62: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 63: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 64: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	58, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	61, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	58, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
-	17, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
-	18, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	19, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
+	61, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	19, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
+	20, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	21, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	58, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	58, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	61, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	61, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	59, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	59, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	24, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	26, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	27, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
-	28, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
-	29, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	30, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	31, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	32, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	33, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	62, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	62, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	26, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	28, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	29, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	30, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	31, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	32, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	33, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	34, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	35, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
 	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
-	25, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	25, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	25, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	27, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	27, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	27, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
 	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
 	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	23, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	58, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	25, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	61, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	60, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	34, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	63, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	36, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	40, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	55, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	56, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	57, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	41, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	8,  // 45: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	42, // 46: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	58, // 47: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	45, // 48: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	59, // 49: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	46, // 50: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	47, // 51: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	48, // 52: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	49, // 53: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	51, // 54: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	52, // 55: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 56: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	13, // 57: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	58, // 58: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	61, // 59: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	61, // 60: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	50, // 61: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	60, // 62: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	14, // 63: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	59, // 64: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 65: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	20, // 66: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	22, // 67: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	36, // 68: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	38, // 69: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	43, // 70: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	53, // 71: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	16, // 72: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	21, // 73: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	35, // 74: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	37, // 75: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	39, // 76: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	44, // 77: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	54, // 78: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	72, // [72:79] is the sub-list for method output_type
-	65, // [65:72] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	43, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	42, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	13, // 41: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 42: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 43: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	58, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	59, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	60, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	44, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	8,  // 48: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	45, // 49: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	61, // 50: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	48, // 51: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	62, // 52: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	49, // 53: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	50, // 54: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	51, // 55: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	52, // 56: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	54, // 57: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	55, // 58: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 59: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 60: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	61, // 61: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	64, // 62: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	64, // 63: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	53, // 64: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	63, // 65: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	16, // 66: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	62, // 67: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 68: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	22, // 69: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	24, // 70: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	38, // 71: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	40, // 72: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	46, // 73: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	56, // 74: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	18, // 75: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	23, // 76: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	37, // 77: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	39, // 78: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	41, // 79: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	47, // 80: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	57, // 81: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	75, // [75:82] is the sub-list for method output_type
+	68, // [68:75] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -4621,7 +4916,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[30].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[31].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -4634,8 +4929,8 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
-			NumEnums:      15,
-			NumMessages:   43,
+			NumEnums:      17,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/command"
@@ -331,6 +333,16 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 		etag.Write([]byte(inst.Id + "\x00" + inst.ContentHash + "\x00"))
 		resp.Instances = append(resp.Instances, inst)
 	}
+	if resp.Policies, err = h.policies(ctx, desired); err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+	}
+	for _, p := range resp.Policies {
+		hash, err := contentHash(p)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		etag.Write([]byte("policy\x00" + hash + "\x00"))
+	}
 	resp.Etag = hex.EncodeToString(etag.Sum(nil))[:32]
 	if req.Msg.IfNoneMatch == resp.Etag {
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: resp.Etag, NotModified: true}), nil
@@ -338,11 +350,31 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 	return connect.NewResponse(resp), nil
 }
 
-// contentHash hashes an instance's deterministic encoding, so it changes exactly when the instance does.
-func contentHash(inst *satellitev1.Instance) (string, error) {
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(inst)
+// policies are the global policies and those of the teams of desired: a satellite learns the policies of
+// no team whose instances it does not run.
+func (h *Handler) policies(ctx context.Context, desired []store.DesiredInstance) ([]*satellitev1.Policy, error) {
+	var teams []uuid.UUID
+	for _, d := range desired {
+		if !slices.Contains(teams, d.TeamID) {
+			teams = append(teams, d.TeamID)
+		}
+	}
+	stored, err := h.store.PoliciesForTeams(ctx, teams)
 	if err != nil {
-		return "", fmt.Errorf("encode instance %s: %w", inst.Id, err)
+		return nil, err
+	}
+	out := make([]*satellitev1.Policy, len(stored))
+	for i, p := range stored {
+		out[i] = policy.ToProto(p.Definition)
+	}
+	return out, nil
+}
+
+// contentHash hashes a message's deterministic encoding, so it changes exactly when the message does.
+func contentHash(m proto.Message) (string, error) {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("encode configuration: %w", err)
 	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:16]), nil
@@ -379,8 +411,19 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{
 		Active: true, TeamId: tok.TeamID.String(), TeamSlug: tok.TeamSlug, UserId: tok.UserID.String(),
 		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
-		ExpiresAt: timestamppb.New(tok.ExpiresAt),
+		ExpiresAt: timestamppb.New(tok.ExpiresAt), UserEmail: tok.UserEmail, TeamRole: policyRole(tok.TeamRole),
 	}), nil
+}
+
+// policyRole is a team role as policies name it.
+func policyRole(role string) string {
+	switch role {
+	case store.RoleTeamAdmin:
+		return "admin"
+	case "":
+		return ""
+	}
+	return "member"
 }
 
 // audit appends to the audit log; a failure is logged, since the action it records has already happened.

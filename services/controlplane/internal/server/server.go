@@ -45,6 +45,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/openapi"
+	"github.com/orrery/orrery/services/controlplane/internal/policyapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
@@ -298,6 +299,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewOAuthServiceHandler(oauthapi.New(s.logger, s.store, authServer), userAPI))
 	handleUserAPI(apiv1connect.NewInstanceServiceHandler(s.instances, userAPI))
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
+	handleUserAPI(apiv1connect.NewPolicyServiceHandler(policyapi.New(s.logger, s.store), userAPI))
 	rest, err := newREST(restServices)
 	if err != nil {
 		return nil, err

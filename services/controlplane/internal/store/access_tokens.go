@@ -21,6 +21,10 @@ type AccessToken struct {
 	Audience  string
 	Scopes    []string
 	ExpiresAt time.Time
+	// UserEmail and TeamRole are read with an active token, for the policies satellites apply; TeamRole is
+	// empty once the user has left the team.
+	UserEmail string
+	TeamRole  string
 }
 
 // CreateAccessToken stores a token by its hash.
@@ -46,6 +50,7 @@ func (s *Store) ActiveAccessToken(ctx context.Context, tokenHash []byte) (Access
 	return AccessToken{
 		ID: r.ID, TokenHash: r.TokenHash, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 		UserSlug: r.UserSlug, ClientID: r.ClientID, Audience: r.Audience, Scopes: r.Scopes, ExpiresAt: r.ExpiresAt,
+		UserEmail: r.UserEmail, TeamRole: r.TeamRole,
 	}, nil
 }
 

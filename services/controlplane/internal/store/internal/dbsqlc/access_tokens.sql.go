@@ -82,10 +82,12 @@ func (q *Queries) GetAPIAccessTokenUser(ctx context.Context, tokenHash []byte, a
 }
 
 const getActiveAccessToken = `-- name: GetActiveAccessToken :one
-select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug
+select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug, u.email as user_email,
+       coalesce(m.role, '')::text as team_role
 from access_tokens a
 join teams t on t.id = a.team_id
 join users u on u.id = a.user_id
+left join team_memberships m on m.team_id = a.team_id and m.user_id = a.user_id
 where a.token_hash = $1 and a.revoked_at is null and a.expires_at > now()
 `
 
@@ -103,9 +105,12 @@ type GetActiveAccessTokenRow struct {
 	RequestID *string
 	TeamSlug  string
 	UserSlug  string
+	UserEmail string
+	TeamRole  string
 }
 
-// GetActiveAccessToken finds a live token by hash, with the slugs of its team and user.
+// GetActiveAccessToken finds a live token by hash, with the slugs of its team and user, the user's email and
+// role in the team (empty when no longer a member).
 func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (GetActiveAccessTokenRow, error) {
 	row := q.db.QueryRow(ctx, getActiveAccessToken, tokenHash)
 	var i GetActiveAccessTokenRow
@@ -123,6 +128,8 @@ func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (G
 		&i.RequestID,
 		&i.TeamSlug,
 		&i.UserSlug,
+		&i.UserEmail,
+		&i.TeamRole,
 	)
 	return i, err
 }
