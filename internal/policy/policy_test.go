@@ -95,7 +95,7 @@ func TestCheckAllowAndDeny(t *testing.T) {
 		{call: call("list_issues", `{"repo":"evil/repo"}`), policy: "only-our-repos", reason: ReasonNotAllowed},
 		{call: call("delete_repo", `{"repo":"a/b"}`), policy: "no-deletes-for-members", reason: ReasonDenied},
 	} {
-		d, _ := s.Check(t.Context(), tc.call, nil)
+		d := s.Check(t.Context(), tc.call, nil)
 		switch {
 		case tc.policy == "" && d != nil:
 			t.Errorf("%s %s refused: %s", tc.call.ToolName, tc.call.Args, d.Message())
@@ -105,7 +105,7 @@ func TestCheckAllowAndDeny(t *testing.T) {
 	}
 	admin := call("delete_repo", `{"repo":"a/b"}`)
 	admin.UserRole = "admin"
-	if d, _ := s.Check(t.Context(), admin, nil); d != nil {
+	if d := s.Check(t.Context(), admin, nil); d != nil {
 		t.Errorf("an admin's delete refused: %s", d.Message())
 	}
 }
@@ -114,7 +114,7 @@ func TestCheckAllowAndDeny(t *testing.T) {
 func TestCheckEvaluationErrorRefuses(t *testing.T) {
 	t.Parallel()
 	s := mustSet(t, teamA, Definition{Name: "repo-list", Kind: KindDeny, Expression: `args.repo == "x"`})
-	d, _ := s.Check(t.Context(), call("list", `{}`), nil)
+	d := s.Check(t.Context(), call("list", `{}`), nil)
 	if d == nil || d.Reason != ReasonError || !strings.Contains(d.Message(), `"repo-list"`) {
 		t.Fatalf("denial = %+v, want an evaluation error naming the policy", d)
 	}
@@ -131,7 +131,7 @@ func TestCheckCostLimit(t *testing.T) {
 	}
 	raw, _ := json.Marshal(map[string]any{"items": items})
 	start := time.Now()
-	d, _ := s.Check(t.Context(), call("list", string(raw)), nil)
+	d := s.Check(t.Context(), call("list", string(raw)), nil)
 	if d == nil || d.Reason != ReasonError || !strings.Contains(d.Detail, "cost limit") {
 		t.Fatalf("denial = %+v, want the cost limit", d)
 	}
@@ -151,7 +151,8 @@ func TestSetLeavesOutOtherTeams(t *testing.T) {
 	s := mustSet(t, teamA, defs...)
 	lim := NewLimiter(nil, 0)
 	for range 3 {
-		if d, redacts := s.Check(t.Context(), call("list", `{"repo":"a/b"}`), lim); d != nil || len(redacts) > 0 {
+		c := call("list", `{"repo":"a/b"}`)
+		if d, redacts := s.Check(t.Context(), c, lim), s.Redactions(t.Context(), c); d != nil || len(redacts) > 0 {
 			t.Fatalf("team B's policies applied to team A: %+v, %d redactions", d, len(redacts))
 		}
 	}
@@ -167,7 +168,7 @@ func TestSetBrokenPolicyRefuses(t *testing.T) {
 	if len(errs) != 1 {
 		t.Fatalf("errors = %v", errs)
 	}
-	if d, _ := s.Check(t.Context(), call("list", `{}`), nil); d == nil || d.Policy != "typo" || d.Reason != ReasonError {
+	if d := s.Check(t.Context(), call("list", `{}`), nil); d == nil || d.Policy != "typo" || d.Reason != ReasonError {
 		t.Fatalf("denial = %+v", d)
 	}
 }
@@ -187,7 +188,7 @@ func TestRateLimit(t *testing.T) {
 	check := func(tool, user string) *Denial {
 		c := call(tool, `{}`)
 		c.UserID = user
-		d, _ := s.Check(t.Context(), c, lim)
+		d := s.Check(t.Context(), c, lim)
 		return d
 	}
 	for i := range 2 {
@@ -237,7 +238,7 @@ func TestRedact(t *testing.T) {
 			RedactPatterns: []string{`ghp_[A-Za-z0-9]+`}},
 		Definition{Name: "elsewhere", Kind: KindRedact, Expression: `server.slug == "other"`, RedactPaths: []string{"args.repo"}},
 	)
-	_, redacts := s.Check(t.Context(), call("login", `{}`), nil)
+	redacts := s.Redactions(t.Context(), call("login", `{}`))
 	if len(redacts) != 1 || redacts[0].Name != "secrets" {
 		t.Fatalf("redactions = %v, want only secrets", redacts)
 	}
@@ -280,12 +281,16 @@ func BenchmarkCheckTenPolicies(b *testing.B) {
 	// Each call a minute after the last, so the rates never run out however fast the loop runs.
 	clock := time.Now()
 	lim := NewLimiter(func() time.Time { clock = clock.Add(time.Minute); return clock }, 0)
-	c := call("list_issues", `{"repo":"a/b","state":"open","labels":["bug","p1"]}`)
 	b.ReportAllocs()
 	cpu := processCPU(b)
 	for b.Loop() {
-		if d, _ := s.Check(b.Context(), c, lim); d != nil {
+		// A new call each time, as the gateway makes one per tools/call.
+		c := call("list_issues", `{"repo":"a/b","state":"open","labels":["bug","p1"]}`)
+		if d := s.Check(b.Context(), c, lim); d != nil {
 			b.Fatal(d.Message())
+		}
+		if len(s.Redactions(b.Context(), c)) != 1 {
+			b.Fatal("the redaction does not apply")
 		}
 	}
 	// On a shared machine the wall clock per call counts other processes' turns; CPU time does not.

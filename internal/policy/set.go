@@ -22,6 +22,9 @@ type Call struct {
 	ToolName, PublicName string
 	// Args is the call's arguments as the client sent them; decoded only if an expression reads args.
 	Args json.RawMessage
+
+	// act holds the variables once bound; a Call is evaluated by one goroutine at a time.
+	act *activation
 }
 
 // Set is the compiled policies that apply to one team: its own and the global ones. It is immutable and
@@ -117,50 +120,56 @@ func (d *Denial) Message() string {
 }
 
 // Check applies the allow, deny and rate_limit policies to call, in that order, so that a refused call
-// does not use up a rate. It returns nil when the call may go ahead, and the redact policies that match
-// the call. limiter keeps the rates; nil limits nothing.
-func (s *Set) Check(ctx context.Context, call *Call, limiter *Limiter) (*Denial, []*Policy) {
+// does not use up a rate. It returns nil when the call may go ahead. limiter keeps the rates; nil limits
+// nothing.
+func (s *Set) Check(ctx context.Context, call *Call, limiter *Limiter) *Denial {
 	if s == nil {
-		return nil, nil
+		return nil
 	}
 	if len(s.broken) > 0 {
 		b := s.broken[0]
 		return &Denial{Policy: b.def.Name, Global: b.def.TeamID == "", Reason: ReasonError,
-			Detail: "it does not compile on this satellite"}, nil
+			Detail: "it does not compile on this satellite"}
 	}
 	act := newActivation(call)
 	for _, p := range s.gates {
 		ok, err := p.eval(ctx, act)
 		switch {
 		case err != nil:
-			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}, nil
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}
 		case p.Kind == KindDeny && ok:
-			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonDenied}, nil
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonDenied}
 		case p.Kind == KindAllow && !ok:
-			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonNotAllowed}, nil
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonNotAllowed}
 		}
 	}
 	var limited []*Policy
 	for _, p := range s.limits {
 		ok, err := p.eval(ctx, act)
 		if err != nil {
-			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}, nil
+			return &Denial{Policy: p.Name, Global: p.TeamID == "", Reason: ReasonError, Detail: err.Error()}
 		}
 		if ok {
 			limited = append(limited, p)
 		}
 	}
-	if d := limiter.take(call, limited); d != nil {
-		return d, nil
+	return limiter.take(call, limited)
+}
+
+// Redactions returns the redact policies whose condition call meets, for Redact. A condition that fails
+// counts as met: hiding too much from a log is the safe mistake.
+func (s *Set) Redactions(ctx context.Context, call *Call) []*Policy {
+	if s == nil || len(s.redacts) == 0 {
+		return nil
 	}
-	var redacts []*Policy
+	act := newActivation(call)
+	var out []*Policy
 	for _, p := range s.redacts {
-		// A redaction whose condition fails applies: hiding too much from a log is the safe mistake.
 		if ok, err := p.eval(ctx, act); ok || err != nil {
-			redacts = append(redacts, p)
+			out = append(out, p)
 		}
 	}
-	return nil, redacts
+	return out
 }
 
 func (p *Policy) eval(ctx context.Context, act *activation) (bool, error) {
@@ -175,7 +184,8 @@ func (p *Policy) eval(ctx context.Context, act *activation) (bool, error) {
 	return bool(b), nil
 }
 
-// activation binds a call's variables, decoding its arguments only when an expression reads them.
+// activation binds a call's variables, decoding its arguments only when an expression reads them. It
+// is kept on the Call, so that Check and Redactions share one decoding.
 type activation struct {
 	call                     *Call
 	user, team, server, tool map[string]string
@@ -184,15 +194,18 @@ type activation struct {
 }
 
 func newActivation(c *Call) *activation {
-	return &activation{
+	if c.act != nil {
+		return c.act
+	}
+	c.act = &activation{
 		call:   c,
 		user:   map[string]string{"id": c.UserID, "email": c.UserEmail, "role": c.UserRole},
 		team:   map[string]string{"id": c.TeamID, "slug": c.TeamSlug},
 		server: map[string]string{"slug": c.ServerSlug, "installation_id": c.InstallationID},
 		tool:   map[string]string{"name": c.ToolName, "public_name": c.PublicName},
 	}
+	return c.act
 }
-
 // ResolveName implements interpreter.Activation.
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
