@@ -55,29 +55,79 @@ func (s *Set) Len() int {
 // the caller passes. It returns the errors of the definitions that did not compile, which stay in the set
 // as refusing every call when they are allow or deny policies.
 func NewSet(teamID string, defs []Definition) (*Set, []error) {
-	s := &Set{}
+	b, errs := NewBook(defs)
+	return b.Set(teamID), errs
+}
+
+// Book is the compiled policies of every team of a configuration, each compiled once.
+type Book struct {
+	teams  map[string]*Set
+	global *Set
+}
+
+// NewBook compiles defs, global and of any team. It returns the errors of the definitions that did not
+// compile, which stay in the book as refusing every call of their scope when they are allow or deny
+// policies.
+func NewBook(defs []Definition) (*Book, []error) {
+	b := &Book{teams: map[string]*Set{}, global: &Set{}}
 	var errs []error
 	for _, d := range defs {
-		if d.TeamID != "" && d.TeamID != teamID {
-			continue
+		s := b.global
+		if d.TeamID != "" {
+			if s = b.teams[d.TeamID]; s == nil {
+				s = &Set{}
+				b.teams[d.TeamID] = s
+			}
 		}
 		p, err := Compile(d)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("policy %q: %w", d.Name, err))
+			errs = append(errs, fmt.Errorf("policy %q of team %q: %w", d.Name, d.TeamID, err))
 			if d.Kind == KindAllow || d.Kind == KindDeny || d.Kind == "" {
 				s.broken = append(s.broken, brokenPolicy{def: d, err: err})
 			}
 			continue
 		}
-		switch p.Kind {
-		case KindAllow, KindDeny:
-			s.gates = append(s.gates, p)
-		case KindRedact:
-			s.redacts = append(s.redacts, p)
-		case KindRateLimit:
-			s.limits = append(s.limits, p)
-		}
+		s.add(p)
 	}
+	// Each team's set holds the global policies too, so a call walks one list.
+	for _, s := range b.teams {
+		s.merge(b.global)
+	}
+	b.global.sort()
+	return b, errs
+}
+
+// Set returns the policies that apply to teamID: its own and the global ones. A nil Book has none.
+func (b *Book) Set(teamID string) *Set {
+	if b == nil {
+		return nil
+	}
+	if s, ok := b.teams[teamID]; ok {
+		return s
+	}
+	return b.global
+}
+
+func (s *Set) add(p *Policy) {
+	switch p.Kind {
+	case KindAllow, KindDeny:
+		s.gates = append(s.gates, p)
+	case KindRedact:
+		s.redacts = append(s.redacts, p)
+	case KindRateLimit:
+		s.limits = append(s.limits, p)
+	}
+}
+
+func (s *Set) merge(global *Set) {
+	s.gates = append(s.gates, global.gates...)
+	s.redacts = append(s.redacts, global.redacts...)
+	s.limits = append(s.limits, global.limits...)
+	s.broken = append(s.broken, global.broken...)
+	s.sort()
+}
+
+func (s *Set) sort() {
 	order := func(a, b *Policy) int {
 		// Global policies first: an organisation's rule is the one a refused caller should hear about.
 		return cmp.Or(cmp.Compare(min(len(a.TeamID), 1), min(len(b.TeamID), 1)), cmp.Compare(a.Name, b.Name))
@@ -85,7 +135,9 @@ func NewSet(teamID string, defs []Definition) (*Set, []error) {
 	slices.SortFunc(s.gates, order)
 	slices.SortFunc(s.redacts, order)
 	slices.SortFunc(s.limits, order)
-	return s, errs
+	slices.SortFunc(s.broken, func(a, b brokenPolicy) int {
+		return cmp.Or(cmp.Compare(min(len(a.def.TeamID), 1), min(len(b.def.TeamID), 1)), cmp.Compare(a.def.Name, b.def.Name))
+	})
 }
 
 // Denial says why a call is refused.

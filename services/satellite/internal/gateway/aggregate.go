@@ -16,6 +16,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/internal/policy"
 )
 
 // userKey identifies an aggregated server: one per team and user.
@@ -403,6 +405,19 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
 		ctx, span := g.startCallSpan(ctx, req, rt)
+		set, pc := g.policyCall(ctx, us, req, rt)
+		// A call's policies are checked once, when it starts; a round that continues it (a requestState
+		// the gateway issued) was checked then.
+		if pc != nil && req.Params.RequestState == "" {
+			if denial := set.Check(ctx, pc, g.limiter); denial != nil {
+				res := g.refuse(ctx, us, rt, denial)
+				d := time.Since(start)
+				g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: set.Redactions(ctx, pc)})
+				g.metrics.observeCall(rt, outcomePolicyDenied, d)
+				endCallSpan(span, outcomePolicyDenied)
+				return res, nil
+			}
+		}
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
 			func(ctx context.Context) (*mcp.CallToolResult, error) { return g.forwardCall(ctx, us, req, rt) },
 			func(in *inputRequired) *mcp.CallToolResult {
@@ -412,7 +427,11 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)
 			outcome = callOutcome(ctx, res, err)
-			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx))
+			var redact []*policy.Policy
+			if pc != nil && rt.inst.RequestLoggingEnabled {
+				redact = set.Redactions(ctx, pc)
+			}
+			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redact})
 			g.metrics.observeCall(rt, outcome, d)
 		}
 		endCallSpan(span, outcome)

@@ -91,6 +91,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -99,6 +100,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/internal/scope"
 )
 
@@ -318,6 +320,10 @@ type Gateway struct {
 	inputs       inputRounds
 	metrics      *metrics
 	tracer       trace.Tracer
+	// policies is the compiled policies of the last configuration (see SetPolicies); limiter keeps the
+	// rates of its rate_limit policies.
+	policies atomic.Pointer[policy.Book]
+	limiter  *policy.Limiter
 
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
@@ -342,6 +348,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
+		limiter:      policy.NewLimiter(cfg.Now, 0),
 	}
 	g.tracer = tracerOf(cfg.TracerProvider)
 	var err error
