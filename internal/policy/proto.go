@@ -19,27 +19,24 @@ var rateKeys = map[satellitev1.RateLimitKey]RateKey{
 // KindFromProto is the kind k names; "" for none.
 func KindFromProto(k satellitev1.PolicyKind) Kind { return kinds[k] }
 
-// KindToProto is the protobuf enum of k.
-func KindToProto(k Kind) satellitev1.PolicyKind {
-	for pk, v := range kinds {
-		if v == k {
-			return pk
-		}
-	}
-	return satellitev1.PolicyKind_POLICY_KIND_UNSPECIFIED
-}
+// KindToProto is the protobuf enum of k; unspecified for none.
+func KindToProto(k Kind) satellitev1.PolicyKind { return keyOf(kinds, k) }
 
 // RateKeyFromProto is the rate key k names; "" for none.
 func RateKeyFromProto(k satellitev1.RateLimitKey) RateKey { return rateKeys[k] }
 
-// RateKeyToProto is the protobuf enum of k.
-func RateKeyToProto(k RateKey) satellitev1.RateLimitKey {
-	for pk, v := range rateKeys {
-		if v == k {
-			return pk
+// RateKeyToProto is the protobuf enum of k; unspecified for none.
+func RateKeyToProto(k RateKey) satellitev1.RateLimitKey { return keyOf(rateKeys, k) }
+
+// keyOf is the key of v in m, or the zero key (an enum's unspecified value).
+func keyOf[K, V comparable](m map[K]V, v V) K {
+	for k, mv := range m {
+		if mv == v {
+			return k
 		}
 	}
-	return satellitev1.RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED
+	var zero K
+	return zero
 }
 
 // FromProto is the definition a satellite's configuration carries.

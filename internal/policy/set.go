@@ -258,6 +258,7 @@ func newActivation(c *Call) *activation {
 	}
 	return c.act
 }
+
 // ResolveName implements interpreter.Activation.
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {

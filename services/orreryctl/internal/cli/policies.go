@@ -10,27 +10,12 @@ import (
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 )
 
-// policyKinds are the kinds as the command line names them.
-var policyKinds = map[string]satellitev1.PolicyKind{
-	"allow":      satellitev1.PolicyKind_POLICY_KIND_ALLOW,
-	"deny":       satellitev1.PolicyKind_POLICY_KIND_DENY,
-	"redact":     satellitev1.PolicyKind_POLICY_KIND_REDACT,
-	"rate_limit": satellitev1.PolicyKind_POLICY_KIND_RATE_LIMIT,
-}
-
-var rateKeys = map[string]satellitev1.RateLimitKey{
-	"":          satellitev1.RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED,
-	"user":      satellitev1.RateLimitKey_RATE_LIMIT_KEY_USER,
-	"user_tool": satellitev1.RateLimitKey_RATE_LIMIT_KEY_USER_TOOL,
-}
-
 func kindName(k satellitev1.PolicyKind) string {
-	for name, v := range policyKinds {
-		if v == k {
-			return name
-		}
+	if name := policy.KindFromProto(k); name != "" {
+		return string(name)
 	}
 	return "unknown"
 }
@@ -91,12 +76,12 @@ policy limits the calls it matches per minute. A bad expression is refused with 
   orreryctl policies set searches 'tool.name == "search"' --kind rate_limit --per-minute 30 --per user_tool --team platform`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(c *cobra.Command, argv []string) error {
-			k, ok := policyKinds[kind]
-			if !ok {
+			k := policy.KindToProto(policy.Kind(kind))
+			if k == satellitev1.PolicyKind_POLICY_KIND_UNSPECIFIED {
 				return usageError{fmt.Errorf("--kind must be allow, deny, redact or rate_limit, not %q", kind)}
 			}
-			rk, ok := rateKeys[rateKey]
-			if !ok {
+			rk := policy.RateKeyToProto(policy.RateKey(rateKey))
+			if rateKey != "" && rk == satellitev1.RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED {
 				return usageError{fmt.Errorf("--per must be user or user_tool, not %q", rateKey)}
 			}
 			if k == satellitev1.PolicyKind_POLICY_KIND_RATE_LIMIT && rk == satellitev1.RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED {
