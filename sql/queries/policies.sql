@@ -34,3 +34,8 @@ returning id;
 -- name: ListLiveSatellites :many
 -- ListLiveSatellites lists every live satellite, where a change to global policies is announced.
 select id from satellites where revoked_at is null order by created_at, id;
+
+-- name: LockPolicyScope :exec
+-- LockPolicyScope serializes, until the transaction ends, the saves of one scope's policies, so that two at
+-- once cannot both take the last place under the scope's bound.
+select pg_advisory_xact_lock(hashtextextended('orrery.policies:' || coalesce(sqlc.narg(team_id)::uuid::text, 'global'), 0));

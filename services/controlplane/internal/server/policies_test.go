@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,10 +180,26 @@ func TestPolicyCountIsBounded(t *testing.T) {
 	x := seedTenants(t, b)
 	c := policyClient(b, x.adminA)
 	team := x.teamA.ID.String()
-	for i := range policy.MaxPerScope {
+	for i := range policy.MaxPerScope - 5 {
 		if _, err := c.SetPolicy(t.Context(), connect.NewRequest(denyPolicy(team, fmt.Sprint("p", i), "false"))); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Ten saves at once for the last five places: five win, however they interleave.
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for i := range 10 {
+		wg.Go(func() {
+			if _, err := c.SetPolicy(t.Context(), connect.NewRequest(denyPolicy(team, fmt.Sprint("race", i), "false"))); err == nil {
+				won.Add(1)
+			} else if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Errorf("concurrent save: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 5 {
+		t.Fatalf("%d concurrent saves won the last 5 places", won.Load())
 	}
 	if _, err := c.SetPolicy(t.Context(), connect.NewRequest(denyPolicy(team, "one-more", "false"))); connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("policy %d: %v, want resource_exhausted", policy.MaxPerScope+1, err)

@@ -71,6 +71,9 @@ func (s *Store) SetPolicy(ctx context.Context, d policy.Definition, actor AuditE
 		created bool
 	)
 	err = s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		if err := q.LockPolicyScope(ctx, teamID); err != nil {
+			return translate(err, "lock policies")
+		}
 		r, err := q.UpsertPolicy(ctx, dbsqlc.UpsertPolicyParams{
 			TeamID: teamID, Name: d.Name, Kind: string(d.Kind), Expression: d.Expression,
 			RedactPaths: nonNil(d.RedactPaths), RedactPatterns: nonNil(d.RedactPatterns),

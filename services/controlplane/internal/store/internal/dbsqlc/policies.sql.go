@@ -141,6 +141,17 @@ func (q *Queries) ListPoliciesForTeams(ctx context.Context, teamIds []uuid.UUID)
 	return items, nil
 }
 
+const lockPolicyScope = `-- name: LockPolicyScope :exec
+select pg_advisory_xact_lock(hashtextextended('orrery.policies:' || coalesce($1::uuid::text, 'global'), 0))
+`
+
+// LockPolicyScope serializes, until the transaction ends, the saves of one scope's policies, so that two at
+// once cannot both take the last place under the scope's bound.
+func (q *Queries) LockPolicyScope(ctx context.Context, teamID *uuid.UUID) error {
+	_, err := q.db.Exec(ctx, lockPolicyScope, teamID)
+	return err
+}
+
 const upsertPolicy = `-- name: UpsertPolicy :one
 insert into policies (team_id, name, kind, expression, redact_paths, redact_patterns, calls_per_minute, rate_limit_key)
 values ($1::uuid, $2, $3, $4, $5::text[], $6::text[],
