@@ -138,6 +138,22 @@ func TestCheckCostLimit(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("a hostile expression ran %v", took)
 	}
+	// Only expressions whose worst case is unbounded pay for counting.
+	for expr, limited := range map[string]bool{
+		`args.items.all(x, x != "")`:                               true,
+		`tool.name.startsWith("delete_") && user.role == "member"`: false,
+		`!has(args.repo) || args.repo in ["a/b", "c/d"]`:           false,
+		`has(args.q) && string(args.q).matches("^[a-z]+$")`:        true,
+		`args.items.exists(x, args.items.exists(y, x == y))`:       true,
+	} {
+		p, err := Compile(Definition{Name: "p", Kind: KindDeny, Expression: expr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.costLimited != limited {
+			t.Errorf("%s: cost limited %v, want %v", expr, p.costLimited, limited)
+		}
+	}
 }
 
 // A team's policy never applies to another team, whatever the definitions handed to NewSet.
