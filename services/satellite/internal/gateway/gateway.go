@@ -74,6 +74,15 @@
 // tenant chooses them. With Config.TracerProvider set, each tools/call is a span that continues the
 // client's W3C traceparent.
 //
+// # Policies
+//
+// SetPolicies hands the gateway the policies of each configuration (internal/policy): a team's apply to
+// its calls alone, the global ones to every team's. Every tools/call, on every transport, is checked when
+// it starts, before it reaches the instance: allow and deny policies, then rate limits. A refused call is
+// answered with a tool error naming the policy, logged as a security event (security_event=policy_denied),
+// kept in its request log with that error, and counted in orrery_satellite_policy_denials_total. Redact
+// policies hide fields and patterns of the bodies in request logs.
+//
 // # Scopes
 //
 // Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
