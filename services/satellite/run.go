@@ -172,7 +172,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_ = batcher.Close(ctx)
 		return err
 	}
-	handlers.Reconciler, handlers.Instances, handlers.Tokens = rtRef.rt, rtRef.rt, gw
+	handlers.Reconciler, handlers.Instances, handlers.Tokens, handlers.Policies = rtRef.rt, rtRef.rt, gw, gw
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
 	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
 	// from the last run: only then does a new session see the team's tools.

@@ -4,9 +4,11 @@ values (@token_hash, @team_id, @user_id, @client_id, @audience, @scopes, @expire
 returning *;
 
 -- name: GetActiveAccessToken :one
--- GetActiveAccessToken finds a live token by hash, with the slugs of its team and user and the tool mode
--- of the user's endpoint: the user's own choice, else the team's.
-select a.*, t.slug as team_slug, u.slug as user_slug, coalesce(m.tools_mode, t.tools_mode)::text as tools_mode
+-- GetActiveAccessToken finds a live token by hash, with the slugs of its team and user, the user's email and
+-- role in the team (empty when no longer a member), and the tool mode of the user's endpoint: the user's
+-- own choice, else the team's.
+select a.*, t.slug as team_slug, u.slug as user_slug, u.email as user_email,
+       coalesce(m.role, '')::text as team_role, coalesce(m.tools_mode, t.tools_mode)::text as tools_mode
 from access_tokens a
 join teams t on t.id = a.team_id
 join users u on u.id = a.user_id

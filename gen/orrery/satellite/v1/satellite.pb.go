@@ -800,6 +800,120 @@ func (CommandResult) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{12}
 }
 
+// PolicyKind says what a policy does with the tool calls its expression matches.
+type PolicyKind int32
+
+const (
+	// POLICY_KIND_UNSPECIFIED is never used.
+	PolicyKind_POLICY_KIND_UNSPECIFIED PolicyKind = 0
+	// POLICY_KIND_ALLOW lets a call go ahead only if the expression is true.
+	PolicyKind_POLICY_KIND_ALLOW PolicyKind = 1
+	// POLICY_KIND_DENY refuses a call if the expression is true.
+	PolicyKind_POLICY_KIND_DENY PolicyKind = 2
+	// POLICY_KIND_REDACT hides argument and result fields from the request logs of the calls it matches.
+	PolicyKind_POLICY_KIND_REDACT PolicyKind = 3
+	// POLICY_KIND_RATE_LIMIT limits the calls it matches per minute.
+	PolicyKind_POLICY_KIND_RATE_LIMIT PolicyKind = 4
+)
+
+// Enum value maps for PolicyKind.
+var (
+	PolicyKind_name = map[int32]string{
+		0: "POLICY_KIND_UNSPECIFIED",
+		1: "POLICY_KIND_ALLOW",
+		2: "POLICY_KIND_DENY",
+		3: "POLICY_KIND_REDACT",
+		4: "POLICY_KIND_RATE_LIMIT",
+	}
+	PolicyKind_value = map[string]int32{
+		"POLICY_KIND_UNSPECIFIED": 0,
+		"POLICY_KIND_ALLOW":       1,
+		"POLICY_KIND_DENY":        2,
+		"POLICY_KIND_REDACT":      3,
+		"POLICY_KIND_RATE_LIMIT":  4,
+	}
+)
+
+func (x PolicyKind) Enum() *PolicyKind {
+	p := new(PolicyKind)
+	*p = x
+	return p
+}
+
+func (x PolicyKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[13].Descriptor()
+}
+
+func (PolicyKind) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[13]
+}
+
+func (x PolicyKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyKind.Descriptor instead.
+func (PolicyKind) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+}
+
+// RateLimitKey says whose calls a rate_limit policy counts together.
+type RateLimitKey int32
+
+const (
+	// RATE_LIMIT_KEY_UNSPECIFIED is used by policies of other kinds.
+	RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED RateLimitKey = 0
+	// RATE_LIMIT_KEY_USER counts each user's matching calls together.
+	RateLimitKey_RATE_LIMIT_KEY_USER RateLimitKey = 1
+	// RATE_LIMIT_KEY_USER_TOOL counts each user's calls of each tool apart.
+	RateLimitKey_RATE_LIMIT_KEY_USER_TOOL RateLimitKey = 2
+)
+
+// Enum value maps for RateLimitKey.
+var (
+	RateLimitKey_name = map[int32]string{
+		0: "RATE_LIMIT_KEY_UNSPECIFIED",
+		1: "RATE_LIMIT_KEY_USER",
+		2: "RATE_LIMIT_KEY_USER_TOOL",
+	}
+	RateLimitKey_value = map[string]int32{
+		"RATE_LIMIT_KEY_UNSPECIFIED": 0,
+		"RATE_LIMIT_KEY_USER":        1,
+		"RATE_LIMIT_KEY_USER_TOOL":   2,
+	}
+)
+
+func (x RateLimitKey) Enum() *RateLimitKey {
+	p := new(RateLimitKey)
+	*p = x
+	return p
+}
+
+func (x RateLimitKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RateLimitKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[14].Descriptor()
+}
+
+func (RateLimitKey) Type() protoreflect.EnumType {
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[14]
+}
+
+func (x RateLimitKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RateLimitKey.Descriptor instead.
+func (RateLimitKey) EnumDescriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+}
+
 // LogLevel is the severity of a server log line.
 type LogLevel int32
 
@@ -845,11 +959,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[13].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[15].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[13]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[15]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -858,7 +972,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{13}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
 }
 
 // LifecycleKind is the kind of lifecycle event.
@@ -906,11 +1020,11 @@ func (x LifecycleKind) String() string {
 }
 
 func (LifecycleKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[14].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[16].Descriptor()
 }
 
 func (LifecycleKind) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[14]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[16]
 }
 
 func (x LifecycleKind) Number() protoreflect.EnumNumber {
@@ -919,7 +1033,7 @@ func (x LifecycleKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LifecycleKind.Descriptor instead.
 func (LifecycleKind) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{14}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{16}
 }
 
 // ToolsMode is how a team endpoint offers a user's tools.
@@ -959,11 +1073,11 @@ func (x ToolsMode) String() string {
 }
 
 func (ToolsMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_orrery_satellite_v1_satellite_proto_enumTypes[15].Descriptor()
+	return file_orrery_satellite_v1_satellite_proto_enumTypes[17].Descriptor()
 }
 
 func (ToolsMode) Type() protoreflect.EnumType {
-	return &file_orrery_satellite_v1_satellite_proto_enumTypes[15]
+	return &file_orrery_satellite_v1_satellite_proto_enumTypes[17]
 }
 
 func (x ToolsMode) Number() protoreflect.EnumNumber {
@@ -972,7 +1086,7 @@ func (x ToolsMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ToolsMode.Descriptor instead.
 func (ToolsMode) EnumDescriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{15}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{17}
 }
 
 // RegisterRequest asks for a satellite identity.
@@ -2750,7 +2864,10 @@ type GetConfigurationResponse struct {
 	// not_modified is true when if_none_match is still current; instances is then empty.
 	NotModified bool `protobuf:"varint,2,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
 	// instances are every MCP server instance the satellite must run, ordered by id.
-	Instances     []*Instance `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	Instances []*Instance `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	// policies are the global policies and those of the teams whose instances are in this configuration,
+	// ordered by team (global first) and name. The satellite applies a team's policies only to that team.
+	Policies      []*Policy `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2804,6 +2921,132 @@ func (x *GetConfigurationResponse) GetInstances() []*Instance {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *GetConfigurationResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// Policy is a rule a satellite applies to every tool call, written as a CEL expression over the call
+// (user, team, server, tool and args; see the orrery internal/policy package).
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the policy.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// team_id is the policy's team; empty for a global policy, which applies to every team.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// name is unique within the policy's team, or among global policies.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// kind says what the policy does.
+	Kind PolicyKind `protobuf:"varint,4,opt,name=kind,proto3,enum=orrery.satellite.v1.PolicyKind" json:"kind,omitempty"`
+	// expression is the CEL condition, a bool.
+	Expression string `protobuf:"bytes,5,opt,name=expression,proto3" json:"expression,omitempty"`
+	// redact_paths are the JSON paths a redact policy hides, rooted at args or result.
+	RedactPaths []string `protobuf:"bytes,6,rep,name=redact_paths,json=redactPaths,proto3" json:"redact_paths,omitempty"`
+	// redact_patterns are RE2 patterns a redact policy hides wherever they match a string.
+	RedactPatterns []string `protobuf:"bytes,7,rep,name=redact_patterns,json=redactPatterns,proto3" json:"redact_patterns,omitempty"`
+	// calls_per_minute is a rate_limit policy's limit.
+	CallsPerMinute uint32 `protobuf:"varint,8,opt,name=calls_per_minute,json=callsPerMinute,proto3" json:"calls_per_minute,omitempty"`
+	// rate_limit_key says whose calls a rate_limit policy counts together.
+	RateLimitKey  RateLimitKey `protobuf:"varint,9,opt,name=rate_limit_key,json=rateLimitKey,proto3,enum=orrery.satellite.v1.RateLimitKey" json:"rate_limit_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Policy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Policy) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *Policy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Policy) GetKind() PolicyKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyKind_POLICY_KIND_UNSPECIFIED
+}
+
+func (x *Policy) GetExpression() string {
+	if x != nil {
+		return x.Expression
+	}
+	return ""
+}
+
+func (x *Policy) GetRedactPaths() []string {
+	if x != nil {
+		return x.RedactPaths
+	}
+	return nil
+}
+
+func (x *Policy) GetRedactPatterns() []string {
+	if x != nil {
+		return x.RedactPatterns
+	}
+	return nil
+}
+
+func (x *Policy) GetCallsPerMinute() uint32 {
+	if x != nil {
+		return x.CallsPerMinute
+	}
+	return 0
+}
+
+func (x *Policy) GetRateLimitKey() RateLimitKey {
+	if x != nil {
+		return x.RateLimitKey
+	}
+	return RateLimitKey_RATE_LIMIT_KEY_UNSPECIFIED
 }
 
 // Instance is one user's instance of a team's installation, with its merged configuration: template, then
@@ -2868,7 +3111,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3123,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3136,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Instance) GetId() string {
@@ -3070,7 +3313,7 @@ type ToolSelection struct {
 
 func (x *ToolSelection) Reset() {
 	*x = ToolSelection{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3325,7 @@ func (x *ToolSelection) String() string {
 func (*ToolSelection) ProtoMessage() {}
 
 func (x *ToolSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3338,7 @@ func (x *ToolSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
 func (*ToolSelection) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ToolSelection) GetAllow() []string {
@@ -3147,7 +3390,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3402,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3415,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3225,7 +3468,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3480,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3493,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3306,7 +3549,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3561,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3574,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3354,7 +3597,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3609,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3622,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3426,7 +3669,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3681,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3694,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetId() string {
@@ -3609,7 +3852,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3621,7 +3864,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3634,7 +3877,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -3664,7 +3907,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +3919,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +3932,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -3736,7 +3979,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +3991,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +4004,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -3845,7 +4088,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3857,7 +4100,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3870,7 +4113,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -3903,7 +4146,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4158,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4171,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Tool) GetName() string {
@@ -3997,7 +4240,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4252,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4265,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -4066,7 +4309,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4321,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4334,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -4119,7 +4362,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4131,7 +4374,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4144,7 +4387,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4177,14 +4420,18 @@ type IntrospectTokenResponse struct {
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// tools_mode is how the user's endpoint offers tools when the client asks for no mode: the user's own
 	// choice in the team, else the team's.
-	ToolsMode     ToolsMode `protobuf:"varint,10,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.satellite.v1.ToolsMode" json:"tools_mode,omitempty"`
+	ToolsMode ToolsMode `protobuf:"varint,10,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.satellite.v1.ToolsMode" json:"tools_mode,omitempty"`
+	// user_email is the user's email address, which policies may check.
+	UserEmail string `protobuf:"bytes,11,opt,name=user_email,json=userEmail,proto3" json:"user_email,omitempty"`
+	// team_role is the user's role in the team, "admin" or "member", which policies may check.
+	TeamRole      string `protobuf:"bytes,12,opt,name=team_role,json=teamRole,proto3" json:"team_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4196,7 +4443,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4209,7 +4456,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -4280,6 +4527,20 @@ func (x *IntrospectTokenResponse) GetToolsMode() ToolsMode {
 		return x.ToolsMode
 	}
 	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+func (x *IntrospectTokenResponse) GetUserEmail() string {
+	if x != nil {
+		return x.UserEmail
+	}
+	return ""
+}
+
+func (x *IntrospectTokenResponse) GetTeamRole() string {
+	if x != nil {
+		return x.TeamRole
+	}
+	return ""
 }
 
 var File_orrery_satellite_v1_satellite_proto protoreflect.FileDescriptor
@@ -4413,11 +4674,24 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x1bReportCommandResultResponse\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.orrery.satellite.v1.CommandStateR\x05state\"G\n" +
 	"\x17GetConfigurationRequest\x12,\n" +
-	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\x8e\x01\n" +
+	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\xc7\x01\n" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
-	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\"\xcc\b\n" +
+	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\x127\n" +
+	"\bpolicies\x18\x04 \x03(\v2\x1b.orrery.satellite.v1.PolicyR\bpolicies\"\xd9\x02\n" +
+	"\x06Policy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x123\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1f.orrery.satellite.v1.PolicyKindR\x04kind\x12\x1e\n" +
+	"\n" +
+	"expression\x18\x05 \x01(\tR\n" +
+	"expression\x12!\n" +
+	"\fredact_paths\x18\x06 \x03(\tR\vredactPaths\x12'\n" +
+	"\x0fredact_patterns\x18\a \x03(\tR\x0eredactPatterns\x12(\n" +
+	"\x10calls_per_minute\x18\b \x01(\rR\x0ecallsPerMinute\x12G\n" +
+	"\x0erate_limit_key\x18\t \x01(\x0e2!.orrery.satellite.v1.RateLimitKeyR\frateLimitKey\"\xcc\b\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -4547,7 +4821,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason\":\n" +
 	"\x16IntrospectTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xe8\x02\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xa4\x03\n" +
 	"\x17IntrospectTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
@@ -4561,7 +4835,10 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
 	"\n" +
 	"tools_mode\x18\n" +
-	" \x01(\x0e2\x1e.orrery.satellite.v1.ToolsModeR\ttoolsMode*c\n" +
+	" \x01(\x0e2\x1e.orrery.satellite.v1.ToolsModeR\ttoolsMode\x12\x1d\n" +
+	"\n" +
+	"user_email\x18\v \x01(\tR\tuserEmail\x12\x1b\n" +
+	"\tteam_role\x18\f \x01(\tR\bteamRole*c\n" +
 	"\rSatelliteType\x12\x1e\n" +
 	"\x1aSATELLITE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SATELLITE_TYPE_GLOBAL\x10\x01\x12\x17\n" +
@@ -4634,7 +4911,18 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\rCommandResult\x12\x1e\n" +
 	"\x1aCOMMAND_RESULT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18COMMAND_RESULT_COMPLETED\x10\x01\x12\x19\n" +
-	"\x15COMMAND_RESULT_FAILED\x10\x02*w\n" +
+	"\x15COMMAND_RESULT_FAILED\x10\x02*\x8a\x01\n" +
+	"\n" +
+	"PolicyKind\x12\x1b\n" +
+	"\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11POLICY_KIND_ALLOW\x10\x01\x12\x14\n" +
+	"\x10POLICY_KIND_DENY\x10\x02\x12\x16\n" +
+	"\x12POLICY_KIND_REDACT\x10\x03\x12\x1a\n" +
+	"\x16POLICY_KIND_RATE_LIMIT\x10\x04*e\n" +
+	"\fRateLimitKey\x12\x1e\n" +
+	"\x1aRATE_LIMIT_KEY_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13RATE_LIMIT_KEY_USER\x10\x01\x12\x1c\n" +
+	"\x18RATE_LIMIT_KEY_USER_TOOL\x10\x02*w\n" +
 	"\bLogLevel\x12\x19\n" +
 	"\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n" +
@@ -4673,8 +4961,8 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 	return file_orrery_satellite_v1_satellite_proto_rawDescData
 }
 
-var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 18)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -4689,149 +4977,155 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(RestartReason)(0),                  // 10: orrery.satellite.v1.RestartReason
 	(HealthCheckType)(0),                // 11: orrery.satellite.v1.HealthCheckType
 	(CommandResult)(0),                  // 12: orrery.satellite.v1.CommandResult
-	(LogLevel)(0),                       // 13: orrery.satellite.v1.LogLevel
-	(LifecycleKind)(0),                  // 14: orrery.satellite.v1.LifecycleKind
-	(ToolsMode)(0),                      // 15: orrery.satellite.v1.ToolsMode
-	(*RegisterRequest)(nil),             // 16: orrery.satellite.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 17: orrery.satellite.v1.RegisterResponse
-	(*SystemMetrics)(nil),               // 18: orrery.satellite.v1.SystemMetrics
-	(*TeamProcessCount)(nil),            // 19: orrery.satellite.v1.TeamProcessCount
-	(*ProcessReport)(nil),               // 20: orrery.satellite.v1.ProcessReport
-	(*HeartbeatRequest)(nil),            // 21: orrery.satellite.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 22: orrery.satellite.v1.HeartbeatResponse
-	(*PollCommandsRequest)(nil),         // 23: orrery.satellite.v1.PollCommandsRequest
-	(*Command)(nil),                     // 24: orrery.satellite.v1.Command
-	(*ConfigureAction)(nil),             // 25: orrery.satellite.v1.ConfigureAction
-	(*InstanceSelector)(nil),            // 26: orrery.satellite.v1.InstanceSelector
-	(*SpawnAction)(nil),                 // 27: orrery.satellite.v1.SpawnAction
-	(*KillAction)(nil),                  // 28: orrery.satellite.v1.KillAction
-	(*RestartAction)(nil),               // 29: orrery.satellite.v1.RestartAction
-	(*HealthCheckAction)(nil),           // 30: orrery.satellite.v1.HealthCheckAction
-	(*RecoveryAction)(nil),              // 31: orrery.satellite.v1.RecoveryAction
-	(*RevokeTokensAction)(nil),          // 32: orrery.satellite.v1.RevokeTokensAction
-	(*RedeployAction)(nil),              // 33: orrery.satellite.v1.RedeployAction
-	(*UpdateAction)(nil),                // 34: orrery.satellite.v1.UpdateAction
-	(*InstanceOutcome)(nil),             // 35: orrery.satellite.v1.InstanceOutcome
-	(*PollCommandsResponse)(nil),        // 36: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 37: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 38: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 39: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 40: orrery.satellite.v1.GetConfigurationResponse
-	(*Instance)(nil),                    // 41: orrery.satellite.v1.Instance
-	(*ToolSelection)(nil),               // 42: orrery.satellite.v1.ToolSelection
-	(*Sandbox)(nil),                     // 43: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 44: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 45: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 46: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 47: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 48: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 49: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 50: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 51: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 52: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 53: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 54: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 55: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 56: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 57: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 58: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 59: orrery.satellite.v1.Instance.QueryParamsEntry
-	nil,                                 // 60: orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	(*durationpb.Duration)(nil),         // 61: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 62: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 63: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 64: google.protobuf.Value
+	(PolicyKind)(0),                     // 13: orrery.satellite.v1.PolicyKind
+	(RateLimitKey)(0),                   // 14: orrery.satellite.v1.RateLimitKey
+	(LogLevel)(0),                       // 15: orrery.satellite.v1.LogLevel
+	(LifecycleKind)(0),                  // 16: orrery.satellite.v1.LifecycleKind
+	(ToolsMode)(0),                      // 17: orrery.satellite.v1.ToolsMode
+	(*RegisterRequest)(nil),             // 18: orrery.satellite.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 19: orrery.satellite.v1.RegisterResponse
+	(*SystemMetrics)(nil),               // 20: orrery.satellite.v1.SystemMetrics
+	(*TeamProcessCount)(nil),            // 21: orrery.satellite.v1.TeamProcessCount
+	(*ProcessReport)(nil),               // 22: orrery.satellite.v1.ProcessReport
+	(*HeartbeatRequest)(nil),            // 23: orrery.satellite.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 24: orrery.satellite.v1.HeartbeatResponse
+	(*PollCommandsRequest)(nil),         // 25: orrery.satellite.v1.PollCommandsRequest
+	(*Command)(nil),                     // 26: orrery.satellite.v1.Command
+	(*ConfigureAction)(nil),             // 27: orrery.satellite.v1.ConfigureAction
+	(*InstanceSelector)(nil),            // 28: orrery.satellite.v1.InstanceSelector
+	(*SpawnAction)(nil),                 // 29: orrery.satellite.v1.SpawnAction
+	(*KillAction)(nil),                  // 30: orrery.satellite.v1.KillAction
+	(*RestartAction)(nil),               // 31: orrery.satellite.v1.RestartAction
+	(*HealthCheckAction)(nil),           // 32: orrery.satellite.v1.HealthCheckAction
+	(*RecoveryAction)(nil),              // 33: orrery.satellite.v1.RecoveryAction
+	(*RevokeTokensAction)(nil),          // 34: orrery.satellite.v1.RevokeTokensAction
+	(*RedeployAction)(nil),              // 35: orrery.satellite.v1.RedeployAction
+	(*UpdateAction)(nil),                // 36: orrery.satellite.v1.UpdateAction
+	(*InstanceOutcome)(nil),             // 37: orrery.satellite.v1.InstanceOutcome
+	(*PollCommandsResponse)(nil),        // 38: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 39: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 40: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 41: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 42: orrery.satellite.v1.GetConfigurationResponse
+	(*Policy)(nil),                      // 43: orrery.satellite.v1.Policy
+	(*Instance)(nil),                    // 44: orrery.satellite.v1.Instance
+	(*ToolSelection)(nil),               // 45: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 46: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 47: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 48: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 49: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 50: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 51: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 52: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 53: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 54: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 55: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 56: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 57: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 58: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 59: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 60: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 61: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 62: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 63: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 64: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 65: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 66: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 67: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	61, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	64, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	61, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
-	18, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
-	19, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	20, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
+	64, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	20, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
+	21, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	22, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	61, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	61, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	64, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	64, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	62, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	62, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	27, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	28, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
-	29, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
-	30, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	31, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	32, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	33, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	34, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	65, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	65, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	31, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	32, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	33, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	34, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	35, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	36, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
 	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
-	26, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	26, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	26, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
 	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
 	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	24, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	61, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	26, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	64, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	63, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	35, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	66, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	37, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	41, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	4,  // 40: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	57, // 41: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	58, // 42: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	59, // 43: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	43, // 44: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	42, // 45: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	60, // 46: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 47: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	44, // 48: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	61, // 49: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	47, // 50: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	62, // 51: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	48, // 52: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	49, // 53: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	50, // 54: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	51, // 55: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	53, // 56: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	54, // 57: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 58: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	13, // 59: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	61, // 60: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	64, // 61: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	64, // 62: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	52, // 63: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	63, // 64: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	63, // 65: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	63, // 66: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	14, // 67: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	62, // 68: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 69: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	16, // 70: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	21, // 71: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	23, // 72: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	37, // 73: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	39, // 74: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	45, // 75: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	55, // 76: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	17, // 77: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	22, // 78: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	36, // 79: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	38, // 80: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	40, // 81: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	46, // 82: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	56, // 83: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	77, // [77:84] is the sub-list for method output_type
-	70, // [70:77] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	44, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	43, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	13, // 41: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 42: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 43: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	60, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	61, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	62, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	46, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	45, // 48: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	63, // 49: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 50: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	47, // 51: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	64, // 52: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	50, // 53: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	65, // 54: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	51, // 55: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	52, // 56: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	53, // 57: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	54, // 58: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	56, // 59: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	57, // 60: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 61: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 62: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	64, // 63: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	67, // 64: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	67, // 65: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	55, // 66: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	66, // 67: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	66, // 68: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	66, // 69: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 70: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	65, // 71: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 72: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	18, // 73: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 74: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 75: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	39, // 76: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	41, // 77: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	48, // 78: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	58, // 79: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	19, // 80: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 81: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	38, // 82: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	40, // 83: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	42, // 84: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	49, // 85: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	59, // 86: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	80, // [80:87] is the sub-list for method output_type
+	73, // [73:80] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -4854,7 +5148,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[31].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[32].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -4867,8 +5161,8 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
-			NumEnums:      16,
-			NumMessages:   45,
+			NumEnums:      18,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

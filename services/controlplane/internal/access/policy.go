@@ -116,6 +116,11 @@ var APIPolicy = Policy{
 	apiv1connect.UsageServiceListTopToolsProcedure:   TeamMember,
 	apiv1connect.UsageServiceListTopUsersProcedure:   TeamMember,
 
+	// Global policies are the global admins'; a team's policies are its admins'.
+	apiv1connect.PolicyServiceListPoliciesProcedure: TeamAdminOrGlobalAdmin,
+	apiv1connect.PolicyServiceSetPolicyProcedure:    TeamAdminOrGlobalAdmin,
+	apiv1connect.PolicyServiceDeletePolicyProcedure: TeamAdminOrGlobalAdmin,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,

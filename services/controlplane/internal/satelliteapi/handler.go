@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/command"
@@ -341,11 +343,41 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 		etag.Write([]byte(inst.Id + "\x00" + inst.ContentHash + "\x00" + selection + "\x00"))
 		resp.Instances = append(resp.Instances, inst)
 	}
+	if resp.Policies, err = h.policies(ctx, desired); err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+	}
+	for _, p := range resp.Policies {
+		hash, err := hashMessage(p, "policy "+p.Name)
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		etag.Write([]byte("policy\x00" + hash + "\x00"))
+	}
 	resp.Etag = hex.EncodeToString(etag.Sum(nil))[:32]
 	if req.Msg.IfNoneMatch == resp.Etag {
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: resp.Etag, NotModified: true}), nil
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// policies are the global policies and those of the teams of desired: a satellite learns the policies of
+// no team whose instances it does not run.
+func (h *Handler) policies(ctx context.Context, desired []store.DesiredInstance) ([]*satellitev1.Policy, error) {
+	var teams []uuid.UUID
+	for _, d := range desired {
+		if !slices.Contains(teams, d.TeamID) {
+			teams = append(teams, d.TeamID)
+		}
+	}
+	stored, err := h.store.PoliciesForTeams(ctx, teams)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*satellitev1.Policy, len(stored))
+	for i, p := range stored {
+		out[i] = policy.ToProto(p.Definition)
+	}
+	return out, nil
 }
 
 // contentHash hashes an instance's deterministic encoding, so it changes exactly when the instance does,
@@ -403,6 +435,7 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 		Active: true, TeamId: tok.TeamID.String(), TeamSlug: tok.TeamSlug, UserId: tok.UserID.String(),
 		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
 		ExpiresAt: timestamppb.New(tok.ExpiresAt), ToolsMode: toolsModeToProto(tok.ToolsMode),
+		UserEmail: tok.UserEmail, TeamRole: policyRole(tok.TeamRole),
 	}), nil
 }
 
@@ -411,6 +444,17 @@ func toolsModeToProto(mode string) satellitev1.ToolsMode {
 		return satellitev1.ToolsMode_TOOLS_MODE_SEARCH
 	}
 	return satellitev1.ToolsMode_TOOLS_MODE_ALL
+}
+
+// policyRole is a team role as policies name it.
+func policyRole(role string) string {
+	switch role {
+	case store.RoleTeamAdmin:
+		return "admin"
+	case "":
+		return ""
+	}
+	return "member"
 }
 
 // audit appends to the audit log; a failure is logged, since the action it records has already happened.

@@ -46,6 +46,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/openapi"
+	"github.com/orrery/orrery/services/controlplane/internal/policyapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
@@ -317,6 +318,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewRemoteAccountServiceHandler(remoteauth.NewHandler(s.logger, remote), userAPI))
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
 	handleUserAPI(apiv1connect.NewToolServiceHandler(toolapi.New(s.logger, s.store), userAPI))
+	handleUserAPI(apiv1connect.NewPolicyServiceHandler(policyapi.New(s.logger, s.store), userAPI))
 	rest, err := newREST(restServices)
 	if err != nil {
 		return nil, err

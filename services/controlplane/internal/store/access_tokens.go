@@ -23,6 +23,10 @@ type AccessToken struct {
 	ExpiresAt time.Time
 	// ToolsMode is the tool mode of the user's endpoint, the user's own or else the team's; read only.
 	ToolsMode string
+	// UserEmail and TeamRole are read with an active token, for the policies satellites apply; TeamRole is
+	// empty once the user has left the team.
+	UserEmail string
+	TeamRole  string
 }
 
 // CreateAccessToken stores a token by its hash.
@@ -48,7 +52,7 @@ func (s *Store) ActiveAccessToken(ctx context.Context, tokenHash []byte) (Access
 	return AccessToken{
 		ID: r.ID, TokenHash: r.TokenHash, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 		UserSlug: r.UserSlug, ClientID: r.ClientID, Audience: r.Audience, Scopes: r.Scopes, ExpiresAt: r.ExpiresAt,
-		ToolsMode: r.ToolsMode,
+		ToolsMode: r.ToolsMode, UserEmail: r.UserEmail, TeamRole: r.TeamRole,
 	}, nil
 }
 

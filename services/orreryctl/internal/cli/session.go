@@ -134,6 +134,9 @@ func (s *session) oauth() apiv1connect.OAuthServiceClient {
 func (s *session) audit() apiv1connect.AuditServiceClient {
 	return apiv1connect.NewAuditServiceClient(s.http, s.url, s.opts...)
 }
+func (s *session) policies() apiv1connect.PolicyServiceClient {
+	return apiv1connect.NewPolicyServiceClient(s.http, s.url, s.opts...)
+}
 func (s *session) admin() adminv1connect.AdminServiceClient {
 	return adminv1connect.NewAdminServiceClient(s.http, s.url, s.opts...)
 }

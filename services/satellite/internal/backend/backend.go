@@ -96,12 +96,21 @@ type TokenRevoker interface {
 	RevokeTokens(hashes []string) (int, error)
 }
 
+// PolicyApplier enforces the policies of each configuration fetched. *gateway.Gateway is one.
+type PolicyApplier interface {
+	// SetPolicies replaces the policies applied to tool calls.
+	SetPolicies([]*satellitev1.Policy)
+}
+
 // Handlers own the actions of commands. A nil handler fails the commands it would carry out, saying the
 // satellite has no MCP runtime.
 type Handlers struct {
 	Reconciler Reconciler
 	Instances  InstanceController
 	Tokens     TokenRevoker
+	// Policies receives the policies of every configuration fetched, before its instances are applied.
+	// Nil: policies are not enforced.
+	Policies PolicyApplier
 }
 
 // ProcessSource describes the MCP server instances for heartbeats. *mcpruntime.Runtime is one.

@@ -74,6 +74,10 @@ func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error
 	if resp.Msg.GetNotModified() {
 		return syncResult{instances: c.cfg.Desired.Len(), etag: c.etag}, nil
 	}
+	// Policies first, so that no instance the configuration adds serves a call without them.
+	if h := c.cfg.Commands; h != nil && h.Policies != nil {
+		h.Policies.SetPolicies(resp.Msg.GetPolicies())
+	}
 	diff, err := c.cfg.Desired.Apply(resp.Msg.GetInstances())
 	if err != nil {
 		return syncResult{}, fmt.Errorf("apply configuration %q: %w", resp.Msg.GetEtag(), err)
@@ -82,9 +86,9 @@ func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error
 	c.etag = resp.Msg.GetEtag()
 	if first || !diff.Empty() {
 		c.logger.InfoContext(ctx, "configuration applied", slog.String("etag", c.etag),
-			slog.Int("instances", len(resp.Msg.GetInstances())), slog.Int("added", len(diff.Added)),
-			slog.Int("changed", len(diff.Changed)), slog.Int("removed", len(diff.Removed)),
-			slog.Int("reselected", len(diff.Reselected)))
+			slog.Int("instances", len(resp.Msg.GetInstances())), slog.Int("policies", len(resp.Msg.GetPolicies())),
+			slog.Int("added", len(diff.Added)), slog.Int("changed", len(diff.Changed)),
+			slog.Int("removed", len(diff.Removed)), slog.Int("reselected", len(diff.Reselected)))
 	}
 	return syncResult{instances: len(resp.Msg.GetInstances()), diff: diff, etag: c.etag}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
@@ -470,6 +471,19 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
 		ctx, span := g.startCallSpan(ctx, req, rt)
+		set, pc := g.policyCall(ctx, us, req, rt)
+		// A call's policies are checked once, when it starts; a round that continues it (a requestState
+		// the gateway issued) was checked then.
+		if pc != nil && req.Params.RequestState == "" {
+			if denial := set.Check(ctx, pc, g.limiter); denial != nil {
+				res := g.refuse(ctx, us, rt, denial)
+				d := time.Since(start)
+				g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: set.Redactions(ctx, pc)})
+				g.metrics.observeCall(rt, outcomePolicyDenied, d)
+				endCallSpan(span, outcomePolicyDenied)
+				return res, nil
+			}
+		}
 		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
 			func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
 				return g.forwardCall(ctx, down, req, rt)
@@ -487,7 +501,11 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)
 			outcome = callOutcome(ctx, res, err)
-			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx))
+			var redact []*policy.Policy
+			if pc != nil && rt.inst.RequestLoggingEnabled {
+				redact = set.Redactions(ctx, pc)
+			}
+			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redact})
 			g.metrics.observeCall(rt, outcome, d)
 		}
 		endCallSpan(span, outcome)

@@ -36,6 +36,8 @@ type principal struct {
 	userID   string
 	clientID string
 	scopes   []string
+	// email and role ("admin" or "member") are what policies know of the user.
+	email, role string
 	// binding identifies the sessions the principal may use: the SDK compares it on every request of a
 	// Streamable HTTP session, and each binding has its own legacy SSE sessions.
 	binding string
@@ -122,6 +124,8 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			userID:   info.GetUserId(),
 			clientID: info.GetClientId(),
 			scopes:   info.GetScopes(),
+			email:    info.GetUserEmail(),
+			role:     info.GetTeamRole(),
 		}
 		if info.GetToolsMode() == satellitev1.ToolsMode_TOOLS_MODE_SEARCH {
 			p.toolsMode = ToolsSearch
@@ -178,7 +182,7 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 
 		// Expiry was checked above against the injected clock; the SDK would check it again against
 		// the wall clock.
-		ti := &auth.TokenInfo{Scopes: p.scopes, UserID: p.binding}
+		ti := &auth.TokenInfo{Scopes: p.scopes, UserID: p.binding, Extra: map[string]any{principalExtraKey: p}}
 		verified := func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return ti, nil }
 		// RequireBearerToken is how the SDK's transports learn the TokenInfo they bind sessions to; the
 		// token was checked above, so it only records the result.

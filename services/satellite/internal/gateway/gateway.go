@@ -91,6 +91,15 @@
 // tenant chooses them. With Config.TracerProvider set, each tools/call is a span that continues the
 // client's W3C traceparent.
 //
+// # Policies
+//
+// SetPolicies hands the gateway the policies of each configuration (internal/policy): a team's apply to
+// its calls alone, the global ones to every team's. Every tools/call, on every transport, is checked when
+// it starts, before it reaches the instance: allow and deny policies, then rate limits. A refused call is
+// answered with a tool error naming the policy, logged as a security event (security_event=policy_denied),
+// kept in its request log with that error, and counted in orrery_satellite_policy_denials_total. Redact
+// policies hide fields and patterns of the bodies in request logs.
+//
 // # Scopes
 //
 // Listing and reading need mcp:read, calling tools mcp:tools:execute. The decision is made once per
@@ -108,6 +117,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -116,6 +126,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/internal/scope"
 	"github.com/orrery/orrery/internal/toolselect"
 )
@@ -361,6 +372,10 @@ type Gateway struct {
 	inputs       inputRounds
 	metrics      *metrics
 	tracer       trace.Tracer
+	// policies is the compiled policies of the last configuration (see SetPolicies); limiter keeps the
+	// rates of its rate_limit policies.
+	policies atomic.Pointer[policy.Book]
+	limiter  *policy.Limiter
 
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
@@ -386,6 +401,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 		slots:        newSessionSlots(cfg.MaxSessionsPerUser, cfg.MaxSessionsPerTeam, cfg.MaxSessions),
 		mux:          http.NewServeMux(),
 		users:        make(map[userKey]*userServer),
+		limiter:      policy.NewLimiter(cfg.Now, 0),
 	}
 	g.tracer = tracerOf(cfg.TracerProvider)
 	var err error

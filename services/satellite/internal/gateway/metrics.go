@@ -9,6 +9,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
@@ -28,6 +29,8 @@ const (
 	outcomeInputRequired = "input_required"
 	// outcomeUnknownTool is a call of a tool the user's server does not list; the SDK refuses it.
 	outcomeUnknownTool = "unknown_tool"
+	// outcomePolicyDenied is a call a policy refused; it never reached the instance.
+	outcomePolicyDenied = "policy_denied"
 )
 
 // Bounds of the tool label. Team and installation ids are bounded by the satellite's configuration, but
@@ -46,6 +49,7 @@ type metrics struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	refused  *prometheus.CounterVec
+	denials  *prometheus.CounterVec
 
 	mu    sync.Mutex
 	tools map[string]map[string]bool // installation id → tool names with a label of their own
@@ -59,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, slots *sessionSlots) (*metrics, error
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orrery_satellite_tool_calls_total",
-			Help: "MCP tools/call requests served, by team, installation, tool and outcome (ok, tool_error, error, canceled, unknown_tool).",
+			Help: "MCP tools/call requests served, by team, installation, tool and outcome (ok, tool_error, error, canceled, unknown_tool, policy_denied).",
 		}, []string{"team", "installation", "tool", "outcome"}),
 		// Without the tool label: a histogram costs a series per bucket, and latency per tool is in
 		// the request logs.
@@ -72,6 +76,11 @@ func newMetrics(reg prometheus.Registerer, slots *sessionSlots) (*metrics, error
 			Name: "orrery_satellite_mcp_sessions_refused_total",
 			Help: "MCP sessions refused because a session limit was reached, by limit (user, team, satellite).",
 		}, []string{"limit"}),
+		// Policy names are bounded: at most policy.MaxPerScope per team and as many global ones.
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orrery_satellite_policy_denials_total",
+			Help: "Tool calls refused by a policy, by team, policy, scope (global, team) and reason (denied, not_allowed, rate_limited, error).",
+		}, []string{"team", "policy", "scope", "reason"}),
 		tools: make(map[string]map[string]bool),
 	}
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -82,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, slots *sessionSlots) (*metrics, error
 	for _, limit := range []string{"user", "team", "satellite"} {
 		m.refused.WithLabelValues(limit)
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.duration, m.refused, open} {
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.refused, m.denials, open} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -120,6 +129,18 @@ func (m *metrics) observeUnknownTool(team string) {
 		return
 	}
 	m.calls.WithLabelValues(team, "", otherToolLabel, outcomeUnknownTool).Inc()
+}
+
+// observeDenial records a call of team refused by a policy.
+func (m *metrics) observeDenial(team string, d *policy.Denial) {
+	if m == nil {
+		return
+	}
+	scope := "team"
+	if d.Global {
+		scope = "global"
+	}
+	m.denials.WithLabelValues(team, d.Policy, scope, d.Reason).Inc()
 }
 
 // observeRefused records a session refused by a limit.

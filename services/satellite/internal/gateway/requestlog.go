@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/policy"
 )
 
 // Limits of the RequestLog message.
@@ -28,7 +29,11 @@ const (
 // request logs. With the installation's request logging off, nothing the tool or its server sent is
 // stored: not the arguments, not the result, and not an error's text, which is response content as
 // much as a result is; the outcome is "error", with the JSON-RPC error code when there is one.
-func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string) {
+//
+// A call a policy refused is logged with the refusal as its error, whether or not bodies are logged: the
+// text is the gateway's, not the tool's. The redact policies in extra hide fields and patterns of the
+// bodies.
+func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string, extra callLog) {
 	if g.cfg.Events == nil {
 		return
 	}
@@ -57,12 +62,15 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		}
 	case res == nil:
 		rl.Error = "no result"
+	case extra.denial != nil:
+		rl.Error = extra.denial.Message()
 	case res.IsError && withBodies:
 		rl.Error = truncate(errorText(res), maxLoggedError)
 	case res.IsError:
 		rl.Error = "error: the tool reported an error"
 	}
 	if withBodies {
+		args, result = policy.Redact(extra.redact, policy.RootArgs, args), policy.Redact(extra.redact, policy.RootResult, result)
 		if len(args) > 0 {
 			rl.Request = g.bodyValue(args)
 		} else {
@@ -79,6 +87,14 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		Payload:        &satellitev1.Event_RequestLog{RequestLog: rl},
 	})
 	g.awaitSaved(rt)
+}
+
+// callLog is what a request log needs to know beyond the call and its answer.
+type callLog struct {
+	// denial is the refusal of a call a policy refused.
+	denial *policy.Denial
+	// redact are the redact policies that apply to the call.
+	redact []*policy.Policy
 }
 
 // maxSaveWait bounds how long an answer waits for its request log to reach the disk: a commit takes a few

@@ -82,7 +82,8 @@ func (q *Queries) GetAPIAccessTokenUser(ctx context.Context, tokenHash []byte, a
 }
 
 const getActiveAccessToken = `-- name: GetActiveAccessToken :one
-select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug, coalesce(m.tools_mode, t.tools_mode)::text as tools_mode
+select a.id, a.token_hash, a.team_id, a.user_id, a.client_id, a.audience, a.scopes, a.expires_at, a.revoked_at, a.created_at, a.request_id, t.slug as team_slug, u.slug as user_slug, u.email as user_email,
+       coalesce(m.role, '')::text as team_role, coalesce(m.tools_mode, t.tools_mode)::text as tools_mode
 from access_tokens a
 join teams t on t.id = a.team_id
 join users u on u.id = a.user_id
@@ -104,11 +105,14 @@ type GetActiveAccessTokenRow struct {
 	RequestID *string
 	TeamSlug  string
 	UserSlug  string
+	UserEmail string
+	TeamRole  string
 	ToolsMode string
 }
 
-// GetActiveAccessToken finds a live token by hash, with the slugs of its team and user and the tool mode
-// of the user's endpoint: the user's own choice, else the team's.
+// GetActiveAccessToken finds a live token by hash, with the slugs of its team and user, the user's email and
+// role in the team (empty when no longer a member), and the tool mode of the user's endpoint: the user's
+// own choice, else the team's.
 func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (GetActiveAccessTokenRow, error) {
 	row := q.db.QueryRow(ctx, getActiveAccessToken, tokenHash)
 	var i GetActiveAccessTokenRow
@@ -126,6 +130,8 @@ func (q *Queries) GetActiveAccessToken(ctx context.Context, tokenHash []byte) (G
 		&i.RequestID,
 		&i.TeamSlug,
 		&i.UserSlug,
+		&i.UserEmail,
+		&i.TeamRole,
 		&i.ToolsMode,
 	)
 	return i, err

@@ -221,6 +221,20 @@ type OauthToken struct {
 	CreatedAt time.Time
 }
 
+type Policy struct {
+	ID             uuid.UUID
+	TeamID         *uuid.UUID
+	Name           string
+	Kind           string
+	Expression     string
+	RedactPaths    []string
+	RedactPatterns []string
+	CallsPerMinute int32
+	RateLimitKey   string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
 type RateLimit struct {
 	Key string
 	Tat time.Time
