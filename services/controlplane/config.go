@@ -42,6 +42,8 @@ type config struct {
 	TrustedProxies  []netip.Prefix
 	// TemplateCommands are the commands team-private stdio templates may run.
 	TemplateCommands catalogapi.CommandPolicy
+	// WebhooksAllowPrivate lets alert webhooks reach loopback, private and link-local addresses.
+	WebhooksAllowPrivate bool
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -94,6 +96,9 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 		env("ORRERY_TEMPLATE_COMMANDS", strings.Join(catalogapi.DefaultTemplateCommands, ",")),
 		"comma-separated commands team-private stdio templates may run: bare names, matched exactly, and absolute directories "+
 			"ending in /, under which any command is allowed; * allows any command (ORRERY_TEMPLATE_COMMANDS)")
+	fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", getenv("ORRERY_WEBHOOKS_ALLOW_PRIVATE") == "true",
+		"let alert webhooks reach loopback, private, link-local and this host's addresses (checked after DNS resolution); "+
+			"by default they reach only public addresses, since teams choose their URLs (ORRERY_WEBHOOKS_ALLOW_PRIVATE=true)")
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {

@@ -87,6 +87,18 @@ var APIPolicy = Policy{
 	apiv1connect.UsageServiceListTopToolsProcedure:   TeamMember,
 	apiv1connect.UsageServiceListTopUsersProcedure:   TeamMember,
 
+	// A team's webhooks and their deliveries are its admins'; global webhooks (no team_id), which hear every
+	// team, are the global admins'.
+	apiv1connect.AlertServiceCreateWebhookProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceListWebhooksProcedure:          TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceGetWebhookProcedure:            TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceDeleteWebhookProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceSendTestEventProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceListWebhookDeliveriesProcedure: TeamAdminOrGlobalAdmin,
+	// Who can reach what, and when they last did, is for the team's admins.
+	apiv1connect.AccessReviewServiceGetAccessReviewProcedure:    TeamAdmin,
+	apiv1connect.AccessReviewServiceExportAccessReviewProcedure: TeamAdmin,
+
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceListRegistrationTokensProcedure:  TeamAdminOrGlobalAdmin,

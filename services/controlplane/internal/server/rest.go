@@ -25,7 +25,7 @@ var userAPIServices = []string{
 	apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 	apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
 	apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
-	apiv1connect.UsageServiceName,
+	apiv1connect.UsageServiceName, apiv1connect.AlertServiceName, apiv1connect.AccessReviewServiceName,
 }
 
 // newREST returns the handler of the REST routes (the google.api.http rules of the services' protos),
