@@ -142,8 +142,8 @@ with members as (
         select user_id, installation_id, max(minute) as last_used, 0::bigint as calls
         from usage_minutes where team_id = @team_id group by user_id, installation_id
         union all
-        select user_id, installation_id, max(hour), sum(calls)::bigint
-        from usage_hours where team_id = @team_id and hour >= @calls_since group by user_id, installation_id
+        select user_id, installation_id, max(hour), coalesce(sum(calls) filter (where hour >= @calls_since), 0)::bigint
+        from usage_hours where team_id = @team_id group by user_id, installation_id
     ) t
     group by t.user_id, t.installation_id
 )

@@ -32,8 +32,8 @@ with members as (
         select user_id, installation_id, max(minute) as last_used, 0::bigint as calls
         from usage_minutes where team_id = $1 group by user_id, installation_id
         union all
-        select user_id, installation_id, max(hour), sum(calls)::bigint
-        from usage_hours where team_id = $1 and hour >= $2 group by user_id, installation_id
+        select user_id, installation_id, max(hour), coalesce(sum(calls) filter (where hour >= $2), 0)::bigint
+        from usage_hours where team_id = $1 group by user_id, installation_id
     ) t
     group by t.user_id, t.installation_id
 )
