@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/alert"
 )
 
@@ -349,4 +352,124 @@ func TestWebhookInputIsBounded(t *testing.T) {
 	}
 	// Team B's quota is its own.
 	createWebhook(t, alertClient(b, x.adminB.token), x.teamB.ID.String(), "https://hooks.example.test/")
+}
+
+// TestPermanentlyFailedInstanceAlertsItsTeam has a team's satellite report an instance failed for good:
+// the team's webhook hears it once however often the report is retried. Another team's satellite cannot
+// raise that alert for the team, whether it names the team's real instance or makes one up.
+func TestPermanentlyFailedInstanceAlertsItsTeam(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{alerts: alert.Config{AllowPrivate: true}})
+	red, blue := seedTeam(t, b, "red"), seedTeam(t, b, "blue")
+	rcv := newReceiver(t, http.StatusOK)
+	hook, secret := createWebhook(t, alertClient(b, adminToken), red.team.ID.String(), rcv.url,
+		apiv1.AlertKind_ALERT_KIND_INSTANCE_PERMANENTLY_FAILED)
+	rcv.mu.Lock()
+	rcv.secret = func() string { return secret }
+	rcv.mu.Unlock()
+	failed := func(f teamFixture, team uuid.UUID, instanceID string) *satellitev1.Event {
+		return &satellitev1.Event{
+			Id: uuid.NewString(), OccurredAt: timestamppb.Now(), TeamId: team.String(),
+			InstallationId: f.installation.ID.String(), InstanceId: instanceID,
+			Payload: &satellitev1.Event_Lifecycle{Lifecycle: &satellitev1.Lifecycle{
+				Kind: satellitev1.LifecycleKind_LIFECYCLE_KIND_PERMANENTLY_FAILED, Reason: "crashed 3 times in 5 minutes",
+			}},
+		}
+	}
+	blueSat := b.activeSatellite(t, blue.team.ID.String())
+	// The rival's satellite names red's real instance (refused) and an instance it made up (dropped).
+	_, err := blueSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
+		Events: []*satellitev1.Event{failed(red, red.team.ID, red.instanceID(red.alice))},
+	}))
+	if connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("a rival satellite reporting red's instance: %v", err)
+	}
+	if _, err := blueSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
+		Events: []*satellitev1.Event{failed(red, red.team.ID, red.instanceID(red.alice)+"-made-up")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	redSat := b.activeSatellite(t, red.team.ID.String())
+	event := failed(red, red.team.ID, red.instanceID(red.alice))
+	for range 2 {
+		if _, err := redSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{Events: []*satellitev1.Event{event}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rcv.wait(t, 1, 30*time.Second)[0]
+	if got.signature != nil {
+		t.Fatal(got.signature)
+	}
+	var body struct {
+		Type   string            `json:"type"`
+		TeamID string            `json:"team_id"`
+		Data   map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(got.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Type != "instance.permanently_failed" || body.TeamID != red.team.ID.String() ||
+		body.Data["instance_id"] != red.instanceID(red.alice) || body.Data["reason"] != "crashed 3 times in 5 minutes" {
+		t.Errorf("alert = %s", got.body)
+	}
+	ds := finishedDeliveries(t, alertClient(b, adminToken), red.team.ID.String(), hook.Id)
+	if len(ds) != 1 {
+		t.Errorf("%d deliveries, want 1: a retried report and a rival's reports raise nothing more", len(ds))
+	}
+}
+
+// TestFailingCredentialCheckAlertsOnce: a credential check that finds an instance newly refusing its
+// credentials raises credential_check.failed for the team once; the next check that finds it still failing
+// raises nothing more, and another team's instance named in the report raises nothing.
+func TestFailingCredentialCheckAlertsOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{alerts: alert.Config{AllowPrivate: true}})
+	red := seedViewers(t, b, "failing")
+	blue := seedViewers(t, b, "bystander")
+	sat := b.activeSatellite(t, red.team.ID.String())
+	sat.poll(t, 0)
+	rcv := newReceiver(t, http.StatusOK)
+	admins := alertClient(b, adminToken)
+	hook, secret := createWebhook(t, admins, red.team.ID.String(), rcv.url, apiv1.AlertKind_ALERT_KIND_CREDENTIAL_CHECK_FAILED)
+	rcv.mu.Lock()
+	rcv.secret = func() string { return secret }
+	rcv.mu.Unlock()
+	blueRcv := newReceiver(t, http.StatusOK)
+	blueHook, _ := createWebhook(t, admins, blue.team.ID.String(), blueRcv.url, apiv1.AlertKind_ALERT_KIND_CREDENTIAL_CHECK_FAILED)
+
+	online, reauth := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH
+	aliceID, blueID := red.instanceID(red.teamFixture.alice), blue.instanceID(blue.teamFixture.alice)
+	check := func(outcomes ...*satellitev1.InstanceOutcome) {
+		t.Helper()
+		cmds := enqueueHealthCheck(t, b, red, sat)
+		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: online, Message: "401 from the server"},
+		&satellitev1.InstanceOutcome{InstanceId: blueID, Status: reauth, PreviousStatus: online})
+	check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: reauth})
+
+	got := rcv.wait(t, 1, 30*time.Second)[0]
+	var body struct {
+		Type string            `json:"type"`
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(got.body, &body); err != nil || got.signature != nil {
+		t.Fatalf("%s: %v, signature %v", got.body, err, got.signature)
+	}
+	if body.Type != "credential_check.failed" || body.Data["instance_id"] != aliceID || body.Data["status"] != "requires_reauth" ||
+		body.Data["installation_id"] != red.installation.ID.String() {
+		t.Errorf("alert = %s", got.body)
+	}
+	if ds := finishedDeliveries(t, admins, red.team.ID.String(), hook.Id); len(ds) != 1 {
+		t.Errorf("%d deliveries, want 1", len(ds))
+	}
+	resp, err := admins.ListWebhookDeliveries(t.Context(), connect.NewRequest(&apiv1.ListWebhookDeliveriesRequest{TeamId: blue.team.ID.String(), Id: blueHook.Id}))
+	if err != nil || len(resp.Msg.Deliveries) != 0 {
+		t.Errorf("the bystander team's webhook: %v, %v", resp, err)
+	}
 }

@@ -11,12 +11,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
-	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/reviewapi"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -195,70 +192,5 @@ func TestAccessReviewExport(t *testing.T) {
 		if resp := restGet(t, b.replicas[0].url+"/api/teams/"+team+"/access-review", r.other.token); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("rival's admin reading team %s: %d, want 403", team, resp.StatusCode)
 		}
-	}
-}
-
-// TestPermanentlyFailedInstanceAlertsItsTeam has a team's satellite report an instance failed for good:
-// the team's webhook hears it once however often the report is retried. Another team's satellite cannot
-// raise that alert for the team, whether it names the team's real instance or makes one up.
-func TestPermanentlyFailedInstanceAlertsItsTeam(t *testing.T) {
-	t.Parallel()
-	b := setup(t, setupOpts{alerts: alert.Config{AllowPrivate: true}})
-	red, blue := seedTeam(t, b, "red"), seedTeam(t, b, "blue")
-	rcv := newReceiver(t, http.StatusOK)
-	hook, secret := createWebhook(t, alertClient(b, adminToken), red.team.ID.String(), rcv.url,
-		apiv1.AlertKind_ALERT_KIND_INSTANCE_PERMANENTLY_FAILED)
-	rcv.mu.Lock()
-	rcv.secret = func() string { return secret }
-	rcv.mu.Unlock()
-	failed := func(f teamFixture, team uuid.UUID, instanceID string) *satellitev1.Event {
-		return &satellitev1.Event{
-			Id: uuid.NewString(), OccurredAt: timestamppb.Now(), TeamId: team.String(),
-			InstallationId: f.installation.ID.String(), InstanceId: instanceID,
-			Payload: &satellitev1.Event_Lifecycle{Lifecycle: &satellitev1.Lifecycle{
-				Kind: satellitev1.LifecycleKind_LIFECYCLE_KIND_PERMANENTLY_FAILED, Reason: "crashed 3 times in 5 minutes",
-			}},
-		}
-	}
-	blueSat := b.activeSatellite(t, blue.team.ID.String())
-	// The rival's satellite names red's real instance (refused) and an instance it made up (dropped).
-	_, err := blueSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
-		Events: []*satellitev1.Event{failed(red, red.team.ID, red.instanceID(red.alice))},
-	}))
-	if connect.CodeOf(err) != connect.CodePermissionDenied {
-		t.Errorf("a rival satellite reporting red's instance: %v", err)
-	}
-	if _, err := blueSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{
-		Events: []*satellitev1.Event{failed(red, red.team.ID, red.instanceID(red.alice)+"-made-up")},
-	})); err != nil {
-		t.Fatal(err)
-	}
-
-	redSat := b.activeSatellite(t, red.team.ID.String())
-	event := failed(red, red.team.ID, red.instanceID(red.alice))
-	for range 2 {
-		if _, err := redSat.client.EmitEvents(t.Context(), connect.NewRequest(&satellitev1.EmitEventsRequest{Events: []*satellitev1.Event{event}})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := rcv.wait(t, 1, 30*time.Second)[0]
-	if got.signature != nil {
-		t.Fatal(got.signature)
-	}
-	var body struct {
-		Type   string            `json:"type"`
-		TeamID string            `json:"team_id"`
-		Data   map[string]string `json:"data"`
-	}
-	if err := json.Unmarshal(got.body, &body); err != nil {
-		t.Fatal(err)
-	}
-	if body.Type != "instance.permanently_failed" || body.TeamID != red.team.ID.String() ||
-		body.Data["instance_id"] != red.instanceID(red.alice) || body.Data["reason"] != "crashed 3 times in 5 minutes" {
-		t.Errorf("alert = %s", got.body)
-	}
-	ds := finishedDeliveries(t, alertClient(b, adminToken), red.team.ID.String(), hook.Id)
-	if len(ds) != 1 {
-		t.Errorf("%d deliveries, want 1: a retried report and a rival's reports raise nothing more", len(ds))
 	}
 }
