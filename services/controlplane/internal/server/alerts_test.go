@@ -440,18 +440,10 @@ func TestFailingCredentialCheckAlertsOnce(t *testing.T) {
 
 	online, reauth := satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH
 	aliceID, blueID := red.instanceID(red.teamFixture.alice), blue.instanceID(blue.teamFixture.alice)
-	check := func(outcomes ...*satellitev1.InstanceOutcome) {
-		t.Helper()
-		cmds := enqueueHealthCheck(t, b, red, sat)
-		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
-			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
-		})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: online, Message: "401 from the server"},
+	reportHealthCheck(t, b, red, sat,
+		&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: online, Message: "401 from the server"},
 		&satellitev1.InstanceOutcome{InstanceId: blueID, Status: reauth, PreviousStatus: online})
-	check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: reauth})
+	reportHealthCheck(t, b, red, sat, &satellitev1.InstanceOutcome{InstanceId: aliceID, Status: reauth, PreviousStatus: reauth})
 
 	got := rcv.wait(t, 1, 30*time.Second)[0]
 	var body struct {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -60,6 +61,16 @@ func subscribableKinds() []string {
 	return names
 }
 
+// optionalScope opens a session and resolves --team when given: the team's id, or "" for what is global.
+func (a *App) optionalScope(ctx context.Context, teamRef string) (*session, string, error) {
+	s, err := a.session(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	_, teamID, err := s.optionalTeam(ctx, teamRef)
+	return s, teamID, err
+}
+
 func (a *App) webhooksCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "webhooks",
@@ -72,11 +83,7 @@ func (a *App) webhooksCommand() *cobra.Command {
 		Short: "List webhooks",
 		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			s, err := a.session(c.Context())
-			if err != nil {
-				return err
-			}
-			_, teamID, err := s.optionalTeam(c.Context(), team)
+			s, teamID, err := a.optionalScope(c.Context(), team)
 			if err != nil {
 				return err
 			}
@@ -113,13 +120,11 @@ func (a *App) webhooksCommand() *cobra.Command {
 				}
 				req.EventKinds = append(req.EventKinds, v)
 			}
-			s, err := a.session(c.Context())
+			s, teamID, err := a.optionalScope(c.Context(), createTeam)
 			if err != nil {
 				return err
 			}
-			if _, req.TeamId, err = s.optionalTeam(c.Context(), createTeam); err != nil {
-				return err
-			}
+			req.TeamId = teamID
 			resp, err := s.alerts().CreateWebhook(c.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
@@ -142,11 +147,7 @@ func (a *App) webhooksCommand() *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use, Short: short, Args: args(cobra.ExactArgs(1)),
 			RunE: func(c *cobra.Command, argv []string) error {
-				s, err := a.session(c.Context())
-				if err != nil {
-					return err
-				}
-				_, teamID, err := s.optionalTeam(c.Context(), team)
+				s, teamID, err := a.optionalScope(c.Context(), team)
 				if err != nil {
 					return err
 				}
