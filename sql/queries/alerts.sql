@@ -156,3 +156,11 @@ left join scopes s on s.user_id = m.user_id
 left join used u on u.user_id = m.user_id and u.installation_id = i.id
 where i.team_id = @team_id
 order by m.email, i.name, i.id;
+
+-- name: StrandedDeliveries :many
+-- StrandedDeliveries lists deliveries never attempted though queued before @before: their jobs were not
+-- queued (the replica stopped between the commit and queuing them) or are far behind.
+select id from webhook_deliveries
+where state = 'pending' and attempts = 0 and created_at < @before
+order by created_at
+limit 500;

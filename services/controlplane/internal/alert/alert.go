@@ -199,8 +199,9 @@ func (a *Alerter) enqueue(ctx context.Context, deliveries []uuid.UUID) error {
 	}
 	params := make([]river.InsertManyParams, len(deliveries))
 	for i, id := range deliveries {
+		// Unique by delivery, so queuing a stranded delivery again never runs it twice.
 		params[i] = river.InsertManyParams{Args: DeliverArgs{DeliveryID: id},
-			InsertOpts: &river.InsertOpts{Queue: Queue, MaxAttempts: a.cfg.MaxAttempts}}
+			InsertOpts: &river.InsertOpts{Queue: Queue, MaxAttempts: a.cfg.MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}}
 	}
 	if _, err := jobs.InsertMany(ctx, params); err != nil {
 		return fmt.Errorf("queue webhook deliveries: %w", err)

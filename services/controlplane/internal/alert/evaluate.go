@@ -23,7 +23,8 @@ type EvaluateArgs struct{}
 func (EvaluateArgs) Kind() string { return "evaluate_alerts" }
 
 // EvaluateWorker raises usage.threshold and policy.denials for each webhook whose threshold a team's count
-// over the trailing hour reached, at most once per webhook, team and clock hour.
+// over the trailing hour reached, at most once per webhook, team and clock hour, and requeues stranded
+// deliveries.
 type EvaluateWorker struct {
 	river.WorkerDefaults[EvaluateArgs]
 	alerter *Alerter
@@ -34,9 +35,20 @@ func (w *EvaluateWorker) Work(ctx context.Context, _ *river.Job[EvaluateArgs]) e
 	return w.alerter.Evaluate(ctx)
 }
 
-// Evaluate raises the rate alerts that are due now.
+// strandedAfter is how long a delivery may wait for its first attempt before it is queued again.
+const strandedAfter = 5 * time.Minute
+
+// Evaluate raises the rate alerts that are due now, and queues again the deliveries whose jobs were lost
+// between storing an alert and queuing them.
 func (a *Alerter) Evaluate(ctx context.Context) error {
 	now := a.cfg.Now()
+	stranded, err := a.store.StrandedDeliveries(ctx, now.Add(-strandedAfter))
+	if err != nil {
+		return err
+	}
+	if err := a.enqueue(ctx, stranded); err != nil {
+		return err
+	}
 	since := now.Add(-rateWindow)
 	usage, err := a.store.UsageOverThreshold(ctx, since)
 	if err != nil {

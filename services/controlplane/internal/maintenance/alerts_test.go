@@ -258,3 +258,37 @@ func TestRateAlertsFollowEachWebhooksThreshold(t *testing.T) {
 		t.Errorf("heard %v and %v", hearsHigh.kinds(), hearsB.kinds())
 	}
 }
+
+// TestStrandedDeliveriesAreQueuedAgain stores an alert whose delivery job was never queued, as when a
+// replica stops between the two: the periodic evaluation queues it, once however often it runs, and the
+// receiver gets it.
+func TestStrandedDeliveriesAreQueuedAgain(t *testing.T) {
+	t.Parallel()
+	b := newAlertBundle(t)
+	team, err := b.st.CreateTeam(t.Context(), "team-a", "Team A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hears, _ := b.webhook(t, &team.ID, 0, 0, alert.KindSatelliteOffline)
+	deliveries, err := b.st.RecordAlert(t.Context(), store.Alert{
+		ID: uuid.New(), TeamID: &team.ID, Kind: alert.KindSatelliteOffline, DedupeKey: "stranded",
+		Body: []byte(`{"type":"satellite.offline","data":{}}`),
+	})
+	if err != nil || len(deliveries) != 1 {
+		t.Fatalf("deliveries %v, %v", deliveries, err)
+	}
+	exec(t, b.pool, `update webhook_deliveries set created_at = now() - interval '10 minutes' where id = $1`, deliveries[0])
+	for range 2 {
+		if err := b.alerter.Evaluate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitKinds(t, hears, alert.KindSatelliteOffline)
+	var jobs int
+	if err := b.pool.QueryRow(t.Context(), `select count(*) from river_job where kind = 'deliver_webhook'`).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 1 {
+		t.Errorf("%d delivery jobs for one stranded delivery, want 1", jobs)
+	}
+}

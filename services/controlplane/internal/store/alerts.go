@@ -362,3 +362,9 @@ func (s *Store) ServedInstances(ctx context.Context, sat Satellite, ids []string
 	}
 	return out, nil
 }
+
+// StrandedDeliveries lists up to 500 deliveries queued before before and never attempted.
+func (s *Store) StrandedDeliveries(ctx context.Context, before time.Time) ([]uuid.UUID, error) {
+	ids, err := s.q.StrandedDeliveries(ctx, before)
+	return ids, translate(err, "list stranded deliveries")
+}

@@ -575,6 +575,35 @@ func (q *Queries) RecordDeliveryAttempt(ctx context.Context, arg RecordDeliveryA
 	return err
 }
 
+const strandedDeliveries = `-- name: StrandedDeliveries :many
+select id from webhook_deliveries
+where state = 'pending' and attempts = 0 and created_at < $1
+order by created_at
+limit 500
+`
+
+// StrandedDeliveries lists deliveries never attempted though queued before @before: their jobs were not
+// queued (the replica stopped between the commit and queuing them) or are far behind.
+func (q *Queries) StrandedDeliveries(ctx context.Context, before time.Time) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, strandedDeliveries, before)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const usageOverThreshold = `-- name: UsageOverThreshold :many
 select w.id as webhook_id, u.team_id, sum(u.calls)::bigint as calls, w.usage_calls_per_hour as threshold
 from webhooks w
