@@ -75,7 +75,7 @@ func TestServerRequestsThroughSatellite(t *testing.T) {
 			t.Fatalf("first round = %+v, want the server's input request user_name", res)
 		}
 		res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_input_required_result_elicitation", Arguments: map[string]any{},
-			RequestState: res.RequestState,
+			RequestState:   res.RequestState,
 			InputResponses: mcp.InputResponseMap{"user_name": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ann"}}}})
 		if err != nil {
 			t.Fatal(err)

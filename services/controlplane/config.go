@@ -45,6 +45,8 @@ type config struct {
 	TemplateCommands catalogapi.CommandPolicy
 	// OAuth holds the lifetimes of the authorization server's tokens; zero fields take oauth's defaults.
 	OAuth oauth.Config
+	// WebhooksAllowPrivate lets alert webhooks reach loopback, private and link-local addresses.
+	WebhooksAllowPrivate bool
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -108,6 +110,9 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 	fs.StringVar(&raw.grantMaxAge, "oauth-grant-max-age", env("ORRERY_OAUTH_GRANT_MAX_AGE", "2160h"),
 		"how long an MCP client stays connected at most after its user consented, however often it refreshes; then the "+
 			"user authorizes again (ORRERY_OAUTH_GRANT_MAX_AGE)")
+	fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", getenv("ORRERY_WEBHOOKS_ALLOW_PRIVATE") == "true",
+		"let alert webhooks reach loopback, private, link-local and this host's addresses (checked after DNS resolution); "+
+			"by default they reach only public addresses, since teams choose their URLs (ORRERY_WEBHOOKS_ALLOW_PRIVATE=true)")
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/internal/telemetry"
+	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 )
 
@@ -75,6 +76,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
 		OAuth: cfg.OAuth, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
+		Alerts: alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
 	})
 	if err != nil {
 		if ln != nil {

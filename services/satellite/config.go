@@ -17,10 +17,10 @@ import (
 
 	"github.com/orrery/orrery/internal/buildinfo"
 	"github.com/orrery/orrery/internal/configref"
+	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
-	"github.com/orrery/orrery/services/satellite/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )

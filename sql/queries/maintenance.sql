@@ -76,7 +76,7 @@ returning i.id, i.team_id;
 -- name: MarkSatellitesOffline :many
 -- MarkSatellitesOffline notes, once per outage, the live satellites silent for longer than @after_seconds.
 update satellites
-set offline_since = now()
+set offline_since = now(), offline_alerted = true
 where revoked_at is null and activated_at is not null and offline_since is null
   and last_heartbeat_at < now() - make_interval(secs => @after_seconds::double precision)
 returning id, name, team_id;

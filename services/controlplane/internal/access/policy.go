@@ -120,6 +120,17 @@ var APIPolicy = Policy{
 	apiv1connect.PolicyServiceListPoliciesProcedure: TeamAdminOrGlobalAdmin,
 	apiv1connect.PolicyServiceSetPolicyProcedure:    TeamAdminOrGlobalAdmin,
 	apiv1connect.PolicyServiceDeletePolicyProcedure: TeamAdminOrGlobalAdmin,
+	// A team's webhooks and their deliveries are its admins'; global webhooks (no team_id), which hear every
+	// team, are the global admins'.
+	apiv1connect.AlertServiceCreateWebhookProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceListWebhooksProcedure:          TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceGetWebhookProcedure:            TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceDeleteWebhookProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceSendTestEventProcedure:         TeamAdminOrGlobalAdmin,
+	apiv1connect.AlertServiceListWebhookDeliveriesProcedure: TeamAdminOrGlobalAdmin,
+	// Who can reach what, and when they last did, is for the team's admins.
+	apiv1connect.AccessReviewServiceGetAccessReviewProcedure:    TeamAdmin,
+	apiv1connect.AccessReviewServiceExportAccessReviewProcedure: TeamAdmin,
 
 	// Global satellites are the global admins'; a team's satellites and registration tokens are its admins'.
 	adminv1connect.AdminServiceCreateRegistrationTokenProcedure: TeamAdminOrGlobalAdmin,

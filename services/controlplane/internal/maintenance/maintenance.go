@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -35,6 +36,8 @@ const (
 	KeepLogs = 100
 	// CredentialCheckEvery is how often each remote installation's credentials are validated.
 	CredentialCheckEvery = 15 * time.Minute
+	// KeepAlerts is how long alerts and their delivery logs are kept.
+	KeepAlerts = 30 * 24 * time.Hour
 )
 
 // DefaultRetention keeps a day of heartbeats and event ids, and a month of command and instance history.
@@ -100,9 +103,13 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if err != nil {
 		return err
 	}
+	alerts, err := w.Store.PruneAlerts(ctx, time.Now().Add(-KeepAlerts))
+	if err != nil {
+		return err
+	}
 	w.Logger.InfoContext(ctx, "pruned history", "heartbeats", p.Heartbeats, "received_events", p.ReceivedEvents,
 		"finished_commands", p.FinishedCommands, "instance_events", p.InstanceEvents, "oauth_tokens", p.OAuthTokens,
-		"oauth_clients", p.OAuthClients, "invitations", p.Invitations, "usage_minutes", minutes, "usage_hours", hours)
+		"oauth_clients", p.OAuthClients, "invitations", p.Invitations, "usage_minutes", minutes, "usage_hours", hours, "alerts", alerts)
 	return nil
 }
 
@@ -237,13 +244,16 @@ type OfflineArgs struct{}
 // Kind names the job for River.
 func (OfflineArgs) Kind() string { return "detect_offline_satellites" }
 
-// OfflineWorker notices satellites that stopped sending heartbeats, logs and audits each outage once. Who is
-// offline is always derived from the last heartbeat, so every replica agrees without this job; the job is
-// what makes an outage an event someone sees.
+// OfflineWorker notices satellites that stopped sending heartbeats, logs and audits each outage once, and
+// raises an alert for each outage and for each return. Who is offline is always derived from the last
+// heartbeat, so every replica agrees without this job; the job is what makes an outage an event someone
+// sees.
 type OfflineWorker struct {
 	river.WorkerDefaults[OfflineArgs]
 	Logger *slog.Logger
 	Store  *store.Store
+	// Alerts raises satellite.offline and satellite.online; nil raises none.
+	Alerts *alert.Alerter
 	// After is how long a silent satellite still counts as online.
 	After time.Duration
 }
@@ -262,12 +272,27 @@ func (w *OfflineWorker) Work(ctx context.Context, _ *river.Job[OfflineArgs]) err
 			return err
 		}
 	}
-	return nil
+	if w.Alerts == nil {
+		return nil
+	}
+	if err := w.Alerts.SatellitesOffline(ctx, sats, w.After); err != nil {
+		return err
+	}
+	back, err := w.Store.SatellitesBack(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sat := range back {
+		w.Logger.InfoContext(ctx, "satellite is back", "satellite_id", sat.ID, "satellite_name", sat.Name)
+	}
+	return w.Alerts.SatellitesOnline(ctx, back)
 }
 
-// NewClient returns a River client that schedules and works the periodic jobs. Start it with Start.
-// offlineAfter is how long a silent satellite still counts as online.
-func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration, remote RemoteRefresher) (*river.Client[pgx.Tx], error) {
+// NewClient returns a River client that schedules and works the periodic jobs, refreshes members' tokens at
+// remote servers through remote, and delivers alerts through alerts (bound to the client here). Start it
+// with Start. offlineAfter is how long a silent satellite still counts as online.
+func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration, remote RemoteRefresher,
+	alerts *alert.Alerter) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
@@ -275,7 +300,8 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	river.AddWorker(workers, &RateLimitsWorker{Store: st})
 	river.AddWorker(workers, &TemplateHealthWorker{Store: st})
 	river.AddWorker(workers, &CredentialChecksWorker{Logger: logger, Store: st})
-	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, After: offlineAfter})
+	river.AddWorker(workers, &OfflineWorker{Logger: logger, Store: st, Alerts: alerts, After: offlineAfter})
+	alerts.AddWorkers(workers)
 	river.AddWorker(workers, &UsageRollupWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &RemoteTokensWorker{Logger: logger, Remote: remote})
 	every := func(period time.Duration, args river.JobArgs) *river.PeriodicJob {
@@ -283,8 +309,10 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			func() (river.JobArgs, *river.InsertOpts) { return args, nil }, &river.PeriodicJobOpts{RunOnStart: true})
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Logger:  slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}),
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Logger: slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}),
+		// Deliveries wait on receivers, so they have their own workers: a slow receiver never delays the
+		// periodic jobs.
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}, alert.Queue: {MaxWorkers: 4}},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{
 			every(SweepPeriod, SweepArgs{}),
@@ -296,11 +324,13 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(OfflinePeriod, OfflineArgs{}),
 			every(UsageRollupPeriod, UsageRollupArgs{}),
 			every(RemoteTokensPeriod, RemoteTokensArgs{}),
+			every(alert.EvaluatePeriod, alert.EvaluateArgs{}),
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create job client: %w", err)
 	}
+	alerts.Bind(client)
 	return client, nil
 }
 

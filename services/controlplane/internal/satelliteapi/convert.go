@@ -209,7 +209,7 @@ func instanceToProto(d store.DesiredInstance) (*satellitev1.Instance, error) {
 		ToolSelection: &satellitev1.ToolSelection{
 			Allow: d.Tools.Allow, Deny: d.Tools.Deny, Hidden: d.HiddenTools, Descriptions: d.Tools.Descriptions,
 		},
-		EmergencyStop:         d.EmergencyStop,
+		EmergencyStop: d.EmergencyStop,
 	}
 	if len(d.Sandbox) > 0 && string(d.Sandbox) != "{}" {
 		inst.Sandbox = new(satellitev1.Sandbox)

@@ -49,6 +49,16 @@ type Config struct {
 	// AccountLink is the page where the user of an instance connects their account at its remote server
 	// (remoteauth.Connector.Link). Default: no link is given.
 	AccountLink func(teamID, installationID uuid.UUID) string
+	// Alerts hears of instances that failed for good and credential checks that started failing. Default
+	// nil: no alerts.
+	Alerts Alerter
+}
+
+// Alerter raises alerts about what satellites report. It believes a satellite only about instances of the
+// teams it serves, and never fails the report: the report is stored whatever becomes of the alert.
+type Alerter interface {
+	InstancesFailed(ctx context.Context, sat store.Satellite, events []store.Event)
+	CredentialChecksFailed(ctx context.Context, sat store.Satellite, cmd store.Command)
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -308,6 +318,9 @@ func (h *Handler) ReportCommandResult(ctx context.Context, req *connect.Request[
 			h.logger.InfoContext(ctx, "a remote server is healthy again; recovery sent", "command_id", recovery.ID,
 				"installation_id", cmd.Action.GetHealthCheck().GetInstallationId(), "satellite_id", sat.ID)
 		}
+		if h.cfg.Alerts != nil {
+			h.cfg.Alerts.CredentialChecksFailed(ctx, sat, cmd)
+		}
 	}
 	return connect.NewResponse(&satellitev1.ReportCommandResultResponse{State: CommandStateFromName(cmd.State)}), nil
 }
@@ -417,6 +430,9 @@ func (h *Handler) EmitEvents(ctx context.Context, req *connect.Request[satellite
 	}
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "emit events", err)
+	}
+	if h.cfg.Alerts != nil {
+		h.cfg.Alerts.InstancesFailed(ctx, sat, events)
 	}
 	return connect.NewResponse(&satellitev1.EmitEventsResponse{Stored: uint32(stored), Duplicates: uint32(dups)}), nil
 }

@@ -226,6 +226,15 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.InstanceService/StreamRequestLogs":   `{"teamId":"{team}","installationId":"{random}"}`,
 	"/orrery.api.v1.InstanceService/RestartInstance":     `{"teamId":"{team}","instanceId":"files-{random}"}`,
 
+	"/orrery.api.v1.AlertService/CreateWebhook":             `{"teamId":"{team}","name":"pager","url":"https://hooks.example.test/{random}","eventKinds":["ALERT_KIND_SATELLITE_OFFLINE"]}`,
+	"/orrery.api.v1.AlertService/ListWebhooks":              `{"teamId":"{team}"}`,
+	"/orrery.api.v1.AlertService/GetWebhook":                `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.AlertService/DeleteWebhook":             `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.AlertService/SendTestEvent":             `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.AlertService/ListWebhookDeliveries":     `{"teamId":"{team}","id":"{random}"}`,
+	"/orrery.api.v1.AccessReviewService/GetAccessReview":    `{"teamId":"{team}"}`,
+	"/orrery.api.v1.AccessReviewService/ExportAccessReview": `{"teamId":"{team}","format":"ACCESS_REVIEW_FORMAT_CSV"}`,
+
 	"/orrery.admin.v1.AdminService/CreateRegistrationToken": `{"name":"matrix","scope":"TOKEN_SCOPE_TEAM","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/ListRegistrationTokens":  `{"teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/RevokeRegistrationToken": `{"id":"{random}","teamId":"{team}"}`,

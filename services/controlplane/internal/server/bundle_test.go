@@ -21,6 +21,7 @@ import (
 	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
+	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
@@ -74,6 +75,8 @@ type setupOpts struct {
 	bodyTimeout time.Duration
 	// templateCommands are the commands team templates may run; nil takes the default.
 	templateCommands *catalogapi.CommandPolicy
+	// alerts tunes webhook delivery.
+	alerts alert.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -117,7 +120,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
 		RemoteAccounts:   opts.remoteAccounts,
-		TemplateCommands: opts.templateCommands,
+		TemplateCommands: opts.templateCommands, Alerts: opts.alerts,
 	})
 	if err != nil {
 		hs.Listener.Close()

@@ -95,6 +95,18 @@ func enqueueHealthCheck(t *testing.T, b *testBundle, f viewers, sat *satellite) 
 	return cmds
 }
 
+// reportHealthCheck sends a credential check of f's installation to sat and reports it completed with
+// outcomes.
+func reportHealthCheck(t *testing.T, b *testBundle, f viewers, sat *satellite, outcomes ...*satellitev1.InstanceOutcome) {
+	t.Helper()
+	cmds := enqueueHealthCheck(t, b, f, sat)
+	if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+		CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
+	})); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestHealthyAgainSendsRecovery: a credential check that finds an unreachable instance healthy again makes
 // the control plane send the checking satellite one recovery command for the installation. Healthy
 // instances, failed checks, skipped instances and another team's instance named in the report send none.
@@ -112,12 +124,7 @@ func TestHealthyAgainSendsRecovery(t *testing.T) {
 
 	check := func(outcomes ...*satellitev1.InstanceOutcome) []*satellitev1.Command {
 		t.Helper()
-		cmds := enqueueHealthCheck(t, b, red, sat)
-		if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
-			CommandId: cmds[0].Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED, Outcomes: outcomes,
-		})); err != nil {
-			t.Fatal(err)
-		}
+		reportHealthCheck(t, b, red, sat, outcomes...)
 		return sat.poll(t, 0)
 	}
 	if got := check(&satellitev1.InstanceOutcome{InstanceId: aliceID, Status: online, PreviousStatus: online},

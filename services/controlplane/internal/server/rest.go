@@ -27,6 +27,7 @@ var userAPIServices = []string{
 	apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,
 	apiv1connect.UsageServiceName, apiv1connect.ToolServiceName, apiv1connect.ConfigHistoryServiceName,
 	apiv1connect.EmergencyStopServiceName, apiv1connect.RemoteAccountServiceName, apiv1connect.PolicyServiceName,
+	apiv1connect.AlertServiceName, apiv1connect.AccessReviewServiceName,
 }
 
 // newREST returns the handler of the REST routes (the google.api.http rules of the services' protos),

@@ -37,6 +37,8 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/accountapi"
 	"github.com/orrery/orrery/services/controlplane/internal/adminapi"
 	"github.com/orrery/orrery/services/controlplane/internal/admission"
+	"github.com/orrery/orrery/services/controlplane/internal/alert"
+	"github.com/orrery/orrery/services/controlplane/internal/alertapi"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/console"
@@ -49,6 +51,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/policyapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
+	"github.com/orrery/orrery/services/controlplane/internal/reviewapi"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
@@ -93,6 +96,8 @@ type Config struct {
 	// BodyTimeout is how long a request's body may take to arrive. Default admission.DefaultBodyTimeout
 	// (30 s).
 	BodyTimeout time.Duration
+	// Alerts tunes webhook delivery; zero fields take its defaults (public addresses only).
+	Alerts alert.Config
 }
 
 // Server is one control-plane replica.
@@ -103,6 +108,7 @@ type Server struct {
 	hub        *notify.Hub
 	events     *notify.Hub
 	jobs       *river.Client[pgx.Tx]
+	alerts     *alert.Alerter
 	satellites *satelliteapi.Handler
 	instances  *instanceapi.Handler
 	gate       *admission.Gate
@@ -145,10 +151,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		return nil, err
 	}
 	cfg.Satellites.AccountLink = remote.Link
+	s.alerts = alert.New(logger, s.store, cfg.Alerts)
+	cfg.Satellites.Alerts = s.alerts
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote); err != nil {
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote, s.alerts); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -319,6 +327,8 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	handleUserAPI(apiv1connect.NewUsageServiceHandler(usageapi.New(s.logger, s.store, usageapi.Config{}), userAPI))
 	handleUserAPI(apiv1connect.NewToolServiceHandler(toolapi.New(s.logger, s.store), userAPI))
 	handleUserAPI(apiv1connect.NewPolicyServiceHandler(policyapi.New(s.logger, s.store), userAPI))
+	handleUserAPI(apiv1connect.NewAlertServiceHandler(alertapi.New(s.logger, s.store, s.alerts), userAPI))
+	handleUserAPI(apiv1connect.NewAccessReviewServiceHandler(reviewapi.New(s.logger, s.store), userAPI))
 	rest, err := newREST(restServices)
 	if err != nil {
 		return nil, err

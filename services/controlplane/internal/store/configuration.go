@@ -158,7 +158,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
 			Sandbox: r.Sandbox, Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
 			AccountRequired: r.PerUserAuthorization,
-			EmergencyStop: stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
+			EmergencyStop:   stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
 		}
 		if err := json.Unmarshal(r.ToolDescriptions, &inst.Tools.Descriptions); err != nil {
 			return nil, fmt.Errorf("instance %s tool descriptions: %w", r.ID, err)

@@ -159,9 +159,9 @@ func (s *Store) MarkSatellitesOffline(ctx context.Context, after time.Duration) 
 	return out, nil
 }
 
-// unhealthyRemote are the statuses of a remote instance that a successful credential check finds healthy
+// UnhealthyRemote are the statuses of a remote instance that a successful credential check finds healthy
 // again: disconnected, unreachable, or refusing its credentials.
-var unhealthyRemote = []satellitev1.InstanceStatus{
+var UnhealthyRemote = []satellitev1.InstanceStatus{
 	satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE,
 	satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR,
 	satellitev1.InstanceStatus_INSTANCE_STATUS_REQUIRES_REAUTH,
@@ -190,7 +190,7 @@ func (s *Store) RecordCredentialChecks(ctx context.Context, cmd Command) (int, *
 			continue
 		}
 		ids = append(ids, o.GetInstanceId())
-		if o.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE && slices.Contains(unhealthyRemote, o.GetPreviousStatus()) {
+		if o.GetStatus() == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE && slices.Contains(UnhealthyRemote, o.GetPreviousStatus()) {
 			healthy = append(healthy, o.GetInstanceId())
 		}
 	}

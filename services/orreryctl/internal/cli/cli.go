@@ -132,7 +132,8 @@ Sign in once with 'orreryctl login URL'; the sign-in is kept in the user configu
 		c.GroupID = "team"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.oauthCommand(), a.satellitesCommand(), a.policiesCommand(), a.auditCommand()} {
+	for _, c := range []*cobra.Command{a.oauthCommand(), a.satellitesCommand(), a.policiesCommand(), a.auditCommand(), a.webhooksCommand(),
+		a.accessReviewCommand()} {
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}

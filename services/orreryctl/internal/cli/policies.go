@@ -13,7 +13,7 @@ import (
 	"github.com/orrery/orrery/internal/policy"
 )
 
-func kindName(k satellitev1.PolicyKind) string {
+func policyKindName(k satellitev1.PolicyKind) string {
 	if name := policy.KindFromProto(k); name != "" {
 		return string(name)
 	}
@@ -55,7 +55,7 @@ policy limits the calls it matches per minute. A bad expression is refused with 
 				if p.GetTeamId() != "" {
 					scope = "team"
 				}
-				rows = append(rows, []string{p.GetName(), scope, kindName(p.GetKind()), policyDetail(p), when(p.GetUpdatedAt())})
+				rows = append(rows, []string{p.GetName(), scope, policyKindName(p.GetKind()), policyDetail(p), when(p.GetUpdatedAt())})
 			}
 			return a.show(resp.Msg, []string{"NAME", "SCOPE", "KIND", "RULE", "UPDATED"}, rows)
 		},
@@ -108,7 +108,7 @@ policy limits the calls it matches per minute. A bad expression is refused with 
 			}
 			fmt.Fprintf(a.Err, "%s policy %s; satellites apply it once they fetch their configuration.\n", verb, argv[0])
 			p := resp.Msg.GetPolicy()
-			return a.show(resp.Msg, []string{"NAME", "KIND", "RULE"}, [][]string{{p.GetName(), kindName(p.GetKind()), policyDetail(p)}})
+			return a.show(resp.Msg, []string{"NAME", "KIND", "RULE"}, [][]string{{p.GetName(), policyKindName(p.GetKind()), policyDetail(p)}})
 		},
 	}
 	a.teamFlag(set, &setTeam, false)

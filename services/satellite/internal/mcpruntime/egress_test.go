@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 

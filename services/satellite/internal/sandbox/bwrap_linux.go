@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 )
 
 // SandboxHome is where a bwrap server finds its home, its working directory too.

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/orrery/orrery/internal/aptget"
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 )
 
 // Every sandbox has a network namespace of its own. With egress none it holds only its loopback. With public

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/orrery/orrery/services/satellite/internal/egress"
+	"github.com/orrery/orrery/internal/egress"
 )
 
 // Mode is a choice of driver.

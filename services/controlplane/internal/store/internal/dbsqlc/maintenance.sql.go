@@ -129,7 +129,7 @@ func (q *Queries) GetTemplateHealth(ctx context.Context, catalogEntryID uuid.UUI
 
 const markSatellitesOffline = `-- name: MarkSatellitesOffline :many
 update satellites
-set offline_since = now()
+set offline_since = now(), offline_alerted = true
 where revoked_at is null and activated_at is not null and offline_since is null
   and last_heartbeat_at < now() - make_interval(secs => $1::double precision)
 returning id, name, team_id

@@ -24,6 +24,15 @@ type AccessToken struct {
 	RequestID *string
 }
 
+type Alert struct {
+	ID         uuid.UUID
+	TeamID     *uuid.UUID
+	Kind       string
+	DedupeKey  string
+	Body       string
+	OccurredAt time.Time
+}
+
 type ApiToken struct {
 	ID         uuid.UUID
 	TokenHash  []byte
@@ -235,6 +244,12 @@ type Policy struct {
 	UpdatedAt      time.Time
 }
 
+type PolicyDenialMinute struct {
+	TeamID  uuid.UUID
+	Minute  time.Time
+	Denials int64
+}
+
 type RateLimit struct {
 	Key string
 	Tat time.Time
@@ -326,6 +341,7 @@ type Satellite struct {
 	RegistrationTokenID *uuid.UUID
 	CreatedAt           time.Time
 	OfflineSince        *time.Time
+	OfflineAlerted      bool
 }
 
 type SatelliteCommand struct {
@@ -534,4 +550,37 @@ type UserConfiguration struct {
 	QueryParams    []byte
 	UpdatedAt      time.Time
 	ArgValues      []byte
+}
+
+type Webhook struct {
+	ID                   uuid.UUID
+	TeamID               *uuid.UUID
+	Name                 string
+	Url                  string
+	EventKinds           []string
+	SecretSealed         string
+	UsageCallsPerHour    int64
+	PolicyDenialsPerHour int64
+	CreatedBy            *uuid.UUID
+	CreatedAt            time.Time
+}
+
+type WebhookAttempt struct {
+	DeliveryID  uuid.UUID
+	Attempt     int32
+	StatusCode  int32
+	LatencyMs   float64
+	Error       string
+	AttemptedAt time.Time
+}
+
+type WebhookDelivery struct {
+	ID         uuid.UUID
+	WebhookID  uuid.UUID
+	TeamID     *uuid.UUID
+	AlertID    uuid.UUID
+	State      string
+	Attempts   int32
+	CreatedAt  time.Time
+	FinishedAt *time.Time
 }

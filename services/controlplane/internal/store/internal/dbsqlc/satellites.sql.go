@@ -26,7 +26,7 @@ func (q *Queries) CountDroppedEvents(ctx context.Context, satelliteID uuid.UUID)
 const createSatellite = `-- name: CreateSatellite :one
 insert into satellites (name, type, team_id, api_key_id, api_key_hash, version, registration_token_id)
 values ($1, $2, $3, $4, $5, $6, $7)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted
 `
 
 type CreateSatelliteParams struct {
@@ -67,12 +67,13 @@ func (q *Queries) CreateSatellite(ctx context.Context, arg CreateSatelliteParams
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
 		&i.OfflineSince,
+		&i.OfflineAlerted,
 	)
 	return i, err
 }
 
 const getSatellite = `-- name: GetSatellite :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites where id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites where id = $1
 `
 
 func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
@@ -95,12 +96,13 @@ func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, er
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
 		&i.OfflineSince,
+		&i.OfflineAlerted,
 	)
 	return i, err
 }
 
 const getSatelliteByKeyID = `-- name: GetSatelliteByKeyID :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites where api_key_id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites where api_key_id = $1
 `
 
 func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Satellite, error) {
@@ -123,6 +125,7 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
 		&i.OfflineSince,
+		&i.OfflineAlerted,
 	)
 	return i, err
 }
@@ -279,7 +282,7 @@ func (q *Queries) ListSatelliteProcesses(ctx context.Context, satelliteID uuid.U
 }
 
 const listSatellites = `-- name: ListSatellites :many
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from satellites
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites
 where ($1::uuid is null or team_id = $1)
   and ($2::timestamptz is null
        or (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -319,6 +322,7 @@ func (q *Queries) ListSatellites(ctx context.Context, teamID *uuid.UUID, afterCr
 			&i.RegistrationTokenID,
 			&i.CreatedAt,
 			&i.OfflineSince,
+			&i.OfflineAlerted,
 		); err != nil {
 			return nil, err
 		}
@@ -369,7 +373,7 @@ with beat as (
         system_metrics    = $3,
         process_count     = $4
     where s.id = $5 and s.api_key_hash = $6 and s.revoked_at is null
-    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at, s.offline_since
+    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at, s.offline_since, s.offline_alerted
 ), history as (
     insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
     select beat.id, $3, $7 from beat
@@ -378,7 +382,7 @@ with beat as (
     using beat
     where p.satellite_id = beat.id and not (p.instance_id = any($8::text[]))
 )
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since from beat
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from beat
 `
 
 type RecordHeartbeatParams struct {
@@ -409,6 +413,7 @@ type RecordHeartbeatRow struct {
 	RegistrationTokenID *uuid.UUID
 	CreatedAt           time.Time
 	OfflineSince        *time.Time
+	OfflineAlerted      bool
 }
 
 // RecordHeartbeat activates a new satellite, keeps the newest URL a satellite sent, appends the heartbeat to
@@ -443,6 +448,7 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
 		&i.OfflineSince,
+		&i.OfflineAlerted,
 	)
 	return i, err
 }
@@ -450,7 +456,7 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 const revokeSatellite = `-- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
 where id = $1 and ($2::uuid is null or team_id = $2)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted
 `
 
 func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (Satellite, error) {
@@ -473,6 +479,7 @@ func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uui
 		&i.RegistrationTokenID,
 		&i.CreatedAt,
 		&i.OfflineSince,
+		&i.OfflineAlerted,
 	)
 	return i, err
 }
