@@ -22,6 +22,7 @@ import (
 	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
 
 func main() {
@@ -75,6 +76,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
 		OAuth: oauth.Config{Issuer: firstNonEmpty(cfg.Issuer, baseURL)}, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
+		SSO: sso.Config{ResyncInterval: cfg.SSOResyncInterval},
 	})
 	if err != nil {
 		if ln != nil {

@@ -267,8 +267,12 @@ func (w *OfflineWorker) Work(ctx context.Context, _ *river.Job[OfflineArgs]) err
 
 // NewClient returns a River client that schedules and works the periodic jobs. Start it with Start.
 // offlineAfter is how long a silent satellite still counts as online.
-func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration) (*river.Client[pgx.Tx], error) {
+func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration, more ...Periodic) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
+	var extra []*river.PeriodicJob
+	for _, register := range more {
+		extra = append(extra, register(workers))
+	}
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
 	river.AddWorker(workers, &TrimLogsWorker{Logger: logger, Store: st})
@@ -285,7 +289,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 		Logger:  slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}),
 		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{
+		PeriodicJobs: append([]*river.PeriodicJob{
 			every(SweepPeriod, SweepArgs{}),
 			every(PrunePeriod, PruneArgs{}),
 			every(TrimLogsPeriod, TrimLogsArgs{}),
@@ -294,13 +298,17 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(CredentialPeriod, CredentialChecksArgs{}),
 			every(OfflinePeriod, OfflineArgs{}),
 			every(UsageRollupPeriod, UsageRollupArgs{}),
-		},
+		}, extra...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create job client: %w", err)
 	}
 	return client, nil
 }
+
+// Periodic is periodic work of another package: it registers its worker on workers and returns its
+// schedule.
+type Periodic func(workers *river.Workers) *river.PeriodicJob
 
 // Migrate brings River's own tables up to date. Callers serialise it across replicas.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/ory/fosite"
+
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
 
 // pageData fills the login and consent pages.
@@ -21,6 +23,8 @@ type pageData struct {
 	Teams        []teamOption
 	User         string
 	Error        string
+	// SignInLinks are the login page's "Sign in with" buttons.
+	SignInLinks []sso.SignInLink
 }
 
 type scopeDescription struct{ Name, Text string }
@@ -72,6 +76,8 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
+{{with .SignInLinks}}<p class="muted">Or sign in through your organisation:</p>
+{{range .}}<p><a class="sso" href="{{.URL}}">Sign in with {{.DisplayName}}</a></p>{{end}}{{end}}
 </body></html>`))
 
 var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>

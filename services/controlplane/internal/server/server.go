@@ -48,6 +48,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 	"github.com/orrery/orrery/services/controlplane/internal/usageapi"
 	"github.com/orrery/orrery/sql/migrations"
@@ -73,6 +74,8 @@ type Config struct {
 	Instances instanceapi.Config
 	// OAuth configures the authorization server for MCP clients; its Issuer is required.
 	OAuth oauth.Config
+	// SSO tunes sign-in through OpenID Connect providers; its BaseURL is the OAuth issuer.
+	SSO sso.Config
 	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
@@ -132,17 +135,26 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter()); err != nil {
-		pool.Close()
-		return nil, err
-	}
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
 	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	authServer, err := oauth.New(logger, s.store, accounts, cfg.OAuth)
+	ssoCfg := cfg.SSO
+	ssoCfg.BaseURL = cfg.OAuth.Issuer
+	signOn, err := sso.New(logger, s.store, accounts, ssoCfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), signOn.Periodic); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	oauthCfg := cfg.OAuth
+	oauthCfg.SignInOptions = signOn
+	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -156,7 +168,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		}
 		commands = &defaults
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, cfg.BodyTimeout)
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, signOn, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -211,7 +223,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, bodyTimeout time.Duration) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, signOn *sso.Service, bodyTimeout time.Duration) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -288,6 +300,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		restServices = append(restServices, vanguard.NewService(path, handler))
 	}
 	handleUserAPI(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	handleUserAPI(adminv1connect.NewSingleSignOnServiceHandler(signOn, userAPI))
 	handleUserAPI(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
 	handleUserAPI(apiv1connect.NewUserServiceHandler(accounts, userAPI))
 	handleUserAPI(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
@@ -313,6 +326,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, admitAnyone))
 
 	authServer.Register(mux)
+	signOn.Register(mux)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
