@@ -28,6 +28,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -71,6 +72,8 @@ type setupOpts struct {
 	bodyTimeout time.Duration
 	// templateCommands are the commands team templates may run; nil takes the default.
 	templateCommands *catalogapi.CommandPolicy
+	// sso tunes single sign-on; its base URL is each replica's URL.
+	sso sso.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -113,7 +116,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 	srv, err := server.New(t.Context(), logger, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
-		TemplateCommands: opts.templateCommands,
+		TemplateCommands: opts.templateCommands, SSO: opts.sso,
 	})
 	if err != nil {
 		hs.Listener.Close()

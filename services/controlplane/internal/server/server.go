@@ -101,6 +101,7 @@ type Server struct {
 	jobs       *river.Client[pgx.Tx]
 	satellites *satelliteapi.Handler
 	instances  *instanceapi.Handler
+	signOn     *sso.Service
 	gate       *admission.Gate
 	handler    http.Handler
 
@@ -143,17 +144,17 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	}
 	ssoCfg := cfg.SSO
 	ssoCfg.BaseURL = cfg.OAuth.Issuer
-	signOn, err := sso.New(logger, s.store, accounts, ssoCfg)
+	s.signOn, err = sso.New(logger, s.store, accounts, ssoCfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), signOn.Periodic); err != nil {
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), s.signOn.Periodic); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	oauthCfg := cfg.OAuth
-	oauthCfg.SignInOptions = signOn
+	oauthCfg.SignInOptions = s.signOn
 	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
 		pool.Close()
@@ -168,7 +169,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		}
 		commands = &defaults
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, signOn, cfg.BodyTimeout)
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, s.signOn, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -370,6 +371,9 @@ func (s *Server) REST() admission.Procedure { return s.gate.REST() }
 
 // Store is the replica's database access, for seeding data.
 func (s *Server) Store() *store.Store { return s.store }
+
+// SSO is the replica's single sign-on, whose periodic check tests run on demand.
+func (s *Server) SSO() *sso.Service { return s.signOn }
 
 // Run does the replica's background work until ctx ends: listening for notifications and the periodic jobs.
 func (s *Server) Run(ctx context.Context) error {

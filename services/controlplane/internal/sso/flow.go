@@ -240,6 +240,9 @@ func (s *Service) claims(ctx context.Context, p store.SSOProvider, op *oidc.Prov
 		if c.Email == "" {
 			readEmail(&c, more)
 		}
+		if c.Name == "" {
+			readName(&c, more)
+		}
 		if !c.HasGroups {
 			readGroups(&c, more, p.GroupsClaim)
 		}
@@ -249,11 +252,15 @@ func (s *Service) claims(ctx context.Context, p store.SSOProvider, op *oidc.Prov
 
 func readClaims(c *claims, raw map[string]json.RawMessage, groupsClaim string) {
 	readEmail(c, raw)
+	readName(c, raw)
+	readGroups(c, raw, groupsClaim)
+}
+
+func readName(c *claims, raw map[string]json.RawMessage) {
 	var name string
 	if json.Unmarshal(raw["name"], &name) == nil {
-		c.Name = truncate(name, 200)
+		c.Name = strings.TrimSpace(truncate(name, 200))
 	}
-	readGroups(c, raw, groupsClaim)
 }
 
 func readEmail(c *claims, raw map[string]json.RawMessage) {

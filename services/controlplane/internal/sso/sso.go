@@ -48,7 +48,8 @@ type Config struct {
 	DiscoveryTTL time.Duration
 	// HTTPClient talks to the providers. Default: a client with a 10-second timeout.
 	HTTPClient *http.Client
-	// Now is the clock. Default time.Now.
+	// Now is the clock that decides when a sign-in expires and who is due for the periodic check; ID tokens
+	// are checked by the real one. Default time.Now.
 	Now func() time.Time
 }
 
@@ -155,9 +156,9 @@ func (s *Service) oauthConfig(p store.SSOProvider, op *oidc.Provider) *oauth2.Co
 }
 
 // verifier checks ID tokens of the provider: signature by a key the provider publishes, issuer, audience
-// (our client id) and expiry.
+// (our client id) and expiry, by the real clock the provider signs by.
 func (s *Service) verifier(p store.SSOProvider, op *oidc.Provider) *oidc.IDTokenVerifier {
-	return op.Verifier(&oidc.Config{ClientID: p.ClientID, Now: s.cfg.Now})
+	return op.Verifier(&oidc.Config{ClientID: p.ClientID})
 }
 
 // httpContext carries the providers' HTTP client to oauth2 and go-oidc.
