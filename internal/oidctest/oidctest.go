@@ -1,8 +1,8 @@
 // Package oidctest runs a real OpenID Connect provider in-process for tests: the provider package of
 // github.com/zitadel/oidc/v3 over its example in-memory storage, on loopback. It signs ID tokens with RS256
 // and publishes its key set like any provider; the test decides who signs in, their email, whether the
-// provider vouches for it and their groups, and can make the provider misbehave (sign with a key it does
-// not publish, or address tokens to another audience) to check that a relying party refuses the result.
+// provider vouches for it and their groups, and can make the provider sign with a key it does not publish,
+// to check that a relying party refuses the result.
 //
 //	op := oidctest.New(t, oidctest.Client{ID: "orrery", Secret: "s", RedirectURI: cp + "/sso/callback"})
 //	op.SetUser(oidctest.User{ID: "u1", Email: "ada@example.test", EmailVerified: true, Groups: []string{"eng"}})
@@ -53,26 +53,27 @@ type Provider struct {
 	users     map[string]User
 	signInAs  atomic.Value // string
 	wrongKey  atomic.Bool
-	audience  atomic.Value // string: the audience tokens are addressed to instead of the client
 	otherKey  *rsa.PrivateKey
 	refreshes atomic.Int64
 }
 
-// New starts a provider that knows client, stopped when the test ends.
-func New(t testing.TB, client Client) *Provider {
+// New starts a provider that knows the clients, stopped when the test ends.
+func New(t testing.TB, clients ...Client) *Provider {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
 	p := &Provider{Issuer: "http://" + hs.Listener.Addr().String(), users: map[string]User{}}
 	p.signInAs.Store("")
-	p.audience.Store("")
 	var err error
 	if p.otherKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
 	}
-	c := storage.WebClient(client.ID, client.Secret, client.RedirectURI)
-	st := &opStorage{Storage: storage.NewStorageWithClients(userStore{p}, map[string]*storage.Client{client.ID: c}), p: p}
+	known := map[string]*storage.Client{}
+	for _, c := range clients {
+		known[c.ID] = storage.WebClient(c.ID, c.Secret, c.RedirectURI)
+	}
+	st := &opStorage{Storage: storage.NewStorageWithClients(userStore{p}, known), p: p}
 	provider, err := op.NewProvider(&op.Config{
-		CryptoKey:             sha256.Sum256([]byte(client.Secret)),
+		CryptoKey:             sha256.Sum256([]byte(p.Issuer)),
 		CodeMethodS256:        true,
 		AuthMethodPost:        true,
 		GrantTypeRefreshToken: true,
@@ -122,9 +123,6 @@ func (p *Provider) SignInAs(id string) { p.signInAs.Store(id) }
 // SignWithUnpublishedKey makes the provider sign tokens with a key its key set does not hold, under the
 // published key's id.
 func (p *Provider) SignWithUnpublishedKey(on bool) { p.wrongKey.Store(on) }
-
-// AddressTokensTo makes the provider address ID tokens to aud instead of the client; "" undoes it.
-func (p *Provider) AddressTokensTo(aud string) { p.audience.Store(aud) }
 
 // Refreshes counts refresh-token grants the provider answered.
 func (p *Provider) Refreshes() int64 { return p.refreshes.Load() }
@@ -206,22 +204,3 @@ type otherKey struct {
 func (k otherKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
 func (k otherKey) Key() any                                    { return k.key }
 func (k otherKey) ID() string                                  { return k.id }
-
-// AuthRequestByCode addresses the code's tokens to another audience when the test asks.
-func (s *opStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	r, err := s.Storage.AuthRequestByCode(ctx, code)
-	if err != nil {
-		return nil, err
-	}
-	if aud := s.p.audience.Load().(string); aud != "" {
-		return readdressed{AuthRequest: r, audience: aud}, nil
-	}
-	return r, nil
-}
-
-type readdressed struct {
-	op.AuthRequest
-	audience string
-}
-
-func (r readdressed) GetAudience() []string { return []string{r.audience} }

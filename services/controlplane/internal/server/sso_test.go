@@ -1,14 +1,18 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
-	"io"
 	"html"
+	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,21 +34,28 @@ import (
 // for people of corp.test, and rules that make its group "eng" users and "eng-leads" admins of team red.
 type ssoFixture struct {
 	*oauthFixture
-	op       *oidctest.Provider
-	ssoClock *clock
-	admin    adminv1connect.SingleSignOnServiceClient
-	provider *adminv1.IdentityProvider
+	op *oidctest.Provider
+	// substitute swaps the ID token of the provider's token responses, when told to.
+	substitute *idTokenSubstitute
+	ssoClock   *clock
+	admin      adminv1connect.SingleSignOnServiceClient
+	provider   *adminv1.IdentityProvider
 }
 
 const providerSecret = "provider-client-secret-0123456789"
 
+// otherClient is another relying party of the same provider.
+var otherClient = oidctest.Client{ID: "other", Secret: "other-client-secret-0123456789", RedirectURI: "http://127.0.0.1:9/other/callback"}
+
 func setupSSO(t *testing.T) *ssoFixture {
 	t.Helper()
 	ssoClock := &clock{}
+	substitute := &idTokenSubstitute{}
 	opts := setupOpts{}
 	opts.sso.Now = ssoClock.now
-	f := &ssoFixture{oauthFixture: setupOAuth(t, opts), ssoClock: ssoClock}
-	f.op = oidctest.New(t, oidctest.Client{ID: "orrery", Secret: providerSecret, RedirectURI: f.b.issuer() + "/sso/callback"})
+	opts.sso.HTTPClient = &http.Client{Transport: substitute, Timeout: 10 * time.Second}
+	f := &ssoFixture{oauthFixture: setupOAuth(t, opts), ssoClock: ssoClock, substitute: substitute}
+	f.op = oidctest.New(t, oidctest.Client{ID: "orrery", Secret: providerSecret, RedirectURI: f.b.issuer() + "/sso/callback"}, otherClient)
 	f.admin = adminv1connect.NewSingleSignOnServiceClient(http.DefaultClient, f.b.issuer(), connect.WithInterceptors(withBearer(adminToken)))
 	resp, err := f.admin.CreateIdentityProvider(t.Context(), connect.NewRequest(&adminv1.CreateIdentityProviderRequest{
 		Slug: "corp", DisplayName: "Corp SSO", Issuer: f.op.Issuer, ClientId: "orrery", ClientSecret: providerSecret,
@@ -207,7 +218,7 @@ func TestSSOSignInThroughTheAuthorizationFlow(t *testing.T) {
 	if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); oauthErrorCode(err) != "invalid_grant" {
 		t.Fatalf("the former member's refresh: %v, want invalid_grant", err)
 	}
-	events, err := st.ListAuditEvents(ctx, &f.red.ID, 0, 100)
+	events, err := st.ListAuditEvents(ctx, &f.red.ID, math.MaxInt64, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +249,71 @@ func currentUserThroughSession(t *testing.T, base string, br *oauthtest.Browser)
 		t.Fatal(err)
 	}
 	return resp.Msg.User.Email
+}
+
+// idTokenSubstitute swaps the ID token of token responses, as a party between the control plane and the
+// provider could.
+type idTokenSubstitute struct{ idToken atomic.Value }
+
+func (s *idTokenSubstitute) set(token string) { s.idToken.Store(token) }
+
+func (s *idTokenSubstitute) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	swap, _ := s.idToken.Load().(string)
+	if err != nil || swap == "" || req.URL.Path != "/oauth/token" {
+		return resp, err
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	body["id_token"] = swap
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	resp.ContentLength = int64(len(raw))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// otherClientIDToken signs in at the provider as otherClient with nonce and returns the ID token it gets.
+func otherClientIDToken(t *testing.T, op *oidctest.Provider, nonce string) string {
+	t.Helper()
+	cfg := oauth2.Config{ClientID: otherClient.ID, ClientSecret: otherClient.Secret, RedirectURL: otherClient.RedirectURI,
+		Scopes: []string{"openid", "email"}, Endpoint: oauth2.Endpoint{AuthURL: op.Issuer + "/authorize", TokenURL: op.Issuer + "/oauth/token"}}
+	verifier := oauth2.GenerateVerifier()
+	at, err := url.Parse(cfg.AuthCodeURL("other-state-0123456789", oauth2.SetAuthURLParam("nonce", nonce), oauth2.S256ChallengeOption(verifier)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := oauthtest.NewBrowser()
+	for range 10 {
+		p := get(t, br, at.String())
+		if p.Status != http.StatusFound && p.Status != http.StatusSeeOther {
+			t.Fatalf("other client's sign-in: %d %s", p.Status, p.Body)
+		}
+		if next, err := at.Parse(p.Location); err != nil {
+			t.Fatal(err)
+		} else {
+			at = next
+		}
+		if strings.HasPrefix(at.String(), otherClient.RedirectURI) {
+			tok, err := cfg.Exchange(t.Context(), at.Query().Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			idToken, _ := tok.Extra("id_token").(string)
+			if idToken == "" {
+				t.Fatal("the other client got no ID token")
+			}
+			return idToken
+		}
+	}
+	t.Fatal("other client's sign-in: too many redirects")
+	return ""
 }
 
 type rawAnswer struct {
@@ -335,33 +411,38 @@ func TestSSORefusesForgedAnswers(t *testing.T) {
 	f.op.SetUser(oidctest.User{ID: "kim-id", Email: "kim@corp.test", EmailVerified: true, Groups: []string{"eng"}})
 	f.op.SignInAs("kim-id")
 
-	for _, c := range []struct {
-		name    string
-		misdeed func(on bool)
-	}{
-		{"a token signed by an unpublished key", f.op.SignWithUnpublishedKey},
-		{"a token for another audience", func(on bool) {
-			if on {
-				f.op.AddressTokensTo("some-other-client")
-			} else {
-				f.op.AddressTokensTo("")
-			}
-		}},
-	} {
-		c.misdeed(true)
-		br := oauthtest.NewBrowser()
-		end, _ := ssoSignIn(t, br, f.startURL("/"))
-		c.misdeed(false)
+	refused := func(what string, br *oauthtest.Browser, end oauthtest.Page) {
+		t.Helper()
 		if end.Status != http.StatusForbidden || !strings.Contains(end.Body, "could not be verified") {
-			t.Fatalf("%s: got %d %s, want 403", c.name, end.Status, end.Body)
+			t.Fatalf("%s: got %d %s, want 403", what, end.Status, end.Body)
 		}
 		if br.Cookie(access.SessionCookie) != "" {
-			t.Fatalf("%s: a session was started", c.name)
+			t.Fatalf("%s: a session was started", what)
 		}
 		if _, err := st.LoginByEmail(ctx, "kim@corp.test"); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("%s: an account was made (%v)", c.name, err)
+			t.Fatalf("%s: an account was made (%v)", what, err)
 		}
 	}
+
+	// The provider signs with a key it does not publish.
+	f.op.SignWithUnpublishedKey(true)
+	br := oauthtest.NewBrowser()
+	end, _ := ssoSignIn(t, br, f.startURL("/"))
+	f.op.SignWithUnpublishedKey(false)
+	refused("a token signed by an unpublished key", br, end)
+
+	// A genuine ID token of the provider, for the same person and with the sign-in's nonce, but issued to
+	// another client, is swapped into the token response.
+	br = oauthtest.NewBrowser()
+	start := get(t, br, f.startURL("/"))
+	authz, err := url.Parse(start.Location)
+	if err != nil || authz.Query().Get("nonce") == "" {
+		t.Fatalf("start: %d %s", start.Status, start.Location)
+	}
+	f.substitute.set(otherClientIDToken(t, f.op, authz.Query().Get("nonce")))
+	end, _ = ssoSignIn(t, br, start.Location)
+	f.substitute.set("")
+	refused("a token for another audience", br, end)
 
 	// A sign-in that went through: replaying its callback, with the state cookie put back, finds the state
 	// used up.
