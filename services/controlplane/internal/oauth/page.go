@@ -1,12 +1,12 @@
 package oauth
 
 import (
-	"bytes"
 	"html/template"
 	"net/http"
 
 	"github.com/ory/fosite"
 
+	"github.com/orrery/orrery/services/controlplane/internal/htmlpage"
 	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
 
@@ -121,19 +121,7 @@ func (s *Server) render(w http.ResponseWriter, status int, t *template.Template,
 }
 
 func (s *Server) renderPage(w http.ResponseWriter, status int, t *template.Template, p any) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, p); err != nil {
+	if err := htmlpage.Write(w, status, t, p); err != nil {
 		s.logger.Error("render page", "page", t.Name(), "error", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	// No form-action: browsers apply it to the redirect back to the client after the form posts.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/htmlpage"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -340,20 +341,8 @@ func (s *Service) page(w http.ResponseWriter, status int, message string) {
 	s.render(w, status, messagePage, message)
 }
 
-// render writes a page that no one may frame or cache.
 func (s *Service) render(w http.ResponseWriter, status int, t *template.Template, data any) {
-	var buf strings.Builder
-	if err := t.Execute(&buf, data); err != nil {
+	if err := htmlpage.Write(w, status, t, data); err != nil {
 		s.logger.Error("render page", "page", t.Name(), "error", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(buf.String()))
 }
