@@ -3,6 +3,7 @@ package sso
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -16,6 +17,12 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
+// The bounds the store's lists are read with.
+const (
+	maxProviders        = 100
+	maxRulesPerProvider = 1000
+)
+
 // CreateIdentityProvider adds a provider once its discovery document has been read.
 func (s *Service) CreateIdentityProvider(ctx context.Context, req *connect.Request[adminv1.CreateIdentityProviderRequest]) (*connect.Response[adminv1.CreateIdentityProviderResponse], error) {
 	p, err := access.Require(ctx)
@@ -26,6 +33,11 @@ func (s *Service) CreateIdentityProvider(ctx context.Context, req *connect.Reque
 	issuer := strings.TrimRight(m.Issuer, "/")
 	if u, err := url.Parse(issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("issuer: must be an http or https URL without query or fragment"))
+	}
+	if n, err := s.store.CountSSOProviders(ctx); err != nil {
+		return nil, rpcerr.From(ctx, s.logger, "create identity provider", err)
+	} else if n >= maxProviders {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("at most %d identity providers", maxProviders))
 	}
 	if _, err := s.discover(s.httpContext(ctx), issuer); err != nil {
 		// The admin named this URL; telling them why it failed is what they need to fix it.
@@ -94,6 +106,11 @@ func (s *Service) CreateGroupRule(ctx context.Context, req *connect.Request[admi
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("team_id: no such team"))
 	} else if err != nil {
 		return nil, rpcerr.From(ctx, s.logger, "create group rule", err)
+	}
+	if n, err := s.store.CountSSOGroupRules(ctx, providerID); err != nil {
+		return nil, rpcerr.From(ctx, s.logger, "create group rule", err)
+	} else if n >= maxRulesPerProvider {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("at most %d group rules per provider", maxRulesPerProvider))
 	}
 	role := store.RoleTeamUser
 	if req.Msg.Role == adminv1.SSOTeamRole_SSO_TEAM_ROLE_ADMIN {

@@ -23,6 +23,9 @@ import (
 // is a cross-site top-level GET.
 const stateCookie = "orrery_sso_state"
 
+// maxCodeLength bounds the authorization code a provider sends back; real ones are far shorter.
+const maxCodeLength = 4096
+
 // maxReturnLength bounds the path a sign-in returns to, an OAuth authorization request included.
 const maxReturnLength = 4096
 
@@ -85,6 +88,16 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "The return address must be a path of this site.")
 		return
 	}
+	ok, _, err := s.starts.Allow(ctx, r.RemoteAddr)
+	if err != nil {
+		s.fail(ctx, w, "rate limit", err)
+		return
+	}
+	if !ok {
+		w.Header().Set("Retry-After", "60")
+		s.page(w, http.StatusTooManyRequests, "Too many sign-ins from your address right now. Wait a minute and try again.")
+		return
+	}
 	p, err := s.store.SSOProviderBySlug(ctx, r.PathValue("provider"))
 	if errors.Is(err, store.ErrNotFound) {
 		s.page(w, http.StatusNotFound, "There is no such sign-in provider.")
@@ -126,6 +139,10 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
+	if len(q.Get("code")) > maxCodeLength {
+		s.page(w, http.StatusBadRequest, "The sign-in provider's answer is too large.")
+		return
+	}
 	cookie, _ := r.Cookie(stateCookie)
 	http.SetCookie(w, &http.Cookie{Name: stateCookie, Path: "/sso/", MaxAge: -1, HttpOnly: true,
 		Secure: strings.HasPrefix(s.cfg.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})

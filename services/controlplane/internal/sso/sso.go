@@ -30,6 +30,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/oauth2"
 
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -97,9 +98,18 @@ type Service struct {
 	sessions Sessions
 	cfg      Config
 
+	// starts limits how fast each address starts sign-ins: each one stores a state until it expires.
+	starts *ratelimit.Limiter
+
 	mu        sync.Mutex
 	discovery map[string]discovered // by issuer
 }
+
+// Sign-ins one address may start: a person needs a few; a flood would fill the state table.
+const (
+	startsPerMinute = 30
+	startBurst      = 30
+)
 
 type discovered struct {
 	provider *oidc.Provider
@@ -115,7 +125,8 @@ func New(logger *slog.Logger, st *store.Store, sessions Sessions, cfg Config) (*
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{logger: logger, store: st, sessions: sessions, cfg: cfg, discovery: map[string]discovered{}}, nil
+	return &Service{logger: logger, store: st, sessions: sessions, cfg: cfg, discovery: map[string]discovered{},
+		starts: ratelimit.New(st, "sso_start", startsPerMinute, startBurst)}, nil
 }
 
 // RedirectURI is the redirect URI to register at every provider.

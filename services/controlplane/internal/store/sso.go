@@ -147,6 +147,18 @@ func (s *Store) ListSSOProviders(ctx context.Context) ([]SSOProvider, error) {
 	return out, nil
 }
 
+// CountSSOProviders counts the providers.
+func (s *Store) CountSSOProviders(ctx context.Context) (int64, error) {
+	n, err := s.q.CountSSOProviders(ctx)
+	return n, translate(err, "count providers")
+}
+
+// CountSSOGroupRules counts a provider's rules.
+func (s *Store) CountSSOGroupRules(ctx context.Context, providerID uuid.UUID) (int64, error) {
+	n, err := s.q.CountSSOGroupRules(ctx, providerID)
+	return n, translate(err, "count group rules")
+}
+
 // DeleteSSOProvider removes a provider with its rules, identities and the marks on the memberships it granted;
 // the memberships themselves stay.
 func (s *Store) DeleteSSOProvider(ctx context.Context, id uuid.UUID) error {
