@@ -143,6 +143,13 @@ func TestSSOSignInThroughTheAuthorizationFlow(t *testing.T) {
 		t.Fatalf("sign-in options: %v %v", opts, err)
 	}
 
+	// orreryctl's device page offers the provider too, and the sign-in comes back to the code typed.
+	device := get(t, oauthtest.NewBrowser(), f.b.issuer()+"/oauth/device?user_code=WXYZ-ABCD")
+	wantStart := "/sso/corp/start?" + url.Values{"return": {"/oauth/device?user_code=WXYZ-ABCD"}}.Encode()
+	if m := ssoLink.FindStringSubmatch(device.Body); m == nil || html.UnescapeString(m[1]) != wantStart {
+		t.Fatalf("device login page: %d %s", device.Status, device.Body)
+	}
+
 	cfg := f.config(f.clientID, f.redirect)
 	verifier := oauth2.GenerateVerifier()
 	resource := endpointOf("red")
