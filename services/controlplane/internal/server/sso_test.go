@@ -372,11 +372,18 @@ func TestSSOLinksOnlyVerifiedEmails(t *testing.T) {
 	f.op.SetUser(oidctest.User{ID: "mallory-id", Email: "ada@red.test", EmailVerified: true, Groups: []string{"eng"}})
 	f.op.SetUser(oidctest.User{ID: "nova-id", Email: "nova@corp.test", EmailVerified: false})
 
+	// Lin is in red by an admin's hand, not by a rule: signing in outside every group leaves that alone.
+	if err := st.AddMember(ctx, f.red.ID, lin.user.ID, store.RoleTeamUser); err != nil {
+		t.Fatal(err)
+	}
 	f.op.SignInAs("lin-id")
 	end, _ := ssoSignIn(t, oauthtest.NewBrowser(), f.startURL("/"))
 	continueURL(t, f.b.issuer(), end)
 	if id, err := st.SSOIdentity(ctx, uuid.MustParse(f.provider.Id), "lin-id"); err != nil || id.UserID != lin.user.ID {
 		t.Fatalf("a verified email of an allowed domain links the existing account: %+v %v", id, err)
+	}
+	if role := teamRole(t, st, f.red, lin.user); role != store.RoleTeamUser {
+		t.Fatalf("a membership no rule granted was changed: %q", role)
 	}
 
 	for _, c := range []struct {
