@@ -71,6 +71,9 @@ func (b *Browser) Do(ctx context.Context, method, u string, form url.Values) (Pa
 	return Page{Status: resp.StatusCode, Location: resp.Header.Get("Location"), Body: string(raw)}, err
 }
 
+// Cookie returns the value of the browser's cookie name, "" when it has none.
+func (b *Browser) Cookie(name string) string { return b.cookies[name] }
+
 var (
 	csrfField  = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 	teamOption = regexp.MustCompile(`<option value="([^"]+)"( selected)?>`)

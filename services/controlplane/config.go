@@ -40,7 +40,9 @@ type config struct {
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	DrainPeriod     time.Duration
-	TrustedProxies  []netip.Prefix
+	// SSOResyncInterval is how often groups of people signed in through a provider are read again.
+	SSOResyncInterval time.Duration
+	TrustedProxies    []netip.Prefix
 	// TemplateCommands are the commands team-private stdio templates may run.
 	TemplateCommands catalogapi.CommandPolicy
 	// OAuth holds the lifetimes of the authorization server's tokens; zero fields take oauth's defaults.
@@ -54,6 +56,7 @@ type config struct {
 // rawFlags are the flag values that loadConfig parses further after the flag set has read them.
 type rawFlags struct {
 	drainPeriod      string
+	ssoResync        string
 	trustedProxies   string
 	templateCommands string
 	accessTokenTTL   string
@@ -96,6 +99,9 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 	fs.StringVar(&raw.drainPeriod, "drain-period", getenv("ORRERY_DRAIN_PERIOD"),
 		"on SIGTERM, how long to keep serving with /readyz failing before refusing connections, so load balancers "+
 			"move new requests to other replicas first; default 5s, 0s in development mode (ORRERY_DRAIN_PERIOD)")
+	fs.StringVar(&raw.ssoResync, "sso-resync-interval", env("ORRERY_SSO_RESYNC_INTERVAL", "1h"),
+		"how often the groups of people who signed in through an identity provider that gave a refresh token are read again, "+
+			"so that leaving a group ends the team membership it granted without waiting for a sign-in; at least 1m (ORRERY_SSO_RESYNC_INTERVAL)")
 	fs.StringVar(&raw.trustedProxies, "trusted-proxies", getenv("ORRERY_TRUSTED_PROXIES"),
 		"comma-separated addresses or networks (CIDR) of the proxies in front of the control plane, whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES)")
 	fs.StringVar(&raw.templateCommands, "template-commands",
@@ -131,6 +137,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	c.Command = fs.Args()
 	if c.DrainPeriod, err = parseDrainPeriod(raw.drainPeriod, c.Dev); err != nil {
 		return config{}, err
+	}
+	if c.SSOResyncInterval, err = time.ParseDuration(raw.ssoResync); err != nil || c.SSOResyncInterval < time.Minute {
+		return config{}, fmt.Errorf("ORRERY_SSO_RESYNC_INTERVAL: %q is not a duration of at least 1m", raw.ssoResync)
 	}
 	for entry := range strings.SplitSeq(raw.trustedProxies, ",") {
 		if entry = strings.TrimSpace(entry); entry == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
 
 func main() {
@@ -77,6 +78,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		OAuth: cfg.OAuth, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
 		Alerts: alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
+		SSO: sso.Config{ResyncInterval: cfg.SSOResyncInterval},
 	})
 	if err != nil {
 		if ln != nil {

@@ -1,7 +1,8 @@
-import { useMutation } from "@connectrpc/connect-query";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useLocation } from "wouter";
+import { SingleSignOnService } from "../gen/orrery/admin/v1/sso_pb";
 import { AccountService } from "../gen/orrery/api/v1/account_pb";
 import { Busy, ErrorNote, Field } from "../ui";
 
@@ -11,10 +12,13 @@ export function SignInPage({ returnTo }: { returnTo: string }) {
   const [password, setPassword] = useState("");
   const client = useQueryClient();
   const [, navigate] = useLocation();
+  // Identity providers a global admin configured; each signs in through the provider and comes back here.
+  const providers = useQuery(SingleSignOnService.method.listSignInOptions, {});
+  const target = returnTo === "/signin" ? "/teams" : returnTo;
   const login = useMutation(AccountService.method.login, {
     onSuccess: async () => {
       await client.invalidateQueries();
-      navigate(returnTo === "/signin" ? "/teams" : returnTo, { replace: true });
+      navigate(target, { replace: true });
     },
   });
   return (
@@ -39,6 +43,15 @@ export function SignInPage({ returnTo }: { returnTo: string }) {
         <Busy pending={login.isPending}>Sign in</Busy>
         <p className="muted">No account? A global admin of this Orrery creates accounts.</p>
       </form>
+      {(providers.data?.options.length ?? 0) > 0 && (
+        <section className="card" aria-label="Sign in through your organisation">
+          {providers.data?.options.map((o) => (
+            <p key={o.startPath}>
+              <a className="sso" href={`${o.startPath}?return=${encodeURIComponent(target)}`}>Sign in with {o.displayName}</a>
+            </p>
+          ))}
+        </section>
+      )}
     </main>
   );
 }

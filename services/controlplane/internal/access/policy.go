@@ -143,4 +143,15 @@ var APIPolicy = Policy{
 	adminv1connect.AdminServiceListDroppedEventReportsProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceEnqueueCommandProcedure:          GlobalAdmin,
 	adminv1connect.AdminServiceListCommandsProcedure:            GlobalAdmin,
+
+	adminv1connect.SingleSignOnServiceCreateIdentityProviderProcedure:            GlobalAdmin,
+	adminv1connect.SingleSignOnServiceListIdentityProvidersProcedure:             GlobalAdmin,
+	adminv1connect.SingleSignOnServiceDeleteIdentityProviderProcedure:            GlobalAdmin,
+	adminv1connect.SingleSignOnServiceCreateGroupRuleProcedure:                   GlobalAdmin,
+	adminv1connect.SingleSignOnServiceListGroupRulesProcedure:                    GlobalAdmin,
+	adminv1connect.SingleSignOnServiceDeleteGroupRuleProcedure:                   GlobalAdmin,
+	adminv1connect.SingleSignOnServiceSetPasswordSignInProcedure:                 GlobalAdmin,
+	adminv1connect.SingleSignOnServiceListPasswordSignInDisabledDomainsProcedure: GlobalAdmin,
+	// The sign-in page shows the providers before anyone has signed in.
+	adminv1connect.SingleSignOnServiceListSignInOptionsProcedure: Public,
 }

@@ -100,7 +100,10 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Handler, error) {
 		logins: ratelimit.New(st, "sign_in", cfg.LoginsPerMinute, cfg.LoginBurst)}, nil
 }
 
-var errWrongCredentials = errors.New("wrong email or password")
+var (
+	errWrongCredentials = errors.New("wrong email or password")
+	errPasswordDisabled = errors.New("password sign-in is turned off for this email domain; sign in through your organisation's identity provider")
+)
 
 // Login checks a password and starts a session or issues an API token.
 func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginRequest]) (*connect.Response[apiv1.LoginResponse], error) {
@@ -132,7 +135,8 @@ func (h *Handler) Login(ctx context.Context, req *connect.Request[apiv1.LoginReq
 // Unauthenticated "wrong email or password", after the same Argon2 work and delay, so no answer tells
 // whether an account exists or is locked; a lock is still enforced, and audited. Too many attempts from the
 // address, or Argon2 busy for too long, is ResourceExhausted with a retry hint: either can happen for any
-// email alike.
+// email alike. An email of a domain whose password sign-in an admin turned off is FailedPrecondition, before
+// any password work.
 func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (store.User, error) {
 	ok, wait, err := h.logins.Allow(ctx, peer)
 	if err != nil {
@@ -141,6 +145,15 @@ func (h *Handler) CheckPassword(ctx context.Context, email, pass, peer string) (
 	if !ok {
 		h.logger.WarnContext(ctx, "sign-in refused", "security_event", "login_rate_limited", "peer", peer)
 		return store.User{}, rpcerr.RetryLater("too many sign-in attempts from this address; try again later", wait)
+	}
+	// Decided by the domain alone, before any account is looked up, so the answer says nothing about one.
+	disabled, err := h.store.PasswordSignInDisabled(ctx, email)
+	if err != nil {
+		return store.User{}, rpcerr.From(ctx, h.logger, "sign in", err)
+	}
+	if disabled {
+		h.audit(ctx, nil, nil, "login.refused_password_disabled", "", map[string]string{"email": email})
+		return store.User{}, connect.NewError(connect.CodeFailedPrecondition, errPasswordDisabled)
 	}
 	login, err := h.store.LoginByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {

@@ -288,12 +288,17 @@ func (w *OfflineWorker) Work(ctx context.Context, _ *river.Job[OfflineArgs]) err
 	return w.Alerts.SatellitesOnline(ctx, back)
 }
 
-// NewClient returns a River client that schedules and works the periodic jobs, refreshes members' tokens at
-// remote servers through remote, and delivers alerts through alerts (bound to the client here). Start it
-// with Start. offlineAfter is how long a silent satellite still counts as online.
+// NewClient returns a River client that schedules and works the periodic jobs, those of other packages
+// (more) among them, refreshes members' tokens at remote servers through remote, and delivers alerts
+// through alerts (bound to the client here). Start it with Start. offlineAfter is how long a silent
+// satellite still counts as online.
 func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offlineAfter time.Duration, remote RemoteRefresher,
-	alerts *alert.Alerter) (*river.Client[pgx.Tx], error) {
+	alerts *alert.Alerter, more ...Periodic) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
+	var extra []*river.PeriodicJob
+	for _, register := range more {
+		extra = append(extra, register(workers))
+	}
 	river.AddWorker(workers, &SweepWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &PruneWorker{Logger: logger, Store: st, Retention: DefaultRetention})
 	river.AddWorker(workers, &TrimLogsWorker{Logger: logger, Store: st})
@@ -314,7 +319,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 		// periodic jobs.
 		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}, alert.Queue: {MaxWorkers: 4}},
 		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{
+		PeriodicJobs: append([]*river.PeriodicJob{
 			every(SweepPeriod, SweepArgs{}),
 			every(PrunePeriod, PruneArgs{}),
 			every(TrimLogsPeriod, TrimLogsArgs{}),
@@ -325,7 +330,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(UsageRollupPeriod, UsageRollupArgs{}),
 			every(RemoteTokensPeriod, RemoteTokensArgs{}),
 			every(alert.EvaluatePeriod, alert.EvaluateArgs{}),
-		},
+		}, extra...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create job client: %w", err)
@@ -333,6 +338,10 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	alerts.Bind(client)
 	return client, nil
 }
+
+// Periodic is periodic work of another package: it registers its worker on workers and returns its
+// schedule.
+type Periodic func(workers *river.Workers) *river.PeriodicJob
 
 // Migrate brings River's own tables up to date. Callers serialise it across replicas.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {

@@ -91,6 +91,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	user, hasUser := s.sessionUser(ctx, r)
+	if !hasUser {
+		p.SignInLinks = s.signInLinks(ctx, r.URL.RequestURI())
+	}
 	if r.Method == http.MethodPost {
 		if !readPageForm(w, r, csrf) {
 			return
@@ -172,6 +175,9 @@ func (s *Server) signIn(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return store.User{}, http.StatusTooManyRequests, "Too many sign-in attempts right now. Wait a little and try again.", nil
 		}
 		return store.User{}, http.StatusServiceUnavailable, "Signing in is not possible right now. Wait a little and try again.", nil
+	}
+	if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
+		return store.User{}, http.StatusForbidden, "Password sign-in is turned off for your email domain. Sign in through your organisation below.", nil
 	}
 	if err != nil {
 		return store.User{}, http.StatusUnauthorized, "Wrong email or password, or the account is locked.", nil

@@ -14,6 +14,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -179,6 +180,8 @@ type devicePageData struct {
 	Scopes     []scopeDescription
 	Error      string
 	Done       string
+	// SignInLinks are the login page's "Sign in with" buttons.
+	SignInLinks []sso.SignInLink
 }
 
 // verifyDevice serves the verification page: sign in, type the user code (or arrive with it in the link),
@@ -191,6 +194,13 @@ func (s *Server) verifyDevice(w http.ResponseWriter, r *http.Request) {
 		p.UserCode = ""
 	}
 	user, hasUser := s.sessionUser(ctx, r)
+	if !hasUser {
+		returnTo := "/oauth/device"
+		if p.UserCode != "" {
+			returnTo += "?" + url.Values{"user_code": {p.UserCode}}.Encode()
+		}
+		p.SignInLinks = s.signInLinks(ctx, returnTo)
+	}
 	action := ""
 	if r.Method == http.MethodPost {
 		if !readPageForm(w, r, csrf) {
@@ -304,6 +314,8 @@ var deviceLoginPage = template.Must(template.New("device-login").Parse(`<!doctyp
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
+{{with .SignInLinks}}<p class="muted">Or sign in through your organisation:</p>
+{{range .}}<p><a class="sso" href="{{.URL}}">Sign in with {{.DisplayName}}</a></p>{{end}}{{end}}
 </body></html>`))
 
 var deviceCodePage = template.Must(template.New("device-code").Parse(`<!doctype html>

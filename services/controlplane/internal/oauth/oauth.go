@@ -32,6 +32,7 @@ import (
 	"github.com/ory/fosite/compose"
 
 	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -59,6 +60,14 @@ type Config struct {
 	MetadataClient *http.Client
 	// Now is the clock codes and tokens expire by. Default time.Now.
 	Now func() time.Time
+	// SignInOptions offers the login pages' other ways to sign in than a password; nil offers none.
+	SignInOptions SignInOptions
+}
+
+// SignInOptions lists ways to sign in besides a password; sso.Service is one.
+type SignInOptions interface {
+	// SignInLinks returns the buttons of a login page that wants the person back at returnTo.
+	SignInLinks(ctx context.Context, returnTo string) []sso.SignInLink
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -190,6 +199,14 @@ func randomKey() []byte {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
 	return b
+}
+
+// signInLinks are the login page's "Sign in with" buttons for a page at returnTo.
+func (s *Server) signInLinks(ctx context.Context, returnTo string) []sso.SignInLink {
+	if s.cfg.SignInOptions == nil {
+		return nil
+	}
+	return s.cfg.SignInOptions.SignInLinks(ctx, returnTo)
 }
 
 // Issuer is the authorization server's identifier.

@@ -1,11 +1,13 @@
 package oauth
 
 import (
-	"bytes"
 	"html/template"
 	"net/http"
 
 	"github.com/ory/fosite"
+
+	"github.com/orrery/orrery/services/controlplane/internal/htmlpage"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
 
 // pageData fills the login and consent pages.
@@ -24,6 +26,8 @@ type pageData struct {
 	// IdleDays and MaxDays are how long the client stays connected unused and at most (Config.RefreshTokenTTL
 	// and Config.GrantMaxAge), which the consent page states since every client gets a refresh token.
 	IdleDays, MaxDays int
+	// SignInLinks are the login page's "Sign in with" buttons.
+	SignInLinks []sso.SignInLink
 }
 
 type scopeDescription struct{ Name, Text string }
@@ -75,6 +79,8 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
+{{with .SignInLinks}}<p class="muted">Or sign in through your organisation:</p>
+{{range .}}<p><a class="sso" href="{{.URL}}">Sign in with {{.DisplayName}}</a></p>{{end}}{{end}}
 </body></html>`))
 
 var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
@@ -119,19 +125,7 @@ func (s *Server) render(w http.ResponseWriter, status int, t *template.Template,
 }
 
 func (s *Server) renderPage(w http.ResponseWriter, status int, t *template.Template, p any) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, p); err != nil {
+	if err := htmlpage.Write(w, status, t, p); err != nil {
 		s.logger.Error("render page", "page", t.Name(), "error", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	// No form-action: browsers apply it to the redirect back to the client after the form posts.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }

@@ -245,6 +245,16 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/ListDroppedEventReports": `{"satelliteId":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/EnqueueCommand":          `{"teamId":"{team}","configure":{"event":"CONFIGURE_EVENT_INSTALLATION_UPDATED"}}`,
 	"/orrery.admin.v1.AdminService/ListCommands":            `{}`,
+
+	"/orrery.admin.v1.SingleSignOnService/CreateIdentityProvider":            `{"slug":"matrix","displayName":"Matrix","issuer":"http://127.0.0.1:1","clientId":"matrix"}`,
+	"/orrery.admin.v1.SingleSignOnService/ListIdentityProviders":             `{}`,
+	"/orrery.admin.v1.SingleSignOnService/DeleteIdentityProvider":            `{"id":"{random}"}`,
+	"/orrery.admin.v1.SingleSignOnService/CreateGroupRule":                   `{"providerId":"{random}","group":"matrix","teamId":"{team}","role":"SSO_TEAM_ROLE_USER"}`,
+	"/orrery.admin.v1.SingleSignOnService/ListGroupRules":                    `{}`,
+	"/orrery.admin.v1.SingleSignOnService/DeleteGroupRule":                   `{"id":"{random}"}`,
+	"/orrery.admin.v1.SingleSignOnService/SetPasswordSignIn":                 `{"domain":"matrix.test","enabled":true}`,
+	"/orrery.admin.v1.SingleSignOnService/ListPasswordSignInDisabledDomains": `{}`,
+	"/orrery.admin.v1.SingleSignOnService/ListSignInOptions":                 `{}`,
 }
 
 // TestPermissionMatrix calls every procedure as every role, for the caller's own team and for another

@@ -30,6 +30,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -77,6 +78,8 @@ type setupOpts struct {
 	templateCommands *catalogapi.CommandPolicy
 	// alerts tunes webhook delivery.
 	alerts alert.Config
+	// sso tunes single sign-on; its base URL is each replica's URL.
+	sso sso.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -120,7 +123,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
 		RemoteAccounts:   opts.remoteAccounts,
-		TemplateCommands: opts.templateCommands, Alerts: opts.alerts,
+		TemplateCommands: opts.templateCommands, Alerts: opts.alerts, SSO: opts.sso,
 	})
 	if err != nil {
 		hs.Listener.Close()

@@ -21,7 +21,7 @@ const restPrefix = "/api/"
 
 // userAPIServices are the services people and scripts call, over Connect, gRPC, gRPC-Web and REST.
 var userAPIServices = []string{
-	adminv1connect.AdminServiceName,
+	adminv1connect.AdminServiceName, adminv1connect.SingleSignOnServiceName,
 	apiv1connect.AccountServiceName, apiv1connect.UserServiceName, apiv1connect.TeamServiceName,
 	apiv1connect.AuditServiceName, apiv1connect.CatalogServiceName, apiv1connect.InstallationServiceName,
 	apiv1connect.SecretServiceName, apiv1connect.InstanceServiceName, apiv1connect.OAuthServiceName,

@@ -54,6 +54,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/reviewapi"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
+	"github.com/orrery/orrery/services/controlplane/internal/sso"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 	"github.com/orrery/orrery/services/controlplane/internal/toolapi"
 	"github.com/orrery/orrery/services/controlplane/internal/usageapi"
@@ -83,6 +84,8 @@ type Config struct {
 	// RemoteAccounts tunes how members connect their accounts at remote MCP servers; its CallbackURL
 	// defaults to the issuer and remoteauth.CallbackPath.
 	RemoteAccounts remoteauth.Config
+	// SSO tunes sign-in through OpenID Connect providers; its BaseURL is the OAuth issuer.
+	SSO sso.Config
 	// TrustedProxies are the networks of the load balancers or reverse proxies in front of the replicas,
 	// whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
@@ -111,6 +114,7 @@ type Server struct {
 	alerts     *alert.Alerter
 	satellites *satelliteapi.Handler
 	instances  *instanceapi.Handler
+	signOn     *sso.Service
 	gate       *admission.Gate
 	handler    http.Handler
 
@@ -156,17 +160,26 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote, s.alerts); err != nil {
-		pool.Close()
-		return nil, err
-	}
 	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
 	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	authServer, err := oauth.New(logger, s.store, accounts, cfg.OAuth)
+	ssoCfg := cfg.SSO
+	ssoCfg.BaseURL = cfg.OAuth.Issuer
+	s.signOn, err = sso.New(logger, s.store, accounts, ssoCfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote, s.alerts, s.signOn.Periodic); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	oauthCfg := cfg.OAuth
+	oauthCfg.SignInOptions = s.signOn
+	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -180,7 +193,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		}
 		commands = &defaults
 	}
-	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, remote, cfg.BodyTimeout)
+	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, remote, s.signOn, cfg.BodyTimeout)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -235,7 +248,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context, adminToken string) error {
 	return s.store.Audit(ctx, store.AuditEvent{Actor: "system", Action: "user.bootstrap_admin", Target: user.ID.String()})
 }
 
-func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, remote *remoteauth.Connector, bodyTimeout time.Duration) (http.Handler, error) {
+func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, catalog *catalogapi.Handler, authServer *oauth.Server, remote *remoteauth.Connector, signOn *sso.Service, bodyTimeout time.Duration) (http.Handler, error) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -312,6 +325,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 		restServices = append(restServices, vanguard.NewService(path, handler))
 	}
 	handleUserAPI(adminv1connect.NewAdminServiceHandler(admin, userAPI))
+	handleUserAPI(adminv1connect.NewSingleSignOnServiceHandler(signOn, userAPI))
 	handleUserAPI(apiv1connect.NewAccountServiceHandler(accounts, userAPI))
 	handleUserAPI(apiv1connect.NewUserServiceHandler(accounts, userAPI))
 	handleUserAPI(apiv1connect.NewTeamServiceHandler(accounts, userAPI))
@@ -346,6 +360,7 @@ func (s *Server) routes(admin *adminapi.Handler, accounts *accountapi.Handler, c
 	authServer.Register(mux)
 	mux.HandleFunc("GET "+remoteauth.CallbackPath, remote.ServeCallback)
 	mux.HandleFunc("GET "+remoteauth.ConnectPath, remote.ServeConnect)
+	signOn.Register(mux)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -389,6 +404,9 @@ func (s *Server) REST() admission.Procedure { return s.gate.REST() }
 
 // Store is the replica's database access, for seeding data.
 func (s *Server) Store() *store.Store { return s.store }
+
+// SSO is the replica's single sign-on, whose periodic check tests run on demand.
+func (s *Server) SSO() *sso.Service { return s.signOn }
 
 // Run does the replica's background work until ctx ends: listening for notifications and the periodic jobs.
 func (s *Server) Run(ctx context.Context) error {

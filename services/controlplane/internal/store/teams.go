@@ -173,25 +173,30 @@ func ensureInstances(ctx context.Context, q *dbsqlc.Queries, teamID uuid.UUID) e
 // be removed.
 func (s *Store) RemoveMember(ctx context.Context, teamID, userID uuid.UUID) error {
 	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		team, err := q.GetTeam(ctx, teamID)
-		if err != nil {
-			return translate(err, "get team")
-		}
-		if team.OwnerID != nil && *team.OwnerID == userID {
-			return ErrOwner
-		}
-		if err := q.DeleteMemberInstances(ctx, teamID, userID); err != nil {
-			return translate(err, "delete instances")
-		}
-		n, err := q.RemoveMembership(ctx, teamID, userID)
-		if err := rowsAffected(n, err, "remove membership"); err != nil {
-			return err
-		}
-		if err := revokeMemberAccess(ctx, q, teamID, userID); err != nil {
-			return err
-		}
-		return memberRemoved(ctx, q, teamID, userID)
+		return removeMember(ctx, q, teamID, userID)
 	})
+}
+
+// removeMember is RemoveMember inside the caller's transaction: every way a member leaves goes through it.
+func removeMember(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) error {
+	team, err := q.GetTeam(ctx, teamID)
+	if err != nil {
+		return translate(err, "get team")
+	}
+	if team.OwnerID != nil && *team.OwnerID == userID {
+		return ErrOwner
+	}
+	if err := q.DeleteMemberInstances(ctx, teamID, userID); err != nil {
+		return translate(err, "delete instances")
+	}
+	n, err := q.RemoveMembership(ctx, teamID, userID)
+	if err := rowsAffected(n, err, "remove membership"); err != nil {
+		return err
+	}
+	if err := revokeMemberAccess(ctx, q, teamID, userID); err != nil {
+		return err
+	}
+	return memberRemoved(ctx, q, teamID, userID)
 }
 
 // SetMemberRole changes a member's role; the owner stays an admin.

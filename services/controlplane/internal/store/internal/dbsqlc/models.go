@@ -230,6 +230,11 @@ type OauthToken struct {
 	CreatedAt time.Time
 }
 
+type PasswordSignInDisabledDomain struct {
+	Domain    string
+	CreatedAt time.Time
+}
+
 type Policy struct {
 	ID             uuid.UUID
 	TeamID         *uuid.UUID
@@ -401,6 +406,53 @@ type Session struct {
 	UserID    uuid.UUID
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+type SsoGroupRule struct {
+	ID         uuid.UUID
+	ProviderID uuid.UUID
+	GroupName  string
+	TeamID     uuid.UUID
+	Role       string
+	CreatedAt  time.Time
+}
+
+type SsoIdentity struct {
+	ProviderID         uuid.UUID
+	Subject            string
+	UserID             uuid.UUID
+	RefreshTokenSealed string
+	Groups             []string
+	SyncedAt           time.Time
+	CreatedAt          time.Time
+}
+
+type SsoLoginState struct {
+	StateHash    []byte
+	ProviderID   uuid.UUID
+	Nonce        string
+	CodeVerifier string
+	ReturnTo     string
+	ExpiresAt    time.Time
+}
+
+type SsoMembership struct {
+	TeamID     uuid.UUID
+	UserID     uuid.UUID
+	ProviderID uuid.UUID
+}
+
+type SsoProvider struct {
+	ID                 uuid.UUID
+	Slug               string
+	DisplayName        string
+	Issuer             string
+	ClientID           string
+	ClientSecretSealed string
+	Scopes             []string
+	GroupsClaim        string
+	AllowedDomains     []string
+	CreatedAt          time.Time
 }
 
 type Team struct {
