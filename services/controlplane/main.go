@@ -78,7 +78,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		OAuth: cfg.OAuth, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
 		Alerts: alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
-		SSO: sso.Config{ResyncInterval: cfg.SSOResyncInterval},
+		SSO:    sso.Config{ResyncInterval: cfg.SSOResyncInterval},
 	})
 	if err != nil {
 		if ln != nil {
