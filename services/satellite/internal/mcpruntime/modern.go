@@ -113,6 +113,10 @@ func (c *conn) openModern() {
 	if err != nil || unsupported {
 		m.close(in.rt.cfg.StopGrace)
 	}
+	if err == nil && !unsupported && m.proc != nil {
+		// Like the primary, the lane runs at its own CPU limit once up, not the start-up allowance.
+		m.proc.Started()
+	}
 	if err != nil {
 		in.log().Warn("opening the 2026-07-28 lane failed", slog.Any("error", err))
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
