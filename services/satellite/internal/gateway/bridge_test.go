@@ -396,6 +396,30 @@ func TestInputRequired(t *testing.T) {
 	}
 }
 
+// TestModernLaneUnavailable: when the instance's 2026-07-28 lane cannot be opened (a server that cannot
+// run twice), clients of that era are still served, in rounds on the instance's session; an instance that
+// is still starting tells them to retry.
+func TestModernLaneUnavailable(t *testing.T) {
+	t.Parallel()
+	var laneErr atomic.Pointer[error]
+	b := setup(t, setupOptions{modern: func(context.Context, string) (*mcp.ClientSession, error) {
+		return nil, *laneErr.Load()
+	}})
+	b.addGlobex(t, "asker", newAsker())
+	ann := b.askingClient(t, eras[1].opts, "ann", false)
+
+	cannotRunTwice := errors.New("listen tcp :8080: bind: address already in use")
+	laneErr.Store(&cannotRunTwice)
+	ann.expectAnswers(t, "ann")
+
+	starting := fmt.Errorf("%w: connecting", ErrInstanceStarting)
+	laneErr.Store(&starting)
+	_, err := ann.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), errStarting.Message) {
+		t.Errorf("call while the instance starts: %v, want %q", err, errStarting.Message)
+	}
+}
+
 func TestLoggingStateless(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})

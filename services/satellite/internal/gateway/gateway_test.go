@@ -299,6 +299,18 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
+	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
+	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
+// modernBackend is the fake backend with a 2026-07-28 lane.
+type modernBackend struct {
+	*fakeBackend
+	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
+func (b modernBackend) ModernSession(ctx context.Context, instanceID string) (*mcp.ClientSession, error) {
+	return b.modern(ctx, instanceID)
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -323,10 +335,14 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	if opts.metrics != nil {
 		reg = opts.metrics
 	}
+	var backend Backend = b.backend
+	if opts.modern != nil {
+		backend = modernBackend{fakeBackend: b.backend, modern: opts.modern}
+	}
 	gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Config{
 		PublicURL:           base,
 		AuthorizationServer: "https://cp.example.com",
-		Backend:             b.backend,
+		Backend:             backend,
 		Introspector:        b.intro,
 		Events:              b.events,
 		AllowedOrigins:      []string{"https://console.example.com"},
