@@ -1,13 +1,19 @@
 package mcpruntime_test
 
 import (
+	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
@@ -17,10 +23,7 @@ import (
 // lane ends with the instance.
 func TestModernSession(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "everything-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server").CombinedOutput(); err != nil {
-		t.Fatalf("build the go-sdk conformance server: %v\n%s", err, out)
-	}
+	bin := conformanceServer(t)
 	b := setup(t, nil)
 	in := stdioInstance("conf", bin)
 	b.apply(t, in)
@@ -52,13 +55,112 @@ func TestModernSession(t *testing.T) {
 		t.Errorf("result = %+v, want the server's input request user_name", res)
 	}
 
+	proc, ok := b.rt.ModernLaneOf(in.GetId())
+	if !ok {
+		t.Fatal("the modern lane runs no process of its own")
+	}
+
 	b.apply(t)
 	b.waitFor(t, in.GetId(), "removal", func(i mcpruntime.InstanceInfo) bool { return i.ID == "" })
 	ended := make(chan error, 1)
 	go func() { ended <- lane.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(waitLimit):
-		t.Error("the modern lane outlived its instance")
+	deadline := time.After(waitLimit)
+	for _, ch := range []<-chan struct{}{proc.Exited, toStruct(ended)} {
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("the modern lane outlived its instance")
+		}
 	}
+	if err := syscall.Kill(proc.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the modern lane's process %d is still there: %v", proc.Pid, err)
+	}
+}
+
+// TestModernLaneEnded: a lane whose server dies is not started again on the next call but counts as a
+// failure for a while, and the instance's logs say so.
+func TestModernLaneEnded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	in := stdioInstance("conf", conformanceServer(t))
+	b.apply(t, in)
+	b.waitStatus(t, in.GetId(), online)
+	ctx := t.Context()
+	if lane, err := b.rt.ModernSession(ctx, in.GetId()); err != nil || lane == nil {
+		t.Fatalf("ModernSession = %v, %v", lane, err)
+	}
+	proc, ok := b.rt.ModernLaneOf(in.GetId())
+	if !ok {
+		t.Fatal("the modern lane runs no process of its own")
+	}
+	if err := syscall.Kill(proc.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-proc.Ended:
+	case <-time.After(waitLimit):
+		t.Fatal("the runtime did not see the lane end")
+	}
+	for range 2 {
+		if lane, err := b.rt.ModernSession(ctx, in.GetId()); !errors.Is(err, mcpruntime.ErrUnavailable) {
+			t.Errorf("ModernSession after the lane died = %v, %v; want ErrUnavailable", lane, err)
+		}
+		if again, ok := b.rt.ModernLaneOf(in.GetId()); ok {
+			t.Errorf("a new lane process %d started at once", again.Pid)
+		}
+	}
+	b.events.wait(t, in.GetId(), "a log line saying the lane's server was killed", func(evs []*satellitev1.Event) bool {
+		return slices.ContainsFunc(logLines(evs), func(line string) bool {
+			return strings.Contains(line, "2026-07-28 lane's server exited (signal: killed)")
+		})
+	})
+	// The primary connection is unaffected.
+	if _, err := b.rt.Session(ctx, in.GetId()); err != nil {
+		t.Errorf("Session after the lane died: %v", err)
+	}
+}
+
+// TestModernLaneStartWait: a call waits for a lane that is slow to start no longer than CallStartWait
+// and its own context, as it would for the instance.
+func TestModernLaneStartWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *mcpruntime.Config) { c.CallStartWait = 200 * time.Millisecond })
+	// The first process is the primary; the second, the lane, never answers.
+	in := stdioInstance("conf", "sh", "-c", `if [ -e started ]; then exec sleep 600; fi; touch started; exec "$0"`,
+		conformanceServer(t))
+	b.apply(t, in)
+	b.waitStatus(t, in.GetId(), online)
+
+	start := time.Now()
+	if lane, err := b.rt.ModernSession(t.Context(), in.GetId()); !errors.Is(err, mcpruntime.ErrStarting) {
+		t.Errorf("ModernSession while the lane starts = %v, %v; want ErrStarting", lane, err)
+	}
+	if d := time.Since(start); d > waitLimit/2 {
+		t.Errorf("ModernSession waited %v for a starting lane, CallStartWait is 200ms", d)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if lane, err := b.rt.ModernSession(ctx, in.GetId()); !errors.Is(err, context.Canceled) {
+		t.Errorf("ModernSession with a cancelled context = %v, %v", lane, err)
+	}
+}
+
+// conformanceServer builds the go-sdk's conformance server, which speaks both protocol eras.
+func conformanceServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "everything-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server").CombinedOutput(); err != nil {
+		t.Fatalf("build the go-sdk conformance server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// toStruct turns a channel that receives once into one that is closed then.
+func toStruct[T any](ch <-chan T) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		<-ch
+		close(out)
+	}()
+	return out
 }
