@@ -200,8 +200,10 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 // that speak it on a lane of their own (ModernBackend), where results carry the input requests and
 // nothing needs to wait.
 
-// attributeWait bounds how long a server's request waits to be attributed. It only runs out when calls of
-// several sessions each wait for an answer to such a request, which none can get.
+// attributeWait bounds how long a server's request waits to be attributed, and a call waits for its turn.
+// The first only runs out when calls of several sessions each wait for an answer to such a request, which
+// none can get; the second when another session holds the turn, as an input round parked for its client
+// does for up to inputWait.
 const attributeWait = 30 * time.Second
 
 // turn is what a downstream session serves now.
@@ -222,6 +224,12 @@ func (b *bridge) turnOf(cs *mcp.ClientSession) *turn {
 	return t
 }
 
+// signal wakes whoever waits for t to change.
+func (t *turn) signal() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
 // mayStart says whether a call of caller may start on a downstream session in t's state.
 func (t *turn) mayStart(caller *mcp.ServerSession) bool {
 	switch {
@@ -233,22 +241,34 @@ func (t *turn) mayStart(caller *mcp.ServerSession) bool {
 }
 
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
-// is called. When cs takes turns, it waits for caller's, and fails when ctx ends first.
+// is called. When cs takes turns, it waits for caller's, and fails when ctx ends first or after
+// attributeWait (errTurnWait).
 func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) (func(), error) {
 	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx)}
+	var turnCtx context.Context
 	b.mu.Lock()
 	t := b.turnOf(cs)
 	for !t.mayStart(caller) {
+		if turnCtx == nil {
+			// A turn can be held for as long as an input round waits for its client (inputWait).
+			var cancel context.CancelFunc
+			turnCtx, cancel = context.WithTimeout(ctx, attributeWait)
+			defer cancel()
+		}
 		t.waiting++
 		changed := t.changed
 		b.mu.Unlock()
 		select {
 		case <-changed:
-		case <-ctx.Done():
+		case <-turnCtx.Done():
 			b.mu.Lock()
 			t.waiting--
+			t.signal() // the holder's new calls queue behind waiters only
 			b.mu.Unlock()
-			return nil, ctx.Err()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errTurnWait
 		}
 		b.mu.Lock()
 		t.waiting--
@@ -268,8 +288,7 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 		if t.sessions[caller]--; t.sessions[caller] == 0 {
 			delete(t.sessions, caller)
 		}
-		close(t.changed)
-		t.changed = make(chan struct{})
+		t.signal()
 		// A session that asks is remembered until the bridge forgets the session.
 		if len(t.sessions) == 0 && t.waiting == 0 && !t.asks && b.turns[cs] == t {
 			delete(b.turns, cs)
@@ -352,6 +371,10 @@ func (b *bridge) holding() bool {
 }
 
 var (
+	// errTurnWait is what a call learns when another session of its user kept the instance for
+	// attributeWait: worth a retry, as errStarting is.
+	errTurnWait = &jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		Message: "the MCP server behind this feature is busy with a request of another of your sessions; try again in a few seconds"}
 	errNoCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
 		Message: "no client request is in progress that this request could belong to"}
 	errAmbiguousCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -439,4 +441,52 @@ func TestLoggingStateless(t *testing.T) {
 		t.Errorf("log message %q below the request's level", got)
 	case <-time.After(100 * time.Millisecond):
 	}
+}
+
+// TestTurnWaitBounded: a call waits for its turn at most attributeWait, however long another session of
+// the user holds the instance, and then learns it may retry; once the turn is free, it goes.
+func TestTurnWaitBounded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := newBridge(slog.New(slog.DiscardHandler))
+		cs := new(mcp.ClientSession)
+		ann, ben := new(mcp.ServerSession), new(mcp.ServerSession)
+		b.own(cs, new(userServer), "asker-1")
+		annDone, err := b.begin(t.Context(), cs, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The instance asks during Ann's call: from now on sessions take turns.
+		if call, err := b.attribute(t.Context(), cs); err != nil || call.caller != ann {
+			t.Fatalf("attribute = %v, %v; want Ann's call", call, err)
+		}
+
+		start := time.Now()
+		if _, err := b.begin(t.Context(), cs, ben); err != errTurnWait {
+			t.Errorf("Ben's call while Ann holds the turn: %v, want %v", err, errTurnWait)
+		}
+		if d := time.Since(start); d != attributeWait {
+			t.Errorf("Ben's call waited %v, want %v", d, attributeWait)
+		}
+		// Ann's next call is not held up by a waiter that gave up.
+		again, err := b.begin(t.Context(), cs, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again()
+		annDone()
+		benDone, err := b.begin(t.Context(), cs, ben)
+		if err != nil {
+			t.Fatalf("Ben's call once the turn is free: %v", err)
+		}
+		benDone()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		annDone, _ = b.begin(t.Context(), cs, ann)
+		defer annDone()
+		cancel()
+		if _, err := b.begin(ctx, cs, ben); !errors.Is(err, context.Canceled) {
+			t.Errorf("Ben's cancelled call: %v, want context.Canceled", err)
+		}
+	})
 }
