@@ -300,42 +300,27 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 // it serves come from one client session. From then on cs takes turns. A request it cannot attribute in
 // time, or that the server gives up on, gets errAmbiguousCaller.
 func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pendingCall, error) {
-	timer := time.NewTimer(attributeWait)
-	defer timer.Stop()
+	ctx, cancel := context.WithTimeout(ctx, attributeWait)
+	defer cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t := b.turnOf(cs)
 	t.asks = true
 	for {
 		call, err := b.callerLocked(cs)
-		if err != errAmbiguousCaller { // the SDK's errors match any error of the same code
+		// The SDK's errors match any error of the same code. An expired wait still gets a last look.
+		if err != errAmbiguousCaller || ctx.Err() != nil {
 			return call, err
 		}
 		t.held++
 		changed := t.changed
 		b.mu.Unlock()
-		var expired bool
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			expired = true
-		case <-timer.C:
-			expired = !isClosed(changed)
 		}
 		b.mu.Lock()
 		t.held--
-		if expired {
-			return nil, err
-		}
-	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
 	}
 }
 

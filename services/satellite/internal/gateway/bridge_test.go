@@ -490,3 +490,38 @@ func TestTurnWaitBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestAttributeWaitBounded: a request that cannot be attributed gives up after attributeWait, also when a
+// call ends just as the wait runs out and leaves it still ambiguous.
+func TestAttributeWaitBounded(t *testing.T) {
+	t.Parallel()
+	for range 50 {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBridge(slog.New(slog.DiscardHandler))
+			cs := new(mcp.ClientSession)
+			b.own(cs, new(userServer), "asker-1")
+			for range 3 {
+				done, err := b.begin(t.Context(), cs, new(mcp.ServerSession))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer done()
+			}
+			last, err := b.begin(t.Context(), cs, new(mcp.ServerSession))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				time.Sleep(attributeWait)
+				last()
+			}()
+			start := time.Now()
+			if _, err := b.attribute(t.Context(), cs); err != errAmbiguousCaller {
+				t.Errorf("attribute = %v, want %v", err, errAmbiguousCaller)
+			}
+			if d := time.Since(start); d != attributeWait {
+				t.Errorf("attribute waited %v, want %v", d, attributeWait)
+			}
+		})
+	}
+}
