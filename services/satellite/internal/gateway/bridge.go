@@ -304,6 +304,11 @@ func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pending
 	defer cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.owners[cs]; !ok {
+		// A session the gateway does not use serves no call, and gets no turns that nothing would forget:
+		// such as an instance's 2026-07-28 lane, whose calls carry their input requests themselves.
+		return nil, errNoCaller
+	}
 	t := b.turnOf(cs)
 	t.asks = true
 	for {

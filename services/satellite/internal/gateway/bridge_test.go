@@ -525,3 +525,18 @@ func TestAttributeWaitBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestAttributeUnknownSession: a request on a session the gateway does not use (an instance's
+// 2026-07-28 lane, or one the gateway has not called yet) is refused at once and leaves nothing behind.
+func TestAttributeUnknownSession(t *testing.T) {
+	t.Parallel()
+	b := newBridge(slog.New(slog.DiscardHandler))
+	for range 3 {
+		if _, err := b.attribute(t.Context(), new(mcp.ClientSession)); err != errNoCaller {
+			t.Errorf("attribute = %v, want %v", err, errNoCaller)
+		}
+	}
+	if n := len(b.turns); n != 0 {
+		t.Errorf("the bridge keeps %d turns of sessions it does not use", n)
+	}
+}
