@@ -865,6 +865,22 @@ func TestAllowedHosts(t *testing.T) {
 			t.Errorf("Host %q, Origin %q: status %d, want %d", tc.host, tc.origin, resp.StatusCode, tc.want)
 		}
 	}
+	// The public URL's host counts at any port, as a proxy passes it on (sat.example.com:443); a host
+	// that only starts like it does not.
+	public = hostName(public)
+	proxied := setup(t, setupOptions{allowedHosts: []string{"localhost:8080"}})
+	for host, want := range map[string]int{
+		public + ":443":        http.StatusOK,
+		public:                 http.StatusOK,
+		public + "0:443":       http.StatusForbidden,
+		"evil.example.com:443": http.StatusForbidden,
+		public + ".evil.com":   http.StatusForbidden,
+		"localhost:443":        http.StatusForbidden,
+	} {
+		if resp := proxied.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, map[string]string{"Host": host}); resp.StatusCode != want {
+			t.Errorf("Host %q: status %d, want %d", host, resp.StatusCode, want)
+		}
+	}
 	// Without the list, Host is not checked: a proxy that rewrites it needs nothing.
 	plain := setup(t, setupOptions{})
 	if resp := plain.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, map[string]string{"Host": "proxy.internal"}); resp.StatusCode != http.StatusOK {
