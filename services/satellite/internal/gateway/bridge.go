@@ -111,6 +111,9 @@ type bridge struct {
 	owners     map[*mcp.ClientSession]owner
 	byInstance map[string]*mcp.ClientSession   // the newest session of each instance
 	byUser     map[*userServer]map[string]bool // the instances in byInstance, by the user they feed
+	// updated is closed and replaced whenever a call starts, ends or waits for its turn, or a server
+	// request waits to be attributed: who watches the bridge need not poll.
+	updated chan struct{}
 }
 
 func newBridge(logger *slog.Logger) *bridge {
@@ -121,6 +124,7 @@ func newBridge(logger *slog.Logger) *bridge {
 		owners:     make(map[*mcp.ClientSession]owner),
 		byInstance: make(map[string]*mcp.ClientSession),
 		byUser:     make(map[*userServer]map[string]bool),
+		updated:    make(chan struct{}),
 	}
 }
 
@@ -224,6 +228,12 @@ func (b *bridge) turnOf(cs *mcp.ClientSession) *turn {
 	return t
 }
 
+// updatedLocked wakes whoever watches the bridge.
+func (b *bridge) updatedLocked() {
+	close(b.updated)
+	b.updated = make(chan struct{})
+}
+
 // signal wakes whoever waits for t to change.
 func (t *turn) signal() {
 	close(t.changed)
@@ -256,6 +266,7 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 			defer cancel()
 		}
 		t.waiting++
+		b.updatedLocked()
 		changed := t.changed
 		b.mu.Unlock()
 		select {
@@ -264,6 +275,7 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 			b.mu.Lock()
 			t.waiting--
 			t.signal() // the holder's new calls queue behind waiters only
+			b.updatedLocked()
 			b.mu.Unlock()
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -275,6 +287,7 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 	}
 	t.sessions[caller]++
 	b.calls[cs] = append(b.calls[cs], call)
+	b.updatedLocked()
 	b.mu.Unlock()
 	return func() {
 		b.mu.Lock()
@@ -289,6 +302,7 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 			delete(t.sessions, caller)
 		}
 		t.signal()
+		b.updatedLocked()
 		// A session that asks is remembered until the bridge forgets the session.
 		if len(t.sessions) == 0 && t.waiting == 0 && !t.asks && b.turns[cs] == t {
 			delete(b.turns, cs)
@@ -318,6 +332,7 @@ func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pending
 			return call, err
 		}
 		t.held++
+		b.updatedLocked()
 		changed := t.changed
 		b.mu.Unlock()
 		select {
@@ -327,37 +342,6 @@ func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pending
 		b.mu.Lock()
 		t.held--
 	}
-}
-
-// waiting reports whether any call waits for its turn.
-func (b *bridge) waiting() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, t := range b.turns {
-		if t.waiting > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// serving reports whether any downstream session serves a call.
-func (b *bridge) serving() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.calls) > 0
-}
-
-// holding reports whether any server request waits to be attributed.
-func (b *bridge) holding() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, t := range b.turns {
-		if t.held > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 var (

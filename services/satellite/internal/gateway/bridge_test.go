@@ -207,13 +207,10 @@ func TestServerRequestsOfConcurrentSessions(t *testing.T) {
 					}
 					results <- callText(t, res)
 				}()
-				deadline := time.Now().Add(5 * time.Second)
-				for !b.gw.bridge.waiting() {
-					if time.Now().After(deadline) {
-						t.Error("Ben's call never waited for its turn")
-						return
-					}
-					time.Sleep(time.Millisecond)
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				if err := b.gw.bridge.await(ctx, (*bridge).waiting); err != nil {
+					t.Errorf("Ben's call never waited for its turn: %v", err)
 				}
 			}
 			if got, want := ann.call(t, "asker__elicit"), `accept {"name":"ann"}`; got != want {
@@ -252,10 +249,10 @@ func TestServerRequestHeldUntilAttributable(t *testing.T) {
 
 	paused := make(chan string, 1)
 	go func() { paused <- ben.call(t, "asker__pause") }()
-	waitFor(t, "Ben's call to reach the instance", func() bool { return b.gw.bridge.serving() })
+	awaitBridge(t, b.gw.bridge, "Ben's call to reach the instance", (*bridge).serving)
 	elicited := make(chan string, 1)
 	go func() { elicited <- ann.call(t, "asker__elicit") }()
-	waitFor(t, "Ann's elicitation to be held", b.gw.bridge.holding)
+	awaitBridge(t, b.gw.bridge, "Ann's elicitation to be held", (*bridge).holding)
 	close(release)
 	if got := <-paused; got != "resumed" {
 		t.Errorf("ben's pause = %q", got)
@@ -268,15 +265,13 @@ func TestServerRequestHeldUntilAttributable(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// awaitBridge waits until cond holds for b, failing the test after 5 seconds.
+func awaitBridge(t *testing.T, b *bridge, what string, cond func(*bridge) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := b.await(ctx, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
