@@ -3,9 +3,12 @@ package mcpruntime_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,10 +148,19 @@ func TestModernLaneStartWait(t *testing.T) {
 	}
 }
 
-// conformanceServer builds the go-sdk's conformance server, which speaks both protocol eras.
+// conformanceServer builds the go-sdk's conformance server, which speaks both protocol eras, where a
+// sandboxed server can run it too (t.TempDir's parent is private to its owner).
 func conformanceServer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "everything-server")
+	dir, err := os.MkdirTemp("", "conformance-server-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "everything-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server").CombinedOutput(); err != nil {
 		t.Fatalf("build the go-sdk conformance server: %v\n%s", err, out)
 	}
@@ -163,4 +175,72 @@ func toStruct[T any](ch <-chan T) <-chan struct{} {
 		close(out)
 	}()
 	return out
+}
+
+// TestModernLaneCPULimit: the lane's process, like the primary's, runs at the instance's CPU limit once it
+// is up, not at the sandbox's start-up allowance.
+func TestModernLaneCPULimit(t *testing.T) {
+	t.Parallel()
+	bin := conformanceServer(t)
+	driver := bwrapDriver(t, t.TempDir(), filepath.Dir(bin))
+	if !driver.Enforced().CPU {
+		t.Fatalf("no cpu cgroup can be made here (%+v): run the tests as root, or in a delegated cgroup", driver.Enforced())
+	}
+	b := setup(t, func(c *mcpruntime.Config) { c.Driver = driver })
+	in := stdioInstance("conf", bin)
+	in.Sandbox = &satellitev1.Sandbox{Limits: &satellitev1.ResourceLimits{CpuMillis: 250}}
+	b.apply(t, in)
+	b.waitStatus(t, in.GetId(), online)
+	if lane, err := b.rt.ModernSession(t.Context(), in.GetId()); err != nil || lane == nil {
+		t.Fatalf("ModernSession = %v, %v", lane, err)
+	}
+	proc, ok := b.rt.ModernLaneOf(in.GetId())
+	if !ok {
+		t.Fatal("the modern lane runs no process of its own")
+	}
+	if got := cpuShare(t, proc.Pid); got != 0.25 {
+		t.Errorf("the lane's CPU share is %v, want its limit 0.25", got)
+	}
+}
+
+// cpuShare reads the CPU quota of pid's cgroup, in CPUs.
+func cpuShare(t *testing.T, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var quota, period string
+		switch {
+		case parts[1] == "": // cgroup v2: "max 100000" or "25000 100000"
+			raw, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parts[2], "cpu.max"))
+			if err != nil {
+				continue
+			}
+			quota, period, _ = strings.Cut(strings.TrimSpace(string(raw)), " ")
+		case slices.Contains(strings.Split(parts[1], ","), "cpu"):
+			dir := filepath.Join("/sys/fs/cgroup", parts[1], parts[2])
+			q, err1 := os.ReadFile(filepath.Join(dir, "cpu.cfs_quota_us"))
+			p, err2 := os.ReadFile(filepath.Join(dir, "cpu.cfs_period_us"))
+			if err1 != nil || err2 != nil {
+				t.Fatalf("reading the cpu cgroup of pid %d: %v, %v", pid, err1, err2)
+			}
+			quota, period = strings.TrimSpace(string(q)), strings.TrimSpace(string(p))
+		default:
+			continue
+		}
+		qn, err1 := strconv.ParseFloat(quota, 64)
+		pn, err2 := strconv.ParseFloat(period, 64)
+		if err1 != nil || err2 != nil || pn == 0 {
+			t.Fatalf("pid %d has no CPU quota: %q / %q", pid, quota, period)
+		}
+		return qn / pn
+	}
+	t.Fatalf("pid %d is in no cpu cgroup:\n%s", pid, data)
+	return 0
 }
