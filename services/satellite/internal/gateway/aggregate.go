@@ -554,10 +554,15 @@ func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt r
 	var zero R
 	if lanes, ok := g.cfg.Backend.(ModernBackend); ok && !g.inputs.owns(state) {
 		cs, err := lanes.ModernSession(ctx, rt.inst.ID)
-		if err != nil {
+		switch {
+		case err != nil && (ctx.Err() != nil || errors.Is(err, ErrInstanceStarting)):
 			return zero, g.downstreamError(ctx, rt, err)
-		}
-		if cs != nil {
+		case err != nil:
+			// A server that cannot run twice (a fixed port, a lock file, one session allowed) still serves
+			// the caller: on the instance's session, in rounds.
+			g.logger.WarnContext(ctx, "the 2026-07-28 lane is unavailable; serving the call in rounds",
+				slog.String("instance_id", rt.inst.ID), slog.Any("error", err))
+		case cs != nil:
 			return call(ctx, lane{caller: caller, modern: true, open: func(context.Context) (*mcp.ClientSession, func(), error) {
 				return cs, func() {}, nil
 			}})

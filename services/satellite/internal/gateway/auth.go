@@ -253,27 +253,38 @@ func (g *Gateway) originAllowed(origin string) bool {
 }
 
 // hostAllowed admits a request addressed to host (its Host header) when AllowedHosts is empty, or host
-// is the public URL's host or an allowed one.
+// is the public URL's host at any port (a proxy may pass on the port it was reached at, such as :443) or
+// an allowed one.
 func (g *Gateway) hostAllowed(host string) bool {
-	return len(g.cfg.AllowedHosts) == 0 || strings.EqualFold(host, g.publicHost) || g.allowedHost(host)
+	return len(g.cfg.AllowedHosts) == 0 || hostMatches(hostName(g.publicHost), host) || g.allowedHost(host)
 }
 
-// allowedHost says whether host[:port] matches an entry of AllowedHosts; an entry without a port matches
-// any port of its host.
+// allowedHost says whether host[:port] matches an entry of AllowedHosts.
 func (g *Gateway) allowedHost(host string) bool {
-	name := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		name = h
-		if strings.Contains(h, ":") { // IPv6, written in brackets as in Host
-			name = "[" + h + "]"
-		}
-	}
 	for _, a := range g.cfg.AllowedHosts {
-		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+		if hostMatches(a, host) {
 			return true
 		}
 	}
 	return false
+}
+
+// hostMatches says whether host[:port] is entry; an entry without a port matches any port of its host.
+func hostMatches(entry, host string) bool {
+	return strings.EqualFold(entry, host) || strings.EqualFold(entry, hostName(host))
+}
+
+// hostName returns host[:port] without the port, an IPv6 address in brackets as in Host.
+func hostName(host string) string {
+	h, _, err := net.SplitHostPort(host)
+	switch {
+	case err != nil:
+		return host
+	case strings.Contains(h, ":"):
+		return "[" + h + "]"
+	default:
+		return h
+	}
 }
 
 // readBody reads a POST body of at most MaxBodyBytes and puts it back for the handler. A non-zero status

@@ -111,6 +111,9 @@ type bridge struct {
 	owners     map[*mcp.ClientSession]owner
 	byInstance map[string]*mcp.ClientSession   // the newest session of each instance
 	byUser     map[*userServer]map[string]bool // the instances in byInstance, by the user they feed
+	// updated is closed and replaced whenever a call starts, ends or waits for its turn, or a server
+	// request waits to be attributed: who watches the bridge need not poll.
+	updated chan struct{}
 }
 
 func newBridge(logger *slog.Logger) *bridge {
@@ -121,6 +124,7 @@ func newBridge(logger *slog.Logger) *bridge {
 		owners:     make(map[*mcp.ClientSession]owner),
 		byInstance: make(map[string]*mcp.ClientSession),
 		byUser:     make(map[*userServer]map[string]bool),
+		updated:    make(chan struct{}),
 	}
 }
 
@@ -200,8 +204,10 @@ func (b *bridge) sessionsOf(cs *mcp.ClientSession) iter.Seq[*mcp.ServerSession] 
 // that speak it on a lane of their own (ModernBackend), where results carry the input requests and
 // nothing needs to wait.
 
-// attributeWait bounds how long a server's request waits to be attributed. It only runs out when calls of
-// several sessions each wait for an answer to such a request, which none can get.
+// attributeWait bounds how long a server's request waits to be attributed, and a call waits for its turn.
+// The first only runs out when calls of several sessions each wait for an answer to such a request, which
+// none can get; the second when another session holds the turn, as an input round parked for its client
+// does for up to inputWait.
 const attributeWait = 30 * time.Second
 
 // turn is what a downstream session serves now.
@@ -222,6 +228,18 @@ func (b *bridge) turnOf(cs *mcp.ClientSession) *turn {
 	return t
 }
 
+// updatedLocked wakes whoever watches the bridge.
+func (b *bridge) updatedLocked() {
+	close(b.updated)
+	b.updated = make(chan struct{})
+}
+
+// signal wakes whoever waits for t to change.
+func (t *turn) signal() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
 // mayStart says whether a call of caller may start on a downstream session in t's state.
 func (t *turn) mayStart(caller *mcp.ServerSession) bool {
 	switch {
@@ -233,28 +251,43 @@ func (t *turn) mayStart(caller *mcp.ServerSession) bool {
 }
 
 // begin records that cs serves a request of caller, whose context is ctx, until the returned function
-// is called. When cs takes turns, it waits for caller's, and fails when ctx ends first.
+// is called. When cs takes turns, it waits for caller's, and fails when ctx ends first or after
+// attributeWait (errTurnWait).
 func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) (func(), error) {
 	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx)}
+	var turnCtx context.Context
 	b.mu.Lock()
 	t := b.turnOf(cs)
 	for !t.mayStart(caller) {
+		if turnCtx == nil {
+			// A turn can be held for as long as an input round waits for its client (inputWait).
+			var cancel context.CancelFunc
+			turnCtx, cancel = context.WithTimeout(ctx, attributeWait)
+			defer cancel()
+		}
 		t.waiting++
+		b.updatedLocked()
 		changed := t.changed
 		b.mu.Unlock()
 		select {
 		case <-changed:
-		case <-ctx.Done():
+		case <-turnCtx.Done():
 			b.mu.Lock()
 			t.waiting--
+			t.signal() // the holder's new calls queue behind waiters only
+			b.updatedLocked()
 			b.mu.Unlock()
-			return nil, ctx.Err()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errTurnWait
 		}
 		b.mu.Lock()
 		t.waiting--
 	}
 	t.sessions[caller]++
 	b.calls[cs] = append(b.calls[cs], call)
+	b.updatedLocked()
 	b.mu.Unlock()
 	return func() {
 		b.mu.Lock()
@@ -268,8 +301,8 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 		if t.sessions[caller]--; t.sessions[caller] == 0 {
 			delete(t.sessions, caller)
 		}
-		close(t.changed)
-		t.changed = make(chan struct{})
+		t.signal()
+		b.updatedLocked()
 		// A session that asks is remembered until the bridge forgets the session.
 		if len(t.sessions) == 0 && t.waiting == 0 && !t.asks && b.turns[cs] == t {
 			delete(b.turns, cs)
@@ -281,77 +314,41 @@ func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.S
 // it serves come from one client session. From then on cs takes turns. A request it cannot attribute in
 // time, or that the server gives up on, gets errAmbiguousCaller.
 func (b *bridge) attribute(ctx context.Context, cs *mcp.ClientSession) (*pendingCall, error) {
-	timer := time.NewTimer(attributeWait)
-	defer timer.Stop()
+	ctx, cancel := context.WithTimeout(ctx, attributeWait)
+	defer cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.owners[cs]; !ok {
+		// A session the gateway does not use serves no call, and gets no turns that nothing would forget:
+		// such as an instance's 2026-07-28 lane, whose calls carry their input requests themselves.
+		return nil, errNoCaller
+	}
 	t := b.turnOf(cs)
 	t.asks = true
 	for {
 		call, err := b.callerLocked(cs)
-		if err != errAmbiguousCaller { // the SDK's errors match any error of the same code
+		// The SDK's errors match any error of the same code. An expired wait still gets a last look.
+		if err != errAmbiguousCaller || ctx.Err() != nil {
 			return call, err
 		}
 		t.held++
+		b.updatedLocked()
 		changed := t.changed
 		b.mu.Unlock()
-		var expired bool
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			expired = true
-		case <-timer.C:
-			expired = !isClosed(changed)
 		}
 		b.mu.Lock()
 		t.held--
-		if expired {
-			return nil, err
-		}
 	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// waiting reports whether any call waits for its turn.
-func (b *bridge) waiting() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, t := range b.turns {
-		if t.waiting > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// serving reports whether any downstream session serves a call.
-func (b *bridge) serving() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.calls) > 0
-}
-
-// holding reports whether any server request waits to be attributed.
-func (b *bridge) holding() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, t := range b.turns {
-		if t.held > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 var (
+	// errTurnWait is what a call learns when another session of its user kept the instance for
+	// attributeWait: worth a retry, as errStarting is.
+	errTurnWait = &jsonrpc.Error{Code: jsonrpc.CodeInternalError,
+		Message: "the MCP server behind this feature is busy with a request of another of your sessions; try again in a few seconds"}
 	errNoCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
 		Message: "no client request is in progress that this request could belong to"}
 	errAmbiguousCaller = &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,

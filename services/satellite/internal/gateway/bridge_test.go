@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -205,13 +207,10 @@ func TestServerRequestsOfConcurrentSessions(t *testing.T) {
 					}
 					results <- callText(t, res)
 				}()
-				deadline := time.Now().Add(5 * time.Second)
-				for !b.gw.bridge.waiting() {
-					if time.Now().After(deadline) {
-						t.Error("Ben's call never waited for its turn")
-						return
-					}
-					time.Sleep(time.Millisecond)
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				if err := b.gw.bridge.await(ctx, (*bridge).waiting); err != nil {
+					t.Errorf("Ben's call never waited for its turn: %v", err)
 				}
 			}
 			if got, want := ann.call(t, "asker__elicit"), `accept {"name":"ann"}`; got != want {
@@ -250,10 +249,10 @@ func TestServerRequestHeldUntilAttributable(t *testing.T) {
 
 	paused := make(chan string, 1)
 	go func() { paused <- ben.call(t, "asker__pause") }()
-	waitFor(t, "Ben's call to reach the instance", func() bool { return b.gw.bridge.serving() })
+	awaitBridge(t, b.gw.bridge, "Ben's call to reach the instance", (*bridge).serving)
 	elicited := make(chan string, 1)
 	go func() { elicited <- ann.call(t, "asker__elicit") }()
-	waitFor(t, "Ann's elicitation to be held", b.gw.bridge.holding)
+	awaitBridge(t, b.gw.bridge, "Ann's elicitation to be held", (*bridge).holding)
 	close(release)
 	if got := <-paused; got != "resumed" {
 		t.Errorf("ben's pause = %q", got)
@@ -266,15 +265,13 @@ func TestServerRequestHeldUntilAttributable(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// awaitBridge waits until cond holds for b, failing the test after 5 seconds.
+func awaitBridge(t *testing.T, b *bridge, what string, cond func(*bridge) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := b.await(ctx, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
@@ -396,6 +393,30 @@ func TestInputRequired(t *testing.T) {
 	}
 }
 
+// TestModernLaneUnavailable: when the instance's 2026-07-28 lane cannot be opened (a server that cannot
+// run twice), clients of that era are still served, in rounds on the instance's session; an instance that
+// is still starting tells them to retry.
+func TestModernLaneUnavailable(t *testing.T) {
+	t.Parallel()
+	var laneErr atomic.Pointer[error]
+	b := setup(t, setupOptions{modern: func(context.Context, string) (*mcp.ClientSession, error) {
+		return nil, *laneErr.Load()
+	}})
+	b.addGlobex(t, "asker", newAsker())
+	ann := b.askingClient(t, eras[1].opts, "ann", false)
+
+	cannotRunTwice := errors.New("listen tcp :8080: bind: address already in use")
+	laneErr.Store(&cannotRunTwice)
+	ann.expectAnswers(t, "ann")
+
+	starting := fmt.Errorf("%w: connecting", ErrInstanceStarting)
+	laneErr.Store(&starting)
+	_, err := ann.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "asker__elicit", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), errStarting.Message) {
+		t.Errorf("call while the instance starts: %v, want %q", err, errStarting.Message)
+	}
+}
+
 func TestLoggingStateless(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})
@@ -414,5 +435,103 @@ func TestLoggingStateless(t *testing.T) {
 	case got := <-ann.logs:
 		t.Errorf("log message %q below the request's level", got)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestTurnWaitBounded: a call waits for its turn at most attributeWait, however long another session of
+// the user holds the instance, and then learns it may retry; once the turn is free, it goes.
+func TestTurnWaitBounded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := newBridge(slog.New(slog.DiscardHandler))
+		cs := new(mcp.ClientSession)
+		ann, ben := new(mcp.ServerSession), new(mcp.ServerSession)
+		b.own(cs, new(userServer), "asker-1")
+		annDone, err := b.begin(t.Context(), cs, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The instance asks during Ann's call: from now on sessions take turns.
+		if call, err := b.attribute(t.Context(), cs); err != nil || call.caller != ann {
+			t.Fatalf("attribute = %v, %v; want Ann's call", call, err)
+		}
+
+		start := time.Now()
+		if _, err := b.begin(t.Context(), cs, ben); err != errTurnWait {
+			t.Errorf("Ben's call while Ann holds the turn: %v, want %v", err, errTurnWait)
+		}
+		if d := time.Since(start); d != attributeWait {
+			t.Errorf("Ben's call waited %v, want %v", d, attributeWait)
+		}
+		// Ann's next call is not held up by a waiter that gave up.
+		again, err := b.begin(t.Context(), cs, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again()
+		annDone()
+		benDone, err := b.begin(t.Context(), cs, ben)
+		if err != nil {
+			t.Fatalf("Ben's call once the turn is free: %v", err)
+		}
+		benDone()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		annDone, _ = b.begin(t.Context(), cs, ann)
+		defer annDone()
+		cancel()
+		if _, err := b.begin(ctx, cs, ben); !errors.Is(err, context.Canceled) {
+			t.Errorf("Ben's cancelled call: %v, want context.Canceled", err)
+		}
+	})
+}
+
+// TestAttributeWaitBounded: a request that cannot be attributed gives up after attributeWait, also when a
+// call ends just as the wait runs out and leaves it still ambiguous.
+func TestAttributeWaitBounded(t *testing.T) {
+	t.Parallel()
+	for range 50 {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBridge(slog.New(slog.DiscardHandler))
+			cs := new(mcp.ClientSession)
+			b.own(cs, new(userServer), "asker-1")
+			for range 3 {
+				done, err := b.begin(t.Context(), cs, new(mcp.ServerSession))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer done()
+			}
+			last, err := b.begin(t.Context(), cs, new(mcp.ServerSession))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				time.Sleep(attributeWait)
+				last()
+			}()
+			start := time.Now()
+			if _, err := b.attribute(t.Context(), cs); err != errAmbiguousCaller {
+				t.Errorf("attribute = %v, want %v", err, errAmbiguousCaller)
+			}
+			if d := time.Since(start); d != attributeWait {
+				t.Errorf("attribute waited %v, want %v", d, attributeWait)
+			}
+		})
+	}
+}
+
+// TestAttributeUnknownSession: a request on a session the gateway does not use (an instance's
+// 2026-07-28 lane, or one the gateway has not called yet) is refused at once and leaves nothing behind.
+func TestAttributeUnknownSession(t *testing.T) {
+	t.Parallel()
+	b := newBridge(slog.New(slog.DiscardHandler))
+	for range 3 {
+		if _, err := b.attribute(t.Context(), new(mcp.ClientSession)); err != errNoCaller {
+			t.Errorf("attribute = %v, want %v", err, errNoCaller)
+		}
+	}
+	if n := len(b.turns); n != 0 {
+		t.Errorf("the bridge keeps %d turns of sessions it does not use", n)
 	}
 }

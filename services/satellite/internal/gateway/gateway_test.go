@@ -299,6 +299,18 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
+	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
+	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
+// modernBackend is the fake backend with a 2026-07-28 lane.
+type modernBackend struct {
+	*fakeBackend
+	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
+}
+
+func (b modernBackend) ModernSession(ctx context.Context, instanceID string) (*mcp.ClientSession, error) {
+	return b.modern(ctx, instanceID)
 }
 
 // setup serves a gateway on loopback with instances for three users in two teams:
@@ -323,10 +335,14 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	if opts.metrics != nil {
 		reg = opts.metrics
 	}
+	var backend Backend = b.backend
+	if opts.modern != nil {
+		backend = modernBackend{fakeBackend: b.backend, modern: opts.modern}
+	}
 	gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Config{
 		PublicURL:           base,
 		AuthorizationServer: "https://cp.example.com",
-		Backend:             b.backend,
+		Backend:             backend,
 		Introspector:        b.intro,
 		Events:              b.events,
 		AllowedOrigins:      []string{"https://console.example.com"},
@@ -847,6 +863,22 @@ func TestAllowedHosts(t *testing.T) {
 		resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, h)
 		if resp.StatusCode != tc.want {
 			t.Errorf("Host %q, Origin %q: status %d, want %d", tc.host, tc.origin, resp.StatusCode, tc.want)
+		}
+	}
+	// The public URL's host counts at any port, as a proxy passes it on (sat.example.com:443); a host
+	// that only starts like it does not.
+	public = hostName(public)
+	proxied := setup(t, setupOptions{allowedHosts: []string{"localhost:8080"}})
+	for host, want := range map[string]int{
+		public + ":443":        http.StatusOK,
+		public:                 http.StatusOK,
+		public + "0:443":       http.StatusForbidden,
+		"evil.example.com:443": http.StatusForbidden,
+		public + ".evil.com":   http.StatusForbidden,
+		"localhost:443":        http.StatusForbidden,
+	} {
+		if resp := proxied.do(t, http.MethodPost, "/teams/acme/mcp", "ann", initializeBody, map[string]string{"Host": host}); resp.StatusCode != want {
+			t.Errorf("Host %q: status %d, want %d", host, resp.StatusCode, want)
 		}
 	}
 	// Without the list, Host is not checked: a proxy that rewrites it needs nothing.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // ModernProtocolVersion is the protocol version of a modern lane (see Runtime.ModernSession).
@@ -40,7 +42,9 @@ type modernLane struct {
 // Session does and the lane on first use: for a stdio server, a second process under the same sandbox
 // and limits. It returns nil and no error when the server does not speak that era. Requests on it
 // follow the 2026-07-28 rules: the client's capabilities travel in each request's _meta (a caller's set
-// there are kept), and input_required results come back as they are, for the caller to answer.
+// there are kept), and input_required results come back as they are, for the caller to answer. A lane
+// still starting after CallStartWait gives ErrStarting; one that failed to start, or whose server ended
+// on its own, gives ErrUnavailable and is not started again for modernRetry.
 func (r *Runtime) ModernSession(ctx context.Context, id string) (*mcp.ClientSession, error) {
 	lease, err := r.Acquire(ctx, id)
 	if err != nil {
@@ -52,6 +56,7 @@ func (r *Runtime) ModernSession(ctx context.Context, id string) (*mcp.ClientSess
 
 func (c *conn) modernSession(ctx context.Context) (*mcp.ClientSession, error) {
 	l := &c.modern
+	var deadline <-chan time.Time
 	for {
 		l.mu.Lock()
 		switch {
@@ -65,34 +70,58 @@ func (c *conn) modernSession(ctx context.Context) (*mcp.ClientSession, error) {
 			cs := l.conn.session
 			l.mu.Unlock()
 			return cs, nil
+		case l.conn != nil:
+			// The lane's server ended on its own: a failure like a failed start, so that a server that
+			// keeps dying is not started again on every call.
+			old := l.conn
+			l.conn = nil
+			l.err, l.failedAt = fmt.Errorf("%w: the 2026-07-28 lane's server ended", ErrUnavailable), time.Now()
+			err := l.err
+			l.mu.Unlock()
+			go c.endModern(old)
+			return nil, err
 		case l.attempt != nil:
 			wait := l.attempt
 			l.mu.Unlock()
+			if deadline == nil {
+				t := time.NewTimer(c.in.rt.cfg.CallStartWait)
+				defer t.Stop()
+				deadline = t.C
+			}
 			select {
 			case <-wait:
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
+			case <-deadline:
+				return nil, fmt.Errorf("%w: the 2026-07-28 lane after %v", ErrStarting, c.in.rt.cfg.CallStartWait)
 			}
 		case l.err != nil && time.Since(l.failedAt) < modernRetry:
 			err := l.err
 			l.mu.Unlock()
 			return nil, err
 		}
-		old := l.conn
-		l.conn = nil
 		l.attempt = make(chan struct{})
 		l.mu.Unlock()
-		if old != nil {
-			// The lane's process ended on its own; the next one takes its place.
-			go old.close(c.in.rt.cfg.StopGrace)
-		}
-		c.openModern()
+		// Under the primary connection's lifetime, not the caller's: the lane serves every caller after it.
+		go c.openModern()
 	}
 }
 
-// openModern makes one attempt at the lane, under the primary connection's lifetime rather than a
-// caller's, since the lane serves every caller after it.
+// endModern closes m, a lane that ended on its own, and tells the instance's logs why it ended: once
+// closed, a stdio server has surely exited and says how.
+func (c *conn) endModern(m *conn) {
+	m.close(c.in.rt.cfg.StopGrace)
+	how := "closed the connection"
+	if m.proc != nil {
+		how = "exited (" + exitDetail(m.proc) + ")"
+	}
+	c.in.log().Warn("the 2026-07-28 lane ended", slog.String("how", how))
+	c.in.emitLog(satellitev1.LogLevel_LOG_LEVEL_WARN,
+		fmt.Sprintf("the 2026-07-28 lane's server %s; it starts again in %v at the earliest", how, modernRetry))
+}
+
+// openModern makes one attempt at the lane and ends l.attempt.
 func (c *conn) openModern() {
 	in := c.in
 	l := &c.modern
@@ -112,6 +141,10 @@ func (c *conn) openModern() {
 	unsupported := err == nil && m.session.InitializeResult().ProtocolVersion < ModernProtocolVersion
 	if err != nil || unsupported {
 		m.close(in.rt.cfg.StopGrace)
+	}
+	if err == nil && !unsupported && m.proc != nil {
+		// Like the primary, the lane runs at its own CPU limit once up, not the start-up allowance.
+		m.proc.Started()
 	}
 	if err != nil {
 		in.log().Warn("opening the 2026-07-28 lane failed", slog.Any("error", err))
