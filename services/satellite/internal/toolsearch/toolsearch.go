@@ -6,9 +6,12 @@
 // team, keeps the ranking statistics (document frequencies, average lengths) to the user's own tools:
 // scores cannot reveal what other tenants' tools say.
 //
-// Ranking is BM25 over the words of a tool's name, its title, its description, and the names and
-// descriptions of its input-schema properties, each field with its own weight (the sum of per-field BM25
-// scores, k1 1.2, b 0.75). Names are split into words ("github__create_issue", "createIssue" and
+// Ranking is BM25F over the words of a tool's name, its title, its description, and the names and
+// descriptions of its input-schema properties: each field's term frequency is normalised by that field's
+// length and weighed, and their sum saturates once (k1 1.2, b 0.75). Two query words next to each other
+// in a tool's name add a phrase bonus, and a small table of synonyms (get/fetch/read, create/add/new,
+// folder/directory, ...) lets a query find a tool that names the same action with another common word.
+// Names are split into words ("github__create_issue", "createIssue" and
 // "API-get-user" become create, issue, github, api, get, user), and all text goes through bleve's English
 // analyzer (stop words, possessives, stemming), so "creating issues" finds create_issue. The inverted
 // index is this package's own: a bleve index with the same analysis and BM25 ranked the evaluation set
@@ -77,6 +80,29 @@ const (
 	bm25B  = 0.75
 )
 
+// phraseBoost weighs two query words found next to each other in a tool's name, relative to their
+// inverse document frequencies.
+const phraseBoost = 1.0
+
+// synonymWeight weighs a word found through the synonym table against the query's own words, so that
+// a tool with the user's own word still ranks first.
+const synonymWeight = 0.5
+
+// synonyms are groups of words that tool authors and users use for the same thing: the common verbs of
+// tool names and a few nouns that are often abbreviated. A query word of a group also searches the
+// others, at synonymWeight. The table is kept small and generic on purpose: it names no server.
+var synonyms = [][]string{
+	{"get", "fetch", "read", "retrieve"},
+	{"create", "make", "add", "new"},
+	{"delete", "remove"},
+	{"list", "show", "enumerate"},
+	{"search", "find", "query", "look"},
+	{"update", "edit", "modify", "change"},
+	{"directory", "folder", "dir"},
+	{"repository", "repo"},
+	{"database", "db"},
+}
+
 // ErrQueryTooLong is returned for a query longer than MaxQueryBytes.
 var ErrQueryTooLong = fmt.Errorf("query is longer than %d bytes", MaxQueryBytes)
 
@@ -92,6 +118,8 @@ type Hit struct {
 // Index ranks one user's tools. It is safe for concurrent use.
 type Index struct {
 	analyzer analysis.Analyzer
+	// synonyms maps an analyzed term to the analyzed terms of its synonym group, itself excluded.
+	synonyms map[string][]string
 
 	mu   sync.RWMutex
 	docs map[string]*doc // by exposed name
@@ -112,6 +140,8 @@ type doc struct {
 	// terms counts the analyzed terms of each field; length is their sum.
 	terms  [numFields]map[string]int
 	length [numFields]int
+	// name holds the analyzed terms of the name in order, for phrases.
+	name []string
 }
 
 // New returns an empty Index.
@@ -120,11 +150,55 @@ func New() (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("toolsearch: English analyzer: %w", err)
 	}
-	ix := &Index{analyzer: analyzer, docs: make(map[string]*doc)}
+	ix := &Index{analyzer: analyzer, docs: make(map[string]*doc), synonyms: make(map[string][]string)}
 	for f := range ix.postings {
 		ix.postings[f] = make(map[string]map[int32]int32)
 	}
+	for _, group := range synonyms {
+		terms := ix.terms(strings.Join(group, " "))
+		for _, t := range terms {
+			for _, other := range terms {
+				if other != t && !slices.Contains(ix.synonyms[t], other) {
+					ix.synonyms[t] = append(ix.synonyms[t], other)
+				}
+			}
+		}
+	}
 	return ix, nil
+}
+
+// expand returns the terms to search for a query's terms, with their weights: the query's own at 1, their
+// synonyms at synonymWeight.
+func (ix *Index) expand(seq []string) map[string]float64 {
+	terms := make(map[string]float64, len(seq))
+	for _, t := range seq {
+		terms[t] = 1
+	}
+	for _, t := range seq {
+		for _, syn := range ix.synonyms[t] {
+			if _, ok := terms[syn]; !ok {
+				terms[syn] = synonymWeight
+			}
+		}
+	}
+	return terms
+}
+
+// idf is the inverse document frequency of a term in a field, as BM25 has it. The caller holds ix.mu.
+func (ix *Index) idf(f int, term string) float64 {
+	n := float64(len(ix.docs))
+	df := float64(len(ix.postings[f][term]))
+	return math.Log(1 + (n-df+0.5)/(df+0.5))
+}
+
+// adjacent reports whether b follows a directly in seq.
+func adjacent(seq []string, a, b string) bool {
+	for i := 1; i < len(seq); i++ {
+		if seq[i-1] == a && seq[i] == b {
+			return true
+		}
+	}
+	return false
 }
 
 // Close frees the index. It must not be used afterwards.
@@ -198,9 +272,13 @@ func (ix *Index) analyze(t *mcp.Tool, fp string) *doc {
 	d := &doc{tool: t, fp: fp}
 	for f, text := range fieldTexts(t) {
 		d.terms[f] = make(map[string]int)
-		for _, term := range ix.terms(text) {
+		terms := ix.terms(text)
+		for _, term := range terms {
 			d.terms[f][term]++
 			d.length[f]++
+		}
+		if f == fieldName {
+			d.name = terms
 		}
 	}
 	return d
@@ -266,12 +344,11 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 	if len(words) > MaxQueryWords {
 		words = words[:MaxQueryWords]
 	}
-	terms := ix.terms(strings.Join(words, " "))
-	slices.Sort(terms)
-	terms = slices.Compact(terms)
-	if len(terms) == 0 {
+	seq := ix.terms(strings.Join(words, " "))
+	if len(seq) == 0 {
 		return nil, ErrEmptyQuery
 	}
+	terms := ix.expand(seq)
 	limit = min(max(limit, 1), MaxResults)
 
 	ix.mu.RLock()
@@ -279,24 +356,46 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 	n := float64(len(ix.docs))
 	scores := make([]float64, len(ix.slots))
 	var touched []int32
-	for f := range numFields {
-		if ix.totalLen[f] == 0 {
-			continue
-		}
-		avgLen := float64(ix.totalLen[f]) / n
-		for _, term := range terms {
+	// BM25F: a term's frequencies in the fields, each normalised by its field's length and weighed,
+	// add up to one frequency that saturates once, so a word repeated across fields counts less than
+	// the same number of different words.
+	tf := make(map[int32]float64)
+	for term, weight := range terms {
+		clear(tf)
+		for f := range numFields {
 			p := ix.postings[f][term]
 			if len(p) == 0 {
 				continue
 			}
-			df := float64(len(p))
-			idf := math.Log(1 + (n-df+0.5)/(df+0.5))
-			for slot, tf := range p {
-				if scores[slot] == 0 {
-					touched = append(touched, slot)
-				}
+			avgLen := float64(ix.totalLen[f]) / n
+			for slot, freq := range p {
 				norm := 1 - bm25B + bm25B*float64(ix.slots[slot].length[f])/avgLen
-				scores[slot] += fieldBoosts[f] * idf * float64(tf) * (bm25K1 + 1) / (float64(tf) + bm25K1*norm)
+				tf[slot] += fieldBoosts[f] * float64(freq) / norm
+			}
+		}
+		if len(tf) == 0 {
+			continue
+		}
+		df := float64(len(tf))
+		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
+		for slot, t := range tf {
+			if scores[slot] == 0 {
+				touched = append(touched, slot)
+			}
+			scores[slot] += weight * idf * t * (bm25K1 + 1) / (t + bm25K1)
+		}
+	}
+	// Two query words next to each other in a tool's name ("pull request", "create issue") say more
+	// than the same words apart.
+	for i := 1; i < len(seq); i++ {
+		a, b := seq[i-1], seq[i]
+		if a == b {
+			continue
+		}
+		bonus := phraseBoost * (ix.idf(fieldName, a) + ix.idf(fieldName, b))
+		for slot := range ix.postings[fieldName][a] {
+			if _, ok := ix.postings[fieldName][b][slot]; ok && adjacent(ix.slots[slot].name, a, b) {
+				scores[slot] += bonus
 			}
 		}
 	}

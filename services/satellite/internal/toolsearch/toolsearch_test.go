@@ -107,3 +107,38 @@ func TestSearchBounds(t *testing.T) {
 		t.Errorf("a limit of 0 returned %d results, want 1", len(hits))
 	}
 }
+
+func TestSearchUsesSynonymsAndPhrases(t *testing.T) {
+	t.Parallel()
+	schema := map[string]any{"type": "object"}
+	ix := newIndex(t,
+		&mcp.Tool{Name: "fs__delete_directory", InputSchema: schema},
+		&mcp.Tool{Name: "fs__move_file", InputSchema: schema},
+		&mcp.Tool{Name: "git__fetch_remote", InputSchema: schema},
+		&mcp.Tool{Name: "git__get_branch", InputSchema: schema},
+		// The same words in both names, only in the second as the phrase; the first wins a tie by name.
+		&mcp.Tool{Name: "git__request_pull", InputSchema: schema},
+		&mcp.Tool{Name: "vcs__pull_request", InputSchema: schema},
+	)
+	for q, want := range map[string]string{
+		// Neither word is in any tool; both are synonyms of words that are.
+		"remove a folder": "fs__delete_directory",
+		"pull request":    "vcs__pull_request",
+	} {
+		hits, err := ix.Search(q, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(hits); len(got) != 1 || got[0] != want {
+			t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
+		}
+	}
+	// A tool with the query's own word ranks above one found only through a synonym.
+	hits, err := ix.Search("fetch", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hits); len(got) != 2 || got[0] != "git__fetch_remote" || got[1] != "git__get_branch" {
+		t.Errorf("Search(fetch) = %v, want [git__fetch_remote git__get_branch]", got)
+	}
+}
