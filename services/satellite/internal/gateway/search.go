@@ -98,9 +98,7 @@ func (us *userServer) indexTools() {
 	if us.index == nil {
 		return
 	}
-	if _, err := us.index.Update(us.listed); err != nil {
-		us.g.logger.Error("tool search index update", slog.String("team_id", us.key.teamID), slog.Any("error", err))
-	}
+	us.index.Update(us.listed)
 }
 
 // closeIndex frees the search index when the user's server is dropped.

@@ -172,6 +172,18 @@ func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	if got := searchTools(t, search, "frobnicate"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
 		t.Errorf("search after the tool was added = %v", got)
 	}
+	// A changed description is a new definition of the tool, which the index analyzes again.
+	b.backend.update("alpha-1", func(inst *Instance) {
+		inst.Selection.Descriptions = map[string]string{"frobnicate": "Polishes brass doorknobs"}
+	})
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no list_changed after a description changed")
+	}
+	if got := searchTools(t, search, "doorknobs"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
+		t.Errorf("search for the new description = %v", got)
+	}
 	b.backend.update("alpha-1", func(inst *Instance) { inst.Online, inst.Status = false, "crashed" })
 	select {
 	case <-changed:

@@ -135,7 +135,6 @@ type Index struct {
 // doc is an indexed tool.
 type doc struct {
 	tool *mcp.Tool
-	fp   string
 	slot int32
 	// terms counts the analyzed terms of each field; length is their sum.
 	terms  [numFields]map[string]int
@@ -221,9 +220,11 @@ func (ix *Index) Len() int {
 
 // Update makes the index hold exactly tools, keyed by their names: tools no longer there are removed,
 // new and changed ones (re)indexed, unchanged ones left alone, so an update after a small change is
-// cheap. A tool passed as the same pointer as last time counts as unchanged without being compared.
-// Tools without a name are skipped. It reports how many tools were added, changed or removed.
-func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
+// cheap. A tool is unchanged when it is passed as the same pointer as last time; the caller, which
+// already knows which of its tools changed, passes a new one for a changed tool and must not modify a
+// tool it passed. Tools without a name are skipped. It reports how many tools were added, changed or
+// removed.
+func (ix *Index) Update(tools []*mcp.Tool) (changed int) {
 	ix.mu.RLock()
 	want := make(map[string]*doc, len(tools))
 	for _, t := range tools {
@@ -234,16 +235,7 @@ func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
 			want[t.Name] = have
 			continue
 		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			ix.mu.RUnlock()
-			return 0, fmt.Errorf("toolsearch: fingerprint %q: %w", t.Name, err)
-		}
-		if have := ix.docs[t.Name]; have != nil && have.fp == string(b) {
-			want[t.Name] = have
-			continue
-		}
-		want[t.Name] = ix.analyze(t, string(b))
+		want[t.Name] = ix.analyze(t)
 	}
 	ix.mu.RUnlock()
 
@@ -264,12 +256,12 @@ func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
 		}
 	}
 	ix.docs = want
-	return changed, nil
+	return changed
 }
 
 // analyze turns a tool into its document.
-func (ix *Index) analyze(t *mcp.Tool, fp string) *doc {
-	d := &doc{tool: t, fp: fp}
+func (ix *Index) analyze(t *mcp.Tool) *doc {
+	d := &doc{tool: t}
 	for f, text := range fieldTexts(t) {
 		d.terms[f] = make(map[string]int)
 		terms := ix.terms(text)
