@@ -96,6 +96,32 @@ func TestSearchModeCallsAreLoggedAsTheRealTool(t *testing.T) {
 	}
 }
 
+// TestSearchModeCallRefusesArgumentsThatAreNotAnObject: a tool's arguments are an object, so call_tool
+// refuses any other JSON value before it reaches an instance, and takes null as no arguments.
+func TestSearchModeCallRefusesArgumentsThatAreNotAnObject(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	cs := b.connect(t, "ann", "acme", clientOptions{version: sessionVersion, query: "?tools=search"})
+	for _, args := range []string{`"rm -rf /"`, `[1,2]`, `42`, `true`} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+			Arguments: map[string]any{"name": "alpha__echo", "arguments": json.RawMessage(args)}})
+		if err != nil || !res.IsError || !strings.Contains(callText(t, res), "must be a JSON object") {
+			t.Errorf("call_tool with arguments %s = %v, %v; want a tool error saying they must be an object", args, res, err)
+		}
+	}
+	if logs := b.events.requestLogs(); len(logs) != 0 {
+		t.Fatalf("refused calls reached an instance: %v", logs)
+	}
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+		Arguments: map[string]any{"name": "alpha__echo", "arguments": nil}})
+	if err != nil || res.IsError {
+		t.Fatalf("call_tool with null arguments = %v, %v; want the call made", res, err)
+	}
+	if logs := b.events.requestLogs(); len(logs) != 1 || logs[0].GetRequestLog().GetToolName() != "echo" {
+		t.Errorf("request logs after a call with null arguments = %v, want the echo call", logs)
+	}
+}
+
 func TestSearchModeProgressAndCancellation(t *testing.T) {
 	t.Parallel()
 	for _, era := range eras[:2] {
