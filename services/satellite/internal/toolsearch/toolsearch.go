@@ -351,9 +351,10 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 	// BM25F: a term's frequencies in the fields, each normalised by its field's length and weighed,
 	// add up to one frequency that saturates once, so a word repeated across fields counts less than
 	// the same number of different words.
-	tf := make(map[int32]float64)
+	tf := make([]float64, len(ix.slots)) // of the current term, for the slots in withTerm
+	var withTerm []int32
 	for term, weight := range terms {
-		clear(tf)
+		withTerm = withTerm[:0]
 		for f := range numFields {
 			p := ix.postings[f][term]
 			if len(p) == 0 {
@@ -361,19 +362,21 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 			}
 			avgLen := float64(ix.totalLen[f]) / n
 			for slot, freq := range p {
+				if tf[slot] == 0 {
+					withTerm = append(withTerm, slot)
+				}
 				norm := 1 - bm25B + bm25B*float64(ix.slots[slot].length[f])/avgLen
 				tf[slot] += fieldBoosts[f] * float64(freq) / norm
 			}
 		}
-		if len(tf) == 0 {
-			continue
-		}
-		df := float64(len(tf))
+		df := float64(len(withTerm))
 		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
-		for slot, t := range tf {
+		for _, slot := range withTerm {
 			if scores[slot] == 0 {
 				touched = append(touched, slot)
 			}
+			t := tf[slot]
+			tf[slot] = 0
 			scores[slot] += weight * idf * t * (bm25K1 + 1) / (t + bm25K1)
 		}
 	}
