@@ -177,6 +177,16 @@ func TestSearchNeverCrossesTenants(t *testing.T) {
 	}
 }
 
+// awaitListChanged waits for a list_changed notification that a change made.
+func awaitListChanged(t *testing.T, changed <-chan struct{}, after string) {
+	t.Helper()
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no list_changed after " + after)
+	}
+}
+
 func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})
@@ -190,11 +200,7 @@ func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	}
 	b.alpha.addTool("frobnicate")
 	b.backend.rediscover(t, "alpha-1")
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no list_changed after a tool was added")
-	}
+	awaitListChanged(t, changed, "a tool was added")
 	if got := searchTools(t, search, "frobnicate"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
 		t.Errorf("search after the tool was added = %v", got)
 	}
@@ -202,20 +208,12 @@ func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	b.backend.update("alpha-1", func(inst *Instance) {
 		inst.Selection.Descriptions = map[string]string{"frobnicate": "Polishes brass doorknobs"}
 	})
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no list_changed after a description changed")
-	}
+	awaitListChanged(t, changed, "a description changed")
 	if got := searchTools(t, search, "doorknobs"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
 		t.Errorf("search for the new description = %v", got)
 	}
 	b.backend.update("alpha-1", func(inst *Instance) { inst.Online, inst.Status = false, "crashed" })
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no list_changed after an instance went down")
-	}
+	awaitListChanged(t, changed, "an instance went down")
 	if got := searchTools(t, search, "frobnicate echo"); !slices.Equal(got, []string{"beta__echo"}) {
 		t.Errorf("search after alpha went down = %v", got)
 	}

@@ -29,6 +29,18 @@ func names(hits []toolsearch.Hit) []string {
 	return out
 }
 
+// wantFirst checks that the best match of q is the tool named want.
+func wantFirst(t *testing.T, ix *toolsearch.Index, q, want string) {
+	t.Helper()
+	hits, err := ix.Search(q, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hits); len(got) != 1 || got[0] != want {
+		t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
+	}
+}
+
 func TestSearchFindsNamesTitlesDescriptionsAndParameters(t *testing.T) {
 	t.Parallel()
 	ix := newIndex(t,
@@ -44,13 +56,7 @@ func TestSearchFindsNamesTitlesDescriptionsAndParameters(t *testing.T) {
 		"sql statements":            "db__run",
 		"which channel":             "chat__send",
 	} {
-		hits, err := ix.Search(q, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := names(hits); len(got) != 1 || got[0] != want {
-			t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
-		}
+		wantFirst(t, ix, q, want)
 	}
 }
 
@@ -131,13 +137,7 @@ func TestSearchUsesSynonymsAndPhrases(t *testing.T) {
 		"remove a folder": "fs__delete_directory",
 		"pull request":    "vcs__pull_request",
 	} {
-		hits, err := ix.Search(q, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := names(hits); len(got) != 1 || got[0] != want {
-			t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
-		}
+		wantFirst(t, ix, q, want)
 	}
 	// A tool with the query's own word ranks above one found only through a synonym.
 	hits, err := ix.Search("fetch", 2)
