@@ -130,6 +130,9 @@ type Index struct {
 	postings [numFields]map[string]map[int32]int32
 	// totalLen is the sum of the documents' lengths per field, for the average length BM25 needs.
 	totalLen [numFields]int
+	// lengths holds each slot's field lengths, beside the documents so that scoring reads them without
+	// following a pointer per posting.
+	lengths [][numFields]int32
 }
 
 // doc is an indexed tool.
@@ -204,7 +207,7 @@ func adjacent(seq []string, a, b string) bool {
 func (ix *Index) Close() error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.docs, ix.slots, ix.free = nil, nil, nil
+	ix.docs, ix.slots, ix.free, ix.lengths = nil, nil, nil, nil
 	for f := range ix.postings {
 		ix.postings[f] = nil
 	}
@@ -297,6 +300,7 @@ func (ix *Index) add(d *doc) {
 	} else {
 		d.slot = int32(len(ix.slots))
 		ix.slots = append(ix.slots, d)
+		ix.lengths = append(ix.lengths, [numFields]int32{})
 	}
 	for f := range numFields {
 		for term, tf := range d.terms[f] {
@@ -308,6 +312,7 @@ func (ix *Index) add(d *doc) {
 			p[d.slot] = int32(tf)
 		}
 		ix.totalLen[f] += d.length[f]
+		ix.lengths[d.slot][f] = int32(d.length[f])
 	}
 }
 
@@ -365,7 +370,7 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 				if tf[slot] == 0 {
 					withTerm = append(withTerm, slot)
 				}
-				norm := 1 - bm25B + bm25B*float64(ix.slots[slot].length[f])/avgLen
+				norm := 1 - bm25B + bm25B*float64(ix.lengths[slot][f])/avgLen
 				tf[slot] += fieldBoosts[f] * float64(freq) / norm
 			}
 		}
@@ -387,9 +392,17 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 		if a == b {
 			continue
 		}
+		pa, pb := ix.postings[fieldName][a], ix.postings[fieldName][b]
+		if len(pa) == 0 || len(pb) == 0 {
+			continue
+		}
 		bonus := phraseBoost * (ix.idf(fieldName, a) + ix.idf(fieldName, b))
-		for slot := range ix.postings[fieldName][a] {
-			if _, ok := ix.postings[fieldName][b][slot]; ok && adjacent(ix.slots[slot].name, a, b) {
+		fewer, other := pa, pb // walk the shorter list
+		if len(pb) < len(pa) {
+			fewer, other = pb, pa
+		}
+		for slot := range fewer {
+			if _, ok := other[slot]; ok && adjacent(ix.slots[slot].name, a, b) {
 				scores[slot] += bonus
 			}
 		}
