@@ -3,7 +3,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { TeamRole } from "../gen/orrery/api/v1/account_pb";
 import { OAuthService } from "../gen/orrery/api/v1/oauth_pb";
-import { TeamService } from "../gen/orrery/api/v1/team_pb";
+import { TeamService, ToolsMode } from "../gen/orrery/api/v1/team_pb";
 import { Busy, CopyBox, Empty, ErrorNote, Field, Loading, Section, When } from "../ui";
 import { TeamHeader, useTeamRole } from "./teams";
 
@@ -43,9 +43,71 @@ export function ConnectPage({ teamId }: { teamId: string }) {
           </>
         )}
       </Section>
+      <ToolsModeSection teamId={teamId} url={url} />
       {useTeamRole(teamId) === TeamRole.ADMIN && <OAuthClients teamId={teamId} />}
       <MyConsents />
     </>
+  );
+}
+
+// searchModeURL is the endpoint URL with which one client uses search mode whatever the user and team chose.
+export function searchModeURL(url: string): string {
+  const u = new URL(url);
+  u.searchParams.set("tools", "search");
+  return u.toString();
+}
+
+function modeName(m: ToolsMode): string {
+  return m === ToolsMode.SEARCH ? "search: two meta-tools, search_tools and call_tool" : "all tools";
+}
+
+// ToolsModeSection shows how the endpoint offers tools to the signed-in member, and lets admins choose the
+// team's mode and every member their own.
+function ToolsModeSection({ teamId, url }: { teamId: string; url?: string }) {
+  const client = useQueryClient();
+  const refresh = () => void client.invalidateQueries();
+  const team = useQuery(TeamService.method.getTeam, { teamId });
+  const isAdmin = useTeamRole(teamId) === TeamRole.ADMIN;
+  const setTeam = useMutation(TeamService.method.setTeamToolsMode, { onSuccess: refresh });
+  const setMine = useMutation(TeamService.method.setMyToolsMode, { onSuccess: refresh });
+  if (team.isPending) return <Section title="Tool mode"><Loading what="the tool mode" /></Section>;
+  if (team.error) return <Section title="Tool mode"><ErrorNote error={team.error} /></Section>;
+  const teamMode = team.data.team?.toolsMode ?? ToolsMode.ALL;
+  const effective = team.data.myEffectiveToolsMode;
+  return (
+    <Section title="Tool mode">
+      <p>
+        In search mode the endpoint lists two tools instead of every tool, so a client's model reads the definitions of
+        the few tools a task needs. A client can choose for itself with <code>?tools=search</code> or <code>?tools=all</code> on
+        the endpoint URL; otherwise your own choice applies, else the team's.
+        {effective !== ToolsMode.UNSPECIFIED && <> Your endpoint now uses <strong>{modeName(effective)}</strong>.</>}
+      </p>
+      <ErrorNote error={setTeam.error ?? setMine.error} />
+      <div className="inline">
+        <Field label="Team's mode" hint={isAdmin ? "For members who made no choice of their own." : "Team admins choose it."}>
+          {isAdmin ? (
+            <select value={teamMode} disabled={setTeam.isPending}
+              onChange={(e) => setTeam.mutate({ teamId, toolsMode: Number(e.target.value) })}>
+              <option value={ToolsMode.ALL}>{modeName(ToolsMode.ALL)}</option>
+              <option value={ToolsMode.SEARCH}>{modeName(ToolsMode.SEARCH)}</option>
+            </select>
+          ) : (
+            <span>{modeName(teamMode)}</span>
+          )}
+        </Field>
+        {effective !== ToolsMode.UNSPECIFIED && (
+          <Field label="Your mode" hint="Yours only; wins over the team's.">
+            <select value={team.data.myToolsMode} disabled={setMine.isPending}
+              onChange={(e) => setMine.mutate({ teamId, toolsMode: Number(e.target.value) })}>
+              <option value={ToolsMode.UNSPECIFIED}>follow the team ({teamMode === ToolsMode.SEARCH ? "search" : "all tools"})</option>
+              <option value={ToolsMode.ALL}>{modeName(ToolsMode.ALL)}</option>
+              <option value={ToolsMode.SEARCH}>{modeName(ToolsMode.SEARCH)}</option>
+            </select>
+          </Field>
+        )}
+      </div>
+      {url && <CopyBox value={searchModeURL(url)} label="search-mode endpoint URL" />}
+    </Section>
   );
 }
 

@@ -481,13 +481,20 @@ func (x *GetTeamRequest) GetTeamId() string {
 	return ""
 }
 
-// GetTeamResponse describes the team.
+// GetTeamResponse describes the team, and the caller's own place in it.
 type GetTeamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// team is the team.
-	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// my_tools_mode is the caller's own tool mode in the team (SetMyToolsMode), TOOLS_MODE_UNSPECIFIED
+	// when it follows the team's or the caller is not a member.
+	MyToolsMode ToolsMode `protobuf:"varint,3,opt,name=my_tools_mode,json=myToolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"my_tools_mode,omitempty"`
+	// my_effective_tools_mode is the mode the team's endpoint uses for the caller: my_tools_mode, else the
+	// team's; TOOLS_MODE_UNSPECIFIED when the caller is not a member (a global admin has no endpoint of
+	// their own in such a team).
+	MyEffectiveToolsMode ToolsMode `protobuf:"varint,4,opt,name=my_effective_tools_mode,json=myEffectiveToolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"my_effective_tools_mode,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *GetTeamResponse) Reset() {
@@ -525,6 +532,20 @@ func (x *GetTeamResponse) GetTeam() *Team {
 		return x.Team
 	}
 	return nil
+}
+
+func (x *GetTeamResponse) GetMyToolsMode() ToolsMode {
+	if x != nil {
+		return x.MyToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+func (x *GetTeamResponse) GetMyEffectiveToolsMode() ToolsMode {
+	if x != nil {
+		return x.MyEffectiveToolsMode
+	}
+	return ToolsMode_TOOLS_MODE_UNSPECIFIED
 }
 
 // GetTeamEndpointRequest names the team.
@@ -1973,9 +1994,11 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\x11ListTeamsResponse\x12)\n" +
 	"\x05teams\x18\x01 \x03(\v2\x13.orrery.api.v1.TeamR\x05teams\"3\n" +
 	"\x0eGetTeamRequest\x12!\n" +
-	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"O\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"\xde\x01\n" +
 	"\x0fGetTeamResponse\x12'\n" +
-	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04teamJ\x04\b\x02\x10\x03R\rendpoint_urls\";\n" +
+	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\x12<\n" +
+	"\rmy_tools_mode\x18\x03 \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\vmyToolsMode\x12O\n" +
+	"\x17my_effective_tools_mode\x18\x04 \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\x14myEffectiveToolsModeJ\x04\b\x02\x10\x03R\rendpoint_urls\";\n" +
 	"\x16GetTeamEndpointRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\"D\n" +
 	"\x17GetTeamEndpointResponse\x12\x10\n" +
@@ -2158,58 +2181,60 @@ var file_orrery_api_v1_team_proto_depIdxs = []int32{
 	1,  // 5: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
 	1,  // 6: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
 	1,  // 7: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
-	2,  // 8: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
-	38, // 9: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
-	36, // 10: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
-	36, // 11: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
-	38, // 12: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
-	13, // 13: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
-	13, // 14: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	13, // 15: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	39, // 16: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
-	38, // 17: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
-	0,  // 18: orrery.api.v1.SetTeamToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	1,  // 19: orrery.api.v1.SetTeamToolsModeResponse.team:type_name -> orrery.api.v1.Team
-	0,  // 20: orrery.api.v1.SetMyToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	0,  // 21: orrery.api.v1.SetMyToolsModeResponse.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	0,  // 22: orrery.api.v1.SetMyToolsModeResponse.effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
-	3,  // 23: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
-	5,  // 24: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
-	7,  // 25: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
-	9,  // 26: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
-	11, // 27: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
-	14, // 28: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
-	16, // 29: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
-	18, // 30: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
-	20, // 31: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
-	22, // 32: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
-	24, // 33: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
-	26, // 34: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
-	28, // 35: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
-	30, // 36: orrery.api.v1.TeamService.SetTeamToolsMode:input_type -> orrery.api.v1.SetTeamToolsModeRequest
-	32, // 37: orrery.api.v1.TeamService.SetMyToolsMode:input_type -> orrery.api.v1.SetMyToolsModeRequest
-	34, // 38: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
-	4,  // 39: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
-	6,  // 40: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
-	8,  // 41: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
-	10, // 42: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
-	12, // 43: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
-	15, // 44: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
-	17, // 45: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
-	19, // 46: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
-	21, // 47: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
-	23, // 48: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
-	25, // 49: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
-	27, // 50: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
-	29, // 51: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
-	31, // 52: orrery.api.v1.TeamService.SetTeamToolsMode:output_type -> orrery.api.v1.SetTeamToolsModeResponse
-	33, // 53: orrery.api.v1.TeamService.SetMyToolsMode:output_type -> orrery.api.v1.SetMyToolsModeResponse
-	35, // 54: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
-	39, // [39:55] is the sub-list for method output_type
-	23, // [23:39] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	0,  // 8: orrery.api.v1.GetTeamResponse.my_tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 9: orrery.api.v1.GetTeamResponse.my_effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
+	2,  // 10: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
+	38, // 11: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
+	36, // 12: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
+	36, // 13: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 14: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
+	13, // 15: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
+	13, // 16: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	13, // 17: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
+	39, // 18: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
+	38, // 19: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
+	0,  // 20: orrery.api.v1.SetTeamToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	1,  // 21: orrery.api.v1.SetTeamToolsModeResponse.team:type_name -> orrery.api.v1.Team
+	0,  // 22: orrery.api.v1.SetMyToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 23: orrery.api.v1.SetMyToolsModeResponse.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 24: orrery.api.v1.SetMyToolsModeResponse.effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
+	3,  // 25: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
+	5,  // 26: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
+	7,  // 27: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
+	9,  // 28: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
+	11, // 29: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
+	14, // 30: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
+	16, // 31: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
+	18, // 32: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
+	20, // 33: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
+	22, // 34: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
+	24, // 35: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
+	26, // 36: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
+	28, // 37: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
+	30, // 38: orrery.api.v1.TeamService.SetTeamToolsMode:input_type -> orrery.api.v1.SetTeamToolsModeRequest
+	32, // 39: orrery.api.v1.TeamService.SetMyToolsMode:input_type -> orrery.api.v1.SetMyToolsModeRequest
+	34, // 40: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
+	4,  // 41: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
+	6,  // 42: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
+	8,  // 43: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
+	10, // 44: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
+	12, // 45: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
+	15, // 46: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
+	17, // 47: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
+	19, // 48: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
+	21, // 49: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
+	23, // 50: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
+	25, // 51: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
+	27, // 52: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
+	29, // 53: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
+	31, // 54: orrery.api.v1.TeamService.SetTeamToolsMode:output_type -> orrery.api.v1.SetTeamToolsModeResponse
+	33, // 55: orrery.api.v1.TeamService.SetMyToolsMode:output_type -> orrery.api.v1.SetMyToolsModeResponse
+	35, // 56: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_team_proto_init() }

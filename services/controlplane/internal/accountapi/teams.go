@@ -1,7 +1,6 @@
 package accountapi
 
 import (
-	"cmp"
 	"context"
 	"errors"
 
@@ -63,7 +62,13 @@ func (h *Handler) GetTeam(ctx context.Context, _ *connect.Request[apiv1.GetTeamR
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get team", err)
 	}
-	return connect.NewResponse(&apiv1.GetTeamResponse{Team: teamToProto(team)}), nil
+	// A global admin may read a team they are not a member of, and has no mode of their own in it.
+	own, effective, err := h.store.MemberToolsMode(ctx, p.TeamID, p.User.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, rpcerr.From(ctx, h.logger, "get member tools mode", err)
+	}
+	return connect.NewResponse(&apiv1.GetTeamResponse{Team: teamToProto(team),
+		MyToolsMode: toolsModeToProto(own), MyEffectiveToolsMode: toolsModeToProto(effective)}), nil
 }
 
 // GetTeamEndpoint locates the team's MCP endpoint.
@@ -236,7 +241,7 @@ func teamRoleFromProto(r apiv1.TeamRole) string {
 
 func teamToProto(t store.Team) *apiv1.Team {
 	out := &apiv1.Team{Id: t.ID.String(), Slug: t.Slug, Name: t.Name, Personal: t.Personal, CreatedAt: timestamppb.New(t.CreatedAt),
-		ToolsMode: toolsModeToProto(cmp.Or(t.ToolsMode, store.ToolsModeAll))}
+		ToolsMode: toolsModeToProto(t.ToolsMode)}
 	if t.OwnerID != nil {
 		out.OwnerId = t.OwnerID.String()
 	}

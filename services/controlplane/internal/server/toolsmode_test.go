@@ -90,12 +90,36 @@ func TestToolsMode(t *testing.T) {
 	if got := introspected(adminToken); got != satellitev1.ToolsMode_TOOLS_MODE_SEARCH {
 		t.Errorf("admin's token after the member chose all: %v, want the team's search", got)
 	}
+	// Each member reads back their own choice with the team, and only their own.
+	getTeam := func(c *caller, teamID string) *apiv1.GetTeamResponse {
+		t.Helper()
+		return of(teamClient(b, *c).GetTeam(ctx, connect.NewRequest(&apiv1.GetTeamRequest{TeamId: teamID}))).must(t, "get team").Msg
+	}
+	for _, tc := range []struct {
+		who            string
+		c              *caller
+		teamID         string
+		own, effective apiv1.ToolsMode
+	}{
+		{"the member", p.member, acme, apiv1.ToolsMode_TOOLS_MODE_ALL, apiv1.ToolsMode_TOOLS_MODE_ALL},
+		{"the admin", p.admin, acme, apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED, apiv1.ToolsMode_TOOLS_MODE_SEARCH},
+		{"a global admin outside the team", p.root, globex, apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED, apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED},
+	} {
+		got := getTeam(tc.c, tc.teamID)
+		if got.MyToolsMode != tc.own || got.MyEffectiveToolsMode != tc.effective {
+			t.Errorf("%s reads their mode as %v, in effect %v; want %v, %v", tc.who, got.MyToolsMode, got.MyEffectiveToolsMode, tc.own, tc.effective)
+		}
+	}
 	mine = of(setMine(p.member, acme, apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED)).must(t, "follow the team").Msg
 	if mine.ToolsMode != apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED || mine.EffectiveToolsMode != apiv1.ToolsMode_TOOLS_MODE_SEARCH {
 		t.Errorf("after following the team: %v", mine)
 	}
 	if got := introspected(memberToken); got != satellitev1.ToolsMode_TOOLS_MODE_SEARCH {
 		t.Errorf("member's token after following the team: %v", got)
+	}
+	if got := getTeam(p.member, acme); got.MyToolsMode != apiv1.ToolsMode_TOOLS_MODE_UNSPECIFIED ||
+		got.MyEffectiveToolsMode != apiv1.ToolsMode_TOOLS_MODE_SEARCH {
+		t.Errorf("member reads their mode after following the team as %v, in effect %v", got.MyToolsMode, got.MyEffectiveToolsMode)
 	}
 
 	// Nobody sets a mode in a team they are not a member of, and a global admin has no endpoint of their

@@ -64,17 +64,27 @@ func (s *Store) SetMemberToolsMode(ctx context.Context, teamID, userID uuid.UUID
 		if err := rowsAffected(n, err, "set member tools mode"); err != nil {
 			return err
 		}
-		r, err := q.GetMemberToolsMode(ctx, teamID, userID)
-		if err != nil {
-			return translate(err, "get member tools mode")
-		}
-		if r.MemberMode != nil {
-			own = *r.MemberMode
-		}
-		effective = cmp.Or(own, r.TeamMode)
-		return nil
+		own, effective, err = memberToolsMode(ctx, q, teamID, userID)
+		return err
 	})
 	return own, effective, err
+}
+
+// MemberToolsMode returns a member's own tool mode ("" when it follows the team's) and the mode in effect
+// for them. It is ErrNotFound for a user who is not a member.
+func (s *Store) MemberToolsMode(ctx context.Context, teamID, userID uuid.UUID) (own, effective string, err error) {
+	return memberToolsMode(ctx, s.q, teamID, userID)
+}
+
+func memberToolsMode(ctx context.Context, q *dbsqlc.Queries, teamID, userID uuid.UUID) (own, effective string, err error) {
+	r, err := q.GetMemberToolsMode(ctx, teamID, userID)
+	if err != nil {
+		return "", "", translate(err, "get member tools mode")
+	}
+	if r.MemberMode != nil {
+		own = *r.MemberMode
+	}
+	return own, cmp.Or(own, r.TeamMode), nil
 }
 
 // CreateOwnedTeam creates a team with ownerID as its owner and admin.

@@ -147,5 +147,6 @@ func (a *App) teamsCommand() *cobra.Command {
 	invite.Flags().StringVar(&role, "role", "user", "the role the invitee gets: user or admin")
 	_ = invite.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"user", "admin"}, cobra.ShellCompDirectiveNoFileComp))
 	c.AddCommand(invite)
+	c.AddCommand(a.toolsModeCommand())
 	return c
 }

@@ -48,7 +48,8 @@ type userServer struct {
 	resources map[string]registered // by URI
 	templates map[string]registered // by URI template
 	prompts   map[string]registered // by public name
-	// listed are the tools registered on server, which search mode's index holds once it is used.
+	// listed are the tools registered on server, which search mode's index holds once it is used;
+	// listedByFP keeps their definitions by fingerprint from one sync to the next.
 	listed     []*mcp.Tool
 	listedByFP map[string]*mcp.Tool
 	index      *toolsearch.Index
@@ -188,7 +189,8 @@ func (us *userServer) syncTools(insts []Instance) {
 	reconcile(us, "tool", us.tools, want, us.server.RemoveTools, func(t *mcp.Tool, rt route) {
 		us.server.AddTool(t, us.g.callTool(us, rt))
 	})
-	// Tools registered unchanged keep the definition the index has, which it then need not compare.
+	// A tool registered unchanged keeps the definition it had, the same pointer, which is how the search
+	// index knows not to analyze it again (toolsearch.Index.Update); a changed one is a new definition.
 	prev := us.listedByFP
 	us.listedByFP = make(map[string]*mcp.Tool, len(us.tools))
 	us.listed = us.listed[:0]

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,9 +99,7 @@ func (us *userServer) indexTools() {
 	if us.index == nil {
 		return
 	}
-	if _, err := us.index.Update(us.listed); err != nil {
-		us.g.logger.Error("tool search index update", slog.String("team_id", us.key.teamID), slog.Any("error", err))
-	}
+	us.index.Update(us.listed)
 }
 
 // closeIndex frees the search index when the user's server is dropped.
@@ -191,6 +190,14 @@ func (us *userServer) callFoundTool(ctx context.Context, req *mcp.CallToolReques
 	var in callInput
 	if err := json.Unmarshal(req.Params.Arguments, &in); err != nil || in.Name == "" || len(in.Name) > toolsearch.MaxToolNameBytes {
 		return toolError(fmt.Sprintf("arguments must be an object with the tool's name (at most %d bytes) and its arguments object", toolsearch.MaxToolNameBytes)), nil
+	}
+	// A tool's arguments are an object (MCP tools/call); anything else would reach the instance as the
+	// client sent it.
+	switch args := bytes.TrimSpace(in.Arguments); {
+	case len(args) == 0, bytes.Equal(args, []byte("null")):
+		in.Arguments = nil
+	case args[0] != '{':
+		return toolError(fmt.Sprintf("arguments of %q must be a JSON object, or absent", in.Name)), nil
 	}
 	us.syncMu.Lock()
 	reg, ok := us.tools[in.Name]

@@ -96,6 +96,32 @@ func TestSearchModeCallsAreLoggedAsTheRealTool(t *testing.T) {
 	}
 }
 
+// TestSearchModeCallRefusesArgumentsThatAreNotAnObject: a tool's arguments are an object, so call_tool
+// refuses any other JSON value before it reaches an instance, and takes null as no arguments.
+func TestSearchModeCallRefusesArgumentsThatAreNotAnObject(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	cs := b.connect(t, "ann", "acme", clientOptions{version: sessionVersion, query: "?tools=search"})
+	for _, args := range []string{`"rm -rf /"`, `[1,2]`, `42`, `true`} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+			Arguments: map[string]any{"name": "alpha__echo", "arguments": json.RawMessage(args)}})
+		if err != nil || !res.IsError || !strings.Contains(callText(t, res), "must be a JSON object") {
+			t.Errorf("call_tool with arguments %s = %v, %v; want a tool error saying they must be an object", args, res, err)
+		}
+	}
+	if logs := b.events.requestLogs(); len(logs) != 0 {
+		t.Fatalf("refused calls reached an instance: %v", logs)
+	}
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: toolsearch.CallToolName,
+		Arguments: map[string]any{"name": "alpha__echo", "arguments": nil}})
+	if err != nil || res.IsError {
+		t.Fatalf("call_tool with null arguments = %v, %v; want the call made", res, err)
+	}
+	if logs := b.events.requestLogs(); len(logs) != 1 || logs[0].GetRequestLog().GetToolName() != "echo" {
+		t.Errorf("request logs after a call with null arguments = %v, want the echo call", logs)
+	}
+}
+
 func TestSearchModeProgressAndCancellation(t *testing.T) {
 	t.Parallel()
 	for _, era := range eras[:2] {
@@ -151,6 +177,16 @@ func TestSearchNeverCrossesTenants(t *testing.T) {
 	}
 }
 
+// awaitListChanged waits for a list_changed notification that a change made.
+func awaitListChanged(t *testing.T, changed <-chan struct{}, after string) {
+	t.Helper()
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no list_changed after " + after)
+	}
+}
+
 func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{})
@@ -164,20 +200,20 @@ func TestSearchIndexFollowsToolChanges(t *testing.T) {
 	}
 	b.alpha.addTool("frobnicate")
 	b.backend.rediscover(t, "alpha-1")
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no list_changed after a tool was added")
-	}
+	awaitListChanged(t, changed, "a tool was added")
 	if got := searchTools(t, search, "frobnicate"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
 		t.Errorf("search after the tool was added = %v", got)
 	}
-	b.backend.update("alpha-1", func(inst *Instance) { inst.Online, inst.Status = false, "crashed" })
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no list_changed after an instance went down")
+	// A changed description is a new definition of the tool, which the index analyzes again.
+	b.backend.update("alpha-1", func(inst *Instance) {
+		inst.Selection.Descriptions = map[string]string{"frobnicate": "Polishes brass doorknobs"}
+	})
+	awaitListChanged(t, changed, "a description changed")
+	if got := searchTools(t, search, "doorknobs"); !slices.Equal(got, []string{"alpha__frobnicate"}) {
+		t.Errorf("search for the new description = %v", got)
 	}
+	b.backend.update("alpha-1", func(inst *Instance) { inst.Online, inst.Status = false, "crashed" })
+	awaitListChanged(t, changed, "an instance went down")
 	if got := searchTools(t, search, "frobnicate echo"); !slices.Equal(got, []string{"beta__echo"}) {
 		t.Errorf("search after alpha went down = %v", got)
 	}

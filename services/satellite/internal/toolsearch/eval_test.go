@@ -17,8 +17,8 @@ import (
 // Recall floors of the evaluation set, set just under what the ranking reaches, so that a change that
 // makes ranking worse fails here.
 const (
-	recallAt1Floor = 0.74
-	recallAt3Floor = 0.88
+	recallAt1Floor = 0.82
+	recallAt3Floor = 0.91
 )
 
 // task is one labelled task of testdata/tasks.jsonl: any of tools serves it.

@@ -6,9 +6,12 @@
 // team, keeps the ranking statistics (document frequencies, average lengths) to the user's own tools:
 // scores cannot reveal what other tenants' tools say.
 //
-// Ranking is BM25 over the words of a tool's name, its title, its description, and the names and
-// descriptions of its input-schema properties, each field with its own weight (the sum of per-field BM25
-// scores, k1 1.2, b 0.75). Names are split into words ("github__create_issue", "createIssue" and
+// Ranking is BM25F over the words of a tool's name, its title, its description, and the names and
+// descriptions of its input-schema properties: each field's term frequency is normalised by that field's
+// length and weighed, and their sum saturates once (k1 1.2, b 0.75). Two query words next to each other
+// in a tool's name add a phrase bonus, and a small table of synonyms (get/fetch/read, create/add/new,
+// folder/directory, ...) lets a query find a tool that names the same action with another common word.
+// Names are split into words ("github__create_issue", "createIssue" and
 // "API-get-user" become create, issue, github, api, get, user), and all text goes through bleve's English
 // analyzer (stop words, possessives, stemming), so "creating issues" finds create_issue. The inverted
 // index is this package's own: a bleve index with the same analysis and BM25 ranked the evaluation set
@@ -77,6 +80,29 @@ const (
 	bm25B  = 0.75
 )
 
+// phraseBoost weighs two query words found next to each other in a tool's name, relative to their
+// inverse document frequencies.
+const phraseBoost = 1.0
+
+// synonymWeight weighs a word found through the synonym table against the query's own words, so that
+// a tool with the user's own word still ranks first.
+const synonymWeight = 0.5
+
+// synonyms are groups of words that tool authors and users use for the same thing: the common verbs of
+// tool names and a few nouns that are often abbreviated. A query word of a group also searches the
+// others, at synonymWeight. The table is kept small and generic on purpose: it names no server.
+var synonyms = [][]string{
+	{"get", "fetch", "read", "retrieve"},
+	{"create", "make", "add", "new"},
+	{"delete", "remove"},
+	{"list", "show", "enumerate"},
+	{"search", "find", "query", "look"},
+	{"update", "edit", "modify", "change"},
+	{"directory", "folder", "dir"},
+	{"repository", "repo"},
+	{"database", "db"},
+}
+
 // ErrQueryTooLong is returned for a query longer than MaxQueryBytes.
 var ErrQueryTooLong = fmt.Errorf("query is longer than %d bytes", MaxQueryBytes)
 
@@ -92,6 +118,8 @@ type Hit struct {
 // Index ranks one user's tools. It is safe for concurrent use.
 type Index struct {
 	analyzer analysis.Analyzer
+	// synonyms maps an analyzed term to the analyzed terms of its synonym group, itself excluded.
+	synonyms map[string][]string
 
 	mu   sync.RWMutex
 	docs map[string]*doc // by exposed name
@@ -102,16 +130,20 @@ type Index struct {
 	postings [numFields]map[string]map[int32]int32
 	// totalLen is the sum of the documents' lengths per field, for the average length BM25 needs.
 	totalLen [numFields]int
+	// lengths holds each slot's field lengths, beside the documents so that scoring reads them without
+	// following a pointer per posting.
+	lengths [][numFields]int32
 }
 
 // doc is an indexed tool.
 type doc struct {
 	tool *mcp.Tool
-	fp   string
 	slot int32
 	// terms counts the analyzed terms of each field; length is their sum.
 	terms  [numFields]map[string]int
 	length [numFields]int
+	// name holds the analyzed terms of the name in order, for phrases.
+	name []string
 }
 
 // New returns an empty Index.
@@ -120,18 +152,62 @@ func New() (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("toolsearch: English analyzer: %w", err)
 	}
-	ix := &Index{analyzer: analyzer, docs: make(map[string]*doc)}
+	ix := &Index{analyzer: analyzer, docs: make(map[string]*doc), synonyms: make(map[string][]string)}
 	for f := range ix.postings {
 		ix.postings[f] = make(map[string]map[int32]int32)
 	}
+	for _, group := range synonyms {
+		terms := ix.terms(strings.Join(group, " "))
+		for _, t := range terms {
+			for _, other := range terms {
+				if other != t && !slices.Contains(ix.synonyms[t], other) {
+					ix.synonyms[t] = append(ix.synonyms[t], other)
+				}
+			}
+		}
+	}
 	return ix, nil
+}
+
+// expand returns the terms to search for a query's terms, with their weights: the query's own at 1, their
+// synonyms at synonymWeight.
+func (ix *Index) expand(seq []string) map[string]float64 {
+	terms := make(map[string]float64, len(seq))
+	for _, t := range seq {
+		terms[t] = 1
+	}
+	for _, t := range seq {
+		for _, syn := range ix.synonyms[t] {
+			if _, ok := terms[syn]; !ok {
+				terms[syn] = synonymWeight
+			}
+		}
+	}
+	return terms
+}
+
+// idf is the inverse document frequency of a term in a field, as BM25 has it. The caller holds ix.mu.
+func (ix *Index) idf(f int, term string) float64 {
+	n := float64(len(ix.docs))
+	df := float64(len(ix.postings[f][term]))
+	return math.Log(1 + (n-df+0.5)/(df+0.5))
+}
+
+// adjacent reports whether b follows a directly in seq.
+func adjacent(seq []string, a, b string) bool {
+	for i := 1; i < len(seq); i++ {
+		if seq[i-1] == a && seq[i] == b {
+			return true
+		}
+	}
+	return false
 }
 
 // Close frees the index. It must not be used afterwards.
 func (ix *Index) Close() error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.docs, ix.slots, ix.free = nil, nil, nil
+	ix.docs, ix.slots, ix.free, ix.lengths = nil, nil, nil, nil
 	for f := range ix.postings {
 		ix.postings[f] = nil
 	}
@@ -147,9 +223,11 @@ func (ix *Index) Len() int {
 
 // Update makes the index hold exactly tools, keyed by their names: tools no longer there are removed,
 // new and changed ones (re)indexed, unchanged ones left alone, so an update after a small change is
-// cheap. A tool passed as the same pointer as last time counts as unchanged without being compared.
-// Tools without a name are skipped. It reports how many tools were added, changed or removed.
-func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
+// cheap. A tool is unchanged when it is passed as the same pointer as last time; the caller, which
+// already knows which of its tools changed, passes a new one for a changed tool and must not modify a
+// tool it passed. Tools without a name are skipped. It reports how many tools were added, changed or
+// removed.
+func (ix *Index) Update(tools []*mcp.Tool) (changed int) {
 	ix.mu.RLock()
 	want := make(map[string]*doc, len(tools))
 	for _, t := range tools {
@@ -160,16 +238,7 @@ func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
 			want[t.Name] = have
 			continue
 		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			ix.mu.RUnlock()
-			return 0, fmt.Errorf("toolsearch: fingerprint %q: %w", t.Name, err)
-		}
-		if have := ix.docs[t.Name]; have != nil && have.fp == string(b) {
-			want[t.Name] = have
-			continue
-		}
-		want[t.Name] = ix.analyze(t, string(b))
+		want[t.Name] = ix.analyze(t)
 	}
 	ix.mu.RUnlock()
 
@@ -190,17 +259,21 @@ func (ix *Index) Update(tools []*mcp.Tool) (changed int, err error) {
 		}
 	}
 	ix.docs = want
-	return changed, nil
+	return changed
 }
 
 // analyze turns a tool into its document.
-func (ix *Index) analyze(t *mcp.Tool, fp string) *doc {
-	d := &doc{tool: t, fp: fp}
+func (ix *Index) analyze(t *mcp.Tool) *doc {
+	d := &doc{tool: t}
 	for f, text := range fieldTexts(t) {
 		d.terms[f] = make(map[string]int)
-		for _, term := range ix.terms(text) {
+		terms := ix.terms(text)
+		for _, term := range terms {
 			d.terms[f][term]++
 			d.length[f]++
+		}
+		if f == fieldName {
+			d.name = terms
 		}
 	}
 	return d
@@ -227,6 +300,7 @@ func (ix *Index) add(d *doc) {
 	} else {
 		d.slot = int32(len(ix.slots))
 		ix.slots = append(ix.slots, d)
+		ix.lengths = append(ix.lengths, [numFields]int32{})
 	}
 	for f := range numFields {
 		for term, tf := range d.terms[f] {
@@ -238,6 +312,7 @@ func (ix *Index) add(d *doc) {
 			p[d.slot] = int32(tf)
 		}
 		ix.totalLen[f] += d.length[f]
+		ix.lengths[d.slot][f] = int32(d.length[f])
 	}
 }
 
@@ -266,12 +341,11 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 	if len(words) > MaxQueryWords {
 		words = words[:MaxQueryWords]
 	}
-	terms := ix.terms(strings.Join(words, " "))
-	slices.Sort(terms)
-	terms = slices.Compact(terms)
-	if len(terms) == 0 {
+	seq := ix.terms(strings.Join(words, " "))
+	if len(seq) == 0 {
 		return nil, ErrEmptyQuery
 	}
+	terms := ix.expand(seq)
 	limit = min(max(limit, 1), MaxResults)
 
 	ix.mu.RLock()
@@ -279,24 +353,57 @@ func (ix *Index) Search(q string, limit int) ([]Hit, error) {
 	n := float64(len(ix.docs))
 	scores := make([]float64, len(ix.slots))
 	var touched []int32
-	for f := range numFields {
-		if ix.totalLen[f] == 0 {
-			continue
-		}
-		avgLen := float64(ix.totalLen[f]) / n
-		for _, term := range terms {
+	// BM25F: a term's frequencies in the fields, each normalised by its field's length and weighed,
+	// add up to one frequency that saturates once, so a word repeated across fields counts less than
+	// the same number of different words.
+	tf := make([]float64, len(ix.slots)) // of the current term, for the slots in withTerm
+	var withTerm []int32
+	for term, weight := range terms {
+		withTerm = withTerm[:0]
+		for f := range numFields {
 			p := ix.postings[f][term]
 			if len(p) == 0 {
 				continue
 			}
-			df := float64(len(p))
-			idf := math.Log(1 + (n-df+0.5)/(df+0.5))
-			for slot, tf := range p {
-				if scores[slot] == 0 {
-					touched = append(touched, slot)
+			avgLen := float64(ix.totalLen[f]) / n
+			for slot, freq := range p {
+				if tf[slot] == 0 {
+					withTerm = append(withTerm, slot)
 				}
-				norm := 1 - bm25B + bm25B*float64(ix.slots[slot].length[f])/avgLen
-				scores[slot] += fieldBoosts[f] * idf * float64(tf) * (bm25K1 + 1) / (float64(tf) + bm25K1*norm)
+				norm := 1 - bm25B + bm25B*float64(ix.lengths[slot][f])/avgLen
+				tf[slot] += fieldBoosts[f] * float64(freq) / norm
+			}
+		}
+		df := float64(len(withTerm))
+		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
+		for _, slot := range withTerm {
+			if scores[slot] == 0 {
+				touched = append(touched, slot)
+			}
+			t := tf[slot]
+			tf[slot] = 0
+			scores[slot] += weight * idf * t * (bm25K1 + 1) / (t + bm25K1)
+		}
+	}
+	// Two query words next to each other in a tool's name ("pull request", "create issue") say more
+	// than the same words apart.
+	for i := 1; i < len(seq); i++ {
+		a, b := seq[i-1], seq[i]
+		if a == b {
+			continue
+		}
+		pa, pb := ix.postings[fieldName][a], ix.postings[fieldName][b]
+		if len(pa) == 0 || len(pb) == 0 {
+			continue
+		}
+		bonus := phraseBoost * (ix.idf(fieldName, a) + ix.idf(fieldName, b))
+		fewer, other := pa, pb // walk the shorter list
+		if len(pb) < len(pa) {
+			fewer, other = pb, pa
+		}
+		for slot := range fewer {
+			if _, ok := other[slot]; ok && adjacent(ix.slots[slot].name, a, b) {
+				scores[slot] += bonus
 			}
 		}
 	}

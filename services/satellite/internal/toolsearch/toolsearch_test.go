@@ -17,9 +17,7 @@ func newIndex(t testing.TB, tools ...*mcp.Tool) *toolsearch.Index {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ix.Close() })
-	if _, err := ix.Update(tools); err != nil {
-		t.Fatal(err)
-	}
+	ix.Update(tools)
 	return ix
 }
 
@@ -29,6 +27,18 @@ func names(hits []toolsearch.Hit) []string {
 		out = append(out, h.Tool.Name)
 	}
 	return out
+}
+
+// wantFirst checks that the best match of q is the tool named want.
+func wantFirst(t *testing.T, ix *toolsearch.Index, q, want string) {
+	t.Helper()
+	hits, err := ix.Search(q, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hits); len(got) != 1 || got[0] != want {
+		t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
+	}
 }
 
 func TestSearchFindsNamesTitlesDescriptionsAndParameters(t *testing.T) {
@@ -46,27 +56,19 @@ func TestSearchFindsNamesTitlesDescriptionsAndParameters(t *testing.T) {
 		"sql statements":            "db__run",
 		"which channel":             "chat__send",
 	} {
-		hits, err := ix.Search(q, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := names(hits); len(got) != 1 || got[0] != want {
-			t.Errorf("Search(%q) = %v, want [%s]", q, got, want)
-		}
+		wantFirst(t, ix, q, want)
 	}
 }
 
 func TestUpdateReplacesTheToolSet(t *testing.T) {
 	t.Parallel()
 	schema := map[string]any{"type": "object"}
-	ix := newIndex(t, &mcp.Tool{Name: "a__echo", Description: "echo text back", InputSchema: schema},
-		&mcp.Tool{Name: "a__sum", Description: "add two numbers", InputSchema: schema})
-	n, err := ix.Update([]*mcp.Tool{
-		{Name: "a__sum", Description: "add two numbers", InputSchema: schema},
-		{Name: "b__weather", Description: "weather forecast for a city", InputSchema: schema},
-	})
-	if err != nil || n != 2 { // echo removed, weather added, sum unchanged
-		t.Fatalf("Update = %d, %v; want 2 changes", n, err)
+	echo := &mcp.Tool{Name: "a__echo", Description: "echo text back", InputSchema: schema}
+	sum := &mcp.Tool{Name: "a__sum", Description: "add two numbers", InputSchema: schema}
+	ix := newIndex(t, echo, sum)
+	weather := &mcp.Tool{Name: "b__weather", Description: "weather forecast for a city", InputSchema: schema}
+	if n := ix.Update([]*mcp.Tool{sum, weather}); n != 2 { // echo removed, weather added, sum unchanged
+		t.Fatalf("Update = %d, want 2 changes", n)
 	}
 	if hits, _ := ix.Search("echo text", 5); len(hits) != 0 {
 		t.Errorf("a removed tool is still found: %v", names(hits))
@@ -74,9 +76,19 @@ func TestUpdateReplacesTheToolSet(t *testing.T) {
 	if hits, _ := ix.Search("forecast", 5); len(names(hits)) != 1 || hits[0].Tool.Name != "b__weather" {
 		t.Errorf("an added tool is not found: %v", names(hits))
 	}
-	if n, _ := ix.Update([]*mcp.Tool{{Name: "a__sum", Description: "add two numbers", InputSchema: schema},
-		{Name: "b__weather", Description: "weather forecast for a city", InputSchema: schema}}); n != 0 {
+	if n := ix.Update([]*mcp.Tool{sum, weather}); n != 0 {
 		t.Errorf("an unchanged tool set made %d changes", n)
+	}
+	// A changed tool comes as a new definition under the same name, and is searched as it is now.
+	sum2 := &mcp.Tool{Name: "a__sum", Description: "total of a column of figures", InputSchema: schema}
+	if n := ix.Update([]*mcp.Tool{sum2, weather}); n != 1 {
+		t.Errorf("one changed tool made %d changes, want 1", n)
+	}
+	if hits, _ := ix.Search("column figures", 5); len(hits) != 1 || hits[0].Tool != sum2 {
+		t.Errorf("a changed tool is not found by its new description: %v", names(hits))
+	}
+	if hits, _ := ix.Search("numbers", 5); len(hits) != 0 {
+		t.Errorf("a changed tool is still found by its old description: %v", names(hits))
 	}
 	if ix.Len() != 2 {
 		t.Errorf("Len = %d, want 2", ix.Len())
@@ -105,5 +117,34 @@ func TestSearchBounds(t *testing.T) {
 	}
 	if hits, _ := ix.Search("tool", 0); len(hits) != 1 {
 		t.Errorf("a limit of 0 returned %d results, want 1", len(hits))
+	}
+}
+
+func TestSearchUsesSynonymsAndPhrases(t *testing.T) {
+	t.Parallel()
+	schema := map[string]any{"type": "object"}
+	ix := newIndex(t,
+		&mcp.Tool{Name: "fs__delete_directory", InputSchema: schema},
+		&mcp.Tool{Name: "fs__move_file", InputSchema: schema},
+		&mcp.Tool{Name: "git__fetch_remote", InputSchema: schema},
+		&mcp.Tool{Name: "git__get_branch", InputSchema: schema},
+		// The same words in both names, only in the second as the phrase; the first wins a tie by name.
+		&mcp.Tool{Name: "git__request_pull", InputSchema: schema},
+		&mcp.Tool{Name: "vcs__pull_request", InputSchema: schema},
+	)
+	for q, want := range map[string]string{
+		// Neither word is in any tool; both are synonyms of words that are.
+		"remove a folder": "fs__delete_directory",
+		"pull request":    "vcs__pull_request",
+	} {
+		wantFirst(t, ix, q, want)
+	}
+	// A tool with the query's own word ranks above one found only through a synonym.
+	hits, err := ix.Search("fetch", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(hits); len(got) != 2 || got[0] != "git__fetch_remote" || got[1] != "git__get_branch" {
+		t.Errorf("Search(fetch) = %v, want [git__fetch_remote git__get_branch]", got)
 	}
 }

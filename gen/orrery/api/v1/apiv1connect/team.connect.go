@@ -85,7 +85,7 @@ type TeamServiceClient interface {
 	CreateTeam(context.Context, *connect.Request[v1.CreateTeamRequest]) (*connect.Response[v1.CreateTeamResponse], error)
 	// ListTeams lists the caller's teams; global admins see every team.
 	ListTeams(context.Context, *connect.Request[v1.ListTeamsRequest]) (*connect.Response[v1.ListTeamsResponse], error)
-	// GetTeam describes one team.
+	// GetTeam describes one team, and the caller's own tool mode in it.
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
 	// GetTeamEndpoint returns the team's MCP endpoint, where members point their MCP clients.
 	GetTeamEndpoint(context.Context, *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error)
@@ -352,7 +352,7 @@ type TeamServiceHandler interface {
 	CreateTeam(context.Context, *connect.Request[v1.CreateTeamRequest]) (*connect.Response[v1.CreateTeamResponse], error)
 	// ListTeams lists the caller's teams; global admins see every team.
 	ListTeams(context.Context, *connect.Request[v1.ListTeamsRequest]) (*connect.Response[v1.ListTeamsResponse], error)
-	// GetTeam describes one team.
+	// GetTeam describes one team, and the caller's own tool mode in it.
 	GetTeam(context.Context, *connect.Request[v1.GetTeamRequest]) (*connect.Response[v1.GetTeamResponse], error)
 	// GetTeamEndpoint returns the team's MCP endpoint, where members point their MCP clients.
 	GetTeamEndpoint(context.Context, *connect.Request[v1.GetTeamEndpointRequest]) (*connect.Response[v1.GetTeamEndpointResponse], error)
