@@ -101,6 +101,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -285,6 +286,9 @@ type Config struct {
 	// TracerProvider, when set, traces every tools/call in a span that continues the traceparent the
 	// client sent with the HTTP request. Nil traces nothing.
 	TracerProvider trace.TracerProvider
+	// TaskKey keys the HMAC that binds the task ids clients see to their team and user (see tasks.go).
+	// Default: 32 random bytes, so ids do not outlive the process, as its servers' tasks do not either.
+	TaskKey []byte
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -359,6 +363,7 @@ type Gateway struct {
 	progress     progressRoutes
 	bridge       *bridge
 	inputs       inputRounds
+	tasks        taskIDs
 	metrics      *metrics
 	tracer       trace.Tracer
 
@@ -395,6 +400,13 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
 	g.inputs.rounds = make(map[string]*inputRound)
+	g.tasks.key = cfg.TaskKey
+	if len(g.tasks.key) == 0 {
+		g.tasks.key = make([]byte, 32)
+		if _, err := rand.Read(g.tasks.key); err != nil {
+			return nil, fmt.Errorf("gateway: task key: %w", err)
+		}
+	}
 	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
 	// loopback check would refuse every request a reverse proxy on the same host forwards.
 	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{

@@ -178,6 +178,11 @@ var methodScopes = map[string][]string{
 	"prompts/list":             {ScopeRead},
 	"prompts/get":              {ScopeRead},
 	"completion/complete":      {ScopeRead},
+	// Tasks come only from tool calls; their status and results are the calls'.
+	methodTasksGet:    {ScopeExecute},
+	methodTasksResult: {ScopeExecute},
+	methodTasksList:   {ScopeExecute},
+	methodTasksCancel: {ScopeExecute},
 
 	"initialize":                       anyScope,
 	"ping":                             anyScope,
