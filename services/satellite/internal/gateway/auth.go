@@ -154,11 +154,6 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")
 			return
 		}
-		if summary != nil && summary.id.IsValid() && tr == streamableHTTP && isTaskRequest(summary.requests[0]) {
-			if g.serveTask(w, r.WithContext(ctx), p, summary.requests[0]) {
-				return
-			}
-		}
 		if summary != nil && summary.id.IsValid() {
 			if jerr := checkRequest(summary.requests[0]); jerr != nil {
 				// The 2026-07-28 era answers an unknown method with 404, as the SDK does; the session era
@@ -178,6 +173,12 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 					writeRPCError(w, status, summary.id, jerr.Code, jerr.Message)
 					return
 				}
+			}
+		}
+		// Tasks are served here, past the same checks, because the SDK knows none of their methods.
+		if summary != nil && summary.id.IsValid() && tr == streamableHTTP && isTaskRequest(summary.requests[0]) {
+			if g.serveTask(w, r.WithContext(ctx), p, summary.requests[0]) {
+				return
 			}
 		}
 

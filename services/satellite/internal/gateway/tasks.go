@@ -50,6 +50,18 @@ const (
 	taskMACBytes  = 16
 )
 
+// taskParams are the params of tasks/get, tasks/result and tasks/cancel.
+type taskParams struct {
+	Meta   map[string]any `json:"_meta,omitempty"`
+	TaskID string         `json:"taskId"`
+}
+
+// listTasksParams are the params of tasks/list.
+type listTasksParams struct {
+	Meta   map[string]any `json:"_meta,omitempty"`
+	Cursor string         `json:"cursor,omitempty"`
+}
+
 // errTaskNotFound is the one answer for an id that is not the caller's: unknown, forged, altered, or
 // another user's or team's.
 var errTaskNotFound = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "task not found"}
