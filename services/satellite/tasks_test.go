@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -89,18 +90,22 @@ func TestTasksWithRealServerAndClient(t *testing.T) {
 	}
 	t.Logf("TypeScript client: %s", out)
 	var ts struct {
-		TaskID          string   `json:"taskId"`
-		Statuses        []string `json:"statuses"`
-		Result          string   `json:"result"`
-		Listed          []string `json:"listed"`
-		CancelledID     string   `json:"cancelledId"`
-		CancelledStatus string   `json:"cancelledStatus"`
+		Capability      json.RawMessage `json:"capability"`
+		TaskID          string          `json:"taskId"`
+		Statuses        []string        `json:"statuses"`
+		Result          string          `json:"result"`
+		Listed          []string        `json:"listed"`
+		CancelledID     string          `json:"cancelledId"`
+		CancelledStatus string          `json:"cancelledStatus"`
 	}
 	if err := json.Unmarshal(out, &ts); err != nil {
 		t.Fatalf("TypeScript client printed %q: %v", out, err)
 	}
 	if ts.TaskID == "" || !slices.Contains(ts.Statuses, "completed") || !strings.Contains(ts.Result, "Research Report: orbits") {
 		t.Fatalf("TypeScript client saw %+v; want a task that completed with the research report", ts)
+	}
+	if want := `{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`; !jsonEqual(ts.Capability, want) {
+		t.Errorf("the endpoint declared tasks %s, want %s", ts.Capability, want)
 	}
 	if !slices.Contains(ts.Listed, ts.TaskID) {
 		t.Errorf("tasks/list gave %q, want it to hold the task %q", ts.Listed, ts.TaskID)
@@ -178,3 +183,8 @@ func TestTasksWithRealServerAndClient(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func jsonEqual(got json.RawMessage, want string) bool {
+	var a, b any
+	return json.Unmarshal(got, &a) == nil && json.Unmarshal([]byte(want), &b) == nil && reflect.DeepEqual(a, b)
+}

@@ -1,7 +1,8 @@
 // An MCP client on the official TypeScript SDK that runs a task through a team endpoint: a task-augmented
 // call of TOOL streamed to its result (task created, polled with tasks/get, result from tasks/result),
-// tasks/list, and a second task cancelled. It prints one JSON object:
-// {"taskId", "statuses": [...], "result", "listed": [...], "cancelledId", "cancelledStatus"}.
+// tasks/list, and a second task cancelled. Strict capabilities make it check the endpoint's declared
+// tasks capability before each of these. It prints one JSON object:
+// {"capability", "taskId", "statuses": [...], "result", "listed": [...], "cancelledId", "cancelledStatus"}.
 //
 // Usage: node tasks-client.mjs SDK_DIR ENDPOINT TOKEN TOOL ARGUMENTS_JSON
 import { join } from "node:path";
@@ -13,12 +14,12 @@ const { Client } = await sdk("client/index.js");
 const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
 const { CallToolResultSchema, CreateTaskResultSchema } = await sdk("types.js");
 
-const client = new Client({ name: "orrery-tasks-test", version: "1" });
+const client = new Client({ name: "orrery-tasks-test", version: "1" }, { enforceStrictCapabilities: true });
 await client.connect(new StreamableHTTPClientTransport(new URL(endpoint), {
   requestInit: { headers: { Authorization: `Bearer ${token}` } },
 }));
 
-const out = { statuses: [] };
+const out = { capability: client.getServerCapabilities().tasks, statuses: [] };
 const stream = client.experimental.tasks.callToolStream(
   { name: tool, arguments: JSON.parse(args) }, CallToolResultSchema, { task: { ttl: 60000 } });
 for await (const message of stream) {

@@ -107,6 +107,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -521,6 +522,13 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	}
 	us, release := g.acquire(p.teamID, p.userID)
 	defer release()
+	if s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary); s != nil && slices.Equal(s.methods, []string{"initialize"}) {
+		if caps := g.userTaskCapability(us); caps != nil {
+			iw := &initializeWriter{ResponseWriter: w}
+			defer iw.finish(caps)
+			w = iw
+		}
+	}
 	g.stateful.ServeHTTP(w, withUserServerRequest(r, us))
 	if sl != nil {
 		us.keepSlot(sl, w.Header().Get("Mcp-Session-Id"))

@@ -44,3 +44,22 @@ func TestTaskIDsOpenOnlyForTheirOwner(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestWithTaskCapability adds the capability to an initialize answer in either of the SDK's response
+// forms, and leaves anything else alone.
+func TestWithTaskCapability(t *testing.T) {
+	t.Parallel()
+	caps := []byte(`{"list":{}}`)
+	for _, tc := range []struct{ name, body, want string }{
+		{"json", `{"jsonrpc":"2.0","id":1,"result":{"capabilities":{"tools":{}},"protocolVersion":"2025-11-25"}}`,
+			`{"id":1,"jsonrpc":"2.0","result":{"capabilities":{"tasks":{"list":{}},"tools":{}},"protocolVersion":"2025-11-25"}}`},
+		{"event stream", "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"capabilities\":{}}}\n\n",
+			"event: message\nid: 1\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"capabilities\":{\"tasks\":{\"list\":{}}}}}\n\n"},
+		{"error", `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"no"}}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"no"}}`},
+		{"not json", "event: message\ndata: {\n\n", "event: message\ndata: {\n\n"},
+	} {
+		if got := string(withTaskCapability([]byte(tc.body), caps)); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
