@@ -32,8 +32,10 @@ type rawConn struct {
 	mu      sync.Mutex
 	pending map[string]chan *jsonrpc.Response
 	initID  string
-	caps    map[string]json.RawMessage
 	err     error // set once Read failed: the connection is over
+
+	// declared receives the capabilities of the server's answer to initialize.
+	declared *atomic.Pointer[map[string]json.RawMessage]
 }
 
 // rawTransport wraps a transport's connection in raw.
@@ -98,8 +100,8 @@ func (c *rawConn) noteInitialize(resp *jsonrpc.Response) {
 	var res struct {
 		Capabilities map[string]json.RawMessage `json:"capabilities"`
 	}
-	if json.Unmarshal(resp.Result, &res) == nil {
-		c.caps = res.Capabilities
+	if json.Unmarshal(resp.Result, &res) == nil && c.declared != nil {
+		c.declared.Store(&res.Capabilities)
 	}
 }
 
@@ -113,13 +115,6 @@ func (c *rawConn) fail(err error) {
 		close(ch)
 		delete(c.pending, id)
 	}
-}
-
-// capability returns the server's capability name as it sent it, or nil.
-func (c *rawConn) capability(name string) json.RawMessage {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.caps[name]
 }
 
 // call sends method with params and waits for the answer. A JSON-RPC error comes back as a
@@ -181,19 +176,16 @@ func (r *Runtime) Request(ctx context.Context, id, method string, params json.Ra
 	return lease.c.raw.call(ctx, method, params)
 }
 
-// Capability returns the capability name (such as "tasks") that instance id's running server declared,
-// as it wrote it, or nil when it declared none, is not running, or is not a stdio server. It never
-// starts the instance.
+// Capability returns the capability name (such as "tasks") that instance id's server declared when it
+// last started, as it wrote it, or nil when it declared none or is not a stdio server. A dormant
+// instance keeps its server's declaration. It never starts the instance.
 func (r *Runtime) Capability(id, name string) json.RawMessage {
 	in, ok := r.lookup(id)
 	if !ok {
 		return nil
 	}
-	in.mu.Lock()
-	c := in.current
-	in.mu.Unlock()
-	if c == nil || c.raw == nil {
-		return nil
+	if caps := in.declared.Load(); caps != nil {
+		return (*caps)[name]
 	}
-	return c.raw.capability(name)
+	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
 // TestRequestCarriesTasks drives the reference server's task tool through Request: the SDK's client
@@ -71,4 +74,23 @@ func TestRequestCarriesTasks(t *testing.T) {
 		t.Fatalf("tasks/get of an unknown task: %v, want the server's JSON-RPC error", err)
 	}
 	callEcho(t, b.rt, in.Id, "the session still works beside the tasks")
+}
+
+// TestCapabilityOutlivesDormancy keeps a dormant instance's declared capabilities, so that the endpoint
+// still offers tasks for it and a call wakes it.
+func TestCapabilityOutlivesDormancy(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *mcpruntime.Config) { c.IdleTimeout = 300 * time.Millisecond })
+	in := everything(t, "everything")
+	b.apply(t, in)
+	b.waitStatus(t, in.Id, satellitev1.InstanceStatus_INSTANCE_STATUS_DORMANT)
+	if caps := b.rt.Capability(in.Id, "tasks"); len(caps) == 0 {
+		t.Fatal("a dormant instance lost its server's tasks capability")
+	}
+	if caps := b.rt.Capability(in.Id, "no-such-capability"); caps != nil {
+		t.Fatalf("undeclared capability: %s", caps)
+	}
+	if caps := b.rt.Capability("no-such-instance", "tasks"); caps != nil {
+		t.Fatalf("unknown instance: %s", caps)
+	}
 }
