@@ -144,6 +144,14 @@ func summarize(msgs []jsonrpc.Message) *rpcSummary {
 	return s
 }
 
+// only returns the body's only request, or nil when it holds anything else.
+func (s *rpcSummary) only() *jsonrpc.Request {
+	if s == nil || !s.id.IsValid() {
+		return nil
+	}
+	return s.requests[0]
+}
+
 // metaVersion returns the newest protocol version the requests' _meta names, read as the SDK reads it.
 // It only routes a request; it grants nothing.
 func (s *rpcSummary) metaVersion() string {

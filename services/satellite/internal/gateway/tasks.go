@@ -147,13 +147,17 @@ func isTaskRequest(req *jsonrpc.Request) bool {
 	return false
 }
 
-// serveTask answers a task request of p, and reports whether it did: a task-augmented tools/call of a
-// tool whose server takes no tasks is left to the SDK, which runs it as a plain call, as the protocol
-// asks of a receiver that does not support tasks for a request.
+// serveTask answers a task request of p, and reports whether it did. What it leaves to the SDK: every
+// task request of a user none of whose servers declares tasks, so that the methods are as unknown as
+// they were (-32601), and a task-augmented tools/call of a tool whose server takes no tasks, which the
+// SDK runs as a plain call, as the protocol asks of a receiver that does not support tasks for a request.
 func (g *Gateway) serveTask(w http.ResponseWriter, r *http.Request, p *principal, req *jsonrpc.Request) bool {
 	ctx := r.Context()
 	us, release := g.acquire(p.teamID, p.userID)
 	defer release()
+	if g.userTaskCapability(us) == nil {
+		return false // no server of the user's has tasks: the methods are unknown here, as to the SDK
+	}
 	var res any
 	var err error
 	switch req.Method {

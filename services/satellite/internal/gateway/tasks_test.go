@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -61,5 +62,34 @@ func TestWithTaskCapability(t *testing.T) {
 		if got := string(withTaskCapability([]byte(tc.body), caps)); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestTaskMethodsUnknownWithoutTaskServers keeps the tasks methods as unknown as they were for a user
+// none of whose servers has tasks: -32601, in each era's way.
+func TestTaskMethodsUnknownWithoutTaskServers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	session := map[string]string{"Mcp-Session-Id": b.openSession(t, "ann"), "Mcp-Protocol-Version": sessionVersion}
+	stateless := map[string]string{"Mcp-Protocol-Version": statelessVersion}
+	const statelessMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`
+	for _, method := range []string{methodTasksGet, methodTasksResult, methodTasksCancel, methodTasksList} {
+		for _, era := range []struct {
+			header map[string]string
+			meta   string
+			status int
+		}{{session, "", http.StatusOK}, {stateless, "," + statelessMeta, http.StatusNotFound}} {
+			resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann",
+				`{"jsonrpc":"2.0","id":7,"method":"`+method+`","params":{"taskId":"t1.a.b.c"`+era.meta+`}}`, era.header)
+			if _, code, msg := rpcAnswer(t, resp); resp.StatusCode != era.status || code != -32601 || !strings.Contains(msg, method) {
+				t.Errorf("%s: %d %d %q, want %d and -32601 naming the method", method, resp.StatusCode, code, msg, era.status)
+			}
+		}
+	}
+	// A task-augmented call of a tool whose server has no tasks runs as a plain call.
+	resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann",
+		`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"message":"hi"},"task":{"ttl":1000}}}`, session)
+	if result, code, msg := rpcAnswer(t, resp); code != 0 || !strings.Contains(string(result), "content") {
+		t.Errorf("task-augmented call without task servers: %s %d %q, want the plain result", result, code, msg)
 	}
 }
