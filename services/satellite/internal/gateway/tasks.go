@@ -139,6 +139,11 @@ func isTaskRequest(req *jsonrpc.Request) bool {
 	case methodTasksGet, methodTasksResult, methodTasksList, methodTasksCancel:
 		return true
 	case "tools/call":
+		// Most calls are plain: they skip the decoding. A key spelled with escapes that skips it here
+		// runs as a plain call, which the SDK makes of any call it gets.
+		if !bytes.Contains(req.Params, []byte(`"task"`)) {
+			return false
+		}
 		var p struct {
 			Task json.RawMessage `json:"task"`
 		}
