@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -12,10 +13,12 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
-// runtimeBackend shows the MCP runtime to the gateway as its Backend.
+// runtimeBackend shows the MCP runtime to the gateway as its Backend, and carries its task requests.
 type runtimeBackend struct {
 	rt *mcpruntime.Runtime
 }
+
+var _ gateway.TaskBackend = runtimeBackend{}
 
 // Instances lists a user's instances in a team. The team is always given: an empty one would mean all teams.
 func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
@@ -54,6 +57,20 @@ func (b runtimeBackend) ModernSession(ctx context.Context, instanceID string) (*
 		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
 	}
 	return cs, err
+}
+
+// Request carries a request the SDK's client has no method for, such as tasks/get, to the instance.
+func (b runtimeBackend) Request(ctx context.Context, instanceID, method string, params json.RawMessage) (json.RawMessage, error) {
+	res, err := b.rt.Request(ctx, instanceID, method, params)
+	if errors.Is(err, mcpruntime.ErrStarting) {
+		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
+	}
+	return res, err
+}
+
+// Capability returns a capability the instance's running server declared, as written.
+func (b runtimeBackend) Capability(instanceID, name string) json.RawMessage {
+	return b.rt.Capability(instanceID, name)
 }
 
 // Subscribe signals every change of any instance's status or catalogue.

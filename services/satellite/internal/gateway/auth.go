@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,6 +178,24 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 					writeRPCError(w, status, summary.id, jerr.Code, jerr.Message)
 					return
 				}
+			}
+		}
+		// Tasks are served here, past the same checks, because the SDK knows none of their methods.
+		if req := summary.only(); req != nil && isTaskRequest(req) {
+			if tr == streamableHTTP && g.serveTask(w, r.WithContext(ctx), p, req) {
+				return
+			}
+			if req.Method != "tools/call" {
+				// Unknown here as to the SDK, which would answer in its own words.
+				status := http.StatusOK
+				switch {
+				case tr == legacySSE:
+					status = http.StatusBadRequest
+				case statelessEra(r.WithContext(ctx)):
+					status = http.StatusNotFound
+				}
+				writeRPCError(w, status, req.ID, jsonrpc.CodeMethodNotFound, "method not found: "+strconv.Quote(req.Method))
+				return
 			}
 		}
 

@@ -110,11 +110,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -296,6 +298,9 @@ type Config struct {
 	// TracerProvider, when set, traces every tools/call in a span that continues the traceparent the
 	// client sent with the HTTP request. Nil traces nothing.
 	TracerProvider trace.TracerProvider
+	// TaskKey keys the HMAC that binds the task ids clients see to their team and user (see tasks.go).
+	// Default: 32 random bytes, so ids do not outlive the process, as its servers' tasks do not either.
+	TaskKey []byte
 	// Version is reported as the server version to MCP clients.
 	Version string
 	// Now returns the current time. Default time.Now.
@@ -370,6 +375,7 @@ type Gateway struct {
 	progress     progressRoutes
 	bridge       *bridge
 	inputs       inputRounds
+	tasks        taskIDs
 	metrics      *metrics
 	tracer       trace.Tracer
 	// policies is the compiled policies of the last configuration (see SetPolicies); limiter keeps the
@@ -411,6 +417,13 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
 	g.inputs.rounds = make(map[string]*inputRound)
+	g.tasks.key = cfg.TaskKey
+	if len(g.tasks.key) == 0 {
+		g.tasks.key = make([]byte, 32)
+		if _, err := rand.Read(g.tasks.key); err != nil {
+			return nil, fmt.Errorf("gateway: task key: %w", err)
+		}
+	}
 	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
 	// loopback check would refuse every request a reverse proxy on the same host forwards.
 	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{
@@ -525,6 +538,13 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	}
 	us, release := g.acquire(p.teamID, p.userID)
 	defer release()
+	if s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary); s != nil && slices.Equal(s.methods, []string{"initialize"}) {
+		if caps := g.userTaskCapability(us); caps != nil {
+			iw := &initializeWriter{ResponseWriter: w}
+			defer iw.finish(caps)
+			w = iw
+		}
+	}
 	g.stateful.ServeHTTP(w, withUserServerRequest(r, us))
 	if sl != nil {
 		us.keepSlot(sl, w.Header().Get("Mcp-Session-Id"))

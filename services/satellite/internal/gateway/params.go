@@ -42,6 +42,10 @@ var requestParams = map[string]struct {
 	"prompts/get":              {func() any { return new(mcp.GetPromptParams) }, false},
 	"completion/complete":      {func() any { return new(mcp.CompleteParams) }, false},
 	"subscriptions/listen":     {func() any { return new(mcp.SubscriptionsListenParams) }, false},
+	methodTasksGet:             {func() any { return new(taskParams) }, false},
+	methodTasksResult:          {func() any { return new(taskParams) }, false},
+	methodTasksCancel:          {func() any { return new(taskParams) }, false},
+	methodTasksList:            {func() any { return new(listTasksParams) }, true},
 	//lint:ignore SA1019 logging is deprecated only from the 2026-07-28 protocol on; the session era still has it
 	"logging/setLevel": {func() any { return new(mcp.SetLoggingLevelParams) }, false},
 }

@@ -144,6 +144,14 @@ func summarize(msgs []jsonrpc.Message) *rpcSummary {
 	return s
 }
 
+// only returns the body's only request, or nil when it holds anything else.
+func (s *rpcSummary) only() *jsonrpc.Request {
+	if s == nil || !s.id.IsValid() {
+		return nil
+	}
+	return s.requests[0]
+}
+
 // metaVersion returns the newest protocol version the requests' _meta names, read as the SDK reads it.
 // It only routes a request; it grants nothing.
 func (s *rpcSummary) metaVersion() string {
@@ -178,6 +186,11 @@ var methodScopes = map[string][]string{
 	"prompts/list":             {ScopeRead},
 	"prompts/get":              {ScopeRead},
 	"completion/complete":      {ScopeRead},
+	// Tasks come only from tool calls; their status and results are the calls'.
+	methodTasksGet:    {ScopeExecute},
+	methodTasksResult: {ScopeExecute},
+	methodTasksList:   {ScopeExecute},
+	methodTasksCancel: {ScopeExecute},
 
 	"initialize":                       anyScope,
 	"ping":                             anyScope,

@@ -24,6 +24,7 @@ type conn struct {
 	session   *mcp.ClientSession
 	proc      *sandbox.Process // stdio servers only
 	remote    *remoteTransport // remote servers only
+	raw       *rawConn         // stdio servers only: requests the SDK's client has no method for
 	startedAt time.Time
 	requests  atomic.Uint64
 
@@ -92,7 +93,8 @@ func (c *conn) dial(ctx context.Context, client *mcp.Client, spec *satellitev1.I
 		if started != nil {
 			started(proc.Pid())
 		}
-		transport = NewStdioTransport(client, proc.Stdout, proc.Stdin)
+		c.raw = &rawConn{declared: &in.declared}
+		transport = &rawTransport{Transport: NewStdioTransport(client, proc.Stdout, proc.Stdin), raw: c.raw}
 	} else {
 		endpoint, err := endpointURL(spec)
 		if err != nil {

@@ -2,6 +2,7 @@ package mcpruntime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -78,6 +80,10 @@ type instance struct {
 	configured   bool
 
 	keptMu sync.Mutex // serializes writes of the kept catalogue
+
+	// declared holds the capabilities the server last declared on a stdio connection, as it wrote them;
+	// they stay while it is dormant, like the catalogue.
+	declared atomic.Pointer[map[string]json.RawMessage]
 
 	mu        sync.Mutex
 	queue     []command

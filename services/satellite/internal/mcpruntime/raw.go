@@ -1,0 +1,191 @@
+package mcpruntime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// ErrNoRawChannel means the instance's connection cannot carry requests the SDK's client has no method
+// for: only stdio connections can.
+var ErrNoRawChannel = errors.New("the MCP server's connection does not carry task requests")
+
+// rawIDPrefix marks the ids of requests sent through a rawConn. The SDK numbers its own requests, so a
+// string id with this prefix is never one of its.
+const rawIDPrefix = "orrery-raw-"
+
+// rawConn carries, beside the SDK's session, requests its client has no method for (the tasks methods
+// and task-augmented tools/call, which go-sdk v1.8.0 does not know) over the same connection, and keeps
+// the server's capabilities as it sent them, since the SDK's types drop the ones they do not know.
+type rawConn struct {
+	mcp.Connection
+	next atomic.Uint64
+
+	mu      sync.Mutex
+	pending map[string]chan *jsonrpc.Response
+	initID  string
+	err     error // set once Read failed: the connection is over
+
+	// declared receives the capabilities of the server's answer to initialize.
+	declared *atomic.Pointer[map[string]json.RawMessage]
+}
+
+// rawTransport wraps a transport's connection in raw.
+type rawTransport struct {
+	mcp.Transport
+	raw *rawConn
+}
+
+func (t *rawTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	conn, err := t.Transport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.raw.Connection = conn
+	t.raw.pending = make(map[string]chan *jsonrpc.Response)
+	return t.raw, nil
+}
+
+func (c *rawConn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	if req, ok := msg.(*jsonrpc.Request); ok && req.Method == "initialize" && req.ID.IsValid() {
+		c.mu.Lock()
+		c.initID = fmt.Sprint(req.ID.Raw())
+		c.mu.Unlock()
+	}
+	return c.Connection.Write(ctx, msg)
+}
+
+func (c *rawConn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	for {
+		msg, err := c.Connection.Read(ctx)
+		if err != nil {
+			c.fail(err)
+			return msg, err
+		}
+		resp, ok := msg.(*jsonrpc.Response)
+		if !ok {
+			return msg, nil
+		}
+		id, isString := resp.ID.Raw().(string)
+		if !isString || !strings.HasPrefix(id, rawIDPrefix) {
+			c.noteInitialize(resp)
+			return msg, nil
+		}
+		c.mu.Lock()
+		ch := c.pending[id]
+		delete(c.pending, id)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// noteInitialize keeps the capabilities of the server's answer to initialize.
+func (c *rawConn) noteInitialize(resp *jsonrpc.Response) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.initID == "" || fmt.Sprint(resp.ID.Raw()) != c.initID || resp.Error != nil {
+		return
+	}
+	c.initID = ""
+	var res struct {
+		Capabilities map[string]json.RawMessage `json:"capabilities"`
+	}
+	if json.Unmarshal(resp.Result, &res) == nil && c.declared != nil {
+		c.declared.Store(&res.Capabilities)
+	}
+}
+
+func (c *rawConn) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+}
+
+// call sends method with params and waits for the answer. A JSON-RPC error comes back as a
+// *jsonrpc.Error.
+func (c *rawConn) call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	id := rawIDPrefix + strconv.FormatUint(c.next.Add(1), 10)
+	jid, err := jsonrpc.MakeID(id)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *jsonrpc.Response, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: the connection ended", ErrUnavailable)
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}
+	if err := c.Connection.Write(ctx, &jsonrpc.Request{ID: jid, Method: method, Params: params}); err != nil {
+		forget()
+		return nil, fmt.Errorf("send %s: %w", method, err)
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("%w: the connection ended", ErrUnavailable)
+		}
+		if resp.Error != nil {
+			var werr *jsonrpc.Error
+			if errors.As(resp.Error, &werr) {
+				return nil, werr
+			}
+			return nil, resp.Error
+		}
+		return resp.Result, nil
+	case <-ctx.Done():
+		forget()
+		return nil, ctx.Err()
+	}
+}
+
+// Request sends instance id a request its SDK client has no method for, such as tasks/get, and returns
+// the result as the server wrote it. It starts a dormant instance like Acquire. A JSON-RPC error from
+// the server comes back as a *jsonrpc.Error; ErrNoRawChannel when the instance is not a stdio server.
+func (r *Runtime) Request(ctx context.Context, id, method string, params json.RawMessage) (json.RawMessage, error) {
+	lease, err := r.Acquire(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	if lease.c.raw == nil {
+		return nil, ErrNoRawChannel
+	}
+	return lease.c.raw.call(ctx, method, params)
+}
+
+// Capability returns the capability name (such as "tasks") that instance id's server declared when it
+// last started, as it wrote it, or nil when it declared none or is not a stdio server. A dormant
+// instance keeps its server's declaration. It never starts the instance.
+func (r *Runtime) Capability(id, name string) json.RawMessage {
+	in, ok := r.lookup(id)
+	if !ok {
+		return nil
+	}
+	if caps := in.declared.Load(); caps != nil {
+		return (*caps)[name]
+	}
+	return nil
+}
