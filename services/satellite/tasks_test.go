@@ -43,6 +43,11 @@ func TestTasksWithRealServerAndClient(t *testing.T) {
 	srv.SetConfiguration("v1", instance("everything-acme-ada-1", acme, "acme", ada, "ada"),
 		instance("everything-acme-bob-1", acme, "acme", bob, "bob"),
 		instance("everything-globex-cy-1", globex, "globex", cy, "cy"))
+	// A task is a tool call like any other: the team's policy that refuses bob the tool refuses his task.
+	srv.SetPolicies(&satellitev1.Policy{
+		Id: uuid.NewString(), TeamId: acme, Name: "no-research-for-bob", Kind: satellitev1.PolicyKind_POLICY_KIND_DENY,
+		Expression: fmt.Sprintf(`user.id == %q && tool.name == "simulate-research-query"`, bob),
+	})
 	cfg := testConfig(t, srv)
 	base := "http://" + cfg.listener.Addr().String()
 	token := func(name, teamID, slug, userID string) (string, string) {
@@ -174,6 +179,13 @@ func TestTasksWithRealServerAndClient(t *testing.T) {
 		if errMsg != "" || bytes.Contains(res, []byte(ts.TaskID)) || bytes.Contains(res, []byte(ts.CancelledID)) {
 			t.Errorf("another user's tasks/list: %s %s, want a list without ada's tasks", res, errMsg)
 		}
+	}
+	res, errMsg := rpc(acmeURL, bobToken, "tools/call", map[string]any{
+		"name": "everything__simulate-research-query", "arguments": map[string]any{"topic": "orbits"}, "task": map[string]any{},
+	})
+	if errMsg != "" || !bytes.Contains(res, []byte(`"isError":true`)) || !bytes.Contains(res, []byte(`no-research-for-bob`)) ||
+		bytes.Contains(res, []byte(`"task"`)) {
+		t.Errorf("bob's task-augmented call under a policy that refuses him: %s %s, want the policy's refusal", res, errMsg)
 	}
 	// Ada's task survived the attempts, cancellations included.
 	if res, errMsg := rpc(acmeURL, adaToken, "tasks/get", map[string]string{"taskId": ts.TaskID}); errMsg != "" ||

@@ -60,6 +60,7 @@ type Server struct {
 	emitCalls     int
 	refused       int
 	accessTokens  map[string]*satellitev1.IntrospectTokenResponse
+	policies      []*satellitev1.Policy
 }
 
 type grant struct {
@@ -134,6 +135,11 @@ func (s *Server) SetNextHeartbeat(d time.Duration) {
 // SetConfiguration sets the configuration GetConfiguration returns.
 func (s *Server) SetConfiguration(etag string, instances ...*satellitev1.Instance) {
 	s.update(func() { s.etag, s.instances = etag, instances })
+}
+
+// SetPolicies sets the policies GetConfiguration returns beside the instances.
+func (s *Server) SetPolicies(policies ...*satellitev1.Policy) {
+	s.update(func() { s.policies = policies })
 }
 
 // Enqueue makes cmds due. Enqueuing a command id again redelivers it, as a lease running out would.
@@ -353,7 +359,7 @@ func (s *Server) GetConfiguration(_ context.Context, req *connect.Request[satell
 	if req.Msg.GetIfNoneMatch() != "" && req.Msg.GetIfNoneMatch() == s.etag {
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, NotModified: true}), nil
 	}
-	return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, Instances: s.instances}), nil
+	return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, Instances: s.instances, Policies: s.policies}), nil
 }
 
 // EmitEvents implements SatelliteServiceHandler. Like the real control plane it stores each event id once.

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Tasks (the experimental task-augmented requests of the 2025-11-25 protocol: tools/call with
@@ -203,6 +205,7 @@ func (g *Gateway) serveTask(w http.ResponseWriter, r *http.Request, p *principal
 // createTask forwards a task-augmented tools/call to the instance that owns the tool, if its server
 // takes task-augmented calls, and seals the id of the task it created.
 func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMessage, search bool) (any, bool, error) {
+	start := time.Now()
 	var params map[string]json.RawMessage
 	if search || sdkUnmarshal(raw, &params) != nil {
 		return nil, false, nil
@@ -219,6 +222,16 @@ func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMe
 	}
 	if c, ok := g.taskCapability(reg.rt.inst.ID); !ok || c.Requests.Tools.Call == nil {
 		return nil, false, nil
+	}
+	// A task is a tool call too: the team's policies decide before it reaches the server.
+	call := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: name, Arguments: params["arguments"]}}
+	if set, pc := g.policyCall(ctx, us, call, reg.rt); pc != nil {
+		if denial := set.Check(ctx, pc, g.limiter); denial != nil {
+			res := g.refuse(ctx, us, reg.rt, denial)
+			g.logCall(us, reg.rt, params["arguments"], res, nil, time.Since(start), traceIDOf(ctx),
+				callLog{denial: denial, redact: set.Redactions(ctx, pc)})
+			return res, true, nil
+		}
 	}
 	down := map[string]json.RawMessage{"name": mustJSON(reg.rt.name), "task": params["task"]}
 	if args, ok := params["arguments"]; ok {
