@@ -247,6 +247,7 @@ func (c *conn) relistLoop() {
 		}
 		if changed {
 			in.saveKept()
+			in.rt.reportHeldOf(in.currentSpec())
 		}
 	}
 }

@@ -15,7 +15,7 @@ type heldInstance struct {
 	// ownTools are the tools the instance itself last offered, when it ran before being held or left a
 	// kept catalogue; tools of another member's instance of the same installation take precedence.
 	ownTools []*mcp.Tool
-	// message is the status message last reported for it.
+	// message is the status message last reported for it, guarded by Runtime.mu.
 	message string
 }
 
@@ -93,4 +93,42 @@ func (r *Runtime) heldInfo(h *heldInstance) InstanceInfo {
 		info.ConnectAccountURL, info.ToolSelection, info.Tools = spec.GetConnectAccountUrl(), spec.GetToolSelection(), tools
 	}
 	return info
+}
+
+// reportHeld reports the status of the held instances that match, each when it differs from the one last
+// reported, and tells their users' endpoints. Reports are serialized, so the last one sent is the latest.
+func (r *Runtime) reportHeld(match func(*heldInstance) bool) {
+	r.heldReportMu.Lock()
+	defer r.heldReportMu.Unlock()
+	r.mu.Lock()
+	var list []*heldInstance
+	for _, h := range r.held {
+		if match(h) {
+			list = append(list, h)
+		}
+	}
+	r.mu.Unlock()
+	for _, h := range list {
+		status, message := h.status(r.knownTools(h))
+		r.mu.Lock()
+		changed := h.message != message
+		h.message = message
+		r.mu.Unlock()
+		if !changed {
+			continue
+		}
+		r.cfg.Events.Emit(&satellitev1.Event{
+			TeamId: h.spec.GetTeamId(), InstallationId: h.spec.GetInstallationId(), InstanceId: h.spec.GetId(),
+			Payload: &satellitev1.Event_StatusChanged{StatusChanged: &satellitev1.StatusChanged{Status: status, Message: message}},
+		})
+		r.notify(h.spec.GetTeamId(), h.spec.GetUserId())
+	}
+}
+
+// reportHeldOf reports again the held instances that await an account at the installation of spec, whose
+// catalogue just changed: the tools they list come from it.
+func (r *Runtime) reportHeldOf(spec *satellitev1.Instance) {
+	r.reportHeld(func(h *heldInstance) bool {
+		return h.awaitsAccount() && h.spec.GetTeamId() == spec.GetTeamId() && h.spec.GetInstallationId() == spec.GetInstallationId()
+	})
 }

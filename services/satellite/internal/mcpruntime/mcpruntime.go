@@ -311,7 +311,9 @@ type Runtime struct {
 	instances map[string]*instance
 	// held are the desired instances the runtime does not run, by id: listed with why.
 	held map[string]*heldInstance
-	wg   sync.WaitGroup // instance goroutines
+	// heldReportMu serializes the reports of held instances' statuses.
+	heldReportMu sync.Mutex
+	wg           sync.WaitGroup // instance goroutines
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}

@@ -7,8 +7,6 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/proto"
-
-	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // ReconcileResult is what one Reconcile did, as sorted instance ids.
@@ -59,7 +57,9 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		}
 		h := &heldInstance{spec: spec}
 		if prev := prevHeld[spec.GetId()]; prev != nil {
+			r.mu.Lock()
 			h.ownTools, h.message = prev.ownTools, prev.message
+			r.mu.Unlock()
 		} else if h.awaitsAccount() {
 			// What the instance offered while it had a credential, until another member's shows more.
 			if in, ok := r.lookup(spec.GetId()); ok {
@@ -143,17 +143,7 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	}
 	// A held instance reports why when that changes, after its removal, so its status in the control plane
 	// says so rather than what it was when it last ran.
-	for id, h := range heldNow {
-		status, message := h.status(r.knownTools(h))
-		if message == h.message {
-			continue
-		}
-		h.message = message
-		r.cfg.Events.Emit(&satellitev1.Event{
-			TeamId: h.spec.GetTeamId(), InstallationId: h.spec.GetInstallationId(), InstanceId: id,
-			Payload: &satellitev1.Event_StatusChanged{StatusChanged: &satellitev1.StatusChanged{Status: status, Message: message}},
-		})
-	}
+	r.reportHeld(func(*heldInstance) bool { return true })
 	r.reconciled.Store(snap.Version)
 	slices.Sort(res.Stopped)
 	if len(res.Started)+len(res.Restarted)+len(res.Stopped) > 0 {

@@ -263,11 +263,16 @@ func (r *Runtime) Instances(teamID, userID string) []InstanceInfo {
 	return list
 }
 
-// Instance returns one instance.
+// Instance returns one instance, held ones included.
 func (r *Runtime) Instance(id string) (InstanceInfo, bool) {
-	in, ok := r.lookup(id)
-	if !ok {
+	if in, ok := r.lookup(id); ok {
+		return in.info(), true
+	}
+	r.mu.Lock()
+	h := r.held[id]
+	r.mu.Unlock()
+	if h == nil {
 		return InstanceInfo{}, false
 	}
-	return in.info(), true
+	return r.heldInfo(h), true
 }
