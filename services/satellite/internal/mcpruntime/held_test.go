@@ -1,6 +1,7 @@
 package mcpruntime_test
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -88,4 +89,30 @@ func TestAccountToConnect(t *testing.T) {
 		t.Fatalf("Bo's connected instance still carries the link %q", info.ConnectAccountURL)
 	}
 	callEcho(t, b.rt, bo.GetId(), "connected")
+}
+
+// TestAccountToConnectAfterRestart restarts the satellite while a member's account lapses: the instance
+// is not run again, and it lists the tools its kept catalogue holds from the run before.
+func TestAccountToConnectAfterRestart(t *testing.T) {
+	t.Parallel()
+	catalogs := filepath.Join(t.TempDir(), "catalogs")
+	keep := func(c *mcpruntime.Config) { c.CatalogDir = catalogs }
+	ada := everything(t, "upstream")
+	first := setup(t, keep)
+	first.apply(t, ada)
+	discovered := first.waitStatus(t, ada.GetId(), online)
+	first.stop()
+
+	lapsed := proto.Clone(ada).(*satellitev1.Instance)
+	lapsed.ConnectAccountUrl, lapsed.ContentHash = "https://cp.example.com/oauth/remote/connect?x=1", "h2"
+	second := setup(t, keep)
+	second.apply(t, lapsed)
+	info := second.waitStatus(t, ada.GetId(), requiresReauth)
+	toolNames := func(tools []*mcp.Tool) []string { return names(tools, func(t *mcp.Tool) string { return t.Name }) }
+	if got, want := toolNames(info.Tools), toolNames(discovered.Tools); len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("after a restart with the account lapsed: tools %v, want the kept %v", got, want)
+	}
+	if info.Pid != 0 || len(lifecycles(second.events.of(ada.GetId()))) != 0 {
+		t.Fatalf("the lapsed instance ran after the restart: pid %d", info.Pid)
+	}
 }
