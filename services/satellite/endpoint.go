@@ -27,9 +27,10 @@ func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
 	for i, in := range infos {
 		out[i] = gateway.Instance{
 			ID: in.ID, InstallationID: in.InstallationID, TeamID: in.TeamID, UserID: in.UserID,
-			ServerSlug: in.ServerSlug, Prefix: in.ToolPrefix, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
+			ServerSlug: in.ServerSlug, ServerName: in.ServerName, Prefix: in.ToolPrefix, Online: in.Available(), Status: mcpruntime.StatusName(in.Status),
 			Tools: in.Tools, Resources: in.Resources, ResourceTemplates: in.ResourceTemplates, Prompts: in.Prompts,
 			RequestLoggingEnabled: in.RequestLoggingEnabled, EmergencyStop: in.EmergencyStop,
+			ConnectAccountURL: in.ConnectAccountURL,
 			Selection: toolselect.Selection{
 				Allow: in.ToolSelection.GetAllow(), Deny: in.ToolSelection.GetDeny(),
 				Hidden: in.ToolSelection.GetHidden(), Descriptions: in.ToolSelection.GetDescriptions(),

@@ -127,8 +127,9 @@ func (us *userServer) sseHandler(binding string) *mcp.SSEHandler {
 	return h
 }
 
-// instances returns the user's online instances in the team, in (server slug, id) order, and the ids
-// of all the user's instances in the team, online or not.
+// instances returns the user's instances in the team whose features are offered, in (server slug, id)
+// order: online ones, and those waiting for the user's account, with their tools only. It also returns
+// the ids of all the user's instances in the team, offered or not.
 func (us *userServer) instances() (online []Instance, all map[string]bool) {
 	all = make(map[string]bool)
 	for _, inst := range us.g.cfg.Backend.Instances(us.key.teamID, us.key.userID) {
@@ -137,7 +138,14 @@ func (us *userServer) instances() (online []Instance, all map[string]bool) {
 			continue
 		}
 		all[inst.ID] = true
-		if inst.Online && inst.EmergencyStop == "" {
+		switch {
+		case inst.EmergencyStop != "":
+		case inst.ConnectAccountURL != "":
+			// Its tools are listed so that a call can say where to connect; nothing else of the server is
+			// known to be the user's.
+			inst.Resources, inst.ResourceTemplates, inst.Prompts = nil, nil, nil
+			online = append(online, inst)
+		case inst.Online:
 			online = append(online, inst)
 		}
 	}
@@ -170,7 +178,8 @@ func fingerprint(feature any, rt route) string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s\x00%s\x00%t\x00%s", rt.inst.ID, rt.inst.InstallationID, rt.inst.RequestLoggingEnabled, b)
+	return fmt.Sprintf("%s\x00%s\x00%t\x00%s\x00%s", rt.inst.ID, rt.inst.InstallationID, rt.inst.RequestLoggingEnabled,
+		rt.inst.ConnectAccountURL, b)
 }
 
 // safely runs an SDK registration, which panics on features it finds invalid.
@@ -486,16 +495,23 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 				return res, nil
 			}
 		}
-		res, err := forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
-			func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
-				return g.forwardCall(ctx, down, req, rt)
-			},
-			func(in *inputRequired) *mcp.CallToolResult {
-				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
-			})
+		var res *mcp.CallToolResult
+		var err error
+		if rt.inst.ConnectAccountURL != "" {
+			// Without the user's account the server would only refuse: the user learns where to connect it.
+			res = connectAccount(rt.inst)
+		} else {
+			res, err = forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+				func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
+					return g.forwardCall(ctx, down, req, rt)
+				},
+				func(in *inputRequired) *mcp.CallToolResult {
+					return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
+				})
+		}
 		if err != nil {
-			// A call that an emergency stop cut short, or that raced it, says so.
-			if stop := us.stopOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
+			// A call that an emergency stop or a lost account cut short, or that raced it, says so.
+			if stop := us.refusalOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
 				res, err = stop, nil
 			}
 		}

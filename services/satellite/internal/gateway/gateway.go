@@ -204,6 +204,8 @@ type Instance struct {
 	TeamID         string
 	UserID         string
 	ServerSlug     string
+	// ServerName is the server's display name, for messages to people; empty means ServerSlug.
+	ServerName string
 	// Prefix goes before the instance's tool and prompt names, joined by "__"; empty means the names are
 	// listed as they are.
 	Prefix string
@@ -225,6 +227,10 @@ type Instance struct {
 	// EmergencyStop, when set, says why the instance is out of service. It is never online, and calls of
 	// its tools, listed or not, are answered with this reason.
 	EmergencyStop string
+	// ConnectAccountURL, when set, is where the user connects their account at a server that authorizes
+	// each person: the instance has no credential and does not run. Its Tools (those known of the server)
+	// are listed, and calls of them, listed or not, are answered with this link.
+	ConnectAccountURL string
 }
 
 // Introspector checks access tokens with the control plane, such as through

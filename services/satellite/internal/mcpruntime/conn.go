@@ -249,6 +249,7 @@ func (c *conn) relistLoop() {
 		}
 		if changed {
 			in.saveKept()
+			in.rt.reportHeldOf(in.currentSpec())
 		}
 	}
 }

@@ -261,6 +261,7 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 			in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_PROVISIONING, "")
 			if cat, ok := in.loadKept(); ok {
 				in.publishCatalog(nil, cat, true)
+				in.rt.reportHeldOf(in.currentSpec())
 			}
 			release := in.coldStartSlot(ctx)
 			in.start(ctx, startFirst, "")
@@ -568,6 +569,7 @@ func (in *instance) goOnline(c *conn, cat catalog) {
 	}
 	if catChanged {
 		in.saveKept()
+		in.rt.reportHeldOf(in.currentSpec())
 	}
 	in.mu.Lock()
 	in.live = c

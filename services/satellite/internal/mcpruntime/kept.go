@@ -48,33 +48,50 @@ func (r *Runtime) keptPath(id string) string {
 
 // loadKept returns the catalogue kept for the instance under its current configuration, if there is one.
 func (in *instance) loadKept() (catalog, bool) {
-	path := in.rt.keptPath(in.id)
-	if path == "" {
+	k, ok := in.rt.readKept(in.id)
+	if !ok || k.ContentHash != in.currentSpec().GetContentHash() {
 		return catalog{}, false
 	}
+	return catalog{init: k.Initialize, tools: k.Tools, resources: k.Resources, templates: k.Templates, prompts: k.Prompts}, true
+}
+
+// keptTools are the tools kept for instance id under any configuration: what a held instance knew of its
+// server's tools when it last ran.
+func (r *Runtime) keptTools(id string) []*mcp.Tool {
+	k, _ := r.readKept(id)
+	return k.Tools
+}
+
+// readKept returns the catalogue kept for instance id, if there is one.
+func (r *Runtime) readKept(id string) (keptCatalog, bool) {
+	path := r.keptPath(id)
+	if path == "" {
+		return keptCatalog{}, false
+	}
+	log := r.logger.With(slog.String("instance_id", id))
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return catalog{}, false
+		return keptCatalog{}, false
 	}
 	if err != nil {
-		in.log().Warn("cannot read the kept catalogue", slog.Any("error", err))
-		return catalog{}, false
+		log.Warn("cannot read the kept catalogue", slog.Any("error", err))
+		return keptCatalog{}, false
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxKeptCatalogBytes+1))
 	if err != nil || len(b) > maxKeptCatalogBytes {
-		in.log().Warn("kept catalogue unreadable or too large; discovering afresh", slog.Any("error", err))
-		return catalog{}, false
+		log.Warn("kept catalogue unreadable or too large; discovering afresh", slog.Any("error", err))
+		return keptCatalog{}, false
 	}
 	var k keptCatalog
 	if err := json.Unmarshal(b, &k); err != nil {
-		in.log().Warn("kept catalogue unreadable; discovering afresh", slog.Any("error", err))
-		return catalog{}, false
+		log.Warn("kept catalogue unreadable; discovering afresh", slog.Any("error", err))
+		return keptCatalog{}, false
 	}
-	if k.InstanceID != in.id || k.ContentHash != in.currentSpec().GetContentHash() {
-		return catalog{}, false
+	if k.InstanceID != id {
+		return keptCatalog{}, false
 	}
-	return catalog{init: k.Initialize, tools: k.Tools, resources: k.Resources, templates: k.Templates, prompts: k.Prompts}, true
+	return k, true
 }
 
 // saveKept writes the instance's current catalogue to disk, replacing the file at once so that a crash

@@ -309,9 +309,11 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
-	// stopped are the desired instances under an emergency stop, by id: never run, listed with why.
-	stopped map[string]*satellitev1.Instance
-	wg      sync.WaitGroup // instance goroutines
+	// held are the desired instances the runtime does not run, by id: listed with why.
+	held map[string]*heldInstance
+	// heldReportMu serializes the reports of held instances' statuses.
+	heldReportMu sync.Mutex
+	wg           sync.WaitGroup // instance goroutines
 
 	subsMu sync.Mutex
 	subs   map[*subscriber]struct{}

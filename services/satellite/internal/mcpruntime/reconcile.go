@@ -6,7 +6,7 @@ import (
 	"maps"
 	"slices"
 
-	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // ReconcileResult is what one Reconcile did, as sorted instance ids.
@@ -45,23 +45,38 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
 	snap := r.cfg.Desired.Snapshot()
 	want := make(map[string]bool, len(snap.Instances))
-	// Stops are known before any instance is removed, so a call that its removal cuts short can say why.
-	stopped := make(map[string]*satellitev1.Instance)
-	for _, spec := range snap.Instances {
-		if spec.GetEmergencyStop() != "" {
-			stopped[spec.GetId()] = spec
-		}
-	}
+	// Held instances are known before any instance is removed, so a call that its removal cuts short can
+	// say why.
 	r.mu.Lock()
-	changedStops := !maps.EqualFunc(r.stopped, stopped, func(a, b *satellitev1.Instance) bool {
-		return a.GetEmergencyStop() == b.GetEmergencyStop()
-	})
-	prevStopped := r.stopped
-	r.stopped = stopped
+	prevHeld := r.held
+	r.mu.Unlock()
+	heldNow := make(map[string]*heldInstance)
+	for _, spec := range snap.Instances {
+		if !held(spec) {
+			continue
+		}
+		h := &heldInstance{spec: spec}
+		if prev := prevHeld[spec.GetId()]; prev != nil {
+			r.mu.Lock()
+			h.ownTools, h.message = prev.ownTools, prev.message
+			r.mu.Unlock()
+		} else if h.awaitsAccount() {
+			// What the instance offered while it had a credential, until another member's shows more.
+			if in, ok := r.lookup(spec.GetId()); ok {
+				h.ownTools = in.tools()
+			} else {
+				h.ownTools = r.keptTools(spec.GetId())
+			}
+		}
+		heldNow[spec.GetId()] = h
+	}
+	changedHeld := !maps.EqualFunc(prevHeld, heldNow, func(a, b *heldInstance) bool { return proto.Equal(a.spec, b.spec) })
+	r.mu.Lock()
+	r.held = heldNow
 	r.mu.Unlock()
 	for _, spec := range snap.Instances {
 		id := spec.GetId()
-		if stopped[id] != nil {
+		if heldNow[id] != nil {
 			continue
 		}
 		want[id] = true
@@ -107,10 +122,10 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		removed = append(removed, in)
 		res.Stopped = append(res.Stopped, id)
 	}
-	if changedStops {
-		// The stopped instances' tools leave the endpoints now, not once their processes have exited.
-		for _, spec := range stopped {
-			r.notify(spec.GetTeamId(), spec.GetUserId())
+	if changedHeld {
+		// The held instances' tools leave (or change at) the endpoints now, not once their processes exited.
+		for _, h := range heldNow {
+			r.notify(h.spec.GetTeamId(), h.spec.GetUserId())
 		}
 		for _, in := range removed {
 			spec := in.currentSpec()
@@ -126,18 +141,9 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		spec := in.currentSpec()
 		r.notify(spec.GetTeamId(), spec.GetUserId())
 	}
-	// A stopped instance reports why once, after its removal, so its status in the control plane says so
-	// rather than what it was when it last ran.
-	for id, spec := range stopped {
-		if _, was := prevStopped[id]; !was {
-			r.cfg.Events.Emit(&satellitev1.Event{
-				TeamId: spec.GetTeamId(), InstallationId: spec.GetInstallationId(), InstanceId: id,
-				Payload: &satellitev1.Event_StatusChanged{StatusChanged: &satellitev1.StatusChanged{
-					Status: satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE, Message: cut(spec.GetEmergencyStop(), 4096),
-				}},
-			})
-		}
-	}
+	// A held instance reports why when that changes, after its removal, so its status in the control plane
+	// says so rather than what it was when it last ran.
+	r.reportHeld(func(*heldInstance) bool { return true })
 	r.reconciled.Store(snap.Version)
 	slices.Sort(res.Stopped)
 	if len(res.Started)+len(res.Restarted)+len(res.Stopped) > 0 {

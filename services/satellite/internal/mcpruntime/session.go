@@ -151,6 +151,10 @@ type InstanceInfo struct {
 	// EmergencyStop, when set, says why the instance is out of service: it does not run and offers nothing,
 	// and calls of its tools are refused with this reason.
 	EmergencyStop string
+	// ConnectAccountURL, when set, is where the instance's user connects their account at a server that
+	// authorizes each person. The instance does not run; Tools are those known of the server, and calls of
+	// them are answered with this link.
+	ConnectAccountURL string
 
 	// The catalogue from the last successful discovery. It stays while the instance is dormant, crashed or
 	// restarting, so a dormant instance's tools can be listed without waking it.
@@ -245,32 +249,30 @@ func (r *Runtime) Instances(teamID, userID string) []InstanceInfo {
 		}
 	}
 	r.mu.Lock()
-	for _, spec := range r.stopped {
-		if match(spec) {
-			list = append(list, stoppedInfo(spec))
+	var held []*heldInstance
+	for _, h := range r.held {
+		if match(h.spec) {
+			held = append(held, h)
 		}
 	}
 	r.mu.Unlock()
+	for _, h := range held {
+		list = append(list, r.heldInfo(h))
+	}
 	slices.SortFunc(list, func(a, b InstanceInfo) int { return strings.Compare(a.ID, b.ID) })
 	return list
 }
 
-// stoppedInfo describes an instance under an emergency stop, which has nothing to offer.
-func stoppedInfo(spec *satellitev1.Instance) InstanceInfo {
-	return InstanceInfo{
-		ID: spec.GetId(), InstallationID: spec.GetInstallationId(), TeamID: spec.GetTeamId(), TeamSlug: spec.GetTeamSlug(),
-		UserID: spec.GetUserId(), UserSlug: spec.GetUserSlug(), ServerSlug: spec.GetServerSlug(),
-		ServerName: spec.GetServerName(), Transport: spec.GetTransport(), ToolPrefix: spec.GetToolPrefix(),
-		RequestLoggingEnabled: spec.GetRequestLoggingEnabled(), Status: satellitev1.InstanceStatus_INSTANCE_STATUS_OFFLINE,
-		Message: spec.GetEmergencyStop(), EmergencyStop: spec.GetEmergencyStop(),
-	}
-}
-
-// Instance returns one instance.
+// Instance returns one instance, held ones included.
 func (r *Runtime) Instance(id string) (InstanceInfo, bool) {
-	in, ok := r.lookup(id)
-	if !ok {
+	if in, ok := r.lookup(id); ok {
+		return in.info(), true
+	}
+	r.mu.Lock()
+	h := r.held[id]
+	r.mu.Unlock()
+	if h == nil {
 		return InstanceInfo{}, false
 	}
-	return in.info(), true
+	return r.heldInfo(h), true
 }
