@@ -49,6 +49,9 @@ type config struct {
 	OAuth oauth.Config
 	// WebhooksAllowPrivate lets alert webhooks reach loopback, private and link-local addresses.
 	WebhooksAllowPrivate bool
+	// RemoteAccountsAllowPrivate lets the control plane reach remote MCP servers and their authorization
+	// servers at loopback, private and link-local addresses when members connect their accounts.
+	RemoteAccountsAllowPrivate bool
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -119,6 +122,10 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 	fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", getenv("ORRERY_WEBHOOKS_ALLOW_PRIVATE") == "true",
 		"let alert webhooks reach loopback, private, link-local and this host's addresses (checked after DNS resolution); "+
 			"by default they reach only public addresses, since teams choose their URLs (ORRERY_WEBHOOKS_ALLOW_PRIVATE=true)")
+	fs.BoolVar(&c.RemoteAccountsAllowPrivate, "remote-accounts-allow-private", getenv("ORRERY_REMOTE_ACCOUNTS_ALLOW_PRIVATE") == "true",
+		"let the control plane reach remote MCP servers and their authorization servers at loopback, private and link-local "+
+			"addresses when members connect their accounts; by default only public addresses, since teams choose the servers "+
+			"(ORRERY_REMOTE_ACCOUNTS_ALLOW_PRIVATE=true)")
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/controlplane/internal/alert"
+	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
@@ -77,8 +78,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken, TokenSigner: signer, Keyring: keyring,
 		OAuth: cfg.OAuth, TrustedProxies: cfg.TrustedProxies,
 		TemplateCommands: &cfg.TemplateCommands, DrainPeriod: cfg.DrainPeriod,
-		Alerts: alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
-		SSO:    sso.Config{ResyncInterval: cfg.SSOResyncInterval},
+		Alerts:         alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
+		RemoteAccounts: remoteauth.Config{AllowPrivate: cfg.RemoteAccountsAllowPrivate},
+		SSO:            sso.Config{ResyncInterval: cfg.SSOResyncInterval},
 	})
 	if err != nil {
 		if ln != nil {

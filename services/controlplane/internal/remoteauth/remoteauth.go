@@ -40,8 +40,11 @@ type Config struct {
 	// ClientName is the name the control plane registers under. Default "Orrery".
 	ClientName string
 	// HTTPClient fetches metadata and talks to authorization servers. Default: public addresses only, no
-	// redirects (oauth.PublicHTTPClient), since tenants name the servers.
+	// redirects (oauth.PublicHTTPClient), since tenants name the servers; with AllowPrivate, any address.
 	HTTPClient *http.Client
+	// AllowPrivate lets the default HTTPClient reach loopback, private and link-local addresses, for remote
+	// servers on the operator's own network. Default false.
+	AllowPrivate bool
 	// FlowTTL is how long a member has to finish authorizing. Default 10 minutes.
 	FlowTTL time.Duration
 	// RefreshBefore is how long before its expiry an access token is refreshed. Default 5 minutes.
@@ -54,6 +57,9 @@ type Config struct {
 func (c Config) WithDefaults() Config {
 	if c.ClientName == "" {
 		c.ClientName = "Orrery"
+	}
+	if c.HTTPClient == nil && c.AllowPrivate {
+		c.HTTPClient = privateHTTPClient()
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = oauth.PublicHTTPClient()
@@ -150,6 +156,18 @@ func (c *Connector) oauthConfig(client store.RemoteOAuthClient, authURL, tokenUR
 	return &oauth2.Config{
 		ClientID: client.ClientID, ClientSecret: client.ClientSecret, RedirectURL: c.cfg.CallbackURL,
 		Endpoint: oauth2.Endpoint{AuthURL: authURL, TokenURL: tokenURL, AuthStyle: style},
+	}
+}
+
+// privateHTTPClient reaches any address and, like oauth.PublicHTTPClient, follows no redirects and uses
+// no proxy.
+func privateHTTPClient() *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = nil
+	return &http.Client{
+		Transport:     transport,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 

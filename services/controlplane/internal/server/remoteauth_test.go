@@ -113,10 +113,8 @@ func instanceHeaders(t *testing.T, s *satellite, installationID, userID string) 
 // another browser never get it.
 func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	t.Parallel()
-	f := setupOAuth(t, setupOpts{remoteAccounts: remoteauth.Config{
-		// The upstream runs on loopback; in production only public addresses are reached.
-		HTTPClient: &http.Client{Timeout: 10 * time.Second},
-	}})
+	// The upstream runs on loopback, which only AllowPrivate lets the control plane reach.
+	f := setupOAuth(t, setupOpts{remoteAccounts: remoteauth.Config{AllowPrivate: true}})
 	ctx := t.Context()
 	st := f.b.store()
 	up := startUpstream(t, f)
@@ -261,7 +259,7 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 	// The token is refreshed before it expires: an hour later it is due, and a new one is delivered.
 	f.clock.advance(time.Hour)
 	connector, err := remoteauth.New(nil, st, remoteauth.Config{CallbackURL: f.b.oauthURL(remoteauth.CallbackPath),
-		HTTPClient: &http.Client{Timeout: 10 * time.Second}, Now: f.clock.now})
+		AllowPrivate: true, Now: f.clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
