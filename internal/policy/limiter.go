@@ -7,19 +7,20 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// DefaultMaxBuckets bounds the rates a Limiter keeps.
+// DefaultMaxBuckets bounds the rates a Limiter keeps for one team.
 const DefaultMaxBuckets = 100_000
 
 // Limiter keeps the rates of rate_limit policies: a token bucket per policy, user and (for
 // RatePerUserAndTool) tool, holding a minute's calls and refilled evenly over the minute. Buckets are kept
 // by policy id, so they survive a new configuration that keeps the policy. It is safe for concurrent use.
 // The rates are the satellite's own: a team served by two satellites may make a policy's calls on each.
+// Each team's buckets are kept and bounded apart, so one team's users never make another's forgotten.
 type Limiter struct {
 	now        func() time.Time
 	maxBuckets int
 
 	mu      sync.Mutex
-	buckets map[bucketKey]*bucket
+	buckets map[string]map[bucketKey]*bucket // by team
 }
 
 type bucketKey struct{ policyID, userID, tool string }
@@ -38,7 +39,7 @@ func NewLimiter(now func() time.Time, maxBuckets int) *Limiter {
 	if maxBuckets <= 0 {
 		maxBuckets = DefaultMaxBuckets
 	}
-	return &Limiter{now: now, maxBuckets: maxBuckets, buckets: make(map[bucketKey]*bucket)}
+	return &Limiter{now: now, maxBuckets: maxBuckets, buckets: make(map[string]map[bucketKey]*bucket)}
 }
 
 // take spends one call of every policy in limited, or none if any of them has no call left; it returns the
@@ -71,29 +72,35 @@ func (l *Limiter) bucket(call *Call, p *Policy, t time.Time) *rate.Limiter {
 	if p.RateKey == RatePerUserAndTool {
 		key.tool = call.InstallationID + "\x00" + call.ToolName
 	}
-	if b := l.buckets[key]; b != nil && b.perMinute == p.CallsPerMinute {
+	team := l.buckets[call.TeamID]
+	if team == nil {
+		team = make(map[bucketKey]*bucket)
+		l.buckets[call.TeamID] = team
+	}
+	if b := team[key]; b != nil && b.perMinute == p.CallsPerMinute {
 		return b.limiter
 	}
-	if len(l.buckets) >= l.maxBuckets {
-		l.sweep(t)
+	if len(team) >= l.maxBuckets {
+		l.sweep(team, t)
 	}
 	b := &bucket{limiter: rate.NewLimiter(rate.Every(time.Minute/time.Duration(p.CallsPerMinute)), p.CallsPerMinute),
 		perMinute: p.CallsPerMinute}
-	l.buckets[key] = b
+	team[key] = b
 	return b.limiter
 }
 
-// sweep forgets full buckets, which behave as new ones would. If every bucket is in use, it forgets them
-// all: a burst of new users must not grow the map without bound, and forgetting grants at most one more
-// minute's calls to each. Called with l.mu held.
-func (l *Limiter) sweep(t time.Time) {
-	for k, b := range l.buckets {
+// sweep forgets a team's full buckets, which behave as new ones would. If more than half are in use, it
+// forgets them all: a burst of new users must not grow the map without bound, forgetting grants at most one
+// more minute's calls to each, and the next sweep is then at least half the bound of new buckets away.
+// Called with l.mu held.
+func (l *Limiter) sweep(team map[bucketKey]*bucket, t time.Time) {
+	for k, b := range team {
 		if b.limiter.TokensAt(t) >= float64(b.perMinute) {
-			delete(l.buckets, k)
+			delete(team, k)
 		}
 	}
-	if len(l.buckets) >= l.maxBuckets {
-		clear(l.buckets)
+	if len(team) > l.maxBuckets/2 {
+		clear(team)
 	}
 }
 
@@ -101,5 +108,9 @@ func (l *Limiter) sweep(t time.Time) {
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.buckets)
+	n := 0
+	for _, team := range l.buckets {
+		n += len(team)
+	}
+	return n
 }

@@ -286,10 +286,19 @@ func parsePath(raw string) (path, error) {
 	if len(parts) < 2 {
 		return path{}, invalid("path %q names no field", raw)
 	}
+	stars := 0
 	for _, p := range parts[1:] {
 		if p == "" {
 			return path{}, invalid("path %q has an empty segment", raw)
 		}
+		if p == "**" {
+			stars++
+		}
+	}
+	// Each ** walks the whole subtree for the rest of the path: two would make redaction's work grow with
+	// the arguments' depth to a power.
+	if stars > 1 {
+		return path{}, invalid("path %q may use .. or ** once", raw)
 	}
 	return path{root: parts[0], segments: parts[1:]}, nil
 }

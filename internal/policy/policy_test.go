@@ -63,6 +63,8 @@ func TestCompileBounds(t *testing.T) {
 		"redact nothing":    {Name: "p", Kind: KindRedact, Expression: "true"},
 		"paths on deny":     {Name: "p", Kind: KindDeny, Expression: "true", RedactPaths: []string{"args.a"}},
 		"path outside":      {Name: "p", Kind: KindRedact, Expression: "true", RedactPaths: []string{"env.HOME"}},
+		"two descents":      {Name: "p", Kind: KindRedact, Expression: "true", RedactPaths: []string{"args..a..b"}},
+		"two stars":         {Name: "p", Kind: KindRedact, Expression: "true", RedactPaths: []string{"args.**.**.x"}},
 		"bad pattern":       {Name: "p", Kind: KindRedact, Expression: "true", RedactPatterns: []string{"("}},
 		"too many patterns": {Name: "p", Kind: KindRedact, Expression: "true", RedactPatterns: make([]string, MaxRedactPatterns+1)},
 		"deep nesting":      {Name: "p", Kind: KindDeny, Expression: strings.Repeat("(", 200) + "true" + strings.Repeat(")", 200)},
@@ -243,6 +245,28 @@ func TestLimiterIsBounded(t *testing.T) {
 	}
 	if n := lim.Len(); n > 100 {
 		t.Errorf("limiter keeps %d buckets, want at most 100", n)
+	}
+}
+
+// TestLimiterKeepsOtherTeamsRates floods one team's buckets past the bound: another team's rate, already
+// spent, is not forgotten with them.
+func TestLimiterKeepsOtherTeamsRates(t *testing.T) {
+	t.Parallel()
+	flooded := mustSet(t, teamA, Definition{ID: "1", Name: "per-tool", Kind: KindRateLimit, Expression: "true",
+		RateKey: RatePerUserAndTool, CallsPerMinute: 10})
+	other := mustSet(t, teamB, Definition{ID: "2", TeamID: teamB, Name: "one-a-minute", Kind: KindRateLimit,
+		Expression: "true", RateKey: RatePerUser, CallsPerMinute: 1})
+	lim := NewLimiter(nil, 100)
+	b := call("echo", `{}`)
+	b.TeamID = teamB
+	if d := other.Check(t.Context(), b, lim); d != nil {
+		t.Fatalf("team B's first call: %v", d)
+	}
+	for i := range 1000 {
+		flooded.Check(t.Context(), call(fmt.Sprint("tool", i), `{}`), lim)
+	}
+	if d := other.Check(t.Context(), b, lim); d == nil || d.Reason != ReasonRateLimited {
+		t.Errorf("team B's second call in the minute after team A's flood: %v, want rate limited", d)
 	}
 }
 

@@ -44,7 +44,3 @@ update catalog_entries set stop_reason = @stop_reason, stopped_at = now() where 
 
 -- name: ResumeCatalogEntry :one
 update catalog_entries set stop_reason = '', stopped_at = null where id = @id returning *;
-
--- name: TeamsOfCatalogEntry :many
--- TeamsOfCatalogEntry lists the teams with an installation of a template, whose satellites a stop concerns.
-select distinct team_id from installations where catalog_entry_id = @catalog_entry_id order by team_id;

@@ -20,6 +20,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/access"
 	"github.com/orrery/orrery/services/controlplane/internal/alert"
 	"github.com/orrery/orrery/services/controlplane/internal/page"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -32,6 +33,9 @@ type Handler struct {
 	logger  *slog.Logger
 	store   *store.Store
 	alerter *alert.Alerter
+	// tests bounds each user's test events: each is a delivery with retries on the queue every team's
+	// alerts share, to an address the caller chose.
+	tests *ratelimit.Limiter
 }
 
 // New returns a Handler.
@@ -39,7 +43,7 @@ func New(logger *slog.Logger, st *store.Store, alerter *alert.Alerter) *Handler 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, alerter: alerter}
+	return &Handler{logger: logger, store: st, alerter: alerter, tests: ratelimit.New(st, "webhook_test", 10, 20)}
 }
 
 // scope is the team a validated request names, or nil for the global webhooks.
@@ -121,6 +125,9 @@ func (h *Handler) DeleteWebhook(ctx context.Context, req *connect.Request[apiv1.
 func (h *Handler) SendTestEvent(ctx context.Context, req *connect.Request[apiv1.SendTestEventRequest]) (*connect.Response[apiv1.SendTestEventResponse], error) {
 	p, err := access.Require(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := rpcerr.AllowUser(ctx, h.logger, h.tests, p.User.ID, "send test event", "too many test events; try again later"); err != nil {
 		return nil, err
 	}
 	delivery, err := h.alerter.SendTest(ctx, requestID(req.Msg.Id), scope(req.Msg.TeamId), p.User.Email)

@@ -22,12 +22,8 @@ func (h *Handler) RestartInstance(ctx context.Context, req *connect.Request[apiv
 	p := access.FromContext(ctx)
 	// Each restart is a command to every satellite serving the team, global ones included: without a
 	// bound, one member could fill the queues other teams' commands wait in.
-	ok, wait, err := h.restarts.AllowKey(ctx, "user "+p.User.ID.String())
-	if err != nil {
-		return nil, rpcerr.From(ctx, h.logger, "restart instance", err)
-	}
-	if !ok {
-		return nil, rpcerr.RetryLater("too many restarts; try again later", wait)
+	if err := rpcerr.AllowUser(ctx, h.logger, h.restarts, p.User.ID, "restart instance", "too many restarts; try again later"); err != nil {
+		return nil, err
 	}
 	actor := store.AuditEvent{ActorID: &p.User.ID, Actor: p.User.Email}
 	inst, cmds, err := h.store.RestartInstance(ctx, v, req.Msg.InstanceId, actor)

@@ -17,6 +17,7 @@ import (
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/controlplane/internal/access"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
@@ -25,6 +26,9 @@ import (
 type Handler struct {
 	logger *slog.Logger
 	store  *store.Store
+	// changes bounds each user's policy writes: each is a configure command to every satellite serving
+	// the team, global ones included.
+	changes *ratelimit.Limiter
 }
 
 // New returns a Handler. Callers are authenticated and authorized by the access policy (a team's admins
@@ -34,7 +38,7 @@ func New(logger *slog.Logger, st *store.Store) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st}
+	return &Handler{logger: logger, store: st, changes: ratelimit.New(st, "policy_change", 30, 60)}
 }
 
 // ListPolicies lists the global policies and the team's.
@@ -54,6 +58,10 @@ func (h *Handler) ListPolicies(ctx context.Context, req *connect.Request[apiv1.L
 	return connect.NewResponse(resp), nil
 }
 
+func (h *Handler) allowChange(ctx context.Context, p *access.Principal) error {
+	return rpcerr.AllowUser(ctx, h.logger, h.changes, p.User.ID, "change policy", "too many policy changes; try again later")
+}
+
 // SetPolicy compiles and saves a policy.
 func (h *Handler) SetPolicy(ctx context.Context, req *connect.Request[apiv1.SetPolicyRequest]) (*connect.Response[apiv1.SetPolicyResponse], error) {
 	p, err := access.Require(ctx)
@@ -69,6 +77,9 @@ func (h *Handler) SetPolicy(ctx context.Context, req *connect.Request[apiv1.SetP
 	if err := policy.Validate(d); err != nil {
 		return nil, invalid(err)
 	}
+	if err := h.allowChange(ctx, p); err != nil {
+		return nil, err
+	}
 	saved, created, err := h.store.SetPolicy(ctx, d, store.AuditEvent{ActorID: &p.User.ID, Actor: p.User.Email})
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, fmt.Sprintf("save policy (at most %d per team, and %d global)",
@@ -81,6 +92,9 @@ func (h *Handler) SetPolicy(ctx context.Context, req *connect.Request[apiv1.SetP
 func (h *Handler) DeletePolicy(ctx context.Context, req *connect.Request[apiv1.DeletePolicyRequest]) (*connect.Response[apiv1.DeletePolicyResponse], error) {
 	p, err := access.Require(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := h.allowChange(ctx, p); err != nil {
 		return nil, err
 	}
 	err = h.store.DeletePolicy(ctx, req.Msg.TeamId, req.Msg.Name, store.AuditEvent{ActorID: &p.User.ID, Actor: p.User.Email})

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/google/uuid"
 
 	"github.com/orrery/orrery/services/controlplane/internal/store"
@@ -52,6 +53,8 @@ func (c *Connector) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.page(w, http.StatusNotFound, "There is no such installation in your teams.")
+	case connect.CodeOf(err) == connect.CodeResourceExhausted:
+		c.page(w, http.StatusTooManyRequests, "Too many attempts to connect an account. Try again in a minute.")
 	case errors.Is(err, ErrNotRemote), errors.Is(err, ErrNoAuthorization):
 		c.logger.InfoContext(ctx, "connect remote account", "installation_id", installationID, "error", err)
 		c.page(w, http.StatusBadGateway, "This server does not offer an OAuth authorization Orrery can use.")

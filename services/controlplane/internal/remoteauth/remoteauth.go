@@ -27,6 +27,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
+	"github.com/orrery/orrery/services/controlplane/internal/rpcerr"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -98,6 +100,9 @@ type Connector struct {
 	logger *slog.Logger
 	store  *store.Store
 	cfg    Config
+	// starts bounds each member's connection attempts: each fetches the remote server's metadata and may
+	// register a client there.
+	starts *ratelimit.Limiter
 }
 
 // New returns a Connector.
@@ -109,12 +114,16 @@ func New(logger *slog.Logger, st *store.Store, cfg Config) (*Connector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Connector{logger: logger, store: st, cfg: cfg}, nil
+	return &Connector{logger: logger, store: st, cfg: cfg, starts: ratelimit.New(st, "remote_oauth_start", 10, 20)}, nil
 }
 
 // Start begins connecting userID's account at the remote server of an installation of teamID. It returns
 // the authorization server's URL to open and when the flow expires.
 func (c *Connector) Start(ctx context.Context, teamID, installationID, userID uuid.UUID) (string, time.Time, error) {
+	if err := rpcerr.AllowUser(ctx, c.logger, c.starts, userID, "connect remote account",
+		"too many attempts to connect an account; try again later"); err != nil {
+		return "", time.Time{}, err
+	}
 	target, err := c.store.RemoteInstallationTarget(ctx, teamID, installationID)
 	if err != nil {
 		return "", time.Time{}, err

@@ -4,6 +4,7 @@ package rpcerr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/orrery/orrery/services/controlplane/internal/password"
+	"github.com/orrery/orrery/services/controlplane/internal/ratelimit"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -104,4 +106,18 @@ func withRetryHint(ce *connect.Error, after time.Duration) *connect.Error {
 		ce.AddDetail(detail)
 	}
 	return ce
+}
+
+// AllowUser takes a token of the user's bucket in l. It returns nil when the user may go on, a
+// resource-exhausted error with message and a retry hint when they have acted too often, and an internal
+// error, logged as failing what, when the buckets cannot be reached.
+func AllowUser(ctx context.Context, logger *slog.Logger, l *ratelimit.Limiter, userID fmt.Stringer, what, message string) error {
+	ok, wait, err := l.AllowKey(ctx, "user "+userID.String())
+	if err != nil {
+		return From(ctx, logger, what, err)
+	}
+	if !ok {
+		return RetryLater(message, wait)
+	}
+	return nil
 }

@@ -163,6 +163,11 @@ func recordVersion(ctx context.Context, q *dbsqlc.Queries, subj Subject, action 
 	if err != nil {
 		return 0, err
 	}
+	// A save that changes nothing adds no version: otherwise any member saving their own configuration
+	// in a loop would grow the history without bound.
+	if prior != nil && len(changes) == 0 && rolledBackTo == 0 {
+		return next - 1, nil
+	}
 	encoded, err := json.Marshal(changes)
 	if err != nil {
 		return 0, fmt.Errorf("encode changes: %w", err)

@@ -138,7 +138,7 @@ func (s *Store) setTemplateStop(ctx context.Context, id uuid.UUID, by Author, ac
 		if row, err = change(q); err != nil {
 			return translate(err, "catalog entry")
 		}
-		teams, err := q.TeamsOfCatalogEntry(ctx, id)
+		teams, err := q.ListTeamsInstallingEntry(ctx, id)
 		if err != nil {
 			return translate(err, "list teams installing the template")
 		}

@@ -72,14 +72,8 @@ func New(logger *slog.Logger, st *store.Store) *Handler {
 // serving the team, global ones included, and without a bound one member could fill the queues other
 // teams' commands wait in.
 func (h *Handler) allowChange(ctx context.Context, p *access.Principal) error {
-	ok, wait, err := h.changes.AllowKey(ctx, "user "+p.User.ID.String())
-	if err != nil {
-		return rpcerr.From(ctx, h.logger, "change tool selection", err)
-	}
-	if !ok {
-		return rpcerr.RetryLater("too many tool selection changes; try again later", wait)
-	}
-	return nil
+	return rpcerr.AllowUser(ctx, h.logger, h.changes, p.User.ID, "change tool selection",
+		"too many tool selection changes; try again later")
 }
 
 // ListTools lists an installation's tools as the caller's endpoint shows them.

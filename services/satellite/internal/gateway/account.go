@@ -11,8 +11,6 @@ import (
 // show the person. The link names the team and installation, never a member: whoever opens it connects
 // their own account.
 func connectAccount(inst Instance) *mcp.CallToolResult {
-	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-		Text: "connect your account at " + cmp.Or(inst.ServerName, inst.ServerSlug) + ": " + inst.ConnectAccountURL +
-			" (open the link in a browser signed in to Orrery, then call the tool again)",
-	}}}
+	return toolError("connect your account at " + cmp.Or(inst.ServerName, inst.ServerSlug) + ": " + inst.ConnectAccountURL +
+		" (open the link in a browser signed in to Orrery, then call the tool again)")
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/satellite/internal/toolsearch"
 )
 
@@ -489,7 +488,7 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 			if denial := set.Check(ctx, pc, g.limiter); denial != nil {
 				res := g.refuse(ctx, us, rt, denial)
 				d := time.Since(start)
-				g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: set.Redactions(ctx, pc)})
+				g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: redactions(ctx, set, pc, rt)})
 				g.metrics.observeCall(rt, outcomePolicyDenied, d)
 				endCallSpan(span, outcomePolicyDenied)
 				return res, nil
@@ -519,11 +518,7 @@ func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 		if res == nil || res.InputRequests == nil {
 			d := time.Since(start)
 			outcome = callOutcome(ctx, res, err)
-			var redact []*policy.Policy
-			if pc != nil && rt.inst.RequestLoggingEnabled {
-				redact = set.Redactions(ctx, pc)
-			}
-			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redact})
+			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, rt)})
 			g.metrics.observeCall(rt, outcome, d)
 		}
 		endCallSpan(span, outcome)

@@ -58,6 +58,15 @@ func (g *Gateway) policyCall(ctx context.Context, us *userServer, req *mcp.CallT
 	return set, c
 }
 
+// redactions are the redact policies that apply to a call's request log; none are evaluated when the
+// instance logs no bodies.
+func redactions(ctx context.Context, set *policy.Set, pc *policy.Call, rt route) []*policy.Policy {
+	if pc == nil || !rt.inst.RequestLoggingEnabled {
+		return nil
+	}
+	return set.Redactions(ctx, pc)
+}
+
 // refuse is the answer to a call a policy refused: a tool error naming the policy. The refusal is a
 // security event, logged and counted.
 func (g *Gateway) refuse(ctx context.Context, us *userServer, rt route, d *policy.Denial) *mcp.CallToolResult {
@@ -66,5 +75,5 @@ func (g *Gateway) refuse(ctx context.Context, us *userServer, rt route, d *polic
 		slog.String("team_id", us.key.teamID), slog.String("user_id", us.key.userID),
 		slog.String("installation_id", rt.inst.InstallationID), slog.String("tool", truncate(rt.name, maxLoggedToolName)))
 	g.metrics.observeDenial(us.key.teamID, d)
-	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: d.Message()}}}
+	return toolError(d.Message())
 }

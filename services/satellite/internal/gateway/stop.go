@@ -13,9 +13,7 @@ import (
 func outOfService(inst Instance) *mcp.CallToolResult {
 	switch {
 	case inst.EmergencyStop != "":
-		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-			Text: "refused: " + inst.EmergencyStop,
-		}}}
+		return toolError("refused: " + inst.EmergencyStop)
 	case inst.ConnectAccountURL != "":
 		return connectAccount(inst)
 	}

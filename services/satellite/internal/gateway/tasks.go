@@ -220,16 +220,25 @@ func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMe
 	if !ok {
 		return nil, false, nil // the SDK answers as for any unknown tool
 	}
+	// An instance whose user has yet to connect their account is left to callTool, which answers with the
+	// link and never starts it.
+	if reg.rt.inst.ConnectAccountURL != "" {
+		return nil, false, nil
+	}
 	if c, ok := g.taskCapability(reg.rt.inst.ID); !ok || c.Requests.Tools.Call == nil {
 		return nil, false, nil
 	}
-	// A task is a tool call too: the team's policies decide before it reaches the server.
+	// A task is a tool call too: the team's policies decide before it reaches the server, and its
+	// creation is logged and counted like a call.
 	call := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: name, Arguments: params["arguments"]}}
-	if set, pc := g.policyCall(ctx, us, call, reg.rt); pc != nil {
+	set, pc := g.policyCall(ctx, us, call, reg.rt)
+	if pc != nil {
 		if denial := set.Check(ctx, pc, g.limiter); denial != nil {
 			res := g.refuse(ctx, us, reg.rt, denial)
-			g.logCall(us, reg.rt, params["arguments"], res, nil, time.Since(start), traceIDOf(ctx),
-				callLog{denial: denial, redact: set.Redactions(ctx, pc)})
+			d := time.Since(start)
+			g.logCall(us, reg.rt, params["arguments"], res, nil, d, traceIDOf(ctx),
+				callLog{denial: denial, redact: redactions(ctx, set, pc, reg.rt)})
+			g.metrics.observeCall(reg.rt, outcomePolicyDenied, d)
 			return res, true, nil
 		}
 	}
@@ -241,6 +250,13 @@ func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMe
 		down["_meta"] = meta
 	}
 	res, err := g.taskRequest(ctx, reg.rt, "tools/call", down)
+	var logged *mcp.CallToolResult
+	if err == nil {
+		logged = &mcp.CallToolResult{StructuredContent: res}
+	}
+	d := time.Since(start)
+	g.logCall(us, reg.rt, params["arguments"], logged, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, reg.rt)})
+	g.metrics.observeCall(reg.rt, callOutcome(ctx, logged, err), d)
 	if err != nil {
 		return nil, true, err
 	}

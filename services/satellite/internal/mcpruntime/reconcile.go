@@ -3,7 +3,6 @@ package mcpruntime
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -70,7 +69,6 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		}
 		heldNow[spec.GetId()] = h
 	}
-	changedHeld := !maps.EqualFunc(prevHeld, heldNow, func(a, b *heldInstance) bool { return proto.Equal(a.spec, b.spec) })
 	r.mu.Lock()
 	r.held = heldNow
 	r.mu.Unlock()
@@ -122,11 +120,22 @@ func (r *Runtime) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		removed = append(removed, in)
 		res.Stopped = append(res.Stopped, id)
 	}
-	if changedHeld {
-		// The held instances' tools leave (or change at) the endpoints now, not once their processes exited.
-		for _, h := range heldNow {
+	// The users of held instances that came, changed or went see their tools change now, not once the
+	// processes of the instances held in their place exited.
+	changedHeld := false
+	for id, h := range heldNow {
+		if p := prevHeld[id]; p == nil || !proto.Equal(p.spec, h.spec) {
+			changedHeld = true
 			r.notify(h.spec.GetTeamId(), h.spec.GetUserId())
 		}
+	}
+	for id, p := range prevHeld {
+		if heldNow[id] == nil {
+			changedHeld = true
+			r.notify(p.spec.GetTeamId(), p.spec.GetUserId())
+		}
+	}
+	if changedHeld {
 		for _, in := range removed {
 			spec := in.currentSpec()
 			r.notify(spec.GetTeamId(), spec.GetUserId())

@@ -329,28 +329,3 @@ func (q *Queries) StopInstallation(ctx context.Context, stopReason string, stopB
 	)
 	return i, err
 }
-
-const teamsOfCatalogEntry = `-- name: TeamsOfCatalogEntry :many
-select distinct team_id from installations where catalog_entry_id = $1 order by team_id
-`
-
-// TeamsOfCatalogEntry lists the teams with an installation of a template, whose satellites a stop concerns.
-func (q *Queries) TeamsOfCatalogEntry(ctx context.Context, catalogEntryID uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, teamsOfCatalogEntry, catalogEntryID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []uuid.UUID
-	for rows.Next() {
-		var team_id uuid.UUID
-		if err := rows.Scan(&team_id); err != nil {
-			return nil, err
-		}
-		items = append(items, team_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
