@@ -1529,7 +1529,15 @@ type HeartbeatRequest struct {
 	// url is the satellite's public URL. The first heartbeat after start carries it.
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	// version is the satellite's software version.
-	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// capacity is the satellite's weight in team placement, relative to the other satellites of its pool;
+	// zero means 100.
+	Capacity uint32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// internal_url is where the other satellites of the pool reach this one with forwarded requests.
+	InternalUrl string `protobuf:"bytes,7,opt,name=internal_url,json=internalUrl,proto3" json:"internal_url,omitempty"`
+	// open_sessions counts the MCP sessions open at the satellite's endpoint. A draining satellite is drained
+	// when none remain.
+	OpenSessions  uint32 `protobuf:"varint,8,opt,name=open_sessions,json=openSessions,proto3" json:"open_sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1597,6 +1605,27 @@ func (x *HeartbeatRequest) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *HeartbeatRequest) GetCapacity() uint32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetInternalUrl() string {
+	if x != nil {
+		return x.InternalUrl
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetOpenSessions() uint32 {
+	if x != nil {
+		return x.OpenSessions
+	}
+	return 0
 }
 
 // HeartbeatResponse acknowledges a heartbeat.
@@ -2867,7 +2896,10 @@ type GetConfigurationResponse struct {
 	Instances []*Instance `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
 	// policies are the global policies and those of the teams whose instances are in this configuration,
 	// ordered by team (global first) and name. The satellite applies a team's policies only to that team.
-	Policies      []*Policy `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
+	Policies []*Policy `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
+	// pool is set for a global satellite: the public URL it shares with the other global satellites and how
+	// to reach them.
+	Pool          *Pool `protobuf:"bytes,5,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2930,6 +2962,302 @@ func (x *GetConfigurationResponse) GetPolicies() []*Policy {
 	return nil
 }
 
+func (x *GetConfigurationResponse) GetPool() *Pool {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+// Pool is what a global satellite needs to share one public URL with the other global satellites.
+type Pool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is the public URL the global satellites share behind a load balancer; empty when each is reached on
+	// its own URL. Team endpoints, token audiences and protected-resource metadata are under this URL.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// draining is true when an operator drains this satellite: it takes no new sessions, lets open ones end,
+	// and its teams are placed elsewhere.
+	Draining bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	// peers are the live global satellites of the pool, this one included, ordered by id: where a session
+	// owned by another satellite is forwarded.
+	Peers         []*Peer `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Pool) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Pool) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Pool) GetPeers() []*Peer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// Peer is a global satellite as the others of its pool reach it.
+type Peer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// internal_url is the satellite's address for forwarded requests, as it reports it in its heartbeat.
+	InternalUrl string `protobuf:"bytes,2,opt,name=internal_url,json=internalUrl,proto3" json:"internal_url,omitempty"`
+	// draining is true when the satellite is draining.
+	Draining      bool `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Peer) Reset() {
+	*x = Peer{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Peer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Peer) ProtoMessage() {}
+
+func (x *Peer) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Peer.ProtoReflect.Descriptor instead.
+func (*Peer) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Peer) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *Peer) GetInternalUrl() string {
+	if x != nil {
+		return x.InternalUrl
+	}
+	return ""
+}
+
+func (x *Peer) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// GetPeerCredentialRequest asks for a credential for the pool's internal channel.
+type GetPeerCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPeerCredentialRequest) Reset() {
+	*x = GetPeerCredentialRequest{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPeerCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPeerCredentialRequest) ProtoMessage() {}
+
+func (x *GetPeerCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPeerCredentialRequest.ProtoReflect.Descriptor instead.
+func (*GetPeerCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+}
+
+// GetPeerCredentialResponse carries a credential for the pool's internal channel.
+type GetPeerCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// credential is a PeerCredential signed by the control plane (the format of internal/peertoken): the
+	// satellite presents it with every request it forwards to another satellite of the pool.
+	Credential string `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// expires_at is when the credential stops being accepted; a satellite asks for a new one well before.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// verification_keys are the Ed25519 public keys (32 bytes each) that verify peer credentials and forwarded
+	// identities, the current key first; more than one while the signing key is rotated.
+	VerificationKeys [][]byte `protobuf:"bytes,3,rep,name=verification_keys,json=verificationKeys,proto3" json:"verification_keys,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetPeerCredentialResponse) Reset() {
+	*x = GetPeerCredentialResponse{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPeerCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPeerCredentialResponse) ProtoMessage() {}
+
+func (x *GetPeerCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPeerCredentialResponse.ProtoReflect.Descriptor instead.
+func (*GetPeerCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetPeerCredentialResponse) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *GetPeerCredentialResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *GetPeerCredentialResponse) GetVerificationKeys() [][]byte {
+	if x != nil {
+		return x.VerificationKeys
+	}
+	return nil
+}
+
+// PeerCredential is the signed content of a peer credential: which satellite presents it, until when.
+type PeerCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id is the global satellite the credential was issued to.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// expires_at is when the credential stops being accepted.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerCredential) Reset() {
+	*x = PeerCredential{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerCredential) ProtoMessage() {}
+
+func (x *PeerCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerCredential.ProtoReflect.Descriptor instead.
+func (*PeerCredential) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PeerCredential) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *PeerCredential) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // Policy is a rule a satellite applies to every tool call, written as a CEL expression over the call
 // (user, team, server, tool and args; see the orrery internal/policy package).
 type Policy struct {
@@ -2958,7 +3286,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3298,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3311,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Policy) GetId() string {
@@ -3111,7 +3439,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3451,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3464,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Instance) GetId() string {
@@ -3313,7 +3641,7 @@ type ToolSelection struct {
 
 func (x *ToolSelection) Reset() {
 	*x = ToolSelection{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3653,7 @@ func (x *ToolSelection) String() string {
 func (*ToolSelection) ProtoMessage() {}
 
 func (x *ToolSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3666,7 @@ func (x *ToolSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
 func (*ToolSelection) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ToolSelection) GetAllow() []string {
@@ -3390,7 +3718,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3730,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3743,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3468,7 +3796,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3808,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3821,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3549,7 +3877,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3561,7 +3889,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3574,7 +3902,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3597,7 +3925,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +3937,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +3950,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3669,7 +3997,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3681,7 +4009,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3694,7 +4022,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Event) GetId() string {
@@ -3852,7 +4180,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +4192,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +4205,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -3907,7 +4235,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3919,7 +4247,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3932,7 +4260,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -3979,7 +4307,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4319,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4332,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -4088,7 +4416,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4100,7 +4428,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4113,7 +4441,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -4146,7 +4474,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4486,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4499,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Tool) GetName() string {
@@ -4240,7 +4568,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4580,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4593,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -4309,7 +4637,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4321,7 +4649,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4334,7 +4662,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -4362,7 +4690,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4374,7 +4702,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4387,7 +4715,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4424,14 +4752,23 @@ type IntrospectTokenResponse struct {
 	// user_email is the user's email address, which policies may check.
 	UserEmail string `protobuf:"bytes,11,opt,name=user_email,json=userEmail,proto3" json:"user_email,omitempty"`
 	// team_role is the user's role in the team, "admin" or "member", which policies may check.
-	TeamRole      string `protobuf:"bytes,12,opt,name=team_role,json=teamRole,proto3" json:"team_role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TeamRole string `protobuf:"bytes,12,opt,name=team_role,json=teamRole,proto3" json:"team_role,omitempty"`
+	// placement, for an active token of a team that this global satellite does not serve but its pool does,
+	// lists the satellites that serve the team in placement order: the satellite forwards the request to one
+	// of them. Empty when this satellite serves the team.
+	Placement []*Peer `protobuf:"bytes,13,rep,name=placement,proto3" json:"placement,omitempty"`
+	// forwarded_identity is fields 1 to 12 of this response signed by the control plane (a signed
+	// IntrospectTokenResponse in the format of internal/peertoken), for a satellite to pass along with a
+	// forwarded request: the satellite that serves it need not check the token again, and no satellite can
+	// forge an identity. Its expires_at is at most a few minutes ahead. Set only with placement.
+	ForwardedIdentity string `protobuf:"bytes,14,opt,name=forwarded_identity,json=forwardedIdentity,proto3" json:"forwarded_identity,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4443,7 +4780,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4456,7 +4793,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -4543,6 +4880,20 @@ func (x *IntrospectTokenResponse) GetTeamRole() string {
 	return ""
 }
 
+func (x *IntrospectTokenResponse) GetPlacement() []*Peer {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *IntrospectTokenResponse) GetForwardedIdentity() string {
+	if x != nil {
+		return x.ForwardedIdentity
+	}
+	return ""
+}
+
 var File_orrery_satellite_v1_satellite_proto protoreflect.FileDescriptor
 
 const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
@@ -4583,13 +4934,16 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x03pid\x18\x06 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x03pid\x12!\n" +
 	"\fmemory_bytes\x18\a \x01(\x04R\vmemoryBytes\x121\n" +
 	"\x06uptime\x18\b \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12#\n" +
-	"\rrequest_count\x18\t \x01(\x04R\frequestCount\"\xc1\x02\n" +
+	"\rrequest_count\x18\t \x01(\x04R\frequestCount\"\xc0\x03\n" +
 	"\x10HeartbeatRequest\x12B\n" +
 	"\x06system\x18\x01 \x01(\v2\".orrery.satellite.v1.SystemMetricsB\x06\xbaH\x03\xc8\x01\x01R\x06system\x12W\n" +
 	"\x0eprocess_counts\x18\x02 \x03(\v2%.orrery.satellite.v1.TeamProcessCountB\t\xbaH\x06\x92\x01\x03\x10\x90NR\rprocessCounts\x12K\n" +
 	"\tprocesses\x18\x03 \x03(\v2\".orrery.satellite.v1.ProcessReportB\t\xbaH\x06\x92\x01\x03\x10\x90NR\tprocesses\x12 \n" +
 	"\x03url\x18\x04 \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\x03url\x12!\n" +
-	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\x93\x01\n" +
+	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\x12%\n" +
+	"\bcapacity\x18\x06 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\bcapacity\x121\n" +
+	"\finternal_url\x18\a \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\vinternalUrl\x12#\n" +
+	"\ropen_sessions\x18\b \x01(\rR\fopenSessions\"\x93\x01\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\x06status\x18\x01 \x01(\x0e2$.orrery.satellite.v1.SatelliteStatusR\x06status\x12@\n" +
 	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"~\n" +
@@ -4674,12 +5028,33 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x1bReportCommandResultResponse\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.orrery.satellite.v1.CommandStateR\x05state\"G\n" +
 	"\x17GetConfigurationRequest\x12,\n" +
-	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\xc7\x01\n" +
+	"\rif_none_match\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vifNoneMatch\"\xf6\x01\n" +
 	"\x18GetConfigurationResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12!\n" +
 	"\fnot_modified\x18\x02 \x01(\bR\vnotModified\x12;\n" +
 	"\tinstances\x18\x03 \x03(\v2\x1d.orrery.satellite.v1.InstanceR\tinstances\x127\n" +
-	"\bpolicies\x18\x04 \x03(\v2\x1b.orrery.satellite.v1.PolicyR\bpolicies\"\xd9\x02\n" +
+	"\bpolicies\x18\x04 \x03(\v2\x1b.orrery.satellite.v1.PolicyR\bpolicies\x12-\n" +
+	"\x04pool\x18\x05 \x01(\v2\x19.orrery.satellite.v1.PoolR\x04pool\"e\n" +
+	"\x04Pool\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12/\n" +
+	"\x05peers\x18\x03 \x03(\v2\x19.orrery.satellite.v1.PeerR\x05peers\"h\n" +
+	"\x04Peer\x12!\n" +
+	"\fsatellite_id\x18\x01 \x01(\tR\vsatelliteId\x12!\n" +
+	"\finternal_url\x18\x02 \x01(\tR\vinternalUrl\x12\x1a\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\"\x1a\n" +
+	"\x18GetPeerCredentialRequest\"\xa3\x01\n" +
+	"\x19GetPeerCredentialResponse\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\tR\n" +
+	"credential\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12+\n" +
+	"\x11verification_keys\x18\x03 \x03(\fR\x10verificationKeys\"n\n" +
+	"\x0ePeerCredential\x12!\n" +
+	"\fsatellite_id\x18\x01 \x01(\tR\vsatelliteId\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd9\x02\n" +
 	"\x06Policy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x12\n" +
@@ -4821,7 +5196,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06reason\":\n" +
 	"\x16IntrospectTokenRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\xa4\x03\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\x05token\"\x8c\x04\n" +
 	"\x17IntrospectTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1b\n" +
@@ -4838,7 +5213,9 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	" \x01(\x0e2\x1e.orrery.satellite.v1.ToolsModeR\ttoolsMode\x12\x1d\n" +
 	"\n" +
 	"user_email\x18\v \x01(\tR\tuserEmail\x12\x1b\n" +
-	"\tteam_role\x18\f \x01(\tR\bteamRole*c\n" +
+	"\tteam_role\x18\f \x01(\tR\bteamRole\x127\n" +
+	"\tplacement\x18\r \x03(\v2\x19.orrery.satellite.v1.PeerR\tplacement\x12-\n" +
+	"\x12forwarded_identity\x18\x0e \x01(\tR\x11forwardedIdentity*c\n" +
 	"\rSatelliteType\x12\x1e\n" +
 	"\x1aSATELLITE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SATELLITE_TYPE_GLOBAL\x10\x01\x12\x17\n" +
@@ -4938,7 +5315,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tToolsMode\x12\x1a\n" +
 	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
-	"\x11TOOLS_MODE_SEARCH\x10\x022\xee\x05\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xe7\x06\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
@@ -4947,7 +5324,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\n" +
 	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponse\x12q\n" +
-	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
+	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01\x12w\n" +
+	"\x11GetPeerCredential\x12-.orrery.satellite.v1.GetPeerCredentialRequest\x1a..orrery.satellite.v1.GetPeerCredentialResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
 
 var (
 	file_orrery_satellite_v1_satellite_proto_rawDescOnce sync.Once
@@ -4962,7 +5340,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 18)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -5007,49 +5385,54 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*ReportCommandResultResponse)(nil), // 40: orrery.satellite.v1.ReportCommandResultResponse
 	(*GetConfigurationRequest)(nil),     // 41: orrery.satellite.v1.GetConfigurationRequest
 	(*GetConfigurationResponse)(nil),    // 42: orrery.satellite.v1.GetConfigurationResponse
-	(*Policy)(nil),                      // 43: orrery.satellite.v1.Policy
-	(*Instance)(nil),                    // 44: orrery.satellite.v1.Instance
-	(*ToolSelection)(nil),               // 45: orrery.satellite.v1.ToolSelection
-	(*Sandbox)(nil),                     // 46: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 47: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 48: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 49: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 50: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 51: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 52: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 53: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 54: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 55: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 56: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 57: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 58: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 59: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 60: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 61: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 62: orrery.satellite.v1.Instance.QueryParamsEntry
-	nil,                                 // 63: orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	(*durationpb.Duration)(nil),         // 64: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 65: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 66: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 67: google.protobuf.Value
+	(*Pool)(nil),                        // 43: orrery.satellite.v1.Pool
+	(*Peer)(nil),                        // 44: orrery.satellite.v1.Peer
+	(*GetPeerCredentialRequest)(nil),    // 45: orrery.satellite.v1.GetPeerCredentialRequest
+	(*GetPeerCredentialResponse)(nil),   // 46: orrery.satellite.v1.GetPeerCredentialResponse
+	(*PeerCredential)(nil),              // 47: orrery.satellite.v1.PeerCredential
+	(*Policy)(nil),                      // 48: orrery.satellite.v1.Policy
+	(*Instance)(nil),                    // 49: orrery.satellite.v1.Instance
+	(*ToolSelection)(nil),               // 50: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 51: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 52: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 53: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 54: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 55: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 56: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 57: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 58: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 59: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 60: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 61: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 62: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 63: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 64: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 65: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 66: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 67: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 68: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 69: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 71: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 72: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	64, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	69, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	64, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	69, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	20, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	21, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	22, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	64, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	64, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	69, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	69, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	65, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	65, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	70, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	70, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
 	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
 	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
@@ -5068,64 +5451,71 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
 	26, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	64, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	69, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	66, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	71, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
 	37, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	44, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	43, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
-	13, // 41: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
-	14, // 42: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
-	4,  // 43: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	60, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	61, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	62, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	46, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	45, // 48: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	63, // 49: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 50: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	47, // 51: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	64, // 52: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	50, // 53: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	65, // 54: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	51, // 55: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	52, // 56: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	53, // 57: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	54, // 58: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	56, // 59: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	57, // 60: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 61: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	15, // 62: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	64, // 63: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	67, // 64: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	67, // 65: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	55, // 66: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	66, // 67: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	66, // 68: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	66, // 69: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	16, // 70: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	65, // 71: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 72: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	18, // 73: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	23, // 74: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	25, // 75: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	39, // 76: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	41, // 77: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	48, // 78: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	58, // 79: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	19, // 80: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 81: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	38, // 82: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	40, // 83: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	42, // 84: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	49, // 85: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	59, // 86: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	80, // [80:87] is the sub-list for method output_type
-	73, // [73:80] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	49, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	48, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	43, // 41: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
+	44, // 42: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
+	70, // 43: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 44: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 45: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 46: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 47: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	65, // 48: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	66, // 49: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	67, // 50: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	51, // 51: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	50, // 52: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	68, // 53: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 54: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	52, // 55: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	69, // 56: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	55, // 57: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	70, // 58: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	56, // 59: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	57, // 60: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	58, // 61: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	59, // 62: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	61, // 63: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	62, // 64: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 65: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 66: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	69, // 67: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	72, // 68: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	72, // 69: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	60, // 70: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	71, // 71: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	71, // 72: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	71, // 73: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 74: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	70, // 75: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 76: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	44, // 77: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
+	18, // 78: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 79: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 80: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	39, // 81: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	41, // 82: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	53, // 83: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	63, // 84: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	45, // 85: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
+	19, // 86: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 87: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	38, // 88: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	40, // 89: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	42, // 90: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	54, // 91: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	64, // 92: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	46, // 93: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
+	86, // [86:94] is the sub-list for method output_type
+	78, // [78:86] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -5148,7 +5538,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[32].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[37].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -5162,7 +5552,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      18,
-			NumMessages:   46,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -479,3 +479,8 @@ func (h *Handler) audit(ctx context.Context, e store.AuditEvent) {
 		h.logger.ErrorContext(ctx, "write audit log", "action", e.Action, "error", err)
 	}
 }
+
+// GetPeerCredential is not served until team placement gives global satellites a pool.
+func (h *Handler) GetPeerCredential(context.Context, *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served yet"))
+}

@@ -403,3 +403,8 @@ func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satelli
 	}
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 }
+
+// GetPeerCredential answers as a control plane without satellite pools does.
+func (s *Server) GetPeerCredential(context.Context, *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served"))
+}

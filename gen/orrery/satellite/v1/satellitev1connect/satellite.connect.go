@@ -54,6 +54,9 @@ const (
 	// SatelliteServiceIntrospectTokenProcedure is the fully-qualified name of the SatelliteService's
 	// IntrospectToken RPC.
 	SatelliteServiceIntrospectTokenProcedure = "/orrery.satellite.v1.SatelliteService/IntrospectToken"
+	// SatelliteServiceGetPeerCredentialProcedure is the fully-qualified name of the SatelliteService's
+	// GetPeerCredential RPC.
+	SatelliteServiceGetPeerCredentialProcedure = "/orrery.satellite.v1.SatelliteService/GetPeerCredential"
 )
 
 // SatelliteServiceClient is a client for the orrery.satellite.v1.SatelliteService service.
@@ -77,6 +80,10 @@ type SatelliteServiceClient interface {
 	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
 	// inactive, so a satellite learns nothing about other tenants.
 	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
+	// GetPeerCredential issues a global satellite a short-lived credential for the internal channel between the
+	// satellites of its pool, with the keys that verify such credentials and forwarded identities. Team
+	// satellites are refused: they do not forward.
+	GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error)
 }
 
 // NewSatelliteServiceClient constructs a client for the orrery.satellite.v1.SatelliteService
@@ -134,6 +141,13 @@ func NewSatelliteServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getPeerCredential: connect.NewClient[v1.GetPeerCredentialRequest, v1.GetPeerCredentialResponse](
+			httpClient,
+			baseURL+SatelliteServiceGetPeerCredentialProcedure,
+			connect.WithSchema(satelliteServiceMethods.ByName("GetPeerCredential")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -146,6 +160,7 @@ type satelliteServiceClient struct {
 	getConfiguration    *connect.Client[v1.GetConfigurationRequest, v1.GetConfigurationResponse]
 	emitEvents          *connect.Client[v1.EmitEventsRequest, v1.EmitEventsResponse]
 	introspectToken     *connect.Client[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse]
+	getPeerCredential   *connect.Client[v1.GetPeerCredentialRequest, v1.GetPeerCredentialResponse]
 }
 
 // Register calls orrery.satellite.v1.SatelliteService.Register.
@@ -183,6 +198,11 @@ func (c *satelliteServiceClient) IntrospectToken(ctx context.Context, req *conne
 	return c.introspectToken.CallUnary(ctx, req)
 }
 
+// GetPeerCredential calls orrery.satellite.v1.SatelliteService.GetPeerCredential.
+func (c *satelliteServiceClient) GetPeerCredential(ctx context.Context, req *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error) {
+	return c.getPeerCredential.CallUnary(ctx, req)
+}
+
 // SatelliteServiceHandler is an implementation of the orrery.satellite.v1.SatelliteService service.
 type SatelliteServiceHandler interface {
 	// Register exchanges a single-use registration token for a satellite identity and a permanent API key.
@@ -204,6 +224,10 @@ type SatelliteServiceHandler interface {
 	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
 	// inactive, so a satellite learns nothing about other tenants.
 	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
+	// GetPeerCredential issues a global satellite a short-lived credential for the internal channel between the
+	// satellites of its pool, with the keys that verify such credentials and forwarded identities. Team
+	// satellites are refused: they do not forward.
+	GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error)
 }
 
 // NewSatelliteServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -257,6 +281,13 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	satelliteServiceGetPeerCredentialHandler := connect.NewUnaryHandler(
+		SatelliteServiceGetPeerCredentialProcedure,
+		svc.GetPeerCredential,
+		connect.WithSchema(satelliteServiceMethods.ByName("GetPeerCredential")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.satellite.v1.SatelliteService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SatelliteServiceRegisterProcedure:
@@ -273,6 +304,8 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 			satelliteServiceEmitEventsHandler.ServeHTTP(w, r)
 		case SatelliteServiceIntrospectTokenProcedure:
 			satelliteServiceIntrospectTokenHandler.ServeHTTP(w, r)
+		case SatelliteServiceGetPeerCredentialProcedure:
+			satelliteServiceGetPeerCredentialHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -308,4 +341,8 @@ func (UnimplementedSatelliteServiceHandler) EmitEvents(context.Context, *connect
 
 func (UnimplementedSatelliteServiceHandler) IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.IntrospectToken is not implemented"))
+}
+
+func (UnimplementedSatelliteServiceHandler) GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.GetPeerCredential is not implemented"))
 }
