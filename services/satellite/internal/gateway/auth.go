@@ -180,8 +180,14 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				}
 			}
 		}
-		// Tasks are served here, past the same checks, because the SDK knows none of their methods.
-		if req := summary.only(); req != nil && isTaskRequest(req) {
+		// Tasks are served here, past the same checks, because the SDK knows none of their methods: in
+		// the 2026-07-28 era as the tasks extension (tasksext.go), before that in the experimental form.
+		stateless := tr == streamableHTTP && statelessEra(r.WithContext(ctx))
+		if req := summary.only(); req != nil && stateless && isTaskSurface(req) &&
+			g.serveTaskExtension(w, r.WithContext(ctx), p, req) {
+			return
+		}
+		if req := summary.only(); req != nil && isTaskRequest(req) && !(stateless && req.Method == "tools/call") {
 			if tr == streamableHTTP && g.serveTask(w, r.WithContext(ctx), p, req) {
 				return
 			}
