@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,6 +459,9 @@ func (g *Gateway) openExtTask(us *userServer, public string) *extTask {
 // related-task _meta key) until the client answers it with tasks/update. It reports false for a request
 // of no such task.
 func (g *Gateway) taskInput(ctx context.Context, cs *mcp.ClientSession, method string, params mcp.Params) (mcp.Result, error, bool) {
+	if params == nil || reflect.ValueOf(params).IsNil() {
+		return nil, nil, false // roots/list may come without params
+	}
 	related, _ := params.GetMeta()[relatedTaskMeta].(map[string]any)
 	id, _ := related["taskId"].(string)
 	if id == "" || cs == nil {
