@@ -78,47 +78,9 @@ func TestTasksExtensionThroughSatellite(t *testing.T) {
 
 	withExt := map[string]any{"extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}},
 		"elicitation": map[string]any{}}
-	// rpc sends one request of the 2026-07-28 era, with the routing headers a client of it sends.
 	rpc := func(url, token, method string, params map[string]any, caps map[string]any) (json.RawMessage, int, string) {
 		t.Helper()
-		params["_meta"] = map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-			"io.modelcontextprotocol/clientCapabilities": caps,
-			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "test", "version": "1"}}
-		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", method)
-		for _, k := range []string{"taskId", "name"} { // a name given beside a taskId sets the header alone
-			if v, ok := params[k].(string); ok {
-				req.Header.Set("Mcp-Name", v)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s: %v", method, err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		if i := bytes.Index(data, []byte("data: ")); i >= 0 { // an event stream of one answer
-			data = bytes.TrimSpace(bytes.SplitN(data[i+6:], []byte("\n"), 2)[0])
-		}
-		var msg struct {
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(data, &msg); err != nil {
-			t.Fatalf("%s answered %d %q", method, resp.StatusCode, data)
-		}
-		if msg.Error != nil {
-			return nil, msg.Error.Code, msg.Error.Message
-		}
-		return msg.Result, 0, ""
+		return statelessCall(t, url, token, method, params, caps)
 	}
 	type taskView struct {
 		ResultType    string                     `json:"resultType"`
@@ -269,4 +231,48 @@ func TestTasksExtensionThroughSatellite(t *testing.T) {
 		bytes.Contains(res, []byte(`"taskId"`)) {
 		t.Errorf("bob's call under a policy that refuses him: %s %d %s, want the policy's refusal", res, code, msg)
 	}
+}
+
+// statelessCall sends one request of the 2026-07-28 era, with the _meta and routing headers a client of it
+// sends, and returns its result or its error's code and message.
+func statelessCall(tb testing.TB, url, token, method string, params map[string]any, caps map[string]any) (json.RawMessage, int, string) {
+	tb.Helper()
+	params["_meta"] = map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+		"io.modelcontextprotocol/clientCapabilities": caps,
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "test", "version": "1"}}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	req, _ := http.NewRequestWithContext(tb.Context(), http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", method)
+	for _, k := range []string{"taskId", "name"} { // a name given beside a taskId sets the header alone
+		if v, ok := params[k].(string); ok {
+			req.Header.Set("Mcp-Name", v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s: %v", method, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if i := bytes.Index(data, []byte("data: ")); i >= 0 { // an event stream of one answer
+		data = bytes.TrimSpace(bytes.SplitN(data[i+6:], []byte("\n"), 2)[0])
+	}
+	var msg struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(data, &msg); err != nil {
+		tb.Fatalf("%s answered %d %q", method, resp.StatusCode, data)
+	}
+	if msg.Error != nil {
+		return nil, msg.Error.Code, msg.Error.Message
+	}
+	return msg.Result, 0, ""
 }
