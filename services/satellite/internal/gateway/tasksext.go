@@ -348,6 +348,9 @@ func (g *Gateway) createExtTask(ctx context.Context, us *userServer, rt route, a
 			g.ext.endCreate(cs)
 			return nil, err
 		}
+		// The task's first requests may overtake its record: they wait for it a while, however this
+		// call ends (its client may be gone before the record is made).
+		time.AfterFunc(relatedTaskWait, func() { g.ext.endCreate(cs) })
 		return &mcp.CallToolResult{StructuredContent: created{cs: cs, res: raw}}, nil
 	})
 	if in != nil {
@@ -367,7 +370,6 @@ func (g *Gateway) createExtTask(ctx context.Context, us *userServer, rt route, a
 	if err != nil {
 		return nil, err
 	}
-	defer g.ext.endCreate(out.cs)
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(out.res, &obj) != nil {
 		return nil, errors.New("the MCP server's answer is not a JSON object")
@@ -378,12 +380,11 @@ func (g *Gateway) createExtTask(ctx context.Context, us *userServer, rt route, a
 		return obj, nil
 	}
 	var task struct {
-		TaskID        string          `json:"taskId"`
-		Status        string          `json:"status"`
-		StatusMessage string          `json:"statusMessage"`
-		TTL           *float64        `json:"ttl"`
-		PollInterval  *float64        `json:"pollInterval"`
-		Extra         json.RawMessage `json:"-"`
+		TaskID        string   `json:"taskId"`
+		Status        string   `json:"status"`
+		StatusMessage string   `json:"statusMessage"`
+		TTL           *float64 `json:"ttl"`
+		PollInterval  *float64 `json:"pollInterval"`
 	}
 	if json.Unmarshal(obj["task"], &task) != nil || task.TaskID == "" || len(task.TaskID) > maxTaskIDBytes {
 		return nil, errors.New("the MCP server's answer carries no valid task id")
@@ -568,9 +569,6 @@ func (e *extTasks) beginCreate(cs *mcp.ClientSession) {
 }
 
 func (e *extTasks) endCreate(cs *mcp.ClientSession) {
-	if cs == nil {
-		return
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.creating[cs]--; e.creating[cs] <= 0 {
