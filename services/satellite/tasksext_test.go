@@ -193,6 +193,33 @@ func TestTasksExtensionThroughSatellite(t *testing.T) {
 		t.Errorf("protocol_error_job failed with %+v / %+v, want the server's error alone", failed.Error, failed.Result)
 	}
 
+	// What a server asks before it creates its task comes as an input_required round of the call, and
+	// the retry with the answer gets the task.
+	res, code, msg = rpc(acmeURL, adaToken, "tools/call", map[string]any{"name": "fx__test_tool_with_task", "arguments": map[string]any{}}, withExt)
+	var round struct {
+		ResultType    string                     `json:"resultType"`
+		TaskID        string                     `json:"taskId"`
+		InputRequests map[string]json.RawMessage `json:"inputRequests"`
+		RequestState  string                     `json:"requestState"`
+	}
+	if code != 0 || json.Unmarshal(res, &round) != nil || round.ResultType != "input_required" || round.TaskID != "" ||
+		len(round.InputRequests) != 1 || round.RequestState == "" {
+		t.Fatalf("test_tool_with_task, round 1: %s %d %s; want input_required and no task", res, code, msg)
+	}
+	responses := map[string]any{}
+	for k := range round.InputRequests {
+		responses[k] = map[string]any{"action": "accept", "content": map[string]any{"user_name": "Alice"}}
+	}
+	res, code, msg = rpc(acmeURL, adaToken, "tools/call", map[string]any{"name": "fx__test_tool_with_task", "arguments": map[string]any{},
+		"inputResponses": responses, "requestState": round.RequestState}, withExt)
+	escalated := decode("test_tool_with_task, round 2", res, code, msg)
+	if escalated.ResultType != "task" || bytes.Contains(res, []byte("requestState")) {
+		t.Fatalf("test_tool_with_task, round 2: %s; want a CreateTaskResult", res)
+	}
+	if v := waitStatus(escalated.TaskID, "completed"); v.Result == nil || len(v.Result.Content) == 0 || v.Result.Content[0].Text != "Hello, Alice!" {
+		t.Errorf("test_tool_with_task completed with %+v, want Hello, Alice!", v.Result)
+	}
+
 	// Cancelling is acknowledged with an empty result, also once the task has ended.
 	for range 2 {
 		res, code, msg = rpc(acmeURL, adaToken, "tasks/cancel", map[string]any{"taskId": long.TaskID}, withExt)
