@@ -38,19 +38,33 @@ func TaskServer(t testing.TB) string {
 }
 
 func buildTaskServer() (string, error) {
-	// Outside any test's TempDir, which ends with its test; the process's own directory goes with it.
-	dir, err := os.MkdirTemp("", "orrery-taskserver-")
+	// One binary in the shared cache, replaced by a rename so that processes building at once, or running
+	// the one before, never see half a file; Go's build cache makes the rebuild a link.
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "orrery-test", "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, "taskserver-*")
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "taskserver")
+	_ = tmp.Close()
+	defer os.Remove(tmp.Name()) // gone after the rename, and after a failed build
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", path, taskServerPackage).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", tmp.Name(), taskServerPackage).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", taskServerPackage, err, out)
 	}
-	// Sandboxed instances run as another user: the binary must be readable and executable by all.
-	if err := os.Chmod(dir, 0o755); err != nil {
+	// Sandboxed instances may run as another user: the binary must be readable and executable by all.
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "taskserver")
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
 	}
 	return path, nil
