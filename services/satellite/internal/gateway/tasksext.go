@@ -249,9 +249,14 @@ func (g *Gateway) extCall(w http.ResponseWriter, r *http.Request, p *principal, 
 		RequestState   string          `json:"requestState"`
 		InputResponses json.RawMessage `json:"inputResponses"`
 	}
-	if sdkUnmarshal(req.Params, &params) != nil {
+	// Most calls are of tools without tasks: the name alone decides, and the rest is decoded only after.
+	var named struct {
+		Name string `json:"name"`
+	}
+	if sdkUnmarshal(req.Params, &named) != nil {
 		return false
 	}
+	params.Name = named.Name
 	if mode, _ := toolsModeOf(r, p); mode == ToolsSearch {
 		return false
 	}
@@ -266,6 +271,9 @@ func (g *Gateway) extCall(w http.ResponseWriter, r *http.Request, p *principal, 
 		return false
 	}
 	if c, ok := g.taskCapability(reg.rt.inst.ID); !ok || c.Requests.Tools.Call == nil {
+		return false
+	}
+	if sdkUnmarshal(req.Params, &params) != nil {
 		return false
 	}
 	if !declaresTasks(params.Meta) {
