@@ -80,6 +80,9 @@ func TestConformance(t *testing.T) {
 	proxySrv := httptest.NewUnstartedServer(nil)
 	te := startTeamEndpointWith(t, []string{"ORRERY_LOG_LEVEL=debug", "ORRERY_MCP_ALLOWED_HOSTS=" + proxySrv.Listener.Addr().String()},
 		"conformance", "everything", server, nil, true, "test_simple_text")
+	// The tasks extension's scenarios call tools of their own, which a fixture server of the repo's has, as
+	// tasks in the experimental form the satellite translates to; it is installed beside the reference.
+	te.addInstallation(t, "tasks", mcptest.TaskServer(t), nil, "slow_compute")
 	proxy := bearerProxy(t, proxySrv, te.endpoint, te.token)
 
 	for _, run := range conformanceRuns {

@@ -96,3 +96,57 @@ func serveTeamEndpoint(t *testing.T, cp *e2e.ControlPlane, satelliteEnv []string
 	})
 	return te
 }
+
+// addInstallation installs a second stdio server (catalogSlug, running command with args) for the team's
+// member beside the first, under its tools' own names, configures the satellite again and waits until the
+// endpoint lists wantTool.
+func (te *teamEndpoint) addInstallation(t *testing.T, catalogSlug, command string, args []string, wantTool string) {
+	t.Helper()
+	ctx := t.Context()
+	if args == nil {
+		args = []string{}
+	}
+	var catalogID, installationID, userID string
+	err := te.conn.QueryRow(ctx, `insert into catalog_entries (slug, name, transport, command, args)
+		values ($1, $1, 'stdio', $2, $3) returning id`, catalogSlug, command, args).Scan(&catalogID)
+	if err == nil {
+		err = te.conn.QueryRow(ctx, `select user_id from team_memberships where team_id = $1`, te.id).Scan(&userID)
+	}
+	if err == nil {
+		err = te.conn.QueryRow(ctx, `insert into installations (team_id, catalog_entry_id, name, tool_prefix)
+			values ($1, $2, $3, '') returning id`, te.id, catalogID, catalogSlug).Scan(&installationID)
+	}
+	if err == nil {
+		_, err = te.conn.Exec(ctx, `insert into instances (id, installation_id, team_id, user_id)
+			values ($1 || '-' || $2 || '-' || $2 || '-dev-' || $3::text, $3::uuid, $4, $5)`,
+			catalogSlug, te.slug, installationID, te.id, userID)
+	}
+	if err != nil {
+		t.Fatalf("install %s: %v", catalogSlug, err)
+	}
+	registered := waitActive(t, te.cp, te.sat.URL)
+	if _, err := te.cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
+		Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: registered.GetId()},
+		Action:   configure.Action,
+		Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	session, err := connectMCP(ctx, te.endpoint, te.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	e2e.WaitFor(t, onlineTimeout, catalogSlug+" online with "+wantTool+" listed", func() error {
+		tools, err := session.ListTools(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, tool := range tools.Tools {
+			if tool.Name == wantTool {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s yet", wantTool)
+	})
+}

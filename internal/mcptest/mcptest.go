@@ -8,6 +8,9 @@
 //
 //	command, args := mcptest.Everything(t)      // run it over stdio yourself
 //	endpoint := mcptest.EverythingHTTP(t)       // or talk to a running Streamable HTTP server
+//
+// TaskServer builds the repo's own fixture server with tasks in the experimental 2025-11-25 form (package
+// taskserver), which no installable server offers with the tools the conformance suite's tasks scenarios call.
 package mcptest
 
 import (

@@ -74,5 +74,10 @@ func (b runtimeBackend) Capability(instanceID, name string) json.RawMessage {
 	return b.rt.Capability(instanceID, name)
 }
 
+// ToolTaskSupport returns the execution.taskSupport a tool of the instance's server declared.
+func (b runtimeBackend) ToolTaskSupport(instanceID, tool string) string {
+	return b.rt.ToolTaskSupport(instanceID, tool)
+}
+
 // Subscribe signals every change of any instance's status or catalogue.
 func (b runtimeBackend) Subscribe() (<-chan struct{}, func()) { return b.rt.Subscribe("", "") }

@@ -47,12 +47,15 @@ func (g *Gateway) userTaskCapability(us *userServer) json.RawMessage {
 	return mustJSON(out)
 }
 
-// initializeWriter holds back an initialize answer so that finish can add capabilities.tasks.
+// initializeWriter holds back an initialize answer so that finish can add capabilities.tasks, or a
+// server/discover answer so that finish can add the tasks extension (edit).
 type initializeWriter struct {
 	http.ResponseWriter
 	status   int
 	body     bytes.Buffer
 	overflow bool
+	// edit, when set, changes the capabilities of the held answer instead of adding capabilities.tasks.
+	edit func(capabilities map[string]json.RawMessage)
 }
 
 func (w *initializeWriter) WriteHeader(status int) {
@@ -87,7 +90,11 @@ func (w *initializeWriter) finish(caps json.RawMessage) {
 		return
 	}
 	body := w.body.Bytes()
-	if w.status == http.StatusOK {
+	switch {
+	case w.status != http.StatusOK:
+	case w.edit != nil:
+		body = withCapabilities(body, w.edit)
+	default:
 		body = withTaskCapability(body, caps)
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -98,7 +105,29 @@ func (w *initializeWriter) finish(caps json.RawMessage) {
 // withTaskCapability adds caps to the capabilities of the initialize result in body, a JSON-RPC response
 // or a stream of server-sent events carrying one; anything else comes back unchanged.
 func withTaskCapability(body []byte, caps json.RawMessage) []byte {
-	if out, ok := addTaskCapability(body, caps); ok {
+	return withCapabilities(body, func(capabilities map[string]json.RawMessage) { capabilities["tasks"] = caps })
+}
+
+// withTasksExtension adds the tasks extension to the capabilities of the server/discover result in body,
+// and takes the experimental form's capabilities.tasks out, which the extension replaces.
+func withTasksExtension(body []byte) []byte {
+	return withCapabilities(body, addTasksExtension)
+}
+
+func addTasksExtension(capabilities map[string]json.RawMessage) {
+	var ext map[string]json.RawMessage
+	if json.Unmarshal(capabilities["extensions"], &ext) != nil || ext == nil {
+		ext = map[string]json.RawMessage{}
+	}
+	ext[extensionTasks] = json.RawMessage(`{}`)
+	capabilities["extensions"] = mustJSON(ext)
+	delete(capabilities, "tasks")
+}
+
+// withCapabilities applies edit to the capabilities of the result in body, a JSON-RPC response or a
+// stream of server-sent events carrying one; anything else comes back unchanged.
+func withCapabilities(body []byte, edit func(map[string]json.RawMessage)) []byte {
+	if out, ok := editCapabilities(body, edit); ok {
 		return out
 	}
 	lines := strings.Split(string(body), "\n")
@@ -107,14 +136,14 @@ func withTaskCapability(body []byte, caps json.RawMessage) []byte {
 		if !isData {
 			continue
 		}
-		if out, ok := addTaskCapability([]byte(data), caps); ok {
+		if out, ok := editCapabilities([]byte(data), edit); ok {
 			lines[i] = "data: " + string(out)
 		}
 	}
 	return []byte(strings.Join(lines, "\n"))
 }
 
-func addTaskCapability(msg []byte, caps json.RawMessage) ([]byte, bool) {
+func editCapabilities(msg []byte, edit func(map[string]json.RawMessage)) ([]byte, bool) {
 	var resp map[string]json.RawMessage
 	if json.Unmarshal(msg, &resp) != nil || resp["result"] == nil {
 		return nil, false
@@ -125,7 +154,7 @@ func addTaskCapability(msg []byte, caps json.RawMessage) ([]byte, bool) {
 		capabilities == nil {
 		return nil, false
 	}
-	capabilities["tasks"] = caps
+	edit(capabilities)
 	result["capabilities"] = mustJSON(capabilities)
 	resp["result"] = mustJSON(result)
 	return mustJSON(resp), true

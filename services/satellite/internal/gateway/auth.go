@@ -180,8 +180,18 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				}
 			}
 		}
-		// Tasks are served here, past the same checks, because the SDK knows none of their methods.
-		if req := summary.only(); req != nil && isTaskRequest(req) {
+		// Tasks are served here, past the same checks, because the SDK knows none of their methods: in
+		// the 2026-07-28 era as the tasks extension (tasksext.go), before that in the experimental form.
+		// Whether a request is of that era is asked only of the few that could be served so: a request of
+		// a session carries its id, and deciding reads the body again.
+		stateless := func() bool {
+			return tr == streamableHTTP && r.Header.Get("Mcp-Session-Id") == "" && statelessEra(r.WithContext(ctx))
+		}
+		if req := summary.only(); req != nil && isTaskSurface(req) && stateless() &&
+			g.serveTaskExtension(w, r.WithContext(ctx), p, req) {
+			return
+		}
+		if req := summary.only(); req != nil && isTaskRequest(req) && !(req.Method == "tools/call" && stateless()) {
 			if tr == streamableHTTP && g.serveTask(w, r.WithContext(ctx), p, req) {
 				return
 			}

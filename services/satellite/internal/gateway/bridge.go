@@ -65,6 +65,10 @@ func (g *Gateway) ClientMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 		cs, _ := req.GetSession().(*mcp.ClientSession)
 		switch method {
 		case methodCreateMessage, methodElicit, methodListRoots:
+			// A request for a task of the tasks extension waits for the client's tasks/update.
+			if res, err, ok := g.taskInput(ctx, cs, method, req.GetParams()); ok {
+				return res, err
+			}
 			return g.bridge.serverRequest(ctx, cs, req.GetParams())
 		case notificationLog:
 			if p, ok := req.GetParams().(*mcp.LoggingMessageParams); ok {
@@ -92,6 +96,10 @@ type pendingCall struct {
 	// with an error of the gateway's.
 	ask    askFunc
 	refuse refuseFunc
+	// caps, when set, are the client's capabilities, for a caller that is no session of the SDK's: a
+	// request of the 2026-07-28 era the gateway serves itself (see tasksext.go). Nothing but ask reaches
+	// such a caller.
+	caps *mcp.ClientCapabilities
 }
 
 // owner is the instance behind a downstream session, and the user whose aggregated server it feeds.
@@ -254,7 +262,7 @@ func (t *turn) mayStart(caller *mcp.ServerSession) bool {
 // is called. When cs takes turns, it waits for caller's, and fails when ctx ends first or after
 // attributeWait (errTurnWait).
 func (b *bridge) begin(ctx context.Context, cs *mcp.ClientSession, caller *mcp.ServerSession) (func(), error) {
-	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx)}
+	call := &pendingCall{ctx: ctx, caller: caller, ask: askFrom(ctx), refuse: refuseFrom(ctx), caps: capsFrom(ctx)}
 	var turnCtx context.Context
 	b.mu.Lock()
 	t := b.turnOf(cs)
@@ -401,8 +409,8 @@ func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, param
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
 
-	var caps *mcp.ClientCapabilities
-	if ip := call.caller.InitializeParams(); ip != nil {
+	caps := call.caps
+	if ip := call.caller.InitializeParams(); caps == nil && ip != nil {
 		caps = ip.Capabilities
 	}
 	if caps == nil {
@@ -423,6 +431,9 @@ func (b *bridge) serverRequest(ctx context.Context, cs *mcp.ClientSession, param
 			return nil, b.clientError(ctx, err)
 		}
 		return res, nil
+	}
+	if call.caps != nil {
+		return nil, errNoCaller // a caller of the gateway's own has nothing but ask
 	}
 	switch p := params.(type) {
 	case *mcp.CreateMessageWithToolsParams:
@@ -517,6 +528,7 @@ func (b *bridge) clientError(ctx context.Context, err error) error {
 func (b *bridge) relayLog(cs *mcp.ClientSession, p *mcp.LoggingMessageParams) {
 	call, err := b.caller(cs)
 	switch {
+	case err == nil && call.caps != nil:
 	case err == nil:
 		_ = call.caller.Log(call.ctx, p)
 	case err == errNoCaller:
@@ -530,6 +542,7 @@ func (b *bridge) relayLog(cs *mcp.ClientSession, p *mcp.LoggingMessageParams) {
 func (b *bridge) relayElicitComplete(cs *mcp.ClientSession, p *mcp.ElicitationCompleteParams) {
 	call, err := b.caller(cs)
 	switch {
+	case err == nil && call.caps != nil:
 	case err == nil:
 		_ = call.caller.NotifyElicitationComplete(call.ctx, p)
 	case err == errNoCaller:

@@ -382,6 +382,7 @@ type Gateway struct {
 	bridge       *bridge
 	inputs       inputRounds
 	tasks        taskIDs
+	ext          *extTasks
 	metrics      *metrics
 	tracer       trace.Tracer
 	// policies is the compiled policies of the last configuration (see SetPolicies); limiter keeps the
@@ -423,6 +424,7 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 	g.progress.routes = make(map[string]progressRoute)
 	g.bridge = newBridge(logger)
 	g.inputs.rounds = make(map[string]*inputRound)
+	g.ext = newExtTasks()
 	g.tasks.key = cfg.TaskKey
 	if len(g.tasks.key) == 0 {
 		g.tasks.key = make([]byte, 32)
@@ -528,6 +530,12 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 	if opens && statelessEra(r) {
 		us, release := g.acquire(p.teamID, p.userID)
 		defer release()
+		if s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary); s != nil && slices.Equal(s.methods, []string{"server/discover"}) &&
+			g.userCallsTasks(us) {
+			dw := &initializeWriter{ResponseWriter: w, edit: addTasksExtension}
+			defer dw.finish(nil)
+			w = dw
+		}
 		g.stateless.ServeHTTP(w, withUserServerRequest(r, us))
 		return
 	}

@@ -58,7 +58,19 @@ type inputRounds struct {
 type (
 	askKey    struct{}
 	refuseKey struct{}
+	capsKey   struct{}
 )
+
+// withCallerCaps gives the requests an instance sends while serving ctx's call the client capabilities
+// caps to be checked against, for a caller that is no session of the SDK's.
+func withCallerCaps(ctx context.Context, caps *mcp.ClientCapabilities) context.Context {
+	return context.WithValue(ctx, capsKey{}, caps)
+}
+
+func capsFrom(ctx context.Context) *mcp.ClientCapabilities {
+	caps, _ := ctx.Value(capsKey{}).(*mcp.ClientCapabilities)
+	return caps
+}
 
 // askFunc carries an instance's request to its client some other way than as a request.
 type askFunc func(ctx context.Context, params mcp.InputRequest) (mcp.Result, error)

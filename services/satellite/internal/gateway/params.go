@@ -45,6 +45,7 @@ var requestParams = map[string]struct {
 	methodTasksGet:             {func() any { return new(taskParams) }, false},
 	methodTasksResult:          {func() any { return new(taskParams) }, false},
 	methodTasksCancel:          {func() any { return new(taskParams) }, false},
+	methodTasksUpdate:          {func() any { return new(taskUpdateParams) }, false},
 	methodTasksList:            {func() any { return new(listTasksParams) }, true},
 	//lint:ignore SA1019 logging is deprecated only from the 2026-07-28 protocol on; the session era still has it
 	"logging/setLevel": {func() any { return new(mcp.SetLoggingLevelParams) }, false},

@@ -191,6 +191,7 @@ var methodScopes = map[string][]string{
 	methodTasksResult: {ScopeExecute},
 	methodTasksList:   {ScopeExecute},
 	methodTasksCancel: {ScopeExecute},
+	methodTasksUpdate: {ScopeExecute},
 
 	"initialize":                       anyScope,
 	"ping":                             anyScope,

@@ -34,6 +34,10 @@ type TaskBackend interface {
 	// Capability returns the capability name the instance's running server declared, as written, or
 	// nil. It never starts the instance.
 	Capability(instanceID, name string) json.RawMessage
+	// ToolTaskSupport returns the execution.taskSupport ("optional", "required" or "forbidden") the
+	// instance's server declared for its tool, by the server's own name for it, or "" for none. It never
+	// starts the instance.
+	ToolTaskSupport(instanceID, tool string) string
 }
 
 // Task methods and their limits.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -91,5 +92,75 @@ func TestTaskMethodsUnknownWithoutTaskServers(t *testing.T) {
 		`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"message":"hi"},"task":{"ttl":1000}}}`, session)
 	if result, code, msg := rpcAnswer(t, resp); code != 0 || !strings.Contains(string(result), "content") {
 		t.Errorf("task-augmented call without task servers: %s %d %q, want the plain result", result, code, msg)
+	}
+}
+
+// TestWithTasksExtension adds the tasks extension to a server/discover answer beside the extensions it
+// has, and takes the experimental form's capabilities.tasks out, which the extension replaces.
+func TestWithTasksExtension(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, body, want string }{
+		{"none yet", `{"jsonrpc":"2.0","id":1,"result":{"capabilities":{"tools":{}}}}`,
+			`{"id":1,"jsonrpc":"2.0","result":{"capabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}},"tools":{}}}}`},
+		{"beside others", `{"jsonrpc":"2.0","id":1,"result":{"capabilities":{"tasks":{"list":{}},"extensions":{"io.example/x":{"a":1}}}}}`,
+			`{"id":1,"jsonrpc":"2.0","result":{"capabilities":{"extensions":{"io.example/x":{"a":1},"io.modelcontextprotocol/tasks":{}}}}}`},
+		{"error", `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"no"}}`, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"no"}}`},
+	} {
+		if got := string(withTasksExtension([]byte(tc.body))); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestDeclaresTasks reads the extension from a request's client capabilities, and from nowhere else.
+func TestDeclaresTasks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		meta string
+		want bool
+	}{
+		{`{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}`, true},
+		{`{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/other":{}}}}`, false},
+		{`{"io.modelcontextprotocol/clientCapabilities":{"tasks":{}}}`, false},
+		{`{"io.modelcontextprotocol/clientCapabilities":{"extensions":["io.modelcontextprotocol/tasks"]}}`, false},
+		{`{"extensions":{"io.modelcontextprotocol/tasks":{}}}`, false},
+		{`null`, false},
+	} {
+		var meta map[string]any
+		if err := json.Unmarshal([]byte(tc.meta), &meta); err != nil {
+			t.Fatal(err)
+		}
+		if got := declaresTasks(meta); got != tc.want {
+			t.Errorf("declaresTasks(%s) = %t, want %t", tc.meta, got, tc.want)
+		}
+	}
+}
+
+// TestRoutingHeaders holds the Mcp-Method and Mcp-Name headers of the 2026-07-28 era to the body.
+func TestRoutingHeaders(t *testing.T) {
+	t.Parallel()
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		ok   bool
+	}{
+		{"matching", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", "tasks/get", "Mcp-Name", "t1.x"), true},
+		{"whitespace around the name", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", "tasks/get", "Mcp-Name", " t1.x "), true},
+		{"session era", h("Mcp-Protocol-Version", "2025-11-25"), true},
+		{"other method", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", "tools/call", "Mcp-Name", "t1.x"), false},
+		{"other name", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", "tasks/get", "Mcp-Name", "t1.y"), false},
+		{"no method", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Name", "t1.x"), false},
+		{"no name", h("Mcp-Protocol-Version", "2026-07-28", "Mcp-Method", "tasks/get"), false},
+	} {
+		if err := checkRoutingHeaders(tc.h, "tasks/get", "t1.x"); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %t", tc.name, err, tc.ok)
+		}
 	}
 }

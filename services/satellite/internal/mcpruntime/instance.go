@@ -84,6 +84,9 @@ type instance struct {
 	// declared holds the capabilities the server last declared on a stdio connection, as it wrote them;
 	// they stay while it is dormant, like the catalogue.
 	declared atomic.Pointer[map[string]json.RawMessage]
+	// taskSupport holds the execution.taskSupport each tool declared in the server's last tools/list on a
+	// stdio connection, for the tools that declared one; the SDK's Tool type drops the field.
+	taskSupport atomic.Pointer[map[string]string]
 
 	mu        sync.Mutex
 	queue     []command

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +33,13 @@ type rawConn struct {
 	mu      sync.Mutex
 	pending map[string]chan *jsonrpc.Response
 	initID  string
-	err     error // set once Read failed: the connection is over
+	listIDs map[string]bool // tools/list requests of the SDK's client waiting for their answer
+	err     error           // set once Read failed: the connection is over
 
 	// declared receives the capabilities of the server's answer to initialize.
 	declared *atomic.Pointer[map[string]json.RawMessage]
+	// taskSupport receives the execution.taskSupport of the tools the server lists.
+	taskSupport *atomic.Pointer[map[string]string]
 }
 
 // rawTransport wraps a transport's connection in raw.
@@ -55,10 +59,25 @@ func (t *rawTransport) Connect(ctx context.Context) (mcp.Connection, error) {
 }
 
 func (c *rawConn) Write(ctx context.Context, msg jsonrpc.Message) error {
-	if req, ok := msg.(*jsonrpc.Request); ok && req.Method == "initialize" && req.ID.IsValid() {
-		c.mu.Lock()
-		c.initID = fmt.Sprint(req.ID.Raw())
-		c.mu.Unlock()
+	if req, ok := msg.(*jsonrpc.Request); ok && req.ID.IsValid() {
+		switch req.Method {
+		case "initialize":
+			c.mu.Lock()
+			c.initID = fmt.Sprint(req.ID.Raw())
+			c.mu.Unlock()
+		case "tools/list":
+			c.mu.Lock()
+			if c.listIDs == nil {
+				c.listIDs = make(map[string]bool)
+			}
+			// A first page starts the list afresh; later pages add to it.
+			var p struct {
+				Cursor string `json:"cursor"`
+			}
+			_ = json.Unmarshal(req.Params, &p)
+			c.listIDs[fmt.Sprint(req.ID.Raw())] = p.Cursor == ""
+			c.mu.Unlock()
+		}
 	}
 	return c.Connection.Write(ctx, msg)
 }
@@ -77,6 +96,7 @@ func (c *rawConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		id, isString := resp.ID.Raw().(string)
 		if !isString || !strings.HasPrefix(id, rawIDPrefix) {
 			c.noteInitialize(resp)
+			c.noteToolList(resp)
 			return msg, nil
 		}
 		c.mu.Lock()
@@ -103,6 +123,42 @@ func (c *rawConn) noteInitialize(resp *jsonrpc.Response) {
 	if json.Unmarshal(resp.Result, &res) == nil && c.declared != nil {
 		c.declared.Store(&res.Capabilities)
 	}
+}
+
+// noteToolList keeps the execution.taskSupport of the tools in an answer to tools/list.
+func (c *rawConn) noteToolList(resp *jsonrpc.Response) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := fmt.Sprint(resp.ID.Raw())
+	first, ok := c.listIDs[id]
+	if !ok {
+		return
+	}
+	delete(c.listIDs, id)
+	if resp.Error != nil || c.taskSupport == nil {
+		return
+	}
+	var res struct {
+		Tools []struct {
+			Name      string `json:"name"`
+			Execution struct {
+				TaskSupport string `json:"taskSupport"`
+			} `json:"execution"`
+		} `json:"tools"`
+	}
+	if json.Unmarshal(resp.Result, &res) != nil {
+		return
+	}
+	support := map[string]string{}
+	if old := c.taskSupport.Load(); old != nil && !first {
+		maps.Copy(support, *old)
+	}
+	for _, t := range res.Tools {
+		if t.Execution.TaskSupport != "" && len(t.Execution.TaskSupport) <= 32 {
+			support[t.Name] = t.Execution.TaskSupport
+		}
+	}
+	c.taskSupport.Store(&support)
 }
 
 func (c *rawConn) fail(err error) {
@@ -188,4 +244,18 @@ func (r *Runtime) Capability(id, name string) json.RawMessage {
 		return (*caps)[name]
 	}
 	return nil
+}
+
+// ToolTaskSupport returns the execution.taskSupport ("optional", "required" or "forbidden") that tool
+// declared in the last tools/list of instance id's server, or "" when it declared none or the server is
+// not a stdio server. It never starts the instance.
+func (r *Runtime) ToolTaskSupport(id, tool string) string {
+	in, ok := r.lookup(id)
+	if !ok {
+		return ""
+	}
+	if support := in.taskSupport.Load(); support != nil {
+		return (*support)[tool]
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 )
 
@@ -92,5 +93,25 @@ func TestCapabilityOutlivesDormancy(t *testing.T) {
 	}
 	if caps := b.rt.Capability("no-such-instance", "tasks"); caps != nil {
 		t.Fatalf("unknown instance: %s", caps)
+	}
+}
+
+// TestToolTaskSupport keeps what each tool of a stdio server declared as its execution.taskSupport in
+// tools/list, which the SDK's Tool type drops: the gateway decides by it which calls run as tasks.
+func TestToolTaskSupport(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	in := stdioInstance("fixture", mcptest.TaskServer(t))
+	b.apply(t, in)
+	b.waitStatus(t, in.Id, online)
+	for tool, want := range map[string]string{
+		"greet": "", "slow_compute": "optional", "failing_job": "required", "test_tool_with_task": "required", "no_such_tool": "",
+	} {
+		if got := b.rt.ToolTaskSupport(in.Id, tool); got != want {
+			t.Errorf("ToolTaskSupport(%s) = %q, want %q", tool, got, want)
+		}
+	}
+	if got := b.rt.ToolTaskSupport("no-such-instance", "slow_compute"); got != "" {
+		t.Errorf("ToolTaskSupport of an unknown instance = %q", got)
 	}
 }
