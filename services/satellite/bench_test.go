@@ -31,6 +31,7 @@ import (
 	"github.com/orrery/orrery/internal/mcptest"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
+	"github.com/orrery/orrery/services/satellite/internal/heapfloor"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -74,9 +75,13 @@ type benchSatellite struct {
 	events   *countingSink
 }
 
+// gcFloor sets the satellite's default heap floor once for the process, as main does.
+var gcFloor sync.Once
+
 // startSatellite runs a satellite until the benchmark ends. Dormancy is off, so instances stay online.
 func startSatellite(b *testing.B) *benchSatellite {
 	b.Helper()
+	gcFloor.Do(func() { heapfloor.Start(defaultGCHeapFloorMiB << 20) })
 	logger := slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := &benchSatellite{view: desired.New(), teamID: uuid.NewString(), userID: uuid.NewString(), events: &countingSink{}}
 	var gw *gateway.Gateway
