@@ -68,6 +68,7 @@ func (s *countingSink) Emit(*satellitev1.Event) { s.n.Add(1) }
 // loopback, wired as run does.
 type benchSatellite struct {
 	rt       *mcpruntime.Runtime
+	gw       *gateway.Gateway
 	view     *desired.View
 	endpoint string // the team's Streamable HTTP URL
 	teamID   string
@@ -79,7 +80,7 @@ type benchSatellite struct {
 var gcFloor sync.Once
 
 // startSatellite runs a satellite until the benchmark ends. Dormancy is off, so instances stay online.
-func startSatellite(b *testing.B) *benchSatellite {
+func startSatellite(b *testing.B, options ...func(*gateway.Config)) *benchSatellite {
 	b.Helper()
 	gcFloor.Do(func() { heapfloor.Start(defaultGCHeapFloorMiB << 20) })
 	logger := slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -112,7 +113,7 @@ func startSatellite(b *testing.B) *benchSatellite {
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
 	s.endpoint = base + "/teams/" + benchTeamSlug + "/mcp"
-	gw, err = gateway.New(logger, gateway.Config{
+	gcfg := gateway.Config{
 		PublicURL:           base,
 		AuthorizationServer: "https://cp.example.com",
 		Backend:             runtimeBackend{rt: rt},
@@ -123,10 +124,15 @@ func startSatellite(b *testing.B) *benchSatellite {
 			ExpiresAt: timestamppb.New(time.Now().Add(24 * time.Hour)),
 		}},
 		Events: s.events,
-	})
+	}
+	for _, o := range options {
+		o(&gcfg)
+	}
+	gw, err = gateway.New(logger, gcfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.gw = gw
 	mux := http.NewServeMux()
 	for _, pattern := range gateway.Patterns() {
 		mux.Handle(pattern, gw)
