@@ -193,6 +193,11 @@ func summarize(msgs []jsonrpc.Message) *rpcSummary {
 	return s
 }
 
+// forget drops the decoded messages once the request they came in has been served.
+func (s *rpcSummary) forget() {
+	s.id, s.methods, s.requests = jsonrpc.ID{}, nil, nil
+}
+
 // only returns the body's only request, or nil when it holds anything else.
 func (s *rpcSummary) only() *jsonrpc.Request {
 	if s == nil || !s.id.IsValid() {
