@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ func (u *usersIntrospector) Introspect(_ context.Context, token string) (*satell
 // that stay connected between uses leave them. The clients are plain HTTP requests that keep nothing
 // but the session id, so the heap counted is the satellite's: the Go heap in use and goroutine stacks
 // after a forced collection, before and after, divided by the sessions; the process's resident memory
-// (VmRSS) likewise, which includes what the Go runtime keeps from the operating system. The users have
+// (VmRSS) likewise, once the runtime has returned what it freed. The users have
 // no instances, so their aggregated servers are empty; that share (one server per user, 1/100 per
 // session here) is in the figures.
 //
@@ -201,8 +202,11 @@ func BenchmarkIdleSessions(b *testing.B) {
 	b.ReportMetric(left/1024, "left-KiB/session")
 }
 
-// residentBytes is the process's resident memory from /proc/self/status, or 0 where there is none.
+// residentBytes is the process's resident memory from /proc/self/status, or 0 where there is none, after
+// the runtime has returned what it freed to the operating system: without that the figure holds the
+// garbage of opening the sessions (up to the heap floor) until the scavenger gets to it.
 func residentBytes() int64 {
+	debug.FreeOSMemory()
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
