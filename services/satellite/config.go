@@ -35,7 +35,10 @@ const (
 	// metricsOff as the metrics listen address serves no metrics.
 	metricsOff             = "off"
 	defaultShutdownTimeout = 10 * time.Second
-	stateDirName           = "orrery-satellite"
+	// defaultGCHeapFloorMiB is the heap floor set unless configured: 64 MiB is a few seconds of a busy
+	// endpoint's garbage, and little beside the memory of the MCP servers a satellite runs.
+	defaultGCHeapFloorMiB = 64
+	stateDirName          = "orrery-satellite"
 )
 
 // namePattern is what the control plane accepts as a satellite name.
@@ -110,6 +113,10 @@ type Config struct {
 	// MCPSessionIdleTimeout closes an MCP client's Streamable HTTP session after that long without a
 	// request (ORRERY_MCP_SESSION_IDLE_TIMEOUT). Default 30 min.
 	MCPSessionIdleTimeout time.Duration
+	// GCHeapFloorMiB lets the Go heap grow to at least this many MiB before a garbage collection
+	// (ORRERY_GC_HEAP_FLOOR_MIB; see package heapfloor): relaying MCP messages makes much short-lived
+	// garbage over a small live heap. 0 turns the floor off, leaving GOGC alone. Default 64.
+	GCHeapFloorMiB int
 	// MCPMaxSessionsPerUser bounds the MCP client sessions (Streamable HTTP sessions and legacy SSE streams)
 	// one user holds on the satellite, across the user's teams (ORRERY_MCP_MAX_SESSIONS_PER_USER); one more
 	// is refused with 429. Default 100.
@@ -236,6 +243,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MCPIdleTimeout == 0 {
 		c.MCPIdleTimeout = mcpruntime.DefaultIdleTimeout
+	}
+	if c.GCHeapFloorMiB < 0 {
+		c.GCHeapFloorMiB = 0
 	}
 	if c.MCPSessionIdleTimeout <= 0 {
 		c.MCPSessionIdleTimeout = gateway.DefaultSessionIdleTimeout
@@ -380,6 +390,7 @@ func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (ORRERY_LOG_LEVEL; default info)")
 	fs.DurationVar(&cfg.MCPIdleTimeout, "mcp-idle-timeout", cfg.MCPIdleTimeout, "stop stdio MCP servers after this long without calls; negative: never (ORRERY_MCP_IDLE_TIMEOUT; default 3m)")
 	fs.DurationVar(&cfg.MCPSessionIdleTimeout, "mcp-session-idle-timeout", cfg.MCPSessionIdleTimeout, "close MCP client sessions after this long without a request (ORRERY_MCP_SESSION_IDLE_TIMEOUT; default 30m)")
+	fs.IntVar(&cfg.GCHeapFloorMiB, "gc-heap-floor-mib", cfg.GCHeapFloorMiB, "let the Go heap grow to at least this many MiB before a garbage collection; 0: off, GOGC alone decides (ORRERY_GC_HEAP_FLOOR_MIB; default 64)")
 	fs.IntVar(&cfg.MCPMaxSessionsPerUser, "mcp-max-sessions-per-user", cfg.MCPMaxSessionsPerUser, "MCP client sessions one user may hold on this satellite, across teams; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_USER; default 100)")
 	fs.IntVar(&cfg.MCPMaxSessionsPerTeam, "mcp-max-sessions-per-team", cfg.MCPMaxSessionsPerTeam, "MCP client sessions one team's users and OAuth clients may hold on this satellite together; more are refused with 429 (ORRERY_MCP_MAX_SESSIONS_PER_TEAM; default 1000)")
 	fs.IntVar(&cfg.MCPMaxSessions, "mcp-max-sessions", cfg.MCPMaxSessions, "MCP client sessions all users together may hold on this satellite; more are refused with 503 (ORRERY_MCP_MAX_SESSIONS; default 10000)")
@@ -461,6 +472,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			}
 			*dst = n
 		}
+	}
+
+	cfg.GCHeapFloorMiB = defaultGCHeapFloorMiB
+	if v := getenv("ORRERY_GC_HEAP_FLOOR_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return Config{}, fmt.Errorf("ORRERY_GC_HEAP_FLOOR_MIB: %q is not a number of MiB", v)
+		}
+		cfg.GCHeapFloorMiB = n
 	}
 
 	fs := flag.NewFlagSet("satellite", flag.ContinueOnError)

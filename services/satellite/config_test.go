@@ -61,6 +61,9 @@ func TestLoadConfig(t *testing.T) {
 					c.MCPSessionIdleTimeout != 30*time.Minute || c.TokenCacheTTL != time.Minute {
 					t.Errorf("timing defaults = %+v", c)
 				}
+				if c.GCHeapFloorMiB != 64 {
+					t.Errorf("GC heap floor %d MiB, want 64", c.GCHeapFloorMiB)
+				}
 				if c.MCPMaxSessionsPerUser != 100 || c.MCPMaxSessions != 10_000 {
 					t.Errorf("session limits %d per user, %d in all; want 100 and 10000", c.MCPMaxSessionsPerUser, c.MCPMaxSessions)
 				}
@@ -68,6 +71,30 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("sandbox defaults: %q, dev %v, read-only %q; want auto, false, none", c.Sandbox, c.Dev, c.SandboxReadOnly)
 				}
 			},
+		},
+		{
+			name: "GC heap floor off from the environment",
+			env:  map[string]string{"ORRERY_GC_HEAP_FLOOR_MIB": "0", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.GCHeapFloorMiB != 0 {
+					t.Errorf("GC heap floor %d MiB, want 0", c.GCHeapFloorMiB)
+				}
+			},
+		},
+		{
+			name: "GC heap floor flag over the environment",
+			args: []string{"-gc-heap-floor-mib", "256"},
+			env:  map[string]string{"ORRERY_GC_HEAP_FLOOR_MIB": "32", "HOME": "/h"},
+			check: func(t *testing.T, c Config) {
+				if c.GCHeapFloorMiB != 256 {
+					t.Errorf("GC heap floor %d MiB, want 256", c.GCHeapFloorMiB)
+				}
+			},
+		},
+		{
+			name:    "GC heap floor not a number",
+			env:     map[string]string{"ORRERY_GC_HEAP_FLOOR_MIB": "-1", "HOME": "/h"},
+			wantErr: "ORRERY_GC_HEAP_FLOOR_MIB",
 		},
 		{
 			name: "sandbox",

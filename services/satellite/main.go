@@ -25,6 +25,7 @@ import (
 	"github.com/orrery/orrery/internal/buildinfo"
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/telemetry"
+	"github.com/orrery/orrery/services/satellite/internal/heapfloor"
 )
 
 func main() {
@@ -41,6 +42,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "satellite: %v\n", err)
 		os.Exit(2)
 	}
+
+	// The GC percent is the process's, so main sets it rather than run, which tests call in parallel.
+	stopFloor := heapfloor.Start(int64(cfg.GCHeapFloorMiB) << 20)
+	defer stopFloor()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stopTracing, err := telemetry.Setup(ctx, "orrery-satellite", buildinfo.Version())

@@ -154,6 +154,9 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			summary = summarize(msgs)
 			methods = summary.methods
 			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
+			// A POST that opens a session hands its context to the SDK for the session's life; what was
+			// decoded of the body is needed only while the POST is served.
+			defer summary.forget()
 		}
 		if missing := missingScopes(p, methods); len(missing) > 0 {
 			g.challenge(w, slug, fmt.Sprintf(`error="insufficient_scope", scope=%q`, strings.Join(missing, " ")), "insufficient scope")

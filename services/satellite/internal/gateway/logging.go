@@ -71,6 +71,14 @@ func (us *userServer) logLevelMiddleware(next mcp.MethodHandler) mcp.MethodHandl
 // open sessions asked for, or "" while none did. Each session still gets only what its own level lets
 // through.
 func (us *userServer) logLevel() mcp.LoggingLevel {
+	// Every call asks; while no session asked for a level, that costs no walk over the user's sessions.
+	us.bridge.mu.Lock()
+	if len(us.bridge.levels) == 0 {
+		level := us.bridge.requested
+		us.bridge.mu.Unlock()
+		return level
+	}
+	us.bridge.mu.Unlock()
 	open := us.openSessions()
 	us.bridge.mu.Lock()
 	defer us.bridge.mu.Unlock()

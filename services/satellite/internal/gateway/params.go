@@ -13,7 +13,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	segjson "github.com/segmentio/encoding/json"
 )
 
 // A request the SDK cannot dispatch gets the SDK's own text: a plain-text 400 for a method it does not know
@@ -90,15 +89,9 @@ func checkRequest(req *jsonrpc.Request) *jsonrpc.Error {
 	return nil
 }
 
-// unmarshalParams decodes a request's params, a single JSON value, as sdkUnmarshal does: the SDK's
-// decoder reads the first value and parses it with exact key matching, which for a single value is this
-// parse, without the decoder's 32 KB buffer on every request.
+// unmarshalParams decodes a request's params, a single JSON value, as the SDK does (sdkUnmarshal).
 func unmarshalParams(raw []byte, v any) error {
-	if err := checkMaxDepth(raw, sdkMaxDepth); err != nil {
-		return err
-	}
-	_, err := segjson.Parse(raw, v, segjson.DontMatchCaseInsensitiveStructFields)
-	return err
+	return sdkUnmarshal(raw, v)
 }
 
 func invalidParams(method, why string) *jsonrpc.Error {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +31,7 @@ func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
 			}
 			msgs := make([]jsonrpc.Message, 0, len(raw))
 			for _, r := range raw {
-				msg, err := jsonrpc.DecodeMessage(r)
+				msg, err := decodeMessage(r)
 				if err != nil {
 					return nil, err
 				}
@@ -41,11 +40,53 @@ func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
 			return msgs, nil
 		}
 	}
-	msg, err := jsonrpc.DecodeMessage(body)
+	msg, err := decodeMessage(body)
 	if err != nil {
 		return nil, err
 	}
 	return []jsonrpc.Message{msg}, nil
+}
+
+// wireMessage is the SDK's decoding form of a JSON-RPC message (jsonrpc2.wireDecode): method is raw so
+// that a "method" key holding "" still makes a request.
+type wireMessage struct {
+	VersionTag string          `json:"jsonrpc"`
+	ID         any             `json:"id,omitempty"`
+	Method     json.RawMessage `json:"method"`
+	Params     json.RawMessage `json:"params,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      *jsonrpc.Error  `json:"error,omitempty"`
+}
+
+// decodeMessage is jsonrpc.DecodeMessage, step by step, with sdkUnmarshal: the same decoder and the same
+// checks, without the SDK's 32 KiB decoder buffer for each of its two decodes.
+func decodeMessage(data []byte) (jsonrpc.Message, error) {
+	var msg wireMessage
+	if err := sdkUnmarshal(data, &msg); err != nil {
+		return nil, fmt.Errorf("unmarshaling jsonrpc message: %w", err)
+	}
+	if msg.VersionTag != "2.0" {
+		return nil, fmt.Errorf("invalid message version tag %q; expected %q", msg.VersionTag, "2.0")
+	}
+	id, err := jsonrpc.MakeID(msg.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(msg.Method) > 0 {
+		var method string
+		if err := sdkUnmarshal(msg.Method, &method); err != nil {
+			return nil, fmt.Errorf("unmarshaling jsonrpc message: %w", err)
+		}
+		return &jsonrpc.Request{Method: method, ID: id, Params: msg.Params}, nil
+	}
+	if !id.IsValid() {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid request"}
+	}
+	resp := &jsonrpc.Response{ID: id, Result: msg.Result}
+	if msg.Error != nil {
+		resp.Error = msg.Error
+	}
+	return resp, nil
 }
 
 // mayBeBatch reports whether body could decode as a JSON array, or as null, which decodes as an empty
@@ -65,16 +106,24 @@ func mayBeBatch(body []byte) bool {
 	return false
 }
 
-// sdkUnmarshal is the SDK's internal/json.Unmarshal, which jsonrpc.DecodeMessage uses and which is not
-// importable: the SDK's nesting limit, then segmentio's decoder with exact key matching, reading the
-// first JSON value of data.
+// sdkUnmarshal decodes data as the SDK's internal/json.Unmarshal, which jsonrpc.DecodeMessage uses and
+// which is not importable: the SDK's nesting limit, then segmentio's decoder with exact key matching,
+// reading the first JSON value of data and ignoring what follows it. The decoder first checks the
+// value's syntax and then parses it; segmentio's Parse and Valid do the same without the decoder's
+// 32 KiB read buffer, which the SDK allocates for every value it decodes (upstream should parse in
+// place the same way).
 func sdkUnmarshal(data []byte, v any) error {
 	if err := checkMaxDepth(data, sdkMaxDepth); err != nil {
 		return err
 	}
-	dec := segjson.NewDecoder(bytes.NewReader(data))
-	dec.DontMatchCaseInsensitiveStructFields()
-	return dec.Decode(v)
+	rest, err := segjson.Parse(data, v, segjson.DontMatchCaseInsensitiveStructFields)
+	if err != nil {
+		return err
+	}
+	if first := data[:len(data)-len(rest)]; !segjson.Valid(first) {
+		return errors.New("json: invalid syntax in the first value")
+	}
+	return nil
 }
 
 // sdkMaxDepth is the SDK's nesting limit for JSON it decodes.
@@ -142,6 +191,11 @@ func summarize(msgs []jsonrpc.Message) *rpcSummary {
 		s.id = s.requests[0].ID
 	}
 	return s
+}
+
+// forget drops the decoded messages once the request they came in has been served.
+func (s *rpcSummary) forget() {
+	s.id, s.methods, s.requests = jsonrpc.ID{}, nil, nil
 }
 
 // only returns the body's only request, or nil when it holds anything else.

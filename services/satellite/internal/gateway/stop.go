@@ -37,7 +37,8 @@ func (us *userServer) refusalOf(match func(Instance) bool) *mcp.CallToolResult {
 
 // stopMiddleware answers a call of a tool that is not listed because its server is out of service (an
 // emergency stop, or an account to connect while no tools of the server are known) with why, rather than
-// as a call of an unknown tool: a client that kept the name learns why it stopped working.
+// as a call of an unknown tool: a client that kept the name learns why it stopped working. Calls that
+// succeed, and failed calls of listed tools, pay for no scan.
 func (us *userServer) stopMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		res, err := next(ctx, method, req)
@@ -46,6 +47,14 @@ func (us *userServer) stopMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 			return res, err
 		}
 		name := call.Params.Name
+		// A listed tool's call that failed was already checked against its own instance (callTool): the
+		// user's instances are not scanned a second time.
+		us.syncMu.Lock()
+		_, listed := us.tools[name]
+		us.syncMu.Unlock()
+		if listed {
+			return res, err
+		}
 		if stop := us.refusalOf(func(inst Instance) bool {
 			return inst.Prefix != "" && strings.HasPrefix(name, inst.Prefix+"__")
 		}); stop != nil {

@@ -24,17 +24,27 @@ func (g *Gateway) startCallSpan(ctx context.Context, req *mcp.CallToolRequest, r
 	if !trace.SpanContextFromContext(ctx).IsRemote() && req.Params != nil {
 		ctx = propagation.TraceContext{}.Extract(ctx, metaCarrier(req.Params.Meta))
 	}
-	return g.tracer.Start(ctx, "tools/call", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-		attribute.String("orrery.team_id", rt.inst.TeamID),
-		attribute.String("orrery.installation_id", rt.inst.InstallationID),
-		attribute.String("orrery.instance_id", rt.inst.ID),
-		attribute.String("mcp.tool.name", truncate(rt.name, maxLoggedToolName)),
-	))
+	ctx, span := g.tracer.Start(ctx, "tools/call", trace.WithSpanKind(trace.SpanKindServer))
+	// Without tracing (or when the sampler drops the call) the span records nothing, and the attributes
+	// would be built for nothing on every call.
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("orrery.team_id", rt.inst.TeamID),
+			attribute.String("orrery.installation_id", rt.inst.InstallationID),
+			attribute.String("orrery.instance_id", rt.inst.ID),
+			attribute.String("mcp.tool.name", truncate(rt.name, maxLoggedToolName)),
+		)
+	}
+	return ctx, span
 }
 
 // endCallSpan ends span with the call's outcome. An error's text is not recorded: it is response content,
 // like the result, and request logging may be off.
 func endCallSpan(span trace.Span, outcome string) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	span.SetAttributes(attribute.String("orrery.outcome", outcome))
 	if outcome != outcomeOK {
 		span.SetStatus(codes.Error, outcome)
