@@ -403,3 +403,8 @@ func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satelli
 	}
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 }
+
+// DownloadRelease serves no releases: self-update is tested end to end against a real control plane.
+func (s *Server) DownloadRelease(context.Context, *connect.Request[satellitev1.DownloadReleaseRequest]) (*connect.Response[satellitev1.DownloadReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeNotFound, errors.New("no releases"))
+}

@@ -54,6 +54,9 @@ const (
 	// SatelliteServiceIntrospectTokenProcedure is the fully-qualified name of the SatelliteService's
 	// IntrospectToken RPC.
 	SatelliteServiceIntrospectTokenProcedure = "/orrery.satellite.v1.SatelliteService/IntrospectToken"
+	// SatelliteServiceDownloadReleaseProcedure is the fully-qualified name of the SatelliteService's
+	// DownloadRelease RPC.
+	SatelliteServiceDownloadReleaseProcedure = "/orrery.satellite.v1.SatelliteService/DownloadRelease"
 )
 
 // SatelliteServiceClient is a client for the orrery.satellite.v1.SatelliteService service.
@@ -77,6 +80,11 @@ type SatelliteServiceClient interface {
 	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
 	// inactive, so a satellite learns nothing about other tenants.
 	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
+	// DownloadRelease returns one piece of a published satellite release's binary, with the release's
+	// checksum and signature, so that a satellite updating itself fetches the binary in bounded pieces and
+	// verifies it against the release keys it is configured with. Releases are not tenant data: any live
+	// satellite may download any release.
+	DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error)
 }
 
 // NewSatelliteServiceClient constructs a client for the orrery.satellite.v1.SatelliteService
@@ -134,6 +142,13 @@ func NewSatelliteServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		downloadRelease: connect.NewClient[v1.DownloadReleaseRequest, v1.DownloadReleaseResponse](
+			httpClient,
+			baseURL+SatelliteServiceDownloadReleaseProcedure,
+			connect.WithSchema(satelliteServiceMethods.ByName("DownloadRelease")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -146,6 +161,7 @@ type satelliteServiceClient struct {
 	getConfiguration    *connect.Client[v1.GetConfigurationRequest, v1.GetConfigurationResponse]
 	emitEvents          *connect.Client[v1.EmitEventsRequest, v1.EmitEventsResponse]
 	introspectToken     *connect.Client[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse]
+	downloadRelease     *connect.Client[v1.DownloadReleaseRequest, v1.DownloadReleaseResponse]
 }
 
 // Register calls orrery.satellite.v1.SatelliteService.Register.
@@ -183,6 +199,11 @@ func (c *satelliteServiceClient) IntrospectToken(ctx context.Context, req *conne
 	return c.introspectToken.CallUnary(ctx, req)
 }
 
+// DownloadRelease calls orrery.satellite.v1.SatelliteService.DownloadRelease.
+func (c *satelliteServiceClient) DownloadRelease(ctx context.Context, req *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error) {
+	return c.downloadRelease.CallUnary(ctx, req)
+}
+
 // SatelliteServiceHandler is an implementation of the orrery.satellite.v1.SatelliteService service.
 type SatelliteServiceHandler interface {
 	// Register exchanges a single-use registration token for a satellite identity and a permanent API key.
@@ -204,6 +225,11 @@ type SatelliteServiceHandler interface {
 	// manner of RFC 7662, and whom it belongs to. A token of a team the satellite does not serve is reported
 	// inactive, so a satellite learns nothing about other tenants.
 	IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error)
+	// DownloadRelease returns one piece of a published satellite release's binary, with the release's
+	// checksum and signature, so that a satellite updating itself fetches the binary in bounded pieces and
+	// verifies it against the release keys it is configured with. Releases are not tenant data: any live
+	// satellite may download any release.
+	DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error)
 }
 
 // NewSatelliteServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -257,6 +283,13 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	satelliteServiceDownloadReleaseHandler := connect.NewUnaryHandler(
+		SatelliteServiceDownloadReleaseProcedure,
+		svc.DownloadRelease,
+		connect.WithSchema(satelliteServiceMethods.ByName("DownloadRelease")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.satellite.v1.SatelliteService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SatelliteServiceRegisterProcedure:
@@ -273,6 +306,8 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 			satelliteServiceEmitEventsHandler.ServeHTTP(w, r)
 		case SatelliteServiceIntrospectTokenProcedure:
 			satelliteServiceIntrospectTokenHandler.ServeHTTP(w, r)
+		case SatelliteServiceDownloadReleaseProcedure:
+			satelliteServiceDownloadReleaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -308,4 +343,8 @@ func (UnimplementedSatelliteServiceHandler) EmitEvents(context.Context, *connect
 
 func (UnimplementedSatelliteServiceHandler) IntrospectToken(context.Context, *connect.Request[v1.IntrospectTokenRequest]) (*connect.Response[v1.IntrospectTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.IntrospectToken is not implemented"))
+}
+
+func (UnimplementedSatelliteServiceHandler) DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.DownloadRelease is not implemented"))
 }
