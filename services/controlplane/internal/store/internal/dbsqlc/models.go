@@ -390,6 +390,25 @@ type SatelliteProcess struct {
 	ReportedAt     time.Time
 }
 
+type SatelliteRelease struct {
+	ID            uuid.UUID
+	Version       string
+	Platform      string
+	Sha256        string
+	Signature     []byte
+	Size          int64
+	UploadedBytes int64
+	Complete      bool
+	CreatedBy     *uuid.UUID
+	CreatedAt     time.Time
+}
+
+type SatelliteReleaseChunk struct {
+	ReleaseID uuid.UUID
+	Offset    int64
+	Data      []byte
+}
+
 type ServerLog struct {
 	ID             int64
 	TeamID         uuid.UUID
