@@ -109,6 +109,9 @@ type Config struct {
 	// UpdateTimeout is how long a new version has to send its first heartbeat before the satellite rolls
 	// back to the previous binary (ORRERY_UPDATE_TIMEOUT). Default 2 min.
 	UpdateTimeout time.Duration
+	// UpdateReadyWait is how long a process restarted by an update holds connections in the socket's
+	// backlog waiting to be ready (configuration fetched, tools known) before it serves anyway. Default 20 s.
+	UpdateReadyWait time.Duration
 	// ShutdownTimeout bounds the graceful shutdown: draining HTTP requests and flushing events. Default 10 s.
 	// Stopping MCP server processes comes first and takes at most MCPStopGrace.
 	ShutdownTimeout time.Duration
@@ -240,6 +243,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CommandHistory <= 0 {
 		c.CommandHistory = backend.DefaultCommandHistory
+	}
+	if c.UpdateReadyWait <= 0 {
+		c.UpdateReadyWait = 20 * time.Second
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = defaultShutdownTimeout

@@ -191,12 +191,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
 	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
 	// from the last run: only then does a new session see the team's tools.
-	routes := server.New(func() error {
+	ready := func() error {
 		if err := comm.Ready(); err != nil {
 			return err
 		}
 		return rtRef.rt.Ready()
-	})
+	}
+	routes := server.New(ready)
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
 	}
@@ -206,7 +207,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- httpServer.Serve(ln) }()
+	go func() {
+		if cfg.inherited.Listener != nil {
+			// Restarted by an update on the previous process's socket: clients wait in its backlog until
+			// this process knows its configuration and tools, rather than meet an endpoint without them.
+			waitReady(ctx, logger, ready, cfg.UpdateReadyWait)
+		}
+		serveErr <- httpServer.Serve(ln)
+	}()
 	metricsServer := &http.Server{
 		Handler:           metricsHandler(registry, logger),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -276,6 +284,22 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.InfoContext(shutdownCtx, "satellite stopped")
 	}
 	return err
+}
+
+// waitReady returns once ready reports nil, ctx ends or limit passes.
+func waitReady(ctx context.Context, logger *slog.Logger, ready func() error, limit time.Duration) {
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for ready() != nil && time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	logger.InfoContext(ctx, "serving on the socket handed over by the update", slog.Duration("waited", time.Since(start)),
+		slog.Bool("ready", ready() == nil))
 }
 
 // drainForRestart keeps the listening socket for the next process, stops accepting, and lets in-flight

@@ -43,3 +43,41 @@ limit @max_rows;
 
 -- name: DeleteSatelliteRelease :execrows
 delete from satellite_releases where id = @id;
+
+-- name: CreateRollout :one
+insert into satellite_rollouts (id, version, allow_downgrade, batch_size, team_id)
+values (@id, @version, @allow_downgrade, @batch_size, sqlc.narg(team_id))
+returning *;
+
+-- name: AddRolloutMember :exec
+insert into satellite_rollout_members (rollout_id, satellite_id, position, batch)
+values (@rollout_id, @satellite_id, @position, @batch);
+
+-- name: RunningRollouts :many
+-- RunningRollouts locks the running rollouts that no other replica is advancing.
+select * from satellite_rollouts where state = 'running' order by created_at for update skip locked;
+
+-- name: RolloutMembers :many
+-- RolloutMembers lists a rollout's satellites in order, with their version and their command's state.
+select m.satellite_id, m.position, m.batch, m.state, m.command_id,
+       s.version as satellite_version, (s.revoked_at is not null)::boolean as revoked,
+       coalesce(c.state, '') as command_state, coalesce(c.error, '') as command_error
+from satellite_rollout_members m
+join satellites s on s.id = m.satellite_id
+left join satellite_commands c on c.id = m.command_id
+where m.rollout_id = @rollout_id
+order by m.position;
+
+-- name: SetRolloutMember :exec
+update satellite_rollout_members set state = @state, command_id = coalesce(sqlc.narg(command_id), command_id)
+where rollout_id = @rollout_id and satellite_id = @satellite_id;
+
+-- name: SetRolloutState :exec
+update satellite_rollouts set state = @state, error = @error, updated_at = now() where id = @id;
+
+-- name: ListRollouts :many
+select * from satellite_rollouts
+where (sqlc.narg(before_created_at)::timestamptz is null
+       or (created_at, id) < (sqlc.narg(before_created_at)::timestamptz, sqlc.narg(before_id)::uuid))
+order by created_at desc, id desc
+limit @max_rows;

@@ -149,6 +149,7 @@ var APIPolicy = Policy{
 	adminv1connect.AdminServiceCompleteSatelliteReleaseProcedure:    GlobalAdmin,
 	adminv1connect.AdminServiceListSatelliteReleasesProcedure:       GlobalAdmin,
 	adminv1connect.AdminServiceDeleteSatelliteReleaseProcedure:      GlobalAdmin,
+	adminv1connect.AdminServiceListRolloutsProcedure:                GlobalAdmin,
 
 	adminv1connect.SingleSignOnServiceCreateIdentityProviderProcedure:            GlobalAdmin,
 	adminv1connect.SingleSignOnServiceListIdentityProvidersProcedure:             GlobalAdmin,

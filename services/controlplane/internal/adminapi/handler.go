@@ -149,6 +149,9 @@ func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[admin
 	if err := h.resolveUpdate(ctx, nc.Action); err != nil {
 		return nil, err
 	}
+	if req.Msg.RollingBatchSize > 0 {
+		return h.startRollout(ctx, req.Msg, nc)
+	}
 	var (
 		cmds   []store.Command
 		teamID *uuid.UUID

@@ -141,3 +141,72 @@ func trimStoreSuffix(err error) string {
 	}
 	return msg
 }
+
+// startRollout starts a rolling update: the first batch's commands now, the next ones from the periodic
+// job (maintenance.RolloutWorker) as each batch heartbeats on the new version.
+func (h *Handler) startRollout(ctx context.Context, req *adminv1.EnqueueCommandRequest, nc store.NewCommand) (*connect.Response[adminv1.EnqueueCommandResponse], error) {
+	u := nc.Action.GetUpdate()
+	if u == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("rolling_batch_size applies to update commands only"))
+	}
+	var target store.RolloutTarget
+	var teamID *uuid.UUID
+	switch t := req.Target.(type) {
+	case *adminv1.EnqueueCommandRequest_SatelliteId:
+		id := requestID(t.SatelliteId)
+		target.SatelliteID = &id
+	case *adminv1.EnqueueCommandRequest_TeamId:
+		id := requestID(t.TeamId)
+		target.TeamID, teamID = &id, &id
+	default:
+		target.Global = true
+	}
+	ro, cmds, err := h.store.StartRollout(ctx, target, u.Version, u.AllowDowngrade, int(req.RollingBatchSize))
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "start rollout", err)
+	}
+	resp := &adminv1.EnqueueCommandResponse{Rollout: RolloutToProto(ro)}
+	for _, c := range cmds {
+		resp.Commands = append(resp.Commands, commandToProto(c))
+	}
+	h.audit(ctx, teamID, "rollout.started", ro.ID.String(), map[string]string{
+		"version": ro.Version, "batch_size": fmt.Sprint(ro.BatchSize), "satellites": fmt.Sprint(len(ro.Members)),
+	})
+	return connect.NewResponse(resp), nil
+}
+
+// ListRollouts lists rolling updates, newest first.
+func (h *Handler) ListRollouts(ctx context.Context, req *connect.Request[adminv1.ListRolloutsRequest]) (*connect.Response[adminv1.ListRolloutsResponse], error) {
+	cursor, err := page.DecodeToken(req.Msg.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	size := page.Size(req.Msg.PageSize)
+	ros, err := h.store.ListRollouts(ctx, cursor, size)
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "list rollouts", err)
+	}
+	resp := &adminv1.ListRolloutsResponse{
+		NextPageToken: page.NextToken(ros, size, func(r store.Rollout) (time.Time, uuid.UUID) { return r.CreatedAt, r.ID }),
+	}
+	for _, r := range ros {
+		resp.Rollouts = append(resp.Rollouts, RolloutToProto(r))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// RolloutToProto is a rollout as administrators see it.
+func RolloutToProto(r store.Rollout) *adminv1.Rollout {
+	out := &adminv1.Rollout{
+		Id: r.ID.String(), Version: r.Version, BatchSize: uint32(r.BatchSize), State: r.State, Error: r.Error,
+		CreatedAt: timestamppb.New(r.CreatedAt), UpdatedAt: timestamppb.New(r.UpdatedAt),
+	}
+	for _, m := range r.Members {
+		rs := &adminv1.RolloutSatellite{SatelliteId: m.SatelliteID.String(), Batch: uint32(m.Batch), State: m.State}
+		if m.CommandID != nil {
+			rs.CommandId = m.CommandID.String()
+		}
+		out.Satellites = append(out.Satellites, rs)
+	}
+	return out
+}

@@ -258,6 +258,7 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/UploadSatelliteReleaseChunk": `{"releaseId":"00000000-0000-4000-8000-000000000001","offset":"0","data":"YWJj"}`,
 	"/orrery.admin.v1.AdminService/CompleteSatelliteRelease":    `{"releaseId":"00000000-0000-4000-8000-000000000001"}`,
 	"/orrery.admin.v1.AdminService/ListSatelliteReleases":       `{}`,
+	"/orrery.admin.v1.AdminService/ListRollouts":                `{}`,
 	"/orrery.admin.v1.AdminService/DeleteSatelliteRelease":      `{"releaseId":"00000000-0000-4000-8000-000000000001"}`,
 
 	"/orrery.admin.v1.SingleSignOnService/CreateIdentityProvider":            `{"slug":"matrix","displayName":"Matrix","issuer":"http://127.0.0.1:1","clientId":"matrix"}`,

@@ -215,11 +215,13 @@ func releaseRow(r *adminv1.SatelliteRelease) []string {
 func (a *App) updateCommand() *cobra.Command {
 	var satellite, team, version string
 	var all, downgrade bool
+	var batch uint32
 	c := &cobra.Command{
 		Use:   "update (--satellite ID | --team TEAM | --all)",
 		Short: "Make satellites update themselves to a published release (global admins)",
 		Example: `  orreryctl satellites update --satellite 3f1c... --version 1.5.0
-  orreryctl satellites update --all            # the newest release`,
+  orreryctl satellites update --all            # the newest release
+  orreryctl satellites update --all --batch 2  # two at a time, each batch once the previous heartbeats on it`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			s, err := a.session(c.Context())
@@ -228,7 +230,7 @@ func (a *App) updateCommand() *cobra.Command {
 			}
 			req := &adminv1.EnqueueCommandRequest{Action: &adminv1.EnqueueCommandRequest_Update{
 				Update: &satellitev1.UpdateAction{Version: version, AllowDowngrade: downgrade},
-			}}
+			}, RollingBatchSize: batch}
 			switch {
 			case satellite != "":
 				req.Target = &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: satellite}
@@ -247,6 +249,10 @@ func (a *App) updateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ro := resp.Msg.GetRollout(); ro != nil {
+				fmt.Fprintf(a.Err, "Rollout %s: %d satellites, %d at a time (orreryctl satellites rollouts).\n",
+					ro.GetId(), len(ro.GetSatellites()), ro.GetBatchSize())
+			}
 			var rows [][]string
 			for _, cmd := range resp.Msg.GetCommands() {
 				rows = append(rows, []string{cmd.GetSatelliteId(), cmd.GetCommand().GetUpdate().GetVersion(), cmd.GetCommand().GetId()})
@@ -259,5 +265,37 @@ func (a *App) updateCommand() *cobra.Command {
 	c.Flags().BoolVar(&all, "all", false, "every global satellite")
 	c.Flags().StringVar(&version, "version", "", "release version; default the newest published")
 	c.Flags().BoolVar(&downgrade, "allow-downgrade", false, "let satellites install a version older than theirs")
+	c.Flags().Uint32Var(&batch, "batch", 0, "rolling update: this many satellites at a time; 0 updates all at once")
 	return c
+}
+
+// rolloutsCommand lists rolling updates.
+func (a *App) rolloutsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollouts",
+		Short: "List rolling updates and where each satellite stands (global admins)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			s, err := a.session(c.Context())
+			if err != nil {
+				return err
+			}
+			resp, err := s.admin().ListRollouts(c.Context(), connect.NewRequest(&adminv1.ListRolloutsRequest{}))
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, r := range resp.Msg.GetRollouts() {
+				done := 0
+				for _, m := range r.GetSatellites() {
+					if m.GetState() == "done" {
+						done++
+					}
+				}
+				rows = append(rows, []string{r.GetVersion(), r.GetState(), fmt.Sprintf("%d/%d", done, len(r.GetSatellites())),
+					strconv.FormatUint(uint64(r.GetBatchSize()), 10), ago(r.GetUpdatedAt()), r.GetError(), r.GetId()})
+			}
+			return a.show(resp.Msg, []string{"VERSION", "STATE", "DONE", "BATCH", "MOVED", "ERROR", "ID"}, rows)
+		},
+	}
 }

@@ -75,6 +75,9 @@ const (
 	// AdminServiceListSatelliteReleasesProcedure is the fully-qualified name of the AdminService's
 	// ListSatelliteReleases RPC.
 	AdminServiceListSatelliteReleasesProcedure = "/orrery.admin.v1.AdminService/ListSatelliteReleases"
+	// AdminServiceListRolloutsProcedure is the fully-qualified name of the AdminService's ListRollouts
+	// RPC.
+	AdminServiceListRolloutsProcedure = "/orrery.admin.v1.AdminService/ListRollouts"
 	// AdminServiceDeleteSatelliteReleaseProcedure is the fully-qualified name of the AdminService's
 	// DeleteSatelliteRelease RPC.
 	AdminServiceDeleteSatelliteReleaseProcedure = "/orrery.admin.v1.AdminService/DeleteSatelliteRelease"
@@ -118,6 +121,8 @@ type AdminServiceClient interface {
 	CompleteSatelliteRelease(context.Context, *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error)
 	// ListSatelliteReleases lists published releases, newest first.
 	ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error)
+	// ListRollouts lists rolling updates with where each of their satellites stands, newest first.
+	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
 	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
 }
@@ -224,6 +229,13 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listRollouts: connect.NewClient[v1.ListRolloutsRequest, v1.ListRolloutsResponse](
+			httpClient,
+			baseURL+AdminServiceListRolloutsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListRollouts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		deleteSatelliteRelease: connect.NewClient[v1.DeleteSatelliteReleaseRequest, v1.DeleteSatelliteReleaseResponse](
 			httpClient,
 			baseURL+AdminServiceDeleteSatelliteReleaseProcedure,
@@ -249,6 +261,7 @@ type adminServiceClient struct {
 	uploadSatelliteReleaseChunk *connect.Client[v1.UploadSatelliteReleaseChunkRequest, v1.UploadSatelliteReleaseChunkResponse]
 	completeSatelliteRelease    *connect.Client[v1.CompleteSatelliteReleaseRequest, v1.CompleteSatelliteReleaseResponse]
 	listSatelliteReleases       *connect.Client[v1.ListSatelliteReleasesRequest, v1.ListSatelliteReleasesResponse]
+	listRollouts                *connect.Client[v1.ListRolloutsRequest, v1.ListRolloutsResponse]
 	deleteSatelliteRelease      *connect.Client[v1.DeleteSatelliteReleaseRequest, v1.DeleteSatelliteReleaseResponse]
 }
 
@@ -322,6 +335,11 @@ func (c *adminServiceClient) ListSatelliteReleases(ctx context.Context, req *con
 	return c.listSatelliteReleases.CallUnary(ctx, req)
 }
 
+// ListRollouts calls orrery.admin.v1.AdminService.ListRollouts.
+func (c *adminServiceClient) ListRollouts(ctx context.Context, req *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error) {
+	return c.listRollouts.CallUnary(ctx, req)
+}
+
 // DeleteSatelliteRelease calls orrery.admin.v1.AdminService.DeleteSatelliteRelease.
 func (c *adminServiceClient) DeleteSatelliteRelease(ctx context.Context, req *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error) {
 	return c.deleteSatelliteRelease.CallUnary(ctx, req)
@@ -365,6 +383,8 @@ type AdminServiceHandler interface {
 	CompleteSatelliteRelease(context.Context, *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error)
 	// ListSatelliteReleases lists published releases, newest first.
 	ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error)
+	// ListRollouts lists rolling updates with where each of their satellites stands, newest first.
+	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
 	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
 }
@@ -467,6 +487,13 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListRolloutsHandler := connect.NewUnaryHandler(
+		AdminServiceListRolloutsProcedure,
+		svc.ListRollouts,
+		connect.WithSchema(adminServiceMethods.ByName("ListRollouts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	adminServiceDeleteSatelliteReleaseHandler := connect.NewUnaryHandler(
 		AdminServiceDeleteSatelliteReleaseProcedure,
 		svc.DeleteSatelliteRelease,
@@ -503,6 +530,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceCompleteSatelliteReleaseHandler.ServeHTTP(w, r)
 		case AdminServiceListSatelliteReleasesProcedure:
 			adminServiceListSatelliteReleasesHandler.ServeHTTP(w, r)
+		case AdminServiceListRolloutsProcedure:
+			adminServiceListRolloutsHandler.ServeHTTP(w, r)
 		case AdminServiceDeleteSatelliteReleaseProcedure:
 			adminServiceDeleteSatelliteReleaseHandler.ServeHTTP(w, r)
 		default:
@@ -568,6 +597,10 @@ func (UnimplementedAdminServiceHandler) CompleteSatelliteRelease(context.Context
 
 func (UnimplementedAdminServiceHandler) ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListSatelliteReleases is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListRollouts is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error) {

@@ -409,6 +409,27 @@ type SatelliteReleaseChunk struct {
 	Data      []byte
 }
 
+type SatelliteRollout struct {
+	ID             uuid.UUID
+	Version        string
+	AllowDowngrade bool
+	BatchSize      int32
+	TeamID         *uuid.UUID
+	State          string
+	Error          string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type SatelliteRolloutMember struct {
+	RolloutID   uuid.UUID
+	SatelliteID uuid.UUID
+	Position    int32
+	Batch       int32
+	State       string
+	CommandID   *uuid.UUID
+}
+
 type ServerLog struct {
 	ID             int64
 	TeamID         uuid.UUID

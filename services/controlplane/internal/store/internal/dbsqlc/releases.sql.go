@@ -12,6 +12,21 @@ import (
 	"github.com/google/uuid"
 )
 
+const addRolloutMember = `-- name: AddRolloutMember :exec
+insert into satellite_rollout_members (rollout_id, satellite_id, position, batch)
+values ($1, $2, $3, $4)
+`
+
+func (q *Queries) AddRolloutMember(ctx context.Context, rolloutID uuid.UUID, satelliteID uuid.UUID, position int32, batch int32) error {
+	_, err := q.db.Exec(ctx, addRolloutMember,
+		rolloutID,
+		satelliteID,
+		position,
+		batch,
+	)
+	return err
+}
+
 const completeSatelliteReleaseByVersion = `-- name: CompleteSatelliteReleaseByVersion :one
 select id, version, platform, sha256, signature, size, uploaded_bytes, complete, created_by, created_at from satellite_releases where version = $1 and platform = $2 and complete
 `
@@ -58,6 +73,43 @@ func (q *Queries) CompleteSatelliteReleaseVersions(ctx context.Context) ([]strin
 		return nil, err
 	}
 	return items, nil
+}
+
+const createRollout = `-- name: CreateRollout :one
+insert into satellite_rollouts (id, version, allow_downgrade, batch_size, team_id)
+values ($1, $2, $3, $4, $5)
+returning id, version, allow_downgrade, batch_size, team_id, state, error, created_at, updated_at
+`
+
+type CreateRolloutParams struct {
+	ID             uuid.UUID
+	Version        string
+	AllowDowngrade bool
+	BatchSize      int32
+	TeamID         *uuid.UUID
+}
+
+func (q *Queries) CreateRollout(ctx context.Context, arg CreateRolloutParams) (SatelliteRollout, error) {
+	row := q.db.QueryRow(ctx, createRollout,
+		arg.ID,
+		arg.Version,
+		arg.AllowDowngrade,
+		arg.BatchSize,
+		arg.TeamID,
+	)
+	var i SatelliteRollout
+	err := row.Scan(
+		&i.ID,
+		&i.Version,
+		&i.AllowDowngrade,
+		&i.BatchSize,
+		&i.TeamID,
+		&i.State,
+		&i.Error,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const createSatelliteRelease = `-- name: CreateSatelliteRelease :one
@@ -168,6 +220,44 @@ func (q *Queries) InsertSatelliteReleaseChunk(ctx context.Context, releaseID uui
 	return err
 }
 
+const listRollouts = `-- name: ListRollouts :many
+select id, version, allow_downgrade, batch_size, team_id, state, error, created_at, updated_at from satellite_rollouts
+where ($1::timestamptz is null
+       or (created_at, id) < ($1::timestamptz, $2::uuid))
+order by created_at desc, id desc
+limit $3
+`
+
+func (q *Queries) ListRollouts(ctx context.Context, beforeCreatedAt *time.Time, beforeID *uuid.UUID, maxRows int32) ([]SatelliteRollout, error) {
+	rows, err := q.db.Query(ctx, listRollouts, beforeCreatedAt, beforeID, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SatelliteRollout
+	for rows.Next() {
+		var i SatelliteRollout
+		if err := rows.Scan(
+			&i.ID,
+			&i.Version,
+			&i.AllowDowngrade,
+			&i.BatchSize,
+			&i.TeamID,
+			&i.State,
+			&i.Error,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listSatelliteReleases = `-- name: ListSatelliteReleases :many
 select id, version, platform, sha256, signature, size, uploaded_bytes, complete, created_by, created_at from satellite_releases
 where ($1::timestamptz is null
@@ -229,6 +319,95 @@ func (q *Queries) MarkSatelliteReleaseComplete(ctx context.Context, id uuid.UUID
 	return i, err
 }
 
+const rolloutMembers = `-- name: RolloutMembers :many
+select m.satellite_id, m.position, m.batch, m.state, m.command_id,
+       s.version as satellite_version, (s.revoked_at is not null)::boolean as revoked,
+       coalesce(c.state, '') as command_state, coalesce(c.error, '') as command_error
+from satellite_rollout_members m
+join satellites s on s.id = m.satellite_id
+left join satellite_commands c on c.id = m.command_id
+where m.rollout_id = $1
+order by m.position
+`
+
+type RolloutMembersRow struct {
+	SatelliteID      uuid.UUID
+	Position         int32
+	Batch            int32
+	State            string
+	CommandID        *uuid.UUID
+	SatelliteVersion string
+	Revoked          bool
+	CommandState     string
+	CommandError     string
+}
+
+// RolloutMembers lists a rollout's satellites in order, with their version and their command's state.
+func (q *Queries) RolloutMembers(ctx context.Context, rolloutID uuid.UUID) ([]RolloutMembersRow, error) {
+	rows, err := q.db.Query(ctx, rolloutMembers, rolloutID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RolloutMembersRow
+	for rows.Next() {
+		var i RolloutMembersRow
+		if err := rows.Scan(
+			&i.SatelliteID,
+			&i.Position,
+			&i.Batch,
+			&i.State,
+			&i.CommandID,
+			&i.SatelliteVersion,
+			&i.Revoked,
+			&i.CommandState,
+			&i.CommandError,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const runningRollouts = `-- name: RunningRollouts :many
+select id, version, allow_downgrade, batch_size, team_id, state, error, created_at, updated_at from satellite_rollouts where state = 'running' order by created_at for update skip locked
+`
+
+// RunningRollouts locks the running rollouts that no other replica is advancing.
+func (q *Queries) RunningRollouts(ctx context.Context) ([]SatelliteRollout, error) {
+	rows, err := q.db.Query(ctx, runningRollouts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SatelliteRollout
+	for rows.Next() {
+		var i SatelliteRollout
+		if err := rows.Scan(
+			&i.ID,
+			&i.Version,
+			&i.AllowDowngrade,
+			&i.BatchSize,
+			&i.TeamID,
+			&i.State,
+			&i.Error,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const satelliteReleaseChunks = `-- name: SatelliteReleaseChunks :many
 select "offset", data from satellite_release_chunks
 where release_id = $1 and "offset" + length(data) > $2
@@ -260,6 +439,30 @@ func (q *Queries) SatelliteReleaseChunks(ctx context.Context, releaseID uuid.UUI
 		return nil, err
 	}
 	return items, nil
+}
+
+const setRolloutMember = `-- name: SetRolloutMember :exec
+update satellite_rollout_members set state = $1, command_id = coalesce($2, command_id)
+where rollout_id = $3 and satellite_id = $4
+`
+
+func (q *Queries) SetRolloutMember(ctx context.Context, state string, commandID *uuid.UUID, rolloutID uuid.UUID, satelliteID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, setRolloutMember,
+		state,
+		commandID,
+		rolloutID,
+		satelliteID,
+	)
+	return err
+}
+
+const setRolloutState = `-- name: SetRolloutState :exec
+update satellite_rollouts set state = $1, error = $2, updated_at = now() where id = $3
+`
+
+func (q *Queries) SetRolloutState(ctx context.Context, state string, error string, iD uuid.UUID) error {
+	_, err := q.db.Exec(ctx, setRolloutState, state, error, iD)
+	return err
 }
 
 const setSatelliteReleaseUploaded = `-- name: SetSatelliteReleaseUploaded :exec
