@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,13 +34,13 @@ import (
 )
 
 // buildVersion builds the satellite reporting version into dir/name.
-func buildVersion(t *testing.T, dir, name, pkg, version string) string {
+func buildVersion(t *testing.T, dir, name, pkg, version string, ldflags ...string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", path,
-		"-ldflags", "-X github.com/orrery/orrery/internal/buildinfo.version="+version, pkg)
+		"-ldflags", strings.Join(append([]string{"-X github.com/orrery/orrery/internal/buildinfo.version=" + version}, ldflags...), " "), pkg)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s %s: %v\n%s", pkg, version, err, out)
 	}
@@ -89,6 +91,7 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 	v2 := buildVersion(t, dir, "satellite-1.1.0", pkg, "1.1.0")
 	old := buildVersion(t, dir, "satellite-0.9.0", pkg, "0.9.0")
 	broken := buildVersion(t, dir, "broken", "./testdata/brokensatellite", "1.2.0")
+	hung := buildVersion(t, dir, "hung", "./testdata/brokensatellite", "1.2.1", "-X main.mode=hang")
 
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
@@ -107,7 +110,7 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 		"ORRERY_SANDBOX=direct",
 		"ORRERY_DEV=true",
 		"ORRERY_RELEASE_PUBLIC_KEYS=" + base64.StdEncoding.EncodeToString(pub),
-		"ORRERY_UPDATE_TIMEOUT=60s",
+		"ORRERY_UPDATE_TIMEOUT=" + updateTimeout.String(),
 	})
 	// Runs before StartProcess's cleanup: a satellite restored by the watchdog runs under the watchdog's
 	// pid and holds the output pipe the harness waits on.
@@ -146,7 +149,7 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 	for _, r := range []struct {
 		path, version string
 		key           ed25519.PrivateKey
-	}{{old, "0.9.0", key}, {broken, "1.2.0", key}, {v2, "1.3.0", otherKey}} {
+	}{{old, "0.9.0", key}, {broken, "1.2.0", key}, {hung, "1.2.1", key}, {v2, "1.3.0", otherKey}} {
 		if err := publishRelease(t, cp, r.path, r.version, r.key); err != nil {
 			t.Fatalf("publish %s: %v", r.version, err)
 		}
@@ -254,6 +257,11 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 		return err
 	}
 	e2e.WaitFor(t, 2*time.Minute, "red's echo tool answering", func() error { return echo(session) })
+	// The MCP server processes of the old version must not outlive it.
+	oldServers := descendants(pid)
+	if len(oldServers) == 0 {
+		t.Fatal("no MCP server process found under the satellite")
+	}
 	stopTraffic := make(chan struct{})
 	type traffic struct {
 		calls, failed, reconnects int
@@ -329,6 +337,11 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 	}
 	t.Logf("update sent → first heartbeat on the new version: %v (pid %d kept: %v)", firstHeartbeat.Round(time.Millisecond),
 		pid, syscall.Kill(pid, 0) == nil)
+	for _, p := range oldServers {
+		if alive(p) {
+			t.Errorf("MCP server process %d of the old version survived the update", p)
+		}
+	}
 	// Traffic goes on until the new version answers a call.
 	e2e.WaitFor(t, time.Minute, "a call answered by the new version", func() error {
 		s, err := connectMCP(ctx, red.endpoint, red.token)
@@ -357,7 +370,24 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 	}
 	e2e.WaitFor(t, 30*time.Second, "/healthz after the rollback", func() error { return e2e.HTTPOK(url + "/healthz") })
 	t.Logf("broken release rolled back and reported in %v: %s", rolledBack.Round(time.Millisecond), c.GetError())
+
+	// A release that starts but never heartbeats is stopped at the deadline and rolled back.
+	id, sent = update("1.2.1", false)
+	c = result(id, updateTimeout+90*time.Second)
+	rolledBack = time.Since(sent)
+	if c.GetState() != satellitev1.CommandState_COMMAND_STATE_FAILED || !strings.Contains(c.GetError(), "did not heartbeat within") {
+		t.Fatalf("update to the hung 1.2.1: %s %q, want failed for want of a heartbeat", c.GetState(), c.GetError())
+	}
+	if got := hashFile(t, exe); got != hashFile(t, v2) {
+		t.Errorf("binary after the second rollback is not 1.1.0's")
+	}
+	e2e.WaitFor(t, 30*time.Second, "/healthz after the second rollback", func() error { return e2e.HTTPOK(url + "/healthz") })
+	t.Logf("hung release rolled back and reported in %v: %s", rolledBack.Round(time.Millisecond), c.GetError())
 }
+
+// updateTimeout is how long the test's satellite gives a new version to heartbeat: well above the few
+// seconds a healthy restart takes on a loaded machine, and short enough for the hung release's test.
+const updateTimeout = 30 * time.Second
 
 func hashFile(t *testing.T, path string) string {
 	t.Helper()
@@ -388,4 +418,45 @@ func logEntries(p *e2e.Process, msg string) []e2e.LogEntry {
 		}
 	}
 	return out
+}
+
+// descendants lists the live processes below pid, read from /proc.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces and parentheses: the fields after it follow the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 {
+			parent[p], _ = strconv.Atoi(fields[1])
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }

@@ -203,6 +203,8 @@ func RunWatchdog(logger *slog.Logger, markerPath string) error {
 		env = append(env, EnvListenFD+"="+strconv.Itoa(watchdogListenerFD))
 	}
 	logger.Info("previous binary restored; starting it")
+	// An ignored signal stays ignored across exec; the restored satellite must stop on SIGTERM.
+	signal.Reset(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	return fmt.Errorf("exec %s: %w", m.Binary, syscall.Exec(m.Binary, os.Args, env))
 }
 
