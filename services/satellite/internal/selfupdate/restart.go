@@ -56,7 +56,10 @@ func (r *Restart) Exec() error {
 		files = append(files, r.listener)
 	}
 	watchdog := exec.Command(m.Previous, os.Args[1:]...)
-	watchdog.Env = append(withoutUpdateEnv(os.Environ()), EnvWatchdog+"="+r.markerPath)
+	// The watchdog is told whom to watch rather than asking for its parent: the new binary may have exited
+	// before the watchdog looks, and its parent would then be init.
+	watchdog.Env = append(withoutUpdateEnv(os.Environ()), EnvWatchdog+"="+r.markerPath,
+		envWatchdogTarget+"="+strconv.Itoa(os.Getpid()))
 	if r.listener != nil {
 		watchdog.Env = append(watchdog.Env, EnvListenFD+"="+strconv.Itoa(watchdogListenerFD))
 	}
@@ -87,7 +90,7 @@ func (r *Restart) Exec() error {
 
 func withoutUpdateEnv(env []string) []string {
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		for _, name := range []string{EnvListenFD, EnvConfirmFD, EnvWatchdogPID, EnvWatchdog} {
+		for _, name := range []string{EnvListenFD, EnvConfirmFD, EnvWatchdogPID, EnvWatchdog, envWatchdogTarget} {
 			if strings.HasPrefix(kv, name+"=") {
 				return true
 			}
@@ -154,7 +157,10 @@ func RunWatchdog(logger *slog.Logger, markerPath string) error {
 	// systemd stops what is left of the unit when its main process exits; the binary must be restored
 	// before this process goes.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	target := os.Getppid()
+	target, err := strconv.Atoi(os.Getenv(envWatchdogTarget))
+	if err != nil || target <= 1 {
+		return fmt.Errorf("update watchdog: no process to watch (%s=%q)", envWatchdogTarget, os.Getenv(envWatchdogTarget))
+	}
 	m, err := ReadMarker(markerPath)
 	if err != nil || m == nil {
 		return fmt.Errorf("update watchdog: no marker: %v", err)
@@ -208,20 +214,24 @@ func RunWatchdog(logger *slog.Logger, markerPath string) error {
 	return fmt.Errorf("exec %s: %w", m.Binary, syscall.Exec(m.Binary, os.Args, env))
 }
 
-// stop asks pid to stop, and kills it after grace.
+// stop asks pid to stop, and kills it after grace. It signals only its own parent: a pid that is no longer
+// its parent may already belong to another process.
 func stop(pid int, grace time.Duration) {
+	if os.Getppid() != pid {
+		return
+	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if !waitGone(pid, grace) {
+	if !waitGone(pid, grace) && os.Getppid() == pid {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
-// waitGone waits up to d for pid to exit. The watchdog is its child, not its parent, so it polls; once the
-// parent is gone this process is re-parented, which is as good a sign.
+// waitGone waits up to d for pid, this process's parent, to exit. The watchdog cannot wait for its
+// parent, so it polls: once the parent exits this process is re-parented.
 func waitGone(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if os.Getppid() != pid || syscall.Kill(pid, 0) != nil {
+		if os.Getppid() != pid {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -45,6 +45,8 @@ const (
 	EnvWatchdogPID = "ORRERY_UPDATE_WATCHDOG_PID"
 	// EnvWatchdog makes the binary run as a watchdog over the state directory's marker it names.
 	EnvWatchdog = "ORRERY_UPDATE_WATCHDOG"
+	// envWatchdogTarget is the pid the watchdog watches: the process that re-executes itself.
+	envWatchdogTarget = "ORRERY_UPDATE_WATCHDOG_TARGET"
 )
 
 // MarkerName is the marker's file name in the state directory.
