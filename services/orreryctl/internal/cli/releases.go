@@ -161,7 +161,7 @@ control plane: sign where the binary is built, then publish.`,
 		},
 	}
 	for _, cmd := range []*cobra.Command{sign, publish} {
-		cmd.Flags().StringVar(&version, "version", "", "version the binary reports (satellite -version)")
+		cmd.Flags().StringVar(&version, "version", "", "version the binary was built as (-X github.com/orrery/orrery/internal/buildinfo.version=...), which it reports in heartbeats")
 		cmd.Flags().StringVar(&platform, "platform", release.Platform(), "GOOS/GOARCH the binary runs on")
 		cmd.Flags().StringVar(&keyFile, "key", "", "release key file made by keygen")
 		cmd.Flags().StringVar(&signature, "signature", "", "signature made elsewhere by sign, instead of --key")
