@@ -123,7 +123,10 @@ func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) err
 		return nil
 	}
 	if out.restarting {
+		// Nothing more is taken on: the satellite is draining to restart, and commands taken now would be
+		// cut short. Those already delivered come back when their lease ends.
 		log.InfoContext(ctx, "command continues after a restart")
+		<-ctx.Done()
 		return nil
 	}
 	c.history.Add(cmd.GetId(), out)
