@@ -116,6 +116,13 @@ func TestRollingUpdateAdvancesBatchByBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := b.admin(0).EnqueueCommand(t.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+		Target:           &adminv1.EnqueueCommandRequest_AllGlobalSatellites{AllGlobalSatellites: true},
+		Action:           &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED}},
+		RollingBatchSize: 2,
+	})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("a rolling configure command: %v, want InvalidArgument", err)
+	}
 	ro := resp.Msg.GetRollout()
 	if ro.GetVersion() != "2.0.0" || len(ro.GetSatellites()) != 3 || len(resp.Msg.GetCommands()) != 2 {
 		t.Fatalf("rollout %v with %d commands; want the newest release, 3 satellites and a first batch of 2", ro, len(resp.Msg.GetCommands()))
