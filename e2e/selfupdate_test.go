@@ -89,7 +89,8 @@ func TestSatelliteSelfUpdate(t *testing.T) {
 	const pkg = "github.com/orrery/orrery/services/satellite"
 	exe := buildVersion(t, binDir, "orrery-satellite", pkg, "1.0.0")
 	v2 := buildVersion(t, dir, "satellite-1.1.0", pkg, "1.1.0")
-	old := buildVersion(t, dir, "satellite-0.9.0", pkg, "0.9.0")
+	// A downgrade is refused before anything is downloaded, so 1.1.0's bytes stand in for 0.9.0's.
+	old := v2
 	broken := buildVersion(t, dir, "broken", "./testdata/brokensatellite", "1.2.0")
 	hung := buildVersion(t, dir, "hung", "./testdata/brokensatellite", "1.2.1", "-X main.mode=hang")
 
