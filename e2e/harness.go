@@ -164,6 +164,9 @@ func StartProcess(t testing.TB, name, path string, args, env []string) *Process 
 // Name is the name the process was started with.
 func (p *Process) Name() string { return p.name }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Output returns what the process has written to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
 

@@ -19,12 +19,14 @@ import (
 	"github.com/orrery/orrery/internal/configref"
 	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/internal/logging"
+	"github.com/orrery/orrery/internal/release"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
+	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 )
 
 // Defaults of Config that no package below main owns.
@@ -104,6 +106,15 @@ type Config struct {
 	EventBufferSize int
 	// CommandHistory is how many command results are remembered to answer redeliveries. Default 1024.
 	CommandHistory int
+	// ReleaseKeys are the Ed25519 public keys whose signatures make a release trusted for self-update
+	// (ORRERY_RELEASE_PUBLIC_KEYS, comma-separated base64). Empty: update commands are refused.
+	ReleaseKeys release.Keys
+	// UpdateTimeout is how long a new version has to send its first heartbeat before the satellite rolls
+	// back to the previous binary (ORRERY_UPDATE_TIMEOUT). Default 2 min.
+	UpdateTimeout time.Duration
+	// UpdateReadyWait is how long a process restarted by an update holds connections in the socket's
+	// backlog waiting to be ready (configuration fetched, tools known) before it serves anyway. Default 20 s.
+	UpdateReadyWait time.Duration
 	// ShutdownTimeout bounds the graceful shutdown: draining HTTP requests and flushing events. Default 10 s.
 	// Stopping MCP server processes comes first and takes at most MCPStopGrace.
 	ShutdownTimeout time.Duration
@@ -178,6 +189,8 @@ type Config struct {
 	listener net.Listener
 	// metricsListener, when set, is served instead of listening on MetricsListen.
 	metricsListener net.Listener
+	// inherited is what the process before an update passed down.
+	inherited selfupdate.Inherited
 }
 
 // WithDefaults returns c with every zero field set to its default. Defaults owned by the packages that use
@@ -237,6 +250,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CommandHistory <= 0 {
 		c.CommandHistory = backend.DefaultCommandHistory
+	}
+	if c.UpdateReadyWait <= 0 {
+		c.UpdateReadyWait = 20 * time.Second
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = defaultShutdownTimeout
@@ -341,7 +357,7 @@ func checkHTTPURL(raw string) error {
 
 // rawFlags are the flag values that loadConfig parses further after the flag set has read them.
 type rawFlags struct {
-	readOnly, egressAllow, egressDeny, ceilings, homeQuota, allowedHosts string
+	readOnly, egressAllow, egressDeny, ceilings, homeQuota, allowedHosts, releaseKeys string
 }
 
 // secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
@@ -405,6 +421,8 @@ func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
 	fs.StringVar(&raw.egressDeny, "sandbox-egress-deny", raw.egressDeny, "comma-separated networks MCP servers may not reach, on top of the default (ORRERY_SANDBOX_EGRESS_DENY)")
 	fs.StringVar(&raw.ceilings, "sandbox-ceilings", raw.ceilings, "most a sandboxed server's limits may be, such as memory=2GiB,processes=512,cpu=2,cpu_time=1h,open_files=8192,file_size=1GiB (ORRERY_SANDBOX_CEILINGS)")
 	fs.StringVar(&raw.homeQuota, "sandbox-home-quota", raw.homeQuota, "disk space of each sandbox home, such as 1GiB, as a loop-mounted file system; needs root (ORRERY_SANDBOX_HOME_QUOTA; default unbounded)")
+	fs.StringVar(&raw.releaseKeys, "release-public-keys", raw.releaseKeys, "comma-separated base64 Ed25519 public keys whose signed releases the satellite installs on an update command; several allow key rotation (ORRERY_RELEASE_PUBLIC_KEYS; default: none, updates are refused)")
+	fs.DurationVar(&cfg.UpdateTimeout, "update-timeout", cfg.UpdateTimeout, "how long a new version has to heartbeat after an update before the previous binary is restored (ORRERY_UPDATE_TIMEOUT; default 2m)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development setup: a global satellite may run MCP servers without isolation (ORRERY_DEV=true)")
 }
 
@@ -442,6 +460,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		ceilings:     getenv("ORRERY_SANDBOX_CEILINGS"),
 		homeQuota:    getenv("ORRERY_SANDBOX_HOME_QUOTA"),
 		allowedHosts: getenv("ORRERY_MCP_ALLOWED_HOSTS"),
+		releaseKeys:  getenv("ORRERY_RELEASE_PUBLIC_KEYS"),
 	}
 	for name, dst := range map[string]*time.Duration{
 		"ORRERY_MCP_IDLE_TIMEOUT":         &cfg.MCPIdleTimeout,
@@ -449,6 +468,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_TOKEN_CACHE_TTL":          &cfg.TokenCacheTTL,
 		"ORRERY_MCP_START_JITTER":         &cfg.MCPStartJitter,
 		"ORRERY_MCP_CALL_START_WAIT":      &cfg.MCPCallStartWait,
+		"ORRERY_UPDATE_TIMEOUT":           &cfg.UpdateTimeout,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -510,6 +530,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	var err error
+	if cfg.ReleaseKeys, err = release.ParseKeys(raw.releaseKeys); err != nil {
+		return Config{}, fmt.Errorf("ORRERY_RELEASE_PUBLIC_KEYS: %w", err)
+	}
 	if cfg.SandboxEgressAllow, err = egress.ParsePrefixes(raw.egressAllow); err != nil {
 		return Config{}, fmt.Errorf("ORRERY_SANDBOX_EGRESS_ALLOW: %w", err)
 	}

@@ -26,9 +26,28 @@ import (
 	"github.com/orrery/orrery/internal/logging"
 	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/satellite/internal/heapfloor"
+	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 )
 
 func main() {
+	if marker := os.Getenv(selfupdate.EnvWatchdog); marker != "" {
+		// Started by an update from the previous binary, to roll back to it should the new one fail.
+		logger, _ := logging.New(os.Stderr, os.Getenv("ORRERY_LOG_FORMAT"), "info")
+		if logger == nil {
+			logger, _ = logging.New(os.Stderr, "auto", "info")
+		}
+		if err := selfupdate.RunWatchdog(logger, marker); err != nil {
+			logger.Error("update watchdog failed", "error", err)
+			os.Exit(1)
+		}
+		return
+	}
+	// Before anything can start a process: the descriptors an update passed down must not leak into one.
+	inherited, err := selfupdate.TakeInherited()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "satellite: %v\n", err)
+		os.Exit(2)
+	}
 	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -41,6 +60,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "satellite: %v\n", err)
 		os.Exit(2)
+	}
+	cfg.inherited = inherited
+	if inherited.Listener != nil {
+		cfg.listener = inherited.Listener
 	}
 
 	// The GC percent is the process's, so main sets it rather than run, which tests call in parallel.
@@ -56,6 +79,9 @@ func main() {
 	err = run(ctx, cfg, logger)
 	_ = stopTracing(context.WithoutCancel(ctx))
 	stop()
+	if restart, ok := errors.AsType[*selfupdate.Restart](err); ok {
+		err = restart.Exec()
+	}
 	if err != nil {
 		logger.Error("satellite stopped", "error", err)
 		os.Exit(1)

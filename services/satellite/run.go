@@ -26,6 +26,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
 )
@@ -173,15 +174,30 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	handlers.Reconciler, handlers.Instances, handlers.Tokens, handlers.Policies = rtRef.rt, rtRef.rt, gw, gw
+	updater, err := selfupdate.New(logger.With("component", "selfupdate"), selfupdate.Config{
+		Keys:           cfg.ReleaseKeys,
+		Version:        cfg.Version,
+		StateDir:       stateDir,
+		HealthyTimeout: cfg.UpdateTimeout,
+		Download:       comm,
+	})
+	if err != nil {
+		_ = batcher.Close(ctx)
+		return err
+	}
+	updater.Inherit(cfg.inherited.Confirm, cfg.inherited.WatchdogPID)
+	updater.SetReporter(comm)
+	handlers.Updater = updater
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
 	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
 	// from the last run: only then does a new session see the team's tools.
-	routes := server.New(func() error {
+	ready := func() error {
 		if err := comm.Ready(); err != nil {
 			return err
 		}
 		return rtRef.rt.Ready()
-	})
+	}
+	routes := server.New(ready)
 	for _, pattern := range gateway.Patterns() {
 		routes.Handle(pattern, gw)
 	}
@@ -191,7 +207,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- httpServer.Serve(ln) }()
+	go func() {
+		if cfg.inherited.Listener != nil {
+			// Restarted by an update on the previous process's socket: clients wait in its backlog until
+			// this process knows its configuration and tools, rather than meet an endpoint without them.
+			waitReady(ctx, logger, ready, cfg.UpdateReadyWait)
+		}
+		serveErr <- httpServer.Serve(ln)
+	}()
 	metricsServer := &http.Server{
 		Handler:           metricsHandler(registry, logger),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -214,10 +237,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() { gatewayDone <- gw.Run(ctx) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- comm.Run(ctx) }()
+	var restart *selfupdate.Restart
 	select {
 	case err = <-runErr:
 	case err = <-serveErr:
 		err = fmt.Errorf("serve HTTP: %w", err)
+		cancel()
+		<-runErr
+	case restart = <-updater.Restarts():
+		err = drainForRestart(ctx, logger, restart, ln, httpServer, cfg.ShutdownTimeout)
 		cancel()
 		<-runErr
 	}
@@ -248,10 +276,47 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := batcher.Close(flushCtx); err != nil {
 		logger.WarnContext(shutdownCtx, "events lost at shutdown", slog.Any("error", err))
 	}
+	if err == nil && restart != nil {
+		logger.InfoContext(shutdownCtx, "satellite stopped for the update")
+		return restart
+	}
 	if err == nil {
 		logger.InfoContext(shutdownCtx, "satellite stopped")
 	}
 	return err
+}
+
+// waitReady returns once ready reports nil, ctx ends or limit passes.
+func waitReady(ctx context.Context, logger *slog.Logger, ready func() error, limit time.Duration) {
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for ready() != nil && time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	logger.InfoContext(ctx, "serving on the socket handed over by the update", slog.Duration("waited", time.Since(start)),
+		slog.Bool("ready", ready() == nil))
+}
+
+// drainForRestart keeps the listening socket for the next process, stops accepting, and lets in-flight
+// requests finish before the MCP servers stop, so that no call in progress is cut. Streams held open (an
+// MCP client's GET stream) are closed after the drain window; their clients reconnect to the new process.
+func drainForRestart(ctx context.Context, logger *slog.Logger, restart *selfupdate.Restart, ln net.Listener, srv *http.Server, window time.Duration) error {
+	if err := restart.KeepListener(ln); err != nil {
+		logger.WarnContext(ctx, "the listening socket cannot be handed over; clients are refused while the new version starts", slog.Any("error", err))
+	}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(window, 5*time.Second))
+	defer cancel()
+	started := time.Now()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		_ = srv.Close()
+	}
+	logger.InfoContext(ctx, "HTTP requests drained for the update", slog.Duration("took", time.Since(started)))
+	return nil
 }
 
 // listenMetrics opens the metrics listener, or returns nil when metrics are off.

@@ -1523,9 +1523,13 @@ type EnqueueCommandRequest struct {
 	//	*EnqueueCommandRequest_RevokeTokens
 	//	*EnqueueCommandRequest_Redeploy
 	//	*EnqueueCommandRequest_Update
-	Action        isEnqueueCommandRequest_Action `protobuf_oneof:"action"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Action isEnqueueCommandRequest_Action `protobuf_oneof:"action"`
+	// rolling_batch_size makes an update a rolling update: the command goes to this many of the target
+	// satellites at a time, and to the next ones once each of the previous has sent a heartbeat on the new
+	// version; a failed update stops the rollout. Zero sends to every target at once. Only with update.
+	RollingBatchSize uint32 `protobuf:"varint,8,opt,name=rolling_batch_size,json=rollingBatchSize,proto3" json:"rolling_batch_size,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EnqueueCommandRequest) Reset() {
@@ -1694,6 +1698,13 @@ func (x *EnqueueCommandRequest) GetUpdate() *v1.UpdateAction {
 	return nil
 }
 
+func (x *EnqueueCommandRequest) GetRollingBatchSize() uint32 {
+	if x != nil {
+		return x.RollingBatchSize
+	}
+	return 0
+}
+
 type isEnqueueCommandRequest_Target interface {
 	isEnqueueCommandRequest_Target()
 }
@@ -1790,8 +1801,10 @@ func (*EnqueueCommandRequest_Update) isEnqueueCommandRequest_Action() {}
 // EnqueueCommandResponse lists the commands created, one per target satellite.
 type EnqueueCommandResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// commands are the created commands.
-	Commands      []*AdminCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	// commands are the created commands; for a rolling update, those of its first batch.
+	Commands []*AdminCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	// rollout is the rolling update the request started, if it asked for one.
+	Rollout       *Rollout `protobuf:"bytes,2,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1833,6 +1846,306 @@ func (x *EnqueueCommandResponse) GetCommands() []*AdminCommand {
 	return nil
 }
 
+func (x *EnqueueCommandResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// Rollout is a rolling update of satellites to one release.
+type Rollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the rollout.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// version is the release the satellites update to.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// batch_size is how many satellites update at a time.
+	BatchSize uint32 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// state is "running", "completed" or "failed".
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// error says why a failed rollout stopped.
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// satellites are the rollout's satellites in the order they update.
+	Satellites []*RolloutSatellite `protobuf:"bytes,6,rep,name=satellites,proto3" json:"satellites,omitempty"`
+	// created_at is when the rollout started.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// updated_at is when the rollout last moved.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Rollout) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Rollout) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Rollout) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *Rollout) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Rollout) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Rollout) GetSatellites() []*RolloutSatellite {
+	if x != nil {
+		return x.Satellites
+	}
+	return nil
+}
+
+func (x *Rollout) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// RolloutSatellite is where one satellite of a rollout stands.
+type RolloutSatellite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,1,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// batch is the satellite's batch, from 0.
+	Batch uint32 `protobuf:"varint,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	// state is "pending" (its batch has not come), "sent" (its update command is out), "done" (it
+	// heartbeats on the new version) or "failed".
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// command_id is its update command, once sent.
+	CommandId     string `protobuf:"bytes,4,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutSatellite) Reset() {
+	*x = RolloutSatellite{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutSatellite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutSatellite) ProtoMessage() {}
+
+func (x *RolloutSatellite) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutSatellite.ProtoReflect.Descriptor instead.
+func (*RolloutSatellite) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RolloutSatellite) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *RolloutSatellite) GetBatch() uint32 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *RolloutSatellite) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RolloutSatellite) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+// ListRolloutsRequest asks for a page of rollouts.
+type ListRolloutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size caps the page; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolloutsRequest) Reset() {
+	*x = ListRolloutsRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolloutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolloutsRequest) ProtoMessage() {}
+
+func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
+func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListRolloutsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRolloutsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListRolloutsResponse is a page of rollouts.
+type ListRolloutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rollouts are the rollouts, newest first.
+	Rollouts []*Rollout `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// next_page_token continues the listing; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolloutsResponse) Reset() {
+	*x = ListRolloutsResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolloutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolloutsResponse) ProtoMessage() {}
+
+func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
+func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
+	if x != nil {
+		return x.Rollouts
+	}
+	return nil
+}
+
+func (x *ListRolloutsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // AdminCommand is a command as administrators see it.
 type AdminCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1858,7 +2171,7 @@ type AdminCommand struct {
 
 func (x *AdminCommand) Reset() {
 	*x = AdminCommand{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2183,7 @@ func (x *AdminCommand) String() string {
 func (*AdminCommand) ProtoMessage() {}
 
 func (x *AdminCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2196,7 @@ func (x *AdminCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCommand.ProtoReflect.Descriptor instead.
 func (*AdminCommand) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AdminCommand) GetCommand() *v1.Command {
@@ -1959,7 +2272,7 @@ type ListCommandsRequest struct {
 
 func (x *ListCommandsRequest) Reset() {
 	*x = ListCommandsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2284,7 @@ func (x *ListCommandsRequest) String() string {
 func (*ListCommandsRequest) ProtoMessage() {}
 
 func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2297,7 @@ func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommandsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListCommandsRequest) GetSatelliteId() string {
@@ -2028,7 +2341,7 @@ type ListCommandsResponse struct {
 
 func (x *ListCommandsResponse) Reset() {
 	*x = ListCommandsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2353,7 @@ func (x *ListCommandsResponse) String() string {
 func (*ListCommandsResponse) ProtoMessage() {}
 
 func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2366,7 @@ func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListCommandsResponse) GetCommands() []*AdminCommand {
@@ -2068,6 +2381,612 @@ func (x *ListCommandsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+// SatelliteRelease is a satellite binary published for self-update.
+type SatelliteRelease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the release.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// release is what satellites download: version, platform, checksum, signature and size.
+	Release *v1.ReleaseInfo `protobuf:"bytes,2,opt,name=release,proto3" json:"release,omitempty"`
+	// uploaded_bytes is how much of the binary has arrived.
+	UploadedBytes int64 `protobuf:"varint,3,opt,name=uploaded_bytes,json=uploadedBytes,proto3" json:"uploaded_bytes,omitempty"`
+	// complete says the binary arrived whole and matched its checksum: satellites may download it.
+	Complete bool `protobuf:"varint,4,opt,name=complete,proto3" json:"complete,omitempty"`
+	// created_at is when publishing started.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SatelliteRelease) Reset() {
+	*x = SatelliteRelease{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SatelliteRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SatelliteRelease) ProtoMessage() {}
+
+func (x *SatelliteRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SatelliteRelease.ProtoReflect.Descriptor instead.
+func (*SatelliteRelease) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SatelliteRelease) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SatelliteRelease) GetRelease() *v1.ReleaseInfo {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *SatelliteRelease) GetUploadedBytes() int64 {
+	if x != nil {
+		return x.UploadedBytes
+	}
+	return 0
+}
+
+func (x *SatelliteRelease) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *SatelliteRelease) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// CreateSatelliteReleaseRequest describes a release to publish.
+type CreateSatelliteReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the version the binary reports, such as "1.4.0".
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// platform is the GOOS/GOARCH the binary runs on, such as "linux/amd64".
+	Platform string `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// sha256 is the binary's SHA-256 in lowercase hex.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// signature is the Ed25519 signature of the release statement by a release key.
+	Signature []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	// size is the binary's length in bytes, at most 256 MiB.
+	Size          int64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSatelliteReleaseRequest) Reset() {
+	*x = CreateSatelliteReleaseRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSatelliteReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSatelliteReleaseRequest) ProtoMessage() {}
+
+func (x *CreateSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
+func (*CreateSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateSatelliteReleaseRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CreateSatelliteReleaseRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *CreateSatelliteReleaseRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CreateSatelliteReleaseRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *CreateSatelliteReleaseRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// CreateSatelliteReleaseResponse returns the new release, waiting for its binary.
+type CreateSatelliteReleaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release is the new release.
+	Release       *SatelliteRelease `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSatelliteReleaseResponse) Reset() {
+	*x = CreateSatelliteReleaseResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSatelliteReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSatelliteReleaseResponse) ProtoMessage() {}
+
+func (x *CreateSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
+func (*CreateSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateSatelliteReleaseResponse) GetRelease() *SatelliteRelease {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+// UploadSatelliteReleaseChunkRequest carries one piece of a release's binary.
+type UploadSatelliteReleaseChunkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release_id identifies the release.
+	ReleaseId string `protobuf:"bytes,1,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
+	// offset is where the piece starts; it must be where the upload stands, or where the previous piece
+	// started when that piece is sent again.
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// data is the piece, at most 1 MiB.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSatelliteReleaseChunkRequest) Reset() {
+	*x = UploadSatelliteReleaseChunkRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSatelliteReleaseChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSatelliteReleaseChunkRequest) ProtoMessage() {}
+
+func (x *UploadSatelliteReleaseChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSatelliteReleaseChunkRequest.ProtoReflect.Descriptor instead.
+func (*UploadSatelliteReleaseChunkRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UploadSatelliteReleaseChunkRequest) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+func (x *UploadSatelliteReleaseChunkRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *UploadSatelliteReleaseChunkRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// UploadSatelliteReleaseChunkResponse says how far the upload stands.
+type UploadSatelliteReleaseChunkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// uploaded_bytes is how much of the binary has arrived.
+	UploadedBytes int64 `protobuf:"varint,1,opt,name=uploaded_bytes,json=uploadedBytes,proto3" json:"uploaded_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSatelliteReleaseChunkResponse) Reset() {
+	*x = UploadSatelliteReleaseChunkResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSatelliteReleaseChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSatelliteReleaseChunkResponse) ProtoMessage() {}
+
+func (x *UploadSatelliteReleaseChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSatelliteReleaseChunkResponse.ProtoReflect.Descriptor instead.
+func (*UploadSatelliteReleaseChunkResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UploadSatelliteReleaseChunkResponse) GetUploadedBytes() int64 {
+	if x != nil {
+		return x.UploadedBytes
+	}
+	return 0
+}
+
+// CompleteSatelliteReleaseRequest finishes publishing a release.
+type CompleteSatelliteReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release_id identifies the release.
+	ReleaseId     string `protobuf:"bytes,1,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSatelliteReleaseRequest) Reset() {
+	*x = CompleteSatelliteReleaseRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSatelliteReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSatelliteReleaseRequest) ProtoMessage() {}
+
+func (x *CompleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
+func (*CompleteSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CompleteSatelliteReleaseRequest) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+// CompleteSatelliteReleaseResponse returns the downloadable release.
+type CompleteSatelliteReleaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release is the release.
+	Release       *SatelliteRelease `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSatelliteReleaseResponse) Reset() {
+	*x = CompleteSatelliteReleaseResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSatelliteReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSatelliteReleaseResponse) ProtoMessage() {}
+
+func (x *CompleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
+func (*CompleteSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CompleteSatelliteReleaseResponse) GetRelease() *SatelliteRelease {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+// ListSatelliteReleasesRequest asks for a page of releases.
+type ListSatelliteReleasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size caps the page; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteReleasesRequest) Reset() {
+	*x = ListSatelliteReleasesRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteReleasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteReleasesRequest) ProtoMessage() {}
+
+func (x *ListSatelliteReleasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteReleasesRequest.ProtoReflect.Descriptor instead.
+func (*ListSatelliteReleasesRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListSatelliteReleasesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSatelliteReleasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSatelliteReleasesResponse is a page of releases.
+type ListSatelliteReleasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// releases are the releases, newest first.
+	Releases []*SatelliteRelease `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	// next_page_token continues the listing; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSatelliteReleasesResponse) Reset() {
+	*x = ListSatelliteReleasesResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSatelliteReleasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSatelliteReleasesResponse) ProtoMessage() {}
+
+func (x *ListSatelliteReleasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSatelliteReleasesResponse.ProtoReflect.Descriptor instead.
+func (*ListSatelliteReleasesResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListSatelliteReleasesResponse) GetReleases() []*SatelliteRelease {
+	if x != nil {
+		return x.Releases
+	}
+	return nil
+}
+
+func (x *ListSatelliteReleasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteSatelliteReleaseRequest names the release to delete.
+type DeleteSatelliteReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release_id identifies the release.
+	ReleaseId     string `protobuf:"bytes,1,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSatelliteReleaseRequest) Reset() {
+	*x = DeleteSatelliteReleaseRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSatelliteReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSatelliteReleaseRequest) ProtoMessage() {}
+
+func (x *DeleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeleteSatelliteReleaseRequest) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+// DeleteSatelliteReleaseResponse is empty.
+type DeleteSatelliteReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSatelliteReleaseResponse) Reset() {
+	*x = DeleteSatelliteReleaseResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSatelliteReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSatelliteReleaseResponse) ProtoMessage() {}
+
+func (x *DeleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 var File_orrery_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -2186,7 +3105,7 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
 	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"S\n" +
 	"\x17RevokeSatelliteResponse\x128\n" +
-	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\xc9\a\n" +
+	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\x81\b\n" +
 	"\x15EnqueueCommandRequest\x12-\n" +
 	"\fsatellite_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\vsatelliteId\x12#\n" +
 	"\ateam_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12=\n" +
@@ -2203,11 +3122,40 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\brecovery\x18\x0f \x01(\v2#.orrery.satellite.v1.RecoveryActionH\x01R\brecovery\x12N\n" +
 	"\rrevoke_tokens\x18\x10 \x01(\v2'.orrery.satellite.v1.RevokeTokensActionH\x01R\frevokeTokens\x12A\n" +
 	"\bredeploy\x18\x11 \x01(\v2#.orrery.satellite.v1.RedeployActionH\x01R\bredeploy\x12;\n" +
-	"\x06update\x18\x12 \x01(\v2!.orrery.satellite.v1.UpdateActionH\x01R\x06updateB\x0f\n" +
+	"\x06update\x18\x12 \x01(\v2!.orrery.satellite.v1.UpdateActionH\x01R\x06update\x126\n" +
+	"\x12rolling_batch_size\x18\b \x01(\rB\b\xbaH\x05*\x03\x18\xe8\aR\x10rollingBatchSizeB\x0f\n" +
 	"\x06target\x12\x05\xbaH\x02\b\x01B\x0f\n" +
-	"\x06action\x12\x05\xbaH\x02\b\x01J\x04\b\x03\x10\x04J\x04\b\x05\x10\x06R\x04typeR\apayload\"S\n" +
+	"\x06action\x12\x05\xbaH\x02\b\x01J\x04\b\x03\x10\x04J\x04\b\x05\x10\x06R\x04typeR\apayload\"\x87\x01\n" +
 	"\x16EnqueueCommandResponse\x129\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\"\x86\x03\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\x122\n" +
+	"\arollout\x18\x02 \x01(\v2\x18.orrery.admin.v1.RolloutR\arollout\"\xb7\x02\n" +
+	"\aRollout\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x03 \x01(\rR\tbatchSize\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12A\n" +
+	"\n" +
+	"satellites\x18\x06 \x03(\v2!.orrery.admin.v1.RolloutSatelliteR\n" +
+	"satellites\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x80\x01\n" +
+	"\x10RolloutSatellite\x12!\n" +
+	"\fsatellite_id\x18\x01 \x01(\tR\vsatelliteId\x12\x14\n" +
+	"\x05batch\x18\x02 \x01(\rR\x05batch\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x04 \x01(\tR\tcommandId\"e\n" +
+	"\x13ListRolloutsRequest\x12%\n" +
+	"\tpage_size\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"t\n" +
+	"\x14ListRolloutsResponse\x124\n" +
+	"\brollouts\x18\x01 \x03(\v2\x18.orrery.admin.v1.RolloutR\brollouts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x86\x03\n" +
 	"\fAdminCommand\x126\n" +
 	"\acommand\x18\x01 \x01(\v2\x1c.orrery.satellite.v1.CommandR\acommand\x12!\n" +
 	"\fsatellite_id\x18\x02 \x01(\tR\vsatelliteId\x127\n" +
@@ -2225,12 +3173,51 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"y\n" +
 	"\x14ListCommandsResponse\x129\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1d.orrery.admin.v1.AdminCommandR\bcommands\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*W\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdc\x01\n" +
+	"\x10SatelliteRelease\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12:\n" +
+	"\arelease\x18\x02 \x01(\v2 .orrery.satellite.v1.ReleaseInfoR\arelease\x12%\n" +
+	"\x0euploaded_bytes\x18\x03 \x01(\x03R\ruploadedBytes\x12\x1a\n" +
+	"\bcomplete\x18\x04 \x01(\bR\bcomplete\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa3\x02\n" +
+	"\x1dCreateSatelliteReleaseRequest\x12B\n" +
+	"\aversion\x18\x01 \x01(\tB(\xbaH%r#\x10\x01\x18@2\x1d^[A-Za-z0-9][A-Za-z0-9._+-]*$R\aversion\x12B\n" +
+	"\bplatform\x18\x02 \x01(\tB&\xbaH#r!2\x1f^[a-z0-9]{1,16}/[a-z0-9]{1,16}$R\bplatform\x120\n" +
+	"\x06sha256\x18\x03 \x01(\tB\x18\xbaH\x15r\x132\x0e^[0-9a-f]{64}$\x98\x01@R\x06sha256\x12%\n" +
+	"\tsignature\x18\x04 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\x12!\n" +
+	"\x04size\x18\x05 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80\x80\x80\x80\x01 \x00R\x04size\"]\n" +
+	"\x1eCreateSatelliteReleaseResponse\x12;\n" +
+	"\arelease\x18\x01 \x01(\v2!.orrery.admin.v1.SatelliteReleaseR\arelease\"\x8f\x01\n" +
+	"\"UploadSatelliteReleaseChunkRequest\x12'\n" +
+	"\n" +
+	"release_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\treleaseId\x12\x1f\n" +
+	"\x06offset\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\x12\x1f\n" +
+	"\x04data\x18\x03 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80@R\x04data\"L\n" +
+	"#UploadSatelliteReleaseChunkResponse\x12%\n" +
+	"\x0euploaded_bytes\x18\x01 \x01(\x03R\ruploadedBytes\"J\n" +
+	"\x1fCompleteSatelliteReleaseRequest\x12'\n" +
+	"\n" +
+	"release_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\treleaseId\"_\n" +
+	" CompleteSatelliteReleaseResponse\x12;\n" +
+	"\arelease\x18\x01 \x01(\v2!.orrery.admin.v1.SatelliteReleaseR\arelease\"n\n" +
+	"\x1cListSatelliteReleasesRequest\x12%\n" +
+	"\tpage_size\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\x86\x01\n" +
+	"\x1dListSatelliteReleasesResponse\x12=\n" +
+	"\breleases\x18\x01 \x03(\v2!.orrery.admin.v1.SatelliteReleaseR\breleases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"H\n" +
+	"\x1dDeleteSatelliteReleaseRequest\x12'\n" +
+	"\n" +
+	"release_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\treleaseId\" \n" +
+	"\x1eDeleteSatelliteReleaseResponse*W\n" +
 	"\n" +
 	"TokenScope\x12\x1b\n" +
 	"\x17TOKEN_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_SCOPE_GLOBAL\x10\x01\x12\x14\n" +
-	"\x10TOKEN_SCOPE_TEAM\x10\x022\xb6\x0f\n" +
+	"\x10TOKEN_SCOPE_TEAM\x10\x022\x93\x17\n" +
 	"\fAdminService\x12\xd0\x01\n" +
 	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\"R\x82\xd3\xe4\x93\x02L:\x01*Z-:\x01*\"(/api/teams/{team_id}/registration-tokens\"\x18/api/registration-tokens\x12\xca\x01\n" +
 	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"O\x82\xd3\xe4\x93\x02FZ*\x12(/api/teams/{team_id}/registration-tokens\x12\x18/api/registration-tokens\x90\x02\x01\x12\xd4\x01\n" +
@@ -2241,7 +3228,13 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x17ListDroppedEventReports\x12/.orrery.admin.v1.ListDroppedEventReportsRequest\x1a0.orrery.admin.v1.ListDroppedEventReportsResponse\"y\x82\xd3\xe4\x93\x02pZ?\x12=/api/teams/{team_id}/satellites/{satellite_id}/dropped-events\x12-/api/satellites/{satellite_id}/dropped-events\x90\x02\x01\x12\xbe\x01\n" +
 	"\x0fRevokeSatellite\x12'.orrery.admin.v1.RevokeSatelliteRequest\x1a(.orrery.admin.v1.RevokeSatelliteResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/satellites/{id}:revoke\"\x1b/api/satellites/{id}:revoke\x12{\n" +
 	"\x0eEnqueueCommand\x12&.orrery.admin.v1.EnqueueCommandRequest\x1a'.orrery.admin.v1.EnqueueCommandResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/api/commands\x12u\n" +
-	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/commands\x90\x02\x01B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
+	"\fListCommands\x12$.orrery.admin.v1.ListCommandsRequest\x1a%.orrery.admin.v1.ListCommandsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/commands\x90\x02\x01\x12\x9d\x01\n" +
+	"\x16CreateSatelliteRelease\x12..orrery.admin.v1.CreateSatelliteReleaseRequest\x1a/.orrery.admin.v1.CreateSatelliteReleaseResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/satellite-releases\x12\xc0\x01\n" +
+	"\x1bUploadSatelliteReleaseChunk\x123.orrery.admin.v1.UploadSatelliteReleaseChunkRequest\x1a4.orrery.admin.v1.UploadSatelliteReleaseChunkResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/api/satellite-releases/{release_id}:upload\x12\xb9\x01\n" +
+	"\x18CompleteSatelliteRelease\x120.orrery.admin.v1.CompleteSatelliteReleaseRequest\x1a1.orrery.admin.v1.CompleteSatelliteReleaseResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/api/satellite-releases/{release_id}:complete\x12\x9a\x01\n" +
+	"\x15ListSatelliteReleases\x12-.orrery.admin.v1.ListSatelliteReleasesRequest\x1a..orrery.admin.v1.ListSatelliteReleasesResponse\"\"\x82\xd3\xe4\x93\x02\x19\x12\x17/api/satellite-releases\x90\x02\x01\x12u\n" +
+	"\fListRollouts\x12$.orrery.admin.v1.ListRolloutsRequest\x1a%.orrery.admin.v1.ListRolloutsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/rollouts\x90\x02\x01\x12\xa7\x01\n" +
+	"\x16DeleteSatelliteRelease\x12..orrery.admin.v1.DeleteSatelliteReleaseRequest\x1a/.orrery.admin.v1.DeleteSatelliteReleaseResponse\",\x82\xd3\xe4\x93\x02&*$/api/satellite-releases/{release_id}B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_orrery_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2256,128 +3249,166 @@ func file_orrery_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_orrery_admin_v1_admin_proto_goTypes = []any{
-	(TokenScope)(0),                         // 0: orrery.admin.v1.TokenScope
-	(*RegistrationToken)(nil),               // 1: orrery.admin.v1.RegistrationToken
-	(*CreateRegistrationTokenRequest)(nil),  // 2: orrery.admin.v1.CreateRegistrationTokenRequest
-	(*CreateRegistrationTokenResponse)(nil), // 3: orrery.admin.v1.CreateRegistrationTokenResponse
-	(*ListRegistrationTokensRequest)(nil),   // 4: orrery.admin.v1.ListRegistrationTokensRequest
-	(*ListRegistrationTokensResponse)(nil),  // 5: orrery.admin.v1.ListRegistrationTokensResponse
-	(*RevokeRegistrationTokenRequest)(nil),  // 6: orrery.admin.v1.RevokeRegistrationTokenRequest
-	(*RevokeRegistrationTokenResponse)(nil), // 7: orrery.admin.v1.RevokeRegistrationTokenResponse
-	(*Satellite)(nil),                       // 8: orrery.admin.v1.Satellite
-	(*ListSatellitesRequest)(nil),           // 9: orrery.admin.v1.ListSatellitesRequest
-	(*ListSatellitesResponse)(nil),          // 10: orrery.admin.v1.ListSatellitesResponse
-	(*SatelliteHeartbeat)(nil),              // 11: orrery.admin.v1.SatelliteHeartbeat
-	(*ListSatelliteHeartbeatsRequest)(nil),  // 12: orrery.admin.v1.ListSatelliteHeartbeatsRequest
-	(*ListSatelliteHeartbeatsResponse)(nil), // 13: orrery.admin.v1.ListSatelliteHeartbeatsResponse
-	(*SatelliteProcess)(nil),                // 14: orrery.admin.v1.SatelliteProcess
-	(*ListSatelliteProcessesRequest)(nil),   // 15: orrery.admin.v1.ListSatelliteProcessesRequest
-	(*ListSatelliteProcessesResponse)(nil),  // 16: orrery.admin.v1.ListSatelliteProcessesResponse
-	(*DroppedEventReport)(nil),              // 17: orrery.admin.v1.DroppedEventReport
-	(*ListDroppedEventReportsRequest)(nil),  // 18: orrery.admin.v1.ListDroppedEventReportsRequest
-	(*ListDroppedEventReportsResponse)(nil), // 19: orrery.admin.v1.ListDroppedEventReportsResponse
-	(*RevokeSatelliteRequest)(nil),          // 20: orrery.admin.v1.RevokeSatelliteRequest
-	(*RevokeSatelliteResponse)(nil),         // 21: orrery.admin.v1.RevokeSatelliteResponse
-	(*EnqueueCommandRequest)(nil),           // 22: orrery.admin.v1.EnqueueCommandRequest
-	(*EnqueueCommandResponse)(nil),          // 23: orrery.admin.v1.EnqueueCommandResponse
-	(*AdminCommand)(nil),                    // 24: orrery.admin.v1.AdminCommand
-	(*ListCommandsRequest)(nil),             // 25: orrery.admin.v1.ListCommandsRequest
-	(*ListCommandsResponse)(nil),            // 26: orrery.admin.v1.ListCommandsResponse
-	(*timestamppb.Timestamp)(nil),           // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),             // 28: google.protobuf.Duration
-	(v1.SatelliteType)(0),                   // 29: orrery.satellite.v1.SatelliteType
-	(v1.SatelliteStatus)(0),                 // 30: orrery.satellite.v1.SatelliteStatus
-	(*v1.SystemMetrics)(nil),                // 31: orrery.satellite.v1.SystemMetrics
-	(*v1.TeamProcessCount)(nil),             // 32: orrery.satellite.v1.TeamProcessCount
-	(*v1.ProcessReport)(nil),                // 33: orrery.satellite.v1.ProcessReport
-	(v1.CommandPriority)(0),                 // 34: orrery.satellite.v1.CommandPriority
-	(*v1.ConfigureAction)(nil),              // 35: orrery.satellite.v1.ConfigureAction
-	(*v1.SpawnAction)(nil),                  // 36: orrery.satellite.v1.SpawnAction
-	(*v1.KillAction)(nil),                   // 37: orrery.satellite.v1.KillAction
-	(*v1.RestartAction)(nil),                // 38: orrery.satellite.v1.RestartAction
-	(*v1.HealthCheckAction)(nil),            // 39: orrery.satellite.v1.HealthCheckAction
-	(*v1.RecoveryAction)(nil),               // 40: orrery.satellite.v1.RecoveryAction
-	(*v1.RevokeTokensAction)(nil),           // 41: orrery.satellite.v1.RevokeTokensAction
-	(*v1.RedeployAction)(nil),               // 42: orrery.satellite.v1.RedeployAction
-	(*v1.UpdateAction)(nil),                 // 43: orrery.satellite.v1.UpdateAction
-	(*v1.Command)(nil),                      // 44: orrery.satellite.v1.Command
-	(v1.CommandState)(0),                    // 45: orrery.satellite.v1.CommandState
-	(*structpb.Struct)(nil),                 // 46: google.protobuf.Struct
-	(*v1.InstanceOutcome)(nil),              // 47: orrery.satellite.v1.InstanceOutcome
+	(TokenScope)(0),                             // 0: orrery.admin.v1.TokenScope
+	(*RegistrationToken)(nil),                   // 1: orrery.admin.v1.RegistrationToken
+	(*CreateRegistrationTokenRequest)(nil),      // 2: orrery.admin.v1.CreateRegistrationTokenRequest
+	(*CreateRegistrationTokenResponse)(nil),     // 3: orrery.admin.v1.CreateRegistrationTokenResponse
+	(*ListRegistrationTokensRequest)(nil),       // 4: orrery.admin.v1.ListRegistrationTokensRequest
+	(*ListRegistrationTokensResponse)(nil),      // 5: orrery.admin.v1.ListRegistrationTokensResponse
+	(*RevokeRegistrationTokenRequest)(nil),      // 6: orrery.admin.v1.RevokeRegistrationTokenRequest
+	(*RevokeRegistrationTokenResponse)(nil),     // 7: orrery.admin.v1.RevokeRegistrationTokenResponse
+	(*Satellite)(nil),                           // 8: orrery.admin.v1.Satellite
+	(*ListSatellitesRequest)(nil),               // 9: orrery.admin.v1.ListSatellitesRequest
+	(*ListSatellitesResponse)(nil),              // 10: orrery.admin.v1.ListSatellitesResponse
+	(*SatelliteHeartbeat)(nil),                  // 11: orrery.admin.v1.SatelliteHeartbeat
+	(*ListSatelliteHeartbeatsRequest)(nil),      // 12: orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	(*ListSatelliteHeartbeatsResponse)(nil),     // 13: orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	(*SatelliteProcess)(nil),                    // 14: orrery.admin.v1.SatelliteProcess
+	(*ListSatelliteProcessesRequest)(nil),       // 15: orrery.admin.v1.ListSatelliteProcessesRequest
+	(*ListSatelliteProcessesResponse)(nil),      // 16: orrery.admin.v1.ListSatelliteProcessesResponse
+	(*DroppedEventReport)(nil),                  // 17: orrery.admin.v1.DroppedEventReport
+	(*ListDroppedEventReportsRequest)(nil),      // 18: orrery.admin.v1.ListDroppedEventReportsRequest
+	(*ListDroppedEventReportsResponse)(nil),     // 19: orrery.admin.v1.ListDroppedEventReportsResponse
+	(*RevokeSatelliteRequest)(nil),              // 20: orrery.admin.v1.RevokeSatelliteRequest
+	(*RevokeSatelliteResponse)(nil),             // 21: orrery.admin.v1.RevokeSatelliteResponse
+	(*EnqueueCommandRequest)(nil),               // 22: orrery.admin.v1.EnqueueCommandRequest
+	(*EnqueueCommandResponse)(nil),              // 23: orrery.admin.v1.EnqueueCommandResponse
+	(*Rollout)(nil),                             // 24: orrery.admin.v1.Rollout
+	(*RolloutSatellite)(nil),                    // 25: orrery.admin.v1.RolloutSatellite
+	(*ListRolloutsRequest)(nil),                 // 26: orrery.admin.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),                // 27: orrery.admin.v1.ListRolloutsResponse
+	(*AdminCommand)(nil),                        // 28: orrery.admin.v1.AdminCommand
+	(*ListCommandsRequest)(nil),                 // 29: orrery.admin.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),                // 30: orrery.admin.v1.ListCommandsResponse
+	(*SatelliteRelease)(nil),                    // 31: orrery.admin.v1.SatelliteRelease
+	(*CreateSatelliteReleaseRequest)(nil),       // 32: orrery.admin.v1.CreateSatelliteReleaseRequest
+	(*CreateSatelliteReleaseResponse)(nil),      // 33: orrery.admin.v1.CreateSatelliteReleaseResponse
+	(*UploadSatelliteReleaseChunkRequest)(nil),  // 34: orrery.admin.v1.UploadSatelliteReleaseChunkRequest
+	(*UploadSatelliteReleaseChunkResponse)(nil), // 35: orrery.admin.v1.UploadSatelliteReleaseChunkResponse
+	(*CompleteSatelliteReleaseRequest)(nil),     // 36: orrery.admin.v1.CompleteSatelliteReleaseRequest
+	(*CompleteSatelliteReleaseResponse)(nil),    // 37: orrery.admin.v1.CompleteSatelliteReleaseResponse
+	(*ListSatelliteReleasesRequest)(nil),        // 38: orrery.admin.v1.ListSatelliteReleasesRequest
+	(*ListSatelliteReleasesResponse)(nil),       // 39: orrery.admin.v1.ListSatelliteReleasesResponse
+	(*DeleteSatelliteReleaseRequest)(nil),       // 40: orrery.admin.v1.DeleteSatelliteReleaseRequest
+	(*DeleteSatelliteReleaseResponse)(nil),      // 41: orrery.admin.v1.DeleteSatelliteReleaseResponse
+	(*timestamppb.Timestamp)(nil),               // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                 // 43: google.protobuf.Duration
+	(v1.SatelliteType)(0),                       // 44: orrery.satellite.v1.SatelliteType
+	(v1.SatelliteStatus)(0),                     // 45: orrery.satellite.v1.SatelliteStatus
+	(*v1.SystemMetrics)(nil),                    // 46: orrery.satellite.v1.SystemMetrics
+	(*v1.TeamProcessCount)(nil),                 // 47: orrery.satellite.v1.TeamProcessCount
+	(*v1.ProcessReport)(nil),                    // 48: orrery.satellite.v1.ProcessReport
+	(v1.CommandPriority)(0),                     // 49: orrery.satellite.v1.CommandPriority
+	(*v1.ConfigureAction)(nil),                  // 50: orrery.satellite.v1.ConfigureAction
+	(*v1.SpawnAction)(nil),                      // 51: orrery.satellite.v1.SpawnAction
+	(*v1.KillAction)(nil),                       // 52: orrery.satellite.v1.KillAction
+	(*v1.RestartAction)(nil),                    // 53: orrery.satellite.v1.RestartAction
+	(*v1.HealthCheckAction)(nil),                // 54: orrery.satellite.v1.HealthCheckAction
+	(*v1.RecoveryAction)(nil),                   // 55: orrery.satellite.v1.RecoveryAction
+	(*v1.RevokeTokensAction)(nil),               // 56: orrery.satellite.v1.RevokeTokensAction
+	(*v1.RedeployAction)(nil),                   // 57: orrery.satellite.v1.RedeployAction
+	(*v1.UpdateAction)(nil),                     // 58: orrery.satellite.v1.UpdateAction
+	(*v1.Command)(nil),                          // 59: orrery.satellite.v1.Command
+	(v1.CommandState)(0),                        // 60: orrery.satellite.v1.CommandState
+	(*structpb.Struct)(nil),                     // 61: google.protobuf.Struct
+	(*v1.InstanceOutcome)(nil),                  // 62: orrery.satellite.v1.InstanceOutcome
+	(*v1.ReleaseInfo)(nil),                      // 63: orrery.satellite.v1.ReleaseInfo
 }
 var file_orrery_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: orrery.admin.v1.RegistrationToken.scope:type_name -> orrery.admin.v1.TokenScope
-	27, // 1: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
-	27, // 2: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 3: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
-	27, // 4: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
+	42, // 1: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
+	42, // 2: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 3: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
+	42, // 4: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: orrery.admin.v1.CreateRegistrationTokenRequest.scope:type_name -> orrery.admin.v1.TokenScope
-	28, // 6: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
+	43, // 6: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: orrery.admin.v1.CreateRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
 	1,  // 8: orrery.admin.v1.ListRegistrationTokensResponse.registration_tokens:type_name -> orrery.admin.v1.RegistrationToken
 	1,  // 9: orrery.admin.v1.RevokeRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
-	29, // 10: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
-	30, // 11: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	27, // 12: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
-	27, // 13: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	31, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
+	44, // 10: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
+	45, // 11: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
+	42, // 12: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
+	42, // 13: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	46, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
 	8,  // 15: orrery.admin.v1.ListSatellitesResponse.satellites:type_name -> orrery.admin.v1.Satellite
-	27, // 16: orrery.admin.v1.SatelliteHeartbeat.received_at:type_name -> google.protobuf.Timestamp
-	31, // 17: orrery.admin.v1.SatelliteHeartbeat.system:type_name -> orrery.satellite.v1.SystemMetrics
-	32, // 18: orrery.admin.v1.SatelliteHeartbeat.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	42, // 16: orrery.admin.v1.SatelliteHeartbeat.received_at:type_name -> google.protobuf.Timestamp
+	46, // 17: orrery.admin.v1.SatelliteHeartbeat.system:type_name -> orrery.satellite.v1.SystemMetrics
+	47, // 18: orrery.admin.v1.SatelliteHeartbeat.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	11, // 19: orrery.admin.v1.ListSatelliteHeartbeatsResponse.heartbeats:type_name -> orrery.admin.v1.SatelliteHeartbeat
-	33, // 20: orrery.admin.v1.SatelliteProcess.process:type_name -> orrery.satellite.v1.ProcessReport
-	27, // 21: orrery.admin.v1.SatelliteProcess.reported_at:type_name -> google.protobuf.Timestamp
+	48, // 20: orrery.admin.v1.SatelliteProcess.process:type_name -> orrery.satellite.v1.ProcessReport
+	42, // 21: orrery.admin.v1.SatelliteProcess.reported_at:type_name -> google.protobuf.Timestamp
 	14, // 22: orrery.admin.v1.ListSatelliteProcessesResponse.processes:type_name -> orrery.admin.v1.SatelliteProcess
-	27, // 23: orrery.admin.v1.DroppedEventReport.occurred_at:type_name -> google.protobuf.Timestamp
+	42, // 23: orrery.admin.v1.DroppedEventReport.occurred_at:type_name -> google.protobuf.Timestamp
 	17, // 24: orrery.admin.v1.ListDroppedEventReportsResponse.reports:type_name -> orrery.admin.v1.DroppedEventReport
 	8,  // 25: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
-	34, // 26: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
-	28, // 27: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
-	35, // 28: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	36, // 29: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	37, // 30: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
-	38, // 31: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
-	39, // 32: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	40, // 33: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	41, // 34: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	42, // 35: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	43, // 36: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
-	24, // 37: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	44, // 38: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
-	45, // 39: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
-	46, // 40: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
-	27, // 41: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
-	47, // 42: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	45, // 43: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
-	24, // 44: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	2,  // 45: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
-	4,  // 46: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
-	6,  // 47: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
-	9,  // 48: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
-	12, // 49: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:input_type -> orrery.admin.v1.ListSatelliteHeartbeatsRequest
-	15, // 50: orrery.admin.v1.AdminService.ListSatelliteProcesses:input_type -> orrery.admin.v1.ListSatelliteProcessesRequest
-	18, // 51: orrery.admin.v1.AdminService.ListDroppedEventReports:input_type -> orrery.admin.v1.ListDroppedEventReportsRequest
-	20, // 52: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
-	22, // 53: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
-	25, // 54: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
-	3,  // 55: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
-	5,  // 56: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
-	7,  // 57: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
-	10, // 58: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
-	13, // 59: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:output_type -> orrery.admin.v1.ListSatelliteHeartbeatsResponse
-	16, // 60: orrery.admin.v1.AdminService.ListSatelliteProcesses:output_type -> orrery.admin.v1.ListSatelliteProcessesResponse
-	19, // 61: orrery.admin.v1.AdminService.ListDroppedEventReports:output_type -> orrery.admin.v1.ListDroppedEventReportsResponse
-	21, // 62: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
-	23, // 63: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
-	26, // 64: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
-	55, // [55:65] is the sub-list for method output_type
-	45, // [45:55] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	49, // 26: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
+	43, // 27: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
+	50, // 28: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	51, // 29: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	52, // 30: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
+	53, // 31: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
+	54, // 32: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	55, // 33: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	56, // 34: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	57, // 35: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	58, // 36: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
+	28, // 37: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	24, // 38: orrery.admin.v1.EnqueueCommandResponse.rollout:type_name -> orrery.admin.v1.Rollout
+	25, // 39: orrery.admin.v1.Rollout.satellites:type_name -> orrery.admin.v1.RolloutSatellite
+	42, // 40: orrery.admin.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	42, // 41: orrery.admin.v1.Rollout.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 42: orrery.admin.v1.ListRolloutsResponse.rollouts:type_name -> orrery.admin.v1.Rollout
+	59, // 43: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
+	60, // 44: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
+	61, // 45: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
+	42, // 46: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
+	62, // 47: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	60, // 48: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
+	28, // 49: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	63, // 50: orrery.admin.v1.SatelliteRelease.release:type_name -> orrery.satellite.v1.ReleaseInfo
+	42, // 51: orrery.admin.v1.SatelliteRelease.created_at:type_name -> google.protobuf.Timestamp
+	31, // 52: orrery.admin.v1.CreateSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
+	31, // 53: orrery.admin.v1.CompleteSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
+	31, // 54: orrery.admin.v1.ListSatelliteReleasesResponse.releases:type_name -> orrery.admin.v1.SatelliteRelease
+	2,  // 55: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
+	4,  // 56: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
+	6,  // 57: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
+	9,  // 58: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
+	12, // 59: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:input_type -> orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	15, // 60: orrery.admin.v1.AdminService.ListSatelliteProcesses:input_type -> orrery.admin.v1.ListSatelliteProcessesRequest
+	18, // 61: orrery.admin.v1.AdminService.ListDroppedEventReports:input_type -> orrery.admin.v1.ListDroppedEventReportsRequest
+	20, // 62: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
+	22, // 63: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
+	29, // 64: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
+	32, // 65: orrery.admin.v1.AdminService.CreateSatelliteRelease:input_type -> orrery.admin.v1.CreateSatelliteReleaseRequest
+	34, // 66: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:input_type -> orrery.admin.v1.UploadSatelliteReleaseChunkRequest
+	36, // 67: orrery.admin.v1.AdminService.CompleteSatelliteRelease:input_type -> orrery.admin.v1.CompleteSatelliteReleaseRequest
+	38, // 68: orrery.admin.v1.AdminService.ListSatelliteReleases:input_type -> orrery.admin.v1.ListSatelliteReleasesRequest
+	26, // 69: orrery.admin.v1.AdminService.ListRollouts:input_type -> orrery.admin.v1.ListRolloutsRequest
+	40, // 70: orrery.admin.v1.AdminService.DeleteSatelliteRelease:input_type -> orrery.admin.v1.DeleteSatelliteReleaseRequest
+	3,  // 71: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
+	5,  // 72: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
+	7,  // 73: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
+	10, // 74: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
+	13, // 75: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:output_type -> orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	16, // 76: orrery.admin.v1.AdminService.ListSatelliteProcesses:output_type -> orrery.admin.v1.ListSatelliteProcessesResponse
+	19, // 77: orrery.admin.v1.AdminService.ListDroppedEventReports:output_type -> orrery.admin.v1.ListDroppedEventReportsResponse
+	21, // 78: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
+	23, // 79: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
+	30, // 80: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
+	33, // 81: orrery.admin.v1.AdminService.CreateSatelliteRelease:output_type -> orrery.admin.v1.CreateSatelliteReleaseResponse
+	35, // 82: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:output_type -> orrery.admin.v1.UploadSatelliteReleaseChunkResponse
+	37, // 83: orrery.admin.v1.AdminService.CompleteSatelliteRelease:output_type -> orrery.admin.v1.CompleteSatelliteReleaseResponse
+	39, // 84: orrery.admin.v1.AdminService.ListSatelliteReleases:output_type -> orrery.admin.v1.ListSatelliteReleasesResponse
+	27, // 85: orrery.admin.v1.AdminService.ListRollouts:output_type -> orrery.admin.v1.ListRolloutsResponse
+	41, // 86: orrery.admin.v1.AdminService.DeleteSatelliteRelease:output_type -> orrery.admin.v1.DeleteSatelliteReleaseResponse
+	71, // [71:87] is the sub-list for method output_type
+	55, // [55:71] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_orrery_admin_v1_admin_proto_init() }
@@ -2405,7 +3436,7 @@ func file_orrery_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_admin_v1_admin_proto_rawDesc), len(file_orrery_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

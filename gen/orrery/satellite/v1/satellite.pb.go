@@ -2515,13 +2515,19 @@ func (x *RedeployAction) GetInstallationId() string {
 	return ""
 }
 
-// UpdateAction asks the satellite to update itself. Satellites do not support it yet and answer failed.
+// UpdateAction asks the satellite to replace its binary with a published release and restart on it. The
+// satellite verifies the release's SHA-256 and its Ed25519 signature by one of its configured release keys,
+// refuses a version older than its own unless allow_downgrade is set, and rolls back to the binary it had
+// when the new one does not heartbeat in time.
 type UpdateAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// version is the version to update to; empty means the newest.
-	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// version is the version to update to. The control plane resolves an empty version to the newest
+	// published release when the command is enqueued, so every satellite of one request gets the same one.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// allow_downgrade lets the satellite install a version older than the one it runs.
+	AllowDowngrade bool `protobuf:"varint,2,opt,name=allow_downgrade,json=allowDowngrade,proto3" json:"allow_downgrade,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateAction) Reset() {
@@ -2561,6 +2567,214 @@ func (x *UpdateAction) GetVersion() string {
 	return ""
 }
 
+func (x *UpdateAction) GetAllowDowngrade() bool {
+	if x != nil {
+		return x.AllowDowngrade
+	}
+	return false
+}
+
+// DownloadReleaseRequest asks for one piece of a release's binary.
+type DownloadReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the release's version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// platform is the satellite's GOOS/GOARCH, such as "linux/amd64".
+	Platform string `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// offset is where in the binary the piece starts.
+	Offset        int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadReleaseRequest) Reset() {
+	*x = DownloadReleaseRequest{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadReleaseRequest) ProtoMessage() {}
+
+func (x *DownloadReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadReleaseRequest.ProtoReflect.Descriptor instead.
+func (*DownloadReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DownloadReleaseRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *DownloadReleaseRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DownloadReleaseRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// DownloadReleaseResponse carries a piece of a release's binary.
+type DownloadReleaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// release describes the whole release; the satellite checks that it does not change between pieces.
+	Release *ReleaseInfo `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	// data is the piece, at most 1 MiB; empty at or past the end of the binary.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadReleaseResponse) Reset() {
+	*x = DownloadReleaseResponse{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadReleaseResponse) ProtoMessage() {}
+
+func (x *DownloadReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadReleaseResponse.ProtoReflect.Descriptor instead.
+func (*DownloadReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DownloadReleaseResponse) GetRelease() *ReleaseInfo {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *DownloadReleaseResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ReleaseInfo describes a published satellite release.
+type ReleaseInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the release's version, as the satellite binary reports it.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// platform is the GOOS/GOARCH the binary runs on.
+	Platform string `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// sha256 is the hex SHA-256 of the binary.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// signature is the Ed25519 signature of the release statement (see package selfupdate) by a release key.
+	Signature []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	// size is the binary's length in bytes.
+	Size          int64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseInfo) Reset() {
+	*x = ReleaseInfo{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseInfo) ProtoMessage() {}
+
+func (x *ReleaseInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseInfo.ProtoReflect.Descriptor instead.
+func (*ReleaseInfo) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReleaseInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ReleaseInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *ReleaseInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ReleaseInfo) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *ReleaseInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // InstanceOutcome is what a command left one instance in.
 type InstanceOutcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2582,7 +2796,7 @@ type InstanceOutcome struct {
 
 func (x *InstanceOutcome) Reset() {
 	*x = InstanceOutcome{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2808,7 @@ func (x *InstanceOutcome) String() string {
 func (*InstanceOutcome) ProtoMessage() {}
 
 func (x *InstanceOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[19]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2821,7 @@ func (x *InstanceOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceOutcome.ProtoReflect.Descriptor instead.
 func (*InstanceOutcome) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{19}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InstanceOutcome) GetInstanceId() string {
@@ -2661,7 +2875,7 @@ type PollCommandsResponse struct {
 
 func (x *PollCommandsResponse) Reset() {
 	*x = PollCommandsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2887,7 @@ func (x *PollCommandsResponse) String() string {
 func (*PollCommandsResponse) ProtoMessage() {}
 
 func (x *PollCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[20]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2900,7 @@ func (x *PollCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollCommandsResponse.ProtoReflect.Descriptor instead.
 func (*PollCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{20}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PollCommandsResponse) GetCommands() []*Command {
@@ -2729,7 +2943,7 @@ type ReportCommandResultRequest struct {
 
 func (x *ReportCommandResultRequest) Reset() {
 	*x = ReportCommandResultRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2955,7 @@ func (x *ReportCommandResultRequest) String() string {
 func (*ReportCommandResultRequest) ProtoMessage() {}
 
 func (x *ReportCommandResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[21]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2968,7 @@ func (x *ReportCommandResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCommandResultRequest.ProtoReflect.Descriptor instead.
 func (*ReportCommandResultRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{21}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReportCommandResultRequest) GetCommandId() string {
@@ -2803,7 +3017,7 @@ type ReportCommandResultResponse struct {
 
 func (x *ReportCommandResultResponse) Reset() {
 	*x = ReportCommandResultResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3029,7 @@ func (x *ReportCommandResultResponse) String() string {
 func (*ReportCommandResultResponse) ProtoMessage() {}
 
 func (x *ReportCommandResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[22]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3042,7 @@ func (x *ReportCommandResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCommandResultResponse.ProtoReflect.Descriptor instead.
 func (*ReportCommandResultResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{22}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportCommandResultResponse) GetState() CommandState {
@@ -2850,7 +3064,7 @@ type GetConfigurationRequest struct {
 
 func (x *GetConfigurationRequest) Reset() {
 	*x = GetConfigurationRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3076,7 @@ func (x *GetConfigurationRequest) String() string {
 func (*GetConfigurationRequest) ProtoMessage() {}
 
 func (x *GetConfigurationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[23]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3089,7 @@ func (x *GetConfigurationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigurationRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigurationRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{23}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetConfigurationRequest) GetIfNoneMatch() string {
@@ -2906,7 +3120,7 @@ type GetConfigurationResponse struct {
 
 func (x *GetConfigurationResponse) Reset() {
 	*x = GetConfigurationResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3132,7 @@ func (x *GetConfigurationResponse) String() string {
 func (*GetConfigurationResponse) ProtoMessage() {}
 
 func (x *GetConfigurationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[24]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3145,7 @@ func (x *GetConfigurationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigurationResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigurationResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{24}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetConfigurationResponse) GetEtag() string {
@@ -2987,7 +3201,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3213,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[25]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3226,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{25}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Pool) GetUrl() string {
@@ -3051,7 +3265,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3277,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[26]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3290,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{26}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Peer) GetSatelliteId() string {
@@ -3109,7 +3323,7 @@ type GetPeerCredentialRequest struct {
 
 func (x *GetPeerCredentialRequest) Reset() {
 	*x = GetPeerCredentialRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3335,7 @@ func (x *GetPeerCredentialRequest) String() string {
 func (*GetPeerCredentialRequest) ProtoMessage() {}
 
 func (x *GetPeerCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[27]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3348,7 @@ func (x *GetPeerCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeerCredentialRequest.ProtoReflect.Descriptor instead.
 func (*GetPeerCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{27}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 // GetPeerCredentialResponse carries a credential for the pool's internal channel.
@@ -3154,7 +3368,7 @@ type GetPeerCredentialResponse struct {
 
 func (x *GetPeerCredentialResponse) Reset() {
 	*x = GetPeerCredentialResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3380,7 @@ func (x *GetPeerCredentialResponse) String() string {
 func (*GetPeerCredentialResponse) ProtoMessage() {}
 
 func (x *GetPeerCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3393,7 @@ func (x *GetPeerCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeerCredentialResponse.ProtoReflect.Descriptor instead.
 func (*GetPeerCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetPeerCredentialResponse) GetCredential() string {
@@ -3216,7 +3430,7 @@ type PeerCredential struct {
 
 func (x *PeerCredential) Reset() {
 	*x = PeerCredential{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3442,7 @@ func (x *PeerCredential) String() string {
 func (*PeerCredential) ProtoMessage() {}
 
 func (x *PeerCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3455,7 @@ func (x *PeerCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCredential.ProtoReflect.Descriptor instead.
 func (*PeerCredential) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PeerCredential) GetSatelliteId() string {
@@ -3286,7 +3500,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3512,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3525,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Policy) GetId() string {
@@ -3439,7 +3653,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3665,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3678,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Instance) GetId() string {
@@ -3641,7 +3855,7 @@ type ToolSelection struct {
 
 func (x *ToolSelection) Reset() {
 	*x = ToolSelection{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3653,7 +3867,7 @@ func (x *ToolSelection) String() string {
 func (*ToolSelection) ProtoMessage() {}
 
 func (x *ToolSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3666,7 +3880,7 @@ func (x *ToolSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
 func (*ToolSelection) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ToolSelection) GetAllow() []string {
@@ -3718,7 +3932,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +3944,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +3957,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3796,7 +4010,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +4022,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +4035,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3877,7 +4091,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +4103,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +4116,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3925,7 +4139,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +4151,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4164,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3997,7 +4211,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4223,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4236,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Event) GetId() string {
@@ -4180,7 +4394,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4192,7 +4406,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4205,7 +4419,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -4235,7 +4449,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4461,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4474,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -4307,7 +4521,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4319,7 +4533,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4332,7 +4546,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -4416,7 +4630,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4428,7 +4642,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4441,7 +4655,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -4474,7 +4688,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4700,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4713,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Tool) GetName() string {
@@ -4568,7 +4782,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4794,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4807,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -4637,7 +4851,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4649,7 +4863,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4662,7 +4876,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -4690,7 +4904,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +4916,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +4929,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{45}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4768,7 +4982,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4780,7 +4994,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4793,7 +5007,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{46}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -5002,9 +5216,23 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x12RevokeTokensAction\x12B\n" +
 	"\ftoken_hashes\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\b\x01\x10\xe8\a\"\x12r\x102\x0e^[0-9a-f]{64}$R\vtokenHashes\"C\n" +
 	"\x0eRedeployAction\x121\n" +
-	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"1\n" +
+	"\x0finstallation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0einstallationId\"Z\n" +
 	"\fUpdateAction\x12!\n" +
-	"\aversion\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\xa5\x02\n" +
+	"\aversion\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\x12'\n" +
+	"\x0fallow_downgrade\x18\x02 \x01(\bR\x0eallowDowngrade\"\xa2\x01\n" +
+	"\x16DownloadReleaseRequest\x12#\n" +
+	"\aversion\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\aversion\x12B\n" +
+	"\bplatform\x18\x02 \x01(\tB&\xbaH#r!2\x1f^[a-z0-9]{1,16}/[a-z0-9]{1,16}$R\bplatform\x12\x1f\n" +
+	"\x06offset\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\"i\n" +
+	"\x17DownloadReleaseResponse\x12:\n" +
+	"\arelease\x18\x01 \x01(\v2 .orrery.satellite.v1.ReleaseInfoR\arelease\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x8d\x01\n" +
+	"\vReleaseInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\"\xa5\x02\n" +
 	"\x0fInstanceOutcome\x12+\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xac\x02R\n" +
@@ -5315,7 +5543,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tToolsMode\x12\x1a\n" +
 	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
-	"\x11TOOLS_MODE_SEARCH\x10\x022\xe7\x06\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xda\a\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
@@ -5325,7 +5553,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\n" +
 	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponse\x12q\n" +
 	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01\x12w\n" +
-	"\x11GetPeerCredential\x12-.orrery.satellite.v1.GetPeerCredentialRequest\x1a..orrery.satellite.v1.GetPeerCredentialResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
+	"\x11GetPeerCredential\x12-.orrery.satellite.v1.GetPeerCredentialRequest\x1a..orrery.satellite.v1.GetPeerCredentialResponse\"\x03\x90\x02\x01\x12q\n" +
+	"\x0fDownloadRelease\x12+.orrery.satellite.v1.DownloadReleaseRequest\x1a,.orrery.satellite.v1.DownloadReleaseResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
 
 var (
 	file_orrery_satellite_v1_satellite_proto_rawDescOnce sync.Once
@@ -5340,7 +5569,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 18)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -5379,60 +5608,63 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*RevokeTokensAction)(nil),          // 34: orrery.satellite.v1.RevokeTokensAction
 	(*RedeployAction)(nil),              // 35: orrery.satellite.v1.RedeployAction
 	(*UpdateAction)(nil),                // 36: orrery.satellite.v1.UpdateAction
-	(*InstanceOutcome)(nil),             // 37: orrery.satellite.v1.InstanceOutcome
-	(*PollCommandsResponse)(nil),        // 38: orrery.satellite.v1.PollCommandsResponse
-	(*ReportCommandResultRequest)(nil),  // 39: orrery.satellite.v1.ReportCommandResultRequest
-	(*ReportCommandResultResponse)(nil), // 40: orrery.satellite.v1.ReportCommandResultResponse
-	(*GetConfigurationRequest)(nil),     // 41: orrery.satellite.v1.GetConfigurationRequest
-	(*GetConfigurationResponse)(nil),    // 42: orrery.satellite.v1.GetConfigurationResponse
-	(*Pool)(nil),                        // 43: orrery.satellite.v1.Pool
-	(*Peer)(nil),                        // 44: orrery.satellite.v1.Peer
-	(*GetPeerCredentialRequest)(nil),    // 45: orrery.satellite.v1.GetPeerCredentialRequest
-	(*GetPeerCredentialResponse)(nil),   // 46: orrery.satellite.v1.GetPeerCredentialResponse
-	(*PeerCredential)(nil),              // 47: orrery.satellite.v1.PeerCredential
-	(*Policy)(nil),                      // 48: orrery.satellite.v1.Policy
-	(*Instance)(nil),                    // 49: orrery.satellite.v1.Instance
-	(*ToolSelection)(nil),               // 50: orrery.satellite.v1.ToolSelection
-	(*Sandbox)(nil),                     // 51: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 52: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 53: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 54: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 55: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 56: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 57: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 58: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 59: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 60: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 61: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 62: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 63: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 64: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 65: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 66: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 67: orrery.satellite.v1.Instance.QueryParamsEntry
-	nil,                                 // 68: orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	(*durationpb.Duration)(nil),         // 69: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 71: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 72: google.protobuf.Value
+	(*DownloadReleaseRequest)(nil),      // 37: orrery.satellite.v1.DownloadReleaseRequest
+	(*DownloadReleaseResponse)(nil),     // 38: orrery.satellite.v1.DownloadReleaseResponse
+	(*ReleaseInfo)(nil),                 // 39: orrery.satellite.v1.ReleaseInfo
+	(*InstanceOutcome)(nil),             // 40: orrery.satellite.v1.InstanceOutcome
+	(*PollCommandsResponse)(nil),        // 41: orrery.satellite.v1.PollCommandsResponse
+	(*ReportCommandResultRequest)(nil),  // 42: orrery.satellite.v1.ReportCommandResultRequest
+	(*ReportCommandResultResponse)(nil), // 43: orrery.satellite.v1.ReportCommandResultResponse
+	(*GetConfigurationRequest)(nil),     // 44: orrery.satellite.v1.GetConfigurationRequest
+	(*GetConfigurationResponse)(nil),    // 45: orrery.satellite.v1.GetConfigurationResponse
+	(*Pool)(nil),                        // 46: orrery.satellite.v1.Pool
+	(*Peer)(nil),                        // 47: orrery.satellite.v1.Peer
+	(*GetPeerCredentialRequest)(nil),    // 48: orrery.satellite.v1.GetPeerCredentialRequest
+	(*GetPeerCredentialResponse)(nil),   // 49: orrery.satellite.v1.GetPeerCredentialResponse
+	(*PeerCredential)(nil),              // 50: orrery.satellite.v1.PeerCredential
+	(*Policy)(nil),                      // 51: orrery.satellite.v1.Policy
+	(*Instance)(nil),                    // 52: orrery.satellite.v1.Instance
+	(*ToolSelection)(nil),               // 53: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 54: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 55: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 56: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 57: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 58: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 59: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 60: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 61: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 62: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 63: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 64: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 65: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 66: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 67: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 68: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 69: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 70: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 71: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 72: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 73: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 74: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 75: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	69, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	72, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	69, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	72, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	20, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	21, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	22, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	69, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	69, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	72, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	72, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	70, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	70, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	70, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	73, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	73, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
 	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
 	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
@@ -5448,74 +5680,77 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	28, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
 	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
 	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
-	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
-	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	26, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	69, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	71, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	37, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	49, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	48, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
-	43, // 41: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
-	44, // 42: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
-	70, // 43: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
-	70, // 44: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 45: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
-	14, // 46: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
-	4,  // 47: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	65, // 48: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	66, // 49: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	67, // 50: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	51, // 51: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	50, // 52: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	68, // 53: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 54: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	52, // 55: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	69, // 56: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	55, // 57: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	70, // 58: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	56, // 59: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	57, // 60: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	58, // 61: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	59, // 62: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	61, // 63: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	62, // 64: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 65: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	15, // 66: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	69, // 67: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	72, // 68: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	72, // 69: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	60, // 70: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	71, // 71: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	71, // 72: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	71, // 73: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	16, // 74: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	70, // 75: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 76: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	44, // 77: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
-	18, // 78: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	23, // 79: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	25, // 80: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	39, // 81: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	41, // 82: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	53, // 83: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	63, // 84: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	45, // 85: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
-	19, // 86: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 87: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	38, // 88: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	40, // 89: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	42, // 90: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	54, // 91: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	64, // 92: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	46, // 93: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
-	86, // [86:94] is the sub-list for method output_type
-	78, // [78:86] is the sub-list for method input_type
-	78, // [78:78] is the sub-list for extension type_name
-	78, // [78:78] is the sub-list for extension extendee
-	0,  // [0:78] is the sub-list for field type_name
+	39, // 31: orrery.satellite.v1.DownloadReleaseResponse.release:type_name -> orrery.satellite.v1.ReleaseInfo
+	5,  // 32: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
+	5,  // 33: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
+	26, // 34: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	72, // 35: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	12, // 36: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	74, // 37: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	40, // 38: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	3,  // 39: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	52, // 40: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	51, // 41: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	46, // 42: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
+	47, // 43: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
+	73, // 44: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 45: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 46: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 47: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 48: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	68, // 49: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	69, // 50: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	70, // 51: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	54, // 52: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	53, // 53: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	71, // 54: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 55: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	55, // 56: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	72, // 57: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	58, // 58: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	73, // 59: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	59, // 60: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	60, // 61: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	61, // 62: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	62, // 63: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	64, // 64: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	65, // 65: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 66: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 67: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	72, // 68: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	75, // 69: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	75, // 70: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	63, // 71: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	74, // 72: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	74, // 73: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	74, // 74: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 75: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	73, // 76: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 77: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	47, // 78: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
+	18, // 79: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 80: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 81: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	42, // 82: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	44, // 83: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	56, // 84: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	66, // 85: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	48, // 86: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
+	37, // 87: orrery.satellite.v1.SatelliteService.DownloadRelease:input_type -> orrery.satellite.v1.DownloadReleaseRequest
+	19, // 88: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 89: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	41, // 90: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	43, // 91: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	45, // 92: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	57, // 93: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	67, // 94: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	49, // 95: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
+	38, // 96: orrery.satellite.v1.SatelliteService.DownloadRelease:output_type -> orrery.satellite.v1.DownloadReleaseResponse
+	88, // [88:97] is the sub-list for method output_type
+	79, // [79:88] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -5538,7 +5773,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[37].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[40].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -5552,7 +5787,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      18,
-			NumMessages:   51,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

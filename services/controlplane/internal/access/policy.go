@@ -143,6 +143,13 @@ var APIPolicy = Policy{
 	adminv1connect.AdminServiceListDroppedEventReportsProcedure: TeamAdminOrGlobalAdmin,
 	adminv1connect.AdminServiceEnqueueCommandProcedure:          GlobalAdmin,
 	adminv1connect.AdminServiceListCommandsProcedure:            GlobalAdmin,
+	// Releases run on every satellite, global ones included: only global admins publish them.
+	adminv1connect.AdminServiceCreateSatelliteReleaseProcedure:      GlobalAdmin,
+	adminv1connect.AdminServiceUploadSatelliteReleaseChunkProcedure: GlobalAdmin,
+	adminv1connect.AdminServiceCompleteSatelliteReleaseProcedure:    GlobalAdmin,
+	adminv1connect.AdminServiceListSatelliteReleasesProcedure:       GlobalAdmin,
+	adminv1connect.AdminServiceDeleteSatelliteReleaseProcedure:      GlobalAdmin,
+	adminv1connect.AdminServiceListRolloutsProcedure:                GlobalAdmin,
 
 	adminv1connect.SingleSignOnServiceCreateIdentityProviderProcedure:            GlobalAdmin,
 	adminv1connect.SingleSignOnServiceListIdentityProvidersProcedure:             GlobalAdmin,

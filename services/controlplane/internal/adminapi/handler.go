@@ -146,6 +146,12 @@ func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[admi
 // them.
 func (h *Handler) EnqueueCommand(ctx context.Context, req *connect.Request[adminv1.EnqueueCommandRequest]) (*connect.Response[adminv1.EnqueueCommandResponse], error) {
 	nc := store.NewCommand{Action: requestAction(req.Msg), Priority: req.Msg.Priority, TTL: req.Msg.Ttl.AsDuration()}
+	if err := h.resolveUpdate(ctx, nc.Action); err != nil {
+		return nil, err
+	}
+	if req.Msg.RollingBatchSize > 0 {
+		return h.startRollout(ctx, req.Msg, nc)
+	}
 	var (
 		cmds   []store.Command
 		teamID *uuid.UUID

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"github.com/orrery/orrery/gen/orrery/admin/v1/adminv1connect"
 	"github.com/orrery/orrery/gen/orrery/api/v1/apiv1connect"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
 )
@@ -39,6 +40,8 @@ var maxBytes = map[string]int64{
 	// bodies of at most 64 KiB; a single event larger than this limit is refused, and the satellite counts
 	// it as dropped.
 	satellitev1connect.SatelliteServiceEmitEventsProcedure: 8 << 20,
+	// A piece of a satellite release of 1 MiB, which JSON sends in base64: 1.4 MiB.
+	adminv1connect.AdminServiceUploadSatelliteReleaseChunkProcedure: 2 << 20,
 }
 
 // MaxBytes is the read limit of procedure's request messages, after decompression: DefaultMaxBytes unless

@@ -309,6 +309,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 	alerts.AddWorkers(workers)
 	river.AddWorker(workers, &UsageRollupWorker{Logger: logger, Store: st})
 	river.AddWorker(workers, &RemoteTokensWorker{Logger: logger, Remote: remote})
+	river.AddWorker(workers, &RolloutWorker{Logger: logger, Store: st})
 	every := func(period time.Duration, args river.JobArgs) *river.PeriodicJob {
 		return river.NewPeriodicJob(river.PeriodicInterval(period),
 			func() (river.JobArgs, *river.InsertOpts) { return args, nil }, &river.PeriodicJobOpts{RunOnStart: true})
@@ -329,6 +330,7 @@ func NewClient(logger *slog.Logger, pool *pgxpool.Pool, st *store.Store, offline
 			every(OfflinePeriod, OfflineArgs{}),
 			every(UsageRollupPeriod, UsageRollupArgs{}),
 			every(RemoteTokensPeriod, RemoteTokensArgs{}),
+			every(RolloutPeriod, RolloutArgs{}),
 			every(alert.EvaluatePeriod, alert.EvaluateArgs{}),
 		}, extra...),
 	})
@@ -372,4 +374,39 @@ func (h atLeast) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h atLeast) WithGroup(name string) slog.Handler {
 	return atLeast{Handler: h.Handler.WithGroup(name), min: h.min}
+}
+
+// RolloutPeriod is how often rolling updates move on: a batch's satellites heartbeat on the new version
+// seconds after their restart, so the next batch follows within this.
+const RolloutPeriod = 5 * time.Second
+
+// RolloutArgs advances rolling updates.
+type RolloutArgs struct{}
+
+// Kind is the job's kind.
+func (RolloutArgs) Kind() string { return "advance_rollouts" }
+
+// RolloutWorker advances rolling updates (store.AdvanceRollouts).
+type RolloutWorker struct {
+	river.WorkerDefaults[RolloutArgs]
+	Logger *slog.Logger
+	Store  *store.Store
+}
+
+// Work moves every running rollout on.
+func (w *RolloutWorker) Work(ctx context.Context, _ *river.Job[RolloutArgs]) error {
+	moved, err := w.Store.AdvanceRollouts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ro := range moved {
+		w.Logger.InfoContext(ctx, "rollout moved on", "rollout_id", ro.ID, "version", ro.Version, "state", ro.State, "error", ro.Error)
+		if ro.State != store.RolloutRunning {
+			if err := w.Store.Audit(ctx, store.AuditEvent{Actor: "system", TeamID: ro.TeamID, Action: "rollout." + ro.State,
+				Target: ro.ID.String(), Details: map[string]string{"version": ro.Version, "error": ro.Error}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -252,6 +252,14 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/ListDroppedEventReports": `{"satelliteId":"{random}","teamId":"{team}"}`,
 	"/orrery.admin.v1.AdminService/EnqueueCommand":          `{"teamId":"{team}","configure":{"event":"CONFIGURE_EVENT_INSTALLATION_UPDATED"}}`,
 	"/orrery.admin.v1.AdminService/ListCommands":            `{}`,
+	"/orrery.admin.v1.AdminService/CreateSatelliteRelease": `{"version":"1.0.0","platform":"linux/amd64","sha256":"` +
+		"0000000000000000000000000000000000000000000000000000000000000000" + `","signature":"` +
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==" + `","size":"3"}`,
+	"/orrery.admin.v1.AdminService/UploadSatelliteReleaseChunk": `{"releaseId":"00000000-0000-4000-8000-000000000001","offset":"0","data":"YWJj"}`,
+	"/orrery.admin.v1.AdminService/CompleteSatelliteRelease":    `{"releaseId":"00000000-0000-4000-8000-000000000001"}`,
+	"/orrery.admin.v1.AdminService/ListSatelliteReleases":       `{}`,
+	"/orrery.admin.v1.AdminService/ListRollouts":                `{}`,
+	"/orrery.admin.v1.AdminService/DeleteSatelliteRelease":      `{"releaseId":"00000000-0000-4000-8000-000000000001"}`,
 
 	"/orrery.admin.v1.SingleSignOnService/CreateIdentityProvider":            `{"slug":"matrix","displayName":"Matrix","issuer":"http://127.0.0.1:1","clientId":"matrix"}`,
 	"/orrery.admin.v1.SingleSignOnService/ListIdentityProviders":             `{}`,

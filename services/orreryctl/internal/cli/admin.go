@@ -237,7 +237,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 	}
 	a.teamFlag(tlist, &listTokTeam, false)
 	tokens.AddCommand(tcreate, tlist)
-	c.AddCommand(list, tokens)
+	c.AddCommand(list, tokens, a.releasesCommand(), a.updateCommand(), a.rolloutsCommand())
 	return c
 }
 

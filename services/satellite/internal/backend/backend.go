@@ -28,6 +28,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
+	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
 )
 
@@ -102,6 +103,15 @@ type PolicyApplier interface {
 	SetPolicies([]*satellitev1.Policy)
 }
 
+// Updater replaces the satellite's binary. *selfupdate.Updater is one.
+type Updater interface {
+	// Update carries out an update command: its output, selfupdate.ErrRestarting when the satellite
+	// restarts on the new version (the result is then reported after the restart), or why it failed.
+	Update(ctx context.Context, req selfupdate.Request) (map[string]any, error)
+	// Heartbeat hears of every heartbeat the control plane accepted, to confirm an update.
+	Heartbeat(ctx context.Context)
+}
+
 // Handlers own the actions of commands. A nil handler fails the commands it would carry out, saying the
 // satellite has no MCP runtime.
 type Handlers struct {
@@ -111,6 +121,8 @@ type Handlers struct {
 	// Policies receives the policies of every configuration fetched, before its instances are applied.
 	// Nil: policies are not enforced.
 	Policies PolicyApplier
+	// Updater carries out update commands. Nil: they fail, saying self-update is off.
+	Updater Updater
 }
 
 // ProcessSource describes the MCP server instances for heartbeats. *mcpruntime.Runtime is one.

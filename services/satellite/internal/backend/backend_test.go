@@ -332,7 +332,7 @@ func mapsEqual(a, b map[string]any) bool {
 }
 
 // TestUnsupportedCommandsFail: without handlers every action but configure fails, saying why; update is
-// not supported yet, and a command without an action, or with one that breaks its rules, is refused.
+// off without an updater, and a command without an action, or with one that breaks its rules, is refused.
 func TestUnsupportedCommandsFail(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -346,7 +346,7 @@ func TestUnsupportedCommandsFail(t *testing.T) {
 		recoveryAction:    "no MCP runtime yet",
 		revokeAction:      "no MCP runtime yet",
 		redeployAction:    "no MCP runtime yet",
-		updateAction:      "not supported yet",
+		updateAction:      "self-update is off",
 		{}:                "invalid command",
 		unselected:        "invalid command",
 	}

@@ -16,6 +16,7 @@ import (
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/action"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 )
 
 // outcome is a command's result as reported, remembered by command id.
@@ -24,6 +25,9 @@ type outcome struct {
 	output   *structpb.Struct
 	outcomes []*satellitev1.InstanceOutcome
 	err      string
+	// restarting says the satellite restarts to finish the command: the process after the restart reports
+	// its result, so this one reports nothing and remembers nothing.
+	restarting bool
 }
 
 func failed(format string, args ...any) outcome {
@@ -118,6 +122,13 @@ func (c *Communicator) handle(ctx context.Context, cmd *satellitev1.Command) err
 		// Interrupted by shutdown: no result is recorded, so the control plane delivers it again later.
 		return nil
 	}
+	if out.restarting {
+		// Nothing more is taken on: the satellite is draining to restart, and commands taken now would be
+		// cut short. Those already delivered come back when their lease ends.
+		log.InfoContext(ctx, "command continues after a restart")
+		<-ctx.Done()
+		return nil
+	}
 	c.history.Add(cmd.GetId(), out)
 	if out.result == satellitev1.CommandResult_COMMAND_RESULT_FAILED {
 		log.WarnContext(ctx, "command failed", slog.String("error", out.err))
@@ -174,7 +185,19 @@ func (c *Communicator) execute(ctx context.Context, cmd *satellitev1.Command) (o
 		}
 		return completedWith(map[string]any{"revoked": n}, nil), nil
 	case *satellitev1.Command_Update:
-		return failed("update is not supported yet: replace the satellite's binary and restart it"), nil
+		if h.Updater == nil {
+			return failed("self-update is off on this satellite: configure release keys (ORRERY_RELEASE_PUBLIC_KEYS) to enable it"), nil
+		}
+		out, err := h.Updater.Update(ctx, selfupdate.Request{
+			CommandID: cmd.GetId(), Version: a.Update.GetVersion(), AllowDowngrade: a.Update.GetAllowDowngrade(),
+		})
+		switch {
+		case errors.Is(err, selfupdate.ErrRestarting):
+			return outcome{restarting: true}, nil
+		case err != nil:
+			return failed("update: %v", err), nil
+		}
+		return completedWith(out, nil), nil
 	}
 	if h.Instances == nil {
 		return noRuntime(cmd), nil
@@ -300,4 +323,15 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// ReportResult reports the result of a command this process did not receive, such as an update finished by
+// the process that restarted on the new version: completed with output when failure is empty, else failed.
+func (c *Communicator) ReportResult(ctx context.Context, commandID string, output map[string]any, failure string) error {
+	out := completedWith(output, nil)
+	if failure != "" {
+		out = failed("%s", failure)
+	}
+	c.history.Add(commandID, out)
+	return c.report(ctx, c.logger.With(slog.String("command_id", commandID)), &satellitev1.Command{Id: commandID}, out)
 }

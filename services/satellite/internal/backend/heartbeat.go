@@ -50,6 +50,9 @@ func (c *Communicator) heartbeatLoop(ctx context.Context) error {
 			}
 			bo.Reset()
 			sentURL = true
+			if h := c.cfg.Commands; h != nil && h.Updater != nil {
+				h.Updater.Heartbeat(ctx)
+			}
 			if s := resp.Msg.GetStatus(); s != status {
 				c.logger.InfoContext(ctx, "satellite status", slog.String("status", s.String()))
 				status = s

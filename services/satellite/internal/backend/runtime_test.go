@@ -113,7 +113,7 @@ func TestDispatchHandsEachActionToItsOwner(t *testing.T) {
 		{action: redeployAction, calls: []string{"apply", "restart " + teamA + " " + installation + " RESTART_REASON_CONFIG_RELOAD"}, outcome: "restarted"},
 		{action: revokeAction, calls: []string{"revoke [" + hash + "]"},
 			outputOK: func(out map[string]any) bool { return out["revoked"] == 1.0 }},
-		{action: updateAction, failure: "not supported yet"},
+		{action: updateAction, failure: "self-update is off"},
 	}
 	for _, tc := range cases {
 		rt.mu.Lock()

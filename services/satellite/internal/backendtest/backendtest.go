@@ -408,3 +408,8 @@ func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satelli
 func (s *Server) GetPeerCredential(context.Context, *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served"))
 }
+
+// DownloadRelease serves no releases: self-update is tested end to end against a real control plane.
+func (s *Server) DownloadRelease(context.Context, *connect.Request[satellitev1.DownloadReleaseRequest]) (*connect.Response[satellitev1.DownloadReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeNotFound, errors.New("no releases"))
+}

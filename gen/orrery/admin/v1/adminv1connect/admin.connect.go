@@ -63,6 +63,24 @@ const (
 	// AdminServiceListCommandsProcedure is the fully-qualified name of the AdminService's ListCommands
 	// RPC.
 	AdminServiceListCommandsProcedure = "/orrery.admin.v1.AdminService/ListCommands"
+	// AdminServiceCreateSatelliteReleaseProcedure is the fully-qualified name of the AdminService's
+	// CreateSatelliteRelease RPC.
+	AdminServiceCreateSatelliteReleaseProcedure = "/orrery.admin.v1.AdminService/CreateSatelliteRelease"
+	// AdminServiceUploadSatelliteReleaseChunkProcedure is the fully-qualified name of the
+	// AdminService's UploadSatelliteReleaseChunk RPC.
+	AdminServiceUploadSatelliteReleaseChunkProcedure = "/orrery.admin.v1.AdminService/UploadSatelliteReleaseChunk"
+	// AdminServiceCompleteSatelliteReleaseProcedure is the fully-qualified name of the AdminService's
+	// CompleteSatelliteRelease RPC.
+	AdminServiceCompleteSatelliteReleaseProcedure = "/orrery.admin.v1.AdminService/CompleteSatelliteRelease"
+	// AdminServiceListSatelliteReleasesProcedure is the fully-qualified name of the AdminService's
+	// ListSatelliteReleases RPC.
+	AdminServiceListSatelliteReleasesProcedure = "/orrery.admin.v1.AdminService/ListSatelliteReleases"
+	// AdminServiceListRolloutsProcedure is the fully-qualified name of the AdminService's ListRollouts
+	// RPC.
+	AdminServiceListRolloutsProcedure = "/orrery.admin.v1.AdminService/ListRollouts"
+	// AdminServiceDeleteSatelliteReleaseProcedure is the fully-qualified name of the AdminService's
+	// DeleteSatelliteRelease RPC.
+	AdminServiceDeleteSatelliteReleaseProcedure = "/orrery.admin.v1.AdminService/DeleteSatelliteRelease"
 )
 
 // AdminServiceClient is a client for the orrery.admin.v1.AdminService service.
@@ -91,6 +109,22 @@ type AdminServiceClient interface {
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)
+	// CreateSatelliteRelease starts publishing a satellite release: its version, platform, checksum and
+	// signature. The binary follows in pieces (UploadSatelliteReleaseChunk) and the release becomes
+	// downloadable once CompleteSatelliteRelease has checked the whole binary against its checksum.
+	CreateSatelliteRelease(context.Context, *connect.Request[v1.CreateSatelliteReleaseRequest]) (*connect.Response[v1.CreateSatelliteReleaseResponse], error)
+	// UploadSatelliteReleaseChunk stores one piece of a release's binary, at the offset where the upload
+	// stands; sending a piece again after a lost answer is harmless.
+	UploadSatelliteReleaseChunk(context.Context, *connect.Request[v1.UploadSatelliteReleaseChunkRequest]) (*connect.Response[v1.UploadSatelliteReleaseChunkResponse], error)
+	// CompleteSatelliteRelease checks the uploaded binary's size and SHA-256 and makes the release
+	// downloadable.
+	CompleteSatelliteRelease(context.Context, *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error)
+	// ListSatelliteReleases lists published releases, newest first.
+	ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error)
+	// ListRollouts lists rolling updates with where each of their satellites stands, newest first.
+	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
+	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
+	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the orrery.admin.v1.AdminService service. By
@@ -170,21 +204,65 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		createSatelliteRelease: connect.NewClient[v1.CreateSatelliteReleaseRequest, v1.CreateSatelliteReleaseResponse](
+			httpClient,
+			baseURL+AdminServiceCreateSatelliteReleaseProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("CreateSatelliteRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		uploadSatelliteReleaseChunk: connect.NewClient[v1.UploadSatelliteReleaseChunkRequest, v1.UploadSatelliteReleaseChunkResponse](
+			httpClient,
+			baseURL+AdminServiceUploadSatelliteReleaseChunkProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("UploadSatelliteReleaseChunk")),
+			connect.WithClientOptions(opts...),
+		),
+		completeSatelliteRelease: connect.NewClient[v1.CompleteSatelliteReleaseRequest, v1.CompleteSatelliteReleaseResponse](
+			httpClient,
+			baseURL+AdminServiceCompleteSatelliteReleaseProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("CompleteSatelliteRelease")),
+			connect.WithClientOptions(opts...),
+		),
+		listSatelliteReleases: connect.NewClient[v1.ListSatelliteReleasesRequest, v1.ListSatelliteReleasesResponse](
+			httpClient,
+			baseURL+AdminServiceListSatelliteReleasesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListSatelliteReleases")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listRollouts: connect.NewClient[v1.ListRolloutsRequest, v1.ListRolloutsResponse](
+			httpClient,
+			baseURL+AdminServiceListRolloutsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListRollouts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSatelliteRelease: connect.NewClient[v1.DeleteSatelliteReleaseRequest, v1.DeleteSatelliteReleaseResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteSatelliteReleaseProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteSatelliteRelease")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	createRegistrationToken *connect.Client[v1.CreateRegistrationTokenRequest, v1.CreateRegistrationTokenResponse]
-	listRegistrationTokens  *connect.Client[v1.ListRegistrationTokensRequest, v1.ListRegistrationTokensResponse]
-	revokeRegistrationToken *connect.Client[v1.RevokeRegistrationTokenRequest, v1.RevokeRegistrationTokenResponse]
-	listSatellites          *connect.Client[v1.ListSatellitesRequest, v1.ListSatellitesResponse]
-	listSatelliteHeartbeats *connect.Client[v1.ListSatelliteHeartbeatsRequest, v1.ListSatelliteHeartbeatsResponse]
-	listSatelliteProcesses  *connect.Client[v1.ListSatelliteProcessesRequest, v1.ListSatelliteProcessesResponse]
-	listDroppedEventReports *connect.Client[v1.ListDroppedEventReportsRequest, v1.ListDroppedEventReportsResponse]
-	revokeSatellite         *connect.Client[v1.RevokeSatelliteRequest, v1.RevokeSatelliteResponse]
-	enqueueCommand          *connect.Client[v1.EnqueueCommandRequest, v1.EnqueueCommandResponse]
-	listCommands            *connect.Client[v1.ListCommandsRequest, v1.ListCommandsResponse]
+	createRegistrationToken     *connect.Client[v1.CreateRegistrationTokenRequest, v1.CreateRegistrationTokenResponse]
+	listRegistrationTokens      *connect.Client[v1.ListRegistrationTokensRequest, v1.ListRegistrationTokensResponse]
+	revokeRegistrationToken     *connect.Client[v1.RevokeRegistrationTokenRequest, v1.RevokeRegistrationTokenResponse]
+	listSatellites              *connect.Client[v1.ListSatellitesRequest, v1.ListSatellitesResponse]
+	listSatelliteHeartbeats     *connect.Client[v1.ListSatelliteHeartbeatsRequest, v1.ListSatelliteHeartbeatsResponse]
+	listSatelliteProcesses      *connect.Client[v1.ListSatelliteProcessesRequest, v1.ListSatelliteProcessesResponse]
+	listDroppedEventReports     *connect.Client[v1.ListDroppedEventReportsRequest, v1.ListDroppedEventReportsResponse]
+	revokeSatellite             *connect.Client[v1.RevokeSatelliteRequest, v1.RevokeSatelliteResponse]
+	enqueueCommand              *connect.Client[v1.EnqueueCommandRequest, v1.EnqueueCommandResponse]
+	listCommands                *connect.Client[v1.ListCommandsRequest, v1.ListCommandsResponse]
+	createSatelliteRelease      *connect.Client[v1.CreateSatelliteReleaseRequest, v1.CreateSatelliteReleaseResponse]
+	uploadSatelliteReleaseChunk *connect.Client[v1.UploadSatelliteReleaseChunkRequest, v1.UploadSatelliteReleaseChunkResponse]
+	completeSatelliteRelease    *connect.Client[v1.CompleteSatelliteReleaseRequest, v1.CompleteSatelliteReleaseResponse]
+	listSatelliteReleases       *connect.Client[v1.ListSatelliteReleasesRequest, v1.ListSatelliteReleasesResponse]
+	listRollouts                *connect.Client[v1.ListRolloutsRequest, v1.ListRolloutsResponse]
+	deleteSatelliteRelease      *connect.Client[v1.DeleteSatelliteReleaseRequest, v1.DeleteSatelliteReleaseResponse]
 }
 
 // CreateRegistrationToken calls orrery.admin.v1.AdminService.CreateRegistrationToken.
@@ -237,6 +315,36 @@ func (c *adminServiceClient) ListCommands(ctx context.Context, req *connect.Requ
 	return c.listCommands.CallUnary(ctx, req)
 }
 
+// CreateSatelliteRelease calls orrery.admin.v1.AdminService.CreateSatelliteRelease.
+func (c *adminServiceClient) CreateSatelliteRelease(ctx context.Context, req *connect.Request[v1.CreateSatelliteReleaseRequest]) (*connect.Response[v1.CreateSatelliteReleaseResponse], error) {
+	return c.createSatelliteRelease.CallUnary(ctx, req)
+}
+
+// UploadSatelliteReleaseChunk calls orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk.
+func (c *adminServiceClient) UploadSatelliteReleaseChunk(ctx context.Context, req *connect.Request[v1.UploadSatelliteReleaseChunkRequest]) (*connect.Response[v1.UploadSatelliteReleaseChunkResponse], error) {
+	return c.uploadSatelliteReleaseChunk.CallUnary(ctx, req)
+}
+
+// CompleteSatelliteRelease calls orrery.admin.v1.AdminService.CompleteSatelliteRelease.
+func (c *adminServiceClient) CompleteSatelliteRelease(ctx context.Context, req *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error) {
+	return c.completeSatelliteRelease.CallUnary(ctx, req)
+}
+
+// ListSatelliteReleases calls orrery.admin.v1.AdminService.ListSatelliteReleases.
+func (c *adminServiceClient) ListSatelliteReleases(ctx context.Context, req *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error) {
+	return c.listSatelliteReleases.CallUnary(ctx, req)
+}
+
+// ListRollouts calls orrery.admin.v1.AdminService.ListRollouts.
+func (c *adminServiceClient) ListRollouts(ctx context.Context, req *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error) {
+	return c.listRollouts.CallUnary(ctx, req)
+}
+
+// DeleteSatelliteRelease calls orrery.admin.v1.AdminService.DeleteSatelliteRelease.
+func (c *adminServiceClient) DeleteSatelliteRelease(ctx context.Context, req *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error) {
+	return c.deleteSatelliteRelease.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the orrery.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateRegistrationToken creates a single-use token that registers one satellite. The token itself is
@@ -263,6 +371,22 @@ type AdminServiceHandler interface {
 	EnqueueCommand(context.Context, *connect.Request[v1.EnqueueCommandRequest]) (*connect.Response[v1.EnqueueCommandResponse], error)
 	// ListCommands lists commands with their state and result, newest first.
 	ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error)
+	// CreateSatelliteRelease starts publishing a satellite release: its version, platform, checksum and
+	// signature. The binary follows in pieces (UploadSatelliteReleaseChunk) and the release becomes
+	// downloadable once CompleteSatelliteRelease has checked the whole binary against its checksum.
+	CreateSatelliteRelease(context.Context, *connect.Request[v1.CreateSatelliteReleaseRequest]) (*connect.Response[v1.CreateSatelliteReleaseResponse], error)
+	// UploadSatelliteReleaseChunk stores one piece of a release's binary, at the offset where the upload
+	// stands; sending a piece again after a lost answer is harmless.
+	UploadSatelliteReleaseChunk(context.Context, *connect.Request[v1.UploadSatelliteReleaseChunkRequest]) (*connect.Response[v1.UploadSatelliteReleaseChunkResponse], error)
+	// CompleteSatelliteRelease checks the uploaded binary's size and SHA-256 and makes the release
+	// downloadable.
+	CompleteSatelliteRelease(context.Context, *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error)
+	// ListSatelliteReleases lists published releases, newest first.
+	ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error)
+	// ListRollouts lists rolling updates with where each of their satellites stands, newest first.
+	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
+	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
+	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -338,6 +462,44 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceCreateSatelliteReleaseHandler := connect.NewUnaryHandler(
+		AdminServiceCreateSatelliteReleaseProcedure,
+		svc.CreateSatelliteRelease,
+		connect.WithSchema(adminServiceMethods.ByName("CreateSatelliteRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceUploadSatelliteReleaseChunkHandler := connect.NewUnaryHandler(
+		AdminServiceUploadSatelliteReleaseChunkProcedure,
+		svc.UploadSatelliteReleaseChunk,
+		connect.WithSchema(adminServiceMethods.ByName("UploadSatelliteReleaseChunk")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceCompleteSatelliteReleaseHandler := connect.NewUnaryHandler(
+		AdminServiceCompleteSatelliteReleaseProcedure,
+		svc.CompleteSatelliteRelease,
+		connect.WithSchema(adminServiceMethods.ByName("CompleteSatelliteRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListSatelliteReleasesHandler := connect.NewUnaryHandler(
+		AdminServiceListSatelliteReleasesProcedure,
+		svc.ListSatelliteReleases,
+		connect.WithSchema(adminServiceMethods.ByName("ListSatelliteReleases")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListRolloutsHandler := connect.NewUnaryHandler(
+		AdminServiceListRolloutsProcedure,
+		svc.ListRollouts,
+		connect.WithSchema(adminServiceMethods.ByName("ListRollouts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeleteSatelliteReleaseHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteSatelliteReleaseProcedure,
+		svc.DeleteSatelliteRelease,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteSatelliteRelease")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateRegistrationTokenProcedure:
@@ -360,6 +522,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceEnqueueCommandHandler.ServeHTTP(w, r)
 		case AdminServiceListCommandsProcedure:
 			adminServiceListCommandsHandler.ServeHTTP(w, r)
+		case AdminServiceCreateSatelliteReleaseProcedure:
+			adminServiceCreateSatelliteReleaseHandler.ServeHTTP(w, r)
+		case AdminServiceUploadSatelliteReleaseChunkProcedure:
+			adminServiceUploadSatelliteReleaseChunkHandler.ServeHTTP(w, r)
+		case AdminServiceCompleteSatelliteReleaseProcedure:
+			adminServiceCompleteSatelliteReleaseHandler.ServeHTTP(w, r)
+		case AdminServiceListSatelliteReleasesProcedure:
+			adminServiceListSatelliteReleasesHandler.ServeHTTP(w, r)
+		case AdminServiceListRolloutsProcedure:
+			adminServiceListRolloutsHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteSatelliteReleaseProcedure:
+			adminServiceDeleteSatelliteReleaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -407,4 +581,28 @@ func (UnimplementedAdminServiceHandler) EnqueueCommand(context.Context, *connect
 
 func (UnimplementedAdminServiceHandler) ListCommands(context.Context, *connect.Request[v1.ListCommandsRequest]) (*connect.Response[v1.ListCommandsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListCommands is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) CreateSatelliteRelease(context.Context, *connect.Request[v1.CreateSatelliteReleaseRequest]) (*connect.Response[v1.CreateSatelliteReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.CreateSatelliteRelease is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) UploadSatelliteReleaseChunk(context.Context, *connect.Request[v1.UploadSatelliteReleaseChunkRequest]) (*connect.Response[v1.UploadSatelliteReleaseChunkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) CompleteSatelliteRelease(context.Context, *connect.Request[v1.CompleteSatelliteReleaseRequest]) (*connect.Response[v1.CompleteSatelliteReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.CompleteSatelliteRelease is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListSatelliteReleases(context.Context, *connect.Request[v1.ListSatelliteReleasesRequest]) (*connect.Response[v1.ListSatelliteReleasesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListSatelliteReleases is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListRollouts is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.DeleteSatelliteRelease is not implemented"))
 }

@@ -57,6 +57,9 @@ const (
 	// SatelliteServiceGetPeerCredentialProcedure is the fully-qualified name of the SatelliteService's
 	// GetPeerCredential RPC.
 	SatelliteServiceGetPeerCredentialProcedure = "/orrery.satellite.v1.SatelliteService/GetPeerCredential"
+	// SatelliteServiceDownloadReleaseProcedure is the fully-qualified name of the SatelliteService's
+	// DownloadRelease RPC.
+	SatelliteServiceDownloadReleaseProcedure = "/orrery.satellite.v1.SatelliteService/DownloadRelease"
 )
 
 // SatelliteServiceClient is a client for the orrery.satellite.v1.SatelliteService service.
@@ -84,6 +87,11 @@ type SatelliteServiceClient interface {
 	// satellites of its pool, with the keys that verify such credentials and forwarded identities. Team
 	// satellites are refused: they do not forward.
 	GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error)
+	// DownloadRelease returns one piece of a published satellite release's binary, with the release's
+	// checksum and signature, so that a satellite updating itself fetches the binary in bounded pieces and
+	// verifies it against the release keys it is configured with. Releases are not tenant data: any live
+	// satellite may download any release.
+	DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error)
 }
 
 // NewSatelliteServiceClient constructs a client for the orrery.satellite.v1.SatelliteService
@@ -148,6 +156,13 @@ func NewSatelliteServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		downloadRelease: connect.NewClient[v1.DownloadReleaseRequest, v1.DownloadReleaseResponse](
+			httpClient,
+			baseURL+SatelliteServiceDownloadReleaseProcedure,
+			connect.WithSchema(satelliteServiceMethods.ByName("DownloadRelease")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -161,6 +176,7 @@ type satelliteServiceClient struct {
 	emitEvents          *connect.Client[v1.EmitEventsRequest, v1.EmitEventsResponse]
 	introspectToken     *connect.Client[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse]
 	getPeerCredential   *connect.Client[v1.GetPeerCredentialRequest, v1.GetPeerCredentialResponse]
+	downloadRelease     *connect.Client[v1.DownloadReleaseRequest, v1.DownloadReleaseResponse]
 }
 
 // Register calls orrery.satellite.v1.SatelliteService.Register.
@@ -203,6 +219,11 @@ func (c *satelliteServiceClient) GetPeerCredential(ctx context.Context, req *con
 	return c.getPeerCredential.CallUnary(ctx, req)
 }
 
+// DownloadRelease calls orrery.satellite.v1.SatelliteService.DownloadRelease.
+func (c *satelliteServiceClient) DownloadRelease(ctx context.Context, req *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error) {
+	return c.downloadRelease.CallUnary(ctx, req)
+}
+
 // SatelliteServiceHandler is an implementation of the orrery.satellite.v1.SatelliteService service.
 type SatelliteServiceHandler interface {
 	// Register exchanges a single-use registration token for a satellite identity and a permanent API key.
@@ -228,6 +249,11 @@ type SatelliteServiceHandler interface {
 	// satellites of its pool, with the keys that verify such credentials and forwarded identities. Team
 	// satellites are refused: they do not forward.
 	GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error)
+	// DownloadRelease returns one piece of a published satellite release's binary, with the release's
+	// checksum and signature, so that a satellite updating itself fetches the binary in bounded pieces and
+	// verifies it against the release keys it is configured with. Releases are not tenant data: any live
+	// satellite may download any release.
+	DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error)
 }
 
 // NewSatelliteServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -288,6 +314,13 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	satelliteServiceDownloadReleaseHandler := connect.NewUnaryHandler(
+		SatelliteServiceDownloadReleaseProcedure,
+		svc.DownloadRelease,
+		connect.WithSchema(satelliteServiceMethods.ByName("DownloadRelease")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.satellite.v1.SatelliteService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SatelliteServiceRegisterProcedure:
@@ -306,6 +339,8 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 			satelliteServiceIntrospectTokenHandler.ServeHTTP(w, r)
 		case SatelliteServiceGetPeerCredentialProcedure:
 			satelliteServiceGetPeerCredentialHandler.ServeHTTP(w, r)
+		case SatelliteServiceDownloadReleaseProcedure:
+			satelliteServiceDownloadReleaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -345,4 +380,8 @@ func (UnimplementedSatelliteServiceHandler) IntrospectToken(context.Context, *co
 
 func (UnimplementedSatelliteServiceHandler) GetPeerCredential(context.Context, *connect.Request[v1.GetPeerCredentialRequest]) (*connect.Response[v1.GetPeerCredentialResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.GetPeerCredential is not implemented"))
+}
+
+func (UnimplementedSatelliteServiceHandler) DownloadRelease(context.Context, *connect.Request[v1.DownloadReleaseRequest]) (*connect.Response[v1.DownloadReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.DownloadRelease is not implemented"))
 }

@@ -390,6 +390,46 @@ type SatelliteProcess struct {
 	ReportedAt     time.Time
 }
 
+type SatelliteRelease struct {
+	ID            uuid.UUID
+	Version       string
+	Platform      string
+	Sha256        string
+	Signature     []byte
+	Size          int64
+	UploadedBytes int64
+	Complete      bool
+	CreatedBy     *uuid.UUID
+	CreatedAt     time.Time
+}
+
+type SatelliteReleaseChunk struct {
+	ReleaseID uuid.UUID
+	Offset    int64
+	Data      []byte
+}
+
+type SatelliteRollout struct {
+	ID             uuid.UUID
+	Version        string
+	AllowDowngrade bool
+	BatchSize      int32
+	TeamID         *uuid.UUID
+	State          string
+	Error          string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type SatelliteRolloutMember struct {
+	RolloutID   uuid.UUID
+	SatelliteID uuid.UUID
+	Position    int32
+	Batch       int32
+	State       string
+	CommandID   *uuid.UUID
+}
+
 type ServerLog struct {
 	ID             int64
 	TeamID         uuid.UUID

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Command, CommandPriority, CommandState, ConfigureAction, HealthCheckAction, InstanceOutcome, KillAction, ProcessReport, RecoveryAction, RedeployAction, RestartAction, RevokeTokensAction, SatelliteStatus, SatelliteType, SpawnAction, SystemMetrics, TeamProcessCount, UpdateAction } from "../../satellite/v1/satellite_pb";
+import type { Command, CommandPriority, CommandState, ConfigureAction, HealthCheckAction, InstanceOutcome, KillAction, ProcessReport, RecoveryAction, RedeployAction, ReleaseInfo, RestartAction, RevokeTokensAction, SatelliteStatus, SatelliteType, SpawnAction, SystemMetrics, TeamProcessCount, UpdateAction } from "../../satellite/v1/satellite_pb";
 import { file_orrery_satellite_v1_satellite } from "../../satellite/v1/satellite_pb";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file orrery/admin/v1/admin.proto.
  */
 export const file_orrery_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiLuAgoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDSJPChVMaXN0U2F0ZWxsaXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGVhbV9pZBgDIAEoCSJhChZMaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlEi4KCnNhdGVsbGl0ZXMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK4AQoSU2F0ZWxsaXRlSGVhcnRiZWF0Ei8KC3JlY2VpdmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YAiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSPQoOcHJvY2Vzc19jb3VudHMYAyADKAsyJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRlYW1Qcm9jZXNzQ291bnQibgoeTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInMKH0xpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2USNwoKaGVhcnRiZWF0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVIZWFydGJlYXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIngKEFNhdGVsbGl0ZVByb2Nlc3MSMwoHcHJvY2VzcxgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc1JlcG9ydBIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQodTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkibwoeTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1Jlc3BvbnNlEjQKCXByb2Nlc3NlcxgBIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVQcm9jZXNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJwChJEcm9wcGVkRXZlbnRSZXBvcnQSCgoCaWQYASABKAkSDQoFY291bnQYAiABKAQSDgoGcmVhc29uGAMgASgJEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuCh5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkihwEKH0xpc3REcm9wcGVkRXZlbnRSZXBvcnRzUmVzcG9uc2USNAoHcmVwb3J0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5Ecm9wcGVkRXZlbnRSZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhUKDXRvdGFsX2Ryb3BwZWQYAyABKAQiNQoWUmV2b2tlU2F0ZWxsaXRlUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJIkgKF1Jldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEi0KCXNhdGVsbGl0ZRgBIAEoCzIaLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGUi8QUKFUVucXVldWVDb21tYW5kUmVxdWVzdBIWCgxzYXRlbGxpdGVfaWQYASABKAlIABIRCgd0ZWFtX2lkGAIgASgJSAASHwoVYWxsX2dsb2JhbF9zYXRlbGxpdGVzGAcgASgISAASNgoIcHJpb3JpdHkYBCABKA4yJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRQcmlvcml0eRImCgN0dGwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOQoJY29uZmlndXJlGAogASgLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db25maWd1cmVBY3Rpb25IARIxCgVzcGF3bhgLIAEoCzIgLm9ycmVyeS5zYXRlbGxpdGUudjEuU3Bhd25BY3Rpb25IARIvCgRraWxsGAwgASgLMh8ub3JyZXJ5LnNhdGVsbGl0ZS52MS5LaWxsQWN0aW9uSAESNQoHcmVzdGFydBgNIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVzdGFydEFjdGlvbkgBEj4KDGhlYWx0aF9jaGVjaxgOIAEoCzImLm9ycmVyeS5zYXRlbGxpdGUudjEuSGVhbHRoQ2hlY2tBY3Rpb25IARI3CghyZWNvdmVyeRgPIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVjb3ZlcnlBY3Rpb25IARJACg1yZXZva2VfdG9rZW5zGBAgASgLMicub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXZva2VUb2tlbnNBY3Rpb25IARI3CghyZWRlcGxveRgRIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVkZXBsb3lBY3Rpb25IARIzCgZ1cGRhdGUYEiABKAsyIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlVwZGF0ZUFjdGlvbkgBQggKBnRhcmdldEIICgZhY3Rpb25KBAgDEARKBAgFEAZSBHR5cGVSB3BheWxvYWQiSQoWRW5xdWV1ZUNvbW1hbmRSZXNwb25zZRIvCghjb21tYW5kcxgBIAMoCzIdLm9ycmVyeS5hZG1pbi52MS5BZG1pbkNvbW1hbmQiuQIKDEFkbWluQ29tbWFuZBItCgdjb21tYW5kGAEgASgLMhwub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kEhQKDHNhdGVsbGl0ZV9pZBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhAKCGF0dGVtcHRzGAQgASgFEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBiABKAkSMAoMY29tcGxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2CghvdXRjb21lcxgIIAMoCzIkLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VPdXRjb21lIoQBChNMaXN0Q29tbWFuZHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIwCgVzdGF0ZRgCIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJImAKFExpc3RDb21tYW5kc1Jlc3BvbnNlEi8KCGNvbW1hbmRzGAEgAygLMh0ub3JyZXJ5LmFkbWluLnYxLkFkbWluQ29tbWFuZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqVwoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhYKElRPS0VOX1NDT1BFX0dMT0JBTBABEhQKEFRPS0VOX1NDT1BFX1RFQU0QAjKlCQoMQWRtaW5TZXJ2aWNlEnwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEn4KFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSLi5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaLy5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlIgOQAgESfAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SLy5vcnJlcnkuYWRtaW4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USZgoOTGlzdFNhdGVsbGl0ZXMSJi5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZXNSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVzcG9uc2UiA5ACARKBAQoXTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHMSLy5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2UiA5ACARJ+ChZMaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXNwb25zZSIDkAIBEoEBChdMaXN0RHJvcHBlZEV2ZW50UmVwb3J0cxIvLm9ycmVyeS5hZG1pbi52MS5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXNwb25zZSIDkAIBEmQKD1Jldm9rZVNhdGVsbGl0ZRInLm9ycmVyeS5hZG1pbi52MS5SZXZva2VTYXRlbGxpdGVSZXF1ZXN0Gigub3JyZXJ5LmFkbWluLnYxLlJldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEmEKDkVucXVldWVDb21tYW5kEiYub3JyZXJ5LmFkbWluLnYxLkVucXVldWVDb21tYW5kUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5FbnF1ZXVlQ29tbWFuZFJlc3BvbnNlEmAKDExpc3RDb21tYW5kcxIkLm9ycmVyeS5hZG1pbi52MS5MaXN0Q29tbWFuZHNSZXF1ZXN0GiUub3JyZXJ5LmFkbWluLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlIgOQAgFCNlo0Z2l0aHViLmNvbS9vcnJlcnkvb3JyZXJ5L2dlbi9vcnJlcnkvYWRtaW4vdjE7YWRtaW52MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiLuAgoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDSJPChVMaXN0U2F0ZWxsaXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGVhbV9pZBgDIAEoCSJhChZMaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlEi4KCnNhdGVsbGl0ZXMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK4AQoSU2F0ZWxsaXRlSGVhcnRiZWF0Ei8KC3JlY2VpdmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YAiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSPQoOcHJvY2Vzc19jb3VudHMYAyADKAsyJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRlYW1Qcm9jZXNzQ291bnQibgoeTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInMKH0xpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2USNwoKaGVhcnRiZWF0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVIZWFydGJlYXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIngKEFNhdGVsbGl0ZVByb2Nlc3MSMwoHcHJvY2VzcxgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc1JlcG9ydBIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQodTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkibwoeTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1Jlc3BvbnNlEjQKCXByb2Nlc3NlcxgBIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVQcm9jZXNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJwChJEcm9wcGVkRXZlbnRSZXBvcnQSCgoCaWQYASABKAkSDQoFY291bnQYAiABKAQSDgoGcmVhc29uGAMgASgJEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuCh5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkihwEKH0xpc3REcm9wcGVkRXZlbnRSZXBvcnRzUmVzcG9uc2USNAoHcmVwb3J0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5Ecm9wcGVkRXZlbnRSZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhUKDXRvdGFsX2Ryb3BwZWQYAyABKAQiNQoWUmV2b2tlU2F0ZWxsaXRlUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJIkgKF1Jldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEi0KCXNhdGVsbGl0ZRgBIAEoCzIaLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGUijQYKFUVucXVldWVDb21tYW5kUmVxdWVzdBIWCgxzYXRlbGxpdGVfaWQYASABKAlIABIRCgd0ZWFtX2lkGAIgASgJSAASHwoVYWxsX2dsb2JhbF9zYXRlbGxpdGVzGAcgASgISAASNgoIcHJpb3JpdHkYBCABKA4yJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRQcmlvcml0eRImCgN0dGwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOQoJY29uZmlndXJlGAogASgLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db25maWd1cmVBY3Rpb25IARIxCgVzcGF3bhgLIAEoCzIgLm9ycmVyeS5zYXRlbGxpdGUudjEuU3Bhd25BY3Rpb25IARIvCgRraWxsGAwgASgLMh8ub3JyZXJ5LnNhdGVsbGl0ZS52MS5LaWxsQWN0aW9uSAESNQoHcmVzdGFydBgNIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVzdGFydEFjdGlvbkgBEj4KDGhlYWx0aF9jaGVjaxgOIAEoCzImLm9ycmVyeS5zYXRlbGxpdGUudjEuSGVhbHRoQ2hlY2tBY3Rpb25IARI3CghyZWNvdmVyeRgPIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVjb3ZlcnlBY3Rpb25IARJACg1yZXZva2VfdG9rZW5zGBAgASgLMicub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXZva2VUb2tlbnNBY3Rpb25IARI3CghyZWRlcGxveRgRIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVkZXBsb3lBY3Rpb25IARIzCgZ1cGRhdGUYEiABKAsyIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlVwZGF0ZUFjdGlvbkgBEhoKEnJvbGxpbmdfYmF0Y2hfc2l6ZRgIIAEoDUIICgZ0YXJnZXRCCAoGYWN0aW9uSgQIAxAESgQIBRAGUgR0eXBlUgdwYXlsb2FkInQKFkVucXVldWVDb21tYW5kUmVzcG9uc2USLwoIY29tbWFuZHMYASADKAsyHS5vcnJlcnkuYWRtaW4udjEuQWRtaW5Db21tYW5kEikKB3JvbGxvdXQYAiABKAsyGC5vcnJlcnkuYWRtaW4udjEuUm9sbG91dCLvAQoHUm9sbG91dBIKCgJpZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhIKCmJhdGNoX3NpemUYAyABKA0SDQoFc3RhdGUYBCABKAkSDQoFZXJyb3IYBSABKAkSNQoKc2F0ZWxsaXRlcxgGIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5Sb2xsb3V0U2F0ZWxsaXRlEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKEFJvbGxvdXRTYXRlbGxpdGUSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg0KBWJhdGNoGAIgASgNEg0KBXN0YXRlGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkiPAoTTGlzdFJvbGxvdXRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJbChRMaXN0Um9sbG91dHNSZXNwb25zZRIqCghyb2xsb3V0cxgBIAMoCzIYLm9ycmVyeS5hZG1pbi52MS5Sb2xsb3V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK5AgoMQWRtaW5Db21tYW5kEi0KB2NvbW1hbmQYASABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmQSFAoMc2F0ZWxsaXRlX2lkGAIgASgJEjAKBXN0YXRlGAMgASgOMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kU3RhdGUSEAoIYXR0ZW1wdHMYBCABKAUSJwoGb3V0cHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVlcnJvchgGIAEoCRIwCgxjb21wbGV0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKCG91dGNvbWVzGAggAygLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZU91dGNvbWUihAEKE0xpc3RDb21tYW5kc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEjAKBXN0YXRlGAIgASgOMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiYAoUTGlzdENvbW1hbmRzUmVzcG9uc2USLwoIY29tbWFuZHMYASADKAsyHS5vcnJlcnkuYWRtaW4udjEuQWRtaW5Db21tYW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKrAQoQU2F0ZWxsaXRlUmVsZWFzZRIKCgJpZBgBIAEoCRIxCgdyZWxlYXNlGAIgASgLMiAub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZWxlYXNlSW5mbxIWCg51cGxvYWRlZF9ieXRlcxgDIAEoAxIQCghjb21wbGV0ZRgEIAEoCBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzCh1DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEhAKCHBsYXRmb3JtGAIgASgJEg4KBnNoYTI1NhgDIAEoCRIRCglzaWduYXR1cmUYBCABKAwSDAoEc2l6ZRgFIAEoAyJUCh5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USMgoHcmVsZWFzZRgBIAEoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVSZWxlYXNlIlYKIlVwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVua1JlcXVlc3QSEgoKcmVsZWFzZV9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDCI9CiNVcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXNwb25zZRIWCg51cGxvYWRlZF9ieXRlcxgBIAEoAyI1Ch9Db21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0EhIKCnJlbGVhc2VfaWQYASABKAkiVgogQ29tcGxldGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USMgoHcmVsZWFzZRgBIAEoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVSZWxlYXNlIkUKHExpc3RTYXRlbGxpdGVSZWxlYXNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkibQodTGlzdFNhdGVsbGl0ZVJlbGVhc2VzUmVzcG9uc2USMwoIcmVsZWFzZXMYASADKAsyIS5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlUmVsZWFzZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwodRGVsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlcXVlc3QSEgoKcmVsZWFzZV9pZBgBIAEoCSIgCh5EZWxldGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2UqVwoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhYKElRPS0VOX1NDT1BFX0dMT0JBTBABEhQKEFRPS0VOX1NDT1BFX1RFQU0QAjKGDwoMQWRtaW5TZXJ2aWNlEnwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEn4KFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSLi5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaLy5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlIgOQAgESfAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SLy5vcnJlcnkuYWRtaW4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USZgoOTGlzdFNhdGVsbGl0ZXMSJi5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZXNSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVzcG9uc2UiA5ACARKBAQoXTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHMSLy5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2UiA5ACARJ+ChZMaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXNwb25zZSIDkAIBEoEBChdMaXN0RHJvcHBlZEV2ZW50UmVwb3J0cxIvLm9ycmVyeS5hZG1pbi52MS5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXNwb25zZSIDkAIBEmQKD1Jldm9rZVNhdGVsbGl0ZRInLm9ycmVyeS5hZG1pbi52MS5SZXZva2VTYXRlbGxpdGVSZXF1ZXN0Gigub3JyZXJ5LmFkbWluLnYxLlJldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEmEKDkVucXVldWVDb21tYW5kEiYub3JyZXJ5LmFkbWluLnYxLkVucXVldWVDb21tYW5kUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5FbnF1ZXVlQ29tbWFuZFJlc3BvbnNlEmAKDExpc3RDb21tYW5kcxIkLm9ycmVyeS5hZG1pbi52MS5MaXN0Q29tbWFuZHNSZXF1ZXN0GiUub3JyZXJ5LmFkbWluLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlIgOQAgESeQoWQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZRIuLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBovLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USiAEKG1VwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVuaxIzLm9ycmVyeS5hZG1pbi52MS5VcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXF1ZXN0GjQub3JyZXJ5LmFkbWluLnYxLlVwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVua1Jlc3BvbnNlEn8KGENvbXBsZXRlU2F0ZWxsaXRlUmVsZWFzZRIwLm9ycmVyeS5hZG1pbi52MS5Db21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0GjEub3JyZXJ5LmFkbWluLnYxLkNvbXBsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlEnsKFUxpc3RTYXRlbGxpdGVSZWxlYXNlcxItLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlUmVsZWFzZXNSZXF1ZXN0Gi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVSZWxlYXNlc1Jlc3BvbnNlIgOQAgESYAoMTGlzdFJvbGxvdXRzEiQub3JyZXJ5LmFkbWluLnYxLkxpc3RSb2xsb3V0c1JlcXVlc3QaJS5vcnJlcnkuYWRtaW4udjEuTGlzdFJvbGxvdXRzUmVzcG9uc2UiA5ACARJ5ChZEZWxldGVTYXRlbGxpdGVSZWxlYXNlEi4ub3JyZXJ5LmFkbWluLnYxLkRlbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkRlbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXNwb25zZUI2WjRnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hZG1pbi92MTthZG1pbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
 
 /**
  * RegistrationToken describes a registration token, without its secret value.
@@ -938,6 +938,15 @@ export type EnqueueCommandRequest = Message<"orrery.admin.v1.EnqueueCommandReque
     value: UpdateAction;
     case: "update";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * rolling_batch_size makes an update a rolling update: the command goes to this many of the target
+   * satellites at a time, and to the next ones once each of the previous has sent a heartbeat on the new
+   * version; a failed update stops the rollout. Zero sends to every target at once. Only with update.
+   *
+   * @generated from field: uint32 rolling_batch_size = 8;
+   */
+  rollingBatchSize: number;
 };
 
 /**
@@ -954,11 +963,18 @@ export const EnqueueCommandRequestSchema: GenMessage<EnqueueCommandRequest> = /*
  */
 export type EnqueueCommandResponse = Message<"orrery.admin.v1.EnqueueCommandResponse"> & {
   /**
-   * commands are the created commands.
+   * commands are the created commands; for a rolling update, those of its first batch.
    *
    * @generated from field: repeated orrery.admin.v1.AdminCommand commands = 1;
    */
   commands: AdminCommand[];
+
+  /**
+   * rollout is the rolling update the request started, if it asked for one.
+   *
+   * @generated from field: orrery.admin.v1.Rollout rollout = 2;
+   */
+  rollout?: Rollout | undefined;
 };
 
 /**
@@ -967,6 +983,175 @@ export type EnqueueCommandResponse = Message<"orrery.admin.v1.EnqueueCommandResp
  */
 export const EnqueueCommandResponseSchema: GenMessage<EnqueueCommandResponse> = /*@__PURE__*/
   messageDesc(file_orrery_admin_v1_admin, 22);
+
+/**
+ * Rollout is a rolling update of satellites to one release.
+ *
+ * @generated from message orrery.admin.v1.Rollout
+ */
+export type Rollout = Message<"orrery.admin.v1.Rollout"> & {
+  /**
+   * id identifies the rollout.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * version is the release the satellites update to.
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * batch_size is how many satellites update at a time.
+   *
+   * @generated from field: uint32 batch_size = 3;
+   */
+  batchSize: number;
+
+  /**
+   * state is "running", "completed" or "failed".
+   *
+   * @generated from field: string state = 4;
+   */
+  state: string;
+
+  /**
+   * error says why a failed rollout stopped.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+
+  /**
+   * satellites are the rollout's satellites in the order they update.
+   *
+   * @generated from field: repeated orrery.admin.v1.RolloutSatellite satellites = 6;
+   */
+  satellites: RolloutSatellite[];
+
+  /**
+   * created_at is when the rollout started.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * updated_at is when the rollout last moved.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 8;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.Rollout.
+ * Use `create(RolloutSchema)` to create a new message.
+ */
+export const RolloutSchema: GenMessage<Rollout> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 23);
+
+/**
+ * RolloutSatellite is where one satellite of a rollout stands.
+ *
+ * @generated from message orrery.admin.v1.RolloutSatellite
+ */
+export type RolloutSatellite = Message<"orrery.admin.v1.RolloutSatellite"> & {
+  /**
+   * satellite_id identifies the satellite.
+   *
+   * @generated from field: string satellite_id = 1;
+   */
+  satelliteId: string;
+
+  /**
+   * batch is the satellite's batch, from 0.
+   *
+   * @generated from field: uint32 batch = 2;
+   */
+  batch: number;
+
+  /**
+   * state is "pending" (its batch has not come), "sent" (its update command is out), "done" (it
+   * heartbeats on the new version) or "failed".
+   *
+   * @generated from field: string state = 3;
+   */
+  state: string;
+
+  /**
+   * command_id is its update command, once sent.
+   *
+   * @generated from field: string command_id = 4;
+   */
+  commandId: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.RolloutSatellite.
+ * Use `create(RolloutSatelliteSchema)` to create a new message.
+ */
+export const RolloutSatelliteSchema: GenMessage<RolloutSatellite> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 24);
+
+/**
+ * ListRolloutsRequest asks for a page of rollouts.
+ *
+ * @generated from message orrery.admin.v1.ListRolloutsRequest
+ */
+export type ListRolloutsRequest = Message<"orrery.admin.v1.ListRolloutsRequest"> & {
+  /**
+   * page_size caps the page; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListRolloutsRequest.
+ * Use `create(ListRolloutsRequestSchema)` to create a new message.
+ */
+export const ListRolloutsRequestSchema: GenMessage<ListRolloutsRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 25);
+
+/**
+ * ListRolloutsResponse is a page of rollouts.
+ *
+ * @generated from message orrery.admin.v1.ListRolloutsResponse
+ */
+export type ListRolloutsResponse = Message<"orrery.admin.v1.ListRolloutsResponse"> & {
+  /**
+   * rollouts are the rollouts, newest first.
+   *
+   * @generated from field: repeated orrery.admin.v1.Rollout rollouts = 1;
+   */
+  rollouts: Rollout[];
+
+  /**
+   * next_page_token continues the listing; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListRolloutsResponse.
+ * Use `create(ListRolloutsResponseSchema)` to create a new message.
+ */
+export const ListRolloutsResponseSchema: GenMessage<ListRolloutsResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 26);
 
 /**
  * AdminCommand is a command as administrators see it.
@@ -1036,7 +1221,7 @@ export type AdminCommand = Message<"orrery.admin.v1.AdminCommand"> & {
  * Use `create(AdminCommandSchema)` to create a new message.
  */
 export const AdminCommandSchema: GenMessage<AdminCommand> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 23);
+  messageDesc(file_orrery_admin_v1_admin, 27);
 
 /**
  * ListCommandsRequest asks for a page of commands.
@@ -1078,7 +1263,7 @@ export type ListCommandsRequest = Message<"orrery.admin.v1.ListCommandsRequest">
  * Use `create(ListCommandsRequestSchema)` to create a new message.
  */
 export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 24);
+  messageDesc(file_orrery_admin_v1_admin, 28);
 
 /**
  * ListCommandsResponse is a page of commands.
@@ -1106,7 +1291,317 @@ export type ListCommandsResponse = Message<"orrery.admin.v1.ListCommandsResponse
  * Use `create(ListCommandsResponseSchema)` to create a new message.
  */
 export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 25);
+  messageDesc(file_orrery_admin_v1_admin, 29);
+
+/**
+ * SatelliteRelease is a satellite binary published for self-update.
+ *
+ * @generated from message orrery.admin.v1.SatelliteRelease
+ */
+export type SatelliteRelease = Message<"orrery.admin.v1.SatelliteRelease"> & {
+  /**
+   * id identifies the release.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * release is what satellites download: version, platform, checksum, signature and size.
+   *
+   * @generated from field: orrery.satellite.v1.ReleaseInfo release = 2;
+   */
+  release?: ReleaseInfo | undefined;
+
+  /**
+   * uploaded_bytes is how much of the binary has arrived.
+   *
+   * @generated from field: int64 uploaded_bytes = 3;
+   */
+  uploadedBytes: bigint;
+
+  /**
+   * complete says the binary arrived whole and matched its checksum: satellites may download it.
+   *
+   * @generated from field: bool complete = 4;
+   */
+  complete: boolean;
+
+  /**
+   * created_at is when publishing started.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.SatelliteRelease.
+ * Use `create(SatelliteReleaseSchema)` to create a new message.
+ */
+export const SatelliteReleaseSchema: GenMessage<SatelliteRelease> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 30);
+
+/**
+ * CreateSatelliteReleaseRequest describes a release to publish.
+ *
+ * @generated from message orrery.admin.v1.CreateSatelliteReleaseRequest
+ */
+export type CreateSatelliteReleaseRequest = Message<"orrery.admin.v1.CreateSatelliteReleaseRequest"> & {
+  /**
+   * version is the version the binary reports, such as "1.4.0".
+   *
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * platform is the GOOS/GOARCH the binary runs on, such as "linux/amd64".
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
+
+  /**
+   * sha256 is the binary's SHA-256 in lowercase hex.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+
+  /**
+   * signature is the Ed25519 signature of the release statement by a release key.
+   *
+   * @generated from field: bytes signature = 4;
+   */
+  signature: Uint8Array;
+
+  /**
+   * size is the binary's length in bytes, at most 256 MiB.
+   *
+   * @generated from field: int64 size = 5;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message orrery.admin.v1.CreateSatelliteReleaseRequest.
+ * Use `create(CreateSatelliteReleaseRequestSchema)` to create a new message.
+ */
+export const CreateSatelliteReleaseRequestSchema: GenMessage<CreateSatelliteReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 31);
+
+/**
+ * CreateSatelliteReleaseResponse returns the new release, waiting for its binary.
+ *
+ * @generated from message orrery.admin.v1.CreateSatelliteReleaseResponse
+ */
+export type CreateSatelliteReleaseResponse = Message<"orrery.admin.v1.CreateSatelliteReleaseResponse"> & {
+  /**
+   * release is the new release.
+   *
+   * @generated from field: orrery.admin.v1.SatelliteRelease release = 1;
+   */
+  release?: SatelliteRelease | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.CreateSatelliteReleaseResponse.
+ * Use `create(CreateSatelliteReleaseResponseSchema)` to create a new message.
+ */
+export const CreateSatelliteReleaseResponseSchema: GenMessage<CreateSatelliteReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 32);
+
+/**
+ * UploadSatelliteReleaseChunkRequest carries one piece of a release's binary.
+ *
+ * @generated from message orrery.admin.v1.UploadSatelliteReleaseChunkRequest
+ */
+export type UploadSatelliteReleaseChunkRequest = Message<"orrery.admin.v1.UploadSatelliteReleaseChunkRequest"> & {
+  /**
+   * release_id identifies the release.
+   *
+   * @generated from field: string release_id = 1;
+   */
+  releaseId: string;
+
+  /**
+   * offset is where the piece starts; it must be where the upload stands, or where the previous piece
+   * started when that piece is sent again.
+   *
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * data is the piece, at most 1 MiB.
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message orrery.admin.v1.UploadSatelliteReleaseChunkRequest.
+ * Use `create(UploadSatelliteReleaseChunkRequestSchema)` to create a new message.
+ */
+export const UploadSatelliteReleaseChunkRequestSchema: GenMessage<UploadSatelliteReleaseChunkRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 33);
+
+/**
+ * UploadSatelliteReleaseChunkResponse says how far the upload stands.
+ *
+ * @generated from message orrery.admin.v1.UploadSatelliteReleaseChunkResponse
+ */
+export type UploadSatelliteReleaseChunkResponse = Message<"orrery.admin.v1.UploadSatelliteReleaseChunkResponse"> & {
+  /**
+   * uploaded_bytes is how much of the binary has arrived.
+   *
+   * @generated from field: int64 uploaded_bytes = 1;
+   */
+  uploadedBytes: bigint;
+};
+
+/**
+ * Describes the message orrery.admin.v1.UploadSatelliteReleaseChunkResponse.
+ * Use `create(UploadSatelliteReleaseChunkResponseSchema)` to create a new message.
+ */
+export const UploadSatelliteReleaseChunkResponseSchema: GenMessage<UploadSatelliteReleaseChunkResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 34);
+
+/**
+ * CompleteSatelliteReleaseRequest finishes publishing a release.
+ *
+ * @generated from message orrery.admin.v1.CompleteSatelliteReleaseRequest
+ */
+export type CompleteSatelliteReleaseRequest = Message<"orrery.admin.v1.CompleteSatelliteReleaseRequest"> & {
+  /**
+   * release_id identifies the release.
+   *
+   * @generated from field: string release_id = 1;
+   */
+  releaseId: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.CompleteSatelliteReleaseRequest.
+ * Use `create(CompleteSatelliteReleaseRequestSchema)` to create a new message.
+ */
+export const CompleteSatelliteReleaseRequestSchema: GenMessage<CompleteSatelliteReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 35);
+
+/**
+ * CompleteSatelliteReleaseResponse returns the downloadable release.
+ *
+ * @generated from message orrery.admin.v1.CompleteSatelliteReleaseResponse
+ */
+export type CompleteSatelliteReleaseResponse = Message<"orrery.admin.v1.CompleteSatelliteReleaseResponse"> & {
+  /**
+   * release is the release.
+   *
+   * @generated from field: orrery.admin.v1.SatelliteRelease release = 1;
+   */
+  release?: SatelliteRelease | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.CompleteSatelliteReleaseResponse.
+ * Use `create(CompleteSatelliteReleaseResponseSchema)` to create a new message.
+ */
+export const CompleteSatelliteReleaseResponseSchema: GenMessage<CompleteSatelliteReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 36);
+
+/**
+ * ListSatelliteReleasesRequest asks for a page of releases.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteReleasesRequest
+ */
+export type ListSatelliteReleasesRequest = Message<"orrery.admin.v1.ListSatelliteReleasesRequest"> & {
+  /**
+   * page_size caps the page; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteReleasesRequest.
+ * Use `create(ListSatelliteReleasesRequestSchema)` to create a new message.
+ */
+export const ListSatelliteReleasesRequestSchema: GenMessage<ListSatelliteReleasesRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 37);
+
+/**
+ * ListSatelliteReleasesResponse is a page of releases.
+ *
+ * @generated from message orrery.admin.v1.ListSatelliteReleasesResponse
+ */
+export type ListSatelliteReleasesResponse = Message<"orrery.admin.v1.ListSatelliteReleasesResponse"> & {
+  /**
+   * releases are the releases, newest first.
+   *
+   * @generated from field: repeated orrery.admin.v1.SatelliteRelease releases = 1;
+   */
+  releases: SatelliteRelease[];
+
+  /**
+   * next_page_token continues the listing; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListSatelliteReleasesResponse.
+ * Use `create(ListSatelliteReleasesResponseSchema)` to create a new message.
+ */
+export const ListSatelliteReleasesResponseSchema: GenMessage<ListSatelliteReleasesResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 38);
+
+/**
+ * DeleteSatelliteReleaseRequest names the release to delete.
+ *
+ * @generated from message orrery.admin.v1.DeleteSatelliteReleaseRequest
+ */
+export type DeleteSatelliteReleaseRequest = Message<"orrery.admin.v1.DeleteSatelliteReleaseRequest"> & {
+  /**
+   * release_id identifies the release.
+   *
+   * @generated from field: string release_id = 1;
+   */
+  releaseId: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.DeleteSatelliteReleaseRequest.
+ * Use `create(DeleteSatelliteReleaseRequestSchema)` to create a new message.
+ */
+export const DeleteSatelliteReleaseRequestSchema: GenMessage<DeleteSatelliteReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 39);
+
+/**
+ * DeleteSatelliteReleaseResponse is empty.
+ *
+ * @generated from message orrery.admin.v1.DeleteSatelliteReleaseResponse
+ */
+export type DeleteSatelliteReleaseResponse = Message<"orrery.admin.v1.DeleteSatelliteReleaseResponse"> & {
+};
+
+/**
+ * Describes the message orrery.admin.v1.DeleteSatelliteReleaseResponse.
+ * Use `create(DeleteSatelliteReleaseResponseSchema)` to create a new message.
+ */
+export const DeleteSatelliteReleaseResponseSchema: GenMessage<DeleteSatelliteReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 40);
 
 /**
  * TokenScope says which satellites a registration token may register.
@@ -1252,6 +1747,70 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListCommandsRequestSchema;
     output: typeof ListCommandsResponseSchema;
+  },
+  /**
+   * CreateSatelliteRelease starts publishing a satellite release: its version, platform, checksum and
+   * signature. The binary follows in pieces (UploadSatelliteReleaseChunk) and the release becomes
+   * downloadable once CompleteSatelliteRelease has checked the whole binary against its checksum.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.CreateSatelliteRelease
+   */
+  createSatelliteRelease: {
+    methodKind: "unary";
+    input: typeof CreateSatelliteReleaseRequestSchema;
+    output: typeof CreateSatelliteReleaseResponseSchema;
+  },
+  /**
+   * UploadSatelliteReleaseChunk stores one piece of a release's binary, at the offset where the upload
+   * stands; sending a piece again after a lost answer is harmless.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk
+   */
+  uploadSatelliteReleaseChunk: {
+    methodKind: "unary";
+    input: typeof UploadSatelliteReleaseChunkRequestSchema;
+    output: typeof UploadSatelliteReleaseChunkResponseSchema;
+  },
+  /**
+   * CompleteSatelliteRelease checks the uploaded binary's size and SHA-256 and makes the release
+   * downloadable.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.CompleteSatelliteRelease
+   */
+  completeSatelliteRelease: {
+    methodKind: "unary";
+    input: typeof CompleteSatelliteReleaseRequestSchema;
+    output: typeof CompleteSatelliteReleaseResponseSchema;
+  },
+  /**
+   * ListSatelliteReleases lists published releases, newest first.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListSatelliteReleases
+   */
+  listSatelliteReleases: {
+    methodKind: "unary";
+    input: typeof ListSatelliteReleasesRequestSchema;
+    output: typeof ListSatelliteReleasesResponseSchema;
+  },
+  /**
+   * ListRollouts lists rolling updates with where each of their satellites stands, newest first.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListRollouts
+   */
+  listRollouts: {
+    methodKind: "unary";
+    input: typeof ListRolloutsRequestSchema;
+    output: typeof ListRolloutsResponseSchema;
+  },
+  /**
+   * DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.DeleteSatelliteRelease
+   */
+  deleteSatelliteRelease: {
+    methodKind: "unary";
+    input: typeof DeleteSatelliteReleaseRequestSchema;
+    output: typeof DeleteSatelliteReleaseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orrery_admin_v1_admin, 0);
