@@ -765,8 +765,11 @@ type CatalogEntrySpec struct {
 	// every member connect their own account (RemoteAccountService); their token is sent only with their
 	// requests, and RemoteAccountService.ListRemoteAccounts tells admins who has yet to connect.
 	PerUserAuthorization bool `protobuf:"varint,13,opt,name=per_user_authorization,json=perUserAuthorization,proto3" json:"per_user_authorization,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// source, for a stdio template, has satellites build the server from a source archive and run command
+	// and args in the built tree (see orrery.satellite.v1.Source).
+	Source        *v1.Source `protobuf:"bytes,14,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CatalogEntrySpec) Reset() {
@@ -888,6 +891,13 @@ func (x *CatalogEntrySpec) GetPerUserAuthorization() bool {
 		return x.PerUserAuthorization
 	}
 	return false
+}
+
+func (x *CatalogEntrySpec) GetSource() *v1.Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
 }
 
 // CreateCatalogEntryRequest describes the template.
@@ -1791,7 +1801,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\x0e2!.orrery.api.v1.EmergencyStopScopeR\x05scope\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\x92\v\n" +
+	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\xba\f\n" +
 	"\x10CatalogEntrySpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12*\n" +
@@ -1808,7 +1818,8 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	" \x03(\v20.orrery.api.v1.CatalogEntrySpec.QueryParamsEntryB\x11\xbaH\x0e\x9a\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\vqueryParams\x12@\n" +
 	"\rconfig_schema\x18\v \x01(\v2\x1b.orrery.api.v1.ConfigSchemaR\fconfigSchema\x126\n" +
 	"\asandbox\x18\f \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x124\n" +
-	"\x16per_user_authorization\x18\r \x01(\bR\x14perUserAuthorization\x1aS\n" +
+	"\x16per_user_authorization\x18\r \x01(\bR\x14perUserAuthorization\x123\n" +
+	"\x06source\x18\x0e \x01(\v2\x1b.orrery.satellite.v1.SourceR\x06source\x1aS\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1aW\n" +
@@ -1817,9 +1828,10 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1a[\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xbe\x02\xbaH\xba\x02\x1a\x99\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xb1\x03\xbaH\xad\x03\x1a\x99\x01\n" +
 	"\x19catalog_entry_spec.target\x12Astdio templates need a command; http and sse templates need a url\x1a9this.transport == 1 ? this.command != '' : this.url != ''\x1a\x9b\x01\n" +
-	")catalog_entry_spec.per_user_authorization\x129only remote (http or sse) templates authorize each member\x1a3!this.per_user_authorization || this.transport != 1\"\xb5\x01\n" +
+	")catalog_entry_spec.per_user_authorization\x129only remote (http or sse) templates authorize each member\x1a3!this.per_user_authorization || this.transport != 1\x1aq\n" +
+	"\x19catalog_entry_spec.source\x12*only stdio templates are built from source\x1a(!has(this.source) || this.transport == 1\"\xb5\x01\n" +
 	"\x19CreateCatalogEntryRequest\x12$\n" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x125\n" +
 	"\x04slug\x18\x02 \x01(\tB!\xbaH\x1er\x1c2\x1a^[a-z0-9][a-z0-9_-]{0,62}$R\x04slug\x12;\n" +
@@ -1953,6 +1965,7 @@ var file_orrery_api_v1_catalog_proto_goTypes = []any{
 	nil,                                   // 28: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
 	(*timestamppb.Timestamp)(nil),         // 29: google.protobuf.Timestamp
 	(*v1.Sandbox)(nil),                    // 30: orrery.satellite.v1.Sandbox
+	(*v1.Source)(nil),                     // 31: orrery.satellite.v1.Source
 }
 var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.ConfigField.scope:type_name -> orrery.api.v1.ConfigScope
@@ -1973,38 +1986,39 @@ var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	28, // 15: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
 	7,  // 16: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
 	30, // 17: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	10, // 18: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	8,  // 19: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	10, // 20: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	8,  // 21: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	8,  // 22: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	4,  // 23: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
-	29, // 24: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
-	19, // 25: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
-	8,  // 26: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
-	8,  // 27: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	5,  // 28: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	5,  // 29: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	5,  // 30: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	11, // 31: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
-	13, // 32: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
-	15, // 33: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
-	17, // 34: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
-	22, // 35: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
-	20, // 36: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
-	24, // 37: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
-	12, // 38: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
-	14, // 39: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
-	16, // 40: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
-	18, // 41: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
-	23, // 42: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
-	21, // 43: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
-	25, // 44: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	31, // 18: orrery.api.v1.CatalogEntrySpec.source:type_name -> orrery.satellite.v1.Source
+	10, // 19: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 20: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	10, // 21: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 22: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 23: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	4,  // 24: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
+	29, // 25: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
+	19, // 26: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
+	8,  // 27: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 28: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	5,  // 29: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 30: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 31: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	11, // 32: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
+	13, // 33: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
+	15, // 34: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
+	17, // 35: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
+	22, // 36: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
+	20, // 37: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
+	24, // 38: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
+	12, // 39: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
+	14, // 40: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
+	16, // 41: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
+	18, // 42: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
+	23, // 43: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
+	21, // 44: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
+	25, // 45: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
+	39, // [39:46] is the sub-list for method output_type
+	32, // [32:39] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_catalog_proto_init() }
