@@ -1,9 +1,11 @@
 """An MCP server over stdio with one tool, version, written with the standard library only."""
 
 import json
+import os
 import sys
 
-VERSION = "python-1"
+# The version the archive carries in VERSION, in the working directory, if it does.
+VERSION = open("VERSION").read().strip() if os.path.exists("VERSION") else "python-1"
 
 
 def reply(msg_id, result=None, error=None):
