@@ -8,7 +8,7 @@ select * from catalog_entries where id = @id for update;
 update catalog_entries
 set name = @name, description = @description, tags = @tags, transport = @transport, command = @command,
     args = @args, env = @env, url = @url, headers = @headers, query_params = @query_params,
-    config_schema = @config_schema, sandbox = @sandbox, per_user_authorization = @per_user_authorization,
+    config_schema = @config_schema, sandbox = @sandbox, source = @source, per_user_authorization = @per_user_authorization,
     updated_at = now()
 where id = @id
 returning *;

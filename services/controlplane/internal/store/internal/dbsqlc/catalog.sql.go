@@ -53,7 +53,7 @@ func (q *Queries) DeleteInstallation(ctx context.Context, iD uuid.UUID, teamID u
 }
 
 const getCatalogEntry = `-- name: GetCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries where id = $1
 `
 
 func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -80,6 +80,7 @@ func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEnt
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
@@ -149,7 +150,7 @@ func (q *Queries) GetUserConfiguration(ctx context.Context, installationID uuid.
 }
 
 const listCatalogEntries = `-- name: ListCatalogEntries :many
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries
 where (team_id is null or team_id = $1::uuid)
   and ($2::text = '' or name ilike $2 or slug ilike $2 or description ilike $2)
   and tags @> $3::text[]
@@ -204,6 +205,7 @@ func (q *Queries) ListCatalogEntries(ctx context.Context, arg ListCatalogEntries
 			&i.StopReason,
 			&i.StoppedAt,
 			&i.PerUserAuthorization,
+			&i.Source,
 		); err != nil {
 			return nil, err
 		}
@@ -337,7 +339,7 @@ func (q *Queries) ListToolPrefixes(ctx context.Context, teamID uuid.UUID) ([]Lis
 }
 
 const lockCatalogEntry = `-- name: LockCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1 for update
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries where id = $1 for update
 `
 
 func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -364,6 +366,7 @@ func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEn
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
@@ -422,10 +425,10 @@ const updateCatalogEntry = `-- name: UpdateCatalogEntry :one
 update catalog_entries
 set name = $1, description = $2, tags = $3, transport = $4, command = $5,
     args = $6, env = $7, url = $8, headers = $9, query_params = $10,
-    config_schema = $11, sandbox = $12, per_user_authorization = $13,
+    config_schema = $11, sandbox = $12, source = $13, per_user_authorization = $14,
     updated_at = now()
-where id = $14
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
+where id = $15
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source
 `
 
 type UpdateCatalogEntryParams struct {
@@ -441,6 +444,7 @@ type UpdateCatalogEntryParams struct {
 	QueryParams          []byte
 	ConfigSchema         []byte
 	Sandbox              []byte
+	Source               []byte
 	PerUserAuthorization bool
 	ID                   uuid.UUID
 }
@@ -459,6 +463,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		arg.QueryParams,
 		arg.ConfigSchema,
 		arg.Sandbox,
+		arg.Source,
 		arg.PerUserAuthorization,
 		arg.ID,
 	)
@@ -484,6 +489,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }

@@ -76,6 +76,7 @@ type CatalogEntry struct {
 	StopReason           string
 	StoppedAt            *time.Time
 	PerUserAuthorization bool
+	Source               []byte
 }
 
 type CatalogEntryHealth struct {
