@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,7 +35,7 @@ type sources struct {
 	files map[string][]byte
 }
 
-func newSources(t *testing.T) *sources {
+func newSources(t testing.TB) *sources {
 	t.Helper()
 	s := &sources{files: map[string][]byte{}}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,9 +52,9 @@ func newSources(t *testing.T) *sources {
 	return s
 }
 
-// pack serves the files of dir, in fixture_server/, plus extra as a tar.gz under one top-level
+// pack serves the files of dir, in under, plus extra as a tar.gz under one top-level
 // directory, and returns it as a source.
-func (s *sources) pack(t *testing.T, name, dir string, extra map[string]string) *satellitev1.Source {
+func (s *sources) pack(t testing.TB, name, dir, under string, extra map[string]string) *satellitev1.Source {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -64,13 +65,13 @@ func (s *sources) pack(t *testing.T, name, dir string, extra map[string]string) 
 		}
 		_, _ = tw.Write(body)
 	}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.Contains(path, "__pycache__") {
+	err := filepath.WalkDir(dir, func(file string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.Contains(file, "__pycache__") || strings.Contains(file, "node_modules") {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, path)
-		body, err := os.ReadFile(path)
-		add("fixture_server/"+filepath.ToSlash(rel), body)
+		rel, _ := filepath.Rel(dir, file)
+		body, err := os.ReadFile(file)
+		add(path.Join(under, filepath.ToSlash(rel)), body)
 		return err
 	})
 	if err != nil {
@@ -90,7 +91,7 @@ func (s *sources) pack(t *testing.T, name, dir string, extra map[string]string) 
 
 // builder downloads from s under an egress policy that allows loopback, as ORRERY_SANDBOX_EGRESS_ALLOW
 // would.
-func (s *sources) builder(t *testing.T) *build.Builder {
+func (s *sources) builder(t testing.TB) *build.Builder {
 	t.Helper()
 	tr := egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}.Transport()
 	tr.TLSClientConfig = s.Client().Transport.(*http.Transport).TLSClientConfig
@@ -126,7 +127,7 @@ func TestSourceRedeployIsBlueGreen(t *testing.T) {
 	t.Parallel()
 	src := newSources(t)
 	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t) })
-	v1 := sourceInstance(src.pack(t, "v1.tar.gz", pythonFixture, map[string]string{"VERSION": "v1"}))
+	v1 := sourceInstance(src.pack(t, "v1.tar.gz", pythonFixture, "fixture_server", map[string]string{"VERSION": "v1"}))
 	b.apply(t, v1)
 	b.waitStatus(t, v1.Id, online)
 	if got := callVersion(t, b.rt, v1.Id); got != "v1" {
@@ -139,7 +140,7 @@ func TestSourceRedeployIsBlueGreen(t *testing.T) {
 	}
 	seen := len(b.events.of(v1.Id))
 
-	v2 := sourceInstance(src.pack(t, "v2.tar.gz", pythonFixture, map[string]string{"VERSION": "v2"}))
+	v2 := sourceInstance(src.pack(t, "v2.tar.gz", pythonFixture, "fixture_server", map[string]string{"VERSION": "v2"}))
 	v2.Id = v1.Id
 	start := time.Now()
 	b.apply(t, v2)
@@ -164,7 +165,7 @@ func TestSourceRedeployIsBlueGreen(t *testing.T) {
 	}
 
 	// A version whose build fails leaves v2 serving, with the build's log and the failure reported.
-	v3 := sourceInstance(src.pack(t, "v3.tar.gz", pythonFixture, map[string]string{"VERSION": "v3"}))
+	v3 := sourceInstance(src.pack(t, "v3.tar.gz", pythonFixture, "fixture_server", map[string]string{"VERSION": "v3"}))
 	v3.Source.BuildCommand = "echo compiling; echo 'error: broken on purpose' >&2; exit 7"
 	v3.ContentHash = "v3"
 	v3.Id = v1.Id
@@ -192,7 +193,7 @@ func TestSourceBuildFailureIsAnError(t *testing.T) {
 	t.Parallel()
 	src := newSources(t)
 	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t) })
-	in := sourceInstance(src.pack(t, "broken.tar.gz", pythonFixture, nil))
+	in := sourceInstance(src.pack(t, "broken.tar.gz", pythonFixture, "fixture_server", nil))
 	in.Source.BuildCommand = "exit 3"
 	b.apply(t, in)
 	info := b.waitStatus(t, in.Id, satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR)
@@ -208,7 +209,7 @@ func TestSourceBuildFailureIsAnError(t *testing.T) {
 	}
 
 	// A tampered archive is refused for its checksum.
-	bad := sourceInstance(src.pack(t, "tampered.tar.gz", pythonFixture, nil))
+	bad := sourceInstance(src.pack(t, "tampered.tar.gz", pythonFixture, "fixture_server", nil))
 	bad.Source.Sha256 = strings.Repeat("a", 64)
 	b.apply(t, in, bad)
 	info = b.waitStatus(t, bad.Id, satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR)
