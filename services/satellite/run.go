@@ -21,11 +21,11 @@ import (
 	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
-	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	rtRef.rt, err = mcpruntime.New(logger.With("component", "mcp"), mcpruntime.Config{
-		Builds:     builds,
+		Builds: builds,
 		OnProgress: func(ctx context.Context, req *mcpsdk.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},

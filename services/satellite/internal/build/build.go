@@ -34,8 +34,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/orrery/orrery/internal/egress"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 

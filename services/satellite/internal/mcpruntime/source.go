@@ -97,7 +97,12 @@ func (in *instance) redeploy(ctx context.Context, old, spec *satellitev1.Instanc
 	c.proc.Started()
 	previous := in.conn
 	in.conn = c
+	before := in.currentStatusMessage()
 	in.goOnline(c, cat)
+	if now := in.currentStatusMessage(); now != before {
+		// The instance stayed online, so goOnline reported nothing; a failed redeploy's message must go.
+		in.reportStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE, now)
+	}
 	go c.relistLoop()
 	in.emitLog(satellitev1.LogLevel_LOG_LEVEL_INFO, "redeploy: the new version serves; the previous one stops")
 	in.rt.wg.Add(1)
@@ -137,4 +142,10 @@ func (in *instance) reportStatus(s satellitev1.InstanceStatus, message string) {
 	}}})
 	in.status, in.message = s, message
 	in.changedLocked()
+}
+
+func (in *instance) currentStatusMessage() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.message
 }
