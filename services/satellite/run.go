@@ -128,6 +128,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Dir:        filepath.Join(stateDir, "builds"),
 		HTTPClient: &http.Client{Transport: egressPolicy(cfg).Transport()},
 		Driver:     driver,
+		Uploaded:   comm.SourceArchive,
 	})
 	if err != nil {
 		return err

@@ -94,3 +94,15 @@ select exists (
     select 1 from catalog_entries c
     where c.slug = @slug::text and (sqlc.narg(team_id)::uuid is null or c.team_id is null)
 )::boolean as shadowed;
+
+-- name: PutSourceArchive :exec
+-- PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
+insert into source_archives (team_id, sha256, content, size)
+values (@team_id, @sha256, @content, @size)
+on conflict (team_id, sha256) do nothing;
+
+-- name: GetSourceArchive :one
+select content from source_archives where team_id = @team_id and sha256 = @sha256;
+
+-- name: SourceArchiveExists :one
+select exists (select 1 from source_archives where team_id = @team_id and sha256 = @sha256);

@@ -3310,14 +3310,18 @@ func (x *Instance) GetSource() *Source {
 // an isolating sandbox).
 type Source struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// url is where the archive is: an https URL of a .tar.gz, .tgz, .tar or .zip file.
+	// url is where the archive is: an https URL of a .tar.gz, .tgz, .tar or .zip file. Empty for an
+	// uploaded archive.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// sha256 is the archive's expected SHA-256, in lowercase hex.
 	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// build_command, when set, builds the tree with /bin/sh -c in place of the detected build: npm ci (npm
 	// install without a lockfile) and npm run build for a package.json, a virtual environment and pip install
 	// for a pyproject.toml, go build for a go.mod.
-	BuildCommand  string `protobuf:"bytes,3,opt,name=build_command,json=buildCommand,proto3" json:"build_command,omitempty"`
+	BuildCommand string `protobuf:"bytes,3,opt,name=build_command,json=buildCommand,proto3" json:"build_command,omitempty"`
+	// uploaded says the archive was uploaded to the control plane by the template's team
+	// (CatalogService.UploadSourceArchive): satellites download it with GetSourceArchive, by sha256.
+	Uploaded      bool `protobuf:"varint,4,opt,name=uploaded,proto3" json:"uploaded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3373,6 +3377,114 @@ func (x *Source) GetBuildCommand() string {
 	return ""
 }
 
+func (x *Source) GetUploaded() bool {
+	if x != nil {
+		return x.Uploaded
+	}
+	return false
+}
+
+// GetSourceArchiveRequest names an uploaded archive.
+type GetSourceArchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id is the team that uploaded it; a team satellite may ask only for its own team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// sha256 is the archive's SHA-256 in lowercase hex.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceArchiveRequest) Reset() {
+	*x = GetSourceArchiveRequest{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceArchiveRequest) ProtoMessage() {}
+
+func (x *GetSourceArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceArchiveRequest.ProtoReflect.Descriptor instead.
+func (*GetSourceArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetSourceArchiveRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *GetSourceArchiveRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// GetSourceArchiveResponse carries an uploaded archive.
+type GetSourceArchiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// content is the archive.
+	Content       []byte `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceArchiveResponse) Reset() {
+	*x = GetSourceArchiveResponse{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceArchiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceArchiveResponse) ProtoMessage() {}
+
+func (x *GetSourceArchiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceArchiveResponse.ProtoReflect.Descriptor instead.
+func (*GetSourceArchiveResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetSourceArchiveResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 // ToolSelection is the team's selection of an installation's tools together with the tools the instance's
 // user hid. Patterns match a tool's name on its server with the syntax of Go's path.Match. A tool is
 // offered when allow is empty or one of its patterns matches, and no pattern of deny or hidden matches; a
@@ -3393,7 +3505,7 @@ type ToolSelection struct {
 
 func (x *ToolSelection) Reset() {
 	*x = ToolSelection{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3517,7 @@ func (x *ToolSelection) String() string {
 func (*ToolSelection) ProtoMessage() {}
 
 func (x *ToolSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[28]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3530,7 @@ func (x *ToolSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
 func (*ToolSelection) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{28}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ToolSelection) GetAllow() []string {
@@ -3470,7 +3582,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3482,7 +3594,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[29]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3495,7 +3607,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{29}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -3548,7 +3660,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3672,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[30]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3685,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{30}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -3629,7 +3741,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3641,7 +3753,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[31]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3654,7 +3766,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{31}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -3677,7 +3789,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3689,7 +3801,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[32]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3702,7 +3814,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{32}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -3749,7 +3861,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3873,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[33]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3886,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{33}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetId() string {
@@ -3932,7 +4044,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3944,7 +4056,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[34]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3957,7 +4069,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{34}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -3987,7 +4099,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3999,7 +4111,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4012,7 +4124,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -4059,7 +4171,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4071,7 +4183,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4084,7 +4196,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -4168,7 +4280,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4180,7 +4292,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4193,7 +4305,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -4226,7 +4338,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4350,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4363,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Tool) GetName() string {
@@ -4320,7 +4432,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4332,7 +4444,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4345,7 +4457,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -4389,7 +4501,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4401,7 +4513,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4414,7 +4526,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -4442,7 +4554,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4566,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4579,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4511,7 +4623,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4523,7 +4635,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4536,7 +4648,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -4808,11 +4920,18 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
-	"\x06Source\x12&\n" +
-	"\x03url\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\t\x18\x80\x10:\bhttps://R\x03url\x12-\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x02\n" +
+	"\x06Source\x12)\n" +
+	"\x03url\x18\x01 \x01(\tB\x17\xbaH\x14\xd8\x01\x01r\x0f\x10\t\x18\x80\x10:\bhttps://R\x03url\x12-\n" +
 	"\x06sha256\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\x12-\n" +
-	"\rbuild_command\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\fbuildCommand\"\xec\x01\n" +
+	"\rbuild_command\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\fbuildCommand\x12\x1a\n" +
+	"\buploaded\x18\x04 \x01(\bR\buploaded:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
+	"\x0fsource.location\x12.a source is either uploaded or at an https url\x1a@this.uploaded ? this.url == '' : this.url.startsWith('https://')\"k\n" +
+	"\x17GetSourceArchiveRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12-\n" +
+	"\x06sha256\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\"4\n" +
+	"\x18GetSourceArchiveResponse\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\fR\acontent\"\xec\x01\n" +
 	"\rToolSelection\x12\x14\n" +
 	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
 	"\x04deny\x18\x02 \x03(\tR\x04deny\x12\x16\n" +
@@ -5023,13 +5142,14 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tToolsMode\x12\x1a\n" +
 	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
-	"\x11TOOLS_MODE_SEARCH\x10\x022\xee\x05\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xe4\x06\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
 	"\fPollCommands\x12(.orrery.satellite.v1.PollCommandsRequest\x1a).orrery.satellite.v1.PollCommandsResponse\x12x\n" +
 	"\x13ReportCommandResult\x12/.orrery.satellite.v1.ReportCommandResultRequest\x1a0.orrery.satellite.v1.ReportCommandResultResponse\x12t\n" +
-	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12]\n" +
+	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x10GetSourceArchive\x12,.orrery.satellite.v1.GetSourceArchiveRequest\x1a-.orrery.satellite.v1.GetSourceArchiveResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\n" +
 	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponse\x12q\n" +
 	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01B>Z<github.com/orrery/orrery/gen/orrery/satellite/v1;satellitev1b\x06proto3"
@@ -5047,7 +5167,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 18)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -5095,47 +5215,49 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*Policy)(nil),                      // 43: orrery.satellite.v1.Policy
 	(*Instance)(nil),                    // 44: orrery.satellite.v1.Instance
 	(*Source)(nil),                      // 45: orrery.satellite.v1.Source
-	(*ToolSelection)(nil),               // 46: orrery.satellite.v1.ToolSelection
-	(*Sandbox)(nil),                     // 47: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 48: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 49: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 50: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 51: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 52: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 53: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 54: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 55: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 56: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 57: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 58: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 59: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 60: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 61: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 62: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 63: orrery.satellite.v1.Instance.QueryParamsEntry
-	nil,                                 // 64: orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 66: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 67: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 68: google.protobuf.Value
+	(*GetSourceArchiveRequest)(nil),     // 46: orrery.satellite.v1.GetSourceArchiveRequest
+	(*GetSourceArchiveResponse)(nil),    // 47: orrery.satellite.v1.GetSourceArchiveResponse
+	(*ToolSelection)(nil),               // 48: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 49: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 50: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 51: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 52: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 53: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 54: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 55: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 56: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 57: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 58: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 59: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 60: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 61: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 62: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 63: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 64: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 65: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 66: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 67: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 68: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 69: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 70: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	65, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	67, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	65, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	67, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	20, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	21, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	22, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	65, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	65, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	67, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	67, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	66, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	66, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	68, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	68, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
 	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
 	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
@@ -5154,9 +5276,9 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
 	26, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	65, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	67, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	67, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	69, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
 	37, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
 	44, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
@@ -5164,52 +5286,54 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	13, // 41: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
 	14, // 42: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
 	4,  // 43: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	61, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	62, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	63, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	47, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	46, // 48: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	63, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	64, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	65, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	49, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	48, // 48: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
 	45, // 49: orrery.satellite.v1.Instance.source:type_name -> orrery.satellite.v1.Source
-	64, // 50: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	66, // 50: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
 	8,  // 51: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	48, // 52: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	65, // 53: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	51, // 54: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	66, // 55: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	52, // 56: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	53, // 57: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	54, // 58: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	55, // 59: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	57, // 60: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	58, // 61: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	50, // 52: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	67, // 53: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	53, // 54: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	68, // 55: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	54, // 56: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	55, // 57: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	56, // 58: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	57, // 59: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	59, // 60: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	60, // 61: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
 	5,  // 62: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
 	15, // 63: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	65, // 64: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	68, // 65: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	68, // 66: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	56, // 67: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	67, // 68: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	67, // 69: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	67, // 70: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	67, // 64: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	70, // 65: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	70, // 66: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	58, // 67: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	69, // 68: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	69, // 69: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	69, // 70: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
 	16, // 71: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	66, // 72: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 72: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	17, // 73: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
 	18, // 74: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
 	23, // 75: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
 	25, // 76: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
 	39, // 77: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
 	41, // 78: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	49, // 79: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	59, // 80: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	19, // 81: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 82: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	38, // 83: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	40, // 84: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	42, // 85: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	50, // 86: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	60, // 87: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	81, // [81:88] is the sub-list for method output_type
-	74, // [74:81] is the sub-list for method input_type
+	46, // 79: orrery.satellite.v1.SatelliteService.GetSourceArchive:input_type -> orrery.satellite.v1.GetSourceArchiveRequest
+	51, // 80: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	61, // 81: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	19, // 82: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 83: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	38, // 84: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	40, // 85: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	42, // 86: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	47, // 87: orrery.satellite.v1.SatelliteService.GetSourceArchive:output_type -> orrery.satellite.v1.GetSourceArchiveResponse
+	52, // 88: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	62, // 89: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	82, // [82:90] is the sub-list for method output_type
+	74, // [74:82] is the sub-list for method input_type
 	74, // [74:74] is the sub-list for extension type_name
 	74, // [74:74] is the sub-list for extension extendee
 	0,  // [0:74] is the sub-list for field type_name
@@ -5235,7 +5359,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[33].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[35].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -5249,7 +5373,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      18,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

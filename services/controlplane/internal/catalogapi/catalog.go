@@ -112,6 +112,9 @@ func (h *Handler) createEntry(ctx context.Context, p *access.Principal, e store.
 	if err := h.checkCommand(e); err != nil {
 		return store.CatalogEntry{}, err
 	}
+	if err := h.checkSource(ctx, e); err != nil {
+		return store.CatalogEntry{}, err
+	}
 	out, err := h.store.CreateCatalogEntry(ctx, e, author(p))
 	if err != nil {
 		return out, rpcerr.From(ctx, h.logger, what, err)
@@ -131,6 +134,9 @@ func (h *Handler) UpdateCatalogEntry(ctx context.Context, req *connect.Request[a
 	e := specFromProto(req.Msg.Spec)
 	e.ID, e.TeamID = uuid.MustParse(req.Msg.Id), teamID
 	if err := h.checkCommand(e); err != nil {
+		return nil, err
+	}
+	if err := h.checkSource(ctx, e); err != nil {
 		return nil, err
 	}
 	prior, err := h.store.GetCatalogEntry(ctx, teamID, e.ID)

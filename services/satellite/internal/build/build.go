@@ -88,6 +88,9 @@ type Config struct {
 	BuildTimeout time.Duration
 	// Limits are a build's sandbox limits; zero fields take DefaultLimits.
 	Limits sandbox.Limits
+	// Uploaded fetches an archive a team uploaded to the control plane (Source.uploaded), by SHA-256.
+	// Default: none, and such sources fail.
+	Uploaded func(ctx context.Context, teamID, sha256 string) ([]byte, error)
 	// Keep is how many builds not in use stay cached; older ones are removed after each build. Default
 	// DefaultKeep (5).
 	Keep int
@@ -206,10 +209,14 @@ const marker = "built"
 // same build wait for one another. A failed build is not cached: the next request tries again.
 func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	src := req.Source
-	if src == nil || src.GetUrl() == "" || len(src.GetSha256()) != 64 {
-		return nil, errors.New("build: the source needs a url and a sha256")
-	}
-	if !strings.HasPrefix(src.GetUrl(), "https://") {
+	switch {
+	case len(src.GetSha256()) != 64:
+		return nil, errors.New("build: the source needs a sha256")
+	case src.GetUploaded():
+		if b.cfg.Uploaded == nil {
+			return nil, errors.New("build: this satellite cannot fetch uploaded archives")
+		}
+	case !strings.HasPrefix(src.GetUrl(), "https://"):
 		return nil, errors.New("build: the source url must be https")
 	}
 	logf := func(format string, args ...any) {
@@ -263,7 +270,13 @@ func (b *Builder) make(ctx context.Context, req Request, dir string, logf func(s
 		return "", fmt.Errorf("build: %w", err)
 	}
 	logf("build: downloading the archive (sha256 %s)", src.GetSha256())
-	archive, err := b.fetch(ctx, src.GetUrl(), src.GetSha256(), dir)
+	var archive *os.File
+	var err error
+	if src.GetUploaded() {
+		archive, err = b.fetchUploaded(ctx, req.TeamID, src.GetSha256(), dir)
+	} else {
+		archive, err = b.fetch(ctx, src.GetUrl(), src.GetSha256(), dir)
+	}
 	if err != nil {
 		return "", err
 	}

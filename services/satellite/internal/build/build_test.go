@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"os"
@@ -290,5 +291,35 @@ func TestPlanDetectsTheRuntime(t *testing.T) {
 		if err != nil || !strings.Contains(script, tc.want) || (tc.want == "" && script != "") {
 			t.Errorf("plan(%v, %q) = %q, %v; want %q", tc.files, tc.command, script, err, tc.want)
 		}
+	}
+}
+
+func TestBuildFromAnUploadedArchive(t *testing.T) {
+	t.Parallel()
+	archive := tarGz(t, member{name: "pkg/in.txt", body: "uploaded"})
+	sum := sha256Hex(archive)
+	var asked []string
+	b := newBuilder(t, nil, Config{Uploaded: func(_ context.Context, teamID, digest string) ([]byte, error) {
+		asked = append(asked, teamID+"/"+digest)
+		if digest == sum {
+			return archive, nil
+		}
+		return []byte("not what was asked for"), nil
+	}})
+	res, err := b.Build(t.Context(), Request{TeamID: "team-a", Source: &satellitev1.Source{Uploaded: true, Sha256: sum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Release()
+	if got, err := os.ReadFile(filepath.Join(res.Dir, "in.txt")); err != nil || string(got) != "uploaded" {
+		t.Fatalf("the uploaded tree: %q, %v", got, err)
+	}
+	if len(asked) != 1 || asked[0] != "team-a/"+sum {
+		t.Fatalf("asked the control plane for %v", asked)
+	}
+	// What the control plane hands over is checked like a download.
+	_, err = b.Build(t.Context(), Request{TeamID: "team-a", Source: &satellitev1.Source{Uploaded: true, Sha256: strings.Repeat("1", 64)}})
+	if !errors.Is(err, ErrChecksum) {
+		t.Fatalf("a mismatched upload: %v", err)
 	}
 }

@@ -11,6 +11,33 @@ import (
 	"os"
 )
 
+// fetchUploaded fetches an uploaded archive of teamID into a new file in dir and checks it like fetch.
+func (b *Builder) fetchUploaded(ctx context.Context, teamID, want, dir string) (*os.File, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.FetchTimeout)
+	defer cancel()
+	content, err := b.cfg.Uploaded(ctx, teamID, want)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the uploaded archive: %w", err)
+	}
+	if int64(len(content)) > b.cfg.MaxArchiveBytes {
+		return nil, fmt.Errorf("%w: the archive is larger than %d bytes", ErrUnsafeArchive, b.cfg.MaxArchiveBytes)
+	}
+	sum := sha256.Sum256(content)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, fmt.Errorf("%w: got sha256 %s, the template expects %s", ErrChecksum, got, want)
+	}
+	f, err := os.CreateTemp(dir, "archive-*")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(content); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
 // ErrChecksum is the error of an archive whose SHA-256 is not the one the template expects.
 var ErrChecksum = errors.New("archive checksum mismatch")
 

@@ -127,6 +127,17 @@ func (q *Queries) GetInstallation(ctx context.Context, iD uuid.UUID, teamID uuid
 	return i, err
 }
 
+const getSourceArchive = `-- name: GetSourceArchive :one
+select content from source_archives where team_id = $1 and sha256 = $2
+`
+
+func (q *Queries) GetSourceArchive(ctx context.Context, teamID uuid.UUID, sha256 string) ([]byte, error) {
+	row := q.db.QueryRow(ctx, getSourceArchive, teamID, sha256)
+	var content []byte
+	err := row.Scan(&content)
+	return content, err
+}
+
 const getUserConfiguration = `-- name: GetUserConfiguration :one
 select installation_id, team_id, user_id, args, env, headers, query_params, updated_at, arg_values from user_configurations
 where installation_id = $1 and team_id = $2 and user_id = $3
@@ -419,6 +430,34 @@ select id from teams where id = $1 for no key update
 func (q *Queries) LockTeam(ctx context.Context, id uuid.UUID) error {
 	_, err := q.db.Exec(ctx, lockTeam, id)
 	return err
+}
+
+const putSourceArchive = `-- name: PutSourceArchive :exec
+insert into source_archives (team_id, sha256, content, size)
+values ($1, $2, $3, $4)
+on conflict (team_id, sha256) do nothing
+`
+
+// PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
+func (q *Queries) PutSourceArchive(ctx context.Context, teamID uuid.UUID, sha256 string, content []byte, size int64) error {
+	_, err := q.db.Exec(ctx, putSourceArchive,
+		teamID,
+		sha256,
+		content,
+		size,
+	)
+	return err
+}
+
+const sourceArchiveExists = `-- name: SourceArchiveExists :one
+select exists (select 1 from source_archives where team_id = $1 and sha256 = $2)
+`
+
+func (q *Queries) SourceArchiveExists(ctx context.Context, teamID uuid.UUID, sha256 string) (bool, error) {
+	row := q.db.QueryRow(ctx, sourceArchiveExists, teamID, sha256)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }
 
 const updateCatalogEntry = `-- name: UpdateCatalogEntry :one

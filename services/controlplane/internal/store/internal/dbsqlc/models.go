@@ -409,6 +409,14 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+type SourceArchive struct {
+	TeamID    uuid.UUID
+	Sha256    string
+	Content   []byte
+	Size      int64
+	CreatedAt time.Time
+}
+
 type SsoGroupRule struct {
 	ID         uuid.UUID
 	ProviderID uuid.UUID
