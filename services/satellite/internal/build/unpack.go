@@ -132,7 +132,7 @@ func (x *extractor) tar(tr *tar.Reader) error {
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = x.dir(name)
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader reports old-style regular files (TypeRegA) as TypeReg
 			err = x.file(name, h.FileInfo().Mode(), tr)
 		case tar.TypeSymlink:
 			err = x.symlink(name, h.Linkname)
