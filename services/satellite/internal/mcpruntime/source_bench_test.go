@@ -29,11 +29,26 @@ func BenchmarkSourceNode(b *testing.B) {
 	if _, err := exec.LookPath("npm"); err != nil {
 		b.Skip("npm not found")
 	}
+	b.Run("direct", func(b *testing.B) { benchmarkSourceNode(b, sandbox.Direct{}) })
+	b.Run("bwrap", func(b *testing.B) {
+		path, err := sandbox.FindBwrap(b.Context(), nil, false)
+		if err != nil {
+			b.Skip("bubblewrap not found")
+		}
+		driver, err := sandbox.NewBwrap(nil, sandbox.BwrapConfig{Path: path, HomeRoot: b.TempDir()})
+		if err != nil {
+			b.Skip(err)
+		}
+		benchmarkSourceNode(b, driver)
+	})
+}
+
+func benchmarkSourceNode(b *testing.B, driver sandbox.Driver) {
 	src := newSources(b)
 	view := desired.New()
 	rt, err := mcpruntime.New(slog.New(slog.DiscardHandler), mcpruntime.Config{
-		Desired: view, Driver: sandbox.Direct{}, WorkDir: filepath.Join(b.TempDir(), "instances"),
-		Builds: src.builder(b), StartTimeout: 2 * time.Minute, CallStartWait: 10 * time.Minute,
+		Desired: view, Driver: driver, WorkDir: filepath.Join(b.TempDir(), "instances"),
+		Builds: src.builder(b, driver), StartTimeout: 2 * time.Minute, CallStartWait: 10 * time.Minute,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/orrery/orrery/internal/egress"
 	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
 // sources serves source archives over TLS on loopback.
@@ -91,11 +92,11 @@ func (s *sources) pack(t testing.TB, name, dir, under string, extra map[string]s
 
 // builder downloads from s under an egress policy that allows loopback, as ORRERY_SANDBOX_EGRESS_ALLOW
 // would.
-func (s *sources) builder(t testing.TB) *build.Builder {
+func (s *sources) builder(t testing.TB, driver sandbox.Driver) *build.Builder {
 	t.Helper()
 	tr := egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}.Transport()
 	tr.TLSClientConfig = s.Client().Transport.(*http.Transport).TLSClientConfig
-	b, err := build.New(nil, build.Config{Dir: t.TempDir(), HTTPClient: &http.Client{Transport: tr}})
+	b, err := build.New(nil, build.Config{Dir: t.TempDir(), HTTPClient: &http.Client{Transport: tr}, Driver: driver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func callVersion(t *testing.T, rt *mcpruntime.Runtime, id string) string {
 func TestSourceRedeployIsBlueGreen(t *testing.T) {
 	t.Parallel()
 	src := newSources(t)
-	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t) })
+	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t, c.Driver) })
 	v1 := sourceInstance(src.pack(t, "v1.tar.gz", pythonFixture, "fixture_server", map[string]string{"VERSION": "v1"}))
 	b.apply(t, v1)
 	b.waitStatus(t, v1.Id, online)
@@ -192,7 +193,7 @@ func TestSourceRedeployIsBlueGreen(t *testing.T) {
 func TestSourceBuildFailureIsAnError(t *testing.T) {
 	t.Parallel()
 	src := newSources(t)
-	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t) })
+	b := setup(t, func(c *mcpruntime.Config) { c.Builds = src.builder(t, c.Driver) })
 	in := sourceInstance(src.pack(t, "broken.tar.gz", pythonFixture, "fixture_server", nil))
 	in.Source.BuildCommand = "exit 3"
 	b.apply(t, in)
