@@ -44,6 +44,13 @@ func startTeamEndpointWith(t *testing.T, satelliteEnv []string, slug, catalogSlu
 // serveTeamEndpoint is startTeamEndpointWith on a control plane that runs already.
 func serveTeamEndpoint(t *testing.T, cp *e2e.ControlPlane, satelliteEnv []string, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool string) *teamEndpoint {
 	t.Helper()
+	return serveTeamEndpointFrom(t, cp, satelliteEnv, slug, catalogSlug, command, args, noPrefix, wantTool, "{}", nil)
+}
+
+// serveTeamEndpointFrom is serveTeamEndpoint for a catalog entry with a source (orrery.satellite.v1.Source
+// in protobuf JSON); seeded, when set, runs once the team exists, before the satellite is configured.
+func serveTeamEndpointFrom(t *testing.T, cp *e2e.ControlPlane, satelliteEnv []string, slug, catalogSlug, command string, args []string, noPrefix bool, wantTool, source string, seeded func(*teamEndpoint)) *teamEndpoint {
+	t.Helper()
 	sat := e2e.StartSatellite(t, cp, e2e.SatelliteConfig{RegistrationToken: cp.RegistrationToken(t), Env: satelliteEnv})
 	registered := waitActive(t, cp, sat.URL)
 
@@ -57,11 +64,14 @@ func serveTeamEndpoint(t *testing.T, cp *e2e.ControlPlane, satelliteEnv []string
 		args = []string{} // a SQL array, never NULL
 	}
 	var catalogID string
-	if err := conn.QueryRow(ctx, `insert into catalog_entries (slug, name, transport, command, args)
-		values ($1, $1, 'stdio', $2, $3) returning id`, catalogSlug, command, args).Scan(&catalogID); err != nil {
+	if err := conn.QueryRow(ctx, `insert into catalog_entries (slug, name, transport, command, args, source)
+		values ($1, $1, 'stdio', $2, $3, $4) returning id`, catalogSlug, command, args, source).Scan(&catalogID); err != nil {
 		t.Fatal(err)
 	}
 	te := &teamEndpoint{team: seedTeam(t, conn, catalogID, slug, sat.URL), cp: cp, sat: sat, conn: conn}
+	if seeded != nil {
+		seeded(te)
+	}
 	if noPrefix {
 		if _, err := conn.Exec(ctx, `update installations set tool_prefix = '' where id = $1`, te.installationID); err != nil {
 			t.Fatal(err)

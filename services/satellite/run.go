@@ -21,6 +21,7 @@ import (
 	"github.com/orrery/orrery/internal/filelock"
 	"github.com/orrery/orrery/services/satellite/internal/backend"
 	"github.com/orrery/orrery/services/satellite/internal/backoff"
+	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
@@ -122,7 +123,19 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// Progress, log messages and requests from servers are routed by the gateway, which needs the runtime
 	// in turn: the hooks read gw, which is set before the runtime runs.
 	var gw *gateway.Gateway
+	// Source archives download under the policy remote servers are dialed with, and build in the sandbox
+	// their servers run in; builds are cached in the state directory, beside the homes.
+	builds, err := build.New(logger.With("component", "build"), build.Config{
+		Dir:        filepath.Join(stateDir, "builds"),
+		HTTPClient: &http.Client{Transport: egressPolicy(cfg).Transport()},
+		Driver:     driver,
+		Uploaded:   comm.SourceArchive,
+	})
+	if err != nil {
+		return err
+	}
 	rtRef.rt, err = mcpruntime.New(logger.With("component", "mcp"), mcpruntime.Config{
+		Builds: builds,
 		OnProgress: func(ctx context.Context, req *mcpsdk.ProgressNotificationClientRequest) {
 			gw.HandleProgress(ctx, req)
 		},

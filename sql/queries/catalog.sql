@@ -8,7 +8,7 @@ select * from catalog_entries where id = @id for update;
 update catalog_entries
 set name = @name, description = @description, tags = @tags, transport = @transport, command = @command,
     args = @args, env = @env, url = @url, headers = @headers, query_params = @query_params,
-    config_schema = @config_schema, sandbox = @sandbox, per_user_authorization = @per_user_authorization,
+    config_schema = @config_schema, sandbox = @sandbox, source = @source, per_user_authorization = @per_user_authorization,
     updated_at = now()
 where id = @id
 returning *;
@@ -94,3 +94,15 @@ select exists (
     select 1 from catalog_entries c
     where c.slug = @slug::text and (sqlc.narg(team_id)::uuid is null or c.team_id is null)
 )::boolean as shadowed;
+
+-- name: PutSourceArchive :exec
+-- PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
+insert into source_archives (team_id, sha256, content, size)
+values (@team_id, @sha256, @content, @size)
+on conflict (team_id, sha256) do nothing;
+
+-- name: GetSourceArchive :one
+select content from source_archives where team_id = @team_id and sha256 = @sha256;
+
+-- name: SourceArchiveExists :one
+select exists (select 1 from source_archives where team_id = @team_id and sha256 = @sha256);

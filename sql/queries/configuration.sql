@@ -2,7 +2,7 @@
 -- ListDesiredInstances returns every instance with the configuration levels it merges, for one team or, when
 -- team_id is null, for all teams.
 select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slug as user_slug,
-       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox, c.per_user_authorization,
+       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox, c.source, c.per_user_authorization,
        c.args as template_args, c.env as template_env, c.headers as template_headers,
        c.query_params as template_query_params, c.config_schema,
        inst.args as team_args, inst.arg_values as team_arg_values, inst.env as team_env, inst.headers as team_headers,

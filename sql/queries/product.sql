@@ -10,9 +10,9 @@ insert into team_memberships (team_id, user_id, role) values (@team_id, @user_id
 -- name: CreateCatalogEntry :one
 insert into catalog_entries (
     team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema,
-    sandbox, per_user_authorization)
+    sandbox, source, per_user_authorization)
 values (sqlc.narg(team_id), @slug, @name, @description, @tags, @transport, @command, @args, @env, @url, @headers,
-        @query_params, @config_schema, @sandbox, @per_user_authorization)
+        @query_params, @config_schema, @sandbox, @source, @per_user_authorization)
 returning *;
 
 -- name: CreateInstallation :one

@@ -765,8 +765,11 @@ type CatalogEntrySpec struct {
 	// every member connect their own account (RemoteAccountService); their token is sent only with their
 	// requests, and RemoteAccountService.ListRemoteAccounts tells admins who has yet to connect.
 	PerUserAuthorization bool `protobuf:"varint,13,opt,name=per_user_authorization,json=perUserAuthorization,proto3" json:"per_user_authorization,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// source, for a stdio template, has satellites build the server from a source archive and run command
+	// and args in the built tree (see orrery.satellite.v1.Source).
+	Source        *v1.Source `protobuf:"bytes,14,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CatalogEntrySpec) Reset() {
@@ -888,6 +891,13 @@ func (x *CatalogEntrySpec) GetPerUserAuthorization() bool {
 		return x.PerUserAuthorization
 	}
 	return false
+}
+
+func (x *CatalogEntrySpec) GetSource() *v1.Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
 }
 
 // CreateCatalogEntryRequest describes the template.
@@ -1752,6 +1762,116 @@ func (x *ImportServerJsonResponse) GetEntry() *CatalogEntry {
 	return nil
 }
 
+// UploadSourceArchiveRequest carries an archive.
+type UploadSourceArchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id is the team whose templates may use the archive.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// content is the archive: a .tar.gz, .tar or .zip file of at most 16 MiB.
+	Content       []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSourceArchiveRequest) Reset() {
+	*x = UploadSourceArchiveRequest{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSourceArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSourceArchiveRequest) ProtoMessage() {}
+
+func (x *UploadSourceArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSourceArchiveRequest.ProtoReflect.Descriptor instead.
+func (*UploadSourceArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UploadSourceArchiveRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *UploadSourceArchiveRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+// UploadSourceArchiveResponse names the stored archive.
+type UploadSourceArchiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sha256 is the archive's SHA-256 in lowercase hex, for Source.sha256.
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// size is the archive's size in bytes.
+	Size          int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadSourceArchiveResponse) Reset() {
+	*x = UploadSourceArchiveResponse{}
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadSourceArchiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadSourceArchiveResponse) ProtoMessage() {}
+
+func (x *UploadSourceArchiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_catalog_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadSourceArchiveResponse.ProtoReflect.Descriptor instead.
+func (*UploadSourceArchiveResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_catalog_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UploadSourceArchiveResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *UploadSourceArchiveResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_orrery_api_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_catalog_proto_rawDesc = "" +
@@ -1791,7 +1911,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\x0e2!.orrery.api.v1.EmergencyStopScopeR\x05scope\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\x92\v\n" +
+	"stopped_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\"\xba\f\n" +
 	"\x10CatalogEntrySpec\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12*\n" +
@@ -1808,7 +1928,8 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	" \x03(\v20.orrery.api.v1.CatalogEntrySpec.QueryParamsEntryB\x11\xbaH\x0e\x9a\x01\v\x10d\"\ar\x05\x10\x01\x18\x80\x01R\vqueryParams\x12@\n" +
 	"\rconfig_schema\x18\v \x01(\v2\x1b.orrery.api.v1.ConfigSchemaR\fconfigSchema\x126\n" +
 	"\asandbox\x18\f \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x124\n" +
-	"\x16per_user_authorization\x18\r \x01(\bR\x14perUserAuthorization\x1aS\n" +
+	"\x16per_user_authorization\x18\r \x01(\bR\x14perUserAuthorization\x123\n" +
+	"\x06source\x18\x0e \x01(\v2\x1b.orrery.satellite.v1.SourceR\x06source\x1aS\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1aW\n" +
@@ -1817,9 +1938,10 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01\x1a[\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xbe\x02\xbaH\xba\x02\x1a\x99\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.orrery.api.v1.SettingValueR\x05value:\x028\x01:\xb1\x03\xbaH\xad\x03\x1a\x99\x01\n" +
 	"\x19catalog_entry_spec.target\x12Astdio templates need a command; http and sse templates need a url\x1a9this.transport == 1 ? this.command != '' : this.url != ''\x1a\x9b\x01\n" +
-	")catalog_entry_spec.per_user_authorization\x129only remote (http or sse) templates authorize each member\x1a3!this.per_user_authorization || this.transport != 1\"\xb5\x01\n" +
+	")catalog_entry_spec.per_user_authorization\x129only remote (http or sse) templates authorize each member\x1a3!this.per_user_authorization || this.transport != 1\x1aq\n" +
+	"\x19catalog_entry_spec.source\x12*only stdio templates are built from source\x1a(!has(this.source) || this.transport == 1\"\xb5\x01\n" +
 	"\x19CreateCatalogEntryRequest\x12$\n" +
 	"\ateam_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\x125\n" +
 	"\x04slug\x18\x02 \x01(\tB!\xbaH\x1er\x1c2\x1a^[a-z0-9][a-z0-9_-]{0,62}$R\x04slug\x12;\n" +
@@ -1871,7 +1993,13 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"userFields\x12#\n" +
 	"\rprefer_remote\x18\x05 \x01(\bR\fpreferRemote\"M\n" +
 	"\x18ImportServerJsonResponse\x121\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1b.orrery.api.v1.CatalogEntryR\x05entry*b\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1b.orrery.api.v1.CatalogEntryR\x05entry\"g\n" +
+	"\x1aUploadSourceArchiveRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12&\n" +
+	"\acontent\x18\x02 \x01(\fB\f\xbaH\tz\a\x10\x01\x18\x80\x80\x80\bR\acontent\"I\n" +
+	"\x1bUploadSourceArchiveResponse\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size*b\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTRANSPORT_STDIO\x10\x01\x12\x12\n" +
@@ -1896,8 +2024,7 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x1dTEMPLATE_HEALTH_STATUS_UNUSED\x10\x01\x12\"\n" +
 	"\x1eTEMPLATE_HEALTH_STATUS_HEALTHY\x10\x02\x12#\n" +
 	"\x1fTEMPLATE_HEALTH_STATUS_DEGRADED\x10\x03\x12\"\n" +
-	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\xc7\n" +
-	"\n" +
+	"\x1eTEMPLATE_HEALTH_STATUS_FAILING\x10\x042\xba\v\n" +
 	"\x0eCatalogService\x12\xb5\x01\n" +
 	"\x12CreateCatalogEntry\x12(.orrery.api.v1.CreateCatalogEntryRequest\x1a).orrery.api.v1.CreateCatalogEntryResponse\"J\x82\xd3\xe4\x93\x02D:\x01*Z):\x01*\"$/api/teams/{team_id}/catalog/entries\"\x14/api/catalog/entries\x12\xbf\x01\n" +
 	"\x12UpdateCatalogEntry\x12(.orrery.api.v1.UpdateCatalogEntryRequest\x1a).orrery.api.v1.UpdateCatalogEntryResponse\"T\x82\xd3\xe4\x93\x02N:\x01*Z.:\x01*\x1a)/api/teams/{team_id}/catalog/entries/{id}\x1a\x19/api/catalog/entries/{id}\x12\xb9\x01\n" +
@@ -1905,7 +2032,8 @@ const file_orrery_api_v1_catalog_proto_rawDesc = "" +
 	"\x0fGetCatalogEntry\x12%.orrery.api.v1.GetCatalogEntryRequest\x1a&.orrery.api.v1.GetCatalogEntryResponse\"Q\x82\xd3\xe4\x93\x02HZ+\x12)/api/teams/{team_id}/catalog/entries/{id}\x12\x19/api/catalog/entries/{id}\x90\x02\x01\x12\xb2\x01\n" +
 	"\x12ListCatalogEntries\x12(.orrery.api.v1.ListCatalogEntriesRequest\x1a).orrery.api.v1.ListCatalogEntriesResponse\"G\x82\xd3\xe4\x93\x02>Z&\x12$/api/teams/{team_id}/catalog/entries\x12\x14/api/catalog/entries\x90\x02\x01\x12\xd3\x01\n" +
 	"\x15GetCatalogEntryHealth\x12+.orrery.api.v1.GetCatalogEntryHealthRequest\x1a,.orrery.api.v1.GetCatalogEntryHealthResponse\"_\x82\xd3\xe4\x93\x02VZ2\x120/api/teams/{team_id}/catalog/entries/{id}/health\x12 /api/catalog/entries/{id}/health\x90\x02\x01\x12\xbd\x01\n" +
-	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/catalog/entries:import\"\x1b/api/catalog/entries:importB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
+	"\x10ImportServerJson\x12&.orrery.api.v1.ImportServerJsonRequest\x1a'.orrery.api.v1.ImportServerJsonResponse\"X\x82\xd3\xe4\x93\x02R:\x01*Z0:\x01*\"+/api/teams/{team_id}/catalog/entries:import\"\x1b/api/catalog/entries:import\x12q\n" +
+	"\x13UploadSourceArchive\x12).orrery.api.v1.UploadSourceArchiveRequest\x1a*.orrery.api.v1.UploadSourceArchiveResponse\"\x03\x90\x02\x02B2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
 	file_orrery_api_v1_catalog_proto_rawDescOnce sync.Once
@@ -1920,7 +2048,7 @@ func file_orrery_api_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_api_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_orrery_api_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_orrery_api_v1_catalog_proto_goTypes = []any{
 	(Transport)(0),                        // 0: orrery.api.v1.Transport
 	(ConfigScope)(0),                      // 1: orrery.api.v1.ConfigScope
@@ -1948,11 +2076,14 @@ var file_orrery_api_v1_catalog_proto_goTypes = []any{
 	(*ListCatalogEntriesResponse)(nil),    // 23: orrery.api.v1.ListCatalogEntriesResponse
 	(*ImportServerJsonRequest)(nil),       // 24: orrery.api.v1.ImportServerJsonRequest
 	(*ImportServerJsonResponse)(nil),      // 25: orrery.api.v1.ImportServerJsonResponse
-	nil,                                   // 26: orrery.api.v1.CatalogEntrySpec.EnvEntry
-	nil,                                   // 27: orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	nil,                                   // 28: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
-	(*timestamppb.Timestamp)(nil),         // 29: google.protobuf.Timestamp
-	(*v1.Sandbox)(nil),                    // 30: orrery.satellite.v1.Sandbox
+	(*UploadSourceArchiveRequest)(nil),    // 26: orrery.api.v1.UploadSourceArchiveRequest
+	(*UploadSourceArchiveResponse)(nil),   // 27: orrery.api.v1.UploadSourceArchiveResponse
+	nil,                                   // 28: orrery.api.v1.CatalogEntrySpec.EnvEntry
+	nil,                                   // 29: orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	nil,                                   // 30: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	(*timestamppb.Timestamp)(nil),         // 31: google.protobuf.Timestamp
+	(*v1.Sandbox)(nil),                    // 32: orrery.satellite.v1.Sandbox
+	(*v1.Source)(nil),                     // 33: orrery.satellite.v1.Source
 }
 var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	1,  // 0: orrery.api.v1.ConfigField.scope:type_name -> orrery.api.v1.ConfigScope
@@ -1962,49 +2093,52 @@ var file_orrery_api_v1_catalog_proto_depIdxs = []int32{
 	6,  // 4: orrery.api.v1.ConfigSchema.headers:type_name -> orrery.api.v1.ConfigField
 	6,  // 5: orrery.api.v1.ConfigSchema.query_params:type_name -> orrery.api.v1.ConfigField
 	10, // 6: orrery.api.v1.CatalogEntry.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	29, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
-	29, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 7: orrery.api.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	31, // 8: orrery.api.v1.CatalogEntry.updated_at:type_name -> google.protobuf.Timestamp
 	9,  // 9: orrery.api.v1.CatalogEntry.stop:type_name -> orrery.api.v1.EmergencyStop
 	3,  // 10: orrery.api.v1.EmergencyStop.scope:type_name -> orrery.api.v1.EmergencyStopScope
-	29, // 11: orrery.api.v1.EmergencyStop.stopped_at:type_name -> google.protobuf.Timestamp
+	31, // 11: orrery.api.v1.EmergencyStop.stopped_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: orrery.api.v1.CatalogEntrySpec.transport:type_name -> orrery.api.v1.Transport
-	26, // 13: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
-	27, // 14: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
-	28, // 15: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
+	28, // 13: orrery.api.v1.CatalogEntrySpec.env:type_name -> orrery.api.v1.CatalogEntrySpec.EnvEntry
+	29, // 14: orrery.api.v1.CatalogEntrySpec.headers:type_name -> orrery.api.v1.CatalogEntrySpec.HeadersEntry
+	30, // 15: orrery.api.v1.CatalogEntrySpec.query_params:type_name -> orrery.api.v1.CatalogEntrySpec.QueryParamsEntry
 	7,  // 16: orrery.api.v1.CatalogEntrySpec.config_schema:type_name -> orrery.api.v1.ConfigSchema
-	30, // 17: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	10, // 18: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	8,  // 19: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	10, // 20: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
-	8,  // 21: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	8,  // 22: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	4,  // 23: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
-	29, // 24: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
-	19, // 25: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
-	8,  // 26: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
-	8,  // 27: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
-	5,  // 28: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
-	5,  // 29: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
-	5,  // 30: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
-	11, // 31: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
-	13, // 32: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
-	15, // 33: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
-	17, // 34: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
-	22, // 35: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
-	20, // 36: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
-	24, // 37: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
-	12, // 38: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
-	14, // 39: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
-	16, // 40: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
-	18, // 41: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
-	23, // 42: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
-	21, // 43: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
-	25, // 44: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 17: orrery.api.v1.CatalogEntrySpec.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	33, // 18: orrery.api.v1.CatalogEntrySpec.source:type_name -> orrery.satellite.v1.Source
+	10, // 19: orrery.api.v1.CreateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 20: orrery.api.v1.CreateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	10, // 21: orrery.api.v1.UpdateCatalogEntryRequest.spec:type_name -> orrery.api.v1.CatalogEntrySpec
+	8,  // 22: orrery.api.v1.UpdateCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 23: orrery.api.v1.GetCatalogEntryResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	4,  // 24: orrery.api.v1.TemplateHealth.status:type_name -> orrery.api.v1.TemplateHealthStatus
+	31, // 25: orrery.api.v1.TemplateHealth.aggregated_at:type_name -> google.protobuf.Timestamp
+	19, // 26: orrery.api.v1.GetCatalogEntryHealthResponse.health:type_name -> orrery.api.v1.TemplateHealth
+	8,  // 27: orrery.api.v1.ListCatalogEntriesResponse.entries:type_name -> orrery.api.v1.CatalogEntry
+	8,  // 28: orrery.api.v1.ImportServerJsonResponse.entry:type_name -> orrery.api.v1.CatalogEntry
+	5,  // 29: orrery.api.v1.CatalogEntrySpec.EnvEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 30: orrery.api.v1.CatalogEntrySpec.HeadersEntry.value:type_name -> orrery.api.v1.SettingValue
+	5,  // 31: orrery.api.v1.CatalogEntrySpec.QueryParamsEntry.value:type_name -> orrery.api.v1.SettingValue
+	11, // 32: orrery.api.v1.CatalogService.CreateCatalogEntry:input_type -> orrery.api.v1.CreateCatalogEntryRequest
+	13, // 33: orrery.api.v1.CatalogService.UpdateCatalogEntry:input_type -> orrery.api.v1.UpdateCatalogEntryRequest
+	15, // 34: orrery.api.v1.CatalogService.DeleteCatalogEntry:input_type -> orrery.api.v1.DeleteCatalogEntryRequest
+	17, // 35: orrery.api.v1.CatalogService.GetCatalogEntry:input_type -> orrery.api.v1.GetCatalogEntryRequest
+	22, // 36: orrery.api.v1.CatalogService.ListCatalogEntries:input_type -> orrery.api.v1.ListCatalogEntriesRequest
+	20, // 37: orrery.api.v1.CatalogService.GetCatalogEntryHealth:input_type -> orrery.api.v1.GetCatalogEntryHealthRequest
+	24, // 38: orrery.api.v1.CatalogService.ImportServerJson:input_type -> orrery.api.v1.ImportServerJsonRequest
+	26, // 39: orrery.api.v1.CatalogService.UploadSourceArchive:input_type -> orrery.api.v1.UploadSourceArchiveRequest
+	12, // 40: orrery.api.v1.CatalogService.CreateCatalogEntry:output_type -> orrery.api.v1.CreateCatalogEntryResponse
+	14, // 41: orrery.api.v1.CatalogService.UpdateCatalogEntry:output_type -> orrery.api.v1.UpdateCatalogEntryResponse
+	16, // 42: orrery.api.v1.CatalogService.DeleteCatalogEntry:output_type -> orrery.api.v1.DeleteCatalogEntryResponse
+	18, // 43: orrery.api.v1.CatalogService.GetCatalogEntry:output_type -> orrery.api.v1.GetCatalogEntryResponse
+	23, // 44: orrery.api.v1.CatalogService.ListCatalogEntries:output_type -> orrery.api.v1.ListCatalogEntriesResponse
+	21, // 45: orrery.api.v1.CatalogService.GetCatalogEntryHealth:output_type -> orrery.api.v1.GetCatalogEntryHealthResponse
+	25, // 46: orrery.api.v1.CatalogService.ImportServerJson:output_type -> orrery.api.v1.ImportServerJsonResponse
+	27, // 47: orrery.api.v1.CatalogService.UploadSourceArchive:output_type -> orrery.api.v1.UploadSourceArchiveResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_catalog_proto_init() }
@@ -2018,7 +2152,7 @@ func file_orrery_api_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_catalog_proto_rawDesc), len(file_orrery_api_v1_catalog_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -3647,8 +3647,11 @@ type Instance struct {
 	// connected their account (or must again): the control plane's page that connects it, to show the user
 	// instead of calling the server.
 	ConnectAccountUrl string `protobuf:"bytes,22,opt,name=connect_account_url,json=connectAccountUrl,proto3" json:"connect_account_url,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// source, when set, says the stdio server is built from a source archive: the satellite downloads,
+	// verifies, unpacks and builds it in the sandbox, then runs command and args in the built tree.
+	Source        *Source `protobuf:"bytes,23,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -3835,6 +3838,195 @@ func (x *Instance) GetConnectAccountUrl() string {
 	return ""
 }
 
+func (x *Instance) GetSource() *Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// Source is a stdio server's source archive and how to build it. The satellite fetches the archive under
+// its egress policy, refuses it unless its SHA-256 matches, unpacks it safely (a single top-level directory,
+// as in GitHub's archives, is stripped), builds it in the server's sandbox and caches the result by
+// checksum. The server then runs command and args with the built tree as its working directory (/app in
+// an isolating sandbox).
+type Source struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is where the archive is: an https URL of a .tar.gz, .tgz, .tar or .zip file. Empty for an
+	// uploaded archive.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// sha256 is the archive's expected SHA-256, in lowercase hex.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// build_command, when set, builds the tree with /bin/sh -c in place of the detected build: npm ci (npm
+	// install without a lockfile) and npm run build for a package.json, a virtual environment and pip install
+	// for a pyproject.toml, go build for a go.mod.
+	BuildCommand string `protobuf:"bytes,3,opt,name=build_command,json=buildCommand,proto3" json:"build_command,omitempty"`
+	// uploaded says the archive was uploaded to the control plane by the template's team
+	// (CatalogService.UploadSourceArchive): satellites download it with GetSourceArchive, by sha256.
+	Uploaded      bool `protobuf:"varint,4,opt,name=uploaded,proto3" json:"uploaded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Source) Reset() {
+	*x = Source{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Source) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Source) ProtoMessage() {}
+
+func (x *Source) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Source.ProtoReflect.Descriptor instead.
+func (*Source) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Source) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Source) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Source) GetBuildCommand() string {
+	if x != nil {
+		return x.BuildCommand
+	}
+	return ""
+}
+
+func (x *Source) GetUploaded() bool {
+	if x != nil {
+		return x.Uploaded
+	}
+	return false
+}
+
+// GetSourceArchiveRequest names an uploaded archive.
+type GetSourceArchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id is the team that uploaded it; a team satellite may ask only for its own team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// sha256 is the archive's SHA-256 in lowercase hex.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceArchiveRequest) Reset() {
+	*x = GetSourceArchiveRequest{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceArchiveRequest) ProtoMessage() {}
+
+func (x *GetSourceArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceArchiveRequest.ProtoReflect.Descriptor instead.
+func (*GetSourceArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetSourceArchiveRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *GetSourceArchiveRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// GetSourceArchiveResponse carries an uploaded archive.
+type GetSourceArchiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// content is the archive.
+	Content       []byte `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSourceArchiveResponse) Reset() {
+	*x = GetSourceArchiveResponse{}
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSourceArchiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSourceArchiveResponse) ProtoMessage() {}
+
+func (x *GetSourceArchiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSourceArchiveResponse.ProtoReflect.Descriptor instead.
+func (*GetSourceArchiveResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetSourceArchiveResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 // ToolSelection is the team's selection of an installation's tools together with the tools the instance's
 // user hid. Patterns match a tool's name on its server with the syntax of Go's path.Match. A tool is
 // offered when allow is empty or one of its patterns matches, and no pattern of deny or hidden matches; a
@@ -3855,7 +4047,7 @@ type ToolSelection struct {
 
 func (x *ToolSelection) Reset() {
 	*x = ToolSelection{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +4059,7 @@ func (x *ToolSelection) String() string {
 func (*ToolSelection) ProtoMessage() {}
 
 func (x *ToolSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[35]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +4072,7 @@ func (x *ToolSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolSelection.ProtoReflect.Descriptor instead.
 func (*ToolSelection) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{35}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ToolSelection) GetAllow() []string {
@@ -3932,7 +4124,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3944,7 +4136,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[36]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3957,7 +4149,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{36}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Sandbox) GetNetworkDisabled() bool {
@@ -4010,7 +4202,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4214,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[37]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4227,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{37}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ResourceLimits) GetMemoryBytes() uint64 {
@@ -4091,7 +4283,7 @@ type EmitEventsRequest struct {
 
 func (x *EmitEventsRequest) Reset() {
 	*x = EmitEventsRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4103,7 +4295,7 @@ func (x *EmitEventsRequest) String() string {
 func (*EmitEventsRequest) ProtoMessage() {}
 
 func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[38]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4116,7 +4308,7 @@ func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
 func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{38}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EmitEventsRequest) GetEvents() []*Event {
@@ -4139,7 +4331,7 @@ type EmitEventsResponse struct {
 
 func (x *EmitEventsResponse) Reset() {
 	*x = EmitEventsResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4151,7 +4343,7 @@ func (x *EmitEventsResponse) String() string {
 func (*EmitEventsResponse) ProtoMessage() {}
 
 func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[39]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4164,7 +4356,7 @@ func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
 func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{39}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EmitEventsResponse) GetStored() uint32 {
@@ -4211,7 +4403,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4415,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[40]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4428,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{40}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Event) GetId() string {
@@ -4394,7 +4586,7 @@ type StatusChanged struct {
 
 func (x *StatusChanged) Reset() {
 	*x = StatusChanged{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4406,7 +4598,7 @@ func (x *StatusChanged) String() string {
 func (*StatusChanged) ProtoMessage() {}
 
 func (x *StatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[41]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4419,7 +4611,7 @@ func (x *StatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChanged.ProtoReflect.Descriptor instead.
 func (*StatusChanged) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{41}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusChanged) GetStatus() InstanceStatus {
@@ -4449,7 +4641,7 @@ type ServerLog struct {
 
 func (x *ServerLog) Reset() {
 	*x = ServerLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +4653,7 @@ func (x *ServerLog) String() string {
 func (*ServerLog) ProtoMessage() {}
 
 func (x *ServerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[42]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +4666,7 @@ func (x *ServerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerLog.ProtoReflect.Descriptor instead.
 func (*ServerLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{42}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ServerLog) GetLevel() LogLevel {
@@ -4521,7 +4713,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4533,7 +4725,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[43]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4546,7 +4738,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{43}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RequestLog) GetUserId() string {
@@ -4630,7 +4822,7 @@ type ToolsDiscovered struct {
 
 func (x *ToolsDiscovered) Reset() {
 	*x = ToolsDiscovered{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4642,7 +4834,7 @@ func (x *ToolsDiscovered) String() string {
 func (*ToolsDiscovered) ProtoMessage() {}
 
 func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[44]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4655,7 +4847,7 @@ func (x *ToolsDiscovered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolsDiscovered.ProtoReflect.Descriptor instead.
 func (*ToolsDiscovered) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{44}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ToolsDiscovered) GetTools() []*Tool {
@@ -4688,7 +4880,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4892,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[45]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4905,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{45}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Tool) GetName() string {
@@ -4782,7 +4974,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4794,7 +4986,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[46]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4807,7 +4999,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{46}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Lifecycle) GetKind() LifecycleKind {
@@ -4851,7 +5043,7 @@ type EventsDropped struct {
 
 func (x *EventsDropped) Reset() {
 	*x = EventsDropped{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +5055,7 @@ func (x *EventsDropped) String() string {
 func (*EventsDropped) ProtoMessage() {}
 
 func (x *EventsDropped) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[47]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +5068,7 @@ func (x *EventsDropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsDropped.ProtoReflect.Descriptor instead.
 func (*EventsDropped) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{47}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *EventsDropped) GetCount() uint64 {
@@ -4904,7 +5096,7 @@ type IntrospectTokenRequest struct {
 
 func (x *IntrospectTokenRequest) Reset() {
 	*x = IntrospectTokenRequest{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4916,7 +5108,7 @@ func (x *IntrospectTokenRequest) String() string {
 func (*IntrospectTokenRequest) ProtoMessage() {}
 
 func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[48]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4929,7 +5121,7 @@ func (x *IntrospectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{48}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *IntrospectTokenRequest) GetToken() string {
@@ -4982,7 +5174,7 @@ type IntrospectTokenResponse struct {
 
 func (x *IntrospectTokenResponse) Reset() {
 	*x = IntrospectTokenResponse{}
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4994,7 +5186,7 @@ func (x *IntrospectTokenResponse) String() string {
 func (*IntrospectTokenResponse) ProtoMessage() {}
 
 func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[49]
+	mi := &file_orrery_satellite_v1_satellite_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5007,7 +5199,7 @@ func (x *IntrospectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntrospectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IntrospectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{49}
+	return file_orrery_satellite_v1_satellite_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *IntrospectTokenResponse) GetActive() bool {
@@ -5294,7 +5486,7 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\fredact_paths\x18\x06 \x03(\tR\vredactPaths\x12'\n" +
 	"\x0fredact_patterns\x18\a \x03(\tR\x0eredactPatterns\x12(\n" +
 	"\x10calls_per_minute\x18\b \x01(\rR\x0ecallsPerMinute\x12G\n" +
-	"\x0erate_limit_key\x18\t \x01(\x0e2!.orrery.satellite.v1.RateLimitKeyR\frateLimitKey\"\xcc\b\n" +
+	"\x0erate_limit_key\x18\t \x01(\x0e2!.orrery.satellite.v1.RateLimitKeyR\frateLimitKey\"\x81\t\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12'\n" +
@@ -5321,7 +5513,8 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\asandbox\x18\x13 \x01(\v2\x1c.orrery.satellite.v1.SandboxR\asandbox\x12I\n" +
 	"\x0etool_selection\x18\x14 \x01(\v2\".orrery.satellite.v1.ToolSelectionR\rtoolSelection\x12%\n" +
 	"\x0eemergency_stop\x18\x15 \x01(\tR\remergencyStop\x12.\n" +
-	"\x13connect_account_url\x18\x16 \x01(\tR\x11connectAccountUrl\x1a6\n" +
+	"\x13connect_account_url\x18\x16 \x01(\tR\x11connectAccountUrl\x123\n" +
+	"\x06source\x18\x17 \x01(\v2\x1b.orrery.satellite.v1.SourceR\x06source\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -5330,7 +5523,18 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10QueryParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x02\n" +
+	"\x06Source\x12)\n" +
+	"\x03url\x18\x01 \x01(\tB\x17\xbaH\x14\xd8\x01\x01r\x0f\x10\t\x18\x80\x10:\bhttps://R\x03url\x12-\n" +
+	"\x06sha256\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\x12-\n" +
+	"\rbuild_command\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\fbuildCommand\x12\x1a\n" +
+	"\buploaded\x18\x04 \x01(\bR\buploaded:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
+	"\x0fsource.location\x12.a source is either uploaded or at an https url\x1a@this.uploaded ? this.url == '' : this.url.startsWith('https://')\"k\n" +
+	"\x17GetSourceArchiveRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12-\n" +
+	"\x06sha256\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\"4\n" +
+	"\x18GetSourceArchiveResponse\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\fR\acontent\"\xec\x01\n" +
 	"\rToolSelection\x12\x14\n" +
 	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
 	"\x04deny\x18\x02 \x03(\tR\x04deny\x12\x16\n" +
@@ -5543,13 +5747,14 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\tToolsMode\x12\x1a\n" +
 	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
-	"\x11TOOLS_MODE_SEARCH\x10\x022\xda\a\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xd0\b\n" +
 	"\x10SatelliteService\x12W\n" +
 	"\bRegister\x12$.orrery.satellite.v1.RegisterRequest\x1a%.orrery.satellite.v1.RegisterResponse\x12Z\n" +
 	"\tHeartbeat\x12%.orrery.satellite.v1.HeartbeatRequest\x1a&.orrery.satellite.v1.HeartbeatResponse\x12c\n" +
 	"\fPollCommands\x12(.orrery.satellite.v1.PollCommandsRequest\x1a).orrery.satellite.v1.PollCommandsResponse\x12x\n" +
 	"\x13ReportCommandResult\x12/.orrery.satellite.v1.ReportCommandResultRequest\x1a0.orrery.satellite.v1.ReportCommandResultResponse\x12t\n" +
-	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12]\n" +
+	"\x10GetConfiguration\x12,.orrery.satellite.v1.GetConfigurationRequest\x1a-.orrery.satellite.v1.GetConfigurationResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x10GetSourceArchive\x12,.orrery.satellite.v1.GetSourceArchiveRequest\x1a-.orrery.satellite.v1.GetSourceArchiveResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\n" +
 	"EmitEvents\x12&.orrery.satellite.v1.EmitEventsRequest\x1a'.orrery.satellite.v1.EmitEventsResponse\x12q\n" +
 	"\x0fIntrospectToken\x12+.orrery.satellite.v1.IntrospectTokenRequest\x1a,.orrery.satellite.v1.IntrospectTokenResponse\"\x03\x90\x02\x01\x12w\n" +
@@ -5569,7 +5774,7 @@ func file_orrery_satellite_v1_satellite_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_satellite_v1_satellite_proto_enumTypes = make([]protoimpl.EnumInfo, 18)
-var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_orrery_satellite_v1_satellite_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(SatelliteType)(0),                  // 0: orrery.satellite.v1.SatelliteType
 	(SatelliteStatus)(0),                // 1: orrery.satellite.v1.SatelliteStatus
@@ -5624,47 +5829,50 @@ var file_orrery_satellite_v1_satellite_proto_goTypes = []any{
 	(*PeerCredential)(nil),              // 50: orrery.satellite.v1.PeerCredential
 	(*Policy)(nil),                      // 51: orrery.satellite.v1.Policy
 	(*Instance)(nil),                    // 52: orrery.satellite.v1.Instance
-	(*ToolSelection)(nil),               // 53: orrery.satellite.v1.ToolSelection
-	(*Sandbox)(nil),                     // 54: orrery.satellite.v1.Sandbox
-	(*ResourceLimits)(nil),              // 55: orrery.satellite.v1.ResourceLimits
-	(*EmitEventsRequest)(nil),           // 56: orrery.satellite.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 57: orrery.satellite.v1.EmitEventsResponse
-	(*Event)(nil),                       // 58: orrery.satellite.v1.Event
-	(*StatusChanged)(nil),               // 59: orrery.satellite.v1.StatusChanged
-	(*ServerLog)(nil),                   // 60: orrery.satellite.v1.ServerLog
-	(*RequestLog)(nil),                  // 61: orrery.satellite.v1.RequestLog
-	(*ToolsDiscovered)(nil),             // 62: orrery.satellite.v1.ToolsDiscovered
-	(*Tool)(nil),                        // 63: orrery.satellite.v1.Tool
-	(*Lifecycle)(nil),                   // 64: orrery.satellite.v1.Lifecycle
-	(*EventsDropped)(nil),               // 65: orrery.satellite.v1.EventsDropped
-	(*IntrospectTokenRequest)(nil),      // 66: orrery.satellite.v1.IntrospectTokenRequest
-	(*IntrospectTokenResponse)(nil),     // 67: orrery.satellite.v1.IntrospectTokenResponse
-	nil,                                 // 68: orrery.satellite.v1.Instance.EnvEntry
-	nil,                                 // 69: orrery.satellite.v1.Instance.HeadersEntry
-	nil,                                 // 70: orrery.satellite.v1.Instance.QueryParamsEntry
-	nil,                                 // 71: orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	(*durationpb.Duration)(nil),         // 72: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 73: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),             // 74: google.protobuf.Struct
-	(*structpb.Value)(nil),              // 75: google.protobuf.Value
+	(*Source)(nil),                      // 53: orrery.satellite.v1.Source
+	(*GetSourceArchiveRequest)(nil),     // 54: orrery.satellite.v1.GetSourceArchiveRequest
+	(*GetSourceArchiveResponse)(nil),    // 55: orrery.satellite.v1.GetSourceArchiveResponse
+	(*ToolSelection)(nil),               // 56: orrery.satellite.v1.ToolSelection
+	(*Sandbox)(nil),                     // 57: orrery.satellite.v1.Sandbox
+	(*ResourceLimits)(nil),              // 58: orrery.satellite.v1.ResourceLimits
+	(*EmitEventsRequest)(nil),           // 59: orrery.satellite.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 60: orrery.satellite.v1.EmitEventsResponse
+	(*Event)(nil),                       // 61: orrery.satellite.v1.Event
+	(*StatusChanged)(nil),               // 62: orrery.satellite.v1.StatusChanged
+	(*ServerLog)(nil),                   // 63: orrery.satellite.v1.ServerLog
+	(*RequestLog)(nil),                  // 64: orrery.satellite.v1.RequestLog
+	(*ToolsDiscovered)(nil),             // 65: orrery.satellite.v1.ToolsDiscovered
+	(*Tool)(nil),                        // 66: orrery.satellite.v1.Tool
+	(*Lifecycle)(nil),                   // 67: orrery.satellite.v1.Lifecycle
+	(*EventsDropped)(nil),               // 68: orrery.satellite.v1.EventsDropped
+	(*IntrospectTokenRequest)(nil),      // 69: orrery.satellite.v1.IntrospectTokenRequest
+	(*IntrospectTokenResponse)(nil),     // 70: orrery.satellite.v1.IntrospectTokenResponse
+	nil,                                 // 71: orrery.satellite.v1.Instance.EnvEntry
+	nil,                                 // 72: orrery.satellite.v1.Instance.HeadersEntry
+	nil,                                 // 73: orrery.satellite.v1.Instance.QueryParamsEntry
+	nil,                                 // 74: orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	(*durationpb.Duration)(nil),         // 75: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 76: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),             // 77: google.protobuf.Struct
+	(*structpb.Value)(nil),              // 78: google.protobuf.Value
 }
 var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	0,  // 0: orrery.satellite.v1.RegisterResponse.type:type_name -> orrery.satellite.v1.SatelliteType
-	72, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
+	75, // 1: orrery.satellite.v1.SystemMetrics.uptime:type_name -> google.protobuf.Duration
 	7,  // 2: orrery.satellite.v1.SystemMetrics.isolation:type_name -> orrery.satellite.v1.Isolation
 	5,  // 3: orrery.satellite.v1.ProcessReport.status:type_name -> orrery.satellite.v1.InstanceStatus
 	6,  // 4: orrery.satellite.v1.ProcessReport.health:type_name -> orrery.satellite.v1.ProcessHealth
-	72, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
+	75, // 5: orrery.satellite.v1.ProcessReport.uptime:type_name -> google.protobuf.Duration
 	20, // 6: orrery.satellite.v1.HeartbeatRequest.system:type_name -> orrery.satellite.v1.SystemMetrics
 	21, // 7: orrery.satellite.v1.HeartbeatRequest.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
 	22, // 8: orrery.satellite.v1.HeartbeatRequest.processes:type_name -> orrery.satellite.v1.ProcessReport
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	72, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
-	72, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
+	75, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
+	75, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	73, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	73, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	73, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	76, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	76, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
 	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
 	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
 	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
@@ -5684,73 +5892,76 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	5,  // 32: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
 	5,  // 33: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
 	26, // 34: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	72, // 35: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	75, // 35: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
 	12, // 36: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	74, // 37: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	77, // 37: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
 	40, // 38: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
 	3,  // 39: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
 	52, // 40: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
 	51, // 41: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
 	46, // 42: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
 	47, // 43: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
-	73, // 44: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
-	73, // 45: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 44: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 45: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
 	13, // 46: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
 	14, // 47: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
 	4,  // 48: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	68, // 49: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	69, // 50: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	70, // 51: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	54, // 52: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	53, // 53: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	71, // 54: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 55: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	55, // 56: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	72, // 57: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	58, // 58: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	73, // 59: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	59, // 60: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	60, // 61: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	61, // 62: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	62, // 63: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	64, // 64: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	65, // 65: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 66: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	15, // 67: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	72, // 68: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	75, // 69: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	75, // 70: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	63, // 71: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	74, // 72: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	74, // 73: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	74, // 74: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	16, // 75: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	73, // 76: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 77: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	47, // 78: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
-	18, // 79: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	23, // 80: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	25, // 81: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	42, // 82: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	44, // 83: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	56, // 84: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	66, // 85: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	48, // 86: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
-	37, // 87: orrery.satellite.v1.SatelliteService.DownloadRelease:input_type -> orrery.satellite.v1.DownloadReleaseRequest
-	19, // 88: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 89: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	41, // 90: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	43, // 91: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	45, // 92: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	57, // 93: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	67, // 94: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	49, // 95: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
-	38, // 96: orrery.satellite.v1.SatelliteService.DownloadRelease:output_type -> orrery.satellite.v1.DownloadReleaseResponse
-	88, // [88:97] is the sub-list for method output_type
-	79, // [79:88] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	71, // 49: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	72, // 50: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	73, // 51: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	57, // 52: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	56, // 53: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	53, // 54: orrery.satellite.v1.Instance.source:type_name -> orrery.satellite.v1.Source
+	74, // 55: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 56: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	58, // 57: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	75, // 58: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	61, // 59: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	76, // 60: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	62, // 61: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	63, // 62: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	64, // 63: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	65, // 64: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	67, // 65: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	68, // 66: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 67: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 68: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	75, // 69: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	78, // 70: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	78, // 71: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	66, // 72: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	77, // 73: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	77, // 74: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	77, // 75: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 76: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	76, // 77: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 78: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	47, // 79: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
+	18, // 80: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 81: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 82: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	42, // 83: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	44, // 84: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	54, // 85: orrery.satellite.v1.SatelliteService.GetSourceArchive:input_type -> orrery.satellite.v1.GetSourceArchiveRequest
+	59, // 86: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	69, // 87: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	48, // 88: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
+	37, // 89: orrery.satellite.v1.SatelliteService.DownloadRelease:input_type -> orrery.satellite.v1.DownloadReleaseRequest
+	19, // 90: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 91: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	41, // 92: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	43, // 93: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	45, // 94: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	55, // 95: orrery.satellite.v1.SatelliteService.GetSourceArchive:output_type -> orrery.satellite.v1.GetSourceArchiveResponse
+	60, // 96: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	70, // 97: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	49, // 98: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
+	38, // 99: orrery.satellite.v1.SatelliteService.DownloadRelease:output_type -> orrery.satellite.v1.DownloadReleaseResponse
+	90, // [90:100] is the sub-list for method output_type
+	80, // [80:90] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }
@@ -5773,7 +5984,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 		(*InstanceSelector_InstanceId)(nil),
 		(*InstanceSelector_InstallationId)(nil),
 	}
-	file_orrery_satellite_v1_satellite_proto_msgTypes[40].OneofWrappers = []any{
+	file_orrery_satellite_v1_satellite_proto_msgTypes[43].OneofWrappers = []any{
 		(*Event_StatusChanged)(nil),
 		(*Event_ServerLog)(nil),
 		(*Event_RequestLog)(nil),
@@ -5787,7 +5998,7 @@ func file_orrery_satellite_v1_satellite_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_satellite_v1_satellite_proto_rawDesc), len(file_orrery_satellite_v1_satellite_proto_rawDesc)),
 			NumEnums:      18,
-			NumMessages:   54,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

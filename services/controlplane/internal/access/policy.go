@@ -61,6 +61,8 @@ var APIPolicy = Policy{
 	apiv1connect.CatalogServiceListCatalogEntriesProcedure: SignedInOrTeamMember,
 	// A global template's health counts every team's instances, so only global admins read it.
 	apiv1connect.CatalogServiceGetCatalogEntryHealthProcedure: TeamAdminOrGlobalAdmin,
+	// Uploaded source archives belong to a team, for its own templates.
+	apiv1connect.CatalogServiceUploadSourceArchiveProcedure: TeamAdmin,
 
 	apiv1connect.InstallationServiceCreateInstallationProcedure:         TeamAdmin,
 	apiv1connect.InstallationServiceUpdateInstallationProcedure:         TeamAdmin,

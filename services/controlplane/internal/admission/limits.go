@@ -33,6 +33,8 @@ var maxBytes = map[string]int64{
 	apiv1connect.CatalogServiceUpdateCatalogEntryProcedure: 8 << 20,
 	// A server.json document of up to 1 MiB, which JSON may send with its quotes and newlines escaped.
 	apiv1connect.CatalogServiceImportServerJsonProcedure: 4 << 20,
+	// A source archive of up to 16 MiB, which JSON sends in base64: 21.4 MiB.
+	apiv1connect.CatalogServiceUploadSourceArchiveProcedure: 24 << 20,
 	// Up to 10,000 process reports of about 420 bytes and 10,000 process counts: 4.7 MiB.
 	satellitev1connect.SatelliteServiceHeartbeatProcedure: 8 << 20,
 	// The proto allows 500 events, some of them (tool lists, request logs) unbounded. Satellites send

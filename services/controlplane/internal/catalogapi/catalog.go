@@ -12,6 +12,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
@@ -42,12 +44,29 @@ func New(logger *slog.Logger, st *store.Store, commands CommandPolicy) *Handler 
 
 // checkCommand refuses a team-private stdio template whose command the operator has not allowed. Naming
 // the allowed commands is fine: they are the operator's configuration, not another tenant's data.
+//
+// A template built from source may also run a program of its own tree, named by a relative path with a
+// slash ("bin/server", ".venv/bin/python"): its build already ran the team's code in the sandbox, which,
+// as for "node -e", is the boundary; the policy keeps out programs of the host that reach past it.
 func (h *Handler) checkCommand(e store.CatalogEntry) error {
 	if e.TeamID == nil || e.Transport != "stdio" || h.commands.Allows(e.Command) {
 		return nil
 	}
+	if len(e.Source) > 0 && inTree(e.Command) {
+		return nil
+	}
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
 		"command %q is not allowed in team templates; this control plane allows: %s", e.Command, h.commands))
+}
+
+// inTree reports whether command names a program inside a built tree: relative, with a slash, never
+// climbing out with "..".
+func inTree(command string) bool {
+	if command == "" || strings.HasPrefix(command, "/") || !strings.Contains(command, "/") ||
+		command != strings.TrimSpace(command) {
+		return false
+	}
+	return !slices.Contains(strings.Split(command, "/"), "..")
 }
 
 // scope returns the team a catalog request names, or nil for the global catalog.
@@ -93,6 +112,9 @@ func (h *Handler) createEntry(ctx context.Context, p *access.Principal, e store.
 	if err := h.checkCommand(e); err != nil {
 		return store.CatalogEntry{}, err
 	}
+	if err := h.checkSource(ctx, e); err != nil {
+		return store.CatalogEntry{}, err
+	}
 	out, err := h.store.CreateCatalogEntry(ctx, e, author(p))
 	if err != nil {
 		return out, rpcerr.From(ctx, h.logger, what, err)
@@ -112,6 +134,9 @@ func (h *Handler) UpdateCatalogEntry(ctx context.Context, req *connect.Request[a
 	e := specFromProto(req.Msg.Spec)
 	e.ID, e.TeamID = uuid.MustParse(req.Msg.Id), teamID
 	if err := h.checkCommand(e); err != nil {
+		return nil, err
+	}
+	if err := h.checkSource(ctx, e); err != nil {
 		return nil, err
 	}
 	prior, err := h.store.GetCatalogEntry(ctx, teamID, e.ID)

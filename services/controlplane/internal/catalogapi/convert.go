@@ -122,7 +122,7 @@ func specFromProto(s *apiv1.CatalogEntrySpec) store.CatalogEntry {
 		Command: s.Command, Args: s.Args, Env: settingsFromProto(s.Env), URL: s.Url,
 		Headers: settingsFromProto(s.Headers), QueryParams: settingsFromProto(s.QueryParams),
 		ConfigSchema: schemaFromProto(s.ConfigSchema), Sandbox: sandboxFromProto(s.Sandbox),
-		PerUserAuthorization: s.PerUserAuthorization,
+		Source: sourceFromProto(s.Source), PerUserAuthorization: s.PerUserAuthorization,
 	}
 }
 
@@ -147,6 +147,26 @@ func sandboxToProto(raw json.RawMessage) *satellitev1.Sandbox {
 	return s
 }
 
+// sourceFromProto encodes a template's source archive for storage, as sandboxFromProto does its sandbox.
+func sourceFromProto(s *satellitev1.Source) json.RawMessage {
+	if s == nil {
+		return nil
+	}
+	raw, _ := protojson.Marshal(s)
+	return raw
+}
+
+func sourceToProto(raw json.RawMessage) *satellitev1.Source {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil
+	}
+	s := new(satellitev1.Source)
+	if err := protojson.Unmarshal(raw, s); err != nil {
+		return nil // stored by sourceFromProto, so it decodes
+	}
+	return s
+}
+
 func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
 	out := &apiv1.CatalogEntry{
 		Id: e.ID.String(), Slug: e.Slug,
@@ -155,7 +175,7 @@ func entryToProto(e store.CatalogEntry) *apiv1.CatalogEntry {
 			Command: e.Command, Args: e.Args, Env: settingsToProto(e.Env), Url: e.URL,
 			Headers: settingsToProto(e.Headers), QueryParams: settingsToProto(e.QueryParams),
 			ConfigSchema: schemaToProto(e.ConfigSchema), Sandbox: sandboxToProto(e.Sandbox),
-			PerUserAuthorization: e.PerUserAuthorization,
+			Source: sourceToProto(e.Source), PerUserAuthorization: e.PerUserAuthorization,
 		},
 		CreatedAt: timestamppb.New(e.CreatedAt), UpdatedAt: timestamppb.New(e.UpdatedAt),
 	}

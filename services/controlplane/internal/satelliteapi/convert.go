@@ -211,6 +211,12 @@ func instanceToProto(d store.DesiredInstance) (*satellitev1.Instance, error) {
 		},
 		EmergencyStop: d.EmergencyStop,
 	}
+	if len(d.Source) > 0 && d.EmergencyStop == "" {
+		inst.Source = new(satellitev1.Source)
+		if err := protojson.Unmarshal(d.Source, inst.Source); err != nil {
+			return nil, fmt.Errorf("instance %s source: %w", d.ID, err)
+		}
+	}
 	if len(d.Sandbox) > 0 && string(d.Sandbox) != "{}" {
 		inst.Sandbox = new(satellitev1.Sandbox)
 		if err := protojson.Unmarshal(d.Sandbox, inst.Sandbox); err != nil {

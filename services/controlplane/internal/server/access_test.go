@@ -204,6 +204,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.CatalogService/GetCatalogEntryHealth":           `{"teamId":"{team}","id":"{random}"}`,
 	"/orrery.api.v1.CatalogService/ListCatalogEntries":              `{"teamId":"{team}"}`,
 	"/orrery.api.v1.CatalogService/ImportServerJson":                `{"teamId":"{team}","serverJson":"{}"}`,
+	"/orrery.api.v1.CatalogService/UploadSourceArchive":             `{"teamId":"{team}","content":"aGVsbG8="}`,
 	"/orrery.api.v1.InstallationService/CreateInstallation":         `{"teamId":"{team}","catalogEntryId":"{random}","spec":{"name":"m"}}`,
 	"/orrery.api.v1.InstallationService/UpdateInstallation":         `{"teamId":"{team}","id":"{random}","spec":{"name":"m"}}`,
 	"/orrery.api.v1.InstallationService/DeleteInstallation":         `{"teamId":"{team}","id":"{random}"}`,

@@ -327,3 +327,52 @@ func TestTemplateSandboxReachesTheSatellite(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateSourceReachesTheSatellite sets a template's source archive through the catalog API and
+// checks that it reaches the satellite with every instance, changing their content hash, and that the
+// API refuses sources a satellite must not fetch.
+func TestTemplateSourceReachesTheSatellite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	f := seedTeam(t, b, "acme")
+	sat := b.activeSatellite(t, "")
+	before := getConfiguration(t, sat, "")
+	root := b.caller(t, "root@example.test", store.RoleGlobalAdmin)
+	entry := of(root.catalog.GetCatalogEntry(t.Context(), connect.NewRequest(&apiv1.GetCatalogEntryRequest{
+		Id: f.installation.CatalogEntryID.String(),
+	}))).must(t, "get template").Msg.Entry
+	spec := entry.Spec
+	good := &satellitev1.Source{
+		Url:          "https://github.com/acme/mcp-server/archive/0123abc.tar.gz",
+		Sha256:       strings.Repeat("ab", 32),
+		BuildCommand: "npm ci && npm run build",
+	}
+	for _, bad := range []*satellitev1.Source{
+		{Url: "http://github.com/acme/mcp-server/archive/0123abc.tar.gz", Sha256: good.Sha256},
+		{Url: "file:///etc/passwd", Sha256: good.Sha256},
+		{Url: good.Url, Sha256: "not-a-checksum"},
+		{Url: good.Url},
+	} {
+		spec.Source = bad
+		_, err := root.catalog.UpdateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{
+			Id: entry.Id, Spec: spec,
+		}))
+		wantCode(t, "source "+bad.String(), err, connect.CodeInvalidArgument, "")
+	}
+	spec.Source = good
+	updated := of(root.catalog.UpdateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{
+		Id: entry.Id, Spec: spec,
+	}))).must(t, "update template").Msg.Entry
+	if !proto.Equal(updated.Spec.Source, good) {
+		t.Errorf("template source = %v, want %v", updated.Spec.Source, good)
+	}
+	after := getConfiguration(t, sat, before.Etag)
+	if after.NotModified {
+		t.Fatal("setting the source left the configuration unchanged")
+	}
+	for _, inst := range after.Instances {
+		if !proto.Equal(inst.Source, good) {
+			t.Errorf("instance %s source %v, want the template's", inst.Id, inst.Source)
+		}
+	}
+}

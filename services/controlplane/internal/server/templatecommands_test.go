@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 )
 
@@ -110,5 +112,36 @@ func TestTeamTemplateCommandsConfigured(t *testing.T) {
 				t.Fatalf("%s: got %v, want code %v", tc.command, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestTeamSourceTemplateRunsItsOwnProgram: a team template built from source may run a program of its
+// built tree, but not a host program outside the policy, nor climb out of its tree.
+func TestTeamSourceTemplateRunsItsOwnProgram(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := seedProduct(t, b)
+	teamID := p.team.ID.String()
+	source := &satellitev1.Source{Url: "https://example.test/server.tar.gz", Sha256: strings.Repeat("0", 64)}
+	spec := func(command string, src *satellitev1.Source) *apiv1.CatalogEntrySpec {
+		return &apiv1.CatalogEntrySpec{Name: "Own", Transport: apiv1.Transport_TRANSPORT_STDIO, Command: command, Source: src}
+	}
+	of(p.admin.catalog.CreateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+		TeamId: teamID, Slug: "own", Spec: spec("bin/server", source),
+	}))).must(t, "a source template running its own program")
+	for _, tc := range []struct {
+		command string
+		src     *satellitev1.Source
+	}{
+		{"bin/server", nil},      // no tree: a path of the host
+		{"../../bin/sh", source}, // out of the tree
+		{"/bin/sh", source},      // a host program
+		{"sh", source},           // a host program, by name
+		{"bin/../../sh", source}, // out of the tree, spelled otherwise
+	} {
+		_, err := p.admin.catalog.CreateCatalogEntry(t.Context(), connect.NewRequest(&apiv1.CreateCatalogEntryRequest{
+			TeamId: teamID, Slug: "refused", Spec: spec(tc.command, tc.src),
+		}))
+		wantCode(t, "team template running "+tc.command, err, connect.CodeInvalidArgument, tc.command)
 	}
 }

@@ -32,7 +32,7 @@ type CatalogFilter struct {
 func (s *Store) catalogEntryFromRow(r dbsqlc.CatalogEntry) (CatalogEntry, error) {
 	e := CatalogEntry{
 		ID: r.ID, TeamID: r.TeamID, Slug: r.Slug, Name: r.Name, Description: r.Description, Transport: r.Transport,
-		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, Sandbox: r.Sandbox, CreatedAt: r.CreatedAt,
+		Command: r.Command, Args: r.Args, URL: r.Url, Tags: r.Tags, Sandbox: r.Sandbox, Source: sourceOrNone(r.Source), CreatedAt: r.CreatedAt,
 		UpdatedAt: r.UpdatedAt, Stop: stopOf(StopScopeTemplate, r.StopReason, r.StoppedAt), PerUserAuthorization: r.PerUserAuthorization,
 	}
 	v, err := sealedLevel{env: r.Env, headers: r.Headers, query: r.QueryParams}.mask()
@@ -72,7 +72,7 @@ func (s *Store) CreateCatalogEntry(ctx context.Context, e CatalogEntry, by Autho
 			TeamID: e.TeamID, Slug: e.Slug, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags),
 			Transport: e.Transport, Command: e.Command, Args: nonNil(e.Args), Env: env, Url: e.URL, Headers: headers,
 			QueryParams: query, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
-			PerUserAuthorization: e.PerUserAuthorization,
+			Source: sandboxOrDefault(e.Source), PerUserAuthorization: e.PerUserAuthorization,
 		})
 		if err != nil {
 			return translate(err, "create catalog entry")
@@ -105,6 +105,14 @@ func (e CatalogEntry) encodeSchema() ([]byte, error) {
 func sandboxOrDefault(raw json.RawMessage) json.RawMessage {
 	if len(raw) == 0 {
 		return json.RawMessage("{}")
+	}
+	return raw
+}
+
+// sourceOrNone reads a stored source: the empty object is none.
+func sourceOrNone(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil
 	}
 	return raw
 }
@@ -146,7 +154,7 @@ func (s *Store) UpdateCatalogEntry(ctx context.Context, e CatalogEntry, by Autho
 		p := dbsqlc.UpdateCatalogEntryParams{
 			ID: e.ID, Name: e.Name, Description: e.Description, Tags: nonNil(e.Tags), Transport: e.Transport,
 			Command: e.Command, Args: nonNil(e.Args), Url: e.URL, ConfigSchema: schema, Sandbox: sandboxOrDefault(e.Sandbox),
-			PerUserAuthorization: e.PerUserAuthorization,
+			Source: sandboxOrDefault(e.Source), PerUserAuthorization: e.PerUserAuthorization,
 		}
 		if p.Env, err = s.sealOver(prior.Env, e.Env); err != nil {
 			return err

@@ -131,6 +131,8 @@ type DesiredInstance struct {
 	ToolPrefix string
 	// Sandbox is the template's orrery.satellite.v1.Sandbox in protobuf JSON.
 	Sandbox json.RawMessage
+	// Source is the template's orrery.satellite.v1.Source in protobuf JSON; empty for none.
+	Source json.RawMessage
 	// Tools is the team's selection of the installation's tools; HiddenTools are the patterns of the tools
 	// the instance's user hid.
 	Tools       ToolSelection
@@ -156,7 +158,7 @@ func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]Desi
 			ID: r.ID, InstallationID: r.InstallationID, TeamID: r.TeamID, TeamSlug: r.TeamSlug, UserID: r.UserID,
 			UserSlug: r.UserSlug, ServerSlug: r.ServerSlug, ServerName: r.ServerName, Transport: r.Transport,
 			Command: r.Command, URL: r.Url, RequestLoggingEnabled: r.RequestLoggingEnabled, ToolPrefix: r.ToolPrefix,
-			Sandbox: r.Sandbox, Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
+			Sandbox: r.Sandbox, Source: sourceOrNone(r.Source), Tools: ToolSelection{Allow: r.ToolsAllow, Deny: r.ToolsDeny}, HiddenTools: r.ToolsHidden,
 			AccountRequired: r.PerUserAuthorization,
 			EmergencyStop:   stopMessage(r.ServerSlug, r.TemplateStopReason, r.InstallationStopReason),
 		}

@@ -127,6 +127,7 @@ type templateSnapshot struct {
 	QueryParams  json.RawMessage `json:"query_params"`
 	ConfigSchema json.RawMessage `json:"config_schema"`
 	Sandbox      json.RawMessage `json:"sandbox"`
+	Source       json.RawMessage `json:"source,omitempty"`
 }
 
 func snapshotOfTemplate(r dbsqlc.CatalogEntry) templateSnapshot {
@@ -134,6 +135,7 @@ func snapshotOfTemplate(r dbsqlc.CatalogEntry) templateSnapshot {
 		Name: r.Name, Description: r.Description, Tags: nonNil(r.Tags), Transport: r.Transport, Command: r.Command,
 		Args: nonNil(r.Args), Env: rawOrEmpty(r.Env), URL: r.Url, Headers: rawOrEmpty(r.Headers),
 		QueryParams: rawOrEmpty(r.QueryParams), ConfigSchema: rawOrEmpty(r.ConfigSchema), Sandbox: rawOrEmpty(r.Sandbox),
+		Source: sourceOrNone(r.Source),
 	}
 }
 

@@ -48,6 +48,9 @@ type CatalogEntry struct {
 	ConfigSchema ConfigSchema
 	// Sandbox is orrery.satellite.v1.Sandbox in protobuf JSON; empty keeps the satellite's defaults.
 	Sandbox json.RawMessage
+	// Source is orrery.satellite.v1.Source in protobuf JSON: the archive a stdio server is built from;
+	// empty for none.
+	Source json.RawMessage
 	// PerUserAuthorization marks a remote server that authorizes each member with OAuth (package remoteauth).
 	PerUserAuthorization bool
 	CreatedAt            time.Time

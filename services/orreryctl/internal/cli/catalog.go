@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -12,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // maxFileBytes bounds a file or stdin orreryctl reads: the control plane accepts at most 8 MiB anyway.
@@ -201,6 +206,81 @@ func (a *App) catalogCommand() *cobra.Command {
 	_ = create.MarkFlagRequired("file")
 	c.AddCommand(create)
 
+	var deployTeam, deployURL, deploySum, deployBuild, deployFile string
+	deploy := &cobra.Command{
+		Use:   "deploy TEMPLATE --url ARCHIVE_URL | --archive FILE",
+		Short: "Build a stdio template's server from a source archive, or redeploy it from a new one",
+		Long: `Sets the template's source: an https URL of a .tar.gz or .zip archive (a GitHub archive URL is the
+common case) and its SHA-256. Satellites download it, verify it, build it in the server's sandbox
+(npm ci and npm run build, a Python venv, go build, or --build) and run the template's command in the
+built tree. Running instances move to the new version once it lists its tools; a failed build leaves
+the old version serving. Without --sha256 the archive is downloaded here once to compute it.
+With --archive, a team template's archive is uploaded to the control plane instead (at most 16 MiB).`,
+		Example: `  orreryctl catalog deploy my-server --team platform \
+    --url https://github.com/acme/my-server/archive/refs/tags/v1.2.0.tar.gz
+  git archive --format=tar.gz HEAD | orreryctl catalog deploy my-server --team platform --archive -`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			if (deployURL == "") == (deployFile == "") {
+				return usageError{errors.New("give either --url or --archive")}
+			}
+			if deployURL != "" && !strings.HasPrefix(deployURL, "https://") {
+				return usageError{errors.New("--url must be an https URL")}
+			}
+			s, err := a.session(c.Context())
+			if err != nil {
+				return err
+			}
+			_, teamID, err := s.optionalTeam(c.Context(), deployTeam)
+			if err != nil {
+				return err
+			}
+			entry, err := s.catalogEntry(c.Context(), teamID, argv[0])
+			if err != nil {
+				return err
+			}
+			source := &satellitev1.Source{Url: deployURL, Sha256: strings.ToLower(deploySum), BuildCommand: deployBuild}
+			switch {
+			case deployFile != "":
+				if entry.GetTeamId() == "" {
+					return usageError{errors.New("--archive uploads belong to a team: use --url for a global template")}
+				}
+				content, err := a.readArchive(deployFile)
+				if err != nil {
+					return err
+				}
+				up, err := s.catalog().UploadSourceArchive(c.Context(), connect.NewRequest(&apiv1.UploadSourceArchiveRequest{
+					TeamId: entry.GetTeamId(), Content: content,
+				}))
+				if err != nil {
+					return err
+				}
+				source.Uploaded, source.Sha256 = true, up.Msg.GetSha256()
+				fmt.Fprintf(a.Err, "uploaded, sha256 %s\n", source.Sha256)
+			case source.Sha256 == "":
+				if source.Sha256, err = a.archiveSum(c.Context(), deployURL); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.Err, "sha256 %s\n", source.Sha256)
+			}
+			spec := entry.GetSpec()
+			spec.Source = source
+			resp, err := s.catalog().UpdateCatalogEntry(c.Context(), connect.NewRequest(&apiv1.UpdateCatalogEntryRequest{
+				TeamId: entry.GetTeamId(), Id: entry.GetId(), Spec: spec,
+			}))
+			if err != nil {
+				return err
+			}
+			return a.show(resp.Msg, []string{"SLUG", "NAME", "TRANSPORT", "SCOPE", "RUNS"}, [][]string{catalogRow(resp.Msg.GetEntry())})
+		},
+	}
+	a.teamFlag(deploy, &deployTeam, false)
+	deploy.Flags().StringVar(&deployURL, "url", "", "the archive's https URL")
+	deploy.Flags().StringVar(&deploySum, "sha256", "", "the archive's SHA-256 in hex; empty: download it once to compute it")
+	deploy.Flags().StringVar(&deployBuild, "build", "", "a build command run with /bin/sh -c in the tree, in place of the detected build")
+	deploy.Flags().StringVar(&deployFile, "archive", "", "an archive file (or - for stdin) to upload for a team template, in place of --url")
+	c.AddCommand(deploy)
+
 	var importTeam, slug string
 	var userFields []string
 	var preferRemote bool
@@ -268,4 +348,54 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return ""
+}
+
+// maxArchiveBytes bounds what archiveSum downloads, as satellites bound what they fetch.
+const maxArchiveBytes = 100 << 20
+
+// archiveSum downloads url and returns its SHA-256 in hex.
+func (a *App) archiveSum(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--url: %w", err)}
+	}
+	resp, err := a.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("download the archive: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("download the archive: %s", resp.Status)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(resp.Body, maxArchiveBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("download the archive: %w", err)
+	}
+	if n > maxArchiveBytes {
+		return "", fmt.Errorf("the archive is larger than %d MiB, more than satellites fetch", maxArchiveBytes>>20)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// readArchive reads an archive file, or stdin for "-", of at most 16 MiB: what the control plane takes.
+func (a *App) readArchive(name string) ([]byte, error) {
+	const limit = 16 << 20
+	var r io.Reader = a.In
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, usageError{fmt.Errorf("%s is larger than 16 MiB, more than the control plane keeps: publish it at an https URL", name)}
+	}
+	return b, nil
 }

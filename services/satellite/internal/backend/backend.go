@@ -308,6 +308,18 @@ func New(logger *slog.Logger, cfg Config) (*Communicator, error) {
 // CodeUnavailable, so callers that retry transient errors simply wait for it.
 func (c *Communicator) Client() satellitev1connect.SatelliteServiceClient { return c.client }
 
+// SourceArchive downloads an archive a team uploaded for a server built from source. It reads with the
+// configuration's larger limit: an upload may be 16 MiB, MaxResponseBytes' default exactly.
+func (c *Communicator) SourceArchive(ctx context.Context, teamID, sha256 string) ([]byte, error) {
+	resp, err := c.configClient.GetSourceArchive(ctx, connect.NewRequest(&satellitev1.GetSourceArchiveRequest{
+		TeamId: teamID, Sha256: sha256,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.GetContent(), nil
+}
+
 // Identity returns the satellite's identity once it is known.
 func (c *Communicator) Identity() (identity.Identity, bool) {
 	id := c.ident.Load()

@@ -61,6 +61,7 @@ type Server struct {
 	refused       int
 	accessTokens  map[string]*satellitev1.IntrospectTokenResponse
 	policies      []*satellitev1.Policy
+	archives      map[string][]byte // uploaded source archives by team id and sha256
 }
 
 type grant struct {
@@ -360,6 +361,27 @@ func (s *Server) GetConfiguration(_ context.Context, req *connect.Request[satell
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, NotModified: true}), nil
 	}
 	return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, Instances: s.instances, Policies: s.policies}), nil
+}
+
+// SetSourceArchive makes content the archive teamID uploaded with the SHA-256 digest.
+func (s *Server) SetSourceArchive(teamID, digest string, content []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.archives == nil {
+		s.archives = make(map[string][]byte)
+	}
+	s.archives[teamID+"/"+digest] = content
+}
+
+// GetSourceArchive implements SatelliteServiceHandler with the archives SetSourceArchive set.
+func (s *Server) GetSourceArchive(_ context.Context, req *connect.Request[satellitev1.GetSourceArchiveRequest]) (*connect.Response[satellitev1.GetSourceArchiveResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	content, ok := s.archives[req.Msg.GetTeamId()+"/"+req.Msg.GetSha256()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("no such source archive"))
+	}
+	return connect.NewResponse(&satellitev1.GetSourceArchiveResponse{Content: content}), nil
 }
 
 // EmitEvents implements SatelliteServiceHandler. Like the real control plane it stores each event id once.

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
@@ -25,6 +26,9 @@ type conn struct {
 	proc      *sandbox.Process // stdio servers only
 	remote    *remoteTransport // remote servers only
 	raw       *rawConn         // stdio servers only: requests the SDK's client has no method for
+	app       string           // a server built from source: its built tree
+	build     *build.Result    // the build app is, released when the connection closes
+	leases    atomic.Int64     // leases handed out on this connection and not yet released
 	startedAt time.Time
 	requests  atomic.Uint64
 
@@ -39,8 +43,11 @@ type conn struct {
 
 // connect starts or dials the server and initializes a session. On failure it may still return the conn,
 // whose process tells why; the caller closes it.
-func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kind startKind, reason string) (*conn, error) {
-	c := &conn{in: in, done: make(chan struct{}), relist: make(chan struct{}, 1), startedAt: time.Now()}
+func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kind startKind, reason string, built *build.Result) (*conn, error) {
+	c := &conn{in: in, done: make(chan struct{}), relist: make(chan struct{}, 1), startedAt: time.Now(), build: built}
+	if built != nil {
+		c.app = built.Dir
+	}
 	c.ctx, c.cancel = context.WithCancel(in.rt.ctx)
 	client := mcp.NewClient(in.rt.cfg.ClientInfo, &mcp.ClientOptions{
 		Logger:                     in.log().With(slog.String("component", "mcp-client")),
@@ -54,6 +61,7 @@ func (in *instance) connect(ctx context.Context, spec *satellitev1.Instance, kin
 	})
 	err := c.dial(ctx, client, spec, in.rt.cfg.ProtocolVersion, func(pid int) { in.emitStart(kind, reason, pid) })
 	if err != nil && c.proc == nil && c.remote == nil {
+		built.Release()
 		return nil, err // nothing was started that could tell more
 	}
 	return c, err
@@ -72,7 +80,9 @@ func (c *conn) dial(ctx context.Context, client *mcp.Client, spec *satellitev1.I
 			c.cancel()
 			return fmt.Errorf("working directory: %w", err)
 		}
-		proc, err := in.rt.cfg.Driver.Start(sandboxSpec(spec, in.id, dir))
+		box := sandboxSpec(spec, in.id, dir)
+		box.App = c.app
+		proc, err := in.rt.cfg.Driver.Start(box)
 		if err != nil {
 			c.cancel()
 			return err
@@ -190,6 +200,7 @@ func (c *conn) close(grace time.Duration) {
 		case <-t.C:
 			c.in.log().Warn("closing an MCP session takes longer than the grace period; leaving it")
 		}
+		c.build.Release()
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/build"
 )
 
 // hold is why an instance stays stopped whatever calls arrive.
@@ -78,6 +79,9 @@ type instance struct {
 	crashes      crashHistory
 	restartTimer *time.Timer
 	configured   bool
+	// failedBuild is the cache key of the source build that last failed: it is not tried again, on a
+	// call or a crash, until a new configuration or a restart command.
+	failedBuild string
 
 	keptMu sync.Mutex // serializes writes of the kept catalogue
 
@@ -276,8 +280,13 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 		}
 		// A new configuration deserves a fresh start: it may fix what made the server crash.
 		in.crashes = nil
+		in.failedBuild = ""
 		if in.currentHold() == holdKilled {
 			return false // the next spawn or restart uses the new configuration
+		}
+		if in.canRedeploy(cmd.spec) {
+			in.redeploy(ctx, old, cmd.spec)
+			return false
 		}
 		in.setHold(holdNone)
 		in.cancelRestart()
@@ -303,6 +312,12 @@ func (in *instance) handle(ctx context.Context, cmd command) (removed bool) {
 	case cmdRestart:
 		in.cancelRestart()
 		in.crashes = nil
+		in.failedBuild = ""
+		if spec := in.currentSpec(); cmd.reason == "config_reload" && in.currentHold() == holdNone && in.canRedeploy(spec) {
+			// A redeploy command: blue/green, as for a new configuration.
+			in.redeploy(ctx, spec, spec)
+			return false
+		}
 		in.setHold(holdNone)
 		in.stopConn()
 		msg := "restart requested"
@@ -493,13 +508,23 @@ func (in *instance) start(ctx context.Context, kind startKind, reason string) {
 		in.finishAttempt(false)
 		return
 	}
+	// A build has timeouts of its own, longer than a start's.
+	var built *build.Result
+	if spec.GetSource() != nil {
+		var err error
+		if built, err = in.buildSource(ctx, spec); err != nil {
+			in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_ERROR, err.Error())
+			in.finishAttempt(false)
+			return
+		}
+	}
 	opCtx, cancel := context.WithTimeoutCause(ctx, in.rt.cfg.StartTimeout,
 		fmt.Errorf("the server did not start within %v", in.rt.cfg.StartTimeout))
 	defer cancel()
 	defer in.cancelOnUrgent(cancel)()
 
 	in.setStatus(satellitev1.InstanceStatus_INSTANCE_STATUS_CONNECTING, "")
-	c, err := in.connect(opCtx, spec, kind, reason)
+	c, err := in.connect(opCtx, spec, kind, reason, built)
 	in.setCurrent(c)
 	var cat catalog
 	if err == nil {

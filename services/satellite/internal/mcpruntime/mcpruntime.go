@@ -67,6 +67,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/build"
 	"github.com/orrery/orrery/services/satellite/internal/desired"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
@@ -194,6 +195,21 @@ type Config struct {
 	// CallStartWait bounds how long Acquire (and so a call) waits for an instance to come online; after
 	// it the call fails with ErrStarting. Default DefaultCallStartWait (30 s).
 	CallStartWait time.Duration
+
+	// Builds builds stdio servers whose configuration names a source archive; *build.Builder is one.
+	// Default: none, and such instances are in error.
+	Builds Builder
+	// DrainTimeout is how long a server replaced by a redeploy keeps running for the calls it still
+	// carries. Default DefaultDrainTimeout (30 s).
+	DrainTimeout time.Duration
+}
+
+// DefaultDrainTimeout is the default of Config.DrainTimeout.
+const DefaultDrainTimeout = 30 * time.Second
+
+// Builder builds a server from its source archive.
+type Builder interface {
+	Build(ctx context.Context, req build.Request) (*build.Result, error)
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -255,6 +271,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CallStartWait <= 0 {
 		c.CallStartWait = DefaultCallStartWait
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	return c
 }

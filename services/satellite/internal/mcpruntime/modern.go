@@ -129,6 +129,7 @@ func (c *conn) openModern() {
 	defer cancel()
 	m := &conn{in: in, done: make(chan struct{}), relist: make(chan struct{}, 1), startedAt: time.Now()}
 	m.ctx, m.cancel = context.WithCancel(c.ctx)
+	m.app = c.app // the primary's build; the primary releases it
 	// The primary connection keeps the catalogue and the server's log; the lane only carries calls, so it
 	// asks for no list changes. Its input requests are the caller's to answer, not the SDK's.
 	client := mcp.NewClient(in.rt.cfg.ClientInfo, &mcp.ClientOptions{

@@ -35,6 +35,7 @@ func (l *Lease) Release() {
 		defer l.in.mu.Unlock()
 		l.in.inflight--
 		l.in.lastUsed = time.Now()
+		l.c.leases.Add(-1)
 	})
 }
 
@@ -59,6 +60,7 @@ func (r *Runtime) Acquire(ctx context.Context, id string) (*Lease, error) {
 		in.mu.Lock()
 		if in.live != nil && in.status == satellitev1.InstanceStatus_INSTANCE_STATUS_ONLINE {
 			c := in.live
+			c.leases.Add(1)
 			in.inflight++
 			in.lastUsed = time.Now()
 			in.mu.Unlock()

@@ -350,6 +350,12 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		if err := ownHome(home, TeamUID(spec.TeamID)); err != nil {
 			return nil, fmt.Errorf("sandbox: home: %w", err)
 		}
+		if spec.App != "" && spec.AppWritable {
+			// A build runs as the team's uid and writes its tree.
+			if err := ownHome(spec.App, TeamUID(spec.TeamID)); err != nil {
+				return nil, fmt.Errorf("sandbox: app: %w", err)
+			}
+		}
 	}
 	limits := b.cfg.Limits
 	if spec.Limits != nil {
@@ -490,7 +496,7 @@ func (b *Bwrap) Start(spec Spec) (*Process, error) {
 		uid := strconv.Itoa(TeamUID(spec.TeamID))
 		// Root without capabilities may not enter the home, so the server's uid moves into it.
 		argv = append(argv, b.setpriv, "--reuid="+uid, "--regid="+uid, "--clear-groups",
-			"--bounding-set=-all", "--inh-caps=-all", "--", b.env, "--chdir="+SandboxHome, "--")
+			"--bounding-set=-all", "--inh-caps=-all", "--", b.env, "--chdir="+workDir(spec), "--")
 	}
 	argv = append(argv, spec.Command)
 	argv = append(argv, spec.Args...)
@@ -729,10 +735,26 @@ func (b *Bwrap) args(spec Spec, home string, tmpSize int64, data func([]byte) (s
 	}
 	parents(SandboxHome)
 	a = append(a, "--bind", home, SandboxHome)
+	if spec.App != "" {
+		bind := "--ro-bind"
+		if spec.AppWritable {
+			bind = "--bind"
+		}
+		a = append(a, bind, spec.App, AppDir)
+	}
 	if b.setpriv == "" {
-		a = append(a, "--chdir", SandboxHome)
+		a = append(a, "--chdir", workDir(spec))
 	}
 	return a, nil
+}
+
+// workDir is where a spec's server starts inside the sandbox: its program's tree when it has one, else
+// its home.
+func workDir(spec Spec) string {
+	if spec.App != "" {
+		return AppDir
+	}
+	return SandboxHome
 }
 
 // environ builds a server's environment: the sandbox's PATH, HOME and TMPDIR, the locale passed through,

@@ -39,7 +39,15 @@ type Direct struct {
 // fails with ErrCommandUnavailable, whatever the reason.
 func (d Direct) Start(spec Spec) (*Process, error) {
 	env := d.environ(spec.Env)
-	path, err := lookPath(spec.Command, envValue(env, "PATH"))
+	command := spec.Command
+	if spec.App != "" {
+		spec.Dir = spec.App
+		if strings.Contains(command, "/") && !filepath.IsAbs(command) {
+			// The program lies in its tree, wherever the satellite runs from.
+			command = filepath.Join(spec.App, command)
+		}
+	}
+	path, err := lookPath(command, envValue(env, "PATH"))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}

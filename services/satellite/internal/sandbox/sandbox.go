@@ -60,7 +60,17 @@ type Spec struct {
 	// Limits bounds the server's resources; nil or zero fields mean the driver's defaults (see DefaultLimits).
 	// Direct ignores it.
 	Limits *Limits
+	// App, when set, is a host directory holding the server's program, such as a tree built from a source
+	// archive. It becomes the working directory: under Bwrap mounted at AppDir, read-only unless
+	// AppWritable (a build writes it, a server only reads it); Direct runs in it in place of Dir. A
+	// relative Command with a slash ("./server", ".venv/bin/python") is found in it.
+	App string
+	// AppWritable mounts App writable, for the build that fills it.
+	AppWritable bool
 }
+
+// AppDir is where a Bwrap sandbox mounts Spec.App, and the working directory of its server.
+const AppDir = "/app"
 
 // Driver starts server processes.
 type Driver interface {

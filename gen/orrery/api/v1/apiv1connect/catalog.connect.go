@@ -54,6 +54,9 @@ const (
 	// CatalogServiceImportServerJsonProcedure is the fully-qualified name of the CatalogService's
 	// ImportServerJson RPC.
 	CatalogServiceImportServerJsonProcedure = "/orrery.api.v1.CatalogService/ImportServerJson"
+	// CatalogServiceUploadSourceArchiveProcedure is the fully-qualified name of the CatalogService's
+	// UploadSourceArchive RPC.
+	CatalogServiceUploadSourceArchiveProcedure = "/orrery.api.v1.CatalogService/UploadSourceArchive"
 )
 
 // CatalogServiceClient is a client for the orrery.api.v1.CatalogService service.
@@ -76,6 +79,11 @@ type CatalogServiceClient interface {
 	// ImportServerJson creates a template from a server.json document of the official MCP registry. No
 	// network is used: the document is the whole input.
 	ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error)
+	// UploadSourceArchive stores a source archive for the team's own templates, at most 16 MiB, and
+	// returns its SHA-256: a team template whose source is uploaded (Source.uploaded) names it by that
+	// checksum, and the team's satellites download it from the control plane. Uploading the same archive
+	// again is harmless. Only the team's templates can use it.
+	UploadSourceArchive(context.Context, *connect.Request[v1.UploadSourceArchiveRequest]) (*connect.Response[v1.UploadSourceArchiveResponse], error)
 }
 
 // NewCatalogServiceClient constructs a client for the orrery.api.v1.CatalogService service. By
@@ -134,6 +142,13 @@ func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(catalogServiceMethods.ByName("ImportServerJson")),
 			connect.WithClientOptions(opts...),
 		),
+		uploadSourceArchive: connect.NewClient[v1.UploadSourceArchiveRequest, v1.UploadSourceArchiveResponse](
+			httpClient,
+			baseURL+CatalogServiceUploadSourceArchiveProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("UploadSourceArchive")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -146,6 +161,7 @@ type catalogServiceClient struct {
 	listCatalogEntries    *connect.Client[v1.ListCatalogEntriesRequest, v1.ListCatalogEntriesResponse]
 	getCatalogEntryHealth *connect.Client[v1.GetCatalogEntryHealthRequest, v1.GetCatalogEntryHealthResponse]
 	importServerJson      *connect.Client[v1.ImportServerJsonRequest, v1.ImportServerJsonResponse]
+	uploadSourceArchive   *connect.Client[v1.UploadSourceArchiveRequest, v1.UploadSourceArchiveResponse]
 }
 
 // CreateCatalogEntry calls orrery.api.v1.CatalogService.CreateCatalogEntry.
@@ -183,6 +199,11 @@ func (c *catalogServiceClient) ImportServerJson(ctx context.Context, req *connec
 	return c.importServerJson.CallUnary(ctx, req)
 }
 
+// UploadSourceArchive calls orrery.api.v1.CatalogService.UploadSourceArchive.
+func (c *catalogServiceClient) UploadSourceArchive(ctx context.Context, req *connect.Request[v1.UploadSourceArchiveRequest]) (*connect.Response[v1.UploadSourceArchiveResponse], error) {
+	return c.uploadSourceArchive.CallUnary(ctx, req)
+}
+
 // CatalogServiceHandler is an implementation of the orrery.api.v1.CatalogService service.
 type CatalogServiceHandler interface {
 	// CreateCatalogEntry creates a template: global without team_id, else private to the team.
@@ -203,6 +224,11 @@ type CatalogServiceHandler interface {
 	// ImportServerJson creates a template from a server.json document of the official MCP registry. No
 	// network is used: the document is the whole input.
 	ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error)
+	// UploadSourceArchive stores a source archive for the team's own templates, at most 16 MiB, and
+	// returns its SHA-256: a team template whose source is uploaded (Source.uploaded) names it by that
+	// checksum, and the team's satellites download it from the control plane. Uploading the same archive
+	// again is harmless. Only the team's templates can use it.
+	UploadSourceArchive(context.Context, *connect.Request[v1.UploadSourceArchiveRequest]) (*connect.Response[v1.UploadSourceArchiveResponse], error)
 }
 
 // NewCatalogServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -257,6 +283,13 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 		connect.WithSchema(catalogServiceMethods.ByName("ImportServerJson")),
 		connect.WithHandlerOptions(opts...),
 	)
+	catalogServiceUploadSourceArchiveHandler := connect.NewUnaryHandler(
+		CatalogServiceUploadSourceArchiveProcedure,
+		svc.UploadSourceArchive,
+		connect.WithSchema(catalogServiceMethods.ByName("UploadSourceArchive")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.api.v1.CatalogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CatalogServiceCreateCatalogEntryProcedure:
@@ -273,6 +306,8 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 			catalogServiceGetCatalogEntryHealthHandler.ServeHTTP(w, r)
 		case CatalogServiceImportServerJsonProcedure:
 			catalogServiceImportServerJsonHandler.ServeHTTP(w, r)
+		case CatalogServiceUploadSourceArchiveProcedure:
+			catalogServiceUploadSourceArchiveHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -308,4 +343,8 @@ func (UnimplementedCatalogServiceHandler) GetCatalogEntryHealth(context.Context,
 
 func (UnimplementedCatalogServiceHandler) ImportServerJson(context.Context, *connect.Request[v1.ImportServerJsonRequest]) (*connect.Response[v1.ImportServerJsonResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.CatalogService.ImportServerJson is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) UploadSourceArchive(context.Context, *connect.Request[v1.UploadSourceArchiveRequest]) (*connect.Response[v1.UploadSourceArchiveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.CatalogService.UploadSourceArchive is not implemented"))
 }

@@ -48,6 +48,9 @@ const (
 	// SatelliteServiceGetConfigurationProcedure is the fully-qualified name of the SatelliteService's
 	// GetConfiguration RPC.
 	SatelliteServiceGetConfigurationProcedure = "/orrery.satellite.v1.SatelliteService/GetConfiguration"
+	// SatelliteServiceGetSourceArchiveProcedure is the fully-qualified name of the SatelliteService's
+	// GetSourceArchive RPC.
+	SatelliteServiceGetSourceArchiveProcedure = "/orrery.satellite.v1.SatelliteService/GetSourceArchive"
 	// SatelliteServiceEmitEventsProcedure is the fully-qualified name of the SatelliteService's
 	// EmitEvents RPC.
 	SatelliteServiceEmitEventsProcedure = "/orrery.satellite.v1.SatelliteService/EmitEvents"
@@ -76,6 +79,9 @@ type SatelliteServiceClient interface {
 	ReportCommandResult(context.Context, *connect.Request[v1.ReportCommandResultRequest]) (*connect.Response[v1.ReportCommandResultResponse], error)
 	// GetConfiguration returns the desired state of this satellite: every MCP server instance it must run.
 	GetConfiguration(context.Context, *connect.Request[v1.GetConfigurationRequest]) (*connect.Response[v1.GetConfigurationResponse], error)
+	// GetSourceArchive returns an archive a team uploaded for a server built from source (Source.uploaded),
+	// for a satellite that serves the team.
+	GetSourceArchive(context.Context, *connect.Request[v1.GetSourceArchiveRequest]) (*connect.Response[v1.GetSourceArchiveResponse], error)
 	// EmitEvents stores a batch of events. Events are identified by their client-generated id, so a retried
 	// batch stores nothing twice.
 	EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error)
@@ -136,6 +142,13 @@ func NewSatelliteServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getSourceArchive: connect.NewClient[v1.GetSourceArchiveRequest, v1.GetSourceArchiveResponse](
+			httpClient,
+			baseURL+SatelliteServiceGetSourceArchiveProcedure,
+			connect.WithSchema(satelliteServiceMethods.ByName("GetSourceArchive")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		emitEvents: connect.NewClient[v1.EmitEventsRequest, v1.EmitEventsResponse](
 			httpClient,
 			baseURL+SatelliteServiceEmitEventsProcedure,
@@ -173,6 +186,7 @@ type satelliteServiceClient struct {
 	pollCommands        *connect.Client[v1.PollCommandsRequest, v1.PollCommandsResponse]
 	reportCommandResult *connect.Client[v1.ReportCommandResultRequest, v1.ReportCommandResultResponse]
 	getConfiguration    *connect.Client[v1.GetConfigurationRequest, v1.GetConfigurationResponse]
+	getSourceArchive    *connect.Client[v1.GetSourceArchiveRequest, v1.GetSourceArchiveResponse]
 	emitEvents          *connect.Client[v1.EmitEventsRequest, v1.EmitEventsResponse]
 	introspectToken     *connect.Client[v1.IntrospectTokenRequest, v1.IntrospectTokenResponse]
 	getPeerCredential   *connect.Client[v1.GetPeerCredentialRequest, v1.GetPeerCredentialResponse]
@@ -202,6 +216,11 @@ func (c *satelliteServiceClient) ReportCommandResult(ctx context.Context, req *c
 // GetConfiguration calls orrery.satellite.v1.SatelliteService.GetConfiguration.
 func (c *satelliteServiceClient) GetConfiguration(ctx context.Context, req *connect.Request[v1.GetConfigurationRequest]) (*connect.Response[v1.GetConfigurationResponse], error) {
 	return c.getConfiguration.CallUnary(ctx, req)
+}
+
+// GetSourceArchive calls orrery.satellite.v1.SatelliteService.GetSourceArchive.
+func (c *satelliteServiceClient) GetSourceArchive(ctx context.Context, req *connect.Request[v1.GetSourceArchiveRequest]) (*connect.Response[v1.GetSourceArchiveResponse], error) {
+	return c.getSourceArchive.CallUnary(ctx, req)
 }
 
 // EmitEvents calls orrery.satellite.v1.SatelliteService.EmitEvents.
@@ -238,6 +257,9 @@ type SatelliteServiceHandler interface {
 	ReportCommandResult(context.Context, *connect.Request[v1.ReportCommandResultRequest]) (*connect.Response[v1.ReportCommandResultResponse], error)
 	// GetConfiguration returns the desired state of this satellite: every MCP server instance it must run.
 	GetConfiguration(context.Context, *connect.Request[v1.GetConfigurationRequest]) (*connect.Response[v1.GetConfigurationResponse], error)
+	// GetSourceArchive returns an archive a team uploaded for a server built from source (Source.uploaded),
+	// for a satellite that serves the team.
+	GetSourceArchive(context.Context, *connect.Request[v1.GetSourceArchiveRequest]) (*connect.Response[v1.GetSourceArchiveResponse], error)
 	// EmitEvents stores a batch of events. Events are identified by their client-generated id, so a retried
 	// batch stores nothing twice.
 	EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error)
@@ -294,6 +316,13 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	satelliteServiceGetSourceArchiveHandler := connect.NewUnaryHandler(
+		SatelliteServiceGetSourceArchiveProcedure,
+		svc.GetSourceArchive,
+		connect.WithSchema(satelliteServiceMethods.ByName("GetSourceArchive")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	satelliteServiceEmitEventsHandler := connect.NewUnaryHandler(
 		SatelliteServiceEmitEventsProcedure,
 		svc.EmitEvents,
@@ -333,6 +362,8 @@ func NewSatelliteServiceHandler(svc SatelliteServiceHandler, opts ...connect.Han
 			satelliteServiceReportCommandResultHandler.ServeHTTP(w, r)
 		case SatelliteServiceGetConfigurationProcedure:
 			satelliteServiceGetConfigurationHandler.ServeHTTP(w, r)
+		case SatelliteServiceGetSourceArchiveProcedure:
+			satelliteServiceGetSourceArchiveHandler.ServeHTTP(w, r)
 		case SatelliteServiceEmitEventsProcedure:
 			satelliteServiceEmitEventsHandler.ServeHTTP(w, r)
 		case SatelliteServiceIntrospectTokenProcedure:
@@ -368,6 +399,10 @@ func (UnimplementedSatelliteServiceHandler) ReportCommandResult(context.Context,
 
 func (UnimplementedSatelliteServiceHandler) GetConfiguration(context.Context, *connect.Request[v1.GetConfigurationRequest]) (*connect.Response[v1.GetConfigurationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.GetConfiguration is not implemented"))
+}
+
+func (UnimplementedSatelliteServiceHandler) GetSourceArchive(context.Context, *connect.Request[v1.GetSourceArchiveRequest]) (*connect.Response[v1.GetSourceArchiveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.satellite.v1.SatelliteService.GetSourceArchive is not implemented"))
 }
 
 func (UnimplementedSatelliteServiceHandler) EmitEvents(context.Context, *connect.Request[v1.EmitEventsRequest]) (*connect.Response[v1.EmitEventsResponse], error) {

@@ -53,7 +53,7 @@ func (q *Queries) DeleteInstallation(ctx context.Context, iD uuid.UUID, teamID u
 }
 
 const getCatalogEntry = `-- name: GetCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries where id = $1
 `
 
 func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -80,6 +80,7 @@ func (q *Queries) GetCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEnt
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
@@ -126,6 +127,17 @@ func (q *Queries) GetInstallation(ctx context.Context, iD uuid.UUID, teamID uuid
 	return i, err
 }
 
+const getSourceArchive = `-- name: GetSourceArchive :one
+select content from source_archives where team_id = $1 and sha256 = $2
+`
+
+func (q *Queries) GetSourceArchive(ctx context.Context, teamID uuid.UUID, sha256 string) ([]byte, error) {
+	row := q.db.QueryRow(ctx, getSourceArchive, teamID, sha256)
+	var content []byte
+	err := row.Scan(&content)
+	return content, err
+}
+
 const getUserConfiguration = `-- name: GetUserConfiguration :one
 select installation_id, team_id, user_id, args, env, headers, query_params, updated_at, arg_values from user_configurations
 where installation_id = $1 and team_id = $2 and user_id = $3
@@ -149,7 +161,7 @@ func (q *Queries) GetUserConfiguration(ctx context.Context, installationID uuid.
 }
 
 const listCatalogEntries = `-- name: ListCatalogEntries :many
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries
 where (team_id is null or team_id = $1::uuid)
   and ($2::text = '' or name ilike $2 or slug ilike $2 or description ilike $2)
   and tags @> $3::text[]
@@ -204,6 +216,7 @@ func (q *Queries) ListCatalogEntries(ctx context.Context, arg ListCatalogEntries
 			&i.StopReason,
 			&i.StoppedAt,
 			&i.PerUserAuthorization,
+			&i.Source,
 		); err != nil {
 			return nil, err
 		}
@@ -337,7 +350,7 @@ func (q *Queries) ListToolPrefixes(ctx context.Context, teamID uuid.UUID) ([]Lis
 }
 
 const lockCatalogEntry = `-- name: LockCatalogEntry :one
-select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization from catalog_entries where id = $1 for update
+select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries where id = $1 for update
 `
 
 func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -364,6 +377,7 @@ func (q *Queries) LockCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEn
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
@@ -418,14 +432,42 @@ func (q *Queries) LockTeam(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
+const putSourceArchive = `-- name: PutSourceArchive :exec
+insert into source_archives (team_id, sha256, content, size)
+values ($1, $2, $3, $4)
+on conflict (team_id, sha256) do nothing
+`
+
+// PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
+func (q *Queries) PutSourceArchive(ctx context.Context, teamID uuid.UUID, sha256 string, content []byte, size int64) error {
+	_, err := q.db.Exec(ctx, putSourceArchive,
+		teamID,
+		sha256,
+		content,
+		size,
+	)
+	return err
+}
+
+const sourceArchiveExists = `-- name: SourceArchiveExists :one
+select exists (select 1 from source_archives where team_id = $1 and sha256 = $2)
+`
+
+func (q *Queries) SourceArchiveExists(ctx context.Context, teamID uuid.UUID, sha256 string) (bool, error) {
+	row := q.db.QueryRow(ctx, sourceArchiveExists, teamID, sha256)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
 const updateCatalogEntry = `-- name: UpdateCatalogEntry :one
 update catalog_entries
 set name = $1, description = $2, tags = $3, transport = $4, command = $5,
     args = $6, env = $7, url = $8, headers = $9, query_params = $10,
-    config_schema = $11, sandbox = $12, per_user_authorization = $13,
+    config_schema = $11, sandbox = $12, source = $13, per_user_authorization = $14,
     updated_at = now()
-where id = $14
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
+where id = $15
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source
 `
 
 type UpdateCatalogEntryParams struct {
@@ -441,6 +483,7 @@ type UpdateCatalogEntryParams struct {
 	QueryParams          []byte
 	ConfigSchema         []byte
 	Sandbox              []byte
+	Source               []byte
 	PerUserAuthorization bool
 	ID                   uuid.UUID
 }
@@ -459,6 +502,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		arg.QueryParams,
 		arg.ConfigSchema,
 		arg.Sandbox,
+		arg.Source,
 		arg.PerUserAuthorization,
 		arg.ID,
 	)
@@ -484,6 +528,7 @@ func (q *Queries) UpdateCatalogEntry(ctx context.Context, arg UpdateCatalogEntry
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }

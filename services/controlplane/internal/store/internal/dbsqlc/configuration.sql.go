@@ -13,7 +13,7 @@ import (
 
 const listDesiredInstances = `-- name: ListDesiredInstances :many
 select i.id, i.installation_id, i.team_id, t.slug as team_slug, i.user_id, u.slug as user_slug,
-       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox, c.per_user_authorization,
+       c.slug as server_slug, c.name as server_name, c.transport, c.command, c.url, c.sandbox, c.source, c.per_user_authorization,
        c.args as template_args, c.env as template_env, c.headers as template_headers,
        c.query_params as template_query_params, c.config_schema,
        inst.args as team_args, inst.arg_values as team_arg_values, inst.env as team_env, inst.headers as team_headers,
@@ -50,6 +50,7 @@ type ListDesiredInstancesRow struct {
 	Command                string
 	Url                    string
 	Sandbox                []byte
+	Source                 []byte
 	PerUserAuthorization   bool
 	TemplateArgs           []string
 	TemplateEnv            []byte
@@ -100,6 +101,7 @@ func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) (
 			&i.Command,
 			&i.Url,
 			&i.Sandbox,
+			&i.Source,
 			&i.PerUserAuthorization,
 			&i.TemplateArgs,
 			&i.TemplateEnv,

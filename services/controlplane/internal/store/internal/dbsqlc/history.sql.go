@@ -198,7 +198,7 @@ func (q *Queries) ListConfigVersions(ctx context.Context, arg ListConfigVersions
 }
 
 const resumeCatalogEntry = `-- name: ResumeCatalogEntry :one
-update catalog_entries set stop_reason = '', stopped_at = null where id = $1 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
+update catalog_entries set stop_reason = '', stopped_at = null where id = $1 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source
 `
 
 func (q *Queries) ResumeCatalogEntry(ctx context.Context, id uuid.UUID) (CatalogEntry, error) {
@@ -225,6 +225,7 @@ func (q *Queries) ResumeCatalogEntry(ctx context.Context, id uuid.UUID) (Catalog
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
@@ -262,7 +263,7 @@ func (q *Queries) ResumeInstallation(ctx context.Context, iD uuid.UUID, teamID u
 }
 
 const stopCatalogEntry = `-- name: StopCatalogEntry :one
-update catalog_entries set stop_reason = $1, stopped_at = now() where id = $2 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
+update catalog_entries set stop_reason = $1, stopped_at = now() where id = $2 returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source
 `
 
 func (q *Queries) StopCatalogEntry(ctx context.Context, stopReason string, iD uuid.UUID) (CatalogEntry, error) {
@@ -289,6 +290,7 @@ func (q *Queries) StopCatalogEntry(ctx context.Context, stopReason string, iD uu
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }

@@ -76,6 +76,7 @@ type CatalogEntry struct {
 	StopReason           string
 	StoppedAt            *time.Time
 	PerUserAuthorization bool
+	Source               []byte
 }
 
 type CatalogEntryHealth struct {
@@ -446,6 +447,14 @@ type Session struct {
 	UserID    uuid.UUID
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+type SourceArchive struct {
+	TeamID    uuid.UUID
+	Sha256    string
+	Content   []byte
+	Size      int64
+	CreatedAt time.Time
 }
 
 type SsoGroupRule struct {

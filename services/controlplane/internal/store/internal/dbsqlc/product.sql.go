@@ -23,10 +23,10 @@ func (q *Queries) AddMembership(ctx context.Context, teamID uuid.UUID, userID uu
 const createCatalogEntry = `-- name: CreateCatalogEntry :one
 insert into catalog_entries (
     team_id, slug, name, description, tags, transport, command, args, env, url, headers, query_params, config_schema,
-    sandbox, per_user_authorization)
+    sandbox, source, per_user_authorization)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-        $12, $13, $14, $15)
-returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization
+        $12, $13, $14, $15, $16)
+returning id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source
 `
 
 type CreateCatalogEntryParams struct {
@@ -44,6 +44,7 @@ type CreateCatalogEntryParams struct {
 	QueryParams          []byte
 	ConfigSchema         []byte
 	Sandbox              []byte
+	Source               []byte
 	PerUserAuthorization bool
 }
 
@@ -63,6 +64,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		arg.QueryParams,
 		arg.ConfigSchema,
 		arg.Sandbox,
+		arg.Source,
 		arg.PerUserAuthorization,
 	)
 	var i CatalogEntry
@@ -87,6 +89,7 @@ func (q *Queries) CreateCatalogEntry(ctx context.Context, arg CreateCatalogEntry
 		&i.StopReason,
 		&i.StoppedAt,
 		&i.PerUserAuthorization,
+		&i.Source,
 	)
 	return i, err
 }
