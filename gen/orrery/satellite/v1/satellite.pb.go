@@ -1661,7 +1661,11 @@ type PollCommandsRequest struct {
 	// control plane caps the wait at 25 seconds.
 	Wait *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
 	// max_commands caps how many commands one response carries; zero means 100.
-	MaxCommands   uint32 `protobuf:"varint,2,opt,name=max_commands,json=maxCommands,proto3" json:"max_commands,omitempty"`
+	MaxCommands uint32 `protobuf:"varint,2,opt,name=max_commands,json=maxCommands,proto3" json:"max_commands,omitempty"`
+	// heartbeat, when set, is recorded before the poll waits, exactly as a Heartbeat call would record it, so
+	// an idle satellite needs no separate heartbeat request. The response's heartbeat says it was recorded; a
+	// satellite that gets none back (a control plane that predates the field) sends Heartbeat calls instead.
+	Heartbeat     *HeartbeatRequest `protobuf:"bytes,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1708,6 +1712,13 @@ func (x *PollCommandsRequest) GetMaxCommands() uint32 {
 		return x.MaxCommands
 	}
 	return 0
+}
+
+func (x *PollCommandsRequest) GetHeartbeat() *HeartbeatRequest {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
 }
 
 // Command is one instruction for a satellite. Its action says what to do; every action is its own message,
@@ -2626,8 +2637,10 @@ type PollCommandsResponse struct {
 	// replica_draining says the replica that answered is shutting down: poll again at once, after a short
 	// random wait that spreads a fleet out, and the next poll reaches another replica.
 	ReplicaDraining bool `protobuf:"varint,3,opt,name=replica_draining,json=replicaDraining,proto3" json:"replica_draining,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// heartbeat answers the request's heartbeat once it is recorded; unset when the request carried none.
+	Heartbeat     *HeartbeatResponse `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PollCommandsResponse) Reset() {
@@ -2679,6 +2692,13 @@ func (x *PollCommandsResponse) GetReplicaDraining() bool {
 		return x.ReplicaDraining
 	}
 	return false
+}
+
+func (x *PollCommandsResponse) GetHeartbeat() *HeartbeatResponse {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
 }
 
 // ReportCommandResultRequest reports a command's outcome.
@@ -4592,10 +4612,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\x93\x01\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\x06status\x18\x01 \x01(\x0e2$.orrery.satellite.v1.SatelliteStatusR\x06status\x12@\n" +
-	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"~\n" +
+	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"\xc3\x01\n" +
 	"\x13PollCommandsRequest\x12;\n" +
 	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12*\n" +
-	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\"\xe4\a\n" +
+	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\x12C\n" +
+	"\theartbeat\x18\x03 \x01(\v2%.orrery.satellite.v1.HeartbeatRequestR\theartbeat\"\xe4\a\n" +
 	"\aCommand\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12@\n" +
 	"\bpriority\x18\x03 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityR\bpriority\x12$\n" +
@@ -4658,11 +4679,12 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
 	"\amessage\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\x12\"\n" +
 	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\x12V\n" +
-	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xb3\x01\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xf9\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
 	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\x12)\n" +
-	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\"\xab\x02\n" +
+	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\x12D\n" +
+	"\theartbeat\x18\x04 \x01(\v2&.orrery.satellite.v1.HeartbeatResponseR\theartbeat\"\xab\x02\n" +
 	"\x1aReportCommandResultRequest\x12'\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tcommandId\x12F\n" +
@@ -5046,86 +5068,88 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
 	64, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
 	64, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	65, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	65, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
-	31, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
-	32, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	33, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	34, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	35, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	36, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
-	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
-	28, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	28, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	28, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
-	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
-	5,  // 31: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
-	5,  // 32: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	26, // 33: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	64, // 34: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	12, // 35: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	66, // 36: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	37, // 37: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	3,  // 38: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	44, // 39: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	43, // 40: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
-	13, // 41: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
-	14, // 42: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
-	4,  // 43: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	60, // 44: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	61, // 45: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	62, // 46: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	46, // 47: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	45, // 48: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	63, // 49: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 50: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	47, // 51: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	64, // 52: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	50, // 53: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	65, // 54: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	51, // 55: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	52, // 56: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	53, // 57: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	54, // 58: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	56, // 59: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	57, // 60: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 61: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	15, // 62: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	64, // 63: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	67, // 64: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	67, // 65: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	55, // 66: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	66, // 67: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	66, // 68: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	66, // 69: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	16, // 70: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	65, // 71: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 72: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	18, // 73: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	23, // 74: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	25, // 75: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	39, // 76: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	41, // 77: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	48, // 78: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	58, // 79: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	19, // 80: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 81: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	38, // 82: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	40, // 83: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	42, // 84: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	49, // 85: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	59, // 86: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	80, // [80:87] is the sub-list for method output_type
-	73, // [73:80] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	23, // 12: orrery.satellite.v1.PollCommandsRequest.heartbeat:type_name -> orrery.satellite.v1.HeartbeatRequest
+	2,  // 13: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
+	65, // 14: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	65, // 15: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 16: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	27, // 17: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	29, // 18: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	30, // 19: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	31, // 20: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	32, // 21: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	33, // 22: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	34, // 23: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	35, // 24: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	36, // 25: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	9,  // 26: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
+	28, // 27: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 28: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 29: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	10, // 30: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
+	11, // 31: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
+	5,  // 32: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
+	5,  // 33: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
+	26, // 34: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	64, // 35: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	24, // 36: orrery.satellite.v1.PollCommandsResponse.heartbeat:type_name -> orrery.satellite.v1.HeartbeatResponse
+	12, // 37: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	66, // 38: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	37, // 39: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	3,  // 40: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	44, // 41: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	43, // 42: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	13, // 43: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 44: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 45: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	60, // 46: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	61, // 47: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	62, // 48: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	46, // 49: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	45, // 50: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	63, // 51: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 52: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	47, // 53: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	64, // 54: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	50, // 55: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	65, // 56: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	51, // 57: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	52, // 58: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	53, // 59: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	54, // 60: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	56, // 61: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	57, // 62: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 63: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 64: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	64, // 65: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	67, // 66: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	67, // 67: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	55, // 68: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	66, // 69: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	66, // 70: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	66, // 71: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 72: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	65, // 73: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 74: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	18, // 75: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 76: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 77: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	39, // 78: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	41, // 79: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	48, // 80: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	58, // 81: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	19, // 82: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 83: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	38, // 84: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	40, // 85: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	42, // 86: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	49, // 87: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	59, // 88: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	82, // [82:89] is the sub-list for method output_type
+	75, // [75:82] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }

@@ -3,6 +3,7 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -516,5 +517,38 @@ func TestPollMovesOnFromADrainingReplica(t *testing.T) {
 	if elapsed < 4*backend.DefaultReplicaSwitchWait/2 || elapsed > 2*time.Second {
 		t.Errorf("five polls to a draining replica took %v, want between %v and 2s",
 			elapsed, 4*backend.DefaultReplicaSwitchWait/2)
+	}
+}
+
+// TestHeartbeatsRideOnPolls checks that after the first heartbeat, which carries the URL, an idle
+// satellite's heartbeats travel on its polls and it sends no Heartbeat calls; and that against a control
+// plane that ignores heartbeats on polls it keeps sending Heartbeat calls every interval.
+func TestHeartbeatsRideOnPolls(t *testing.T) {
+	t.Parallel()
+	for _, record := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recorded=%t", record), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.srv.SetPollHeartbeats(record)
+			b.srv.SetNextHeartbeat(time.Second)
+			b.cfg.PollWait = 50 * time.Millisecond // idle polls held briefly, as 25 s against 30 s intervals
+			start(t, b.cfg)
+			b.srv.Wait(t.Context(), "four heartbeats", waitLimit, func() bool { return len(b.srv.Heartbeats()) >= 4 })
+			hbs, calls := b.srv.Heartbeats(), b.srv.HeartbeatCalls()
+			if hbs[0].GetUrl() != publicURL {
+				t.Errorf("first heartbeat url = %q, want %q", hbs[0].GetUrl(), publicURL)
+			}
+			switch {
+			case record && calls != 1:
+				t.Errorf("%d Heartbeat calls beside heartbeats on polls, want only the first", calls)
+			case !record && calls != len(hbs):
+				t.Errorf("%d Heartbeat calls for %d heartbeats to a control plane that ignores them on polls", calls, len(hbs))
+			}
+			for i, hb := range hbs[1:] {
+				if hb.GetSystem().GetMemoryTotalBytes() == 0 || hb.GetUrl() != "" {
+					t.Errorf("heartbeat %d: system %v, url %q", i+1, hb.GetSystem(), hb.GetUrl())
+				}
+			}
+		})
 	}
 }

@@ -34,9 +34,9 @@ func failed(format string, args ...any) outcome {
 // sends them (highest priority first), until ctx ends or the API key is refused.
 func (c *Communicator) pollLoop(ctx context.Context) error {
 	bo := backoff.New(c.cfg.Backoff)
-	poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait)}
 	for {
 		start := time.Now()
+		poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait), Heartbeat: c.pollHeartbeat(ctx)}
 		resp, err := c.client.PollCommands(ctx, connect.NewRequest(poll))
 		if ctx.Err() == nil {
 			c.metrics.observe("poll", err)
@@ -62,6 +62,9 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 			c.requestResync()
 		}
 		bo.Reset()
+		if beat := resp.Msg.GetHeartbeat(); beat != nil {
+			c.heartbeatRecorded(ctx, start, beat)
+		}
 
 		cmds := resp.Msg.GetCommands()
 		for _, cmd := range cmds {
