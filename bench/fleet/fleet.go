@@ -42,6 +42,9 @@ type Config struct {
 	Idle time.Duration
 	// PollWait is how long each poll may be held, as satellites ask. Default 25 s.
 	PollWait time.Duration
+	// PoolMaxConns, when positive, sets the replica's database pool size (pgx's pool_max_conns in its
+	// database URL). Zero keeps the control plane's default.
+	PoolMaxConns int
 }
 
 func (c Config) withDefaults() Config {
@@ -153,7 +156,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	}
 	defer db.stop()
 	step("starting the control plane")
-	cp, err := startReplica(ctx, cfg.ControlPlane, db.url, log)
+	replicaURL := db.url
+	if cfg.PoolMaxConns > 0 {
+		replicaURL += fmt.Sprintf("&pool_max_conns=%d", cfg.PoolMaxConns)
+	}
+	cp, err := startReplica(ctx, cfg.ControlPlane, replicaURL, log)
 	if err != nil {
 		return res, err
 	}

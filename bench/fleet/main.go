@@ -27,6 +27,7 @@ func main() {
 	flag.DurationVar(&cfg.Throughput, "throughput", 10*time.Second, "how long to measure Heartbeat + PollCommands throughput")
 	flag.IntVar(&cfg.Workers, "workers", 64, "concurrent callers in the throughput phase")
 	flag.DurationVar(&cfg.Idle, "idle", 30*time.Second, "how long the connected fleet idles before the measurements, measuring the replica's CPU")
+	flag.IntVar(&cfg.PoolMaxConns, "pool-max-conns", 0, "the replica's database pool size; 0 keeps its default")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1606,8 +1606,11 @@ type HeartbeatResponse struct {
 	Status SatelliteStatus `protobuf:"varint,1,opt,name=status,proto3,enum=orrery.satellite.v1.SatelliteStatus" json:"status,omitempty"`
 	// next_heartbeat is when the control plane expects the next heartbeat.
 	NextHeartbeat *durationpb.Duration `protobuf:"bytes,2,opt,name=next_heartbeat,json=nextHeartbeat,proto3" json:"next_heartbeat,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// polls_carry_heartbeats says the control plane records a heartbeat carried by PollCommandsRequest: the
+	// satellite may send its later heartbeats on its polls instead of Heartbeat calls.
+	PollsCarryHeartbeats bool `protobuf:"varint,3,opt,name=polls_carry_heartbeats,json=pollsCarryHeartbeats,proto3" json:"polls_carry_heartbeats,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -1652,6 +1655,13 @@ func (x *HeartbeatResponse) GetNextHeartbeat() *durationpb.Duration {
 		return x.NextHeartbeat
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetPollsCarryHeartbeats() bool {
+	if x != nil {
+		return x.PollsCarryHeartbeats
+	}
+	return false
 }
 
 // PollCommandsRequest asks for due commands.
@@ -4609,10 +4619,11 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x0eprocess_counts\x18\x02 \x03(\v2%.orrery.satellite.v1.TeamProcessCountB\t\xbaH\x06\x92\x01\x03\x10\x90NR\rprocessCounts\x12K\n" +
 	"\tprocesses\x18\x03 \x03(\v2\".orrery.satellite.v1.ProcessReportB\t\xbaH\x06\x92\x01\x03\x10\x90NR\tprocesses\x12 \n" +
 	"\x03url\x18\x04 \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\x03url\x12!\n" +
-	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\x93\x01\n" +
+	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\"\xc9\x01\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\x06status\x18\x01 \x01(\x0e2$.orrery.satellite.v1.SatelliteStatusR\x06status\x12@\n" +
-	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"\xc3\x01\n" +
+	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\x124\n" +
+	"\x16polls_carry_heartbeats\x18\x03 \x01(\bR\x14pollsCarryHeartbeats\"\xc3\x01\n" +
 	"\x13PollCommandsRequest\x12;\n" +
 	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12*\n" +
 	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\x12C\n" +

@@ -227,7 +227,8 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 	}
 	return &satellitev1.HeartbeatResponse{
 		Status:        StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
-		NextHeartbeat: durationpb.New(h.cfg.HeartbeatInterval),
+		NextHeartbeat:        durationpb.New(h.cfg.HeartbeatInterval),
+		PollsCarryHeartbeats: true,
 	}, nil
 }
 

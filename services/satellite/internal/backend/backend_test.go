@@ -521,8 +521,8 @@ func TestPollMovesOnFromADrainingReplica(t *testing.T) {
 }
 
 // TestHeartbeatsRideOnPolls checks that after the first heartbeat, which carries the URL, an idle
-// satellite's heartbeats travel on its polls and it sends no Heartbeat calls; and that against a control
-// plane that ignores heartbeats on polls it keeps sending Heartbeat calls every interval.
+// satellite's heartbeats travel on its held polls and it sends no Heartbeat calls; and that against a
+// control plane that does not record heartbeats on polls it keeps sending Heartbeat calls every interval.
 func TestHeartbeatsRideOnPolls(t *testing.T) {
 	t.Parallel()
 	for _, record := range []bool{true, false} {
@@ -531,7 +531,9 @@ func TestHeartbeatsRideOnPolls(t *testing.T) {
 			b := setup(t)
 			b.srv.SetPollHeartbeats(record)
 			b.srv.SetNextHeartbeat(time.Second)
-			b.cfg.PollWait = 50 * time.Millisecond // idle polls held briefly, as 25 s against 30 s intervals
+			// Idle polls held for most of an interval, as 25 s against 30 s: the control plane answers a
+			// heartbeat riding on a poll only when the poll ends, after the next heartbeat would be due.
+			b.cfg.PollWait = 800 * time.Millisecond
 			start(t, b.cfg)
 			b.srv.Wait(t.Context(), "four heartbeats", waitLimit, func() bool { return len(b.srv.Heartbeats()) >= 4 })
 			hbs, calls := b.srv.Heartbeats(), b.srv.HeartbeatCalls()

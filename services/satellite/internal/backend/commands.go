@@ -36,8 +36,13 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 	bo := backoff.New(c.cfg.Backoff)
 	for {
 		start := time.Now()
-		poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait), Heartbeat: c.pollHeartbeat(ctx)}
+		poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait), Heartbeat: c.pollHeartbeat(ctx, start)}
 		resp, err := c.client.PollCommands(ctx, connect.NewRequest(poll))
+		var answer *satellitev1.PollCommandsResponse
+		if err == nil {
+			answer = resp.Msg
+		}
+		c.pollDone(ctx, start, answer)
 		if ctx.Err() == nil {
 			c.metrics.observe("poll", err)
 		}
@@ -62,9 +67,6 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 			c.requestResync()
 		}
 		bo.Reset()
-		if beat := resp.Msg.GetHeartbeat(); beat != nil {
-			c.heartbeatRecorded(ctx, start, beat)
-		}
 
 		cmds := resp.Msg.GetCommands()
 		for _, cmd := range cmds {

@@ -22,6 +22,11 @@ type beats struct {
 	last time.Time
 	// interval is the time between heartbeats the control plane asked for.
 	interval time.Duration
+	// onPolls is set once the control plane said it records heartbeats carried by polls.
+	onPolls bool
+	// riding is when the poll now in flight with a heartbeat was sent; zero when none is. The control plane
+	// records that heartbeat before it holds the poll, while its answer comes only when the poll ends.
+	riding time.Time
 	status   satellitev1.SatelliteStatus
 	// loggedMetricsErr is set once a heartbeat went out without some metrics: the machine does not change
 	// between heartbeats, so that is said once.
@@ -30,10 +35,10 @@ type beats struct {
 
 // heartbeatLoop sees that the control plane hears from the satellite at least once an interval, until ctx
 // ends or the API key is refused. The first heartbeat after start is a Heartbeat call carrying the public
-// URL, so the control plane learns where the satellite is now. Later ones ride on command polls when the
-// control plane records them there (see pollHeartbeat); this loop sends a Heartbeat call only when no poll
-// carried one for a whole interval: a control plane that predates heartbeats on polls, or polls held
-// longer than the interval.
+// URL, so the control plane learns where the satellite is now. Later ones ride on command polls once the
+// control plane says it records them there (see pollHeartbeat); this loop sends a Heartbeat call only when
+// no poll carried one for a whole interval: a control plane that predates heartbeats on polls, a poll that
+// failed, or polls held longer than the interval.
 func (c *Communicator) heartbeatLoop(ctx context.Context) error {
 	bo := backoff.New(c.cfg.Backoff)
 	sentURL := false
@@ -75,26 +80,46 @@ func (c *Communicator) heartbeatLoop(ctx context.Context) error {
 	}
 }
 
-// heartbeatDue is when the next heartbeat is due: an interval after the last one recorded.
+// heartbeatDue is when the next heartbeat is due: an interval after the last one recorded, or after the one
+// riding on the poll in flight.
 func (c *Communicator) heartbeatDue() time.Time {
 	c.beats.mu.Lock()
 	defer c.beats.mu.Unlock()
-	return c.beats.last.Add(c.beats.interval)
+	last := c.beats.last
+	if c.beats.riding.After(last) {
+		last = c.beats.riding
+	}
+	return last.Add(c.beats.interval)
 }
 
-// pollHeartbeat is the heartbeat the next poll carries, or nil. A poll carries one once the first heartbeat
-// (with the URL) is recorded and half an interval has passed since the last: an idle satellite, whose
-// polls are held for less than an interval, so sends every heartbeat on a poll, and one busy with commands
-// does not send one with each of its quick polls. A poll held up to its wait after that still reaches the
-// control plane well within the three intervals that make a satellite offline.
-func (c *Communicator) pollHeartbeat(ctx context.Context) *satellitev1.HeartbeatRequest {
+// pollHeartbeat is the heartbeat the poll sent at sent carries, or nil. A poll carries one once the control
+// plane said it records them and half an interval has passed since the last: an idle satellite, whose polls
+// are held for less than an interval, so sends every heartbeat on a poll, and one busy with commands does
+// not send one with each of its quick polls. Call pollDone when the poll ends.
+func (c *Communicator) pollHeartbeat(ctx context.Context, sent time.Time) *satellitev1.HeartbeatRequest {
 	c.beats.mu.Lock()
-	due := !c.beats.last.IsZero() && time.Since(c.beats.last) >= c.beats.interval/2
+	due := c.beats.onPolls && sent.Sub(c.beats.last) >= c.beats.interval/2
+	if due {
+		c.beats.riding = sent
+	}
 	c.beats.mu.Unlock()
 	if !due {
 		return nil
 	}
 	return c.heartbeatRequest(ctx, false)
+}
+
+// pollDone takes in the end of the poll sent at sent: the heartbeat it carried is no longer in flight, and
+// resp, when the poll succeeded, may say it was recorded.
+func (c *Communicator) pollDone(ctx context.Context, sent time.Time, resp *satellitev1.PollCommandsResponse) {
+	c.beats.mu.Lock()
+	if c.beats.riding.Equal(sent) {
+		c.beats.riding = time.Time{}
+	}
+	c.beats.mu.Unlock()
+	if beat := resp.GetHeartbeat(); beat != nil {
+		c.heartbeatRecorded(ctx, sent, beat)
+	}
 }
 
 // heartbeatRecorded takes in the control plane's answer to a heartbeat sent at sent.
@@ -105,6 +130,7 @@ func (c *Communicator) heartbeatRecorded(ctx context.Context, sent time.Time, re
 		c.beats.last = sent
 	}
 	c.beats.interval = c.cfg.HeartbeatInterval
+	c.beats.onPolls = resp.GetPollsCarryHeartbeats()
 	if next := resp.GetNextHeartbeat().AsDuration(); next > 0 {
 		c.beats.interval = next
 	}

@@ -309,7 +309,8 @@ func (s *Server) Heartbeat(_ context.Context, req *connect.Request[satellitev1.H
 func (s *Server) recordHeartbeatLocked(hb *satellitev1.HeartbeatRequest) *satellitev1.HeartbeatResponse {
 	s.heartbeats = append(s.heartbeats, hb)
 	s.changedLocked()
-	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE}
+	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE,
+		PollsCarryHeartbeats: !s.ignoreBeats}
 	if s.nextHeartbeat > 0 {
 		resp.NextHeartbeat = durationpb.New(s.nextHeartbeat)
 	}
