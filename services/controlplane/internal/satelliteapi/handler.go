@@ -226,7 +226,7 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
 	}
 	return &satellitev1.HeartbeatResponse{
-		Status:        StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
+		Status:               StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
 		NextHeartbeat:        durationpb.New(h.cfg.HeartbeatInterval),
 		PollsCarryHeartbeats: true,
 	}, nil

@@ -27,7 +27,7 @@ type beats struct {
 	// riding is when the poll now in flight with a heartbeat was sent; zero when none is. The control plane
 	// records that heartbeat before it holds the poll, while its answer comes only when the poll ends.
 	riding time.Time
-	status   satellitev1.SatelliteStatus
+	status satellitev1.SatelliteStatus
 	// loggedMetricsErr is set once a heartbeat went out without some metrics: the machine does not change
 	// between heartbeats, so that is said once.
 	loggedMetricsErr bool
