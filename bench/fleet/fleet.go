@@ -230,6 +230,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	started := time.Now()
 	step("connecting the fleet")
 	for i, s := range sims {
+		s.log = log
 		fleet.Go(func() { s.run(fleetCtx, &polls, &pollErrors) })
 		if i%100 == 99 {
 			time.Sleep(10 * time.Millisecond) // a fleet arriving at 10,000 a second, not in one instant
@@ -295,6 +296,8 @@ type sim struct {
 	wait   time.Duration
 	// got receives the commands its polls deliver, with the time they arrived.
 	got chan delivery
+	// log receives the first few failures of the fleet's polls.
+	log io.Writer
 }
 
 type delivery struct {
@@ -318,7 +321,9 @@ func (s *sim) run(ctx context.Context, polls, failures *atomic.Int64) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures.Add(1)
+			if failures.Add(1) <= 5 {
+				fmt.Fprintf(s.log, "%s  satellite %s: poll failed: %v\n", time.Now().Format("15:04:05.000"), s.id, err)
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second + rand.N(time.Second)):
