@@ -554,3 +554,23 @@ func TestHeartbeatsRideOnPolls(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedPollHeartbeatDoesNotHoldUpCommands checks that when the control plane refuses a poll for the
+// heartbeat it carries, the satellite polls without one, so commands still arrive, and heartbeats go as
+// Heartbeat calls.
+func TestRefusedPollHeartbeatDoesNotHoldUpCommands(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.SetNextHeartbeat(200 * time.Millisecond)
+	b.srv.SetRefusePollHeartbeats(true)
+	b.cfg.PollWait = 100 * time.Millisecond
+	start(t, b.cfg)
+	b.srv.Wait(t.Context(), "three Heartbeat calls", waitLimit, func() bool { return b.srv.HeartbeatCalls() >= 3 })
+	// Each Heartbeat call that gets through says polls may carry heartbeats again, which costs one refusal;
+	// retrying the refused heartbeat on every poll would cost one per backoff step.
+	if refusals, calls := b.srv.PollHeartbeatRefusals(), b.srv.HeartbeatCalls(); refusals > calls+1 {
+		t.Errorf("%d polls refused for their heartbeat beside %d Heartbeat calls: the refused heartbeat kept riding", refusals, calls)
+	}
+	b.srv.Enqueue(command(configureAction))
+	b.srv.Wait(t.Context(), "the configure result", waitLimit, func() bool { return len(b.srv.Reports()) == 1 })
+}

@@ -42,7 +42,7 @@ func (c *Communicator) pollLoop(ctx context.Context) error {
 		if err == nil {
 			answer = resp.Msg
 		}
-		c.pollDone(ctx, start, answer)
+		c.pollDone(ctx, start, answer, err)
 		if ctx.Err() == nil {
 			c.metrics.observe("poll", err)
 		}

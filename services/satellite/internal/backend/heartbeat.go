@@ -110,13 +110,25 @@ func (c *Communicator) pollHeartbeat(ctx context.Context, sent time.Time) *satel
 }
 
 // pollDone takes in the end of the poll sent at sent: the heartbeat it carried is no longer in flight, and
-// resp, when the poll succeeded, may say it was recorded.
-func (c *Communicator) pollDone(ctx context.Context, sent time.Time, resp *satellitev1.PollCommandsResponse) {
+// resp, when the poll succeeded, may say it was recorded. A poll with a heartbeat refused for its content
+// stops polls from carrying heartbeats until a Heartbeat call gets through again, so that a heartbeat the
+// control plane will not take never holds up commands.
+func (c *Communicator) pollDone(ctx context.Context, sent time.Time, resp *satellitev1.PollCommandsResponse, err error) {
 	c.beats.mu.Lock()
-	if c.beats.riding.Equal(sent) {
+	carried := c.beats.riding.Equal(sent) && !sent.IsZero()
+	if carried {
 		c.beats.riding = time.Time{}
 	}
+	refused := carried && err != nil && ctx.Err() == nil && !transient(err) &&
+		connect.CodeOf(err) != connect.CodeUnauthenticated
+	if refused {
+		c.beats.onPolls = false
+	}
 	c.beats.mu.Unlock()
+	if refused {
+		c.logger.WarnContext(ctx, "a poll carrying a heartbeat was refused; heartbeats go as Heartbeat calls for now",
+			slog.Any("error", err))
+	}
 	if beat := resp.GetHeartbeat(); beat != nil {
 		c.heartbeatRecorded(ctx, sent, beat)
 	}

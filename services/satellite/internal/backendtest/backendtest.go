@@ -50,6 +50,9 @@ type Server struct {
 	ignoreBeats bool
 	// beatCalls counts Heartbeat calls; heartbeats also holds the heartbeats polls carried.
 	beatCalls int
+	// refuseBeats makes PollCommands refuse a poll carrying a heartbeat as invalid; beatRefusals counts them.
+	refuseBeats  bool
+	beatRefusals int
 
 	registrations []*satellitev1.RegisterRequest
 	heartbeats    []*satellitev1.HeartbeatRequest
@@ -140,6 +143,19 @@ func (s *Server) SetNextHeartbeat(d time.Duration) {
 // real control plane does, or ignores it, as one that predates heartbeats on polls would. Default true.
 func (s *Server) SetPollHeartbeats(record bool) {
 	s.update(func() { s.ignoreBeats = !record })
+}
+
+// SetRefusePollHeartbeats sets whether PollCommands refuses a poll that carries a heartbeat as an invalid
+// argument, as the control plane refuses a heartbeat it will not take.
+func (s *Server) SetRefusePollHeartbeats(refuse bool) {
+	s.update(func() { s.refuseBeats = refuse })
+}
+
+// PollHeartbeatRefusals counts the polls refused for the heartbeat they carried.
+func (s *Server) PollHeartbeatRefusals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beatRefusals
 }
 
 // HeartbeatCalls counts the Heartbeat calls received; Heartbeats also lists heartbeats that polls carried.
@@ -328,6 +344,11 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 	}
 	var beat *satellitev1.HeartbeatResponse
 	s.mu.Lock()
+	if req.Msg.GetHeartbeat() != nil && s.refuseBeats {
+		s.beatRefusals++
+		s.mu.Unlock()
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("heartbeat: invalid process report"))
+	}
 	if hb := req.Msg.GetHeartbeat(); hb != nil && !s.ignoreBeats && !s.down {
 		beat = s.recordHeartbeatLocked(hb)
 	}
