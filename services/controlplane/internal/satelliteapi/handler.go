@@ -42,7 +42,7 @@ type Config struct {
 	// CommandLease is how long a delivered command waits for its result before it is delivered again.
 	// Default 60 s.
 	CommandLease time.Duration
-	// KeyCacheTTL is how long a verified API key skips Argon2. Default 5 min.
+	// KeyCacheTTL is how long a verified API key skips Argon2 after its last use. Default 5 min.
 	KeyCacheTTL time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
