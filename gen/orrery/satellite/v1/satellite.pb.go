@@ -1673,8 +1673,9 @@ type PollCommandsRequest struct {
 	// max_commands caps how many commands one response carries; zero means 100.
 	MaxCommands uint32 `protobuf:"varint,2,opt,name=max_commands,json=maxCommands,proto3" json:"max_commands,omitempty"`
 	// heartbeat, when set, is recorded before the poll waits, exactly as a Heartbeat call would record it, so
-	// an idle satellite needs no separate heartbeat request. The response's heartbeat says it was recorded; a
-	// satellite that gets none back (a control plane that predates the field) sends Heartbeat calls instead.
+	// an idle satellite needs no separate heartbeat request. Satellites send it once a HeartbeatResponse said
+	// polls_carry_heartbeats (a control plane that predates the field never does), and the response's
+	// heartbeat says it was recorded.
 	Heartbeat     *HeartbeatRequest `protobuf:"bytes,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

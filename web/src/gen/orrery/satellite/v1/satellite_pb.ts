@@ -381,8 +381,9 @@ export type PollCommandsRequest = Message<"orrery.satellite.v1.PollCommandsReque
 
   /**
    * heartbeat, when set, is recorded before the poll waits, exactly as a Heartbeat call would record it, so
-   * an idle satellite needs no separate heartbeat request. The response's heartbeat says it was recorded; a
-   * satellite that gets none back (a control plane that predates the field) sends Heartbeat calls instead.
+   * an idle satellite needs no separate heartbeat request. Satellites send it once a HeartbeatResponse said
+   * polls_carry_heartbeats (a control plane that predates the field never does), and the response's
+   * heartbeat says it was recorded.
    *
    * @generated from field: orrery.satellite.v1.HeartbeatRequest heartbeat = 3;
    */
