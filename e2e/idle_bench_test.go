@@ -13,7 +13,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/orrery/orrery/e2e"
+	adminv1 "github.com/orrery/orrery/gen/orrery/admin/v1"
+	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/pgtest"
 )
 
@@ -35,8 +39,10 @@ const (
 
 // BenchmarkIdleSatelliteRequestRate measures what one idle satellite costs the control plane: its requests
 // per minute by procedure, counted by the control plane's own RPC metrics over a window of 65 s
-// (ORRERY_BENCH_IDLE_WINDOW overrides it, e.g. 20s for a quick look). Long polls held for 25 s and 30 s
-// heartbeats should come to about 2.4 polls and 2 heartbeats a minute.
+// (ORRERY_BENCH_IDLE_WINDOW overrides it, e.g. 20s for a quick look). Long polls held for 25 s, carrying the
+// heartbeats, should come to about 2.4 requests a minute and no Heartbeat calls. Then it shows that idle does
+// not mean slow: immediate commands enqueued while the satellite idles in its held poll, timed from
+// EnqueueCommand until the control plane has the satellite's result.
 //
 //	go test -run '^$' -bench IdleSatelliteRequestRate ./e2e/
 func BenchmarkIdleSatelliteRequestRate(b *testing.B) {
@@ -85,6 +91,12 @@ func BenchmarkIdleSatelliteRequestRate(b *testing.B) {
 	fmt.Fprintf(tw, "total\t%.0f\t%.2f\t\n", sum, perMinute(sum))
 	_ = tw.Flush()
 	b.Logf("idle satellite over %v, counted by the control plane:\n%s", elapsed.Round(time.Millisecond), table.String())
+
+	rounds := commandRoundTrips(b, cp, sat.URL, 5)
+	b.Logf("immediate configure commands to the idle satellite, enqueue to result recorded: %v", rounds)
+	slices.Sort(rounds)
+	b.ReportMetric(float64(rounds[len(rounds)/2].Microseconds())/1000, "cmd-p50-ms")
+	b.ReportMetric(float64(rounds[len(rounds)-1].Microseconds())/1000, "cmd-max-ms")
 
 	b.ReportMetric(0, "ns/op") // the time of a sleep says nothing
 	b.ReportMetric(perMinute(total["PollCommands"]), "polls/min")
@@ -136,4 +148,44 @@ func rpcCounts(tb testing.TB, cp *e2e.ControlPlane) map[string]float64 {
 			"renamed its metric?", rpcCountMetric)
 	}
 	return counts
+}
+
+// commandRoundTrips enqueues n immediate configure commands for the satellite at url, one at a time, each
+// while it idles in a held poll, and returns how long each took from EnqueueCommand until the control plane
+// recorded the satellite's result.
+func commandRoundTrips(b *testing.B, cp *e2e.ControlPlane, url string, n int) []time.Duration {
+	b.Helper()
+	id := waitActive(b, cp, url).GetId()
+	var rounds []time.Duration
+	for range n {
+		time.Sleep(time.Second) // back in its held poll after the last command's report
+		start := time.Now()
+		resp, err := cp.Admin().EnqueueCommand(b.Context(), connect.NewRequest(&adminv1.EnqueueCommandRequest{
+			Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: id},
+			Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE,
+			Action: &adminv1.EnqueueCommandRequest_Configure{Configure: &satellitev1.ConfigureAction{
+				Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED,
+			}},
+		}))
+		if err != nil {
+			b.Fatalf("enqueue command: %v", err)
+		}
+		cmdID := resp.Msg.GetCommands()[0].GetCommand().GetId()
+		for {
+			list, err := cp.Admin().ListCommands(b.Context(), connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: id}))
+			if err != nil {
+				b.Fatalf("list commands: %v", err)
+			}
+			i := slices.IndexFunc(list.Msg.GetCommands(), func(c *adminv1.AdminCommand) bool { return c.GetCommand().GetId() == cmdID })
+			if i >= 0 && list.Msg.GetCommands()[i].GetState() == satellitev1.CommandState_COMMAND_STATE_COMPLETED {
+				rounds = append(rounds, time.Since(start))
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				b.Fatalf("command %s not completed within 30 s", cmdID)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return rounds
 }

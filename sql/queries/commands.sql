@@ -46,16 +46,18 @@ with live as (
 )
 select live.active::boolean as active,
        coalesce((select jsonb_agg(to_jsonb(claimed) order by claimed.priority desc, claimed.created_at, claimed.id)
-                 from claimed), '[]')::jsonb as commands
-from live;
-
--- name: NextCommandWakeup :one
--- NextCommandWakeup is the earliest lapse of one of this satellite's leases: the command is then due again, or
--- has used its last attempt and fails.
-select lease_expires_at from satellite_commands
-where satellite_id = @satellite_id and state = 'dispatched'
-order by lease_expires_at
-limit 1;
+                 from claimed), '[]')::jsonb as commands,
+       -- The earliest lapse of a lease as the statement found them, for a poll that got nothing and waits:
+       -- the command is then due again, or has used its last attempt and fails. It spares an empty long poll
+       -- a second round trip; a lease this statement just ended only wakes the poll once more for nothing.
+       wake.lease_expires_at as next_wakeup
+from live
+left join lateral (
+    select w.lease_expires_at from satellite_commands w
+    where w.satellite_id = live.id and w.state = 'dispatched'
+    order by w.lease_expires_at
+    limit 1
+) wake on true;
 
 -- name: FinishCommand :one
 update satellite_commands

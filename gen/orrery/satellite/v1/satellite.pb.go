@@ -1635,8 +1635,11 @@ type HeartbeatResponse struct {
 	Status SatelliteStatus `protobuf:"varint,1,opt,name=status,proto3,enum=orrery.satellite.v1.SatelliteStatus" json:"status,omitempty"`
 	// next_heartbeat is when the control plane expects the next heartbeat.
 	NextHeartbeat *durationpb.Duration `protobuf:"bytes,2,opt,name=next_heartbeat,json=nextHeartbeat,proto3" json:"next_heartbeat,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// polls_carry_heartbeats says the control plane records a heartbeat carried by PollCommandsRequest: the
+	// satellite may send its later heartbeats on its polls instead of Heartbeat calls.
+	PollsCarryHeartbeats bool `protobuf:"varint,3,opt,name=polls_carry_heartbeats,json=pollsCarryHeartbeats,proto3" json:"polls_carry_heartbeats,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -1683,6 +1686,13 @@ func (x *HeartbeatResponse) GetNextHeartbeat() *durationpb.Duration {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetPollsCarryHeartbeats() bool {
+	if x != nil {
+		return x.PollsCarryHeartbeats
+	}
+	return false
+}
+
 // PollCommandsRequest asks for due commands.
 type PollCommandsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1690,7 +1700,12 @@ type PollCommandsRequest struct {
 	// control plane caps the wait at 25 seconds.
 	Wait *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
 	// max_commands caps how many commands one response carries; zero means 100.
-	MaxCommands   uint32 `protobuf:"varint,2,opt,name=max_commands,json=maxCommands,proto3" json:"max_commands,omitempty"`
+	MaxCommands uint32 `protobuf:"varint,2,opt,name=max_commands,json=maxCommands,proto3" json:"max_commands,omitempty"`
+	// heartbeat, when set, is recorded before the poll waits, exactly as a Heartbeat call would record it, so
+	// an idle satellite needs no separate heartbeat request. Satellites send it once a HeartbeatResponse said
+	// polls_carry_heartbeats (a control plane that predates the field never does), and the response's
+	// heartbeat says it was recorded.
+	Heartbeat     *HeartbeatRequest `protobuf:"bytes,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1737,6 +1752,13 @@ func (x *PollCommandsRequest) GetMaxCommands() uint32 {
 		return x.MaxCommands
 	}
 	return 0
+}
+
+func (x *PollCommandsRequest) GetHeartbeat() *HeartbeatRequest {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
 }
 
 // Command is one instruction for a satellite. Its action says what to do; every action is its own message,
@@ -2869,8 +2891,10 @@ type PollCommandsResponse struct {
 	// replica_draining says the replica that answered is shutting down: poll again at once, after a short
 	// random wait that spreads a fleet out, and the next poll reaches another replica.
 	ReplicaDraining bool `protobuf:"varint,3,opt,name=replica_draining,json=replicaDraining,proto3" json:"replica_draining,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// heartbeat answers the request's heartbeat once it is recorded; unset when the request carried none.
+	Heartbeat     *HeartbeatResponse `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PollCommandsResponse) Reset() {
@@ -2922,6 +2946,13 @@ func (x *PollCommandsResponse) GetReplicaDraining() bool {
 		return x.ReplicaDraining
 	}
 	return false
+}
+
+func (x *PollCommandsResponse) GetHeartbeat() *HeartbeatResponse {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
 }
 
 // ReportCommandResultRequest reports a command's outcome.
@@ -5349,13 +5380,15 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\aversion\x12%\n" +
 	"\bcapacity\x18\x06 \x01(\rB\t\xbaH\x06*\x04\x18\xc0\x84=R\bcapacity\x121\n" +
 	"\finternal_url\x18\a \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\vinternalUrl\x12#\n" +
-	"\ropen_sessions\x18\b \x01(\rR\fopenSessions\"\x93\x01\n" +
+	"\ropen_sessions\x18\b \x01(\rR\fopenSessions\"\xc9\x01\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\x06status\x18\x01 \x01(\x0e2$.orrery.satellite.v1.SatelliteStatusR\x06status\x12@\n" +
-	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\"~\n" +
+	"\x0enext_heartbeat\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rnextHeartbeat\x124\n" +
+	"\x16polls_carry_heartbeats\x18\x03 \x01(\bR\x14pollsCarryHeartbeats\"\xc3\x01\n" +
 	"\x13PollCommandsRequest\x12;\n" +
 	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12*\n" +
-	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\"\xe4\a\n" +
+	"\fmax_commands\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18dR\vmaxCommands\x12C\n" +
+	"\theartbeat\x18\x03 \x01(\v2%.orrery.satellite.v1.HeartbeatRequestR\theartbeat\"\xe4\a\n" +
 	"\aCommand\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12@\n" +
 	"\bpriority\x18\x03 \x01(\x0e2$.orrery.satellite.v1.CommandPriorityR\bpriority\x12$\n" +
@@ -5432,11 +5465,12 @@ const file_orrery_satellite_v1_satellite_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\"\n" +
 	"\amessage\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\amessage\x12\"\n" +
 	"\askipped\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\askipped\x12V\n" +
-	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xb3\x01\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2#.orrery.satellite.v1.InstanceStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0epreviousStatus\"\xf9\x01\n" +
 	"\x14PollCommandsResponse\x128\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1c.orrery.satellite.v1.CommandR\bcommands\x126\n" +
 	"\tnext_poll\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bnextPoll\x12)\n" +
-	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\"\xab\x02\n" +
+	"\x10replica_draining\x18\x03 \x01(\bR\x0freplicaDraining\x12D\n" +
+	"\theartbeat\x18\x04 \x01(\v2&.orrery.satellite.v1.HeartbeatResponseR\theartbeat\"\xab\x02\n" +
 	"\x1aReportCommandResultRequest\x12'\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tcommandId\x12F\n" +
@@ -5869,99 +5903,101 @@ var file_orrery_satellite_v1_satellite_proto_depIdxs = []int32{
 	1,  // 9: orrery.satellite.v1.HeartbeatResponse.status:type_name -> orrery.satellite.v1.SatelliteStatus
 	75, // 10: orrery.satellite.v1.HeartbeatResponse.next_heartbeat:type_name -> google.protobuf.Duration
 	75, // 11: orrery.satellite.v1.PollCommandsRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 12: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
-	76, // 13: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	76, // 14: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
-	76, // 15: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
-	27, // 16: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	29, // 17: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	30, // 18: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
-	31, // 19: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
-	32, // 20: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	33, // 21: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	34, // 22: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	35, // 23: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	36, // 24: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
-	9,  // 25: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
-	28, // 26: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	28, // 27: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	28, // 28: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
-	10, // 29: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
-	11, // 30: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
-	39, // 31: orrery.satellite.v1.DownloadReleaseResponse.release:type_name -> orrery.satellite.v1.ReleaseInfo
-	5,  // 32: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
-	5,  // 33: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
-	26, // 34: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
-	75, // 35: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
-	12, // 36: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
-	77, // 37: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
-	40, // 38: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	3,  // 39: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
-	52, // 40: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
-	51, // 41: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
-	46, // 42: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
-	47, // 43: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
-	76, // 44: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
-	76, // 45: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 46: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
-	14, // 47: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
-	4,  // 48: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
-	71, // 49: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
-	72, // 50: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
-	73, // 51: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
-	57, // 52: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
-	56, // 53: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
-	53, // 54: orrery.satellite.v1.Instance.source:type_name -> orrery.satellite.v1.Source
-	74, // 55: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
-	8,  // 56: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
-	58, // 57: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
-	75, // 58: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
-	61, // 59: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
-	76, // 60: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	62, // 61: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
-	63, // 62: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
-	64, // 63: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
-	65, // 64: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
-	67, // 65: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
-	68, // 66: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
-	5,  // 67: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
-	15, // 68: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
-	75, // 69: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
-	78, // 70: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
-	78, // 71: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
-	66, // 72: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
-	77, // 73: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
-	77, // 74: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
-	77, // 75: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
-	16, // 76: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
-	76, // 77: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 78: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
-	47, // 79: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
-	18, // 80: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
-	23, // 81: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
-	25, // 82: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
-	42, // 83: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
-	44, // 84: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
-	54, // 85: orrery.satellite.v1.SatelliteService.GetSourceArchive:input_type -> orrery.satellite.v1.GetSourceArchiveRequest
-	59, // 86: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
-	69, // 87: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
-	48, // 88: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
-	37, // 89: orrery.satellite.v1.SatelliteService.DownloadRelease:input_type -> orrery.satellite.v1.DownloadReleaseRequest
-	19, // 90: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
-	24, // 91: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
-	41, // 92: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
-	43, // 93: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
-	45, // 94: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
-	55, // 95: orrery.satellite.v1.SatelliteService.GetSourceArchive:output_type -> orrery.satellite.v1.GetSourceArchiveResponse
-	60, // 96: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
-	70, // 97: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
-	49, // 98: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
-	38, // 99: orrery.satellite.v1.SatelliteService.DownloadRelease:output_type -> orrery.satellite.v1.DownloadReleaseResponse
-	90, // [90:100] is the sub-list for method output_type
-	80, // [80:90] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	23, // 12: orrery.satellite.v1.PollCommandsRequest.heartbeat:type_name -> orrery.satellite.v1.HeartbeatRequest
+	2,  // 13: orrery.satellite.v1.Command.priority:type_name -> orrery.satellite.v1.CommandPriority
+	76, // 14: orrery.satellite.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	76, // 15: orrery.satellite.v1.Command.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 16: orrery.satellite.v1.Command.lease_expires_at:type_name -> google.protobuf.Timestamp
+	27, // 17: orrery.satellite.v1.Command.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	29, // 18: orrery.satellite.v1.Command.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	30, // 19: orrery.satellite.v1.Command.kill:type_name -> orrery.satellite.v1.KillAction
+	31, // 20: orrery.satellite.v1.Command.restart:type_name -> orrery.satellite.v1.RestartAction
+	32, // 21: orrery.satellite.v1.Command.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	33, // 22: orrery.satellite.v1.Command.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	34, // 23: orrery.satellite.v1.Command.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	35, // 24: orrery.satellite.v1.Command.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	36, // 25: orrery.satellite.v1.Command.update:type_name -> orrery.satellite.v1.UpdateAction
+	9,  // 26: orrery.satellite.v1.ConfigureAction.event:type_name -> orrery.satellite.v1.ConfigureEvent
+	28, // 27: orrery.satellite.v1.SpawnAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 28: orrery.satellite.v1.KillAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	28, // 29: orrery.satellite.v1.RestartAction.instances:type_name -> orrery.satellite.v1.InstanceSelector
+	10, // 30: orrery.satellite.v1.RestartAction.reason:type_name -> orrery.satellite.v1.RestartReason
+	11, // 31: orrery.satellite.v1.HealthCheckAction.check:type_name -> orrery.satellite.v1.HealthCheckType
+	39, // 32: orrery.satellite.v1.DownloadReleaseResponse.release:type_name -> orrery.satellite.v1.ReleaseInfo
+	5,  // 33: orrery.satellite.v1.InstanceOutcome.status:type_name -> orrery.satellite.v1.InstanceStatus
+	5,  // 34: orrery.satellite.v1.InstanceOutcome.previous_status:type_name -> orrery.satellite.v1.InstanceStatus
+	26, // 35: orrery.satellite.v1.PollCommandsResponse.commands:type_name -> orrery.satellite.v1.Command
+	75, // 36: orrery.satellite.v1.PollCommandsResponse.next_poll:type_name -> google.protobuf.Duration
+	24, // 37: orrery.satellite.v1.PollCommandsResponse.heartbeat:type_name -> orrery.satellite.v1.HeartbeatResponse
+	12, // 38: orrery.satellite.v1.ReportCommandResultRequest.result:type_name -> orrery.satellite.v1.CommandResult
+	77, // 39: orrery.satellite.v1.ReportCommandResultRequest.output:type_name -> google.protobuf.Struct
+	40, // 40: orrery.satellite.v1.ReportCommandResultRequest.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	3,  // 41: orrery.satellite.v1.ReportCommandResultResponse.state:type_name -> orrery.satellite.v1.CommandState
+	52, // 42: orrery.satellite.v1.GetConfigurationResponse.instances:type_name -> orrery.satellite.v1.Instance
+	51, // 43: orrery.satellite.v1.GetConfigurationResponse.policies:type_name -> orrery.satellite.v1.Policy
+	46, // 44: orrery.satellite.v1.GetConfigurationResponse.pool:type_name -> orrery.satellite.v1.Pool
+	47, // 45: orrery.satellite.v1.Pool.peers:type_name -> orrery.satellite.v1.Peer
+	76, // 46: orrery.satellite.v1.GetPeerCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 47: orrery.satellite.v1.PeerCredential.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 48: orrery.satellite.v1.Policy.kind:type_name -> orrery.satellite.v1.PolicyKind
+	14, // 49: orrery.satellite.v1.Policy.rate_limit_key:type_name -> orrery.satellite.v1.RateLimitKey
+	4,  // 50: orrery.satellite.v1.Instance.transport:type_name -> orrery.satellite.v1.Transport
+	71, // 51: orrery.satellite.v1.Instance.env:type_name -> orrery.satellite.v1.Instance.EnvEntry
+	72, // 52: orrery.satellite.v1.Instance.headers:type_name -> orrery.satellite.v1.Instance.HeadersEntry
+	73, // 53: orrery.satellite.v1.Instance.query_params:type_name -> orrery.satellite.v1.Instance.QueryParamsEntry
+	57, // 54: orrery.satellite.v1.Instance.sandbox:type_name -> orrery.satellite.v1.Sandbox
+	56, // 55: orrery.satellite.v1.Instance.tool_selection:type_name -> orrery.satellite.v1.ToolSelection
+	53, // 56: orrery.satellite.v1.Instance.source:type_name -> orrery.satellite.v1.Source
+	74, // 57: orrery.satellite.v1.ToolSelection.descriptions:type_name -> orrery.satellite.v1.ToolSelection.DescriptionsEntry
+	8,  // 58: orrery.satellite.v1.Sandbox.home:type_name -> orrery.satellite.v1.HomeScope
+	58, // 59: orrery.satellite.v1.Sandbox.limits:type_name -> orrery.satellite.v1.ResourceLimits
+	75, // 60: orrery.satellite.v1.ResourceLimits.cpu_time:type_name -> google.protobuf.Duration
+	61, // 61: orrery.satellite.v1.EmitEventsRequest.events:type_name -> orrery.satellite.v1.Event
+	76, // 62: orrery.satellite.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	62, // 63: orrery.satellite.v1.Event.status_changed:type_name -> orrery.satellite.v1.StatusChanged
+	63, // 64: orrery.satellite.v1.Event.server_log:type_name -> orrery.satellite.v1.ServerLog
+	64, // 65: orrery.satellite.v1.Event.request_log:type_name -> orrery.satellite.v1.RequestLog
+	65, // 66: orrery.satellite.v1.Event.tools_discovered:type_name -> orrery.satellite.v1.ToolsDiscovered
+	67, // 67: orrery.satellite.v1.Event.lifecycle:type_name -> orrery.satellite.v1.Lifecycle
+	68, // 68: orrery.satellite.v1.Event.events_dropped:type_name -> orrery.satellite.v1.EventsDropped
+	5,  // 69: orrery.satellite.v1.StatusChanged.status:type_name -> orrery.satellite.v1.InstanceStatus
+	15, // 70: orrery.satellite.v1.ServerLog.level:type_name -> orrery.satellite.v1.LogLevel
+	75, // 71: orrery.satellite.v1.RequestLog.duration:type_name -> google.protobuf.Duration
+	78, // 72: orrery.satellite.v1.RequestLog.request:type_name -> google.protobuf.Value
+	78, // 73: orrery.satellite.v1.RequestLog.response:type_name -> google.protobuf.Value
+	66, // 74: orrery.satellite.v1.ToolsDiscovered.tools:type_name -> orrery.satellite.v1.Tool
+	77, // 75: orrery.satellite.v1.Tool.input_schema:type_name -> google.protobuf.Struct
+	77, // 76: orrery.satellite.v1.Tool.output_schema:type_name -> google.protobuf.Struct
+	77, // 77: orrery.satellite.v1.Tool.annotations:type_name -> google.protobuf.Struct
+	16, // 78: orrery.satellite.v1.Lifecycle.kind:type_name -> orrery.satellite.v1.LifecycleKind
+	76, // 79: orrery.satellite.v1.IntrospectTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 80: orrery.satellite.v1.IntrospectTokenResponse.tools_mode:type_name -> orrery.satellite.v1.ToolsMode
+	47, // 81: orrery.satellite.v1.IntrospectTokenResponse.placement:type_name -> orrery.satellite.v1.Peer
+	18, // 82: orrery.satellite.v1.SatelliteService.Register:input_type -> orrery.satellite.v1.RegisterRequest
+	23, // 83: orrery.satellite.v1.SatelliteService.Heartbeat:input_type -> orrery.satellite.v1.HeartbeatRequest
+	25, // 84: orrery.satellite.v1.SatelliteService.PollCommands:input_type -> orrery.satellite.v1.PollCommandsRequest
+	42, // 85: orrery.satellite.v1.SatelliteService.ReportCommandResult:input_type -> orrery.satellite.v1.ReportCommandResultRequest
+	44, // 86: orrery.satellite.v1.SatelliteService.GetConfiguration:input_type -> orrery.satellite.v1.GetConfigurationRequest
+	54, // 87: orrery.satellite.v1.SatelliteService.GetSourceArchive:input_type -> orrery.satellite.v1.GetSourceArchiveRequest
+	59, // 88: orrery.satellite.v1.SatelliteService.EmitEvents:input_type -> orrery.satellite.v1.EmitEventsRequest
+	69, // 89: orrery.satellite.v1.SatelliteService.IntrospectToken:input_type -> orrery.satellite.v1.IntrospectTokenRequest
+	48, // 90: orrery.satellite.v1.SatelliteService.GetPeerCredential:input_type -> orrery.satellite.v1.GetPeerCredentialRequest
+	37, // 91: orrery.satellite.v1.SatelliteService.DownloadRelease:input_type -> orrery.satellite.v1.DownloadReleaseRequest
+	19, // 92: orrery.satellite.v1.SatelliteService.Register:output_type -> orrery.satellite.v1.RegisterResponse
+	24, // 93: orrery.satellite.v1.SatelliteService.Heartbeat:output_type -> orrery.satellite.v1.HeartbeatResponse
+	41, // 94: orrery.satellite.v1.SatelliteService.PollCommands:output_type -> orrery.satellite.v1.PollCommandsResponse
+	43, // 95: orrery.satellite.v1.SatelliteService.ReportCommandResult:output_type -> orrery.satellite.v1.ReportCommandResultResponse
+	45, // 96: orrery.satellite.v1.SatelliteService.GetConfiguration:output_type -> orrery.satellite.v1.GetConfigurationResponse
+	55, // 97: orrery.satellite.v1.SatelliteService.GetSourceArchive:output_type -> orrery.satellite.v1.GetSourceArchiveResponse
+	60, // 98: orrery.satellite.v1.SatelliteService.EmitEvents:output_type -> orrery.satellite.v1.EmitEventsResponse
+	70, // 99: orrery.satellite.v1.SatelliteService.IntrospectToken:output_type -> orrery.satellite.v1.IntrospectTokenResponse
+	49, // 100: orrery.satellite.v1.SatelliteService.GetPeerCredential:output_type -> orrery.satellite.v1.GetPeerCredentialResponse
+	38, // 101: orrery.satellite.v1.SatelliteService.DownloadRelease:output_type -> orrery.satellite.v1.DownloadReleaseResponse
+	92, // [92:102] is the sub-list for method output_type
+	82, // [82:92] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_orrery_satellite_v1_satellite_proto_init() }

@@ -37,6 +37,8 @@ var maxBytes = map[string]int64{
 	apiv1connect.CatalogServiceUploadSourceArchiveProcedure: 24 << 20,
 	// Up to 10,000 process reports of about 420 bytes and 10,000 process counts: 4.7 MiB.
 	satellitev1connect.SatelliteServiceHeartbeatProcedure: 8 << 20,
+	// A poll may carry a heartbeat (above) beside its two small fields.
+	satellitev1connect.SatelliteServicePollCommandsProcedure: 8 << 20,
 	// The proto allows 500 events, some of them (tool lists, request logs) unbounded. Satellites send
 	// batches of at most 20 events and 4 MiB (events.DefaultMaxBatchBytes), a request log carrying two
 	// bodies of at most 64 KiB; a single event larger than this limit is refused, and the satellite counts

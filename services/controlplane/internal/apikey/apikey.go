@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/orrery/orrery/services/controlplane/internal/password"
 )
@@ -73,30 +73,36 @@ func Verify(ctx context.Context, k Key, encoded string) (bool, error) {
 	return password.Verify(ctx, k.Secret, encoded)
 }
 
-// Cache remembers keys that verified against a stored hash, so the next request with the same key and the
-// same stored hash skips Argon2. Callers still read the key's row on every request, which is what makes a
-// revocation take effect at once on every replica.
+// Cache remembers secrets that verified against a stored hash, so the next request with the same secret
+// and the same stored hash skips Argon2. Callers still read the key's row, or check its hash in the statement
+// they run, on every request, which is what makes a revocation take effect at once on every replica.
+//
+// An entry is keyed by the stored hash, not by the key's id: that a secret matches a hash is true whatever
+// row holds the hash, and keys that share one (satellites a load test creates in bulk) cost one Argon2 run
+// between them. A key in use stays remembered: its entry's lifetime starts again once half of it has passed,
+// so a fleet of busy satellites does not come back to Argon2 together every ttl.
 type Cache struct {
-	lru    *expirable.LRU[string, cacheEntry]
+	lru    *lru.Cache[string, cacheEntry]
+	ttl    time.Duration
+	now    func() time.Time
 	argon2 atomic.Int64
 }
 
 type cacheEntry struct {
 	secretDigest [sha256.Size]byte
-	storedHash   string
+	added        time.Time
 }
 
-// NewCache returns a cache of at most size keys, each remembered for ttl.
+// NewCache returns a cache of at most size keys, each remembered for ttl after its last use.
 func NewCache(size int, ttl time.Duration) *Cache {
-	return &Cache{lru: expirable.NewLRU[string, cacheEntry](size, nil, ttl)}
+	entries, _ := lru.New[string, cacheEntry](max(size, 1)) // fails only for a size below 1
+	return &Cache{lru: entries, ttl: ttl, now: time.Now}
 }
 
 // Verify reports whether k matches storedHash, running Argon2 only when the cache cannot answer. Its error
 // is Verify's: no Argon2 slot freed up in time.
 func (c *Cache) Verify(ctx context.Context, k Key, storedHash string) (bool, error) {
-	digest := sha256.Sum256([]byte(k.Secret))
-	if e, ok := c.lru.Get(k.ID); ok && e.storedHash == storedHash &&
-		subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) == 1 {
+	if c.Known(k, storedHash) {
 		return true, nil
 	}
 	c.argon2.Add(1)
@@ -104,18 +110,35 @@ func (c *Cache) Verify(ctx context.Context, k Key, storedHash string) (bool, err
 	if !ok || err != nil {
 		return false, err
 	}
-	c.lru.Add(k.ID, cacheEntry{secretDigest: digest, storedHash: storedHash})
+	c.Remember(k, storedHash)
 	return true, nil
 }
 
-// Lookup returns the stored hash that k verified against, when the cache remembers it.
-func (c *Cache) Lookup(k Key) (storedHash string, ok bool) {
-	digest := sha256.Sum256([]byte(k.Secret))
-	e, ok := c.lru.Get(k.ID)
-	if !ok || subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) != 1 {
-		return "", false
+// Remember records that k matches storedHash, for a key whose hash was just made from it.
+func (c *Cache) Remember(k Key, storedHash string) {
+	c.lru.Add(storedHash, cacheEntry{secretDigest: sha256.Sum256([]byte(k.Secret)), added: c.now()})
+}
+
+// Known reports whether the cache remembers k's secret matching storedHash, without running Argon2.
+func (c *Cache) Known(k Key, storedHash string) bool {
+	e, ok := c.lru.Get(storedHash)
+	if !ok {
+		return false
 	}
-	return e.storedHash, true
+	now := c.now()
+	if now.Sub(e.added) > c.ttl {
+		c.lru.Remove(storedHash)
+		return false
+	}
+	digest := sha256.Sum256([]byte(k.Secret))
+	if subtle.ConstantTimeCompare(e.secretDigest[:], digest[:]) != 1 {
+		return false
+	}
+	if now.Sub(e.added) > c.ttl/2 {
+		e.added = now
+		c.lru.Add(storedHash, e)
+	}
+	return true
 }
 
 // Argon2Runs counts the verifications the cache could not answer, each costing one Argon2 hash.

@@ -2,6 +2,7 @@ package apikey_test
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
@@ -48,8 +49,8 @@ func TestCacheRemembersOnlyMatchingKeys(t *testing.T) {
 	if runs := cache.Argon2Runs(); runs != 1 {
 		t.Fatalf("two checks of one key ran Argon2 %d times, want 1", runs)
 	}
-	if hashFor, ok := cache.Lookup(k); !ok || hashFor != hash {
-		t.Fatal("Lookup does not remember the verified key")
+	if !cache.Known(k, hash) {
+		t.Fatal("Known does not remember the verified key")
 	}
 	wrong := apikey.Key{ID: k.ID, Secret: k.Secret + "x"}
 	if ok, _ := cache.Verify(t.Context(), wrong, hash); ok {
@@ -76,6 +77,39 @@ func BenchmarkVerify(b *testing.B) {
 		_, _ = cache.Verify(b.Context(), k, hash)
 		for b.Loop() {
 			_, _ = cache.Verify(b.Context(), k, hash)
+		}
+	})
+}
+
+// TestCacheSharedHashAndSlidingLifetime checks that keys sharing a stored hash cost one Argon2 run, and that
+// a key in use stays remembered past the cache's lifetime while an unused one is forgotten.
+func TestCacheSharedHashAndSlidingLifetime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		k, _ := apikey.New()
+		hash, _ := apikey.Hash(t.Context(), k)
+		twin, _ := apikey.New()
+		twin.Secret = k.Secret
+		const ttl = time.Minute
+		cache := apikey.NewCache(10, ttl)
+		for _, key := range []apikey.Key{k, twin} {
+			if ok, err := cache.Verify(t.Context(), key, hash); !ok || err != nil {
+				t.Fatalf("key %s refused: %v", key.ID, err)
+			}
+		}
+		if runs := cache.Argon2Runs(); runs != 1 {
+			t.Fatalf("two keys sharing one hash ran Argon2 %d times, want 1", runs)
+		}
+		// Used every 20 s for five lifetimes: never forgotten.
+		for range 15 {
+			time.Sleep(20 * time.Second)
+			if !cache.Known(k, hash) {
+				t.Fatal("a key in use was forgotten")
+			}
+		}
+		time.Sleep(ttl + time.Second)
+		if cache.Known(k, hash) {
+			t.Fatal("a key unused for longer than the lifetime is still remembered")
 		}
 	})
 }

@@ -41,10 +41,8 @@ func (h *Handler) authenticate(ctx context.Context, header, procedure string) (s
 	}
 	if procedure == satellitev1connect.SatelliteServiceHeartbeatProcedure ||
 		procedure == satellitev1connect.SatelliteServicePollCommandsProcedure {
-		if hash, ok := h.keys.Lookup(key); ok {
-			if sat, ok := h.lastRead.Get(key.ID); ok && sat.APIKeyHash == hash {
-				return sat, nil
-			}
+		if sat, ok := h.lastRead.Get(key.ID); ok && h.keys.Known(key, sat.APIKeyHash) {
+			return sat, nil
 		}
 	}
 	sat, err := h.store.SatelliteByKeyID(ctx, key.ID)

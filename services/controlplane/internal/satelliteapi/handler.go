@@ -42,7 +42,7 @@ type Config struct {
 	// CommandLease is how long a delivered command waits for its result before it is delivered again.
 	// Default 60 s.
 	CommandLease time.Duration
-	// KeyCacheTTL is how long a verified API key skips Argon2. Default 5 min.
+	// KeyCacheTTL is how long a verified API key skips Argon2 after its last use. Default 5 min.
 	KeyCacheTTL time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
@@ -166,6 +166,8 @@ func (h *Handler) Register(ctx context.Context, req *connect.Request[satellitev1
 	case err != nil:
 		return nil, rpcerr.From(ctx, h.logger, "register satellite", err)
 	}
+	// Its first heartbeat needs no Argon2 run of its own: the hash was made from this very key.
+	h.keys.Remember(key, sat.APIKeyHash)
 	h.logger.InfoContext(ctx, "satellite registered", "satellite_id", sat.ID, "satellite_name", sat.Name,
 		"type", sat.Type, "team_id", sat.TeamID)
 	h.audit(ctx, store.AuditEvent{Actor: "satellite:" + sat.ID.String(), TeamID: sat.TeamID, Action: "satellite.registered",
@@ -196,8 +198,16 @@ func (h *Handler) OfflineAfter() time.Duration { return 3 * h.cfg.HeartbeatInter
 
 // Heartbeat records a satellite's health and activates a new satellite.
 func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
-	sat := satelliteFrom(ctx)
-	hb, foreign := heartbeatFromProto(req.Msg, sat)
+	resp, err := h.recordHeartbeat(ctx, satelliteFrom(ctx), req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// recordHeartbeat records a heartbeat sent on its own or carried by a poll.
+func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req *satellitev1.HeartbeatRequest) (*satellitev1.HeartbeatResponse, error) {
+	hb, foreign := heartbeatFromProto(req, sat)
 	if foreign > 0 {
 		h.logger.WarnContext(ctx, "heartbeat reported processes of teams this satellite does not serve",
 			"security_event", "foreign_processes", "satellite_id", sat.ID, "count", foreign)
@@ -215,10 +225,11 @@ func (h *Handler) Heartbeat(ctx context.Context, req *connect.Request[satellitev
 	if updated.ActivatedAt != nil && updated.LastHeartbeatAt != nil && updated.ActivatedAt.Equal(*updated.LastHeartbeatAt) {
 		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
 	}
-	return connect.NewResponse(&satellitev1.HeartbeatResponse{
-		Status:        StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
-		NextHeartbeat: durationpb.New(h.cfg.HeartbeatInterval),
-	}), nil
+	return &satellitev1.HeartbeatResponse{
+		Status:               StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
+		NextHeartbeat:        durationpb.New(h.cfg.HeartbeatInterval),
+		PollsCarryHeartbeats: true,
+	}, nil
 }
 
 // Poll delays for satellites that cannot hold a call open, by the most urgent command just delivered.
@@ -233,6 +244,15 @@ const (
 func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satellitev1.PollCommandsRequest]) (*connect.Response[satellitev1.PollCommandsResponse], error) {
 	sat := satelliteFrom(ctx)
 	resp := &satellitev1.PollCommandsResponse{NextPoll: durationpb.New(pollDelayNormal)}
+	if req.Msg.Heartbeat != nil {
+		// Recorded before the wait, so the satellite counts as heard from for the whole of a held poll; its
+		// next poll comes well within the three intervals that make it offline.
+		beat, err := h.recordHeartbeat(ctx, sat, req.Msg.Heartbeat)
+		if err != nil {
+			return nil, err
+		}
+		resp.Heartbeat = beat
+	}
 	limit := int(req.Msg.MaxCommands)
 	if limit == 0 {
 		limit = defaultMaxCommands

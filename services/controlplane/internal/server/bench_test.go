@@ -139,8 +139,10 @@ func setupBench(b *testing.B, replicas int) *testBundle {
 	return setup(b, setupOpts{replicas: replicas})
 }
 
-// benchSatellites registers n active satellites straight through the store. They share one secret, so one
-// Argon2 hash serves them all; each key is still verified once, by its first heartbeat, before measuring.
+// benchSatellites registers n active satellites straight through the store. They share one secret and one
+// stored hash, so one Argon2 hash serves them all, and the key cache, keyed by stored hash, verifies it once
+// for all of them; each still authenticates by its own key id and row. Each sends a first heartbeat before
+// measuring.
 func (bundle *testBundle) benchSatellites(b *testing.B, n int) []*satellite {
 	b.Helper()
 	ctx := b.Context()

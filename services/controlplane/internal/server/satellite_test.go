@@ -130,6 +130,49 @@ func TestHeartbeatActivatesAndStoresURL(t *testing.T) {
 	}
 }
 
+// TestHeartbeatOnPollIsRecorded checks that a heartbeat carried by a poll counts as a Heartbeat call would:
+// a satellite silent long enough to show offline is active again, with the metrics the poll carried, and a
+// revoked satellite's poll is refused.
+func TestHeartbeatOnPollIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	if _, err := b.pool(t).Exec(t.Context(), "update satellites set last_heartbeat_at = now() - interval '100 seconds' where id = $1", sat.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := listSatellites(t, b)[0].Status; got != satellitev1.SatelliteStatus_SATELLITE_STATUS_OFFLINE {
+		t.Fatalf("silent for 100 s: %v, want offline", got)
+	}
+	poll := func(beat *satellitev1.HeartbeatRequest) (*satellitev1.PollCommandsResponse, error) {
+		resp, err := sat.client.PollCommands(t.Context(), connect.NewRequest(&satellitev1.PollCommandsRequest{Heartbeat: beat}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+	resp, err := poll(nil)
+	if err != nil || resp.Heartbeat != nil {
+		t.Fatalf("poll without a heartbeat: %v, %v; want no heartbeat answered", resp, err)
+	}
+	if got := listSatellites(t, b)[0].Status; got != satellitev1.SatelliteStatus_SATELLITE_STATUS_OFFLINE {
+		t.Fatalf("a poll without a heartbeat changed the status to %v", got)
+	}
+	resp, err = poll(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{CpuPercent: 42}})
+	if err != nil || resp.Heartbeat.GetStatus() != satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE ||
+		resp.Heartbeat.GetNextHeartbeat().AsDuration() <= 0 {
+		t.Fatalf("poll with a heartbeat: %v, %v; want the heartbeat answered, active", resp, err)
+	}
+	if got := listSatellites(t, b)[0]; got.Status != satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE || got.System.GetCpuPercent() != 42 {
+		t.Fatalf("after a heartbeat on a poll: %v", got)
+	}
+	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := poll(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("revoked satellite's poll with a heartbeat: %v, want Unauthenticated", err)
+	}
+}
+
 func TestSatelliteStatusGoesOfflineAfterThreeIntervals(t *testing.T) {
 	t.Parallel()
 	now := time.Now()

@@ -107,6 +107,7 @@ type Config struct {
 type Server struct {
 	logger     *slog.Logger
 	pool       *pgxpool.Pool
+	jobsPool   *pgxpool.Pool
 	store      *store.Store
 	hub        *notify.Hub
 	events     *notify.Hub
@@ -121,6 +122,10 @@ type Server struct {
 	drainPeriod time.Duration
 	draining    atomic.Bool // set while the replica fails /readyz before it stops
 }
+
+// jobsPoolSize is the connections River's own pool may open: its notification listener holds one, and
+// leader election, the producers of its two queues and job completion share the rest.
+const jobsPoolSize = 4
 
 // New connects to the database, applies migrations and builds the HTTP handler. Call Run for the
 // background work and Close when done.
@@ -173,29 +178,42 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		return nil, err
 	}
-	if s.jobs, err = maintenance.NewClient(logger, pool, s.store, s.satellites.OfflineAfter(), remote, s.alerts, s.signOn.Periodic); err != nil {
+	// River's own work (leader election, fetching and completing jobs, its notification listener) runs on
+	// connections of its own: a fleet of satellites reconnecting at once keeps every connection of the main
+	// pool busy for seconds, and River gives up a leadership attempt after five.
+	jobsConfig := poolConfig.Copy()
+	jobsConfig.MaxConns = jobsPoolSize
+	if s.jobsPool, err = pgxpool.NewWithConfig(ctx, jobsConfig); err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	closePools := func() {
+		pool.Close()
+		s.jobsPool.Close()
+	}
+	if s.jobs, err = maintenance.NewClient(logger, s.jobsPool, s.store, s.satellites.OfflineAfter(), remote, s.alerts, s.signOn.Periodic); err != nil {
+		closePools()
 		return nil, err
 	}
 	oauthCfg := cfg.OAuth
 	oauthCfg.SignInOptions = s.signOn
 	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
-		pool.Close()
+		closePools()
 		return nil, err
 	}
 	commands := cfg.TemplateCommands
 	if commands == nil {
 		defaults, err := catalogapi.NewCommandPolicy(catalogapi.DefaultTemplateCommands)
 		if err != nil {
-			pool.Close()
+			closePools()
 			return nil, err
 		}
 		commands = &defaults
 	}
 	handler, err := s.routes(admin, accounts, catalogapi.New(logger, s.store, *commands), authServer, remote, s.signOn, cfg.BodyTimeout)
 	if err != nil {
-		pool.Close()
+		closePools()
 		return nil, err
 	}
 	s.handler = trustProxies(cfg.TrustedProxies, s.gate.Handler(handler))
@@ -443,8 +461,11 @@ func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
 	})
 }
 
-// Close releases the database pool.
-func (s *Server) Close() { s.pool.Close() }
+// Close releases the database pools.
+func (s *Server) Close() {
+	s.pool.Close()
+	s.jobsPool.Close()
+}
 
 // Serve runs a replica on ln until ctx ends, then shuts down gracefully: it drains for the configured
 // period (/readyz fails, requests are still served), then stops accepting connections, answers long polls

@@ -267,6 +267,7 @@ type Communicator struct {
 	ident   atomic.Pointer[identity.Identity]
 	history *lru.Cache[string, outcome]
 	resync  chan struct{}
+	beats   beats
 
 	syncMu sync.Mutex // serializes configuration syncs, so etag and the desired view move together
 	etag   string

@@ -3,6 +3,7 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -517,4 +518,59 @@ func TestPollMovesOnFromADrainingReplica(t *testing.T) {
 		t.Errorf("five polls to a draining replica took %v, want between %v and 2s",
 			elapsed, 4*backend.DefaultReplicaSwitchWait/2)
 	}
+}
+
+// TestHeartbeatsRideOnPolls checks that after the first heartbeat, which carries the URL, an idle
+// satellite's heartbeats travel on its held polls and it sends no Heartbeat calls; and that against a
+// control plane that does not record heartbeats on polls it keeps sending Heartbeat calls every interval.
+func TestHeartbeatsRideOnPolls(t *testing.T) {
+	t.Parallel()
+	for _, record := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recorded=%t", record), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.srv.SetPollHeartbeats(record)
+			b.srv.SetNextHeartbeat(time.Second)
+			// Idle polls held for most of an interval, as 25 s against 30 s: the control plane answers a
+			// heartbeat riding on a poll only when the poll ends, after the next heartbeat would be due.
+			b.cfg.PollWait = 800 * time.Millisecond
+			start(t, b.cfg)
+			b.srv.Wait(t.Context(), "four heartbeats", waitLimit, func() bool { return len(b.srv.Heartbeats()) >= 4 })
+			hbs, calls := b.srv.Heartbeats(), b.srv.HeartbeatCalls()
+			if hbs[0].GetUrl() != publicURL {
+				t.Errorf("first heartbeat url = %q, want %q", hbs[0].GetUrl(), publicURL)
+			}
+			switch {
+			case record && calls != 1:
+				t.Errorf("%d Heartbeat calls beside heartbeats on polls, want only the first", calls)
+			case !record && calls != len(hbs):
+				t.Errorf("%d Heartbeat calls for %d heartbeats to a control plane that ignores them on polls", calls, len(hbs))
+			}
+			for i, hb := range hbs[1:] {
+				if hb.GetSystem().GetMemoryTotalBytes() == 0 || hb.GetUrl() != "" {
+					t.Errorf("heartbeat %d: system %v, url %q", i+1, hb.GetSystem(), hb.GetUrl())
+				}
+			}
+		})
+	}
+}
+
+// TestRefusedPollHeartbeatDoesNotHoldUpCommands checks that when the control plane refuses a poll for the
+// heartbeat it carries, the satellite polls without one, so commands still arrive, and heartbeats go as
+// Heartbeat calls.
+func TestRefusedPollHeartbeatDoesNotHoldUpCommands(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.SetNextHeartbeat(200 * time.Millisecond)
+	b.srv.SetRefusePollHeartbeats(true)
+	b.cfg.PollWait = 100 * time.Millisecond
+	start(t, b.cfg)
+	b.srv.Wait(t.Context(), "three Heartbeat calls", waitLimit, func() bool { return b.srv.HeartbeatCalls() >= 3 })
+	// Each Heartbeat call that gets through says polls may carry heartbeats again, which costs one refusal;
+	// retrying the refused heartbeat on every poll would cost one per backoff step.
+	if refusals, calls := b.srv.PollHeartbeatRefusals(), b.srv.HeartbeatCalls(); refusals > calls+1 {
+		t.Errorf("%d polls refused for their heartbeat beside %d Heartbeat calls: the refused heartbeat kept riding", refusals, calls)
+	}
+	b.srv.Enqueue(command(configureAction))
+	b.srv.Wait(t.Context(), "the configure result", waitLimit, func() bool { return len(b.srv.Reports()) == 1 })
 }

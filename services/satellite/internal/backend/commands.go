@@ -38,10 +38,15 @@ func failed(format string, args ...any) outcome {
 // sends them (highest priority first), until ctx ends or the API key is refused.
 func (c *Communicator) pollLoop(ctx context.Context) error {
 	bo := backoff.New(c.cfg.Backoff)
-	poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait)}
 	for {
 		start := time.Now()
+		poll := &satellitev1.PollCommandsRequest{Wait: durationpb.New(c.cfg.PollWait), Heartbeat: c.pollHeartbeat(ctx, start)}
 		resp, err := c.client.PollCommands(ctx, connect.NewRequest(poll))
+		var answer *satellitev1.PollCommandsResponse
+		if err == nil {
+			answer = resp.Msg
+		}
+		c.pollDone(ctx, start, answer, err)
 		if ctx.Err() == nil {
 			c.metrics.observe("poll", err)
 		}

@@ -46,6 +46,13 @@ type Server struct {
 	noHold        bool
 	draining      bool
 	nextHeartbeat time.Duration
+	// ignoreBeats makes PollCommands ignore a carried heartbeat, as a control plane that predates them does.
+	ignoreBeats bool
+	// beatCalls counts Heartbeat calls; heartbeats also holds the heartbeats polls carried.
+	beatCalls int
+	// refuseBeats makes PollCommands refuse a poll carrying a heartbeat as invalid; beatRefusals counts them.
+	refuseBeats  bool
+	beatRefusals int
 
 	registrations []*satellitev1.RegisterRequest
 	heartbeats    []*satellitev1.HeartbeatRequest
@@ -131,6 +138,32 @@ func (s *Server) SetDraining(draining bool) {
 // SetNextHeartbeat sets the interval heartbeat responses ask for; zero leaves it out.
 func (s *Server) SetNextHeartbeat(d time.Duration) {
 	s.update(func() { s.nextHeartbeat = d })
+}
+
+// SetPollHeartbeats sets whether PollCommands records the heartbeat a poll carries and answers it, as the
+// real control plane does, or ignores it, as one that predates heartbeats on polls would. Default true.
+func (s *Server) SetPollHeartbeats(record bool) {
+	s.update(func() { s.ignoreBeats = !record })
+}
+
+// SetRefusePollHeartbeats sets whether PollCommands refuses a poll that carries a heartbeat as an invalid
+// argument, as the control plane refuses a heartbeat it will not take.
+func (s *Server) SetRefusePollHeartbeats(refuse bool) {
+	s.update(func() { s.refuseBeats = refuse })
+}
+
+// PollHeartbeatRefusals counts the polls refused for the heartbeat they carried.
+func (s *Server) PollHeartbeatRefusals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beatRefusals
+}
+
+// HeartbeatCalls counts the Heartbeat calls received; Heartbeats also lists heartbeats that polls carried.
+func (s *Server) HeartbeatCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beatCalls
 }
 
 // SetConfiguration sets the configuration GetConfiguration returns.
@@ -286,13 +319,19 @@ func (s *Server) Register(_ context.Context, req *connect.Request[satellitev1.Re
 func (s *Server) Heartbeat(_ context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.heartbeats = append(s.heartbeats, req.Msg)
+	s.beatCalls++
+	return connect.NewResponse(s.recordHeartbeatLocked(req.Msg)), nil
+}
+
+func (s *Server) recordHeartbeatLocked(hb *satellitev1.HeartbeatRequest) *satellitev1.HeartbeatResponse {
+	s.heartbeats = append(s.heartbeats, hb)
 	s.changedLocked()
-	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE}
+	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE,
+		PollsCarryHeartbeats: !s.ignoreBeats}
 	if s.nextHeartbeat > 0 {
 		resp.NextHeartbeat = durationpb.New(s.nextHeartbeat)
 	}
-	return connect.NewResponse(resp), nil
+	return resp
 }
 
 // PollCommands implements SatelliteServiceHandler. It long-polls like the real control plane: with nothing
@@ -304,6 +343,17 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 	if limit == 0 {
 		limit = 100
 	}
+	var beat *satellitev1.HeartbeatResponse
+	s.mu.Lock()
+	if req.Msg.GetHeartbeat() != nil && s.refuseBeats {
+		s.beatRefusals++
+		s.mu.Unlock()
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("heartbeat: invalid process report"))
+	}
+	if hb := req.Msg.GetHeartbeat(); hb != nil && !s.ignoreBeats && !s.down {
+		beat = s.recordHeartbeatLocked(hb)
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		if s.down {
@@ -315,7 +365,7 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 		}
 		if len(s.queue) > 0 || s.noHold || s.draining {
 			n := min(len(s.queue), limit)
-			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone(s.queue[:n])}
+			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone(s.queue[:n]), Heartbeat: beat}
 			if n == 0 && s.draining {
 				resp.ReplicaDraining, resp.NextPoll = true, durationpb.New(2*time.Second)
 			}
@@ -333,7 +383,7 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
 		case <-timer.C:
 			s.update(func() { s.polls++ })
-			return connect.NewResponse(&satellitev1.PollCommandsResponse{NextPoll: durationpb.New(30 * time.Second)}), nil
+			return connect.NewResponse(&satellitev1.PollCommandsResponse{NextPoll: durationpb.New(30 * time.Second), Heartbeat: beat}), nil
 		}
 	}
 }

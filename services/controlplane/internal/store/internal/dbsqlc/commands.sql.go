@@ -45,13 +45,24 @@ with live as (
 )
 select live.active::boolean as active,
        coalesce((select jsonb_agg(to_jsonb(claimed) order by claimed.priority desc, claimed.created_at, claimed.id)
-                 from claimed), '[]')::jsonb as commands
+                 from claimed), '[]')::jsonb as commands,
+       -- The earliest lapse of a lease as the statement found them, for a poll that got nothing and waits:
+       -- the command is then due again, or has used its last attempt and fails. It spares an empty long poll
+       -- a second round trip; a lease this statement just ended only wakes the poll once more for nothing.
+       wake.lease_expires_at as next_wakeup
 from live
+left join lateral (
+    select w.lease_expires_at from satellite_commands w
+    where w.satellite_id = live.id and w.state = 'dispatched'
+    order by w.lease_expires_at
+    limit 1
+) wake on true
 `
 
 type ClaimCommandsRow struct {
-	Active   bool
-	Commands []byte
+	Active     bool
+	Commands   []byte
+	NextWakeup *time.Time
 }
 
 // ClaimCommands delivers this satellite's due commands under a lease: pending ones, and dispatched ones whose
@@ -68,7 +79,7 @@ func (q *Queries) ClaimCommands(ctx context.Context, satelliteID uuid.UUID, apiK
 		leaseSeconds,
 	)
 	var i ClaimCommandsRow
-	err := row.Scan(&i.Active, &i.Commands)
+	err := row.Scan(&i.Active, &i.Commands, &i.NextWakeup)
 	return i, err
 }
 
@@ -253,22 +264,6 @@ func (q *Queries) ListCommands(ctx context.Context, arg ListCommandsParams) ([]S
 		return nil, err
 	}
 	return items, nil
-}
-
-const nextCommandWakeup = `-- name: NextCommandWakeup :one
-select lease_expires_at from satellite_commands
-where satellite_id = $1 and state = 'dispatched'
-order by lease_expires_at
-limit 1
-`
-
-// NextCommandWakeup is the earliest lapse of one of this satellite's leases: the command is then due again, or
-// has used its last attempt and fails.
-func (q *Queries) NextCommandWakeup(ctx context.Context, satelliteID uuid.UUID) (*time.Time, error) {
-	row := q.db.QueryRow(ctx, nextCommandWakeup, satelliteID)
-	var lease_expires_at *time.Time
-	err := row.Scan(&lease_expires_at)
-	return lease_expires_at, err
 }
 
 const notifyCommand = `-- name: NotifyCommand :exec
