@@ -62,15 +62,15 @@ func TestForgedTokensAreRefused(t *testing.T) {
 		token   string
 		purpose peertoken.Purpose
 	}{
-		"other key":                   {elevated, peertoken.ForwardedIdentity},
-		"payload swapped":             {elevatedPayload + "." + signature, peertoken.ForwardedIdentity},
-		"signed for another purpose":  {token, peertoken.PeerCredential},
-		"no signature":                {payload, peertoken.ForwardedIdentity},
-		"truncated signature":         {payload + "." + signature[:20], peertoken.ForwardedIdentity},
-		"not base64":                  {payload + ".%%%", peertoken.ForwardedIdentity},
-		"empty":                       {"", peertoken.ForwardedIdentity},
-		"longer than the bound":       {strings.Repeat("A", peertoken.MaxLen+1), peertoken.ForwardedIdentity},
-		"signature of another token":  {payload + "." + strings.SplitN(elevated, ".", 2)[1], peertoken.ForwardedIdentity},
+		"other key":                  {elevated, peertoken.ForwardedIdentity},
+		"payload swapped":            {elevatedPayload + "." + signature, peertoken.ForwardedIdentity},
+		"signed for another purpose": {token, peertoken.PeerCredential},
+		"no signature":               {payload, peertoken.ForwardedIdentity},
+		"truncated signature":        {payload + "." + signature[:20], peertoken.ForwardedIdentity},
+		"not base64":                 {payload + ".%%%", peertoken.ForwardedIdentity},
+		"empty":                      {"", peertoken.ForwardedIdentity},
+		"longer than the bound":      {strings.Repeat("A", peertoken.MaxLen+1), peertoken.ForwardedIdentity},
+		"signature of another token": {payload + "." + strings.SplitN(elevated, ".", 2)[1], peertoken.ForwardedIdentity},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
