@@ -26,6 +26,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/pool"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
 )
@@ -57,6 +58,28 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	if metricsLn != nil {
 		defer metricsLn.Close()
+	}
+	internalLn, err := listenInternal(cfg)
+	if err != nil {
+		return err
+	}
+	if internalLn != nil {
+		defer internalLn.Close()
+		if cfg.InternalURL == "" {
+			cfg.InternalURL = publicURLFor(internalLn.Addr().String())
+		}
+	} else {
+		cfg.InternalURL = ""
+	}
+	gwRef := &gatewayRef{}
+	pl, err := pool.New(logger.With("component", "pool"), pool.Config{
+		Local:        gwRef,
+		Capacity:     uint32(cfg.Capacity),
+		InternalURL:  cfg.InternalURL,
+		MaxBodyBytes: gateway.DefaultMaxBodyBytes,
+	})
+	if err != nil {
+		return err
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -100,7 +123,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
 		Prometheus:        registry,
+		Pool:              pl,
 		CheckIdentity: func(id identity.Identity) error {
+			if id.TeamID == "" {
+				pl.SetSelf(id.SatelliteID)
+			}
 			requireLimits(driver, id, cfg.Dev)
 			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)
 		},
@@ -165,6 +192,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxSessions:         cfg.MCPMaxSessions,
 		AllowedHosts:        cfg.MCPAllowedHosts,
 		Metrics:             registry,
+		Forwarder:           pl,
+		NewSessionID:        pl.NewSessionID,
 		// main installed the provider telemetry configured, a no-op without a collector.
 		TracerProvider: otel.GetTracerProvider(),
 	})
@@ -172,6 +201,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_ = batcher.Close(ctx)
 		return err
 	}
+	gwRef.gw = gw
 	handlers.Reconciler, handlers.Instances, handlers.Tokens, handlers.Policies = rtRef.rt, rtRef.rt, gw, gw
 	registry.MustRegister(rtRef.rt.Collector(), batcher.Collector())
 	// Ready once the configuration is fetched and every instance has tools to list, discovered or kept
@@ -183,7 +213,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return rtRef.rt.Ready()
 	})
 	for _, pattern := range gateway.Patterns() {
-		routes.Handle(pattern, gw)
+		routes.Handle(pattern, pl.Public())
 	}
 	httpServer := &http.Server{
 		Handler:           routes,
@@ -196,6 +226,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Handler:           metricsHandler(registry, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	internalServer := &http.Server{
+		Handler:           pl.Internal(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if internalLn != nil {
+		go func() { serveErr <- internalServer.Serve(internalLn) }()
 	}
 	metricsAddr := metricsOff
 	if metricsLn != nil {
@@ -210,6 +248,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer cancel()
 	mcpDone := make(chan error, 1)
 	go func() { mcpDone <- rtRef.rt.Run(ctx) }()
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- pl.Run(ctx, comm.Client()) }()
 	gatewayDone := make(chan error, 1)
 	go func() { gatewayDone <- gw.Run(ctx) }()
 	runErr := make(chan error, 1)
@@ -227,6 +267,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if mcpErr := <-mcpDone; mcpErr != nil {
 		logger.ErrorContext(ctx, "MCP runtime failed", slog.Any("error", mcpErr))
 	}
+	<-poolDone
 	if gwErr := <-gatewayDone; gwErr != nil {
 		logger.ErrorContext(ctx, "MCP endpoint failed", slog.Any("error", gwErr))
 	}
@@ -235,6 +276,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer cancelShutdown()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		logger.WarnContext(shutdownCtx, "HTTP shutdown incomplete", slog.Any("error", err))
+	}
+	if err := internalServer.Shutdown(shutdownCtx); err != nil {
+		logger.WarnContext(shutdownCtx, "internal HTTP shutdown incomplete", slog.Any("error", err))
 	}
 	// A scrape takes milliseconds; nothing is lost by cutting one short.
 	_ = metricsServer.Close()
@@ -255,6 +299,37 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 }
 
 // listenMetrics opens the metrics listener, or returns nil when metrics are off.
+// listenInternal opens the pool's internal listener, or returns nil when the satellite has none.
+func listenInternal(cfg Config) (net.Listener, error) {
+	if cfg.internalListener != nil {
+		return cfg.internalListener, nil
+	}
+	if cfg.InternalListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.InternalListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the pool's internal channel: %w (set ORRERY_INTERNAL_LISTEN to another address)", err)
+	}
+	return ln, nil
+}
+
+// gatewayRef shows the gateway to the pool, which is built before it.
+type gatewayRef struct{ gw *gateway.Gateway }
+
+func (r *gatewayRef) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.gw.ServeHTTP(w, req) }
+func (r *gatewayRef) SetPoolURL(u string) {
+	if r.gw != nil {
+		r.gw.SetPoolURL(u)
+	}
+}
+func (r *gatewayRef) OpenSessions() int {
+	if r.gw == nil {
+		return 0
+	}
+	return r.gw.OpenSessions()
+}
+
 func listenMetrics(cfg Config) (net.Listener, error) {
 	if cfg.metricsListener != nil {
 		return cfg.metricsListener, nil

@@ -78,6 +78,9 @@ func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error
 	if h := c.cfg.Commands; h != nil && h.Policies != nil {
 		h.Policies.SetPolicies(resp.Msg.GetPolicies())
 	}
+	if c.cfg.Pool != nil {
+		c.cfg.Pool.SetPool(resp.Msg.GetPool())
+	}
 	diff, err := c.cfg.Desired.Apply(resp.Msg.GetInstances())
 	if err != nil {
 		return syncResult{}, fmt.Errorf("apply configuration %q: %w", resp.Msg.GetEtag(), err)
