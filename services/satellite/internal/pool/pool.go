@@ -275,6 +275,10 @@ func (p *Pool) serveInternal(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del(HeaderCredential)
 	token := r.Header.Get(HeaderIdentity)
 	r.Header.Del(HeaderIdentity)
+	if token != "" && r.Header.Get("Authorization") == "" {
+		// The gateway reads the identity, not a token, but its SDK layer wants a bearer header.
+		r.Header.Set("Authorization", "Bearer forwarded-identity")
+	}
 	if token == "" {
 		// Forwarded for its session: the session must be this satellite's, and the request is
 		// authenticated by its bearer token like any other.
@@ -496,6 +500,11 @@ func (e *endpointWriter) Write(b []byte) (int, error) {
 	e.done = true
 	s := string(b)
 	if !strings.HasPrefix(s, "event: endpoint\n") {
+		return e.ResponseWriter.Write(b)
+	}
+	_, after, ok := strings.Cut(s, "?sessionid=")
+	if id, _, _ := strings.Cut(after, "\n"); !ok || strings.Contains(id, ".") {
+		// Already named by the satellite that serves the stream, which this one forwarded it to.
 		return e.ResponseWriter.Write(b)
 	}
 	s = strings.Replace(s, "?sessionid=", "?sessionid="+url.QueryEscape(e.prefix), 1)
