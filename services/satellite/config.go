@@ -77,6 +77,10 @@ type Config struct {
 	// InternalURL is where peers reach InternalListen (ORRERY_INTERNAL_URL). Default http://<internal
 	// listen address>, taken from the bound socket, with the host name standing in for an unspecified host.
 	InternalURL string
+	// HomeGrace is how long the sandbox homes of a team's members are kept once the team's instances have
+	// left the satellite's configuration, as when placement moves the team to other satellites
+	// (ORRERY_HOME_GRACE). Default 1h.
+	HomeGrace time.Duration
 	// Capacity is the satellite's weight in team placement among the global satellites of its pool
 	// (ORRERY_CAPACITY). Default 100.
 	Capacity int
@@ -269,6 +273,9 @@ func (c Config) WithDefaults() Config {
 	if c.MCPStopGrace <= 0 {
 		c.MCPStopGrace = mcpruntime.DefaultStopGrace
 	}
+	if c.HomeGrace <= 0 {
+		c.HomeGrace = pool.DefaultHomeGrace
+	}
 	if c.Capacity <= 0 {
 		c.Capacity = pool.DefaultCapacity
 	}
@@ -406,6 +413,7 @@ func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
 	fs.StringVar(&cfg.InternalListen, "internal-listen", cfg.InternalListen, "listen address for requests other global satellites of the pool forward, never behind the public load balancer (ORRERY_INTERNAL_LISTEN; default none)")
 	fs.StringVar(&cfg.InternalURL, "internal-url", cfg.InternalURL, "URL where the other satellites of the pool reach -internal-listen (ORRERY_INTERNAL_URL; default http://<internal-listen>)")
+	fs.DurationVar(&cfg.HomeGrace, "home-grace", cfg.HomeGrace, "keep the sandbox homes of a team's members this long after the team's instances leave this satellite (ORRERY_HOME_GRACE; default 1h)")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "weight of this satellite in team placement among the global satellites of its pool (ORRERY_CAPACITY; default 100)")
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "listen address of Prometheus metrics at /metrics, apart from the MCP listener; off: none (ORRERY_METRICS_LISTEN; default "+defaultMetricsListen+")")
@@ -473,6 +481,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_TOKEN_CACHE_TTL":          &cfg.TokenCacheTTL,
 		"ORRERY_MCP_START_JITTER":         &cfg.MCPStartJitter,
 		"ORRERY_MCP_CALL_START_WAIT":      &cfg.MCPCallStartWait,
+		"ORRERY_HOME_GRACE":               &cfg.HomeGrace,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)

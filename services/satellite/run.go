@@ -250,6 +250,25 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() { mcpDone <- rtRef.rt.Run(ctx) }()
 	poolDone := make(chan error, 1)
 	go func() { poolDone <- pl.Run(ctx, comm.Client()) }()
+	changes, unsubscribe := view.Subscribe()
+	defer unsubscribe()
+	janitor := &pool.HomeJanitor{
+		Members: func() []pool.Member {
+			var out []pool.Member
+			for _, in := range view.Snapshot().Instances {
+				if in.GetTeamId() != "" && in.GetUserId() != "" {
+					out = append(out, pool.Member{TeamID: in.GetTeamId(), UserID: in.GetUserId()})
+				}
+			}
+			return out
+		},
+		Changes: changes,
+		Forget:  rtRef.rt.ForgetMember,
+		Grace:   cfg.HomeGrace,
+		Logger:  logger.With("component", "homes"),
+	}
+	janitorDone := make(chan error, 1)
+	go func() { janitorDone <- janitor.Run(ctx) }()
 	gatewayDone := make(chan error, 1)
 	go func() { gatewayDone <- gw.Run(ctx) }()
 	runErr := make(chan error, 1)
@@ -268,6 +287,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.ErrorContext(ctx, "MCP runtime failed", slog.Any("error", mcpErr))
 	}
 	<-poolDone
+	<-janitorDone
 	if gwErr := <-gatewayDone; gwErr != nil {
 		logger.ErrorContext(ctx, "MCP endpoint failed", slog.Any("error", gwErr))
 	}

@@ -536,7 +536,7 @@ func TestPublicListenerIgnoresIdentityHeaders(t *testing.T) {
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
 		req.Header.Set("Mcp-Method", "tools/list")
-	req.Header.Set("Mcp-Method", "tools/list")
+		req.Header.Set("Mcp-Method", "tools/list")
 		req.Header.Set(HeaderCredential, sat.pool.cred.Load().token)
 		req.Header.Set(HeaderIdentity, identity)
 		resp, err := http.DefaultClient.Do(req)
@@ -586,7 +586,7 @@ func TestInternalListenerRefusesForgeries(t *testing.T) {
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
 		req.Header.Set("Mcp-Method", "tools/list")
-	req.Header.Set("Mcp-Method", "tools/list")
+		req.Header.Set("Mcp-Method", "tools/list")
 		if c.credential != "" {
 			req.Header.Set(HeaderCredential, c.credential)
 		}
