@@ -43,7 +43,7 @@ type controlPlane struct {
 	tokens map[string]map[string]*satellitev1.IntrospectTokenResponse
 }
 
-func newControlPlane(t *testing.T) *controlPlane {
+func newControlPlane(t testing.TB) *controlPlane {
 	public, private, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func (b *backend) Session(_ context.Context, id string) (*mcp.ClientSession, err
 func (b *backend) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
 
 // add runs server as an instance of ann's in team.
-func (b *backend) add(t *testing.T, id, team string, server *mcp.Server) {
+func (b *backend) add(t testing.TB, id, team string, server *mcp.Server) {
 	ctx := t.Context()
 	ct, st := mcp.NewInMemoryTransports()
 	ss, err := server.Connect(ctx, st, nil)
@@ -227,7 +227,7 @@ type satellite struct {
 	acks      chan struct{}
 }
 
-func newSatellite(t *testing.T, cp *controlPlane, id string) *satellite {
+func newSatellite(t testing.TB, cp *controlPlane, id string) *satellite {
 	s := &satellite{id: id, backend: &backend{insts: map[string]gateway.Instance{}, conns: map[string]*mcp.ClientSession{}},
 		started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), acks: make(chan struct{}, 1)}
 	s.public = httptest.NewUnstartedServer(nil)
@@ -281,7 +281,7 @@ type fixture struct {
 	a, b *satellite
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	cp := newControlPlane(t)
 	f := &fixture{cp: cp}
 	f.a = newSatellite(t, cp, "sat-a")
@@ -297,7 +297,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
