@@ -72,11 +72,19 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		cfg.InternalURL = ""
 	}
 	gwRef := &gatewayRef{}
+	// The pool refreshes the configuration through the communicator, built after it.
+	var commRef *backend.Communicator
 	pl, err := pool.New(logger.With("component", "pool"), pool.Config{
 		Local:        gwRef,
 		Capacity:     uint32(cfg.Capacity),
 		InternalURL:  cfg.InternalURL,
 		MaxBodyBytes: gateway.DefaultMaxBodyBytes,
+		Resync: func(ctx context.Context) error {
+			if commRef == nil {
+				return nil
+			}
+			return commRef.SyncConfiguration(ctx)
+		},
 	})
 	if err != nil {
 		return err
@@ -135,6 +143,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	commRef = comm
 	batcher, err := events.New(logger.With("component", "events"), comm.Client(), events.Config{
 		Dir:        stateDir,
 		FlushDelay: cfg.EventFlushDelay,

@@ -50,6 +50,12 @@ func (c *Communicator) configLoop(ctx context.Context) error {
 	}
 }
 
+// SyncConfiguration fetches the configuration now and applies it, as a configure command would.
+func (c *Communicator) SyncConfiguration(ctx context.Context) error {
+	_, err := c.syncConfiguration(ctx)
+	return err
+}
+
 // requestResync asks configLoop for a fresh fetch without waiting for it.
 func (c *Communicator) requestResync() {
 	select {

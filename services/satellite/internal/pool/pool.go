@@ -85,6 +85,10 @@ type Config struct {
 	Transport http.RoundTripper
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Resync, when set, fetches the configuration again, and with it the pool: Run calls it with every
+	// credential refresh, and a request naming a session of a satellite this one has not heard of calls
+	// it before answering 404, since the peer list may be older than the session.
+	Resync func(context.Context) error
 }
 
 // Pool is a satellite's membership of a pool of global satellites.
@@ -101,6 +105,10 @@ type Pool struct {
 
 	mu          sync.Mutex
 	unreachable map[string]time.Time
+	// learned are peers that placements named, which the last configuration may not list yet.
+	learned  map[string]*satellitev1.Peer
+	resyncMu sync.Mutex
+	lastSync time.Time
 }
 
 // credential is the satellite's current peer credential and the keys that verify the pool's tokens.
@@ -130,7 +138,8 @@ func New(logger *slog.Logger, cfg Config) (*Pool, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	p := &Pool{logger: logger, cfg: cfg, poolSet: make(chan struct{}), unreachable: make(map[string]time.Time)}
+	p := &Pool{logger: logger, cfg: cfg, poolSet: make(chan struct{}), unreachable: make(map[string]time.Time),
+		learned: make(map[string]*satellitev1.Peer)}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:       p.rewrite,
 		Transport:     cfg.Transport,
@@ -196,14 +205,44 @@ func (p *Pool) NewSessionID() string {
 	return p.selfID() + "." + rand.Text()
 }
 
-// peer returns the live peer with this id.
+// peer returns the live peer with this id, from the last configuration or else a recent placement.
 func (p *Pool) peer(id string) *satellitev1.Peer {
 	for _, peer := range p.state.Load().GetPeers() {
 		if peer.GetSatelliteId() == id {
 			return peer
 		}
 	}
-	return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.learned[id]
+}
+
+// learn remembers a peer a placement named that the configuration does not list yet.
+func (p *Pool) learn(peer *satellitev1.Peer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.learned) >= 1024 {
+		clear(p.learned)
+	}
+	p.learned[peer.GetSatelliteId()] = peer
+}
+
+// resync fetches the configuration again unless it was fetched for this reason in the last second.
+func (p *Pool) resync(ctx context.Context) {
+	if p.cfg.Resync == nil {
+		return
+	}
+	p.resyncMu.Lock()
+	defer p.resyncMu.Unlock()
+	if p.cfg.Now().Sub(p.lastSync) < time.Second {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := p.cfg.Resync(ctx); err != nil {
+		p.logger.WarnContext(ctx, "configuration refresh for the pool failed", slog.Any("error", err))
+	}
+	p.lastSync = p.cfg.Now()
 }
 
 // sessionOwner splits a session id into its owner and the rest; owner is empty for an id without one.
@@ -238,6 +277,11 @@ func (p *Pool) Public() http.Handler {
 		id, _ := requestSession(r)
 		if owner, _ := sessionOwner(id); owner != "" && owner != p.selfID() {
 			peer := p.peer(owner)
+			if peer == nil {
+				// A satellite that joined since the last configuration may own it.
+				p.resync(r.Context())
+				peer = p.peer(owner)
+			}
 			if peer == nil || peer.GetInternalUrl() == "" {
 				http.Error(w, "session not found", http.StatusNotFound)
 				return
@@ -338,6 +382,11 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, info *satellitev1
 			return false
 		}
 		peer := p.peer(placed.GetSatelliteId())
+		if peer == nil && placed.GetInternalUrl() != "" {
+			// The introspection is fresher than this satellite's peer list.
+			peer = placed
+			p.learn(placed)
+		}
 		if peer == nil || peer.GetDraining() || placed.GetDraining() || peer.GetInternalUrl() == "" || p.isUnreachable(peer.GetSatelliteId(), now) {
 			continue
 		}
@@ -454,6 +503,9 @@ func (p *Pool) Run(ctx context.Context, issuer CredentialIssuer) error {
 			next, wait = wait, min(2*wait, maxWait)
 		} else {
 			wait = minWait
+			// Peers join and drain without this satellite being told; their list is refreshed as often
+			// as the credential.
+			p.resync(ctx)
 		}
 		t := time.NewTimer(next)
 		select {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -678,5 +679,52 @@ func TestCredentialRefresh(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPeersFresherThanConfiguration: a satellite whose configuration does not list a peer yet forwards to
+// it on the word of a placement, routes its sessions, and refreshes its configuration for a session of a
+// peer it has not heard of at all.
+func TestPeersFresherThanConfiguration(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	stale := &satellitev1.Pool{Url: f.cp.poolURL, Peers: []*satellitev1.Peer{f.a.peer()}}
+	f.a.pool.SetPool(stale)
+	rt := &bearer{token: "ann"}
+	cs := dial(t, f.a.public.URL, false, rt, nil)
+	if got := callText(t, cs, &mcp.CallToolParams{Name: "alpha__echo"}); got != "served by sat-b" {
+		t.Fatalf("echo = %q, want it served by sat-b", got)
+	}
+
+	// A third satellite knows nothing of b until it refreshes its configuration.
+	c := newSatellite(t, f.cp, "sat-c")
+	c.pool.SetPool(&satellitev1.Pool{Url: f.cp.poolURL, Peers: []*satellitev1.Peer{c.peer()}})
+	var resyncs atomic.Int32
+	c.pool.cfg.Resync = func(context.Context) error {
+		resyncs.Add(1)
+		c.pool.SetPool(&satellitev1.Pool{Url: f.cp.poolURL, Peers: []*satellitev1.Peer{f.a.peer(), f.b.peer(), c.peer()}})
+		return nil
+	}
+	rt.mu.Lock()
+	session := rt.sessions[0]
+	rt.mu.Unlock()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, c.public.URL+"/teams/acme/mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/list"}`))
+	req.Header.Set("Authorization", "Bearer ann")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", session)
+	req.Header.Set("Mcp-Protocol-Version", sessionVersion)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "alpha__echo") {
+		t.Fatalf("session of a peer c had not heard of: status %d, body %.200s", resp.StatusCode, body)
+	}
+	if n := resyncs.Load(); n != 1 {
+		t.Errorf("%d configuration refreshes, want 1", n)
 	}
 }
