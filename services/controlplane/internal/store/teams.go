@@ -96,6 +96,9 @@ func (s *Store) CreateOwnedTeam(ctx context.Context, slug, name string, ownerID 
 			return translate(err, "create team")
 		}
 		team = teamFromRow(r)
+		if err := s.placeNewTeam(ctx, q, r.ID); err != nil {
+			return err
+		}
 		return translate(q.AddMembership(ctx, r.ID, ownerID, RoleTeamAdmin), "add owner")
 	})
 	return team, err

@@ -295,7 +295,7 @@ func (q *Queries) GetOAuthToken(ctx context.Context, signature []byte, kind stri
 }
 
 const getTeamBySlug = `-- name: GetTeamBySlug :one
-select id, slug, name, created_at, owner_id, personal, tools_mode from teams where slug = $1
+select id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback from teams where slug = $1
 `
 
 func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) {
@@ -309,6 +309,8 @@ func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) 
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }
