@@ -83,7 +83,11 @@ returning s.id;
 update teams set placement_replicas = sqlc.narg(replicas) where id = @id returning id;
 
 -- name: SetTeamGlobalFallback :one
-update teams set global_fallback = @global_fallback where id = @id returning id;
+update teams set global_fallback = @global_fallback where id = @id returning *;
+
+-- name: TeamPlacedGlobally :one
+-- TeamPlacedGlobally reports whether global satellites serve the team.
+select exists (select 1 from team_placements where team_id = @team_id);
 
 -- name: GetTeamPlacementSettings :one
 select placement_replicas, global_fallback from teams where id = @id;

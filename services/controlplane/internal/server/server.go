@@ -172,7 +172,8 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
+	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter(), s.placer)
+	cfg.Accounts.PoolURL, cfg.Accounts.Placer = cfg.Satellites.PoolURL, s.placer
 	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
 	if err != nil {
 		pool.Close()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/controlplane/internal/placement"
@@ -51,8 +52,8 @@ type PlacementResult struct {
 
 // RecomputePlacement places every team on the global satellites that may serve it, one computation at a time
 // across replicas, keeping what it can of the stored placement. Each team whose satellites change gets an
-// audit event naming them before and after, and each satellite that gains or loses a team gets a configure
-// command, so it fetches its configuration at once. Draining satellites that serve no team and report no
+// audit event naming them before and after, and each satellite that gains or loses a team with instances
+// gets a configure command, so it fetches its configuration at once. Draining satellites that serve no team and report no
 // open session are marked drained.
 func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (PlacementResult, error) {
 	var res PlacementResult
@@ -109,8 +110,11 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 			for rank, id := range after[i] {
 				insTeams, insSats, insRanks = append(insTeams, r.ID), append(insSats, id), append(insRanks, int32(rank))
 			}
-			for _, id := range symmetricDifference(r.PlacedOn, after[i]) {
-				touched[id] = true
+			// A team without instances changes no satellite's configuration: nothing to fetch.
+			if r.InstanceCount > 0 {
+				for _, id := range symmetricDifference(r.PlacedOn, after[i]) {
+					touched[id] = true
+				}
 			}
 			teamID := r.ID
 			if err := audit(ctx, q, AuditEvent{Actor: placementActor, TeamID: &teamID, Action: ActionTeamPlaced,
@@ -356,14 +360,29 @@ func (s *Store) SetTeamReplicas(ctx context.Context, teamID uuid.UUID, replicas 
 }
 
 // SetTeamGlobalFallback sets whether global satellites serve the team while none of its own is live.
-func (s *Store) SetTeamGlobalFallback(ctx context.Context, teamID uuid.UUID, enabled bool, actor AuditEvent) error {
-	return s.inTx(ctx, func(q *dbsqlc.Queries) error {
-		if _, err := q.SetTeamGlobalFallback(ctx, enabled, teamID); err != nil {
+func (s *Store) SetTeamGlobalFallback(ctx context.Context, teamID uuid.UUID, enabled bool, actor AuditEvent) (Team, error) {
+	var team Team
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		row, err := q.SetTeamGlobalFallback(ctx, enabled, teamID)
+		if err != nil {
 			return translate(err, "set team global fallback")
 		}
+		team = teamFromRow(row)
 		e := actor
 		e.TeamID, e.Action, e.Target = &teamID, ActionTeamGlobalFallback, "team:"+teamID.String()
 		e.Details = map[string]string{"enabled": fmt.Sprint(enabled)}
 		return audit(ctx, q, e)
 	})
+	return team, err
+}
+
+// TeamEndpointBases returns where a team's endpoint is: the URL of its own satellite when it has one, and
+// whether global satellites serve it.
+func (s *Store) TeamEndpointBases(ctx context.Context, teamID uuid.UUID) (own string, global bool, err error) {
+	own, err = s.q.TeamOwnEndpointBase(ctx, teamID)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", false, translate(err, "get team endpoint")
+	}
+	global, err = s.q.TeamPlacedGlobally(ctx, teamID)
+	return own, global, translate(err, "get team placement")
 }

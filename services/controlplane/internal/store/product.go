@@ -20,6 +20,8 @@ type Team struct {
 	CreatedAt time.Time
 	// ToolsMode is ToolsModeAll or ToolsModeSearch, for members without a mode of their own.
 	ToolsMode string
+	// GlobalFallback lets global satellites serve the team while none of its own satellites is live.
+	GlobalFallback bool
 }
 
 // User is a person who uses MCP servers.
@@ -126,6 +128,7 @@ func (s *Store) CreateTeam(ctx context.Context, slug, name string) (Team, error)
 	})
 	return team, err
 }
+
 // CreateUser creates a user.
 func (s *Store) CreateUser(ctx context.Context, slug, email, name string) (User, error) {
 	row, err := s.q.CreateUser(ctx, slug, email, name)

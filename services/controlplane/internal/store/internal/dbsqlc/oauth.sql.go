@@ -631,6 +631,21 @@ func (q *Queries) TeamEndpointServed(ctx context.Context, url string, teamID uui
 	return exists, err
 }
 
+const teamOwnEndpointBase = `-- name: TeamOwnEndpointBase :one
+select rtrim(url, '/')::text from satellites
+where revoked_at is null and activated_at is not null and url <> '' and team_id = $1::uuid
+order by last_heartbeat_at desc nulls last
+limit 1
+`
+
+// TeamOwnEndpointBase is the public URL of the team's own satellite, the freshest heartbeat first.
+func (q *Queries) TeamOwnEndpointBase(ctx context.Context, teamID uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, teamOwnEndpointBase, teamID)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const upsertOAuthConsent = `-- name: UpsertOAuthConsent :exec
 insert into oauth_consents (user_id, client_id, team_id, scopes)
 values ($1, $2, $3, $4)

@@ -350,14 +350,24 @@ func (q *Queries) SetSatelliteDraining(ctx context.Context, draining bool, iD uu
 }
 
 const setTeamGlobalFallback = `-- name: SetTeamGlobalFallback :one
-update teams set global_fallback = $1 where id = $2 returning id
+update teams set global_fallback = $1 where id = $2 returning id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback
 `
 
-func (q *Queries) SetTeamGlobalFallback(ctx context.Context, globalFallback bool, iD uuid.UUID) (uuid.UUID, error) {
+func (q *Queries) SetTeamGlobalFallback(ctx context.Context, globalFallback bool, iD uuid.UUID) (Team, error) {
 	row := q.db.QueryRow(ctx, setTeamGlobalFallback, globalFallback, iD)
-	var id uuid.UUID
-	err := row.Scan(&id)
-	return id, err
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.Slug,
+		&i.Name,
+		&i.CreatedAt,
+		&i.OwnerID,
+		&i.Personal,
+		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
+	)
+	return i, err
 }
 
 const setTeamReplicas = `-- name: SetTeamReplicas :one
@@ -369,4 +379,16 @@ func (q *Queries) SetTeamReplicas(ctx context.Context, replicas *int32, iD uuid.
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const teamPlacedGlobally = `-- name: TeamPlacedGlobally :one
+select exists (select 1 from team_placements where team_id = $1)
+`
+
+// TeamPlacedGlobally reports whether global satellites serve the team.
+func (q *Queries) TeamPlacedGlobally(ctx context.Context, teamID uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, teamPlacedGlobally, teamID)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }
