@@ -134,7 +134,7 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 			"addresses when members connect their accounts; by default only public addresses, since teams choose the servers "+
 			"(ORRERY_REMOTE_ACCOUNTS_ALLOW_PRIVATE=true)")
 	fs.StringVar(&c.PoolURL, "pool-url", getenv("ORRERY_POOL_URL"),
-		"public URL the global satellites share behind a load balancer, such as https://mcp.example.com; team endpoints "+
+		"public URL the global satellites share behind a load balancer, scheme and host only, such as https://mcp.example.com; team endpoints "+
 			"served by global satellites are under it and a satellite forwards requests for teams it does not serve; "+
 			"empty: each global satellite is reached on its own URL (ORRERY_POOL_URL)")
 	fs.StringVar(&raw.placementGrace, "placement-grace", env("ORRERY_PLACEMENT_GRACE", "90s"),
@@ -191,8 +191,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.PoolURL != "" {
 		u, err := url.Parse(c.PoolURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return config{}, fmt.Errorf("ORRERY_POOL_URL: %q is not an http(s) URL without query or fragment", c.PoolURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			return config{}, fmt.Errorf("ORRERY_POOL_URL: %q is not an http(s) URL of scheme and host only", c.PoolURL)
 		}
 		c.PoolURL = strings.TrimRight(c.PoolURL, "/")
 	}

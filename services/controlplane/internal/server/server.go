@@ -191,6 +191,7 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		return nil, err
 	}
 	oauthCfg := cfg.OAuth
+	oauthCfg.PoolURL = cfg.Satellites.PoolURL
 	oauthCfg.SignInOptions = s.signOn
 	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
