@@ -308,12 +308,17 @@ func TestPoolOfThree(t *testing.T) {
 		return false
 	})
 
-	// c stops; the control plane places acme on b again (its drain ended; the fake control plane moves it
-	// at once, where the real one waits for c to be offline). The client's next request is answered 404,
-	// and it opens a new session that works.
+	// b's drain ends and acme gets a second satellite: it is placed on c, then b. c stops, and the control
+	// plane has yet to notice: the client's next request is answered 404, and the satellites pass over c,
+	// which they cannot reach, for b, the next in the placement.
 	srv.SetPoolDraining(b.id, false)
-	srv.SetPlacement("acme", b.id)
+	srv.SetPlacement("acme", c.id, b.id)
 	srv.Reconfigure()
+	srv.Wait(t.Context(), "b undrained", 10*time.Second, func() bool {
+		sent := srv.ConfigurationsSent(b.id)
+		return len(sent) > 0 && !sent[len(sent)-1].GetPool().GetDraining()
+	})
+	time.Sleep(300 * time.Millisecond) // the token cache's TTL: the satellites see the new placement
 	start := time.Now()
 	// The balancer's health check takes c out at once.
 	lb.mu.Lock()
