@@ -115,7 +115,7 @@ func TestPoolBehindOneURL(t *testing.T) {
 	if len(placements) != 2 {
 		t.Fatalf("placements %v, want two satellites", placements)
 	}
-	first := sats[placements[0].GetSatelliteId()]
+	var first *e2e.Satellite
 	for _, p := range placements {
 		if _, err := cp.Admin().EnqueueCommand(ctx, connect.NewRequest(&adminv1.EnqueueCommandRequest{
 			Target:   &adminv1.EnqueueCommandRequest_SatelliteId{SatelliteId: p.GetSatelliteId()},
@@ -141,7 +141,15 @@ func TestPoolBehindOneURL(t *testing.T) {
 		t.Fatalf("connect through the pool URL: %v", err)
 	}
 	defer func() { session.Close() }()
-	e2e.WaitFor(t, onlineTimeout, "the team's tool through the pool URL", func() error { return echo(session, "ready") })
+	// Through every satellite in turn: each placed satellite serves what reaches it, once its instance runs.
+	e2e.WaitFor(t, onlineTimeout, "the team's tool through the pool URL", func() error {
+		for i := range 6 {
+			if err := echo(session, fmt.Sprintf("ready %d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	for i := range 6 {
 		if err := echo(session, fmt.Sprintf("streamable %d", i)); err != nil {
 			t.Fatalf("call %d through the pool URL: %v", i, err)
@@ -159,18 +167,94 @@ func TestPoolBehindOneURL(t *testing.T) {
 		}
 	}
 
-	// kill -9 the team's first satellite; the poolBalancer's health check takes it out.
+	// A session of the 2025-11-25 era opens on the team's first satellite, its id says so.
+	rec := &sessionIDs{token: tm.token}
+	connectSession := func() (*mcp.ClientSession, error) {
+		return mcp.NewClient(&mcp.Implementation{Name: "e2e-session", Version: "1"}, nil).Connect(ctx,
+			&mcp.StreamableClientTransport{Endpoint: tm.endpoint, HTTPClient: &http.Client{Transport: rec}},
+			&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	}
+	old, err := connectSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := echo(old, "session"); err != nil {
+		t.Fatal(err)
+	}
+	// A placed satellite serves what reaches it; another forwards to the first placed.
+	owner := func() string { id, _, _ := strings.Cut(rec.last(), "."); return id }
+	placedOn := func(id string) bool {
+		return slices.ContainsFunc(placements, func(p *adminv1.Placement) bool { return p.GetSatelliteId() == id })
+	}
+	drained := owner()
+	if !placedOn(drained) {
+		t.Fatalf("session %q, want it on a satellite the team is placed on", rec.last())
+	}
+	first = sats[drained]
+
+	// Drain the session's satellite: the team moves at once, its open sessions go on there, and a new
+	// session opens on a satellite that is not draining.
+	if _, err := cp.Admin().DrainSatellite(ctx, connect.NewRequest(&adminv1.DrainSatelliteRequest{Id: drained})); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := cp.Admin().ListPlacements(ctx, connect.NewRequest(&adminv1.ListPlacementsRequest{Target: &adminv1.ListPlacementsRequest_TeamId{TeamId: tm.id}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	placements = listed.Msg.GetPlacements()
+	slices.SortFunc(placements, func(a, b *adminv1.Placement) int { return int(a.GetRank()) - int(b.GetRank()) })
+	if len(placements) != 2 || slices.ContainsFunc(placements, func(p *adminv1.Placement) bool { return sats[p.GetSatelliteId()] == first }) {
+		t.Fatalf("placements after the drain %v, want two satellites other than the drained one", placements)
+	}
+	// The session is still routed to its satellite through every other. (Its tools go: the control plane
+	// stops sending the team's instances to a satellite the moment it drains.)
+	for i := range 4 {
+		if err := old.Ping(ctx, nil); err != nil {
+			t.Fatalf("ping %d of the open session on the draining satellite: %v", i, err)
+		}
+	}
+	e2e.WaitFor(t, onlineTimeout, "a new session on the team's new first satellite", func() error {
+		cs, err := connectSession()
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		if err := echo(cs, "new session"); err != nil {
+			return err
+		}
+		if !placedOn(owner()) {
+			return fmt.Errorf("session %q, want it on a satellite the team is placed on now", rec.last())
+		}
+		return nil
+	})
+	old.Close()
+	session.Close()
+	legacy.Close()
+
+	// kill -9 the satellite of a new session; the balancer's health check takes it out.
+	if session, err = connectSession(); err != nil {
+		t.Fatal(err)
+	}
+	killed := owner()
+	first = sats[killed]
 	start := time.Now()
 	first.Signal(t, syscall.SIGKILL)
 	lb.remove(first.URL)
+	if err := echo(session, "after the kill"); err == nil {
+		t.Fatal("a session of a killed satellite answered")
+	}
+	session.Close()
 	var failover time.Duration
 	for {
-		session.Close()
-		if session, err = connectMCP(ctx, tm.endpoint, tm.token); err == nil {
-			if err = echo(session, "after the kill"); err == nil {
+		cs, err := connectSession()
+		if err == nil {
+			if err = echo(cs, "after the kill"); err == nil {
 				failover = time.Since(start)
+				session = cs
 				break
 			}
+			cs.Close()
 		}
 		if time.Since(start) > 60*time.Second {
 			t.Fatalf("no working session a minute after the kill: %v", err)
@@ -178,4 +262,35 @@ func TestPoolBehindOneURL(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("failover: %v from SIGKILL to a successful call on a new session", failover)
+	if id := owner(); id == killed || !placedOn(id) {
+		t.Errorf("session after the kill %q, want it on the team's other satellite", rec.last())
+	}
+}
+
+// sessionIDs adds a bearer token and remembers the session ids the endpoint answers with.
+type sessionIDs struct {
+	token string
+	mu    sync.Mutex
+	ids   []string
+}
+
+func (s *sessionIDs) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && resp.Header.Get("Mcp-Session-Id") != "" {
+		s.mu.Lock()
+		s.ids = append(s.ids, resp.Header.Get("Mcp-Session-Id"))
+		s.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (s *sessionIDs) last() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ids) == 0 {
+		return ""
+	}
+	return s.ids[len(s.ids)-1]
 }

@@ -227,22 +227,37 @@ func (p *Pool) learn(peer *satellitev1.Peer) {
 	p.learned[peer.GetSatelliteId()] = peer
 }
 
-// resync fetches the configuration again unless it was fetched for this reason in the last second.
+// resyncInterval spaces out configuration refreshes, which requests naming unknown satellites ask for.
+const resyncInterval = 250 * time.Millisecond
+
+// resync fetches the configuration again, unless a fetch that began after the caller asked has ended: one
+// fetch answers every request waiting for it, and fetches are resyncInterval apart at least.
 func (p *Pool) resync(ctx context.Context) {
 	if p.cfg.Resync == nil {
 		return
 	}
+	asked := p.cfg.Now()
 	p.resyncMu.Lock()
 	defer p.resyncMu.Unlock()
-	if p.cfg.Now().Sub(p.lastSync) < time.Second {
+	if p.lastSync.After(asked) {
 		return
 	}
+	if wait := resyncInterval - p.cfg.Now().Sub(p.lastSync); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	started := p.cfg.Now()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := p.cfg.Resync(ctx); err != nil {
 		p.logger.WarnContext(ctx, "configuration refresh for the pool failed", slog.Any("error", err))
 	}
-	p.lastSync = p.cfg.Now()
+	p.lastSync = started
 }
 
 // sessionOwner splits a session id into its owner and the rest; owner is empty for an id without one.
