@@ -244,6 +244,7 @@ func TestPoolBehindOneURL(t *testing.T) {
 	if err := echo(session, "after the kill"); err == nil {
 		t.Fatal("a session of a killed satellite answered")
 	}
+	refused := time.Since(start)
 	session.Close()
 	var failover time.Duration
 	for {
@@ -261,7 +262,7 @@ func TestPoolBehindOneURL(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("failover: %v from SIGKILL to a successful call on a new session", failover)
+	t.Logf("failover: %v from SIGKILL to a successful call on a new session (the call on the old session failed after %v)", failover, refused)
 	if id := owner(); id == killed || !placedOn(id) {
 		t.Errorf("session after the kill %q, want it on the team's other satellite", rec.last())
 	}
