@@ -352,6 +352,12 @@ func (r *gatewayRef) SetPoolURL(u string) {
 		r.gw.SetPoolURL(u)
 	}
 }
+func (r *gatewayRef) ForgetTokens() {
+	if r.gw != nil {
+		r.gw.ForgetTokens()
+	}
+}
+
 func (r *gatewayRef) OpenSessions() int {
 	if r.gw == nil {
 		return 0

@@ -64,6 +64,10 @@ func (g *Gateway) poolOrigin() (origin, host string) {
 	return u.Scheme + "://" + u.Host, u.Host
 }
 
+// ForgetTokens drops every cached introspection, so that each token is checked again on its next request:
+// a new configuration may have moved the token's team to other satellites of the pool.
+func (g *Gateway) ForgetTokens() { g.tokens.entries.Purge() }
+
 // OpenSessions counts the Streamable HTTP sessions and legacy SSE streams open at the endpoint.
 func (g *Gateway) OpenSessions() int { return g.slots.open() }
 

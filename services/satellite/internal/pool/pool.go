@@ -69,6 +69,8 @@ type Local interface {
 	SetPoolURL(string)
 	// OpenSessions counts the sessions open at the endpoint.
 	OpenSessions() int
+	// ForgetTokens drops the endpoint's cached introspections.
+	ForgetTokens()
 }
 
 // Config configures a Pool.
@@ -186,6 +188,11 @@ func (p *Pool) OpenSessions() int { return p.cfg.Local.OpenSessions() }
 func (p *Pool) SetPool(pool *satellitev1.Pool) {
 	p.state.Store(pool)
 	p.cfg.Local.SetPoolURL(pool.GetUrl())
+	if pool != nil {
+		// A new configuration may have moved teams here or away, or drained this satellite: a cached
+		// introspection would keep serving a team here that is placed elsewhere now.
+		p.cfg.Local.ForgetTokens()
+	}
 	if pool != nil {
 		p.poolSetOnce.Do(func() { close(p.poolSet) })
 	}

@@ -270,6 +270,7 @@ type localRef struct{ s *satellite }
 func (l localRef) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.s.gw.ServeHTTP(w, r) }
 func (l localRef) SetPoolURL(u string)                              { l.s.gw.SetPoolURL(u) }
 func (l localRef) OpenSessions() int                                { return l.s.gw.OpenSessions() }
+func (l localRef) ForgetTokens()                                    { l.s.gw.ForgetTokens() }
 
 func (s *satellite) peer() *satellitev1.Peer {
 	return &satellitev1.Peer{SatelliteId: s.id, InternalUrl: s.pool.InternalURL()}
@@ -726,5 +727,29 @@ func TestPeersFresherThanConfiguration(t *testing.T) {
 	}
 	if n := resyncs.Load(); n != 1 {
 		t.Errorf("%d configuration refreshes, want 1", n)
+	}
+}
+
+// TestNewConfigurationDropsCachedIdentities: once a configuration moves a team away, a token checked
+// before is checked again, and its next new session opens where the team is now.
+func TestNewConfigurationDropsCachedIdentities(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := newSatellite(t, f.cp, "sat-c")
+	c.backend.add(t, "c-1", teamAcme, downstream("sat-c", c.started, c.cancelled, c.acks))
+	ann := f.cp.identity(teamAcme, "acme", time.Now().Add(time.Hour))
+	f.cp.place(t, "sat-c", "ann", ann)
+	pool := &satellitev1.Pool{Url: f.cp.poolURL, Peers: []*satellitev1.Peer{f.a.peer(), f.b.peer(), c.peer()}}
+	for _, s := range []*satellite{f.a, f.b, c} {
+		s.pool.SetPool(pool)
+	}
+	if got := callText(t, dial(t, f.b.public.URL, false, &bearer{token: "ann"}, nil), &mcp.CallToolParams{Name: "alpha__echo"}); got != "served by sat-b" {
+		t.Fatalf("echo = %q, want sat-b", got)
+	}
+	// acme moves to c: sat-b's introspection now places it there, and sat-b gets a new configuration.
+	f.cp.place(t, "sat-b", "ann", ann, c.peer())
+	f.b.pool.SetPool(pool)
+	if got := callText(t, dial(t, f.b.public.URL, false, &bearer{token: "ann"}, nil), &mcp.CallToolParams{Name: "alpha__echo"}); got != "served by sat-c" {
+		t.Fatalf("echo after the move = %q, want sat-c", got)
 	}
 }
