@@ -325,18 +325,20 @@ func TestPoolOfThree(t *testing.T) {
 	lb.targets = lb.targets[:2]
 	lb.mu.Unlock()
 	c.cancel() // the cleanup waits for it to stop
+	if err := call(fresh, "after c stopped"); err == nil {
+		t.Fatal("a session of a stopped satellite answered")
+	}
+	fresh.Close()
 	var failover time.Duration
 	for {
-		err := call(fresh, "after c stopped")
+		cs, err := connectVia(false, rec2)
 		if err == nil {
-			t.Fatal("a session of a stopped satellite answered")
-		}
-		fresh.Close()
-		if fresh, err = connectVia(false, rec2); err == nil {
-			if err = call(fresh, "after failover"); err == nil {
+			if err = call(cs, "after failover"); err == nil {
 				failover = time.Since(start)
+				fresh = cs
 				break
 			}
+			cs.Close()
 		}
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("no working session 30s after c stopped: %v", err)
