@@ -13,18 +13,25 @@ order by id;
 -- name: ListPlacementTeams :many
 -- ListPlacementTeams lists every team with its load (instances), R, whether global satellites may serve it
 -- (it has no active team satellite, or its admins allow the fallback and none is live), and the global
--- satellites it is placed on, best first.
-select t.id, t.placement_replicas,
-       (select count(*) from instances i where i.team_id = t.id)::int as instance_count,
-       (not exists (select 1 from satellites s
-                    where s.team_id = t.id and s.revoked_at is null and s.activated_at is not null)
-        or (t.global_fallback and not exists (
-                select 1 from satellites s
-                where s.team_id = t.id and s.revoked_at is null and s.activated_at is not null
-                  and s.last_heartbeat_at > now() - make_interval(secs => @grace_seconds::float8))))::bool as eligible,
-       coalesce((select array_agg(p.satellite_id order by p.rank) from team_placements p where p.team_id = t.id),
-                '{}')::uuid[] as placed_on
+-- satellites it is placed on, best first. Aggregates joined by hash, not subqueries per team: the periodic
+-- run reads every team.
+with counts as (
+    select team_id, count(*)::int as n from instances group by team_id
+), own as (
+    select team_id, bool_or(last_heartbeat_at > now() - make_interval(secs => @grace_seconds::float8)) as live
+    from satellites
+    where type = 'team' and revoked_at is null and activated_at is not null
+    group by team_id
+), placed as (
+    select team_id, array_agg(satellite_id order by rank) as ids from team_placements group by team_id
+)
+select t.id, t.placement_replicas, coalesce(c.n, 0)::int as instance_count,
+       (o.team_id is null or (t.global_fallback and not coalesce(o.live, false)))::bool as eligible,
+       coalesce(p.ids, '{}')::uuid[] as placed_on
 from teams t
+left join counts c on c.team_id = t.id
+left join own o on o.team_id = t.id
+left join placed p on p.team_id = t.id
 order by t.id;
 
 -- name: DeleteTeamPlacements :exec

@@ -43,6 +43,9 @@ type Team struct {
 // DefaultReplicas is R when a team sets none.
 const DefaultReplicas = 2
 
+// keepSlack is how much further than Slack a satellite may carry teams it already has.
+const keepSlack = 0.01
+
 // DefaultSlack is ε when Options sets none: no satellite carries more than 1.08 times its weighted share,
 // plus one team.
 const DefaultSlack = 0.08
@@ -76,9 +79,12 @@ func Place(satellites []Satellite, teams []Team, opts Options) [][][16]byte {
 	for _, t := range teams {
 		totalLoad += float64(load(t)) * float64(min(replicas(t), len(sats)))
 	}
-	bound := make([]float64, len(sats))
+	// A team keeps a satellite it had up to a slightly higher bound than a newcomer gets, so that a bound
+	// shrinking a little (one satellite joins) does not shed teams that fit a moment ago.
+	bound, keepBound := make([]float64, len(sats)), make([]float64, len(sats))
 	for i, s := range sats {
 		bound[i] = math.Ceil((1 + slack) * totalLoad * weight(s) / totalWeight)
+		keepBound[i] = math.Ceil((1 + slack + keepSlack) * totalLoad * weight(s) / totalWeight)
 	}
 	// A satellite is new when no team had it: it joined or came back, and takes its rendezvous share.
 	known := make([]bool, len(sats))
@@ -89,7 +95,12 @@ func Place(satellites []Satellite, teams []Team, opts Options) [][][16]byte {
 			}
 		}
 	}
-	anyNew := slices.Contains(known, false)
+	var newSats []int
+	for i, k := range known {
+		if !k {
+			newSats = append(newSats, i)
+		}
+	}
 	hashes := make([]uint64, len(sats))
 	for i, s := range sats {
 		hashes[i] = idHash(s.ID)
@@ -120,9 +131,24 @@ func Place(satellites []Satellite, teams []Team, opts Options) [][][16]byte {
 				chosen = append(chosen, si)
 			}
 		}
-		if anyNew {
+		// A new satellite that outranks one the team keeps takes its place, as in plain rendezvous hashing;
+		// comparing with the kept ones alone keeps a join linear in the teams.
+		// A team with fewer than R kept, or a fleet mostly new, takes the new ones among its top R.
+		switch {
+		case len(newSats) == 0:
+		case len(chosen) < r || len(newSats) > len(sats)/8:
 			for _, si := range top(sats, hashes, teamHashes[ti], r, scratch) {
 				if !known[si] && !slices.Contains(chosen, si) {
+					chosen = append(chosen, si)
+				}
+			}
+		default:
+			worst := math.Inf(1)
+			for _, si := range chosen {
+				worst = min(worst, score(ti, si))
+			}
+			for _, si := range newSats {
+				if score(ti, si) > worst {
 					chosen = append(chosen, si)
 				}
 			}
@@ -135,7 +161,11 @@ func Place(satellites []Satellite, teams []Team, opts Options) [][][16]byte {
 		l := float64(load(t))
 		out[ti] = make([][16]byte, 0, r)
 		for _, si := range chosen {
-			if loads[si]+l <= bound[si] {
+			limit := bound[si]
+			if known[si] {
+				limit = keepBound[si]
+			}
+			if loads[si]+l <= limit {
 				loads[si] += l
 				out[ti] = append(out[ti], sats[si].ID)
 			}

@@ -163,7 +163,10 @@ func BenchmarkSimulation(b *testing.B) {
 		survivors := slices.Delete(slices.Clone(sats), 500, 501)
 		failed := Place(survivors, prev, Options{})
 		recompute := time.Since(start)
-		joined := Place(append(slices.Clone(sats), Satellite{ID: id('s', 1000), Weight: 100}), prev, Options{})
+		withNew := append(slices.Clone(sats), Satellite{ID: id('s', 1000), Weight: 100})
+		start = time.Now()
+		joined := Place(withNew, prev, Options{})
+		joinTime := time.Since(start)
 		placements := 0
 		for _, p := range first {
 			placements += len(p)
@@ -177,6 +180,8 @@ func BenchmarkSimulation(b *testing.B) {
 		b.ReportMetric(float64(moved(first, joined)), "moved-on-join")
 		b.ReportMetric(float64(placements)/1000, "ideal-moves")
 		b.ReportMetric(initial.Seconds(), "s-initial")
-		b.ReportMetric(recompute.Seconds(), "s-recompute")
+		b.ReportMetric(recompute.Seconds(), "s-recompute-failure")
+		b.ReportMetric(joinTime.Seconds(), "s-recompute-join")
+		b.ReportMetric(balance(withNew, teams, joined), "max/mean-after-join")
 	}
 }
