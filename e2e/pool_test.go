@@ -263,8 +263,10 @@ func TestPoolBehindOneURL(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("failover: %v from SIGKILL to a successful call on a new session (the call on the old session failed after %v)", failover, refused)
-	if id := owner(); id == killed || !placedOn(id) {
-		t.Errorf("session after the kill %q, want it on the team's other satellite", rec.last())
+	// Where the control plane places the team by now is its business (a drained satellite may be given it
+	// back); the killed satellite it cannot be.
+	if id := owner(); id == killed {
+		t.Errorf("session after the kill %q is on the killed satellite", rec.last())
 	}
 }
 
