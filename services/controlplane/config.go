@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,6 +53,11 @@ type config struct {
 	// RemoteAccountsAllowPrivate lets the control plane reach remote MCP servers and their authorization
 	// servers at loopback, private and link-local addresses when members connect their accounts.
 	RemoteAccountsAllowPrivate bool
+	// PoolURL is the public URL the global satellites share behind a load balancer; empty when each is
+	// reached on its own URL.
+	PoolURL string
+	// PlacementGrace is how long a global satellite may go unheard before its teams are placed elsewhere.
+	PlacementGrace time.Duration
 	// Command is a maintenance command and its arguments, given after the flags; empty means serve.
 	Command []string
 }
@@ -65,6 +71,7 @@ type rawFlags struct {
 	accessTokenTTL   string
 	refreshIdle      string
 	grantMaxAge      string
+	placementGrace   string
 }
 
 // secretEnv are the variables read from the environment alone: a flag would show them to every user of ps.
@@ -126,6 +133,12 @@ func defineFlags(fs *flag.FlagSet, c *config, raw *rawFlags, getenv func(string)
 		"let the control plane reach remote MCP servers and their authorization servers at loopback, private and link-local "+
 			"addresses when members connect their accounts; by default only public addresses, since teams choose the servers "+
 			"(ORRERY_REMOTE_ACCOUNTS_ALLOW_PRIVATE=true)")
+	fs.StringVar(&c.PoolURL, "pool-url", getenv("ORRERY_POOL_URL"),
+		"public URL the global satellites share behind a load balancer, scheme and host only, such as https://mcp.example.com; team endpoints "+
+			"served by global satellites are under it and a satellite forwards requests for teams it does not serve; "+
+			"empty: each global satellite is reached on its own URL (ORRERY_POOL_URL)")
+	fs.StringVar(&raw.placementGrace, "placement-grace", env("ORRERY_PLACEMENT_GRACE", "90s"),
+		"how long a global satellite may go unheard before its teams are placed on other satellites (ORRERY_PLACEMENT_GRACE)")
 }
 
 func loadConfig(args []string, getenv func(string) string) (config, error) {
@@ -172,6 +185,17 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		if *d.to, err = time.ParseDuration(d.value); err != nil || *d.to <= 0 {
 			return config{}, fmt.Errorf("%s: %q is not a positive duration, such as 1h or 720h", d.name, d.value)
 		}
+	}
+	if c.PlacementGrace, err = time.ParseDuration(raw.placementGrace); err != nil || c.PlacementGrace <= 0 {
+		return config{}, fmt.Errorf("ORRERY_PLACEMENT_GRACE: %q is not a positive duration, such as 90s", raw.placementGrace)
+	}
+	if c.PoolURL != "" {
+		u, err := url.Parse(c.PoolURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			return config{}, fmt.Errorf("ORRERY_POOL_URL: %q is not an http(s) URL of scheme and host only", c.PoolURL)
+		}
+		c.PoolURL = strings.TrimRight(c.PoolURL, "/")
 	}
 	if !(c.OAuth.AccessTokenTTL <= c.OAuth.RefreshTokenTTL && c.OAuth.RefreshTokenTTL <= c.OAuth.GrantMaxAge) {
 		return config{}, errors.New("OAuth lifetimes must not shrink: ORRERY_OAUTH_ACCESS_TOKEN_TTL ≤ ORRERY_OAUTH_REFRESH_IDLE ≤ ORRERY_OAUTH_GRANT_MAX_AGE")

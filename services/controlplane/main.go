@@ -21,7 +21,9 @@ import (
 	"github.com/orrery/orrery/internal/pglocal"
 	"github.com/orrery/orrery/internal/telemetry"
 	"github.com/orrery/orrery/services/controlplane/internal/alert"
+	"github.com/orrery/orrery/services/controlplane/internal/placer"
 	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
+	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
 	"github.com/orrery/orrery/services/controlplane/internal/server"
 	"github.com/orrery/orrery/services/controlplane/internal/sso"
 )
@@ -81,6 +83,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		Alerts:         alert.Config{AllowPrivate: cfg.WebhooksAllowPrivate},
 		RemoteAccounts: remoteauth.Config{AllowPrivate: cfg.RemoteAccountsAllowPrivate},
 		SSO:            sso.Config{ResyncInterval: cfg.SSOResyncInterval},
+		Satellites:     satelliteapi.Config{PoolURL: cfg.PoolURL},
+		Placement:      placer.Config{Grace: cfg.PlacementGrace},
 	})
 	if err != nil {
 		if ln != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/events"
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/pool"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 )
@@ -73,6 +74,21 @@ type Config struct {
 	// listener of its own, apart from Listen, because Listen faces MCP clients, often the internet,
 	// and the metrics name teams and installations. "off" serves no metrics. Default 127.0.0.1:9464.
 	MetricsListen string
+	// InternalListen is where the other global satellites of a pool send the requests they forward
+	// (ORRERY_INTERNAL_LISTEN). It is a listener of its own so that no load balancer in front of Listen
+	// exposes it; requests on it must carry a peer credential. Empty: none, and the satellite forwards
+	// no requests to itself from peers.
+	InternalListen string
+	// InternalURL is where peers reach InternalListen (ORRERY_INTERNAL_URL). Default http://<internal
+	// listen address>, taken from the bound socket, with the host name standing in for an unspecified host.
+	InternalURL string
+	// HomeGrace is how long the sandbox homes of a team's members are kept once the team's instances have
+	// left the satellite's configuration, as when placement moves the team to other satellites
+	// (ORRERY_HOME_GRACE). Default 1h.
+	HomeGrace time.Duration
+	// Capacity is the satellite's weight in team placement among the global satellites of its pool
+	// (ORRERY_CAPACITY). Default 100.
+	Capacity int
 	// PublicURL is where MCP clients reach the satellite (ORRERY_SATELLITE_PUBLIC_URL). Default
 	// http://<listen address>, taken from the bound socket so port 0 resolves, with the host name standing
 	// in for an unspecified host.
@@ -191,6 +207,8 @@ type Config struct {
 	metricsListener net.Listener
 	// inherited is what the process before an update passed down.
 	inherited selfupdate.Inherited
+	// internalListener, when set, is served instead of listening on InternalListen.
+	internalListener net.Listener
 }
 
 // WithDefaults returns c with every zero field set to its default. Defaults owned by the packages that use
@@ -281,6 +299,12 @@ func (c Config) WithDefaults() Config {
 	if c.MCPStopGrace <= 0 {
 		c.MCPStopGrace = mcpruntime.DefaultStopGrace
 	}
+	if c.HomeGrace <= 0 {
+		c.HomeGrace = pool.DefaultHomeGrace
+	}
+	if c.Capacity <= 0 {
+		c.Capacity = pool.DefaultCapacity
+	}
 	if c.MCPMaxConcurrentStarts <= 0 {
 		c.MCPMaxConcurrentStarts = mcpruntime.DefaultMaxConcurrentStarts
 	}
@@ -303,6 +327,19 @@ func (c Config) validate() error {
 	}
 	if err := checkHTTPURL(c.AuthorizationServer); err != nil {
 		errs = append(errs, fmt.Errorf("authorization server: %w (set ORRERY_AUTHORIZATION_SERVER)", err))
+	}
+	if c.Capacity > 1_000_000 {
+		errs = append(errs, fmt.Errorf("capacity %d exceeds 1000000 (set ORRERY_CAPACITY)", c.Capacity))
+	}
+	if c.InternalListen != "" {
+		if _, _, err := net.SplitHostPort(c.InternalListen); err != nil {
+			errs = append(errs, fmt.Errorf("internal listen address %q: %w (set ORRERY_INTERNAL_LISTEN to host:port)", c.InternalListen, err))
+		}
+	}
+	if c.InternalURL != "" {
+		if err := checkHTTPURL(c.InternalURL); err != nil {
+			errs = append(errs, fmt.Errorf("internal URL: %w (set ORRERY_INTERNAL_URL)", err))
+		}
 	}
 	if c.PublicURL != "" {
 		if err := checkHTTPURL(c.PublicURL); err != nil {
@@ -400,6 +437,10 @@ func defineFlags(fs *flag.FlagSet, cfg *Config, raw *rawFlags) {
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "satellite name (ORRERY_SATELLITE_NAME; default: from the host name)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "state directory holding the identity (ORRERY_STATE_DIR; default $XDG_STATE_HOME/"+stateDirName+")")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (ORRERY_SATELLITE_LISTEN; default "+defaultListen+")")
+	fs.StringVar(&cfg.InternalListen, "internal-listen", cfg.InternalListen, "listen address for requests other global satellites of the pool forward, never behind the public load balancer (ORRERY_INTERNAL_LISTEN; default none)")
+	fs.StringVar(&cfg.InternalURL, "internal-url", cfg.InternalURL, "URL where the other satellites of the pool reach -internal-listen (ORRERY_INTERNAL_URL; default http://<internal-listen>)")
+	fs.DurationVar(&cfg.HomeGrace, "home-grace", cfg.HomeGrace, "keep the sandbox homes of a team's members this long after the team's instances leave this satellite (ORRERY_HOME_GRACE; default 1h)")
+	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "weight of this satellite in team placement among the global satellites of its pool (ORRERY_CAPACITY; default 100)")
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL where MCP clients reach this satellite (ORRERY_SATELLITE_PUBLIC_URL; default http://<listen>)")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "listen address of Prometheus metrics at /metrics, apart from the MCP listener; off: none (ORRERY_METRICS_LISTEN; default "+defaultMetricsListen+")")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto, text or json (ORRERY_LOG_FORMAT; default auto)")
@@ -438,6 +479,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Listen:              getenv("ORRERY_SATELLITE_LISTEN"),
 		MetricsListen:       getenv("ORRERY_METRICS_LISTEN"),
 		PublicURL:           getenv("ORRERY_SATELLITE_PUBLIC_URL"),
+		InternalListen:      getenv("ORRERY_INTERNAL_LISTEN"),
+		InternalURL:         getenv("ORRERY_INTERNAL_URL"),
 		LogFormat:           getenv("ORRERY_LOG_FORMAT"),
 		LogLevel:            getenv("ORRERY_LOG_LEVEL"),
 		Version:             buildinfo.Version(),
@@ -469,6 +512,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_MCP_START_JITTER":         &cfg.MCPStartJitter,
 		"ORRERY_MCP_CALL_START_WAIT":      &cfg.MCPCallStartWait,
 		"ORRERY_UPDATE_TIMEOUT":           &cfg.UpdateTimeout,
+		"ORRERY_HOME_GRACE":               &cfg.HomeGrace,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -484,6 +528,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		"ORRERY_MCP_MAX_SESSIONS_PER_TEAM": &cfg.MCPMaxSessionsPerTeam,
 		"ORRERY_MCP_MAX_SESSIONS":          &cfg.MCPMaxSessions,
 		"ORRERY_MCP_MAX_CONCURRENT_STARTS": &cfg.MCPMaxConcurrentStarts,
+		"ORRERY_CAPACITY":                  &cfg.Capacity,
 	} {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)

@@ -27,6 +27,7 @@ import (
 	"github.com/orrery/orrery/services/satellite/internal/gateway"
 	"github.com/orrery/orrery/services/satellite/internal/identity"
 	"github.com/orrery/orrery/services/satellite/internal/mcpruntime"
+	"github.com/orrery/orrery/services/satellite/internal/pool"
 	"github.com/orrery/orrery/services/satellite/internal/selfupdate"
 	"github.com/orrery/orrery/services/satellite/internal/server"
 	"github.com/orrery/orrery/services/satellite/internal/sysmetrics"
@@ -59,6 +60,36 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	if metricsLn != nil {
 		defer metricsLn.Close()
+	}
+	internalLn, err := listenInternal(cfg)
+	if err != nil {
+		return err
+	}
+	if internalLn != nil {
+		defer internalLn.Close()
+		if cfg.InternalURL == "" {
+			cfg.InternalURL = publicURLFor(internalLn.Addr().String())
+		}
+	} else {
+		cfg.InternalURL = ""
+	}
+	gwRef := &gatewayRef{}
+	// The pool refreshes the configuration through the communicator, built after it.
+	var commRef *backend.Communicator
+	pl, err := pool.New(logger.With("component", "pool"), pool.Config{
+		Local:        gwRef,
+		Capacity:     uint32(cfg.Capacity),
+		InternalURL:  cfg.InternalURL,
+		MaxBodyBytes: gateway.DefaultMaxBodyBytes,
+		Resync: func(ctx context.Context) error {
+			if commRef == nil {
+				return nil
+			}
+			return commRef.SyncConfiguration(ctx)
+		},
+	})
+	if err != nil {
+		return err
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -102,7 +133,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Processes:         rtRef,
 		Isolation:         isolationOf(isolation),
 		Prometheus:        registry,
+		Pool:              pl,
 		CheckIdentity: func(id identity.Identity) error {
+			if id.TeamID == "" {
+				pl.SetSelf(id.SatelliteID)
+			}
 			requireLimits(driver, id, cfg.Dev)
 			return checkIsolation(ctx, logger, id, isolation, cfg.Dev)
 		},
@@ -110,6 +145,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	commRef = comm
 	batcher, err := events.New(logger.With("component", "events"), comm.Client(), events.Config{
 		Dir:        stateDir,
 		FlushDelay: cfg.EventFlushDelay,
@@ -179,6 +215,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxSessions:         cfg.MCPMaxSessions,
 		AllowedHosts:        cfg.MCPAllowedHosts,
 		Metrics:             registry,
+		Forwarder:           pl,
+		NewSessionID:        pl.NewSessionID,
 		// main installed the provider telemetry configured, a no-op without a collector.
 		TracerProvider: otel.GetTracerProvider(),
 	})
@@ -186,6 +224,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_ = batcher.Close(ctx)
 		return err
 	}
+	gwRef.gw = gw
 	handlers.Reconciler, handlers.Instances, handlers.Tokens, handlers.Policies = rtRef.rt, rtRef.rt, gw, gw
 	updater, err := selfupdate.New(logger.With("component", "selfupdate"), selfupdate.Config{
 		Keys:           cfg.ReleaseKeys,
@@ -212,7 +251,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	routes := server.New(ready)
 	for _, pattern := range gateway.Patterns() {
-		routes.Handle(pattern, gw)
+		routes.Handle(pattern, pl.Public())
 	}
 	httpServer := &http.Server{
 		Handler:           routes,
@@ -233,6 +272,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	internalServer := &http.Server{
+		Handler:           pl.Internal(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if internalLn != nil {
+		go func() { serveErr <- internalServer.Serve(internalLn) }()
+	}
 	metricsAddr := metricsOff
 	if metricsLn != nil {
 		metricsAddr = metricsLn.Addr().String()
@@ -246,6 +293,27 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer cancel()
 	mcpDone := make(chan error, 1)
 	go func() { mcpDone <- rtRef.rt.Run(ctx) }()
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- pl.Run(ctx, comm.Client()) }()
+	changes, unsubscribe := view.Subscribe()
+	defer unsubscribe()
+	janitor := &pool.HomeJanitor{
+		Members: func() []pool.Member {
+			var out []pool.Member
+			for _, in := range view.Snapshot().Instances {
+				if in.GetTeamId() != "" && in.GetUserId() != "" {
+					out = append(out, pool.Member{TeamID: in.GetTeamId(), UserID: in.GetUserId()})
+				}
+			}
+			return out
+		},
+		Changes: changes,
+		Forget:  rtRef.rt.ForgetMember,
+		Grace:   cfg.HomeGrace,
+		Logger:  logger.With("component", "homes"),
+	}
+	janitorDone := make(chan error, 1)
+	go func() { janitorDone <- janitor.Run(ctx) }()
 	gatewayDone := make(chan error, 1)
 	go func() { gatewayDone <- gw.Run(ctx) }()
 	runErr := make(chan error, 1)
@@ -268,6 +336,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if mcpErr := <-mcpDone; mcpErr != nil {
 		logger.ErrorContext(ctx, "MCP runtime failed", slog.Any("error", mcpErr))
 	}
+	<-poolDone
+	<-janitorDone
 	if gwErr := <-gatewayDone; gwErr != nil {
 		logger.ErrorContext(ctx, "MCP endpoint failed", slog.Any("error", gwErr))
 	}
@@ -276,6 +346,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer cancelShutdown()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		logger.WarnContext(shutdownCtx, "HTTP shutdown incomplete", slog.Any("error", err))
+	}
+	if err := internalServer.Shutdown(shutdownCtx); err != nil {
+		logger.WarnContext(shutdownCtx, "internal HTTP shutdown incomplete", slog.Any("error", err))
 	}
 	// A scrape takes milliseconds; nothing is lost by cutting one short.
 	_ = metricsServer.Close()
@@ -333,6 +406,43 @@ func drainForRestart(ctx context.Context, logger *slog.Logger, restart *selfupda
 }
 
 // listenMetrics opens the metrics listener, or returns nil when metrics are off.
+// listenInternal opens the pool's internal listener, or returns nil when the satellite has none.
+func listenInternal(cfg Config) (net.Listener, error) {
+	if cfg.internalListener != nil {
+		return cfg.internalListener, nil
+	}
+	if cfg.InternalListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.InternalListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the pool's internal channel: %w (set ORRERY_INTERNAL_LISTEN to another address)", err)
+	}
+	return ln, nil
+}
+
+// gatewayRef shows the gateway to the pool, which is built before it.
+type gatewayRef struct{ gw *gateway.Gateway }
+
+func (r *gatewayRef) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.gw.ServeHTTP(w, req) }
+func (r *gatewayRef) SetPoolURL(u string) {
+	if r.gw != nil {
+		r.gw.SetPoolURL(u)
+	}
+}
+func (r *gatewayRef) ForgetTokens() {
+	if r.gw != nil {
+		r.gw.ForgetTokens()
+	}
+}
+
+func (r *gatewayRef) OpenSessions() int {
+	if r.gw == nil {
+		return 0
+	}
+	return r.gw.OpenSessions()
+}
+
 func listenMetrics(cfg Config) (net.Listener, error) {
 	if cfg.metricsListener != nil {
 		return cfg.metricsListener, nil

@@ -22,5 +22,7 @@ join users u on u.id = i.user_id
 left join user_configurations uc on uc.installation_id = i.installation_id and uc.user_id = i.user_id
 left join tool_selections ts on ts.installation_id = i.installation_id and ts.team_id = i.team_id
 left join hidden_tools ht on ht.installation_id = i.installation_id and ht.user_id = i.user_id and ht.team_id = i.team_id
-where sqlc.narg(team_id)::uuid is null or i.team_id = sqlc.narg(team_id)::uuid
+where (sqlc.narg(team_id)::uuid is null or i.team_id = sqlc.narg(team_id)::uuid)
+  and (sqlc.narg(placed_on)::uuid is null or exists (
+      select 1 from team_placements p where p.team_id = i.team_id and p.satellite_id = sqlc.narg(placed_on)::uuid))
 order by i.id;

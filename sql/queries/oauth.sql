@@ -109,6 +109,13 @@ where revoked_at is null and activated_at is not null and url <> '' and (type = 
 order by (team_id is not null) desc, last_heartbeat_at desc nulls last
 limit 1;
 
+-- name: TeamOwnEndpointBase :one
+-- TeamOwnEndpointBase is the public URL of the team's own satellite, the freshest heartbeat first.
+select rtrim(url, '/')::text from satellites
+where revoked_at is null and activated_at is not null and url <> '' and team_id = @team_id::uuid
+order by last_heartbeat_at desc nulls last
+limit 1;
+
 -- name: CreateServiceUser :one
 insert into users (slug, email, name, global_role) values (@slug, @email, @name, 'global_user') returning id;
 

@@ -21,7 +21,10 @@ with beat as (
         url               = case when @url::text <> '' then @url::text else s.url end,
         version           = case when @version::text <> '' then @version::text else s.version end,
         system_metrics    = @system_metrics,
-        process_count     = @process_count
+        process_count     = @process_count,
+        capacity          = @capacity,
+        internal_url      = @internal_url,
+        open_sessions     = @open_sessions
     where s.id = @id and s.api_key_hash = @api_key_hash and s.revoked_at is null
     returning s.*
 ), history as (
@@ -62,10 +65,13 @@ returning *;
 
 -- name: ListSatellitesServingTeam :many
 -- ListSatellitesServingTeam lists the live satellites a team's commands fan out to: its own team satellites and
--- every global satellite.
-select id from satellites
-where revoked_at is null and (type = 'global' or team_id = @team_id)
-order by created_at, id;
+-- the global satellites it is placed on.
+select s.id from satellites s
+where s.revoked_at is null
+  and (s.team_id = @team_id
+       or (s.type = 'global' and exists (
+           select 1 from team_placements p where p.team_id = @team_id and p.satellite_id = s.id)))
+order by s.created_at, s.id;
 
 -- name: ListGlobalSatellites :many
 -- ListGlobalSatellites lists the live global satellites, where an operator's command to all of them goes.

@@ -80,6 +80,570 @@ func (TokenScope) EnumDescriptor() ([]byte, []int) {
 	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// Placement is one global satellite serving one team.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// team_slug names the team; set when listing a satellite's teams.
+	TeamSlug string `protobuf:"bytes,2,opt,name=team_slug,json=teamSlug,proto3" json:"team_slug,omitempty"`
+	// satellite_id identifies the satellite.
+	SatelliteId string `protobuf:"bytes,3,opt,name=satellite_id,json=satelliteId,proto3" json:"satellite_id,omitempty"`
+	// satellite_name names the satellite; set when listing a team's satellites.
+	SatelliteName string `protobuf:"bytes,4,opt,name=satellite_name,json=satelliteName,proto3" json:"satellite_name,omitempty"`
+	// rank is the satellite's place in the team's order, 0 first: requests forwarded for the team go to the
+	// first live one.
+	Rank uint32 `protobuf:"varint,5,opt,name=rank,proto3" json:"rank,omitempty"`
+	// placed_at is when the team was placed on the satellite.
+	PlacedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	// live is true when the satellite sent a heartbeat recently; set when listing a team's satellites.
+	Live bool `protobuf:"varint,7,opt,name=live,proto3" json:"live,omitempty"`
+	// draining is true when the satellite is draining; set when listing a team's satellites.
+	Draining      bool `protobuf:"varint,8,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Placement) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *Placement) GetTeamSlug() string {
+	if x != nil {
+		return x.TeamSlug
+	}
+	return ""
+}
+
+func (x *Placement) GetSatelliteId() string {
+	if x != nil {
+		return x.SatelliteId
+	}
+	return ""
+}
+
+func (x *Placement) GetSatelliteName() string {
+	if x != nil {
+		return x.SatelliteName
+	}
+	return ""
+}
+
+func (x *Placement) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *Placement) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *Placement) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *Placement) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// ListPlacementsRequest names a team or a satellite.
+type ListPlacementsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is whose placements to list.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*ListPlacementsRequest_TeamId
+	//	*ListPlacementsRequest_SatelliteId
+	Target isListPlacementsRequest_Target `protobuf_oneof:"target"`
+	// page_size caps the page of a satellite's teams; zero means 50, at most 500.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsRequest) Reset() {
+	*x = ListPlacementsRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsRequest) ProtoMessage() {}
+
+func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
+func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListPlacementsRequest) GetTarget() isListPlacementsRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *ListPlacementsRequest) GetTeamId() string {
+	if x != nil {
+		if x, ok := x.Target.(*ListPlacementsRequest_TeamId); ok {
+			return x.TeamId
+		}
+	}
+	return ""
+}
+
+func (x *ListPlacementsRequest) GetSatelliteId() string {
+	if x != nil {
+		if x, ok := x.Target.(*ListPlacementsRequest_SatelliteId); ok {
+			return x.SatelliteId
+		}
+	}
+	return ""
+}
+
+func (x *ListPlacementsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPlacementsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type isListPlacementsRequest_Target interface {
+	isListPlacementsRequest_Target()
+}
+
+type ListPlacementsRequest_TeamId struct {
+	// team_id lists the satellites the team is placed on, best first, all on one page.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3,oneof"`
+}
+
+type ListPlacementsRequest_SatelliteId struct {
+	// satellite_id lists the teams placed on the satellite, by team id, a page at a time.
+	SatelliteId string `protobuf:"bytes,2,opt,name=satellite_id,json=satelliteId,proto3,oneof"`
+}
+
+func (*ListPlacementsRequest_TeamId) isListPlacementsRequest_Target() {}
+
+func (*ListPlacementsRequest_SatelliteId) isListPlacementsRequest_Target() {}
+
+// ListPlacementsResponse lists placements.
+type ListPlacementsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// placements are the page.
+	Placements []*Placement `protobuf:"bytes,1,rep,name=placements,proto3" json:"placements,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// replicas is the team's R when a team was named: how many global satellites should serve it.
+	Replicas      uint32 `protobuf:"varint,3,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsResponse) Reset() {
+	*x = ListPlacementsResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsResponse) ProtoMessage() {}
+
+func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
+func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListPlacementsResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+func (x *ListPlacementsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListPlacementsResponse) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+// SetTeamReplicasRequest sets a team's R.
+type SetTeamReplicasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// replicas is how many global satellites serve the team, at most 16; zero restores the default (2).
+	Replicas      uint32 `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamReplicasRequest) Reset() {
+	*x = SetTeamReplicasRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamReplicasRequest) ProtoMessage() {}
+
+func (x *SetTeamReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamReplicasRequest.ProtoReflect.Descriptor instead.
+func (*SetTeamReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetTeamReplicasRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SetTeamReplicasRequest) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+// SetTeamReplicasResponse lists the team's placement after the change.
+type SetTeamReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// placements are the satellites the team is placed on now, best first.
+	Placements    []*Placement `protobuf:"bytes,1,rep,name=placements,proto3" json:"placements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamReplicasResponse) Reset() {
+	*x = SetTeamReplicasResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamReplicasResponse) ProtoMessage() {}
+
+func (x *SetTeamReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamReplicasResponse.ProtoReflect.Descriptor instead.
+func (*SetTeamReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetTeamReplicasResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+// DrainSatelliteRequest names a global satellite to drain.
+type DrainSatelliteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the satellite.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainSatelliteRequest) Reset() {
+	*x = DrainSatelliteRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainSatelliteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainSatelliteRequest) ProtoMessage() {}
+
+func (x *DrainSatelliteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainSatelliteRequest.ProtoReflect.Descriptor instead.
+func (*DrainSatelliteRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DrainSatelliteRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DrainSatelliteResponse describes the draining satellite.
+type DrainSatelliteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite describes the satellite, its teams already placed elsewhere.
+	Satellite     *Satellite `protobuf:"bytes,1,opt,name=satellite,proto3" json:"satellite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainSatelliteResponse) Reset() {
+	*x = DrainSatelliteResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainSatelliteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainSatelliteResponse) ProtoMessage() {}
+
+func (x *DrainSatelliteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainSatelliteResponse.ProtoReflect.Descriptor instead.
+func (*DrainSatelliteResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DrainSatelliteResponse) GetSatellite() *Satellite {
+	if x != nil {
+		return x.Satellite
+	}
+	return nil
+}
+
+// UndrainSatelliteRequest names a global satellite whose drain ends.
+type UndrainSatelliteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the satellite.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainSatelliteRequest) Reset() {
+	*x = UndrainSatelliteRequest{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainSatelliteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainSatelliteRequest) ProtoMessage() {}
+
+func (x *UndrainSatelliteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainSatelliteRequest.ProtoReflect.Descriptor instead.
+func (*UndrainSatelliteRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UndrainSatelliteRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// UndrainSatelliteResponse describes the satellite.
+type UndrainSatelliteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// satellite describes the satellite.
+	Satellite     *Satellite `protobuf:"bytes,1,opt,name=satellite,proto3" json:"satellite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainSatelliteResponse) Reset() {
+	*x = UndrainSatelliteResponse{}
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainSatelliteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainSatelliteResponse) ProtoMessage() {}
+
+func (x *UndrainSatelliteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainSatelliteResponse.ProtoReflect.Descriptor instead.
+func (*UndrainSatelliteResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UndrainSatelliteResponse) GetSatellite() *Satellite {
+	if x != nil {
+		return x.Satellite
+	}
+	return nil
+}
+
 // RegistrationToken describes a registration token, without its secret value.
 type RegistrationToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -107,7 +671,7 @@ type RegistrationToken struct {
 
 func (x *RegistrationToken) Reset() {
 	*x = RegistrationToken{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +683,7 @@ func (x *RegistrationToken) String() string {
 func (*RegistrationToken) ProtoMessage() {}
 
 func (x *RegistrationToken) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +696,7 @@ func (x *RegistrationToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrationToken.ProtoReflect.Descriptor instead.
 func (*RegistrationToken) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegistrationToken) GetId() string {
@@ -215,7 +779,7 @@ type CreateRegistrationTokenRequest struct {
 
 func (x *CreateRegistrationTokenRequest) Reset() {
 	*x = CreateRegistrationTokenRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +791,7 @@ func (x *CreateRegistrationTokenRequest) String() string {
 func (*CreateRegistrationTokenRequest) ProtoMessage() {}
 
 func (x *CreateRegistrationTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +804,7 @@ func (x *CreateRegistrationTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRegistrationTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateRegistrationTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateRegistrationTokenRequest) GetName() string {
@@ -284,7 +848,7 @@ type CreateRegistrationTokenResponse struct {
 
 func (x *CreateRegistrationTokenResponse) Reset() {
 	*x = CreateRegistrationTokenResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +860,7 @@ func (x *CreateRegistrationTokenResponse) String() string {
 func (*CreateRegistrationTokenResponse) ProtoMessage() {}
 
 func (x *CreateRegistrationTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +873,7 @@ func (x *CreateRegistrationTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRegistrationTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateRegistrationTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateRegistrationTokenResponse) GetToken() string {
@@ -342,7 +906,7 @@ type ListRegistrationTokensRequest struct {
 
 func (x *ListRegistrationTokensRequest) Reset() {
 	*x = ListRegistrationTokensRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +918,7 @@ func (x *ListRegistrationTokensRequest) String() string {
 func (*ListRegistrationTokensRequest) ProtoMessage() {}
 
 func (x *ListRegistrationTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +931,7 @@ func (x *ListRegistrationTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistrationTokensRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRegistrationTokensRequest) GetPageSize() uint32 {
@@ -404,7 +968,7 @@ type ListRegistrationTokensResponse struct {
 
 func (x *ListRegistrationTokensResponse) Reset() {
 	*x = ListRegistrationTokensResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +980,7 @@ func (x *ListRegistrationTokensResponse) String() string {
 func (*ListRegistrationTokensResponse) ProtoMessage() {}
 
 func (x *ListRegistrationTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +993,7 @@ func (x *ListRegistrationTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistrationTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistrationTokensResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRegistrationTokensResponse) GetRegistrationTokens() []*RegistrationToken {
@@ -460,7 +1024,7 @@ type RevokeRegistrationTokenRequest struct {
 
 func (x *RevokeRegistrationTokenRequest) Reset() {
 	*x = RevokeRegistrationTokenRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +1036,7 @@ func (x *RevokeRegistrationTokenRequest) String() string {
 func (*RevokeRegistrationTokenRequest) ProtoMessage() {}
 
 func (x *RevokeRegistrationTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +1049,7 @@ func (x *RevokeRegistrationTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRegistrationTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRegistrationTokenRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeRegistrationTokenRequest) GetId() string {
@@ -513,7 +1077,7 @@ type RevokeRegistrationTokenResponse struct {
 
 func (x *RevokeRegistrationTokenResponse) Reset() {
 	*x = RevokeRegistrationTokenResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +1089,7 @@ func (x *RevokeRegistrationTokenResponse) String() string {
 func (*RevokeRegistrationTokenResponse) ProtoMessage() {}
 
 func (x *RevokeRegistrationTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +1102,7 @@ func (x *RevokeRegistrationTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRegistrationTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRegistrationTokenResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeRegistrationTokenResponse) GetRegistrationToken() *RegistrationToken {
@@ -572,14 +1136,24 @@ type Satellite struct {
 	// system is the machine description from the latest heartbeat.
 	System *v1.SystemMetrics `protobuf:"bytes,10,opt,name=system,proto3" json:"system,omitempty"`
 	// process_count counts the processes the latest heartbeat reported.
-	ProcessCount  uint32 `protobuf:"varint,11,opt,name=process_count,json=processCount,proto3" json:"process_count,omitempty"`
+	ProcessCount uint32 `protobuf:"varint,11,opt,name=process_count,json=processCount,proto3" json:"process_count,omitempty"`
+	// capacity is the global satellite's weight in team placement as it reports it; zero means 100.
+	Capacity uint32 `protobuf:"varint,12,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// internal_url is where the other satellites of the pool reach this one.
+	InternalUrl string `protobuf:"bytes,13,opt,name=internal_url,json=internalUrl,proto3" json:"internal_url,omitempty"`
+	// open_sessions counts the MCP sessions the latest heartbeat reported open.
+	OpenSessions uint32 `protobuf:"varint,14,opt,name=open_sessions,json=openSessions,proto3" json:"open_sessions,omitempty"`
+	// draining_at is when an operator started draining the satellite; unset unless draining.
+	DrainingAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=draining_at,json=drainingAt,proto3" json:"draining_at,omitempty"`
+	// drained_at is when a draining satellite served no team and reported no open session any more.
+	DrainedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=drained_at,json=drainedAt,proto3" json:"drained_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Satellite) Reset() {
 	*x = Satellite{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +1165,7 @@ func (x *Satellite) String() string {
 func (*Satellite) ProtoMessage() {}
 
 func (x *Satellite) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +1178,7 @@ func (x *Satellite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Satellite.ProtoReflect.Descriptor instead.
 func (*Satellite) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Satellite) GetId() string {
@@ -684,6 +1258,41 @@ func (x *Satellite) GetProcessCount() uint32 {
 	return 0
 }
 
+func (x *Satellite) GetCapacity() uint32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *Satellite) GetInternalUrl() string {
+	if x != nil {
+		return x.InternalUrl
+	}
+	return ""
+}
+
+func (x *Satellite) GetOpenSessions() uint32 {
+	if x != nil {
+		return x.OpenSessions
+	}
+	return 0
+}
+
+func (x *Satellite) GetDrainingAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DrainingAt
+	}
+	return nil
+}
+
+func (x *Satellite) GetDrainedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DrainedAt
+	}
+	return nil
+}
+
 // ListSatellitesRequest asks for a page of satellites.
 type ListSatellitesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -700,7 +1309,7 @@ type ListSatellitesRequest struct {
 
 func (x *ListSatellitesRequest) Reset() {
 	*x = ListSatellitesRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +1321,7 @@ func (x *ListSatellitesRequest) String() string {
 func (*ListSatellitesRequest) ProtoMessage() {}
 
 func (x *ListSatellitesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1334,7 @@ func (x *ListSatellitesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatellitesRequest.ProtoReflect.Descriptor instead.
 func (*ListSatellitesRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSatellitesRequest) GetPageSize() uint32 {
@@ -762,7 +1371,7 @@ type ListSatellitesResponse struct {
 
 func (x *ListSatellitesResponse) Reset() {
 	*x = ListSatellitesResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1383,7 @@ func (x *ListSatellitesResponse) String() string {
 func (*ListSatellitesResponse) ProtoMessage() {}
 
 func (x *ListSatellitesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1396,7 @@ func (x *ListSatellitesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatellitesResponse.ProtoReflect.Descriptor instead.
 func (*ListSatellitesResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSatellitesResponse) GetSatellites() []*Satellite {
@@ -819,7 +1428,7 @@ type SatelliteHeartbeat struct {
 
 func (x *SatelliteHeartbeat) Reset() {
 	*x = SatelliteHeartbeat{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1440,7 @@ func (x *SatelliteHeartbeat) String() string {
 func (*SatelliteHeartbeat) ProtoMessage() {}
 
 func (x *SatelliteHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1453,7 @@ func (x *SatelliteHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SatelliteHeartbeat.ProtoReflect.Descriptor instead.
 func (*SatelliteHeartbeat) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SatelliteHeartbeat) GetReceivedAt() *timestamppb.Timestamp {
@@ -886,7 +1495,7 @@ type ListSatelliteHeartbeatsRequest struct {
 
 func (x *ListSatelliteHeartbeatsRequest) Reset() {
 	*x = ListSatelliteHeartbeatsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1507,7 @@ func (x *ListSatelliteHeartbeatsRequest) String() string {
 func (*ListSatelliteHeartbeatsRequest) ProtoMessage() {}
 
 func (x *ListSatelliteHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1520,7 @@ func (x *ListSatelliteHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*ListSatelliteHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSatelliteHeartbeatsRequest) GetSatelliteId() string {
@@ -955,7 +1564,7 @@ type ListSatelliteHeartbeatsResponse struct {
 
 func (x *ListSatelliteHeartbeatsResponse) Reset() {
 	*x = ListSatelliteHeartbeatsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1576,7 @@ func (x *ListSatelliteHeartbeatsResponse) String() string {
 func (*ListSatelliteHeartbeatsResponse) ProtoMessage() {}
 
 func (x *ListSatelliteHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1589,7 @@ func (x *ListSatelliteHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*ListSatelliteHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSatelliteHeartbeatsResponse) GetHeartbeats() []*SatelliteHeartbeat {
@@ -1010,7 +1619,7 @@ type SatelliteProcess struct {
 
 func (x *SatelliteProcess) Reset() {
 	*x = SatelliteProcess{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1631,7 @@ func (x *SatelliteProcess) String() string {
 func (*SatelliteProcess) ProtoMessage() {}
 
 func (x *SatelliteProcess) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1644,7 @@ func (x *SatelliteProcess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SatelliteProcess.ProtoReflect.Descriptor instead.
 func (*SatelliteProcess) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SatelliteProcess) GetProcess() *v1.ProcessReport {
@@ -1070,7 +1679,7 @@ type ListSatelliteProcessesRequest struct {
 
 func (x *ListSatelliteProcessesRequest) Reset() {
 	*x = ListSatelliteProcessesRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1691,7 @@ func (x *ListSatelliteProcessesRequest) String() string {
 func (*ListSatelliteProcessesRequest) ProtoMessage() {}
 
 func (x *ListSatelliteProcessesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1704,7 @@ func (x *ListSatelliteProcessesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteProcessesRequest.ProtoReflect.Descriptor instead.
 func (*ListSatelliteProcessesRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListSatelliteProcessesRequest) GetSatelliteId() string {
@@ -1139,7 +1748,7 @@ type ListSatelliteProcessesResponse struct {
 
 func (x *ListSatelliteProcessesResponse) Reset() {
 	*x = ListSatelliteProcessesResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1760,7 @@ func (x *ListSatelliteProcessesResponse) String() string {
 func (*ListSatelliteProcessesResponse) ProtoMessage() {}
 
 func (x *ListSatelliteProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1773,7 @@ func (x *ListSatelliteProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListSatelliteProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSatelliteProcessesResponse) GetProcesses() []*SatelliteProcess {
@@ -1198,7 +1807,7 @@ type DroppedEventReport struct {
 
 func (x *DroppedEventReport) Reset() {
 	*x = DroppedEventReport{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1819,7 @@ func (x *DroppedEventReport) String() string {
 func (*DroppedEventReport) ProtoMessage() {}
 
 func (x *DroppedEventReport) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1832,7 @@ func (x *DroppedEventReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroppedEventReport.ProtoReflect.Descriptor instead.
 func (*DroppedEventReport) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DroppedEventReport) GetId() string {
@@ -1272,7 +1881,7 @@ type ListDroppedEventReportsRequest struct {
 
 func (x *ListDroppedEventReportsRequest) Reset() {
 	*x = ListDroppedEventReportsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1893,7 @@ func (x *ListDroppedEventReportsRequest) String() string {
 func (*ListDroppedEventReportsRequest) ProtoMessage() {}
 
 func (x *ListDroppedEventReportsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1906,7 @@ func (x *ListDroppedEventReportsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDroppedEventReportsRequest.ProtoReflect.Descriptor instead.
 func (*ListDroppedEventReportsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDroppedEventReportsRequest) GetSatelliteId() string {
@@ -1343,7 +1952,7 @@ type ListDroppedEventReportsResponse struct {
 
 func (x *ListDroppedEventReportsResponse) Reset() {
 	*x = ListDroppedEventReportsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1964,7 @@ func (x *ListDroppedEventReportsResponse) String() string {
 func (*ListDroppedEventReportsResponse) ProtoMessage() {}
 
 func (x *ListDroppedEventReportsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1977,7 @@ func (x *ListDroppedEventReportsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDroppedEventReportsResponse.ProtoReflect.Descriptor instead.
 func (*ListDroppedEventReportsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListDroppedEventReportsResponse) GetReports() []*DroppedEventReport {
@@ -1406,7 +2015,7 @@ type RevokeSatelliteRequest struct {
 
 func (x *RevokeSatelliteRequest) Reset() {
 	*x = RevokeSatelliteRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +2027,7 @@ func (x *RevokeSatelliteRequest) String() string {
 func (*RevokeSatelliteRequest) ProtoMessage() {}
 
 func (x *RevokeSatelliteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +2040,7 @@ func (x *RevokeSatelliteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSatelliteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSatelliteRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevokeSatelliteRequest) GetId() string {
@@ -1459,7 +2068,7 @@ type RevokeSatelliteResponse struct {
 
 func (x *RevokeSatelliteResponse) Reset() {
 	*x = RevokeSatelliteResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +2080,7 @@ func (x *RevokeSatelliteResponse) String() string {
 func (*RevokeSatelliteResponse) ProtoMessage() {}
 
 func (x *RevokeSatelliteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +2093,7 @@ func (x *RevokeSatelliteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSatelliteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSatelliteResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeSatelliteResponse) GetSatellite() *Satellite {
@@ -1534,7 +2143,7 @@ type EnqueueCommandRequest struct {
 
 func (x *EnqueueCommandRequest) Reset() {
 	*x = EnqueueCommandRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +2155,7 @@ func (x *EnqueueCommandRequest) String() string {
 func (*EnqueueCommandRequest) ProtoMessage() {}
 
 func (x *EnqueueCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +2168,7 @@ func (x *EnqueueCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueCommandRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueCommandRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EnqueueCommandRequest) GetTarget() isEnqueueCommandRequest_Target {
@@ -1811,7 +2420,7 @@ type EnqueueCommandResponse struct {
 
 func (x *EnqueueCommandResponse) Reset() {
 	*x = EnqueueCommandResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2432,7 @@ func (x *EnqueueCommandResponse) String() string {
 func (*EnqueueCommandResponse) ProtoMessage() {}
 
 func (x *EnqueueCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2445,7 @@ func (x *EnqueueCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueCommandResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueCommandResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EnqueueCommandResponse) GetCommands() []*AdminCommand {
@@ -1878,7 +2487,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2499,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2512,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Rollout) GetId() string {
@@ -1980,7 +2589,7 @@ type RolloutSatellite struct {
 
 func (x *RolloutSatellite) Reset() {
 	*x = RolloutSatellite{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2601,7 @@ func (x *RolloutSatellite) String() string {
 func (*RolloutSatellite) ProtoMessage() {}
 
 func (x *RolloutSatellite) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2614,7 @@ func (x *RolloutSatellite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutSatellite.ProtoReflect.Descriptor instead.
 func (*RolloutSatellite) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RolloutSatellite) GetSatelliteId() string {
@@ -2049,7 +2658,7 @@ type ListRolloutsRequest struct {
 
 func (x *ListRolloutsRequest) Reset() {
 	*x = ListRolloutsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2670,7 @@ func (x *ListRolloutsRequest) String() string {
 func (*ListRolloutsRequest) ProtoMessage() {}
 
 func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2683,7 @@ func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRolloutsRequest) GetPageSize() uint32 {
@@ -2104,7 +2713,7 @@ type ListRolloutsResponse struct {
 
 func (x *ListRolloutsResponse) Reset() {
 	*x = ListRolloutsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2725,7 @@ func (x *ListRolloutsResponse) String() string {
 func (*ListRolloutsResponse) ProtoMessage() {}
 
 func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2738,7 @@ func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
@@ -2171,7 +2780,7 @@ type AdminCommand struct {
 
 func (x *AdminCommand) Reset() {
 	*x = AdminCommand{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2792,7 @@ func (x *AdminCommand) String() string {
 func (*AdminCommand) ProtoMessage() {}
 
 func (x *AdminCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2805,7 @@ func (x *AdminCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCommand.ProtoReflect.Descriptor instead.
 func (*AdminCommand) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AdminCommand) GetCommand() *v1.Command {
@@ -2272,7 +2881,7 @@ type ListCommandsRequest struct {
 
 func (x *ListCommandsRequest) Reset() {
 	*x = ListCommandsRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2893,7 @@ func (x *ListCommandsRequest) String() string {
 func (*ListCommandsRequest) ProtoMessage() {}
 
 func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2906,7 @@ func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommandsRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListCommandsRequest) GetSatelliteId() string {
@@ -2341,7 +2950,7 @@ type ListCommandsResponse struct {
 
 func (x *ListCommandsResponse) Reset() {
 	*x = ListCommandsResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2962,7 @@ func (x *ListCommandsResponse) String() string {
 func (*ListCommandsResponse) ProtoMessage() {}
 
 func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2975,7 @@ func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommandsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommandsResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListCommandsResponse) GetCommands() []*AdminCommand {
@@ -2402,7 +3011,7 @@ type SatelliteRelease struct {
 
 func (x *SatelliteRelease) Reset() {
 	*x = SatelliteRelease{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +3023,7 @@ func (x *SatelliteRelease) String() string {
 func (*SatelliteRelease) ProtoMessage() {}
 
 func (x *SatelliteRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +3036,7 @@ func (x *SatelliteRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SatelliteRelease.ProtoReflect.Descriptor instead.
 func (*SatelliteRelease) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SatelliteRelease) GetId() string {
@@ -2484,7 +3093,7 @@ type CreateSatelliteReleaseRequest struct {
 
 func (x *CreateSatelliteReleaseRequest) Reset() {
 	*x = CreateSatelliteReleaseRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +3105,7 @@ func (x *CreateSatelliteReleaseRequest) String() string {
 func (*CreateSatelliteReleaseRequest) ProtoMessage() {}
 
 func (x *CreateSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +3118,7 @@ func (x *CreateSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
 func (*CreateSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateSatelliteReleaseRequest) GetVersion() string {
@@ -2558,7 +3167,7 @@ type CreateSatelliteReleaseResponse struct {
 
 func (x *CreateSatelliteReleaseResponse) Reset() {
 	*x = CreateSatelliteReleaseResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +3179,7 @@ func (x *CreateSatelliteReleaseResponse) String() string {
 func (*CreateSatelliteReleaseResponse) ProtoMessage() {}
 
 func (x *CreateSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +3192,7 @@ func (x *CreateSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
 func (*CreateSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateSatelliteReleaseResponse) GetRelease() *SatelliteRelease {
@@ -2609,7 +3218,7 @@ type UploadSatelliteReleaseChunkRequest struct {
 
 func (x *UploadSatelliteReleaseChunkRequest) Reset() {
 	*x = UploadSatelliteReleaseChunkRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +3230,7 @@ func (x *UploadSatelliteReleaseChunkRequest) String() string {
 func (*UploadSatelliteReleaseChunkRequest) ProtoMessage() {}
 
 func (x *UploadSatelliteReleaseChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +3243,7 @@ func (x *UploadSatelliteReleaseChunkRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use UploadSatelliteReleaseChunkRequest.ProtoReflect.Descriptor instead.
 func (*UploadSatelliteReleaseChunkRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UploadSatelliteReleaseChunkRequest) GetReleaseId() string {
@@ -2669,7 +3278,7 @@ type UploadSatelliteReleaseChunkResponse struct {
 
 func (x *UploadSatelliteReleaseChunkResponse) Reset() {
 	*x = UploadSatelliteReleaseChunkResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +3290,7 @@ func (x *UploadSatelliteReleaseChunkResponse) String() string {
 func (*UploadSatelliteReleaseChunkResponse) ProtoMessage() {}
 
 func (x *UploadSatelliteReleaseChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +3303,7 @@ func (x *UploadSatelliteReleaseChunkResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use UploadSatelliteReleaseChunkResponse.ProtoReflect.Descriptor instead.
 func (*UploadSatelliteReleaseChunkResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UploadSatelliteReleaseChunkResponse) GetUploadedBytes() int64 {
@@ -2715,7 +3324,7 @@ type CompleteSatelliteReleaseRequest struct {
 
 func (x *CompleteSatelliteReleaseRequest) Reset() {
 	*x = CompleteSatelliteReleaseRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3336,7 @@ func (x *CompleteSatelliteReleaseRequest) String() string {
 func (*CompleteSatelliteReleaseRequest) ProtoMessage() {}
 
 func (x *CompleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3349,7 @@ func (x *CompleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
 func (*CompleteSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CompleteSatelliteReleaseRequest) GetReleaseId() string {
@@ -2761,7 +3370,7 @@ type CompleteSatelliteReleaseResponse struct {
 
 func (x *CompleteSatelliteReleaseResponse) Reset() {
 	*x = CompleteSatelliteReleaseResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +3382,7 @@ func (x *CompleteSatelliteReleaseResponse) String() string {
 func (*CompleteSatelliteReleaseResponse) ProtoMessage() {}
 
 func (x *CompleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +3395,7 @@ func (x *CompleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
 func (*CompleteSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CompleteSatelliteReleaseResponse) GetRelease() *SatelliteRelease {
@@ -2809,7 +3418,7 @@ type ListSatelliteReleasesRequest struct {
 
 func (x *ListSatelliteReleasesRequest) Reset() {
 	*x = ListSatelliteReleasesRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3430,7 @@ func (x *ListSatelliteReleasesRequest) String() string {
 func (*ListSatelliteReleasesRequest) ProtoMessage() {}
 
 func (x *ListSatelliteReleasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3443,7 @@ func (x *ListSatelliteReleasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteReleasesRequest.ProtoReflect.Descriptor instead.
 func (*ListSatelliteReleasesRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSatelliteReleasesRequest) GetPageSize() uint32 {
@@ -2864,7 +3473,7 @@ type ListSatelliteReleasesResponse struct {
 
 func (x *ListSatelliteReleasesResponse) Reset() {
 	*x = ListSatelliteReleasesResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3485,7 @@ func (x *ListSatelliteReleasesResponse) String() string {
 func (*ListSatelliteReleasesResponse) ProtoMessage() {}
 
 func (x *ListSatelliteReleasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3498,7 @@ func (x *ListSatelliteReleasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSatelliteReleasesResponse.ProtoReflect.Descriptor instead.
 func (*ListSatelliteReleasesResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSatelliteReleasesResponse) GetReleases() []*SatelliteRelease {
@@ -2917,7 +3526,7 @@ type DeleteSatelliteReleaseRequest struct {
 
 func (x *DeleteSatelliteReleaseRequest) Reset() {
 	*x = DeleteSatelliteReleaseRequest{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3538,7 @@ func (x *DeleteSatelliteReleaseRequest) String() string {
 func (*DeleteSatelliteReleaseRequest) ProtoMessage() {}
 
 func (x *DeleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3551,7 @@ func (x *DeleteSatelliteReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSatelliteReleaseRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSatelliteReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteSatelliteReleaseRequest) GetReleaseId() string {
@@ -2961,7 +3570,7 @@ type DeleteSatelliteReleaseResponse struct {
 
 func (x *DeleteSatelliteReleaseResponse) Reset() {
 	*x = DeleteSatelliteReleaseResponse{}
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3582,7 @@ func (x *DeleteSatelliteReleaseResponse) String() string {
 func (*DeleteSatelliteReleaseResponse) ProtoMessage() {}
 
 func (x *DeleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_orrery_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,14 +3595,51 @@ func (x *DeleteSatelliteReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSatelliteReleaseResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSatelliteReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_orrery_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 var File_orrery_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1borrery/admin/v1/admin.proto\x12\x0forrery.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\x94\x03\n" +
+	"\x1borrery/admin/v1/admin.proto\x12\x0forrery.admin.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orrery/satellite/v1/satellite.proto\"\x88\x02\n" +
+	"\tPlacement\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x1b\n" +
+	"\tteam_slug\x18\x02 \x01(\tR\bteamSlug\x12!\n" +
+	"\fsatellite_id\x18\x03 \x01(\tR\vsatelliteId\x12%\n" +
+	"\x0esatellite_name\x18\x04 \x01(\tR\rsatelliteName\x12\x12\n" +
+	"\x04rank\x18\x05 \x01(\rR\x04rank\x127\n" +
+	"\tplaced_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x12\x12\n" +
+	"\x04live\x18\a \x01(\bR\x04live\x12\x1a\n" +
+	"\bdraining\x18\b \x01(\bR\bdraining\"\xcc\x01\n" +
+	"\x15ListPlacementsRequest\x12#\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x06teamId\x12-\n" +
+	"\fsatellite_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\vsatelliteId\x12%\n" +
+	"\tpage_size\x18\x03 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageTokenB\x0f\n" +
+	"\x06target\x12\x05\xbaH\x02\b\x01\"\x98\x01\n" +
+	"\x16ListPlacementsResponse\x12:\n" +
+	"\n" +
+	"placements\x18\x01 \x03(\v2\x1a.orrery.admin.v1.PlacementR\n" +
+	"placements\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\breplicas\x18\x03 \x01(\rR\breplicas\"`\n" +
+	"\x16SetTeamReplicasRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12#\n" +
+	"\breplicas\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18\x10R\breplicas\"U\n" +
+	"\x17SetTeamReplicasResponse\x12:\n" +
+	"\n" +
+	"placements\x18\x01 \x03(\v2\x1a.orrery.admin.v1.PlacementR\n" +
+	"placements\"1\n" +
+	"\x15DrainSatelliteRequest\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"R\n" +
+	"\x16DrainSatelliteResponse\x128\n" +
+	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"3\n" +
+	"\x17UndrainSatelliteRequest\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"T\n" +
+	"\x18UndrainSatelliteResponse\x128\n" +
+	"\tsatellite\x18\x01 \x01(\v2\x1a.orrery.admin.v1.SatelliteR\tsatellite\"\x94\x03\n" +
 	"\x11RegistrationToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -3031,7 +3677,7 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12$\n" +
 	"\ateam_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06teamId\"t\n" +
 	"\x1fRevokeRegistrationTokenResponse\x12Q\n" +
-	"\x12registration_token\x18\x01 \x01(\v2\".orrery.admin.v1.RegistrationTokenR\x11registrationToken\"\xce\x03\n" +
+	"\x12registration_token\x18\x01 \x01(\v2\".orrery.admin.v1.RegistrationTokenR\x11registrationToken\"\xaa\x05\n" +
 	"\tSatellite\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
@@ -3045,7 +3691,14 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x11last_heartbeat_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12:\n" +
 	"\x06system\x18\n" +
 	" \x01(\v2\".orrery.satellite.v1.SystemMetricsR\x06system\x12#\n" +
-	"\rprocess_count\x18\v \x01(\rR\fprocessCount\"\x8d\x01\n" +
+	"\rprocess_count\x18\v \x01(\rR\fprocessCount\x12\x1a\n" +
+	"\bcapacity\x18\f \x01(\rR\bcapacity\x12!\n" +
+	"\finternal_url\x18\r \x01(\tR\vinternalUrl\x12#\n" +
+	"\ropen_sessions\x18\x0e \x01(\rR\fopenSessions\x12;\n" +
+	"\vdraining_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"drainingAt\x129\n" +
+	"\n" +
+	"drained_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tdrainedAt\"\x8d\x01\n" +
 	"\x15ListSatellitesRequest\x12%\n" +
 	"\tpage_size\x18\x01 \x01(\rB\b\xbaH\x05*\x03\x18\xf4\x03R\bpageSize\x12'\n" +
 	"\n" +
@@ -3217,7 +3870,7 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"TokenScope\x12\x1b\n" +
 	"\x17TOKEN_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TOKEN_SCOPE_GLOBAL\x10\x01\x12\x14\n" +
-	"\x10TOKEN_SCOPE_TEAM\x10\x022\x93\x17\n" +
+	"\x10TOKEN_SCOPE_TEAM\x10\x022\xcf\x1b\n" +
 	"\fAdminService\x12\xd0\x01\n" +
 	"\x17CreateRegistrationToken\x12/.orrery.admin.v1.CreateRegistrationTokenRequest\x1a0.orrery.admin.v1.CreateRegistrationTokenResponse\"R\x82\xd3\xe4\x93\x02L:\x01*Z-:\x01*\"(/api/teams/{team_id}/registration-tokens\"\x18/api/registration-tokens\x12\xca\x01\n" +
 	"\x16ListRegistrationTokens\x12..orrery.admin.v1.ListRegistrationTokensRequest\x1a/.orrery.admin.v1.ListRegistrationTokensResponse\"O\x82\xd3\xe4\x93\x02FZ*\x12(/api/teams/{team_id}/registration-tokens\x12\x18/api/registration-tokens\x90\x02\x01\x12\xd4\x01\n" +
@@ -3234,7 +3887,11 @@ const file_orrery_admin_v1_admin_proto_rawDesc = "" +
 	"\x18CompleteSatelliteRelease\x120.orrery.admin.v1.CompleteSatelliteReleaseRequest\x1a1.orrery.admin.v1.CompleteSatelliteReleaseResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/api/satellite-releases/{release_id}:complete\x12\x9a\x01\n" +
 	"\x15ListSatelliteReleases\x12-.orrery.admin.v1.ListSatelliteReleasesRequest\x1a..orrery.admin.v1.ListSatelliteReleasesResponse\"\"\x82\xd3\xe4\x93\x02\x19\x12\x17/api/satellite-releases\x90\x02\x01\x12u\n" +
 	"\fListRollouts\x12$.orrery.admin.v1.ListRolloutsRequest\x1a%.orrery.admin.v1.ListRolloutsResponse\"\x18\x82\xd3\xe4\x93\x02\x0f\x12\r/api/rollouts\x90\x02\x01\x12\xa7\x01\n" +
-	"\x16DeleteSatelliteRelease\x12..orrery.admin.v1.DeleteSatelliteReleaseRequest\x1a/.orrery.admin.v1.DeleteSatelliteReleaseResponse\",\x82\xd3\xe4\x93\x02&*$/api/satellite-releases/{release_id}B6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
+	"\x16DeleteSatelliteRelease\x12..orrery.admin.v1.DeleteSatelliteReleaseRequest\x1a/.orrery.admin.v1.DeleteSatelliteReleaseResponse\",\x82\xd3\xe4\x93\x02&*$/api/satellite-releases/{release_id}\x12}\n" +
+	"\x0eListPlacements\x12&.orrery.admin.v1.ListPlacementsRequest\x1a'.orrery.admin.v1.ListPlacementsResponse\"\x1a\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/placements\x90\x02\x01\x12\x9c\x01\n" +
+	"\x0fSetTeamReplicas\x12'.orrery.admin.v1.SetTeamReplicasRequest\x1a(.orrery.admin.v1.SetTeamReplicasResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/api/placements/teams/{team_id}:setReplicas\x12\x88\x01\n" +
+	"\x0eDrainSatellite\x12&.orrery.admin.v1.DrainSatelliteRequest\x1a'.orrery.admin.v1.DrainSatelliteResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/api/satellites/{id}:drain\x12\x90\x01\n" +
+	"\x10UndrainSatellite\x12(.orrery.admin.v1.UndrainSatelliteRequest\x1a).orrery.admin.v1.UndrainSatelliteResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/api/satellites/{id}:undrainB6Z4github.com/orrery/orrery/gen/orrery/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_orrery_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3249,166 +3906,190 @@ func file_orrery_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_orrery_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_orrery_admin_v1_admin_proto_goTypes = []any{
 	(TokenScope)(0),                             // 0: orrery.admin.v1.TokenScope
-	(*RegistrationToken)(nil),                   // 1: orrery.admin.v1.RegistrationToken
-	(*CreateRegistrationTokenRequest)(nil),      // 2: orrery.admin.v1.CreateRegistrationTokenRequest
-	(*CreateRegistrationTokenResponse)(nil),     // 3: orrery.admin.v1.CreateRegistrationTokenResponse
-	(*ListRegistrationTokensRequest)(nil),       // 4: orrery.admin.v1.ListRegistrationTokensRequest
-	(*ListRegistrationTokensResponse)(nil),      // 5: orrery.admin.v1.ListRegistrationTokensResponse
-	(*RevokeRegistrationTokenRequest)(nil),      // 6: orrery.admin.v1.RevokeRegistrationTokenRequest
-	(*RevokeRegistrationTokenResponse)(nil),     // 7: orrery.admin.v1.RevokeRegistrationTokenResponse
-	(*Satellite)(nil),                           // 8: orrery.admin.v1.Satellite
-	(*ListSatellitesRequest)(nil),               // 9: orrery.admin.v1.ListSatellitesRequest
-	(*ListSatellitesResponse)(nil),              // 10: orrery.admin.v1.ListSatellitesResponse
-	(*SatelliteHeartbeat)(nil),                  // 11: orrery.admin.v1.SatelliteHeartbeat
-	(*ListSatelliteHeartbeatsRequest)(nil),      // 12: orrery.admin.v1.ListSatelliteHeartbeatsRequest
-	(*ListSatelliteHeartbeatsResponse)(nil),     // 13: orrery.admin.v1.ListSatelliteHeartbeatsResponse
-	(*SatelliteProcess)(nil),                    // 14: orrery.admin.v1.SatelliteProcess
-	(*ListSatelliteProcessesRequest)(nil),       // 15: orrery.admin.v1.ListSatelliteProcessesRequest
-	(*ListSatelliteProcessesResponse)(nil),      // 16: orrery.admin.v1.ListSatelliteProcessesResponse
-	(*DroppedEventReport)(nil),                  // 17: orrery.admin.v1.DroppedEventReport
-	(*ListDroppedEventReportsRequest)(nil),      // 18: orrery.admin.v1.ListDroppedEventReportsRequest
-	(*ListDroppedEventReportsResponse)(nil),     // 19: orrery.admin.v1.ListDroppedEventReportsResponse
-	(*RevokeSatelliteRequest)(nil),              // 20: orrery.admin.v1.RevokeSatelliteRequest
-	(*RevokeSatelliteResponse)(nil),             // 21: orrery.admin.v1.RevokeSatelliteResponse
-	(*EnqueueCommandRequest)(nil),               // 22: orrery.admin.v1.EnqueueCommandRequest
-	(*EnqueueCommandResponse)(nil),              // 23: orrery.admin.v1.EnqueueCommandResponse
-	(*Rollout)(nil),                             // 24: orrery.admin.v1.Rollout
-	(*RolloutSatellite)(nil),                    // 25: orrery.admin.v1.RolloutSatellite
-	(*ListRolloutsRequest)(nil),                 // 26: orrery.admin.v1.ListRolloutsRequest
-	(*ListRolloutsResponse)(nil),                // 27: orrery.admin.v1.ListRolloutsResponse
-	(*AdminCommand)(nil),                        // 28: orrery.admin.v1.AdminCommand
-	(*ListCommandsRequest)(nil),                 // 29: orrery.admin.v1.ListCommandsRequest
-	(*ListCommandsResponse)(nil),                // 30: orrery.admin.v1.ListCommandsResponse
-	(*SatelliteRelease)(nil),                    // 31: orrery.admin.v1.SatelliteRelease
-	(*CreateSatelliteReleaseRequest)(nil),       // 32: orrery.admin.v1.CreateSatelliteReleaseRequest
-	(*CreateSatelliteReleaseResponse)(nil),      // 33: orrery.admin.v1.CreateSatelliteReleaseResponse
-	(*UploadSatelliteReleaseChunkRequest)(nil),  // 34: orrery.admin.v1.UploadSatelliteReleaseChunkRequest
-	(*UploadSatelliteReleaseChunkResponse)(nil), // 35: orrery.admin.v1.UploadSatelliteReleaseChunkResponse
-	(*CompleteSatelliteReleaseRequest)(nil),     // 36: orrery.admin.v1.CompleteSatelliteReleaseRequest
-	(*CompleteSatelliteReleaseResponse)(nil),    // 37: orrery.admin.v1.CompleteSatelliteReleaseResponse
-	(*ListSatelliteReleasesRequest)(nil),        // 38: orrery.admin.v1.ListSatelliteReleasesRequest
-	(*ListSatelliteReleasesResponse)(nil),       // 39: orrery.admin.v1.ListSatelliteReleasesResponse
-	(*DeleteSatelliteReleaseRequest)(nil),       // 40: orrery.admin.v1.DeleteSatelliteReleaseRequest
-	(*DeleteSatelliteReleaseResponse)(nil),      // 41: orrery.admin.v1.DeleteSatelliteReleaseResponse
-	(*timestamppb.Timestamp)(nil),               // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                 // 43: google.protobuf.Duration
-	(v1.SatelliteType)(0),                       // 44: orrery.satellite.v1.SatelliteType
-	(v1.SatelliteStatus)(0),                     // 45: orrery.satellite.v1.SatelliteStatus
-	(*v1.SystemMetrics)(nil),                    // 46: orrery.satellite.v1.SystemMetrics
-	(*v1.TeamProcessCount)(nil),                 // 47: orrery.satellite.v1.TeamProcessCount
-	(*v1.ProcessReport)(nil),                    // 48: orrery.satellite.v1.ProcessReport
-	(v1.CommandPriority)(0),                     // 49: orrery.satellite.v1.CommandPriority
-	(*v1.ConfigureAction)(nil),                  // 50: orrery.satellite.v1.ConfigureAction
-	(*v1.SpawnAction)(nil),                      // 51: orrery.satellite.v1.SpawnAction
-	(*v1.KillAction)(nil),                       // 52: orrery.satellite.v1.KillAction
-	(*v1.RestartAction)(nil),                    // 53: orrery.satellite.v1.RestartAction
-	(*v1.HealthCheckAction)(nil),                // 54: orrery.satellite.v1.HealthCheckAction
-	(*v1.RecoveryAction)(nil),                   // 55: orrery.satellite.v1.RecoveryAction
-	(*v1.RevokeTokensAction)(nil),               // 56: orrery.satellite.v1.RevokeTokensAction
-	(*v1.RedeployAction)(nil),                   // 57: orrery.satellite.v1.RedeployAction
-	(*v1.UpdateAction)(nil),                     // 58: orrery.satellite.v1.UpdateAction
-	(*v1.Command)(nil),                          // 59: orrery.satellite.v1.Command
-	(v1.CommandState)(0),                        // 60: orrery.satellite.v1.CommandState
-	(*structpb.Struct)(nil),                     // 61: google.protobuf.Struct
-	(*v1.InstanceOutcome)(nil),                  // 62: orrery.satellite.v1.InstanceOutcome
-	(*v1.ReleaseInfo)(nil),                      // 63: orrery.satellite.v1.ReleaseInfo
+	(*Placement)(nil),                           // 1: orrery.admin.v1.Placement
+	(*ListPlacementsRequest)(nil),               // 2: orrery.admin.v1.ListPlacementsRequest
+	(*ListPlacementsResponse)(nil),              // 3: orrery.admin.v1.ListPlacementsResponse
+	(*SetTeamReplicasRequest)(nil),              // 4: orrery.admin.v1.SetTeamReplicasRequest
+	(*SetTeamReplicasResponse)(nil),             // 5: orrery.admin.v1.SetTeamReplicasResponse
+	(*DrainSatelliteRequest)(nil),               // 6: orrery.admin.v1.DrainSatelliteRequest
+	(*DrainSatelliteResponse)(nil),              // 7: orrery.admin.v1.DrainSatelliteResponse
+	(*UndrainSatelliteRequest)(nil),             // 8: orrery.admin.v1.UndrainSatelliteRequest
+	(*UndrainSatelliteResponse)(nil),            // 9: orrery.admin.v1.UndrainSatelliteResponse
+	(*RegistrationToken)(nil),                   // 10: orrery.admin.v1.RegistrationToken
+	(*CreateRegistrationTokenRequest)(nil),      // 11: orrery.admin.v1.CreateRegistrationTokenRequest
+	(*CreateRegistrationTokenResponse)(nil),     // 12: orrery.admin.v1.CreateRegistrationTokenResponse
+	(*ListRegistrationTokensRequest)(nil),       // 13: orrery.admin.v1.ListRegistrationTokensRequest
+	(*ListRegistrationTokensResponse)(nil),      // 14: orrery.admin.v1.ListRegistrationTokensResponse
+	(*RevokeRegistrationTokenRequest)(nil),      // 15: orrery.admin.v1.RevokeRegistrationTokenRequest
+	(*RevokeRegistrationTokenResponse)(nil),     // 16: orrery.admin.v1.RevokeRegistrationTokenResponse
+	(*Satellite)(nil),                           // 17: orrery.admin.v1.Satellite
+	(*ListSatellitesRequest)(nil),               // 18: orrery.admin.v1.ListSatellitesRequest
+	(*ListSatellitesResponse)(nil),              // 19: orrery.admin.v1.ListSatellitesResponse
+	(*SatelliteHeartbeat)(nil),                  // 20: orrery.admin.v1.SatelliteHeartbeat
+	(*ListSatelliteHeartbeatsRequest)(nil),      // 21: orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	(*ListSatelliteHeartbeatsResponse)(nil),     // 22: orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	(*SatelliteProcess)(nil),                    // 23: orrery.admin.v1.SatelliteProcess
+	(*ListSatelliteProcessesRequest)(nil),       // 24: orrery.admin.v1.ListSatelliteProcessesRequest
+	(*ListSatelliteProcessesResponse)(nil),      // 25: orrery.admin.v1.ListSatelliteProcessesResponse
+	(*DroppedEventReport)(nil),                  // 26: orrery.admin.v1.DroppedEventReport
+	(*ListDroppedEventReportsRequest)(nil),      // 27: orrery.admin.v1.ListDroppedEventReportsRequest
+	(*ListDroppedEventReportsResponse)(nil),     // 28: orrery.admin.v1.ListDroppedEventReportsResponse
+	(*RevokeSatelliteRequest)(nil),              // 29: orrery.admin.v1.RevokeSatelliteRequest
+	(*RevokeSatelliteResponse)(nil),             // 30: orrery.admin.v1.RevokeSatelliteResponse
+	(*EnqueueCommandRequest)(nil),               // 31: orrery.admin.v1.EnqueueCommandRequest
+	(*EnqueueCommandResponse)(nil),              // 32: orrery.admin.v1.EnqueueCommandResponse
+	(*Rollout)(nil),                             // 33: orrery.admin.v1.Rollout
+	(*RolloutSatellite)(nil),                    // 34: orrery.admin.v1.RolloutSatellite
+	(*ListRolloutsRequest)(nil),                 // 35: orrery.admin.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),                // 36: orrery.admin.v1.ListRolloutsResponse
+	(*AdminCommand)(nil),                        // 37: orrery.admin.v1.AdminCommand
+	(*ListCommandsRequest)(nil),                 // 38: orrery.admin.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),                // 39: orrery.admin.v1.ListCommandsResponse
+	(*SatelliteRelease)(nil),                    // 40: orrery.admin.v1.SatelliteRelease
+	(*CreateSatelliteReleaseRequest)(nil),       // 41: orrery.admin.v1.CreateSatelliteReleaseRequest
+	(*CreateSatelliteReleaseResponse)(nil),      // 42: orrery.admin.v1.CreateSatelliteReleaseResponse
+	(*UploadSatelliteReleaseChunkRequest)(nil),  // 43: orrery.admin.v1.UploadSatelliteReleaseChunkRequest
+	(*UploadSatelliteReleaseChunkResponse)(nil), // 44: orrery.admin.v1.UploadSatelliteReleaseChunkResponse
+	(*CompleteSatelliteReleaseRequest)(nil),     // 45: orrery.admin.v1.CompleteSatelliteReleaseRequest
+	(*CompleteSatelliteReleaseResponse)(nil),    // 46: orrery.admin.v1.CompleteSatelliteReleaseResponse
+	(*ListSatelliteReleasesRequest)(nil),        // 47: orrery.admin.v1.ListSatelliteReleasesRequest
+	(*ListSatelliteReleasesResponse)(nil),       // 48: orrery.admin.v1.ListSatelliteReleasesResponse
+	(*DeleteSatelliteReleaseRequest)(nil),       // 49: orrery.admin.v1.DeleteSatelliteReleaseRequest
+	(*DeleteSatelliteReleaseResponse)(nil),      // 50: orrery.admin.v1.DeleteSatelliteReleaseResponse
+	(*timestamppb.Timestamp)(nil),               // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                 // 52: google.protobuf.Duration
+	(v1.SatelliteType)(0),                       // 53: orrery.satellite.v1.SatelliteType
+	(v1.SatelliteStatus)(0),                     // 54: orrery.satellite.v1.SatelliteStatus
+	(*v1.SystemMetrics)(nil),                    // 55: orrery.satellite.v1.SystemMetrics
+	(*v1.TeamProcessCount)(nil),                 // 56: orrery.satellite.v1.TeamProcessCount
+	(*v1.ProcessReport)(nil),                    // 57: orrery.satellite.v1.ProcessReport
+	(v1.CommandPriority)(0),                     // 58: orrery.satellite.v1.CommandPriority
+	(*v1.ConfigureAction)(nil),                  // 59: orrery.satellite.v1.ConfigureAction
+	(*v1.SpawnAction)(nil),                      // 60: orrery.satellite.v1.SpawnAction
+	(*v1.KillAction)(nil),                       // 61: orrery.satellite.v1.KillAction
+	(*v1.RestartAction)(nil),                    // 62: orrery.satellite.v1.RestartAction
+	(*v1.HealthCheckAction)(nil),                // 63: orrery.satellite.v1.HealthCheckAction
+	(*v1.RecoveryAction)(nil),                   // 64: orrery.satellite.v1.RecoveryAction
+	(*v1.RevokeTokensAction)(nil),               // 65: orrery.satellite.v1.RevokeTokensAction
+	(*v1.RedeployAction)(nil),                   // 66: orrery.satellite.v1.RedeployAction
+	(*v1.UpdateAction)(nil),                     // 67: orrery.satellite.v1.UpdateAction
+	(*v1.Command)(nil),                          // 68: orrery.satellite.v1.Command
+	(v1.CommandState)(0),                        // 69: orrery.satellite.v1.CommandState
+	(*structpb.Struct)(nil),                     // 70: google.protobuf.Struct
+	(*v1.InstanceOutcome)(nil),                  // 71: orrery.satellite.v1.InstanceOutcome
+	(*v1.ReleaseInfo)(nil),                      // 72: orrery.satellite.v1.ReleaseInfo
 }
 var file_orrery_admin_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: orrery.admin.v1.RegistrationToken.scope:type_name -> orrery.admin.v1.TokenScope
-	42, // 1: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
-	42, // 2: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 3: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
-	42, // 4: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: orrery.admin.v1.CreateRegistrationTokenRequest.scope:type_name -> orrery.admin.v1.TokenScope
-	43, // 6: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
-	1,  // 7: orrery.admin.v1.CreateRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
-	1,  // 8: orrery.admin.v1.ListRegistrationTokensResponse.registration_tokens:type_name -> orrery.admin.v1.RegistrationToken
-	1,  // 9: orrery.admin.v1.RevokeRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
-	44, // 10: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
-	45, // 11: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
-	42, // 12: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
-	42, // 13: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	46, // 14: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
-	8,  // 15: orrery.admin.v1.ListSatellitesResponse.satellites:type_name -> orrery.admin.v1.Satellite
-	42, // 16: orrery.admin.v1.SatelliteHeartbeat.received_at:type_name -> google.protobuf.Timestamp
-	46, // 17: orrery.admin.v1.SatelliteHeartbeat.system:type_name -> orrery.satellite.v1.SystemMetrics
-	47, // 18: orrery.admin.v1.SatelliteHeartbeat.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
-	11, // 19: orrery.admin.v1.ListSatelliteHeartbeatsResponse.heartbeats:type_name -> orrery.admin.v1.SatelliteHeartbeat
-	48, // 20: orrery.admin.v1.SatelliteProcess.process:type_name -> orrery.satellite.v1.ProcessReport
-	42, // 21: orrery.admin.v1.SatelliteProcess.reported_at:type_name -> google.protobuf.Timestamp
-	14, // 22: orrery.admin.v1.ListSatelliteProcessesResponse.processes:type_name -> orrery.admin.v1.SatelliteProcess
-	42, // 23: orrery.admin.v1.DroppedEventReport.occurred_at:type_name -> google.protobuf.Timestamp
-	17, // 24: orrery.admin.v1.ListDroppedEventReportsResponse.reports:type_name -> orrery.admin.v1.DroppedEventReport
-	8,  // 25: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
-	49, // 26: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
-	43, // 27: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
-	50, // 28: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
-	51, // 29: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
-	52, // 30: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
-	53, // 31: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
-	54, // 32: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
-	55, // 33: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
-	56, // 34: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
-	57, // 35: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
-	58, // 36: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
-	28, // 37: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	24, // 38: orrery.admin.v1.EnqueueCommandResponse.rollout:type_name -> orrery.admin.v1.Rollout
-	25, // 39: orrery.admin.v1.Rollout.satellites:type_name -> orrery.admin.v1.RolloutSatellite
-	42, // 40: orrery.admin.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
-	42, // 41: orrery.admin.v1.Rollout.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 42: orrery.admin.v1.ListRolloutsResponse.rollouts:type_name -> orrery.admin.v1.Rollout
-	59, // 43: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
-	60, // 44: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
-	61, // 45: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
-	42, // 46: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
-	62, // 47: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
-	60, // 48: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
-	28, // 49: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
-	63, // 50: orrery.admin.v1.SatelliteRelease.release:type_name -> orrery.satellite.v1.ReleaseInfo
-	42, // 51: orrery.admin.v1.SatelliteRelease.created_at:type_name -> google.protobuf.Timestamp
-	31, // 52: orrery.admin.v1.CreateSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
-	31, // 53: orrery.admin.v1.CompleteSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
-	31, // 54: orrery.admin.v1.ListSatelliteReleasesResponse.releases:type_name -> orrery.admin.v1.SatelliteRelease
-	2,  // 55: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
-	4,  // 56: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
-	6,  // 57: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
-	9,  // 58: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
-	12, // 59: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:input_type -> orrery.admin.v1.ListSatelliteHeartbeatsRequest
-	15, // 60: orrery.admin.v1.AdminService.ListSatelliteProcesses:input_type -> orrery.admin.v1.ListSatelliteProcessesRequest
-	18, // 61: orrery.admin.v1.AdminService.ListDroppedEventReports:input_type -> orrery.admin.v1.ListDroppedEventReportsRequest
-	20, // 62: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
-	22, // 63: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
-	29, // 64: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
-	32, // 65: orrery.admin.v1.AdminService.CreateSatelliteRelease:input_type -> orrery.admin.v1.CreateSatelliteReleaseRequest
-	34, // 66: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:input_type -> orrery.admin.v1.UploadSatelliteReleaseChunkRequest
-	36, // 67: orrery.admin.v1.AdminService.CompleteSatelliteRelease:input_type -> orrery.admin.v1.CompleteSatelliteReleaseRequest
-	38, // 68: orrery.admin.v1.AdminService.ListSatelliteReleases:input_type -> orrery.admin.v1.ListSatelliteReleasesRequest
-	26, // 69: orrery.admin.v1.AdminService.ListRollouts:input_type -> orrery.admin.v1.ListRolloutsRequest
-	40, // 70: orrery.admin.v1.AdminService.DeleteSatelliteRelease:input_type -> orrery.admin.v1.DeleteSatelliteReleaseRequest
-	3,  // 71: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
-	5,  // 72: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
-	7,  // 73: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
-	10, // 74: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
-	13, // 75: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:output_type -> orrery.admin.v1.ListSatelliteHeartbeatsResponse
-	16, // 76: orrery.admin.v1.AdminService.ListSatelliteProcesses:output_type -> orrery.admin.v1.ListSatelliteProcessesResponse
-	19, // 77: orrery.admin.v1.AdminService.ListDroppedEventReports:output_type -> orrery.admin.v1.ListDroppedEventReportsResponse
-	21, // 78: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
-	23, // 79: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
-	30, // 80: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
-	33, // 81: orrery.admin.v1.AdminService.CreateSatelliteRelease:output_type -> orrery.admin.v1.CreateSatelliteReleaseResponse
-	35, // 82: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:output_type -> orrery.admin.v1.UploadSatelliteReleaseChunkResponse
-	37, // 83: orrery.admin.v1.AdminService.CompleteSatelliteRelease:output_type -> orrery.admin.v1.CompleteSatelliteReleaseResponse
-	39, // 84: orrery.admin.v1.AdminService.ListSatelliteReleases:output_type -> orrery.admin.v1.ListSatelliteReleasesResponse
-	27, // 85: orrery.admin.v1.AdminService.ListRollouts:output_type -> orrery.admin.v1.ListRolloutsResponse
-	41, // 86: orrery.admin.v1.AdminService.DeleteSatelliteRelease:output_type -> orrery.admin.v1.DeleteSatelliteReleaseResponse
-	71, // [71:87] is the sub-list for method output_type
-	55, // [55:71] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	51, // 0: orrery.admin.v1.Placement.placed_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: orrery.admin.v1.ListPlacementsResponse.placements:type_name -> orrery.admin.v1.Placement
+	1,  // 2: orrery.admin.v1.SetTeamReplicasResponse.placements:type_name -> orrery.admin.v1.Placement
+	17, // 3: orrery.admin.v1.DrainSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
+	17, // 4: orrery.admin.v1.UndrainSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
+	0,  // 5: orrery.admin.v1.RegistrationToken.scope:type_name -> orrery.admin.v1.TokenScope
+	51, // 6: orrery.admin.v1.RegistrationToken.created_at:type_name -> google.protobuf.Timestamp
+	51, // 7: orrery.admin.v1.RegistrationToken.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 8: orrery.admin.v1.RegistrationToken.consumed_at:type_name -> google.protobuf.Timestamp
+	51, // 9: orrery.admin.v1.RegistrationToken.revoked_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: orrery.admin.v1.CreateRegistrationTokenRequest.scope:type_name -> orrery.admin.v1.TokenScope
+	52, // 11: orrery.admin.v1.CreateRegistrationTokenRequest.ttl:type_name -> google.protobuf.Duration
+	10, // 12: orrery.admin.v1.CreateRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
+	10, // 13: orrery.admin.v1.ListRegistrationTokensResponse.registration_tokens:type_name -> orrery.admin.v1.RegistrationToken
+	10, // 14: orrery.admin.v1.RevokeRegistrationTokenResponse.registration_token:type_name -> orrery.admin.v1.RegistrationToken
+	53, // 15: orrery.admin.v1.Satellite.type:type_name -> orrery.satellite.v1.SatelliteType
+	54, // 16: orrery.admin.v1.Satellite.status:type_name -> orrery.satellite.v1.SatelliteStatus
+	51, // 17: orrery.admin.v1.Satellite.created_at:type_name -> google.protobuf.Timestamp
+	51, // 18: orrery.admin.v1.Satellite.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	55, // 19: orrery.admin.v1.Satellite.system:type_name -> orrery.satellite.v1.SystemMetrics
+	51, // 20: orrery.admin.v1.Satellite.draining_at:type_name -> google.protobuf.Timestamp
+	51, // 21: orrery.admin.v1.Satellite.drained_at:type_name -> google.protobuf.Timestamp
+	17, // 22: orrery.admin.v1.ListSatellitesResponse.satellites:type_name -> orrery.admin.v1.Satellite
+	51, // 23: orrery.admin.v1.SatelliteHeartbeat.received_at:type_name -> google.protobuf.Timestamp
+	55, // 24: orrery.admin.v1.SatelliteHeartbeat.system:type_name -> orrery.satellite.v1.SystemMetrics
+	56, // 25: orrery.admin.v1.SatelliteHeartbeat.process_counts:type_name -> orrery.satellite.v1.TeamProcessCount
+	20, // 26: orrery.admin.v1.ListSatelliteHeartbeatsResponse.heartbeats:type_name -> orrery.admin.v1.SatelliteHeartbeat
+	57, // 27: orrery.admin.v1.SatelliteProcess.process:type_name -> orrery.satellite.v1.ProcessReport
+	51, // 28: orrery.admin.v1.SatelliteProcess.reported_at:type_name -> google.protobuf.Timestamp
+	23, // 29: orrery.admin.v1.ListSatelliteProcessesResponse.processes:type_name -> orrery.admin.v1.SatelliteProcess
+	51, // 30: orrery.admin.v1.DroppedEventReport.occurred_at:type_name -> google.protobuf.Timestamp
+	26, // 31: orrery.admin.v1.ListDroppedEventReportsResponse.reports:type_name -> orrery.admin.v1.DroppedEventReport
+	17, // 32: orrery.admin.v1.RevokeSatelliteResponse.satellite:type_name -> orrery.admin.v1.Satellite
+	58, // 33: orrery.admin.v1.EnqueueCommandRequest.priority:type_name -> orrery.satellite.v1.CommandPriority
+	52, // 34: orrery.admin.v1.EnqueueCommandRequest.ttl:type_name -> google.protobuf.Duration
+	59, // 35: orrery.admin.v1.EnqueueCommandRequest.configure:type_name -> orrery.satellite.v1.ConfigureAction
+	60, // 36: orrery.admin.v1.EnqueueCommandRequest.spawn:type_name -> orrery.satellite.v1.SpawnAction
+	61, // 37: orrery.admin.v1.EnqueueCommandRequest.kill:type_name -> orrery.satellite.v1.KillAction
+	62, // 38: orrery.admin.v1.EnqueueCommandRequest.restart:type_name -> orrery.satellite.v1.RestartAction
+	63, // 39: orrery.admin.v1.EnqueueCommandRequest.health_check:type_name -> orrery.satellite.v1.HealthCheckAction
+	64, // 40: orrery.admin.v1.EnqueueCommandRequest.recovery:type_name -> orrery.satellite.v1.RecoveryAction
+	65, // 41: orrery.admin.v1.EnqueueCommandRequest.revoke_tokens:type_name -> orrery.satellite.v1.RevokeTokensAction
+	66, // 42: orrery.admin.v1.EnqueueCommandRequest.redeploy:type_name -> orrery.satellite.v1.RedeployAction
+	67, // 43: orrery.admin.v1.EnqueueCommandRequest.update:type_name -> orrery.satellite.v1.UpdateAction
+	37, // 44: orrery.admin.v1.EnqueueCommandResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	33, // 45: orrery.admin.v1.EnqueueCommandResponse.rollout:type_name -> orrery.admin.v1.Rollout
+	34, // 46: orrery.admin.v1.Rollout.satellites:type_name -> orrery.admin.v1.RolloutSatellite
+	51, // 47: orrery.admin.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	51, // 48: orrery.admin.v1.Rollout.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 49: orrery.admin.v1.ListRolloutsResponse.rollouts:type_name -> orrery.admin.v1.Rollout
+	68, // 50: orrery.admin.v1.AdminCommand.command:type_name -> orrery.satellite.v1.Command
+	69, // 51: orrery.admin.v1.AdminCommand.state:type_name -> orrery.satellite.v1.CommandState
+	70, // 52: orrery.admin.v1.AdminCommand.output:type_name -> google.protobuf.Struct
+	51, // 53: orrery.admin.v1.AdminCommand.completed_at:type_name -> google.protobuf.Timestamp
+	71, // 54: orrery.admin.v1.AdminCommand.outcomes:type_name -> orrery.satellite.v1.InstanceOutcome
+	69, // 55: orrery.admin.v1.ListCommandsRequest.state:type_name -> orrery.satellite.v1.CommandState
+	37, // 56: orrery.admin.v1.ListCommandsResponse.commands:type_name -> orrery.admin.v1.AdminCommand
+	72, // 57: orrery.admin.v1.SatelliteRelease.release:type_name -> orrery.satellite.v1.ReleaseInfo
+	51, // 58: orrery.admin.v1.SatelliteRelease.created_at:type_name -> google.protobuf.Timestamp
+	40, // 59: orrery.admin.v1.CreateSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
+	40, // 60: orrery.admin.v1.CompleteSatelliteReleaseResponse.release:type_name -> orrery.admin.v1.SatelliteRelease
+	40, // 61: orrery.admin.v1.ListSatelliteReleasesResponse.releases:type_name -> orrery.admin.v1.SatelliteRelease
+	11, // 62: orrery.admin.v1.AdminService.CreateRegistrationToken:input_type -> orrery.admin.v1.CreateRegistrationTokenRequest
+	13, // 63: orrery.admin.v1.AdminService.ListRegistrationTokens:input_type -> orrery.admin.v1.ListRegistrationTokensRequest
+	15, // 64: orrery.admin.v1.AdminService.RevokeRegistrationToken:input_type -> orrery.admin.v1.RevokeRegistrationTokenRequest
+	18, // 65: orrery.admin.v1.AdminService.ListSatellites:input_type -> orrery.admin.v1.ListSatellitesRequest
+	21, // 66: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:input_type -> orrery.admin.v1.ListSatelliteHeartbeatsRequest
+	24, // 67: orrery.admin.v1.AdminService.ListSatelliteProcesses:input_type -> orrery.admin.v1.ListSatelliteProcessesRequest
+	27, // 68: orrery.admin.v1.AdminService.ListDroppedEventReports:input_type -> orrery.admin.v1.ListDroppedEventReportsRequest
+	29, // 69: orrery.admin.v1.AdminService.RevokeSatellite:input_type -> orrery.admin.v1.RevokeSatelliteRequest
+	31, // 70: orrery.admin.v1.AdminService.EnqueueCommand:input_type -> orrery.admin.v1.EnqueueCommandRequest
+	38, // 71: orrery.admin.v1.AdminService.ListCommands:input_type -> orrery.admin.v1.ListCommandsRequest
+	41, // 72: orrery.admin.v1.AdminService.CreateSatelliteRelease:input_type -> orrery.admin.v1.CreateSatelliteReleaseRequest
+	43, // 73: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:input_type -> orrery.admin.v1.UploadSatelliteReleaseChunkRequest
+	45, // 74: orrery.admin.v1.AdminService.CompleteSatelliteRelease:input_type -> orrery.admin.v1.CompleteSatelliteReleaseRequest
+	47, // 75: orrery.admin.v1.AdminService.ListSatelliteReleases:input_type -> orrery.admin.v1.ListSatelliteReleasesRequest
+	35, // 76: orrery.admin.v1.AdminService.ListRollouts:input_type -> orrery.admin.v1.ListRolloutsRequest
+	49, // 77: orrery.admin.v1.AdminService.DeleteSatelliteRelease:input_type -> orrery.admin.v1.DeleteSatelliteReleaseRequest
+	2,  // 78: orrery.admin.v1.AdminService.ListPlacements:input_type -> orrery.admin.v1.ListPlacementsRequest
+	4,  // 79: orrery.admin.v1.AdminService.SetTeamReplicas:input_type -> orrery.admin.v1.SetTeamReplicasRequest
+	6,  // 80: orrery.admin.v1.AdminService.DrainSatellite:input_type -> orrery.admin.v1.DrainSatelliteRequest
+	8,  // 81: orrery.admin.v1.AdminService.UndrainSatellite:input_type -> orrery.admin.v1.UndrainSatelliteRequest
+	12, // 82: orrery.admin.v1.AdminService.CreateRegistrationToken:output_type -> orrery.admin.v1.CreateRegistrationTokenResponse
+	14, // 83: orrery.admin.v1.AdminService.ListRegistrationTokens:output_type -> orrery.admin.v1.ListRegistrationTokensResponse
+	16, // 84: orrery.admin.v1.AdminService.RevokeRegistrationToken:output_type -> orrery.admin.v1.RevokeRegistrationTokenResponse
+	19, // 85: orrery.admin.v1.AdminService.ListSatellites:output_type -> orrery.admin.v1.ListSatellitesResponse
+	22, // 86: orrery.admin.v1.AdminService.ListSatelliteHeartbeats:output_type -> orrery.admin.v1.ListSatelliteHeartbeatsResponse
+	25, // 87: orrery.admin.v1.AdminService.ListSatelliteProcesses:output_type -> orrery.admin.v1.ListSatelliteProcessesResponse
+	28, // 88: orrery.admin.v1.AdminService.ListDroppedEventReports:output_type -> orrery.admin.v1.ListDroppedEventReportsResponse
+	30, // 89: orrery.admin.v1.AdminService.RevokeSatellite:output_type -> orrery.admin.v1.RevokeSatelliteResponse
+	32, // 90: orrery.admin.v1.AdminService.EnqueueCommand:output_type -> orrery.admin.v1.EnqueueCommandResponse
+	39, // 91: orrery.admin.v1.AdminService.ListCommands:output_type -> orrery.admin.v1.ListCommandsResponse
+	42, // 92: orrery.admin.v1.AdminService.CreateSatelliteRelease:output_type -> orrery.admin.v1.CreateSatelliteReleaseResponse
+	44, // 93: orrery.admin.v1.AdminService.UploadSatelliteReleaseChunk:output_type -> orrery.admin.v1.UploadSatelliteReleaseChunkResponse
+	46, // 94: orrery.admin.v1.AdminService.CompleteSatelliteRelease:output_type -> orrery.admin.v1.CompleteSatelliteReleaseResponse
+	48, // 95: orrery.admin.v1.AdminService.ListSatelliteReleases:output_type -> orrery.admin.v1.ListSatelliteReleasesResponse
+	36, // 96: orrery.admin.v1.AdminService.ListRollouts:output_type -> orrery.admin.v1.ListRolloutsResponse
+	50, // 97: orrery.admin.v1.AdminService.DeleteSatelliteRelease:output_type -> orrery.admin.v1.DeleteSatelliteReleaseResponse
+	3,  // 98: orrery.admin.v1.AdminService.ListPlacements:output_type -> orrery.admin.v1.ListPlacementsResponse
+	5,  // 99: orrery.admin.v1.AdminService.SetTeamReplicas:output_type -> orrery.admin.v1.SetTeamReplicasResponse
+	7,  // 100: orrery.admin.v1.AdminService.DrainSatellite:output_type -> orrery.admin.v1.DrainSatelliteResponse
+	9,  // 101: orrery.admin.v1.AdminService.UndrainSatellite:output_type -> orrery.admin.v1.UndrainSatelliteResponse
+	82, // [82:102] is the sub-list for method output_type
+	62, // [62:82] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_orrery_admin_v1_admin_proto_init() }
@@ -3416,7 +4097,11 @@ func file_orrery_admin_v1_admin_proto_init() {
 	if File_orrery_admin_v1_admin_proto != nil {
 		return
 	}
-	file_orrery_admin_v1_admin_proto_msgTypes[21].OneofWrappers = []any{
+	file_orrery_admin_v1_admin_proto_msgTypes[1].OneofWrappers = []any{
+		(*ListPlacementsRequest_TeamId)(nil),
+		(*ListPlacementsRequest_SatelliteId)(nil),
+	}
+	file_orrery_admin_v1_admin_proto_msgTypes[30].OneofWrappers = []any{
 		(*EnqueueCommandRequest_SatelliteId)(nil),
 		(*EnqueueCommandRequest_TeamId)(nil),
 		(*EnqueueCommandRequest_AllGlobalSatellites)(nil),
@@ -3436,7 +4121,7 @@ func file_orrery_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_admin_v1_admin_proto_rawDesc), len(file_orrery_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -94,9 +94,12 @@ type Team struct {
 	// created_at is when the team was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// tools_mode is how the team's MCP endpoint offers tools to members who made no choice of their own.
-	ToolsMode     ToolsMode `protobuf:"varint,7,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ToolsMode ToolsMode `protobuf:"varint,7,opt,name=tools_mode,json=toolsMode,proto3,enum=orrery.api.v1.ToolsMode" json:"tools_mode,omitempty"`
+	// global_fallback is true when the global satellites serve the team while none of its own satellites is
+	// live. A team without satellites of its own is always served by the global ones.
+	GlobalFallback bool `protobuf:"varint,8,opt,name=global_fallback,json=globalFallback,proto3" json:"global_fallback,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Team) Reset() {
@@ -176,6 +179,13 @@ func (x *Team) GetToolsMode() ToolsMode {
 		return x.ToolsMode
 	}
 	return ToolsMode_TOOLS_MODE_UNSPECIFIED
+}
+
+func (x *Team) GetGlobalFallback() bool {
+	if x != nil {
+		return x.GlobalFallback
+	}
+	return false
 }
 
 // Member is a user in a team.
@@ -595,7 +605,8 @@ func (x *GetTeamEndpointRequest) GetTeamId() string {
 }
 
 // GetTeamEndpointResponse locates the team's MCP endpoint on the live satellite that serves it: the team's
-// own satellite when it has one, else a global one.
+// own satellite when it has one, else the pool URL of the global satellites, or one global satellite's URL
+// when they share none.
 type GetTeamEndpointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// url is the Streamable HTTP endpoint, {satellite_url}/teams/{team_slug}/mcp; empty while no live
@@ -1762,6 +1773,107 @@ func (x *SetTeamToolsModeResponse) GetTeam() *Team {
 	return nil
 }
 
+// SetTeamGlobalFallbackRequest names the team and its choice.
+type SetTeamGlobalFallbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team_id identifies the team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// enabled lets the global satellites serve the team while none of its own satellites is live.
+	Enabled       bool `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamGlobalFallbackRequest) Reset() {
+	*x = SetTeamGlobalFallbackRequest{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamGlobalFallbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamGlobalFallbackRequest) ProtoMessage() {}
+
+func (x *SetTeamGlobalFallbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamGlobalFallbackRequest.ProtoReflect.Descriptor instead.
+func (*SetTeamGlobalFallbackRequest) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetTeamGlobalFallbackRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SetTeamGlobalFallbackRequest) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+// SetTeamGlobalFallbackResponse returns the team as it is now.
+type SetTeamGlobalFallbackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team is the team with its new choice.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamGlobalFallbackResponse) Reset() {
+	*x = SetTeamGlobalFallbackResponse{}
+	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamGlobalFallbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamGlobalFallbackResponse) ProtoMessage() {}
+
+func (x *SetTeamGlobalFallbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamGlobalFallbackResponse.ProtoReflect.Descriptor instead.
+func (*SetTeamGlobalFallbackResponse) Descriptor() ([]byte, []int) {
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetTeamGlobalFallbackResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
 // SetMyToolsModeRequest names the team and the caller's tool mode in it.
 type SetMyToolsModeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1775,7 +1887,7 @@ type SetMyToolsModeRequest struct {
 
 func (x *SetMyToolsModeRequest) Reset() {
 	*x = SetMyToolsModeRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1899,7 @@ func (x *SetMyToolsModeRequest) String() string {
 func (*SetMyToolsModeRequest) ProtoMessage() {}
 
 func (x *SetMyToolsModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[31]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1912,7 @@ func (x *SetMyToolsModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMyToolsModeRequest.ProtoReflect.Descriptor instead.
 func (*SetMyToolsModeRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{31}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetMyToolsModeRequest) GetTeamId() string {
@@ -1830,7 +1942,7 @@ type SetMyToolsModeResponse struct {
 
 func (x *SetMyToolsModeResponse) Reset() {
 	*x = SetMyToolsModeResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1954,7 @@ func (x *SetMyToolsModeResponse) String() string {
 func (*SetMyToolsModeResponse) ProtoMessage() {}
 
 func (x *SetMyToolsModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[32]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1967,7 @@ func (x *SetMyToolsModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMyToolsModeResponse.ProtoReflect.Descriptor instead.
 func (*SetMyToolsModeResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{32}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetMyToolsModeResponse) GetToolsMode() ToolsMode {
@@ -1885,7 +1997,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2009,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[33]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2022,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{33}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TransferOwnershipRequest) GetTeamId() string {
@@ -1936,7 +2048,7 @@ type TransferOwnershipResponse struct {
 
 func (x *TransferOwnershipResponse) Reset() {
 	*x = TransferOwnershipResponse{}
-	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2060,7 @@ func (x *TransferOwnershipResponse) String() string {
 func (*TransferOwnershipResponse) ProtoMessage() {}
 
 func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orrery_api_v1_team_proto_msgTypes[34]
+	mi := &file_orrery_api_v1_team_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,14 +2073,14 @@ func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipResponse) Descriptor() ([]byte, []int) {
-	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{34}
+	return file_orrery_api_v1_team_proto_rawDescGZIP(), []int{36}
 }
 
 var File_orrery_api_v1_team_proto protoreflect.FileDescriptor
 
 const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\xe9\x01\n" +
+	"\x18orrery/api/v1/team.proto\x12\rorrery.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borrery/api/v1/account.proto\"\x92\x02\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
@@ -1978,7 +2090,8 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\n" +
-	"tools_mode\x18\a \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\ttoolsMode\"\xad\x01\n" +
+	"tools_mode\x18\a \x01(\x0e2\x18.orrery.api.v1.ToolsModeR\ttoolsMode\x12'\n" +
+	"\x0fglobal_fallback\x18\b \x01(\bR\x0eglobalFallback\"\xad\x01\n" +
 	"\x06Member\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.orrery.api.v1.UserR\x04user\x12+\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x17.orrery.api.v1.TeamRoleR\x04role\x12\x14\n" +
@@ -2078,6 +2191,11 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"tools_mode\x18\x02 \x01(\x0e2\x18.orrery.api.v1.ToolsModeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\ttoolsMode\"C\n" +
 	"\x18SetTeamToolsModeResponse\x12'\n" +
+	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\"[\n" +
+	"\x1cSetTeamGlobalFallbackRequest\x12!\n" +
+	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"H\n" +
+	"\x1dSetTeamGlobalFallbackResponse\x12'\n" +
 	"\x04team\x18\x01 \x01(\v2\x13.orrery.api.v1.TeamR\x04team\"}\n" +
 	"\x15SetMyToolsModeRequest\x12!\n" +
 	"\ateam_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06teamId\x12A\n" +
@@ -2094,7 +2212,7 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\tToolsMode\x12\x1a\n" +
 	"\x16TOOLS_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTOOLS_MODE_ALL\x10\x01\x12\x15\n" +
-	"\x11TOOLS_MODE_SEARCH\x10\x022\xb6\x11\n" +
+	"\x11TOOLS_MODE_SEARCH\x10\x022\xde\x12\n" +
 	"\vTeamService\x12h\n" +
 	"\n" +
 	"CreateTeam\x12 .orrery.api.v1.CreateTeamRequest\x1a!.orrery.api.v1.CreateTeamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
@@ -2113,7 +2231,8 @@ const file_orrery_api_v1_team_proto_rawDesc = "" +
 	"\fRemoveMember\x12\".orrery.api.v1.RemoveMemberRequest\x1a#.orrery.api.v1.RemoveMemberResponse\".\x82\xd3\xe4\x93\x02(*&/api/teams/{team_id}/members/{user_id}\x12\x95\x01\n" +
 	"\rSetMemberRole\x12#.orrery.api.v1.SetMemberRoleRequest\x1a$.orrery.api.v1.SetMemberRoleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/teams/{team_id}/members/{user_id}:setRole\x12\x91\x01\n" +
 	"\x10SetTeamToolsMode\x12&.orrery.api.v1.SetTeamToolsModeRequest\x1a'.orrery.api.v1.SetTeamToolsModeResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/api/teams/{team_id}:setToolsMode\x12\x8e\x01\n" +
-	"\x0eSetMyToolsMode\x12$.orrery.api.v1.SetMyToolsModeRequest\x1a%.orrery.api.v1.SetMyToolsModeResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/api/teams/{team_id}/me:setToolsMode\x12\x99\x01\n" +
+	"\x0eSetMyToolsMode\x12$.orrery.api.v1.SetMyToolsModeRequest\x1a%.orrery.api.v1.SetMyToolsModeResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/api/teams/{team_id}/me:setToolsMode\x12\xa5\x01\n" +
+	"\x15SetTeamGlobalFallback\x12+.orrery.api.v1.SetTeamGlobalFallbackRequest\x1a,.orrery.api.v1.SetTeamGlobalFallbackResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/api/teams/{team_id}:setGlobalFallback\x12\x99\x01\n" +
 	"\x11TransferOwnership\x12'.orrery.api.v1.TransferOwnershipRequest\x1a(.orrery.api.v1.TransferOwnershipResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/api/teams/{team_id}:transferOwnershipB2Z0github.com/orrery/orrery/gen/orrery/api/v1;apiv1b\x06proto3"
 
 var (
@@ -2129,112 +2248,117 @@ func file_orrery_api_v1_team_proto_rawDescGZIP() []byte {
 }
 
 var file_orrery_api_v1_team_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_orrery_api_v1_team_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_orrery_api_v1_team_proto_goTypes = []any{
-	(ToolsMode)(0),                    // 0: orrery.api.v1.ToolsMode
-	(*Team)(nil),                      // 1: orrery.api.v1.Team
-	(*Member)(nil),                    // 2: orrery.api.v1.Member
-	(*CreateTeamRequest)(nil),         // 3: orrery.api.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),        // 4: orrery.api.v1.CreateTeamResponse
-	(*ListTeamsRequest)(nil),          // 5: orrery.api.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),         // 6: orrery.api.v1.ListTeamsResponse
-	(*GetTeamRequest)(nil),            // 7: orrery.api.v1.GetTeamRequest
-	(*GetTeamResponse)(nil),           // 8: orrery.api.v1.GetTeamResponse
-	(*GetTeamEndpointRequest)(nil),    // 9: orrery.api.v1.GetTeamEndpointRequest
-	(*GetTeamEndpointResponse)(nil),   // 10: orrery.api.v1.GetTeamEndpointResponse
-	(*ListMembersRequest)(nil),        // 11: orrery.api.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 12: orrery.api.v1.ListMembersResponse
-	(*Invitation)(nil),                // 13: orrery.api.v1.Invitation
-	(*InviteMemberRequest)(nil),       // 14: orrery.api.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),      // 15: orrery.api.v1.InviteMemberResponse
-	(*ListInvitationsRequest)(nil),    // 16: orrery.api.v1.ListInvitationsRequest
-	(*ListInvitationsResponse)(nil),   // 17: orrery.api.v1.ListInvitationsResponse
-	(*RevokeInvitationRequest)(nil),   // 18: orrery.api.v1.RevokeInvitationRequest
-	(*RevokeInvitationResponse)(nil),  // 19: orrery.api.v1.RevokeInvitationResponse
-	(*ListMyInvitationsRequest)(nil),  // 20: orrery.api.v1.ListMyInvitationsRequest
-	(*ListMyInvitationsResponse)(nil), // 21: orrery.api.v1.ListMyInvitationsResponse
-	(*AcceptInvitationRequest)(nil),   // 22: orrery.api.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),  // 23: orrery.api.v1.AcceptInvitationResponse
-	(*DeclineInvitationRequest)(nil),  // 24: orrery.api.v1.DeclineInvitationRequest
-	(*DeclineInvitationResponse)(nil), // 25: orrery.api.v1.DeclineInvitationResponse
-	(*RemoveMemberRequest)(nil),       // 26: orrery.api.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 27: orrery.api.v1.RemoveMemberResponse
-	(*SetMemberRoleRequest)(nil),      // 28: orrery.api.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),     // 29: orrery.api.v1.SetMemberRoleResponse
-	(*SetTeamToolsModeRequest)(nil),   // 30: orrery.api.v1.SetTeamToolsModeRequest
-	(*SetTeamToolsModeResponse)(nil),  // 31: orrery.api.v1.SetTeamToolsModeResponse
-	(*SetMyToolsModeRequest)(nil),     // 32: orrery.api.v1.SetMyToolsModeRequest
-	(*SetMyToolsModeResponse)(nil),    // 33: orrery.api.v1.SetMyToolsModeResponse
-	(*TransferOwnershipRequest)(nil),  // 34: orrery.api.v1.TransferOwnershipRequest
-	(*TransferOwnershipResponse)(nil), // 35: orrery.api.v1.TransferOwnershipResponse
-	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
-	(*User)(nil),                      // 37: orrery.api.v1.User
-	(TeamRole)(0),                     // 38: orrery.api.v1.TeamRole
-	(*Membership)(nil),                // 39: orrery.api.v1.Membership
+	(ToolsMode)(0),                        // 0: orrery.api.v1.ToolsMode
+	(*Team)(nil),                          // 1: orrery.api.v1.Team
+	(*Member)(nil),                        // 2: orrery.api.v1.Member
+	(*CreateTeamRequest)(nil),             // 3: orrery.api.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),            // 4: orrery.api.v1.CreateTeamResponse
+	(*ListTeamsRequest)(nil),              // 5: orrery.api.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 6: orrery.api.v1.ListTeamsResponse
+	(*GetTeamRequest)(nil),                // 7: orrery.api.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),               // 8: orrery.api.v1.GetTeamResponse
+	(*GetTeamEndpointRequest)(nil),        // 9: orrery.api.v1.GetTeamEndpointRequest
+	(*GetTeamEndpointResponse)(nil),       // 10: orrery.api.v1.GetTeamEndpointResponse
+	(*ListMembersRequest)(nil),            // 11: orrery.api.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 12: orrery.api.v1.ListMembersResponse
+	(*Invitation)(nil),                    // 13: orrery.api.v1.Invitation
+	(*InviteMemberRequest)(nil),           // 14: orrery.api.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),          // 15: orrery.api.v1.InviteMemberResponse
+	(*ListInvitationsRequest)(nil),        // 16: orrery.api.v1.ListInvitationsRequest
+	(*ListInvitationsResponse)(nil),       // 17: orrery.api.v1.ListInvitationsResponse
+	(*RevokeInvitationRequest)(nil),       // 18: orrery.api.v1.RevokeInvitationRequest
+	(*RevokeInvitationResponse)(nil),      // 19: orrery.api.v1.RevokeInvitationResponse
+	(*ListMyInvitationsRequest)(nil),      // 20: orrery.api.v1.ListMyInvitationsRequest
+	(*ListMyInvitationsResponse)(nil),     // 21: orrery.api.v1.ListMyInvitationsResponse
+	(*AcceptInvitationRequest)(nil),       // 22: orrery.api.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),      // 23: orrery.api.v1.AcceptInvitationResponse
+	(*DeclineInvitationRequest)(nil),      // 24: orrery.api.v1.DeclineInvitationRequest
+	(*DeclineInvitationResponse)(nil),     // 25: orrery.api.v1.DeclineInvitationResponse
+	(*RemoveMemberRequest)(nil),           // 26: orrery.api.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),          // 27: orrery.api.v1.RemoveMemberResponse
+	(*SetMemberRoleRequest)(nil),          // 28: orrery.api.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),         // 29: orrery.api.v1.SetMemberRoleResponse
+	(*SetTeamToolsModeRequest)(nil),       // 30: orrery.api.v1.SetTeamToolsModeRequest
+	(*SetTeamToolsModeResponse)(nil),      // 31: orrery.api.v1.SetTeamToolsModeResponse
+	(*SetTeamGlobalFallbackRequest)(nil),  // 32: orrery.api.v1.SetTeamGlobalFallbackRequest
+	(*SetTeamGlobalFallbackResponse)(nil), // 33: orrery.api.v1.SetTeamGlobalFallbackResponse
+	(*SetMyToolsModeRequest)(nil),         // 34: orrery.api.v1.SetMyToolsModeRequest
+	(*SetMyToolsModeResponse)(nil),        // 35: orrery.api.v1.SetMyToolsModeResponse
+	(*TransferOwnershipRequest)(nil),      // 36: orrery.api.v1.TransferOwnershipRequest
+	(*TransferOwnershipResponse)(nil),     // 37: orrery.api.v1.TransferOwnershipResponse
+	(*timestamppb.Timestamp)(nil),         // 38: google.protobuf.Timestamp
+	(*User)(nil),                          // 39: orrery.api.v1.User
+	(TeamRole)(0),                         // 40: orrery.api.v1.TeamRole
+	(*Membership)(nil),                    // 41: orrery.api.v1.Membership
 }
 var file_orrery_api_v1_team_proto_depIdxs = []int32{
-	36, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	38, // 0: orrery.api.v1.Team.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: orrery.api.v1.Team.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	37, // 2: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
-	38, // 3: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
-	36, // 4: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	39, // 2: orrery.api.v1.Member.user:type_name -> orrery.api.v1.User
+	40, // 3: orrery.api.v1.Member.role:type_name -> orrery.api.v1.TeamRole
+	38, // 4: orrery.api.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	1,  // 5: orrery.api.v1.CreateTeamResponse.team:type_name -> orrery.api.v1.Team
 	1,  // 6: orrery.api.v1.ListTeamsResponse.teams:type_name -> orrery.api.v1.Team
 	1,  // 7: orrery.api.v1.GetTeamResponse.team:type_name -> orrery.api.v1.Team
 	0,  // 8: orrery.api.v1.GetTeamResponse.my_tools_mode:type_name -> orrery.api.v1.ToolsMode
 	0,  // 9: orrery.api.v1.GetTeamResponse.my_effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
 	2,  // 10: orrery.api.v1.ListMembersResponse.members:type_name -> orrery.api.v1.Member
-	38, // 11: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
-	36, // 12: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
-	36, // 13: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
-	38, // 14: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
+	40, // 11: orrery.api.v1.Invitation.role:type_name -> orrery.api.v1.TeamRole
+	38, // 12: orrery.api.v1.Invitation.created_at:type_name -> google.protobuf.Timestamp
+	38, // 13: orrery.api.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 14: orrery.api.v1.InviteMemberRequest.role:type_name -> orrery.api.v1.TeamRole
 	13, // 15: orrery.api.v1.InviteMemberResponse.invitation:type_name -> orrery.api.v1.Invitation
 	13, // 16: orrery.api.v1.ListInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
 	13, // 17: orrery.api.v1.ListMyInvitationsResponse.invitations:type_name -> orrery.api.v1.Invitation
-	39, // 18: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
-	38, // 19: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
+	41, // 18: orrery.api.v1.AcceptInvitationResponse.membership:type_name -> orrery.api.v1.Membership
+	40, // 19: orrery.api.v1.SetMemberRoleRequest.role:type_name -> orrery.api.v1.TeamRole
 	0,  // 20: orrery.api.v1.SetTeamToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
 	1,  // 21: orrery.api.v1.SetTeamToolsModeResponse.team:type_name -> orrery.api.v1.Team
-	0,  // 22: orrery.api.v1.SetMyToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	0,  // 23: orrery.api.v1.SetMyToolsModeResponse.tools_mode:type_name -> orrery.api.v1.ToolsMode
-	0,  // 24: orrery.api.v1.SetMyToolsModeResponse.effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
-	3,  // 25: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
-	5,  // 26: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
-	7,  // 27: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
-	9,  // 28: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
-	11, // 29: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
-	14, // 30: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
-	16, // 31: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
-	18, // 32: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
-	20, // 33: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
-	22, // 34: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
-	24, // 35: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
-	26, // 36: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
-	28, // 37: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
-	30, // 38: orrery.api.v1.TeamService.SetTeamToolsMode:input_type -> orrery.api.v1.SetTeamToolsModeRequest
-	32, // 39: orrery.api.v1.TeamService.SetMyToolsMode:input_type -> orrery.api.v1.SetMyToolsModeRequest
-	34, // 40: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
-	4,  // 41: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
-	6,  // 42: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
-	8,  // 43: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
-	10, // 44: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
-	12, // 45: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
-	15, // 46: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
-	17, // 47: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
-	19, // 48: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
-	21, // 49: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
-	23, // 50: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
-	25, // 51: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
-	27, // 52: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
-	29, // 53: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
-	31, // 54: orrery.api.v1.TeamService.SetTeamToolsMode:output_type -> orrery.api.v1.SetTeamToolsModeResponse
-	33, // 55: orrery.api.v1.TeamService.SetMyToolsMode:output_type -> orrery.api.v1.SetMyToolsModeResponse
-	35, // 56: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
-	41, // [41:57] is the sub-list for method output_type
-	25, // [25:41] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	1,  // 22: orrery.api.v1.SetTeamGlobalFallbackResponse.team:type_name -> orrery.api.v1.Team
+	0,  // 23: orrery.api.v1.SetMyToolsModeRequest.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 24: orrery.api.v1.SetMyToolsModeResponse.tools_mode:type_name -> orrery.api.v1.ToolsMode
+	0,  // 25: orrery.api.v1.SetMyToolsModeResponse.effective_tools_mode:type_name -> orrery.api.v1.ToolsMode
+	3,  // 26: orrery.api.v1.TeamService.CreateTeam:input_type -> orrery.api.v1.CreateTeamRequest
+	5,  // 27: orrery.api.v1.TeamService.ListTeams:input_type -> orrery.api.v1.ListTeamsRequest
+	7,  // 28: orrery.api.v1.TeamService.GetTeam:input_type -> orrery.api.v1.GetTeamRequest
+	9,  // 29: orrery.api.v1.TeamService.GetTeamEndpoint:input_type -> orrery.api.v1.GetTeamEndpointRequest
+	11, // 30: orrery.api.v1.TeamService.ListMembers:input_type -> orrery.api.v1.ListMembersRequest
+	14, // 31: orrery.api.v1.TeamService.InviteMember:input_type -> orrery.api.v1.InviteMemberRequest
+	16, // 32: orrery.api.v1.TeamService.ListInvitations:input_type -> orrery.api.v1.ListInvitationsRequest
+	18, // 33: orrery.api.v1.TeamService.RevokeInvitation:input_type -> orrery.api.v1.RevokeInvitationRequest
+	20, // 34: orrery.api.v1.TeamService.ListMyInvitations:input_type -> orrery.api.v1.ListMyInvitationsRequest
+	22, // 35: orrery.api.v1.TeamService.AcceptInvitation:input_type -> orrery.api.v1.AcceptInvitationRequest
+	24, // 36: orrery.api.v1.TeamService.DeclineInvitation:input_type -> orrery.api.v1.DeclineInvitationRequest
+	26, // 37: orrery.api.v1.TeamService.RemoveMember:input_type -> orrery.api.v1.RemoveMemberRequest
+	28, // 38: orrery.api.v1.TeamService.SetMemberRole:input_type -> orrery.api.v1.SetMemberRoleRequest
+	30, // 39: orrery.api.v1.TeamService.SetTeamToolsMode:input_type -> orrery.api.v1.SetTeamToolsModeRequest
+	34, // 40: orrery.api.v1.TeamService.SetMyToolsMode:input_type -> orrery.api.v1.SetMyToolsModeRequest
+	32, // 41: orrery.api.v1.TeamService.SetTeamGlobalFallback:input_type -> orrery.api.v1.SetTeamGlobalFallbackRequest
+	36, // 42: orrery.api.v1.TeamService.TransferOwnership:input_type -> orrery.api.v1.TransferOwnershipRequest
+	4,  // 43: orrery.api.v1.TeamService.CreateTeam:output_type -> orrery.api.v1.CreateTeamResponse
+	6,  // 44: orrery.api.v1.TeamService.ListTeams:output_type -> orrery.api.v1.ListTeamsResponse
+	8,  // 45: orrery.api.v1.TeamService.GetTeam:output_type -> orrery.api.v1.GetTeamResponse
+	10, // 46: orrery.api.v1.TeamService.GetTeamEndpoint:output_type -> orrery.api.v1.GetTeamEndpointResponse
+	12, // 47: orrery.api.v1.TeamService.ListMembers:output_type -> orrery.api.v1.ListMembersResponse
+	15, // 48: orrery.api.v1.TeamService.InviteMember:output_type -> orrery.api.v1.InviteMemberResponse
+	17, // 49: orrery.api.v1.TeamService.ListInvitations:output_type -> orrery.api.v1.ListInvitationsResponse
+	19, // 50: orrery.api.v1.TeamService.RevokeInvitation:output_type -> orrery.api.v1.RevokeInvitationResponse
+	21, // 51: orrery.api.v1.TeamService.ListMyInvitations:output_type -> orrery.api.v1.ListMyInvitationsResponse
+	23, // 52: orrery.api.v1.TeamService.AcceptInvitation:output_type -> orrery.api.v1.AcceptInvitationResponse
+	25, // 53: orrery.api.v1.TeamService.DeclineInvitation:output_type -> orrery.api.v1.DeclineInvitationResponse
+	27, // 54: orrery.api.v1.TeamService.RemoveMember:output_type -> orrery.api.v1.RemoveMemberResponse
+	29, // 55: orrery.api.v1.TeamService.SetMemberRole:output_type -> orrery.api.v1.SetMemberRoleResponse
+	31, // 56: orrery.api.v1.TeamService.SetTeamToolsMode:output_type -> orrery.api.v1.SetTeamToolsModeResponse
+	35, // 57: orrery.api.v1.TeamService.SetMyToolsMode:output_type -> orrery.api.v1.SetMyToolsModeResponse
+	33, // 58: orrery.api.v1.TeamService.SetTeamGlobalFallback:output_type -> orrery.api.v1.SetTeamGlobalFallbackResponse
+	37, // 59: orrery.api.v1.TeamService.TransferOwnership:output_type -> orrery.api.v1.TransferOwnershipResponse
+	43, // [43:60] is the sub-list for method output_type
+	26, // [26:43] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_orrery_api_v1_team_proto_init() }
@@ -2249,7 +2373,7 @@ func file_orrery_api_v1_team_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orrery_api_v1_team_proto_rawDesc), len(file_orrery_api_v1_team_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

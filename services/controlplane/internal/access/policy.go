@@ -29,6 +29,8 @@ var APIPolicy = Policy{
 	apiv1connect.TeamServiceSetMemberRoleProcedure:     TeamAdmin,
 	apiv1connect.TeamServiceTransferOwnershipProcedure: TeamAdmin,
 	apiv1connect.TeamServiceSetTeamToolsModeProcedure:  TeamAdmin,
+	// Whether global satellites stand in for the team's own is the team's choice; R is the operators'.
+	apiv1connect.TeamServiceSetTeamGlobalFallbackProcedure: TeamAdmin,
 	// Each member chooses for themselves only: the handler sets the caller's own membership.
 	apiv1connect.TeamServiceSetMyToolsModeProcedure: TeamMember,
 	// A team's admins invite and manage its invitations; an invitation's addressee, who is not a member
@@ -152,6 +154,11 @@ var APIPolicy = Policy{
 	adminv1connect.AdminServiceListSatelliteReleasesProcedure:       GlobalAdmin,
 	adminv1connect.AdminServiceDeleteSatelliteReleaseProcedure:      GlobalAdmin,
 	adminv1connect.AdminServiceListRolloutsProcedure:                GlobalAdmin,
+	// Placement spans every team's use of the global satellites: the global admins'.
+	adminv1connect.AdminServiceListPlacementsProcedure:   GlobalAdmin,
+	adminv1connect.AdminServiceSetTeamReplicasProcedure:  GlobalAdmin,
+	adminv1connect.AdminServiceDrainSatelliteProcedure:   GlobalAdmin,
+	adminv1connect.AdminServiceUndrainSatelliteProcedure: GlobalAdmin,
 
 	adminv1connect.SingleSignOnServiceCreateIdentityProviderProcedure:            GlobalAdmin,
 	adminv1connect.SingleSignOnServiceListIdentityProvidersProcedure:             GlobalAdmin,

@@ -42,6 +42,14 @@ type Config struct {
 	InvitationTTL time.Duration
 	// MaxPendingInvitations is how many pending invitations a team may have. Default 100.
 	MaxPendingInvitations int
+	// PoolURL is the public URL the global satellites share; a team they serve has its endpoint there.
+	// Default empty: such a team's endpoint is on one of its placed satellites.
+	PoolURL string
+	// Placer places teams again after a team changes its global fallback. Default nil: the periodic run
+	// does.
+	Placer interface {
+		Recompute(ctx context.Context) (store.PlacementResult, error)
+	}
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

@@ -3,6 +3,7 @@ package accountapi
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
@@ -81,7 +82,7 @@ func (h *Handler) GetTeamEndpoint(ctx context.Context, _ *connect.Request[apiv1.
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get team", err)
 	}
-	base, err := h.store.TeamEndpointBase(ctx, p.TeamID)
+	base, err := h.endpointBase(ctx, p.TeamID)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get team endpoint", err)
 	}
@@ -91,6 +92,53 @@ func (h *Handler) GetTeamEndpoint(ctx context.Context, _ *connect.Request[apiv1.
 		resp.SseUrl = base + "/teams/" + team.Slug + "/sse"
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// endpointBase is where the team's endpoint is: its own satellite, else the pool URL when global
+// satellites serve it, else the first live one of them that publishes a URL.
+func (h *Handler) endpointBase(ctx context.Context, teamID uuid.UUID) (string, error) {
+	own, global, err := h.store.TeamEndpointBases(ctx, teamID)
+	switch {
+	case err != nil:
+		return "", err
+	case own != "":
+		return own, nil
+	case !global:
+		return "", nil
+	case h.cfg.PoolURL != "":
+		return h.cfg.PoolURL, nil
+	}
+	placed, err := h.store.TeamPlacement(ctx, teamID, h.store.PlacementGrace())
+	if err != nil {
+		return "", err
+	}
+	for _, live := range []bool{true, false} {
+		for _, s := range placed {
+			if s.Live == live && s.URL != "" {
+				return strings.TrimRight(s.URL, "/"), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// SetTeamGlobalFallback sets whether global satellites serve the team while none of its own is live.
+func (h *Handler) SetTeamGlobalFallback(ctx context.Context, req *connect.Request[apiv1.SetTeamGlobalFallbackRequest]) (*connect.Response[apiv1.SetTeamGlobalFallbackResponse], error) {
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	team, err := h.store.SetTeamGlobalFallback(ctx, p.TeamID, req.Msg.Enabled,
+		store.AuditEvent{ActorID: &p.User.ID, Actor: p.User.Email})
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "set team global fallback", err)
+	}
+	if h.cfg.Placer != nil {
+		if _, err := h.cfg.Placer.Recompute(ctx); err != nil {
+			h.logger.ErrorContext(ctx, "recompute placement", "error", err)
+		}
+	}
+	return connect.NewResponse(&apiv1.SetTeamGlobalFallbackResponse{Team: teamToProto(team)}), nil
 }
 
 // ListMembers lists the team's members.
@@ -241,7 +289,7 @@ func teamRoleFromProto(r apiv1.TeamRole) string {
 
 func teamToProto(t store.Team) *apiv1.Team {
 	out := &apiv1.Team{Id: t.ID.String(), Slug: t.Slug, Name: t.Name, Personal: t.Personal, CreatedAt: timestamppb.New(t.CreatedAt),
-		ToolsMode: toolsModeToProto(t.ToolsMode)}
+		ToolsMode: toolsModeToProto(t.ToolsMode), GlobalFallback: t.GlobalFallback}
 	if t.OwnerID != nil {
 		out.OwnerId = t.OwnerID.String()
 	}

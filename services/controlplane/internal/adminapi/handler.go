@@ -36,15 +36,17 @@ type Handler struct {
 	signer       *regtoken.Signer
 	offlineAfter time.Duration
 	now          func() time.Time
+	placer       Placer
 }
 
-// New returns a Handler; offlineAfter is how long a silent satellite still counts as active. Callers are
-// authenticated and authorized by the access policy before a method runs.
-func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, offlineAfter time.Duration) *Handler {
+// New returns a Handler; offlineAfter is how long a silent satellite still counts as active, and placer
+// (nil: none) places teams again after a drain, a change of R or a revocation. Callers are authenticated and
+// authorized by the access policy before a method runs.
+func New(logger *slog.Logger, st *store.Store, signer *regtoken.Signer, offlineAfter time.Duration, placer Placer) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{logger: logger, store: st, signer: signer, offlineAfter: offlineAfter, now: time.Now}
+	return &Handler{logger: logger, store: st, signer: signer, offlineAfter: offlineAfter, now: time.Now, placer: placer}
 }
 
 // CreateRegistrationToken creates a single-use registration token.
@@ -138,6 +140,10 @@ func (h *Handler) RevokeSatellite(ctx context.Context, req *connect.Request[admi
 	}
 	h.logger.InfoContext(ctx, "satellite revoked", "satellite_id", sat.ID, "satellite_name", sat.Name)
 	h.audit(ctx, sat.TeamID, "satellite.revoked", sat.ID.String(), map[string]string{"name": sat.Name})
+	// A revoked satellite serves nobody: its teams move now, not at the next periodic run.
+	if err := h.recompute(ctx); err != nil {
+		h.logger.ErrorContext(ctx, "recompute placement after revocation", "error", err)
+	}
 	return connect.NewResponse(&adminv1.RevokeSatelliteResponse{Satellite: h.satelliteToProto(sat)}), nil
 }
 
@@ -257,7 +263,8 @@ func (h *Handler) satelliteToProto(s store.Satellite) *adminv1.Satellite {
 		Id: s.ID.String(), Name: s.Name, Status: satelliteapi.StatusToProto(s.Status(h.now(), h.offlineAfter)),
 		Type: satellitev1.SatelliteType_SATELLITE_TYPE_GLOBAL, Url: s.URL, Version: s.Version,
 		CreatedAt: timestamppb.New(s.CreatedAt), LastHeartbeatAt: optionalTime(s.LastHeartbeatAt),
-		ProcessCount: uint32(s.ProcessCount),
+		ProcessCount: uint32(s.ProcessCount), Capacity: uint32(s.Capacity), InternalUrl: s.InternalURL,
+		OpenSessions: uint32(s.OpenSessions), DrainingAt: optionalTime(s.DrainingAt), DrainedAt: optionalTime(s.DrainedAt),
 	}
 	if s.Type == store.ScopeTeam {
 		ps.Type = satellitev1.SatelliteType_SATELLITE_TYPE_TEAM

@@ -283,7 +283,7 @@ func (s *Server) eligibleTeams(ctx context.Context, user store.User, res resourc
 	}
 	var out []store.Team
 	for _, m := range memberships {
-		served, err := s.store.TeamEndpointServed(ctx, res.base, m.Team.ID)
+		served, err := s.endpointServed(ctx, res.base, m.Team.ID)
 		if err != nil {
 			return nil, err
 		}

@@ -62,6 +62,9 @@ type Config struct {
 	Now func() time.Time
 	// SignInOptions offers the login pages' other ways to sign in than a password; nil offers none.
 	SignInOptions SignInOptions
+	// PoolURL is the public URL the global satellites share, scheme and host only: a team they serve has
+	// its endpoint, the resource of its tokens, under it. Default empty: none.
+	PoolURL string
 }
 
 // SignInOptions lists ways to sign in besides a password; sso.Service is one.
@@ -73,6 +76,7 @@ type SignInOptions interface {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	c.PoolURL = strings.TrimRight(c.PoolURL, "/")
 	if c.AccessTokenTTL == 0 {
 		c.AccessTokenTTL = time.Hour
 	}

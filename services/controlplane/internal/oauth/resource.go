@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 
+	"github.com/google/uuid"
+
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -45,7 +47,7 @@ func (s *Server) resolveResource(ctx context.Context, raw string) (resource, err
 		return resource{}, err
 	}
 	base := u.Scheme + "://" + u.Host
-	served, err := s.store.TeamEndpointServed(ctx, base, team.ID)
+	served, err := s.endpointServed(ctx, base, team.ID)
 	if err != nil {
 		return resource{}, err
 	}
@@ -53,4 +55,14 @@ func (s *Server) resolveResource(ctx context.Context, raw string) (resource, err
 		return resource{}, errUnknownResource
 	}
 	return resource{base: base, team: team}, nil
+}
+
+// endpointServed reports whether the team's endpoint is under base: the URL of a live satellite that serves
+// it, or the pool URL while global satellites serve it.
+func (s *Server) endpointServed(ctx context.Context, base string, teamID uuid.UUID) (bool, error) {
+	if s.cfg.PoolURL != "" && base == s.cfg.PoolURL {
+		_, global, err := s.store.TeamEndpointBases(ctx, teamID)
+		return global, err
+	}
+	return s.store.TeamEndpointServed(ctx, base, teamID)
 }

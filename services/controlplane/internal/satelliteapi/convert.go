@@ -115,6 +115,7 @@ func heartbeatFromProto(req *satellitev1.HeartbeatRequest, sat store.Satellite) 
 	countsJSON, _ := json.Marshal(counts)
 	hb = store.Heartbeat{
 		URL: req.Url, Version: req.Version, SystemMetrics: JSONFromMessage(req.System), ProcessCounts: countsJSON,
+		Capacity: int(req.Capacity), InternalURL: req.InternalUrl, OpenSessions: int(req.OpenSessions),
 	}
 	for _, p := range req.Processes {
 		teamID, err := uuid.Parse(p.TeamId)

@@ -4,6 +4,7 @@ package satelliteapi
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/internal/peertoken"
 	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/services/controlplane/internal/apikey"
 	"github.com/orrery/orrery/services/controlplane/internal/bearer"
@@ -52,7 +54,31 @@ type Config struct {
 	// Alerts hears of instances that failed for good and credential checks that started failing. Default
 	// nil: no alerts.
 	Alerts Alerter
+	// PoolURL is the public URL the global satellites share behind a load balancer. Default empty: each
+	// global satellite is reached on its own URL and none forwards.
+	PoolURL string
+	// PeerKeys sign peer credentials and forwarded identities, the first signs and all verify (several
+	// while keys rotate). Default none: GetPeerCredential is refused and introspection carries no identity.
+	PeerKeys []ed25519.PrivateKey
+	// PeerCredentialTTL is how long a peer credential is accepted. Default 10 min.
+	PeerCredentialTTL time.Duration
+	// Placement recomputes the placement after the heartbeats that may change it: a satellite's first, its
+	// return after the grace period, a change of its capacity or internal URL, and a draining satellite's
+	// last open session ending. These are rare, so the heartbeat waits for it, and the satellite's next
+	// configuration fetch sees its teams. Default nil: placement is left to its periodic run.
+	Placement Placer
+	// PlacementGrace is how long a satellite may go unheard before its teams move; a satellite heard after
+	// a longer silence has returned. Default three heartbeat intervals.
+	PlacementGrace time.Duration
 }
+
+// Placer recomputes the placement of teams on global satellites.
+type Placer interface {
+	Recompute(ctx context.Context) (store.PlacementResult, error)
+}
+
+// forwardedIdentityTTL bounds how long a forwarded identity is accepted, whatever the token's expiry.
+const forwardedIdentityTTL = 5 * time.Minute
 
 // Alerter raises alerts about what satellites report. It believes a satellite only about instances of the
 // teams it serves, and never fails the report: the report is stored whatever becomes of the alert.
@@ -77,6 +103,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.PeerCredentialTTL == 0 {
+		c.PeerCredentialTTL = 10 * time.Minute
+	}
+	if c.PlacementGrace == 0 {
+		c.PlacementGrace = 3 * c.HeartbeatInterval
 	}
 	return c
 }
@@ -222,14 +254,41 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 	}
 	h.lastRead.Add(sat.APIKeyID, updated) // the freshest row, for the next fast-path request
 	// The statement stamps both with one now(): they are equal only on the heartbeat that activated it.
-	if updated.ActivatedAt != nil && updated.LastHeartbeatAt != nil && updated.ActivatedAt.Equal(*updated.LastHeartbeatAt) {
+	activated := updated.ActivatedAt != nil && updated.LastHeartbeatAt != nil && updated.ActivatedAt.Equal(*updated.LastHeartbeatAt)
+	if activated {
 		h.logger.InfoContext(ctx, "satellite activated", "satellite_id", sat.ID, "url", updated.URL)
+	}
+	if h.cfg.Placement != nil && placementMayChange(sat, updated, activated, h.cfg.PlacementGrace) {
+		// The heartbeat is stored whatever becomes of the placement; the periodic run tries again.
+		if _, err := h.cfg.Placement.Recompute(ctx); err != nil {
+			h.logger.ErrorContext(ctx, "recompute placement", "satellite_id", sat.ID, "error", err)
+		}
 	}
 	return &satellitev1.HeartbeatResponse{
 		Status:               StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
 		NextHeartbeat:        durationpb.New(h.cfg.HeartbeatInterval),
 		PollsCarryHeartbeats: true,
 	}, nil
+}
+
+// placementMayChange reports whether a heartbeat may change where teams are placed. before is the
+// satellite as read before the heartbeat, which may be a little stale; a needless recomputation is cheap
+// and changes nothing.
+func placementMayChange(before, after store.Satellite, activated bool, grace time.Duration) bool {
+	switch {
+	case activated:
+		return true
+	case before.LastHeartbeatAt == nil || after.LastHeartbeatAt == nil:
+		return true
+	case after.LastHeartbeatAt.Sub(*before.LastHeartbeatAt) > grace:
+		return true // returned
+	case after.Type != store.ScopeGlobal:
+		return false
+	case before.Capacity != after.Capacity || before.InternalURL != after.InternalURL:
+		return true
+	default:
+		return after.DrainingAt != nil && after.DrainedAt == nil && after.OpenSessions == 0
+	}
 }
 
 // Poll delays for satellites that cannot hold a call open, by the most urgent command just delivered.
@@ -348,16 +407,28 @@ func (h *Handler) ReportCommandResult(ctx context.Context, req *connect.Request[
 // GetConfiguration returns the instances this satellite must run. Team satellites see only their team.
 func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[satellitev1.GetConfigurationRequest]) (*connect.Response[satellitev1.GetConfigurationResponse], error) {
 	sat := satelliteFrom(ctx)
-	var team *uuid.UUID
+	var team, placedOn *uuid.UUID
 	if sat.Type == store.ScopeTeam {
 		team = sat.TeamID
+	} else {
+		placedOn = &sat.ID
 	}
-	desired, err := h.store.DesiredInstances(ctx, team)
+	desired, err := h.store.DesiredInstances(ctx, team, placedOn)
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
 	}
 	resp := &satellitev1.GetConfigurationResponse{}
 	etag := sha256.New()
+	if sat.Type == store.ScopeGlobal {
+		if resp.Pool, err = h.pool(ctx, sat); err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		hash, err := hashMessage(resp.Pool, "pool")
+		if err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "get configuration", err)
+		}
+		etag.Write([]byte("pool\x00" + hash + "\x00"))
+	}
 	for _, d := range desired {
 		inst, err := instanceToProto(d)
 		if err != nil {
@@ -391,6 +462,23 @@ func (h *Handler) GetConfiguration(ctx context.Context, req *connect.Request[sat
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: resp.Etag, NotModified: true}), nil
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// pool is what a global satellite needs to share the pool URL: the URL, whether it drains, and its live
+// peers.
+func (h *Handler) pool(ctx context.Context, sat store.Satellite) (*satellitev1.Pool, error) {
+	// The satellite's own row as read for this request says whether it drains, fresher than the peer list.
+	pool := &satellitev1.Pool{Url: h.cfg.PoolURL, Draining: sat.DrainingAt != nil}
+	peers, err := h.store.PoolPeers(ctx, h.OfflineAfter())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		pool.Peers = append(pool.Peers, &satellitev1.Peer{
+			SatelliteId: p.ID.String(), InternalUrl: p.InternalURL, Draining: p.Draining,
+		})
+	}
+	return pool, nil
 }
 
 // policies are the global policies and those of the teams of desired: a satellite learns the policies of
@@ -457,7 +545,9 @@ func (h *Handler) EmitEvents(ctx context.Context, req *connect.Request[satellite
 	return connect.NewResponse(&satellitev1.EmitEventsResponse{Stored: uint32(stored), Duplicates: uint32(dups)}), nil
 }
 
-// IntrospectToken reports whether an access token is active for a team this satellite serves.
+// IntrospectToken reports whether an access token is active for a team this satellite serves. A global
+// satellite not placed for the token's team, in a deployment with a pool URL, gets the team's placement
+// and the identity signed for forwarding instead; without a pool URL the token is not active there.
 func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
 	sat := satelliteFrom(ctx)
 	tok, err := h.store.ActiveAccessToken(ctx, bearer.Hash(req.Msg.Token))
@@ -467,12 +557,54 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
 	}
-	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{
+	resp := &satellitev1.IntrospectTokenResponse{
 		Active: true, TeamId: tok.TeamID.String(), TeamSlug: tok.TeamSlug, UserId: tok.UserID.String(),
 		UserSlug: tok.UserSlug, ClientId: tok.ClientID, Audience: tok.Audience, Scopes: tok.Scopes,
 		ExpiresAt: timestamppb.New(tok.ExpiresAt), ToolsMode: toolsModeToProto(tok.ToolsMode),
 		UserEmail: tok.UserEmail, TeamRole: policyRole(tok.TeamRole),
-	}), nil
+	}
+	if sat.Type != store.ScopeGlobal {
+		return connect.NewResponse(resp), nil
+	}
+	placed, err := h.store.TeamPlacement(ctx, tok.TeamID, h.OfflineAfter())
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
+	}
+	if slices.ContainsFunc(placed, func(p store.PlacedSatellite) bool { return p.ID == sat.ID }) {
+		return connect.NewResponse(resp), nil
+	}
+	if h.cfg.PoolURL == "" || len(h.cfg.PeerKeys) == 0 || len(placed) == 0 {
+		return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
+	}
+	identity := proto.CloneOf(resp)
+	identity.ExpiresAt = timestamppb.New(earliest(tok.ExpiresAt, h.cfg.Now().Add(forwardedIdentityTTL)))
+	if resp.ForwardedIdentity, err = peertoken.Sign(h.cfg.PeerKeys[0], peertoken.ForwardedIdentity, identity); err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
+	}
+	// Live satellites first, each group in placement order.
+	slices.SortStableFunc(placed, func(a, b store.PlacedSatellite) int {
+		switch {
+		case a.Live == b.Live:
+			return 0
+		case a.Live:
+			return -1
+		default:
+			return 1
+		}
+	})
+	for _, p := range placed {
+		resp.Placement = append(resp.Placement, &satellitev1.Peer{
+			SatelliteId: p.ID.String(), InternalUrl: p.InternalURL, Draining: p.Draining,
+		})
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func toolsModeToProto(mode string) satellitev1.ToolsMode {
@@ -500,7 +632,26 @@ func (h *Handler) audit(ctx context.Context, e store.AuditEvent) {
 	}
 }
 
-// GetPeerCredential is not served until team placement gives global satellites a pool.
-func (h *Handler) GetPeerCredential(context.Context, *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served yet"))
+// GetPeerCredential issues a global satellite a credential for its pool's internal channel, with the keys
+// that verify credentials and forwarded identities. Team satellites do not forward and get none.
+func (h *Handler) GetPeerCredential(ctx context.Context, _ *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
+	sat := satelliteFrom(ctx)
+	if sat.Type != store.ScopeGlobal {
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("only global satellites belong to a pool"))
+	}
+	if len(h.cfg.PeerKeys) == 0 {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this control plane signs no peer credentials"))
+	}
+	expires := timestamppb.New(h.cfg.Now().Add(h.cfg.PeerCredentialTTL))
+	credential, err := peertoken.Sign(h.cfg.PeerKeys[0], peertoken.PeerCredential, &satellitev1.PeerCredential{
+		SatelliteId: sat.ID.String(), ExpiresAt: expires,
+	})
+	if err != nil {
+		return nil, rpcerr.From(ctx, h.logger, "sign peer credential", err)
+	}
+	resp := &satellitev1.GetPeerCredentialResponse{Credential: credential, ExpiresAt: expires}
+	for _, k := range h.cfg.PeerKeys {
+		resp.VerificationKeys = append(resp.VerificationKeys, []byte(k.Public().(ed25519.PublicKey)))
+	}
+	return connect.NewResponse(resp), nil
 }

@@ -7,7 +7,10 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,6 +27,8 @@ var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 type Keyring struct {
 	current string
 	aeads   map[string]cipher.AEAD
+	// raw holds each key's bytes, in the order of the spec (current first), for DeriveSigningKeys.
+	raw [][]byte
 }
 
 // ParseKeyring reads "id:base64key[,id:base64key...]"; the first key is the current one and every key is 32
@@ -71,7 +76,23 @@ func (k *Keyring) add(id string, raw []byte) error {
 		return fmt.Errorf("secret key %q: %w", id, err)
 	}
 	k.aeads[id] = aead
+	k.raw = append(k.raw, raw)
 	return nil
+}
+
+// DeriveSigningKeys derives one Ed25519 key for purpose from each key of the keyring with HKDF-SHA256, the
+// current key's first. Every control-plane replica holds the same keyring, so all sign with the same key
+// without storing one; the keys derived from older keys verify what was signed before a rotation.
+func (k *Keyring) DeriveSigningKeys(purpose string) ([]ed25519.PrivateKey, error) {
+	out := make([]ed25519.PrivateKey, 0, len(k.raw))
+	for _, raw := range k.raw {
+		seed, err := hkdf.Key(sha256.New, raw, nil, "orrery signing key: "+purpose, ed25519.SeedSize)
+		if err != nil {
+			return nil, fmt.Errorf("derive %s key: %w", purpose, err)
+		}
+		out = append(out, ed25519.NewKeyFromSeed(seed))
+	}
+	return out, nil
 }
 
 // Seal encrypts plaintext under the current key.

@@ -173,6 +173,7 @@ var sampleRequests = map[string]string{
 	"/orrery.api.v1.TeamService/SetMemberRole":         `{"teamId":"{team}","userId":"{random}","role":"TEAM_ROLE_USER"}`,
 	"/orrery.api.v1.TeamService/TransferOwnership":     `{"teamId":"{team}","userId":"{random}"}`,
 	"/orrery.api.v1.TeamService/SetTeamToolsMode":      `{"teamId":"{team}","toolsMode":"TOOLS_MODE_SEARCH"}`,
+	"/orrery.api.v1.TeamService/SetTeamGlobalFallback": `{"teamId":"{team}","enabled":true}`,
 	"/orrery.api.v1.TeamService/SetMyToolsMode":        `{"teamId":"{team}","toolsMode":"TOOLS_MODE_ALL"}`,
 	"/orrery.api.v1.AuditService/ListAuditEvents":      `{"teamId":"{team}"}`,
 	"/orrery.api.v1.UsageService/GetUsageSeries":       `{"teamId":"{team}","startTime":"2026-01-01T00:00:00Z","endTime":"2026-01-01T01:00:00Z","step":"300s"}`,
@@ -261,6 +262,10 @@ var sampleRequests = map[string]string{
 	"/orrery.admin.v1.AdminService/ListSatelliteReleases":       `{}`,
 	"/orrery.admin.v1.AdminService/ListRollouts":                `{}`,
 	"/orrery.admin.v1.AdminService/DeleteSatelliteRelease":      `{"releaseId":"00000000-0000-4000-8000-000000000001"}`,
+	"/orrery.admin.v1.AdminService/ListPlacements":              `{"teamId":"{team}"}`,
+	"/orrery.admin.v1.AdminService/SetTeamReplicas":             `{"teamId":"{team}","replicas":3}`,
+	"/orrery.admin.v1.AdminService/DrainSatellite":              `{"id":"{random}"}`,
+	"/orrery.admin.v1.AdminService/UndrainSatellite":            `{"id":"{random}"}`,
 
 	"/orrery.admin.v1.SingleSignOnService/CreateIdentityProvider":            `{"slug":"matrix","displayName":"Matrix","issuer":"http://127.0.0.1:1","clientId":"matrix"}`,
 	"/orrery.admin.v1.SingleSignOnService/ListIdentityProviders":             `{}`,

@@ -25,6 +25,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/catalogapi"
 	"github.com/orrery/orrery/services/controlplane/internal/instanceapi"
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
+	"github.com/orrery/orrery/services/controlplane/internal/placer"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
 	"github.com/orrery/orrery/services/controlplane/internal/satelliteapi"
@@ -80,6 +81,8 @@ type setupOpts struct {
 	alerts alert.Config
 	// sso tunes single sign-on; its base URL is each replica's URL.
 	sso sso.Config
+	// placement tunes where teams are placed on global satellites.
+	placement placer.Config
 }
 
 func setup(t testing.TB, opts setupOpts) *testBundle {
@@ -123,7 +126,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring, Satellites: cfg, Instances: opts.instances,
 		Accounts: accounts, OAuth: oauthCfg, TrustedProxies: opts.trustedProxies, BodyTimeout: opts.bodyTimeout,
 		RemoteAccounts:   opts.remoteAccounts,
-		TemplateCommands: opts.templateCommands, Alerts: opts.alerts, SSO: opts.sso,
+		TemplateCommands: opts.templateCommands, Alerts: opts.alerts, SSO: opts.sso, Placement: opts.placement,
 	})
 	if err != nil {
 		hs.Listener.Close()

@@ -176,9 +176,15 @@ func TestTeamSatelliteSeesOnlyItsTeam(t *testing.T) {
 			t.Fatalf("red satellite got %v", inst)
 		}
 	}
+	// Red has a satellite of its own, so the global satellite serves blue alone.
 	global := b.activeSatellite(t, "")
-	if n := len(getConfiguration(t, global, "").Instances); n != 4 {
-		t.Fatalf("global satellite got %d instances, want all 4", n)
+	for _, inst := range getConfiguration(t, global, "").Instances {
+		if inst.TeamId != blue.team.ID.String() {
+			t.Fatalf("global satellite got %v, want only blue's instances", inst)
+		}
+	}
+	if n := len(getConfiguration(t, global, "").Instances); n != 2 {
+		t.Fatalf("global satellite got %d instances, want blue's 2", n)
 	}
 
 	// Commands for blue fan out to blue's satellites and the global one, never to red's.

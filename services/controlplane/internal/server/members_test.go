@@ -71,7 +71,7 @@ func TestEveryMemberHasEveryInstance(t *testing.T) {
 					members = append(members, id)
 				}
 			}
-			instances, err := b.store().DesiredInstances(ctx, &team.ID)
+			instances, err := b.store().DesiredInstances(ctx, &team.ID, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

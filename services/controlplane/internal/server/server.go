@@ -48,6 +48,7 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/oauth"
 	"github.com/orrery/orrery/services/controlplane/internal/oauthapi"
 	"github.com/orrery/orrery/services/controlplane/internal/openapi"
+	"github.com/orrery/orrery/services/controlplane/internal/placer"
 	"github.com/orrery/orrery/services/controlplane/internal/policyapi"
 	"github.com/orrery/orrery/services/controlplane/internal/regtoken"
 	"github.com/orrery/orrery/services/controlplane/internal/remoteauth"
@@ -101,6 +102,8 @@ type Config struct {
 	BodyTimeout time.Duration
 	// Alerts tunes webhook delivery; zero fields take its defaults (public addresses only).
 	Alerts alert.Config
+	// Placement tunes where teams are placed on global satellites; zero fields take its defaults.
+	Placement placer.Config
 }
 
 // Server is one control-plane replica.
@@ -114,6 +117,7 @@ type Server struct {
 	jobs       *river.Client[pgx.Tx]
 	alerts     *alert.Alerter
 	satellites *satelliteapi.Handler
+	placer     *placer.Placer
 	instances  *instanceapi.Handler
 	signOn     *sso.Service
 	gate       *admission.Gate
@@ -162,10 +166,19 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 	cfg.Satellites.AccountLink = remote.Link
 	s.alerts = alert.New(logger, s.store, cfg.Alerts)
 	cfg.Satellites.Alerts = s.alerts
+	s.placer = placer.New(logger, s.store, cfg.Placement)
+	s.store.SetPlacementGrace(s.placer.Grace())
+	cfg.Satellites.Placement, cfg.Satellites.PlacementGrace = s.placer, s.placer.Grace()
+	// Every replica derives the same key from the keyring, so any replica's signature verifies.
+	if cfg.Satellites.PeerKeys, err = cfg.Keyring.DeriveSigningKeys("satellite pool"); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	s.satellites = satelliteapi.New(logger, s.store, cfg.TokenSigner, s.hub, cfg.Satellites)
 	s.events = notify.New(logger, pool, store.EventChannel)
 	s.instances = instanceapi.New(logger, s.store, s.events, cfg.Instances)
-	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter())
+	admin := adminapi.New(logger, s.store, cfg.TokenSigner, s.satellites.OfflineAfter(), s.placer)
+	cfg.Accounts.PoolURL, cfg.Accounts.Placer = cfg.Satellites.PoolURL, s.placer
 	accounts, err := accountapi.New(logger, s.store, cfg.Accounts)
 	if err != nil {
 		pool.Close()
@@ -191,11 +204,12 @@ func New(ctx context.Context, logger *slog.Logger, cfg Config) (*Server, error) 
 		pool.Close()
 		s.jobsPool.Close()
 	}
-	if s.jobs, err = maintenance.NewClient(logger, s.jobsPool, s.store, s.satellites.OfflineAfter(), remote, s.alerts, s.signOn.Periodic); err != nil {
+	if s.jobs, err = maintenance.NewClient(logger, s.jobsPool, s.store, s.satellites.OfflineAfter(), remote, s.alerts, s.signOn.Periodic, s.placer.Periodic); err != nil {
 		closePools()
 		return nil, err
 	}
 	oauthCfg := cfg.OAuth
+	oauthCfg.PoolURL = cfg.Satellites.PoolURL
 	oauthCfg.SignInOptions = s.signOn
 	authServer, err := oauth.New(logger, s.store, accounts, oauthCfg)
 	if err != nil {
@@ -433,6 +447,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	eventsDone := make(chan error, 1)
 	go func() { eventsDone <- s.events.Run(ctx) }()
+	go s.placer.Run(ctx)
 	err := errors.Join(s.hub.Run(ctx), <-eventsDone)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

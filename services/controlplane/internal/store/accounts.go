@@ -105,6 +105,9 @@ func (s *Store) CreateAccount(ctx context.Context, a NewAccount) (User, Team, er
 			return translate(err, "create personal team")
 		}
 		team = teamFromRow(t)
+		if err := s.placeNewTeam(ctx, q, t.ID); err != nil {
+			return err
+		}
 		return translate(q.AddMembership(ctx, t.ID, u.ID, RoleTeamAdmin), "add membership")
 	})
 	return user, team, err

@@ -145,10 +145,11 @@ type DesiredInstance struct {
 	AccountRequired bool
 }
 
-// DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id.
-// Args are appended template, team, user; maps are merged with later levels overriding earlier ones.
-func (s *Store) DesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]DesiredInstance, error) {
-	rows, err := s.q.ListDesiredInstances(ctx, teamID)
+// DesiredInstances returns the instances of one team, or of every team when teamID is nil, ordered by id;
+// with placedOn, only those of the teams placed on that global satellite. Args are appended template, team,
+// user; maps are merged with later levels overriding earlier ones.
+func (s *Store) DesiredInstances(ctx context.Context, teamID, placedOn *uuid.UUID) ([]DesiredInstance, error) {
+	rows, err := s.q.ListDesiredInstances(ctx, teamID, placedOn)
 	if err != nil {
 		return nil, translate(err, "list desired instances")
 	}

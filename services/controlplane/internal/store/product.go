@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/orrery/orrery/services/controlplane/internal/store/internal/dbsqlc"
 )
 
 // Team is a group of users sharing installations.
@@ -18,6 +20,8 @@ type Team struct {
 	CreatedAt time.Time
 	// ToolsMode is ToolsModeAll or ToolsModeSearch, for members without a mode of their own.
 	ToolsMode string
+	// GlobalFallback lets global satellites serve the team while none of its own satellites is live.
+	GlobalFallback bool
 }
 
 // User is a person who uses MCP servers.
@@ -116,11 +120,16 @@ func (uc UserConfiguration) Values() Values {
 
 // CreateTeam creates a team.
 func (s *Store) CreateTeam(ctx context.Context, slug, name string) (Team, error) {
-	row, err := s.q.CreateTeam(ctx, slug, name)
-	if err != nil {
-		return Team{}, translate(err, "create team")
-	}
-	return teamFromRow(row), nil
+	var team Team
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		row, err := q.CreateTeam(ctx, slug, name)
+		if err != nil {
+			return translate(err, "create team")
+		}
+		team = teamFromRow(row)
+		return s.placeNewTeam(ctx, q, team.ID)
+	})
+	return team, err
 }
 
 // CreateUser creates a user.

@@ -54,6 +54,14 @@ type Satellite struct {
 	SystemMetrics   json.RawMessage
 	ProcessCount    int
 	CreatedAt       time.Time
+	// Capacity is the satellite's reported weight in placement; zero means the default.
+	Capacity int
+	// InternalURL is where the satellites of its pool reach it.
+	InternalURL string
+	// OpenSessions is how many MCP sessions it last reported open.
+	OpenSessions int
+	// DrainingAt is when an operator started draining it; DrainedAt when it finished.
+	DrainingAt, DrainedAt *time.Time
 }
 
 // Status returns the satellite's status at now, counting it offline when no heartbeat arrived within
@@ -81,6 +89,8 @@ func satelliteFromRow(r dbsqlc.Satellite) Satellite {
 		ID: r.ID, Name: r.Name, Type: Scope(r.Type), TeamID: r.TeamID, APIKeyID: r.ApiKeyID, APIKeyHash: r.ApiKeyHash,
 		ActivatedAt: r.ActivatedAt, RevokedAt: r.RevokedAt, LastHeartbeatAt: r.LastHeartbeatAt, URL: r.Url,
 		Version: r.Version, SystemMetrics: r.SystemMetrics, ProcessCount: int(r.ProcessCount), CreatedAt: r.CreatedAt,
+		Capacity: int(r.Capacity), InternalURL: r.InternalUrl, OpenSessions: int(r.OpenSessions),
+		DrainingAt: r.DrainingAt, DrainedAt: r.DrainedAt,
 	}
 }
 
@@ -211,6 +221,10 @@ type Heartbeat struct {
 	SystemMetrics json.RawMessage
 	ProcessCounts json.RawMessage
 	Processes     []Process
+	// Capacity, InternalURL and OpenSessions are what a global satellite reports for placement and its pool.
+	Capacity     int
+	InternalURL  string
+	OpenSessions int
 }
 
 // Process is one instance's process as a satellite reported it.
@@ -238,6 +252,7 @@ func (s *Store) RecordHeartbeat(ctx context.Context, satelliteID uuid.UUID, apiK
 	params := dbsqlc.RecordHeartbeatParams{
 		ID: satelliteID, ApiKeyHash: apiKeyHash, Url: hb.URL, Version: hb.Version, SystemMetrics: hb.SystemMetrics,
 		ProcessCount: int32(len(hb.Processes)), ProcessCounts: hb.ProcessCounts, KeepInstanceIds: keep,
+		Capacity: int32(hb.Capacity), InternalUrl: hb.InternalURL, OpenSessions: int32(hb.OpenSessions),
 	}
 	if len(hb.Processes) == 0 {
 		row, err := s.q.RecordHeartbeat(ctx, params)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +43,8 @@ type Store struct {
 	pool    *pgxpool.Pool
 	q       *dbsqlc.Queries
 	keyring *secrets.Keyring
+	// placementGrace is SetPlacementGrace's duration in nanoseconds; zero means the default.
+	placementGrace atomic.Int64
 }
 
 // New returns a Store over pool. keyring seals and opens installation secrets.

@@ -24,7 +24,7 @@ var ErrOwner = fmt.Errorf("%w: the team's owner must stay an admin member; trans
 
 func teamFromRow(r dbsqlc.Team) Team {
 	return Team{ID: r.ID, Slug: r.Slug, Name: r.Name, OwnerID: r.OwnerID, Personal: r.Personal, CreatedAt: r.CreatedAt,
-		ToolsMode: r.ToolsMode}
+		ToolsMode: r.ToolsMode, GlobalFallback: r.GlobalFallback}
 }
 
 // Tool modes of a team endpoint: every tool, or the meta-tools that search them and call one.
@@ -96,6 +96,9 @@ func (s *Store) CreateOwnedTeam(ctx context.Context, slug, name string, ownerID 
 			return translate(err, "create team")
 		}
 		team = teamFromRow(r)
+		if err := s.placeNewTeam(ctx, q, r.ID); err != nil {
+			return err
+		}
 		return translate(q.AddMembership(ctx, r.ID, ownerID, RoleTeamAdmin), "add owner")
 	})
 	return team, err

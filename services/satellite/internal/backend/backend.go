@@ -130,6 +130,19 @@ type ProcessSource interface {
 	Processes() []*satellitev1.ProcessReport
 }
 
+// PoolMember is what the communicator tells the control plane of a satellite's pool membership, and
+// where it hands the pool of each configuration.
+type PoolMember interface {
+	// Capacity is the satellite's weight in team placement.
+	Capacity() uint32
+	// InternalURL is where the other satellites of the pool reach this one; empty when unknown.
+	InternalURL() string
+	// OpenSessions counts the MCP sessions open at the satellite's endpoint.
+	OpenSessions() int
+	// SetPool receives the pool of each configuration applied; nil for none.
+	SetPool(*satellitev1.Pool)
+}
+
 // Config configures a Communicator.
 type Config struct {
 	// URL is the control plane's base URL. Required.
@@ -165,6 +178,9 @@ type Config struct {
 	// loop runs; an error stops Run with it. It lets a satellite refuse to serve as a kind of satellite its
 	// configuration is unfit for.
 	CheckIdentity func(identity.Identity) error
+	// Pool reports the satellite's place in a pool of global satellites with every heartbeat and hears
+	// the pool of every configuration fetched. Nil: the satellite is in no pool.
+	Pool PoolMember
 
 	// HeartbeatInterval is the time between heartbeats until the control plane says otherwise in
 	// HeartbeatResponse.next_heartbeat. Default DefaultHeartbeatInterval (30 s).

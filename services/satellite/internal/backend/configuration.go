@@ -50,6 +50,12 @@ func (c *Communicator) configLoop(ctx context.Context) error {
 	}
 }
 
+// SyncConfiguration fetches the configuration now and applies it, as a configure command would.
+func (c *Communicator) SyncConfiguration(ctx context.Context) error {
+	_, err := c.syncConfiguration(ctx)
+	return err
+}
+
 // requestResync asks configLoop for a fresh fetch without waiting for it.
 func (c *Communicator) requestResync() {
 	select {
@@ -77,6 +83,9 @@ func (c *Communicator) syncConfiguration(ctx context.Context) (syncResult, error
 	// Policies first, so that no instance the configuration adds serves a call without them.
 	if h := c.cfg.Commands; h != nil && h.Policies != nil {
 		h.Policies.SetPolicies(resp.Msg.GetPolicies())
+	}
+	if c.cfg.Pool != nil {
+		c.cfg.Pool.SetPool(resp.Msg.GetPool())
 	}
 	diff, err := c.cfg.Desired.Apply(resp.Msg.GetInstances())
 	if err != nil {

@@ -187,6 +187,11 @@ func (c *Communicator) heartbeatRequest(ctx context.Context, withURL bool) *sate
 		req.Processes = c.cfg.Processes.Processes()
 	}
 	req.ProcessCounts = c.processCounts(req.Processes)
+	if pm := c.cfg.Pool; pm != nil {
+		req.Capacity = pm.Capacity()
+		req.InternalUrl = pm.InternalURL()
+		req.OpenSessions = uint32(max(0, pm.OpenSessions()))
+	}
 	if withURL {
 		req.Url = c.cfg.PublicURL
 	}

@@ -6,6 +6,7 @@ package backendtest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -22,9 +23,11 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/gen/orrery/satellite/v1/satellitev1connect"
+	"github.com/orrery/orrery/internal/peertoken"
 )
 
 // maxWait caps a PollCommands hold as the real control plane does.
@@ -66,9 +69,120 @@ type Server struct {
 	eventIDs      map[string]bool
 	emitCalls     int
 	refused       int
+	registered    []string
+	heartbeatIDs  []string
 	accessTokens  map[string]*satellitev1.IntrospectTokenResponse
 	policies      []*satellitev1.Policy
 	archives      map[string][]byte // uploaded source archives by team id and sha256
+
+	// The pool, once EnablePool is called: its URL and signing key, each satellite's own instances,
+	// who drains, and where each team is placed.
+	poolURL     string
+	poolKey     ed25519.PrivateKey
+	perSat      map[string][]*satellitev1.Instance
+	drainingIDs map[string]bool
+	placements  map[string][]string // team slug → satellite ids
+	configSent  map[string][]*satellitev1.GetConfigurationResponse
+	satQueues   map[string]*[]*satellitev1.Command
+}
+
+// queueLocked is the command queue a satellite polls: its own in a pool, else the shared one.
+func (s *Server) queueLocked(satelliteID string) *[]*satellitev1.Command {
+	if s.poolKey == nil {
+		return &s.queue
+	}
+	q := s.satQueues[satelliteID]
+	if q == nil {
+		q = new([]*satellitev1.Command)
+		s.satQueues[satelliteID] = q
+	}
+	return q
+}
+
+// Reconfigure sends every satellite of the pool a configure command, so it fetches its configuration.
+func (s *Server) Reconfigure() {
+	s.update(func() {
+		for _, id := range s.registered {
+			q := s.queueLocked(id)
+			*q = append(*q, &satellitev1.Command{Id: uuid.NewString(), Action: &satellitev1.Command_Configure{
+				Configure: &satellitev1.ConfigureAction{Event: satellitev1.ConfigureEvent_CONFIGURE_EVENT_INSTALLATION_UPDATED}}})
+		}
+	})
+}
+
+type satelliteIDKey struct{}
+
+func satelliteIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(satelliteIDKey{}).(string)
+	return id
+}
+
+// EnablePool makes every global satellite a member of one pool with the public URL url: configurations
+// carry the pool, GetPeerCredential issues credentials, and IntrospectToken places teams (SetPlacement).
+func (s *Server) EnablePool(url string) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.update(func() {
+		s.poolURL, s.poolKey = url, key
+		s.perSat, s.drainingIDs, s.placements = map[string][]*satellitev1.Instance{}, map[string]bool{}, map[string][]string{}
+		s.configSent = map[string][]*satellitev1.GetConfigurationResponse{}
+		s.satQueues = map[string]*[]*satellitev1.Command{}
+	})
+}
+
+// SetSatelliteConfiguration gives one satellite of the pool its own instances, in place of SetConfiguration's.
+func (s *Server) SetSatelliteConfiguration(satelliteID string, instances ...*satellitev1.Instance) {
+	s.update(func() { s.perSat[satelliteID] = instances; s.etag += "+" })
+}
+
+// SetPoolDraining drains a satellite of the pool, or ends its draining.
+func (s *Server) SetPoolDraining(satelliteID string, draining bool) {
+	s.update(func() { s.drainingIDs[satelliteID] = draining; s.etag += "+" })
+}
+
+// SetPlacement places a team on satellites: introspecting its tokens at any other satellite answers with
+// the placement and a signed forwarded identity.
+func (s *Server) SetPlacement(teamSlug string, satelliteIDs ...string) {
+	s.update(func() { s.placements[teamSlug] = satelliteIDs })
+}
+
+// SatelliteIDs returns the ids of the satellites registered so far, in registration order.
+func (s *Server) SatelliteIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.registered)
+}
+
+// HeartbeatSenders returns the satellite id of each heartbeat, in the order of Heartbeats.
+func (s *Server) HeartbeatSenders() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.heartbeatIDs)
+}
+
+// ConfigurationsSent returns the configurations sent to a satellite of the pool.
+func (s *Server) ConfigurationsSent(satelliteID string) []*satellitev1.GetConfigurationResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.configSent[satelliteID])
+}
+
+// peersLocked lists the satellites of the pool that reported an internal URL, by id.
+func (s *Server) peersLocked() []*satellitev1.Peer {
+	urls := map[string]string{}
+	for i, hb := range s.heartbeats {
+		if id := s.heartbeatIDs[i]; hb.GetInternalUrl() != "" {
+			urls[id] = hb.GetInternalUrl()
+		}
+	}
+	var peers []*satellitev1.Peer
+	for id, u := range urls {
+		peers = append(peers, &satellitev1.Peer{SatelliteId: id, InternalUrl: u, Draining: s.drainingIDs[id]})
+	}
+	slices.SortFunc(peers, func(a, b *satellitev1.Peer) int { return strings.Compare(a.GetSatelliteId(), b.GetSatelliteId()) })
+	return peers
 }
 
 type grant struct {
@@ -277,8 +391,9 @@ func (s *Server) interceptor() connect.UnaryInterceptorFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			s.mu.Lock()
 			down, revoked := s.down, s.revoked
-			_, known := s.keys[strings.TrimPrefix(req.Header().Get("Authorization"), "Bearer ")]
+			satID, known := s.keys[strings.TrimPrefix(req.Header().Get("Authorization"), "Bearer ")]
 			s.mu.Unlock()
+			ctx = context.WithValue(ctx, satelliteIDKey{}, satID)
 			if down {
 				s.update(func() { s.refused++ })
 				return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
@@ -310,21 +425,23 @@ func (s *Server) Register(_ context.Context, req *connect.Request[satellitev1.Re
 	key := newKey()
 	id := uuid.NewString()
 	s.keys[key] = id
+	s.registered = append(s.registered, id)
 	s.registrations = append(s.registrations, req.Msg)
 	s.changedLocked()
 	return connect.NewResponse(&satellitev1.RegisterResponse{SatelliteId: id, ApiKey: key, Type: g.typ, TeamId: g.teamID}), nil
 }
 
 // Heartbeat implements SatelliteServiceHandler.
-func (s *Server) Heartbeat(_ context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
+func (s *Server) Heartbeat(ctx context.Context, req *connect.Request[satellitev1.HeartbeatRequest]) (*connect.Response[satellitev1.HeartbeatResponse], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.beatCalls++
-	return connect.NewResponse(s.recordHeartbeatLocked(req.Msg)), nil
+	return connect.NewResponse(s.recordHeartbeatLocked(satelliteIDFrom(ctx), req.Msg)), nil
 }
 
-func (s *Server) recordHeartbeatLocked(hb *satellitev1.HeartbeatRequest) *satellitev1.HeartbeatResponse {
+func (s *Server) recordHeartbeatLocked(satelliteID string, hb *satellitev1.HeartbeatRequest) *satellitev1.HeartbeatResponse {
 	s.heartbeats = append(s.heartbeats, hb)
+	s.heartbeatIDs = append(s.heartbeatIDs, satelliteID)
 	s.changedLocked()
 	resp := &satellitev1.HeartbeatResponse{Status: satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE,
 		PollsCarryHeartbeats: !s.ignoreBeats}
@@ -351,7 +468,7 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("heartbeat: invalid process report"))
 	}
 	if hb := req.Msg.GetHeartbeat(); hb != nil && !s.ignoreBeats && !s.down {
-		beat = s.recordHeartbeatLocked(hb)
+		beat = s.recordHeartbeatLocked(satelliteIDFrom(ctx), hb)
 	}
 	s.mu.Unlock()
 	for {
@@ -363,13 +480,14 @@ func (s *Server) PollCommands(ctx context.Context, req *connect.Request[satellit
 			s.mu.Unlock()
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("control plane is down"))
 		}
-		if len(s.queue) > 0 || s.noHold || s.draining {
-			n := min(len(s.queue), limit)
-			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone(s.queue[:n]), Heartbeat: beat}
+		queue := s.queueLocked(satelliteIDFrom(ctx))
+		if len(*queue) > 0 || s.noHold || s.draining {
+			n := min(len(*queue), limit)
+			resp := &satellitev1.PollCommandsResponse{Commands: slices.Clone((*queue)[:n]), Heartbeat: beat}
 			if n == 0 && s.draining {
 				resp.ReplicaDraining, resp.NextPoll = true, durationpb.New(2*time.Second)
 			}
-			s.queue = slices.Delete(s.queue, 0, n)
+			*queue = slices.Delete(*queue, 0, n)
 			s.polls++
 			s.changedLocked()
 			s.mu.Unlock()
@@ -402,11 +520,20 @@ func (s *Server) ReportCommandResult(_ context.Context, req *connect.Request[sat
 }
 
 // GetConfiguration implements SatelliteServiceHandler.
-func (s *Server) GetConfiguration(_ context.Context, req *connect.Request[satellitev1.GetConfigurationRequest]) (*connect.Response[satellitev1.GetConfigurationResponse], error) {
+func (s *Server) GetConfiguration(ctx context.Context, req *connect.Request[satellitev1.GetConfigurationRequest]) (*connect.Response[satellitev1.GetConfigurationResponse], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.configReqs = append(s.configReqs, req.Msg)
 	s.changedLocked()
+	if s.poolKey != nil {
+		// Each satellite its own instances, and the pool; the etag changes with either, and with the
+		// peers, so the configuration is sent whole every time.
+		id := satelliteIDFrom(ctx)
+		resp := &satellitev1.GetConfigurationResponse{Etag: s.etag + "-" + id, Instances: s.perSat[id], Policies: s.policies,
+			Pool: &satellitev1.Pool{Url: s.poolURL, Draining: s.drainingIDs[id], Peers: s.peersLocked()}}
+		s.configSent[id] = append(s.configSent[id], resp)
+		return connect.NewResponse(resp), nil
+	}
 	if req.Msg.GetIfNoneMatch() != "" && req.Msg.GetIfNoneMatch() == s.etag {
 		return connect.NewResponse(&satellitev1.GetConfigurationResponse{Etag: s.etag, NotModified: true}), nil
 	}
@@ -467,18 +594,55 @@ func (s *Server) SetAccessToken(token string, info *satellitev1.IntrospectTokenR
 }
 
 // IntrospectToken answers what SetAccessToken set for the token, and reports every other token inactive.
-func (s *Server) IntrospectToken(_ context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
+func (s *Server) IntrospectToken(ctx context.Context, req *connect.Request[satellitev1.IntrospectTokenRequest]) (*connect.Response[satellitev1.IntrospectTokenResponse], error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if info, ok := s.accessTokens[req.Msg.GetToken()]; ok {
-		return connect.NewResponse(info), nil
+		placed := s.placements[info.GetTeamSlug()]
+		if s.poolKey == nil || !info.GetActive() || len(placed) == 0 || slices.Contains(placed, satelliteIDFrom(ctx)) {
+			return connect.NewResponse(info), nil
+		}
+		peers := map[string]*satellitev1.Peer{}
+		for _, p := range s.peersLocked() {
+			peers[p.GetSatelliteId()] = p
+		}
+		resp := proto.Clone(info).(*satellitev1.IntrospectTokenResponse)
+		for _, id := range placed {
+			if p := peers[id]; p != nil {
+				resp.Placement = append(resp.Placement, p)
+			}
+		}
+		identity := proto.Clone(info).(*satellitev1.IntrospectTokenResponse)
+		if exp := time.Now().Add(2 * time.Minute); identity.GetExpiresAt() == nil || identity.GetExpiresAt().AsTime().After(exp) {
+			identity.ExpiresAt = timestamppb.New(exp)
+		}
+		token, err := peertoken.Sign(s.poolKey, peertoken.ForwardedIdentity, identity)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInternal, err)
+		}
+		resp.ForwardedIdentity = token
+		return connect.NewResponse(resp), nil
 	}
 	return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 }
 
-// GetPeerCredential answers as a control plane without satellite pools does.
-func (s *Server) GetPeerCredential(context.Context, *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served"))
+// GetPeerCredential issues a credential for a minute once EnablePool is called, and answers as a control
+// plane without satellite pools does before.
+func (s *Server) GetPeerCredential(ctx context.Context, _ *connect.Request[satellitev1.GetPeerCredentialRequest]) (*connect.Response[satellitev1.GetPeerCredentialResponse], error) {
+	s.mu.Lock()
+	key := s.poolKey
+	s.mu.Unlock()
+	if key == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("satellite pools are not served"))
+	}
+	expires := timestamppb.New(time.Now().Add(time.Minute))
+	token, err := peertoken.Sign(key, peertoken.PeerCredential, &satellitev1.PeerCredential{SatelliteId: satelliteIDFrom(ctx), ExpiresAt: expires})
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewResponse(&satellitev1.GetPeerCredentialResponse{
+		Credential: token, ExpiresAt: expires, VerificationKeys: [][]byte{key.Public().(ed25519.PublicKey)},
+	}), nil
 }
 
 // DownloadRelease serves no releases: self-update is tested end to end against a real control plane.

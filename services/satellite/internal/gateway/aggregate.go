@@ -88,7 +88,8 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 func (us *userServer) newServer(search bool) *mcp.Server {
 	g := us.g
 	s := mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
-		Logger: g.logger,
+		Logger:       g.logger,
+		GetSessionID: g.cfg.NewSessionID,
 		// Advertised even while the user has no online instance, so that clients listen for changes.
 		// Completion, subscriptions and logging are forwarded to whichever instance a request concerns;
 		// an instance without the feature answers with its own error.

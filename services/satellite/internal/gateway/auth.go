@@ -101,22 +101,33 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				return
 			}
 		}
-		token, ok := bearerToken(r)
-		if !ok {
-			g.challenge(w, slug, "", "missing bearer token")
-			return
-		}
-		info, err := g.tokens.lookup(r.Context(), token)
-		if err != nil {
-			g.logger.WarnContext(r.Context(), "token introspection failed", slog.Any("error", err))
-			http.Error(w, "token introspection unavailable", http.StatusServiceUnavailable)
-			return
+		// A request another satellite of the pool authenticated comes with the identity the control plane
+		// signed for it (see WithForwardedIdentity); it is checked below like an introspection.
+		info := forwardedIdentityFrom(r.Context())
+		if info == nil {
+			token, ok := bearerToken(r)
+			if !ok {
+				g.challenge(w, slug, "", "missing bearer token")
+				return
+			}
+			var err error
+			if info, err = g.tokens.lookup(r.Context(), token); err != nil {
+				g.logger.WarnContext(r.Context(), "token introspection failed", slog.Any("error", err))
+				http.Error(w, "token introspection unavailable", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		now := g.cfg.Now()
 		if !info.GetActive() || info.GetTeamSlug() != slug || info.GetAudience() != g.endpointURL(slug) ||
 			(info.GetExpiresAt() != nil && !now.Before(info.GetExpiresAt().AsTime())) ||
 			info.GetUserId() == "" || info.GetTeamId() == "" {
 			g.challenge(w, slug, `error="invalid_token"`, "invalid token")
+			return
+		}
+		// A team another satellite of the pool serves: a new session, or a request without one, goes
+		// there. A session stays where it was opened, even once its team has moved away.
+		if len(info.GetPlacement()) > 0 && g.cfg.Forwarder != nil && forwardedIdentityFrom(r.Context()) == nil &&
+			!hasSession(r) && g.cfg.Forwarder.Forward(w, r, info) {
 			return
 		}
 		p := &principal{
@@ -269,6 +280,9 @@ func (g *Gateway) originAllowed(origin string) bool {
 	if strings.EqualFold(origin, g.publicOrigin) {
 		return true
 	}
+	if po, _ := g.poolOrigin(); po != "" && strings.EqualFold(origin, po) {
+		return true
+	}
 	for _, o := range g.cfg.AllowedOrigins {
 		if strings.EqualFold(origin, strings.TrimRight(o, "/")) {
 			return true
@@ -288,6 +302,9 @@ func (g *Gateway) originAllowed(origin string) bool {
 // is the public URL's host at any port (a proxy may pass on the port it was reached at, such as :443) or
 // an allowed one.
 func (g *Gateway) hostAllowed(host string) bool {
+	if _, ph := g.poolOrigin(); ph != "" && hostMatches(hostName(ph), host) {
+		return true
+	}
 	return len(g.cfg.AllowedHosts) == 0 || hostMatches(hostName(g.publicHost), host) || g.allowedHost(host)
 }
 

@@ -246,6 +246,11 @@ type EventSink interface {
 
 // Config configures a Gateway. Backend, Introspector and PublicURL are required.
 type Config struct {
+	// Forwarder, when set, takes the requests of teams other satellites of the pool serve.
+	Forwarder Forwarder
+	// NewSessionID, when set, chooses the ids of new Streamable HTTP sessions; a pool's satellites put
+	// their own id in them so that any of them can route a session's requests.
+	NewSessionID func() string
 	// PublicURL is the satellite's external base URL, such as https://sat.example.com; endpoint URLs,
 	// token audiences and the metadata document derive from it.
 	PublicURL string
@@ -373,18 +378,20 @@ type Gateway struct {
 	cfg          Config
 	publicOrigin string
 	publicHost   string
-	tokens       *tokenCache
-	slots        *sessionSlots
-	mux          *http.ServeMux
-	stateful     *mcp.StreamableHTTPHandler
-	stateless    *mcp.StreamableHTTPHandler
-	progress     progressRoutes
-	bridge       *bridge
-	inputs       inputRounds
-	tasks        taskIDs
-	ext          *extTasks
-	metrics      *metrics
-	tracer       trace.Tracer
+	// poolURL is the pool's public URL when the satellite shares one (SetPoolURL).
+	poolURL   atomic.Pointer[string]
+	tokens    *tokenCache
+	slots     *sessionSlots
+	mux       *http.ServeMux
+	stateful  *mcp.StreamableHTTPHandler
+	stateless *mcp.StreamableHTTPHandler
+	progress  progressRoutes
+	bridge    *bridge
+	inputs    inputRounds
+	tasks     taskIDs
+	ext       *extTasks
+	metrics   *metrics
+	tracer    trace.Tracer
 	// policies is the compiled policies of the last configuration (see SetPolicies); limiter keeps the
 	// rates of its rate_limit policies.
 	policies atomic.Pointer[policy.Book]
@@ -500,12 +507,12 @@ func (g *Gateway) syncAll() {
 
 // endpointURL is the team's Streamable HTTP URL, which is also the audience of its tokens.
 func (g *Gateway) endpointURL(slug string) string {
-	return g.cfg.PublicURL + "/teams/" + slug + "/mcp"
+	return g.baseURL() + "/teams/" + slug + "/mcp"
 }
 
 // metadataURL is where the team endpoint's RFC 9728 metadata is served.
 func (g *Gateway) metadataURL(slug string) string {
-	return g.cfg.PublicURL + "/.well-known/oauth-protected-resource/teams/" + slug + "/mcp"
+	return g.baseURL() + "/.well-known/oauth-protected-resource/teams/" + slug + "/mcp"
 }
 
 // serverFor returns the aggregated server of the request's principal, which serveStreamable put in its

@@ -81,6 +81,18 @@ const (
 	// AdminServiceDeleteSatelliteReleaseProcedure is the fully-qualified name of the AdminService's
 	// DeleteSatelliteRelease RPC.
 	AdminServiceDeleteSatelliteReleaseProcedure = "/orrery.admin.v1.AdminService/DeleteSatelliteRelease"
+	// AdminServiceListPlacementsProcedure is the fully-qualified name of the AdminService's
+	// ListPlacements RPC.
+	AdminServiceListPlacementsProcedure = "/orrery.admin.v1.AdminService/ListPlacements"
+	// AdminServiceSetTeamReplicasProcedure is the fully-qualified name of the AdminService's
+	// SetTeamReplicas RPC.
+	AdminServiceSetTeamReplicasProcedure = "/orrery.admin.v1.AdminService/SetTeamReplicas"
+	// AdminServiceDrainSatelliteProcedure is the fully-qualified name of the AdminService's
+	// DrainSatellite RPC.
+	AdminServiceDrainSatelliteProcedure = "/orrery.admin.v1.AdminService/DrainSatellite"
+	// AdminServiceUndrainSatelliteProcedure is the fully-qualified name of the AdminService's
+	// UndrainSatellite RPC.
+	AdminServiceUndrainSatelliteProcedure = "/orrery.admin.v1.AdminService/UndrainSatellite"
 )
 
 // AdminServiceClient is a client for the orrery.admin.v1.AdminService service.
@@ -125,6 +137,18 @@ type AdminServiceClient interface {
 	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
 	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
+	// ListPlacements lists where teams are placed on global satellites: one team's satellites, best first, or
+	// one satellite's teams by team id. Global admins only.
+	ListPlacements(context.Context, *connect.Request[v1.ListPlacementsRequest]) (*connect.Response[v1.ListPlacementsResponse], error)
+	// SetTeamReplicas sets how many global satellites serve a team (R) and places it again at once; each
+	// team moved is audited. Global admins only.
+	SetTeamReplicas(context.Context, *connect.Request[v1.SetTeamReplicasRequest]) (*connect.Response[v1.SetTeamReplicasResponse], error)
+	// DrainSatellite drains a global satellite: its teams are placed elsewhere at once, it takes no new
+	// sessions, and once it serves no team and reports no open session it shows as drained. Global admins
+	// only.
+	DrainSatellite(context.Context, *connect.Request[v1.DrainSatelliteRequest]) (*connect.Response[v1.DrainSatelliteResponse], error)
+	// UndrainSatellite ends a drain: the satellite may be given teams again. Global admins only.
+	UndrainSatellite(context.Context, *connect.Request[v1.UndrainSatelliteRequest]) (*connect.Response[v1.UndrainSatelliteResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the orrery.admin.v1.AdminService service. By
@@ -242,6 +266,31 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("DeleteSatelliteRelease")),
 			connect.WithClientOptions(opts...),
 		),
+		listPlacements: connect.NewClient[v1.ListPlacementsRequest, v1.ListPlacementsResponse](
+			httpClient,
+			baseURL+AdminServiceListPlacementsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListPlacements")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		setTeamReplicas: connect.NewClient[v1.SetTeamReplicasRequest, v1.SetTeamReplicasResponse](
+			httpClient,
+			baseURL+AdminServiceSetTeamReplicasProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SetTeamReplicas")),
+			connect.WithClientOptions(opts...),
+		),
+		drainSatellite: connect.NewClient[v1.DrainSatelliteRequest, v1.DrainSatelliteResponse](
+			httpClient,
+			baseURL+AdminServiceDrainSatelliteProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DrainSatellite")),
+			connect.WithClientOptions(opts...),
+		),
+		undrainSatellite: connect.NewClient[v1.UndrainSatelliteRequest, v1.UndrainSatelliteResponse](
+			httpClient,
+			baseURL+AdminServiceUndrainSatelliteProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("UndrainSatellite")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -263,6 +312,10 @@ type adminServiceClient struct {
 	listSatelliteReleases       *connect.Client[v1.ListSatelliteReleasesRequest, v1.ListSatelliteReleasesResponse]
 	listRollouts                *connect.Client[v1.ListRolloutsRequest, v1.ListRolloutsResponse]
 	deleteSatelliteRelease      *connect.Client[v1.DeleteSatelliteReleaseRequest, v1.DeleteSatelliteReleaseResponse]
+	listPlacements              *connect.Client[v1.ListPlacementsRequest, v1.ListPlacementsResponse]
+	setTeamReplicas             *connect.Client[v1.SetTeamReplicasRequest, v1.SetTeamReplicasResponse]
+	drainSatellite              *connect.Client[v1.DrainSatelliteRequest, v1.DrainSatelliteResponse]
+	undrainSatellite            *connect.Client[v1.UndrainSatelliteRequest, v1.UndrainSatelliteResponse]
 }
 
 // CreateRegistrationToken calls orrery.admin.v1.AdminService.CreateRegistrationToken.
@@ -345,6 +398,26 @@ func (c *adminServiceClient) DeleteSatelliteRelease(ctx context.Context, req *co
 	return c.deleteSatelliteRelease.CallUnary(ctx, req)
 }
 
+// ListPlacements calls orrery.admin.v1.AdminService.ListPlacements.
+func (c *adminServiceClient) ListPlacements(ctx context.Context, req *connect.Request[v1.ListPlacementsRequest]) (*connect.Response[v1.ListPlacementsResponse], error) {
+	return c.listPlacements.CallUnary(ctx, req)
+}
+
+// SetTeamReplicas calls orrery.admin.v1.AdminService.SetTeamReplicas.
+func (c *adminServiceClient) SetTeamReplicas(ctx context.Context, req *connect.Request[v1.SetTeamReplicasRequest]) (*connect.Response[v1.SetTeamReplicasResponse], error) {
+	return c.setTeamReplicas.CallUnary(ctx, req)
+}
+
+// DrainSatellite calls orrery.admin.v1.AdminService.DrainSatellite.
+func (c *adminServiceClient) DrainSatellite(ctx context.Context, req *connect.Request[v1.DrainSatelliteRequest]) (*connect.Response[v1.DrainSatelliteResponse], error) {
+	return c.drainSatellite.CallUnary(ctx, req)
+}
+
+// UndrainSatellite calls orrery.admin.v1.AdminService.UndrainSatellite.
+func (c *adminServiceClient) UndrainSatellite(ctx context.Context, req *connect.Request[v1.UndrainSatelliteRequest]) (*connect.Response[v1.UndrainSatelliteResponse], error) {
+	return c.undrainSatellite.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the orrery.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateRegistrationToken creates a single-use token that registers one satellite. The token itself is
@@ -387,6 +460,18 @@ type AdminServiceHandler interface {
 	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// DeleteSatelliteRelease deletes a release and its binary. Satellites already updated keep running it.
 	DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error)
+	// ListPlacements lists where teams are placed on global satellites: one team's satellites, best first, or
+	// one satellite's teams by team id. Global admins only.
+	ListPlacements(context.Context, *connect.Request[v1.ListPlacementsRequest]) (*connect.Response[v1.ListPlacementsResponse], error)
+	// SetTeamReplicas sets how many global satellites serve a team (R) and places it again at once; each
+	// team moved is audited. Global admins only.
+	SetTeamReplicas(context.Context, *connect.Request[v1.SetTeamReplicasRequest]) (*connect.Response[v1.SetTeamReplicasResponse], error)
+	// DrainSatellite drains a global satellite: its teams are placed elsewhere at once, it takes no new
+	// sessions, and once it serves no team and reports no open session it shows as drained. Global admins
+	// only.
+	DrainSatellite(context.Context, *connect.Request[v1.DrainSatelliteRequest]) (*connect.Response[v1.DrainSatelliteResponse], error)
+	// UndrainSatellite ends a drain: the satellite may be given teams again. Global admins only.
+	UndrainSatellite(context.Context, *connect.Request[v1.UndrainSatelliteRequest]) (*connect.Response[v1.UndrainSatelliteResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -500,6 +585,31 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("DeleteSatelliteRelease")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListPlacementsHandler := connect.NewUnaryHandler(
+		AdminServiceListPlacementsProcedure,
+		svc.ListPlacements,
+		connect.WithSchema(adminServiceMethods.ByName("ListPlacements")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceSetTeamReplicasHandler := connect.NewUnaryHandler(
+		AdminServiceSetTeamReplicasProcedure,
+		svc.SetTeamReplicas,
+		connect.WithSchema(adminServiceMethods.ByName("SetTeamReplicas")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDrainSatelliteHandler := connect.NewUnaryHandler(
+		AdminServiceDrainSatelliteProcedure,
+		svc.DrainSatellite,
+		connect.WithSchema(adminServiceMethods.ByName("DrainSatellite")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceUndrainSatelliteHandler := connect.NewUnaryHandler(
+		AdminServiceUndrainSatelliteProcedure,
+		svc.UndrainSatellite,
+		connect.WithSchema(adminServiceMethods.ByName("UndrainSatellite")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orrery.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateRegistrationTokenProcedure:
@@ -534,6 +644,14 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceListRolloutsHandler.ServeHTTP(w, r)
 		case AdminServiceDeleteSatelliteReleaseProcedure:
 			adminServiceDeleteSatelliteReleaseHandler.ServeHTTP(w, r)
+		case AdminServiceListPlacementsProcedure:
+			adminServiceListPlacementsHandler.ServeHTTP(w, r)
+		case AdminServiceSetTeamReplicasProcedure:
+			adminServiceSetTeamReplicasHandler.ServeHTTP(w, r)
+		case AdminServiceDrainSatelliteProcedure:
+			adminServiceDrainSatelliteHandler.ServeHTTP(w, r)
+		case AdminServiceUndrainSatelliteProcedure:
+			adminServiceUndrainSatelliteHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -605,4 +723,20 @@ func (UnimplementedAdminServiceHandler) ListRollouts(context.Context, *connect.R
 
 func (UnimplementedAdminServiceHandler) DeleteSatelliteRelease(context.Context, *connect.Request[v1.DeleteSatelliteReleaseRequest]) (*connect.Response[v1.DeleteSatelliteReleaseResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.DeleteSatelliteRelease is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListPlacements(context.Context, *connect.Request[v1.ListPlacementsRequest]) (*connect.Response[v1.ListPlacementsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.ListPlacements is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SetTeamReplicas(context.Context, *connect.Request[v1.SetTeamReplicasRequest]) (*connect.Response[v1.SetTeamReplicasResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.SetTeamReplicas is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DrainSatellite(context.Context, *connect.Request[v1.DrainSatelliteRequest]) (*connect.Response[v1.DrainSatelliteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.DrainSatellite is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) UndrainSatellite(context.Context, *connect.Request[v1.UndrainSatelliteRequest]) (*connect.Response[v1.UndrainSatelliteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.admin.v1.AdminService.UndrainSatellite is not implemented"))
 }

@@ -74,6 +74,9 @@ const (
 	// TeamServiceSetMyToolsModeProcedure is the fully-qualified name of the TeamService's
 	// SetMyToolsMode RPC.
 	TeamServiceSetMyToolsModeProcedure = "/orrery.api.v1.TeamService/SetMyToolsMode"
+	// TeamServiceSetTeamGlobalFallbackProcedure is the fully-qualified name of the TeamService's
+	// SetTeamGlobalFallback RPC.
+	TeamServiceSetTeamGlobalFallbackProcedure = "/orrery.api.v1.TeamService/SetTeamGlobalFallback"
 	// TeamServiceTransferOwnershipProcedure is the fully-qualified name of the TeamService's
 	// TransferOwnership RPC.
 	TeamServiceTransferOwnershipProcedure = "/orrery.api.v1.TeamService/TransferOwnership"
@@ -126,6 +129,9 @@ type TeamServiceClient interface {
 	// SetMyToolsMode chooses how the team's MCP endpoint offers tools to the caller, over the team's
 	// choice; TOOLS_MODE_UNSPECIFIED follows the team's again. Any member, for themselves only.
 	SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error)
+	// SetTeamGlobalFallback chooses whether the global satellites serve a team that has satellites of its own
+	// while none of them is live. Team admins only.
+	SetTeamGlobalFallback(context.Context, *connect.Request[v1.SetTeamGlobalFallbackRequest]) (*connect.Response[v1.SetTeamGlobalFallbackResponse], error)
 	// TransferOwnership makes another member the owner (and an admin). Only the owner or a global admin.
 	TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error)
 }
@@ -237,6 +243,12 @@ func NewTeamServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(teamServiceMethods.ByName("SetMyToolsMode")),
 			connect.WithClientOptions(opts...),
 		),
+		setTeamGlobalFallback: connect.NewClient[v1.SetTeamGlobalFallbackRequest, v1.SetTeamGlobalFallbackResponse](
+			httpClient,
+			baseURL+TeamServiceSetTeamGlobalFallbackProcedure,
+			connect.WithSchema(teamServiceMethods.ByName("SetTeamGlobalFallback")),
+			connect.WithClientOptions(opts...),
+		),
 		transferOwnership: connect.NewClient[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse](
 			httpClient,
 			baseURL+TeamServiceTransferOwnershipProcedure,
@@ -248,22 +260,23 @@ func NewTeamServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 
 // teamServiceClient implements TeamServiceClient.
 type teamServiceClient struct {
-	createTeam        *connect.Client[v1.CreateTeamRequest, v1.CreateTeamResponse]
-	listTeams         *connect.Client[v1.ListTeamsRequest, v1.ListTeamsResponse]
-	getTeam           *connect.Client[v1.GetTeamRequest, v1.GetTeamResponse]
-	getTeamEndpoint   *connect.Client[v1.GetTeamEndpointRequest, v1.GetTeamEndpointResponse]
-	listMembers       *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
-	inviteMember      *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
-	listInvitations   *connect.Client[v1.ListInvitationsRequest, v1.ListInvitationsResponse]
-	revokeInvitation  *connect.Client[v1.RevokeInvitationRequest, v1.RevokeInvitationResponse]
-	listMyInvitations *connect.Client[v1.ListMyInvitationsRequest, v1.ListMyInvitationsResponse]
-	acceptInvitation  *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
-	declineInvitation *connect.Client[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse]
-	removeMember      *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
-	setMemberRole     *connect.Client[v1.SetMemberRoleRequest, v1.SetMemberRoleResponse]
-	setTeamToolsMode  *connect.Client[v1.SetTeamToolsModeRequest, v1.SetTeamToolsModeResponse]
-	setMyToolsMode    *connect.Client[v1.SetMyToolsModeRequest, v1.SetMyToolsModeResponse]
-	transferOwnership *connect.Client[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse]
+	createTeam            *connect.Client[v1.CreateTeamRequest, v1.CreateTeamResponse]
+	listTeams             *connect.Client[v1.ListTeamsRequest, v1.ListTeamsResponse]
+	getTeam               *connect.Client[v1.GetTeamRequest, v1.GetTeamResponse]
+	getTeamEndpoint       *connect.Client[v1.GetTeamEndpointRequest, v1.GetTeamEndpointResponse]
+	listMembers           *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
+	inviteMember          *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
+	listInvitations       *connect.Client[v1.ListInvitationsRequest, v1.ListInvitationsResponse]
+	revokeInvitation      *connect.Client[v1.RevokeInvitationRequest, v1.RevokeInvitationResponse]
+	listMyInvitations     *connect.Client[v1.ListMyInvitationsRequest, v1.ListMyInvitationsResponse]
+	acceptInvitation      *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
+	declineInvitation     *connect.Client[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse]
+	removeMember          *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
+	setMemberRole         *connect.Client[v1.SetMemberRoleRequest, v1.SetMemberRoleResponse]
+	setTeamToolsMode      *connect.Client[v1.SetTeamToolsModeRequest, v1.SetTeamToolsModeResponse]
+	setMyToolsMode        *connect.Client[v1.SetMyToolsModeRequest, v1.SetMyToolsModeResponse]
+	setTeamGlobalFallback *connect.Client[v1.SetTeamGlobalFallbackRequest, v1.SetTeamGlobalFallbackResponse]
+	transferOwnership     *connect.Client[v1.TransferOwnershipRequest, v1.TransferOwnershipResponse]
 }
 
 // CreateTeam calls orrery.api.v1.TeamService.CreateTeam.
@@ -341,6 +354,11 @@ func (c *teamServiceClient) SetMyToolsMode(ctx context.Context, req *connect.Req
 	return c.setMyToolsMode.CallUnary(ctx, req)
 }
 
+// SetTeamGlobalFallback calls orrery.api.v1.TeamService.SetTeamGlobalFallback.
+func (c *teamServiceClient) SetTeamGlobalFallback(ctx context.Context, req *connect.Request[v1.SetTeamGlobalFallbackRequest]) (*connect.Response[v1.SetTeamGlobalFallbackResponse], error) {
+	return c.setTeamGlobalFallback.CallUnary(ctx, req)
+}
+
 // TransferOwnership calls orrery.api.v1.TeamService.TransferOwnership.
 func (c *teamServiceClient) TransferOwnership(ctx context.Context, req *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error) {
 	return c.transferOwnership.CallUnary(ctx, req)
@@ -393,6 +411,9 @@ type TeamServiceHandler interface {
 	// SetMyToolsMode chooses how the team's MCP endpoint offers tools to the caller, over the team's
 	// choice; TOOLS_MODE_UNSPECIFIED follows the team's again. Any member, for themselves only.
 	SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error)
+	// SetTeamGlobalFallback chooses whether the global satellites serve a team that has satellites of its own
+	// while none of them is live. Team admins only.
+	SetTeamGlobalFallback(context.Context, *connect.Request[v1.SetTeamGlobalFallbackRequest]) (*connect.Response[v1.SetTeamGlobalFallbackResponse], error)
 	// TransferOwnership makes another member the owner (and an admin). Only the owner or a global admin.
 	TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error)
 }
@@ -500,6 +521,12 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(teamServiceMethods.ByName("SetMyToolsMode")),
 		connect.WithHandlerOptions(opts...),
 	)
+	teamServiceSetTeamGlobalFallbackHandler := connect.NewUnaryHandler(
+		TeamServiceSetTeamGlobalFallbackProcedure,
+		svc.SetTeamGlobalFallback,
+		connect.WithSchema(teamServiceMethods.ByName("SetTeamGlobalFallback")),
+		connect.WithHandlerOptions(opts...),
+	)
 	teamServiceTransferOwnershipHandler := connect.NewUnaryHandler(
 		TeamServiceTransferOwnershipProcedure,
 		svc.TransferOwnership,
@@ -538,6 +565,8 @@ func NewTeamServiceHandler(svc TeamServiceHandler, opts ...connect.HandlerOption
 			teamServiceSetTeamToolsModeHandler.ServeHTTP(w, r)
 		case TeamServiceSetMyToolsModeProcedure:
 			teamServiceSetMyToolsModeHandler.ServeHTTP(w, r)
+		case TeamServiceSetTeamGlobalFallbackProcedure:
+			teamServiceSetTeamGlobalFallbackHandler.ServeHTTP(w, r)
 		case TeamServiceTransferOwnershipProcedure:
 			teamServiceTransferOwnershipHandler.ServeHTTP(w, r)
 		default:
@@ -607,6 +636,10 @@ func (UnimplementedTeamServiceHandler) SetTeamToolsMode(context.Context, *connec
 
 func (UnimplementedTeamServiceHandler) SetMyToolsMode(context.Context, *connect.Request[v1.SetMyToolsModeRequest]) (*connect.Response[v1.SetMyToolsModeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.SetMyToolsMode is not implemented"))
+}
+
+func (UnimplementedTeamServiceHandler) SetTeamGlobalFallback(context.Context, *connect.Request[v1.SetTeamGlobalFallbackRequest]) (*connect.Response[v1.SetTeamGlobalFallbackResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orrery.api.v1.TeamService.SetTeamGlobalFallback is not implemented"))
 }
 
 func (UnimplementedTeamServiceHandler) TransferOwnership(context.Context, *connect.Request[v1.TransferOwnershipRequest]) (*connect.Response[v1.TransferOwnershipResponse], error) {

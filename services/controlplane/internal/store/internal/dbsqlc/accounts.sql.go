@@ -88,7 +88,7 @@ func (q *Queries) CreateAccount(ctx context.Context, arg CreateAccountParams) (U
 }
 
 const createOwnedTeam = `-- name: CreateOwnedTeam :one
-insert into teams (slug, name, owner_id) values ($1, $2, $3) returning id, slug, name, created_at, owner_id, personal, tools_mode
+insert into teams (slug, name, owner_id) values ($1, $2, $3) returning id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback
 `
 
 func (q *Queries) CreateOwnedTeam(ctx context.Context, slug string, name string, ownerID *uuid.UUID) (Team, error) {
@@ -102,12 +102,14 @@ func (q *Queries) CreateOwnedTeam(ctx context.Context, slug string, name string,
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }
 
 const createPersonalTeam = `-- name: CreatePersonalTeam :one
-insert into teams (slug, name, owner_id, personal) values ($1, $2, $3, true) returning id, slug, name, created_at, owner_id, personal, tools_mode
+insert into teams (slug, name, owner_id, personal) values ($1, $2, $3, true) returning id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback
 `
 
 func (q *Queries) CreatePersonalTeam(ctx context.Context, slug string, name string, ownerID *uuid.UUID) (Team, error) {
@@ -121,6 +123,8 @@ func (q *Queries) CreatePersonalTeam(ctx context.Context, slug string, name stri
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }

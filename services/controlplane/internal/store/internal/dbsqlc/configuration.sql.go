@@ -33,7 +33,9 @@ join users u on u.id = i.user_id
 left join user_configurations uc on uc.installation_id = i.installation_id and uc.user_id = i.user_id
 left join tool_selections ts on ts.installation_id = i.installation_id and ts.team_id = i.team_id
 left join hidden_tools ht on ht.installation_id = i.installation_id and ht.user_id = i.user_id and ht.team_id = i.team_id
-where $1::uuid is null or i.team_id = $1::uuid
+where ($1::uuid is null or i.team_id = $1::uuid)
+  and ($2::uuid is null or exists (
+      select 1 from team_placements p where p.team_id = i.team_id and p.satellite_id = $2::uuid))
 order by i.id
 `
 
@@ -79,8 +81,8 @@ type ListDesiredInstancesRow struct {
 
 // ListDesiredInstances returns every instance with the configuration levels it merges, for one team or, when
 // team_id is null, for all teams.
-func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID) ([]ListDesiredInstancesRow, error) {
-	rows, err := q.db.Query(ctx, listDesiredInstances, teamID)
+func (q *Queries) ListDesiredInstances(ctx context.Context, teamID *uuid.UUID, placedOn *uuid.UUID) ([]ListDesiredInstancesRow, error) {
+	rows, err := q.db.Query(ctx, listDesiredInstances, teamID, placedOn)
 	if err != nil {
 		return nil, err
 	}

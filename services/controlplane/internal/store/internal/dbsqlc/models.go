@@ -348,6 +348,11 @@ type Satellite struct {
 	CreatedAt           time.Time
 	OfflineSince        *time.Time
 	OfflineAlerted      bool
+	Capacity            int32
+	InternalUrl         string
+	OpenSessions        int32
+	DrainingAt          *time.Time
+	DrainedAt           *time.Time
 }
 
 type SatelliteCommand struct {
@@ -505,13 +510,15 @@ type SsoProvider struct {
 }
 
 type Team struct {
-	ID        uuid.UUID
-	Slug      string
-	Name      string
-	CreatedAt time.Time
-	OwnerID   *uuid.UUID
-	Personal  bool
-	ToolsMode string
+	ID                uuid.UUID
+	Slug              string
+	Name              string
+	CreatedAt         time.Time
+	OwnerID           *uuid.UUID
+	Personal          bool
+	ToolsMode         string
+	PlacementReplicas *int32
+	GlobalFallback    bool
 }
 
 type TeamInvitation struct {
@@ -531,6 +538,13 @@ type TeamMembership struct {
 	Role      string
 	CreatedAt time.Time
 	ToolsMode *string
+}
+
+type TeamPlacement struct {
+	TeamID      uuid.UUID
+	SatelliteID uuid.UUID
+	Rank        int32
+	PlacedAt    time.Time
 }
 
 type ToolSelection struct {

@@ -295,7 +295,7 @@ func (q *Queries) GetOAuthToken(ctx context.Context, signature []byte, kind stri
 }
 
 const getTeamBySlug = `-- name: GetTeamBySlug :one
-select id, slug, name, created_at, owner_id, personal, tools_mode from teams where slug = $1
+select id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback from teams where slug = $1
 `
 
 func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) {
@@ -309,6 +309,8 @@ func (q *Queries) GetTeamBySlug(ctx context.Context, slug string) (Team, error) 
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }
@@ -627,6 +629,21 @@ func (q *Queries) TeamEndpointServed(ctx context.Context, url string, teamID uui
 	var exists bool
 	err := row.Scan(&exists)
 	return exists, err
+}
+
+const teamOwnEndpointBase = `-- name: TeamOwnEndpointBase :one
+select rtrim(url, '/')::text from satellites
+where revoked_at is null and activated_at is not null and url <> '' and team_id = $1::uuid
+order by last_heartbeat_at desc nulls last
+limit 1
+`
+
+// TeamOwnEndpointBase is the public URL of the team's own satellite, the freshest heartbeat first.
+func (q *Queries) TeamOwnEndpointBase(ctx context.Context, teamID uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, teamOwnEndpointBase, teamID)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
 }
 
 const upsertOAuthConsent = `-- name: UpsertOAuthConsent :exec

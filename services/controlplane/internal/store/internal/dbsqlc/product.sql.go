@@ -152,7 +152,7 @@ func (q *Queries) CreateInstallation(ctx context.Context, arg CreateInstallation
 }
 
 const createTeam = `-- name: CreateTeam :one
-insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at, owner_id, personal, tools_mode
+insert into teams (slug, name) values ($1, $2) returning id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback
 `
 
 func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Team, error) {
@@ -166,6 +166,8 @@ func (q *Queries) CreateTeam(ctx context.Context, slug string, name string) (Tea
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }

@@ -26,7 +26,7 @@ func (q *Queries) CountDroppedEvents(ctx context.Context, satelliteID uuid.UUID)
 const createSatellite = `-- name: CreateSatellite :one
 insert into satellites (name, type, team_id, api_key_id, api_key_hash, version, registration_token_id)
 values ($1, $2, $3, $4, $5, $6, $7)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at
 `
 
 type CreateSatelliteParams struct {
@@ -68,12 +68,17 @@ func (q *Queries) CreateSatellite(ctx context.Context, arg CreateSatelliteParams
 		&i.CreatedAt,
 		&i.OfflineSince,
 		&i.OfflineAlerted,
+		&i.Capacity,
+		&i.InternalUrl,
+		&i.OpenSessions,
+		&i.DrainingAt,
+		&i.DrainedAt,
 	)
 	return i, err
 }
 
 const getSatellite = `-- name: GetSatellite :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites where id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at from satellites where id = $1
 `
 
 func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, error) {
@@ -97,12 +102,17 @@ func (q *Queries) GetSatellite(ctx context.Context, id uuid.UUID) (Satellite, er
 		&i.CreatedAt,
 		&i.OfflineSince,
 		&i.OfflineAlerted,
+		&i.Capacity,
+		&i.InternalUrl,
+		&i.OpenSessions,
+		&i.DrainingAt,
+		&i.DrainedAt,
 	)
 	return i, err
 }
 
 const getSatelliteByKeyID = `-- name: GetSatelliteByKeyID :one
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites where api_key_id = $1
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at from satellites where api_key_id = $1
 `
 
 func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Satellite, error) {
@@ -126,6 +136,11 @@ func (q *Queries) GetSatelliteByKeyID(ctx context.Context, apiKeyID string) (Sat
 		&i.CreatedAt,
 		&i.OfflineSince,
 		&i.OfflineAlerted,
+		&i.Capacity,
+		&i.InternalUrl,
+		&i.OpenSessions,
+		&i.DrainingAt,
+		&i.DrainedAt,
 	)
 	return i, err
 }
@@ -282,7 +297,7 @@ func (q *Queries) ListSatelliteProcesses(ctx context.Context, satelliteID uuid.U
 }
 
 const listSatellites = `-- name: ListSatellites :many
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from satellites
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at from satellites
 where ($1::uuid is null or team_id = $1)
   and ($2::timestamptz is null
        or (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -323,6 +338,11 @@ func (q *Queries) ListSatellites(ctx context.Context, teamID *uuid.UUID, afterCr
 			&i.CreatedAt,
 			&i.OfflineSince,
 			&i.OfflineAlerted,
+			&i.Capacity,
+			&i.InternalUrl,
+			&i.OpenSessions,
+			&i.DrainingAt,
+			&i.DrainedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -335,13 +355,16 @@ func (q *Queries) ListSatellites(ctx context.Context, teamID *uuid.UUID, afterCr
 }
 
 const listSatellitesServingTeam = `-- name: ListSatellitesServingTeam :many
-select id from satellites
-where revoked_at is null and (type = 'global' or team_id = $1)
-order by created_at, id
+select s.id from satellites s
+where s.revoked_at is null
+  and (s.team_id = $1
+       or (s.type = 'global' and exists (
+           select 1 from team_placements p where p.team_id = $1 and p.satellite_id = s.id)))
+order by s.created_at, s.id
 `
 
 // ListSatellitesServingTeam lists the live satellites a team's commands fan out to: its own team satellites and
-// every global satellite.
+// the global satellites it is placed on.
 func (q *Queries) ListSatellitesServingTeam(ctx context.Context, teamID *uuid.UUID) ([]uuid.UUID, error) {
 	rows, err := q.db.Query(ctx, listSatellitesServingTeam, teamID)
 	if err != nil {
@@ -371,18 +394,21 @@ with beat as (
         url               = case when $1::text <> '' then $1::text else s.url end,
         version           = case when $2::text <> '' then $2::text else s.version end,
         system_metrics    = $3,
-        process_count     = $4
-    where s.id = $5 and s.api_key_hash = $6 and s.revoked_at is null
-    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at, s.offline_since, s.offline_alerted
+        process_count     = $4,
+        capacity          = $5,
+        internal_url      = $6,
+        open_sessions     = $7
+    where s.id = $8 and s.api_key_hash = $9 and s.revoked_at is null
+    returning s.id, s.name, s.type, s.team_id, s.api_key_id, s.api_key_hash, s.activated_at, s.revoked_at, s.url, s.version, s.system_metrics, s.process_count, s.last_heartbeat_at, s.registration_token_id, s.created_at, s.offline_since, s.offline_alerted, s.capacity, s.internal_url, s.open_sessions, s.draining_at, s.drained_at
 ), history as (
     insert into satellite_heartbeats (satellite_id, system_metrics, process_counts)
-    select beat.id, $3, $7 from beat
+    select beat.id, $3, $10 from beat
 ), stale as (
     delete from satellite_processes p
     using beat
-    where p.satellite_id = beat.id and not (p.instance_id = any($8::text[]))
+    where p.satellite_id = beat.id and not (p.instance_id = any($11::text[]))
 )
-select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted from beat
+select id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at from beat
 `
 
 type RecordHeartbeatParams struct {
@@ -390,6 +416,9 @@ type RecordHeartbeatParams struct {
 	Version         string
 	SystemMetrics   []byte
 	ProcessCount    int32
+	Capacity        int32
+	InternalUrl     string
+	OpenSessions    int32
 	ID              uuid.UUID
 	ApiKeyHash      string
 	ProcessCounts   []byte
@@ -414,6 +443,11 @@ type RecordHeartbeatRow struct {
 	CreatedAt           time.Time
 	OfflineSince        *time.Time
 	OfflineAlerted      bool
+	Capacity            int32
+	InternalUrl         string
+	OpenSessions        int32
+	DrainingAt          *time.Time
+	DrainedAt           *time.Time
 }
 
 // RecordHeartbeat activates a new satellite, keeps the newest URL a satellite sent, appends the heartbeat to
@@ -425,6 +459,9 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 		arg.Version,
 		arg.SystemMetrics,
 		arg.ProcessCount,
+		arg.Capacity,
+		arg.InternalUrl,
+		arg.OpenSessions,
 		arg.ID,
 		arg.ApiKeyHash,
 		arg.ProcessCounts,
@@ -449,6 +486,11 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 		&i.CreatedAt,
 		&i.OfflineSince,
 		&i.OfflineAlerted,
+		&i.Capacity,
+		&i.InternalUrl,
+		&i.OpenSessions,
+		&i.DrainingAt,
+		&i.DrainedAt,
 	)
 	return i, err
 }
@@ -456,7 +498,7 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 const revokeSatellite = `-- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
 where id = $1 and ($2::uuid is null or team_id = $2)
-returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted
+returning id, name, type, team_id, api_key_id, api_key_hash, activated_at, revoked_at, url, version, system_metrics, process_count, last_heartbeat_at, registration_token_id, created_at, offline_since, offline_alerted, capacity, internal_url, open_sessions, draining_at, drained_at
 `
 
 func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uuid.UUID) (Satellite, error) {
@@ -480,6 +522,11 @@ func (q *Queries) RevokeSatellite(ctx context.Context, iD uuid.UUID, teamID *uui
 		&i.CreatedAt,
 		&i.OfflineSince,
 		&i.OfflineAlerted,
+		&i.Capacity,
+		&i.InternalUrl,
+		&i.OpenSessions,
+		&i.DrainingAt,
+		&i.DrainedAt,
 	)
 	return i, err
 }

@@ -82,7 +82,7 @@ func (q *Queries) GetMemberToolsMode(ctx context.Context, teamID uuid.UUID, user
 }
 
 const getTeam = `-- name: GetTeam :one
-select id, slug, name, created_at, owner_id, personal, tools_mode from teams where id = $1
+select id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback from teams where id = $1
 `
 
 func (q *Queries) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
@@ -96,6 +96,8 @@ func (q *Queries) GetTeam(ctx context.Context, id uuid.UUID) (Team, error) {
 		&i.OwnerID,
 		&i.Personal,
 		&i.ToolsMode,
+		&i.PlacementReplicas,
+		&i.GlobalFallback,
 	)
 	return i, err
 }
@@ -127,7 +129,7 @@ func (q *Queries) InsertAuditEvent(ctx context.Context, arg InsertAuditEventPara
 }
 
 const listAllTeams = `-- name: ListAllTeams :many
-select id, slug, name, created_at, owner_id, personal, tools_mode from teams order by slug
+select id, slug, name, created_at, owner_id, personal, tools_mode, placement_replicas, global_fallback from teams order by slug
 `
 
 func (q *Queries) ListAllTeams(ctx context.Context) ([]Team, error) {
@@ -147,6 +149,8 @@ func (q *Queries) ListAllTeams(ctx context.Context) ([]Team, error) {
 			&i.OwnerID,
 			&i.Personal,
 			&i.ToolsMode,
+			&i.PlacementReplicas,
+			&i.GlobalFallback,
 		); err != nil {
 			return nil, err
 		}
@@ -251,7 +255,7 @@ func (q *Queries) ListMembers(ctx context.Context, teamID uuid.UUID) ([]ListMemb
 }
 
 const listUserTeams = `-- name: ListUserTeams :many
-select t.id, t.slug, t.name, t.created_at, t.owner_id, t.personal, t.tools_mode
+select t.id, t.slug, t.name, t.created_at, t.owner_id, t.personal, t.tools_mode, t.placement_replicas, t.global_fallback
 from teams t
 join team_memberships m on m.team_id = t.id
 where m.user_id = $1
@@ -275,6 +279,8 @@ func (q *Queries) ListUserTeams(ctx context.Context, userID uuid.UUID) ([]Team, 
 			&i.OwnerID,
 			&i.Personal,
 			&i.ToolsMode,
+			&i.PlacementReplicas,
+			&i.GlobalFallback,
 		); err != nil {
 			return nil, err
 		}

@@ -14,7 +14,297 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file orrery/admin/v1/admin.proto.
  */
 export const file_orrery_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiLuAgoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDSJPChVMaXN0U2F0ZWxsaXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGVhbV9pZBgDIAEoCSJhChZMaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlEi4KCnNhdGVsbGl0ZXMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK4AQoSU2F0ZWxsaXRlSGVhcnRiZWF0Ei8KC3JlY2VpdmVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YAiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSPQoOcHJvY2Vzc19jb3VudHMYAyADKAsyJS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlRlYW1Qcm9jZXNzQ291bnQibgoeTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJInMKH0xpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2USNwoKaGVhcnRiZWF0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVIZWFydGJlYXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIngKEFNhdGVsbGl0ZVByb2Nlc3MSMwoHcHJvY2VzcxgBIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUHJvY2Vzc1JlcG9ydBIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQodTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkibwoeTGlzdFNhdGVsbGl0ZVByb2Nlc3Nlc1Jlc3BvbnNlEjQKCXByb2Nlc3NlcxgBIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVQcm9jZXNzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJwChJEcm9wcGVkRXZlbnRSZXBvcnQSCgoCaWQYASABKAkSDQoFY291bnQYAiABKAQSDgoGcmVhc29uGAMgASgJEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuCh5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkihwEKH0xpc3REcm9wcGVkRXZlbnRSZXBvcnRzUmVzcG9uc2USNAoHcmVwb3J0cxgBIAMoCzIjLm9ycmVyeS5hZG1pbi52MS5Ecm9wcGVkRXZlbnRSZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhUKDXRvdGFsX2Ryb3BwZWQYAyABKAQiNQoWUmV2b2tlU2F0ZWxsaXRlUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJIkgKF1Jldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEi0KCXNhdGVsbGl0ZRgBIAEoCzIaLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGUijQYKFUVucXVldWVDb21tYW5kUmVxdWVzdBIWCgxzYXRlbGxpdGVfaWQYASABKAlIABIRCgd0ZWFtX2lkGAIgASgJSAASHwoVYWxsX2dsb2JhbF9zYXRlbGxpdGVzGAcgASgISAASNgoIcHJpb3JpdHkYBCABKA4yJC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmRQcmlvcml0eRImCgN0dGwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOQoJY29uZmlndXJlGAogASgLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db25maWd1cmVBY3Rpb25IARIxCgVzcGF3bhgLIAEoCzIgLm9ycmVyeS5zYXRlbGxpdGUudjEuU3Bhd25BY3Rpb25IARIvCgRraWxsGAwgASgLMh8ub3JyZXJ5LnNhdGVsbGl0ZS52MS5LaWxsQWN0aW9uSAESNQoHcmVzdGFydBgNIAEoCzIiLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVzdGFydEFjdGlvbkgBEj4KDGhlYWx0aF9jaGVjaxgOIAEoCzImLm9ycmVyeS5zYXRlbGxpdGUudjEuSGVhbHRoQ2hlY2tBY3Rpb25IARI3CghyZWNvdmVyeRgPIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVjb3ZlcnlBY3Rpb25IARJACg1yZXZva2VfdG9rZW5zGBAgASgLMicub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZXZva2VUb2tlbnNBY3Rpb25IARI3CghyZWRlcGxveRgRIAEoCzIjLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVkZXBsb3lBY3Rpb25IARIzCgZ1cGRhdGUYEiABKAsyIS5vcnJlcnkuc2F0ZWxsaXRlLnYxLlVwZGF0ZUFjdGlvbkgBEhoKEnJvbGxpbmdfYmF0Y2hfc2l6ZRgIIAEoDUIICgZ0YXJnZXRCCAoGYWN0aW9uSgQIAxAESgQIBRAGUgR0eXBlUgdwYXlsb2FkInQKFkVucXVldWVDb21tYW5kUmVzcG9uc2USLwoIY29tbWFuZHMYASADKAsyHS5vcnJlcnkuYWRtaW4udjEuQWRtaW5Db21tYW5kEikKB3JvbGxvdXQYAiABKAsyGC5vcnJlcnkuYWRtaW4udjEuUm9sbG91dCLvAQoHUm9sbG91dBIKCgJpZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhIKCmJhdGNoX3NpemUYAyABKA0SDQoFc3RhdGUYBCABKAkSDQoFZXJyb3IYBSABKAkSNQoKc2F0ZWxsaXRlcxgGIAMoCzIhLm9ycmVyeS5hZG1pbi52MS5Sb2xsb3V0U2F0ZWxsaXRlEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKEFJvbGxvdXRTYXRlbGxpdGUSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEg0KBWJhdGNoGAIgASgNEg0KBXN0YXRlGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkiPAoTTGlzdFJvbGxvdXRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJbChRMaXN0Um9sbG91dHNSZXNwb25zZRIqCghyb2xsb3V0cxgBIAMoCzIYLm9ycmVyeS5hZG1pbi52MS5Sb2xsb3V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK5AgoMQWRtaW5Db21tYW5kEi0KB2NvbW1hbmQYASABKAsyHC5vcnJlcnkuc2F0ZWxsaXRlLnYxLkNvbW1hbmQSFAoMc2F0ZWxsaXRlX2lkGAIgASgJEjAKBXN0YXRlGAMgASgOMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kU3RhdGUSEAoIYXR0ZW1wdHMYBCABKAUSJwoGb3V0cHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVlcnJvchgGIAEoCRIwCgxjb21wbGV0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKCG91dGNvbWVzGAggAygLMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5JbnN0YW5jZU91dGNvbWUihAEKE0xpc3RDb21tYW5kc1JlcXVlc3QSFAoMc2F0ZWxsaXRlX2lkGAEgASgJEjAKBXN0YXRlGAIgASgOMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiYAoUTGlzdENvbW1hbmRzUmVzcG9uc2USLwoIY29tbWFuZHMYASADKAsyHS5vcnJlcnkuYWRtaW4udjEuQWRtaW5Db21tYW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKrAQoQU2F0ZWxsaXRlUmVsZWFzZRIKCgJpZBgBIAEoCRIxCgdyZWxlYXNlGAIgASgLMiAub3JyZXJ5LnNhdGVsbGl0ZS52MS5SZWxlYXNlSW5mbxIWCg51cGxvYWRlZF9ieXRlcxgDIAEoAxIQCghjb21wbGV0ZRgEIAEoCBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzCh1DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEhAKCHBsYXRmb3JtGAIgASgJEg4KBnNoYTI1NhgDIAEoCRIRCglzaWduYXR1cmUYBCABKAwSDAoEc2l6ZRgFIAEoAyJUCh5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USMgoHcmVsZWFzZRgBIAEoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVSZWxlYXNlIlYKIlVwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVua1JlcXVlc3QSEgoKcmVsZWFzZV9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDCI9CiNVcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXNwb25zZRIWCg51cGxvYWRlZF9ieXRlcxgBIAEoAyI1Ch9Db21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0EhIKCnJlbGVhc2VfaWQYASABKAkiVgogQ29tcGxldGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USMgoHcmVsZWFzZRgBIAEoCzIhLm9ycmVyeS5hZG1pbi52MS5TYXRlbGxpdGVSZWxlYXNlIkUKHExpc3RTYXRlbGxpdGVSZWxlYXNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkibQodTGlzdFNhdGVsbGl0ZVJlbGVhc2VzUmVzcG9uc2USMwoIcmVsZWFzZXMYASADKAsyIS5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlUmVsZWFzZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwodRGVsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlcXVlc3QSEgoKcmVsZWFzZV9pZBgBIAEoCSIgCh5EZWxldGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2UqVwoKVG9rZW5TY29wZRIbChdUT0tFTl9TQ09QRV9VTlNQRUNJRklFRBAAEhYKElRPS0VOX1NDT1BFX0dMT0JBTBABEhQKEFRPS0VOX1NDT1BFX1RFQU0QAjKGDwoMQWRtaW5TZXJ2aWNlEnwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEn4KFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSLi5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaLy5vcnJlcnkuYWRtaW4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlIgOQAgESfAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SLy5vcnJlcnkuYWRtaW4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USZgoOTGlzdFNhdGVsbGl0ZXMSJi5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZXNSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVzcG9uc2UiA5ACARKBAQoXTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHMSLy5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZUhlYXJ0YmVhdHNSZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVzcG9uc2UiA5ACARJ+ChZMaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXNwb25zZSIDkAIBEoEBChdMaXN0RHJvcHBlZEV2ZW50UmVwb3J0cxIvLm9ycmVyeS5hZG1pbi52MS5MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1JlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXNwb25zZSIDkAIBEmQKD1Jldm9rZVNhdGVsbGl0ZRInLm9ycmVyeS5hZG1pbi52MS5SZXZva2VTYXRlbGxpdGVSZXF1ZXN0Gigub3JyZXJ5LmFkbWluLnYxLlJldm9rZVNhdGVsbGl0ZVJlc3BvbnNlEmEKDkVucXVldWVDb21tYW5kEiYub3JyZXJ5LmFkbWluLnYxLkVucXVldWVDb21tYW5kUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5FbnF1ZXVlQ29tbWFuZFJlc3BvbnNlEmAKDExpc3RDb21tYW5kcxIkLm9ycmVyeS5hZG1pbi52MS5MaXN0Q29tbWFuZHNSZXF1ZXN0GiUub3JyZXJ5LmFkbWluLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlIgOQAgESeQoWQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZRIuLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBovLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USiAEKG1VwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVuaxIzLm9ycmVyeS5hZG1pbi52MS5VcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXF1ZXN0GjQub3JyZXJ5LmFkbWluLnYxLlVwbG9hZFNhdGVsbGl0ZVJlbGVhc2VDaHVua1Jlc3BvbnNlEn8KGENvbXBsZXRlU2F0ZWxsaXRlUmVsZWFzZRIwLm9ycmVyeS5hZG1pbi52MS5Db21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0GjEub3JyZXJ5LmFkbWluLnYxLkNvbXBsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlEnsKFUxpc3RTYXRlbGxpdGVSZWxlYXNlcxItLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlUmVsZWFzZXNSZXF1ZXN0Gi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVSZWxlYXNlc1Jlc3BvbnNlIgOQAgESYAoMTGlzdFJvbGxvdXRzEiQub3JyZXJ5LmFkbWluLnYxLkxpc3RSb2xsb3V0c1JlcXVlc3QaJS5vcnJlcnkuYWRtaW4udjEuTGlzdFJvbGxvdXRzUmVzcG9uc2UiA5ACARJ5ChZEZWxldGVTYXRlbGxpdGVSZWxlYXNlEi4ub3JyZXJ5LmFkbWluLnYxLkRlbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkRlbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXNwb25zZUI2WjRnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hZG1pbi92MTthZG1pbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+  fileDesc("ChtvcnJlcnkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD29ycmVyeS5hZG1pbi52MSK6AQoJUGxhY2VtZW50Eg8KB3RlYW1faWQYASABKAkSEQoJdGVhbV9zbHVnGAIgASgJEhQKDHNhdGVsbGl0ZV9pZBgDIAEoCRIWCg5zYXRlbGxpdGVfbmFtZRgEIAEoCRIMCgRyYW5rGAUgASgNEi0KCXBsYWNlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbGl2ZRgHIAEoCBIQCghkcmFpbmluZxgIIAEoCCJzChVMaXN0UGxhY2VtZW50c1JlcXVlc3QSEQoHdGVhbV9pZBgBIAEoCUgAEhYKDHNhdGVsbGl0ZV9pZBgCIAEoCUgAEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJQggKBnRhcmdldCJzChZMaXN0UGxhY2VtZW50c1Jlc3BvbnNlEi4KCnBsYWNlbWVudHMYASADKAsyGi5vcnJlcnkuYWRtaW4udjEuUGxhY2VtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghyZXBsaWNhcxgDIAEoDSI7ChZTZXRUZWFtUmVwbGljYXNSZXF1ZXN0Eg8KB3RlYW1faWQYASABKAkSEAoIcmVwbGljYXMYAiABKA0iSQoXU2V0VGVhbVJlcGxpY2FzUmVzcG9uc2USLgoKcGxhY2VtZW50cxgBIAMoCzIaLm9ycmVyeS5hZG1pbi52MS5QbGFjZW1lbnQiIwoVRHJhaW5TYXRlbGxpdGVSZXF1ZXN0EgoKAmlkGAEgASgJIkcKFkRyYWluU2F0ZWxsaXRlUmVzcG9uc2USLQoJc2F0ZWxsaXRlGAEgASgLMhoub3JyZXJ5LmFkbWluLnYxLlNhdGVsbGl0ZSIlChdVbmRyYWluU2F0ZWxsaXRlUmVxdWVzdBIKCgJpZBgBIAEoCSJJChhVbmRyYWluU2F0ZWxsaXRlUmVzcG9uc2USLQoJc2F0ZWxsaXRlGAEgASgLMhoub3JyZXJ5LmFkbWluLnYxLlNhdGVsbGl0ZSLBAgoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgVzY29wZRgDIAEoDjIbLm9ycmVyeS5hZG1pbi52MS5Ub2tlblNjb3BlEg8KB3RlYW1faWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY29uc3VtZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNhdGVsbGl0ZV9pZBgIIAEoCRIuCgpyZXZva2VkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoFc2NvcGUYAiABKA4yGy5vcnJlcnkuYWRtaW4udjEuVG9rZW5TY29wZRIPCgd0ZWFtX2lkGAMgASgJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJwCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgCIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJXCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJInoKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRI/ChNyZWdpc3RyYXRpb25fdG9rZW5zGAEgAygLMiIub3JyZXJ5LmFkbWluLnYxLlJlZ2lzdHJhdGlvblRva2VuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9Ch5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJhCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEj4KEnJlZ2lzdHJhdGlvbl90b2tlbhgBIAEoCzIiLm9ycmVyeS5hZG1pbi52MS5SZWdpc3RyYXRpb25Ub2tlbiKOBAoJU2F0ZWxsaXRlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMAoEdHlwZRgDIAEoDjIiLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlVHlwZRIPCgd0ZWFtX2lkGAQgASgJEjQKBnN0YXR1cxgFIAEoDjIkLm9ycmVyeS5zYXRlbGxpdGUudjEuU2F0ZWxsaXRlU3RhdHVzEgsKA3VybBgGIAEoCRIPCgd2ZXJzaW9uGAcgASgJEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgZzeXN0ZW0YCiABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlN5c3RlbU1ldHJpY3MSFQoNcHJvY2Vzc19jb3VudBgLIAEoDRIQCghjYXBhY2l0eRgMIAEoDRIUCgxpbnRlcm5hbF91cmwYDSABKAkSFQoNb3Blbl9zZXNzaW9ucxgOIAEoDRIvCgtkcmFpbmluZ19hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZHJhaW5lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoVTGlzdFNhdGVsbGl0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEg8KB3RlYW1faWQYAyABKAkiYQoWTGlzdFNhdGVsbGl0ZXNSZXNwb25zZRIuCgpzYXRlbGxpdGVzGAEgAygLMhoub3JyZXJ5LmFkbWluLnYxLlNhdGVsbGl0ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiuAEKElNhdGVsbGl0ZUhlYXJ0YmVhdBIvCgtyZWNlaXZlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoGc3lzdGVtGAIgASgLMiIub3JyZXJ5LnNhdGVsbGl0ZS52MS5TeXN0ZW1NZXRyaWNzEj0KDnByb2Nlc3NfY291bnRzGAMgAygLMiUub3JyZXJ5LnNhdGVsbGl0ZS52MS5UZWFtUHJvY2Vzc0NvdW50Im4KHkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVxdWVzdBIUCgxzYXRlbGxpdGVfaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJzCh9MaXN0U2F0ZWxsaXRlSGVhcnRiZWF0c1Jlc3BvbnNlEjcKCmhlYXJ0YmVhdHMYASADKAsyIy5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlSGVhcnRiZWF0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ4ChBTYXRlbGxpdGVQcm9jZXNzEjMKB3Byb2Nlc3MYASABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlByb2Nlc3NSZXBvcnQSLwoLcmVwb3J0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm0KHUxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIm8KHkxpc3RTYXRlbGxpdGVQcm9jZXNzZXNSZXNwb25zZRI0Cglwcm9jZXNzZXMYASADKAsyIS5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlUHJvY2VzcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicAoSRHJvcHBlZEV2ZW50UmVwb3J0EgoKAmlkGAEgASgJEg0KBWNvdW50GAIgASgEEg4KBnJlYXNvbhgDIAEoCRIvCgtvY2N1cnJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibgoeTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIocBCh9MaXN0RHJvcHBlZEV2ZW50UmVwb3J0c1Jlc3BvbnNlEjQKB3JlcG9ydHMYASADKAsyIy5vcnJlcnkuYWRtaW4udjEuRHJvcHBlZEV2ZW50UmVwb3J0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg10b3RhbF9kcm9wcGVkGAMgASgEIjUKFlJldm9rZVNhdGVsbGl0ZVJlcXVlc3QSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCSJIChdSZXZva2VTYXRlbGxpdGVSZXNwb25zZRItCglzYXRlbGxpdGUYASABKAsyGi5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlIo0GChVFbnF1ZXVlQ29tbWFuZFJlcXVlc3QSFgoMc2F0ZWxsaXRlX2lkGAEgASgJSAASEQoHdGVhbV9pZBgCIAEoCUgAEh8KFWFsbF9nbG9iYWxfc2F0ZWxsaXRlcxgHIAEoCEgAEjYKCHByaW9yaXR5GAQgASgOMiQub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kUHJpb3JpdHkSJgoDdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjkKCWNvbmZpZ3VyZRgKIAEoCzIkLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29uZmlndXJlQWN0aW9uSAESMQoFc3Bhd24YCyABKAsyIC5vcnJlcnkuc2F0ZWxsaXRlLnYxLlNwYXduQWN0aW9uSAESLwoEa2lsbBgMIAEoCzIfLm9ycmVyeS5zYXRlbGxpdGUudjEuS2lsbEFjdGlvbkgBEjUKB3Jlc3RhcnQYDSABKAsyIi5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlc3RhcnRBY3Rpb25IARI+CgxoZWFsdGhfY2hlY2sYDiABKAsyJi5vcnJlcnkuc2F0ZWxsaXRlLnYxLkhlYWx0aENoZWNrQWN0aW9uSAESNwoIcmVjb3ZlcnkYDyABKAsyIy5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlY292ZXJ5QWN0aW9uSAESQAoNcmV2b2tlX3Rva2VucxgQIAEoCzInLm9ycmVyeS5zYXRlbGxpdGUudjEuUmV2b2tlVG9rZW5zQWN0aW9uSAESNwoIcmVkZXBsb3kYESABKAsyIy5vcnJlcnkuc2F0ZWxsaXRlLnYxLlJlZGVwbG95QWN0aW9uSAESMwoGdXBkYXRlGBIgASgLMiEub3JyZXJ5LnNhdGVsbGl0ZS52MS5VcGRhdGVBY3Rpb25IARIaChJyb2xsaW5nX2JhdGNoX3NpemUYCCABKA1CCAoGdGFyZ2V0QggKBmFjdGlvbkoECAMQBEoECAUQBlIEdHlwZVIHcGF5bG9hZCJ0ChZFbnF1ZXVlQ29tbWFuZFJlc3BvbnNlEi8KCGNvbW1hbmRzGAEgAygLMh0ub3JyZXJ5LmFkbWluLnYxLkFkbWluQ29tbWFuZBIpCgdyb2xsb3V0GAIgASgLMhgub3JyZXJ5LmFkbWluLnYxLlJvbGxvdXQi7wEKB1JvbGxvdXQSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRISCgpiYXRjaF9zaXplGAMgASgNEg0KBXN0YXRlGAQgASgJEg0KBWVycm9yGAUgASgJEjUKCnNhdGVsbGl0ZXMYBiADKAsyIS5vcnJlcnkuYWRtaW4udjEuUm9sbG91dFNhdGVsbGl0ZRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaChBSb2xsb3V0U2F0ZWxsaXRlEhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRINCgViYXRjaBgCIAEoDRINCgVzdGF0ZRgDIAEoCRISCgpjb21tYW5kX2lkGAQgASgJIjwKE0xpc3RSb2xsb3V0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoUTGlzdFJvbGxvdXRzUmVzcG9uc2USKgoIcm9sbG91dHMYASADKAsyGC5vcnJlcnkuYWRtaW4udjEuUm9sbG91dBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiuQIKDEFkbWluQ29tbWFuZBItCgdjb21tYW5kGAEgASgLMhwub3JyZXJ5LnNhdGVsbGl0ZS52MS5Db21tYW5kEhQKDHNhdGVsbGl0ZV9pZBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhAKCGF0dGVtcHRzGAQgASgFEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFZXJyb3IYBiABKAkSMAoMY29tcGxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2CghvdXRjb21lcxgIIAMoCzIkLm9ycmVyeS5zYXRlbGxpdGUudjEuSW5zdGFuY2VPdXRjb21lIoQBChNMaXN0Q29tbWFuZHNSZXF1ZXN0EhQKDHNhdGVsbGl0ZV9pZBgBIAEoCRIwCgVzdGF0ZRgCIAEoDjIhLm9ycmVyeS5zYXRlbGxpdGUudjEuQ29tbWFuZFN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJImAKFExpc3RDb21tYW5kc1Jlc3BvbnNlEi8KCGNvbW1hbmRzGAEgAygLMh0ub3JyZXJ5LmFkbWluLnYxLkFkbWluQ29tbWFuZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqwEKEFNhdGVsbGl0ZVJlbGVhc2USCgoCaWQYASABKAkSMQoHcmVsZWFzZRgCIAEoCzIgLm9ycmVyeS5zYXRlbGxpdGUudjEuUmVsZWFzZUluZm8SFgoOdXBsb2FkZWRfYnl0ZXMYAyABKAMSEAoIY29tcGxldGUYBCABKAgSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicwodQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZVJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIOCgZzaGEyNTYYAyABKAkSEQoJc2lnbmF0dXJlGAQgASgMEgwKBHNpemUYBSABKAMiVAoeQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlEjIKB3JlbGVhc2UYASABKAsyIS5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlUmVsZWFzZSJWCiJVcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXF1ZXN0EhIKCnJlbGVhc2VfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEgwKBGRhdGEYAyABKAwiPQojVXBsb2FkU2F0ZWxsaXRlUmVsZWFzZUNodW5rUmVzcG9uc2USFgoOdXBsb2FkZWRfYnl0ZXMYASABKAMiNQofQ29tcGxldGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBISCgpyZWxlYXNlX2lkGAEgASgJIlYKIENvbXBsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlEjIKB3JlbGVhc2UYASABKAsyIS5vcnJlcnkuYWRtaW4udjEuU2F0ZWxsaXRlUmVsZWFzZSJFChxMaXN0U2F0ZWxsaXRlUmVsZWFzZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIm0KHUxpc3RTYXRlbGxpdGVSZWxlYXNlc1Jlc3BvbnNlEjMKCHJlbGVhc2VzGAEgAygLMiEub3JyZXJ5LmFkbWluLnYxLlNhdGVsbGl0ZVJlbGVhc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKHURlbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXF1ZXN0EhIKCnJlbGVhc2VfaWQYASABKAkiIAoeRGVsZXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlKlcKClRva2VuU2NvcGUSGwoXVE9LRU5fU0NPUEVfVU5TUEVDSUZJRUQQABIWChJUT0tFTl9TQ09QRV9HTE9CQUwQARIUChBUT0tFTl9TQ09QRV9URUFNEAIyoBIKDEFkbWluU2VydmljZRJ8ChdDcmVhdGVSZWdpc3RyYXRpb25Ub2tlbhIvLm9ycmVyeS5hZG1pbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaMC5vcnJlcnkuYWRtaW4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJ+ChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEi4ub3JyZXJ5LmFkbWluLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0Gi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZSIDkAIBEnwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEi8ub3JyZXJ5LmFkbWluLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEmYKDkxpc3RTYXRlbGxpdGVzEiYub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVzUmVxdWVzdBonLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlc1Jlc3BvbnNlIgOQAgESgQEKF0xpc3RTYXRlbGxpdGVIZWFydGJlYXRzEi8ub3JyZXJ5LmFkbWluLnYxLkxpc3RTYXRlbGxpdGVIZWFydGJlYXRzUmVxdWVzdBowLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlSGVhcnRiZWF0c1Jlc3BvbnNlIgOQAgESfgoWTGlzdFNhdGVsbGl0ZVByb2Nlc3NlcxIuLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzUmVxdWVzdBovLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlUHJvY2Vzc2VzUmVzcG9uc2UiA5ACARKBAQoXTGlzdERyb3BwZWRFdmVudFJlcG9ydHMSLy5vcnJlcnkuYWRtaW4udjEuTGlzdERyb3BwZWRFdmVudFJlcG9ydHNSZXF1ZXN0GjAub3JyZXJ5LmFkbWluLnYxLkxpc3REcm9wcGVkRXZlbnRSZXBvcnRzUmVzcG9uc2UiA5ACARJkCg9SZXZva2VTYXRlbGxpdGUSJy5vcnJlcnkuYWRtaW4udjEuUmV2b2tlU2F0ZWxsaXRlUmVxdWVzdBooLm9ycmVyeS5hZG1pbi52MS5SZXZva2VTYXRlbGxpdGVSZXNwb25zZRJhCg5FbnF1ZXVlQ29tbWFuZBImLm9ycmVyeS5hZG1pbi52MS5FbnF1ZXVlQ29tbWFuZFJlcXVlc3QaJy5vcnJlcnkuYWRtaW4udjEuRW5xdWV1ZUNvbW1hbmRSZXNwb25zZRJgCgxMaXN0Q29tbWFuZHMSJC5vcnJlcnkuYWRtaW4udjEuTGlzdENvbW1hbmRzUmVxdWVzdBolLm9ycmVyeS5hZG1pbi52MS5MaXN0Q29tbWFuZHNSZXNwb25zZSIDkAIBEnkKFkNyZWF0ZVNhdGVsbGl0ZVJlbGVhc2USLi5vcnJlcnkuYWRtaW4udjEuQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZVJlcXVlc3QaLy5vcnJlcnkuYWRtaW4udjEuQ3JlYXRlU2F0ZWxsaXRlUmVsZWFzZVJlc3BvbnNlEogBChtVcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmsSMy5vcnJlcnkuYWRtaW4udjEuVXBsb2FkU2F0ZWxsaXRlUmVsZWFzZUNodW5rUmVxdWVzdBo0Lm9ycmVyeS5hZG1pbi52MS5VcGxvYWRTYXRlbGxpdGVSZWxlYXNlQ2h1bmtSZXNwb25zZRJ/ChhDb21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2USMC5vcnJlcnkuYWRtaW4udjEuQ29tcGxldGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBoxLm9ycmVyeS5hZG1pbi52MS5Db21wbGV0ZVNhdGVsbGl0ZVJlbGVhc2VSZXNwb25zZRJ7ChVMaXN0U2F0ZWxsaXRlUmVsZWFzZXMSLS5vcnJlcnkuYWRtaW4udjEuTGlzdFNhdGVsbGl0ZVJlbGVhc2VzUmVxdWVzdBouLm9ycmVyeS5hZG1pbi52MS5MaXN0U2F0ZWxsaXRlUmVsZWFzZXNSZXNwb25zZSIDkAIBEmAKDExpc3RSb2xsb3V0cxIkLm9ycmVyeS5hZG1pbi52MS5MaXN0Um9sbG91dHNSZXF1ZXN0GiUub3JyZXJ5LmFkbWluLnYxLkxpc3RSb2xsb3V0c1Jlc3BvbnNlIgOQAgESeQoWRGVsZXRlU2F0ZWxsaXRlUmVsZWFzZRIuLm9ycmVyeS5hZG1pbi52MS5EZWxldGVTYXRlbGxpdGVSZWxlYXNlUmVxdWVzdBovLm9ycmVyeS5hZG1pbi52MS5EZWxldGVTYXRlbGxpdGVSZWxlYXNlUmVzcG9uc2USZgoOTGlzdFBsYWNlbWVudHMSJi5vcnJlcnkuYWRtaW4udjEuTGlzdFBsYWNlbWVudHNSZXF1ZXN0Gicub3JyZXJ5LmFkbWluLnYxLkxpc3RQbGFjZW1lbnRzUmVzcG9uc2UiA5ACARJkCg9TZXRUZWFtUmVwbGljYXMSJy5vcnJlcnkuYWRtaW4udjEuU2V0VGVhbVJlcGxpY2FzUmVxdWVzdBooLm9ycmVyeS5hZG1pbi52MS5TZXRUZWFtUmVwbGljYXNSZXNwb25zZRJhCg5EcmFpblNhdGVsbGl0ZRImLm9ycmVyeS5hZG1pbi52MS5EcmFpblNhdGVsbGl0ZVJlcXVlc3QaJy5vcnJlcnkuYWRtaW4udjEuRHJhaW5TYXRlbGxpdGVSZXNwb25zZRJnChBVbmRyYWluU2F0ZWxsaXRlEigub3JyZXJ5LmFkbWluLnYxLlVuZHJhaW5TYXRlbGxpdGVSZXF1ZXN0Gikub3JyZXJ5LmFkbWluLnYxLlVuZHJhaW5TYXRlbGxpdGVSZXNwb25zZUI2WjRnaXRodWIuY29tL29ycmVyeS9vcnJlcnkvZ2VuL29ycmVyeS9hZG1pbi92MTthZG1pbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_orrery_satellite_v1_satellite]);
+
+/**
+ * Placement is one global satellite serving one team.
+ *
+ * @generated from message orrery.admin.v1.Placement
+ */
+export type Placement = Message<"orrery.admin.v1.Placement"> & {
+  /**
+   * team_id identifies the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * team_slug names the team; set when listing a satellite's teams.
+   *
+   * @generated from field: string team_slug = 2;
+   */
+  teamSlug: string;
+
+  /**
+   * satellite_id identifies the satellite.
+   *
+   * @generated from field: string satellite_id = 3;
+   */
+  satelliteId: string;
+
+  /**
+   * satellite_name names the satellite; set when listing a team's satellites.
+   *
+   * @generated from field: string satellite_name = 4;
+   */
+  satelliteName: string;
+
+  /**
+   * rank is the satellite's place in the team's order, 0 first: requests forwarded for the team go to the
+   * first live one.
+   *
+   * @generated from field: uint32 rank = 5;
+   */
+  rank: number;
+
+  /**
+   * placed_at is when the team was placed on the satellite.
+   *
+   * @generated from field: google.protobuf.Timestamp placed_at = 6;
+   */
+  placedAt?: Timestamp | undefined;
+
+  /**
+   * live is true when the satellite sent a heartbeat recently; set when listing a team's satellites.
+   *
+   * @generated from field: bool live = 7;
+   */
+  live: boolean;
+
+  /**
+   * draining is true when the satellite is draining; set when listing a team's satellites.
+   *
+   * @generated from field: bool draining = 8;
+   */
+  draining: boolean;
+};
+
+/**
+ * Describes the message orrery.admin.v1.Placement.
+ * Use `create(PlacementSchema)` to create a new message.
+ */
+export const PlacementSchema: GenMessage<Placement> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 0);
+
+/**
+ * ListPlacementsRequest names a team or a satellite.
+ *
+ * @generated from message orrery.admin.v1.ListPlacementsRequest
+ */
+export type ListPlacementsRequest = Message<"orrery.admin.v1.ListPlacementsRequest"> & {
+  /**
+   * target is whose placements to list.
+   *
+   * @generated from oneof orrery.admin.v1.ListPlacementsRequest.target
+   */
+  target: {
+    /**
+     * team_id lists the satellites the team is placed on, best first, all on one page.
+     *
+     * @generated from field: string team_id = 1;
+     */
+    value: string;
+    case: "teamId";
+  } | {
+    /**
+     * satellite_id lists the teams placed on the satellite, by team id, a page at a time.
+     *
+     * @generated from field: string satellite_id = 2;
+     */
+    value: string;
+    case: "satelliteId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * page_size caps the page of a satellite's teams; zero means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues from a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListPlacementsRequest.
+ * Use `create(ListPlacementsRequestSchema)` to create a new message.
+ */
+export const ListPlacementsRequestSchema: GenMessage<ListPlacementsRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 1);
+
+/**
+ * ListPlacementsResponse lists placements.
+ *
+ * @generated from message orrery.admin.v1.ListPlacementsResponse
+ */
+export type ListPlacementsResponse = Message<"orrery.admin.v1.ListPlacementsResponse"> & {
+  /**
+   * placements are the page.
+   *
+   * @generated from field: repeated orrery.admin.v1.Placement placements = 1;
+   */
+  placements: Placement[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * replicas is the team's R when a team was named: how many global satellites should serve it.
+   *
+   * @generated from field: uint32 replicas = 3;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message orrery.admin.v1.ListPlacementsResponse.
+ * Use `create(ListPlacementsResponseSchema)` to create a new message.
+ */
+export const ListPlacementsResponseSchema: GenMessage<ListPlacementsResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 2);
+
+/**
+ * SetTeamReplicasRequest sets a team's R.
+ *
+ * @generated from message orrery.admin.v1.SetTeamReplicasRequest
+ */
+export type SetTeamReplicasRequest = Message<"orrery.admin.v1.SetTeamReplicasRequest"> & {
+  /**
+   * team_id identifies the team.
+   *
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * replicas is how many global satellites serve the team, at most 16; zero restores the default (2).
+   *
+   * @generated from field: uint32 replicas = 2;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message orrery.admin.v1.SetTeamReplicasRequest.
+ * Use `create(SetTeamReplicasRequestSchema)` to create a new message.
+ */
+export const SetTeamReplicasRequestSchema: GenMessage<SetTeamReplicasRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 3);
+
+/**
+ * SetTeamReplicasResponse lists the team's placement after the change.
+ *
+ * @generated from message orrery.admin.v1.SetTeamReplicasResponse
+ */
+export type SetTeamReplicasResponse = Message<"orrery.admin.v1.SetTeamReplicasResponse"> & {
+  /**
+   * placements are the satellites the team is placed on now, best first.
+   *
+   * @generated from field: repeated orrery.admin.v1.Placement placements = 1;
+   */
+  placements: Placement[];
+};
+
+/**
+ * Describes the message orrery.admin.v1.SetTeamReplicasResponse.
+ * Use `create(SetTeamReplicasResponseSchema)` to create a new message.
+ */
+export const SetTeamReplicasResponseSchema: GenMessage<SetTeamReplicasResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 4);
+
+/**
+ * DrainSatelliteRequest names a global satellite to drain.
+ *
+ * @generated from message orrery.admin.v1.DrainSatelliteRequest
+ */
+export type DrainSatelliteRequest = Message<"orrery.admin.v1.DrainSatelliteRequest"> & {
+  /**
+   * id identifies the satellite.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.DrainSatelliteRequest.
+ * Use `create(DrainSatelliteRequestSchema)` to create a new message.
+ */
+export const DrainSatelliteRequestSchema: GenMessage<DrainSatelliteRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 5);
+
+/**
+ * DrainSatelliteResponse describes the draining satellite.
+ *
+ * @generated from message orrery.admin.v1.DrainSatelliteResponse
+ */
+export type DrainSatelliteResponse = Message<"orrery.admin.v1.DrainSatelliteResponse"> & {
+  /**
+   * satellite describes the satellite, its teams already placed elsewhere.
+   *
+   * @generated from field: orrery.admin.v1.Satellite satellite = 1;
+   */
+  satellite?: Satellite | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.DrainSatelliteResponse.
+ * Use `create(DrainSatelliteResponseSchema)` to create a new message.
+ */
+export const DrainSatelliteResponseSchema: GenMessage<DrainSatelliteResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 6);
+
+/**
+ * UndrainSatelliteRequest names a global satellite whose drain ends.
+ *
+ * @generated from message orrery.admin.v1.UndrainSatelliteRequest
+ */
+export type UndrainSatelliteRequest = Message<"orrery.admin.v1.UndrainSatelliteRequest"> & {
+  /**
+   * id identifies the satellite.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message orrery.admin.v1.UndrainSatelliteRequest.
+ * Use `create(UndrainSatelliteRequestSchema)` to create a new message.
+ */
+export const UndrainSatelliteRequestSchema: GenMessage<UndrainSatelliteRequest> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 7);
+
+/**
+ * UndrainSatelliteResponse describes the satellite.
+ *
+ * @generated from message orrery.admin.v1.UndrainSatelliteResponse
+ */
+export type UndrainSatelliteResponse = Message<"orrery.admin.v1.UndrainSatelliteResponse"> & {
+  /**
+   * satellite describes the satellite.
+   *
+   * @generated from field: orrery.admin.v1.Satellite satellite = 1;
+   */
+  satellite?: Satellite | undefined;
+};
+
+/**
+ * Describes the message orrery.admin.v1.UndrainSatelliteResponse.
+ * Use `create(UndrainSatelliteResponseSchema)` to create a new message.
+ */
+export const UndrainSatelliteResponseSchema: GenMessage<UndrainSatelliteResponse> = /*@__PURE__*/
+  messageDesc(file_orrery_admin_v1_admin, 8);
 
 /**
  * RegistrationToken describes a registration token, without its secret value.
@@ -91,7 +381,7 @@ export type RegistrationToken = Message<"orrery.admin.v1.RegistrationToken"> & {
  * Use `create(RegistrationTokenSchema)` to create a new message.
  */
 export const RegistrationTokenSchema: GenMessage<RegistrationToken> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 0);
+  messageDesc(file_orrery_admin_v1_admin, 9);
 
 /**
  * CreateRegistrationTokenRequest describes the token to create.
@@ -133,7 +423,7 @@ export type CreateRegistrationTokenRequest = Message<"orrery.admin.v1.CreateRegi
  * Use `create(CreateRegistrationTokenRequestSchema)` to create a new message.
  */
 export const CreateRegistrationTokenRequestSchema: GenMessage<CreateRegistrationTokenRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 1);
+  messageDesc(file_orrery_admin_v1_admin, 10);
 
 /**
  * CreateRegistrationTokenResponse carries the new token.
@@ -161,7 +451,7 @@ export type CreateRegistrationTokenResponse = Message<"orrery.admin.v1.CreateReg
  * Use `create(CreateRegistrationTokenResponseSchema)` to create a new message.
  */
 export const CreateRegistrationTokenResponseSchema: GenMessage<CreateRegistrationTokenResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 2);
+  messageDesc(file_orrery_admin_v1_admin, 11);
 
 /**
  * ListRegistrationTokensRequest asks for a page of tokens.
@@ -197,7 +487,7 @@ export type ListRegistrationTokensRequest = Message<"orrery.admin.v1.ListRegistr
  * Use `create(ListRegistrationTokensRequestSchema)` to create a new message.
  */
 export const ListRegistrationTokensRequestSchema: GenMessage<ListRegistrationTokensRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 3);
+  messageDesc(file_orrery_admin_v1_admin, 12);
 
 /**
  * ListRegistrationTokensResponse is a page of tokens.
@@ -225,7 +515,7 @@ export type ListRegistrationTokensResponse = Message<"orrery.admin.v1.ListRegist
  * Use `create(ListRegistrationTokensResponseSchema)` to create a new message.
  */
 export const ListRegistrationTokensResponseSchema: GenMessage<ListRegistrationTokensResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 4);
+  messageDesc(file_orrery_admin_v1_admin, 13);
 
 /**
  * RevokeRegistrationTokenRequest names the token to revoke.
@@ -254,7 +544,7 @@ export type RevokeRegistrationTokenRequest = Message<"orrery.admin.v1.RevokeRegi
  * Use `create(RevokeRegistrationTokenRequestSchema)` to create a new message.
  */
 export const RevokeRegistrationTokenRequestSchema: GenMessage<RevokeRegistrationTokenRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 5);
+  messageDesc(file_orrery_admin_v1_admin, 14);
 
 /**
  * RevokeRegistrationTokenResponse describes the revoked token.
@@ -275,7 +565,7 @@ export type RevokeRegistrationTokenResponse = Message<"orrery.admin.v1.RevokeReg
  * Use `create(RevokeRegistrationTokenResponseSchema)` to create a new message.
  */
 export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistrationTokenResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 6);
+  messageDesc(file_orrery_admin_v1_admin, 15);
 
 /**
  * Satellite describes a satellite.
@@ -359,6 +649,41 @@ export type Satellite = Message<"orrery.admin.v1.Satellite"> & {
    * @generated from field: uint32 process_count = 11;
    */
   processCount: number;
+
+  /**
+   * capacity is the global satellite's weight in team placement as it reports it; zero means 100.
+   *
+   * @generated from field: uint32 capacity = 12;
+   */
+  capacity: number;
+
+  /**
+   * internal_url is where the other satellites of the pool reach this one.
+   *
+   * @generated from field: string internal_url = 13;
+   */
+  internalUrl: string;
+
+  /**
+   * open_sessions counts the MCP sessions the latest heartbeat reported open.
+   *
+   * @generated from field: uint32 open_sessions = 14;
+   */
+  openSessions: number;
+
+  /**
+   * draining_at is when an operator started draining the satellite; unset unless draining.
+   *
+   * @generated from field: google.protobuf.Timestamp draining_at = 15;
+   */
+  drainingAt?: Timestamp | undefined;
+
+  /**
+   * drained_at is when a draining satellite served no team and reported no open session any more.
+   *
+   * @generated from field: google.protobuf.Timestamp drained_at = 16;
+   */
+  drainedAt?: Timestamp | undefined;
 };
 
 /**
@@ -366,7 +691,7 @@ export type Satellite = Message<"orrery.admin.v1.Satellite"> & {
  * Use `create(SatelliteSchema)` to create a new message.
  */
 export const SatelliteSchema: GenMessage<Satellite> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 7);
+  messageDesc(file_orrery_admin_v1_admin, 16);
 
 /**
  * ListSatellitesRequest asks for a page of satellites.
@@ -402,7 +727,7 @@ export type ListSatellitesRequest = Message<"orrery.admin.v1.ListSatellitesReque
  * Use `create(ListSatellitesRequestSchema)` to create a new message.
  */
 export const ListSatellitesRequestSchema: GenMessage<ListSatellitesRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 8);
+  messageDesc(file_orrery_admin_v1_admin, 17);
 
 /**
  * ListSatellitesResponse is a page of satellites.
@@ -430,7 +755,7 @@ export type ListSatellitesResponse = Message<"orrery.admin.v1.ListSatellitesResp
  * Use `create(ListSatellitesResponseSchema)` to create a new message.
  */
 export const ListSatellitesResponseSchema: GenMessage<ListSatellitesResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 9);
+  messageDesc(file_orrery_admin_v1_admin, 18);
 
 /**
  * SatelliteHeartbeat is one stored heartbeat.
@@ -465,7 +790,7 @@ export type SatelliteHeartbeat = Message<"orrery.admin.v1.SatelliteHeartbeat"> &
  * Use `create(SatelliteHeartbeatSchema)` to create a new message.
  */
 export const SatelliteHeartbeatSchema: GenMessage<SatelliteHeartbeat> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 10);
+  messageDesc(file_orrery_admin_v1_admin, 19);
 
 /**
  * ListSatelliteHeartbeatsRequest asks for a page of one satellite's heartbeats.
@@ -508,7 +833,7 @@ export type ListSatelliteHeartbeatsRequest = Message<"orrery.admin.v1.ListSatell
  * Use `create(ListSatelliteHeartbeatsRequestSchema)` to create a new message.
  */
 export const ListSatelliteHeartbeatsRequestSchema: GenMessage<ListSatelliteHeartbeatsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 11);
+  messageDesc(file_orrery_admin_v1_admin, 20);
 
 /**
  * ListSatelliteHeartbeatsResponse is a page of heartbeats.
@@ -536,7 +861,7 @@ export type ListSatelliteHeartbeatsResponse = Message<"orrery.admin.v1.ListSatel
  * Use `create(ListSatelliteHeartbeatsResponseSchema)` to create a new message.
  */
 export const ListSatelliteHeartbeatsResponseSchema: GenMessage<ListSatelliteHeartbeatsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 12);
+  messageDesc(file_orrery_admin_v1_admin, 21);
 
 /**
  * SatelliteProcess is one process a satellite reported.
@@ -564,7 +889,7 @@ export type SatelliteProcess = Message<"orrery.admin.v1.SatelliteProcess"> & {
  * Use `create(SatelliteProcessSchema)` to create a new message.
  */
 export const SatelliteProcessSchema: GenMessage<SatelliteProcess> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 13);
+  messageDesc(file_orrery_admin_v1_admin, 22);
 
 /**
  * ListSatelliteProcessesRequest asks for a page of one satellite's processes.
@@ -607,7 +932,7 @@ export type ListSatelliteProcessesRequest = Message<"orrery.admin.v1.ListSatelli
  * Use `create(ListSatelliteProcessesRequestSchema)` to create a new message.
  */
 export const ListSatelliteProcessesRequestSchema: GenMessage<ListSatelliteProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 14);
+  messageDesc(file_orrery_admin_v1_admin, 23);
 
 /**
  * ListSatelliteProcessesResponse is a page of processes.
@@ -635,7 +960,7 @@ export type ListSatelliteProcessesResponse = Message<"orrery.admin.v1.ListSatell
  * Use `create(ListSatelliteProcessesResponseSchema)` to create a new message.
  */
 export const ListSatelliteProcessesResponseSchema: GenMessage<ListSatelliteProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 15);
+  messageDesc(file_orrery_admin_v1_admin, 24);
 
 /**
  * DroppedEventReport is one report of events a satellite dropped.
@@ -677,7 +1002,7 @@ export type DroppedEventReport = Message<"orrery.admin.v1.DroppedEventReport"> &
  * Use `create(DroppedEventReportSchema)` to create a new message.
  */
 export const DroppedEventReportSchema: GenMessage<DroppedEventReport> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 16);
+  messageDesc(file_orrery_admin_v1_admin, 25);
 
 /**
  * ListDroppedEventReportsRequest asks for a page of one satellite's dropped-event reports.
@@ -720,7 +1045,7 @@ export type ListDroppedEventReportsRequest = Message<"orrery.admin.v1.ListDroppe
  * Use `create(ListDroppedEventReportsRequestSchema)` to create a new message.
  */
 export const ListDroppedEventReportsRequestSchema: GenMessage<ListDroppedEventReportsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 17);
+  messageDesc(file_orrery_admin_v1_admin, 26);
 
 /**
  * ListDroppedEventReportsResponse is a page of reports.
@@ -755,7 +1080,7 @@ export type ListDroppedEventReportsResponse = Message<"orrery.admin.v1.ListDropp
  * Use `create(ListDroppedEventReportsResponseSchema)` to create a new message.
  */
 export const ListDroppedEventReportsResponseSchema: GenMessage<ListDroppedEventReportsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 18);
+  messageDesc(file_orrery_admin_v1_admin, 27);
 
 /**
  * RevokeSatelliteRequest names the satellite to revoke.
@@ -784,7 +1109,7 @@ export type RevokeSatelliteRequest = Message<"orrery.admin.v1.RevokeSatelliteReq
  * Use `create(RevokeSatelliteRequestSchema)` to create a new message.
  */
 export const RevokeSatelliteRequestSchema: GenMessage<RevokeSatelliteRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 19);
+  messageDesc(file_orrery_admin_v1_admin, 28);
 
 /**
  * RevokeSatelliteResponse describes the revoked satellite.
@@ -805,7 +1130,7 @@ export type RevokeSatelliteResponse = Message<"orrery.admin.v1.RevokeSatelliteRe
  * Use `create(RevokeSatelliteResponseSchema)` to create a new message.
  */
 export const RevokeSatelliteResponseSchema: GenMessage<RevokeSatelliteResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 20);
+  messageDesc(file_orrery_admin_v1_admin, 29);
 
 /**
  * EnqueueCommandRequest describes a command and where it goes. Its priority and lifetime come from the
@@ -954,7 +1279,7 @@ export type EnqueueCommandRequest = Message<"orrery.admin.v1.EnqueueCommandReque
  * Use `create(EnqueueCommandRequestSchema)` to create a new message.
  */
 export const EnqueueCommandRequestSchema: GenMessage<EnqueueCommandRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 21);
+  messageDesc(file_orrery_admin_v1_admin, 30);
 
 /**
  * EnqueueCommandResponse lists the commands created, one per target satellite.
@@ -982,7 +1307,7 @@ export type EnqueueCommandResponse = Message<"orrery.admin.v1.EnqueueCommandResp
  * Use `create(EnqueueCommandResponseSchema)` to create a new message.
  */
 export const EnqueueCommandResponseSchema: GenMessage<EnqueueCommandResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 22);
+  messageDesc(file_orrery_admin_v1_admin, 31);
 
 /**
  * Rollout is a rolling update of satellites to one release.
@@ -1052,7 +1377,7 @@ export type Rollout = Message<"orrery.admin.v1.Rollout"> & {
  * Use `create(RolloutSchema)` to create a new message.
  */
 export const RolloutSchema: GenMessage<Rollout> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 23);
+  messageDesc(file_orrery_admin_v1_admin, 32);
 
 /**
  * RolloutSatellite is where one satellite of a rollout stands.
@@ -1095,7 +1420,7 @@ export type RolloutSatellite = Message<"orrery.admin.v1.RolloutSatellite"> & {
  * Use `create(RolloutSatelliteSchema)` to create a new message.
  */
 export const RolloutSatelliteSchema: GenMessage<RolloutSatellite> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 24);
+  messageDesc(file_orrery_admin_v1_admin, 33);
 
 /**
  * ListRolloutsRequest asks for a page of rollouts.
@@ -1123,7 +1448,7 @@ export type ListRolloutsRequest = Message<"orrery.admin.v1.ListRolloutsRequest">
  * Use `create(ListRolloutsRequestSchema)` to create a new message.
  */
 export const ListRolloutsRequestSchema: GenMessage<ListRolloutsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 25);
+  messageDesc(file_orrery_admin_v1_admin, 34);
 
 /**
  * ListRolloutsResponse is a page of rollouts.
@@ -1151,7 +1476,7 @@ export type ListRolloutsResponse = Message<"orrery.admin.v1.ListRolloutsResponse
  * Use `create(ListRolloutsResponseSchema)` to create a new message.
  */
 export const ListRolloutsResponseSchema: GenMessage<ListRolloutsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 26);
+  messageDesc(file_orrery_admin_v1_admin, 35);
 
 /**
  * AdminCommand is a command as administrators see it.
@@ -1221,7 +1546,7 @@ export type AdminCommand = Message<"orrery.admin.v1.AdminCommand"> & {
  * Use `create(AdminCommandSchema)` to create a new message.
  */
 export const AdminCommandSchema: GenMessage<AdminCommand> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 27);
+  messageDesc(file_orrery_admin_v1_admin, 36);
 
 /**
  * ListCommandsRequest asks for a page of commands.
@@ -1263,7 +1588,7 @@ export type ListCommandsRequest = Message<"orrery.admin.v1.ListCommandsRequest">
  * Use `create(ListCommandsRequestSchema)` to create a new message.
  */
 export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 28);
+  messageDesc(file_orrery_admin_v1_admin, 37);
 
 /**
  * ListCommandsResponse is a page of commands.
@@ -1291,7 +1616,7 @@ export type ListCommandsResponse = Message<"orrery.admin.v1.ListCommandsResponse
  * Use `create(ListCommandsResponseSchema)` to create a new message.
  */
 export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 29);
+  messageDesc(file_orrery_admin_v1_admin, 38);
 
 /**
  * SatelliteRelease is a satellite binary published for self-update.
@@ -1340,7 +1665,7 @@ export type SatelliteRelease = Message<"orrery.admin.v1.SatelliteRelease"> & {
  * Use `create(SatelliteReleaseSchema)` to create a new message.
  */
 export const SatelliteReleaseSchema: GenMessage<SatelliteRelease> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 30);
+  messageDesc(file_orrery_admin_v1_admin, 39);
 
 /**
  * CreateSatelliteReleaseRequest describes a release to publish.
@@ -1389,7 +1714,7 @@ export type CreateSatelliteReleaseRequest = Message<"orrery.admin.v1.CreateSatel
  * Use `create(CreateSatelliteReleaseRequestSchema)` to create a new message.
  */
 export const CreateSatelliteReleaseRequestSchema: GenMessage<CreateSatelliteReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 31);
+  messageDesc(file_orrery_admin_v1_admin, 40);
 
 /**
  * CreateSatelliteReleaseResponse returns the new release, waiting for its binary.
@@ -1410,7 +1735,7 @@ export type CreateSatelliteReleaseResponse = Message<"orrery.admin.v1.CreateSate
  * Use `create(CreateSatelliteReleaseResponseSchema)` to create a new message.
  */
 export const CreateSatelliteReleaseResponseSchema: GenMessage<CreateSatelliteReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 32);
+  messageDesc(file_orrery_admin_v1_admin, 41);
 
 /**
  * UploadSatelliteReleaseChunkRequest carries one piece of a release's binary.
@@ -1446,7 +1771,7 @@ export type UploadSatelliteReleaseChunkRequest = Message<"orrery.admin.v1.Upload
  * Use `create(UploadSatelliteReleaseChunkRequestSchema)` to create a new message.
  */
 export const UploadSatelliteReleaseChunkRequestSchema: GenMessage<UploadSatelliteReleaseChunkRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 33);
+  messageDesc(file_orrery_admin_v1_admin, 42);
 
 /**
  * UploadSatelliteReleaseChunkResponse says how far the upload stands.
@@ -1467,7 +1792,7 @@ export type UploadSatelliteReleaseChunkResponse = Message<"orrery.admin.v1.Uploa
  * Use `create(UploadSatelliteReleaseChunkResponseSchema)` to create a new message.
  */
 export const UploadSatelliteReleaseChunkResponseSchema: GenMessage<UploadSatelliteReleaseChunkResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 34);
+  messageDesc(file_orrery_admin_v1_admin, 43);
 
 /**
  * CompleteSatelliteReleaseRequest finishes publishing a release.
@@ -1488,7 +1813,7 @@ export type CompleteSatelliteReleaseRequest = Message<"orrery.admin.v1.CompleteS
  * Use `create(CompleteSatelliteReleaseRequestSchema)` to create a new message.
  */
 export const CompleteSatelliteReleaseRequestSchema: GenMessage<CompleteSatelliteReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 35);
+  messageDesc(file_orrery_admin_v1_admin, 44);
 
 /**
  * CompleteSatelliteReleaseResponse returns the downloadable release.
@@ -1509,7 +1834,7 @@ export type CompleteSatelliteReleaseResponse = Message<"orrery.admin.v1.Complete
  * Use `create(CompleteSatelliteReleaseResponseSchema)` to create a new message.
  */
 export const CompleteSatelliteReleaseResponseSchema: GenMessage<CompleteSatelliteReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 36);
+  messageDesc(file_orrery_admin_v1_admin, 45);
 
 /**
  * ListSatelliteReleasesRequest asks for a page of releases.
@@ -1537,7 +1862,7 @@ export type ListSatelliteReleasesRequest = Message<"orrery.admin.v1.ListSatellit
  * Use `create(ListSatelliteReleasesRequestSchema)` to create a new message.
  */
 export const ListSatelliteReleasesRequestSchema: GenMessage<ListSatelliteReleasesRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 37);
+  messageDesc(file_orrery_admin_v1_admin, 46);
 
 /**
  * ListSatelliteReleasesResponse is a page of releases.
@@ -1565,7 +1890,7 @@ export type ListSatelliteReleasesResponse = Message<"orrery.admin.v1.ListSatelli
  * Use `create(ListSatelliteReleasesResponseSchema)` to create a new message.
  */
 export const ListSatelliteReleasesResponseSchema: GenMessage<ListSatelliteReleasesResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 38);
+  messageDesc(file_orrery_admin_v1_admin, 47);
 
 /**
  * DeleteSatelliteReleaseRequest names the release to delete.
@@ -1586,7 +1911,7 @@ export type DeleteSatelliteReleaseRequest = Message<"orrery.admin.v1.DeleteSatel
  * Use `create(DeleteSatelliteReleaseRequestSchema)` to create a new message.
  */
 export const DeleteSatelliteReleaseRequestSchema: GenMessage<DeleteSatelliteReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 39);
+  messageDesc(file_orrery_admin_v1_admin, 48);
 
 /**
  * DeleteSatelliteReleaseResponse is empty.
@@ -1601,7 +1926,7 @@ export type DeleteSatelliteReleaseResponse = Message<"orrery.admin.v1.DeleteSate
  * Use `create(DeleteSatelliteReleaseResponseSchema)` to create a new message.
  */
 export const DeleteSatelliteReleaseResponseSchema: GenMessage<DeleteSatelliteReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_orrery_admin_v1_admin, 40);
+  messageDesc(file_orrery_admin_v1_admin, 49);
 
 /**
  * TokenScope says which satellites a registration token may register.
@@ -1811,6 +2136,50 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSatelliteReleaseRequestSchema;
     output: typeof DeleteSatelliteReleaseResponseSchema;
+  },
+  /**
+   * ListPlacements lists where teams are placed on global satellites: one team's satellites, best first, or
+   * one satellite's teams by team id. Global admins only.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.ListPlacements
+   */
+  listPlacements: {
+    methodKind: "unary";
+    input: typeof ListPlacementsRequestSchema;
+    output: typeof ListPlacementsResponseSchema;
+  },
+  /**
+   * SetTeamReplicas sets how many global satellites serve a team (R) and places it again at once; each
+   * team moved is audited. Global admins only.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.SetTeamReplicas
+   */
+  setTeamReplicas: {
+    methodKind: "unary";
+    input: typeof SetTeamReplicasRequestSchema;
+    output: typeof SetTeamReplicasResponseSchema;
+  },
+  /**
+   * DrainSatellite drains a global satellite: its teams are placed elsewhere at once, it takes no new
+   * sessions, and once it serves no team and reports no open session it shows as drained. Global admins
+   * only.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.DrainSatellite
+   */
+  drainSatellite: {
+    methodKind: "unary";
+    input: typeof DrainSatelliteRequestSchema;
+    output: typeof DrainSatelliteResponseSchema;
+  },
+  /**
+   * UndrainSatellite ends a drain: the satellite may be given teams again. Global admins only.
+   *
+   * @generated from rpc orrery.admin.v1.AdminService.UndrainSatellite
+   */
+  undrainSatellite: {
+    methodKind: "unary";
+    input: typeof UndrainSatelliteRequestSchema;
+    output: typeof UndrainSatelliteResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orrery_admin_v1_admin, 0);

@@ -1,0 +1,1 @@
+import{B as e,N as t,V as n}from"./index-Ct053OsM.js";function r(r){let i=r<0?-1:1,a=Math.abs(r),o=Math.floor(a/1e3),s=(a-o*1e3)*1e6;return e(t,{seconds:n.parse(o*i),nanos:s===0?0:s*i})}function i(e){return Number(e.seconds)*1e3+Math.round(e.nanos/1e6)}export{i as n,r as t};
