@@ -49,6 +49,13 @@ func seedTeam(t *testing.T, conn *pgx.Conn, catalogID, slug, satelliteURL string
 			values ('everything-' || $1 || '-' || $1 || '-dev-' || $2::text, $2::uuid, $3, $4)`, slug, tm.installationID, tm.id, userID)
 	}
 	if err == nil {
+		// A team inserted here, not created through the API, is placed on the active global satellites the
+		// way creation would place it (R = 2 of them).
+		_, err = conn.Exec(ctx, `insert into team_placements (team_id, satellite_id, rank)
+			select $1, id, (row_number() over (order by id) - 1)::int from satellites
+			where type = 'global' and revoked_at is null and activated_at is not null order by id limit 2`, tm.id)
+	}
+	if err == nil {
 		hash := sha256.Sum256([]byte(tm.token))
 		_, err = conn.Exec(ctx, `insert into access_tokens (token_hash, team_id, user_id, client_id, audience, scopes, expires_at)
 			values ($1, $2, $3, 'e2e', $4, '{mcp:read,mcp:tools:execute}', now() + interval '1 hour')`,

@@ -1,5 +1,5 @@
-// Package placer keeps the stored team placement current: it recomputes it when a heartbeat, a drain or a
-// setting may have changed it, and periodically, so that a satellite silent past the grace period loses its
+// Package placer keeps the stored team placement current: callers recompute it when a heartbeat, a drain or
+// a setting may have changed it, and a periodic job does, so that a satellite silent past the grace period loses its
 // teams and a new team finds satellites. The computation itself is store.RecomputePlacement over package
 // placement; an advisory lock makes it one at a time across control-plane replicas.
 package placer
@@ -35,46 +35,23 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Placer recomputes the placement on request and periodically.
+// Placer recomputes the placement when asked (after a heartbeat or an operator's change) and periodically.
 type Placer struct {
 	logger *slog.Logger
 	store  *store.Store
 	cfg    Config
-	wake   chan struct{}
 }
 
-// New returns a Placer; start it with Run.
+// New returns a Placer; its periodic job runs in the maintenance client (Periodic).
 func New(logger *slog.Logger, st *store.Store, cfg Config) *Placer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Placer{logger: logger, store: st, cfg: cfg.WithDefaults(), wake: make(chan struct{}, 1)}
+	return &Placer{logger: logger, store: st, cfg: cfg.WithDefaults()}
 }
 
 // Grace is the configured grace period.
 func (p *Placer) Grace() time.Duration { return p.cfg.Grace }
-
-// Request asks for a recomputation soon, without waiting for it; requests made while one waits are one.
-func (p *Placer) Request() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run recomputes on every request until ctx ends.
-func (p *Placer) Run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.wake:
-			if _, err := p.Recompute(ctx); err != nil && ctx.Err() == nil {
-				p.logger.ErrorContext(ctx, "recompute placement", "error", err)
-			}
-		}
-	}
-}
 
 // Recompute recomputes the placement now.
 func (p *Placer) Recompute(ctx context.Context) (store.PlacementResult, error) {

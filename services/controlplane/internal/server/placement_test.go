@@ -200,6 +200,13 @@ func TestOfflineSatelliteLosesItsTeamsAfterGraceAndFewMoveOnReturn(t *testing.T)
 	sats := b.globalSatellites(t, 4, 100)
 	teams := createTeams(t, b, 40)
 	gone := sats[1]
+	// New teams go to their best satellites regardless of load; a recomputation (here the one after R is
+	// set) bounds the load, and moves them before the satellite fails, not after.
+	if _, err := b.admin(0).SetTeamReplicas(t.Context(), connect.NewRequest(&adminv1.SetTeamReplicasRequest{
+		TeamId: teams[0].ID.String(), Replicas: 2,
+	})); err != nil {
+		t.Fatal(err)
+	}
 	before := map[uuid.UUID][]string{}
 	for _, team := range teams {
 		before[team.ID] = b.placedOn(t, team.ID)

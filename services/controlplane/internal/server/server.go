@@ -447,7 +447,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	eventsDone := make(chan error, 1)
 	go func() { eventsDone <- s.events.Run(ctx) }()
-	go s.placer.Run(ctx)
 	err := errors.Join(s.hub.Run(ctx), <-eventsDone)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
