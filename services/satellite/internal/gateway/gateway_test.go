@@ -109,6 +109,10 @@ func (s *fakeSink) requestLogs() []*satellitev1.Event {
 // fakeBackend serves real SDK servers over in-memory transports, as the runtime serves processes.
 type fakeBackend struct {
 	gw *Gateway
+	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client.
+	sdkOnly bool
+	// rawCalls counts the calls sent through SessionRequest.
+	rawCalls atomic.Int64
 
 	mu    sync.Mutex
 	insts map[string]*fakeInstance
@@ -148,6 +152,28 @@ func (b *fakeBackend) Session(_ context.Context, id string) (*mcp.ClientSession,
 		return nil, fi.starting
 	}
 	return fi.session, nil
+}
+
+// SessionRequest stands in for the runtime's channel beside the SDK's client: a tools/call goes through
+// the session's client, and its result comes back encoded, as the server would have written it.
+func (b *fakeBackend) SessionRequest(ctx context.Context, _ string, session *mcp.ClientSession, method string, params json.RawMessage) (json.RawMessage, error) {
+	if b.sdkOnly || method != "tools/call" {
+		return nil, ErrNoSessionRequest
+	}
+	b.rawCalls.Add(1)
+	var p struct {
+		Meta      mcp.Meta        `json:"_meta"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(params, &p); err != nil {
+		return nil, err
+	}
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: p.Name, Arguments: p.Arguments})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
 }
 
 func (b *fakeBackend) Subscribe() (<-chan struct{}, func()) {
@@ -299,6 +325,8 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
+	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client and server.
+	sdkOnly bool
 	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
 	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
 }
@@ -326,7 +354,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	base := "http://" + srv.Listener.Addr().String()
 	b := &bundle{
 		url:     base,
-		backend: &fakeBackend{insts: make(map[string]*fakeInstance), subs: make(map[int]chan struct{})},
+		backend: &fakeBackend{insts: make(map[string]*fakeInstance), subs: make(map[int]chan struct{}), sdkOnly: opts.sdkOnly},
 		intro:   &fakeIntrospector{tokens: make(map[string]*satellitev1.IntrospectTokenResponse)},
 		events:  &fakeSink{},
 		clock:   newFakeClock(),
