@@ -209,9 +209,24 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 		if res.Content == nil {
 			res.Content = []mcp.Content{} // as the SDK's server sends it
 		}
-		writeRPCResult(w, req.ID, completeResult(res))
+		writeRPCResult(w, req.ID, completeJSON(res))
 	}
 	return true
+}
+
+// completeJSON is a tool result as a 2026-07-28 answer, as completeResult makes it, without decoding
+// the encoded result again: the SDK's encoding of a result without a resultType is an object without one.
+func completeJSON(res *mcp.CallToolResult) any {
+	b, err := json.Marshal(res)
+	if err != nil || len(b) < 2 || b[0] != '{' || res.NeedsInput() {
+		return completeResult(res)
+	}
+	out := make([]byte, 0, len(b)+len(`"resultType":"complete",`))
+	out = append(out, `{"resultType":"complete"`...)
+	if string(b) != "{}" {
+		out = append(out, ',')
+	}
+	return json.RawMessage(append(out, b[1:]...))
 }
 
 // acceptsStreamable reports whether a POST is one the SDK's Streamable HTTP handler takes: a JSON body,

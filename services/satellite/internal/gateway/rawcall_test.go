@@ -175,3 +175,25 @@ func TestStatelessCallServedBeforeSDK(t *testing.T) {
 		t.Errorf("call with a progress token answered as %q, want the SDK's event stream", ct)
 	}
 }
+
+// TestCompleteJSON holds completeJSON to completeResult.
+func TestCompleteJSON(t *testing.T) {
+	t.Parallel()
+	for _, res := range []*mcp.CallToolResult{
+		{},
+		{Content: []mcp.Content{}},
+		{Content: []mcp.Content{&mcp.TextContent{Text: "a"}}, IsError: true, Meta: mcp.Meta{"k": 1.5}},
+		{Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":"text","text":"b"}`)}}, StructuredContent: json.RawMessage(`[1]`)},
+	} {
+		var got, want any
+		if err := json.Unmarshal(mustJSON(completeJSON(res)), &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(mustJSON(completeResult(res)), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("completeJSON = %v, want %v", got, want)
+		}
+	}
+}
