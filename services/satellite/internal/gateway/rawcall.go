@@ -161,7 +161,11 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 		Task           json.RawMessage `json:"task"`
 	}
 	if sdkUnmarshal(req.Params, &params) != nil || params.RequestState != "" || params.InputResponses != nil ||
-		params.Task != nil || params.Meta["progressToken"] != nil || params.Meta[mcp.MetaKeyLogLevel] != nil {
+		params.Task != nil || params.Meta["progressToken"] != nil {
+		return false
+	}
+	//lint:ignore SA1019 a client of the 2026-07-28 era may still ask for log messages, during the deprecation window
+	if params.Meta[mcp.MetaKeyLogLevel] != nil {
 		return false
 	}
 	caps := metaCapabilities(params.Meta)
