@@ -87,7 +87,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 // newServer returns one of the user's MCP servers, without features: the search-mode one or the other.
 func (us *userServer) newServer(search bool) *mcp.Server {
 	g := us.g
-	s := mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
+	s := mcp.NewServer(g.serverInfo(), &mcp.ServerOptions{
 		Logger: g.logger,
 		// Advertised even while the user has no online instance, so that clients listen for changes.
 		// Completion, subscriptions and logging are forwarded to whichever instance a request concerns;

@@ -109,8 +109,6 @@ func (s *fakeSink) requestLogs() []*satellitev1.Event {
 // fakeBackend serves real SDK servers over in-memory transports, as the runtime serves processes.
 type fakeBackend struct {
 	gw *Gateway
-	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client.
-	sdkOnly bool
 	// rawCalls counts the calls sent through SessionRequest.
 	rawCalls atomic.Int64
 
@@ -157,7 +155,7 @@ func (b *fakeBackend) Session(_ context.Context, id string) (*mcp.ClientSession,
 // SessionRequest stands in for the runtime's channel beside the SDK's client: a tools/call goes through
 // the session's client, and its result comes back encoded, as the server would have written it.
 func (b *fakeBackend) SessionRequest(ctx context.Context, _ string, session *mcp.ClientSession, method string, params json.RawMessage) (json.RawMessage, error) {
-	if b.sdkOnly || method != "tools/call" {
+	if method != "tools/call" {
 		return nil, ErrNoSessionRequest
 	}
 	b.rawCalls.Add(1)
@@ -331,6 +329,18 @@ type setupOptions struct {
 	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
 }
 
+// sdkOnlyBackend is the fake backend without its SessionRequest: calls take the SDK's client, and
+// stateless calls the SDK's server.
+type sdkOnlyBackend struct{ b *fakeBackend }
+
+func (s sdkOnlyBackend) Instances(teamID, userID string) []Instance {
+	return s.b.Instances(teamID, userID)
+}
+func (s sdkOnlyBackend) Session(ctx context.Context, id string) (*mcp.ClientSession, error) {
+	return s.b.Session(ctx, id)
+}
+func (s sdkOnlyBackend) Subscribe() (<-chan struct{}, func()) { return s.b.Subscribe() }
+
 // modernBackend is the fake backend with a 2026-07-28 lane.
 type modernBackend struct {
 	*fakeBackend
@@ -354,7 +364,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	base := "http://" + srv.Listener.Addr().String()
 	b := &bundle{
 		url:     base,
-		backend: &fakeBackend{insts: make(map[string]*fakeInstance), subs: make(map[int]chan struct{}), sdkOnly: opts.sdkOnly},
+		backend: &fakeBackend{insts: make(map[string]*fakeInstance), subs: make(map[int]chan struct{})},
 		intro:   &fakeIntrospector{tokens: make(map[string]*satellitev1.IntrospectTokenResponse)},
 		events:  &fakeSink{},
 		clock:   newFakeClock(),
@@ -364,6 +374,9 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		reg = opts.metrics
 	}
 	var backend Backend = b.backend
+	if opts.sdkOnly {
+		backend = sdkOnlyBackend{b.backend}
+	}
 	if opts.modern != nil {
 		backend = modernBackend{fakeBackend: b.backend, modern: opts.modern}
 	}

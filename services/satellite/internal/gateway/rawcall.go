@@ -168,7 +168,10 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 	if params.Meta[mcp.MetaKeyLogLevel] != nil {
 		return false
 	}
-	caps := metaCapabilities(params.Meta)
+	caps, ok := strictMetaCapabilities(params.Meta)
+	if !ok {
+		return false // the SDK refuses the request in its words
+	}
 	if caps.Elicitation != nil && caps.Elicitation.URL != nil {
 		return false // the notice that a URL elicitation is complete would need the response's stream
 	}
@@ -178,6 +181,11 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 	if checkRoutingHeaders(r.Header, "tools/call", params.Name) != nil {
 		return false
 	}
+	for k := range r.Header {
+		if strings.HasPrefix(k, "Mcp-Param-") {
+			return false // the SDK checks them against the tool's x-mcp-header annotations
+		}
+	}
 	if mode, err := toolsModeOf(r, p); err != nil || mode != ToolsAll {
 		return false
 	}
@@ -186,7 +194,9 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 	us.syncMu.Lock()
 	reg, ok := us.tools[params.Name]
 	us.syncMu.Unlock()
-	if !ok || reg.rt.inst.ConnectAccountURL != "" || reg.rt.inst.EmergencyStop != "" {
+	// A tool whose definition mentions x-mcp-header may annotate its parameters, whose headers the SDK
+	// requires and checks; the fingerprint holds the definition as registered.
+	if !ok || reg.rt.inst.ConnectAccountURL != "" || reg.rt.inst.EmergencyStop != "" || strings.Contains(reg.fp, "x-mcp-header") {
 		return false
 	}
 	if lanes, ok := g.cfg.Backend.(ModernBackend); ok {
@@ -201,6 +211,15 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 		Extra:   &mcp.RequestExtra{Header: r.Header},
 	}
 	res, err := g.serveCall(ctx, us, reg.rt, call)
+	if res != nil {
+		// As the SDK's server names itself in every result of the 2026-07-28 era, unless the result does.
+		if _, ok := res.Meta[mcp.MetaKeyServerInfo]; !ok {
+			if res.Meta == nil {
+				res.Meta = mcp.Meta{}
+			}
+			res.Meta[mcp.MetaKeyServerInfo] = g.serverInfo()
+		}
+	}
 	var jerr *jsonrpc.Error
 	switch {
 	case errors.As(err, &jerr):
@@ -208,7 +227,7 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 	case err != nil:
 		writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInternalError, err.Error())
 	case res.InputRequests != nil:
-		writeRPCResult(w, req.ID, map[string]any{"resultType": "input_required", "inputRequests": res.InputRequests, "requestState": res.RequestState})
+		writeRPCResult(w, req.ID, map[string]any{"_meta": res.Meta, "resultType": "input_required", "inputRequests": res.InputRequests, "requestState": res.RequestState})
 	default:
 		if res.Content == nil {
 			res.Content = []mcp.Content{} // as the SDK's server sends it
@@ -231,6 +250,40 @@ func completeJSON(res *mcp.CallToolResult) any {
 		out = append(out, ',')
 	}
 	return json.RawMessage(append(out, b[1:]...))
+}
+
+// serverInfo is how the gateway's server names itself to clients.
+func (g *Gateway) serverInfo() *mcp.Implementation {
+	return &mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}
+}
+
+// strictMetaCapabilities returns the client capabilities of a 2026-07-28 request's _meta, and false
+// when the SDK would refuse the request for them: capabilities missing or not of their type, or client
+// info present and not of its type.
+func strictMetaCapabilities(meta map[string]any) (*mcp.ClientCapabilities, bool) {
+	raw, ok := meta[metaClientCapabilities].(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	if info, present := meta[mcp.MetaKeyClientInfo]; present {
+		b, err := json.Marshal(info)
+		if err != nil || json.Unmarshal(b, new(*mcp.Implementation)) != nil {
+			return nil, false
+		}
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, false
+	}
+	caps := &mcp.ClientCapabilities{}
+	if json.Unmarshal(b, caps) != nil {
+		return nil, false
+	}
+	if _, ok := raw["roots"]; ok {
+		//lint:ignore SA1019 roots are deprecated only from the 2026-07-28 protocol on; a session-era server still asks for them
+		caps.RootsV2 = &mcp.RootCapabilities{ListChanged: caps.Roots.ListChanged}
+	}
+	return caps, true
 }
 
 // acceptsStreamable reports whether a POST is one the SDK's Streamable HTTP handler takes: a JSON body,

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"testing"
@@ -195,5 +197,47 @@ func TestCompleteJSON(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("completeJSON = %v, want %v", got, want)
 		}
+	}
+}
+
+// TestStatelessCallLeftToSDK sends stateless tools/call requests the SDK refuses or needs its stream for:
+// the endpoint answers each as it answers without the fast path, the SDK in its own words.
+func TestStatelessCallLeftToSDK(t *testing.T) {
+	t.Parallel()
+	fast, sdk := setup(t, setupOptions{}), setup(t, setupOptions{sdkOnly: true})
+	const caps = `"io.modelcontextprotocol/clientCapabilities":{}`
+	for _, c := range []struct {
+		name, meta string
+		header     map[string]string
+	}{
+		{"no client capabilities", ``, nil},
+		{"capabilities of the wrong type", `,"io.modelcontextprotocol/clientCapabilities":[]`, nil},
+		{"client info of the wrong type", `,` + caps + `,"io.modelcontextprotocol/clientInfo":{"name":7}`, nil},
+		{"a parameter header", `,` + caps, map[string]string{"Mcp-Param-Q": "1"}},
+		{"no method header", `,` + caps, map[string]string{"Mcp-Method": ""}},
+		{"a name header of another tool", `,` + caps, map[string]string{"Mcp-Name": "beta__echo"}},
+		{"a version header of another era", `,` + caps, map[string]string{"Mcp-Protocol-Version": sessionVersion}},
+		{"an unknown tool", `,` + caps, map[string]string{"Mcp-Name": "alpha__nope"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			name := "alpha__echo"
+			if c.header["Mcp-Name"] == "alpha__nope" {
+				name = "alpha__nope"
+			}
+			h := map[string]string{"Mcp-Protocol-Version": statelessVersion, "Mcp-Method": "tools/call", "Mcp-Name": name}
+			for k, v := range c.header {
+				h[k] = v
+			}
+			body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"` + name + `","arguments":{"q":1},` +
+				`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"` + c.meta + `}}}`
+			answer := func(b *bundle) string {
+				resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", body, h)
+				got, _ := io.ReadAll(resp.Body)
+				return fmt.Sprintf("%d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
+			}
+			if got, want := answer(fast), answer(sdk); got != want {
+				t.Errorf("answered\n%s\nwithout the fast path\n%s", got, want)
+			}
+		})
 	}
 }
