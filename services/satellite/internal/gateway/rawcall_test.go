@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -237,6 +240,42 @@ func TestStatelessCallLeftToSDK(t *testing.T) {
 			}
 			if got, want := answer(fast), answer(sdk); got != want {
 				t.Errorf("answered\n%s\nwithout the fast path\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestCancellationBesideSDK cancels calls without a progress token, which go beside the SDK's client and,
+// in the stateless era, are served before the SDK's server: the downstream call is cancelled.
+func TestCancellationBesideSDK(t *testing.T) {
+	t.Parallel()
+	for _, era := range eras[:2] {
+		t.Run(era.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOptions{})
+			cs := b.connect(t, "ann", "acme", era.opts)
+			ctx, cancel := context.WithCancel(t.Context())
+			errc := make(chan error, 1)
+			go func() {
+				_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}})
+				errc <- err
+			}()
+			// The call is under way once it reached the backend.
+			deadline := time.Now().Add(5 * time.Second)
+			for b.backend.rawCalls.Load() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the call never reached the backend")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			select {
+			case <-b.alpha.cancelled:
+			case <-time.After(5 * time.Second):
+				t.Fatal("downstream call not cancelled")
+			}
+			if err := <-errc; !errors.Is(err, context.Canceled) {
+				t.Errorf("call error = %v", err)
 			}
 		})
 	}
