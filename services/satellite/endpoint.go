@@ -18,7 +18,10 @@ type runtimeBackend struct {
 	rt *mcpruntime.Runtime
 }
 
-var _ gateway.TaskBackend = runtimeBackend{}
+var (
+	_ gateway.TaskBackend      = runtimeBackend{}
+	_ gateway.SessionRequester = runtimeBackend{}
+)
 
 // Instances lists a user's instances in a team. The team is always given: an empty one would mean all teams.
 func (b runtimeBackend) Instances(teamID, userID string) []gateway.Instance {
@@ -64,6 +67,18 @@ func (b runtimeBackend) ModernSession(ctx context.Context, instanceID string) (*
 func (b runtimeBackend) Request(ctx context.Context, instanceID, method string, params json.RawMessage) (json.RawMessage, error) {
 	res, err := b.rt.Request(ctx, instanceID, method, params)
 	if errors.Is(err, mcpruntime.ErrStarting) {
+		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
+	}
+	return res, err
+}
+
+// SessionRequest carries a request over the instance's session's connection without the SDK's client.
+func (b runtimeBackend) SessionRequest(ctx context.Context, instanceID string, session *mcp.ClientSession, method string, params json.RawMessage) (json.RawMessage, error) {
+	res, err := b.rt.SessionRequest(ctx, instanceID, session, method, params)
+	switch {
+	case errors.Is(err, mcpruntime.ErrNoRawChannel):
+		return nil, fmt.Errorf("%w: %w", gateway.ErrNoSessionRequest, err)
+	case errors.Is(err, mcpruntime.ErrStarting):
 		return nil, fmt.Errorf("%w: %w", gateway.ErrInstanceStarting, err)
 	}
 	return res, err

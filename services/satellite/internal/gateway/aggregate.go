@@ -87,7 +87,7 @@ func (g *Gateway) newUserServer(key userKey) *userServer {
 // newServer returns one of the user's MCP servers, without features: the search-mode one or the other.
 func (us *userServer) newServer(search bool) *mcp.Server {
 	g := us.g
-	s := mcp.NewServer(&mcp.Implementation{Name: "orrery-satellite", Version: g.cfg.Version}, &mcp.ServerOptions{
+	s := mcp.NewServer(g.serverInfo(), &mcp.ServerOptions{
 		Logger:       g.logger,
 		GetSessionID: g.cfg.NewSessionID,
 		// Advertised even while the user has no online instance, so that clients listen for changes.
@@ -480,51 +480,56 @@ func (g *Gateway) getPrompt(us *userServer, rt route) mcp.PromptHandler {
 // the result comes back as the instance sent it.
 func (g *Gateway) callTool(us *userServer, rt route) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		start := time.Now()
-		ctx, span := g.startCallSpan(ctx, req, rt)
-		set, pc := g.policyCall(ctx, us, req, rt)
-		// A call's policies are checked once, when it starts; a round that continues it (a requestState
-		// the gateway issued) was checked then.
-		if pc != nil && req.Params.RequestState == "" {
-			if denial := set.Check(ctx, pc, g.limiter); denial != nil {
-				res := g.refuse(ctx, us, rt, denial)
-				d := time.Since(start)
-				g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: redactions(ctx, set, pc, rt)})
-				g.metrics.observeCall(rt, outcomePolicyDenied, d)
-				endCallSpan(span, outcomePolicyDenied)
-				return res, nil
-			}
-		}
-		var res *mcp.CallToolResult
-		var err error
-		if rt.inst.ConnectAccountURL != "" {
-			// Without the user's account the server would only refuse: the user learns where to connect it.
-			res = connectAccount(rt.inst)
-		} else {
-			res, err = forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
-				func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
-					return g.forwardCall(ctx, down, req, rt)
-				},
-				func(in *inputRequired) *mcp.CallToolResult {
-					return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
-				})
-		}
-		if err != nil {
-			// A call that an emergency stop or a lost account cut short, or that raced it, says so.
-			if stop := us.refusalOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
-				res, err = stop, nil
-			}
-		}
-		outcome := outcomeInputRequired
-		if res == nil || res.InputRequests == nil {
-			d := time.Since(start)
-			outcome = callOutcome(ctx, res, err)
-			g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, rt)})
-			g.metrics.observeCall(rt, outcome, d)
-		}
-		endCallSpan(span, outcome)
-		return res, err
+		return g.serveCall(ctx, us, rt, req)
 	}
+}
+
+// serveCall serves a tools/call of rt's tool: the policies, the call, its request log, metrics and span.
+func (g *Gateway) serveCall(ctx context.Context, us *userServer, rt route, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	start := time.Now()
+	ctx, span := g.startCallSpan(ctx, req, rt)
+	set, pc := g.policyCall(ctx, us, req, rt)
+	// A call's policies are checked once, when it starts; a round that continues it (a requestState
+	// the gateway issued) was checked then.
+	if pc != nil && req.Params.RequestState == "" {
+		if denial := set.Check(ctx, pc, g.limiter); denial != nil {
+			res := g.refuse(ctx, us, rt, denial)
+			d := time.Since(start)
+			g.logCall(us, rt, req.Params.Arguments, res, nil, d, traceIDOf(ctx), callLog{denial: denial, redact: redactions(ctx, set, pc, rt)})
+			g.metrics.observeCall(rt, outcomePolicyDenied, d)
+			endCallSpan(span, outcomePolicyDenied)
+			return res, nil
+		}
+	}
+	var res *mcp.CallToolResult
+	var err error
+	if rt.inst.ConnectAccountURL != "" {
+		// Without the user's account the server would only refuse: the user learns where to connect it.
+		res = connectAccount(rt.inst)
+	} else {
+		res, err = forward(ctx, g, us, rt, req.Session, req.Params.RequestState, req.Params.InputResponses,
+			func(ctx context.Context, down lane) (*mcp.CallToolResult, error) {
+				return g.forwardCall(ctx, down, req, rt)
+			},
+			func(in *inputRequired) *mcp.CallToolResult {
+				return &mcp.CallToolResult{InputRequests: in.requests, RequestState: in.state}
+			})
+	}
+	if err != nil {
+		// A call that an emergency stop or a lost account cut short, or that raced it, says so.
+		if stop := us.refusalOf(func(inst Instance) bool { return inst.ID == rt.inst.ID }); stop != nil {
+			res, err = stop, nil
+		}
+	}
+	outcome := outcomeInputRequired
+	if res == nil || res.InputRequests == nil {
+		d := time.Since(start)
+		outcome = callOutcome(ctx, res, err)
+		g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, rt)})
+		g.metrics.observeCall(rt, outcome, d)
+	}
+	endCallSpan(span, outcome)
+	return res, err
 }
 
 // lane is the connection a request goes to the instance on.
@@ -562,7 +567,7 @@ func forward[R mcp.Result](ctx context.Context, g *Gateway, us *userServer, rt r
 	session := lane{caller: caller, open: func(ctx context.Context) (*mcp.ClientSession, func(), error) {
 		return g.open(ctx, us, rt, caller)
 	}}
-	if !usesInputRequired(caller) {
+	if !usesInputRequired(caller) && !servedInRounds(ctx) {
 		return call(ctx, session)
 	}
 	var zero R
@@ -605,7 +610,20 @@ func (g *Gateway) forwardCall(ctx context.Context, down lane, req *mcp.CallToolR
 	if down.modern {
 		params.RequestState, params.InputResponses = req.Params.RequestState, req.Params.InputResponses
 	}
-	if token := req.Params.GetProgressToken(); token != nil {
+	token := req.Params.GetProgressToken()
+	if token == nil && !down.modern {
+		// Most calls: the result goes back as the server wrote it, without the SDK's client decoding it.
+		// A call with a progress token, or on the 2026-07-28 lane, takes the SDK's client, which maps
+		// the token and carries the input requests.
+		res, sent, err := g.callRaw(ctx, sess, rt, params.Meta, req.Params.Arguments)
+		if sent {
+			if err != nil {
+				return nil, g.downstreamError(ctx, rt, err)
+			}
+			return res, nil
+		}
+	}
+	if token != nil {
 		downstream, release := g.progress.add(ctx, req.Session, token, sess)
 		defer release()
 		params.SetProgressToken(downstream)

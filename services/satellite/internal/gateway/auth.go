@@ -205,6 +205,11 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			g.serveTaskExtension(w, r.WithContext(ctx), p, req) {
 			return
 		}
+		// A plain tools/call of that era, the most common request, is served without the SDK's server.
+		if req := summary.only(); req != nil && req.Method == "tools/call" && stateless() &&
+			g.serveStatelessCall(w, r.WithContext(ctx), p, req) {
+			return
+		}
 		if req := summary.only(); req != nil && isTaskRequest(req) && !(req.Method == "tools/call" && stateless()) {
 			if tr == streamableHTTP && g.serveTask(w, r.WithContext(ctx), p, req) {
 				return

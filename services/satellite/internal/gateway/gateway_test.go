@@ -109,6 +109,8 @@ func (s *fakeSink) requestLogs() []*satellitev1.Event {
 // fakeBackend serves real SDK servers over in-memory transports, as the runtime serves processes.
 type fakeBackend struct {
 	gw *Gateway
+	// rawCalls counts the calls sent through SessionRequest.
+	rawCalls atomic.Int64
 
 	mu    sync.Mutex
 	insts map[string]*fakeInstance
@@ -148,6 +150,28 @@ func (b *fakeBackend) Session(_ context.Context, id string) (*mcp.ClientSession,
 		return nil, fi.starting
 	}
 	return fi.session, nil
+}
+
+// SessionRequest stands in for the runtime's channel beside the SDK's client: a tools/call goes through
+// the session's client, and its result comes back encoded, as the server would have written it.
+func (b *fakeBackend) SessionRequest(ctx context.Context, _ string, session *mcp.ClientSession, method string, params json.RawMessage) (json.RawMessage, error) {
+	if method != "tools/call" {
+		return nil, ErrNoSessionRequest
+	}
+	b.rawCalls.Add(1)
+	var p struct {
+		Meta      mcp.Meta        `json:"_meta"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(params, &p); err != nil {
+		return nil, err
+	}
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: p.Name, Arguments: p.Arguments})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
 }
 
 func (b *fakeBackend) Subscribe() (<-chan struct{}, func()) {
@@ -299,9 +323,23 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
+	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client and server.
+	sdkOnly bool
 	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
 	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
 }
+
+// sdkOnlyBackend is the fake backend without its SessionRequest: calls take the SDK's client, and
+// stateless calls the SDK's server.
+type sdkOnlyBackend struct{ b *fakeBackend }
+
+func (s sdkOnlyBackend) Instances(teamID, userID string) []Instance {
+	return s.b.Instances(teamID, userID)
+}
+func (s sdkOnlyBackend) Session(ctx context.Context, id string) (*mcp.ClientSession, error) {
+	return s.b.Session(ctx, id)
+}
+func (s sdkOnlyBackend) Subscribe() (<-chan struct{}, func()) { return s.b.Subscribe() }
 
 // modernBackend is the fake backend with a 2026-07-28 lane.
 type modernBackend struct {
@@ -336,6 +374,9 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 		reg = opts.metrics
 	}
 	var backend Backend = b.backend
+	if opts.sdkOnly {
+		backend = sdkOnlyBackend{b.backend}
+	}
 	if opts.modern != nil {
 		backend = modernBackend{fakeBackend: b.backend, modern: opts.modern}
 	}

@@ -143,8 +143,13 @@ func (g *Gateway) bodyValue(b []byte) *structpb.Value {
 func errorText(res *mcp.CallToolResult) string {
 	var parts []string
 	for _, c := range res.Content {
-		if t, ok := c.(*mcp.TextContent); ok {
-			parts = append(parts, t.Text)
+		switch c := c.(type) {
+		case *mcp.TextContent:
+			parts = append(parts, c.Text)
+		case rawContent:
+			if t, ok := c.text(); ok {
+				parts = append(parts, t)
+			}
 		}
 	}
 	if len(parts) == 0 {

@@ -174,8 +174,9 @@ func (c *rawConn) fail(err error) {
 }
 
 // call sends method with params and waits for the answer. A JSON-RPC error comes back as a
-// *jsonrpc.Error.
-func (c *rawConn) call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+// *jsonrpc.Error. When cancel is set and ctx ends first, the server is told the request was cancelled,
+// as the SDK's client tells it.
+func (c *rawConn) call(ctx context.Context, method string, params json.RawMessage, cancel bool) (json.RawMessage, error) {
 	id := rawIDPrefix + strconv.FormatUint(c.next.Add(1), 10)
 	jid, err := jsonrpc.MakeID(id)
 	if err != nil {
@@ -213,8 +214,24 @@ func (c *rawConn) call(ctx context.Context, method string, params json.RawMessag
 		return resp.Result, nil
 	case <-ctx.Done():
 		forget()
+		if cancel {
+			c.cancelled(context.WithoutCancel(ctx), id, ctx.Err())
+		}
 		return nil, ctx.Err()
 	}
+}
+
+// cancelled sends notifications/cancelled for the raw request id.
+func (c *rawConn) cancelled(ctx context.Context, id string, reason error) {
+	params, err := json.Marshal(struct {
+		RequestID string `json:"requestId"`
+		Reason    string `json:"reason"`
+	}{id, reason.Error()})
+	if err != nil {
+		return
+	}
+	// The server may be gone already; a cancellation is advice, and its failure changes nothing.
+	_ = c.Connection.Write(ctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
 }
 
 // Request sends instance id a request its SDK client has no method for, such as tasks/get, and returns
@@ -229,7 +246,25 @@ func (r *Runtime) Request(ctx context.Context, id, method string, params json.Ra
 	if lease.c.raw == nil {
 		return nil, ErrNoRawChannel
 	}
-	return lease.c.raw.call(ctx, method, params)
+	return lease.c.raw.call(ctx, method, params, false)
+}
+
+// SessionRequest sends method with params, as Request does, over the connection of session, which
+// Session returned for instance id, and returns the result as the server wrote it, undecoded: a
+// tools/call so sent costs the satellite no decoding of its result. When ctx ends first, the server is
+// told the request was cancelled. It fails with ErrNoRawChannel when the instance is not a stdio server
+// or session is no longer its live one; the caller then uses session itself.
+func (r *Runtime) SessionRequest(ctx context.Context, id string, session *mcp.ClientSession, method string, params json.RawMessage) (json.RawMessage, error) {
+	lease, err := r.Acquire(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	if lease.c.raw == nil || lease.c.session != session {
+		return nil, ErrNoRawChannel
+	}
+	lease.c.requests.Add(1)
+	return lease.c.raw.call(ctx, method, params, true)
 }
 
 // Capability returns the capability name (such as "tasks") that instance id's server declared when it

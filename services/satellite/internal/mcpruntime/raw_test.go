@@ -115,3 +115,34 @@ func TestToolTaskSupport(t *testing.T) {
 		t.Errorf("ToolTaskSupport of an unknown instance = %q", got)
 	}
 }
+
+// TestSessionRequest sends a tools/call over an instance's session's connection without the SDK's
+// client: the result comes back as the server wrote it, and a session that is not the instance's live
+// one is refused, so that the caller uses the session instead.
+func TestSessionRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	in := everything(t, "everything")
+	b.apply(t, in)
+	b.waitStatus(t, in.Id, online)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cs, err := b.rt.Session(ctx, in.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.rt.SessionRequest(ctx, in.Id, cs, "tools/call", json.RawMessage(`{"name":"echo","arguments":{"message":"raw"}}`))
+	if err != nil {
+		t.Fatalf("SessionRequest: %v", err)
+	}
+	var r struct {
+		Content []struct{ Type, Text string } `json:"content"`
+	}
+	if json.Unmarshal(res, &r) != nil || len(r.Content) != 1 || r.Content[0].Text != "Echo: raw" {
+		t.Fatalf("echo through SessionRequest = %s", res)
+	}
+	if _, err := b.rt.SessionRequest(ctx, in.Id, nil, "tools/call", json.RawMessage(`{"name":"echo"}`)); !errors.Is(err, mcpruntime.ErrNoRawChannel) {
+		t.Fatalf("SessionRequest on a session that is not the instance's: %v, want ErrNoRawChannel", err)
+	}
+	callEcho(t, b.rt, in.Id, "the session still works beside raw calls")
+}
