@@ -346,7 +346,15 @@ func (s *Store) SetSatelliteDraining(ctx context.Context, id uuid.UUID, draining
 		if draining {
 			e.Action = ActionSatelliteDrain
 		}
-		return audit(ctx, q, e)
+		if err := audit(ctx, q, e); err != nil {
+			return err
+		}
+		// It fetches its configuration at once: applying one, a satellite forgets the introspections it
+		// cached, which would open new sessions there for teams that now go elsewhere.
+		_, err = insertCommand(ctx, q, id, NewCommand{Action: &satellitev1.Command{
+			Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{Event: EventInstallationUpdated}},
+		}, Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE})
+		return err
 	})
 	return sat, err
 }
