@@ -207,8 +207,21 @@ func TestPoolBehindOneURL(t *testing.T) {
 	if len(placements) != 2 || slices.ContainsFunc(placements, func(p *adminv1.Placement) bool { return sats[p.GetSatelliteId()] == first }) {
 		t.Fatalf("placements after the drain %v, want two satellites other than the drained one", placements)
 	}
-	// The session is still routed to its satellite through every other, and keeps its tools: a draining
-	// satellite keeps the teams it served until its open sessions end.
+	// Once the draining satellite has applied the configuration the drain sent it, the session is still
+	// routed to it through every other and keeps its tools: a draining satellite keeps the teams it served
+	// until its open sessions end.
+	e2e.WaitFor(t, onlineTimeout, "the draining satellite's configure commands done", func() error {
+		resp, err := cp.Admin().ListCommands(ctx, connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: drained, PageSize: 500}))
+		if err != nil {
+			return err
+		}
+		for _, c := range resp.Msg.GetCommands() {
+			if c.GetCommand().GetConfigure() != nil && c.GetState() != satellitev1.CommandState_COMMAND_STATE_COMPLETED {
+				return fmt.Errorf("a configure command is %v", c.GetState())
+			}
+		}
+		return nil
+	})
 	for i := range 4 {
 		if err := echo(old, fmt.Sprintf("draining %d", i)); err != nil {
 			t.Fatalf("call %d of the open session on the draining satellite: %v", i, err)
