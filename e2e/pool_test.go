@@ -207,11 +207,24 @@ func TestPoolBehindOneURL(t *testing.T) {
 	if len(placements) != 2 || slices.ContainsFunc(placements, func(p *adminv1.Placement) bool { return sats[p.GetSatelliteId()] == first }) {
 		t.Fatalf("placements after the drain %v, want two satellites other than the drained one", placements)
 	}
-	// The session is still routed to its satellite through every other. (Its tools go: the control plane
-	// stops sending the team's instances to a satellite the moment it drains.)
+	// Once the draining satellite has applied the configuration the drain sent it, the session is still
+	// routed to it through every other and keeps its tools: a draining satellite keeps the teams it served
+	// until its open sessions end.
+	e2e.WaitFor(t, onlineTimeout, "the draining satellite's configure commands done", func() error {
+		resp, err := cp.Admin().ListCommands(ctx, connect.NewRequest(&adminv1.ListCommandsRequest{SatelliteId: drained, PageSize: 500}))
+		if err != nil {
+			return err
+		}
+		for _, c := range resp.Msg.GetCommands() {
+			if c.GetCommand().GetConfigure() != nil && c.GetState() != satellitev1.CommandState_COMMAND_STATE_COMPLETED {
+				return fmt.Errorf("a configure command is %v", c.GetState())
+			}
+		}
+		return nil
+	})
 	for i := range 4 {
-		if err := old.Ping(ctx, nil); err != nil {
-			t.Fatalf("ping %d of the open session on the draining satellite: %v", i, err)
+		if err := echo(old, fmt.Sprintf("draining %d", i)); err != nil {
+			t.Fatalf("call %d of the open session on the draining satellite: %v", i, err)
 		}
 	}
 	e2e.WaitFor(t, onlineTimeout, "a new session on the team's new first satellite", func() error {
@@ -268,6 +281,16 @@ func TestPoolBehindOneURL(t *testing.T) {
 	if id := owner(); id == killed {
 		t.Errorf("session after the kill %q is on the killed satellite", rec.last())
 	}
+	// Its sessions closed, the draining satellite reports drained with its next heartbeat.
+	session.Close()
+	e2e.WaitFor(t, onlineTimeout, "the draining satellite drained", func() error {
+		for _, s := range listSatellites(t, cp) {
+			if s.GetId() == drained && s.GetDrainedAt() != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("not drained yet")
+	})
 }
 
 // sessionIDs adds a bearer token and remembers the session ids the endpoint answers with.

@@ -112,10 +112,13 @@ func (h *Handler) endpointBase(ctx context.Context, teamID uuid.UUID) (string, e
 	if err != nil {
 		return "", err
 	}
-	for _, live := range []bool{true, false} {
-		for _, s := range placed {
-			if s.Live == live && s.URL != "" {
-				return strings.TrimRight(s.URL, "/"), nil
+	// Live satellites first, and a draining one only when no other publishes a URL.
+	for _, draining := range []bool{false, true} {
+		for _, live := range []bool{true, false} {
+			for _, s := range placed {
+				if s.Draining == draining && s.Live == live && s.URL != "" {
+					return strings.TrimRight(s.URL, "/"), nil
+				}
 			}
 		}
 	}

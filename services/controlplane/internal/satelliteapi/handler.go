@@ -570,10 +570,23 @@ func (h *Handler) IntrospectToken(ctx context.Context, req *connect.Request[sate
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
 	}
-	if slices.ContainsFunc(placed, func(p store.PlacedSatellite) bool { return p.ID == sat.ID }) {
+	leaving := slices.ContainsFunc(placed, func(p store.PlacedSatellite) bool { return p.ID == sat.ID })
+	if leaving && sat.DrainingAt == nil {
 		return connect.NewResponse(resp), nil
 	}
+	// A draining satellite still holding the team serves the sessions open there; new ones go to the
+	// satellites the team is placed on, never a draining one.
+	if !leaving && sat.DrainingAt != nil && sat.DrainedAt == nil {
+		if leaving, err = h.store.IsLeaving(ctx, tok.TeamID, sat.ID); err != nil {
+			return nil, rpcerr.From(ctx, h.logger, "introspect token", err)
+		}
+	}
+	placed = slices.DeleteFunc(placed, func(p store.PlacedSatellite) bool { return p.ID == sat.ID || p.Draining })
 	if h.cfg.PoolURL == "" || len(h.cfg.PeerKeys) == 0 || len(placed) == 0 {
+		if leaving {
+			// No other satellite can take its new sessions: it keeps serving them until one can.
+			return connect.NewResponse(resp), nil
+		}
 		return connect.NewResponse(&satellitev1.IntrospectTokenResponse{}), nil
 	}
 	identity := proto.CloneOf(resp)

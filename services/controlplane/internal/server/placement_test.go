@@ -123,13 +123,22 @@ func TestPlacementPutsEachTeamOnRSatellitesWeightedByCapacity(t *testing.T) {
 
 func TestDrainMovesTeamsAndReportsDrained(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{})
+	b := setup(t, setupOpts{satellite: satelliteapi.Config{PoolURL: "https://pool.example.test"}})
 	sats := b.globalSatellites(t, 3, 100)
 	f := seedTeam(t, b, "drainee")
 	teams := append(createTeams(t, b, 30), f.team)
-	victim := sats[0]
+	token, _ := issueToken(t, b, f, time.Hour)
+	// The victim serves the seeded team, the only one with instances.
+	var victim *satellite
 	for _, s := range sats {
+		if s.id == b.placedOn(t, f.team.ID)[0] {
+			victim = s
+		}
 		s.poll(t, 0)
+	}
+	served := len(getConfiguration(t, victim, "").Instances)
+	if served == 0 {
+		t.Fatal("the victim's configuration carries none of the team's instances before the drain")
 	}
 	victim.poolHeartbeat(t, 100, 2) // two sessions open
 	resp, err := b.admin(0).DrainSatellite(t.Context(), connect.NewRequest(&adminv1.DrainSatelliteRequest{Id: victim.id}))
@@ -159,10 +168,27 @@ func TestDrainMovesTeamsAndReportsDrained(t *testing.T) {
 	if moved == 0 {
 		t.Error("no audit event records a team moved off the drained satellite")
 	}
-	// Its configuration no longer carries the team's instances, and says it drains.
-	cfg := getConfiguration(t, victim, "")
-	if !cfg.Pool.GetDraining() || len(cfg.Instances) != 0 {
-		t.Fatalf("drained satellite's configuration: draining %v, %d instances", cfg.Pool.GetDraining(), len(cfg.Instances))
+	// While it drains, its configuration still carries the team's instances, so that its open sessions keep
+	// their tools, and says it drains.
+	stillServes := func(want bool) {
+		t.Helper()
+		cfg := getConfiguration(t, victim, "")
+		if !cfg.Pool.GetDraining() || (len(cfg.Instances) == served) != want || (!want && len(cfg.Instances) != 0) {
+			t.Fatalf("draining satellite's configuration: draining %v, %d instances of %d, want the team's: %v",
+				cfg.Pool.GetDraining(), len(cfg.Instances), served, want)
+		}
+	}
+	stillServes(true)
+	// New sessions go elsewhere: no introspection names it, not even its own, though the token stays active
+	// there for the sessions it holds.
+	for _, s := range sats {
+		got := introspect(t, s, token)
+		if !got.Active || slices.ContainsFunc(got.Placement, func(p *satellitev1.Peer) bool { return p.SatelliteId == victim.id }) {
+			t.Fatalf("introspection at %s (victim %s): %v", s.id, victim.id, got)
+		}
+		if s == victim && (len(got.Placement) == 0 || got.ForwardedIdentity == "") {
+			t.Fatalf("introspection at the draining satellite keeps new sessions there: %v", got)
+		}
 	}
 	// Open sessions keep it draining; none left, it is drained.
 	if resp.Msg.Satellite.DrainedAt != nil {
@@ -172,10 +198,21 @@ func TestDrainMovesTeamsAndReportsDrained(t *testing.T) {
 	if sat, _ := b.store().Satellite(t.Context(), uuid.MustParse(victim.id)); sat.DrainedAt != nil {
 		t.Fatal("drained while it reports open sessions")
 	}
+	stillServes(true)
+	victim.poll(t, 0)
 	victim.poolHeartbeat(t, 100, 0)
 	sat, err := b.store().Satellite(t.Context(), uuid.MustParse(victim.id))
 	if err != nil || sat.DrainedAt == nil {
 		t.Fatalf("not drained after its last session ended: %v", err)
+	}
+	// Drained, it drops the team, told so by a configure command.
+	if !slices.ContainsFunc(victim.poll(t, 0), func(c *satellitev1.Command) bool { return c.GetConfigure() != nil }) {
+		t.Error("no configure command tells the drained satellite to drop the team")
+	}
+	stillServes(false)
+	if got := introspect(t, victim, token); slices.ContainsFunc(got.Placement, func(p *satellitev1.Peer) bool { return p.SatelliteId == victim.id }) ||
+		(got.Active && got.ForwardedIdentity == "") {
+		t.Fatalf("introspection at the drained satellite: %v", got)
 	}
 	// Undrained, it takes a share of teams again.
 	if _, err := b.admin(0).UndrainSatellite(t.Context(), connect.NewRequest(&adminv1.UndrainSatelliteRequest{Id: victim.id})); err != nil {
@@ -189,6 +226,26 @@ func TestDrainMovesTeamsAndReportsDrained(t *testing.T) {
 	}
 	if back == 0 || back == len(teams) {
 		t.Errorf("after undrain %d of %d teams are on the satellite", back, len(teams))
+	}
+}
+
+func TestDrainTrustsOnlyASessionCountReportedAfterItBegan(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sats := b.globalSatellites(t, 3, 100) // each last reported no open session
+	createTeams(t, b, 10)
+	victim := sats[1]
+	resp, err := b.admin(0).DrainSatellite(t.Context(), connect.NewRequest(&adminv1.DrainSatelliteRequest{Id: victim.id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its count predates the drain: sessions may have opened since.
+	if resp.Msg.Satellite.DrainedAt != nil {
+		t.Fatal("drained at once on a session count reported before the drain")
+	}
+	victim.poolHeartbeat(t, 100, 0)
+	if sat, err := b.store().Satellite(t.Context(), uuid.MustParse(victim.id)); err != nil || sat.DrainedAt == nil {
+		t.Fatalf("not drained after reporting no session since the drain began: %v", err)
 	}
 }
 

@@ -53,8 +53,11 @@ type PlacementResult struct {
 // RecomputePlacement places every team on the global satellites that may serve it, one computation at a time
 // across replicas, keeping what it can of the stored placement. Each team whose satellites change gets an
 // audit event naming them before and after, and each satellite that gains or loses a team with instances
-// gets a configure command, so it fetches its configuration at once. Draining satellites that serve no team and report no
-// open session are marked drained.
+// gets a configure command, so it fetches its configuration at once. A draining satellite a team leaves keeps
+// it as a leaving placement (its configuration still carries the team, so its open sessions keep their tools)
+// until the satellite reports no open session in a heartbeat after its drain began: then it is marked
+// drained, and its leaving placements go, as do those of a satellite undrained meanwhile, each with a
+// configure command.
 func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (PlacementResult, error) {
 	var res PlacementResult
 	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
@@ -69,6 +72,14 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 		teamRows, err := q.ListPlacementTeams(ctx, grace)
 		if err != nil {
 			return translate(err, "list placement teams")
+		}
+		drainingIDs, err := q.ListDrainingSatellites(ctx)
+		if err != nil {
+			return translate(err, "list draining satellites")
+		}
+		draining := make(map[uuid.UUID]bool, len(drainingIDs))
+		for _, id := range drainingIDs {
+			draining[id] = true
 		}
 		res.Satellites, res.Teams = len(satRows), len(teamRows)
 		sats := make([]placement.Satellite, len(satRows))
@@ -99,8 +110,8 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 				after[i] = append(after[i], id)
 			}
 		}
-		var changedTeams, insTeams, insSats []uuid.UUID
-		var insRanks []int32
+		var changedTeams, insTeams, insSats, leaveTeams, leaveSats []uuid.UUID
+		var insRanks, leaveRanks []int32
 		touched := map[uuid.UUID]bool{}
 		for i, r := range teamRows {
 			if slices.Equal(r.PlacedOn, after[i]) {
@@ -110,10 +121,19 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 			for rank, id := range after[i] {
 				insTeams, insSats, insRanks = append(insTeams, r.ID), append(insSats, id), append(insRanks, int32(rank))
 			}
+			// A draining satellite the team leaves keeps it until drained, so that its open sessions keep
+			// their tools; its configuration does not change.
+			for rank, id := range r.PlacedOn {
+				if draining[id] && !slices.Contains(after[i], id) {
+					leaveTeams, leaveSats, leaveRanks = append(leaveTeams, r.ID), append(leaveSats, id), append(leaveRanks, int32(rank))
+				}
+			}
 			// A team without instances changes no satellite's configuration: nothing to fetch.
 			if r.InstanceCount > 0 {
 				for _, id := range symmetricDifference(r.PlacedOn, after[i]) {
-					touched[id] = true
+					if !draining[id] {
+						touched[id] = true
+					}
 				}
 			}
 			teamID := r.ID
@@ -132,16 +152,9 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 				return translate(err, "insert placements")
 			}
 		}
-		ids := make([]uuid.UUID, 0, len(touched))
-		for id := range touched {
-			ids = append(ids, id)
-		}
-		slices.SortFunc(ids, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
-		for _, id := range ids {
-			if _, err := insertCommand(ctx, q, id, NewCommand{Action: &satellitev1.Command{
-				Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{Event: EventInstallationUpdated}},
-			}}); err != nil {
-				return err
+		if len(leaveTeams) > 0 {
+			if err := q.InsertLeavingPlacements(ctx, leaveTeams, leaveSats, leaveRanks); err != nil {
+				return translate(err, "insert leaving placements")
 			}
 		}
 		drained, err := q.MarkDrained(ctx)
@@ -155,6 +168,26 @@ func (s *Store) RecomputePlacement(ctx context.Context, opts PlacementOptions) (
 			}
 		}
 		res.Drained = drained
+		// Satellites drained or undrained drop the teams they kept while draining.
+		stale, err := q.DeleteStaleLeavingPlacements(ctx)
+		if err != nil {
+			return translate(err, "delete leaving placements")
+		}
+		for _, r := range stale {
+			touched[r.SatelliteID] = true
+		}
+		ids := make([]uuid.UUID, 0, len(touched))
+		for id := range touched {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+		for _, id := range ids {
+			if _, err := insertCommand(ctx, q, id, NewCommand{Action: &satellitev1.Command{
+				Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{Event: EventInstallationUpdated}},
+			}}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	return res, err
@@ -235,8 +268,8 @@ type PlacedSatellite struct {
 	PlacedAt    time.Time
 }
 
-// TeamPlacement lists the global satellites a team is placed on, best first; live counts a satellite heard
-// from within offlineAfter.
+// TeamPlacement lists the global satellites a team is placed on, best first, without the draining ones that
+// keep it only until drained; live counts a satellite heard from within offlineAfter.
 func (s *Store) TeamPlacement(ctx context.Context, teamID uuid.UUID, offlineAfter time.Duration) ([]PlacedSatellite, error) {
 	rows, err := s.q.ListTeamPlacement(ctx, offlineAfter.Seconds(), teamID)
 	if err != nil {
@@ -271,10 +304,11 @@ func (s *Store) SatellitePlacements(ctx context.Context, satelliteID, afterTeamI
 	return out, nil
 }
 
-// IsPlaced reports whether a team is placed on a global satellite.
-func (s *Store) IsPlaced(ctx context.Context, teamID, satelliteID uuid.UUID) (bool, error) {
-	ok, err := s.q.IsPlaced(ctx, teamID, satelliteID)
-	return ok, translate(err, "check placement")
+// IsLeaving reports whether a draining satellite still holds a team it served when its drain began: its
+// open sessions of the team go on there, new ones go to the satellites the team is placed on.
+func (s *Store) IsLeaving(ctx context.Context, teamID, satelliteID uuid.UUID) (bool, error) {
+	ok, err := s.q.IsLeaving(ctx, teamID, satelliteID)
+	return ok, translate(err, "check leaving placement")
 }
 
 // Peer is a live global satellite as the others of its pool reach it.
@@ -312,7 +346,15 @@ func (s *Store) SetSatelliteDraining(ctx context.Context, id uuid.UUID, draining
 		if draining {
 			e.Action = ActionSatelliteDrain
 		}
-		return audit(ctx, q, e)
+		if err := audit(ctx, q, e); err != nil {
+			return err
+		}
+		// It fetches its configuration at once: applying one, a satellite forgets the introspections it
+		// cached, which would open new sessions there for teams that now go elsewhere.
+		_, err = insertCommand(ctx, q, id, NewCommand{Action: &satellitev1.Command{
+			Action: &satellitev1.Command_Configure{Configure: &satellitev1.ConfigureAction{Event: EventInstallationUpdated}},
+		}, Priority: satellitev1.CommandPriority_COMMAND_PRIORITY_IMMEDIATE})
+		return err
 	})
 	return sat, err
 }

@@ -545,6 +545,7 @@ type TeamPlacement struct {
 	SatelliteID uuid.UUID
 	Rank        int32
 	PlacedAt    time.Time
+	Leaving     bool
 }
 
 type ToolSelection struct {

@@ -12,10 +12,46 @@ import (
 	"github.com/google/uuid"
 )
 
-const deleteTeamPlacements = `-- name: DeleteTeamPlacements :exec
-delete from team_placements where team_id = any($1::uuid[])
+const deleteStaleLeavingPlacements = `-- name: DeleteStaleLeavingPlacements :many
+delete from team_placements p
+using satellites s
+where p.leaving and s.id = p.satellite_id
+  and (s.draining_at is null or s.drained_at is not null or s.revoked_at is not null)
+returning p.satellite_id, p.team_id
 `
 
+type DeleteStaleLeavingPlacementsRow struct {
+	SatelliteID uuid.UUID
+	TeamID      uuid.UUID
+}
+
+// DeleteStaleLeavingPlacements deletes the leaving rows of satellites no longer draining (drained,
+// undrained or revoked), returning the satellites whose configuration changes.
+func (q *Queries) DeleteStaleLeavingPlacements(ctx context.Context) ([]DeleteStaleLeavingPlacementsRow, error) {
+	rows, err := q.db.Query(ctx, deleteStaleLeavingPlacements)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DeleteStaleLeavingPlacementsRow
+	for rows.Next() {
+		var i DeleteStaleLeavingPlacementsRow
+		if err := rows.Scan(&i.SatelliteID, &i.TeamID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const deleteTeamPlacements = `-- name: DeleteTeamPlacements :exec
+delete from team_placements where team_id = any($1::uuid[]) and not leaving
+`
+
+// DeleteTeamPlacements deletes the placements of teams, not their leaving rows.
 func (q *Queries) DeleteTeamPlacements(ctx context.Context, teamIds []uuid.UUID) error {
 	_, err := q.db.Exec(ctx, deleteTeamPlacements, teamIds)
 	return err
@@ -37,25 +73,68 @@ func (q *Queries) GetTeamPlacementSettings(ctx context.Context, id uuid.UUID) (G
 	return i, err
 }
 
+const insertLeavingPlacements = `-- name: InsertLeavingPlacements :exec
+insert into team_placements (team_id, satellite_id, rank, leaving)
+select unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::int[]), true
+on conflict (team_id, satellite_id) do nothing
+`
+
+// InsertLeavingPlacements keeps teams on draining satellites they no longer are placed on, until those are
+// drained.
+func (q *Queries) InsertLeavingPlacements(ctx context.Context, teamIds []uuid.UUID, satelliteIds []uuid.UUID, ranks []int32) error {
+	_, err := q.db.Exec(ctx, insertLeavingPlacements, teamIds, satelliteIds, ranks)
+	return err
+}
+
 const insertTeamPlacements = `-- name: InsertTeamPlacements :exec
 insert into team_placements (team_id, satellite_id, rank)
 select unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::int[])
+on conflict (team_id, satellite_id) do update set rank = excluded.rank, leaving = false, placed_at = now()
 `
 
+// InsertTeamPlacements places teams; a leaving row of the same satellite serves the team again.
 func (q *Queries) InsertTeamPlacements(ctx context.Context, teamIds []uuid.UUID, satelliteIds []uuid.UUID, ranks []int32) error {
 	_, err := q.db.Exec(ctx, insertTeamPlacements, teamIds, satelliteIds, ranks)
 	return err
 }
 
-const isPlaced = `-- name: IsPlaced :one
-select exists (select 1 from team_placements where team_id = $1 and satellite_id = $2)
+const isLeaving = `-- name: IsLeaving :one
+select exists (select 1 from team_placements where team_id = $1 and satellite_id = $2 and leaving)
 `
 
-func (q *Queries) IsPlaced(ctx context.Context, teamID uuid.UUID, satelliteID uuid.UUID) (bool, error) {
-	row := q.db.QueryRow(ctx, isPlaced, teamID, satelliteID)
+// IsLeaving reports whether a draining satellite still holds a team it served when its drain began.
+func (q *Queries) IsLeaving(ctx context.Context, teamID uuid.UUID, satelliteID uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, isLeaving, teamID, satelliteID)
 	var exists bool
 	err := row.Scan(&exists)
 	return exists, err
+}
+
+const listDrainingSatellites = `-- name: ListDrainingSatellites :many
+select id from satellites
+where type = 'global' and revoked_at is null and draining_at is not null and drained_at is null
+order by id
+`
+
+// ListDrainingSatellites lists the global satellites draining and not yet drained.
+func (q *Queries) ListDrainingSatellites(ctx context.Context) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, listDrainingSatellites)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listPlacementSatellites = `-- name: ListPlacementSatellites :many
@@ -101,7 +180,8 @@ with counts as (
     where type = 'team' and revoked_at is null and activated_at is not null
     group by team_id
 ), placed as (
-    select team_id, array_agg(satellite_id order by rank) as ids from team_placements group by team_id
+    select team_id, array_agg(satellite_id order by rank) as ids from team_placements where not leaving
+    group by team_id
 )
 select t.id, t.placement_replicas, coalesce(c.n, 0)::int as instance_count,
        (o.team_id is null or (t.global_fallback and not coalesce(o.live, false)))::bool as eligible,
@@ -189,7 +269,7 @@ const listSatellitePlacements = `-- name: ListSatellitePlacements :many
 select p.team_id, t.slug as team_slug, p.rank, p.placed_at
 from team_placements p
 join teams t on t.id = p.team_id
-where p.satellite_id = $1 and p.team_id > $2
+where p.satellite_id = $1 and p.team_id > $2 and not p.leaving
 order by p.team_id
 limit $3
 `
@@ -233,7 +313,7 @@ select s.id, s.name, s.internal_url, s.url, (s.draining_at is not null)::bool as
        p.placed_at
 from team_placements p
 join satellites s on s.id = p.satellite_id
-where p.team_id = $2
+where p.team_id = $2 and not p.leaving
 order by p.rank
 `
 
@@ -292,11 +372,13 @@ func (q *Queries) LockPlacement(ctx context.Context) error {
 const markDrained = `-- name: MarkDrained :many
 update satellites s set drained_at = now()
 where s.draining_at is not null and s.drained_at is null and s.open_sessions = 0
-  and not exists (select 1 from team_placements p where p.satellite_id = s.id)
+  and s.last_heartbeat_at > s.draining_at
+  and not exists (select 1 from team_placements p where p.satellite_id = s.id and not p.leaving)
 returning s.id
 `
 
-// MarkDrained marks drained the draining satellites that serve no team and report no open session.
+// MarkDrained marks drained the draining satellites placed for no team that report no open session in a
+// heartbeat received after their drain began: a count sent before then may be stale.
 func (q *Queries) MarkDrained(ctx context.Context) ([]uuid.UUID, error) {
 	rows, err := q.db.Query(ctx, markDrained)
 	if err != nil {
@@ -389,7 +471,7 @@ func (q *Queries) SetTeamReplicas(ctx context.Context, replicas *int32, iD uuid.
 }
 
 const teamPlacedGlobally = `-- name: TeamPlacedGlobally :one
-select exists (select 1 from team_placements where team_id = $1)
+select exists (select 1 from team_placements where team_id = $1 and not leaving)
 `
 
 // TeamPlacedGlobally reports whether global satellites serve the team.
