@@ -103,6 +103,8 @@ func TestCredentialChecksCoverRemoteInstallationsOncePerPeriod(t *testing.T) {
 	installation(t, st, "local", "stdio")
 	sat := newSatellite(t, st)
 	exec(t, pool, `update satellites set activated_at = now(), last_heartbeat_at = now() where id = $1`, sat.ID)
+	// Checks go to the satellites a team is placed on.
+	exec(t, pool, `insert into team_placements (team_id, satellite_id, rank) select team_id, $1, 0 from installations`, sat.ID)
 	w := &maintenance.CredentialChecksWorker{Logger: logger(t), Store: st}
 	for range 2 {
 		if err := w.Work(t.Context(), &river.Job[maintenance.CredentialChecksArgs]{}); err != nil {
