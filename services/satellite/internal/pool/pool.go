@@ -108,9 +108,11 @@ type Pool struct {
 	mu          sync.Mutex
 	unreachable map[string]time.Time
 	// learned are peers that placements named, which the last configuration may not list yet.
-	learned  map[string]*satellitev1.Peer
-	resyncMu sync.Mutex
-	lastSync time.Time
+	learned map[string]*satellitev1.Peer
+	// ownerLookup is when a request naming an unknown session owner last asked for a refresh.
+	ownerLookup time.Time
+	resyncMu    sync.Mutex
+	lastSync    time.Time
 }
 
 // credential is the satellite's current peer credential and the keys that verify the pool's tokens.
@@ -267,6 +269,23 @@ func (p *Pool) resync(ctx context.Context) {
 	p.lastSync = started
 }
 
+// ownerLookupInterval spaces the refreshes that requests naming unknown session owners may ask for: anyone
+// can make up an owner, and a refresh fetches the whole configuration.
+const ownerLookupInterval = 5 * time.Second
+
+// ownerLookupDue tells whether a request naming an unknown session owner may ask for a refresh, at most
+// once an ownerLookupInterval; the others are answered at once, as for a session whose owner is gone.
+func (p *Pool) ownerLookupDue() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now()
+	if now.Sub(p.ownerLookup) < ownerLookupInterval {
+		return false
+	}
+	p.ownerLookup = now
+	return true
+}
+
 // sessionOwner splits a session id into its owner and the rest; owner is empty for an id without one.
 func sessionOwner(id string) (owner, rest string) {
 	owner, rest, ok := strings.Cut(id, ".")
@@ -299,7 +318,7 @@ func (p *Pool) Public() http.Handler {
 		id, _ := requestSession(r)
 		if owner, _ := sessionOwner(id); owner != "" && owner != p.selfID() {
 			peer := p.peer(owner)
-			if peer == nil {
+			if peer == nil && p.ownerLookupDue() {
 				// A satellite that joined since the last configuration may own it.
 				p.resync(r.Context())
 				peer = p.peer(owner)

@@ -753,3 +753,33 @@ func TestNewConfigurationDropsCachedIdentities(t *testing.T) {
 		t.Fatalf("echo after the move = %q, want sat-c", got)
 	}
 }
+
+// TestMadeUpSessionOwnersCostOneRefresh: anyone can name a session owner; a stream of made-up ones costs at
+// most one configuration refresh an interval and is answered "not found" without waiting.
+func TestMadeUpSessionOwnersCostOneRefresh(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var resyncs atomic.Int32
+	f.a.pool.cfg.Resync = func(context.Context) error {
+		resyncs.Add(1)
+		return nil
+	}
+	for i := range 20 {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, f.a.public.URL+"/teams/acme/mcp",
+			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Session-Id", fmt.Sprintf("made-up-%d.x", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("request %d: status %d, want 404", i, resp.StatusCode)
+		}
+	}
+	if n := resyncs.Load(); n > 1 {
+		t.Errorf("%d configuration refreshes for 20 made-up owners, want at most 1", n)
+	}
+}
