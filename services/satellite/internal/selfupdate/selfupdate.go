@@ -276,6 +276,9 @@ func (u *Updater) Update(ctx context.Context, req Request) (map[string]any, erro
 // maxPiece bounds one downloaded piece, matching the control plane's answer size.
 const maxPiece = 1 << 20
 
+// maxBinary bounds a release's binary, as the control plane bounds the releases it stores (256 MiB).
+const maxBinary = 256 << 20
+
 // download fetches version into a temporary file beside exe and returns its path once its signature,
 // size and checksum are verified. The signature is checked first, from the first piece's description,
 // so an unsigned release costs one piece.
@@ -292,6 +295,10 @@ func (u *Updater) download(ctx context.Context, exe, version string) (string, re
 	}
 	if err := u.cfg.Keys.Verify(rel); err != nil {
 		return "", rel, err
+	}
+	// The size is not signed: bound it before writing anything, as the control plane bounds what it stores.
+	if rel.Size <= 0 || rel.Size > maxBinary {
+		return "", rel, fmt.Errorf("%w: a release of %d bytes (at most %d)", release.ErrChecksum, rel.Size, int64(maxBinary))
 	}
 	f, err := os.CreateTemp(filepath.Dir(exe), "."+filepath.Base(exe)+".update-*")
 	if err != nil {

@@ -99,6 +99,10 @@ func TestUpdateRefuses(t *testing.T) {
 	b.add("1.1.0", []byte("new binary, signed by a stranger"), stranger, "")
 	b.add("1.2.0", []byte("new binary whose checksum is another's"), b.key, hex.EncodeToString(make([]byte, 32)))
 	b.add("0.9.0", []byte("an older binary"), b.key, "")
+	b.add("1.3.0", []byte("a binary whose size the control plane overstates"), b.key, "")
+	overstated := b.releases.releases["1.3.0"]
+	overstated.info.Size = 1 << 40 // the size is not signed
+	b.releases.releases["1.3.0"] = overstated
 	u := b.updater(t, "1.0.0")
 	for _, tc := range []struct {
 		version string
@@ -107,14 +111,15 @@ func TestUpdateRefuses(t *testing.T) {
 		{"1.1.0", release.ErrBadSignature},
 		{"1.2.0", release.ErrChecksum},
 		{"0.9.0", release.ErrDowngrade},
+		{"1.3.0", release.ErrChecksum},
 	} {
 		calls := b.releases.calls
 		_, err := u.Update(t.Context(), Request{CommandID: "c-" + tc.version, Version: tc.version})
 		if !errors.Is(err, tc.want) {
 			t.Errorf("update to %s: %v, want %v", tc.version, err, tc.want)
 		}
-		if tc.want == release.ErrBadSignature && b.releases.calls-calls != 1 {
-			t.Errorf("an unsigned release was downloaded further than its first piece (%d calls)", b.releases.calls-calls)
+		if (tc.want == release.ErrBadSignature || tc.version == "1.3.0") && b.releases.calls-calls != 1 {
+			t.Errorf("update to %s: downloaded further than the first piece (%d calls)", tc.version, b.releases.calls-calls)
 		}
 	}
 	if got, _ := os.ReadFile(b.exe); string(got) != "old binary" {
