@@ -72,14 +72,12 @@ func TestUploadedSourceArchives(t *testing.T) {
 		}
 		return resp.Msg.Content, nil
 	}
-	for what, s := range map[string]*satellite{
-		"acme's team satellite": b.activeSatellite(t, acme),
-		"a global satellite":    b.activeSatellite(t, ""),
-	} {
-		if got, err := get(s, acme); err != nil || !bytes.Equal(got, archive) {
-			t.Errorf("%s downloading acme's archive: %q, %v", what, got, err)
-		}
+	if got, err := get(b.activeSatellite(t, acme), acme); err != nil || !bytes.Equal(got, archive) {
+		t.Errorf("acme's team satellite downloading acme's archive: %q, %v", got, err)
 	}
+	// acme has a satellite of its own, so no global satellite serves it.
+	_, err = get(b.activeSatellite(t, ""), acme)
+	wantCode(t, "a global satellite acme is not placed on", err, connect.CodeNotFound, "")
 	// globex's satellite learns nothing of acme's archive, nor of the same bytes under its own team.
 	other := b.activeSatellite(t, globex)
 	_, err = get(other, acme)
