@@ -95,11 +95,22 @@ select exists (
     where c.slug = @slug::text and (sqlc.narg(team_id)::uuid is null or c.team_id is null)
 )::boolean as shadowed;
 
--- name: PutSourceArchive :exec
--- PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
+-- name: PutSourceArchive :execrows
+-- PutSourceArchive stores a team's uploaded archive unless the team's archives would then take more than
+-- max_bytes; the same archive again changes nothing. It affects no row when the archive was already there
+-- or the team is over its share.
 insert into source_archives (team_id, sha256, content, size)
-values (@team_id, @sha256, @content, @size)
+select @team_id::uuid, @sha256::text, @content::bytea, @size::bigint
+where (select coalesce(sum(size), 0) from source_archives where team_id = @team_id::uuid) + @size::bigint <= @max_bytes::bigint
 on conflict (team_id, sha256) do nothing;
+
+-- name: DeleteUnusedSourceArchives :exec
+-- DeleteUnusedSourceArchives deletes a team's archives that none of its templates names, uploaded more
+-- than an hour ago (a template is usually saved right after its upload).
+delete from source_archives a
+where a.team_id = @team_id
+  and a.created_at < now() - interval '1 hour'
+  and not exists (select 1 from catalog_entries e where e.team_id = a.team_id and e.source ->> 'sha256' = a.sha256);
 
 -- name: GetSourceArchive :one
 select content from source_archives where team_id = @team_id and sha256 = @sha256;

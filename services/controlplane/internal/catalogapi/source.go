@@ -3,6 +3,7 @@ package catalogapi
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 
@@ -19,6 +20,11 @@ func (h *Handler) UploadSourceArchive(ctx context.Context, req *connect.Request[
 		return nil, err
 	}
 	digest, err := h.store.PutSourceArchive(ctx, p.TeamID, req.Msg.Content)
+	if errors.Is(err, store.ErrLimit) {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"a team's uploaded archives take at most %d MiB; an archive no template names is deleted an hour after its upload",
+			store.MaxTeamSourceArchiveBytes>>20))
+	}
 	if err != nil {
 		return nil, rpcerr.From(ctx, h.logger, "upload source archive", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	apiv1 "github.com/orrery/orrery/gen/orrery/api/v1"
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
 // TestUploadedSourceArchives: a team uploads an archive for its own templates; only its templates can
@@ -84,4 +85,45 @@ func TestUploadedSourceArchives(t *testing.T) {
 	wantCode(t, "another team's satellite", err, connect.CodeNotFound, "")
 	_, err = get(other, globex)
 	wantCode(t, "the same checksum under a team that did not upload it", err, connect.CodeNotFound, "")
+}
+
+// TestSourceArchivesAreBoundedPerTeam: a team's uploads share a bounded part of the database; archives no
+// template names make room again an hour after their upload.
+func TestSourceArchivesAreBoundedPerTeam(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	p := seedProduct(t, b)
+	ctx := t.Context()
+	upload := func(content string) error {
+		_, err := p.admin.catalog.UploadSourceArchive(ctx, connect.NewRequest(&apiv1.UploadSourceArchiveRequest{
+			TeamId: p.team.ID.String(), Content: []byte(content),
+		}))
+		return err
+	}
+	if err := upload("first"); err != nil {
+		t.Fatal(err)
+	}
+	// The team's share is taken (the size column is what counts, so no test needs to upload 256 MiB).
+	db := b.pool(t)
+	if _, err := db.Exec(ctx, `update source_archives set size = $1 where team_id = $2`,
+		store.MaxTeamSourceArchiveBytes, p.team.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "an upload past the team's share", upload("second"), connect.CodeResourceExhausted, "at most 256 MiB")
+	if err := upload("first"); err != nil {
+		t.Errorf("the same archive again: %v", err)
+	}
+	// Another team's share is its own.
+	if _, err := p.outsider.catalog.UploadSourceArchive(ctx, connect.NewRequest(&apiv1.UploadSourceArchiveRequest{
+		TeamId: p.other.ID.String(), Content: []byte("second"),
+	})); err != nil {
+		t.Errorf("another team's upload: %v", err)
+	}
+	// Unnamed archives older than an hour go at the next upload.
+	if _, err := db.Exec(ctx, `update source_archives set created_at = now() - interval '2 hours' where team_id = $1`, p.team.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := upload("second"); err != nil {
+		t.Errorf("an upload once the unnamed archive aged out: %v", err)
+	}
 }

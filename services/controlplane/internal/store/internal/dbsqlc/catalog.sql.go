@@ -52,6 +52,20 @@ func (q *Queries) DeleteInstallation(ctx context.Context, iD uuid.UUID, teamID u
 	return result.RowsAffected(), nil
 }
 
+const deleteUnusedSourceArchives = `-- name: DeleteUnusedSourceArchives :exec
+delete from source_archives a
+where a.team_id = $1
+  and a.created_at < now() - interval '1 hour'
+  and not exists (select 1 from catalog_entries e where e.team_id = a.team_id and e.source ->> 'sha256' = a.sha256)
+`
+
+// DeleteUnusedSourceArchives deletes a team's archives that none of its templates names, uploaded more
+// than an hour ago (a template is usually saved right after its upload).
+func (q *Queries) DeleteUnusedSourceArchives(ctx context.Context, teamID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, deleteUnusedSourceArchives, teamID)
+	return err
+}
+
 const getCatalogEntry = `-- name: GetCatalogEntry :one
 select id, team_id, slug, name, description, transport, command, args, env, url, headers, query_params, config_schema, created_at, updated_at, sandbox, tags, stop_reason, stopped_at, per_user_authorization, source from catalog_entries where id = $1
 `
@@ -432,21 +446,36 @@ func (q *Queries) LockTeam(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
-const putSourceArchive = `-- name: PutSourceArchive :exec
+const putSourceArchive = `-- name: PutSourceArchive :execrows
 insert into source_archives (team_id, sha256, content, size)
-values ($1, $2, $3, $4)
+select $1::uuid, $2::text, $3::bytea, $4::bigint
+where (select coalesce(sum(size), 0) from source_archives where team_id = $1::uuid) + $4::bigint <= $5::bigint
 on conflict (team_id, sha256) do nothing
 `
 
-// PutSourceArchive stores a team's uploaded archive; the same archive again changes nothing.
-func (q *Queries) PutSourceArchive(ctx context.Context, teamID uuid.UUID, sha256 string, content []byte, size int64) error {
-	_, err := q.db.Exec(ctx, putSourceArchive,
-		teamID,
-		sha256,
-		content,
-		size,
+type PutSourceArchiveParams struct {
+	TeamID   uuid.UUID
+	Sha256   string
+	Content  []byte
+	Size     int64
+	MaxBytes int64
+}
+
+// PutSourceArchive stores a team's uploaded archive unless the team's archives would then take more than
+// max_bytes; the same archive again changes nothing. It affects no row when the archive was already there
+// or the team is over its share.
+func (q *Queries) PutSourceArchive(ctx context.Context, arg PutSourceArchiveParams) (int64, error) {
+	result, err := q.db.Exec(ctx, putSourceArchive,
+		arg.TeamID,
+		arg.Sha256,
+		arg.Content,
+		arg.Size,
+		arg.MaxBytes,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const sourceArchiveExists = `-- name: SourceArchiveExists :one
