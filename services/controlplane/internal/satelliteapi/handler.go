@@ -297,6 +297,9 @@ const (
 	pollDelayHigh      = 10 * time.Second
 	pollDelayNormal    = 30 * time.Second
 	defaultMaxCommands = 100
+	// quietFor is the longest a poll trusts, without reading, that a satellite has nothing pending: a
+	// backstop for a notification lost without the listener noticing.
+	quietFor = time.Minute
 )
 
 // PollCommands delivers due commands, holding the call open until one arrives or the wait ends.
@@ -322,7 +325,26 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	// Subscribe before the first read, so a command created between the read and the wait still wakes us.
 	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
 	defer unsubscribe()
+	key := sat.ID.String()
+	// A satellite this replica last found with nothing pending and no lease running has nothing until a
+	// notification says so (a command enqueued or the satellite revoked, on any replica): skip the read.
+	skipRead := h.hub.Quiet(key, h.cfg.Now())
 	for {
+		if skipRead {
+			skipRead = false
+			select {
+			case <-wake:
+				continue // a notification came in meanwhile: read after all
+			case <-deadline.C:
+				return connect.NewResponse(resp), nil
+			case <-h.draining:
+				resp.ReplicaDraining = true
+				resp.NextPoll = durationpb.New(pollDelayImmediate)
+				return connect.NewResponse(resp), nil
+			case <-ctx.Done():
+				return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+			}
+		}
 		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, wait > 0)
 		switch {
 		case errors.Is(err, store.ErrInactive):
@@ -346,6 +368,8 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		var leaseLapse <-chan time.Time
 		if wakeup != nil {
 			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
+		} else if len(cmds) == 0 {
+			h.hub.MarkQuiet(key, wake, h.cfg.Now().Add(quietFor))
 		}
 		select {
 		case <-wake:
