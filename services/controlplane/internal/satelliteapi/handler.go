@@ -327,8 +327,10 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	defer unsubscribe()
 	key := sat.ID.String()
 	// A satellite this replica last found with nothing pending and no lease running has nothing until a
-	// notification says so (a command enqueued or the satellite revoked, on any replica): skip the read.
-	skipRead := h.hub.Quiet(key, h.cfg.Now())
+	// notification says so (a command enqueued or the satellite revoked, on any replica): a poll that waits
+	// skips its read and waits for that notification. A poll that does not wait still reads, since the
+	// notification of a command committed just before it may not have reached this replica yet.
+	skipRead := wait > 0 && h.hub.Quiet(key, h.cfg.Now())
 	for {
 		if skipRead {
 			skipRead = false
@@ -345,7 +347,9 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 				return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
 			}
 		}
-		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, wait > 0)
+		// The lease lapse is asked for even by a poll that does not wait: without it, a poll could not tell
+		// a satellite with nothing pending from one whose delivered commands may come due again.
+		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, true)
 		switch {
 		case errors.Is(err, store.ErrInactive):
 			// The first heartbeat, sent alongside the first poll, is about to activate the satellite: ask it
@@ -366,10 +370,11 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 			return connect.NewResponse(resp), nil
 		}
 		var leaseLapse <-chan time.Time
-		if wakeup != nil {
-			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
-		} else if len(cmds) == 0 {
+		switch {
+		case wakeup == nil:
 			h.hub.MarkQuiet(key, wake, h.cfg.Now().Add(quietFor))
+		case wait > 0:
+			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
 		}
 		select {
 		case <-wake:
