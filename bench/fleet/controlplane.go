@@ -72,12 +72,12 @@ type replica struct {
 }
 
 // startReplica starts the control-plane binary at bin on a free loopback port against databaseURL, with fresh
-// secrets, and returns once it says where it serves.
-func startReplica(ctx context.Context, bin, databaseURL string, log io.Writer) (*replica, error) {
+// secrets and, unless memoryLimit is empty, that soft memory limit, and returns once it says where it serves.
+func startReplica(ctx context.Context, bin, databaseURL, memoryLimit string, log io.Writer) (*replica, error) {
 	r := &replica{adminToken: "orrery_admin_" + random(24), done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "-listen", "127.0.0.1:0", "-database-url", databaseURL, "-shutdown-timeout", "5s")
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ORRERY_") {
+		if !strings.HasPrefix(kv, "ORRERY_") && (memoryLimit == "" || !strings.HasPrefix(kv, "GOMEMLIMIT=")) {
 			r.cmd.Env = append(r.cmd.Env, kv)
 		}
 	}
@@ -88,6 +88,9 @@ func startReplica(ctx context.Context, bin, databaseURL string, log io.Writer) (
 		"ORRERY_LOG_FORMAT=json",
 		"ORRERY_DRAIN_PERIOD=0s",
 	)
+	if memoryLimit != "" {
+		r.cmd.Env = append(r.cmd.Env, "GOMEMLIMIT="+memoryLimit)
+	}
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := r.cmd.StdoutPipe()
 	if err != nil {

@@ -45,6 +45,9 @@ type Config struct {
 	// PoolMaxConns, when positive, sets the replica's database pool size (pgx's pool_max_conns in its
 	// database URL). Zero keeps the control plane's default.
 	PoolMaxConns int
+	// ReplicaMemoryLimit, when set, is the replica's soft memory limit (its GOMEMLIMIT, such as "800MiB").
+	// Empty leaves the replica the environment's GOMEMLIMIT, if any.
+	ReplicaMemoryLimit string
 }
 
 func (c Config) withDefaults() Config {
@@ -160,7 +163,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	if cfg.PoolMaxConns > 0 {
 		replicaURL += fmt.Sprintf("&pool_max_conns=%d", cfg.PoolMaxConns)
 	}
-	cp, err := startReplica(ctx, cfg.ControlPlane, replicaURL, log)
+	cp, err := startReplica(ctx, cfg.ControlPlane, replicaURL, cfg.ReplicaMemoryLimit, log)
 	if err != nil {
 		return res, err
 	}

@@ -28,6 +28,7 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", 64, "concurrent callers in the throughput phase")
 	flag.DurationVar(&cfg.Idle, "idle", 30*time.Second, "how long the connected fleet idles before the measurements, measuring the replica's CPU")
 	flag.IntVar(&cfg.PoolMaxConns, "pool-max-conns", 0, "the replica's database pool size; 0 keeps its default")
+	flag.StringVar(&cfg.ReplicaMemoryLimit, "replica-memory-limit", "", `the replica's soft memory limit (GOMEMLIMIT, e.g. "800MiB"); empty keeps the environment's`)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

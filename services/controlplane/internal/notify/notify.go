@@ -26,14 +26,58 @@ type Hub struct {
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
+	// quiet holds, per key, until when a reader may trust that nothing has been notified since it last found
+	// nothing: any notification for the key, and any loss of the listening connection, ends it.
+	quiet map[string]time.Time
 }
+
+// maxQuiet bounds the quiet marks a hub keeps; past it, expired marks are swept and new ones refused.
+const maxQuiet = 1 << 17
 
 // New returns a Hub for channel. Call Run to start listening.
 func New(logger *slog.Logger, pool *pgxpool.Pool, channel string) *Hub {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{logger: logger, pool: pool, channel: channel, waiters: map[string]map[chan struct{}]struct{}{}}
+	return &Hub{logger: logger, pool: pool, channel: channel, waiters: map[string]map[chan struct{}]struct{}{},
+		quiet: map[string]time.Time{}}
+}
+
+// MarkQuiet records that a read for key, made while sub (a channel from Subscribe for key) was subscribed,
+// found nothing to act on, so that readers until then may skip the read while no notification for key
+// arrives. It records nothing when sub holds a wake-up not yet taken (a notification since the read may
+// carry what the read missed) or when the hub is not listening (notifications are being lost).
+func (h *Hub) MarkQuiet(key string, sub <-chan struct{}, until time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(sub) > 0 || !h.listening.Load() {
+		return
+	}
+	if len(h.quiet) >= maxQuiet {
+		now := time.Now()
+		for k, t := range h.quiet {
+			if !now.Before(t) {
+				delete(h.quiet, k)
+			}
+		}
+		if len(h.quiet) >= maxQuiet {
+			return
+		}
+	}
+	h.quiet[key] = until
+}
+
+// Quiet reports whether key was marked quiet, the mark has not lapsed at now, and no notification for key
+// arrived since. A reader that gets true may skip its read; one that gets false must read.
+func (h *Hub) Quiet(key string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	until, ok := h.quiet[key]
+	if ok && !now.Before(until) {
+		delete(h.quiet, key)
+		return false
+	}
+	return ok && h.listening.Load()
 }
 
 // Subscribe returns a channel that receives a value after each notification for key, coalescing bursts, and
@@ -65,7 +109,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := h.listen(ctx)
+		h.mu.Lock()
 		h.listening.Store(false)
+		clear(h.quiet) // notifications are lost until the next connection listens
+		h.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -108,6 +155,7 @@ func (h *Hub) listen(ctx context.Context) error {
 func (h *Hub) wake(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	delete(h.quiet, key)
 	for ch := range h.waiters[key] {
 		signal(ch)
 	}
@@ -116,6 +164,7 @@ func (h *Hub) wake(key string) {
 func (h *Hub) wakeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	clear(h.quiet)
 	for _, set := range h.waiters {
 		for ch := range set {
 			signal(ch)

@@ -297,6 +297,9 @@ const (
 	pollDelayHigh      = 10 * time.Second
 	pollDelayNormal    = 30 * time.Second
 	defaultMaxCommands = 100
+	// quietFor is the longest a poll trusts, without reading, that a satellite has nothing pending: a
+	// backstop for a notification lost without the listener noticing.
+	quietFor = time.Minute
 )
 
 // PollCommands delivers due commands, holding the call open until one arrives or the wait ends.
@@ -322,8 +325,31 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	// Subscribe before the first read, so a command created between the read and the wait still wakes us.
 	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
 	defer unsubscribe()
+	key := sat.ID.String()
+	// A satellite this replica last found with nothing pending and no lease running has nothing until a
+	// notification says so (a command enqueued or the satellite revoked, on any replica): a poll that waits
+	// skips its read and waits for that notification. A poll that does not wait still reads, since the
+	// notification of a command committed just before it may not have reached this replica yet.
+	skipRead := wait > 0 && h.hub.Quiet(key, h.cfg.Now())
 	for {
-		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, wait > 0)
+		if skipRead {
+			skipRead = false
+			select {
+			case <-wake:
+				continue // a notification came in meanwhile: read after all
+			case <-deadline.C:
+				return connect.NewResponse(resp), nil
+			case <-h.draining:
+				resp.ReplicaDraining = true
+				resp.NextPoll = durationpb.New(pollDelayImmediate)
+				return connect.NewResponse(resp), nil
+			case <-ctx.Done():
+				return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+			}
+		}
+		// The lease lapse is asked for even by a poll that does not wait: without it, a poll could not tell
+		// a satellite with nothing pending from one whose delivered commands may come due again.
+		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, true)
 		switch {
 		case errors.Is(err, store.ErrInactive):
 			// The first heartbeat, sent alongside the first poll, is about to activate the satellite: ask it
@@ -344,7 +370,10 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 			return connect.NewResponse(resp), nil
 		}
 		var leaseLapse <-chan time.Time
-		if wakeup != nil {
+		switch {
+		case wakeup == nil:
+			h.hub.MarkQuiet(key, wake, h.cfg.Now().Add(quietFor))
+		case wait > 0:
 			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
 		}
 		select {

@@ -308,6 +308,57 @@ func TestLapsedLeaseRedeliversThenFails(t *testing.T) {
 	}
 }
 
+// TestPollsThatSkipTheirReadStillDeliver checks the quiet mark that lets a held poll skip its database read
+// for a satellite the replica last found with nothing pending: a poll that does not wait sees a command at
+// once, a held poll is woken by the next one, and a lease that lapses is still redelivered (a delivered
+// command must keep the replica from trusting quiet).
+func TestPollsThatSkipTheirReadStillDeliver(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{satellite: satelliteapi.Config{CommandLease: 300 * time.Millisecond}})
+	sat := b.activeSatellite(t, "")
+	if cmds := sat.poll(t, 0); len(cmds) != 0 {
+		t.Fatalf("nothing enqueued: got %v", cmds)
+	}
+	cmd := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	pollUntil := func(attempt int32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			cmds := sat.poll(t, 0)
+			if len(cmds) == 1 && cmds[0].Id == cmd.Command.Id && cmds[0].Attempt == attempt {
+				return
+			}
+			if len(cmds) != 0 || time.Now().After(deadline) {
+				t.Fatalf("delivery %d: got %v", attempt, cmds)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	pollUntil(1)
+	if cmds := sat.poll(t, 0); len(cmds) != 0 {
+		t.Fatalf("while the lease runs: got %v", cmds)
+	}
+	// A held poll wakes by itself when the lease lapses, though the poll before it found nothing.
+	if cmds := sat.poll(t, 5*time.Second); len(cmds) != 1 || cmds[0].Id != cmd.Command.Id || cmds[0].Attempt != 2 {
+		t.Fatalf("redelivery: got %v", cmds)
+	}
+
+	if _, err := sat.client.ReportCommandResult(t.Context(), connect.NewRequest(&satellitev1.ReportCommandResultRequest{
+		CommandId: cmd.Command.Id, Result: satellitev1.CommandResult_COMMAND_RESULT_COMPLETED,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := sat.poll(t, 0); len(cmds) != 0 { // finds nothing pending and no lease: quiet from here
+		t.Fatalf("after the result: got %v", cmds)
+	}
+	held := make(chan []*satellitev1.Command, 1)
+	go func() { held <- sat.poll(t, 5*time.Second) }()
+	next := b.enqueue(t, 0, sat.id, configure, immediate, 0)
+	if cmds := <-held; len(cmds) != 1 || cmds[0].Id != next.Command.Id {
+		t.Fatalf("held poll after quiet: got %v, want %s", cmds, next.Command.Id)
+	}
+}
+
 func TestCommandResultIsIdempotent(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
