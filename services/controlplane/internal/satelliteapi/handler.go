@@ -323,61 +323,49 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	// Subscribe before the first read, so a command created between the read and the wait still wakes us.
-	wake, unsubscribe := h.hub.Subscribe(sat.ID.String())
-	defer unsubscribe()
 	key := sat.ID.String()
+	wake, unsubscribe := h.hub.Subscribe(key)
+	defer unsubscribe()
 	// A satellite this replica last found with nothing pending and no lease running has nothing until a
 	// notification says so (a command enqueued or the satellite revoked, on any replica): a poll that waits
 	// skips its read and waits for that notification. A poll that does not wait still reads, since the
 	// notification of a command committed just before it may not have reached this replica yet.
 	skipRead := wait > 0 && h.hub.Quiet(key, h.cfg.Now())
 	for {
-		if skipRead {
-			skipRead = false
-			select {
-			case <-wake:
-				continue // a notification came in meanwhile: read after all
-			case <-deadline.C:
-				return connect.NewResponse(resp), nil
-			case <-h.draining:
-				resp.ReplicaDraining = true
+		var leaseLapse <-chan time.Time
+		if !skipRead {
+			// The lease lapse is asked for even by a poll that does not wait: without it, a poll could not
+			// tell a satellite with nothing pending from one whose delivered commands may come due again.
+			cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, true)
+			switch {
+			case errors.Is(err, store.ErrInactive):
+				// The first heartbeat, sent alongside the first poll, is about to activate the satellite: ask
+				// it back soon, or its first commands would wait out a normal poll delay.
 				resp.NextPoll = durationpb.New(pollDelayImmediate)
 				return connect.NewResponse(resp), nil
-			case <-ctx.Done():
-				return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+			case errors.Is(err, store.ErrNotFound):
+				h.lastRead.Remove(sat.APIKeyID)
+				return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)
+			case err != nil:
+				return nil, rpcerr.From(ctx, h.logger, "claim commands", err)
+			}
+			if len(cmds) > 0 {
+				for _, c := range cmds {
+					resp.Commands = append(resp.Commands, CommandToProto(c))
+				}
+				resp.NextPoll = durationpb.New(nextPollDelay(cmds))
+				return connect.NewResponse(resp), nil
+			}
+			switch {
+			case wakeup == nil:
+				h.hub.MarkQuiet(key, wake, h.cfg.Now().Add(quietFor))
+			case wait > 0:
+				leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
 			}
 		}
-		// The lease lapse is asked for even by a poll that does not wait: without it, a poll could not tell
-		// a satellite with nothing pending from one whose delivered commands may come due again.
-		cmds, wakeup, err := h.store.ClaimCommands(ctx, sat.ID, sat.APIKeyHash, limit, h.cfg.CommandLease, true)
-		switch {
-		case errors.Is(err, store.ErrInactive):
-			// The first heartbeat, sent alongside the first poll, is about to activate the satellite: ask it
-			// back soon, or its first commands would wait out a normal poll delay.
-			resp.NextPoll = durationpb.New(pollDelayImmediate)
-			return connect.NewResponse(resp), nil
-		case errors.Is(err, store.ErrNotFound):
-			h.lastRead.Remove(sat.APIKeyID)
-			return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)
-		case err != nil:
-			return nil, rpcerr.From(ctx, h.logger, "claim commands", err)
-		}
-		if len(cmds) > 0 {
-			for _, c := range cmds {
-				resp.Commands = append(resp.Commands, CommandToProto(c))
-			}
-			resp.NextPoll = durationpb.New(nextPollDelay(cmds))
-			return connect.NewResponse(resp), nil
-		}
-		var leaseLapse <-chan time.Time
-		switch {
-		case wakeup == nil:
-			h.hub.MarkQuiet(key, wake, h.cfg.Now().Add(quietFor))
-		case wait > 0:
-			leaseLapse = time.After(max(wakeup.Sub(h.cfg.Now()), 10*time.Millisecond))
-		}
+		skipRead = false
 		select {
-		case <-wake:
+		case <-wake: // a notification came in: read (again)
 		case <-leaseLapse:
 		case <-deadline.C:
 			return connect.NewResponse(resp), nil

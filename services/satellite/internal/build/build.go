@@ -36,6 +36,7 @@ import (
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/internal/egress"
+	"github.com/orrery/orrery/services/satellite/internal/lines"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
@@ -359,7 +360,7 @@ func (b *Builder) run(ctx context.Context, req Request, app, script string, logf
 	var wg sync.WaitGroup
 	for _, r := range []io.Reader{proc.Stdout, proc.Stderr} {
 		wg.Go(func() {
-			_ = readLines(r, 1024, func(line string) {
+			_ = lines.Read(r, 1024, func(line string) {
 				mu.Lock()
 				tail = append(tail, line)
 				if len(tail) > logTail {

@@ -1,9 +1,7 @@
 package build
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,30 +70,4 @@ func hasBuildScript(file string) (bool, error) {
 		return false, fmt.Errorf("package.json: %w", err)
 	}
 	return pkg.Scripts["build"] != "", nil
-}
-
-// readLines calls line for every line of r, cut to limit bytes, until EOF or a closed pipe.
-func readLines(r io.Reader, limit int, line func(string)) error {
-	br := bufio.NewReaderSize(r, 4096)
-	var buf []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if room := limit - len(buf); room > 0 {
-			buf = append(buf, chunk[:min(len(chunk), room)]...)
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == nil || len(buf) > 0 {
-			line(strings.TrimRight(string(buf), "\r\n"))
-			buf = buf[:0]
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF), errors.Is(err, os.ErrClosed):
-			return nil
-		default:
-			return err
-		}
-	}
 }

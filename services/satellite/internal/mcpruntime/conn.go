@@ -16,6 +16,7 @@ import (
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 	"github.com/orrery/orrery/services/satellite/internal/build"
+	"github.com/orrery/orrery/services/satellite/internal/lines"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
@@ -93,7 +94,8 @@ func (c *conn) dial(ctx context.Context, client *mcp.Client, spec *satellitev1.I
 			in.emitLog(satellitev1.LogLevel_LOG_LEVEL_WARN, "sandbox: "+note)
 		}
 		go func() {
-			err := readLines(proc.Stderr, in.rt.cfg.LogLineBytes, func(line string) {
+			// One byte past the limit, so cut still sees that a line was longer.
+			err := lines.Read(proc.Stderr, in.rt.cfg.LogLineBytes+1, func(line string) {
 				in.logs.line(satellitev1.LogLevel_LOG_LEVEL_INFO, line)
 			})
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/lines"
 	"github.com/orrery/orrery/services/satellite/internal/sandbox"
 )
 
@@ -106,7 +107,7 @@ func TestReadLines(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 10000)
 	var got []string
-	err := readLines(strings.NewReader("one\r\n"+long+"\nthree"), 100, func(s string) { got = append(got, s) })
+	err := lines.Read(strings.NewReader("one\r\n"+long+"\nthree"), 100+1, func(s string) { got = append(got, s) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,7 @@
 package mcpruntime
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -96,31 +91,4 @@ func cut(s string, n int) string {
 		end--
 	}
 	return s[:end] + mark
-}
-
-// readLines passes each line of r to line until r ends. It keeps at most limit+1 bytes of any one line, so
-// a server cannot make the satellite buffer an endless line, and cut still sees that the line was longer.
-func readLines(r io.Reader, limit int, line func(string)) error {
-	br := bufio.NewReaderSize(r, 4096)
-	var buf []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if room := limit + 1 - len(buf); room > 0 {
-			buf = append(buf, chunk[:min(len(chunk), room)]...)
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == nil || len(buf) > 0 {
-			line(strings.TrimRight(string(buf), "\r\n"))
-			buf = buf[:0]
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF), errors.Is(err, os.ErrClosed):
-			return nil
-		default:
-			return err
-		}
-	}
 }
