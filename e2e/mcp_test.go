@@ -50,10 +50,11 @@ func seedTeam(t *testing.T, conn *pgx.Conn, catalogID, slug, satelliteURL string
 	}
 	if err == nil {
 		// A team inserted here, not created through the API, is placed on the active global satellites the
-		// way creation would place it (R = 2 of them).
+		// way creation would place it (R = 2 of them); a recomputation running meanwhile may have placed it.
 		_, err = conn.Exec(ctx, `insert into team_placements (team_id, satellite_id, rank)
 			select $1, id, (row_number() over (order by id) - 1)::int from satellites
-			where type = 'global' and revoked_at is null and activated_at is not null order by id limit 2`, tm.id)
+			where type = 'global' and revoked_at is null and activated_at is not null order by id limit 2
+			on conflict (team_id, satellite_id) do nothing`, tm.id)
 	}
 	if err == nil {
 		hash := sha256.Sum256([]byte(tm.token))
