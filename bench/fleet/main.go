@@ -26,6 +26,7 @@ func main() {
 	flag.IntVar(&cfg.Commands, "commands", 1000, "commands whose dispatch latency is measured, one after another")
 	flag.DurationVar(&cfg.Throughput, "throughput", 10*time.Second, "how long to measure Heartbeat + PollCommands throughput")
 	flag.IntVar(&cfg.Workers, "workers", 64, "concurrent callers in the throughput phase")
+	flag.DurationVar(&cfg.ThroughputPollWait, "throughput-poll-wait", time.Millisecond, "how long each poll of the throughput phase may be held; 0: polls that do not wait, and read the database every time")
 	flag.DurationVar(&cfg.Idle, "idle", 30*time.Second, "how long the connected fleet idles before the measurements, measuring the replica's CPU")
 	flag.IntVar(&cfg.PoolMaxConns, "pool-max-conns", 0, "the replica's database pool size; 0 keeps its default")
 	flag.StringVar(&cfg.ReplicaMemoryLimit, "replica-memory-limit", "", `the replica's soft memory limit (GOMEMLIMIT, e.g. "800MiB"); empty keeps the environment's`)

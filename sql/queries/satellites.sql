@@ -37,11 +37,43 @@ with beat as (
 )
 select * from beat;
 
+-- name: RecordHeartbeatBatch :many
+-- RecordHeartbeatBatch stores in one statement the heartbeats a replica held back, of active satellites
+-- whose URL, version, capacity and internal URL they left unchanged, each as RecordHeartbeat would store it;
+-- the processes each reported ((process_satellite_ids, instance_ids) pairs) are kept and are for
+-- UpsertSatelliteProcesses to store. It returns the satellites it stored: one it leaves out was revoked, or
+-- its key replaced, since the heartbeat was taken.
+with beat as (
+    update satellites s
+    set last_heartbeat_at = greatest(s.last_heartbeat_at, b.received_at),
+        offline_since     = null,
+        system_metrics    = b.system_metrics,
+        process_count     = b.process_count,
+        open_sessions     = b.open_sessions
+    from (select unnest(@ids::uuid[]) as id, unnest(@api_key_hashes::text[]) as api_key_hash,
+                 unnest(@received_at::timestamptz[]) as received_at, unnest(@system_metrics::jsonb[]) as system_metrics,
+                 unnest(@process_count::int[]) as process_count, unnest(@process_counts::jsonb[]) as process_counts,
+                 unnest(@open_sessions::int[]) as open_sessions) as b
+    where s.id = b.id and s.api_key_hash = b.api_key_hash and s.revoked_at is null
+    returning s.id, b.received_at, b.system_metrics, b.process_counts
+), history as (
+    insert into satellite_heartbeats (satellite_id, received_at, system_metrics, process_counts)
+    select id, received_at, system_metrics, process_counts from beat
+), stale as (
+    delete from satellite_processes p
+    using beat
+    where p.satellite_id = beat.id
+      and not exists (select from (select unnest(@process_satellite_ids::uuid[]) as satellite_id,
+                                          unnest(@instance_ids::text[]) as instance_id) k
+                      where k.satellite_id = p.satellite_id and k.instance_id = p.instance_id)
+)
+select id from beat;
+
 -- name: UpsertSatelliteProcesses :exec
 insert into satellite_processes (
     satellite_id, instance_id, team_id, installation_id, status, health, pid, memory_bytes, uptime_seconds,
     request_count, reported_at)
-select @satellite_id::uuid, unnest(@instance_ids::text[]), unnest(@team_ids::uuid[]), unnest(@installation_ids::uuid[]),
+select unnest(@satellite_ids::uuid[]), unnest(@instance_ids::text[]), unnest(@team_ids::uuid[]), unnest(@installation_ids::uuid[]),
        unnest(@statuses::text[]), unnest(@healths::text[]), unnest(@pids::int[]), unnest(@memory_bytes::bigint[]),
        unnest(@uptime_seconds::float8[]), unnest(@request_counts::bigint[]), now()
 on conflict (satellite_id, instance_id) do update

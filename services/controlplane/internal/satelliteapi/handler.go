@@ -122,6 +122,7 @@ type Handler struct {
 	keys   *apikey.Cache
 	// lastRead holds each key's satellite as last read, for the heartbeat's single round trip.
 	lastRead *expirable.LRU[string, store.Satellite]
+	beats    heldBeats
 	cfg      Config
 
 	drainOnce sync.Once
@@ -244,7 +245,16 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 		h.logger.WarnContext(ctx, "heartbeat reported processes of teams this satellite does not serve",
 			"security_event", "foreign_processes", "satellite_id", sat.ID, "count", foreign)
 	}
+	now := h.cfg.Now()
+	if h.mayHold(sat, hb, now) {
+		h.beats.hold(sat.APIKeyID, store.HeldHeartbeat{SatelliteID: sat.ID, APIKeyHash: sat.APIKeyHash, ReceivedAt: now, Heartbeat: hb})
+		sat.LastHeartbeatAt, sat.SystemMetrics, sat.ProcessCount, sat.OpenSessions = &now, hb.SystemMetrics, len(hb.Processes), hb.OpenSessions
+		h.lastRead.Add(sat.APIKeyID, sat)
+		return h.heartbeatResponse(sat), nil
+	}
+	stored := h.beats.storeAtOnce(sat.ID)
 	updated, err := h.store.RecordHeartbeat(ctx, sat.ID, sat.APIKeyHash, hb)
+	stored()
 	if errors.Is(err, store.ErrNotFound) {
 		h.lastRead.Remove(sat.APIKeyID)
 		return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)
@@ -264,11 +274,15 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 			h.logger.ErrorContext(ctx, "recompute placement", "satellite_id", sat.ID, "error", err)
 		}
 	}
+	return h.heartbeatResponse(updated), nil
+}
+
+func (h *Handler) heartbeatResponse(sat store.Satellite) *satellitev1.HeartbeatResponse {
 	return &satellitev1.HeartbeatResponse{
-		Status:               StatusToProto(updated.Status(h.cfg.Now(), h.OfflineAfter())),
+		Status:               StatusToProto(sat.Status(h.cfg.Now(), h.OfflineAfter())),
 		NextHeartbeat:        durationpb.New(h.cfg.HeartbeatInterval),
 		PollsCarryHeartbeats: true,
-	}, nil
+	}
 }
 
 // placementMayChange reports whether a heartbeat may change where teams are placed. before is the

@@ -162,14 +162,82 @@ func TestHeartbeatOnPollIsRecorded(t *testing.T) {
 		resp.Heartbeat.GetNextHeartbeat().AsDuration() <= 0 {
 		t.Fatalf("poll with a heartbeat: %v, %v; want the heartbeat answered, active", resp, err)
 	}
-	if got := listSatellites(t, b)[0]; got.Status != satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE || got.System.GetCpuPercent() != 42 {
-		t.Fatalf("after a heartbeat on a poll: %v", got)
-	}
+	// The database alone says the satellite was silent, so the replica, which heard it recently and found
+	// nothing pending for it, may hold the heartbeat back for a moment.
+	waitFor(t, 5*time.Second, "a heartbeat on a poll stored", func() bool {
+		got := listSatellites(t, b)[0]
+		return got.Status == satellitev1.SatelliteStatus_SATELLITE_STATUS_ACTIVE && got.System.GetCpuPercent() == 42
+	})
 	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := poll(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("revoked satellite's poll with a heartbeat: %v, want Unauthenticated", err)
+	}
+}
+
+// TestQuietSatellitesHeartbeatsAreHeld checks that the heartbeat of a satellite with nothing pending, which
+// changes only its figures, is answered at once and stored within a second or so; that one changing what
+// placement reads is stored before it is answered; and that a revocation ends the holding, so that the
+// revoked satellite is refused and nothing it sends afterwards is stored.
+func TestQuietSatellitesHeartbeatsAreHeld(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	sat := b.activeSatellite(t, "")
+	if cmds := sat.poll(t, 0); len(cmds) != 0 { // nothing pending: quiet from here
+		t.Fatalf("nothing enqueued: got %v", cmds)
+	}
+	history := func() (n int) {
+		t.Helper()
+		if err := b.pool(t).QueryRow(t.Context(), `select count(*) from satellite_heartbeats where satellite_id = $1`, sat.id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before, held := history(), b.replicas[0].srv.HeldHeartbeats()
+	beat := func(req *satellitev1.HeartbeatRequest) error {
+		_, err := sat.client.Heartbeat(t.Context(), connect.NewRequest(req))
+		return err
+	}
+	if err := beat(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{CpuPercent: 77}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.replicas[0].srv.HeldHeartbeats() - held; got != 1 {
+		t.Fatalf("%d heartbeats held, want 1", got)
+	}
+	waitFor(t, 5*time.Second, "the held heartbeat stored", func() bool {
+		return listSatellites(t, b)[0].System.GetCpuPercent() == 77 && history() == before+1
+	})
+
+	// A new capacity changes what placement reads: stored before the answer.
+	if err := beat(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{CpuPercent: 78}, Capacity: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.replicas[0].srv.HeldHeartbeats() - held; got != 1 {
+		t.Fatalf("the heartbeat with a new capacity was held")
+	}
+	var capacity int
+	if err := b.pool(t).QueryRow(t.Context(), `select capacity from satellites where id = $1`, sat.id).Scan(&capacity); err != nil || capacity != 300 {
+		t.Fatalf("capacity %d (%v) right after the heartbeat, want 300", capacity, err)
+	}
+
+	if _, err := b.admin(0).RevokeSatellite(t.Context(), connect.NewRequest(&adminv1.RevokeSatelliteRequest{Id: sat.id})); err != nil {
+		t.Fatal(err)
+	}
+	// The revocation's notification reaches the replica within milliseconds; from then on every heartbeat
+	// is refused, and none is stored.
+	waitFor(t, 5*time.Second, "the revoked satellite refused", func() bool {
+		return connect.CodeOf(beat(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{CpuPercent: 79}})) == connect.CodeUnauthenticated
+	})
+	stored := history()
+	for range 3 {
+		if err := beat(&satellitev1.HeartbeatRequest{System: &satellitev1.SystemMetrics{CpuPercent: 80}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("revoked satellite's heartbeat: %v, want Unauthenticated", err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // past the next store of held heartbeats
+	if got := history(); got != stored {
+		t.Fatalf("%d heartbeats stored after the revocation was seen, want none", got-stored)
 	}
 }
 

@@ -447,7 +447,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	eventsDone := make(chan error, 1)
 	go func() { eventsDone <- s.events.Run(ctx) }()
+	beatsDone := make(chan struct{})
+	go func() { s.satellites.RunHeldHeartbeats(ctx); close(beatsDone) }()
 	err := errors.Join(s.hub.Run(ctx), <-eventsDone)
+	<-beatsDone
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, s.jobs.Stop(stopCtx))
@@ -455,6 +458,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Argon2Runs counts satellite API-key checks that ran Argon2.
 func (s *Server) Argon2Runs() int64 { return s.satellites.Argon2Runs() }
+
+// HeldHeartbeats counts satellite heartbeats held to be stored with others.
+func (s *Server) HeldHeartbeats() int64 { return s.satellites.HeldHeartbeats() }
 
 // Drain makes long polls answer and streams end at once, ahead of a shutdown.
 func (s *Server) Drain() {

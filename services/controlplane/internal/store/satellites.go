@@ -268,14 +268,67 @@ func (s *Store) RecordHeartbeat(ctx context.Context, satelliteID uuid.UUID, apiK
 			return translate(err, "record heartbeat")
 		}
 		sat = satelliteFromRow(dbsqlc.Satellite(row))
-		return upsertProcesses(ctx, q, satelliteID, hb.Processes)
+		var procs dbsqlc.UpsertSatelliteProcessesParams
+		addProcesses(&procs, satelliteID, hb.Processes)
+		return upsertProcesses(ctx, q, procs)
 	})
 	return sat, err
 }
 
-func upsertProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UUID, procs []Process) error {
-	p := dbsqlc.UpsertSatelliteProcessesParams{SatelliteID: satelliteID}
+// HeldHeartbeat is a heartbeat a replica held back to store with others (RecordHeartbeats).
+type HeldHeartbeat struct {
+	SatelliteID uuid.UUID
+	APIKeyHash  string
+	ReceivedAt  time.Time
+	Heartbeat
+}
+
+// RecordHeartbeats stores held heartbeats in one transaction of two statements, each as RecordHeartbeat
+// would store the heartbeat of an active satellite that leaves its URL, version, capacity and internal URL
+// as they are; a satellite's last heard time never goes back. It returns the satellites it stored: one
+// missing was revoked, or its key replaced, after its heartbeat was taken.
+func (s *Store) RecordHeartbeats(ctx context.Context, beats []HeldHeartbeat) ([]uuid.UUID, error) {
+	var p dbsqlc.RecordHeartbeatBatchParams
+	for _, b := range beats {
+		p.Ids = append(p.Ids, b.SatelliteID)
+		p.ApiKeyHashes = append(p.ApiKeyHashes, b.APIKeyHash)
+		p.ReceivedAt = append(p.ReceivedAt, b.ReceivedAt)
+		p.SystemMetrics = append(p.SystemMetrics, b.SystemMetrics)
+		p.ProcessCount = append(p.ProcessCount, int32(len(b.Processes)))
+		p.ProcessCounts = append(p.ProcessCounts, b.ProcessCounts)
+		p.OpenSessions = append(p.OpenSessions, int32(b.OpenSessions))
+		for _, pr := range b.Processes {
+			p.ProcessSatelliteIds = append(p.ProcessSatelliteIds, b.SatelliteID)
+			p.InstanceIds = append(p.InstanceIds, pr.InstanceID)
+		}
+	}
+	var stored []uuid.UUID
+	err := s.inTx(ctx, func(q *dbsqlc.Queries) error {
+		var err error
+		if stored, err = q.RecordHeartbeatBatch(ctx, p); err != nil {
+			return translate(err, "record heartbeats")
+		}
+		if len(p.ProcessSatelliteIds) == 0 {
+			return nil
+		}
+		live := make(map[uuid.UUID]bool, len(stored))
+		for _, id := range stored {
+			live[id] = true
+		}
+		var procs dbsqlc.UpsertSatelliteProcessesParams
+		for _, b := range beats {
+			if live[b.SatelliteID] {
+				addProcesses(&procs, b.SatelliteID, b.Processes)
+			}
+		}
+		return upsertProcesses(ctx, q, procs)
+	})
+	return stored, err
+}
+
+func addProcesses(p *dbsqlc.UpsertSatelliteProcessesParams, satelliteID uuid.UUID, procs []Process) {
 	for _, pr := range procs {
+		p.SatelliteIds = append(p.SatelliteIds, satelliteID)
 		p.InstanceIds = append(p.InstanceIds, pr.InstanceID)
 		p.TeamIds = append(p.TeamIds, pr.TeamID)
 		p.InstallationIds = append(p.InstallationIds, pr.InstallationID)
@@ -285,6 +338,12 @@ func upsertProcesses(ctx context.Context, q *dbsqlc.Queries, satelliteID uuid.UU
 		p.MemoryBytes = append(p.MemoryBytes, pr.MemoryBytes)
 		p.UptimeSeconds = append(p.UptimeSeconds, pr.UptimeSeconds)
 		p.RequestCounts = append(p.RequestCounts, pr.RequestCount)
+	}
+}
+
+func upsertProcesses(ctx context.Context, q *dbsqlc.Queries, p dbsqlc.UpsertSatelliteProcessesParams) error {
+	if len(p.SatelliteIds) == 0 {
+		return nil
 	}
 	return translate(q.UpsertSatelliteProcesses(ctx, p), "upsert processes")
 }

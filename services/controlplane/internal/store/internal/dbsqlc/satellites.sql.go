@@ -495,6 +495,81 @@ func (q *Queries) RecordHeartbeat(ctx context.Context, arg RecordHeartbeatParams
 	return i, err
 }
 
+const recordHeartbeatBatch = `-- name: RecordHeartbeatBatch :many
+with beat as (
+    update satellites s
+    set last_heartbeat_at = greatest(s.last_heartbeat_at, b.received_at),
+        offline_since     = null,
+        system_metrics    = b.system_metrics,
+        process_count     = b.process_count,
+        open_sessions     = b.open_sessions
+    from (select unnest($1::uuid[]) as id, unnest($2::text[]) as api_key_hash,
+                 unnest($3::timestamptz[]) as received_at, unnest($4::jsonb[]) as system_metrics,
+                 unnest($5::int[]) as process_count, unnest($6::jsonb[]) as process_counts,
+                 unnest($7::int[]) as open_sessions) as b
+    where s.id = b.id and s.api_key_hash = b.api_key_hash and s.revoked_at is null
+    returning s.id, b.received_at, b.system_metrics, b.process_counts
+), history as (
+    insert into satellite_heartbeats (satellite_id, received_at, system_metrics, process_counts)
+    select id, received_at, system_metrics, process_counts from beat
+), stale as (
+    delete from satellite_processes p
+    using beat
+    where p.satellite_id = beat.id
+      and not exists (select from (select unnest($8::uuid[]) as satellite_id,
+                                          unnest($9::text[]) as instance_id) k
+                      where k.satellite_id = p.satellite_id and k.instance_id = p.instance_id)
+)
+select id from beat
+`
+
+type RecordHeartbeatBatchParams struct {
+	Ids                 []uuid.UUID
+	ApiKeyHashes        []string
+	ReceivedAt          []time.Time
+	SystemMetrics       [][]byte
+	ProcessCount        []int32
+	ProcessCounts       [][]byte
+	OpenSessions        []int32
+	ProcessSatelliteIds []uuid.UUID
+	InstanceIds         []string
+}
+
+// RecordHeartbeatBatch stores in one statement the heartbeats a replica held back, of active satellites
+// whose URL, version, capacity and internal URL they left unchanged, each as RecordHeartbeat would store it;
+// the processes each reported ((process_satellite_ids, instance_ids) pairs) are kept and are for
+// UpsertSatelliteProcesses to store. It returns the satellites it stored: one it leaves out was revoked, or
+// its key replaced, since the heartbeat was taken.
+func (q *Queries) RecordHeartbeatBatch(ctx context.Context, arg RecordHeartbeatBatchParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, recordHeartbeatBatch,
+		arg.Ids,
+		arg.ApiKeyHashes,
+		arg.ReceivedAt,
+		arg.SystemMetrics,
+		arg.ProcessCount,
+		arg.ProcessCounts,
+		arg.OpenSessions,
+		arg.ProcessSatelliteIds,
+		arg.InstanceIds,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const revokeSatellite = `-- name: RevokeSatellite :one
 update satellites set revoked_at = coalesce(revoked_at, now())
 where id = $1 and ($2::uuid is null or team_id = $2)
@@ -547,7 +622,7 @@ const upsertSatelliteProcesses = `-- name: UpsertSatelliteProcesses :exec
 insert into satellite_processes (
     satellite_id, instance_id, team_id, installation_id, status, health, pid, memory_bytes, uptime_seconds,
     request_count, reported_at)
-select $1::uuid, unnest($2::text[]), unnest($3::uuid[]), unnest($4::uuid[]),
+select unnest($1::uuid[]), unnest($2::text[]), unnest($3::uuid[]), unnest($4::uuid[]),
        unnest($5::text[]), unnest($6::text[]), unnest($7::int[]), unnest($8::bigint[]),
        unnest($9::float8[]), unnest($10::bigint[]), now()
 on conflict (satellite_id, instance_id) do update
@@ -557,7 +632,7 @@ set team_id = excluded.team_id, installation_id = excluded.installation_id, stat
 `
 
 type UpsertSatelliteProcessesParams struct {
-	SatelliteID     uuid.UUID
+	SatelliteIds    []uuid.UUID
 	InstanceIds     []string
 	TeamIds         []uuid.UUID
 	InstallationIds []uuid.UUID
@@ -571,7 +646,7 @@ type UpsertSatelliteProcessesParams struct {
 
 func (q *Queries) UpsertSatelliteProcesses(ctx context.Context, arg UpsertSatelliteProcessesParams) error {
 	_, err := q.db.Exec(ctx, upsertSatelliteProcesses,
-		arg.SatelliteID,
+		arg.SatelliteIds,
 		arg.InstanceIds,
 		arg.TeamIds,
 		arg.InstallationIds,
