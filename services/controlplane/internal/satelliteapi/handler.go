@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -334,6 +335,11 @@ func (h *Handler) PollCommands(ctx context.Context, req *connect.Request[satelli
 		limit = defaultMaxCommands
 	}
 	wait := min(req.Msg.Wait.AsDuration(), h.cfg.MaxPollWait)
+	if wait >= time.Second {
+		// A poll that ends empty ends within the last tenth of its wait, at random: a fleet whose polls
+		// began together, as after a replica's restart, then does not renew them all at once every time.
+		wait -= rand.N(wait / 10)
+	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	// Subscribe before the first read, so a command created between the read and the wait still wakes us.
