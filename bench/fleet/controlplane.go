@@ -187,10 +187,45 @@ func readProcStats(pid int) (procStats, error) {
 	if len(f) < 13 {
 		return s, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	s.cpu = time.Duration(utime+stime) * 10 * time.Millisecond
+	s.cpu = ticks(f[11], f[12])
 	return s, nil
+}
+
+func ticks(fields ...string) time.Duration {
+	var sum int64
+	for _, f := range fields {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		sum += n
+	}
+	return time.Duration(sum) * 10 * time.Millisecond
+}
+
+// cpu is the CPU time PostgreSQL has used: its postmaster's, that of the backends it has reaped and that of
+// those still running.
+func (db *database) cpu() time.Duration {
+	pidFile, err := os.ReadFile(filepath.Join(db.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	postmaster, _, _ := strings.Cut(string(pidFile), "\n")
+	var total time.Duration
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		f := strings.Fields(rest) // state, ppid, ... utime (12th), stime, cutime, cstime
+		switch {
+		case len(f) < 15:
+		case p.Name() == postmaster:
+			total += ticks(f[11], f[12], f[13], f[14])
+		case f[1] == postmaster:
+			total += ticks(f[11], f[12])
+		}
+	}
+	return total
 }
 
 // selfCPU is the CPU time this process has used.

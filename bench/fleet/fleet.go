@@ -103,6 +103,8 @@ type Result struct {
 	// ReplicaCPUPerRequest and GeneratorCPUPerRequest are CPU time per request in the throughput phase, of
 	// the replica and of this process.
 	ReplicaCPUPerRequest, GeneratorCPUPerRequest time.Duration
+	// DatabaseCPUPerRequest is PostgreSQL's CPU time per request in the throughput phase.
+	DatabaseCPUPerRequest time.Duration
 	// PGConnections is the most connections the replica held to PostgreSQL at once.
 	PGConnections int
 	// PollErrors counts long polls that failed.
@@ -139,8 +141,8 @@ func (r Result) Print(w io.Writer) {
 	fmt.Fprintf(tw, "commands lost\t%d\t0\t\n", r.Lost)
 	fmt.Fprintf(tw, "Heartbeat + PollCommands throughput (polls held <= %v)\t%.0f req/s (%d failed)\t>= 8,000 req/s\t\n",
 		r.ThroughputPollWait, r.Throughput, r.Failures)
-	fmt.Fprintf(tw, "CPU per request: replica / load generator\t%v / %v\t\t\n", r.ReplicaCPUPerRequest.Round(time.Microsecond),
-		r.GeneratorCPUPerRequest.Round(time.Microsecond))
+	fmt.Fprintf(tw, "CPU per request: replica / PostgreSQL / load generator\t%v / %v / %v\t\t\n", r.ReplicaCPUPerRequest.Round(time.Microsecond),
+		r.DatabaseCPUPerRequest.Round(time.Microsecond), r.GeneratorCPUPerRequest.Round(time.Microsecond))
 	fmt.Fprintf(tw, "PostgreSQL connections of the replica (most at once)\t%d\tthe pool\t\n", r.PGConnections)
 	fmt.Fprintf(tw, "long polls failed\t%d\t0\t\n", r.PollErrors)
 	fmt.Fprintf(tw, "machine\t%d CPUs, load average %s\t\t\n", r.CPUs, r.Load)
@@ -280,15 +282,16 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 
 	step("measuring Heartbeat + PollCommands throughput for %v with %d workers", cfg.Throughput, cfg.Workers)
 	before, _ = readProcStats(pid)
-	selfBefore := selfCPU()
+	selfBefore, dbBefore := selfCPU(), db.cpu()
 	requests, failures := measureThroughput(ctx, sims, cfg.Workers, cfg.Throughput, cfg.ThroughputPollWait)
 	after, _ = readProcStats(pid)
-	selfAfter := selfCPU()
+	selfAfter, dbAfter := selfCPU(), db.cpu()
 	res.Throughput, res.ThroughputPollWait = float64(requests)/cfg.Throughput.Seconds(), cfg.ThroughputPollWait
 	res.Failures = failures
 	if requests > 0 {
 		res.ReplicaCPUPerRequest = (after.cpu - before.cpu) / time.Duration(requests)
 		res.GeneratorCPUPerRequest = (selfAfter - selfBefore) / time.Duration(requests)
+		res.DatabaseCPUPerRequest = (dbAfter - dbBefore) / time.Duration(requests)
 	}
 	res.PeakRSS = after.peakRSS
 	res.PGConnections = int(pgMax.Load())

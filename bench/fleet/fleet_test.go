@@ -31,7 +31,7 @@ func TestSmallFleet(t *testing.T) {
 	if res.RSS <= 0 || res.PGConnections <= 0 || res.PGConnections >= 20 {
 		t.Errorf("RSS %d bytes, %d PostgreSQL connections for 20 satellites: want some memory and a pool", res.RSS, res.PGConnections)
 	}
-	for _, want := range []string{"dispatch latency", "throughput", "PostgreSQL connections", "replica RSS"} {
+	for _, want := range []string{"dispatch latency", "throughput", "PostgreSQL connections", "replica RSS", "replica / PostgreSQL / load generator"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q", want)
 		}
