@@ -460,6 +460,43 @@ func TestOrreryctl(t *testing.T) {
 		}
 	})
 
+	t.Run("placement and drain", func(t *testing.T) {
+		var placed struct {
+			Placements []struct {
+				SatelliteID string `json:"satellite_id"`
+			} `json:"placements"`
+			Replicas int `json:"replicas"`
+		}
+		if err := json.Unmarshal([]byte(admin.ok(t, "satellites", "placements", "--team", "cli", "--replicas", "3", "-o", "json")), &placed); err != nil ||
+			len(placed.Placements) != 1 || placed.Replicas != 3 {
+			t.Fatalf("placements of cli with three replicas asked: %+v %v", placed, err)
+		}
+		id := placed.Placements[0].SatelliteID
+		if out := admin.ok(t, "satellites", "placements", "--satellite", id); !strings.Contains(out, "cli") {
+			t.Fatalf("teams placed on the satellite:\n%s", out)
+		}
+		if _, errOut, code := admin.run(t, "", "satellites", "placements", "--team", "cli", "--satellite", id); code != 2 {
+			t.Fatalf("placements of a team and a satellite at once: exit %d, %q", code, errOut)
+		}
+		if _, errOut, code := admin.run(t, "", "satellites", "drain", "no-such-satellite"); code == 0 || !strings.Contains(errOut, `no global satellite named "no-such-satellite"`) {
+			t.Fatalf("drain of an unknown satellite: exit %d, %q", code, errOut)
+		}
+		if _, errOut, code := ada.run(t, "", "satellites", "drain", id); code != 4 {
+			t.Fatalf("drain by a user who is no global admin: exit %d, %q", code, errOut)
+		}
+		if _, errOut, code := admin.run(t, "", "satellites", "drain", id); code != 0 || !strings.Contains(errOut, "is draining") {
+			t.Fatalf("drain: exit %d, %q", code, errOut)
+		}
+		if out := admin.ok(t, "satellites", "list"); !strings.Contains(out, "drain") {
+			t.Fatalf("satellites list while draining:\n%s", out)
+		}
+		admin.ok(t, "satellites", "undrain", id)
+		if out := admin.ok(t, "satellites", "list"); strings.Contains(out, "drain") {
+			t.Fatalf("satellites list after undrain:\n%s", out)
+		}
+		admin.ok(t, "satellites", "placements", "--team", "cli", "--replicas", "0")
+	})
+
 	t.Run("login through the browser", func(t *testing.T) {
 		cmd, lines, _ := ada.background(t, "login", cp.URL, "--no-browser", "--context", "browser")
 		authURL := lineWith(t, lines, cp.URL+"/oauth/authorize?", 30*time.Second)

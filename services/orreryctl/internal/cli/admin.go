@@ -159,7 +159,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 			var rows [][]string
 			for _, st := range all.GetSatellites() {
 				rows = append(rows, []string{st.GetName(), enumName(st.GetType().String(), "SATELLITE_TYPE_"),
-					enumName(st.GetStatus().String(), "SATELLITE_STATUS_"), st.GetUrl(), ago(st.GetLastHeartbeatAt()), st.GetId()})
+					satelliteStatus(st), st.GetUrl(), ago(st.GetLastHeartbeatAt()), st.GetId()})
 			}
 			return a.show(all, []string{"NAME", "TYPE", "STATUS", "URL", "HEARTBEAT", "ID"}, rows)
 		},
@@ -238,6 +238,7 @@ func (a *App) satellitesCommand() *cobra.Command {
 	a.teamFlag(tlist, &listTokTeam, false)
 	tokens.AddCommand(tcreate, tlist)
 	c.AddCommand(list, tokens, a.releasesCommand(), a.updateCommand(), a.rolloutsCommand())
+	c.AddCommand(a.drainCommands()...)
 	return c
 }
 
