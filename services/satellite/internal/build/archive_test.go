@@ -153,7 +153,7 @@ func (s *archiveServer) put(path string, body []byte) (url, sum string) {
 // loopback, as ORRERY_SANDBOX_EGRESS_ALLOW=127.0.0.0/8 would.
 func (s *archiveServer) client() *http.Client {
 	tr := egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}.Transport()
-	tr.TLSClientConfig = s.Client().Transport.(*http.Transport).TLSClientConfig
+	tr.TLSClientConfig = s.Client().Transport.(*http.Transport).TLSClientConfig.Clone() // each transport adds to its NextProtos
 	return &http.Client{Transport: tr}
 }
 
