@@ -12,8 +12,8 @@ import (
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
-// heldBeatsEvery is how often held heartbeats are stored. Offline detection reads the stored time, which is
-// this much late at worst against three heartbeat intervals.
+// heldBeatsEvery is how often held heartbeats are stored, unless a tenth of the placement grace is
+// shorter: placement and offline detection read the stored time, which is this much late at worst.
 const heldBeatsEvery = time.Second
 
 // heldBeats holds the heartbeats that change nothing but a satellite's figures, to be stored together: at
@@ -84,7 +84,7 @@ func (h *Handler) mayHold(sat store.Satellite, hb store.Heartbeat, now time.Time
 
 // RunHeldHeartbeats stores held heartbeats every heldBeatsEvery until ctx ends, and then those still held.
 func (h *Handler) RunHeldHeartbeats(ctx context.Context) {
-	tick := time.NewTicker(heldBeatsEvery)
+	tick := time.NewTicker(min(heldBeatsEvery, h.cfg.PlacementGrace/10))
 	defer tick.Stop()
 	for {
 		select {
