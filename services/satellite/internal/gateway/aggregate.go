@@ -105,7 +105,7 @@ func (us *userServer) newServer(search bool) *mcp.Server {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search), us.stopMiddleware)
+	s.AddReceivingMiddleware(us.sessionMiddleware(search), us.logLevelMiddleware, us.unknownToolMiddleware(search), us.stopMiddleware)
 	return s
 }
 

@@ -323,7 +323,8 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
-	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client and server.
+	// sdkOnly makes the backend no SessionRequester and leaves session-era calls to the SDK's server:
+	// every call takes the SDK's client and server.
 	sdkOnly bool
 	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
 	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
@@ -398,6 +399,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gw.sessionCallsToSDK = opts.sdkOnly
 	b.gw = gw
 	b.backend.gw = gw
 	srv.Config.Handler = gw
