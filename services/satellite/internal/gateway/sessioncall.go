@@ -405,14 +405,15 @@ func encodeNoEscape(v any) ([]byte, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
-// writeEvent writes data as the SDK writes a message on an event stream, and flushes it.
+// writeEvent writes data as the SDK writes a message on an event stream. The SDK flushes each event,
+// since a stream may carry more; this one ends with its only event, and net/http sends the answer in one
+// write (with a Content-Length rather than chunks) once the handler returns, a system call less.
 func writeEvent(w http.ResponseWriter, data []byte) {
 	buf := make([]byte, 0, len("event: message\ndata: \n\n")+len(data))
 	buf = append(buf, "event: message\ndata: "...)
 	buf = append(buf, data...)
 	buf = append(buf, "\n\n"...)
 	_, _ = w.Write(buf)
-	_ = http.NewResponseController(w).Flush()
 }
 
 // writeSDKError answers with a JSON-RPC error as the SDK's handler writes one before any stream.
