@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -370,6 +371,14 @@ func sdkResponse(id jsonrpc.ID, res any, err error) []byte {
 		msg.Error = wireError(err)
 	} else if raw, merr := encodeNoEscape(res); merr != nil {
 		msg.Error = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the server's answer could not be encoded"}
+	} else if n, ok := msg.ID.(int64); ok {
+		// What the encoder would write, without a second pass over the encoded result.
+		out := make([]byte, 0, len(raw)+48)
+		out = append(out, `{"jsonrpc":"2.0","id":`...)
+		out = strconv.AppendInt(out, n, 10)
+		out = append(out, `,"result":`...)
+		out = append(out, raw...)
+		return append(out, '}')
 	} else {
 		msg.Result = raw
 	}
