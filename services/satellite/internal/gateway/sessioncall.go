@@ -326,9 +326,14 @@ func (g *Gateway) serveSessionCall(w http.ResponseWriter, r *http.Request, p *pr
 		Extra:   &mcp.RequestExtra{TokenInfo: tokenInfoOf(p), Header: r.Header},
 	}
 	g.sessionCallsServed.Add(1)
-	res, err := g.serveCall(ctx, us, reg.rt, call)
+	var logged encodedResult
+	res, err := g.serveCall(context.WithValue(ctx, encodedResultKey{}, &logged), us, reg.rt, call)
 	if !open.endCall(req.ID, g.cfg.SessionIdleTimeout) {
 		return true // a closed session's stream ends without its answer, as the SDK's does
+	}
+	var answer any = res
+	if raw, ok := logged.reusable(res); ok && err == nil {
+		answer = raw
 	}
 	if err == nil && res != nil && res.Content == nil {
 		res.Content = []mcp.Content{} // as the SDK's server sends it
@@ -336,8 +341,27 @@ func (g *Gateway) serveSessionCall(w http.ResponseWriter, r *http.Request, p *pr
 	if err == nil && res == nil {
 		err = errors.New("the tool call returned no result")
 	}
-	writeEvent(w, sdkResponse(req.ID, res, err))
+	writeEvent(w, sdkResponse(req.ID, answer, err))
 	return true
+}
+
+type encodedResultKey struct{}
+
+// encodedResult, in a call's context, receives the result serveCall returns with its JSON as the call's
+// request log encoded it, so that a caller that sends the result does not encode it a second time.
+type encodedResult struct {
+	res  *mcp.CallToolResult
+	json []byte
+}
+
+// reusable returns the logged encoding of res when it is what the SDK would send: the same result, with
+// its content. The HTML escaping of json.Marshal changes nothing: a CallToolResult encodes itself with
+// json.Marshal, for the SDK's encoder as for the log.
+func (e *encodedResult) reusable(res *mcp.CallToolResult) (json.RawMessage, bool) {
+	if e.res != res || res == nil || res.Content == nil || len(e.json) == 0 {
+		return nil, false
+	}
+	return e.json, true
 }
 
 // sessionLevel reports whether ss set a log level, whose messages travel on the stream of the POST

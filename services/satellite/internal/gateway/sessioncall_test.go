@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
@@ -352,5 +354,45 @@ func TestSessionCallDuplicateID(t *testing.T) {
 	}
 	if n := fast.gw.sessionCallsServed.Load(); n != 1 {
 		t.Errorf("%d calls served before the SDK, want the first", n)
+	}
+}
+
+// TestEncodedResultReusable: the request log's encoding of a result is sent in its place only when it
+// is the same result, with its content, and then it is the SDK's encoding to the byte, HTML characters
+// included.
+func TestEncodedResultReusable(t *testing.T) {
+	t.Parallel()
+	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "plain"}}}
+	html := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "<a&b>"}}}
+	empty := &mcp.CallToolResult{}
+	encoded := func(r *mcp.CallToolResult) encodedResult {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return encodedResult{res: r, json: b}
+	}
+	for _, c := range []struct {
+		name   string
+		logged encodedResult
+		res    *mcp.CallToolResult
+		want   bool
+	}{
+		{"the logged result", encoded(res), res, true},
+		{"another result", encoded(res), html, false},
+		{"a result with characters json.Marshal escapes for HTML", encoded(html), html, true},
+		{"a result without content", encoded(empty), empty, false},
+		{"nothing logged", encodedResult{}, res, false},
+	} {
+		raw, ok := c.logged.reusable(c.res)
+		if ok != c.want {
+			t.Errorf("%s: reusable = %v, want %v", c.name, ok, c.want)
+		}
+		if ok {
+			want, _ := encodeNoEscape(c.res)
+			if string(raw) != string(want) {
+				t.Errorf("%s: reused %s, the SDK's encoding is %s", c.name, raw, want)
+			}
+		}
 	}
 }
