@@ -142,11 +142,13 @@ func (us *userServer) watch(ss *mcp.ServerSession, open *openSession) {
 		return
 	}
 	open.ss, open.us = ss, us
+	if open.streamable {
+		open.use.posts = 1 // the opening POST, which keepSlot ends
+	}
 	us.sessions[ss] = open
 	us.g.holdLocked(us)
 	us.g.mu.Unlock()
 	if open.streamable {
-		open.use.posts = 1 // the opening POST, which keepSlot ends
 		us.g.sessions.add(open)
 	}
 	go func() {

@@ -280,12 +280,10 @@ func TestSessionCallEndsWithSession(t *testing.T) {
 	go func() {
 		done <- answer(t, b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha__slow","arguments":{}}}`, h))
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.backend.rawCalls.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the call never reached the backend")
-		}
-		time.Sleep(time.Millisecond)
+	select {
+	case <-b.alpha.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call never reached the instance")
 	}
 	if resp := b.do(t, http.MethodDelete, "/teams/acme/mcp", "ann", "", h); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: status %d", resp.StatusCode)
@@ -327,13 +325,10 @@ func TestSessionCallDuplicateID(t *testing.T) {
 				resp.Body.Close()
 			}
 		}()
-		// The slow tool takes part in the call once it is called downstream, on either path.
-		deadline := time.Now().Add(5 * time.Second)
-		for !b.gw.bridge.serving() {
-			if time.Now().After(deadline) {
-				t.Fatal("the call never reached the instance")
-			}
-			time.Sleep(time.Millisecond)
+		select {
+		case <-b.alpha.started:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the call never reached the instance")
 		}
 		got := answer(t, b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", strings.Replace(slow, "alpha__slow", "alpha__echo", 1), h))
 		if resp := b.do(t, http.MethodPost, "/teams/acme/mcp", "ann", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`, h); resp.StatusCode != http.StatusAccepted {
