@@ -179,6 +179,11 @@ func TestServerRequests(t *testing.T) {
 					t.Errorf("%s for a client without the capability = %q", tool, got)
 				}
 			}
+			// The SDK's Streamable HTTP clients hold their GET stream, so their calls were served before the
+			// SDK's server, and what the instance asked reached them there.
+			if n := b.gw.sessionCallsServed.Load(); !era.opts.sse && n == 0 {
+				t.Error("no call served before the SDK's server")
+			}
 		})
 	}
 }
