@@ -105,7 +105,7 @@ func (us *userServer) newServer(search bool) *mcp.Server {
 		SubscribeHandler:   us.subscribe,
 		UnsubscribeHandler: us.unsubscribe,
 	})
-	s.AddReceivingMiddleware(us.sessionMiddleware, us.logLevelMiddleware, us.unknownToolMiddleware(search), us.stopMiddleware)
+	s.AddReceivingMiddleware(us.sessionMiddleware(search), us.logLevelMiddleware, us.unknownToolMiddleware(search), us.stopMiddleware)
 	return s
 }
 
@@ -525,7 +525,10 @@ func (g *Gateway) serveCall(ctx context.Context, us *userServer, rt route, req *
 	if res == nil || res.InputRequests == nil {
 		d := time.Since(start)
 		outcome = callOutcome(ctx, res, err)
-		g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, rt)})
+		encoded := g.logCall(us, rt, req.Params.Arguments, res, err, d, traceIDOf(ctx), callLog{redact: redactions(ctx, set, pc, rt)})
+		if out, ok := ctx.Value(encodedResultKey{}).(*encodedResult); ok {
+			out.res, out.json = res, encoded
+		}
 		g.metrics.observeCall(rt, outcome, d)
 	}
 	endCallSpan(span, outcome)

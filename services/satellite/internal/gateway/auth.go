@@ -163,6 +163,7 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				return
 			}
 			summary = summarize(msgs)
+			summary.batch = tr == streamableHTTP && mayBeBatch(body)
 			methods = summary.methods
 			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 			// A POST that opens a session hands its context to the SDK for the session's life; what was
@@ -210,6 +211,11 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 			g.serveStatelessCall(w, r.WithContext(ctx), p, req) {
 			return
 		}
+		// And so is a session-era one, on the session it names.
+		if req := summary.only(); req != nil && req.Method == "tools/call" && tr == streamableHTTP && !summary.batch &&
+			g.serveSessionCall(w, r.WithContext(ctx), p, req) {
+			return
+		}
 		if req := summary.only(); req != nil && isTaskRequest(req) && !(req.Method == "tools/call" && stateless()) {
 			if tr == streamableHTTP && g.serveTask(w, r.WithContext(ctx), p, req) {
 				return
@@ -230,7 +236,7 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 
 		// Expiry was checked above against the injected clock; the SDK would check it again against
 		// the wall clock.
-		ti := &auth.TokenInfo{Scopes: p.scopes, UserID: p.binding, Extra: map[string]any{principalExtraKey: p}}
+		ti := tokenInfoOf(p)
 		verified := func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return ti, nil }
 		// RequireBearerToken is how the SDK's transports learn the TokenInfo they bind sessions to; the
 		// token was checked above, so it only records the result.

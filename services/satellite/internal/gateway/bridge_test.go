@@ -165,7 +165,13 @@ func TestServerRequests(t *testing.T) {
 			ben := b.askingClient(t, era.opts, "ben", false)
 			bare := b.askingClient(t, era.opts, "bare", true)
 
+			served := b.gw.sessionCallsServed.Load()
 			ann.expectAnswers(t, "ann")
+			// The SDK's Streamable HTTP clients hold their GET stream, so their calls are served before the
+			// SDK's server, and what the instance asks reaches them there.
+			if n := b.gw.sessionCallsServed.Load() - served; !era.opts.sse && n != 3 {
+				t.Errorf("%d of ann's 3 calls served before the SDK's server", n)
+			}
 			// Requests go only to the session whose call caused them.
 			if n := ben.asked.Load(); n != 0 {
 				t.Errorf("another session of the user was asked %d times", n)

@@ -21,6 +21,9 @@
 // handler on the same URL instead; list_changed then reaches the client through subscriptions/listen.
 // A client asking for a version neither handler knows is answered with a supported one by the SDK's
 // negotiation (initialize answers with the newest session-era version; server/discover lists them all).
+// A plain tools/call, in either era, is answered as the SDK's server would answer it without going
+// through it (rawcall.go, sessioncall.go): the gateway finds a session by its id and keeps its idle
+// timeout itself; what needs the SDK's stream or its own checks still goes to the SDK.
 //
 // # Naming
 //
@@ -397,6 +400,14 @@ type Gateway struct {
 	policies atomic.Pointer[policy.Book]
 	limiter  *policy.Limiter
 
+	// sessions finds open Streamable HTTP sessions by id, for the calls served before the SDK and for the
+	// idle timeout the gateway keeps in the SDK's place.
+	sessions sessionIndex
+	// sessionCallsToSDK leaves every session-era call to the SDK, and sessionCallsServed counts those
+	// served before it: tests hold the two paths to the same answers.
+	sessionCallsToSDK  bool
+	sessionCallsServed atomic.Int64
+
 	// mu guards users and the reference counts of their servers (see acquire).
 	mu    sync.Mutex
 	users map[userKey]*userServer
@@ -441,9 +452,11 @@ func New(logger *slog.Logger, cfg Config) (*Gateway, error) {
 	}
 	// Bearer tokens and the Origin check below already defeat DNS rebinding, and the SDK's own
 	// loopback check would refuse every request a reverse proxy on the same host forwards.
+	g.sessions.byID = make(map[string]*openSession)
+	// The SDK's idle timer would only count the POSTs its handler serves; the gateway serves some itself
+	// (serveSessionCall) and keeps the timeout for all (sessionUse).
 	g.stateful = mcp.NewStreamableHTTPHandler(g.serverFor, &mcp.StreamableHTTPOptions{
 		Logger:                     logger,
-		SessionTimeout:             cfg.SessionIdleTimeout,
 		DisableLocalhostProtection: true,
 		MaxRequestBodyBytes:        cfg.MaxBodyBytes,
 	})
@@ -566,10 +579,53 @@ func (g *Gateway) serveStreamable(w http.ResponseWriter, r *http.Request) {
 			w = iw
 		}
 	}
+	if open := g.sessions.of(r, p); open != nil {
+		defer g.useSession(open, r)()
+	}
 	g.stateful.ServeHTTP(w, withUserServerRequest(r, us))
 	if sl != nil {
 		us.keepSlot(sl, w.Header().Get("Mcp-Session-Id"))
 	}
+}
+
+// useSession counts a request of an open session that the SDK serves, as the SDK's handler counted it for
+// the session's idle timeout, and returns the function that ends it: a POST is use, a GET stream is not
+// but carries what the session's instances ask mid-call. A DELETE ends the session: no call is served
+// before the SDK from then on. The client's notifications/cancelled reaches the calls the gateway serves.
+func (g *Gateway) useSession(open *openSession, r *http.Request) (end func()) {
+	switch r.Method {
+	case http.MethodGet:
+		open.startGET()
+		return open.endGET
+	case http.MethodDelete:
+		open.closed()
+		return func() {}
+	case http.MethodPost:
+		s, _ := r.Context().Value(rpcSummaryKey{}).(*rpcSummary)
+		var ids []jsonrpc.ID
+		if s != nil {
+			for _, req := range s.requests {
+				switch {
+				case req.IsCall():
+					ids = append(ids, req.ID)
+				case req.Method == "notifications/cancelled":
+					var params struct {
+						RequestID any `json:"requestId"`
+					}
+					if sdkUnmarshal(req.Params, &params) == nil {
+						if id, err := jsonrpc.MakeID(params.RequestID); err == nil && id.IsValid() {
+							open.cancelCall(id)
+						}
+					}
+				}
+			}
+		}
+		if !open.startPOST(ids) {
+			return func() {}
+		}
+		return func() { open.endPOST(g.cfg.SessionIdleTimeout, ids...) }
+	}
+	return func() {}
 }
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {

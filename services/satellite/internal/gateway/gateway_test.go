@@ -269,13 +269,16 @@ func (b *fakeBackend) update(id string, f func(*Instance)) {
 // downstream is a real MCP server with raw tools: every tool echoes its raw arguments, "fail" reports
 // a tool error, and "slow" reports progress and then waits to be cancelled.
 type downstream struct {
-	server    *mcp.Server
-	cancelled chan struct{}
+	server *mcp.Server
+	// started receives a value when "slow" starts, if nobody took the last one; cancelled when it is
+	// cancelled.
+	started, cancelled chan struct{}
 }
 
 func newDownstream(name string, tools ...string) *downstream {
 	d := &downstream{
 		server:    mcp.NewServer(&mcp.Implementation{Name: name}, nil),
+		started:   make(chan struct{}, 1),
 		cancelled: make(chan struct{}, 1),
 	}
 	for _, tool := range tools {
@@ -290,6 +293,10 @@ func (d *downstream) addTool(name string) {
 		case "fail":
 			return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "it failed"}}}, nil
 		case "slow":
+			select {
+			case d.started <- struct{}{}:
+			default:
+			}
 			if tok := req.Params.GetProgressToken(); tok != nil {
 				req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: 1, Total: 2, Message: "half"})
 			}
@@ -323,7 +330,8 @@ type setupOptions struct {
 	tracer trace.TracerProvider
 	// allowedHosts is Config.AllowedHosts.
 	allowedHosts []string
-	// sdkOnly makes the backend no SessionRequester: every call takes the SDK's client and server.
+	// sdkOnly makes the backend no SessionRequester and leaves session-era calls to the SDK's server:
+	// every call takes the SDK's client and server.
 	sdkOnly bool
 	// modern, when set, makes the backend a ModernBackend whose ModernSession it is.
 	modern func(ctx context.Context, instanceID string) (*mcp.ClientSession, error)
@@ -398,6 +406,7 @@ func setup(t *testing.T, opts setupOptions) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gw.sessionCallsToSDK = opts.sdkOnly
 	b.gw = gw
 	b.backend.gw = gw
 	srv.Config.Handler = gw

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -8,10 +10,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
+
+// annIntrospector knows one token, "ann", of ann in acme at http://gateway.test, for a day from now.
+func annIntrospector() *fakeIntrospector {
+	intro := &fakeIntrospector{tokens: make(map[string]*satellitev1.IntrospectTokenResponse)}
+	intro.set("ann", &satellitev1.IntrospectTokenResponse{
+		Active: true, TeamId: teamAcme, TeamSlug: "acme", UserId: userAnn, ClientId: "client-1",
+		Audience: "http://gateway.test/teams/acme/mcp", Scopes: []string{ScopeRead, ScopeExecute},
+		ExpiresAt: timestamppb.New(time.Now().Add(24 * time.Hour)),
+	})
+	return intro
+}
 
 // TestIdleSessionsClosedAndFreed opens sessions that are never used again, on a fake clock with a
 // configured idle timeout: each stays open until the timeout, is closed by it, and once the user's server
@@ -26,12 +40,7 @@ func TestIdleSessionsClosedAndFreed(t *testing.T) {
 		userIdle    = time.Minute
 	)
 	synctest.Test(t, func(t *testing.T) {
-		intro := &fakeIntrospector{tokens: make(map[string]*satellitev1.IntrospectTokenResponse)}
-		intro.set("ann", &satellitev1.IntrospectTokenResponse{
-			Active: true, TeamId: teamAcme, TeamSlug: "acme", UserId: userAnn, ClientId: "client-1",
-			Audience: "http://gateway.test/teams/acme/mcp", Scopes: []string{ScopeRead, ScopeExecute},
-			ExpiresAt: timestamppb.New(time.Now().Add(24 * time.Hour)),
-		})
+		intro := annIntrospector()
 		gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Config{
 			PublicURL:          "http://gateway.test",
 			Backend:            staticBackend{},
@@ -95,5 +104,87 @@ func TestIdleSessionsClosedAndFreed(t *testing.T) {
 			t.Errorf("%d KiB of the %d KiB the sessions took is still in use after they closed", left>>10, grown>>10)
 		}
 		runtime.KeepAlive(gw)
+	})
+}
+
+// blockingBackend lists instances with tools, and a session to one is not ready until proceed lets it.
+type blockingBackend struct {
+	staticBackend
+	proceed chan struct{}
+}
+
+func (b blockingBackend) Session(ctx context.Context, _ string) (*mcp.ClientSession, error) {
+	select {
+	case <-b.proceed:
+		return nil, fmt.Errorf("no sessions here")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestIdleTimeoutWithCallsBeforeSDK: the gateway keeps the session idle timeout in the SDK's place, on a
+// fake clock. A call served before the SDK is use, like any POST: the session stays open a whole
+// timeout after it, and while a call runs longer than the timeout; it closes a timeout after the last.
+func TestIdleTimeoutWithCallsBeforeSDK(t *testing.T) {
+	const sessionIdle = 5 * time.Minute
+	synctest.Test(t, func(t *testing.T) {
+		intro := annIntrospector()
+		backend := blockingBackend{proceed: make(chan struct{})}
+		backend.insts = []Instance{{ID: "alpha-1", TeamID: teamAcme, UserID: userAnn, ServerSlug: "alpha", Prefix: "alpha", Online: true,
+			Status: "online", Tools: []*mcp.Tool{{Name: "echo", InputSchema: map[string]any{"type": "object"}}}}}
+		gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})), Config{
+			PublicURL:          "http://gateway.test",
+			Backend:            backend,
+			Introspector:       intro,
+			SessionIdleTimeout: sessionIdle,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := serveRecorded(t, gw, http.MethodPost, "ann", initializeBody, nil)
+		h := map[string]string{"Mcp-Session-Id": init.Header().Get("Mcp-Session-Id"), "Mcp-Protocol-Version": sessionVersion}
+		serveRecorded(t, gw, http.MethodPost, "ann", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
+		open := func(when string, want int) {
+			t.Helper()
+			synctest.Wait()
+			if n, _ := gw.slots.counts(userAnn); n != want {
+				t.Errorf("%s: %d sessions open, want %d", when, n, want)
+			}
+		}
+		const call = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{}}}`
+
+		time.Sleep(sessionIdle - time.Second)
+		go func() { backend.proceed <- struct{}{} }()
+		if rec := serveRecorded(t, gw, http.MethodPost, "ann", call, h); rec.Code != http.StatusOK || gw.sessionCallsServed.Load() != 1 {
+			t.Fatalf("call: status %d, %d served before the SDK", rec.Code, gw.sessionCallsServed.Load())
+		}
+		time.Sleep(sessionIdle - time.Second)
+		open("a timeout less a second after a call", 1)
+		time.Sleep(2 * time.Second)
+		open("a timeout and a second after the call", 0)
+
+		// A call that runs longer than the timeout holds the session open until a timeout after it ends.
+		init = serveRecorded(t, gw, http.MethodPost, "ann", initializeBody, nil)
+		h["Mcp-Session-Id"] = init.Header().Get("Mcp-Session-Id")
+		serveRecorded(t, gw, http.MethodPost, "ann", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
+		done := make(chan struct{})
+		go func() {
+			serveRecorded(t, gw, http.MethodPost, "ann", call, h)
+			close(done)
+		}()
+		time.Sleep(2 * sessionIdle)
+		open("while a long call runs", 1)
+		backend.proceed <- struct{}{}
+		<-done
+		if gw.sessionCallsServed.Load() != 2 {
+			t.Fatalf("the long call was not served before the SDK")
+		}
+		time.Sleep(sessionIdle - time.Second)
+		open("a timeout less a second after the long call", 1)
+		time.Sleep(2 * time.Second)
+		open("a timeout and a second after the long call", 0)
+		if n := gw.sessions.len(); n != 0 {
+			t.Errorf("%d sessions still indexed", n)
+		}
 	})
 }

@@ -97,21 +97,22 @@ func userServerFrom(ctx context.Context) *userServer {
 
 // sessionMiddleware holds a reference for each session of the server from its initialize until it
 // closes, and forgets the session's log level and subscriptions then. Sessions of the stateless handler
-// never initialize: they last one request, which holds its own reference.
-func (us *userServer) sessionMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if ss, ok := req.GetSession().(*mcp.ServerSession); ok && method == "initialize" {
-			// The Streamable HTTP transport hands on the token's binding; a legacy SSE session runs in the
-			// context of its stream's request, which guard gave the principal.
-			var binding string
-			if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
-				binding = extra.TokenInfo.UserID
-			} else if p := principalFrom(ctx); p != nil {
-				binding = p.binding
+// never initialize: they last one request, which holds its own reference. search says which of the
+// user's servers it serves.
+func (us *userServer) sessionMiddleware(search bool) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && method == "initialize" {
+				// The Streamable HTTP transport hands on the token's binding; a legacy SSE session runs in the
+				// context of its stream's request, which guard gave the principal.
+				if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+					us.watch(ss, &openSession{binding: extra.TokenInfo.UserID, streamable: true, search: search})
+				} else if p := principalFrom(ctx); p != nil {
+					us.watch(ss, &openSession{binding: p.binding, search: search})
+				}
 			}
-			us.watch(ss, binding)
+			return next(ctx, method, req)
 		}
-		return next(ctx, method, req)
 	}
 }
 
@@ -119,24 +120,43 @@ func (us *userServer) sessionMiddleware(next mcp.MethodHandler) mcp.MethodHandle
 type openSession struct {
 	// binding is the principal binding the session was opened under.
 	binding string
+	// streamable says it is a Streamable HTTP session, which the gateway finds by its id (see
+	// sessionIndex) and closes when it has been idle; search says it is a session of the search-mode server.
+	streamable, search bool
+	ss                 *mcp.ServerSession
+	us                 *userServer
 	// slot is the session's place in the session limits, for a Streamable HTTP session; a legacy SSE
-	// session's stream holds its own.
+	// session's stream holds its own. Guarded by g.mu.
 	slot *slot
+
+	// use is the session's use by HTTP requests, for a Streamable HTTP session (see sessioncall.go).
+	use sessionUse
 }
 
-// watch holds a reference for ss, opened under binding, until it closes. It runs during a request of ss,
-// which holds one too.
-func (us *userServer) watch(ss *mcp.ServerSession, binding string) {
+// watch holds a reference for ss, described by open, until it closes. It runs during a request of ss,
+// which holds one too: for a Streamable HTTP session, its opening POST.
+func (us *userServer) watch(ss *mcp.ServerSession, open *openSession) {
 	us.g.mu.Lock()
 	if _, ok := us.sessions[ss]; ok {
 		us.g.mu.Unlock()
 		return
 	}
-	us.sessions[ss] = &openSession{binding: binding}
+	open.ss, open.us = ss, us
+	if open.streamable {
+		open.use.posts = 1 // the opening POST, which keepSlot ends
+	}
+	us.sessions[ss] = open
 	us.g.holdLocked(us)
 	us.g.mu.Unlock()
+	if open.streamable {
+		us.g.sessions.add(open)
+	}
 	go func() {
 		_ = ss.Wait()
+		if open.streamable {
+			us.g.sessions.remove(open)
+			open.closed()
+		}
 		us.sessionClosed(ss)
 		us.g.mu.Lock()
 		sl := us.sessions[ss].slot
@@ -151,18 +171,20 @@ func (us *userServer) watch(ss *mcp.ServerSession, binding string) {
 
 // keepSlot hands sl, taken for a POST that may have opened a Streamable HTTP session, to the session with
 // id if that is open, to be given back when it closes, and gives it back now otherwise: the POST opened
-// no session, its initialize failed, or the session is already closed.
+// no session, its initialize failed, or the session is already closed. The opening POST is over: the
+// session's idle time starts.
 func (us *userServer) keepSlot(sl *slot, id string) {
-	if id != "" {
+	if open := us.g.sessions.get(id); id != "" && open != nil && open.us == us {
 		us.g.mu.Lock()
-		for ss, open := range us.sessions {
-			if open.slot == nil && ss.ID() == id {
-				open.slot = sl
-				us.g.mu.Unlock()
-				return
-			}
+		kept := open.slot == nil
+		if kept {
+			open.slot = sl
 		}
 		us.g.mu.Unlock()
+		if kept {
+			open.endPOST(us.g.cfg.SessionIdleTimeout)
+			return
+		}
 	}
 	sl.release()
 }
@@ -206,17 +228,17 @@ func (us *userServer) sessionClosed(ss *mcp.ServerSession) {
 
 // closeSessions closes the open sessions initialized under these principal bindings, streams included.
 func (g *Gateway) closeSessions(bindings map[string]bool) {
-	var doomed []*mcp.ServerSession
+	var doomed []*openSession
 	g.mu.Lock()
 	for _, us := range g.users {
-		for ss, open := range us.sessions {
+		for _, open := range us.sessions {
 			if bindings[open.binding] {
-				doomed = append(doomed, ss)
+				doomed = append(doomed, open)
 			}
 		}
 	}
 	g.mu.Unlock()
-	for _, ss := range doomed {
-		_ = ss.Close()
+	for _, open := range doomed {
+		open.close()
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 // held counts what the gateway keeps for users and their sessions; all zero when nobody uses it.
 type held struct {
-	users, owners, byInstance, byUser, calls, progress, rounds int
+	users, owners, byInstance, byUser, calls, progress, rounds, sessions int
 }
 
 func (g *Gateway) held() held {
@@ -39,6 +39,7 @@ func (g *Gateway) held() held {
 	g.inputs.mu.Lock()
 	h.rounds = len(g.inputs.rounds)
 	g.inputs.mu.Unlock()
+	h.sessions = g.sessions.len()
 	return h
 }
 

@@ -13,10 +13,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
 )
 
 // counts returns the sessions held by user and in all.
@@ -180,12 +176,7 @@ func TestSessionLimitsLegacySSEStreamEnd(t *testing.T) {
 func TestSessionLimitIdleTimeout(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		intro := &fakeIntrospector{tokens: make(map[string]*satellitev1.IntrospectTokenResponse)}
-		intro.set("ann", &satellitev1.IntrospectTokenResponse{
-			Active: true, TeamId: teamAcme, TeamSlug: "acme", UserId: userAnn, ClientId: "client-1",
-			Audience: "http://gateway.test/teams/acme/mcp", Scopes: []string{ScopeRead, ScopeExecute},
-			ExpiresAt: timestamppb.New(time.Now().Add(24 * time.Hour)),
-		})
+		intro := annIntrospector()
 		gw, err := New(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Config{
 			PublicURL:          "http://gateway.test",
 			Backend:            staticBackend{},

@@ -70,13 +70,13 @@ func (c rawContent) text() (string, bool) {
 // contentTypes are the content block types the SDK's client accepts in a tool result.
 var contentTypes = map[string]bool{"text": true, "image": true, "audio": true, "resource": true, "resource_link": true}
 
-// decodeRawResult turns a tools/call result as a server wrote it into the SDK's type, with the content
-// blocks left as written: only their type is checked, as the SDK's client checks it. A result the split
-// does not fit (one with a resultType, or whose fields do not have the types the protocol gives them) is
-// decoded by the SDK, as its client would have decoded it.
+// decodeRawResult turns a tools/call result as a server wrote it into the SDK's type, read as the SDK's
+// client reads it (sdkUnmarshal), with the content blocks left as written: only their type is checked, as
+// the SDK's client checks it. A result the split does not fit (one with a resultType, or whose fields do
+// not have the types the protocol gives them) is decoded by the SDK, as its client would have decoded it.
 func decodeRawResult(raw json.RawMessage) (*mcp.CallToolResult, error) {
 	var w rawCallResult
-	if err := json.Unmarshal(raw, &w); err != nil || w.ResultType != "" {
+	if err := sdkUnmarshal(raw, &w); err != nil || w.ResultType != "" {
 		return sdkResult(raw)
 	}
 	res := &mcp.CallToolResult{Meta: w.Meta, IsError: w.IsError, Content: make([]mcp.Content, len(w.Content))}
@@ -84,7 +84,7 @@ func decodeRawResult(raw json.RawMessage) (*mcp.CallToolResult, error) {
 		var block struct {
 			Type string `json:"type"`
 		}
-		if json.Unmarshal(c, &block) != nil || !contentTypes[block.Type] {
+		if sdkUnmarshal(c, &block) != nil || !contentTypes[block.Type] {
 			return sdkResult(raw)
 		}
 		res.Content[i] = rawContent{raw: c}

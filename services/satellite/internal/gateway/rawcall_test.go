@@ -95,7 +95,7 @@ func TestCallPaths(t *testing.T) {
 		Results []any
 		Logs    []any
 	}
-	run := func(t *testing.T, sdkOnly bool, o clientOptions) (outcome, int64) {
+	run := func(t *testing.T, sdkOnly bool, o clientOptions) (outcome, int64, int64) {
 		b := setup(t, setupOptions{sdkOnly: sdkOnly})
 		cs := b.connect(t, "ann", "acme", o)
 		var out outcome
@@ -126,18 +126,23 @@ func TestCallPaths(t *testing.T) {
 			_ = json.Unmarshal(j, &v)
 			out.Logs = append(out.Logs, v)
 		}
-		return out, b.backend.rawCalls.Load()
+		return out, b.backend.rawCalls.Load(), b.gw.sessionCallsServed.Load()
 	}
 	for _, era := range eras {
 		t.Run(era.name, func(t *testing.T) {
 			t.Parallel()
-			sdk, n := run(t, true, era.opts)
-			if n != 0 {
-				t.Fatalf("%d calls beside the SDK's client with a backend that cannot carry them", n)
+			sdk, n, served := run(t, true, era.opts)
+			if n != 0 || served != 0 {
+				t.Fatalf("%d calls beside the SDK's client with a backend that cannot carry them, %d before its server", n, served)
 			}
-			beside, n := run(t, false, era.opts)
+			beside, n, served := run(t, false, era.opts)
 			if n != 3 {
 				t.Errorf("%d calls beside the SDK's client, want the 3 of listed tools", n)
+			}
+			// The SDK's client declares roots and holds its GET stream, so its session's calls are served
+			// before the SDK's server.
+			if want := map[bool]int64{true: 3}[era.name == "session era"]; served != want {
+				t.Errorf("%d calls served before the SDK's server, want %d", served, want)
 			}
 			if !reflect.DeepEqual(sdk, beside) {
 				a, _ := json.MarshalIndent(sdk, "", " ")
@@ -276,6 +281,9 @@ func TestCancellationBesideSDK(t *testing.T) {
 			}
 			if err := <-errc; !errors.Is(err, context.Canceled) {
 				t.Errorf("call error = %v", err)
+			}
+			if n := b.gw.sessionCallsServed.Load(); era.name == "session era" && n != 1 {
+				t.Errorf("%d calls served before the SDK's server, want the cancelled one", n)
 			}
 		})
 	}

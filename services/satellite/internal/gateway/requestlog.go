@@ -33,9 +33,11 @@ const (
 // A call a policy refused is logged with the refusal as its error, whether or not bodies are logged: the
 // text is the gateway's, not the tool's. The redact policies in extra hide fields and patterns of the
 // bodies.
-func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string, extra callLog) {
+//
+// It returns the result as json.Marshal encodes it, as it measured it, for a caller that sends it too.
+func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string, extra callLog) (encoded []byte) {
 	if g.cfg.Events == nil {
-		return
+		return nil
 	}
 	rl := &satellitev1.RequestLog{
 		UserId:   us.key.userID,
@@ -49,6 +51,7 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 	if res != nil {
 		result, _ = json.Marshal(res)
 	}
+	encoded = result
 	// Sizes feed the usage analytics, so they are sent even when the bodies are not.
 	rl.RequestBytes, rl.ResponseBytes = uint64(len(args)), uint64(len(result))
 	switch {
@@ -87,6 +90,7 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 		Payload:        &satellitev1.Event_RequestLog{RequestLog: rl},
 	})
 	g.awaitSaved(rt)
+	return encoded
 }
 
 // callLog is what a request log needs to know beyond the call and its answer.

@@ -170,6 +170,8 @@ type rpcSummary struct {
 	// methods are the methods of its requests and notifications, in order.
 	methods  []string
 	requests []*jsonrpc.Request
+	// batch says the body was a JSON array of messages, whose answer is one too.
+	batch bool
 }
 
 type rpcSummaryKey struct{}
