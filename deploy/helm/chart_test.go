@@ -135,7 +135,8 @@ func TestTemplate(t *testing.T) {
 	}
 	cpc := cp.Spec.Template.Spec.Containers[0]
 	checkProbes(t, cpc, "http")
-	if env := envOf(cpc); env["ORRERY_ISSUER"] != "https://orrery.example.test" || env["ORRERY_LISTEN"] != "0.0.0.0:8080" {
+	if env := envOf(cpc); env["ORRERY_ISSUER"] != "https://orrery.example.test" || env["ORRERY_LISTEN"] != "0.0.0.0:8080" ||
+		env["GOMEMLIMIT"] != "900MiB" {
 		t.Errorf("control plane environment %v", env)
 	}
 	// The secrets reach the control plane from a Secret, never as literal values in the pod spec.
