@@ -251,7 +251,7 @@ func TestDrainTrustsOnlyASessionCountReportedAfterItBegan(t *testing.T) {
 
 func TestOfflineSatelliteLosesItsTeamsAfterGraceAndFewMoveOnReturn(t *testing.T) {
 	t.Parallel()
-	grace := 3 * time.Second
+	grace := 5 * time.Second // well past the live satellites' beats, however slow the machine makes them
 	b := setup(t, setupOpts{placement: placer.Config{Grace: grace, Interval: 200 * time.Millisecond},
 		satellite: satelliteapi.Config{PlacementGrace: grace}})
 	sats := b.globalSatellites(t, 4, 100)

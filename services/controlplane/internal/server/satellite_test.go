@@ -313,8 +313,10 @@ func TestCommandReachesSatellitePollingAnotherReplica(t *testing.T) {
 	if len(cmds) != 1 || cmds[0].Id != cmd.Command.Id {
 		t.Fatalf("poll returned %v, want command %s", cmds, cmd.Command.Id)
 	}
-	if latency > time.Second {
-		t.Fatalf("command took %v to reach the satellite through the other replica, want under 1 s", latency)
+	// Not woken, the poll would wait out its 20 s; how fast a woken one answers, BenchmarkCommandDispatch
+	// measures.
+	if latency > 5*time.Second {
+		t.Fatalf("command took %v to reach the satellite through the other replica, want it woken at once", latency)
 	}
 	t.Logf("delivered across replicas %v after enqueue (poll open %v)", latency, time.Since(started))
 }

@@ -86,7 +86,7 @@ func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	const drain = 2 * time.Second
+	const drain = 4 * time.Second
 	srv, err := server.New(t.Context(), nil, server.Config{
 		DatabaseURL: b.dbURL, AdminToken: adminToken, TokenSigner: b.signer, Keyring: b.keyring,
 		OAuth: oauth.Config{Issuer: base}, DrainPeriod: drain,
@@ -147,7 +147,7 @@ func TestDrainFailsReadinessBeforeClosing(t *testing.T) {
 		if len(cmds) != 1 || cmds[0].Id != created.Command.Id {
 			t.Errorf("poll while draining answered %v, want the new command", cmds)
 		}
-	case <-time.After(drain / 2):
+	case <-time.After(drain / 2): // well before the drain ends, when the poll would be answered without it
 		t.Error("a command created while the replica drained did not wake the poll it held")
 	}
 	waitFor(t, drain+5*time.Second, "connections to be refused", func() bool {
