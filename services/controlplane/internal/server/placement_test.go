@@ -335,10 +335,28 @@ func boolInt(b bool) int {
 
 func TestTeamSatelliteTakesPrecedenceAndGlobalFallbackStandsIn(t *testing.T) {
 	t.Parallel()
-	grace := time.Second
+	grace := 3 * time.Second // well past the global satellites' beats, however slow the machine makes them
 	b := setup(t, setupOpts{placement: placer.Config{Grace: grace, Interval: 200 * time.Millisecond},
 		satellite: satelliteapi.Config{PlacementGrace: grace}})
 	globals := b.globalSatellites(t, 2, 100)
+	// The global satellites keep beating throughout, as they registered.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, g := range globals {
+				_, _ = g.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
+					Capacity: 100, InternalUrl: "http://" + g.id + ".internal.test", System: &satellitev1.SystemMetrics{CpuPercent: 1}}))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
 	f := seedTeam(t, b, "own")
 	if n := len(b.placedOn(t, f.team.ID)); n != 2 {
 		t.Fatalf("team without satellites of its own is on %d global satellites, want 2", n)
@@ -356,23 +374,6 @@ func TestTeamSatelliteTakesPrecedenceAndGlobalFallbackStandsIn(t *testing.T) {
 	if _, err := b.store().SetTeamGlobalFallback(t.Context(), f.team.ID, true, store.AuditEvent{Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			for _, g := range globals {
-				_, _ = g.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
-					Capacity: 100, System: &satellitev1.SystemMetrics{CpuPercent: 1}}))
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
 	waitFor(t, 20*time.Second, "global satellites to stand in", func() bool { return len(b.placedOn(t, f.team.ID)) == 2 })
 	// The team's satellite comes back: the global ones let go.
 	own.heartbeat(t, "")
