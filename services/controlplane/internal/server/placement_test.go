@@ -34,6 +34,28 @@ func (s *satellite) poolHeartbeat(t testing.TB, capacity, openSessions uint32) {
 	}
 }
 
+// keepBeating has sats send a heartbeat as globalSatellites activated them (a heartbeat that changed what
+// placement reads would wait for a recomputation, which under load could hold the next past the grace)
+// every 200 ms until the test ends.
+func keepBeating(t *testing.T, sats ...*satellite) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, s := range sats {
+				_, _ = s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
+					Capacity: 100, InternalUrl: "http://" + s.id + ".internal.test", System: &satellitev1.SystemMetrics{CpuPercent: 1}}))
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
 // globalSatellites registers n global satellites and activates each with capacity.
 func (b *testBundle) globalSatellites(t testing.TB, n int, capacity uint32) []*satellite {
 	t.Helper()
@@ -268,25 +290,8 @@ func TestOfflineSatelliteLosesItsTeamsAfterGraceAndFewMoveOnReturn(t *testing.T)
 	for _, team := range teams {
 		before[team.ID] = b.placedOn(t, team.ID)
 	}
-	// The others keep beating, as they did (a heartbeat that changed what placement reads would wait for a
-	// recomputation, which under load could hold the next past the grace); the gone one falls silent.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(300 * time.Millisecond):
-			}
-			for _, s := range []*satellite{sats[0], sats[2], sats[3]} {
-				_, _ = s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
-					Capacity: 100, InternalUrl: "http://" + s.id + ".internal.test", System: &satellitev1.SystemMetrics{CpuPercent: 1}}))
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	// The others keep beating; the gone one falls silent.
+	keepBeating(t, sats[0], sats[2], sats[3])
 	waitFor(t, 20*time.Second, "the silent satellite's teams to move", func() bool {
 		for _, team := range teams {
 			if slices.Contains(b.placedOn(t, team.ID), gone.id) {
@@ -339,24 +344,7 @@ func TestTeamSatelliteTakesPrecedenceAndGlobalFallbackStandsIn(t *testing.T) {
 	b := setup(t, setupOpts{placement: placer.Config{Grace: grace, Interval: 200 * time.Millisecond},
 		satellite: satelliteapi.Config{PlacementGrace: grace}})
 	globals := b.globalSatellites(t, 2, 100)
-	// The global satellites keep beating throughout, as they registered.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			for _, g := range globals {
-				_, _ = g.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
-					Capacity: 100, InternalUrl: "http://" + g.id + ".internal.test", System: &satellitev1.SystemMetrics{CpuPercent: 1}}))
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	keepBeating(t, globals...)
 	f := seedTeam(t, b, "own")
 	if n := len(b.placedOn(t, f.team.ID)); n != 2 {
 		t.Fatalf("team without satellites of its own is on %d global satellites, want 2", n)

@@ -9,8 +9,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/orrery/orrery/internal/pgtest"
-	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
 )
 
@@ -19,16 +17,7 @@ import (
 // with another key, since its heartbeat was held.
 func TestRecordHeartbeats(t *testing.T) {
 	t.Parallel()
-	spec, err := secrets.NewKeySpec("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := secrets.ParseKeyring(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := pgtest.NewPool(t)
-	st := store.New(pool, keyring)
+	st, pool := newStore(t)
 	ctx := t.Context()
 	var team uuid.UUID
 	if err := pool.QueryRow(ctx, `insert into teams (slug, name) values ('acme', 'Acme') returning id`).Scan(&team); err != nil {

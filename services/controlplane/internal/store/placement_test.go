@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/orrery/orrery/internal/pgtest"
 	"github.com/orrery/orrery/services/controlplane/internal/secrets"
 	"github.com/orrery/orrery/services/controlplane/internal/store"
@@ -14,16 +16,7 @@ import (
 // one after a satellite fell silent past the grace period. Run with:
 // go test -run '^$' -bench RecomputePlacement -benchtime 1x ./services/controlplane/internal/store/
 func BenchmarkRecomputePlacement(b *testing.B) {
-	spec, err := secrets.NewKeySpec("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	keyring, err := secrets.ParseKeyring(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := pgtest.NewPool(b)
-	st := store.New(pool, keyring)
+	st, pool := newStore(b)
 	ctx := b.Context()
 	if _, err := pool.Exec(ctx, `insert into teams (slug, name) select 'team-' || n, 'Team' from generate_series(1, 20000) n`); err != nil {
 		b.Fatal(err)
@@ -64,4 +57,18 @@ func BenchmarkRecomputePlacement(b *testing.B) {
 		b.ReportMetric(failure.Seconds(), "s-after-failure")
 		b.ReportMetric(float64(failed.Moved), "teams-moved-on-failure")
 	}
+}
+
+// newStore returns a store on a fresh database, and the database's pool.
+func newStore(tb testing.TB) (*store.Store, *pgxpool.Pool) {
+	spec, err := secrets.NewKeySpec("test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyring, err := secrets.ParseKeyring(spec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := pgtest.NewPool(tb)
+	return store.New(pool, keyring), pool
 }
