@@ -220,12 +220,9 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 			res.Meta[mcp.MetaKeyServerInfo] = g.serverInfo()
 		}
 	}
-	var jerr *jsonrpc.Error
 	switch {
-	case errors.As(err, &jerr):
-		writeRPCError(w, http.StatusOK, req.ID, jerr.Code, jerr.Message)
 	case err != nil:
-		writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInternalError, err.Error())
+		writeRPCOutcome(w, req.ID, nil, err)
 	case res.InputRequests != nil:
 		writeRPCResult(w, req.ID, map[string]any{"_meta": res.Meta, "resultType": "input_required", "inputRequests": res.InputRequests, "requestState": res.RequestState})
 	default:

@@ -286,6 +286,20 @@ func missingScopes(p *principal, methods []string) []string {
 	return need
 }
 
+// writeRPCOutcome answers the request with id with res, or with err: a JSON-RPC error as it is, any other
+// as an internal error.
+func writeRPCOutcome(w http.ResponseWriter, id jsonrpc.ID, res any, err error) {
+	var jerr *jsonrpc.Error
+	switch {
+	case errors.As(err, &jerr):
+		writeRPCError(w, http.StatusOK, id, jerr.Code, jerr.Message)
+	case err != nil:
+		writeRPCError(w, http.StatusOK, id, jsonrpc.CodeInternalError, err.Error())
+	default:
+		writeRPCResult(w, id, res)
+	}
+}
+
 // writeRPCError answers an HTTP request with a JSON-RPC error response and the given status; id is the
 // request's, or invalid for null.
 func writeRPCError(w http.ResponseWriter, status int, id jsonrpc.ID, code int64, msg string) {

@@ -184,25 +184,7 @@ func (g *Gateway) serveTask(w http.ResponseWriter, r *http.Request, p *principal
 	default:
 		res, err = g.forwardTask(ctx, us, req.Method, req.Params)
 	}
-	var jerr *jsonrpc.Error
-	switch {
-	case errors.As(err, &jerr):
-		writeRPCError(w, http.StatusOK, req.ID, jerr.Code, jerr.Message)
-	case err != nil:
-		writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInternalError, err.Error())
-	default:
-		data, merr := json.Marshal(struct {
-			JSONRPC string `json:"jsonrpc"`
-			ID      any    `json:"id"`
-			Result  any    `json:"result"`
-		}{"2.0", req.ID.Raw(), res})
-		if merr != nil {
-			writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInternalError, "the server's answer could not be encoded")
-			return true
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(data)
-	}
+	writeRPCOutcome(w, req.ID, res, err)
 	return true
 }
 

@@ -293,15 +293,7 @@ func (g *Gateway) extCall(w http.ResponseWriter, r *http.Request, p *principal, 
 		return true
 	}
 	res, err := g.createExtTask(r.Context(), us, reg.rt, params.Arguments, params.Meta, params.RequestState, responses)
-	var jerr *jsonrpc.Error
-	switch {
-	case errors.As(err, &jerr):
-		writeRPCError(w, http.StatusOK, req.ID, jerr.Code, jerr.Message)
-	case err != nil:
-		writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInternalError, err.Error())
-	default:
-		writeRPCResult(w, req.ID, res)
-	}
+	writeRPCOutcome(w, req.ID, res, err)
 	return true
 }
 
