@@ -246,6 +246,11 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 		h.logger.WarnContext(ctx, "heartbeat reported processes of teams this satellite does not serve",
 			"security_event", "foreign_processes", "satellite_id", sat.ID, "count", foreign)
 	}
+	if hb.SystemMetrics == nil {
+		// Valid by its rules yet not encodable, such as an uptime past what JSON durations hold: refused
+		// here, it can fail no other satellite's heartbeat stored beside it.
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("system: the metrics cannot be stored; check that uptime is a duration of at most 10,000 years"))
+	}
 	now := h.cfg.Now()
 	if h.mayHold(sat, hb, now) {
 		h.beats.hold(sat.APIKeyID, store.HeldHeartbeat{SatelliteID: sat.ID, APIKeyHash: sat.APIKeyHash, ReceivedAt: now, Heartbeat: hb})
@@ -253,9 +258,9 @@ func (h *Handler) recordHeartbeat(ctx context.Context, sat store.Satellite, req 
 		h.lastRead.Add(sat.APIKeyID, sat)
 		return h.heartbeatResponse(sat), nil
 	}
-	stored := h.beats.storeAtOnce(sat.ID)
+	done := h.beats.storeAtOnce(sat.ID)
 	updated, err := h.store.RecordHeartbeat(ctx, sat.ID, sat.APIKeyHash, hb)
-	stored()
+	done()
 	if errors.Is(err, store.ErrNotFound) {
 		h.lastRead.Remove(sat.APIKeyID)
 		return nil, connect.NewError(connect.CodeUnauthenticated, errKeyNoLongerValid)

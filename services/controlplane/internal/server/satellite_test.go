@@ -241,6 +241,37 @@ func TestQuietSatellitesHeartbeatsAreHeld(t *testing.T) {
 	}
 }
 
+// TestUnstorableHeartbeatIsRefusedAlone is the hostile satellite's try: metrics that pass their rules but
+// cannot be encoded (an uptime past what a JSON duration holds), sent while its heartbeats are held, would
+// fail the statement that stores every held heartbeat. The heartbeat is refused as bad input, and another
+// satellite's held heartbeat is still stored.
+func TestUnstorableHeartbeatIsRefusedAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	hostile, honest := b.activeSatellite(t, ""), b.activeSatellite(t, "")
+	for _, s := range []*satellite{hostile, honest} {
+		if cmds := s.poll(t, 0); len(cmds) != 0 { // nothing pending: quiet from here
+			t.Fatalf("nothing enqueued: got %v", cmds)
+		}
+	}
+	_, err := hostile.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
+		System: &satellitev1.SystemMetrics{CpuPercent: 5, Uptime: &durationpb.Duration{Seconds: 1e15}},
+	}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "uptime") {
+		t.Fatalf("heartbeat with an unencodable uptime: %v, want InvalidArgument naming uptime", err)
+	}
+	if _, err := honest.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
+		System: &satellitev1.SystemMetrics{CpuPercent: 66},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the honest satellite's held heartbeat stored", func() bool {
+		var cpu float64
+		err := b.pool(t).QueryRow(t.Context(), `select (system_metrics->>'cpuPercent')::float8 from satellites where id = $1`, honest.id).Scan(&cpu)
+		return err == nil && cpu == 66
+	})
+}
+
 func TestSatelliteStatusGoesOfflineAfterThreeIntervals(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
