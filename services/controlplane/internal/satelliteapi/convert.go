@@ -117,6 +117,7 @@ func heartbeatFromProto(req *satellitev1.HeartbeatRequest, sat store.Satellite) 
 		URL: req.Url, Version: req.Version, SystemMetrics: JSONFromMessage(req.System), ProcessCounts: countsJSON,
 		Capacity: int(req.Capacity), InternalURL: req.InternalUrl, OpenSessions: int(req.OpenSessions),
 	}
+	reported := make(map[string]int, len(req.Processes)) // instance id → index in hb.Processes
 	for _, p := range req.Processes {
 		teamID, err := uuid.Parse(p.TeamId)
 		installationID, err2 := uuid.Parse(p.InstallationId)
@@ -124,12 +125,19 @@ func heartbeatFromProto(req *satellitev1.HeartbeatRequest, sat store.Satellite) 
 			foreign++
 			continue
 		}
-		hb.Processes = append(hb.Processes, store.Process{
+		proc := store.Process{
 			InstanceID: p.InstanceId, TeamID: teamID, InstallationID: installationID,
 			Status: enumName(p.Status, "INSTANCE_STATUS_"), Health: enumName(p.Health, "PROCESS_HEALTH_"), PID: p.Pid,
 			MemoryBytes: int64(p.MemoryBytes), UptimeSeconds: p.Uptime.AsDuration().Seconds(),
 			RequestCount: int64(p.RequestCount),
-		})
+		}
+		// An instance reported twice is stored once, as last reported: the store's upsert takes one row each.
+		if i, ok := reported[p.InstanceId]; ok {
+			hb.Processes[i] = proc
+			continue
+		}
+		reported[p.InstanceId] = len(hb.Processes)
+		hb.Processes = append(hb.Processes, proc)
 	}
 	return hb, foreign
 }

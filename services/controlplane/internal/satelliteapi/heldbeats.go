@@ -2,6 +2,7 @@ package satelliteapi
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -111,16 +112,21 @@ func (h *Handler) storeHeldBeats(ctx context.Context) {
 			beats[i] = hb.HeldHeartbeat
 		}
 		stored, err := h.store.RecordHeartbeats(ctx, beats)
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrUnavailable):
 			// Lost: each satellite's next heartbeat comes well before it could count as offline.
 			h.logger.ErrorContext(ctx, "store held heartbeats", "count", len(beats), "error", err)
 			continue
+		case err != nil:
+			// One satellite's heartbeat (processes it reported twice, say) fails the statement for all:
+			// each is stored on its own then, so that it fails alone.
+			stored = h.storeEachHeldBeat(ctx, beats)
 		}
 		if len(stored) == len(held) {
 			continue
 		}
-		// A satellite left out was revoked after its heartbeat was held: its next request reads its row
-		// again, and is refused.
+		// A satellite left out was revoked after its heartbeat was held, or its heartbeat failed: its next
+		// request reads its row again, and a revoked one is refused.
 		found := make(map[uuid.UUID]bool, len(stored))
 		for _, id := range stored {
 			found[id] = true
@@ -131,4 +137,17 @@ func (h *Handler) storeHeldBeats(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// storeEachHeldBeat stores held heartbeats one statement each, and returns the satellites it stored.
+func (h *Handler) storeEachHeldBeat(ctx context.Context, beats []store.HeldHeartbeat) []uuid.UUID {
+	var stored []uuid.UUID
+	for _, hb := range beats {
+		ids, err := h.store.RecordHeartbeats(ctx, []store.HeldHeartbeat{hb})
+		if err != nil {
+			h.logger.WarnContext(ctx, "store a held heartbeat", "satellite_id", hb.SatelliteID, "error", err)
+		}
+		stored = append(stored, ids...)
+	}
+	return stored
 }

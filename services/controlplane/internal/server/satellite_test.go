@@ -272,6 +272,54 @@ func TestUnstorableHeartbeatIsRefusedAlone(t *testing.T) {
 	})
 }
 
+// TestHeldHeartbeatsFailAlone: a hostile satellite's held heartbeat that the database refuses (an instance
+// id with a NUL character, valid UTF-8 that PostgreSQL's text does not take) fails only itself; another's
+// held heartbeat, and one reporting an instance twice, are stored.
+func TestHeldHeartbeatsFailAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	hostile, twice, honest := b.activeSatellite(t, ""), b.activeSatellite(t, ""), b.activeSatellite(t, "")
+	for _, s := range []*satellite{hostile, twice, honest} {
+		if cmds := s.poll(t, 0); len(cmds) != 0 { // nothing pending: quiet from here
+			t.Fatalf("nothing enqueued: got %v", cmds)
+		}
+	}
+	held := b.replicas[0].srv.HeldHeartbeats()
+	team, installation := uuid.NewString(), uuid.NewString()
+	process := func(id string) *satellitev1.ProcessReport {
+		return &satellitev1.ProcessReport{InstanceId: id, TeamId: team, InstallationId: installation}
+	}
+	for _, c := range []struct {
+		s     *satellite
+		cpu   float64
+		procs []*satellitev1.ProcessReport
+	}{
+		{hostile, 13, []*satellitev1.ProcessReport{process("bad\x00id")}},
+		{twice, 22, []*satellitev1.ProcessReport{process("same"), process("same")}},
+		{honest, 66, nil},
+	} {
+		if _, err := c.s.client.Heartbeat(t.Context(), connect.NewRequest(&satellitev1.HeartbeatRequest{
+			System: &satellitev1.SystemMetrics{CpuPercent: c.cpu}, Processes: c.procs,
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.replicas[0].srv.HeldHeartbeats() - held; got != 3 {
+		t.Fatalf("%d heartbeats held, want 3", got)
+	}
+	cpuOf := func(s *satellite) float64 {
+		var cpu float64
+		_ = b.pool(t).QueryRow(t.Context(), `select (system_metrics->>'cpuPercent')::float8 from satellites where id = $1`, s.id).Scan(&cpu)
+		return cpu
+	}
+	waitFor(t, 5*time.Second, "the other satellites' held heartbeats stored", func() bool {
+		return cpuOf(honest) == 66 && cpuOf(twice) == 22
+	})
+	if cpuOf(hostile) == 13 {
+		t.Error("the heartbeat the database refuses was stored")
+	}
+}
+
 func TestSatelliteStatusGoesOfflineAfterThreeIntervals(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
