@@ -265,13 +265,14 @@ func TestCancellationBesideSDK(t *testing.T) {
 				_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "alpha__slow", Arguments: map[string]any{}})
 				errc <- err
 			}()
-			// The call is under way once it reached the backend.
-			deadline := time.Now().Add(5 * time.Second)
-			for b.backend.rawCalls.Load() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the call never reached the backend")
-				}
-				time.Sleep(time.Millisecond)
+			// Cancelled only once the tool runs: cancelled earlier, the call would never reach it.
+			select {
+			case <-b.alpha.started:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the call never reached the tool")
+			}
+			if b.backend.rawCalls.Load() != 1 {
+				t.Fatal("the call did not go beside the SDK's client")
 			}
 			cancel()
 			select {
