@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -30,6 +31,20 @@ const (
 	argonKeyLen    = 32
 	saltLen        = 16
 )
+
+// cost is what Hash spends on a new hash.
+var cost = struct{ memoryKiB, passes uint32 }{argonMemoryKiB, argonTime}
+
+// LowerCostForTests makes new hashes as cheap as Argon2id allows, for test binaries that hash secrets by
+// the hundred: under the race detector one hash at full cost takes most of a second. Verify reads each
+// hash's own parameters, so every path stays the one production takes. Call it from TestMain, before any
+// test runs; it panics outside a test binary.
+func LowerCostForTests() {
+	if !testing.Testing() {
+		panic("password: LowerCostForTests outside a test binary")
+	}
+	cost.memoryKiB, cost.passes = 8*argonThreads, 1
+}
 
 // MaxWait is the longest a hash or verification waits for a free slot before giving up with ErrBusy. A
 // person signing in would rather hear "try again" after a few seconds than wait on a queue that is not
@@ -89,9 +104,9 @@ func Hash(ctx context.Context, secret string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hash secret: %w", err)
 	}
-	sum := argon2.IDKey([]byte(secret), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	sum := argon2.IDKey([]byte(secret), salt, cost.passes, cost.memoryKiB, argonThreads, argonKeyLen)
 	release()
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemoryKiB, argonTime, argonThreads,
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, cost.memoryKiB, cost.passes, argonThreads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(sum)), nil
 }
 
