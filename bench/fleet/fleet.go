@@ -52,6 +52,8 @@ type Config struct {
 	// ReplicaMemoryLimit, when set, is the replica's soft memory limit (its GOMEMLIMIT, such as "800MiB").
 	// Empty leaves the replica the environment's GOMEMLIMIT, if any.
 	ReplicaMemoryLimit string
+	// NoCeiling skips the throughput phase against an empty Connect handler (see measureCeiling).
+	NoCeiling bool
 }
 
 func (c Config) withDefaults() Config {
@@ -113,6 +115,8 @@ type Result struct {
 	Load string
 	// CPUs is the number of CPUs of the machine.
 	CPUs int
+	// Ceiling is the same throughput phase against an empty Connect handler, nil when skipped.
+	Ceiling *Ceiling
 }
 
 // percentile returns the p-th percentile (0-100) of sorted durations.
@@ -143,6 +147,11 @@ func (r Result) Print(w io.Writer) {
 		r.ThroughputPollWait, r.Throughput, r.Failures)
 	fmt.Fprintf(tw, "CPU per request: replica / PostgreSQL / load generator\t%v / %v / %v\t\t\n", r.ReplicaCPUPerRequest.Round(time.Microsecond),
 		r.DatabaseCPUPerRequest.Round(time.Microsecond), r.GeneratorCPUPerRequest.Round(time.Microsecond))
+	if c := r.Ceiling; c != nil {
+		fmt.Fprintf(tw, "the same against an empty Connect handler (the HTTP/2 + Connect ceiling)\t%.0f req/s (%d failed)\t\t\n", c.Throughput, c.Failures)
+		fmt.Fprintf(tw, "CPU per request: empty handler's server / load generator\t%v / %v\t\t\n",
+			c.ServerCPUPerRequest.Round(time.Microsecond), c.GeneratorCPUPerRequest.Round(time.Microsecond))
+	}
 	fmt.Fprintf(tw, "PostgreSQL connections of the replica (most at once)\t%d\tthe pool\t\n", r.PGConnections)
 	fmt.Fprintf(tw, "long polls failed\t%d\t0\t\n", r.PollErrors)
 	fmt.Fprintf(tw, "machine\t%d CPUs, load average %s\t\t\n", r.CPUs, r.Load)
@@ -150,16 +159,32 @@ func (r Result) Print(w io.Writer) {
 }
 
 // Run starts a private PostgreSQL and a control plane, holds cfg.Satellites satellites long-polling it and
-// measures. Progress goes to log.
+// measures; then, unless cfg.NoCeiling, it measures the ceiling once the replica has stopped. Progress goes
+// to log.
 func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	cfg = cfg.withDefaults()
+	res, err := measureReplica(ctx, cfg, log)
+	if err != nil || cfg.NoCeiling {
+		return res, err
+	}
+	logStep(log, "measuring the same throughput against an empty Connect handler, %d satellites connected", cfg.Satellites)
+	c, err := measureCeiling(ctx, cfg)
+	res.Ceiling = &c
+	return res, err
+}
+
+// logStep writes a step of the run to log, with the time.
+func logStep(log io.Writer, format string, args ...any) {
+	fmt.Fprintf(log, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// measureReplica measures the replica, and stops it and its database before it returns.
+func measureReplica(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	res := Result{Satellites: cfg.Satellites, CPUs: runtime.NumCPU()}
 	if cfg.ControlPlane == "" {
 		return res, errors.New("no control-plane binary")
 	}
-	step := func(format string, args ...any) {
-		fmt.Fprintf(log, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
+	step := func(format string, args ...any) { logStep(log, format, args...) }
 
 	step("starting PostgreSQL")
 	db, err := startDatabase(ctx)

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orrery/orrery/e2e"
 )
+
+func TestMain(m *testing.M) {
+	serveBareIfAsked()
+	os.Exit(m.Run())
+}
 
 // TestSmallFleet runs the load generator against a real control plane with a handful of satellites: every
 // command arrives, nothing fails, and the table names every figure.
@@ -31,7 +37,10 @@ func TestSmallFleet(t *testing.T) {
 	if res.RSS <= 0 || res.PGConnections <= 0 || res.PGConnections >= 20 {
 		t.Errorf("RSS %d bytes, %d PostgreSQL connections for 20 satellites: want some memory and a pool", res.RSS, res.PGConnections)
 	}
-	for _, want := range []string{"dispatch latency", "throughput", "PostgreSQL connections", "replica RSS", "replica / PostgreSQL / load generator"} {
+	if c := res.Ceiling; c == nil || c.Throughput <= 0 || c.Failures != 0 || c.ServerCPUPerRequest <= 0 {
+		t.Errorf("ceiling %+v: want requests answered, none failed, the server's CPU measured", c)
+	}
+	for _, want := range []string{"dispatch latency", "throughput", "PostgreSQL connections", "replica RSS", "replica / PostgreSQL / load generator", "empty Connect handler"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q", want)
 		}

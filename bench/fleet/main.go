@@ -2,7 +2,8 @@
 // own. It starts a private PostgreSQL and a control plane on it (or uses one already running), creates the
 // satellites in bulk, and holds every one of them long-polling over its own HTTP/2 (h2c) connection, as
 // satellites do. Then it prints the replica's memory and CPU, the PostgreSQL connections in use, the dispatch
-// latency of commands while the whole fleet is connected, and the Heartbeat + PollCommands throughput.
+// latency of commands while the whole fleet is connected, and the Heartbeat + PollCommands throughput; and
+// last the same throughput against an empty Connect handler, the ceiling of the HTTP stack on this machine.
 //
 //	go build -o bin/ ./services/controlplane && go run ./bench/fleet -satellites 10000
 //
@@ -20,6 +21,7 @@ import (
 )
 
 func main() {
+	serveBareIfAsked()
 	cfg := Config{}
 	flag.IntVar(&cfg.Satellites, "satellites", 10_000, "satellites to hold long-polling")
 	flag.StringVar(&cfg.ControlPlane, "controlplane", "bin/controlplane", "control-plane binary to start")
@@ -30,6 +32,7 @@ func main() {
 	flag.DurationVar(&cfg.Idle, "idle", 30*time.Second, "how long the connected fleet idles before the measurements, measuring the replica's CPU")
 	flag.IntVar(&cfg.PoolMaxConns, "pool-max-conns", 0, "the replica's database pool size; 0 keeps its default")
 	flag.StringVar(&cfg.ReplicaMemoryLimit, "replica-memory-limit", "", `the replica's soft memory limit (GOMEMLIMIT, e.g. "800MiB"); empty keeps the environment's`)
+	flag.BoolVar(&cfg.NoCeiling, "no-ceiling", false, "skip the throughput phase against an empty Connect handler")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
