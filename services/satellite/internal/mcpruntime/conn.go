@@ -105,8 +105,8 @@ func (c *conn) dial(ctx context.Context, client *mcp.Client, spec *satellitev1.I
 		if started != nil {
 			started(proc.Pid())
 		}
-		c.raw = &rawConn{declared: &in.declared, taskSupport: &in.taskSupport}
-		transport = &rawTransport{Transport: NewStdioTransport(client, proc.Stdout, proc.Stdin), raw: c.raw}
+		c.raw = &rawConn{lines: &lineWriter{w: proc.Stdin}, declared: &in.declared, taskSupport: &in.taskSupport}
+		transport = &rawTransport{Transport: NewStdioTransport(client, proc.Stdout, c.raw.lines), raw: c.raw}
 	} else {
 		endpoint, err := endpointURL(spec)
 		if err != nil {

@@ -1,10 +1,12 @@
 package mcpruntime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strconv"
 	"strings"
@@ -28,7 +30,9 @@ const rawIDPrefix = "orrery-raw-"
 // the server's capabilities as it sent them, since the SDK's types drop the ones they do not know.
 type rawConn struct {
 	mcp.Connection
-	next atomic.Uint64
+	// lines is the server's stdin, which the Connection writes to as well.
+	lines *lineWriter
+	next  atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[string]chan *jsonrpc.Response
@@ -178,10 +182,6 @@ func (c *rawConn) fail(err error) {
 // as the SDK's client tells it.
 func (c *rawConn) call(ctx context.Context, method string, params json.RawMessage, cancel bool) (json.RawMessage, error) {
 	id := rawIDPrefix + strconv.FormatUint(c.next.Add(1), 10)
-	jid, err := jsonrpc.MakeID(id)
-	if err != nil {
-		return nil, err
-	}
 	ch := make(chan *jsonrpc.Response, 1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -195,7 +195,7 @@ func (c *rawConn) call(ctx context.Context, method string, params json.RawMessag
 		delete(c.pending, id)
 		c.mu.Unlock()
 	}
-	if err := c.Connection.Write(ctx, &jsonrpc.Request{ID: jid, Method: method, Params: params}); err != nil {
+	if err := c.send(ctx, id, method, params); err != nil {
 		forget()
 		return nil, fmt.Errorf("send %s: %w", method, err)
 	}
@@ -220,6 +220,49 @@ func (c *rawConn) call(ctx context.Context, method string, params json.RawMessag
 		return nil, ctx.Err()
 	}
 }
+
+// send writes the request as the SDK's connection would (jsonrpc2.EncodeMessage, compacted params), with
+// no reflection: the gateway sends most tool calls this way, and the encoding was a good part of its
+// work on a small one.
+func (c *rawConn) send(ctx context.Context, id, method string, params json.RawMessage) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the SDK's connection refuses to write on a closed context
+	}
+	quoted, err := json.Marshal(method)
+	if err != nil {
+		return err
+	}
+	line := bytes.NewBuffer(make([]byte, 0, len(params)+len(id)+len(quoted)+48))
+	line.WriteString(`{"jsonrpc":"2.0","id":"`)
+	line.WriteString(id) // rawIDPrefix and digits: nothing to escape
+	line.WriteString(`","method":`)
+	line.Write(quoted)
+	if len(params) > 0 {
+		line.WriteString(`,"params":`)
+		if err := json.Compact(line, params); err != nil {
+			return fmt.Errorf("marshaling jsonrpc message: %w", err)
+		}
+	}
+	line.WriteString("}\n")
+	_, err = c.lines.Write(line.Bytes())
+	return err
+}
+
+// lineWriter is a server's stdin, written one whole message at a time: the SDK's connection writes each
+// of its messages with one Write (its line with the newline), and rawConn.send its own, each under the lock.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.WriteCloser
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Close closes stdin without the lock, so that it also ends a write the server is not reading.
+func (l *lineWriter) Close() error { return l.w.Close() }
 
 // cancelled sends notifications/cancelled for the raw request id.
 func (c *rawConn) cancelled(ctx context.Context, id string, reason error) {

@@ -1,9 +1,11 @@
 package mcpruntime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -14,8 +16,12 @@ import (
 // request's id, as the SDK's client would tell it, and an answered request comes back as written.
 func TestRawCallCancelled(t *testing.T) {
 	t.Parallel()
-	ct, st := mcp.NewInMemoryTransports()
-	raw := &rawConn{}
+	// Two pipes, as a server's stdin and stdout.
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	raw := &rawConn{lines: &lineWriter{w: stdinW}}
+	ct := &mcp.IOTransport{Reader: stdoutR, Writer: raw.lines}
+	st := &mcp.IOTransport{Reader: stdinR, Writer: stdoutW}
 	conn, err := (&rawTransport{Transport: ct, raw: raw}).Connect(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -84,5 +90,36 @@ func TestRawCallCancelled(t *testing.T) {
 	}
 	if a := <-done; a.err != nil || string(a.res) != want {
 		t.Fatalf("answered call = %s, %v; want %s", a.res, a.err, want)
+	}
+}
+
+// nopCloser is a buffer that is a server's stdin.
+type nopCloser struct{ bytes.Buffer }
+
+func (*nopCloser) Close() error { return nil }
+
+// TestRawRequestsAreEncodedAsTheSDKEncodesThem holds rawConn.send to the SDK's own encoding of the same
+// request, params with line breaks and characters an HTML-escaping encoder would change included, and
+// refuses params that are not JSON, as the SDK's encoder does.
+func TestRawRequestsAreEncodedAsTheSDKEncodesThem(t *testing.T) {
+	t.Parallel()
+	for _, params := range []string{`{"name":"echo","arguments":{}}`, "{\n  \"name\": \"a<&>b\",\n  \"arguments\": {\"x\": [1, 2]}\n}", ``, `[]`} {
+		stdin := &nopCloser{}
+		raw := &rawConn{lines: &lineWriter{w: stdin}}
+		if err := raw.send(t.Context(), rawIDPrefix+"7", "tools/call", json.RawMessage(params)); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := jsonrpc.MakeID(rawIDPrefix + "7")
+		want, err := jsonrpc.EncodeMessage(&jsonrpc.Request{ID: id, Method: "tools/call", Params: json.RawMessage(params)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stdin.String(); got != string(want)+"\n" {
+			t.Errorf("params %q sent as\n%s\nthe SDK sends\n%s", params, got, want)
+		}
+	}
+	stdin := &nopCloser{}
+	if err := (&rawConn{lines: &lineWriter{w: stdin}}).send(t.Context(), rawIDPrefix+"8", "tools/call", json.RawMessage(`{"name":`)); err == nil || stdin.Len() != 0 {
+		t.Errorf("params that are not JSON: error %v, %d bytes written", err, stdin.Len())
 	}
 }
