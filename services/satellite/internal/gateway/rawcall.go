@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,6 +94,77 @@ func decodeRawResult(raw json.RawMessage) (*mcp.CallToolResult, error) {
 		res.StructuredContent = w.StructuredContent
 	}
 	return res, nil
+}
+
+// marshalResult is json.Marshal(res), byte for byte, without reflection for the results decodeRawResult
+// makes: their content blocks as the server wrote them and structured content as raw JSON, compacted and
+// HTML-escaped as encoding/json treats what a MarshalJSON method returns, in the order of the SDK's
+// fields. Any other result it leaves to json.Marshal.
+func marshalResult(res *mcp.CallToolResult) ([]byte, error) {
+	sc, rawSC := res.StructuredContent.(json.RawMessage)
+	if res.InputRequests != nil || res.RequestState != "" || res.NeedsInput() ||
+		(res.StructuredContent != nil && (!rawSC || len(sc) == 0)) {
+		return json.Marshal(res)
+	}
+	size := len(sc) + 32
+	for _, c := range res.Content {
+		rc, ok := c.(rawContent)
+		if !ok {
+			return json.Marshal(res)
+		}
+		size += len(rc.raw) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	if len(res.Meta) > 0 {
+		meta, err := json.Marshal(res.Meta)
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(out, `"_meta":`...), meta...), ',')
+	}
+	out = append(out, `"content":`...)
+	var err error
+	if res.Content == nil {
+		out = append(out, "null"...)
+	} else {
+		out = append(out, '[')
+		for i, c := range res.Content {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			if out, err = appendMarshaled(out, c.(rawContent).raw); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, ']')
+	}
+	if sc != nil {
+		if out, err = appendMarshaled(append(out, `,"structuredContent":`...), sc); err != nil {
+			return nil, err
+		}
+	}
+	if res.IsError {
+		out = append(out, `,"isError":true`...)
+	}
+	return append(out, '}'), nil
+}
+
+// appendMarshaled appends raw as json.Marshal writes what a MarshalJSON method returned: checked,
+// compacted, and with <, >, &, U+2028 and U+2029 escaped.
+func appendMarshaled(out, raw []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(out)
+	start := buf.Len()
+	if err := json.Compact(buf, raw); err != nil {
+		return nil, err
+	}
+	compacted := buf.Bytes()[start:]
+	if !bytes.ContainsAny(compacted, "<>&\u2028\u2029") {
+		return buf.Bytes(), nil
+	}
+	escaped := bytes.NewBuffer(make([]byte, 0, len(compacted)+16))
+	json.HTMLEscape(escaped, compacted)
+	return append(buf.Bytes()[:start], escaped.Bytes()...), nil
 }
 
 // sdkResult decodes a tools/call result as the SDK's client does.
@@ -237,7 +309,7 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 // completeJSON is a tool result as a 2026-07-28 answer, as completeResult makes it, without decoding
 // the encoded result again: the SDK's encoding of a result without a resultType is an object without one.
 func completeJSON(res *mcp.CallToolResult) any {
-	b, err := json.Marshal(res)
+	b, err := marshalResult(res)
 	if err != nil || len(b) < 2 || b[0] != '{' || res.NeedsInput() {
 		return completeResult(res)
 	}

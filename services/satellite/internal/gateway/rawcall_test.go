@@ -289,3 +289,44 @@ func TestCancellationBesideSDK(t *testing.T) {
 		})
 	}
 }
+
+// TestMarshalResult holds marshalResult to json.Marshal, byte for byte, for results as decodeRawResult
+// makes them from what servers write (spacing, characters an HTML-escaping encoder changes, metadata,
+// structured content of any JSON type, errors) and for results it leaves to json.Marshal.
+func TestMarshalResult(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`{"content":[{"type":"text","text":"Echo: hi"}]}`,
+		"{ \"content\" : [ {\"type\": \"text\",\n \"text\": \"a <b> & \u2028c\u2029\"} , {\"type\":\"image\",\"data\":\"AA==\",\"mimeType\":\"image/png\"} ] }",
+		`{"content":[],"structuredContent":{"b":[1, 2],"a":"<x>"},"isError":true,"_meta":{"z":1,"a":"&"}}`,
+		`{"content":[{"type":"text","text":"x"}],"structuredContent":[1,"two"]}`,
+		`{"content":[{"type":"text","text":"x"}],"structuredContent":7}`,
+		`{"structuredContent":"only"}`,
+		`{"content":[{"type":"text","text":"x"}],"isError":false,"_meta":{}}`,
+	} {
+		res, err := decodeRawResult(json.RawMessage(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		got, err := marshalResult(res)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if want, _ := json.Marshal(res); string(got) != string(want) {
+			t.Errorf("from %s\nmarshalResult %s\njson.Marshal  %s", raw, got, want)
+		}
+	}
+	for _, res := range []*mcp.CallToolResult{
+		{Content: []mcp.Content{&mcp.TextContent{Text: "<typed>"}}},
+		{Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":"text","text":"x"}`)}}, StructuredContent: map[string]any{"k": "<v>"}},
+		{RequestState: "s"},
+	} {
+		got, err := marshalResult(res)
+		if want, _ := json.Marshal(res); err != nil || string(got) != string(want) {
+			t.Errorf("marshalResult %s (%v), json.Marshal %s", got, err, want)
+		}
+	}
+	if _, err := marshalResult(&mcp.CallToolResult{Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":`)}}}); err == nil {
+		t.Error("content that is not JSON was encoded")
+	}
+}

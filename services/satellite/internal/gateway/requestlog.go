@@ -34,7 +34,7 @@ const (
 // text is the gateway's, not the tool's. The redact policies in extra hide fields and patterns of the
 // bodies.
 //
-// It returns the result as json.Marshal encodes it, as it measured it, for a caller that sends it too.
+// It returns the result as json.Marshal encodes it (marshalResult), as it measured it, for a caller that sends it too.
 func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *mcp.CallToolResult, callErr error, d time.Duration, traceID string, extra callLog) (encoded []byte) {
 	if g.cfg.Events == nil {
 		return nil
@@ -49,7 +49,7 @@ func (g *Gateway) logCall(us *userServer, rt route, args json.RawMessage, res *m
 	withBodies := rt.inst.RequestLoggingEnabled
 	var result []byte
 	if res != nil {
-		result, _ = json.Marshal(res)
+		result, _ = marshalResult(res)
 	}
 	encoded = result
 	// Sizes feed the usage analytics, so they are sent even when the bodies are not.
