@@ -200,7 +200,7 @@ func (b *fakeBackend) signal() {
 }
 
 // add connects to server and registers an instance with the features it reports.
-func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
+func (b *fakeBackend) add(t testing.TB, inst Instance, server *mcp.Server) {
 	t.Helper()
 	ctx := t.Context()
 	// Pipes in place of a process's stdin and stdout, with the runtime's transport for stdio servers.
@@ -232,7 +232,7 @@ func (b *fakeBackend) add(t *testing.T, inst Instance, server *mcp.Server) {
 }
 
 // rediscover lists the instance's features again, as the runtime does on list_changed, and signals.
-func (b *fakeBackend) rediscover(t *testing.T, id string) {
+func (b *fakeBackend) rediscover(t testing.TB, id string) {
 	t.Helper()
 	b.mu.Lock()
 	fi := b.insts[id]
@@ -366,7 +366,7 @@ func (b modernBackend) ModernSession(ctx context.Context, instanceID string) (*m
 //   - cid in globex: "secretserver" (classified).
 //
 // Tokens: "ann", "bob", "cid" are valid for their team with both scopes; "ann-read" lacks execute.
-func setup(t *testing.T, opts setupOptions) *bundle {
+func setup(t testing.TB, opts setupOptions) *bundle {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
@@ -451,7 +451,7 @@ func (b *bundle) token(token, teamID, slug, userID string, scopes ...string) {
 	})
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -714,7 +714,7 @@ func TestTeamIsolation(t *testing.T) {
 const initializeBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
 
 // do sends a raw request to the gateway.
-func (b *bundle) do(t *testing.T, method, path, token, body string, header map[string]string) *http.Response {
+func (b *bundle) do(t testing.TB, method, path, token, body string, header map[string]string) *http.Response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {

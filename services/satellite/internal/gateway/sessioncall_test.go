@@ -18,7 +18,7 @@ import (
 
 // rawSession opens a session-era session on b's acme endpoint with a raw initialize of version, with
 // the client capabilities caps, and returns its id. The headers of its later requests are in header.
-func rawSession(t *testing.T, b *bundle, token, query, version, caps string) (id string, header map[string]string) {
+func rawSession(t testing.TB, b *bundle, token, query, version, caps string) (id string, header map[string]string) {
 	t.Helper()
 	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"` + version + `","capabilities":` + caps +
 		`,"clientInfo":{"name":"raw","version":"1"}}}`
@@ -389,5 +389,52 @@ func TestEncodedResultReusable(t *testing.T) {
 				t.Errorf("%s: reused %s, the SDK's encoding is %s", c.name, raw, want)
 			}
 		}
+	}
+}
+
+// BenchmarkCallBeforeSDK measures the gateway's own work on the tools/call requests it serves before the
+// SDK's server, in either era, over loopback HTTP from a raw client, against an in-memory instance (whose
+// SDK client and server are part of the figure). BenchmarkEndpointEcho in the satellite package measures
+// the whole path against a real server in a process of its own.
+func BenchmarkCallBeforeSDK(b *testing.B) {
+	for _, era := range []string{"session era", "stateless era"} {
+		b.Run(era, func(b *testing.B) {
+			bb := setup(b, setupOptions{})
+			body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"q":"hi"}}}`
+			var header map[string]string
+			if era == "session era" {
+				_, header = rawSession(b, bb, "ann", "", sessionVersion, `{}`)
+			} else {
+				header = map[string]string{"Mcp-Protocol-Version": statelessVersion, "Mcp-Method": "tools/call", "Mcp-Name": "alpha__echo"}
+				body = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"q":"hi"},` +
+					`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+			}
+			client := &http.Client{}
+			b.ReportAllocs()
+			for b.Loop() {
+				req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, bb.url+"/teams/acme/mcp", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				req.Header.Set("Authorization", "Bearer ann")
+				for k, v := range header {
+					req.Header.Set(k, v)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			if era == "session era" && bb.gw.sessionCallsServed.Load() == 0 {
+				b.Fatal("no call was served before the SDK")
+			}
+		})
 	}
 }
