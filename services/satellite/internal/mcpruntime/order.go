@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -32,10 +33,11 @@ var handledNotifications = map[string]bool{
 // order, but completes a call as soon as its response is read; without this, a call could return before
 // the progress and log messages the server sent while serving it reached the caller.
 type orderedReader struct {
-	r      *bufio.Reader
-	closer io.Closer
-	line   []byte // what is left of the current line
-	err    error  // of reading the current line, returned once it is consumed
+	r       *bufio.Reader
+	closer  io.Closer
+	maxLine int    // the longest line it reads: maxLineBytes
+	line    []byte // what is left of the current line
+	err     error  // of reading the current line, returned once it is consumed
 
 	mu      sync.Mutex
 	read    uint64        // notifications passed on
@@ -53,8 +55,31 @@ func NewStdioTransport(client *mcp.Client, stdout io.ReadCloser, stdin io.WriteC
 	return &mcp.IOTransport{Reader: ordered, Writer: stdin}
 }
 
+// maxLineBytes bounds a line of a server's output, the SDK's own bound on a JSON-RPC frame: a server
+// that writes without ever ending a line must not make the satellite hold all it writes.
+const maxLineBytes = mcp.DefaultMaxLineLength
+
+// errLineTooLong ends a connection whose server wrote a line longer than maxLineBytes.
+var errLineTooLong = fmt.Errorf("the MCP server wrote a line of more than %d MiB", maxLineBytes>>20)
+
 func newOrderedReader(r io.ReadCloser) *orderedReader {
-	return &orderedReader{r: bufio.NewReader(r), closer: r, changed: make(chan struct{})}
+	return &orderedReader{r: bufio.NewReader(r), closer: r, maxLine: maxLineBytes, changed: make(chan struct{})}
+}
+
+// readLine reads up to and including the next newline, and fails with errLineTooLong, having read at
+// most limit bytes of the line and a buffer more, when the line is longer than limit.
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(line)+len(frag) > limit {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
 }
 
 func (o *orderedReader) Read(p []byte) (int, error) {
@@ -62,7 +87,7 @@ func (o *orderedReader) Read(p []byte) (int, error) {
 		if o.err != nil {
 			return 0, o.err
 		}
-		o.line, o.err = o.r.ReadBytes('\n')
+		o.line, o.err = readLine(o.r, o.maxLine)
 		if len(o.line) == 0 {
 			return 0, o.err
 		}

@@ -2,6 +2,7 @@ package mcpruntime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -70,4 +71,50 @@ func TestOrderedReaderHoldsResponsesBack(t *testing.T) {
 			t.Errorf("%q after %v", got, time.Since(start))
 		}
 	})
+}
+
+// endless is a server's stdout that does not end a line before it has written size bytes, and then
+// ends; read counts the bytes taken from it.
+type endless struct{ size, read int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.read >= e.size {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), e.size-e.read)]
+	for i := range p {
+		p[i] = 'x'
+	}
+	e.read += len(p)
+	return len(p), nil
+}
+
+// TestOrderedReaderBoundsALine is what a hostile server tries: output that never ends a line, to make
+// the satellite hold all of it. The reader fails once the line passes the bound, having read little
+// more than the bound, and lines up to it still pass.
+func TestOrderedReaderBoundsALine(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	src := &endless{size: 64 * limit}
+	o := newOrderedReader(io.NopCloser(src))
+	o.maxLine = limit
+	buf := make([]byte, 4096)
+	var err error
+	for err == nil {
+		_, err = o.Read(buf)
+	}
+	if !errors.Is(err, errLineTooLong) {
+		t.Fatalf("endless line: %v, want errLineTooLong", err)
+	}
+	if src.read > limit+8192 {
+		t.Errorf("read %d bytes of an endless line, bound %d", src.read, limit)
+	}
+
+	line := `{"jsonrpc":"2.0","method":"x","params":{"p":"` + strings.Repeat("y", limit-64) + `"}}` + "\n"
+	o = newOrderedReader(io.NopCloser(strings.NewReader(line)))
+	o.maxLine = limit
+	got, err := io.ReadAll(o)
+	if err != nil || string(got) != line {
+		t.Fatalf("a line within the bound: %d bytes, %v", len(got), err)
+	}
 }
