@@ -197,3 +197,55 @@ func TestSandboxSpec(t *testing.T) {
 		t.Errorf("with an allow-list: %+v", s)
 	}
 }
+
+// TestRemoteAnswersAreBounded is what a hostile remote server tries: a JSON answer without end, to
+// make the satellite hold all of it. Reading it fails past the bound, with little more read; an
+// answer of exactly the bound passes, and an event stream is left to the SDK's bound on each event.
+func TestRemoteAnswersAreBounded(t *testing.T) {
+	t.Parallel()
+	const bound = 64 << 10
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		size := 64 * bound // endless, as far as the client is concerned
+		switch r.URL.Path {
+		case "/exact":
+			size = bound
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+		}
+		if w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		chunk := []byte(strings.Repeat("x", 4096))
+		written := 0
+		for written < size {
+			n, err := w.Write(chunk[:min(len(chunk), size-written)])
+			written += n
+			if err != nil {
+				break
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	endpoint, _ := url.Parse(srv.URL)
+	rt := newRemoteTransport(srv.Client(), endpoint, nil, nil)
+	rt.maxAnswer = bound
+	read := func(path string) (int, error) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		return int(n), err
+	}
+	if n, err := read("/endless"); !errors.Is(err, errAnswerTooLarge) || n > bound {
+		t.Errorf("endless answer: read %d bytes, %v; want errAnswerTooLarge within %d bytes", n, err, bound)
+	}
+	if n, err := read("/exact"); err != nil || n != bound {
+		t.Errorf("an answer of exactly the bound: read %d bytes, %v", n, err)
+	}
+	if n, err := read("/events"); err != nil || n != 64*bound {
+		t.Errorf("event stream: read %d bytes, %v; want all of it", n, err)
+	}
+}

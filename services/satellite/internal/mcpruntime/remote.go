@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,6 +27,8 @@ type remoteTransport struct {
 	headers map[string]string
 	query   map[string]string
 	refused atomic.Int32 // the last 401 or 403 status seen
+	// maxAnswer bounds an answer that is not an event stream: maxLineBytes.
+	maxAnswer int64
 }
 
 func newRemoteTransport(base *http.Client, endpoint *url.URL, headers, query map[string]string) *remoteTransport {
@@ -32,7 +36,7 @@ func newRemoteTransport(base *http.Client, endpoint *url.URL, headers, query map
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	return &remoteTransport{base: rt, origin: origin(endpoint), headers: headers, query: query}
+	return &remoteTransport{base: rt, origin: origin(endpoint), headers: headers, query: query, maxAnswer: maxLineBytes}
 }
 
 func origin(u *url.URL) string {
@@ -73,10 +77,42 @@ func (t *remoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		t.refused.Store(int32(resp.StatusCode))
 	}
-	return resp, err
+	// The SDK reads a JSON answer, or an error's body, whole: a server must not make the satellite hold an
+	// answer without end. An event stream it bounds itself, one event at a time.
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		resp.Body = &boundedBody{ReadCloser: resp.Body, left: t.maxAnswer}
+	}
+	return resp, nil
+}
+
+// errAnswerTooLarge fails the reading of an answer longer than the bound.
+var errAnswerTooLarge = fmt.Errorf("the MCP server's answer is larger than %d MiB", maxLineBytes>>20)
+
+// boundedBody is an answer's body that fails with errAnswerTooLarge past left bytes.
+type boundedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the bound from a longer one.
+		var one [1]byte
+		if n, _ := b.ReadCloser.Read(one[:]); n > 0 {
+			return 0, errAnswerTooLarge
+		}
+		return b.ReadCloser.Read(p)
+	}
+	p = p[:min(int64(len(p)), b.left)]
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // endpointURL is a remote server's URL with its query parameters, which override any the URL carries.
