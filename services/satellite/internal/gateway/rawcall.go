@@ -318,8 +318,14 @@ func completeJSON(res *mcp.CallToolResult) any {
 	if string(b) != "{}" {
 		out = append(out, ',')
 	}
-	return json.RawMessage(append(out, b[1:]...))
+	return encodedJSON(append(out, b[1:]...))
 }
+
+// encodedJSON is a value encoded as json.Marshal encodes it (checked, compact, HTML-escaped), which
+// writeRPCResult sends without encoding it again.
+type encodedJSON []byte
+
+func (e encodedJSON) MarshalJSON() ([]byte, error) { return e, nil }
 
 // serverInfo is how the gateway's server names itself to clients.
 func (g *Gateway) serverInfo() *mcp.Implementation {

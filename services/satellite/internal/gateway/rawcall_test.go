@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -328,5 +330,28 @@ func TestMarshalResult(t *testing.T) {
 	}
 	if _, err := marshalResult(&mcp.CallToolResult{Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":`)}}}); err == nil {
 		t.Error("content that is not JSON was encoded")
+	}
+}
+
+// TestWriteRPCResultOfEncodedJSON holds the answer writeRPCResult builds around an encoded result to
+// the one it encodes whole.
+func TestWriteRPCResultOfEncodedJSON(t *testing.T) {
+	t.Parallel()
+	res := &mcp.CallToolResult{Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":"text","text":"<&>"}`)}}}
+	for _, raw := range []any{float64(7), "id-<&>"} {
+		id, err := jsonrpc.MakeID(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, ok := completeJSON(res).(encodedJSON)
+		if !ok {
+			t.Fatal("completeJSON did not encode the result")
+		}
+		fast, whole := httptest.NewRecorder(), httptest.NewRecorder()
+		writeRPCResult(fast, id, enc)
+		writeRPCResult(whole, id, json.RawMessage(enc))
+		if fast.Body.String() != whole.Body.String() || fast.Header().Get("Content-Type") != whole.Header().Get("Content-Type") {
+			t.Errorf("id %v: answered\n%s\nencoded whole\n%s", raw, fast.Body, whole.Body)
+		}
 	}
 }
