@@ -36,10 +36,13 @@ func usageCall(f teamFixture, u store.User, tool string, d time.Duration, ok boo
 	return e
 }
 
-// lastHour is a range that holds every call made in this test.
+// lastHour is a range that holds every call made in this test: the hour up to now. It must not end past
+// now: a range that holds a whole clock hour reads it from the hourly rollups, which trail the minutes by
+// up to maintenance.UsageRollupPeriod, and a range ending a minute ahead held one in the last minute of
+// every hour.
 func lastHour() (*timestamppb.Timestamp, *timestamppb.Timestamp) {
 	now := time.Now()
-	return timestamppb.New(now.Add(-time.Hour)), timestamppb.New(now.Add(time.Minute))
+	return timestamppb.New(now.Add(-time.Hour)), timestamppb.New(now)
 }
 
 func usageSeries(t *testing.T, c apiv1connect.UsageServiceClient, req *apiv1.GetUsageSeriesRequest) *apiv1.GetUsageSeriesResponse {
