@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	satellitev1 "github.com/orrery/orrery/gen/orrery/satellite/v1"
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // introspectTimeout bounds one introspection call; it runs detached from the request that asked, because
@@ -163,7 +164,7 @@ func (g *Gateway) guard(tr transport, next http.Handler) http.Handler {
 				return
 			}
 			summary = summarize(msgs)
-			summary.batch = tr == streamableHTTP && mayBeBatch(body)
+			summary.batch = tr == streamableHTTP && sdkjson.MayBeBatch(body)
 			methods = summary.methods
 			ctx = context.WithValue(ctx, rpcSummaryKey{}, summary)
 			// A POST that opens a session hands its context to the SDK for the session's life; what was

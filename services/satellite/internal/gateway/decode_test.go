@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // FuzzDecodeMessage holds decodeMessage to the SDK's jsonrpc.DecodeMessage, which it replaces in guard
@@ -31,7 +33,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ours, err := decodeMessage(body)
+		ours, err := sdkjson.DecodeMessage(body)
 		sdk, sdkErr := jsonrpc.DecodeMessage(body)
 		if (err == nil) != (sdkErr == nil) {
 			t.Fatalf("%q: decodeMessage error %v, the SDK's %v", body, err, sdkErr)

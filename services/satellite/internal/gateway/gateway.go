@@ -134,6 +134,7 @@ import (
 	"github.com/orrery/orrery/internal/policy"
 	"github.com/orrery/orrery/internal/scope"
 	"github.com/orrery/orrery/internal/toolselect"
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // Scopes the endpoint understands.
@@ -612,7 +613,7 @@ func (g *Gateway) useSession(open *openSession, r *http.Request) (end func()) {
 					var params struct {
 						RequestID any `json:"requestId"`
 					}
-					if sdkUnmarshal(req.Params, &params) == nil {
+					if sdkjson.Unmarshal(req.Params, &params) == nil {
 						if id, err := jsonrpc.MakeID(params.RequestID); err == nil && id.IsValid() {
 							open.cancelCall(id)
 						}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // A request the SDK cannot dispatch gets the SDK's own text: a plain-text 400 for a method it does not know
@@ -91,7 +93,7 @@ func checkRequest(req *jsonrpc.Request) *jsonrpc.Error {
 
 // unmarshalParams decodes a request's params, a single JSON value, as the SDK does (sdkUnmarshal).
 func unmarshalParams(raw []byte, v any) error {
-	return sdkUnmarshal(raw, v)
+	return sdkjson.Unmarshal(raw, v)
 }
 
 func invalidParams(method, why string) *jsonrpc.Error {

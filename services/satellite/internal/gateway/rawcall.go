@@ -11,6 +11,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // SessionRequester is a Backend that can send a request over an instance's session without the SDK's
@@ -77,7 +79,7 @@ var contentTypes = map[string]bool{"text": true, "image": true, "audio": true, "
 // not have the types the protocol gives them) is decoded by the SDK, as its client would have decoded it.
 func decodeRawResult(raw json.RawMessage) (*mcp.CallToolResult, error) {
 	var w rawCallResult
-	if err := sdkUnmarshal(raw, &w); err != nil || w.ResultType != "" {
+	if err := sdkjson.Unmarshal(raw, &w); err != nil || w.ResultType != "" {
 		return sdkResult(raw)
 	}
 	res := &mcp.CallToolResult{Meta: w.Meta, IsError: w.IsError, Content: make([]mcp.Content, len(w.Content))}
@@ -85,7 +87,7 @@ func decodeRawResult(raw json.RawMessage) (*mcp.CallToolResult, error) {
 		var block struct {
 			Type string `json:"type"`
 		}
-		if sdkUnmarshal(c, &block) != nil || !contentTypes[block.Type] {
+		if sdkjson.Unmarshal(c, &block) != nil || !contentTypes[block.Type] {
 			return sdkResult(raw)
 		}
 		res.Content[i] = rawContent{raw: c}
@@ -232,7 +234,7 @@ func (g *Gateway) serveStatelessCall(w http.ResponseWriter, r *http.Request, p *
 		InputResponses json.RawMessage `json:"inputResponses"`
 		Task           json.RawMessage `json:"task"`
 	}
-	if sdkUnmarshal(req.Params, &params) != nil || params.RequestState != "" || params.InputResponses != nil ||
+	if sdkjson.Unmarshal(req.Params, &params) != nil || params.RequestState != "" || params.InputResponses != nil ||
 		params.Task != nil || params.Meta["progressToken"] != nil {
 		return false
 	}

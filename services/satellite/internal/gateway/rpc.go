@@ -3,12 +3,12 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // The endpoint decides what a request may do once, in guard, from the JSON-RPC messages of its body. Those
@@ -20,147 +20,18 @@ import (
 // unclassified. FuzzScopeDecision holds this against the SDK's transports.
 
 // decodeBody decodes a POST body as the SDK's transport for it does. The Streamable HTTP transport takes
-// a message or a batch of them (the SDK's readBatch: a JSON array of messages if the body reads as one,
-// else a single message); the legacy SSE transport takes a single message (jsonrpc.DecodeMessage).
+// a message or a batch of them (the SDK's readBatch); the legacy SSE transport takes a single message
+// (jsonrpc.DecodeMessage).
 func decodeBody(body []byte, batches bool) ([]jsonrpc.Message, error) {
-	if batches && mayBeBatch(body) {
-		var raw []json.RawMessage
-		if sdkUnmarshal(body, &raw) == nil {
-			if len(raw) == 0 {
-				return nil, errors.New("empty batch")
-			}
-			msgs := make([]jsonrpc.Message, 0, len(raw))
-			for _, r := range raw {
-				msg, err := decodeMessage(r)
-				if err != nil {
-					return nil, err
-				}
-				msgs = append(msgs, msg)
-			}
-			return msgs, nil
-		}
+	if batches {
+		msgs, _, err := sdkjson.DecodeBatch(body)
+		return msgs, err
 	}
-	msg, err := decodeMessage(body)
+	msg, err := sdkjson.DecodeMessage(body)
 	if err != nil {
 		return nil, err
 	}
 	return []jsonrpc.Message{msg}, nil
-}
-
-// wireMessage is the SDK's decoding form of a JSON-RPC message (jsonrpc2.wireDecode): method is raw so
-// that a "method" key holding "" still makes a request.
-type wireMessage struct {
-	VersionTag string          `json:"jsonrpc"`
-	ID         any             `json:"id,omitempty"`
-	Method     json.RawMessage `json:"method"`
-	Params     json.RawMessage `json:"params,omitempty"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	Error      *jsonrpc.Error  `json:"error,omitempty"`
-}
-
-// decodeMessage is jsonrpc.DecodeMessage, step by step, with sdkUnmarshal: the same decoder and the same
-// checks, without the SDK's 32 KiB decoder buffer for each of its two decodes.
-func decodeMessage(data []byte) (jsonrpc.Message, error) {
-	var msg wireMessage
-	if err := sdkUnmarshal(data, &msg); err != nil {
-		return nil, fmt.Errorf("unmarshaling jsonrpc message: %w", err)
-	}
-	if msg.VersionTag != "2.0" {
-		return nil, fmt.Errorf("invalid message version tag %q; expected %q", msg.VersionTag, "2.0")
-	}
-	id, err := jsonrpc.MakeID(msg.ID)
-	if err != nil {
-		return nil, err
-	}
-	if len(msg.Method) > 0 {
-		var method string
-		if err := sdkUnmarshal(msg.Method, &method); err != nil {
-			return nil, fmt.Errorf("unmarshaling jsonrpc message: %w", err)
-		}
-		return &jsonrpc.Request{Method: method, ID: id, Params: msg.Params}, nil
-	}
-	if !id.IsValid() {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "invalid request"}
-	}
-	resp := &jsonrpc.Response{ID: id, Result: msg.Result}
-	if msg.Error != nil {
-		resp.Error = msg.Error
-	}
-	return resp, nil
-}
-
-// mayBeBatch reports whether body could decode as a JSON array, or as null, which decodes as an empty
-// one: its first byte after JSON whitespace is '[' or 'n'. For any other body the SDK's attempt to read a
-// batch fails and it reads a single message, so the attempt is skipped here, a decoder's worth of work
-// less on every request.
-func mayBeBatch(body []byte) bool {
-	for _, b := range body {
-		switch b {
-		case ' ', '\t', '\n', '\r':
-		case '[', 'n':
-			return true
-		default:
-			return false
-		}
-	}
-	return false
-}
-
-// sdkUnmarshal decodes data as the SDK's internal/json.Unmarshal, which jsonrpc.DecodeMessage uses and
-// which is not importable: the SDK's nesting limit, then segmentio's decoder with exact key matching,
-// reading the first JSON value of data and ignoring what follows it. The decoder first checks the
-// value's syntax and then parses it; segmentio's Parse and Valid do the same without the decoder's
-// 32 KiB read buffer, which the SDK allocates for every value it decodes (upstream should parse in
-// place the same way).
-func sdkUnmarshal(data []byte, v any) error {
-	if err := checkMaxDepth(data, sdkMaxDepth); err != nil {
-		return err
-	}
-	rest, err := segjson.Parse(data, v, segjson.DontMatchCaseInsensitiveStructFields)
-	if err != nil {
-		return err
-	}
-	if first := data[:len(data)-len(rest)]; !segjson.Valid(first) {
-		return errors.New("json: invalid syntax in the first value")
-	}
-	return nil
-}
-
-// sdkMaxDepth is the SDK's nesting limit for JSON it decodes.
-const sdkMaxDepth = 1000
-
-// checkMaxDepth is the SDK's check, byte for byte: brackets outside strings count, whether or not the
-// JSON is valid.
-func checkMaxDepth(data []byte, maxDepth int) error {
-	var depth int
-	var inString, escaped bool
-	for _, b := range data {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case b == '\\':
-				escaped = true
-			case b == '"':
-				inString = false
-			}
-			continue
-		}
-		switch b {
-		case '"':
-			inString = true
-		case '{', '[':
-			depth++
-			if depth > maxDepth {
-				return fmt.Errorf("json: exceeded maximum nesting depth of %d", maxDepth)
-			}
-		case '}', ']':
-			if depth > 0 {
-				depth--
-			}
-		}
-	}
-	return nil
 }
 
 // rpcSummary is what guard learned from a POST body.
@@ -216,7 +87,7 @@ func (s *rpcSummary) metaVersion() string {
 		var p struct {
 			Meta map[string]any `json:"_meta"`
 		}
-		if len(req.Params) > 0 && sdkUnmarshal(req.Params, &p) == nil {
+		if len(req.Params) > 0 && sdkjson.Unmarshal(req.Params, &p) == nil {
 			if v, ok := p.Meta[metaProtocolVersion].(string); ok && v > newest {
 				newest = v
 			}

@@ -17,6 +17,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // A session-era tools/call, the most common request, is served by the gateway's guard without the SDK's
@@ -280,7 +282,7 @@ func (g *Gateway) serveSessionCall(w http.ResponseWriter, r *http.Request, p *pr
 		InputResponses json.RawMessage `json:"inputResponses"`
 		Task           json.RawMessage `json:"task"`
 	}
-	if len(req.Params) == 0 || sdkUnmarshal(req.Params, &params) != nil || params.RequestState != nil ||
+	if len(req.Params) == 0 || sdkjson.Unmarshal(req.Params, &params) != nil || params.RequestState != nil ||
 		params.InputResponses != nil || params.Task != nil {
 		return false
 	}

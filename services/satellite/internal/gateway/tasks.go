@@ -16,6 +16,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // Tasks (the experimental task-augmented requests of the 2025-11-25 protocol: tools/call with
@@ -153,7 +155,7 @@ func isTaskRequest(req *jsonrpc.Request) bool {
 		var p struct {
 			Task json.RawMessage `json:"task"`
 		}
-		return sdkUnmarshal(req.Params, &p) == nil && len(p.Task) > 0 && !bytes.Equal(p.Task, []byte("null"))
+		return sdkjson.Unmarshal(req.Params, &p) == nil && len(p.Task) > 0 && !bytes.Equal(p.Task, []byte("null"))
 	}
 	return false
 }
@@ -193,7 +195,7 @@ func (g *Gateway) serveTask(w http.ResponseWriter, r *http.Request, p *principal
 func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMessage, search bool) (any, bool, error) {
 	start := time.Now()
 	var params map[string]json.RawMessage
-	if search || sdkUnmarshal(raw, &params) != nil {
+	if search || sdkjson.Unmarshal(raw, &params) != nil {
 		return nil, false, nil
 	}
 	var name string
@@ -254,7 +256,7 @@ func (g *Gateway) createTask(ctx context.Context, us *userServer, raw json.RawMe
 func (g *Gateway) forwardTask(ctx context.Context, us *userServer, method string, raw json.RawMessage) (any, error) {
 	var params map[string]json.RawMessage
 	var public string
-	if sdkUnmarshal(raw, &params) != nil || json.Unmarshal(params["taskId"], &public) != nil {
+	if sdkjson.Unmarshal(raw, &params) != nil || json.Unmarshal(params["taskId"], &public) != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: method + `: params must be an object with a string "taskId"`}
 	}
 	instanceID, downstream, ok := g.tasks.open(us.key.teamID, us.key.userID, public)

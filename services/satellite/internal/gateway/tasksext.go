@@ -15,6 +15,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // The tasks extension (io.modelcontextprotocol/tasks, SEP-2663) is how clients of the stateless
@@ -204,7 +206,7 @@ func (g *Gateway) serveTaskExtension(w http.ResponseWriter, r *http.Request, p *
 		TaskID         *string         `json:"taskId"`
 		InputResponses json.RawMessage `json:"inputResponses"`
 	}
-	if sdkUnmarshal(req.Params, &params) != nil || params.TaskID == nil {
+	if sdkjson.Unmarshal(req.Params, &params) != nil || params.TaskID == nil {
 		writeRPCError(w, http.StatusOK, req.ID, jsonrpc.CodeInvalidParams, req.Method+`: params must be an object with a string "taskId"`)
 		return true
 	}
@@ -253,7 +255,7 @@ func (g *Gateway) extCall(w http.ResponseWriter, r *http.Request, p *principal, 
 	var named struct {
 		Name string `json:"name"`
 	}
-	if sdkUnmarshal(req.Params, &named) != nil {
+	if sdkjson.Unmarshal(req.Params, &named) != nil {
 		return false
 	}
 	params.Name = named.Name
@@ -273,7 +275,7 @@ func (g *Gateway) extCall(w http.ResponseWriter, r *http.Request, p *principal, 
 	if c, ok := g.taskCapability(reg.rt.inst.ID); !ok || c.Requests.Tools.Call == nil {
 		return false
 	}
-	if sdkUnmarshal(req.Params, &params) != nil {
+	if sdkjson.Unmarshal(req.Params, &params) != nil {
 		return false
 	}
 	if !declaresTasks(params.Meta) {
@@ -711,7 +713,7 @@ func (e *extTasks) drop(t *extTask, key string, now time.Time) {
 // answer delivers the client's responses to t's pending inputs; keys of no pending input are ignored.
 func (e *extTasks) answer(t *extTask, raw json.RawMessage) *jsonrpc.Error {
 	var responses map[string]json.RawMessage
-	if len(raw) == 0 || sdkUnmarshal(raw, &responses) != nil || responses == nil {
+	if len(raw) == 0 || sdkjson.Unmarshal(raw, &responses) != nil || responses == nil {
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: `tasks/update: "inputResponses" must be an object`}
 	}
 	e.mu.Lock()

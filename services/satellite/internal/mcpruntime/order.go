@@ -2,14 +2,20 @@ package mcpruntime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/orrery/orrery/services/satellite/internal/sdkjson"
 )
 
 // orderWait bounds how long a response is held back for the notifications before it; it only matters
@@ -28,16 +34,14 @@ var handledNotifications = map[string]bool{
 	"notifications/elicitation/complete":   true,
 }
 
-// orderedReader passes a stdio server's output to the SDK one line at a time, and holds a response back
+// orderedReader reads a stdio server's output one message at a time, and holds a response back
 // until the notifications the server sent before it have been handled. The SDK handles notifications in
 // order, but completes a call as soon as its response is read; without this, a call could return before
 // the progress and log messages the server sent while serving it reached the caller.
 type orderedReader struct {
 	r       *bufio.Reader
 	closer  io.Closer
-	maxLine int    // the longest line it reads: maxLineBytes
-	line    []byte // what is left of the current line
-	err     error  // of reading the current line, returned once it is consumed
+	maxLine int // the longest message it reads: maxLineBytes
 
 	mu      sync.Mutex
 	read    uint64        // notifications passed on
@@ -52,7 +56,11 @@ type orderedReader struct {
 func NewStdioTransport(client *mcp.Client, stdout io.ReadCloser, stdin io.WriteCloser) mcp.Transport {
 	ordered := newOrderedReader(stdout)
 	client.AddReceivingMiddleware(ordered.middleware)
-	return &mcp.IOTransport{Reader: ordered, Writer: stdin}
+	lines, ok := stdin.(*lineWriter)
+	if !ok {
+		lines = &lineWriter{w: stdin}
+	}
+	return &stdioTransport{out: ordered, in: lines}
 }
 
 // maxLineBytes bounds a line of a server's output, the SDK's own bound on a JSON-RPC frame: a server
@@ -82,33 +90,56 @@ func readLine(r *bufio.Reader, limit int) ([]byte, error) {
 	}
 }
 
-func (o *orderedReader) Read(p []byte) (int, error) {
-	if len(o.line) == 0 {
-		if o.err != nil {
-			return 0, o.err
+// next reads the next message the server wrote, or batch of them (isBatch), decoded as the SDK's
+// connection decodes them, and holds a response back until the notifications read before it have been
+// handled. Blank lines are skipped, and a message written over several lines is read whole, as the
+// SDK's connection reads them; a line that is not JSON fails, as it fails there.
+func (o *orderedReader) next() (msgs []jsonrpc.Message, isBatch bool, err error) {
+	var text []byte
+	for {
+		line, err := readLine(o.r, o.maxLine-len(text))
+		if errors.Is(err, errLineTooLong) {
+			return nil, false, err
 		}
-		o.line, o.err = readLine(o.r, o.maxLine)
-		if len(o.line) == 0 {
-			return 0, o.err
-		}
-		var msg struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		if json.Unmarshal(o.line, &msg) == nil {
-			switch {
-			case msg.ID == nil && handledNotifications[msg.Method]:
-				o.mu.Lock()
-				o.read++
-				o.mu.Unlock()
-			case msg.ID != nil && msg.Method == "":
-				o.awaitHandled()
+		text = append(text, line...)
+		if len(bytes.TrimSpace(text)) == 0 {
+			if err != nil {
+				return nil, false, err
 			}
+			text = text[:0]
+			continue
+		}
+		if segjson.Valid(text) {
+			break
+		}
+		if err != nil || !incomplete(text) {
+			if err == nil || err == io.EOF {
+				err = fmt.Errorf("invalid JSON from the MCP server: %.64q", text)
+			}
+			return nil, false, err
 		}
 	}
-	n := copy(p, o.line)
-	o.line = o.line[n:]
-	return n, nil
+	msgs, isBatch, err = sdkjson.DecodeBatch(text)
+	if err != nil || isBatch {
+		return msgs, isBatch, err
+	}
+	switch m := msgs[0].(type) {
+	case *jsonrpc.Request:
+		if !m.ID.IsValid() && handledNotifications[m.Method] {
+			o.mu.Lock()
+			o.read++
+			o.mu.Unlock()
+		}
+	case *jsonrpc.Response:
+		o.awaitHandled()
+	}
+	return msgs, false, nil
+}
+
+// incomplete reports whether text is the start of a JSON value that more input may complete.
+func incomplete(text []byte) bool {
+	var v json.RawMessage
+	return errors.Is(json.NewDecoder(bytes.NewReader(text)).Decode(&v), io.ErrUnexpectedEOF)
 }
 
 func (o *orderedReader) Close() error { return o.closer.Close() }

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -24,19 +25,14 @@ func TestOrderedReaderHoldsResponsesBack(t *testing.T) {
 		handled := o.middleware(func(context.Context, string, mcp.Request) (mcp.Result, error) { return nil, nil })
 		lines := make(chan string)
 		go func() {
-			buf := make([]byte, 16) // smaller than a line: a line may take several reads
-			var line strings.Builder
 			for {
-				n, err := o.Read(buf)
-				line.Write(buf[:n])
-				if strings.HasSuffix(line.String(), "\n") {
-					lines <- line.String()
-					line.Reset()
-				}
+				msgs, _, err := o.next()
 				if err != nil {
 					close(lines)
 					return
 				}
+				data, _ := jsonrpc.EncodeMessage(msgs[0])
+				lines <- string(data) + "\n"
 			}
 		}()
 		next := func() string {
@@ -98,11 +94,7 @@ func TestOrderedReaderBoundsALine(t *testing.T) {
 	src := &endless{size: 64 * limit}
 	o := newOrderedReader(io.NopCloser(src))
 	o.maxLine = limit
-	buf := make([]byte, 4096)
-	var err error
-	for err == nil {
-		_, err = o.Read(buf)
-	}
+	_, _, err := o.next()
 	if !errors.Is(err, errLineTooLong) {
 		t.Fatalf("endless line: %v, want errLineTooLong", err)
 	}
@@ -113,8 +105,7 @@ func TestOrderedReaderBoundsALine(t *testing.T) {
 	line := `{"jsonrpc":"2.0","method":"x","params":{"p":"` + strings.Repeat("y", limit-64) + `"}}` + "\n"
 	o = newOrderedReader(io.NopCloser(strings.NewReader(line)))
 	o.maxLine = limit
-	got, err := io.ReadAll(o)
-	if err != nil || string(got) != line {
-		t.Fatalf("a line within the bound: %d bytes, %v", len(got), err)
+	if msgs, _, err := o.next(); err != nil || msgs[0].(*jsonrpc.Request).Method != "x" {
+		t.Fatalf("a line within the bound: %v", err)
 	}
 }
