@@ -155,4 +155,3 @@ func checkMaxDepth(data []byte, limit int) error {
 	}
 	return nil
 }
-
