@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,21 +116,10 @@ func measureCeiling(ctx context.Context, cfg Config) (Ceiling, error) {
 		sims[i] = &sim{id: fmt.Sprint(i), wait: cfg.PollWait, got: make(chan delivery, 4), log: os.Stderr,
 			client: satellitev1connect.NewSatelliteServiceClient(client, url)}
 	}
-	var polls, pollErrors atomic.Int64
-	fleetCtx, stopFleet := context.WithCancel(ctx)
-	var fleet sync.WaitGroup
-	defer func() {
-		stopFleet()
-		fleet.Wait()
-	}()
-	for i, s := range sims {
-		fleet.Go(func() { s.run(fleetCtx, &polls, &pollErrors) })
-		if i%100 == 99 {
-			time.Sleep(10 * time.Millisecond) // as the fleet arrives at the replica
-		}
-	}
+	fleet := startFleet(ctx, sims)
+	defer fleet.stop()
 	// Every satellite has sent its first poll, and the server has had a moment to take the last ones.
-	for polls.Load() < int64(len(sims)) {
+	for fleet.polls.Load() < int64(len(sims)) {
 		if ctx.Err() != nil {
 			return c, ctx.Err()
 		}

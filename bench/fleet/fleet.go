@@ -256,23 +256,13 @@ func measureReplica(ctx context.Context, cfg Config, log io.Writer) (Result, err
 		}
 	}()
 
-	// polls counts polls sent; pollErrors those that failed.
-	var polls, pollErrors atomic.Int64
-	fleetCtx, stopFleet := context.WithCancel(ctx)
-	var fleet sync.WaitGroup
-	defer func() {
-		stopFleet()
-		fleet.Wait()
-	}()
 	started := time.Now()
 	step("connecting the fleet")
-	for i, s := range sims {
+	for _, s := range sims {
 		s.log = log
-		fleet.Go(func() { s.run(fleetCtx, &polls, &pollErrors) })
-		if i%100 == 99 {
-			time.Sleep(10 * time.Millisecond) // a fleet arriving at 10,000 a second, not in one instant
-		}
 	}
+	fleet := startFleet(ctx, sims)
+	defer fleet.stop()
 	if err := waitHeard(ctx, pool, started, len(sims)); err != nil {
 		return res, err
 	}
@@ -283,7 +273,7 @@ func measureReplica(ctx context.Context, cfg Config, log io.Writer) (Result, err
 	if err != nil {
 		return res, err
 	}
-	pollsBefore := polls.Load()
+	pollsBefore := fleet.polls.Load()
 	idleStart := time.Now()
 	select {
 	case <-time.After(cfg.Idle):
@@ -296,7 +286,7 @@ func measureReplica(ctx context.Context, cfg Config, log io.Writer) (Result, err
 	}
 	idle := time.Since(idleStart)
 	res.IdleCPU = (after.cpu - before.cpu).Seconds() / idle.Seconds()
-	res.IdleRequestsPerMinute = float64(polls.Load()-pollsBefore) / float64(len(sims)) / idle.Minutes()
+	res.IdleRequestsPerMinute = float64(fleet.polls.Load()-pollsBefore) / float64(len(sims)) / idle.Minutes()
 	res.RSS = after.rss
 
 	step("measuring dispatch latency over %d commands", cfg.Commands)
@@ -320,11 +310,36 @@ func measureReplica(ctx context.Context, cfg Config, log io.Writer) (Result, err
 	}
 	res.PeakRSS = after.peakRSS
 	res.PGConnections = int(pgMax.Load())
-	res.PollErrors = pollErrors.Load()
+	res.PollErrors = fleet.pollErrors.Load()
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.Load = strings.Join(strings.Fields(string(load))[:3], " ")
 	}
 	return res, nil
+}
+
+// fleet is sims long-polling.
+type fleet struct {
+	// polls counts the polls sent; pollErrors those that failed.
+	polls, pollErrors atomic.Int64
+	stop              func()
+}
+
+// startFleet starts every sim polling until ctx ends or stop is called, which waits for them.
+func startFleet(ctx context.Context, sims []*sim) *fleet {
+	f := &fleet{}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	f.stop = func() {
+		cancel()
+		wg.Wait()
+	}
+	for i, s := range sims {
+		wg.Go(func() { s.run(ctx, &f.polls, &f.pollErrors) })
+		if i%100 == 99 {
+			time.Sleep(10 * time.Millisecond) // a fleet arriving at 10,000 a second, not in one instant
+		}
+	}
+	return f
 }
 
 // sim is one simulated satellite: its own connection, polling as the satellite's backend does.
