@@ -63,7 +63,7 @@ func NewStdioTransport(client *mcp.Client, stdout io.ReadCloser, stdin io.WriteC
 	return &stdioTransport{out: ordered, in: lines}
 }
 
-// maxLineBytes bounds a line of a server's output, the SDK's own bound on a JSON-RPC frame: a server
+// maxLineBytes bounds a message of a server's output, the SDK's own bound on a JSON-RPC frame: a server
 // that writes without ever ending a line must not make the satellite hold all it writes.
 const maxLineBytes = mcp.DefaultMaxLineLength
 

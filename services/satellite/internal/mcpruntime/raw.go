@@ -248,8 +248,8 @@ func (c *rawConn) send(ctx context.Context, id, method string, params json.RawMe
 	return err
 }
 
-// lineWriter is a server's stdin, written one whole message at a time: the SDK's connection writes each
-// of its messages with one Write (its line with the newline), and rawConn.send its own, each under the lock.
+// lineWriter is a server's stdin, written one whole message at a time: stdioConn writes each message the
+// SDK's client sends with one Write (its line with the newline), and rawConn.send its own, each under the lock.
 type lineWriter struct {
 	mu sync.Mutex
 	w  io.WriteCloser
