@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orrery/orrery/internal/buildinfo"
@@ -39,6 +40,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		os.Exit(2)
 	}
+	// In a container with a memory limit, a soft limit of 90 % of it unless GOMEMLIMIT or AUTOMEMLIMIT say
+	// otherwise: with a large fleet connected, the heap grows far past the live set between collections,
+	// and the soft limit has the collector run before the container's limit kills the replica.
+	_, _ = memlimit.Set(memlimit.WithLogger(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stopTracing, err := telemetry.Setup(ctx, "orrery-controlplane", buildinfo.Version())
