@@ -375,7 +375,7 @@ func call(t *testing.T, baseURL, procedure string, streaming bool, body, token s
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

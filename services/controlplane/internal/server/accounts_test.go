@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -25,7 +24,7 @@ func withHeader(name, value string) connect.UnaryInterceptorFunc {
 }
 
 func accountClient(url string, opts ...connect.ClientOption) apiv1connect.AccountServiceClient {
-	return apiv1connect.NewAccountServiceClient(http.DefaultClient, url, opts...)
+	return apiv1connect.NewAccountServiceClient(testClient, url, opts...)
 }
 
 // TestSessionLifecycle signs in with a password, uses the session cookie, and signs out.

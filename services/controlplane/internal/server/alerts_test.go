@@ -81,7 +81,7 @@ func (r *hookReceiver) wait(t *testing.T, n int, timeout time.Duration) []receip
 }
 
 func alertClient(b *testBundle, token string) apiv1connect.AlertServiceClient {
-	return apiv1connect.NewAlertServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+	return apiv1connect.NewAlertServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
 }
 
 // createWebhook creates a webhook for teamID ("" for a global one) and returns it with its secret.

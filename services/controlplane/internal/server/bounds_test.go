@@ -659,7 +659,7 @@ func TestOAuthBodiesAreBounded(t *testing.T) {
 	b := setup(t, setupOpts{})
 	post := func(path, contentType string, body io.Reader) (int, map[string]string) {
 		t.Helper()
-		resp, err := http.Post(b.oauthURL(path), contentType, body)
+		resp, err := testClient.Post(b.oauthURL(path), contentType, body)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -55,7 +55,7 @@ type testBundle struct {
 func (b *testBundle) store() *store.Store { return b.replicas[0].srv.Store() }
 
 func (b *testBundle) admin(i int) adminv1connect.AdminServiceClient {
-	return adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[i].url,
+	return adminv1connect.NewAdminServiceClient(testClient, b.replicas[i].url,
 		connect.WithInterceptors(withBearer(adminToken)))
 }
 
@@ -148,7 +148,7 @@ func (b *testBundle) startReplica(t testing.TB, opts setupOpts) *replica {
 		srv.Close()
 	})
 	waitFor(t, 10*time.Second, "replica ready", func() bool {
-		resp, err := http.Get(hs.URL + "/readyz")
+		resp, err := testClient.Get(hs.URL + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -202,7 +202,7 @@ func (b *testBundle) createToken(t testing.TB, teamID string) string {
 // register registers a satellite through replica i.
 func (b *testBundle) register(t testing.TB, i int, token, name string) (*satellite, error) {
 	t.Helper()
-	c := satellitev1connect.NewSatelliteServiceClient(http.DefaultClient, b.replicas[i].url)
+	c := satellitev1connect.NewSatelliteServiceClient(testClient, b.replicas[i].url)
 	resp, err := c.Register(t.Context(), connect.NewRequest(&satellitev1.RegisterRequest{
 		RegistrationToken: token, Name: name, Version: "test",
 	}))
@@ -215,7 +215,7 @@ func (b *testBundle) register(t testing.TB, i int, token, name string) (*satelli
 // connect returns a client of replica i for an already registered satellite.
 func (b *testBundle) connect(i int, id, apiKey string) *satellite {
 	return &satellite{id: id, apiKey: apiKey, client: satellitev1connect.NewSatelliteServiceClient(
-		http.DefaultClient, b.replicas[i].url, connect.WithInterceptors(withBearer(apiKey)))}
+		testClient, b.replicas[i].url, connect.WithInterceptors(withBearer(apiKey)))}
 }
 
 // activeSatellite registers a satellite with a fresh token of teamID ("" for global) and sends its first

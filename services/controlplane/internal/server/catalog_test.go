@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -49,9 +48,9 @@ func (b *testBundle) clientsFor(i int, user store.User, token string) *caller {
 	url := b.replicas[i].url
 	return &caller{
 		user: user, token: token,
-		catalog:  apiv1connect.NewCatalogServiceClient(http.DefaultClient, url, opt),
-		installs: apiv1connect.NewInstallationServiceClient(http.DefaultClient, url, opt),
-		secrets:  apiv1connect.NewSecretServiceClient(http.DefaultClient, url, opt),
+		catalog:  apiv1connect.NewCatalogServiceClient(testClient, url, opt),
+		installs: apiv1connect.NewInstallationServiceClient(testClient, url, opt),
+		secrets:  apiv1connect.NewSecretServiceClient(testClient, url, opt),
 	}
 }
 

@@ -31,7 +31,7 @@ type deviceStart struct {
 
 func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(u, form)
+	resp, err := testClient.PostForm(u, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func (f *oauthFixture) pollDevice(t *testing.T, clientID, deviceCode string) (in
 }
 
 func (f *oauthFixture) teamsAs(token string) apiv1connect.TeamServiceClient {
-	return apiv1connect.NewTeamServiceClient(http.DefaultClient, f.b.issuer(), connect.WithInterceptors(withBearer(token)))
+	return apiv1connect.NewTeamServiceClient(testClient, f.b.issuer(), connect.WithInterceptors(withBearer(token)))
 }
 
 // TestOAuthDeviceGrant signs orreryctl in with the device grant: pending until the user approves on the
@@ -207,7 +207,7 @@ func TestOAuthDeviceGrantAttacks(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("poll: %d %v", status, out)
 		}
-		me, err := apiv1connect.NewAccountServiceClient(http.DefaultClient, f.b.issuer(),
+		me, err := apiv1connect.NewAccountServiceClient(testClient, f.b.issuer(),
 			connect.WithInterceptors(withBearer(out["access_token"].(string)))).GetCurrentUser(ctx, connect.NewRequest(&apiv1.GetCurrentUserRequest{}))
 		if err != nil || me.Msg.GetUser().GetEmail() != f.user.user.Email {
 			t.Fatalf("the token acts for %v (%v), want the user who approved first", me, err)

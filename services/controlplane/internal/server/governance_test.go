@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +16,11 @@ import (
 )
 
 func (b *testBundle) historyFor(c *caller) apiv1connect.ConfigHistoryServiceClient {
-	return apiv1connect.NewConfigHistoryServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
+	return apiv1connect.NewConfigHistoryServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 }
 
 func (b *testBundle) stopsFor(c *caller) apiv1connect.EmergencyStopServiceClient {
-	return apiv1connect.NewEmergencyStopServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
+	return apiv1connect.NewEmergencyStopServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 }
 
 // governedTemplate is a global template whose schema gives users a plain and a secret value, installed

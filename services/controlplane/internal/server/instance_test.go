@@ -542,7 +542,7 @@ func TestEveryInstanceProcedureRefusesOtherTeams(t *testing.T) {
 		t.Fatalf("blue's request logs: %v, %v", blueCalls, err)
 	}
 	blueCall := blueCalls.Msg.RequestLogs[0].Id
-	anonymous := apiv1connect.NewInstanceServiceClient(http.DefaultClient, b.replicas[0].url)
+	anonymous := apiv1connect.NewInstanceServiceClient(testClient, b.replicas[0].url)
 
 	// firstOf receives a stream's first message, for the error it carries.
 	firstOf := func(open func(ctx context.Context) (receiver, error)) error {

@@ -188,7 +188,7 @@ func rawLogin(t *testing.T, url, email, pass, forwardedFor string) (int, http.He
 	if forwardedFor != "" {
 		req.Header.Set("X-Forwarded-For", forwardedFor)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

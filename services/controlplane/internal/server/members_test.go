@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 
@@ -41,7 +40,7 @@ func TestEveryMemberHasEveryInstance(t *testing.T) {
 			return joiner.user.ID.String()
 		}},
 		{"OAuth client created", func(t *testing.T, team store.Team, _ int) string {
-			api := apiv1connect.NewOAuthServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.admin.token)))
+			api := apiv1connect.NewOAuthServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.admin.token)))
 			created := of(api.CreateOAuthClient(ctx, connect.NewRequest(&apiv1.CreateOAuthClientRequest{
 				TeamId: team.ID.String(), Name: "agent", Scopes: []string{"mcp:read"},
 			}))).must(t, "create OAuth client")

@@ -95,7 +95,7 @@ func registerClient(t *testing.T, b *testBundle, md map[string]any) string {
 func postJSON(t *testing.T, u string, v any) (int, []byte) {
 	t.Helper()
 	raw, _ := json.Marshal(v)
-	resp, err := http.Post(u, "application/json", bytes.NewReader(raw))
+	resp, err := testClient.Post(u, "application/json", bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestOAuthMetadata(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
 	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
-		resp, err := http.Get(b.oauthURL(path))
+		resp, err := testClient.Get(b.oauthURL(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +270,7 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	}
 
 	// Revoking the refresh token ends the grant: its access tokens stop working at the satellite.
-	resp, err := http.PostForm(f.b.oauthURL("/oauth/revoke"), url.Values{"token": {refreshed.RefreshToken}, "client_id": {f.clientID}})
+	resp, err := testClient.PostForm(f.b.oauthURL("/oauth/revoke"), url.Values{"token": {refreshed.RefreshToken}, "client_id": {f.clientID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 }
 
 func (f *oauthFixture) oauthService(token string) apiv1connect.OAuthServiceClient {
-	return apiv1connect.NewOAuthServiceClient(http.DefaultClient, f.b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+	return apiv1connect.NewOAuthServiceClient(testClient, f.b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
 }
 
 // TestOAuthClientCredentials has a team admin create a confidential client whose tokens act as its service
@@ -549,7 +549,7 @@ func TestOAuthClientCredentials(t *testing.T) {
 		if user != "" {
 			req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

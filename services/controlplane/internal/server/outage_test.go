@@ -41,7 +41,7 @@ func TestDatabaseOutage(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.b.oauthURL("/oauth/token"), strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := http.DefaultTransport.RoundTrip(authorize); err != nil {
+	if resp, err := testClient.Transport.RoundTrip(authorize); err != nil {
 		t.Fatal(err)
 	} else {
 		var out struct {

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -500,7 +499,7 @@ func TestTeamAdminCannotDrainOrSetReplicas(t *testing.T) {
 	if err := b.store().AddMember(t.Context(), f.team.ID, admin.ID, "team_admin"); err != nil {
 		t.Fatal(err)
 	}
-	client := adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[0].url,
+	client := adminv1connect.NewAdminServiceClient(testClient, b.replicas[0].url,
 		connect.WithInterceptors(withBearer(b.apiToken(t, admin.ID))))
 	_, err = client.DrainSatellite(t.Context(), connect.NewRequest(&adminv1.DrainSatelliteRequest{Id: sats[0].id}))
 	if connect.CodeOf(err) != connect.CodePermissionDenied {

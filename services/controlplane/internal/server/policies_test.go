@@ -24,7 +24,7 @@ import (
 )
 
 func policyClient(b *testBundle, c caller) apiv1connect.PolicyServiceClient {
-	return apiv1connect.NewPolicyServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
+	return apiv1connect.NewPolicyServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 }
 
 func denyPolicy(teamID, name, expr string) *apiv1.SetPolicyRequest {
@@ -226,7 +226,7 @@ func TestPolicyREST(t *testing.T) {
 	}
 	req.Header.Set("Authorization", "Bearer "+x.adminA.token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestPolicyREST(t *testing.T) {
 	}
 	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, b.replicas[0].url+"/api/teams/"+x.teamA.ID.String()+"/policies", nil)
 	req.Header.Set("Authorization", "Bearer "+x.adminB.token)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	for k, v := range h {
 		r.Header.Set(k, v)
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	return testClient.Transport.RoundTrip(r)
 }
 
 // instanceHeaders are the headers the satellite's configuration gives the instance of installationID for
@@ -138,7 +138,7 @@ func TestRemoteAccountPerUserOAuth(t *testing.T) {
 		TeamId: green.ID.String(), CatalogEntryId: entry.Id, Spec: &apiv1.InstallationSpec{Name: "upstream"},
 	}))).must(t, "install").Msg.Installation
 	remote := func(token string) apiv1connect.RemoteAccountServiceClient {
-		return apiv1connect.NewRemoteAccountServiceClient(http.DefaultClient, f.b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+		return apiv1connect.NewRemoteAccountServiceClient(testClient, f.b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
 	}
 	greenInstallation := &apiv1.ConnectRemoteAccountRequest{TeamId: green.ID.String(), InstallationId: installation.Id}
 
@@ -377,7 +377,7 @@ func TestConnectRemoteAccountRefusals(t *testing.T) {
 			TeamId: p.team.ID.String(), CatalogEntryId: entry.Id, Spec: &apiv1.InstallationSpec{Name: slug},
 		}))).must(t, "install").Msg.Installation.Id
 	}
-	remote := apiv1connect.NewRemoteAccountServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.member.token)))
+	remote := apiv1connect.NewRemoteAccountServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.member.token)))
 	for _, c := range []struct {
 		name, installation, mention string
 	}{
@@ -398,7 +398,7 @@ func TestConnectRemoteAccountRefusals(t *testing.T) {
 		t.Errorf("the control plane sent %d requests to a loopback server a tenant named", n)
 	}
 	// A member of another team learns nothing about this team's installation.
-	other := apiv1connect.NewRemoteAccountServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.outsider.token)))
+	other := apiv1connect.NewRemoteAccountServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(p.outsider.token)))
 	_, err := other.GetRemoteAccount(ctx, connect.NewRequest(&apiv1.GetRemoteAccountRequest{
 		TeamId: p.team.ID.String(), InstallationId: install("third", &apiv1.CatalogEntrySpec{Name: "Third",
 			Transport: apiv1.Transport_TRANSPORT_HTTP, Url: "https://third.example.test/mcp"}),

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -33,9 +32,9 @@ func setupReports(t *testing.T, b *testBundle) reportsFixture {
 	f := reportsFixture{red: seedViewers(t, b, "rep-red"), blue: seedViewers(t, b, "rep-blue")}
 	f.redSat = b.activeSatellite(t, f.red.team.ID.String())
 	f.global = b.activeSatellite(t, "")
-	f.redAdmin = adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[0].url,
+	f.redAdmin = adminv1connect.NewAdminServiceClient(testClient, b.replicas[0].url,
 		connect.WithInterceptors(withBearer(f.red.adminToken)))
-	f.blueAd = adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[0].url,
+	f.blueAd = adminv1connect.NewAdminServiceClient(testClient, b.replicas[0].url,
 		connect.WithInterceptors(withBearer(f.blue.adminToken)))
 
 	red := f.red.team.ID.String()
@@ -218,7 +217,7 @@ func TestTemplateHealthIsReadableWithinItsScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	catalog := func(token string) apiv1connect.CatalogServiceClient {
-		return apiv1connect.NewCatalogServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+		return apiv1connect.NewCatalogServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
 	}
 	health := func(c apiv1connect.CatalogServiceClient, id, team string) (*apiv1.TemplateHealth, error) {
 		resp, err := c.GetCatalogEntryHealth(ctx, connect.NewRequest(&apiv1.GetCatalogEntryHealthRequest{Id: id, TeamId: team}))

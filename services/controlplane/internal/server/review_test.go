@@ -69,7 +69,7 @@ func TestAccessReview(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
 	r := seedReview(t, b)
-	c := apiv1connect.NewAccessReviewServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(r.admin.token)))
+	c := apiv1connect.NewAccessReviewServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(r.admin.token)))
 	resp, err := c.GetAccessReview(t.Context(), connect.NewRequest(&apiv1.GetAccessReviewRequest{TeamId: r.f.team.ID.String()}))
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func restGet(t *testing.T, url, token string) *http.Response {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

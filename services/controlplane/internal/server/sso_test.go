@@ -56,7 +56,7 @@ func setupSSO(t *testing.T) *ssoFixture {
 	opts.sso.HTTPClient = &http.Client{Transport: substitute, Timeout: 10 * time.Second}
 	f := &ssoFixture{oauthFixture: setupOAuth(t, opts), ssoClock: ssoClock, substitute: substitute}
 	f.op = oidctest.New(t, oidctest.Client{ID: "orrery", Secret: providerSecret, RedirectURI: f.b.issuer() + "/sso/callback"}, otherClient)
-	f.admin = adminv1connect.NewSingleSignOnServiceClient(http.DefaultClient, f.b.issuer(), connect.WithInterceptors(withBearer(adminToken)))
+	f.admin = adminv1connect.NewSingleSignOnServiceClient(testClient, f.b.issuer(), connect.WithInterceptors(withBearer(adminToken)))
 	resp, err := f.admin.CreateIdentityProvider(t.Context(), connect.NewRequest(&adminv1.CreateIdentityProviderRequest{
 		Slug: "corp", DisplayName: "Corp SSO", Issuer: f.op.Issuer, ClientId: "orrery", ClientSecret: providerSecret,
 		Scopes: []string{"offline_access"}, AllowedDomains: []string{"corp.test"},
@@ -137,7 +137,7 @@ func TestSSOSignInThroughTheAuthorizationFlow(t *testing.T) {
 	f.op.SignInAs("grace-id")
 
 	// Anyone sees which providers the sign-in page offers, and nothing else about them.
-	anon := adminv1connect.NewSingleSignOnServiceClient(http.DefaultClient, f.b.issuer())
+	anon := adminv1connect.NewSingleSignOnServiceClient(testClient, f.b.issuer())
 	opts, err := anon.ListSignInOptions(ctx, connect.NewRequest(&adminv1.ListSignInOptionsRequest{}))
 	if err != nil || len(opts.Msg.Options) != 1 || opts.Msg.Options[0].DisplayName != "Corp SSO" || opts.Msg.Options[0].StartPath != "/sso/corp/start" {
 		t.Fatalf("sign-in options: %v %v", opts, err)
@@ -244,7 +244,7 @@ func TestSSOSignInThroughTheAuthorizationFlow(t *testing.T) {
 func currentUserThroughSession(t *testing.T, base string, br *oauthtest.Browser) string {
 	t.Helper()
 	cookie := access.SessionCookie + "=" + br.Cookie(access.SessionCookie)
-	client := apiv1connect.NewAccountServiceClient(http.DefaultClient, base, connect.WithInterceptors(
+	client := apiv1connect.NewAccountServiceClient(testClient, base, connect.WithInterceptors(
 		connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 			return func(ctx2 context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 				req.Header().Set("Cookie", cookie)
@@ -265,7 +265,7 @@ type idTokenSubstitute struct{ idToken atomic.Value }
 func (s *idTokenSubstitute) set(token string) { s.idToken.Store(token) }
 
 func (s *idTokenSubstitute) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := testClient.Transport.RoundTrip(req)
 	swap, _ := s.idToken.Load().(string)
 	if err != nil || swap == "" || req.URL.Path != "/oauth/token" {
 		return resp, err
@@ -336,7 +336,7 @@ func rawGet(t *testing.T, u, cookie string) rawAnswer {
 		t.Fatal(err)
 	}
 	req.Header.Set("Cookie", cookie)
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := testClient.Transport.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,14 +537,14 @@ func TestPasswordSignInOffPerDomain(t *testing.T) {
 	ctx := t.Context()
 	st := f.b.store()
 	newCaller(t, st, "pat@corp.test", store.RoleGlobalUser)
-	accounts := apiv1connect.NewAccountServiceClient(http.DefaultClient, f.b.issuer())
+	accounts := apiv1connect.NewAccountServiceClient(testClient, f.b.issuer())
 	loginAs := func(email string) error {
 		_, err := accounts.Login(ctx, connect.NewRequest(&apiv1.LoginRequest{Email: email, Password: testPassword, ApiTokenName: "t"}))
 		return err
 	}
 
 	// Only a global admin may change it.
-	user := adminv1connect.NewSingleSignOnServiceClient(http.DefaultClient, f.b.issuer(), connect.WithInterceptors(withBearer(f.user.token)))
+	user := adminv1connect.NewSingleSignOnServiceClient(testClient, f.b.issuer(), connect.WithInterceptors(withBearer(f.user.token)))
 	if _, err := user.SetPasswordSignIn(ctx, connect.NewRequest(&adminv1.SetPasswordSignInRequest{Domain: "red.test"})); connect.CodeOf(err) != connect.CodePermissionDenied {
 		t.Fatalf("a user turning password sign-in off: %v", err)
 	}

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"net/http"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -15,7 +14,7 @@ import (
 )
 
 func teamClient(b *testBundle, c caller) apiv1connect.TeamServiceClient {
-	return apiv1connect.NewTeamServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
+	return apiv1connect.NewTeamServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 }
 
 // TestMembership invites a member who accepts, promotes and removes them; joining and removal reach the
@@ -135,7 +134,7 @@ func TestTeamSatelliteAdmin(t *testing.T) {
 	b := setup(t, setupOpts{})
 	x := seedTenants(t, b)
 	adminFor := func(c caller) adminv1connect.AdminServiceClient {
-		return adminv1connect.NewAdminServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
+		return adminv1connect.NewAdminServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token)))
 	}
 	a, bAdmin := adminFor(x.adminA), adminFor(x.adminB)
 	created, err := a.CreateRegistrationToken(t.Context(), connect.NewRequest(&adminv1.CreateRegistrationTokenRequest{
@@ -181,7 +180,7 @@ func TestTeamSatelliteAdmin(t *testing.T) {
 	// The audit log shows team A's admins their team's events, with the satellite's registration, and team
 	// B's admin none of them.
 	audit := func(c caller, teamID string) []*apiv1.AuditEvent {
-		resp, err := apiv1connect.NewAuditServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token))).
+		resp, err := apiv1connect.NewAuditServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(c.token))).
 			ListAuditEvents(t.Context(), connect.NewRequest(&apiv1.ListAuditEventsRequest{TeamId: teamID}))
 		if err != nil {
 			t.Fatal(err)

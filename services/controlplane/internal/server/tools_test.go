@@ -31,7 +31,7 @@ type toolsFixture struct {
 }
 
 func (b *testBundle) toolClient(token string) apiv1connect.ToolServiceClient {
-	return apiv1connect.NewToolServiceClient(http.DefaultClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
+	return apiv1connect.NewToolServiceClient(testClient, b.replicas[0].url, connect.WithInterceptors(withBearer(token)))
 }
 
 func seedTools(t *testing.T, b *testBundle) toolsFixture {
@@ -164,7 +164,7 @@ func TestToolsAreListedAsTheEndpointShowsThem(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
 		b.replicas[0].url+"/api/teams/"+f.x.teamA.ID.String()+"/mcp/installations/"+f.installA.ID.String()+"/tools", nil)
 	req.Header.Set("Authorization", "Bearer "+f.x.userA.token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 
 // usageClient calls UsageService on replica i as the owner of token.
 func (b *testBundle) usageClient(i int, token string) apiv1connect.UsageServiceClient {
-	return apiv1connect.NewUsageServiceClient(&http.Client{Transport: bearerTransport{token, http.DefaultTransport}}, b.replicas[i].url)
+	return apiv1connect.NewUsageServiceClient(&http.Client{Transport: bearerTransport{token, testClient.Transport}}, b.replicas[i].url)
 }
 
 // usageCall is a request-log event for usage counting, with its sizes and outcome.
@@ -288,7 +288,7 @@ func TestUsageRefusesOtherTeams(t *testing.T) {
 			t.Errorf("%s with a wrong token: %v, want Unauthenticated", name, err)
 		}
 	}
-	anonymous := apiv1connect.NewUsageServiceClient(http.DefaultClient, b.replicas[0].url)
+	anonymous := apiv1connect.NewUsageServiceClient(testClient, b.replicas[0].url)
 	for name, err := range calls(anonymous, red.team.ID.String(), "", "") {
 		if connect.CodeOf(err) != connect.CodeUnauthenticated {
 			t.Errorf("%s without credentials: %v, want Unauthenticated", name, err)

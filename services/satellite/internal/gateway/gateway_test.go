@@ -458,7 +458,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// bearer adds a bearer token to every request and sends it with base, or http.DefaultTransport.
+// testClient carries the tests' requests, on a transport of its own: every httptest.Server that closes
+// closes http.DefaultTransport's idle connections, which broke a request of a parallel test that had just
+// taken one ("CloseIdleConnections called").
+var testClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+
+// bearer adds a bearer token to every request and sends it with base, or testClient's transport.
 type bearer struct {
 	token string
 	base  http.RoundTripper
@@ -470,7 +475,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if b.base != nil {
 		return b.base.RoundTrip(r)
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	return testClient.Transport.RoundTrip(r)
 }
 
 func httpClient(token string) *http.Client { return &http.Client{Transport: bearer{token: token}} }
@@ -735,7 +740,7 @@ func (b *bundle) do(t testing.TB, method, path, token, body string, header map[s
 	if host := header["Host"]; host != "" {
 		req.Host = host
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -952,7 +957,7 @@ func TestBodyCap(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer ann")
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	chunked, err := http.DefaultClient.Do(req)
+	chunked, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -991,7 +996,7 @@ func TestLegacySSESessionBound(t *testing.T) {
 	b := setup(t, setupOptions{})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, b.url+"/teams/acme/sse", nil)
 	req.Header.Set("Authorization", "Bearer ann")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,7 +159,7 @@ func TestSessionLimitsLegacySSEStreamEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/teams/acme/sse", nil)
 	req.Header.Set("Authorization", "Bearer ann")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,7 @@ func TestJSONRPCErrorsOnLegacySSE(t *testing.T) {
 	b := setup(t, setupOptions{})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, b.url+"/teams/acme/sse", nil)
 	req.Header.Set("Authorization", "Bearer ann")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
