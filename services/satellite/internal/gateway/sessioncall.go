@@ -398,13 +398,7 @@ func sdkResponse(id jsonrpc.ID, res any, err error) []byte {
 	} else if raw, merr := encodeNoEscape(res); merr != nil {
 		msg.Error = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the server's answer could not be encoded"}
 	} else if n, ok := msg.ID.(int64); ok {
-		// What the encoder would write, without a second pass over the encoded result.
-		out := make([]byte, 0, len(raw)+48)
-		out = append(out, `{"jsonrpc":"2.0","id":`...)
-		out = strconv.AppendInt(out, n, 10)
-		out = append(out, `,"result":`...)
-		out = append(out, raw...)
-		return append(out, '}')
+		return rpcResponse(strconv.AppendInt(nil, n, 10), raw)
 	} else {
 		msg.Result = raw
 	}
@@ -413,6 +407,14 @@ func sdkResponse(id jsonrpc.ID, res any, err error) []byte {
 		return nil
 	}
 	return data
+}
+
+// rpcResponse is the JSON-RPC response with the encoded id and result as an encoder writes it, without a
+// second pass over the result.
+func rpcResponse(id, result []byte) []byte {
+	out := make([]byte, 0, len(id)+len(result)+32)
+	out = append(append(append(out, `{"jsonrpc":"2.0","id":`...), id...), `,"result":`...)
+	return append(append(out, result...), '}')
 }
 
 // wireError is an error as the SDK's jsonrpc2 package sends it (toWireError): a *jsonrpc.Error as it is,

@@ -856,12 +856,9 @@ func writeMissingTasks(w http.ResponseWriter, id jsonrpc.ID, msg string) {
 // writeRPCResult answers an HTTP request with a JSON-RPC result.
 func writeRPCResult(w http.ResponseWriter, id jsonrpc.ID, res any) {
 	if enc, ok := res.(encodedJSON); ok {
-		// What json.Marshal would write, without a second pass over the encoded result.
 		if rawID, err := json.Marshal(id.Raw()); err == nil {
-			data := make([]byte, 0, len(enc)+len(rawID)+32)
-			data = append(append(append(data, `{"jsonrpc":"2.0","id":`...), rawID...), `,"result":`...)
 			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(append(append(data, enc...), '}'))
+			_, _ = w.Write(rpcResponse(rawID, enc))
 			return
 		}
 	}
