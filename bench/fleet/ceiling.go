@@ -116,9 +116,8 @@ func measureCeiling(ctx context.Context, cfg Config) (Ceiling, error) {
 	protocols.SetUnencryptedHTTP2(true)
 	sims := make([]*sim, cfg.Satellites)
 	for i := range sims {
-		client := &http.Client{Transport: &http.Transport{Protocols: protocols}, Timeout: cfg.PollWait + 15*time.Second}
-		sims[i] = &sim{id: fmt.Sprint(i), wait: cfg.PollWait, got: make(chan delivery, 4), log: os.Stderr,
-			client: satellitev1connect.NewSatelliteServiceClient(client, url)}
+		sims[i] = newSim(fmt.Sprint(i), url, protocols, cfg.PollWait)
+		sims[i].log = os.Stderr
 	}
 	fleet := startFleet(ctx, sims)
 	defer fleet.stop()

@@ -324,6 +324,13 @@ type fleet struct {
 	stop              func()
 }
 
+// newSim is a satellite with id that polls url over a connection of its own, waiting wait.
+func newSim(id, url string, protocols *http.Protocols, wait time.Duration, opts ...connect.ClientOption) *sim {
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}, Timeout: wait + 15*time.Second}
+	return &sim{id: id, wait: wait, got: make(chan delivery, 4),
+		client: satellitev1connect.NewSatelliteServiceClient(client, url, opts...)}
+}
+
 // startFleet starts every sim polling until ctx ends or stop is called, which waits for them.
 func startFleet(ctx context.Context, sims []*sim) *fleet {
 	f := &fleet{}
@@ -449,12 +456,7 @@ func createSatellites(ctx context.Context, admin adminv1connect.AdminServiceClie
 	sims := make([]*sim, len(all))
 	for i, c := range all {
 		// Each satellite dials its own connection, as separate machines do.
-		client := &http.Client{Transport: &http.Transport{Protocols: protocols}, Timeout: wait + 15*time.Second}
-		sims[i] = &sim{
-			id: c.id, wait: wait, got: make(chan delivery, 4),
-			client: satellitev1connect.NewSatelliteServiceClient(client, url,
-				connect.WithInterceptors(bearer(prefix+c.keyID+"_"+secret))),
-		}
+		sims[i] = newSim(c.id, url, protocols, wait, connect.WithInterceptors(bearer(prefix+c.keyID+"_"+secret)))
 	}
 	return sims, nil
 }
