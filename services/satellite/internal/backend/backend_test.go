@@ -532,8 +532,10 @@ func TestHeartbeatsRideOnPolls(t *testing.T) {
 			b.srv.SetPollHeartbeats(record)
 			b.srv.SetNextHeartbeat(time.Second)
 			// Idle polls held for most of an interval, as 25 s against 30 s: the control plane answers a
-			// heartbeat riding on a poll only when the poll ends, after the next heartbeat would be due.
-			b.cfg.PollWait = 800 * time.Millisecond
+			// heartbeat riding on a poll only when the poll ends, after the next heartbeat would be due. The
+			// interval minus the wait is how late the next poll may go out before a Heartbeat call is due: 400
+			// ms, which a loaded machine running the race detector needs (200 ms was not always enough).
+			b.cfg.PollWait = 600 * time.Millisecond
 			start(t, b.cfg)
 			b.srv.Wait(t.Context(), "four heartbeats", waitLimit, func() bool { return len(b.srv.Heartbeats()) >= 4 })
 			hbs, calls := b.srv.Heartbeats(), b.srv.HeartbeatCalls()
